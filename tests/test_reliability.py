@@ -1,0 +1,278 @@
+"""The sans-I/O reliable link, driven by hand-stepped time over a simulated network."""
+
+from __future__ import annotations
+
+import itertools
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.netsim import Conditions, Network
+from trio_chat import wire
+from trio_chat.reliability import Link, LinkConfig
+
+HEADER = b'{"v":1,"t":"s","sid":1'
+
+
+def frame(n: int, pad: int = 0) -> bytes:
+    return wire.encode({"t": "notice", "text": f"{n}" + "x" * pad})
+
+
+def number(raw: msgspec.Raw | bytes) -> int:
+    decoded = wire.decode_server_frame_untrusted(raw)
+    assert isinstance(decoded, wire.Notice)
+    return int(decoded.text.rstrip("x"))
+
+
+def feed(link: Link, datagram: bytes, now: float) -> list[int]:
+    packet = wire.decode_server_datagram_untrusted(datagram)
+    assert isinstance(packet, wire.Packet)
+    return [
+        number(raw)
+        for _, raw in link.receive(packet.pn, packet.ack, packet.sack, packet.frames, now)
+    ]
+
+
+class Simulation:
+    """Two links joined by a `Network`; time advances only when `run` steps it."""
+
+    def __init__(self, seed: int, conditions: Conditions, config: LinkConfig | None = None) -> None:
+        self.links = {"a": Link(HEADER, config), "b": Link(HEADER, config)}
+        self.network = Network(seed, {"a": conditions, "b": conditions})
+        self.received: dict[str, list[int]] = {"a": [], "b": []}
+        self.now = 0.0
+        self.datagram_sizes: list[int] = []
+
+    def flush(self) -> None:
+        for name, link in self.links.items():
+            link.handle_timer(self.now)
+            other = "b" if name == "a" else "a"
+            for datagram in link.datagrams_to_send(self.now):
+                self.datagram_sizes.append(len(datagram))
+                self.network.send(other, datagram, self.now)
+
+    def step(self) -> bool:
+        """Advance to the next event; False once nothing is left to happen."""
+        times = [t for t in (self.network.next_arrival(),) if t is not None]
+        times += [t for link in self.links.values() if (t := link.next_timer()) is not None]
+        if not times:
+            return False
+        self.now = max(self.now, min(times))
+        for destination, datagram in self.network.due(self.now):
+            self.received[destination] += feed(self.links[destination], datagram, self.now)
+        self.flush()
+        return True
+
+    def run(self, until: float) -> None:
+        while self.now < until and self.step():
+            pass
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_exactly_once_in_order_under_loss_duplication_and_reordering(seed: int) -> None:
+    bad = Conditions(loss=0.3, duplicate=0.2, reorder=0.3, delay=0.02, jitter=0.01)
+    sim = Simulation(seed, bad)
+    count = 400
+    # Both directions carry data, fed in bursts while the simulation runs.
+    for burst in range(0, count, 40):
+        for n in range(burst, burst + 40):
+            sim.links["a"].send(frame(n))
+            sim.links["b"].send(frame(n + 10_000))
+        sim.flush()
+        sim.run(until=sim.now + 0.5)
+    sim.run(until=sim.now + 600)
+
+    assert sim.received["b"] == list(range(count))
+    assert sim.received["a"] == list(range(10_000, 10_000 + count))
+    assert sim.network.dropped > 0 and sim.network.duplicated > 0
+    for link in sim.links.values():
+        assert link.failure is None
+        assert link.idle
+        assert link.next_timer() is None
+        assert link.retransmissions > 0
+    # Once everything is acknowledged, nothing more is ever sent.
+    sent = sim.network.sent
+    sim.now += 3600
+    sim.flush()
+    assert sim.network.sent == sent
+
+
+def test_frames_are_coalesced_into_datagrams_that_never_exceed_1200_bytes() -> None:
+    sim = Simulation(0, Conditions())
+    for n in range(30):
+        sim.links["a"].send(frame(n))
+    datagrams = sim.links["a"].datagrams_to_send(0.0)
+    assert len(datagrams) == 1
+    assert feed(sim.links["b"], datagrams[0], 0.0) == list(range(30))
+
+    big = Simulation(0, Conditions())
+    for n in range(30):
+        big.links["a"].send(frame(n, pad=700 if n % 2 else 300))
+    datagrams = big.links["a"].datagrams_to_send(0.0)
+    assert all(len(d) <= wire.MAX_DATAGRAM for d in datagrams)
+    assert len(datagrams) < 30  # small frames share datagrams with their neighbours
+    got = [n for d in datagrams for n in feed(big.links["b"], d, 0.0)]
+    assert got == list(range(30))
+
+
+def test_a_full_size_frame_fits_even_with_selective_acks_and_extra_fields() -> None:
+    link = Link(b'{"v":1,"t":"s","sid":9007199254740991,"token":"' + b"t" * 64 + b'"')
+    # Give the link a receive state with many gaps, so its SACK field is as long as it gets.
+    for seq in range(3, 40, 2):
+        link.receive(0, 0, [], [(seq, msgspec.Raw(b"{}"))], 0.0)
+    link.extra = b',"response":"' + b"r" * 64 + b'"'
+    link.send(wire.encode({"t": "notice", "text": "x" * (wire.MAX_FRAME - 26)}))
+    datagrams = link.datagrams_to_send(1.0)
+    assert len(datagrams) == 1
+    assert len(datagrams[0]) <= wire.MAX_DATAGRAM
+    with pytest.raises(ValueError):
+        link.send(b"{" + b" " * wire.MAX_FRAME + b"}")
+
+
+def test_duplicates_are_suppressed_and_acknowledged_at_once() -> None:
+    sender, receiver = Link(HEADER), Link(HEADER)
+    sender.send(frame(1))
+    (datagram,) = sender.datagrams_to_send(0.0)
+    assert feed(receiver, datagram, 0.01) == [1]
+    assert receiver.next_timer() == pytest.approx(0.01 + receiver.config.ack_delay)
+    assert feed(receiver, datagram, 0.02) == []
+    assert receiver.duplicates == 1
+    assert receiver.next_timer() == 0.02  # a duplicate means our ack was lost: ack now
+    (ack,) = receiver.datagrams_to_send(0.02)
+    feed(sender, ack, 0.03)
+    assert sender.idle
+
+
+def test_rto_follows_measured_rtt_backs_off_and_gives_up() -> None:
+    config = LinkConfig(min_rto=0.01, initial_rto=1.0, max_rto=2.0, max_retransmits=6)
+    sender, receiver = Link(HEADER, config), Link(HEADER, config)
+    now = 0.0
+    for n in range(20):
+        sender.send(frame(n))
+        (datagram,) = sender.datagrams_to_send(now)
+        now += 0.05
+        feed(receiver, datagram, now)
+        ack = receiver.datagrams_to_send(now + receiver.config.ack_delay)
+        now += 0.05
+        feed(sender, ack[0], now + receiver.config.ack_delay)
+    assert sender.srtt == pytest.approx(0.11, abs=0.01)
+    assert 0.1 < sender.rto < 0.2
+
+    # The peer goes silent: each timeout doubles the RTO, then the link gives up.
+    sender.send(frame(99))
+    sender.datagrams_to_send(now)
+    waits = []
+    while sender.failure is None:
+        deadline = sender.next_timer()
+        assert deadline is not None
+        waits.append(deadline - now)
+        now = deadline
+        sender.handle_timer(now)
+        sender.datagrams_to_send(now)
+    assert sender.failure == "unresponsive"
+    assert len(waits) == config.max_retransmits + 1
+    assert all(b >= a * 1.99 or b == config.max_rto for a, b in itertools.pairwise(waits))
+    assert waits[-1] == config.max_rto
+
+
+def test_in_flight_frames_never_exceed_the_window() -> None:
+    config = LinkConfig(window=8)
+    sender = Link(HEADER, config)
+    for n in range(100):
+        sender.send(frame(n))
+    datagrams = sender.datagrams_to_send(0.0)
+    seqs = [seq for d in datagrams for seq, _ in _packet(d).frames]
+    assert seqs == list(range(1, 9))
+    sender.handle_timer(5.0)
+    again = sender.datagrams_to_send(5.0)
+    assert [seq for d in again for seq, _ in _packet(d).frames] == list(range(1, 9))
+    # An ack for the first four opens the window by four.
+    sender.receive(0, 4, [], [], 5.1)
+    more = sender.datagrams_to_send(5.1)
+    assert [seq for d in more for seq, _ in _packet(d).frames] == list(range(9, 13))
+
+
+def test_an_ack_for_frames_never_sent_is_ignored() -> None:
+    sender = Link(HEADER)
+    sender.send(frame(1))
+    sender.datagrams_to_send(0.0)
+    sender.receive(0, 50, [(60, 70)], [], 0.1)
+    assert sender.queued == 1
+
+
+def test_acknowledged_frames_return_their_tags() -> None:
+    sender, receiver = Link(HEADER), Link(HEADER)
+    sender.send(frame(1), tag="first")
+    sender.send(frame(2))
+    for datagram in sender.datagrams_to_send(0.0):
+        feed(receiver, datagram, 0.0)
+    for datagram in receiver.datagrams_to_send(1.0):
+        feed(sender, datagram, 1.0)
+    assert sender.acked_tags == ["first"]
+
+
+def test_a_link_whose_queue_overflows_fails_as_overloaded() -> None:
+    sender = Link(HEADER, LinkConfig(max_queue=10))
+    for n in range(10):
+        sender.send(frame(n))
+    assert sender.failure is None
+    sender.send(frame(10))
+    assert sender.failure == "overloaded"
+
+
+def test_a_byte_budget_holds_back_what_does_not_fit() -> None:
+    sender = Link(HEADER)
+    for n in range(10):
+        sender.send(frame(n, pad=400))
+    first = sender.datagrams_to_send(0.0, budget=1000)
+    assert sum(map(len, first)) <= 1000
+    rest = sender.datagrams_to_send(0.0)
+    receiver = Link(HEADER)
+    got = [n for d in first + rest for n in feed(receiver, d, 0.0)]
+    assert got == list(range(10))
+
+
+def test_a_lost_frame_is_retransmitted_early_once_later_ones_are_acknowledged() -> None:
+    config = LinkConfig(initial_rto=10.0, window=64)
+    sender, receiver = Link(HEADER, config), Link(HEADER, config)
+    for n in range(5):
+        sender.send(frame(n, pad=900))  # one frame per datagram
+    datagrams = sender.datagrams_to_send(0.0)
+    assert len(datagrams) == 5
+    for datagram in datagrams[1:]:  # the first one is lost
+        feed(receiver, datagram, 0.01)
+    (ack,) = receiver.datagrams_to_send(0.01)
+    assert _packet(ack).sack == [(2, 5)]
+    feed(sender, ack, 0.02)
+    (resent,) = sender.datagrams_to_send(0.02)  # long before the 10 s timeout
+    assert feed(receiver, resent, 0.03) == [0, 1, 2, 3, 4]
+
+
+def _packet(datagram: bytes) -> wire.Packet:
+    packet = wire.decode_server_datagram_untrusted(datagram)
+    assert isinstance(packet, wire.Packet)
+    return packet
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    loss=st.floats(0.0, 0.4),
+    duplicate=st.floats(0.0, 0.3),
+    reorder=st.floats(0.0, 0.5),
+    sizes=st.lists(st.integers(0, 880), min_size=1, max_size=60),
+)
+def test_any_network_weather_delivers_everything_once_in_order(
+    seed: int, loss: float, duplicate: float, reorder: float, sizes: list[int]
+) -> None:
+    config = LinkConfig(max_retransmits=40)
+    sim = Simulation(seed, Conditions(loss, duplicate, reorder, 0.01, 0.01), config)
+    for n, size in enumerate(sizes):
+        sim.links["a"].send(frame(n, pad=size))
+    sim.flush()
+    sim.run(until=3600)
+    assert sim.received["b"] == list(range(len(sizes)))
+    assert all(size <= wire.MAX_DATAGRAM for size in sim.datagram_sizes)
+    assert sim.links["a"].idle

@@ -1,0 +1,59 @@
+"""What trio-chat keeps: accounts and messages, and the writes the persistence task makes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    name: str
+    """The display form (NFKC), as the person registered it."""
+    key: str
+    """The identity: NFKC and casefolded, unique."""
+    password_hash: str
+    created: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A public message (no recipient) or a private one, as stamped by the server."""
+
+    id: int
+    ts: str
+    sender_id: int
+    sender: str
+    text: str
+    recipient_id: int | None = None
+    recipient: str | None = None
+    cid: str | None = None
+    """The sender's own id for the message, so a message sent twice is kept once."""
+
+    @property
+    def private(self) -> bool:
+        return self.recipient_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkDelivered:
+    """Private messages that reached a session of their recipient."""
+
+    message_ids: tuple[int, ...]
+
+
+StoreOp = Account | Message | MarkDelivered
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What the daemon loads from storage when it starts."""
+
+    accounts: list[Account] = field(default_factory=list)
+    recent: list[Message] = field(default_factory=list)
+    """The newest messages, public and private, oldest first."""
+    undelivered: list[Message] = field(default_factory=list)
+    """Private messages no session of their recipient has acknowledged, oldest first."""
+    public_count: int = 0
+    next_message_id: int = 1
+    next_account_id: int = 1

@@ -1,0 +1,156 @@
+"""The room: who is in it, how a frame reaches them, what they missed.
+
+`Fanout` is the interface the engine talks to. `LocalRoom` keeps everyone in this
+process; a room shared by several daemons would implement the same five methods over a
+message bus and deliver to its local sessions the same way.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from typing import Protocol
+
+from .records import Message
+
+Deliver = Callable[[int, bytes, Hashable | None], None]
+"""Hand an encoded frame to one session: `(session_id, frame, ack_tag)`."""
+
+
+class Fanout(Protocol):
+    def enter(self, session_id: int, account_id: int, name: str) -> bool:
+        """Add a session; True if it is its account's first one (the account joined)."""
+
+    def leave(self, session_id: int, account_id: int) -> bool:
+        """Remove a session; True if it was its account's last one (the account left)."""
+
+    def broadcast(self, frame: bytes, exclude: int | None = None) -> None:
+        """Deliver to every session in the room but `exclude`."""
+
+    def to_account(
+        self, account_id: int, frame: bytes, tag: Hashable | None = None, exclude: int | None = None
+    ) -> int:
+        """Deliver to every session of one account; return how many there were."""
+
+    def online(self) -> list[str]:
+        """The names of the accounts with at least one session, sorted."""
+
+
+class LocalRoom:
+    """Every session of the room lives in this process."""
+
+    def __init__(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._sessions: dict[int, int] = {}
+        self._by_account: dict[int, set[int]] = {}
+        self._names: dict[int, str] = {}
+
+    def enter(self, session_id: int, account_id: int, name: str) -> bool:
+        self._sessions[session_id] = account_id
+        sessions = self._by_account.setdefault(account_id, set())
+        sessions.add(session_id)
+        self._names[account_id] = name
+        return len(sessions) == 1
+
+    def leave(self, session_id: int, account_id: int) -> bool:
+        self._sessions.pop(session_id, None)
+        sessions = self._by_account.get(account_id)
+        if sessions is None:
+            return False
+        sessions.discard(session_id)
+        if sessions:
+            return False
+        del self._by_account[account_id]
+        del self._names[account_id]
+        return True
+
+    def broadcast(self, frame: bytes, exclude: int | None = None) -> None:
+        deliver = self._deliver
+        for session_id in self._sessions:
+            if session_id != exclude:
+                deliver(session_id, frame, None)
+
+    def to_account(
+        self, account_id: int, frame: bytes, tag: Hashable | None = None, exclude: int | None = None
+    ) -> int:
+        sessions = self._by_account.get(account_id, ())
+        for session_id in sessions:
+            if session_id != exclude:
+                self._deliver(session_id, frame, tag)
+        return len(sessions)
+
+    def online(self) -> list[str]:
+        return sorted(self._names.values(), key=str.casefold)
+
+    @property
+    def accounts_online(self) -> int:
+        return len(self._by_account)
+
+
+class HistoryWindow:
+    """The newest messages in memory: what a new session is shown, and resend detection."""
+
+    def __init__(self, size: int, recent: Iterable[Message] = (), public_count: int = 0) -> None:
+        self._public: deque[Message] = deque(maxlen=size)
+        self._recent: deque[Message] = deque()
+        self._by_cid: dict[tuple[int, str], Message] = {}
+        self._size = size
+        self.public_count = public_count - sum(1 for m in recent if not m.private)
+        for message in recent:
+            self.add(message)
+
+    def add(self, message: Message) -> None:
+        if not message.private:
+            self._public.append(message)
+            self.public_count += 1
+        if message.cid is not None:
+            self._recent.append(message)
+            self._by_cid[(message.sender_id, message.cid)] = message
+            if len(self._recent) > self._size:
+                old = self._recent.popleft()
+                assert old.cid is not None
+                self._by_cid.pop((old.sender_id, old.cid), None)
+
+    def find(self, sender_id: int, cid: str) -> Message | None:
+        """A message this sender already sent with this client id, if it is recent."""
+        return self._by_cid.get((sender_id, cid))
+
+    def latest(self, count: int) -> tuple[list[Message], bool]:
+        """The newest `count` public messages, and whether older ones exist."""
+        shown = list(self._public)[-count:] if count > 0 else []
+        return shown, self.public_count > len(shown)
+
+    def after(self, since: int, limit: int) -> tuple[list[Message], bool]:
+        """Public messages newer than `since` (at most `limit`), and whether some were cut."""
+        newer = [m for m in self._public if m.id > since]
+        # The window forgot its oldest messages; some of them may be newer than `since`.
+        forgot = self.public_count > len(self._public) and self._public[0].id > since + 1
+        return newer[-limit:], len(newer) > limit or forgot
+
+
+class Mailbox:
+    """Private messages that no session of their recipient has acknowledged yet."""
+
+    def __init__(self, undelivered: Iterable[Message] = ()) -> None:
+        self._boxes: dict[int, dict[int, Message]] = {}
+        for message in undelivered:
+            self.add(message)
+
+    def add(self, message: Message) -> None:
+        assert message.recipient_id is not None
+        self._boxes.setdefault(message.recipient_id, {})[message.id] = message
+
+    def delivered(self, account_id: int, message_id: int) -> bool:
+        """Take a message out; False if it was already out."""
+        box = self._boxes.get(account_id)
+        if box is None or box.pop(message_id, None) is None:
+            return False
+        if not box:
+            del self._boxes[account_id]
+        return True
+
+    def waiting(self, account_id: int) -> list[Message]:
+        return sorted(self._boxes.get(account_id, {}).values(), key=lambda m: m.id)
+
+    def count(self, account_id: int) -> int:
+        return len(self._boxes.get(account_id, ()))

@@ -1,0 +1,111 @@
+"""The rules for names, passwords and message text, shared by the daemon and its clients.
+
+Pure functions over strings: each returns the normalised value or raises `RuleError`
+with a stable error code (the same codes travel on the wire, see `docs/protocol.md`).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+NAME_MAX_CHARS = 32
+PASSWORD_MIN_CHARS = 8
+PASSWORD_MAX_CHARS = 256
+TEXT_MAX_BYTES = 500
+"""A message's text, measured as its JSON string body (see `text_size`)."""
+
+_NAME_PUNCTUATION = frozenset("_-.")
+
+# The characters a JSON string escapes: these seven as two bytes, other C0 as six.
+_ESCAPED = re.compile(r'[\x00-\x1f"\\]')
+_SHORT_ESCAPES = frozenset('\b\t\n\f\r"\\')
+
+
+class RuleError(ValueError):
+    """A value breaks one of the rules; `code` names which, `message` says it to a person."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def normalize_name(name: str) -> str:
+    """The display form of a name: Unicode NFKC, so look-alike encodings collapse."""
+    return unicodedata.normalize("NFKC", name)
+
+
+def name_key(name: str) -> str:
+    """The identity of a name: NFKC, casefolded, NFKC again (so `Alice` is `alice`)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+def _is_name_char(char: str) -> bool:
+    category = unicodedata.category(char)
+    return category[0] in "LM" or category == "Nd" or char in _NAME_PUNCTUATION
+
+
+def check_name(name: str) -> str:
+    """Validate a name and return its display form (NFKC)."""
+    display = normalize_name(name)
+    if not 1 <= len(display) <= NAME_MAX_CHARS:
+        raise RuleError(
+            "invalid_name",
+            f"A name must be 1 to {NAME_MAX_CHARS} characters long.",
+        )
+    first = unicodedata.category(display[0])
+    if not (first[0] == "L" or first == "Nd"):
+        raise RuleError("invalid_name", "A name must start with a letter or a digit.")
+    if not all(_is_name_char(char) for char in display):
+        raise RuleError(
+            "invalid_name",
+            "A name may hold only letters, digits, '_', '-' and '.'.",
+        )
+    return display
+
+
+def check_password(password: str) -> str:
+    """Validate a password and return the form that is hashed (NFC)."""
+    normalized = unicodedata.normalize("NFC", password)
+    if len(normalized) < PASSWORD_MIN_CHARS:
+        raise RuleError(
+            "password_too_short",
+            f"A password must be at least {PASSWORD_MIN_CHARS} characters long.",
+        )
+    if len(normalized) > PASSWORD_MAX_CHARS:
+        raise RuleError(
+            "password_too_long",
+            f"A password must be at most {PASSWORD_MAX_CHARS} characters long.",
+        )
+    return normalized
+
+
+def text_size(text: str) -> int:
+    """Bytes the text takes inside a JSON string: UTF-8, with `"`, `\\` and C0 escaped.
+
+    `"`, `\\`, backspace, tab, newline, form feed and carriage return count 2 bytes; the
+    other characters below U+0020 count 6 (`\\u001b`); every other character its UTF-8
+    length. Any encoder that escapes at least this much yields a body no longer than this.
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    for match in _ESCAPED.finditer(text):
+        size += 1 if match.group() in _SHORT_ESCAPES else 5
+    return size
+
+
+def check_text(text: str) -> str:
+    """Validate a message's text and return it unchanged."""
+    if not text:
+        raise RuleError("text_empty", "A message cannot be empty.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RuleError("bad_field", "A message must be valid Unicode text.") from None
+    if text_size(text) > TEXT_MAX_BYTES:
+        raise RuleError(
+            "text_too_long",
+            f"A message can hold at most {TEXT_MAX_BYTES} bytes of UTF-8 text "
+            f"(this one has {text_size(text)}).",
+        )
+    return text

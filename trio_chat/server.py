@@ -1,0 +1,210 @@
+"""The daemon: the engine under a thin Trio shell.
+
+One nursery runs the UDP receive loop (which also fires the engine's timers), the
+persistence task, and short tasks that hash passwords or read history in worker threads.
+Cancelling `serve` shuts down cleanly: sessions are told, the persistence channel is
+drained, the database is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from . import auth
+from .engine import (
+    Address,
+    CheckPassword,
+    Effect,
+    HashPassword,
+    LoadHistory,
+    Persist,
+    ServerConfig,
+    ServerEngine,
+)
+from .records import Message, StoreOp
+from .store import SqliteStore, Storage, run_persistence
+
+log = logging.getLogger(__name__)
+
+RECEIVE_BUFFER = 2048
+"""Larger than any valid datagram, so an oversized one is seen as such, not truncated."""
+BATCH = 256
+"""Datagrams taken from the socket before the engine's output is flushed."""
+
+
+def bind_udp(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to `host:port` (IPv4 or IPv6, as the host says)."""
+    family, kind, proto, _name, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            sock.setsockopt(socket.SOL_SOCKET, option, 4 * 1024 * 1024)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class Daemon:
+    """Connects a `ServerEngine` to a socket, a store, worker threads and the clock."""
+
+    def __init__(
+        self,
+        engine: ServerEngine,
+        sock: socket.socket,
+        storage: Storage,
+        nursery: trio.Nursery,
+        persist: trio.MemorySendChannel[StoreOp],
+    ) -> None:
+        self.engine = engine
+        self.sock = sock
+        self.storage = storage
+        self.nursery = nursery
+        self._persist = persist
+        self._wait: trio.CancelScope | None = None
+        self._hashing = trio.CapacityLimiter(max(1, (os.cpu_count() or 2) - 1))
+        self.send_errors = 0
+
+    async def run(self) -> None:
+        """Receive datagrams and fire timers until cancelled."""
+        engine, sock = self.engine, self.sock
+        receive = sock.recvfrom
+        while True:
+            now, wall = trio.current_time(), time.time()
+            received = 0
+            while received < BATCH:
+                received += 1
+                try:
+                    data, address = receive(RECEIVE_BUFFER)
+                except BlockingIOError:
+                    received -= 1
+                    break
+                except OSError:
+                    continue  # an ICMP error for an earlier send; nothing to read here
+                engine.receive_datagram(data, address, now, wall)
+            engine.handle_timers(now, wall)
+            self.flush()
+            if received == BATCH:
+                await trio.lowlevel.checkpoint()
+                continue
+            deadline = engine.next_timer()
+            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as wait:
+                self._wait = wait
+                await trio.lowlevel.wait_readable(sock)
+            self._wait = None
+
+    def flush(self) -> None:
+        """Send what the engine has for the network; start the work it asked for."""
+        engine = self.engine
+        now = trio.current_time()
+        send = self.sock.sendto
+        for data, address in engine.datagrams_to_send(now, time.time()):
+            try:
+                send(data, address)
+            except OSError:
+                # A full send buffer or an unreachable peer: the link retransmits.
+                self.send_errors += 1
+        for effect in engine.take_effects():
+            self._start(effect)
+        if self._wait is not None:
+            deadline = engine.next_timer()
+            if deadline is not None and deadline < self._wait.deadline:
+                self._wait.deadline = deadline
+
+    def _start(self, effect: Effect) -> None:
+        if isinstance(effect, Persist):
+            self._persist.send_nowait(effect.op)
+        elif isinstance(effect, HashPassword):
+            self.nursery.start_soon(self._hash, effect)
+        elif isinstance(effect, CheckPassword):
+            self.nursery.start_soon(self._check, effect)
+        else:
+            self.nursery.start_soon(self._history, effect)
+
+    async def _hash(self, effect: HashPassword) -> None:
+        hashed = await trio.to_thread.run_sync(
+            auth.hash_password, effect.password, limiter=self._hashing
+        )
+        self.engine.password_hashed(effect.job, hashed, time.time())
+        self.flush()
+
+    async def _check(self, effect: CheckPassword) -> None:
+        ok = await trio.to_thread.run_sync(
+            auth.verify_password, effect.password_hash, effect.password, limiter=self._hashing
+        )
+        self.engine.password_checked(effect.job, ok, trio.current_time(), time.time())
+        self.flush()
+
+    async def _history(self, effect: LoadHistory) -> None:
+        messages: list[Message] = await trio.to_thread.run_sync(
+            self.storage.history, effect.account_id, effect.before, effect.limit
+        )
+        self.engine.history_loaded(effect.job, messages)
+        self.flush()
+
+    def committed(self, op: StoreOp) -> None:
+        self.engine.committed(op, trio.current_time())
+        self.flush()
+
+    def failed(self, op: StoreOp) -> None:
+        self.engine.failed(op, trio.current_time())
+        self.flush()
+
+    def shutdown(self) -> None:
+        self.engine.shutdown(trio.current_time(), time.time())
+        self.flush()
+
+
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 1600,
+    database: Path | str | None = None,
+    config: ServerConfig | None = None,
+    *,
+    storage: Storage | None = None,
+    on_ready: Callable[[ServerEngine], Any] | None = None,
+    task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the daemon until cancelled; `task_status.started` gets the bound address."""
+    config = config or ServerConfig()
+    if storage is None:
+        if database is None:
+            raise ValueError("serve() needs a database path or a storage object")
+        storage = await trio.to_thread.run_sync(SqliteStore.open, database)
+    try:
+        snapshot = await trio.to_thread.run_sync(storage.load, config.window_messages)
+        engine = ServerEngine(config, snapshot)
+        sock = bind_udp(host, port)
+        with sock:
+            send_ops, receive_ops = trio.open_memory_channel[StoreOp](math.inf)
+            async with trio.open_nursery() as nursery:
+                daemon = Daemon(engine, sock, storage, nursery, send_ops)
+                await nursery.start(
+                    run_persistence, storage, receive_ops, daemon.committed, daemon.failed
+                )
+                address = sock.getsockname()
+                log.info("listening on %s", address)
+                if on_ready is not None:
+                    on_ready(engine)
+                task_status.started(address)
+                try:
+                    await daemon.run()
+                finally:
+                    daemon.shutdown()
+                    send_ops.close()  # the persistence task drains what is left, then ends
+                    nursery.cancel_scope.cancel()
+    finally:
+        storage.close()

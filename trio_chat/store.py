@@ -1,0 +1,270 @@
+"""SQLite storage and the persistence task that writes to it in group commits.
+
+`SqliteStore` is synchronous and meant to run in worker threads; `run_persistence` is the
+Trio task that batches writes from a memory channel into one transaction each. The
+`Storage` protocol is all the daemon needs from a store, so another backend is one more
+class, not a rewrite.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import trio
+
+from .records import Account, MarkDelivered, Message, Snapshot, StoreOp
+
+SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1: accounts and messages.
+    """
+    CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        key TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created TEXT NOT NULL
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,
+        sender_id INTEGER NOT NULL REFERENCES accounts(id),
+        recipient_id INTEGER REFERENCES accounts(id),
+        text TEXT NOT NULL,
+        cid TEXT,
+        delivered INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX messages_received ON messages(recipient_id, id)
+        WHERE recipient_id IS NOT NULL;
+    CREATE INDEX messages_sent_private ON messages(sender_id, id)
+        WHERE recipient_id IS NOT NULL;
+    CREATE INDEX messages_undelivered ON messages(recipient_id)
+        WHERE recipient_id IS NOT NULL AND delivered = 0;
+    """,
+)
+
+_SELECT_MESSAGES = """
+    SELECT m.id, m.ts, m.sender_id, s.name, m.text, m.recipient_id, r.name, m.cid
+    FROM messages AS m
+    JOIN accounts AS s ON s.id = m.sender_id
+    LEFT JOIN accounts AS r ON r.id = m.recipient_id
+"""
+
+Row = tuple[int, str, int, str, str, int | None, str | None, str | None]
+
+
+class StorageError(Exception):
+    """The database cannot be opened or used; the message says what to do."""
+
+
+class Storage(Protocol):
+    def load(self, window: int) -> Snapshot: ...
+
+    def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
+        """Commit `ops` in one transaction; return those that could not be stored."""
+        ...
+
+    def history(self, account_id: int, before: int | None, limit: int) -> list[Message]: ...
+
+    def close(self) -> None: ...
+
+
+def _message(row: Row) -> Message:
+    return Message(
+        id=row[0],
+        ts=row[1],
+        sender_id=row[2],
+        sender=row[3],
+        text=row[4],
+        recipient_id=row[5],
+        recipient=row[6],
+        cid=row[7],
+    )
+
+
+def default_database() -> Path:
+    """`$XDG_DATA_HOME/trio-chat/chat.db`, by default under `~/.local/share`."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "trio-chat" / "chat.db"
+
+
+class SqliteStore:
+    """One SQLite file in WAL mode; every method may be called from any one thread at a time."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self._lock = threading.Lock()
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path | str) -> SqliteStore:
+        """Open (creating, readable by its owner only) and migrate the database at `path`."""
+        path = Path(path)
+        try:
+            if path.parent != Path():
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = FULL")
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.execute("PRAGMA busy_timeout = 5000")
+            store = cls(connection, path)
+            store._migrate()
+        except (OSError, sqlite3.Error) as error:
+            raise StorageError(f"Cannot open the database {str(path)!r}: {error}.") from error
+        return store
+
+    def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"The database {str(self.path)!r} was written by a newer trio-chat "
+                f"(schema {version}); upgrade trio-chat to use it."
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _MIGRATIONS[target - 1].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {target}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def load(self, window: int) -> Snapshot:
+        with self._lock:
+            db = self._db
+            accounts = [
+                Account(id=r[0], name=r[1], key=r[2], password_hash=r[3], created=r[4])
+                for r in db.execute(
+                    "SELECT id, name, key, password_hash, created FROM accounts ORDER BY id"
+                )
+            ]
+            recent = [
+                _message(r)
+                for r in db.execute(_SELECT_MESSAGES + " ORDER BY m.id DESC LIMIT ?", (window,))
+            ]
+            recent.reverse()
+            undelivered = [
+                _message(r)
+                for r in db.execute(
+                    _SELECT_MESSAGES
+                    + " WHERE m.recipient_id IS NOT NULL AND m.delivered = 0 ORDER BY m.id"
+                )
+            ]
+            (public_count,) = db.execute(
+                "SELECT count(*) FROM messages WHERE recipient_id IS NULL"
+            ).fetchone()
+            (last_message,) = db.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()
+            (last_account,) = db.execute("SELECT coalesce(max(id), 0) FROM accounts").fetchone()
+        return Snapshot(
+            accounts=accounts,
+            recent=recent,
+            undelivered=undelivered,
+            public_count=public_count,
+            next_message_id=last_message + 1,
+            next_account_id=last_account + 1,
+        )
+
+    def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
+        failed: list[StoreOp] = []
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                for op in ops:
+                    db.execute("SAVEPOINT op")
+                    try:
+                        self._apply(op)
+                    except sqlite3.IntegrityError:
+                        db.execute("ROLLBACK TO op")
+                        failed.append(op)
+                    db.execute("RELEASE op")
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return failed
+
+    def _apply(self, op: StoreOp) -> None:
+        if isinstance(op, Message):
+            self._db.execute(
+                "INSERT INTO messages (id, ts, sender_id, recipient_id, text, cid)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (op.id, op.ts, op.sender_id, op.recipient_id, op.text, op.cid),
+            )
+        elif isinstance(op, MarkDelivered):
+            self._db.executemany(
+                "UPDATE messages SET delivered = 1 WHERE id = ?",
+                [(message_id,) for message_id in op.message_ids],
+            )
+        else:
+            self._db.execute(
+                "INSERT INTO accounts (id, name, key, password_hash, created)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (op.id, op.name, op.key, op.password_hash, op.created),
+            )
+
+    def history(self, account_id: int, before: int | None, limit: int) -> list[Message]:
+        """Up to `limit` messages older than `before` that the account may see, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                _SELECT_MESSAGES
+                + " WHERE m.id < ? AND (m.recipient_id IS NULL OR m.recipient_id = ?"
+                " OR (m.sender_id = ? AND m.recipient_id IS NOT NULL))"
+                " ORDER BY m.id DESC LIMIT ?",
+                (before if before is not None else 2**63 - 1, account_id, account_id, limit),
+            ).fetchall()
+        return [_message(row) for row in reversed(rows)]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+async def run_persistence(
+    storage: Storage,
+    ops: trio.MemoryReceiveChannel[StoreOp],
+    committed: Callable[[StoreOp], None],
+    failed: Callable[[StoreOp], None],
+    *,
+    max_batch: int = 2000,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Write what arrives on `ops`, each batch in one transaction, until the channel closes.
+
+    Everything waiting when a commit starts goes into it (group commit), so a slow disk
+    makes batches larger rather than replies slower. The task is shielded from
+    cancellation: the daemon stops it by closing the channel, and it drains first.
+    """
+    with trio.CancelScope(shield=True):
+        task_status.started()
+        async with ops:
+            async for first in ops:
+                batch = [first]
+                while len(batch) < max_batch:
+                    try:
+                        batch.append(ops.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                try:
+                    rejected = await trio.to_thread.run_sync(storage.write, batch)
+                except Exception:
+                    log.exception("could not write %d changes to the database", len(batch))
+                    rejected = batch
+                rejected_ids = {id(op) for op in rejected}
+                for op in batch:
+                    (failed if id(op) in rejected_ids else committed)(op)

@@ -1,0 +1,321 @@
+"""Every datagram and frame trio-chat sends, with their limits, encoders and decoders.
+
+A datagram is one UTF-8 JSON object of at most `MAX_DATAGRAM` bytes whose `"t"` field
+names its type. Before a session exists, a client sends `register` and `login`
+datagrams, each answered by one datagram. Within a session both sides send `s`
+(session) datagrams: a reliable link header (packet number, cumulative and selective
+acks) carrying numbered *frames*, each frame one JSON object tagged by `"t"` too.
+`docs/protocol.md` is the prose version of this module.
+
+Functions that parse bytes from the network say so: `*_untrusted`. They raise
+`WireError` with a stable code; they never raise anything else.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, TypeAlias
+
+import msgspec
+
+PROTOCOL_VERSION: Final = 1
+MAX_DATAGRAM: Final = 1200
+"""No datagram, in either direction, is larger than this many bytes."""
+
+MAX_FRAME: Final = 930
+"""No single frame is larger than this, so one always fits in a datagram with its header."""
+
+SACK_RANGES_MAX: Final = 4
+HISTORY_LIMIT_MAX: Final = 100
+MAX_SEQ: Final = 2**53 - 1
+
+Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
+Sid = Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)]
+RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+NameField = Annotated[str, msgspec.Meta(max_length=64)]
+PasswordField = Annotated[str, msgspec.Meta(max_length=1024)]
+TextField = Annotated[str, msgspec.Meta(max_length=1200)]
+Token = Annotated[str, msgspec.Meta(max_length=64)]
+ClientMessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
+
+
+class WireError(ValueError):
+    """Bytes from the network that are not a valid datagram or frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Datagram(msgspec.Struct, tag_field="t", omit_defaults=True, kw_only=True):
+    v: int = PROTOCOL_VERSION
+
+
+class _Frame(msgspec.Struct, tag_field="t", omit_defaults=True, kw_only=True):
+    pass
+
+
+# --- datagrams outside a session -------------------------------------------------------
+
+
+class Register(_Datagram, tag="register"):
+    rid: RequestId
+    name: NameField
+    password: PasswordField
+
+
+class Login(_Datagram, tag="login"):
+    rid: RequestId
+    name: NameField
+    password: PasswordField
+    since: Seq | None = None
+    """Resume: the newest message id this client has seen (it gets what came after)."""
+
+
+class Registered(_Datagram, tag="registered"):
+    rid: RequestId
+    name: str
+
+
+class Welcome(_Datagram, tag="welcome"):
+    rid: RequestId
+    sid: Sid
+    token: Token
+    name: str
+    unread: int = 0
+
+
+class Pending(_Datagram, tag="pending"):
+    """The server has the request and is still working on it (hashing is slow on purpose)."""
+
+    rid: RequestId
+
+
+class ErrorReply(_Datagram, tag="error"):
+    code: str
+    message: str
+    rid: RequestId | None = None
+    sid: Sid | None = None
+    retry_after: float | None = None
+
+
+# --- the session datagram ---------------------------------------------------------------
+
+SackRange = tuple[Seq, Seq]
+
+
+class Packet(_Datagram, tag="s"):
+    """A session datagram. `frames` holds `[seq, frame]` pairs, frames left undecoded."""
+
+    sid: Sid
+    pn: Seq
+    token: Token | None = None
+    ack: Seq = 0
+    sack: Annotated[list[SackRange], msgspec.Meta(max_length=SACK_RANGES_MAX)] = []
+    frames: list[tuple[Seq, msgspec.Raw]] = []
+    challenge: Token | None = None
+    response: Token | None = None
+
+
+# --- frames a client sends ---------------------------------------------------------------
+
+
+class Say(_Frame, tag="say"):
+    text: TextField
+    cid: ClientMessageId
+
+
+class Whisper(_Frame, tag="whisper"):
+    to: NameField
+    text: TextField
+    cid: ClientMessageId
+
+
+class Who(_Frame, tag="who"):
+    pass
+
+
+class HistoryRequest(_Frame, tag="history"):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=HISTORY_LIMIT_MAX)] = 20
+    before: Seq | None = None
+
+
+class Ping(_Frame, tag="ping"):
+    pass
+
+
+class Logout(_Frame, tag="logout"):
+    pass
+
+
+ClientFrame: TypeAlias = Say | Whisper | Who | HistoryRequest | Ping | Logout
+
+
+# --- frames a server sends ---------------------------------------------------------------
+
+
+class Ok(_Frame, tag="ok"):
+    re: Seq
+    id: Seq | None = None
+    ts: str | None = None
+    count: int | None = None
+
+
+class ErrorFrame(_Frame, tag="error"):
+    code: str
+    message: str
+    re: Seq | None = None
+    retry_after: float | None = None
+
+
+class Msg(_Frame, tag="msg"):
+    id: Seq
+    ts: str
+    sender: str = msgspec.field(name="from")
+    text: str
+    cid: str | None = None
+    history: bool = False
+    re: Seq | None = None
+
+
+class Pm(_Frame, tag="pm"):
+    id: Seq
+    ts: str
+    sender: str = msgspec.field(name="from")
+    to: str
+    text: str
+    cid: str | None = None
+    history: bool = False
+    re: Seq | None = None
+
+
+class Join(_Frame, tag="join"):
+    name: str
+    ts: str
+
+
+class Leave(_Frame, tag="leave"):
+    name: str
+    ts: str
+    reason: str = "quit"
+
+
+class Names(_Frame, tag="names"):
+    re: Seq
+    names: list[str]
+
+
+class Ready(_Frame, tag="ready"):
+    """Ends the history sent on login: `count` messages, `more` if older ones were cut."""
+
+    count: int
+    more: bool = False
+
+
+class Notice(_Frame, tag="notice"):
+    text: str
+
+
+class Bye(_Frame, tag="bye"):
+    reason: str
+    message: str
+
+
+ServerFrame: TypeAlias = Ok | ErrorFrame | Msg | Pm | Join | Leave | Names | Ready | Notice | Bye
+
+ClientDatagram: TypeAlias = Register | Login | Packet
+ServerDatagram: TypeAlias = Registered | Welcome | Pending | ErrorReply | Packet
+
+
+# --- encoding ------------------------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder()
+encode = _encoder.encode
+
+
+# --- decoding untrusted bytes ----------------------------------------------------------------
+
+
+class _Probe(msgspec.Struct):
+    """Just enough of a datagram to explain why the full decode failed."""
+
+    v: int | None = None
+    t: str | None = None
+
+
+_client_datagram = msgspec.json.Decoder(ClientDatagram)
+_server_datagram = msgspec.json.Decoder(ServerDatagram)
+_client_frame = msgspec.json.Decoder(ClientFrame)
+_server_frame = msgspec.json.Decoder(ServerFrame)
+_probe = msgspec.json.Decoder(_Probe)
+
+
+def _explain(data: bytes, error: msgspec.MsgspecError, known: frozenset[str]) -> WireError:
+    if len(data) > MAX_DATAGRAM:
+        return WireError("too_large", f"Datagrams are at most {MAX_DATAGRAM} bytes.")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return WireError("bad_datagram", "A datagram must be UTF-8 encoded JSON.")
+    try:
+        probe = _probe.decode(data)
+    except msgspec.MsgspecError:
+        return WireError("bad_datagram", "A datagram must be one JSON object.")
+    if probe.v != PROTOCOL_VERSION:
+        return WireError("bad_version", f"This server speaks protocol version {PROTOCOL_VERSION}.")
+    if probe.t not in known:
+        return WireError("unknown_type", f"Unknown datagram type {probe.t!r}.")
+    return WireError("bad_field", f"Malformed {probe.t!r} datagram: {error}.")
+
+
+_CLIENT_TYPES = frozenset({"register", "login", "s"})
+_SERVER_TYPES = frozenset({"registered", "welcome", "pending", "error", "s"})
+
+
+def _check_version(datagram: ClientDatagram | ServerDatagram) -> None:
+    if datagram.v != PROTOCOL_VERSION:
+        raise WireError("bad_version", f"This server speaks protocol version {PROTOCOL_VERSION}.")
+
+
+def decode_client_datagram_untrusted(data: bytes) -> ClientDatagram:
+    """Parse a datagram a client sent; raise `WireError` if it is not a valid one."""
+    if len(data) > MAX_DATAGRAM:
+        raise WireError("too_large", f"Datagrams are at most {MAX_DATAGRAM} bytes.")
+    try:
+        datagram = _client_datagram.decode(data)
+    except msgspec.MsgspecError as error:
+        raise _explain(data, error, _CLIENT_TYPES) from None
+    _check_version(datagram)
+    return datagram
+
+
+def decode_server_datagram_untrusted(data: bytes) -> ServerDatagram:
+    """Parse a datagram a server sent; raise `WireError` if it is not a valid one."""
+    if len(data) > MAX_DATAGRAM:
+        raise WireError("too_large", f"Datagrams are at most {MAX_DATAGRAM} bytes.")
+    try:
+        datagram = _server_datagram.decode(data)
+    except msgspec.MsgspecError as error:
+        raise _explain(data, error, _SERVER_TYPES) from None
+    _check_version(datagram)
+    return datagram
+
+
+def _frame_error(error: msgspec.MsgspecError) -> WireError:
+    return WireError("bad_request", f"Malformed frame: {error}.")
+
+
+def decode_client_frame_untrusted(raw: bytes | msgspec.Raw) -> ClientFrame:
+    """Parse one frame from a client's session datagram."""
+    try:
+        return _client_frame.decode(raw)
+    except msgspec.MsgspecError as error:
+        raise _frame_error(error) from None
+
+
+def decode_server_frame_untrusted(raw: bytes | msgspec.Raw) -> ServerFrame:
+    """Parse one frame from a server's session datagram."""
+    try:
+        return _server_frame.decode(raw)
+    except msgspec.MsgspecError as error:
+        raise _frame_error(error) from None
