@@ -47,7 +47,8 @@ class WireError(ValueError):
         self.message = message
 
 
-class _Datagram(msgspec.Struct, tag_field="t", omit_defaults=True, kw_only=True):
+class _Datagram(msgspec.Struct, tag_field="t", kw_only=True):
+    # Every field is encoded (no omit_defaults), so `v` is always on the wire.
     v: int = PROTOCOL_VERSION
 
 

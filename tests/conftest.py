@@ -1,0 +1,26 @@
+"""Shared fixtures: a real daemon on 127.0.0.1, port 0, with its own database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from trio_chat.engine import ServerConfig
+from trio_chat.server import serve
+
+# Generous limits: tests register and chat faster than people do.
+TEST_CONFIG = ServerConfig(register_burst=1000, message_burst=1000, message_rate=1000.0)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "chat.db"
+
+
+@pytest.fixture
+async def daemon(nursery: trio.Nursery, db_path: Path) -> tuple[str, int]:
+    """A running daemon; its address."""
+    address = await nursery.start(serve, "127.0.0.1", 0, db_path, TEST_CONFIG)
+    return address[0], address[1]
