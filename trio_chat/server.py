@@ -196,7 +196,7 @@ async def serve(
                     run_persistence, storage, receive_ops, daemon.committed, daemon.failed
                 )
                 address = sock.getsockname()
-                log.info("listening on %s", address)
+                log.debug("listening on %s", address)
                 if on_ready is not None:
                     on_ready(engine)
                 task_status.started(address)

@@ -1,0 +1,36 @@
+"""The README's Python example works as printed, against a live daemon."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import trio
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def example(marker: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    match = re.search(rf"<!-- example: {marker} -->\s*```python\n(.*?)```", text, re.DOTALL)
+    assert match, f"README has no example marked {marker!r}"
+    return match.group(1)
+
+
+async def test_the_api_example_runs(daemon: tuple[str, int], tmp_path: Path) -> None:
+    script = tmp_path / "example.py"
+    script.write_text(example("api"), encoding="utf-8")
+    host, port = daemon
+    env = {**os.environ, "TRIO_CHAT_HOST": host, "TRIO_CHAT_PORT": str(port)}
+    with trio.fail_after(30):
+        for _run in range(2):  # a second run finds the accounts already there
+            done = await trio.run_process(
+                [sys.executable, str(script)], env=env, capture_stdout=True, capture_stderr=True
+            )
+            assert done.returncode == 0, done.stderr.decode()
+            assert done.stdout.decode().splitlines() == [
+                "bob heard alice: Hello, everyone! 你好 🙂",
+                "alice got a private message from bob: Hi alice, this one is just for you.",
+            ]

@@ -1,0 +1,67 @@
+"""`trio-chat serve` as a process: it starts, says where, and stops cleanly on signals."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+import trio_chat
+from trio_chat.client import ClientConfig
+from trio_chat.server import serve
+
+LISTENING = re.compile(rb"listening on (\S+):(\d+) ")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_tells_sessions_drains_and_exits_zero(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    db = tmp_path / "chat.db"
+    command = [sys.executable, "-m", "trio_chat", "serve", "--port", "0", "--db", str(db)]
+    with trio.fail_after(30):
+        process = await trio.lowlevel.open_process(command, stderr=-1)
+        assert process.stderr is not None
+        output = bytearray()
+        while not (found := LISTENING.search(output)):
+            chunk = await process.stderr.receive_some()
+            assert chunk, output.decode()
+            output += chunk
+        port = int(found.group(2))
+        try:
+            await trio_chat.register("127.0.0.1", port, "alice", "correct horse")
+            config = ClientConfig(timeout=2.0)
+            async with trio_chat.connect(
+                "127.0.0.1", port, "alice", "correct horse", config=config
+            ) as alice:
+                await alice.say("saved before the signal")
+                process.send_signal(signum)
+                async for event in alice.events():
+                    if isinstance(event, trio_chat.Disconnected):
+                        assert "shutting down" in event.reason
+                        break
+                assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        async for chunk in process.stderr:
+            output += chunk
+    assert f"Stopping ({signum.name})".encode() in output
+    assert b"Traceback" not in output
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            host, port2 = await nursery.start(serve, "127.0.0.1", 0, db)
+            async with trio_chat.connect(host, port2, "alice", "correct horse") as alice:
+                history = None
+                async for event in alice.events():
+                    if isinstance(event, trio_chat.History):
+                        history = event
+                        break
+                assert history is not None
+                assert [m.text for m in history.messages] == ["saved before the signal"]
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,121 @@
+"""The SQLite store: schema versions, group writes, what history shows to whom."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+
+from trio_chat.records import Account, MarkDelivered, Message, StoreOp
+from trio_chat.store import SCHEMA_VERSION, SqliteStore, StorageError, run_persistence
+
+
+def account(n: int, name: str) -> Account:
+    return Account(n, name, name.casefold(), f"$argon2id$fake{n}", "2026-11-30T00:00:00.000Z")
+
+
+def message(n: int, sender: int, recipient: int | None = None) -> Message:
+    return Message(
+        id=n,
+        ts=f"2026-11-30T00:00:{n:02d}.000Z",
+        sender_id=sender,
+        sender="alice" if sender == 1 else "bob" if sender == 2 else "carol",
+        text=f"text {n}",
+        recipient_id=recipient,
+        recipient=None if recipient is None else ("alice", "bob", "carol")[recipient - 1],
+        cid=f"c{n}",
+    )
+
+
+def test_a_new_database_is_private_versioned_and_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "chat.db"
+    store = SqliteStore.open(path)
+    store.write([account(1, "alice")])
+    wal = path.with_name("chat.db-wal")
+    assert wal.exists() and wal.stat().st_mode & 0o777 == 0o600
+    store.close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_database_from_a_newer_version_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StorageError, match="newer trio-chat"):
+        SqliteStore.open(path)
+
+
+def test_a_file_that_is_not_a_database_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    path.write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(StorageError, match="Cannot open the database"):
+        SqliteStore.open(path)
+
+
+def test_one_bad_write_does_not_sink_the_rest_of_its_batch(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "chat.db")
+    duplicate = account(3, "alice")
+    failed = store.write([account(1, "alice"), account(2, "bob"), duplicate, message(1, 1)])
+    assert failed == [duplicate]
+    snapshot = store.load(window=10)
+    assert [a.name for a in snapshot.accounts] == ["alice", "bob"]
+    assert [m.id for m in snapshot.recent] == [1]
+    assert (snapshot.next_account_id, snapshot.next_message_id) == (3, 2)
+    store.close()
+
+
+def test_history_shows_public_messages_and_only_ones_own_private_ones(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "chat.db")
+    store.write([account(1, "alice"), account(2, "bob"), account(3, "carol")])
+    store.write(
+        [
+            message(1, 1),
+            message(2, 1, recipient=2),  # alice -> bob
+            message(3, 2, recipient=1),  # bob -> alice
+            message(4, 3, recipient=2),  # carol -> bob
+            message(5, 2),
+        ]
+    )
+    assert [m.id for m in store.history(1, None, 10)] == [1, 2, 3, 5]
+    assert [m.id for m in store.history(3, None, 10)] == [1, 4, 5]
+    assert [m.id for m in store.history(2, 5, 2)] == [3, 4]
+    (private,) = [m for m in store.history(3, None, 10) if m.private]
+    assert (private.sender, private.recipient) == ("carol", "bob")
+    store.close()
+
+
+def test_undelivered_private_messages_survive_a_restart_until_marked(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    store = SqliteStore.open(path)
+    store.write([account(1, "alice"), account(2, "bob")])
+    store.write([message(1, 1, recipient=2), message(2, 1, recipient=2), message(3, 1)])
+    store.write([MarkDelivered((1,))])
+    store.close()
+    reopened = SqliteStore.open(path)
+    snapshot = reopened.load(window=10)
+    assert [m.id for m in snapshot.undelivered] == [2]
+    assert snapshot.public_count == 1
+    reopened.close()
+
+
+async def test_the_persistence_task_commits_everything_queued_then_drains(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "chat.db")
+    send, receive = trio.open_memory_channel[StoreOp](100)
+    committed: list[StoreOp] = []
+    failed: list[StoreOp] = []
+    ops: list[StoreOp] = [account(1, "alice"), *(message(n, 1) for n in range(1, 51))]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_persistence, store, receive, committed.append, failed.append)
+            for op in ops:
+                send.send_nowait(op)
+            send.close()  # the task drains what is queued, then ends
+    assert committed == ops and failed == []
+    assert len(store.history(1, None, 100)) == 50
+    store.close()
