@@ -112,17 +112,25 @@ def _open_socket(family: int, address: Any) -> socket.socket:
     return sock
 
 
-def _recv_all(sock: socket.socket, limit: int = 256) -> list[bytes]:
-    """What is waiting on the socket (up to `limit`), ignoring ICMP errors for earlier sends."""
-    got: list[bytes] = []
-    for _ in range(limit):
-        try:
-            got.append(sock.recv(_RECEIVE_BUFFER))
-        except BlockingIOError:
-            break
-        except OSError:
-            continue
-    return got
+class _Inbox:
+    """Reads what is waiting on a connected socket; notes ICMP "port unreachable" errors."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.refused = False
+
+    def take(self, limit: int = 256) -> list[bytes]:
+        got: list[bytes] = []
+        for _ in range(limit):
+            try:
+                got.append(self.sock.recv(_RECEIVE_BUFFER))
+            except BlockingIOError:
+                break
+            except ConnectionRefusedError:
+                self.refused = True  # nothing listens at the daemon's address right now
+            except OSError:
+                continue
+        return got
 
 
 def _send(sock: socket.socket, data: bytes) -> None:
@@ -152,7 +160,7 @@ async def _request(
         while True:
             with trio.move_on_at(resend_at):
                 await trio.lowlevel.wait_readable(sock)
-            for raw in _recv_all(sock):
+            for raw in _Inbox(sock).take():
                 try:
                     reply = wire.decode_server_datagram_untrusted(raw)
                 except wire.WireError:
@@ -439,9 +447,14 @@ class ChatClient:
     async def _pump(self) -> None:
         assert self._sock is not None
         sock = self._sock
+        inbox = _Inbox(sock)
         while not self._closed:
-            for data in _recv_all(sock):
+            for data in inbox.take():
                 self._on_datagram(data)
+            if inbox.refused:
+                # The daemon's port is closed: it stopped or crashed. A restarted daemon
+                # will not know this session, so log in again rather than retransmit.
+                raise _SessionLost("the daemon is not running")
             self._on_timers(trio.current_time())
             self._flush()
             link = self._link
