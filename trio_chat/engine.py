@@ -551,18 +551,22 @@ class ServerEngine:
             session.link.send(wire.encode(wire.Names(re=seq, names=part)))
         session.link.send(wire.encode(wire.Ok(re=seq, count=len(names))))
 
-    def history_loaded(self, job: int, messages: Iterable[Message]) -> None:
-        """The shell read a page of history for a session's request."""
+    def history_loaded(self, job: int, messages: Iterable[Message] | None) -> None:
+        """The shell read a page of history for a session's request (None: it could not)."""
         sid, seq = self._jobs.pop(job)
         session = self.sessions.get(sid)
         if session is None:
+            return
+        self._dirty.add(session)
+        if messages is None:
+            sorry = "The server could not read its history; try again later."
+            session.link.send(_error_frame("storage_failed", sorry, seq))
             return
         count = 0
         for message in messages:
             session.link.send(_message_frame(message, history=True, re=seq))
             count += 1
         session.link.send(wire.encode(wire.Ok(re=seq, count=count)))
-        self._dirty.add(session)
 
     def _on_acked(self, session: Session, tags: list[Hashable]) -> None:
         delivered: list[int] = []

@@ -94,7 +94,11 @@ class Daemon:
                     break
                 except OSError:
                     continue  # an ICMP error for an earlier send; nothing to read here
-                engine.receive_datagram(data, address, now, wall)
+                try:
+                    engine.receive_datagram(data, address, now, wall)
+                except Exception:
+                    # A bug must not let one peer's datagram stop the daemon for everyone.
+                    log.exception("error handling a datagram from %s", address)
             engine.handle_timers(now, wall)
             self.flush()
             if received == BATCH:
@@ -149,9 +153,13 @@ class Daemon:
         self.flush()
 
     async def _history(self, effect: LoadHistory) -> None:
-        messages: list[Message] = await trio.to_thread.run_sync(
-            self.storage.history, effect.account_id, effect.before, effect.limit
-        )
+        try:
+            messages: list[Message] | None = await trio.to_thread.run_sync(
+                self.storage.history, effect.account_id, effect.before, effect.limit
+            )
+        except Exception:
+            log.exception("could not read history")
+            messages = None
         self.engine.history_loaded(effect.job, messages)
         self.flush()
 
