@@ -94,7 +94,7 @@ class EngineHarness:
             self.engine.committed(op, self.now)
         self.pump()
 
-    def history(self, effect: LoadHistory) -> list[Message]:
+    def history(self, effect: LoadHistory) -> list[Message] | None:
         visible = [
             op
             for op in self.stored

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.harness import EngineHarness, SimClient
 from trio_chat import wire
-from trio_chat.engine import ServerConfig
+from trio_chat.engine import LoadHistory, ServerConfig
 from trio_chat.records import Account, MarkDelivered, Message
 
 ALICE = ("127.0.0.1", 40001)
@@ -294,3 +294,17 @@ def test_shutdown_says_goodbye_to_every_session() -> None:
         client.poll()
         assert [b.reason for b in client.of_type(wire.Bye)] == ["shutdown"]
     assert h.engine.sessions == {}
+
+
+def test_a_history_read_that_fails_is_answered_with_an_error() -> None:
+    class BrokenStorage(EngineHarness):
+        def history(self, effect: LoadHistory) -> list[Message] | None:
+            return None
+
+    h = BrokenStorage()
+    alice = logged_in(h, ALICE, "alice")
+    seq = alice.send(wire.HistoryRequest(limit=5))
+    alice.poll()
+    (error,) = alice.of_type(wire.ErrorFrame)
+    assert (error.code, error.re) == ("storage_failed", seq)
+    assert alice.sid in h.engine.sessions
