@@ -165,6 +165,9 @@ def _message_frame(message: Message, *, history: bool = False, re: int | None = 
     return wire.encode(frame)
 
 
+_TOO_MANY_SESSIONS = "Too many sessions from your address; close one and try again."
+
+
 def _round_up(seconds: float) -> float:
     return round(seconds + 0.0005, 3)
 
@@ -326,29 +329,27 @@ class ServerEngine:
     # --- accounts ------------------------------------------------------------------------
 
     def _on_register(self, request: wire.Register, address: Address, now: float) -> None:
-        def refuse(code: str, message: str, retry_after: float | None = None) -> None:
-            reply = wire.ErrorReply(
-                code=code, message=message, rid=request.rid, retry_after=retry_after
-            )
-            self._finish_request(address, request.rid, reply, now)
-
         wait = self._register_limit.take(address[0], now)
         if wait > 0:
-            refuse(
+            self._refuse(
+                address,
+                request.rid,
+                now,
                 "too_many_registrations",
                 "Too many registrations from your address; try again later.",
-                _round_up(wait),
+                wait,
             )
             return
         try:
             name = check_name(request.name)
             password = check_password(request.password)
         except RuleError as error:
-            refuse(error.code, error.message)
+            self._refuse(address, request.rid, now, error.code, error.message)
             return
         key = name_key(name)
         if key in self.accounts or key in self._reserved_names:
-            refuse("name_taken", f"The name {name!r} is taken; choose another.")
+            message = f"The name {name!r} is taken; choose another."
+            self._refuse(address, request.rid, now, "name_taken", message)
             return
         self._reserved_names.add(key)
         job = self._job(_Registration(address, request.rid, name, key))
@@ -371,32 +372,27 @@ class ServerEngine:
         self._effects.append(Persist(account))
 
     def _on_login(self, request: wire.Login, address: Address, now: float) -> None:
-        def refuse(code: str, message: str, retry_after: float | None = None) -> None:
-            reply = wire.ErrorReply(
-                code=code, message=message, rid=request.rid, retry_after=retry_after
-            )
-            self._finish_request(address, request.rid, reply, now)
-
         account = self.accounts.get(name_key(request.name))
         if account is None:
-            refuse("unknown_user", f"There is no account named {request.name!r}.")
+            message = f"There is no account named {request.name!r}."
+            self._refuse(address, request.rid, now, "unknown_user", message)
             return
         wait = max(
             self._account_failures.retry_after(account.key, now),
             self._address_failures.retry_after(address[0], now),
         )
         if wait > 0:
-            refuse(
+            self._refuse(
+                address,
+                request.rid,
+                now,
                 "throttled",
                 "Too many failed logins; wait a little before trying again.",
-                _round_up(wait),
+                wait,
             )
             return
-        if self._sessions_per_ip.get(address[0], 0) >= self.config.max_sessions_per_address:
-            refuse(
-                "too_many_sessions",
-                "Too many sessions from your address; close one and try again.",
-            )
+        if self._sessions_full(address):
+            self._refuse(address, request.rid, now, "too_many_sessions", _TOO_MANY_SESSIONS)
             return
         job = self._job(_LoginAttempt(address, request.rid, account, request.since))
         self._in_progress[(address, request.rid)] = job
@@ -410,20 +406,12 @@ class ServerEngine:
         if not ok:
             self._account_failures.failed(account.key, now)
             self._address_failures.failed(address[0], now)
-            reply = wire.ErrorReply(
-                code="wrong_password", message="Wrong password.", rid=attempt.rid
-            )
-            self._finish_request(address, attempt.rid, reply, now)
+            self._refuse(address, attempt.rid, now, "wrong_password", "Wrong password.")
             return
         self._account_failures.succeeded(account.key)
         self._address_failures.succeeded(address[0])
-        if self._sessions_per_ip.get(address[0], 0) >= self.config.max_sessions_per_address:
-            reply = wire.ErrorReply(
-                code="too_many_sessions",
-                message="Too many sessions from your address; close one and try again.",
-                rid=attempt.rid,
-            )
-            self._finish_request(address, attempt.rid, reply, now)
+        if self._sessions_full(address):
+            self._refuse(address, attempt.rid, now, "too_many_sessions", _TOO_MANY_SESSIONS)
             return
         session = self._open_session(account, address, now)
         welcome = wire.Welcome(
@@ -438,6 +426,25 @@ class ServerEngine:
         if self.room.enter(session.sid, account.id, account.name) and self._notices_on():
             join = wire.encode(wire.Join(name=account.name, ts=iso_time(wall)))
             self.room.broadcast(join, exclude=session.sid)
+
+    def _sessions_full(self, address: Address) -> bool:
+        held = self._sessions_per_ip.get(address[0], 0)
+        return held >= self.config.max_sessions_per_address
+
+    def _refuse(
+        self,
+        address: Address,
+        rid: str,
+        now: float,
+        code: str,
+        message: str,
+        retry_after: float | None = None,
+    ) -> None:
+        """Answer a request outside a session with an error (remembered like any answer)."""
+        if retry_after is not None:
+            retry_after = _round_up(retry_after)
+        reply = wire.ErrorReply(code=code, message=message, rid=rid, retry_after=retry_after)
+        self._finish_request(address, rid, reply, now)
 
     def _open_session(self, account: Account, address: Address, now: float) -> Session:
         sid = self._new_session_id()
