@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from tests.harness import EngineHarness, SimClient
 from trio_chat import wire
-from trio_chat.engine import LoadHistory, ServerConfig
+from trio_chat.engine import LoadHistory, ServerConfig, ServerEngine
 from trio_chat.records import Account, MarkDelivered, Message
+from trio_chat.room import LocalRoom
 
 ALICE = ("127.0.0.1", 40001)
 BOB = ("127.0.0.1", 40002)
@@ -308,3 +309,23 @@ def test_a_history_read_that_fails_is_answered_with_an_error() -> None:
     (error,) = alice.of_type(wire.ErrorFrame)
     assert (error.code, error.re) == ("storage_failed", seq)
     assert alice.sid in h.engine.sessions
+
+
+def test_the_room_is_a_seam_another_fanout_can_fill() -> None:
+    published: list[bytes] = []
+
+    class BusRoom(LocalRoom):
+        """Stands in for a room shared over a message bus: publishes, then delivers."""
+
+        def broadcast(self, frame: bytes, exclude: int | None = None) -> None:
+            published.append(frame)
+            super().broadcast(frame, exclude)
+
+    h = EngineHarness()
+    h.engine = ServerEngine(h.engine.config, room=BusRoom)
+    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
+    alice.send(wire.Say(text="over the bus", cid="c1"))
+    assert [m.text for m in bob.poll() if isinstance(m, wire.Msg)] == ["over the bus"]
+    assert [wire.decode_server_frame_untrusted(f) for f in published][-1] == bob.of_type(wire.Msg)[
+        -1
+    ]

@@ -25,7 +25,7 @@ from .auth import FailureThrottle, KeyedBuckets, TokenBucket, new_session_id, ne
 from .auth import tokens_equal as _tokens_equal
 from .records import Account, MarkDelivered, Message, Snapshot, StoreOp
 from .reliability import Link, LinkConfig
-from .room import HistoryWindow, LocalRoom, Mailbox
+from .room import Deliver, Fanout, HistoryWindow, LocalRoom, Mailbox
 from .rules import RuleError, check_name, check_password, check_text, name_key
 
 Address = tuple[Any, ...]
@@ -182,6 +182,7 @@ class ServerEngine:
         *,
         new_token: Callable[[], str] = new_token,
         new_session_id: Callable[[], int] = new_session_id,
+        room: Callable[[Deliver], Fanout] = LocalRoom,
     ) -> None:
         self.config = config = config or ServerConfig()
         snapshot = snapshot or Snapshot()
@@ -191,7 +192,7 @@ class ServerEngine:
         self._next_account_id = snapshot.next_account_id
         self._next_message_id = snapshot.next_message_id
         self.sessions: dict[int, Session] = {}
-        self.room = LocalRoom(self._deliver)
+        self.room = room(self._deliver)
         self.window = HistoryWindow(config.window_messages, snapshot.recent, snapshot.public_count)
         self.mailbox = Mailbox(snapshot.undelivered)
         self._sessions_per_ip: dict[Any, int] = {}

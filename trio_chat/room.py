@@ -1,7 +1,7 @@
 """The room: who is in it, how a frame reaches them, what they missed.
 
 `Fanout` is the interface the engine talks to. `LocalRoom` keeps everyone in this
-process; a room shared by several daemons would implement the same five methods over a
+process; a room shared by several daemons would implement the same methods over a
 message bus and deliver to its local sessions the same way.
 """
 
@@ -34,6 +34,10 @@ class Fanout(Protocol):
 
     def online(self) -> list[str]:
         """The names of the accounts with at least one session, sorted."""
+
+    @property
+    def accounts_online(self) -> int:
+        """How many accounts have at least one session."""
 
 
 class LocalRoom:
