@@ -82,6 +82,10 @@ app = typer.Typer(
     help="A chat room over UDP: run the daemon, register, log in and chat.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    epilog="Exit codes: 0 done, 1 failure, 2 usage, 3 daemon unreachable, 4 wrong password, "
+    "5 unknown user, 6 name taken, 7 invalid name, 8 invalid password, 9 rate limited, "
+    "10 connection lost, 11 database, 12 address in use, 13 refused, 14 message refused, "
+    "130 interrupted.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -96,7 +100,7 @@ PortOption = Annotated[
 NameOption = Annotated[
     str | None,
     typer.Option(
-        "--name", "-n", envvar="TRIO_CHAT_NAME", help="Your account name [default: prompted]."
+        "--name", "-n", envvar="TRIO_CHAT_NAME", help="Your account name (prompted if not given)."
     ),
 ]
 PasswordFileOption = Annotated[
@@ -449,16 +453,19 @@ def _offer_registration(host: str, port: int, name: str, password: str) -> None:
     typer.echo(f"Registered {safe(created)}.")
 
 
-@app.command()
+@app.command(
+    help="Enter the room: type to talk, /help lists the commands, Exit leaves.\n\n"
+    "When input is not a terminal, each line is handled as if typed (commands too), each "
+    "event is printed as one plain line, and at the end of input the command waits until "
+    "the daemon has acknowledged everything sent, then exits (0 if all was accepted)."
+)
 def chat(
     name: NameOption = None,
     host: HostOption = "127.0.0.1",
     port: PortOption = 1600,
     password_file: PasswordFileOption = None,
 ) -> None:
-    """Enter the room. In a terminal type away (/help lists the commands); from a pipe, each
-    line is handled as if typed and each event printed as a line, and the command ends once
-    everything sent was acknowledged."""
+    """Enter the room: type to talk, /help lists the commands, Exit leaves."""
     interactive = _interactive()
     if name is None:
         if not interactive:

@@ -94,7 +94,7 @@ def parse(line: str) -> Command:
     if word in ("/msg", "/m", "/w"):
         to, _, text = rest.partition(" ")
         return _whisper(to, text.strip(), "/msg name message")
-    if word == "/who" and not rest:
+    if word == "/who":
         return Who()
     if word == "/history":
         if not rest:
@@ -102,6 +102,6 @@ def parse(line: str) -> Command:
         if rest.isdecimal() and 1 <= int(rest) <= HISTORY_MAX:
             return ShowHistory(int(rest))
         return Invalid(f"Write /history N with N from 1 to {HISTORY_MAX}.")
-    if word in ("/help", "/?", "/h") and not rest:
+    if word in ("/help", "/?", "/h"):
         return Help()
     return Invalid(f"Unknown command {word}; /help lists the commands, //text says /text.")

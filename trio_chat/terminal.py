@@ -46,7 +46,7 @@ from .display import (
     to_ansi,
     to_plain,
 )
-from .errors import ChatError, ConnectionLost
+from .errors import BadRequest, ChatError, ConnectionLost
 from .events import (
     ChatMessage,
     Disconnected,
@@ -101,6 +101,7 @@ class Room:
         self.connected = True
         self.leaving = False
         self.failed: ChatError | None = None
+        self._failed_line: int | None = None
         """The first request the daemon refused (scripts exit with its code)."""
         self.fatal: ChatError | None = None
         """Why the session ended, if it ended without us leaving."""
@@ -111,6 +112,7 @@ class Room:
         self._results_done = trio.Event()
         self._shown: set[int] = set()
         self._shown_order: deque[int] = deque()
+        self._newest_shown = 0
 
     @property
     def where(self) -> str:
@@ -127,7 +129,7 @@ class Room:
         if isinstance(command, commands.Nothing):
             return True
         if isinstance(command, commands.Invalid):
-            self._refused(command.message)
+            self._report(command.message, BadRequest(command.message))
         elif isinstance(command, commands.Help):
             for help_line in commands.HELP.splitlines():
                 self.show(info_line(help_line))
@@ -139,8 +141,10 @@ class Room:
         elif isinstance(command, commands.Who):
             self._ask(self.chat.who_nowait, self._show_names)
         elif isinstance(command, commands.ShowHistory):
-            count = command.count
-            self._ask(lambda: self.chat.history_nowait(count), self._show_found)
+            # Up to the newest message on the screen: the daemon may store newer ones
+            # (ours included) before it reads the history.
+            count, before = command.count, self._newest_shown + 1 if self._newest_shown else None
+            self._ask(lambda: self.chat.history_nowait(count, before), self._show_found)
         return True
 
     @property
@@ -149,21 +153,32 @@ class Room:
         self._receipts = [receipt for receipt in self._receipts if not receipt.done]
         return len(self._receipts)
 
-    def _refused(
-        self, message: str, error: ChatError | None = None, line_number: int | None = None
-    ) -> None:
-        if error is not None and self.failed is None:
-            self.failed = error
+    def _refused(self, message: str, error: ChatError, line_number: int) -> None:
+        """Tell of a refused line; a script is told its number and remembers the first."""
+        if self._failed_line is None or line_number < self._failed_line:
+            self.failed, self._failed_line = error, line_number
         if self.interactive:
             self.show(((ERROR, safe(message)),))
         else:
-            self.complain(f"line {line_number or self._line_number}: {safe(message)}")
+            self.complain(f"line {line_number}: {safe(message)}")
+
+    def _report(self, message: str, error: ChatError) -> None:
+        """A line refused before it was sent: at once on a screen, in line order in a pipe."""
+        line_number = self._line_number
+        if self.interactive:
+            self._refused(message, error, line_number)
+            return
+
+        async def in_order() -> None:
+            self._refused(message, error, line_number)
+
+        self._later(in_order)
 
     def _send(self, submit: Callable[[], Receipt], text: str, to: str | None) -> None:
         try:
             receipt = submit()
         except ChatError as error:
-            self._refused(f"Not sent: {error.message}", error)
+            self._report(f"Not sent: {error.message}", error)
             return
         self._receipts.append(receipt)
         if not self.connected and self.interactive:
@@ -193,6 +208,7 @@ class Room:
         if message.id in self._shown:
             return
         self._shown.add(message.id)
+        self._newest_shown = max(self._newest_shown, message.id)
         self._shown_order.append(message.id)
         if len(self._shown_order) > SHOWN_MEMORY:
             self._shown.discard(self._shown_order.popleft())
@@ -203,7 +219,7 @@ class Room:
         try:
             receipt = submit()
         except ChatError as error:
-            self._refused(error.message, error)
+            self._report(error.message, error)
             return
         line_number = self._line_number
 
@@ -225,7 +241,8 @@ class Room:
         if not messages:
             self.show(heading_line("No messages yet"))
             return
-        self.show(heading_line(f"The last {len(messages)} messages"))
+        count = len(messages)
+        self.show(heading_line(f"The last {count} messages" if count > 1 else "The last message"))
         for message in messages:
             self.show(message_line(message, self.chat.name))
 
