@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from typing import Any
 import trio
 from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import ANSI
-from prompt_toolkit.patch_stdout import patch_stdout
+from prompt_toolkit.output import create_output
+from prompt_toolkit.output.vt100 import Vt100_Output
 
 from . import commands
 from .client import ChatClient, Receipt
@@ -324,14 +326,76 @@ class Room:
 # --- interactive -----------------------------------------------------------------------------
 
 
-class PromptReader:
-    """Reads lines with prompt_toolkit in a worker thread, and can be stopped from Trio."""
+class Terminal:
+    """The prompt (prompt_toolkit, run in a worker thread) and the lines printed above it.
+
+    While a prompt is up, a line is printed from inside the prompt's own event loop:
+    erase the prompt, write the line, draw the prompt again with what was typed so far.
+    (prompt_toolkit's `patch_stdout` does the same through `run_in_terminal`, which puts
+    the terminal in cooked mode for a moment; a key pressed in that moment, Ctrl-D say,
+    would be lost.) Between prompts lines are written directly; the terminal stays in
+    raw mode for the whole stay in the room, so keys typed then wait for the next prompt.
+    """
 
     def __init__(self, message: Callable[[], ANSI]) -> None:
-        self.session: PromptSession[str] = PromptSession(erase_when_done=True)
+        output = create_output(sys.stdout)
+        if isinstance(output, Vt100_Output):
+            # Cursor position reports would tell prompt_toolkit how much room is below the
+            # prompt; an answer arriving after lines were printed above it is out of date
+            # and scrolls the screen. A one-line prompt needs no such room.
+            output.enable_cpr = False
+        self.session: PromptSession[str] = PromptSession(erase_when_done=True, output=output)
         self._message = message
         self._stopping = False
         self._reading = False
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+
+    # --- output ------------------------------------------------------------------------------
+
+    def show(self, line: Line) -> None:
+        """Print a line above the prompt; from the Trio thread or the prompt's loop."""
+        with self._lock:
+            self._pending.append(to_ansi(line) + "\n")
+        if not self._reading:
+            self._write_pending()
+            return
+        app = self.session.app
+        loop = app.loop
+        if app.is_running and loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._write_above_prompt)
+        # Otherwise the prompt is starting (`_before_prompt` writes the lines) or has
+        # ended (`read` writes them once it returns).
+
+    def _take(self) -> str:
+        with self._lock:
+            text = "".join(self._pending)
+            self._pending.clear()
+        return text
+
+    def _write_pending(self) -> None:
+        text = self._take()
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    def _write_above_prompt(self) -> None:
+        app = self.session.app
+        if not app.is_running or app.is_done:
+            return  # the prompt is going away: `read` writes the lines once it has
+        text = self._take()
+        if not text:
+            return
+        app.renderer.erase()
+        app.output.write_raw(text)
+        app.output.flush()
+        app.invalidate()
+
+    # --- input -------------------------------------------------------------------------------
+
+    def raw_mode(self) -> contextlib.AbstractContextManager[None]:
+        return self.session.input.raw_mode()
 
     async def read(self) -> str | None:
         """The next line, or None on Ctrl-D, Ctrl-C or `stop()`."""
@@ -344,15 +408,18 @@ class PromptReader:
             return None
         finally:
             self._reading = False
+            self._write_pending()
 
     def _prompt(self) -> str:
         # prompt_toolkit's own handler prints a traceback and waits for Enter; ours is
         # `_QuietErrors`, so a key sequence it cannot parse costs one line, not the screen.
         return self.session.prompt(
-            self._message, pre_run=self._exit_if_stopping, set_exception_handler=False
+            self._message, pre_run=self._before_prompt, set_exception_handler=False
         )
 
-    def _exit_if_stopping(self) -> None:
+    def _before_prompt(self) -> None:
+        # In the prompt's loop, before it is first drawn.
+        self._write_pending()
         if self._stopping:
             self._exit_app()
 
@@ -403,46 +470,42 @@ def _quiet_asyncio(show: Callable[[Line], None]) -> Iterator[None]:
         logger.propagate = propagate
 
 
-def _write_ansi(line: Line) -> None:
-    sys.stdout.write(to_ansi(line) + "\n")
-    sys.stdout.flush()
-
-
-async def _stop_on_signals(reader: PromptReader) -> None:
+async def _stop_on_signals(terminal: Terminal) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for _ in signals:
-            await reader.stop()
+            await terminal.stop()
             return
 
 
 async def run_interactive(chat: ChatClient) -> Outcome:
     """The room in a terminal until the person leaves; returns why it ended otherwise."""
-    with patch_stdout(raw=True), _quiet_asyncio(_write_ansi):
-        room = Room(chat, _write_ansi, lambda text: _write_ansi(((ERROR, text),)), interactive=True)
+    room: Room
 
-        def prompt() -> ANSI:
-            state = "" if room.connected else "\x1b[33m (reconnecting)\x1b[0m"
-            return ANSI(f"\x1b[1m{safe(chat.name)}\x1b[0m{state}> ")
+    def prompt() -> ANSI:
+        state = "" if room.connected else "\x1b[33m (reconnecting)\x1b[0m"
+        return ANSI(f"\x1b[1m{safe(chat.name)}\x1b[0m{state}> ")
 
-        reader = PromptReader(prompt)
-        room.on_change = reader.refresh
+    terminal = Terminal(prompt)
+    room = Room(chat, terminal.show, lambda text: terminal.show(((ERROR, text),)), interactive=True)
+    room.on_change = terminal.refresh
 
-        async def events_then_stop() -> None:
-            await room.show_events()
-            await reader.stop()
+    async def events_then_stop() -> None:
+        await room.show_events()
+        await terminal.stop()
 
+    with terminal.raw_mode(), _quiet_asyncio(terminal.show):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(events_then_stop)
             nursery.start_soon(room.run_results)
-            nursery.start_soon(_stop_on_signals, reader)
-            while (line := await reader.read()) is not None and room.handle(line):
+            nursery.start_soon(_stop_on_signals, terminal)
+            while (line := await terminal.read()) is not None and room.handle(line):
                 pass
             if room.fatal is None:
                 room.leaving = True
                 with trio.move_on_after(LEAVE_WAIT):
                     await room.finish()
                 if room.unanswered:
-                    _write_ansi(
+                    terminal.show(
                         (
                             (
                                 ERROR,
