@@ -126,6 +126,20 @@ async def test_refused_lines_are_reported_by_number_and_set_the_exit_code(
     ]
 
 
+async def test_quit_ends_the_input_early(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await start_daemon(nursery, tmp_path / "chat.db")
+            await accounts(port, "alice", "bob")
+            done = await pipe(port, "alice", "first\nExit\nnever sent\n")
+            async with trio_chat.connect("127.0.0.1", port, "bob", PASSWORD) as bob:
+                stored = [message.text for message in await bob.history(10)]
+            nursery.cancel_scope.cancel()
+    assert done.returncode == 0
+    assert re.fullmatch(rf"{TIME} alice: first", done.stdout.decode().strip())
+    assert stored == ["first"]
+
+
 async def test_a_long_message_alone_exits_with_its_own_code(tmp_path: Path) -> None:
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import io
 import logging
 import math
 import os
@@ -349,8 +350,11 @@ def _password(password_file: Path | None, *, confirm: bool) -> str:
     return password
 
 
-def _interactive() -> bool:
-    return sys.stdin.isatty() and sys.stdout.isatty()
+def _tolerant_output() -> None:
+    """Never fail on a character the terminal's encoding lacks: show it as an escape."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _echo_line(line: Line) -> None:
@@ -370,6 +374,7 @@ def register(
     password_file: PasswordFileOption = None,
 ) -> None:
     """Create an account (the password is prompted twice, hidden)."""
+    _tolerant_output()
     _checked_name(name)
     password = _password(password_file, confirm=True)
     try:
@@ -421,6 +426,7 @@ def login(
     password_file: PasswordFileOption = None,
 ) -> None:
     """Check your name and password; show who is online and the private messages waiting."""
+    _tolerant_output()
     _checked_name(name)
     password = _password(password_file, confirm=False)
     try:
@@ -466,9 +472,11 @@ def chat(
     password_file: PasswordFileOption = None,
 ) -> None:
     """Enter the room: type to talk, /help lists the commands, Exit leaves."""
-    interactive = _interactive()
+    _tolerant_output()
+    can_ask = sys.stdin.isatty()
+    interactive = can_ask and sys.stdout.isatty()
     if name is None:
-        if not interactive:
+        if not can_ask:
             raise fail(
                 "Give your name with --name (or TRIO_CHAT_NAME) when input is not a terminal.",
                 ExitCode.USAGE,
@@ -477,7 +485,7 @@ def chat(
     _checked_name(name)
     password = _given_password(password_file)
     if password is None:
-        if not interactive:
+        if not can_ask:
             raise fail(
                 "Give the password in TRIO_CHAT_PASSWORD or with --password-file "
                 "when input is not a terminal.",
@@ -488,7 +496,7 @@ def chat(
         try:
             outcome = _run(_enter, host, port, name, password, interactive)
         except UnknownUser:
-            if not interactive:
+            if not can_ask:
                 raise
             _offer_registration(host, port, name, password)
             outcome = _run(_enter, host, port, name, password, interactive)

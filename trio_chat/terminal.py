@@ -5,9 +5,9 @@ the room's events, and prints the answers to the requests in the order they were
 (your own message appears once the daemon has stored it, with its timestamp).
 
 Interactive mode reads each line with prompt_toolkit in a worker thread while Trio
-prints events; `patch_stdout` redraws the line being typed below anything printed, so
-incoming messages never break it. Pipe mode reads standard input line by line, prints
-plain lines, and at the end of input waits until everything sent was acknowledged.
+prints events above it (see `Terminal`), so incoming messages never break the line being
+typed. Pipe mode reads standard input line by line, prints plain lines, and at the end of
+input waits until everything sent was acknowledged.
 """
 
 from __future__ import annotations
