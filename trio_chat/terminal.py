@@ -103,8 +103,8 @@ class Room:
         self.connected = True
         self.leaving = False
         self.failed: ChatError | None = None
+        """Why the first refused line was refused (scripts exit with its code)."""
         self._failed_line: int | None = None
-        """The first request the daemon refused (scripts exit with its code)."""
         self.fatal: ChatError | None = None
         """Why the session ended, if it ended without us leaving."""
         self.on_change: Callable[[], None] = lambda: None
@@ -304,7 +304,8 @@ class Room:
         if self.interactive:
             if event.resumed:
                 if fresh:
-                    self.show(heading_line(f"Missed while away: {len(fresh)} messages"))
+                    missed = f"{len(fresh)} messages" if len(fresh) > 1 else "1 message"
+                    self.show(heading_line(f"Missed while away: {missed}"))
                 else:
                     self.show(notice_line("Nothing was missed meanwhile.", _now(), DIM))
             elif fresh:
