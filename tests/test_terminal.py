@@ -17,6 +17,7 @@ import trio
 
 import trio_chat
 from tests.cli_support import CLI, PASSWORD, TEST_CONFIG, cli_env
+from trio_chat.cli import ExitCode
 from trio_chat.server import serve
 
 TIME = r"\[\d\d:\d\d:\d\d\]"
@@ -205,28 +206,22 @@ async def test_two_people_chat_in_terminals(tmp_path: Path) -> None:
             assert await tmux.exit_status("alice") == 0
 
 
+async def answer(tmux: Tmux, pane: str, question: str, reply: str) -> None:
+    """Wait until the last line asks `question`, then type `reply` and Enter."""
+    await tmux.wait(pane, lambda lines: lines[-1] == question, repr(question))
+    await tmux.type(pane, reply)
+    await tmux.press(pane, "Enter")
+
+
 async def test_an_unknown_name_is_offered_an_account_and_ctrl_c_leaves(tmp_path: Path) -> None:
     with trio.fail_after(90):
         async with room(tmp_path) as (_port, tmux):
             await tmux.start("dave", "chat")
-            await tmux.wait("dave", lambda lines: lines[-1] == "Name:", "the name prompt")
-            await tmux.type("dave", "dave")
-            await tmux.press("dave", "Enter")
-            await tmux.wait("dave", lambda lines: lines[-1] == "Password:", "the password prompt")
-            await tmux.type("dave", PASSWORD)
-            await tmux.press("dave", "Enter")
-            await tmux.wait(
-                "dave",
-                lambda ls: ls[-1] == "There is no account named 'dave'. Create it? [y/N]:",
-                "the offer",
-            )
-            await tmux.type("dave", "y")
-            await tmux.press("dave", "Enter")
-            await tmux.wait(
-                "dave", lambda lines: lines[-1] == "Repeat the password:", "the second prompt"
-            )
-            await tmux.type("dave", PASSWORD)
-            await tmux.press("dave", "Enter")
+            await answer(tmux, "dave", "Name:", "dave")
+            await answer(tmux, "dave", "Password:", PASSWORD)
+            offer = "There is no account named 'dave'. Create it? [y/N]:"
+            await answer(tmux, "dave", offer, "y")
+            await answer(tmux, "dave", "Repeat the password:", PASSWORD)
             lines = await tmux.wait(
                 "dave", lambda lines: prompt_line(lines) == "dave>", "the prompt in the room"
             )
@@ -235,3 +230,10 @@ async def test_an_unknown_name_is_offered_an_account_and_ctrl_c_leaves(tmp_path:
             await tmux.type("dave", "a line never sent")
             await tmux.press("dave", "C-c")
             assert await tmux.exit_status("dave") == 0
+
+            # Declining the offer changes nothing and says so.
+            await tmux.start("erin", "chat", "--name", "erin")
+            await answer(tmux, "erin", "Password:", PASSWORD)
+            await answer(tmux, "erin", "There is no account named 'erin'. Create it? [y/N]:", "n")
+            assert await tmux.exit_status("erin") == ExitCode.UNKNOWN_USER
+            await tmux.wait_line("erin", "No account named 'erin'; nothing was changed.")

@@ -444,13 +444,15 @@ async def _enter(host: str, port: int, name: str, password: str, interactive: bo
         return await run_pipe(chat, sys.stdin.fileno())
 
 
-def _offer_registration(host: str, port: int, name: str, password: str) -> None:
-    """Ask whether to create the unknown account `name`; exit if not."""
+def _offer_registration(host: str, port: int, name: str, password: str, typed: bool) -> None:
+    """Ask whether to create the unknown account `name`; exit if not.
+
+    A password that was typed is asked once more, as `register` does.
+    """
     shown = safe(name)
     if not typer.confirm(f"There is no account named {shown!r}. Create it?", default=False):
         raise fail(f"No account named {shown!r}; nothing was changed.", ExitCode.UNKNOWN_USER)
-    again = typer.prompt("Repeat the password", hide_input=True)
-    if again != password:
+    if typed and typer.prompt("Repeat the password", hide_input=True) != password:
         raise fail("The two passwords differ; no account was created.", ExitCode.INVALID_PASSWORD)
     try:
         created = _run(client_register, host, port, name, password)
@@ -484,6 +486,7 @@ def chat(
         name = typer.prompt("Name")
     _checked_name(name)
     password = _given_password(password_file)
+    typed = password is None
     if password is None:
         if not can_ask:
             raise fail(
@@ -498,7 +501,7 @@ def chat(
         except UnknownUser:
             if not can_ask:
                 raise
-            _offer_registration(host, port, name, password)
+            _offer_registration(host, port, name, password, typed)
             outcome = _run(_enter, host, port, name, password, interactive)
     except ChatError as error:
         raise _chat_failure(error, name) from None
