@@ -30,7 +30,13 @@ class Tmux:
 
     def __init__(self, socket: str, config: Path, env: dict[str, str]) -> None:
         self.base = ["tmux", "-L", socket, "-f", str(config)]
+        self.socket = Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}", socket)
         self.env = env
+
+    async def kill(self) -> None:
+        """Stop the server and its panes; remove its socket."""
+        await trio.run_process([*self.base, "kill-server"], check=False, env=self.env)
+        self.socket.unlink(missing_ok=True)
 
     async def run(self, *args: str) -> str:
         done = await trio.run_process(
@@ -102,7 +108,7 @@ async def room(tmp_path: Path) -> AsyncIterator[tuple[int, Tmux]]:
             yield port, tmux
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(10):
-                await trio.run_process([*tmux.base, "kill-server"], check=False, env=tmux.env)
+                await tmux.kill()
             nursery.cancel_scope.cancel()
 
 
