@@ -19,6 +19,7 @@ import typer
 from . import __version__
 from .client import connect
 from .client import register as client_register
+from .conversation import Outcome
 from .display import (
     Line,
     info_line,
@@ -52,7 +53,7 @@ from .events import History, PrivateMessage
 from .rules import RuleError, check_name
 from .server import serve
 from .store import StorageError, default_database
-from .terminal import Outcome, run_interactive, run_pipe
+from .terminal import run_interactive, run_pipe
 
 T = TypeVar("T")
 
