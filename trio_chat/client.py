@@ -297,16 +297,23 @@ class ChatClient:
 
     async def who(self) -> list[str]:
         """The names of everyone online, sorted."""
-        request = self._submit(_Request("who", wire.encode(wire.Who())))
-        names: list[str] = await Receipt(request).wait()
+        names: list[str] = await self.who_nowait().wait()
         return names
+
+    def who_nowait(self) -> Receipt:
+        """Ask who is online, in order with what was sent before; the receipt gives the names."""
+        return Receipt(self._submit(_Request("who", wire.encode(wire.Who()))))
 
     async def history(self, limit: int = 20, before: int | None = None) -> list[ChatMessage]:
         """Up to `limit` (at most 100) messages older than message id `before`, oldest first."""
+        messages: list[ChatMessage] = await self.history_nowait(limit, before).wait()
+        return messages
+
+    def history_nowait(self, limit: int = 20, before: int | None = None) -> Receipt:
+        """Ask for history, in order with what was sent before; the receipt gives the messages."""
         limit = max(1, min(limit, wire.HISTORY_LIMIT_MAX))
         frame = wire.encode(wire.HistoryRequest(limit=limit, before=before))
-        messages: list[ChatMessage] = await Receipt(self._submit(_Request("history", frame))).wait()
-        return messages
+        return Receipt(self._submit(_Request("history", frame)))
 
     async def drain(self) -> None:
         """Wait until everything sent so far has been answered."""

@@ -1,0 +1,284 @@
+"""`trio-chat register`, `login` and `chat` against a real daemon: each success and failure.
+
+The commands run in-process (Typer's CliRunner) while the daemon runs in a thread; the
+cases that need a real process (an unreachable daemon, hidden prompts) run the CLI.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from typer.testing import CliRunner
+
+import trio_chat
+from tests.cli_support import CLI, PASSWORD, cli_env, daemon_in_thread, silent_port
+from trio_chat.cli import ExitCode, app
+from trio_chat.engine import ServerConfig
+
+runner = CliRunner()
+_names = itertools.count()
+
+
+def fresh_name(prefix: str = "user") -> str:
+    return f"{prefix}{next(_names)}"
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    with daemon_in_thread(tmp_path_factory.mktemp("daemon") / "chat.db") as address:
+        yield address
+
+
+def invoke(
+    daemon: tuple[str, int], *args: str, input: str | None = None, password: str | None = None
+) -> tuple[int, str, str]:
+    """Run a client command against the daemon; (exit code, stdout, stderr)."""
+    env = {
+        "TRIO_CHAT_HOST": daemon[0],
+        "TRIO_CHAT_PORT": str(daemon[1]),
+        "TRIO_CHAT_PASSWORD": password,
+        "TRIO_CHAT_NAME": None,
+    }
+    result = runner.invoke(app, list(args), input=input, env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def make_account(daemon: tuple[str, int], prefix: str = "user") -> str:
+    name = fresh_name(prefix)
+    trio.run(trio_chat.register, daemon[0], daemon[1], name, PASSWORD)
+    return name
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+
+def test_version_and_help() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"trio-chat {trio_chat.__version__}"
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("serve", "register", "login", "chat", "--install-completion"):
+        assert command in result.stdout
+    for code in ExitCode:
+        assert f"{int(code)} " in result.stdout
+    for command in ("register", "login", "chat"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0
+        for option in ("--name", "--host", "--port", "--password-file", "TRIO_CHAT_PORT"):
+            assert option in result.stdout, (command, option)
+
+
+# --- register ----------------------------------------------------------------------------------
+
+
+def test_register_prompts_twice_then_the_account_logs_in(daemon: tuple[str, int]) -> None:
+    name = fresh_name("reg")
+    code, out, _err = invoke(daemon, "register", "--name", name, input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert code == 0, out
+    assert f"Registered {name} at {daemon[0]}:{daemon[1]}" in out
+    assert "Repeat the password" in out
+    assert PASSWORD not in out  # hidden input is not echoed
+    code, out, _err = invoke(daemon, "login", "--name", name, password=PASSWORD)
+    assert code == 0
+    assert f"Logged in as {name}" in out
+
+
+def test_register_asks_again_when_the_two_passwords_differ(daemon: tuple[str, int]) -> None:
+    name = fresh_name("reg")
+    typed = f"{PASSWORD}\nsomething else\n{PASSWORD}\n{PASSWORD}\n"
+    code, out, _err = invoke(daemon, "register", "--name", name, input=typed)
+    assert code == 0
+    assert "do not match" in out
+    assert f"Registered {name}" in out
+
+
+def test_register_prompts_for_the_name_when_missing(daemon: tuple[str, int]) -> None:
+    name = fresh_name("reg")
+    code, out, _err = invoke(daemon, "register", input=f"{name}\n", password=PASSWORD)
+    assert code == 0
+    assert "Name:" in out
+    assert f"Registered {name}" in out
+
+
+def test_register_a_taken_name(daemon: tuple[str, int]) -> None:
+    name = make_account(daemon)
+    code, out, err = invoke(daemon, "register", "--name", name.upper(), password=PASSWORD)
+    assert code == ExitCode.NAME_TAKEN
+    assert err.strip() == f"The name {name.upper()!r} is taken; choose another."
+    assert out == ""
+
+
+@pytest.mark.parametrize("name", ["two words", "-dash", "x" * 33, "semi;colon"])
+def test_register_an_invalid_name(daemon: tuple[str, int], name: str) -> None:
+    code, _out, err = invoke(daemon, "register", "--name", name, password=PASSWORD)
+    assert code == ExitCode.INVALID_NAME
+    assert err.startswith("A name ")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_register_a_short_password(daemon: tuple[str, int]) -> None:
+    name = fresh_name("reg")
+    code, _out, err = invoke(daemon, "register", "--name", name, password="short")
+    assert code == ExitCode.INVALID_PASSWORD
+    assert err.strip() == "A password must be at least 8 characters long."
+    code, _out, _err = invoke(daemon, "login", "--name", name, password=PASSWORD)
+    assert code == ExitCode.UNKNOWN_USER
+
+
+def test_registering_too_often_is_limited(tmp_path: Path) -> None:
+    config = ServerConfig(register_burst=1, register_rate=1 / 3600)
+    with daemon_in_thread(tmp_path / "chat.db", config) as daemon:
+        code, _out, _err = invoke(daemon, "register", "--name", "first", password=PASSWORD)
+        assert code == 0
+        code, _out, err = invoke(daemon, "register", "--name", "second", password=PASSWORD)
+    assert code == ExitCode.LIMITED
+    assert err.startswith("Too many registrations from your address; try again later")
+
+
+# --- login -------------------------------------------------------------------------------------
+
+
+def test_login_shows_who_is_online_and_the_private_messages_waiting(
+    daemon: tuple[str, int],
+) -> None:
+    alice, bob = make_account(daemon, "alice"), make_account(daemon, "bob")
+
+    async def bob_whispers_and_stays() -> tuple[int, str, str]:
+        async with trio_chat.connect(daemon[0], daemon[1], bob, PASSWORD) as chat:
+            await chat.whisper(alice, "psst, \x1b[31mred")
+            await chat.whisper(alice, "second")
+            return await trio.to_thread.run_sync(
+                lambda: invoke(daemon, "login", "--name", alice, password=PASSWORD)
+            )
+
+    code, out, err = trio.run(bob_whispers_and_stays)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"Logged in as {alice} at {daemon[0]}:{daemon[1]}."
+    assert re.fullmatch(r"Online \(\d+\): .*", lines[1])
+    assert alice in lines[1] and bob in lines[1]
+    assert lines[2] == "2 private messages were waiting for you:"
+    assert re.fullmatch(rf"\[\d\d:\d\d:\d\d\] \[{bob} -> you\] psst, \\x1b\[31mred", lines[3])
+    assert re.fullmatch(rf"\[\d\d:\d\d:\d\d\] \[{bob} -> you\] second", lines[4])
+    # Shown once, they are delivered: the next login has none waiting.
+    code, out, _err = invoke(daemon, "login", "--name", alice, password=PASSWORD)
+    assert code == 0
+    assert "No private messages are waiting for you." in out
+
+
+def test_login_with_a_wrong_password(daemon: tuple[str, int]) -> None:
+    name = make_account(daemon)
+    code, out, err = invoke(daemon, "login", "--name", name, password="not the password")
+    assert code == ExitCode.WRONG_PASSWORD
+    assert err.strip() == f"Wrong password for {name!r}."
+    assert out == ""
+
+
+def test_login_an_unknown_user(daemon: tuple[str, int]) -> None:
+    code, _out, err = invoke(daemon, "login", "--name", "nobody_here", password=PASSWORD)
+    assert code == ExitCode.UNKNOWN_USER
+    assert err.strip() == (
+        "There is no account named 'nobody_here'; "
+        "create it with `trio-chat register --name nobody_here`."
+    )
+
+
+def test_login_prompts_for_the_password(daemon: tuple[str, int]) -> None:
+    name = make_account(daemon)
+    code, out, _err = invoke(daemon, "login", "--name", name, input=f"{PASSWORD}\n")
+    assert code == 0
+    assert "Password:" in out
+    assert PASSWORD not in out
+
+
+def test_password_file(daemon: tuple[str, int], tmp_path: Path) -> None:
+    name = make_account(daemon)
+    secret = tmp_path / "secret"
+    secret.write_text(f"{PASSWORD}\nsecond line is ignored\n", encoding="utf-8")
+    code, out, _err = invoke(daemon, "login", "--name", name, "--password-file", str(secret))
+    assert code == 0
+    assert f"Logged in as {name}" in out
+    # The file wins over the environment.
+    code, _out, _err = invoke(
+        daemon, "login", "--name", name, "--password-file", str(secret), password="wrong one"
+    )
+    assert code == 0
+
+
+def test_unreadable_password_file(daemon: tuple[str, int], tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    code, _out, err = invoke(daemon, "login", "--name", "x", "--password-file", str(missing))
+    assert code == ExitCode.USAGE
+    assert err.strip() == f"Cannot read the password file {missing}: No such file or directory."
+
+
+def test_host_and_port_options_win_over_the_environment(daemon: tuple[str, int]) -> None:
+    name = make_account(daemon)
+    env = {"TRIO_CHAT_HOST": "192.0.2.1", "TRIO_CHAT_PORT": "9", "TRIO_CHAT_PASSWORD": PASSWORD}
+    args = ["login", "--name", name, "--host", daemon[0], "--port", str(daemon[1])]
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 0, result.stderr
+    assert f"Logged in as {name} at {daemon[0]}:{daemon[1]}." in result.stdout
+
+
+# --- chat (the failures before the room; the room itself is in test_pipe and test_terminal) --
+
+
+def test_chat_from_a_pipe_needs_a_name_and_a_password(daemon: tuple[str, int]) -> None:
+    code, _out, err = invoke(daemon, "chat", password=PASSWORD)
+    assert code == ExitCode.USAGE
+    assert err.strip() == (
+        "Give your name with --name (or TRIO_CHAT_NAME) when input is not a terminal."
+    )
+    code, _out, err = invoke(daemon, "chat", "--name", "alice")
+    assert code == ExitCode.USAGE
+    assert err.strip() == (
+        "Give the password in TRIO_CHAT_PASSWORD or with --password-file "
+        "when input is not a terminal."
+    )
+
+
+def test_chat_refusals(daemon: tuple[str, int]) -> None:
+    name = make_account(daemon)
+    code, _out, err = invoke(daemon, "chat", "--name", name, password="not the password")
+    assert (code, err.strip()) == (ExitCode.WRONG_PASSWORD, f"Wrong password for {name!r}.")
+    code, _out, err = invoke(daemon, "chat", "--name", "nobody_here", password=PASSWORD)
+    assert code == ExitCode.UNKNOWN_USER
+    assert err.startswith("There is no account named 'nobody_here'")
+    code, _out, err = invoke(daemon, "chat", "--name", "bad name", password=PASSWORD)
+    assert code == ExitCode.INVALID_NAME
+    assert err.startswith("A name may hold only")
+
+
+# --- an unreachable daemon, as real processes --------------------------------------------------
+
+
+def test_every_command_says_when_the_daemon_cannot_be_reached(tmp_path: Path) -> None:
+    commands = [["register"], ["login"], ["chat"]]
+    with silent_port() as port:
+        env = cli_env(port, TRIO_CHAT_PASSWORD=PASSWORD)
+        processes = [
+            subprocess.Popen(
+                [*CLI, *command, "--name", "alice"],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for command in commands
+        ]
+        results = [process.communicate(timeout=60) for process in processes]
+    for process, (out, err) in zip(processes, results, strict=True):
+        assert process.returncode == ExitCode.UNREACHABLE, err
+        assert err == (
+            f"Cannot reach trio-chat at 127.0.0.1:{port}; is `trio-chat serve` running?\n"
+        )
+        assert "Traceback" not in out + err

@@ -1,0 +1,69 @@
+"""What typed lines mean, the student client's habits included (`s/name/message`, `Exit`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from trio_chat.commands import (
+    HISTORY_DEFAULT,
+    Command,
+    Help,
+    Invalid,
+    Nothing,
+    Quit,
+    Say,
+    ShowHistory,
+    Whisper,
+    Who,
+    parse,
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "command"),
+    [
+        ("hello there", Say("hello there")),
+        ("  indented stays as typed", Say("  indented stays as typed")),
+        ("hello\n", Say("hello")),
+        ("s/bob/hi bob", Whisper("bob", "hi bob")),
+        ("s/bob/a/b/c", Whisper("bob", "a/b/c")),
+        ("/msg bob hi  there", Whisper("bob", "hi  there")),
+        ("/m bob hi", Whisper("bob", "hi")),
+        ("/who", Who()),
+        ("/who is there", Who()),
+        ("/history", ShowHistory(HISTORY_DEFAULT)),
+        ("/history 5", ShowHistory(5)),
+        ("/help", Help()),
+        ("Exit", Quit()),
+        ("exit", Quit()),
+        ("/quit", Quit()),
+        ("", Nothing()),
+        ("   ", Nothing()),
+        ("//etc/passwd is a path", Say("/etc/passwd is a path")),
+        ("so/what", Say("so/what")),
+        ("Exit now", Say("Exit now")),
+    ],
+)
+def test_lines_mean_commands(line: str, command: Command) -> None:
+    assert parse(line) == command
+
+
+@pytest.mark.parametrize(
+    ("line", "hint"),
+    [
+        ("s/bob", "s/name/message"),
+        ("s//hi", "s/name/message"),
+        ("s/bob/   ", "s/name/message"),
+        ("/msg bob", "/msg name message"),
+        ("/msg", "/msg name message"),
+        ("/history zero", "/history N"),
+        ("/history 0", "/history N"),
+        ("/history 101", "/history N"),
+        ("/history ²", "/history N"),
+        ("/frobnicate", "/help"),
+    ],
+)
+def test_malformed_commands_say_how_to_write_them(line: str, hint: str) -> None:
+    command = parse(line)
+    assert isinstance(command, Invalid)
+    assert hint in command.message

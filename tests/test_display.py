@@ -1,0 +1,111 @@
+"""How events look: other people's text is shown, never obeyed; times are local."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from trio_chat.display import (
+    PALETTE,
+    colour_of,
+    joined_line,
+    left_line,
+    message_line,
+    names_line,
+    safe,
+    stamp,
+    to_ansi,
+    to_plain,
+)
+from trio_chat.events import Joined, Left, PrivateMessage, PublicMessage
+
+NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("plain text, ünïcödé, 漢字, emoji 👩‍👩‍👧", "plain text, ünïcödé, 漢字, emoji 👩‍👩‍👧"),
+        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+        ("title \x1b]0;pwned\x07", "title \\x1b]0;pwned\\x07"),
+        ("bell\x07 nul\x00 del\x7f", "bell\\x07 nul\\x00 del\\x7f"),
+        ("c1 csi \x9b31m", "c1 csi \\x9b31m"),
+        ("two\nlines\r\tand a tab", "two\\nlines\\r\\tand a tab"),
+        ("trojan \u202eevil\u202c \u2066x\u2069", "trojan \\u202eevil\\u202c \\u2066x\\u2069"),
+        ("separator\u2028here", "separator\\u2028here"),
+        ("lone \ud800 surrogate", "lone \\ud800 surrogate"),
+    ],
+)
+def test_safe_shows_controls_as_escapes(text: str, shown: str) -> None:
+    assert safe(text) == shown
+
+
+def test_safe_output_has_no_control_characters_left() -> None:
+    everything = "".join(chr(code) for code in range(0x00, 0x250)) + "\u202a\u202b\u202d\u2067"
+    result = safe(everything)
+    assert not any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in result)
+    assert not set(result) & set("\u202a\u202b\u202d\u2067")
+    result.encode("utf-8")  # nothing that cannot be written to a UTF-8 terminal
+
+
+def test_a_sender_keeps_one_colour_whatever_the_case() -> None:
+    assert colour_of("Alice") == colour_of("alice") == colour_of("ALICE")
+    assert colour_of("alice") in PALETTE
+    colours = {colour_of(f"user{n}") for n in range(100)}
+    assert len(colours) > len(PALETTE) // 2
+
+
+def test_stamp_is_local_time_and_adds_the_date_for_other_days() -> None:
+    local = NOW.astimezone()
+    assert stamp(NOW, NOW) == local.strftime("[%H:%M:%S]")
+    earlier = NOW - timedelta(days=3)
+    assert stamp(earlier, NOW) == earlier.astimezone().strftime("[%Y-%m-%d %H:%M:%S]")
+
+
+def test_public_and_private_lines() -> None:
+    time = stamp(NOW, NOW)
+    public = PublicMessage(1, NOW, "bob", "hi all")
+    assert to_plain(message_line(public, "alice", NOW)) == f"{time} bob: hi all"
+    to_me = PrivateMessage(2, NOW, "bob", "alice", "psst")
+    assert to_plain(message_line(to_me, "alice", NOW)) == f"{time} [bob -> you] psst"
+    from_me = PrivateMessage(3, NOW, "Alice", "bob", "hey")
+    assert to_plain(message_line(from_me, "alice", NOW)) == f"{time} [you -> bob] hey"
+    to_self = PrivateMessage(4, NOW, "alice", "alice", "note")
+    assert to_plain(message_line(to_self, "alice", NOW)) == f"{time} [you -> you] note"
+
+
+def test_names_and_text_from_others_are_escaped_in_every_line() -> None:
+    evil = "\x1b[2Jbob"
+    lines = [
+        message_line(PublicMessage(1, NOW, evil, "\x1b[2J"), "alice", NOW),
+        message_line(PrivateMessage(2, NOW, evil, "alice", "x"), "alice", NOW),
+        joined_line(Joined(evil, NOW), "alice", NOW),
+        left_line(Left(evil, NOW, "\x1b[2J"), "alice", NOW),
+        names_line([evil, "alice"], "alice"),
+    ]
+    for line in lines:
+        plain = to_plain(line)
+        assert "\x1b" not in plain
+        assert "\\x1b[2J" in plain
+        # The only escape sequences in the terminal output are our own colours.
+        assert "\x1b[2J" not in to_ansi(line)
+
+
+def test_ansi_colours_the_sender_and_plain_has_none() -> None:
+    line = message_line(PublicMessage(1, NOW, "bob", "hi"), "alice", NOW)
+    assert f"\x1b[{colour_of('bob')}mbob\x1b[0m" in to_ansi(line)
+    assert "\x1b" not in to_plain(line)
+
+
+def test_join_and_leave_lines() -> None:
+    time = stamp(NOW, NOW)
+    assert (
+        to_plain(joined_line(Joined("bob", NOW), "alice", NOW)) == f"{time} * bob joined the room"
+    )
+    assert to_plain(left_line(Left("bob", NOW, "quit"), "alice", NOW)) == (
+        f"{time} * bob left the room"
+    )
+    assert to_plain(left_line(Left("bob", NOW, "timeout"), "alice", NOW)) == (
+        f"{time} * bob left the room (no longer answering)"
+    )

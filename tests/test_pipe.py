@@ -1,0 +1,227 @@
+"""`trio-chat chat` driven through a real pipe, as a script or a cron job would use it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import trio
+
+import trio_chat
+from tests.cli_support import CLI, PASSWORD, TEST_CONFIG, Relay, cli_env
+from trio_chat.cli import ExitCode
+from trio_chat.engine import ServerConfig
+from trio_chat.events import Event, PrivateMessage, PublicMessage
+from trio_chat.server import serve
+
+TIME = r"\[\d\d:\d\d:\d\d\]"
+
+
+async def start_daemon(
+    nursery: trio.Nursery, database: Path, config: ServerConfig = TEST_CONFIG
+) -> int:
+    address = await nursery.start(serve, "127.0.0.1", 0, database, config)
+    port: int = address[1]
+    return port
+
+
+async def accounts(port: int, *names: str) -> None:
+    for name in names:
+        await trio_chat.register("127.0.0.1", port, name, PASSWORD)
+
+
+async def pipe(port: int, name: str, text: str) -> subprocess.CompletedProcess[bytes]:
+    """Run `trio-chat chat --name NAME` with `text` on a pipe as its input."""
+    return await trio.run_process(
+        [*CLI, "chat", "--name", name],
+        stdin=text.encode(),
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        env=cli_env(port, TRIO_CHAT_PASSWORD=PASSWORD),
+    )
+
+
+def lines_of(output: bytes) -> list[str]:
+    return output.decode().splitlines()
+
+
+async def test_each_line_is_handled_as_if_typed(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await start_daemon(nursery, tmp_path / "chat.db")
+            await accounts(port, "alice", "bob")
+            async with trio_chat.connect("127.0.0.1", port, "bob", PASSWORD) as bob:
+                await bob.say("\x1b[2Jearlier, from bob")
+                script = "/history 1\nhello from a script\ns/bob/psst\n/msg bob second\n/who\n"
+                done = await pipe(port, "alice", script)
+                heard: list[Event] = []
+                async for event in bob.events():
+                    if isinstance(event, PublicMessage | PrivateMessage):
+                        heard.append(event)
+                    if len(heard) == 3:
+                        break
+            nursery.cancel_scope.cancel()
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b""
+    out = lines_of(done.stdout)
+    patterns = [
+        rf"{TIME} bob: \\x1b\[2Jearlier, from bob",  # the history on entering, made safe
+        r"-- The last message --",
+        rf"{TIME} bob: \\x1b\[2Jearlier, from bob",
+        rf"{TIME} alice: hello from a script",  # each message once the daemon stored it
+        rf"{TIME} \[you -> bob\] psst",
+        rf"{TIME} \[you -> bob\] second",
+        r"Online \(2\): alice, bob",
+    ]
+    assert len(out) == len(patterns), out
+    for line, pattern in zip(out, patterns, strict=True):
+        assert re.fullmatch(pattern, line), (line, pattern)
+    assert [(type(e).__name__, getattr(e, "text", "")) for e in heard] == [
+        ("PublicMessage", "hello from a script"),
+        ("PrivateMessage", "psst"),
+        ("PrivateMessage", "second"),
+    ]
+
+
+async def test_end_of_input_waits_until_everything_is_acknowledged(tmp_path: Path) -> None:
+    # All input arrives at once, so at its end nearly every message is still on its way;
+    # each line on stdout is printed only once the daemon has acknowledged that message.
+    config = ServerConfig(register_burst=100, message_burst=100)
+    count = 60
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await start_daemon(nursery, tmp_path / "chat.db", config)
+            await accounts(port, "alice", "bob")
+            done = await pipe(port, "alice", "".join(f"message {n}\n" for n in range(count)))
+            async with trio_chat.connect("127.0.0.1", port, "bob", PASSWORD) as bob:
+                stored = await bob.history(100)
+            nursery.cancel_scope.cancel()
+    assert done.returncode == 0, done.stderr
+    out = lines_of(done.stdout)
+    assert len(out) == count
+    for n, line in enumerate(out):
+        assert re.fullmatch(rf"{TIME} alice: message {n}", line), line
+    assert [m.text for m in stored] == [f"message {n}" for n in range(count)]
+
+
+async def test_refused_lines_are_reported_by_number_and_set_the_exit_code(
+    tmp_path: Path,
+) -> None:
+    script = "s/nobody/hi\n" + "x" * 600 + "\n/frobnicate\nstill sent\n"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await start_daemon(nursery, tmp_path / "chat.db")
+            await accounts(port, "alice")
+            done = await pipe(port, "alice", script)
+            nursery.cancel_scope.cancel()
+    assert done.returncode == ExitCode.UNKNOWN_USER  # the first refused line decides
+    assert re.fullmatch(rf"{TIME} alice: still sent", done.stdout.decode().strip())
+    assert done.stderr.decode().splitlines() == [
+        "line 1: Not sent to nobody ('hi'): There is no account named 'nobody'.",
+        "line 2: Not sent: A message can hold at most 500 bytes of UTF-8 text (this one has 600).",
+        "line 3: Unknown command /frobnicate; /help lists the commands, //text says /text.",
+        "Some lines were not sent (see above).",
+    ]
+
+
+async def test_quit_ends_the_input_early(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await start_daemon(nursery, tmp_path / "chat.db")
+            await accounts(port, "alice", "bob")
+            done = await pipe(port, "alice", "first\nExit\nnever sent\n")
+            async with trio_chat.connect("127.0.0.1", port, "bob", PASSWORD) as bob:
+                stored = [message.text for message in await bob.history(10)]
+            nursery.cancel_scope.cancel()
+    assert done.returncode == 0
+    assert re.fullmatch(rf"{TIME} alice: first", done.stdout.decode().strip())
+    assert stored == ["first"]
+
+
+async def test_a_long_message_alone_exits_with_its_own_code(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await start_daemon(nursery, tmp_path / "chat.db")
+            await accounts(port, "alice")
+            done = await pipe(port, "alice", "é" * 300 + "\n")
+            nursery.cancel_scope.cancel()
+    assert done.returncode == ExitCode.MESSAGE_REFUSED
+    assert b"at most 500 bytes" in done.stderr
+
+
+class Output:
+    """The lines a running process printed, read as they come."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.lines: list[str] = []
+        self._partial = b""
+
+    async def until(self, pattern: str) -> str:
+        """Read until a line matches `pattern` (searched); return that line."""
+        seen = 0
+        while True:
+            for line in self.lines[seen:]:
+                if re.search(pattern, line):
+                    return line
+            seen = len(self.lines)
+            chunk = await self.stream.receive_some()
+            assert chunk, f"output ended before {pattern!r}: {self.lines}"
+            *complete, self._partial = (self._partial + chunk).split(b"\n")
+            self.lines.extend(line.decode() for line in complete)
+
+    async def rest(self) -> list[str]:
+        while chunk := await self.stream.receive_some():
+            self._partial += chunk
+        self.lines.extend(line.decode() for line in self._partial.split(b"\n") if line)
+        return self.lines
+
+
+async def test_the_daemon_going_away_and_coming_back(tmp_path: Path) -> None:
+    """The client says so, keeps trying, logs in again, shows what it missed, loses nothing."""
+    database = tmp_path / "chat.db"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as first_daemon:
+                port = await start_daemon(first_daemon, database)
+                await accounts(port, "alice", "bob")
+                relay = Relay(("127.0.0.1", port))
+                await nursery.start(relay.run)
+                process = await trio.lowlevel.open_process(
+                    [*CLI, "chat", "--name", "alice"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=cli_env(relay.port, TRIO_CHAT_PASSWORD=PASSWORD),
+                )
+                assert process.stdin is not None and process.stdout is not None
+                output = Output(process.stdout)
+                await process.stdin.send_all(b"before\n")
+                await output.until(rf"^{TIME} alice: before$")
+                first_daemon.cancel_scope.cancel()  # the daemon stops
+            await output.until(
+                r"Lost the connection to trio-chat at 127\.0\.0\.1:\d+ .*trying again"
+            )
+
+            relay.cut = True  # keep alice away until bob has said something
+            await process.stdin.send_all(b"typed while away\n")
+            second_port = await start_daemon(nursery, database)
+            relay.target = ("127.0.0.1", second_port)
+            async with trio_chat.connect("127.0.0.1", second_port, "bob", PASSWORD) as bob:
+                await bob.say("missed one")
+                relay.cut = False
+                await output.until(r"Connected to 127\.0\.0\.1:\d+ again\.")
+                await output.until(rf"^{TIME} alice: typed while away$")
+                await process.stdin.aclose()
+                lines = await output.rest()
+                assert await process.wait() == 0
+                stored = [m.text for m in await bob.history(100)]
+            nursery.cancel_scope.cancel()
+    assert stored == ["before", "missed one", "typed while away"]
+    said = [line for line in lines if re.fullmatch(rf"{TIME} \w+: .*", line)]
+    assert [line.split(" ", 1)[1] for line in said] == [
+        "alice: before",
+        "bob: missed one",
+        "alice: typed while away",
+    ]

@@ -1,0 +1,245 @@
+"""The interactive room, used as a person would: in terminals (tmux), typing and reading.
+
+Each test runs its own tmux server on a private socket, polls the screen with a
+deadline (no fixed sleeps), and kills the server at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+import trio_chat
+from tests.cli_support import CLI, PASSWORD, TEST_CONFIG, cli_env
+from trio_chat.cli import ExitCode
+from trio_chat.server import serve
+
+TIME = r"\[\d\d:\d\d:\d\d\]"
+WAIT = 20.0
+"""The longest a screen may take to show what a test waits for (a busy machine is slow)."""
+
+
+class Tmux:
+    """A private tmux server whose panes run `trio-chat` sessions."""
+
+    def __init__(self, socket: str, config: Path, env: dict[str, str]) -> None:
+        self.base = ["tmux", "-L", socket, "-f", str(config)]
+        self.socket = Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}", socket)
+        self.env = env
+
+    async def kill(self) -> None:
+        """Stop the server and its panes; remove its socket."""
+        await trio.run_process([*self.base, "kill-server"], check=False, env=self.env)
+        self.socket.unlink(missing_ok=True)
+
+    async def run(self, *args: str) -> str:
+        done = await trio.run_process(
+            [*self.base, *args], capture_stdout=True, capture_stderr=True, env=self.env
+        )
+        return done.stdout.decode()
+
+    async def start(self, pane: str, *args: str) -> None:
+        # The shell reports the exit status on the screen (tmux itself may be slow to reap).
+        command = shlex.join([*CLI, *args]) + '; echo "[exit status $?]"'
+        await self.run("new-session", "-d", "-s", pane, "-x", "100", "-y", "45", command)
+
+    async def type(self, pane: str, text: str) -> None:
+        """Type text literally (no Enter)."""
+        await self.run("send-keys", "-t", pane, "-l", text)
+
+    async def press(self, pane: str, *keys: str) -> None:
+        await self.run("send-keys", "-t", pane, *keys)
+
+    async def screen(self, pane: str, *, styles: bool = False) -> list[str]:
+        """The pane's lines as shown, wrapped lines joined, trailing blank lines dropped."""
+        flags = ["-e"] if styles else []
+        text = await self.run("capture-pane", "-p", "-J", *flags, "-t", pane)
+        return text.rstrip("\n ").split("\n")
+
+    async def wait(self, pane: str, condition: Callable[[list[str]], bool], what: str) -> list[str]:
+        """Poll the screen until `condition` holds; fail showing the screen at the deadline."""
+        lines: list[str] = []
+        with trio.move_on_after(WAIT):
+            while True:
+                lines = await self.screen(pane)
+                if condition(lines):
+                    return lines
+                await trio.sleep(0.05)
+        raise AssertionError(f"{pane}: waited for {what}; the screen shows:\n" + "\n".join(lines))
+
+    async def wait_line(self, pane: str, pattern: str, prompt: str | None = None) -> list[str]:
+        """Wait until a whole line matches `pattern` (above the prompt line, if given)."""
+
+        def shown(lines: list[str]) -> bool:
+            if prompt is not None and lines[-1] != prompt:
+                return False
+            above = lines[:-1] if prompt is not None else lines
+            return any(re.fullmatch(pattern, line) for line in above)
+
+        return await self.wait(pane, shown, f"{pattern!r} above {prompt!r}")
+
+    async def exit_status(self, pane: str) -> int:
+        """Wait for the pane's program to end; its exit status."""
+        pattern = r"\[exit status (\d+)\]"
+        lines = await self.wait_line(pane, pattern)
+        return int(next(m for line in lines if (m := re.fullmatch(pattern, line)))[1])
+
+
+def prompt_line(lines: list[str]) -> str:
+    return lines[-1]
+
+
+@asynccontextmanager
+async def room(tmp_path: Path) -> AsyncIterator[tuple[int, Tmux]]:
+    """A daemon and a private tmux server (killed at the end, whatever happened)."""
+    config = tmp_path / "tmux.conf"
+    config.write_text("set -g remain-on-exit on\nset -g status off\n", encoding="utf-8")
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", TEST_CONFIG)
+        port: int = address[1]
+        tmux = Tmux(f"trio-chat-test-{os.getpid()}-{tmp_path.name}", config, cli_env(port))
+        try:
+            yield port, tmux
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                await tmux.kill()
+            nursery.cancel_scope.cancel()
+
+
+async def enter(tmux: Tmux, name: str) -> list[str]:
+    """Start `trio-chat chat --name NAME`, type the password, wait for the room."""
+    await tmux.start(name, "chat", "--name", name)
+    await tmux.wait(name, lambda lines: lines[-1].startswith("Password:"), "the password prompt")
+    await tmux.type(name, PASSWORD)
+    await tmux.press(name, "Enter")
+    lines = await tmux.wait(
+        name, lambda lines: prompt_line(lines) == f"{name}>", "the prompt in the room"
+    )
+    assert not any(PASSWORD in line for line in lines), "the password was shown"
+    return lines
+
+
+async def test_two_people_chat_in_terminals(tmp_path: Path) -> None:
+    with trio.fail_after(120):
+        async with room(tmp_path) as (port, tmux):
+            for name in ("alice", "bob", "carol"):
+                await trio_chat.register("127.0.0.1", port, name, PASSWORD)
+            async with trio_chat.connect("127.0.0.1", port, "carol", PASSWORD) as carol:
+                await carol.say("\x1b[31mred?\x1b]0;pwned\x07 from carol")
+
+            # History on entering, under a heading, with the escape sequence shown escaped.
+            await enter(tmux, "alice")
+            escaped = rf"{TIME} carol: \\x1b\[31mred\?\\x1b\]0;pwned\\x07 from carol"
+            lines = await tmux.wait_line("alice", escaped, prompt="alice>")
+            heading = lines.index("-- Earlier messages --")
+            assert re.fullmatch(escaped, lines[heading + 1]), lines
+            await tmux.wait_line("alice", r"Online \(1\): alice")
+
+            await enter(tmux, "bob")
+            await tmux.wait_line("alice", rf"{TIME} \* bob joined the room")
+
+            # A message arrives while alice is halfway through a line: it appears above,
+            # with its time, and her half line stays intact below it.
+            await tmux.type("alice", "half a li")
+            await tmux.wait("alice", lambda ls: ls[-1] == "alice> half a li", "the half line")
+            await tmux.type("bob", "hello alice")
+            await tmux.press("bob", "Enter")
+            await tmux.wait_line("alice", rf"{TIME} bob: hello alice", prompt="alice> half a li")
+            styled = await tmux.screen("alice", styles=True)
+            assert any(re.search(r"\x1b\[[0-9;]*mbob\b.*hello alice", line) for line in styled)
+            await tmux.type("alice", "ne")
+            await tmux.press("alice", "Enter")
+            await tmux.wait_line("bob", rf"{TIME} alice: half a line")
+            await tmux.wait_line("alice", rf"{TIME} alice: half a line", prompt="alice>")
+
+            # Private messages, both ways and both spellings.
+            await tmux.type("bob", "s/alice/psst alice")
+            await tmux.press("bob", "Enter")
+            await tmux.wait_line("alice", rf"{TIME} \[bob -> you\] psst alice")
+            await tmux.wait_line("bob", rf"{TIME} \[you -> alice\] psst alice")
+            await tmux.type("alice", "/msg bob hi bob")
+            await tmux.press("alice", "Enter")
+            await tmux.wait_line("bob", rf"{TIME} \[alice -> you\] hi bob")
+            await tmux.wait_line("alice", rf"{TIME} \[you -> bob\] hi bob")
+
+            # /who, then the same again with the up arrow.
+            await tmux.type("alice", "/who")
+            await tmux.press("alice", "Enter")
+            online = r"Online \(2\): alice, bob"
+            await tmux.wait_line("alice", online)
+            await tmux.press("alice", "Up")
+            await tmux.wait("alice", lambda ls: ls[-1] == "alice> /who", "the recalled line")
+            await tmux.press("alice", "Enter")
+            await tmux.wait(
+                "alice",
+                lambda ls: sum(bool(re.fullmatch(online, line)) for line in ls) == 2,
+                "a second /who answer",
+            )
+
+            # Someone tries to clear alice's screen: she sees the attempt, not an empty screen.
+            async with trio_chat.connect("127.0.0.1", port, "carol", PASSWORD) as carol:
+                await carol.say("\x1b[2J\x1b[Hwiped?")
+            lines = await tmux.wait_line("alice", rf"{TIME} carol: \\x1b\[2J\\x1b\[Hwiped\?")
+            assert "-- Earlier messages --" in lines, "\n".join(await tmux.screen("alice"))
+            await tmux.wait_line("alice", rf"{TIME} \* carol left the room")
+
+            await tmux.type("alice", "/history 2")
+            await tmux.press("alice", "Enter")
+            expected = [
+                "-- The last 2 messages --",
+                rf"{TIME} \[you -> bob\] hi bob",
+                rf"{TIME} carol: .*wiped\?",
+                "alice>",
+            ]
+            await tmux.wait(
+                "alice",
+                lambda ls: all(map(re.fullmatch, expected, ls[-4:])) and len(ls) >= 4,
+                "the last 2 messages",
+            )
+
+            # Exit leaves; the others see it; Ctrl-D leaves too.
+            await tmux.type("bob", "Exit")
+            await tmux.press("bob", "Enter")
+            assert await tmux.exit_status("bob") == 0
+            await tmux.wait_line("alice", rf"{TIME} \* bob left the room")
+            await tmux.press("alice", "C-d")
+            assert await tmux.exit_status("alice") == 0
+
+
+async def answer(tmux: Tmux, pane: str, question: str, reply: str) -> None:
+    """Wait until the last line asks `question`, then type `reply` and Enter."""
+    await tmux.wait(pane, lambda lines: lines[-1] == question, repr(question))
+    await tmux.type(pane, reply)
+    await tmux.press(pane, "Enter")
+
+
+async def test_an_unknown_name_is_offered_an_account_and_ctrl_c_leaves(tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        async with room(tmp_path) as (_port, tmux):
+            await tmux.start("dave", "chat")
+            await answer(tmux, "dave", "Name:", "dave")
+            await answer(tmux, "dave", "Password:", PASSWORD)
+            offer = "There is no account named 'dave'. Create it? [y/N]:"
+            await answer(tmux, "dave", offer, "y")
+            await answer(tmux, "dave", "Repeat the password:", PASSWORD)
+            lines = await tmux.wait(
+                "dave", lambda lines: prompt_line(lines) == "dave>", "the prompt in the room"
+            )
+            assert "Registered dave." in lines
+            assert not any(PASSWORD in line for line in lines)
+            await tmux.type("dave", "a line never sent")
+            await tmux.press("dave", "C-c")
+            assert await tmux.exit_status("dave") == 0
+
+            # Declining the offer changes nothing and says so.
+            await tmux.start("erin", "chat", "--name", "erin")
+            await answer(tmux, "erin", "Password:", PASSWORD)
+            await answer(tmux, "erin", "There is no account named 'erin'. Create it? [y/N]:", "n")
+            assert await tmux.exit_status("erin") == ExitCode.UNKNOWN_USER
+            await tmux.wait_line("erin", "No account named 'erin'; nothing was changed.")

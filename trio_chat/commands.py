@@ -1,0 +1,107 @@
+"""What a line typed in the room means: a pure parser, shared by the terminal and pipes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HISTORY_DEFAULT = 20
+HISTORY_MAX = 100
+
+HELP = """\
+Commands:
+  text                 say it to everyone in the room
+  s/name/message       say it to name only (also: /msg name message)
+  /who                 who is online
+  /history [n]         the last n messages (default 20, at most 100)
+  //text               say text that starts with a /
+  /help                this list
+  Exit, /quit          leave the room (Ctrl-D and Ctrl-C leave too)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Whisper:
+    to: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ShowHistory:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Nothing:
+    """An empty line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    message: str
+    """What was wrong, as a sentence."""
+
+
+Command = Say | Whisper | Who | ShowHistory | Help | Quit | Nothing | Invalid
+
+_QUIT = frozenset({"Exit", "exit", "/quit", "/exit", "/q"})
+
+
+def _whisper(to: str, text: str, usage: str) -> Command:
+    to = to.strip()
+    if not to or not text.strip():
+        return Invalid(f"Write a private message as {usage}.")
+    return Whisper(to, text)
+
+
+def parse(line: str) -> Command:
+    """The command a typed line stands for."""
+    line = line.rstrip("\r\n")
+    stripped = line.strip()
+    if not stripped:
+        return Nothing()
+    if stripped in _QUIT:
+        return Quit()
+    if line.startswith("s/"):
+        to, slash, text = line[2:].partition("/")
+        if not slash:
+            return Invalid("Write a private message as s/name/message.")
+        return _whisper(to, text, "s/name/message")
+    if line.startswith("//"):
+        return Say(line[1:])
+    if not line.startswith("/"):
+        return Say(line)
+    word, _, rest = stripped.partition(" ")
+    rest = rest.strip()
+    if word in ("/msg", "/m", "/w"):
+        to, _, text = rest.partition(" ")
+        return _whisper(to, text.strip(), "/msg name message")
+    if word == "/who":
+        return Who()
+    if word == "/history":
+        if not rest:
+            return ShowHistory(HISTORY_DEFAULT)
+        if rest.isdecimal() and 1 <= int(rest) <= HISTORY_MAX:
+            return ShowHistory(int(rest))
+        return Invalid(f"Write /history N with N from 1 to {HISTORY_MAX}.")
+    if word in ("/help", "/?", "/h"):
+        return Help()
+    return Invalid(f"Unknown command {word}; /help lists the commands, //text says /text.")

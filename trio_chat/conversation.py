@@ -1,0 +1,305 @@
+"""A stay in the room as a person has it: typed lines in, printed lines out.
+
+`Room` turns each line into a request on a `ChatClient` (see `commands`), prints the
+room's events, and prints the answers to the requests in the order the lines were typed:
+your own message appears once the daemon has stored it, with the time it gave it. The
+terminal and the pipe modes (`terminal`) differ only in how they read and print.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+
+from . import commands
+from .client import ChatClient, Receipt
+from .display import (
+    DIM,
+    ERROR,
+    Line,
+    heading_line,
+    info_line,
+    joined_line,
+    left_line,
+    message_line,
+    names_line,
+    notice_line,
+    safe,
+)
+from .errors import BadRequest, ChatError, ConnectionLost
+from .events import (
+    ChatMessage,
+    Disconnected,
+    Event,
+    History,
+    Joined,
+    Left,
+    Notice,
+    PrivateMessage,
+    PublicMessage,
+    Reconnected,
+)
+
+SHOWN_MEMORY = 10_000
+"""How many message ids to remember, to show a message to yourself only once."""
+
+Result = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a stay in the room went."""
+
+    ended: ChatError | None = None
+    """Why the session ended, if it ended without us leaving (the daemon refused us)."""
+    refused: ChatError | None = None
+    """The first request that was refused (a script's exit status tells of it)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Room:
+    """A session in the room as a person uses it: lines in, lines out."""
+
+    def __init__(
+        self,
+        chat: ChatClient,
+        show: Callable[[Line], None],
+        complain: Callable[[str], None],
+        *,
+        interactive: bool,
+    ) -> None:
+        self.chat = chat
+        self.show = show
+        self.complain = complain
+        self.interactive = interactive
+        self.connected = True
+        self.leaving = False
+        self.failed: ChatError | None = None
+        """Why the first refused line was refused (scripts exit with its code)."""
+        self._failed_line: int | None = None
+        self.fatal: ChatError | None = None
+        """Why the session ended, if it ended without us leaving."""
+        self.on_change: Callable[[], None] = lambda: None
+        self._line_number = 0
+        self._receipts: list[Receipt] = []
+        self._results_in, self._results_out = trio.open_memory_channel[Result](math.inf)
+        self._results_done = trio.Event()
+        self._shown: set[int] = set()
+        self._shown_order: deque[int] = deque()
+        self._newest_shown = 0
+
+    @property
+    def where(self) -> str:
+        return f"{self.chat.host}:{self.chat.port}"
+
+    # --- input -------------------------------------------------------------------------------
+
+    def handle(self, line: str) -> bool:
+        """Act on one typed line; False when it asks to leave."""
+        self._line_number += 1
+        command = commands.parse(line)
+        if isinstance(command, commands.Quit):
+            return False
+        if isinstance(command, commands.Nothing):
+            return True
+        if isinstance(command, commands.Invalid):
+            self._report(command.message, BadRequest(command.message))
+        elif isinstance(command, commands.Help):
+            for help_line in commands.HELP.splitlines():
+                self.show(info_line(help_line))
+        elif isinstance(command, commands.Say):
+            self._send(lambda: self.chat.say_nowait(command.text), command.text, None)
+        elif isinstance(command, commands.Whisper):
+            to, text = command.to, command.text
+            self._send(lambda: self.chat.whisper_nowait(to, text), text, to)
+        elif isinstance(command, commands.Who):
+            self._ask(self.chat.who_nowait, self._show_names)
+        elif isinstance(command, commands.ShowHistory):
+            # Up to the newest message on the screen: the daemon may store newer ones
+            # (ours included) before it reads the history.
+            count, before = command.count, self._newest_shown + 1 if self._newest_shown else None
+            self._ask(lambda: self.chat.history_nowait(count, before), self._show_found)
+        return True
+
+    @property
+    def unanswered(self) -> int:
+        """Messages sent that the daemon has not acknowledged (nor refused) yet."""
+        self._receipts = [receipt for receipt in self._receipts if not receipt.done]
+        return len(self._receipts)
+
+    def _refused(self, message: str, error: ChatError, line_number: int) -> None:
+        """Tell of a refused line; a script is told its number and remembers the first."""
+        if self._failed_line is None or line_number < self._failed_line:
+            self.failed, self._failed_line = error, line_number
+        if self.interactive:
+            self.show(((ERROR, safe(message)),))
+        else:
+            self.complain(f"line {line_number}: {safe(message)}")
+
+    def _report(self, message: str, error: ChatError) -> None:
+        """A line refused before it was sent: at once on a screen, in line order in a pipe."""
+        line_number = self._line_number
+        if self.interactive:
+            self._refused(message, error, line_number)
+            return
+
+        async def in_order() -> None:
+            self._refused(message, error, line_number)
+
+        self._later(in_order)
+
+    def _send(self, submit: Callable[[], Receipt], text: str, to: str | None) -> None:
+        try:
+            receipt = submit()
+        except ChatError as error:
+            self._report(f"Not sent: {error.message}", error)
+            return
+        self._receipts.append(receipt)
+        if not self.connected and self.interactive:
+            self.show(
+                notice_line("Not connected: this goes out when the connection is back.", _now())
+            )
+        line_number = self._line_number
+        self._later(lambda: self._sent(receipt, text, to, line_number))
+
+    def _later(self, result: Result) -> None:
+        self._results_in.send_nowait(result)
+
+    async def _sent(self, receipt: Receipt, text: str, to: str | None, line_number: int) -> None:
+        try:
+            message: ChatMessage = await receipt.wait()
+        except ChatError as error:
+            if self.leaving and isinstance(error, ConnectionLost):
+                return
+            target = f" to {to}" if to is not None else ""
+            short = text if len(text) <= 40 else text[:39] + "…"
+            self._refused(f"Not sent{target} ({short!r}): {error.message}", error, line_number)
+            return
+        self._show_message(message)
+
+    def _show_message(self, message: ChatMessage) -> None:
+        """Show a message once, even when it comes both as an event and as an answer."""
+        if message.id in self._shown:
+            return
+        self._shown.add(message.id)
+        self._newest_shown = max(self._newest_shown, message.id)
+        self._shown_order.append(message.id)
+        if len(self._shown_order) > SHOWN_MEMORY:
+            self._shown.discard(self._shown_order.popleft())
+        self.show(message_line(message, self.chat.name))
+
+    def _ask(self, submit: Callable[[], Receipt], show: Callable[[Any], None]) -> None:
+        """Send a question now (in order with the messages before it); show its answer later."""
+        try:
+            receipt = submit()
+        except ChatError as error:
+            self._report(error.message, error)
+            return
+        line_number = self._line_number
+
+        async def answer() -> None:
+            try:
+                result = await receipt.wait()
+            except ChatError as error:
+                if not (self.leaving and isinstance(error, ConnectionLost)):
+                    self._refused(error.message, error, line_number)
+                return
+            show(result)
+
+        self._later(answer)
+
+    def _show_names(self, names: list[str]) -> None:
+        self.show(names_line(names, self.chat.name))
+
+    def _show_found(self, messages: list[ChatMessage]) -> None:
+        if not messages:
+            self.show(heading_line("No messages yet"))
+            return
+        count = len(messages)
+        self.show(heading_line(f"The last {count} messages" if count > 1 else "The last message"))
+        for message in messages:
+            self.show(message_line(message, self.chat.name))
+
+    async def run_results(self) -> None:
+        """Print the answers to requests, in the order the lines were typed."""
+        try:
+            async for result in self._results_out:
+                await result()
+        finally:
+            self._results_done.set()
+
+    async def finish(self) -> None:
+        """Wait until every request sent so far is answered and its answer printed."""
+        self._results_in.close()
+        await self._results_done.wait()
+        await self.chat.drain()
+
+    # --- the room's events ---------------------------------------------------------------------
+
+    async def show_events(self) -> None:
+        """Print everything that happens until the session ends; note why it ended."""
+        async for event in self.chat.events():
+            self._show_event(event)
+        if not self.leaving and self.chat.failure is not None:
+            self.fatal = self.chat.failure
+
+    def _show_event(self, event: Event) -> None:
+        me = self.chat.name
+        if isinstance(event, PublicMessage | PrivateMessage):
+            self._show_message(event)
+        elif isinstance(event, History):
+            self._show_history(event)
+        elif isinstance(event, Joined):
+            self.show(joined_line(event, me))
+        elif isinstance(event, Left):
+            self.show(left_line(event, me))
+        elif isinstance(event, Notice):
+            self.show(notice_line(event.text, _now()))
+        elif isinstance(event, Disconnected):
+            self.connected = False
+            self.show(
+                notice_line(
+                    f"Lost the connection to trio-chat at {self.where} ({event.reason}); "
+                    "trying again. What you send goes out when it is back.",
+                    _now(),
+                )
+            )
+            self.on_change()
+        elif isinstance(event, Reconnected):
+            self.connected = True
+            self.show(notice_line(f"Connected to {self.where} again.", _now(), DIM))
+            self.on_change()
+
+    def _show_history(self, event: History) -> None:
+        me = self.chat.name
+        fresh = [message for message in event.messages if message.id not in self._shown]
+        if self.interactive:
+            if event.resumed:
+                if fresh:
+                    missed = f"{len(fresh)} messages" if len(fresh) > 1 else "1 message"
+                    self.show(heading_line(f"Missed while away: {missed}"))
+                else:
+                    self.show(notice_line("Nothing was missed meanwhile.", _now(), DIM))
+            elif fresh:
+                more = "; /history 100 shows older ones" if event.more else ""
+                self.show(heading_line(f"Earlier messages{more}"))
+        for message in fresh:
+            self._show_message(message)
+        if self.interactive and event.resumed and fresh:
+            self.show(heading_line("Now"))
+        if self.interactive and not event.resumed:
+            self.show(
+                heading_line(
+                    f"You are in the room as {safe(me)}; /help lists the commands, Exit leaves"
+                )
+            )
+            self._ask(self.chat.who_nowait, self._show_names)

@@ -1,0 +1,284 @@
+"""The room in a terminal (prompt_toolkit) and the same room driven by a pipe.
+
+Interactive mode reads each line with prompt_toolkit in a worker thread while Trio
+prints events above it (see `Terminal`), so incoming messages never break the line being
+typed. Pipe mode reads standard input line by line, prints plain lines, and at the end of
+input waits until everything sent was acknowledged. Both hand the lines to a
+`conversation.Room`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+
+import trio
+from prompt_toolkit import PromptSession
+from prompt_toolkit.formatted_text import ANSI
+from prompt_toolkit.output import create_output
+from prompt_toolkit.output.vt100 import Vt100_Output
+
+from .client import ChatClient
+from .conversation import Outcome, Room
+from .display import ERROR, Line, safe, to_ansi, to_plain
+
+LEAVE_WAIT = 5.0
+"""On leaving, how long to wait for messages still on their way to be acknowledged."""
+
+
+# --- interactive -----------------------------------------------------------------------------
+
+
+class Terminal:
+    """The prompt (prompt_toolkit, run in a worker thread) and the lines printed above it.
+
+    While a prompt is up, a line is printed from inside the prompt's own event loop:
+    erase the prompt, write the line, draw the prompt again with what was typed so far.
+    (prompt_toolkit's `patch_stdout` does the same through `run_in_terminal`, which puts
+    the terminal in cooked mode for a moment; a key pressed in that moment, Ctrl-D say,
+    would be lost.) Between prompts lines are written directly; the terminal stays in
+    raw mode for the whole stay in the room, so keys typed then wait for the next prompt.
+    """
+
+    def __init__(self, message: Callable[[], ANSI]) -> None:
+        output = create_output(sys.stdout)
+        if isinstance(output, Vt100_Output):
+            # Cursor position reports would tell prompt_toolkit how much room is below the
+            # prompt; an answer arriving after lines were printed above it is out of date
+            # and scrolls the screen. A one-line prompt needs no such room.
+            output.enable_cpr = False
+        self.session: PromptSession[str] = PromptSession(erase_when_done=True, output=output)
+        self._message = message
+        self._stopping = False
+        self._reading = False
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+
+    # --- output ------------------------------------------------------------------------------
+
+    def show(self, line: Line) -> None:
+        """Print a line above the prompt; from the Trio thread or the prompt's loop."""
+        with self._lock:
+            self._pending.append(to_ansi(line) + "\n")
+        if not self._reading:
+            self._write_pending()
+            return
+        app = self.session.app
+        loop = app.loop
+        if app.is_running and loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._write_above_prompt)
+        # Otherwise the prompt is starting (`_before_prompt` writes the lines) or has
+        # ended (`read` writes them once it returns).
+
+    def _take(self) -> str:
+        with self._lock:
+            text = "".join(self._pending)
+            self._pending.clear()
+        return text
+
+    def _write_pending(self) -> None:
+        text = self._take()
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    def _write_above_prompt(self) -> None:
+        app = self.session.app
+        if not app.is_running or app.is_done:
+            return  # the prompt is going away: `read` writes the lines once it has
+        text = self._take()
+        if not text:
+            return
+        app.renderer.erase()
+        app.output.write_raw(text)
+        app.output.flush()
+        app.invalidate()
+
+    # --- input -------------------------------------------------------------------------------
+
+    def raw_mode(self) -> contextlib.AbstractContextManager[None]:
+        return self.session.input.raw_mode()
+
+    async def read(self) -> str | None:
+        """The next line, or None on Ctrl-D, Ctrl-C or `stop()`."""
+        if self._stopping:
+            return None
+        self._reading = True
+        try:
+            return await trio.to_thread.run_sync(self._prompt)
+        except (EOFError, KeyboardInterrupt):
+            return None
+        finally:
+            self._reading = False
+            self._write_pending()
+
+    def _prompt(self) -> str:
+        # prompt_toolkit's own handler prints a traceback and waits for Enter; ours is
+        # `_QuietErrors`, so a key sequence it cannot parse costs one line, not the screen.
+        return self.session.prompt(
+            self._message, pre_run=self._before_prompt, set_exception_handler=False
+        )
+
+    def _before_prompt(self) -> None:
+        # In the prompt's loop, before it is first drawn.
+        self._write_pending()
+        if self._stopping:
+            self._exit_app()
+
+    def _exit_app(self) -> None:
+        app = self.session.app
+        if app.is_running and app.future is not None and not app.future.done():
+            app.exit(exception=EOFError)
+
+    def refresh(self) -> None:
+        """Redraw the prompt (it shows whether the connection is up); any thread."""
+        self.session.app.invalidate()
+
+    async def stop(self) -> None:
+        """End the read in progress (as Ctrl-D would) and any later one."""
+        self._stopping = True
+        while self._reading:
+            app = self.session.app
+            loop = app.loop
+            if app.is_running and loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(self._exit_app)
+            await trio.sleep(0.02)
+
+
+class _QuietErrors(logging.Handler):
+    """Shows an error in the prompt's event loop as one line instead of a traceback."""
+
+    def __init__(self, show: Callable[[Line], None]) -> None:
+        super().__init__(logging.ERROR)
+        self._show = show
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        what = f"{type(error).__name__}: {error}" if error is not None else record.getMessage()
+        self._show(((ERROR, f"Ignored an input error ({safe(what)})."),))
+
+
+@contextlib.contextmanager
+def _quiet_asyncio(show: Callable[[Line], None]) -> Iterator[None]:
+    logger = logging.getLogger("asyncio")
+    handler = _QuietErrors(show)
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+async def _stop_on_signals(terminal: Terminal) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async for _ in signals:
+            await terminal.stop()
+            return
+
+
+async def run_interactive(chat: ChatClient) -> Outcome:
+    """The room in a terminal until the person leaves; returns why it ended otherwise."""
+    room: Room
+
+    def prompt() -> ANSI:
+        state = "" if room.connected else "\x1b[33m (reconnecting)\x1b[0m"
+        return ANSI(f"\x1b[1m{safe(chat.name)}\x1b[0m{state}> ")
+
+    terminal = Terminal(prompt)
+    room = Room(chat, terminal.show, lambda text: terminal.show(((ERROR, text),)), interactive=True)
+    room.on_change = terminal.refresh
+
+    async def events_then_stop() -> None:
+        await room.show_events()
+        await terminal.stop()
+
+    with terminal.raw_mode(), _quiet_asyncio(terminal.show):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(events_then_stop)
+            nursery.start_soon(room.run_results)
+            nursery.start_soon(_stop_on_signals, terminal)
+            while (line := await terminal.read()) is not None and room.handle(line):
+                pass
+            if room.fatal is None:
+                room.leaving = True
+                with trio.move_on_after(LEAVE_WAIT):
+                    await room.finish()
+                if room.unanswered:
+                    terminal.show(
+                        (
+                            (
+                                ERROR,
+                                f"Left with {room.unanswered} messages the daemon has not "
+                                "acknowledged; they may not have been delivered.",
+                            ),
+                        )
+                    )
+            nursery.cancel_scope.cancel()
+    return Outcome(room.fatal, room.failed)
+
+
+# --- pipes -----------------------------------------------------------------------------------
+
+
+def _write_plain(line: Line) -> None:
+    sys.stdout.write(to_plain(line) + "\n")
+    sys.stdout.flush()
+
+
+def _complain(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+class LineReader:
+    """Lines from a file descriptor, read in a worker thread.
+
+    It reads the descriptor itself rather than `sys.stdin`: an abandoned read then holds
+    no lock of Python's, so the program can exit while the input is still open.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buffer = b""
+        self._eof = False
+
+    async def readline(self) -> bytes:
+        """The next line with its newline; the last one may lack it; b"" at the end."""
+        while b"\n" not in self._buffer and not self._eof:
+            chunk = await trio.to_thread.run_sync(os.read, self.fd, 65536, abandon_on_cancel=True)
+            self._eof = not chunk
+            self._buffer += chunk
+        line, newline, rest = self._buffer.partition(b"\n")
+        self._buffer = rest
+        return line + newline
+
+
+async def run_pipe(chat: ChatClient, fd: int) -> Outcome:
+    """Handle each input line as if typed; at the end wait for acknowledgements."""
+    room = Room(chat, _write_plain, _complain, interactive=False)
+    async with trio.open_nursery() as nursery:
+
+        async def events() -> None:
+            await room.show_events()
+            if room.fatal is not None:
+                nursery.cancel_scope.cancel()
+
+        nursery.start_soon(events)
+        nursery.start_soon(room.run_results)
+        reader = LineReader(fd)
+        while raw := await reader.readline():
+            if not room.handle(raw.decode("utf-8", "replace")):
+                break
+        room.leaving = True
+        await room.finish()
+        nursery.cancel_scope.cancel()
+    return Outcome(room.fatal, room.failed)
