@@ -12,6 +12,7 @@ import trio
 import trio_chat
 from tests.conftest import TEST_CONFIG
 from trio_chat.client import ChatClient, ClientConfig
+from trio_chat.engine import ServerConfig
 from trio_chat.server import serve
 
 PASSWORD = "correct horse"
@@ -209,3 +210,27 @@ async def test_ipv6(nursery: trio.Nursery, db_path: Path) -> None:
         async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
             said = await alice.say("over IPv6")
             assert said.text == "over IPv6"
+
+
+async def test_messages_refused_as_too_fast_are_resent_in_the_order_written(
+    nursery: trio.Nursery, db_path: Path
+) -> None:
+    tight = ServerConfig(register_burst=10, message_burst=3, message_rate=50.0)
+    host, port = await nursery.start(serve, "127.0.0.1", 0, db_path, tight)
+    with trio.fail_after(30):
+        await register_all(host, port, "alice", "bob")
+        async with (
+            trio_chat.connect(host, port, "alice", PASSWORD) as alice,
+            trio_chat.connect(host, port, "bob", PASSWORD) as bob,
+        ):
+            receipts = []
+            for n in range(30):
+                receipts.append(alice.say_nowait(f"m{n:02d}"))
+                if n % 4 == 0:
+                    await trio.sleep(0.005)  # sent in uneven bursts, as a script would
+            sent = [await receipt.wait() for receipt in receipts]
+            assert [m.id for m in sent] == sorted(m.id for m in sent)
+            heard: list[str] = []
+            while len(heard) < 30:
+                heard.append((await next_event(bob, trio_chat.PublicMessage)).text)
+            assert heard == [f"m{n:02d}" for n in range(30)]

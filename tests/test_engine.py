@@ -329,3 +329,78 @@ def test_the_room_is_a_seam_another_fanout_can_fill() -> None:
     assert [wire.decode_server_frame_untrusted(f) for f in published][-1] == bob.of_type(wire.Msg)[
         -1
     ]
+
+
+def test_after_a_refusal_later_messages_wait_for_the_refused_one() -> None:
+    h = EngineHarness(ServerConfig(message_rate=1.0, message_burst=1))
+    alice = logged_in(h, ALICE, "alice")
+    bob = logged_in(h, BOB, "bob")
+    alice.send(wire.Say(text="first", cid="c1"))
+    refused = alice.send(wire.Say(text="second", cid="c2"))
+    h.advance(2.0)  # the bucket has a token again, but "second" has not come back yet
+    later = alice.send(wire.Say(text="third", cid="c3"))
+    alice.poll()
+    assert {e.re for e in alice.of_type(wire.ErrorFrame)} == {refused, later}
+    assert all(e.code == "rate_limited" for e in alice.of_type(wire.ErrorFrame))
+    alice.send(wire.Say(text="second", cid="c2"))
+    h.advance(1.0)
+    alice.send(wire.Say(text="third", cid="c3"))
+    bob.poll()
+    assert [m.text for m in bob.of_type(wire.Msg)] == ["first", "second", "third"]
+
+
+def test_a_refused_message_never_sent_again_stops_holding_others_back() -> None:
+    h = EngineHarness(ServerConfig(message_rate=1.0, message_burst=1))
+    alice = logged_in(h, ALICE, "alice")
+    alice.send(wire.Say(text="first", cid="c1"))
+    alice.send(wire.Say(text="given up", cid="c2"))
+    h.advance(31.0)
+    alice.send(wire.Ping())
+    seq = alice.send(wire.Say(text="much later", cid="c3"))
+    alice.poll()
+    assert seq in {ok.re for ok in alice.of_type(wire.Ok)}
+
+
+def test_a_quiet_login_only_looks() -> None:
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    bob = SimClient(h, BOB)
+    bob.register("bob")
+    alice.send(wire.Whisper(to="bob", text="waiting for you", cid="w1"))
+    alice.send(wire.Say(text="public", cid="p1"))
+    (welcome,) = bob.request(wire.Login(rid="q", name="bob", password="correct horse", quiet=True))
+    assert isinstance(welcome, wire.Welcome) and welcome.unread == 1
+    bob.attach(welcome)
+    seq = bob.send(wire.Who())
+    refused = bob.send(wire.Say(text="hello?", cid="q1"))
+    bob.poll()
+    assert bob.of_type(wire.Ready) == [wire.Ready(count=0)]
+    assert [n for part in bob.of_type(wire.Names) if part.re == seq for n in part.names] == [
+        "alice"
+    ]
+    assert [(e.re, e.code) for e in bob.of_type(wire.ErrorFrame)] == [(refused, "bad_request")]
+    assert not bob.of_type(wire.Msg) and not bob.of_type(wire.Pm)
+    bob.send(wire.Logout())
+    alice.poll()
+    assert not alice.of_type(wire.Join) and not alice.of_type(wire.Leave)
+    assert h.engine.mailbox.count(h.engine.accounts["bob"].id) == 1
+
+
+def test_history_is_read_as_of_the_request() -> None:
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    h.auto_commit = False
+    alice.send(wire.Say(text="committed later", cid="c1"))
+    (pending,) = h.held
+    assert isinstance(pending, Message)
+    asked: list[LoadHistory] = []
+    original = h.history
+
+    def spy(effect: LoadHistory) -> list[Message] | None:
+        asked.append(effect)
+        return original(effect)
+
+    h.history = spy  # type: ignore[method-assign]
+    alice.send(wire.HistoryRequest(limit=10))
+    # The page ends after the newest message so far, committed or not, and no later.
+    assert [effect.before for effect in asked] == [pending.id + 1]

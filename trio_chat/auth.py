@@ -58,12 +58,18 @@ class TokenBucket:
 
     def take(self, now: float) -> float:
         """Spend one token: 0.0 if allowed, else the seconds until one is available."""
+        wait = self.wait(now)
+        if wait == 0.0:
+            self.tokens -= 1.0
+        return wait
+
+    def wait(self, now: float) -> float:
+        """Seconds until a token is available (0.0: one is), spending nothing."""
         if self.tokens < 0:
             self.tokens, self.stamp = self.burst, now
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1.0:
-            self.tokens -= 1.0
             return 0.0
         return (1.0 - self.tokens) / self.rate if self.rate > 0 else float("inf")
 

@@ -23,10 +23,8 @@ from .conversation import Outcome
 from .display import (
     Line,
     info_line,
-    message_line,
     names_line,
     safe,
-    same_name,
     to_ansi,
     to_plain,
 )
@@ -49,7 +47,6 @@ from .errors import (
     UnknownUser,
     WrongPassword,
 )
-from .events import History, PrivateMessage
 from .rules import RuleError, check_name
 from .server import serve
 from .store import StorageError, default_database
@@ -389,30 +386,26 @@ def register(
 
 
 async def _check_login(host: str, port: int, name: str, password: str) -> list[Line]:
-    async with connect(host, port, name, password) as chat:
-        history: History | None = None
-        async for event in chat.events():
-            if isinstance(event, History):
-                history = event
-                break
+    # A quiet session only looks: nobody sees us come and go, and the private messages
+    # stay waiting for `trio-chat chat`.
+    async with connect(host, port, name, password, quiet=True) as chat:
         names = await chat.who()
         me = chat.name
         lines: list[Line] = [
             info_line(f"Logged in as {safe(me)} at {host}:{port}."),
             names_line(names, me),
         ]
-        waiting = [
-            message
-            for message in (history.messages if history is not None else ())
-            if isinstance(message, PrivateMessage) and not same_name(message.sender, me)
-        ]
-        count = max(chat.unread, len(waiting))
+        count = chat.unread
         if count == 0:
             lines.append(info_line("No private messages are waiting for you."))
         else:
-            plural = "message was" if count == 1 else "messages were"
-            lines.append(info_line(f"{count} private {plural} waiting for you:"))
-            lines.extend(message_line(message, me) for message in waiting)
+            plural = "message is" if count == 1 else "messages are"
+            lines.append(
+                info_line(
+                    f"{count} private {plural} waiting for you; "
+                    f"`trio-chat chat --name {safe(me)}` shows them."
+                )
+            )
         return lines
 
 
@@ -426,7 +419,7 @@ def login(
     port: PortOption = 1600,
     password_file: PasswordFileOption = None,
 ) -> None:
-    """Check your name and password; show who is online and the private messages waiting."""
+    """Check your name and password; show who is online and how many private messages wait."""
     _tolerant_output()
     _checked_name(name)
     password = _password(password_file, confirm=False)

@@ -209,6 +209,7 @@ class _Request:
     to: str | None = None
     cid: str | None = None
     seq: int = 0
+    order: int = 0
     parts: list[Any] = field(default_factory=list)
     result: Any = None
     error: ChatError | None = None
@@ -242,9 +243,17 @@ class ChatClient:
     """A logged-in session; make one with `connect()`."""
 
     def __init__(
-        self, host: str, port: int, name: str, password: str, config: ClientConfig
+        self,
+        host: str,
+        port: int,
+        name: str,
+        password: str,
+        config: ClientConfig,
+        *,
+        quiet: bool = False,
     ) -> None:
         self.host, self.port = host, port
+        self.quiet = quiet
         self.name = name
         self.unread = 0
         self.config = config
@@ -256,7 +265,10 @@ class ChatClient:
         self._requests: list[_Request] = []
         self._by_seq: dict[int, _Request] = {}
         self._by_cid: dict[str, _Request] = {}
-        self._retry: list[tuple[float, _Request]] = []
+        self._submitted = 0
+        self._paused: list[_Request] = []
+        """Messages refused as too fast, and those written after them: resent together."""
+        self._resume_at = 0.0
         self._backlog: list[ChatMessage] = []
         self._resuming = False
         self._ready = trio.Event()
@@ -347,9 +359,14 @@ class ChatClient:
     def _submit(self, request: _Request) -> _Request:
         if self._closed:
             raise self.failure or ConnectionLost("The session has ended.")
+        self._submitted += 1
+        request.order = self._submitted
         self._requests.append(request)
         if request.cid is not None:
             self._by_cid[request.cid] = request
+            if self._paused:
+                self._paused.append(request)  # behind the messages waiting to be resent
+                return request
         if self._link is not None:
             self._transmit(request)
             self._flush()
@@ -382,7 +399,9 @@ class ChatClient:
             check_password(self._password)
         except RuleError:
             raise WrongPassword("Wrong password.") from None
-        login = wire.Login(rid=_new_id(), name=self.name, password=self._password, since=since)
+        login = wire.Login(
+            rid=_new_id(), name=self.name, password=self._password, since=since, quiet=self.quiet
+        )
         reply = await _request(self._sock, login, self.config, self._where)
         if isinstance(reply, wire.ErrorReply):
             raise error_for(reply.code, reply.message, reply.retry_after)
@@ -402,7 +421,7 @@ class ChatClient:
         self._link.send(wire.encode(wire.Ping()))
         self._last_sent = trio.current_time()
         self._by_seq = {}
-        self._retry = []
+        self._paused = []
         for request in self._requests:
             self._transmit(request)
         self._flush()
@@ -479,8 +498,8 @@ class ChatClient:
         timer = self._link.next_timer()
         if timer is not None:
             deadline = min(deadline, timer)
-        if self._retry:
-            deadline = min(deadline, min(at for at, _ in self._retry))
+        if self._paused:
+            deadline = min(deadline, self._resume_at)
         return deadline
 
     def _on_timers(self, now: float) -> None:
@@ -491,10 +510,9 @@ class ChatClient:
         if now >= self._last_sent + self.config.keepalive:
             link.send(wire.encode(wire.Ping()))
             self._last_sent = now
-        if self._retry:
-            due = [r for at, r in self._retry if at <= now]
-            self._retry = [(at, r) for at, r in self._retry if at > now]
-            for request in due:
+        if self._paused and now >= self._resume_at:
+            paused, self._paused = self._paused, []
+            for request in sorted(paused, key=lambda r: r.order):
                 if not request.done.is_set():
                     self._transmit(request)
 
@@ -603,8 +621,11 @@ class ChatClient:
             return
         error = error_for(frame.code, frame.message, frame.retry_after)
         if isinstance(error, RateLimited) and self.config.retry_rate_limited:
+            # Wait, then resend it with every message written after it, in order.
             self._by_seq.pop(request.seq, None)
-            self._retry.append((trio.current_time() + (frame.retry_after or 1.0), request))
+            self._paused.append(request)
+            wake = trio.current_time() + (frame.retry_after or 1.0)
+            self._resume_at = max(self._resume_at, wake)
             return
         self._finish(request, error=error)
 
@@ -640,10 +661,15 @@ async def connect(
     password: str,
     *,
     config: ClientConfig | None = None,
+    quiet: bool = False,
 ) -> AsyncIterator[ChatClient]:
-    """Log in and enter the room; leaving the block logs out. Raises `ChatError`s."""
+    """Log in and enter the room; leaving the block logs out. Raises `ChatError`s.
+
+    With `quiet`, only look: the session can ask `who()` and sees `unread`, but it does
+    not enter the room (no history, no messages, no join or leave notice for others).
+    """
     config = config or ClientConfig()
-    client = ChatClient(host, port, name, password, config)
+    client = ChatClient(host, port, name, password, config, quiet=quiet)
     await client._open()
     assert client._sock is not None
     with client._sock:

@@ -106,6 +106,11 @@ class Session:
     bytes_in: int = 0
     bytes_out: int = 0
     timer_at: float | None = None
+    quiet: bool = False
+    blocked_cid: str | None = None
+    """The first message refused as too fast: until it comes again, later ones are refused
+    too, so that the client's resends keep the order the messages were written in."""
+    blocked_since: float = 0.0
 
 
 @dataclass(slots=True)
@@ -122,6 +127,7 @@ class _LoginAttempt:
     rid: str
     account: Account
     since: int | None
+    quiet: bool
 
 
 @dataclass(slots=True)
@@ -165,6 +171,8 @@ def _message_frame(message: Message, *, history: bool = False, re: int | None = 
     return wire.encode(frame)
 
 
+_BLOCK_EXPIRY = 30.0
+"""Seconds a refused message holds back later ones, if it is never sent again."""
 _TOO_MANY_SESSIONS = "Too many sessions from your address; close one and try again."
 
 
@@ -317,9 +325,9 @@ class ServerEngine:
                 self._on_who(session, seq)
             elif isinstance(frame, wire.HistoryRequest):
                 job = self._job((session.sid, seq))
-                self._effects.append(
-                    LoadHistory(job, session.account.id, frame.before, frame.limit)
-                )
+                # "Before" means before this request, not before the read happens to run.
+                before = frame.before if frame.before is not None else self._next_message_id
+                self._effects.append(LoadHistory(job, session.account.id, before, frame.limit))
             elif isinstance(frame, wire.Logout):
                 session.link.send(wire.encode(wire.Ok(re=seq)))
                 self._close(session, "quit", now, wall, flush=True)
@@ -395,7 +403,8 @@ class ServerEngine:
         if self._sessions_full(address):
             self._refuse(address, request.rid, now, "too_many_sessions", _TOO_MANY_SESSIONS)
             return
-        job = self._job(_LoginAttempt(address, request.rid, account, request.since))
+        attempt = _LoginAttempt(address, request.rid, account, request.since, request.quiet)
+        job = self._job(attempt)
         self._in_progress[(address, request.rid)] = job
         self._effects.append(CheckPassword(job, account.password_hash, request.password))
 
@@ -423,6 +432,11 @@ class ServerEngine:
             unread=self.mailbox.count(account.id),
         )
         self._finish_request(address, attempt.rid, welcome, now)
+        if attempt.quiet:
+            # A look from outside: who is there and what waits, without entering.
+            session.quiet = True
+            session.link.send(wire.encode(wire.Ready(count=0)))
+            return
         self._send_backlog(session, attempt.since)
         if self.room.enter(session.sid, account.id, account.name) and self._notices_on():
             join = wire.encode(wire.Join(name=account.name, ts=iso_time(wall)))
@@ -507,13 +521,9 @@ class ServerEngine:
                 raise RuleError(
                     "mailbox_full", f"{recipient.name} has too many unread messages already."
                 )
-        wait = session.bucket.take(now)
-        if wait > 0:
-            session.link.send(
-                _error_frame(
-                    "rate_limited", "You are sending too fast; slow down.", seq, _round_up(wait)
-                )
-            )
+        if session.quiet:
+            raise RuleError("bad_request", "Log in without `quiet` to take part in the room.")
+        if not self._may_send(session, cid, now, seq):
             return
         message = Message(
             id=self._next_message_id,
@@ -537,6 +547,24 @@ class ServerEngine:
             self.room.to_account(recipient.id, frame, tag=("pm", message.id))
             if recipient.id != account.id:
                 self.room.to_account(account.id, frame, exclude=session.sid)
+
+    def _may_send(self, session: Session, cid: str, now: float, seq: int) -> bool:
+        """The per-session token bucket, keeping resent messages in their order."""
+        blocked = session.blocked_cid
+        if blocked is not None and now - session.blocked_since > _BLOCK_EXPIRY:
+            blocked = None  # the client gave that message up
+        if blocked is None or blocked == cid:
+            wait = session.bucket.take(now)
+            if wait == 0.0:
+                session.blocked_cid = None
+                return True
+            if blocked is None:
+                session.blocked_cid, session.blocked_since = cid, now
+        else:
+            wait = max(session.bucket.wait(now), 0.001)
+        message = "You are sending too fast; wait a moment."
+        session.link.send(_error_frame("rate_limited", message, seq, _round_up(wait)))
+        return False
 
     def _acknowledge(self, session: Session, seq: int, message: Message) -> None:
         waiting = self._awaiting_commit.get(message.id)

@@ -71,6 +71,8 @@ class Login(_Datagram, tag="login"):
     password: PasswordField
     since: Seq | None = None
     """Resume: the newest message id this client has seen (it gets what came after)."""
+    quiet: bool = False
+    """Look without entering the room: no history, no messages, no join or leave notice."""
 
 
 class Registered(_Datagram, tag="registered"):
