@@ -55,6 +55,7 @@ async def test_register_login_chat_whisper_who_and_leave(daemon: tuple[str, int]
             assert heard.ts == said.ts and heard.ts.tzinfo is not None
 
             whispered = await bob.whisper("ALICE", "just between us")
+            assert whispered.recipient == "Alice"  # the name as the daemon keeps it
             private = await next_event(alice, trio_chat.PrivateMessage)
             assert (private.sender, private.recipient, private.text) == (
                 "bob",

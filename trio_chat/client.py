@@ -609,7 +609,8 @@ class ChatClient:
             if request.kind == "say":
                 result = PublicMessage(frame.id, ts, self.name, request.text)
             else:
-                result = PrivateMessage(frame.id, ts, self.name, request.to or "", request.text)
+                to = frame.to or request.to or ""
+                result = PrivateMessage(frame.id, ts, self.name, to, request.text)
         elif request.kind in ("who", "history"):
             result = request.parts
         self._finish(request, result)

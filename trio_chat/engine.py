@@ -176,6 +176,11 @@ _BLOCK_EXPIRY = 30.0
 _TOO_MANY_SESSIONS = "Too many sessions from your address; close one and try again."
 
 
+def _stored_frame(message: Message, re: int) -> bytes:
+    """The answer to a `say` or `whisper`: stored, with this id and time (and recipient)."""
+    return wire.encode(wire.Ok(re=re, id=message.id, ts=message.ts, to=message.recipient))
+
+
 def _round_up(seconds: float) -> float:
     return round(seconds + 0.0005, 3)
 
@@ -571,7 +576,7 @@ class ServerEngine:
         if waiting is not None:
             waiting.append((session.sid, seq))
         else:
-            session.link.send(wire.encode(wire.Ok(re=seq, id=message.id, ts=message.ts)))
+            session.link.send(_stored_frame(message, seq))
 
     def _on_who(self, session: Session, seq: int) -> None:
         names = self.room.online()
@@ -624,7 +629,7 @@ class ServerEngine:
             for sid, seq in self._awaiting_commit.pop(op.id, ()):
                 session = self.sessions.get(sid)
                 if session is not None:
-                    session.link.send(wire.encode(wire.Ok(re=seq, id=op.id, ts=op.ts)))
+                    session.link.send(_stored_frame(op, seq))
                     self._dirty.add(session)
         elif isinstance(op, Account):
             registration = self._storing.pop(op.id)

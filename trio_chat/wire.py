@@ -161,6 +161,8 @@ class Ok(_Frame, tag="ok"):
     re: Seq
     id: Seq | None = None
     ts: str | None = None
+    to: str | None = None
+    """For a `whisper`: the recipient's name as the server keeps it."""
     count: int | None = None
 
 
