@@ -117,9 +117,11 @@ class Link:
         if len(frame) > MAX_FRAME:
             raise ValueError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME}")
         seq = self._next_seq
-        self._next_seq += 1
-        self._unsent.append((seq, b"[%d,%b]" % (seq, frame), tag))
-        if self.queued > self.config.max_queue and self.failure is None:
+        self._next_seq = seq + 1
+        unsent = self._unsent
+        unsent.append((seq, b"[%d,%b]" % (seq, frame), tag))
+        # This runs once per recipient of every broadcast: no property calls here.
+        if len(unsent) + len(self._in_flight) > self.config.max_queue and self.failure is None:
             self.failure = "overloaded"
         return seq
 
@@ -129,6 +131,8 @@ class Link:
         Frames are packed in sequence order, as many per datagram as fit. `budget` caps
         the bytes returned (the anti-amplification rule); what does not fit stays queued.
         """
+        if not self._unsent and not self._has_lost and not self._must_send_bare(now):
+            return []  # the common case after an ack came in: nothing to say
         frames = self._frames_due(now)
         if not frames and not self._must_send_bare(now):
             return []
