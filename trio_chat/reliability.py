@@ -131,8 +131,19 @@ class Link:
         Frames are packed in sequence order, as many per datagram as fit. `budget` caps
         the bytes returned (the anti-amplification rule); what does not fit stays queued.
         """
-        if not self._unsent and not self._has_lost and not self._must_send_bare(now):
-            return []  # the common case after an ack came in: nothing to say
+        unsent = self._unsent
+        if not self._has_lost:
+            if not unsent:
+                if not self._must_send_bare(now):
+                    return []  # the common case after an ack came in: nothing to say
+            elif budget is None and unsent[-1][0] < self._window_limit():
+                # The common case under load: everything queued may go, and often fits
+                # one datagram. Packing it whole skips the frame-by-frame loop below.
+                base = self._base(with_sack=True)
+                body = b",".join([wrapped for _seq, wrapped, _tag in unsent])
+                if len(base) + len(body) + _FRAMES_OVERHEAD <= self.config.max_datagram:
+                    self._commit_unsent(now)
+                    return [self._finish_body(base, body)]
         frames = self._frames_due(now)
         if not frames and not self._must_send_bare(now):
             return []
@@ -187,9 +198,10 @@ class Link:
 
     def _commit_sent(self, sent: list[tuple[int, bytes]], now: float) -> None:
         deadline = now + self._rto
+        retransmitting = self._has_lost  # otherwise every frame sent is a new one
         for seq, wrapped in sent:
             self._transmissions += 1
-            item = self._in_flight.get(seq)
+            item = self._in_flight.get(seq) if retransmitting else None
             if item is not None:
                 item.transmissions += 1
                 item.last_sent = now
@@ -200,7 +212,19 @@ class Link:
                 continue
             _seq, _wrapped, tag = self._unsent.popleft()
             self._in_flight[seq] = _InFlight(wrapped, tag, now, deadline, self._transmissions)
-        self._has_lost = any(item.lost for item in self._in_flight.values())
+        if retransmitting:
+            self._has_lost = any(item.lost for item in self._in_flight.values())
+
+    def _commit_unsent(self, now: float) -> None:
+        """Every unsent frame has just been sent for the first time."""
+        deadline = now + self._rto
+        order = self._transmissions
+        in_flight = self._in_flight
+        for seq, wrapped, tag in self._unsent:
+            order += 1
+            in_flight[seq] = _InFlight(wrapped, tag, now, deadline, order)
+        self._transmissions = order
+        self._unsent.clear()
 
     def _must_send_bare(self, now: float) -> bool:
         return bool(self.extra) or (self._ack_due is not None and self._ack_due <= now)
@@ -214,12 +238,18 @@ class Link:
         return b"".join(parts)
 
     def _finish(self, base: bytes, batch: list[bytes]) -> bytes:
+        if batch:
+            return self._finish_body(base, b",".join(batch))
+        return self._finish_body(base, b"")
+
+    def _finish_body(self, base: bytes, body: bytes) -> bytes:
+        """Close a datagram whose frames, comma-separated, are `body`."""
         self._pn += 1
         self.extra = b""
         self._ack_due = None
         self._unacked_datagrams = 0
-        if batch:
-            return base + b',"frames":[' + b",".join(batch) + b"]}"
+        if body:
+            return b"".join((base, b',"frames":[', body, b"]}"))
         return base + b"}"
 
     def _sack_ranges(self) -> list[tuple[int, int]]:
