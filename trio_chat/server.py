@@ -165,11 +165,20 @@ class Daemon:
 
     def committed(self, op: StoreOp) -> None:
         self.engine.committed(op, trio.current_time())
-        self.flush()
+        self._flush_soon()
 
     def failed(self, op: StoreOp) -> None:
         self.engine.failed(op, trio.current_time())
-        self.flush()
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """Have the receive loop flush once the persistence task has reported its batch.
+
+        A commit reports every change it stored, one after another; flushing after each
+        would send one `ok` per datagram. Waking the loop instead sends them together.
+        """
+        if self._wait is not None:
+            self._wait.cancel()
 
     def shutdown(self) -> None:
         self.engine.shutdown(trio.current_time(), time.time())
