@@ -619,7 +619,7 @@ def _seed_sender(
         "finished": finished,
         "sent": total,
         "stalls": stalls,
-        "acked": 0,
+        "acked": None,
         "tallies": [watcher.tally.summary()],
         "cpu": time.process_time() - cpu,
     }
@@ -1265,6 +1265,7 @@ ROWS: tuple[Row, ...] = (
     Row("fanout", "deliveries/s", "rate", "{:,.0f}", ">= 2x seed"),
     Row("fanout", "delivered share", "share", "{:.2%}", "100%, once"),
     Row("fanout", "duplicates | reordered", "dup_order", "{}", "0 | 0", ratio=False),
+    Row("fanout", "durable acks to sender", "acked", "{:.0f}", ratio=False),
     Row("fanout", "time s", "elapsed", "{:.2f}"),
     Row("fanout", "server CPU s", "server_cpu", "{:.2f}"),
     Row("fanout", "clients CPU s", "client_cpu", "{:.2f}"),
