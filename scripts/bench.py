@@ -147,7 +147,9 @@ def _text(index: int, sent: float) -> str:
     return f"m{index}_{sent:.6f}"
 
 
-def _parse_text(text: str) -> tuple[int, float] | None:
+def _parse_text(text: str | bytes) -> tuple[int, float] | None:
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
     if not text.startswith("m"):
         return None
     number, _, sent = text[1:].partition("_")
@@ -159,50 +161,83 @@ def _parse_text(text: str) -> tuple[int, float] | None:
 
 @dataclass(slots=True)
 class Tally:
-    """What one receiver got: each message once, in order, and how long it took."""
+    """What one receiver got, kept raw: it is checked (once each, in order) at the end.
 
-    seen: set[int] = field(default_factory=set)
-    duplicates: int = 0
-    reordered: int = 0
-    newest: int = -1
-    first_at: float = math.inf
-    last_at: float = 0.0
-    sent: array.array[float] = field(default_factory=lambda: array.array("d"))
-    delays: array.array[float] = field(default_factory=lambda: array.array("d"))
+    Parsing while receiving would make the bench's clients slower than the servers.
+    """
 
-    def add(self, index: int, sent: float, now: float) -> None:
-        if index in self.seen:
-            self.duplicates += 1
-            return
-        self.seen.add(index)
-        if index < self.newest:
-            self.reordered += 1
-        self.newest = max(self.newest, index)
-        self.first_at = min(self.first_at, now)
-        self.last_at = now
-        self.sent.append(sent)
-        self.delays.append(now - sent)
+    texts: list[str | bytes] = field(default_factory=list)
+    times: array.array[float] = field(default_factory=lambda: array.array("d"))
+
+    def add(self, text: str | bytes, now: float) -> None:
+        self.texts.append(text)
+        self.times.append(now)
+
+    @property
+    def count(self) -> int:
+        return len(self.texts)
+
+    def has(self, index: int) -> bool:
+        """Whether the newest message received is number `index` or later."""
+        for text in reversed(self.texts):
+            parsed = _parse_text(text)
+            if parsed is not None:
+                return parsed[0] >= index
+        return False
 
     def summary(self) -> dict[str, Any]:
+        seen: set[int] = set()
+        duplicates = reordered = 0
+        newest = -1
+        first_at, last_at = math.inf, 0.0
+        sent, delays = array.array("d"), array.array("d")
+        for text, now in zip(self.texts, self.times, strict=True):
+            parsed = _parse_text(text)
+            if parsed is None:
+                continue
+            index, stamp = parsed
+            if index in seen:
+                duplicates += 1
+                continue
+            seen.add(index)
+            if index < newest:
+                reordered += 1
+            newest = max(newest, index)
+            first_at = min(first_at, now)
+            last_at = now
+            sent.append(stamp)
+            delays.append(now - stamp)
         return {
-            "unique": len(self.seen),
-            "duplicates": self.duplicates,
-            "reordered": self.reordered,
-            "first_at": self.first_at,
-            "last_at": self.last_at,
-            "sent": self.sent.tobytes(),
-            "delays": self.delays.tobytes(),
+            "unique": len(seen),
+            "duplicates": duplicates,
+            "reordered": reordered,
+            "first_at": first_at,
+            "last_at": last_at,
+            "sent": sent.tobytes(),
+            "delays": delays.tobytes(),
         }
 
 
-class _FrameFields(msgspec.Struct):
+class _Frame(msgspec.Struct):
     """The fields of a server frame the bench looks at; the rest are skipped unparsed."""
 
     t: str
     text: str = ""
 
 
-_frame_fields = msgspec.json.Decoder(_FrameFields)
+class _Packet(msgspec.Struct, tag_field="t", tag="s"):
+    """A session datagram as the bench reads it: frames decoded in the same pass."""
+
+    sid: int
+    pn: int
+    ack: int = 0
+    sack: list[tuple[int, int]] = []
+    frames: list[tuple[int, _Frame]] = []
+    challenge: str | None = None
+
+
+_ServerDatagram = _Packet | wire.Registered | wire.Welcome | wire.Pending | wire.ErrorReply
+_server_datagram = msgspec.json.Decoder(_ServerDatagram)
 
 
 class TrioConn:
@@ -234,20 +269,22 @@ class TrioConn:
         self.login_at = min(self.login_at, now)
         self.retry_at = now + 1.0
 
-    def handle(self, data: bytes, now: float) -> list[msgspec.Raw]:
+    def handle(self, data: bytes, now: float) -> list[_Frame]:
         """Take one datagram from the server; return the frames it delivered in order."""
         try:
-            datagram = wire.decode_server_datagram_untrusted(data)
-        except wire.WireError:
+            datagram = _server_datagram.decode(data)
+        except msgspec.MsgspecError:
             return []
         link = self.link
-        if isinstance(datagram, wire.Packet):
+        if isinstance(datagram, _Packet):
             if link is None or datagram.sid != self.sid:
                 return []
             if datagram.challenge is not None:
                 link.extra = b',"response":%b' % wire.encode(datagram.challenge)
-            delivered = link.receive(datagram.pn, datagram.ack, datagram.sack, datagram.frames, now)
-            return [raw for _seq, raw in delivered]
+            # The link only orders and counts frames; it carries them as they are given.
+            frames: Any = datagram.frames
+            delivered: Any = link.receive(datagram.pn, datagram.ack, datagram.sack, frames, now)
+            return [frame for _seq, frame in delivered]
         if isinstance(datagram, wire.Welcome):
             if link is None and datagram.rid == self.rid:
                 self._start_session(datagram, now)
@@ -274,15 +311,12 @@ class TrioConn:
         self.welcomed_at = now
         self.retry_at = math.inf
 
-    def on_frames(self, frames: list[msgspec.Raw], now: float) -> None:
+    def on_frames(self, frames: list[_Frame], now: float) -> None:
         """Count what arrived: the sender's messages, `ok`s, the end of the backlog."""
-        for raw in frames:
-            fields = _frame_fields.decode(raw)
-            kind = fields.t
+        for frame in frames:
+            kind = frame.t
             if kind == "msg":
-                parsed = _parse_text(fields.text)
-                if parsed is not None:
-                    self.tally.add(parsed[0], parsed[1], now)
+                self.tally.add(frame.text, now)
             elif kind == "ok":
                 self.oks += 1
             elif kind == "ready":
@@ -351,12 +385,13 @@ class Pump:
         if timers:
             timeout = min(timeout, timers[0][0] - time.monotonic())
         events = self.epoll.poll(max(0.0, timeout))
-        now = time.monotonic()
         control = self.control.fileno()
+        now = time.monotonic()
         for fd, _mask in events:
             if fd == control:
                 self._on_control()
                 continue
+            now = time.monotonic()  # per socket: the time a datagram was taken in
             conn = self.conns[fd]
             for data in _drain(conn.sock):
                 frames = conn.handle(data, now)
@@ -421,12 +456,10 @@ class SeedConn:
 
     def on_datagram(self, data: bytes, now: float) -> None:
         _head, colon, word = data.partition(b"]:")
-        if not colon:
+        if colon:
+            self.tally.add(word, now)
+        else:
             self.replied_at = min(self.replied_at, now)  # "OK" or an "Error_..." reply
-            return
-        parsed = _parse_text(word.decode("ascii", "replace"))
-        if parsed is not None:
-            self.tally.add(parsed[0], parsed[1], now)
 
 
 class SeedPump:
@@ -445,14 +478,15 @@ class SeedPump:
 
     def poll(self, timeout: float) -> float:
         events = self.epoll.poll(max(0.0, timeout))
-        now = time.monotonic()
         control = self.control.fileno()
+        now = time.monotonic()
         for fd, _mask in events:
             if fd == control:
                 while self.control.poll():
                     if self.control.recv()[0] == "stop":
                         self.stop = True
                 continue
+            now = time.monotonic()
             conn = self.conns[fd]
             for data in _drain(conn.sock):
                 conn.on_datagram(data, now)
@@ -519,6 +553,7 @@ def receivers_role(target: Target, job: ReceiverJob, control: Connection[Any, An
         tallies = [conn.tally for conn in seed_conns]
         poll: Callable[[float], float] = seed.poll
         stopped: Callable[[], bool] = lambda: seed.stop  # noqa: E731
+        lost: Callable[[], int] = lambda: 0  # noqa: E731
     else:
         pump = Pump(control)
         conns = [TrioConn(target.port, name) for name in job.names]
@@ -528,16 +563,18 @@ def receivers_role(target: Target, job: ReceiverJob, control: Connection[Any, An
         tallies = [conn.tally for conn in conns]
         poll = pump.poll
         stopped = lambda: pump.stop  # noqa: E731
+        lost = lambda: sum(1 for conn in conns if conn.lost)  # noqa: E731
     control.send(("ready", None))
     _wait_for_go(control)
     cpu = time.process_time()
     complete = False
     while not stopped():
         poll(0.1)
-        if not complete and job.expected and all(len(t.seen) >= job.expected for t in tallies):
+        if not complete and job.expected and all(t.count >= job.expected for t in tallies):
             complete = True
             control.send(("complete", time.monotonic()))
-    result = {"tallies": [t.summary() for t in tallies], "cpu": time.process_time() - cpu}
+    spent = time.process_time() - cpu
+    result = {"tallies": [t.summary() for t in tallies], "cpu": spent, "lost": lost()}
     control.send(("done", result))
 
 
@@ -605,7 +642,7 @@ def _seed_sender(
         # The seed never answers a public message: wait until the last receiver it
         # serves has the batch, or give up on it after a while (the seed may drop it).
         give_up = time.monotonic() + 0.05
-        while end - 1 not in watcher.tally.seen:
+        while not watcher.tally.has(end - 1):
             now = pump.poll(give_up - time.monotonic())
             if now >= give_up:
                 stalls += 1
@@ -620,8 +657,9 @@ def _seed_sender(
         "sent": total,
         "stalls": stalls,
         "acked": None,
+        "lost": 0,
+        "cpu": time.process_time() - cpu,  # before the summaries, which parse
         "tallies": [watcher.tally.summary()],
-        "cpu": time.process_time() - cpu,
     }
     control.send(("done", result))
     pump.close()
@@ -668,7 +706,7 @@ def _trio_sender(
         sender.flush(now)
         pump.schedule(sender)
         give_up = now + 1.0
-        while end - 1 not in watcher.tally.seen:
+        while not watcher.tally.has(end - 1):
             now = pump.poll(give_up - now)
             if now >= give_up:
                 stalls += 1
@@ -686,8 +724,9 @@ def _trio_sender(
         "sent": total,
         "stalls": stalls,
         "acked": sender.oks,
+        "lost": int(watcher.lost) + int(sender.lost),
+        "cpu": time.process_time() - cpu,  # before the summaries, which parse
         "tallies": [watcher.tally.summary()],
-        "cpu": time.process_time() - cpu,
     }
     control.send(("done", result))
     pump.close()
@@ -1134,6 +1173,7 @@ def fanout(ctx: Context, kind: str) -> Figures:
         "rss": rss,
         "stalls": sent["stalls"],
         "acked": sent["acked"],
+        "lost": sum(r["lost"] for r in results),
     }
 
 
@@ -1266,6 +1306,7 @@ ROWS: tuple[Row, ...] = (
     Row("fanout", "delivered share", "share", "{:.2%}", "100%, once"),
     Row("fanout", "duplicates | reordered", "dup_order", "{}", "0 | 0", ratio=False),
     Row("fanout", "durable acks to sender", "acked", "{:.0f}", ratio=False),
+    Row("fanout", "sessions lost", "lost", "{:.0f}", "0", ratio=False),
     Row("fanout", "time s", "elapsed", "{:.2f}"),
     Row("fanout", "server CPU s", "server_cpu", "{:.2f}"),
     Row("fanout", "clients CPU s", "client_cpu", "{:.2f}"),
