@@ -76,6 +76,13 @@ class Link:
         self._rto = self.config.initial_rto
         self._has_lost = False
         self._transmissions = 0
+        self._rto_floor: float | None = None
+        """No frame's retransmission timer expires before this (None: none is running).
+
+        A lower bound, kept in O(1) as frames are sent; acks that remove the frame it
+        came from leave it early, and `handle_timer` makes it exact again. So
+        `next_timer` no longer scans every frame in flight each time it is asked.
+        """
         # Receiving.
         self._receive_next = 1
         self._out_of_order: dict[int, msgspec.Raw] = {}
@@ -212,6 +219,8 @@ class Link:
                 continue
             _seq, _wrapped, tag = self._unsent.popleft()
             self._in_flight[seq] = _InFlight(wrapped, tag, now, deadline, self._transmissions)
+        if sent and (self._rto_floor is None or deadline < self._rto_floor):
+            self._rto_floor = deadline
         if retransmitting:
             self._has_lost = any(item.lost for item in self._in_flight.values())
 
@@ -223,6 +232,8 @@ class Link:
         for seq, wrapped, tag in self._unsent:
             order += 1
             in_flight[seq] = _InFlight(wrapped, tag, now, deadline, order)
+        if self._rto_floor is None or deadline < self._rto_floor:
+            self._rto_floor = deadline
         self._transmissions = order
         self._unsent.clear()
 
@@ -333,6 +344,8 @@ class Link:
             newest_order = max(newest_order, item.order)
             if item.tag is not None:
                 self.acked_tags.append(item.tag)
+        if not self._in_flight:
+            self._rto_floor = None  # every timer stopped: keep an idle link timer-free
         if sample is not None:
             self._update_rto(sample)
         # Early retransmit: a frame sent well before one that has now arrived is lost.
@@ -356,23 +369,33 @@ class Link:
     # --- time ------------------------------------------------------------------------------
 
     def next_timer(self) -> float | None:
-        """When `handle_timer` must next run, or None if nothing is waiting on time."""
+        """When `handle_timer` must next run, or None if nothing is waiting on time.
+
+        It may be a little early (after acks removed the frame whose timer it was): an
+        early `handle_timer` finds nothing expired and makes the next answer exact.
+        """
         deadline = self._ack_due
-        for item in self._in_flight.values():
-            if not item.lost and (deadline is None or item.deadline < deadline):
-                deadline = item.deadline
+        floor = self._rto_floor
+        if floor is not None and (deadline is None or floor < deadline):
+            deadline = floor
         return deadline
 
     def handle_timer(self, now: float) -> None:
         """Mark frames whose retransmission timer expired as lost, backing the timer off."""
         expired = False
+        floor: float | None = None
         for item in self._in_flight.values():
-            if item.deadline <= now and not item.lost:
+            if item.lost:
+                continue
+            if item.deadline <= now:
                 if item.transmissions > self.config.max_retransmits:
                     self.failure = self.failure or "unresponsive"
                     return
                 item.lost = True
                 expired = True
+            elif floor is None or item.deadline < floor:
+                floor = item.deadline
+        self._rto_floor = floor
         if expired:
             self._has_lost = True
             self._rto = min(self.config.max_rto, self._rto * 2)
