@@ -942,6 +942,11 @@ class Server:
         # utime and stime are fields 14 and 15 of the whole line; 12 and 13 after the name.
         return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
+    def cpu_split(self) -> tuple[float, float]:
+        """User and system CPU seconds."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
+
     def memory_mb(self) -> tuple[float, float]:
         """Resident memory now and at its peak, in MiB."""
         values: dict[str, float] = {}
@@ -1018,7 +1023,7 @@ def running(ctx: Context, kind: str, label: str, accounts: Sequence[str]) -> Ite
         ):
             command += [option, value]
     server = Server(kind, command, port, log)
-    print(f"  {kind} serving on port {port}, pid {server.proc.pid}", file=sys.stderr, flush=True)
+    _progress(f"{kind} serving on port {port}, pid {server.proc.pid}")
     try:
         yield server
     finally:
@@ -1090,6 +1095,10 @@ def workers(ctx: Context) -> Iterator[Callable[[str, Target, Any], Worker]]:
     finally:
         for worker in started:
             worker.close()
+
+
+def _progress(line: str) -> None:
+    print(f"  {line}", file=sys.stderr, flush=True)
 
 
 def _split(names: Sequence[str], parts: int) -> list[tuple[str, ...]]:
@@ -1249,11 +1258,16 @@ def scale(ctx: Context, kind: str) -> Figures:
         start = _go(group)
         done = _wait_all(group, "complete", 3600)
         login_time = max(done) - start
+        _progress(f"{len(names)} sessions logged in after {login_time:.1f} s; idle now")
         time.sleep(1.0)  # let the last logins' backlogs and acks settle
         cpu = server.cpu_seconds()
+        split = server.cpu_split()
         began = time.monotonic()
         time.sleep(s.idle_window)
         idle_cpu = (server.cpu_seconds() - cpu) / (time.monotonic() - began)
+        if os.environ.get("BENCH_DEBUG"):
+            user, system = (b - a for a, b in zip(split, server.cpu_split(), strict=True))
+            _progress(f"idle: user {user:.2f} s, system {system:.2f} s")
         rss, peak = server.memory_mb()
         for worker in group:
             worker.send("stop")
