@@ -336,7 +336,10 @@ class ServerEngine:
             elif isinstance(frame, wire.Logout):
                 session.link.send(wire.encode(wire.Ok(re=seq)))
                 self._close(session, "quit", now, wall, flush=True)
-            # A ping needs nothing but the link's acknowledgement.
+            elif isinstance(frame, wire.Ping):
+                # A ping needs nothing but the link's acknowledgement, and no reply will
+                # carry it: acknowledge at once rather than on a timer after `ack_delay`.
+                session.link.acknowledge_now(now)
         except RuleError as error:
             session.link.send(_error_frame(error.code, error.message, seq))
 

@@ -316,6 +316,15 @@ class Link:
                 self._ack_due = now + self.config.ack_delay
         return delivered
 
+    def acknowledge_now(self, now: float) -> None:
+        """Owe the peer an ack now, not after `ack_delay`: for frames nothing else answers.
+
+        Delaying the ack of a keepalive only lengthens the peer's RTT sample and costs
+        the owner a timer wake-up; nothing would have been coalesced with it.
+        """
+        if self._ack_due is not None and self._ack_due > now:
+            self._ack_due = now
+
     def _on_ack(self, ack: int, sack: Iterable[tuple[int, int]], now: float) -> None:
         if not self._in_flight:
             return
