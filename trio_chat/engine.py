@@ -237,9 +237,12 @@ class ServerEngine:
                 "unknown_sessions",
                 "unsent_for_amplification",
                 "migrations",
+                "pings",
+                "keepalives",
             ),
             0,
         )
+        """Counters; `keepalives` counts datagrams that carried nothing but pings."""
 
     # --- input ------------------------------------------------------------------------
 
@@ -296,10 +299,13 @@ class ServerEngine:
             self._on_acked(session, link.acked_tags)
             link.acked_tags = []
         self._dirty.add(session)
+        pings = self.stats["pings"]
         for seq, raw in delivered:
             if packet.sid not in self.sessions:
                 break  # a logout earlier in this datagram ended the session
             self._on_frame(session, seq, raw, now, wall)
+        if delivered and self.stats["pings"] - pings == len(delivered):
+            self.stats["keepalives"] += 1
 
     def _migrate(self, session: Session, address: Address) -> None:
         """The client's address changed (NAT rebinding): keep the session, check the path."""
@@ -337,6 +343,7 @@ class ServerEngine:
                 session.link.send(wire.encode(wire.Ok(re=seq)))
                 self._close(session, "quit", now, wall, flush=True)
             elif isinstance(frame, wire.Ping):
+                self.stats["pings"] += 1
                 # A ping needs nothing but the link's acknowledgement, and no reply will
                 # carry it: acknowledge at once rather than on a timer after `ack_delay`.
                 session.link.acknowledge_now(now)

@@ -39,6 +39,14 @@ RECEIVE_BUFFER = 2048
 """Larger than any valid datagram, so an oversized one is seen as such, not truncated."""
 BATCH = 256
 """Datagrams taken from the socket before the engine's output is flushed."""
+KEEPALIVE_PAUSE = 0.010
+"""After a wake-up that found nothing but keepalives, the next one waits this long.
+
+Each wake-up costs the event loop far more than a keepalive costs the engine: with
+10,000 idle sessions pinging every 10 s, taking them ~10 at a time instead of one by
+one divides the daemon's idle CPU by several. Chat is unaffected under load (its
+wake-ups carry more than pings); a message that arrives during a pause waits for it.
+"""
 
 
 def bind_udp(host: str, port: int) -> socket.socket:
@@ -82,8 +90,10 @@ class Daemon:
         """Receive datagrams and fire timers until cancelled."""
         engine, sock = self.engine, self.sock
         receive = sock.recvfrom
+        stats = engine.stats
         while True:
             now, wall = trio.current_time(), time.time()
+            datagrams, keepalives = stats["datagrams_in"], stats["keepalives"]
             received = 0
             while received < BATCH:
                 received += 1
@@ -105,9 +115,19 @@ class Daemon:
                 await trio.lowlevel.checkpoint()
                 continue
             deadline = engine.next_timer()
-            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as wait:
+            if deadline is None:
+                deadline = math.inf
+            only_keepalives = received and (
+                stats["datagrams_in"] - datagrams == stats["keepalives"] - keepalives
+            )
+            with trio.CancelScope(deadline=deadline) as wait:
                 self._wait = wait
-                await trio.lowlevel.wait_readable(sock)
+                if only_keepalives and now + KEEPALIVE_PAUSE < deadline:
+                    # Let more keepalives gather; a commit or a timer still ends the pause.
+                    wait.deadline = now + KEEPALIVE_PAUSE
+                    await trio.sleep_forever()
+                else:
+                    await trio.lowlevel.wait_readable(sock)
             self._wait = None
 
     def flush(self) -> None:
