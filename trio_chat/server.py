@@ -8,14 +8,18 @@ drained, the database is closed.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import logging
 import math
 import os
 import socket
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -34,6 +38,7 @@ from .records import Message, StoreOp
 from .store import SqliteStore, Storage, run_persistence
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RECEIVE_BUFFER = 2048
 """Larger than any valid datagram, so an oversized one is seen as such, not truncated."""
@@ -66,6 +71,50 @@ def bind_udp(host: str, port: int) -> socket.socket:
     return sock
 
 
+PASSWORD_THREAD_NICENESS = 10
+"""How far password hashing threads lower their CPU priority (where the OS allows it)."""
+
+
+class PasswordThreads:
+    """Threads of their own for argon2, at a lower CPU priority than everything else.
+
+    Hashing is slow and memory-hard on purpose (~25 ms and 19 MiB a password): a burst of
+    logins at normal priority takes a whole core from the event loop and its peers, and
+    chat stutters. At lower priority the hashing uses what the rest leaves idle. Trio's
+    shared worker threads are not used for it: a thread cannot raise its priority again
+    without privileges, and those threads also commit to the database.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            threads, thread_name_prefix="trio-chat-password", initializer=_lower_priority
+        )
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` in one of the threads and wait for it without blocking Trio."""
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+
+        def wake(_future: concurrent.futures.Future[T]) -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(done.set)
+
+        future = self._pool.submit(fn, *args)
+        future.add_done_callback(wake)
+        await done.wait()
+        return future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _lower_priority() -> None:
+    if sys.platform.startswith("linux"):
+        # Linux keeps a nice value per thread: this lowers the calling thread alone.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PASSWORD_THREAD_NICENESS)
+
+
 class Daemon:
     """Connects a `ServerEngine` to a socket, a store, worker threads and the clock."""
 
@@ -76,6 +125,7 @@ class Daemon:
         storage: Storage,
         nursery: trio.Nursery,
         persist: trio.MemorySendChannel[StoreOp],
+        passwords: PasswordThreads,
     ) -> None:
         self.engine = engine
         self.sock = sock
@@ -83,7 +133,7 @@ class Daemon:
         self.nursery = nursery
         self._persist = persist
         self._wait: trio.CancelScope | None = None
-        self._hashing = trio.CapacityLimiter(max(1, (os.cpu_count() or 2) - 1))
+        self._passwords = passwords
         self.send_errors = 0
 
     async def run(self) -> None:
@@ -159,16 +209,12 @@ class Daemon:
             self.nursery.start_soon(self._history, effect)
 
     async def _hash(self, effect: HashPassword) -> None:
-        hashed = await trio.to_thread.run_sync(
-            auth.hash_password, effect.password, limiter=self._hashing
-        )
+        hashed = await self._passwords.run(auth.hash_password, effect.password)
         self.engine.password_hashed(effect.job, hashed, time.time())
         self.flush()
 
     async def _check(self, effect: CheckPassword) -> None:
-        ok = await trio.to_thread.run_sync(
-            auth.verify_password, effect.password_hash, effect.password, limiter=self._hashing
-        )
+        ok = await self._passwords.run(auth.verify_password, effect.password_hash, effect.password)
         self.engine.password_checked(effect.job, ok, trio.current_time(), time.time())
         self.flush()
 
@@ -225,10 +271,12 @@ async def serve(
         snapshot = await trio.to_thread.run_sync(storage.load, config.window_messages)
         engine = ServerEngine(config, snapshot)
         sock = bind_udp(host, port)
-        with sock:
+        # Every core but one may hash: the event loop keeps one to itself.
+        passwords = PasswordThreads(max(1, (os.cpu_count() or 2) - 1))
+        with sock, contextlib.closing(passwords):
             send_ops, receive_ops = trio.open_memory_channel[StoreOp](math.inf)
             async with trio.open_nursery() as nursery:
-                daemon = Daemon(engine, sock, storage, nursery, send_ops)
+                daemon = Daemon(engine, sock, storage, nursery, send_ops, passwords)
                 await nursery.start(
                     run_persistence, storage, receive_ops, daemon.committed, daemon.failed
                 )
