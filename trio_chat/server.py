@@ -211,12 +211,12 @@ class Daemon:
     async def _hash(self, effect: HashPassword) -> None:
         hashed = await self._passwords.run(auth.hash_password, effect.password)
         self.engine.password_hashed(effect.job, hashed, time.time())
-        self.flush()
+        self._flush_soon()
 
     async def _check(self, effect: CheckPassword) -> None:
         ok = await self._passwords.run(auth.verify_password, effect.password_hash, effect.password)
         self.engine.password_checked(effect.job, ok, trio.current_time(), time.time())
-        self.flush()
+        self._flush_soon()
 
     async def _history(self, effect: LoadHistory) -> None:
         try:
@@ -238,10 +238,11 @@ class Daemon:
         self._flush_soon()
 
     def _flush_soon(self) -> None:
-        """Have the receive loop flush once the persistence task has reported its batch.
+        """Have the receive loop flush, once, for everything reported meanwhile.
 
-        A commit reports every change it stored, one after another; flushing after each
-        would send one `ok` per datagram. Waking the loop instead sends them together.
+        A commit reports every change it stored, one after another, and logins finish
+        in bursts; flushing after each would send one `ok` or one `join` notice per
+        datagram to everyone. Waking the loop instead sends them together.
         """
         if self._wait is not None:
             self._wait.cancel()
