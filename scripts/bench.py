@@ -1440,6 +1440,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--persist-messages", type=int, help="messages for persistence")
     parser.add_argument("--processes", type=int, help="client processes per role")
     parser.add_argument(
+        "--skip-seed",
+        action="store_true",
+        help="run trio-chat alone (while profiling; there are no ratios then)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="run trio-chat under cProfile, writing PREFIX-<workload>.prof, and show the top",
@@ -1499,7 +1504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for name in chosen:
             results[name] = {}
-            for kind in (SEED, TRIO):
+            for kind in (SEED, TRIO) if not args.skip_seed else (TRIO,):
                 if name == "persistence" and kind == SEED:
                     results[name][kind] = None  # the seed keeps nothing on disk
                     continue
