@@ -1318,7 +1318,7 @@ class Row:
 ROWS: tuple[Row, ...] = (
     Row("fanout", "deliveries/s", "rate", "{:,.0f}", ">= 2x seed"),
     Row("fanout", "delivered share", "share", "{:.2%}", "100%, once"),
-    Row("fanout", "duplicates | reordered", "dup_order", "{}", "0 | 0", ratio=False),
+    Row("fanout", "duplicates / reordered", "dup_order", "{}", "0 / 0", ratio=False),
     Row("fanout", "durable acks to sender", "acked", "{:.0f}", ratio=False),
     Row("fanout", "sessions lost", "lost", "{:.0f}", "0", ratio=False),
     Row("fanout", "time s", "elapsed", "{:.2f}"),
@@ -1350,7 +1350,7 @@ def _cell(row: Row, figures: dict[str, Any] | None) -> str:
     if row.key == "dup_order":
         if "duplicates" not in figures:
             return "n/a"
-        return f"{figures['duplicates']:.0f} | {figures['reordered']:.0f}"
+        return f"{figures['duplicates']:.0f} / {figures['reordered']:.0f}"
     value = figures.get(row.key)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"

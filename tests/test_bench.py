@@ -1,0 +1,70 @@
+"""scripts/bench.py runs both servers and prints its table (speed itself is never asserted)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "scripts" / "bench.py"
+SEED = ROOT.parent / "shared" / "baseline" / "seed_server.py"
+TINY = [
+    "--quick",
+    "--receivers=3",
+    "--messages=40",
+    "--rate=200",
+    "--quiet=0.3",
+    "--storm=3",
+    "--sessions=6",
+    "--idle-window=0.2",
+    "--persist-messages=60",
+    "--processes=1",
+]
+
+
+def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCH), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def test_quick_bench_prints_its_table_and_the_fanout_ratio() -> None:
+    assert SEED.is_file(), f"the seed server is expected at {SEED}"
+    result = run_bench(*TINY, f"--baseline={SEED}")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"fanout ratio vs seed: \d+\.\d\d", lines[-1])
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines if "|" in line]
+    header, _rule, *body = rows
+    assert header == ["workload", "metric", "seed", "trio-chat", "trio/seed", "goal"]
+    workloads = {row[0] for row in body}
+    assert workloads == {"fanout", "latency", "isolation", "scale", "persistence"}
+    table = {(row[0], row[1]): row for row in body}
+    # Correctness, not speed: trio-chat delivered every message exactly once, in order,
+    # and acknowledged each one to its sender once it was stored.
+    assert table[("fanout", "delivered share")][3] == "100.00%"
+    assert table[("fanout", "duplicates / reordered")][3] == "0 / 0"
+    assert table[("fanout", "durable acks to sender")][3] == "40"
+    assert table[("scale", "sessions")][2:4] == ["6", "6"]
+    assert table[("scale", "sessions lost")][3] == "0"
+
+
+def test_a_missing_seed_server_is_one_sentence_and_exit_status_2(tmp_path: Path) -> None:
+    result = run_bench("--quick", f"--baseline={tmp_path / 'nowhere.py'}")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().endswith("give it with --baseline.")
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_workload_is_refused() -> None:
+    result = run_bench("--only=fanout,teleport", f"--baseline={SEED}")
+    assert result.returncode == 2
+    assert "Unknown workload 'teleport'" in result.stderr

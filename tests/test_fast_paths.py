@@ -1,0 +1,156 @@
+"""The shortcuts the hot path takes keep the rules: order, timers, acks, keepalives."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.harness import EngineHarness, SimClient
+from trio_chat import PublicMessage, connect, register, wire
+from trio_chat.client import ClientConfig
+from trio_chat.engine import Address, ServerConfig, ServerEngine
+from trio_chat.reliability import Link, LinkConfig
+from trio_chat.server import serve
+
+HEADER = b'{"v":1,"t":"s","sid":1'
+ALICE = ("127.0.0.1", 40001)
+BOB = ("127.0.0.1", 40002)
+
+
+def notice(n: int) -> bytes:
+    return wire.encode(wire.Notice(text=str(n)))
+
+
+def feed(link: Link, datagram: bytes, now: float) -> list[int]:
+    packet = wire.decode_server_datagram_untrusted(datagram)
+    assert isinstance(packet, wire.Packet)
+    delivered = link.receive(packet.pn, packet.ack, packet.sack, packet.frames, now)
+    numbers = []
+    for _seq, raw in delivered:
+        frame = wire.decode_server_frame_untrusted(raw)
+        assert isinstance(frame, wire.Notice)
+        numbers.append(int(frame.text))
+    return numbers
+
+
+def test_a_queue_that_fits_one_datagram_leaves_whole_and_in_order() -> None:
+    sender, receiver = Link(HEADER), Link(HEADER)
+    for n in range(5):
+        sender.send(notice(n))
+    (datagram,) = sender.datagrams_to_send(0.0)
+    assert feed(receiver, datagram, 0.01) == [0, 1, 2, 3, 4]
+    assert sender.datagrams_to_send(0.0) == []  # all of it is in flight now
+    assert sender.queued == 5
+    for n in range(5, 8):  # later frames are numbered after the ones in flight
+        sender.send(notice(n))
+    (datagram,) = sender.datagrams_to_send(0.02)
+    assert feed(receiver, datagram, 0.03) == [5, 6, 7]
+
+
+def test_next_timer_may_be_early_after_an_ack_and_handle_timer_makes_it_exact() -> None:
+    config = LinkConfig(initial_rto=1.0, min_rto=1.0)
+    sender, receiver = Link(HEADER, config), Link(HEADER, config)
+    sender.send(notice(0))
+    (first,) = sender.datagrams_to_send(0.0)  # its timer: 1.0
+    sender.send(notice(1))
+    (second,) = sender.datagrams_to_send(0.5)  # its timer: 1.5
+    feed(receiver, first, 0.1)
+    (ack,) = receiver.datagrams_to_send(0.2)  # acknowledges the first frame only
+    feed(sender, ack, 0.6)
+    early = sender.next_timer()
+    assert early is not None and early <= 1.5
+    sender.handle_timer(early)
+    assert sender.datagrams_to_send(early) == []  # nothing was due: no retransmission
+    assert sender.next_timer() == pytest.approx(1.5)
+    sender.handle_timer(1.5)
+    (resent,) = sender.datagrams_to_send(1.5)
+    assert feed(receiver, resent, 1.6) == [1]  # the second frame, lost the first time
+    assert feed(receiver, second, 1.7) == []  # late, and a duplicate now
+    assert sender.retransmissions == 1
+
+
+def test_acknowledge_now_makes_the_owed_ack_due_at_once() -> None:
+    sender, receiver = Link(HEADER), Link(HEADER)
+    receiver.acknowledge_now(0.0)
+    assert receiver.next_timer() is None  # nothing owed: nothing to do
+    sender.send(notice(0))
+    (datagram,) = sender.datagrams_to_send(0.0)
+    feed(receiver, datagram, 0.01)
+    assert receiver.next_timer() == pytest.approx(0.01 + receiver.config.ack_delay)
+    receiver.acknowledge_now(0.01)
+    assert receiver.next_timer() == 0.01
+    (ack,) = receiver.datagrams_to_send(0.01)
+    feed(sender, ack, 0.02)
+    assert sender.idle
+
+
+def logged_in(h: EngineHarness, address: tuple[str, int], name: str) -> SimClient:
+    client = SimClient(h, address)
+    assert isinstance(client.register(name), wire.Registered)
+    assert isinstance(client.login(name), wire.Welcome)
+    client.poll()
+    return client
+
+
+def test_a_ping_is_acknowledged_in_the_same_flush_and_counted_as_a_keepalive() -> None:
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    assert alice.link is not None
+    keepalives = h.engine.stats["keepalives"]
+    alice.send(wire.Ping())  # delivered and flushed at the same instant
+    assert not alice.link.idle
+    for datagram in h.replies(ALICE):  # the ack is there already, with no timer fired
+        assert isinstance(datagram, wire.Packet)
+        alice.link.receive(datagram.pn, datagram.ack, datagram.sack, datagram.frames, h.now)
+    assert alice.link.idle
+    assert h.engine.stats["keepalives"] == keepalives + 1
+
+
+def test_a_datagram_carrying_a_message_is_not_a_keepalive() -> None:
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    assert alice.link is not None
+    keepalives = h.engine.stats["keepalives"]
+    alice.link.send(wire.encode(wire.Ping()))
+    alice.link.send(wire.encode(wire.Say(text="hello", cid="c1")))
+    alice.flush()
+    alice.poll()
+    assert h.engine.stats["keepalives"] == keepalives
+    assert [ok.id for ok in alice.of_type(wire.Ok) if ok.id is not None] == [1]
+
+
+async def test_chat_goes_on_while_the_daemon_pauses_between_keepalives(tmp_path: Path) -> None:
+    pausing = trio.Event()
+
+    def watch(engine: ServerEngine) -> None:
+        receive = engine.receive_datagram
+
+        def counting(data: bytes, address: Address, now: float, wall: float) -> None:
+            receive(data, address, now, wall)
+            if engine.stats["keepalives"] >= 5:
+                pausing.set()  # the daemon has been pausing between keepalives
+
+        engine.receive_datagram = counting  # type: ignore[method-assign]
+
+    config = ServerConfig(message_rate=100.0, message_burst=100)
+    fast_pings = ClientConfig(timeout=5.0, keepalive=0.02)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            daemon = functools.partial(serve, on_ready=watch)
+            host, port = await nursery.start(daemon, "127.0.0.1", 0, tmp_path / "chat.db", config)
+            for name in ("alice", "bob"):
+                await register(host, port, name, "correct horse")
+            async with (
+                connect(host, port, "alice", "correct horse", config=fast_pings) as alice,
+                connect(host, port, "bob", "correct horse") as bob,
+            ):
+                await pausing.wait()
+                sent = await alice.say("still here")
+                async for event in bob.events():
+                    if isinstance(event, PublicMessage) and event.text == "still here":
+                        assert event.id == sent.id
+                        break
+            nursery.cancel_scope.cancel()
