@@ -12,6 +12,7 @@ reports back (`password_hashed`, `password_checked`, `committed`, `history_loade
 from __future__ import annotations
 
 import heapq
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -489,7 +490,7 @@ class ServerEngine:
             link=Link(header, self.config.link),
             bucket=TokenBucket(self.config.message_rate, self.config.message_burst),
             last_heard=now,
-            idle_check_at=now + self.config.idle_timeout,
+            idle_check_at=self._idle_check(now),
         )
         self.sessions[sid] = session
         self._sessions_per_ip[address[0]] = self._sessions_per_ip.get(address[0], 0) + 1
@@ -730,12 +731,20 @@ class ServerEngine:
                 if now - session.last_heard >= self.config.idle_timeout:
                     self._close(session, "timeout", now, wall)
                     continue
-                session.idle_check_at = session.last_heard + self.config.idle_timeout
+                session.idle_check_at = self._idle_check(session.last_heard)
             session.link.handle_timer(now)
             if session.link.failure is not None:
                 self._close(session, "timeout", now, wall)
                 continue
             self._dirty.add(session)
+
+    def _idle_check(self, heard: float) -> float:
+        """When to look again at a session last heard at `heard`: on a whole second.
+
+        Sessions' checks then share wake-ups (10,000 sessions: one a second, not ~200),
+        and a silent session is closed at most a second after `idle_timeout`.
+        """
+        return float(math.ceil(heard + self.config.idle_timeout))
 
     def _schedule(self, session: Session) -> None:
         # The idle check is not moved on every datagram heard: when it comes due, it
