@@ -143,6 +143,9 @@ class Link:
             if not unsent:
                 if not self._must_send_bare(now):
                     return []  # the common case after an ack came in: nothing to say
+                if budget is None:
+                    # An ack (and one-shot fields) alone: a keepalive's answer, say.
+                    return [self._finish_body(self._base(with_sack=True), b"")]
             elif budget is None and unsent[-1][0] < self._window_limit():
                 # The common case under load: everything queued may go, and often fits
                 # one datagram. Packing it whole skips the frame-by-frame loop below.
