@@ -728,7 +728,8 @@ class ServerEngine:
                 continue
             session.timer_at = None
             if now >= session.idle_check_at:
-                if now - session.last_heard >= self.config.idle_timeout:
+                silent_until = session.last_heard + self.config.idle_timeout
+                if now >= silent_until:
                     self._close(session, "timeout", now, wall)
                     continue
                 session.idle_check_at = self._idle_check(session.last_heard)
@@ -744,6 +745,7 @@ class ServerEngine:
         Sessions' checks then share wake-ups (10,000 sessions: one a second, not ~200),
         and a silent session is closed at most a second after `idle_timeout`.
         """
+        # Never before `heard + idle_timeout`: the check then always finds it passed.
         return float(math.ceil(heard + self.config.idle_timeout))
 
     def _schedule(self, session: Session) -> None:
