@@ -299,7 +299,11 @@ class ServerEngine:
         if link.acked_tags:
             self._on_acked(session, link.acked_tags)
             link.acked_tags = []
-        self._dirty.add(session)
+        if delivered or session.challenge is not None or link.wants_to_send(now):
+            self._dirty.add(session)
+        # Otherwise it was an ack that freed nothing to send: under fan-out, half the
+        # datagrams that come in. Its timers can only have moved later, and a timer
+        # that fires early finds nothing due and is set again.
         pings = self.stats["pings"]
         for seq, raw in delivered:
             if packet.sid not in self.sessions:
