@@ -91,7 +91,7 @@ def bind_udp(host: str, port: int) -> socket.socket:
 
 
 PASSWORD_THREAD_NICENESS = 10
-"""How far password hashing threads lower their CPU priority (where the OS allows it)."""
+"""How far below the daemon's priority password hashing threads put themselves (Linux)."""
 
 
 class PasswordThreads:
@@ -129,9 +129,12 @@ class PasswordThreads:
 
 def _lower_priority() -> None:
     if sys.platform.startswith("linux"):
-        # Linux keeps a nice value per thread: this lowers the calling thread alone.
+        # Linux keeps a nice value per thread: this lowers the calling thread alone,
+        # relative to the daemon's own (which may already be niced).
+        thread = threading.get_native_id()
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PASSWORD_THREAD_NICENESS)
+            niceness = os.getpriority(os.PRIO_PROCESS, thread) + PASSWORD_THREAD_NICENESS
+            os.setpriority(os.PRIO_PROCESS, thread, min(niceness, 19))
 
 
 class Daemon:
