@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
+import gc
 import logging
 import math
 import os
@@ -135,6 +137,20 @@ def _lower_priority() -> None:
         with contextlib.suppress(OSError):
             niceness = os.getpriority(os.PRIO_PROCESS, thread) + PASSWORD_THREAD_NICENESS
             os.setpriority(os.PRIO_PROCESS, thread, min(niceness, 19))
+
+
+@functools.cache  # once per process
+def _freeze_startup_heap() -> None:
+    """Keep Python's cycle collector off what the daemon has loaded by the time it starts.
+
+    A full collection walks every object that might hold a cycle: with the modules,
+    accounts and history a daemon holds that took 20-40 ms here, a stall every message
+    in flight waited out (the 99th percentile of chat during a login storm). Collected
+    once, then frozen, those objects are skipped from then on (they live as long as the
+    daemon); later collections see only what was made since.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class Daemon:
@@ -295,6 +311,7 @@ async def serve(
     try:
         snapshot = await trio.to_thread.run_sync(storage.load, config.window_messages)
         engine = ServerEngine(config, snapshot)
+        _freeze_startup_heap()
         sock = bind_udp(host, port)
         # Every core but one may hash: the event loop keeps one to itself.
         passwords = PasswordThreads(max(1, (os.cpu_count() or 2) - 1))
