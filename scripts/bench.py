@@ -8,7 +8,7 @@ temporary database, with limits raised so they do not shape the results), one at
 and the same workloads drive each:
 
 - fanout: 50 receivers, one sender, 2000 public messages in closed-loop batches of 5
-  (the next batch leaves once the previous one reached the receiver served last);
+  (the next batch leaves once every receiver has the previous one);
 - latency: 50 receivers, 2000 messages per second offered; send-to-receipt times;
 - isolation: the latency stream again, while 200 logins arrive at once;
 - scale: 10,000 idle sessions kept alive: login time, memory, idle CPU;
@@ -177,13 +177,13 @@ class Tally:
     def count(self) -> int:
         return len(self.texts)
 
-    def has(self, index: int) -> bool:
-        """Whether the newest message received is number `index` or later."""
+    def newest(self) -> int:
+        """The number of the newest message received (-1 before the first)."""
         for text in reversed(self.texts):
             parsed = _parse_text(text)
             if parsed is not None:
-                return parsed[0] >= index
-        return False
+                return parsed[0]
+        return -1
 
     def summary(self) -> dict[str, Any]:
         seen: set[int] = set()
@@ -368,6 +368,12 @@ class Pump:
         self.conns: dict[int, TrioConn] = {}
         self._timers: list[tuple[float, int]] = []
         self.stop = False
+        self.watched: dict[int, Callable[[], None]] = {}
+
+    def watch(self, conn: Connection[Any, Any], ready: Callable[[], None]) -> None:
+        """Call `ready` whenever `conn` has something to read."""
+        self.watched[conn.fileno()] = ready
+        self.epoll.register(conn.fileno(), select.EPOLLIN)
 
     def add(self, conn: TrioConn) -> None:
         self.conns[conn.fd] = conn
@@ -390,6 +396,9 @@ class Pump:
         for fd, _mask in events:
             if fd == control:
                 self._on_control()
+                continue
+            if fd in self.watched:
+                self.watched[fd]()
                 continue
             now = time.monotonic()  # per socket: the time a datagram was taken in
             conn = self.conns[fd]
@@ -471,6 +480,12 @@ class SeedPump:
         self.epoll.register(control.fileno(), select.EPOLLIN)
         self.conns: dict[int, SeedConn] = {}
         self.stop = False
+        self.watched: dict[int, Callable[[], None]] = {}
+
+    def watch(self, conn: Connection[Any, Any], ready: Callable[[], None]) -> None:
+        """Call `ready` whenever `conn` has something to read."""
+        self.watched[conn.fileno()] = ready
+        self.epoll.register(conn.fileno(), select.EPOLLIN)
 
     def add(self, conn: SeedConn) -> None:
         self.conns[conn.fd] = conn
@@ -485,6 +500,9 @@ class SeedPump:
                 while self.control.poll():
                     if self.control.recv()[0] == "stop":
                         self.stop = True
+                continue
+            if fd in self.watched:
+                self.watched[fd]()
                 continue
             now = time.monotonic()
             conn = self.conns[fd]
@@ -539,6 +557,8 @@ def _sleep_until(at: float) -> None:
 class ReceiverJob:
     names: tuple[str, ...]
     expected: int
+    progress: Connection[Any, Any] | None = None
+    """Where to report the newest message every receiver here has (for the closed loop)."""
 
 
 def receivers_role(target: Target, job: ReceiverJob, control: Connection[Any, Any]) -> None:
@@ -568,8 +588,14 @@ def receivers_role(target: Target, job: ReceiverJob, control: Connection[Any, An
     _wait_for_go(control)
     cpu = time.process_time()
     complete = False
+    reported = -1
     while not stopped():
         poll(0.1)
+        if job.progress is not None and not complete:
+            everyone = min(t.newest() for t in tallies)
+            if everyone > reported:
+                reported = everyone
+                job.progress.send(everyone)
         if not complete and job.expected and all(t.count >= job.expected for t in tallies):
             complete = True
             control.send(("complete", time.monotonic()))
@@ -582,12 +608,33 @@ def receivers_role(target: Target, job: ReceiverJob, control: Connection[Any, An
 class SenderJob:
     name: str
     watcher: str
-    """A receiver in the sender's process, logged in last: the closed loop watches it."""
+    """One of the receivers, in the sender's own process (logged in last)."""
     messages: int
     batch: int
     rate: float = 0.0
     """Messages per second, paced; 0 sends in closed-loop batches instead."""
     duration: float = 0.0
+    progress: tuple[Connection[Any, Any], ...] = ()
+    """The receiver processes' reports: a batch leaves once every receiver has the last."""
+
+
+class Everyone:
+    """The newest message every receiver has, from the reports and the sender's watcher."""
+
+    def __init__(self, pump: Pump | SeedPump, job: SenderJob, watcher: Tally) -> None:
+        self._watcher = watcher
+        self._reports = {conn.fileno(): -1 for conn in job.progress}
+        for conn in job.progress:
+            pump.watch(conn, lambda conn=conn: self._read(conn))  # type: ignore[misc]
+
+    def _read(self, conn: Connection[Any, Any]) -> None:
+        while conn.poll():
+            self._reports[conn.fileno()] = conn.recv()
+
+    def have(self, index: int) -> bool:
+        if self._watcher.newest() < index:
+            return False
+        return all(newest >= index for newest in self._reports.values())
 
 
 def sender_role(target: Target, job: SenderJob, control: Connection[Any, Any]) -> None:
@@ -613,7 +660,8 @@ def _seed_sender(
     sender = SeedConn(target.port, job.name)
     for conn in (watcher, sender):
         pump.add(conn)
-        pump.register([conn], 1, deadline)  # the watcher is the last receiver the seed serves
+        pump.register([conn], 1, deadline)
+    everyone = Everyone(pump, job, watcher.tally)
     control.send(("ready", None))
     start = _wait_for_go(control)
     total = job.messages if job.rate <= 0 else int(job.rate * job.duration)
@@ -639,10 +687,10 @@ def _seed_sender(
             with suppress(OSError):
                 send((prefix + _text(sent, now)).encode("ascii"))
             sent += 1
-        # The seed never answers a public message: wait until the last receiver it
-        # serves has the batch, or give up on it after a while (the seed may drop it).
+        # Wait until every receiver has the batch, or give up on it after a while: the
+        # seed may drop datagrams (and never answers a public message anyway).
         give_up = time.monotonic() + 0.05
-        while not watcher.tally.has(end - 1):
+        while not everyone.have(end - 1):
             now = pump.poll(give_up - time.monotonic())
             if now >= give_up:
                 stalls += 1
@@ -674,6 +722,7 @@ def _trio_sender(
     for conn in (watcher, sender):
         pump.add(conn)
         pump.log_in([conn], 1, deadline)
+    everyone = Everyone(pump, job, watcher.tally)
     link = sender.link
     assert link is not None
     control.send(("ready", None))
@@ -706,7 +755,7 @@ def _trio_sender(
         sender.flush(now)
         pump.schedule(sender)
         give_up = now + 1.0
-        while not watcher.tally.has(end - 1):
+        while not everyone.have(end - 1):
             now = pump.poll(give_up - now)
             if now >= give_up:
                 stalls += 1
@@ -1147,12 +1196,18 @@ def fanout(ctx: Context, kind: str) -> Figures:
     names = [f"r{i}" for i in range(s.receivers)]
     with running(ctx, kind, "fanout", [*names, "sender"]) as server, workers(ctx) as spawn:
         target = server.target
+        # The closed loop: each receiver process reports the newest message all its
+        # receivers have; the next batch leaves once every receiver has the last one.
+        parts = _split(names[:-1], s.processes)
+        pipes = [ctx.mp.Pipe(duplex=False) for _part in parts]
         group = [
-            spawn("receivers", target, ReceiverJob(part, s.messages))
-            for part in _split(names[:-1], s.processes)
+            spawn("receivers", target, ReceiverJob(part, s.messages, progress=writer))
+            for part, (_reader, writer) in zip(parts, pipes, strict=True)
         ]
         _wait_all(group, "ready", 120)
-        sender = spawn("sender", target, SenderJob("sender", names[-1], s.messages, s.batch))
+        readers = tuple(reader for reader, _writer in pipes)
+        job = SenderJob("sender", names[-1], s.messages, s.batch, progress=readers)
+        sender = spawn("sender", target, job)
         sender.expect("ready", 60)
         everyone = [*group, sender]
         cpu = server.cpu_seconds()
