@@ -276,3 +276,32 @@ def test_any_network_weather_delivers_everything_once_in_order(
     assert sim.received["b"] == list(range(len(sizes)))
     assert all(size <= wire.MAX_DATAGRAM for size in sim.datagram_sizes)
     assert sim.links["a"].idle
+
+
+def test_a_receiver_may_acknowledge_every_nth_datagram() -> None:
+    sender = Link(HEADER)
+    receiver = Link(HEADER, LinkConfig(ack_every=4, ack_delay=0.025))
+    now = 0.0
+    for n in range(4):
+        sender.send(frame(n, pad=900))  # one frame per datagram
+    datagrams = sender.datagrams_to_send(now)
+    for count, datagram in enumerate(datagrams, start=1):
+        feed(receiver, datagram, now)
+        expected = now if count == 4 else now + 0.025
+        assert receiver.next_timer() == expected
+    (ack,) = receiver.datagrams_to_send(now)
+    feed(sender, ack, now + 0.001)
+    assert sender.idle
+
+
+def test_an_ack_for_everything_in_flight_clears_it_and_measures_the_rtt() -> None:
+    sender, receiver = Link(HEADER), Link(HEADER)
+    for n in range(10):
+        sender.send(frame(n), tag=n)
+    for datagram in sender.datagrams_to_send(1.0):
+        feed(receiver, datagram, 1.0)
+    (ack,) = receiver.datagrams_to_send(1.5)
+    feed(sender, ack, 1.25)
+    assert sender.idle and sender.next_timer() is None
+    assert sender.acked_tags == list(range(10))
+    assert sender.srtt == pytest.approx(0.25)

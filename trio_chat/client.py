@@ -63,7 +63,13 @@ class ClientConfig:
     """How long to wait once the daemon said it is working on the request."""
     keepalive: float = 10.0
     """Send a ping after this long without sending anything."""
-    link: LinkConfig = field(default_factory=lambda: LinkConfig(max_rto=2.0, max_retransmits=8))
+    link: LinkConfig = field(
+        # A client mostly listens: acknowledging every fourth datagram (or after 25 ms)
+        # spares a busy daemon most of the acks, at no cost to delivery.
+        default_factory=lambda: LinkConfig(
+            max_rto=2.0, max_retransmits=8, ack_every=4, ack_delay=0.025
+        )
+    )
     reconnect: bool = True
     """Log in again when the session is lost, instead of raising `ConnectionLost`."""
     reconnect_delay_max: float = 5.0

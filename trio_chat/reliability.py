@@ -35,6 +35,9 @@ class LinkConfig:
     max_rto: float = 4.0
     max_retransmits: int = 10
     ack_delay: float = 0.010
+    """Longest an acknowledgement waits for a datagram of our own to ride on."""
+    ack_every: int = 2
+    """Acknowledge at once when this many datagrams with frames are unacknowledged."""
     reorder_threshold: int = 3
     """A frame is presumed lost once this many later frames have been acknowledged."""
     max_datagram: int = MAX_DATAGRAM
@@ -313,7 +316,7 @@ class Link:
                 immediate = True
         if had_frames:
             self._unacked_datagrams += 1
-            if immediate or self._unacked_datagrams >= 2:
+            if immediate or self._unacked_datagrams >= self.config.ack_every:
                 self._ack_due = now
             elif self._ack_due is None:
                 self._ack_due = now + self.config.ack_delay
@@ -329,11 +332,15 @@ class Link:
             self._ack_due = now
 
     def _on_ack(self, ack: int, sack: Iterable[tuple[int, int]], now: float) -> None:
-        if not self._in_flight:
+        in_flight = self._in_flight
+        if not in_flight:
             return
         highest_sent = self._next_seq - 1
         if ack > highest_sent:
             ack = 0  # A peer acknowledging frames never sent is lying; believe nothing.
+        elif ack >= next(reversed(in_flight)):
+            self._all_acked(now)  # the common case: everything in flight has arrived
+            return
         acked: list[int] = []
         for seq in self._in_flight:
             if seq > ack:
@@ -366,6 +373,20 @@ class Link:
             if item.order <= threshold and not item.lost:
                 item.lost = True
                 self._has_lost = True
+
+    def _all_acked(self, now: float) -> None:
+        sample: float | None = None
+        tags = self.acked_tags
+        for item in self._in_flight.values():
+            if item.transmissions == 1:
+                sample = now - item.last_sent
+            if item.tag is not None:
+                tags.append(item.tag)
+        self._in_flight.clear()
+        self._rto_floor = None
+        self._has_lost = False
+        if sample is not None:
+            self._update_rto(sample)
 
     def _update_rto(self, sample: float) -> None:
         # RFC 6298, section 2, with alpha = 1/8 and beta = 1/4.
