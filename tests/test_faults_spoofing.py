@@ -225,6 +225,29 @@ def test_no_unproven_address_ever_gets_more_than_three_times_its_bytes(
                 assert driver.sent_to[each] <= 3 * driver.received_from[each]
 
 
+def test_an_unproven_path_with_too_little_budget_does_not_spin_the_timers() -> None:
+    driver, alice, bob = two_peers()
+    engine = driver.engine
+    alice.address = ELSEWHERE
+    alice.link.send(wire.encode(wire.Ping()))
+    for datagram in alice.link.datagrams_to_send(driver.now):
+        driver.receive(datagram, ELSEWHERE)  # the challenge is lost on its way
+    bob.send(wire.Say(text=LONG, cid="long"))  # too big for what the new path has earned
+    alice.link.send(wire.encode(wire.Ping()))  # an ack is now owed to the new address
+    for datagram in alice.link.datagrams_to_send(driver.now):
+        driver.receive(datagram, ELSEWHERE)
+    fired = 0
+    end = driver.now + 5.0
+    while (deadline := engine.next_timer()) is not None and deadline <= end and fired < 1000:
+        fired += 1
+        driver.now = max(driver.now, deadline)
+        engine.handle_timers(driver.now, 0.0)
+        driver.pump()
+    # Bob's own timers fire a few times; a spinning timer would fire without end.
+    assert fired < 50
+    assert driver.sent_to[ELSEWHERE] <= 3 * driver.received_from[ELSEWHERE]
+
+
 async def test_a_live_daemon_answers_an_unproven_address_with_at_most_three_times(
     tmp_path: Path,
 ) -> None:

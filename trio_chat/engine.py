@@ -682,15 +682,17 @@ class ServerEngine:
                 continue
             self._dirty.add(session)
 
-    def _schedule(self, session: Session) -> None:
+    def _schedule(self, session: Session, now: float) -> None:
         # The idle check is not moved on every datagram heard: when it comes due, it
         # looks at `last_heard` and sets itself again. That keeps the heap small.
         deadline = session.link.next_timer()
         idle = session.idle_check_at
         if deadline is None or idle < deadline:
             deadline = idle
-        if not session.validated and self._budget_left(session) <= 0:
-            deadline = idle  # nothing can be sent before the client proves its address
+        if not session.validated and (self._budget_left(session) <= 0 or deadline <= now):
+            # What is due does not fit what the address has earned: only the client's next
+            # datagram can change that, so wait for it rather than fire the timer again.
+            deadline = idle
         if session.timer_at != deadline:
             session.timer_at = deadline
             heapq.heappush(self._timers, (deadline, session.sid))
@@ -717,7 +719,7 @@ class ServerEngine:
             if session.link.failure is not None and session.sid in self.sessions:
                 self._close(session, session.link.failure, now, wall)
             elif session.sid in self.sessions:
-                self._schedule(session)
+                self._schedule(session, now)
         out, self._outbox = self._outbox, []
         return out
 
