@@ -280,3 +280,20 @@ async def test_a_live_daemon_answers_an_unproven_address_with_at_most_three_time
     assert 0 < received <= 3 * sent
     (engine,) = engines
     assert engine.stats["unsent_for_amplification"] > 0
+
+
+def test_a_lost_challenge_is_sent_again_until_the_new_address_answers() -> None:
+    driver, alice, bob = two_peers()
+    session = driver.engine.sessions[alice.sid]
+    alice.address = ELSEWHERE
+    alice.link.send(wire.encode(wire.Ping()))
+    for datagram in alice.link.datagrams_to_send(driver.now):
+        driver.receive(datagram, ELSEWHERE)  # the challenge is lost on its way
+    bob.send(wire.Say(text=LONG, cid="long"))  # a frame bigger than the budget is queued
+    driver.now += 1.0
+    alice.send()  # one small keepalive: the challenge must come back, ahead of the frame
+    driver.now += 1.0
+    alice.send()  # which carries the response
+    assert session.validated
+    alice.settle()
+    assert [m.text for m in alice.of_type(wire.Msg)] == [LONG]

@@ -724,6 +724,10 @@ class ServerEngine:
         return out
 
     def _flush_session(self, session: Session, now: float) -> None:
+        if session.challenge is not None and not session.link.extra:
+            # Until the new address answers, every datagram to it repeats the challenge:
+            # one that was lost must not leave the session unproven for good.
+            session.link.extra = b',"challenge":"%s"' % session.challenge.encode()
         budget = None if session.validated else self._budget_left(session)
         for datagram in session.link.datagrams_to_send(now, budget):
             if not session.validated:
