@@ -42,6 +42,8 @@ class EngineDriver:
     sent: list[tuple[bytes, Address]] = field(default_factory=list)
     received_from: dict[Address, int] = field(default_factory=lambda: defaultdict(int))
     sent_to: dict[Address, int] = field(default_factory=lambda: defaultdict(int))
+    inbox: dict[Address, list[bytes]] = field(default_factory=lambda: defaultdict(list))
+    """Datagrams sent to each address that no caller has taken yet."""
     stored: list[StoreOp] = field(default_factory=list)
     uncommitted: list[StoreOp] = field(default_factory=list)
 
@@ -58,7 +60,10 @@ class EngineDriver:
     # --- feeding ------------------------------------------------------------------------
 
     def receive(self, data: bytes, address: Address) -> list[bytes]:
-        """Deliver one datagram; return what the engine sends to `address` in response."""
+        """Deliver one datagram; return what the engine sends to `address` in response.
+
+        What goes to other addresses meanwhile waits in their `inbox`.
+        """
         self.received_from[address] += len(data)
         self.engine.receive_datagram(data, address, self.now, WALL + self.now)
         return self.pump(address)
@@ -88,8 +93,10 @@ class EngineDriver:
             for data, to in datagrams:
                 self.sent.append((data, to))
                 self.sent_to[to] += len(data)
-                if address is None or to == address:
+                if to == address:
                     out.append(data)
+                else:
+                    self.inbox[to].append(data)
             if not effects and not datagrams:
                 return out
             for effect in effects:
@@ -166,8 +173,14 @@ class Peer:
         return seq
 
     def flush(self) -> None:
+        """Send what the link has due; take in the answers and whatever else arrived."""
         for data in self.link.datagrams_to_send(self.driver.now):
             self.take(self.driver.receive(data, self.address))
+        self.poll()
+
+    def poll(self) -> None:
+        """Take in what the engine sent to this peer's address while others talked."""
+        self.take(self.driver.inbox.pop(self.address, []))
 
     def take(self, datagrams: list[bytes]) -> None:
         """Process what the engine sent to this peer (acknowledging it on the next flush)."""
