@@ -7,6 +7,7 @@ a live daemon over real sockets with a client that goes quiet mid-session.
 
 from __future__ import annotations
 
+import random
 import socket
 from pathlib import Path
 
@@ -89,6 +90,29 @@ def test_a_silent_peer_is_closed_at_its_idle_timeout() -> None:
     assert quiet.sid not in driver.engine.sessions
     assert keeper.sid in driver.engine.sessions
     assert [(m.name, m.reason) for m in keeper.of_type(wire.Leave)] == [("quiet", "timeout")]
+
+
+def test_idle_timeouts_fire_once_whatever_the_float_rounding() -> None:
+    """The idle check must agree with the deadline it set, to the last bit."""
+    driver = EngineDriver(ServerConfig(idle_timeout=45.0, max_sessions_per_address=1000))
+    driver.add_account("someone", "someone-password")
+    rng = random.Random(0)
+    sids = []
+    for n in range(60):
+        driver.now += rng.uniform(0.0, 3.0)  # sessions opened at many odd moments
+        login = wire.Login(rid=f"r{n}", name="someone", password="someone-password")
+        welcome = driver.request(login, ("10.9.0.1", 1000 + n))
+        assert isinstance(welcome, wire.Welcome)
+        sids.append(welcome.sid)
+    fired = 0
+    end = driver.now + 100.0
+    while (deadline := driver.engine.next_timer()) is not None and deadline <= end:
+        fired += 1
+        assert fired < 1000, "a timer keeps firing at the same moment"
+        driver.now = max(driver.now, deadline)  # exactly at the deadline, as a clock may
+        driver.engine.handle_timers(driver.now, 0.0)
+        driver.pump()
+    assert not any(sid in driver.engine.sessions for sid in sids)
 
 
 async def test_a_live_daemon_drops_a_client_that_goes_quiet_and_keeps_serving(

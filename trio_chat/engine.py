@@ -672,10 +672,13 @@ class ServerEngine:
                 continue
             session.timer_at = None
             if now >= session.idle_check_at:
-                if now - session.last_heard >= self.config.idle_timeout:
+                # The same sum as the deadline, not `now - last_heard`: in floating point
+                # the two can disagree, and the check would then re-arm itself for `now`.
+                silent_until = session.last_heard + self.config.idle_timeout
+                if now >= silent_until:
                     self._close(session, "timeout", now, wall)
                     continue
-                session.idle_check_at = session.last_heard + self.config.idle_timeout
+                session.idle_check_at = silent_until
             session.link.handle_timer(now)
             if session.link.failure is not None:
                 self._close(session, "timeout", now, wall)
