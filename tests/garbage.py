@@ -40,6 +40,7 @@ class Garbage:
         self.random = random.Random(seed)
         self.sessions: list[tuple[int, str]] = []
         self.counts: dict[str, int] = {}
+        self._next_seq: dict[int, int] = {}
         self._kinds: list[tuple[str, Callable[[], bytes]]] = [
             ("random_bytes", self.random_bytes),
             ("broken_json", self.broken_json),
@@ -88,7 +89,8 @@ class Garbage:
 
     def frame(self) -> dict[str, Any]:
         r = self.random
-        kind = r.choice(CLIENT_FRAME_TYPES)
+        # A logout ends the session the rest of the fuzzing wants to reach: keep it rare.
+        kind = r.choices(CLIENT_FRAME_TYPES, weights=(30, 20, 10, 10, 10, 1))[0]
         frame: dict[str, Any] = {"t": kind}
         if kind in ("say", "whisper"):
             frame["text"] = self.text(r.randrange(1, 60))
@@ -134,7 +136,18 @@ class Garbage:
             packet["sack"] = [sorted((self.seq(), self.seq())) for _ in range(r.randrange(1, 5))]
         if r.random() < 0.2:
             packet[r.choice(("challenge", "response"))] = self.text(20)
-        packet["frames"] = [[self.seq(), self.frame()] for _ in range(r.randrange(0, 6))]
+        if r.random() < 0.7:
+            # Mostly frames the link will take in order, so that they reach the handlers.
+            # Some of these are mutated or lost on the way, so go back now and then to fill
+            # the gaps they leave.
+            newest = self._next_seq.get(sid, 1)
+            first = max(1, newest - r.randrange(min(newest, 40)))
+            count = r.randrange(1, 6)
+            packet["frames"] = [[first + n, self.frame()] for n in range(count)]
+            if r.random() < 0.3:
+                self._next_seq[sid] = max(newest, first + count)
+        else:
+            packet["frames"] = [[self.seq(), self.frame()] for _ in range(r.randrange(0, 6))]
         return packet
 
     def valid(self) -> bytes:
@@ -146,9 +159,13 @@ class Garbage:
         r = self.random
         while packet.get("t") != "s":
             packet = self.valid_object()
-        if r.random() < 0.3:
+        roll = r.random()
+        if roll < 0.3:
             packet["frames"] = [[self.seq(), self.value()] for _ in range(r.randrange(1, 4))]
-        return json.dumps(packet).encode()
+        elif roll < 0.4:  # a frame as big as fits, of an unknown type the error may quote
+            tag = r.choice(("x", "\n", "é", "\x00", '"')) * r.randrange(100, 900)
+            packet["frames"] = [[f[0], {"t": tag}] for f in packet["frames"][:1]]
+        return json.dumps(packet, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
     # --- invalid ones ----------------------------------------------------------------------------
 

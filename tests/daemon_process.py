@@ -1,0 +1,128 @@
+"""The real daemon as a child process (`python -m trio_chat serve`), for tests and scripts.
+
+    async with trio.open_nursery() as nursery:
+        daemon = DaemonProcess(nursery, tmp_path / "chat.db", "--message-rate", "100")
+        host, port = await daemon.start()
+        ...
+        await daemon.kill()          # SIGKILL, no goodbye
+        await daemon.start(port)     # the same port, the same database
+
+Its standard error is collected in `output`; the bound address is read from the line
+the daemon prints when ready. `stop()` ends it politely (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+LISTENING = re.compile(r"trio-chat is listening on \[?([^\]\s]+?)\]?:(\d+) ")
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+class DaemonProcess:
+    """One daemon at a time on a database; see the module docstring."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        database: Path,
+        *options: str,
+        log_level: str = "info",
+        start_timeout: float = 20.0,
+    ) -> None:
+        self.nursery = nursery
+        self.database = database
+        self.options = options
+        self.log_level = log_level
+        self.start_timeout = start_timeout
+        self.output: list[str] = []
+        self.process: trio.Process | None = None
+        self.address: tuple[str, int] | None = None
+        self.starts = 0
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def start(self, port: int = 0) -> tuple[str, int]:
+        """Start the daemon and wait until it listens; return `(host, port)`."""
+        assert not self.running, "the daemon is already running"
+        command = [
+            sys.executable,
+            "-m",
+            "trio_chat",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            str(self.database),
+            "--log-level",
+            self.log_level,
+            *self.options,
+        ]
+        process = await trio.lowlevel.open_process(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self.process = process
+        self.starts += 1
+        ready = trio.Event()
+        found: list[tuple[str, int]] = []
+        self.nursery.start_soon(self._read, process, ready, found)
+        with trio.move_on_after(self.start_timeout):
+            await ready.wait()
+        if not found:
+            await self.kill()
+            tail = "".join(self.output[-20:])
+            raise RuntimeError(f"the daemon did not start listening:\n{tail}")
+        self.address = found[0]
+        return found[0]
+
+    async def _read(
+        self, process: trio.Process, ready: trio.Event, found: list[tuple[str, int]]
+    ) -> None:
+        assert process.stdout is not None
+        pending = b""
+        async for chunk in process.stdout:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.decode("utf-8", "replace") + "\n"
+                self.output.append(line)
+                match = LISTENING.search(line)
+                if match and not ready.is_set():
+                    found.append((match.group(1), int(match.group(2))))
+                    ready.set()
+        if pending:
+            self.output.append(pending.decode("utf-8", "replace"))
+        ready.set()
+
+    async def kill(self) -> int:
+        """SIGKILL: the daemon gets no chance to flush or say goodbye."""
+        return await self._end(signal.SIGKILL)
+
+    async def stop(self) -> int:
+        """SIGTERM: the daemon shuts down cleanly; return its exit status."""
+        return await self._end(signal.SIGTERM)
+
+    async def _end(self, signum: int) -> int:
+        process = self.process
+        assert process is not None
+        if process.returncode is None:
+            process.send_signal(signum)
+        with trio.move_on_after(15):
+            return await process.wait()
+        process.kill()
+        return await process.wait()
+
+    @property
+    def text(self) -> str:
+        """Everything the daemon wrote so far."""
+        return "".join(self.output)
