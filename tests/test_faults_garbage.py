@@ -93,7 +93,9 @@ def decode_all_or_wire_error(data: bytes) -> None:
             decode(data)
         except wire.WireError as error:
             assert error.code in WIRE_CODES
-            assert error.message
+            # One short line, whatever came in: it goes back in a single frame or datagram.
+            assert error.message and "\n" not in error.message
+            assert len(error.message) <= 200
 
 
 @settings(max_examples=400, deadline=None)
@@ -235,6 +237,25 @@ def test_frames_inside_a_session_datagram_round_trip(frame: Any, seq: int, pn: i
     ((got_seq, raw),) = decoded.frames
     assert got_seq == seq
     assert wire.decode_client_frame_untrusted(raw) == frame
+
+
+def test_a_frame_with_a_huge_type_gets_a_short_error_and_nothing_breaks() -> None:
+    driver = EngineDriver()
+    driver.add_account("mallory", "password1")
+    mallory = Peer(driver, "mallory", "password1", ("10.0.0.1", 1))
+    mallory.send()
+    for tag in ("x" * 900, "\n" * 440, "é" * 440, "\u0000" * 145):
+        frame = wire.encode({"t": tag})
+        seq = mallory.link.send(frame)
+        mallory.flush()
+        mallory.settle()
+        (error,) = [f for f in mallory.of_type(wire.ErrorFrame) if f.re == seq]
+        assert error.code == "bad_request"
+        assert len(wire.encode(error)) <= 700  # bounded, well inside one frame
+    assert mallory.sid in driver.engine.sessions
+    mallory.send(wire.Say(text="still here", cid="c"))
+    mallory.settle()
+    assert [m.text for m in driver.stored_messages()] == ["still here"]
 
 
 # --- the engine and the daemon under a flood -------------------------------------------------
