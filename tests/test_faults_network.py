@@ -7,6 +7,7 @@ message must arrive exactly once, in its sender's order.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ import trio
 
 from tests.fault_proxy import FaultProxy, Weather
 from tests.loss_run import loss_run
-from trio_chat import ClientConfig, ServerUnreachable, register
-from trio_chat.engine import ServerConfig
+from trio_chat import ClientConfig, ServerUnreachable, connect, register
+from trio_chat.engine import ServerConfig, ServerEngine
 from trio_chat.server import serve
 
 
@@ -97,6 +98,30 @@ async def test_messages_arrive_exactly_once_and_in_order_through_loss(
     for direction in (result.proxy.to_server, result.proxy.to_client):
         assert direction.dropped >= loss * direction.datagrams * 0.5
         assert direction.duplicated > 0
+
+
+async def test_logging_out_ends_at_once_when_the_daemon_has_already_closed_the_session(
+    tmp_path: Path,
+) -> None:
+    """The daemon's "ok" to a logout is lost; the client must not wait out its timeout."""
+    engines: list[ServerEngine] = []
+    config = ClientConfig(timeout=60.0)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            start = functools.partial(serve, on_ready=engines.append)
+            address = await nursery.start(start, "127.0.0.1", 0, tmp_path / "chat.db")
+            await register(address[0], address[1], "leaver", "leaver-password")
+            proxy = FaultProxy(address, seed=1)
+            host, port = await nursery.start(proxy.run)
+            async with connect(host, port, "leaver", "leaver-password", config=config) as chat:
+                await chat.say("bye all")
+                (client,) = proxy.clients
+                answers = Weather(drop_next=1)  # the answer to the logout is lost
+                proxy.overrides[client] = (Weather(), answers)
+                await chat.logout()
+                assert answers.drop_next == 0
+                assert not engines[0].sessions
+            nursery.cancel_scope.cancel()
 
 
 async def test_a_client_gives_up_with_a_clear_error_when_all_is_lost(tmp_path: Path) -> None:
