@@ -132,9 +132,13 @@ class EngineDriver:
 
     def request(self, request: wire.Register | wire.Login, address: Address) -> wire.ServerDatagram:
         """Send a pre-session request; return the one reply to it."""
+        out = self.receive(wire.encode(request), address)
+        if not out and self.uncommitted:  # a registration is answered once it is stored
+            self.commit()
+            out = self.pump(address)
         replies = [
             decoded
-            for data in self.receive(wire.encode(request), address)
+            for data in out
             if getattr(decoded := wire.decode_server_datagram_untrusted(data), "rid", None)
             == request.rid
         ]
