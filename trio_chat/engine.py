@@ -200,6 +200,8 @@ class ServerEngine:
         self._replies: OrderedDict[tuple[Address, str], tuple[bytes, float]] = OrderedDict()
         self._budgets: OrderedDict[Address, _AddressBudget] = OrderedDict()
         self._awaiting_commit: dict[int, list[tuple[int, int]]] = {}
+        self._sent_by: dict[int, int] = {}
+        """Messages not yet on disk: id -> the session that sent it."""
         self._effects: list[Effect] = []
         self._outbox: list[tuple[bytes, Address]] = []
         self._dirty: set[Session] = set()
@@ -465,7 +467,11 @@ class ServerEngine:
         else:
             public, more = self.window.after(since, self.config.resume_limit)
         waiting = self.mailbox.waiting(session.account.id)
-        backlog = sorted([*public, *waiting], key=lambda m: m.id)
+        # What is not on disk yet is shown by `_fan_out` once it is, this session included.
+        unstored = self._sent_by
+        backlog = sorted(
+            [m for m in (*public, *waiting) if m.id not in unstored], key=lambda m: m.id
+        )
         link = session.link
         for message in backlog:
             tag = ("pm", message.id) if message.private else None
@@ -520,15 +526,25 @@ class ServerEngine:
         self._next_message_id += 1
         self.window.add(message)
         self._awaiting_commit[message.id] = [(session.sid, seq)]
+        self._sent_by[message.id] = session.sid
         self._effects.append(Persist(message))
-        frame = _message_frame(message)
-        if recipient is None:
-            self.room.broadcast(frame, exclude=session.sid)
-        else:
+        if recipient is not None:
             self.mailbox.add(message)
-            self.room.to_account(recipient.id, frame, tag=("pm", message.id))
-            if recipient.id != account.id:
-                self.room.to_account(account.id, frame, exclude=session.sid)
+
+    def _fan_out(self, message: Message, sender_sid: int) -> None:
+        """Show a stored message to the room (or to the two ends of a private one).
+
+        Only once it is on disk: a crash before the commit loses it, and its sender then
+        sends it again, so anyone shown it earlier would see it twice, or under an id
+        the restarted daemon gives to another message.
+        """
+        frame = _message_frame(message)
+        if message.recipient_id is None:
+            self.room.broadcast(frame, exclude=sender_sid)
+        else:
+            self.room.to_account(message.recipient_id, frame, tag=("pm", message.id))
+            if message.recipient_id != message.sender_id:
+                self.room.to_account(message.sender_id, frame, exclude=sender_sid)
 
     def _acknowledge(self, session: Session, seq: int, message: Message) -> None:
         waiting = self._awaiting_commit.get(message.id)
@@ -581,6 +597,7 @@ class ServerEngine:
     def committed(self, op: StoreOp, now: float) -> None:
         """The persistence task committed `op`: answer whoever waited for it."""
         if isinstance(op, Message):
+            self._fan_out(op, self._sent_by.pop(op.id, 0))
             for sid, seq in self._awaiting_commit.pop(op.id, ()):
                 session = self.sessions.get(sid)
                 if session is not None:
@@ -597,6 +614,7 @@ class ServerEngine:
         """The persistence task could not commit `op`: tell whoever waited for it."""
         message = "The server could not save this; try again later."
         if isinstance(op, Message):
+            self._sent_by.pop(op.id, None)
             for sid, seq in self._awaiting_commit.pop(op.id, ()):
                 session = self.sessions.get(sid)
                 if session is not None:
