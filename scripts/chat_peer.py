@@ -200,6 +200,9 @@ async def main(args: argparse.Namespace) -> None:
                 if not receiver.done.is_set():
                     receiver.record.errors.append(f"deadline: {receiver.left} messages missing")
             _emit(event="done", clients=[record.summary() for record in records])
+            async with trio.open_nursery() as leaving:  # all at once, not one after another
+                for chat in [receiver.chat for receiver in receivers] + [c for c, _ in senders]:
+                    leaving.start_soon(chat.logout)
         # Every client has logged out (its own tasks still running); now stop the readers.
         nursery.cancel_scope.cancel()
 

@@ -35,6 +35,9 @@ class LossResult:
     receivers: int
     count: int
     seconds: float = 0.0
+    """From the senders' start until every message was acknowledged and delivered."""
+    wall_seconds: float = 0.0
+    """The whole run, daemon start and client processes' exit included."""
     expected: int = 0
     """Deliveries that should happen: messages x receivers."""
     delivered: int = 0
@@ -200,12 +203,13 @@ async def loss_run(
             if peer.process.returncode != 0 or not peer.result:
                 result.errors.append(peer.stderr.decode("utf-8", "replace")[-2000:])
             clients += peer.result.get("clients", [])
-        result.seconds = time.monotonic() - started
+        result.wall_seconds = time.monotonic() - started
         result.proxy = proxy.stats
         await daemon.stop()
         nursery.cancel_scope.cancel()
     result.expected = senders * count * receivers
     _check(result, clients, sender_names)
+    result.seconds = max(result.finished.values(), default=0.0)
     result.stored, result.stored_duplicates, integrity = _stored(database)
     if integrity != "ok":
         result.errors.append(f"integrity_check: {integrity}")
