@@ -4,8 +4,9 @@ receivers record what they see. It prints JSON lines on standard output:
     {"event": "ready"}                           every client of this process is in the room
     {"event": "done", "clients": [...]}          the results, one entry per client
 
-Senders wait for a line on standard input before sending, so that a run can start them
-all at once when every receiver is ready. Message texts are `"<sender> <n> <padding>"`.
+Once in the room, the process waits for a line on standard input ("go"), so that a run
+can start every process at once when all are ready; times are counted from then.
+Message texts are `"<sender> <n> <padding>"`.
 
     python -m scripts.chat_peer --port 1600 --receive r1 --receive r2 --expect s1:100
     python -m scripts.chat_peer --port 1600 --send s1 --count 100
@@ -187,8 +188,7 @@ async def main(args: argparse.Namespace) -> None:
                 chat = await _connect_retrying(stack, args.host, args.port, name, config, record)
                 senders.append((chat, record))
             _emit(event="ready")
-            if senders:
-                await trio.to_thread.run_sync(sys.stdin.readline)
+            await trio.to_thread.run_sync(sys.stdin.readline)  # "go": every process at once
             started = time.monotonic()
             with trio.move_on_after(args.deadline):
                 async with trio.open_nursery() as work:

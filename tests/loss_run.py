@@ -193,7 +193,7 @@ async def loss_run(
         for peer in talkers:
             await peer.ready.wait()
         started = time.monotonic()
-        for peer in talkers:
+        for peer in [*peers, *talkers]:
             assert peer.process.stdin is not None
             await peer.process.stdin.send_all(b"go\n")
         clients: list[dict[str, Any]] = []
