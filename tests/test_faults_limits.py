@@ -7,6 +7,7 @@ limit as its own exception on a live daemon; and the `serve` options set them.
 from __future__ import annotations
 
 import random
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,37 @@ def test_messages_are_limited_per_session_by_a_burst_then_a_rate() -> None:
     assert driver.stored_messages()[-1].text == "from elsewhere"
 
 
+def test_a_message_refused_as_too_fast_is_not_overtaken_by_later_ones() -> None:
+    driver = EngineDriver(ServerConfig(message_rate=1.0, message_burst=2))
+    driver.add_account("chatty", "chatty-password")
+    chatty = Peer(driver, "chatty", "chatty-password", HERE)
+
+    def say(n: int) -> None:
+        chatty.send(wire.Say(text=f"m{n}", cid=f"c{n}"))
+        chatty.settle(1)
+
+    def stored() -> list[str]:
+        return [m.text for m in driver.stored_messages()]
+
+    for n in range(3):
+        say(n)
+    assert stored() == ["m0", "m1"]  # m2 was refused: wait a second
+    driver.now += 1.5
+    say(3)  # a token is back, but m2 has not been sent again yet: m3 must wait too
+    assert stored() == ["m0", "m1"]
+    assert [e.code for e in chatty.of_type(wire.ErrorFrame)] == ["rate_limited"] * 2
+    say(2)
+    driver.now += 1.0
+    say(3)
+    assert stored() == ["m0", "m1", "m2", "m3"]
+    # A refused message its sender gives up on holds the others back only for a while.
+    say(4)
+    say(5)
+    driver.now += 12.0
+    say(6)
+    assert stored() == ["m0", "m1", "m2", "m3", "m6"]
+
+
 def test_sessions_per_address_are_capped() -> None:
     driver = EngineDriver(ServerConfig(max_sessions_per_address=3))
     driver.add_account("many", "many-password")
@@ -200,6 +232,29 @@ async def test_each_limit_reaches_the_client_as_its_own_error(tmp_path: Path) ->
             assert "wait" in throttled.value.message
 
             nursery.cancel_scope.cancel()
+
+
+async def test_rate_limited_messages_are_resent_and_keep_their_order(tmp_path: Path) -> None:
+    """By default the client waits and resends; the sender's order must survive that."""
+    database = tmp_path / "chat.db"
+    config = ServerConfig(message_rate=40.0, message_burst=5)
+    rng = random.Random(1)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(serve, "127.0.0.1", 0, database, config)
+            await register(host, port, "eager", "eager-password")
+            async with connect(host, port, "eager", "eager-password") as chat:
+                receipts = []
+                for n in range(60):
+                    receipts.append(chat.say_nowait(f"m{n}"))
+                    if rng.random() < 0.3:  # now and then a pause, so tokens come back
+                        await trio.sleep(rng.uniform(0.0, 0.08))
+                ids = [(await receipt.wait()).id for receipt in receipts]
+            nursery.cancel_scope.cancel()
+    assert ids == sorted(ids)
+    with sqlite3.connect(database) as db:
+        texts = [text for (text,) in db.execute("SELECT text FROM messages ORDER BY id")]
+    assert texts == [f"m{n}" for n in range(60)]
 
 
 # --- the serve command's options ----------------------------------------------------------

@@ -12,7 +12,7 @@ reports back (`password_hashed`, `password_checked`, `committed`, `history_loade
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -106,6 +106,10 @@ class Session:
     bytes_in: int = 0
     bytes_out: int = 0
     timer_at: float | None = None
+    held_back: deque[str] = field(default_factory=deque)
+    """Messages refused as too fast (their `cid`s), oldest first, until they come back."""
+    held_until: float = 0.0
+    """When the oldest of them may come back."""
 
 
 @dataclass(slots=True)
@@ -163,6 +167,12 @@ def _message_frame(message: Message, *, history: bool = False, re: int | None = 
             re=re,
         )
     return wire.encode(frame)
+
+
+_HELD_BACK_GRACE = 10.0
+"""How long after its retry time a refused message holds back later ones (then it is
+presumed abandoned and the session's messages flow again)."""
+_HELD_BACK_MAX = 256
 
 
 def _round_up(seconds: float) -> float:
@@ -505,7 +515,7 @@ class ServerEngine:
                 raise RuleError(
                     "mailbox_full", f"{recipient.name} has too many unread messages already."
                 )
-        wait = session.bucket.take(now)
+        wait = self._take_turn(session, cid, now)
         if wait > 0:
             session.link.send(
                 _error_frame(
@@ -545,6 +555,30 @@ class ServerEngine:
             self.room.to_account(message.recipient_id, frame, tag=("pm", message.id))
             if message.recipient_id != message.sender_id:
                 self.room.to_account(message.sender_id, frame, exclude=sender_sid)
+
+    def _take_turn(self, session: Session, cid: str, now: float) -> float:
+        """0.0 if the message may go now, else the seconds before its sender tries again.
+
+        Messages refused as too fast come back (the client resends them), and nothing
+        sent after them may overtake them: until they are through, later ones are refused
+        too. One whose sender gives up holds the others back for `_HELD_BACK_GRACE` only.
+        """
+        held = session.held_back
+        if held and (now >= session.held_until + _HELD_BACK_GRACE or len(held) > _HELD_BACK_MAX):
+            held.clear()
+        if held and held[0] != cid:
+            if cid not in held:
+                held.append(cid)
+            return max(session.held_until - now, 0.001)
+        wait = session.bucket.take(now)
+        if wait > 0:
+            if not held:
+                held.append(cid)
+            session.held_until = now + wait
+        elif held:
+            held.popleft()
+            session.held_until = now
+        return wait
 
     def _acknowledge(self, session: Session, seq: int, message: Message) -> None:
         waiting = self._awaiting_commit.get(message.id)
