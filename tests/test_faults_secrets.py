@@ -31,6 +31,7 @@ from trio_chat import (
     register,
     wire,
 )
+from trio_chat.engine import CheckPassword, HashPassword
 from trio_chat.records import Message, Snapshot, StoreOp
 from trio_chat.server import serve
 from trio_chat.store import SqliteStore
@@ -107,6 +108,22 @@ async def test_client_errors_never_carry_the_password(tmp_path: Path) -> None:
     for error in errors:
         for text in (str(error), repr(error), error.message):
             assert PASSWORD not in text and WRONG not in text and SHORT not in text
+
+
+def test_reprs_of_what_carries_a_password_hide_it() -> None:
+    carriers: Sequence[object] = (
+        wire.Register(rid="r", name="alice", password=PASSWORD),
+        wire.Login(rid="l", name="alice", password=PASSWORD),
+        HashPassword(1, PASSWORD),
+        CheckPassword(2, "$argon2id$...", PASSWORD),
+    )
+    for carrier in carriers:
+        assert PASSWORD not in repr(carrier) and PASSWORD not in str(carrier)
+    # Hiding it from reprs does not hide it from the wire.
+    encoded = wire.encode(carriers[1])
+    assert PASSWORD.encode() in encoded
+    decoded = wire.decode_client_datagram_untrusted(encoded)
+    assert isinstance(decoded, wire.Login) and decoded.password == PASSWORD
 
 
 class _BrokenDisk:

@@ -58,13 +58,24 @@ class _Frame(msgspec.Struct, tag_field="t", omit_defaults=True, kw_only=True):
 # --- datagrams outside a session -------------------------------------------------------
 
 
-class Register(_Datagram, tag="register"):
+class _CarriesPassword:
+    """Keeps a request's password out of its repr, so no log line or traceback shows it."""
+
+    __slots__ = ()
+    rid: str
+    name: str
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(rid={self.rid!r}, name={self.name!r}, password=...)"
+
+
+class Register(_CarriesPassword, _Datagram, tag="register"):
     rid: RequestId
     name: NameField
     password: PasswordField
 
 
-class Login(_Datagram, tag="login"):
+class Login(_CarriesPassword, _Datagram, tag="login"):
     rid: RequestId
     name: NameField
     password: PasswordField
