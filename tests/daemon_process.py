@@ -25,6 +25,18 @@ LISTENING = re.compile(r"trio-chat is listening on \[?([^\]\s]+?)\]?:(\d+) ")
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
+async def reap(process: trio.Process) -> None:
+    """Wait for a child; if the nursery this runs in ends first (a test failed, a run was
+    interrupted), kill it, so that no child ever outlives its test or script."""
+    try:
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
+
+
 class DaemonProcess:
     """One daemon at a time on a database; see the module docstring."""
 
@@ -75,6 +87,7 @@ class DaemonProcess:
         self.starts += 1
         ready = trio.Event()
         found: list[tuple[str, int]] = []
+        self.nursery.start_soon(reap, process)
         self.nursery.start_soon(self._read, process, ready, found)
         with trio.move_on_after(self.start_timeout):
             await ready.wait()

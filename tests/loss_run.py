@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from tests.daemon_process import REPOSITORY, DaemonProcess
+from tests.daemon_process import REPOSITORY, DaemonProcess, reap
 from tests.fault_proxy import FaultProxy, ProxyStats, Weather
 from trio_chat import ClientConfig, register
 
@@ -113,6 +113,7 @@ async def _spawn(nursery: trio.Nursery, arguments: list[str]) -> _PeerProcess:
         stderr=subprocess.PIPE,
     )
     peer = _PeerProcess(process)
+    nursery.start_soon(reap, process)
     nursery.start_soon(peer.read)
     nursery.start_soon(peer.read_errors)
     return peer
