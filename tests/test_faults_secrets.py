@@ -10,8 +10,10 @@ import hmac
 import logging
 import sqlite3
 import stat
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import trio
@@ -217,3 +219,20 @@ def test_the_engine_never_compares_a_secret_with_an_operator() -> None:
                 for part in (node.left, *node.comparators)
             }
             assert not names & secrets, ast.unparse(node)
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFD", "NFKC"])
+def test_a_password_logs_in_whatever_unicode_form_it_is_typed_in(
+    form: Literal["NFC", "NFD", "NFKC"],
+) -> None:
+    """Keyboards and input methods differ in how they compose "é"; the password must not."""
+    password = "café-crème-brûlée"
+    driver = EngineDriver()
+    driver.add_account("zoe", unicodedata.normalize("NFD", password))
+    typed = unicodedata.normalize(form, password)
+    reply = driver.request(wire.Login(rid=form, name="zoe", password=typed), ("10.0.0.1", 1))
+    assert isinstance(reply, wire.Welcome)
+    wrong = driver.request(
+        wire.Login(rid="w", name="zoe", password="cafe-creme-brulee"), ("10.0.0.1", 1)
+    )
+    assert isinstance(wrong, wire.ErrorReply) and wrong.code == "wrong_password"

@@ -12,6 +12,7 @@ reports back (`password_hashed`, `password_checked`, `committed`, `history_loade
 from __future__ import annotations
 
 import heapq
+import unicodedata
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -412,7 +413,9 @@ class ServerEngine:
             return
         job = self._job(_LoginAttempt(address, request.rid, account, request.since))
         self._in_progress[(address, request.rid)] = job
-        self._effects.append(CheckPassword(job, account.password_hash, request.password))
+        # The form that was hashed at registration (NFC), whatever form this one came in.
+        password = unicodedata.normalize("NFC", request.password)
+        self._effects.append(CheckPassword(job, account.password_hash, password))
 
     def password_checked(self, job: int, ok: bool, now: float, wall: float) -> None:
         """The shell checked a login's password."""
