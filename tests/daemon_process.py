@@ -1,55 +1,141 @@
-"""Run `trio-chat serve` as a separate process, for tests that kill or signal it."""
+"""The real daemon as a child process (`python -m trio_chat serve`), for tests and scripts.
+
+    async with trio.open_nursery() as nursery:
+        daemon = DaemonProcess(nursery, tmp_path / "chat.db", "--message-rate", "100")
+        host, port = await daemon.start()
+        ...
+        await daemon.kill()          # SIGKILL, no goodbye
+        await daemon.start(port)     # the same port, the same database
+
+Its standard error is collected in `output`; the bound address is read from the line
+the daemon prints when ready. `stop()` ends it politely (SIGTERM).
+"""
 
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import trio
 
-LISTENING = re.compile(rb"listening on (\S+):(\d+) ")
+LISTENING = re.compile(r"trio-chat is listening on \[?([^\]\s]+?)\]?:(\d+) ")
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+async def reap(process: trio.Process) -> None:
+    """Wait for a child; if the nursery this runs in ends first (a test failed, a run was
+    interrupted), kill it, so that no child ever outlives its test or script."""
+    try:
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
 
 
 class DaemonProcess:
-    """`python -m trio_chat serve` on 127.0.0.1; `port` is known once `start` returns."""
+    """One daemon at a time on a database; see the module docstring."""
 
-    def __init__(self, db: Path, *extra: str) -> None:
-        self.db = db
-        self.extra = extra
-        self.port = 0
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        database: Path,
+        *options: str,
+        log_level: str = "info",
+        start_timeout: float = 20.0,
+    ) -> None:
+        self.nursery = nursery
+        self.database = database
+        self.options = options
+        self.log_level = log_level
+        self.start_timeout = start_timeout
+        self.output: list[str] = []
         self.process: trio.Process | None = None
-        self.output = bytearray()
+        self.address: tuple[str, int] | None = None
+        self.starts = 0
 
-    async def start(self, port: int = 0) -> int:
-        command = [sys.executable, "-m", "trio_chat", "serve", "--port", str(port)]
-        command += ["--db", str(self.db), *self.extra]
-        self.output = bytearray()
-        process = await trio.lowlevel.open_process(command, stderr=-1)
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def start(self, port: int = 0) -> tuple[str, int]:
+        """Start the daemon and wait until it listens; return `(host, port)`."""
+        assert not self.running, "the daemon is already running"
+        command = [
+            sys.executable,
+            "-m",
+            "trio_chat",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            str(self.database),
+            "--log-level",
+            self.log_level,
+            *self.options,
+        ]
+        process = await trio.lowlevel.open_process(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         self.process = process
-        assert process.stderr is not None
-        while not (found := LISTENING.search(self.output)):
-            chunk = await process.stderr.receive_some()
-            if not chunk:
-                raise AssertionError(f"the daemon did not start: {self.output.decode()}")
-            self.output += chunk
-        self.port = int(found.group(2))
-        return self.port
+        self.starts += 1
+        ready = trio.Event()
+        found: list[tuple[str, int]] = []
+        self.nursery.start_soon(reap, process)
+        self.nursery.start_soon(self._read, process, ready, found)
+        with trio.move_on_after(self.start_timeout):
+            await ready.wait()
+        if not found:
+            await self.kill()
+            tail = "".join(self.output[-20:])
+            raise RuntimeError(f"the daemon did not start listening:\n{tail}")
+        self.address = found[0]
+        return found[0]
+
+    async def _read(
+        self, process: trio.Process, ready: trio.Event, found: list[tuple[str, int]]
+    ) -> None:
+        assert process.stdout is not None
+        pending = b""
+        async for chunk in process.stdout:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.decode("utf-8", "replace") + "\n"
+                self.output.append(line)
+                match = LISTENING.search(line)
+                if match and not ready.is_set():
+                    found.append((match.group(1), int(match.group(2))))
+                    ready.set()
+        if pending:
+            self.output.append(pending.decode("utf-8", "replace"))
+        ready.set()
+
+    async def kill(self) -> int:
+        """SIGKILL: the daemon gets no chance to flush or say goodbye."""
+        return await self._end(signal.SIGKILL)
 
     async def stop(self) -> int:
-        """Wait for the process to end (after a signal); its exit status."""
-        assert self.process is not None
-        status = await self.process.wait()
-        assert self.process.stderr is not None
-        async for chunk in self.process.stderr:
-            self.output += chunk
-        return status
+        """SIGTERM: the daemon shuts down cleanly; return its exit status."""
+        return await self._end(signal.SIGTERM)
 
-    def kill(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
+    async def _end(self, signum: int) -> int:
+        process = self.process
+        assert process is not None
+        if process.returncode is None:
+            process.send_signal(signum)
+        with trio.move_on_after(15):
+            return await process.wait()
+        process.kill()
+        return await process.wait()
 
-    async def aclose(self) -> None:
-        self.kill()
-        if self.process is not None:
-            await self.process.wait()
+    @property
+    def text(self) -> str:
+        """Everything the daemon wrote so far."""
+        return "".join(self.output)

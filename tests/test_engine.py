@@ -99,21 +99,23 @@ def test_history_waits_until_the_address_has_proven_it_receives() -> None:
     assert ready == wire.Ready(count=20, more=True)
 
 
-def test_a_public_message_reaches_everyone_else_and_is_acked_after_commit() -> None:
+def test_a_public_message_reaches_everyone_else_once_it_is_on_disk() -> None:
     h = EngineHarness()
     alice, bob, carol = (
         logged_in(h, a, n) for a, n in ((ALICE, "alice"), (BOB, "bob"), (CAROL, "carol"))
     )
     h.auto_commit = False
     seq = alice.send(wire.Say(text="你好，世界 🙂", cid="c1"))
+    for client in (alice, bob, carol):
+        assert not any(isinstance(f, wire.Msg | wire.Ok) for f in client.poll())
+    h.commit_held()
     for other in (bob, carol):
         (msg,) = [f for f in other.poll() if isinstance(f, wire.Msg)]
         assert (msg.sender, msg.text, msg.history) == ("alice", "你好，世界 🙂", False)
         assert msg.ts.endswith("Z")
-    assert not any(isinstance(f, wire.Msg | wire.Ok) for f in alice.poll())
-    h.commit_held()
     (ok,) = [f for f in alice.poll() if isinstance(f, wire.Ok)]
     assert (ok.re, ok.id) == (seq, msg.id)
+    assert not alice.of_type(wire.Msg)  # the sender hears its own message as the answer
 
 
 def test_a_message_resent_with_the_same_client_id_is_kept_once() -> None:
@@ -404,3 +406,23 @@ def test_history_is_read_as_of_the_request() -> None:
     alice.send(wire.HistoryRequest(limit=10))
     # The page ends after the newest message so far, committed or not, and no later.
     assert [effect.before for effect in asked] == [pending.id + 1]
+
+
+def test_a_message_that_could_not_be_stored_is_never_shown_and_may_be_resent() -> None:
+    h = EngineHarness()
+    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
+    h.auto_commit = False
+    first = alice.send(wire.Whisper(to="bob", text="hello", cid="c1"))
+    (op,) = h.held
+    assert isinstance(op, Message)
+    h.held = []
+    h.engine.failed(op, h.now)
+    h.pump()
+    alice.poll()
+    assert [(e.re, e.code) for e in alice.of_type(wire.ErrorFrame)] == [(first, "storage_failed")]
+    assert h.engine.mailbox.count(h.engine.accounts["bob"].id) == 0
+    h.auto_commit = True
+    again = alice.send(wire.Whisper(to="bob", text="hello", cid="c1"))
+    (ok,) = [o for o in alice.poll() if isinstance(o, wire.Ok)]
+    assert ok.re == again and ok.id != op.id
+    assert [m.text for m in bob.poll() if isinstance(m, wire.Pm)] == ["hello"]

@@ -448,7 +448,12 @@ class ChatClient:
                 await self._pump()
             except _SessionLost as lost:
                 self._link = None
-                if self._leaving or self._closed:
+                if self._leaving:
+                    # The session ended while we were leaving (the daemon closed it and its
+                    # "ok" was lost, or it went away): the logout is done, stop waiting.
+                    self._shut(ConnectionLost("You logged out."))
+                    return
+                if self._closed:
                     return
                 if not self.config.reconnect:
                     self._shut(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -111,7 +112,8 @@ class Session:
     blocked_cid: str | None = None
     """The first message refused as too fast: until it comes again, later ones are refused
     too, so that the client's resends keep the order the messages were written in."""
-    blocked_since: float = 0.0
+    blocked_until: float = 0.0
+    """When the refused message may come back."""
 
 
 @dataclass(slots=True)
@@ -172,8 +174,9 @@ def _message_frame(message: Message, *, history: bool = False, re: int | None = 
     return wire.encode(frame)
 
 
-_BLOCK_EXPIRY = 30.0
-"""Seconds a refused message holds back later ones, if it is never sent again."""
+_BLOCK_GRACE = 10.0
+"""How long after it may come back a refused message holds back later ones (then it is
+presumed abandoned, and the session's messages flow again)."""
 _TOO_MANY_SESSIONS = "Too many sessions from your address; close one and try again."
 
 
@@ -218,6 +221,8 @@ class ServerEngine:
         self._replies: OrderedDict[tuple[Address, str], tuple[bytes, float]] = OrderedDict()
         self._budgets: OrderedDict[Address, _AddressBudget] = OrderedDict()
         self._awaiting_commit: dict[int, list[tuple[int, int]]] = {}
+        self._sent_by: dict[int, int] = {}
+        """Messages not yet on disk: id -> the session that sent it."""
         self._effects: list[Effect] = []
         self._outbox: list[tuple[bytes, Address]] = []
         self._dirty: set[Session] = set()
@@ -426,7 +431,9 @@ class ServerEngine:
         attempt = _LoginAttempt(address, request.rid, account, request.since, request.quiet)
         job = self._job(attempt)
         self._in_progress[(address, request.rid)] = job
-        self._effects.append(CheckPassword(job, account.password_hash, request.password))
+        # The form that was hashed at registration (NFC), whatever form this one came in.
+        password = unicodedata.normalize("NFC", request.password)
+        self._effects.append(CheckPassword(job, account.password_hash, password))
 
     def password_checked(self, job: int, ok: bool, now: float, wall: float) -> None:
         """The shell checked a login's password."""
@@ -507,7 +514,11 @@ class ServerEngine:
         else:
             public, more = self.window.after(since, self.config.resume_limit)
         waiting = self.mailbox.waiting(session.account.id)
-        backlog = sorted([*public, *waiting], key=lambda m: m.id)
+        # What is not on disk yet is shown by `_fan_out` once it is, this session included.
+        unstored = self._sent_by
+        backlog = sorted(
+            [m for m in (*public, *waiting) if m.id not in unstored], key=lambda m: m.id
+        )
         link = session.link
         for message in backlog:
             tag = ("pm", message.id) if message.private else None
@@ -558,31 +569,40 @@ class ServerEngine:
         self._next_message_id += 1
         self.window.add(message)
         self._awaiting_commit[message.id] = [(session.sid, seq)]
+        self._sent_by[message.id] = session.sid
         self._effects.append(Persist(message))
-        frame = _message_frame(message)
-        if recipient is None:
-            self.room.broadcast(frame, exclude=session.sid)
-        else:
+        if recipient is not None:
             self.mailbox.add(message)
-            self.room.to_account(recipient.id, frame, tag=("pm", message.id))
-            if recipient.id != account.id:
-                self.room.to_account(account.id, frame, exclude=session.sid)
+
+    def _fan_out(self, message: Message, sender_sid: int) -> None:
+        """Show a stored message to the room (or to the two ends of a private one).
+
+        Only once it is on disk: a crash before the commit loses it, and its sender then
+        sends it again, so anyone shown it earlier would see it twice, or under an id
+        the restarted daemon gives to another message.
+        """
+        frame = _message_frame(message)
+        if message.recipient_id is None:
+            self.room.broadcast(frame, exclude=sender_sid)
+        else:
+            self.room.to_account(message.recipient_id, frame, tag=("pm", message.id))
+            if message.recipient_id != message.sender_id:
+                self.room.to_account(message.sender_id, frame, exclude=sender_sid)
 
     def _may_send(self, session: Session, cid: str, now: float, seq: int) -> bool:
         """The per-session token bucket, keeping resent messages in their order."""
         blocked = session.blocked_cid
-        if blocked is not None and now - session.blocked_since > _BLOCK_EXPIRY:
+        if blocked is not None and now > session.blocked_until + _BLOCK_GRACE:
             blocked = None  # the client gave that message up
         if blocked is None or blocked == cid:
             wait = session.bucket.take(now)
             if wait == 0.0:
                 session.blocked_cid = None
                 return True
-            if blocked is None:
-                session.blocked_cid, session.blocked_since = cid, now
+            session.blocked_cid, session.blocked_until = cid, now + wait
         else:
             wait = max(session.bucket.wait(now), 0.001)
-        message = "You are sending too fast; wait a moment."
+        message = "You are sending too fast; slow down."
         session.link.send(_error_frame("rate_limited", message, seq, _round_up(wait)))
         return False
 
@@ -641,6 +661,7 @@ class ServerEngine:
     def committed(self, op: StoreOp, now: float) -> None:
         """The persistence task committed `op`: answer whoever waited for it."""
         if isinstance(op, Message):
+            self._fan_out(op, self._sent_by.pop(op.id, 0))
             for sid, seq in self._awaiting_commit.pop(op.id, ()):
                 session = self.sessions.get(sid)
                 if session is not None:
@@ -657,6 +678,11 @@ class ServerEngine:
         """The persistence task could not commit `op`: tell whoever waited for it."""
         message = "The server could not save this; try again later."
         if isinstance(op, Message):
+            # Not stored, so never shown: forget it, and a resend is a new message.
+            self._sent_by.pop(op.id, None)
+            self.window.forget(op)
+            if op.recipient_id is not None:
+                self.mailbox.delivered(op.recipient_id, op.id)
             for sid, seq in self._awaiting_commit.pop(op.id, ()):
                 session = self.sessions.get(sid)
                 if session is not None:
@@ -732,6 +758,8 @@ class ServerEngine:
                 continue
             session.timer_at = None
             if now >= session.idle_check_at:
+                # The same sum as the deadline, not `now - last_heard`: in floating point
+                # the two can disagree, and the check would then re-arm itself for `now`.
                 silent_until = session.last_heard + self.config.idle_timeout
                 if now >= silent_until:
                     self._close(session, "timeout", now, wall)
@@ -752,15 +780,17 @@ class ServerEngine:
         # Never before `heard + idle_timeout`: the check then always finds it passed.
         return float(math.ceil(heard + self.config.idle_timeout))
 
-    def _schedule(self, session: Session) -> None:
+    def _schedule(self, session: Session, now: float) -> None:
         # The idle check is not moved on every datagram heard: when it comes due, it
         # looks at `last_heard` and sets itself again. That keeps the heap small.
         deadline = session.link.next_timer()
         idle = session.idle_check_at
         if deadline is None or idle < deadline:
             deadline = idle
-        if not session.validated and self._budget_left(session) <= 0:
-            deadline = idle  # nothing can be sent before the client proves its address
+        if not session.validated and (self._budget_left(session) <= 0 or deadline <= now):
+            # What is due does not fit what the address has earned: only the client's next
+            # datagram can change that, so wait for it rather than fire the timer again.
+            deadline = idle
         if session.timer_at != deadline:
             session.timer_at = deadline
             heapq.heappush(self._timers, (deadline, session.sid))
@@ -787,11 +817,15 @@ class ServerEngine:
             if session.link.failure is not None and session.sid in self.sessions:
                 self._close(session, session.link.failure, now, wall)
             elif session.sid in self.sessions:
-                self._schedule(session)
+                self._schedule(session, now)
         out, self._outbox = self._outbox, []
         return out
 
     def _flush_session(self, session: Session, now: float) -> None:
+        if session.challenge is not None and not session.link.extra:
+            # Until the new address answers, every datagram to it repeats the challenge:
+            # one that was lost must not leave the session unproven for good.
+            session.link.extra = b',"challenge":"%s"' % session.challenge.encode()
         budget = None if session.validated else self._budget_left(session)
         for datagram in session.link.datagrams_to_send(now, budget):
             if not session.validated:

@@ -179,6 +179,9 @@ class Link:
                 size = len(base) + 1
             if budget is not None and spent + size > budget:
                 position = start
+                if not out and self._must_send_bare(now) and len(base) + 1 <= budget:
+                    # The frames must wait, but the ack and one-shot fields still fit.
+                    out.append(self._finish(base, []))
                 break
             datagram = self._finish(base, [wrapped for _seq, wrapped in frames[start:position]])
             spent += len(datagram)

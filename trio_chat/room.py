@@ -115,6 +115,16 @@ class HistoryWindow:
                 assert old.cid is not None
                 self._by_cid.pop((old.sender_id, old.cid), None)
 
+    def forget(self, message: Message) -> None:
+        """Take out a message that could not be stored."""
+        if message in self._public:
+            self._public.remove(message)
+            self.public_count -= 1
+        if message in self._recent:
+            self._recent.remove(message)
+        if message.cid is not None:
+            self._by_cid.pop((message.sender_id, message.cid), None)
+
     def find(self, sender_id: int, cid: str) -> Message | None:
         """A message this sender already sent with this client id, if it is recent."""
         return self._by_cid.get((sender_id, cid))

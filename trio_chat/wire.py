@@ -59,13 +59,24 @@ class _Frame(msgspec.Struct, tag_field="t", omit_defaults=True, kw_only=True):
 # --- datagrams outside a session -------------------------------------------------------
 
 
-class Register(_Datagram, tag="register"):
+class _CarriesPassword:
+    """Keeps a request's password out of its repr, so no log line or traceback shows it."""
+
+    __slots__ = ()
+    rid: str
+    name: str
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(rid={self.rid!r}, name={self.name!r}, password=...)"
+
+
+class Register(_CarriesPassword, _Datagram, tag="register"):
     rid: RequestId
     name: NameField
     password: PasswordField
 
 
-class Login(_Datagram, tag="login"):
+class Login(_CarriesPassword, _Datagram, tag="login"):
     rid: RequestId
     name: NameField
     password: PasswordField
@@ -255,6 +266,18 @@ _server_frame = msgspec.json.Decoder(ServerFrame)
 _probe = msgspec.json.Decoder(_Probe)
 
 
+_DETAIL_MAX = 100
+
+
+def _short(text: str) -> str:
+    """Text that came from the peer, on one line and cut short, fit to quote in an error.
+
+    An error goes back in one frame or datagram, so it must never grow with the input.
+    """
+    text = " ".join(text.split())
+    return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 3] + "..."
+
+
 def _explain(data: bytes, error: msgspec.MsgspecError, known: frozenset[str]) -> WireError:
     if len(data) > MAX_DATAGRAM:
         return WireError("too_large", f"Datagrams are at most {MAX_DATAGRAM} bytes.")
@@ -269,8 +292,8 @@ def _explain(data: bytes, error: msgspec.MsgspecError, known: frozenset[str]) ->
     if probe.v != PROTOCOL_VERSION:
         return WireError("bad_version", f"This server speaks protocol version {PROTOCOL_VERSION}.")
     if probe.t not in known:
-        return WireError("unknown_type", f"Unknown datagram type {probe.t!r}.")
-    return WireError("bad_field", f"Malformed {probe.t!r} datagram: {error}.")
+        return WireError("unknown_type", f"Unknown datagram type {_short(repr(probe.t))}.")
+    return WireError("bad_field", f"Malformed {probe.t!r} datagram: {_short(str(error))}.")
 
 
 _CLIENT_TYPES = frozenset({"register", "login", "s"})
@@ -307,7 +330,7 @@ def decode_server_datagram_untrusted(data: bytes) -> ServerDatagram:
 
 
 def _frame_error(error: msgspec.MsgspecError) -> WireError:
-    return WireError("bad_request", f"Malformed frame: {error}.")
+    return WireError("bad_request", f"Malformed frame: {_short(str(error))}.")
 
 
 def decode_client_frame_untrusted(raw: bytes | msgspec.Raw) -> ClientFrame:

@@ -1,0 +1,313 @@
+"""Abuse limits: each one bites when it should, with a clear error, and lets go after.
+
+The arithmetic is checked on the engine with explicit time; the client API sees each
+limit as its own exception on a live daemon; and the `serve` options set them.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.daemon_process import DaemonProcess
+from tests.engine_driver import EngineDriver, Peer
+from trio_chat import (
+    ClientConfig,
+    Left,
+    RateLimited,
+    Throttled,
+    TooManyRegistrations,
+    TooManySessions,
+    WrongPassword,
+    connect,
+    register,
+    wire,
+)
+from trio_chat.engine import Address, ServerConfig
+from trio_chat.server import serve
+
+HERE = ("10.0.0.1", 1000)
+THERE = ("10.0.0.2", 1000)
+
+
+def login(driver: EngineDriver, name: str, password: str, address: Address = HERE) -> object:
+    rid = f"r{random.random()}"
+    return driver.request(wire.Login(rid=rid, name=name, password=password), address)
+
+
+def test_failed_logins_are_throttled_per_account_with_a_doubling_delay() -> None:
+    driver = EngineDriver(ServerConfig(login_free_failures=3, login_delay=1.0))
+    driver.add_account("alice", "alice-password")
+    addresses = [(f"10.1.0.{n}", 1) for n in range(10)]  # the attacker moves around
+    for n in range(3):
+        reply = login(driver, "alice", "wrong-guess", addresses[n])
+        assert isinstance(reply, wire.ErrorReply) and reply.code == "wrong_password"
+    delays = []
+    for n in range(3, 7):
+        reply = login(driver, "alice", "alice-password", addresses[n])  # even the right one
+        assert isinstance(reply, wire.ErrorReply) and reply.code == "throttled"
+        assert reply.message == "Too many failed logins; wait a little before trying again."
+        assert reply.retry_after is not None
+        delays.append(reply.retry_after)
+        driver.now += reply.retry_after
+        reply = login(driver, "alice", "wrong-guess", addresses[n])
+        assert isinstance(reply, wire.ErrorReply) and reply.code == "wrong_password"
+    assert delays == pytest.approx([1.0, 2.0, 4.0, 8.0], abs=0.002)
+    driver.now += 16.0
+    assert isinstance(login(driver, "alice", "alice-password", addresses[8]), wire.Welcome)
+    # A success clears the account's record.
+    assert isinstance(login(driver, "alice", "wrong-guess", addresses[9]), wire.ErrorReply)
+    assert isinstance(login(driver, "alice", "alice-password", addresses[9]), wire.Welcome)
+
+
+def test_failed_logins_are_throttled_per_address_across_accounts() -> None:
+    driver = EngineDriver(ServerConfig(login_free_failures=3, login_delay=1.0))
+    for n in range(5):
+        driver.add_account(f"user{n}", "user-password")
+    for n in range(3):  # one guess each at three accounts
+        reply = login(driver, f"user{n}", "wrong-guess")
+        assert isinstance(reply, wire.ErrorReply) and reply.code == "wrong_password"
+    reply = login(driver, "user4", "user-password")  # a fourth account, same address
+    assert isinstance(reply, wire.ErrorReply) and reply.code == "throttled"
+    assert isinstance(login(driver, "user4", "user-password", THERE), wire.Welcome)
+
+
+def test_throttling_caps_its_delay() -> None:
+    driver = EngineDriver(ServerConfig(login_free_failures=1, login_delay=1.0, login_delay_max=5.0))
+    driver.add_account("alice", "alice-password")
+    waits: list[float] = []
+    while len(waits) < 5:  # fail, and wait whenever told to
+        reply = login(driver, "alice", "wrong-guess")
+        assert isinstance(reply, wire.ErrorReply)
+        if reply.code == "throttled":
+            assert reply.retry_after is not None
+            waits.append(reply.retry_after)
+            driver.now += reply.retry_after
+    assert isinstance(login(driver, "alice", "wrong-guess"), wire.ErrorReply)
+    reply = login(driver, "alice", "alice-password")
+    assert isinstance(reply, wire.ErrorReply) and reply.code == "throttled"
+    assert waits == pytest.approx([1.0, 2.0, 4.0, 5.0, 5.0], abs=0.01)
+    assert reply.retry_after == pytest.approx(5.0, abs=0.01)
+
+
+def test_registrations_are_limited_per_address_by_a_token_bucket() -> None:
+    driver = EngineDriver(ServerConfig(register_rate=1 / 60, register_burst=3))
+    names = iter(f"name{n}" for n in range(100))
+
+    def attempt(address: Address = HERE) -> wire.ServerDatagram:
+        name = next(names)
+        return driver.request(wire.Register(rid=name, name=name, password="a-password"), address)
+
+    assert all(isinstance(attempt(), wire.Registered) for _ in range(3))
+    refused = attempt()
+    assert isinstance(refused, wire.ErrorReply) and refused.code == "too_many_registrations"
+    assert refused.message == "Too many registrations from your address; try again later."
+    assert refused.retry_after == pytest.approx(60.0, abs=0.01)
+    assert isinstance(attempt(THERE), wire.Registered)  # other addresses are not affected
+    driver.now += 60.0
+    assert isinstance(attempt(), wire.Registered)
+    assert isinstance(attempt(), wire.ErrorReply)
+
+
+def test_messages_are_limited_per_session_by_a_burst_then_a_rate() -> None:
+    driver = EngineDriver(ServerConfig(message_rate=5.0, message_burst=20))
+    driver.add_account("chatty", "chatty-password")
+    chatty = Peer(driver, "chatty", "chatty-password", HERE)
+    burst_at = driver.now
+    chatty.send(*(wire.Say(text=f"m{n}", cid=f"c{n}") for n in range(25)))
+    chatty.settle()
+    refused = chatty.of_type(wire.ErrorFrame)
+    assert len(driver.stored_messages()) == 20
+    assert len(refused) == 5
+    assert {(e.code, e.message) for e in refused} == {
+        ("rate_limited", "You are sending too fast; slow down.")
+    }
+    assert all(e.retry_after is not None and 0 < e.retry_after <= 0.201 for e in refused)
+    driver.now += 1.0
+    elapsed = driver.now - burst_at  # tokens come back at 5 a second
+    # The refused ones are sent again first (as the client does), then new ones.
+    again = [wire.Say(text=f"m{n}", cid=f"c{n}") for n in range(20, 25)]
+    again += [wire.Say(text=f"n{n}", cid=f"d{n}") for n in range(10)]
+    chatty.send(*again)
+    chatty.settle()
+    accepted = [m.text for m in driver.stored_messages()]
+    assert accepted == [f"m{n}" for n in range(20)] + [m.text for m in again][: int(elapsed * 5)]
+    # Another session of the same account has its own bucket.
+    other = Peer(driver, "chatty", "chatty-password", THERE)
+    other.send(wire.Say(text="from elsewhere", cid="e"))
+    other.settle()
+    assert driver.stored_messages()[-1].text == "from elsewhere"
+
+
+def test_a_message_refused_as_too_fast_is_not_overtaken_by_later_ones() -> None:
+    driver = EngineDriver(ServerConfig(message_rate=1.0, message_burst=2))
+    driver.add_account("chatty", "chatty-password")
+    chatty = Peer(driver, "chatty", "chatty-password", HERE)
+
+    def say(n: int) -> None:
+        chatty.send(wire.Say(text=f"m{n}", cid=f"c{n}"))
+        chatty.settle(1)
+
+    def stored() -> list[str]:
+        return [m.text for m in driver.stored_messages()]
+
+    for n in range(3):
+        say(n)
+    assert stored() == ["m0", "m1"]  # m2 was refused: wait a second
+    driver.now += 1.5
+    say(3)  # a token is back, but m2 has not been sent again yet: m3 must wait too
+    assert stored() == ["m0", "m1"]
+    assert [e.code for e in chatty.of_type(wire.ErrorFrame)] == ["rate_limited"] * 2
+    say(2)
+    driver.now += 1.0
+    say(3)
+    assert stored() == ["m0", "m1", "m2", "m3"]
+    # A refused message its sender gives up on holds the others back only for a while.
+    say(4)
+    say(5)
+    driver.now += 12.0
+    say(6)
+    assert stored() == ["m0", "m1", "m2", "m3", "m6"]
+
+
+def test_sessions_per_address_are_capped() -> None:
+    driver = EngineDriver(ServerConfig(max_sessions_per_address=3))
+    driver.add_account("many", "many-password")
+    peers = [Peer(driver, "many", "many-password", ("10.0.0.1", port)) for port in range(3)]
+    reply = login(driver, "many", "many-password", ("10.0.0.1", 99))
+    assert isinstance(reply, wire.ErrorReply) and reply.code == "too_many_sessions"
+    assert reply.message == "Too many sessions from your address; close one and try again."
+    assert isinstance(login(driver, "many", "many-password", THERE), wire.Welcome)
+    peers[0].send(wire.Logout())
+    assert isinstance(login(driver, "many", "many-password", ("10.0.0.1", 99)), wire.Welcome)
+
+
+# --- through the client API, on a live daemon ---------------------------------------------
+
+
+async def test_each_limit_reaches_the_client_as_its_own_error(tmp_path: Path) -> None:
+    config = ServerConfig(
+        login_free_failures=1,
+        login_delay=30.0,
+        register_burst=2,
+        max_sessions_per_address=2,
+        message_burst=3,
+        message_rate=0.5,
+    )
+    no_retry = ClientConfig(timeout=5.0, retry_rate_limited=False)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", config)
+            await register(host, port, "alice", "alice-password")
+            await register(host, port, "bob", "bob-password")
+            with pytest.raises(TooManyRegistrations) as registrations:
+                await register(host, port, "carol", "carol-password")
+            assert registrations.value.retry_after and registrations.value.retry_after > 1
+
+            async with (
+                connect(host, port, "alice", "alice-password", config=no_retry) as first,
+                connect(host, port, "alice", "alice-password") as _second,
+            ):
+                with pytest.raises(TooManySessions):
+                    async with connect(host, port, "alice", "alice-password"):
+                        pass
+                for n in range(3):
+                    await first.say(f"burst {n}")
+                with pytest.raises(RateLimited) as limited:
+                    await first.say("one too many")
+                assert limited.value.retry_after and 0 < limited.value.retry_after <= 2.001
+                assert limited.value.message == "You are sending too fast; slow down."
+            # Last, as it locks this address out for 30 s: a failed login, then throttling.
+            with pytest.raises(WrongPassword):
+                async with connect(host, port, "bob", "not-bobs-password"):
+                    pass
+            with pytest.raises(Throttled) as throttled:
+                async with connect(host, port, "bob", "bob-password"):
+                    pass
+            assert throttled.value.retry_after == pytest.approx(30.0, abs=0.1)
+            assert "wait" in throttled.value.message
+
+            nursery.cancel_scope.cancel()
+
+
+async def test_rate_limited_messages_are_resent_and_keep_their_order(tmp_path: Path) -> None:
+    """By default the client waits and resends; the sender's order must survive that."""
+    database = tmp_path / "chat.db"
+    config = ServerConfig(message_rate=40.0, message_burst=5)
+    rng = random.Random(1)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(serve, "127.0.0.1", 0, database, config)
+            await register(host, port, "eager", "eager-password")
+            async with connect(host, port, "eager", "eager-password") as chat:
+                receipts = []
+                for n in range(60):
+                    receipts.append(chat.say_nowait(f"m{n}"))
+                    if rng.random() < 0.3:  # now and then a pause, so tokens come back
+                        await trio.sleep(rng.uniform(0.0, 0.08))
+                ids = [(await receipt.wait()).id for receipt in receipts]
+            nursery.cancel_scope.cancel()
+    assert ids == sorted(ids)
+    with sqlite3.connect(database) as db:
+        texts = [text for (text,) in db.execute("SELECT text FROM messages ORDER BY id")]
+    assert texts == [f"m{n}" for n in range(60)]
+
+
+# --- the serve command's options ----------------------------------------------------------
+
+
+async def test_the_serve_options_set_every_limit(tmp_path: Path) -> None:
+    options = (
+        *("--register-rate", "1", "--register-burst", "2"),
+        *("--login-free-failures", "1", "--login-delay", "20"),
+        *("--sessions-per-address", "2", "--message-burst", "2", "--message-rate", "0.5"),
+        *("--idle-timeout", "2"),
+    )
+    # Dora pings well within --idle-timeout, so only the silent ghost is closed.
+    no_retry = ClientConfig(timeout=5.0, retry_rate_limited=False, keepalive=0.5)
+    with trio.fail_after(40):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, tmp_path / "chat.db", *options)
+            host, port = await daemon.start()
+            await register(host, port, "dora", "dora-password")
+            await register(host, port, "ghost", "ghost-password")
+            with pytest.raises(TooManyRegistrations) as registrations:
+                await register(host, port, "eve", "eve-password")
+            assert registrations.value.retry_after == pytest.approx(60.0, abs=1.0)
+            async with connect(host, port, "dora", "dora-password", config=no_retry) as dora:
+                events = dora.events()
+                # The ghost logs in by hand, proves its address once, then falls silent.
+                ghost = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
+                await ghost.connect((host, port))
+                login = wire.Login(rid="g", name="ghost", password="ghost-password")
+                await ghost.send(wire.encode(login))
+                welcome = wire.decode_server_datagram_untrusted(await ghost.recv(2048))
+                assert isinstance(welcome, wire.Welcome)
+                hello = {"v": 1, "t": "s", "sid": welcome.sid, "token": welcome.token, "pn": 1}
+                await ghost.send(wire.encode(hello))
+                with pytest.raises(TooManySessions):
+                    async with connect(host, port, "dora", "dora-password"):
+                        pass
+                await dora.say("one")
+                await dora.say("two")
+                with pytest.raises(RateLimited) as limited:
+                    await dora.say("three")
+                assert limited.value.retry_after == pytest.approx(2.0, abs=0.05)
+                # After two silent seconds (--idle-timeout) the daemon closes the ghost.
+                async for event in events:
+                    if isinstance(event, Left):
+                        assert (event.name, event.reason) == ("ghost", "timeout")
+                        break
+                ghost.close()
+            with pytest.raises(WrongPassword):
+                async with connect(host, port, "dora", "wrong-password"):
+                    pass
+            with pytest.raises(Throttled) as throttled:
+                async with connect(host, port, "dora", "dora-password"):
+                    pass
+            assert throttled.value.retry_after == pytest.approx(20.0, abs=0.1)
+            assert await daemon.stop() == 0
