@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.harness import EngineHarness, SimClient
 from trio_chat import wire
 from trio_chat.engine import LoadHistory, ServerConfig, ServerEngine
-from trio_chat.records import Account, MarkDelivered, Message
+from trio_chat.records import Account, MarkDelivered, Message, Snapshot
 from trio_chat.room import LocalRoom
 
 ALICE = ("127.0.0.1", 40001)
@@ -426,3 +426,13 @@ def test_a_message_that_could_not_be_stored_is_never_shown_and_may_be_resent() -
     (ok,) = [o for o in alice.poll() if isinstance(o, wire.Ok)]
     assert ok.re == again and ok.id != op.id
     assert [m.text for m in bob.poll() if isinstance(m, wire.Pm)] == ["hello"]
+
+
+def test_a_registration_answered_by_a_daemon_that_then_died_is_answered_again() -> None:
+    stored = Account(1, "alice", "alice", "fake$esroh tcerroc", "2026-11-30T00:00:00.000Z", "r-9")
+    h = EngineHarness(snapshot=Snapshot(accounts=[stored], next_account_id=2))
+    client = SimClient(h, ALICE)
+    same = client.request(wire.Register(rid="r-9", name="alice", password="correct horse"))
+    assert same == [wire.Registered(rid="r-9", name="alice")]
+    other = client.request(wire.Register(rid="r-10", name="alice", password="correct horse"))
+    assert [(r.code if isinstance(r, wire.ErrorReply) else r) for r in other] == ["name_taken"]

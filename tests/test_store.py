@@ -9,7 +9,13 @@ import pytest
 import trio
 
 from trio_chat.records import Account, MarkDelivered, Message, StoreOp
-from trio_chat.store import SCHEMA_VERSION, SqliteStore, StorageError, run_persistence
+from trio_chat.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SqliteStore,
+    StorageError,
+    run_persistence,
+)
 
 
 def account(n: int, name: str) -> Account:
@@ -119,3 +125,23 @@ async def test_the_persistence_task_commits_everything_queued_then_drains(tmp_pa
     assert committed == ops and failed == []
     assert len(store.history(1, None, 100)) == 50
     store.close()
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_accounts(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path) as db:
+        for statement in MIGRATIONS[0].split(";"):
+            db.execute(statement)
+        db.execute(
+            "INSERT INTO accounts (id, name, key, password_hash, created)"
+            " VALUES (1, 'alice', 'alice', '$argon2id$x', '2026-11-30T00:00:00.000Z')"
+        )
+        db.execute("PRAGMA user_version = 1")
+    store = SqliteStore.open(path)
+    (alice,) = store.load(window=10).accounts
+    assert (alice.name, alice.rid) == ("alice", None)
+    store.write([Account(2, "bob", "bob", "$argon2id$y", "2026-11-30T00:00:01.000Z", "r-1")])
+    assert store.load(window=10).accounts[1].rid == "r-1"
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)

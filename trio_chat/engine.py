@@ -381,7 +381,13 @@ class ServerEngine:
             self._refuse(address, request.rid, now, error.code, error.message)
             return
         key = name_key(name)
-        if key in self.accounts or key in self._reserved_names:
+        existing = self.accounts.get(key)
+        if existing is not None and existing.rid == request.rid:
+            # Stored, but the answer was lost with a daemon that stopped: answer again.
+            reply = wire.Registered(rid=request.rid, name=existing.name)
+            self._finish_request(address, request.rid, reply, now)
+            return
+        if existing is not None or key in self._reserved_names:
             message = f"The name {name!r} is taken; choose another."
             self._refuse(address, request.rid, now, "name_taken", message)
             return
@@ -400,6 +406,7 @@ class ServerEngine:
             key=registration.key,
             password_hash=password_hash,
             created=iso_time(wall),
+            rid=registration.rid,
         )
         self._next_account_id += 1
         self._storing[account.id] = registration

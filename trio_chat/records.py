@@ -14,6 +14,9 @@ class Account:
     """The identity: NFKC and casefolded, unique."""
     password_hash: str
     created: str
+    rid: str | None = None
+    """The request that registered it, so that request sent again after a crash is
+    answered "registered" rather than "name taken"."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,10 @@ import trio
 
 from .records import Account, MarkDelivered, Message, Snapshot, StoreOp
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 log = logging.getLogger(__name__)
 
-_MIGRATIONS: tuple[str, ...] = (
+MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: accounts and messages.
     """
     CREATE TABLE accounts (
@@ -48,6 +48,10 @@ _MIGRATIONS: tuple[str, ...] = (
         WHERE recipient_id IS NOT NULL;
     CREATE INDEX messages_undelivered ON messages(recipient_id)
         WHERE recipient_id IS NOT NULL AND delivered = 0;
+    """,
+    # 1 -> 2: the request id that registered each account.
+    """
+    ALTER TABLE accounts ADD COLUMN rid TEXT;
     """,
 )
 
@@ -134,7 +138,7 @@ class SqliteStore:
         for target in range(version + 1, SCHEMA_VERSION + 1):
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _MIGRATIONS[target - 1].split(";"):
+                for statement in MIGRATIONS[target - 1].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {target}")
@@ -147,9 +151,9 @@ class SqliteStore:
         with self._lock:
             db = self._db
             accounts = [
-                Account(id=r[0], name=r[1], key=r[2], password_hash=r[3], created=r[4])
+                Account(id=r[0], name=r[1], key=r[2], password_hash=r[3], created=r[4], rid=r[5])
                 for r in db.execute(
-                    "SELECT id, name, key, password_hash, created FROM accounts ORDER BY id"
+                    "SELECT id, name, key, password_hash, created, rid FROM accounts ORDER BY id"
                 )
             ]
             recent = [
@@ -213,9 +217,9 @@ class SqliteStore:
             )
         else:
             self._db.execute(
-                "INSERT INTO accounts (id, name, key, password_hash, created)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (op.id, op.name, op.key, op.password_hash, op.created),
+                "INSERT INTO accounts (id, name, key, password_hash, created, rid)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (op.id, op.name, op.key, op.password_hash, op.created, op.rid),
             )
 
     def history(self, account_id: int, before: int | None, limit: int) -> list[Message]:
