@@ -235,3 +235,21 @@ async def test_messages_refused_as_too_fast_are_resent_in_the_order_written(
             while len(heard) < 30:
                 heard.append((await next_event(bob, trio_chat.PublicMessage)).text)
             assert heard == [f"m{n:02d}" for n in range(30)]
+
+
+async def test_a_cancelled_session_leaves_at_once_and_the_room_is_told(
+    daemon: tuple[str, int],
+) -> None:
+    host, port = daemon
+    with trio.fail_after(20):
+        await register_all(host, port, "alice", "bob")
+        async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+            with trio.CancelScope() as scope:
+                async with trio_chat.connect(host, port, "bob", PASSWORD, config=FAST):
+                    assert (await next_event(alice, trio_chat.Joined)).name == "bob"
+                    started = trio.current_time()
+                    scope.cancel()
+                    await trio.sleep_forever()
+            assert trio.current_time() - started < FAST.timeout  # no wait for an answer
+            left = await next_event(alice, trio_chat.Left)
+            assert (left.name, left.reason) == ("bob", "quit")

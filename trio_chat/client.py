@@ -354,6 +354,16 @@ class ChatClient:
                 await request.done.wait()
         self._shut(ConnectionLost("You logged out."))
 
+    def _leave_now(self) -> None:
+        """Leaving in a hurry (cancelled, or an error): say goodbye once, wait for nothing."""
+        if self._closed:
+            return
+        if self._link is not None:
+            self._leaving = True
+            self._link.send(wire.encode(wire.Logout()))
+            self._flush()
+        self._shut(ConnectionLost("You logged out."))
+
     # --- requests ------------------------------------------------------------------------------
 
     def _check_text(self, text: str) -> None:
@@ -694,7 +704,11 @@ async def connect(
                 raise _unreachable(client._where)
             try:
                 yield client
-            finally:
+            except BaseException:
+                client._leave_now()
+                raise
+            else:
                 with trio.CancelScope(shield=True):
                     await client.logout()
+            finally:
                 nursery.cancel_scope.cancel()
