@@ -62,6 +62,10 @@ _SELECT_MESSAGES = """
     LEFT JOIN accounts AS r ON r.id = m.recipient_id
 """
 
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (id, ts, sender_id, recipient_id, text, cid) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
 Row = tuple[int, str, int, str, str, int | None, str | None, str | None]
 
 
@@ -183,32 +187,57 @@ class SqliteStore:
         )
 
     def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
-        failed: list[StoreOp] = []
         with self._lock:
-            db = self._db
-            db.execute("BEGIN")
             try:
-                for op in ops:
-                    db.execute("SAVEPOINT op")
-                    try:
-                        self._apply(op)
-                    except sqlite3.IntegrityError:
-                        db.execute("ROLLBACK TO op")
-                        failed.append(op)
-                    db.execute("RELEASE op")
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+                self._transaction(lambda: self._apply_all(ops))
+            except sqlite3.IntegrityError:
+                pass  # rare: find the change at fault, one savepoint per change
+            else:
+                return []
+            failed: list[StoreOp] = []
+            self._transaction(lambda: failed.extend(self._apply_each(ops)))
+        return failed
+
+    def _transaction(self, body: Callable[[], object]) -> None:
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            body()
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _apply_all(self, ops: Sequence[StoreOp]) -> None:
+        """Every change at once; the messages, the bulk of a batch, in one statement."""
+        messages = [op for op in ops if isinstance(op, Message)]
+        if messages:
+            self._db.executemany(
+                _INSERT_MESSAGE,
+                [(m.id, m.ts, m.sender_id, m.recipient_id, m.text, m.cid) for m in messages],
+            )
+        for op in ops:
+            if not isinstance(op, Message):
+                self._apply(op)
+
+    def _apply_each(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
+        failed: list[StoreOp] = []
+        db = self._db
+        for op in ops:
+            db.execute("SAVEPOINT op")
+            try:
+                self._apply(op)
+            except sqlite3.IntegrityError:
+                db.execute("ROLLBACK TO op")
+                failed.append(op)
+            db.execute("RELEASE op")
         return failed
 
     def _apply(self, op: StoreOp) -> None:
         if isinstance(op, Message):
             self._db.execute(
-                "INSERT INTO messages (id, ts, sender_id, recipient_id, text, cid)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (op.id, op.ts, op.sender_id, op.recipient_id, op.text, op.cid),
+                _INSERT_MESSAGE, (op.id, op.ts, op.sender_id, op.recipient_id, op.text, op.cid)
             )
         elif isinstance(op, MarkDelivered):
             self._db.executemany(
