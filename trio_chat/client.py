@@ -61,7 +61,7 @@ class ClientConfig:
     """Give up (`ServerUnreachable`) when the daemon has not answered for this long."""
     busy_timeout: float = 60.0
     """How long to wait once the daemon said it is working on the request."""
-    keepalive: float = 10.0
+    keepalive: float = 15.0
     """Send a ping after this long without sending anything."""
     link: LinkConfig = field(
         # A client mostly listens: acknowledging every fourth datagram (or after 25 ms)
