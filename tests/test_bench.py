@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -9,7 +10,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench.py"
-SEED = ROOT.parent / "shared" / "baseline" / "seed_server.py"
+SEED_PATH = Path("shared") / "baseline" / "seed_server.py"
+
+
+def _find_seed() -> Path:
+    """The seed server: $TRIO_CHAT_SEED_SERVER, or `shared/` beside this clone or above it."""
+    given = os.environ.get("TRIO_CHAT_SEED_SERVER")
+    if given:
+        return Path(given)
+    candidates = [folder / SEED_PATH for folder in ROOT.parents]
+    candidates.append(Path("/work") / SEED_PATH)  # where the workplace keeps it
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+SEED = _find_seed()
 TINY = [
     "--quick",
     "--receivers=3",
