@@ -114,7 +114,17 @@ class EngineDriver:
             if self.auto_commit:
                 self.commit()
         elif isinstance(effect, LoadHistory):
-            engine.history_loaded(effect.job, [])
+            engine.history_loaded(effect.job, self.history(effect))
+
+    def history(self, effect: LoadHistory) -> list[Message] | None:
+        """What a store would read for a history request: stored messages it may see."""
+        visible = [
+            op
+            for op in self.stored_messages()
+            if (op.recipient_id is None or effect.account_id in (op.recipient_id, op.sender_id))
+            and (effect.before is None or op.id < effect.before)
+        ]
+        return visible[-effect.limit :]
 
     def commit(self) -> None:
         ops, self.uncommitted = self.uncommitted, []

@@ -1,33 +1,21 @@
-"""Drive a `ServerEngine` by hand: explicit time, fake slow work, clients built on `Link`."""
+"""Drive a `ServerEngine` by hand: `EngineDriver` with an inbox per address, clients on `Link`."""
 
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 from typing import Any, TypeVar
 
+from tests.engine_driver import WALL, EngineDriver
 from trio_chat import wire
-from trio_chat.engine import (
-    Address,
-    CheckPassword,
-    HashPassword,
-    LoadHistory,
-    Persist,
-    ServerConfig,
-    ServerEngine,
-)
-from trio_chat.records import Message, Snapshot, StoreOp
+from trio_chat.engine import Address, ServerConfig
+from trio_chat.records import Snapshot
 from trio_chat.reliability import Link
 
 T = TypeVar("T")
 
 
-def fake_hash(password: str) -> str:
-    return "fake$" + password[::-1]
-
-
-class EngineHarness:
-    """An engine with its effects performed in-process; `commit=False` holds writes back."""
+class EngineHarness(EngineDriver):
+    """An `EngineDriver` whose output all waits in per-address inboxes for `SimClient`s."""
 
     def __init__(
         self,
@@ -36,76 +24,28 @@ class EngineHarness:
         *,
         commit: bool = True,
     ) -> None:
-        tokens = itertools.count(1)
-        sids = itertools.count(1001)
-        self.engine = ServerEngine(
-            config,
-            snapshot,
-            new_token=lambda: f"token-{next(tokens):04d}",
-            new_session_id=lambda: next(sids),
-        )
-        self.now = 100.0
-        self.wall = 1_780_000_000.0
-        self.auto_commit = commit
-        self.held: list[StoreOp] = []
-        self.stored: list[StoreOp] = []
-        self.inboxes: dict[Address, list[bytes]] = defaultdict(list)
-        self.bytes_to: dict[Address, int] = defaultdict(int)
+        super().__init__(config or ServerConfig(), snapshot, auto_commit=commit, now=100.0)
 
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.wall += seconds
-        self.engine.handle_timers(self.now, self.wall)
-        self.pump()
+    @property
+    def wall(self) -> float:
+        return WALL + self.now
 
     def deliver(self, data: bytes, address: Address) -> None:
-        self.engine.receive_datagram(data, address, self.now, self.wall)
-        self.pump()
+        self.inbox[address] += self.receive(data, address)
 
-    def pump(self) -> None:
-        """Perform every effect the engine asked for, then route its output."""
-        engine = self.engine
-        while True:
-            effects = engine.take_effects()
-            if not effects:
-                break
-            for effect in effects:
-                if isinstance(effect, HashPassword):
-                    engine.password_hashed(effect.job, fake_hash(effect.password), self.wall)
-                elif isinstance(effect, CheckPassword):
-                    ok = effect.password_hash == fake_hash(effect.password)
-                    engine.password_checked(effect.job, ok, self.now, self.wall)
-                elif isinstance(effect, Persist):
-                    if self.auto_commit:
-                        self.stored.append(effect.op)
-                        engine.committed(effect.op, self.now)
-                    else:
-                        self.held.append(effect.op)
-                elif isinstance(effect, LoadHistory):
-                    engine.history_loaded(effect.job, self.history(effect))
-        for data, address in engine.datagrams_to_send(self.now, self.wall):
-            self.inboxes[address].append(data)
-            self.bytes_to[address] += len(data)
+    def advance(self, seconds: float, address: Address | None = None) -> list[bytes]:
+        out = super().advance(seconds, address)
+        if address is None:
+            return out
+        self.inbox[address] += out
+        return []
 
     def commit_held(self) -> None:
-        held, self.held = self.held, []
-        for op in held:
-            self.stored.append(op)
-            self.engine.committed(op, self.now)
+        self.commit()
         self.pump()
 
-    def history(self, effect: LoadHistory) -> list[Message] | None:
-        visible = [
-            op
-            for op in self.stored
-            if isinstance(op, Message)
-            and (op.recipient_id is None or effect.account_id in (op.recipient_id, op.sender_id))
-            and (effect.before is None or op.id < effect.before)
-        ]
-        return visible[-effect.limit :]
-
     def replies(self, address: Address) -> list[wire.ServerDatagram]:
-        data, self.inboxes[address] = self.inboxes[address], []
+        data = self.inbox.pop(address, [])
         return [wire.decode_server_datagram_untrusted(d) for d in data]
 
 
@@ -181,3 +121,13 @@ class SimClient:
 
     def of_type(self, kind: type[T]) -> list[T]:
         return [f for f in self.frames if isinstance(f, kind)]
+
+
+def logged_in(h: EngineHarness, address: Address, name: str) -> SimClient:
+    """A client at `address` logged in as `name` (registered first if need be)."""
+    client = SimClient(h, address)
+    if name.casefold() not in h.engine.accounts:
+        assert isinstance(client.register(name), wire.Registered)
+    assert isinstance(client.login(name), wire.Welcome)
+    client.poll()
+    return client

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.harness import EngineHarness, SimClient
+from tests.harness import EngineHarness, SimClient, logged_in
 from trio_chat import wire
 from trio_chat.engine import LoadHistory, ServerConfig, ServerEngine
 from trio_chat.records import Account, MarkDelivered, Message, Snapshot
@@ -13,21 +13,12 @@ BOB = ("127.0.0.1", 40002)
 CAROL = ("127.0.0.1", 40003)
 
 
-def logged_in(h: EngineHarness, address: tuple[str, int], name: str) -> SimClient:
-    client = SimClient(h, address)
-    if name.casefold() not in h.engine.accounts:
-        assert isinstance(client.register(name), wire.Registered)
-    assert isinstance(client.login(name), wire.Welcome)
-    client.poll()
-    return client
-
-
 def test_registered_is_sent_only_once_the_account_is_committed() -> None:
     h = EngineHarness(commit=False)
     client = SimClient(h, ALICE)
     register = wire.Register(rid="r1", name="alice", password="correct horse")
     assert client.request(register) == []
-    assert [type(op) for op in h.held] == [Account]
+    assert [type(op) for op in h.uncommitted] == [Account]
     # The client retransmits while the write is in flight: it hears "pending", not "taken".
     assert client.request(register) == [wire.Pending(rid="r1")]
     h.commit_held()
@@ -223,13 +214,13 @@ def test_a_peer_that_stops_acknowledging_is_dropped_after_retransmitting() -> No
     alice = logged_in(h, ALICE, "alice")
     bob = logged_in(h, BOB, "bob")
     alice.send(wire.Say(text="are you there?", cid="c1"))
-    sent_before = h.bytes_to[BOB]
+    sent_before = h.sent_to[BOB]
     for _ in range(200):
         h.advance(1.0)
         if bob.sid not in h.engine.sessions:
             break
     assert bob.sid not in h.engine.sessions
-    assert h.bytes_to[BOB] > sent_before  # it did retransmit before giving up
+    assert h.sent_to[BOB] > sent_before  # it did retransmit before giving up
 
 
 def test_messages_past_the_burst_are_refused_with_a_retry_time() -> None:
@@ -356,6 +347,7 @@ def test_a_refused_message_never_sent_again_stops_holding_others_back() -> None:
     alice = logged_in(h, ALICE, "alice")
     alice.send(wire.Say(text="first", cid="c1"))
     alice.send(wire.Say(text="given up", cid="c2"))
+    alice.poll()  # takes the refusal, and acknowledges it
     h.advance(31.0)
     alice.send(wire.Ping())
     seq = alice.send(wire.Say(text="much later", cid="c3"))
@@ -393,7 +385,7 @@ def test_history_is_read_as_of_the_request() -> None:
     alice = logged_in(h, ALICE, "alice")
     h.auto_commit = False
     alice.send(wire.Say(text="committed later", cid="c1"))
-    (pending,) = h.held
+    (pending,) = h.uncommitted
     assert isinstance(pending, Message)
     asked: list[LoadHistory] = []
     original = h.history
@@ -413,9 +405,9 @@ def test_a_message_that_could_not_be_stored_is_never_shown_and_may_be_resent() -
     alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
     h.auto_commit = False
     first = alice.send(wire.Whisper(to="bob", text="hello", cid="c1"))
-    (op,) = h.held
+    (op,) = h.uncommitted
     assert isinstance(op, Message)
-    h.held = []
+    h.uncommitted = []
     h.engine.failed(op, h.now)
     h.pump()
     alice.poll()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.harness import EngineHarness, SimClient
+from tests.harness import EngineHarness, logged_in
 from trio_chat import PublicMessage, connect, register, wire
 from trio_chat.client import ClientConfig
 from trio_chat.engine import Address, ServerConfig, ServerEngine
@@ -85,14 +85,6 @@ def test_acknowledge_now_makes_the_owed_ack_due_at_once() -> None:
     (ack,) = receiver.datagrams_to_send(0.01)
     feed(sender, ack, 0.02)
     assert sender.idle
-
-
-def logged_in(h: EngineHarness, address: tuple[str, int], name: str) -> SimClient:
-    client = SimClient(h, address)
-    assert isinstance(client.register(name), wire.Registered)
-    assert isinstance(client.login(name), wire.Welcome)
-    client.poll()
-    return client
 
 
 def test_a_ping_is_acknowledged_in_the_same_flush_and_counted_as_a_keepalive() -> None:
