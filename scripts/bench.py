@@ -561,14 +561,22 @@ class ReceiverJob:
     """Where to report the newest message every receiver here has (for the closed loop)."""
 
 
+def _seed_connections(
+    target: Target, names: Sequence[str], control: Connection[Any, Any]
+) -> tuple[SeedPump, list[SeedConn]]:
+    """One socket per name towards the seed, all polled by one pump."""
+    seed = SeedPump(control)
+    conns = [SeedConn(target.port, name) for name in names]
+    for conn in conns:
+        seed.add(conn)
+    return seed, conns
+
+
 def receivers_role(target: Target, job: ReceiverJob, control: Connection[Any, Any]) -> None:
     """Receive the stream on one socket per receiver until told to stop."""
     deadline = time.monotonic() + 60
     if target.kind == SEED:
-        seed = SeedPump(control)
-        seed_conns = [SeedConn(target.port, name) for name in job.names]
-        for seed_conn in seed_conns:
-            seed.add(seed_conn)
+        seed, seed_conns = _seed_connections(target, job.names, control)
         seed.register(seed_conns, 64, deadline)
         tallies = [conn.tally for conn in seed_conns]
         poll: Callable[[float], float] = seed.poll
@@ -791,10 +799,7 @@ class StormJob:
 def storm_role(target: Target, job: StormJob, control: Connection[Any, Any]) -> None:
     """Many logins at the same moment (each logging out at once, so the room stays as it was)."""
     if target.kind == SEED:
-        seed = SeedPump(control)
-        seed_conns = [SeedConn(target.port, name) for name in job.names]
-        for seed_conn in seed_conns:
-            seed.add(seed_conn)
+        seed, seed_conns = _seed_connections(target, job.names, control)
         control.send(("ready", None))
         _sleep_until(_wait_for_go(control) + job.delay)
         begin = time.monotonic()
@@ -840,10 +845,7 @@ class IdleJob:
 def idle_role(target: Target, job: IdleJob, control: Connection[Any, Any]) -> None:
     """Log many sessions in, then keep them alive (pings) and quiet until told to stop."""
     if target.kind == SEED:
-        seed = SeedPump(control)
-        seed_conns = [SeedConn(target.port, name) for name in job.names]
-        for seed_conn in seed_conns:
-            seed.add(seed_conn)
+        seed, seed_conns = _seed_connections(target, job.names, control)
         control.send(("ready", None))
         _sleep_until(_wait_for_go(control))
         seed.register(seed_conns, job.window, time.monotonic() + 600)
