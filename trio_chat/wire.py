@@ -8,12 +8,14 @@ acks) carrying numbered *frames*, each frame one JSON object tagged by `"t"` too
 `docs/protocol.md` is the prose version of this module.
 
 Functions that parse bytes from the network say so: `*_untrusted`. They raise
-`WireError` with a stable code; they never raise anything else.
+`WireError` with a stable code; they never raise anything else. The functions under
+"session datagram bytes" build the envelope of a session datagram around frames that
+are already encoded, so that a frame fanned out to many sessions is encoded once.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Final, TypeAlias
+from typing import Annotated, Any, Final, TypeAlias
 
 import msgspec
 
@@ -41,10 +43,12 @@ ClientMessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
 class WireError(ValueError):
     """Bytes from the network that are not a valid datagram or frame."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, rid: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.rid = rid
+        """The request the bad datagram made, when it could be read that far."""
 
 
 class _Datagram(msgspec.Struct, tag_field="t", kw_only=True):
@@ -249,24 +253,68 @@ _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
 
 
+# --- session datagram bytes ------------------------------------------------------------------
+#
+# A session datagram is `prefix` (the fields naming the session), the link fields, any
+# one-shot fields (`challenge`, `response`), then the frames, each `[seq,frame]`:
+#
+#     {"v":1,"t":"s","sid":7,"token":"T","pn":3,"ack":12,"sack":[[15,16]],"frames":[[5,{...}]]}
+
+PACKET_CLOSE_OVERHEAD: Final = len(b',"frames":[]}')
+"""Bytes `close_packet` adds around the frames (`}` alone when there are none)."""
+
+
+def session_prefix(sid: int, token: str | None = None) -> bytes:
+    """The start of every session datagram of one session (a client adds its token)."""
+    prefix = b'{"v":%d,"t":"s","sid":%d' % (PROTOCOL_VERSION, sid)
+    if token is not None:
+        prefix += b',"token":' + encode(token)
+    return prefix
+
+
+def numbered_frame(seq: int, frame: bytes) -> bytes:
+    """One entry of a datagram's `frames` list: the frame with its sequence number."""
+    return b"[%d,%b]" % (seq, frame)
+
+
+def link_fields(pn: int, ack: int, sack: list[tuple[int, int]]) -> bytes:
+    """The packet number and acknowledgement fields of a session datagram."""
+    fields = b',"pn":%d,"ack":%d' % (pn, ack)
+    if sack:
+        fields += b',"sack":[' + b",".join(b"[%d,%d]" % pair for pair in sack) + b"]"
+    return fields
+
+
+def challenge_field(challenge: str) -> bytes:
+    """The daemon's address check, added to a session datagram (see `Packet.challenge`)."""
+    return b',"challenge":' + encode(challenge)
+
+
+def response_field(challenge: str) -> bytes:
+    """A client's answer to an address check."""
+    return b',"response":' + encode(challenge)
+
+
+def close_packet(head: bytes, frames: bytes) -> bytes:
+    """Finish a session datagram: `frames` is the comma-separated `numbered_frame`s."""
+    if frames:
+        return b"".join((head, b',"frames":[', frames, b"]}"))
+    return head + b"}"
+
+
 # --- decoding untrusted bytes ----------------------------------------------------------------
-
-
-class _Probe(msgspec.Struct):
-    """Just enough of a datagram to explain why the full decode failed."""
-
-    v: int | None = None
-    t: str | None = None
 
 
 _client_datagram = msgspec.json.Decoder(ClientDatagram)
 _server_datagram = msgspec.json.Decoder(ServerDatagram)
 _client_frame = msgspec.json.Decoder(ClientFrame)
 _server_frame = msgspec.json.Decoder(ServerFrame)
-_probe = msgspec.json.Decoder(_Probe)
+_any_object = msgspec.json.Decoder(dict[str, Any])
 
 
 _DETAIL_MAX = 100
+_VERSION_FIRST = b'{"v":%d,' % PROTOCOL_VERSION
+"""How every datagram trio-chat encodes begins: `v` is then known to be present."""
 
 
 def _short(text: str) -> str:
@@ -278,72 +326,120 @@ def _short(text: str) -> str:
     return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 3] + "..."
 
 
-def _explain(data: bytes, error: msgspec.MsgspecError, known: frozenset[str]) -> WireError:
-    if len(data) > MAX_DATAGRAM:
-        return WireError("too_large", f"Datagrams are at most {MAX_DATAGRAM} bytes.")
+def _is_known(kind: object, known: frozenset[str]) -> bool:
+    return isinstance(kind, str) and kind in known
+
+
+def _bad_version() -> WireError:
+    return WireError("bad_version", f"This server speaks protocol version {PROTOCOL_VERSION}.")
+
+
+def _request_id(fields: dict[str, Any]) -> str | None:
+    """The `rid` of a request that failed to decode, if it holds a valid one."""
+    rid = fields.get("rid")
+    if isinstance(rid, str) and 1 <= len(rid) <= 64:
+        return rid
+    return None
+
+
+def _explain(data: bytes, error: msgspec.MsgspecError | None, known: frozenset[str]) -> WireError:
+    """Why `data` is not a valid datagram, as the most specific error code there is."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
         return WireError("bad_datagram", "A datagram must be UTF-8 encoded JSON.")
     try:
-        probe = _probe.decode(data)
+        fields = _any_object.decode(data)
     except msgspec.MsgspecError:
         return WireError("bad_datagram", "A datagram must be one JSON object.")
-    if probe.v != PROTOCOL_VERSION:
-        return WireError("bad_version", f"This server speaks protocol version {PROTOCOL_VERSION}.")
-    if probe.t not in known:
-        return WireError("unknown_type", f"Unknown datagram type {_short(repr(probe.t))}.")
-    return WireError("bad_field", f"Malformed {probe.t!r} datagram: {_short(str(error))}.")
+    version = fields.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        wrong = _bad_version()
+    elif not _is_known(fields.get("t"), known):
+        kind = fields.get("t")
+        wrong = WireError("unknown_type", f"Unknown datagram type {_short(repr(kind))}.")
+    else:
+        detail = _short(str(error)) if error is not None else "invalid"
+        wrong = WireError("bad_field", f"Malformed {fields['t']!r} datagram: {detail}.")
+    wrong.rid = _request_id(fields)
+    return wrong
 
 
 _CLIENT_TYPES = frozenset({"register", "login", "s"})
 _SERVER_TYPES = frozenset({"registered", "welcome", "pending", "error", "s"})
 
 
-def _check_version(datagram: ClientDatagram | ServerDatagram) -> None:
-    if datagram.v != PROTOCOL_VERSION:
-        raise WireError("bad_version", f"This server speaks protocol version {PROTOCOL_VERSION}.")
+def _decode_datagram(data: bytes, decoder: msgspec.json.Decoder[Any], known: frozenset[str]) -> Any:
+    if len(data) > MAX_DATAGRAM:
+        raise WireError("too_large", f"Datagrams are at most {MAX_DATAGRAM} bytes.")
+    try:
+        datagram = decoder.decode(data)
+    except msgspec.MsgspecError as error:
+        raise _explain(data, error, known) from None
+    if datagram.v != PROTOCOL_VERSION or not data.startswith(_VERSION_FIRST):
+        # `v` has a default for encoding; a datagram that left it out (or put it later,
+        # which JSON allows) is checked the slow way, off the hot path.
+        raise_if_unversioned(data, known)
+    return datagram
+
+
+def raise_if_unversioned(data: bytes, known: frozenset[str]) -> None:
+    """Raise `bad_version` unless `data` carries `"v": 1` (an integer) at its top level."""
+    try:
+        fields = _any_object.decode(data)
+    except msgspec.MsgspecError:
+        raise _explain(data, None, known) from None
+    version = fields.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        error = _bad_version()
+        error.rid = _request_id(fields)
+        raise error
 
 
 def decode_client_datagram_untrusted(data: bytes) -> ClientDatagram:
     """Parse a datagram a client sent; raise `WireError` if it is not a valid one."""
-    if len(data) > MAX_DATAGRAM:
-        raise WireError("too_large", f"Datagrams are at most {MAX_DATAGRAM} bytes.")
-    try:
-        datagram = _client_datagram.decode(data)
-    except msgspec.MsgspecError as error:
-        raise _explain(data, error, _CLIENT_TYPES) from None
-    _check_version(datagram)
+    datagram: ClientDatagram = _decode_datagram(data, _client_datagram, _CLIENT_TYPES)
     return datagram
 
 
 def decode_server_datagram_untrusted(data: bytes) -> ServerDatagram:
     """Parse a datagram a server sent; raise `WireError` if it is not a valid one."""
-    if len(data) > MAX_DATAGRAM:
-        raise WireError("too_large", f"Datagrams are at most {MAX_DATAGRAM} bytes.")
-    try:
-        datagram = _server_datagram.decode(data)
-    except msgspec.MsgspecError as error:
-        raise _explain(data, error, _SERVER_TYPES) from None
-    _check_version(datagram)
+    datagram: ServerDatagram = _decode_datagram(data, _server_datagram, _SERVER_TYPES)
     return datagram
 
 
-def _frame_error(error: msgspec.MsgspecError) -> WireError:
-    return WireError("bad_request", f"Malformed frame: {_short(str(error))}.")
+_CLIENT_FRAME_TYPES = frozenset({"say", "whisper", "who", "history", "ping", "logout"})
+_SERVER_FRAME_TYPES = frozenset(
+    {"ok", "error", "msg", "pm", "join", "leave", "names", "ready", "notice", "bye"}
+)
+
+
+def _frame_error(
+    raw: bytes | msgspec.Raw, error: msgspec.MsgspecError, known: frozenset[str]
+) -> WireError:
+    """`bad_field` for a frame of a known type with a bad field, else `bad_request`."""
+    try:
+        kind = _any_object.decode(raw).get("t")
+    except msgspec.MsgspecError:
+        return WireError("bad_request", "A frame must be one JSON object.")
+    if not _is_known(kind, known):
+        return WireError("bad_request", f"Unknown frame type {_short(repr(kind))}.")
+    return WireError("bad_field", f"Malformed {kind!r} frame: {_short(str(error))}.")
 
 
 def decode_client_frame_untrusted(raw: bytes | msgspec.Raw) -> ClientFrame:
     """Parse one frame from a client's session datagram."""
     try:
-        return _client_frame.decode(raw)
+        frame: ClientFrame = _client_frame.decode(raw)
     except msgspec.MsgspecError as error:
-        raise _frame_error(error) from None
+        raise _frame_error(raw, error, _CLIENT_FRAME_TYPES) from None
+    return frame
 
 
 def decode_server_frame_untrusted(raw: bytes | msgspec.Raw) -> ServerFrame:
     """Parse one frame from a server's session datagram."""
     try:
-        return _server_frame.decode(raw)
+        frame: ServerFrame = _server_frame.decode(raw)
     except msgspec.MsgspecError as error:
-        raise _frame_error(error) from None
+        raise _frame_error(raw, error, _SERVER_FRAME_TYPES) from None
+    return frame
