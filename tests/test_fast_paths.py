@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.harness import EngineHarness, logged_in
 from trio_chat import PublicMessage, connect, register, wire
 from trio_chat.client import ClientConfig
 from trio_chat.engine import Address, ServerConfig, ServerEngine
-from trio_chat.reliability import Link, LinkConfig
+from trio_chat.reliability import Link
 from trio_chat.server import serve
+from trio_chat.testing.driver import EngineDriver, Peer
 
 HEADER = b'{"v":1,"t":"s","sid":1'
 ALICE = ("127.0.0.1", 40001)
@@ -50,28 +50,6 @@ def test_a_queue_that_fits_one_datagram_leaves_whole_and_in_order() -> None:
     assert feed(receiver, datagram, 0.03) == [5, 6, 7]
 
 
-def test_next_timer_may_be_early_after_an_ack_and_handle_timer_makes_it_exact() -> None:
-    config = LinkConfig(initial_rto=1.0, min_rto=1.0)
-    sender, receiver = Link(HEADER, config), Link(HEADER, config)
-    sender.send(notice(0))
-    (first,) = sender.datagrams_to_send(0.0)  # its timer: 1.0
-    sender.send(notice(1))
-    (second,) = sender.datagrams_to_send(0.5)  # its timer: 1.5
-    feed(receiver, first, 0.1)
-    (ack,) = receiver.datagrams_to_send(0.2)  # acknowledges the first frame only
-    feed(sender, ack, 0.6)
-    early = sender.next_timer()
-    assert early is not None and early <= 1.5
-    sender.handle_timer(early)
-    assert sender.datagrams_to_send(early) == []  # nothing was due: no retransmission
-    assert sender.next_timer() == pytest.approx(1.5)
-    sender.handle_timer(1.5)
-    (resent,) = sender.datagrams_to_send(1.5)
-    assert feed(receiver, resent, 1.6) == [1]  # the second frame, lost the first time
-    assert feed(receiver, second, 1.7) == []  # late, and a duplicate now
-    assert sender.retransmissions == 1
-
-
 def test_acknowledge_now_makes_the_owed_ack_due_at_once() -> None:
     sender, receiver = Link(HEADER), Link(HEADER)
     receiver.acknowledge_now(0.0)
@@ -88,28 +66,27 @@ def test_acknowledge_now_makes_the_owed_ack_due_at_once() -> None:
 
 
 def test_a_ping_is_acknowledged_in_the_same_flush_and_counted_as_a_keepalive() -> None:
-    h = EngineHarness()
-    alice = logged_in(h, ALICE, "alice")
-    assert alice.link is not None
+    h = EngineDriver()
+    h.add_account("alice")
+    alice = Peer(h, "alice", address=ALICE)
+    alice.flush(ack=True)
     keepalives = h.engine.stats["keepalives"]
+    sent = len(h.sent)
     alice.send(wire.Ping())  # delivered and flushed at the same instant
-    assert not alice.link.idle
-    for datagram in h.replies(ALICE):  # the ack is there already, with no timer fired
-        assert isinstance(datagram, wire.Packet)
-        alice.link.receive(datagram.pn, datagram.ack, datagram.sack, datagram.frames, h.now)
+    # The ack came back at once, with no timer fired: the ping is no longer in flight.
+    assert len(h.sent) == sent + 1
     assert alice.link.idle
     assert h.engine.stats["keepalives"] == keepalives + 1
 
 
 def test_a_datagram_carrying_a_message_is_not_a_keepalive() -> None:
-    h = EngineHarness()
-    alice = logged_in(h, ALICE, "alice")
-    assert alice.link is not None
+    h = EngineDriver()
+    h.add_account("alice")
+    alice = Peer(h, "alice", address=ALICE)
     keepalives = h.engine.stats["keepalives"]
     alice.link.send(wire.encode(wire.Ping()))
-    alice.link.send(wire.encode(wire.Say(text="hello", cid="c1")))
+    alice.request(wire.Say(text="hello", cid="c1"))
     alice.flush()
-    alice.poll()
     assert h.engine.stats["keepalives"] == keepalives
     assert [ok.id for ok in alice.of_type(wire.Ok) if ok.id is not None] == [1]
 

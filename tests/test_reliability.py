@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.netsim import Conditions, Network
 from trio_chat import wire
 from trio_chat.reliability import Link, LinkConfig
+from trio_chat.testing.netsim import Conditions, Network
 
 HEADER = b'{"v":1,"t":"s","sid":1'
 
@@ -145,36 +145,117 @@ def test_duplicates_are_suppressed_and_acknowledged_at_once() -> None:
     assert sender.idle
 
 
-def test_rto_follows_measured_rtt_backs_off_and_gives_up() -> None:
-    config = LinkConfig(min_rto=0.01, initial_rto=1.0, max_rto=2.0, max_retransmits=6)
-    sender, receiver = Link(HEADER, config), Link(HEADER, config)
-    now = 0.0
-    for n in range(20):
-        sender.send(frame(n))
-        (datagram,) = sender.datagrams_to_send(now)
-        now += 0.05
-        feed(receiver, datagram, now)
-        ack = receiver.datagrams_to_send(now + receiver.config.ack_delay)
-        now += 0.05
-        feed(sender, ack[0], now + receiver.config.ack_delay)
-    assert sender.srtt == pytest.approx(0.11, abs=0.01)
-    assert 0.1 < sender.rto < 0.2
+def exchange(sender: Link, receiver: Link, now: float, rtt: float) -> float:
+    """One frame from `sender`, acknowledged at once; return the time after the ack."""
+    sender.send(frame(0))
+    (datagram,) = sender.datagrams_to_send(now)
+    feed(receiver, datagram, now + rtt / 2)
+    receiver.acknowledge_now(now + rtt / 2)
+    (ack,) = receiver.datagrams_to_send(now + rtt / 2)
+    feed(sender, ack, now + rtt)
+    return now + rtt
 
-    # The peer goes silent: each timeout doubles the RTO, then the link gives up.
+
+def test_rtt_is_estimated_and_the_probe_timeout_has_no_floor() -> None:
+    config = LinkConfig(peer_ack_delay=0.010)
+    sender, receiver = Link(HEADER, config), Link(HEADER)
+    assert sender.pto == pytest.approx(0.333 + 4 * 0.1665 + 0.010)  # before any sample
+    now = 0.0
+    for _ in range(30):
+        now = exchange(sender, receiver, now, rtt=0.002)
+    assert sender.srtt == pytest.approx(0.002)
+    # srtt + max(4 x rttvar, 1 ms) + the peer's ack delay: no 200 ms floor.
+    assert sender.pto == pytest.approx(0.002 + 0.001 + 0.010, abs=0.0005)
+
+
+def test_a_lost_tail_is_probed_with_the_newest_frames_after_one_probe_timeout() -> None:
+    sender, receiver = Link(HEADER), Link(HEADER)
+    now = 0.0
+    for _ in range(10):
+        now = exchange(sender, receiver, now, rtt=0.004)
+    for n in range(3):
+        sender.send(frame(n, pad=900))  # one frame per datagram
+    lost = sender.datagrams_to_send(now)  # all three are lost
+    assert len(lost) == 3
+    deadline = sender.next_timer()
+    assert deadline is not None and deadline - now == pytest.approx(sender.pto)
+    sender.handle_timer(deadline)
+    probes = sender.datagrams_to_send(deadline)
+    # The probe carries the newest frames at once, rather than waiting for a timeout.
+    assert [seq for d in probes for seq, _ in _packet(d).frames] == [12, 13]
+    assert [n for d in probes for n in feed(receiver, d, deadline + 0.002)] == []
+    receiver.acknowledge_now(deadline + 0.002)
+    (ack,) = receiver.datagrams_to_send(deadline + 0.002)
+    feed(sender, ack, deadline + 0.004)
+    # The ack of the probe shows the oldest frame lost (sent long before): resent at once.
+    (resent,) = sender.datagrams_to_send(deadline + 0.004)
+    assert [seq for seq, _ in _packet(resent).frames] == [11]
+    assert feed(receiver, resent, deadline + 0.006) == [0, 1, 2]
+
+
+def test_the_probe_timeout_backs_off_and_resets_on_an_ack() -> None:
+    sender, receiver = Link(HEADER, LinkConfig(max_pto=100.0)), Link(HEADER)
+    now = 0.0
+    for _ in range(10):
+        now = exchange(sender, receiver, now, rtt=0.004)
     sender.send(frame(99))
     sender.datagrams_to_send(now)
     waits = []
-    while sender.failure is None:
+    for _ in range(6):
         deadline = sender.next_timer()
         assert deadline is not None
         waits.append(deadline - now)
         now = deadline
         sender.handle_timer(now)
         sender.datagrams_to_send(now)
+    assert all(b == pytest.approx(2 * a) for a, b in itertools.pairwise(waits))
+    # An acknowledgement of anything new resets the backoff to one probe timeout.
+    receiver.receive(0, 0, [], [(seq, msgspec.Raw(b"{}")) for seq in range(1, 12)], now)
+    receiver.acknowledge_now(now)
+    (ack,) = receiver.datagrams_to_send(now)
+    feed(sender, ack, now + 0.004)
+    sender.send(frame(100))
+    sender.datagrams_to_send(now + 0.004)
+    deadline = sender.next_timer()
+    assert deadline is not None and deadline - (now + 0.004) == pytest.approx(sender.pto)
+
+
+def test_a_frame_is_declared_lost_by_the_time_threshold() -> None:
+    sender, receiver = Link(HEADER), Link(HEADER)
+    now = 0.0
+    for _ in range(10):
+        now = exchange(sender, receiver, now, rtt=0.010)
+    sender.send(frame(1, pad=900))
+    sender.send(frame(2, pad=900))
+    _first, second = sender.datagrams_to_send(now)
+    feed(receiver, second, now + 0.005)  # only the second arrives
+    (ack,) = receiver.datagrams_to_send(now + 0.005)
+    feed(sender, ack, now + 0.010)
+    # One frame later is not enough for the packet threshold; 9/8 RTT after it was sent,
+    # the loss timer declares the first one lost.
+    assert sender.datagrams_to_send(now + 0.010) == []
+    deadline = sender.next_timer()
+    assert deadline is not None and deadline == pytest.approx(now + 9 / 8 * 0.010)
+    sender.handle_timer(deadline)
+    (resent,) = sender.datagrams_to_send(deadline)
+    assert feed(receiver, resent, deadline + 0.005) == [1, 2]
+
+
+def test_a_peer_silent_for_give_up_after_seconds_fails_the_link() -> None:
+    config = LinkConfig(give_up_after=10.0, max_pto=2.0)
+    sender = Link(HEADER, config)
+    sender.send(frame(1))
+    sender.datagrams_to_send(0.0)
+    now = 0.0
+    while sender.failure is None:
+        deadline = sender.next_timer()
+        assert deadline is not None
+        now = deadline
+        sender.handle_timer(now)
+        sender.datagrams_to_send(now)
     assert sender.failure == "unresponsive"
-    assert len(waits) == config.max_retransmits + 1
-    assert all(b >= a * 1.99 or b == config.max_rto for a, b in itertools.pairwise(waits))
-    assert waits[-1] == config.max_rto
+    assert 10.0 <= now <= 12.0
+    assert sender.probes_sent >= 4
 
 
 def test_in_flight_frames_never_exceed_the_window() -> None:
@@ -187,7 +268,8 @@ def test_in_flight_frames_never_exceed_the_window() -> None:
     assert seqs == list(range(1, 9))
     sender.handle_timer(5.0)
     again = sender.datagrams_to_send(5.0)
-    assert [seq for d in again for seq, _ in _packet(d).frames] == list(range(1, 9))
+    # The probe resends the newest frames in flight, and no frame beyond the window.
+    assert [seq for d in again for seq, _ in _packet(d).frames] == [7, 8]
     # An ack for the first four opens the window by four.
     sender.receive(0, 4, [], [], 5.1)
     more = sender.datagrams_to_send(5.1)
@@ -235,8 +317,7 @@ def test_a_byte_budget_holds_back_what_does_not_fit() -> None:
 
 
 def test_a_lost_frame_is_retransmitted_early_once_later_ones_are_acknowledged() -> None:
-    config = LinkConfig(initial_rto=10.0, window=64)
-    sender, receiver = Link(HEADER, config), Link(HEADER, config)
+    sender, receiver = Link(HEADER), Link(HEADER)
     for n in range(5):
         sender.send(frame(n, pad=900))  # one frame per datagram
     datagrams = sender.datagrams_to_send(0.0)
@@ -246,7 +327,7 @@ def test_a_lost_frame_is_retransmitted_early_once_later_ones_are_acknowledged() 
     (ack,) = receiver.datagrams_to_send(0.01)
     assert _packet(ack).sack == [(2, 5)]
     feed(sender, ack, 0.02)
-    (resent,) = sender.datagrams_to_send(0.02)  # long before the 10 s timeout
+    (resent,) = sender.datagrams_to_send(0.02)  # long before the ~1 s probe timeout
     assert feed(receiver, resent, 0.03) == [0, 1, 2, 3, 4]
 
 
@@ -267,7 +348,7 @@ def _packet(datagram: bytes) -> wire.Packet:
 def test_any_network_weather_delivers_everything_once_in_order(
     seed: int, loss: float, duplicate: float, reorder: float, sizes: list[int]
 ) -> None:
-    config = LinkConfig(max_retransmits=40)
+    config = LinkConfig(give_up_after=3600.0)
     sim = Simulation(seed, Conditions(loss, duplicate, reorder, 0.01, 0.01), config)
     for n, size in enumerate(sizes):
         sim.links["a"].send(frame(n, pad=size))

@@ -1,14 +1,29 @@
 """One end of a reliable, ordered link over datagrams: no I/O, time passed in.
 
 A `Link` numbers the frames it is given (`send`), packs them into session datagrams of at
-most `MAX_DATAGRAM` bytes, retransmits them until the peer acknowledges them, and hands
-back the peer's frames exactly once and in order (`receive`). It follows RFC 6298 for the
-retransmission timeout (smoothed RTT, RTT variance, Karn's rule, exponential backoff),
-acknowledges cumulatively with up to `SACK_RANGES_MAX` selective ranges, delays pure
-acks by `ack_delay`, retransmits early once three later frames were acknowledged, keeps
-at most `window` frames in flight and gives up after `max_retransmits` retransmissions
-of one frame. The owner (the daemon's engine or the client) reads the bytes to send from
-`datagrams_to_send` and calls `handle_timer` at `next_timer`.
+most `MAX_DATAGRAM` bytes, sends them again until the peer acknowledges them, and hands
+back the peer's frames exactly once and in order (`receive`). The owner (the daemon's
+engine or the client core) reads the bytes to send from `datagrams_to_send` and calls
+`handle_timer` at `next_timer`.
+
+Loss recovery follows QUIC's (RFC 9002), with frames in place of packets:
+
+- RTT estimation (section 5): the latest, minimum and smoothed RTT and its variance,
+  sampled from the newest frame an acknowledgement covers when that frame was sent once.
+- Loss detection (section 6.1): a frame is lost once a frame sent 3 transmissions after it
+  is acknowledged (the packet threshold), or once it is older than 9/8 of the larger of
+  the smoothed and latest RTT while a frame sent after it is acknowledged (the time
+  threshold); a loss timer fires for the latter when nothing else comes.
+- Probe timeout (section 6.2): `srtt + max(4 * rttvar, 1 ms) + max_ack_delay`, the peer's
+  longest acknowledgement delay, doubled for each probe timeout in a row and reset by any
+  acknowledgement of new frames. When it fires, the newest unacknowledged frames are sent
+  again at once (a tail-loss probe) instead of waiting for a retransmission timeout.
+- Acknowledgements: cumulative plus up to `SACK_RANGES_MAX` selective ranges; pure acks
+  wait up to `ack_delay` for a datagram to ride on, and go at once when a frame arrived out
+  of order, twice, or beyond the window, or after `ack_every` datagrams.
+
+A link keeps at most `window` frames in flight and gives up (`failure = "unresponsive"`)
+once frames have gone unacknowledged for `give_up_after` seconds.
 """
 
 from __future__ import annotations
@@ -19,7 +34,22 @@ from dataclasses import dataclass
 
 import msgspec
 
-from .wire import MAX_DATAGRAM, MAX_FRAME, SACK_RANGES_MAX
+from .wire import (
+    MAX_DATAGRAM,
+    MAX_FRAME,
+    PACKET_CLOSE_OVERHEAD,
+    SACK_RANGES_MAX,
+    close_packet,
+    link_fields,
+    numbered_frame,
+)
+
+GRANULARITY = 0.001
+"""kGranularity: the timer granularity RFC 9002 assumes, in seconds."""
+INITIAL_RTT = 0.333
+"""kInitialRtt: the RTT assumed before the first sample (so the first PTO is about 1 s)."""
+PACKET_THRESHOLD = 3
+TIME_THRESHOLD = 9 / 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,16 +60,16 @@ class LinkConfig:
     """Frames beyond the cumulative ack that a receiver buffers; later ones are dropped."""
     max_queue: int = 4096
     """Most frames waiting (unsent and in flight) before the link fails as overloaded."""
-    initial_rto: float = 1.0
-    min_rto: float = 0.2
-    max_rto: float = 4.0
-    max_retransmits: int = 10
     ack_delay: float = 0.010
-    """Longest an acknowledgement waits for a datagram of our own to ride on."""
+    """Longest our acknowledgement waits for a datagram of our own to ride on."""
     ack_every: int = 2
     """Acknowledge at once when this many datagrams with frames are unacknowledged."""
-    reorder_threshold: int = 3
-    """A frame is presumed lost once this many later frames have been acknowledged."""
+    peer_ack_delay: float = 0.025
+    """The peer's `ack_delay`: how long its acknowledgement of our frames may wait."""
+    max_pto: float = 4.0
+    """The probe timeout never backs off beyond this."""
+    give_up_after: float = 20.0
+    """Fail once frames have been unacknowledged for this long with no progress."""
     max_datagram: int = MAX_DATAGRAM
 
 
@@ -47,10 +77,10 @@ class LinkConfig:
 class _InFlight:
     wrapped: bytes
     tag: Hashable | None
-    last_sent: float
-    deadline: float
+    sent: float
+    """When it was last sent."""
     order: int
-    """When it was last sent, counted in frame transmissions: the reordering clock."""
+    """When it was last sent, counted in frame transmissions: the packet-number analogue."""
     transmissions: int = 1
     lost: bool = False
 
@@ -58,13 +88,13 @@ class _InFlight:
 class Link:
     """One end of a reliable link; see the module docstring."""
 
-    def __init__(self, header: bytes, config: LinkConfig | None = None) -> None:
-        # `header` opens the datagram's JSON object, e.g. b'{"v":1,"t":"s","sid":7'.
-        self.header = header
+    def __init__(self, prefix: bytes, config: LinkConfig | None = None) -> None:
+        # `prefix` opens the datagram's JSON object, e.g. `wire.session_prefix(sid)`.
+        self.prefix = prefix
         self.config = config or LinkConfig()
         self.failure: str | None = None
         self.extra = b""
-        """One-shot fields (`,"key":value`) for the next datagram, which is sent at once."""
+        """One-shot fields for the next datagram, which is then sent at once."""
         self.acked_tags: list[Hashable] = []
         """Tags of frames the peer has acknowledged since the owner last emptied this."""
         self.highest_pn = -1
@@ -74,18 +104,23 @@ class Link:
         self._unsent: deque[tuple[int, bytes, Hashable | None]] = deque()
         self._in_flight: dict[int, _InFlight] = {}
         self._pn = 0
-        self._srtt: float | None = None
-        self._rttvar = 0.0
-        self._rto = self.config.initial_rto
-        self._has_lost = False
         self._transmissions = 0
-        self._rto_floor: float | None = None
-        """No frame's retransmission timer expires before this (None: none is running).
-
-        A lower bound, kept in O(1) as frames are sent; acks that remove the frame it
-        came from leave it early, and `handle_timer` makes it exact again. So
-        `next_timer` no longer scans every frame in flight each time it is asked.
-        """
+        self._lost = 0
+        """Frames in flight marked lost, waiting to be sent again."""
+        self._probes = 0
+        """Frames to send again now as probes (the newest in flight), after a timeout."""
+        # RTT and timers (RFC 9002, sections 5 and 6).
+        self._latest_rtt = 0.0
+        self._srtt: float | None = None
+        self._rttvar = INITIAL_RTT / 2
+        self._pto_count = 0
+        self._last_sent = 0.0
+        """When a datagram carrying frames was last sent (the probe timer counts from it)."""
+        self._loss_time: float | None = None
+        self._largest_acked_order = 0
+        """The latest transmission the peer has acknowledged (losses are judged against it)."""
+        self._progress = 0.0
+        """When the peer last acknowledged something new (or the first frame went out)."""
         # Receiving.
         self._receive_next = 1
         self._out_of_order: dict[int, msgspec.Raw] = {}
@@ -93,6 +128,7 @@ class Link:
         self._unacked_datagrams = 0
         # Statistics.
         self.retransmissions = 0
+        self.probes_sent = 0
         self.duplicates = 0
 
     # --- state -------------------------------------------------------------------------
@@ -103,12 +139,14 @@ class Link:
         return len(self._unsent) + len(self._in_flight)
 
     @property
-    def rto(self) -> float:
-        return self._rto
-
-    @property
     def srtt(self) -> float | None:
         return self._srtt
+
+    @property
+    def pto(self) -> float:
+        """The probe timeout, before backoff (RFC 9002, section 6.2.1)."""
+        srtt = INITIAL_RTT if self._srtt is None else self._srtt
+        return srtt + max(4 * self._rttvar, GRANULARITY) + self.config.peer_ack_delay
 
     @property
     def received_up_to(self) -> int:
@@ -129,45 +167,46 @@ class Link:
         seq = self._next_seq
         self._next_seq = seq + 1
         unsent = self._unsent
-        unsent.append((seq, b"[%d,%b]" % (seq, frame), tag))
+        unsent.append((seq, numbered_frame(seq, frame), tag))
         # This runs once per recipient of every broadcast: no property calls here.
         if len(unsent) + len(self._in_flight) > self.config.max_queue and self.failure is None:
             self.failure = "overloaded"
         return seq
 
     def datagrams_to_send(self, now: float, budget: int | None = None) -> list[bytes]:
-        """Every datagram due now: retransmissions, new frames, owed acks.
+        """Every datagram due now: lost frames, probes, new frames, owed acks.
 
         Frames are packed in sequence order, as many per datagram as fit. `budget` caps
         the bytes returned (the anti-amplification rule); what does not fit stays queued.
         """
         unsent = self._unsent
-        if not self._has_lost:
+        if not self._lost and not self._probes:
             if not unsent:
                 if not self._must_send_bare(now):
                     return []  # the common case after an ack came in: nothing to say
                 if budget is None:
                     # An ack (and one-shot fields) alone: a keepalive's answer, say.
-                    return [self._finish_body(self._base(with_sack=True), b"")]
+                    return [self._close(self._head(with_sack=True), b"")]
             elif budget is None and unsent[-1][0] < self._window_limit():
                 # The common case under load: everything queued may go, and often fits
                 # one datagram. Packing it whole skips the frame-by-frame loop below.
-                base = self._base(with_sack=True)
+                head = self._head(with_sack=True)
                 body = b",".join([wrapped for _seq, wrapped, _tag in unsent])
-                if len(base) + len(body) + _FRAMES_OVERHEAD <= self.config.max_datagram:
+                if len(head) + len(body) + PACKET_CLOSE_OVERHEAD <= self.config.max_datagram:
                     self._commit_unsent(now)
-                    return [self._finish_body(base, body)]
-        frames = self._frames_due(now)
+                    return [self._close(head, body)]
+        frames = self._frames_due()
         if not frames and not self._must_send_bare(now):
             return []
         out: list[bytes] = []
         spent = 0
         position = 0
+        room = self.config.max_datagram - PACKET_CLOSE_OVERHEAD
         while True:
-            base = self._base(with_sack=True)
-            if position < len(frames) and len(base) + len(frames[position][1]) > self._room:
-                base = self._base(with_sack=False)
-            size = len(base) + _FRAMES_OVERHEAD
+            head = self._head(with_sack=True)
+            if position < len(frames) and len(head) + len(frames[position][1]) > room:
+                head = self._head(with_sack=False)
+            size = len(head) + PACKET_CLOSE_OVERHEAD
             start = position
             while position < len(frames):
                 grown = size + len(frames[position][1]) + (position > start)
@@ -176,14 +215,15 @@ class Link:
                 size = grown
                 position += 1
             if position == start:
-                size = len(base) + 1
+                size = len(head) + 1
             if budget is not None and spent + size > budget:
                 position = start
-                if not out and self._must_send_bare(now) and len(base) + 1 <= budget:
+                if not out and self._must_send_bare(now) and len(head) + 1 <= budget:
                     # The frames must wait, but the ack and one-shot fields still fit.
-                    out.append(self._finish(base, []))
+                    out.append(self._close(head, b""))
                 break
-            datagram = self._finish(base, [wrapped for _seq, wrapped in frames[start:position]])
+            body = b",".join([wrapped for _seq, wrapped in frames[start:position]])
+            datagram = self._close(head, body)
             spent += len(datagram)
             out.append(datagram)
             if position >= len(frames):
@@ -191,14 +231,18 @@ class Link:
         self._commit_sent(frames[:position], now)
         return out
 
-    @property
-    def _room(self) -> int:
-        return self.config.max_datagram - _FRAMES_OVERHEAD
-
-    def _frames_due(self, now: float) -> list[tuple[int, bytes]]:
+    def _frames_due(self) -> list[tuple[int, bytes]]:
+        """Lost frames, then probes (the newest in flight), then new frames in the window."""
         due: list[tuple[int, bytes]] = []
-        if self._has_lost:
+        if self._lost:
             due.extend((seq, item.wrapped) for seq, item in self._in_flight.items() if item.lost)
+        if self._probes:
+            probes = [
+                (seq, item.wrapped)
+                for seq, item in reversed(self._in_flight.items())
+                if not item.lost
+            ][: self._probes]
+            due.extend(reversed(probes))
         limit = self._window_limit()
         for seq, wrapped, _tag in self._unsent:
             if seq >= limit:
@@ -213,64 +257,55 @@ class Link:
         return lowest + self.config.window
 
     def _commit_sent(self, sent: list[tuple[int, bytes]], now: float) -> None:
-        deadline = now + self._rto
-        retransmitting = self._has_lost  # otherwise every frame sent is a new one
-        for seq, wrapped in sent:
+        in_flight = self._in_flight
+        if sent:
+            self._sending(now)
+        for seq, _wrapped in sent:
             self._transmissions += 1
-            item = self._in_flight.get(seq) if retransmitting else None
+            item = in_flight.get(seq)
             if item is not None:
                 item.transmissions += 1
-                item.last_sent = now
-                item.deadline = deadline
+                item.sent = now
                 item.order = self._transmissions
                 item.lost = False
                 self.retransmissions += 1
                 continue
-            _seq, _wrapped, tag = self._unsent.popleft()
-            self._in_flight[seq] = _InFlight(wrapped, tag, now, deadline, self._transmissions)
-        if sent and (self._rto_floor is None or deadline < self._rto_floor):
-            self._rto_floor = deadline
-        if retransmitting:
-            self._has_lost = any(item.lost for item in self._in_flight.values())
+            _seq, wrapped, tag = self._unsent.popleft()
+            in_flight[seq] = _InFlight(wrapped, tag, now, self._transmissions)
+        self._lost = sum(1 for item in in_flight.values() if item.lost) if self._lost else 0
+        self._probes = 0
 
     def _commit_unsent(self, now: float) -> None:
         """Every unsent frame has just been sent for the first time."""
-        deadline = now + self._rto
+        self._sending(now)
         order = self._transmissions
         in_flight = self._in_flight
         for seq, wrapped, tag in self._unsent:
             order += 1
-            in_flight[seq] = _InFlight(wrapped, tag, now, deadline, order)
-        if self._rto_floor is None or deadline < self._rto_floor:
-            self._rto_floor = deadline
+            in_flight[seq] = _InFlight(wrapped, tag, now, order)
         self._transmissions = order
         self._unsent.clear()
+
+    def _sending(self, now: float) -> None:
+        """A datagram with frames leaves now: the probe timer restarts from it."""
+        if not self._in_flight:
+            self._progress = now  # the give-up clock starts with the first frame in flight
+        self._last_sent = now
 
     def _must_send_bare(self, now: float) -> bool:
         return bool(self.extra) or (self._ack_due is not None and self._ack_due <= now)
 
-    def _base(self, *, with_sack: bool) -> bytes:
-        parts = [self.header, b',"pn":%d,"ack":%d' % (self._pn + 1, self._receive_next - 1)]
-        if with_sack and self._out_of_order:
-            parts.append(b',"sack":' + _encode_ranges(self._sack_ranges()))
-        if self.extra:
-            parts.append(self.extra)
-        return b"".join(parts)
+    def _head(self, *, with_sack: bool) -> bytes:
+        sack = self._sack_ranges() if with_sack and self._out_of_order else []
+        head = self.prefix + link_fields(self._pn + 1, self._receive_next - 1, sack)
+        return head + self.extra if self.extra else head
 
-    def _finish(self, base: bytes, batch: list[bytes]) -> bytes:
-        if batch:
-            return self._finish_body(base, b",".join(batch))
-        return self._finish_body(base, b"")
-
-    def _finish_body(self, base: bytes, body: bytes) -> bytes:
-        """Close a datagram whose frames, comma-separated, are `body`."""
+    def _close(self, head: bytes, body: bytes) -> bytes:
         self._pn += 1
         self.extra = b""
         self._ack_due = None
         self._unacked_datagrams = 0
-        if body:
-            return b"".join((base, b',"frames":[', body, b"]}"))
-        return base + b"}"
+        return close_packet(head, body)
 
     def _sack_ranges(self) -> list[tuple[int, int]]:
         ranges: list[tuple[int, int]] = []
@@ -294,8 +329,10 @@ class Link:
     ) -> list[tuple[int, msgspec.Raw]]:
         """Take in one session datagram's link fields; return `(seq, frame)` now in order."""
         self.last_received = now
-        self.highest_pn = max(self.highest_pn, pn)
-        self._on_ack(ack, sack, now)
+        if pn > self.highest_pn:
+            self.highest_pn = pn
+        if self._in_flight:
+            self._on_ack(ack, sack, now)
         delivered: list[tuple[int, msgspec.Raw]] = []
         had_frames = False
         immediate = False
@@ -326,125 +363,136 @@ class Link:
         return delivered
 
     def acknowledge_now(self, now: float) -> None:
-        """Owe the peer an ack now, not after `ack_delay`: for frames nothing else answers.
+        """Owe the peer an ack now, not after `ack_delay`: for frames that want an answer.
 
-        Delaying the ack of a keepalive only lengthens the peer's RTT sample and costs
-        the owner a timer wake-up; nothing would have been coalesced with it.
+        The peer's probe timer counts our ack delay in; an answer that is not ready yet
+        (a message waiting for its commit) should not also hold back the ack.
         """
         if self._ack_due is not None and self._ack_due > now:
             self._ack_due = now
 
     def _on_ack(self, ack: int, sack: Iterable[tuple[int, int]], now: float) -> None:
         in_flight = self._in_flight
-        if not in_flight:
-            return
         highest_sent = self._next_seq - 1
         if ack > highest_sent:
-            ack = 0  # A peer acknowledging frames never sent is lying; believe nothing.
-        elif ack >= next(reversed(in_flight)):
+            return  # A peer acknowledging frames never sent is lying; believe nothing.
+        if ack >= next(reversed(in_flight)):
             self._all_acked(now)  # the common case: everything in flight has arrived
             return
         acked: list[int] = []
-        for seq in self._in_flight:
+        for seq in in_flight:
             if seq > ack:
                 break
             acked.append(seq)
         for start, end in sack:
             if start <= end <= highest_sent:
-                acked.extend(seq for seq in self._in_flight if start <= seq <= end)
+                acked.extend(seq for seq in in_flight if start <= seq <= end)
         if not acked:
             return
-        sample: float | None = None
-        newest_order = 0
+        newest: _InFlight | None = None
         for seq in acked:
-            item = self._in_flight.pop(seq, None)
+            item = in_flight.pop(seq, None)
             if item is None:
                 continue
-            # Karn's rule: only a frame sent once gives an unambiguous RTT sample.
-            if item.transmissions == 1:
-                sample = now - item.last_sent
-            newest_order = max(newest_order, item.order)
+            if item.lost:
+                self._lost -= 1
+            if newest is None or item.order > newest.order:
+                newest = item
             if item.tag is not None:
                 self.acked_tags.append(item.tag)
-        if not self._in_flight:
-            self._rto_floor = None  # every timer stopped: keep an idle link timer-free
-        if sample is not None:
-            self._update_rto(sample)
-        # Early retransmit: a frame sent well before one that has now arrived is lost.
-        threshold = newest_order - self.config.reorder_threshold
-        for item in self._in_flight.values():
-            if item.order <= threshold and not item.lost:
-                item.lost = True
-                self._has_lost = True
+        if newest is None:
+            return
+        self._progressed(newest, now)
+        self._detect_losses(now)
 
     def _all_acked(self, now: float) -> None:
-        sample: float | None = None
+        newest: _InFlight | None = None
         tags = self.acked_tags
         for item in self._in_flight.values():
-            if item.transmissions == 1:
-                sample = now - item.last_sent
+            if newest is None or item.order > newest.order:
+                newest = item
             if item.tag is not None:
                 tags.append(item.tag)
         self._in_flight.clear()
-        self._rto_floor = None
-        self._has_lost = False
-        if sample is not None:
-            self._update_rto(sample)
+        self._lost = self._probes = 0
+        self._loss_time = None
+        if newest is not None:
+            self._progressed(newest, now)
 
-    def _update_rto(self, sample: float) -> None:
-        # RFC 6298, section 2, with alpha = 1/8 and beta = 1/4.
+    def _progressed(self, newest: _InFlight, now: float) -> None:
+        """New frames were acknowledged, the newest of them `newest`."""
+        self._pto_count = 0
+        self._progress = now
+        self._largest_acked_order = max(self._largest_acked_order, newest.order)
+        if newest.transmissions == 1:
+            # The newest frame acknowledged was sent once: an unambiguous RTT sample.
+            self._update_rtt(now - newest.sent)
+
+    def _update_rtt(self, sample: float) -> None:
+        # RFC 9002, section 5.3. The peer's ack delay is not reported, so it stays in.
+        self._latest_rtt = sample
         if self._srtt is None:
             self._srtt = sample
             self._rttvar = sample / 2
-        else:
-            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - sample)
-            self._srtt = 0.875 * self._srtt + 0.125 * sample
-        rto = self._srtt + max(0.001, 4 * self._rttvar)
-        self._rto = min(self.config.max_rto, max(self.config.min_rto, rto))
+            return
+        self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - sample)
+        self._srtt = 0.875 * self._srtt + 0.125 * sample
+
+    def _loss_delay(self) -> float:
+        srtt = INITIAL_RTT if self._srtt is None else self._srtt
+        return max(TIME_THRESHOLD * max(srtt, self._latest_rtt), GRANULARITY)
+
+    def _detect_losses(self, now: float) -> None:
+        """RFC 9002, section 6.1: frames sent before the newest acknowledged one, now lost."""
+        self._loss_time = None
+        newest_order = self._largest_acked_order
+        delay = self._loss_delay()
+        for item in self._in_flight.values():
+            if item.lost or item.order > newest_order:
+                continue
+            # The same sum as the loss timer's deadline, so that the timer, once due,
+            # always finds the frame lost (in floating point, `now - delay` may not).
+            when = item.sent + delay
+            if newest_order - item.order >= PACKET_THRESHOLD or when <= now:
+                item.lost = True
+                self._lost += 1
+            elif self._loss_time is None or when < self._loss_time:
+                self._loss_time = when
 
     # --- time ------------------------------------------------------------------------------
 
-    def next_timer(self) -> float | None:
-        """When `handle_timer` must next run, or None if nothing is waiting on time.
+    def _pto_deadline(self) -> float:
+        backoff = min(self.pto * (1 << min(self._pto_count, 30)), self.config.max_pto)
+        return self._last_sent + backoff
 
-        It may be a little early (after acks removed the frame whose timer it was): an
-        early `handle_timer` finds nothing expired and makes the next answer exact.
-        """
+    def next_timer(self) -> float | None:
+        """When `handle_timer` must next run, or None if nothing is waiting on time."""
         deadline = self._ack_due
-        floor = self._rto_floor
-        if floor is not None and (deadline is None or floor < deadline):
-            deadline = floor
+        if self._in_flight:
+            timer = self._loss_time if self._loss_time is not None else self._pto_deadline()
+            if deadline is None or timer < deadline:
+                deadline = timer
         return deadline
 
     def handle_timer(self, now: float) -> None:
-        """Mark frames whose retransmission timer expired as lost, backing the timer off."""
-        expired = False
-        floor: float | None = None
-        for item in self._in_flight.values():
-            if item.lost:
-                continue
-            if item.deadline <= now:
-                if item.transmissions > self.config.max_retransmits:
-                    self.failure = self.failure or "unresponsive"
-                    return
-                item.lost = True
-                expired = True
-            elif floor is None or item.deadline < floor:
-                floor = item.deadline
-        self._rto_floor = floor
-        if expired:
-            self._has_lost = True
-            self._rto = min(self.config.max_rto, self._rto * 2)
+        """Declare losses by time, or fire the probe timeout; fail a link long unanswered."""
+        if not self._in_flight:
+            return
+        if now - self._progress >= self.config.give_up_after:
+            self.failure = self.failure or "unresponsive"
+            return
+        if self._loss_time is not None:
+            if now >= self._loss_time:
+                self._detect_losses(now)
+            return
+        if now >= self._pto_deadline():
+            # A tail-loss probe: send the newest frames again, at once, and back off.
+            self._pto_count += 1
+            self._probes = 2 if len(self._in_flight) > 1 else 1
+            self.probes_sent += 1
 
     def wants_to_send(self, now: float) -> bool:
         """Whether `datagrams_to_send(now)` would return something."""
-        if self._must_send_bare(now) or self._has_lost:
+        if self._must_send_bare(now) or self._lost or self._probes:
             return True
         return bool(self._unsent) and self._unsent[0][0] < self._window_limit()
-
-
-_FRAMES_OVERHEAD = len(b',"frames":[]}')
-
-
-def _encode_ranges(ranges: list[tuple[int, int]]) -> bytes:
-    return b"[" + b",".join(b"[%d,%d]" % pair for pair in ranges) + b"]"
