@@ -1,15 +1,9 @@
-"""Passwords (argon2id), session secrets and the limits that slow down abuse.
-
-Nothing here reads the clock: the limiters take `now` like the rest of the core.
-"""
+"""Passwords (argon2id) and session secrets."""
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from collections import OrderedDict
-from collections.abc import Hashable
-from dataclasses import dataclass
 
 import argon2
 
@@ -45,76 +39,3 @@ def tokens_equal(given: str | None, expected: str) -> bool:
     if given is None:
         return False
     return hmac.compare_digest(given.encode(), expected.encode())
-
-
-@dataclass(slots=True)
-class TokenBucket:
-    """`burst` actions at once, then `rate` per second (the spirit of ergo's fakelag)."""
-
-    rate: float
-    burst: float
-    tokens: float = -1.0
-    stamp: float = 0.0
-
-    def take(self, now: float) -> float:
-        """Spend one token: 0.0 if allowed, else the seconds until one is available."""
-        wait = self.wait(now)
-        if wait == 0.0:
-            self.tokens -= 1.0
-        return wait
-
-    def wait(self, now: float) -> float:
-        """Seconds until a token is available (0.0: one is), spending nothing."""
-        if self.tokens < 0:
-            self.tokens, self.stamp = self.burst, now
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            return 0.0
-        return (1.0 - self.tokens) / self.rate if self.rate > 0 else float("inf")
-
-
-class KeyedBuckets:
-    """One token bucket per key (a source address, say), at most `capacity` remembered."""
-
-    def __init__(self, rate: float, burst: float, capacity: int = 65536) -> None:
-        self.rate, self.burst, self.capacity = rate, burst, capacity
-        self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
-
-    def take(self, key: Hashable, now: float) -> float:
-        bucket = self._buckets.pop(key, None) or TokenBucket(self.rate, self.burst)
-        self._buckets[key] = bucket
-        if len(self._buckets) > self.capacity:
-            self._buckets.popitem(last=False)
-        return bucket.take(now)
-
-
-class FailureThrottle:
-    """After `free` failures in a row, each attempt waits `base * 2**(n - free)` seconds.
-
-    Keyed by account or by source address; a success clears the key. The wait is capped
-    at `cap`; at most `capacity` keys are remembered (the oldest are forgotten first).
-    """
-
-    def __init__(
-        self, free: int = 3, base: float = 1.0, cap: float = 60.0, capacity: int = 65536
-    ) -> None:
-        self.free, self.base, self.cap, self.capacity = free, base, cap, capacity
-        self._failures: OrderedDict[Hashable, tuple[int, float]] = OrderedDict()
-
-    def retry_after(self, key: Hashable, now: float) -> float:
-        """Seconds before another attempt for `key` is allowed (0.0: go ahead)."""
-        count, last = self._failures.get(key, (0, 0.0))
-        if count < self.free:
-            return 0.0
-        wait = min(self.cap, self.base * 2 ** (count - self.free))
-        return max(0.0, last + float(wait) - now)
-
-    def failed(self, key: Hashable, now: float) -> None:
-        count, _last = self._failures.pop(key, (0, 0.0))
-        self._failures[key] = (count + 1, now)
-        if len(self._failures) > self.capacity:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, key: Hashable) -> None:
-        self._failures.pop(key, None)

@@ -1,0 +1,26 @@
+"""The daemon's sans-I/O core: `ServerEngine` and what it hands to its shell.
+
+Modules by concern: `lobby` (register, login, the reply cache, the byte budget of
+unproven addresses), `sessions` (links, addresses, timers, output), `chat` (what the
+room sees), `effects` (work for the shell, as typed values), `config`; `core` joins them.
+"""
+
+from .common import Address, iso_time
+from .config import ServerConfig, daemon_link
+from .core import ServerEngine
+from .effects import CheckPassword, Effect, HashPassword, LoadHistory, Persist
+from .sessions import Session
+
+__all__ = [
+    "Address",
+    "CheckPassword",
+    "Effect",
+    "HashPassword",
+    "LoadHistory",
+    "Persist",
+    "ServerConfig",
+    "ServerEngine",
+    "Session",
+    "daemon_link",
+    "iso_time",
+]

@@ -1,0 +1,297 @@
+"""The room as people have it: messages, private messages, who is here, history.
+
+`Chat` decides what each frame of a session means and what the room sees of it. A
+message is stored before anything else happens with it: once the persistence task has
+committed it, the room (or the recipient) is sent it, encoded once for everyone, and
+the sender the `ok`. No one is ever shown a message that a crash could take back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+
+from .. import wire
+from ..records import Account, MarkDelivered, Message, Snapshot
+from ..room import Deliver, Fanout, HistoryWindow, Mailbox
+from ..rules import RuleError, check_text, name_key
+from .common import iso_time, round_up
+from .config import ServerConfig
+from .effects import Effect, JobTable, LoadHistory, Persist
+from .sessions import Session
+
+BLOCK_GRACE = 10.0
+"""How long after it may come back a refused message holds back later ones (then it is
+presumed abandoned, and the session's messages flow again)."""
+NAMES_PART_BYTES = 700
+"""Names per `names` frame: as many as fit this many bytes, so every frame fits."""
+
+Send = Callable[[Session, bytes, Hashable | None], None]
+"""Queue an encoded frame on a session (with an ack tag)."""
+
+
+def error_frame(code: str, message: str, re: int | None, retry_after: float | None = None) -> bytes:
+    return wire.encode(wire.ErrorFrame(code=code, message=message, re=re, retry_after=retry_after))
+
+
+def message_frame(message: Message, *, history: bool = False, re: int | None = None) -> bytes:
+    """A stored message as the frame that shows it (`msg` or `pm`)."""
+    if message.recipient is None:
+        frame: wire.Msg | wire.Pm = wire.Msg(
+            id=message.id,
+            ts=message.ts,
+            sender=message.sender,
+            text=message.text,
+            cid=message.cid,
+            history=history,
+            re=re,
+        )
+    else:
+        frame = wire.Pm(
+            id=message.id,
+            ts=message.ts,
+            sender=message.sender,
+            to=message.recipient,
+            text=message.text,
+            cid=message.cid,
+            history=history,
+            re=re,
+        )
+    return wire.encode(frame)
+
+
+def stored_frame(message: Message, re: int) -> bytes:
+    """The answer to a `say` or `whisper`: stored, with this id and time (and recipient)."""
+    return wire.encode(wire.Ok(re=re, id=message.id, ts=message.ts, to=message.recipient))
+
+
+class Chat:
+    """The room's rules; see the module docstring."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        snapshot: Snapshot,
+        accounts: dict[str, Account],
+        sessions: dict[int, Session],
+        send: Send,
+        room: Callable[[Deliver], Fanout],
+        effects: list[Effect],
+        jobs: JobTable[tuple[int, int]],
+    ) -> None:
+        self.config = config
+        self._accounts = accounts
+        self._sessions = sessions
+        self._send = send
+        self._effects = effects
+        self._jobs = jobs
+        self.room = room(self._deliver)
+        self.window = HistoryWindow(config.window_messages, snapshot.recent, snapshot.public_count)
+        self.mailbox = Mailbox(snapshot.undelivered)
+        self.next_message_id = snapshot.next_message_id
+        self._awaiting_commit: dict[int, list[tuple[int, int]]] = {}
+        """Messages not on disk yet: id -> the (session, request) pairs to answer."""
+        self._sent_by: dict[int, int] = {}
+        """Messages not on disk yet: id -> the session that sent it."""
+
+    def _deliver(self, sid: int, frame: bytes, tag: Hashable | None) -> None:
+        self._send(self._sessions[sid], frame, tag)
+
+    def _reply(self, session: Session, frame: bytes) -> None:
+        self._send(session, frame, None)
+
+    # --- entering and leaving ---------------------------------------------------------------
+
+    def enter(self, session: Session, since: int | None, wall: float) -> None:
+        """A session logged in: show it what it missed, then let the room know."""
+        if session.quiet:
+            # A look from outside: who is there and what waits, without entering.
+            self._reply(session, wire.encode(wire.Ready(count=0)))
+            return
+        self._send_backlog(session, since)
+        account = session.account
+        if self.room.enter(session.sid, account.id, account.name) and self._notices_on():
+            join = wire.encode(wire.Join(name=account.name, ts=iso_time(wall)))
+            self.room.broadcast(join, exclude=session.sid)
+
+    def leave(self, session: Session, reason: str, wall: float, *, notify: bool = True) -> None:
+        account = session.account
+        if self.room.leave(session.sid, account.id) and notify and self._notices_on():
+            leave = wire.encode(wire.Leave(name=account.name, ts=iso_time(wall), reason=reason))
+            self.room.broadcast(leave)
+
+    def _notices_on(self) -> bool:
+        return self.room.accounts_online <= self.config.notice_limit
+
+    def _send_backlog(self, session: Session, since: int | None) -> None:
+        if since is None:
+            public, more = self.window.latest(self.config.history_on_login)
+        else:
+            public, more = self.window.after(since, self.config.resume_limit)
+        waiting = self.mailbox.waiting(session.account.id)
+        # What is not on disk yet is shown by `_fan_out` once it is, this session included.
+        unstored = self._sent_by
+        backlog = sorted(
+            [m for m in (*public, *waiting) if m.id not in unstored], key=lambda m: m.id
+        )
+        for message in backlog:
+            tag = ("pm", message.id) if message.private else None
+            self._send(session, message_frame(message, history=True), tag)
+        self._reply(session, wire.encode(wire.Ready(count=len(backlog), more=more)))
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def say(
+        self,
+        session: Session,
+        seq: int,
+        frame: wire.Say | wire.Whisper,
+        now: float,
+        wall: float,
+    ) -> None:
+        """A `say` or `whisper`: answered once stored (or at once, if it was before)."""
+        account = session.account
+        earlier = self.window.find(account.id, frame.cid)
+        if earlier is not None:
+            self._acknowledge(session, seq, earlier)
+            return
+        check_text(frame.text)
+        recipient: Account | None = None
+        if isinstance(frame, wire.Whisper):
+            recipient = self._accounts.get(name_key(frame.to))
+            if recipient is None:
+                raise RuleError("unknown_user", f"There is no account named {frame.to!r}.")
+            if self.mailbox.count(recipient.id) >= self.config.mailbox_limit:
+                raise RuleError(
+                    "mailbox_full", f"{recipient.name} has too many unread messages already."
+                )
+        if session.quiet:
+            raise RuleError("bad_request", "Log in without `quiet` to take part in the room.")
+        if not self._may_send(session, frame.cid, now, seq):
+            return
+        message = Message(
+            id=self.next_message_id,
+            ts=iso_time(wall),
+            sender_id=account.id,
+            sender=account.name,
+            text=frame.text,
+            recipient_id=recipient.id if recipient else None,
+            recipient=recipient.name if recipient else None,
+            cid=frame.cid,
+        )
+        self.next_message_id += 1
+        self.window.add(message)
+        self._awaiting_commit[message.id] = [(session.sid, seq)]
+        self._sent_by[message.id] = session.sid
+        self._effects.append(Persist(message))
+        if recipient is not None and recipient.id != account.id:
+            self.mailbox.add(message)
+
+    def _may_send(self, session: Session, cid: str, now: float, seq: int) -> bool:
+        """The per-session token bucket, keeping resent messages in their order."""
+        blocked = session.blocked_cid
+        if blocked is not None and now > session.blocked_until + BLOCK_GRACE:
+            blocked = None  # the client gave that message up
+        if blocked is None or blocked == cid:
+            wait = session.bucket.take(now)
+            if wait == 0.0:
+                session.blocked_cid = None
+                return True
+            session.blocked_cid, session.blocked_until = cid, now + wait
+        else:
+            wait = max(session.bucket.wait(now), 0.001)
+        message = "You are sending too fast; slow down."
+        self._reply(session, error_frame("rate_limited", message, seq, round_up(wait)))
+        return False
+
+    def _acknowledge(self, session: Session, seq: int, message: Message) -> None:
+        waiting = self._awaiting_commit.get(message.id)
+        if waiting is not None:
+            waiting.append((session.sid, seq))
+        else:
+            self._reply(session, stored_frame(message, seq))
+
+    def who(self, session: Session, seq: int) -> None:
+        names = self.room.online()
+        part: list[str] = []
+        size = 0
+        for name in names:
+            if size + len(name.encode()) + 3 > NAMES_PART_BYTES and part:
+                self._reply(session, wire.encode(wire.Names(re=seq, names=part)))
+                part, size = [], 0
+            part.append(name)
+            size += len(name.encode()) + 3
+        if part:
+            self._reply(session, wire.encode(wire.Names(re=seq, names=part)))
+        self._reply(session, wire.encode(wire.Ok(re=seq, count=len(names))))
+
+    def history(self, session: Session, seq: int, request: wire.HistoryRequest) -> None:
+        job = self._jobs.add((session.sid, seq))
+        # "Before" means before this request, not before the read happens to run.
+        before = request.before if request.before is not None else self.next_message_id
+        self._effects.append(LoadHistory(job, session.account.id, before, request.limit))
+
+    def history_loaded(self, job: int, messages: Iterable[Message] | None) -> None:
+        """The shell read a page of history for a session's request (None: it could not)."""
+        sid, seq = self._jobs.pop(job)
+        session = self._sessions.get(sid)
+        if session is None:
+            return
+        if messages is None:
+            sorry = "The server could not read its history; try again later."
+            self._reply(session, error_frame("storage_failed", sorry, seq))
+            return
+        count = 0
+        for message in messages:
+            self._reply(session, message_frame(message, history=True, re=seq))
+            count += 1
+        self._reply(session, wire.encode(wire.Ok(re=seq, count=count)))
+
+    def acknowledged(self, session: Session, tags: list[Hashable]) -> Effect | None:
+        """Frames a session acknowledged: private messages among them are delivered."""
+        delivered = [
+            tag[1]
+            for tag in tags
+            if isinstance(tag, tuple)
+            and tag[0] == "pm"
+            and self.mailbox.delivered(session.account.id, tag[1])
+        ]
+        return Persist(MarkDelivered(tuple(delivered))) if delivered else None
+
+    # --- storage results ----------------------------------------------------------------------
+
+    def committed(self, message: Message) -> None:
+        """A message is on disk: show it, and answer whoever sent it."""
+        self._fan_out(message, self._sent_by.pop(message.id, 0))
+        for sid, seq in self._awaiting_commit.pop(message.id, ()):
+            session = self._sessions.get(sid)
+            if session is not None:
+                self._reply(session, stored_frame(message, seq))
+
+    def failed(self, message: Message, sorry: str) -> None:
+        """A message could not be stored: it is never shown; its sender is told."""
+        self._sent_by.pop(message.id, None)
+        self.window.forget(message)
+        if message.recipient_id is not None:
+            self.mailbox.delivered(message.recipient_id, message.id)
+        for sid, seq in self._awaiting_commit.pop(message.id, ()):
+            session = self._sessions.get(sid)
+            if session is not None:
+                self._reply(session, error_frame("storage_failed", sorry, seq))
+
+    def _fan_out(self, message: Message, sender_sid: int) -> None:
+        """Show a stored message to the room (or to the two ends of a private one).
+
+        Only once it is on disk: a crash before the commit loses it, and its sender then
+        sends it again, so anyone shown it earlier would see it twice, or under an id
+        the restarted daemon gives to another message.
+        """
+        frame = message_frame(message)
+        recipient = message.recipient_id
+        if recipient is None:
+            self.room.broadcast(frame, exclude=sender_sid)
+        elif recipient == message.sender_id:
+            # A note to yourself: your other sessions see it; it waits in no mailbox.
+            self.room.to_account(recipient, frame, exclude=sender_sid)
+        else:
+            self.room.to_account(recipient, frame, tag=("pm", message.id))
+            self.room.to_account(message.sender_id, frame, exclude=sender_sid)

@@ -1,0 +1,269 @@
+"""The daemon's protocol engine: every rule of the server, with no I/O and no clock.
+
+Feed it datagrams with `receive_datagram(data, address, now, wall)`, call
+`handle_timers(now, wall)` at `next_timer()`, and send what
+`datagrams_to_send(now, wall)` returns. Slow or blocking work is handed out as effects
+(`take_effects()`, see `effects`); the shell does it and reports back
+(`password_hashed`, `password_checked`, `committed`, `failed`, `history_loaded`).
+
+`now` is a monotonic time in seconds for timers, `wall` the Unix time for timestamps.
+The work is split by concern: `lobby` (register, login), `sessions` (links, addresses,
+timers), `chat` (what the room sees); this class joins them and routes each datagram.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+
+import msgspec
+
+from .. import wire
+from ..auth import new_session_id, new_token
+from ..records import Account, Message, Snapshot, StoreOp
+from ..room import Deliver, Fanout, LocalRoom, Mailbox
+from ..rules import RuleError
+from .chat import Chat, error_frame
+from .common import Address, Outbox
+from .config import ServerConfig
+from .effects import Effect, JobTable
+from .lobby import Lobby, LoginAttempt
+from .sessions import Session, Sessions
+
+STAT_NAMES = (
+    "datagrams_in",
+    "bad_datagrams",
+    "bad_frames",
+    "bad_tokens",
+    "unknown_sessions",
+    "ended_sessions",
+    "unsent_for_amplification",
+    "migrations",
+    "pings",
+    "keepalives",
+)
+STORAGE_SORRY = "The server could not save this; try again later."
+
+
+class ServerEngine:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        snapshot: Snapshot | None = None,
+        *,
+        new_token: Callable[[], str] = new_token,
+        new_session_id: Callable[[], int] = new_session_id,
+        room: Callable[[Deliver], Fanout] = LocalRoom,
+    ) -> None:
+        self.config = config = config or ServerConfig()
+        snapshot = snapshot or Snapshot()
+        self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
+        """Counters; `keepalives` counts datagrams that carried nothing but pings."""
+        self.accounts: dict[str, Account] = {a.key: a for a in snapshot.accounts}
+        self._effects: list[Effect] = []
+        self._outbox: Outbox = []
+        jobs = itertools.count(1)
+        self.transport = Sessions(config, self._outbox, self.stats, new_token, new_session_id)
+        self.sessions = self.transport.by_sid
+        self.chat = Chat(
+            config,
+            snapshot,
+            self.accounts,
+            self.sessions,
+            self.transport.send,
+            room,
+            self._effects,
+            JobTable(jobs),
+        )
+        self.lobby = Lobby(
+            config,
+            self.accounts,
+            snapshot.next_account_id,
+            self._effects,
+            self._outbox,
+            self.stats,
+            JobTable(jobs),
+        )
+        self.lobby.open_session = self._open_session
+        self.lobby.sessions_full = self.transport.full
+
+    @property
+    def room(self) -> Fanout:
+        return self.chat.room
+
+    @property
+    def mailbox(self) -> Mailbox:
+        return self.chat.mailbox
+
+    # --- input ----------------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, address: Address, now: float, wall: float) -> None:
+        """Handle one datagram from the network, whatever it holds."""
+        self.stats["datagrams_in"] += 1
+        try:
+            datagram = wire.decode_client_datagram_untrusted(data)
+        except wire.WireError as error:
+            self.stats["bad_datagrams"] += 1
+            self.lobby.count_received(address, len(data))
+            reply = wire.ErrorReply(code=error.code, message=error.message, rid=error.rid)
+            self.lobby.reply(address, reply)
+            return
+        if isinstance(datagram, wire.Packet):
+            self._on_packet(datagram, len(data), address, now, wall)
+        else:
+            self.lobby.receive_request(datagram, len(data), address, now)
+
+    def _on_packet(
+        self, packet: wire.Packet, size: int, address: Address, now: float, wall: float
+    ) -> None:
+        session = self.sessions.get(packet.sid)
+        if session is None:
+            if self.transport.ended_recently(packet, now):
+                self.stats["ended_sessions"] += 1  # a late ack of a goodbye: nothing to say
+                return
+            self.stats["unknown_sessions"] += 1
+            self.lobby.count_received(address, size)
+            message = "This session has ended; log in again."
+            reply = wire.ErrorReply(code="session_unknown", message=message, sid=packet.sid)
+            self.lobby.reply(address, reply)
+            return
+        delivered = self.transport.receive(session, packet, size, address, now)
+        if delivered is None:
+            return
+        link = session.link
+        if link.acked_tags:
+            effect = self.chat.acknowledged(session, link.acked_tags)
+            link.acked_tags = []
+            if effect is not None:
+                self._effects.append(effect)
+        pings = self.stats["pings"]
+        for seq, raw in delivered:
+            if packet.sid not in self.sessions:
+                break  # a logout earlier in this datagram ended the session
+            self._on_frame(session, seq, raw, now, wall)
+        if delivered and self.stats["pings"] - pings == len(delivered):
+            self.stats["keepalives"] += 1
+
+    def _on_frame(
+        self, session: Session, seq: int, raw: msgspec.Raw, now: float, wall: float
+    ) -> None:
+        # Every request wants an answer: acknowledge at once rather than after the ack
+        # delay, so the client's probe timer need not wait out our delay as well.
+        session.link.acknowledge_now(now)
+        self.transport.touch(session)
+        try:
+            frame = wire.decode_client_frame_untrusted(raw)
+        except wire.WireError as error:
+            self.stats["bad_frames"] += 1
+            self.transport.send(session, error_frame(error.code, error.message, seq))
+            return
+        try:
+            if isinstance(frame, wire.Say | wire.Whisper):
+                self.chat.say(session, seq, frame, now, wall)
+            elif isinstance(frame, wire.Who):
+                self.chat.who(session, seq)
+            elif isinstance(frame, wire.HistoryRequest):
+                self.chat.history(session, seq, frame)
+            elif isinstance(frame, wire.Logout):
+                self.transport.send(session, wire.encode(wire.Ok(re=seq)))
+                self._close(session, "quit", now, wall, flush=True)
+            else:
+                self.stats["pings"] += 1
+        except RuleError as error:
+            self.transport.send(session, error_frame(error.code, error.message, seq))
+
+    # --- logins -------------------------------------------------------------------------------
+
+    def _open_session(self, attempt: LoginAttempt, now: float, wall: float) -> wire.Welcome:
+        account = attempt.account
+        session = self.transport.open(account, attempt.address, now)
+        session.quiet = attempt.quiet
+        welcome = wire.Welcome(
+            rid=attempt.rid,
+            sid=session.sid,
+            token=session.token,
+            name=account.name,
+            unread=self.chat.mailbox.count(account.id),
+        )
+        self.chat.enter(session, attempt.since, wall)
+        return welcome
+
+    def password_hashed(self, job: int, password_hash: str, wall: float) -> None:
+        """The shell hashed a new account's password."""
+        self.lobby.password_hashed(job, password_hash, wall)
+
+    def password_checked(self, job: int, ok: bool, now: float, wall: float) -> None:
+        """The shell checked a login's password."""
+        self.lobby.password_checked(job, ok, now, wall)
+
+    def history_loaded(self, job: int, messages: Iterable[Message] | None) -> None:
+        """The shell read a page of history for a session's request (None: it could not)."""
+        self.chat.history_loaded(job, messages)
+
+    # --- storage results ----------------------------------------------------------------------
+
+    def committed(self, op: StoreOp, now: float) -> None:
+        """The persistence task committed `op`: answer whoever waited for it."""
+        if isinstance(op, Message):
+            self.chat.committed(op)
+        elif isinstance(op, Account):
+            self.lobby.account_committed(op, now)
+
+    def failed(self, op: StoreOp, now: float) -> None:
+        """The persistence task could not commit `op`: tell whoever waited for it."""
+        if isinstance(op, Message):
+            self.chat.failed(op, STORAGE_SORRY)
+        elif isinstance(op, Account):
+            self.lobby.account_failed(op, now, STORAGE_SORRY)
+
+    # --- sessions ending ----------------------------------------------------------------------
+
+    def _close(
+        self,
+        session: Session,
+        reason: str,
+        now: float,
+        wall: float,
+        *,
+        flush: bool = False,
+        notify: bool = True,
+    ) -> None:
+        self.transport.remove(session, now, flush=flush)
+        self.chat.leave(session, reason, wall, notify=notify)
+
+    def shutdown(self, now: float, wall: float) -> None:
+        """Tell every session the daemon is going away; the shell then sends the output."""
+        bye = wire.encode(
+            wire.Bye(reason="shutdown", message="The server is shutting down; it will be back.")
+        )
+        for session in list(self.sessions.values()):
+            self.transport.send(session, bye)
+            self._close(session, "shutdown", now, wall, flush=True, notify=False)
+
+    # --- time and output ------------------------------------------------------------------------
+
+    def next_timer(self) -> float | None:
+        """When `handle_timers` must next run, or None."""
+        return self.transport.next_timer()
+
+    def handle_timers(self, now: float, wall: float) -> None:
+        """Retransmit, acknowledge late, and close sessions that went silent or stuck."""
+        for session, reason in self.transport.expire(now):
+            self._close(session, reason, now, wall)
+
+    def datagrams_to_send(self, now: float, wall: float) -> list[tuple[bytes, Address]]:
+        """Everything due to be sent now, as `(datagram, address)` pairs."""
+        for session in self.transport.flush(now):
+            if session.sid in self.sessions:
+                self._close(session, session.link.failure or "timeout", now, wall)
+        out = self._outbox[:]
+        self._outbox.clear()
+        return out
+
+    def take_effects(self) -> list[Effect]:
+        """Work the shell must do (and report back on), in the order it arose."""
+        effects = self._effects[:]
+        self._effects.clear()
+        return effects

@@ -1,0 +1,76 @@
+"""What the engine asks its shell to do, as typed values, and the jobs waiting on them.
+
+The engine never blocks: hashing a password, writing to storage and reading old history
+are handed to the shell as effects (`ServerEngine.take_effects`). The shell does the work
+and reports back with the effect's `job` number (`password_hashed`, `password_checked`,
+`history_loaded`) or, for `Persist`, with the stored record (`committed`, `failed`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from ..records import StoreOp
+
+
+@dataclass(frozen=True, slots=True)
+class HashPassword:
+    """Hash a new account's password (argon2id, slow on purpose)."""
+
+    job: int
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPassword:
+    """Check a login's password against the account's hash."""
+
+    job: int
+    password_hash: str = field(repr=False)
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Commit a change; the shell reports it `committed` or `failed`."""
+
+    op: StoreOp
+
+
+@dataclass(frozen=True, slots=True)
+class LoadHistory:
+    """Read up to `limit` messages older than `before` that the account may see."""
+
+    job: int
+    account_id: int
+    before: int | None
+    limit: int
+
+
+Effect = HashPassword | CheckPassword | Persist | LoadHistory
+
+T = TypeVar("T")
+
+
+class JobTable(Generic[T]):
+    """What the engine remembers about each job of one kind until the shell reports back.
+
+    Tables share one counter, so a job number names one job whatever its kind.
+    """
+
+    def __init__(self, numbers: itertools.count[int]) -> None:
+        self._numbers = numbers
+        self._jobs: dict[int, T] = {}
+
+    def add(self, state: T) -> int:
+        job = next(self._numbers)
+        self._jobs[job] = state
+        return job
+
+    def pop(self, job: int) -> T:
+        return self._jobs.pop(job)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
