@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 
-from tests.crash_run import chat_through_kills, registration_storm
+from trio_chat.testing.crash_run import chat_through_kills, registration_storm
 
 
 async def main(args: argparse.Namespace) -> int:

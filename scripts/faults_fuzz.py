@@ -20,9 +20,9 @@ from pathlib import Path
 
 import trio
 
-from tests.daemon_process import DaemonProcess
-from tests.live_fuzz import FUZZ_PASSWORD, fuzz_daemon
 from trio_chat import ClientConfig, PublicMessage, connect, register
+from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.live_fuzz import FUZZ_PASSWORD, fuzz_daemon
 
 
 async def main(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 
-from tests.loss_run import LossResult, loss_run
+from trio_chat.testing.loss_run import LossResult, loss_run
 
 
 def report(result: LossResult) -> str:

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import trio
 
-from tests.daemon_process import DaemonProcess
-from tests.fault_proxy import FaultProxy, Weather
 from trio_chat import ChatClient, ClientConfig, Left, PublicMessage, connect, register, wire
 from trio_chat.reliability import Link
+from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.fault_proxy import FaultProxy, Weather
 
 PASSWORD = "slow-peer-password"
 

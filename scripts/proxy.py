@@ -15,7 +15,7 @@ import sys
 
 import trio
 
-from tests.fault_proxy import FaultProxy, Weather
+from trio_chat.testing.fault_proxy import FaultProxy, Weather
 
 
 def _address(text: str) -> tuple[str, int]:

@@ -52,8 +52,8 @@ async def test_garbage_gets_clear_errors_and_changes_nothing(
             trio_chat.connect(host, port, "bob", PASSWORD) as bob,
             trio_chat.connect(host, port, "alice", PASSWORD) as alice,
         ):
-            sid = alice._sid
-            stored_before = engine._next_message_id
+            sid = alice.connection.sid
+            stored_before = engine.chat.next_message_id
             accounts_before = set(engine.accounts)
             cases: list[tuple[bytes, str | None]] = [
                 (b"this is not JSON at all, " * 10, "bad_datagram"),
@@ -92,7 +92,7 @@ async def test_garbage_gets_clear_errors_and_changes_nothing(
                     assert await exchange(sock, wire.encode(forged)) is None
 
             # Nothing changed, nobody heard anything, and the daemon goes on serving.
-            assert engine._next_message_id == stored_before
+            assert engine.chat.next_message_id == stored_before
             assert set(engine.accounts) == accounts_before
             assert engine.stats["bad_tokens"] == len(spoofed)
             assert engine.stats["bad_datagrams"] >= len(cases) - 1

@@ -2,51 +2,77 @@
 
 from __future__ import annotations
 
-from tests.harness import EngineHarness, SimClient, logged_in
 from trio_chat import wire
-from trio_chat.engine import LoadHistory, ServerConfig, ServerEngine
+from trio_chat.engine import Address, LoadHistory, ServerConfig, ServerEngine
 from trio_chat.records import Account, MarkDelivered, Message, Snapshot
 from trio_chat.room import LocalRoom
+from trio_chat.rules import name_key
+from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
 
 ALICE = ("127.0.0.1", 40001)
 BOB = ("127.0.0.1", 40002)
 CAROL = ("127.0.0.1", 40003)
 
 
+def EngineHarness(
+    config: ServerConfig | None = None, snapshot: Snapshot | None = None, *, commit: bool = True
+) -> EngineDriver:
+    return EngineDriver(config or ServerConfig(), snapshot, auto_commit=commit, now=100.0)
+
+
+def logged_in(h: EngineDriver, address: Address, name: str) -> Peer:
+    """A peer at `address` logged in as `name` (registered first if need be)."""
+    if name_key(name) not in h.engine.accounts:
+        h.add_account(name, PASSWORD, address)
+    peer = Peer(h, name, PASSWORD, address)
+    assert peer.connection.ready
+    return peer
+
+
+def register(h: EngineDriver, address: Address, name: str, password: str = PASSWORD) -> object:
+    """A registration sent as a client sends it; the one answer."""
+    return h.request(wire.Register(rid=h.new_id(), name=name, password=password), address)
+
+
+def login(h: EngineDriver, address: Address, name: str, password: str = PASSWORD) -> object:
+    return h.request(wire.Login(rid=h.new_id(), name=name, password=password), address)
+
+
 def test_registered_is_sent_only_once_the_account_is_committed() -> None:
     h = EngineHarness(commit=False)
-    client = SimClient(h, ALICE)
     register = wire.Register(rid="r1", name="alice", password="correct horse")
-    assert client.request(register) == []
+    h.deliver(wire.encode(register), ALICE)
+    assert h.replies(ALICE) == []
     assert [type(op) for op in h.uncommitted] == [Account]
     # The client retransmits while the write is in flight: it hears "pending", not "taken".
-    assert client.request(register) == [wire.Pending(rid="r1")]
+    h.deliver(wire.encode(register), ALICE)
+    assert h.replies(ALICE) == [wire.Pending(rid="r1")]
     h.commit_held()
     assert h.replies(ALICE) == [wire.Registered(rid="r1", name="alice")]
     # A late retransmission gets the same answer again.
-    assert client.request(register) == [wire.Registered(rid="r1", name="alice")]
+    h.deliver(wire.encode(register), ALICE)
+    assert h.replies(ALICE) == [wire.Registered(rid="r1", name="alice")]
 
 
 def test_names_are_unique_after_nfkc_and_casefolding() -> None:
     h = EngineHarness()
-    client = SimClient(h, ALICE)
-    assert isinstance(client.register("Alice"), wire.Registered)
+    assert isinstance(register(h, ALICE, "Alice"), wire.Registered)
     for lookalike in ("alice", "ALICE", "ａｌｉｃｅ"):
-        reply = client.register(lookalike)
+        reply = register(h, ALICE, lookalike)
         assert isinstance(reply, wire.ErrorReply)
         assert reply.code == "name_taken"
-    assert isinstance(client.register("Алиса"), wire.Registered)
+    assert isinstance(register(h, ALICE, "Алиса"), wire.Registered)
 
 
 def test_each_registration_failure_has_its_own_code() -> None:
     h = EngineHarness()
-    client = SimClient(h, ALICE)
     cases = {
         "invalid_name": ("bad name", "correct horse"),
         "password_too_short": ("alice", "short"),
+        "password_too_long": ("alice", "p" * 257),
     }
     for code, (name, password) in cases.items():
-        reply = client.register(name, password)
+        reply = register(h, ALICE, name, password)
         assert isinstance(reply, wire.ErrorReply)
         assert (reply.code, reply.rid is not None) == (code, True)
         assert reply.message.endswith(".")
@@ -54,16 +80,18 @@ def test_each_registration_failure_has_its_own_code() -> None:
 
 def test_login_failures_and_a_retransmitted_login_gets_the_same_session() -> None:
     h = EngineHarness()
-    client = SimClient(h, ALICE)
-    client.register("alice")
-    unknown = client.login("nobody")
+    register(h, ALICE, "alice")
+    unknown = login(h, ALICE, "nobody")
     assert isinstance(unknown, wire.ErrorReply) and unknown.code == "unknown_user"
-    wrong = client.login("alice", "wrong password")
+    wrong = login(h, ALICE, "alice", "wrong password")
     assert isinstance(wrong, wire.ErrorReply) and wrong.code == "wrong_password"
+    # A password no account could have is wrong at once, without a hash spent on it.
+    short = login(h, ALICE, "alice", "short")
+    assert isinstance(short, wire.ErrorReply) and short.code == "wrong_password"
 
-    login = wire.Login(rid="same", name="ALICE", password="correct horse")
-    (first,) = client.request(login)
-    (again,) = client.request(login)
+    request = wire.Login(rid="same", name="ALICE", password="correct horse")
+    first = h.request(request, ALICE)
+    again = h.request(request, ALICE)
     assert isinstance(first, wire.Welcome)
     assert first == again
     assert first.name == "alice"
@@ -75,14 +103,14 @@ def test_history_waits_until_the_address_has_proven_it_receives() -> None:
     alice = logged_in(h, ALICE, "alice")
     for n in range(30):
         alice.send(wire.Say(text=f"message {n}", cid=f"c{n}"))
-    bob = SimClient(h, BOB)
-    bob.register("bob")
-    (welcome,) = bob.request(wire.Login(rid="b", name="bob", password="correct horse"))
-    assert isinstance(welcome, wire.Welcome)
-    assert h.replies(BOB) == []  # nothing beyond the welcome before bob answers
-    bob.attach(welcome)
-    bob.send(wire.Ping())
-    bob.poll()
+    h.add_account("bob")
+    bob = Peer(h, "bob", address=BOB, login=False)
+    bob.connection.start(h.now)
+    (request,) = bob.connection.datagrams_to_send(h.now)
+    welcome = h.receive(request, BOB)
+    assert len(welcome) == 1  # nothing beyond the welcome before bob answers
+    bob.take(welcome)
+    bob.flush()
     history = bob.of_type(wire.Msg)
     assert [m.text for m in history] == [f"message {n}" for n in range(10, 30)]
     assert all(m.history for m in history)
@@ -104,6 +132,7 @@ def test_a_public_message_reaches_everyone_else_once_it_is_on_disk() -> None:
         (msg,) = [f for f in other.poll() if isinstance(f, wire.Msg)]
         assert (msg.sender, msg.text, msg.history) == ("alice", "你好，世界 🙂", False)
         assert msg.ts.endswith("Z")
+        assert msg.cid == "c1"  # the sender's other sessions know their own message by it
     (ok,) = [f for f in alice.poll() if isinstance(f, wire.Ok)]
     assert (ok.re, ok.id) == (seq, msg.id)
     assert not alice.of_type(wire.Msg)  # the sender hears its own message as the answer
@@ -114,7 +143,7 @@ def test_a_message_resent_with_the_same_client_id_is_kept_once() -> None:
     alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
     first = alice.send(wire.Say(text="once", cid="same"))
     second = alice.send(wire.Say(text="once", cid="same"))
-    oks = [f for f in alice.poll() if isinstance(f, wire.Ok)]
+    oks = alice.of_type(wire.Ok)
     assert [ok.re for ok in oks] == [first, second]
     assert oks[0].id == oks[1].id
     assert [m.text for m in bob.poll() if isinstance(m, wire.Msg)] == ["once"]
@@ -130,26 +159,41 @@ def test_private_messages_reach_every_session_of_the_recipient_and_wait_when_off
     alice.send(wire.Whisper(to="BOB", text="psst", cid="w1"))
     for session in (bob_one, bob_two):
         (pm,) = [f for f in session.poll() if isinstance(f, wire.Pm)]
-        assert (pm.sender, pm.to, pm.text) == ("alice", "bob", "psst")
+        assert (pm.sender, pm.to, pm.text, pm.cid) == ("alice", "bob", "psst", "w1")
+        session.flush(ack=True)
     assert not any(isinstance(f, wire.Pm) for f in carol.poll())
     assert any(isinstance(op, MarkDelivered) for op in h.stored)
 
     # Offline: stored, counted as unread, delivered as history on the next login.
     carol.send(wire.Logout())
-    carol.poll()
     alice.send(wire.Whisper(to="carol", text="while you were away", cid="w2"))
     unknown = alice.send(wire.Whisper(to="nobody", text="hello?", cid="w3"))
-    errors = [f for f in alice.poll() if isinstance(f, wire.ErrorFrame)]
+    errors = alice.of_type(wire.ErrorFrame)
     assert [(e.code, e.re) for e in errors] == [("unknown_user", unknown)]
-    again = SimClient(h, ("127.0.0.1", 40005))
-    welcome = again.login("carol")
+    again = Peer(h, "carol", address=("127.0.0.1", 40005))
+    welcome = again.connection.login_answer
     assert isinstance(welcome, wire.Welcome) and welcome.unread == 1
-    again.poll()
     (waiting,) = again.of_type(wire.Pm)
     assert (waiting.text, waiting.history) == ("while you were away", True)
+    again.flush(ack=True)
     delivered = [op for op in h.stored if isinstance(op, MarkDelivered)]
     assert delivered[-1].message_ids == (waiting.id,)
     assert h.engine.mailbox.count(h.engine.accounts["carol"].id) == 0
+
+
+def test_a_whisper_to_yourself_reaches_your_other_sessions_and_waits_in_no_mailbox() -> None:
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    other = logged_in(h, BOB, "alice")
+    seq = alice.send(wire.Whisper(to="alice", text="note to self", cid="n1"))
+    (ok,) = [o for o in alice.of_type(wire.Ok) if o.re == seq]
+    assert ok.to == "alice"
+    assert not alice.of_type(wire.Pm)  # the session that wrote it has the `ok`
+    other.poll()
+    assert [(p.sender, p.to, p.text) for p in other.of_type(wire.Pm)] == [
+        ("alice", "alice", "note to self")
+    ]
+    assert h.engine.mailbox.count(h.engine.accounts["alice"].id) == 0
 
 
 def test_join_and_leave_notices_and_who() -> None:
@@ -159,14 +203,30 @@ def test_join_and_leave_notices_and_who() -> None:
     alice.poll()
     assert [j.name for j in alice.of_type(wire.Join)] == ["bob"]
     seq = alice.send(wire.Who())
-    alice.poll()
     names = [n for part in alice.of_type(wire.Names) for n in part.names if part.re == seq]
     assert names == ["alice", "bob"]
-    bob.send(wire.Logout())
+    logout = bob.send(wire.Logout())
     alice.poll()
     assert [(left.name, left.reason) for left in alice.of_type(wire.Leave)] == [("bob", "quit")]
-    bob.poll()
-    assert bob.of_type(wire.Ok)[-1].re == 2
+    assert bob.of_type(wire.Ok)[-1].re == logout
+    assert bob.connection.closed
+
+
+def test_the_acknowledgement_of_a_logout_is_dropped_quietly() -> None:
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    token = alice.token
+    alice.send(wire.Logout())
+    # The `ok` is acknowledged after the session ended: no `session_unknown` for it.
+    late = wire.session_prefix(alice.sid, token) + wire.link_fields(99, 3, [])
+    datagram = wire.close_packet(late, b"")
+    assert h.receive(datagram, ALICE) == []
+    assert h.engine.stats["ended_sessions"] == 1
+    # A stranger naming that session, without its token, still hears that it is gone.
+    stranger = wire.session_prefix(alice.sid, "x") + wire.link_fields(1, 0, [])
+    stranger = wire.close_packet(stranger, b"")
+    (reply,) = [wire.decode_server_datagram_untrusted(d) for d in h.receive(stranger, BOB)]
+    assert isinstance(reply, wire.ErrorReply) and reply.code == "session_unknown"
 
 
 def test_who_splits_a_long_list_over_several_frames() -> None:
@@ -175,7 +235,6 @@ def test_who_splits_a_long_list_over_several_frames() -> None:
         logged_in(h, ("127.0.0.1", 41000 + n), f"person-with-a-long-name-{n:03d}")
     alice = logged_in(h, ALICE, "alice")
     seq = alice.send(wire.Who())
-    alice.poll()
     parts = [p for p in alice.of_type(wire.Names) if p.re == seq]
     assert len(parts) > 1
     assert sum(len(p.names) for p in parts) == 121
@@ -188,9 +247,7 @@ def test_history_requests_page_backwards() -> None:
     alice = logged_in(h, ALICE, "alice")
     for n in range(10):
         alice.send(wire.Say(text=f"m{n}", cid=f"c{n}"))
-    alice.poll()
     seq = alice.send(wire.HistoryRequest(limit=3, before=8))
-    alice.poll()
     page = [m for m in alice.of_type(wire.Msg) if m.re == seq]
     assert [m.id for m in page] == [5, 6, 7]
     assert all(m.history for m in page)
@@ -203,7 +260,6 @@ def test_a_silent_session_times_out_and_others_are_told() -> None:
     for _ in range(5):
         h.advance(10.0)
         alice.send(wire.Ping())
-        alice.poll()
     assert bob.sid not in h.engine.sessions
     assert alice.sid in h.engine.sessions
     assert [(left.name, left.reason) for left in alice.of_type(wire.Leave)] == [("bob", "timeout")]
@@ -217,24 +273,24 @@ def test_a_peer_that_stops_acknowledging_is_dropped_after_retransmitting() -> No
     sent_before = h.sent_to[BOB]
     for _ in range(200):
         h.advance(1.0)
+        alice.send(wire.Ping())
         if bob.sid not in h.engine.sessions:
             break
     assert bob.sid not in h.engine.sessions
     assert h.sent_to[BOB] > sent_before  # it did retransmit before giving up
+    assert h.now - 100.0 <= h.engine.config.link.give_up_after + h.engine.config.link.max_pto + 1
 
 
 def test_messages_past_the_burst_are_refused_with_a_retry_time() -> None:
     h = EngineHarness(ServerConfig(message_rate=1.0, message_burst=3))
     alice = logged_in(h, ALICE, "alice")
     seqs = [alice.send(wire.Say(text=f"m{n}", cid=f"c{n}")) for n in range(4)]
-    alice.poll()
     (refused,) = alice.of_type(wire.ErrorFrame)
     assert refused.code == "rate_limited" and refused.re == seqs[3]
     assert refused.retry_after is not None and 0 < refused.retry_after <= 1.0
     h.advance(1.0)
-    alice.send(wire.Say(text="m3", cid="c3"))
-    alice.poll()
-    assert seqs[3] + 1 in [ok.re for ok in alice.of_type(wire.Ok)]
+    again = alice.send(wire.Say(text="m3", cid="c3"))
+    assert again in [ok.re for ok in alice.of_type(wire.Ok)]
 
 
 def test_text_rules_are_enforced_with_clear_errors() -> None:
@@ -242,7 +298,6 @@ def test_text_rules_are_enforced_with_clear_errors() -> None:
     alice = logged_in(h, ALICE, "alice")
     empty = alice.send(wire.Say(text="", cid="c1"))
     long = alice.send(wire.Say(text="字" * 200, cid="c2"))
-    alice.poll()
     codes = {e.re: e.code for e in alice.of_type(wire.ErrorFrame)}
     assert codes == {empty: "text_empty", long: "text_too_long"}
 
@@ -250,14 +305,12 @@ def test_text_rules_are_enforced_with_clear_errors() -> None:
 def test_an_undecodable_frame_gets_an_error_and_the_session_goes_on() -> None:
     h = EngineHarness()
     alice = logged_in(h, ALICE, "alice")
-    assert alice.link is not None
-    bad = alice.link.send(b'{"t":"say","text":42}')
-    unknown = alice.link.send(b'{"t":"dance"}')
-    alice.flush()
+    bad = alice.request(b'{"t":"say","text":42}').seq
+    unknown = alice.request(b'{"t":"dance"}').seq
+    garbage = alice.request(b"[1,2]").seq
     alice.send(wire.Say(text="still here", cid="c1"))
-    alice.poll()
     codes = {e.re: e.code for e in alice.of_type(wire.ErrorFrame)}
-    assert codes == {bad: "bad_request", unknown: "bad_request"}
+    assert codes == {bad: "bad_field", unknown: "bad_request", garbage: "bad_request"}
     assert len(alice.of_type(wire.Ok)) == 1
 
 
@@ -268,12 +321,9 @@ def test_resuming_with_since_sends_exactly_what_was_missed() -> None:
     alice.send(wire.Say(text="seen", cid="c0"))
     seen = [m.id for m in bob.poll() if isinstance(m, wire.Msg)][-1]
     bob.send(wire.Logout())
-    bob.poll()
     for n in range(3):
         alice.send(wire.Say(text=f"missed {n}", cid=f"c{n + 1}"))
-    again = SimClient(h, ("127.0.0.1", 40006))
-    again.login("bob", since=seen)
-    again.poll()
+    again = Peer(h, "bob", address=("127.0.0.1", 40006), since=seen)
     assert [m.text for m in again.of_type(wire.Msg)] == ["missed 0", "missed 1", "missed 2"]
     assert again.of_type(wire.Ready) == [wire.Ready(count=3, more=False)]
 
@@ -291,14 +341,13 @@ def test_shutdown_says_goodbye_to_every_session() -> None:
 
 
 def test_a_history_read_that_fails_is_answered_with_an_error() -> None:
-    class BrokenStorage(EngineHarness):
+    class BrokenStorage(EngineDriver):
         def history(self, effect: LoadHistory) -> list[Message] | None:
             return None
 
     h = BrokenStorage()
     alice = logged_in(h, ALICE, "alice")
     seq = alice.send(wire.HistoryRequest(limit=5))
-    alice.poll()
     (error,) = alice.of_type(wire.ErrorFrame)
     assert (error.code, error.re) == ("storage_failed", seq)
     assert alice.sid in h.engine.sessions
@@ -319,9 +368,8 @@ def test_the_room_is_a_seam_another_fanout_can_fill() -> None:
     alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
     alice.send(wire.Say(text="over the bus", cid="c1"))
     assert [m.text for m in bob.poll() if isinstance(m, wire.Msg)] == ["over the bus"]
-    assert [wire.decode_server_frame_untrusted(f) for f in published][-1] == bob.of_type(wire.Msg)[
-        -1
-    ]
+    last = bob.of_type(wire.Msg)[-1]
+    assert [wire.decode_server_frame_untrusted(f) for f in published][-1] == last
 
 
 def test_after_a_refusal_later_messages_wait_for_the_refused_one() -> None:
@@ -332,7 +380,6 @@ def test_after_a_refusal_later_messages_wait_for_the_refused_one() -> None:
     refused = alice.send(wire.Say(text="second", cid="c2"))
     h.advance(2.0)  # the bucket has a token again, but "second" has not come back yet
     later = alice.send(wire.Say(text="third", cid="c3"))
-    alice.poll()
     assert {e.re for e in alice.of_type(wire.ErrorFrame)} == {refused, later}
     assert all(e.code == "rate_limited" for e in alice.of_type(wire.ErrorFrame))
     alice.send(wire.Say(text="second", cid="c2"))
@@ -347,27 +394,25 @@ def test_a_refused_message_never_sent_again_stops_holding_others_back() -> None:
     alice = logged_in(h, ALICE, "alice")
     alice.send(wire.Say(text="first", cid="c1"))
     alice.send(wire.Say(text="given up", cid="c2"))
-    alice.poll()  # takes the refusal, and acknowledges it
-    h.advance(31.0)
-    alice.send(wire.Ping())
+    (refused,) = alice.of_type(wire.ErrorFrame)
+    assert refused.retry_after is not None
+    # Held back for `retry_after` plus 10 s; then the session's messages flow again.
+    h.advance(refused.retry_after + 10.5)
     seq = alice.send(wire.Say(text="much later", cid="c3"))
-    alice.poll()
     assert seq in {ok.re for ok in alice.of_type(wire.Ok)}
 
 
 def test_a_quiet_login_only_looks() -> None:
     h = EngineHarness()
     alice = logged_in(h, ALICE, "alice")
-    bob = SimClient(h, BOB)
-    bob.register("bob")
+    h.add_account("bob")
     alice.send(wire.Whisper(to="bob", text="waiting for you", cid="w1"))
     alice.send(wire.Say(text="public", cid="p1"))
-    (welcome,) = bob.request(wire.Login(rid="q", name="bob", password="correct horse", quiet=True))
+    bob = Peer(h, "bob", address=BOB, quiet=True)
+    welcome = bob.connection.login_answer
     assert isinstance(welcome, wire.Welcome) and welcome.unread == 1
-    bob.attach(welcome)
     seq = bob.send(wire.Who())
     refused = bob.send(wire.Say(text="hello?", cid="q1"))
-    bob.poll()
     assert bob.of_type(wire.Ready) == [wire.Ready(count=0)]
     assert [n for part in bob.of_type(wire.Names) if part.re == seq for n in part.names] == [
         "alice"
@@ -415,16 +460,15 @@ def test_a_message_that_could_not_be_stored_is_never_shown_and_may_be_resent() -
     assert h.engine.mailbox.count(h.engine.accounts["bob"].id) == 0
     h.auto_commit = True
     again = alice.send(wire.Whisper(to="bob", text="hello", cid="c1"))
-    (ok,) = [o for o in alice.poll() if isinstance(o, wire.Ok)]
-    assert ok.re == again and ok.id != op.id
+    (ok,) = [o for o in alice.of_type(wire.Ok) if o.re == again]
+    assert ok.id != op.id
     assert [m.text for m in bob.poll() if isinstance(m, wire.Pm)] == ["hello"]
 
 
 def test_a_registration_answered_by_a_daemon_that_then_died_is_answered_again() -> None:
     stored = Account(1, "alice", "alice", "fake$esroh tcerroc", "2026-11-30T00:00:00.000Z", "r-9")
     h = EngineHarness(snapshot=Snapshot(accounts=[stored], next_account_id=2))
-    client = SimClient(h, ALICE)
-    same = client.request(wire.Register(rid="r-9", name="alice", password="correct horse"))
-    assert same == [wire.Registered(rid="r-9", name="alice")]
-    other = client.request(wire.Register(rid="r-10", name="alice", password="correct horse"))
-    assert [(r.code if isinstance(r, wire.ErrorReply) else r) for r in other] == ["name_taken"]
+    same = h.request(wire.Register(rid="r-9", name="alice", password="correct horse"), ALICE)
+    assert same == wire.Registered(rid="r-9", name="alice")
+    other = h.request(wire.Register(rid="r-10", name="alice", password="correct horse"), ALICE)
+    assert isinstance(other, wire.ErrorReply) and other.code == "name_taken"

@@ -15,13 +15,13 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.daemon_process import DaemonProcess
-from tests.engine_driver import EngineDriver, Peer
-from tests.garbage import Garbage
-from tests.live_fuzz import FUZZ_PASSWORD, fuzz_daemon
 from trio_chat import PublicMessage, wire
 from trio_chat.client import ClientConfig, connect, register
 from trio_chat.engine import ServerConfig
+from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.driver import EngineDriver, Peer
+from trio_chat.testing.garbage import Garbage
+from trio_chat.testing.live_fuzz import FUZZ_PASSWORD, fuzz_daemon
 
 DECODERS = (
     wire.decode_client_datagram_untrusted,

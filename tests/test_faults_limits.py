@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.daemon_process import DaemonProcess
-from tests.engine_driver import EngineDriver, Peer
 from trio_chat import (
     ClientConfig,
     Left,
@@ -29,6 +27,8 @@ from trio_chat import (
 )
 from trio_chat.engine import Address, ServerConfig
 from trio_chat.server import serve
+from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.driver import EngineDriver, Peer
 
 HERE = ("10.0.0.1", 1000)
 THERE = ("10.0.0.2", 1000)

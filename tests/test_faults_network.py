@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.fault_proxy import FaultProxy, Weather
-from tests.loss_run import loss_run
 from trio_chat import ClientConfig, ServerUnreachable, connect, register
 from trio_chat.engine import ServerConfig, ServerEngine
 from trio_chat.server import serve
+from trio_chat.testing.fault_proxy import FaultProxy, Weather
+from trio_chat.testing.loss_run import loss_run
 
 
 async def test_the_proxy_drops_and_duplicates_as_seeded() -> None:

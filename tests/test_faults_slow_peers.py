@@ -13,12 +13,12 @@ from pathlib import Path
 
 import trio
 
-from tests.engine_driver import EngineDriver, Peer
 from trio_chat import Left, PublicMessage, wire
 from trio_chat.client import ClientConfig, connect, register
 from trio_chat.engine import ServerConfig
 from trio_chat.reliability import LinkConfig
 from trio_chat.server import serve
+from trio_chat.testing.driver import EngineDriver, Peer
 
 FAST = ClientConfig(timeout=5.0)
 
@@ -54,8 +54,8 @@ def test_a_peer_that_stops_acknowledging_is_closed_when_its_queue_overflows() ->
     assert len(driver.stored_messages()) == 150
 
 
-def test_a_peer_that_stops_acknowledging_is_closed_once_retransmissions_run_out() -> None:
-    config = ServerConfig(link=LinkConfig(max_retransmits=4, max_rto=1.0), idle_timeout=600.0)
+def test_a_peer_that_stops_acknowledging_is_closed_once_it_has_gone_unanswered_too_long() -> None:
+    config = ServerConfig(link=LinkConfig(give_up_after=8.0, max_pto=1.0), idle_timeout=600.0)
     driver, peers = room(config, "talker", "dead")
     talker = peers["talker"]
     talker.send(wire.Say(text="are you there?", cid="q"))
@@ -118,7 +118,7 @@ def test_idle_timeouts_fire_once_whatever_the_float_rounding() -> None:
 async def test_a_live_daemon_drops_a_client_that_goes_quiet_and_keeps_serving(
     tmp_path: Path,
 ) -> None:
-    link = LinkConfig(max_retransmits=3, max_rto=0.5)
+    link = LinkConfig(give_up_after=1.5, max_pto=0.5)
     config = ServerConfig(link=link, idle_timeout=3.0, message_burst=1000)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:

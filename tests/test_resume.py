@@ -9,8 +9,8 @@ from pathlib import Path
 import trio
 
 import trio_chat
-from tests.daemon_process import DaemonProcess
 from trio_chat.client import ClientConfig
+from trio_chat.testing.daemon import DaemonProcess
 
 PASSWORD = "correct horse"
 QUICK = ClientConfig(keepalive=0.5, reconnect_delay_max=0.5)

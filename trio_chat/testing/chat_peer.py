@@ -8,8 +8,8 @@ Once in the room, the process waits for a line on standard input ("go"), so that
 can start every process at once when all are ready; times are counted from then.
 Message texts are `"<sender> <n> <padding>"`.
 
-    python -m scripts.chat_peer --port 1600 --receive r1 --receive r2 --expect s1:100
-    python -m scripts.chat_peer --port 1600 --send s1 --count 100
+    python -m trio_chat.testing.chat_peer --port 1600 --receive r1 --receive r2 --expect s1:100
+    python -m trio_chat.testing.chat_peer --port 1600 --send s1 --count 100
 """
 
 from __future__ import annotations

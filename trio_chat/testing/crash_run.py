@@ -20,7 +20,6 @@ from pathlib import Path
 
 import trio
 
-from tests.daemon_process import DaemonProcess
 from trio_chat import (
     ChatClient,
     ChatError,
@@ -36,6 +35,7 @@ from trio_chat import (
     connect,
     register,
 )
+from trio_chat.testing.daemon import DaemonProcess
 
 PASSWORD = "crash-test-password"
 LIMITS = ("--register-burst", "100000", "--message-burst", "100000", "--message-rate", "100000")

@@ -22,7 +22,6 @@ from pathlib import Path
 import trio
 
 LISTENING = re.compile(r"trio-chat is listening on \[?([^\]\s]+?)\]?:(\d+) ")
-REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 async def reap(process: trio.Process) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import trio
 
-from tests.garbage import Garbage
 from trio_chat import wire
+from trio_chat.testing.garbage import Garbage
 
 FUZZ_PASSWORD = "fuzzing-password"
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import trio
 
-from tests.daemon_process import REPOSITORY, DaemonProcess, reap
-from tests.fault_proxy import FaultProxy, ProxyStats, Weather
 from trio_chat import ClientConfig, register
+from trio_chat.testing.daemon import DaemonProcess, reap
+from trio_chat.testing.fault_proxy import FaultProxy, ProxyStats, Weather
 
-PASSWORD = "load-run-password"  # the same as scripts/chat_peer.py's
+PASSWORD = "load-run-password"  # the same as trio_chat/testing/chat_peer.py's
 
 
 @dataclass
@@ -74,7 +74,7 @@ class LossResult:
 
 
 class _PeerProcess:
-    """One `scripts/chat_peer.py` process and the JSON lines it prints."""
+    """One `trio_chat/testing/chat_peer.py` process and the JSON lines it prints."""
 
     def __init__(self, process: trio.Process) -> None:
         self.process = process
@@ -106,8 +106,7 @@ class _PeerProcess:
 
 async def _spawn(nursery: trio.Nursery, arguments: list[str]) -> _PeerProcess:
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "scripts.chat_peer", *arguments],
-        cwd=REPOSITORY,
+        [sys.executable, "-m", "trio_chat.testing.chat_peer", *arguments],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -1,0 +1,8 @@
+"""Helpers shared by trio-chat's tests and scripts, as `trio.testing` is for Trio.
+
+- `netsim`: a simulated datagram network (seeded loss, duplication, reordering).
+- `driver`: the engine driven by hand (`EngineDriver`) and clients on it (`Peer`).
+- `daemon`: the real daemon as a child process, killed and restarted at will.
+- `fault_proxy`: a UDP proxy that drops, duplicates, delays and reorders.
+- `chat_peer`, `loss_run`, `crash_run`, `live_fuzz`, `garbage`: the long fault runs.
+"""

@@ -1,0 +1,302 @@
+"""Drive a `ServerEngine` by hand: explicit time, effects done at once, every byte counted.
+
+`EngineDriver` performs the engine's effects synchronously (a cheap stand-in for argon2,
+an in-memory store that commits on request) and records every datagram the engine sends,
+per address, so tests can count bytes exactly. `Peer` is a client at one address: the
+real client core (`ClientConnection`) exchanging datagrams with the driven engine, with
+every frame it receives kept in `frames`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .. import wire
+from ..client_protocol import ClientConfig, ClientConnection, Handle
+from ..engine import (
+    Address,
+    CheckPassword,
+    HashPassword,
+    LoadHistory,
+    Persist,
+    ServerConfig,
+    ServerEngine,
+)
+from ..events import Event
+from ..records import Account, Message, Snapshot, StoreOp
+from ..reliability import Link
+
+WALL = 1_700_000_000.0
+PASSWORD = "correct horse"
+T = TypeVar("T")
+
+
+def fake_hash(password: str) -> str:
+    return "fake$" + password
+
+
+@dataclass
+class EngineDriver:
+    config: ServerConfig = field(default_factory=ServerConfig)
+    snapshot: Snapshot | None = None
+    auto_commit: bool = True
+    now: float = 0.0
+    engine: ServerEngine = field(init=False)
+    sent: list[tuple[bytes, Address]] = field(default_factory=list)
+    received_from: dict[Address, int] = field(default_factory=lambda: defaultdict(int))
+    sent_to: dict[Address, int] = field(default_factory=lambda: defaultdict(int))
+    inbox: dict[Address, list[bytes]] = field(default_factory=lambda: defaultdict(list))
+    """Datagrams sent to each address that no caller has taken yet."""
+    stored: list[StoreOp] = field(default_factory=list)
+    uncommitted: list[StoreOp] = field(default_factory=list)
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        tokens = iter(range(1, 10**9))
+        sids = iter(range(1000, 10**9))
+        self.engine = ServerEngine(
+            self.config,
+            self.snapshot,
+            new_token=lambda: f"token{next(tokens):017d}",
+            new_session_id=lambda: next(sids),
+        )
+
+    @property
+    def wall(self) -> float:
+        return WALL + self.now
+
+    def new_id(self) -> str:
+        """Request and message ids for peers: predictable, unique in one run."""
+        return f"id{next(self.ids)}"
+
+    # --- feeding ------------------------------------------------------------------------
+
+    def receive(self, data: bytes, address: Address) -> list[bytes]:
+        """Deliver one datagram; return what the engine sends to `address` in response.
+
+        What goes to other addresses meanwhile waits in their `inbox`.
+        """
+        self.received_from[address] += len(data)
+        self.engine.receive_datagram(data, address, self.now, self.wall)
+        return self.pump(address)
+
+    def deliver(self, data: bytes, address: Address) -> None:
+        """Deliver one datagram; everything sent in response waits in the inboxes."""
+        self.inbox[address] += self.receive(data, address)
+
+    def advance(self, seconds: float, address: Address | None = None) -> list[bytes]:
+        """Let time pass, firing every timer due; return what went to `address`."""
+        end = self.now + seconds
+        out: list[bytes] = []
+        while True:
+            deadline = self.engine.next_timer()
+            if deadline is None or deadline > end:
+                break
+            self.now = max(self.now, deadline)
+            self.engine.handle_timers(self.now, self.wall)
+            out += self.pump(address)
+        self.now = end
+        self.engine.handle_timers(self.now, self.wall)
+        return out + self.pump(address)
+
+    def pump(self, address: Address | None = None) -> list[bytes]:
+        """Do the engine's effects and collect its output until it has nothing more."""
+        engine = self.engine
+        out: list[bytes] = []
+        while True:
+            effects = engine.take_effects()
+            datagrams = engine.datagrams_to_send(self.now, self.wall)
+            for data, to in datagrams:
+                self.sent.append((data, to))
+                self.sent_to[to] += len(data)
+                if to == address:
+                    out.append(data)
+                else:
+                    self.inbox[to].append(data)
+            if not effects and not datagrams:
+                return out
+            for effect in effects:
+                self._do(effect)
+
+    def _do(self, effect: Any) -> None:
+        engine = self.engine
+        if isinstance(effect, HashPassword):
+            engine.password_hashed(effect.job, fake_hash(effect.password), self.wall)
+        elif isinstance(effect, CheckPassword):
+            ok = effect.password_hash == fake_hash(effect.password)
+            engine.password_checked(effect.job, ok, self.now, self.wall)
+        elif isinstance(effect, Persist):
+            self.uncommitted.append(effect.op)
+            if self.auto_commit:
+                self.commit()
+        elif isinstance(effect, LoadHistory):
+            engine.history_loaded(effect.job, self.history(effect))
+
+    def history(self, effect: LoadHistory) -> list[Message] | None:
+        """What a store would read for a history request: stored messages it may see."""
+        visible = [
+            op
+            for op in self.stored_messages()
+            if (op.recipient_id is None or effect.account_id in (op.recipient_id, op.sender_id))
+            and (effect.before is None or op.id < effect.before)
+        ]
+        return visible[-effect.limit :]
+
+    def commit(self) -> None:
+        ops, self.uncommitted = self.uncommitted, []
+        for op in ops:
+            self.stored.append(op)
+            self.engine.committed(op, self.now)
+
+    def commit_held(self) -> None:
+        """Commit what waits, and send what that lets the engine say."""
+        self.commit()
+        self.pump()
+
+    # --- requests outside a session ----------------------------------------------------------
+
+    def replies(self, address: Address) -> list[wire.ServerDatagram]:
+        """Take what waits for `address`, decoded."""
+        return [wire.decode_server_datagram_untrusted(d) for d in self.inbox.pop(address, [])]
+
+    def add_account(
+        self, name: str, password: str = PASSWORD, address: Address = ("10.0.0.99", 1)
+    ) -> None:
+        reply = self.request(
+            wire.Register(rid=f"reg-{name}", name=name, password=password), address
+        )
+        assert isinstance(reply, wire.Registered), reply
+
+    def request(self, request: wire.Register | wire.Login, address: Address) -> wire.ServerDatagram:
+        """Send a request outside a session; return the one reply to it."""
+        out = self.receive(wire.encode(request), address)
+        if not out and self.uncommitted:  # a registration is answered once it is stored
+            self.commit()
+            out = self.pump(address)
+        replies = [
+            decoded
+            for data in out
+            if getattr(decoded := wire.decode_server_datagram_untrusted(data), "rid", None)
+            == request.rid
+        ]
+        assert len(replies) == 1, replies
+        return replies[0]
+
+    def stored_messages(self) -> list[Message]:
+        return [op for op in self.stored if isinstance(op, Message)]
+
+    def stored_accounts(self) -> list[Account]:
+        return [op for op in self.stored if isinstance(op, Account)]
+
+
+class Peer:
+    """A client at `address`: the client core, logged in to the driven engine as `name`.
+
+    `send` hands frames to the core as requests (a ping straight to the link, as the core
+    sends its keepalives) and exchanges datagrams; `frames` holds every frame received,
+    `events` every event. Without `login`, call `login()` when the test is ready. By
+    default it neither logs in again nor resends refused messages by itself, so that a
+    test sees the daemon's every answer.
+    """
+
+    def __init__(
+        self,
+        driver: EngineDriver,
+        name: str,
+        password: str = PASSWORD,
+        address: Address = ("10.0.0.1", 1),
+        *,
+        login: bool = True,
+        since: int | None = None,
+        quiet: bool = False,
+        config: ClientConfig | None = None,
+    ) -> None:
+        self.driver = driver
+        self.name = name
+        self.address = address
+        self.frames: list[wire.ServerFrame] = []
+        self.events: list[Event] = []
+        self.connection = ClientConnection(
+            name,
+            password,
+            config=config or ClientConfig(reconnect=False, retry_rate_limited=False),
+            quiet=quiet,
+            new_id=driver.new_id,
+        )
+        self.connection.trace = self.frames.append
+        if login:
+            self.login(since=since)
+
+    def login(self, since: int | None = None) -> wire.ServerDatagram | None:
+        """Log in (exchanging datagrams until answered); return the daemon's answer."""
+        self.connection.start(self.driver.now, since=since)
+        self.flush()
+        return self.connection.login_answer
+
+    @property
+    def sid(self) -> int:
+        return self.connection.sid
+
+    @property
+    def token(self) -> str:
+        """The session's secret, as the engine knows it."""
+        return self.driver.engine.sessions[self.sid].token
+
+    @property
+    def link(self) -> Link:
+        link = self.connection.link
+        assert link is not None, "not in a session"
+        return link
+
+    def send(self, *frames: wire.ClientFrame) -> int:
+        """Send frames (a ping if none) and exchange; return the last one's sequence number."""
+        seq = 0
+        for frame in frames or (wire.Ping(),):
+            seq = self.request(frame).seq if not isinstance(frame, wire.Ping) else self._ping()
+        self.flush()
+        return seq
+
+    def _ping(self) -> int:
+        return self.link.send(wire.encode(wire.Ping()))
+
+    def request(self, frame: wire.ClientFrame | bytes) -> Handle:
+        """Queue one frame as a request (not yet sent: `flush`)."""
+        return self.connection.request(frame)
+
+    def flush(self, *, ack: bool = False) -> None:
+        """Send what the core has due (with `ack`, also the ack it would delay) and take
+        in the answers, until it has nothing more to send now; then take the rest."""
+        now = self.driver.now + (self.connection.config.link.ack_delay if ack else 0.0)
+        for _round in range(10):
+            datagrams = self.connection.datagrams_to_send(now)
+            if not datagrams:
+                break
+            for data in datagrams:
+                self.take(self.driver.receive(data, self.address))
+        self.poll()
+
+    def poll(self) -> list[wire.ServerFrame]:
+        """Take in what the engine sent to this peer's address; return the new frames."""
+        seen = len(self.frames)
+        self.take(self.driver.inbox.pop(self.address, []))
+        return self.frames[seen:]
+
+    def take(self, datagrams: list[bytes]) -> None:
+        """Hand datagrams from the engine to the core (acknowledged on the next flush)."""
+        for data in datagrams:
+            self.connection.receive_datagram(data, self.driver.now)
+        while (event := self.connection.next_event()) is not None:
+            self.events.append(event)
+
+    def settle(self, rounds: int = 10) -> None:
+        """Exchange datagrams (and let ack delays pass) until both sides are quiet."""
+        for _ in range(rounds):
+            self.take(self.driver.advance(0.05, self.address))
+            self.connection.handle_timer(self.driver.now)
+            self.flush()
+
+    def of_type(self, kind: type[T]) -> list[T]:
+        return [frame for frame in self.frames if isinstance(frame, kind)]
