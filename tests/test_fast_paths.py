@@ -27,7 +27,7 @@ def notice(n: int) -> bytes:
 def feed(link: Link, datagram: bytes, now: float) -> list[int]:
     packet = wire.decode_server_datagram_untrusted(datagram)
     assert isinstance(packet, wire.Packet)
-    delivered = link.receive(packet.pn, packet.ack, packet.sack, packet.frames, now)
+    delivered = link.receive(packet.pn, packet.ack, packet.sack, packet.frames, now, packet.echo)
     numbers = []
     for _seq, raw in delivered:
         frame = wire.decode_server_frame_untrusted(raw)

@@ -31,7 +31,9 @@ def feed(link: Link, datagram: bytes, now: float) -> list[int]:
     assert isinstance(packet, wire.Packet)
     return [
         number(raw)
-        for _, raw in link.receive(packet.pn, packet.ack, packet.sack, packet.frames, now)
+        for _, raw in link.receive(
+            packet.pn, packet.ack, packet.sack, packet.frames, now, packet.echo
+        )
     ]
 
 
@@ -168,7 +170,7 @@ def test_rtt_is_estimated_and_the_probe_timeout_has_no_floor() -> None:
     assert sender.pto == pytest.approx(0.002 + 0.001 + 0.010, abs=0.0005)
 
 
-def test_a_lost_tail_is_probed_with_the_newest_frames_after_one_probe_timeout() -> None:
+def test_a_lost_tail_is_probed_after_one_probe_timeout_with_the_oldest_and_newest() -> None:
     sender, receiver = Link(HEADER), Link(HEADER)
     now = 0.0
     for _ in range(10):
@@ -181,16 +183,18 @@ def test_a_lost_tail_is_probed_with_the_newest_frames_after_one_probe_timeout() 
     assert deadline is not None and deadline - now == pytest.approx(sender.pto)
     sender.handle_timer(deadline)
     probes = sender.datagrams_to_send(deadline)
-    # The probe carries the newest frames at once, rather than waiting for a timeout.
-    assert [seq for d in probes for seq, _ in _packet(d).frames] == [12, 13]
-    assert [n for d in probes for n in feed(receiver, d, deadline + 0.002)] == []
+    # The probe goes at once, rather than after a retransmission timeout: the newest frame
+    # (the tail) and the oldest (what in-order delivery waits for), and the newest again
+    # in a datagram of its own, so that one lost datagram does not cost another timeout.
+    assert [[seq for seq, _ in _packet(d).frames] for d in probes] == [[11], [13], [13]]
+    assert [n for d in probes for n in feed(receiver, d, deadline + 0.002)] == [0]
     receiver.acknowledge_now(deadline + 0.002)
     (ack,) = receiver.datagrams_to_send(deadline + 0.002)
     feed(sender, ack, deadline + 0.004)
-    # The ack of the probe shows the oldest frame lost (sent long before): resent at once.
+    # The ack of the probe shows the middle frame lost (sent long before): resent at once.
     (resent,) = sender.datagrams_to_send(deadline + 0.004)
-    assert [seq for seq, _ in _packet(resent).frames] == [11]
-    assert feed(receiver, resent, deadline + 0.006) == [0, 1, 2]
+    assert [seq for seq, _ in _packet(resent).frames] == [12]
+    assert feed(receiver, resent, deadline + 0.006) == [1, 2]
 
 
 def test_the_probe_timeout_backs_off_and_resets_on_an_ack() -> None:
@@ -268,12 +272,14 @@ def test_in_flight_frames_never_exceed_the_window() -> None:
     assert seqs == list(range(1, 9))
     sender.handle_timer(5.0)
     again = sender.datagrams_to_send(5.0)
-    # The probe resends the newest frames in flight, and no frame beyond the window.
-    assert [seq for d in again for seq, _ in _packet(d).frames] == [7, 8]
-    # An ack for the first four opens the window by four.
+    # The probe resends the oldest and newest frames in flight (twice), and no frame
+    # beyond the window.
+    assert [seq for d in again for seq, _ in _packet(d).frames] == [1, 8, 1, 8]
+    # An ack for the first four opens the window by four (and shows 5 to 7, sent long
+    # before the probe it acknowledges, lost).
     sender.receive(0, 4, [], [], 5.1)
     more = sender.datagrams_to_send(5.1)
-    assert [seq for d in more for seq, _ in _packet(d).frames] == list(range(9, 13))
+    assert [seq for d in more for seq, _ in _packet(d).frames] == [5, 6, 7, *range(9, 13)]
 
 
 def test_an_ack_for_frames_never_sent_is_ignored() -> None:

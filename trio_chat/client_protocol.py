@@ -128,8 +128,12 @@ class RequestExchange:
         self._deadline = now + config.timeout
         self._interval = 0.2
         self._resend_at = now
+        self._last_sent: float | None = None
         self.answer: wire.ServerDatagram | None = None
         self.error: ChatError | None = None
+        self.rtt: float | None = None
+        """The time from the latest sending of the request to its answer (an estimate of
+        the round trip: at worst too short, when an earlier copy was answered)."""
 
     @property
     def done(self) -> bool:
@@ -138,6 +142,7 @@ class RequestExchange:
     def datagrams_to_send(self, now: float) -> list[bytes]:
         if self.done or now < self._resend_at:
             return []
+        self._last_sent = now
         self._resend_at = min(now + self._interval, self._deadline)
         self._interval = min(self._interval * 2, 1.0)
         return [self.data]
@@ -158,6 +163,8 @@ class RequestExchange:
             self._resend_at = max(self._resend_at, min(now + 1.0, self._deadline))
         else:
             self.answer = datagram
+            if self._last_sent is not None:
+                self.rtt = now - self._last_sent
         return True
 
 
@@ -195,6 +202,8 @@ class Registration:
             return
         if self.done or not self._exchange.receive(datagram, now):
             return
+        if self._exchange.answer is None:
+            return  # `pending`: the daemon is at work on it
         if isinstance(datagram, wire.Registered):
             self.name = datagram.name
         elif isinstance(datagram, wire.ErrorReply):
@@ -480,7 +489,7 @@ class ClientConnection:
         self._login = RequestExchange(login, self.config, self.where, now)
         self._relogin_at = None
 
-    def _on_login_answer(self, answer: wire.ServerDatagram, now: float) -> None:
+    def _on_login_answer(self, answer: wire.ServerDatagram, rtt: float | None, now: float) -> None:
         self._login = None
         self.login_answer = answer
         if isinstance(answer, wire.ErrorReply):
@@ -494,6 +503,8 @@ class ClientConnection:
         self.unread = answer.unread
         self.sid = answer.sid
         self._link = Link(wire.session_prefix(answer.sid, answer.token), self.config.link)
+        if rtt is not None:
+            self._link.seed_rtt(rtt)
         self._backlog = []
         self._relogin_delay = 0.5
         # The first datagram proves to the daemon that this address receives.
@@ -526,6 +537,8 @@ class ClientConnection:
         if self._leaving:
             # It ended while we were leaving (the daemon closed it and its "ok" was lost,
             # or it went away): the logout is done.
+            for handle in [h for h in self._requests if h.kind == "logout"]:
+                self._finish(handle)
             self._shut(ConnectionLost("You logged out."))
             return
         if not self.config.reconnect:
@@ -545,9 +558,10 @@ class ClientConnection:
             datagram = wire.decode_server_datagram_untrusted(data)
         except wire.WireError:
             return
-        if self._login is not None and self._login.receive(datagram, now):
-            if self._login.answer is not None:
-                self._on_login_answer(self._login.answer, now)
+        login = self._login
+        if login is not None and login.receive(datagram, now):
+            if login.answer is not None:
+                self._on_login_answer(login.answer, login.rtt, now)
             return
         if isinstance(datagram, wire.ErrorReply):
             if datagram.code == "session_unknown" and datagram.sid == self.sid and self._link:
@@ -560,7 +574,7 @@ class ClientConnection:
             link.extra = wire.response_field(datagram.challenge)
         try:
             for _seq, raw in link.receive(
-                datagram.pn, datagram.ack, datagram.sack, datagram.frames, now
+                datagram.pn, datagram.ack, datagram.sack, datagram.frames, now, datagram.echo
             ):
                 try:
                     frame = wire.decode_server_frame_untrusted(raw)

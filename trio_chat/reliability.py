@@ -8,8 +8,11 @@ engine or the client core) reads the bytes to send from `datagrams_to_send` and 
 
 Loss recovery follows QUIC's (RFC 9002), with frames in place of packets:
 
-- RTT estimation (section 5): the latest, minimum and smoothed RTT and its variance,
-  sampled from the newest frame an acknowledgement covers when that frame was sent once.
+- RTT estimation (section 5): the latest and smoothed RTT and its variance. Every
+  datagram echoes the highest packet number its sender has received (`echo`); a new
+  echo of a datagram that carried frames is an RTT sample, unambiguous even when the
+  frames in it were retransmissions (QUIC's packet numbers, where Karn's rule would
+  leave a lossy path without samples).
 - Loss detection (section 6.1): a frame is lost once a frame sent 3 transmissions after it
   is acknowledged (the packet threshold), or once it is older than 9/8 of the larger of
   the smoothed and latest RTT while a frame sent after it is acknowledged (the time
@@ -49,6 +52,8 @@ GRANULARITY = 0.001
 INITIAL_RTT = 0.333
 """kInitialRtt: the RTT assumed before the first sample (so the first PTO is about 1 s)."""
 PACKET_THRESHOLD = 3
+SENT_PNS_KEPT = 256
+"""Send times kept for RTT samples: more than a window's worth of datagrams."""
 TIME_THRESHOLD = 9 / 8
 
 
@@ -107,7 +112,7 @@ class Link:
         self._transmissions = 0
         self._lost = 0
         """Frames in flight marked lost, waiting to be sent again."""
-        self._probes = 0
+        self._probing = False
         """Frames to send again now as probes (the newest in flight), after a timeout."""
         # RTT and timers (RFC 9002, sections 5 and 6).
         self._latest_rtt = 0.0
@@ -117,6 +122,9 @@ class Link:
         self._last_sent = 0.0
         """When a datagram carrying frames was last sent (the probe timer counts from it)."""
         self._loss_time: float | None = None
+        self._sent_pns: dict[int, float] = {}
+        """When each recent datagram that carried frames was sent, by packet number."""
+        self._largest_echo = 0
         self._largest_acked_order = 0
         """The latest transmission the peer has acknowledged (losses are judged against it)."""
         self._progress = 0.0
@@ -180,13 +188,13 @@ class Link:
         the bytes returned (the anti-amplification rule); what does not fit stays queued.
         """
         unsent = self._unsent
-        if not self._lost and not self._probes:
+        if not self._lost and not self._probing:
             if not unsent:
                 if not self._must_send_bare(now):
                     return []  # the common case after an ack came in: nothing to say
                 if budget is None:
                     # An ack (and one-shot fields) alone: a keepalive's answer, say.
-                    return [self._close(self._head(with_sack=True), b"")]
+                    return [self._close(self._head(with_sack=True), b"", now)]
             elif budget is None and unsent[-1][0] < self._window_limit():
                 # The common case under load: everything queued may go, and often fits
                 # one datagram. Packing it whole skips the frame-by-frame loop below.
@@ -194,7 +202,8 @@ class Link:
                 body = b",".join([wrapped for _seq, wrapped, _tag in unsent])
                 if len(head) + len(body) + PACKET_CLOSE_OVERHEAD <= self.config.max_datagram:
                     self._commit_unsent(now)
-                    return [self._close(head, body)]
+                    return [self._close(head, body, now)]
+        probing = self._probing
         frames = self._frames_due()
         if not frames and not self._must_send_bare(now):
             return []
@@ -220,29 +229,60 @@ class Link:
                 position = start
                 if not out and self._must_send_bare(now) and len(head) + 1 <= budget:
                     # The frames must wait, but the ack and one-shot fields still fit.
-                    out.append(self._close(head, b""))
+                    out.append(self._close(head, b"", now))
                 break
             body = b",".join([wrapped for _seq, wrapped in frames[start:position]])
-            datagram = self._close(head, body)
+            datagram = self._close(head, body, now)
             spent += len(datagram)
             out.append(datagram)
             if position >= len(frames):
                 break
         self._commit_sent(frames[:position], now)
+        if probing and out and budget is None:
+            # A second copy of the probe in a datagram of its own: one lost datagram
+            # then no longer costs another probe timeout, twice as long.
+            out.append(self._probe_copy(now))
         return out
+
+    def _probe_copy(self, now: float) -> bytes:
+        head = self._head(with_sack=False)
+        probes = self._probe_frames()
+        body = b",".join(wrapped for _seq, wrapped in probes)
+        if len(head) + len(body) + PACKET_CLOSE_OVERHEAD > self.config.max_datagram:
+            body = probes[-1][1]
+        return self._close(head, body, now)
+
+    def _probe_frames(self) -> list[tuple[int, bytes]]:
+        """What a probe carries: the oldest frame in flight and the newest.
+
+        The newest shows the tail of what was sent (RFC 9002's tail-loss probe); the
+        oldest is what the peer's in-order delivery waits for, so a probe that gets
+        through also fills the first gap without another round trip.
+        """
+        waiting = [(seq, item.wrapped) for seq, item in self._in_flight.items() if not item.lost]
+        if len(waiting) <= 2:
+            return waiting
+        return [waiting[0], waiting[-1]]
+
+    def last_words(self, now: float, budget: int | None = None) -> list[bytes]:
+        """Every frame not yet acknowledged, sent now, for a link about to end.
+
+        The peer may lack an earlier frame as well as the last one: without it, the last
+        one (the answer to a logout, say) could never be delivered in order.
+        """
+        for item in self._in_flight.values():
+            if not item.lost:
+                item.lost = True
+                self._lost += 1
+        return self.datagrams_to_send(now, budget)
 
     def _frames_due(self) -> list[tuple[int, bytes]]:
         """Lost frames, then probes (the newest in flight), then new frames in the window."""
         due: list[tuple[int, bytes]] = []
         if self._lost:
             due.extend((seq, item.wrapped) for seq, item in self._in_flight.items() if item.lost)
-        if self._probes:
-            probes = [
-                (seq, item.wrapped)
-                for seq, item in reversed(self._in_flight.items())
-                if not item.lost
-            ][: self._probes]
-            due.extend(reversed(probes))
+        if self._probing:
+            due.extend(self._probe_frames())
         limit = self._window_limit()
         for seq, wrapped, _tag in self._unsent:
             if seq >= limit:
@@ -273,7 +313,7 @@ class Link:
             _seq, wrapped, tag = self._unsent.popleft()
             in_flight[seq] = _InFlight(wrapped, tag, now, self._transmissions)
         self._lost = sum(1 for item in in_flight.values() if item.lost) if self._lost else 0
-        self._probes = 0
+        self._probing = False
 
     def _commit_unsent(self, now: float) -> None:
         """Every unsent frame has just been sent for the first time."""
@@ -297,11 +337,17 @@ class Link:
 
     def _head(self, *, with_sack: bool) -> bytes:
         sack = self._sack_ranges() if with_sack and self._out_of_order else []
-        head = self.prefix + link_fields(self._pn + 1, self._receive_next - 1, sack)
+        echo = self.highest_pn if self.highest_pn > 0 else 0
+        head = self.prefix + link_fields(self._pn + 1, self._receive_next - 1, sack, echo)
         return head + self.extra if self.extra else head
 
-    def _close(self, head: bytes, body: bytes) -> bytes:
+    def _close(self, head: bytes, body: bytes, now: float) -> bytes:
         self._pn += 1
+        if body:
+            sent = self._sent_pns
+            sent[self._pn] = now
+            if len(sent) > SENT_PNS_KEPT:
+                del sent[next(iter(sent))]
         self.extra = b""
         self._ack_due = None
         self._unacked_datagrams = 0
@@ -326,11 +372,14 @@ class Link:
         sack: Iterable[tuple[int, int]],
         frames: Iterable[tuple[int, msgspec.Raw]],
         now: float,
+        echo: int = 0,
     ) -> list[tuple[int, msgspec.Raw]]:
         """Take in one session datagram's link fields; return `(seq, frame)` now in order."""
         self.last_received = now
         if pn > self.highest_pn:
             self.highest_pn = pn
+        if echo > self._largest_echo:
+            self._on_echo(echo, now)
         if self._in_flight:
             self._on_ack(ack, sack, now)
         delivered: list[tuple[int, msgspec.Raw]] = []
@@ -361,6 +410,19 @@ class Link:
             elif self._ack_due is None:
                 self._ack_due = now + self.config.ack_delay
         return delivered
+
+    def _on_echo(self, echo: int, now: float) -> None:
+        """The peer has our datagram `echo`: the time since we sent it is an RTT sample."""
+        self._largest_echo = echo
+        sent = self._sent_pns
+        when = sent.get(echo)
+        if when is not None:
+            self._update_rtt(now - when)
+        while sent:
+            oldest = next(iter(sent))
+            if oldest > echo:
+                break
+            del sent[oldest]
 
     def acknowledge_now(self, now: float) -> None:
         """Owe the peer an ack now, not after `ack_delay`: for frames that want an answer.
@@ -414,7 +476,8 @@ class Link:
             if item.tag is not None:
                 tags.append(item.tag)
         self._in_flight.clear()
-        self._lost = self._probes = 0
+        self._lost = 0
+        self._probing = False
         self._loss_time = None
         if newest is not None:
             self._progressed(newest, now)
@@ -424,9 +487,16 @@ class Link:
         self._pto_count = 0
         self._progress = now
         self._largest_acked_order = max(self._largest_acked_order, newest.order)
-        if newest.transmissions == 1:
-            # The newest frame acknowledged was sent once: an unambiguous RTT sample.
-            self._update_rtt(now - newest.sent)
+
+    def seed_rtt(self, sample: float) -> None:
+        """An RTT measured before the link existed (the login's round trip), if none yet.
+
+        Without it the first frames wait out a probe timeout of about a second (from
+        `INITIAL_RTT`) when lost, and again if the frame that would have measured the
+        path is itself resent.
+        """
+        if self._srtt is None and sample >= 0:
+            self._update_rtt(sample)
 
     def _update_rtt(self, sample: float) -> None:
         # RFC 9002, section 5.3. The peer's ack delay is not reported, so it stays in.
@@ -488,11 +558,11 @@ class Link:
         if now >= self._pto_deadline():
             # A tail-loss probe: send the newest frames again, at once, and back off.
             self._pto_count += 1
-            self._probes = 2 if len(self._in_flight) > 1 else 1
+            self._probing = True
             self.probes_sent += 1
 
     def wants_to_send(self, now: float) -> bool:
         """Whether `datagrams_to_send(now)` would return something."""
-        if self._must_send_bare(now) or self._lost or self._probes:
+        if self._must_send_bare(now) or self._lost or self._probing:
             return True
         return bool(self._unsent) and self._unsent[0][0] < self._window_limit()

@@ -74,13 +74,13 @@ class _CarriesPassword:
         return f"{type(self).__name__}(rid={self.rid!r}, name={self.name!r}, password=...)"
 
 
-class Register(_CarriesPassword, _Datagram, tag="register"):
+class Register(_CarriesPassword, _Datagram, tag="register", kw_only=True):
     rid: RequestId
     name: NameField
     password: PasswordField
 
 
-class Login(_CarriesPassword, _Datagram, tag="login"):
+class Login(_CarriesPassword, _Datagram, tag="login", kw_only=True):
     rid: RequestId
     name: NameField
     password: PasswordField
@@ -90,12 +90,12 @@ class Login(_CarriesPassword, _Datagram, tag="login"):
     """Look without entering the room: no history, no messages, no join or leave notice."""
 
 
-class Registered(_Datagram, tag="registered"):
+class Registered(_Datagram, tag="registered", kw_only=True):
     rid: RequestId
     name: str
 
 
-class Welcome(_Datagram, tag="welcome"):
+class Welcome(_Datagram, tag="welcome", kw_only=True):
     rid: RequestId
     sid: Sid
     token: Token
@@ -103,13 +103,13 @@ class Welcome(_Datagram, tag="welcome"):
     unread: int = 0
 
 
-class Pending(_Datagram, tag="pending"):
+class Pending(_Datagram, tag="pending", kw_only=True):
     """The server has the request and is still working on it (hashing is slow on purpose)."""
 
     rid: RequestId
 
 
-class ErrorReply(_Datagram, tag="error"):
+class ErrorReply(_Datagram, tag="error", kw_only=True):
     code: str
     message: str
     rid: RequestId | None = None
@@ -122,7 +122,7 @@ class ErrorReply(_Datagram, tag="error"):
 SackRange = tuple[Seq, Seq]
 
 
-class Packet(_Datagram, tag="s"):
+class Packet(_Datagram, tag="s", kw_only=True):
     """A session datagram. `frames` holds `[seq, frame]` pairs, frames left undecoded."""
 
     sid: Sid
@@ -130,6 +130,8 @@ class Packet(_Datagram, tag="s"):
     token: Token | None = None
     ack: Seq = 0
     sack: Annotated[list[SackRange], msgspec.Meta(max_length=SACK_RANGES_MAX)] = []
+    echo: Seq = 0
+    """The highest packet number received from the other side so far (RTT samples)."""
     frames: list[tuple[Seq, msgspec.Raw]] = []
     challenge: Token | None = None
     response: Token | None = None
@@ -277,9 +279,11 @@ def numbered_frame(seq: int, frame: bytes) -> bytes:
     return b"[%d,%b]" % (seq, frame)
 
 
-def link_fields(pn: int, ack: int, sack: list[tuple[int, int]]) -> bytes:
+def link_fields(pn: int, ack: int, sack: list[tuple[int, int]], echo: int = 0) -> bytes:
     """The packet number and acknowledgement fields of a session datagram."""
     fields = b',"pn":%d,"ack":%d' % (pn, ack)
+    if echo:
+        fields += b',"echo":%d' % echo
     if sack:
         fields += b',"sack":[' + b",".join(b"[%d,%d]" % pair for pair in sack) + b"]"
     return fields
@@ -314,7 +318,9 @@ _any_object = msgspec.json.Decoder(dict[str, Any])
 
 _DETAIL_MAX = 100
 _VERSION_FIRST = b'{"v":%d,' % PROTOCOL_VERSION
-"""How every datagram trio-chat encodes begins: `v` is then known to be present."""
+_VERSION_AFTER_TAG = b'","v":%d,' % PROTOCOL_VERSION
+"""How every datagram trio-chat encodes begins (`{"v":1,` or `{"t":"<type>","v":1,`),
+so that `v` is known to be there without a second parse."""
 
 
 def _short(text: str) -> str:
@@ -376,11 +382,21 @@ def _decode_datagram(data: bytes, decoder: msgspec.json.Decoder[Any], known: fro
         datagram = decoder.decode(data)
     except msgspec.MsgspecError as error:
         raise _explain(data, error, known) from None
-    if datagram.v != PROTOCOL_VERSION or not data.startswith(_VERSION_FIRST):
+    if datagram.v != PROTOCOL_VERSION or not _versioned(data, datagram):
         # `v` has a default for encoding; a datagram that left it out (or put it later,
         # which JSON allows) is checked the slow way, off the hot path.
         raise_if_unversioned(data, known)
     return datagram
+
+
+def _versioned(data: bytes, datagram: Any) -> bool:
+    """Whether `data` opens the way trio-chat writes it, with `v` first or after `t`."""
+    if data.startswith(_VERSION_FIRST):
+        return True
+    tag = datagram.__struct_config__.tag.encode()
+    return data.startswith(b'{"t":"') and data[6 : 6 + len(tag) + len(_VERSION_AFTER_TAG)] == (
+        tag + _VERSION_AFTER_TAG
+    )
 
 
 def raise_if_unversioned(data: bytes, known: frozenset[str]) -> None:

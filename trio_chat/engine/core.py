@@ -88,6 +88,7 @@ class ServerEngine:
         )
         self.lobby.open_session = self._open_session
         self.lobby.sessions_full = self.transport.full
+        self.lobby.welcome_resent = self.transport.welcome_resent
 
     @property
     def room(self) -> Fanout:

@@ -44,6 +44,14 @@ class LoginAttempt:
 
 
 @dataclass(slots=True)
+class _Reply:
+    data: bytes
+    expires: float
+    sid: int | None
+    """The session a welcome opened."""
+
+
+@dataclass(slots=True)
 class _AddressBudget:
     received: int = 0
     sent: int = 0
@@ -76,10 +84,11 @@ class Lobby:
         self._jobs = jobs
         self.open_session: OpenSession | None = None
         self.sessions_full: SessionsFull = lambda _address: False
+        self.welcome_resent: Callable[[int, float], None] = lambda _sid, _now: None
         self._reserved_names: set[str] = set()
         self._in_progress: set[tuple[Address, str]] = set()
         self._storing: dict[int, _Registration] = {}
-        self._replies: OrderedDict[tuple[Address, str], tuple[bytes, float]] = OrderedDict()
+        self._replies: OrderedDict[tuple[Address, str], _Reply] = OrderedDict()
         self._budgets: OrderedDict[Address, _AddressBudget] = OrderedDict()
         self._register_limit = KeyedBuckets(config.register_rate, config.register_burst)
         throttle = (config.login_free_failures, config.login_delay, config.login_delay_max)
@@ -95,7 +104,9 @@ class Lobby:
         self.count_received(address, size)
         cached = self._cached_reply(address, request.rid, now)
         if cached is not None:
-            self._send_unvalidated(address, cached)
+            self._send_unvalidated(address, cached.data)
+            if cached.sid is not None:
+                self.welcome_resent(cached.sid, now)
         elif (address, request.rid) in self._in_progress:
             self.reply(address, wire.Pending(rid=request.rid))
         elif isinstance(request, wire.Register):
@@ -257,16 +268,17 @@ class Lobby:
         data = wire.encode(reply)
         self._in_progress.discard((address, rid))
         replies = self._replies
-        replies[(address, rid)] = (data, now + self.config.reply_cache_seconds)
+        sid = reply.sid if isinstance(reply, wire.Welcome) else None
+        replies[(address, rid)] = _Reply(data, now + self.config.reply_cache_seconds, sid)
         while replies:
-            _key, (_data, expires) = next(iter(replies.items()))
-            if expires > now and len(replies) <= self.config.tracked_addresses:
+            oldest = next(iter(replies.values()))
+            if oldest.expires > now and len(replies) <= self.config.tracked_addresses:
                 break
             replies.popitem(last=False)
         self._send_unvalidated(address, data)
 
-    def _cached_reply(self, address: Address, rid: str, now: float) -> bytes | None:
+    def _cached_reply(self, address: Address, rid: str, now: float) -> _Reply | None:
         cached = self._replies.get((address, rid))
-        if cached is None or cached[1] <= now:
+        if cached is None or cached.expires <= now:
             return None
-        return cached[0]
+        return cached

@@ -47,6 +47,23 @@ class Session:
     too, so that the client's resends keep the order the messages were written in."""
     blocked_until: float = 0.0
     """When the refused message may come back."""
+    welcomed_at: float | None = None
+    """When the welcome was (last) sent, until the client's first datagram: the time
+    between the two starts the link's RTT estimate."""
+
+
+FAREWELL_DATAGRAMS = 4
+"""At most this many datagrams are kept, and sent again, for an ended session."""
+
+
+@dataclass(slots=True)
+class _Ended:
+    token: str
+    until: float
+    """Until when its datagrams are answered from here, not with `session_unknown`."""
+    address: Address
+    farewell: list[bytes]
+    """Its last datagrams: every frame it had not acknowledged (the `ok` of its logout)."""
 
 
 class Sessions:
@@ -69,8 +86,8 @@ class Sessions:
         self._per_ip: dict[object, int] = {}
         self._dirty: set[Session] = set()
         self._timers: list[tuple[float, int]] = []
-        self._ended: OrderedDict[int, tuple[str, float]] = OrderedDict()
-        """Recently ended sessions: sid -> (token, until when its datagrams are ignored)."""
+        self._ended: OrderedDict[int, _Ended] = OrderedDict()
+        """Recently ended sessions, by session id (QUIC's closing state)."""
 
     def __len__(self) -> int:
         return len(self.by_sid)
@@ -97,6 +114,7 @@ class Sessions:
             bucket=TokenBucket(self.config.message_rate, self.config.message_burst),
             last_heard=now,
             idle_check_at=self._idle_check(now),
+            welcomed_at=now,
         )
         self.by_sid[sid] = session
         self._count_ip(address, 1)
@@ -105,16 +123,16 @@ class Sessions:
 
     def remove(self, session: Session, now: float, *, flush: bool = False) -> None:
         """End a session (after sending what it has, with `flush`)."""
-        if flush:
-            self._flush(session, now)
+        farewell = self._last_words(session, now) if flush else []
         self._dirty.discard(session)
         del self.by_sid[session.sid]
         self._count_ip(session.address, -1)
         ended = self._ended
-        ended[session.sid] = (session.token, now + self.config.ended_session_memory)
+        until = now + self.config.ended_session_memory
+        ended[session.sid] = _Ended(session.token, until, session.address, farewell)
         while ended:
-            _sid, (_token, until) = next(iter(ended.items()))
-            if until > now and len(ended) <= self.config.tracked_addresses:
+            oldest = next(iter(ended.values()))
+            if oldest.until > now and len(ended) <= self.config.tracked_addresses:
                 break
             ended.popitem(last=False)
 
@@ -128,9 +146,18 @@ class Sessions:
     # --- receiving ----------------------------------------------------------------------------
 
     def ended_recently(self, packet: wire.Packet, now: float) -> bool:
-        """A datagram of a session that ended moments ago, with its token (a late ack)."""
+        """Whether `packet` belongs to a session that ended moments ago (token checked).
+
+        A late datagram of it is no stranger's: a pure ack is dropped quietly, and one
+        with frames (a logout sent again because its `ok` was lost) gets the session's
+        last datagram again, as QUIC answers in its closing state.
+        """
         ended = self._ended.get(packet.sid)
-        return ended is not None and ended[1] > now and tokens_equal(packet.token, ended[0])
+        if ended is None or ended.until <= now or not tokens_equal(packet.token, ended.token):
+            return False
+        if packet.frames:
+            self._outbox.extend((datagram, ended.address) for datagram in ended.farewell)
+        return True
 
     def receive(
         self, session: Session, packet: wire.Packet, size: int, address: Address, now: float
@@ -148,13 +175,24 @@ class Sessions:
                 session.challenge = None
         session.last_heard = now
         link = session.link
-        delivered = link.receive(packet.pn, packet.ack, packet.sack, packet.frames, now)
+        if session.welcomed_at is not None:
+            link.seed_rtt(now - session.welcomed_at)
+            session.welcomed_at = None
+        delivered = link.receive(
+            packet.pn, packet.ack, packet.sack, packet.frames, now, packet.echo
+        )
         if delivered or session.challenge is not None or link.wants_to_send(now):
             self._dirty.add(session)
         # Otherwise it was an ack that freed nothing to send: under fan-out, half the
         # datagrams that come in. Its timers can only have moved later, and a timer
         # that fires early finds nothing due and is set again.
         return delivered
+
+    def welcome_resent(self, sid: int, now: float) -> None:
+        """A login was sent again and answered from the cache: time the path from now."""
+        session = self.by_sid.get(sid)
+        if session is not None and session.welcomed_at is not None:
+            session.welcomed_at = now
 
     def _migrate(self, session: Session, address: Address) -> None:
         """The client's address changed (NAT rebinding): keep the session, check the path."""
@@ -196,12 +234,24 @@ class Sessions:
         return failed
 
     def _flush(self, session: Session, now: float) -> None:
+        """Put what the session has due into the outbox."""
+        self._send(session, session.link.datagrams_to_send(now, self._budget(session)))
+
+    def _last_words(self, session: Session, now: float) -> list[bytes]:
+        """Send everything the session has not acknowledged; return it (a few datagrams)."""
+        datagrams = session.link.last_words(now, self._budget(session))
+        self._send(session, datagrams)
+        return datagrams[-FAREWELL_DATAGRAMS:]
+
+    def _budget(self, session: Session) -> int | None:
         if session.challenge is not None and not session.link.extra:
             # Until the new address answers, every datagram to it repeats the challenge:
             # one that was lost must not leave the session unproven for good.
             session.link.extra = wire.challenge_field(session.challenge)
-        budget = None if session.validated else self._budget_left(session)
-        for datagram in session.link.datagrams_to_send(now, budget):
+        return None if session.validated else self._budget_left(session)
+
+    def _send(self, session: Session, datagrams: list[bytes]) -> None:
+        for datagram in datagrams:
             if not session.validated:
                 session.bytes_out += len(datagram)
             self._outbox.append((datagram, session.address))

@@ -53,10 +53,12 @@ class EngineDriver:
     stored: list[StoreOp] = field(default_factory=list)
     uncommitted: list[StoreOp] = field(default_factory=list)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    first_sid: int = 1000
+    """Session ids count up from here (a restarted daemon's should not meet the old ones)."""
 
     def __post_init__(self) -> None:
         tokens = iter(range(1, 10**9))
-        sids = iter(range(1000, 10**9))
+        sids = iter(range(self.first_sid, 10**12))
         self.engine = ServerEngine(
             self.config,
             self.snapshot,

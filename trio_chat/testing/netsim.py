@@ -23,6 +23,7 @@ class _InTransit:
     order: int
     destination: str = field(compare=False)
     data: bytes = field(compare=False)
+    source: str = field(compare=False, default="")
 
 
 class Network:
@@ -37,7 +38,7 @@ class Network:
         self.dropped = 0
         self.duplicated = 0
 
-    def send(self, destination: str, data: bytes, now: float) -> None:
+    def send(self, destination: str, data: bytes, now: float, source: str = "") -> None:
         """Send towards `destination`, under the conditions of that direction."""
         rules = self.conditions[destination]
         self.sent += 1
@@ -53,14 +54,20 @@ class Network:
             if self.random.random() < rules.reorder:
                 delay += self.random.random() * 10 * rules.delay
             self._order += 1
-            heapq.heappush(self._queue, _InTransit(now + delay, self._order, destination, data))
+            transit = _InTransit(now + delay, self._order, destination, data, source)
+            heapq.heappush(self._queue, transit)
 
     def next_arrival(self) -> float | None:
         return self._queue[0].arrival if self._queue else None
 
     def due(self, now: float) -> list[tuple[str, bytes]]:
-        arrived: list[tuple[str, bytes]] = []
+        """What has arrived by `now`: `(destination, datagram)` in order of arrival."""
+        return [(destination, data) for destination, data, _source in self.arrivals(now)]
+
+    def arrivals(self, now: float) -> list[tuple[str, bytes, str]]:
+        """What has arrived by `now`, with who sent it: `(destination, datagram, source)`."""
+        arrived: list[tuple[str, bytes, str]] = []
         while self._queue and self._queue[0].arrival <= now:
             item = heapq.heappop(self._queue)
-            arrived.append((item.destination, item.data))
+            arrived.append((item.destination, item.data, item.source))
         return arrived

@@ -1,0 +1,219 @@
+"""The client core against the real engine, over a simulated network in explicit time."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from trio_chat import client_protocol, wire
+from trio_chat.client_protocol import ClientConfig, Handle, Registration
+from trio_chat.engine import ServerConfig
+from trio_chat.errors import ConnectionLost, NameTaken, ServerUnreachable, WrongPassword
+from trio_chat.events import (
+    Disconnected,
+    History,
+    PrivateMessage,
+    PublicMessage,
+    Reconnected,
+)
+from trio_chat.testing.netsim import Conditions
+from trio_chat.testing.simulation import Simulation
+
+STORMY = Conditions(loss=0.2, duplicate=0.1, reorder=0.2, delay=0.005, jitter=0.003)
+
+
+def heard(sim: Simulation, label: str) -> list[str]:
+    """Every message `label` was shown, live or in a history, in order."""
+    texts: list[str] = []
+    for event in sim.events[label]:
+        if isinstance(event, PublicMessage | PrivateMessage):
+            texts.append(event.text)
+        elif isinstance(event, History):
+            texts += [message.text for message in event.messages]
+    return texts
+
+
+def all_done(handles: list[Handle]) -> bool:
+    return all(handle.done for handle in handles)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_messages_arrive_exactly_once_and_in_order_through_loss_duplication_reordering(
+    seed: int,
+) -> None:
+    sim = Simulation(seed, STORMY)
+    alice, bob, carol = sim.client("alice"), sim.client("bob"), sim.client("carol")
+    sim.run_until(lambda: alice.ready and bob.ready and carol.ready)
+    said = [alice.say(f"alice {n}") for n in range(40)]
+    whispered = [bob.whisper("carol", f"psst {n}") for n in range(20)]
+    sim.run_until(lambda: all_done(said + whispered))
+    sim.run(5.0)
+    assert all(handle.error is None for handle in said + whispered)
+    assert [h.result.id for h in said] == sorted(h.result.id for h in said)
+    expected_public = [f"alice {n}" for n in range(40)]
+    assert [t for t in heard(sim, "bob") if t.startswith("alice")] == expected_public
+    carol_heard = heard(sim, "carol")
+    assert [t for t in carol_heard if t.startswith("alice")] == expected_public
+    assert [t for t in carol_heard if t.startswith("psst")] == [f"psst {n}" for n in range(20)]
+    assert sim.network.dropped > 0 and sim.network.duplicated > 0
+    stored = [m.text for m in sim.driver.stored_messages()]
+    assert len(stored) == len(set(stored)) == 60  # each message stored once
+
+
+def test_a_daemon_restart_mid_session_loses_nothing_and_shows_nothing_twice() -> None:
+    sim = Simulation(7, Conditions(loss=0.1, delay=0.002, jitter=0.002))
+    alice, bob = sim.client("alice"), sim.client("bob")
+    sim.run_until(lambda: alice.ready and bob.ready)
+    before = [alice.say(f"before {n}") for n in range(10)]
+    sim.run_until(lambda: all_done(before))
+    # The daemon goes away with messages in flight; some are stored, some are not.
+    during = [alice.say(f"during {n}") for n in range(10)]
+    sim.run(0.003)
+    sim.restart_daemon(down_for=2.0)
+    after = [alice.say(f"after {n}") for n in range(10)]
+    sim.run_until(lambda: all_done(before + during + after), limit=120.0)
+    sim.run(5.0)
+    assert all(handle.error is None for handle in before + during + after)
+    expected = [h.text for h in before + during + after]
+    assert heard(sim, "bob") == expected
+    assert [m.text for m in sim.driver.stored_messages()] == expected
+    for label in ("alice", "bob"):
+        kinds = [type(e) for e in sim.events[label] if isinstance(e, Disconnected | Reconnected)]
+        assert kinds[:2] == [Disconnected, Reconnected], label
+    resumed = [e for e in sim.events["bob"] if isinstance(e, History) and e.resumed]
+    assert resumed, "bob was shown what he missed while away"
+
+
+def test_a_lost_session_is_learned_of_from_the_closed_port_at_once() -> None:
+    sim = Simulation(3)
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready)
+    sim.up = False  # the daemon stopped: its port refuses
+    handle = alice.say("anyone?")
+    sim.run_until(lambda: any(isinstance(e, Disconnected) for e in sim.events["alice"]), 1.0)
+    (lost,) = [e for e in sim.events["alice"] if isinstance(e, Disconnected)]
+    assert lost.reason == "the daemon is not running"
+    assert not handle.done and alice.pending == 1  # it waits to be sent again
+
+
+def test_a_first_login_with_no_daemon_fails_as_unreachable_after_the_timeout() -> None:
+    sim = Simulation(4, client_config=ClientConfig(timeout=3.0))
+    sim.driver.add_account("alice")
+    sim.up = False
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.closed, limit=10.0)
+    assert isinstance(alice.failure, ServerUnreachable)
+    assert 3.0 <= sim.now <= 3.5
+
+
+def test_a_wrong_password_ends_the_connection_with_its_error() -> None:
+    sim = Simulation(5)
+    sim.driver.add_account("alice")
+    alice = sim.client("alice", password="not the password")
+    sim.run_until(lambda: alice.closed)
+    assert isinstance(alice.failure, WrongPassword)
+    with pytest.raises(WrongPassword):
+        alice.say("hello")
+
+
+def test_messages_refused_as_too_fast_are_resent_in_their_order() -> None:
+    sim = Simulation(6, config=ServerConfig(message_rate=5.0, message_burst=3))
+    alice, bob = sim.client("alice"), sim.client("bob")
+    sim.run_until(lambda: alice.ready and bob.ready)
+    said = [alice.say(f"m{n}") for n in range(12)]
+    sim.run_until(lambda: all_done(said))
+    sim.run(1.0)
+    assert all(handle.error is None for handle in said)
+    assert heard(sim, "bob") == [f"m{n}" for n in range(12)]
+    assert 12 / 5 - 1 <= sim.now <= 12 / 5 + 3  # paced by the daemon's rate, not stuck
+
+
+def test_an_idle_connection_pings_and_stays_in_session() -> None:
+    sim = Simulation(8)
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready)
+    pings = sim.driver.engine.stats["pings"]
+    sim.run(100.0)  # more than twice the daemon's 45 s idle timeout
+    assert sim.driver.engine.stats["pings"] - pings >= 6
+    assert alice.sid in sim.driver.engine.sessions
+    assert alice.connected
+
+
+def test_logout_completes_and_ends_the_connection() -> None:
+    sim = Simulation(9, STORMY)
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready)
+    handle = alice.logout()
+    sim.run_until(lambda: alice.closed)
+    assert handle.done and handle.error is None
+    assert isinstance(alice.failure, ConnectionLost)
+    assert alice.sid not in sim.driver.engine.sessions
+    assert alice.next_timer() is None
+
+
+def test_a_registration_whose_answer_is_lost_is_answered_again_never_name_taken() -> None:
+    sim = Simulation(10)
+    address = ("10.9.9.9", 1)
+    registration = Registration("zoë", "correct horse", sim.now, where="sim")
+    (first,) = registration.datagrams_to_send(sim.now)
+    assert sim.driver.receive(first, address)  # answered, but the answer is lost
+    assert registration.datagrams_to_send(sim.now) == []  # nothing due before 0.2 s
+    sim.driver.now += 0.2
+    registration.handle_timer(sim.now)
+    (again,) = registration.datagrams_to_send(sim.now)
+    assert again == first  # the same request, the same id
+    for reply in sim.driver.receive(again, address):
+        registration.receive_datagram(reply, sim.now)
+    assert registration.error is None and registration.name == "zoë"
+    assert len(sim.driver.stored_accounts()) == 1  # acted on once
+    other = Registration("ZOË", "correct horse", sim.now)
+    for data in other.datagrams_to_send(sim.now):
+        for reply in sim.driver.receive(data, ("10.9.9.8", 1)):
+            other.receive_datagram(reply, sim.now)
+    assert isinstance(other.error, NameTaken)
+
+
+def test_a_registration_the_daemon_is_busy_with_waits_longer_than_the_timeout() -> None:
+    sim = Simulation(12)
+    sim.driver.auto_commit = False  # the account is being written: the daemon says pending
+    address = ("10.9.9.7", 1)
+    registration = Registration("yan", "correct horse", sim.now, config=ClientConfig(timeout=1.0))
+    while sim.now < 3.0:
+        registration.handle_timer(sim.now)
+        for data in registration.datagrams_to_send(sim.now):
+            for reply in sim.driver.receive(data, address):
+                registration.receive_datagram(reply, sim.now)
+        sim.driver.now += 0.1
+    assert not registration.done  # three times the timeout, still waiting: it is busy
+    sim.driver.commit_held()
+    for answer in sim.driver.replies(address):
+        registration.receive_datagram(wire.encode(answer), sim.now)
+    assert registration.name == "yan"
+
+
+def test_a_history_page_and_who_complete_with_their_answers() -> None:
+    sim = Simulation(11, STORMY)
+    alice, bob = sim.client("alice"), sim.client("bob")
+    sim.run_until(lambda: alice.ready and bob.ready)
+    said = [alice.say(f"m{n}") for n in range(8)]
+    sim.run_until(lambda: all_done(said))
+    page = bob.history(limit=3, before=said[5].result.id)
+    who = bob.who()
+    sim.run_until(lambda: page.done and who.done)
+    assert [m.text for m in page.result] == ["m2", "m3", "m4"]
+    assert all(m.history for m in page.result)
+    assert who.result == ["alice", "bob"]
+
+
+def test_the_core_imports_no_socket_no_trio_and_no_clock() -> None:
+    tree = ast.parse(Path(client_protocol.__file__).read_text(encoding="utf-8"))
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imported.add(node.module.split(".")[0])
+    assert "dataclasses" in imported  # the walk found the imports
+    assert imported.isdisjoint({"trio", "socket", "time", "asyncio", "select", "selectors"})

@@ -1,0 +1,166 @@
+"""Clients and the daemon's engine over a simulated network, in explicit time.
+
+    sim = Simulation(seed=1, weather=Conditions(loss=0.2))
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready)
+    handle = alice.say("hello")
+    sim.run_until(lambda: handle.done)
+
+Every datagram between a `ClientConnection` and the engine crosses a `netsim.Network`
+(seeded loss, duplication, reordering, delay), so a test of the real client core and the
+real engine runs in milliseconds and fails the same way every time. `restart_daemon`
+replaces the engine with a new one loaded from what the old one stored, as a daemon
+started again on the same database would be; while it is down, what reaches its address
+is refused as a closed port refuses it (ICMP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..client_protocol import ClientConfig, ClientConnection
+from ..engine import Address, ServerConfig
+from ..events import Event
+from ..records import Account, MarkDelivered, Message, Snapshot
+from ..rules import name_key
+from .driver import PASSWORD, EngineDriver
+from .netsim import Conditions, Network
+
+DAEMON = "daemon"
+
+
+class Simulation:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        seed: int,
+        weather: Conditions | None = None,
+        config: ServerConfig | None = None,
+        client_config: ClientConfig | None = None,
+    ) -> None:
+        self.weather = weather or Conditions()
+        self.network = Network(seed, {DAEMON: self.weather})
+        self.driver = EngineDriver(config or ServerConfig(message_burst=10_000))
+        self.client_config = client_config or ClientConfig()
+        self.clients: dict[str, ClientConnection] = {}
+        self.events: dict[str, list[Event]] = {}
+        self._addresses: dict[str, Address] = {}
+        self._labels: dict[Address, str] = {}
+        self.up = True
+        self.restarts = 0
+
+    @property
+    def now(self) -> float:
+        return self.driver.now
+
+    def client(
+        self, label: str, name: str | None = None, password: str = PASSWORD
+    ) -> ClientConnection:
+        """A client called `label` at an address of its own, logging in as `name`."""
+        name = name or label
+        if name_key(name) not in self.driver.engine.accounts:
+            self.driver.add_account(name, password)
+        connection = ClientConnection(
+            name, password, config=self.client_config, new_id=self.driver.new_id
+        )
+        address = (f"10.9.0.{len(self.clients) + 1}", 4000)
+        self.network.conditions[label] = self.weather
+        self.clients[label] = connection
+        self.events[label] = []
+        self._addresses[label] = address
+        self._labels[address] = label
+        connection.start(self.now)
+        self._flush()
+        return connection
+
+    def restart_daemon(self, down_for: float = 0.0) -> None:
+        """Stop the daemon (what it had not stored is lost) and start it again."""
+        stored = list(self.driver.stored)
+        self.up = False
+        self.run(down_for)
+        accounts = [op for op in stored if isinstance(op, Account)]
+        messages = [op for op in stored if isinstance(op, Message)]
+        delivered = {i for op in stored if isinstance(op, MarkDelivered) for i in op.message_ids}
+        snapshot = Snapshot(
+            accounts=accounts,
+            recent=messages[-self.driver.config.window_messages :],
+            undelivered=[m for m in messages if m.private and m.id not in delivered],
+            public_count=sum(1 for m in messages if not m.private),
+            next_message_id=max((m.id for m in messages), default=0) + 1,
+            next_account_id=max((a.id for a in accounts), default=0) + 1,
+        )
+        self.restarts += 1
+        restarted = EngineDriver(
+            self.driver.config,
+            snapshot,
+            now=self.now,
+            ids=self.driver.ids,
+            first_sid=1000 + 1_000_000 * self.restarts,
+        )
+        restarted.stored = stored
+        self.driver = restarted
+        self.up = True
+
+    def run(self, seconds: float) -> None:
+        """Let `seconds` pass, delivering datagrams and firing timers on both sides."""
+        self._until(lambda: False, self.now + seconds)
+
+    def run_until(self, done: Callable[[], bool], limit: float = 600.0) -> None:
+        """Run until `done()` holds; fail after `limit` seconds of simulated time."""
+        self._until(done, self.now + limit)
+        assert done(), f"not done after {limit} simulated seconds"
+
+    def _until(self, done: Callable[[], bool], end: float) -> None:
+        while not done():
+            deadline = self._next_deadline()
+            if deadline is None or deadline > end:
+                self.driver.now = max(self.now, end)
+                self._step()
+                return
+            self.driver.now = max(self.now, deadline)
+            self._step()
+
+    def _next_deadline(self) -> float | None:
+        times = [self.network.next_arrival()]
+        times += [connection.next_timer() for connection in self.clients.values()]
+        if self.up:
+            times.append(self.driver.engine.next_timer())
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
+
+    def _step(self) -> None:
+        """Deliver what has arrived, fire what is due, send what that produced."""
+        now = self.now
+        for destination, data, source in self.network.arrivals(now):
+            if destination != DAEMON:
+                self.clients[destination].receive_datagram(data, now)
+            elif self.up:
+                self.driver.deliver(data, self._addresses[source])
+            else:
+                self.clients[source].connection_refused(now)
+        for connection in self.clients.values():
+            deadline = connection.next_timer()
+            if deadline is not None and deadline <= now:
+                connection.handle_timer(now)
+        if self.up:
+            deadline = self.driver.engine.next_timer()
+            if deadline is not None and deadline <= now:
+                self.driver.advance(0.0)
+        self._flush()
+
+    def _flush(self) -> None:
+        for label, connection in self.clients.items():
+            for data in connection.datagrams_to_send(self.now):
+                self.network.send(DAEMON, data, self.now, source=label)
+            while (event := connection.next_event()) is not None:
+                self.events[label].append(event)
+        if self.up:
+            self.driver.pump()
+            for address, datagrams in list(self.driver.inbox.items()):
+                to = self._labels.get(address)
+                if to is None:
+                    continue
+                for data in datagrams:
+                    self.network.send(to, data, self.now)
+                del self.driver.inbox[address]
