@@ -32,7 +32,7 @@ from pathlib import Path
 import trio
 
 from trio_chat import ChatClient, ClientConfig, Left, PublicMessage, connect, register, wire
-from trio_chat.reliability import Link
+from trio_chat.client_protocol import ClientConnection
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.fault_proxy import FaultProxy, Weather
 
@@ -115,32 +115,30 @@ async def ghost(
 ) -> None:
     """A peer that logs in, acknowledges like a client until `dead` is set, then never
     again: it still sends a datagram every second (it is not silent), with a frozen ack."""
+    connection = ClientConnection(name, PASSWORD, config=ClientConfig(reconnect=False))
     sock = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
     with sock:
         await sock.connect((host, port))
-        await sock.send(wire.encode(wire.Login(rid=name, name=name, password=PASSWORD)))
-        welcome = wire.decode_server_datagram_untrusted(await sock.recv(2048))
-        assert isinstance(welcome, wire.Welcome)
-        link = Link(
-            b'{"v":1,"t":"s","sid":%d,"token":%b' % (welcome.sid, wire.encode(welcome.token))
-        )
-        link.send(wire.encode(wire.Ping()))
-        task_status.started()
+        connection.start(trio.current_time())
+        started = False
         while not dead.is_set():
-            for datagram in link.datagrams_to_send(trio.current_time()):
+            now = trio.current_time()
+            deadline = connection.next_timer()
+            if deadline is not None and deadline <= now:
+                connection.handle_timer(now)
+            for datagram in connection.datagrams_to_send(now):
                 await sock.send(datagram)
             with trio.move_on_after(0.02):
-                data = await sock.recv(2048)
-                packet = wire.decode_server_datagram_untrusted(data)
-                if isinstance(packet, wire.Packet):
-                    link.receive(
-                        packet.pn, packet.ack, packet.sack, packet.frames, trio.current_time()
-                    )
-            link.handle_timer(trio.current_time())
-        ack = link.received_up_to
+                connection.receive_datagram(await sock.recv(2048), trio.current_time())
+            if connection.ready and not started:
+                started = True
+                task_status.started()
+        welcome, link = connection.login_answer, connection.link
+        assert isinstance(welcome, wire.Welcome) and link is not None
+        prefix = wire.session_prefix(welcome.sid, welcome.token)
         for pn in itertools.count(10**6):
-            frozen = {"v": 1, "t": "s", "sid": welcome.sid, "token": welcome.token, "pn": pn}
-            await sock.send(wire.encode({**frozen, "ack": ack}))
+            fields = wire.link_fields(pn, link.received_up_to, [])
+            await sock.send(wire.close_packet(prefix + fields, b""))
             await trio.sleep(1.0)
 
 
