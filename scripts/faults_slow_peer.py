@@ -160,7 +160,6 @@ async def main(args: argparse.Namespace) -> None:
                 Path(workdir) / "chat.db",
                 *("--message-rate", "100000", "--message-burst", "100000"),
                 *("--register-burst", "100000", "--sessions-per-address", "100000"),
-                log_level="warning",
             )
             host, port = await daemon.start()
             assert daemon.process is not None

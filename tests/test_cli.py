@@ -265,9 +265,31 @@ def test_chat_refusals(daemon: tuple[str, int]) -> None:
     code, _out, err = invoke(daemon, "chat", "--name", "nobody_here", password=PASSWORD)
     assert code == ExitCode.UNKNOWN_USER
     assert err.startswith("There is no account named 'nobody_here'")
+    # Only `register` judges a name: to log in, the daemon says whether it exists.
     code, _out, err = invoke(daemon, "chat", "--name", "bad name", password=PASSWORD)
-    assert code == ExitCode.INVALID_NAME
-    assert err.startswith("A name may hold only")
+    assert code == ExitCode.UNKNOWN_USER
+    assert err.startswith("There is no account named 'bad name'")
+
+
+@pytest.mark.parametrize("command", ["login", "chat"])
+def test_an_unknown_name_with_a_short_password_is_unknown_not_a_wrong_password(
+    daemon: tuple[str, int], command: str
+) -> None:
+    code, _out, err = invoke(daemon, command, "--name", "nobody_at_all", password="short")
+    assert code == ExitCode.UNKNOWN_USER
+    assert err.startswith("There is no account named 'nobody_at_all'")
+    name = make_account(daemon)
+    code, _out, err = invoke(daemon, command, "--name", name, password="short")
+    assert (code, err.strip()) == (ExitCode.WRONG_PASSWORD, f"Wrong password for {name!r}.")
+
+
+@pytest.mark.parametrize("command", ["register", "login"])
+def test_input_that_ends_at_a_prompt_exits_130_with_a_new_line(
+    daemon: tuple[str, int], command: str
+) -> None:
+    code, out, err = invoke(daemon, command, input="")
+    assert code == ExitCode.INTERRUPTED
+    assert out == "Name: " and err == "\n"
 
 
 # --- an unreachable daemon, as real processes --------------------------------------------------

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import trio
 
+import trio_chat
+
 README = Path(__file__).parent.parent / "README.md"
 
 
@@ -23,6 +25,9 @@ async def test_the_api_example_runs(daemon: tuple[str, int], tmp_path: Path) -> 
     script = tmp_path / "example.py"
     script.write_text(example("api"), encoding="utf-8")
     host, port = daemon
+    # Someone has the names the example would have used before, with passwords of their own.
+    for name in ("alice", "bob"):
+        await trio_chat.register(host, port, name, "someone else's password")
     env = {**os.environ, "TRIO_CHAT_HOST": host, "TRIO_CHAT_PORT": str(port)}
     with trio.fail_after(30):
         for _run in range(2):  # a second run finds the accounts already there
@@ -31,6 +36,6 @@ async def test_the_api_example_runs(daemon: tuple[str, int], tmp_path: Path) -> 
             )
             assert done.returncode == 0, done.stderr.decode()
             assert done.stdout.decode().splitlines() == [
-                "bob heard alice: Hello, everyone! 你好 🙂",
-                "alice got a private message from bob: Hi alice, this one is just for you.",
+                "bob heard alice-example: Hello, everyone! 你好 🙂",
+                "alice got a private message from bob-example: Hi alice, this one is just for you.",
             ]

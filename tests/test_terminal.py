@@ -19,6 +19,7 @@ import trio_chat
 from tests.cli_support import CLI, PASSWORD, TEST_CONFIG, cli_env
 from trio_chat.cli import ExitCode
 from trio_chat.server import serve
+from trio_chat.testing.daemon import DaemonProcess
 
 TIME = r"\[\d\d:\d\d:\d\d\]"
 WAIT = 20.0
@@ -93,6 +94,21 @@ class Tmux:
 
 def prompt_line(lines: list[str]) -> str:
     return lines[-1]
+
+
+def quiet_end(lines: list[str], prompt: str) -> bool:
+    """Whether the screen holds nothing but the prompt and the shell's exit report."""
+    # The terminal itself may echo the keystroke as ^C after the prompt.
+    said = {line.removesuffix("^C").rstrip() for line in lines if line.strip()}
+    return all(
+        line in (prompt, "[exit status 130]") or line.startswith("Pane is dead") for line in said
+    )
+
+
+def last_words(lines: list[str]) -> str:
+    """The last line a program wrote before the shell reported its exit status."""
+    end = next(i for i, line in enumerate(lines) if line.startswith("[exit status "))
+    return lines[end - 1].rstrip()
 
 
 @asynccontextmanager
@@ -243,3 +259,97 @@ async def test_an_unknown_name_is_offered_an_account_and_ctrl_c_leaves(tmp_path:
             await answer(tmux, "erin", "There is no account named 'erin'. Create it? [y/N]:", "n")
             assert await tmux.exit_status("erin") == ExitCode.UNKNOWN_USER
             await tmux.wait_line("erin", "No account named 'erin'; nothing was changed.")
+
+
+async def test_prompts_ask_again_and_ctrl_c_at_a_prompt_leaves_quietly(tmp_path: Path) -> None:
+    with trio.fail_after(90):
+        async with room(tmp_path) as (port, tmux):
+            await trio_chat.register("127.0.0.1", port, "fay", PASSWORD)
+            # A wrong password is asked again, up to three times.
+            await tmux.start("fay", "chat", "--name", "fay")
+            await answer(tmux, "fay", "Password:", "not the password")
+            await tmux.wait_line("fay", "Wrong password for 'fay'; try again.")
+            await answer(tmux, "fay", "Password:", PASSWORD)
+            await tmux.wait("fay", lambda ls: ls[-1] == "fay>", "the room")
+            await tmux.press("fay", "C-d")
+            assert await tmux.exit_status("fay") == 0
+
+            await tmux.start("gus", "login", "--name", "fay")
+            for attempt in range(3):
+                await answer(tmux, "gus", "Password:", "still wrong!")
+                if attempt < 2:  # each wrong one is said, then asked again
+                    await tmux.wait(
+                        "gus",
+                        lambda ls, n=attempt + 1: sum("try again" in x for x in ls) == n,
+                        "the refusal",
+                    )
+            assert await tmux.exit_status("gus") == ExitCode.WRONG_PASSWORD
+            lines = await tmux.screen("gus")
+            assert sum("try again" in line for line in lines) == 2
+            assert last_words(lines) == "Wrong password for 'fay'."
+
+            # A taken name is asked again when registering.
+            await tmux.start("hal", "register", "--name", "FAY")
+            await answer(tmux, "hal", "Password:", PASSWORD)
+            await answer(tmux, "hal", "Repeat the password:", PASSWORD)
+            await answer(tmux, "hal", "Name:", "hal")
+            assert await tmux.exit_status("hal") == 0
+            lines = await tmux.screen("hal")
+            assert "The name 'FAY' is taken; choose another." in lines
+            assert any(line.startswith("Registered hal at") for line in lines)
+
+            # Ctrl-C at a prompt: a new line and status 130, no "Aborted".
+            await tmux.start("ivy", "login", "--name", "ivy")
+            await tmux.wait("ivy", lambda ls: ls[-1].startswith("Password:"), "the prompt")
+            await tmux.press("ivy", "C-c")
+            assert await tmux.exit_status("ivy") == ExitCode.INTERRUPTED
+            # Nothing but the prompt and the end: no "Aborted", no traceback.
+            assert quiet_end(await tmux.screen("ivy"), "Password:")
+            await tmux.start("jay", "register")
+            await tmux.wait("jay", lambda ls: ls[-1].startswith("Name:"), "the prompt")
+            await tmux.press("jay", "C-c")
+            assert await tmux.exit_status("jay") == ExitCode.INTERRUPTED
+            assert quiet_end(await tmux.screen("jay"), "Name:")
+
+
+async def test_what_is_typed_while_reconnecting_waits_visibly_and_nobody_joins_twice(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "tmux.conf"
+    config.write_text("set -g remain-on-exit on\nset -g status off\n", encoding="utf-8")
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, tmp_path / "chat.db")
+            _host, port = await daemon.start()
+            tmux = Tmux(f"trio-chat-outage-{os.getpid()}", config, cli_env(port))
+            try:
+                for name in ("alice", "bob"):
+                    await trio_chat.register("127.0.0.1", port, name, PASSWORD)
+                await enter(tmux, "alice")
+                await enter(tmux, "bob")
+                await tmux.wait_line("alice", rf"{TIME} \* bob joined the room")
+
+                await daemon.kill()
+                await tmux.wait("alice", lambda ls: ls[-1] == "alice (reconnecting)>", "the outage")
+                await tmux.type("alice", "typed while away")
+                await tmux.press("alice", "Enter")
+                waiting = r"\[waiting\] alice: typed while away \(goes out once connected\)"
+                await tmux.wait_line("alice", waiting)
+                await tmux.wait(
+                    "alice", lambda ls: ls[-1] == "alice (reconnecting, 1 waiting)>", "the count"
+                )
+
+                await daemon.start(port)
+                sent = rf"{TIME} alice: typed while away \(sent; it was waiting\)"
+                lines = await tmux.wait_line("alice", sent, prompt="alice>")
+                await tmux.wait_line("bob", rf"{TIME} alice: typed while away")
+                await tmux.type("alice", "/who")
+                await tmux.press("alice", "Enter")
+                await tmux.wait_line("alice", r"Online \(2\): alice, bob")
+                lines = await tmux.screen("alice")
+                # Bob was there before the outage: his return is not news.
+                assert sum("bob joined the room" in line for line in lines) == 1, lines
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(10):
+                    await tmux.kill()
+                nursery.cancel_scope.cancel()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import errno
+import functools
 import io
 import logging
 import math
@@ -47,6 +49,7 @@ from .errors import (
     UnknownUser,
     WrongPassword,
 )
+from .logs import FORMATS, LEVELS, configure, event
 from .rules import RuleError, check_name
 from .server import serve
 from .store import StorageError, default_database
@@ -92,9 +95,20 @@ HostOption = Annotated[
     str,
     typer.Option("--host", envvar="TRIO_CHAT_HOST", help="Address of the daemon (IPv4 or IPv6)."),
 ]
+
+
+def _port(text: str) -> int:
+    """A port number, or one sentence and exit status 2."""
+    value = text.strip()
+    if not value.isdecimal() or not 0 <= int(value) <= 65535:
+        typer.echo(f"The port must be a number from 0 to 65535, not {text!r}.", err=True)
+        raise typer.Exit(int(ExitCode.USAGE))
+    return int(value)
+
+
 PortOption = Annotated[
     int,
-    typer.Option("--port", envvar="TRIO_CHAT_PORT", min=0, max=65535, help="UDP port."),
+    typer.Option("--port", envvar="TRIO_CHAT_PORT", parser=_port, metavar="PORT", help="UDP port."),
 ]
 NameOption = Annotated[
     str | None,
@@ -135,26 +149,39 @@ def main_options(
     """A chat room over UDP: run the daemon, register, log in and chat."""
 
 
+def home_relative(path: Path) -> str:
+    """`~/...` for a path in the home folder: short enough to show whole in the help."""
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
 def _serve_command(
     host: Annotated[
         str,
         typer.Option(envvar="TRIO_CHAT_HOST", help="Address to listen on ('::1' for IPv6)."),
     ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(envvar="TRIO_CHAT_PORT", min=0, max=65535, help="UDP port.")
+        int,
+        typer.Option(envvar="TRIO_CHAT_PORT", parser=_port, metavar="PORT", help="UDP port."),
     ] = 1600,
     db: Annotated[
         Path | None,
         typer.Option(
             envvar="TRIO_CHAT_DB",
-            help="SQLite database file [default: ~/.local/share/trio-chat/chat.db].",
-            dir_okay=False,
+            help="SQLite database file.",
+            show_default=home_relative(default_database()),
         ),
     ] = None,
     log_level: Annotated[
         str,
         typer.Option(help="debug, info, warning or error."),
     ] = "info",
+    log_format: Annotated[
+        str,
+        typer.Option(help="text (a line each) or json (one JSON object a line)."),
+    ] = "text",
     message_rate: Annotated[
         float, typer.Option(help="Messages per second each session may send, steadily.")
     ] = 5.0,
@@ -183,14 +210,19 @@ def _serve_command(
         int,
         typer.Option(help="Join and leave notices are sent while at most this many are online."),
     ] = 200,
+    summary_every: Annotated[
+        float,
+        typer.Option(help="Seconds between the log's summary lines (sessions, messages, drops)."),
+    ] = 60.0,
 ) -> None:
     """Run the chat daemon (stop it with Ctrl-C or SIGTERM)."""
-    level = getattr(logging, log_level.upper(), None)
-    if not isinstance(level, int):
+    if log_level.lower() not in LEVELS:
         raise fail(
             f"Unknown log level {log_level!r}; use debug, info, warning or error.", ExitCode.USAGE
         )
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_format.lower() not in FORMATS:
+        raise fail(f"Unknown log format {log_format!r}; use text or json.", ExitCode.USAGE)
+    configure(log_level.lower(), log_format.lower())
     config = ServerConfig(
         message_rate=message_rate,
         message_burst=message_burst,
@@ -203,32 +235,45 @@ def _serve_command(
         notice_limit=notice_limit,
     )
     database = db or default_database()
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    failure: typer.Exit | None = None
     try:
-        trio.run(_serve_until_signal, host, port, database, config)
-    except StorageError as error:
-        raise fail(str(error), ExitCode.DATABASE) from None
-    except OSError as error:
-        if error.errno in (98, 48):  # EADDRINUSE on Linux and macOS
-            raise fail(
-                f"Cannot listen on {host}:{port}: the port is in use; "
-                "is another trio-chat running? Choose another with --port.",
+        trio.run(_serve_until_signal, host, port, database, config, summary_every)
+    except* StorageError as group:
+        failure = fail(str(_first(group)), ExitCode.DATABASE)
+    except* OSError as group:
+        error = _first(group)
+        if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+            failure = fail(
+                f"Cannot listen on {shown}: the port is in use; is another trio-chat "
+                "running? Choose another with --port.",
                 ExitCode.ADDRESS_IN_USE,
-            ) from None
-        raise fail(f"Cannot listen on {host}:{port}: {error.strerror}.", ExitCode.FAILURE) from None
+            )
+        else:
+            reason = error.strerror if isinstance(error, OSError) else None
+            failure = fail(f"Cannot listen on {shown}: {reason or error}.", ExitCode.FAILURE)
+    if failure is not None:
+        raise failure
 
 
-async def _serve_until_signal(host: str, port: int, database: Path, config: ServerConfig) -> None:
+def _first(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first exception inside (nested) exception groups."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+async def _serve_until_signal(
+    host: str, port: int, database: Path, config: ServerConfig, summary_every: float
+) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            address = await nursery.start(serve, host, port, database, config)
-            host_shown = f"[{address[0]}]" if ":" in address[0] else address[0]
-            shown = f"{host_shown}:{address[1]}"
-            typer.echo(
-                f"trio-chat is listening on {shown} (database {database}); Ctrl-C stops it.",
-                err=True,
-            )
+            start = functools.partial(serve, summary_every=summary_every)
+            await nursery.start(start, host, port, database, config)
             async for signum in signals:
-                typer.echo(f"Stopping ({signal.Signals(signum).name}).", err=True)
+                name = signal.Signals(signum).name
+                event(logging.INFO, "signal", f"Stopping ({name}).", signal=name)
                 nursery.cancel_scope.cancel()
                 break
 
@@ -342,10 +387,46 @@ def _password(password_file: Path | None, *, confirm: bool) -> str:
     given = _given_password(password_file)
     if given is not None:
         return given
-    password: str = typer.prompt(
-        "Password", hide_input=True, confirmation_prompt="Repeat the password" if confirm else False
-    )
-    return password
+    return ask("Password", hide=True, confirm=confirm)
+
+
+def ask(text: str, *, hide: bool = False, confirm: bool = False) -> str:
+    """Prompt for a value; Ctrl-C or Ctrl-D leaves with a new line and exit status 130."""
+    try:
+        value: str = typer.prompt(
+            text, hide_input=hide, confirmation_prompt="Repeat the password" if confirm else False
+        )
+    except typer.Abort:
+        if not hide:  # a hidden prompt has ended its line already
+            typer.echo("", err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    return value
+
+
+def agree(text: str) -> bool:
+    """Ask a yes/no question (no by default); Ctrl-C leaves as `ask` does."""
+    try:
+        return typer.confirm(text, default=False)
+    except typer.Abort:
+        typer.echo("", err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+ATTEMPTS = 3
+"""How many times a person at a terminal may type a password or a name."""
+
+
+def _attempts(function: Callable[[str, str], T], name: str, password: str, *, again: bool) -> T:
+    """Call `function(name, password)`; at a terminal, ask again after a wrong password."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return function(name, password)
+        except WrongPassword:
+            if not again or attempt == ATTEMPTS:
+                raise
+            typer.echo(f"Wrong password for {safe(name)!r}; try again.", err=True)
+            password = ask("Password", hide=True)
+    raise AssertionError("unreachable")
 
 
 def _tolerant_output() -> None:
@@ -362,23 +443,37 @@ def _echo_line(line: Line) -> None:
 @app.command()
 def register(
     name: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--name", "-n", envvar="TRIO_CHAT_NAME", prompt=True, help="The account name to create."
+            "--name",
+            "-n",
+            envvar="TRIO_CHAT_NAME",
+            help="The account name to create (prompted if not given).",
         ),
-    ],
+    ] = None,
     host: HostOption = "127.0.0.1",
     port: PortOption = 1600,
     password_file: PasswordFileOption = None,
 ) -> None:
     """Create an account (the password is prompted twice, hidden)."""
     _tolerant_output()
+    can_ask = sys.stdin.isatty()
+    if name is None:
+        name = ask("Name")
     _checked_name(name)
     password = _password(password_file, confirm=True)
-    try:
-        created = _run(client_register, host, port, name, password)
-    except ChatError as error:
-        raise _chat_failure(error, name) from None
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            created = _run(client_register, host, port, name, password)
+            break
+        except NameTaken as error:
+            if not can_ask or attempt == ATTEMPTS:
+                raise _chat_failure(error, name) from None
+            typer.echo(f"The name {safe(name)!r} is taken; choose another.", err=True)
+            name = ask("Name")
+            _checked_name(name)
+        except ChatError as error:
+            raise _chat_failure(error, name) from None
     typer.echo(
         f"Registered {safe(created)} at {host}:{port}; "
         f"enter the room with `trio-chat chat --name {safe(created)}`."
@@ -411,20 +506,24 @@ async def _check_login(host: str, port: int, name: str, password: str) -> list[L
 
 @app.command()
 def login(
-    name: Annotated[
-        str,
-        typer.Option("--name", "-n", envvar="TRIO_CHAT_NAME", prompt=True, help="Your account."),
-    ],
+    name: NameOption = None,
     host: HostOption = "127.0.0.1",
     port: PortOption = 1600,
     password_file: PasswordFileOption = None,
 ) -> None:
     """Check your name and password; show who is online and how many private messages wait."""
     _tolerant_output()
-    _checked_name(name)
-    password = _password(password_file, confirm=False)
+    if name is None:
+        name = ask("Name")
+    given = _given_password(password_file)
+    password = given if given is not None else ask("Password", hide=True)
+    again = given is None and sys.stdin.isatty()
+
+    def check(name: str, password: str) -> list[Line]:
+        return _run(_check_login, host, port, name, password)
+
     try:
-        lines = _run(_check_login, host, port, name, password)
+        lines = _attempts(check, name, password, again=again)
     except ChatError as error:
         raise _chat_failure(error, name) from None
     for line in lines:
@@ -444,9 +543,9 @@ def _offer_registration(host: str, port: int, name: str, password: str, typed: b
     A password that was typed is asked once more, as `register` does.
     """
     shown = safe(name)
-    if not typer.confirm(f"There is no account named {shown!r}. Create it?", default=False):
+    if not agree(f"There is no account named {shown!r}. Create it?"):
         raise fail(f"No account named {shown!r}; nothing was changed.", ExitCode.UNKNOWN_USER)
-    if typed and typer.prompt("Repeat the password", hide_input=True) != password:
+    if typed and ask("Repeat the password", hide=True) != password:
         raise fail("The two passwords differ; no account was created.", ExitCode.INVALID_PASSWORD)
     try:
         created = _run(client_register, host, port, name, password)
@@ -477,8 +576,7 @@ def chat(
                 "Give your name with --name (or TRIO_CHAT_NAME) when input is not a terminal.",
                 ExitCode.USAGE,
             )
-        name = typer.prompt("Name")
-    _checked_name(name)
+        name = ask("Name")
     password = _given_password(password_file)
     typed = password is None
     if password is None:
@@ -488,15 +586,19 @@ def chat(
                 "when input is not a terminal.",
                 ExitCode.USAGE,
             )
-        password = _password(None, confirm=False)
+        password = ask("Password", hide=True)
+
+    def enter(name: str, password: str) -> Outcome:
+        return _run(_enter, host, port, name, password, interactive)
+
     try:
         try:
-            outcome = _run(_enter, host, port, name, password, interactive)
+            outcome = _attempts(enter, name, password, again=typed and can_ask)
         except UnknownUser:
             if not can_ask:
                 raise
             _offer_registration(host, port, name, password, typed)
-            outcome = _run(_enter, host, port, name, password, interactive)
+            outcome = enter(name, password)
     except ChatError as error:
         raise _chat_failure(error, name) from None
     if outcome.ended is not None:

@@ -30,6 +30,7 @@ from .display import (
     message_line,
     names_line,
     notice_line,
+    pending_line,
     safe,
 )
 from .errors import BadRequest, ChatError, ConnectionLost
@@ -45,8 +46,12 @@ from .events import (
     PublicMessage,
     Reconnected,
 )
+from .rules import name_key
 
 SHOWN_MEMORY = 10_000
+RETURN_WINDOW = 60.0
+"""After an outage (a daemon restart, say) everyone comes back within moments: for this
+many seconds, the join of someone who was here before it is not shown as news."""
 """How many message ids to remember, to show a message to yourself only once."""
 
 Result = Callable[[], Awaitable[None]]
@@ -96,6 +101,12 @@ class Room:
         self._shown: set[int] = set()
         self._shown_order: deque[int] = deque()
         self._newest_shown = 0
+        self.online: set[str] = set()
+        """Who is in the room (name keys), from `/who` answers, joins and leaves."""
+        self._before_outage: set[str] = set()
+        """Who was here when the connection was lost: their joins on our return are not news."""
+        self._back_at = -math.inf
+        """When the connection came back (see `RETURN_WINDOW`)."""
 
     @property
     def where(self) -> str:
@@ -131,6 +142,11 @@ class Room:
         return True
 
     @property
+    def waiting(self) -> int:
+        """Messages not acknowledged yet; read from any thread (the prompt's), changes nothing."""
+        return sum(1 for receipt in list(self._receipts) if not receipt.done)
+
+    @property
     def unanswered(self) -> int:
         """Messages sent that the daemon has not acknowledged (nor refused) yet."""
         self._receipts = [receipt for receipt in self._receipts if not receipt.done]
@@ -164,17 +180,18 @@ class Room:
             self._report(f"Not sent: {error.message}", error)
             return
         self._receipts.append(receipt)
-        if not self.connected and self.interactive:
-            self.show(
-                notice_line("Not connected: this goes out when the connection is back.", _now())
-            )
+        waiting = not self.connected
+        if waiting and self.interactive:
+            self.show(pending_line(text, to, self.chat.name))
         line_number = self._line_number
-        self._later(lambda: self._sent(receipt, text, to, line_number))
+        self._later(lambda: self._sent(receipt, text, to, line_number, waiting))
 
     def _later(self, result: Result) -> None:
         self._results_in.send_nowait(result)
 
-    async def _sent(self, receipt: Receipt, text: str, to: str | None, line_number: int) -> None:
+    async def _sent(
+        self, receipt: Receipt, text: str, to: str | None, line_number: int, waited: bool
+    ) -> None:
         try:
             message: ChatMessage = await receipt.wait()
         except ChatError as error:
@@ -184,9 +201,9 @@ class Room:
             short = text if len(text) <= 40 else text[:39] + "…"
             self._refused(f"Not sent{target} ({short!r}): {error.message}", error, line_number)
             return
-        self._show_message(message)
+        self._show_message(message, sent_late=waited and self.interactive)
 
-    def _show_message(self, message: ChatMessage) -> None:
+    def _show_message(self, message: ChatMessage, *, sent_late: bool = False) -> None:
         """Show a message once, even when it comes both as an event and as an answer."""
         if message.id in self._shown:
             return
@@ -195,7 +212,10 @@ class Room:
         self._shown_order.append(message.id)
         if len(self._shown_order) > SHOWN_MEMORY:
             self._shown.discard(self._shown_order.popleft())
-        self.show(message_line(message, self.chat.name))
+        line = message_line(message, self.chat.name)
+        if sent_late:
+            line = (*line, (DIM, " (sent; it was waiting)"))
+        self.show(line)
 
     def _ask(self, submit: Callable[[], Receipt], show: Callable[[Any], None]) -> None:
         """Send a question now (in order with the messages before it); show its answer later."""
@@ -218,6 +238,7 @@ class Room:
         self._later(answer)
 
     def _show_names(self, names: list[str]) -> None:
+        self.online = {name_key(name) for name in names}
         self.show(names_line(names, self.chat.name))
 
     def _show_found(self, messages: list[ChatMessage]) -> None:
@@ -259,13 +280,21 @@ class Room:
         elif isinstance(event, History):
             self._show_history(event)
         elif isinstance(event, Joined):
-            self.show(joined_line(event, me))
+            key = name_key(event.name)
+            self.online.add(key)
+            returning = trio.current_time() - self._back_at < RETURN_WINDOW
+            if key in self._before_outage and returning:
+                self._before_outage.discard(key)  # back after the outage, not newly here
+            else:
+                self.show(joined_line(event, me))
         elif isinstance(event, Left):
+            self.online.discard(name_key(event.name))
             self.show(left_line(event, me))
         elif isinstance(event, Notice):
             self.show(notice_line(event.text, _now()))
         elif isinstance(event, Disconnected):
             self.connected = False
+            self._before_outage = set(self.online)
             self.show(
                 notice_line(
                     f"Lost the connection to trio-chat at {self.where} ({event.reason}); "
@@ -276,6 +305,7 @@ class Room:
             self.on_change()
         elif isinstance(event, Reconnected):
             self.connected = True
+            self._back_at = trio.current_time()
             self.show(notice_line(f"Connected to {self.where} again.", _now(), DIM))
             self.on_change()
 
@@ -296,6 +326,8 @@ class Room:
             self._show_message(message)
         if self.interactive and event.resumed and fresh:
             self.show(heading_line("Now"))
+        if self.interactive and event.resumed:
+            self._ask(self.chat.who_nowait, self._show_names)  # who is here after the outage
         if self.interactive and not event.resumed:
             self.show(
                 heading_line(

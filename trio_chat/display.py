@@ -86,6 +86,16 @@ def message_line(message: ChatMessage, me: str, now: datetime | None = None) -> 
     return (time, ("35", "["), *who, ("35", "]"), ("", " "), text)
 
 
+def pending_line(text: str, to: str | None, me: str) -> Line:
+    """What you typed while not connected, shown at once, dim: it goes out once connected."""
+    who: tuple[Segment, ...] = (
+        (("", "["), ("1", "you"), ("", " -> "), _name(to, me), ("", "] "))
+        if to is not None
+        else (_name(me, me), ("", ": "))
+    )
+    return ((DIM, "[waiting] "), *who, (DIM, safe(text)), (DIM, " (goes out once connected)"))
+
+
 def joined_line(event: Joined, me: str, now: datetime | None = None) -> Line:
     return (
         (DIM, stamp(event.ts, now) + " "),

@@ -36,10 +36,13 @@ from .engine import (
     ServerConfig,
     ServerEngine,
 )
+from .logs import Summary, event, limits_changed, log_note, shown
 from .records import Message, StoreOp
 from .store import SqliteStore, Storage, run_persistence
 
 log = logging.getLogger(__name__)
+SUMMARY_EVERY = 60.0
+"""Seconds between the log's summary lines."""
 T = TypeVar("T")
 
 RECEIVE_BUFFER = 2048
@@ -233,6 +236,8 @@ class Daemon:
                 self.send_errors += 1
         for effect in engine.take_effects():
             self._start(effect)
+        for note in engine.take_notes():
+            log_note(note)
         if self._wait is not None:
             deadline = engine.next_timer()
             if deadline is not None and deadline < self._wait.deadline:
@@ -288,8 +293,25 @@ class Daemon:
             self._wait.cancel()
 
     def shutdown(self) -> None:
+        sessions = len(self.engine.sessions)
         self.engine.shutdown(trio.current_time(), time.time())
+        self.engine.take_notes()  # one line for all, below, not one per session
         self.flush()
+        event(
+            logging.INFO,
+            "stopping",
+            f"told {sessions} sessions the daemon is stopping",
+            sessions=sessions,
+        )
+
+
+async def log_summaries(engine: ServerEngine, every: float) -> None:
+    """A summary line every `every` seconds (see `logs.Summary`)."""
+    summary = Summary()
+    summary.line(engine.stats, 0, 0, 1.0)  # the starting point, not logged
+    while True:
+        await trio.sleep(every)
+        summary.line(engine.stats, len(engine.sessions), engine.room.accounts_online, every / 60)
 
 
 async def serve(
@@ -300,38 +322,72 @@ async def serve(
     *,
     storage: Storage | None = None,
     on_ready: Callable[[ServerEngine], Any] | None = None,
+    summary_every: float = SUMMARY_EVERY,
     task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the daemon until cancelled; `task_status.started` gets the bound address."""
     config = config or ServerConfig()
-    if storage is None:
-        if database is None:
-            raise ValueError("serve() needs a database path or a storage object")
-        storage = await trio.to_thread.run_sync(SqliteStore.open, database)
-    try:
-        snapshot = await trio.to_thread.run_sync(storage.load, config.window_messages)
-        engine = ServerEngine(config, snapshot)
-        _freeze_startup_heap()
-        sock = bind_udp(host, port)
-        # Every core but one may hash: the event loop keeps one to itself.
-        passwords = PasswordThreads(max(1, (os.cpu_count() or 2) - 1))
-        with sock, contextlib.closing(passwords):
-            send_ops, receive_ops = trio.open_memory_channel[StoreOp](math.inf)
-            async with trio.open_nursery() as nursery:
-                daemon = Daemon(engine, sock, storage, nursery, send_ops, passwords)
-                await nursery.start(
-                    run_persistence, storage, receive_ops, daemon.committed, daemon.failed
-                )
-                address = sock.getsockname()
-                log.debug("listening on %s", address)
-                if on_ready is not None:
-                    on_ready(engine)
-                task_status.started(address)
-                try:
-                    await daemon.run()
-                finally:
-                    daemon.shutdown()
-                    send_ops.close()  # the persistence task drains what is left, then ends
-                    nursery.cancel_scope.cancel()
-    finally:
-        storage.close()
+    # The port first: a daemon that cannot listen should not have touched the database.
+    with bind_udp(host, port) as sock:
+        if storage is None:
+            if database is None:
+                raise ValueError("serve() needs a database path or a storage object")
+            storage = await trio.to_thread.run_sync(SqliteStore.open, database)
+        try:
+            await _run(sock, storage, config, on_ready, summary_every, task_status)
+        finally:
+            storage.close()
+            event(logging.INFO, "stopped", "stopped; the database is closed")
+
+
+async def _run(
+    sock: socket.socket,
+    storage: Storage,
+    config: ServerConfig,
+    on_ready: Callable[[ServerEngine], Any] | None,
+    summary_every: float,
+    task_status: trio.TaskStatus[Address],
+) -> None:
+    snapshot = await trio.to_thread.run_sync(storage.load, config.window_messages)
+    engine = ServerEngine(config, snapshot)
+    _freeze_startup_heap()
+    # Every core but one may hash: the event loop keeps one to itself.
+    passwords = PasswordThreads(max(1, (os.cpu_count() or 2) - 1))
+    with contextlib.closing(passwords):
+        send_ops, receive_ops = trio.open_memory_channel[StoreOp](math.inf)
+        async with trio.open_nursery() as nursery:
+            daemon = Daemon(engine, sock, storage, nursery, send_ops, passwords)
+            await nursery.start(
+                run_persistence, storage, receive_ops, daemon.committed, daemon.failed
+            )
+            address = sock.getsockname()
+            _log_start(address, storage, engine, config)
+            nursery.start_soon(log_summaries, engine, summary_every)
+            if on_ready is not None:
+                on_ready(engine)
+            task_status.started(address)
+            try:
+                await daemon.run()
+            finally:
+                daemon.shutdown()
+                send_ops.close()  # the persistence task drains what is left, then ends
+                nursery.cancel_scope.cancel()
+
+
+def _log_start(
+    address: Address, storage: Storage, engine: ServerEngine, config: ServerConfig
+) -> None:
+    where = shown(address)
+    database = getattr(storage, "path", "-")
+    event(
+        logging.INFO,
+        "listening",
+        f"trio-chat is listening on {where} (database {database})",
+        address=where,
+        database=str(database),
+        accounts=len(engine.accounts),
+    )
+    changed = limits_changed(config)
+    if changed:
+        listed = ", ".join(f"{key}={value}" for key, value in changed.items())
+        event(logging.INFO, "limits", f"limits other than the defaults: {listed}", **changed)

@@ -8,6 +8,7 @@ class, not a rewrite.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
@@ -98,6 +99,26 @@ def _message(row: Row) -> Message:
     )
 
 
+def _why(error: OSError | sqlite3.Error, path: Path) -> str:
+    """What is wrong with a database that cannot be opened, in a few words."""
+    if path.is_dir():
+        return "it is a folder"
+    if isinstance(error, OSError):
+        if error.errno in (errno.EEXIST, errno.ENOTDIR):
+            return "a part of its folder is a file"
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return "permission denied"
+        if error.errno == errno.EISDIR:
+            return "it is a folder"
+        return (error.strerror or str(error)).lower()
+    text = str(error)
+    if isinstance(error, sqlite3.DatabaseError) and "not a database" in text:
+        return "the file is not an SQLite database"
+    if "readonly" in text or "unable to open" in text:
+        return "permission denied" if path.exists() else "it cannot be created"
+    return text
+
+
 def default_database() -> Path:
     """`$XDG_DATA_HOME/trio-chat/chat.db`, by default under `~/.local/share`."""
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -129,7 +150,10 @@ class SqliteStore:
             store = cls(connection, path)
             store._migrate()
         except (OSError, sqlite3.Error) as error:
-            raise StorageError(f"Cannot open the database {str(path)!r}: {error}.") from error
+            raise StorageError(
+                f"Cannot open the database {str(path)!r}: {_why(error, path)}; "
+                "choose another with --db."
+            ) from error
         return store
 
     def _migrate(self) -> None:
@@ -295,8 +319,14 @@ async def run_persistence(
                         break
                 try:
                     rejected = await trio.to_thread.run_sync(storage.write, batch)
-                except Exception:
-                    log.exception("could not write %d changes to the database", len(batch))
+                except Exception as error:
+                    # One line, not a traceback: a full disk is the operator's to fix.
+                    log.error(
+                        "could not write %d changes to the database (%s: %s)",
+                        len(batch),
+                        type(error).__name__,
+                        error,
+                    )
                     rejected = batch
                 rejected_ids = {id(op) for op in rejected}
                 for op in batch:

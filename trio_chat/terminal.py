@@ -190,7 +190,9 @@ async def run_interactive(chat: ChatClient) -> Outcome:
     room: Room
 
     def prompt() -> ANSI:
-        state = "" if room.connected else "\x1b[33m (reconnecting)\x1b[0m"
+        waiting = room.waiting
+        more = f", {waiting} waiting" if waiting else ""
+        state = "" if room.connected else f"\x1b[33m (reconnecting{more})\x1b[0m"
         return ANSI(f"\x1b[1m{safe(chat.name)}\x1b[0m{state}> ")
 
     terminal = Terminal(prompt)

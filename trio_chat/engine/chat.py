@@ -77,8 +77,10 @@ class Chat:
         room: Callable[[Deliver], Fanout],
         effects: list[Effect],
         jobs: JobTable[tuple[int, int]],
+        stats: dict[str, int],
     ) -> None:
         self.config = config
+        self._stats = stats
         self._accounts = accounts
         self._sessions = sessions
         self._send = send
@@ -261,6 +263,7 @@ class Chat:
 
     def committed(self, message: Message) -> None:
         """A message is on disk: show it, and answer whoever sent it."""
+        self._stats["messages"] += 1
         self._fan_out(message, self._sent_by.pop(message.id, 0))
         for sid, seq in self._awaiting_commit.pop(message.id, ()):
             session = self._sessions.get(sid)

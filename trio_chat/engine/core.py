@@ -28,6 +28,7 @@ from .common import Address, Outbox
 from .config import ServerConfig
 from .effects import Effect, JobTable
 from .lobby import Lobby, LoginAttempt
+from .notes import LoggedIn, Note, SessionEnded
 from .sessions import Session, Sessions
 
 STAT_NAMES = (
@@ -41,6 +42,7 @@ STAT_NAMES = (
     "migrations",
     "pings",
     "keepalives",
+    "messages",
 )
 STORAGE_SORRY = "The server could not save this; try again later."
 
@@ -64,8 +66,11 @@ class ServerEngine:
         self.accounts: dict[str, Account] = {a.key: a for a in snapshot.accounts}
         self._effects: list[Effect] = []
         self._outbox: Outbox = []
+        self._notes: list[Note] = []
         jobs = itertools.count(1)
-        self.transport = Sessions(config, self._outbox, self.stats, new_token, new_session_id)
+        self.transport = Sessions(
+            config, self._outbox, self.stats, new_token, new_session_id, self._notes
+        )
         self.sessions = self.transport.by_sid
         self.chat = Chat(
             config,
@@ -76,6 +81,7 @@ class ServerEngine:
             room,
             self._effects,
             JobTable(jobs),
+            self.stats,
         )
         self.lobby = Lobby(
             config,
@@ -85,6 +91,7 @@ class ServerEngine:
             self._outbox,
             self.stats,
             JobTable(jobs),
+            self._notes,
         )
         self.lobby.open_session = self._open_session
         self.lobby.sessions_full = self.transport.full
@@ -181,6 +188,7 @@ class ServerEngine:
         account = attempt.account
         session = self.transport.open(account, attempt.address, now)
         session.quiet = attempt.quiet
+        self._notes.append(LoggedIn(account.name, attempt.address, attempt.quiet))
         welcome = wire.Welcome(
             rid=attempt.rid,
             sid=session.sid,
@@ -232,7 +240,10 @@ class ServerEngine:
         notify: bool = True,
     ) -> None:
         self.transport.remove(session, now, flush=flush)
-        self.chat.leave(session, reason, wall, notify=notify)
+        self._notes.append(SessionEnded(session.account.name, session.address, reason))
+        # Others are told in the document's words: silent or unresponsive is a timeout.
+        told = "timeout" if reason in ("silent", "unresponsive") else reason
+        self.chat.leave(session, told, wall, notify=notify)
 
     def shutdown(self, now: float, wall: float) -> None:
         """Tell every session the daemon is going away; the shell then sends the output."""
@@ -258,10 +269,16 @@ class ServerEngine:
         """Everything due to be sent now, as `(datagram, address)` pairs."""
         for session in self.transport.flush(now):
             if session.sid in self.sessions:
-                self._close(session, session.link.failure or "timeout", now, wall)
+                self._close(session, session.link.failure or "unresponsive", now, wall)
         out = self._outbox[:]
         self._outbox.clear()
         return out
+
+    def take_notes(self) -> list[Note]:
+        """What happened that the operator should hear of, in order (see `notes`)."""
+        notes = self._notes[:]
+        self._notes.clear()
+        return notes
 
     def take_effects(self) -> list[Effect]:
         """Work the shell must do (and report back on), in the order it arose."""

@@ -20,6 +20,7 @@ from ..rules import RuleError, check_name, check_password, name_key
 from .common import Address, Outbox, iso_time, round_up
 from .config import ServerConfig
 from .effects import CheckPassword, Effect, HashPassword, JobTable, Persist
+from .notes import LoginRefused, Note, Registered, RegistrationRefused
 
 TOO_MANY_SESSIONS = "Too many sessions from your address; close one and try again."
 
@@ -74,6 +75,7 @@ class Lobby:
         outbox: Outbox,
         stats: dict[str, int],
         jobs: JobTable[_Registration | LoginAttempt],
+        notes: list[Note],
     ) -> None:
         self.config = config
         self.accounts = accounts
@@ -82,6 +84,7 @@ class Lobby:
         self._outbox = outbox
         self._stats = stats
         self._jobs = jobs
+        self._notes = notes
         self.open_session: OpenSession | None = None
         self.sessions_full: SessionsFull = lambda _address: False
         self.welcome_resent: Callable[[int, float], None] = lambda _sid, _now: None
@@ -119,7 +122,7 @@ class Lobby:
             name = check_name(request.name)
             password = check_password(request.password)
         except RuleError as error:
-            self._refuse(address, request.rid, now, error.code, error.message)
+            self._refuse(address, request.rid, now, error.code, error.message, note=request)
             return
         key = name_key(name)
         existing = self.accounts.get(key)
@@ -130,13 +133,15 @@ class Lobby:
             return
         if existing is not None or key in self._reserved_names:
             message = f"The name {name!r} is taken; choose another."
-            self._refuse(address, request.rid, now, "name_taken", message)
+            self._refuse(address, request.rid, now, "name_taken", message, note=request)
             return
         # Counted only now, before the hashing it guards: a refused name costs nothing.
         wait = self._register_limit.take(address[0], now)
         if wait > 0:
             message = "Too many registrations from your address; try again later."
-            self._refuse(address, request.rid, now, "too_many_registrations", message, wait)
+            self._refuse(
+                address, request.rid, now, "too_many_registrations", message, wait, note=request
+            )
             return
         self._reserved_names.add(key)
         job = self._jobs.add(_Registration(address, request.rid, name, key))
@@ -163,6 +168,7 @@ class Lobby:
         registration = self._storing.pop(account.id)
         self._reserved_names.discard(account.key)
         self.accounts[account.key] = account
+        self._notes.append(Registered(account.name, registration.address))
         reply = wire.Registered(rid=registration.rid, name=account.name)
         self._finish_request(registration.address, registration.rid, reply, now)
 
@@ -176,7 +182,7 @@ class Lobby:
         account = self.accounts.get(name_key(request.name))
         if account is None:
             message = f"There is no account named {request.name!r}."
-            self._refuse(address, request.rid, now, "unknown_user", message)
+            self._refuse(address, request.rid, now, "unknown_user", message, note=request)
             return
         wait = max(
             self._account_failures.retry_after(account.key, now),
@@ -184,10 +190,12 @@ class Lobby:
         )
         if wait > 0:
             message = "Too many failed logins; wait a little before trying again."
-            self._refuse(address, request.rid, now, "throttled", message, wait)
+            self._refuse(address, request.rid, now, "throttled", message, wait, note=request)
             return
         if self.sessions_full(address):
-            self._refuse(address, request.rid, now, "too_many_sessions", TOO_MANY_SESSIONS)
+            self._refuse(
+                address, request.rid, now, "too_many_sessions", TOO_MANY_SESSIONS, note=request
+            )
             return
         try:
             # The form that was hashed at registration (NFC), whatever form this one came in.
@@ -212,6 +220,7 @@ class Lobby:
         self._account_failures.succeeded(account.key)
         self._address_failures.succeeded(address[0])
         if self.sessions_full(address):
+            self._notes.append(LoginRefused(account.name, address, "too_many_sessions"))
             self._refuse(address, attempt.rid, now, "too_many_sessions", TOO_MANY_SESSIONS)
             return
         assert self.open_session is not None
@@ -221,6 +230,7 @@ class Lobby:
     def _wrong_password(self, account: Account, address: Address, rid: str, now: float) -> None:
         self._account_failures.failed(account.key, now)
         self._address_failures.failed(address[0], now)
+        self._notes.append(LoginRefused(account.name, address, "wrong_password"))
         self._refuse(address, rid, now, "wrong_password", "Wrong password.")
 
     def _refuse(
@@ -231,10 +241,17 @@ class Lobby:
         code: str,
         message: str,
         retry_after: float | None = None,
+        *,
+        note: wire.Register | wire.Login | None = None,
     ) -> None:
-        """Answer a request with an error (remembered like any answer)."""
+        """Answer a request with an error (remembered like any answer); with `note`, tell
+        the operator which request was refused."""
         if retry_after is not None:
             retry_after = round_up(retry_after)
+        if isinstance(note, wire.Register):
+            self._notes.append(RegistrationRefused(note.name, address, code, retry_after))
+        elif isinstance(note, wire.Login):
+            self._notes.append(LoginRefused(note.name, address, code, retry_after))
         reply = wire.ErrorReply(code=code, message=message, rid=rid, retry_after=retry_after)
         self._finish_request(address, rid, reply, now)
 

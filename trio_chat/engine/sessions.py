@@ -24,6 +24,7 @@ from ..records import Account
 from ..reliability import Link
 from .common import Address, Outbox
 from .config import ServerConfig
+from .notes import AddressChanged, Note
 
 
 @dataclass(eq=False, slots=True)
@@ -76,8 +77,10 @@ class Sessions:
         stats: dict[str, int],
         new_token: Callable[[], str],
         new_session_id: Callable[[], int],
+        notes: list[Note],
     ) -> None:
         self.config = config
+        self._notes = notes
         self.by_sid: dict[int, Session] = {}
         self._outbox = outbox
         self._stats = stats
@@ -197,6 +200,7 @@ class Sessions:
     def _migrate(self, session: Session, address: Address) -> None:
         """The client's address changed (NAT rebinding): keep the session, check the path."""
         self._stats["migrations"] += 1
+        self._notes.append(AddressChanged(session.account.name, session.address, address))
         self._count_ip(session.address, -1)
         session.address = address
         self._count_ip(address, 1)
@@ -273,7 +277,8 @@ class Sessions:
         return None
 
     def expire(self, now: float) -> list[tuple[Session, str]]:
-        """Run the links' timers; return the sessions to end and why (silence, no acks)."""
+        """Run the links' timers; return the sessions to end and why (`silent`, or the
+        link's failure: `unresponsive`, `overloaded`)."""
         ending: list[tuple[Session, str]] = []
         timers = self._timers
         while timers and timers[0][0] <= now:
@@ -286,12 +291,12 @@ class Sessions:
                 # The same sum as the deadline, not `now - last_heard`: in floating point
                 # the two can disagree, and the check would then re-arm itself for `now`.
                 if now >= session.last_heard + self.config.idle_timeout:
-                    ending.append((session, "timeout"))
+                    ending.append((session, "silent"))
                     continue
                 session.idle_check_at = self._idle_check(session.last_heard)
             session.link.handle_timer(now)
             if session.link.failure is not None:
-                ending.append((session, "timeout"))
+                ending.append((session, session.link.failure))
                 continue
             self._dirty.add(session)
         return ending

@@ -82,7 +82,7 @@ async def registration_storm(
     result = StormResult()
     config = ClientConfig(timeout=4.0)
     async with trio.open_nursery() as nursery:
-        daemon = DaemonProcess(nursery, database, *LIMITS, log_level="warning")
+        daemon = DaemonProcess(nursery, database, *LIMITS)
         host, port = await daemon.start()
         limiter = trio.CapacityLimiter(concurrency)
 
@@ -219,7 +219,7 @@ async def chat_through_kills(
     names = [f"talker{n}" for n in range(senders)]
     config = ClientConfig(timeout=10.0, reconnect_delay_max=0.5)
     async with trio.open_nursery() as nursery:
-        daemon = DaemonProcess(nursery, database, *LIMITS, log_level="warning")
+        daemon = DaemonProcess(nursery, database, *LIMITS)
         host, port = await daemon.start()
         for name in [*names, "listener"]:
             await register(host, port, name, PASSWORD, config=config)

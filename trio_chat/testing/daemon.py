@@ -8,7 +8,8 @@
         await daemon.start(port)     # the same port, the same database
 
 Its standard error is collected in `output`; the bound address is read from the line
-the daemon prints when ready. `stop()` ends it politely (SIGTERM).
+the daemon logs when ready (at level `info`, so the log level may not be above it).
+`stop()` ends it politely (SIGTERM).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class DaemonProcess:
         self.log_level = log_level
         self.start_timeout = start_timeout
         self.output: list[str] = []
+        self._more = trio.Event()
         self.process: trio.Process | None = None
         self.address: tuple[str, int] | None = None
         self.starts = 0
@@ -108,6 +110,8 @@ class DaemonProcess:
             for raw in lines:
                 line = raw.decode("utf-8", "replace") + "\n"
                 self.output.append(line)
+                self._more.set()
+                self._more = trio.Event()
                 match = LISTENING.search(line)
                 if match and not ready.is_set():
                     found.append((match.group(1), int(match.group(2))))
@@ -138,3 +142,8 @@ class DaemonProcess:
     def text(self) -> str:
         """Everything the daemon wrote so far."""
         return "".join(self.output)
+
+    async def wait_for(self, text: str) -> None:
+        """Wait until the daemon has written `text` (put a time limit around this)."""
+        while text not in self.text:
+            await self._more.wait()

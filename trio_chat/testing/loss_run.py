@@ -167,7 +167,7 @@ async def loss_run(
     limits = ["--message-rate", "100000", "--message-burst", "100000"]
     limits += ["--register-burst", "1000", "--sessions-per-address", "1000"]
     async with trio.open_nursery() as nursery:
-        daemon = DaemonProcess(nursery, database, *limits, log_level="warning")
+        daemon = DaemonProcess(nursery, database, *limits)
         host, port = await daemon.start()
         config = ClientConfig(timeout=10.0)
         async with trio.open_nursery() as signups:

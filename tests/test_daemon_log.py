@@ -1,0 +1,154 @@
+"""What `trio-chat serve` tells its operator, read from a real daemon's standard error."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from trio_chat import ClientConfig, WrongPassword, connect, register, wire
+from trio_chat.cli import ExitCode, home_relative
+from trio_chat.errors import Throttled
+from trio_chat.store import default_database
+from trio_chat.testing.daemon import DaemonProcess
+
+PASSWORD = "correct horse battery"
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+def lines_with(output: str, pattern: str) -> list[str]:
+    return [line for line in output.splitlines() if re.search(pattern, line)]
+
+
+async def test_the_log_tells_of_every_account_session_failure_and_throttle(
+    tmp_path: Path,
+) -> None:
+    options = ("--login-free-failures", "1", "--idle-timeout", "1", "--summary-every", "0.5")
+    fast = ClientConfig(timeout=2.0)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, tmp_path / "chat.db", *options)
+            host, port = await daemon.start()
+            await register(host, port, "alice", PASSWORD)
+            async with connect(host, port, "alice", PASSWORD) as alice:
+                await alice.say("hello")
+            with pytest.raises(WrongPassword):
+                async with connect(host, port, "alice", "not the password", config=fast):
+                    pass
+            with pytest.raises(Throttled):
+                async with connect(host, port, "alice", PASSWORD, config=fast):
+                    pass
+            # Garbage, a lot of it: counted in the summary, not a line each.
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                for _ in range(50):
+                    sock.sendto(b"\xff garbage", (host, port))
+            # A client that logs in and then says nothing more is dropped for silence.
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+                silent.settimeout(5)
+                login = wire.Login(rid="s", name="alice", password=PASSWORD)
+                await trio.sleep(1.1)  # the throttle's delay has passed
+                silent.sendto(wire.encode(login), (host, port))
+                welcome = wire.decode_server_datagram_untrusted(silent.recv(2048))
+                assert isinstance(welcome, wire.Welcome), welcome
+                token = welcome.token
+                await daemon.wait_for("ended: silent")
+            await daemon.wait_for("datagrams in; dropped:")
+            assert await daemon.stop() == 0
+    out = daemon.text
+    assert lines_with(out, rf"^{STAMP} info +trio-chat is listening on 127\.0\.0\.1:{port} ")
+    assert lines_with(out, r"limits other than the defaults: .*idle_timeout=1\.0")
+    assert lines_with(out, r"info +alice registered from 127\.0\.0\.1:\d+$")
+    assert len(lines_with(out, r"info +alice logged in from 127\.0\.0\.1:\d+$")) == 2
+    assert lines_with(out, r"info +alice logged out from 127\.0\.0\.1:\d+$")
+    assert lines_with(out, r"warning +login as 'alice' from 127\.0\.0\.1:\d+ refused: wrong_pass")
+    assert lines_with(out, r"warning +login as 'alice' .* refused: throttled \(retry after")
+    assert lines_with(out, r"warning +session of alice at 127\.0\.0\.1:\d+ ended: silent")
+    (garbage,) = lines_with(out, r"dropped: \d+ garbage")
+    assert re.search(r"dropped: 50 garbage", garbage)
+    assert len(lines_with(out, "garbage")) == 1  # one summary, not a line per datagram
+    assert lines_with(out, r"info +Stopping \(SIGTERM\)\.$")
+    assert lines_with(out, r"info +stopped; the database is closed$")
+    assert PASSWORD not in out and "not the password" not in out and token not in out
+    assert "Traceback" not in out
+
+
+async def test_json_logs_are_one_object_a_line_with_the_event_and_its_fields(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(
+                nursery, tmp_path / "chat.db", "--log-format", "json", log_level="debug"
+            )
+            # The address is found in the JSON line's message, as in the text one.
+            host, port = await daemon.start()
+            await register(host, port, "zoë", PASSWORD)
+            async with connect(host, port, "zoë", PASSWORD):
+                pass
+            assert await daemon.stop() == 0
+    entries = [json.loads(line) for line in daemon.text.splitlines()]
+    assert all({"ts", "level", "event", "message"} <= set(entry) for entry in entries)
+    by_event = {entry["event"]: entry for entry in entries}
+    assert by_event["listening"]["address"] == f"127.0.0.1:{port}"
+    assert by_event["registered"]["name"] == "zoë"
+    assert by_event["login"]["name"] == "zoë" and by_event["login"]["quiet"] is False
+    assert by_event["logout"]["address"].startswith("127.0.0.1:")
+    assert {"stopping", "stopped"} <= set(by_event)
+    assert PASSWORD not in daemon.text
+
+
+def serve(*arguments: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "trio_chat", "serve", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_a_port_in_use_is_one_sentence_and_exit_status_12(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        done = serve("--port", str(port), "--db", str(tmp_path / "chat.db"))
+    assert done.returncode == ExitCode.ADDRESS_IN_USE
+    assert done.stderr.splitlines() == [
+        f"Cannot listen on 127.0.0.1:{port}: the port is in use; is another trio-chat "
+        "running? Choose another with --port."
+    ]
+
+
+@pytest.mark.parametrize("kind", ["folder is a file", "not sqlite", "a folder"])
+def test_a_database_that_cannot_be_used_is_one_sentence_and_exit_status_11(
+    tmp_path: Path, kind: str
+) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "junk.db").write_text("this is not a database, " * 100)
+    path = {
+        "folder is a file": tmp_path / "file" / "chat.db",
+        "not sqlite": tmp_path / "junk.db",
+        "a folder": tmp_path,
+    }[kind]
+    done = serve("--port", "0", "--db", str(path))
+    assert done.returncode == ExitCode.DATABASE
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"Cannot open the database '{path}': ")
+    assert line.endswith("; choose another with --db.")
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "abc"])
+def test_a_bad_port_is_a_sentence(port: str) -> None:
+    done = serve("--port", port)
+    assert done.returncode == ExitCode.USAGE
+    assert done.stderr.splitlines() == [f"The port must be a number from 0 to 65535, not {port!r}."]
+
+
+def test_help_shows_the_default_database_and_the_log_options() -> None:
+    done = serve("--help")
+    assert done.returncode == 0
+    text = "".join(done.stdout.replace("│", "").split())  # the help is boxed and wrapped
+    assert "".join(home_relative(default_database()).split()) in text
+    for option in ("--log-level", "--log-format", "--summary-every", "[default:text]"):
+        assert option in text

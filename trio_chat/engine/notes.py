@@ -1,0 +1,64 @@
+"""What the engine tells the daemon's operator: typed notes, logged by the shell.
+
+The engine decides who registered, logged in, failed, was throttled or dropped; it does
+no logging itself (logging reads the clock and writes to files). It hands these notes out
+with `ServerEngine.take_notes()`, and the shell turns them into log lines. A note never
+holds a password, a token or a key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .common import Address
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    name: str
+    address: Address
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationRefused:
+    name: str
+    address: Address
+    code: str
+    """`too_many_registrations`, `name_taken`, `invalid_name`, `password_too_short`, ..."""
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    name: str
+    address: Address
+    quiet: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRefused:
+    name: str
+    """The name as the client typed it (there may be no such account)."""
+    address: Address
+    code: str
+    """`unknown_user`, `wrong_password`, `throttled`, `too_many_sessions`."""
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    name: str
+    address: Address
+    reason: str
+    """`quit` (logged out), `silent` (nothing heard for the idle timeout), `unresponsive`
+    (its acknowledgements stopped), `overloaded` (too much waited for it), `shutdown`."""
+
+
+@dataclass(frozen=True, slots=True)
+class AddressChanged:
+    name: str
+    old: Address
+    new: Address
+
+
+Note = Registered | RegistrationRefused | LoggedIn | LoginRefused | SessionEnded | AddressChanged

@@ -1,0 +1,222 @@
+"""The daemon's log: what its operator reads, as text lines or one JSON object a line.
+
+The engine hands out notes (`engine.notes`); `log_note` turns each into a record with an
+`event` name and its fields, and the two formatters write them: text for a terminal,
+JSON for journald, Loki or ELK. Every name that came from the network passes through
+`display.safe` in text, so a name cannot forge a log line; nothing logged holds a
+password, a token or a key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from .display import safe
+from .engine import Address, ServerConfig
+from .engine.notes import (
+    LoggedIn,
+    LoginRefused,
+    Note,
+    Registered,
+    RegistrationRefused,
+    SessionEnded,
+)
+
+log = logging.getLogger("trio_chat")
+
+LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("text", "json")
+
+
+def shown(address: Address) -> str:
+    """`127.0.0.1:1600`, or `[::1]:1600` for IPv6."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+class TextFormatter(logging.Formatter):
+    """`2026-12-04T10:12:13.123Z info  alice logged in from 127.0.0.1:40001`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = _stamp(record)
+        line = f"{stamp} {record.levelname.lower():7} {record.getMessage()}"
+        if record.exc_info and record.levelno >= logging.ERROR:
+            # One line even for a bug: the exception's type and message, not a traceback.
+            error = record.exc_info[1]
+            line += f" ({type(error).__name__}: {safe(str(error))})"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: `ts`, `level`, `event`, `message`, and the event's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": _stamp(record),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "event", "log"),
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            entry["error"] = f"{type(error).__name__}: {error}"
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _stamp(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def configure(level: str = "info", form: str = "text", stream: TextIO | None = None) -> None:
+    """Send trio-chat's log to `stream` (standard error) at `level`, as `form`."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if form == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
+
+
+def event(level: int, kind: str, message: str, /, **values: Any) -> None:
+    """Log one event of `kind`: `message` for people, `values` as fields for machines."""
+    log.log(level, message, extra={"event": kind, "fields": values})
+
+
+def log_note(note: Note) -> None:
+    """Log what the engine noted."""
+    if isinstance(note, Registered):
+        where = shown(note.address)
+        event(
+            logging.INFO,
+            "registered",
+            f"{safe(note.name)} registered from {where}",
+            name=note.name,
+            address=where,
+        )
+    elif isinstance(note, RegistrationRefused):
+        where = shown(note.address)
+        level = logging.WARNING if note.code == "too_many_registrations" else logging.INFO
+        event(
+            level,
+            "registration_refused",
+            f"registration of {safe(note.name)!r} from {where} refused: {note.code}"
+            + _retry(note.retry_after),
+            name=note.name,
+            address=where,
+            reason=note.code,
+            retry_after=note.retry_after,
+        )
+    elif isinstance(note, LoggedIn):
+        where = shown(note.address)
+        how = " to look (quiet)" if note.quiet else ""
+        event(
+            logging.INFO,
+            "login",
+            f"{safe(note.name)} logged in from {where}{how}",
+            name=note.name,
+            address=where,
+            quiet=note.quiet,
+        )
+    elif isinstance(note, LoginRefused):
+        where = shown(note.address)
+        event(
+            logging.WARNING,
+            "login_refused",
+            f"login as {safe(note.name)!r} from {where} refused: {note.code}"
+            + _retry(note.retry_after),
+            name=note.name,
+            address=where,
+            reason=note.code,
+            retry_after=note.retry_after,
+        )
+    elif isinstance(note, SessionEnded):
+        where = shown(note.address)
+        if note.reason == "quit":
+            event(
+                logging.INFO,
+                "logout",
+                f"{safe(note.name)} logged out from {where}",
+                name=note.name,
+                address=where,
+            )
+        else:
+            level = logging.INFO if note.reason == "shutdown" else logging.WARNING
+            event(
+                level,
+                "session_dropped",
+                f"session of {safe(note.name)} at {where} ended: {note.reason}",
+                name=note.name,
+                address=where,
+                reason=note.reason,
+            )
+    else:
+        old, new = shown(note.old), shown(note.new)
+        event(
+            logging.INFO,
+            "address_changed",
+            f"{safe(note.name)} moved from {old} to {new}",
+            name=note.name,
+            old=old,
+            new=new,
+        )
+
+
+def _retry(seconds: float | None) -> str:
+    return "" if seconds is None else f" (retry after {seconds:.1f} s)"
+
+
+def limits_changed(config: ServerConfig) -> dict[str, Any]:
+    """The settings that differ from the defaults, by name."""
+    default = ServerConfig()
+    return {
+        each.name: getattr(config, each.name)
+        for each in fields(config)
+        if each.name != "link" and getattr(config, each.name) != getattr(default, each.name)
+    }
+
+
+DROPPED = {
+    "bad_datagrams": "garbage",
+    "bad_frames": "bad frames",
+    "bad_tokens": "forged",
+    "unknown_sessions": "for unknown sessions",
+    "unsent_for_amplification": "answers held back (amplification)",
+}
+
+
+@dataclass
+class Summary:
+    """A line a minute: sessions, messages, and what was dropped, since the last line."""
+
+    last: dict[str, int] = field(default_factory=dict)
+
+    def line(self, stats: dict[str, int], sessions: int, online: int, minutes: float) -> None:
+        delta = {key: value - self.last.get(key, 0) for key, value in stats.items()}
+        self.last = dict(stats)
+        if not sessions and not delta.get("datagrams_in"):
+            return  # nothing happened and nobody is here: nothing to say
+        per_minute = delta.get("messages", 0) / minutes if minutes > 0 else 0.0
+        dropped = {kind: delta.get(kind, 0) for kind in DROPPED}
+        shown_dropped = (
+            ", ".join(f"{count} {DROPPED[kind]}" for kind, count in dropped.items() if count)
+            or "nothing"
+        )
+        event(
+            logging.INFO,
+            "summary",
+            f"{sessions} sessions ({online} people online), {per_minute:.0f} messages a "
+            f"minute, {delta.get('datagrams_in', 0)} datagrams in; dropped: {shown_dropped}",
+            sessions=sessions,
+            online=online,
+            messages_per_minute=round(per_minute, 1),
+            datagrams_in=delta.get("datagrams_in", 0),
+            dropped=dropped,
+        )
