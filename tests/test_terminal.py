@@ -96,6 +96,11 @@ def prompt_line(lines: list[str]) -> str:
     return lines[-1]
 
 
+def refusals(count: int) -> Callable[[list[str]], bool]:
+    """Whether the screen shows `count` wrong passwords, each asked again."""
+    return lambda lines: sum("try again" in line for line in lines) == count
+
+
 def quiet_end(lines: list[str], prompt: str) -> bool:
     """Whether the screen holds nothing but the prompt and the shell's exit report."""
     # The terminal itself may echo the keystroke as ^C after the prompt.
@@ -278,11 +283,7 @@ async def test_prompts_ask_again_and_ctrl_c_at_a_prompt_leaves_quietly(tmp_path:
             for attempt in range(3):
                 await answer(tmux, "gus", "Password:", "still wrong!")
                 if attempt < 2:  # each wrong one is said, then asked again
-                    await tmux.wait(
-                        "gus",
-                        lambda ls, n=attempt + 1: sum("try again" in x for x in ls) == n,
-                        "the refusal",
-                    )
+                    await tmux.wait("gus", refusals(attempt + 1), "the refusal")
             assert await tmux.exit_status("gus") == ExitCode.WRONG_PASSWORD
             lines = await tmux.screen("gus")
             assert sum("try again" in line for line in lines) == 2
