@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import resource
 import shutil
 import sys
 import tempfile
@@ -16,11 +17,22 @@ from contextlib import suppress
 from pathlib import Path
 
 from .config import FULL, QUICK, SEED, TRIO, WORKLOADS, BenchError, Context, Settings
-from .report import describe_machine, render, show_profiles
-from .workloads import RUNNERS, Figures
+from .report import Results, describe_machine, fanout_ratio, render, show_profiles
+from .workloads import RUNNERS
 
 ROOT = Path(__file__).resolve().parents[2]
 DESCRIPTION = "trio-chat against the seed server it grew out of, side by side, in one run."
+SIZES = (
+    "receivers",
+    "messages",
+    "rate",
+    "quiet",
+    "storm",
+    "sessions",
+    "idle_window",
+    "persist_messages",
+    "processes",
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -55,25 +67,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _settings(args: argparse.Namespace) -> Settings:
     base = QUICK if args.quick else FULL
-    overrides = {
-        name: getattr(args, name)
-        for name in (
-            "receivers",
-            "messages",
-            "rate",
-            "quiet",
-            "storm",
-            "sessions",
-            "idle_window",
-            "persist_messages",
-            "processes",
-        )
-        if getattr(args, name) is not None
-    }
+    overrides = {name: getattr(args, name) for name in SIZES if getattr(args, name) is not None}
     settings = dataclasses.replace(base, **overrides)
     if settings.receivers < 2:
         raise BenchError("--receivers must be at least 2 (one watches for the closed loop)")
     return settings
+
+
+def _raise_file_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="trio-chat-bench-"))
     ctx = Context(args.baseline.resolve(), settings, workdir, args.profile)
-    results: dict[str, dict[str, Figures | None]] = {}
+    results: Results = {}
     began = time.monotonic()
     try:
         for name in chosen:
@@ -122,19 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\ntrio-chat vs seed, {'quick' if args.quick else 'full'} run, {elapsed:.0f} s")
     print(f"machine: {describe_machine()}")
     print(render(results))
-    fan = results.get("fanout", {})
-    seed_fan, trio_fan = fan.get(SEED), fan.get(TRIO)
-    if seed_fan and trio_fan and seed_fan["rate"] > 0:
-        print(f"fanout ratio vs seed: {trio_fan['rate'] / seed_fan['rate']:.2f}")
+    last = fanout_ratio(results)
+    if last is not None:
+        print(last)
     return 0
-
-
-def _raise_file_limit() -> int:
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        with suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-    return soft

@@ -19,6 +19,8 @@ class BenchError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Target:
+    """Where the clients send: a server of one kind."""
+
     kind: str
     port: int
 
@@ -45,6 +47,8 @@ QUICK = Settings(quiet=2.0, storm=100, sessions=300, idle_window=3.0, persist_me
 
 @dataclass
 class Context:
+    """One run: where the seed server is, the sizes, a scratch folder, profiling."""
+
     baseline: Path
     settings: Settings
     workdir: Path

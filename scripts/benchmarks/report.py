@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import pstats
 import sys
 from collections.abc import Sequence
@@ -13,6 +14,9 @@ from typing import Any
 
 from .config import SEED, TRIO
 from .workloads import Figures
+
+Results = dict[str, dict[str, Figures | None]]
+"""Figures by workload, then by server kind (None: the workload does not apply)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +82,8 @@ def _ratio(row: Row, seed: dict[str, Any] | None, trio: dict[str, Any] | None) -
     return f"{a / b:.2f}"
 
 
-def render(results: dict[str, dict[str, Figures | None]]) -> str:
+def render(results: Results) -> str:
+    """The table, in Markdown, with a row for every figure of the workloads that ran."""
     header = ("workload", "metric", SEED, TRIO, "trio/seed", "goal")
     lines: list[tuple[str, ...]] = [header]
     for row in ROWS:
@@ -109,9 +114,16 @@ def render(results: dict[str, dict[str, Figures | None]]) -> str:
     return "\n".join(out)
 
 
-def describe_machine() -> str:
-    import platform
+def fanout_ratio(results: Results) -> str | None:
+    """The report's last line, when both servers ran the fan-out."""
+    fan = results.get("fanout", {})
+    seed, trio = fan.get(SEED), fan.get(TRIO)
+    if not seed or not trio or seed["rate"] <= 0:
+        return None
+    return f"fanout ratio vs seed: {trio['rate'] / seed['rate']:.2f}"
 
+
+def describe_machine() -> str:
     return (
         f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}"

@@ -24,6 +24,11 @@ from .config import HOST, PASSWORD, SEED, BenchError, Context, Target
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def progress(line: str) -> None:
+    """A progress line on standard error (standard output is for the table)."""
+    print(f"  {line}", file=sys.stderr, flush=True)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind((HOST, 0))
@@ -71,14 +76,17 @@ class Server:
                     continue
         raise BenchError(f"{self.kind} did not answer on port {self.port}")
 
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    def _stat(self) -> list[str]:
         # utime and stime are fields 14 and 15 of the whole line; 12 and 13 after the name.
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        return Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+    def cpu_seconds(self) -> float:
+        user, system = self.cpu_split()
+        return user + system
 
     def cpu_split(self) -> tuple[float, float]:
-        """User and system CPU seconds."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        """User and system CPU seconds, every thread included."""
+        fields = self._stat()
         return int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
 
     def memory_mb(self) -> tuple[float, float]:
@@ -119,6 +127,27 @@ def _create_accounts(database: Path, names: Sequence[str]) -> None:
         store.close()
 
 
+def _trio_chat_command(ctx: Context, label: str, port: int, database: Path) -> list[str]:
+    command = [sys.executable]
+    if ctx.profile is not None:
+        output = ctx.profile.with_name(f"{ctx.profile.name}-{label}.prof")
+        ctx.profiles.append(output)
+        command += ["-m", "cProfile", "-o", str(output)]
+    command += ["-m", "trio_chat", "serve", "--host", HOST, "--port", str(port)]
+    command += ["--db", str(database), "--log-level", "warning"]
+    # Limits far above what the workloads need, so they measure speed, not policy.
+    for option in (
+        "--message-rate",
+        "--message-burst",
+        "--register-rate",
+        "--register-burst",
+        "--sessions-per-address",
+        "--login-free-failures",
+    ):
+        command += [option, "1000000"]
+    return command
+
+
 @contextmanager
 def running(ctx: Context, kind: str, label: str, accounts: Sequence[str]) -> Iterator[Server]:
     """One server for one workload, stopped (and its database removed) afterwards."""
@@ -129,23 +158,7 @@ def running(ctx: Context, kind: str, label: str, accounts: Sequence[str]) -> Ite
     else:
         database = ctx.workdir / f"{label}.db"
         _create_accounts(database, accounts)
-        command = [sys.executable]
-        if ctx.profile is not None:
-            output = ctx.profile.with_name(f"{ctx.profile.name}-{label}.prof")
-            ctx.profiles.append(output)
-            command += ["-m", "cProfile", "-o", str(output)]
-        command += ["-m", "trio_chat", "serve", "--host", HOST, "--port", str(port)]
-        command += ["--db", str(database), "--log-level", "warning"]
-        # Limits far above what the workloads need, so they measure speed, not policy.
-        for option, value in (
-            ("--message-rate", "1000000"),
-            ("--message-burst", "1000000"),
-            ("--register-rate", "1000000"),
-            ("--register-burst", "1000000"),
-            ("--sessions-per-address", "1000000"),
-            ("--login-free-failures", "1000000"),
-        ):
-            command += [option, value]
+        command = _trio_chat_command(ctx, label, port, database)
     server = Server(kind, command, port, log)
     progress(f"{kind} serving on port {port}, pid {server.proc.pid}")
     try:
@@ -155,7 +168,3 @@ def running(ctx: Context, kind: str, label: str, accounts: Sequence[str]) -> Ite
         for suffix in ("", "-wal", "-shm"):
             with suppress(FileNotFoundError):
                 (ctx.workdir / f"{label}.db{suffix}").unlink()
-
-
-def progress(line: str) -> None:
-    print(f"  {line}", file=sys.stderr, flush=True)

@@ -20,6 +20,7 @@ def text_for(index: int, sent: float) -> str:
 
 
 def parse_text(text: str | bytes) -> tuple[int, float] | None:
+    """The number and send time in a message text, or None for anything else."""
     if isinstance(text, bytes):
         text = text.decode("ascii", "replace")
     if not text.startswith("m"):
@@ -33,10 +34,7 @@ def parse_text(text: str | bytes) -> tuple[int, float] | None:
 
 @dataclass(slots=True)
 class Tally:
-    """What one receiver got, kept raw: it is checked (once each, in order) at the end.
-
-    Parsing while receiving would make the bench's clients slower than the servers.
-    """
+    """What one receiver got, kept raw: it is checked (once each, in order) at the end."""
 
     texts: list[str | bytes] = field(default_factory=list)
     times: array.array[float] = field(default_factory=lambda: array.array("d"))
@@ -58,6 +56,7 @@ class Tally:
         return -1
 
     def summary(self) -> dict[str, Any]:
+        """Unique messages, duplicates, reorderings, and each message's delay, as bytes."""
         seen: set[int] = set()
         duplicates = reordered = 0
         newest = -1

@@ -13,7 +13,7 @@ from .roles import run_role
 
 
 class Worker:
-    """A client process and the pipe that steers it."""
+    """A client process and the pipe that steers it; what it reported, by kind."""
 
     def __init__(self, ctx: Context, role: str, target: Target, job: Any) -> None:
         self.role = role
@@ -60,8 +60,12 @@ class Worker:
         self.conn.close()
 
 
+Spawn = Callable[[str, Target, Any], Worker]
+
+
 @contextmanager
-def workers(ctx: Context) -> Iterator[Callable[[str, Target, Any], Worker]]:
+def workers(ctx: Context) -> Iterator[Spawn]:
+    """`spawn(role, target, job)` starts a worker; all of them are ended on the way out."""
     started: list[Worker] = []
 
     def spawn(role: str, target: Target, job: Any) -> Worker:

@@ -15,6 +15,8 @@ from .roles import IdleJob, PersistJob, ReceiverJob, SenderJob, StormJob
 from .servers import progress, running
 from .workers import Worker, workers
 
+Figures = dict[str, float]
+
 
 def _split(names: Sequence[str], parts: int) -> list[tuple[str, ...]]:
     parts = max(1, min(parts, len(names)))
@@ -30,6 +32,13 @@ def _go(group: Sequence[Worker], lead: float = 0.3) -> float:
 
 def _wait_all(group: Sequence[Worker], kind: str, timeout: float) -> list[Any]:
     return [worker.expect(kind, timeout) for worker in group]
+
+
+def _until_complete(group: Sequence[Worker], grace: float) -> None:
+    """Wait up to `grace` seconds for every receiver process to have every message."""
+    until = time.monotonic() + grace
+    while not all(w.has("complete") for w in group) and time.monotonic() < until:
+        time.sleep(0.02)
 
 
 def _tallies(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -51,9 +60,6 @@ def percentile(values: Sequence[float], share: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(share * len(ordered)))
     return ordered[rank - 1]
-
-
-Figures = dict[str, float]
 
 
 def fanout(ctx: Context, kind: str) -> Figures:
@@ -80,9 +86,7 @@ def fanout(ctx: Context, kind: str) -> Figures:
         _go(everyone)
         sent = sender.expect("done", 300)
         # Receivers that have everything say so; the seed may have dropped some for good.
-        grace = time.monotonic() + 2.0
-        while not all(w.has("complete") for w in group) and time.monotonic() < grace:
-            time.sleep(0.02)
+        _until_complete(group, 2.0)
         server_cpu = server.cpu_seconds() - cpu
         rss, _peak = server.memory_mb()
         for worker in group:
@@ -132,9 +136,7 @@ def latency(ctx: Context, kind: str) -> Figures:
         _go([*group, sender, storm])
         sent = sender.expect("done", duration + 120)
         stormed = storm.expect("done", 120)
-        grace = time.monotonic() + 1.0
-        while not all(w.has("complete") for w in group) and time.monotonic() < grace:
-            time.sleep(0.02)
+        _until_complete(group, 1.0)
         server_cpu = server.cpu_seconds() - cpu
         for worker in group:
             worker.send("stop")
