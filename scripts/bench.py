@@ -15,10 +15,9 @@ and the same workloads drive each:
 - persistence: messages per second acknowledged only once on disk (trio-chat only).
 
 The clients are raw non-blocking sockets spread over processes: seed clients speak its
-space-separated commands, trio-chat clients speak the wire protocol with the project's
-own `Link` (login, session datagrams, acknowledgements, keepalives). The result is one
-table of absolute figures with the ratio trio-chat/seed, then `fanout ratio vs seed: X.XX`.
-The code is in `benchmarks/`, beside this file.
+space-separated commands, trio-chat clients are the project's client core
+(`ClientConnection`) on a socket. The result is one table of absolute figures with the
+ratio trio-chat/seed, then `fanout ratio vs seed: X.XX`. The code is in `benchmarks/`.
 """
 
 from __future__ import annotations

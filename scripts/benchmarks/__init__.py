@@ -2,8 +2,8 @@
 
 - `config`: what a run is made of: sizes, targets, the shared constants and errors;
 - `tally`: the message texts the senders write and what each receiver got;
-- `clients`: raw-socket clients (trio-chat's wire protocol, the seed's commands) and
-  the pumps that drive them from a single process;
+- `clients`: raw-socket clients (trio-chat's over `ClientConnection`, the seed's
+  commands) and the one pump that drives them from a single process;
 - `roles`: what each client process does (receive, send, storm, idle, persist);
 - `workers`: starting those processes and steering them over pipes;
 - `servers`: the servers as subprocesses, their CPU and memory read from /proc;

@@ -45,6 +45,7 @@ ROWS: tuple[Row, ...] = (
     Row("latency", "p99 ms", "p99", "{:.2f}", "< 5 ms"),
     Row("latency", "delivered share", "share", "{:.2%}"),
     Row("latency", "server CPU s", "server_cpu", "{:.2f}"),
+    Row("latency", "clients CPU s", "client_cpu", "{:.2f}"),
     Row("isolation", "p99 ms during logins", "storm_p99", "{:.2f}", source="latency"),
     Row("isolation", "p99 storm / quiet", "storm_ratio", "{:.2f}", "<= 2.00", source="latency"),
     Row("isolation", "logins answered", "storm_answered", "{:.0f}", source="latency"),
