@@ -170,9 +170,10 @@ def sender_role(target: Target, job: SenderJob, control: Connection[Any, Any]) -
         while time.monotonic() < linger:
             pump.poll(linger - time.monotonic())
     else:
-        # Every message is acknowledged once it is on disk; wait for the last of them.
+        # Every message is acknowledged once it is on disk; wait for the last of them,
+        # and for the watcher to have them all (resent ones may come after the `ok`).
         linger = finished + 10.0
-        while sender.pending and time.monotonic() < linger:
+        while (sender.pending or watcher.tally.count < total) and time.monotonic() < linger:
             pump.poll(0.05)
     result: dict[str, Any] = {
         "first": first,
