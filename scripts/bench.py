@@ -12,7 +12,9 @@ and the same workloads drive each:
 - latency: 50 receivers, 2000 messages per second offered; send-to-receipt times;
 - isolation: the latency stream again, while 200 logins arrive at once;
 - scale: 10,000 idle sessions kept alive: login time, memory, idle CPU;
-- persistence: messages per second acknowledged only once on disk (trio-chat only).
+- persistence: messages per second acknowledged only once on disk (trio-chat only);
+- loss: 20 messages per second for 15 s to 5 receivers through a seeded fault proxy
+  dropping 20% of datagrams each way: say-to-ack and delivery times, delivered share.
 
 The clients are raw non-blocking sockets spread over processes: seed clients speak its
 space-separated commands, trio-chat clients are the project's client core

@@ -4,7 +4,7 @@
 - `tally`: the message texts the senders write and what each receiver got;
 - `clients`: raw-socket clients (trio-chat's over `ClientConnection`, the seed's
   commands) and the one pump that drives them from a single process;
-- `roles`: what each client process does (receive, send, storm, idle, persist);
+- `roles`: what each client process does (receive, send, storm, idle, persist, proxy);
 - `workers`: starting those processes and steering them over pipes;
 - `servers`: the servers as subprocesses, their CPU and memory read from /proc;
 - `workloads`: each workload, run against one server, reduced to figures;

@@ -32,6 +32,11 @@ SIZES = (
     "idle_window",
     "persist_messages",
     "processes",
+    "loss",
+    "loss_receivers",
+    "loss_rate",
+    "loss_duration",
+    "loss_seed",
 )
 
 
@@ -52,6 +57,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--idle-window", type=float, help="seconds idle CPU is measured over")
     parser.add_argument("--persist-messages", type=int, help="messages for persistence")
     parser.add_argument("--processes", type=int, help="client processes per role")
+    parser.add_argument("--loss", type=float, help="share of datagrams dropped each way (loss)")
+    parser.add_argument("--loss-receivers", type=int, help="receivers in the loss workload")
+    parser.add_argument("--loss-rate", type=float, help="loss workload, messages per second")
+    parser.add_argument("--loss-duration", type=float, help="loss workload, seconds of sending")
+    parser.add_argument("--loss-seed", type=int, help="the fault proxy's random seed")
     parser.add_argument(
         "--skip-seed",
         action="store_true",
@@ -71,6 +81,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     settings = dataclasses.replace(base, **overrides)
     if settings.receivers < 2:
         raise BenchError("--receivers must be at least 2 (one watches for the closed loop)")
+    if settings.loss_receivers < 2:
+        raise BenchError("--loss-receivers must be at least 2 (one is in the sender's process)")
+    if not 0 <= settings.loss < 1:
+        raise BenchError("--loss must be at least 0 and below 1")
     return settings
 
 

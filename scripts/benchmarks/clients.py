@@ -277,7 +277,7 @@ def open_client(target: Target, name: str, *, storm: bool = False) -> Client:
             if storm
             else SeedClient(target.port, name)
         )
-    return TrioClient(target.port, name)
+    return TrioClient(target.port, name, config=target.config)
 
 
 # --- the pump ----------------------------------------------------------------------------

@@ -58,6 +58,15 @@ ROWS: tuple[Row, ...] = (
     Row("scale", "idle CPU % of a core", "idle_cpu", "{:.2f}", "< 5"),
     Row("persistence", "durable msgs/s", "rate", "{:,.0f}"),
     Row("persistence", "server CPU s", "server_cpu", "{:.2f}"),
+    Row("loss", "datagrams dropped", "dropped", "{:.1%}", ratio=False),
+    Row("loss", "delivered share", "share", "{:.2%}", "100%, once"),
+    Row("loss", "duplicates / reordered", "dup_order", "{}", "0 / 0", ratio=False),
+    Row("loss", "says acknowledged", "acked", "{:.2%}", "100%", ratio=False),
+    Row("loss", "say to ack mean ms", "ack_mean", "{:.2f}", "<= 50 ms"),
+    Row("loss", "say to ack p99 ms", "ack_p99", "{:.2f}", "<= 1000 ms"),
+    Row("loss", "delivery mean ms", "delivery_mean", "{:.2f}", "<= 50 ms"),
+    Row("loss", "delivery p99 ms", "delivery_p99", "{:.2f}", "<= 1000 ms"),
+    Row("loss", "sessions lost", "lost", "{:.0f}", "0", ratio=False),
 )
 
 

@@ -8,6 +8,7 @@ drives trio-chat and the seed; only the clients differ (`clients.open_client`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -19,8 +20,12 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+import trio
+
+from trio_chat.testing.fault_proxy import FaultProxy, Weather
+
 from .clients import Client, Pump, TrioClient, open_client
-from .config import SEED, BenchError, Target
+from .config import HOST, SEED, BenchError, Target
 from .tally import Tally, text_for
 
 
@@ -97,6 +102,8 @@ class SenderJob:
     duration: float = 0.0
     progress: tuple[Connection[Any, Any], ...] = ()
     """The receiver processes' reports: a batch leaves once every receiver has the last."""
+    ack_wait: float = 10.0
+    """How long trio-chat's sender waits, after the last message, for the last `ok`."""
 
     @property
     def total(self) -> int:
@@ -172,7 +179,7 @@ def sender_role(target: Target, job: SenderJob, control: Connection[Any, Any]) -
     else:
         # Every message is acknowledged once it is on disk; wait for the last of them,
         # and for the watcher to have them all (resent ones may come after the `ok`).
-        linger = finished + 10.0
+        linger = finished + job.ack_wait
         while (sender.pending or watcher.tally.count < total) and time.monotonic() < linger:
             pump.poll(0.05)
     result: dict[str, Any] = {
@@ -181,12 +188,14 @@ def sender_role(target: Target, job: SenderJob, control: Connection[Any, Any]) -
         "sent": total,
         "stalls": stalls,
         "acked": None,
+        "ack_delays": None,
         "lost": watcher.lost + sender.lost,
         "cpu": time.process_time() - cpu,  # before the summaries, which parse
         "tallies": [watcher.tally.summary()],
     }
     if isinstance(sender, TrioClient):
         result["acked"] = sender.acked
+        result["ack_delays"] = sender.ack_delays.tobytes()
     control.send(("done", result))
     pump.close()
 
@@ -260,7 +269,7 @@ class PersistJob:
 def persist_role(target: Target, job: PersistJob, control: Connection[Any, Any]) -> None:
     """Send as fast as the durable acknowledgements allow, `window` unacknowledged at most."""
     pump = Pump(control)
-    client = pump.add(TrioClient(target.port, job.name))
+    client = pump.add(TrioClient(target.port, job.name, config=target.config))
     pump.log_in([client], 1, time.monotonic() + 60)
     _sleep_until(_ready(control))
     cpu = time.process_time()
@@ -283,12 +292,47 @@ def persist_role(target: Target, job: PersistJob, control: Connection[Any, Any])
     pump.close()
 
 
+# --- the network in between ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyJob:
+    loss: float
+    """Share of datagrams dropped each way."""
+    seed: int
+
+
+def proxy_role(target: Target, job: ProxyJob, control: Connection[Any, Any]) -> None:
+    """The project's seeded `FaultProxy` in front of `target`, until told to stop.
+
+    Reports `ready` with the port the clients send to, and `done` with its counts.
+    """
+    proxy = FaultProxy(
+        (HOST, target.port),
+        seed=job.seed,
+        to_server=Weather(loss=job.loss),
+        to_client=Weather(loss=job.loss),
+    )
+
+    async def serve() -> None:
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(proxy.run)
+            control.send(("ready", address[1]))
+            while not control.poll():
+                await trio.lowlevel.wait_readable(control.fileno())
+            nursery.cancel_scope.cancel()
+
+    trio.run(serve)
+    control.send(("done", dataclasses.asdict(proxy.stats)))
+
+
 ROLES: dict[str, Callable[[Target, Any, Connection[Any, Any]], None]] = {
     "receivers": receivers_role,
     "sender": sender_role,
     "storm": storm_role,
     "idle": idle_role,
     "persist": persist_role,
+    "proxy": proxy_role,
 }
 
 NICED = frozenset({"receivers", "storm", "idle"})

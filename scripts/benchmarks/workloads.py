@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .config import SEED, TRIO, Context
-from .roles import IdleJob, PersistJob, ReceiverJob, SenderJob, StormJob
+from trio_chat.client_protocol import ClientConfig
+
+from .config import SEED, TRIO, Context, Target
+from .roles import IdleJob, PersistJob, ProxyJob, ReceiverJob, SenderJob, StormJob
 from .servers import progress, running
 from .workers import Worker, workers
 
@@ -60,6 +62,10 @@ def percentile(values: Sequence[float], share: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(share * len(ordered)))
     return ordered[rank - 1]
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
 
 
 def fanout(ctx: Context, kind: str) -> Figures:
@@ -223,9 +229,69 @@ def persistence(ctx: Context, kind: str) -> Figures:
     }
 
 
+def loss(ctx: Context, kind: str) -> Figures:
+    """A steady trickle of messages through a proxy that drops a share of datagrams.
+
+    The seeded fault proxy (the same seed for both servers) drops `settings.loss` of
+    the datagrams each way; one sender says `loss_rate` messages a second, one at a
+    time, to `loss_receivers` receivers (one of them in the sender's process).
+    """
+    s = ctx.settings
+    names = [f"r{i}" for i in range(s.loss_receivers)]
+    job = SenderJob(
+        "sender", names[-1], 0, 1, rate=s.loss_rate, duration=s.loss_duration, ack_wait=30.0
+    )
+    total = job.total
+    with running(ctx, kind, "loss", [*names, "sender"]) as server, workers(ctx) as spawn:
+        proxy = spawn("proxy", server.target, ProxyJob(s.loss, s.loss_seed))
+        # A login gives up after `timeout` (5 s) without an answer: at 20% loss each
+        # way, seven round trips in a row fail about once in 1,300 logins. Give it 15 s.
+        config = ClientConfig(timeout=15.0)
+        target = Target(kind, proxy.expect("ready", 30), config)
+        group = [spawn("receivers", target, ReceiverJob(tuple(names[:-1]), total))]
+        _wait_all(group, "ready", 120)
+        sender = spawn("sender", target, job)
+        sender.expect("ready", 60)
+        _go([*group, sender])
+        sent = sender.expect("done", s.loss_duration + job.ack_wait + 60)
+        # trio-chat resends until every receiver has everything; the seed never resends.
+        _until_complete(group, 1.0 if kind == SEED else 30.0)
+        for worker in group:
+            worker.send("stop")
+        results = [*_wait_all(group, "done", 30), sent]
+        proxy.send("stop")
+        network = proxy.expect("done", 30)
+    tallies = _tallies(results)
+    _sent_at, delays = _samples(tallies)
+    figures: Figures = {
+        "share": sum(t["unique"] for t in tallies) / (total * s.loss_receivers),
+        "duplicates": sum(t["duplicates"] for t in tallies),
+        "reordered": sum(t["reordered"] for t in tallies),
+        "delivery_mean": _mean(delays) * 1000,
+        "delivery_p99": percentile(delays, 0.99) * 1000,
+        "dropped": _dropped_share(network),
+        "lost": sum(r["lost"] for r in results),
+    }
+    if sent["ack_delays"] is not None:
+        acks = array.array("d")
+        acks.frombytes(sent["ack_delays"])
+        figures["acked"] = sent["acked"] / total
+        figures["ack_mean"] = _mean(acks) * 1000
+        figures["ack_p99"] = percentile(acks, 0.99) * 1000
+    return figures
+
+
+def _dropped_share(network: dict[str, Any]) -> float:
+    """The share of datagrams the proxy dropped, both ways together."""
+    ways = (network["to_server"], network["to_client"])
+    datagrams = sum(way["datagrams"] for way in ways)
+    return sum(way["dropped"] for way in ways) / datagrams if datagrams else math.nan
+
+
 RUNNERS: dict[str, Callable[[Context, str], Figures]] = {
     "fanout": fanout,
     "latency": latency,
     "scale": scale,
     "persistence": persistence,
+    "loss": loss,
 }
