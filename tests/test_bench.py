@@ -35,6 +35,8 @@ TINY = [
     "--idle-window=0.2",
     "--persist-messages=60",
     "--processes=1",
+    "--loss-receivers=2",
+    "--loss-duration=1",
 ]
 
 
@@ -59,7 +61,7 @@ def test_quick_bench_prints_its_table_and_the_fanout_ratio() -> None:
     header, _rule, *body = rows
     assert header == ["workload", "metric", "seed", "trio-chat", "trio/seed", "goal"]
     workloads = {row[0] for row in body}
-    assert workloads == {"fanout", "latency", "isolation", "scale", "persistence"}
+    assert workloads == {"fanout", "latency", "isolation", "scale", "persistence", "loss"}
     table = {(row[0], row[1]): row for row in body}
     # Correctness, not speed: trio-chat delivered every message exactly once, in order,
     # and acknowledged each one to its sender once it was stored.
@@ -68,6 +70,20 @@ def test_quick_bench_prints_its_table_and_the_fanout_ratio() -> None:
     assert table[("fanout", "durable acks to sender")][3] == "40"
     assert table[("scale", "sessions")][2:4] == ["6", "6"]
     assert table[("scale", "sessions lost")][3] == "0"
+    # Through the fault proxy, dropping a fifth of the datagrams each way: trio-chat still
+    # delivers every message once and in order, and acknowledges every one; the seed has
+    # no acknowledgements to time.
+    assert table[("loss", "delivered share")][3] == "100.00%"
+    assert table[("loss", "duplicates / reordered")][3] == "0 / 0"
+    assert table[("loss", "says acknowledged")][2:4] == ["n/a", "100.00%"]
+    assert table[("loss", "sessions lost")][3] == "0"
+    for metric in ("say to ack mean ms", "say to ack p99 ms"):
+        seed, trio = table[("loss", metric)][2:4]
+        assert seed == "n/a"
+        assert re.fullmatch(r"\d+\.\d\d", trio), (metric, trio)
+    for metric in ("delivery mean ms", "delivery p99 ms", "datagrams dropped"):
+        assert "n/a" not in table[("loss", metric)][2:4], metric
+    assert re.fullmatch(r"\d+\.\d\d%", table[("loss", "delivered share")][2])
 
 
 def test_a_missing_seed_server_is_one_sentence_and_exit_status_2(tmp_path: Path) -> None:

@@ -1,0 +1,89 @@
+"""The messages the senders write, and what each receiver got of them.
+
+Each message carries its number and its send time (`time.monotonic()`, which all the
+processes share) in one word, which the seed passes through: `m<number>_<seconds>`.
+Receivers keep the texts and their arrival times raw and check them after the run:
+parsing while receiving would make the bench's clients slower than the servers.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def text_for(index: int, sent: float) -> str:
+    """A message body both servers carry unchanged (the seed splits on spaces)."""
+    return f"m{index}_{sent:.6f}"
+
+
+def parse_text(text: str | bytes) -> tuple[int, float] | None:
+    """The number and send time in a message text, or None for anything else."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    if not text.startswith("m"):
+        return None
+    number, _, sent = text[1:].partition("_")
+    try:
+        return int(number), float(sent)
+    except ValueError:
+        return None
+
+
+@dataclass(slots=True)
+class Tally:
+    """What one receiver got, kept raw: it is checked (once each, in order) at the end."""
+
+    texts: list[str | bytes] = field(default_factory=list)
+    times: array.array[float] = field(default_factory=lambda: array.array("d"))
+
+    def add(self, text: str | bytes, now: float) -> None:
+        self.texts.append(text)
+        self.times.append(now)
+
+    @property
+    def count(self) -> int:
+        return len(self.texts)
+
+    def newest(self) -> int:
+        """The number of the newest message received (-1 before the first)."""
+        for text in reversed(self.texts):
+            parsed = parse_text(text)
+            if parsed is not None:
+                return parsed[0]
+        return -1
+
+    def summary(self) -> dict[str, Any]:
+        """Unique messages, duplicates, reorderings, and each message's delay, as bytes."""
+        seen: set[int] = set()
+        duplicates = reordered = 0
+        newest = -1
+        first_at, last_at = math.inf, 0.0
+        sent, delays = array.array("d"), array.array("d")
+        for text, now in zip(self.texts, self.times, strict=True):
+            parsed = parse_text(text)
+            if parsed is None:
+                continue
+            index, stamp = parsed
+            if index in seen:
+                duplicates += 1
+                continue
+            seen.add(index)
+            if index < newest:
+                reordered += 1
+            newest = max(newest, index)
+            first_at = min(first_at, now)
+            last_at = now
+            sent.append(stamp)
+            delays.append(now - stamp)
+        return {
+            "unique": len(seen),
+            "duplicates": duplicates,
+            "reordered": reordered,
+            "first_at": first_at,
+            "last_at": last_at,
+            "sent": sent.tobytes(),
+            "delays": delays.tobytes(),
+        }
