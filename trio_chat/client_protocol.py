@@ -20,13 +20,14 @@ monotonic time in seconds.
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 from . import wire
 from .errors import (
@@ -691,7 +692,7 @@ class ClientConnection:
         if mine is not None and frame.sender == self.name:
             # Our own message, stored before the session was lost: it is the answer.
             self._remember(message.id)
-            self._finish(mine, dataclasses.replace(message, history=False))
+            self._finish(mine, msgspec.structs.replace(message, history=False))
             return
         if message.id in self._seen:
             return

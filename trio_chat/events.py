@@ -1,13 +1,18 @@
-"""What a client sees happen in the room: small, frozen, typed events."""
+"""What a client sees happen in the room: small, frozen, typed events.
+
+They are msgspec Structs rather than dataclasses: a receiver builds one for every message
+it is shown, and a Struct costs a tenth as much to build (and, holding no cycles, is kept
+out of the cycle collector's way).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
+import msgspec
 
-@dataclass(frozen=True, slots=True)
-class PublicMessage:
+
+class PublicMessage(msgspec.Struct, frozen=True, gc=False):
     id: int
     ts: datetime
     """When the server received it, in UTC."""
@@ -17,8 +22,7 @@ class PublicMessage:
     """Sent again from history (on login, on resume, or by `history()`), not live."""
 
 
-@dataclass(frozen=True, slots=True)
-class PrivateMessage:
+class PrivateMessage(msgspec.Struct, frozen=True, gc=False):
     id: int
     ts: datetime
     sender: str
@@ -30,22 +34,19 @@ class PrivateMessage:
 ChatMessage = PublicMessage | PrivateMessage
 
 
-@dataclass(frozen=True, slots=True)
-class Joined:
+class Joined(msgspec.Struct, frozen=True, gc=False):
     name: str
     ts: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Left:
+class Left(msgspec.Struct, frozen=True, gc=False):
     name: str
     ts: datetime
     reason: str
     """`quit`, `timeout` (the session went silent) or `overloaded`."""
 
 
-@dataclass(frozen=True, slots=True)
-class History:
+class History(msgspec.Struct, frozen=True, gc=False):
     """What was sent on login: the latest public messages and unread private ones."""
 
     messages: tuple[ChatMessage, ...]
@@ -55,20 +56,17 @@ class History:
     """Sent after the client reconnected: exactly what it missed meanwhile."""
 
 
-@dataclass(frozen=True, slots=True)
-class Notice:
+class Notice(msgspec.Struct, frozen=True, gc=False):
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class Disconnected:
+class Disconnected(msgspec.Struct, frozen=True, gc=False):
     """The daemon stopped answering or went away; the client keeps trying to come back."""
 
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Reconnected:
+class Reconnected(msgspec.Struct, frozen=True, gc=False):
     """The client logged in again after `Disconnected`; a `History` with what was missed follows."""
 
 
