@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 from collections.abc import Iterator
@@ -497,6 +498,28 @@ def test_low_order_public_keys_are_refused(point: bytes) -> None:
     initiator.write_message(b"")
     with pytest.raises(NoiseError, match="invalid public key"):
         initiator.read_message(point + bytes(TAGLEN))
+
+
+def test_the_module_is_sans_io() -> None:
+    """Only hashing, HMAC and cryptography's primitives: no trio, sockets or clock."""
+    tree = ast.parse(Path(noise.__file__).read_text())
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            imported.add(node.module)
+    assert imported == {
+        "__future__",
+        "base64",
+        "hashlib",
+        "hmac",
+        "struct",
+        "typing",
+        "cryptography.exceptions",
+        "cryptography.hazmat.primitives.asymmetric.x25519",
+        "cryptography.hazmat.primitives.ciphers.aead",
+    }
 
 
 # --- misuse -----------------------------------------------------------------------------------
