@@ -38,13 +38,14 @@ from dataclasses import dataclass
 import msgspec
 
 from .wire import (
+    LINK_HEAD,
     MAX_DATAGRAM,
     MAX_FRAME,
+    NUMBERED_FRAME,
     PACKET_CLOSE_OVERHEAD,
     SACK_RANGES_MAX,
     close_packet,
     link_fields,
-    numbered_frame,
 )
 
 GRANULARITY = 0.001
@@ -175,7 +176,7 @@ class Link:
         seq = self._next_seq
         self._next_seq = seq + 1
         unsent = self._unsent
-        unsent.append((seq, numbered_frame(seq, frame), tag))
+        unsent.append((seq, NUMBERED_FRAME % (seq, frame), tag))
         # This runs once per recipient of every broadcast: no property calls here.
         if len(unsent) + len(self._in_flight) > self.config.max_queue and self.failure is None:
             self.failure = "overloaded"
@@ -336,8 +337,11 @@ class Link:
         return bool(self.extra) or (self._ack_due is not None and self._ack_due <= now)
 
     def _head(self, *, with_sack: bool) -> bytes:
-        sack = self._sack_ranges() if with_sack and self._out_of_order else []
         echo = self.highest_pn if self.highest_pn > 0 else 0
+        if not self._out_of_order and not self.extra:
+            # The common case, once per datagram: nothing missing, nothing one-shot.
+            return LINK_HEAD % (self.prefix, self._pn + 1, self._receive_next - 1, echo)
+        sack = self._sack_ranges() if with_sack and self._out_of_order else []
         head = self.prefix + link_fields(self._pn + 1, self._receive_next - 1, sack, echo)
         return head + self.extra if self.extra else head
 

@@ -274,16 +274,25 @@ def session_prefix(sid: int, token: str | None = None) -> bytes:
     return prefix
 
 
+NUMBERED_FRAME: Final = b"[%d,%b]"
+"""One entry of a datagram's `frames` list, `NUMBERED_FRAME % (seq, frame)`: the frame
+with its sequence number (a format, not a function: it runs once per recipient of every
+message, where a call costs as much as the formatting)."""
+
+
 def numbered_frame(seq: int, frame: bytes) -> bytes:
     """One entry of a datagram's `frames` list: the frame with its sequence number."""
-    return b"[%d,%b]" % (seq, frame)
+    return NUMBERED_FRAME % (seq, frame)
+
+
+LINK_HEAD: Final = b'%b,"pn":%d,"ack":%d,"echo":%d'
+"""`LINK_HEAD % (prefix, pn, ack, echo)`: the start of a session datagram with no `sack`
+(`link_fields` in one format, for the common case)."""
 
 
 def link_fields(pn: int, ack: int, sack: list[tuple[int, int]], echo: int = 0) -> bytes:
     """The packet number and acknowledgement fields of a session datagram."""
-    fields = b',"pn":%d,"ack":%d' % (pn, ack)
-    if echo:
-        fields += b',"echo":%d' % echo
+    fields = b',"pn":%d,"ack":%d,"echo":%d' % (pn, ack, echo)
     if sack:
         fields += b',"sack":[' + b",".join(b"[%d,%d]" % pair for pair in sack) + b"]"
     return fields

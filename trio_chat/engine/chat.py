@@ -74,6 +74,7 @@ class Chat:
         accounts: dict[str, Account],
         sessions: dict[int, Session],
         send: Send,
+        deliver: Deliver,
         room: Callable[[Deliver], Fanout],
         effects: list[Effect],
         jobs: JobTable[tuple[int, int]],
@@ -86,7 +87,7 @@ class Chat:
         self._send = send
         self._effects = effects
         self._jobs = jobs
-        self.room = room(self._deliver)
+        self.room = room(deliver)
         self.window = HistoryWindow(config.window_messages, snapshot.recent, snapshot.public_count)
         self.mailbox = Mailbox(snapshot.undelivered)
         self.next_message_id = snapshot.next_message_id
@@ -94,9 +95,6 @@ class Chat:
         """Messages not on disk yet: id -> the (session, request) pairs to answer."""
         self._sent_by: dict[int, int] = {}
         """Messages not on disk yet: id -> the session that sent it."""
-
-    def _deliver(self, sid: int, frame: bytes, tag: Hashable | None) -> None:
-        self._send(self._sessions[sid], frame, tag)
 
     def _reply(self, session: Session, frame: bytes) -> None:
         self._send(session, frame, None)

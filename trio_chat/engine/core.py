@@ -78,6 +78,7 @@ class ServerEngine:
             self.accounts,
             self.sessions,
             self.transport.send,
+            self.transport.deliver,
             room,
             self._effects,
             JobTable(jobs),

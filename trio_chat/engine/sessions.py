@@ -216,6 +216,12 @@ class Sessions:
         session.link.send(frame, tag)
         self._dirty.add(session)
 
+    def deliver(self, sid: int, frame: bytes, tag: Hashable | None) -> None:
+        """`send` by session id: the room's way in, once per recipient of every message."""
+        session = self.by_sid[sid]
+        session.link.send(frame, tag)
+        self._dirty.add(session)
+
     def touch(self, session: Session) -> None:
         """The session has something to send (an ack owed at once, say)."""
         self._dirty.add(session)
@@ -224,8 +230,16 @@ class Sessions:
         """Put every datagram due into the outbox; return the sessions whose link failed."""
         dirty, self._dirty = self._dirty, set()
         by_sid = self.by_sid
+        outbox = self._outbox
         for session in dirty:
-            if session.sid in by_sid:
+            if session.sid not in by_sid:
+                continue
+            if session.validated and session.challenge is None:
+                # The common case, once per recipient of every message: no budget to keep.
+                address = session.address
+                for datagram in session.link.datagrams_to_send(now):
+                    outbox.append((datagram, address))
+            else:
                 self._flush(session, now)
         failed: list[Session] = []
         for session in dirty:
