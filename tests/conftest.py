@@ -14,6 +14,17 @@ from trio_chat.server import serve
 TEST_CONFIG = ServerConfig(register_burst=1000, message_burst=1000, message_rate=1000.0)
 
 
+@pytest.fixture(autouse=True)
+def own_data_folder(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test trusts daemons' keys in a `known_servers` of its own (children inherit it):
+    daemons started on a port another test used have other keys."""
+    folder = tmp_path_factory.mktemp("data")
+    monkeypatch.setenv("XDG_DATA_HOME", str(folder))
+    return folder
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "chat.db"

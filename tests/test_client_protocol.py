@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from trio_chat import client_protocol, wire
-from trio_chat.client_protocol import ClientConfig, Handle, Registration
+from trio_chat import client_protocol
+from trio_chat.client_protocol import ClientConfig, Handle
 from trio_chat.engine import ServerConfig
 from trio_chat.errors import ConnectionLost, NameTaken, ServerUnreachable, WrongPassword
 from trio_chat.events import (
@@ -153,44 +153,30 @@ def test_logout_completes_and_ends_the_connection() -> None:
     assert alice.next_timer() is None
 
 
-def test_a_registration_whose_answer_is_lost_is_answered_again_never_name_taken() -> None:
-    sim = Simulation(10)
-    address = ("10.9.9.9", 1)
-    registration = Registration("zoë", "correct horse", sim.now, where="sim")
-    (first,) = registration.datagrams_to_send(sim.now)
-    assert sim.driver.receive(first, address)  # answered, but the answer is lost
-    assert registration.datagrams_to_send(sim.now) == []  # nothing due before 0.2 s
-    sim.driver.now += 0.2
-    registration.handle_timer(sim.now)
-    (again,) = registration.datagrams_to_send(sim.now)
-    assert again == first  # the same request, the same id
-    for reply in sim.driver.receive(again, address):
-        registration.receive_datagram(reply, sim.now)
-    assert registration.error is None and registration.name == "zoë"
-    assert len(sim.driver.stored_accounts()) == 1  # acted on once
-    other = Registration("ZOË", "correct horse", sim.now)
-    for data in other.datagrams_to_send(sim.now):
-        for reply in sim.driver.receive(data, ("10.9.9.8", 1)):
-            other.receive_datagram(reply, sim.now)
-    assert isinstance(other.error, NameTaken)
+@pytest.mark.parametrize("seed", range(4))
+def test_a_registration_through_heavy_loss_is_acted_on_once(seed: int) -> None:
+    sim = Simulation(seed, Conditions(loss=0.4, duplicate=0.3, delay=0.005))
+    zoe = sim.channel("zoe")
+    handle = zoe.register("zoë", "correct horse")
+    sim.run_until(lambda: handle.done)
+    assert handle.error is None and handle.result == "zoë"
+    assert [a.name for a in sim.driver.stored_accounts()] == ["zoë"]  # stored once
+    again = sim.channel("again").register("ZOË", "correct horse")
+    sim.run_until(lambda: again.done)
+    assert isinstance(again.error, NameTaken)
 
 
-def test_a_registration_the_daemon_is_busy_with_waits_longer_than_the_timeout() -> None:
-    sim = Simulation(12)
-    sim.driver.auto_commit = False  # the account is being written: the daemon says pending
-    address = ("10.9.9.7", 1)
-    registration = Registration("yan", "correct horse", sim.now, config=ClientConfig(timeout=1.0))
-    while sim.now < 3.0:
-        registration.handle_timer(sim.now)
-        for data in registration.datagrams_to_send(sim.now):
-            for reply in sim.driver.receive(data, address):
-                registration.receive_datagram(reply, sim.now)
-        sim.driver.now += 0.1
-    assert not registration.done  # three times the timeout, still waiting: it is busy
+def test_a_registration_the_daemon_is_busy_with_waits_as_long_as_it_takes() -> None:
+    sim = Simulation(12, client_config=ClientConfig(timeout=1.0))
+    sim.driver.auto_commit = False  # the account is being written
+    yan = sim.channel("yan")
+    handle = yan.register("yan", "correct horse")
+    sim.run(3.0)
+    # Three times the timeout, still waiting: the daemon acknowledged the request.
+    assert not handle.done and not yan.closed
     sim.driver.commit_held()
-    for answer in sim.driver.replies(address):
-        registration.receive_datagram(wire.encode(answer), sim.now)
-    assert registration.name == "yan"
+    sim.run_until(lambda: handle.done)
+    assert handle.result == "yan"
 
 
 def test_a_history_page_and_who_complete_with_their_answers() -> None:

@@ -29,29 +29,38 @@ def logged_in(h: EngineDriver, address: Address, name: str) -> Peer:
     return peer
 
 
-def register(h: EngineDriver, address: Address, name: str, password: str = PASSWORD) -> object:
-    """A registration sent as a client sends it; the one answer."""
-    return h.request(wire.Register(rid=h.new_id(), name=name, password=password), address)
+def answer(peer: Peer, seq: int) -> wire.ServerFrame:
+    """The one frame that answered request `seq` (`registered`, `welcome`, `error`)."""
+    (frame,) = [f for f in peer.frames if getattr(f, "re", None) == seq]
+    return frame
 
 
-def login(h: EngineDriver, address: Address, name: str, password: str = PASSWORD) -> object:
-    return h.request(wire.Login(rid=h.new_id(), name=name, password=password), address)
+def register(
+    h: EngineDriver, address: Address, name: str, password: str = PASSWORD, rid: str = ""
+) -> wire.ServerFrame:
+    """A registration on a channel of its own, as a client sends it; the one answer."""
+    peer = Peer(h, None, address=address)
+    seq = peer.send(wire.Register(rid=rid or h.new_id(), name=name, password=password))
+    return answer(peer, seq)
+
+
+def login(h: EngineDriver, address: Address, name: str, password: str = PASSWORD) -> Peer:
+    """A login as a client makes it: a channel, then a `login` frame."""
+    return Peer(h, name, password, address)
 
 
 def test_registered_is_sent_only_once_the_account_is_committed() -> None:
     h = EngineHarness(commit=False)
-    register = wire.Register(rid="r1", name="alice", password="correct horse")
-    h.deliver(wire.encode(register), ALICE)
-    assert h.replies(ALICE) == []
+    peer = Peer(h, None, address=ALICE)
+    seq = peer.send(wire.Register(rid="r1", name="alice", password="correct horse"))
     assert [type(op) for op in h.uncommitted] == [Account]
-    # The client retransmits while the write is in flight: it hears "pending", not "taken".
-    h.deliver(wire.encode(register), ALICE)
-    assert h.replies(ALICE) == [wire.Pending(rid="r1")]
+    assert not peer.of_type(wire.Registered)
+    # The frame was acknowledged at once: the client does not send it again meanwhile.
+    peer.settle()
+    assert peer.link.queued == 0
     h.commit_held()
-    assert h.replies(ALICE) == [wire.Registered(rid="r1", name="alice")]
-    # A late retransmission gets the same answer again.
-    h.deliver(wire.encode(register), ALICE)
-    assert h.replies(ALICE) == [wire.Registered(rid="r1", name="alice")]
+    peer.poll()
+    assert peer.of_type(wire.Registered) == [wire.Registered(re=seq, name="alice")]
 
 
 def test_names_are_unique_after_nfkc_and_casefolding() -> None:
@@ -59,7 +68,7 @@ def test_names_are_unique_after_nfkc_and_casefolding() -> None:
     assert isinstance(register(h, ALICE, "Alice"), wire.Registered)
     for lookalike in ("alice", "ALICE", "ａｌｉｃｅ"):
         reply = register(h, ALICE, lookalike)
-        assert isinstance(reply, wire.ErrorReply)
+        assert isinstance(reply, wire.ErrorFrame)
         assert reply.code == "name_taken"
     assert isinstance(register(h, ALICE, "Алиса"), wire.Registered)
 
@@ -73,29 +82,36 @@ def test_each_registration_failure_has_its_own_code() -> None:
     }
     for code, (name, password) in cases.items():
         reply = register(h, ALICE, name, password)
-        assert isinstance(reply, wire.ErrorReply)
-        assert (reply.code, reply.rid is not None) == (code, True)
+        assert isinstance(reply, wire.ErrorFrame)
+        assert reply.code == code
         assert reply.message.endswith(".")
 
 
-def test_login_failures_and_a_retransmitted_login_gets_the_same_session() -> None:
+def test_login_failures_each_have_their_code_and_a_login_is_checked_once() -> None:
     h = EngineHarness()
     register(h, ALICE, "alice")
-    unknown = login(h, ALICE, "nobody")
-    assert isinstance(unknown, wire.ErrorReply) and unknown.code == "unknown_user"
-    wrong = login(h, ALICE, "alice", "wrong password")
-    assert isinstance(wrong, wire.ErrorReply) and wrong.code == "wrong_password"
+    codes = {
+        "unknown_user": login(h, ALICE, "nobody"),
+        "wrong_password": login(h, ALICE, "alice", "wrong password"),
+    }
     # A password no account could have is wrong at once, without a hash spent on it.
-    short = login(h, ALICE, "alice", "short")
-    assert isinstance(short, wire.ErrorReply) and short.code == "wrong_password"
+    checks = len([op for op in h.stored if isinstance(op, Account)])
+    codes["wrong_password "] = login(h, ALICE, "alice", "short")
+    for code, peer in codes.items():
+        assert peer.connection.failure is not None
+        assert peer.connection.failure.code == code.strip()
+    assert len([op for op in h.stored if isinstance(op, Account)]) == checks
 
-    request = wire.Login(rid="same", name="ALICE", password="correct horse")
-    first = h.request(request, ALICE)
-    again = h.request(request, ALICE)
-    assert isinstance(first, wire.Welcome)
-    assert first == again
-    assert first.name == "alice"
-    assert len(h.engine.sessions) == 1
+    alice = login(h, ALICE, "ALICE")
+    (welcome,) = alice.of_type(wire.Welcome)
+    assert welcome.name == "alice" and welcome.ticket
+    # The login frame sent again (its acknowledgement was lost) is not acted on twice.
+    alice.link.send(wire.encode(wire.Login(name="alice", password=PASSWORD)))
+    alice.flush()
+    assert len(alice.of_type(wire.Welcome)) == 1
+    assert [e.code for e in alice.of_type(wire.ErrorFrame)] == ["bad_request"]
+    logged_in_sessions = [s for s in h.engine.sessions.values() if s.account is not None]
+    assert len(logged_in_sessions) == 1
 
 
 def test_history_waits_until_the_address_has_proven_it_receives() -> None:
@@ -171,8 +187,7 @@ def test_private_messages_reach_every_session_of_the_recipient_and_wait_when_off
     errors = alice.of_type(wire.ErrorFrame)
     assert [(e.code, e.re) for e in errors] == [("unknown_user", unknown)]
     again = Peer(h, "carol", address=("127.0.0.1", 40005))
-    welcome = again.connection.login_answer
-    assert isinstance(welcome, wire.Welcome) and welcome.unread == 1
+    assert again.connection.unread == 1
     (waiting,) = again.of_type(wire.Pm)
     assert (waiting.text, waiting.history) == ("while you were away", True)
     again.flush(ack=True)
@@ -215,18 +230,21 @@ def test_join_and_leave_notices_and_who() -> None:
 def test_the_acknowledgement_of_a_logout_is_dropped_quietly() -> None:
     h = EngineHarness()
     alice = logged_in(h, ALICE, "alice")
-    token = alice.token
+    channel = alice.connection._channel
+    assert channel is not None
     alice.send(wire.Logout())
-    # The `ok` is acknowledged after the session ended: no `session_unknown` for it.
-    late = wire.session_prefix(alice.sid, token) + wire.link_fields(99, 3, [])
-    datagram = wire.close_packet(late, b"")
-    assert h.receive(datagram, ALICE) == []
+    # The `ok` is acknowledged after the session ended: no `RESET` for it, no answer.
+    assert h.receive(channel.seal(9999, b'{"ack":3,"echo":4}'), ALICE) == []
     assert h.engine.stats["ended_sessions"] == 1
-    # A stranger naming that session, without its token, still hears that it is gone.
-    stranger = wire.session_prefix(alice.sid, "x") + wire.link_fields(1, 0, [])
-    stranger = wire.close_packet(stranger, b"")
-    (reply,) = [wire.decode_server_datagram_untrusted(d) for d in h.receive(stranger, BOB)]
-    assert isinstance(reply, wire.ErrorReply) and reply.code == "session_unknown"
+    # Garbage naming that session is dropped; a session nobody had gets a `RESET`.
+    forged = wire.data_header(alice.sid, 10_000) + bytes(40)
+    assert h.receive(forged, BOB) == []
+    (reset,) = [
+        wire.parse_datagram_untrusted(d)
+        for d in h.receive(wire.data_header(424242, 1) + bytes(40), BOB)
+    ]
+    assert isinstance(reset, wire.Reset) and reset.receiver_index == 424242
+    assert len(wire.reset_datagram(424242, reset.token)) < 13 + 40  # smaller than asked
 
 
 def test_who_splits_a_long_list_over_several_frames() -> None:
@@ -364,7 +382,7 @@ def test_the_room_is_a_seam_another_fanout_can_fill() -> None:
             super().broadcast(frame, exclude)
 
     h = EngineHarness()
-    h.engine = ServerEngine(h.engine.config, room=BusRoom)
+    h.engine = ServerEngine(h.engine.config, keys=h.keys, room=BusRoom)
     alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
     alice.send(wire.Say(text="over the bus", cid="c1"))
     assert [m.text for m in bob.poll() if isinstance(m, wire.Msg)] == ["over the bus"]
@@ -409,8 +427,7 @@ def test_a_quiet_login_only_looks() -> None:
     alice.send(wire.Whisper(to="bob", text="waiting for you", cid="w1"))
     alice.send(wire.Say(text="public", cid="p1"))
     bob = Peer(h, "bob", address=BOB, quiet=True)
-    welcome = bob.connection.login_answer
-    assert isinstance(welcome, wire.Welcome) and welcome.unread == 1
+    assert bob.connection.unread == 1
     seq = bob.send(wire.Who())
     refused = bob.send(wire.Say(text="hello?", cid="q1"))
     assert bob.of_type(wire.Ready) == [wire.Ready(count=0)]
@@ -468,7 +485,7 @@ def test_a_message_that_could_not_be_stored_is_never_shown_and_may_be_resent() -
 def test_a_registration_answered_by_a_daemon_that_then_died_is_answered_again() -> None:
     stored = Account(1, "alice", "alice", "fake$esroh tcerroc", "2026-11-30T00:00:00.000Z", "r-9")
     h = EngineHarness(snapshot=Snapshot(accounts=[stored], next_account_id=2))
-    same = h.request(wire.Register(rid="r-9", name="alice", password="correct horse"), ALICE)
-    assert same == wire.Registered(rid="r-9", name="alice")
-    other = h.request(wire.Register(rid="r-10", name="alice", password="correct horse"), ALICE)
-    assert isinstance(other, wire.ErrorReply) and other.code == "name_taken"
+    same = register(h, ALICE, "alice", rid="r-9")
+    assert isinstance(same, wire.Registered) and same.name == "alice"
+    other = register(h, ALICE, "alice", rid="r-10")
+    assert isinstance(other, wire.ErrorFrame) and other.code == "name_taken"

@@ -14,8 +14,8 @@ from trio_chat.engine import Address, ServerConfig, ServerEngine
 from trio_chat.reliability import Link
 from trio_chat.server import serve
 from trio_chat.testing.driver import EngineDriver, Peer
+from trio_chat.testing.links import plain_open, plain_seal
 
-HEADER = b'{"v":1,"t":"s","sid":1'
 ALICE = ("127.0.0.1", 40001)
 BOB = ("127.0.0.1", 40002)
 
@@ -25,9 +25,8 @@ def notice(n: int) -> bytes:
 
 
 def feed(link: Link, datagram: bytes, now: float) -> list[int]:
-    packet = wire.decode_server_datagram_untrusted(datagram)
-    assert isinstance(packet, wire.Packet)
-    delivered = link.receive(packet.pn, packet.ack, packet.sack, packet.frames, now, packet.echo)
+    pn, packet = plain_open(datagram)
+    delivered = link.receive(pn, packet.ack, packet.sack, packet.frames, now, packet.echo)
     numbers = []
     for _seq, raw in delivered:
         frame = wire.decode_server_frame_untrusted(raw)
@@ -37,7 +36,7 @@ def feed(link: Link, datagram: bytes, now: float) -> list[int]:
 
 
 def test_a_queue_that_fits_one_datagram_leaves_whole_and_in_order() -> None:
-    sender, receiver = Link(HEADER), Link(HEADER)
+    sender, receiver = Link(plain_seal), Link(plain_seal)
     for n in range(5):
         sender.send(notice(n))
     (datagram,) = sender.datagrams_to_send(0.0)
@@ -51,7 +50,7 @@ def test_a_queue_that_fits_one_datagram_leaves_whole_and_in_order() -> None:
 
 
 def test_acknowledge_now_makes_the_owed_ack_due_at_once() -> None:
-    sender, receiver = Link(HEADER), Link(HEADER)
+    sender, receiver = Link(plain_seal), Link(plain_seal)
     receiver.acknowledge_now(0.0)
     assert receiver.next_timer() is None  # nothing owed: nothing to do
     sender.send(notice(0))

@@ -6,9 +6,12 @@
             ...
 
 Every call returns once the daemon has acknowledged it (a message: once it is on disk)
-and raises a `ChatError` subclass when the daemon refuses. This module is a thin shell:
-the protocol (retransmission, reconnection, resending, deduplication) lives in
-`client_protocol`, which this drives with a UDP socket and Trio's clock.
+and raises a `ChatError` subclass when the daemon refuses. Everything travels encrypted
+to the daemon's key, which is trusted the first time it is met and remembered in
+`known_servers` (see `keys`); a daemon whose key then changes is refused (`KeyChanged`).
+This module is a thin shell: the protocol (handshake, retransmission, reconnection,
+resending, deduplication) lives in `client_protocol`, which this drives with a UDP
+socket and Trio's clock.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import math
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 import trio
@@ -26,13 +30,21 @@ from .client_protocol import (
     ClientConfig,
     ClientConnection,
     Handle,
-    Registration,
+    KeyProbe,
+    registration_result,
     unreachable,
 )
-from .errors import ChatError, ServerUnreachable
+from .errors import ChatError, KeyChanged, ServerUnreachable
 from .events import ChatMessage, Event, PrivateMessage, PublicMessage
+from .keys import KnownServers, Trust, address_label, parse_key
+from .noise import fingerprint
 
-__all__ = ["ChatClient", "ClientConfig", "Receipt", "connect", "register"]
+__all__ = ["ChatClient", "ClientConfig", "Receipt", "connect", "register", "trust_server"]
+
+ServerKey = bytes | str | None
+"""A daemon's key as a caller may give it: the 32-byte key, its base64 form, its
+fingerprint (`SHA256:...`, checked against the key the daemon shows), or None (trust it
+on first use, remember it in `known_servers`)."""
 
 _RECEIVE_BUFFER = 2048
 
@@ -103,24 +115,89 @@ class _Wire:
         return scope
 
 
+async def _drive(sock: socket.socket, core: _SansIO, done: Any) -> None:
+    """Run a sans-I/O exchange over `sock` until `done()` holds."""
+    wire = _Wire(sock)
+    while True:
+        wire.exchange(core)
+        if done():
+            return
+        await wire.wait(core)
+
+
+async def fetch_key(host: str, port: int, *, within: float = 2.5) -> bytes:
+    """Ask the daemon at `host:port` for its key: one datagram, answered or not
+    `within` seconds (`ServerUnreachable`). Proves nothing about who answered."""
+    where = address_label(host, port)
+    probe = KeyProbe(trio.current_time(), timeout=within, where=where)
+    with await _open_socket(host, port) as sock:
+        await _drive(sock, probe, lambda: probe.done)
+    if probe.error is not None:
+        raise probe.error
+    assert probe.key is not None
+    return probe.key
+
+
+async def trust_server(
+    host: str,
+    port: int,
+    server_key: ServerKey = None,
+    *,
+    known_servers: Path | None = None,
+    within: float = 2.5,
+) -> Trust:
+    """The key to use for the daemon at `host:port` (see `ServerKey`).
+
+    A key given, or one remembered, is used as it is (the handshake proves it). A
+    fingerprint given is checked against the key the daemon shows. With neither, the
+    daemon's key is fetched, trusted and remembered: `Trust.new` says so. Raises
+    `KeyChanged` for a fingerprint that does not match, `ServerUnreachable` for silence.
+    """
+    where = address_label(host, port)
+    given = parse_key(server_key) if isinstance(server_key, str) else server_key
+    if isinstance(given, bytes):
+        return Trust(given, new=False)
+    known = KnownServers(known_servers)
+    if given is None:
+        remembered = known.get(host, port)
+        if remembered is not None:
+            return Trust(remembered, new=False)
+    key = await fetch_key(host, port, within=within)
+    if given is not None:
+        if fingerprint(key) != given:
+            raise KeyChanged(
+                f"The daemon at {where} has the key {fingerprint(key)}, not {given}; "
+                "check the address, or the fingerprint you were given."
+            )
+        return Trust(key, new=False)
+    known.remember(host, port, key)
+    return Trust(key, new=True)
+
+
 async def register(
-    host: str, port: int, name: str, password: str, *, config: ClientConfig | None = None
+    host: str,
+    port: int,
+    name: str,
+    password: str,
+    *,
+    config: ClientConfig | None = None,
+    server_key: ServerKey = None,
+    known_servers: Path | None = None,
 ) -> str:
     """Create an account; return its name as the daemon keeps it. Raises `ChatError`s."""
-    where = f"{host}:{port}"
-    registration = Registration(name, password, trio.current_time(), config=config, where=where)
-    if registration.error is not None:
-        raise registration.error
+    config = config or ClientConfig()
+    trusted = await trust_server(host, port, server_key, known_servers=known_servers)
+    where = address_label(host, port)
+    connection = ClientConnection(trusted.key, config=config, where=where)
+    handle = connection.register(name, password)
+    connection.start(trio.current_time())
     with await _open_socket(host, port) as sock:
-        wire = _Wire(sock)
-        while not registration.done:
-            wire.exchange(registration)
-            if not registration.done:
-                await wire.wait(registration)
-    if registration.error is not None:
-        raise registration.error
-    assert registration.name is not None
-    return registration.name
+        await _drive(sock, connection, lambda: handle.done or connection.closed)
+        connection.close()  # the account is made: say goodbye, wait for nothing
+        _Wire(sock).send(connection)
+    if not handle.done and connection.failure is not None:
+        raise connection.failure
+    return registration_result(handle)
 
 
 async def _completed(handle: Handle) -> None:
@@ -154,6 +231,8 @@ class ChatClient:
     def __init__(self, host: str, port: int, connection: ClientConnection) -> None:
         self.host, self.port = host, port
         self.connection = connection
+        self.server_fingerprint = fingerprint(connection.server_key)
+        """The daemon's key as a person compares it (`SHA256:...`)."""
         self._wire: _Wire | None = None
         self._wait: trio.CancelScope | None = None
         self._changed = trio.Event()
@@ -316,14 +395,20 @@ async def connect(
     *,
     config: ClientConfig | None = None,
     quiet: bool = False,
+    server_key: ServerKey = None,
+    known_servers: Path | None = None,
 ) -> AsyncIterator[ChatClient]:
     """Log in and enter the room; leaving the block logs out. Raises `ChatError`s.
 
     With `quiet`, only look: the session can ask `who()` and sees `unread`, but it does
     not enter the room (no history, no messages, no join or leave notice for others).
+    `server_key` and `known_servers`: see `trust_server`.
     """
-    where = f"{host}:{port}"
-    connection = ClientConnection(name, password, config=config, quiet=quiet, where=where)
+    trusted = await trust_server(host, port, server_key, known_servers=known_servers)
+    where = address_label(host, port)
+    connection = ClientConnection(
+        trusted.key, name, password, config=config, quiet=quiet, where=where
+    )
     client = ChatClient(host, port, connection)
     refused: ChatError | None = None
     with await _open_socket(host, port) as sock:

@@ -3,23 +3,27 @@
 Shaped like aioquic's `QuicConnection`: feed it what the network delivered
 (`receive_datagram(data, now)`, `connection_refused(now)`), send what
 `datagrams_to_send(now)` returns, call `handle_timer(now)` at `next_timer()`, and read
-what happened from `next_event()`. Requests (`say`, `whisper`, `who`, `history`,
-`logout`) return a `Handle` that completes with the daemon's answer. Logging in again
-after the session is lost, resending what was not acknowledged, and showing what was
-missed in between are states of the core, not of the code that drives it.
+what happened from `next_event()`. Requests (`register`, `say`, `whisper`, `who`,
+`history`, `logout`) return a `Handle` that completes with the daemon's answer.
 
-    connection = ClientConnection("alice", password)
+    connection = ClientConnection(server_key, "alice", password)
     connection.start(now)
     ...  # exchange datagrams until `connection.ready` (or `connection.failure`)
     handle = connection.say("hello")
 
-`Registration` is the same shape for creating an account: one request, sent again until
-it is answered. Nothing here reads the clock or touches a socket; `now` is any
-monotonic time in seconds.
+A connection first opens an encrypted channel (the Noise NK handshake, to the daemon
+whose static key it was given), then logs in inside it: with the password, or with the
+resumption ticket an earlier login gave. If the session is lost (the daemon stopped
+answering, restarted, or said goodbye) it opens a new channel, resumes with the ticket,
+resends every request not yet answered and shows what was missed in between: states of
+the core, not of the code that drives it. Without a name it only opens the channel, for
+`register`. `KeyProbe` is the same shape for learning the daemon's key. Nothing here
+reads the clock or touches a socket; `now` is any monotonic time in seconds.
 """
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -33,6 +37,7 @@ from . import wire
 from .errors import (
     ChatError,
     ConnectionLost,
+    KeyChanged,
     ProtocolError,
     RateLimited,
     ServerUnreachable,
@@ -50,8 +55,10 @@ from .events import (
     PublicMessage,
     Reconnected,
 )
+from .noise import fingerprint
 from .reliability import Link, LinkConfig
 from .rules import RuleError, check_name, check_password, check_text
+from .secure import Channel, Initiation, SecureError, initiate
 
 SEEN_MEMORY = 20_000
 """How many message ids a connection remembers, so that none is shown twice."""
@@ -60,9 +67,7 @@ SEEN_MEMORY = 20_000
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
     timeout: float = 5.0
-    """Give up (`ServerUnreachable`) when the daemon has not answered a request this long."""
-    busy_timeout: float = 60.0
-    """How long to wait once the daemon said it is working on the request."""
+    """Give up (`ServerUnreachable`) when the daemon has not answered a handshake this long."""
     keepalive: float = 15.0
     """Send a ping after this long without sending anything."""
     link: LinkConfig = field(
@@ -83,6 +88,11 @@ class ClientConfig:
 def new_id() -> str:
     """A request or message id: 96 random bits, URL-safe base64 (16 characters)."""
     return secrets.token_urlsafe(12)
+
+
+def new_index() -> int:
+    """A connection index: 32 random bits, never 0."""
+    return secrets.randbelow(2**32 - 1) + 1
 
 
 def parse_time(stamp: str) -> datetime:
@@ -108,129 +118,142 @@ def unreachable(where: str) -> ServerUnreachable:
     return ServerUnreachable(f"Cannot reach trio-chat at {where}; is `trio-chat serve` running?")
 
 
-# --- requests outside a session ------------------------------------------------------------
+def key_changed(where: str, expected: bytes, found: bytes) -> KeyChanged:
+    return KeyChanged(
+        f"The daemon at {where} has the key {fingerprint(found)}, not the trusted "
+        f"{fingerprint(expected)}; if it was changed on purpose, trust the new one "
+        "(see `trio-chat trust --help`), else someone may be in the middle."
+    )
 
 
-class RequestExchange:
-    """One request outside a session, sent again until its answer comes or time runs out.
+class _Schedule:
+    """When to send a first-flight datagram again: after 0.2 s, 0.4 s, 0.8 s, then every
+    second, until `timeout` passes without an answer."""
 
-    It is resent after 0.2 s, 0.4 s, 0.8 s, then every second. `pending` (the daemon is
-    hashing a password) extends the wait by `busy_timeout`. `answer` is the reply, or
-    `error` says why none came.
-    """
-
-    def __init__(
-        self, request: wire.Register | wire.Login, config: ClientConfig, where: str, now: float
-    ) -> None:
-        self.request = request
-        self.data = wire.encode(request)
-        self._config = config
-        self._where = where
-        self._deadline = now + config.timeout
+    def __init__(self, now: float, timeout: float) -> None:
+        self.deadline = now + timeout
+        self.due = now
+        self.last_sent: float | None = None
         self._interval = 0.2
-        self._resend_at = now
-        self._last_sent: float | None = None
-        self.answer: wire.ServerDatagram | None = None
-        self.error: ChatError | None = None
-        self.rtt: float | None = None
-        """The time from the latest sending of the request to its answer (an estimate of
-        the round trip: at worst too short, when an earlier copy was answered)."""
 
-    @property
-    def done(self) -> bool:
-        return self.answer is not None or self.error is not None
-
-    def datagrams_to_send(self, now: float) -> list[bytes]:
-        if self.done or now < self._resend_at:
-            return []
-        self._last_sent = now
-        self._resend_at = min(now + self._interval, self._deadline)
-        self._interval = min(self._interval * 2, 1.0)
-        return [self.data]
-
-    def next_timer(self) -> float | None:
-        return None if self.done else self._resend_at
-
-    def handle_timer(self, now: float) -> None:
-        if not self.done and now >= self._deadline:
-            self.error = unreachable(self._where)
-
-    def receive(self, datagram: wire.ServerDatagram, now: float) -> bool:
-        """Take an answer meant for this request; False if it is not one."""
-        if self.done or getattr(datagram, "rid", None) != self.request.rid:
+    def take(self, now: float) -> bool:
+        """Whether to send now (and if so, when next)."""
+        if now < self.due:
             return False
-        if isinstance(datagram, wire.Pending):
-            self._deadline = max(self._deadline, now + self._config.busy_timeout)
-            self._resend_at = max(self._resend_at, min(now + 1.0, self._deadline))
-        else:
-            self.answer = datagram
-            if self._last_sent is not None:
-                self.rtt = now - self._last_sent
+        self.last_sent = now
+        self.due = min(now + self._interval, self.deadline)
+        self._interval = min(self._interval * 2, 1.0)
         return True
 
+    def expired(self, now: float) -> bool:
+        return now >= self.deadline
 
-class Registration:
-    """Create an account: `name` (as the daemon keeps it) or `error` once it is `done`."""
 
-    def __init__(
-        self,
-        name: str,
-        password: str,
-        now: float,
-        *,
-        config: ClientConfig | None = None,
-        where: str = "the daemon",
-        new_id: Callable[[], str] = new_id,
-    ) -> None:
-        self.name: str | None = None
+class KeyProbe:
+    """Ask the daemon for its static public key (`KEY_REQUEST`), to trust it on first use.
+
+    Also the quickest way to learn whether a daemon answers at all: `key` once it has,
+    `error` (`ServerUnreachable`) once `timeout` passed in silence.
+    """
+
+    def __init__(self, now: float, *, timeout: float = 5.0, where: str = "the daemon") -> None:
+        self._schedule = _Schedule(now, timeout)
+        self._where = where
+        self.key: bytes | None = None
         self.error: ChatError | None = None
-        try:
-            check_name(name)
-            check_password(password)
-        except RuleError as error:
-            self.error = rule_error(error)
-        request = wire.Register(rid=new_id(), name=name, password=password)
-        self._exchange = RequestExchange(request, config or ClientConfig(), where, now)
 
     @property
     def done(self) -> bool:
-        return self.name is not None or self.error is not None
+        return self.key is not None or self.error is not None
 
     def receive_datagram(self, data: bytes, now: float) -> None:
         try:
-            datagram = wire.decode_server_datagram_untrusted(data)
+            datagram = wire.parse_datagram_untrusted(data)
         except wire.WireError:
             return
-        if self.done or not self._exchange.receive(datagram, now):
-            return
-        if self._exchange.answer is None:
-            return  # `pending`: the daemon is at work on it
-        if isinstance(datagram, wire.Registered):
-            self.name = datagram.name
-        elif isinstance(datagram, wire.ErrorReply):
-            self.error = error_for(datagram.code, datagram.message, datagram.retry_after)
-        else:
-            self.error = ProtocolError(
-                f"Unexpected reply {type(datagram).__name__} to a registration."
-            )
-
-    def connection_refused(self, now: float) -> None:
-        """Nothing listens at the daemon's address now; it may start soon: keep trying."""
-
-    def datagrams_to_send(self, now: float) -> list[bytes]:
-        return [] if self.done else self._exchange.datagrams_to_send(now)
-
-    def next_timer(self) -> float | None:
-        return None if self.done else self._exchange.next_timer()
-
-    def handle_timer(self, now: float) -> None:
         if self.done:
             return
-        self._exchange.handle_timer(now)
-        self.error = self._exchange.error
+        if isinstance(datagram, wire.Key):
+            self.key = datagram.public_key
+        elif isinstance(datagram, wire.Refused):
+            self.error = error_for(datagram.code, datagram.message, datagram.retry_after)
+
+    def connection_refused(self, now: float) -> None:
+        """Nothing listens there now; it may start in a moment: keep asking."""
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        if self.done or not self._schedule.take(now):
+            return []
+        return [wire.key_request_datagram()]
+
+    def next_timer(self) -> float | None:
+        return None if self.done else self._schedule.due
+
+    def handle_timer(self, now: float) -> None:
+        if not self.done and self._schedule.expired(now):
+            self.error = unreachable(self._where)
 
 
-# --- a session ------------------------------------------------------------------------------
+class Handshake:
+    """One attempt to open a channel: `INIT` sent again until `RESPONSE` (or a refusal).
+
+    A `RETRY` is answered at once with the same Noise message and the cookie; a `KEY`
+    (the daemon could not read our message) that is not the key we trust ends it with
+    `KeyChanged`. Done once `channel` or `error` is set.
+    """
+
+    def __init__(
+        self, server_key: bytes, now: float, timeout: float, where: str, index: int
+    ) -> None:
+        self.server_key = server_key
+        self._initiation: Initiation = initiate(server_key, index)
+        self._schedule = _Schedule(now, timeout)
+        self._where = where
+        self.channel: Channel | None = None
+        self.reset_token = b""
+        self.rtt: float | None = None
+        """From the latest `INIT` to the `RESPONSE`: a first estimate of the round trip."""
+        self.error: ChatError | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.channel is not None or self.error is not None
+
+    def receive(self, datagram: wire.Datagram, now: float) -> bool:
+        """Take a first-flight answer meant for this handshake; False if it is not one."""
+        if self.done:
+            return False
+        index = self._initiation.client_index
+        if isinstance(datagram, wire.Response) and datagram.client_index == index:
+            try:
+                self.channel, self.reset_token = self._initiation.finish(datagram)
+            except SecureError:
+                return True  # forged or damaged: keep waiting for the real one
+            if self._schedule.last_sent is not None:
+                self.rtt = now - self._schedule.last_sent
+        elif isinstance(datagram, wire.Retry) and datagram.client_index == index:
+            self._initiation.cookie = datagram.cookie
+            self._schedule.due = now  # send again at once, with the cookie
+        elif isinstance(datagram, wire.Key):
+            if datagram.public_key != self.server_key:
+                self.error = key_changed(self._where, self.server_key, datagram.public_key)
+        elif isinstance(datagram, wire.Refused):
+            self.error = error_for(datagram.code, datagram.message, datagram.retry_after)
+        else:
+            return False
+        return True
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        if self.done or not self._schedule.take(now):
+            return []
+        return [self._initiation.datagram()]
+
+    def next_timer(self) -> float | None:
+        return None if self.done else self._schedule.due
+
+    def handle_timer(self, now: float) -> None:
+        if not self.done and self._schedule.expired(now):
+            self.error = unreachable(self._where)
 
 
 class Handle:
@@ -271,6 +294,10 @@ class Handle:
         self.error: ChatError | None = None
         self._callbacks: list[Callable[[Handle], None]] | None = []
 
+    def __repr__(self) -> str:
+        state = "done" if self.done else "waiting"
+        return f"<Handle {self.kind} {state}>"
+
     @property
     def done(self) -> bool:
         return self._callbacks is None
@@ -291,6 +318,10 @@ class Handle:
             callback(self)
 
 
+# Requests that need a channel only; all others wait until the session is logged in.
+_BEFORE_LOGIN = frozenset({"register", "login", "resume"})
+
+
 class _SessionLost(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -300,42 +331,55 @@ class _SessionLost(Exception):
 class ClientConnection:
     """A person's connection to the daemon; see the module docstring.
 
-    Its life: `start` sends the login; once the daemon welcomes it and has sent the
-    history, `ready` is set. If the session is lost (the daemon stopped answering,
-    restarted, or said goodbye) it emits `Disconnected`, logs in again (from the newest
-    message it saw), resends every request not yet answered, and emits `Reconnected`
-    then a `History` of what was missed. It ends (`closed`, `failure`) on `logout`,
-    `close`, or a refusal it cannot wait out.
+    Its life: `start` opens the channel and logs in; once the daemon has welcomed it and
+    sent the history, `ready` is set. If the session is lost it emits `Disconnected`,
+    opens a new channel, logs in again (with its ticket) from the newest message it saw,
+    resends every request not yet answered, and emits `Reconnected` then a `History` of
+    what was missed. It ends (`closed`, `failure`) on `logout`, `close`, or a refusal it
+    cannot wait out. Without a `name` it never logs in: it is for `register`.
     """
 
     def __init__(
         self,
-        name: str,
-        password: str,
+        server_key: bytes,
+        name: str | None = None,
+        password: str = "",
         *,
         config: ClientConfig | None = None,
         quiet: bool = False,
         where: str = "the daemon",
         new_id: Callable[[], str] = new_id,
+        new_index: Callable[[], int] = new_index,
     ) -> None:
-        self.name = name
+        self.server_key = server_key
+        self.name = name or ""
         self.unread = 0
         self.quiet = quiet
         self.config = config or ClientConfig()
         self.where = where
         self.sid = 0
+        """The daemon's index of this connection (its session id), once the channel is up."""
         self.ready = False
-        """The first login succeeded and its history arrived."""
+        """Logged in and the history arrived (or, without a name: the channel is up)."""
         self.closed = False
         self.failure: ChatError | None = None
         """Why the connection ended: a refusal, a lost session, or `You logged out.`"""
+        self.ticket = ""
+        """The latest resumption ticket: logs in again without the password."""
+        self._logs_in = name is not None
         self._password = password
         self._new_id = new_id
-        self._login: RequestExchange | None = None
+        self._new_index = new_index
+        self._handshake: Handshake | None = None
+        self._channel: Channel | None = None
+        self._reset_token = b""
+        self._link: Link | None = None
+        self._auth: Handle | None = None
+        self._logged_in = False
+        self._reauth_at: float | None = None
         self._relogin_at: float | None = None
         self._relogin_delay = 0.5
         self._resuming = False
-        self._link: Link | None = None
         self._requests: list[Handle] = []
         self._by_seq: dict[int, Handle] = {}
         self._by_cid: dict[str, Handle] = {}
@@ -350,18 +394,29 @@ class ClientConnection:
         self._last_sent = 0.0
         self._leaving = False
         self._events: deque[Event] = deque()
-        self.login_answer: wire.ServerDatagram | None = None
-        """The daemon's answer to the latest login: `Welcome` or `ErrorReply`."""
         self.trace: Callable[[wire.ServerFrame], None] | None = None
         """Called with every frame the daemon sends, in order, before it is acted on."""
+
+    def __repr__(self) -> str:
+        return f"<ClientConnection {self.name or '(no account)'} at {self.where}>"
 
     # --- requests ---------------------------------------------------------------------------
 
     def start(self, now: float, since: int | None = None) -> None:
-        """Log in for the first time (`since`: show what came after that message id)."""
+        """Open the channel and log in (`since`: show what came after that message id)."""
         if since is not None:
             self._last_seen = since
-        self._send_login(now, since=since)
+        self._open(now)
+
+    def register(self, name: str, password: str) -> Handle:
+        """Create an account (the channel suffices); completes with its name as kept."""
+        try:
+            check_name(name)
+            check_password(password)
+        except RuleError as error:
+            raise rule_error(error) from None
+        frame = wire.encode(wire.Register(rid=self._new_id(), name=name, password=password))
+        return self._submit(Handle("register", frame))
 
     def say(self, text: str) -> Handle:
         """A public message, queued at once (keeping order); completes with it as stored."""
@@ -381,31 +436,35 @@ class ClientConnection:
         """Who is online; completes with the sorted names."""
         return self._submit(Handle("who", wire.encode(wire.Who())))
 
-    def request(self, frame: wire.ClientFrame | bytes) -> Handle:
-        """Send any frame as it is (or bytes as a frame, valid or not): for tests and tools.
-
-        It completes with the `ok` (its `count`, or the parts that came before it) or
-        the `error`; a message sent this way is not matched to its echo by `cid`.
-        """
-        kind = "raw" if isinstance(frame, bytes) else type(frame).__name__.lower()
-        return self._submit(Handle(kind, frame if isinstance(frame, bytes) else wire.encode(frame)))
-
     def history(self, limit: int = 20, before: int | None = None) -> Handle:
         """Up to `limit` messages older than id `before`, oldest first."""
         limit = max(1, min(limit, wire.HISTORY_LIMIT_MAX))
         frame = wire.encode(wire.HistoryRequest(limit=limit, before=before))
         return self._submit(Handle("history", frame))
 
+    def request(self, frame: wire.ClientFrame | bytes) -> Handle:
+        """Send any frame as it is (or bytes as a frame, valid or not): for tests and tools.
+
+        It completes with the `ok` (its `count`, or the parts that came before it) or
+        the `error`; a message sent this way is not matched to its echo by `cid`.
+        """
+        if isinstance(frame, bytes):
+            return self._submit(Handle("raw", frame))
+        return self._submit(Handle(type(frame).__name__.lower(), wire.encode(frame)))
+
     def logout(self) -> Handle:
-        """Leave the room; completes once the daemon ended the session (or it was gone)."""
+        """Leave; completes once the daemon ended the session (or it was gone already)."""
         self._leaving = True
         handle = self._submit(Handle("logout", wire.encode(wire.Logout())))
         if self._link is None:
+            self._finish(handle)
             self._shut(ConnectionLost("You logged out."))
+        elif not self._logged_in:
+            self._transmit(handle)  # a channel without a login may end at once too
         return handle
 
     def close(self) -> None:
-        """Leave now: say goodbye once if in a session, and wait for nothing."""
+        """Leave now: say goodbye once if a channel is open, and wait for nothing."""
         if self.closed:
             return
         self._leaving = True
@@ -420,13 +479,13 @@ class ClientConnection:
 
     @property
     def link(self) -> Link | None:
-        """The session's reliable link, while in a session."""
+        """The channel's reliable link, while a channel is open."""
         return self._link
 
     @property
     def connected(self) -> bool:
-        """In a session now (not logging in again)."""
-        return self._link is not None and not self.closed
+        """Logged in now (not opening a channel again)."""
+        return self._logged_in and not self.closed
 
     def unanswered(self) -> list[Handle]:
         """The requests not answered yet, oldest first."""
@@ -449,7 +508,7 @@ class ClientConnection:
             if self._paused:
                 self._paused.append(handle)  # behind the messages waiting to be resent
                 return handle
-        if self._link is not None:
+        if self._link is not None and (self._logged_in or handle.kind in _BEFORE_LOGIN):
             self._transmit(handle)
         return handle
 
@@ -464,7 +523,8 @@ class ClientConnection:
         self._by_seq.pop(handle.seq, None)
         if handle.cid is not None:
             self._by_cid.pop(handle.cid, None)
-        self._requests.remove(handle)
+        if handle in self._requests:
+            self._requests.remove(handle)
         handle._complete(result, error)
 
     # --- events -------------------------------------------------------------------------------
@@ -477,77 +537,109 @@ class ClientConnection:
         if not self.closed:
             self._events.append(event)
 
-    # --- logging in -----------------------------------------------------------------------------
+    # --- the channel and the login ---------------------------------------------------------------
 
-    def _send_login(self, now: float, since: int | None) -> None:
-        login = wire.Login(
-            rid=self._new_id(),
-            name=self.name,
-            password=self._password,
-            since=since,
-            quiet=self.quiet,
-        )
-        self._login = RequestExchange(login, self.config, self.where, now)
+    def _open(self, now: float) -> None:
+        """Start a handshake for a new channel."""
         self._relogin_at = None
+        self._handshake = Handshake(
+            self.server_key, now, self.config.timeout, self.where, self._new_index()
+        )
 
-    def _on_login_answer(self, answer: wire.ServerDatagram, rtt: float | None, now: float) -> None:
-        self._login = None
-        self.login_answer = answer
-        if isinstance(answer, wire.ErrorReply):
-            self._login_failed(error_for(answer.code, answer.message, answer.retry_after), now)
-            return
-        if not isinstance(answer, wire.Welcome):
-            error = ProtocolError(f"Unexpected reply {type(answer).__name__} to a login.")
-            self._login_failed(error, now)
-            return
-        self.name = answer.name
-        self.unread = answer.unread
-        self.sid = answer.sid
-        self._link = Link(wire.session_prefix(answer.sid, answer.token), self.config.link)
-        if rtt is not None:
-            self._link.seed_rtt(rtt)
-        self._backlog = []
-        self._relogin_delay = 0.5
-        # The first datagram proves to the daemon that this address receives.
-        self._link.send(wire.encode(wire.Ping()))
-        self._last_sent = now
+    def _on_channel(self, handshake: Handshake, now: float) -> None:
+        assert handshake.channel is not None
+        self._handshake = None
+        self._channel = channel = handshake.channel
+        self._reset_token = handshake.reset_token
+        self.sid = channel.remote_index
+        self._link = Link(channel.seal, self.config.link)
+        if handshake.rtt is not None:
+            self._link.seed_rtt(handshake.rtt)
         self._by_seq = {}
         self._paused = []
+        self._backlog = []
+        self._last_sent = now
+        self._relogin_delay = 0.5
+        if self._logs_in:
+            self._authenticate()
+        else:
+            self.ready = True
         for handle in self._requests:
-            self._transmit(handle)
+            if handle.kind in _BEFORE_LOGIN or (handle.kind == "logout" and not self._logs_in):
+                self._transmit(handle)
+
+    def _authenticate(self) -> None:
+        """Log in on the open channel: with the ticket if there is one, else the password."""
+        if self.ticket:
+            frame = wire.Resume(ticket=self.ticket, since=self._since(), quiet=self.quiet)
+            self._auth = Handle("resume", wire.encode(frame))
+        else:
+            login = wire.Login(
+                name=self.name, password=self._password, since=self._since(), quiet=self.quiet
+            )
+            self._auth = Handle("login", wire.encode(login))
+        self._transmit(self._auth)
+
+    def _since(self) -> int | None:
+        return self._last_seen if (self._resuming or self._last_seen) else None
+
+    def _on_welcome(self, frame: wire.Welcome, now: float) -> None:
+        self._auth = None
+        self._logged_in = True
+        self.name = frame.name
+        self.unread = frame.unread
+        if frame.ticket:
+            self.ticket = frame.ticket
+        for handle in self._requests:
+            if handle.kind not in _BEFORE_LOGIN:
+                self._transmit(handle)
         if self._resuming:
             self._emit(Reconnected())
 
-    def _login_failed(self, error: ChatError, now: float) -> None:
-        if not self._resuming:
+    def _on_auth_refused(self, error: ChatError, now: float) -> None:
+        self._auth = None
+        if error.code == "ticket_invalid" and self.ticket:
+            self.ticket = ""  # expired, or from a daemon with another key: the password
+            self._authenticate()
+        elif not self._resuming:
             self._shut(error)  # the first login: the caller hears why
-        elif isinstance(error, ServerUnreachable):
-            self._wait_to_relogin(now, self._relogin_delay)
         elif error.retry_after is not None:
-            self._wait_to_relogin(now, error.retry_after)
+            self._reauth_at = now + error.retry_after
         else:
             self._shut(error)  # the account or password is no longer good
 
-    def _wait_to_relogin(self, now: float, delay: float) -> None:
-        self._relogin_at = now + delay
-        self._relogin_delay = min(self._relogin_delay * 2, self.config.reconnect_delay_max)
+    def _handshake_failed(self, error: ChatError, now: float) -> None:
+        self._handshake = None
+        if isinstance(error, KeyChanged) or not self._resuming:
+            self._shut(error)
+        elif isinstance(error, ServerUnreachable) or error.retry_after is not None:
+            delay = error.retry_after if error.retry_after is not None else self._relogin_delay
+            self._relogin_at = now + delay
+            self._relogin_delay = min(self._relogin_delay * 2, self.config.reconnect_delay_max)
+        else:
+            self._shut(error)
 
     def _lost(self, reason: str, now: float) -> None:
-        """The session is gone: log in again, or end."""
+        """The channel is gone: open a new one, or end."""
         self._link = None
-        if self._leaving:
+        self._channel = None
+        self._logged_in = False
+        self._auth = None
+        self._reauth_at = None
+        if self._leaving or not self._logs_in:
             # It ended while we were leaving (the daemon closed it and its "ok" was lost,
             # or it went away): the logout is done.
             for handle in [h for h in self._requests if h.kind == "logout"]:
                 self._finish(handle)
-            self._shut(ConnectionLost("You logged out."))
+            failure = "You logged out." if self._leaving else f"Lost the connection: {reason}."
+            self._shut(ConnectionLost(failure))
             return
         if not self.config.reconnect:
             self._shut(ConnectionLost(f"Lost the connection to {self.where}: {reason}."))
             return
         self._emit(Disconnected(reason))
         self._resuming = True
-        self._send_login(now, since=self._last_seen)
+        self._open(now)
 
     # --- the network ----------------------------------------------------------------------------
 
@@ -556,26 +648,40 @@ class ClientConnection:
         if self.closed:
             return
         try:
-            datagram = wire.decode_server_datagram_untrusted(data)
+            datagram = wire.parse_datagram_untrusted(data)
         except wire.WireError:
             return
-        login = self._login
-        if login is not None and login.receive(datagram, now):
-            if login.answer is not None:
-                self._on_login_answer(login.answer, login.rtt, now)
+        handshake = self._handshake
+        if handshake is not None and handshake.receive(datagram, now):
+            if handshake.channel is not None:
+                self._on_channel(handshake, now)
+            elif handshake.error is not None:
+                self._handshake_failed(handshake.error, now)
             return
-        if isinstance(datagram, wire.ErrorReply):
-            if datagram.code == "session_unknown" and datagram.sid == self.sid and self._link:
+        channel = self._channel
+        if channel is None or self._link is None:
+            return
+        if isinstance(datagram, wire.Reset):
+            token_ok = hmac.compare_digest(datagram.token, self._reset_token)
+            if datagram.receiver_index == channel.remote_index and token_ok:
                 self._lost("the daemon no longer knows this session", now)
             return
+        if isinstance(datagram, wire.Data) and datagram.receiver_index == channel.local_index:
+            self._on_data(datagram, now)
+
+    def _on_data(self, datagram: wire.Data, now: float) -> None:
+        assert self._channel is not None and self._link is not None
+        try:
+            pn, plaintext = self._channel.open_untrusted(datagram.datagram)
+            payload = wire.decode_payload_untrusted(plaintext)
+        except (SecureError, wire.WireError):
+            return  # forged, replayed or damaged: nothing changes
         link = self._link
-        if not isinstance(datagram, wire.Packet) or link is None or datagram.sid != self.sid:
-            return  # a late reply to an earlier request, or an old session's datagram
-        if datagram.challenge is not None:
-            link.extra = wire.response_field(datagram.challenge)
+        if payload.challenge is not None:
+            link.extra = wire.response_field(payload.challenge)
         try:
             for _seq, raw in link.receive(
-                datagram.pn, datagram.ack, datagram.sack, datagram.frames, now, datagram.echo
+                pn, payload.ack, payload.sack, payload.frames, now, payload.echo
             ):
                 try:
                     frame = wire.decode_server_frame_untrusted(raw)
@@ -584,23 +690,23 @@ class ClientConnection:
                 if self.trace is not None:
                     self.trace(frame)
                 self._on_frame(frame, now)
+                if self._link is not link:
+                    break  # the frame ended this channel (a logout's `ok`)
         except _SessionLost as lost:
             self._lost(lost.reason, now)
 
     def connection_refused(self, now: float) -> None:
         """The daemon's port is closed (ICMP): it stopped or crashed.
 
-        A restarted daemon will not know this session, so log in again rather than
+        A restarted daemon will not know this channel, so open a new one rather than
         retransmit into the void.
         """
         if self._link is not None and not self.closed:
             self._lost("the daemon is not running", now)
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
-        if self.closed and self._link is None:
-            return []
-        if self._login is not None:
-            return self._login.datagrams_to_send(now)
+        if self._handshake is not None and not self.closed:
+            return self._handshake.datagrams_to_send(now)
         link = self._link
         if link is None:
             return []
@@ -614,8 +720,8 @@ class ClientConnection:
     def next_timer(self) -> float | None:
         if self.closed:
             return None
-        if self._login is not None:
-            return self._login.next_timer()
+        if self._handshake is not None:
+            return self._handshake.next_timer()
         if self._link is None:
             return self._relogin_at
         deadline = self._last_sent + self.config.keepalive
@@ -624,21 +730,23 @@ class ClientConnection:
             deadline = timer
         if self._paused and self._resume_at < deadline:
             deadline = self._resume_at
+        if self._reauth_at is not None and self._reauth_at < deadline:
+            deadline = self._reauth_at
         return deadline
 
     def handle_timer(self, now: float) -> None:
         if self.closed:
             return
-        if self._login is not None:
-            self._login.handle_timer(now)
-            if self._login.error is not None:
-                error, self._login = self._login.error, None
-                self._login_failed(error, now)
+        handshake = self._handshake
+        if handshake is not None:
+            handshake.handle_timer(now)
+            if handshake.error is not None:
+                self._handshake_failed(handshake.error, now)
             return
         link = self._link
         if link is None:
             if self._relogin_at is not None and now >= self._relogin_at:
-                self._send_login(now, since=self._last_seen)
+                self._open(now)
             return
         link.handle_timer(now)
         if link.failure is not None:
@@ -647,6 +755,9 @@ class ClientConnection:
         if now >= self._last_sent + self.config.keepalive:
             link.send(wire.encode(wire.Ping()))
             self._last_sent = now
+        if self._reauth_at is not None and now >= self._reauth_at:
+            self._reauth_at = None
+            self._authenticate()
         if self._paused and now >= self._resume_at:
             paused, self._paused = self._paused, []
             for handle in sorted(paused, key=lambda h: h.order):
@@ -672,6 +783,13 @@ class ClientConnection:
             self._emit(History(backlog, frame.more, resumed=self._resuming))
             self._resuming = False
             self.ready = True
+        elif isinstance(frame, wire.Welcome):
+            if self._auth is not None and frame.re == self._auth.seq:
+                self._on_welcome(frame, now)
+        elif isinstance(frame, wire.Registered):
+            handle = self._by_seq.get(frame.re)
+            if handle is not None:
+                self._finish(handle, frame.name)
         elif isinstance(frame, wire.Join):
             self._emit(Joined(frame.name, parse_time(frame.ts)))
         elif isinstance(frame, wire.Leave):
@@ -723,11 +841,14 @@ class ClientConnection:
             self._shut(ConnectionLost("You logged out."))
 
     def _on_error(self, frame: wire.ErrorFrame, now: float) -> None:
+        error = error_for(frame.code, frame.message, frame.retry_after)
+        if self._auth is not None and frame.re == self._auth.seq:
+            self._on_auth_refused(error, now)
+            return
         handle = self._by_seq.get(frame.re) if frame.re is not None else None
         if handle is None:
             self._emit(Notice(frame.message))
             return
-        error = error_for(frame.code, frame.message, frame.retry_after)
         if isinstance(error, RateLimited) and self.config.retry_rate_limited:
             # Wait, then resend it with every message written after it, in order.
             self._by_seq.pop(handle.seq, None)
@@ -750,6 +871,15 @@ class ClientConnection:
             return
         self.closed = True
         self.failure = failure
-        self._login = None
+        self._handshake = None
         for handle in list(self._requests):
             self._finish(handle, error=failure)
+
+
+def registration_result(handle: Handle) -> str:
+    """The name a `register` handle completed with, or its error raised."""
+    if handle.error is not None:
+        raise handle.error
+    if not isinstance(handle.result, str):
+        raise ProtocolError("The daemon's answer to a registration was not understood.")
+    return handle.result

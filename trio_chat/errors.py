@@ -32,6 +32,24 @@ class ProtocolError(ChatError):
     code = "protocol_error"
 
 
+class KeyChanged(ChatError):
+    """The daemon's static key is not the one this client trusts for that address."""
+
+    code = "key_changed"
+
+
+class Busy(ChatError):
+    """The daemon is starting too many channels at once: wait `retry_after` seconds."""
+
+    code = "busy"
+
+
+class TicketInvalid(ChatError):
+    """A resumption ticket expired or came from a daemon with another ticket key."""
+
+    code = "ticket_invalid"
+
+
 class NameTaken(ChatError):
     code = "name_taken"
 
@@ -99,6 +117,9 @@ _BY_CODE: dict[str, type[ChatError]] = {
     for cls in (
         ServerUnreachable,
         ConnectionLost,
+        KeyChanged,
+        Busy,
+        TicketInvalid,
         NameTaken,
         UnknownUser,
         WrongPassword,

@@ -1,7 +1,8 @@
 """One end of a reliable, ordered link over datagrams: no I/O, time passed in.
 
-A `Link` numbers the frames it is given (`send`), packs them into session datagrams of at
-most `MAX_DATAGRAM` bytes, sends them again until the peer acknowledges them, and hands
+A `Link` numbers the frames it is given (`send`), packs them into payloads of at most
+`MAX_PAYLOAD` bytes, each sealed into a datagram (`seal`) under a packet number used
+once, sends them again until the peer acknowledges them, and hands
 back the peer's frames exactly once and in order (`receive`). The owner (the daemon's
 engine or the client core) reads the bytes to send from `datagrams_to_send` and calls
 `handle_timer` at `next_timer`.
@@ -32,21 +33,26 @@ once frames have gone unacknowledged for `give_up_after` seconds.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 import msgspec
 
 from .wire import (
-    LINK_HEAD,
-    MAX_DATAGRAM,
     MAX_FRAME,
+    MAX_PAYLOAD,
     NUMBERED_FRAME,
-    PACKET_CLOSE_OVERHEAD,
+    PAYLOAD_CLOSE_OVERHEAD,
+    PAYLOAD_HEAD,
     SACK_RANGES_MAX,
-    close_packet,
-    link_fields,
+    SEAL_OVERHEAD,
+    close_payload,
+    payload_head,
 )
+
+Seal = Callable[[int, bytes], bytes]
+"""Turns a payload into the datagram that carries it, with its packet number: the channel's
+`seal` (the packet number is the record's nonce, used once)."""
 
 GRANULARITY = 0.001
 """kGranularity: the timer granularity RFC 9002 assumes, in seconds."""
@@ -76,7 +82,8 @@ class LinkConfig:
     """The probe timeout never backs off beyond this."""
     give_up_after: float = 20.0
     """Fail once frames have been unacknowledged for this long with no progress."""
-    max_datagram: int = MAX_DATAGRAM
+    max_payload: int = MAX_PAYLOAD
+    """The largest payload a datagram carries (the datagram adds `SEAL_OVERHEAD`)."""
 
 
 @dataclass(slots=True)
@@ -94,9 +101,8 @@ class _InFlight:
 class Link:
     """One end of a reliable link; see the module docstring."""
 
-    def __init__(self, prefix: bytes, config: LinkConfig | None = None) -> None:
-        # `prefix` opens the datagram's JSON object, e.g. `wire.session_prefix(sid)`.
-        self.prefix = prefix
+    def __init__(self, seal: Seal, config: LinkConfig | None = None) -> None:
+        self.seal = seal
         self.config = config or LinkConfig()
         self.failure: str | None = None
         self.extra = b""
@@ -201,7 +207,7 @@ class Link:
                 # one datagram. Packing it whole skips the frame-by-frame loop below.
                 head = self._head(with_sack=True)
                 body = b",".join([wrapped for _seq, wrapped, _tag in unsent])
-                if len(head) + len(body) + PACKET_CLOSE_OVERHEAD <= self.config.max_datagram:
+                if len(head) + len(body) + PAYLOAD_CLOSE_OVERHEAD <= self.config.max_payload:
                     self._commit_unsent(now)
                     return [self._close(head, body, now)]
         probing = self._probing
@@ -211,24 +217,25 @@ class Link:
         out: list[bytes] = []
         spent = 0
         position = 0
-        room = self.config.max_datagram - PACKET_CLOSE_OVERHEAD
+        room = self.config.max_payload - PAYLOAD_CLOSE_OVERHEAD
         while True:
             head = self._head(with_sack=True)
             if position < len(frames) and len(head) + len(frames[position][1]) > room:
                 head = self._head(with_sack=False)
-            size = len(head) + PACKET_CLOSE_OVERHEAD
+            size = len(head) + PAYLOAD_CLOSE_OVERHEAD
             start = position
             while position < len(frames):
                 grown = size + len(frames[position][1]) + (position > start)
-                if grown > self.config.max_datagram and position > start:
+                if grown > self.config.max_payload and position > start:
                     break
                 size = grown
                 position += 1
             if position == start:
                 size = len(head) + 1
-            if budget is not None and spent + size > budget:
+            if budget is not None and spent + size + SEAL_OVERHEAD > budget:
                 position = start
-                if not out and self._must_send_bare(now) and len(head) + 1 <= budget:
+                bare = len(head) + 1 + SEAL_OVERHEAD
+                if not out and self._must_send_bare(now) and bare <= budget:
                     # The frames must wait, but the ack and one-shot fields still fit.
                     out.append(self._close(head, b"", now))
                 break
@@ -249,7 +256,7 @@ class Link:
         head = self._head(with_sack=False)
         probes = self._probe_frames()
         body = b",".join(wrapped for _seq, wrapped in probes)
-        if len(head) + len(body) + PACKET_CLOSE_OVERHEAD > self.config.max_datagram:
+        if len(head) + len(body) + PAYLOAD_CLOSE_OVERHEAD > self.config.max_payload:
             body = probes[-1][1]
         return self._close(head, body, now)
 
@@ -340,9 +347,9 @@ class Link:
         echo = self.highest_pn if self.highest_pn > 0 else 0
         if not self._out_of_order and not self.extra:
             # The common case, once per datagram: nothing missing, nothing one-shot.
-            return LINK_HEAD % (self.prefix, self._pn + 1, self._receive_next - 1, echo)
+            return PAYLOAD_HEAD % (self._receive_next - 1, echo)
         sack = self._sack_ranges() if with_sack and self._out_of_order else []
-        head = self.prefix + link_fields(self._pn + 1, self._receive_next - 1, sack, echo)
+        head = payload_head(self._receive_next - 1, echo, sack)
         return head + self.extra if self.extra else head
 
     def _close(self, head: bytes, body: bytes, now: float) -> bytes:
@@ -355,7 +362,7 @@ class Link:
         self.extra = b""
         self._ack_due = None
         self._unacked_datagrams = 0
-        return close_packet(head, body)
+        return self.seal(self._pn, close_payload(head, body))
 
     def _sack_ranges(self) -> list[tuple[int, int]]:
         ranges: list[tuple[int, int]] = []

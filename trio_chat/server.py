@@ -36,8 +36,11 @@ from .engine import (
     ServerConfig,
     ServerEngine,
 )
+from .keys import daemon_keys
 from .logs import Summary, event, limits_changed, log_note, shown
+from .noise import fingerprint
 from .records import Message, StoreOp
+from .secure import DaemonKeys
 from .store import SqliteStore, Storage, run_persistence
 
 log = logging.getLogger(__name__)
@@ -321,20 +324,27 @@ async def serve(
     config: ServerConfig | None = None,
     *,
     storage: Storage | None = None,
+    keys: DaemonKeys | None = None,
     on_ready: Callable[[ServerEngine], Any] | None = None,
     summary_every: float = SUMMARY_EVERY,
     task_status: trio.TaskStatus[Address] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the daemon until cancelled; `task_status.started` gets the bound address."""
+    """Run the daemon until cancelled; `task_status.started` gets the bound address.
+
+    Its keys are read from beside `database` (made on first start) unless given; a
+    daemon given only a `storage` object makes new ones.
+    """
     config = config or ServerConfig()
     # The port first: a daemon that cannot listen should not have touched the database.
     with bind_udp(host, port) as sock:
+        if keys is None:
+            keys = DaemonKeys.generate() if database is None else daemon_keys(Path(database))
         if storage is None:
             if database is None:
                 raise ValueError("serve() needs a database path or a storage object")
             storage = await trio.to_thread.run_sync(SqliteStore.open, database)
         try:
-            await _run(sock, storage, config, on_ready, summary_every, task_status)
+            await _run(sock, storage, keys, config, on_ready, summary_every, task_status)
         finally:
             storage.close()
             event(logging.INFO, "stopped", "stopped; the database is closed")
@@ -343,13 +353,14 @@ async def serve(
 async def _run(
     sock: socket.socket,
     storage: Storage,
+    keys: DaemonKeys,
     config: ServerConfig,
     on_ready: Callable[[ServerEngine], Any] | None,
     summary_every: float,
     task_status: trio.TaskStatus[Address],
 ) -> None:
     snapshot = await trio.to_thread.run_sync(storage.load, config.window_messages)
-    engine = ServerEngine(config, snapshot)
+    engine = ServerEngine(config, snapshot, keys=keys)
     _freeze_startup_heap()
     # Every core but one may hash: the event loop keeps one to itself.
     passwords = PasswordThreads(max(1, (os.cpu_count() or 2) - 1))
@@ -379,12 +390,14 @@ def _log_start(
 ) -> None:
     where = shown(address)
     database = getattr(storage, "path", "-")
+    key = fingerprint(engine.keys.public)
     event(
         logging.INFO,
         "listening",
-        f"trio-chat is listening on {where} (database {database})",
+        f"trio-chat is listening on {where} (database {database}, key {key})",
         address=where,
         database=str(database),
+        key=key,
         accounts=len(engine.accounts),
     )
     changed = limits_changed(config)

@@ -1,87 +1,380 @@
 """Every datagram and frame trio-chat sends, with their limits, encoders and decoders.
 
-A datagram is one UTF-8 JSON object of at most `MAX_DATAGRAM` bytes whose `"t"` field
-names its type. Before a session exists, a client sends `register` and `login`
-datagrams, each answered by one datagram. Within a session both sides send `s`
-(session) datagrams: a reliable link header (packet number, cumulative and selective
-acks) carrying numbered *frames*, each frame one JSON object tagged by `"t"` too.
-`docs/protocol.md` is the prose version of this module.
+Protocol version 2 (`docs/protocol.md` is the prose version of this module). Every
+datagram starts with one byte naming its type. Before a channel exists a client sends
+`KEY_REQUEST` (to learn the daemon's static key) and `INIT` (the first Noise NK message),
+each padded to 1200 bytes; the daemon answers with `KEY`, `RESPONSE`, `RETRY` or
+`REFUSED`, each smaller. Afterwards both sides send `DATA`: a 13-byte header in the clear
+(type, receiver index, packet number), then the sealed payload, one JSON object with the
+link's acknowledgements and numbered *frames*, each frame a JSON object tagged by `"t"`.
+A daemon that lost a session answers its `DATA` with `RESET`.
 
 Functions that parse bytes from the network say so: `*_untrusted`. They raise
-`WireError` with a stable code; they never raise anything else. The functions under
-"session datagram bytes" build the envelope of a session datagram around frames that
-are already encoded, so that a frame fanned out to many sessions is encoded once.
+`WireError` with a stable code; they never raise anything else. The payload builders
+(`PAYLOAD_HEAD`, `NUMBERED_FRAME`, `close_payload`, ...) assemble a payload around frames
+already encoded, so that a frame fanned out to many sessions is encoded once.
 """
 
 from __future__ import annotations
 
+import struct
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, TypeAlias
 
 import msgspec
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 MAX_DATAGRAM: Final = 1200
 """No datagram, in either direction, is larger than this many bytes."""
+FIRST_FLIGHT_BYTES: Final = 1200
+"""`KEY_REQUEST` and `INIT` are exactly this long: no answer is ever larger than them."""
+
+# Datagram types: the first byte.
+KEY_REQUEST: Final = 0x01
+KEY: Final = 0x02
+INIT: Final = 0x03
+RESPONSE: Final = 0x04
+RETRY: Final = 0x05
+REFUSED: Final = 0x06
+DATA: Final = 0x10
+RESET: Final = 0x11
+
+PUBLIC_KEY_BYTES: Final = 32
+NOISE_MESSAGE_1_BYTES: Final = 48
+"""Noise NK message 1 with an empty payload: the ephemeral key and a 16-byte tag."""
+NOISE_MESSAGE_2_BYTES: Final = 64
+"""Noise NK message 2: the ephemeral key, the 16-byte reset token, a 16-byte tag."""
+MAX_COOKIE_BYTES: Final = 32
+TAG_BYTES: Final = 16
+DATA_HEADER_BYTES: Final = 13
+"""`DATA`: type (1), receiver index (4), packet number (8)."""
+SEAL_OVERHEAD: Final = DATA_HEADER_BYTES + TAG_BYTES
+MAX_PAYLOAD: Final = MAX_DATAGRAM - SEAL_OVERHEAD
+"""No sealed payload is larger than this."""
+RESET_BYTES: Final = 1 + 4 + 16
 
 MAX_FRAME: Final = 930
-"""No single frame is larger than this, so one always fits in a datagram with its header."""
-
+"""No single frame is larger than this, so one always fits in a payload with the link's
+fields (acknowledgements, ranges, a path challenge)."""
 SACK_RANGES_MAX: Final = 4
 HISTORY_LIMIT_MAX: Final = 100
 MAX_SEQ: Final = 2**53 - 1
 
 Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
-Sid = Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)]
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 NameField = Annotated[str, msgspec.Meta(max_length=64)]
 PasswordField = Annotated[str, msgspec.Meta(max_length=1024)]
 TextField = Annotated[str, msgspec.Meta(max_length=1200)]
 Token = Annotated[str, msgspec.Meta(max_length=64)]
+TicketField = Annotated[str, msgspec.Meta(max_length=512)]
 ClientMessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
 
 
 class WireError(ValueError):
-    """Bytes from the network that are not a valid datagram or frame."""
+    """Bytes from the network that are not a valid datagram, payload or frame."""
 
-    def __init__(self, code: str, message: str, rid: str | None = None) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.rid = rid
-        """The request the bad datagram made, when it could be read that far."""
 
 
-class _Datagram(msgspec.Struct, tag_field="t", kw_only=True):
-    # Every field is encoded (no omit_defaults), so `v` is always on the wire.
-    v: int = PROTOCOL_VERSION
+# --- datagrams ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRequest:
+    """A client asks for the daemon's static public key (to trust it on first use)."""
+
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """The daemon's static public key: the answer to `KeyRequest`, and to an `Init` made
+    with another key."""
+
+    version: int
+    public_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Init:
+    """Noise message 1, from a client; `cookie` echoes a `Retry` (empty otherwise)."""
+
+    version: int
+    client_index: int
+    cookie: bytes
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """Noise message 2, from the daemon: the channel exists once the client reads it."""
+
+    version: int
+    client_index: int
+    server_index: int
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """The daemon wants proof of address first: send the `Init` again with this cookie."""
+
+    version: int
+    client_index: int
+    cookie: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The daemon will not start a channel now (a sentence and maybe a time to wait)."""
+
+    version: int
+    code: str
+    message: str
+    retry_after: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """A sealed record; `datagram` is kept whole, to be opened by its channel."""
+
+    receiver_index: int
+    packet_number: int
+    datagram: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """The daemon has no session under `receiver_index`; `token` proves it is the daemon."""
+
+    receiver_index: int
+    token: bytes
+
+
+Datagram: TypeAlias = KeyRequest | Key | Init | Response | Retry | Refused | Data | Reset
+
+_INDEX: Final = struct.Struct(">I")
+_DATA_HEADER: Final = struct.Struct(">BIQ")
+_RESPONSE_HEADER: Final = struct.Struct(">BBII")
+
+
+def _padded(head: bytes) -> bytes:
+    return head + bytes(FIRST_FLIGHT_BYTES - len(head))
+
+
+def key_request_datagram() -> bytes:
+    return _padded(bytes((KEY_REQUEST, PROTOCOL_VERSION)))
+
+
+def key_datagram(public_key: bytes) -> bytes:
+    return bytes((KEY, PROTOCOL_VERSION)) + public_key
+
+
+def init_datagram(client_index: int, cookie: bytes, message: bytes) -> bytes:
+    head = bytes((INIT, PROTOCOL_VERSION)) + _INDEX.pack(client_index)
+    return _padded(head + bytes((len(cookie),)) + cookie + message)
+
+
+def response_datagram(client_index: int, server_index: int, message: bytes) -> bytes:
+    return _RESPONSE_HEADER.pack(RESPONSE, PROTOCOL_VERSION, client_index, server_index) + message
+
+
+def retry_datagram(client_index: int, cookie: bytes) -> bytes:
+    head = bytes((RETRY, PROTOCOL_VERSION)) + _INDEX.pack(client_index)
+    return head + bytes((len(cookie),)) + cookie
+
+
+def refused_datagram(code: str, message: str, retry_after: float | None = None) -> bytes:
+    body = encode({"code": code, "message": message, "retry_after": retry_after})
+    return bytes((REFUSED, PROTOCOL_VERSION)) + body
+
+
+def data_header(receiver_index: int, packet_number: int) -> bytes:
+    """The clear (and authenticated) start of a `DATA` datagram."""
+    return _DATA_HEADER.pack(DATA, receiver_index, packet_number)
+
+
+def data_packet_number(datagram: bytes) -> int:
+    """The packet number of a `DATA` datagram already parsed as one."""
+    packet_number: int = _DATA_HEADER.unpack_from(datagram)[2]
+    return packet_number
+
+
+def reset_datagram(receiver_index: int, token: bytes) -> bytes:
+    return bytes((RESET,)) + _INDEX.pack(receiver_index) + token
+
+
+class _RefusedBody(msgspec.Struct):
+    code: Annotated[str, msgspec.Meta(max_length=64)]
+    message: Annotated[str, msgspec.Meta(max_length=400)]
+    retry_after: float | None = None
+
+
+_refused_body = msgspec.json.Decoder(_RefusedBody)
+
+
+def parse_datagram_untrusted(data: bytes) -> Datagram:
+    """What a datagram is, from its first byte and layout; `WireError` if it is none."""
+    if len(data) > MAX_DATAGRAM:
+        raise WireError("too_large", f"Datagrams are at most {MAX_DATAGRAM} bytes.")
+    if not data:
+        raise WireError("bad_datagram", "An empty datagram is nothing.")
+    kind = data[0]
+    if kind == DATA:
+        if len(data) < SEAL_OVERHEAD:
+            raise WireError("bad_datagram", "A DATA datagram is too short.")
+        _kind, index, packet_number = _DATA_HEADER.unpack_from(data)
+        return Data(index, packet_number, data)
+    if kind == RESET:
+        if len(data) != RESET_BYTES:
+            raise WireError("bad_datagram", "A RESET datagram has the wrong length.")
+        return Reset(_INDEX.unpack_from(data, 1)[0], data[5:])
+    if kind not in (KEY_REQUEST, KEY, INIT, RESPONSE, RETRY, REFUSED):
+        raise WireError("unknown_type", f"Unknown datagram type {kind}.")
+    if len(data) < 2:
+        raise WireError("bad_datagram", "A datagram is too short.")
+    version = data[1]
+    if version != PROTOCOL_VERSION:
+        raise WireError(
+            "bad_version", f"This program speaks protocol version {PROTOCOL_VERSION}."
+        )
+    if kind == KEY_REQUEST:
+        _first_flight(data)
+        return KeyRequest(version)
+    if kind == INIT:
+        _first_flight(data)
+        client_index = _INDEX.unpack_from(data, 2)[0]
+        length = data[6]
+        if length > MAX_COOKIE_BYTES:
+            raise WireError("bad_field", "An INIT's cookie is too long.")
+        start = 7 + length
+        return Init(
+            version,
+            client_index,
+            data[7:start],
+            data[start : start + NOISE_MESSAGE_1_BYTES],
+        )
+    if kind == KEY:
+        if len(data) != 2 + PUBLIC_KEY_BYTES:
+            raise WireError("bad_datagram", "A KEY datagram has the wrong length.")
+        return Key(version, data[2:])
+    if kind == RESPONSE:
+        if len(data) != _RESPONSE_HEADER.size + NOISE_MESSAGE_2_BYTES:
+            raise WireError("bad_datagram", "A RESPONSE datagram has the wrong length.")
+        _kind, _version, client_index, server_index = _RESPONSE_HEADER.unpack_from(data)
+        return Response(version, client_index, server_index, data[_RESPONSE_HEADER.size :])
+    if kind == RETRY:
+        if len(data) < 7 or data[6] > MAX_COOKIE_BYTES or len(data) != 7 + data[6]:
+            raise WireError("bad_datagram", "A RETRY datagram has the wrong length.")
+        return Retry(version, _INDEX.unpack_from(data, 2)[0], data[7:])
+    try:
+        body = _refused_body.decode(data[2:])
+    except msgspec.MsgspecError:
+        raise WireError("bad_datagram", "A REFUSED datagram's reason is malformed.") from None
+    return Refused(version, body.code, body.message, body.retry_after)
+
+
+def _first_flight(data: bytes) -> None:
+    if len(data) != FIRST_FLIGHT_BYTES:
+        raise WireError(
+            "bad_datagram", f"A client's first datagrams are padded to {FIRST_FLIGHT_BYTES} bytes."
+        )
+
+
+# --- the payload of a DATA datagram -----------------------------------------------------------
+#
+# One JSON object: the link's fields, any one-shot fields, then the frames, each `[seq,frame]`:
+#
+#     {"ack":12,"echo":9,"sack":[[15,16]],"frames":[[5,{"t":"say",...}]]}
+
+PAYLOAD_CLOSE_OVERHEAD: Final = len(b',"frames":[]}')
+"""Bytes `close_payload` adds around the frames (`}` alone when there are none)."""
+
+NUMBERED_FRAME: Final = b"[%d,%b]"
+"""One entry of `frames`, `NUMBERED_FRAME % (seq, frame)`: the frame with its sequence
+number (a format, not a function: it runs once per recipient of every message)."""
+
+PAYLOAD_HEAD: Final = b'{"ack":%d,"echo":%d'
+"""`PAYLOAD_HEAD % (ack, echo)`: the start of a payload with no `sack`, the common case."""
+
+
+def numbered_frame(seq: int, frame: bytes) -> bytes:
+    """One entry of a payload's `frames` list: the frame with its sequence number."""
+    return NUMBERED_FRAME % (seq, frame)
+
+
+def payload_head(ack: int, echo: int, sack: list[tuple[int, int]]) -> bytes:
+    """The acknowledgement fields that open every payload."""
+    head = PAYLOAD_HEAD % (ack, echo)
+    if sack:
+        head += b',"sack":[' + b",".join(b"[%d,%d]" % pair for pair in sack) + b"]"
+    return head
+
+
+def challenge_field(challenge: str) -> bytes:
+    """The daemon's path check, added to a payload after the client's address changed."""
+    return b',"challenge":' + encode(challenge)
+
+
+def response_field(challenge: str) -> bytes:
+    """A client's answer to a path check."""
+    return b',"response":' + encode(challenge)
+
+
+def close_payload(head: bytes, frames: bytes) -> bytes:
+    """Finish a payload: `frames` is the comma-separated `numbered_frame`s."""
+    if frames:
+        return b"".join((head, b',"frames":[', frames, b"]}"))
+    return head + b"}"
+
+
+SackRange = tuple[Seq, Seq]
+
+
+class Payload(msgspec.Struct):
+    """A payload as read: `frames` holds `[seq, frame]` pairs, the frames left undecoded."""
+
+    ack: Seq = 0
+    echo: Seq = 0
+    sack: Annotated[list[SackRange], msgspec.Meta(max_length=SACK_RANGES_MAX)] = []
+    frames: list[tuple[Seq, msgspec.Raw]] = []
+    challenge: Token | None = None
+    response: Token | None = None
+
+
+# --- frames a client sends ---------------------------------------------------------------------
 
 
 class _Frame(msgspec.Struct, tag_field="t", omit_defaults=True, kw_only=True):
     pass
 
 
-# --- datagrams outside a session -------------------------------------------------------
-
-
-class _CarriesPassword:
-    """Keeps a request's password out of its repr, so no log line or traceback shows it."""
+class _CarriesSecret:
+    """Keeps a frame's password or ticket out of its repr, so no log line shows it."""
 
     __slots__ = ()
-    rid: str
-    name: str
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(rid={self.rid!r}, name={self.name!r}, password=...)"
+        fields: tuple[str, ...] = getattr(self, "__struct_fields__", ())
+        shown = (
+            f"{name}=..." if name in ("password", "ticket") else f"{name}={getattr(self, name)!r}"
+            for name in fields
+        )
+        return f"{type(self).__name__}({', '.join(shown)})"
 
 
-class Register(_CarriesPassword, _Datagram, tag="register", kw_only=True):
+class Register(_CarriesSecret, _Frame, tag="register"):
+    """Create an account; `rid` names this request so that it is acted on once."""
+
     rid: RequestId
     name: NameField
     password: PasswordField
 
 
-class Login(_CarriesPassword, _Datagram, tag="login", kw_only=True):
-    rid: RequestId
+class Login(_CarriesSecret, _Frame, tag="login"):
     name: NameField
     password: PasswordField
     since: Seq | None = None
@@ -90,54 +383,12 @@ class Login(_CarriesPassword, _Datagram, tag="login", kw_only=True):
     """Look without entering the room: no history, no messages, no join or leave notice."""
 
 
-class Registered(_Datagram, tag="registered", kw_only=True):
-    rid: RequestId
-    name: str
+class Resume(_CarriesSecret, _Frame, tag="resume"):
+    """Log in again with the ticket an earlier `welcome` gave, instead of the password."""
 
-
-class Welcome(_Datagram, tag="welcome", kw_only=True):
-    rid: RequestId
-    sid: Sid
-    token: Token
-    name: str
-    unread: int = 0
-
-
-class Pending(_Datagram, tag="pending", kw_only=True):
-    """The server has the request and is still working on it (hashing is slow on purpose)."""
-
-    rid: RequestId
-
-
-class ErrorReply(_Datagram, tag="error", kw_only=True):
-    code: str
-    message: str
-    rid: RequestId | None = None
-    sid: Sid | None = None
-    retry_after: float | None = None
-
-
-# --- the session datagram ---------------------------------------------------------------
-
-SackRange = tuple[Seq, Seq]
-
-
-class Packet(_Datagram, tag="s", kw_only=True):
-    """A session datagram. `frames` holds `[seq, frame]` pairs, frames left undecoded."""
-
-    sid: Sid
-    pn: Seq
-    token: Token | None = None
-    ack: Seq = 0
-    sack: Annotated[list[SackRange], msgspec.Meta(max_length=SACK_RANGES_MAX)] = []
-    echo: Seq = 0
-    """The highest packet number received from the other side so far (RTT samples)."""
-    frames: list[tuple[Seq, msgspec.Raw]] = []
-    challenge: Token | None = None
-    response: Token | None = None
-
-
-# --- frames a client sends ---------------------------------------------------------------
+    ticket: TicketField
+    since: Seq | None = None
+    quiet: bool = False
 
 
 class Say(_Frame, tag="say"):
@@ -168,10 +419,24 @@ class Logout(_Frame, tag="logout"):
     pass
 
 
-ClientFrame: TypeAlias = Say | Whisper | Who | HistoryRequest | Ping | Logout
+ClientFrame: TypeAlias = (
+    Register | Login | Resume | Say | Whisper | Who | HistoryRequest | Ping | Logout
+)
 
 
-# --- frames a server sends ---------------------------------------------------------------
+# --- frames a daemon sends ------------------------------------------------------------------------
+
+
+class Registered(_Frame, tag="registered"):
+    re: Seq
+    name: str
+
+
+class Welcome(_CarriesSecret, _Frame, tag="welcome"):
+    re: Seq
+    name: str
+    unread: int = 0
+    ticket: str = ""
 
 
 class Ok(_Frame, tag="ok"):
@@ -243,199 +508,59 @@ class Bye(_Frame, tag="bye"):
     message: str
 
 
-ServerFrame: TypeAlias = Ok | ErrorFrame | Msg | Pm | Join | Leave | Names | Ready | Notice | Bye
+ServerFrame: TypeAlias = (
+    Registered | Welcome | Ok | ErrorFrame | Msg | Pm | Join | Leave | Names | Ready | Notice | Bye
+)
 
-ClientDatagram: TypeAlias = Register | Login | Packet
-ServerDatagram: TypeAlias = Registered | Welcome | Pending | ErrorReply | Packet
 
-
-# --- encoding ------------------------------------------------------------------------------
+# --- encoding and decoding ------------------------------------------------------------------------
 
 _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
 
-
-# --- session datagram bytes ------------------------------------------------------------------
-#
-# A session datagram is `prefix` (the fields naming the session), the link fields, any
-# one-shot fields (`challenge`, `response`), then the frames, each `[seq,frame]`:
-#
-#     {"v":1,"t":"s","sid":7,"token":"T","pn":3,"ack":12,"sack":[[15,16]],"frames":[[5,{...}]]}
-
-PACKET_CLOSE_OVERHEAD: Final = len(b',"frames":[]}')
-"""Bytes `close_packet` adds around the frames (`}` alone when there are none)."""
-
-
-def session_prefix(sid: int, token: str | None = None) -> bytes:
-    """The start of every session datagram of one session (a client adds its token)."""
-    prefix = b'{"v":%d,"t":"s","sid":%d' % (PROTOCOL_VERSION, sid)
-    if token is not None:
-        prefix += b',"token":' + encode(token)
-    return prefix
-
-
-NUMBERED_FRAME: Final = b"[%d,%b]"
-"""One entry of a datagram's `frames` list, `NUMBERED_FRAME % (seq, frame)`: the frame
-with its sequence number (a format, not a function: it runs once per recipient of every
-message, where a call costs as much as the formatting)."""
-
-
-def numbered_frame(seq: int, frame: bytes) -> bytes:
-    """One entry of a datagram's `frames` list: the frame with its sequence number."""
-    return NUMBERED_FRAME % (seq, frame)
-
-
-LINK_HEAD: Final = b'%b,"pn":%d,"ack":%d,"echo":%d'
-"""`LINK_HEAD % (prefix, pn, ack, echo)`: the start of a session datagram with no `sack`
-(`link_fields` in one format, for the common case)."""
-
-
-def link_fields(pn: int, ack: int, sack: list[tuple[int, int]], echo: int = 0) -> bytes:
-    """The packet number and acknowledgement fields of a session datagram."""
-    fields = b',"pn":%d,"ack":%d,"echo":%d' % (pn, ack, echo)
-    if sack:
-        fields += b',"sack":[' + b",".join(b"[%d,%d]" % pair for pair in sack) + b"]"
-    return fields
-
-
-def challenge_field(challenge: str) -> bytes:
-    """The daemon's address check, added to a session datagram (see `Packet.challenge`)."""
-    return b',"challenge":' + encode(challenge)
-
-
-def response_field(challenge: str) -> bytes:
-    """A client's answer to an address check."""
-    return b',"response":' + encode(challenge)
-
-
-def close_packet(head: bytes, frames: bytes) -> bytes:
-    """Finish a session datagram: `frames` is the comma-separated `numbered_frame`s."""
-    if frames:
-        return b"".join((head, b',"frames":[', frames, b"]}"))
-    return head + b"}"
-
-
-# --- decoding untrusted bytes ----------------------------------------------------------------
-
-
-_client_datagram = msgspec.json.Decoder(ClientDatagram)
-_server_datagram = msgspec.json.Decoder(ServerDatagram)
+_payload = msgspec.json.Decoder(Payload)
 _client_frame = msgspec.json.Decoder(ClientFrame)
 _server_frame = msgspec.json.Decoder(ServerFrame)
 _any_object = msgspec.json.Decoder(dict[str, Any])
 
-
 _DETAIL_MAX = 100
-_VERSION_FIRST = b'{"v":%d,' % PROTOCOL_VERSION
-_VERSION_AFTER_TAG = b'","v":%d,' % PROTOCOL_VERSION
-"""How every datagram trio-chat encodes begins (`{"v":1,` or `{"t":"<type>","v":1,`),
-so that `v` is known to be there without a second parse."""
 
 
 def _short(text: str) -> str:
     """Text that came from the peer, on one line and cut short, fit to quote in an error.
 
-    An error goes back in one frame or datagram, so it must never grow with the input.
+    An error goes back in one frame, so it must never grow with the input.
     """
     text = " ".join(text.split())
     return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 3] + "..."
 
 
-def _is_known(kind: object, known: frozenset[str]) -> bool:
-    return isinstance(kind, str) and kind in known
-
-
-def _bad_version() -> WireError:
-    return WireError("bad_version", f"This server speaks protocol version {PROTOCOL_VERSION}.")
-
-
-def _request_id(fields: dict[str, Any]) -> str | None:
-    """The `rid` of a request that failed to decode, if it holds a valid one."""
-    rid = fields.get("rid")
-    if isinstance(rid, str) and 1 <= len(rid) <= 64:
-        return rid
-    return None
-
-
-def _explain(data: bytes, error: msgspec.MsgspecError | None, known: frozenset[str]) -> WireError:
-    """Why `data` is not a valid datagram, as the most specific error code there is."""
+def decode_payload_untrusted(data: bytes) -> Payload:
+    """The link's fields and raw frames of an opened `DATA` payload."""
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return WireError("bad_datagram", "A datagram must be UTF-8 encoded JSON.")
-    try:
-        fields = _any_object.decode(data)
-    except msgspec.MsgspecError:
-        return WireError("bad_datagram", "A datagram must be one JSON object.")
-    version = fields.get("v")
-    if type(version) is not int or version != PROTOCOL_VERSION:
-        wrong = _bad_version()
-    elif not _is_known(fields.get("t"), known):
-        kind = fields.get("t")
-        wrong = WireError("unknown_type", f"Unknown datagram type {_short(repr(kind))}.")
-    else:
-        detail = _short(str(error)) if error is not None else "invalid"
-        wrong = WireError("bad_field", f"Malformed {fields['t']!r} datagram: {detail}.")
-    wrong.rid = _request_id(fields)
-    return wrong
-
-
-_CLIENT_TYPES = frozenset({"register", "login", "s"})
-_SERVER_TYPES = frozenset({"registered", "welcome", "pending", "error", "s"})
-
-
-def _decode_datagram(data: bytes, decoder: msgspec.json.Decoder[Any], known: frozenset[str]) -> Any:
-    if len(data) > MAX_DATAGRAM:
-        raise WireError("too_large", f"Datagrams are at most {MAX_DATAGRAM} bytes.")
-    try:
-        datagram = decoder.decode(data)
+        return _payload.decode(data)
     except msgspec.MsgspecError as error:
-        raise _explain(data, error, known) from None
-    if datagram.v != PROTOCOL_VERSION or not _versioned(data, datagram):
-        # `v` has a default for encoding; a datagram that left it out (or put it later,
-        # which JSON allows) is checked the slow way, off the hot path.
-        raise_if_unversioned(data, known)
-    return datagram
+        raise WireError("bad_payload", f"Malformed payload: {_short(str(error))}.") from None
 
 
-def _versioned(data: bytes, datagram: Any) -> bool:
-    """Whether `data` opens the way trio-chat writes it, with `v` first or after `t`."""
-    if data.startswith(_VERSION_FIRST):
-        return True
-    tag = datagram.__struct_config__.tag.encode()
-    return data.startswith(b'{"t":"') and data[6 : 6 + len(tag) + len(_VERSION_AFTER_TAG)] == (
-        tag + _VERSION_AFTER_TAG
-    )
-
-
-def raise_if_unversioned(data: bytes, known: frozenset[str]) -> None:
-    """Raise `bad_version` unless `data` carries `"v": 1` (an integer) at its top level."""
-    try:
-        fields = _any_object.decode(data)
-    except msgspec.MsgspecError:
-        raise _explain(data, None, known) from None
-    version = fields.get("v")
-    if type(version) is not int or version != PROTOCOL_VERSION:
-        error = _bad_version()
-        error.rid = _request_id(fields)
-        raise error
-
-
-def decode_client_datagram_untrusted(data: bytes) -> ClientDatagram:
-    """Parse a datagram a client sent; raise `WireError` if it is not a valid one."""
-    datagram: ClientDatagram = _decode_datagram(data, _client_datagram, _CLIENT_TYPES)
-    return datagram
-
-
-def decode_server_datagram_untrusted(data: bytes) -> ServerDatagram:
-    """Parse a datagram a server sent; raise `WireError` if it is not a valid one."""
-    datagram: ServerDatagram = _decode_datagram(data, _server_datagram, _SERVER_TYPES)
-    return datagram
-
-
-_CLIENT_FRAME_TYPES = frozenset({"say", "whisper", "who", "history", "ping", "logout"})
+_CLIENT_FRAME_TYPES = frozenset(
+    {"register", "login", "resume", "say", "whisper", "who", "history", "ping", "logout"}
+)
 _SERVER_FRAME_TYPES = frozenset(
-    {"ok", "error", "msg", "pm", "join", "leave", "names", "ready", "notice", "bye"}
+    {
+        "registered",
+        "welcome",
+        "ok",
+        "error",
+        "msg",
+        "pm",
+        "join",
+        "leave",
+        "names",
+        "ready",
+        "notice",
+        "bye",
+    }
 )
 
 
@@ -447,13 +572,13 @@ def _frame_error(
         kind = _any_object.decode(raw).get("t")
     except msgspec.MsgspecError:
         return WireError("bad_request", "A frame must be one JSON object.")
-    if not _is_known(kind, known):
+    if not (isinstance(kind, str) and kind in known):
         return WireError("bad_request", f"Unknown frame type {_short(repr(kind))}.")
     return WireError("bad_field", f"Malformed {kind!r} frame: {_short(str(error))}.")
 
 
 def decode_client_frame_untrusted(raw: bytes | msgspec.Raw) -> ClientFrame:
-    """Parse one frame from a client's session datagram."""
+    """Parse one frame from a client's payload."""
     try:
         frame: ClientFrame = _client_frame.decode(raw)
     except msgspec.MsgspecError as error:
@@ -462,7 +587,7 @@ def decode_client_frame_untrusted(raw: bytes | msgspec.Raw) -> ClientFrame:
 
 
 def decode_server_frame_untrusted(raw: bytes | msgspec.Raw) -> ServerFrame:
-    """Parse one frame from a server's session datagram."""
+    """Parse one frame from a daemon's payload."""
     try:
         frame: ServerFrame = _server_frame.decode(raw)
     except msgspec.MsgspecError as error:

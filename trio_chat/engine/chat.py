@@ -29,6 +29,13 @@ Send = Callable[[Session, bytes, Hashable | None], None]
 """Queue an encoded frame on a session (with an ack tag)."""
 
 
+def _account(session: Session) -> Account:
+    """The account of a session in the room (only logged-in sessions reach the room)."""
+    account = session.account
+    assert account is not None, "a channel that is not logged in reached the room"
+    return account
+
+
 def error_frame(code: str, message: str, re: int | None, retry_after: float | None = None) -> bytes:
     return wire.encode(wire.ErrorFrame(code=code, message=message, re=re, retry_after=retry_after))
 
@@ -108,13 +115,13 @@ class Chat:
             self._reply(session, wire.encode(wire.Ready(count=0)))
             return
         self._send_backlog(session, since)
-        account = session.account
+        account = _account(session)
         if self.room.enter(session.sid, account.id, account.name) and self._notices_on():
             join = wire.encode(wire.Join(name=account.name, ts=iso_time(wall)))
             self.room.broadcast(join, exclude=session.sid)
 
     def leave(self, session: Session, reason: str, wall: float, *, notify: bool = True) -> None:
-        account = session.account
+        account = _account(session)
         if self.room.leave(session.sid, account.id) and notify and self._notices_on():
             leave = wire.encode(wire.Leave(name=account.name, ts=iso_time(wall), reason=reason))
             self.room.broadcast(leave)
@@ -127,7 +134,7 @@ class Chat:
             public, more = self.window.latest(self.config.history_on_login)
         else:
             public, more = self.window.after(since, self.config.resume_limit)
-        waiting = self.mailbox.waiting(session.account.id)
+        waiting = self.mailbox.waiting(_account(session).id)
         # What is not on disk yet is shown by `_fan_out` once it is, this session included.
         unstored = self._sent_by
         backlog = sorted(
@@ -149,7 +156,7 @@ class Chat:
         wall: float,
     ) -> None:
         """A `say` or `whisper`: answered once stored (or at once, if it was before)."""
-        account = session.account
+        account = _account(session)
         earlier = self.window.find(account.id, frame.cid)
         if earlier is not None:
             self._acknowledge(session, seq, earlier)
@@ -228,7 +235,7 @@ class Chat:
         job = self._jobs.add((session.sid, seq))
         # "Before" means before this request, not before the read happens to run.
         before = request.before if request.before is not None else self.next_message_id
-        self._effects.append(LoadHistory(job, session.account.id, before, request.limit))
+        self._effects.append(LoadHistory(job, _account(session).id, before, request.limit))
 
     def history_loaded(self, job: int, messages: Iterable[Message] | None) -> None:
         """The shell read a page of history for a session's request (None: it could not)."""
@@ -253,7 +260,7 @@ class Chat:
             for tag in tags
             if isinstance(tag, tuple)
             and tag[0] == "pm"
-            and self.mailbox.delivered(session.account.id, tag[1])
+            and self.mailbox.delivered(_account(session).id, tag[1])
         ]
         return Persist(MarkDelivered(tuple(delivered))) if delivered else None
 

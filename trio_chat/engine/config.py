@@ -36,9 +36,19 @@ class ServerConfig:
     login_delay: float = 1.0
     login_delay_max: float = 60.0
     mailbox_limit: int = 1000
-    reply_cache_seconds: float = 60.0
     amplification_factor: int = 3
+    """A moved session's new address gets at most this many times what it sent, until it
+    answers the path challenge."""
     tracked_addresses: int = 65536
+    login_timeout: float = 10.0
+    """A channel not logged in this long after its handshake is closed."""
+    unproven_before_retry: int = 64
+    """Once this many channels wait for their client's first record, a new handshake must
+    first echo a cookie (`RETRY`): a spoofed flood then costs no state and no DH."""
+    max_connections: int = 20_000
+    """Channels open at once, logged in or not; past it, handshakes are refused (`busy`)."""
+    ticket_lifetime: float = 24 * 3600.0
+    """Seconds a resumption ticket logs its owner in without the password."""
     ended_session_memory: float = 30.0
     """How long datagrams of an ended session are dropped quietly, not answered
     `session_unknown` (the acknowledgement of a logout's `ok`, say)."""

@@ -19,23 +19,31 @@ from collections.abc import Callable, Iterable
 import msgspec
 
 from .. import wire
-from ..auth import new_session_id, new_token
+from ..auth import new_token
+from ..client_protocol import new_index
 from ..records import Account, Message, Snapshot, StoreOp
 from ..room import Deliver, Fanout, LocalRoom, Mailbox
 from ..rules import RuleError
+from ..secure import DaemonKeys, Ticket
 from .chat import Chat, error_frame
 from .common import Address, Outbox
 from .config import ServerConfig
 from .effects import Effect, JobTable
-from .lobby import Lobby, LoginAttempt
+from .lobby import Lobby
 from .notes import LoggedIn, Note, SessionEnded
 from .sessions import Session, Sessions
 
 STAT_NAMES = (
     "datagrams_in",
     "bad_datagrams",
+    "bad_records",
+    "bad_payloads",
     "bad_frames",
-    "bad_tokens",
+    "bad_handshakes",
+    "handshakes",
+    "retries_sent",
+    "keys_sent",
+    "tickets_refused",
     "unknown_sessions",
     "ended_sessions",
     "unsent_for_amplification",
@@ -55,21 +63,24 @@ class ServerEngine:
         config: ServerConfig | None = None,
         snapshot: Snapshot | None = None,
         *,
+        keys: DaemonKeys | None = None,
         new_token: Callable[[], str] = new_token,
-        new_session_id: Callable[[], int] = new_session_id,
+        new_index: Callable[[], int] = new_index,
         room: Callable[[Deliver], Fanout] = LocalRoom,
     ) -> None:
         self.config = config = config or ServerConfig()
         snapshot = snapshot or Snapshot()
+        self.keys = keys = keys or DaemonKeys.generate()
         self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         """Counters; `keepalives` counts datagrams that carried nothing but pings."""
         self.accounts: dict[str, Account] = {a.key: a for a in snapshot.accounts}
+        accounts_by_id = {a.id: a for a in snapshot.accounts}
         self._effects: list[Effect] = []
         self._outbox: Outbox = []
         self._notes: list[Note] = []
         jobs = itertools.count(1)
         self.transport = Sessions(
-            config, self._outbox, self.stats, new_token, new_session_id, self._notes
+            config, self._outbox, self.stats, new_token, new_index, self._notes, keys.reset_secret
         )
         self.sessions = self.transport.by_sid
         self.chat = Chat(
@@ -86,17 +97,19 @@ class ServerEngine:
         )
         self.lobby = Lobby(
             config,
+            keys,
             self.accounts,
+            accounts_by_id,
             snapshot.next_account_id,
+            self.transport,
             self._effects,
             self._outbox,
             self.stats,
             JobTable(jobs),
             self._notes,
+            self.transport.send,
         )
-        self.lobby.open_session = self._open_session
-        self.lobby.sessions_full = self.transport.full
-        self.lobby.welcome_resent = self.transport.welcome_resent
+        self.lobby.log_in = self._log_in
 
     @property
     def room(self) -> Fanout:
@@ -112,35 +125,26 @@ class ServerEngine:
         """Handle one datagram from the network, whatever it holds."""
         self.stats["datagrams_in"] += 1
         try:
-            datagram = wire.decode_client_datagram_untrusted(data)
+            datagram = wire.parse_datagram_untrusted(data)
         except wire.WireError as error:
             self.stats["bad_datagrams"] += 1
-            self.lobby.count_received(address, len(data))
-            reply = wire.ErrorReply(code=error.code, message=error.message, rid=error.rid)
-            self.lobby.reply(address, reply)
+            if len(data) == wire.FIRST_FLIGHT_BYTES:  # a first flight: worth a sentence
+                self.lobby.refuse_first_flight(address, error, len(data))
             return
-        if isinstance(datagram, wire.Packet):
-            self._on_packet(datagram, len(data), address, now, wall)
+        if isinstance(datagram, wire.Data):
+            self._on_data(datagram, address, now, wall)
+        elif isinstance(datagram, wire.Init):
+            self.lobby.init(datagram, address, now)
+        elif isinstance(datagram, wire.KeyRequest):
+            self.lobby.key_request(address)
         else:
-            self.lobby.receive_request(datagram, len(data), address, now)
+            self.stats["bad_datagrams"] += 1  # a daemon's datagram, sent to a daemon
 
-    def _on_packet(
-        self, packet: wire.Packet, size: int, address: Address, now: float, wall: float
-    ) -> None:
-        session = self.sessions.get(packet.sid)
-        if session is None:
-            if self.transport.ended_recently(packet, now):
-                self.stats["ended_sessions"] += 1  # a late ack of a goodbye: nothing to say
-                return
-            self.stats["unknown_sessions"] += 1
-            self.lobby.count_received(address, size)
-            message = "This session has ended; log in again."
-            reply = wire.ErrorReply(code="session_unknown", message=message, sid=packet.sid)
-            self.lobby.reply(address, reply)
+    def _on_data(self, data: wire.Data, address: Address, now: float, wall: float) -> None:
+        received = self.transport.receive(data, address, now)
+        if received is None:
             return
-        delivered = self.transport.receive(session, packet, size, address, now)
-        if delivered is None:
-            return
+        session, delivered = received
         link = session.link
         if link.acked_tags:
             effect = self.chat.acknowledged(session, link.acked_tags)
@@ -149,7 +153,7 @@ class ServerEngine:
                 self._effects.append(effect)
         pings = self.stats["pings"]
         for seq, raw in delivered:
-            if packet.sid not in self.sessions:
+            if session.sid not in self.sessions:
                 break  # a logout earlier in this datagram ended the session
             self._on_frame(session, seq, raw, now, wall)
         if delivered and self.stats["pings"] - pings == len(delivered):
@@ -169,36 +173,50 @@ class ServerEngine:
             self.transport.send(session, error_frame(error.code, error.message, seq))
             return
         try:
-            if isinstance(frame, wire.Say | wire.Whisper):
-                self.chat.say(session, seq, frame, now, wall)
-            elif isinstance(frame, wire.Who):
-                self.chat.who(session, seq)
-            elif isinstance(frame, wire.HistoryRequest):
-                self.chat.history(session, seq, frame)
+            if isinstance(frame, wire.Ping):
+                self.stats["pings"] += 1
             elif isinstance(frame, wire.Logout):
                 self.transport.send(session, wire.encode(wire.Ok(re=seq)))
                 self._close(session, "quit", now, wall, flush=True)
+            elif session.account is None or isinstance(
+                frame, wire.Register | wire.Login | wire.Resume
+            ):
+                if session.account is not None:
+                    raise RuleError("bad_request", "This session is logged in already.")
+                self.lobby.frame(session, seq, frame, now, wall)
+            elif isinstance(frame, wire.Say | wire.Whisper):
+                self.chat.say(session, seq, frame, now, wall)
+            elif isinstance(frame, wire.Who):
+                self.chat.who(session, seq)
             else:
-                self.stats["pings"] += 1
+                self.chat.history(session, seq, frame)
         except RuleError as error:
             self.transport.send(session, error_frame(error.code, error.message, seq))
 
     # --- logins -------------------------------------------------------------------------------
 
-    def _open_session(self, attempt: LoginAttempt, now: float, wall: float) -> wire.Welcome:
-        account = attempt.account
-        session = self.transport.open(account, attempt.address, now)
-        session.quiet = attempt.quiet
-        self._notes.append(LoggedIn(account.name, attempt.address, attempt.quiet))
-        welcome = wire.Welcome(
-            rid=attempt.rid,
-            sid=session.sid,
-            token=session.token,
-            name=account.name,
-            unread=self.chat.mailbox.count(account.id),
+    def _log_in(
+        self,
+        session: Session,
+        seq: int,
+        account: Account,
+        since: int | None,
+        quiet: bool,
+        now: float,
+        wall: float,
+    ) -> None:
+        """A channel proved who it is (a password, a ticket): it is that account now."""
+        session.account = account
+        session.quiet = quiet
+        self._notes.append(LoggedIn(account.name, session.address, quiet))
+        ticket = self.keys.tickets.seal(
+            Ticket(account.id, account.key, wall + self.config.ticket_lifetime)
         )
-        self.chat.enter(session, attempt.since, wall)
-        return welcome
+        welcome = wire.Welcome(
+            re=seq, name=account.name, unread=self.chat.mailbox.count(account.id), ticket=ticket
+        )
+        self.transport.send(session, wire.encode(welcome))
+        self.chat.enter(session, since, wall)
 
     def password_hashed(self, job: int, password_hash: str, wall: float) -> None:
         """The shell hashed a new account's password."""
@@ -219,14 +237,14 @@ class ServerEngine:
         if isinstance(op, Message):
             self.chat.committed(op)
         elif isinstance(op, Account):
-            self.lobby.account_committed(op, now)
+            self.lobby.account_committed(op)
 
     def failed(self, op: StoreOp, now: float) -> None:
         """The persistence task could not commit `op`: tell whoever waited for it."""
         if isinstance(op, Message):
             self.chat.failed(op, STORAGE_SORRY)
         elif isinstance(op, Account):
-            self.lobby.account_failed(op, now, STORAGE_SORRY)
+            self.lobby.account_failed(op, STORAGE_SORRY)
 
     # --- sessions ending ----------------------------------------------------------------------
 
@@ -241,6 +259,8 @@ class ServerEngine:
         notify: bool = True,
     ) -> None:
         self.transport.remove(session, now, flush=flush)
+        if session.account is None:
+            return  # a channel that never logged in: nobody to tell
         self._notes.append(SessionEnded(session.account.name, session.address, reason))
         # Others are told in the document's words: silent or unresponsive is a timeout.
         told = "timeout" if reason in ("silent", "unresponsive") else reason

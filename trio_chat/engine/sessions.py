@@ -1,10 +1,12 @@
-"""Sessions as the network sees them: links, addresses, proof of address, timers, output.
+"""Connections as the network sees them: channels, links, addresses, timers, output.
 
-`Sessions` owns every session's reliable `Link`, checks the token of each session
-datagram, follows a client whose address changes (and makes the new address prove it
-receives before sending it more than 3 times what it sent), fires the links' timers,
-ends sessions that went silent, and collects what every session has to send. What the
-frames mean is the room's business (`chat.Chat`); this module knows nothing of it.
+`Sessions` owns every connection: its secure `Channel` (a record is opened, tag first,
+before anything in it is believed), its reliable `Link`, the address it is reached at.
+It follows a client whose address changes (the keys, not the address, say who it is:
+the new address must then prove it receives before it gets more than 3 times what it
+sent), fires the links' timers, ends connections that went silent or never logged in,
+answers records for a connection it no longer has with `RESET`, and collects what every
+connection has to send. What the frames mean is the lobby's and the room's business.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..auth import tokens_equal
 from ..limits import TokenBucket
 from ..records import Account
 from ..reliability import Link
+from ..secure import Channel, SecureError, reset_token
 from .common import Address, Outbox
 from .config import ServerConfig
 from .notes import AddressChanged, Note
@@ -29,46 +32,52 @@ from .notes import AddressChanged, Note
 
 @dataclass(eq=False, slots=True)
 class Session:
+    """One connection: a channel, and once logged in, an account in the room."""
+
     sid: int
-    token: str
-    account: Account
+    """The daemon's index of the connection: the receiver index of the client's records."""
+    channel: Channel
     address: Address
     link: Link
     bucket: TokenBucket
     last_heard: float
     idle_check_at: float
+    opened_at: float
+    response: bytes
+    """The handshake's RESPONSE, sent again to an INIT sent again (until proven)."""
+    account: Account | None = None
     validated: bool = False
+    """The address has sent an authentic record: it receives what is sent to it."""
     challenge: str | None = None
     bytes_in: int = 0
     bytes_out: int = 0
     timer_at: float | None = None
     quiet: bool = False
+    busy: int = 0
+    """Requests of this connection being worked on (a password being hashed)."""
     blocked_cid: str | None = None
     """The first message refused as too fast: until it comes again, later ones are refused
     too, so that the client's resends keep the order the messages were written in."""
     blocked_until: float = 0.0
     """When the refused message may come back."""
-    welcomed_at: float | None = None
-    """When the welcome was (last) sent, until the client's first datagram: the time
-    between the two starts the link's RTT estimate."""
 
 
 FAREWELL_DATAGRAMS = 4
-"""At most this many datagrams are kept, and sent again, for an ended session."""
+"""At most this many datagrams are kept, and sent again, for an ended connection."""
 
 
 @dataclass(slots=True)
 class _Ended:
-    token: str
+    channel: Channel
     until: float
-    """Until when its datagrams are answered from here, not with `session_unknown`."""
+    """Until when its records are answered from here, not with `RESET`."""
     address: Address
     farewell: list[bytes]
     """Its last datagrams: every frame it had not acknowledged (the `ok` of its logout)."""
 
 
 class Sessions:
-    """Every open session; see the module docstring."""
+    """Every open connection; see the module docstring."""
 
     def __init__(
         self,
@@ -76,8 +85,9 @@ class Sessions:
         outbox: Outbox,
         stats: dict[str, int],
         new_token: Callable[[], str],
-        new_session_id: Callable[[], int],
+        new_index: Callable[[], int],
         notes: list[Note],
+        reset_secret: bytes,
     ) -> None:
         self.config = config
         self._notes = notes
@@ -85,12 +95,15 @@ class Sessions:
         self._outbox = outbox
         self._stats = stats
         self._new_token = new_token
-        self._new_session_id = new_session_id
+        self._new_index = new_index
+        self._reset_secret = reset_secret
         self._per_ip: dict[object, int] = {}
+        self._by_init: dict[tuple[Address, int], int] = {}
+        """Connections not proven yet, by (address, client index): an INIT sent again."""
         self._dirty: set[Session] = set()
         self._timers: list[tuple[float, int]] = []
         self._ended: OrderedDict[int, _Ended] = OrderedDict()
-        """Recently ended sessions, by session id (QUIC's closing state)."""
+        """Recently ended connections, by index (QUIC's closing state)."""
 
     def __len__(self) -> int:
         return len(self.by_sid)
@@ -98,41 +111,69 @@ class Sessions:
     def __iter__(self) -> Iterator[Session]:
         return iter(self.by_sid.values())
 
+    @property
+    def unproven(self) -> int:
+        """Connections whose client has not yet sent an authentic record."""
+        return len(self._by_init)
+
     # --- opening and ending ----------------------------------------------------------------
 
     def full(self, address: Address) -> bool:
-        """Whether the address's IP holds as many sessions as it may."""
+        """Whether the address's IP holds as many connections as it may."""
         return self._per_ip.get(address[0], 0) >= self.config.max_sessions_per_address
 
-    def open(self, account: Account, address: Address, now: float) -> Session:
-        sid = self._new_session_id()
-        while sid in self.by_sid or sid in self._ended:
-            sid = self._new_session_id()
+    def new_index(self) -> int:
+        """An index no connection has (nor had, recently)."""
+        index = self._new_index()
+        while index in self.by_sid or index in self._ended:
+            index = self._new_index()
+        return index
+
+    def token_for(self, index: int) -> bytes:
+        """The reset token of the connection with this index (sent in its handshake)."""
+        return reset_token(self._reset_secret, index)
+
+    def answered(self, address: Address, client_index: int) -> Session | None:
+        """The connection an INIT from `address` already opened, while not yet proven."""
+        sid = self._by_init.get((address, client_index))
+        return None if sid is None else self.by_sid.get(sid)
+
+    def open(
+        self,
+        index: int,
+        channel: Channel,
+        address: Address,
+        response: bytes,
+        now: float,
+    ) -> Session:
+        """A connection for a handshake just answered (its client not yet logged in)."""
         session = Session(
-            sid=sid,
-            token=self._new_token(),
-            account=account,
+            sid=index,
+            channel=channel,
             address=address,
-            link=Link(wire.session_prefix(sid), self.config.link),
+            link=Link(channel.seal, self.config.link),
             bucket=TokenBucket(self.config.message_rate, self.config.message_burst),
             last_heard=now,
-            idle_check_at=self._idle_check(now),
-            welcomed_at=now,
+            idle_check_at=float(math.ceil(now + self.config.login_timeout)),
+            opened_at=now,
+            response=response,
         )
-        self.by_sid[sid] = session
+        self.by_sid[index] = session
+        self._by_init[(address, channel.remote_index)] = index
         self._count_ip(address, 1)
-        self._dirty.add(session)
+        self._schedule(session, now)
         return session
 
     def remove(self, session: Session, now: float, *, flush: bool = False) -> None:
-        """End a session (after sending what it has, with `flush`)."""
+        """End a connection (after sending what it has, with `flush`)."""
         farewell = self._last_words(session, now) if flush else []
         self._dirty.discard(session)
         del self.by_sid[session.sid]
+        self._by_init.pop((session.address, session.channel.remote_index), None)
         self._count_ip(session.address, -1)
         ended = self._ended
         until = now + self.config.ended_session_memory
-        ended[session.sid] = _Ended(session.token, until, session.address, farewell)
+        ended[session.sid] = _Ended(session.channel, until, session.address, farewell)
         while ended:
             oldest = next(iter(ended.values()))
             if oldest.until > now and len(ended) <= self.config.tracked_addresses:
@@ -148,59 +189,80 @@ class Sessions:
 
     # --- receiving ----------------------------------------------------------------------------
 
-    def ended_recently(self, packet: wire.Packet, now: float) -> bool:
-        """Whether `packet` belongs to a session that ended moments ago (token checked).
-
-        A late datagram of it is no stranger's: a pure ack is dropped quietly, and one
-        with frames (a logout sent again because its `ok` was lost) gets the session's
-        last datagram again, as QUIC answers in its closing state.
-        """
-        ended = self._ended.get(packet.sid)
-        if ended is None or ended.until <= now or not tokens_equal(packet.token, ended.token):
-            return False
-        if packet.frames:
-            self._outbox.extend((datagram, ended.address) for datagram in ended.farewell)
-        return True
-
     def receive(
-        self, session: Session, packet: wire.Packet, size: int, address: Address, now: float
-    ) -> list[tuple[int, msgspec.Raw]] | None:
-        """Take in a datagram for `session`; return its frames now in order (None: dropped)."""
-        if not tokens_equal(packet.token, session.token):
-            self._stats["bad_tokens"] += 1
+        self, data: wire.Data, address: Address, now: float
+    ) -> tuple[Session, list[tuple[int, msgspec.Raw]]] | None:
+        """Open a record; return its connection and the frames now in order (None: dropped).
+
+        The tag is checked before anything else; a record of a connection ended moments
+        ago gets that connection's last datagrams again if it carries frames; a record
+        for an index the daemon does not know is answered `RESET`.
+        """
+        session = self.by_sid.get(data.receiver_index)
+        if session is None:
+            self._unknown(data, address, now)
             return None
-        if address != session.address and packet.pn > session.link.highest_pn:
+        try:
+            pn, plaintext = session.channel.open_untrusted(data.datagram)
+        except SecureError:
+            self._stats["bad_records"] += 1
+            return None
+        try:
+            payload = wire.decode_payload_untrusted(plaintext)
+        except wire.WireError:
+            self._stats["bad_payloads"] += 1
+            return None
+        size = len(data.datagram)
+        link = session.link
+        if address != session.address and pn > link.highest_pn:
             self._migrate(session, address)
         if address == session.address and not session.validated:
             session.bytes_in += size
-            if session.challenge is None or tokens_equal(packet.response, session.challenge):
-                session.validated = True
-                session.challenge = None
+            if session.challenge is None or tokens_equal(payload.response, session.challenge):
+                self._proven(session, now)
         session.last_heard = now
-        link = session.link
-        if session.welcomed_at is not None:
-            link.seed_rtt(now - session.welcomed_at)
-            session.welcomed_at = None
         delivered = link.receive(
-            packet.pn, packet.ack, packet.sack, packet.frames, now, packet.echo
+            pn, payload.ack, payload.sack, payload.frames, now, payload.echo
         )
         if delivered or session.challenge is not None or link.wants_to_send(now):
             self._dirty.add(session)
         # Otherwise it was an ack that freed nothing to send: under fan-out, half the
         # datagrams that come in. Its timers can only have moved later, and a timer
         # that fires early finds nothing due and is set again.
-        return delivered
+        return session, delivered
 
-    def welcome_resent(self, sid: int, now: float) -> None:
-        """A login was sent again and answered from the cache: time the path from now."""
-        session = self.by_sid.get(sid)
-        if session is not None and session.welcomed_at is not None:
-            session.welcomed_at = now
+    def _proven(self, session: Session, now: float) -> None:
+        session.validated = True
+        session.challenge = None
+        if self._by_init.pop((session.address, session.channel.remote_index), None):
+            # The first authentic record after the handshake: from our RESPONSE to it is
+            # a round trip, to start the link's estimate with.
+            session.link.seed_rtt(now - session.opened_at)
+
+    def _unknown(self, data: wire.Data, address: Address, now: float) -> None:
+        ended = self._ended.get(data.receiver_index)
+        if ended is not None and ended.until > now:
+            try:
+                _pn, plaintext = ended.channel.open_untrusted(data.datagram)
+                frames = wire.decode_payload_untrusted(plaintext).frames
+            except (SecureError, wire.WireError):
+                self._stats["bad_records"] += 1
+                return
+            self._stats["ended_sessions"] += 1
+            if frames:  # a logout sent again: its `ok` was lost; a bare ack gets nothing
+                self._outbox.extend((datagram, address) for datagram in ended.farewell)
+            return
+        # Smaller than what it answers (RESET_BYTES < SEAL_OVERHEAD): no amplification.
+        self._stats["unknown_sessions"] += 1
+        token = self.token_for(data.receiver_index)
+        self._outbox.append((wire.reset_datagram(data.receiver_index, token), address))
 
     def _migrate(self, session: Session, address: Address) -> None:
         """The client's address changed (NAT rebinding): keep the session, check the path."""
         self._stats["migrations"] += 1
-        self._notes.append(AddressChanged(session.account.name, session.address, address))
+        if session.account is not None:
+            self._notes.append(AddressChanged(session.account.name, session.address, address))
+        self._by_init.pop((session.address, session.channel.remote_index), None)
         self._count_ip(session.address, -1)
         session.address = address
         self._count_ip(address, 1)
@@ -291,8 +353,9 @@ class Sessions:
         return None
 
     def expire(self, now: float) -> list[tuple[Session, str]]:
-        """Run the links' timers; return the sessions to end and why (`silent`, or the
-        link's failure: `unresponsive`, `overloaded`)."""
+        """Run the links' timers; return the connections to end and why: `silent`,
+        `unauthenticated` (not logged in in time), or the link's failure (`unresponsive`,
+        `overloaded`)."""
         ending: list[tuple[Session, str]] = []
         timers = self._timers
         while timers and timers[0][0] <= now:
@@ -302,6 +365,10 @@ class Sessions:
                 continue
             session.timer_at = None
             if now >= session.idle_check_at:
+                if session.account is None and not session.busy:
+                    # A channel that was given time to log in and did not: a stranger's.
+                    ending.append((session, "unauthenticated"))
+                    continue
                 # The same sum as the deadline, not `now - last_heard`: in floating point
                 # the two can disagree, and the check would then re-arm itself for `now`.
                 if now >= session.last_heard + self.config.idle_timeout:

@@ -3,8 +3,8 @@
 `EngineDriver` performs the engine's effects synchronously (a cheap stand-in for argon2,
 an in-memory store that commits on request) and records every datagram the engine sends,
 per address, so tests can count bytes exactly. `Peer` is a client at one address: the
-real client core (`ClientConnection`) exchanging datagrams with the driven engine, with
-every frame it receives kept in `frames`.
+real client core (`ClientConnection`, encrypted channel and all) exchanging datagrams
+with the driven engine, with every frame it receives kept in `frames`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ..engine import (
 from ..events import Event
 from ..records import Account, Message, Snapshot, StoreOp
 from ..reliability import Link
+from ..secure import DaemonKeys
 
 WALL = 1_700_000_000.0
 PASSWORD = "correct horse"
@@ -54,17 +55,28 @@ class EngineDriver:
     uncommitted: list[StoreOp] = field(default_factory=list)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     first_sid: int = 1000
-    """Session ids count up from here (a restarted daemon's should not meet the old ones)."""
+    """Connection indexes count up from here (a restarted daemon's should not meet the old)."""
+    keys: DaemonKeys = field(default_factory=DaemonKeys.generate)
+    client_indexes: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
         tokens = iter(range(1, 10**9))
-        sids = iter(range(self.first_sid, 10**12))
+        sids = iter(range(self.first_sid, 2**32))
         self.engine = ServerEngine(
             self.config,
             self.snapshot,
+            keys=self.keys,
             new_token=lambda: f"token{next(tokens):017d}",
-            new_session_id=lambda: next(sids),
+            new_index=lambda: next(sids),
         )
+
+    @property
+    def server_key(self) -> bytes:
+        """The daemon's static public key, as a client trusts it."""
+        return self.keys.public
+
+    def new_client_index(self) -> int:
+        return next(self.client_indexes)
 
     @property
     def wall(self) -> float:
@@ -158,34 +170,26 @@ class EngineDriver:
         self.commit()
         self.pump()
 
-    # --- requests outside a session ----------------------------------------------------------
+    # --- accounts ---------------------------------------------------------------------------
 
-    def replies(self, address: Address) -> list[wire.ServerDatagram]:
-        """Take what waits for `address`, decoded."""
-        return [wire.decode_server_datagram_untrusted(d) for d in self.inbox.pop(address, [])]
+    def replies(self, address: Address) -> list[wire.Datagram]:
+        """Take what waits for `address`, parsed."""
+        return [wire.parse_datagram_untrusted(d) for d in self.inbox.pop(address, [])]
 
     def add_account(
         self, name: str, password: str = PASSWORD, address: Address = ("10.0.0.99", 1)
     ) -> None:
-        reply = self.request(
-            wire.Register(rid=f"reg-{name}", name=name, password=password), address
-        )
-        assert isinstance(reply, wire.Registered), reply
-
-    def request(self, request: wire.Register | wire.Login, address: Address) -> wire.ServerDatagram:
-        """Send a request outside a session; return the one reply to it."""
-        out = self.receive(wire.encode(request), address)
-        if not out and self.uncommitted:  # a registration is answered once it is stored
+        """Register an account as a client would (a channel, a `register` frame)."""
+        peer = Peer(self, None, address=address)
+        handle = peer.connection.register(name, password)
+        peer.flush()
+        if not handle.done and self.uncommitted:  # answered once it is stored
             self.commit()
-            out = self.pump(address)
-        replies = [
-            decoded
-            for data in out
-            if getattr(decoded := wire.decode_server_datagram_untrusted(data), "rid", None)
-            == request.rid
-        ]
-        assert len(replies) == 1, replies
-        return replies[0]
+            self.pump()
+            peer.poll()
+        assert handle.done and handle.error is None, handle.error
+        peer.connection.close()
+        peer.flush()
 
     def stored_messages(self) -> list[Message]:
         return [op for op in self.stored if isinstance(op, Message)]
@@ -199,15 +203,16 @@ class Peer:
 
     `send` hands frames to the core as requests (a ping straight to the link, as the core
     sends its keepalives) and exchanges datagrams; `frames` holds every frame received,
-    `events` every event. Without `login`, call `login()` when the test is ready. By
-    default it neither logs in again nor resends refused messages by itself, so that a
-    test sees the daemon's every answer.
+    `events` every event. Without `login`, call `login()` when the test is ready; with no
+    name at all it only opens a channel (for `register`). By default it neither logs in
+    again nor resends refused messages by itself, so that a test sees the daemon's every
+    answer.
     """
 
     def __init__(
         self,
         driver: EngineDriver,
-        name: str,
+        name: str | None,
         password: str = PASSWORD,
         address: Address = ("10.0.0.1", 1),
         *,
@@ -222,30 +227,31 @@ class Peer:
         self.frames: list[wire.ServerFrame] = []
         self.events: list[Event] = []
         self.connection = ClientConnection(
+            driver.server_key,
             name,
             password,
             config=config or ClientConfig(reconnect=False, retry_rate_limited=False),
             quiet=quiet,
             new_id=driver.new_id,
+            new_index=driver.new_client_index,
         )
         self.connection.trace = self.frames.append
-        if login:
+        if login or name is None:
             self.login(since=since)
 
-    def login(self, since: int | None = None) -> wire.ServerDatagram | None:
-        """Log in (exchanging datagrams until answered); return the daemon's answer."""
+    def login(self, since: int | None = None) -> None:
+        """Open the channel and log in, exchanging datagrams until nothing more is due."""
         self.connection.start(self.driver.now, since=since)
         self.flush()
-        return self.connection.login_answer
 
     @property
     def sid(self) -> int:
         return self.connection.sid
 
     @property
-    def token(self) -> str:
-        """The session's secret, as the engine knows it."""
-        return self.driver.engine.sessions[self.sid].token
+    def session(self) -> Any:
+        """The engine's side of this connection."""
+        return self.driver.engine.sessions[self.sid]
 
     @property
     def link(self) -> Link:

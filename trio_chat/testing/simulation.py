@@ -61,8 +61,20 @@ class Simulation:
         name = name or label
         if name_key(name) not in self.driver.engine.accounts:
             self.driver.add_account(name, password)
+        return self._connect(label, name, password)
+
+    def channel(self, label: str) -> ClientConnection:
+        """A client called `label` that only opens a channel (to `register`)."""
+        return self._connect(label, None, "")
+
+    def _connect(self, label: str, name: str | None, password: str) -> ClientConnection:
         connection = ClientConnection(
-            name, password, config=self.client_config, new_id=self.driver.new_id
+            self.driver.server_key,
+            name,
+            password,
+            config=self.client_config,
+            new_id=self.driver.new_id,
+            new_index=self.driver.new_client_index,
         )
         address = (f"10.9.0.{len(self.clients) + 1}", 4000)
         self.network.conditions[label] = self.weather
@@ -97,6 +109,8 @@ class Simulation:
             now=self.now,
             ids=self.driver.ids,
             first_sid=1000 + 1_000_000 * self.restarts,
+            keys=self.driver.keys,  # the same daemon, started again: the same key files
+            client_indexes=self.driver.client_indexes,
         )
         restarted.stored = stored
         self.driver = restarted

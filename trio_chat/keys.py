@@ -1,0 +1,188 @@
+"""Keys on disk: the daemon's own (beside its database) and the daemons a client trusts.
+
+The daemon keeps two secrets next to its database, each readable by its owner only:
+`NAME.key` (its static X25519 key: who it is) and `NAME.tickets` (the key that seals
+resumption tickets; give several daemons the same one and each accepts the others'
+tickets). Both are created on first start.
+
+A client trusts a daemon's key the first time it meets it, as ssh does, and remembers
+it in `known_servers` in its data folder (`~/.local/share/trio-chat/known_servers`), one
+line per address: `HOST:PORT BASE64-KEY`. A key that differs later is an error, never
+silently accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .noise import DHLEN, fingerprint, generate_keypair, public_key
+from .secure import DaemonKeys
+
+
+class KeyFileError(Exception):
+    """A key file that cannot be read, written or understood; the message says which."""
+
+
+def _encode(key: bytes) -> str:
+    return base64.b64encode(key).decode()
+
+
+def _decode(text: str) -> bytes:
+    key = base64.b64decode(text.strip(), validate=True)
+    if len(key) != DHLEN:
+        raise ValueError("a key is 32 bytes")
+    return key
+
+
+# --- the daemon's keys -------------------------------------------------------------------------
+
+
+def key_paths(database: Path) -> tuple[Path, Path]:
+    """Where the static key and the ticket key of the daemon using `database` live."""
+    return database.with_suffix(".key"), database.with_suffix(".tickets")
+
+
+def _secret(path: Path) -> bytes:
+    """The 32-byte secret in `path`, created (mode 0600) if the file is not there."""
+    try:
+        if path.exists():
+            return _decode(path.read_text(encoding="ascii"))
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        secret, _public = generate_keypair()  # 32 random bytes, a valid X25519 key too
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as file:
+            file.write(_encode(secret) + "\n")
+        return secret
+    except OSError as error:
+        raise KeyFileError(
+            f"Cannot use the key file {str(path)!r}: {(error.strerror or str(error)).lower()}."
+        ) from None
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise KeyFileError(
+            f"The key file {str(path)!r} is damaged; restore it, or remove it to make a new "
+            "key (clients will then refuse the daemon until they trust the new one)."
+        ) from None
+
+
+def daemon_keys(database: Path) -> DaemonKeys:
+    """The keys of the daemon using `database`, made on first use."""
+    static_path, ticket_path = key_paths(database)
+    return DaemonKeys(_secret(static_path), _secret(ticket_path))
+
+
+def daemon_public_key(database: Path) -> bytes:
+    """The static public key of the daemon using `database` (the key must exist)."""
+    static_path, _tickets = key_paths(database)
+    if not static_path.exists():
+        raise KeyFileError(
+            f"There is no key at {str(static_path)!r}; `trio-chat serve` makes one on its "
+            "first start."
+        )
+    return public_key(_secret(static_path))
+
+
+# --- the daemons a client trusts -----------------------------------------------------------------
+
+
+def data_folder() -> Path:
+    """`$XDG_DATA_HOME/trio-chat`, by default `~/.local/share/trio-chat`."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "trio-chat"
+
+
+def known_servers_path() -> Path:
+    return data_folder() / "known_servers"
+
+
+def address_label(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Trust:
+    """The key to use for a daemon, and whether it was trusted just now (first use)."""
+
+    key: bytes
+    new: bool
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.key)
+
+
+class KnownServers:
+    """The `known_servers` file: read when asked, written when a key is trusted."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or known_servers_path()
+
+    def _entries(self) -> dict[str, str]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as error:
+            raise KeyFileError(
+                f"Cannot read {str(self.path)!r}: {(error.strerror or str(error)).lower()}."
+            ) from None
+        entries: dict[str, str] = {}
+        for line in text.splitlines():
+            label, _, key = line.strip().partition(" ")
+            if label and key and not label.startswith("#"):
+                entries[label] = key.strip()
+        return entries
+
+    def get(self, host: str, port: int) -> bytes | None:
+        """The key trusted for `host:port`, if any."""
+        text = self._entries().get(address_label(host, port))
+        if text is None:
+            return None
+        try:
+            return _decode(text)
+        except (ValueError, binascii.Error):
+            raise KeyFileError(
+                f"The line for {address_label(host, port)} in {str(self.path)!r} is damaged; "
+                "remove it to trust the daemon again."
+            ) from None
+
+    def remember(self, host: str, port: int, key: bytes) -> None:
+        """Trust `key` for `host:port` from now on (replacing any earlier key)."""
+        entries = self._entries()
+        entries[address_label(host, port)] = _encode(key)
+        lines = [f"{label} {value}\n" for label, value in sorted(entries.items())]
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            temporary = self.path.with_name(self.path.name + ".new")
+            temporary.write_text("".join(lines), encoding="utf-8")
+            temporary.replace(self.path)
+        except OSError as error:
+            raise KeyFileError(
+                f"Cannot write {str(self.path)!r}: {(error.strerror or str(error)).lower()}."
+            ) from None
+
+    def forget(self, host: str, port: int) -> bool:
+        """Stop trusting any key for `host:port`; False if none was trusted."""
+        entries = self._entries()
+        if entries.pop(address_label(host, port), None) is None:
+            return False
+        lines = [f"{label} {value}\n" for label, value in sorted(entries.items())]
+        self.path.write_text("".join(lines), encoding="utf-8")
+        return True
+
+
+def parse_key(text: str) -> bytes | str:
+    """A key given by a person: a base64 public key (bytes), or a fingerprint (`SHA256:`)."""
+    text = text.strip()
+    if text.startswith("SHA256:"):
+        return text
+    try:
+        return _decode(text)
+    except (ValueError, binascii.Error):
+        raise KeyFileError(
+            f"{text!r} is not a daemon key: give its fingerprint (SHA256:...) or its "
+            "public key (44 characters of base64), as `trio-chat key` prints them."
+        ) from None
