@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import enum
 import errno
 import functools
@@ -19,7 +20,7 @@ import trio
 import typer
 
 from . import __version__
-from .client import connect
+from .client import connect, fetch_key, trust_server
 from .client import register as client_register
 from .conversation import Outcome
 from .display import (
@@ -32,9 +33,11 @@ from .display import (
 )
 from .engine import ServerConfig
 from .errors import (
+    Busy,
     ChatError,
     ConnectionLost,
     InvalidName,
+    KeyChanged,
     MailboxFull,
     NameTaken,
     PasswordTooLong,
@@ -49,7 +52,9 @@ from .errors import (
     UnknownUser,
     WrongPassword,
 )
+from .keys import KeyFileError, KnownServers, address_label, daemon_public_key, parse_key
 from .logs import FORMATS, LEVELS, configure, event
+from .noise import fingerprint
 from .rules import RuleError, check_name
 from .server import serve
 from .store import StorageError, default_database
@@ -76,6 +81,7 @@ class ExitCode(enum.IntEnum):
     ADDRESS_IN_USE = 12
     REJECTED = 13
     MESSAGE_REFUSED = 14
+    KEY_CHANGED = 15
     INTERRUPTED = 130
 
 
@@ -86,8 +92,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     epilog="Exit codes: 0 done, 1 failure, 2 usage, 3 daemon unreachable, 4 wrong password, "
     "5 unknown user, 6 name taken, 7 invalid name, 8 invalid password, 9 rate limited, "
-    "10 connection lost, 11 database, 12 address in use, 13 refused, 14 message refused, "
-    "130 interrupted.",
+    "10 connection lost, 11 database or key file, 12 address in use, 13 refused, "
+    "14 message refused, 15 the daemon's key changed, 130 interrupted.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -114,6 +120,16 @@ NameOption = Annotated[
     str | None,
     typer.Option(
         "--name", "-n", envvar="TRIO_CHAT_NAME", help="Your account name (prompted if not given)."
+    ),
+]
+ServerKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server-key",
+        envvar="TRIO_CHAT_SERVER_KEY",
+        help="The daemon's key (as `trio-chat key` prints it: its fingerprint SHA256:... or "
+        "its base64 public key). Without it, the key is trusted the first time it is met "
+        "and remembered in known_servers.",
     ),
 ]
 PasswordFileOption = Annotated[
@@ -239,7 +255,7 @@ def _serve_command(
     failure: typer.Exit | None = None
     try:
         trio.run(_serve_until_signal, host, port, database, config, summary_every)
-    except* StorageError as group:
+    except* (StorageError, KeyFileError) as group:
         failure = fail(str(_first(group)), ExitCode.DATABASE)
     except* OSError as group:
         error = _first(group)
@@ -298,6 +314,8 @@ _EXIT_FOR: dict[type[ChatError], ExitCode] = {
     TooManyRegistrations: ExitCode.LIMITED,
     MailboxFull: ExitCode.LIMITED,
     ConnectionLost: ExitCode.CONNECTION_LOST,
+    KeyChanged: ExitCode.KEY_CHANGED,
+    Busy: ExitCode.LIMITED,
     TextEmpty: ExitCode.MESSAGE_REFUSED,
     TextTooLong: ExitCode.MESSAGE_REFUSED,
 }
@@ -440,6 +458,29 @@ def _echo_line(line: Line) -> None:
     typer.echo(to_ansi(line) if sys.stdout.isatty() else to_plain(line))
 
 
+def _trusted_key(host: str, port: int, server_key: str | None) -> bytes:
+    """The daemon's key, checked with one datagram before anything else is asked.
+
+    An unreachable daemon is reported within 2.5 s, before a password is typed; a key
+    met for the first time is shown and remembered; a changed one stops here.
+    """
+    try:
+        trusted = _run(
+            functools.partial(trust_server, server_key=server_key, probe=True), host, port
+        )
+    except KeyFileError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
+    except ChatError as error:
+        raise fail(_sentence(error, ""), exit_code_for(error)) from None
+    if trusted.new:
+        typer.echo(
+            f"The daemon at {address_label(host, port)} has the key {trusted.fingerprint}; "
+            f"trusting it from now on (remembered in {home_relative(KnownServers().path)}).",
+            err=True,
+        )
+    return trusted.key
+
+
 @app.command()
 def register(
     name: Annotated[
@@ -454,17 +495,21 @@ def register(
     host: HostOption = "127.0.0.1",
     port: PortOption = 1600,
     password_file: PasswordFileOption = None,
+    server_key: ServerKeyOption = None,
 ) -> None:
     """Create an account (the password is prompted twice, hidden)."""
     _tolerant_output()
     can_ask = sys.stdin.isatty()
+    key = _trusted_key(host, port, server_key)
     if name is None:
         name = ask("Name")
     _checked_name(name)
     password = _password(password_file, confirm=True)
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            created = _run(client_register, host, port, name, password)
+            created = _run(
+                functools.partial(client_register, server_key=key), host, port, name, password
+            )
             break
         except NameTaken as error:
             if not can_ask or attempt == ATTEMPTS:
@@ -480,10 +525,10 @@ def register(
     )
 
 
-async def _check_login(host: str, port: int, name: str, password: str) -> list[Line]:
+async def _check_login(host: str, port: int, key: bytes, name: str, password: str) -> list[Line]:
     # A quiet session only looks: nobody sees us come and go, and the private messages
     # stay waiting for `trio-chat chat`.
-    async with connect(host, port, name, password, quiet=True) as chat:
+    async with connect(host, port, name, password, quiet=True, server_key=key) as chat:
         names = await chat.who()
         me = chat.name
         lines: list[Line] = [
@@ -510,9 +555,11 @@ def login(
     host: HostOption = "127.0.0.1",
     port: PortOption = 1600,
     password_file: PasswordFileOption = None,
+    server_key: ServerKeyOption = None,
 ) -> None:
     """Check your name and password; show who is online and how many private messages wait."""
     _tolerant_output()
+    key = _trusted_key(host, port, server_key)
     if name is None:
         name = ask("Name")
     given = _given_password(password_file)
@@ -520,7 +567,7 @@ def login(
     again = given is None and sys.stdin.isatty()
 
     def check(name: str, password: str) -> list[Line]:
-        return _run(_check_login, host, port, name, password)
+        return _run(_check_login, host, port, key, name, password)
 
     try:
         lines = _attempts(check, name, password, again=again)
@@ -530,14 +577,18 @@ def login(
         _echo_line(line)
 
 
-async def _enter(host: str, port: int, name: str, password: str, interactive: bool) -> Outcome:
-    async with connect(host, port, name, password) as chat:
+async def _enter(
+    host: str, port: int, key: bytes, name: str, password: str, interactive: bool
+) -> Outcome:
+    async with connect(host, port, name, password, server_key=key) as chat:
         if interactive:
             return await run_interactive(chat)
         return await run_pipe(chat, sys.stdin.fileno())
 
 
-def _offer_registration(host: str, port: int, name: str, password: str, typed: bool) -> None:
+def _offer_registration(
+    host: str, port: int, key: bytes, name: str, password: str, typed: bool
+) -> None:
     """Ask whether to create the unknown account `name`; exit if not.
 
     A password that was typed is asked once more, as `register` does.
@@ -548,7 +599,8 @@ def _offer_registration(host: str, port: int, name: str, password: str, typed: b
     if typed and ask("Repeat the password", hide=True) != password:
         raise fail("The two passwords differ; no account was created.", ExitCode.INVALID_PASSWORD)
     try:
-        created = _run(client_register, host, port, name, password)
+        registering = functools.partial(client_register, server_key=key)
+        created = _run(registering, host, port, name, password)
     except ChatError as error:
         raise _chat_failure(error, name) from None
     typer.echo(f"Registered {safe(created)}.")
@@ -565,31 +617,33 @@ def chat(
     host: HostOption = "127.0.0.1",
     port: PortOption = 1600,
     password_file: PasswordFileOption = None,
+    server_key: ServerKeyOption = None,
 ) -> None:
     """Enter the room: type to talk, /help lists the commands, Exit leaves."""
     _tolerant_output()
     can_ask = sys.stdin.isatty()
     interactive = can_ask and sys.stdout.isatty()
-    if name is None:
-        if not can_ask:
-            raise fail(
-                "Give your name with --name (or TRIO_CHAT_NAME) when input is not a terminal.",
-                ExitCode.USAGE,
-            )
-        name = ask("Name")
+    if name is None and not can_ask:
+        raise fail(
+            "Give your name with --name (or TRIO_CHAT_NAME) when input is not a terminal.",
+            ExitCode.USAGE,
+        )
     password = _given_password(password_file)
     typed = password is None
+    if password is None and not can_ask:
+        raise fail(
+            "Give the password in TRIO_CHAT_PASSWORD or with --password-file "
+            "when input is not a terminal.",
+            ExitCode.USAGE,
+        )
+    key = _trusted_key(host, port, server_key)
+    if name is None:
+        name = ask("Name")
     if password is None:
-        if not can_ask:
-            raise fail(
-                "Give the password in TRIO_CHAT_PASSWORD or with --password-file "
-                "when input is not a terminal.",
-                ExitCode.USAGE,
-            )
         password = ask("Password", hide=True)
 
     def enter(name: str, password: str) -> Outcome:
-        return _run(_enter, host, port, name, password, interactive)
+        return _run(_enter, host, port, key, name, password, interactive)
 
     try:
         try:
@@ -597,7 +651,7 @@ def chat(
         except UnknownUser:
             if not can_ask:
                 raise
-            _offer_registration(host, port, name, password, typed)
+            _offer_registration(host, port, key, name, password, typed)
             outcome = enter(name, password)
     except ChatError as error:
         raise _chat_failure(error, name) from None
@@ -605,6 +659,80 @@ def chat(
         raise _chat_failure(outcome.ended, name)
     if outcome.refused is not None and not interactive:
         raise fail("Some lines were not sent (see above).", exit_code_for(outcome.refused))
+
+
+DatabaseOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="TRIO_CHAT_DB",
+        help="The daemon's database: its key is the file beside it (NAME.key).",
+        show_default=home_relative(default_database()),
+    ),
+]
+
+
+@app.command("key")
+def key_command(db: DatabaseOption = None) -> None:
+    """Show the daemon's key: the fingerprint to publish, and the key for --server-key."""
+    database = db or default_database()
+    try:
+        public = daemon_public_key(database)
+    except KeyFileError as error:
+        raise fail(str(error), ExitCode.DATABASE) from None
+    typer.echo(f"fingerprint: {fingerprint(public)}")
+    typer.echo(f"public key:  {base64.b64encode(public).decode()}")
+
+
+@app.command("trust")
+def trust_command(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 1600,
+    server_key: ServerKeyOption = None,
+    forget: Annotated[
+        bool, typer.Option("--forget", help="Stop trusting any key for this daemon.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Trust the key the daemon shows without asking.")
+    ] = False,
+) -> None:
+    """Trust a daemon's key anew: after its operator changed it on purpose, say.
+
+    The key the daemon shows is checked against --server-key if given, else shown for you
+    to compare with the fingerprint its operator publishes (`trio-chat key`).
+    """
+    known = KnownServers()
+    where = address_label(host, port)
+    if forget:
+        if known.forget(host, port):
+            typer.echo(f"No key is trusted for {where} any more.")
+        else:
+            typer.echo(f"No key was trusted for {where}.")
+        return
+    given = None
+    if server_key is not None:
+        try:
+            given = parse_key(server_key)
+        except KeyFileError as error:
+            raise fail(str(error), ExitCode.USAGE) from None
+    try:
+        shown = _run(fetch_key, host, port)
+    except ChatError as error:
+        raise fail(_sentence(error, ""), exit_code_for(error)) from None
+    matches = given is not None and (
+        shown == given if isinstance(given, bytes) else fingerprint(shown) == given
+    )
+    if given is not None and not matches:
+        raise fail(
+            f"The daemon at {where} shows the key {fingerprint(shown)}, not the one you gave; "
+            "nothing was changed.",
+            ExitCode.KEY_CHANGED,
+        )
+    if given is None and not yes:
+        question = f"The daemon at {where} shows the key {fingerprint(shown)}. Trust it?"
+        if not agree(question):
+            raise fail("Nothing was changed.", ExitCode.REJECTED)
+    known.remember(host, port, shown)
+    typer.echo(f"Trusting {fingerprint(shown)} for {where} (remembered in {known.path}).")
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from .client_protocol import (
     ClientConnection,
     Handle,
     KeyProbe,
+    key_changed,
     registration_result,
     unreachable,
 )
@@ -145,31 +146,36 @@ async def trust_server(
     *,
     known_servers: Path | None = None,
     within: float = 2.5,
+    probe: bool = False,
 ) -> Trust:
     """The key to use for the daemon at `host:port` (see `ServerKey`).
 
-    A key given, or one remembered, is used as it is (the handshake proves it). A
-    fingerprint given is checked against the key the daemon shows. With neither, the
-    daemon's key is fetched, trusted and remembered: `Trust.new` says so. Raises
-    `KeyChanged` for a fingerprint that does not match, `ServerUnreachable` for silence.
+    A key given, or one remembered, is used as it is (the handshake proves it); with
+    `probe`, the daemon is asked anyway, which tells at once (within `within` seconds)
+    whether it answers and whether it shows another key. A fingerprint given is checked
+    against the key the daemon shows. With neither, the daemon's key is fetched, trusted
+    and remembered: `Trust.new` says so. Raises `KeyChanged` for a key that does not
+    match, `ServerUnreachable` for silence.
     """
     where = address_label(host, port)
     given = parse_key(server_key) if isinstance(server_key, str) else server_key
-    if isinstance(given, bytes):
-        return Trust(given, new=False)
     known = KnownServers(known_servers)
-    if given is None:
-        remembered = known.get(host, port)
-        if remembered is not None:
-            return Trust(remembered, new=False)
-    key = await fetch_key(host, port, within=within)
-    if given is not None:
+    if isinstance(given, str):
+        key = await fetch_key(host, port, within=within)
         if fingerprint(key) != given:
             raise KeyChanged(
                 f"The daemon at {where} has the key {fingerprint(key)}, not {given}; "
                 "check the address, or the fingerprint you were given."
             )
         return Trust(key, new=False)
+    expected = given if given is not None else known.get(host, port)
+    if expected is not None:
+        if probe:
+            key = await fetch_key(host, port, within=within)
+            if key != expected:
+                raise key_changed(where, expected, key)
+        return Trust(expected, new=False)
+    key = await fetch_key(host, port, within=within)
     known.remember(host, port, key)
     return Trust(key, new=True)
 

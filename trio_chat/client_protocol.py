@@ -396,6 +396,8 @@ class ClientConnection:
         self._events: deque[Event] = deque()
         self.trace: Callable[[wire.ServerFrame], None] | None = None
         """Called with every frame the daemon sends, in order, before it is acted on."""
+        self.payload_trace: Callable[[bytes], None] | None = None
+        """Called with every payload opened (decrypted), as it came: for tests and tools."""
 
     def __repr__(self) -> str:
         return f"<ClientConnection {self.name or '(no account)'} at {self.where}>"
@@ -676,6 +678,8 @@ class ClientConnection:
             payload = wire.decode_payload_untrusted(plaintext)
         except (SecureError, wire.WireError):
             return  # forged, replayed or damaged: nothing changes
+        if self.payload_trace is not None:
+            self.payload_trace(plaintext)
         link = self._link
         if payload.challenge is not None:
             link.extra = wire.response_field(payload.challenge)

@@ -238,9 +238,7 @@ def parse_datagram_untrusted(data: bytes) -> Datagram:
         raise WireError("bad_datagram", "A datagram is too short.")
     version = data[1]
     if version != PROTOCOL_VERSION:
-        raise WireError(
-            "bad_version", f"This program speaks protocol version {PROTOCOL_VERSION}."
-        )
+        raise WireError("bad_version", f"This program speaks protocol version {PROTOCOL_VERSION}.")
     if kind == KEY_REQUEST:
         _first_flight(data)
         return KeyRequest(version)

@@ -128,7 +128,8 @@ class ServerEngine:
             datagram = wire.parse_datagram_untrusted(data)
         except wire.WireError as error:
             self.stats["bad_datagrams"] += 1
-            if len(data) == wire.FIRST_FLIGHT_BYTES:  # a first flight: worth a sentence
+            if error.code == "bad_version" and len(data) == wire.FIRST_FLIGHT_BYTES:
+                # A client of another version: worth a sentence (smaller than it asked).
                 self.lobby.refuse_first_flight(address, error, len(data))
             return
         if isinstance(datagram, wire.Data):

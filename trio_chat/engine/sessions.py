@@ -221,9 +221,7 @@ class Sessions:
             if session.challenge is None or tokens_equal(payload.response, session.challenge):
                 self._proven(session, now)
         session.last_heard = now
-        delivered = link.receive(
-            pn, payload.ack, payload.sack, payload.frames, now, payload.echo
-        )
+        delivered = link.receive(pn, payload.ack, payload.sack, payload.frames, now, payload.echo)
         if delivered or session.challenge is not None or link.wants_to_send(now):
             self._dirty.add(session)
         # Otherwise it was an ack that freed nothing to send: under fan-out, half the
