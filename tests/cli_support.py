@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import queue
 import socket
@@ -10,11 +11,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import trio
 
 from trio_chat.engine import ServerConfig
+from trio_chat.keys import daemon_public_key
 from trio_chat.server import serve
 
 PASSWORD = "correct horse"
@@ -32,11 +34,17 @@ def cli_env(port: int, **extra: str) -> dict[str, str]:
     return env
 
 
+class Daemon(NamedTuple):
+    """A daemon's address, and its public key (what `--server-key` takes, in base64)."""
+
+    host: str
+    port: int
+    key: str
+
+
 @contextmanager
-def daemon_in_thread(
-    database: Path, config: ServerConfig = TEST_CONFIG
-) -> Iterator[tuple[str, int]]:
-    """Run the daemon on 127.0.0.1, port 0, in its own thread; yield its address."""
+def daemon_in_thread(database: Path, config: ServerConfig = TEST_CONFIG) -> Iterator[Daemon]:
+    """Run the daemon on 127.0.0.1, port 0, in its own thread; yield its address and key."""
     ready: queue.Queue[Any] = queue.Queue()
 
     async def main() -> None:
@@ -57,7 +65,8 @@ def daemon_in_thread(
         raise started
     token, scope, address = started
     try:
-        yield address[0], address[1]
+        key = base64.b64encode(daemon_public_key(database)).decode()
+        yield Daemon(address[0], address[1], key)
     finally:
         trio.from_thread.run_sync(scope.cancel, trio_token=token)
         thread.join(timeout=30)

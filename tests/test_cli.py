@@ -6,7 +6,10 @@ cases that need a real process (an unreachable daemon, hidden prompts) run the C
 
 from __future__ import annotations
 
+import base64
+import functools
 import itertools
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +19,11 @@ import trio
 from typer.testing import CliRunner
 
 import trio_chat
-from tests.cli_support import CLI, PASSWORD, cli_env, daemon_in_thread, silent_port
+from tests.cli_support import CLI, PASSWORD, Daemon, cli_env, daemon_in_thread, silent_port
 from trio_chat.cli import ExitCode, app
 from trio_chat.engine import ServerConfig
+from trio_chat.keys import KnownServers
+from trio_chat.noise import fingerprint, public_key
 
 runner = CliRunner()
 _names = itertools.count()
@@ -29,18 +34,19 @@ def fresh_name(prefix: str = "user") -> str:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     with daemon_in_thread(tmp_path_factory.mktemp("daemon") / "chat.db") as address:
         yield address
 
 
 def invoke(
-    daemon: tuple[str, int], *args: str, input: str | None = None, password: str | None = None
+    daemon: Daemon, *args: str, input: str | None = None, password: str | None = None
 ) -> tuple[int, str, str]:
     """Run a client command against the daemon; (exit code, stdout, stderr)."""
     env = {
         "TRIO_CHAT_HOST": daemon[0],
         "TRIO_CHAT_PORT": str(daemon[1]),
+        "TRIO_CHAT_SERVER_KEY": daemon.key,
         "TRIO_CHAT_PASSWORD": password,
         "TRIO_CHAT_NAME": None,
     }
@@ -48,9 +54,15 @@ def invoke(
     return result.exit_code, result.stdout, result.stderr
 
 
-def make_account(daemon: tuple[str, int], prefix: str = "user") -> str:
+def make_account(daemon: Daemon, prefix: str = "user") -> str:
     name = fresh_name(prefix)
-    trio.run(trio_chat.register, daemon[0], daemon[1], name, PASSWORD)
+    trio.run(
+        functools.partial(trio_chat.register, server_key=daemon.key),
+        daemon[0],
+        daemon[1],
+        name,
+        PASSWORD,
+    )
     return name
 
 
@@ -77,7 +89,7 @@ def test_version_and_help() -> None:
 # --- register ----------------------------------------------------------------------------------
 
 
-def test_register_prompts_twice_then_the_account_logs_in(daemon: tuple[str, int]) -> None:
+def test_register_prompts_twice_then_the_account_logs_in(daemon: Daemon) -> None:
     name = fresh_name("reg")
     code, out, _err = invoke(daemon, "register", "--name", name, input=f"{PASSWORD}\n{PASSWORD}\n")
     assert code == 0, out
@@ -89,7 +101,7 @@ def test_register_prompts_twice_then_the_account_logs_in(daemon: tuple[str, int]
     assert f"Logged in as {name}" in out
 
 
-def test_register_asks_again_when_the_two_passwords_differ(daemon: tuple[str, int]) -> None:
+def test_register_asks_again_when_the_two_passwords_differ(daemon: Daemon) -> None:
     name = fresh_name("reg")
     typed = f"{PASSWORD}\nsomething else\n{PASSWORD}\n{PASSWORD}\n"
     code, out, _err = invoke(daemon, "register", "--name", name, input=typed)
@@ -98,7 +110,7 @@ def test_register_asks_again_when_the_two_passwords_differ(daemon: tuple[str, in
     assert f"Registered {name}" in out
 
 
-def test_register_prompts_for_the_name_when_missing(daemon: tuple[str, int]) -> None:
+def test_register_prompts_for_the_name_when_missing(daemon: Daemon) -> None:
     name = fresh_name("reg")
     code, out, _err = invoke(daemon, "register", input=f"{name}\n", password=PASSWORD)
     assert code == 0
@@ -106,7 +118,7 @@ def test_register_prompts_for_the_name_when_missing(daemon: tuple[str, int]) -> 
     assert f"Registered {name}" in out
 
 
-def test_register_a_taken_name(daemon: tuple[str, int]) -> None:
+def test_register_a_taken_name(daemon: Daemon) -> None:
     name = make_account(daemon)
     code, out, err = invoke(daemon, "register", "--name", name.upper(), password=PASSWORD)
     assert code == ExitCode.NAME_TAKEN
@@ -115,14 +127,14 @@ def test_register_a_taken_name(daemon: tuple[str, int]) -> None:
 
 
 @pytest.mark.parametrize("name", ["two words", "-dash", "x" * 33, "semi;colon"])
-def test_register_an_invalid_name(daemon: tuple[str, int], name: str) -> None:
+def test_register_an_invalid_name(daemon: Daemon, name: str) -> None:
     code, _out, err = invoke(daemon, "register", "--name", name, password=PASSWORD)
     assert code == ExitCode.INVALID_NAME
     assert err.startswith("A name ")
     assert len(err.strip().splitlines()) == 1
 
 
-def test_register_a_short_password(daemon: tuple[str, int]) -> None:
+def test_register_a_short_password(daemon: Daemon) -> None:
     name = fresh_name("reg")
     code, _out, err = invoke(daemon, "register", "--name", name, password="short")
     assert code == ExitCode.INVALID_PASSWORD
@@ -145,7 +157,7 @@ def test_registering_too_often_is_limited(tmp_path: Path) -> None:
 
 
 def test_login_shows_who_is_online_and_how_many_private_messages_wait(
-    daemon: tuple[str, int],
+    daemon: Daemon,
 ) -> None:
     alice, bob = make_account(daemon, "alice"), make_account(daemon, "bob")
     seen_by_bob: list[trio_chat.Event] = []
@@ -186,7 +198,7 @@ def test_login_shows_who_is_online_and_how_many_private_messages_wait(
     assert "2 private messages are waiting for you" in out
 
 
-def test_login_with_a_wrong_password(daemon: tuple[str, int]) -> None:
+def test_login_with_a_wrong_password(daemon: Daemon) -> None:
     name = make_account(daemon)
     code, out, err = invoke(daemon, "login", "--name", name, password="not the password")
     assert code == ExitCode.WRONG_PASSWORD
@@ -194,7 +206,7 @@ def test_login_with_a_wrong_password(daemon: tuple[str, int]) -> None:
     assert out == ""
 
 
-def test_login_an_unknown_user(daemon: tuple[str, int]) -> None:
+def test_login_an_unknown_user(daemon: Daemon) -> None:
     code, _out, err = invoke(daemon, "login", "--name", "nobody_here", password=PASSWORD)
     assert code == ExitCode.UNKNOWN_USER
     assert err.strip() == (
@@ -203,7 +215,7 @@ def test_login_an_unknown_user(daemon: tuple[str, int]) -> None:
     )
 
 
-def test_login_prompts_for_the_password(daemon: tuple[str, int]) -> None:
+def test_login_prompts_for_the_password(daemon: Daemon) -> None:
     name = make_account(daemon)
     code, out, _err = invoke(daemon, "login", "--name", name, input=f"{PASSWORD}\n")
     assert code == 0
@@ -211,7 +223,7 @@ def test_login_prompts_for_the_password(daemon: tuple[str, int]) -> None:
     assert PASSWORD not in out
 
 
-def test_password_file(daemon: tuple[str, int], tmp_path: Path) -> None:
+def test_password_file(daemon: Daemon, tmp_path: Path) -> None:
     name = make_account(daemon)
     secret = tmp_path / "secret"
     secret.write_text(f"{PASSWORD}\nsecond line is ignored\n", encoding="utf-8")
@@ -225,14 +237,14 @@ def test_password_file(daemon: tuple[str, int], tmp_path: Path) -> None:
     assert code == 0
 
 
-def test_unreadable_password_file(daemon: tuple[str, int], tmp_path: Path) -> None:
+def test_unreadable_password_file(daemon: Daemon, tmp_path: Path) -> None:
     missing = tmp_path / "missing"
     code, _out, err = invoke(daemon, "login", "--name", "x", "--password-file", str(missing))
     assert code == ExitCode.USAGE
     assert err.strip() == f"Cannot read the password file {missing}: No such file or directory."
 
 
-def test_host_and_port_options_win_over_the_environment(daemon: tuple[str, int]) -> None:
+def test_host_and_port_options_win_over_the_environment(daemon: Daemon) -> None:
     name = make_account(daemon)
     env = {"TRIO_CHAT_HOST": "192.0.2.1", "TRIO_CHAT_PORT": "9", "TRIO_CHAT_PASSWORD": PASSWORD}
     args = ["login", "--name", name, "--host", daemon[0], "--port", str(daemon[1])]
@@ -244,7 +256,7 @@ def test_host_and_port_options_win_over_the_environment(daemon: tuple[str, int])
 # --- chat (the failures before the room; the room itself is in test_pipe and test_terminal) --
 
 
-def test_chat_from_a_pipe_needs_a_name_and_a_password(daemon: tuple[str, int]) -> None:
+def test_chat_from_a_pipe_needs_a_name_and_a_password(daemon: Daemon) -> None:
     code, _out, err = invoke(daemon, "chat", password=PASSWORD)
     assert code == ExitCode.USAGE
     assert err.strip() == (
@@ -258,7 +270,7 @@ def test_chat_from_a_pipe_needs_a_name_and_a_password(daemon: tuple[str, int]) -
     )
 
 
-def test_chat_refusals(daemon: tuple[str, int]) -> None:
+def test_chat_refusals(daemon: Daemon) -> None:
     name = make_account(daemon)
     code, _out, err = invoke(daemon, "chat", "--name", name, password="not the password")
     assert (code, err.strip()) == (ExitCode.WRONG_PASSWORD, f"Wrong password for {name!r}.")
@@ -273,7 +285,7 @@ def test_chat_refusals(daemon: tuple[str, int]) -> None:
 
 @pytest.mark.parametrize("command", ["login", "chat"])
 def test_an_unknown_name_with_a_short_password_is_unknown_not_a_wrong_password(
-    daemon: tuple[str, int], command: str
+    daemon: Daemon, command: str
 ) -> None:
     code, _out, err = invoke(daemon, command, "--name", "nobody_at_all", password="short")
     assert code == ExitCode.UNKNOWN_USER
@@ -285,11 +297,103 @@ def test_an_unknown_name_with_a_short_password_is_unknown_not_a_wrong_password(
 
 @pytest.mark.parametrize("command", ["register", "login"])
 def test_input_that_ends_at_a_prompt_exits_130_with_a_new_line(
-    daemon: tuple[str, int], command: str
+    daemon: Daemon, command: str
 ) -> None:
     code, out, err = invoke(daemon, command, input="")
     assert code == ExitCode.INTERRUPTED
     assert out == "Name: " and err == "\n"
+
+
+# --- the daemon's key ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """A daemon of the test's own, which no other test's failed logins have slowed."""
+    with daemon_in_thread(tmp_path / "chat.db") as daemon:
+        yield daemon
+
+
+def invoke_trusting(daemon: Daemon, *args: str, input: str | None = None) -> tuple[int, str, str]:
+    """Run a client command that must decide on its own whether to trust the daemon."""
+    env = {
+        "TRIO_CHAT_HOST": daemon.host,
+        "TRIO_CHAT_PORT": str(daemon.port),
+        "TRIO_CHAT_PASSWORD": PASSWORD,
+        "TRIO_CHAT_NAME": None,
+        "TRIO_CHAT_SERVER_KEY": None,
+    }
+    result = runner.invoke(app, list(args), input=input, env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_key_met_first_is_shown_once_and_then_trusted(own_daemon: Daemon) -> None:
+    daemon = own_daemon
+    name = make_account(daemon)
+    shown = fingerprint(base64.b64decode(daemon.key))
+    code, out, err = invoke_trusting(daemon, "login", "--name", name)
+    assert code == 0, err
+    assert err.startswith(f"The daemon at {daemon.host}:{daemon.port} has the key {shown}; ")
+    assert "trusting it from now on" in err
+    assert KnownServers().get(daemon.host, daemon.port) == base64.b64decode(daemon.key)
+    code, out, err = invoke_trusting(daemon, "login", "--name", name)
+    assert (code, err) == (0, "")
+    assert f"Logged in as {name}" in out
+
+
+def test_a_changed_key_stops_before_the_password_until_trusted_anew(own_daemon: Daemon) -> None:
+    daemon = own_daemon
+    name = make_account(daemon)
+    impostor = public_key(os.urandom(32))
+    KnownServers().remember(daemon.host, daemon.port, impostor)
+    for command in ("register", "login", "chat"):
+        code, out, err = invoke_trusting(daemon, command, "--name", name)
+        assert code == ExitCode.KEY_CHANGED, (command, err)
+        assert err.count("\n") == 1 and fingerprint(impostor) in err
+        assert "someone may be in the middle" in err and out == ""
+    code, out, err = invoke_trusting(daemon, "trust", "--yes")
+    assert code == 0, err
+    assert fingerprint(base64.b64decode(daemon.key)) in out
+    code, out, err = invoke_trusting(daemon, "login", "--name", name)
+    assert (code, err) == (0, "")
+
+
+def test_a_key_given_on_the_command_line_must_be_the_daemons(own_daemon: Daemon) -> None:
+    daemon = own_daemon
+    name = make_account(daemon)
+    right = fingerprint(base64.b64decode(daemon.key))
+    wrong = fingerprint(public_key(os.urandom(32)))
+    for given, expected in ((right, 0), (daemon.key, 0), (wrong, ExitCode.KEY_CHANGED)):
+        code, _out, err = invoke_trusting(daemon, "login", "--name", name, "--server-key", given)
+        assert code == expected, (given, err)
+    code, _out, err = invoke_trusting(daemon, "login", "--name", name, "--server-key", "nonsense")
+    assert code == ExitCode.USAGE
+    assert err.startswith("'nonsense' is not a daemon key")
+
+
+def test_trust_asks_and_forgets(own_daemon: Daemon) -> None:
+    daemon = own_daemon
+    code, out, _err = invoke_trusting(daemon, "trust", input="n\n")
+    assert code == ExitCode.REJECTED
+    assert KnownServers().get(daemon.host, daemon.port) is None
+    code, out, _err = invoke_trusting(daemon, "trust", input="y\n")
+    assert code == 0
+    assert KnownServers().get(daemon.host, daemon.port) == base64.b64decode(daemon.key)
+    code, out, _err = invoke_trusting(daemon, "trust", "--forget")
+    assert code == 0 and out.startswith("No key is trusted for")
+    assert KnownServers().get(daemon.host, daemon.port) is None
+
+
+def test_key_prints_what_clients_are_shown(tmp_path: Path) -> None:
+    database = tmp_path / "chat.db"
+    result = runner.invoke(app, ["key", "--db", str(database)])
+    assert result.exit_code == ExitCode.DATABASE
+    assert "`trio-chat serve` makes one on its first start" in result.stderr
+    with daemon_in_thread(database) as daemon:
+        result = runner.invoke(app, ["key", "--db", str(database)])
+        assert result.exit_code == 0
+        key = base64.b64decode(daemon.key)
+        assert result.stdout == f"fingerprint: {fingerprint(key)}\npublic key:  {daemon.key}\n"
 
 
 # --- an unreachable daemon, as real processes --------------------------------------------------

@@ -401,13 +401,6 @@ def _given_password(password_file: Path | None) -> str | None:
     return os.environ.get("TRIO_CHAT_PASSWORD")
 
 
-def _password(password_file: Path | None, *, confirm: bool) -> str:
-    given = _given_password(password_file)
-    if given is not None:
-        return given
-    return ask("Password", hide=True, confirm=confirm)
-
-
 def ask(text: str, *, hide: bool = False, confirm: bool = False) -> str:
     """Prompt for a value; Ctrl-C or Ctrl-D leaves with a new line and exit status 130."""
     try:
@@ -465,11 +458,11 @@ def _trusted_key(host: str, port: int, server_key: str | None) -> bytes:
     met for the first time is shown and remembered; a changed one stops here.
     """
     try:
-        trusted = _run(
-            functools.partial(trust_server, server_key=server_key, probe=True), host, port
-        )
+        given = None if server_key is None else parse_key(server_key)
     except KeyFileError as error:
         raise fail(str(error), ExitCode.USAGE) from None
+    try:
+        trusted = _run(functools.partial(trust_server, server_key=given, probe=True), host, port)
     except ChatError as error:
         raise fail(_sentence(error, ""), exit_code_for(error)) from None
     if trusted.new:
@@ -500,11 +493,13 @@ def register(
     """Create an account (the password is prompted twice, hidden)."""
     _tolerant_output()
     can_ask = sys.stdin.isatty()
+    if name is not None:
+        _checked_name(name)
+    given = _given_password(password_file)
     key = _trusted_key(host, port, server_key)
     if name is None:
-        name = ask("Name")
-    _checked_name(name)
-    password = _password(password_file, confirm=True)
+        name = _checked_name(ask("Name"))
+    password = given if given is not None else ask("Password", hide=True, confirm=True)
     for attempt in range(1, ATTEMPTS + 1):
         try:
             created = _run(

@@ -31,6 +31,7 @@ from .client_protocol import (
     ClientConnection,
     Handle,
     KeyProbe,
+    check_registration,
     key_changed,
     registration_result,
     unreachable,
@@ -192,6 +193,7 @@ async def register(
 ) -> str:
     """Create an account; return its name as the daemon keeps it. Raises `ChatError`s."""
     config = config or ClientConfig()
+    check_registration(name, password)
     trusted = await trust_server(host, port, server_key, known_servers=known_servers)
     where = address_label(host, port)
     connection = ClientConnection(trusted.key, config=config, where=where)

@@ -118,6 +118,15 @@ def unreachable(where: str) -> ServerUnreachable:
     return ServerUnreachable(f"Cannot reach trio-chat at {where}; is `trio-chat serve` running?")
 
 
+def check_registration(name: str, password: str) -> None:
+    """Raise the `ChatError` the daemon would answer for a name or password it refuses."""
+    try:
+        check_name(name)
+        check_password(password)
+    except RuleError as error:
+        raise rule_error(error) from None
+
+
 def key_changed(where: str, expected: bytes, found: bytes) -> KeyChanged:
     return KeyChanged(
         f"The daemon at {where} has the key {fingerprint(found)}, not the trusted "
@@ -412,11 +421,7 @@ class ClientConnection:
 
     def register(self, name: str, password: str) -> Handle:
         """Create an account (the channel suffices); completes with its name as kept."""
-        try:
-            check_name(name)
-            check_password(password)
-        except RuleError as error:
-            raise rule_error(error) from None
+        check_registration(name, password)
         frame = wire.encode(wire.Register(rid=self._new_id(), name=name, password=password))
         return self._submit(Handle("register", frame))
 
