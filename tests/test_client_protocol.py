@@ -179,6 +179,20 @@ def test_a_registration_the_daemon_is_busy_with_waits_as_long_as_it_takes() -> N
     assert handle.result == "yan"
 
 
+def test_a_registration_cut_off_by_a_restart_is_carried_again_by_a_new_channel() -> None:
+    sim = Simulation(13, Conditions(delay=0.002))
+    sim.driver.auto_commit = False  # the daemon dies before it has written the account
+    yan = sim.channel("yan")
+    handle = yan.register("yan", "correct horse")
+    sim.run(0.5)
+    assert not handle.done
+    sim.restart_daemon(down_for=1.0)
+    sim.driver.auto_commit = True
+    sim.run_until(lambda: handle.done, limit=30.0)
+    assert handle.error is None and handle.result == "yan"
+    assert [a.name for a in sim.driver.stored_accounts()] == ["yan"]
+
+
 def test_a_history_page_and_who_complete_with_their_answers() -> None:
     sim = Simulation(11, STORMY)
     alice, bob = sim.client("alice"), sim.client("bob")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -12,11 +13,12 @@ from pathlib import Path
 import pytest
 import trio
 
-from trio_chat import ClientConfig, WrongPassword, connect, register, wire
-from trio_chat.cli import ExitCode, home_relative
+from trio_chat import ClientConfig, WrongPassword, connect, register
+from trio_chat.cli import ExitCode
 from trio_chat.errors import Throttled
-from trio_chat.store import default_database
+from trio_chat.keys import daemon_public_key
 from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.raw_peer import RawPeer
 
 PASSWORD = "correct horse battery"
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
@@ -49,14 +51,12 @@ async def test_the_log_tells_of_every_account_session_failure_and_throttle(
                 for _ in range(50):
                     sock.sendto(b"\xff garbage", (host, port))
             # A client that logs in and then says nothing more is dropped for silence.
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
-                silent.settimeout(5)
-                login = wire.Login(rid="s", name="alice", password=PASSWORD)
-                await trio.sleep(1.1)  # the throttle's delay has passed
-                silent.sendto(wire.encode(login), (host, port))
-                welcome = wire.decode_server_datagram_untrusted(silent.recv(2048))
-                assert isinstance(welcome, wire.Welcome), welcome
-                token = welcome.token
+            await trio.sleep(1.1)  # the throttle's delay has passed
+            silent = RawPeer(daemon_public_key(tmp_path / "chat.db"), "alice", PASSWORD)
+            with silent.sock:
+                await silent.log_in(host, port)
+                ticket = silent.connection.ticket
+                assert ticket
                 await daemon.wait_for("ended: silent")
             await daemon.wait_for("datagrams in; dropped:")
             assert await daemon.stop() == 0
@@ -74,7 +74,7 @@ async def test_the_log_tells_of_every_account_session_failure_and_throttle(
     assert len(lines_with(out, "garbage")) == 1  # one summary, not a line per datagram
     assert lines_with(out, r"info +Stopping \(SIGTERM\)\.$")
     assert lines_with(out, r"info +stopped; the database is closed$")
-    assert PASSWORD not in out and "not the password" not in out and token not in out
+    assert PASSWORD not in out and "not the password" not in out and ticket not in out
     assert "Traceback" not in out
 
 
@@ -138,6 +138,17 @@ def test_a_database_that_cannot_be_used_is_one_sentence_and_exit_status_11(
     assert line.endswith("; choose another with --db.")
 
 
+def test_a_damaged_key_file_is_one_sentence_and_exit_status_11(tmp_path: Path) -> None:
+    (tmp_path / "chat.key").write_text("not a key")
+    done = serve("--port", "0", "--db", str(tmp_path / "chat.db"))
+    assert done.returncode == ExitCode.DATABASE
+    assert done.stderr.splitlines()[-1] == (
+        f"The key file '{tmp_path / 'chat.key'}' is damaged; restore it, or remove it to make "
+        "a new key (clients will then refuse the daemon until they trust the new one)."
+    )
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("port", ["70000", "-1", "abc"])
 def test_a_bad_port_is_a_sentence(port: str) -> None:
     done = serve("--port", port)
@@ -146,9 +157,12 @@ def test_a_bad_port_is_a_sentence(port: str) -> None:
 
 
 def test_help_shows_the_default_database_and_the_log_options() -> None:
-    done = serve("--help")
-    assert done.returncode == 0
+    environment = {key: value for key, value in os.environ.items() if key != "XDG_DATA_HOME"}
+    command = [sys.executable, "-m", "trio_chat", "serve", "--help"]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=30, check=True, env=environment
+    )
     text = "".join(done.stdout.replace("│", "").split())  # the help is boxed and wrapped
-    assert "".join(home_relative(default_database()).split()) in text
+    assert "[default:(~/.local/share/trio-chat/chat.db)]" in text
     for option in ("--log-level", "--log-format", "--summary-every", "[default:text]"):
         assert option in text

@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from trio_chat import ClientConfig, ServerUnreachable, connect, register
+from trio_chat.client import fetch_key
 from trio_chat.engine import ServerConfig, ServerEngine
 from trio_chat.server import serve
 from trio_chat.testing.fault_proxy import FaultProxy, Weather
@@ -113,7 +114,10 @@ async def test_logging_out_ends_at_once_when_the_daemon_has_already_closed_the_s
             await register(address[0], address[1], "leaver", "leaver-password")
             proxy = FaultProxy(address, seed=1)
             host, port = await nursery.start(proxy.run)
-            async with connect(host, port, "leaver", "leaver-password", config=config) as chat:
+            key = await fetch_key(address[0], address[1])
+            async with connect(
+                host, port, "leaver", "leaver-password", config=config, server_key=key
+            ) as chat:
                 await chat.say("bye all")
                 (client,) = proxy.clients
                 answers = Weather(drop_next=1)  # the answer to the logout is lost

@@ -8,17 +8,17 @@ a live daemon over real sockets with a client that goes quiet mid-session.
 from __future__ import annotations
 
 import random
-import socket
 from pathlib import Path
 
 import trio
 
 from trio_chat import Left, PublicMessage, wire
-from trio_chat.client import ClientConfig, connect, register
+from trio_chat.client import ClientConfig, connect, fetch_key, register
 from trio_chat.engine import ServerConfig
 from trio_chat.reliability import LinkConfig
 from trio_chat.server import serve
 from trio_chat.testing.driver import EngineDriver, Peer
+from trio_chat.testing.raw_peer import RawPeer
 
 FAST = ClientConfig(timeout=5.0)
 
@@ -61,12 +61,11 @@ def test_a_peer_that_stops_acknowledging_is_closed_once_it_has_gone_unanswered_t
     talker.send(wire.Say(text="are you there?", cid="q"))
     # The dead peer keeps pinging (it is not silent), but never acknowledges a thing.
     dead = peers["dead"]
-    frozen = b'{"v":1,"t":"s","sid":%d,"token":"%s","pn":%%d,"ack":0}' % (
-        dead.sid,
-        dead.token.encode(),
-    )
+    channel = dead.connection.channel
+    assert channel is not None
+    frozen = wire.close_payload(wire.payload_head(0, 0, []), b"")
     for pn in range(1000, 1020):
-        driver.receive(frozen % pn, dead.address)
+        driver.receive(channel.seal(pn, frozen), dead.address)
         talker.take(driver.advance(1.0, talker.address))
         talker.flush()
         if dead.sid not in driver.engine.sessions:
@@ -100,10 +99,9 @@ def test_idle_timeouts_fire_once_whatever_the_float_rounding() -> None:
     sids = []
     for n in range(60):
         driver.now += rng.uniform(0.0, 3.0)  # sessions opened at many odd moments
-        login = wire.Login(rid=f"r{n}", name="someone", password="someone-password")
-        welcome = driver.request(login, ("10.9.0.1", 1000 + n))
-        assert isinstance(welcome, wire.Welcome)
-        sids.append(welcome.sid)
+        peer = Peer(driver, "someone", "someone-password", ("10.9.0.1", 1000 + n))
+        assert peer.connection.connected
+        sids.append(peer.sid)
     fired = 0
     end = driver.now + 100.0
     while (deadline := driver.engine.next_timer()) is not None and deadline <= end:
@@ -123,18 +121,12 @@ async def test_a_live_daemon_drops_a_client_that_goes_quiet_and_keeps_serving(
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             host, port = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", config)
+            server_key = await fetch_key(host, port)
             for name in ("talker", "listener", "ghost"):
                 await register(host, port, name, f"{name}-password", config=FAST)
-            # The ghost logs in by hand, proves its address once, then never answers again.
-            ghost = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            await ghost.connect((host, port))
-            await ghost.send(
-                wire.encode(wire.Login(rid="g", name="ghost", password="ghost-password"))
-            )
-            welcome = wire.decode_server_datagram_untrusted(await ghost.recv(2048))
-            assert isinstance(welcome, wire.Welcome)
-            hello = {"v": 1, "t": "s", "sid": welcome.sid, "token": welcome.token, "pn": 1}
-            await ghost.send(wire.encode(hello))
+            # The ghost logs in as a client does, then never answers again.
+            ghost = RawPeer(server_key, "ghost", "ghost-password")
+            await ghost.log_in(host, port)
             async with (
                 connect(host, port, "talker", "talker-password", config=FAST) as talker,
                 connect(host, port, "listener", "listener-password", config=FAST) as listener,

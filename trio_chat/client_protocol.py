@@ -490,6 +490,11 @@ class ClientConnection:
         return self._link
 
     @property
+    def channel(self) -> Channel | None:
+        """The open channel (what seals the link's datagrams), if any."""
+        return self._channel
+
+    @property
     def connected(self) -> bool:
         """Logged in now (not opening a channel again)."""
         return self._logged_in and not self.closed
@@ -633,6 +638,11 @@ class ClientConnection:
         self._logged_in = False
         self._auth = None
         self._reauth_at = None
+        if not self._leaving and not self._logs_in and self._requests and self.config.reconnect:
+            # A registration not answered yet (the daemon restarted, say): a new channel
+            # carries it again.
+            self._open(now)
+            return
         if self._leaving or not self._logs_in:
             # It ended while we were leaving (the daemon closed it and its "ok" was lost,
             # or it went away): the logout is done.
