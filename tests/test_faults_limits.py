@@ -26,17 +26,21 @@ from trio_chat import (
     wire,
 )
 from trio_chat.engine import Address, ServerConfig
+from trio_chat.keys import daemon_public_key
 from trio_chat.server import serve
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
+from trio_chat.testing.raw_peer import RawPeer
 
 HERE = ("10.0.0.1", 1000)
 THERE = ("10.0.0.2", 1000)
 
 
-def login(driver: EngineDriver, name: str, password: str, address: Address = HERE) -> object:
-    rid = f"r{random.random()}"
-    return driver.request(wire.Login(rid=rid, name=name, password=password), address)
+def login(
+    driver: EngineDriver, name: str, password: str, address: Address = HERE
+) -> wire.ServerFrame:
+    """A login on a channel of its own, as a client opens one per attempt."""
+    return driver.request(wire.Login(name=name, password=password), address)
 
 
 def test_failed_logins_are_throttled_per_account_with_a_doubling_delay() -> None:
@@ -45,22 +49,22 @@ def test_failed_logins_are_throttled_per_account_with_a_doubling_delay() -> None
     addresses = [(f"10.1.0.{n}", 1) for n in range(10)]  # the attacker moves around
     for n in range(3):
         reply = login(driver, "alice", "wrong-guess", addresses[n])
-        assert isinstance(reply, wire.ErrorReply) and reply.code == "wrong_password"
+        assert isinstance(reply, wire.ErrorFrame) and reply.code == "wrong_password"
     delays = []
     for n in range(3, 7):
         reply = login(driver, "alice", "alice-password", addresses[n])  # even the right one
-        assert isinstance(reply, wire.ErrorReply) and reply.code == "throttled"
+        assert isinstance(reply, wire.ErrorFrame) and reply.code == "throttled"
         assert reply.message == "Too many failed logins; wait a little before trying again."
         assert reply.retry_after is not None
         delays.append(reply.retry_after)
         driver.now += reply.retry_after
         reply = login(driver, "alice", "wrong-guess", addresses[n])
-        assert isinstance(reply, wire.ErrorReply) and reply.code == "wrong_password"
+        assert isinstance(reply, wire.ErrorFrame) and reply.code == "wrong_password"
     assert delays == pytest.approx([1.0, 2.0, 4.0, 8.0], abs=0.002)
     driver.now += 16.0
     assert isinstance(login(driver, "alice", "alice-password", addresses[8]), wire.Welcome)
     # A success clears the account's record.
-    assert isinstance(login(driver, "alice", "wrong-guess", addresses[9]), wire.ErrorReply)
+    assert isinstance(login(driver, "alice", "wrong-guess", addresses[9]), wire.ErrorFrame)
     assert isinstance(login(driver, "alice", "alice-password", addresses[9]), wire.Welcome)
 
 
@@ -70,9 +74,9 @@ def test_failed_logins_are_throttled_per_address_across_accounts() -> None:
         driver.add_account(f"user{n}", "user-password")
     for n in range(3):  # one guess each at three accounts
         reply = login(driver, f"user{n}", "wrong-guess")
-        assert isinstance(reply, wire.ErrorReply) and reply.code == "wrong_password"
+        assert isinstance(reply, wire.ErrorFrame) and reply.code == "wrong_password"
     reply = login(driver, "user4", "user-password")  # a fourth account, same address
-    assert isinstance(reply, wire.ErrorReply) and reply.code == "throttled"
+    assert isinstance(reply, wire.ErrorFrame) and reply.code == "throttled"
     assert isinstance(login(driver, "user4", "user-password", THERE), wire.Welcome)
 
 
@@ -82,14 +86,14 @@ def test_throttling_caps_its_delay() -> None:
     waits: list[float] = []
     while len(waits) < 5:  # fail, and wait whenever told to
         reply = login(driver, "alice", "wrong-guess")
-        assert isinstance(reply, wire.ErrorReply)
+        assert isinstance(reply, wire.ErrorFrame)
         if reply.code == "throttled":
             assert reply.retry_after is not None
             waits.append(reply.retry_after)
             driver.now += reply.retry_after
-    assert isinstance(login(driver, "alice", "wrong-guess"), wire.ErrorReply)
+    assert isinstance(login(driver, "alice", "wrong-guess"), wire.ErrorFrame)
     reply = login(driver, "alice", "alice-password")
-    assert isinstance(reply, wire.ErrorReply) and reply.code == "throttled"
+    assert isinstance(reply, wire.ErrorFrame) and reply.code == "throttled"
     assert waits == pytest.approx([1.0, 2.0, 4.0, 5.0, 5.0], abs=0.01)
     assert reply.retry_after == pytest.approx(5.0, abs=0.01)
 
@@ -98,19 +102,19 @@ def test_registrations_are_limited_per_address_by_a_token_bucket() -> None:
     driver = EngineDriver(ServerConfig(register_rate=1 / 60, register_burst=3))
     names = iter(f"name{n}" for n in range(100))
 
-    def attempt(address: Address = HERE) -> wire.ServerDatagram:
+    def attempt(address: Address = HERE) -> wire.ServerFrame:
         name = next(names)
         return driver.request(wire.Register(rid=name, name=name, password="a-password"), address)
 
     assert all(isinstance(attempt(), wire.Registered) for _ in range(3))
     refused = attempt()
-    assert isinstance(refused, wire.ErrorReply) and refused.code == "too_many_registrations"
+    assert isinstance(refused, wire.ErrorFrame) and refused.code == "too_many_registrations"
     assert refused.message == "Too many registrations from your address; try again later."
     assert refused.retry_after == pytest.approx(60.0, abs=0.01)
     assert isinstance(attempt(THERE), wire.Registered)  # other addresses are not affected
     driver.now += 60.0
     assert isinstance(attempt(), wire.Registered)
-    assert isinstance(attempt(), wire.ErrorReply)
+    assert isinstance(attempt(), wire.ErrorFrame)
 
 
 def test_messages_are_limited_per_session_by_a_burst_then_a_rate() -> None:
@@ -178,9 +182,12 @@ def test_sessions_per_address_are_capped() -> None:
     driver = EngineDriver(ServerConfig(max_sessions_per_address=3))
     driver.add_account("many", "many-password")
     peers = [Peer(driver, "many", "many-password", ("10.0.0.1", port)) for port in range(3)]
-    reply = login(driver, "many", "many-password", ("10.0.0.1", 99))
-    assert isinstance(reply, wire.ErrorReply) and reply.code == "too_many_sessions"
-    assert reply.message == "Too many sessions from your address; close one and try again."
+    assert all(peer.connection.connected for peer in peers)
+    refused = Peer(driver, "many", "many-password", ("10.0.0.1", 99))
+    assert isinstance(refused.connection.failure, TooManySessions)
+    assert refused.connection.failure.message == (
+        "Too many sessions from your address; close one and try again."
+    )
     assert isinstance(login(driver, "many", "many-password", THERE), wire.Welcome)
     peers[0].send(wire.Logout())
     assert isinstance(login(driver, "many", "many-password", ("10.0.0.1", 99)), wire.Welcome)
@@ -280,15 +287,9 @@ async def test_the_serve_options_set_every_limit(tmp_path: Path) -> None:
             assert registrations.value.retry_after == pytest.approx(60.0, abs=1.0)
             async with connect(host, port, "dora", "dora-password", config=no_retry) as dora:
                 events = dora.events()
-                # The ghost logs in by hand, proves its address once, then falls silent.
-                ghost = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
-                await ghost.connect((host, port))
-                login = wire.Login(rid="g", name="ghost", password="ghost-password")
-                await ghost.send(wire.encode(login))
-                welcome = wire.decode_server_datagram_untrusted(await ghost.recv(2048))
-                assert isinstance(welcome, wire.Welcome)
-                hello = {"v": 1, "t": "s", "sid": welcome.sid, "token": welcome.token, "pn": 1}
-                await ghost.send(wire.encode(hello))
+                # The ghost logs in as a client does, then falls silent.
+                ghost = RawPeer(daemon_public_key(tmp_path / "chat.db"), "ghost", "ghost-password")
+                await ghost.log_in(host, port)
                 with pytest.raises(TooManySessions):
                     async with connect(host, port, "dora", "dora-password"):
                         pass

@@ -191,6 +191,20 @@ class EngineDriver:
         peer.connection.close()
         peer.flush()
 
+    def request(self, frame: wire.ClientFrame, address: Address) -> wire.ServerFrame:
+        """Send one frame (a login, a registration) on a new channel from `address`;
+        return the frame that answers it. The channel stays open, as a client's would."""
+        peer = Peer(self, None, address=address)
+        handle = peer.request(frame)
+        peer.flush()
+        if self.uncommitted:  # a registration is answered once it is stored
+            self.commit()
+            self.pump()
+            peer.poll()
+        answers = [f for f in peer.frames if getattr(f, "re", None) == handle.seq]
+        assert len(answers) == 1, peer.frames
+        return answers[0]
+
     def stored_messages(self) -> list[Message]:
         return [op for op in self.stored if isinstance(op, Message)]
 
