@@ -20,7 +20,6 @@ why, and the daemon's CPU time per phase. Nothing here asserts: the tests do tha
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import statistics
 import sys
@@ -31,10 +30,11 @@ from pathlib import Path
 
 import trio
 
-from trio_chat import ChatClient, ClientConfig, Left, PublicMessage, connect, register, wire
-from trio_chat.client_protocol import ClientConnection
+from trio_chat import ChatClient, ClientConfig, Left, PublicMessage, connect, register
+from trio_chat.keys import daemon_public_key
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.fault_proxy import FaultProxy, Weather
+from trio_chat.testing.raw_peer import RawPeer
 
 PASSWORD = "slow-peer-password"
 
@@ -108,6 +108,7 @@ class Run:
 async def ghost(
     host: str,
     port: int,
+    server_key: bytes,
     name: str,
     dead: trio.Event,
     *,
@@ -115,30 +116,14 @@ async def ghost(
 ) -> None:
     """A peer that logs in, acknowledges like a client until `dead` is set, then never
     again: it still sends a datagram every second (it is not silent), with a frozen ack."""
-    connection = ClientConnection(name, PASSWORD, config=ClientConfig(reconnect=False))
-    sock = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
-    with sock:
-        await sock.connect((host, port))
-        connection.start(trio.current_time())
-        started = False
+    peer = RawPeer(server_key, name, PASSWORD)
+    with peer.sock:
+        await peer.log_in(host, port)
+        task_status.started()
         while not dead.is_set():
-            now = trio.current_time()
-            deadline = connection.next_timer()
-            if deadline is not None and deadline <= now:
-                connection.handle_timer(now)
-            for datagram in connection.datagrams_to_send(now):
-                await sock.send(datagram)
-            with trio.move_on_after(0.02):
-                connection.receive_datagram(await sock.recv(2048), trio.current_time())
-            if connection.ready and not started:
-                started = True
-                task_status.started()
-        welcome, link = connection.login_answer, connection.link
-        assert isinstance(welcome, wire.Welcome) and link is not None
-        prefix = wire.session_prefix(welcome.sid, welcome.token)
-        for pn in itertools.count(10**6):
-            fields = wire.link_fields(pn, link.received_up_to, [])
-            await sock.send(wire.close_packet(prefix + fields, b""))
+            await peer.step()
+        while True:
+            await peer.send_frozen_ack()
             await trio.sleep(1.0)
 
 
@@ -162,6 +147,7 @@ async def main(args: argparse.Namespace) -> None:
                 *("--register-burst", "100000", "--sessions-per-address", "100000"),
             )
             host, port = await daemon.start()
+            server_key = daemon_public_key(Path(workdir) / "chat.db")
             assert daemon.process is not None
             for name in ["talker", *listeners, *dead, *slow]:
                 await register(host, port, name, PASSWORD, config=config)
@@ -190,7 +176,7 @@ async def main(args: argparse.Namespace) -> None:
                     await room.start(join, name, True, False)
                 dying = trio.Event()
                 for name in dead:
-                    await room.start(ghost, host, port, name, dying)
+                    await room.start(ghost, host, port, server_key, name, dying)
                 async with connect(host, port, "talker", PASSWORD, config=config) as talker:
                     room.start_soon(talk, talker, args.rate)
                     run.begin("baseline")

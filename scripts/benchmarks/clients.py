@@ -116,10 +116,13 @@ class TrioClient:
     once the message is on disk.
     """
 
-    def __init__(self, port: int, name: str, *, config: ClientConfig | None = None) -> None:
+    def __init__(
+        self, port: int, key: bytes, name: str, *, config: ClientConfig | None = None
+    ) -> None:
         self.sock = udp_socket(port)
         self.name = name
-        self.core = ClientConnection(name, PASSWORD, config=config, where=f"{HOST}:{port}")
+        where = f"{HOST}:{port}"
+        self.core = ClientConnection(key, name, PASSWORD, config=config, where=where)
         self.tally = Tally()
         self.answered_at = math.inf
         self.disconnects = 0
@@ -277,7 +280,7 @@ def open_client(target: Target, name: str, *, storm: bool = False) -> Client:
             if storm
             else SeedClient(target.port, name)
         )
-    return TrioClient(target.port, name, config=target.config)
+    return TrioClient(target.port, target.key, name, config=target.config)
 
 
 # --- the pump ----------------------------------------------------------------------------

@@ -27,6 +27,8 @@ class Target:
     port: int
     config: ClientConfig | None = None
     """trio-chat clients' settings (None: the client core's defaults)."""
+    key: bytes = b""
+    """trio-chat's public key, as the daemon shows it (the seed has none)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -269,7 +269,7 @@ class PersistJob:
 def persist_role(target: Target, job: PersistJob, control: Connection[Any, Any]) -> None:
     """Send as fast as the durable acknowledgements allow, `window` unacknowledged at most."""
     pump = Pump(control)
-    client = pump.add(TrioClient(target.port, job.name, config=target.config))
+    client = pump.add(TrioClient(target.port, target.key, job.name, config=target.config))
     pump.log_in([client], 1, time.monotonic() + 60)
     _sleep_until(_ready(control))
     cpu = time.process_time()

@@ -43,6 +43,7 @@ class Server:
         self.kind = kind
         self.port = port
         self.log = log
+        self.key = b""
         with log.open("wb") as sink:
             self.proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
         try:
@@ -53,14 +54,12 @@ class Server:
 
     @property
     def target(self) -> Target:
-        return Target(self.kind, self.port)
+        return Target(self.kind, self.port, key=self.key)
 
     def _wait_ready(self) -> None:
-        """Ask for an account that does not exist until the server answers."""
-        if self.kind == SEED:
-            probe = b"2 nobody x"
-        else:
-            probe = wire.encode(wire.Login(rid="probe", name="nobody", password="x" * 8))
+        """Ask until the server answers: trio-chat for its key, the seed for an account
+        that does not exist."""
+        probe = b"2 nobody x" if self.kind == SEED else wire.key_request_datagram()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(0.1)
             deadline = time.monotonic() + 20
@@ -70,10 +69,14 @@ class Server:
                     raise BenchError(f"{self.kind} exited at start: {output[-500:]}")
                 sock.sendto(probe, (HOST, self.port))
                 try:
-                    sock.recvfrom(2048)
-                    return
+                    answer = sock.recvfrom(2048)[0]
                 except (TimeoutError, OSError):
                     continue
+                if self.kind != SEED:
+                    key = wire.parse_datagram_untrusted(answer)
+                    assert isinstance(key, wire.Key)
+                    self.key = key.public_key
+                return
         raise BenchError(f"{self.kind} did not answer on port {self.port}")
 
     def _stat(self) -> list[str]:

@@ -247,7 +247,7 @@ def loss(ctx: Context, kind: str) -> Figures:
         # A login gives up after `timeout` (5 s) without an answer: at 20% loss each
         # way, seven round trips in a row fail about once in 1,300 logins. Give it 15 s.
         config = ClientConfig(timeout=15.0)
-        target = Target(kind, proxy.expect("ready", 30), config)
+        target = Target(kind, proxy.expect("ready", 30), config, key=server.target.key)
         group = [spawn("receivers", target, ReceiverJob(tuple(names[:-1]), total))]
         _wait_all(group, "ready", 120)
         sender = spawn("sender", target, job)
