@@ -3,12 +3,14 @@
 The client API: `register()` creates an account, `connect()` logs in and enters the room.
 """
 
-from .client import ChatClient, ClientConfig, Receipt, connect, register
+from .client import ChatClient, ClientConfig, Receipt, connect, register, trust_server
 from .errors import (
     BadRequest,
+    Busy,
     ChatError,
     ConnectionLost,
     InvalidName,
+    KeyChanged,
     MailboxFull,
     NameTaken,
     PasswordTooLong,
@@ -20,6 +22,7 @@ from .errors import (
     TextEmpty,
     TextTooLong,
     Throttled,
+    TicketInvalid,
     TooManyRegistrations,
     TooManySessions,
     UnknownUser,
@@ -42,6 +45,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BadRequest",
+    "Busy",
     "ChatClient",
     "ChatError",
     "ChatMessage",
@@ -52,6 +56,7 @@ __all__ = [
     "History",
     "InvalidName",
     "Joined",
+    "KeyChanged",
     "Left",
     "MailboxFull",
     "NameTaken",
@@ -69,6 +74,7 @@ __all__ = [
     "TextEmpty",
     "TextTooLong",
     "Throttled",
+    "TicketInvalid",
     "TooManyRegistrations",
     "TooManySessions",
     "UnknownUser",
@@ -76,4 +82,5 @@ __all__ = [
     "__version__",
     "connect",
     "register",
+    "trust_server",
 ]
