@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol, TypeVar
 
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
-from trio_chat.events import Disconnected, History, PublicMessage
+from trio_chat.events import Disconnected, History, PublicMessage, Reconnected
 
 from .config import HOST, PASSWORD, SEED, BenchError, Target
 from .tally import Tally
@@ -126,6 +126,7 @@ class TrioClient:
         self.tally = Tally()
         self.answered_at = math.inf
         self.disconnects = 0
+        self.reconnects = 0
         self.ack_delays: array.array[float] = array.array("d")
         """Seconds from each `say` to its acknowledgement, in the order they came."""
         self.refused = 0
@@ -188,6 +189,8 @@ class TrioClient:
                 add(event.text, now)
             elif isinstance(event, Disconnected):
                 self.disconnects += 1
+            elif isinstance(event, Reconnected):
+                self.reconnects += 1
             elif isinstance(event, History) and event.resumed:
                 for message in event.messages:
                     if isinstance(message, PublicMessage):
@@ -299,6 +302,8 @@ class Pump:
         self.endpoints: dict[int, Endpoint] = {}
         self.watched: dict[int, Callable[[], None]] = {}
         self.stop = False
+        self.messages: list[tuple[Any, ...]] = []
+        """Control messages other than `stop`, in the order they came."""
         self._timers: list[tuple[float, int]] = []
         self._timer_at: dict[int, float] = {}
 
@@ -361,8 +366,11 @@ class Pump:
 
     def _on_control(self) -> None:
         while self.control.poll():
-            if self.control.recv()[0] == "stop":
+            message = self.control.recv()
+            if message[0] == "stop":
                 self.stop = True
+            else:
+                self.messages.append(message)
 
     def log_in(self, clients: Sequence[Client], window: int, deadline: float) -> None:
         """Start `clients`, `window` at a time, until each is in the room (or one is refused)."""

@@ -56,6 +56,8 @@ ROWS: tuple[Row, ...] = (
     Row("scale", "RSS MB", "rss", "{:.1f}", "< 150"),
     Row("scale", "peak RSS MB", "peak", "{:.1f}"),
     Row("scale", "idle CPU % of a core", "idle_cpu", "{:.2f}", "< 5"),
+    Row("scale", "all back after a restart s", "back_after_ready", "{:.2f}", "< 30", ratio=False),
+    Row("scale", "  counted from the stop s", "back_after_stop", "{:.2f}", ratio=False),
     Row("persistence", "durable msgs/s", "rate", "{:,.0f}"),
     Row("persistence", "server CPU s", "server_cpu", "{:.2f}"),
     Row("loss", "datagrams dropped", "dropped", "{:.1%}", ratio=False),

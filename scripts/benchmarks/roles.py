@@ -251,9 +251,20 @@ def idle_role(target: Target, job: IdleJob, control: Connection[Any, Any]) -> No
     _sleep_until(_ready(control))
     pump.log_in(clients, job.window, time.monotonic() + 3600)
     control.send(("complete", time.monotonic()))
+    lost: int | None = None
+    restarting: list[TrioClient] = []
     while not pump.stop:
-        pump.poll(1.0)
-    lost = sum(client.lost for client in clients)
+        pump.poll(0.2 if restarting else 1.0)
+        if pump.messages and pump.messages.pop(0)[0] == "restart":
+            # The daemon is about to restart: what was lost so far is the idle figure, and
+            # from now on the question is when every session is back.
+            lost = sum(client.lost for client in clients)
+            restarting = [client for client in clients if isinstance(client, TrioClient)]
+        if restarting and all(c.reconnects and c.core.connected for c in restarting):
+            control.send(("back", time.monotonic()))
+            restarting = []
+    if lost is None:
+        lost = sum(client.lost for client in clients)
     result = {"lost": lost, "logged_in": sum(1 for client in clients if client.ready)}
     pump.close()
     control.send(("done", result))

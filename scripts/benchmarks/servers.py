@@ -44,13 +44,22 @@ class Server:
         self.port = port
         self.log = log
         self.key = b""
-        with log.open("wb") as sink:
-            self.proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        self.command = command
+        self._start()
+
+    def _start(self) -> None:
+        with self.log.open("ab") as sink:
+            self.proc = subprocess.Popen(self.command, stdout=sink, stderr=subprocess.STDOUT)
         try:
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
+
+    def restart(self) -> None:
+        """Stop the server (SIGTERM) and start it again on the same port and database."""
+        self.stop()
+        self._start()
 
     @property
     def target(self) -> Target:

@@ -14,7 +14,7 @@ from trio_chat.client_protocol import ClientConfig
 
 from .config import SEED, TRIO, Context, Target
 from .roles import IdleJob, PersistJob, ProxyJob, ReceiverJob, SenderJob, StormJob
-from .servers import progress, running
+from .servers import Server, progress, running
 from .workers import Worker, workers
 
 Figures = dict[str, float]
@@ -198,17 +198,27 @@ def scale(ctx: Context, kind: str) -> Figures:
             user, system = (b - a for a, b in zip(split, server.cpu_split(), strict=True))
             progress(f"idle: user {user:.2f} s, system {system:.2f} s")
         rss, peak = server.memory_mb()
+        figures = {"login_time": login_time, "rss": rss, "peak": peak, "idle_cpu": idle_cpu * 100}
+        if kind == TRIO:  # the seed keeps nothing to come back to
+            figures |= _restart(server, group)
         for worker in group:
             worker.send("stop")
         results = _wait_all(group, "done", 60)
-    return {
-        "sessions": sum(r["logged_in"] for r in results),
-        "lost": sum(r["lost"] for r in results),
-        "login_time": login_time,
-        "rss": rss,
-        "peak": peak,
-        "idle_cpu": idle_cpu * 100,
-    }
+    figures["sessions"] = sum(r["logged_in"] for r in results)
+    figures["lost"] = sum(r["lost"] for r in results)
+    return figures
+
+
+def _restart(server: Server, group: Sequence[Worker]) -> Figures:
+    """Restart the daemon under its idle sessions; time until every one is back in."""
+    for worker in group:
+        worker.send("restart")
+    stopping = time.monotonic()
+    server.restart()
+    ready = time.monotonic()
+    progress(f"restarted in {ready - stopping:.1f} s; waiting for every session to resume")
+    back = max(_wait_all(group, "back", 600))
+    return {"back_after_ready": back - ready, "back_after_stop": back - stopping}
 
 
 def persistence(ctx: Context, kind: str) -> Figures:
