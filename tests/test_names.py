@@ -73,6 +73,14 @@ def test_fullwidth_letters_become_the_ascii_name() -> None:
     assert check_name("ｕｓｅｒ＿４２") == "user_42"
 
 
+def test_rules_check_name_and_name_key_are_the_names_module() -> None:
+    assert rules.check_name("ａｌｉｃｅ") == "alice"
+    assert rules.name_key("ALICE") == "alice"
+    with pytest.raises(RuleError) as caught:
+        rules.check_name("pаypal")
+    assert caught.value.code == "invalid_name"
+
+
 def test_case_does_not_make_another_account() -> None:
     assert name_key("Alice") == name_key("ALICE") == name_key("ａｌｉｃｅ") == "alice"
     assert name_key("Straße") == name_key("STRASSE")
