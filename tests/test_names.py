@@ -123,6 +123,7 @@ INVISIBLE_ATTACKS = [
 def test_invisible_characters_are_refused_and_named_not_echoed(name: str, invisible: str) -> None:
     error = refusal(name)
     assert u(invisible) in error.message
+    assert "invisible" in error.message or "spaces" in error.message
     assert invisible not in error.message
     assert error.message.isascii()
 
@@ -132,7 +133,7 @@ def test_every_blank_character_is_refused_as_invisible(char: str) -> None:
     assert len(char) == 1
     for name in (char, f"a{char}", f"{char}a", f"김{char}"):
         error = refusal(name)
-        assert f"{u(char)} is invisible" in error.message
+        assert f"{u(char)}, which is invisible" in error.message
         assert char not in error.message
 
 
@@ -209,7 +210,7 @@ def test_the_bidi_rule_refuses_badly_bounded_right_to_left_names(name: str) -> N
         ("\u01c5emal!", "U+0021"),
         ("\u1f88", "U+1F88 GREEK CAPITAL LETTER ALPHA WITH PSILI AND PROSGEGRAMMENI"),
         ("\u1100", "conjoining Hangul"),
-        ("\u17a3", "deprecated"),
+        ("\u17a3", "which Unicode deprecates"),
         ("a\u2e2f", "U+2E2F VERTICAL TILDE"),
     ],
 )
@@ -345,6 +346,7 @@ def test_check_name_refuses_only_with_rule_errors_in_ascii(text: str) -> None:
         display = check_name(text)
     except RuleError as error:
         assert error.code == "invalid_name"
+        assert error.message.startswith("A name ")
         assert error.message.isascii()
         assert error.message.isprintable()
     else:

@@ -307,6 +307,9 @@ class ConfusableIndex:
 # --- validation -------------------------------------------------------------------------
 
 
+_ONLY = "A name may hold only letters, digits, '_', '-' and '.'"
+
+
 def _refuse(message: str) -> NoReturn:
     raise RuleError("invalid_name", message)
 
@@ -331,13 +334,13 @@ def _check_visible(name: str, data: _Data) -> None:
         category = unicodedata.category(char)
         point = ord(char)
         if category == "Cs":
-            _refuse(f"A name must be valid Unicode text; it holds {_describe(char)}.")
+            _refuse(f"A name must be valid Unicode text, without {_describe(char)}.")
         if category == "Cc":
-            _refuse(f"A name cannot contain control characters such as {_describe(char)}.")
+            _refuse(f"A name cannot contain {_describe(char)}.")
         if category[0] == "Z":
-            _refuse(f"A name cannot contain spaces; remove {_describe(char)}.")
+            _refuse(f"{_ONLY}, not spaces such as {_describe(char)}.")
         if category == "Cf" or char in INVISIBLE or point in data.default_ignorable:
-            _refuse(f"{_describe(char)} is invisible; remove it from the name.")
+            _refuse(f"A name cannot contain {_describe(char)}, which is invisible.")
         if category in ("Co", "Cn"):
             _refuse(f"A name cannot contain {_describe(char)}.")
 
@@ -350,17 +353,14 @@ def _check_characters(display: str, data: _Data) -> None:
     for char in display:
         category = unicodedata.category(char)
         if not (category[0] in "LM" or category == "Nd" or char in _NAME_PUNCTUATION):
-            _refuse(
-                f"{_describe(char)} cannot be used in a name: a name may hold only letters, "
-                "digits, '_', '-' and '.'."
-            )
+            _refuse(f"{_ONLY}, not {_describe(char)}.")
         if char in INVISIBLE or ord(char) in data.default_ignorable:
-            _refuse(f"{_describe(char)} is invisible; remove it from the name.")
+            _refuse(f"A name cannot contain {_describe(char)}, which is invisible.")
         kind = data.identifier_types.get(ord(char))
         if kind == "Deprecated":
-            _refuse(f"{_describe(char)} is deprecated in Unicode and cannot be used in a name.")
+            _refuse(f"A name cannot contain {_describe(char)}, which Unicode deprecates.")
         if kind:
-            _refuse(f"{_describe(char)} cannot be used in a name.")
+            _refuse(f"A name cannot contain {_describe(char)}.")
     first = unicodedata.category(display[0])
     if not (first[0] == "L" or first == "Nd"):
         _refuse(f"A name must start with a letter or a digit, not {_describe(display[0])}.")
@@ -379,8 +379,8 @@ def _check_scripts(display: str, data: _Data) -> None:
         script = data.scripts.get(ord(char))
         if script is None:
             _refuse(
-                f"{_describe(char)} is not in the Unicode {data.version} data these rules "
-                "know; choose another character."
+                f"A name cannot contain {_describe(char)}, which is newer than the "
+                f"Unicode {data.version} data these rules know."
             )
         augmented = script.augmented
         if augmented is None:
@@ -416,11 +416,11 @@ def _precis(display: str) -> str:
             char = display[error.start]
             if reason == "old_hangul_jamo":
                 _refuse(
-                    f"{_describe(char)} is a conjoining Hangul letter; "
+                    f"A name cannot contain {_describe(char)}, a conjoining Hangul letter: "
                     "write Hangul as whole syllables."
                 )
-            _refuse(f"{_describe(char)} cannot be used in a name.")
-        _refuse("This name cannot be written in a stable form; choose another.")
+            _refuse(f"A name cannot contain {_describe(char)}.")
+        _refuse("A name must keep its form when normalised again, and this one does not.")
 
 
 def _check_marks(display: str, data: _Data) -> None:
@@ -432,12 +432,12 @@ def _check_marks(display: str, data: _Data) -> None:
     for char in decomposed:
         if unicodedata.category(char) in ("Mn", "Me"):
             if char in run:
-                _refuse(f"{_describe(char)} appears twice on one letter.")
+                _refuse(f"A name cannot put {_describe(char)} twice on one letter.")
             run.append(char)
             if len(run) > MAX_MARKS_IN_A_ROW:
                 _refuse(
-                    f"A letter may carry at most {MAX_MARKS_IN_A_ROW} marks; "
-                    f"{_describe(base)} has more."
+                    f"A name may put at most {MAX_MARKS_IN_A_ROW} marks on one letter, "
+                    f"and {_describe(base)} has more."
                 )
         else:
             run = []
@@ -449,8 +449,8 @@ def _check_marks(display: str, data: _Data) -> None:
             above_seen = True
             if skeleton(char) == _DOT_ABOVE and _is_dotted(base, data):
                 _refuse(
-                    f"{_describe(char)} after {_describe(base)} hides in the letter's own "
-                    "dot; remove it."
+                    f"A name cannot put {_describe(char)} on {_describe(base)}: "
+                    "the letter's own dot hides it."
                 )
 
 
@@ -471,8 +471,8 @@ def _check_digits(display: str) -> None:
                 first, zero = char, char_zero
             elif char_zero != zero:
                 _refuse(
-                    f"The digits of a name must come from one set: {_describe(char)} and "
-                    f"{_describe(first)} do not."
+                    f"A name must take its digits from one set: {_describe(char)} and "
+                    f"{_describe(first)} differ."
                 )
 
 
