@@ -51,8 +51,8 @@ accounts clash when any key of one equals any key of the other. Comparing only t
 display forms would let `aIice` (capital I) stand beside an account shown as `Alice` or
 `ALICE`, and `ALlCE` beside `alice`, since the owner of `alice` is just as much `ALICE`;
 comparing only folded forms would miss exactly these, because folding turns the capital
-`I` that looks like `l` into an `i` that does not. Every pair of casings (2^n of them for
-n letters) would be too many to compute; the six forms cover the casings people use.
+`I` that looks like `l` into an `i` that does not. Trying every casing of every letter
+(2^n for n letters) would cost too much; these six forms are the casings people use.
 
 Data: Unicode 17.0.0 (confusables.txt and IdentifierType.txt of the UTS #39 security
 data; Scripts.txt, ScriptExtensions.txt, PropertyValueAliases.txt,
