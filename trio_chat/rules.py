@@ -15,8 +15,6 @@ PASSWORD_MAX_CHARS = 256
 TEXT_MAX_BYTES = 500
 """A message's text, measured as its JSON string body (see `text_size`)."""
 
-_NAME_PUNCTUATION = frozenset("_-.")
-
 # The characters a JSON string escapes: these seven as two bytes, other C0 as six.
 _ESCAPED = re.compile(r'[\x00-\x1f"\\]')
 _SHORT_ESCAPES = frozenset('\b\t\n\f\r"\\')
@@ -37,32 +35,20 @@ def normalize_name(name: str) -> str:
 
 
 def name_key(name: str) -> str:
-    """The identity of a name: NFKC, casefolded, NFKC again (so `Alice` is `alice`)."""
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    """The identity of a name: NFKC, casefolded, NFKC again (so `Alice` is `alice`).
 
+    See `trio_chat.names.name_key`.
+    """
+    from . import names  # names imports this module: a top-level import would be circular
 
-def _is_name_char(char: str) -> bool:
-    category = unicodedata.category(char)
-    return category[0] in "LM" or category == "Nd" or char in _NAME_PUNCTUATION
+    return names.name_key(name)
 
 
 def check_name(name: str) -> str:
-    """Validate a name and return its display form (NFKC)."""
-    display = normalize_name(name)
-    if not 1 <= len(display) <= NAME_MAX_CHARS:
-        raise RuleError(
-            "invalid_name",
-            f"A name must be 1 to {NAME_MAX_CHARS} characters long.",
-        )
-    first = unicodedata.category(display[0])
-    if not (first[0] == "L" or first == "Nd"):
-        raise RuleError("invalid_name", "A name must start with a letter or a digit.")
-    if not all(_is_name_char(char) for char in display):
-        raise RuleError(
-            "invalid_name",
-            "A name may hold only letters, digits, '_', '-' and '.'.",
-        )
-    return display
+    """Validate a name and return its display form (NFKC); see `trio_chat.names`."""
+    from . import names
+
+    return names.check_name(name)
 
 
 def check_password(password: str) -> str:
