@@ -14,9 +14,12 @@ import pytest
 import trio
 
 from trio_chat import ClientConfig, WrongPassword, connect, register
+from trio_chat.auth import hash_password
 from trio_chat.cli import ExitCode
 from trio_chat.errors import Throttled
 from trio_chat.keys import daemon_public_key
+from trio_chat.records import Account
+from trio_chat.store import SqliteStore
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.raw_peer import RawPeer
 
@@ -101,6 +104,30 @@ async def test_json_logs_are_one_object_a_line_with_the_event_and_its_fields(
     assert by_event["logout"]["address"].startswith("127.0.0.1:")
     assert {"stopping", "stopped"} <= set(by_event)
     assert PASSWORD not in daemon.text
+
+
+async def test_accounts_whose_names_collide_are_named_at_start(tmp_path: Path) -> None:
+    database = tmp_path / "chat.db"
+    store = SqliteStore.open(database)
+    created = "2026-11-30T00:00:00.000Z"
+    assert not store.write(
+        [
+            Account(1, "alice", "alice", hash_password(PASSWORD), created),
+            Account(2, "aIice", "aiice", hash_password(PASSWORD), created),
+        ]
+    )
+    store.close()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, database)
+            host, port = await daemon.start()
+            async with connect(host, port, "aIice", PASSWORD) as chat:
+                assert chat.name == "aIice"
+            assert await daemon.stop() == 0
+    (line,) = lines_with(daemon.text, "could be mistaken")
+    assert re.search(
+        r"warning +the accounts 'aIice' and 'alice' could be mistaken for each other", line
+    )
 
 
 def serve(*arguments: str) -> subprocess.CompletedProcess[str]:

@@ -73,6 +73,46 @@ def test_names_are_unique_after_nfkc_and_casefolding() -> None:
     assert isinstance(register(h, ALICE, "Алиса"), wire.Registered)
 
 
+def test_a_name_that_could_be_mistaken_for_an_account_is_taken() -> None:
+    h = EngineHarness()
+    assert isinstance(register(h, ALICE, "alice"), wire.Registered)
+    assert isinstance(register(h, ALICE, "ace"), wire.Registered)
+    cases = {"aIice": "alice", "ALlCE": "alice", "\u0430\u0441\u0435": "ace"}  # Cyrillic асе
+    for lookalike, like in cases.items():
+        reply = register(h, ALICE, lookalike)
+        assert isinstance(reply, wire.ErrorFrame) and reply.code == "name_taken", lookalike
+        assert reply.message == (
+            f"The name {lookalike!r} could be mistaken for {like!r}; choose another."
+        )
+    assert isinstance(register(h, ALICE, "alicia"), wire.Registered)
+
+
+def test_a_look_alike_of_a_name_still_being_stored_is_taken_until_the_store_fails() -> None:
+    h = EngineHarness()
+    h.auto_commit = False
+    first = Peer(h, None, address=ALICE)
+    first.send(wire.Register(rid="r1", name="alice", password=PASSWORD))
+    reply = register(h, BOB, "aIice")
+    assert isinstance(reply, wire.ErrorFrame) and "mistaken for 'alice'" in reply.message
+    (op,) = h.uncommitted
+    h.uncommitted = []
+    h.engine.failed(op, h.now)  # the disk refused the account: its name is free again
+    h.pump()
+    h.auto_commit = True
+    assert isinstance(register(h, BOB, "aIice"), wire.Registered)
+
+
+def test_accounts_that_already_collide_keep_working_and_are_listed() -> None:
+    accounts = [
+        Account(1, "alice", "alice", "fake$" + PASSWORD, "2026-11-30T00:00:00.000Z"),
+        Account(2, "aIice", "aiice", "fake$" + PASSWORD, "2026-11-30T00:00:00.000Z"),
+    ]
+    h = EngineHarness(snapshot=Snapshot(accounts=accounts, next_account_id=3))
+    assert h.engine.lobby.name_collisions() == [("aIice", "alice")]
+    for name in ("alice", "aIice"):
+        assert login(h, ALICE, name).connection.connected
+
+
 def test_each_registration_failure_has_its_own_code() -> None:
     h = EngineHarness()
     cases = {

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import trio
 
 from . import auth
+from .display import safe
 from .engine import (
     Address,
     CheckPassword,
@@ -400,6 +401,14 @@ def _log_start(
         key=key,
         accounts=len(engine.accounts),
     )
+    for first, second in engine.lobby.name_collisions():
+        event(
+            logging.WARNING,
+            "names_collide",
+            f"the accounts {safe(first)!r} and {safe(second)!r} could be mistaken for each "
+            "other (both keep working; no new name like them is accepted)",
+            names=[first, second],
+        )
     changed = limits_changed(config)
     if changed:
         listed = ", ".join(f"{key}={value}" for key, value in changed.items())

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .. import wire
 from ..limits import FailureThrottle, KeyedBuckets
+from ..names import ConfusableIndex
 from ..records import Account
 from ..rules import RuleError, check_name, check_password, name_key
 from ..secure import Cookies, DaemonKeys, SecureError, respond
@@ -86,7 +87,11 @@ class Lobby:
         self._reply = reply
         self.log_in: LogIn | None = None
         self._cookies = Cookies()
-        self._reserved_names: set[str] = set()
+        self._reserved_names: dict[str, str] = {}
+        """Names being registered, by key: taken until stored or failed."""
+        self._confusables = ConfusableIndex()
+        for account in accounts.values():
+            self._confusables.add(account.name, account.key)
         self._storing: dict[int, _Registration] = {}
         self._register_limit = KeyedBuckets(config.register_rate, config.register_burst)
         throttle = (config.login_free_failures, config.login_delay, config.login_delay_max)
@@ -193,6 +198,13 @@ class Lobby:
             self._notes.append(RegistrationRefused(request.name, address, "name_taken"))
             self._refuse(session, seq, "name_taken", f"The name {name!r} is taken; choose another.")
             return
+        like = self._confusables.clash(name)
+        if like is not None:
+            self._notes.append(RegistrationRefused(request.name, address, "name_taken"))
+            shown = self._shown_name(like)
+            message = f"The name {name!r} could be mistaken for {shown!r}; choose another."
+            self._refuse(session, seq, "name_taken", message)
+            return
         # Counted only now, before the hashing it guards: a refused name costs nothing.
         wait = self._register_limit.take(address[0], now)
         if wait > 0:
@@ -201,7 +213,8 @@ class Lobby:
             message = "Too many registrations from your address; try again later."
             self._refuse(session, seq, code, message, wait)
             return
-        self._reserved_names.add(key)
+        self._reserved_names[key] = name
+        self._confusables.add(name, key)
         job = self._jobs.add(_Registration(session.sid, seq, address, request.rid, name, key))
         session.busy += 1
         self._effects.append(HashPassword(job, password))
@@ -224,7 +237,7 @@ class Lobby:
 
     def account_committed(self, account: Account) -> None:
         registration = self._storing.pop(account.id)
-        self._reserved_names.discard(account.key)
+        self._reserved_names.pop(account.key, None)
         self.accounts[account.key] = account
         self._by_id[account.id] = account
         self._notes.append(Registered(account.name, registration.address))
@@ -232,9 +245,22 @@ class Lobby:
 
     def account_failed(self, account: Account, message: str) -> None:
         registration = self._storing.pop(account.id)
-        self._reserved_names.discard(account.key)
+        self._reserved_names.pop(account.key, None)
+        self._confusables.remove(account.name, account.key)
         frame = wire.ErrorFrame(code="storage_failed", message=message, re=registration.seq)
         self._answer_job(registration.sid, frame)
+
+    def _shown_name(self, key: str) -> str:
+        """The display name of an account, or of a registration not yet stored."""
+        account = self.accounts.get(key)
+        return account.name if account is not None else self._reserved_names.get(key, key)
+
+    def name_collisions(self) -> list[tuple[str, str]]:
+        """Pairs of existing accounts whose names could be mistaken for each other (they
+        keep working; an operator may want to know)."""
+        return [
+            (self._shown_name(a), self._shown_name(b)) for a, b in self._confusables.collisions()
+        ]
 
     def _answer_job(self, sid: int, frame: wire.Registered | wire.ErrorFrame) -> None:
         session = self._sessions.by_sid.get(sid)
