@@ -22,8 +22,14 @@ from trio_chat.server import serve
 PASSWORD = "correct horse"
 CLI = [sys.executable, "-m", "trio_chat"]
 
-# Tests register many accounts from one address: lift that limit (others stay default).
-TEST_CONFIG = ServerConfig(register_burst=10_000, register_rate=1000.0)
+# Tests register many accounts, and fail many logins, from one address: lift those limits
+# (the others stay as they are by default).
+TEST_CONFIG = ServerConfig(
+    register_burst=10_000,
+    register_rate=1000.0,
+    register_burst_total=10_000,
+    login_free_failures=10_000,
+)
 
 
 def cli_env(port: int, **extra: str) -> dict[str, str]:

@@ -11,7 +11,9 @@ from trio_chat.engine import ServerConfig
 from trio_chat.server import serve
 
 # Generous limits: tests register and chat faster than people do.
-TEST_CONFIG = ServerConfig(register_burst=1000, message_burst=1000, message_rate=1000.0)
+TEST_CONFIG = ServerConfig(
+    register_burst=1000, register_burst_total=1000, message_burst=1000, message_rate=1000.0
+)
 
 
 @pytest.fixture(autouse=True)

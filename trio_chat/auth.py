@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 
@@ -16,8 +17,24 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+@functools.cache
+def _hash_of_nothing() -> str:
+    return _hasher.hash(secrets.token_urlsafe(32))
+
+
 def verify_password(password_hash: str, password: str) -> bool:
-    """Whether the password matches the hash; slow on purpose, like `hash_password`."""
+    """Whether the password matches the hash; slow on purpose, like `hash_password`.
+
+    An empty hash (a name with no account) is checked against a hash no password
+    matches, at the same cost, and is always False.
+    """
+    if not password_hash:
+        _check(_hash_of_nothing(), password)
+        return False
+    return _check(password_hash, password)
+
+
+def _check(password_hash: str, password: str) -> bool:
     try:
         return _hasher.verify(password_hash, password)
     except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
@@ -27,11 +44,6 @@ def verify_password(password_hash: str, password: str) -> bool:
 def new_token() -> str:
     """A session token: 128 random bits, URL-safe base64 (22 characters)."""
     return secrets.token_urlsafe(16)
-
-
-def new_session_id() -> int:
-    """A random session id below 2**53 (so every JSON implementation keeps it exact)."""
-    return secrets.randbelow(2**53 - 2) + 1
 
 
 def tokens_equal(given: str | None, expected: str) -> bool:

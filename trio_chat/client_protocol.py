@@ -35,6 +35,7 @@ import msgspec
 
 from . import wire
 from .errors import (
+    Busy,
     ChatError,
     ConnectionLost,
     KeyChanged,
@@ -610,11 +611,16 @@ class ClientConnection:
 
     def _on_auth_refused(self, error: ChatError, now: float) -> None:
         self._auth = None
-        if error.code == "ticket_invalid" and self.ticket:
+        if isinstance(error, Busy):
+            self._reauth_at = now + (error.retry_after or 1.0)  # queued behind others
+        elif error.code == "ticket_invalid" and self.ticket:
             self.ticket = ""  # expired, or from a daemon with another key: the password
             self._authenticate()
         elif not self._resuming:
-            self._shut(error)  # the first login: the caller hears why
+            # The first login: the caller hears why, and the daemon may free the channel.
+            assert self._link is not None
+            self._link.send(wire.encode(wire.Logout()))
+            self._shut(error)
         elif error.retry_after is not None:
             self._reauth_at = now + error.retry_after
         else:
@@ -868,7 +874,9 @@ class ClientConnection:
         if handle is None:
             self._emit(Notice(frame.message))
             return
-        if isinstance(error, RateLimited) and self.config.retry_rate_limited:
+        if isinstance(error, Busy) or (
+            isinstance(error, RateLimited) and self.config.retry_rate_limited
+        ):
             # Wait, then resend it with every message written after it, in order.
             self._by_seq.pop(handle.seq, None)
             self._paused.append(handle)

@@ -55,8 +55,10 @@ class KeyedBuckets:
 class FailureThrottle:
     """After `free` failures in a row, each attempt waits `base * 2**(n - free)` seconds.
 
-    Keyed by account or by source address; a success clears the key. The wait is capped
-    at `cap`; at most `capacity` keys are remembered (the oldest are forgotten first).
+    Keyed by account or by source address; a success clears the key. Attempts begun and
+    not yet judged (`begin`, `end`) count as failures until they are: sending many at
+    once gets no further than sending them one by one. The wait is capped at `cap`; at
+    most `capacity` keys are remembered (the oldest are forgotten first).
     """
 
     def __init__(
@@ -64,14 +66,31 @@ class FailureThrottle:
     ) -> None:
         self.free, self.base, self.cap, self.capacity = free, base, cap, capacity
         self._failures: OrderedDict[Hashable, tuple[int, float]] = OrderedDict()
+        self._pending: dict[Hashable, int] = {}
 
     def retry_after(self, key: Hashable, now: float) -> float:
         """Seconds before another attempt for `key` is allowed (0.0: go ahead)."""
         count, last = self._failures.get(key, (0, 0.0))
-        if count < self.free:
+        pending = self._pending.get(key, 0)
+        if count + pending < self.free:
             return 0.0
+        if pending:
+            # Those in flight may be failures: no more until they are judged.
+            return self.base
         wait = min(self.cap, self.base * 2 ** (count - self.free))
         return max(0.0, last + float(wait) - now)
+
+    def has_failed(self, key: Hashable) -> bool:
+        """Whether `key` has failures on record (since its last success)."""
+        return key in self._failures
+
+    def begin(self, key: Hashable) -> None:
+        self._pending[key] = self._pending.get(key, 0) + 1
+
+    def end(self, key: Hashable) -> None:
+        count = self._pending.pop(key, 1) - 1
+        if count > 0:
+            self._pending[key] = count
 
     def failed(self, key: Hashable, now: float) -> None:
         count, _last = self._failures.pop(key, (0, 0.0))

@@ -260,6 +260,7 @@ def idle_role(target: Target, job: IdleJob, control: Connection[Any, Any]) -> No
             # from now on the question is when every session is back.
             lost = sum(client.lost for client in clients)
             restarting = [client for client in clients if isinstance(client, TrioClient)]
+            control.send(("restarting", lost))
         if restarting and all(c.reconnects and c.core.connected for c in restarting):
             control.send(("back", time.monotonic()))
             restarting = []

@@ -213,6 +213,7 @@ def _restart(server: Server, group: Sequence[Worker]) -> Figures:
     """Restart the daemon under its idle sessions; time until every one is back in."""
     for worker in group:
         worker.send("restart")
+    _wait_all(group, "restarting", 60)  # what was lost before is counted first
     stopping = time.monotonic()
     server.restart()
     ready = time.monotonic()

@@ -35,6 +35,15 @@ class ServerConfig:
     login_free_failures: int = 3
     login_delay: float = 1.0
     login_delay_max: float = 60.0
+    checks_per_address: int = 2
+    """Password checks (logins, registrations) one address may have queued or running."""
+    hash_slots: int = 2
+    """Password checks handed to the hashing threads at once; the rest wait, fairly."""
+    hash_queue_limit: int = 256
+    """Password checks waiting in all; past it, new ones are answered `busy`."""
+    register_rate_total: float = 60.0
+    """Registrations per minute from all addresses together."""
+    register_burst_total: int = 60
     mailbox_limit: int = 1000
     amplification_factor: int = 3
     """A moved session's new address gets at most this many times what it sent, until it

@@ -44,6 +44,7 @@ STAT_NAMES = (
     "retries_sent",
     "keys_sent",
     "tickets_refused",
+    "busy_refused",
     "unknown_sessions",
     "ended_sessions",
     "unsent_for_amplification",

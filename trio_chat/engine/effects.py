@@ -23,6 +23,11 @@ class HashPassword:
     password: str = field(repr=False)
 
 
+NO_ACCOUNT = ""
+"""The hash a `CheckPassword` carries for a name that has no account: the shell checks
+the password against a hash of its own, at the same cost, and reports it wrong."""
+
+
 @dataclass(frozen=True, slots=True)
 class CheckPassword:
     """Check a login's password against the account's hash."""

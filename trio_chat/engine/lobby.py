@@ -13,14 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import wire
-from ..limits import FailureThrottle, KeyedBuckets
+from ..limits import KeyedBuckets, TokenBucket
 from ..names import ConfusableIndex
 from ..records import Account
 from ..rules import RuleError, check_name, check_password, name_key
 from ..secure import Cookies, DaemonKeys, SecureError, respond
 from .common import Address, Outbox, iso_time, round_up
 from .config import ServerConfig
-from .effects import CheckPassword, Effect, HashPassword, JobTable, Persist
+from .effects import NO_ACCOUNT, CheckPassword, Effect, HashPassword, JobTable, Persist
+from .guard import BUSY, BUSY_WAIT, HashQueue, LoginGuard
 from .notes import LoginRefused, Note, Registered, RegistrationRefused
 from .sessions import Session, Sessions
 
@@ -44,7 +45,9 @@ class LoginAttempt:
     sid: int
     seq: int
     address: Address
-    account: Account
+    account: Account | None
+    """None for a name that has no account: checked all the same, then refused."""
+    name: str
     since: int | None
     quiet: bool
 
@@ -94,9 +97,11 @@ class Lobby:
             self._confusables.add(account.name, account.key)
         self._storing: dict[int, _Registration] = {}
         self._register_limit = KeyedBuckets(config.register_rate, config.register_burst)
-        throttle = (config.login_free_failures, config.login_delay, config.login_delay_max)
-        self._account_failures = FailureThrottle(*throttle)
-        self._address_failures = FailureThrottle(*throttle)
+        self._register_total = TokenBucket(
+            config.register_rate_total / 60, config.register_burst_total
+        )
+        self._guard = LoginGuard(config)
+        self._hashing = HashQueue(config.hash_slots, config.hash_queue_limit)
 
     # --- first flights ------------------------------------------------------------------------
 
@@ -205,22 +210,35 @@ class Lobby:
             message = f"The name {name!r} could be mistaken for {shown!r}; choose another."
             self._refuse(session, seq, "name_taken", message)
             return
+        if self._hashing.full:
+            self._busy(session, seq)
+            return
         # Counted only now, before the hashing it guards: a refused name costs nothing.
         wait = self._register_limit.take(address[0], now)
         if wait > 0:
+            message = "Too many registrations from your address; try again later."
+        else:
+            wait = self._register_total.take(now)
+            message = "Too many registrations at the moment; try again later."
+        if wait > 0:
             code = "too_many_registrations"
             self._notes.append(RegistrationRefused(request.name, address, code, round_up(wait)))
-            message = "Too many registrations from your address; try again later."
             self._refuse(session, seq, code, message, wait)
             return
         self._reserved_names[key] = name
         self._confusables.add(name, key)
         job = self._jobs.add(_Registration(session.sid, seq, address, request.rid, name, key))
         session.busy += 1
-        self._effects.append(HashPassword(job, password))
+        self._effects.extend(self._hashing.push(address[0], HashPassword(job, password)))
+
+    def _busy(self, session: Session, seq: int) -> None:
+        self._stats["busy_refused"] += 1
+        message = "The daemon is busy checking passwords; this is sent again in a moment."
+        self._refuse(session, seq, "busy", message, BUSY_WAIT)
 
     def password_hashed(self, job: int, password_hash: str, wall: float) -> None:
         """The shell hashed a new account's password: store the account."""
+        self._effects.extend(self._hashing.done())
         registration = self._jobs.pop(job)
         assert isinstance(registration, _Registration)
         account = Account(
@@ -255,6 +273,11 @@ class Lobby:
         account = self.accounts.get(key)
         return account.name if account is not None else self._reserved_names.get(key, key)
 
+    @property
+    def queued_checks(self) -> int:
+        """Password checks and hashes waiting for a hashing thread."""
+        return self._hashing.waiting
+
     def name_collisions(self) -> list[tuple[str, str]]:
         """Pairs of existing accounts whose names could be mistaken for each other (they
         keep working; an operator may want to know)."""
@@ -271,54 +294,62 @@ class Lobby:
     def _on_login(self, session: Session, seq: int, request: wire.Login, now: float) -> None:
         address = session.address
         account = self.accounts.get(name_key(request.name))
-        if account is None:
-            self._notes.append(LoginRefused(request.name, address, "unknown_user"))
-            message = f"There is no account named {request.name!r}."
-            self._refuse(session, seq, "unknown_user", message)
-            return
-        wait = max(
-            self._account_failures.retry_after(account.key, now),
-            self._address_failures.retry_after(address[0], now),
-        )
-        if wait > 0:
+        key = account.key if account is not None else ""
+        refusal = self._guard.admit(address[0], key, now) if not self._hashing.full else BUSY
+        if refusal is not None and refusal.code == "throttled":
+            wait = refusal.retry_after
             self._notes.append(LoginRefused(request.name, address, "throttled", round_up(wait)))
             message = "Too many failed logins; wait a little before trying again."
             self._refuse(session, seq, "throttled", message, wait)
             return
+        if refusal is not None:
+            self._busy(session, seq)
+            return
+        attempt = LoginAttempt(
+            session.sid, seq, address, account, request.name, request.since, request.quiet
+        )
         try:
             # The form that was hashed at registration (NFC), whatever form this one came in.
             password = check_password(request.password)
         except RuleError:
             # No such password was ever accepted: wrong, without spending a hash on it.
-            self._wrong_password(session, seq, account, now)
+            self._judge(session, attempt, False, now, 0.0)
             return
-        attempt = LoginAttempt(session.sid, seq, address, account, request.since, request.quiet)
         job = self._jobs.add(attempt)
         session.busy += 1
-        self._effects.append(CheckPassword(job, account.password_hash, password))
+        # A name with no account is checked against a hash of nothing, at the same cost.
+        password_hash = account.password_hash if account is not None else NO_ACCOUNT
+        work = CheckPassword(job, password_hash, password)
+        self._effects.extend(self._hashing.push(address[0], work))
 
     def password_checked(self, job: int, ok: bool, now: float, wall: float) -> None:
         """The shell checked a login's password."""
+        self._effects.extend(self._hashing.done())
         attempt = self._jobs.pop(job)
         assert isinstance(attempt, LoginAttempt)
         session = self._sessions.by_sid.get(attempt.sid)
+        if session is not None:
+            session.busy -= 1
+        self._judge(session, attempt, ok, now, wall)
+
+    def _judge(
+        self, session: Session | None, attempt: LoginAttempt, ok: bool, now: float, wall: float
+    ) -> None:
+        account, address = attempt.account, attempt.address
+        ok = ok and account is not None
+        self._guard.finish(address[0], account.key if account else "", ok, now)
         if session is None:
             return  # the channel closed meanwhile
-        session.busy -= 1
-        account = attempt.account
-        if not ok:
-            self._wrong_password(session, attempt.seq, account, now)
-            return
-        self._account_failures.succeeded(account.key)
-        self._address_failures.succeeded(attempt.address[0])
-        assert self.log_in is not None
-        self.log_in(session, attempt.seq, account, attempt.since, attempt.quiet, now, wall)
-
-    def _wrong_password(self, session: Session, seq: int, account: Account, now: float) -> None:
-        self._account_failures.failed(account.key, now)
-        self._address_failures.failed(session.address[0], now)
-        self._notes.append(LoginRefused(account.name, session.address, "wrong_password"))
-        self._refuse(session, seq, "wrong_password", "Wrong password.")
+        if account is None:
+            self._notes.append(LoginRefused(attempt.name, address, "unknown_user"))
+            message = f"There is no account named {attempt.name!r}."
+            self._refuse(session, attempt.seq, "unknown_user", message)
+        elif not ok:
+            self._notes.append(LoginRefused(account.name, address, "wrong_password"))
+            self._refuse(session, attempt.seq, "wrong_password", "Wrong password.")
+        else:
+            assert self.log_in is not None
+            self.log_in(session, attempt.seq, account, attempt.since, attempt.quiet, now, wall)
 
     def _on_resume(
         self, session: Session, seq: int, request: wire.Resume, now: float, wall: float

@@ -1,0 +1,194 @@
+"""Password guessing against the engine, as an attacker would run it, in explicit time.
+
+Password work is held (`auto_hash=False`) and done a piece at a time, as the daemon's
+hashing threads do it, so that what is queued, and in what order it is served, shows.
+"""
+
+from __future__ import annotations
+
+from trio_chat import wire
+from trio_chat.engine import Address, CheckPassword, ServerConfig
+from trio_chat.errors import Throttled
+from trio_chat.testing.driver import EngineDriver, Peer
+
+ATTACKER = "10.6.0.1"
+OWNER = ("10.9.9.9", 5000)
+
+
+def driver(*, alice: bool = True, **limits: float) -> EngineDriver:
+    """An engine holding its password work; with the account `alice` unless told not to."""
+    config = ServerConfig(max_sessions_per_address=100, **limits)  # type: ignore[arg-type]
+    h = EngineDriver(config)
+    if alice:
+        h.add_account("alice", "alice-password")
+    h.auto_hash = False
+    h.hashes_done = 0
+    return h
+
+
+def attempt(h: EngineDriver, address: Address, name: str, password: str) -> Peer:
+    """A login on a channel of its own; the client core answers `busy` by itself."""
+    return Peer(h, name, password, address)
+
+
+def run(h: EngineDriver, peers: list[Peer], seconds: float, step: float = 0.05) -> None:
+    """Let time pass: the hashing threads do one check per `step`, clients act on timers."""
+    end = h.now + seconds
+    while h.now < end:
+        h.finish_hashing(1)
+        h.advance(step)
+        for peer in peers:
+            peer.connection.handle_timer(h.now)
+            peer.flush()
+
+
+def hammer(h: EngineDriver, ip: str, names: list[str], seconds: float) -> list[Peer]:
+    """Keep 16 login attempts open from `ip` for `seconds`, a new guess for each one that
+    is refused, while the hashing threads do one check every 50 ms."""
+    attempts: list[Peer] = []
+    open_now: list[Peer] = []
+    end = h.now + seconds
+    while h.now < end:
+        open_now = [peer for peer in open_now if not peer.connection.closed]
+        while len(open_now) < 16:
+            n = len(attempts)
+            peer = attempt(h, (ip, 1000 + n), names[n % len(names)], f"guess number {n}")
+            attempts.append(peer)
+            open_now.append(peer)
+        run(h, open_now, 0.05)
+    return attempts
+
+
+def test_guesses_sent_at_once_get_no_more_checks_than_guesses_sent_one_by_one() -> None:
+    h = driver(login_free_failures=3, login_delay=1.0)
+    guesses = [attempt(h, (ATTACKER, 1000 + n), "alice", f"guess number {n}") for n in range(64)]
+    # Two checks queued for the address; the other 62 were answered `busy` at once.
+    assert len(h.hashing) == 2
+    assert h.engine.stats["busy_refused"] == 62
+    guesses += hammer(h, ATTACKER, ["alice"], 10.0)
+    # Three free failures, then a delay of 1, 2 and 4 s after each next one: six checks
+    # in 10 s, however many guesses were sent.
+    assert h.hashes_done == 6
+    assert len(guesses) > 200
+    assert not any(peer.connection.connected for peer in guesses)
+
+
+def test_names_without_an_account_cost_a_check_under_the_same_allowance() -> None:
+    h = driver(login_free_failures=3, login_delay=1.0)
+    probe = attempt(h, (ATTACKER, 999), "nobody", "some password")
+    (work,) = h.hashing
+    assert isinstance(work, CheckPassword) and work.password_hash == ""  # checked all the same
+    names = [f"who{n}" for n in range(1000)]
+    probes = [probe, *hammer(h, ATTACKER, names, 10.0)]
+    for peer in probes:
+        peer.poll()
+    assert h.hashes_done == 6
+    answered = [p.connection.failure for p in probes if p.connection.failure is not None]
+    assert sum(error.code == "unknown_user" for error in answered) == 6
+    assert sum(isinstance(error, Throttled) for error in answered) > 100
+
+
+def test_a_flood_from_twenty_addresses_leaves_another_login_served_within_one_round() -> None:
+    h = driver(login_free_failures=1000)  # a flood of right and wrong passwords alike
+    flood = [
+        attempt(h, (f"10.7.0.{a}", 3000 + n), "alice", "wrong password")
+        for n in range(100)
+        for a in range(20)
+    ]
+    assert h.engine.lobby.queued_checks <= 2 * 20
+    h.finish_hashing(1)
+    owner = attempt(h, OWNER, "alice", "alice-password")
+    checks_before = h.hashes_done
+    while not owner.connection.connected:
+        run(h, [owner, *flood[:200]], 0.05)
+        # The two checks running, one from each of the 20 addresses, then its own.
+        assert h.hashes_done - checks_before <= 2 + 20 + 1, "the owner waited more than a round"
+    assert owner.connection.connected
+
+
+def test_past_the_queue_limit_a_login_is_answered_busy_at_once() -> None:
+    h = driver(hash_queue_limit=10, login_free_failures=1000)
+    [attempt(h, (f"10.8.0.{a}", 1), "alice", "wrong password") for a in range(30)]
+    assert h.engine.lobby.queued_checks == 10
+    assert len(h.hashing) == 2  # handed to the hashing threads
+    late = attempt(h, OWNER, "alice", "alice-password")
+    assert not late.connection.connected and not late.connection.closed
+    busy = [f for f in late.frames if isinstance(f, wire.ErrorFrame) and f.code == "busy"]
+    assert busy and busy[0].retry_after is not None
+    # The client sends it again by itself once the queue has room.
+    run(h, [late], 20.0)
+    assert late.connection.connected
+
+
+def test_two_addresses_hammering_an_account_never_keep_its_owner_out() -> None:
+    h = driver(login_free_failures=3, login_delay=1.0)
+    hammering: list[Peer] = []
+    owner_waits: list[float] = []
+    for second in range(60):
+        for n in range(10):  # ten guesses a second from each of two addresses
+            for a in (1, 2):
+                port = 10_000 + 10 * second + n
+                hammering.append(attempt(h, (f"10.5.0.{a}", port), "alice", f"g{port}"))
+        if second % 2 == 0:
+            began = h.now
+            owner = attempt(h, OWNER, "alice", "alice-password")
+            while not owner.connection.closed and not owner.connection.connected:
+                run(h, [owner], 0.05)
+            assert owner.connection.connected, owner.connection.failure
+            owner_waits.append(h.now - began)
+            owner.connection.close()
+            owner.flush()
+        run(h, hammering[-20:], 1.0)
+    assert len(owner_waits) == 30 and max(owner_waits) < 3.0
+    guessed = sum(1 for peer in hammering if peer.connection.failure is not None)
+    assert guessed == len(hammering)
+
+
+def test_a_ticket_lets_its_owner_in_while_their_address_is_throttled() -> None:
+    h = driver(login_free_failures=1, login_delay=30.0)
+    h.auto_hash = True
+    alice = attempt(h, OWNER, "alice", "alice-password")
+    ticket = alice.connection.ticket
+    assert ticket
+    wrong = attempt(h, (OWNER[0], 6001), "alice", "not her password")
+    assert wrong.connection.failure is not None
+    again = attempt(h, (OWNER[0], 6002), "alice", "alice-password")
+    assert isinstance(again.connection.failure, Throttled)
+    resumed = Peer(h, "alice", "", (OWNER[0], 6003), login=False)
+    resumed.connection.ticket = ticket
+    resumed.login()
+    assert resumed.connection.connected
+
+
+def test_registrations_are_limited_in_all_beside_each_address() -> None:
+    h = driver(alice=False, register_rate_total=60.0, register_burst_total=5)
+    h.auto_hash = True
+    answers = [
+        h.request(
+            wire.Register(rid=f"r{n}", name=f"user{n}", password="a-password"), (f"10.4.0.{n}", 1)
+        )
+        for n in range(7)
+    ]
+    assert [type(a).__name__ for a in answers] == ["Registered"] * 5 + ["ErrorFrame"] * 2
+    refused = answers[-1]
+    assert isinstance(refused, wire.ErrorFrame) and refused.code == "too_many_registrations"
+    assert refused.message == "Too many registrations at the moment; try again later."
+    h.now += 1.0
+    answer = h.request(
+        wire.Register(rid="late", name="late", password="a-password"), ("10.4.1.1", 1)
+    )
+    assert isinstance(answer, wire.Registered)
+
+
+def test_busy_is_its_own_error_for_a_registration_the_client_sends_again() -> None:
+    h = driver(hash_queue_limit=1)
+    [attempt(h, (f"10.3.0.{a}", 1), "alice", "wrong password") for a in range(3)]
+    peer = Peer(h, None, address=("10.3.1.1", 1))
+    handle = peer.connection.register("newcomer", "a-password")
+    peer.flush()
+    assert any(isinstance(f, wire.ErrorFrame) and f.code == "busy" for f in peer.frames)
+    assert not handle.done
+    run(h, [peer], 10.0)
+    h.commit_held()
+    peer.poll()
+    assert handle.done and handle.error is None and handle.result == "newcomer"
