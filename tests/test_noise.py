@@ -405,6 +405,30 @@ def test_record_tampering_is_refused() -> None:
     assert i_receive.open(3, b"", r_send.seal(3, b"", b"back")) == b"back"
 
 
+def test_idle_record_ciphers_keep_only_their_keys_and_a_forgotten_one_keeps_nothing() -> None:
+    ciphers = []
+    for _ in range(noise.RECENT_KEYS + 10):
+        initiator, _responder, _, _ = _handshake()
+        send, receive = (RecordCipher.from_cipher_state(c) for c in initiator.split())
+        send.seal(0, b"", b"hello")
+        ciphers.append(send)
+    # The objects that do the work are kept for the keys used lately, and no more.
+    assert 0 < len(noise._recent) <= noise.RECENT_KEYS
+    assert all(not isinstance(v, ChaCha20Poly1305) for c in ciphers for v in _slots(c))
+    # A cipher used again after its object was let go works as before.
+    first = ciphers[0]
+    sealed = first.seal(1, b"ad", b"again")
+    assert ChaCha20Poly1305(first._key).decrypt(
+        b"\0" * 4 + (1).to_bytes(8, "little"), sealed, b"ad"
+    )
+    first.forget()
+    assert first._key not in noise._recent
+
+
+def _slots(obj: object) -> list[object]:
+    return [getattr(obj, name) for name in type(obj).__slots__]
+
+
 def test_wrong_responder_static_key_fails_message_1() -> None:
     static_private, _ = generate_keypair()
     _, other_public = generate_keypair()

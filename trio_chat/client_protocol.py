@@ -639,6 +639,8 @@ class ClientConnection:
 
     def _lost(self, reason: str, now: float) -> None:
         """The channel is gone: open a new one, or end."""
+        if self._channel is not None:
+            self._channel.forget()
         self._link = None
         self._channel = None
         self._logged_in = False

@@ -127,6 +127,11 @@ class Channel:
         header = wire.data_header(self.remote_index, pn)
         return header + self._send.seal(pn, header, payload)
 
+    def forget(self) -> None:
+        """The channel is over: keep nothing of its keys for reuse."""
+        self._send.forget()
+        self._receive.forget()
+
     def open_untrusted(self, datagram: bytes) -> tuple[int, bytes]:
         """The packet number and payload of a DATA datagram for this channel.
 

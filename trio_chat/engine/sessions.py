@@ -178,7 +178,7 @@ class Sessions:
             oldest = next(iter(ended.values()))
             if oldest.until > now and len(ended) <= self.config.tracked_addresses:
                 break
-            ended.popitem(last=False)
+            ended.popitem(last=False)[1].channel.forget()
 
     def _count_ip(self, address: Address, change: int) -> None:
         count = self._per_ip.get(address[0], 0) + change
