@@ -409,7 +409,7 @@ def test_idle_record_ciphers_keep_only_their_keys_and_a_forgotten_one_keeps_noth
     ciphers = []
     for _ in range(noise.RECENT_KEYS + 10):
         initiator, _responder, _, _ = _handshake()
-        send, receive = (RecordCipher.from_cipher_state(c) for c in initiator.split())
+        send, _receive = (RecordCipher.from_cipher_state(c) for c in initiator.split())
         send.seal(0, b"", b"hello")
         ciphers.append(send)
     # The objects that do the work are kept for the keys used lately, and no more.
