@@ -93,7 +93,9 @@ def test_a_silent_peer_is_closed_at_its_idle_timeout() -> None:
 
 def test_idle_timeouts_fire_once_whatever_the_float_rounding() -> None:
     """The idle check must agree with the deadline it set, to the last bit."""
-    driver = EngineDriver(ServerConfig(idle_timeout=45.0, max_sessions_per_address=1000))
+    driver = EngineDriver(
+        ServerConfig(idle_timeout=45.0, max_sessions_per_address=1000, max_sessions_per_account=100)
+    )
     driver.add_account("someone", "someone-password")
     rng = random.Random(0)
     sids = []

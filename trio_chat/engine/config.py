@@ -28,6 +28,10 @@ class ServerConfig:
     notice_limit: int = 200
     """Join and leave notices are sent only while at most this many accounts are online."""
     max_sessions_per_address: int = 16
+    max_sessions_per_account: int = 8
+    max_queued_bytes: int = 64 * 1024 * 1024
+    """Bytes waiting in all sessions' send queues; past it, the sessions with the most
+    waiting (the slowest readers) are closed until it is back under nine tenths."""
     message_rate: float = 5.0
     message_burst: int = 20
     register_rate: float = 1 / 60

@@ -49,11 +49,15 @@ STAT_NAMES = (
     "ended_sessions",
     "unsent_for_amplification",
     "migrations",
+    "migrations_refused",
+    "memory_closed",
     "pings",
     "keepalives",
     "messages",
 )
 STORAGE_SORRY = "The server could not save this; try again later."
+MEMORY_CHECK_EVERY = 1.0
+"""Seconds between counts of the bytes all sessions have queued."""
 
 
 class ServerEngine:
@@ -111,6 +115,7 @@ class ServerEngine:
             self.transport.send,
         )
         self.lobby.log_in = self._log_in
+        self._memory_check_at = 0.0
 
     @property
     def room(self) -> Fanout:
@@ -208,7 +213,10 @@ class ServerEngine:
         wall: float,
     ) -> None:
         """A channel proved who it is (a password, a ticket): it is that account now."""
-        session.account = account
+        if self.lobby.account_full(account):
+            self.lobby.refuse_account_full(session, seq, account)
+            return
+        self.transport.logged_in(session, account)
         session.quiet = quiet
         self._notes.append(LoggedIn(account.name, session.address, quiet))
         ticket = self.keys.tickets.seal(
@@ -281,12 +289,31 @@ class ServerEngine:
 
     def next_timer(self) -> float | None:
         """When `handle_timers` must next run, or None."""
-        return self.transport.next_timer()
+        deadline = self.transport.next_timer()
+        if self.sessions and (deadline is None or self._memory_check_at < deadline):
+            return self._memory_check_at
+        return deadline
 
     def handle_timers(self, now: float, wall: float) -> None:
         """Retransmit, acknowledge late, and close sessions that went silent or stuck."""
         for session, reason in self.transport.expire(now):
             self._close(session, reason, now, wall)
+        if now >= self._memory_check_at:
+            self._memory_check_at = now + MEMORY_CHECK_EVERY
+            self._check_memory(now, wall)
+
+    def _check_memory(self, now: float, wall: float) -> None:
+        """Past the daemon's total of queued bytes, close the slowest readers."""
+        limit = self.config.max_queued_bytes
+        total = sum(session.link.queued_bytes for session in self.sessions.values())
+        if total <= limit:
+            return
+        heaviest = sorted(self.sessions.values(), key=lambda s: s.link.queued_bytes)
+        while heaviest and total > limit * 0.9:
+            session = heaviest.pop()
+            total -= session.link.queued_bytes
+            self.stats["memory_closed"] += 1
+            self._close(session, "overloaded", now, wall)
 
     def datagrams_to_send(self, now: float, wall: float) -> list[tuple[bytes, Address]]:
         """Everything due to be sent now, as `(datagram, address)` pairs."""

@@ -294,6 +294,9 @@ class Lobby:
     def _on_login(self, session: Session, seq: int, request: wire.Login, now: float) -> None:
         address = session.address
         account = self.accounts.get(name_key(request.name))
+        if account is not None and self.account_full(account):
+            self.refuse_account_full(session, seq, account)  # before any hash is spent
+            return
         key = account.key if account is not None else ""
         refusal = self._guard.admit(address[0], key, now) if not self._hashing.full else BUSY
         if refusal is not None and refusal.code == "throttled":
@@ -350,6 +353,16 @@ class Lobby:
         else:
             assert self.log_in is not None
             self.log_in(session, attempt.seq, account, attempt.since, attempt.quiet, now, wall)
+
+    def account_full(self, account: Account) -> bool:
+        """Whether the account has as many sessions as it may."""
+        count = self._sessions.per_account.get(account.id, 0)
+        return count >= self.config.max_sessions_per_account
+
+    def refuse_account_full(self, session: Session, seq: int, account: Account) -> None:
+        self._notes.append(LoginRefused(account.name, session.address, "too_many_sessions"))
+        message = "That account has too many sessions open; close one and try again."
+        self._refuse(session, seq, "too_many_sessions", message)
 
     def _on_resume(
         self, session: Session, seq: int, request: wire.Resume, now: float, wall: float

@@ -98,6 +98,8 @@ class Sessions:
         self._new_index = new_index
         self._reset_secret = reset_secret
         self._per_ip: dict[object, int] = {}
+        self.per_account: dict[int, int] = {}
+        """Logged-in connections of each account, by account id."""
         self._by_init: dict[tuple[Address, int], int] = {}
         """Connections not proven yet, by (address, client index): an INIT sent again."""
         self._dirty: set[Session] = set()
@@ -171,6 +173,10 @@ class Sessions:
         del self.by_sid[session.sid]
         self._by_init.pop((session.address, session.channel.remote_index), None)
         self._count_ip(session.address, -1)
+        if session.account is not None:
+            left = self.per_account.pop(session.account.id, 1) - 1
+            if left > 0:
+                self.per_account[session.account.id] = left
         ended = self._ended
         until = now + self.config.ended_session_memory
         ended[session.sid] = _Ended(session.channel, until, session.address, farewell)
@@ -179,6 +185,11 @@ class Sessions:
             if oldest.until > now and len(ended) <= self.config.tracked_addresses:
                 break
             ended.popitem(last=False)[1].channel.forget()
+
+    def logged_in(self, session: Session, account: Account) -> None:
+        """The connection is `account`'s now (counted against its cap)."""
+        session.account = account
+        self.per_account[account.id] = self.per_account.get(account.id, 0) + 1
 
     def _count_ip(self, address: Address, change: int) -> None:
         count = self._per_ip.get(address[0], 0) + change
@@ -256,7 +267,16 @@ class Sessions:
         self._outbox.append((wire.reset_datagram(data.receiver_index, token), address))
 
     def _migrate(self, session: Session, address: Address) -> None:
-        """The client's address changed (NAT rebinding): keep the session, check the path."""
+        """The client's address changed (NAT rebinding): keep the session, check the path.
+
+        An address that holds as many connections as it may takes no more this way: the
+        session ends instead (its client may open a new one, under the same caps).
+        """
+        if address[0] != session.address[0] and self.full(address):
+            self._stats["migrations_refused"] += 1
+            session.link.failure = "too_many_sessions"
+            self._dirty.add(session)
+            return
         self._stats["migrations"] += 1
         if session.account is not None:
             self._notes.append(AddressChanged(session.account.name, session.address, address))

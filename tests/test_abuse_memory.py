@@ -1,0 +1,142 @@
+"""Memory a client could pin in the daemon, and the caps that bound it: the receive
+buffer, the send queue, the daemon's total, sessions per account, and a session moving
+onto a crowded address. On the engine, in explicit time."""
+
+from __future__ import annotations
+
+import msgspec
+
+from trio_chat import wire
+from trio_chat.engine import ServerConfig
+from trio_chat.errors import TooManySessions
+from trio_chat.reliability import Link, LinkConfig
+from trio_chat.testing.driver import EngineDriver, Peer
+from trio_chat.testing.links import plain_seal
+
+
+def frame(seq: int, size: int) -> tuple[int, msgspec.Raw]:
+    return seq, msgspec.Raw(wire.encode(wire.Say(text="x" * size, cid=f"c{seq}")))
+
+
+def test_frames_held_out_of_order_are_capped_in_bytes_and_held_alone() -> None:
+    link = Link(plain_seal, LinkConfig(receive_buffer_bytes=20_000))
+    # Frame 1 never comes; 200 frames of about 1 KB each come after it.
+    for seq in range(2, 202):
+        assert link.receive(seq, 0, [], [frame(seq, 1000)], now=0.0) == []
+    assert link._out_of_order_bytes <= 20_000
+    held = list(link._out_of_order.values())
+    assert 15 <= len(held) <= 20 and all(type(data) is bytes for data in held)
+    # Frame 1 lets the held ones through; the dropped ones arrive again and follow.
+    delivered = link.receive(300, 0, [], [frame(1, 1000)], now=1.0)
+    assert [seq for seq, _raw in delivered] == list(range(1, 2 + len(held)))
+    for seq in range(2 + len(held), 202):
+        assert [s for s, _ in link.receive(400 + seq, 0, [], [frame(seq, 1000)], 2.0)] == [seq]
+    assert link.received_up_to == 201 and link._out_of_order_bytes == 0
+
+
+def test_a_session_that_holds_back_one_frame_pins_no_more_than_the_cap() -> None:
+    config = ServerConfig(link=LinkConfig(receive_buffer_bytes=30_000))
+    driver = EngineDriver(config)
+    driver.add_account("mallory", "mallory-password")
+    mallory = Peer(driver, "mallory", "mallory-password", ("10.0.0.66", 1))
+    channel = mallory.connection.channel
+    assert channel is not None
+    # Frames ahead of the link's next one, 500 bytes each, and never the next one.
+    start = mallory.link._next_seq + 1
+    for n in range(300):
+        say = wire.encode(wire.Say(text="y" * 450, cid=f"m{n}"))
+        body = wire.numbered_frame(start + n, say)
+        payload = wire.close_payload(wire.payload_head(0, 0, []), body)
+        driver.receive(channel.seal(10_000 + n, payload), mallory.address)
+    held = mallory.session.link._out_of_order_bytes
+    assert 0 < held <= 30_000
+
+
+def test_a_reader_that_never_acknowledges_is_closed_at_its_queue_in_bytes() -> None:
+    link = LinkConfig(max_queue_bytes=60_000, give_up_after=1000.0)
+    config = ServerConfig(link=link, message_burst=10_000, idle_timeout=1000.0)
+    driver = EngineDriver(config)
+    for name in ("talker", "sponge"):
+        driver.add_account(name, f"{name}-password")
+    talker = Peer(driver, "talker", "talker-password", ("10.0.0.1", 1))
+    sponge = Peer(driver, "sponge", "sponge-password", ("10.0.0.2", 1))
+    sponge_sid = sponge.sid
+    sent = 0
+    while sponge_sid in driver.engine.sessions and sent < 200:
+        talker.send(wire.Say(text="z" * 450, cid=f"t{sent}"))
+        talker.settle(1)
+        sent += 1
+    assert sponge_sid not in driver.engine.sessions
+    assert 60_000 / 600 <= sent <= 60_000 / 450  # about 60 KB of frames: far from 4096
+    leaves = talker.of_type(wire.Leave)
+    assert [(leave.name, leave.reason) for leave in leaves] == [("sponge", "overloaded")]
+
+
+def test_past_the_daemons_total_the_slowest_readers_are_closed_first() -> None:
+    link = LinkConfig(give_up_after=1000.0)
+    config = ServerConfig(
+        link=link, message_burst=10_000, idle_timeout=1000.0, max_queued_bytes=100_000
+    )
+    driver = EngineDriver(config)
+    names = ("talker", "slow1", "slow2", "slow3")
+    for name in names:
+        driver.add_account(name, f"{name}-password")
+    peers = {
+        name: Peer(driver, name, f"{name}-password", (f"10.0.1.{n}", 1))
+        for n, name in enumerate(names)
+    }
+    talker = peers["talker"]
+    # slow1 never acknowledges; slow2 stops halfway; slow3 keeps up.
+    for n in range(150):
+        talker.send(wire.Say(text="w" * 450, cid=f"w{n}"))
+        talker.settle(1)
+        if n < 50:
+            peers["slow2"].flush(ack=True)
+        peers["slow3"].flush(ack=True)
+    driver.advance(1.5)
+    talker.settle()
+    assert peers["slow1"].sid not in driver.engine.sessions
+    assert peers["slow3"].sid in driver.engine.sessions
+    total = sum(s.link.queued_bytes for s in driver.engine.sessions.values())
+    assert total <= 100_000
+    assert driver.engine.stats["memory_closed"] >= 1
+    closed = [(leave.name, leave.reason) for leave in talker.of_type(wire.Leave)]
+    assert closed[0] == ("slow1", "overloaded")
+
+
+def test_an_account_holds_at_most_its_cap_of_sessions() -> None:
+    driver = EngineDriver(ServerConfig(max_sessions_per_account=3))
+    driver.add_account("alice", "alice-password")
+    first = [Peer(driver, "alice", "alice-password", (f"10.0.2.{n}", 1)) for n in range(3)]
+    assert all(peer.connection.connected for peer in first)
+    fourth = Peer(driver, "alice", "alice-password", ("10.0.2.9", 1))
+    assert isinstance(fourth.connection.failure, TooManySessions)
+    assert fourth.connection.failure.message == (
+        "That account has too many sessions open; close one and try again."
+    )
+    # A ticket does not get around it either.
+    resumed = Peer(driver, "alice", "", ("10.0.2.10", 1), login=False)
+    resumed.connection.ticket = first[0].connection.ticket
+    resumed.login()
+    assert isinstance(resumed.connection.failure, TooManySessions)
+    first[0].send(wire.Logout())
+    assert Peer(driver, "alice", "alice-password", ("10.0.2.11", 1)).connection.connected
+
+
+def test_a_session_moving_onto_a_full_address_is_ended_not_counted_in() -> None:
+    driver = EngineDriver(ServerConfig(max_sessions_per_address=2))
+    for name in ("resident1", "resident2", "mover"):
+        driver.add_account(name, f"{name}-password")
+    crowded = [
+        Peer(driver, name, f"{name}-password", ("10.0.3.1", port))
+        for port, name in enumerate(("resident1", "resident2"))
+    ]
+    mover = Peer(driver, "mover", "mover-password", ("10.0.3.2", 1))
+    sid = mover.sid
+    mover.address = ("10.0.3.1", 99)  # its NAT (or an attacker) puts it on the full IP
+    mover.send()
+    mover.settle()
+    assert sid not in driver.engine.sessions
+    assert driver.engine.stats["migrations_refused"] == 1
+    assert all(peer.sid in driver.engine.sessions for peer in crowded)
+    assert crowded[0].session.address[0] == "10.0.3.1"
