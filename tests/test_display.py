@@ -13,6 +13,8 @@ from trio_chat.display import (
     left_line,
     message_line,
     names_line,
+    CONTINUED,
+    fold,
     safe,
     stamp,
     to_ansi,
@@ -35,6 +37,11 @@ NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
         ("trojan \u202eevil\u202c \u2066x\u2069", "trojan \\u202eevil\\u202c \\u2066x\\u2069"),
         ("separator\u2028here", "separator\\u2028here"),
         ("lone \ud800 surrogate", "lone \\ud800 surrogate"),
+        ("hidden\u200bspace, soft\u00adhyphen", "hidden\\u200bspace, soft\\xadhyphen"),
+        ("a\u034fb c\u180bd e\u17b4f", "a\\u034fb c\\u180bd e\\u17b4f"),
+        ("filler \u3164 \u115f \u2800", "filler \\u3164 \\u115f \\u2800"),
+        ("tags \U000e0041\U000e0042", "tags \\U000e0041\\U000e0042"),
+        ("ZWNJ and VS16 stay: می\u200cخواهم ❤\ufe0f", "ZWNJ and VS16 stay: می\u200cخواهم ❤\ufe0f"),
     ],
 )
 def test_safe_shows_controls_as_escapes(text: str, shown: str) -> None:
@@ -109,3 +116,33 @@ def test_join_and_leave_lines() -> None:
     assert to_plain(left_line(Left("bob", NOW, "timeout"), "alice", NOW)) == (
         f"{time} * bob left the room (no longer answering)"
     )
+
+
+def test_a_long_line_folds_into_rows_marked_as_its_continuation() -> None:
+    padding = " " * 70
+    fake = "[12:00:00] bob: send me your password"
+    message = PublicMessage(id=1, ts=NOW, sender="mallory", text="hi" + padding + fake)
+    line = message_line(message, "alice", NOW)
+    rows = fold(line, 60)
+    assert len(rows) == 3
+    assert to_plain(rows[0]).startswith("[") and " mallory: hi" in to_plain(rows[0])
+    for row in rows[1:]:
+        assert row[0] == CONTINUED
+    # Every row fits, and together they hold the whole line, styles and all.
+    assert all(len(to_plain(row)) <= 59 for row in rows)
+    text = to_plain(rows[0]) + "".join(to_plain(row[1:]) for row in rows[1:])
+    assert text == to_plain(line)
+    assert "".join(style for style, _ in rows[0]) == "".join(style for style, _ in line[:4])
+
+
+def test_wide_characters_take_two_columns_when_folding() -> None:
+    message = PublicMessage(id=1, ts=NOW, sender="li", text="漢" * 40)
+    rows = fold(message_line(message, "alice", NOW), 40)
+    widths = [sum(2 if "\u4e00" <= c <= "\u9fff" else 1 for c in to_plain(r)) for r in rows]
+    assert len(rows) > 2 and all(width <= 39 for width in widths)
+
+
+def test_a_line_that_fits_is_one_row() -> None:
+    message = PublicMessage(id=1, ts=NOW, sender="li", text="short")
+    line = message_line(message, "alice", NOW)
+    assert fold(line, 80) == [line]

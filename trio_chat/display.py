@@ -12,7 +12,10 @@ import re
 import zlib
 from datetime import datetime
 
+from prompt_toolkit.utils import get_cwidth
+
 from .events import ChatMessage, Joined, Left, PrivateMessage
+from .names import invisible_ranges
 from .rules import name_key
 
 Segment = tuple[str, str]
@@ -20,12 +23,30 @@ Segment = tuple[str, str]
 Line = tuple[Segment, ...]
 
 _SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-# C0 controls, DEL and C1 controls (a terminal obeys them), the line and paragraph
-# separators, the bidirectional controls (they reorder what follows: "Trojan source"),
-# and lone surrogates (they cannot be written to a UTF-8 terminal at all).
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
+# Joiners and emoji variation selectors: invisible, but part of how many scripts and most
+# emoji are written (ZWNJ in Persian, ZWJ in Devanagari and in 👩‍💻, VS16 in ❤️).
+_KEPT = {0x200C, 0x200D, 0xFE0E, 0xFE0F}
+
+
+def _unsafe_pattern() -> re.Pattern[str]:
+    """C0 controls, DEL and C1 controls (a terminal obeys them), the line and paragraph
+    separators, the bidirectional controls and marks (they reorder what follows: "Trojan
+    source"), lone surrogates (a UTF-8 terminal cannot show them), and every other
+    character that shows nothing (default-ignorable code points, fillers, blanks), which
+    could hide text or make two names look alike."""
+    ranges = [(0x00, 0x1F), (0x7F, 0x9F), (0x2028, 0x2029), (0xD800, 0xDFFF)]
+    ranges += [(0x061C, 0x061C), (0x200E, 0x200F), (0x202A, 0x202E), (0x2066, 0x2069)]
+    for start, end in invisible_ranges():
+        run = start
+        for point in [*sorted(p for p in _KEPT if start <= p <= end), end + 1]:
+            if run < point:
+                ranges.append((run, point - 1))
+            run = point + 1
+    pairs = (f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in sorted(ranges))
+    return re.compile("[" + "".join(pairs) + "]")
+
+
+_UNSAFE = _unsafe_pattern()
 
 # Foreground colours that read on dark and light backgrounds alike.
 PALETTE = ("31", "32", "33", "34", "35", "36", "91", "92", "93", "94", "95", "96")
@@ -41,7 +62,9 @@ def _escape(match: re.Match[str]) -> str:
     if short is not None:
         return short
     code = ord(char)
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def safe(text: str) -> str:
@@ -140,6 +163,37 @@ def names_line(names: list[str], me: str) -> Line:
             segments.append(("", ", "))
         segments.append(_name(name, me))
     return tuple(segments)
+
+
+CONTINUED: Segment = (DIM, "  \u2506 ")
+"""What starts every row of a line after its first, where the terminal would wrap it."""
+
+
+def fold(line: Line, width: int) -> list[Line]:
+    """`line` in rows of fewer than `width` columns, each after the first starting with
+    `CONTINUED`: however a message is padded, no row of it passes for a line of its own
+    (from someone else, say). Wide characters (CJK, most emoji) take two columns."""
+    room = width - 1  # a row that fills the last column makes some terminals wrap twice
+    indent = get_cwidth(CONTINUED[1])
+    if room <= indent + 8:
+        return [line]
+    rows: list[Line] = []
+    row: list[Segment] = []
+    column = 0
+    for style, text in line:
+        start = 0
+        for index, char in enumerate(text):
+            width_of = get_cwidth(char)
+            if column + width_of > room:
+                if index > start:
+                    row.append((style, text[start:index]))
+                rows.append(tuple(row))
+                row, column, start = [CONTINUED], indent, index
+            column += width_of
+        if start < len(text):
+            row.append((style, text[start:]))
+    rows.append(tuple(row))
+    return rows
 
 
 def to_plain(line: Line) -> str:

@@ -219,6 +219,15 @@ def unicode_version() -> str:
 # --- identity and confusability -------------------------------------------------------
 
 
+def invisible_ranges() -> list[tuple[int, int]]:
+    """Code points that show nothing: Default_Ignorable_Code_Point and `INVISIBLE`, as
+    sorted inclusive ranges."""
+    data = _data()
+    ranges = list(zip(data.default_ignorable._starts, data.default_ignorable._ends, strict=True))
+    ranges += [(ord(char), ord(char)) for char in INVISIBLE]
+    return sorted(ranges)
+
+
 def name_key(name: str) -> str:
     """The identity of a name: NFKC, case folded, NFKC again (so `Alice` is `alice`).
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -25,7 +26,7 @@ from prompt_toolkit.output.vt100 import Vt100_Output
 
 from .client import ChatClient
 from .conversation import Outcome, Room
-from .display import ERROR, Line, safe, to_ansi, to_plain
+from .display import ERROR, Line, fold, safe, to_ansi, to_plain
 
 LEAVE_WAIT = 5.0
 """On leaving, how long to wait for messages still on their way to be acknowledged."""
@@ -63,8 +64,9 @@ class Terminal:
 
     def show(self, line: Line) -> None:
         """Print a line above the prompt; from the Trio thread or the prompt's loop."""
+        rows = fold(line, shutil.get_terminal_size().columns)
         with self._lock:
-            self._pending.append(to_ansi(line) + "\n")
+            self._pending.extend(to_ansi(row) + "\n" for row in rows)
         if not self._reading:
             self._write_pending()
             return
