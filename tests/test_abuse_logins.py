@@ -192,3 +192,28 @@ def test_busy_is_its_own_error_for_a_registration_the_client_sends_again() -> No
     h.commit_held()
     peer.poll()
     assert handle.done and handle.error is None and handle.result == "newcomer"
+
+
+def test_a_login_kept_waiting_by_busy_answers_keeps_its_channel_past_the_login_timeout() -> None:
+    h = driver(login_timeout=5.0, login_free_failures=1000)
+    # Two checks per address are running and are slow: every other login is `busy`.
+    [attempt(h, (ATTACKER, 1 + n), "alice", "wrong password") for n in range(2)]
+    patient = attempt(h, (ATTACKER, 50), "alice", "alice-password")
+    for _ in range(200):  # 10 s of `busy`, answered again every half second
+        h.advance(0.05)
+        patient.connection.handle_timer(h.now)
+        patient.flush()
+    assert not patient.connection.closed
+    h.finish_hashing()
+    run(h, [patient], 2.0)
+    assert patient.connection.connected
+
+
+def test_a_channel_that_never_logs_in_is_told_so_when_it_is_closed() -> None:
+    h = driver(login_timeout=5.0)
+    idle = Peer(h, None, address=OWNER)
+    h.advance(6.0)
+    idle.poll()
+    (bye,) = idle.of_type(wire.Bye)
+    assert (bye.reason, bye.message) == ("login_timeout", "No login came in time; connect again.")
+    assert not h.engine.sessions

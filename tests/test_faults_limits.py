@@ -317,3 +317,25 @@ async def test_the_serve_options_set_every_limit(tmp_path: Path) -> None:
                     pass
             assert throttled.value.retry_after == pytest.approx(20.0, abs=0.1)
             assert await daemon.stop() == 0
+
+
+async def test_the_serve_options_for_accounts_checks_and_registrations_reach_the_daemon(
+    tmp_path: Path,
+) -> None:
+    options = (
+        *("--sessions-per-account", "3", "--checks-per-address", "5"),
+        *("--register-rate-total", "10"),
+    )
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, tmp_path / "chat.db", *options)
+            await daemon.start()
+            line = await daemon.wait_for("limits other than the defaults")
+            assert await daemon.stop() == 0
+    for setting in (
+        "max_sessions_per_account=3",
+        "checks_per_address=5",
+        "register_rate_total=10.0",
+        "register_burst_total=10",
+    ):
+        assert setting in line, setting

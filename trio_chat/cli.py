@@ -219,6 +219,16 @@ def _serve_command(
     sessions_per_address: Annotated[
         int, typer.Option(help="Sessions one IP address may hold at once.")
     ] = 16,
+    sessions_per_account: Annotated[
+        int, typer.Option(help="Sessions one account may hold at once.")
+    ] = 8,
+    checks_per_address: Annotated[
+        int,
+        typer.Option(help="Password checks one IP address may have waiting or running at once."),
+    ] = 2,
+    register_rate_total: Annotated[
+        float, typer.Option(help="Registrations per minute from all addresses together.")
+    ] = 60.0,
     idle_timeout: Annotated[
         float, typer.Option(help="Seconds of silence after which a session is closed.")
     ] = 45.0,
@@ -247,6 +257,10 @@ def _serve_command(
         login_free_failures=login_free_failures,
         login_delay=login_delay,
         max_sessions_per_address=sessions_per_address,
+        max_sessions_per_account=sessions_per_account,
+        checks_per_address=checks_per_address,
+        register_rate_total=register_rate_total,
+        register_burst_total=max(1, round(register_rate_total)),
         idle_timeout=idle_timeout,
         notice_limit=notice_limit,
     )

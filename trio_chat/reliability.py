@@ -72,7 +72,7 @@ class LinkConfig:
     """Frames beyond the cumulative ack that a receiver buffers; later ones are dropped."""
     max_queue: int = 4096
     """Most frames waiting (unsent and in flight) before the link fails as overloaded."""
-    max_queue_bytes: int = 256 * 1024
+    max_queue_bytes: int = 1024 * 1024
     """Most bytes of frames waiting before the link fails as overloaded."""
     receive_buffer_bytes: int = 64 * 1024
     """Most bytes of frames held out of order; past it, later frames are dropped (the

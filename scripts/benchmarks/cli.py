@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import resource
 import shutil
 import sys
@@ -136,7 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"The benchmark stopped: {error}", file=sys.stderr)
         return 1
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept the servers' logs and databases in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - began
     if ctx.profiles:
         show_profiles(ctx.profiles)

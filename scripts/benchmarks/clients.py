@@ -12,8 +12,10 @@ from __future__ import annotations
 import array
 import heapq
 import math
+import os
 import select
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
@@ -189,6 +191,8 @@ class TrioClient:
                 add(event.text, now)
             elif isinstance(event, Disconnected):
                 self.disconnects += 1
+                if os.environ.get("BENCH_DEBUG"):
+                    print(f"{self.name} disconnected: {event.reason}", file=sys.stderr)
             elif isinstance(event, Reconnected):
                 self.reconnects += 1
             elif isinstance(event, History) and event.resumed:

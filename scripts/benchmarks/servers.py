@@ -154,6 +154,9 @@ def _trio_chat_command(ctx: Context, label: str, port: int, database: Path) -> l
         "--register-rate",
         "--register-burst",
         "--sessions-per-address",
+        "--sessions-per-account",
+        "--checks-per-address",
+        "--register-rate-total",
         "--login-free-failures",
     ):
         command += [option, "1000000"]

@@ -56,6 +56,9 @@ STAT_NAMES = (
     "messages",
 )
 STORAGE_SORRY = "The server could not save this; try again later."
+LOGIN_TIMED_OUT = wire.encode(
+    wire.Bye(reason="login_timeout", message="No login came in time; connect again.")
+)
 MEMORY_CHECK_EVERY = 1.0
 """Seconds between counts of the bytes all sessions have queued."""
 
@@ -297,7 +300,12 @@ class ServerEngine:
     def handle_timers(self, now: float, wall: float) -> None:
         """Retransmit, acknowledge late, and close sessions that went silent or stuck."""
         for session, reason in self.transport.expire(now):
-            self._close(session, reason, now, wall)
+            if reason == "unauthenticated":
+                # Said, not only done: a client that is still there learns it at once.
+                self.transport.send(session, LOGIN_TIMED_OUT)
+                self._close(session, reason, now, wall, flush=True)
+            else:
+                self._close(session, reason, now, wall)
         if now >= self._memory_check_at:
             self._memory_check_at = now + MEMORY_CHECK_EVERY
             self._check_memory(now, wall)

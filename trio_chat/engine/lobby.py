@@ -9,6 +9,7 @@ address (`RETRY`), and none of it keeps state for the address that sent it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -153,7 +154,7 @@ class Lobby:
             self._answer(address, wire.key_datagram(self.keys.public), asked)
             return
         self._stats["handshakes"] += 1
-        self._sessions.open(index, channel, address, response, now)
+        self._sessions.open(index, channel, address, response, now, asked)
         self._answer(address, response, asked)
 
     # --- frames before a login --------------------------------------------------------------------
@@ -211,7 +212,7 @@ class Lobby:
             self._refuse(session, seq, "name_taken", message)
             return
         if self._hashing.full:
-            self._busy(session, seq)
+            self._busy(session, seq, now)
             return
         # Counted only now, before the hashing it guards: a refused name costs nothing.
         wait = self._register_limit.take(address[0], now)
@@ -231,8 +232,12 @@ class Lobby:
         session.busy += 1
         self._effects.extend(self._hashing.push(address[0], HashPassword(job, password)))
 
-    def _busy(self, session: Session, seq: int) -> None:
+    def _busy(self, session: Session, seq: int, now: float) -> None:
         self._stats["busy_refused"] += 1
+        # The client sends it again shortly: its channel keeps its time to log in.
+        session.idle_check_at = max(
+            session.idle_check_at, float(math.ceil(now + self.config.login_timeout))
+        )
         message = "The daemon is busy checking passwords; this is sent again in a moment."
         self._refuse(session, seq, "busy", message, BUSY_WAIT)
 
@@ -306,7 +311,7 @@ class Lobby:
             self._refuse(session, seq, "throttled", message, wait)
             return
         if refusal is not None:
-            self._busy(session, seq)
+            self._busy(session, seq, now)
             return
         attempt = LoginAttempt(
             session.sid, seq, address, account, request.name, request.since, request.quiet

@@ -147,8 +147,12 @@ class Sessions:
         address: Address,
         response: bytes,
         now: float,
+        asked: int,
     ) -> Session:
-        """A connection for a handshake just answered (its client not yet logged in)."""
+        """A connection for a handshake just answered (its client not yet logged in).
+
+        The `asked` bytes of its INIT count toward what the address may be sent before
+        it proves it receives, as the RESPONSE counts against it."""
         session = Session(
             sid=index,
             channel=channel,
@@ -159,6 +163,8 @@ class Sessions:
             idle_check_at=float(math.ceil(now + self.config.login_timeout)),
             opened_at=now,
             response=response,
+            bytes_in=asked,
+            bytes_out=len(response),
         )
         self.by_sid[index] = session
         self._by_init[(address, channel.remote_index)] = index

@@ -143,7 +143,9 @@ class DaemonProcess:
         """Everything the daemon wrote so far."""
         return "".join(self.output)
 
-    async def wait_for(self, text: str) -> None:
-        """Wait until the daemon has written `text` (put a time limit around this)."""
+    async def wait_for(self, text: str) -> str:
+        """Wait until the daemon has written `text` (put a time limit around this); return
+        the first line holding it."""
         while text not in self.text:
             await self._more.wait()
+        return next(line for line in self.text.splitlines() if text in line)
