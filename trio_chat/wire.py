@@ -137,9 +137,10 @@ class Refused:
     retry_after: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Data:
-    """A sealed record; `datagram` is kept whole, to be opened by its channel."""
+class Data(msgspec.Struct, frozen=True, gc=False):
+    """A sealed record; `datagram` is kept whole, to be opened by its channel. (A Struct,
+    not a dataclass: one is made for every datagram, and a Struct is made six times
+    faster.)"""
 
     receiver_index: int
     packet_number: int
