@@ -7,10 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from trio_chat import client_protocol
-from trio_chat.client_protocol import ClientConfig, Handle
+from trio_chat import client_protocol, wire
+from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.engine import ServerConfig
-from trio_chat.errors import ConnectionLost, NameTaken, ServerUnreachable, WrongPassword
+from trio_chat.errors import (
+    ConnectionLost,
+    KeyChanged,
+    NameTaken,
+    ServerUnreachable,
+    WrongPassword,
+)
 from trio_chat.events import (
     Disconnected,
     History,
@@ -18,6 +24,8 @@ from trio_chat.events import (
     PublicMessage,
     Reconnected,
 )
+from trio_chat.noise import fingerprint
+from trio_chat.secure import DaemonKeys
 from trio_chat.testing.netsim import Conditions
 from trio_chat.testing.simulation import Simulation
 
@@ -191,6 +199,38 @@ def test_a_registration_cut_off_by_a_restart_is_carried_again_by_a_new_channel()
     sim.run_until(lambda: handle.done, limit=30.0)
     assert handle.error is None and handle.result == "yan"
     assert [a.name for a in sim.driver.stored_accounts()] == ["yan"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_handshake_through_loss_and_duplication_opens_one_channel(seed: int) -> None:
+    sim = Simulation(seed, Conditions(loss=0.4, duplicate=0.5, reorder=0.3, delay=0.01))
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready, limit=60.0)
+    assert alice.connected
+    # Every INIT that arrived twice got the same RESPONSE: one channel, one session.
+    assert len(sim.driver.engine.sessions) == 1
+    assert sim.driver.engine.stats["handshakes"] >= 1
+    assert sim.network.dropped + sim.network.duplicated > 0  # the network did its worst
+
+
+def test_a_daemon_showing_another_key_gets_no_password() -> None:
+    sim = Simulation(5)
+    sim.driver.add_account("alice", "correct horse")
+    impostor = DaemonKeys.generate()
+    connection = ClientConnection(impostor.public, "alice", "correct horse", where="there")
+    sent: list[bytes] = []
+    connection.start(sim.now)
+    for _ in range(3):
+        datagrams = connection.datagrams_to_send(sim.now)
+        sent += datagrams
+        for data in datagrams:
+            for answer in sim.driver.receive(data, ("10.9.9.1", 1)):
+                connection.receive_datagram(answer, sim.now)
+    assert isinstance(connection.failure, KeyChanged)
+    assert fingerprint(sim.driver.server_key) in str(connection.failure)
+    assert all(data[0] == wire.INIT for data in sent)  # no record: nothing was sealed
+    assert not any(b"correct horse" in data for data in sent)
+    assert not sim.driver.engine.sessions
 
 
 def test_a_history_page_and_who_complete_with_their_answers() -> None:
