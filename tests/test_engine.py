@@ -7,6 +7,7 @@ from trio_chat.engine import Address, LoadHistory, ServerConfig, ServerEngine
 from trio_chat.records import Account, MarkDelivered, Message, Snapshot
 from trio_chat.room import LocalRoom
 from trio_chat.rules import name_key
+from trio_chat.secure import REPLAY_WINDOW, ReplayWindow
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
 
 ALICE = ("127.0.0.1", 40001)
@@ -532,3 +533,69 @@ def test_a_registration_answered_by_a_daemon_that_then_died_is_answered_again() 
     assert isinstance(same, wire.Registered) and same.name == "alice"
     other = register(h, ALICE, "alice", rid="r-10")
     assert isinstance(other, wire.ErrorFrame) and other.code == "name_taken"
+
+
+def test_the_largest_private_message_fits_a_frame_and_a_cid_is_plain() -> None:
+    h = EngineHarness(ServerConfig(register_burst=10))
+    wide, other = "\U00010428" * 32, "\U00010429" * 32  # 32 letters of four bytes each
+    sender, recipient = logged_in(h, ALICE, wide), logged_in(h, BOB, other)
+    seq = sender.send(wire.Whisper(to=other, text='"' * 250, cid="C" * 24))
+    (ok,) = [o for o in sender.of_type(wire.Ok) if o.re == seq]
+    recipient.settle()
+    (pm,) = recipient.of_type(wire.Pm)
+    assert pm.text == '"' * 250 and len(wire.encode(pm)) <= wire.MAX_FRAME
+    bad = sender.send(wire.Whisper(to="x", text="hi", cid="ok"))  # a cid that is fine
+    assert [e.code for e in sender.of_type(wire.ErrorFrame) if e.re == bad] == ["unknown_user"]
+    raw = b'{"t":"whisper","to":"x","text":"hi","cid":"\\u0001\\u0001"}'
+    handle = sender.request(raw)
+    sender.flush()
+    (refused,) = [e for e in sender.of_type(wire.ErrorFrame) if e.re == handle.seq]
+    assert refused.code == "bad_field" and "cid" in refused.message
+
+
+def test_a_second_login_while_the_first_is_checked_is_refused() -> None:
+    h = EngineHarness()
+    register(h, ALICE, "alice")
+    register(h, ALICE, "bob")
+    h.auto_hash = False
+    peer = Peer(h, None, address=("127.0.0.9", 1))
+    first = peer.link.send(wire.encode(wire.Login(name="alice", password=PASSWORD)))
+    second = peer.link.send(wire.encode(wire.Login(name="bob", password=PASSWORD)))
+    peer.flush()
+    h.finish_hashing()
+    peer.settle()
+    assert [w.re for w in peer.of_type(wire.Welcome)] == [first]
+    assert [(e.re, e.code) for e in peer.of_type(wire.ErrorFrame)] == [(second, "bad_request")]
+    assert [s.account.name for s in h.engine.sessions.values() if s.account] == ["alice"]
+
+
+def test_a_quiet_session_is_refused_before_anything_else_is_looked_at() -> None:
+    h = EngineHarness()
+    register(h, ALICE, "alice")
+    quiet = Peer(h, "alice", PASSWORD, ALICE, quiet=True)
+    seq = quiet.send(wire.Say(text="", cid="c1"))  # empty, and yet: bad_request first
+    assert [(e.re, e.code) for e in quiet.of_type(wire.ErrorFrame)] == [(seq, "bad_request")]
+
+
+def test_a_payload_that_is_not_utf8_is_dropped_whole() -> None:
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    channel = alice.connection.channel
+    assert channel is not None
+    said = wire.numbered_frame(alice.link._next_seq, wire.encode(wire.Say(text="hi", cid="c9")))
+    payload = b'{"ack":0,"junk":"\xff\xfe",' + b'"frames":[' + said + b"]}"
+    before = h.engine.stats["bad_payloads"]
+    h.receive(channel.seal(1 << 40, payload), ALICE)
+    assert h.engine.stats["bad_payloads"] == before + 1
+    assert not h.stored_messages()
+
+
+def test_a_packet_number_far_ahead_moves_the_replay_window_at_no_cost() -> None:
+    window = ReplayWindow()
+    window.accept(5)
+    window.accept(2**63)  # a jump of 2**63 shifts nothing: the window starts over
+    assert window.highest == 2**63
+    assert not window.fresh(2**63) and not window.fresh(5)
+    assert not window.fresh(2**63 - REPLAY_WINDOW) and window.fresh(2**63 - REPLAY_WINDOW + 1)
+    window.accept(2**63 - 1)
+    assert not window.fresh(2**63 - 1) and window.fresh(2**63 - 2)

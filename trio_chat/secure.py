@@ -45,6 +45,7 @@ PROLOGUE: Final = b"trio-chat/2"
 """Mixed into every handshake: a handshake of another protocol or version cannot pass."""
 REPLAY_WINDOW: Final = 4096
 """Packet numbers this far below the highest one opened are still accepted once."""
+_WINDOW_MASK: Final = (1 << REPLAY_WINDOW) - 1
 RESET_TOKEN_BYTES: Final = 16
 COOKIE_BYTES: Final = 16
 COOKIE_PERIOD: Final = 30.0
@@ -92,7 +93,8 @@ class ReplayWindow:
         """Mark `pn` opened (call once `fresh(pn)` said yes and the tag verified)."""
         if pn > self.highest:
             shift = pn - self.highest
-            self._bits = ((self._bits << shift) | 1) & ((1 << REPLAY_WINDOW) - 1)
+            # A jump past the whole window forgets it (and never builds a huge integer).
+            self._bits = ((self._bits << shift) | 1) & _WINDOW_MASK if shift < REPLAY_WINDOW else 1
             self.highest = pn
         else:
             self._bits |= 1 << (self.highest - pn)

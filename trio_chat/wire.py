@@ -67,7 +67,9 @@ PasswordField = Annotated[str, msgspec.Meta(max_length=1024)]
 TextField = Annotated[str, msgspec.Meta(max_length=1200)]
 Token = Annotated[str, msgspec.Meta(max_length=64)]
 TicketField = Annotated[str, msgspec.Meta(max_length=512)]
-ClientMessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
+ClientMessageId = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,24}$")]
+"""Letters, digits, `_` and `-` only: it is echoed in `msg` and `pm` frames, whose size
+must stay within `MAX_FRAME` whatever the names and the text."""
 
 
 class WireError(ValueError):
@@ -535,9 +537,12 @@ def _short(text: str) -> str:
 
 
 def decode_payload_untrusted(data: bytes) -> Payload:
-    """The link's fields and raw frames of an opened `DATA` payload."""
+    """The link's fields and raw frames of an opened `DATA` payload (all of it UTF-8)."""
     try:
+        data.decode()  # frames are kept undecoded, and fields ignored are not checked
         return _payload.decode(data)
+    except UnicodeDecodeError:
+        raise WireError("bad_payload", "A payload must be UTF-8.") from None
     except msgspec.MsgspecError as error:
         raise WireError("bad_payload", f"Malformed payload: {_short(str(error))}.") from None
 

@@ -157,6 +157,8 @@ class Chat:
     ) -> None:
         """A `say` or `whisper`: answered once stored (or at once, if it was before)."""
         account = _account(session)
+        if session.quiet:
+            raise RuleError("bad_request", "Log in without `quiet` to take part in the room.")
         earlier = self.window.find(account.id, frame.cid)
         if earlier is not None:
             self._acknowledge(session, seq, earlier)
@@ -171,8 +173,6 @@ class Chat:
                 raise RuleError(
                     "mailbox_full", f"{recipient.name} has too many unread messages already."
                 )
-        if session.quiet:
-            raise RuleError("bad_request", "Log in without `quiet` to take part in the room.")
         if not self._may_send(session, frame.cid, now, seq):
             return
         message = Message(

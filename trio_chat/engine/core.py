@@ -193,6 +193,8 @@ class ServerEngine:
             ):
                 if session.account is not None:
                     raise RuleError("bad_request", "This session is logged in already.")
+                if session.logging_in and isinstance(frame, wire.Login | wire.Resume):
+                    raise RuleError("bad_request", "A login is being checked on this channel.")
                 self.lobby.frame(session, seq, frame, now, wall)
             elif isinstance(frame, wire.Say | wire.Whisper):
                 self.chat.say(session, seq, frame, now, wall)

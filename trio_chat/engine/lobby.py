@@ -325,6 +325,7 @@ class Lobby:
             return
         job = self._jobs.add(attempt)
         session.busy += 1
+        session.logging_in = True
         # A name with no account is checked against a hash of nothing, at the same cost.
         password_hash = account.password_hash if account is not None else NO_ACCOUNT
         work = CheckPassword(job, password_hash, password)
@@ -338,6 +339,7 @@ class Lobby:
         session = self._sessions.by_sid.get(attempt.sid)
         if session is not None:
             session.busy -= 1
+            session.logging_in = False
         self._judge(session, attempt, ok, now, wall)
 
     def _judge(

@@ -55,6 +55,8 @@ class Session:
     quiet: bool = False
     busy: int = 0
     """Requests of this connection being worked on (a password being hashed)."""
+    logging_in: bool = False
+    """A login's password is being checked: no other login until it is answered."""
     blocked_cid: str | None = None
     """The first message refused as too fast: until it comes again, later ones are refused
     too, so that the client's resends keep the order the messages were written in."""
