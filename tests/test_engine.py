@@ -541,6 +541,7 @@ def test_the_largest_private_message_fits_a_frame_and_a_cid_is_plain() -> None:
     sender, recipient = logged_in(h, ALICE, wide), logged_in(h, BOB, other)
     seq = sender.send(wire.Whisper(to=other, text='"' * 250, cid="C" * 24))
     (ok,) = [o for o in sender.of_type(wire.Ok) if o.re == seq]
+    assert ok.id is not None
     recipient.settle()
     (pm,) = recipient.of_type(wire.Pm)
     assert pm.text == '"' * 250 and len(wire.encode(pm)) <= wire.MAX_FRAME
