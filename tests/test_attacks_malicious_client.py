@@ -1,0 +1,175 @@
+"""A malicious client with an account: it holds the keys of its own channel, can send any
+record it likes, from its own address or a forged one, and keeps every ticket it was given.
+
+It cannot act in another session (records under another session's index do not
+authenticate), cannot log in with a ticket it forged, altered, took from another daemon
+or kept past its expiry (`error` `ticket_invalid`), and cannot turn the daemon on a
+victim by moving its session to the victim's address: until that address answers the
+path challenge it gets at most three times what was sent from it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from trio_chat import wire
+from trio_chat.engine import ServerConfig
+from trio_chat.engine.notes import LoggedIn
+from trio_chat.secure import DaemonKeys, Ticket
+from trio_chat.testing.driver import EngineDriver, Peer
+
+ALICE = ("10.0.0.1", 4000)
+BOB = ("10.0.0.2", 4000)
+MALLORY = ("10.6.6.6", 6666)
+VICTIM = ("192.0.2.7", 53)
+LONG = "ü" * 240
+
+
+def room(config: ServerConfig | None = None) -> tuple[EngineDriver, Peer, Peer]:
+    driver = EngineDriver(config or ServerConfig(message_burst=1000))
+    for name in ("alice", "bob", "mallory"):
+        driver.add_account(name)
+    alice = Peer(driver, "alice", address=ALICE)
+    mallory = Peer(driver, "mallory", address=MALLORY)
+    alice.settle()
+    mallory.settle()
+    driver.engine.take_notes()
+    return driver, alice, mallory
+
+
+def test_records_under_another_sessions_index_are_dropped_and_change_nothing() -> None:
+    driver, alice, mallory = room()
+    engine = driver.engine
+    victim = engine.sessions[alice.sid]
+    before = (victim.address, victim.link.highest_pn, victim.link.received_up_to)
+    channel = mallory.connection._channel
+    assert channel is not None
+    payload = (
+        b'{"ack":0,"echo":0,"frames":[[1,{"t":"say","text":"I am alice","cid":"m1"}],'
+        b'[2,{"t":"logout"}],[%d,{"t":"say","text":"next","cid":"m2"}]]}'
+        % (alice.link.received_up_to + 1)
+    )
+    forged: list[bytes] = []
+    for pn in (1, 7, 10**6):
+        header = wire.data_header(alice.sid, pn)
+        forged.append(header + channel._send.seal(pn, header, payload))  # Mallory's own keys
+        own = channel.seal(pn + 1, payload)  # a record of hers, readdressed to Alice
+        forged.append(header + own[wire.DATA_HEADER_BYTES :])
+    for record in forged:
+        for source in (MALLORY, ALICE):
+            assert driver.receive(record, source) == []  # no RESET: nothing to learn
+    assert engine.stats["bad_records"] == 2 * len(forged)
+    assert (victim.address, victim.link.highest_pn, victim.link.received_up_to) == before
+    assert driver.stored_messages() == [] and engine.stats["migrations"] == 0
+    alice.send(wire.Say(text="still me", cid="a1"))
+    assert [m.text for m in driver.stored_messages()] == ["still me"]
+    assert alice.connection.connected and mallory.connection.connected
+
+
+def _resume(driver: EngineDriver, ticket: str) -> wire.ServerFrame:
+    """The daemon's answer to `resume` with `ticket`, on a new channel from Mallory's address."""
+    peer = Peer(driver, None, address=MALLORY)
+    seq = peer.link.send(wire.encode(wire.Resume(ticket=ticket)))
+    peer.flush()
+    (answer,) = [f for f in peer.frames if getattr(f, "re", None) == seq]
+    return answer
+
+
+def test_forged_altered_foreign_and_expired_tickets_are_refused_with_ticket_invalid() -> None:
+    driver, alice, mallory = room()
+    engine = driver.engine
+    alice_ticket, mallory_ticket = alice.connection.ticket, mallory.connection.ticket
+    assert alice_ticket and mallory_ticket
+    alice_id = engine.accounts["alice"].id
+    middle = len(mallory_ticket) // 2
+    swapped = "A" if mallory_ticket[middle] != "A" else "B"
+    elsewhere = DaemonKeys.generate()  # another daemon, with a ticket key of its own
+    forgeries = {
+        "random bytes": base64.urlsafe_b64encode(os.urandom(64)).decode().rstrip("="),
+        "one character changed": mallory_ticket[:middle] + swapped + mallory_ticket[middle + 1 :],
+        "cut short": mallory_ticket[:-4],
+        "two spliced": mallory_ticket[:middle] + alice_ticket[middle:],
+        "another daemon's": elsewhere.tickets.seal(Ticket(alice_id, "alice", driver.wall + 3600)),
+        "a name that is not its account's": driver.keys.tickets.seal(
+            Ticket(alice_id, "mallory", driver.wall + 3600)
+        ),
+        "an account that does not exist": driver.keys.tickets.seal(
+            Ticket(999, "nobody", driver.wall + 3600)
+        ),
+        "not base64": "!" * 40,
+        "not ASCII": "é" * 40,
+        "empty": "",
+    }
+    for label, ticket in forgeries.items():
+        answer = _resume(driver, ticket)
+        assert isinstance(answer, wire.ErrorFrame), label
+        assert answer.code == "ticket_invalid", label
+    assert engine.stats["tickets_refused"] == len(forgeries)
+    assert not any(isinstance(note, LoggedIn) for note in engine.take_notes())
+    # Alice's own ticket is good for 24 hours, and not a second more.
+    welcome = _resume(driver, alice_ticket)
+    assert isinstance(welcome, wire.Welcome) and welcome.name == "alice"
+    driver.now += engine.config.ticket_lifetime - 60
+    assert isinstance(_resume(driver, alice_ticket), wire.Welcome)
+    driver.now += 61
+    expired = _resume(driver, alice_ticket)
+    assert isinstance(expired, wire.ErrorFrame) and expired.code == "ticket_invalid"
+
+
+def test_moving_a_session_to_a_victim_sends_it_at_most_three_times_what_came_from_it() -> None:
+    driver, _alice, mallory = room()
+    engine = driver.engine
+    bob = Peer(driver, "bob", address=BOB)
+    for n in range(60):  # a long history, for a small request to ask for
+        bob.send(wire.Say(text=f"{n} {LONG}", cid=f"b{n}"))
+    mallory.settle()
+    delivered_to_mallory = driver.sent_to[MALLORY]
+    # Mallory asks for 100 long messages, in a record forged to come from the victim.
+    mallory.link.send(wire.encode(wire.HistoryRequest(limit=100)))
+    for record in mallory.link.datagrams_to_send(driver.now):
+        driver.receive(record, VICTIM)
+    session = engine.sessions[mallory.sid]
+    assert session.address == VICTIM and not session.validated
+    # She keeps the victim's budget topped up with pings from its address (for less than
+    # the 20 s after which the daemon gives up a session that acknowledges nothing).
+    for _second in range(15):
+        mallory.link.send(wire.encode(wire.Ping()))
+        for record in mallory.link.datagrams_to_send(driver.now):
+            driver.receive(record, VICTIM)
+        driver.advance(1.0)
+        assert driver.sent_to[VICTIM] <= 3 * driver.received_from[VICTIM]
+    assert not session.validated
+    assert driver.sent_to[VICTIM] > 0
+    assert driver.sent_to[MALLORY] == delivered_to_mallory
+    # Back at her own address she answers the challenge and gets it all, once.
+    mallory.send()
+    mallory.settle(60)
+    assert session.address == MALLORY and session.validated
+    history = [m.text for m in mallory.of_type(wire.Msg) if m.history]
+    assert history == [f"{n} {LONG}" for n in range(60)]
+
+
+def test_a_session_parked_at_a_victim_that_never_acknowledges_is_given_up() -> None:
+    driver, _alice, mallory = room()
+    engine = driver.engine
+    bob = Peer(driver, "bob", address=BOB)
+    for n in range(30):
+        bob.send(wire.Say(text=f"{n} {LONG}", cid=f"b{n}"))
+    mallory.link.send(wire.encode(wire.HistoryRequest(limit=100)))
+    for record in mallory.link.datagrams_to_send(driver.now):
+        driver.receive(record, VICTIM)
+    sid = mallory.sid
+    seconds = 0
+    while sid in engine.sessions and seconds < 120:
+        mallory.link.send(wire.encode(wire.Ping()))
+        for record in mallory.link.datagrams_to_send(driver.now):
+            driver.receive(record, VICTIM)
+        driver.advance(1.0)
+        seconds += 1
+        assert driver.sent_to[VICTIM] <= 3 * driver.received_from[VICTIM]
+    # Pings from the victim's address keep it heard from, but nothing it was sent there is
+    # ever acknowledged: the daemon gives the session up as it would any silent peer.
+    assert sid not in engine.sessions
+    link = engine.config.link
+    assert seconds <= link.give_up_after + link.max_pto + 1  # noticed at a probe timeout

@@ -1,0 +1,111 @@
+"""A man in the middle with a key of its own: an impostor daemon at the address a client
+knows, or a relay that answers with its own key.
+
+A client that trusts key K refuses a daemon that shows K' (`KeyChanged`; exit code 15
+from `trio-chat login`), before a password is typed or sent. The first contact is trust
+on first use: the key met is remembered in `known_servers`, and from then on that key,
+and only it, is accepted for that address.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+
+import trio
+
+from tests.cli_support import CLI, cli_env
+from tests.test_attacks_support import start_daemon
+from trio_chat import register, wire
+from trio_chat.cli import ExitCode
+from trio_chat.client_protocol import ClientConfig, ClientConnection
+from trio_chat.engine import ServerConfig
+from trio_chat.errors import KeyChanged
+from trio_chat.keys import KnownServers
+from trio_chat.noise import fingerprint
+from trio_chat.secure import DaemonKeys
+from trio_chat.testing.driver import PASSWORD, EngineDriver
+
+ALICE = ("10.0.0.1", 4000)
+
+
+def test_a_client_that_trusts_one_key_refuses_a_daemon_with_another() -> None:
+    impostor = EngineDriver()
+    impostor.add_account("alice")
+    impostor.engine.take_notes()
+    trusted = DaemonKeys.generate().public
+    client = ClientConnection(trusted, "alice", PASSWORD, config=ClientConfig(reconnect=False))
+    client.start(impostor.now)
+    sent: list[bytes] = []
+    for _round in range(3):
+        for data in client.datagrams_to_send(impostor.now):
+            sent.append(data)
+            for reply in impostor.receive(data, ALICE):
+                client.receive_datagram(reply, impostor.now)
+        impostor.now += 0.3
+        client.handle_timer(impostor.now)
+    assert client.closed and isinstance(client.failure, KeyChanged)
+    message = client.failure.message
+    assert fingerprint(trusted) in message and fingerprint(impostor.server_key) in message
+    # It sent one handshake message, encrypted to the key it trusts, and nothing else:
+    # the impostor could not read it and never saw a login.
+    assert [d[0] for d in sent] == [wire.INIT]
+    assert not any(PASSWORD.encode() in d for d in sent)
+    stats = impostor.engine.stats
+    assert stats["bad_handshakes"] == 1 and len(impostor.engine.sessions) == 0
+    assert impostor.engine.take_notes() == []
+
+
+async def _login(port: int, *options: str) -> tuple[int, str]:
+    """`trio-chat login` as a person runs it; its exit status and standard error."""
+    result = await trio.run_process(
+        [*CLI, "login", "--name", "alice", *options],
+        env=cli_env(port, TRIO_CHAT_PASSWORD=PASSWORD),
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    return result.returncode, result.stderr.decode()
+
+
+async def test_first_contact_is_remembered_and_an_impostor_there_later_is_refused(
+    tmp_path: Path, own_data_folder: Path
+) -> None:
+    config = ServerConfig(register_burst=100)
+    known = KnownServers()
+    assert known.path.is_relative_to(own_data_folder) and not known.path.exists()
+    with trio.fail_after(15):
+        async with trio.open_nursery() as real_one:
+            (host, port), engine = await start_daemon(real_one, tmp_path / "real.db", config)
+            real_key = engine.keys.public
+            # Registered with the key given: nothing is remembered by that.
+            await register(host, port, "alice", PASSWORD, server_key=real_key)
+            assert not known.path.exists()
+            code, err = await _login(port)
+            assert code == ExitCode.OK, err
+            assert "trusting it from now on" in err and fingerprint(real_key) in err
+            label = f"{host}:{port}"
+            assert known.path.read_text() == f"{label} {base64.b64encode(real_key).decode()}\n"
+            code, err = await _login(port)
+            assert code == ExitCode.OK and "trusting" not in err
+            real_one.cancel_scope.cancel()
+        # Someone else's daemon, with its own key, now answers at that address.
+        async with trio.open_nursery() as impostor_one:
+            _same, fake = await start_daemon(impostor_one, tmp_path / "fake.db", config, port)
+            assert fake.keys.public != real_key
+            code, err = await _login(port)
+            assert code == 15 and ExitCode(code) is ExitCode.KEY_CHANGED
+            assert fingerprint(fake.keys.public) in err and fingerprint(real_key) in err
+            assert "someone may be in the middle" in err
+            # Refused on the key alone: no handshake, no password, reached the impostor.
+            assert fake.stats["keys_sent"] == 1
+            assert fake.stats["handshakes"] == fake.stats["bad_handshakes"] == 0
+            # A fingerprint given on the command line is checked the same way.
+            code, err = await _login(port, "--server-key", fingerprint(real_key))
+            assert code == ExitCode.KEY_CHANGED
+            assert fake.stats["keys_sent"] == 2 and fake.stats["handshakes"] == 0
+            impostor_one.cancel_scope.cancel()
+    # Nothing about the impostor was remembered.
+    assert known.get(host, port) == real_key
