@@ -356,3 +356,44 @@ async def test_a_tap_on_a_live_session_learns_nothing_and_makes_nothing_happen_t
         **{f"text {n}": text for n, text in enumerate(secret_texts)},
     }
     assert found_in(tap.all_bytes, secrets) == []
+
+
+def test_a_logged_out_channels_last_words_go_only_to_its_own_address() -> None:
+    driver = EngineDriver(ServerConfig(message_burst=1000))
+    driver.add_account("alice", PASSWORD)
+    alice = Peer(driver, "alice", PASSWORD, ("10.70.0.1", 1))
+    for n in range(30):
+        alice.send(wire.Say(text="a fairly long message to fill the history " * 8, cid=f"m{n}"))
+    channel = alice.connection.channel
+    assert channel is not None
+    # A big history answer, left unacknowledged, then a logout: the last words are large.
+    history = wire.numbered_frame(alice.link._next_seq, wire.encode(wire.HistoryRequest(limit=100)))
+    logout = wire.numbered_frame(alice.link._next_seq + 1, wire.encode(wire.Logout()))
+    payload = wire.close_payload(wire.payload_head(0, 0, []), history + b"," + logout)
+    driver.receive(channel.seal(1 << 30, payload), alice.address)
+    assert not driver.engine.sessions
+    poke = wire.close_payload(wire.payload_head(0, 0, []), wire.numbered_frame(1, b'{"t":"ping"}'))
+    victim = ("10.70.9.9", 1)
+    sent = len(poke) + wire.SEAL_OVERHEAD
+    for n in range(20):  # spoofed from the victim: nothing may go there
+        assert driver.receive(channel.seal((1 << 30) + 1 + n, poke), victim) == []
+    assert driver.sent_to[victim] == 0
+    again = driver.receive(channel.seal((1 << 30) + 100, poke), alice.address)
+    assert again and sum(len(d) for d in again) > sent  # its own address: the ok again
+
+
+def test_a_forged_response_does_not_spoil_the_real_one() -> None:
+    driver = EngineDriver()
+    driver.add_account("alice", PASSWORD)
+    client = ClientConnection(driver.server_key, "alice", PASSWORD, new_index=lambda: 77)
+    client.start(driver.now)
+    (init,) = client.datagrams_to_send(driver.now)
+    forged = wire.response_datagram(77, 123, os.urandom(wire.NOISE_MESSAGE_2_BYTES))
+    client.receive_datagram(forged, driver.now)  # an attacker who saw the INIT is faster
+    for answer in driver.receive(init, ("10.71.0.1", 1)):
+        client.receive_datagram(answer, driver.now)
+    for _ in range(5):
+        for data in client.datagrams_to_send(driver.now):
+            for answer in driver.receive(data, ("10.71.0.1", 1)):
+                client.receive_datagram(answer, driver.now)
+    assert client.connected and client.failure is None

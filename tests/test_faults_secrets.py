@@ -228,6 +228,7 @@ def test_reprs_of_what_carries_a_secret_hide_it() -> None:
         "static key": keys.static_private,
         "reset secret": keys.reset_secret,
         "cookie secret": cookies._secret,
+        "password hash": alice.session.account.password_hash,
     }
     client_channel, daemon_channel = channel_pair()
     carriers: Sequence[object] = (
@@ -246,6 +247,8 @@ def test_reprs_of_what_carries_a_secret_hide_it() -> None:
         daemon_channel,
         ServerConfig(),
         ClientConfig(),
+        alice.session.account,
+        alice.session,
     )
     for carrier in carriers:
         for text in (repr(carrier), str(carrier)):

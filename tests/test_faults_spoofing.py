@@ -423,3 +423,61 @@ async def test_a_live_daemon_answers_a_spoofed_flood_with_fewer_bytes_and_lets_p
                 message = await chat.say("still here")
             assert message.text == "still here"
             nursery.cancel_scope.cancel()
+
+
+def test_spoofed_inits_from_a_victims_address_do_not_fill_its_cap() -> None:
+    driver = EngineDriver(ServerConfig(max_sessions_per_address=2))
+    driver.add_account("victim", PASSWORD)
+    victim_ip = "10.66.0.1"
+    for port in range(40):  # half-open channels from the victim's IP, never proven
+        init = initiate(driver.server_key, 7000 + port)
+        (answer,) = driver.receive(init.datagram(), (victim_ip, 1000 + port))
+        assert answer[0] == wire.RESPONSE
+    victim = Peer(driver, "victim", PASSWORD, (victim_ip, 5000))
+    assert victim.connection.connected
+
+
+def test_inits_that_do_not_decrypt_soon_cost_a_cookie_first() -> None:
+    driver = EngineDriver()
+    stranger = bytes(range(32))  # a key that is not the daemon's: each INIT costs a DH
+    answers: Counter[str] = Counter()
+    for n in range(200):
+        init = initiate(stranger, 9000 + n)
+        for answer in driver.receive(init.datagram(), (f"10.67.{n // 250}.{n % 250}", 1)):
+            answers[kind_of(answer)] += 1
+    assert driver.engine.stats["bad_handshakes"] <= 70  # then RETRY: no DH until a cookie
+    assert answers["RETRY"] >= 130
+    good = initiate(driver.server_key, 1)
+    (answer,) = driver.receive(good.datagram(), ("10.68.0.1", 1))
+    assert answer[0] == wire.RETRY  # for a while, everyone shows a cookie first
+
+
+def test_a_replayed_init_opens_nothing() -> None:
+    driver = EngineDriver()
+    driver.add_account("alice", PASSWORD)
+    alice = Peer(driver, "alice", PASSWORD, ("10.69.0.1", 1))
+    assert alice.connection.connected
+    init = initiate(driver.server_key, 4242)
+    first = driver.receive(init.datagram(), ("10.69.0.2", 1))
+    assert first and first[0][0] == wire.RESPONSE
+    sessions = len(driver.engine.sessions)
+    for address in (("10.69.0.2", 1), ("10.69.0.3", 1), ("10.69.0.2", 2)):
+        replies = driver.receive(init.datagram(), address)
+        if address == ("10.69.0.2", 1):
+            assert replies == first  # the same RESPONSE again: it may have been lost
+        else:
+            assert replies == []  # a replay from elsewhere: dropped
+    assert len(driver.engine.sessions) == sessions
+    assert driver.engine.stats["replayed_inits"] == 2
+
+
+def test_per_address_caps_count_an_ipv6_address_by_its_64() -> None:
+    driver = EngineDriver(ServerConfig(max_sessions_per_address=2))
+    driver.add_account("six", PASSWORD)
+    peers = [Peer(driver, "six", PASSWORD, (f"2001:db8:0:1::{n}", 1, 0, 0)) for n in (1, 2)]
+    assert all(peer.connection.connected for peer in peers)
+    third = Peer(driver, "six", PASSWORD, ("2001:db8:0:1::ffff", 1, 0, 0))
+    assert third.connection.failure is not None
+    assert third.connection.failure.code == "too_many_sessions"
+    elsewhere = Peer(driver, "six", PASSWORD, ("2001:db8:0:2::1", 1, 0, 0))
+    assert elsewhere.connection.connected

@@ -42,6 +42,7 @@ from .errors import (
     ProtocolError,
     RateLimited,
     ServerUnreachable,
+    TooManySessions,
     error_for,
 )
 from .events import (
@@ -824,6 +825,9 @@ class ClientConnection:
         elif isinstance(frame, wire.Notice):
             self._emit(Notice(frame.text))
         elif isinstance(frame, wire.Bye):
+            if frame.reason == "too_many_sessions":
+                self._shut(TooManySessions(frame.message))  # opening another would not help
+                return
             raise _SessionLost(frame.message.rstrip("."))
 
     def _on_message(self, frame: wire.Msg | wire.Pm) -> None:

@@ -100,3 +100,24 @@ class FailureThrottle:
 
     def succeeded(self, key: Hashable) -> None:
         self._failures.pop(key, None)
+
+
+class RecentKeys:
+    """Keys seen in the last `memory` seconds (at most `capacity`, the oldest forgotten)."""
+
+    def __init__(self, capacity: int, memory: float) -> None:
+        self.capacity, self.memory = capacity, memory
+        self._seen: OrderedDict[Hashable, float] = OrderedDict()
+
+    def seen(self, key: Hashable, now: float) -> bool:
+        when = self._seen.get(key)
+        return when is not None and now - when < self.memory
+
+    def add(self, key: Hashable, now: float) -> None:
+        seen = self._seen
+        seen[key] = now
+        seen.move_to_end(key)
+        while seen and (
+            len(seen) > self.capacity or now - next(iter(seen.values())) >= self.memory
+        ):
+            seen.popitem(last=False)

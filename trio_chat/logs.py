@@ -186,7 +186,7 @@ def limits_changed(config: ServerConfig) -> dict[str, Any]:
 DROPPED = {
     "bad_datagrams": "garbage",
     "bad_frames": "bad frames",
-    "bad_tokens": "forged",
+    "bad_records": "forged",
     "unknown_sessions": "for unknown sessions",
     "unsent_for_amplification": "answers held back (amplification)",
 }

@@ -473,7 +473,8 @@ class HandshakeState:
     ) -> HandshakeState:
         """The client's side: it knows the server's static public key in advance.
 
-        `ephemeral_private` fixes the ephemeral key; it exists for test vectors only.
+        `ephemeral_private` fixes the ephemeral key: for test vectors, and to read a
+        second answer to the same message 1 after a forged one spoiled the first state.
         """
         if len(responder_static_public) != DHLEN:
             raise NoiseError("a public key is 32 bytes")

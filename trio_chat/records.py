@@ -12,7 +12,7 @@ class Account:
     """The display form (NFKC), as the person registered it."""
     key: str
     """The identity: NFKC and casefolded, unique."""
-    password_hash: str
+    password_hash: str = field(repr=False)
     created: str
     rid: str | None = None
     """The request that registered it, so that request sent again after a crash is

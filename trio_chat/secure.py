@@ -23,11 +23,12 @@ import hmac
 import json
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -162,7 +163,10 @@ class Initiation:
     client_index: int
     message: bytes
     """Noise message 1, kept so that a `RETRY` can be answered with the same one."""
-    state: HandshakeState
+    server_public: bytes
+    ephemeral: bytes = field(repr=False)
+    """The ephemeral private key of message 1: each RESPONSE is read by a handshake state
+    made afresh from it, so that a forged one cannot spoil the reading of the real one."""
     cookie: bytes = b""
 
     def datagram(self) -> bytes:
@@ -174,9 +178,13 @@ class Initiation:
 
         Raises `SecureError` if the response does not come from the key we trust.
         """
+        state = HandshakeState.initiator(
+            self.server_public, PROLOGUE, ephemeral_private=self.ephemeral
+        )
+        state.write_message(b"")  # the same message 1 again: the same transcript
         try:
-            token = self.state.read_message(response.message)
-            to_server, to_client = self.state.split()
+            token = state.read_message(response.message)
+            to_server, to_client = state.split()
         except NoiseError:
             raise SecureError("The daemon's handshake answer did not authenticate.") from None
         if len(token) != RESET_TOKEN_BYTES:
@@ -192,8 +200,9 @@ class Initiation:
 
 def initiate(server_public: bytes, client_index: int) -> Initiation:
     """Start a handshake with the daemon whose static public key is `server_public`."""
-    state = HandshakeState.initiator(server_public, PROLOGUE)
-    return Initiation(client_index, state.write_message(b""), state)
+    ephemeral = X25519PrivateKey.generate().private_bytes_raw()
+    state = HandshakeState.initiator(server_public, PROLOGUE, ephemeral_private=ephemeral)
+    return Initiation(client_index, state.write_message(b""), server_public, ephemeral)
 
 
 def respond(

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime
 from typing import Any
 
 Address = tuple[Any, ...]
 """A socket address as the socket module gives it: `(host, port)` or IPv6's 4-tuple."""
+
+
+def network_of(address: Address) -> str:
+    """What per-address limits count by: the IPv4 address, or an IPv6 address's /64 (one
+    host, or one home or office network, holds a whole /64; it could rotate within it)."""
+    host = str(address[0])
+    if ":" not in host:
+        return host
+    try:
+        return str(ipaddress.IPv6Network((host.split("%")[0], 64), strict=False))
+    except ValueError:
+        return host
+
 
 Outbox = list[tuple[bytes, Address]]
 """Datagrams the engine has decided to send, in order, waiting for the shell."""

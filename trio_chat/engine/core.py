@@ -29,7 +29,7 @@ from .chat import Chat, error_frame
 from .common import Address, Outbox
 from .config import ServerConfig
 from .effects import Effect, JobTable
-from .lobby import Lobby
+from .lobby import TOO_MANY_SESSIONS, Lobby
 from .notes import LoggedIn, Note, SessionEnded
 from .sessions import Session, Sessions
 
@@ -45,6 +45,8 @@ STAT_NAMES = (
     "keys_sent",
     "tickets_refused",
     "busy_refused",
+    "replayed_inits",
+    "refused_when_proven",
     "unknown_sessions",
     "ended_sessions",
     "unsent_for_amplification",
@@ -59,6 +61,7 @@ STORAGE_SORRY = "The server could not save this; try again later."
 LOGIN_TIMED_OUT = wire.encode(
     wire.Bye(reason="login_timeout", message="No login came in time; connect again.")
 )
+CROWDED = wire.encode(wire.Bye(reason="too_many_sessions", message=TOO_MANY_SESSIONS))
 MEMORY_CHECK_EVERY = 1.0
 """Seconds between counts of the bytes all sessions have queued."""
 
@@ -328,8 +331,14 @@ class ServerEngine:
     def datagrams_to_send(self, now: float, wall: float) -> list[tuple[bytes, Address]]:
         """Everything due to be sent now, as `(datagram, address)` pairs."""
         for session in self.transport.flush(now):
-            if session.sid in self.sessions:
-                self._close(session, session.link.failure or "unresponsive", now, wall)
+            if session.sid not in self.sessions:
+                continue
+            reason = session.link.failure or "unresponsive"
+            if reason == "too_many_sessions":
+                self.transport.send(session, CROWDED)  # its client learns why at once
+                self._close(session, reason, now, wall, flush=True)
+            else:
+                self._close(session, reason, now, wall)
         out = self._outbox[:]
         self._outbox.clear()
         return out

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import wire
-from ..limits import KeyedBuckets, TokenBucket
+from ..limits import KeyedBuckets, RecentKeys, TokenBucket
 from ..names import ConfusableIndex
 from ..records import Account
 from ..rules import RuleError, check_name, check_password, name_key
 from ..secure import Cookies, DaemonKeys, SecureError, respond
-from .common import Address, Outbox, iso_time, round_up
+from .common import Address, Outbox, iso_time, network_of, round_up
 from .config import ServerConfig
 from .effects import NO_ACCOUNT, CheckPassword, Effect, HashPassword, JobTable, Persist
 from .guard import BUSY, BUSY_WAIT, HashQueue, LoginGuard
@@ -27,6 +27,10 @@ from .notes import LoginRefused, Note, Registered, RegistrationRefused
 from .sessions import Session, Sessions
 
 TOO_MANY_SESSIONS = "Too many sessions from your address; close one and try again."
+BAD_INITS_PER_SECOND = 64
+"""`INIT`s that do not decrypt (each costs a Diffie-Hellman) before cookies are asked."""
+REPLAY_MEMORY = 120.0
+"""Seconds an `INIT`'s ephemeral key is remembered, so that a replay of it is dropped."""
 
 
 @dataclass(slots=True)
@@ -91,6 +95,8 @@ class Lobby:
         self._reply = reply
         self.log_in: LogIn | None = None
         self._cookies = Cookies()
+        self._bad_inits = TokenBucket(BAD_INITS_PER_SECOND, BAD_INITS_PER_SECOND)
+        self._recent_inits = RecentKeys(config.tracked_addresses, REPLAY_MEMORY)
         self._reserved_names: dict[str, str] = {}
         """Names being registered, by key: taken until stored or failed."""
         self._confusables = ConfusableIndex()
@@ -128,7 +134,14 @@ class Lobby:
         if known is not None:
             self._answer(address, known.response, asked)  # our RESPONSE was lost: again
             return
-        cookie_due = self._sessions.unproven >= self.config.unproven_before_retry
+        if self._recent_inits.seen(init.message[: wire.PUBLIC_KEY_BYTES], now):
+            # The same ephemeral key again, not the lost-RESPONSE case above: a replay.
+            self._stats["replayed_inits"] += 1
+            return
+        cookie_due = (
+            self._sessions.unproven >= self.config.unproven_before_retry
+            or self._bad_inits.wait(now) > 0
+        )
         if cookie_due and not self._cookies.check(init.cookie, address, init.client_index, now):
             # Busy with strangers: nothing is spent on this one until it shows it receives.
             self._stats["retries_sent"] += 1
@@ -151,8 +164,10 @@ class Lobby:
             # Not encrypted to our key: an old key of ours, or a client mistaken about who
             # we are. Say which key is ours; the client decides whether to trust it.
             self._stats["bad_handshakes"] += 1
+            self._bad_inits.take(now)  # each cost a DH: many, and cookies come first
             self._answer(address, wire.key_datagram(self.keys.public), asked)
             return
+        self._recent_inits.add(init.message[: wire.PUBLIC_KEY_BYTES], now)
         self._stats["handshakes"] += 1
         self._sessions.open(index, channel, address, response, now, asked)
         self._answer(address, response, asked)
@@ -215,7 +230,7 @@ class Lobby:
             self._busy(session, seq, now)
             return
         # Counted only now, before the hashing it guards: a refused name costs nothing.
-        wait = self._register_limit.take(address[0], now)
+        wait = self._register_limit.take(network_of(address), now)
         if wait > 0:
             message = "Too many registrations from your address; try again later."
         else:
@@ -230,7 +245,7 @@ class Lobby:
         self._confusables.add(name, key)
         job = self._jobs.add(_Registration(session.sid, seq, address, request.rid, name, key))
         session.busy += 1
-        self._effects.extend(self._hashing.push(address[0], HashPassword(job, password)))
+        self._effects.extend(self._hashing.push(network_of(address), HashPassword(job, password)))
 
     def _busy(self, session: Session, seq: int, now: float) -> None:
         self._stats["busy_refused"] += 1
@@ -303,7 +318,9 @@ class Lobby:
             self.refuse_account_full(session, seq, account)  # before any hash is spent
             return
         key = account.key if account is not None else ""
-        refusal = self._guard.admit(address[0], key, now) if not self._hashing.full else BUSY
+        refusal = (
+            self._guard.admit(network_of(address), key, now) if not self._hashing.full else BUSY
+        )
         if refusal is not None and refusal.code == "throttled":
             wait = refusal.retry_after
             self._notes.append(LoginRefused(request.name, address, "throttled", round_up(wait)))
@@ -329,7 +346,7 @@ class Lobby:
         # A name with no account is checked against a hash of nothing, at the same cost.
         password_hash = account.password_hash if account is not None else NO_ACCOUNT
         work = CheckPassword(job, password_hash, password)
-        self._effects.extend(self._hashing.push(address[0], work))
+        self._effects.extend(self._hashing.push(network_of(address), work))
 
     def password_checked(self, job: int, ok: bool, now: float, wall: float) -> None:
         """The shell checked a login's password."""
@@ -347,7 +364,7 @@ class Lobby:
     ) -> None:
         account, address = attempt.account, attempt.address
         ok = ok and account is not None
-        self._guard.finish(address[0], account.key if account else "", ok, now)
+        self._guard.finish(network_of(address), account.key if account else "", ok, now)
         if session is None:
             return  # the channel closed meanwhile
         if account is None:

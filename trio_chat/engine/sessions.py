@@ -25,7 +25,7 @@ from ..limits import TokenBucket
 from ..records import Account
 from ..reliability import Link
 from ..secure import Channel, SecureError, reset_token
-from .common import Address, Outbox
+from .common import Address, Outbox, network_of
 from .config import ServerConfig
 from .notes import AddressChanged, Note
 
@@ -55,6 +55,9 @@ class Session:
     quiet: bool = False
     busy: int = 0
     """Requests of this connection being worked on (a password being hashed)."""
+    counted: bool = False
+    """Counted against its address's cap: once its address is proven, not before (so
+    that spoofed `INIT`s cannot fill a victim's address)."""
     logging_in: bool = False
     """A login's password is being checked: no other login until it is answered."""
     blocked_cid: str | None = None
@@ -123,8 +126,9 @@ class Sessions:
     # --- opening and ending ----------------------------------------------------------------
 
     def full(self, address: Address) -> bool:
-        """Whether the address's IP holds as many connections as it may."""
-        return self._per_ip.get(address[0], 0) >= self.config.max_sessions_per_address
+        """Whether the address's network (its IPv4 address, its IPv6 /64) holds as many
+        proven connections as it may."""
+        return self._per_ip.get(network_of(address), 0) >= self.config.max_sessions_per_address
 
     def new_index(self) -> int:
         """An index no connection has (nor had, recently)."""
@@ -170,7 +174,6 @@ class Sessions:
         )
         self.by_sid[index] = session
         self._by_init[(address, channel.remote_index)] = index
-        self._count_ip(address, 1)
         self._schedule(session, now)
         return session
 
@@ -180,7 +183,7 @@ class Sessions:
         self._dirty.discard(session)
         del self.by_sid[session.sid]
         self._by_init.pop((session.address, session.channel.remote_index), None)
-        self._count_ip(session.address, -1)
+        self._uncount(session)
         if session.account is not None:
             left = self.per_account.pop(session.account.id, 1) - 1
             if left > 0:
@@ -199,12 +202,22 @@ class Sessions:
         session.account = account
         self.per_account[account.id] = self.per_account.get(account.id, 0) + 1
 
-    def _count_ip(self, address: Address, change: int) -> None:
-        count = self._per_ip.get(address[0], 0) + change
-        if count > 0:
-            self._per_ip[address[0]] = count
-        else:
-            self._per_ip.pop(address[0], None)
+    def _count(self, session: Session) -> bool:
+        """Count a connection against its (just proven) address's cap, if there is room."""
+        if self.full(session.address):
+            return False
+        network = network_of(session.address)
+        self._per_ip[network] = self._per_ip.get(network, 0) + 1
+        session.counted = True
+        return True
+
+    def _uncount(self, session: Session) -> None:
+        if session.counted:
+            network = network_of(session.address)
+            count = self._per_ip.pop(network, 1) - 1
+            if count > 0:
+                self._per_ip[network] = count
+            session.counted = False
 
     # --- receiving ----------------------------------------------------------------------------
 
@@ -251,6 +264,10 @@ class Sessions:
     def _proven(self, session: Session, now: float) -> None:
         session.validated = True
         session.challenge = None
+        if not session.counted and not self._count(session):
+            self._stats["refused_when_proven"] += 1
+            session.link.failure = "too_many_sessions"
+            self._dirty.add(session)
         if self._by_init.pop((session.address, session.channel.remote_index), None):
             # The first authentic record after the handshake: from our RESPONSE to it is
             # a round trip, to start the link's estimate with.
@@ -266,7 +283,9 @@ class Sessions:
                 self._stats["bad_records"] += 1
                 return
             self._stats["ended_sessions"] += 1
-            if frames:  # a logout sent again: its `ok` was lost; a bare ack gets nothing
+            # A logout sent again (its `ok` was lost) gets the last words again; a bare
+            # ack gets nothing, and neither does another address (no amplification).
+            if frames and address == ended.address:
                 self._outbox.extend((datagram, address) for datagram in ended.farewell)
             return
         # Smaller than what it answers (RESET_BYTES < SEAL_OVERHEAD): no amplification.
@@ -280,7 +299,8 @@ class Sessions:
         An address that holds as many connections as it may takes no more this way: the
         session ends instead (its client may open a new one, under the same caps).
         """
-        if address[0] != session.address[0] and self.full(address):
+        moving = network_of(address) != network_of(session.address)
+        if moving and self.full(address):
             self._stats["migrations_refused"] += 1
             session.link.failure = "too_many_sessions"
             self._dirty.add(session)
@@ -289,9 +309,8 @@ class Sessions:
         if session.account is not None:
             self._notes.append(AddressChanged(session.account.name, session.address, address))
         self._by_init.pop((session.address, session.channel.remote_index), None)
-        self._count_ip(session.address, -1)
+        self._uncount(session)
         session.address = address
-        self._count_ip(address, 1)
         session.validated = False
         session.bytes_in = session.bytes_out = 0
         session.challenge = self._new_token()
