@@ -1,0 +1,247 @@
+"""A minimal client following docs/protocol.md (`tests/doc_client.py`, kept independent of
+the package so that the document is checked) against the real daemon, with a client of
+the package's API as the other person in the room.
+
+The document client blocks; it runs in a worker thread while the daemon (in this process
+or a child) and the API client run on Trio. Every wait has a deadline: the document
+client's socket timeouts, and `trio.fail_after` around each test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import trio
+
+import trio_chat
+from tests.conftest import TEST_CONFIG
+from tests.doc_client import (
+    DATA,
+    RESET,
+    ChannelLost,
+    DocClient,
+    Frame,
+    fingerprint,
+)
+from trio_chat.server import serve
+from trio_chat.testing.daemon import DaemonProcess
+
+PASSWORD = "correct horse"
+T = TypeVar("T")
+
+
+async def off(call: Callable[[], T]) -> T:
+    """Run a blocking call of the document client in a worker thread."""
+    return await trio.to_thread.run_sync(call, abandon_on_cancel=True)
+
+
+class Watcher:
+    """Collects an API client's events; `first()` waits for one that matches."""
+
+    def __init__(self) -> None:
+        self.events: list[trio_chat.Event] = []
+        self._changed = trio.Event()
+
+    async def run(self, chat: trio_chat.ChatClient) -> None:
+        async for event in chat.events():
+            self.events.append(event)
+            self._changed.set()
+            self._changed = trio.Event()
+
+    async def first(self, match: Callable[[trio_chat.Event], bool]) -> trio_chat.Event:
+        while True:
+            for event in self.events:
+                if match(event):
+                    return event
+            await self._changed.wait()
+
+
+def texts(frames: list[Frame]) -> list[str]:
+    return [str(frame["text"]) for frame in frames]
+
+
+async def test_doc_client_chats_with_an_api_client(
+    nursery: trio.Nursery, daemon: tuple[str, int]
+) -> None:
+    host, port = daemon
+    doc = DocClient(host, port)
+    with doc, trio.fail_after(15):
+        key = await off(doc.fetch_key)
+        assert len(key) == 32
+        assert fingerprint(key).startswith("SHA256:") and not fingerprint(key).endswith("=")
+
+        assert await trio_chat.register(host, port, "bob", PASSWORD, server_key=key) == "bob"
+        async with trio_chat.connect(host, port, "bob", PASSWORD, server_key=key) as bob:
+            watcher = Watcher()
+            nursery.start_soon(watcher.run, bob)
+            earlier = await bob.say("before you came")
+
+            # Register, then log in on the same channel (names match after case folding).
+            await off(doc.connect)
+            registered = await off(lambda: doc.register("Dora", PASSWORD))
+            assert registered["t"] == "registered" and registered["name"] == "Dora"
+            welcome = await off(lambda: doc.login("DORA", PASSWORD))
+            assert welcome.name == "Dora" and welcome.unread == 0 and welcome.ticket
+            assert texts(welcome.history) == ["before you came"]
+            assert welcome.history[0]["id"] == earlier.id and welcome.history[0]["history"]
+            assert welcome.ready["count"] == 1
+            joined = await watcher.first(lambda e: isinstance(e, trio_chat.Joined))
+            assert isinstance(joined, trio_chat.Joined) and joined.name == "Dora"
+
+            # Public messages, both ways.
+            said = await off(lambda: doc.say("hello from the document"))
+            assert said["t"] == "ok" and said["id"] > earlier.id and said["ts"].endswith("Z")
+            heard = await watcher.first(
+                lambda e: isinstance(e, trio_chat.PublicMessage) and e.sender == "Dora"
+            )
+            assert isinstance(heard, trio_chat.PublicMessage)
+            assert (heard.id, heard.text) == (said["id"], "hello from the document")
+
+            answer = await bob.say("hello, Dora")
+            frame = await off(lambda: doc.next_frame(frozenset({"msg"})))
+            assert (frame["id"], frame["from"], frame["text"]) == (answer.id, "bob", "hello, Dora")
+            assert not frame.get("history", False)
+
+            # Private messages, both ways.
+            whispered = await off(lambda: doc.whisper("BOB", "psst, bob"))
+            assert whispered["to"] == "bob"
+            private = await watcher.first(lambda e: isinstance(e, trio_chat.PrivateMessage))
+            assert isinstance(private, trio_chat.PrivateMessage)
+            assert (private.id, private.sender, private.recipient, private.text) == (
+                whispered["id"],
+                "Dora",
+                "bob",
+                "psst, bob",
+            )
+
+            # who and history (private messages to or from this account included).
+            assert await off(doc.who) == ["bob", "Dora"]
+            history = await off(lambda: doc.history(limit=10))
+            assert texts(history) == [
+                "before you came",
+                "hello from the document",
+                "hello, Dora",
+                "psst, bob",
+            ]
+            assert all(item["history"] and item["re"] for item in history)
+            older = await off(lambda: doc.history(limit=2, before=history[2]["id"]))
+            assert texts(older) == ["before you came", "hello from the document"]
+
+            # The last frame before the channel is lost: acknowledged on its own, so the
+            # whisper counts as delivered and does not come again on resume.
+            sent = await bob.whisper("dora", "psst, Dora")
+            frame = await off(lambda: doc.next_frame(frozenset({"pm"})))
+            assert (frame["id"], frame["from"], frame["to"], frame["text"]) == (
+                sent.id,
+                "bob",
+                "Dora",
+                "psst, Dora",
+            )
+
+            # The channel is lost; what is said meanwhile comes with the resumed session.
+            await off(doc.drop)
+            away = await bob.say("while you were away")
+            missed = await bob.whisper("Dora", "missed you")
+            resumed = await off(doc.reconnect)
+            assert resumed.name == "Dora" and resumed.ticket
+            assert [item["id"] for item in resumed.history] == [away.id, missed.id]
+            assert [item["t"] for item in resumed.history] == ["msg", "pm"]
+            assert resumed.ready["count"] == 2
+            assert resumed.unread == 1  # the lost channel never acknowledged the whisper
+
+            back = await off(lambda: doc.say("back again"))
+            heard = await watcher.first(
+                lambda e: isinstance(e, trio_chat.PublicMessage) and e.text == "back again"
+            )
+            assert isinstance(heard, trio_chat.PublicMessage) and heard.id == back["id"]
+
+            bye = await off(doc.logout)
+            assert bye["t"] == "ok" and "id" not in bye
+            with pytest.raises(ChannelLost):
+                await off(doc.who)
+
+
+async def test_doc_client_resumes_after_the_daemon_restarts(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    daemon = DaemonProcess(nursery, tmp_path / "chat.db", "--register-burst", "100")
+    with trio.fail_after(20):
+        host, port = await daemon.start()
+        doc = DocClient(host, port)
+        with doc:
+            await off(doc.connect)
+            await off(lambda: doc.register("dora", PASSWORD))
+            await off(lambda: doc.login("dora", PASSWORD))
+            before = await off(lambda: doc.say("before the restart"))
+
+            await daemon.stop()
+            bye = await off(lambda: doc.next_frame(frozenset({"bye"})))
+            assert bye["reason"] == "shutdown"
+            await daemon.start(port)
+
+            # A record on the old channel: the daemon answers RESET with the channel's token.
+            await off(doc.ping)
+            with pytest.raises(ChannelLost, match="RESET"):
+                await off(lambda: doc.settle(timeout=3.0))
+
+            # A ticket outlives the daemon: resume on a new channel, nothing missed.
+            resumed = await off(doc.reconnect)
+            assert resumed.name == "dora"
+            assert resumed.history == [] and resumed.ready["count"] == 0
+
+            assert await trio_chat.register(host, port, "bob", PASSWORD) == "bob"
+            async with trio_chat.connect(host, port, "bob", PASSWORD) as bob:
+                watcher = Watcher()
+                nursery.start_soon(watcher.run, bob)
+                after = await off(lambda: doc.say("after the restart"))
+                assert after["id"] > before["id"]
+                heard = await watcher.first(lambda e: isinstance(e, trio_chat.PublicMessage))
+                assert isinstance(heard, trio_chat.PublicMessage)
+                assert (heard.text, heard.sender) == ("after the restart", "dora")
+
+                await off(doc.logout)
+                left = await watcher.first(lambda e: isinstance(e, trio_chat.Left))
+                assert isinstance(left, trio_chat.Left)
+                assert (left.name, left.reason) == ("dora", "quit")
+
+
+async def test_doc_client_answers_retry_and_the_path_check(
+    nursery: trio.Nursery, db_path: Path
+) -> None:
+    config = dataclasses.replace(TEST_CONFIG, unproven_before_retry=0)  # always a RETRY
+    host, port = await nursery.start(serve, "127.0.0.1", 0, db_path, config)
+    doc = DocClient(host, port)
+    with doc, trio.fail_after(15):
+        await off(doc.connect)
+        assert doc.retries == 1
+        await off(lambda: doc.register("dora", PASSWORD))
+        await off(lambda: doc.login("dora", PASSWORD))
+        first = await off(lambda: doc.say("from the first port"))
+
+        # A new local port for the same channel: the daemon follows, and checks the path.
+        await off(doc.move)
+        second = await off(lambda: doc.say("from the second port"))
+        assert second["id"] == first["id"] + 1
+        assert doc.channel is not None and doc.channel.challenges >= 1
+        await off(lambda: doc.settle(timeout=1.0))
+        assert doc.channel.pending_response is None
+        assert await off(doc.who) == ["dora"]
+        await off(doc.logout)
+
+
+async def test_reset_names_the_index_the_record_was_sent_to(daemon: tuple[str, int]) -> None:
+    """A record for an index the daemon does not know is answered RESET with that index:
+    the daemon's end of the channel, not the client's (the one a `DATA` would carry)."""
+    index = 0x5A1C0E07
+    record = bytes([DATA]) + index.to_bytes(4, "big") + (1).to_bytes(8, "big") + bytes(40)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5.0)
+        sock.sendto(record, daemon)
+        answer, _address = await off(lambda: sock.recvfrom(2048))
+    assert len(answer) == 21 and len(answer) < len(record)
+    assert answer[0] == RESET and int.from_bytes(answer[1:5], "big") == index
