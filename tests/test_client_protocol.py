@@ -20,6 +20,7 @@ from trio_chat.errors import (
 from trio_chat.events import (
     Disconnected,
     History,
+    Left,
     PrivateMessage,
     PublicMessage,
     Reconnected,
@@ -231,6 +232,26 @@ def test_a_daemon_showing_another_key_gets_no_password() -> None:
     assert all(data[0] == wire.INIT for data in sent)  # no record: nothing was sealed
     assert not any(b"correct horse" in data for data in sent)
     assert not sim.driver.engine.sessions
+
+
+def test_a_client_that_comes_back_ends_its_lost_session_at_once() -> None:
+    sim = Simulation(14)
+    alice, bob = sim.client("alice"), sim.client("bob")
+    sim.run_until(lambda: alice.ready and bob.ready)
+    lost_index = alice.sid
+    sim.network.conditions["alice"] = Conditions(loss=1.0)  # nothing reaches alice
+    alice.say("is anyone there?")
+    sim.run_until(lambda: any(isinstance(e, Disconnected) for e in sim.events["alice"]), 15.0)
+    assert lost_index in sim.driver.engine.sessions  # the daemon has not noticed yet
+    sim.network.conditions["alice"] = Conditions()
+    sim.run_until(lambda: any(isinstance(e, Reconnected) for e in sim.events["alice"]), 20.0)
+    assert sim.now < 20.0  # well before the daemon would have given the old one up
+    assert lost_index not in sim.driver.engine.sessions
+    alices = [
+        s for s in sim.driver.engine.sessions.values() if s.account and s.account.name == "alice"
+    ]
+    assert len(alices) == 1
+    assert not [e for e in sim.events["bob"] if isinstance(e, Left)]  # she never left
 
 
 def test_a_history_page_and_who_complete_with_their_answers() -> None:

@@ -101,6 +101,7 @@ def test_undelivered_private_messages_survive_a_restart_until_marked(tmp_path: P
     store = SqliteStore.open(path)
     store.write([account(1, "alice"), account(2, "bob")])
     store.write([message(1, 1, recipient=2), message(2, 1, recipient=2), message(3, 1)])
+    store.write([message(4, 2, recipient=2)])  # a note to oneself waits in no mailbox
     store.write([MarkDelivered((1,))])
     store.close()
     reopened = SqliteStore.open(path)

@@ -377,6 +377,8 @@ class ClientConnection:
         """Why the connection ended: a refusal, a lost session, or `You logged out.`"""
         self.ticket = ""
         """The latest resumption ticket: logs in again without the password."""
+        self._replaces: int | None = None
+        """The daemon's index of the session lost last, which the next login ends."""
         self._logs_in = name is not None
         self._password = password
         self._new_id = new_id
@@ -584,12 +586,19 @@ class ClientConnection:
 
     def _authenticate(self) -> None:
         """Log in on the open channel: with the ticket if there is one, else the password."""
+        replaces = self._replaces
         if self.ticket:
-            frame = wire.Resume(ticket=self.ticket, since=self._since(), quiet=self.quiet)
+            frame = wire.Resume(
+                ticket=self.ticket, since=self._since(), quiet=self.quiet, replaces=replaces
+            )
             self._auth = Handle("resume", wire.encode(frame))
         else:
             login = wire.Login(
-                name=self.name, password=self._password, since=self._since(), quiet=self.quiet
+                name=self.name,
+                password=self._password,
+                since=self._since(),
+                quiet=self.quiet,
+                replaces=replaces,
             )
             self._auth = Handle("login", wire.encode(login))
         self._transmit(self._auth)
@@ -599,6 +608,7 @@ class ClientConnection:
 
     def _on_welcome(self, frame: wire.Welcome, now: float) -> None:
         self._auth = None
+        self._replaces = None
         self._logged_in = True
         self.name = frame.name
         self.unread = frame.unread
@@ -642,6 +652,8 @@ class ClientConnection:
         """The channel is gone: open a new one, or end."""
         if self._channel is not None:
             self._channel.forget()
+            if self._logged_in:
+                self._replaces = self._channel.remote_index  # to end at the next login
         self._link = None
         self._channel = None
         self._logged_in = False

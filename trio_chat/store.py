@@ -193,7 +193,9 @@ class SqliteStore:
                 _message(r)
                 for r in db.execute(
                     _SELECT_MESSAGES
-                    + " WHERE m.recipient_id IS NOT NULL AND m.delivered = 0 ORDER BY m.id"
+                    + " WHERE m.recipient_id IS NOT NULL AND m.delivered = 0"
+                    # A note to yourself waits in no mailbox.
+                    + " AND m.recipient_id != m.sender_id ORDER BY m.id"
                 )
             ]
             (public_count,) = db.execute(

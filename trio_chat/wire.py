@@ -61,6 +61,7 @@ HISTORY_LIMIT_MAX: Final = 100
 MAX_SEQ: Final = 2**53 - 1
 
 Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
+Index = Annotated[int, msgspec.Meta(ge=1, le=2**32 - 1)]
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 NameField = Annotated[str, msgspec.Meta(max_length=64)]
 PasswordField = Annotated[str, msgspec.Meta(max_length=1024)]
@@ -382,6 +383,9 @@ class Login(_CarriesSecret, _Frame, tag="login"):
     """Resume: the newest message id this client has seen (it gets what came after)."""
     quiet: bool = False
     """Look without entering the room: no history, no messages, no join or leave notice."""
+    replaces: Index | None = None
+    """The daemon's index of this client's lost session, to be ended now (not left to
+    time out: it would linger in `who` and hold back the `leave`)."""
 
 
 class Resume(_CarriesSecret, _Frame, tag="resume"):
@@ -390,6 +394,7 @@ class Resume(_CarriesSecret, _Frame, tag="resume"):
     ticket: TicketField
     since: Seq | None = None
     quiet: bool = False
+    replaces: Index | None = None
 
 
 class Say(_Frame, tag="say"):

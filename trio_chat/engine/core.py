@@ -215,18 +215,17 @@ class ServerEngine:
         session: Session,
         seq: int,
         account: Account,
-        since: int | None,
-        quiet: bool,
+        request: wire.Login | wire.Resume,
         now: float,
         wall: float,
     ) -> None:
         """A channel proved who it is (a password, a ticket): it is that account now."""
-        if self.lobby.account_full(account):
+        if self.lobby.account_full(account, request.replaces):
             self.lobby.refuse_account_full(session, seq, account)
             return
         self.transport.logged_in(session, account)
-        session.quiet = quiet
-        self._notes.append(LoggedIn(account.name, session.address, quiet))
+        session.quiet = request.quiet
+        self._notes.append(LoggedIn(account.name, session.address, request.quiet))
         ticket = self.keys.tickets.seal(
             Ticket(account.id, account.key, wall + self.config.ticket_lifetime)
         )
@@ -234,7 +233,11 @@ class ServerEngine:
             re=seq, name=account.name, unread=self.chat.mailbox.count(account.id), ticket=ticket
         )
         self.transport.send(session, wire.encode(welcome))
-        self.chat.enter(session, since, wall)
+        self.chat.enter(session, request.since, wall)
+        old = self.lobby.replaced(account, request.replaces)
+        if old is not None and old is not session:
+            # Its client lost it and came back: end it now, quietly (the account is in).
+            self._close(old, "replaced", now, wall, notify=False)
 
     def password_hashed(self, job: int, password_hash: str, wall: float) -> None:
         """The shell hashed a new account's password."""

@@ -52,13 +52,11 @@ class LoginAttempt:
     address: Address
     account: Account | None
     """None for a name that has no account: checked all the same, then refused."""
-    name: str
-    since: int | None
-    quiet: bool
+    request: wire.Login
 
 
-LogIn = Callable[[Session, int, Account, int | None, bool, float, float], None]
-"""Let a connection in as an account: `(session, seq, account, since, quiet, now, wall)`."""
+LogIn = Callable[[Session, int, Account, wire.Login | wire.Resume, float, float], None]
+"""Let a connection in as an account: `(session, seq, account, request, now, wall)`."""
 Reply = Callable[[Session, bytes], None]
 """Queue an encoded frame on a connection."""
 
@@ -314,7 +312,7 @@ class Lobby:
     def _on_login(self, session: Session, seq: int, request: wire.Login, now: float) -> None:
         address = session.address
         account = self.accounts.get(name_key(request.name))
-        if account is not None and self.account_full(account):
+        if account is not None and self.account_full(account, request.replaces):
             self.refuse_account_full(session, seq, account)  # before any hash is spent
             return
         key = account.key if account is not None else ""
@@ -330,9 +328,7 @@ class Lobby:
         if refusal is not None:
             self._busy(session, seq, now)
             return
-        attempt = LoginAttempt(
-            session.sid, seq, address, account, request.name, request.since, request.quiet
-        )
+        attempt = LoginAttempt(session.sid, seq, address, account, request)
         try:
             # The form that was hashed at registration (NFC), whatever form this one came in.
             password = check_password(request.password)
@@ -368,20 +364,31 @@ class Lobby:
         if session is None:
             return  # the channel closed meanwhile
         if account is None:
-            self._notes.append(LoginRefused(attempt.name, address, "unknown_user"))
-            message = f"There is no account named {attempt.name!r}."
+            name = attempt.request.name
+            self._notes.append(LoginRefused(name, address, "unknown_user"))
+            message = f"There is no account named {name!r}."
             self._refuse(session, attempt.seq, "unknown_user", message)
         elif not ok:
             self._notes.append(LoginRefused(account.name, address, "wrong_password"))
             self._refuse(session, attempt.seq, "wrong_password", "Wrong password.")
         else:
             assert self.log_in is not None
-            self.log_in(session, attempt.seq, account, attempt.since, attempt.quiet, now, wall)
+            self.log_in(session, attempt.seq, account, attempt.request, now, wall)
 
-    def account_full(self, account: Account) -> bool:
-        """Whether the account has as many sessions as it may."""
+    def account_full(self, account: Account, replaces: int | None = None) -> bool:
+        """Whether the account has as many sessions as it may (the one a login replaces
+        not counted)."""
         count = self._sessions.per_account.get(account.id, 0)
+        if self.replaced(account, replaces) is not None:
+            count -= 1
         return count >= self.config.max_sessions_per_account
+
+    def replaced(self, account: Account, replaces: int | None) -> Session | None:
+        """The session a login replaces, if it is one of that account's."""
+        old = self._sessions.by_sid.get(replaces) if replaces is not None else None
+        if old is None or old.account is None or old.account.id != account.id:
+            return None
+        return old
 
     def refuse_account_full(self, session: Session, seq: int, account: Account) -> None:
         self._notes.append(LoginRefused(account.name, session.address, "too_many_sessions"))
@@ -400,4 +407,4 @@ class Lobby:
             return
         # A ticket is proof already: no password check, no throttle, no hash.
         assert self.log_in is not None
-        self.log_in(session, seq, account, request.since, request.quiet, now, wall)
+        self.log_in(session, seq, account, request, now, wall)
