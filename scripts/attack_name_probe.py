@@ -1,0 +1,143 @@
+"""Name probing: which account names exist, tested as fast as one address can.
+
+    .venv/bin/python scripts/attack_name_probe.py
+    .venv/bin/python scripts/attack_name_probe.py --seconds 3
+
+The daemon holds `alice` and three accounts the prober does not know of: `probe7`,
+`probe77` and `probe777`. One address tries the names `probe0`, `probe1`, ... for
+`--seconds` each way a client can ask about a name, each frame sent as soon as the last
+was answered:
+
+- login: a login for each name (16 channels); `unknown_user` says it is free,
+  `wrong_password` that it exists (before the defences: 54,000 names a second);
+- whisper: a private message to each name, from 8 quiet sessions of an account of the
+  prober's own (`unknown_user`: free; any other answer: it exists);
+- register: a registration of each name (16 channels): `name_taken` says it exists;
+  once the address's registrations are spent, `too_many_registrations` says it is free
+  (the name is checked before the limit is counted).
+
+It prints the names tested (answers that tell) per second each way, and which of the
+hidden accounts each found. Goal: no way tests names faster than passwords may be
+guessed: the login allowance of one address (3, then one after 1, 2, 4 ... s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import sys
+import time
+from collections.abc import Callable
+
+import trio
+from attack_common import (
+    Tally,
+    Target,
+    address,
+    allowance,
+    hammer,
+    new_rid,
+    open_target,
+    parser,
+    register_all,
+    verdict,
+)
+
+from trio_chat import wire
+
+HIDDEN = ("probe7", "probe77", "probe777")
+PROBER = "mallory"
+WAYS = ("login", "whisper", "register")
+TELLS = {
+    "login": {"unknown_user": False, "wrong_password": True},
+    "whisper": {"unknown_user": False, "bad_request": True, "ok": True, "rate_limited": True},
+    "register": {"name_taken": True, "too_many_registrations": False, "ok": False},
+}
+"""For each way, the answers that tell something about the name: whether it exists."""
+
+
+def frames(way: str) -> Callable[[], wire.ClientFrame]:
+    """The frames that ask about `probe0`, `probe1`, ... one way."""
+    numbers = itertools.count()
+
+    def frame() -> wire.ClientFrame:
+        name = f"probe{next(numbers)}"
+        if way == "login":
+            return wire.Login(name=name, password="not the password")
+        if way == "whisper":
+            return wire.Whisper(to=name, text="are you there?", cid=new_rid())
+        return wire.Register(rid=new_rid(), name=name, password="a-password-for-it")
+
+    return frame
+
+
+async def probe(
+    target: Target, way: str, source: str, seconds: float
+) -> tuple[int, set[str], Tally]:
+    """Probe one way for `seconds`: the names tested, those found to exist, the answers."""
+    tally = Tally()
+    tested: list[str] = []
+    found: set[str] = set()
+
+    def seen(frame: wire.ClientFrame, code: str) -> None:
+        name = frame.to if isinstance(frame, wire.Whisper) else getattr(frame, "name", "")
+        exists = TELLS[way].get(code)
+        if exists is not None:
+            tested.append(name)
+            if exists:
+                found.add(name)
+
+    make = frames(way)
+    until = time.monotonic() + seconds
+    login = PROBER if way == "whisper" else None
+    sessions = 8 if way == "whisper" else 16  # an account's cap; an address's cap
+    async with trio.open_nursery() as nursery:
+        for _ in range(sessions):
+            nursery.start_soon(
+                functools.partial(
+                    hammer, target, source, make, until, tally, login=login, seen=seen
+                )
+            )
+    return len(tested), found, tally
+
+
+async def main(args: argparse.Namespace) -> int:
+    async with open_target(args.port) as target:
+        await register_all(target, ["alice", PROBER, *HIDDEN])
+        results = {}
+        for n, way in enumerate(WAYS):
+            results[way] = await probe(target, way, address(11 + n), args.seconds)
+        logged = target.log_count("refused: unknown_user")
+        log_bytes = target.log_bytes()
+    most = allowance(args.seconds)
+    print(
+        f"name probing from one address for {args.seconds:.0f} s each way; the login "
+        f"allowance in that time is {most} checks ({most / args.seconds:.1f} names/s); "
+        f"before the defences, 54,000 names/s by login"
+    )
+    goals: dict[str, bool] = {}
+    for way, (tested, found, tally) in results.items():
+        rate = tested / args.seconds
+        hidden = ", ".join(sorted(found & set(HIDDEN))) or "none"
+        print(
+            f"  {way:8}: {tested} names tested ({rate:,.1f}/s); hidden accounts found: "
+            f"{hidden}; answers {dict(sorted(tally.answers.items()))}, busy {tally.busy}"
+        )
+        goals[f"{way}: names tested ({tested}) <= the allowance ({most})"] = tested <= most
+    if logged is not None and log_bytes is not None:
+        print(
+            f"  the daemon logged {logged} 'unknown_user' login refusals, and "
+            f"{log_bytes / 1e6:.1f} MB of log in all (a line for every refused login)"
+        )
+    return verdict(goals)
+
+
+def arguments() -> argparse.Namespace:
+    options = parser(__doc__)
+    options.add_argument("--seconds", type=float, default=10.0, help="seconds each way")
+    return options.parse_args()
+
+
+if __name__ == "__main__":
+    sys.exit(trio.run(main, arguments()))

@@ -1,0 +1,47 @@
+"""The quick attack scripts, run as a person runs them, against a daemon of their own.
+
+The long ones (the login flood, the lockout, name probing, memory pinning) are measured
+by hand; docs/reliability.md has their figures and commands.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def run(script: str, *arguments: str) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / script), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_look_alike_names_are_all_refused_with_a_reason() -> None:
+    status, output = run("attack_lookalike_names.py")
+    assert status == 0, output
+    assert "could be mistaken for 'alice'" in output
+    assert "U+3164 HANGUL FILLER, which is invisible" in output
+    assert "-> ok: alicia" in output
+
+
+def test_guesses_sent_at_once_are_checked_no_faster_than_the_allowance() -> None:
+    status, output = run("attack_pipelined_guesses.py", "--guesses", "48", "--seconds", "3")
+    assert status == 0, output
+    checked = re.search(r"checked: (\d+) of 48", output)
+    assert checked is not None, output
+    assert 3 <= int(checked.group(1)) <= 5  # 3 at once, then after 1 s and 3 s
+
+
+def test_sessions_per_account_and_address_are_capped_and_a_move_onto_a_full_address_ends() -> None:
+    status, output = run("attack_sessions.py")
+    assert status == 0, output
+    assert "8 welcomed" in output and "channels from one address: 16 opened" in output
+    assert "ended: too_many_sessions" in output
