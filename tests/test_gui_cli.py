@@ -1,12 +1,17 @@
-"""`trio-chat gui` where PySide6 is not installed: one sentence and exit status 2, while
-every other command works as before (the CLI imports Qt only for `gui`)."""
+"""`trio-chat gui` where it cannot open a window (no PySide6, no display, a library Qt
+needs is missing): one sentence and exit status 2, while every other command works as
+before (the CLI imports Qt only for `gui`)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-from trio_chat.gui import INSTALL_HINT
+import pytest
+
+from trio_chat.gui import INSTALL_HINT, GuiUnavailable, startup
 
 _WITHOUT_QT = """
 import sys
@@ -44,3 +49,38 @@ def test_the_cli_imports_no_qt() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_without_a_display_the_gui_says_so() -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    }
+    command = [sys.executable, "-m", "trio_chat", "gui"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("There is no display to open a window on")
+
+
+def test_qt_x11_plugin_problems_are_told_before_qt_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    error = "libxcb-cursor.so.0: cannot open shared object file: No such file or directory"
+    assert startup.missing_library(error) == "libxcb-cursor.so.0"
+    assert startup.missing_library("something else") is None
+    assert startup.uses_x11({"DISPLAY": ":0"})
+    assert not startup.uses_x11({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"})
+    assert startup.uses_x11({"QT_QPA_PLATFORM": "xcb", "WAYLAND_DISPLAY": "wayland-0"})
+    assert not startup.uses_x11({"QT_QPA_PLATFORM": "offscreen", "DISPLAY": ":0"})
+
+    plugin = tmp_path / "plugins" / "platforms" / "libqxcb.so"
+    plugin.parent.mkdir(parents=True)
+    plugin.write_bytes(b"not a shared object")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    with pytest.raises(GuiUnavailable, match=r"^Qt's X11 support fails \(.*libxcb-cursor0"):
+        startup.check(tmp_path)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    startup.check(tmp_path)  # offscreen: no X11 plugin needed

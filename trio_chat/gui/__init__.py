@@ -5,7 +5,7 @@ imports the window and says how to install what it needs when something is missi
 The modules without Qt (`rows`, `transcript`, `unread`, `editing`, `problems`, `status`,
 `people`, `memory`, `colours`, `server_info`) hold the logic; the others hold widgets
 (`message_view`, `composer`, `sign_in_dialog`, `room_window`, `about_dialog`) and the Trio
-side that drives them (`guest`, `session`, `app`).
+side that drives them (`guest`, `session`, `app`), and what is checked before Qt starts (`startup`).
 """
 
 from __future__ import annotations

@@ -7,16 +7,15 @@ is the whole program as one Trio function, so tests run it the same way.
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 from pathlib import Path
 
+import PySide6
 import trio
 
 from ..client import ChatClient, ClientConfig, connect, register
 from ..display import safe
 from ..errors import ChatError, ServerUnreachable
-from . import GuiUnavailable, guest, memory
+from . import guest, memory, startup
 from .problems import SignInForm, form_problem, sign_in_problem
 from .room_window import RoomWindow
 from .server_info import server_info
@@ -125,24 +124,23 @@ class GuiApp:
         done.cancel()
 
 
-def _check_display() -> None:
-    """Qt ends the process when it finds no display: say so first, in a sentence."""
-    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
-        return
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise GuiUnavailable(
-            "There is no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY "
-            "is set); use `trio-chat chat` in a terminal instead."
-        )
-
-
 def main(host: str | None, port: int | None, name: str | None) -> int:
     """Run the window until it closes; return the exit status."""
-    _check_display()
+    startup.check(Path(PySide6.__file__).parent / "Qt")
     guest.application().setApplicationName("trio-chat")
     gui = GuiApp(host, port, name)
     try:
         guest.run(gui.run)
-    except KeyboardInterrupt:
-        return 130
+    except BaseException as error:
+        if _interrupted(error):
+            return 130
+        raise
     return 0
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Ctrl-C, also when it comes out of Trio's nurseries inside exception groups."""
+    if isinstance(error, BaseExceptionGroup):
+        matched, rest = error.split(KeyboardInterrupt)
+        return matched is not None and rest is None
+    return isinstance(error, KeyboardInterrupt)
