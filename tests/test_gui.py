@@ -172,7 +172,8 @@ async def test_text_is_shown_as_typed_never_obeyed(
             await until(lambda: all(lines_with(window, e) for e in expected), "the lines")
             await until(lambda: lines_with(window, "bob: <i>private</i>\\r\\n", "bob"), "pm")
 
-            # The view draws the same plain text (a text layout, never HTML).
+            # The view draws the same plain text (a text layout, never HTML), with the name
+            # and the text each in a bidirectional isolate of its own.
             view = window.view("")
             assert view is not None
             delegate = view.itemDelegate()
@@ -180,7 +181,9 @@ async def test_text_is_shown_as_typed_never_obeyed(
             model = view.messages
             shown = [model.row(i) for i in range(model.rowCount()) if model.row(i).message_id]
             for row in shown:
-                assert delegate.layout(row, 400).text() == row.plain
+                drawn = delegate.layout(row, 400).text()
+                assert drawn.replace("\u2068", "").replace("\u2069", "") == row.plain
+                assert drawn.count("\u2068") == drawn.count("\u2069") == 2
                 index = model.index(model.rows.index(row))
                 assert index.data(Qt.ItemDataRole.DisplayRole) == row.plain
                 assert "<" not in str(index.data(Qt.ItemDataRole.ToolTipRole))

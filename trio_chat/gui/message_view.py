@@ -144,6 +144,11 @@ def _utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
+_ISOLATE = "\u2068"
+"""FIRST STRONG ISOLATE: what follows, up to `_POP`, takes its own direction, apart."""
+_POP = "\u2069"
+
+
 def _x_of(cursor: object) -> float:
     """`QTextLine.cursorToX()` gives `(x, position)` in PySide6 (typed as `object`)."""
     if isinstance(cursor, tuple) and cursor and isinstance(cursor[0], int | float):
@@ -193,29 +198,52 @@ class MessageDelegate(QStyledItemDelegate):
             char.setFontItalic(True)
         return char
 
+    def _text(self, row: Row) -> tuple[str, list[QTextLayout.FormatRange], int]:
+        """The text to lay out, its formats, and where the message text starts (in UTF-16).
+
+        Names and message text are each wrapped in a bidirectional isolate (FSI ... PDI),
+        so that a right-to-left name or text stays in its place in the line instead of
+        trading places with its neighbours. (`display.safe` has escaped any isolate the
+        text itself held, so these always pair up.)
+        """
+        palette = self._view.palette()
+        parts: list[str] = []
+        ranges: list[QTextLayout.FormatRange] = []
+        position, characters, indent_at = 0, 0, 0
+        for span in row.spans:
+            if characters == row.indent:
+                indent_at = position
+            message_text = characters == row.indent > 0
+            isolated = bool(span.text) and (span.style is Style.NAME or message_text)
+            if isolated:
+                parts.append(_ISOLATE)
+                position += 1
+            length = _utf16_length(span.text)
+            format_range = QTextLayout.FormatRange()
+            format_range.start, format_range.length = position, length
+            format_range.format = self._format(span, row, palette)
+            ranges.append(format_range)
+            parts.append(span.text)
+            position += length
+            characters += len(span.text)
+            if isolated:
+                parts.append(_POP)
+                position += 1
+        return "".join(parts), ranges, indent_at
+
     def layout(self, row: Row, width: int) -> QTextLayout:
         key = (row, width)
         cached = self._layouts.get(key)
         if cached is not None:
             self._layouts.move_to_end(key)
             return cached
-        layout = QTextLayout(row.plain, self._view.font())
+        text, ranges, indent_at = self._text(row)
+        layout = QTextLayout(text, self._view.font())
         option = QTextOption()
         option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         option.setTextDirection(Qt.LayoutDirection.LeftToRight)
         layout.setTextOption(option)
-        palette = self._view.palette()
-        ranges: list[QTextLayout.FormatRange] = []
-        position = 0
-        for span in row.spans:
-            length = _utf16_length(span.text)
-            format_range = QTextLayout.FormatRange()
-            format_range.start, format_range.length = position, length
-            format_range.format = self._format(span, row, palette)
-            ranges.append(format_range)
-            position += length
         layout.setFormats(ranges)
-        indent_at = _utf16_length(row.plain[: row.indent])
         # Lines step by the font's line spacing, each on the same baseline, so that a
         # character from a taller font (an emoji, Chinese) does not make its row taller or
         # shift its text down. Much taller lines (a huge glyph) keep their own height.
