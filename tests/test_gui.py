@@ -87,14 +87,23 @@ async def test_private_tabs_both_ways_with_unread_counts(
             trio_chat.connect(*daemon, "bob", PASSWORD, config=FAST) as bob,
             gui(daemon, tmp_path / "gui.json") as app,
         ):
+            await bob.whisper("alice", "while you were away")
             window = await signed_in(app, "alice")
             await until(lambda: "bob" in window.online, "bob online")
+            # What waited for alice is in bob's tab, counted as unread.
+            assert window.tab_text("bob") == "bob (1)"
+            assert lines_with(window, "bob: while you were away", "bob")
+            window.open_conversation("bob")
+            assert window.tab_text("bob") == "bob"
+            shortcut(window, "Ctrl+W")
+            assert window.tab_text("bob") is None
 
             # A private message opens its sender's tab, counted, without leaving the room.
             await bob.whisper("alice", "psst, alice")
             await until(lambda: window.tab_text("bob") == "bob (1)", "bob's tab, 1 unread")
             assert window.current_key == ""
             assert lines_with(window, "bob: psst, alice", "bob")
+            assert lines_with(window, "bob: while you were away", "bob")  # kept
             assert not lines_with(window, "psst, alice")  # not in the room
             await bob.whisper("alice", "are you there?")
             await until(lambda: window.tab_text("bob") == "bob (2)", "2 unread")
@@ -108,7 +117,7 @@ async def test_private_tabs_both_ways_with_unread_counts(
             # What is typed in bob's tab goes to bob alone, and back.
             say(window, "yes, here")
             await until(lambda: lines_with(window, "alice: yes, here", "bob"), "the reply")
-            [got] = [m for m in await received(bob, 0.3) if m.text == "yes, here"]
+            [got] = [m for m in await received(bob) if m.text == "yes, here"]
             assert isinstance(got, trio_chat.PrivateMessage)
             assert (got.sender, got.recipient) == ("alice", "bob")
 
@@ -353,7 +362,9 @@ async def test_older_messages_load_at_the_top(
             assert len(messages(window)) < 130
 
             bar = view.verticalScrollBar()
+            scrolls = 0
             while (count := len(messages(window))) < 130:
+                scrolls += 1
                 await until(lambda: bar.maximum() > 0 and not model.loading, "a full view")
                 bar.setValue(bar.minimum())  # scrolled to the top
                 above = model.row(view.indexAt(QPoint(1, 1)).row()).plain
@@ -362,6 +373,7 @@ async def test_older_messages_load_at_the_top(
                 # The view keeps its place: the row that was on top still is.
                 assert model.row(view.indexAt(QPoint(1, 1)).row()).plain == above
 
+            assert scrolls >= 2  # 130 messages take more than one scroll to the top
             said = [line.split(": ", 1)[1] for line in messages(window)]
             assert said == [f"message {number:03}" for number in range(1, 131)]
             await until(lambda: texts(window)[0] == BEGINNING, "the beginning")

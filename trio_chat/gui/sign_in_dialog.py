@@ -91,6 +91,7 @@ class SignInDialog(QDialog):
         layout.addWidget(self.problem)
         layout.addWidget(self.progress)
         layout.addWidget(buttons)
+        self.setMinimumWidth(380)
 
         self.create_account.toggled.connect(self._creating)
         self._creating(False)
