@@ -135,6 +135,9 @@ async def test_private_tabs_both_ways_with_unread_counts(
             say(window, "/msg bob one more")
             await until(lambda: window.current_key == "bob", "bob's tab")
             await until(lambda: lines_with(window, "alice: one more", "bob"), "/msg")
+            say(window, "s/BOB/in capitals")  # names compare as the daemon compares them
+            await until(lambda: lines_with(window, "alice: in capitals", "bob"), "to BOB")
+            assert window.tab_text("bob") == "bob"
 
             # Ctrl+W closes a private tab; the room's tab stays.
             shortcut(window, "Ctrl+W")

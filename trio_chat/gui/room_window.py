@@ -10,7 +10,7 @@ tab it was typed in, or "" in the room), `older_wanted` (a conversation's key) a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from PySide6.QtCore import QEvent, Qt, Signal
@@ -58,7 +58,8 @@ class Conversation:
     model: MessageModel
     view: MessageView | None = None
     """Its tab's view, while the tab is open."""
-    pending: set[int] = field(default_factory=set)
+    confirmed: bool = False
+    """`name` is spelled as the daemon spells it (not as someone typed it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ class RoomWindow(QMainWindow):
         self.online = Online()
         self.link = Link.CONNECTED
         self._reason = ""
-        self._pending: dict[Pending, str] = {}
+        self._pending: set[Pending] = set()
         self._conversations: dict[str, Conversation] = {}
         self._about: AboutDialog | None = None
 
@@ -210,10 +211,12 @@ class RoomWindow(QMainWindow):
 
     # --- conversations and tabs ------------------------------------------------------------
 
-    def _conversation(self, key: str, name: str) -> Conversation:
+    def _conversation(self, key: str, name: str, *, confirmed: bool = True) -> Conversation:
+        """The conversation `key` (made if new). `name` is the other person's name as the
+        daemon spells it, if `confirmed`, else as typed: it replaces a typed spelling."""
         conversation = self._conversations.get(key)
         if conversation is None:
-            conversation = Conversation(key, name, MessageModel(self))
+            conversation = Conversation(key, name, MessageModel(self), confirmed=confirmed)
             room = self._conversations.get(ROOM)
             if room is not None:
                 conversation.model.more = room.model.more
@@ -221,9 +224,11 @@ class RoomWindow(QMainWindow):
                     rows.info_row(f"Only you and {safe(name)} see this conversation.")
                 )
             self._conversations[key] = conversation
-        elif key != ROOM and conversation.name != name:
-            conversation.name = name  # as the daemon spells it
+        elif key != ROOM and name != conversation.name and not conversation.confirmed:
+            conversation.name, conversation.confirmed = name, confirmed
             self._show_tab_label(conversation)
+        elif confirmed and not conversation.confirmed:
+            conversation.confirmed = True
         return conversation
 
     def conversation(self, key: str) -> Conversation | None:
@@ -242,7 +247,9 @@ class RoomWindow(QMainWindow):
             return self.tabs.indexOf(conversation.view)
         view = MessageView(conversation.model, conversation.key or "room", self)
         view.setAccessibleName(
-            "Room" if conversation.key == ROOM else f"Private conversation with {conversation.name}"
+            ROOM_LABEL
+            if conversation.key == ROOM
+            else f"Private conversation with {safe(conversation.name)}"
         )
         key = conversation.key
         view.older_wanted.connect(lambda: self.older_wanted.emit(key))
@@ -265,7 +272,7 @@ class RoomWindow(QMainWindow):
     def open_conversation(self, name: str, *, focus: bool = True) -> str:
         """Open (or find) the tab for talking with `name` in private; return its key."""
         key = name_key(name)
-        conversation = self._conversation(key, name)
+        conversation = self._conversation(key, name, confirmed=False)
         index = self._open_tab(conversation)
         if focus:
             self.tabs.setCurrentIndex(index)
@@ -340,11 +347,11 @@ class RoomWindow(QMainWindow):
         conversation = (
             self._conversations[ROOM]
             if not person
-            else self._conversation(name_key(person), person)
+            else self._conversation(name_key(person), person, confirmed=False)
         )
         token = conversation.model.add_pending(rows.pending_row(text, self.me))
         pending = Pending(conversation.key, token)
-        self._pending[pending] = text
+        self._pending.add(pending)
         if conversation.view is not None:
             conversation.view.scroll_to_end()
         self._show_link()
@@ -352,7 +359,7 @@ class RoomWindow(QMainWindow):
 
     def settle_sent(self, pending: Pending, message: ChatMessage) -> None:
         """The daemon stored the line: it gives way to the message as the room sees it."""
-        self._pending.pop(pending, None)
+        self._pending.discard(pending)
         conversation = self._conversations[pending.key]
         conversation.model.settle(pending.token, rows.message_row(message, self.me))
         if pending.key != ROOM:
@@ -363,7 +370,7 @@ class RoomWindow(QMainWindow):
 
     def settle_refused(self, pending: Pending, text: str, reason: str) -> None:
         """The line was refused, or could not be sent: say so where it was."""
-        self._pending.pop(pending, None)
+        self._pending.discard(pending)
         row = rows.refused_row(text, self.me, reason, _now())
         self._conversations[pending.key].model.settle(pending.token, row)
         self._show_link()
@@ -371,7 +378,7 @@ class RoomWindow(QMainWindow):
     def refuse_now(self, person: str, text: str, reason: str) -> None:
         """A line refused before it was sent (too long, the session is over)."""
         key = ROOM if not person else name_key(person)
-        model = self._conversation(key, person or ROOM_LABEL).model
+        model = self._conversation(key, person or ROOM_LABEL, confirmed=False).model
         model.add_note(rows.refused_row(text, self.me, reason, _now()))
 
     @property
