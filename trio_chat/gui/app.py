@@ -101,6 +101,7 @@ class GuiApp:
                     await register(
                         form.host, form.port, form.name, form.password, config=self.config
                     )
+                    dialog.create_account.setChecked(False)  # it exists now: sign in next
                 chat = await stack.enter_async_context(
                     connect(form.host, form.port, form.name, form.password, config=self.config)
                 )
