@@ -730,6 +730,46 @@ def trust_command(
     typer.echo(f"Trusting {fingerprint(shown)} for {where} (remembered in {known.path}).")
 
 
+@app.command()
+def gui(
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            "-n",
+            envvar="TRIO_CHAT_NAME",
+            help="Your account name (default: the last one used).",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host",
+            envvar="TRIO_CHAT_HOST",
+            help="Address of the daemon (default: the last one used, else 127.0.0.1).",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            envvar="TRIO_CHAT_PORT",
+            min=1,
+            max=65535,
+            help="UDP port (default: the last one used, else 1600).",
+        ),
+    ] = None,
+) -> None:
+    """Chat in a window: sign in, talk in the room and in private tabs (needs PySide6)."""
+    from .gui import GuiUnavailable, launch
+
+    try:
+        code = launch(host, port, name)
+    except GuiUnavailable as error:
+        raise fail(str(error), ExitCode.USAGE) from None
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """The console script's entry point."""
     app(prog_name="trio-chat")
