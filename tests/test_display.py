@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from trio_chat.display import (
+    CONTINUED,
     PALETTE,
     colour_of,
+    fold,
     joined_line,
     left_line,
     message_line,
     names_line,
-    CONTINUED,
-    fold,
     safe,
     stamp,
     to_ansi,
