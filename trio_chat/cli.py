@@ -52,7 +52,15 @@ from .errors import (
     UnknownUser,
     WrongPassword,
 )
-from .keys import KeyFileError, KnownServers, address_label, daemon_public_key, parse_key
+from .keys import (
+    KeyFileError,
+    KnownServers,
+    address_label,
+    daemon_public_key,
+    first_use_notice,
+    home_relative,
+    parse_key,
+)
 from .logs import FORMATS, LEVELS, configure, event
 from .noise import fingerprint
 from .rules import RuleError, check_name
@@ -163,14 +171,6 @@ def main_options(
     ] = False,
 ) -> None:
     """A chat room over UDP: run the daemon, register, log in and chat."""
-
-
-def home_relative(path: Path) -> str:
-    """`~/...` for a path in the home folder: short enough to show whole in the help."""
-    try:
-        return "~/" + str(path.relative_to(Path.home()))
-    except ValueError:
-        return str(path)
 
 
 def _serve_command(
@@ -466,11 +466,7 @@ def _trusted_key(host: str, port: int, server_key: str | None) -> bytes:
     except ChatError as error:
         raise fail(_sentence(error, ""), exit_code_for(error)) from None
     if trusted.new:
-        typer.echo(
-            f"The daemon at {address_label(host, port)} has the key {trusted.fingerprint}; "
-            f"trusting it from now on (remembered in {home_relative(KnownServers().path)}).",
-            err=True,
-        )
+        typer.echo(first_use_notice(host, port, trusted, KnownServers().path), err=True)
     return trusted.key
 
 
