@@ -175,11 +175,13 @@ async def test_text_is_shown_as_typed_never_obeyed(
             await bob.say("<b>x</b> <img src=http://example.invalid/a.png> &amp;")
             await bob.say("clear \x1b[2J now")
             await bob.say("abc\u202edcba\u200f")
+            await bob.say("pay\u200b\u2060pal \u3164 \U000e0041 👩\u200d💻 ❤\ufe0f")
             await bob.whisper("alice", "<i>private</i>\r\n")
             expected = [
                 "bob: <b>x</b> <img src=http://example.invalid/a.png> &amp;",
                 "bob: clear \\x1b[2J now",
                 "bob: abc\\u202edcba\\u200f",
+                "bob: pay\\u200b\\u2060pal \\u3164 \\U000e0041 👩\u200d💻 ❤\ufe0f",
             ]
             await until(lambda: all(lines_with(window, e) for e in expected), "the lines")
             await until(lambda: lines_with(window, "bob: <i>private</i>\\r\\n", "bob"), "pm")
@@ -200,6 +202,16 @@ async def test_text_is_shown_as_typed_never_obeyed(
                 assert index.data(Qt.ItemDataRole.DisplayRole) == row.plain
                 assert "<" not in str(index.data(Qt.ItemDataRole.ToolTipRole))
             assert not window.grab().isNull()
+
+            # Names are escaped wherever they show (the daemon refuses such names, but the
+            # window does not count on it): the people online, a tab, its editor's hint.
+            window.set_online(["bob", "e\u200bve<b>"])
+            people = [window.people.item(i).text() for i in range(window.people.count())]
+            assert people == ["bob", "e\\u200bve<b>"]
+            key = window.open_conversation("\u2066mallory\u2069")
+            assert window.tab_text(key) == "\\u2066mallory\\u2069"
+            hint = window.composer.editor.placeholderText()
+            assert hint == "Message \\u2066mallory\\u2069 privately"
 
 
 @gui_test

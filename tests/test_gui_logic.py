@@ -71,11 +71,27 @@ def test_your_own_messages_are_marked_whatever_the_case() -> None:
 
 
 def test_control_characters_and_bidi_controls_are_shown_escaped() -> None:
-    row = message_row(public(1, "bob\u202e", "a\x1b[2Jb\u2066c\u200bd"), "alice", NOW)
-    assert row.plain.endswith("bob\\u202e: a\\x1b[2Jb\\u2066c\u200bd")
+    row = message_row(public(1, "bob\u202e", "a\x1b[2Jb\u2066c<i>d"), "alice", NOW)
+    assert row.plain.endswith("bob\\u202e: a\\x1b[2Jb\\u2066c<i>d")
     assert all(display.safe(span.text) == span.text for span in row.spans)
     note = note_row("bad\x07news", NOW)
     assert note.plain.endswith("bad\\x07news")
+
+
+def test_invisible_characters_are_shown_escaped_as_in_the_terminal() -> None:
+    # A zero-width space, a word joiner, a soft hyphen, a Hangul filler, a tag character and
+    # an invisible operator show nothing: escaped, in names and text alike. Joiners and
+    # emoji variation selectors are how words and emoji are written: kept.
+    hidden = "a\u200bb\u2060c\u00add\u3164e\U000e0041f\u2062g"
+    shown = "a\\u200bb\\u2060c\\xadd\\u3164e\\U000e0041f\\u2062g"
+    kept = "👩\u200d💻 ❤\ufe0f می\u200cخواهم"
+    row = message_row(public(1, "e\u200bve", f"{hidden} {kept}"), "alice", NOW)
+    assert row.spans[1].text == "e\\u200bve"
+    assert row.plain[row.indent :] == f"{shown} {kept}"
+    assert row.plain[row.indent :] == display.safe(f"{hidden} {kept}")
+    names = names_row(["e\u200bve", "bob"], "alice", NOW)
+    assert names.plain.endswith("Online (2): e\\u200bve, bob")
+    assert pending_row(hidden, "alice").plain.endswith(f"alice: {shown}")
 
 
 def test_times_are_local_with_the_date_when_not_today() -> None:

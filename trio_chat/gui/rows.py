@@ -1,9 +1,11 @@
 """What one line of a conversation shows, as plain data: spans of text with a style each.
 
 Everything that came from other people (names, text, notices) passes through
-`display.safe()`, so a control character, an escape sequence or a bidirectional control
-is shown as an escape (`\\x1b[2J`), as in the terminal. The window draws the spans as
-plain text, never as HTML: `<b>x</b>` is shown as typed.
+`display.safe()`, so a control character, an escape sequence, a bidirectional control or
+any other character that shows nothing (a zero-width space, a tag; joiners and emoji
+variation selectors aside) is shown as an escape (`\\x1b[2J`, `\\u200b`), as in the
+terminal. The window draws the spans as plain text, never as HTML: `<b>x</b>` is shown as
+typed.
 """
 
 from __future__ import annotations
