@@ -13,8 +13,10 @@ import trio
 import trio_chat
 from trio_chat import display
 from trio_chat.errors import (
+    Busy,
     ChatError,
     InvalidName,
+    KeyChanged,
     NameTaken,
     PasswordTooShort,
     ServerUnreachable,
@@ -27,7 +29,13 @@ from trio_chat.gui import colours, memory
 from trio_chat.gui.conversations import ROOM, conversation_of
 from trio_chat.gui.editing import Budget, Recall, budget
 from trio_chat.gui.people import Online
-from trio_chat.gui.problems import Field, SignInForm, form_problem, sign_in_problem
+from trio_chat.gui.problems import (
+    Field,
+    SignInForm,
+    form_problem,
+    key_changed_sentence,
+    sign_in_problem,
+)
 from trio_chat.gui.rows import (
     Kind,
     Style,
@@ -40,10 +48,12 @@ from trio_chat.gui.rows import (
     pending_row,
     refused_row,
 )
-from trio_chat.gui.server_info import ServerInfo, server_fingerprint, server_info
+from trio_chat.gui.server_info import ServerInfo, server_info
 from trio_chat.gui.status import Link, status_text
 from trio_chat.gui.transcript import Transcript
 from trio_chat.gui.unread import Unread, tab_label, window_title
+from trio_chat.keys import daemon_public_key
+from trio_chat.noise import fingerprint
 
 NOW = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
 
@@ -217,6 +227,8 @@ FORM = SignInForm("127.0.0.1", 1600, "alice", "password!", "", False)
         (PasswordTooShort("A password must be at least 8."), Field.PASSWORD, "A password must"),
         (ServerUnreachable("x"), Field.HOST, "Cannot reach trio-chat at 127.0.0.1:1600;"),
         (Throttled("slow", retry_after=2.5), Field.PASSWORD, "Too many failed sign-ins; wait"),
+        (KeyChanged("x"), Field.HOST, "The daemon at 127.0.0.1:1600 shows another key than"),
+        (Busy("Busy; try again.", retry_after=0.4), Field.HOST, "Busy; try again (about 1 s)."),
         (ChatError("Something else\x1b."), Field.HOST, "Something else\\x1b."),
     ],
 )
@@ -227,6 +239,18 @@ def test_each_refusal_has_its_sentence_and_field(
     assert problem.field is field
     assert problem.sentence.startswith(start)
     assert problem.sentence.endswith(".")
+
+
+def test_a_changed_key_says_what_trio_chat_trust_does() -> None:
+    problem = sign_in_problem(KeyChanged("The daemon at ... has the key ..."), FORM)
+    assert problem.sentence == key_changed_sentence("127.0.0.1", 1600)
+    assert (
+        "`trio-chat trust --host 127.0.0.1 --port 1600` (in a terminal) shows the new key "
+        "and asks before trusting it"
+    ) in problem.sentence
+    assert "someone may be in the middle" in problem.sentence
+    ipv6 = key_changed_sentence("::1", 1700)
+    assert ipv6.startswith("The daemon at [::1]:1700 ") and "--host ::1 --port 1700`" in ipv6
 
 
 def test_the_form_is_checked_before_anything_is_sent() -> None:
@@ -266,18 +290,16 @@ def test_people_online_are_sorted_as_names_compare() -> None:
     assert online.names == ["BOB", "carol"] and "Bob" in online and len(online) == 2
 
 
-async def test_the_fingerprint_is_read_from_the_client_when_it_has_one(
-    daemon: tuple[str, int],
+async def test_the_about_view_shows_the_daemons_key_fingerprint(
+    daemon: tuple[str, int], db_path: Path
 ) -> None:
     with trio.fail_after(10):
-        await trio_chat.register(*daemon, "alice", "password!")
+        await trio_chat.register(*daemon, "Alice", "password!")
         async with trio_chat.connect(*daemon, "alice", "password!") as chat:
-            assert server_fingerprint(chat) is None
             info = server_info(chat)
-            assert (info.host, info.port, info.name, info.fingerprint) == (*daemon, "alice", None)
-            chat.server_fingerprint = "SHA256:abc"  # type: ignore[attr-defined]
-            assert server_info(chat).fingerprint == "SHA256:abc"
-            assert ServerInfo("::1", 1600, "alice", None).where == "[::1]:1600"
+        key = fingerprint(daemon_public_key(db_path))
+        assert (info.host, info.port, info.name, info.fingerprint) == (*daemon, "Alice", key)
+        assert ServerInfo("::1", 1600, "alice", key).where == "[::1]:1600"
 
 
 # --- what is remembered ----------------------------------------------------------------------

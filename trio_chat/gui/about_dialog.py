@@ -8,8 +8,6 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QV
 from ..display import safe
 from .server_info import ServerInfo
 
-NO_FINGERPRINT = "Not known (this client does not receive the daemon's key)"
-
 
 def _value(text: str, name: str, parent: QWidget) -> QLabel:
     label = QLabel(text, parent)
@@ -32,8 +30,7 @@ class AboutDialog(QDialog):
         form.addRow("Port:", _value(str(info.port), "port", self))
         form.addRow("Your name:", _value(safe(info.name), "me", self))
         form.addRow("Connection:", _value(connection, "connection", self))
-        fingerprint = safe(info.fingerprint) if info.fingerprint else NO_FINGERPRINT
-        form.addRow("Key fingerprint:", _value(fingerprint, "fingerprint", self))
+        form.addRow("Key fingerprint:", _value(safe(info.fingerprint), "fingerprint", self))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)

@@ -12,25 +12,29 @@ from pathlib import Path
 import PySide6
 import trio
 
-from ..client import ChatClient, ClientConfig, connect, register
+from ..client import ChatClient, ClientConfig, connect, register, trust_server
 from ..display import safe
 from ..errors import ChatError, ServerUnreachable
+from ..keys import KeyFileError, KnownServers, first_use_notice
 from . import guest, memory, startup
-from .problems import SignInForm, form_problem, sign_in_problem
+from .problems import Field, Problem, SignInForm, form_problem, sign_in_problem
 from .room_window import RoomWindow
 from .server_info import server_info
 from .session import RoomSession
 from .sign_in_dialog import SignInDialog
 
 
-def _chat_error(error: BaseException) -> ChatError | None:
-    """The `ChatError` a failed sign-in raised, also from inside Trio's exception groups; a
-    network error (no route to the host) counts as the daemon being out of reach."""
+def _problem(error: BaseException, form: SignInForm) -> Problem | None:
+    """What to tell the person about a failed sign-in, also from inside Trio's exception
+    groups: a refusal, a network error (no route to the host: the daemon is out of reach),
+    or a `known_servers` file that cannot be read or written; None for anything else."""
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
+    if isinstance(error, KeyFileError):
+        return Problem(safe(str(error)), Field.HOST)
     if isinstance(error, OSError):
-        return ServerUnreachable(error.strerror or str(error))
-    return error if isinstance(error, ChatError) else None
+        error = ServerUnreachable(error.strerror or str(error))
+    return sign_in_problem(error, form) if isinstance(error, ChatError) else None
 
 
 class GuiApp:
@@ -59,6 +63,8 @@ class GuiApp:
         self.chat: ChatClient | None = None
         self.session: RoomSession | None = None
         self._signing_in = False
+        self._first_use: dict[str, str] = {}
+        """The notice for each daemon whose key was trusted for the first time just now."""
 
     async def run(self) -> None:
         dialog = SignInDialog(self.remembered)
@@ -87,6 +93,18 @@ class GuiApp:
                 self.window.hide()
                 self.window.deleteLater()
 
+    async def _trusted_key(self, form: SignInForm) -> bytes:
+        """The daemon's key, checked before a name or a password is sent, as the terminal
+        does: a key met for the first time is trusted, remembered in the same
+        `known_servers` file, and said so in the dialog; a changed one raises `KeyChanged`."""
+        assert self.dialog is not None
+        trusted = await trust_server(form.host, form.port, probe=True)
+        if trusted.new:
+            notice = first_use_notice(form.host, form.port, trusted, KnownServers().path)
+            self._first_use[form.where] = notice
+            self.dialog.show_notice(notice)
+        return trusted.key
+
     async def _sign_in(self, form: SignInForm, done: trio.CancelScope) -> None:
         """Sign in (creating the account first if asked); on success, stay in the room until
         its window closes, then cancel `done`. On refusal, tell the dialog and return."""
@@ -95,27 +113,29 @@ class GuiApp:
         where = safe(form.where)
         creating = f"Creating {safe(form.name)!r} and signing in" if form.create else "Signing in"
         dialog.set_busy(True, f"{creating} to {where}…")
+        dialog.show_notice(self._first_use.get(form.where, ""))
         async with contextlib.AsyncExitStack() as stack:
             try:
+                key = await self._trusted_key(form)
+                account = (form.host, form.port, form.name, form.password)
                 if form.create:
-                    await register(
-                        form.host, form.port, form.name, form.password, config=self.config
-                    )
+                    await register(*account, config=self.config, server_key=key)
                     dialog.create_account.setChecked(False)  # it exists now: sign in next
                 chat = await stack.enter_async_context(
-                    connect(form.host, form.port, form.name, form.password, config=self.config)
+                    connect(*account, config=self.config, server_key=key)
                 )
             except BaseException as error:
-                refusal = _chat_error(error)
-                if refusal is None:
+                problem = _problem(error, form)
+                if problem is None:
                     raise
                 self._signing_in = False
-                dialog.show_problem(sign_in_problem(refusal, form))
+                dialog.show_problem(problem)
                 return
             memory.save(self.memory_path, memory.Remembered(form.host, form.port, chat.name))
             self.chat = chat
             dialog.hide()
-            window = RoomWindow(chat.name, lambda: server_info(chat))
+            notices = [self._first_use[form.where]] if form.where in self._first_use else []
+            window = RoomWindow(chat.name, lambda: server_info(chat), notices)
             self.window = window
             window.show()
             window.activateWindow()

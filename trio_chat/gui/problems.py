@@ -10,6 +10,7 @@ from ..display import safe
 from ..errors import (
     ChatError,
     InvalidName,
+    KeyChanged,
     NameTaken,
     PasswordTooLong,
     PasswordTooShort,
@@ -19,6 +20,7 @@ from ..errors import (
     UnknownUser,
     WrongPassword,
 )
+from ..keys import address_label
 
 
 class Field(enum.Enum):
@@ -47,7 +49,7 @@ class SignInForm:
 
     @property
     def where(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return address_label(self.host, self.port)
 
 
 def form_problem(form: SignInForm) -> Problem | None:
@@ -63,6 +65,17 @@ def form_problem(form: SignInForm) -> Problem | None:
     return None
 
 
+def key_changed_sentence(host: str, port: int) -> str:
+    """What to do when the daemon at `host:port` shows another key than the one trusted."""
+    where = safe(address_label(host, port))
+    return (
+        f"The daemon at {where} shows another key than the one trusted for it; if its "
+        f"operator changed the key on purpose, `trio-chat trust --host {safe(host)} --port "
+        f"{port}` (in a terminal) shows the new key and asks before trusting it, else "
+        "someone may be in the middle."
+    )
+
+
 def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
     """The sentence for a refusal (the error's own message, or a better one), and the field."""
     name = repr(safe(form.name))
@@ -75,6 +88,8 @@ def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
             "and that `trio-chat serve` is running there.",
             Field.HOST,
         )
+    if isinstance(error, KeyChanged):
+        return Problem(key_changed_sentence(form.host, form.port), Field.HOST)
     if isinstance(error, WrongPassword):
         return Problem(f"Wrong password for {name}.", Field.PASSWORD)
     if isinstance(error, UnknownUser):
@@ -96,6 +111,5 @@ def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
         return Problem(
             f"Too many failed sign-ins; wait a moment{wait} and try again.", Field.PASSWORD
         )
-    if isinstance(error, TooManyRegistrations):
-        return Problem(f"{safe(error.message).rstrip('.')}{wait}.", Field.NAME)
-    return Problem(safe(error.message), Field.HOST)
+    field = Field.NAME if isinstance(error, TooManyRegistrations) else Field.HOST
+    return Problem(f"{safe(error.message).rstrip('.')}{wait}.", field)

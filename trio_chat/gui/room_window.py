@@ -9,7 +9,7 @@ tab it was typed in, or "" in the room), `older_wanted` (a conversation's key) a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -76,11 +76,17 @@ class RoomWindow(QMainWindow):
     closed = Signal()
 
     def __init__(
-        self, me: str, info: Callable[[], ServerInfo], parent: QWidget | None = None
+        self,
+        me: str,
+        info: Callable[[], ServerInfo],
+        notices: Sequence[str] = (),
+        parent: QWidget | None = None,
     ) -> None:
+        """`notices` are said in the room once you are in it (after the latest messages)."""
         super().__init__(parent)
         self.me = me
         self._info = info
+        self._notices = list(notices)
         self.unread = Unread()
         self.online = Online()
         self.link = Link.CONNECTED
@@ -426,6 +432,9 @@ class RoomWindow(QMainWindow):
         if not event.more:
             room.show_beginning(rows.info_row(BEGINNING))
         self.note(f"You are in the room as {self.me}.")
+        for notice in self._notices:
+            self.note(notice)
+        self._notices.clear()
 
     def show_older(self, messages: Iterable[ChatMessage], asked: str) -> int:
         """A page of older messages; return how many are new in the conversation `asked`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..client import ChatClient
+from ..keys import address_label
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,20 +14,14 @@ class ServerInfo:
     port: int
     name: str
     """Your name, as the daemon keeps it."""
-    fingerprint: str | None
-    """The daemon's key fingerprint; None while the client does not know one."""
+    fingerprint: str
+    """The daemon's key as a person compares it (`SHA256:...`): the key this client trusts,
+    which the daemon proved it holds."""
 
     @property
     def where(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def server_fingerprint(chat: ChatClient) -> str | None:
-    """The daemon's key fingerprint, from `ChatClient.server_fingerprint` (a `str`) when the
-    client has that attribute; None otherwise."""
-    value: object = getattr(chat, "server_fingerprint", None)
-    return value if isinstance(value, str) and value else None
+        return address_label(self.host, self.port)
 
 
 def server_info(chat: ChatClient) -> ServerInfo:
-    return ServerInfo(chat.host, chat.port, chat.name, server_fingerprint(chat))
+    return ServerInfo(chat.host, chat.port, chat.name, chat.server_fingerprint)

@@ -17,7 +17,7 @@ import trio
 
 from .. import commands
 from ..client import ChatClient, Receipt
-from ..errors import ChatError, ConnectionLost
+from ..errors import ChatError, ConnectionLost, KeyChanged
 from ..events import (
     Disconnected,
     History,
@@ -31,6 +31,7 @@ from ..events import (
 from ..rules import name_key
 from .conversations import ROOM
 from .guest import signal_channel
+from .problems import key_changed_sentence
 from .room_window import Pending, RoomWindow
 from .status import Link
 
@@ -102,8 +103,15 @@ class RoomSession:
             elif isinstance(event, Reconnected):
                 window.set_link(Link.CONNECTED)
         if not self.leaving:
-            failure = self.chat.failure
-            window.set_link(Link.LOST, failure.message if failure else "the session ended.")
+            window.set_link(Link.LOST, self._why_it_ended())
+
+    def _why_it_ended(self) -> str:
+        """Why the session ended on its own: the daemon's key changed (what to do about it,
+        as the sign-in dialog says), or the client's own reason."""
+        failure = self.chat.failure
+        if isinstance(failure, KeyChanged):
+            return key_changed_sentence(self.chat.host, self.chat.port)
+        return failure.message if failure else "the session ended."
 
     async def _refresh_online(self) -> None:
         """Who is online, asked in turn with the events (joins and leaves after it apply)."""

@@ -2,7 +2,8 @@
 
 It only collects and shows: `sign_in_requested` asks the Trio side (`app`) to sign in,
 which answers with `show_problem()` (the sentence, and the field to fix gets the focus)
-or by closing the dialog and opening the room.
+or by closing the dialog and opening the room; `show_notice()` says what it did meanwhile
+(trusted a daemon's key met for the first time).
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ class SignInDialog(QDialog):
         palette.setColor(QPalette.ColorRole.WindowText, QColor(colours.BAD))
         self.problem.setPalette(palette)
         self.problem.hide()
+        self.notice = QLabel(self)
+        self.notice.setObjectName("notice")
+        self.notice.setTextFormat(Qt.TextFormat.PlainText)
+        self.notice.setWordWrap(True)
+        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notice.hide()
         self.progress = QLabel(self)
         self.progress.setTextFormat(Qt.TextFormat.PlainText)
         self.progress.hide()
@@ -88,6 +95,7 @@ class SignInDialog(QDialog):
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.notice)
         layout.addWidget(self.problem)
         layout.addWidget(self.progress)
         layout.addWidget(buttons)
@@ -132,6 +140,11 @@ class SignInDialog(QDialog):
         widget = self.field(problem.field)
         widget.setFocus(Qt.FocusReason.OtherFocusReason)
         widget.selectAll()
+
+    def show_notice(self, text: str) -> None:
+        """Say something worth knowing that is no problem (nothing when `text` is empty)."""
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))
 
     def set_busy(self, busy: bool, message: str = "") -> None:
         """While signing in: the fields wait, Cancel still works."""
