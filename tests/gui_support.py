@@ -174,6 +174,20 @@ async def gui(
                 app.dialog.reject()
 
 
+@asynccontextmanager
+async def bob_and_the_window(
+    daemon: tuple[str, int], memory: Path, *others: str
+) -> AsyncIterator[tuple[ChatClient, GuiApp]]:
+    """Accounts for alice, bob and `others`; bob in the room on the Python API, and the
+    window's sign-in dialog open (for alice)."""
+    await register(*daemon, "alice", "bob", *others)
+    async with (
+        trio_chat.connect(*daemon, "bob", PASSWORD, config=FAST) as bob,
+        gui(daemon, memory) as app,
+    ):
+        yield bob, app
+
+
 async def signed_in(
     app: GuiApp, name: str, password: str = PASSWORD, *, create: bool = False
 ) -> RoomWindow:

@@ -17,6 +17,7 @@ import trio_chat
 from tests.gui_support import (
     FAST,
     PASSWORD,
+    bob_and_the_window,
     double_click,
     fill,
     gui,
@@ -49,11 +50,7 @@ from trio_chat.testing.daemon import DaemonProcess
 @gui_test
 async def test_sign_in_say_and_hear(daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot) -> None:
     with trio.fail_after(20):
-        await register(*daemon, "alice", "bob")
-        async with (
-            trio_chat.connect(*daemon, "bob", PASSWORD, config=FAST) as bob,
-            gui(daemon, tmp_path / "gui.json") as app,
-        ):
+        async with bob_and_the_window(daemon, tmp_path / "gui.json") as (bob, app):
             window = await signed_in(app, "alice")
             assert window.online.names == ["alice", "bob"]
             assert app.dialog is not None and not app.dialog.isVisible()
@@ -87,11 +84,7 @@ async def test_private_tabs_both_ways_with_unread_counts(
     daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
 ) -> None:
     with trio.fail_after(20):
-        await register(*daemon, "alice", "bob", "carol")
-        async with (
-            trio_chat.connect(*daemon, "bob", PASSWORD, config=FAST) as bob,
-            gui(daemon, tmp_path / "gui.json") as app,
-        ):
+        async with bob_and_the_window(daemon, tmp_path / "gui.json", "carol") as (bob, app):
             await bob.whisper("alice", "while you were away")
             window = await signed_in(app, "alice")
             await until(lambda: "bob" in window.online, "bob online")
@@ -171,11 +164,7 @@ async def test_text_is_shown_as_typed_never_obeyed(
     daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
 ) -> None:
     with trio.fail_after(20):
-        await register(*daemon, "alice", "bob")
-        async with (
-            trio_chat.connect(*daemon, "bob", PASSWORD, config=FAST) as bob,
-            gui(daemon, tmp_path / "gui.json") as app,
-        ):
+        async with bob_and_the_window(daemon, tmp_path / "gui.json") as (bob, app):
             window = await signed_in(app, "alice")
             await bob.say("<b>x</b> <img src=http://example.invalid/a.png> &amp;")
             await bob.say("clear \x1b[2J now")

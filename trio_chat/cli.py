@@ -726,33 +726,29 @@ def trust_command(
     typer.echo(f"Trusting {fingerprint(shown)} for {where} (remembered in {known.path}).")
 
 
+def _last_used(
+    flag: str, *more: str, envvar: str, what: str, otherwise: str = "", **checks: Any
+) -> Any:
+    """An option of `trio-chat gui`: without it, the sign-in dialog offers the last one used."""
+    default = f"the last one used, else {otherwise}" if otherwise else "the last one used"
+    return typer.Option(flag, *more, envvar=envvar, help=f"{what} (default: {default}).", **checks)
+
+
 @app.command()
 def gui(
     name: Annotated[
-        str | None,
-        typer.Option(
-            "--name",
-            "-n",
-            envvar="TRIO_CHAT_NAME",
-            help="Your account name (default: the last one used).",
-        ),
+        str | None, _last_used("--name", "-n", envvar="TRIO_CHAT_NAME", what="Your account name")
     ] = None,
     host: Annotated[
         str | None,
-        typer.Option(
-            "--host",
-            envvar="TRIO_CHAT_HOST",
-            help="Address of the daemon (default: the last one used, else 127.0.0.1).",
+        _last_used(
+            "--host", envvar="TRIO_CHAT_HOST", what="Address of the daemon", otherwise="127.0.0.1"
         ),
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option(
-            "--port",
-            envvar="TRIO_CHAT_PORT",
-            min=1,
-            max=65535,
-            help="UDP port (default: the last one used, else 1600).",
+        _last_used(
+            "--port", envvar="TRIO_CHAT_PORT", what="UDP port", otherwise="1600", min=1, max=65535
         ),
     ] = None,
 ) -> None:

@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..display import safe, same_name
+from ..display import safe, same_name, stamp
 from ..events import ChatMessage, Joined, Left
 from .colours import sender_colour
 
@@ -72,12 +72,9 @@ _LEFT_HOW = {"quit": "", "timeout": " (no longer answering)", "overloaded": " (s
 
 
 def clock(ts: datetime, now: datetime | None = None) -> str:
-    """`HH:MM:SS` in local time, with the date in front when it is not today."""
-    local = ts.astimezone()
-    today = (now or datetime.now().astimezone()).astimezone().date()
-    if local.date() != today:
-        return local.strftime("%Y-%m-%d %H:%M:%S")
-    return local.strftime("%H:%M:%S")
+    """`HH:MM:SS` in local time, with the date in front when it is not today: the terminal's
+    time stamp without its brackets."""
+    return stamp(ts, now)[1:-1]
 
 
 def full_time(ts: datetime) -> str:
