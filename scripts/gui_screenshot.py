@@ -2,9 +2,10 @@
 
     python scripts/gui_screenshot.py [--out docs/gui.png]
 
-Starts a daemon on 127.0.0.1 (port 0) with a database in a temporary directory, two
-people on the Python API (bob and 小明) and alice in the window, plays a conversation
-(public lines, Chinese, an emoji, a private tab), and renders the window offscreen.
+Starts a daemon on 127.0.0.1 (port 0) with a database (and the clients' known_servers)
+in a temporary directory, two people on the Python API (bob and 小明) and alice in the
+window, plays a conversation (public lines, Chinese, an emoji, a private tab), and renders
+the window offscreen.
 Chinese and emoji need fonts (on Debian: fonts-noto-cjk, fonts-noto-color-emoji). The
 picture is drawn at twice the size (QT_SCALE_FACTOR=2), to be sharp on dense screens.
 """
@@ -158,6 +159,8 @@ def main() -> None:
     options = parser.parse_args()
     qInstallMessageHandler(_quiet)
     with tempfile.TemporaryDirectory() as workdir:
+        # The throwaway daemon's key is trusted there, not in your own known_servers.
+        os.environ["XDG_DATA_HOME"] = workdir
         app = guest.application()
         app.setApplicationName("trio-chat")
         if options.dark:
