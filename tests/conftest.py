@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,10 @@ import trio
 
 from trio_chat.engine import ServerConfig
 from trio_chat.server import serve
+
+# The window's tests draw offscreen: no display is needed, and they run the same everywhere.
+# Qt reads this when the first QApplication is made, after this file is loaded.
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 # Generous limits: tests register and chat faster than people do.
 TEST_CONFIG = ServerConfig(

@@ -52,7 +52,15 @@ from .errors import (
     UnknownUser,
     WrongPassword,
 )
-from .keys import KeyFileError, KnownServers, address_label, daemon_public_key, parse_key
+from .keys import (
+    KeyFileError,
+    KnownServers,
+    address_label,
+    daemon_public_key,
+    first_use_notice,
+    home_relative,
+    parse_key,
+)
 from .logs import FORMATS, LEVELS, configure, event
 from .noise import fingerprint
 from .rules import RuleError, check_name
@@ -163,14 +171,6 @@ def main_options(
     ] = False,
 ) -> None:
     """A chat room over UDP: run the daemon, register, log in and chat."""
-
-
-def home_relative(path: Path) -> str:
-    """`~/...` for a path in the home folder: short enough to show whole in the help."""
-    try:
-        return "~/" + str(path.relative_to(Path.home()))
-    except ValueError:
-        return str(path)
 
 
 def _serve_command(
@@ -480,11 +480,7 @@ def _trusted_key(host: str, port: int, server_key: str | None) -> bytes:
     except ChatError as error:
         raise fail(_sentence(error, ""), exit_code_for(error)) from None
     if trusted.new:
-        typer.echo(
-            f"The daemon at {address_label(host, port)} has the key {trusted.fingerprint}; "
-            f"trusting it from now on (remembered in {home_relative(KnownServers().path)}).",
-            err=True,
-        )
+        typer.echo(first_use_notice(host, port, trusted, KnownServers().path), err=True)
     return trusted.key
 
 
@@ -742,6 +738,42 @@ def trust_command(
             raise fail("Nothing was changed.", ExitCode.REJECTED)
     known.remember(host, port, shown)
     typer.echo(f"Trusting {fingerprint(shown)} for {where} (remembered in {known.path}).")
+
+
+def _last_used(
+    flag: str, *more: str, envvar: str, what: str, otherwise: str = "", **checks: Any
+) -> Any:
+    """An option of `trio-chat gui`: without it, the sign-in dialog offers the last one used."""
+    default = f"the last one used, else {otherwise}" if otherwise else "the last one used"
+    return typer.Option(flag, *more, envvar=envvar, help=f"{what} (default: {default}).", **checks)
+
+
+@app.command()
+def gui(
+    name: Annotated[
+        str | None, _last_used("--name", "-n", envvar="TRIO_CHAT_NAME", what="Your account name")
+    ] = None,
+    host: Annotated[
+        str | None,
+        _last_used(
+            "--host", envvar="TRIO_CHAT_HOST", what="Address of the daemon", otherwise="127.0.0.1"
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        _last_used(
+            "--port", envvar="TRIO_CHAT_PORT", what="UDP port", otherwise="1600", min=1, max=65535
+        ),
+    ] = None,
+) -> None:
+    """Chat in a window: sign in, talk in the room and in private tabs (needs PySide6)."""
+    from .gui import GuiUnavailable, launch
+
+    try:
+        code = launch(host, port, name)
+    except GuiUnavailable as error:
+        raise fail(str(error), ExitCode.USAGE) from None
+    raise typer.Exit(code)
 
 
 def main() -> None:

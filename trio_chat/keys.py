@@ -102,6 +102,14 @@ def address_label(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def home_relative(path: Path) -> str:
+    """`~/...` for a path in the home folder: short enough to show whole."""
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
 @dataclass(frozen=True, slots=True)
 class Trust:
     """The key to use for a daemon, and whether it was trusted just now (first use)."""
@@ -112,6 +120,15 @@ class Trust:
     @property
     def fingerprint(self) -> str:
         return fingerprint(self.key)
+
+
+def first_use_notice(host: str, port: int, trust: Trust, known: Path) -> str:
+    """What a client says when it has just trusted a daemon's key, met for the first time,
+    and remembered it in the `known_servers` file at `known`."""
+    return (
+        f"The daemon at {address_label(host, port)} has the key {trust.fingerprint}; "
+        f"trusting it from now on (remembered in {home_relative(known)})."
+    )
 
 
 class KnownServers:

@@ -1,0 +1,481 @@
+"""`trio-chat gui` against a real daemon on 127.0.0.1, driven as a person would: keys typed,
+names double-clicked, shortcuts pressed."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QApplication, QLabel, QWidget
+from pytestqt.qtbot import QtBot
+
+import trio_chat
+from tests.gui_support import (
+    FAST,
+    PASSWORD,
+    bob_and_the_window,
+    double_click,
+    fill,
+    gui,
+    gui_test,
+    lines_with,
+    messages,
+    pending,
+    press,
+    received,
+    register,
+    say,
+    shortcut,
+    signed_in,
+    texts,
+    type_text,
+    until,
+)
+from trio_chat.gui import memory
+from trio_chat.gui.about_dialog import AboutDialog
+from trio_chat.gui.message_view import MessageDelegate
+from trio_chat.gui.problems import key_changed_sentence
+from trio_chat.gui.room_window import BEGINNING
+from trio_chat.gui.rows import Kind, clock
+from trio_chat.gui.status import Link
+from trio_chat.keys import KnownServers, daemon_public_key, key_paths
+from trio_chat.noise import fingerprint
+from trio_chat.testing.daemon import DaemonProcess
+
+
+@gui_test
+async def test_sign_in_say_and_hear(daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot) -> None:
+    with trio.fail_after(20):
+        async with bob_and_the_window(daemon, tmp_path / "gui.json") as (bob, app):
+            window = await signed_in(app, "alice")
+            assert window.online.names == ["alice", "bob"]
+            assert app.dialog is not None and not app.dialog.isVisible()
+            assert memory.load(tmp_path / "gui.json") == memory.Remembered(*daemon, "alice")
+            host, port = daemon
+            assert window.windowTitle() == f"alice at {host}:{port} – trio-chat"
+
+            say(window, "hello everyone")
+            await until(lambda: lines_with(window, "alice: hello everyone"), "the line stored")
+            [mine] = lines_with(window, "alice: hello everyone")
+            [got] = [m for m in await received(bob) if m.text == "hello everyone"]
+            assert mine == f"{clock(got.ts)}  alice: hello everyone"
+            assert window.composer.editor.text() == "" and window.waiting == 0
+
+            said = await bob.say("hi alice 你好 👋")
+            line = f"{clock(said.ts)}  bob: hi alice 你好 👋"
+            await until(lambda: line in texts(window), "bob's message")
+            assert texts(window).count(line) == 1
+            assert window.status.text() == f"Connected to {host}:{port} as alice"
+            assert window.link is Link.CONNECTED
+
+            type_text(window.composer.editor, "draft")
+            press(window.composer.editor, Qt.Key.Key_Up)
+            assert window.composer.editor.text() == "hello everyone"
+            press(window.composer.editor, Qt.Key.Key_Down)
+            assert window.composer.editor.text() == "draft"
+
+
+@gui_test
+async def test_private_tabs_both_ways_with_unread_counts(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    with trio.fail_after(20):
+        async with bob_and_the_window(daemon, tmp_path / "gui.json", "carol") as (bob, app):
+            await bob.whisper("alice", "while you were away")
+            window = await signed_in(app, "alice")
+            await until(lambda: "bob" in window.online, "bob online")
+            # What waited for alice is in bob's tab, counted as unread.
+            assert window.tab_text("bob") == "bob (1)"
+            assert lines_with(window, "bob: while you were away", "bob")
+            window.open_conversation("bob")
+            assert window.tab_text("bob") == "bob"
+            shortcut(window, "Ctrl+W")
+            assert window.tab_text("bob") is None
+
+            # A private message opens its sender's tab, counted, without leaving the room.
+            await bob.whisper("alice", "psst, alice")
+            await until(lambda: window.tab_text("bob") == "bob (1)", "bob's tab, 1 unread")
+            assert window.current_key == ""
+            assert lines_with(window, "bob: psst, alice", "bob")
+            assert lines_with(window, "bob: while you were away", "bob")  # kept
+            assert not lines_with(window, "psst, alice")  # not in the room
+            await bob.whisper("alice", "are you there?")
+            await until(lambda: window.tab_text("bob") == "bob (2)", "2 unread")
+
+            # Double-clicking bob in the list goes to his tab: read.
+            [item] = window.people.findItems("bob", Qt.MatchFlag.MatchExactly)
+            double_click(window.people.viewport(), window.people.visualItemRect(item).center())
+            assert window.current_key == "bob"
+            assert window.tab_text("bob") == "bob"
+
+            # What is typed in bob's tab goes to bob alone, and back.
+            say(window, "yes, here")
+            await until(lambda: lines_with(window, "alice: yes, here", "bob"), "the reply")
+            [got] = [m for m in await received(bob) if m.text == "yes, here"]
+            assert isinstance(got, trio_chat.PrivateMessage)
+            assert (got.sender, got.recipient) == ("alice", "bob")
+
+            # While alice reads bob's tab, the room counts what she has not seen.
+            await bob.say("lunch?")
+            await until(lambda: window.tab_text("") == "Room (1)", "the room's count")
+            window.tabs.setCurrentIndex(0)
+            assert window.tab_text("") == "Room"
+
+            # s/name/text and /msg open (or go to) the person's tab.
+            say(window, "s/carol/hi carol")
+            await until(lambda: window.current_key == "carol", "carol's tab")
+            await until(lambda: lines_with(window, "alice: hi carol", "carol"), "to carol")
+            window.tabs.setCurrentIndex(0)
+            say(window, "/msg bob one more")
+            await until(lambda: window.current_key == "bob", "bob's tab")
+            await until(lambda: lines_with(window, "alice: one more", "bob"), "/msg")
+            say(window, "s/BOB/in capitals")  # names compare as the daemon compares them
+            await until(lambda: lines_with(window, "alice: in capitals", "bob"), "to BOB")
+            assert window.tab_text("bob") == "bob"
+
+            # Ctrl+W closes a private tab; the room's tab stays.
+            shortcut(window, "Ctrl+W")
+            assert window.tab_text("bob") is None and window.tabs.count() == 2
+            window.tabs.setCurrentIndex(0)
+            shortcut(window, "Ctrl+W")
+            assert window.tab_text("") == "Room" and window.tabs.count() == 2
+
+            # Away from the window, its title counts what arrives.
+            other = QWidget()
+            qtbot.addWidget(other)
+            other.show()
+            other.activateWindow()
+            await until(lambda: not window.isActiveWindow(), "another window in front")
+            await bob.say("anyone?")
+            await bob.whisper("alice", "ping")
+            await until(lambda: window.windowTitle().startswith("(2) "), "2 in the title")
+            assert window.tab_text("bob") == "bob (1)"  # reopened by the new message
+            window.activateWindow()
+            await until(lambda: window.isActiveWindow(), "the window in front again")
+            assert not window.windowTitle().startswith("(")
+
+
+@gui_test
+async def test_text_is_shown_as_typed_never_obeyed(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    with trio.fail_after(20):
+        async with bob_and_the_window(daemon, tmp_path / "gui.json") as (bob, app):
+            window = await signed_in(app, "alice")
+            await bob.say("<b>x</b> <img src=http://example.invalid/a.png> &amp;")
+            await bob.say("clear \x1b[2J now")
+            await bob.say("abc\u202edcba\u200f")
+            await bob.say("pay\u200b\u2060pal \u3164 \U000e0041 👩\u200d💻 ❤\ufe0f")
+            await bob.whisper("alice", "<i>private</i>\r\n")
+            expected = [
+                "bob: <b>x</b> <img src=http://example.invalid/a.png> &amp;",
+                "bob: clear \\x1b[2J now",
+                "bob: abc\\u202edcba\\u200f",
+                "bob: pay\\u200b\\u2060pal \\u3164 \\U000e0041 👩\u200d💻 ❤\ufe0f",
+            ]
+            await until(lambda: all(lines_with(window, e) for e in expected), "the lines")
+            await until(lambda: lines_with(window, "bob: <i>private</i>\\r\\n", "bob"), "pm")
+
+            # The view draws the same plain text (a text layout, never HTML), with the name
+            # and the text each in a bidirectional isolate of its own.
+            view = window.view("")
+            assert view is not None
+            delegate = view.itemDelegate()
+            assert isinstance(delegate, MessageDelegate)
+            model = view.messages
+            shown = [model.row(i) for i in range(model.rowCount()) if model.row(i).message_id]
+            for row in shown:
+                drawn = delegate.layout(row, 400).text()
+                assert drawn.replace("\u2068", "").replace("\u2069", "") == row.plain
+                assert drawn.count("\u2068") == drawn.count("\u2069") == 2
+                index = model.index(model.rows.index(row))
+                assert index.data(Qt.ItemDataRole.DisplayRole) == row.plain
+                assert "<" not in str(index.data(Qt.ItemDataRole.ToolTipRole))
+            assert not window.grab().isNull()
+
+            # Names are escaped wherever they show (the daemon refuses such names, but the
+            # window does not count on it): the people online, a tab, its editor's hint.
+            window.set_online(["bob", "e\u200bve<b>"])
+            people = [window.people.item(i).text() for i in range(window.people.count())]
+            assert people == ["bob", "e\\u200bve<b>"]
+            key = window.open_conversation("\u2066mallory\u2069")
+            assert window.tab_text(key) == "\\u2066mallory\\u2069"
+            hint = window.composer.editor.placeholderText()
+            assert hint == "Message \\u2066mallory\\u2069 privately"
+
+
+@gui_test
+async def test_a_daemon_restart_loses_nothing_and_shows_nothing_twice(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    with trio.fail_after(40):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, tmp_path / "chat.db")
+            host, port = await daemon.start()
+            await register(host, port, "alice", "bob")
+            async with (
+                trio_chat.connect(host, port, "bob", PASSWORD, config=FAST) as bob,
+                gui((host, port), tmp_path / "gui.json") as app,
+            ):
+                window = await signed_in(app, "alice")
+                say(window, "before the crash")
+                await until(lambda: lines_with(window, "alice: before the crash"), "stored")
+
+                await daemon.kill()
+                say(window, "while it is down 1")
+                say(window, "while it is down 2 ✓")
+                await until(lambda: window.link is Link.RECONNECTING, "reconnecting")
+                await until(lambda: "2 lines waiting" in window.status.text(), "2 waiting")
+                assert pending(window) == [
+                    "sending…  alice: while it is down 1",
+                    "sending…  alice: while it is down 2 ✓",
+                ]
+                assert window.composer.editor.isEnabled()
+                bob.say_nowait("bob while it is down")
+
+                await daemon.start(port)
+                await until(lambda: window.link is Link.CONNECTED, "connected again")
+                await until(lambda: window.waiting == 0, "the lines sent")
+                await until(lambda: lines_with(window, "bob: bob while it is down"), "bob's")
+                await bob.say("after the restart")
+                await until(lambda: lines_with(window, "bob: after the restart"), "after")
+
+                said = [line.split("  ", 1)[1] for line in messages(window)]
+                assert said == [
+                    "alice: before the crash",
+                    "alice: while it is down 1",
+                    "alice: while it is down 2 ✓",
+                    "bob: bob while it is down",
+                    "bob: after the restart",
+                ] or said == [  # bob's line may have been stored first
+                    "alice: before the crash",
+                    "bob: bob while it is down",
+                    "alice: while it is down 1",
+                    "alice: while it is down 2 ✓",
+                    "bob: after the restart",
+                ]
+                assert pending(window) == []
+                assert any("Connected to" in line and "again" in line for line in texts(window))
+                heard = [m.text for m in await received(bob) if m.sender == "alice"]
+                assert heard.count("while it is down 1") == 1
+                assert heard.count("while it is down 2 ✓") == 1
+            nursery.cancel_scope.cancel()
+
+
+def same_keys(database: Path, other: Path) -> None:
+    """Give the daemon that will use `other` the keys of the one using `database`."""
+    for mine, theirs in zip(key_paths(database), key_paths(other), strict=True):
+        shutil.copy2(mine, theirs)
+
+
+@pytest.mark.parametrize("key", ["the same key", "another key"])
+@gui_test
+async def test_the_end_of_the_session_is_shown(key: str, tmp_path: Path, qtbot: QtBot) -> None:
+    """The daemon comes back with its key but without alice's account, so the session
+    cannot resume; or another daemon, with another key, answers at its address: that key
+    is not trusted on the quiet, and the room says what to do."""
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, tmp_path / "chat.db")
+            host, port = await daemon.start()
+            await register(host, port, "alice")
+            trusted = KnownServers().get(host, port)
+            async with gui((host, port), tmp_path / "gui.json") as app:
+                window = await signed_in(app, "alice")
+                await daemon.kill()
+                # The window sees the daemon gone before another one answers at its address
+                # (a daemon without this session's keys cannot say that it has ended).
+                await until(lambda: window.link is Link.RECONNECTING, "reconnecting")
+                if key == "the same key":
+                    same_keys(tmp_path / "chat.db", tmp_path / "other.db")
+                    why = "There is no account named 'alice'"
+                else:
+                    why = key_changed_sentence(host, port)
+                await DaemonProcess(nursery, tmp_path / "other.db").start(port)
+                say(window, "anyone?")
+                await until(lambda: window.link is Link.LOST, "the session lost")
+                assert window.status.text().startswith(f"Connection lost: {why.rstrip('.')}")
+                ended = [line for line in texts(window) if "The session has ended: " in line]
+                assert len(ended) == 1
+                assert ended[0].split("The session has ended: ", 1)[1].startswith(why)
+                await until(
+                    lambda: any("not sent: alice: anyone?" in line for line in texts(window)),
+                    "the line refused",
+                )
+                assert not pending(window)
+                assert KnownServers().get(host, port) == trusted
+            nursery.cancel_scope.cancel()
+
+
+@gui_test
+async def test_create_an_account_from_the_dialog(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    with trio.fail_after(20):
+        async with gui(daemon, tmp_path / "gui.json") as app:
+            assert app.dialog is not None
+            assert not app.dialog.repeat.isVisibleTo(app.dialog)
+            window = await signed_in(app, "dora", create=True)
+            assert window.me == "dora" and window.online.names == ["dora"]
+            assert memory.load(tmp_path / "gui.json").name == "dora"
+        async with trio_chat.connect(*daemon, "dora", PASSWORD, config=FAST) as dora:
+            assert dora.name == "dora"  # the account is there for every client
+
+
+@gui_test
+async def test_sign_in_problems_are_told_at_the_field_to_fix(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    with trio.fail_after(30):
+        await register(*daemon, "alice")
+        async with gui(daemon, tmp_path / "gui.json") as app:
+            dialog = app.dialog
+            assert dialog is not None
+
+            async def told(sentence: str, field: QWidget) -> None:
+                await until(
+                    lambda: dialog.problem.isVisible() and dialog.problem.text() == sentence,
+                    repr(sentence),
+                )
+                assert dialog.focusWidget() is field
+
+            fill(dialog, "alice", "not the password")
+            await told("Wrong password for 'alice'.", dialog.password)
+            fill(dialog, "nobody", PASSWORD)
+            await told(
+                "There is no account named 'nobody'; tick “Create an account” to create it.",
+                dialog.name,
+            )
+            fill(dialog, "Alice", PASSWORD, create=True)
+            await told(
+                "The name 'Alice' is taken; choose another, or untick “Create an account” "
+                "to sign in with it.",
+                dialog.name,
+            )
+            fill(dialog, "no spaces", PASSWORD, create=True)
+            await told(
+                "A name may hold only letters, digits, '_', '-' and '.', not spaces such as "
+                "U+0020 SPACE.",
+                dialog.name,
+            )
+            fill(dialog, "newbie", "short", create=True)
+            await told("A password must be at least 8 characters long.", dialog.password)
+            dialog.repeat.clear()
+            type_text(dialog.repeat, "something else")
+            press(dialog.repeat, Qt.Key.Key_Return)
+            await told("The two passwords differ; type the same one twice.", dialog.repeat)
+
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind(("127.0.0.1", 0))
+                closed_port = probe.getsockname()[1]
+            dialog.port.setValue(closed_port)
+            fill(dialog, "alice", PASSWORD)
+            await told(
+                f"Cannot reach trio-chat at 127.0.0.1:{closed_port}; check the address and "
+                "port, and that `trio-chat serve` is running there.",
+                dialog.host,
+            )
+            assert app.window is None
+
+
+@gui_test
+async def test_older_messages_load_at_the_top(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    with trio.fail_after(30):
+        await register(*daemon, "alice", "bob")
+        async with trio_chat.connect(*daemon, "bob", PASSWORD, config=FAST) as bob:
+            for number in range(1, 131):
+                bob.say_nowait(f"message {number:03}")
+            await bob.drain()
+        async with gui(daemon, tmp_path / "gui.json") as app:
+            window = await signed_in(app, "alice")
+            view, model = window.view(""), window.model("")
+            assert view is not None and model is not None
+            await until(lambda: lines_with(window, "bob: message 130"), "the latest")
+            assert len(messages(window)) < 130
+
+            bar = view.verticalScrollBar()
+            scrolls = 0
+            while (count := len(messages(window))) < 130:
+                scrolls += 1
+                await until(lambda: bar.maximum() > 0 and not model.loading, "a full view")
+                bar.setValue(bar.minimum())  # scrolled to the top
+                above = model.row(view.indexAt(QPoint(1, 1)).row()).plain
+                await until(lambda: len(messages(window)) > count, "older messages")
+                await until(lambda: not model.loading, "the page")
+                # The view keeps its place: the row that was on top still is.
+                assert model.row(view.indexAt(QPoint(1, 1)).row()).plain == above
+
+            assert scrolls >= 2  # 130 messages take more than one scroll to the top
+            said = [line.split(": ", 1)[1] for line in messages(window)]
+            assert said == [f"message {number:03}" for number in range(1, 131)]
+            await until(lambda: texts(window)[0] == BEGINNING, "the beginning")
+            assert all(row.kind is not Kind.PENDING for row in model.rows)
+
+
+@gui_test
+async def test_keyboard_only(
+    daemon: tuple[str, int], db_path: Path, tmp_path: Path, qtbot: QtBot
+) -> None:
+    with trio.fail_after(20):
+        await register(*daemon, "alice")
+        async with gui(daemon, tmp_path / "gui.json") as app:
+            window = await signed_in(app, "alice")
+            editor = window.composer.editor
+            size = window.composer.size_label
+            assert QApplication.focusWidget() is editor
+
+            # Tab goes from the editor to Send, the conversations, the people online.
+            press(editor, Qt.Key.Key_Tab)
+            assert QApplication.focusWidget() is window.composer.send_button
+            window.focusNextChild()
+            focused = QApplication.focusWidget()
+            assert focused is not None and window.tabs.isAncestorOf(focused)
+            editor.setFocus()
+
+            # The size shows near the limit; a line over it stays, unsent, until shortened.
+            type_text(editor, "é" * 199)
+            assert not size.isVisible()
+            type_text(editor, "é" * 51)
+            assert size.isVisible() and size.text() == "500/500 bytes"
+            type_text(editor, "!")
+            assert size.text() == "501/500 bytes: 1 too many"
+            press(editor, Qt.Key.Key_Return)
+            assert editor.text() == "é" * 250 + "!" and window.waiting == 0
+            press(editor, Qt.Key.Key_Backspace)
+            press(editor, Qt.Key.Key_Return)
+            await until(lambda: lines_with(window, "alice: " + "é" * 250), "the long line")
+            assert editor.text() == "" and not size.isVisible()
+
+            # Commands work as in the terminal.
+            say(window, "/who")
+            await until(lambda: any("Online (1): alice" in t for t in texts(window)), "/who")
+            say(window, "/nonsense")
+            await until(lambda: any("Unknown command /nonsense" in t for t in texts(window)), "?")
+
+            # Ctrl+I: about this server; the key fingerprint has its row.
+            shortcut(window, "Ctrl+I")
+            about = window.findChild(AboutDialog)
+            assert about is not None and about.isVisible()
+            host, port = daemon
+
+            def value(name: str) -> str:
+                assert about is not None
+                label = about.findChild(QLabel, name)
+                assert label is not None
+                return label.text()
+
+            assert (value("host"), value("port"), value("me")) == (host, str(port), "alice")
+            assert value("fingerprint") == fingerprint(daemon_public_key(db_path))
+
+            # Ctrl+Q leaves: the window closes and the program ends.
+            about.close()
+            window.activateWindow()
+            await until(lambda: window.isActiveWindow(), "the window in front")
+            shortcut(window, "Ctrl+Q")
+            assert not window.isVisible()

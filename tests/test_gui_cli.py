@@ -1,0 +1,86 @@
+"""`trio-chat gui` where it cannot open a window (no PySide6, no display, a library Qt
+needs is missing): one sentence and exit status 2, while every other command works as
+before (the CLI imports Qt only for `gui`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trio_chat.gui import INSTALL_HINT, GuiUnavailable, startup
+
+_WITHOUT_QT = """
+import sys
+sys.modules["PySide6"] = None  # as if it were not installed
+sys.argv = ["trio-chat", *sys.argv[1:]]
+import trio_chat.cli
+trio_chat.cli.main()
+"""
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", _WITHOUT_QT, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_without_pyside6_the_gui_says_how_to_install_it() -> None:
+    result = _run("gui", "--name", "alice")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == INSTALL_HINT
+    assert "pip install 'trio-chat[gui]'" in INSTALL_HINT
+    assert INSTALL_HINT.count(".") == 1 and INSTALL_HINT.endswith(".")
+
+
+def test_without_pyside6_the_other_commands_work() -> None:
+    result = _run("register", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Create an account" in result.stdout
+
+
+def test_the_cli_imports_no_qt() -> None:
+    code = (
+        "import sys, trio_chat.cli\n"
+        "print([m for m in sys.modules if m.startswith(('PySide6', 'shiboken6'))])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_without_a_display_the_gui_says_so() -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    }
+    command = [sys.executable, "-m", "trio_chat", "gui"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("There is no display to open a window on")
+
+
+def test_qt_x11_plugin_problems_are_told_before_qt_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    error = "libxcb-cursor.so.0: cannot open shared object file: No such file or directory"
+    assert startup.missing_library(error) == "libxcb-cursor.so.0"
+    assert startup.missing_library("something else") is None
+    assert startup.uses_x11({"DISPLAY": ":0"})
+    assert not startup.uses_x11({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"})
+    assert startup.uses_x11({"QT_QPA_PLATFORM": "xcb", "WAYLAND_DISPLAY": "wayland-0"})
+    assert not startup.uses_x11({"QT_QPA_PLATFORM": "offscreen", "DISPLAY": ":0"})
+
+    plugin = tmp_path / "plugins" / "platforms" / "libqxcb.so"
+    plugin.parent.mkdir(parents=True)
+    plugin.write_bytes(b"not a shared object")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    with pytest.raises(GuiUnavailable, match=r"^Qt's X11 support fails \(.*libxcb-cursor0"):
+        startup.check(tmp_path)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    startup.check(tmp_path)  # offscreen: no X11 plugin needed

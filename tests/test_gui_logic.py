@@ -1,0 +1,343 @@
+"""The window's logic that needs no Qt: rows, their order, unread counts, the editor's
+history and size, sign-in problems, the status line, what is remembered, the colours."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import trio
+
+import trio_chat
+from trio_chat import display
+from trio_chat.errors import (
+    Busy,
+    ChatError,
+    InvalidName,
+    KeyChanged,
+    NameTaken,
+    PasswordTooShort,
+    ServerUnreachable,
+    Throttled,
+    UnknownUser,
+    WrongPassword,
+)
+from trio_chat.events import Joined, Left, PrivateMessage, PublicMessage
+from trio_chat.gui import colours, memory
+from trio_chat.gui.conversations import ROOM, conversation_of
+from trio_chat.gui.editing import Budget, Recall, budget
+from trio_chat.gui.people import Online
+from trio_chat.gui.problems import (
+    Field,
+    SignInForm,
+    form_problem,
+    key_changed_sentence,
+    sign_in_problem,
+)
+from trio_chat.gui.rows import (
+    Kind,
+    Style,
+    clock,
+    joined_row,
+    left_row,
+    message_row,
+    names_row,
+    note_row,
+    pending_row,
+    refused_row,
+)
+from trio_chat.gui.server_info import ServerInfo, server_info
+from trio_chat.gui.status import Link, status_text
+from trio_chat.gui.transcript import Transcript
+from trio_chat.gui.unread import Unread, tab_label, window_title
+from trio_chat.keys import daemon_public_key
+from trio_chat.noise import fingerprint
+
+NOW = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
+
+
+def public(message_id: int, sender: str, text: str) -> PublicMessage:
+    return PublicMessage(message_id, NOW, sender, text)
+
+
+# --- rows ----------------------------------------------------------------------------------
+
+
+def test_a_message_row_is_time_name_text_in_plain_text() -> None:
+    row = message_row(public(7, "bob", "hello <b>x</b>"), "alice", NOW)
+    local = NOW.astimezone().strftime("%H:%M:%S")
+    assert row.plain == f"{local}  bob: hello <b>x</b>"
+    assert (row.kind, row.message_id, row.mine) == (Kind.MESSAGE, 7, False)
+    name = row.spans[1]
+    assert (name.text, name.style, name.colour) == ("bob", Style.NAME, colours.sender_colour("bob"))
+    assert row.plain[row.indent :] == "hello <b>x</b>"
+
+
+def test_your_own_messages_are_marked_whatever_the_case() -> None:
+    row = message_row(public(1, "Alice", "hi"), "alice", NOW)
+    assert row.mine and row.spans[1].bold
+
+
+def test_control_characters_and_bidi_controls_are_shown_escaped() -> None:
+    row = message_row(public(1, "bob\u202e", "a\x1b[2Jb\u2066c<i>d"), "alice", NOW)
+    assert row.plain.endswith("bob\\u202e: a\\x1b[2Jb\\u2066c<i>d")
+    assert all(display.safe(span.text) == span.text for span in row.spans)
+    note = note_row("bad\x07news", NOW)
+    assert note.plain.endswith("bad\\x07news")
+
+
+def test_invisible_characters_are_shown_escaped_as_in_the_terminal() -> None:
+    # A zero-width space, a word joiner, a soft hyphen, a Hangul filler, a tag character and
+    # an invisible operator show nothing: escaped, in names and text alike. Joiners and
+    # emoji variation selectors are how words and emoji are written: kept.
+    hidden = "a\u200bb\u2060c\u00add\u3164e\U000e0041f\u2062g"
+    shown = "a\\u200bb\\u2060c\\xadd\\u3164e\\U000e0041f\\u2062g"
+    kept = "👩\u200d💻 ❤\ufe0f می\u200cخواهم"
+    row = message_row(public(1, "e\u200bve", f"{hidden} {kept}"), "alice", NOW)
+    assert row.spans[1].text == "e\\u200bve"
+    assert row.plain[row.indent :] == f"{shown} {kept}"
+    assert row.plain[row.indent :] == display.safe(f"{hidden} {kept}")
+    names = names_row(["e\u200bve", "bob"], "alice", NOW)
+    assert names.plain.endswith("Online (2): e\\u200bve, bob")
+    assert pending_row(hidden, "alice").plain.endswith(f"alice: {shown}")
+
+
+def test_times_are_local_with_the_date_when_not_today() -> None:
+    yesterday = NOW - timedelta(days=1)
+    assert clock(NOW, NOW) == NOW.astimezone().strftime("%H:%M:%S")
+    assert clock(yesterday, NOW) == yesterday.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def test_pending_refused_joined_left_and_names_rows() -> None:
+    assert pending_row("soon", "alice").plain == "sending…  alice: soon"
+    assert pending_row("soon", "alice").kind is Kind.PENDING
+    refused = refused_row("x" * 3, "alice", "There is no account named 'zed'.", NOW)
+    assert refused.plain.endswith("not sent: alice: xxx (There is no account named 'zed')")
+    assert joined_row(Joined("bob", NOW), "alice").plain.endswith("* bob joined the room")
+    left = left_row(Left("bob", NOW, "timeout"), "alice")
+    assert left.plain.endswith("* bob left the room (no longer answering)")
+    names = names_row(["alice", "bob"], "alice", NOW)
+    assert names.plain.endswith("Online (2): alice, bob")
+
+
+# --- the order of rows ---------------------------------------------------------------------
+
+
+def _apply_message(transcript: Transcript, message_id: int) -> int | None:
+    insertion = transcript.plan_message(message_row(public(message_id, "bob", "m"), "alice"))
+    if insertion is None:
+        return None
+    transcript.apply(insertion)
+    return insertion.index
+
+
+def test_messages_go_in_id_order_once_and_notes_stay_where_they_happened() -> None:
+    transcript = Transcript()
+    assert _apply_message(transcript, 10) == 0
+    transcript.apply(transcript.plan_note(note_row("bob joined", NOW)))
+    assert _apply_message(transcript, 12) == 2
+    assert _apply_message(transcript, 11) == 2  # between the note and 12
+    assert _apply_message(transcript, 11) is None  # shown once
+    assert _apply_message(transcript, 3) == 0  # an older page goes on top
+    ids = [row.message_id for row in transcript.rows]
+    assert ids == [3, 10, None, 11, 12]
+    assert transcript.oldest_id == 3
+
+
+def test_pending_lines_stay_at_the_bottom_until_they_are_settled() -> None:
+    transcript = Transcript()
+    first = transcript.apply(transcript.plan_pending(pending_row("one", "alice")))
+    second = transcript.apply(transcript.plan_pending(pending_row("two", "alice")))
+    _apply_message(transcript, 5)
+    assert [row.plain[-3:] for row in transcript.rows] == [": m", "one", "two"]
+    assert transcript.pending == 2
+    assert transcript.index_of_pending(second) == 2
+    transcript.remove_pending(first)
+    assert transcript.index_of_pending(first) is None
+    assert transcript.index_of_pending(second) == 1
+    transcript.apply(transcript.plan_beginning(note_row("the beginning", NOW)))
+    assert transcript.rows[0].plain.endswith("the beginning")
+
+
+# --- unread counts -------------------------------------------------------------------------
+
+
+def test_unread_counts_per_tab_and_in_the_title_while_away() -> None:
+    unread = Unread()
+    unread.arrived(ROOM)
+    assert unread.count(ROOM) == 0 and unread.unseen == 0  # on screen, window focused
+    unread.arrived("bob")
+    unread.arrived("bob")
+    assert unread.count("bob") == 2 and tab_label("bob", 2) == "bob (2)"
+    unread.show("bob")
+    assert unread.count("bob") == 0 and tab_label("bob", 0) == "bob"
+    unread.activate(False)
+    unread.arrived("bob")
+    unread.arrived(ROOM)
+    assert unread.unseen == 2 and unread.count(ROOM) == 1 and unread.count("bob") == 0
+    assert window_title("alice", "h:1", 2) == "(2) alice at h:1 – trio-chat"
+    unread.activate(True)
+    assert unread.unseen == 0 and window_title("alice", "h:1", 0) == "alice at h:1 – trio-chat"
+    assert tab_label("R&D", 0) == "R&&D"
+
+
+# --- the editor ----------------------------------------------------------------------------
+
+
+def test_recall_goes_back_and_forth_and_keeps_the_draft() -> None:
+    recall = Recall(limit=3)
+    assert recall.older("draft") is None
+    for line in ("one", "two", "two", "three", "four"):
+        recall.add(line)
+    assert recall.older("draft") == "four"
+    assert recall.older("four") == "three"
+    assert recall.older("three") == "two"
+    assert recall.older("two") is None  # the limit keeps three lines
+    assert recall.newer() == "three"
+    assert recall.newer() == "four"
+    assert recall.newer() == "draft"
+    assert recall.newer() is None
+
+
+def test_the_size_counts_the_message_text_as_the_daemon_does() -> None:
+    assert budget("/who") is None
+    assert budget("") is None
+    assert budget("hi") == Budget(2)
+    assert budget("s/bob/" + "é" * 200) == Budget(400)
+    assert not Budget(399).shown and Budget(400).shown
+    assert Budget(500).text == "500/500 bytes" and not Budget(500).over
+    assert Budget(503).text == "503/500 bytes: 3 too many" and Budget(503).over
+    assert budget('"\x1b') == Budget(8)  # JSON escapes: 2 + 6
+
+
+# --- sign-in problems ----------------------------------------------------------------------
+
+FORM = SignInForm("127.0.0.1", 1600, "alice", "password!", "", False)
+
+
+@pytest.mark.parametrize(
+    ("error", "field", "start"),
+    [
+        (WrongPassword("Wrong password."), Field.PASSWORD, "Wrong password for 'alice'."),
+        (UnknownUser("no"), Field.NAME, "There is no account named 'alice'; tick"),
+        (NameTaken("taken"), Field.NAME, "The name 'alice' is taken"),
+        (InvalidName("A name must start with a letter."), Field.NAME, "A name must start"),
+        (PasswordTooShort("A password must be at least 8."), Field.PASSWORD, "A password must"),
+        (ServerUnreachable("x"), Field.HOST, "Cannot reach trio-chat at 127.0.0.1:1600;"),
+        (Throttled("slow", retry_after=2.5), Field.PASSWORD, "Too many failed sign-ins; wait"),
+        (KeyChanged("x"), Field.HOST, "The daemon at 127.0.0.1:1600 shows another key than"),
+        (Busy("Busy; try again.", retry_after=0.4), Field.HOST, "Busy; try again (about 1 s)."),
+        (ChatError("Something else\x1b."), Field.HOST, "Something else\\x1b."),
+    ],
+)
+def test_each_refusal_has_its_sentence_and_field(
+    error: ChatError, field: Field, start: str
+) -> None:
+    problem = sign_in_problem(error, FORM)
+    assert problem.field is field
+    assert problem.sentence.startswith(start)
+    assert problem.sentence.endswith(".")
+
+
+def test_a_changed_key_says_what_trio_chat_trust_does() -> None:
+    problem = sign_in_problem(KeyChanged("The daemon at ... has the key ..."), FORM)
+    assert problem.sentence == key_changed_sentence("127.0.0.1", 1600)
+    assert (
+        "`trio-chat trust --host 127.0.0.1 --port 1600` (in a terminal) shows the new key "
+        "and asks before trusting it"
+    ) in problem.sentence
+    assert "someone may be in the middle" in problem.sentence
+    ipv6 = key_changed_sentence("::1", 1700)
+    assert ipv6.startswith("The daemon at [::1]:1700 ") and "--host ::1 --port 1700`" in ipv6
+
+
+def test_the_form_is_checked_before_anything_is_sent() -> None:
+    assert form_problem(FORM) is None
+    cases = {
+        SignInForm(" ", 1600, "alice", "pw"): Field.HOST,
+        SignInForm("h", 1, "", "pw"): Field.NAME,
+        SignInForm("h", 1, "a", ""): Field.PASSWORD,
+        SignInForm("h", 1, "a", "pw", "pW", create=True): Field.REPEAT,
+    }
+    for form, field in cases.items():
+        problem = form_problem(form)
+        assert problem is not None and problem.field is field
+    assert SignInForm("::1", 1600, "a", "b").where == "[::1]:1600"
+
+
+# --- status, people, the about view ----------------------------------------------------------
+
+
+def test_the_status_line() -> None:
+    where = "127.0.0.1:1600"
+    assert status_text(Link.CONNECTED, where, "alice", 3) == f"Connected to {where} as alice"
+    reconnecting = status_text(Link.RECONNECTING, where, "alice", 2, "the daemon is not running")
+    assert reconnecting == (
+        f"Reconnecting to {where} (the daemon is not running); 2 lines waiting to be sent"
+    )
+    assert status_text(Link.RECONNECTING, where, "alice", 1).endswith("1 line waiting to be sent")
+    assert status_text(Link.LOST, where, "alice", 0, "Gone.") == "Connection lost: Gone"
+
+
+def test_people_online_are_sorted_as_names_compare() -> None:
+    online = Online()
+    online.replace(["bob", "Alice"])
+    online.joined("carol")
+    online.joined("BOB")
+    online.left("alice")
+    assert online.names == ["BOB", "carol"] and "Bob" in online and len(online) == 2
+
+
+async def test_the_about_view_shows_the_daemons_key_fingerprint(
+    daemon: tuple[str, int], db_path: Path
+) -> None:
+    with trio.fail_after(10):
+        await trio_chat.register(*daemon, "Alice", "password!")
+        async with trio_chat.connect(*daemon, "alice", "password!") as chat:
+            info = server_info(chat)
+        key = fingerprint(daemon_public_key(db_path))
+        assert (info.host, info.port, info.name, info.fingerprint) == (*daemon, "Alice", key)
+        assert ServerInfo("::1", 1600, "alice", key).where == "[::1]:1600"
+
+
+# --- what is remembered ----------------------------------------------------------------------
+
+
+def test_host_port_and_name_are_remembered_never_the_password(tmp_path: Path) -> None:
+    path = tmp_path / "config" / "gui.json"
+    assert memory.load(path) == memory.Remembered()
+    memory.save(path, memory.Remembered("chat.example", 1700, "alice"))
+    assert memory.load(path) == memory.Remembered("chat.example", 1700, "alice")
+    assert set(json.loads(path.read_text())) == {"host", "port", "name"}
+    path.write_text('{"host": 5, "port": 99999, "name": "bob"}')
+    assert memory.load(path) == memory.Remembered(name="bob")
+    path.write_text("not json")
+    assert memory.load(path) == memory.Remembered()
+
+
+def test_the_config_file_is_in_the_users_config_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/somewhere")
+    assert memory.default_path() == Path("/somewhere/trio-chat/gui.json")
+
+
+# --- colours -----------------------------------------------------------------------------------
+
+
+def test_every_fixed_colour_reads_on_light_and_dark_backgrounds() -> None:
+    assert set(colours.SENDER) == set(display.PALETTE)
+    for colour in [*colours.SENDER.values(), colours.GOOD, colours.WAITING, colours.BAD]:
+        assert colours.contrast(colour, "#ffffff") >= 3.0, colour
+        assert colours.contrast(colour, "#2d2d2d") >= 3.0, colour
+    assert colours.sender_colour("Alice") == colours.sender_colour("alice")
+
+
+def test_private_messages_belong_to_the_other_persons_conversation() -> None:
+    to_me = PrivateMessage(1, NOW, "Bob", "alice", "hi")
+    from_me = PrivateMessage(2, NOW, "alice", "Carol", "hi")
+    to_myself = PrivateMessage(3, NOW, "alice", "alice", "note")
+    assert conversation_of(to_me, "alice") == ("bob", "Bob")
+    assert conversation_of(from_me, "alice") == ("carol", "Carol")
+    assert conversation_of(to_myself, "alice") == ("alice", "alice")
+    assert conversation_of(public(4, "bob", "x"), "alice")[0] == ROOM

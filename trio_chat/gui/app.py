@@ -1,0 +1,167 @@
+"""`trio-chat gui` from start to end: the sign-in dialog, then the room, until it closes.
+
+Trio runs as a guest inside Qt's event loop (`guest`): one thread, no locks. `GuiApp.run()`
+is the whole program as one Trio function, so tests run it the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import PySide6
+import trio
+
+from ..client import ChatClient, ClientConfig, connect, register, trust_server
+from ..display import safe
+from ..errors import ChatError, ServerUnreachable
+from ..keys import KeyFileError, KnownServers, first_use_notice
+from . import guest, memory, startup
+from .problems import Field, Problem, SignInForm, form_problem, sign_in_problem
+from .room_window import RoomWindow
+from .server_info import server_info
+from .session import RoomSession
+from .sign_in_dialog import SignInDialog
+
+
+def _problem(error: BaseException, form: SignInForm) -> Problem | None:
+    """What to tell the person about a failed sign-in, also from inside Trio's exception
+    groups: a refusal, a network error (no route to the host: the daemon is out of reach),
+    or a `known_servers` file that cannot be read or written; None for anything else."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    if isinstance(error, KeyFileError):
+        return Problem(safe(str(error)), Field.HOST)
+    if isinstance(error, OSError):
+        error = ServerUnreachable(error.strerror or str(error))
+    return sign_in_problem(error, form) if isinstance(error, ChatError) else None
+
+
+class GuiApp:
+    """The sign-in dialog, then the room. `dialog`, `window` and `chat` are there for
+    whoever drives it (tests, the screenshot script) once they exist."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        name: str | None = None,
+        *,
+        memory_path: Path | None = None,
+        config: ClientConfig | None = None,
+    ) -> None:
+        self.memory_path = memory_path or memory.default_path()
+        remembered = memory.load(self.memory_path)
+        self.remembered = memory.Remembered(
+            host=host or remembered.host,
+            port=port or remembered.port,
+            name=name if name is not None else remembered.name,
+        )
+        self.config = config
+        self.dialog: SignInDialog | None = None
+        self.window: RoomWindow | None = None
+        self.chat: ChatClient | None = None
+        self.session: RoomSession | None = None
+        self._signing_in = False
+        self._first_use: dict[str, str] = {}
+        """The notice for each daemon whose key was trusted for the first time just now."""
+
+    async def run(self) -> None:
+        dialog = SignInDialog(self.remembered)
+        self.dialog = dialog
+        dialog.show()
+        signals = {"sign in": dialog.sign_in_requested, "cancel": dialog.cancelled}
+        try:
+            async with trio.open_nursery() as nursery, guest.signal_channel(signals) as emissions:
+                async for emission in emissions:
+                    if emission.source == "cancel":
+                        nursery.cancel_scope.cancel()  # signing in, if under way, stops
+                        break
+                    if self._signing_in:
+                        continue
+                    form = dialog.form()
+                    problem = form_problem(form)
+                    if problem is not None:
+                        dialog.show_problem(problem)
+                        continue
+                    self._signing_in = True
+                    nursery.start_soon(self._sign_in, form, nursery.cancel_scope)
+        finally:
+            dialog.hide()
+            dialog.deleteLater()
+            if self.window is not None:
+                self.window.hide()
+                self.window.deleteLater()
+
+    async def _trusted_key(self, form: SignInForm) -> bytes:
+        """The daemon's key, checked before a name or a password is sent, as the terminal
+        does: a key met for the first time is trusted, remembered in the same
+        `known_servers` file, and said so in the dialog; a changed one raises `KeyChanged`."""
+        assert self.dialog is not None
+        trusted = await trust_server(form.host, form.port, probe=True)
+        if trusted.new:
+            notice = first_use_notice(form.host, form.port, trusted, KnownServers().path)
+            self._first_use[form.where] = notice
+            self.dialog.show_notice(notice)
+        return trusted.key
+
+    async def _sign_in(self, form: SignInForm, done: trio.CancelScope) -> None:
+        """Sign in (creating the account first if asked); on success, stay in the room until
+        its window closes, then cancel `done`. On refusal, tell the dialog and return."""
+        dialog = self.dialog
+        assert dialog is not None
+        where = safe(form.where)
+        creating = f"Creating {safe(form.name)!r} and signing in" if form.create else "Signing in"
+        dialog.set_busy(True, f"{creating} to {where}…")
+        dialog.show_notice(self._first_use.get(form.where, ""))
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                key = await self._trusted_key(form)
+                account = (form.host, form.port, form.name, form.password)
+                if form.create:
+                    await register(*account, config=self.config, server_key=key)
+                    dialog.create_account.setChecked(False)  # it exists now: sign in next
+                chat = await stack.enter_async_context(
+                    connect(*account, config=self.config, server_key=key)
+                )
+            except BaseException as error:
+                problem = _problem(error, form)
+                if problem is None:
+                    raise
+                self._signing_in = False
+                dialog.show_problem(problem)
+                return
+            memory.save(self.memory_path, memory.Remembered(form.host, form.port, chat.name))
+            self.chat = chat
+            dialog.hide()
+            notices = [self._first_use[form.where]] if form.where in self._first_use else []
+            window = RoomWindow(chat.name, lambda: server_info(chat), notices)
+            self.window = window
+            window.show()
+            window.activateWindow()
+            self.session = RoomSession(chat, window)
+            await self.session.run()
+            window.hide()
+        done.cancel()
+
+
+def main(host: str | None, port: int | None, name: str | None) -> int:
+    """Run the window until it closes; return the exit status."""
+    startup.check(Path(PySide6.__file__).parent / "Qt")
+    guest.application().setApplicationName("trio-chat")
+    gui = GuiApp(host, port, name)
+    try:
+        guest.run(gui.run)
+    except BaseException as error:
+        if _interrupted(error):
+            return 130
+        raise
+    return 0
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Ctrl-C, also when it comes out of Trio's nurseries inside exception groups."""
+    if isinstance(error, BaseExceptionGroup):
+        matched, rest = error.split(KeyboardInterrupt)
+        return matched is not None and rest is None
+    return isinstance(error, KeyboardInterrupt)

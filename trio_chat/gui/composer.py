@@ -1,0 +1,87 @@
+"""Where you type: a line editor that recalls earlier lines (up and down), sends on Enter,
+and shows how much of a message's size limit is used as you approach it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor, QKeyEvent, QPalette
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
+
+from . import colours
+from .editing import Budget, Recall, budget
+
+
+class LineEditor(QLineEdit):
+    """A line editor with a shell's history: up for older lines, down for newer ones."""
+
+    def __init__(self, recall: Recall, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._recall = recall
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        plain = event.modifiers() == Qt.KeyboardModifier.NoModifier
+        if plain and event.key() == Qt.Key.Key_Up:
+            line = self._recall.older(self.text())
+            if line is not None:
+                self.setText(line)
+            return
+        if plain and event.key() == Qt.Key.Key_Down:
+            line = self._recall.newer()
+            if line is not None:
+                self.setText(line)
+            return
+        super().keyPressEvent(event)
+
+
+class Composer(QWidget):
+    """The editor, the size of the message (once it nears the limit) and a Send button."""
+
+    submitted = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.recall = Recall()
+        self.editor = LineEditor(self.recall, self)
+        self.editor.setObjectName("editor")
+        self.editor.setAccessibleName("Message")
+        self.size_label = QLabel(self)
+        self.size_label.setObjectName("size")
+        self.size_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.size_label.hide()
+        self.send_button = QPushButton("Send", self)
+        self.send_button.setObjectName("send")
+        self.send_button.setAutoDefault(False)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.editor, 1)
+        layout.addWidget(self.size_label)
+        layout.addWidget(self.send_button)
+        self.editor.returnPressed.connect(self.submit)
+        self.send_button.clicked.connect(self.submit)
+        self.editor.textChanged.connect(self._show_budget)
+        self.setFocusProxy(self.editor)
+
+    def submit(self) -> None:
+        """Send what is typed, unless it is too long to send (then it stays, marked)."""
+        line = self.editor.text()
+        if not line.strip():
+            return
+        size = budget(line)
+        if size is not None and size.over:
+            self._show_budget()
+            return
+        self.recall.add(line)
+        self.editor.clear()
+        self.submitted.emit(line)
+
+    def _show_budget(self) -> None:
+        size: Budget | None = budget(self.editor.text())
+        if size is None or not size.shown:
+            self.size_label.hide()
+            return
+        self.size_label.setText(size.text)
+        palette = self.size_label.palette()
+        colour = colours.BAD if size.over else colours.WAITING
+        palette.setColor(QPalette.ColorRole.WindowText, QColor(colour))
+        self.size_label.setPalette(palette)
+        self.size_label.show()

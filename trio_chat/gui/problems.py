@@ -1,0 +1,115 @@
+"""Why signing in did not work, as a sentence, and which field of the dialog to fix."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from ..display import safe
+from ..errors import (
+    ChatError,
+    InvalidName,
+    KeyChanged,
+    NameTaken,
+    PasswordTooLong,
+    PasswordTooShort,
+    ServerUnreachable,
+    Throttled,
+    TooManyRegistrations,
+    UnknownUser,
+    WrongPassword,
+)
+from ..keys import address_label
+
+
+class Field(enum.Enum):
+    HOST = "host"
+    PORT = "port"
+    NAME = "name"
+    PASSWORD = "password"
+    REPEAT = "repeat"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    sentence: str
+    field: Field
+
+
+@dataclass(frozen=True, slots=True)
+class SignInForm:
+    host: str
+    port: int
+    name: str
+    password: str
+    repeat: str = ""
+    create: bool = False
+    """Create the account first (register, then sign in)."""
+
+    @property
+    def where(self) -> str:
+        return address_label(self.host, self.port)
+
+
+def form_problem(form: SignInForm) -> Problem | None:
+    """What is missing before anything is sent (the daemon checks the rest)."""
+    if not form.host.strip():
+        return Problem("Enter the address of the trio-chat daemon.", Field.HOST)
+    if not form.name.strip():
+        return Problem("Enter your name.", Field.NAME)
+    if not form.password:
+        return Problem("Enter your password.", Field.PASSWORD)
+    if form.create and form.repeat != form.password:
+        return Problem("The two passwords differ; type the same one twice.", Field.REPEAT)
+    return None
+
+
+def key_changed_sentence(host: str, port: int) -> str:
+    """What to do when the daemon at `host:port` shows another key than the one trusted."""
+    where = safe(address_label(host, port))
+    return (
+        f"The daemon at {where} shows another key than the one trusted for it; if its "
+        f"operator changed the key on purpose, `trio-chat trust --host {safe(host)} --port "
+        f"{port}` (in a terminal) shows the new key and asks before trusting it, else "
+        "someone may be in the middle."
+    )
+
+
+def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
+    """The sentence for a refusal (the error's own message, or a better one), and the field."""
+    name = repr(safe(form.name))
+    wait = ""
+    if error.retry_after is not None:
+        wait = f" (about {math.ceil(error.retry_after)} s)"
+    if isinstance(error, ServerUnreachable):
+        return Problem(
+            f"Cannot reach trio-chat at {safe(form.where)}; check the address and port, "
+            "and that `trio-chat serve` is running there.",
+            Field.HOST,
+        )
+    if isinstance(error, KeyChanged):
+        return Problem(key_changed_sentence(form.host, form.port), Field.HOST)
+    if isinstance(error, WrongPassword):
+        return Problem(f"Wrong password for {name}.", Field.PASSWORD)
+    if isinstance(error, UnknownUser):
+        return Problem(
+            f"There is no account named {name}; tick “Create an account” to create it.",
+            Field.NAME,
+        )
+    if isinstance(error, NameTaken):
+        return Problem(
+            f"The name {name} is taken; choose another, or untick “Create an account” "
+            "to sign in with it.",
+            Field.NAME,
+        )
+    if isinstance(error, InvalidName):
+        return Problem(safe(error.message), Field.NAME)
+    if isinstance(error, PasswordTooShort | PasswordTooLong):
+        return Problem(safe(error.message), Field.PASSWORD)
+    if isinstance(error, Throttled):
+        return Problem(
+            f"Too many failed sign-ins; wait a moment{wait} and try again.", Field.PASSWORD
+        )
+    field = Field.NAME if isinstance(error, TooManyRegistrations) else Field.HOST
+    return Problem(f"{safe(error.message).rstrip('.')}{wait}.", field)

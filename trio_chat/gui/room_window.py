@@ -1,0 +1,545 @@
+"""The room's window: a tab per conversation (the room, and one per person you talk with in
+private), who is online, where you type, and the state of the connection.
+
+The window shows and collects; the Trio side (`session`) calls its methods with what
+happens and listens to its signals: `line_entered` (a typed line, and the person whose
+tab it was typed in, or "" in the room), `older_wanted` (a conversation's key) and
+`closed`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence, QPalette
+from PySide6.QtWidgets import (
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QSplitter,
+    QTabBar,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import commands
+from ..display import safe, same_name
+from ..events import ChatMessage, History, Joined, Left, PrivateMessage
+from ..rules import name_key
+from . import rows
+from .about_dialog import AboutDialog
+from .colours import sender_colour
+from .composer import Composer
+from .conversations import ROOM, ROOM_LABEL, conversation_of
+from .message_view import MessageModel, MessageView
+from .people import Online
+from .server_info import ServerInfo
+from .status import COLOUR, Link, status_text
+from .unread import Unread, tab_label, window_title
+
+BEGINNING = "This is the beginning of the room: there are no older messages."
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Conversation:
+    key: str
+    """`ROOM`, or the other person's `name_key`."""
+    name: str
+    """The other person's name as the daemon spells it (`ROOM_LABEL` for the room)."""
+    model: MessageModel
+    view: MessageView | None = None
+    """Its tab's view, while the tab is open."""
+    confirmed: bool = False
+    """`name` is spelled as the daemon spells it (not as someone typed it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A line on its way, to settle once the daemon answers."""
+
+    key: str
+    token: int
+
+
+class RoomWindow(QMainWindow):
+    line_entered = Signal(str, str)
+    older_wanted = Signal(str)
+    closed = Signal()
+
+    def __init__(
+        self,
+        me: str,
+        info: Callable[[], ServerInfo],
+        notices: Sequence[str] = (),
+        parent: QWidget | None = None,
+    ) -> None:
+        """`notices` are said in the room once you are in it (after the latest messages)."""
+        super().__init__(parent)
+        self.me = me
+        self._info = info
+        self._notices = list(notices)
+        self.unread = Unread()
+        self.online = Online()
+        self.link = Link.CONNECTED
+        self._reason = ""
+        self._pending: set[Pending] = set()
+        self._conversations: dict[str, Conversation] = {}
+        self._about: AboutDialog | None = None
+
+        self.tabs = QTabWidget(self)
+        self.tabs.setObjectName("conversations")
+        self.tabs.setDocumentMode(True)
+        self.tabs.setTabsClosable(True)
+        self.tabs.setMovable(True)
+        self.tabs.tabCloseRequested.connect(self._close_tab)
+        self.tabs.currentChanged.connect(self._tab_changed)
+
+        self.composer = Composer(self)
+        self.composer.submitted.connect(self._submitted)
+
+        self.people_label = QLabel(self)
+        self.people_label.setTextFormat(Qt.TextFormat.PlainText)
+        heading = self.people_label.font()
+        heading.setBold(True)
+        self.people_label.setFont(heading)
+        self.people = QListWidget(self)
+        self.people.setObjectName("people")
+        self.people.setAccessibleName("People online")
+        self.people.setToolTip("Double-click a name, or press Enter on it, to talk in private")
+        self.people.itemActivated.connect(self._person_chosen)
+        self.people_label.setBuddy(self.people)
+
+        talk = QWidget(self)
+        talk_layout = QVBoxLayout(talk)
+        talk_layout.setContentsMargins(0, 0, 0, 0)
+        talk_layout.setSpacing(6)
+        talk_layout.addWidget(self.tabs, 1)
+        talk_layout.addWidget(self.composer)
+        side = QWidget(self)
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(4, 0, 0, 0)
+        side_layout.addWidget(self.people_label)
+        side_layout.addWidget(self.people, 1)
+        splitter = QSplitter(self)
+        splitter.addWidget(talk)
+        splitter.addWidget(side)
+        splitter.setStretchFactor(0, 1)
+        splitter.setCollapsible(0, False)
+        splitter.setSizes([640, 180])
+        central = QWidget(self)
+        central_layout = QVBoxLayout(central)
+        central_layout.setContentsMargins(6, 6, 6, 4)
+        central_layout.addWidget(splitter)
+        self.setCentralWidget(central)
+
+        self.status_dot = QLabel("●", self)
+        self.status_dot.setObjectName("status-dot")
+        self.status = QLabel(self)
+        self.status.setObjectName("status")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)
+        self.statusBar().addWidget(self.status_dot)
+        self.statusBar().addWidget(self.status, 1)
+        self.statusBar().setSizeGripEnabled(False)
+
+        self._make_menus()
+        room = self._conversation(ROOM, ROOM_LABEL)
+        self._open_tab(room)
+        self.tabs.tabBar().setTabButton(0, QTabBar.ButtonPosition.RightSide, None)
+        self.tabs.tabBar().setTabButton(0, QTabBar.ButtonPosition.LeftSide, None)
+        QWidget.setTabOrder(self.composer.editor, self.composer.send_button)
+        QWidget.setTabOrder(self.composer.send_button, self.tabs)
+        QWidget.setTabOrder(self.tabs, self.people)
+        self._show_people()
+        self._show_link()
+        self._show_title()
+        self.resize(860, 560)
+        self.composer.setFocus()
+
+    # --- menus and keys --------------------------------------------------------------------
+
+    def _action(self, text: str, keys: str | QKeySequence, slot: Callable[[], object]) -> QAction:
+        action = QAction(text, self)
+        action.setShortcut(QKeySequence(keys))
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _make_menus(self) -> None:
+        chat = self.menuBar().addMenu("&Chat")
+        self.about_action = self._action("&About this server…", "Ctrl+I", self.show_about)
+        self.close_tab_action = self._action(
+            "&Close private conversation", "Ctrl+W", self.close_current_tab
+        )
+        self.quit_action = self._action("&Quit", "Ctrl+Q", self.close)
+        chat.addAction(self.about_action)
+        chat.addAction(self.close_tab_action)
+        chat.addSeparator()
+        chat.addAction(self.quit_action)
+        go = self.menuBar().addMenu("&Go")
+        go.addAction(self._action("&Next conversation", "Ctrl+PgDown", lambda: self._step(1)))
+        go.addAction(self._action("&Previous conversation", "Ctrl+PgUp", lambda: self._step(-1)))
+        go.addAction(self._action("&Message line", "Ctrl+L", self.composer.setFocus))
+        go.addAction(self._action("People &online", "Ctrl+O", self.people.setFocus))
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(self._action("&Commands", "F1", self._show_commands))
+
+    def _step(self, by: int) -> None:
+        count = self.tabs.count()
+        self.tabs.setCurrentIndex((self.tabs.currentIndex() + by) % count)
+
+    def _show_commands(self) -> None:
+        self.show_info(self.current_key, commands.HELP.splitlines())
+
+    def show_about(self) -> None:
+        if self._about is not None:
+            self._about.close()
+        waiting = len(self._pending)
+        about = AboutDialog(
+            self._info(), status_text(self.link, self._info().where, self.me, waiting), self
+        )
+        about.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        about.destroyed.connect(self._about_gone)
+        self._about = about
+        about.show()
+
+    def _about_gone(self) -> None:
+        self._about = None
+
+    # --- conversations and tabs ------------------------------------------------------------
+
+    def _conversation(self, key: str, name: str, *, confirmed: bool = True) -> Conversation:
+        """The conversation `key` (made if new). `name` is the other person's name as the
+        daemon spells it, if `confirmed`, else as typed: it replaces a typed spelling."""
+        conversation = self._conversations.get(key)
+        if conversation is None:
+            conversation = Conversation(key, name, MessageModel(self), confirmed=confirmed)
+            room = self._conversations.get(ROOM)
+            if room is not None:
+                conversation.model.more = room.model.more
+                conversation.model.show_beginning(
+                    rows.info_row(f"Only you and {safe(name)} see this conversation.")
+                )
+            self._conversations[key] = conversation
+        elif key != ROOM and name != conversation.name and not conversation.confirmed:
+            conversation.name, conversation.confirmed = name, confirmed
+            self._show_tab_label(conversation)
+        elif confirmed and not conversation.confirmed:
+            conversation.confirmed = True
+        return conversation
+
+    def conversation(self, key: str) -> Conversation | None:
+        return self._conversations.get(key)
+
+    def model(self, key: str) -> MessageModel | None:
+        conversation = self._conversations.get(key)
+        return None if conversation is None else conversation.model
+
+    def view(self, key: str) -> MessageView | None:
+        conversation = self._conversations.get(key)
+        return None if conversation is None else conversation.view
+
+    def _open_tab(self, conversation: Conversation) -> int:
+        if conversation.view is not None:
+            return self.tabs.indexOf(conversation.view)
+        view = MessageView(conversation.model, conversation.key or "room", self)
+        view.setAccessibleName(
+            ROOM_LABEL
+            if conversation.key == ROOM
+            else f"Private conversation with {safe(conversation.name)}"
+        )
+        key = conversation.key
+        view.older_wanted.connect(lambda: self.older_wanted.emit(key))
+        conversation.view = view
+        index = self.tabs.addTab(view, "")
+        self._show_tab_label(conversation)
+        return index
+
+    def _tab_key(self, index: int) -> str | None:
+        widget = self.tabs.widget(index)
+        for conversation in self._conversations.values():
+            if conversation.view is not None and conversation.view is widget:
+                return conversation.key
+        return None
+
+    @property
+    def current_key(self) -> str:
+        return self._tab_key(self.tabs.currentIndex()) or ROOM
+
+    def open_conversation(self, name: str, *, focus: bool = True) -> str:
+        """Open (or find) the tab for talking with `name` in private; return its key."""
+        key = name_key(name)
+        conversation = self._conversation(key, name, confirmed=False)
+        index = self._open_tab(conversation)
+        if focus:
+            self.tabs.setCurrentIndex(index)
+            self.composer.setFocus()
+        return key
+
+    def close_current_tab(self) -> None:
+        self._close_tab(self.tabs.currentIndex())
+
+    def _close_tab(self, index: int) -> None:
+        key = self._tab_key(index)
+        if key is None or key == ROOM:
+            return
+        conversation = self._conversations[key]
+        view = conversation.view
+        conversation.view = None
+        self.tabs.removeTab(index)
+        if view is not None:
+            view.deleteLater()
+        self.unread.forget(key)
+        self._show_title()
+
+    def _tab_changed(self, index: int) -> None:
+        key = self._tab_key(index)
+        if key is None:
+            return
+        self.unread.show(key)
+        conversation = self._conversations[key]
+        self._show_tab_label(conversation)
+        self._show_title()
+        if key == ROOM:
+            self.composer.editor.setPlaceholderText("Message the room (/help lists the commands)")
+        else:
+            self.composer.editor.setPlaceholderText(f"Message {safe(conversation.name)} privately")
+
+    def _show_tab_label(self, conversation: Conversation) -> None:
+        if conversation.view is None:
+            return
+        index = self.tabs.indexOf(conversation.view)
+        name = ROOM_LABEL if conversation.key == ROOM else safe(conversation.name)
+        self.tabs.setTabText(index, tab_label(name, self.unread.count(conversation.key)))
+
+    def tab_text(self, key: str) -> str | None:
+        conversation = self._conversations.get(key)
+        if conversation is None or conversation.view is None:
+            return None
+        return self.tabs.tabText(self.tabs.indexOf(conversation.view))
+
+    def _show_title(self) -> None:
+        self.setWindowTitle(window_title(safe(self.me), self._info().where, self.unread.unseen))
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.ActivationChange:
+            self.unread.activate(self.isActiveWindow())
+            if self.isActiveWindow():
+                self.unread.show(self.current_key)
+                current = self._conversations.get(self.current_key)
+                if current is not None:
+                    self._show_tab_label(current)
+            self._show_title()
+        super().changeEvent(event)
+
+    # --- typing ----------------------------------------------------------------------------
+
+    def _submitted(self, line: str) -> None:
+        conversation = self._conversations[self.current_key]
+        person = "" if conversation.key == ROOM else conversation.name
+        self.line_entered.emit(line, person)
+
+    def add_pending(self, person: str, text: str) -> Pending:
+        """Show a line you sent, at the bottom of its conversation, until the daemon answers."""
+        conversation = (
+            self._conversations[ROOM]
+            if not person
+            else self._conversation(name_key(person), person, confirmed=False)
+        )
+        token = conversation.model.add_pending(rows.pending_row(text, self.me))
+        pending = Pending(conversation.key, token)
+        self._pending.add(pending)
+        if conversation.view is not None:
+            conversation.view.scroll_to_end()
+        self._show_link()
+        return pending
+
+    def settle_sent(self, pending: Pending, message: ChatMessage) -> None:
+        """The daemon stored the line: it gives way to the message as the room sees it."""
+        self._pending.discard(pending)
+        conversation = self._conversations[pending.key]
+        conversation.model.settle(pending.token, rows.message_row(message, self.me))
+        if pending.key != ROOM:
+            self._conversation(pending.key, conversation_of(message, self.me)[1])
+        if conversation.view is not None:
+            conversation.view.scroll_to_end()
+        self._show_link()
+
+    def settle_refused(self, pending: Pending, text: str, reason: str) -> None:
+        """The line was refused, or could not be sent: say so where it was."""
+        self._pending.discard(pending)
+        row = rows.refused_row(text, self.me, reason, _now())
+        self._conversations[pending.key].model.settle(pending.token, row)
+        self._show_link()
+
+    def refuse_now(self, person: str, text: str, reason: str) -> None:
+        """A line refused before it was sent (too long, the session is over)."""
+        key = ROOM if not person else name_key(person)
+        model = self._conversation(key, person or ROOM_LABEL, confirmed=False).model
+        model.add_note(rows.refused_row(text, self.me, reason, _now()))
+
+    @property
+    def waiting(self) -> int:
+        """Lines sent that the daemon has not answered yet."""
+        return len(self._pending)
+
+    # --- what happens in the room ----------------------------------------------------------
+
+    def _add(self, message: ChatMessage, *, counts: bool, opens: bool = True) -> bool:
+        """Show a message in its conversation; True if it is new there. A private one opens
+        its tab if `opens`; one from someone else counts as unread if `counts`."""
+        key, name = conversation_of(message, self.me)
+        conversation = self._conversation(key, name)
+        if not conversation.model.add_message(rows.message_row(message, self.me)):
+            return False
+        if key != ROOM and opens and conversation.view is None:
+            self._open_tab(conversation)
+        if counts and not same_name(message.sender, self.me):
+            self.unread.arrived(key)
+            self._show_tab_label(conversation)
+            self._show_title()
+        return True
+
+    def show_message(self, message: ChatMessage) -> None:
+        """A message that just arrived."""
+        self._add(message, counts=True)
+
+    def show_history(self, event: History) -> None:
+        """The messages sent on entering, or those missed while reconnecting."""
+        room = self._conversations[ROOM].model
+        if event.resumed:
+            fresh = [message for message in event.messages if self._add(message, counts=True)]
+            if fresh:
+                count = len(fresh)
+                missed = f"{count} messages were" if count > 1 else "1 message was"
+                self.note(f"{missed} missed while away; they are in their places above.")
+            else:
+                self.note("Nothing was missed meanwhile.")
+            return
+        for message in event.messages:
+            # Private messages that waited for you are news; the room's latest are not.
+            self._add(message, counts=isinstance(message, PrivateMessage))
+        self.set_more(event.more)
+        if not event.more:
+            room.show_beginning(rows.info_row(BEGINNING))
+        self.note(f"You are in the room as {self.me}.")
+        for notice in self._notices:
+            self.note(notice)
+        self._notices.clear()
+
+    def show_older(self, messages: Iterable[ChatMessage], asked: str) -> int:
+        """A page of older messages; return how many are new in the conversation `asked`."""
+        added = 0
+        for message in messages:
+            new = self._add(message, counts=False, opens=False)
+            if new and conversation_of(message, self.me)[0] == asked:
+                added += 1
+        return added
+
+    def older_done(self, more: bool) -> None:
+        """Loading older messages is over for now; `more` says whether older ones remain."""
+        room = self._conversations[ROOM].model
+        had_more = room.more
+        self.set_more(more)
+        for conversation in self._conversations.values():
+            conversation.model.loading = False
+        if had_more and not more:
+            room.show_beginning(rows.info_row(BEGINNING))
+
+    def set_more(self, more: bool) -> None:
+        for conversation in self._conversations.values():
+            conversation.model.more = more
+
+    def note(self, text: str, key: str = ROOM, style: rows.Style = rows.Style.NOTE) -> None:
+        conversation = self._conversations.get(key) or self._conversations[ROOM]
+        conversation.model.add_note(rows.note_row(text, _now(), style))
+
+    def show_info(self, key: str, lines: Iterable[str]) -> None:
+        conversation = self._conversations.get(key) or self._conversations[ROOM]
+        for line in lines:
+            conversation.model.add_note(rows.info_row(line))
+        if conversation.view is not None:
+            conversation.view.scroll_to_end()
+
+    def show_names(self, key: str, names: list[str]) -> None:
+        """The answer to /who, in the conversation it was asked in."""
+        self.set_online(names)
+        conversation = self._conversations.get(key) or self._conversations[ROOM]
+        conversation.model.add_note(rows.names_row(names, self.me, _now()))
+
+    def set_online(self, names: Iterable[str]) -> None:
+        self.online.replace(names)
+        self._show_people()
+
+    def joined(self, event: Joined) -> None:
+        self.online.joined(event.name)
+        self._show_people()
+        self._conversations[ROOM].model.add_note(rows.joined_row(event, self.me))
+
+    def left(self, event: Left) -> None:
+        self.online.left(event.name)
+        self._show_people()
+        self._conversations[ROOM].model.add_note(rows.left_row(event, self.me))
+
+    def _show_people(self) -> None:
+        names = self.online.names
+        self.people_label.setText(f"Online ({len(names)})")
+        current = self.people.currentItem()
+        chosen = current.data(Qt.ItemDataRole.UserRole) if current is not None else None
+        self.people.clear()
+        for name in names:
+            mine = same_name(name, self.me)
+            item = QListWidgetItem(safe(name) + (" (you)" if mine else ""))
+            item.setData(Qt.ItemDataRole.UserRole, name)
+            item.setForeground(QColor(sender_colour(name)))
+            font = item.font()
+            font.setBold(mine)
+            item.setFont(font)
+            self.people.addItem(item)
+            if chosen is not None and same_name(name, str(chosen)):
+                self.people.setCurrentItem(item)
+
+    def _person_chosen(self, item: QListWidgetItem) -> None:
+        name = item.data(Qt.ItemDataRole.UserRole)
+        if isinstance(name, str):
+            self.open_conversation(name)
+
+    # --- the connection --------------------------------------------------------------------
+
+    def set_link(self, link: Link, reason: str = "") -> None:
+        previous = self.link
+        self.link, self._reason = link, reason
+        where = self._info().where
+        if link is Link.RECONNECTING and previous is not Link.RECONNECTING:
+            self.note(
+                f"Lost the connection to {where} ({safe(reason).rstrip('.')}); trying again. "
+                "What you send goes out when it is back."
+            )
+        elif link is Link.CONNECTED and previous is Link.RECONNECTING:
+            self.note(f"Connected to {where} again.")
+        elif link is Link.LOST and previous is not Link.LOST:
+            self.note(f"The session has ended: {safe(reason)}", style=rows.Style.ERROR)
+        self._show_link()
+
+    def _show_link(self) -> None:
+        text = status_text(self.link, self._info().where, self.me, self.waiting, self._reason)
+        self.status.setText(text)
+        palette = self.status_dot.palette()
+        palette.setColor(QPalette.ColorRole.WindowText, QColor(COLOUR[self.link]))
+        self.status_dot.setPalette(palette)
+        self.status_dot.setAccessibleName(self.link.value)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self._about is not None:
+            self._about.close()
+        self.closed.emit()
+        super().closeEvent(event)

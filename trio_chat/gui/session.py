@@ -1,0 +1,202 @@
+"""The Trio side of the room: drives a `ChatClient` and the `RoomWindow`.
+
+It turns the client's events into calls on the window, and the window's signals (through
+`guest.signal_channel`) into requests: each typed line is parsed as in the terminal
+(`commands.parse`), sent at once (`say_nowait`, `whisper_nowait`: in order, and queued
+by the client while it reconnects), shown as pending, and settled when the daemon answers.
+Everything runs in Qt's thread, as a guest of its loop: no locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVarTuple
+
+import trio
+
+from .. import commands
+from ..client import ChatClient, Receipt
+from ..errors import ChatError, ConnectionLost, KeyChanged
+from ..events import (
+    Disconnected,
+    History,
+    Joined,
+    Left,
+    Notice,
+    PrivateMessage,
+    PublicMessage,
+    Reconnected,
+)
+from ..rules import name_key
+from .conversations import ROOM
+from .guest import signal_channel
+from .problems import key_changed_sentence
+from .room_window import Pending, RoomWindow
+from .status import Link
+
+PAGE = 50
+"""Messages asked for at a time when scrolling back."""
+PAGES_PER_ASK = 5
+"""A private conversation scrolled to the top reads at most this many pages to find more."""
+WHO_TIMEOUT = 5.0
+
+Args = TypeVarTuple("Args")
+
+
+class RoomSession:
+    def __init__(self, chat: ChatClient, window: RoomWindow) -> None:
+        self.chat = chat
+        self.window = window
+        self._nursery: trio.Nursery | None = None
+        self._oldest: int | None = None
+        """The oldest public message id loaded: history pages go on from there."""
+        self._more = False
+        self._loading = False
+        self.leaving = False
+
+    async def run(self) -> None:
+        """Until the window closes (or a typed `/quit`): then return, to log out."""
+        window = self.window
+        signals = {
+            "line": window.line_entered,
+            "older": window.older_wanted,
+            "closed": window.closed,
+        }
+        async with trio.open_nursery() as nursery, signal_channel(signals) as emissions:
+            self._nursery = nursery
+            nursery.start_soon(self._follow_events)
+            async for emission in emissions:
+                if emission.source == "closed":
+                    break
+                if emission.source == "line":
+                    line, person = emission.args
+                    self.handle(str(line), str(person))
+                elif emission.source == "older":
+                    (key,) = emission.args
+                    nursery.start_soon(self.load_older, str(key))
+            self.leaving = True
+            nursery.cancel_scope.cancel()
+
+    # --- the room's events -----------------------------------------------------------------
+
+    async def _follow_events(self) -> None:
+        window = self.window
+        async for event in self.chat.events():
+            if isinstance(event, PublicMessage | PrivateMessage):
+                window.show_message(event)
+            elif isinstance(event, History):
+                if not event.resumed:
+                    public = [m.id for m in event.messages if isinstance(m, PublicMessage)]
+                    self._oldest = min(public) if public else None
+                    self._more = event.more and self._oldest is not None
+                window.show_history(event)
+                await self._refresh_online()
+            elif isinstance(event, Joined):
+                window.joined(event)
+            elif isinstance(event, Left):
+                window.left(event)
+            elif isinstance(event, Notice):
+                window.note(event.text)
+            elif isinstance(event, Disconnected):
+                window.set_link(Link.RECONNECTING, event.reason)
+            elif isinstance(event, Reconnected):
+                window.set_link(Link.CONNECTED)
+        if not self.leaving:
+            window.set_link(Link.LOST, self._why_it_ended())
+
+    def _why_it_ended(self) -> str:
+        """Why the session ended on its own: the daemon's key changed (what to do about it,
+        as the sign-in dialog says), or the client's own reason."""
+        failure = self.chat.failure
+        if isinstance(failure, KeyChanged):
+            return key_changed_sentence(self.chat.host, self.chat.port)
+        return failure.message if failure else "the session ended."
+
+    async def _refresh_online(self) -> None:
+        """Who is online, asked in turn with the events (joins and leaves after it apply)."""
+        with trio.move_on_after(WHO_TIMEOUT):
+            with contextlib.suppress(ChatError):
+                self.window.set_online(await self.chat.who())
+
+    # --- typed lines -----------------------------------------------------------------------
+
+    def handle(self, line: str, person: str) -> None:
+        """Act on a line typed in the room (`person` == "") or in a private tab."""
+        window = self.window
+        key = name_key(person) if person else ROOM
+        command = commands.parse(line)
+        if isinstance(command, commands.Quit):
+            window.close()
+        elif isinstance(command, commands.Invalid):
+            window.note(command.message, key)
+        elif isinstance(command, commands.Help):
+            window.show_info(key, commands.HELP.splitlines())
+        elif isinstance(command, commands.Say):
+            self.send(person, command.text)
+        elif isinstance(command, commands.Whisper):
+            window.open_conversation(command.to)
+            self.send(command.to, command.text)
+        elif isinstance(command, commands.Who):
+            self._start(self._who, key)
+        elif isinstance(command, commands.ShowHistory):
+            window.note("Scroll up to see older messages; they load as you reach the top.", key)
+            self._start(self.load_older, key)
+
+    def _start(self, function: Callable[[*Args], Awaitable[object]], *args: *Args) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(function, *args)
+
+    def send(self, person: str, text: str) -> None:
+        """Say `text` in the room (`person` == "") or to `person` alone."""
+        try:
+            if person:
+                receipt = self.chat.whisper_nowait(person, text)
+            else:
+                receipt = self.chat.say_nowait(text)
+        except ChatError as error:
+            self.window.refuse_now(person, text, error.message)
+            return
+        pending = self.window.add_pending(person, text)
+        self._start(self._settle, receipt, pending, text)
+
+    async def _settle(self, receipt: Receipt, pending: Pending, text: str) -> None:
+        try:
+            message = await receipt.wait()
+        except ChatError as error:
+            if not (self.leaving and isinstance(error, ConnectionLost)):
+                self.window.settle_refused(pending, text, error.message)
+            return
+        self.window.settle_sent(pending, message)
+
+    async def _who(self, key: str) -> None:
+        try:
+            names = await self.chat.who()
+        except ChatError as error:
+            self.window.note(error.message, key)
+            return
+        self.window.show_names(key, names)
+
+    # --- older messages --------------------------------------------------------------------
+
+    async def load_older(self, key: str) -> None:
+        """Read pages of older messages until `key`'s conversation has some more (the room:
+        one page), or there are none left."""
+        if self._loading:
+            return
+        self._loading = True
+        try:
+            pages = 0
+            while self._more and pages < PAGES_PER_ASK:
+                page = await self.chat.history(PAGE, before=self._oldest)
+                pages += 1
+                if page:
+                    self._oldest = min(message.id for message in page)
+                self._more = len(page) == PAGE
+                if self.window.show_older(page, key) or key == ROOM:
+                    break
+        except ChatError as error:
+            self.window.note(f"Could not load older messages: {error.message}", key)
+        finally:
+            self._loading = False
+            self.window.older_done(self._more)

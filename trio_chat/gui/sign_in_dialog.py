@@ -1,0 +1,179 @@
+"""The sign-in dialog: where the daemon is, who you are, and "create an account".
+
+It only collects and shows: `sign_in_requested` asks the Trio side (`app`) to sign in,
+which answers with `show_problem()` (the sentence, and the field to fix gets the focus)
+or by closing the dialog and opening the room; `show_notice()` says what it did meanwhile
+(trusted a daemon's key met for the first time).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QCloseEvent, QColor, QPalette
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from . import colours
+from .memory import Remembered
+from .problems import Field, Problem, SignInForm
+
+
+class SignInDialog(QDialog):
+    sign_in_requested = Signal()
+    """Sign in (or create the account, then sign in) with what `form()` says."""
+    cancelled = Signal()
+    """The dialog was closed without signing in."""
+
+    def __init__(self, remembered: Remembered, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Sign in – trio-chat")
+        self.host = QLineEdit(remembered.host, self)
+        self.port = QSpinBox(self)
+        self.port.setRange(1, 65535)
+        self.port.setValue(remembered.port)
+        self.name = QLineEdit(remembered.name, self)
+        self.password = QLineEdit(self)
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.create_account = QCheckBox("&Create an account", self)
+        self.repeat = QLineEdit(self)
+        self.repeat.setEchoMode(QLineEdit.EchoMode.Password)
+        self.problem = QLabel(self)
+        self.problem.setObjectName("problem")
+        self.problem.setTextFormat(Qt.TextFormat.PlainText)
+        self.problem.setWordWrap(True)
+        palette = self.problem.palette()
+        palette.setColor(QPalette.ColorRole.WindowText, QColor(colours.BAD))
+        self.problem.setPalette(palette)
+        self.problem.hide()
+        self.notice = QLabel(self)
+        self.notice.setObjectName("notice")
+        self.notice.setTextFormat(Qt.TextFormat.PlainText)
+        self.notice.setWordWrap(True)
+        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notice.hide()
+        self.progress = QLabel(self)
+        self.progress.setTextFormat(Qt.TextFormat.PlainText)
+        self.progress.hide()
+        for field, name in (
+            (self.host, "host"),
+            (self.port, "port"),
+            (self.name, "name"),
+            (self.password, "password"),
+            (self.repeat, "repeat"),
+        ):
+            field.setObjectName(name)
+
+        form = QFormLayout()
+        form.addRow("&Server:", self.host)
+        form.addRow("P&ort:", self.port)
+        form.addRow("&Name:", self.name)
+        form.addRow("&Password:", self.password)
+        form.addRow("", self.create_account)
+        self._repeat_label = QLabel("&Repeat the password:", self)
+        self._repeat_label.setBuddy(self.repeat)
+        form.addRow(self._repeat_label, self.repeat)
+        self._form = form
+
+        buttons = QDialogButtonBox(self)
+        self.sign_in_button: QPushButton = buttons.addButton(
+            "Sign in", QDialogButtonBox.ButtonRole.AcceptRole
+        )
+        self.sign_in_button.setDefault(True)
+        buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.notice)
+        layout.addWidget(self.problem)
+        layout.addWidget(self.progress)
+        layout.addWidget(buttons)
+        self.setMinimumWidth(380)
+
+        self.create_account.toggled.connect(self._creating)
+        self._creating(False)
+        self._busy = False
+        (self.password if remembered.name else self.name).setFocus()
+
+    def _creating(self, create: bool) -> None:
+        self._form.setRowVisible(self.repeat, create)
+        self.sign_in_button.setText("Create and sign in" if create else "Sign in")
+        if not create:
+            self.repeat.clear()
+
+    def field(self, field: Field) -> QLineEdit | QSpinBox:
+        fields: dict[Field, QLineEdit | QSpinBox] = {
+            Field.HOST: self.host,
+            Field.PORT: self.port,
+            Field.NAME: self.name,
+            Field.PASSWORD: self.password,
+            Field.REPEAT: self.repeat,
+        }
+        return fields[field]
+
+    def form(self) -> SignInForm:
+        return SignInForm(
+            host=self.host.text().strip(),
+            port=self.port.value(),
+            name=self.name.text().strip(),
+            password=self.password.text(),
+            repeat=self.repeat.text(),
+            create=self.create_account.isChecked(),
+        )
+
+    def show_problem(self, problem: Problem) -> None:
+        """Say what went wrong and put the cursor in the field to fix."""
+        self.set_busy(False)
+        self.problem.setText(problem.sentence)
+        self.problem.show()
+        widget = self.field(problem.field)
+        widget.setFocus(Qt.FocusReason.OtherFocusReason)
+        widget.selectAll()
+
+    def show_notice(self, text: str) -> None:
+        """Say something worth knowing that is no problem (nothing when `text` is empty)."""
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))
+
+    def set_busy(self, busy: bool, message: str = "") -> None:
+        """While signing in: the fields wait, Cancel still works."""
+        self._busy = busy
+        for widget in (
+            self.host,
+            self.port,
+            self.name,
+            self.password,
+            self.create_account,
+            self.repeat,
+        ):
+            widget.setEnabled(not busy)
+        self.sign_in_button.setEnabled(not busy)
+        self.progress.setText(message)
+        self.progress.setVisible(busy and bool(message))
+        if busy:
+            self.problem.hide()
+
+    def accept(self) -> None:
+        """Enter or the Sign in button: ask to sign in (the dialog stays until it worked)."""
+        if not self._busy:
+            self.sign_in_requested.emit()
+
+    def reject(self) -> None:
+        super().reject()
+        self.cancelled.emit()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        # Closing the dialog's window is cancelling; reject() emits `cancelled` once.
+        event.ignore()
+        self.reject()

@@ -1,0 +1,35 @@
+"""The state of the connection, as the status bar says it."""
+
+from __future__ import annotations
+
+import enum
+
+from ..display import safe
+from . import colours
+
+
+class Link(enum.Enum):
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    LOST = "lost"
+
+
+COLOUR = {Link.CONNECTED: colours.GOOD, Link.RECONNECTING: colours.WAITING, Link.LOST: colours.BAD}
+
+
+def waiting_text(count: int) -> str:
+    if count == 0:
+        return "nothing waiting to be sent"
+    return "1 line waiting to be sent" if count == 1 else f"{count} lines waiting to be sent"
+
+
+def status_text(link: Link, where: str, me: str, waiting: int, reason: str = "") -> str:
+    """`Connected to 127.0.0.1:1600 as alice`, `Reconnecting to … (2 lines waiting to be sent)`,
+    or `Connection lost: …`."""
+    why = safe(reason).rstrip(".")
+    if link is Link.CONNECTED:
+        return f"Connected to {where} as {safe(me)}"
+    if link is Link.RECONNECTING:
+        because = f" ({why})" if why else ""
+        return f"Reconnecting to {where}{because}; {waiting_text(waiting)}"
+    return f"Connection lost: {why}" if why else "Connection lost"
