@@ -43,5 +43,5 @@ def test_guesses_sent_at_once_are_checked_no_faster_than_the_allowance() -> None
 def test_sessions_per_account_and_address_are_capped_and_a_move_onto_a_full_address_ends() -> None:
     status, output = run("attack_sessions.py")
     assert status == 0, output
-    assert "8 welcomed" in output and "channels from one address: 16 opened" in output
+    assert "8 welcomed" in output and "channels from one address: 20 opened" in output
     assert "ended: too_many_sessions" in output

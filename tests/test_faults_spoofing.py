@@ -429,10 +429,13 @@ def test_spoofed_inits_from_a_victims_address_do_not_fill_its_cap() -> None:
     driver = EngineDriver(ServerConfig(max_sessions_per_address=2))
     driver.add_account("victim", PASSWORD)
     victim_ip = "10.66.0.1"
+    answers = []
     for port in range(40):  # half-open channels from the victim's IP, never proven
         init = initiate(driver.server_key, 7000 + port)
         (answer,) = driver.receive(init.datagram(), (victim_ip, 1000 + port))
-        assert answer[0] == wire.RESPONSE
+        answers.append(answer[0])
+    unproven = driver.engine.config.unproven_per_address
+    assert answers == [wire.RESPONSE] * unproven + [wire.RETRY] * (40 - unproven)
     victim = Peer(driver, "victim", PASSWORD, (victim_ip, 5000))
     assert victim.connection.connected
 
@@ -481,3 +484,30 @@ def test_per_address_caps_count_an_ipv6_address_by_its_64() -> None:
     assert third.connection.failure.code == "too_many_sessions"
     elsewhere = Peer(driver, "six", PASSWORD, ("2001:db8:0:2::1", 1, 0, 0))
     assert elsewhere.connection.connected
+
+
+def test_one_address_holds_few_half_open_channels_and_a_spoofer_cannot_use_them_up() -> None:
+    config = ServerConfig(max_sessions_per_address=3, unproven_per_address=2)
+    driver = EngineDriver(config)
+    driver.add_account("victim", PASSWORD)
+    attacker_ip = "10.66.1.1"
+    answers: list[int] = []
+    for port in range(10):  # a real attacker: it receives, and echoes every cookie
+        init = initiate(driver.server_key, 8000 + port)
+        (answer,) = driver.receive(init.datagram(), (attacker_ip, port))
+        if answer[0] == wire.RETRY:
+            retry = wire.parse_datagram_untrusted(answer)
+            assert isinstance(retry, wire.Retry)
+            init.cookie = retry.cookie
+            (answer,) = driver.receive(init.datagram(), (attacker_ip, port))
+        answers.append(answer[0])
+    # Two without a cookie, three more with one (counted at once), then refused.
+    assert answers[:5] == [wire.RESPONSE] * 5
+    assert set(answers[5:]) == {wire.REFUSED}
+    # Spoofed INITs from the victim's address use up its cookie-free allowance only:
+    victim_ip = "10.66.2.1"
+    for port in range(20):
+        init = initiate(driver.server_key, 9000 + port)
+        driver.receive(init.datagram(), (victim_ip, 1000 + port))
+    victim = Peer(driver, "victim", PASSWORD, (victim_ip, 5000))  # it echoes the cookie
+    assert victim.connection.connected

@@ -58,6 +58,12 @@ class ServerConfig:
     unproven_before_retry: int = 64
     """Once this many channels wait for their client's first record, a new handshake must
     first echo a cookie (`RETRY`): a spoofed flood then costs no state and no DH."""
+    unproven_per_address: int = 4
+    """Once an address's network has this many channels waiting for their first record,
+    its next handshake must echo a cookie too; a channel opened with a cookie counts
+    against the network's cap at once (its address is proven), so one address holds at
+    most this many plus `max_sessions_per_address`, and spoofed INITs, which cannot echo a
+    cookie, never take the room of the address they claim."""
     max_connections: int = 20_000
     """Channels open at once, logged in or not; past it, handshakes are refused (`busy`)."""
     ticket_lifetime: float = 24 * 3600.0

@@ -3,8 +3,9 @@ it is logged in (`register`, `login`, `resume`), with what guards them.
 
 Every answer to a first flight is smaller than the 1200 bytes it answers, so the daemon
 cannot be used to amplify a spoofed flood; a handshake costs a Diffie-Hellman, so once
-many channels are open and unproven, an `INIT` must first echo a cookie that proves its
-address (`RETRY`), and none of it keeps state for the address that sent it.
+many channels are open and unproven (in all, or from one network), an `INIT` must first
+echo a cookie that proves its address (`RETRY`), and none of it keeps state for the
+address that sent it.
 """
 
 from __future__ import annotations
@@ -138,9 +139,13 @@ class Lobby:
             return
         cookie_due = (
             self._sessions.unproven >= self.config.unproven_before_retry
+            or self._sessions.waiting_from(address) >= self.config.unproven_per_address
             or self._bad_inits.wait(now) > 0
         )
-        if cookie_due and not self._cookies.check(init.cookie, address, init.client_index, now):
+        cookie_checked = cookie_due and self._cookies.check(
+            init.cookie, address, init.client_index, now
+        )
+        if cookie_due and not cookie_checked:
             # Busy with strangers: nothing is spent on this one until it shows it receives.
             self._stats["retries_sent"] += 1
             cookie = self._cookies.make(address, init.client_index, now)
@@ -167,7 +172,9 @@ class Lobby:
             return
         self._recent_inits.add(init.message[: wire.PUBLIC_KEY_BYTES], now)
         self._stats["handshakes"] += 1
-        self._sessions.open(index, channel, address, response, now, asked)
+        self._sessions.open(
+            index, channel, address, response, now, asked, cookie_checked=cookie_checked
+        )
         self._answer(address, response, asked)
 
     # --- frames before a login --------------------------------------------------------------------

@@ -106,6 +106,8 @@ class Sessions:
         self.per_account: dict[int, int] = {}
         """Logged-in connections of each account, by account id."""
         self._by_init: dict[tuple[Address, int], int] = {}
+        self._waiting_per_ip: dict[str, int] = {}
+        """Channels waiting for their first record and not counted yet, by network."""
         """Connections not proven yet, by (address, client index): an INIT sent again."""
         self._dirty: set[Session] = set()
         self._timers: list[tuple[float, int]] = []
@@ -124,6 +126,11 @@ class Sessions:
         return len(self._by_init)
 
     # --- opening and ending ----------------------------------------------------------------
+
+    def waiting_from(self, address: Address) -> int:
+        """Channels from the address's network still waiting for their first record (and
+        not counted against its cap)."""
+        return self._waiting_per_ip.get(network_of(address), 0)
 
     def full(self, address: Address) -> bool:
         """Whether the address's network (its IPv4 address, its IPv6 /64) holds as many
@@ -154,11 +161,14 @@ class Sessions:
         response: bytes,
         now: float,
         asked: int,
+        *,
+        cookie_checked: bool = False,
     ) -> Session:
         """A connection for a handshake just answered (its client not yet logged in).
 
         The `asked` bytes of its INIT count toward what the address may be sent before
-        it proves it receives, as the RESPONSE counts against it."""
+        it proves it receives, as the RESPONSE counts against it. With `cookie_checked`
+        the address is proven already and the connection counts against its cap now."""
         session = Session(
             sid=index,
             channel=channel,
@@ -174,15 +184,31 @@ class Sessions:
         )
         self.by_sid[index] = session
         self._by_init[(address, channel.remote_index)] = index
+        if cookie_checked:
+            self._count(session)  # the cookie proved the address: it counts at once
+        else:
+            network = network_of(address)
+            self._waiting_per_ip[network] = self._waiting_per_ip.get(network, 0) + 1
         self._schedule(session, now)
         return session
+
+    def _forget_init(self, session: Session) -> bool:
+        """The connection no longer waits for its first record; whether it did."""
+        if self._by_init.pop((session.address, session.channel.remote_index), None) is None:
+            return False
+        if not session.counted:
+            network = network_of(session.address)
+            waiting = self._waiting_per_ip.pop(network, 1) - 1
+            if waiting > 0:
+                self._waiting_per_ip[network] = waiting
+        return True
 
     def remove(self, session: Session, now: float, *, flush: bool = False) -> None:
         """End a connection (after sending what it has, with `flush`)."""
         farewell = self._last_words(session, now) if flush else []
         self._dirty.discard(session)
         del self.by_sid[session.sid]
-        self._by_init.pop((session.address, session.channel.remote_index), None)
+        self._forget_init(session)
         self._uncount(session)
         if session.account is not None:
             left = self.per_account.pop(session.account.id, 1) - 1
@@ -264,11 +290,12 @@ class Sessions:
     def _proven(self, session: Session, now: float) -> None:
         session.validated = True
         session.challenge = None
+        first = self._forget_init(session)
         if not session.counted and not self._count(session):
             self._stats["refused_when_proven"] += 1
             session.link.failure = "too_many_sessions"
             self._dirty.add(session)
-        if self._by_init.pop((session.address, session.channel.remote_index), None):
+        if first:
             # The first authentic record after the handshake: from our RESPONSE to it is
             # a round trip, to start the link's estimate with.
             session.link.seed_rtt(now - session.opened_at)
@@ -308,7 +335,7 @@ class Sessions:
         self._stats["migrations"] += 1
         if session.account is not None:
             self._notes.append(AddressChanged(session.account.name, session.address, address))
-        self._by_init.pop((session.address, session.channel.remote_index), None)
+        self._forget_init(session)
         self._uncount(session)
         session.address = address
         session.validated = False
