@@ -94,26 +94,19 @@ async def main() -> int:
                     problems.append("reordered messages were shown out of order")
 
                 # Replays and flipped bits, both ways.
-                to_daemon = tap.recorded(TO_DAEMON, "DATA")
-                to_client = tap.recorded(TO_CLIENT, "DATA")
                 bad_records = engine.stats["bad_records"]
-                for data in to_daemon:
-                    await tap.inject(TO_DAEMON, data)
-                    await tap.inject(TO_DAEMON, data[:-1] + bytes([data[-1] ^ 1]))
-                for data in to_client:
-                    await tap.inject(TO_CLIENT, data)
-                    await tap.inject(TO_CLIENT, data[:20] + bytes([data[20] ^ 4]) + data[21:])
+                to_daemon, to_client = await tap.replay_and_alter()
                 await alice.say("last")
                 await bob_seen.wait_for("last")
                 dropped = engine.stats["bad_records"] - bad_records
                 shown = Counter(bob_seen.texts) + Counter(alice_seen.texts)
                 twice = sorted(text for text, count in shown.items() if count > 1)
                 print(
-                    f"replay: {len(to_daemon)} records to the daemon and {len(to_client)} to "
+                    f"replay: {to_daemon} records to the daemon and {to_client} to "
                     f"Alice, each again and with a bit flipped; the daemon dropped {dropped} "
-                    f"(of {2 * len(to_daemon)}); shown twice: {twice or 'nothing'}"
+                    f"(of {2 * to_daemon}); shown twice: {twice or 'nothing'}"
                 )
-                if twice or dropped != 2 * len(to_daemon):
+                if twice or dropped != 2 * to_daemon:
                     problems.append("a replayed or altered record was acted on")
 
                 # The handshake, replayed after the session began.

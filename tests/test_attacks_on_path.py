@@ -20,7 +20,6 @@ from pathlib import Path
 import trio
 
 from tests.test_attacks_support import (
-    TO_CLIENT,
     TO_DAEMON,
     Seen,
     Tap,
@@ -316,19 +315,12 @@ async def test_a_tap_on_a_live_session_learns_nothing_and_makes_nothing_happen_t
                 for receipt in receipts:
                     await receipt.wait()
                 # Replayed, and altered: everything recorded so far, both ways.
-                to_daemon = tap.recorded(TO_DAEMON, "DATA")
-                to_client = tap.recorded(TO_CLIENT, "DATA")
                 bad_records = engine.stats["bad_records"]
-                for data in to_daemon:
-                    await tap.inject(TO_DAEMON, data)
-                    await tap.inject(TO_DAEMON, data[:-1] + bytes([data[-1] ^ 1]))
-                for data in to_client:
-                    await tap.inject(TO_CLIENT, data)
-                    await tap.inject(TO_CLIENT, data[:20] + bytes([data[20] ^ 4]) + data[21:])
+                to_daemon, _ = await tap.replay_and_alter()
                 # The daemon reads one address's datagrams in order: once this is answered,
                 # every injected record before it was handled.
                 await alice.say("last")
-                assert engine.stats["bad_records"] - bad_records == 2 * len(to_daemon)
+                assert engine.stats["bad_records"] - bad_records == 2 * to_daemon
                 await bob_seen.wait_for("last")
                 # The ticket, used to resume through the tap.
                 resumed = ClientConnection(alice.connection.server_key, name, "not-the-password")

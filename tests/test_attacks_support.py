@@ -204,6 +204,20 @@ class Tap:
                 assert self._front is not None
                 await self._front.sendto(data, self.client)
 
+    async def replay_and_alter(self) -> tuple[int, int]:
+        """Send every record recorded so far again, each way, as it was and with one bit
+        flipped (in the tag towards the daemon, in the ciphertext towards the client);
+        return how many records were recorded towards the daemon and towards the client."""
+        to_daemon = self.recorded(TO_DAEMON, "DATA")
+        to_client = self.recorded(TO_CLIENT, "DATA")
+        for data in to_daemon:
+            await self.inject(TO_DAEMON, data)
+            await self.inject(TO_DAEMON, data[:-1] + bytes([data[-1] ^ 1]))
+        for data in to_client:
+            await self.inject(TO_CLIENT, data)
+            await self.inject(TO_CLIENT, data[:20] + bytes([data[20] ^ 4]) + data[21:])
+        return len(to_daemon), len(to_client)
+
     async def release(self, order: Callable[[list[bytes]], Iterable[bytes]] = list) -> int:
         """Stop holding; forward what was held, each direction in the `order` given."""
         held, self.held = self.held, []

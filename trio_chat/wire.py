@@ -552,29 +552,37 @@ def decode_payload_untrusted(data: bytes) -> Payload:
         raise WireError("bad_payload", f"Malformed payload: {_short(str(error))}.") from None
 
 
-_CLIENT_FRAME_TYPES = frozenset(
-    {"register", "login", "resume", "say", "whisper", "who", "history", "ping", "logout"}
+CLIENT_FRAME_TYPES: Final = (
+    "register",
+    "login",
+    "resume",
+    "say",
+    "whisper",
+    "who",
+    "history",
+    "ping",
+    "logout",
 )
-_SERVER_FRAME_TYPES = frozenset(
-    {
-        "registered",
-        "welcome",
-        "ok",
-        "error",
-        "msg",
-        "pm",
-        "join",
-        "leave",
-        "names",
-        "ready",
-        "notice",
-        "bye",
-    }
+"""Every frame type a client may send, as the `t` field spells it."""
+SERVER_FRAME_TYPES: Final = (
+    "registered",
+    "welcome",
+    "ok",
+    "error",
+    "msg",
+    "pm",
+    "join",
+    "leave",
+    "names",
+    "ready",
+    "notice",
+    "bye",
 )
+"""Every frame type the daemon sends."""
 
 
 def _frame_error(
-    raw: bytes | msgspec.Raw, error: msgspec.MsgspecError, known: frozenset[str]
+    raw: bytes | msgspec.Raw, error: msgspec.MsgspecError, known: tuple[str, ...]
 ) -> WireError:
     """`bad_field` for a frame of a known type with a bad field, else `bad_request`."""
     try:
@@ -591,7 +599,7 @@ def decode_client_frame_untrusted(raw: bytes | msgspec.Raw) -> ClientFrame:
     try:
         frame: ClientFrame = _client_frame.decode(raw)
     except msgspec.MsgspecError as error:
-        raise _frame_error(raw, error, _CLIENT_FRAME_TYPES) from None
+        raise _frame_error(raw, error, CLIENT_FRAME_TYPES) from None
     return frame
 
 
@@ -600,5 +608,5 @@ def decode_server_frame_untrusted(raw: bytes | msgspec.Raw) -> ServerFrame:
     try:
         frame: ServerFrame = _server_frame.decode(raw)
     except msgspec.MsgspecError as error:
-        raise _frame_error(raw, error, _SERVER_FRAME_TYPES) from None
+        raise _frame_error(raw, error, SERVER_FRAME_TYPES) from None
     return frame

@@ -114,31 +114,8 @@ _WORDS = (
     "re",
     "x",
 )
-CLIENT_FRAME_TYPES = (
-    "register",
-    "login",
-    "resume",
-    "say",
-    "whisper",
-    "who",
-    "history",
-    "ping",
-    "logout",
-)
-SERVER_FRAME_TYPES = (
-    "registered",
-    "welcome",
-    "ok",
-    "error",
-    "msg",
-    "pm",
-    "join",
-    "leave",
-    "names",
-    "ready",
-    "notice",
-    "bye",
-)
+CLIENT_FRAME_TYPES = wire.CLIENT_FRAME_TYPES
+SERVER_FRAME_TYPES = wire.SERVER_FRAME_TYPES
 FUZZ_PASSWORD = "fuzzing-password"
 """The password of the accounts the fuzzer logs in as."""
 OUTSIDE_KINDS = (
