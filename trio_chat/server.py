@@ -37,6 +37,7 @@ from .engine import (
     ServerConfig,
     ServerEngine,
 )
+from .handshakes import HandshakeQueue
 from .keys import daemon_keys
 from .logs import Summary, event, limits_changed, log_note, shown
 from .noise import fingerprint
@@ -187,6 +188,7 @@ class Daemon:
         receive = sock.recvfrom
         stats = engine.stats
         keepalive_rate = KeepaliveRate()
+        handshakes: HandshakeQueue[Address] = HandshakeQueue()
         while True:
             now, wall = trio.current_time(), time.time()
             datagrams, keepalives = stats["datagrams_in"], stats["keepalives"]
@@ -200,14 +202,13 @@ class Daemon:
                     break
                 except OSError:
                     continue  # an ICMP error for an earlier send; nothing to read here
-                try:
-                    engine.receive_datagram(data, address, now, wall)
-                except Exception:
-                    # A bug must not let one peer's datagram stop the daemon for everyone.
-                    log.exception("error handling a datagram from %s", address)
+                if not handshakes.defer(data, address):
+                    self._receive(data, address, now, wall)
+            for data, address in handshakes.turn():
+                self._receive(data, address, now, wall)
             engine.handle_timers(now, wall)
             self.flush()
-            if received == BATCH:
+            if received == BATCH or handshakes:
                 await trio.lowlevel.checkpoint()
                 continue
             deadline = engine.next_timer()
@@ -226,6 +227,13 @@ class Daemon:
                 else:
                     await trio.lowlevel.wait_readable(sock)
             self._wait = None
+
+    def _receive(self, data: bytes, address: Address, now: float, wall: float) -> None:
+        try:
+            self.engine.receive_datagram(data, address, now, wall)
+        except Exception:
+            # A bug must not let one peer's datagram stop the daemon for everyone.
+            log.exception("error handling a datagram from %s", address)
 
     def flush(self) -> None:
         """Send what the engine has for the network; start the work it asked for."""

@@ -179,8 +179,8 @@ class TrioClient:
         self._now = now
         core = self.core
         core.receive_datagram(data, now)
-        if core.sid and self.answered_at == math.inf:
-            self.answered_at = now
+        if self.answered_at == math.inf and (core.ready or core.failure is not None):
+            self.answered_at = now  # the login's answer, not the handshake's
         self._take_events(now)
 
     def _take_events(self, now: float) -> None:
