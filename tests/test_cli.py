@@ -253,6 +253,16 @@ def test_host_and_port_options_win_over_the_environment(daemon: Daemon) -> None:
     assert f"Logged in as {name} at {daemon[0]}:{daemon[1]}." in result.stdout
 
 
+def test_the_default_port_is_taken_as_it_is(tmp_path: Path) -> None:
+    # No --port and no TRIO_CHAT_PORT: the default (1600) goes through the same parser. The
+    # name is refused before anything is sent, so no daemon needs to listen there.
+    env = {"TRIO_CHAT_PORT": None, "TRIO_CHAT_HOST": None, "TRIO_CHAT_PASSWORD": PASSWORD}
+    result = runner.invoke(app, ["register", "--name", "no spaces, please"], env=env)
+    assert result.exit_code == ExitCode.INVALID_NAME, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+
+
 # --- chat (the failures before the room; the room itself is in test_pipe and test_terminal) --
 
 

@@ -111,9 +111,10 @@ HostOption = Annotated[
 ]
 
 
-def _port(text: str) -> int:
-    """A port number, or one sentence and exit status 2."""
-    value = text.strip()
+def _port(text: str | int) -> int:
+    """A port number, or one sentence and exit status 2. Typer hands over the default
+    (an int) as it is, and what was typed as text."""
+    value = str(text).strip()
     if not value.isdecimal() or not 0 <= int(value) <= 65535:
         typer.echo(f"The port must be a number from 0 to 65535, not {text!r}.", err=True)
         raise typer.Exit(int(ExitCode.USAGE))
