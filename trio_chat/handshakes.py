@@ -1,8 +1,9 @@
 """The order in which the daemon takes handshakes: a few per turn, after everything else.
 
-An `INIT` costs the daemon two Diffie-Hellman operations (about 0.3 ms here); a
-datagram of a session costs a few microseconds. Taken in the order they arrive, a burst of
-200 logins would hold every chat datagram behind it for 60 ms. So the receive loop puts
+An `INIT` costs the daemon a key pair and two Diffie-Hellman operations (0.15 ms of CPU
+here, measured by `scripts/noise_speed.py`, more on a busy machine); a datagram of a
+session costs a few microseconds. Taken in the order they arrive, a burst of 200 logins
+would hold every chat datagram behind it for 30 ms or more. So the receive loop puts
 `INIT`s aside here and answers a few per turn, once the turn's other datagrams are done;
 a client waits a little longer for its channel, the room does not wait for it.
 
@@ -21,7 +22,7 @@ from . import wire
 A = TypeVar("A")
 
 PER_TURN: Final = 4
-"""`INIT`s answered per turn of the receive loop (about 1.2 ms of work)."""
+"""`INIT`s answered per turn of the receive loop (about 0.6 ms of work)."""
 BACKLOG: Final = 512
 """`INIT`s set aside at most; past it they are answered at once."""
 
