@@ -146,3 +146,8 @@ def test_a_line_that_fits_is_one_row() -> None:
     message = PublicMessage(id=1, ts=NOW, sender="li", text="short")
     line = message_line(message, "alice", NOW)
     assert fold(line, 80) == [line]
+
+
+def test_the_online_line_names_everyone_or_says_nobody() -> None:
+    assert to_plain(names_line(["alice", "bob"], "alice")) == "Online (2): alice, bob"
+    assert to_plain(names_line([], "alice")) == "Online (0): nobody"

@@ -156,7 +156,9 @@ def heading_line(text: str) -> Line:
 
 
 def names_line(names: list[str], me: str) -> Line:
-    """`Online (2): alice, bob`, each name in its colour."""
+    """`Online (2): alice, bob`, each name in its colour (`Online (0): nobody`)."""
+    if not names:
+        return (("", "Online (0): nobody"),)
     segments: list[Segment] = [("", f"Online ({len(names)}): ")]
     for index, name in enumerate(names):
         if index:
