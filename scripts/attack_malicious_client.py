@@ -29,12 +29,12 @@ from pathlib import Path
 
 import trio
 
-from tests.test_attacks_support import bound_socket, drive, start_daemon
 from trio_chat import connect, register, wire
 from trio_chat.client_protocol import ClientConfig, ClientConnection
 from trio_chat.engine import ServerConfig, ServerEngine
 from trio_chat.logs import configure
 from trio_chat.secure import DaemonKeys, Ticket
+from trio_chat.testing.attacks import bound_socket, drive, start_daemon
 
 PASSWORD = "Malicious-Client-Pass-8"
 VICTIM_HOST = "127.0.0.66"

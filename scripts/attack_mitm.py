@@ -27,12 +27,12 @@ from pathlib import Path
 
 import trio
 
-from tests.cli_support import CLI, cli_env
-from tests.test_attacks_support import TO_DAEMON, Tap, bound_socket, drive, start_daemon
 from trio_chat import register, wire
 from trio_chat.client_protocol import ClientConfig, ClientConnection
 from trio_chat.engine import ServerConfig
 from trio_chat.noise import fingerprint, generate_keypair
+from trio_chat.testing.attacks import TO_DAEMON, Tap, bound_socket, drive, start_daemon
+from trio_chat.testing.daemon import CLI, cli_env
 
 PASSWORD = "Mitm-Script-Password-3"
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m scripts.attack_on_path
 
-A tap (`tests.test_attacks_support.Tap`) relays everything between Alice's client and the
+A tap (`trio_chat.testing.attacks.Tap`) relays everything between Alice's client and the
 daemon and records it, while Alice registers, logs in, talks, whispers, hears Bob and
 later resumes with her ticket. Then the tap attacks: it holds ten of Alice's records back
 and lets them through last first; replays every record it saw, both ways, and a copy of
@@ -25,7 +25,11 @@ from pathlib import Path
 
 import trio
 
-from tests.test_attacks_support import (
+from trio_chat import connect, register, wire
+from trio_chat.client_protocol import ClientConnection
+from trio_chat.engine import ServerConfig, ServerEngine
+from trio_chat.secure import SecureError, respond
+from trio_chat.testing.attacks import (
     TO_CLIENT,
     TO_DAEMON,
     Seen,
@@ -36,10 +40,6 @@ from tests.test_attacks_support import (
     leaks,
     start_daemon,
 )
-from trio_chat import connect, register, wire
-from trio_chat.client_protocol import ClientConnection
-from trio_chat.engine import ServerConfig, ServerEngine
-from trio_chat.secure import SecureError, respond
 
 NAME, PASSWORD = "alice-on-the-path", "Velvet-Orbit-Cactus-5521"
 BOB_PASSWORD = "Bob-Has-A-Password-7"

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import trio
 
-from tests.test_attacks_support import bound_socket, drive, leaks
 from trio_chat import WrongPassword, connect, register, wire
 from trio_chat.auth import hash_password
 from trio_chat.client_protocol import ClientConfig, ClientConnection
 from trio_chat.engine import CheckPassword, HashPassword
 from trio_chat.keys import key_paths
 from trio_chat.secure import derive_key
+from trio_chat.testing.attacks import bound_socket, drive, leaks
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
 

@@ -32,7 +32,12 @@ from pathlib import Path
 
 import trio
 
-from tests.test_attacks_support import (
+from trio_chat import connect, register, wire
+from trio_chat.client_protocol import ClientConfig, ClientConnection
+from trio_chat.engine import ServerConfig, ServerEngine
+from trio_chat.noise import generate_keypair
+from trio_chat.secure import initiate
+from trio_chat.testing.attacks import (
     SILENT_KINDS,
     bound_socket,
     drive,
@@ -41,11 +46,6 @@ from tests.test_attacks_support import (
     spoofed_host,
     start_daemon,
 )
-from trio_chat import connect, register, wire
-from trio_chat.client_protocol import ClientConfig, ClientConnection
-from trio_chat.engine import ServerConfig, ServerEngine
-from trio_chat.noise import generate_keypair
-from trio_chat.secure import initiate
 
 PASSWORD = "Spoof-Flood-Password-1"
 

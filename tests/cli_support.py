@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import os
 import queue
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +18,6 @@ from trio_chat.keys import daemon_public_key
 from trio_chat.server import serve
 
 PASSWORD = "correct horse"
-CLI = [sys.executable, "-m", "trio_chat"]
 
 # Tests register many accounts, and fail many logins, from one address: lift those limits
 # (the others stay as they are by default).
@@ -30,14 +27,6 @@ TEST_CONFIG = ServerConfig(
     register_burst_total=10_000,
     login_free_failures=10_000,
 )
-
-
-def cli_env(port: int, **extra: str) -> dict[str, str]:
-    """The environment for a `trio-chat` subprocess talking to the daemon on `port`."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TRIO_CHAT_")}
-    env.update(TRIO_CHAT_HOST="127.0.0.1", TRIO_CHAT_PORT=str(port), PYTHONUNBUFFERED="1")
-    env.update(extra)
-    return env
 
 
 class Daemon(NamedTuple):

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import trio
 
-from tests.cli_support import CLI, cli_env
-from tests.test_attacks_support import start_daemon
 from trio_chat import register, wire
 from trio_chat.cli import ExitCode
 from trio_chat.client_protocol import ClientConfig, ClientConnection
@@ -25,6 +23,8 @@ from trio_chat.errors import KeyChanged
 from trio_chat.keys import KnownServers
 from trio_chat.noise import fingerprint
 from trio_chat.secure import DaemonKeys
+from trio_chat.testing.attacks import start_daemon
+from trio_chat.testing.daemon import CLI, cli_env
 from trio_chat.testing.driver import PASSWORD, EngineDriver
 
 ALICE = ("10.0.0.1", 4000)

@@ -7,7 +7,7 @@ acted on twice; a replayed handshake must not log anyone in; the daemon's own da
 sent back at it change nothing; a copy of a record raced ahead from the attacker's
 address moves a session only behind a path check; a key file stolen later does not open
 what was recorded earlier. The engine tests count every byte; the live tests put a
-recording tap (`tests.test_attacks_support.Tap`) between a real client and a real daemon.
+recording tap (`trio_chat.testing.attacks.Tap`) between a real client and a real daemon.
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ from pathlib import Path
 
 import trio
 
-from tests.test_attacks_support import (
+from trio_chat import PublicMessage, connect, register, wire
+from trio_chat.client_protocol import ClientConnection
+from trio_chat.engine import ServerConfig, ServerEngine
+from trio_chat.engine.notes import LoggedIn
+from trio_chat.secure import SecureError, respond
+from trio_chat.testing.attacks import (
     TO_DAEMON,
     Seen,
     Tap,
@@ -28,12 +33,7 @@ from tests.test_attacks_support import (
     kind_of,
     start_daemon,
 )
-from tests.test_attacks_support import leaks as found_in
-from trio_chat import PublicMessage, connect, register, wire
-from trio_chat.client_protocol import ClientConnection
-from trio_chat.engine import ServerConfig, ServerEngine
-from trio_chat.engine.notes import LoggedIn
-from trio_chat.secure import SecureError, respond
+from trio_chat.testing.attacks import leaks as found_in
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
 
 ALICE = ("10.0.0.1", 4000)

@@ -19,11 +19,12 @@ import trio
 from typer.testing import CliRunner
 
 import trio_chat
-from tests.cli_support import CLI, PASSWORD, Daemon, cli_env, daemon_in_thread, silent_port
+from tests.cli_support import PASSWORD, Daemon, daemon_in_thread, silent_port
 from trio_chat.cli import ExitCode, app
 from trio_chat.engine import ServerConfig
 from trio_chat.keys import KnownServers
 from trio_chat.noise import fingerprint, public_key
+from trio_chat.testing.daemon import CLI, cli_env
 
 runner = CliRunner()
 _names = itertools.count()

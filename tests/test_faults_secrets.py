@@ -24,7 +24,6 @@ import pytest
 import trio
 
 import trio_chat.engine
-from tests.test_attacks_support import bound_socket, drive, leaks
 from trio_chat import (
     ChatError,
     ClientConfig,
@@ -46,6 +45,7 @@ from trio_chat.records import Message, Snapshot, StoreOp
 from trio_chat.secure import Cookies, Ticket, derive_key
 from trio_chat.server import serve
 from trio_chat.store import SqliteStore
+from trio_chat.testing.attacks import bound_socket, drive, leaks
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
 from trio_chat.testing.links import channel_pair

@@ -20,7 +20,11 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_attacks_support import (
+from trio_chat import ConnectionLost, connect, register, wire
+from trio_chat.client_protocol import ClientConfig
+from trio_chat.engine import Address, ServerConfig, ServerEngine
+from trio_chat.secure import Initiation, initiate, reset_token
+from trio_chat.testing.attacks import (
     SILENT_KINDS,
     bound_socket,
     first_flight_kinds,
@@ -28,10 +32,6 @@ from tests.test_attacks_support import (
     spoofed_host,
     start_daemon,
 )
-from trio_chat import ConnectionLost, connect, register, wire
-from trio_chat.client_protocol import ClientConfig
-from trio_chat.engine import Address, ServerConfig, ServerEngine
-from trio_chat.secure import Initiation, initiate, reset_token
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
 
 ALICE = ("10.0.0.1", 4000)

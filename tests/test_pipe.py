@@ -9,11 +9,12 @@ from pathlib import Path
 import trio
 
 import trio_chat
-from tests.cli_support import CLI, PASSWORD, TEST_CONFIG, Relay, cli_env
+from tests.cli_support import PASSWORD, TEST_CONFIG, Relay
 from trio_chat.cli import ExitCode
 from trio_chat.engine import ServerConfig
 from trio_chat.events import Event, PrivateMessage, PublicMessage
 from trio_chat.server import serve
+from trio_chat.testing.daemon import CLI, cli_env
 
 TIME = r"\[\d\d:\d\d:\d\d\]"
 

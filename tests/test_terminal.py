@@ -16,10 +16,10 @@ from pathlib import Path
 import trio
 
 import trio_chat
-from tests.cli_support import CLI, PASSWORD, TEST_CONFIG, cli_env
+from tests.cli_support import PASSWORD, TEST_CONFIG
 from trio_chat.cli import ExitCode
 from trio_chat.server import serve
-from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
 
 TIME = r"\[\d\d:\d\d:\d\d\]"
 WAIT = 20.0

@@ -14,6 +14,7 @@ the daemon logs when ready (at level `info`, so the log level may not be above i
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -21,6 +22,18 @@ import sys
 from pathlib import Path
 
 import trio
+
+CLI = [sys.executable, "-m", "trio_chat"]
+"""The `trio-chat` command, run by this Python."""
+
+
+def cli_env(port: int, **extra: str) -> dict[str, str]:
+    """The environment for a `trio-chat` subprocess talking to the daemon on `port`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TRIO_CHAT_")}
+    env.update(TRIO_CHAT_HOST="127.0.0.1", TRIO_CHAT_PORT=str(port), PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
 
 LISTENING = re.compile(r"trio-chat is listening on \[?([^\]\s]+?)\]?:(\d+) ")
 

@@ -1,6 +1,6 @@
 """What the attack tests and `scripts/attack_*.py` share: what a spoofer sends, an
 on-path tap, sockets at many loopback addresses, a client core driven over any socket, a
-daemon to attack, and searches for secrets. (No tests here.)
+daemon to attack, and searches for secrets.
 
 Everything here talks to 127.0.0.0/8 only: `loopback_socket` refuses any other address,
 and `Tap` forwards only to the daemon it was given (itself on loopback).
