@@ -29,27 +29,14 @@ from pathlib import Path
 import trio
 
 from trio_chat import ClientConfig, PublicMessage, connect, register
-from trio_chat.client import ChatClient, Receipt, fetch_key
+from trio_chat.client import Receipt, fetch_key
 from trio_chat.testing.daemon import DaemonProcess
-from trio_chat.testing.live_fuzz import FUZZ_PASSWORD, FuzzReport, fuzz_daemon
+from trio_chat.testing.live_fuzz import FUZZ_PASSWORD, FuzzReport, fuzz_daemon, listen, speak
 
 WITNESSES = [("alice", "alice's own password"), ("bob", "bob's own password")]
 """People in the room: the fuzzer does not know their passwords."""
 OWN_LINE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z (debug|info|warning) ")
 """A line the daemon's text log writes below level `error`."""
-
-
-def speak(client: ChatClient, said: list[Receipt], text: str) -> None:
-    """Say `text` unless the last message said is still on its way (a person's pace:
-    the daemon's rate limit would otherwise hold the messages back)."""
-    if not said or said[-1].done:
-        said.append(client.say_nowait(text))
-
-
-async def listen(client: ChatClient, sender: str, heard: trio.MemorySendChannel[str]) -> None:
-    async for event in client.events():
-        if isinstance(event, PublicMessage) and event.sender == sender and not event.history:
-            heard.send_nowait(event.text)
 
 
 def print_report(report: FuzzReport) -> None:

@@ -22,8 +22,8 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from trio_chat import PublicMessage, wire
-from trio_chat.client import ChatClient, ClientConfig, Receipt, connect, fetch_key, register
+from trio_chat import wire
+from trio_chat.client import ClientConfig, Receipt, connect, fetch_key, register
 from trio_chat.engine import Address, ServerConfig
 from trio_chat.secure import REPLAY_WINDOW
 from trio_chat.testing.daemon import DaemonProcess
@@ -39,7 +39,7 @@ from trio_chat.testing.garbage import (
     Garbage,
     dumps,
 )
-from trio_chat.testing.live_fuzz import fuzz_daemon
+from trio_chat.testing.live_fuzz import fuzz_daemon, listen, speak
 
 FUZZERS = ["fuzz0", "fuzz1"]
 """Accounts the fuzzer logs in as (password `FUZZ_PASSWORD`)."""
@@ -708,19 +708,6 @@ def test_a_long_flood_of_every_layer_leaves_the_engine_bounded_and_serving() -> 
 # --- a live daemon ---------------------------------------------------------------------------
 
 
-def speak(client: ChatClient, said: list[Receipt], text: str) -> None:
-    """Say `text` unless the last message said is still on its way (a person's pace:
-    the daemon's rate limit would otherwise hold the messages back)."""
-    if not said or said[-1].done:
-        said.append(client.say_nowait(text))
-
-
-async def collect(client: ChatClient, sender: str, heard: trio.MemorySendChannel[str]) -> None:
-    async for event in client.events():
-        if isinstance(event, PublicMessage) and event.sender == sender and not event.history:
-            heard.send_nowait(event.text)
-
-
 async def test_a_live_daemon_takes_every_layer_and_loses_nobody_a_message(
     tmp_path: Path,
 ) -> None:
@@ -745,7 +732,7 @@ async def test_a_live_daemon_takes_every_layer_and_loses_nobody_a_message(
                 connect(host, port, "alice", PASSWORD, config=config, server_key=key) as alice,
                 connect(host, port, "bob", PASSWORD, config=config, server_key=key) as bob,
             ):
-                nursery.start_soon(collect, bob, "alice", hear)
+                nursery.start_soon(listen, bob, "alice", hear)
                 report = await fuzz_daemon(
                     (host, port),
                     key,

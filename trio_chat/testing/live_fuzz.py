@@ -34,6 +34,8 @@ from pathlib import Path
 import trio
 
 from .. import wire
+from ..client import ChatClient, Receipt
+from ..events import PublicMessage
 from .fuzz_channel import FuzzChannel
 from .garbage import FUZZ_PASSWORD, Garbage, dumps
 
@@ -561,3 +563,20 @@ async def fuzz_daemon(
         return await fuzzer.run(count, barrier_every, logout_every, on_barrier)
     finally:
         fuzzer.close()
+
+
+# --- the person who chats through the fuzz ----------------------------------------------------
+
+
+def speak(client: ChatClient, said: list[Receipt], text: str) -> None:
+    """Say `text` unless the last message said is still on its way (a person's pace:
+    the daemon's rate limit would otherwise hold the messages back)."""
+    if not said or said[-1].done:
+        said.append(client.say_nowait(text))
+
+
+async def listen(client: ChatClient, sender: str, heard: trio.MemorySendChannel[str]) -> None:
+    """Send `heard` the text of every live public message from `sender`."""
+    async for event in client.events():
+        if isinstance(event, PublicMessage) and event.sender == sender and not event.history:
+            heard.send_nowait(event.text)
