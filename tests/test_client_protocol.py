@@ -278,3 +278,17 @@ def test_the_core_imports_no_socket_no_trio_and_no_clock() -> None:
             imported.add(node.module.split(".")[0])
     assert "dataclasses" in imported  # the walk found the imports
     assert imported.isdisjoint({"trio", "socket", "time", "asyncio", "select", "selectors"})
+
+
+@pytest.mark.parametrize("down_for", [0.3, 2.0])
+def test_a_first_login_cut_off_by_a_restart_is_carried_again_by_a_new_channel(
+    down_for: float,
+) -> None:
+    sim = Simulation(15, Conditions(delay=0.002))
+    alice = sim.client("alice")
+    sim.driver.auto_hash = False  # the daemon dies while it checks the password
+    sim.run(0.5)
+    assert not alice.ready and sim.driver.hashing
+    sim.restart_daemon(down_for=down_for)
+    sim.run_until(lambda: alice.ready or alice.closed, limit=30.0)
+    assert alice.ready, alice.failure

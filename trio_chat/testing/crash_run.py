@@ -143,6 +143,8 @@ class _Sender:
     receipts: list[Receipt] = field(default_factory=list)
     acked: dict[str, int] = field(default_factory=dict)
     """Text -> the id the daemon acknowledged it with."""
+    in_room: trio.Event = field(default_factory=trio.Event)
+    """Set once the sender has logged in: the kills are of a daemon people chat on."""
 
 
 async def _talk(chat: ChatClient, sender: _Sender, stop: trio.Event, result: ChatResult) -> None:
@@ -234,6 +236,10 @@ async def chat_through_kills(
             async with trio.open_nursery() as talking:
                 for sender in talkers:
                     talking.start_soon(_run_sender, host, port, config, sender, stop, result)
+                for sender in talkers:
+                    # A first login cut short is the client's to report (the daemon cannot
+                    # be reached), not to resume: the run is about sessions that exist.
+                    await sender.in_room.wait()
                 for _ in range(kills):
                     await trio.sleep(rng.uniform(0.2, 0.8))
                     await daemon.kill()
@@ -261,6 +267,7 @@ async def _run_sender(
     result: ChatResult,
 ) -> None:
     async with connect(host, port, sender.name, PASSWORD, config=config) as chat:
+        sender.in_room.set()
         await _talk(chat, sender, stop, result)
 
 
