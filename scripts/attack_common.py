@@ -477,6 +477,7 @@ async def hammer(
     tally: Tally,
     *,
     login: str | None = None,
+    quiet: bool = True,
     seen: Callable[[wire.ClientFrame, str], None] | None = None,
 ) -> None:
     """Send `request()` from `source` again and again, each as soon as the last was
@@ -484,11 +485,11 @@ async def hammer(
 
     Without `login` the frames go on a channel not logged in, for `CHANNEL_LIFE` seconds,
     then on a new one: a refused login does not close a channel, so no handshake is spent
-    per guess. With `login` they go in a session of that account (quiet: it is not in
-    the room).
+    per guess. With `login` they go in a session of that account (`quiet`: not in the
+    room, which is enough for requests that do not speak).
     """
     while time.monotonic() < until:
-        client = Client(target, source, login, quiet=True, timeout=10.0)
+        client = Client(target, source, login, quiet=quiet, timeout=10.0)
         tally.watch(client)
         async with running(client):
             if login is not None:

@@ -2,8 +2,9 @@
 
     .venv/bin/python scripts/attack_lookalike_names.py
 
-With `alice` registered, one address sends a registration for each name below, straight
-to the daemon (the client's own check of the name is skipped), and prints each answer;
+With `alice` registered, a registration for each name below is sent (each from an
+address of its own, 127.0.0.11 onwards) straight to the daemon (the client's own check
+of the name is skipped), and each answer printed;
 then an honest new name, to show registrations still work.
 
 Goal: every look-alike is refused, with a message that says why: the name it could be
@@ -58,10 +59,11 @@ async def main(args: argparse.Namespace) -> int:
     async with open_target(args.port) as target:
         await register_all(target, ["alice"])
         answers: dict[str, tuple[str, str]] = {}
-        client = Client(target, address(11))
-        async with running(client):
-            await client.channel_open()
-            for name in [*LOOKALIKES, HONEST]:
+        for n, name in enumerate([*LOOKALIKES, HONEST]):
+            # An address of its own for each: names found taken are throttled per address
+            # (3, then one after 1, 2, 4 ... s), as failed logins are.
+            async with running(Client(target, address(11 + n))) as client:
+                await client.channel_open()
                 handle = client.send(wire.Register(rid=new_rid(), name=name, password="pw-" * 4))
                 code = await client.answer(handle, 30.0)
                 message = handle.error.message if handle.error is not None else str(handle.result)

@@ -13,6 +13,7 @@ from trio_chat.testing.driver import EngineDriver, Peer
 
 ATTACKER = "10.6.0.1"
 OWNER = ("10.9.9.9", 5000)
+PROBER = ("10.7.0.1", 1)
 
 
 def driver(*, alice: bool = True, **limits: float) -> EngineDriver:
@@ -217,3 +218,38 @@ def test_a_channel_that_never_logs_in_is_told_so_when_it_is_closed() -> None:
     (bye,) = idle.of_type(wire.Bye)
     assert (bye.reason, bye.message) == ("login_timeout", "No login came in time; connect again.")
     assert not h.engine.sessions
+
+
+def test_registrations_tell_whether_a_name_exists_no_faster_than_logins_may_guess() -> None:
+    h = driver(alice=False, register_burst=1)
+    h.auto_hash = True
+    h.add_account("taken", "a-password")
+
+    def ask(name: str, n: int) -> wire.ServerFrame:
+        return h.request(wire.Register(rid=f"p{n}", name=name, password="a-password"), PROBER)
+
+    # Three lookups answer at once (taken, taken, and a free name that is registered,
+    # which clears the record), then each answer that tells costs a growing wait.
+    codes = []
+    for n, name in enumerate(["taken", "Taken", "free0", "taken", "free1", "taken", "taken"]):
+        answer = ask(name, n)
+        codes.append(answer.code if isinstance(answer, wire.ErrorFrame) else "registered")
+    assert codes == [
+        "name_taken",
+        "name_taken",
+        "registered",
+        "name_taken",
+        "too_many_registrations",  # the address's registration spent: free, it says...
+        "name_taken",  # ... and counted as a lookup: this is the third since the success
+        "too_many_registrations",  # from now on, before the name is looked at
+    ]
+    last = ask("taken", 99)
+    assert isinstance(last, wire.ErrorFrame) and last.code == "too_many_registrations"
+    assert last.retry_after is not None and last.retry_after > 0
+    assert last.message == "Too many registrations from your address; try again later."
+    h.now += 1.0  # the first wait (1 s) is over: one more lookup, then 2 s
+    assert getattr(ask("taken", 100), "code", None) == "name_taken"
+    assert getattr(ask("taken", 101), "code", None) == "too_many_registrations"
+    # Another address is not affected.
+    other = h.request(wire.Register(rid="o", name="taken", password="a-password"), OWNER)
+    assert isinstance(other, wire.ErrorFrame) and other.code == "name_taken"

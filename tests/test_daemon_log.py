@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -16,8 +17,10 @@ import trio
 from trio_chat import ClientConfig, WrongPassword, connect, register
 from trio_chat.auth import hash_password
 from trio_chat.cli import ExitCode
+from trio_chat.engine.notes import LoginRefused
 from trio_chat.errors import Throttled
 from trio_chat.keys import daemon_public_key
+from trio_chat.logs import REFUSALS_LOGGED_PER_MINUTE, NoteLog, Summary
 from trio_chat.records import Account
 from trio_chat.store import SqliteStore
 from trio_chat.testing.daemon import DaemonProcess
@@ -193,3 +196,27 @@ def test_help_shows_the_default_database_and_the_log_options() -> None:
     assert "[default:(~/.local/share/trio-chat/chat.db)]" in text
     for option in ("--log-level", "--log-format", "--summary-every", "[default:text]"):
         assert option in text
+
+
+def test_a_flood_of_refusals_is_logged_a_few_a_minute_and_counted_in_the_summary(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    notes = NoteLog()
+    attacker, other = ("10.1.1.1", 5000), ("10.2.2.2", 5000)
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        for n in range(1000):  # a thousand guesses in one second, from ports of one address
+            notes.log(LoginRefused("alice", (attacker[0], 1000 + n), "throttled", 1.0), n / 1000)
+        notes.log(LoginRefused("bob", other, "wrong_password"), 1.0)
+        notes.log(LoginRefused("alice", attacker, "throttled", 1.0), 61.0)  # a minute on
+        refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(refused) == REFUSALS_LOGGED_PER_MINUTE + 2
+        assert sum("10.2.2.2" in line for line in refused) == 1
+        assert notes.unlogged == 1000 - REFUSALS_LOGGED_PER_MINUTE
+        caplog.clear()
+        summary = Summary()
+        summary.line({"datagrams_in": 0}, 0, 0, 1.0)
+        summary.line({"datagrams_in": 1001}, 1, 1, 1.0, notes.unlogged)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.endswith(
+        f"; {notes.unlogged} refused logins and registrations not logged one by one"
+    )

@@ -67,8 +67,8 @@ def test_registered_is_sent_only_once_the_account_is_committed() -> None:
 def test_names_are_unique_after_nfkc_and_casefolding() -> None:
     h = EngineHarness()
     assert isinstance(register(h, ALICE, "Alice"), wire.Registered)
-    for lookalike in ("alice", "ALICE", "ａｌｉｃｅ"):
-        reply = register(h, ALICE, lookalike)
+    for n, lookalike in enumerate(("alice", "ALICE", "ａｌｉｃｅ")):
+        reply = register(h, (f"127.0.1.{n}", 1), lookalike)  # taken names count per address
         assert isinstance(reply, wire.ErrorFrame)
         assert reply.code == "name_taken"
     assert isinstance(register(h, ALICE, "Алиса"), wire.Registered)
@@ -79,8 +79,8 @@ def test_a_name_that_could_be_mistaken_for_an_account_is_taken() -> None:
     assert isinstance(register(h, ALICE, "alice"), wire.Registered)
     assert isinstance(register(h, ALICE, "ace"), wire.Registered)
     cases = {"aIice": "alice", "ALlCE": "alice", "\u0430\u0441\u0435": "ace"}  # Cyrillic асе
-    for lookalike, like in cases.items():
-        reply = register(h, ALICE, lookalike)
+    for n, (lookalike, like) in enumerate(cases.items()):
+        reply = register(h, (f"127.0.2.{n}", 1), lookalike)  # taken names count per address
         assert isinstance(reply, wire.ErrorFrame) and reply.code == "name_taken", lookalike
         assert reply.message == (
             f"The name {lookalike!r} could be mistaken for {like!r}; choose another."
@@ -600,3 +600,21 @@ def test_a_packet_number_far_ahead_moves_the_replay_window_at_no_cost() -> None:
     assert not window.fresh(2**63 - REPLAY_WINDOW) and window.fresh(2**63 - REPLAY_WINDOW + 1)
     window.accept(2**63 - 1)
     assert not window.fresh(2**63 - 1) and window.fresh(2**63 - 2)
+
+
+def test_whispers_to_names_that_do_not_exist_count_against_the_message_rate() -> None:
+    h = EngineHarness(ServerConfig(message_burst=3, message_rate=0.5))
+    alice = logged_in(h, ALICE, "alice")
+    logged_in(h, BOB, "bob")
+    seqs = [alice.send(wire.Whisper(to=f"nobody{n}", text="hi", cid=f"w{n}")) for n in range(4)]
+    codes = [answer(alice, seq) for seq in seqs]
+    assert [getattr(c, "code", None) for c in codes] == ["unknown_user"] * 3 + ["rate_limited"]
+    # The allowance is shared with messages to people who exist.
+    h.now += 2.0  # one token back: the refused whisper goes first (the sender's order)
+    again = alice.send(wire.Whisper(to="nobody3", text="hi", cid="w3"))
+    assert getattr(answer(alice, again), "code", None) == "unknown_user"
+    h.now += 2.0
+    ok = alice.send(wire.Whisper(to="bob", text="hello", cid="real"))
+    assert isinstance(answer(alice, ok), wire.Ok)
+    late = alice.send(wire.Whisper(to="bob", text="again", cid="real2"))
+    assert getattr(answer(alice, late), "code", None) == "rate_limited"

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from .display import safe
 from .engine import Address, ServerConfig
+from .engine.common import network_of
 from .engine.notes import (
     LoggedIn,
     LoginRefused,
@@ -26,6 +27,7 @@ from .engine.notes import (
     RegistrationRefused,
     SessionEnded,
 )
+from .limits import KeyedBuckets
 
 log = logging.getLogger("trio_chat")
 
@@ -183,6 +185,34 @@ def limits_changed(config: ServerConfig) -> dict[str, Any]:
     }
 
 
+REFUSALS_LOGGED_PER_MINUTE = 6
+"""Refused logins or registrations logged one by one, per address (IPv6: /64) and reason,
+in any minute; past it they are counted in the summary line instead."""
+
+
+class NoteLog:
+    """Logs the engine's notes (`log_note`), but not a line for every refusal of a flood.
+
+    An attacker failing logins as fast as the daemon answers them (thousands a second,
+    every one `throttled`) would otherwise write tens of megabytes of log a minute: the
+    first few refusals a minute from one network and for one reason are logged, the rest
+    counted (`unlogged`) and reported by the summary line.
+    """
+
+    def __init__(self) -> None:
+        per_minute = REFUSALS_LOGGED_PER_MINUTE
+        self._allowance = KeyedBuckets(per_minute / 60, per_minute)
+        self.unlogged = 0
+
+    def log(self, note: Note, now: float) -> None:
+        if isinstance(note, LoginRefused | RegistrationRefused):
+            key = (network_of(note.address), note.code)
+            if self._allowance.take(key, now) > 0:
+                self.unlogged += 1
+                return
+        log_note(note)
+
+
 DROPPED = {
     "bad_datagrams": "garbage",
     "bad_frames": "bad frames",
@@ -198,7 +228,15 @@ class Summary:
 
     last: dict[str, int] = field(default_factory=dict)
 
-    def line(self, stats: dict[str, int], sessions: int, online: int, minutes: float) -> None:
+    def line(
+        self,
+        stats: dict[str, int],
+        sessions: int,
+        online: int,
+        minutes: float,
+        unlogged: int = 0,
+    ) -> None:
+        stats = {**stats, "unlogged_refusals": unlogged}
         delta = {key: value - self.last.get(key, 0) for key, value in stats.items()}
         self.last = dict(stats)
         if not sessions and not delta.get("datagrams_in"):
@@ -209,14 +247,19 @@ class Summary:
             ", ".join(f"{count} {DROPPED[kind]}" for kind, count in dropped.items() if count)
             or "nothing"
         )
+        quiet = delta.get("unlogged_refusals", 0)
         event(
             logging.INFO,
             "summary",
             f"{sessions} sessions ({online} people online), {per_minute:.0f} messages a "
-            f"minute, {delta.get('datagrams_in', 0)} datagrams in; dropped: {shown_dropped}",
+            f"minute, {delta.get('datagrams_in', 0)} datagrams in; dropped: {shown_dropped}"
+            + (
+                f"; {quiet} refused logins and registrations not logged one by one" if quiet else ""
+            ),
             sessions=sessions,
             online=online,
             messages_per_minute=round(per_minute, 1),
             datagrams_in=delta.get("datagrams_in", 0),
             dropped=dropped,
+            unlogged_refusals=quiet,
         )

@@ -39,7 +39,7 @@ from .engine import (
 )
 from .handshakes import HandshakeQueue
 from .keys import daemon_keys
-from .logs import Summary, event, limits_changed, log_note, shown
+from .logs import NoteLog, Summary, event, limits_changed, shown
 from .noise import fingerprint
 from .records import Message, StoreOp
 from .secure import DaemonKeys
@@ -181,6 +181,7 @@ class Daemon:
         self._wait: trio.CancelScope | None = None
         self._passwords = passwords
         self.send_errors = 0
+        self.notes = NoteLog()
 
     async def run(self) -> None:
         """Receive datagrams and fire timers until cancelled."""
@@ -249,7 +250,7 @@ class Daemon:
         for effect in engine.take_effects():
             self._start(effect)
         for note in engine.take_notes():
-            log_note(note)
+            self.notes.log(note, now)
         if self._wait is not None:
             deadline = engine.next_timer()
             if deadline is not None and deadline < self._wait.deadline:
@@ -317,13 +318,15 @@ class Daemon:
         )
 
 
-async def log_summaries(engine: ServerEngine, every: float) -> None:
+async def log_summaries(engine: ServerEngine, notes: NoteLog, every: float) -> None:
     """A summary line every `every` seconds (see `logs.Summary`)."""
     summary = Summary()
     summary.line(engine.stats, 0, 0, 1.0)  # the starting point, not logged
     while True:
         await trio.sleep(every)
-        summary.line(engine.stats, len(engine.sessions), engine.room.accounts_online, every / 60)
+        online = engine.room.accounts_online
+        minutes = every / 60
+        summary.line(engine.stats, len(engine.sessions), online, minutes, notes.unlogged)
 
 
 async def serve(
@@ -382,7 +385,7 @@ async def _run(
             )
             address = sock.getsockname()
             _log_start(address, storage, engine, config)
-            nursery.start_soon(log_summaries, engine, summary_every)
+            nursery.start_soon(log_summaries, engine, daemon.notes, summary_every)
             if on_ready is not None:
                 on_ready(engine)
             task_status.started(address)

@@ -164,6 +164,10 @@ class Chat:
             self._acknowledge(session, seq, earlier)
             return
         check_text(frame.text)
+        # Counted before the recipient is looked up: whispers to names that do not exist
+        # would otherwise test names for existence as fast as they can be sent.
+        if not self._may_send(session, frame.cid, now, seq):
+            return
         recipient: Account | None = None
         if isinstance(frame, wire.Whisper):
             recipient = self._accounts.get(name_key(frame.to))
@@ -173,8 +177,6 @@ class Chat:
                 raise RuleError(
                     "mailbox_full", f"{recipient.name} has too many unread messages already."
                 )
-        if not self._may_send(session, frame.cid, now, seq):
-            return
         message = Message(
             id=self.next_message_id,
             ts=iso_time(wall),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import wire
-from ..limits import KeyedBuckets, RecentKeys, TokenBucket
+from ..limits import FailureThrottle, KeyedBuckets, RecentKeys, TokenBucket
 from ..names import ConfusableIndex
 from ..records import Account
 from ..rules import RuleError, check_name, check_password, name_key
@@ -32,6 +32,9 @@ BAD_INITS_PER_SECOND = 64
 """`INIT`s that do not decrypt (each costs a Diffie-Hellman) before cookies are asked."""
 REPLAY_MEMORY = 120.0
 """Seconds an `INIT`'s ephemeral key is remembered, so that a replay of it is dropped."""
+
+
+FROM_YOUR_ADDRESS = "Too many registrations from your address; try again later."
 
 
 @dataclass(slots=True)
@@ -106,6 +109,14 @@ class Lobby:
         self._register_total = TokenBucket(
             config.register_rate_total / 60, config.register_burst_total
         )
+        self._name_lookups = FailureThrottle(
+            config.login_free_failures,
+            config.login_delay,
+            config.login_delay_max,
+            capacity=config.tracked_addresses,
+        )
+        """Registrations that told their network whether a name exists without creating
+        it: as many as its failed logins may be, so that neither way tests names faster."""
         self._guard = LoginGuard(config)
         self._hashing = HashQueue(config.hash_slots, config.hash_queue_limit)
 
@@ -220,12 +231,20 @@ class Lobby:
             # Stored, but the answer was lost with a daemon that stopped: answer again.
             self._reply(session, wire.encode(wire.Registered(re=seq, name=existing.name)))
             return
+        network = network_of(address)
+        wait = self._name_lookups.retry_after(network, now)
+        if wait > 0:
+            # Before the name is looked at: the answer tells nothing about it.
+            self._refuse_registration(session, seq, request.name, FROM_YOUR_ADDRESS, wait)
+            return
         if existing is not None or key in self._reserved_names:
+            self._name_lookups.failed(network, now)
             self._notes.append(RegistrationRefused(request.name, address, "name_taken"))
             self._refuse(session, seq, "name_taken", f"The name {name!r} is taken; choose another.")
             return
         like = self._confusables.clash(name)
         if like is not None:
+            self._name_lookups.failed(network, now)
             self._notes.append(RegistrationRefused(request.name, address, "name_taken"))
             shown = self._shown_name(like)
             message = f"The name {name!r} could be mistaken for {shown!r}; choose another."
@@ -234,23 +253,30 @@ class Lobby:
         if self._hashing.full:
             self._busy(session, seq, now)
             return
-        # Counted only now, before the hashing it guards: a refused name costs nothing.
-        wait = self._register_limit.take(network_of(address), now)
-        if wait > 0:
-            message = "Too many registrations from your address; try again later."
-        else:
+        # Counted only now, before the hashing it guards: a taken name does not spend them.
+        wait = self._register_limit.take(network, now)
+        message = FROM_YOUR_ADDRESS
+        if wait <= 0:
             wait = self._register_total.take(now)
             message = "Too many registrations at the moment; try again later."
         if wait > 0:
-            code = "too_many_registrations"
-            self._notes.append(RegistrationRefused(request.name, address, code, round_up(wait)))
-            self._refuse(session, seq, code, message, wait)
+            # This answer says the name is free: it counts as a lookup.
+            self._name_lookups.failed(network, now)
+            self._refuse_registration(session, seq, request.name, message, wait)
             return
+        self._name_lookups.succeeded(network)
         self._reserved_names[key] = name
         self._confusables.add(name, key)
         job = self._jobs.add(_Registration(session.sid, seq, address, request.rid, name, key))
         session.busy += 1
         self._effects.extend(self._hashing.push(network_of(address), HashPassword(job, password)))
+
+    def _refuse_registration(
+        self, session: Session, seq: int, name: str, message: str, wait: float
+    ) -> None:
+        code = "too_many_registrations"
+        self._notes.append(RegistrationRefused(name, session.address, code, round_up(wait)))
+        self._refuse(session, seq, code, message, wait)
 
     def _busy(self, session: Session, seq: int, now: float) -> None:
         self._stats["busy_refused"] += 1
