@@ -69,7 +69,11 @@ def test_an_accounts_failures_slow_every_address_that_failed_but_never_a_clean_o
     assert reply.retry_after == pytest.approx(32.0, abs=0.002)  # the account's 8th failure
     # The owner, from an address that has not failed, is never kept out.
     assert isinstance(login(driver, "alice", "alice-password", ("10.2.0.1", 1)), wire.Welcome)
-    # And that success cleared the account's record: the new address waits no more.
+    # That success does not clear the account's record (the guessers would start afresh):
+    # an address that failed still waits, until the account has been quiet 15 minutes.
+    reply = login(driver, "alice", "alice-password", attackers[5])
+    assert isinstance(reply, wire.ErrorFrame) and reply.code == "throttled"
+    driver.now += 15 * 60
     assert isinstance(login(driver, "alice", "alice-password", attackers[5]), wire.Welcome)
 
 

@@ -5,6 +5,7 @@ Nothing here reads the clock: each limiter takes `now` like the rest of the core
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -62,15 +63,28 @@ class FailureThrottle:
     """
 
     def __init__(
-        self, free: int = 3, base: float = 1.0, cap: float = 60.0, capacity: int = 65536
+        self,
+        free: int = 3,
+        base: float = 1.0,
+        cap: float = 60.0,
+        capacity: int = 65536,
+        forget_after: float = math.inf,
     ) -> None:
         self.free, self.base, self.cap, self.capacity = free, base, cap, capacity
+        self.forget_after = forget_after
+        """Failures this long past are forgotten (for keys no success clears)."""
         self._failures: OrderedDict[Hashable, tuple[int, float]] = OrderedDict()
         self._pending: dict[Hashable, int] = {}
 
+    def _record(self, key: Hashable, now: float) -> tuple[int, float]:
+        count, last = self._failures.get(key, (0, 0.0))
+        if count and now - last >= self.forget_after:
+            return 0, 0.0
+        return count, last
+
     def retry_after(self, key: Hashable, now: float) -> float:
         """Seconds before another attempt for `key` is allowed (0.0: go ahead)."""
-        count, last = self._failures.get(key, (0, 0.0))
+        count, last = self._record(key, now)
         pending = self._pending.get(key, 0)
         if count + pending < self.free:
             return 0.0
@@ -93,7 +107,8 @@ class FailureThrottle:
             self._pending[key] = count
 
     def failed(self, key: Hashable, now: float) -> None:
-        count, _last = self._failures.pop(key, (0, 0.0))
+        count, _last = self._record(key, now)
+        self._failures.pop(key, None)
         self._failures[key] = (count + 1, now)
         if len(self._failures) > self.capacity:
             self._failures.popitem(last=False)

@@ -12,7 +12,9 @@ Every password check is counted before it starts, against three allowances:
 - **the account**: its failures from every address add up to a doubling delay too, but
   it applies only to addresses that have failed: an address with no failure is never
   shut out by others' guessing (an owner is not locked out of their own account), and a
-  resumption ticket needs no check at all.
+  resumption ticket needs no check at all. The owner's successful login clears their
+  address's record, not the account's (that would hand the guessers a fresh allowance);
+  the account's is forgotten after 15 minutes without a failure.
 
 A login for a name that has no account costs the same check (against a hash of nothing)
 under the same allowances, so names cannot be tested faster than passwords.
@@ -46,6 +48,8 @@ class Refusal:
 BUSY_WAIT = 0.5
 """Seconds a `busy` answer asks the client to wait before it sends the request again."""
 BUSY = Refusal("busy", BUSY_WAIT)
+ACCOUNT_FAILURES_FORGOTTEN = 15 * 60.0
+"""Seconds without a failed login after which an account's failures are forgotten."""
 
 
 class LoginGuard:
@@ -56,7 +60,11 @@ class LoginGuard:
         capacity = config.tracked_addresses
         self._address = FailureThrottle(*throttle, capacity=capacity)
         self._pair = FailureThrottle(*throttle, capacity=capacity)
-        self._account = FailureThrottle(*throttle, capacity=capacity)
+        # No success clears an account's record (the owner's login would hand the guessers
+        # a fresh allowance): it is forgotten after a quiet spell instead.
+        self._account = FailureThrottle(
+            *throttle, capacity=capacity, forget_after=ACCOUNT_FAILURES_FORGOTTEN
+        )
         self._per_address = config.checks_per_address
         self._in_flight: OrderedDict[Hashable, int] = OrderedDict()
 
@@ -83,10 +91,10 @@ class LoginGuard:
             self._in_flight[ip] = count
         for throttle, key in self._keys(ip, account):
             throttle.end(key)
-            if ok:
-                throttle.succeeded(key)
-            else:
+            if not ok:
                 throttle.failed(key, now)
+            elif throttle is not self._account:
+                throttle.succeeded(key)
 
     def _keys(self, ip: str, account: str) -> list[tuple[FailureThrottle, Hashable]]:
         keys: list[tuple[FailureThrottle, Hashable]] = [
