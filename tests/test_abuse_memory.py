@@ -140,3 +140,26 @@ def test_a_session_moving_onto_a_full_address_is_ended_not_counted_in() -> None:
     assert driver.engine.stats["migrations_refused"] == 1
     assert all(peer.sid in driver.engine.sessions for peer in crowded)
     assert crowded[0].session.address[0] == "10.0.3.1"
+
+
+def test_frames_held_out_of_order_count_toward_the_daemons_total() -> None:
+    config = ServerConfig(message_burst=10_000, idle_timeout=1000.0, max_queued_bytes=3_000)
+    driver = EngineDriver(config)
+    for name in ("gappy", "other"):
+        driver.add_account(name, f"{name}-password")
+    gappy = Peer(driver, "gappy", "gappy-password", ("10.0.3.1", 1))
+    other = Peer(driver, "other", "other-password", ("10.0.3.2", 1))
+    # Each say in a datagram of its own; the first never arrives, so the daemon holds the
+    # others, waiting for the gap to fill (the client is never told to send it again).
+    for n in range(10):
+        gappy.request(wire.Say(text="g" * 400, cid=f"g{n}"))
+        datagrams = gappy.connection.datagrams_to_send(driver.now)
+        if n:
+            for data in datagrams:
+                driver.deliver(data, gappy.address)
+    held = driver.engine.sessions[gappy.sid].link.held_bytes
+    assert held > 3_000 and driver.engine.sessions[gappy.sid].link.queued_bytes < 3_000
+    driver.advance(1.5)  # the daemon's memory check, once a second
+    assert gappy.sid not in driver.engine.sessions
+    assert other.sid in driver.engine.sessions
+    assert driver.engine.stats["memory_closed"] == 1

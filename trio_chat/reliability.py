@@ -219,6 +219,11 @@ class Link:
         return self._receive_next - 1
 
     @property
+    def held_bytes(self) -> int:
+        """Bytes of frames this link holds: queued or in flight, and received early."""
+        return self.queued_bytes + self._out_of_order_bytes
+
+    @property
     def idle(self) -> bool:
         """Nothing to send, nothing unacknowledged, no ack owed."""
         return not self._unsent and not self._in_flight and self._ack_due is None

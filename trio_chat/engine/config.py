@@ -30,8 +30,9 @@ class ServerConfig:
     max_sessions_per_address: int = 16
     max_sessions_per_account: int = 8
     max_queued_bytes: int = 64 * 1024 * 1024
-    """Bytes waiting in all sessions' send queues; past it, the sessions with the most
-    waiting (the slowest readers) are closed until it is back under nine tenths."""
+    """Bytes all sessions' links hold (queued to send, or received early and waiting for a
+    gap to fill); past it, the sessions holding most are closed until it is back under
+    nine tenths."""
     message_rate: float = 5.0
     message_burst: int = 20
     register_rate: float = 1 / 60

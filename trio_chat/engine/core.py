@@ -319,15 +319,17 @@ class ServerEngine:
             self._check_memory(now, wall)
 
     def _check_memory(self, now: float, wall: float) -> None:
-        """Past the daemon's total of queued bytes, close the slowest readers."""
+        """Past the daemon's total of bytes held for links (queued to send, or received
+        early), close the sessions holding most: the slowest readers, or senders that
+        leave gaps."""
         limit = self.config.max_queued_bytes
-        total = sum(session.link.queued_bytes for session in self.sessions.values())
+        total = sum(session.link.held_bytes for session in self.sessions.values())
         if total <= limit:
             return
-        heaviest = sorted(self.sessions.values(), key=lambda s: s.link.queued_bytes)
+        heaviest = sorted(self.sessions.values(), key=lambda s: s.link.held_bytes)
         while heaviest and total > limit * 0.9:
             session = heaviest.pop()
-            total -= session.link.queued_bytes
+            total -= session.link.held_bytes
             self.stats["memory_closed"] += 1
             self._close(session, "overloaded", now, wall)
 
