@@ -1,6 +1,6 @@
 """A malicious client with an account, against a daemon this script starts on 127.0.0.1.
 
-    .venv/bin/python -m scripts.attack_malicious_client
+    .venv/bin/python scripts/attack_malicious_client.py
 
 Mallory holds the keys of her own channel and sends whatever records she likes, from her
 own address or from a victim's (here a socket at 127.0.0.66 that counts what reaches it).

@@ -1,7 +1,7 @@
 """A man in the middle with a key of its own, against daemons this script starts on
 127.0.0.1, and `trio-chat login` as a person runs it.
 
-    .venv/bin/python -m scripts.attack_mitm
+    .venv/bin/python scripts/attack_mitm.py
 
 1. A person logs in for the first time: the daemon's key is trusted on first use and
    remembered in `known_servers`.

@@ -1,6 +1,6 @@
 """An attacker on the path between a client and a daemon this script starts on 127.0.0.1.
 
-    .venv/bin/python -m scripts.attack_on_path
+    .venv/bin/python scripts/attack_on_path.py
 
 A tap (`trio_chat.testing.attacks.Tap`) relays everything between Alice's client and the
 daemon and records it, while Alice registers, logs in, talks, whispers, hears Bob and

@@ -2,7 +2,7 @@
 that end up in tracebacks and debuggers. Against a daemon this script starts on
 127.0.0.1 at log level debug.
 
-    .venv/bin/python -m scripts.attack_secrets
+    .venv/bin/python scripts/attack_secrets.py
 
 A person registers, fails a login, logs in, talks and resumes with a ticket (and with
 an altered one); malformed requests put the password where errors might quote it. Then

@@ -1,7 +1,7 @@
 """An off-path spoofer against a daemon this script starts on 127.0.0.1.
 
-    .venv/bin/python -m scripts.attack_spoof_flood
-    .venv/bin/python -m scripts.attack_spoof_flood --addresses 500 --rounds 22 --burst 5000
+    .venv/bin/python scripts/attack_spoof_flood.py
+    .venv/bin/python scripts/attack_spoof_flood.py --addresses 500 --rounds 22 --burst 5000
 
 Sends every kind of first flight (`KEY_REQUEST`, `INIT`s good and bad, wrong sizes, a
 wrong version) and forged records, from `--addresses` distinct loopback addresses
