@@ -146,7 +146,8 @@ async def main(args: argparse.Namespace) -> int:
     if logged is not None and log_bytes is not None:
         print(
             f"  the daemon logged {logged} 'unknown_user' login refusals, and "
-            f"{log_bytes / 1e6:.1f} MB of log in all (a line for every refused login)"
+            f"{log_bytes / 1e6:.1f} MB of log in all (past 6 a minute per address and reason, "
+            "refusals are only counted)"
         )
     return verdict(goals)
 
