@@ -345,7 +345,10 @@ class MessageView(QListView):
         self.scrollToBottom()
 
     def _before_insert(self, _parent: QModelIndex, first: int, _last: int) -> None:
-        if self._at_bottom or self._anchor is not None:
+        # Rows coming in above the top row (older messages) keep the view where it is, even
+        # when it also counts as at the bottom (a view barely taller than its rows is both):
+        # following the bottom then would jump away from what the reader scrolled to.
+        if self._anchor is not None:
             return
         top = self.indexAt(QPoint(1, 1))
         if top.isValid() and first <= top.row():
