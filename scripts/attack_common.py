@@ -30,7 +30,7 @@ from typing import Any
 import trio
 
 from trio_chat import wire
-from trio_chat.client import fetch_key
+from trio_chat.client import fetch_key, take_datagrams
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.engine import ServerConfig
 from trio_chat.events import Event
@@ -235,21 +235,7 @@ class Client:
         core, sock = self.core, self.sock
         core.start(trio.current_time())
         while not self.frozen:
-            now = trio.current_time()
-            for _ in range(64):
-                try:
-                    data = sock.recv(2048)
-                except BlockingIOError:
-                    break
-                except ConnectionRefusedError:
-                    core.connection_refused(now)
-                except OSError:
-                    continue
-                else:
-                    core.receive_datagram(data, now)
-            deadline = core.next_timer()
-            if deadline is not None and deadline <= now:
-                core.handle_timer(now)
+            take_datagrams(sock, core, trio.current_time(), most=64)
             self.flush()
             if core.closed:
                 return

@@ -61,6 +61,25 @@ class _SansIO(Protocol):
     def handle_timer(self, now: float) -> None: ...
 
 
+def take_datagrams(sock: socket.socket, core: _SansIO, now: float, most: int = 256) -> None:
+    """Hand a client core what waits on its connected, non-blocking socket (at most `most`
+    datagrams), then fire its timer if it is due."""
+    for _ in range(most):
+        try:
+            data = sock.recv(_RECEIVE_BUFFER)
+        except BlockingIOError:
+            break
+        except ConnectionRefusedError:
+            core.connection_refused(now)  # nothing listens at the daemon's address
+        except OSError:
+            continue
+        else:
+            core.receive_datagram(data, now)
+    deadline = core.next_timer()
+    if deadline is not None and deadline <= now:
+        core.handle_timer(now)
+
+
 async def _resolve(host: str, port: int) -> tuple[int, Any]:
     try:
         infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
@@ -86,21 +105,7 @@ class _Wire:
 
     def exchange(self, core: _SansIO) -> None:
         """Hand the core what arrived, fire its timer if due, send what it has."""
-        now = trio.current_time()
-        for _ in range(256):
-            try:
-                data = self.sock.recv(_RECEIVE_BUFFER)
-            except BlockingIOError:
-                break
-            except ConnectionRefusedError:
-                core.connection_refused(now)  # nothing listens at the daemon's address
-            except OSError:
-                continue
-            else:
-                core.receive_datagram(data, now)
-        deadline = core.next_timer()
-        if deadline is not None and deadline <= now:
-            core.handle_timer(now)
+        take_datagrams(self.sock, core, trio.current_time())
         self.send(core)
 
     def send(self, core: _SansIO) -> None:
