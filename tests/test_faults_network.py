@@ -95,10 +95,14 @@ async def test_messages_arrive_exactly_once_and_in_order_through_loss(
     assert result.out_of_order == 0
     assert result.acknowledged == result.stored == 80
     assert result.stored_duplicates == 0
-    # The network really was bad, both ways.
-    for direction in (result.proxy.to_server, result.proxy.to_client):
+    # The network really was bad, both ways. (Which datagrams meet which weather is
+    # seeded, but how many datagrams a run takes is not: a direction of 260 datagrams
+    # at 2% duplication has none one time in 200, so duplicates are counted over both.)
+    directions = (result.proxy.to_server, result.proxy.to_client)
+    for direction in directions:
         assert direction.dropped >= loss * direction.datagrams * 0.5
-        assert direction.duplicated > 0
+        assert direction.duplicated + direction.reordered > 0
+    assert sum(direction.duplicated for direction in directions) > 0
 
 
 async def test_logging_out_ends_at_once_when_the_daemon_has_already_closed_the_session(
