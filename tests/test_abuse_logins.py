@@ -253,3 +253,29 @@ def test_registrations_tell_whether_a_name_exists_no_faster_than_logins_may_gues
     # Another address is not affected.
     other = h.request(wire.Register(rid="o", name="taken", password="a-password"), OWNER)
     assert isinstance(other, wire.ErrorFrame) and other.code == "name_taken"
+
+
+def test_names_without_an_account_are_throttled_as_names_with_one_are() -> None:
+    h = driver(max_sessions_per_account=100)
+    h.auto_hash = True
+    h.add_account("mallory", "mallory-password")
+    # Failures at names that do not exist, each followed by a good login that clears the
+    # address's record: no name, existing or not, may come out throttled because of them.
+    for n in range(12):
+        assert login_code(h, f"ghost{n}", "guess") == "unknown_user"
+        assert login_code(h, "mallory", "mallory-password") == "welcome"
+    assert login_code(h, "ghost99", "guess") == "unknown_user"  # checked, not throttled
+    assert login_code(h, "alice", "guess") == "wrong_password"  # the same for a real one
+
+
+def login_code(h: EngineDriver, name: str, password: str) -> str:
+    answer = h.request(wire.Login(name=name, password=password), PROBER)
+    return answer.code if isinstance(answer, wire.ErrorFrame) else "welcome"
+
+
+def test_a_full_hashing_queue_answers_busy_before_a_name_is_looked_at() -> None:
+    h = driver(hash_queue_limit=1)
+    [attempt(h, (f"10.3.2.{a}", 1), "alice", "wrong password") for a in range(3)]
+    taken = h.request(wire.Register(rid="t", name="alice", password="a-password"), PROBER)
+    free = h.request(wire.Register(rid="f", name="nobody", password="a-password"), PROBER)
+    assert [getattr(taken, "code", None), getattr(free, "code", None)] == ["busy", "busy"]

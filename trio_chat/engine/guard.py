@@ -69,8 +69,8 @@ class LoginGuard:
         self._in_flight: OrderedDict[Hashable, int] = OrderedDict()
 
     def admit(self, ip: str, account: str, now: float) -> Refusal | None:
-        """Count a check for `account` (its key; "" for no account) from `ip` in, or say
-        why not."""
+        """Count a check for `account` (the key of the name asked for, whether or not it has
+        an account) from `ip` in, or say why not."""
         if self._in_flight.get(ip, 0) >= self._per_address:
             return BUSY
         waits = [self._address.retry_after(ip, now), self._pair.retry_after((account, ip), now)]

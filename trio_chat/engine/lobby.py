@@ -116,7 +116,8 @@ class Lobby:
             capacity=config.tracked_addresses,
         )
         """Registrations that told their network whether a name exists without creating
-        it: as many as its failed logins may be, so that neither way tests names faster."""
+        it: as many as its failed logins may be, so that registering tests names no faster
+        than logging in (whispers are held to the message rate instead)."""
         self._guard = LoginGuard(config)
         self._hashing = HashQueue(config.hash_slots, config.hash_queue_limit)
 
@@ -231,6 +232,10 @@ class Lobby:
             # Stored, but the answer was lost with a daemon that stopped: answer again.
             self._reply(session, wire.encode(wire.Registered(re=seq, name=existing.name)))
             return
+        if self._hashing.full:
+            # Before the name is looked at, taken or free: `busy` says nothing about it.
+            self._busy(session, seq, now)
+            return
         network = network_of(address)
         wait = self._name_lookups.retry_after(network, now)
         if wait > 0:
@@ -249,9 +254,6 @@ class Lobby:
             shown = self._shown_name(like)
             message = f"The name {name!r} could be mistaken for {shown!r}; choose another."
             self._refuse(session, seq, "name_taken", message)
-            return
-        if self._hashing.full:
-            self._busy(session, seq, now)
             return
         # Counted only now, before the hashing it guards: a taken name does not spend them.
         wait = self._register_limit.take(network, now)
@@ -344,11 +346,13 @@ class Lobby:
 
     def _on_login(self, session: Session, seq: int, request: wire.Login, now: float) -> None:
         address = session.address
-        account = self.accounts.get(name_key(request.name))
+        # Throttled by the name asked for, whether or not it has an account: the same
+        # allowances, the same answers, so a refusal never tells whether a name exists.
+        key = name_key(request.name)
+        account = self.accounts.get(key)
         if account is not None and self.account_full(account, request.replaces):
             self.refuse_account_full(session, seq, account)  # before any hash is spent
             return
-        key = account.key if account is not None else ""
         refusal = (
             self._guard.admit(network_of(address), key, now) if not self._hashing.full else BUSY
         )
@@ -393,7 +397,7 @@ class Lobby:
     ) -> None:
         account, address = attempt.account, attempt.address
         ok = ok and account is not None
-        self._guard.finish(network_of(address), account.key if account else "", ok, now)
+        self._guard.finish(network_of(address), name_key(attempt.request.name), ok, now)
         if session is None:
             return  # the channel closed meanwhile
         if account is None:

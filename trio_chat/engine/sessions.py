@@ -194,8 +194,10 @@ class Sessions:
 
     def _forget_init(self, session: Session) -> bool:
         """The connection no longer waits for its first record; whether it did."""
-        if self._by_init.pop((session.address, session.channel.remote_index), None) is None:
-            return False
+        key = (session.address, session.channel.remote_index)
+        if self._by_init.get(key) != session.sid:
+            return False  # not waiting, or the entry is another channel's (same index)
+        del self._by_init[key]
         if not session.counted:
             network = network_of(session.address)
             waiting = self._waiting_per_ip.pop(network, 1) - 1
