@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,7 +111,22 @@ def parser(description: str | None, *, attackers: bool = False) -> argparse.Argu
             default=ATTACKER_NICENESS,
             help="CPU niceness of the attackers' process",
         )
+        # How `run_attacker` starts the script again, as the attackers' process.
+        parser.add_argument("--attacker", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+def run_script(
+    args: argparse.Namespace,
+    main: Callable[[argparse.Namespace], Awaitable[int]],
+    attack: Callable[[argparse.Namespace], Awaitable[object]] | None = None,
+) -> int:
+    """Run a script's `main`, or, started again by `run_attacker`, its `attack`."""
+    if attack is not None and getattr(args, "attacker", False):
+        trio.run(attack, args)
+        return 0
+    status: int = trio.run(main, args)
+    return status
 
 
 # --- the daemon --------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from attack_common import (
     register_all,
     report,
     run_attacker,
+    run_script,
     schedule,
     verdict,
 )
@@ -176,13 +177,8 @@ def arguments() -> argparse.Namespace:
         default=2.0,
         help="seconds between alice's logins (0: she stays away, to show the account's limit)",
     )
-    options.add_argument("--attacker", action="store_true", help=argparse.SUPPRESS)
     return options.parse_args()
 
 
 if __name__ == "__main__":
-    args = arguments()
-    if args.attacker:
-        trio.run(attack, args)
-    else:
-        sys.exit(trio.run(main, args))
+    sys.exit(run_script(arguments(), main, attack))

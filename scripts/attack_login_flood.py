@@ -40,6 +40,7 @@ from attack_common import (
     register_all,
     report,
     run_attacker,
+    run_script,
     running,
     verdict,
 )
@@ -247,13 +248,8 @@ def arguments() -> argparse.Namespace:
     options.add_argument("--parallel", type=int, default=16, help="attempts at once per IP")
     options.add_argument("--rate", type=float, default=32.0, help="chat messages a second")
     options.add_argument("--quiet", type=float, default=10.0, help="seconds measured before")
-    options.add_argument("--attacker", action="store_true", help=argparse.SUPPRESS)
     return options.parse_args()
 
 
 if __name__ == "__main__":
-    args = arguments()
-    if args.attacker:
-        trio.run(flood, args)
-    else:
-        sys.exit(trio.run(main, args))
+    sys.exit(run_script(arguments(), main, flood))

@@ -379,12 +379,17 @@ async def main(args: argparse.Namespace) -> int:
         await trio.sleep(1.0)
         memory["pinners logged in"] = target.memory_kib()
         holes: dict[Client, int] = {}
-        async with trio.open_nursery() as nursery:
-            for client in pinning:
-                nursery.start_soon(pin, client, holes)
-        await trio.sleep(1.0)
-        memory["pinners pinned"] = target.memory_kib()
-        held_by_pinners = await held(pinning, holes)
+
+        async def pin_all(clients: list[Client], step: str) -> list[int]:
+            """Each client pins its frames; the daemon's memory after; what each holds."""
+            async with trio.open_nursery() as nursery:
+                for client in clients:
+                    nursery.start_soon(pin, client, holes)
+            await trio.sleep(1.0)
+            memory[step] = target.memory_kib()
+            return await held(clients, holes)
+
+        held_by_pinners = await pin_all(pinning, "pinners pinned")
         group.nursery.start_soon(keep_alive, pinning)
         channels = [Client(target, address(15 + n // 16)) for n in range(args.pin_channels)]
         opened = time.monotonic()
@@ -394,12 +399,7 @@ async def main(args: argparse.Namespace) -> int:
             await client.channel_open()
         await trio.sleep(0.5)
         memory["channels opened"] = target.memory_kib()
-        async with trio.open_nursery() as nursery:
-            for client in channels:
-                nursery.start_soon(pin, client, holes)
-        await trio.sleep(1.0)
-        memory["channels pinned"] = target.memory_kib()
-        held_by_channels = await held(channels, holes)
+        held_by_channels = await pin_all(channels, "channels pinned")
         # The daemon closes a channel that has not logged in after 10 s.
         await trio.sleep(max(0.0, opened + LIMITS.login_timeout + 2.0 - time.monotonic()))
         memory["channels closed"] = target.memory_kib()
