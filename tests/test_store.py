@@ -6,15 +6,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import trio
 
-from trio_chat.records import Account, MarkDelivered, Message, StoreOp
+from trio_chat.records import Account, MarkDelivered, Message
 from trio_chat.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
     SqliteStore,
     StorageError,
-    run_persistence,
 )
 
 
@@ -109,23 +107,6 @@ def test_undelivered_private_messages_survive_a_restart_until_marked(tmp_path: P
     assert [m.id for m in snapshot.undelivered] == [2]
     assert snapshot.public_count == 1
     reopened.close()
-
-
-async def test_the_persistence_task_commits_everything_queued_then_drains(tmp_path: Path) -> None:
-    store = SqliteStore.open(tmp_path / "chat.db")
-    send, receive = trio.open_memory_channel[StoreOp](100)
-    committed: list[StoreOp] = []
-    failed: list[StoreOp] = []
-    ops: list[StoreOp] = [account(1, "alice"), *(message(n, 1) for n in range(1, 51))]
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(run_persistence, store, receive, committed.append, failed.append)
-            for op in ops:
-                send.send_nowait(op)
-            send.close()  # the task drains what is queued, then ends
-    assert committed == ops and failed == []
-    assert len(store.history(1, None, 100)) == 50
-    store.close()
 
 
 def test_a_version_1_database_is_migrated_and_keeps_its_accounts(tmp_path: Path) -> None:

@@ -41,9 +41,10 @@ from .handshakes import HandshakeQueue
 from .keys import daemon_keys
 from .logs import NoteLog, Summary, event, limits_changed, shown
 from .noise import fingerprint
+from .persistence import Persistence
 from .records import Message, StoreOp
 from .secure import DaemonKeys
-from .store import SqliteStore, Storage, run_persistence
+from .store import SqliteStore, Storage
 
 log = logging.getLogger(__name__)
 SUMMARY_EVERY = 60.0
@@ -170,14 +171,12 @@ class Daemon:
         sock: socket.socket,
         storage: Storage,
         nursery: trio.Nursery,
-        persist: trio.MemorySendChannel[StoreOp],
         passwords: PasswordThreads,
     ) -> None:
         self.engine = engine
         self.sock = sock
-        self.storage = storage
         self.nursery = nursery
-        self._persist = persist
+        self.persistence = Persistence(storage, self.committed, self.failed)
         self._wait: trio.CancelScope | None = None
         self._passwords = passwords
         self.send_errors = 0
@@ -209,7 +208,9 @@ class Daemon:
                 self._receive(data, address, now, wall)
             engine.handle_timers(now, wall)
             self.flush()
-            if received == BATCH or handshakes:
+            if self.persistence.commit_here():
+                self.flush()  # what waited for the commit: acknowledgements, broadcasts
+            if received == BATCH or handshakes or self.persistence.queued:
                 await trio.lowlevel.checkpoint()
                 continue
             deadline = engine.next_timer()
@@ -258,7 +259,7 @@ class Daemon:
 
     def _start(self, effect: Effect) -> None:
         if isinstance(effect, Persist):
-            self._persist.send_nowait(effect.op)
+            self.persistence.add(effect.op)
         elif isinstance(effect, HashPassword):
             self.nursery.start_soon(self._hash, effect)
         elif isinstance(effect, CheckPassword):
@@ -278,14 +279,14 @@ class Daemon:
 
     async def _history(self, effect: LoadHistory) -> None:
         try:
-            messages: list[Message] | None = await trio.to_thread.run_sync(
-                self.storage.history, effect.account_id, effect.before, effect.limit
+            messages: list[Message] | None = await self.persistence.history(
+                effect.account_id, effect.before, effect.limit
             )
         except Exception:
             log.exception("could not read history")
             messages = None
         self.engine.history_loaded(effect.job, messages)
-        self.flush()
+        self._flush_soon()
 
     def committed(self, op: StoreOp) -> None:
         self.engine.committed(op, trio.current_time())
@@ -377,12 +378,9 @@ async def _run(
     # Every core but one may hash: the event loop keeps one to itself.
     passwords = PasswordThreads(max(1, (os.cpu_count() or 2) - 1))
     with contextlib.closing(passwords):
-        send_ops, receive_ops = trio.open_memory_channel[StoreOp](math.inf)
         async with trio.open_nursery() as nursery:
-            daemon = Daemon(engine, sock, storage, nursery, send_ops, passwords)
-            await nursery.start(
-                run_persistence, storage, receive_ops, daemon.committed, daemon.failed
-            )
+            daemon = Daemon(engine, sock, storage, nursery, passwords)
+            await nursery.start(daemon.persistence.run)
             address = sock.getsockname()
             _log_start(address, storage, engine, config)
             nursery.start_soon(log_summaries, engine, daemon.notes, summary_every)
@@ -393,7 +391,7 @@ async def _run(
                 await daemon.run()
             finally:
                 daemon.shutdown()
-                send_ops.close()  # the persistence task drains what is left, then ends
+                daemon.persistence.close()  # its task commits what is left, then ends
                 nursery.cancel_scope.cancel()
 
 

@@ -1,9 +1,9 @@
-"""SQLite storage and the persistence task that writes to it in group commits.
+"""SQLite storage.
 
-`SqliteStore` is synchronous and meant to run in worker threads; `run_persistence` is the
-Trio task that batches writes from a memory channel into one transaction each. The
-`Storage` protocol is all the daemon needs from a store, so another backend is one more
-class, not a rewrite.
+`SqliteStore` is synchronous: the daemon commits on its event loop while the disk is quick
+and reads history in worker threads (`persistence.py`), so its connection is shared under
+a lock. The `Storage` protocol is all the daemon needs from a store, so another backend is
+one more class, not a rewrite.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
-
-import trio
 
 from .records import Account, MarkDelivered, Message, Snapshot, StoreOp
 
@@ -292,44 +290,3 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-async def run_persistence(
-    storage: Storage,
-    ops: trio.MemoryReceiveChannel[StoreOp],
-    committed: Callable[[StoreOp], None],
-    failed: Callable[[StoreOp], None],
-    *,
-    max_batch: int = 2000,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Write what arrives on `ops`, each batch in one transaction, until the channel closes.
-
-    Everything waiting when a commit starts goes into it (group commit), so a slow disk
-    makes batches larger rather than replies slower. The task is shielded from
-    cancellation: the daemon stops it by closing the channel, and it drains first.
-    """
-    with trio.CancelScope(shield=True):
-        task_status.started()
-        async with ops:
-            async for first in ops:
-                batch = [first]
-                while len(batch) < max_batch:
-                    try:
-                        batch.append(ops.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                try:
-                    rejected = await trio.to_thread.run_sync(storage.write, batch)
-                except Exception as error:
-                    # One line, not a traceback: a full disk is the operator's to fix.
-                    log.error(
-                        "could not write %d changes to the database (%s: %s)",
-                        len(batch),
-                        type(error).__name__,
-                        error,
-                    )
-                    rejected = batch
-                rejected_ids = {id(op) for op in rejected}
-                for op in batch:
-                    (failed if id(op) in rejected_ids else committed)(op)

@@ -1,0 +1,197 @@
+"""Group commits: on the event loop while the disk is quick, in a worker thread when slow."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.test_store import account, message
+from trio_chat.persistence import SLOW_COMMIT, THREADED_AT_LEAST, Persistence
+from trio_chat.records import Message, Snapshot, StoreOp
+from trio_chat.store import SqliteStore
+
+
+class Clock:
+    """Time that moves only when a test, or a write it scripted, moves it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ScriptedDisk:
+    """A real store whose commits take the (fake) time the test says, on whichever thread
+    runs them; `reading` holds a history read until the test lets it go."""
+
+    def __init__(self, inner: SqliteStore, clock: Clock) -> None:
+        self.inner = inner
+        self.clock = clock
+        self.delays: list[float] = []
+        self.threads: list[bool] = []
+        self.reading = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def load(self, window: int) -> Snapshot:
+        return self.inner.load(window)
+
+    def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
+        self.threads.append(threading.current_thread() is not threading.main_thread())
+        self.clock.now += self.delays.pop(0) if self.delays else 0.0
+        return self.inner.write(ops)
+
+    def history(self, account_id: int, before: int | None, limit: int) -> list[Message]:
+        self.reading.set()
+        self.release.wait(10)
+        return self.inner.history(account_id, before, limit)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class Reports:
+    def __init__(self) -> None:
+        self.committed: list[StoreOp] = []
+        self.failed: list[StoreOp] = []
+        self.changed = trio.Event()
+
+    def on_committed(self, op: StoreOp) -> None:
+        self.committed.append(op)
+        self.changed.set()
+
+    def on_failed(self, op: StoreOp) -> None:
+        self.failed.append(op)
+        self.changed.set()
+
+    async def until(self, count: int) -> None:
+        while len(self.committed) + len(self.failed) < count:
+            self.changed = trio.Event()
+            await self.changed.wait()
+
+
+def setup(tmp_path: Path) -> tuple[Persistence, ScriptedDisk, Clock, Reports]:
+    clock = Clock()
+    disk = ScriptedDisk(SqliteStore.open(tmp_path / "chat.db"), clock)
+    reports = Reports()
+    return (
+        Persistence(disk, reports.on_committed, reports.on_failed, clock=clock),
+        disk,
+        clock,
+        reports,
+    )
+
+
+async def test_a_quick_disk_commits_on_the_loop_in_one_transaction_in_order(
+    tmp_path: Path,
+) -> None:
+    persistence, disk, _clock, reports = setup(tmp_path)
+    ops: list[StoreOp] = [account(1, "alice"), *(message(n, 1) for n in range(1, 51))]
+    for op in ops:
+        persistence.add(op)
+    assert persistence.commit_here()
+    assert reports.committed == ops and reports.failed == []
+    assert disk.threads == [False] and persistence.queued == 0
+    assert not persistence.commit_here()  # nothing queued, nothing done
+    assert [m.id for m in disk.inner.history(1, None, 100)] == list(range(1, 51))
+
+
+async def test_a_slow_commit_sends_the_next_ones_to_a_thread_and_the_loop_tries_again(
+    tmp_path: Path,
+) -> None:
+    persistence, disk, clock, reports = setup(tmp_path)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(persistence.run)
+            disk.delays = [2 * SLOW_COMMIT]
+            persistence.add(account(1, "alice"))
+            assert persistence.commit_here()  # slow, but done: the next ones go to a thread
+            persistence.add(message(1, 1))
+            assert not persistence.commit_here()
+            await reports.until(2)
+            assert disk.threads == [False, True] and persistence.commits_in_thread == 1
+
+            clock.now += THREADED_AT_LEAST + SLOW_COMMIT  # the loop tries again: still slow
+            disk.delays = [2 * SLOW_COMMIT]
+            persistence.add(message(2, 1))
+            assert persistence.commit_here()
+            clock.now += THREADED_AT_LEAST  # the pause has doubled
+            persistence.add(message(3, 1))
+            assert not persistence.commit_here()
+            await reports.until(4)
+
+            clock.now += THREADED_AT_LEAST + SLOW_COMMIT  # quick again: back on the loop
+            persistence.add(message(4, 1))
+            assert persistence.commit_here()
+            persistence.add(message(5, 1))
+            assert persistence.commit_here()
+            persistence.close()
+    assert disk.threads == [False, True, False, True, False, False]
+    assert [getattr(op, "id", None) for op in reports.committed] == [1, 1, 2, 3, 4, 5]
+
+
+async def test_a_history_read_keeps_commits_off_the_loop(tmp_path: Path) -> None:
+    persistence, disk, _clock, reports = setup(tmp_path)
+    disk.release.clear()
+    read: list[list[Message]] = []
+
+    async def read_history() -> None:
+        read.append(await persistence.history(1, None, 10))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(persistence.run)
+            nursery.start_soon(read_history)
+            await trio.to_thread.run_sync(disk.reading.wait)
+            persistence.add(account(1, "alice"))
+            assert not persistence.commit_here()  # the loop would wait for the read's lock
+            disk.release.set()
+            await reports.until(1)
+            persistence.close()
+    assert disk.threads == [True] and read == [[]]
+
+
+async def test_closing_commits_what_is_queued_then_the_task_ends(tmp_path: Path) -> None:
+    persistence, disk, _clock, reports = setup(tmp_path)
+    ops: list[StoreOp] = [account(1, "alice"), message(1, 1), message(2, 1)]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(persistence.run)
+            for op in ops:
+                persistence.add(op)
+            persistence.close()
+    assert reports.committed == ops and disk.threads == [True]
+    with pytest.raises(RuntimeError, match="closing"):
+        persistence.add(message(3, 1))
+
+
+class BrokenDisk(ScriptedDisk):
+    def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+async def test_a_failed_write_fails_its_changes_with_one_log_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    disk = BrokenDisk(SqliteStore.open(tmp_path / "chat.db"), clock)
+    reports = Reports()
+    persistence = Persistence(disk, reports.on_committed, reports.on_failed, clock=clock)
+    ops: list[StoreOp] = [account(1, "alice"), message(1, 1)]
+    for op in ops:
+        persistence.add(op)
+    with caplog.at_level(logging.ERROR):
+        assert persistence.commit_here()
+    assert reports.failed == ops and reports.committed == []
+    (line,) = caplog.records
+    assert line.getMessage() == (
+        "could not write 2 changes to the database (OperationalError: disk I/O error)"
+    )
+    assert line.exc_info is None
