@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from tests.test_store import account, message
-from trio_chat.persistence import SLOW_COMMIT, THREADED_AT_LEAST, Persistence
+from trio_chat.persistence import SLOW_COMMIT, SLOW_IN_A_ROW, THREADED_AT_LEAST, Persistence
 from trio_chat.records import Message, Snapshot, StoreOp
 from trio_chat.store import SqliteStore
 
@@ -103,38 +103,42 @@ async def test_a_quick_disk_commits_on_the_loop_in_one_transaction_in_order(
     assert [m.id for m in disk.inner.history(1, None, 100)] == list(range(1, 51))
 
 
-async def test_a_slow_commit_sends_the_next_ones_to_a_thread_and_the_loop_tries_again(
+async def test_slow_commits_in_a_row_send_the_next_ones_to_a_thread_and_the_loop_tries_again(
     tmp_path: Path,
 ) -> None:
     persistence, disk, clock, reports = setup(tmp_path)
+    slow = 2 * SLOW_COMMIT
+
+    def commit(n: int) -> bool:
+        persistence.add(message(n, 1))
+        return persistence.commit_here()
+
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(persistence.run)
-            disk.delays = [2 * SLOW_COMMIT]
             persistence.add(account(1, "alice"))
-            assert persistence.commit_here()  # slow, but done: the next ones go to a thread
-            persistence.add(message(1, 1))
-            assert not persistence.commit_here()
-            await reports.until(2)
-            assert disk.threads == [False, True] and persistence.commits_in_thread == 1
+            assert persistence.commit_here()
+            disk.delays = [slow, 0.0, *[slow] * SLOW_IN_A_ROW]
+            assert commit(1) and commit(2)  # one slow fsync among quick ones changes nothing
+            assert all(commit(n) for n in range(3, 3 + SLOW_IN_A_ROW))  # slow, but done
+            assert not commit(10)  # the next ones go to a thread
+            await reports.until(4 + SLOW_IN_A_ROW)
+            assert disk.threads[-1] and persistence.commits_in_thread == 1
 
             clock.now += THREADED_AT_LEAST + SLOW_COMMIT  # the loop tries again: still slow
-            disk.delays = [2 * SLOW_COMMIT]
-            persistence.add(message(2, 1))
-            assert persistence.commit_here()
+            disk.delays = [slow]
+            assert commit(11)
             clock.now += THREADED_AT_LEAST  # the pause has doubled
-            persistence.add(message(3, 1))
-            assert not persistence.commit_here()
-            await reports.until(4)
+            assert not commit(12)
+            await reports.until(6 + SLOW_IN_A_ROW)
 
             clock.now += THREADED_AT_LEAST + SLOW_COMMIT  # quick again: back on the loop
-            persistence.add(message(4, 1))
-            assert persistence.commit_here()
-            persistence.add(message(5, 1))
-            assert persistence.commit_here()
+            assert commit(13) and commit(14)
             persistence.close()
-    assert disk.threads == [False, True, False, True, False, False]
-    assert [getattr(op, "id", None) for op in reports.committed] == [1, 1, 2, 3, 4, 5]
+    assert disk.threads == [False] * (3 + SLOW_IN_A_ROW) + [True, False, True, False, False]
+    ids = [1, 1, 2, *range(3, 3 + SLOW_IN_A_ROW), 10, 11, 12, 13, 14]
+    assert [getattr(op, "id", None) for op in reports.committed] == ids
+    assert reports.failed == []
 
 
 async def test_a_history_read_keeps_commits_off_the_loop(tmp_path: Path) -> None:

@@ -12,10 +12,11 @@ without pause never does. Each of the commit's several SQLite calls then waited 
 loop to fall idle; during a flood of logins a chat message waited 15-30 ms for its commit,
 against 0.3 ms on the loop.
 
-A slow disk must not stall the loop, though: a commit that takes longer than
-`SLOW_COMMIT` sends the following ones to a worker thread (where a slow disk makes the
-groups larger, not the loop slower), and the loop tries again after a pause that doubles
-each time the disk is still slow, up to `THREADED_AT_MOST`.
+A slow disk must not stall the loop, though: `SLOW_IN_A_ROW` commits in a row that each
+take longer than `SLOW_COMMIT` send the following ones to a worker thread (where a slow
+disk makes the groups larger, not the loop slower); one slow `fsync` among quick ones
+does not. The loop tries again after a pause that doubles each time the disk is still
+slow, up to `THREADED_AT_MOST`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from .store import Storage
 log = logging.getLogger(__name__)
 
 SLOW_COMMIT = 0.004
-"""Seconds: a commit on the event loop slower than this sends commits to a worker thread."""
+"""Seconds: a commit on the event loop slower than this is slow."""
+SLOW_IN_A_ROW = 3
+"""Slow commits in a row that send the next ones to a worker thread."""
 THREADED_AT_LEAST = 1.0
 """Seconds commits stay in the worker thread after the first slow one."""
 THREADED_AT_MOST = 60.0
@@ -68,6 +71,7 @@ class Persistence:
         self._queue: list[StoreOp] = []
         self._threaded_until = -float("inf")
         self._threaded_for = THREADED_AT_LEAST
+        self._slow_in_a_row = 0
         self._in_thread = False
         self._reads = 0
         self._closed = False
@@ -97,19 +101,21 @@ class Persistence:
             self._wake.set()
             return False
         batch, self._queue = self._queue, []
-        self._report(batch, self._write(batch))
-        took = self._clock() - now
-        if took > self._slow:
+        rejected = self._write(batch)
+        took = self._clock() - now  # the disk's time, not what the reports set off
+        self._slow_in_a_row = self._slow_in_a_row + 1 if took > self._slow else 0
+        if self._slow_in_a_row >= SLOW_IN_A_ROW:
             self._threaded_until = now + took + self._threaded_for
             self._threaded_for = min(2 * self._threaded_for, THREADED_AT_MOST)
             log.info(
-                "a commit took %.0f ms: the next commits go to a worker thread for %.0f s",
+                "commits take %.0f ms: the next ones go to a worker thread for %.0f s",
                 1000 * took,
                 self._threaded_until - now - took,
             )
-        else:
+        elif not self._slow_in_a_row:
             self._threaded_for = THREADED_AT_LEAST
         self.commits_here += 1
+        self._report(batch, rejected)
         return True
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

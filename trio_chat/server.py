@@ -210,7 +210,7 @@ class Daemon:
             self.flush()
             if self.persistence.commit_here():
                 self.flush()  # what waited for the commit: acknowledgements, broadcasts
-            if received == BATCH or handshakes or self.persistence.queued:
+            if received == BATCH or handshakes:
                 await trio.lowlevel.checkpoint()
                 continue
             deadline = engine.next_timer()
