@@ -37,7 +37,7 @@ SLOW_COMMIT = 0.004
 SLOW_IN_A_ROW = 3
 """Slow commits in a row that send the next ones to a worker thread."""
 THREADED_AT_LEAST = 1.0
-"""Seconds commits stay in the worker thread after the first slow one."""
+"""Seconds commits stay in the worker thread the first time they go there."""
 THREADED_AT_MOST = 60.0
 """...doubling each time the next try on the loop is slow again, up to this."""
 

@@ -1,4 +1,4 @@
-"""What trio-chat keeps: accounts and messages, and the writes the persistence task makes."""
+"""What trio-chat keeps: accounts and messages, and the changes the daemon commits."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """The daemon: the engine under a thin Trio shell.
 
-One nursery runs the UDP receive loop (which also fires the engine's timers), the
-persistence task, and short tasks that hash passwords or read history in worker threads.
-Cancelling `serve` shuts down cleanly: sessions are told, the persistence channel is
-drained, the database is closed.
+One nursery runs the UDP receive loop (which also fires the engine's timers and, at the
+end of each turn, commits what the turn stored: `persistence.py`), the persistence task
+(commits in a worker thread while the disk is slow), and short tasks that hash passwords
+or read history in worker threads. Cancelling `serve` shuts down cleanly: sessions are
+told, what is still queued is committed, the database is closed.
 """
 
 from __future__ import annotations
