@@ -123,7 +123,7 @@ async def test_slow_commits_in_a_row_send_the_next_ones_to_a_thread_and_the_loop
             assert all(commit(n) for n in range(3, 3 + SLOW_IN_A_ROW))  # slow, but done
             assert not commit(10)  # the next ones go to a thread
             await reports.until(4 + SLOW_IN_A_ROW)
-            assert disk.threads[-1] and persistence.commits_in_thread == 1
+            assert disk.threads[-1] and disk.threads.count(True) == 1
 
             clock.now += THREADED_AT_LEAST + SLOW_COMMIT  # the loop tries again: still slow
             disk.delays = [slow]

@@ -76,8 +76,6 @@ class Persistence:
         self._reads = 0
         self._closed = False
         self._wake = trio.Event()
-        self.commits_here = 0
-        self.commits_in_thread = 0
 
     @property
     def queued(self) -> int:
@@ -114,7 +112,6 @@ class Persistence:
             )
         elif not self._slow_in_a_row:
             self._threaded_for = THREADED_AT_LEAST
-        self.commits_here += 1
         self._report(batch, rejected)
         return True
 
@@ -137,7 +134,6 @@ class Persistence:
                     finally:
                         self._in_thread = False
                     self._report(batch, rejected)
-                    self.commits_in_thread += 1
                 if self._closed:
                     return
 
