@@ -537,6 +537,7 @@ def test_the_module_is_sans_io() -> None:
     assert imported == {
         "__future__",
         "base64",
+        "functools",
         "hashlib",
         "hmac",
         "struct",
