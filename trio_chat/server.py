@@ -211,12 +211,14 @@ class Daemon:
                     continue  # an ICMP error for an earlier send; nothing to read here
                 if not handshakes.defer(data, address):
                     self._receive(data, address, now, wall)
-            for data, address in handshakes.turn():
-                self._receive(data, address, now, wall)
+            if handshakes:
+                # What this turn's datagrams stored goes out before the handshakes held
+                # back for it are answered: a chat message does not wait for their DHs.
+                self._settle()
+                for data, address in handshakes.turn():
+                    self._receive(data, address, now, wall)
             engine.handle_timers(now, wall)
-            self.flush()
-            if self.persistence.commit_here():
-                self.flush()  # what waited for the commit: acknowledgements, broadcasts
+            self._settle()
             if received == BATCH or handshakes:
                 await trio.lowlevel.checkpoint()
                 continue
@@ -243,6 +245,12 @@ class Daemon:
         except Exception:
             # A bug must not let one peer's datagram stop the daemon for everyone.
             log.exception("error handling a datagram from %s", address)
+
+    def _settle(self) -> None:
+        """Send what the engine has, commit what it stored, send what waited for that."""
+        self.flush()
+        if self.persistence.commit_here():
+            self.flush()  # acknowledgements and broadcasts
 
     def flush(self) -> None:
         """Send what the engine has for the network; start the work it asked for."""
