@@ -71,14 +71,21 @@ class Socket:
         return answer
 
     async def exchange(self, data: bytes) -> list[bytes]:
-        """Send `data`; what came back that was for none of our channels."""
+        """Send `data`; what came back that was for none of our channels.
+
+        The daemon answers the room before strangers and handshakes within a turn, so
+        the probe's answer may overtake the one to `data`; by the answer to a second
+        probe, sent once the first is back, the turn that read `data` has ended.
+        """
         probe = self.probe
         assert probe is not None
         await self.sock.send(data)
-        (seq,), who = probe.request(dumps({"t": "who"}))
-        await self.sock.send(who)
-        outside = await self.take(lambda: bool(probe.final_answers(seq)))
-        await self.sock.send(probe.ack())
+        outside: list[bytes] = []
+        for _barrier in range(2):
+            (seq,), who = probe.request(dumps({"t": "who"}))
+            await self.sock.send(who)
+            outside += await self.take(lambda: bool(probe.final_answers(seq)))  # noqa: B023
+            await self.sock.send(probe.ack())
         return outside
 
 
