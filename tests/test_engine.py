@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trio_chat import wire
+from trio_chat import secure, wire
 from trio_chat.engine import Address, LoadHistory, ServerConfig, ServerEngine
 from trio_chat.records import Account, MarkDelivered, Message, Snapshot
 from trio_chat.room import LocalRoom
@@ -618,3 +618,26 @@ def test_whispers_to_names_that_do_not_exist_count_against_the_message_rate() ->
     assert isinstance(answer(alice, ok), wire.Ok)
     late = alice.send(wire.Whisper(to="bob", text="again", cid="real2"))
     assert getattr(answer(alice, late), "code", None) == "rate_limited"
+
+
+def test_the_rooms_datagrams_are_told_from_the_rest_by_their_header_alone() -> None:
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    stranger = Peer(h, None, address=BOB)  # a channel that has not logged in
+
+    def next_datagram(peer: Peer) -> bytes:
+        peer._ping()
+        (data,) = peer.connection.datagrams_to_send(h.now)
+        return data
+
+    from_alice, from_stranger = next_datagram(alice), next_datagram(stranger)
+    assert h.engine.from_member(from_alice)
+    assert not h.engine.from_member(from_stranger)
+    unknown = wire.data_header(0xFFFF_FFFF, 1) + from_alice[wire.DATA_HEADER_BYTES :]
+    init = secure.initiate(h.server_key, 7).datagram()
+    for other in (unknown, from_alice[: wire.DATA_HEADER_BYTES - 1], init, b""):
+        assert not h.engine.from_member(other)
+    # Telling them apart reads nothing: alice's ping is still read and checked as usual.
+    pings = h.engine.stats["pings"]
+    alice.take(h.receive(from_alice, ALICE))
+    assert h.engine.stats["pings"] == pings + 1

@@ -193,6 +193,7 @@ class Daemon:
         """Receive datagrams and fire timers until cancelled."""
         engine, sock = self.engine, self.sock
         receive = sock.recvfrom
+        from_member = engine.from_member
         stats = engine.stats
         keepalive_rate = KeepaliveRate()
         handshakes: HandshakeQueue[Address] = HandshakeQueue()
@@ -200,6 +201,7 @@ class Daemon:
             now, wall = trio.current_time(), time.time()
             datagrams, keepalives = stats["datagrams_in"], stats["keepalives"]
             received = 0
+            later: list[tuple[bytes, Address]] = []
             while received < BATCH:
                 received += 1
                 try:
@@ -209,12 +211,17 @@ class Daemon:
                     break
                 except OSError:
                     continue  # an ICMP error for an earlier send; nothing to read here
-                if not handshakes.defer(data, address):
+                if from_member(data):
                     self._receive(data, address, now, wall)
-            if handshakes:
-                # What this turn's datagrams stored goes out before the handshakes held
-                # back for it are answered: a chat message does not wait for their DHs.
+                elif not handshakes.defer(data, address):
+                    later.append((data, address))
+            if later or handshakes:
+                # The room's datagrams are read first and what they stored is committed
+                # and sent before logins, strangers and the handshakes held back are
+                # answered: a chat message does not wait behind a login flood.
                 self._settle()
+                for data, address in later:
+                    self._receive(data, address, now, wall)
                 for data, address in handshakes.turn():
                     self._receive(data, address, now, wall)
             engine.handle_timers(now, wall)

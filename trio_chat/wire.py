@@ -162,6 +162,7 @@ Datagram: TypeAlias = KeyRequest | Key | Init | Response | Retry | Refused | Dat
 
 _INDEX: Final = struct.Struct(">I")
 _DATA_HEADER: Final = struct.Struct(">BIQ")
+_DATA_KIND: Final = bytes((DATA,))
 _RESPONSE_HEADER: Final = struct.Struct(">BBII")
 
 
@@ -199,6 +200,15 @@ def refused_datagram(code: str, message: str, retry_after: float | None = None) 
 def data_header(receiver_index: int, packet_number: int) -> bytes:
     """The clear (and authenticated) start of a `DATA` datagram."""
     return _DATA_HEADER.pack(DATA, receiver_index, packet_number)
+
+
+def data_receiver_index(datagram: bytes) -> int | None:
+    """The receiver index of what looks like a `DATA` datagram (its header only, nothing
+    checked beyond it), else None: for putting datagrams in order before reading them."""
+    if datagram[:1] != _DATA_KIND or len(datagram) < DATA_HEADER_BYTES:
+        return None
+    index: int = _INDEX.unpack_from(datagram, 1)[0]
+    return index
 
 
 def data_packet_number(datagram: bytes) -> int:

@@ -133,6 +133,16 @@ class ServerEngine:
 
     # --- input ----------------------------------------------------------------------------
 
+    def from_member(self, data: bytes) -> bool:
+        """Whether `data` is addressed to a logged-in session (its clear header only: the
+        datagram is still read and checked as any other). The receive loop takes these
+        first, so the room's traffic does not wait behind logins and strangers."""
+        index = wire.data_receiver_index(data)
+        if index is None:
+            return False
+        session = self.sessions.get(index)
+        return session is not None and session.account is not None
+
     def receive_datagram(self, data: bytes, address: Address, now: float, wall: float) -> None:
         """Handle one datagram from the network, whatever it holds."""
         self.stats["datagrams_in"] += 1
