@@ -641,3 +641,22 @@ def test_the_rooms_datagrams_are_told_from_the_rest_by_their_header_alone() -> N
     pings = h.engine.stats["pings"]
     alice.take(h.receive(from_alice, ALICE))
     assert h.engine.stats["pings"] == pings + 1
+
+
+def test_a_channel_that_ends_leaves_a_newer_channel_with_its_index_waiting() -> None:
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    index = alice.session.channel.remote_index
+    transport = h.engine.transport
+    # A new channel from the same address and client index (a client that restarted and
+    # drew the same index): it waits for its first record under the same key.
+    newer = h.receive(secure.initiate(h.server_key, index).datagram(), ALICE)
+    assert [wire.parse_datagram_untrusted(d).__class__ for d in newer] == [wire.Response]
+    waiting = transport.answered(ALICE, index)
+    assert waiting is not None and waiting.sid != alice.sid
+    assert transport.waiting_from(ALICE) == 1 and transport.unproven == 1
+    alice.send(wire.Logout())
+    assert alice.sid not in h.engine.sessions
+    # The old channel's end takes nothing of the newer one's.
+    assert transport.answered(ALICE, index) is waiting
+    assert transport.waiting_from(ALICE) == 1 and transport.unproven == 1
