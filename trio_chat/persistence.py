@@ -61,13 +61,11 @@ class Persistence:
         failed: Report,
         *,
         clock: Callable[[], float] = time.perf_counter,
-        slow: float = SLOW_COMMIT,
     ) -> None:
         self.storage = storage
         self._committed = committed
         self._failed = failed
         self._clock = clock
-        self._slow = slow
         self._queue: list[StoreOp] = []
         self._threaded_until = -float("inf")
         self._threaded_for = THREADED_AT_LEAST
@@ -101,7 +99,7 @@ class Persistence:
         batch, self._queue = self._queue, []
         rejected = self._write(batch)
         took = self._clock() - now  # the disk's time, not what the reports set off
-        self._slow_in_a_row = self._slow_in_a_row + 1 if took > self._slow else 0
+        self._slow_in_a_row = self._slow_in_a_row + 1 if took > SLOW_COMMIT else 0
         if self._slow_in_a_row >= SLOW_IN_A_ROW:
             self._threaded_until = now + took + self._threaded_for
             self._threaded_for = min(2 * self._threaded_for, THREADED_AT_MOST)
