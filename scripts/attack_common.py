@@ -2,7 +2,7 @@
 and the figures they print.
 
 Every client here is the project's client core (`ClientConnection`) on a UDP socket bound
-to one of the loopback addresses 127.0.0.2 to 127.0.0.60, so the daemon sees each as a
+to one of the loopback addresses 127.0.0.2 to 127.0.0.250, so the daemon sees each as a
 different IP; nothing is ever sent outside 127.0.0.0/8. A script starts its own daemon
 (`DaemonProcess`, on 127.0.0.1, a free port, a temporary database) unless it is given
 `--port`, and then attacks the daemon listening on 127.0.0.1 at that port instead (the
@@ -49,8 +49,8 @@ would (`--attacker-nice 0` lets it compete)."""
 
 
 def address(n: int) -> str:
-    """The loopback address 127.0.0.n, for n from 2 to 60: one client IP of the attack."""
-    if not 2 <= n <= 60:
+    """The loopback address 127.0.0.n, for n from 2 to 250: one client IP of the attack."""
+    if not 2 <= n <= 250:
         raise ValueError(f"127.0.0.{n} is outside the addresses the scripts may use")
     return f"127.0.0.{n}"
 
