@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ import trio
 from trio_chat import PublicMessage, connect, register, wire
 from trio_chat.client import ClientConfig
 from trio_chat.engine import Address, ServerConfig, ServerEngine
+from trio_chat.records import Message, Snapshot, StoreOp
 from trio_chat.reliability import Link
 from trio_chat.server import serve
 from trio_chat.testing.driver import EngineDriver, Peer
 from trio_chat.testing.links import plain_open, plain_seal
+from trio_chat.testing.raw_peer import RawPeer
 
 ALICE = ("127.0.0.1", 40001)
 BOB = ("127.0.0.1", 40002)
@@ -121,4 +124,52 @@ async def test_chat_goes_on_while_the_daemon_pauses_between_keepalives(tmp_path:
                     if isinstance(event, PublicMessage) and event.text == "still here":
                         assert event.id == sent.id
                         break
+            nursery.cancel_scope.cancel()
+
+
+class _Memory:
+    """Storage that keeps what it is given in a list: every commit is quick."""
+
+    def __init__(self) -> None:
+        self.stored: list[StoreOp] = []
+
+    def load(self, window: int) -> Snapshot:
+        return Snapshot()
+
+    def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
+        self.stored.extend(ops)
+        return []
+
+    def history(self, account_id: int, before: int | None, limit: int) -> list[Message]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_message_is_acknowledged_in_the_datagram_that_answers_it() -> None:
+    """The daemon commits before it sends: the `ok` and the acknowledgement of the `say`
+    leave together, not an acknowledgement alone first."""
+    engines: list[ServerEngine] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            daemon = functools.partial(serve, storage=_Memory(), on_ready=engines.append)
+            host, port = await nursery.start(daemon, "127.0.0.1", 0)
+            await register(host, port, "alice", "correct horse")
+            (engine,) = engines
+            alice = RawPeer(engine.keys.public, "alice", "correct horse")
+            await alice.log_in(host, port)
+            link = alice.connection.link
+            assert link is not None
+            (session,) = [s for s in engine.sessions.values() if s.account is not None]
+            while not (session.link.idle and link.idle):  # the login's datagrams settle
+                await alice.step(0.01)
+            handle = alice.connection.say("hello")
+            for datagram in alice.connection.datagrams_to_send(trio.current_time()):
+                await alice.sock.send(datagram)
+            answer = await alice.sock.recv(2048)
+            alice.connection.receive_datagram(answer, trio.current_time())
+            assert handle.done and handle.error is None
+            assert link.queued == 0  # the same datagram acknowledged the `say`
+            alice.close()
             nursery.cancel_scope.cancel()

@@ -254,10 +254,16 @@ class Daemon:
             log.exception("error handling a datagram from %s", address)
 
     def _settle(self) -> None:
-        """Send what the engine has, commit what it stored, send what waited for that."""
+        """Commit what the engine stored, then send what it has.
+
+        What waited for the commit (a message's `ok` to its sender and the message to
+        the room) then leaves at once, and a request's acknowledgement rides in the same
+        datagram as its answer instead of one of its own sent before the commit.
+        """
+        for effect in self.engine.take_effects():
+            self._start(effect)
+        self.persistence.commit_here()
         self.flush()
-        if self.persistence.commit_here():
-            self.flush()  # acknowledgements and broadcasts
 
     def flush(self) -> None:
         """Send what the engine has for the network; start the work it asked for."""
