@@ -93,6 +93,60 @@ def test_a_datagram_carrying_a_message_is_not_a_keepalive() -> None:
     assert [ok.id for ok in alice.of_type(wire.Ok) if ok.id is not None] == [1]
 
 
+def test_requests_sent_in_bulk_are_acknowledged_before_they_are_worked_on() -> None:
+    h = EngineDriver(
+        ServerConfig(message_rate=100.0, message_burst=100), acknowledge_bulk_first=True
+    )
+    h.add_account("alice")
+    alice = Peer(h, "alice", address=ALICE)
+    alice.flush(ack=True)
+    engine = h.engine
+    bulk = [alice.request(wire.Say(text=f"m{n}", cid=f"c{n}")) for n in range(10)]
+    (datagram,) = alice.connection.datagrams_to_send(h.now)
+    engine.receive_datagram(datagram, ALICE, h.now, h.wall)
+    assert engine.set_aside and engine.take_effects() == []  # nothing worked on yet
+    (ack,) = [data for data, to in engine.datagrams_to_send(h.now, h.wall) if to == ALICE]
+    alice.take([ack])
+    assert alice.link.queued == 0  # all ten acknowledged
+    assert not any(handle.done for handle in bulk)
+    # A request sent after them, alone in its datagram, waits behind them.
+    after = alice.request(wire.Say(text="after", cid="c10"))
+    for data in alice.connection.datagrams_to_send(h.now):
+        engine.receive_datagram(data, ALICE, h.now, h.wall)
+    assert engine.take_effects() == []
+    engine.handle_set_aside(h.now, h.wall)
+    assert not engine.set_aside
+    h.pump()
+    alice.poll()
+    handles = [*bulk, after]
+    assert all(handle.done and handle.error is None for handle in handles)
+    ids = [handle.result.id for handle in handles]
+    assert ids == sorted(ids) and len(set(ids)) == 11
+    assert [m.text for m in h.stored_messages()] == [*(f"m{n}" for n in range(10)), "after"]
+
+
+def test_a_few_requests_are_worked_on_at_once_and_timers_take_what_was_set_aside() -> None:
+    h = EngineDriver(
+        ServerConfig(message_rate=100.0, message_burst=100), acknowledge_bulk_first=True
+    )
+    h.add_account("alice")
+    alice = Peer(h, "alice", address=ALICE)
+    alice.flush(ack=True)
+    engine = h.engine
+    few = [alice.request(wire.Say(text=f"m{n}", cid=f"c{n}")) for n in range(3)]
+    alice.flush()
+    assert not engine.set_aside and all(handle.done for handle in few)
+    bulk = [alice.request(wire.Say(text=f"b{n}", cid=f"b{n}")) for n in range(8)]
+    for data in alice.connection.datagrams_to_send(h.now):
+        engine.receive_datagram(data, ALICE, h.now, h.wall)
+    assert engine.set_aside
+    engine.handle_timers(h.now, h.wall)  # a turn never ends with requests set aside
+    assert not engine.set_aside
+    h.pump()
+    alice.poll()
+    assert all(handle.done for handle in bulk)
+
+
 async def test_chat_goes_on_while_the_daemon_pauses_between_keepalives(tmp_path: Path) -> None:
     pausing = trio.Event()
 

@@ -215,6 +215,11 @@ class Daemon:
                     self._receive(data, address, now, wall)
                 elif not handshakes.defer(data, address):
                     later.append((data, address))
+            if engine.set_aside:
+                # Requests that came in bulk: acknowledged before they are worked on, so
+                # that their client can send what it holds back meanwhile.
+                self.flush()
+                engine.handle_set_aside(now, wall)
             if later or handshakes:
                 # The room's datagrams are read first and what they stored is committed
                 # and sent before logins, strangers and the handshakes held back are
@@ -401,7 +406,7 @@ async def _run(
     task_status: trio.TaskStatus[Address],
 ) -> None:
     snapshot = await trio.to_thread.run_sync(storage.load, config.window_messages)
-    engine = ServerEngine(config, snapshot, keys=keys)
+    engine = ServerEngine(config, snapshot, keys=keys, acknowledge_bulk_first=True)
     _freeze_startup_heap()
     # Every core but one may hash: the event loop keeps one to itself.
     passwords = PasswordThreads(max(1, (os.cpu_count() or 2) - 1))

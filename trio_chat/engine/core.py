@@ -64,6 +64,9 @@ LOGIN_TIMED_OUT = wire.encode(
 CROWDED = wire.encode(wire.Bye(reason="too_many_sessions", message=TOO_MANY_SESSIONS))
 MEMORY_CHECK_EVERY = 1.0
 """Seconds between counts of the bytes all sessions have queued."""
+BULK_FRAMES = 8
+"""A datagram with this many requests comes from a client sending in bulk (a bot, a
+paste): with `acknowledge_bulk_first`, it is acknowledged before it is worked on."""
 
 
 class ServerEngine:
@@ -78,6 +81,7 @@ class ServerEngine:
         new_token: Callable[[], str] = new_token,
         new_index: Callable[[], int] = new_index,
         room: Callable[[Deliver], Fanout] = LocalRoom,
+        acknowledge_bulk_first: bool = False,
     ) -> None:
         self.config = config = config or ServerConfig()
         snapshot = snapshot or Snapshot()
@@ -87,6 +91,12 @@ class ServerEngine:
         self.accounts: dict[str, Account] = {a.key: a for a in snapshot.accounts}
         accounts_by_id = {a.id: a for a in snapshot.accounts}
         self._effects: list[Effect] = []
+        self.acknowledge_bulk_first = acknowledge_bulk_first
+        """Set aside the requests of a datagram of `BULK_FRAMES` or more (and what comes
+        after them from that session) until `handle_set_aside`, acknowledging them at once:
+        the shell then sends the acknowledgement before the work, and a client whose
+        window of unacknowledged frames is full sends its next requests meanwhile."""
+        self._set_aside: dict[Session, list[tuple[int, msgspec.Raw]]] = {}
         self._outbox: Outbox = []
         self._notes: list[Note] = []
         jobs = itertools.count(1)
@@ -174,12 +184,39 @@ class ServerEngine:
             link.acked_tags = []
             if effect is not None:
                 self._effects.append(effect)
+        if not delivered:
+            return
+        if self.acknowledge_bulk_first:
+            waiting = self._set_aside.get(session)
+            if waiting is not None or len(delivered) >= BULK_FRAMES:
+                session.link.acknowledge_now(now)
+                if waiting is None:
+                    self._set_aside[session] = list(delivered)
+                else:
+                    waiting.extend(delivered)  # after what is set aside, in order
+                return
+        self._on_frames(session, delivered, now, wall)
+
+    @property
+    def set_aside(self) -> bool:
+        """Whether requests wait for `handle_set_aside`."""
+        return bool(self._set_aside)
+
+    def handle_set_aside(self, now: float, wall: float) -> None:
+        """Work on the requests set aside (see `acknowledge_bulk_first`), in order."""
+        waiting, self._set_aside = self._set_aside, {}
+        for session, delivered in waiting.items():
+            self._on_frames(session, delivered, now, wall)
+
+    def _on_frames(
+        self, session: Session, delivered: list[tuple[int, msgspec.Raw]], now: float, wall: float
+    ) -> None:
         pings = self.stats["pings"]
         for seq, raw in delivered:
             if session.sid not in self.sessions:
                 break  # a logout earlier in this datagram ended the session
             self._on_frame(session, seq, raw, now, wall)
-        if delivered and self.stats["pings"] - pings == len(delivered):
+        if self.stats["pings"] - pings == len(delivered):
             self.stats["keepalives"] += 1
 
     def _on_frame(
@@ -317,6 +354,8 @@ class ServerEngine:
 
     def handle_timers(self, now: float, wall: float) -> None:
         """Retransmit, acknowledge late, and close sessions that went silent or stuck."""
+        if self._set_aside:
+            self.handle_set_aside(now, wall)  # nothing waits past a turn
         for session, reason in self.transport.expire(now):
             if reason == "unauthenticated":
                 # Said, not only done: a client that is still there learns it at once.

@@ -63,6 +63,8 @@ class EngineDriver:
     hashing: list[HashPassword | CheckPassword] = field(default_factory=list)
     """Password work handed out and not yet done (with `auto_hash` off)."""
     hashes_done: int = 0
+    acknowledge_bulk_first: bool = False
+    """As the daemon runs its engine: requests sent in bulk wait for `handle_set_aside`."""
 
     def __post_init__(self) -> None:
         tokens = iter(range(1, 10**9))
@@ -73,6 +75,7 @@ class EngineDriver:
             keys=self.keys,
             new_token=lambda: f"token{next(tokens):017d}",
             new_index=lambda: next(sids),
+            acknowledge_bulk_first=self.acknowledge_bulk_first,
         )
 
     @property
