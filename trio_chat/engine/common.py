@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from datetime import UTC, datetime
 from typing import Any
@@ -26,8 +27,12 @@ Outbox = list[tuple[bytes, Address]]
 """Datagrams the engine has decided to send, in order, waiting for the shell."""
 
 
+@functools.lru_cache(maxsize=8)
 def iso_time(wall: float) -> str:
-    """A Unix time as the wire's timestamp: UTC, milliseconds, `Z`."""
+    """A Unix time as the wire's timestamp: UTC, milliseconds, `Z`.
+
+    Kept for the last few times asked: the daemon stamps every message of a turn with
+    the turn's time, so a burst of messages makes the string once (~1.5 us each)."""
     stamp = datetime.fromtimestamp(wall, tz=UTC).isoformat(timespec="milliseconds")
     return stamp.replace("+00:00", "Z")
 
