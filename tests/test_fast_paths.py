@@ -93,13 +93,20 @@ def test_a_datagram_carrying_a_message_is_not_a_keepalive() -> None:
     assert [ok.id for ok in alice.of_type(wire.Ok) if ok.id is not None] == [1]
 
 
-def test_requests_sent_in_bulk_are_acknowledged_before_they_are_worked_on() -> None:
+def _bulk_daemon_and_alice() -> tuple[EngineDriver, Peer]:
+    """An engine run as the daemon runs it (bulk requests acknowledged first), and
+    alice logged in, with nothing in flight either way."""
     h = EngineDriver(
         ServerConfig(message_rate=100.0, message_burst=100), acknowledge_bulk_first=True
     )
     h.add_account("alice")
     alice = Peer(h, "alice", address=ALICE)
     alice.flush(ack=True)
+    return h, alice
+
+
+def test_requests_sent_in_bulk_are_acknowledged_before_they_are_worked_on() -> None:
+    h, alice = _bulk_daemon_and_alice()
     engine = h.engine
     bulk = [alice.request(wire.Say(text=f"m{n}", cid=f"c{n}")) for n in range(10)]
     (datagram,) = alice.connection.datagrams_to_send(h.now)
@@ -126,12 +133,7 @@ def test_requests_sent_in_bulk_are_acknowledged_before_they_are_worked_on() -> N
 
 
 def test_a_few_requests_are_worked_on_at_once_and_timers_take_what_was_set_aside() -> None:
-    h = EngineDriver(
-        ServerConfig(message_rate=100.0, message_burst=100), acknowledge_bulk_first=True
-    )
-    h.add_account("alice")
-    alice = Peer(h, "alice", address=ALICE)
-    alice.flush(ack=True)
+    h, alice = _bulk_daemon_and_alice()
     engine = h.engine
     few = [alice.request(wire.Say(text=f"m{n}", cid=f"c{n}")) for n in range(3)]
     alice.flush()
