@@ -70,6 +70,8 @@ def test_quick_bench_prints_its_table_and_the_fanout_ratio() -> None:
     assert table[("fanout", "durable acks to sender")][3] == "40"
     assert table[("scale", "sessions")][2:4] == ["6", "6"]
     assert table[("scale", "sessions lost")][3] == "0"
+    # The writer's CPU is shown beside the daemon's: it must not be the bottleneck unseen.
+    assert re.fullmatch(r"\d+\.\d\d", table[("persistence", "writer CPU s")][3])
     # Through the fault proxy, dropping a fifth of the datagrams each way: trio-chat still
     # delivers every message once and in order, and acknowledges every one; the seed has
     # no acknowledgements to time.

@@ -60,6 +60,7 @@ ROWS: tuple[Row, ...] = (
     Row("scale", "  counted from the stop s", "back_after_stop", "{:.2f}", ratio=False),
     Row("persistence", "durable msgs/s", "rate", "{:,.0f}", "31-45k (v1)"),
     Row("persistence", "server CPU s", "server_cpu", "{:.2f}"),
+    Row("persistence", "writer CPU s", "client_cpu", "{:.2f}"),
     Row("loss", "datagrams dropped", "dropped", "{:.1%}", ratio=False),
     Row("loss", "delivered share", "share", "{:.2%}", "100%, once"),
     Row("loss", "duplicates / reordered", "dup_order", "{}", "0 / 0", ratio=False),

@@ -237,6 +237,7 @@ def persistence(ctx: Context, kind: str) -> Figures:
         "rate": result["acked"] / elapsed if elapsed > 0 else 0.0,
         "acked": result["acked"],
         "server_cpu": server_cpu,
+        "client_cpu": result["cpu"],
     }
 
 
