@@ -265,8 +265,7 @@ class Daemon:
         the room) then leaves at once, and a request's acknowledgement rides in the same
         datagram as its answer instead of one of its own sent before the commit.
         """
-        for effect in self.engine.take_effects():
-            self._start(effect)
+        self._start_effects()
         self.persistence.commit_here()
         self.flush()
 
@@ -281,14 +280,18 @@ class Daemon:
             except OSError:
                 # A full send buffer or an unreachable peer: the link retransmits.
                 self.send_errors += 1
-        for effect in engine.take_effects():
-            self._start(effect)
+        self._start_effects()
         for note in engine.take_notes():
             self.notes.log(note, now)
         if self._wait is not None:
             deadline = engine.next_timer()
             if deadline is not None and deadline < self._wait.deadline:
                 self._wait.deadline = deadline
+
+    def _start_effects(self) -> None:
+        """Start the work the engine asked for: commits queued, hashes and reads begun."""
+        for effect in self.engine.take_effects():
+            self._start(effect)
 
     def _start(self, effect: Effect) -> None:
         if isinstance(effect, Persist):
