@@ -28,6 +28,7 @@ quiet spells. Also printed: how many password checks the daemon actually made (t
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
 import time
@@ -109,6 +110,7 @@ async def flood(args: argparse.Namespace) -> None:
 async def chat(
     target: Target,
     rate: float,
+    in_step: bool,
     sent_and_latency: list[tuple[float, float]],
     asked_and_waited: list[tuple[float, float]],
 ) -> None:
@@ -124,9 +126,10 @@ async def chat(
     carol = Client(target, address(4), "carol", on_event=received)
     sessions = max(1, math.ceil(rate / SESSION_RATE))
     senders = [Client(target, address(3), SENDERS[n % 2]) for n in range(sessions)]
+    start = trio.current_time() + 1.0  # everyone logged in
     async with running(carol), trio.open_nursery() as nursery:
-        for sender in senders:
-            nursery.start_soon(talk, sender, rate / sessions)
+        for n, sender in enumerate(senders):
+            nursery.start_soon(talk, sender, rate / sessions, start + n / rate, in_step)
         await carol.logged_in()
         while True:
             asked = time.monotonic()
@@ -135,14 +138,23 @@ async def chat(
             await trio.sleep(0.05)
 
 
-async def talk(bob: Client, rate: float) -> None:
+async def talk(bob: Client, rate: float, first: float, in_step: bool) -> None:
+    """Say `rate` messages a second from `first` on: at exact intervals, so that the
+    senders, started at spread instants, make one even stream (or, `in_step`, all say at
+    once, each then sleeping its interval, as people never do)."""
     async with running(bob):
         if await bob.logged_in() != "welcome":
             raise RuntimeError(f"{bob.core.name} could not log in: {bob.core.failure}")
-        while True:
+        if in_step:
+            while True:
+                bob.core.say(f"t={time.monotonic()!r}")
+                bob.flush()
+                await trio.sleep(1 / rate)
+        await trio.sleep_until(first)
+        for turn in itertools.count(1):
             bob.core.say(f"t={time.monotonic()!r}")
             bob.flush()
-            await trio.sleep(1 / rate)
+            await trio.sleep_until(first + turn / rate)
 
 
 async def owner(target: Target, done: trio.Event, logins: list[tuple[float, str, float]]) -> None:
@@ -194,7 +206,7 @@ async def main(args: argparse.Namespace) -> int:
         logins: list[tuple[float, str, float]] = []
         bursts: list[Burst] = []
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(chat, target, args.rate, deliveries, round_trips)
+            nursery.start_soon(chat, target, args.rate, args.in_step, deliveries, round_trips)
             await trio.sleep(1.0)  # everyone logged in
             for number in range(args.bursts):
                 burst = Burst(quiet_from=time.monotonic())
@@ -297,6 +309,11 @@ def arguments() -> argparse.Namespace:
     options.add_argument("--addresses", type=int, default=20, help="attacking IPs per burst")
     options.add_argument("--parallel", type=int, default=16, help="attempts at once per IP")
     options.add_argument("--rate", type=float, default=32.0, help="chat messages a second")
+    options.add_argument(
+        "--in-step",
+        action="store_true",
+        help="the senders say at the same instants (bursts of up to 8), not spread out",
+    )
     options.add_argument("--quiet", type=float, default=3.0, help="seconds measured before each")
     options.add_argument("--bursts", type=int, default=5, help="bursts, each from new addresses")
     options.add_argument("--first", type=int, default=FIRST_ATTACKER, help=argparse.SUPPRESS)
