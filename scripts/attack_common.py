@@ -30,7 +30,7 @@ from typing import Any
 import trio
 
 from trio_chat import wire
-from trio_chat.client import fetch_key, take_datagrams
+from trio_chat.client import fetch_key, local_address, take_datagrams
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.engine import ServerConfig
 from trio_chat.events import Event
@@ -250,6 +250,7 @@ class Client:
         config = ClientConfig(reconnect=False, timeout=timeout)
         self.core = ClientConnection(target.key, name, password, config=config, quiet=quiet)
         self.sock = client_socket(target, source)
+        self.core.local_address = local_address(self.sock)  # as `trio_chat.connect` does
         self.on_event = on_event
         self.frozen = False
         self._changed = trio.Event()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trio_chat.records import Account, MarkDelivered, Message
+from trio_chat.records import Account, MarkDelivered, Message, SessionClosed, SessionOpened
 from trio_chat.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -127,3 +127,19 @@ def test_a_version_1_database_is_migrated_and_keeps_its_accounts(tmp_path: Path)
     store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_open_sessions_are_kept_until_they_end(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    store = SqliteStore.open(path)
+    store.write([SessionOpened(7, "127.0.0.1", 5000), SessionOpened(8, "::1", 5001)])
+    store.write([SessionOpened(7, "10.0.0.9", 6000)])  # it moved
+    store.close()
+    store = SqliteStore.open(path)  # as a daemon restarting after a crash
+    assert sorted(store.load(10).sessions, key=lambda s: s.sid) == [
+        SessionOpened(7, "10.0.0.9", 6000),
+        SessionOpened(8, "::1", 5001),
+    ]
+    store.write([SessionClosed(7), SessionClosed(8), SessionClosed(9)])
+    assert store.load(10).sessions == []
+    store.close()

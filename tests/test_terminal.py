@@ -322,7 +322,10 @@ async def test_what_is_typed_while_reconnecting_waits_visibly_and_nobody_joins_t
         async with trio.open_nursery() as nursery:
             daemon = DaemonProcess(nursery, tmp_path / "chat.db")
             _host, port = await daemon.start()
-            tmux = Tmux(f"trio-chat-outage-{os.getpid()}", config, cli_env(port))
+            # A killed daemon that stays down is noticed at the next keepalive: pinging
+            # every 15 s (not the 60 s a direct path is allowed) shows it within the test.
+            env = cli_env(port, TRIO_CHAT_KEEPALIVE="15")
+            tmux = Tmux(f"trio-chat-outage-{os.getpid()}", config, env)
             try:
                 for name in ("alice", "bob"):
                     await trio_chat.register("127.0.0.1", port, name, PASSWORD)

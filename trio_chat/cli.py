@@ -22,6 +22,7 @@ import typer
 from . import __version__
 from .client import connect, fetch_key, trust_server
 from .client import register as client_register
+from .client_protocol import ClientConfig
 from .conversation import Outcome
 from .display import (
     Line,
@@ -139,6 +140,19 @@ ServerKeyOption = Annotated[
         help="The daemon's key (as `trio-chat key` prints it: its fingerprint SHA256:... or "
         "its base64 public key). Without it, the key is trusted the first time it is met "
         "and remembered in known_servers.",
+    ),
+]
+KeepaliveOption = Annotated[
+    float | None,
+    typer.Option(
+        "--keepalive",
+        envvar="TRIO_CHAT_KEEPALIVE",
+        min=1.0,
+        max=3600.0,
+        help="Send a ping after this many seconds without sending anything. By default, "
+        "as long as the daemon allows: 15 s, or 60 s when nothing on the way translates "
+        "addresses. Lower it behind a firewall that forgets a UDP flow sooner.",
+        show_default=False,
     ),
 ]
 PasswordFileOption = Annotated[
@@ -584,9 +598,16 @@ def login(
 
 
 async def _enter(
-    host: str, port: int, key: bytes, name: str, password: str, interactive: bool
+    host: str,
+    port: int,
+    key: bytes,
+    name: str,
+    password: str,
+    interactive: bool,
+    keepalive: float | None,
 ) -> Outcome:
-    async with connect(host, port, name, password, server_key=key) as chat:
+    config = ClientConfig(keepalive=keepalive)
+    async with connect(host, port, name, password, server_key=key, config=config) as chat:
         if interactive:
             return await run_interactive(chat)
         return await run_pipe(chat, sys.stdin.fileno())
@@ -624,6 +645,7 @@ def chat(
     port: PortOption = 1600,
     password_file: PasswordFileOption = None,
     server_key: ServerKeyOption = None,
+    keepalive: KeepaliveOption = None,
 ) -> None:
     """Enter the room: type to talk, /help lists the commands, Exit leaves."""
     _tolerant_output()
@@ -649,7 +671,7 @@ def chat(
         password = ask("Password", hide=True)
 
     def enter(name: str, password: str) -> Outcome:
-        return _run(_enter, host, port, key, name, password, interactive)
+        return _run(_enter, host, port, key, name, password, interactive, keepalive)
 
     try:
         try:

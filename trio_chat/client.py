@@ -40,6 +40,7 @@ from .errors import ChatError, KeyChanged, ServerUnreachable
 from .events import ChatMessage, Event, PrivateMessage, PublicMessage
 from .keys import KnownServers, Trust, address_label, parse_key
 from .noise import fingerprint
+from .wire import Endpoint
 
 __all__ = ["ChatClient", "ClientConfig", "Receipt", "connect", "register", "trust_server"]
 
@@ -95,6 +96,16 @@ async def _open_socket(host: str, port: int) -> socket.socket:
     sock.setblocking(False)
     sock.connect(address)
     return sock
+
+
+def local_address(sock: socket.socket) -> Endpoint | None:
+    """The address a connected UDP socket sends from: its IP (the one the route to the
+    daemon chose) and port."""
+    try:
+        host, port = sock.getsockname()[:2]
+    except OSError:
+        return None
+    return (str(host).split("%")[0], int(port))
 
 
 class _Wire:
@@ -367,6 +378,7 @@ class ChatClient:
         """Pump datagrams and timers until the connection ends."""
         self._wire = wire = _Wire(sock)
         connection = self.connection
+        connection.local_address = local_address(sock)
         connection.start(trio.current_time())
         while True:
             wire.exchange(connection)

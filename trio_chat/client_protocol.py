@@ -70,8 +70,9 @@ SEEN_MEMORY = 20_000
 class ClientConfig:
     timeout: float = 5.0
     """Give up (`ServerUnreachable`) when the daemon has not answered a handshake this long."""
-    keepalive: float = 15.0
-    """Send a ping after this long without sending anything."""
+    keepalive: float | None = None
+    """Send a ping after this long without sending anything; None: as long as the daemon
+    allows (`wire.KEEPALIVE`, 15 s, or more when no NAT is on the way)."""
     link: LinkConfig = field(
         # A client mostly listens: acknowledging every fourth datagram (or after 25 ms)
         # spares a busy daemon most of the acks, at no cost to delivery. The daemon
@@ -405,6 +406,14 @@ class ClientConnection:
         self._seen: set[int] = set()
         self._seen_order: deque[int] = deque()
         self._last_sent = 0.0
+        self.local_address: wire.Endpoint | None = None
+        """The address this connection's socket sends from, as the socket reports it
+        (the shell sets it): sent with each login as `via`, so that a daemon that sees
+        the very same address knows no NAT is on the way and allows a longer keepalive."""
+        self.keepalive = self.config.keepalive or wire.KEEPALIVE
+        """Seconds without sending after which a `ping` goes out, as the daemon allowed."""
+        self._keep_default = False
+        """The daemon found the way in closed after a long silence: stay at the default."""
         self._leaving = False
         self._events: deque[Event] = deque()
         self.trace: Callable[[wire.ServerFrame], None] | None = None
@@ -575,6 +584,7 @@ class ClientConnection:
         self._paused = []
         self._backlog = []
         self._last_sent = now
+        self.keepalive = self.config.keepalive or wire.KEEPALIVE  # until welcomed
         self._relogin_delay = 0.5
         if self._logs_in:
             self._authenticate()
@@ -587,9 +597,14 @@ class ClientConnection:
     def _authenticate(self) -> None:
         """Log in on the open channel: with the ticket if there is one, else the password."""
         replaces = self._replaces
+        via = None if self._keep_default or self.config.keepalive else self.local_address
         if self.ticket:
             frame = wire.Resume(
-                ticket=self.ticket, since=self._since(), quiet=self.quiet, replaces=replaces
+                ticket=self.ticket,
+                since=self._since(),
+                quiet=self.quiet,
+                replaces=replaces,
+                via=via,
             )
             self._auth = Handle("resume", wire.encode(frame))
         else:
@@ -599,6 +614,7 @@ class ClientConnection:
                 since=self._since(),
                 quiet=self.quiet,
                 replaces=replaces,
+                via=via,
             )
             self._auth = Handle("login", wire.encode(login))
         self._transmit(self._auth)
@@ -612,6 +628,7 @@ class ClientConnection:
         self._logged_in = True
         self.name = frame.name
         self.unread = frame.unread
+        self.keepalive = self.config.keepalive or frame.keepalive or wire.KEEPALIVE
         if frame.ticket:
             self.ticket = frame.ticket
         for handle in self._requests:
@@ -764,7 +781,7 @@ class ClientConnection:
             return self._handshake.next_timer()
         if self._link is None:
             return self._relogin_at
-        deadline = self._last_sent + self.config.keepalive
+        deadline = self._last_sent + self.keepalive
         timer = self._link.next_timer()
         if timer is not None and timer < deadline:
             deadline = timer
@@ -792,7 +809,7 @@ class ClientConnection:
         if link.failure is not None:
             self._lost("the daemon stopped answering", now)
             return
-        if now >= self._last_sent + self.config.keepalive:
+        if now >= self._last_sent + self.keepalive:
             link.send(wire.encode(wire.Ping()))
             self._last_sent = now
         if self._reauth_at is not None and now >= self._reauth_at:
@@ -836,6 +853,11 @@ class ClientConnection:
             self._emit(Left(frame.name, parse_time(frame.ts), frame.reason))
         elif isinstance(frame, wire.Notice):
             self._emit(Notice(frame.text))
+        elif isinstance(frame, wire.Keepalive):
+            # What came in while this client was silent was dropped on the way (and is
+            # being sent again): from now on, speak up as often as the daemon asks.
+            self._keep_default = True
+            self.keepalive = min(self.keepalive, frame.every)
         elif isinstance(frame, wire.Bye):
             if frame.reason == "too_many_sessions":
                 self._shut(TooManySessions(frame.message))  # opening another would not help

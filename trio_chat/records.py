@@ -45,7 +45,22 @@ class MarkDelivered:
     message_ids: tuple[int, ...]
 
 
-StoreOp = Account | Message | MarkDelivered
+@dataclass(frozen=True, slots=True)
+class SessionOpened:
+    """A logged-in session and the address its client is at (again, when it moves): a
+    daemon that restarts after a crash tells it at once that it is gone."""
+
+    sid: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    sid: int
+
+
+StoreOp = Account | Message | MarkDelivered | SessionOpened | SessionClosed
 
 
 @dataclass(slots=True)
@@ -60,3 +75,5 @@ class Snapshot:
     public_count: int = 0
     next_message_id: int = 1
     next_account_id: int = 1
+    sessions: list[SessionOpened] = field(default_factory=list)
+    """The sessions open when the daemon last stopped: none, unless it crashed."""

@@ -223,6 +223,11 @@ class Link:
         """Bytes of frames this link holds: queued or in flight, and received early."""
         return self.queued_bytes + self._out_of_order_bytes
 
+    def unanswered_for(self, now: float) -> float:
+        """How long frames have been in flight without the peer acknowledging anything
+        new (0 with nothing in flight): the clock `give_up_after` is counted on."""
+        return now - self._progress if self._in_flight else 0.0
+
     @property
     def idle(self) -> bool:
         """Nothing to send, nothing unacknowledged, no ack owed."""

@@ -102,6 +102,8 @@ def bind_udp(host: str, port: int) -> socket.socket:
     return sock
 
 
+SEND_ALL_WITHIN = 5.0
+"""Seconds `Daemon.send_all` waits for room in the socket's buffer, at most."""
 PASSWORD_THREAD_NICENESS = 10
 """How far below the daemon's priority password hashing threads put themselves (Linux)."""
 
@@ -342,11 +344,49 @@ class Daemon:
         if self._wait is not None:
             self._wait.cancel()
 
-    def shutdown(self) -> None:
+    async def send_all(self, datagrams: list[tuple[bytes, Address]]) -> int:
+        """Send every datagram, waiting while the socket's buffer is full (for at most
+        `SEND_ALL_WITHIN`), rather than dropping what nothing would send again: the
+        goodbyes at a shutdown, the notices after a crash. Returns how many were sent."""
+        send, sent = self.sock.sendto, 0
+        with trio.move_on_after(SEND_ALL_WITHIN):
+            for data, address in datagrams:
+                while True:
+                    try:
+                        send(data, address)
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_writable(self.sock)
+                        continue
+                    except OSError:
+                        self.send_errors += 1
+                    else:
+                        sent += 1
+                    break
+        return sent
+
+    async def tell_restarted(self) -> None:
+        """Tell the clients of sessions open when the daemon last stopped (after a crash)
+        that those sessions are gone, so that they log in again now."""
+        notices = self.engine.restart_notices()
+        if notices:
+            sent = await self.send_all(notices)
+            event(
+                logging.INFO,
+                "restarted",
+                f"told {sent} clients of sessions open before an unclean stop to log in again",
+                sessions=len(notices),
+                sent=sent,
+            )
+        self._start_effects()  # those sessions are forgotten, on disk too
+
+    async def shutdown(self) -> None:
         sessions = len(self.engine.sessions)
-        self.engine.shutdown(trio.current_time(), time.time())
-        self.engine.take_notes()  # one line for all, below, not one per session
-        self.flush()
+        engine = self.engine
+        engine.shutdown(trio.current_time(), time.time())
+        engine.take_notes()  # one line for all, below, not one per session
+        self._start_effects()
+        with trio.CancelScope(shield=True):
+            await self.send_all(engine.datagrams_to_send(trio.current_time(), time.time()))
         event(
             logging.INFO,
             "stopping",
@@ -424,9 +464,10 @@ async def _run(
                 on_ready(engine)
             task_status.started(address)
             try:
+                await daemon.tell_restarted()
                 await daemon.run()
             finally:
-                daemon.shutdown()
+                await daemon.shutdown()
                 daemon.persistence.close()  # its task commits what is left, then ends
                 nursery.cancel_scope.cancel()
 

@@ -17,9 +17,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from .records import Account, MarkDelivered, Message, Snapshot, StoreOp
+from .records import (
+    Account,
+    MarkDelivered,
+    Message,
+    SessionClosed,
+    SessionOpened,
+    Snapshot,
+    StoreOp,
+)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 log = logging.getLogger(__name__)
 
 MIGRATIONS: tuple[str, ...] = (
@@ -51,6 +59,14 @@ MIGRATIONS: tuple[str, ...] = (
     # 1 -> 2: the request id that registered each account.
     """
     ALTER TABLE accounts ADD COLUMN rid TEXT;
+    """,
+    # 2 -> 3: the sessions open now and where their clients are, for a restart to tell.
+    """
+    CREATE TABLE sessions (
+        sid INTEGER PRIMARY KEY,
+        host TEXT NOT NULL,
+        port INTEGER NOT NULL
+    );
     """,
 )
 
@@ -201,6 +217,10 @@ class SqliteStore:
             ).fetchone()
             (last_message,) = db.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()
             (last_account,) = db.execute("SELECT coalesce(max(id), 0) FROM accounts").fetchone()
+            sessions = [
+                SessionOpened(sid, host, port)
+                for sid, host, port in db.execute("SELECT sid, host, port FROM sessions")
+            ]
         return Snapshot(
             accounts=accounts,
             recent=recent,
@@ -208,6 +228,7 @@ class SqliteStore:
             public_count=public_count,
             next_message_id=last_message + 1,
             next_account_id=last_account + 1,
+            sessions=sessions,
         )
 
     def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
@@ -268,6 +289,13 @@ class SqliteStore:
                 "UPDATE messages SET delivered = 1 WHERE id = ?",
                 [(message_id,) for message_id in op.message_ids],
             )
+        elif isinstance(op, SessionOpened):
+            self._db.execute(
+                "INSERT OR REPLACE INTO sessions (sid, host, port) VALUES (?, ?, ?)",
+                (op.sid, op.host, op.port),
+            )
+        elif isinstance(op, SessionClosed):
+            self._db.execute("DELETE FROM sessions WHERE sid = ?", (op.sid,))
         else:
             self._db.execute(
                 "INSERT INTO accounts (id, name, key, password_hash, created, rid)"

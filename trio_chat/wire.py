@@ -68,6 +68,15 @@ PasswordField = Annotated[str, msgspec.Meta(max_length=1024)]
 TextField = Annotated[str, msgspec.Meta(max_length=1200)]
 Token = Annotated[str, msgspec.Meta(max_length=64)]
 TicketField = Annotated[str, msgspec.Meta(max_length=512)]
+KEEPALIVE: Final = 15.0
+"""Seconds a client goes without sending before it sends a `ping`, unless its `welcome`
+allows more: well inside the 30 s a NAT keeps a UDP mapping."""
+Interval = Annotated[float, msgspec.Meta(ge=1, le=3600)]
+"""A keepalive interval, in seconds."""
+Endpoint: TypeAlias = tuple[
+    Annotated[str, msgspec.Meta(max_length=64)], Annotated[int, msgspec.Meta(ge=0, le=65535)]
+]
+"""An IP address and a UDP port, as `[host, port]`."""
 ClientMessageId = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_-]{1,24}$")]
 """Letters, digits, `_` and `-` only: it is echoed in `msg` and `pm` frames, whose size
 must stay within `MAX_FRAME` whatever the names and the text."""
@@ -396,6 +405,9 @@ class Login(_CarriesSecret, _Frame, tag="login"):
     replaces: Index | None = None
     """The daemon's index of this client's lost session, to be ended now (not left to
     time out: it would linger in `who` and hold back the `leave`)."""
+    via: Endpoint | None = None
+    """The client's own socket address: when the daemon sees the same one, nothing on
+    the way translates addresses, and it allows a longer keepalive (see `Welcome`)."""
 
 
 class Resume(_CarriesSecret, _Frame, tag="resume"):
@@ -405,6 +417,7 @@ class Resume(_CarriesSecret, _Frame, tag="resume"):
     since: Seq | None = None
     quiet: bool = False
     replaces: Index | None = None
+    via: Endpoint | None = None
 
 
 class Say(_Frame, tag="say"):
@@ -453,6 +466,8 @@ class Welcome(_CarriesSecret, _Frame, tag="welcome"):
     name: str
     unread: int = 0
     ticket: str = ""
+    keepalive: Interval | None = None
+    """The longest the client may go without sending (a `ping` then), if not 15 s."""
 
 
 class Ok(_Frame, tag="ok"):
@@ -524,8 +539,26 @@ class Bye(_Frame, tag="bye"):
     message: str
 
 
+class Keepalive(_Frame, tag="keepalive"):
+    """From now on, send a `ping` after `every` seconds without sending anything."""
+
+    every: Interval
+
+
 ServerFrame: TypeAlias = (
-    Registered | Welcome | Ok | ErrorFrame | Msg | Pm | Join | Leave | Names | Ready | Notice | Bye
+    Registered
+    | Welcome
+    | Ok
+    | ErrorFrame
+    | Msg
+    | Pm
+    | Join
+    | Leave
+    | Names
+    | Ready
+    | Notice
+    | Bye
+    | Keepalive
 )
 
 
@@ -587,6 +620,7 @@ SERVER_FRAME_TYPES: Final = (
     "ready",
     "notice",
     "bye",
+    "keepalive",
 )
 """Every frame type the daemon sends."""
 

@@ -22,6 +22,7 @@ from contextlib import suppress
 from multiprocessing.connection import Connection
 from typing import Any, Protocol, TypeVar
 
+from trio_chat.client import local_address
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.events import Disconnected, History, PublicMessage, Reconnected
 
@@ -125,6 +126,7 @@ class TrioClient:
         self.name = name
         where = f"{HOST}:{port}"
         self.core = ClientConnection(key, name, PASSWORD, config=config, where=where)
+        self.core.local_address = local_address(self.sock)  # as `trio_chat.connect` does
         self.tally = Tally()
         self.answered_at = math.inf
         self.disconnects = 0

@@ -23,6 +23,24 @@ def network_of(address: Address) -> str:
         return host
 
 
+def same_endpoint(via: tuple[str, int], address: Address) -> bool:
+    """Whether a client's own socket address `via` is the `address` its datagrams come
+    from: the same port and the same IP (an IPv4 address the same as its IPv6-mapped
+    form, as a dual-stack socket shows it)."""
+    if via[1] != address[1]:
+        return False
+    try:
+        mine = ipaddress.ip_address(via[0].split("%")[0])
+        seen = ipaddress.ip_address(str(address[0]).split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(seen, ipaddress.IPv6Address) and seen.ipv4_mapped is not None:
+        seen = seen.ipv4_mapped
+    if isinstance(mine, ipaddress.IPv6Address) and mine.ipv4_mapped is not None:
+        mine = mine.ipv4_mapped
+    return mine == seen
+
+
 Outbox = list[tuple[bytes, Address]]
 """Datagrams the engine has decided to send, in order, waiting for the shell."""
 

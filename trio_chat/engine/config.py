@@ -21,7 +21,14 @@ def daemon_link() -> LinkConfig:
 class ServerConfig:
     link: LinkConfig = field(default_factory=daemon_link)
     idle_timeout: float = 45.0
-    """A session the daemon has not heard from for this long is closed."""
+    """A session the daemon has not heard from for this long is closed (three of the
+    protocol's 15 s keepalives)."""
+    direct_keepalive: float = 60.0
+    """The keepalive allowed a client whose own address is the one the daemon sees (no
+    NAT on the way, whose mapping its pings would have to keep open); 15 s or less
+    turns this off. Its session is closed after `direct_idle_timeout` of silence, and
+    given up after this much more than the link's own `give_up_after`."""
+    direct_idle_timeout: float = 180.0
     history_on_login: int = 20
     resume_limit: int = 500
     window_messages: int = 5000

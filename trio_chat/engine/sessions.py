@@ -15,7 +15,7 @@ import heapq
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import msgspec
 
@@ -25,7 +25,7 @@ from ..limits import TokenBucket
 from ..records import Account
 from ..reliability import Link
 from ..secure import Channel, SecureError, reset_token
-from .common import Address, Outbox, network_of
+from .common import Address, Outbox, network_of, same_endpoint
 from .config import ServerConfig
 from .notes import AddressChanged, Note
 
@@ -65,7 +65,24 @@ class Session:
     too, so that the client's resends keep the order the messages were written in."""
     blocked_until: float = 0.0
     """When the refused message may come back."""
+    idle_timeout: float = 45.0
+    """Closed after this long unheard: `ServerConfig.idle_timeout`, or, `direct`, the
+    longer `direct_idle_timeout`."""
+    recorded: Address | None = None
+    """The address stored for it (`records.SessionOpened`), once logged in."""
+    direct: bool = False
+    """Its client's own address is the one its records come from (no NAT on the way):
+    it may keep the longer `direct_keepalive`."""
 
+
+PATH_CLOSED_AFTER = 2.0
+"""Seconds a direct session's frames may go unanswered before the client's next datagram
+shows that something on the way dropped them meanwhile (a firewall that forgot the
+flow while the client was silent): the session then goes back to the default keepalive."""
+SHORTEN_KEEPALIVE = wire.encode(wire.Keepalive(every=wire.KEEPALIVE))
+
+WRAPPING = 24
+"""Bytes a link adds to a frame it queues (its sequence number and brackets), at most."""
 
 FAREWELL_DATAGRAMS = 4
 """At most this many datagrams are kept, and sent again, for an ended connection."""
@@ -95,6 +112,11 @@ class Sessions:
         reset_secret: bytes,
     ) -> None:
         self.config = config
+        self._direct_link = replace(
+            config.link, give_up_after=config.link.give_up_after + config.direct_keepalive
+        )
+        """A direct session's link waits out a keepalive's silence before giving up: its
+        client may be alive behind a firewall that dropped what was sent meanwhile."""
         self._notes = notes
         self.by_sid: dict[int, Session] = {}
         self._outbox = outbox
@@ -110,6 +132,9 @@ class Sessions:
         """Channels waiting for their first record and not counted yet, by network."""
         """Connections not proven yet, by (address, client index): an INIT sent again."""
         self._dirty: set[Session] = set()
+        self.growth = 0
+        """At least as many bytes as links took to hold (frames queued, datagrams received)
+        since the engine last counted them all (`ServerEngine._check_memory`)."""
         self._timers: list[tuple[float, int]] = []
         self._ended: OrderedDict[int, _Ended] = OrderedDict()
         """Recently ended connections, by index (QUIC's closing state)."""
@@ -178,6 +203,7 @@ class Sessions:
             last_heard=now,
             idle_check_at=float(math.ceil(now + self.config.login_timeout)),
             opened_at=now,
+            idle_timeout=self.config.idle_timeout,
             response=response,
             bytes_in=asked,
             bytes_out=len(response),
@@ -273,6 +299,7 @@ class Sessions:
             self._stats["bad_payloads"] += 1
             return None
         size = len(data.datagram)
+        self.growth += size  # at most what frames received early can hold
         link = session.link
         if address != session.address and pn > link.highest_pn:
             self._migrate(session, address)
@@ -281,6 +308,10 @@ class Sessions:
             if session.challenge is None or tokens_equal(payload.response, session.challenge):
                 self._proven(session, now)
         session.last_heard = now
+        if session.direct and link.unanswered_for(now) >= PATH_CLOSED_AFTER:
+            # What was sent went unanswered until the client spoke again: the way in
+            # closes while the client is silent, so it must not stay silent as long.
+            self._not_direct(session)
         delivered = link.receive(pn, payload.ack, payload.sack, payload.frames, now, payload.echo)
         if delivered or session.challenge is not None or link.wants_to_send(now):
             self._dirty.add(session)
@@ -335,6 +366,8 @@ class Sessions:
             self._dirty.add(session)
             return
         self._stats["migrations"] += 1
+        if session.direct:
+            self._not_direct(session)  # its new address may be a NAT's
         if session.account is not None:
             self._notes.append(AddressChanged(session.account.name, session.address, address))
         self._forget_init(session)
@@ -345,17 +378,41 @@ class Sessions:
         session.challenge = self._new_token()
         session.link.extra = wire.challenge_field(session.challenge)
 
+    def allow_direct(self, session: Session, via: wire.Endpoint) -> float | None:
+        """The keepalive a session may keep, given its client's own address `via`:
+        `direct_keepalive` if its records come from that very address (nothing on the
+        way maps addresses, so no mapping needs its pings to stay open), else None (the
+        protocol's default)."""
+        config = self.config
+        if config.direct_keepalive <= wire.KEEPALIVE or not same_endpoint(via, session.address):
+            return None
+        session.direct = True
+        session.idle_timeout = config.direct_idle_timeout
+        session.link.config = self._direct_link
+        return config.direct_keepalive
+
+    def _not_direct(self, session: Session) -> None:
+        """Back to the default keepalive, and tell the client so."""
+        session.direct = False
+        session.idle_timeout = self.config.idle_timeout
+        session.idle_check_at = min(session.idle_check_at, self._idle_check(session))
+        session.link.config = self.config.link
+        self._stats["keepalives_shortened"] += 1
+        self.send(session, SHORTEN_KEEPALIVE)
+
     # --- sending -----------------------------------------------------------------------------
 
     def send(self, session: Session, frame: bytes, tag: Hashable | None = None) -> None:
         """Queue an encoded frame on a session's link; it goes out at the next flush."""
         session.link.send(frame, tag)
+        self.growth += len(frame) + WRAPPING
         self._dirty.add(session)
 
     def deliver(self, sid: int, frame: bytes, tag: Hashable | None) -> None:
         """`send` by session id: the room's way in, once per recipient of every message."""
         session = self.by_sid[sid]
         session.link.send(frame, tag)
+        self.growth += len(frame) + WRAPPING
         self._dirty.add(session)
 
     def touch(self, session: Session) -> None:
@@ -445,10 +502,10 @@ class Sessions:
                     continue
                 # The same sum as the deadline, not `now - last_heard`: in floating point
                 # the two can disagree, and the check would then re-arm itself for `now`.
-                if now >= session.last_heard + self.config.idle_timeout:
+                if now >= session.last_heard + session.idle_timeout:
                     ending.append((session, "silent"))
                     continue
-                session.idle_check_at = self._idle_check(session.last_heard)
+                session.idle_check_at = self._idle_check(session)
             session.link.handle_timer(now)
             if session.link.failure is not None:
                 ending.append((session, session.link.failure))
@@ -456,14 +513,14 @@ class Sessions:
             self._dirty.add(session)
         return ending
 
-    def _idle_check(self, heard: float) -> float:
-        """When to look again at a session last heard at `heard`: on a whole second.
+    def _idle_check(self, session: Session) -> float:
+        """When to look again at a session whether it is silent: on a whole second.
 
         Sessions' checks then share wake-ups (10,000 sessions: one a second, not ~200),
         and a silent session is closed at most a second after `idle_timeout`.
         """
-        # Never before `heard + idle_timeout`: the check then always finds it passed.
-        return float(math.ceil(heard + self.config.idle_timeout))
+        # Never before `last_heard + idle_timeout`: the check then always finds it passed.
+        return float(math.ceil(session.last_heard + session.idle_timeout))
 
     def _schedule(self, session: Session, now: float) -> None:
         # The idle check is not moved on every datagram heard: when it comes due, it

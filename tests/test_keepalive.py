@@ -1,0 +1,290 @@
+"""Keepalives that adapt to the path, and a restart that tells clients at once.
+
+A client pings every 15 s by default, to keep a NAT's mapping open. A client whose own
+socket address is the one the daemon sees has no NAT to keep open: it may ping every
+60 s, and the daemon waits three times that before it gives the session up. If what the
+daemon sent meanwhile went unanswered until the client spoke again (a firewall forgot
+the flow), or the client moves, the session goes back to 15 s. Since a listening client
+would then learn of a crashed daemon a minute late, the daemon stores where each session's
+client is, and after a crash sends each one a `RESET` as it starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
+
+import trio
+
+from trio_chat import (
+    ClientConfig,
+    ConnectionLost,
+    Disconnected,
+    Reconnected,
+    connect,
+    register,
+    wire,
+)
+from trio_chat.engine import ServerConfig, ServerEngine
+from trio_chat.engine.common import same_endpoint
+from trio_chat.records import SessionClosed, SessionOpened, Snapshot
+from trio_chat.server import Daemon, serve
+from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.driver import EngineDriver, Peer
+from trio_chat.testing.fault_proxy import FaultProxy
+
+ALICE = ("10.0.0.1", 40001)
+BOB = ("10.0.0.2", 40002)
+PASSWORD = "keepalive-password"
+
+
+def logged_in(
+    driver: EngineDriver, name: str, address: tuple[str, int], via: tuple[str, int] | None
+) -> Peer:
+    """A peer logged in from `address`, its socket reporting `via` as its own address."""
+    driver.add_account(name, PASSWORD)
+    peer = Peer(driver, name, PASSWORD, address, login=False)
+    peer.connection.local_address = via
+    peer.login()
+    peer.settle()
+    return peer
+
+
+def live(driver: EngineDriver, peer: Peer, seconds: int) -> None:
+    """Let `seconds` pass, the peer's client core doing what its timers ask."""
+    for _ in range(seconds):
+        peer.take(driver.advance(1.0, peer.address))
+        peer.connection.handle_timer(driver.now)
+        peer.flush()
+
+
+def test_a_client_with_no_nat_on_the_way_may_ping_once_a_minute() -> None:
+    driver = EngineDriver()
+    alice = logged_in(driver, "alice", ALICE, via=ALICE)
+    (welcome,) = alice.of_type(wire.Welcome)
+    assert welcome.keepalive == 60.0
+    assert alice.connection.keepalive == 60.0
+    assert alice.session.direct and alice.session.idle_timeout == 180.0
+    pings = driver.engine.stats["pings"]
+    live(driver, alice, 300)
+    assert alice.sid in driver.engine.sessions
+    assert 4 <= driver.engine.stats["pings"] - pings <= 5  # once a minute, not 20 times
+
+
+def test_a_silent_direct_session_is_closed_after_three_minutes() -> None:
+    driver = EngineDriver()
+    alice = logged_in(driver, "alice", ALICE, via=ALICE)
+    heard = alice.session.last_heard
+    driver.advance(heard + 179.0 - driver.now)
+    assert alice.sid in driver.engine.sessions
+    driver.advance(2.0)
+    assert alice.sid not in driver.engine.sessions
+
+
+def test_a_client_behind_a_nat_keeps_the_default_15_s() -> None:
+    driver = EngineDriver()
+    # Its socket says 192.168.1.5:5000; the daemon sees the NAT's address.
+    alice = logged_in(driver, "alice", ALICE, via=("192.168.1.5", 5000))
+    (welcome,) = alice.of_type(wire.Welcome)
+    assert welcome.keepalive is None
+    assert alice.connection.keepalive == wire.KEEPALIVE == 15.0
+    assert not alice.session.direct and alice.session.idle_timeout == 45.0
+    pings = driver.engine.stats["pings"]
+    live(driver, alice, 300)
+    assert 19 <= driver.engine.stats["pings"] - pings <= 20
+    # A client that does not say where it is gets the default too.
+    bob = logged_in(driver, "bob", BOB, via=None)
+    assert bob.of_type(wire.Welcome)[0].keepalive is None
+    heard = bob.session.last_heard
+    driver.advance(heard + 46.0 - driver.now)
+    assert bob.sid not in driver.engine.sessions
+
+
+def test_the_daemon_can_turn_the_long_keepalive_off() -> None:
+    driver = EngineDriver(ServerConfig(direct_keepalive=15.0))
+    alice = logged_in(driver, "alice", ALICE, via=ALICE)
+    assert alice.of_type(wire.Welcome)[0].keepalive is None
+    assert alice.connection.keepalive == 15.0
+
+
+def test_a_way_in_that_closed_during_the_silence_brings_the_default_back() -> None:
+    driver = EngineDriver()
+    alice = logged_in(driver, "alice", ALICE, via=ALICE)
+    bob = logged_in(driver, "bob", BOB, via=None)
+    bob.send(wire.Say(text="are you there?", cid="b1"))
+    bob.settle()
+    # A firewall on alice's side forgot the flow: nothing reaches her for 40 s.
+    for _ in range(40):
+        driver.advance(1.0)
+        driver.inbox.pop(ALICE, None)
+    assert alice.sid in driver.engine.sessions  # given up only after 80 s, not 20
+    alice.send()  # her next ping opens the way again
+    alice.settle()
+    assert alice.of_type(wire.Keepalive) == [wire.Keepalive(every=15.0)]
+    assert alice.connection.keepalive == 15.0
+    assert not alice.session.direct and alice.session.idle_timeout == 45.0
+    assert driver.engine.stats["keepalives_shortened"] == 1
+    assert [m.text for m in alice.of_type(wire.Msg)] == ["are you there?"]  # not lost
+    # Losses the link recovers from at once change nothing for bob, who is not direct,
+    # and nothing more for alice.
+    live(driver, alice, 30)
+    assert driver.engine.stats["keepalives_shortened"] == 1
+
+
+def test_a_session_that_moves_goes_back_to_the_default_keepalive() -> None:
+    driver = EngineDriver()
+    alice = logged_in(driver, "alice", ALICE, via=ALICE)
+    alice.address = ("10.0.0.9", 50000)  # its new address may well be a NAT's
+    alice.send()
+    alice.settle()
+    assert alice.session.address == ("10.0.0.9", 50000)
+    assert alice.of_type(wire.Keepalive) == [wire.Keepalive(every=15.0)]
+    assert alice.connection.keepalive == 15.0
+    assert alice.session.idle_timeout == 45.0
+
+
+def test_an_address_is_the_same_in_either_form() -> None:
+    assert same_endpoint(("127.0.0.1", 5), ("127.0.0.1", 5))
+    assert same_endpoint(("127.0.0.1", 5), ("::ffff:127.0.0.1", 5, 0, 0))
+    assert same_endpoint(("fe80::1%eth0", 5), ("fe80::1", 5, 0, 2))
+    assert not same_endpoint(("127.0.0.1", 5), ("127.0.0.1", 6))
+    assert not same_endpoint(("192.168.1.5", 5), ("203.0.113.7", 5))
+    assert not same_endpoint(("not an address", 5), ("127.0.0.1", 5))
+
+
+# --- a restart after a crash ---------------------------------------------------------------
+
+
+def test_where_each_session_is_goes_to_disk_and_is_forgotten_as_it_ends() -> None:
+    driver = EngineDriver()
+    alice = logged_in(driver, "alice", ALICE, via=ALICE)
+    bob = logged_in(driver, "bob", BOB, via=None)
+    opened = [op for op in driver.stored if isinstance(op, SessionOpened)]
+    assert opened == [SessionOpened(alice.sid, *ALICE), SessionOpened(bob.sid, *BOB)]
+    alice.address = ("10.0.0.9", 50000)  # a move is stored once the new address answers
+    alice.send()
+    alice.settle()
+    assert [op for op in driver.stored if isinstance(op, SessionOpened)][-1] == SessionOpened(
+        alice.sid, "10.0.0.9", 50000
+    )
+    bob.send(wire.Logout())
+    bob.settle()
+    driver.engine.shutdown(driver.now, driver.wall)
+    driver.pump()
+    closed = [op.sid for op in driver.stored if isinstance(op, SessionClosed)]
+    assert sorted(closed) == sorted([alice.sid, bob.sid])
+
+
+def test_a_daemon_restarted_after_a_crash_resets_the_sessions_it_had() -> None:
+    driver = EngineDriver()
+    alice = logged_in(driver, "alice", ALICE, via=ALICE)
+    opened = [op for op in driver.stored if isinstance(op, SessionOpened)]
+    # SIGKILL: the new engine starts from what is stored, with the same key.
+    restarted = EngineDriver(
+        snapshot=Snapshot(accounts=driver.stored_accounts(), next_account_id=2, sessions=opened),
+        keys=driver.keys,
+        first_sid=5000,
+    )
+    ((notice, to),) = restarted.engine.restart_notices()
+    assert to == ALICE
+    assert restarted.engine.restart_notices() == []  # sent once
+    restarted.pump()
+    assert restarted.stored == [SessionClosed(alice.sid)]  # and forgotten
+    alice.take([notice])  # the token is the session's own: the client believes it
+    assert alice.connection.link is None
+    assert isinstance(alice.connection.failure, ConnectionLost)  # (it would log in again)
+    forged = bytearray(notice)
+    forged[-1] ^= 1
+    other = logged_in(restarted, "bob", BOB, via=None)
+    other.take([bytes(forged)])  # a forged one changes nothing (another index, too)
+    assert other.connection.link is not None
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+
+async def test_a_client_on_this_host_is_allowed_a_minute_and_one_behind_a_nat_is_not(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            engines: list[ServerEngine] = []
+            start = functools.partial(serve, on_ready=engines.append)
+            host, port = await nursery.start(start, "127.0.0.1", 0, tmp_path / "chat.db")
+            await register(host, port, "alice", PASSWORD)
+            async with connect(host, port, "alice", PASSWORD) as chat:
+                assert chat.connection.keepalive == 60.0
+                (session,) = engines[0].sessions.values()
+                assert session.direct and session.idle_timeout == 180.0
+            # The fault proxy sends from a socket of its own, as a NAT does.
+            proxy = FaultProxy((host, port), seed=1)
+            via_host, via_port = await nursery.start(proxy.run)
+            async with connect(via_host, via_port, "alice", PASSWORD) as chat:
+                assert chat.connection.keepalive == 15.0
+                (session,) = engines[0].sessions.values()
+                assert not session.direct and session.idle_timeout == 45.0
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_listening_client_is_back_at_once_after_the_daemon_crashes(
+    tmp_path: Path,
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, tmp_path / "chat.db")
+            host, port = await daemon.start()
+            await register(host, port, "alice", PASSWORD)
+            config = ClientConfig(reconnect_delay_max=0.5)
+            async with connect(host, port, "alice", PASSWORD, config=config) as chat:
+                assert chat.connection.keepalive == 60.0  # its next ping is a minute away
+                events = chat.events()
+                # Until the client has nothing left to send (its last acks): from then on
+                # it is silent, and would hear nothing of the crash from the kernel.
+                # (The core is plain state; no event to wait on.)
+                while (link := chat.connection.link) is None or not link.idle:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                await daemon.kill()  # no goodbye
+                await daemon.start(port)
+                with trio.fail_after(10):  # not a minute: the new daemon said so
+                    seen: list[type] = []
+                    async for event in events:
+                        seen.append(type(event))
+                        if isinstance(event, Reconnected):
+                            break
+                assert Disconnected in seen
+            await daemon.stop()
+
+
+class _FullBuffer:
+    """A socket whose buffer is full at every other first try (as a busy NIC's can be)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.refused = 0
+        self._tries = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def sendto(self, data: bytes, address: tuple[str, int]) -> int:
+        self._tries += 1
+        if self._tries % 3 == 1:
+            self.refused += 1
+            raise BlockingIOError
+        return self.sock.sendto(data, address)
+
+
+async def test_goodbyes_and_restart_notices_wait_for_room_rather_than_being_dropped() -> None:
+    # Nothing sends them again (no link does), so each must go out while the buffer fills.
+    with trio.fail_after(10), socket.socket(type=socket.SOCK_DGRAM) as real:
+        receiver = trio.socket.socket(type=socket.SOCK_DGRAM)
+        await receiver.bind(("127.0.0.1", 0))
+        real.setblocking(False)
+        daemon = SimpleNamespace(sock=_FullBuffer(real), send_errors=0)
+        to = receiver.getsockname()
+        sent = await Daemon.send_all(cast(Daemon, daemon), [(b"%d" % n, to) for n in range(60)])
+        assert sent == 60 and daemon.sock.refused == 30 and daemon.send_errors == 0
+        assert [await receiver.recv(16) for _ in range(60)] == [b"%d" % n for n in range(60)]
