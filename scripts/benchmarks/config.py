@@ -41,7 +41,9 @@ class Settings:
     """Seconds of the latency stream before the login storm."""
     storm: int = 200
     sessions: int = 10_000
-    idle_window: float = 10.0
+    idle_window: float = 65.0
+    """Seconds the idle sessions' CPU is measured over: a whole keepalive interval of a
+    client with no NAT on the way (60 s), so that every session pings in it once."""
     persist_messages: int = 100_000
     """Durable messages the writer sends: ~2.5 s, long enough to be steady (20,000 took
     ~0.5 s, and runs minutes apart differed by a third)."""
