@@ -85,6 +85,10 @@ class KeepaliveRate:
         return self.per_second * KEEPALIVE_PAUSE > 1.0
 
 
+def _sessions(count: int) -> str:
+    return f"{count} session" if count == 1 else f"{count} sessions"
+
+
 def bind_udp(host: str, port: int) -> socket.socket:
     """A non-blocking UDP socket bound to `host:port` (IPv4 or IPv6, as the host says)."""
     family, kind, proto, _name, address = socket.getaddrinfo(
@@ -373,7 +377,7 @@ class Daemon:
             event(
                 logging.INFO,
                 "restarted",
-                f"told {sent} clients of sessions open before an unclean stop to log in again",
+                f"told {_sessions(sent)} open before an unclean stop to log in again",
                 sessions=len(notices),
                 sent=sent,
             )
@@ -390,7 +394,7 @@ class Daemon:
         event(
             logging.INFO,
             "stopping",
-            f"told {sessions} sessions the daemon is stopping",
+            f"told {_sessions(sessions)} the daemon is stopping",
             sessions=sessions,
         )
 
