@@ -641,7 +641,7 @@ class Link:
         """Declare losses by time, or fire the probe timeout; fail a link long unanswered."""
         if not self._in_flight:
             return
-        if now - self._progress >= self.config.give_up_after:
+        if self.unanswered_for(now) >= self.config.give_up_after:
             self.failure = self.failure or "unresponsive"
             return
         if self._loss_time is not None:

@@ -81,7 +81,7 @@ shows that something on the way dropped them meanwhile (a firewall that forgot t
 flow while the client was silent): the session then goes back to the default keepalive."""
 SHORTEN_KEEPALIVE = wire.encode(wire.Keepalive(every=wire.KEEPALIVE))
 
-WRAPPING = 24
+WRAPPING = len(wire.NUMBERED_FRAME % (wire.MAX_SEQ, b""))
 """Bytes a link adds to a frame it queues (its sequence number and brackets), at most."""
 
 FAREWELL_DATAGRAMS = 4
