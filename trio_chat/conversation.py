@@ -107,6 +107,9 @@ class Room:
         """Who was here when the connection was lost: their joins on our return are not news."""
         self._back_at = -math.inf
         """When the connection came back (see `RETURN_WINDOW`)."""
+        self._caught_up = trio.Event()
+        self._caught_up.set()
+        """Set while no history is owed: after an outage, once what was missed is shown."""
 
     @property
     def where(self) -> str:
@@ -194,6 +197,9 @@ class Room:
     ) -> None:
         try:
             message: ChatMessage = await receipt.wait()
+            # Its answer and the history of what was missed while away arrive together;
+            # the missed messages are older, so they are shown first.
+            await self._caught_up.wait()
         except ChatError as error:
             if self.leaving and isinstance(error, ConnectionLost):
                 return
@@ -270,6 +276,7 @@ class Room:
         """Print everything that happens until the session ends; note why it ended."""
         async for event in self.chat.events():
             self._show_event(event)
+        self._caught_up.set()  # nothing more comes: nothing to wait for
         if not self.leaving and self.chat.failure is not None:
             self.fatal = self.chat.failure
 
@@ -294,6 +301,7 @@ class Room:
             self.show(notice_line(event.text, _now()))
         elif isinstance(event, Disconnected):
             self.connected = False
+            self._caught_up = trio.Event()
             self._before_outage = set(self.online)
             self.show(
                 notice_line(
@@ -324,6 +332,7 @@ class Room:
                 self.show(heading_line(f"Earlier messages{more}"))
         for message in fresh:
             self._show_message(message)
+        self._caught_up.set()
         if self.interactive and event.resumed and fresh:
             self.show(heading_line("Now"))
         if self.interactive and event.resumed:

@@ -1,0 +1,80 @@
+"""The order a person sees things in after an outage: what was missed, then their own."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import cast
+
+import trio
+import trio.testing
+
+from trio_chat.client import ChatClient
+from trio_chat.conversation import Room
+from trio_chat.display import Line
+from trio_chat.events import Disconnected, Event, History, PublicMessage, Reconnected
+
+
+class _Answer:
+    """A receipt the test answers when it likes."""
+
+    def __init__(self) -> None:
+        self.answered = trio.Event()
+        self.message: PublicMessage | None = None
+
+    async def wait(self) -> PublicMessage:
+        await self.answered.wait()
+        assert self.message is not None
+        return self.message
+
+
+class _Chat:
+    """Just what `Room` uses of a `ChatClient`: events in, a `say` answered on demand."""
+
+    name = "alice"
+    host, port = "127.0.0.1", 1600
+    failure = None
+
+    def __init__(self) -> None:
+        self.events_in, self._events_out = trio.open_memory_channel[Event](16)
+        self.answer = _Answer()
+
+    async def events(self) -> AsyncIterator[Event]:
+        async for event in self._events_out:
+            yield event
+
+    def say_nowait(self, text: str) -> _Answer:
+        return self.answer
+
+    async def drain(self) -> None:
+        pass
+
+
+def message(n: int, sender: str, text: str) -> PublicMessage:
+    return PublicMessage(n, datetime(2026, 12, 4, 12, 0, n, tzinfo=UTC), sender, text)
+
+
+async def test_a_line_typed_while_away_shows_after_what_was_missed_meanwhile() -> None:
+    shown: list[Line] = []
+    chat = _Chat()
+    room = Room(cast(ChatClient, chat), shown.append, lambda _text: None, interactive=False)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(room.show_events)
+            nursery.start_soon(room.run_results)
+            await chat.events_in.send(Disconnected("the daemon went away"))
+            await trio.testing.wait_all_tasks_blocked()
+            room.handle("typed while away")
+            # Back: the answer to the line comes in the same datagrams as the history,
+            # and its waiter may well run first.
+            chat.answer.message = message(3, "alice", "typed while away")
+            chat.answer.answered.set()
+            await trio.testing.wait_all_tasks_blocked()
+            await chat.events_in.send(Reconnected())
+            missed = message(2, "bob", "missed one")
+            await chat.events_in.send(History((missed,), more=False, resumed=True))
+            await chat.events_in.aclose()
+            await room.finish()
+    said = ["".join(text for _style, text in line) for line in shown]
+    said = [line.split(" ", 1)[1] for line in said if "typed" in line or "missed" in line]
+    assert said == ["bob: missed one", "alice: typed while away"]
