@@ -203,6 +203,62 @@ def test_a_daemon_restarted_after_a_crash_resets_the_sessions_it_had() -> None:
     assert other.connection.link is not None
 
 
+def ping_times(driver: EngineDriver, peers: list[Peer], until: float) -> dict[str, list[float]]:
+    """Run the peers' timers exactly when they are due until `until`; when each pinged."""
+    pinged: dict[str, list[float]] = {str(peer.name): [] for peer in peers}
+    while True:
+        due = min(t for peer in peers if (t := peer.connection.next_timer()) is not None)
+        if due > until:
+            return pinged
+        driver.advance(max(due - driver.now, 0.0))
+        for peer in peers:
+            timer = peer.connection.next_timer()
+            if timer is None or timer > driver.now:
+                continue
+            pings = driver.engine.stats["pings"]
+            peer.connection.handle_timer(driver.now)
+            peer.flush()
+            if driver.engine.stats["pings"] > pings:
+                pinged[str(peer.name)].append(driver.now)
+
+
+def test_keepalives_go_out_together_on_whole_seconds_of_unix_time() -> None:
+    """Idle sessions ping on the same instants, so that the daemon reads their keepalives
+    together: one wake-up of its event loop for many, not one each."""
+    driver = EngineDriver()
+    alice = logged_in(driver, "alice", ALICE, via=("192.168.1.5", 5000))
+    bob = logged_in(driver, "bob", BOB, via=("192.168.1.6", 5000))
+    peers = [alice, bob]
+    # Unix time is `now` + 1,700,000,000.25. alice last sent at 3.1 (Unix ...03.35),
+    # bob at 3.5 (...03.75): the same second, at different fractions of it.
+    driver.advance(4.0 - driver.now)
+    for peer, last_sent in ((alice, 3.1), (bob, 3.5)):
+        peer.connection.wall_offset = 1_700_000_000.25
+        peer.connection._last_sent = last_sent
+    sent = {peer.name: peer.connection._last_sent for peer in peers}
+    pinged = ping_times(driver, peers, 200.0)
+    for peer in peers:
+        times = pinged[str(peer.name)]
+        assert len(times) >= 12
+        for t in times:  # on a whole second of Unix time
+            assert abs((t + 0.25) - round(t + 0.25)) < 1e-6
+        # Never longer apart than the keepalive, and never much shorter.
+        gaps = [b - a for a, b in zip([sent[peer.name], *times], times, strict=False)]
+        assert all(wire.KEEPALIVE - 1 < gap <= wire.KEEPALIVE + 1e-9 for gap in gaps), gaps
+    # Logged in 0.3 s apart, they ping on the very same instants.
+    assert pinged["alice"] == pinged["bob"]
+
+
+def test_a_keepalive_shorter_than_a_second_is_not_aligned() -> None:
+    driver = EngineDriver()
+    alice = Peer(driver, None, address=ALICE, config=ClientConfig(keepalive=0.5))
+    alice.connection._last_sent = 10.2
+    # The whole second before 10.7 is 10, earlier than the last send: not aligned.
+    assert alice.connection._keepalive_at() == 10.7
+    alice.connection._last_sent = 10.0
+    assert alice.connection._keepalive_at() == 10.5
+
+
 # --- end to end ---------------------------------------------------------------------------
 
 
@@ -217,6 +273,9 @@ async def test_a_client_on_this_host_is_allowed_a_minute_and_one_behind_a_nat_is
             await register(host, port, "alice", PASSWORD)
             async with connect(host, port, "alice", PASSWORD) as chat:
                 assert chat.connection.keepalive == 60.0
+                # Its keepalive is due on a whole second of Unix time.
+                unix = chat.connection._keepalive_at() + chat.connection.wall_offset
+                assert abs(unix - round(unix)) < 1e-3
                 (session,) = engines[0].sessions.values()
                 assert session.direct and session.idle_timeout == 180.0
             # The fault proxy sends from a socket of its own, as a NAT does.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -379,6 +380,7 @@ class ChatClient:
         self._wire = wire = _Wire(sock)
         connection = self.connection
         connection.local_address = local_address(sock)
+        connection.wall_offset = time.time() - trio.current_time()
         connection.start(trio.current_time())
         while True:
             wire.exchange(connection)

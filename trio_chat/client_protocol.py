@@ -24,6 +24,7 @@ reads the clock or touches a socket; `now` is any monotonic time in seconds.
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -412,6 +413,9 @@ class ClientConnection:
         the very same address knows no NAT is on the way and allows a longer keepalive."""
         self.keepalive = self.config.keepalive or wire.KEEPALIVE
         """Seconds without sending after which a `ping` goes out, as the daemon allowed."""
+        self.wall_offset = 0.0
+        """Unix time minus the clock `now` is read from (the shell sets it): keepalives go
+        out on whole seconds of Unix time (see `_keepalive_at`)."""
         self._keep_default = False
         """The daemon found the way in closed after a long silence: stay at the default."""
         self._leaving = False
@@ -781,7 +785,7 @@ class ClientConnection:
             return self._handshake.next_timer()
         if self._link is None:
             return self._relogin_at
-        deadline = self._last_sent + self.keepalive
+        deadline = self._keepalive_at()
         timer = self._link.next_timer()
         if timer is not None and timer < deadline:
             deadline = timer
@@ -790,6 +794,21 @@ class ClientConnection:
         if self._reauth_at is not None and self._reauth_at < deadline:
             deadline = self._reauth_at
         return deadline
+
+    def _keepalive_at(self) -> float:
+        """When a `ping` goes out: at the last whole second of Unix time before
+        `keepalive` has passed since the last datagram sent.
+
+        A daemon's idle sessions then ping on the same instants (clocks kept by NTP agree
+        within milliseconds), and the daemon reads their keepalives dozens at a time: each
+        wake-up of its event loop costs far more than a keepalive does (spread evenly,
+        10,000 sessions woke an idle daemon ~100 times a second). The interval never grows:
+        a ping sent just after a whole second is followed by the next one `keepalive` later.
+        """
+        due = self._last_sent + self.keepalive
+        offset = self.wall_offset
+        aligned = math.floor(due + offset) - offset
+        return aligned if aligned > self._last_sent else due
 
     def handle_timer(self, now: float) -> None:
         if self.closed:
@@ -809,7 +828,7 @@ class ClientConnection:
         if link.failure is not None:
             self._lost("the daemon stopped answering", now)
             return
-        if now >= self._last_sent + self.keepalive:
+        if now >= self._keepalive_at():
             link.send(wire.encode(wire.Ping()))
             self._last_sent = now
         if self._reauth_at is not None and now >= self._reauth_at:

@@ -56,33 +56,6 @@ RECEIVE_BUFFER = 2048
 """Larger than any valid datagram, so an oversized one is seen as such, not truncated."""
 BATCH = 256
 """Datagrams taken from the socket before the engine's output is flushed."""
-KEEPALIVE_PAUSE = 0.010
-"""While keepalives pour in, a wake-up that found nothing else waits this long for more.
-
-Each wake-up costs the event loop far more than a keepalive costs the engine: with
-10,000 idle sessions pinging every 10 s, taking them ~10 at a time instead of one by
-one divides the daemon's idle CPU by several. The pause applies only while keepalives
-arrive faster than one per pause (so a small daemon never pauses) and never after a
-wake-up that carried anything else; a message arriving during a pause waits for it.
-"""
-
-
-class KeepaliveRate:
-    """How many keepalive-only datagrams arrive per second, as a moving average."""
-
-    def __init__(self) -> None:
-        self.per_second = 0.0
-        self._last: float | None = None
-
-    def seen(self, count: int, now: float) -> None:
-        if self._last is not None:
-            elapsed = max(now - self._last, 0.001)
-            self.per_second += 0.25 * (count / elapsed - self.per_second)
-        self._last = now
-
-    @property
-    def pouring(self) -> bool:
-        return self.per_second * KEEPALIVE_PAUSE > 1.0
 
 
 def _sessions(count: int) -> str:
@@ -200,12 +173,9 @@ class Daemon:
         engine, sock = self.engine, self.sock
         receive = sock.recvfrom
         from_member = engine.from_member
-        stats = engine.stats
-        keepalive_rate = KeepaliveRate()
         handshakes: HandshakeQueue[Address] = HandshakeQueue()
         while True:
             now, wall = trio.current_time(), time.time()
-            datagrams, keepalives = stats["datagrams_in"], stats["keepalives"]
             received = 0
             later: list[tuple[bytes, Address]] = []
             while received < BATCH:
@@ -243,18 +213,9 @@ class Daemon:
             deadline = engine.next_timer()
             if deadline is None:
                 deadline = math.inf
-            pause = False
-            if received and stats["datagrams_in"] - datagrams == stats["keepalives"] - keepalives:
-                keepalive_rate.seen(received, now)
-                pause = keepalive_rate.pouring and now + KEEPALIVE_PAUSE < deadline
             with trio.CancelScope(deadline=deadline) as wait:
                 self._wait = wait
-                if pause:
-                    # Let more keepalives gather; a commit or a timer still ends the pause.
-                    wait.deadline = now + KEEPALIVE_PAUSE
-                    await trio.sleep_forever()
-                else:
-                    await trio.lowlevel.wait_readable(sock)
+                await trio.lowlevel.wait_readable(sock)
             self._wait = None
 
     def _receive(self, data: bytes, address: Address, now: float, wall: float) -> None:

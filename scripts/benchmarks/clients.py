@@ -127,6 +127,7 @@ class TrioClient:
         where = f"{HOST}:{port}"
         self.core = ClientConnection(key, name, PASSWORD, config=config, where=where)
         self.core.local_address = local_address(self.sock)  # as `trio_chat.connect` does
+        self.core.wall_offset = time.time() - time.monotonic()  # the pump's clock
         self.tally = Tally()
         self.answered_at = math.inf
         self.disconnects = 0
