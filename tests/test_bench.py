@@ -33,6 +33,7 @@ TINY = [
     "--storm=3",
     "--sessions=6",
     "--idle-window=0.2",
+    "--clock-skew=1",
     "--persist-messages=60",
     "--processes=1",
     "--loss-receivers=2",

@@ -44,6 +44,10 @@ class Settings:
     idle_window: float = 65.0
     """Seconds the idle sessions' CPU is measured over: a whole keepalive interval of a
     client with no NAT on the way (60 s), so that every session pings in it once."""
+    clock_skew: float = 0.0
+    """Seconds by which the idle sessions' clocks disagree (each is off by a random
+    amount up to this). Clients ping on whole seconds of their clock: 0 is clocks kept by
+    NTP, and 1 or more spreads their keepalives evenly, as if no clock agreed."""
     persist_messages: int = 100_000
     """Durable messages the writer sends: ~2.5 s, long enough to be steady (20,000 took
     ~0.5 s, and runs minutes apart differed by a third)."""

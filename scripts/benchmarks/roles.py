@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import random
 import signal
 import time
 import traceback
@@ -241,13 +242,19 @@ def storm_role(target: Target, job: StormJob, control: Connection[Any, Any]) -> 
 class IdleJob:
     names: tuple[str, ...]
     window: int
+    clock_skew: float = 0.0
 
 
 def idle_role(target: Target, job: IdleJob, control: Connection[Any, Any]) -> None:
     """Log many sessions in, then keep them alive (pings) and quiet until told to stop."""
     pump = Pump(control)
-    # trio-chat's clients ping after the client core's keepalive interval of silence.
+    # trio-chat's clients ping after the client core's keepalive interval of silence, on
+    # whole seconds of their clock.
     clients = _clients(pump, target, job.names)
+    rng = random.Random(len(job.names))
+    for client in clients:
+        if isinstance(client, TrioClient):  # its clock is off by up to `clock_skew`
+            client.core.wall_offset += rng.uniform(0.0, job.clock_skew)
     _sleep_until(_ready(control))
     pump.log_in(clients, job.window, time.monotonic() + 3600)
     control.send(("complete", time.monotonic()))

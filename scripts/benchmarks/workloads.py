@@ -181,7 +181,8 @@ def scale(ctx: Context, kind: str) -> Figures:
         # A few logins in flight per process keep the hashing thread busy without a flood.
         window = 64 if kind == SEED else 4
         group = [
-            spawn("idle", target, IdleJob(part, window)) for part in _split(names, 2 * s.processes)
+            spawn("idle", target, IdleJob(part, window, s.clock_skew))
+            for part in _split(names, 2 * s.processes)
         ]
         _wait_all(group, "ready", 120)
         start = _go(group)
