@@ -68,6 +68,7 @@ def test_a_client_with_no_nat_on_the_way_may_ping_once_a_minute() -> None:
     assert welcome.keepalive == 60.0
     assert alice.connection.keepalive == 60.0
     assert alice.session.direct and alice.session.idle_timeout == 180.0
+    alice.connection.keepalive_lead = 0.0  # no earlier than it must
     pings = driver.engine.stats["pings"]
     live(driver, alice, 300)
     assert alice.sid in driver.engine.sessions
@@ -92,6 +93,7 @@ def test_a_client_behind_a_nat_keeps_the_default_15_s() -> None:
     assert welcome.keepalive is None
     assert alice.connection.keepalive == wire.KEEPALIVE == 15.0
     assert not alice.session.direct and alice.session.idle_timeout == 45.0
+    alice.connection.keepalive_lead = 0.0
     pings = driver.engine.stats["pings"]
     live(driver, alice, 300)
     assert 19 <= driver.engine.stats["pings"] - pings <= 20
@@ -234,6 +236,7 @@ def test_keepalives_go_out_together_on_whole_seconds_of_unix_time() -> None:
     driver.advance(4.0 - driver.now)
     for peer, last_sent in ((alice, 3.1), (bob, 3.5)):
         peer.connection.wall_offset = 1_700_000_000.25
+        peer.connection.keepalive_lead = 0.0
         peer.connection._last_sent = last_sent
     sent = {peer.name: peer.connection._last_sent for peer in peers}
     pinged = ping_times(driver, peers, 200.0)
@@ -249,9 +252,30 @@ def test_keepalives_go_out_together_on_whole_seconds_of_unix_time() -> None:
     assert pinged["alice"] == pinged["bob"]
 
 
+def test_sessions_set_in_step_by_a_message_spread_their_pings_over_seconds() -> None:
+    """Every client acknowledges a message to the room at once, so a minute later all
+    would ping on the same second; each one's lead spreads them, never past the interval."""
+    driver = EngineDriver()
+    peers = [
+        logged_in(driver, f"user{n}", (f"10.0.1.{n}", 40000 + n), via=(f"10.0.1.{n}", 40000 + n))
+        for n in range(4)
+    ]
+    driver.advance(10.0 - driver.now)
+    for n, peer in enumerate(peers):
+        peer.connection.keepalive_lead = n / 4
+        peer.connection._last_sent = 10.0  # all in step
+    pinged = ping_times(driver, peers, 71.0)
+    first = [times[0] for times in pinged.values()]
+    assert sorted(first) == [59.0, 63.0, 67.0, 70.0]  # 11, 7, 3 and 0 s early, not one second
+    assert all(56.0 <= t <= 70.0 for t in first), first  # at most 14 s early, never late
+    # Each keeps its own second after that: one ping per minute, less its lead.
+    assert all(times == [times[0]] for times in pinged.values())
+
+
 def test_a_keepalive_shorter_than_a_second_is_not_aligned() -> None:
     driver = EngineDriver()
     alice = Peer(driver, None, address=ALICE, config=ClientConfig(keepalive=0.5))
+    alice.connection.keepalive_lead = 0.99
     alice.connection._last_sent = 10.2
     # The whole second before 10.7 is 10, earlier than the last send: not aligned.
     assert alice.connection._keepalive_at() == 10.7

@@ -63,6 +63,9 @@ from .reliability import Link, LinkConfig
 from .rules import RuleError, check_name, check_password, check_text
 from .secure import Channel, Initiation, SecureError, initiate
 
+KEEPALIVE_SPREAD = 0.25
+"""Share of the keepalive interval over which connections spread their pings: each sends
+its own up to this much early, by a whole number of seconds (see `_keepalive_at`)."""
 SEEN_MEMORY = 20_000
 """How many message ids a connection remembers, so that none is shown twice."""
 
@@ -416,6 +419,8 @@ class ClientConnection:
         self.wall_offset = 0.0
         """Unix time minus the clock `now` is read from (the shell sets it): keepalives go
         out on whole seconds of Unix time (see `_keepalive_at`)."""
+        self.keepalive_lead = secrets.randbelow(1 << 16) / (1 << 16)
+        """Where this connection's pings fall in `KEEPALIVE_SPREAD` (0 to 1), drawn once."""
         self._keep_default = False
         """The daemon found the way in closed after a long silence: stay at the default."""
         self._leaving = False
@@ -796,18 +801,22 @@ class ClientConnection:
         return deadline
 
     def _keepalive_at(self) -> float:
-        """When a `ping` goes out: at the last whole second of Unix time before
-        `keepalive` has passed since the last datagram sent.
+        """When a `ping` goes out: on a whole second of Unix time, up to a quarter of
+        `keepalive` (this connection's `keepalive_lead` of it) before `keepalive` has
+        passed since the last datagram sent.
 
         A daemon's idle sessions then ping on the same instants (clocks kept by NTP agree
         within milliseconds), and the daemon reads their keepalives dozens at a time: each
         wake-up of its event loop costs far more than a keepalive does (spread evenly,
-        10,000 sessions woke an idle daemon ~100 times a second). The interval never grows:
-        a ping sent just after a whole second is followed by the next one `keepalive` later.
+        10,000 sessions woke an idle daemon ~100 times a second). The lead keeps sessions
+        that a message to the room set in step (every client acknowledges it at once)
+        from all pinging on the same second a minute later: they spread over up to 15
+        seconds (4 for the 15 s interval). The interval never grows.
         """
         due = self._last_sent + self.keepalive
         offset = self.wall_offset
-        aligned = math.floor(due + offset) - offset
+        early = math.floor(self.keepalive_lead * KEEPALIVE_SPREAD * self.keepalive)
+        aligned = math.floor(due + offset) - offset - early
         return aligned if aligned > self._last_sent else due
 
     def handle_timer(self, now: float) -> None:
