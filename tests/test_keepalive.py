@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
+import pytest
 import trio
 
 from trio_chat import (
@@ -28,6 +29,7 @@ from trio_chat import (
     register,
     wire,
 )
+from trio_chat.client_protocol import KEEPALIVE_PATIENCE
 from trio_chat.engine import ServerConfig, ServerEngine
 from trio_chat.engine.common import same_endpoint
 from trio_chat.records import SessionClosed, SessionOpened, Snapshot
@@ -270,6 +272,30 @@ def test_sessions_set_in_step_by_a_message_spread_their_pings_over_seconds() -> 
     assert all(56.0 <= t <= 70.0 for t in first), first  # at most 14 s early, never late
     # Each keeps its own second after that: one ping per minute, less its lead.
     assert all(times == [times[0]] for times in pinged.values())
+
+
+def test_a_lone_keepalive_waits_longer_before_it_is_sent_again() -> None:
+    """Answering thousands of pings that came on the same second, a daemon reaches the
+    last tens of milliseconds later: a lone ping is not sent again before
+    `KEEPALIVE_PATIENCE` beyond the probe timeout; a request is probed for at once."""
+    driver = EngineDriver()
+    alice = logged_in(driver, "alice", ALICE, via=ALICE)
+    connection, link = alice.connection, alice.link
+    driver.now = connection._keepalive_at()
+    connection.handle_timer(driver.now)
+    assert len(connection.datagrams_to_send(driver.now)) == 1  # the ping; lost on the way
+    sent, probes = driver.now, link.probes_sent
+    connection.handle_timer(sent + link.pto + 0.1)
+    assert link.probes_sent == probes  # not yet
+    assert connection.next_timer() == pytest.approx(sent + link.pto + KEEPALIVE_PATIENCE)
+    connection.handle_timer(sent + link.pto + KEEPALIVE_PATIENCE)
+    assert link.probes_sent == probes + 1
+    # A request is not kept waiting by the ping before it.
+    driver.now = sent + 1.0
+    alice.request(wire.Who())
+    connection.datagrams_to_send(driver.now)  # lost as well
+    timer = connection.next_timer()
+    assert timer is not None and timer < driver.now + KEEPALIVE_PATIENCE
 
 
 def test_a_keepalive_shorter_than_a_second_is_not_aligned() -> None:

@@ -66,6 +66,10 @@ from .secure import Channel, Initiation, SecureError, initiate
 KEEPALIVE_SPREAD = 0.25
 """Share of the keepalive interval over which connections spread their pings: each sends
 its own up to this much early, by a whole number of seconds (see `_keepalive_at`)."""
+KEEPALIVE_PATIENCE = 0.25
+"""Seconds a lone keepalive waits for its acknowledgement beyond the probe timeout before
+it goes again: a daemon answering the pings of thousands of sessions that came on the
+same second takes tens of milliseconds to reach the last of them."""
 SEEN_MEMORY = 20_000
 """How many message ids a connection remembers, so that none is shown twice."""
 
@@ -548,6 +552,7 @@ class ClientConnection:
 
     def _transmit(self, handle: Handle) -> None:
         assert self._link is not None
+        self._link.patience = 0.0  # a request is probed for as soon as the link's RTT says
         handle.seq = self._link.send(handle.frame)
         self._by_seq[handle.seq] = handle
 
@@ -839,6 +844,8 @@ class ClientConnection:
             return
         if now >= self._keepalive_at():
             link.send(wire.encode(wire.Ping()))
+            if link.queued == 1:  # the ping alone: no hurry
+                link.patience = KEEPALIVE_PATIENCE
             self._last_sent = now
         if self._reauth_at is not None and now >= self._reauth_at:
             self._reauth_at = None

@@ -142,6 +142,7 @@ class Link:
         "failure",
         "highest_pn",
         "last_received",
+        "patience",
         "probes_sent",
         "queued_bytes",
         "retransmissions",
@@ -175,6 +176,9 @@ class Link:
         self._srtt: float | None = None
         self._rttvar = INITIAL_RTT / 2
         self._pto_count = 0
+        self.patience = 0.0
+        """Seconds the probe timer waits beyond the probe timeout, before any backoff: its
+        owner's say-so that what is in flight is not urgent (a client's lone keepalive)."""
         self._last_sent = 0.0
         """When a datagram carrying frames was last sent (the probe timer counts from it)."""
         self._loss_time: float | None = None
@@ -625,7 +629,8 @@ class Link:
     # --- time ------------------------------------------------------------------------------
 
     def _pto_deadline(self) -> float:
-        backoff = min(self.pto * (1 << min(self._pto_count, 30)), self.config.max_pto)
+        backoff = self.pto + self.patience
+        backoff = min(backoff * (1 << min(self._pto_count, 30)), self.config.max_pto)
         return self._last_sent + backoff
 
     def next_timer(self) -> float | None:
