@@ -78,3 +78,31 @@ async def test_a_line_typed_while_away_shows_after_what_was_missed_meanwhile() -
     said = ["".join(text for _style, text in line) for line in shown]
     said = [line.split(" ", 1)[1] for line in said if "typed" in line or "missed" in line]
     assert said == ["bob: missed one", "alice: typed while away"]
+
+
+async def test_a_line_answered_between_two_outages_is_shown_after_the_second() -> None:
+    """The connection drops again before the history of the first outage arrives: the
+    line waits for the history that comes after the second, and is shown, not lost."""
+    shown: list[Line] = []
+    chat = _Chat()
+    room = Room(cast(ChatClient, chat), shown.append, lambda _text: None, interactive=False)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(room.show_events)
+            nursery.start_soon(room.run_results)
+            await chat.events_in.send(Disconnected("the daemon went away"))
+            await trio.testing.wait_all_tasks_blocked()
+            room.handle("typed while away")
+            chat.answer.message = message(3, "alice", "typed while away")
+            chat.answer.answered.set()
+            await trio.testing.wait_all_tasks_blocked()
+            await chat.events_in.send(Disconnected("the daemon went away again"))
+            await chat.events_in.send(Reconnected())
+            missed = message(2, "bob", "missed one")
+            await chat.events_in.send(History((missed,), more=False, resumed=True))
+            await trio.testing.wait_all_tasks_blocked()
+            said = ["".join(text for _style, text in line) for line in shown]
+            said = [line.split(" ", 1)[1] for line in said if "typed" in line or "missed" in line]
+            assert said == ["bob: missed one", "alice: typed while away"]
+            await chat.events_in.aclose()
+            await room.finish()

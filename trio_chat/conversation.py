@@ -301,7 +301,10 @@ class Room:
             self.show(notice_line(event.text, _now()))
         elif isinstance(event, Disconnected):
             self.connected = False
-            self._caught_up = trio.Event()
+            if self._caught_up.is_set():
+                # Not when history is still owed from an outage before: lines waiting
+                # for that event would wait for good.
+                self._caught_up = trio.Event()
             self._before_outage = set(self.online)
             self.show(
                 notice_line(
