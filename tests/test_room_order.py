@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import cast
 
@@ -54,7 +55,27 @@ def message(n: int, sender: str, text: str) -> PublicMessage:
     return PublicMessage(n, datetime(2026, 12, 4, 12, 0, n, tzinfo=UTC), sender, text)
 
 
-async def test_a_line_typed_while_away_shows_after_what_was_missed_meanwhile() -> None:
+def seen(shown: list[Line]) -> list[str]:
+    """The lines shown that matter here, without their time."""
+    said = ["".join(text for _style, text in line) for line in shown]
+    return [line.split(" ", 1)[1] for line in said if "typed" in line or "missed" in line]
+
+
+async def type_while_away(chat: _Chat, room: Room) -> None:
+    """The connection drops; alice types a line; its answer comes back (with the
+    history, in the same datagrams: its waiter may well run first)."""
+    await chat.events_in.send(Disconnected("the daemon went away"))
+    await trio.testing.wait_all_tasks_blocked()
+    room.handle("typed while away")
+    chat.answer.message = message(3, "alice", "typed while away")
+    chat.answer.answered.set()
+    await trio.testing.wait_all_tasks_blocked()
+
+
+@asynccontextmanager
+async def room_on_screen() -> AsyncIterator[tuple[_Chat, Room, list[Line]]]:
+    """A room showing what a stand-in client's events say, for at most 5 s; it finishes
+    once the block has closed the events."""
     shown: list[Line] = []
     chat = _Chat()
     room = Room(cast(ChatClient, chat), shown.append, lambda _text: None, interactive=False)
@@ -62,47 +83,29 @@ async def test_a_line_typed_while_away_shows_after_what_was_missed_meanwhile() -
         async with trio.open_nursery() as nursery:
             nursery.start_soon(room.show_events)
             nursery.start_soon(room.run_results)
-            await chat.events_in.send(Disconnected("the daemon went away"))
-            await trio.testing.wait_all_tasks_blocked()
-            room.handle("typed while away")
-            # Back: the answer to the line comes in the same datagrams as the history,
-            # and its waiter may well run first.
-            chat.answer.message = message(3, "alice", "typed while away")
-            chat.answer.answered.set()
-            await trio.testing.wait_all_tasks_blocked()
-            await chat.events_in.send(Reconnected())
-            missed = message(2, "bob", "missed one")
-            await chat.events_in.send(History((missed,), more=False, resumed=True))
-            await chat.events_in.aclose()
+            yield chat, room, shown
             await room.finish()
-    said = ["".join(text for _style, text in line) for line in shown]
-    said = [line.split(" ", 1)[1] for line in said if "typed" in line or "missed" in line]
-    assert said == ["bob: missed one", "alice: typed while away"]
+
+
+async def test_a_line_typed_while_away_shows_after_what_was_missed_meanwhile() -> None:
+    async with room_on_screen() as (chat, room, shown):
+        await type_while_away(chat, room)
+        await chat.events_in.send(Reconnected())
+        missed = message(2, "bob", "missed one")
+        await chat.events_in.send(History((missed,), more=False, resumed=True))
+        await chat.events_in.aclose()
+    assert seen(shown) == ["bob: missed one", "alice: typed while away"]
 
 
 async def test_a_line_answered_between_two_outages_is_shown_after_the_second() -> None:
     """The connection drops again before the history of the first outage arrives: the
     line waits for the history that comes after the second, and is shown, not lost."""
-    shown: list[Line] = []
-    chat = _Chat()
-    room = Room(cast(ChatClient, chat), shown.append, lambda _text: None, interactive=False)
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(room.show_events)
-            nursery.start_soon(room.run_results)
-            await chat.events_in.send(Disconnected("the daemon went away"))
-            await trio.testing.wait_all_tasks_blocked()
-            room.handle("typed while away")
-            chat.answer.message = message(3, "alice", "typed while away")
-            chat.answer.answered.set()
-            await trio.testing.wait_all_tasks_blocked()
-            await chat.events_in.send(Disconnected("the daemon went away again"))
-            await chat.events_in.send(Reconnected())
-            missed = message(2, "bob", "missed one")
-            await chat.events_in.send(History((missed,), more=False, resumed=True))
-            await trio.testing.wait_all_tasks_blocked()
-            said = ["".join(text for _style, text in line) for line in shown]
-            said = [line.split(" ", 1)[1] for line in said if "typed" in line or "missed" in line]
-            assert said == ["bob: missed one", "alice: typed while away"]
-            await chat.events_in.aclose()
-            await room.finish()
+    async with room_on_screen() as (chat, room, shown):
+        await type_while_away(chat, room)
+        await chat.events_in.send(Disconnected("the daemon went away again"))
+        await chat.events_in.send(Reconnected())
+        missed = message(2, "bob", "missed one")
+        await chat.events_in.send(History((missed,), more=False, resumed=True))
+        await trio.testing.wait_all_tasks_blocked()
+        assert seen(shown) == ["bob: missed one", "alice: typed while away"]
+        await chat.events_in.aclose()
