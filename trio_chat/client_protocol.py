@@ -23,6 +23,7 @@ reads the clock or touches a socket; `now` is any monotonic time in seconds.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import math
 import secrets
@@ -106,8 +107,11 @@ def new_index() -> int:
     return secrets.randbelow(2**32 - 1) + 1
 
 
+@functools.lru_cache(maxsize=64)
 def parse_time(stamp: str) -> datetime:
-    """A wire timestamp as an aware UTC datetime."""
+    """A wire timestamp as an aware UTC datetime (remembered: the messages of one
+    moment share their stamp, and a program with many connections sees each of them
+    once per connection)."""
     return datetime.fromisoformat(stamp).astimezone(UTC)
 
 
