@@ -101,3 +101,20 @@ def test_an_unknown_workload_is_refused() -> None:
     result = run_bench("--only=fanout,teleport", f"--baseline={SEED}")
     assert result.returncode == 2
     assert "Unknown workload 'teleport'" in result.stderr
+
+
+def test_the_in_process_fanout_prints_each_sides_cost_per_delivery() -> None:
+    script = ROOT / "scripts" / "fanout_speed.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--receivers=3", "--batches=4", "--batch=2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("3 receivers, 4 batches of 2: 24 deliveries in ")
+    for line, per in zip(lines[1:], ("delivery", "ack", "delivery"), strict=True):
+        assert re.search(rf"\d+ us a batch +\d+\.\d\d us a {per}$", line), line

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""What a fanned-out message costs the daemon's engine and each client's core, without
+sockets, processes or a disk.
+
+    .venv/bin/python scripts/fanout_speed.py [--receivers 50] [--batches 400] [--profile]
+
+The bench's fan-out workload, in one process and with time stepped by hand: one sender
+says `--batch` messages at a time to a room of `--receivers`; the engine takes the
+sender's datagram, stores the messages at once (the `EngineDriver`'s in-memory store)
+and sends the room its datagrams; each receiver's `ClientConnection` takes its datagram
+and hands out the events; the acknowledgements that come due go back to the engine.
+Each side is timed apart (wall time around its calls alone), so the figures are what
+the Python code costs, before the kernel's share (`sendto`, `recvfrom`, `epoll`), which
+`scripts/bench.py` adds. `--profile` prints the costliest functions (cProfile, which
+slows everything about threefold). Checks that every receiver got every message once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import time
+from dataclasses import dataclass
+
+from trio_chat.client_protocol import ClientConfig
+from trio_chat.engine import Address, ServerConfig
+from trio_chat.events import PublicMessage
+from trio_chat.testing.driver import EngineDriver, Peer
+
+STEP = 0.0025
+"""Seconds between batches (the bench's closed loop takes about this long per batch)."""
+
+
+@dataclass
+class Costs:
+    """Seconds spent on each side, and what they were spent on."""
+
+    engine_fanout: float = 0.0
+    engine_acks: float = 0.0
+    clients: float = 0.0
+    datagrams: int = 0
+    acks: int = 0
+
+
+def address(network: int, number: int) -> Address:
+    return (f"10.{network}.{number // 200}.{number % 200 + 1}", 1)
+
+
+def room(receivers: int) -> tuple[EngineDriver, Peer, list[Peer]]:
+    """A driven engine with `receivers` and a sender logged in, nothing in flight."""
+    driver = EngineDriver(
+        ServerConfig(message_rate=1e6, message_burst=10**6), acknowledge_bulk_first=True
+    )
+    config = ClientConfig(reconnect=False)
+    peers = []
+    for number in range(receivers):
+        driver.add_account(f"r{number}", address=address(3, number))
+        peers.append(Peer(driver, f"r{number}", address=address(1, number), config=config))
+    driver.add_account("sender", address=address(4, 0))
+    sender = Peer(driver, "sender", address=address(2, 0), config=config)
+    for peer in [*peers, sender]:
+        peer.settle(3)
+    return driver, sender, peers
+
+
+def run(driver: EngineDriver, sender: Peer, peers: list[Peer], batches: int, batch: int) -> Costs:
+    engine, clock = driver.engine, time.perf_counter
+    by_address = {peer.address: peer for peer in peers}
+    costs = Costs()
+    received = {peer.address: 0 for peer in peers}
+    for number in range(batches):
+        driver.now += STEP
+        now, wall = driver.now, driver.wall
+        for k in range(batch):
+            sender.connection.say(f"m{number}_{k}")
+        says = sender.connection.datagrams_to_send(now)
+        start = clock()
+        for data in says:
+            engine.receive_datagram(data, sender.address, now, wall)
+        for effect in engine.take_effects():
+            driver._do(effect)  # stored at once
+        out = engine.datagrams_to_send(now, wall)
+        costs.engine_fanout += clock() - start
+        costs.datagrams += len(out)
+        answers: list[tuple[bytes, Address]] = []
+        start = clock()
+        for data, to in out:
+            peer = by_address.get(to)
+            if peer is None:
+                continue  # the sender's `ok`s, below
+            connection = peer.connection
+            connection.receive_datagram(data, now)
+            while (event := connection.next_event()) is not None:
+                received[to] += isinstance(event, PublicMessage)
+            answers.extend((ack, to) for ack in connection.datagrams_to_send(now))
+        costs.clients += clock() - start
+        sender.take([data for data, to in out if to == sender.address])
+        start = clock()
+        for data, source in answers:
+            engine.receive_datagram(data, source, now, wall)
+        more = engine.datagrams_to_send(now, wall)
+        costs.engine_acks += clock() - start
+        costs.acks += len(answers)
+        for data, to in more:
+            (by_address.get(to) or sender).connection.receive_datagram(data, now)
+        for peer in peers:
+            peer.connection.handle_timer(now)
+        engine.handle_timers(now, wall)
+    wrong = {to: n for to, n in received.items() if n != batches * batch}
+    if wrong:
+        raise SystemExit(f"receivers missed messages: {wrong}")
+    return costs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--receivers", type=int, default=50)
+    parser.add_argument("--batches", type=int, default=400)
+    parser.add_argument("--batch", type=int, default=5, help="messages said at once")
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top 30")
+    args = parser.parse_args()
+    driver, sender, peers = room(args.receivers)
+    profile = cProfile.Profile() if args.profile else None
+    if profile is not None:
+        profile.enable()
+    costs = run(driver, sender, peers, args.batches, args.batch)
+    if profile is not None:
+        profile.disable()
+        pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(30)
+    deliveries = args.batches * args.batch * args.receivers
+    print(
+        f"{args.receivers} receivers, {args.batches} batches of {args.batch}: "
+        f"{deliveries} deliveries in {costs.datagrams} datagrams, {costs.acks} acks back"
+    )
+    for what, seconds, per, count in (
+        ("engine, say to fan-out", costs.engine_fanout, "delivery", deliveries),
+        ("engine, acks", costs.engine_acks, "ack", costs.acks),
+        ("clients, datagram to events", costs.clients, "delivery", deliveries),
+    ):
+        print(
+            f"  {what:28} {1e6 * seconds / args.batches:7.0f} us a batch  "
+            f"{1e6 * seconds / max(1, count):6.2f} us a {per}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
