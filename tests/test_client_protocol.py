@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from trio_chat import client_protocol, wire
+from trio_chat import client_handshake, client_protocol, wire
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.engine import ServerConfig
 from trio_chat.errors import (
@@ -268,16 +269,22 @@ def test_a_history_page_and_who_complete_with_their_answers() -> None:
     assert who.result == ["alice", "bob"]
 
 
-def test_the_core_imports_no_socket_no_trio_and_no_clock() -> None:
-    tree = ast.parse(Path(client_protocol.__file__).read_text(encoding="utf-8"))
+@pytest.mark.parametrize("core", [client_protocol, client_handshake])
+def test_the_core_imports_no_socket_no_trio_and_no_clock(core: ModuleType) -> None:
+    assert core.__file__ is not None
+    tree = ast.parse(Path(core.__file__).read_text(encoding="utf-8"))
     imported: set[str] = set()
+    local: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             imported.add(node.module.split(".")[0])
-    assert "dataclasses" in imported  # the walk found the imports
+        elif isinstance(node, ast.ImportFrom) and node.level == 1:
+            local |= {node.module} if node.module else {alias.name for alias in node.names}
+    assert {"__future__", "wire"} <= imported | local  # the walk found the imports
     assert imported.isdisjoint({"trio", "socket", "time", "asyncio", "select", "selectors"})
+    assert local.isdisjoint({"client", "server", "terminal", "gui"})
 
 
 @pytest.mark.parametrize("down_for", [0.3, 2.0])

@@ -27,15 +27,13 @@ from typing import Any, Protocol
 
 import trio
 
+from .client_handshake import KeyProbe, key_changed, unreachable
 from .client_protocol import (
     ClientConfig,
     ClientConnection,
     Handle,
-    KeyProbe,
     check_registration,
-    key_changed,
     registration_result,
-    unreachable,
 )
 from .errors import ChatError, KeyChanged, ServerUnreachable
 from .events import ChatMessage, Event, PrivateMessage, PublicMessage

@@ -17,7 +17,8 @@ resumption ticket an earlier login gave. If the session is lost (the daemon stop
 answering, restarted, or said goodbye) it opens a new channel, resumes with the ticket,
 resends every request not yet answered and shows what was missed in between: states of
 the core, not of the code that drives it. Without a name it only opens the channel, for
-`register`. `KeyProbe` is the same shape for learning the daemon's key. Nothing here
+`register`. Each channel is opened by a `client_handshake.Handshake`, and
+`client_handshake.KeyProbe` is the same shape for learning the daemon's key. Nothing here
 reads the clock or touches a socket; `now` is any monotonic time in seconds.
 """
 
@@ -36,6 +37,7 @@ from typing import Any
 import msgspec
 
 from . import wire
+from .client_handshake import Handshake
 from .errors import (
     Busy,
     ChatError,
@@ -59,10 +61,9 @@ from .events import (
     PublicMessage,
     Reconnected,
 )
-from .noise import fingerprint
 from .reliability import Link, LinkConfig
 from .rules import RuleError, check_name, check_password, check_text
-from .secure import Channel, Initiation, SecureError, initiate
+from .secure import Channel, SecureError
 
 KEEPALIVE_SPREAD = 0.25
 """Share of the keepalive interval over which connections spread their pings: each sends
@@ -129,10 +130,6 @@ def rule_error(error: RuleError) -> ChatError:
     return error_for(error.code, error.message)
 
 
-def unreachable(where: str) -> ServerUnreachable:
-    return ServerUnreachable(f"Cannot reach trio-chat at {where}; is `trio-chat serve` running?")
-
-
 def check_registration(name: str, password: str) -> None:
     """Raise the `ChatError` the daemon would answer for a name or password it refuses."""
     try:
@@ -140,144 +137,6 @@ def check_registration(name: str, password: str) -> None:
         check_password(password)
     except RuleError as error:
         raise rule_error(error) from None
-
-
-def key_changed(where: str, expected: bytes, found: bytes) -> KeyChanged:
-    return KeyChanged(
-        f"The daemon at {where} has the key {fingerprint(found)}, not the trusted "
-        f"{fingerprint(expected)}; if it was changed on purpose, trust the new one "
-        "(see `trio-chat trust --help`), else someone may be in the middle."
-    )
-
-
-class _Schedule:
-    """When to send a first-flight datagram again: after 0.2 s, 0.4 s, 0.8 s, then every
-    second, until `timeout` passes without an answer."""
-
-    def __init__(self, now: float, timeout: float) -> None:
-        self.deadline = now + timeout
-        self.due = now
-        self.last_sent: float | None = None
-        self._interval = 0.2
-
-    def take(self, now: float) -> bool:
-        """Whether to send now (and if so, when next)."""
-        if now < self.due:
-            return False
-        self.last_sent = now
-        self.due = min(now + self._interval, self.deadline)
-        self._interval = min(self._interval * 2, 1.0)
-        return True
-
-    def expired(self, now: float) -> bool:
-        return now >= self.deadline
-
-
-class KeyProbe:
-    """Ask the daemon for its static public key (`KEY_REQUEST`), to trust it on first use.
-
-    Also the quickest way to learn whether a daemon answers at all: `key` once it has,
-    `error` (`ServerUnreachable`) once `timeout` passed in silence.
-    """
-
-    def __init__(self, now: float, *, timeout: float = 5.0, where: str = "the daemon") -> None:
-        self._schedule = _Schedule(now, timeout)
-        self._where = where
-        self.key: bytes | None = None
-        self.error: ChatError | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.key is not None or self.error is not None
-
-    def receive_datagram(self, data: bytes, now: float) -> None:
-        try:
-            datagram = wire.parse_datagram_untrusted(data)
-        except wire.WireError:
-            return
-        if self.done:
-            return
-        if isinstance(datagram, wire.Key):
-            self.key = datagram.public_key
-        elif isinstance(datagram, wire.Refused):
-            self.error = error_for(datagram.code, datagram.message, datagram.retry_after)
-
-    def connection_refused(self, now: float) -> None:
-        """Nothing listens there now; it may start in a moment: keep asking."""
-
-    def datagrams_to_send(self, now: float) -> list[bytes]:
-        if self.done or not self._schedule.take(now):
-            return []
-        return [wire.key_request_datagram()]
-
-    def next_timer(self) -> float | None:
-        return None if self.done else self._schedule.due
-
-    def handle_timer(self, now: float) -> None:
-        if not self.done and self._schedule.expired(now):
-            self.error = unreachable(self._where)
-
-
-class Handshake:
-    """One attempt to open a channel: `INIT` sent again until `RESPONSE` (or a refusal).
-
-    A `RETRY` is answered at once with the same Noise message and the cookie; a `KEY`
-    (the daemon could not read our message) that is not the key we trust ends it with
-    `KeyChanged`. Done once `channel` or `error` is set.
-    """
-
-    def __init__(
-        self, server_key: bytes, now: float, timeout: float, where: str, index: int
-    ) -> None:
-        self.server_key = server_key
-        self._initiation: Initiation = initiate(server_key, index)
-        self._schedule = _Schedule(now, timeout)
-        self._where = where
-        self.channel: Channel | None = None
-        self.reset_token = b""
-        self.rtt: float | None = None
-        """From the latest `INIT` to the `RESPONSE`: a first estimate of the round trip."""
-        self.error: ChatError | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.channel is not None or self.error is not None
-
-    def receive(self, datagram: wire.Datagram, now: float) -> bool:
-        """Take a first-flight answer meant for this handshake; False if it is not one."""
-        if self.done:
-            return False
-        index = self._initiation.client_index
-        if isinstance(datagram, wire.Response) and datagram.client_index == index:
-            try:
-                self.channel, self.reset_token = self._initiation.finish(datagram)
-            except SecureError:
-                return True  # forged or damaged: keep waiting for the real one
-            if self._schedule.last_sent is not None:
-                self.rtt = now - self._schedule.last_sent
-        elif isinstance(datagram, wire.Retry) and datagram.client_index == index:
-            self._initiation.cookie = datagram.cookie
-            self._schedule.due = now  # send again at once, with the cookie
-        elif isinstance(datagram, wire.Key):
-            if datagram.public_key != self.server_key:
-                self.error = key_changed(self._where, self.server_key, datagram.public_key)
-        elif isinstance(datagram, wire.Refused):
-            self.error = error_for(datagram.code, datagram.message, datagram.retry_after)
-        else:
-            return False
-        return True
-
-    def datagrams_to_send(self, now: float) -> list[bytes]:
-        if self.done or not self._schedule.take(now):
-            return []
-        return [self._initiation.datagram()]
-
-    def next_timer(self) -> float | None:
-        return None if self.done else self._schedule.due
-
-    def handle_timer(self, now: float) -> None:
-        if not self.done and self._schedule.expired(now):
-            self.error = unreachable(self._where)
 
 
 class Handle:
