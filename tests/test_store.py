@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from trio_chat.records import Account, MarkDelivered, Message, SessionClosed, SessionOpened
 from trio_chat.store import (
+    LOG_PAGES,
     MIGRATIONS,
     SCHEMA_VERSION,
     SqliteStore,
@@ -143,3 +145,29 @@ def test_open_sessions_are_kept_until_they_end(tmp_path: Path) -> None:
     store.write([SessionClosed(7), SessionClosed(8), SessionClosed(9)])
     assert store.load(10).sessions == []
     store.close()
+
+
+def test_a_presized_log_is_written_over_and_stores_nothing_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    wal = tmp_path / "chat.db-wal"
+    store = SqliteStore.open(path)
+    store.write([account(1, "alice")])
+    grown_by_one = wal.stat().st_size
+    store.presize_log()
+    presized = wal.stat().st_size
+    assert presized >= LOG_PAGES * 4096 > 10 * grown_by_one
+    store.write([message(n, 1) for n in range(1, 51)])
+    store.write([message(51, 1)])
+    assert wal.stat().st_size == presized  # the commits wrote over the log, not after it
+    store.presize_log()  # already its size: nothing to do
+    assert wal.stat().st_size == presized
+    # As a crash would leave them: the database and its log, copied while still open.
+    for name in ("chat.db", "chat.db-wal"):
+        shutil.copy(tmp_path / name, tmp_path / f"crashed-{name}")
+    store.close()
+    crashed = SqliteStore.open(tmp_path / "crashed-chat.db")
+    snapshot = crashed.load(window=100)
+    assert [m.id for m in snapshot.recent] == list(range(1, 52))
+    tables = {row[0] for row in crashed._db.execute("SELECT name FROM sqlite_master")}
+    assert "log_room" not in tables
+    crashed.close()

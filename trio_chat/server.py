@@ -395,6 +395,7 @@ async def serve(
             if database is None:
                 raise ValueError("serve() needs a database path or a storage object")
             storage = await trio.to_thread.run_sync(SqliteStore.open, database)
+            await trio.to_thread.run_sync(storage.presize_log)
         try:
             if keys is None:
                 keys = DaemonKeys.generate() if database is None else daemon_keys(Path(database))
