@@ -171,3 +171,18 @@ def test_a_presized_log_is_written_over_and_stores_nothing_of_its_own(tmp_path: 
     tables = {row[0] for row in crashed._db.execute("SELECT name FROM sqlite_master")}
     assert "log_room" not in tables
     crashed.close()
+
+
+def test_a_log_that_cannot_be_presized_is_one_warning_and_the_store_works_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "chat.db"
+    store = SqliteStore.open(path)
+    store._db.execute("CREATE TABLE log_room (b BLOB)")  # the name it would use, taken
+    store.presize_log()
+    assert [r.getMessage() for r in caplog.records] == [
+        "could not grow the write-ahead log ahead of time (table log_room already exists)"
+    ]
+    store.write([account(1, "alice"), message(1, 1)])
+    assert [m.id for m in store.load(window=10).recent] == [1]
+    store.close()

@@ -201,6 +201,9 @@ class SqliteStore:
                     db.execute("INSERT INTO log_room VALUES (zeroblob(?))", (size,))
                 finally:
                     db.execute("ROLLBACK")
+            except sqlite3.Error as error:
+                # Only a head start: without it the log grows as commits come.
+                log.warning("could not grow the write-ahead log ahead of time (%s)", error)
             finally:
                 db.execute(f"PRAGMA cache_size = {int(cache_size)}")
 
