@@ -56,8 +56,8 @@ def message(n: int, sender: str, text: str) -> PublicMessage:
 
 
 def seen(shown: list[Line]) -> list[str]:
-    """The lines shown that matter here, without their time (`[HH:MM:SS]`, with the date
-    before it on any day but the messages' own)."""
+    """The lines shown that matter here, without their time (`[HH:MM:SS]`, or
+    `[YYYY-MM-DD HH:MM:SS]` on any day but the messages' own)."""
     said = ["".join(text for _style, text in line) for line in shown]
     return [line.split("] ", 1)[1] for line in said if "typed" in line or "missed" in line]
 

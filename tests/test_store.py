@@ -10,11 +10,11 @@ import pytest
 
 from trio_chat.records import Account, MarkDelivered, Message, SessionClosed, SessionOpened
 from trio_chat.store import (
-    LOG_PAGES,
     MIGRATIONS,
     SCHEMA_VERSION,
     SqliteStore,
     StorageError,
+    log_bytes,
 )
 
 
@@ -152,13 +152,15 @@ def test_a_presized_log_is_written_over_and_stores_nothing_of_its_own(tmp_path: 
     wal = tmp_path / "chat.db-wal"
     store = SqliteStore.open(path)
     store.write([account(1, "alice")])
-    grown_by_one = wal.stat().st_size
+    store.close()  # the log is gone: as after every clean stop
+    store = SqliteStore.open(path)
     store.presize_log()
     presized = wal.stat().st_size
-    assert presized >= LOG_PAGES * 4096 > 10 * grown_by_one
+    assert presized >= log_bytes(4096)
     store.write([message(n, 1) for n in range(1, 51)])
-    store.write([message(51, 1)])
-    assert wal.stat().st_size == presized  # the commits wrote over the log, not after it
+    for n in range(51, 151):
+        store.write([message(n, 1)])  # a hundred commits, each of its own
+    assert wal.stat().st_size == presized  # they wrote over the log, not after it
     store.presize_log()  # already its size: nothing to do
     assert wal.stat().st_size == presized
     # As a crash would leave them: the database and its log, copied while still open.
@@ -166,23 +168,52 @@ def test_a_presized_log_is_written_over_and_stores_nothing_of_its_own(tmp_path: 
         shutil.copy(tmp_path / name, tmp_path / f"crashed-{name}")
     store.close()
     crashed = SqliteStore.open(tmp_path / "crashed-chat.db")
-    snapshot = crashed.load(window=100)
-    assert [m.id for m in snapshot.recent] == list(range(1, 52))
+    snapshot = crashed.load(window=200)
+    assert [m.id for m in snapshot.recent] == list(range(1, 151))
     tables = {row[0] for row in crashed._db.execute("SELECT name FROM sqlite_master")}
     assert "log_room" not in tables
     crashed.close()
 
 
+@pytest.mark.parametrize(
+    ("obstacle", "why"),
+    [
+        ("CREATE TABLE log_room (b BLOB)", "table log_room already exists"),
+        ("PRAGMA max_page_count = 50", "database or disk is full"),
+    ],
+)
 def test_a_log_that_cannot_be_presized_is_one_warning_and_the_store_works_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, obstacle: str, why: str
+) -> None:
+    store = SqliteStore.open(tmp_path / "chat.db")
+    store._db.execute(obstacle)
+    store.presize_log()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"could not grow the write-ahead log ahead of time ({why})"
+    ]
+    assert not store._db.in_transaction
+    store.write([account(1, "alice"), message(1, 1)])
+    assert [m.id for m in store.load(window=10).recent] == [1]
+    store.close()
+
+
+def test_presizing_does_not_wait_for_another_writer(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "chat.db"
     store = SqliteStore.open(path)
-    store._db.execute("CREATE TABLE log_room (b BLOB)")  # the name it would use, taken
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
     store.presize_log()
+    store._db.set_trace_callback(None)
+    # No waiting out `busy_timeout` (5 s) for the lock: it is 0 while the log grows.
+    assert statements.index("PRAGMA busy_timeout = 0") < statements.index("BEGIN IMMEDIATE")
     assert [r.getMessage() for r in caplog.records] == [
-        "could not grow the write-ahead log ahead of time (table log_room already exists)"
+        "could not grow the write-ahead log ahead of time (database is locked)"
     ]
-    store.write([account(1, "alice"), message(1, 1)])
-    assert [m.id for m in store.load(window=10).recent] == [1]
+    assert store._db.execute("PRAGMA busy_timeout").fetchone() == (5000,)
+    other.execute("ROLLBACK")
+    other.close()
     store.close()

@@ -108,11 +108,15 @@ def new_index() -> int:
     return secrets.randbelow(2**32 - 1) + 1
 
 
-@functools.lru_cache(maxsize=64)
 def parse_time(stamp: str) -> datetime:
-    """A wire timestamp as an aware UTC datetime (remembered: the messages of one
-    moment share their stamp, and a program with many connections sees each of them
-    once per connection)."""
+    """A wire timestamp as an aware UTC datetime."""
+    return _parsed_time(stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_time(stamp: str) -> datetime:
+    # Remembered: the messages of one moment share their stamp, and a program with many
+    # connections sees each of them once per connection.
     return datetime.fromisoformat(stamp).astimezone(UTC)
 
 

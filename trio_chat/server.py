@@ -391,12 +391,14 @@ async def serve(
     config = config or ServerConfig()
     # The port first: a daemon that cannot listen should not have touched the database.
     with bind_udp(host, port) as sock:
+        opened: SqliteStore | None = None
         if storage is None:
             if database is None:
                 raise ValueError("serve() needs a database path or a storage object")
-            storage = await trio.to_thread.run_sync(SqliteStore.open, database)
-            await trio.to_thread.run_sync(storage.presize_log)
+            storage = opened = await trio.to_thread.run_sync(SqliteStore.open, database)
         try:
+            if opened is not None:
+                await trio.to_thread.run_sync(opened.presize_log)
             if keys is None:
                 keys = DaemonKeys.generate() if database is None else daemon_keys(Path(database))
             await _run(sock, storage, keys, config, on_ready, summary_every, task_status)

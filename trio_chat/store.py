@@ -30,6 +30,17 @@ from .records import (
 SCHEMA_VERSION = 3
 LOG_PAGES = 1000
 """Pages in the write-ahead log that make a commit checkpoint it (SQLite's default)."""
+LOG_SPARE_PAGES = 32
+"""...and a few more that `presize_log` writes: its small cache keeps some back."""
+WAL_HEADER_BYTES = 32
+WAL_FRAME_HEADER_BYTES = 24
+
+
+def log_bytes(page_size: int) -> int:
+    """The size of a write-ahead log of `LOG_PAGES` pages."""
+    return WAL_HEADER_BYTES + LOG_PAGES * (WAL_FRAME_HEADER_BYTES + page_size)
+
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS: tuple[str, ...] = (
@@ -180,32 +191,49 @@ class SqliteStore:
         (`LOG_PAGES`, SQLite's default checkpoint threshold: ~900 small commits). While
         it grows, each commit's sync must also record the file's new size: measured,
         0.21-0.26 ms a commit against 0.12-0.14 ms once commits write over the log. So
-        a transaction that writes that many pages, with a cache too small to hold them,
-        spills them into the log and is rolled back: nothing is stored, and the commits
-        that follow write over the frames it left (which no reader, and no recovery
-        after a crash, takes for committed: they end in no commit record).
+        a transaction that writes a little more than that many pages, with a cache too
+        small to hold them, spills them into the log and is rolled back: nothing is
+        stored, and the commits that follow write over the frames it left (which no
+        reader, and no recovery after a crash, takes for committed: they end in no
+        commit record). The log is synced here, so that the first commit's sync does
+        not flush it all on the daemon's event loop. Only a head start: whatever goes
+        wrong is one warning, and the log then grows as commits come.
         """
         wal = Path(f"{self.path}-wal")
         with self._lock:
             db = self._db
-            (page_size,) = db.execute("PRAGMA page_size").fetchone()
-            if wal.exists() and wal.stat().st_size >= LOG_PAGES * page_size:
-                return
-            (cache_size,) = db.execute("PRAGMA cache_size").fetchone()
-            db.execute("PRAGMA cache_size = 16")
             try:
-                db.execute("BEGIN IMMEDIATE")
+                (page_size,) = db.execute("PRAGMA page_size").fetchone()
+                if wal.exists() and wal.stat().st_size >= log_bytes(page_size):
+                    return
+                (cache_size,) = db.execute("PRAGMA cache_size").fetchone()
+                (busy_timeout,) = db.execute("PRAGMA busy_timeout").fetchone()
+                # Not worth waiting for another writer's lock over.
+                db.execute("PRAGMA busy_timeout = 0")
+                db.execute("PRAGMA cache_size = 16")
                 try:
-                    db.execute("CREATE TABLE log_room (b BLOB)")
-                    size = LOG_PAGES * page_size
-                    db.execute("INSERT INTO log_room VALUES (zeroblob(?))", (size,))
+                    self._spill((LOG_PAGES + LOG_SPARE_PAGES) * page_size)
                 finally:
-                    db.execute("ROLLBACK")
-            except sqlite3.Error as error:
-                # Only a head start: without it the log grows as commits come.
+                    db.execute(f"PRAGMA cache_size = {int(cache_size)}")
+                    db.execute(f"PRAGMA busy_timeout = {int(busy_timeout)}")
+                descriptor = os.open(wal, os.O_RDONLY)
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
+            except (sqlite3.Error, OSError) as error:
                 log.warning("could not grow the write-ahead log ahead of time (%s)", error)
-            finally:
-                db.execute(f"PRAGMA cache_size = {int(cache_size)}")
+
+    def _spill(self, size: int) -> None:
+        """Write `size` bytes in a transaction that is then rolled back."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("CREATE TABLE log_room (b BLOB)")
+            db.execute("INSERT INTO log_room VALUES (zeroblob(?))", (size,))
+        finally:
+            if db.in_transaction:  # SQLite rolls back by itself after some errors
+                db.execute("ROLLBACK")
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()

@@ -141,9 +141,10 @@ class EngineDriver:
             if not effects and not datagrams:
                 return out
             for effect in effects:
-                self._do(effect)
+                self.perform(effect)
 
-    def _do(self, effect: Any) -> None:
+    def perform(self, effect: Any) -> None:
+        """Do one of the engine's effects, as `pump` does them all."""
         engine = self.engine
         if isinstance(effect, HashPassword | CheckPassword):
             self.hashing.append(effect)
