@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
+import msgspec
 import pytest
 import trio
 
@@ -35,7 +36,7 @@ from trio_chat.engine.common import same_endpoint
 from trio_chat.records import SessionClosed, SessionOpened, Snapshot
 from trio_chat.server import Daemon, serve
 from trio_chat.testing.daemon import DaemonProcess
-from trio_chat.testing.driver import EngineDriver, Peer
+from trio_chat.testing.driver import WALL, EngineDriver, Peer
 from trio_chat.testing.fault_proxy import FaultProxy
 
 ALICE = ("10.0.0.1", 40001)
@@ -226,18 +227,25 @@ def ping_times(driver: EngineDriver, peers: list[Peer], until: float) -> dict[st
                 pinged[str(peer.name)].append(driver.now)
 
 
-def test_keepalives_go_out_together_on_whole_seconds_of_unix_time() -> None:
+def test_keepalives_go_out_together_on_whole_seconds_of_the_daemons_clock() -> None:
     """Idle sessions ping on the same instants, so that the daemon reads their keepalives
-    together: one wake-up of its event loop for many, not one each."""
+    together: one wake-up of its event loop for many, not one each. The instants are the
+    daemon's whole seconds, as its `welcome` told its time: clients whose own clocks
+    disagree still ping together."""
     driver = EngineDriver()
     alice = logged_in(driver, "alice", ALICE, via=("192.168.1.5", 5000))
     bob = logged_in(driver, "bob", BOB, via=("192.168.1.6", 5000))
     peers = [alice, bob]
-    # Unix time is `now` + 1,700,000,000.25. alice last sent at 3.1 (Unix ...03.35),
-    # bob at 3.5 (...03.75): the same second, at different fractions of it.
+    for peer in peers:
+        (welcome,) = peer.of_type(wire.Welcome)
+        assert welcome.time is not None
+        assert WALL <= welcome.time <= driver.wall  # the daemon's clock as it sent it
+    # The daemon's clock is `now` + 1,700,000,000. alice last sent at 3.1, bob at 3.5:
+    # the same second, at different fractions of it; their own clocks are off by a
+    # quarter and by six tenths of a second.
     driver.advance(4.0 - driver.now)
-    for peer, last_sent in ((alice, 3.1), (bob, 3.5)):
-        peer.connection.wall_offset = 1_700_000_000.25
+    for peer, last_sent, skew in ((alice, 3.1, 0.25), (bob, 3.5, 0.6)):
+        peer.connection.wall_offset = WALL + skew
         peer.connection.keepalive_lead = 0.0
         peer.connection._last_sent = last_sent
     sent = {peer.name: peer.connection._last_sent for peer in peers}
@@ -245,13 +253,46 @@ def test_keepalives_go_out_together_on_whole_seconds_of_unix_time() -> None:
     for peer in peers:
         times = pinged[str(peer.name)]
         assert len(times) >= 12
-        for t in times:  # on a whole second of Unix time
-            assert abs((t + 0.25) - round(t + 0.25)) < 1e-6
+        for t in times:  # on a whole second of the daemon's clock
+            assert abs((t + WALL) - round(t + WALL)) < 1e-6
         # Never longer apart than the keepalive, and never much shorter.
         gaps = [b - a for a, b in zip([sent[peer.name], *times], times, strict=False)]
         assert all(wire.KEEPALIVE - 1 < gap <= wire.KEEPALIVE + 1e-9 for gap in gaps), gaps
-    # Logged in 0.3 s apart, they ping on the very same instants.
+    # Logged in 0.3 s apart, with clocks 0.35 s apart, they ping on the very same instants.
     assert pinged["alice"] == pinged["bob"]
+
+
+def test_a_keepalive_leaves_a_round_trip_early_to_reach_the_daemon_on_its_second() -> None:
+    """The `welcome` shows the daemon's clock late by its way here, and the ping takes
+    its way there: leaving one smoothed round trip before the daemon's whole second
+    (as this client reckons it), it arrives on it."""
+    driver = EngineDriver()
+    alice = logged_in(driver, "alice", ALICE, via=("192.168.1.5", 5000))
+    connection, link = alice.connection, alice.link
+    connection.keepalive_lead = 0.0
+    connection._last_sent = 3.5
+    # A welcome that took 40 ms to arrive: the client reckons the daemon's clock 40 ms
+    # behind; the round trip is 80 ms.
+    connection._daemon_offset = WALL - 0.04
+    link._srtt = 0.08
+    ping = connection._keepalive_at()
+    assert ping == pytest.approx(18.0 - 0.04)  # leaves at the daemon's 17.96 ...
+    assert ping + 0.04 == pytest.approx(18.0)  # ... and takes 40 ms: there on 18.000
+    assert 18.5 - 15 < ping <= 18.5  # never later than the interval
+
+
+def test_before_the_daemon_tells_its_time_keepalives_keep_this_machines_seconds() -> None:
+    """A `welcome` without `time` (a daemon that does not send it): Unix time serves."""
+    driver = EngineDriver()
+    alice = logged_in(driver, "alice", ALICE, via=("192.168.1.5", 5000))
+    connection = alice.connection
+    welcome = msgspec.structs.replace(alice.of_type(wire.Welcome)[0], time=None)
+    connection._daemon_offset = None
+    connection._on_welcome(welcome, driver.now)
+    connection.wall_offset = WALL + 0.25
+    connection.keepalive_lead = 0.0
+    connection._last_sent = 3.1
+    assert connection._keepalive_at() == pytest.approx(17.75)  # Unix ...18.000
 
 
 def test_sessions_set_in_step_by_a_message_spread_their_pings_over_seconds() -> None:
@@ -323,9 +364,10 @@ async def test_a_client_on_this_host_is_allowed_a_minute_and_one_behind_a_nat_is
             await register(host, port, "alice", PASSWORD)
             async with connect(host, port, "alice", PASSWORD) as chat:
                 assert chat.connection.keepalive == 60.0
-                # Its keepalive is due on a whole second of Unix time.
+                # Its keepalive is due on a whole second of the daemon's clock, which on
+                # one machine is Unix time: a round trip early, less a welcome's way here.
                 unix = chat.connection._keepalive_at() + chat.connection.wall_offset
-                assert abs(unix - round(unix)) < 1e-3
+                assert abs(unix - round(unix)) < 0.05
                 (session,) = engines[0].sessions.values()
                 assert session.direct and session.idle_timeout == 180.0
             # The fault proxy sends from a socket of its own, as a NAT does.

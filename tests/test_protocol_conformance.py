@@ -1066,13 +1066,14 @@ def test_login_is_answered_welcome_with_every_documented_field() -> None:
     assert register(driver, "Alice")["t"] == "registered"
     bob = member(driver, "bob")
     first = connect(driver).login("ALICE")
-    assert set(first) == {"t", "re", "name", "ticket"}  # `unread` left out: 0
+    assert set(first) == {"t", "re", "name", "ticket", "time"}  # `unread` left out: 0
+    assert first["time"] == round(driver.wall, 3)  # the daemon's clock, to the ms
     assert (first["re"], first["name"]) == (1, "Alice")
     assert isinstance(first["ticket"], str) and 0 < len(first["ticket"]) <= 512
     for n in range(2):
         bob.request({"t": "whisper", "to": "alice", "text": f"psst {n}", "cid": f"w{n}"})
     welcome = connect(driver).login("alice")
-    assert set(welcome) == {"t", "re", "name", "unread", "ticket"}
+    assert set(welcome) == {"t", "re", "name", "unread", "ticket", "time"}
     assert welcome["unread"] == 2
     assert welcome["ticket"] != first["ticket"]
 
@@ -1091,7 +1092,7 @@ def test_resume_logs_in_with_a_ticket_without_password_or_throttle() -> None:
     codes = [guesser.login("alice", "not the password")["code"] for _ in range(4)]
     assert codes == ["wrong_password"] * 3 + ["throttled"]
     client, resumed = resume(driver, welcome["ticket"])
-    assert set(resumed) == {"t", "re", "name", "ticket"}
+    assert set(resumed) == {"t", "re", "name", "ticket", "time"}
     assert resumed["name"] == "alice" and resumed["ticket"] != welcome["ticket"]
     assert client.frames[-1] == {"t": "ready", "count": 0}
     say_seq = client.request({"t": "say", "text": "back", "cid": "c1"})
@@ -1883,11 +1884,12 @@ def test_the_whole_conversation_of_section_12() -> None:
     (_pn, acknowledgement), (_pn2, welcome) = client.records
     assert acknowledgement == {"ack": 1, "echo": 1}
     ticket = welcome["frames"][0][1]["ticket"]
+    clock = round(driver.wall, 3)  # the daemon's clock as it welcomed alice
     assert welcome == {
         "ack": 1,
         "echo": 1,
         "frames": [
-            [1, {"t": "welcome", "re": 1, "name": "alice", "ticket": ticket}],
+            [1, {"t": "welcome", "re": 1, "name": "alice", "ticket": ticket, "time": clock}],
             [
                 2,
                 {

@@ -289,7 +289,11 @@ class ClientConnection:
         """Seconds without sending after which a `ping` goes out, as the daemon allowed."""
         self.wall_offset = 0.0
         """Unix time minus the clock `now` is read from (the shell sets it): keepalives go
-        out on whole seconds of Unix time (see `_keepalive_at`)."""
+        out on whole seconds of Unix time until the daemon's `welcome` tells its own time
+        (see `_keepalive_at`)."""
+        self._daemon_offset: float | None = None
+        """The daemon's Unix time minus `now`'s clock, as its last `welcome` showed it
+        (late by that datagram's way here), or None before one did."""
         self.keepalive_lead = secrets.randbelow(1 << 16) / (1 << 16)
         """Where this connection's pings fall in `KEEPALIVE_SPREAD` (0 to 1), drawn once."""
         self._keep_default = False
@@ -510,6 +514,8 @@ class ClientConnection:
         self.name = frame.name
         self.unread = frame.unread
         self.keepalive = self.config.keepalive or frame.keepalive or wire.KEEPALIVE
+        if frame.time is not None:
+            self._daemon_offset = frame.time - now
         if frame.ticket:
             self.ticket = frame.ticket
         for handle in self._requests:
@@ -673,20 +679,27 @@ class ClientConnection:
         return deadline
 
     def _keepalive_at(self) -> float:
-        """When a `ping` goes out: on a whole second of Unix time, up to a quarter of
-        `keepalive` (this connection's `keepalive_lead` of it) before `keepalive` has
-        passed since the last datagram sent.
+        """When a `ping` goes out: timed to reach the daemon on a whole second of its
+        clock, up to a quarter of `keepalive` (this connection's `keepalive_lead` of it)
+        before `keepalive` has passed since the last datagram sent.
 
-        A daemon's idle sessions then ping on the same instants (clocks kept by NTP agree
-        within milliseconds), and the daemon reads their keepalives dozens at a time: each
-        wake-up of its event loop costs far more than a keepalive does (spread evenly,
-        10,000 sessions woke an idle daemon ~100 times a second). The lead keeps sessions
-        that a message to the room set in step (every client acknowledges it at once)
-        from all pinging on the same second a minute later: they spread over up to 15
-        seconds (4 for the 15 s interval). The interval never grows.
+        A daemon's idle sessions then ping on the same instants, and the daemon reads
+        their keepalives dozens at a time: each wake-up of its event loop costs far more
+        than a keepalive does (spread evenly, 10,000 sessions woke an idle daemon ~100
+        times a second). The daemon's clock comes from its `welcome` (the moment it was
+        sent, so this client's estimate is late by the datagram's way here); the ping
+        leaves a round trip early, which that lateness and the ping's own way there
+        make up. Before a `welcome` told the time, this machine's Unix time serves
+        (clocks kept by NTP agree within milliseconds). The lead keeps sessions that a
+        message to the room set in step (every client acknowledges it at once) from all
+        pinging on the same second a minute later: they spread over up to 15 seconds (4
+        for the 15 s interval). The interval never grows.
         """
         due = self._last_sent + self.keepalive
         offset = self.wall_offset
+        if self._daemon_offset is not None:
+            srtt = self._link.srtt if self._link is not None else None
+            offset = self._daemon_offset + (srtt or 0.0)
         early = math.floor(self.keepalive_lead * KEEPALIVE_SPREAD * self.keepalive)
         aligned = math.floor(due + offset) - offset - early
         return aligned if aligned > self._last_sent else due

@@ -73,6 +73,9 @@ KEEPALIVE: Final = 15.0
 allows more: well inside the 30 s a NAT keeps a UDP mapping."""
 Interval = Annotated[float, msgspec.Meta(ge=1, le=3600)]
 """A keepalive interval, in seconds."""
+UnixTime = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
+"""A moment as seconds since 1970-01-01 UTC (finite: JSON numbers too big for a float
+decode as infinity, which this refuses)."""
 Endpoint: TypeAlias = tuple[
     Annotated[str, msgspec.Meta(max_length=64)], Annotated[int, msgspec.Meta(ge=0, le=65535)]
 ]
@@ -468,6 +471,8 @@ class Welcome(_CarriesSecret, _Frame, tag="welcome"):
     ticket: str = ""
     keepalive: Interval | None = None
     """The longest the client may go without sending (a `ping` then), if not 15 s."""
+    time: UnixTime | None = None
+    """The daemon's clock as it sent the welcome: the client times its keepalives by it."""
 
 
 class Ok(_Frame, tag="ok"):

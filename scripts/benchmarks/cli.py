@@ -58,7 +58,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, help="idle sessions for the scale workload")
     parser.add_argument("--idle-window", type=float, help="seconds idle CPU is measured over")
     parser.add_argument(
-        "--clock-skew", type=float, help="seconds the idle sessions' clocks disagree by, at most"
+        "--clock-skew",
+        type=float,
+        help="seconds the idle sessions' own clocks disagree by, at most",
     )
     parser.add_argument("--persist-messages", type=int, help="messages for persistence")
     parser.add_argument("--processes", type=int, help="client processes per role")

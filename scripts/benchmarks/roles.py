@@ -249,7 +249,7 @@ def idle_role(target: Target, job: IdleJob, control: Connection[Any, Any]) -> No
     """Log many sessions in, then keep them alive (pings) and quiet until told to stop."""
     pump = Pump(control)
     # trio-chat's clients ping after the client core's keepalive interval of silence, on
-    # whole seconds of their clock.
+    # whole seconds of the daemon's clock (as its `welcome` told it; of their own before).
     clients = _clients(pump, target, job.names)
     rng = random.Random(len(job.names))
     for client in clients:

@@ -306,6 +306,7 @@ class ServerEngine:
             unread=self.chat.mailbox.count(account.id),
             ticket=ticket,
             keepalive=keepalive,
+            time=round(wall, 3),
         )
         self.transport.send(session, wire.encode(welcome))
         self.chat.enter(session, request.since, wall)
