@@ -108,16 +108,29 @@ def new_index() -> int:
     return secrets.randbelow(2**32 - 1) + 1
 
 
+_EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9998, 12, 31, tzinfo=UTC)
+"""Times a screen can show: a day off the ends of `datetime`'s range, so that no local
+time zone pushes them out of it."""
+
+
 def parse_time(stamp: str) -> datetime:
-    """A wire timestamp as an aware UTC datetime."""
-    return _parsed_time(stamp)
+    """A wire timestamp as an aware UTC datetime; `WireError` if it does not parse, or
+    lies beyond what local time can show."""
+    try:
+        return _parsed_time(stamp)
+    except (ValueError, OverflowError):
+        raise wire.WireError("bad_field", "A timestamp could not be read.") from None
 
 
 @functools.lru_cache(maxsize=64)
 def _parsed_time(stamp: str) -> datetime:
     # Remembered: the messages of one moment share their stamp, and a program with many
     # connections sees each of them once per connection.
-    return datetime.fromisoformat(stamp).astimezone(UTC)
+    parsed = datetime.fromisoformat(stamp).astimezone(UTC)
+    if not _EARLIEST <= parsed <= _LATEST:
+        raise ValueError("out of range")
+    return parsed
 
 
 def message_event(frame: wire.Msg | wire.Pm) -> ChatMessage:
@@ -633,7 +646,10 @@ class ClientConnection:
                     continue  # a frame this client cannot use; the link has acknowledged it
                 if self.trace is not None:
                     self.trace(frame)
-                self._on_frame(frame, now)
+                try:
+                    self._on_frame(frame, now)
+                except wire.WireError:
+                    self._unreadable(frame)  # a field no valid frame holds: a timestamp
                 if self._link is not link:
                     break  # the frame ended this channel (a logout's `ok`)
         except _SessionLost as lost:
@@ -779,6 +795,13 @@ class ClientConnection:
                 return
             raise _SessionLost(frame.message.rstrip("."))
 
+    def _unreadable(self, frame: wire.ServerFrame) -> None:
+        """A frame that decoded but cannot be used: the request it answers fails."""
+        re = getattr(frame, "re", None)
+        handle = self._by_seq.get(re) if isinstance(re, int) else None
+        if handle is not None:
+            self._finish(handle, error=ProtocolError("The daemon's answer was not understood."))
+
     def _on_message(self, frame: wire.Msg | wire.Pm) -> None:
         message = message_event(frame)
         if frame.re is not None:
@@ -806,8 +829,8 @@ class ClientConnection:
             return
         result: Any = None
         if handle.kind in ("say", "whisper") and frame.id is not None and frame.ts is not None:
-            self._remember(frame.id)
             ts = parse_time(frame.ts)
+            self._remember(frame.id)
             if handle.kind == "say":
                 result = PublicMessage(frame.id, ts, self.name, handle.text)
             else:

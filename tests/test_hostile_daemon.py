@@ -1,0 +1,171 @@
+"""The client core against a daemon that holds the session's keys and sends what it likes.
+
+Every frame here decodes (it is well-formed JSON of a known type), but its values are
+odd: timestamps that do not parse or cannot be shown, answers to the wrong request,
+answers that never end. The client must neither raise, nor grow without limit, nor hand
+its caller something that is not what the request promised.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from trio_chat import wire
+from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
+from trio_chat.display import joined_line, left_line, message_line
+from trio_chat.errors import ProtocolError
+from trio_chat.events import Event, History, Joined, Left, PrivateMessage, PublicMessage
+from trio_chat.reliability import Link
+from trio_chat.secure import Channel, DaemonKeys, reset_token, respond
+
+TS = "2024-05-01T12:00:00+00:00"
+
+
+class HostileDaemon:
+    """The daemon's side of one channel, in explicit time: it answers the handshake,
+    reads the client's frames, and sends whatever frames a test gives it."""
+
+    def __init__(self) -> None:
+        self.keys = DaemonKeys.generate()
+        self.now = 0.0
+        self.channel: Channel | None = None
+        self.link: Link | None = None
+        self.frames: list[tuple[int, wire.ClientFrame]] = []
+        self.events: list[Event] = []
+
+    def client(self, name: str | None = "alice") -> ClientConnection:
+        config = ClientConfig(reconnect=False)
+        return ClientConnection(self.keys.public, name, "password", config=config)
+
+    def step(self, client: ClientConnection, seconds: float = 0.01) -> None:
+        """Exchange what both sides have, then let `seconds` pass."""
+        for data in client.datagrams_to_send(self.now):
+            self._take(client, data)
+        self._flush(client)
+        self.now += seconds
+        deadline = client.next_timer()
+        if deadline is not None and deadline <= self.now:
+            client.handle_timer(self.now)
+        while (event := client.next_event()) is not None:
+            self.events.append(event)
+
+    def _take(self, client: ClientConnection, data: bytes) -> None:
+        datagram = wire.parse_datagram_untrusted(data)
+        if isinstance(datagram, wire.Init):
+            token = reset_token(self.keys.reset_secret, 99)
+            response, self.channel = respond(self.keys.static_private, datagram, 99, token)
+            self.link = Link(self.channel.seal)
+            client.receive_datagram(response, self.now)
+        elif isinstance(datagram, wire.Data):
+            assert self.channel is not None and self.link is not None
+            pn, plaintext = self.channel.open_untrusted(data)
+            payload = wire.decode_payload_untrusted(plaintext)
+            for seq, raw in self.link.receive(
+                pn, payload.ack, payload.sack, payload.frames, self.now, payload.echo
+            ):
+                self.frames.append((seq, wire.decode_client_frame_untrusted(raw)))
+
+    def _flush(self, client: ClientConnection) -> None:
+        if self.link is not None:
+            for data in self.link.datagrams_to_send(self.now):
+                client.receive_datagram(data, self.now)
+
+    def send(self, client: ClientConnection, *frames: wire.ServerFrame | bytes) -> None:
+        """Send frames to the client (bytes as they are) and let it act on them."""
+        assert self.link is not None
+        for frame in frames:
+            self.link.send(frame if isinstance(frame, bytes) else wire.encode(frame))
+        self.step(client)
+
+    def seq_of(self, kind: type[wire.ClientFrame]) -> int:
+        """The sequence number of the latest frame of `kind` the client sent."""
+        return [seq for seq, frame in self.frames if isinstance(frame, kind)][-1]
+
+    def log_in(self, client: ClientConnection) -> None:
+        client.start(self.now)
+        for _ in range(50):
+            self.step(client)
+            if any(isinstance(frame, wire.Login) for _seq, frame in self.frames):
+                break
+        self.send(client, wire.Welcome(re=self.seq_of(wire.Login), name="alice"))
+        self.send(client, wire.Ready(count=0))
+        assert client.ready and client.connected
+
+    def answer(self, client: ClientConnection, handle: Handle, kind: type[wire.ClientFrame]) -> int:
+        """Let the client send `handle`'s request; its sequence number."""
+        for _ in range(50):
+            self.step(client)
+            if any(isinstance(frame, kind) for _seq, frame in self.frames):
+                break
+        return self.seq_of(kind)
+
+
+def msg(id: int, ts: str = TS, **fields: object) -> bytes:
+    frame = {"t": "msg", "id": id, "ts": ts, "from": "bob", "text": "hi", **fields}
+    return wire.encode(frame)
+
+
+# Timestamps that do not parse, and ones that parse but cannot be shown in local time.
+BAD_STAMPS = [
+    "yesterday",
+    "",
+    "2024-13-45T99:00:00+00:00",
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-14:00",
+    "0001-01-01T00:00:00+00:00",
+    "9999-12-31T23:59:59+00:00",
+]
+
+
+@pytest.mark.parametrize("stamp", BAD_STAMPS)
+def test_a_timestamp_that_cannot_be_read_or_shown_is_not_an_exception(
+    stamp: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "EST5")  # a local time west of UTC: year 1 underflows there
+    time.tzset()
+    try:
+        daemon = HostileDaemon()
+        client = daemon.client()
+        daemon.log_in(client)
+        daemon.send(client, msg(1, stamp))
+        daemon.send(client, msg(2, stamp, history=True), wire.Ready(count=1))
+        daemon.send(client, wire.Join(name="carol", ts=stamp))
+        daemon.send(client, wire.Leave(name="carol", ts=stamp))
+        daemon.send(
+            client,
+            wire.encode(
+                {"t": "pm", "id": 3, "ts": stamp, "from": "bob", "to": "alice", "text": "psst"}
+            ),
+        )
+        daemon.send(client, msg(4))  # and the connection goes on
+        assert not client.closed
+        shown = [e for e in daemon.events if isinstance(e, PublicMessage)]
+        assert [m.id for m in shown] == [4]
+        for event in daemon.events:
+            # Everything the client hands on can be shown on a screen.
+            if isinstance(event, PublicMessage | PrivateMessage):
+                message_line(event, "alice")
+            elif isinstance(event, History):
+                for message in event.messages:
+                    message_line(message, "alice")
+            elif isinstance(event, Joined):
+                joined_line(event, "alice")
+            elif isinstance(event, Left):
+                left_line(event, "alice")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize("stamp", BAD_STAMPS[:4])
+def test_a_stored_message_with_an_unreadable_time_is_a_protocol_error(stamp: str) -> None:
+    daemon = HostileDaemon()
+    client = daemon.client()
+    daemon.log_in(client)
+    said = client.say("hello")
+    seq = daemon.answer(client, said, wire.Say)
+    daemon.send(client, wire.Ok(re=seq, id=1, ts=stamp))
+    assert said.done and isinstance(said.error, ProtocolError)
+    assert not client.closed
