@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from trio_chat import wire
+from trio_chat import client_protocol, wire
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.display import joined_line, left_line, message_line
 from trio_chat.errors import ProtocolError
@@ -168,4 +168,60 @@ def test_a_stored_message_with_an_unreadable_time_is_a_protocol_error(stamp: str
     seq = daemon.answer(client, said, wire.Say)
     daemon.send(client, wire.Ok(re=seq, id=1, ts=stamp))
     assert said.done and isinstance(said.error, ProtocolError)
+    assert not client.closed
+
+
+def test_an_ok_without_the_stored_message_fails_the_message() -> None:
+    daemon = HostileDaemon()
+    client = daemon.client()
+    daemon.log_in(client)
+    said = client.say("hello")
+    daemon.send(client, wire.Ok(re=daemon.answer(client, said, wire.Say)))
+    assert said.done and isinstance(said.error, ProtocolError) and said.result is None
+    whispered = client.whisper("bob", "psst")
+    daemon.send(client, wire.Ok(re=daemon.answer(client, whispered, wire.Whisper), id=9))
+    assert whispered.done and isinstance(whispered.error, ProtocolError)
+
+
+def test_answers_aimed_at_another_kind_of_request_do_not_become_its_result() -> None:
+    daemon = HostileDaemon()
+    client = daemon.client()
+    daemon.log_in(client)
+    said = client.say("hello")
+    seq = daemon.answer(client, said, wire.Say)
+    daemon.send(client, wire.Registered(re=seq, name="mallory"))
+    daemon.send(client, wire.Ok(re=seq, id=5, ts=TS))
+    assert isinstance(said.result, PublicMessage) and said.result.text == "hello"
+
+    found = client.history(10)
+    seq = daemon.answer(client, found, wire.HistoryRequest)
+    daemon.send(client, wire.Names(re=seq, names=["not", "messages"]), msg(6, re=seq))
+    daemon.send(client, wire.Ok(re=seq))
+    assert [m.id for m in found.result] == [6]
+
+    online = client.who()
+    seq = daemon.answer(client, online, wire.Who)
+    daemon.send(client, msg(7, re=seq), wire.Names(re=seq, names=["bob"]))
+    daemon.send(client, wire.Ok(re=seq, count=1))
+    assert online.result == ["bob"]
+
+
+def test_an_answer_in_parts_cannot_grow_without_end() -> None:
+    daemon = HostileDaemon()
+    client = daemon.client()
+    daemon.log_in(client)
+    found = client.history(10)
+    seq = daemon.answer(client, found, wire.HistoryRequest)
+    for n in range(wire.HISTORY_LIMIT_MAX + 20):
+        daemon.send(client, msg(100 + n, re=seq, history=True))
+        assert len(found.parts) <= wire.HISTORY_LIMIT_MAX
+    assert found.done and isinstance(found.error, ProtocolError)
+
+    online = client.who()
+    seq = daemon.answer(client, online, wire.Who)
+    names = [f"n{n}" for n in range(100)]
+    for _ in range(client_protocol.WHO_NAMES_MAX // len(names) + 2):
+        daemon.send(client, wire.Names(re=seq, names=names))
+        assert len(online.parts) <= client_protocol.WHO_NAMES_MAX
+    assert online.done and isinstance(online.error, ProtocolError)
     assert not client.closed

@@ -74,6 +74,9 @@ it goes again: a daemon answering the pings of thousands of sessions that came o
 same second takes tens of milliseconds to reach the last of them."""
 SEEN_MEMORY = 20_000
 """How many message ids a connection remembers, so that none is shown twice."""
+WHO_NAMES_MAX = 100_000
+"""The most names an answer to `who` may hold (five times the daemon's default
+`max_connections`): past it, the answer is a `ProtocolError`, not memory without end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +223,9 @@ class Handle:
 
 # Requests that need a channel only; all others wait until the session is logged in.
 _BEFORE_LOGIN = frozenset({"register", "login", "resume"})
+# Requests answered in parts before their `ok`: names, or messages.
+_TAKES_NAMES = frozenset({"who", "raw"})
+_TAKES_MESSAGES = frozenset({"history", "raw"})
 
 
 class _SessionLost(Exception):
@@ -762,9 +768,7 @@ class ClientConnection:
         elif isinstance(frame, wire.ErrorFrame):
             self._on_error(frame, now)
         elif isinstance(frame, wire.Names):
-            handle = self._by_seq.get(frame.re)
-            if handle is not None:
-                handle.parts.extend(frame.names)
+            self._add_parts(frame.re, frame.names, _TAKES_NAMES)
         elif isinstance(frame, wire.Ready):
             backlog = tuple(self._backlog)
             self._backlog = []
@@ -776,7 +780,7 @@ class ClientConnection:
                 self._on_welcome(frame, now)
         elif isinstance(frame, wire.Registered):
             handle = self._by_seq.get(frame.re)
-            if handle is not None:
+            if handle is not None and handle.kind == "register":
                 self._finish(handle, frame.name)
         elif isinstance(frame, wire.Join):
             self._emit(Joined(frame.name, parse_time(frame.ts)))
@@ -805,9 +809,7 @@ class ClientConnection:
     def _on_message(self, frame: wire.Msg | wire.Pm) -> None:
         message = message_event(frame)
         if frame.re is not None:
-            handle = self._by_seq.get(frame.re)
-            if handle is not None:
-                handle.parts.append(message)
+            self._add_parts(frame.re, [message], _TAKES_MESSAGES)
             return
         mine = self._by_cid.get(frame.cid) if frame.cid is not None else None
         if mine is not None and frame.sender == self.name:
@@ -823,12 +825,29 @@ class ClientConnection:
         else:
             self._emit(message)
 
+    def _add_parts(self, re: int, parts: list[Any], kinds: frozenset[str]) -> None:
+        """Keep part of an answer, if the request `re` names is answered in such parts."""
+        handle = self._by_seq.get(re)
+        if handle is None or handle.kind not in kinds:
+            return
+        most = wire.HISTORY_LIMIT_MAX if handle.kind == "history" else WHO_NAMES_MAX
+        if len(handle.parts) + len(parts) > most:
+            handle.parts = []
+            error = ProtocolError("The daemon's answer was longer than any answer can be.")
+            self._finish(handle, error=error)
+            return
+        handle.parts.extend(parts)
+
     def _on_ok(self, frame: wire.Ok) -> None:
         handle = self._by_seq.get(frame.re)
         if handle is None:
             return
         result: Any = None
-        if handle.kind in ("say", "whisper") and frame.id is not None and frame.ts is not None:
+        if handle.kind in ("say", "whisper"):
+            if frame.id is None or frame.ts is None:
+                error = ProtocolError("The daemon's answer to a message was not understood.")
+                self._finish(handle, error=error)
+                return
             ts = parse_time(frame.ts)
             self._remember(frame.id)
             if handle.kind == "say":
