@@ -225,3 +225,19 @@ def test_an_answer_in_parts_cannot_grow_without_end() -> None:
         assert len(online.parts) <= client_protocol.WHO_NAMES_MAX
     assert online.done and isinstance(online.error, ProtocolError)
     assert not client.closed
+
+
+def test_history_without_its_end_cannot_grow_without_end() -> None:
+    daemon = HostileDaemon()
+    client = daemon.client()
+    daemon.log_in(client)
+    most = client_protocol.SEEN_MEMORY
+    batch = 10
+    sent = most + 3 * batch
+    for start in range(1, sent + 1, batch):
+        daemon.send(client, *(msg(n, history=True) for n in range(start, start + batch)))
+    assert len(client._backlog) <= most
+    daemon.send(client, wire.Ready(count=sent))
+    (*_, history) = [e for e in daemon.events if isinstance(e, History)]
+    assert len(history.messages) == most and history.more
+    assert history.messages[-1].id == sent  # the newest are kept

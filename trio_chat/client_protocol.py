@@ -295,7 +295,9 @@ class ClientConnection:
         self._paused: list[Handle] = []
         """Messages refused as too fast, and those written after them: resent together."""
         self._resume_at = 0.0
-        self._backlog: list[ChatMessage] = []
+        self._backlog: deque[ChatMessage] = deque(maxlen=SEEN_MEMORY)
+        """The history sent on login, until its `ready`: the newest `SEEN_MEMORY` of it."""
+        self._backlog_cut = False
         self._last_seen = 0
         self._seen: set[int] = set()
         self._seen_order: deque[int] = deque()
@@ -486,7 +488,8 @@ class ClientConnection:
             self._link.seed_rtt(handshake.rtt)
         self._by_seq = {}
         self._paused = []
-        self._backlog = []
+        self._backlog.clear()
+        self._backlog_cut = False
         self._last_sent = now
         self.keepalive = self.config.keepalive or wire.KEEPALIVE  # until welcomed
         self._relogin_delay = 0.5
@@ -770,9 +773,10 @@ class ClientConnection:
         elif isinstance(frame, wire.Names):
             self._add_parts(frame.re, frame.names, _TAKES_NAMES)
         elif isinstance(frame, wire.Ready):
-            backlog = tuple(self._backlog)
-            self._backlog = []
-            self._emit(History(backlog, frame.more, resumed=self._resuming))
+            backlog, more = tuple(self._backlog), frame.more or self._backlog_cut
+            self._backlog.clear()
+            self._backlog_cut = False
+            self._emit(History(backlog, more, resumed=self._resuming))
             self._resuming = False
             self.ready = True
         elif isinstance(frame, wire.Welcome):
@@ -821,7 +825,8 @@ class ClientConnection:
             return
         self._remember(message.id)
         if frame.history:
-            self._backlog.append(message)
+            self._backlog_cut |= len(self._backlog) == self._backlog.maxlen
+            self._backlog.append(message)  # beyond its length, the oldest goes
         else:
             self._emit(message)
 
