@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 
 import pytest
+import typer
 
-from trio_chat import client_protocol, wire
+from trio_chat import cli, client_protocol, wire
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.display import joined_line, left_line, message_line
 from trio_chat.errors import ProtocolError
@@ -241,3 +242,18 @@ def test_history_without_its_end_cannot_grow_without_end() -> None:
     (*_, history) = [e for e in daemon.events if isinstance(e, History)]
     assert len(history.messages) == most and history.more
     assert history.messages[-1].id == sent  # the newest are kept
+
+
+def test_an_unexpected_error_is_reported_with_its_text_made_safe(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Such an error may quote what the daemon sent (it once quoted a timestamp).
+    async def fails() -> None:
+        raise ValueError("Invalid isoformat string: '\x1b]0;owned\x07\x1b[2J'")
+
+    with pytest.raises(typer.Exit) as exit:
+        cli._run(fails)
+    assert exit.value.exit_code == cli.ExitCode.FAILURE
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err
+    assert "\\x1b]0;owned\\x07" in err

@@ -400,8 +400,8 @@ def _run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
         if isinstance(leaf, OSError):
             raise fail(f"Network error: {leaf.strerror or leaf}.", ExitCode.FAILURE) from None
         raise fail(
-            f"trio-chat stopped on an unexpected error ({type(leaf).__name__}: {leaf}); "
-            "please report it.",
+            f"trio-chat stopped on an unexpected error ({type(leaf).__name__}: "
+            f"{safe(str(leaf))}); please report it.",
             ExitCode.FAILURE,
         ) from None
 
