@@ -257,3 +257,20 @@ def test_an_unexpected_error_is_reported_with_its_text_made_safe(
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\x07" not in err
     assert "\\x1b]0;owned\\x07" in err
+
+
+def test_a_ready_before_the_welcome_does_not_make_the_connection_ready() -> None:
+    daemon = HostileDaemon()
+    client = daemon.client()
+    client.start(daemon.now)
+    for _ in range(50):
+        daemon.step(client)
+        if daemon.frames:
+            break
+    daemon.send(client, msg(1, history=True), wire.Ready(count=1))
+    assert not client.ready  # not logged in: a refusal may still come
+    daemon.send(
+        client, wire.ErrorFrame(code="wrong_password", message="No.", re=daemon.seq_of(wire.Login))
+    )
+    assert client.closed and not client.ready
+    assert not [e for e in daemon.events if isinstance(e, History)]

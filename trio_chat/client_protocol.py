@@ -773,6 +773,8 @@ class ClientConnection:
         elif isinstance(frame, wire.Names):
             self._add_parts(frame.re, frame.names, _TAKES_NAMES)
         elif isinstance(frame, wire.Ready):
+            if not self._logged_in:
+                return  # the history of a login not yet welcomed: nothing is ready
             backlog, more = tuple(self._backlog), frame.more or self._backlog_cut
             self._backlog.clear()
             self._backlog_cut = False
