@@ -8,15 +8,17 @@ its caller something that is not what the request promised.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
+import trio
 import typer
 
-from trio_chat import cli, client_protocol, wire
+from trio_chat import cli, client_protocol, register, wire
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.display import joined_line, left_line, message_line
-from trio_chat.errors import ProtocolError
+from trio_chat.errors import ProtocolError, ServerUnreachable
 from trio_chat.events import Event, History, Joined, Left, PrivateMessage, PublicMessage
 from trio_chat.reliability import Link
 from trio_chat.secure import Channel, DaemonKeys, reset_token, respond
@@ -274,3 +276,54 @@ def test_a_ready_before_the_welcome_does_not_make_the_connection_ready() -> None
     )
     assert client.closed and not client.ready
     assert not [e for e in daemon.events if isinstance(e, History)]
+
+
+async def daemon_that_never_answers(
+    keys: DaemonKeys, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """A daemon on 127.0.0.1 that opens channels and acknowledges every frame, but
+    answers none (its password hashing stuck, say)."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        await sock.bind(("127.0.0.1", 0))
+        task_status.started(sock.getsockname()[1])
+        channels: dict[int, tuple[Channel, Link]] = {}
+        peer = None
+        while True:
+            with trio.move_on_after(0.005):
+                data, peer = await sock.recvfrom(2048)
+                datagram = wire.parse_datagram_untrusted(data)
+                if isinstance(datagram, wire.Init):
+                    index = len(channels) + 1
+                    token = reset_token(keys.reset_secret, index)
+                    response, channel = respond(keys.static_private, datagram, index, token)
+                    channels[index] = (channel, Link(channel.seal))
+                    await sock.sendto(response, peer)
+                elif isinstance(datagram, wire.Data) and datagram.receiver_index in channels:
+                    channel, link = channels[datagram.receiver_index]
+                    pn, plaintext = channel.open_untrusted(data)
+                    payload = wire.decode_payload_untrusted(plaintext)
+                    now = trio.current_time()
+                    link.receive(pn, payload.ack, payload.sack, payload.frames, now, payload.echo)
+            for _channel, link in channels.values():
+                for out in link.datagrams_to_send(trio.current_time()):
+                    assert peer is not None
+                    await sock.sendto(out, peer)
+
+
+async def test_a_registration_the_daemon_never_answers_ends_unreachable() -> None:
+    keys = DaemonKeys.generate()
+    config = ClientConfig(timeout=1.0)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(daemon_that_never_answers, keys)
+            with pytest.raises(ServerUnreachable):
+                await register(
+                    "127.0.0.1",
+                    port,
+                    "alice",
+                    "a good password",
+                    config=config,
+                    server_key=keys.public,
+                )
+            nursery.cancel_scope.cancel()

@@ -206,7 +206,11 @@ async def register(
     server_key: ServerKey = None,
     known_servers: Path | None = None,
 ) -> str:
-    """Create an account; return its name as the daemon keeps it. Raises `ChatError`s."""
+    """Create an account; return its name as the daemon keeps it. Raises `ChatError`s.
+
+    As `connect` waits for its login, this waits for the answer at most `config.timeout`
+    seconds once the channel is open (`ServerUnreachable`).
+    """
     config = config or ClientConfig()
     check_registration(name, password)
     trusted = await trust_server(host, port, server_key, known_servers=known_servers)
@@ -215,9 +219,18 @@ async def register(
     handle = connection.register(name, password)
     connection.start(trio.current_time())
     with await _open_socket(host, port) as sock:
-        await _drive(sock, connection, lambda: handle.done or connection.closed)
-        connection.close()  # the account is made: say goodbye, wait for nothing
+
+        def answered() -> bool:
+            return handle.done or connection.closed
+
+        await _drive(sock, connection, lambda: answered() or connection.sid != 0)
+        with trio.move_on_after(config.timeout):
+            await _drive(sock, connection, answered)
+        failure = None if answered() else unreachable(where)
+        connection.close()  # the account is made (or never will be): say goodbye
         _Wire(sock).send(connection)
+    if failure is not None:
+        raise failure
     if not handle.done and connection.failure is not None:
         raise connection.failure
     return registration_result(handle)
