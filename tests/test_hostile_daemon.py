@@ -279,10 +279,13 @@ def test_a_ready_before_the_welcome_does_not_make_the_connection_ready() -> None
 
 
 async def daemon_that_never_answers(
-    keys: DaemonKeys, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    keys: DaemonKeys,
+    welcome: bool = False,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """A daemon on 127.0.0.1 that opens channels and acknowledges every frame, but
-    answers none (its password hashing stuck, say)."""
+    answers none (its password hashing stuck, say); with `welcome`, none but logins."""
     sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with sock:
         await sock.bind(("127.0.0.1", 0))
@@ -304,7 +307,13 @@ async def daemon_that_never_answers(
                     pn, plaintext = channel.open_untrusted(data)
                     payload = wire.decode_payload_untrusted(plaintext)
                     now = trio.current_time()
-                    link.receive(pn, payload.ack, payload.sack, payload.frames, now, payload.echo)
+                    for seq, raw in link.receive(
+                        pn, payload.ack, payload.sack, payload.frames, now, payload.echo
+                    ):
+                        frame = wire.decode_client_frame_untrusted(raw)
+                        if welcome and isinstance(frame, wire.Login):
+                            link.send(wire.encode(wire.Welcome(re=seq, name=frame.name)))
+                            link.send(wire.encode(wire.Ready(count=0)))
             for _channel, link in channels.values():
                 for out in link.datagrams_to_send(trio.current_time()):
                     assert peer is not None
@@ -326,4 +335,15 @@ async def test_a_registration_the_daemon_never_answers_ends_unreachable() -> Non
                     config=config,
                     server_key=keys.public,
                 )
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_login_check_the_daemon_never_answers_ends_unreachable() -> None:
+    keys = DaemonKeys.generate()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(daemon_that_never_answers, keys, True)
+            with pytest.raises(ExceptionGroup) as raised:  # from the nursery in connect()
+                await cli._check_login("127.0.0.1", port, keys.public, "alice", "a password")
+            assert isinstance(cli._leaf(raised.value), ServerUnreachable)
             nursery.cancel_scope.cancel()

@@ -22,6 +22,7 @@ import typer
 from . import __version__
 from .client import connect, fetch_key, trust_server
 from .client import register as client_register
+from .client_handshake import unreachable
 from .client_protocol import ClientConfig
 from .conversation import Outcome
 from .display import (
@@ -550,7 +551,11 @@ async def _check_login(host: str, port: int, key: bytes, name: str, password: st
     # A quiet session only looks: nobody sees us come and go, and the private messages
     # stay waiting for `trio-chat chat`.
     async with connect(host, port, name, password, quiet=True, server_key=key) as chat:
-        names = await chat.who()
+        names: list[str] | None = None
+        with trio.move_on_after(chat.config.timeout):
+            names = await chat.who()
+        if names is None:  # a daemon that logs in but does not answer would hold us forever
+            raise unreachable(address_label(host, port))
         me = chat.name
         lines: list[Line] = [
             info_line(f"Logged in as {safe(me)} at {host}:{port}."),
