@@ -241,6 +241,11 @@ class _RefusedBody(msgspec.Struct):
 
 _refused_body = msgspec.json.Decoder(_RefusedBody)
 
+_MALFORMED: Final = (msgspec.MsgspecError, RecursionError)
+"""What the decoders raise for bytes that are not what they expect: JSON nested deeper
+than the parser recurses (a 1200-byte datagram holds more than a thousand `[`s) is a
+`RecursionError`, not a `MsgspecError`."""
+
 
 def parse_datagram_untrusted(data: bytes) -> Datagram:
     """What a datagram is, from its first byte and layout; `WireError` if it is none."""
@@ -296,7 +301,7 @@ def parse_datagram_untrusted(data: bytes) -> Datagram:
         return Retry(version, _INDEX.unpack_from(data, 2)[0], data[7:])
     try:
         body = _refused_body.decode(data[2:])
-    except msgspec.MsgspecError:
+    except _MALFORMED:
         raise WireError("bad_datagram", "A REFUSED datagram's reason is malformed.") from None
     return Refused(version, body.code, body.message, body.retry_after)
 
@@ -596,7 +601,7 @@ def decode_payload_untrusted(data: bytes) -> Payload:
         return _payload.decode(data)
     except UnicodeDecodeError:
         raise WireError("bad_payload", "A payload must be UTF-8.") from None
-    except msgspec.MsgspecError as error:
+    except _MALFORMED as error:
         raise WireError("bad_payload", f"Malformed payload: {_short(str(error))}.") from None
 
 
@@ -631,12 +636,12 @@ SERVER_FRAME_TYPES: Final = (
 
 
 def _frame_error(
-    raw: bytes | msgspec.Raw, error: msgspec.MsgspecError, known: tuple[str, ...]
+    raw: bytes | msgspec.Raw, error: msgspec.MsgspecError | RecursionError, known: tuple[str, ...]
 ) -> WireError:
     """`bad_field` for a frame of a known type with a bad field, else `bad_request`."""
     try:
         kind = _any_object.decode(raw).get("t")
-    except msgspec.MsgspecError:
+    except _MALFORMED:
         return WireError("bad_request", "A frame must be one JSON object.")
     if not (isinstance(kind, str) and kind in known):
         return WireError("bad_request", f"Unknown frame type {_short(repr(kind))}.")
@@ -647,7 +652,7 @@ def decode_client_frame_untrusted(raw: bytes | msgspec.Raw) -> ClientFrame:
     """Parse one frame from a client's payload."""
     try:
         frame: ClientFrame = _client_frame.decode(raw)
-    except msgspec.MsgspecError as error:
+    except _MALFORMED as error:
         raise _frame_error(raw, error, CLIENT_FRAME_TYPES) from None
     return frame
 
@@ -656,6 +661,6 @@ def decode_server_frame_untrusted(raw: bytes | msgspec.Raw) -> ServerFrame:
     """Parse one frame from a daemon's payload."""
     try:
         frame: ServerFrame = _server_frame.decode(raw)
-    except msgspec.MsgspecError as error:
+    except _MALFORMED as error:
         raise _frame_error(raw, error, SERVER_FRAME_TYPES) from None
     return frame
