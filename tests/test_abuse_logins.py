@@ -279,3 +279,27 @@ def test_a_full_hashing_queue_answers_busy_before_a_name_is_looked_at() -> None:
     taken = h.request(wire.Register(rid="t", name="alice", password="a-password"), PROBER)
     free = h.request(wire.Register(rid="f", name="nobody", password="a-password"), PROBER)
     assert [getattr(taken, "code", None), getattr(free, "code", None)] == ["busy", "busy"]
+
+
+def test_an_account_guessed_at_from_a_thousand_addresses_still_answers_throttled() -> None:
+    # A new address's first guess at an account is checked whatever the account's own
+    # record holds (an owner is never kept out by others' guessing): a thousand addresses,
+    # a small botnet or one IPv6 /48, add a thousand failures to the account in seconds.
+    h = driver(login_free_failures=3, login_delay=1.0, login_delay_max=60.0)
+    h.auto_hash = True
+    for n in range(1030):
+        guess = wire.Login(name="alice", password=f"guess number {n}")
+        answer = h.request(guess, (f"10.8.{n // 256}.{n % 256}", 1))
+        assert isinstance(answer, wire.ErrorFrame) and answer.code == "wrong_password"
+    # The owner mistypes once; from then on the account's delay applies to the owner's
+    # address too, and it is capped like any other.
+    assert login_code_from(h, OWNER, "alice-passwrd") == ("wrong_password", None)
+    code, retry_after = login_code_from(h, OWNER, "alice-password")
+    assert code == "throttled" and retry_after is not None and retry_after <= 60.001
+
+
+def login_code_from(h: EngineDriver, address: Address, password: str) -> tuple[str, float | None]:
+    answer = h.request(wire.Login(name="alice", password=password), address)
+    if isinstance(answer, wire.ErrorFrame):
+        return answer.code, answer.retry_after
+    return "welcome", None

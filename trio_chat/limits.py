@@ -91,7 +91,9 @@ class FailureThrottle:
         if pending:
             # Those in flight may be failures: no more until they are judged.
             return self.base
-        wait = min(self.cap, self.base * 2 ** (count - self.free))
+        # The delay reaches the cap long before 2**n outgrows a float (n of 1024 would
+        # raise OverflowError): a thousand failures are no more than the cap.
+        wait = min(self.cap, self.base * 2 ** min(count - self.free, 64))
         return max(0.0, last + float(wait) - now)
 
     def has_failed(self, key: Hashable) -> bool:
