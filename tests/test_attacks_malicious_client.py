@@ -117,6 +117,30 @@ def test_forged_altered_foreign_and_expired_tickets_are_refused_with_ticket_inva
     assert isinstance(expired, wire.ErrorFrame) and expired.code == "ticket_invalid"
 
 
+def test_a_stolen_ticket_cannot_be_renewed_past_its_24_hours_by_resuming() -> None:
+    driver, alice, _mallory = room()
+    lifetime = driver.engine.config.ticket_lifetime
+    stolen = alice.connection.ticket  # from alice's password login, at most a second ago
+    assert stolen
+    start = driver.now
+    # Mallory resumes with it before it expires, and again with each ticket she is given.
+    ticket = stolen
+    for _hour in range(23):
+        driver.advance(3600)
+        welcome = _resume(driver, ticket)
+        assert isinstance(welcome, wire.Welcome) and welcome.name == "alice"
+        ticket = welcome.ticket
+    # The tickets a resume gives expire with the one it was given for: 24 hours after
+    # the password was checked, and not a second more.
+    driver.advance(start + lifetime - 60 - driver.now)
+    welcome = _resume(driver, ticket)
+    assert isinstance(welcome, wire.Welcome)
+    driver.advance(61)
+    for held in (stolen, ticket, welcome.ticket):
+        expired = _resume(driver, held)
+        assert isinstance(expired, wire.ErrorFrame) and expired.code == "ticket_invalid"
+
+
 def test_moving_a_session_to_a_victim_sends_it_at_most_three_times_what_came_from_it() -> None:
     driver, _alice, mallory = room()
     engine = driver.engine

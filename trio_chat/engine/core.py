@@ -285,8 +285,14 @@ class ServerEngine:
         request: wire.Login | wire.Resume,
         now: float,
         wall: float,
+        expires: float | None,
     ) -> None:
-        """A channel proved who it is (a password, a ticket): it is that account now."""
+        """A channel proved who it is (a password, a ticket): it is that account now.
+
+        Its new ticket is good for `ticket_lifetime` after a password, but a `resume`'s
+        only until the ticket it used expires: resuming never extends a ticket, so one
+        that was stolen stops working 24 hours after its owner's password was checked.
+        """
         if self.lobby.account_full(account, request.replaces):
             self.lobby.refuse_account_full(session, seq, account)
             return
@@ -294,8 +300,9 @@ class ServerEngine:
         self._record(session)
         session.quiet = request.quiet
         self._notes.append(LoggedIn(account.name, session.address, request.quiet))
+        lifetime = wall + self.config.ticket_lifetime
         ticket = self.keys.tickets.seal(
-            Ticket(account.id, account.key, wall + self.config.ticket_lifetime)
+            Ticket(account.id, account.key, lifetime if expires is None else min(expires, lifetime))
         )
         keepalive = (
             None if request.via is None else self.transport.allow_direct(session, request.via)

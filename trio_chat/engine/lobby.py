@@ -59,8 +59,11 @@ class LoginAttempt:
     request: wire.Login
 
 
-LogIn = Callable[[Session, int, Account, wire.Login | wire.Resume, float, float], None]
-"""Let a connection in as an account: `(session, seq, account, request, now, wall)`."""
+LogIn = Callable[
+    [Session, int, Account, wire.Login | wire.Resume, float, float, float | None], None
+]
+"""Let a connection in as an account: `(session, seq, account, request, now, wall,
+expires)`; `expires` is when the ticket a `resume` used expires (None for a password)."""
 Reply = Callable[[Session, bytes], None]
 """Queue an encoded frame on a connection."""
 
@@ -410,7 +413,7 @@ class Lobby:
             self._refuse(session, attempt.seq, "wrong_password", "Wrong password.")
         else:
             assert self.log_in is not None
-            self.log_in(session, attempt.seq, account, attempt.request, now, wall)
+            self.log_in(session, attempt.seq, account, attempt.request, now, wall, None)
 
     def account_full(self, account: Account, replaces: int | None = None) -> bool:
         """Whether the account has as many sessions as it may (the one a login replaces
@@ -444,4 +447,4 @@ class Lobby:
             return
         # A ticket is proof already: no password check, no throttle, no hash.
         assert self.log_in is not None
-        self.log_in(session, seq, account, request, now, wall)
+        self.log_in(session, seq, account, request, now, wall, ticket.expires)
