@@ -439,3 +439,27 @@ async def test_goodbyes_and_restart_notices_wait_for_room_rather_than_being_drop
         sent = await Daemon.send_all(cast(Daemon, daemon), [(b"%d" % n, to) for n in range(60)])
         assert sent == 60 and daemon.sock.refused == 30 and daemon.send_errors == 0
         assert [await receiver.recv(16) for _ in range(60)] == [b"%d" % n for n in range(60)]
+
+
+def test_a_session_is_stored_at_its_address_only_once_that_address_is_proven() -> None:
+    """The address a crashed daemon sends its `RESET` to is one that answered: a key
+    holder who logs in from a forged address does not make the daemon send there."""
+    victim = ("192.0.2.77", 4000)
+    driver = EngineDriver()
+    driver.add_account("alice", PASSWORD)
+    alice = Peer(driver, "alice", PASSWORD, ALICE, login=False)
+    alice.connection.start(driver.now)
+    for data in alice.connection.datagrams_to_send(driver.now):  # the handshake
+        alice.take(driver.receive(data, ALICE))
+    for data in alice.connection.datagrams_to_send(driver.now):  # the login, forged
+        driver.deliver(data, victim)
+    assert alice.sid in driver.engine.sessions
+    assert driver.engine.sessions[alice.sid].account is not None  # logged in
+    opened = [op for op in driver.stored if isinstance(op, SessionOpened)]
+    assert opened == []  # not at the victim's address, which never answered
+    # Once an address answers the daemon's challenge, that is where the session is.
+    alice.address = victim
+    alice.poll()
+    alice.settle()
+    opened = [op for op in driver.stored if isinstance(op, SessionOpened)]
+    assert opened == [SessionOpened(alice.sid, *victim)]

@@ -297,7 +297,8 @@ class ServerEngine:
             self.lobby.refuse_account_full(session, seq, account)
             return
         self.transport.logged_in(session, account)
-        self._record(session)
+        if session.validated:
+            self._record(session)  # else once its address answers (`receive_datagram`)
         session.quiet = request.quiet
         self._notes.append(LoggedIn(account.name, session.address, request.quiet))
         lifetime = wall + self.config.ticket_lifetime
