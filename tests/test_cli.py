@@ -395,6 +395,28 @@ def test_trust_asks_and_forgets(own_daemon: Daemon) -> None:
     assert KnownServers().get(daemon.host, daemon.port) is None
 
 
+def test_a_known_servers_file_that_cannot_be_used_is_one_sentence(own_daemon: Daemon) -> None:
+    daemon = own_daemon
+    name = make_account(daemon)
+    known = KnownServers()
+    known.path.parent.mkdir(parents=True, exist_ok=True)
+    known.path.write_text(f"{daemon.host}:{daemon.port} damaged\n", encoding="utf-8")
+    for command in ("register", "login", "chat"):
+        code, out, err = invoke_trusting(daemon, command, "--name", name)
+        assert code == ExitCode.DATABASE, (command, err)
+        assert out == ""
+        assert err == (
+            f"The line for {daemon.host}:{daemon.port} in {str(known.path)!r} is damaged; "
+            "remove it to trust the daemon again.\n"
+        )
+    known.path.unlink()
+    known.path.mkdir()  # a folder where the file should be: it cannot be read
+    for args in (("login", "--name", name), ("trust", "--yes"), ("trust", "--forget")):
+        code, _out, err = invoke_trusting(daemon, *args)
+        assert code == ExitCode.DATABASE, (args, err)
+        assert err == f"Cannot read {str(known.path)!r}: is a directory.\n", args
+
+
 def test_key_prints_what_clients_are_shown(tmp_path: Path) -> None:
     database = tmp_path / "chat.db"
     result = runner.invoke(app, ["key", "--db", str(database)])

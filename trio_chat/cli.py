@@ -398,6 +398,8 @@ def _run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
             raise fail("Interrupted.", ExitCode.INTERRUPTED) from None
         if isinstance(leaf, typer.Exit | SystemExit):
             raise leaf from None
+        if isinstance(leaf, KeyFileError):  # known_servers cannot be read or written
+            raise fail(str(leaf), ExitCode.DATABASE) from None
         if isinstance(leaf, OSError):
             raise fail(f"Network error: {leaf.strerror or leaf}.", ExitCode.FAILURE) from None
         raise fail(
@@ -737,7 +739,11 @@ def trust_command(
     known = KnownServers()
     where = address_label(host, port)
     if forget:
-        if known.forget(host, port):
+        try:
+            forgotten = known.forget(host, port)
+        except KeyFileError as error:
+            raise fail(str(error), ExitCode.DATABASE) from None
+        if forgotten:
             typer.echo(f"No key is trusted for {where} any more.")
         else:
             typer.echo(f"No key was trusted for {where}.")
@@ -765,7 +771,10 @@ def trust_command(
         question = f"The daemon at {where} shows the key {fingerprint(shown)}. Trust it?"
         if not agree(question):
             raise fail("Nothing was changed.", ExitCode.REJECTED)
-    known.remember(host, port, shown)
+    try:
+        known.remember(host, port, shown)
+    except KeyFileError as error:
+        raise fail(str(error), ExitCode.DATABASE) from None
     typer.echo(f"Trusting {fingerprint(shown)} for {where} (remembered in {known.path}).")
 
 

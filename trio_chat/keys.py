@@ -187,7 +187,12 @@ class KnownServers:
         if entries.pop(address_label(host, port), None) is None:
             return False
         lines = [f"{label} {value}\n" for label, value in sorted(entries.items())]
-        self.path.write_text("".join(lines), encoding="utf-8")
+        try:
+            self.path.write_text("".join(lines), encoding="utf-8")
+        except OSError as error:
+            raise KeyFileError(
+                f"Cannot write {str(self.path)!r}: {(error.strerror or str(error)).lower()}."
+            ) from None
         return True
 
 
