@@ -32,11 +32,11 @@ async def accounts(port: int, *names: str) -> None:
         await trio_chat.register("127.0.0.1", port, name, PASSWORD)
 
 
-async def pipe(port: int, name: str, text: str) -> subprocess.CompletedProcess[bytes]:
+async def pipe(port: int, name: str, text: str | bytes) -> subprocess.CompletedProcess[bytes]:
     """Run `trio-chat chat --name NAME` with `text` on a pipe as its input."""
     return await trio.run_process(
         [*CLI, "chat", "--name", name],
-        stdin=text.encode(),
+        stdin=text if isinstance(text, bytes) else text.encode(),
         capture_stdout=True,
         capture_stderr=True,
         check=False,
@@ -139,6 +139,23 @@ async def test_quit_ends_the_input_early(tmp_path: Path) -> None:
     assert done.returncode == 0
     assert re.fullmatch(rf"{TIME} alice: first", done.stdout.decode().strip())
     assert stored == ["first"]
+
+
+async def test_a_line_that_is_not_utf8_is_refused_not_altered(tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await start_daemon(nursery, tmp_path / "chat.db")
+            await accounts(port, "alice", "bob")
+            done = await pipe(port, "alice", b"caf\xe9 au lait\nstill sent\n")
+            async with trio_chat.connect("127.0.0.1", port, "bob", PASSWORD) as bob:
+                stored = [message.text for message in await bob.history(10)]
+            nursery.cancel_scope.cancel()
+    assert stored == ["still sent"]
+    assert done.returncode == ExitCode.REJECTED
+    assert done.stderr.decode().splitlines() == [
+        "line 1: Not sent: the line is not UTF-8 text.",
+        "Some lines were not sent (see above).",
+    ]
 
 
 async def test_a_long_message_alone_exits_with_its_own_code(tmp_path: Path) -> None:

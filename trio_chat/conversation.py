@@ -144,6 +144,11 @@ class Room:
             self._ask(lambda: self.chat.history_nowait(count, before), self._show_found)
         return True
 
+    def refuse(self, message: str) -> None:
+        """Count a line that cannot be read as text, and report it instead of sending it."""
+        self._line_number += 1
+        self._report(message, BadRequest(message))
+
     @property
     def waiting(self) -> int:
         """Messages not acknowledged yet; read from any thread (the prompt's), changes nothing."""

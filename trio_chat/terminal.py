@@ -280,7 +280,12 @@ async def run_pipe(chat: ChatClient, fd: int) -> Outcome:
         nursery.start_soon(room.run_results)
         reader = LineReader(fd)
         while raw := await reader.readline():
-            if not room.handle(raw.decode("utf-8", "replace")):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                room.refuse("Not sent: the line is not UTF-8 text.")
+                continue
+            if not room.handle(line):
                 break
         room.leaving = True
         await room.finish()
