@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 import trio
 
 import trio_chat
 from tests.cli_support import PASSWORD, TEST_CONFIG, Relay
 from trio_chat.cli import ExitCode
 from trio_chat.engine import ServerConfig
-from trio_chat.events import Event, PrivateMessage, PublicMessage
+from trio_chat.events import Event, Joined, Left, PrivateMessage, PublicMessage
 from trio_chat.server import serve
 from trio_chat.testing.daemon import CLI, cli_env
 
@@ -156,6 +158,43 @@ async def test_a_line_that_is_not_utf8_is_refused_not_altered(tmp_path: Path) ->
         "line 1: Not sent: the line is not UTF-8 text.",
         "Some lines were not sent (see above).",
     ]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+async def test_a_signal_leaves_the_room_and_exits_130(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await start_daemon(nursery, tmp_path / "chat.db")
+            await accounts(port, "alice", "bob")
+            async with trio_chat.connect("127.0.0.1", port, "bob", PASSWORD) as bob:
+                process = await trio.lowlevel.open_process(
+                    [*CLI, "chat", "--name", "alice"],
+                    stdin=subprocess.PIPE,  # left open: the script is still running
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    env=cli_env(port, TRIO_CHAT_PASSWORD=PASSWORD),
+                )
+                try:
+                    async for event in bob.events():
+                        if isinstance(event, Joined) and event.name == "alice":
+                            break
+                    process.send_signal(signum)
+                    assert await process.wait() == ExitCode.INTERRUPTED
+                    # Gone from the room at once, not when the daemon notices the silence.
+                    async for event in bob.events():
+                        if isinstance(event, Left) and event.name == "alice":
+                            assert event.reason == "quit"
+                            break
+                finally:
+                    if process.returncode is None:
+                        process.kill()
+                        await process.wait()
+                assert process.stderr is not None
+                error = b"".join([chunk async for chunk in process.stderr])
+            nursery.cancel_scope.cancel()
+    assert error.decode() == "Interrupted.\n"
 
 
 async def test_a_long_message_alone_exits_with_its_own_code(tmp_path: Path) -> None:

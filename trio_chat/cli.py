@@ -615,10 +615,14 @@ async def _enter(
     keepalive: float | None,
 ) -> Outcome:
     config = ClientConfig(keepalive=keepalive)
-    async with connect(host, port, name, password, server_key=key, config=config) as chat:
-        if interactive:
+    if interactive:
+        async with connect(host, port, name, password, server_key=key, config=config) as chat:
             return await run_interactive(chat)
-        return await run_pipe(chat, sys.stdin.fileno())
+    # A script stopped with SIGTERM or SIGHUP leaves the room as with Ctrl-C (exit 130),
+    # rather than staying in it, silent, until the daemon gives up on it.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+        async with connect(host, port, name, password, server_key=key, config=config) as chat:
+            return await run_pipe(chat, sys.stdin.fileno(), signals)
 
 
 def _offer_registration(
