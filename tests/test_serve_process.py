@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,39 @@ async def test_a_signal_tells_sessions_drains_and_exits_zero(
                 assert history is not None
                 assert [m.text for m in history.messages] == ["saved before the signal"]
             nursery.cancel_scope.cancel()
+
+
+def test_limits_that_make_no_sense_are_refused_before_the_daemon_starts(tmp_path: Path) -> None:
+    cases = [
+        ("--summary-every", "0"),  # a summary line at every turn of the loop: a core busy
+        ("--summary-every", "-1"),
+        ("--idle-timeout", "0"),
+        ("--idle-timeout", "-5"),
+        ("--message-rate", "-1"),
+        ("--register-rate", "nan"),
+        ("--sessions-per-address", "-1"),
+    ]
+    base = [sys.executable, "-m", "trio_chat", "serve", "--port", "0"]
+    processes = [
+        subprocess.Popen(
+            [*base, "--db", str(tmp_path / f"{index}.db"), option, value],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index, (option, value) in enumerate(cases)
+    ]
+    results: list[tuple[int | None, str]] = []
+    deadline = time.monotonic() + 20
+    for process in processes:
+        try:
+            _out, err = process.communicate(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:  # it started, and would run on
+            process.kill()
+            _out, err = process.communicate()
+            results.append((None, err))
+        else:
+            results.append((process.returncode, err))
+    for (option, value), (code, err) in zip(cases, results, strict=True):
+        assert code == 2, (option, value, code, err)
+        assert err.count("\n") == 1 and option in err and "Traceback" not in err, err
