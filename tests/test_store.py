@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,6 +62,25 @@ def test_a_file_that_is_not_a_database_is_refused_clearly(tmp_path: Path) -> Non
     path = tmp_path / "chat.db"
     path.write_bytes(b"this is not SQLite" * 100)
     with pytest.raises(StorageError, match="Cannot open the database"):
+        SqliteStore.open(path)
+
+
+def test_a_database_that_cannot_be_written_is_refused_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a read-only mount, or a file its user may not write, SQLite opens the database
+    # read-only; the daemon must not start on it and then fail every registration and
+    # message. (Opened here with mode=ro: a file mode alone does not stop root.)
+    path = tmp_path / "chat.db"
+    SqliteStore.open(path).close()
+    connect = sqlite3.connect
+
+    def read_only(database: Path, **options: Any) -> sqlite3.Connection:
+        opened: sqlite3.Connection = connect(f"file:{database}?mode=ro", uri=True, **options)
+        return opened
+
+    monkeypatch.setattr(sqlite3, "connect", read_only)
+    with pytest.raises(StorageError, match=r"Cannot open the database .*: permission denied"):
         SqliteStore.open(path)
 
 

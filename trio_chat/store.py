@@ -176,6 +176,7 @@ class SqliteStore:
             connection.execute("PRAGMA busy_timeout = 5000")
             store = cls(connection, path)
             store._migrate()
+            store._check_writable()
         except (OSError, sqlite3.Error) as error:
             raise StorageError(
                 f"Cannot open the database {str(path)!r}: {_why(error, path)}; "
@@ -233,6 +234,19 @@ class SqliteStore:
             db.execute("INSERT INTO log_room VALUES (zeroblob(?))", (size,))
         finally:
             if db.in_transaction:  # SQLite rolls back by itself after some errors
+                db.execute("ROLLBACK")
+
+    def _check_writable(self) -> None:
+        """Fail now, not at the first registration, on a database opened read-only (a
+        read-only mount, a file its user may not write): write a header field as it is,
+        then roll back."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            db.execute(f"PRAGMA user_version = {int(version)}")
+        finally:
+            if db.in_transaction:
                 db.execute("ROLLBACK")
 
     def _migrate(self) -> None:
