@@ -245,6 +245,23 @@ def test_unreadable_password_file(daemon: Daemon, tmp_path: Path) -> None:
     assert err.strip() == f"Cannot read the password file {missing}: No such file or directory."
 
 
+def test_an_empty_password_file_is_a_usage_error_not_a_wrong_password(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    # An empty password would only be refused by the daemon as a wrong one (and count as
+    # a failed login against the account); the file is what is wrong.
+    name = make_account(daemon)
+    for content in ("", "\n", "\ncorrect horse\n"):
+        secret = tmp_path / "secret"
+        secret.write_text(content, encoding="utf-8")
+        for command in ("register", "login", "chat"):
+            code, _out, err = invoke(
+                daemon, command, "--name", name, "--password-file", str(secret), input=""
+            )
+            assert code == ExitCode.USAGE, (content, command, err)
+            assert err == f"The password file {secret} has no password on its first line.\n"
+
+
 def test_host_and_port_options_win_over_the_environment(daemon: Daemon) -> None:
     name = make_account(daemon)
     env = {"TRIO_CHAT_HOST": "192.0.2.1", "TRIO_CHAT_PORT": "9", "TRIO_CHAT_PASSWORD": PASSWORD}

@@ -451,7 +451,13 @@ def _given_password(password_file: Path | None) -> str | None:
             raise fail(
                 f"The password file {password_file} is not UTF-8 text.", ExitCode.USAGE
             ) from None
-        return text.splitlines()[0] if text else ""
+        first = text.splitlines()[0] if text else ""
+        if not first:
+            raise fail(
+                f"The password file {password_file} has no password on its first line.",
+                ExitCode.USAGE,
+            )
+        return first
     return os.environ.get("TRIO_CHAT_PASSWORD")
 
 
