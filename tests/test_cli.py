@@ -216,6 +216,19 @@ def test_login_an_unknown_user(daemon: Daemon) -> None:
     )
 
 
+@pytest.mark.parametrize("command", ["login", "chat"])
+def test_an_unknown_name_no_account_can_have_is_not_offered_to_register(
+    daemon: Daemon, command: str
+) -> None:
+    name = "a" * 40
+    code, _out, err = invoke(daemon, command, "--name", name, password=PASSWORD)
+    assert code == ExitCode.UNKNOWN_USER
+    assert err == (
+        f"There is no account named {name!r}: "
+        "A name must be 1 to 32 characters long (this one has 40).\n"
+    )
+
+
 def test_login_prompts_for_the_password(daemon: Daemon) -> None:
     name = make_account(daemon)
     code, out, _err = invoke(daemon, "login", "--name", name, input=f"{PASSWORD}\n")

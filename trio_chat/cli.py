@@ -382,6 +382,9 @@ def _sentence(error: ChatError, name: str) -> str:
     """What to tell the person, as one sentence they can act on."""
     shown = safe(name)
     if isinstance(error, UnknownUser):
+        problem = _name_problem(name)
+        if problem is not None:  # registering it would be refused too
+            return f"There is no account named {shown!r}: {problem}"
         return (
             f"There is no account named {shown!r}; "
             f"create it with `trio-chat register --name {shown}`."
@@ -392,6 +395,15 @@ def _sentence(error: ChatError, name: str) -> str:
     if error.retry_after is not None and isinstance(error, Throttled | TooManyRegistrations):
         message = f"{message.rstrip('.')} (about {math.ceil(error.retry_after)} s)."
     return message
+
+
+def _name_problem(name: str) -> str | None:
+    """Why no account can have `name`, or None if one can."""
+    try:
+        check_name(name)
+    except RuleError as error:
+        return error.message
+    return None
 
 
 def _chat_failure(error: ChatError, name: str) -> typer.Exit:
@@ -716,7 +728,7 @@ def chat(
         try:
             outcome = _attempts(enter, name, password, again=typed and can_ask)
         except UnknownUser:
-            if not can_ask:
+            if not can_ask or _name_problem(name) is not None:
                 raise
             _offer_registration(host, port, key, name, password, typed)
             outcome = enter(name, password)
