@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
 import trio_chat
@@ -39,3 +40,19 @@ async def test_the_api_example_runs(daemon: tuple[str, int], tmp_path: Path) -> 
                 "bob heard alice-example: Hello, everyone! 你好 🙂",
                 "alice got a private message from bob-example: Hi alice, this one is just for you.",
             ]
+
+
+async def test_the_look_alike_names_in_the_limits_table_are_taken(
+    daemon: tuple[str, int],
+) -> None:
+    # Each example of "a name that could be mistaken for another (...) is taken" is refused
+    # as taken (exit code 6) once the name it imitates (`alice`, `cox`) has an account.
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"could be mistaken for another \((.*?)\) is taken", text)
+    assert match, "the README no longer gives look-alike names"
+    host, port = daemon
+    for imitated in ("alice", "cox"):
+        await trio_chat.register(host, port, imitated, "correct horse")
+    for example in re.findall(r"`([^`]+)`", match.group(1)):
+        with pytest.raises(trio_chat.NameTaken):
+            await trio_chat.register(host, port, example, "correct horse")
