@@ -12,7 +12,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -657,11 +657,21 @@ async def _enter(
     if interactive:
         async with connect(host, port, name, password, server_key=key, config=config) as chat:
             return await run_interactive(chat)
-    # A script stopped with SIGTERM or SIGHUP leaves the room as with Ctrl-C (exit 130),
-    # rather than staying in it, silent, until the daemon gives up on it.
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
-        async with connect(host, port, name, password, server_key=key, config=config) as chat:
-            return await run_pipe(chat, sys.stdin.fileno(), signals)
+    # A script stopped by Ctrl-C, SIGTERM or SIGHUP leaves the room and exits 130, rather
+    # than staying in it, silent, until the daemon gives up on it. The three are taken
+    # by one task, so that none lands halfway through the start of another.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_interrupt_on, signals)
+            async with connect(host, port, name, password, server_key=key, config=config) as chat:
+                outcome = await run_pipe(chat, sys.stdin.fileno())
+            nursery.cancel_scope.cancel()
+    return outcome
+
+
+async def _interrupt_on(signals: AsyncIterator[int]) -> None:
+    async for _ in signals:
+        raise KeyboardInterrupt
 
 
 def _offer_registration(

@@ -16,7 +16,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import trio
 from prompt_toolkit import PromptSession
@@ -266,22 +266,10 @@ class LineReader:
         return line + newline
 
 
-async def _interrupt_on(signals: AsyncIterator[int]) -> None:
-    async for _ in signals:
-        raise KeyboardInterrupt
-
-
-async def run_pipe(
-    chat: ChatClient, fd: int, interrupts: AsyncIterator[int] | None = None
-) -> Outcome:
-    """Handle each input line as if typed; at the end wait for acknowledgements.
-
-    A signal from `interrupts` (SIGTERM, say) ends the stay as Ctrl-C does.
-    """
+async def run_pipe(chat: ChatClient, fd: int) -> Outcome:
+    """Handle each input line as if typed; at the end wait for acknowledgements."""
     room = Room(chat, _write_plain, _complain, interactive=False)
     async with trio.open_nursery() as nursery:
-        if interrupts is not None:
-            nursery.start_soon(_interrupt_on, interrupts)
 
         async def events() -> None:
             await room.show_events()
