@@ -282,3 +282,44 @@ async def test_the_daemon_going_away_and_coming_back(tmp_path: Path) -> None:
         "bob: missed one",
         "alice: typed while away",
     ]
+
+
+async def test_register_and_login_read_a_piped_password_without_a_warning(
+    tmp_path: Path,
+) -> None:
+    """Without a terminal, `register` and `login` take the password from their input's
+    lines, and say nothing about echo: a pipe has none to turn off."""
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await start_daemon(nursery, tmp_path / "chat.db")
+            env = cli_env(port)
+            env.pop("TRIO_CHAT_PASSWORD", None)
+            for command, typed in (
+                ("register", f"{PASSWORD}\n{PASSWORD}\n"),
+                ("login", f"{PASSWORD}\n"),
+            ):
+                done = await trio.run_process(
+                    [*CLI, command, "--name", "carol"],
+                    stdin=typed.encode(),
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                    env=env,
+                )
+                out, err = done.stdout.decode(), done.stderr.decode()
+                assert done.returncode == 0, (out, err)
+                assert "Warning" not in err and "getpass" not in err, err
+                assert PASSWORD not in out
+            assert "Logged in as carol" in out
+            # The input ends before the password: as Ctrl-D at a prompt.
+            done = await trio.run_process(
+                [*CLI, "login", "--name", "carol"],
+                stdin=b"",
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                env=env,
+            )
+            assert done.returncode == ExitCode.INTERRUPTED
+            assert done.stderr.decode() == "\n"
+            nursery.cancel_scope.cancel()

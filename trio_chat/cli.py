@@ -475,6 +475,8 @@ def _given_password(password_file: Path | None) -> str | None:
 
 def ask(text: str, *, hide: bool = False, confirm: bool = False) -> str:
     """Prompt for a value; Ctrl-C or Ctrl-D leaves with a new line and exit status 130."""
+    if hide and not sys.stdin.isatty():
+        return _read_hidden(text, confirm=confirm)
     try:
         value: str = typer.prompt(
             text, hide_input=hide, confirmation_prompt="Repeat the password" if confirm else False
@@ -484,6 +486,32 @@ def ask(text: str, *, hide: bool = False, confirm: bool = False) -> str:
             typer.echo("", err=True)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     return value
+
+
+def _read_hidden(text: str, *, confirm: bool) -> str:
+    """A password from input that is not a terminal (a pipe, a file): its next line.
+
+    Nothing is echoed there, so the terminal's echo needs no turning off, and `getpass`
+    would only warn that it cannot. With `confirm`, the line after must match it.
+    """
+    while True:
+        typer.echo(f"{text}: ", nl=False)
+        value = _next_line()
+        if not confirm:
+            return value
+        typer.echo("Repeat the password: ", nl=False)
+        if _next_line() == value:
+            return value
+        typer.echo("The two passwords do not match; type them again.")
+
+
+def _next_line() -> str:
+    line = sys.stdin.readline()
+    if not line:
+        typer.echo("", err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED))  # the input ended, as Ctrl-D ends it
+    typer.echo("")  # where a terminal would have ended the line
+    return line.rstrip("\r\n")
 
 
 def agree(text: str) -> bool:
