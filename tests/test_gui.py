@@ -487,3 +487,32 @@ async def test_keyboard_only(
             await until(lambda: window.isActiveWindow(), "the window in front")
             shortcut(window, "Ctrl+Q")
             assert not window.isVisible()
+
+
+@gui_test
+async def test_an_address_that_cannot_be_a_host_name_is_told_at_its_field(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    """A name IDNA cannot encode (`_` is not allowed beside non-ASCII letters) fails before
+    anything is sent: the dialog says so, and stays open for another try."""
+    with trio.fail_after(20):
+        await register(*daemon, "alice")
+        async with gui(daemon, tmp_path / "gui.json") as app:
+            dialog = app.dialog
+            assert dialog is not None
+            dialog.host.clear()
+            type_text(dialog.host, "chat_é")
+            fill(dialog, "alice", PASSWORD)
+            await until(lambda: dialog.problem.isVisible(), "the problem told")
+            port = daemon[1]
+            assert dialog.problem.text() == (
+                f"Cannot reach trio-chat at chat_é:{port}; check the address and port, and "
+                "that `trio-chat serve` is running there."
+            )
+            assert dialog.focusWidget() is dialog.host
+            assert app.window is None
+
+            dialog.host.clear()
+            type_text(dialog.host, "127.0.0.1")
+            window = await signed_in(app, "alice")
+            assert window.me == "alice"

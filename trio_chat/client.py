@@ -85,6 +85,8 @@ async def _resolve(host: str, port: int) -> tuple[int, Any]:
         infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except OSError as error:
         raise ServerUnreachable(f"Cannot resolve {host}: {error.strerror or error}.") from None
+    except UnicodeError as error:  # a name IDNA cannot encode (`chat_é`): no host has it
+        raise ServerUnreachable(f"Cannot resolve {host}: {error}.") from None
     family, _kind, _proto, _name, address = infos[0]
     return family, address
 
