@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 from PySide6.QtCore import QPoint, Qt
+from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QLabel, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -516,3 +517,27 @@ async def test_an_address_that_cannot_be_a_host_name_is_told_at_its_field(
             type_text(dialog.host, "127.0.0.1")
             window = await signed_in(app, "alice")
             assert window.me == "alice"
+
+
+@gui_test
+async def test_after_clicking_send_what_is_typed_goes_to_the_message_line(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    with trio.fail_after(20):
+        await register(*daemon, "alice")
+        async with gui(daemon, tmp_path / "gui.json") as app:
+            window = await signed_in(app, "alice")
+            editor, send = window.composer.editor, window.composer.send_button
+            type_text(editor, "sent with the mouse")
+            QTest.mouseClick(send, Qt.MouseButton.LeftButton)
+            await until(lambda: lines_with(window, "alice: sent with the mouse"), "the line")
+            assert QApplication.focusWidget() is editor
+            focused = QApplication.focusWidget()
+            assert focused is not None
+            type_text(focused, "and the next one")
+            assert editor.text() == "and the next one"
+            # The keyboard still reaches the button: Tab, then Space sends.
+            press(editor, Qt.Key.Key_Tab)
+            assert QApplication.focusWidget() is send
+            press(send, Qt.Key.Key_Space)
+            await until(lambda: lines_with(window, "alice: and the next one"), "the next line")

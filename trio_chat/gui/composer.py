@@ -51,6 +51,8 @@ class Composer(QWidget):
         self.send_button = QPushButton("Send", self)
         self.send_button.setObjectName("send")
         self.send_button.setAutoDefault(False)
+        # Tab reaches it; a click leaves the focus in the editor, for the next line.
+        self.send_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.editor, 1)
