@@ -46,6 +46,7 @@ from trio_chat.gui.status import Link
 from trio_chat.keys import KnownServers, daemon_public_key, key_paths
 from trio_chat.noise import fingerprint
 from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.fault_proxy import FaultProxy
 
 
 @gui_test
@@ -541,3 +542,45 @@ async def test_after_clicking_send_what_is_typed_goes_to_the_message_line(
             assert QApplication.focusWidget() is send
             press(send, Qt.Key.Key_Space)
             await until(lambda: lines_with(window, "alice: and the next one"), "the next line")
+
+
+@gui_test
+async def test_after_a_daemon_restart_nobody_joins_twice(tmp_path: Path, qtbot: QtBot) -> None:
+    """bob was in the room before the daemon stopped: his session coming back with it is
+    not news (as in the terminal); someone who really comes in afterwards is. bob talks
+    through a proxy that is cut while the daemon is down, so that he comes back after
+    the window does (else the window, still away, would not hear him come back)."""
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, tmp_path / "chat.db")
+            host, port = await daemon.start()
+            await register(host, port, "alice", "bob", "carol")
+            proxy = FaultProxy((host, port), seed=1)
+            via_host, via_port = await nursery.start(proxy.run)
+            async with gui((host, port), tmp_path / "gui.json") as app:
+                window = await signed_in(app, "alice")
+                async with trio_chat.connect(
+                    via_host, via_port, "bob", PASSWORD, config=FAST
+                ) as bob:
+                    await until(lambda: "bob" in window.online, "bob in the room")
+
+                    def joins(name: str) -> int:
+                        return sum(
+                            line.endswith(f"* {name} joined the room") for line in texts(window)
+                        )
+
+                    assert joins("bob") == 1
+                    proxy.to_server.loss = proxy.to_client.loss = 1.0
+                    await daemon.kill()
+                    await until(lambda: window.link is Link.RECONNECTING, "reconnecting")
+                    await daemon.start(port)
+                    await until(lambda: window.link is Link.CONNECTED, "connected again")
+                    proxy.to_server.loss = proxy.to_client.loss = 0.0
+                    await bob.say("back too")
+                    await until(lambda: lines_with(window, "bob: back too"), "bob's line")
+                    assert joins("bob") == 1, texts(window)
+                    assert window.online.names == ["alice", "bob"]
+                    async with trio_chat.connect(host, port, "carol", PASSWORD, config=FAST):
+                        await until(lambda: joins("carol") == 1, "carol's arrival")
+                    assert joins("bob") == 1
+            nursery.cancel_scope.cancel()

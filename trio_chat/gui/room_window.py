@@ -480,10 +480,12 @@ class RoomWindow(QMainWindow):
         self.online.replace(names)
         self._show_people()
 
-    def joined(self, event: Joined) -> None:
+    def joined(self, event: Joined, *, news: bool = True) -> None:
+        """Someone came in; said in the room if it is `news` (not a return after an outage)."""
         self.online.joined(event.name)
         self._show_people()
-        self._conversations[ROOM].model.add_note(rows.joined_row(event, self.me))
+        if news:
+            self._conversations[ROOM].model.add_note(rows.joined_row(event, self.me))
 
     def left(self, event: Left) -> None:
         self.online.left(event.name)
