@@ -584,3 +584,22 @@ async def test_after_a_daemon_restart_nobody_joins_twice(tmp_path: Path, qtbot: 
                         await until(lambda: joins("carol") == 1, "carol's arrival")
                     assert joins("bob") == 1
             nursery.cancel_scope.cancel()
+
+
+@gui_test
+async def test_a_private_message_to_a_name_too_long_for_any_account_says_so(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    """No account has a 70-character name: the refusal says that, in one sentence, rather
+    than how the daemon's parser failed."""
+    with trio.fail_after(20):
+        await register(*daemon, "alice")
+        async with gui(daemon, tmp_path / "gui.json") as app:
+            window = await signed_in(app, "alice")
+            name = "x" * 70
+            say(window, f"s/{name}/are you there?")
+            await until(lambda: window.tab_text(name) is not None, "the tab")
+            await until(lambda: len(texts(window, name)) > 1, "the refusal")
+            assert texts(window, name)[-1].endswith(
+                f"not sent: alice: are you there? (There is no account named '{name}')"
+            )

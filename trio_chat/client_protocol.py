@@ -47,6 +47,7 @@ from .errors import (
     RateLimited,
     ServerUnreachable,
     TooManySessions,
+    UnknownUser,
     error_for,
 )
 from .events import (
@@ -62,7 +63,7 @@ from .events import (
     Reconnected,
 )
 from .reliability import Link, LinkConfig
-from .rules import RuleError, check_name, check_password, check_text
+from .rules import RuleError, check_name, check_password, check_text, normalize_name
 from .secure import Channel, SecureError
 
 KEEPALIVE_SPREAD = 0.25
@@ -353,6 +354,9 @@ class ClientConnection:
     def whisper(self, to: str, text: str) -> Handle:
         """A private message to an account (online or not)."""
         self._check_text(text)
+        to = normalize_name(to)  # the daemon compares names so: the same account
+        if len(to) > wire.NAME_FIELD_MAX:  # more than the daemon reads: no account has it
+            raise UnknownUser(f"There is no account named {to!r}.")
         cid = self._new_id()
         frame = wire.encode(wire.Whisper(to=to, text=text, cid=cid))
         return self._submit(Handle("whisper", frame, text=text, to=to, cid=cid))

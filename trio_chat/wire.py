@@ -63,7 +63,9 @@ MAX_SEQ: Final = 2**53 - 1
 Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
 Index = Annotated[int, msgspec.Meta(ge=1, le=2**32 - 1)]
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-NameField = Annotated[str, msgspec.Meta(max_length=64)]
+NAME_FIELD_MAX: Final = 64
+"""The longest name a frame may carry (an account's name is shorter: see `rules`)."""
+NameField = Annotated[str, msgspec.Meta(max_length=NAME_FIELD_MAX)]
 PasswordField = Annotated[str, msgspec.Meta(max_length=1024)]
 TextField = Annotated[str, msgspec.Meta(max_length=1200)]
 Token = Annotated[str, msgspec.Meta(max_length=64)]
