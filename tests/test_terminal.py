@@ -18,6 +18,7 @@ import trio
 import trio_chat
 from tests.cli_support import PASSWORD, TEST_CONFIG
 from trio_chat.cli import ExitCode
+from trio_chat.conversation import RETURN_WINDOW, Returns
 from trio_chat.server import serve
 from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
 
@@ -357,3 +358,17 @@ async def test_what_is_typed_while_reconnecting_waits_visibly_and_nobody_joins_t
                 with trio.CancelScope(shield=True), trio.move_on_after(10):
                     await tmux.kill()
                 nursery.cancel_scope.cancel()
+
+
+def test_someone_who_left_during_an_outage_and_came_back_is_news() -> None:
+    """The joins of those who were here before an outage are not news as everyone comes
+    back; but someone seen leaving meanwhile who then comes in again is."""
+    returns = Returns()
+    returns.lost(["alice", "Bob", "carol"])
+    returns.back(100.0)
+    assert not returns.is_news("BOB", 101.0)  # back with everyone
+    returns.left("carol")
+    assert returns.is_news("carol", 102.0)  # gone, then here again
+    assert returns.is_news("dave", 102.0)  # new
+    assert returns.is_news("alice", 100.0 + RETURN_WINDOW)  # long after the outage
+    assert returns.is_news("bob", 103.0)  # a second join is not a return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,10 +49,38 @@ from .events import (
 from .rules import name_key
 
 SHOWN_MEMORY = 10_000
+"""How many message ids to remember, to show a message to yourself only once."""
 RETURN_WINDOW = 60.0
 """After an outage (a daemon restart, say) everyone comes back within moments: for this
 many seconds, the join of someone who was here before it is not shown as news."""
-"""How many message ids to remember, to show a message to yourself only once."""
+
+
+class Returns:
+    """Who was in the room when the connection was lost, so that their joins as everyone
+    comes back are not shown as news (the terminal's and the window's rule)."""
+
+    def __init__(self) -> None:
+        self._before: set[str] = set()
+        self._back_at = -math.inf
+
+    def lost(self, online: Iterable[str]) -> None:
+        """The connection was lost, with these people (names or name keys) in the room."""
+        self._before = {name_key(name) for name in online}
+
+    def back(self, now: float) -> None:
+        self._back_at = now
+
+    def is_news(self, joined: str, now: float) -> bool:
+        """Whether the join of `joined` is news: not a return soon after ours."""
+        key = name_key(joined)
+        returning = key in self._before and now - self._back_at < RETURN_WINDOW
+        self._before.discard(key)
+        return not returning
+
+    def left(self, name: str) -> None:
+        """Gone meanwhile: coming in again is news."""
+        self._before.discard(name_key(name))
+
 
 Result = Callable[[], Awaitable[None]]
 
@@ -103,10 +131,7 @@ class Room:
         self._newest_shown = 0
         self.online: set[str] = set()
         """Who is in the room (name keys), from `/who` answers, joins and leaves."""
-        self._before_outage: set[str] = set()
-        """Who was here when the connection was lost: their joins on our return are not news."""
-        self._back_at = -math.inf
-        """When the connection came back (see `RETURN_WINDOW`)."""
+        self._returns = Returns()
         self._caught_up = trio.Event()
         self._caught_up.set()
         """Set while no history is owed: after an outage, once what was missed is shown."""
@@ -292,15 +317,12 @@ class Room:
         elif isinstance(event, History):
             self._show_history(event)
         elif isinstance(event, Joined):
-            key = name_key(event.name)
-            self.online.add(key)
-            returning = trio.current_time() - self._back_at < RETURN_WINDOW
-            if key in self._before_outage and returning:
-                self._before_outage.discard(key)  # back after the outage, not newly here
-            else:
+            self.online.add(name_key(event.name))
+            if self._returns.is_news(event.name, trio.current_time()):
                 self.show(joined_line(event, me))
         elif isinstance(event, Left):
             self.online.discard(name_key(event.name))
+            self._returns.left(event.name)
             self.show(left_line(event, me))
         elif isinstance(event, Notice):
             self.show(notice_line(event.text, _now()))
@@ -310,7 +332,7 @@ class Room:
                 # Not when history is still owed from an outage before: lines waiting
                 # for that event would wait for good.
                 self._caught_up = trio.Event()
-            self._before_outage = set(self.online)
+            self._returns.lost(self.online)
             self.show(
                 notice_line(
                     f"Lost the connection to trio-chat at {self.where} ({event.reason}); "
@@ -321,7 +343,7 @@ class Room:
             self.on_change()
         elif isinstance(event, Reconnected):
             self.connected = True
-            self._back_at = trio.current_time()
+            self._returns.back(trio.current_time())
             self.show(notice_line(f"Connected to {self.where} again.", _now(), DIM))
             self.on_change()
 

@@ -10,7 +10,6 @@ Everything runs in Qt's thread, as a guest of its loop: no locks.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Awaitable, Callable
 from typing import TypeVarTuple
 
@@ -18,7 +17,7 @@ import trio
 
 from .. import commands
 from ..client import ChatClient, Receipt
-from ..conversation import RETURN_WINDOW
+from ..conversation import Returns
 from ..errors import ChatError, ConnectionLost, KeyChanged
 from ..events import (
     Disconnected,
@@ -56,10 +55,7 @@ class RoomSession:
         self._more = False
         self._loading = False
         self.leaving = False
-        self._before_outage: set[str] = set()
-        """Who was here when the connection was lost: their joins on return are not news."""
-        self._back_at = -math.inf
-        """When the connection came back (see `RETURN_WINDOW`)."""
+        self._returns = Returns()
 
     async def run(self) -> None:
         """Until the window closes (or a typed `/quit`): then return, to log out."""
@@ -99,21 +95,17 @@ class RoomSession:
                 window.show_history(event)
                 await self._refresh_online()
             elif isinstance(event, Joined):
-                key = name_key(event.name)
-                returning = trio.current_time() - self._back_at < RETURN_WINDOW
-                news = not (returning and key in self._before_outage)
-                self._before_outage.discard(key)
-                window.joined(event, news=news)
+                window.joined(event, news=self._returns.is_news(event.name, trio.current_time()))
             elif isinstance(event, Left):
-                self._before_outage.discard(name_key(event.name))  # coming back is news
+                self._returns.left(event.name)
                 window.left(event)
             elif isinstance(event, Notice):
                 window.note(event.text)
             elif isinstance(event, Disconnected):
-                self._before_outage = {name_key(name) for name in window.online.names}
+                self._returns.lost(window.online.names)
                 window.set_link(Link.RECONNECTING, event.reason)
             elif isinstance(event, Reconnected):
-                self._back_at = trio.current_time()
+                self._returns.back(trio.current_time())
                 window.set_link(Link.CONNECTED)
         if not self.leaving:
             window.set_link(Link.LOST, self._why_it_ended())
