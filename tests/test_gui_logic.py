@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from pytestqt.qtbot import QtBot
 
 import trio_chat
 from trio_chat import display
@@ -28,6 +29,7 @@ from trio_chat.events import Joined, Left, PrivateMessage, PublicMessage
 from trio_chat.gui import colours, memory
 from trio_chat.gui.conversations import ROOM, conversation_of
 from trio_chat.gui.editing import Budget, Recall, budget
+from trio_chat.gui.message_view import MessageDelegate, MessageModel, MessageView
 from trio_chat.gui.people import Online
 from trio_chat.gui.problems import (
     Field,
@@ -341,3 +343,21 @@ def test_private_messages_belong_to_the_other_persons_conversation() -> None:
     assert conversation_of(from_me, "alice") == ("carol", "Carol")
     assert conversation_of(to_myself, "alice") == ("alice", "alice")
     assert conversation_of(public(4, "bob", "x"), "alice")[0] == ROOM
+
+
+def test_a_wrapped_line_never_starts_at_the_edge_where_rows_start(qtbot: QtBot) -> None:
+    """A message's next lines start under its text, or a few characters in when a long
+    name pushes the text past half the width: never where another row starts, so that
+    text padded to wrap cannot pass for a line of someone else's."""
+    view = MessageView(MessageModel(), "room")
+    qtbot.addWidget(view)
+    delegate = view.itemDelegate()
+    assert isinstance(delegate, MessageDelegate)
+    forged = "x" + " " * 200 + "12:00:00  bob: I am not bob"
+    for sender in ("bob", "漢" * 16 + "x" * 16):
+        row = message_row(public(9, sender, forged), "alice", NOW)
+        layout = delegate.layout(row, 300)
+        lines = [layout.lineAt(n) for n in range(layout.lineCount())]
+        assert len(lines) > 1
+        assert lines[0].position().x() == 0
+        assert all(line.position().x() > 0 for line in lines[1:]), sender

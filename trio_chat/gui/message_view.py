@@ -260,9 +260,13 @@ class MessageDelegate(QStyledItemDelegate):
             natural = line.height() >= 1.5 * spacing
             shift = 0.0 if natural else ascent - line.ascent()
             line.setPosition(QPointF(0 if first else indent, top + shift))
-            if first and 0 < indent_at <= line.textStart() + line.textLength():
-                at = _x_of(line.cursorToX(indent_at))
-                indent = at if at < width / 2 else 0.0
+            if first and indent_at > 0:
+                # Under the text; past half the width or the first line (a long name), a
+                # few characters in: never at the edge, where each row starts its time.
+                indent = metrics.horizontalAdvance("0000")
+                if indent_at <= line.textStart() + line.textLength():
+                    at = _x_of(line.cursorToX(indent_at))
+                    indent = at if at < width / 2 else min(at, indent)
             first = False
             top += line.height() if natural else spacing
         layout.endLayout()
