@@ -300,6 +300,25 @@ def test_acknowledged_frames_return_their_tags() -> None:
     assert sender.acked_tags == ["first"]
 
 
+def test_a_tag_comes_back_only_once_the_cumulative_ack_covers_its_frame() -> None:
+    """A frame acknowledged selectively is held by the peer, not delivered: a peer that
+    goes away before the gap before it is filled never delivered it."""
+    sender, receiver = Link(plain_seal), Link(plain_seal)
+    for n in range(3):
+        sender.send(frame(n, pad=900), tag=f"tag {n}")  # one frame per datagram
+    first, *rest = sender.datagrams_to_send(0.0)
+    for datagram in rest:
+        assert feed(receiver, datagram, 0.01) == []
+    (ack,) = receiver.datagrams_to_send(0.01)
+    assert _packet(ack).sack == [(2, 3)]
+    feed(sender, ack, 0.02)
+    assert sender.acked_tags == []
+    assert feed(receiver, first, 0.03) == [0, 1, 2]
+    (ack,) = receiver.datagrams_to_send(0.05)  # after the ack delay
+    feed(sender, ack, 0.06)
+    assert sorted(map(str, sender.acked_tags)) == ["tag 0", "tag 1", "tag 2"]
+
+
 def test_a_link_whose_queue_overflows_fails_as_overloaded() -> None:
     sender = Link(plain_seal, LinkConfig(max_queue=10))
     for n in range(10):

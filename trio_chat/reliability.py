@@ -130,6 +130,7 @@ class Link:
         "_pto_count",
         "_receive_next",
         "_rttvar",
+        "_sacked_tags",
         "_sent_pns",
         "_srtt",
         "_transmissions",
@@ -156,7 +157,12 @@ class Link:
         self.extra = b""
         """One-shot fields for the next datagram, which is then sent at once."""
         self.acked_tags: list[Hashable] = []
-        """Tags of frames the peer has acknowledged since the owner last emptied this."""
+        """Tags of frames the peer has acknowledged since the owner last emptied this: by
+        its cumulative ack, so that the peer has delivered them (not only holds them)."""
+        self._sacked_tags: dict[int, Hashable] | None = None
+        """Tags of frames acknowledged only selectively, by sequence number: the peer holds
+        them, out of order, and a peer that goes away before the gap is filled never
+        delivered them. They join `acked_tags` once the cumulative ack covers them."""
         self.highest_pn = -1
         self.last_received: float | None = None
         # Sending.
@@ -465,6 +471,8 @@ class Link:
             self.highest_pn = pn
         if echo > self._largest_echo:
             self._on_echo(echo, now)
+        if self._sacked_tags is not None and ack < self._next_seq:
+            self._release_tags(ack)
         if self._in_flight:
             self._on_ack(ack, sack, now)
         delivered: list[tuple[int, msgspec.Raw]] = []
@@ -555,11 +563,25 @@ class Link:
             if newest is None or item.order > newest.order:
                 newest = item
             if item.tag is not None:
-                self.acked_tags.append(item.tag)
+                if seq <= ack:
+                    self.acked_tags.append(item.tag)
+                else:
+                    if self._sacked_tags is None:
+                        self._sacked_tags = {}
+                    self._sacked_tags[seq] = item.tag
         if newest is None:
             return
         self._progressed(newest, now)
         self._detect_losses(now)
+
+    def _release_tags(self, ack: int) -> None:
+        """The cumulative ack has reached frames acknowledged selectively before."""
+        held = self._sacked_tags
+        assert held is not None
+        for seq in [seq for seq in held if seq <= ack]:
+            self.acked_tags.append(held.pop(seq))
+        if not held:
+            self._sacked_tags = None
 
     def _all_acked(self, now: float) -> None:
         newest: _InFlight | None = None
