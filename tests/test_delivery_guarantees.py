@@ -53,3 +53,49 @@ def test_a_private_message_held_out_of_order_is_not_delivered_until_it_is_in_ord
     alice.settle()
     assert shown(alice.events) == ["in the room", "just for you"]
     assert not any(isinstance(op, MarkDelivered) for op in h.uncommitted)
+
+
+def lose_session_and_resume(peer: Peer, delivered: int | None = None) -> None:
+    """The peer's client loses its session and logs in again with its ticket; of the
+    datagrams that answer its `resume` (the welcome, the history, `ready`), only the
+    first `delivered` arrive (all, with None)."""
+    h, connection = peer.driver, peer.connection
+    connection.connection_refused(h.now)
+    answered = False
+    for _round in range(10):
+        datagrams = connection.datagrams_to_send(h.now)
+        if not datagrams:
+            break
+        for data in datagrams:
+            replies = h.receive(data, peer.address)
+            if not answered and connection.channel is not None and connection.link is not None:
+                answered = data[0] == wire.DATA and bool(replies)
+                if answered and delivered is not None:
+                    replies = replies[:delivered]  # the rest is lost on the way
+            peer.take(replies)
+    peer.poll()
+
+
+def test_history_cut_off_by_a_second_loss_is_shown_after_the_next_login() -> None:
+    """Alice comes back after an outage; the history of what she missed starts to arrive,
+    and the session is lost again before its `ready`. The messages that did arrive were
+    neither shown nor are they sent again (her client has seen them): they must be shown
+    with the history of the next login."""
+    h = EngineDriver(now=100.0)
+    h.add_account("alice", PASSWORD, ALICE)
+    h.add_account("bob", PASSWORD, BOB)
+    alice = Peer(h, "alice", address=ALICE, config=RESUMING)
+    bob = Peer(h, "bob", address=BOB)
+    h.inbox.pop(ALICE, None)
+    alice.events.clear()
+    said = [f"{n} " + "x" * 400 for n in range(8)]  # two messages a datagram
+    for n, text in enumerate(said):
+        bob.send(wire.Say(text=text, cid=f"b{n}"))
+    h.inbox.pop(ALICE)  # alice is away: none of it reaches her
+
+    lose_session_and_resume(alice, delivered=3)
+    assert len(alice.of_type(wire.Msg)) == 5  # part of the history arrived
+    assert not any(isinstance(e, History) for e in alice.events)  # its `ready` did not
+    lose_session_and_resume(alice)
+    alice.settle()
+    assert shown(alice.events) == said

@@ -492,8 +492,8 @@ class ClientConnection:
             self._link.seed_rtt(handshake.rtt)
         self._by_seq = {}
         self._paused = []
-        self._backlog.clear()
-        self._backlog_cut = False
+        # The backlog stays: a history cut off by a lost session before its `ready` was
+        # seen (and is not sent again); it is shown with the next login's history.
         self._last_sent = now
         self.keepalive = self.config.keepalive or wire.KEEPALIVE  # until welcomed
         self._relogin_delay = 0.5
