@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from trio_chat import wire
 from trio_chat.client_protocol import ClientConfig
+from trio_chat.engine import ServerConfig
 from trio_chat.events import Event, History, PrivateMessage, PublicMessage, Reconnected
 from trio_chat.records import MarkDelivered
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
+from trio_chat.testing.netsim import Conditions
+from trio_chat.testing.simulation import Simulation
 
 ALICE = ("127.0.0.1", 40001)
 BOB = ("127.0.0.1", 40002)
@@ -99,3 +102,22 @@ def test_history_cut_off_by_a_second_loss_is_shown_after_the_next_login() -> Non
     lose_session_and_resume(alice)
     alice.settle()
     assert shown(alice.events) == said
+
+
+def test_a_resume_after_a_restart_whose_recent_messages_are_all_private() -> None:
+    """The daemon starts again with only private messages among its most recent ones
+    (its window of recent messages holds no public one). A client resuming from the
+    last public message is welcomed, shown what it missed, and takes part in the room."""
+    sim = Simulation(21, Conditions(delay=0.002), config=ServerConfig(window_messages=3))
+    alice, bob = sim.client("alice"), sim.client("bob")
+    sim.run_until(lambda: alice.ready and bob.ready)
+    first = bob.say("in the room")
+    sim.run_until(lambda: first.done)
+    whispers = [bob.whisper("bob", f"note {n}") for n in range(3)]  # notes to himself
+    sim.run_until(lambda: all(w.done for w in whispers))
+    sim.run(1.0)
+    sim.restart_daemon(down_for=1.0)
+    sim.run_until(lambda: any(isinstance(e, Reconnected) for e in sim.events["alice"]), 30.0)
+    after = bob.say("after the restart")
+    sim.run_until(lambda: after.done and "after the restart" in shown(sim.events["alice"]), 30.0)
+    assert shown(sim.events["alice"]) == ["in the room", "after the restart"]

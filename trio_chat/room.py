@@ -138,7 +138,11 @@ class HistoryWindow:
         """Public messages newer than `since` (at most `limit`), and whether some were cut."""
         newer = [m for m in self._public if m.id > since]
         # The window forgot its oldest messages; some of them may be newer than `since`.
-        forgot = self.public_count > len(self._public) and self._public[0].id > since + 1
+        # (It may hold no public message at all: a restart loads the newest messages,
+        # and they may all be private.)
+        forgot = self.public_count > len(self._public) and (
+            not self._public or self._public[0].id > since + 1
+        )
         return newer[-limit:], len(newer) > limit or forgot
 
 
