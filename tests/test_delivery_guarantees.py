@@ -121,3 +121,37 @@ def test_a_resume_after_a_restart_whose_recent_messages_are_all_private() -> Non
     after = bob.say("after the restart")
     sim.run_until(lambda: after.done and "after the restart" in shown(sim.events["alice"]), 30.0)
     assert shown(sim.events["alice"]) == ["in the room", "after the restart"]
+
+
+def test_a_session_whose_new_address_answers_the_challenge_sends_what_waited() -> None:
+    """Bob's NAT gives him a new address while a message to him is in flight. What the
+    daemon sends the new address is capped until it answers the challenge, and the
+    first datagrams there are lost. Once Bob's answer proves the address, the message
+    that waited goes out at once, not when the session is next looked at for silence
+    (by when the daemon would have given him up)."""
+    h = EngineDriver(now=100.0)
+    h.add_account("alice", PASSWORD, ALICE)
+    h.add_account("bob", PASSWORD, BOB)
+    alice = Peer(h, "alice", address=ALICE)
+    bob = Peer(h, "bob", address=BOB)
+    h.inbox.pop(BOB, None)
+    alice.send(wire.Say(text="are you there?", cid="a1"))
+    assert h.inbox.pop(BOB)  # sent to the old address: lost
+    bob.address = moved = ("10.77.0.2", 5555)
+
+    def ping_from_new_address() -> list[bytes]:
+        bob.link.send(wire.encode(wire.Ping()))
+        replies: list[bytes] = []
+        for data in bob.connection.datagrams_to_send(h.now):
+            replies += h.receive(data, moved)
+        return replies
+
+    assert ping_from_new_address()  # the challenge (and what fits with it): lost
+    h.advance(5.0)
+    h.inbox.pop(moved, None)
+    bob.take(ping_from_new_address())  # the challenge again: answered at once
+    for data in bob.connection.datagrams_to_send(h.now):
+        bob.take(h.receive(data, moved))
+    assert bob.session.validated
+    bob.take(h.advance(0.5, moved))  # its probe timeout passed long ago
+    assert [f.text for f in bob.of_type(wire.Msg)] == ["are you there?"]

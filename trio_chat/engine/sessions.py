@@ -323,6 +323,10 @@ class Sessions:
     def _proven(self, session: Session, now: float) -> None:
         session.validated = True
         session.challenge = None
+        # What waited for the address to earn it may go now, and the link's timers
+        # count again (they were set aside for the idle check while the budget was out):
+        # the answer to the challenge may carry no frame that would say so.
+        self._dirty.add(session)
         first = self._forget_init(session)
         if not session.counted and not self._count(session):
             self._stats["refused_when_proven"] += 1
