@@ -155,3 +155,39 @@ def test_a_session_whose_new_address_answers_the_challenge_sends_what_waited() -
     assert bob.session.validated
     bob.take(h.advance(0.5, moved))  # its probe timeout passed long ago
     assert [f.text for f in bob.of_type(wire.Msg)] == ["are you there?"]
+
+
+def test_messages_refused_as_too_fast_keep_their_order_when_refusals_cross_resends() -> None:
+    """After two restarts Bob's client resends nine messages to a daemon that takes two
+    at once; refusals come back while resent copies are on their way, and the answers
+    to some resent messages are still on the way when the first refused ones may go
+    again. Every message is stored, and shown, in the order it was written."""
+    stormy = Conditions(loss=0.1, duplicate=0.1, reorder=0.5, delay=0.01, jitter=0.01)
+    sim = Simulation(270, config=ServerConfig(message_burst=2))
+    clients = {name: sim.client(name) for name in ("alice", "bob", "carol")}
+    for n, client in enumerate(clients.values()):
+        client.keepalive_lead = n / 3
+    sim.run_until(lambda: all(c.ready for c in clients.values()), 10.0)
+    for label in sim.network.conditions:
+        sim.network.conditions[label] = stormy
+    bob = clients["bob"]
+    said = [bob.say(f"m{n}") for n in range(1, 6)]
+    sim.restart_daemon(down_for=0.5)
+    said += [bob.say(f"m{n}") for n in range(6, 10)]
+    sim.restart_daemon(down_for=0.5)
+    sim.run_until(lambda: all(h.done for h in said), 600.0)
+    sim.run(30.0)
+    written = [f"m{n}" for n in range(1, 10)]
+    assert [m.text for m in sim.driver.stored_messages()] == written
+    assert [text for sender, text in senders(sim.events["alice"]) if sender == "bob"] == written
+
+
+def senders(events: list[Event]) -> list[tuple[str, str]]:
+    """(sender, text) of every message shown, live or in a history, in order."""
+    out: list[tuple[str, str]] = []
+    for event in events:
+        if isinstance(event, PublicMessage | PrivateMessage):
+            out.append((event.sender, event.text))
+        elif isinstance(event, History):
+            out += [(m.sender, m.text) for m in event.messages]
+    return out

@@ -760,9 +760,15 @@ class ClientConnection:
             self._reauth_at = None
             self._authenticate()
         if self._paused and now >= self._resume_at:
-            paused, self._paused = self._paused, []
-            for handle in sorted(paused, key=lambda h: h.order):
-                if not handle.done:
+            paused, self._paused = set(self._paused), []
+            first = min(handle.order for handle in paused)
+            # The refused requests and every message written after them, in order (as
+            # the daemon's rate limit asks): one sent meanwhile may have been refused
+            # too, its answer still on the way, and must not be overtaken.
+            for handle in list(self._requests):
+                if handle.order < first or handle.done:
+                    continue
+                if handle in paused or handle.cid is not None:
                     self._transmit(handle)
 
     # --- what the daemon sends -------------------------------------------------------------------
@@ -882,9 +888,14 @@ class ClientConnection:
         if handle is None:
             self._emit(Notice(frame.message))
             return
-        if isinstance(error, Busy) or (
+        retry = isinstance(error, Busy) or (
             isinstance(error, RateLimited) and self.config.retry_rate_limited
-        ):
+        )
+        if retry and frame.re is not None and frame.re != handle.seq:
+            # The refusal of a copy sent before the one now on its way: that one counts.
+            del self._by_seq[frame.re]
+            return
+        if retry:
             # Wait, then resend it with every message written after it, in order.
             self._by_seq.pop(handle.seq, None)
             self._paused.append(handle)
