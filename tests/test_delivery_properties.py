@@ -1,0 +1,131 @@
+"""Exactly once, in each sender's order, whatever happens meanwhile: the real client core
+and the real engine over seeded network weather, in explicit time, with daemon restarts,
+clients cut off (and coming back with their tickets) and clients moving address."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trio_chat.client_protocol import ClientConfig, Handle
+from trio_chat.engine import ServerConfig
+from trio_chat.events import Event, History, PrivateMessage, PublicMessage
+from trio_chat.testing.netsim import Conditions
+from trio_chat.testing.simulation import Simulation
+
+PEOPLE = ("alice", "bob", "carol")
+
+weather = st.builds(
+    Conditions,
+    loss=st.sampled_from([0.0, 0.1, 0.3]),
+    duplicate=st.sampled_from([0.0, 0.1, 0.3]),
+    reorder=st.sampled_from([0.0, 0.2, 0.5]),
+    delay=st.sampled_from([0.002, 0.01, 0.03]),
+    jitter=st.sampled_from([0.001, 0.01]),
+)
+who = st.sampled_from(PEOPLE)
+action = st.one_of(
+    st.tuples(st.just("say"), who, st.integers(1, 6)),
+    st.tuples(st.just("whisper"), who, who),
+    st.tuples(st.just("run"), st.sampled_from([0.001, 0.01, 0.05, 0.3, 2.0])),
+    st.tuples(st.just("restart"), st.sampled_from([0.0, 0.5, 3.0])),
+    st.tuples(st.just("cut"), who, st.sampled_from([0.5, 4.0, 12.0])),
+    st.tuples(st.just("move"), who),
+)
+
+
+def shown(events: list[Event]) -> list[tuple[str, str]]:
+    """(sender, text) of every message shown, live or in a history, in order."""
+    out: list[tuple[str, str]] = []
+    for event in events:
+        if isinstance(event, PublicMessage | PrivateMessage):
+            out.append((event.sender, event.text))
+        elif isinstance(event, History):
+            out += [(m.sender, m.text) for m in event.messages]
+    return out
+
+
+def move(sim: Simulation, label: str, moves: int) -> None:
+    """The client's NAT gives it a new address: the old one no longer reaches it."""
+    old = sim._addresses[label]
+    new = (f"10.8.{moves % 250}.{PEOPLE.index(label) + 1}", 5000 + moves)
+    sim._addresses[label] = new
+    del sim._labels[old]
+    sim._labels[new] = label
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    seed=st.integers(0, 2**16),
+    sky=weather,
+    burst=st.sampled_from([2, 10_000]),
+    actions=st.lists(action, min_size=3, max_size=14),
+)
+def test_every_message_is_shown_once_in_its_senders_order(
+    seed: int, sky: Conditions, burst: int, actions: list[tuple[Any, ...]]
+) -> None:
+    sim = Simulation(
+        seed,
+        Conditions(),
+        config=ServerConfig(message_burst=burst),  # 2: refused as too fast, and resent
+        client_config=ClientConfig(reconnect_delay_max=1.0),
+    )
+    clients = {name: sim.client(name) for name in PEOPLE}
+    for n, client in enumerate(clients.values()):
+        client.keepalive_lead = n / len(clients)  # drawn at random otherwise
+    sim.run_until(lambda: all(c.ready for c in clients.values()), 10.0)
+    # The weather turns once everyone is in (a first connection may fail outright).
+    for label in sim.network.conditions:
+        sim.network.conditions[label] = sky
+    handles: list[tuple[str, str | None, Handle]] = []
+    counter = 0
+    moves = 0
+    for step in actions:
+        kind = step[0]
+        if kind == "say":
+            for _ in range(step[2]):
+                counter += 1
+                handles.append((step[1], None, clients[step[1]].say(f"m{counter}")))
+        elif kind == "whisper":
+            counter += 1
+            handles.append((step[1], step[2], clients[step[1]].whisper(step[2], f"m{counter}")))
+        elif kind == "run":
+            sim.run(step[1])
+        elif kind == "restart":
+            sim.restart_daemon(down_for=step[1])
+        elif kind == "cut":
+            label, seconds = step[1], step[2]
+            sim.network.conditions[label] = Conditions(loss=1.0)
+            sim.run(seconds)
+            sim.network.conditions[label] = sky
+        else:
+            moves += 1
+            move(sim, step[1], moves)
+    sim.run_until(lambda: all(h.done for _s, _t, h in handles), 600.0)
+    # A client that moved, silent, learns it at its next keepalive (15 s): give it time
+    # to be given up, to come back, and to be shown what it missed.
+    sim.run(120.0)
+    sim.run_until(lambda: all(c.connected for c in clients.values()), 120.0)
+    sim.run(5.0)
+    for _sender, _to, handle in handles:
+        assert handle.error is None, handle.error
+    stored = [m.text for m in sim.driver.stored_messages()]
+    assert len(stored) == len(set(stored)) == len(handles)
+    for name, client in clients.items():
+        assert not client.closed, client.failure
+        seen = [pair for pair in shown(sim.events[name])]
+        assert len(seen) == len(set(seen)), (name, seen)
+        for sender in PEOPLE:
+            expected = [
+                handle.text
+                for s, to, handle in handles
+                if s == sender and sender != name and (to is None or to == name)
+            ]
+            got = [text for s, text in seen if s == sender]
+            assert got == expected, (name, sender)
