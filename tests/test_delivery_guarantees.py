@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.test_hostile_daemon import TS, HostileDaemon
 from trio_chat import wire
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.engine import ServerConfig
@@ -180,6 +181,8 @@ def test_messages_refused_as_too_fast_keep_their_order_when_refusals_cross_resen
     written = [f"m{n}" for n in range(1, 10)]
     assert [m.text for m in sim.driver.stored_messages()] == written
     assert [text for sender, text in senders(sim.events["alice"]) if sender == "bob"] == written
+    # Every copy's answer is in: no message is waited for any more, under any number.
+    assert [handle for handle in bob._by_seq.values() if handle.kind == "say"] == []
 
 
 def senders(events: list[Event]) -> list[tuple[str, str]]:
@@ -191,3 +194,26 @@ def senders(events: list[Event]) -> list[tuple[str, str]]:
         elif isinstance(event, History):
             out += [(m.sender, m.text) for m in event.messages]
     return out
+
+
+def test_the_answers_to_both_copies_of_a_resent_message_leave_nothing_waiting() -> None:
+    """A message in flight when an earlier one is refused as too fast goes again with it:
+    the answers to both its copies come, and neither leaves the message waited for."""
+    daemon = HostileDaemon()
+    client = daemon.client()
+    daemon.log_in(client)
+    first, second = client.say("m1"), client.say("m2")
+    daemon.step(client)
+    a, b = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say)]
+    refusal = wire.ErrorFrame(code="rate_limited", message="Slow down.", re=a, retry_after=1.0)
+    daemon.send(client, refusal)
+    daemon.step(client, 1.5)  # the wait is over: m1, and m2 after it, go again
+    daemon.step(client)
+    says = [(seq, frame.text) for seq, frame in daemon.frames if isinstance(frame, wire.Say)]
+    assert [text for _seq, text in says] == ["m1", "m2", "m1", "m2"]
+    (c, _), (d, _) = says[2:]
+    daemon.send(client, wire.Ok(re=b, id=2, ts=TS))  # m2's first copy was taken
+    daemon.send(client, wire.Ok(re=c, id=3, ts=TS))
+    daemon.send(client, wire.Ok(re=d, id=2, ts=TS))  # the same answer, for the copy
+    assert first.done and second.done
+    assert [handle for handle in client._by_seq.values() if handle.kind == "say"] == []

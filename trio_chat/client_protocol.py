@@ -859,6 +859,10 @@ class ClientConnection:
         handle = self._by_seq.get(frame.re)
         if handle is None:
             return
+        if frame.re != handle.seq:
+            # The answer to an earlier copy of a request sent again (after a refusal):
+            # it finishes the request, and that copy's number is not waited on.
+            del self._by_seq[frame.re]
         result: Any = None
         if handle.kind in ("say", "whisper"):
             if frame.id is None or frame.ts is None:
