@@ -17,10 +17,11 @@ import trio
 from trio_chat import ClientConfig, WrongPassword, connect, register
 from trio_chat.auth import hash_password
 from trio_chat.cli import ExitCode
+from trio_chat.engine import ServerConfig
 from trio_chat.engine.notes import LoginRefused
 from trio_chat.errors import Throttled
 from trio_chat.keys import daemon_public_key
-from trio_chat.logs import REFUSALS_LOGGED_PER_MINUTE, NoteLog, Summary
+from trio_chat.logs import REFUSALS_LOGGED_PER_MINUTE, NoteLog, Summary, limits_changed
 from trio_chat.records import Account
 from trio_chat.store import SqliteStore
 from trio_chat.testing.daemon import DaemonProcess
@@ -220,3 +221,10 @@ def test_a_flood_of_refusals_is_logged_a_few_a_minute_and_counted_in_the_summary
     assert line.endswith(
         f"; {notes.unlogged} refused logins and registrations not logged one by one"
     )
+
+
+def test_changed_limits_are_logged_in_the_units_they_are_given_in() -> None:
+    """`--register-rate 2` is per minute: the log says 2, not the per-second 0.0333."""
+    changed = limits_changed(ServerConfig(register_rate=2 / 60, idle_timeout=30.0))
+    assert changed == {"register_rate": 2.0, "idle_timeout": 30.0}
+    assert limits_changed(ServerConfig()) == {}

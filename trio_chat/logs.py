@@ -175,14 +175,22 @@ def _retry(seconds: float | None) -> str:
     return "" if seconds is None else f" (retry after {seconds:.1f} s)"
 
 
+PER_MINUTE = frozenset({"register_rate"})
+"""Settings kept per second but given per minute (`--register-rate`): logged as given."""
+
+
 def limits_changed(config: ServerConfig) -> dict[str, Any]:
-    """The settings that differ from the defaults, by name."""
+    """The settings that differ from the defaults, by name, in the options' units."""
     default = ServerConfig()
     return {
-        each.name: getattr(config, each.name)
+        each.name: _as_given(each.name, getattr(config, each.name))
         for each in fields(config)
         if each.name != "link" and getattr(config, each.name) != getattr(default, each.name)
     }
+
+
+def _as_given(name: str, value: Any) -> Any:
+    return round(value * 60, 9) if name in PER_MINUTE else value
 
 
 REFUSALS_LOGGED_PER_MINUTE = 6
