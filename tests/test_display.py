@@ -15,6 +15,7 @@ from trio_chat.display import (
     left_line,
     message_line,
     names_line,
+    quoted,
     safe,
     stamp,
     to_ansi,
@@ -151,3 +152,10 @@ def test_a_line_that_fits_is_one_row() -> None:
 def test_the_online_line_names_everyone_or_says_nobody() -> None:
     assert to_plain(names_line(["alice", "bob"], "alice")) == "Online (2): alice, bob"
     assert to_plain(names_line([], "alice")) == "Online (0): nobody"
+
+
+def test_a_quoted_name_shows_each_escape_once() -> None:
+    """Quoting with `repr` would double an escape's backslash ('bo\\\\u200bb')."""
+    assert quoted("bo\u200bb") == "'bo\\u200bb'"
+    assert quoted("alice") == "'alice'"
+    assert quoted("\x1b[2J") == "'\\x1b[2J'"

@@ -29,6 +29,7 @@ from .display import (
     Line,
     info_line,
     names_line,
+    quoted,
     safe,
     to_ansi,
     to_plain,
@@ -384,13 +385,13 @@ def _sentence(error: ChatError, name: str) -> str:
     if isinstance(error, UnknownUser):
         problem = _name_problem(name)
         if problem is not None:  # registering it would be refused too
-            return f"There is no account named {shown!r}: {problem}"
+            return f"There is no account named {quoted(name)}: {problem}"
         return (
-            f"There is no account named {shown!r}; "
+            f"There is no account named {quoted(name)}; "
             f"create it with `trio-chat register --name {shown}`."
         )
     if isinstance(error, WrongPassword):
-        return f"Wrong password for {shown!r}."
+        return f"Wrong password for {quoted(name)}."
     message = safe(error.message)
     if error.retry_after is not None and isinstance(error, Throttled | TooManyRegistrations):
         message = f"{message.rstrip('.')} (about {math.ceil(error.retry_after)} s)."
@@ -535,7 +536,7 @@ def _attempts(function: Callable[[str, str], T], name: str, password: str, *, ag
         except WrongPassword:
             if not again or attempt == ATTEMPTS:
                 raise
-            typer.echo(f"Wrong password for {safe(name)!r}; try again.", err=True)
+            typer.echo(f"Wrong password for {quoted(name)}; try again.", err=True)
             password = ask("Password", hide=True)
     raise AssertionError("unreachable")
 
@@ -605,7 +606,7 @@ def register(
         except NameTaken as error:
             if not can_ask or attempt == ATTEMPTS:
                 raise _chat_failure(error, name) from None
-            typer.echo(f"The name {safe(name)!r} is taken; choose another.", err=True)
+            typer.echo(f"The name {quoted(name)} is taken; choose another.", err=True)
             name = ask("Name")
             _checked_name(name)
         except ChatError as error:
@@ -709,9 +710,8 @@ def _offer_registration(
 
     A password that was typed is asked once more, as `register` does.
     """
-    shown = safe(name)
-    if not agree(f"There is no account named {shown!r}. Create it?"):
-        raise fail(f"No account named {shown!r}; nothing was changed.", ExitCode.UNKNOWN_USER)
+    if not agree(f"There is no account named {quoted(name)}. Create it?"):
+        raise fail(f"No account named {quoted(name)}; nothing was changed.", ExitCode.UNKNOWN_USER)
     if typed and ask("Repeat the password", hide=True) != password:
         raise fail("The two passwords differ; no account was created.", ExitCode.INVALID_PASSWORD)
     try:

@@ -72,6 +72,12 @@ def safe(text: str) -> str:
     return _UNSAFE.sub(_escape, text)
 
 
+def quoted(text: str) -> str:
+    """`text` made `safe`, in single quotes (not `repr`, which would double each escape's
+    backslash and may switch to double quotes)."""
+    return f"'{safe(text)}'"
+
+
 def colour_of(name: str) -> str:
     """The colour a sender always gets (stable across runs, the same for `Alice` and `alice`)."""
     return PALETTE[zlib.crc32(name_key(name).encode("utf-8", "replace")) % len(PALETTE)]

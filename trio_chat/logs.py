@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from .display import safe
+from .display import quoted, safe
 from .engine import Address, ServerConfig
 from .engine.common import network_of
 from .engine.notes import (
@@ -109,7 +109,7 @@ def log_note(note: Note) -> None:
         event(
             level,
             "registration_refused",
-            f"registration of {safe(note.name)!r} from {where} refused: {note.code}"
+            f"registration of {quoted(note.name)} from {where} refused: {note.code}"
             + _retry(note.retry_after),
             name=note.name,
             address=where,
@@ -132,7 +132,7 @@ def log_note(note: Note) -> None:
         event(
             logging.WARNING,
             "login_refused",
-            f"login as {safe(note.name)!r} from {where} refused: {note.code}"
+            f"login as {quoted(note.name)} from {where} refused: {note.code}"
             + _retry(note.retry_after),
             name=note.name,
             address=where,

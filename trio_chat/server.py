@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import trio
 
 from . import auth
-from .display import safe
+from .display import quoted
 from .engine import (
     Address,
     CheckPassword,
@@ -459,7 +459,7 @@ def _log_start(
         event(
             logging.WARNING,
             "names_collide",
-            f"the accounts {safe(first)!r} and {safe(second)!r} could be mistaken for each "
+            f"the accounts {quoted(first)} and {quoted(second)} could be mistaken for each "
             "other (both keep working; no new name like them is accepted)",
             names=[first, second],
         )

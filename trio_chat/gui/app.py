@@ -13,7 +13,7 @@ import PySide6
 import trio
 
 from ..client import ChatClient, ClientConfig, connect, register, trust_server
-from ..display import safe
+from ..display import quoted, safe
 from ..errors import ChatError, ServerUnreachable
 from ..keys import KeyFileError, KnownServers, first_use_notice
 from . import guest, memory, startup
@@ -111,7 +111,7 @@ class GuiApp:
         dialog = self.dialog
         assert dialog is not None
         where = safe(form.where)
-        creating = f"Creating {safe(form.name)!r} and signing in" if form.create else "Signing in"
+        creating = f"Creating {quoted(form.name)} and signing in" if form.create else "Signing in"
         dialog.set_busy(True, f"{creating} to {where}…")
         dialog.show_notice(self._first_use.get(form.where, ""))
         async with contextlib.AsyncExitStack() as stack:
