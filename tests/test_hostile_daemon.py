@@ -8,6 +8,7 @@ its caller something that is not what the request promised.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 
@@ -346,4 +347,70 @@ async def test_a_login_check_the_daemon_never_answers_ends_unreachable() -> None
             with pytest.raises(ExceptionGroup) as raised:  # from the nursery in connect()
                 await cli._check_login("127.0.0.1", port, keys.public, "alice", "a password")
             assert isinstance(cli._leaf(raised.value), ServerUnreachable)
+            nursery.cancel_scope.cancel()
+
+
+async def daemon_restarted_before_answering(
+    keys: DaemonKeys, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """A daemon on 127.0.0.1 that takes a registration on its first channel and, 0.9 s
+    later, restarts as after a crash (it sends that channel a `RESET`); on a later
+    channel it answers a registration 0.5 s after it comes (its hashing takes that)."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        await sock.bind(("127.0.0.1", 0))
+        task_status.started(sock.getsockname()[1])
+        channels: dict[int, tuple[Channel, Link]] = {}
+        indexes = itertools.count(1)
+        answers: list[tuple[float, Link, bytes]] = []
+        peer, started, reset = None, trio.current_time(), False
+        while True:
+            now = trio.current_time()
+            with trio.move_on_after(0.005):
+                data, peer = await sock.recvfrom(2048)
+                datagram = wire.parse_datagram_untrusted(data)
+                if isinstance(datagram, wire.Init):
+                    index = next(indexes)
+                    token = reset_token(keys.reset_secret, index)
+                    response, channel = respond(keys.static_private, datagram, index, token)
+                    channels[index] = (channel, Link(channel.seal))
+                    await sock.sendto(response, peer)
+                elif isinstance(datagram, wire.Data) and datagram.receiver_index in channels:
+                    channel, link = channels[datagram.receiver_index]
+                    pn, plaintext = channel.open_untrusted(data)
+                    payload = wire.decode_payload_untrusted(plaintext)
+                    for seq, raw in link.receive(
+                        pn, payload.ack, payload.sack, payload.frames, now, payload.echo
+                    ):
+                        frame = wire.decode_client_frame_untrusted(raw)
+                        if isinstance(frame, wire.Register) and datagram.receiver_index > 1:
+                            answer = wire.encode(wire.Registered(re=seq, name=frame.name))
+                            answers.append((now + 0.5, link, answer))
+            if not reset and peer is not None and now - started > 0.9:
+                reset = True  # restarted: the first channel is gone
+                channels.pop(1, None)
+                await sock.sendto(wire.reset_datagram(1, reset_token(keys.reset_secret, 1)), peer)
+            for due, link, answer in [a for a in answers if a[0] <= now]:
+                answers.remove((due, link, answer))
+                link.send(answer)
+            for _channel, link in channels.values():
+                for out in link.datagrams_to_send(now):
+                    assert peer is not None
+                    await sock.sendto(out, peer)
+
+
+async def test_a_registration_through_a_daemon_restart_counts_its_time_again() -> None:
+    """The answer may take `timeout` on each channel: a daemon that restarts before
+    answering (a crash) gets the registration again on a new channel, and the time."""
+    keys = DaemonKeys.generate()
+    config = ClientConfig(timeout=1.0)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(daemon_restarted_before_answering, keys)
+            started = trio.current_time()
+            name = await register(
+                "127.0.0.1", port, "alice", "a good password", config=config, server_key=keys.public
+            )
+            assert name == "alice"
+            assert trio.current_time() - started > config.timeout  # more than one count
             nursery.cancel_scope.cancel()

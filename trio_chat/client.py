@@ -20,7 +20,7 @@ import contextlib
 import math
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +39,7 @@ from .errors import ChatError, KeyChanged, ServerUnreachable
 from .events import ChatMessage, Event, PrivateMessage, PublicMessage
 from .keys import KnownServers, Trust, address_label, parse_key
 from .noise import fingerprint
+from .reliability import Link
 from .wire import Endpoint
 
 __all__ = ["ChatClient", "ClientConfig", "Receipt", "connect", "register", "trust_server"]
@@ -144,6 +145,30 @@ async def _drive(sock: socket.socket, core: _SansIO, done: Any) -> None:
         await wire.wait(core)
 
 
+async def _answered_within(
+    sock: socket.socket, connection: ClientConnection, done: Callable[[], bool], seconds: float
+) -> bool:
+    """Drive the connection until `done()`; False once `seconds` pass on an open channel
+    without it (a daemon that takes the request and never answers). While a channel is
+    being opened (again, after the daemon restarted) the handshake's own timeout counts;
+    each new channel gets `seconds` afresh."""
+    while True:
+        await _drive(sock, connection, lambda: done() or connection.link is not None)
+        if done():
+            return True
+        channel = connection.link
+
+        def settled(channel: Link | None = channel) -> bool:
+            return done() or connection.link is not channel
+
+        with trio.move_on_after(seconds):
+            await _drive(sock, connection, settled)
+        if done():
+            return True
+        if connection.link is channel:
+            return False
+
+
 async def fetch_key(host: str, port: int, *, within: float = 2.5) -> bytes:
     """Ask the daemon at `host:port` for its key: one datagram, answered or not
     `within` seconds (`ServerUnreachable`). Proves nothing about who answered."""
@@ -211,7 +236,8 @@ async def register(
     """Create an account; return its name as the daemon keeps it. Raises `ChatError`s.
 
     As `connect` waits for its login, this waits for the answer at most `config.timeout`
-    seconds once the channel is open (`ServerUnreachable`).
+    seconds once a channel is open, counted again from each new one (a restarted
+    daemon's), then gives up (`ServerUnreachable`).
     """
     config = config or ClientConfig()
     check_registration(name, password)
@@ -225,10 +251,8 @@ async def register(
         def answered() -> bool:
             return handle.done or connection.closed
 
-        await _drive(sock, connection, lambda: answered() or connection.sid != 0)
-        with trio.move_on_after(config.timeout):
-            await _drive(sock, connection, answered)
-        failure = None if answered() else unreachable(where)
+        in_time = await _answered_within(sock, connection, answered, config.timeout)
+        failure = None if in_time else unreachable(where)
         connection.close()  # the account is made (or never will be): say goodbye
         _Wire(sock).send(connection)
     if failure is not None:
@@ -410,15 +434,18 @@ class ChatClient:
     async def _until_ready(self) -> None:
         """Wait for the first login and its history; raise why it failed."""
         connection = self.connection
-        welcomed_at: float | None = None
+        channel: Link | None = None
+        deadline = math.inf
         while not connection.ready and not connection.closed:
-            if connection.sid and welcomed_at is None:
-                welcomed_at = trio.current_time()
+            if connection.link is not channel:
+                # A channel opened: the login has `timeout` seconds on it. While one is
+                # being opened (again, if the daemon restarted), its handshake's own
+                # timeout counts.
+                channel = connection.link
+                now = trio.current_time()
+                deadline = math.inf if channel is None else now + self.config.timeout
             changed = self._changed
-            if welcomed_at is None:
-                await changed.wait()
-                continue
-            with trio.move_on_at(welcomed_at + self.config.timeout):
+            with trio.move_on_at(deadline):
                 await changed.wait()
             if not changed.is_set():
                 raise unreachable(connection.where)
