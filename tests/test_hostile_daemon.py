@@ -351,11 +351,16 @@ async def test_a_login_check_the_daemon_never_answers_ends_unreachable() -> None
 
 
 async def daemon_restarted_before_answering(
-    keys: DaemonKeys, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    keys: DaemonKeys,
+    notices: bool,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """A daemon on 127.0.0.1 that takes a registration on its first channel and, 0.9 s
-    later, restarts as after a crash (it sends that channel a `RESET`); on a later
-    channel it answers a registration 0.5 s after it comes (its hashing takes that)."""
+    later, restarts as after a crash: with `notices`, it sends that channel a `RESET` (as
+    for a logged-in session), else only answers the channel's next record with one (as
+    for a channel that was not logged in). On a later channel it answers a registration
+    0.5 s after it comes (its hashing takes that)."""
     sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with sock:
         await sock.bind(("127.0.0.1", 0))
@@ -375,7 +380,10 @@ async def daemon_restarted_before_answering(
                     response, channel = respond(keys.static_private, datagram, index, token)
                     channels[index] = (channel, Link(channel.seal))
                     await sock.sendto(response, peer)
-                elif isinstance(datagram, wire.Data) and datagram.receiver_index in channels:
+                elif isinstance(datagram, wire.Data) and datagram.receiver_index not in channels:
+                    token = reset_token(keys.reset_secret, datagram.receiver_index)
+                    await sock.sendto(wire.reset_datagram(datagram.receiver_index, token), peer)
+                elif isinstance(datagram, wire.Data):
                     channel, link = channels[datagram.receiver_index]
                     pn, plaintext = channel.open_untrusted(data)
                     payload = wire.decode_payload_untrusted(plaintext)
@@ -389,7 +397,9 @@ async def daemon_restarted_before_answering(
             if not reset and peer is not None and now - started > 0.9:
                 reset = True  # restarted: the first channel is gone
                 channels.pop(1, None)
-                await sock.sendto(wire.reset_datagram(1, reset_token(keys.reset_secret, 1)), peer)
+                if notices:
+                    token = reset_token(keys.reset_secret, 1)
+                    await sock.sendto(wire.reset_datagram(1, token), peer)
             for due, link, answer in [a for a in answers if a[0] <= now]:
                 answers.remove((due, link, answer))
                 link.send(answer)
@@ -399,14 +409,18 @@ async def daemon_restarted_before_answering(
                     await sock.sendto(out, peer)
 
 
-async def test_a_registration_through_a_daemon_restart_counts_its_time_again() -> None:
+@pytest.mark.parametrize("notices", [True, False])
+async def test_a_registration_through_a_daemon_restart_counts_its_time_again(
+    notices: bool,
+) -> None:
     """The answer may take `timeout` on each channel: a daemon that restarts before
-    answering (a crash) gets the registration again on a new channel, and the time."""
+    answering (a crash) gets the registration again on a new channel, and the time.
+    Whether it tells the channel it is gone or not: the client asks, while it waits."""
     keys = DaemonKeys.generate()
     config = ClientConfig(timeout=1.0)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(daemon_restarted_before_answering, keys)
+            port = await nursery.start(daemon_restarted_before_answering, keys, notices)
             started = trio.current_time()
             name = await register(
                 "127.0.0.1", port, "alice", "a good password", config=config, server_key=keys.public

@@ -145,13 +145,20 @@ async def _drive(sock: socket.socket, core: _SansIO, done: Any) -> None:
         await wire.wait(core)
 
 
+PROBES = 4
+"""While an answer is awaited on a channel, the daemon is asked whether it still holds
+the channel this many times in its timeout, the last at its end, whose answer is waited
+for a quarter more: a daemon that crashed and restarted after taking the request then
+says so, rather than leaving the wait to run out."""
+
+
 async def _answered_within(
     sock: socket.socket, connection: ClientConnection, done: Callable[[], bool], seconds: float
 ) -> bool:
-    """Drive the connection until `done()`; False once `seconds` pass on an open channel
-    without it (a daemon that takes the request and never answers). While a channel is
-    being opened (again, after the daemon restarted) the handshake's own timeout counts;
-    each new channel gets `seconds` afresh."""
+    """Drive the connection until `done()`; False once `seconds` (and a quarter more, for
+    the last of the `PROBES`) pass on an open channel without it: a daemon that takes the
+    request and never answers. While a channel is being opened (again, after the daemon
+    restarted) the handshake's own timeout counts; each new channel gets the time afresh."""
     while True:
         await _drive(sock, connection, lambda: done() or connection.link is not None)
         if done():
@@ -161,8 +168,13 @@ async def _answered_within(
         def settled(channel: Link | None = channel) -> bool:
             return done() or connection.link is not channel
 
-        with trio.move_on_after(seconds):
-            await _drive(sock, connection, settled)
+        for probe in range(PROBES + 1):
+            with trio.move_on_after(seconds / PROBES):
+                await _drive(sock, connection, settled)
+            if settled():
+                break
+            if probe < PROBES:
+                connection.probe()
         if done():
             return True
         if connection.link is channel:
@@ -435,20 +447,27 @@ class ChatClient:
         """Wait for the first login and its history; raise why it failed."""
         connection = self.connection
         channel: Link | None = None
-        deadline = math.inf
+        deadline = probe_at = math.inf
         while not connection.ready and not connection.closed:
             if connection.link is not channel:
-                # A channel opened: the login has `timeout` seconds on it. While one is
+                # A channel opened: the login has `timeout` seconds on it, and the daemon
+                # is asked `PROBES` times whether it still holds the channel. While one is
                 # being opened (again, if the daemon restarted), its handshake's own
                 # timeout counts.
                 channel = connection.link
-                now = trio.current_time()
-                deadline = math.inf if channel is None else now + self.config.timeout
+                every = self.config.timeout / PROBES
+                probe_at = trio.current_time() + every
+                deadline = math.inf if channel is None else probe_at + self.config.timeout
             changed = self._changed
-            with trio.move_on_at(deadline):
+            with trio.move_on_at(min(deadline, probe_at)):
                 await changed.wait()
-            if not changed.is_set():
+            if changed.is_set():
+                continue
+            if trio.current_time() >= deadline:
                 raise unreachable(connection.where)
+            connection.probe()
+            self._flush()
+            probe_at += every
         if connection.failure is not None and not connection.ready:
             raise connection.failure
 

@@ -392,6 +392,14 @@ class ClientConnection:
             self._transmit(handle)  # a channel without a login may end at once too
         return handle
 
+    def probe(self) -> None:
+        """Ask whether the daemon still holds this channel (a `ping`), when an answer is
+        slow in coming: a daemon that restarted meanwhile answers `RESET`, one that is
+        down the kernel's "port unreachable", and either way a channel opens again and
+        what was not answered goes again."""
+        if self._link is not None and not self.closed:
+            self._link.send(wire.encode(wire.Ping()))
+
     def close(self) -> None:
         """Leave now: say goodbye once if a channel is open, and wait for nothing."""
         if self.closed:
