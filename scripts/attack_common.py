@@ -35,7 +35,7 @@ from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.engine import ServerConfig
 from trio_chat.events import Event
 from trio_chat.keys import daemon_public_key
-from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.daemon import DaemonProcess, private_client_data
 
 HOST = "127.0.0.1"
 PASSWORD = "attack-scripts-password"
@@ -122,6 +122,7 @@ def run_script(
     attack: Callable[[argparse.Namespace], Awaitable[object]] | None = None,
 ) -> int:
     """Run a script's `main`, or, started again by `run_attacker`, its `attack`."""
+    private_client_data()
     if attack is not None and getattr(args, "attacker", False):
         _yield_to_others()
         trio.run(attack, args)

@@ -20,6 +20,7 @@ from pathlib import Path
 import trio
 
 from trio_chat.testing.crash_run import chat_through_kills, registration_storm
+from trio_chat.testing.daemon import private_client_data
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -101,4 +102,5 @@ def parse_arguments() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+    private_client_data()
     sys.exit(trio.run(main, parse_arguments()))

@@ -30,7 +30,7 @@ import trio
 
 from trio_chat import ClientConfig, PublicMessage, connect, register
 from trio_chat.client import Receipt, fetch_key
-from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.daemon import DaemonProcess, private_client_data
 from trio_chat.testing.live_fuzz import FUZZ_PASSWORD, FuzzReport, fuzz_daemon, listen, speak
 
 WITNESSES = [("alice", "alice's own password"), ("bob", "bob's own password")]
@@ -170,4 +170,5 @@ def parse_arguments() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+    private_client_data()
     sys.exit(trio.run(main, parse_arguments()))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import trio
 
+from trio_chat.testing.daemon import private_client_data
 from trio_chat.testing.loss_run import LossResult, loss_run
 
 
@@ -86,4 +87,5 @@ def parse_arguments() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+    private_client_data()
     sys.exit(trio.run(main, parse_arguments()))

@@ -32,7 +32,7 @@ import trio
 
 from trio_chat import ChatClient, ClientConfig, Left, PublicMessage, connect, register
 from trio_chat.keys import daemon_public_key
-from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.daemon import DaemonProcess, private_client_data
 from trio_chat.testing.fault_proxy import FaultProxy, Weather
 from trio_chat.testing.raw_peer import RawPeer
 
@@ -232,5 +232,6 @@ def parse_arguments() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+    private_client_data()
     trio.run(main, parse_arguments())
     sys.exit(0)

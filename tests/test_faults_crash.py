@@ -8,6 +8,8 @@ The engine-level tests pin down the rule that makes this hold: nobody is shown a
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import trio
@@ -111,3 +113,20 @@ async def test_chat_through_sigkills_loses_nothing_and_shows_nothing_twice(
     assert result.seen_not_stored == 0
     assert result.out_of_order == 0
     assert result.reconnects == result.disconnects >= 1
+
+
+def test_the_script_trusts_its_daemons_keys_in_a_folder_of_its_own(own_data_folder: Path) -> None:
+    """The daemons a run starts have new keys on ports the system picks: trusted in the
+    user's `known_servers`, a later run's daemon on such a port would read as a changed
+    key (`KeyChanged`), and the file would grow with every run."""
+    arguments = ["--storms", "1", "--accounts", "3", "--chats", "0"]
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.faults_crash", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "every promise kept" in done.stdout
+    assert not (own_data_folder / "trio-chat" / "known_servers").exists()

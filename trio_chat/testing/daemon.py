@@ -14,17 +14,31 @@ the daemon logs when ready (at level `info`, so the log level may not be above i
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import trio
 
 CLI = [sys.executable, "-m", "trio_chat"]
 """The `trio-chat` command, run by this Python."""
+
+
+def private_client_data() -> Path:
+    """Give this process, and those it starts, a client data folder of its own (removed
+    at exit): the `known_servers` for the daemons a script starts. Their keys are new on
+    every run and their ports the system's pick, so in the user's own file they would
+    pile up, and a port used again by a later run's daemon would read as a changed key."""
+    folder = Path(tempfile.mkdtemp(prefix="trio-chat-client-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["XDG_DATA_HOME"] = str(folder)
+    return folder
 
 
 def cli_env(port: int, **extra: str) -> dict[str, str]:
