@@ -202,6 +202,22 @@ def test_sessions_per_address_are_capped() -> None:
     assert isinstance(login(driver, "many", "many-password", ("10.0.0.1", 99)), wire.Welcome)
 
 
+def test_ipv4_clients_of_a_dual_stack_daemon_are_counted_by_their_own_address() -> None:
+    # A daemon listening on "::" sees IPv4 clients as IPv4-mapped IPv6 addresses: each is
+    # its own IPv4 address, not one /64 that every IPv4 client in the world shares.
+    driver = EngineDriver(ServerConfig(max_sessions_per_address=2))
+    driver.add_account("many", "many-password")
+    crowded = [
+        Peer(driver, "many", "many-password", ("::ffff:192.0.2.1", port, 0, 0)) for port in (1, 2)
+    ]
+    assert all(peer.connection.connected for peer in crowded)
+    other = Peer(driver, "many", "many-password", ("::ffff:198.51.100.7", 1, 0, 0))
+    assert other.connection.connected
+    # The same IPv4 address in its plain form is the same address, with no room left.
+    plain = Peer(driver, "many", "many-password", ("192.0.2.1", 3))
+    assert isinstance(plain.connection.failure, TooManySessions)
+
+
 # --- through the client API, on a live daemon ---------------------------------------------
 
 

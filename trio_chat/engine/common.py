@@ -13,14 +13,20 @@ Address = tuple[Any, ...]
 
 def network_of(address: Address) -> str:
     """What per-address limits count by: the IPv4 address, or an IPv6 address's /64 (one
-    host, or one home or office network, holds a whole /64; it could rotate within it)."""
+    host, or one home or office network, holds a whole /64; it could rotate within it).
+
+    An IPv4-mapped address (an IPv4 client as a dual-stack socket shows it) is its IPv4
+    address: its /64 would be one network for every IPv4 client there is."""
     host = str(address[0])
     if ":" not in host:
         return host
     try:
-        return str(ipaddress.IPv6Network((host.split("%")[0], 64), strict=False))
+        ip = ipaddress.IPv6Address(host.split("%")[0])
     except ValueError:
         return host
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))
 
 
 def same_endpoint(via: tuple[str, int], address: Address) -> bool:
