@@ -144,7 +144,7 @@ async def test_slow_commits_in_a_row_send_the_next_ones_to_a_thread_and_the_loop
 async def test_a_history_read_keeps_commits_off_the_loop(tmp_path: Path) -> None:
     persistence, disk, _clock, reports = setup(tmp_path)
     disk.release.clear()
-    read: list[list[Message]] = []
+    read: list[list[Message] | None] = []
 
     async def read_history() -> None:
         read.append(await persistence.history(1, None, 10))
@@ -197,5 +197,26 @@ async def test_a_failed_write_fails_its_changes_with_one_log_line(
     (line,) = caplog.records
     assert line.getMessage() == (
         "could not write 2 changes to the database (OperationalError: disk I/O error)"
+    )
+    assert line.exc_info is None
+
+
+class UnreadableDisk(ScriptedDisk):
+    def history(self, account_id: int, before: int | None, limit: int) -> list[Message]:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+
+async def test_a_failed_history_read_is_one_log_line_and_no_messages(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    disk = UnreadableDisk(SqliteStore.open(tmp_path / "chat.db"), clock)
+    reports = Reports()
+    persistence = Persistence(disk, reports.on_committed, reports.on_failed, clock=clock)
+    with caplog.at_level(logging.ERROR):
+        assert await persistence.history(1, None, 10) is None
+    (line,) = caplog.records
+    assert line.getMessage() == (
+        "could not read history from the database (DatabaseError: database disk image is malformed)"
     )
     assert line.exc_info is None

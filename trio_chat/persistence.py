@@ -140,11 +140,22 @@ class Persistence:
         self._closed = True
         self._wake.set()
 
-    async def history(self, account_id: int, before: int | None, limit: int) -> list[Message]:
-        """Read history in a worker thread (the loop does not commit meanwhile)."""
+    async def history(
+        self, account_id: int, before: int | None, limit: int
+    ) -> list[Message] | None:
+        """Read history in a worker thread (the loop does not commit meanwhile); None, with
+        one log line, if it cannot be read."""
         self._reads += 1
         try:
             return await trio.to_thread.run_sync(self.storage.history, account_id, before, limit)
+        except Exception as error:
+            # One line, not a traceback, as for a failed write.
+            log.error(
+                "could not read history from the database (%s: %s)",
+                type(error).__name__,
+                error,
+            )
+            return None
         finally:
             self._reads -= 1
             if self._queue:

@@ -43,7 +43,7 @@ from .keys import daemon_keys
 from .logs import NoteLog, Summary, event, limits_changed, shown
 from .noise import fingerprint
 from .persistence import Persistence
-from .records import Message, StoreOp
+from .records import StoreOp
 from .secure import DaemonKeys
 from .store import SqliteStore, Storage
 
@@ -281,13 +281,7 @@ class Daemon:
         self._flush_soon()
 
     async def _history(self, effect: LoadHistory) -> None:
-        try:
-            messages: list[Message] | None = await self.persistence.history(
-                effect.account_id, effect.before, effect.limit
-            )
-        except Exception:
-            log.exception("could not read history")
-            messages = None
+        messages = await self.persistence.history(effect.account_id, effect.before, effect.limit)
         self.engine.history_loaded(effect.job, messages)
         self._flush_soon()
 
