@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from trio_chat import wire
-from trio_chat.engine import ServerConfig
+from trio_chat.engine import Address, ServerConfig
 from trio_chat.errors import TooManySessions
 from trio_chat.reliability import Link, LinkConfig
 from trio_chat.testing.driver import EngineDriver, Peer
@@ -163,3 +163,31 @@ def test_frames_held_out_of_order_count_toward_the_daemons_total() -> None:
     assert gappy.sid not in driver.engine.sessions
     assert other.sid in driver.engine.sessions
     assert driver.engine.stats["memory_closed"] == 1
+
+
+def move_unproven(driver: EngineDriver, peer: Peer, address: Address) -> None:
+    """A record of the peer's arrives from `address` (spoofed: nothing sent there is seen)."""
+    peer._ping()
+    for data in peer.connection.datagrams_to_send(driver.now):
+        driver.receive(data, address)
+    driver.inbox.pop(address, None)
+
+
+def test_sessions_moved_to_an_address_that_never_answers_still_count_where_they_were() -> None:
+    # Records of one's own channels, sent from addresses one does not hold: each channel
+    # leaves the count of its address and joins no other, and the address opens more.
+    driver = EngineDriver(ServerConfig(max_sessions_per_address=2))
+    here = "10.0.6.1"
+    for port in range(2):
+        peer = Peer(driver, None, address=(here, port))
+        peer.send()
+        move_unproven(driver, peer, (f"10.0.7.{port}", 9))
+        assert peer.sid in driver.engine.sessions
+    third = Peer(driver, None, address=(here, 2))
+    assert isinstance(third.connection.failure, TooManySessions)
+    # A channel never proven where it was opened takes its place there to move.
+    driver = EngineDriver(ServerConfig(max_sessions_per_address=1))
+    skipper = Peer(driver, None, address=(here, 1))  # its handshake done, no record yet
+    Peer(driver, None, address=(here, 0)).send()  # the address's one place is taken
+    move_unproven(driver, skipper, ("10.0.7.9", 9))
+    assert skipper.sid not in driver.engine.sessions

@@ -55,9 +55,10 @@ class Session:
     quiet: bool = False
     busy: int = 0
     """Requests of this connection being worked on (a password being hashed)."""
-    counted: bool = False
-    """Counted against its address's cap: once its address is proven, not before (so
-    that spoofed `INIT`s cannot fill a victim's address)."""
+    counted: str | None = None
+    """The network whose cap it is counted against: its address's, once that address is
+    proven, not before (so that spoofed `INIT`s cannot fill a victim's address). After a
+    move, still the old one until the new address is proven."""
     logging_in: bool = False
     """A login's password is being checked: no other login until it is answered."""
     blocked_cid: str | None = None
@@ -262,16 +263,16 @@ class Sessions:
             return False
         network = network_of(session.address)
         self._per_ip[network] = self._per_ip.get(network, 0) + 1
-        session.counted = True
+        session.counted = network
         return True
 
     def _uncount(self, session: Session) -> None:
-        if session.counted:
-            network = network_of(session.address)
+        network = session.counted
+        if network is not None:
             count = self._per_ip.pop(network, 1) - 1
             if count > 0:
                 self._per_ip[network] = count
-            session.counted = False
+            session.counted = None
 
     # --- receiving ----------------------------------------------------------------------------
 
@@ -328,7 +329,9 @@ class Sessions:
         # the answer to the challenge may carry no frame that would say so.
         self._dirty.add(session)
         first = self._forget_init(session)
-        if not session.counted and not self._count(session):
+        if session.counted != network_of(session.address):
+            self._uncount(session)  # it moved: it leaves the old network's count now
+        if session.counted is None and not self._count(session):
             self._stats["refused_when_proven"] += 1
             session.link.failure = "too_many_sessions"
             self._dirty.add(session)
@@ -364,7 +367,13 @@ class Sessions:
         session ends instead (its client may open a new one, under the same caps).
         """
         moving = network_of(address) != network_of(session.address)
-        if moving and self.full(address):
+        self._forget_init(session)
+        # It stays counted where it was until the new address is proven (`_proven`): else
+        # records sent from addresses that never answer would free the old one's places
+        # for good. A channel not yet proven where it was opened takes its place there.
+        if (moving and self.full(address)) or (
+            session.counted is None and not self._count(session)
+        ):
             self._stats["migrations_refused"] += 1
             session.link.failure = "too_many_sessions"
             self._dirty.add(session)
@@ -374,8 +383,6 @@ class Sessions:
             self._not_direct(session)  # its new address may be a NAT's
         if session.account is not None:
             self._notes.append(AddressChanged(session.account.name, session.address, address))
-        self._forget_init(session)
-        self._uncount(session)
         session.address = address
         session.validated = False
         session.bytes_in = session.bytes_out = 0
