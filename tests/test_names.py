@@ -250,6 +250,8 @@ def test_skeleton_follows_confusables_txt() -> None:
         ("ivan", "lvan"),
         ("scope", "ѕсоре"),  # all Cyrillic: one script, but it looks Latin
         ("alice", "a\u034flice"),  # an old name stored before today's rules
+        ("\u0130pek", "ipek"),  # İpek in lower case is i + U+0307, which shows as i
+        ("ilker", "\u0130LKER"),
     ],
 )
 def test_look_alikes_clash_whatever_their_case(existing: str, newcomer: str) -> None:

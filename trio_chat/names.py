@@ -43,16 +43,18 @@ with case folding (the RFC 7613 mapping) instead of RFC 8265's toLowerCase: fold
 more names into one account (`Straße` and `STRASSE`), the safer side for uniqueness.
 
 Confusability (`confusable_keys`) follows the UTS #39 skeleton: NFD, drop
-Default_Ignorable_Code_Point, replace each character by its confusables.txt prototype,
-NFD again. A name is known by its case-insensitive identity, so people meet it in several
+Default_Ignorable_Code_Point, replace each character by its confusables.txt prototype, NFD
+again. A name is known by its case-insensitive identity, so people meet it in several
 casings; a name's keys are the skeletons of the forms it is likely to be seen or written
-in: as registered, lower case, case-folded, UPPER CASE, Capitalized and Title Case. Two
-accounts clash when any key of one equals any key of the other. Comparing only the
-display forms would let `aIice` (capital I) stand beside an account shown as `Alice` or
-`ALICE`, and `ALlCE` beside `alice`, since the owner of `alice` is just as much `ALICE`;
-comparing only folded forms would miss exactly these, because folding turns the capital
-`I` that looks like `l` into an `i` that does not. Trying every casing of every letter
-(2^n for n letters) would cost too much; these six forms are the casings people use.
+in: as registered, lower case, case-folded, UPPER CASE, Capitalized and Title Case (a dot
+above that a dotted letter hides is dropped: `İpek` in lower case is `i` + U+0307 + `pek`,
+which shows as `ipek`). Two accounts clash when any key of one equals any key of the other.
+Comparing only the display forms would let `aIice` (capital I) stand beside an account
+shown as `Alice` or `ALICE`, and `ALlCE` beside `alice`, since the owner of `alice` is just
+as much `ALICE`; comparing only folded forms would miss exactly these, because folding
+turns the capital `I` that looks like `l` into an `i` that does not. Trying every casing of
+every letter (2^n for n letters) would cost too much; these six forms are the casings
+people use.
 
 Data: Unicode 17.0.0 (confusables.txt and IdentifierType.txt of the UTS #39 security
 data; Scripts.txt, ScriptExtensions.txt, PropertyValueAliases.txt,
@@ -254,13 +256,35 @@ def _forms(display: str) -> set[str]:
     }
 
 
+def _without_hidden_dots(text: str, data: _Data) -> str:
+    """`text` without the U+0307 DOT ABOVE that a dotted letter before it hides.
+
+    The lower case of `İ` (U+0130) is `i` + U+0307, which shows as `i`: `İpek` written in
+    lower case looks like `ipek` (the same rule as in `check_name`, which refuses such a dot).
+    """
+    kept: list[str] = []
+    dotted = False
+    for char in text:
+        combining = unicodedata.combining(char)
+        if combining == 0:
+            dotted = ord(char) in data.soft_dotted
+        elif combining == _CCC_ABOVE:
+            hidden = dotted and char == _DOT_ABOVE
+            dotted = False
+            if hidden:
+                continue
+        kept.append(char)
+    return "".join(kept)
+
+
 def confusable_keys(name: str) -> frozenset[str]:
     """The skeletons of a name's usual casings: two names clash when they share one.
 
     Defined for any text, so that names stored before today's rules can be compared too.
     """
+    data = _data()
     display = unicodedata.normalize("NFKC", name)
-    return frozenset(skeleton(form) for form in _forms(display))
+    return frozenset(_without_hidden_dots(skeleton(form), data) for form in _forms(display))
 
 
 class ConfusableIndex:
