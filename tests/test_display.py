@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,7 +22,10 @@ from trio_chat.display import (
     to_ansi,
     to_plain,
 )
+from trio_chat.engine.notes import LoginRefused
 from trio_chat.events import Joined, Left, PrivateMessage, PublicMessage
+from trio_chat.gui.rows import name_span
+from trio_chat.logs import log_note
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -98,6 +102,30 @@ def test_names_and_text_from_others_are_escaped_in_every_line() -> None:
         assert "\\x1b[2J" in plain
         # The only escape sequences in the terminal output are our own colours.
         assert "\x1b[2J" not in to_ansi(line)
+
+
+def test_joiners_and_variation_selectors_in_a_name_are_escaped() -> None:
+    # Kept in message text (emoji, Persian), but no name may hold them: in a name kept from
+    # before the rules, `alice` + U+FE0F would look just like `alice`.
+    old = "alice\ufe0f"
+    lines = [
+        message_line(PublicMessage(1, NOW, old, "hi \u2764\ufe0f"), "bob", NOW),
+        joined_line(Joined(old, NOW), "bob", NOW),
+        names_line([old, "alice"], "bob"),
+    ]
+    for line in lines:
+        assert "alice\\ufe0f" in to_plain(line)
+    assert to_plain(lines[0]).endswith("hi \u2764\ufe0f")
+    assert name_span("a\u200db\u200cc\ufe0e", "bob").text == "a\\u200db\\u200cc\\ufe0e"
+
+
+def test_the_log_escapes_joiners_and_variation_selectors_in_names(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        log_note(LoginRefused("alice\u200d", ("127.0.0.1", 5000), "unknown_user"))
+    (record,) = caplog.records
+    assert "login as 'alice\\u200d' from" in record.getMessage()  # one backslash
 
 
 def test_ansi_colours_the_sender_and_plain_has_none() -> None:

@@ -25,20 +25,20 @@ Line = tuple[Segment, ...]
 _SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 # Joiners and emoji variation selectors: invisible, but part of how many scripts and most
 # emoji are written (ZWNJ in Persian, ZWJ in Devanagari and in 👩‍💻, VS16 in ❤️).
-_KEPT = {0x200C, 0x200D, 0xFE0E, 0xFE0F}
+_KEPT = frozenset({0x200C, 0x200D, 0xFE0E, 0xFE0F})
 
 
-def _unsafe_pattern() -> re.Pattern[str]:
+def _unsafe_pattern(kept: frozenset[int]) -> re.Pattern[str]:
     """C0 controls, DEL and C1 controls (a terminal obeys them), the line and paragraph
     separators, the bidirectional controls and marks (they reorder what follows: "Trojan
     source"), lone surrogates (a UTF-8 terminal cannot show them), and every other
     character that shows nothing (default-ignorable code points, fillers, blanks), which
-    could hide text or make two names look alike."""
+    could hide text or make two names look alike; all but the `kept` code points."""
     ranges = [(0x00, 0x1F), (0x7F, 0x9F), (0x2028, 0x2029), (0xD800, 0xDFFF)]
     ranges += [(0x061C, 0x061C), (0x200E, 0x200F), (0x202A, 0x202E), (0x2066, 0x2069)]
     for start, end in invisible_ranges():
         run = start
-        for point in [*sorted(p for p in _KEPT if start <= p <= end), end + 1]:
+        for point in [*sorted(p for p in kept if start <= p <= end), end + 1]:
             if run < point:
                 ranges.append((run, point - 1))
             run = point + 1
@@ -46,7 +46,8 @@ def _unsafe_pattern() -> re.Pattern[str]:
     return re.compile("[" + "".join(pairs) + "]")
 
 
-_UNSAFE = _unsafe_pattern()
+_UNSAFE = _unsafe_pattern(_KEPT)
+_UNSAFE_IN_NAMES = _unsafe_pattern(frozenset())
 
 # Foreground colours that read on dark and light backgrounds alike.
 PALETTE = ("31", "32", "33", "34", "35", "36", "91", "92", "93", "94", "95", "96")
@@ -72,10 +73,17 @@ def safe(text: str) -> str:
     return _UNSAFE.sub(_escape, text)
 
 
-def quoted(text: str) -> str:
-    """`text` made `safe`, in single quotes (not `repr`, which would double each escape's
-    backslash and may switch to double quotes)."""
-    return f"'{safe(text)}'"
+def safe_name(name: str) -> str:
+    """`name` as `safe()` shows it, with the joiners and variation selectors escaped too: no
+    name may hold them, so in a name (one kept from before the rules) they only hide, and
+    `alice` + U+FE0F would look like `alice`."""
+    return _UNSAFE_IN_NAMES.sub(_escape, name)
+
+
+def quoted(name: str) -> str:
+    """`name` made `safe_name`, in single quotes (not `repr`, which would double each
+    escape's backslash and may switch to double quotes)."""
+    return f"'{safe_name(name)}'"
 
 
 def colour_of(name: str) -> str:
@@ -98,7 +106,7 @@ def same_name(a: str, b: str) -> bool:
 
 def _name(name: str, me: str) -> Segment:
     style = colour_of(name)
-    return (f"1;{style}" if same_name(name, me) else style, safe(name))
+    return (f"1;{style}" if same_name(name, me) else style, safe_name(name))
 
 
 def message_line(message: ChatMessage, me: str, now: datetime | None = None) -> Line:

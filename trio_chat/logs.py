@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from .display import quoted, safe
+from .display import quoted, safe, safe_name
 from .engine import Address, ServerConfig
 from .engine.common import network_of
 from .engine.notes import (
@@ -99,7 +99,7 @@ def log_note(note: Note) -> None:
         event(
             logging.INFO,
             "registered",
-            f"{safe(note.name)} registered from {where}",
+            f"{safe_name(note.name)} registered from {where}",
             name=note.name,
             address=where,
         )
@@ -122,7 +122,7 @@ def log_note(note: Note) -> None:
         event(
             logging.INFO,
             "login",
-            f"{safe(note.name)} logged in from {where}{how}",
+            f"{safe_name(note.name)} logged in from {where}{how}",
             name=note.name,
             address=where,
             quiet=note.quiet,
@@ -145,7 +145,7 @@ def log_note(note: Note) -> None:
             event(
                 logging.INFO,
                 "logout",
-                f"{safe(note.name)} logged out from {where}",
+                f"{safe_name(note.name)} logged out from {where}",
                 name=note.name,
                 address=where,
             )
@@ -154,7 +154,7 @@ def log_note(note: Note) -> None:
             event(
                 level,
                 "session_dropped",
-                f"session of {safe(note.name)} at {where} ended: {note.reason}",
+                f"session of {safe_name(note.name)} at {where} ended: {note.reason}",
                 name=note.name,
                 address=where,
                 reason=note.reason,
@@ -164,7 +164,7 @@ def log_note(note: Note) -> None:
         event(
             logging.INFO,
             "address_changed",
-            f"{safe(note.name)} moved from {old} to {new}",
+            f"{safe_name(note.name)} moved from {old} to {new}",
             name=note.name,
             old=old,
             new=new,

@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..display import safe, same_name, stamp
+from ..display import safe, safe_name, same_name, stamp
 from ..events import ChatMessage, Joined, Left
 from .colours import sender_colour
 
@@ -82,7 +82,7 @@ def full_time(ts: datetime) -> str:
 
 
 def name_span(name: str, me: str) -> Span:
-    return Span(safe(name), Style.NAME, sender_colour(name), bold=same_name(name, me))
+    return Span(safe_name(name), Style.NAME, sender_colour(name), bold=same_name(name, me))
 
 
 def _width(spans: tuple[Span, ...]) -> int:
