@@ -64,6 +64,32 @@ def test_registered_is_sent_only_once_the_account_is_committed() -> None:
     assert peer.of_type(wire.Registered) == [wire.Registered(re=seq, name="alice")]
 
 
+def test_a_registration_sent_again_while_the_first_is_worked_on_is_answered_registered() -> None:
+    """Its channel lost while the password was hashed (or the account stored), the client
+    sends the same registration (the same `rid`) on a new channel: that one is answered
+    `registered` when the account is stored, not told its own name is taken."""
+    h = EngineHarness(commit=False)
+    h.auto_hash = False
+    first = Peer(h, None, address=ALICE)
+    request = wire.Register(rid="r1", name="alice", password=PASSWORD)
+    first.send(request)
+    again = Peer(h, None, address=ALICE)  # a new channel, from the same client
+    seq = again.send(request)
+    assert not again.of_type(wire.ErrorFrame)  # not `name_taken`: it is the same request
+    h.finish_hashing()
+    again.send(request)  # and once more, while the account is being stored
+    assert not again.of_type(wire.ErrorFrame)
+    h.commit_held()
+    again.poll()
+    answers = again.of_type(wire.Registered)
+    assert answers and {answer.name for answer in answers} == {"alice"}
+    assert answers[-1].re > seq
+    assert len([op for op in h.stored if isinstance(op, Account)]) == 1
+    # Another client's registration of the name is refused as ever.
+    refused = register(h, BOB, "alice")
+    assert isinstance(refused, wire.ErrorFrame) and refused.code == "name_taken"
+
+
 def test_names_are_unique_after_nfkc_and_casefolding() -> None:
     h = EngineHarness()
     assert isinstance(register(h, ALICE, "Alice"), wire.Registered)

@@ -102,8 +102,9 @@ class Lobby:
         self._cookies = Cookies()
         self._bad_inits = TokenBucket(BAD_INITS_PER_SECOND, BAD_INITS_PER_SECOND)
         self._recent_inits = RecentKeys(config.tracked_addresses, REPLAY_MEMORY)
-        self._reserved_names: dict[str, str] = {}
-        """Names being registered, by key: taken until stored or failed."""
+        self._registering: dict[str, _Registration] = {}
+        """Registrations being hashed or stored, by name key: their names are taken until
+        stored or failed."""
         self._confusables = ConfusableIndex()
         for account in accounts.values():
             self._confusables.add(account.name, account.key)
@@ -235,6 +236,12 @@ class Lobby:
             # Stored, but the answer was lost with a daemon that stopped: answer again.
             self._reply(session, wire.encode(wire.Registered(re=seq, name=existing.name)))
             return
+        pending = self._registering.get(key)
+        if pending is not None and pending.rid == request.rid:
+            # Sent again (its channel was lost) while the first is hashed or stored: the
+            # same registration, whose answer now goes here.
+            self._answer_here(pending, session, seq)
+            return
         if self._hashing.full:
             # Before the name is looked at, taken or free: `busy` says nothing about it.
             self._busy(session, seq, now)
@@ -245,7 +252,7 @@ class Lobby:
             # Before the name is looked at: the answer tells nothing about it.
             self._refuse_registration(session, seq, request.name, FROM_YOUR_ADDRESS, wait)
             return
-        if existing is not None or key in self._reserved_names:
+        if existing is not None or key in self._registering:
             self._name_lookups.failed(network, now)
             self._notes.append(RegistrationRefused(request.name, address, "name_taken"))
             self._refuse(session, seq, "name_taken", f"The name {name!r} is taken; choose another.")
@@ -270,11 +277,20 @@ class Lobby:
             self._refuse_registration(session, seq, request.name, message, wait)
             return
         self._name_lookups.succeeded(network)
-        self._reserved_names[key] = name
+        registration = _Registration(session.sid, seq, address, request.rid, name, key)
+        self._registering[key] = registration
         self._confusables.add(name, key)
-        job = self._jobs.add(_Registration(session.sid, seq, address, request.rid, name, key))
+        job = self._jobs.add(registration)
         session.busy += 1
         self._effects.extend(self._hashing.push(network_of(address), HashPassword(job, password)))
+
+    def _answer_here(self, registration: _Registration, session: Session, seq: int) -> None:
+        """Send a registration's answer to `session`'s request `seq` instead."""
+        earlier = self._sessions.by_sid.get(registration.sid)
+        if earlier is not None:
+            earlier.busy -= 1
+        registration.sid, registration.seq = session.sid, seq
+        session.busy += 1
 
     def _refuse_registration(
         self, session: Session, seq: int, name: str, message: str, wait: float
@@ -311,7 +327,7 @@ class Lobby:
 
     def account_committed(self, account: Account) -> None:
         registration = self._storing.pop(account.id)
-        self._reserved_names.pop(account.key, None)
+        self._registering.pop(account.key, None)
         self.accounts[account.key] = account
         self._by_id[account.id] = account
         self._notes.append(Registered(account.name, registration.address))
@@ -319,7 +335,7 @@ class Lobby:
 
     def account_failed(self, account: Account, message: str) -> None:
         registration = self._storing.pop(account.id)
-        self._reserved_names.pop(account.key, None)
+        self._registering.pop(account.key, None)
         self._confusables.remove(account.name, account.key)
         frame = wire.ErrorFrame(code="storage_failed", message=message, re=registration.seq)
         self._answer_job(registration.sid, frame)
@@ -327,7 +343,10 @@ class Lobby:
     def _shown_name(self, key: str) -> str:
         """The display name of an account, or of a registration not yet stored."""
         account = self.accounts.get(key)
-        return account.name if account is not None else self._reserved_names.get(key, key)
+        if account is not None:
+            return account.name
+        registration = self._registering.get(key)
+        return registration.name if registration is not None else key
 
     @property
     def queued_checks(self) -> int:
