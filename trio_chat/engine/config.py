@@ -48,7 +48,9 @@ class ServerConfig:
     login_delay: float = 1.0
     login_delay_max: float = 60.0
     checks_per_address: int = 2
-    """Password checks (logins, registrations) one address may have queued or running."""
+    """Login password checks one address may have queued or running. Registrations' hashes
+    are bounded by the registration limits instead (`register_burst`, `register_rate`),
+    and wait in the same fair queue."""
     hash_slots: int = 2
     """Password checks handed to the hashing threads at once; the rest wait, fairly."""
     hash_queue_limit: int = 256
