@@ -6,11 +6,11 @@ from tests.test_hostile_daemon import TS, HostileDaemon
 from trio_chat import wire
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.engine import ServerConfig
-from trio_chat.events import Event, History, PrivateMessage, PublicMessage, Reconnected
+from trio_chat.events import Event, History, Reconnected
 from trio_chat.records import MarkDelivered
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
 from trio_chat.testing.netsim import Conditions
-from trio_chat.testing.simulation import Simulation
+from trio_chat.testing.simulation import Simulation, shown_messages
 
 ALICE = ("127.0.0.1", 40001)
 BOB = ("127.0.0.1", 40002)
@@ -19,13 +19,7 @@ RESUMING = ClientConfig(reconnect=True, retry_rate_limited=False)
 
 def shown(events: list[Event]) -> list[str]:
     """The texts of every message shown, live or in a history, in order."""
-    texts: list[str] = []
-    for event in events:
-        if isinstance(event, PublicMessage | PrivateMessage):
-            texts.append(event.text)
-        elif isinstance(event, History):
-            texts += [message.text for message in event.messages]
-    return texts
+    return [message.text for message in shown_messages(events)]
 
 
 def test_a_private_message_held_out_of_order_is_not_delivered_until_it_is_in_order() -> None:
@@ -187,13 +181,7 @@ def test_messages_refused_as_too_fast_keep_their_order_when_refusals_cross_resen
 
 def senders(events: list[Event]) -> list[tuple[str, str]]:
     """(sender, text) of every message shown, live or in a history, in order."""
-    out: list[tuple[str, str]] = []
-    for event in events:
-        if isinstance(event, PublicMessage | PrivateMessage):
-            out.append((event.sender, event.text))
-        elif isinstance(event, History):
-            out += [(m.sender, m.text) for m in event.messages]
-    return out
+    return [(message.sender, message.text) for message in shown_messages(events)]
 
 
 def test_the_answers_to_both_copies_of_a_resent_message_leave_nothing_waiting() -> None:

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from trio_chat.client_protocol import ClientConfig, Handle
 from trio_chat.engine import ServerConfig
-from trio_chat.events import Event, History, PrivateMessage, PublicMessage
+from trio_chat.events import Event
 from trio_chat.testing.netsim import Conditions
-from trio_chat.testing.simulation import Simulation
+from trio_chat.testing.simulation import Simulation, shown_messages
 
 PEOPLE = ("alice", "bob", "carol")
 
@@ -38,13 +38,7 @@ action = st.one_of(
 
 def shown(events: list[Event]) -> list[tuple[str, str]]:
     """(sender, text) of every message shown, live or in a history, in order."""
-    out: list[tuple[str, str]] = []
-    for event in events:
-        if isinstance(event, PublicMessage | PrivateMessage):
-            out.append((event.sender, event.text))
-        elif isinstance(event, History):
-            out += [(m.sender, m.text) for m in event.messages]
-    return out
+    return [(message.sender, message.text) for message in shown_messages(events)]
 
 
 def move(sim: Simulation, label: str, moves: int) -> None:

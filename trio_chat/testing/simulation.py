@@ -16,17 +16,28 @@ is refused as a closed port refuses it (ICMP).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..client_protocol import ClientConfig, ClientConnection
 from ..engine import Address, ServerConfig
-from ..events import Event
+from ..events import ChatMessage, Event, History, PrivateMessage, PublicMessage
 from ..records import Account, MarkDelivered, Message, Snapshot
 from ..rules import name_key
 from .driver import PASSWORD, EngineDriver
 from .netsim import Conditions, Network
 
 DAEMON = "daemon"
+
+
+def shown_messages(events: Iterable[Event]) -> list[ChatMessage]:
+    """Every message a client's application was shown, live or in a history, in order."""
+    shown: list[ChatMessage] = []
+    for event in events:
+        if isinstance(event, PublicMessage | PrivateMessage):
+            shown.append(event)
+        elif isinstance(event, History):
+            shown += event.messages
+    return shown
 
 
 class Simulation:
