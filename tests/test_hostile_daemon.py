@@ -11,18 +11,21 @@ from __future__ import annotations
 import itertools
 import socket
 import time
+from pathlib import Path
 
 import pytest
 import trio
 import typer
 
-from trio_chat import cli, client_protocol, register, wire
+from trio_chat import auth, cli, client_protocol, register, wire
+from trio_chat.client import PATIENCE
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.display import joined_line, left_line, message_line
 from trio_chat.errors import ProtocolError, ServerUnreachable
 from trio_chat.events import Event, History, Joined, Left, PrivateMessage, PublicMessage
 from trio_chat.reliability import Link
 from trio_chat.secure import Channel, DaemonKeys, reset_token, respond
+from trio_chat.server import serve
 
 TS = "2024-05-01T12:00:00+00:00"
 
@@ -322,12 +325,15 @@ async def daemon_that_never_answers(
 
 
 async def test_a_registration_the_daemon_never_answers_ends_unreachable() -> None:
+    """It acknowledges the request and every ping, and never answers: the wait ends
+    after `PATIENCE` timeouts, with a sentence that says so."""
     keys = DaemonKeys.generate()
-    config = ClientConfig(timeout=1.0)
-    with trio.fail_after(10):
+    config = ClientConfig(timeout=0.25)
+    with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(daemon_that_never_answers, keys)
-            with pytest.raises(ServerUnreachable):
+            started = trio.current_time()
+            with pytest.raises(ServerUnreachable, match="has not answered it in 3 s"):
                 await register(
                     "127.0.0.1",
                     port,
@@ -336,6 +342,31 @@ async def test_a_registration_the_daemon_never_answers_ends_unreachable() -> Non
                     config=config,
                     server_key=keys.public,
                 )
+            assert trio.current_time() - started >= PATIENCE * config.timeout
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_registration_waits_for_a_daemon_that_is_slow_but_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon whose password hashing is queued behind a flood takes longer than the
+    client's timeout to answer, and acknowledges every ping meanwhile: the client waits
+    for the answer rather than report the daemon unreachable (and leave an account made
+    that nobody was told of)."""
+    real = auth.hash_password
+
+    def slow(password: str) -> str:
+        time.sleep(2.0)
+        return real(password)
+
+    monkeypatch.setattr(auth, "hash_password", slow)
+    config = ClientConfig(timeout=0.5)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db")
+            assert await register(host, port, "alice", "a good password", config=config) == (
+                "alice"
+            )
             nursery.cancel_scope.cancel()
 
 

@@ -147,38 +147,70 @@ async def _drive(sock: socket.socket, core: _SansIO, done: Any) -> None:
 
 PROBES = 4
 """While an answer is awaited on a channel, the daemon is asked whether it still holds
-the channel this many times in its timeout, the last at its end, whose answer is waited
-for a quarter more: a daemon that crashed and restarted after taking the request then
-says so, rather than leaving the wait to run out."""
+the channel (a `ping`) this many times per timeout. A daemon that restarted after taking
+the request answers `RESET`, and the request goes again on a new channel; one that says
+nothing for a timeout and a quarter is gone."""
+PATIENCE = 12
+"""How many timeouts a request waits on one channel while the daemon acknowledges the
+pings but does not answer (a long queue of password checks, or a daemon that never
+will): 60 s with the default timeout."""
+
+
+def _no_answer(where: str, patience: float) -> ServerUnreachable:
+    return ServerUnreachable(
+        f"trio-chat at {where} took the request but has not answered it in {patience:.0f} s; "
+        "try again later (a registration may have been made meanwhile: try logging in)."
+    )
+
+
+class _Waiting:
+    """A request's wait for its answer on one channel: quarters of the timeout, a ping
+    after each, and how long the daemon has been silent."""
+
+    def __init__(self, link: Link, timeout: float) -> None:
+        self.link = link
+        self.quarter = timeout / PROBES
+        self._quarters_left = PATIENCE * PROBES
+        self._quiet = 0
+        self._heard = link.last_received
+
+    def passed(self, connection: ClientConnection, where: str) -> None:
+        """A quarter passed without the answer: ping, or raise why the wait is over."""
+        heard = self.link.last_received
+        self._quiet = self._quiet + 1 if heard == self._heard else 0
+        self._heard = heard
+        self._quarters_left -= 1
+        if self._quiet > PROBES:
+            raise unreachable(where)  # nothing at all for a timeout and a quarter
+        if self._quarters_left <= 0:
+            raise _no_answer(where, PATIENCE * PROBES * self.quarter)
+        connection.probe()
 
 
 async def _answered_within(
     sock: socket.socket, connection: ClientConnection, done: Callable[[], bool], seconds: float
-) -> bool:
-    """Drive the connection until `done()`; False once `seconds` (and a quarter more, for
-    the last of the `PROBES`) pass on an open channel without it: a daemon that takes the
-    request and never answers. While a channel is being opened (again, after the daemon
-    restarted) the handshake's own timeout counts; each new channel gets the time afresh."""
+) -> None:
+    """Drive the connection until `done()`. On each open channel the daemon is pinged
+    every quarter of `seconds` (see `PROBES`, `PATIENCE`): raises `ServerUnreachable` if
+    it says nothing for `seconds` and a quarter, or acknowledges but does not answer for
+    `PATIENCE` times `seconds`. While a channel is being opened (again, after the daemon
+    restarted) the handshake's own timeout counts; each new channel starts afresh."""
     while True:
         await _drive(sock, connection, lambda: done() or connection.link is not None)
         if done():
-            return True
+            return
         channel = connection.link
+        assert channel is not None
+        waiting = _Waiting(channel, seconds)
 
-        def settled(channel: Link | None = channel) -> bool:
+        def settled(channel: Link = channel) -> bool:
             return done() or connection.link is not channel
 
-        for probe in range(PROBES + 1):
-            with trio.move_on_after(seconds / PROBES):
+        while not settled():
+            with trio.move_on_after(waiting.quarter):
                 await _drive(sock, connection, settled)
-            if settled():
-                break
-            if probe < PROBES:
-                connection.probe()
-        if done():
-            return True
-        if connection.link is channel:
-            return False
+            if not settled():
+                waiting.passed(connection, connection.where)
 
 
 async def fetch_key(host: str, port: int, *, within: float = 2.5) -> bytes:
@@ -247,9 +279,10 @@ async def register(
 ) -> str:
     """Create an account; return its name as the daemon keeps it. Raises `ChatError`s.
 
-    As `connect` waits for its login, this waits for the answer at most `config.timeout`
-    seconds once a channel is open, counted again from each new one (a restarted
-    daemon's), then gives up (`ServerUnreachable`).
+    As `connect` waits for its login, this waits for the answer as long as the daemon
+    acknowledges it is there (at most `PATIENCE` timeouts on one channel), and again on a
+    new channel if the daemon restarted; `ServerUnreachable` if it falls silent for
+    `config.timeout` and a quarter, or does not answer in time.
     """
     config = config or ClientConfig()
     check_registration(name, password)
@@ -263,8 +296,11 @@ async def register(
         def answered() -> bool:
             return handle.done or connection.closed
 
-        in_time = await _answered_within(sock, connection, answered, config.timeout)
-        failure = None if in_time else unreachable(where)
+        failure: ServerUnreachable | None = None
+        try:
+            await _answered_within(sock, connection, answered, config.timeout)
+        except ServerUnreachable as error:
+            failure = error
         connection.close()  # the account is made (or never will be): say goodbye
         _Wire(sock).send(connection)
     if failure is not None:
@@ -444,30 +480,26 @@ class ChatClient:
             self._wait = None
 
     async def _until_ready(self) -> None:
-        """Wait for the first login and its history; raise why it failed."""
+        """Wait for the first login and its history; raise why it failed. On each channel
+        the daemon is pinged as `_answered_within` does, with the same limits."""
         connection = self.connection
-        channel: Link | None = None
-        deadline = probe_at = math.inf
         while not connection.ready and not connection.closed:
-            if connection.link is not channel:
-                # A channel opened: the login has `timeout` seconds on it, and the daemon
-                # is asked `PROBES` times whether it still holds the channel. While one is
-                # being opened (again, if the daemon restarted), its handshake's own
-                # timeout counts.
-                channel = connection.link
-                every = self.config.timeout / PROBES
-                probe_at = trio.current_time() + every
-                deadline = math.inf if channel is None else probe_at + self.config.timeout
-            changed = self._changed
-            with trio.move_on_at(min(deadline, probe_at)):
-                await changed.wait()
-            if changed.is_set():
+            channel = connection.link
+            if channel is None:
+                await self._changed.wait()  # opening a channel: its handshake has a timeout
                 continue
-            if trio.current_time() >= deadline:
-                raise unreachable(connection.where)
-            connection.probe()
-            self._flush()
-            probe_at += every
+            waiting = _Waiting(channel, self.config.timeout)
+
+            def settled(channel: Link = channel) -> bool:
+                return connection.ready or connection.closed or connection.link is not channel
+
+            while not settled():
+                with trio.move_on_after(waiting.quarter):
+                    while not settled():
+                        await self._changed.wait()
+                if not settled():
+                    waiting.passed(connection, connection.where)
+                    self._flush()
         if connection.failure is not None and not connection.ready:
             raise connection.failure
 
