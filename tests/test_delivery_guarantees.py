@@ -6,7 +6,7 @@ from tests.test_hostile_daemon import TS, HostileDaemon
 from trio_chat import wire
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.engine import ServerConfig
-from trio_chat.events import Event, History, Reconnected
+from trio_chat.events import Event, History, Notice, Reconnected
 from trio_chat.records import MarkDelivered
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
 from trio_chat.testing.netsim import Conditions
@@ -205,3 +205,29 @@ def test_the_answers_to_both_copies_of_a_resent_message_leave_nothing_waiting() 
     daemon.send(client, wire.Ok(re=d, id=2, ts=TS))  # the same answer, for the copy
     assert first.done and second.done
     assert [handle for handle in client._by_seq.values() if handle.kind == "say"] == []
+
+
+def test_a_refusal_of_both_copies_of_a_resent_whisper_is_told_once() -> None:
+    """A whisper in flight when an earlier message is refused as too fast goes again with
+    it; both its copies are refused (no such account): it fails once, and the second
+    refusal is not shown as a notice of its own."""
+    daemon = HostileDaemon()
+    client = daemon.client()
+    daemon.log_in(client)
+    first, whisper = client.say("m1"), client.whisper("nobody", "psst")
+    daemon.step(client)
+    a = daemon.seq_of(wire.Say)
+    b = daemon.seq_of(wire.Whisper)
+    refusal = wire.ErrorFrame(code="rate_limited", message="Slow down.", re=a, retry_after=1.0)
+    daemon.send(client, refusal)
+    daemon.step(client, 1.5)  # the wait is over: m1, and the whisper after it, go again
+    daemon.step(client)
+    d = daemon.seq_of(wire.Whisper)
+    assert d != b
+    unknown = "There is no account named 'nobody'."
+    daemon.send(client, wire.ErrorFrame(code="unknown_user", message=unknown, re=b))
+    daemon.send(client, wire.ErrorFrame(code="unknown_user", message=unknown, re=d))
+    assert whisper.done and whisper.error is not None
+    assert not [event for event in daemon.events if isinstance(event, Notice)]
+    assert client._by_seq.get(d) is None and client._by_seq.get(b) is None
+    assert not first.done  # m1's answer is still to come

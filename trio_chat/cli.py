@@ -31,6 +31,7 @@ from .display import (
     names_line,
     quoted,
     safe,
+    safe_name,
     to_ansi,
     to_plain,
 )
@@ -381,7 +382,7 @@ def exit_code_for(error: ChatError) -> ExitCode:
 
 def _sentence(error: ChatError, name: str) -> str:
     """What to tell the person, as one sentence they can act on."""
-    shown = safe(name)
+    shown = safe_name(name)
     if isinstance(error, UnknownUser):
         problem = _name_problem(name)
         if problem is not None:  # registering it would be refused too
@@ -612,8 +613,8 @@ def register(
         except ChatError as error:
             raise _chat_failure(error, name) from None
     typer.echo(
-        f"Registered {safe(created)} at {host}:{port}; "
-        f"enter the room with `trio-chat chat --name {safe(created)}`."
+        f"Registered {safe_name(created)} at {host}:{port}; "
+        f"enter the room with `trio-chat chat --name {safe_name(created)}`."
     )
 
 
@@ -628,7 +629,7 @@ async def _check_login(host: str, port: int, key: bytes, name: str, password: st
             raise unreachable(address_label(host, port))
         me = chat.name
         lines: list[Line] = [
-            info_line(f"Logged in as {safe(me)} at {host}:{port}."),
+            info_line(f"Logged in as {safe_name(me)} at {host}:{port}."),
             names_line(names, me),
         ]
         count = chat.unread
@@ -639,7 +640,7 @@ async def _check_login(host: str, port: int, key: bytes, name: str, password: st
             lines.append(
                 info_line(
                     f"{count} private {plural} waiting for you; "
-                    f"`trio-chat chat --name {safe(me)}` shows them."
+                    f"`trio-chat chat --name {safe_name(me)}` shows them."
                 )
             )
         return lines
@@ -719,7 +720,7 @@ def _offer_registration(
         created = _run(registering, host, port, name, password)
     except ChatError as error:
         raise _chat_failure(error, name) from None
-    typer.echo(f"Registered {safe(created)}.")
+    typer.echo(f"Registered {safe_name(created)}.")
 
 
 @app.command(

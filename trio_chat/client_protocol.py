@@ -897,16 +897,19 @@ class ClientConnection:
             self._on_auth_refused(error, now)
             return
         handle = self._by_seq.get(frame.re) if frame.re is not None else None
-        if handle is None:
+        if handle is None or frame.re is None:
             self._emit(Notice(frame.message))
             return
+        earlier = frame.re != handle.seq  # the answer to a copy sent before the latest
+        if handle.done or earlier:
+            del self._by_seq[frame.re]
+        if handle.done:
+            return  # the latest copy's answer, the request finished by an earlier one's
         retry = isinstance(error, Busy) or (
             isinstance(error, RateLimited) and self.config.retry_rate_limited
         )
-        if retry and frame.re is not None and frame.re != handle.seq:
-            # The refusal of a copy sent before the one now on its way: that one counts.
-            del self._by_seq[frame.re]
-            return
+        if retry and earlier:
+            return  # the refusal of a copy sent before the one now on its way: that counts
         if retry:
             # Wait, then resend it with every message written after it, in order.
             self._by_seq.pop(handle.seq, None)
@@ -914,6 +917,9 @@ class ClientConnection:
             self._resume_at = max(self._resume_at, now + (frame.retry_after or 1.0))
             return
         self._finish(handle, error=error)
+        if earlier:
+            # The latest copy's answer is still to come: known, it is not taken for news.
+            self._by_seq[handle.seq] = handle
 
     def _remember(self, message_id: int) -> None:
         if message_id > self._last_seen:

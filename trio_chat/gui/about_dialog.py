@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
-from ..display import safe
+from ..display import safe, safe_name
 from .server_info import ServerInfo
 
 
@@ -28,7 +28,7 @@ class AboutDialog(QDialog):
         form = QFormLayout()
         form.addRow("Host:", _value(safe(info.host), "host", self))
         form.addRow("Port:", _value(str(info.port), "port", self))
-        form.addRow("Your name:", _value(safe(info.name), "me", self))
+        form.addRow("Your name:", _value(safe_name(info.name), "me", self))
         form.addRow("Connection:", _value(connection, "connection", self))
         form.addRow("Key fingerprint:", _value(safe(info.fingerprint), "fingerprint", self))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from .. import commands
-from ..display import safe, same_name
+from ..display import safe, safe_name, same_name
 from ..events import ChatMessage, History, Joined, Left, PrivateMessage
 from ..rules import name_key
 from . import rows
@@ -227,7 +227,7 @@ class RoomWindow(QMainWindow):
             if room is not None:
                 conversation.model.more = room.model.more
                 conversation.model.show_beginning(
-                    rows.info_row(f"Only you and {safe(name)} see this conversation.")
+                    rows.info_row(f"Only you and {safe_name(name)} see this conversation.")
                 )
             self._conversations[key] = conversation
         elif key != ROOM and name != conversation.name and not conversation.confirmed:
@@ -255,7 +255,7 @@ class RoomWindow(QMainWindow):
         view.setAccessibleName(
             ROOM_LABEL
             if conversation.key == ROOM
-            else f"Private conversation with {safe(conversation.name)}"
+            else f"Private conversation with {safe_name(conversation.name)}"
         )
         key = conversation.key
         view.older_wanted.connect(lambda: self.older_wanted.emit(key))
@@ -312,13 +312,15 @@ class RoomWindow(QMainWindow):
         if key == ROOM:
             self.composer.editor.setPlaceholderText("Message the room (/help lists the commands)")
         else:
-            self.composer.editor.setPlaceholderText(f"Message {safe(conversation.name)} privately")
+            self.composer.editor.setPlaceholderText(
+                f"Message {safe_name(conversation.name)} privately"
+            )
 
     def _show_tab_label(self, conversation: Conversation) -> None:
         if conversation.view is None:
             return
         index = self.tabs.indexOf(conversation.view)
-        name = ROOM_LABEL if conversation.key == ROOM else safe(conversation.name)
+        name = ROOM_LABEL if conversation.key == ROOM else safe_name(conversation.name)
         self.tabs.setTabText(index, tab_label(name, self.unread.count(conversation.key)))
 
     def tab_text(self, key: str) -> str | None:
@@ -328,7 +330,9 @@ class RoomWindow(QMainWindow):
         return self.tabs.tabText(self.tabs.indexOf(conversation.view))
 
     def _show_title(self) -> None:
-        self.setWindowTitle(window_title(safe(self.me), self._info().where, self.unread.unseen))
+        self.setWindowTitle(
+            window_title(safe_name(self.me), self._info().where, self.unread.unseen)
+        )
 
     def changeEvent(self, event: QEvent) -> None:
         if event.type() == QEvent.Type.ActivationChange:
@@ -500,7 +504,7 @@ class RoomWindow(QMainWindow):
         self.people.clear()
         for name in names:
             mine = same_name(name, self.me)
-            item = QListWidgetItem(safe(name) + (" (you)" if mine else ""))
+            item = QListWidgetItem(safe_name(name) + (" (you)" if mine else ""))
             item.setData(Qt.ItemDataRole.UserRole, name)
             item.setForeground(QColor(sender_colour(name)))
             font = item.font()

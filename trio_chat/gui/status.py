@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from ..display import safe
+from ..display import safe, safe_name
 from . import colours
 
 
@@ -28,7 +28,7 @@ def status_text(link: Link, where: str, me: str, waiting: int, reason: str = "")
     or `Connection lost: …`."""
     why = safe(reason).rstrip(".")
     if link is Link.CONNECTED:
-        return f"Connected to {where} as {safe(me)}"
+        return f"Connected to {where} as {safe_name(me)}"
     if link is Link.RECONNECTING:
         because = f" ({why})" if why else ""
         return f"Reconnecting to {where}{because}; {waiting_text(waiting)}"
