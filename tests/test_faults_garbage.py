@@ -696,7 +696,7 @@ def test_a_long_flood_of_every_layer_leaves_the_engine_bounded_and_serving() -> 
     assert transport.unproven == 0
     assert len(transport._timers) <= 4 * len(engine.sessions) + 1024
     assert len(engine.lobby._jobs) == len(engine.chat._jobs) == 0
-    assert not engine.lobby._storing and not engine.lobby._reserved_names
+    assert not engine.lobby._storing and not engine.lobby._registering
     assert not engine.chat._awaiting_commit and not engine.chat._sent_by
     # And newcomers are served as if nothing had happened.
     carol = Peer(driver, "fuzz1", FUZZ_PASSWORD, ("10.0.0.3", 1))
