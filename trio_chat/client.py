@@ -20,7 +20,7 @@ import contextlib
 import math
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -187,20 +187,24 @@ class _Waiting:
         connection.probe()
 
 
-async def _answered_within(
-    sock: socket.socket, connection: ClientConnection, done: Callable[[], bool], seconds: float
+async def _answer_on_channels(
+    connection: ClientConnection,
+    seconds: float,
+    done: Callable[[], bool],
+    progress: Callable[[Callable[[], bool]], Awaitable[None]],
+    probed: Callable[[], None] = lambda: None,
 ) -> None:
-    """Drive the connection until `done()`. On each open channel the daemon is pinged
-    every quarter of `seconds` (see `PROBES`, `PATIENCE`): raises `ServerUnreachable` if
+    """Wait until `done()`, `progress(until)` moving the connection on until `until()`.
+    On each open channel the daemon is pinged every quarter of `seconds` (`PROBES`,
+    `PATIENCE`; `probed()` sends the ping if `progress` does not): `ServerUnreachable` if
     it says nothing for `seconds` and a quarter, or acknowledges but does not answer for
     `PATIENCE` times `seconds`. While a channel is being opened (again, after the daemon
     restarted) the handshake's own timeout counts; each new channel starts afresh."""
-    while True:
-        await _drive(sock, connection, lambda: done() or connection.link is not None)
-        if done():
-            return
+    while not done():
         channel = connection.link
-        assert channel is not None
+        if channel is None:
+            await progress(lambda: done() or connection.link is not None)
+            continue
         waiting = _Waiting(channel, seconds)
 
         def settled(channel: Link = channel) -> bool:
@@ -208,9 +212,10 @@ async def _answered_within(
 
         while not settled():
             with trio.move_on_after(waiting.quarter):
-                await _drive(sock, connection, settled)
+                await progress(settled)
             if not settled():
                 waiting.passed(connection, connection.where)
+                probed()
 
 
 async def fetch_key(host: str, port: int, *, within: float = 2.5) -> bytes:
@@ -298,7 +303,9 @@ async def register(
 
         failure: ServerUnreachable | None = None
         try:
-            await _answered_within(sock, connection, answered, config.timeout)
+            await _answer_on_channels(
+                connection, config.timeout, answered, lambda until: _drive(sock, connection, until)
+            )
         except ServerUnreachable as error:
             failure = error
         connection.close()  # the account is made (or never will be): say goodbye
@@ -480,26 +487,18 @@ class ChatClient:
             self._wait = None
 
     async def _until_ready(self) -> None:
-        """Wait for the first login and its history; raise why it failed. On each channel
-        the daemon is pinged as `_answered_within` does, with the same limits."""
+        """Wait for the first login and its history; raise why it failed. The daemon is
+        pinged while the login waits, with `register`'s limits (`_answer_on_channels`)."""
         connection = self.connection
-        while not connection.ready and not connection.closed:
-            channel = connection.link
-            if channel is None:
-                await self._changed.wait()  # opening a channel: its handshake has a timeout
-                continue
-            waiting = _Waiting(channel, self.config.timeout)
 
-            def settled(channel: Link = channel) -> bool:
-                return connection.ready or connection.closed or connection.link is not channel
+        def done() -> bool:
+            return connection.ready or connection.closed
 
-            while not settled():
-                with trio.move_on_after(waiting.quarter):
-                    while not settled():
-                        await self._changed.wait()
-                if not settled():
-                    waiting.passed(connection, connection.where)
-                    self._flush()
+        async def changes(until: Callable[[], bool]) -> None:
+            while not until():
+                await self._changed.wait()
+
+        await _answer_on_channels(connection, self.config.timeout, done, changes, self._flush)
         if connection.failure is not None and not connection.ready:
             raise connection.failure
 
