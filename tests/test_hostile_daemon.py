@@ -11,21 +11,19 @@ from __future__ import annotations
 import itertools
 import socket
 import time
-from pathlib import Path
 
 import pytest
 import trio
 import typer
 
-from trio_chat import auth, cli, client_protocol, register, wire
-from trio_chat.client import PATIENCE
+from trio_chat import cli, client_protocol, register, wire
+from trio_chat.client import PATIENCE, PROBES
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.display import joined_line, left_line, message_line
 from trio_chat.errors import ProtocolError, ServerUnreachable
 from trio_chat.events import Event, History, Joined, Left, PrivateMessage, PublicMessage
 from trio_chat.reliability import Link
 from trio_chat.secure import Channel, DaemonKeys, reset_token, respond
-from trio_chat.server import serve
 
 TS = "2024-05-01T12:00:00+00:00"
 
@@ -346,27 +344,65 @@ async def test_a_registration_the_daemon_never_answers_ends_unreachable() -> Non
             nursery.cancel_scope.cancel()
 
 
-async def test_a_registration_waits_for_a_daemon_that_is_slow_but_there(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def daemon_slow_but_there(
+    keys: DaemonKeys, pings: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
 ) -> None:
+    """A daemon on 127.0.0.1 that acknowledges everything and answers a registration only
+    once the client has pinged `pings` times while waiting for it (a queue of password
+    checks ahead of it)."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        await sock.bind(("127.0.0.1", 0))
+        task_status.started(sock.getsockname()[1])
+        channel: tuple[Channel, Link] | None = None
+        waiting: tuple[int, str] | None = None
+        seen = 0
+        peer = None
+        while True:
+            now = trio.current_time()
+            with trio.move_on_after(0.005):
+                data, peer = await sock.recvfrom(2048)
+                datagram = wire.parse_datagram_untrusted(data)
+                if isinstance(datagram, wire.Init):
+                    token = reset_token(keys.reset_secret, 1)
+                    response, secure = respond(keys.static_private, datagram, 1, token)
+                    channel = (secure, Link(secure.seal))
+                    await sock.sendto(response, peer)
+                elif isinstance(datagram, wire.Data) and channel is not None:
+                    secure, link = channel
+                    pn, plaintext = secure.open_untrusted(data)
+                    payload = wire.decode_payload_untrusted(plaintext)
+                    for seq, raw in link.receive(
+                        pn, payload.ack, payload.sack, payload.frames, now, payload.echo
+                    ):
+                        frame = wire.decode_client_frame_untrusted(raw)
+                        if isinstance(frame, wire.Register):
+                            waiting = (seq, frame.name)
+                        elif isinstance(frame, wire.Ping) and waiting is not None:
+                            seen += 1
+                            if seen == pings:
+                                link.send(
+                                    wire.encode(wire.Registered(re=waiting[0], name=waiting[1]))
+                                )
+            if channel is not None and peer is not None:
+                for out in channel[1].datagrams_to_send(now):
+                    await sock.sendto(out, peer)
+
+
+async def test_a_registration_waits_for_a_daemon_that_is_slow_but_there() -> None:
     """A daemon whose password hashing is queued behind a flood takes longer than the
     client's timeout to answer, and acknowledges every ping meanwhile: the client waits
     for the answer rather than report the daemon unreachable (and leave an account made
-    that nobody was told of)."""
-    real = auth.hash_password
-
-    def slow(password: str) -> str:
-        time.sleep(2.0)
-        return real(password)
-
-    monkeypatch.setattr(auth, "hash_password", slow)
-    config = ClientConfig(timeout=0.5)
+    that nobody was told of). It answers after more pings than a silent daemon gets."""
+    keys = DaemonKeys.generate()
+    config = ClientConfig(timeout=0.2)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            host, port = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db")
-            assert await register(host, port, "alice", "a good password", config=config) == (
-                "alice"
+            port = await nursery.start(daemon_slow_but_there, keys, 3 * PROBES)
+            name = await register(
+                "127.0.0.1", port, "alice", "a good password", config=config, server_key=keys.public
             )
+            assert name == "alice"
             nursery.cancel_scope.cancel()
 
 
