@@ -187,9 +187,7 @@ def senders(events: list[Event]) -> list[tuple[str, str]]:
 def test_the_answers_to_both_copies_of_a_resent_message_leave_nothing_waiting() -> None:
     """A message in flight when an earlier one is refused as too fast goes again with it:
     the answers to both its copies come, and neither leaves the message waited for."""
-    daemon = HostileDaemon()
-    client = daemon.client()
-    daemon.log_in(client)
+    daemon, client = HostileDaemon.with_client()
     first, second = client.say("m1"), client.say("m2")
     daemon.step(client)
     a, b = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say)]
@@ -211,9 +209,7 @@ def test_a_refusal_of_both_copies_of_a_resent_whisper_is_told_once() -> None:
     """A whisper in flight when an earlier message is refused as too fast goes again with
     it; both its copies are refused (no such account): it fails once, and the second
     refusal is not shown as a notice of its own."""
-    daemon = HostileDaemon()
-    client = daemon.client()
-    daemon.log_in(client)
+    daemon, client = HostileDaemon.with_client()
     first, whisper = client.say("m1"), client.whisper("nobody", "psst")
     daemon.step(client)
     a = daemon.seq_of(wire.Say)

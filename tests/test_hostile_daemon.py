@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import socket
 import time
+from typing import Any
 
 import pytest
 import trio
@@ -88,6 +89,14 @@ class HostileDaemon:
         """The sequence number of the latest frame of `kind` the client sent."""
         return [seq for seq, frame in self.frames if isinstance(frame, kind)][-1]
 
+    @classmethod
+    def with_client(cls) -> tuple[HostileDaemon, ClientConnection]:
+        """A daemon and a client logged in to it, nothing else sent yet."""
+        daemon = cls()
+        client = daemon.client()
+        daemon.log_in(client)
+        return daemon, client
+
     def log_in(self, client: ClientConnection) -> None:
         client.start(self.now)
         for _ in range(50):
@@ -131,9 +140,7 @@ def test_a_timestamp_that_cannot_be_read_or_shown_is_not_an_exception(
     monkeypatch.setenv("TZ", "EST5")  # a local time west of UTC: year 1 underflows there
     time.tzset()
     try:
-        daemon = HostileDaemon()
-        client = daemon.client()
-        daemon.log_in(client)
+        daemon, client = HostileDaemon.with_client()
         daemon.send(client, msg(1, stamp))
         daemon.send(client, msg(2, stamp, history=True), wire.Ready(count=1))
         daemon.send(client, wire.Join(name="carol", ts=stamp))
@@ -166,9 +173,7 @@ def test_a_timestamp_that_cannot_be_read_or_shown_is_not_an_exception(
 
 @pytest.mark.parametrize("stamp", BAD_STAMPS[:4])
 def test_a_stored_message_with_an_unreadable_time_is_a_protocol_error(stamp: str) -> None:
-    daemon = HostileDaemon()
-    client = daemon.client()
-    daemon.log_in(client)
+    daemon, client = HostileDaemon.with_client()
     said = client.say("hello")
     seq = daemon.answer(client, said, wire.Say)
     daemon.send(client, wire.Ok(re=seq, id=1, ts=stamp))
@@ -177,9 +182,7 @@ def test_a_stored_message_with_an_unreadable_time_is_a_protocol_error(stamp: str
 
 
 def test_an_ok_without_the_stored_message_fails_the_message() -> None:
-    daemon = HostileDaemon()
-    client = daemon.client()
-    daemon.log_in(client)
+    daemon, client = HostileDaemon.with_client()
     said = client.say("hello")
     daemon.send(client, wire.Ok(re=daemon.answer(client, said, wire.Say)))
     assert said.done and isinstance(said.error, ProtocolError) and said.result is None
@@ -189,9 +192,7 @@ def test_an_ok_without_the_stored_message_fails_the_message() -> None:
 
 
 def test_answers_aimed_at_another_kind_of_request_do_not_become_its_result() -> None:
-    daemon = HostileDaemon()
-    client = daemon.client()
-    daemon.log_in(client)
+    daemon, client = HostileDaemon.with_client()
     said = client.say("hello")
     seq = daemon.answer(client, said, wire.Say)
     daemon.send(client, wire.Registered(re=seq, name="mallory"))
@@ -212,9 +213,7 @@ def test_answers_aimed_at_another_kind_of_request_do_not_become_its_result() -> 
 
 
 def test_an_answer_in_parts_cannot_grow_without_end() -> None:
-    daemon = HostileDaemon()
-    client = daemon.client()
-    daemon.log_in(client)
+    daemon, client = HostileDaemon.with_client()
     found = client.history(10)
     seq = daemon.answer(client, found, wire.HistoryRequest)
     for n in range(wire.HISTORY_LIMIT_MAX + 20):
@@ -233,9 +232,7 @@ def test_an_answer_in_parts_cannot_grow_without_end() -> None:
 
 
 def test_history_without_its_end_cannot_grow_without_end() -> None:
-    daemon = HostileDaemon()
-    client = daemon.client()
-    daemon.log_in(client)
+    daemon, client = HostileDaemon.with_client()
     most = client_protocol.SEEN_MEMORY
     batch = 10
     sent = most + 3 * batch
@@ -280,46 +277,79 @@ def test_a_ready_before_the_welcome_does_not_make_the_connection_ready() -> None
     assert not [e for e in daemon.events if isinstance(e, History)]
 
 
-async def daemon_that_never_answers(
-    keys: DaemonKeys,
-    welcome: bool = False,
-    *,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """A daemon on 127.0.0.1 that opens channels and acknowledges every frame, but
-    answers none (its password hashing stuck, say); with `welcome`, none but logins."""
-    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with sock:
-        await sock.bind(("127.0.0.1", 0))
-        task_status.started(sock.getsockname()[1])
-        channels: dict[int, tuple[Channel, Link]] = {}
-        peer = None
-        while True:
-            with trio.move_on_after(0.005):
-                data, peer = await sock.recvfrom(2048)
-                datagram = wire.parse_datagram_untrusted(data)
-                if isinstance(datagram, wire.Init):
-                    index = len(channels) + 1
-                    token = reset_token(keys.reset_secret, index)
-                    response, channel = respond(keys.static_private, datagram, index, token)
-                    channels[index] = (channel, Link(channel.seal))
-                    await sock.sendto(response, peer)
-                elif isinstance(datagram, wire.Data) and datagram.receiver_index in channels:
-                    channel, link = channels[datagram.receiver_index]
-                    pn, plaintext = channel.open_untrusted(data)
-                    payload = wire.decode_payload_untrusted(plaintext)
-                    now = trio.current_time()
-                    for seq, raw in link.receive(
-                        pn, payload.ack, payload.sack, payload.frames, now, payload.echo
-                    ):
-                        frame = wire.decode_client_frame_untrusted(raw)
-                        if welcome and isinstance(frame, wire.Login):
-                            link.send(wire.encode(wire.Welcome(re=seq, name=frame.name)))
-                            link.send(wire.encode(wire.Ready(count=0)))
-            for _channel, link in channels.values():
-                for out in link.datagrams_to_send(trio.current_time()):
-                    assert peer is not None
-                    await sock.sendto(out, peer)
+class ScriptedDaemon:
+    """A daemon on 127.0.0.1 that answers handshakes, acknowledges every frame and answers
+    a record for a channel it does not hold with `RESET`; what else it does, `frame` and
+    `tick` say (a subclass's script)."""
+
+    def __init__(self, keys: DaemonKeys) -> None:
+        self.keys = keys
+        self.channels: dict[int, tuple[Channel, Link]] = {}
+        self._indexes = itertools.count(1)
+        self.peer: Any = None
+        self._sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def frame(self, index: int, link: Link, seq: int, frame: wire.ClientFrame, now: float) -> None:
+        """A frame from the client on channel `index`."""
+
+    async def tick(self, now: float) -> None:
+        """After each poll of the socket."""
+
+    async def send(self, data: bytes) -> None:
+        await self._sock.sendto(data, self.peer)
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        sock = self._sock
+        with sock:
+            await sock.bind(("127.0.0.1", 0))
+            task_status.started(sock.getsockname()[1])
+            while True:
+                now = trio.current_time()
+                with trio.move_on_after(0.005):
+                    data, self.peer = await sock.recvfrom(2048)
+                    datagram = wire.parse_datagram_untrusted(data)
+                    if isinstance(datagram, wire.Init):
+                        index = next(self._indexes)
+                        token = reset_token(self.keys.reset_secret, index)
+                        response, channel = respond(
+                            self.keys.static_private, datagram, index, token
+                        )
+                        self.channels[index] = (channel, Link(channel.seal))
+                        await self.send(response)
+                    elif isinstance(datagram, wire.Data):
+                        index = datagram.receiver_index
+                        if index not in self.channels:
+                            token = reset_token(self.keys.reset_secret, index)
+                            await self.send(wire.reset_datagram(index, token))
+                            continue
+                        channel, link = self.channels[index]
+                        pn, plaintext = channel.open_untrusted(data)
+                        payload = wire.decode_payload_untrusted(plaintext)
+                        for seq, raw in link.receive(
+                            pn, payload.ack, payload.sack, payload.frames, now, payload.echo
+                        ):
+                            self.frame(
+                                index, link, seq, wire.decode_client_frame_untrusted(raw), now
+                            )
+                await self.tick(now)
+                if self.peer is not None:
+                    for _channel, link in self.channels.values():
+                        for out in link.datagrams_to_send(now):
+                            await self.send(out)
+
+
+class NeverAnswers(ScriptedDaemon):
+    """Answers nothing (its password hashing stuck, say); with `welcome`, nothing but
+    logins."""
+
+    def __init__(self, keys: DaemonKeys, welcome: bool = False) -> None:
+        super().__init__(keys)
+        self.welcome = welcome
+
+    def frame(self, index: int, link: Link, seq: int, frame: wire.ClientFrame, now: float) -> None:
+        if self.welcome and isinstance(frame, wire.Login):
+            link.send(wire.encode(wire.Welcome(re=seq, name=frame.name)))
+            link.send(wire.encode(wire.Ready(count=0)))
 
 
 async def test_a_registration_the_daemon_never_answers_ends_unreachable() -> None:
@@ -329,7 +359,7 @@ async def test_a_registration_the_daemon_never_answers_ends_unreachable() -> Non
     config = ClientConfig(timeout=0.25)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(daemon_that_never_answers, keys)
+            port = await nursery.start(NeverAnswers(keys).run)
             started = trio.current_time()
             with pytest.raises(ServerUnreachable, match="has not answered it in 3 s"):
                 await register(
@@ -344,49 +374,23 @@ async def test_a_registration_the_daemon_never_answers_ends_unreachable() -> Non
             nursery.cancel_scope.cancel()
 
 
-async def daemon_slow_but_there(
-    keys: DaemonKeys, pings: int, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """A daemon on 127.0.0.1 that acknowledges everything and answers a registration only
-    once the client has pinged `pings` times while waiting for it (a queue of password
-    checks ahead of it)."""
-    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with sock:
-        await sock.bind(("127.0.0.1", 0))
-        task_status.started(sock.getsockname()[1])
-        channel: tuple[Channel, Link] | None = None
-        waiting: tuple[int, str] | None = None
-        seen = 0
-        peer = None
-        while True:
-            now = trio.current_time()
-            with trio.move_on_after(0.005):
-                data, peer = await sock.recvfrom(2048)
-                datagram = wire.parse_datagram_untrusted(data)
-                if isinstance(datagram, wire.Init):
-                    token = reset_token(keys.reset_secret, 1)
-                    response, secure = respond(keys.static_private, datagram, 1, token)
-                    channel = (secure, Link(secure.seal))
-                    await sock.sendto(response, peer)
-                elif isinstance(datagram, wire.Data) and channel is not None:
-                    secure, link = channel
-                    pn, plaintext = secure.open_untrusted(data)
-                    payload = wire.decode_payload_untrusted(plaintext)
-                    for seq, raw in link.receive(
-                        pn, payload.ack, payload.sack, payload.frames, now, payload.echo
-                    ):
-                        frame = wire.decode_client_frame_untrusted(raw)
-                        if isinstance(frame, wire.Register):
-                            waiting = (seq, frame.name)
-                        elif isinstance(frame, wire.Ping) and waiting is not None:
-                            seen += 1
-                            if seen == pings:
-                                link.send(
-                                    wire.encode(wire.Registered(re=waiting[0], name=waiting[1]))
-                                )
-            if channel is not None and peer is not None:
-                for out in channel[1].datagrams_to_send(now):
-                    await sock.sendto(out, peer)
+class SlowButThere(ScriptedDaemon):
+    """Answers a registration only once the client has pinged `pings` times while waiting
+    for it (a queue of password checks ahead of it)."""
+
+    def __init__(self, keys: DaemonKeys, pings: int) -> None:
+        super().__init__(keys)
+        self.pings = pings
+        self.waiting: tuple[int, str] | None = None
+
+    def frame(self, index: int, link: Link, seq: int, frame: wire.ClientFrame, now: float) -> None:
+        if isinstance(frame, wire.Register):
+            self.waiting = (seq, frame.name)
+        elif isinstance(frame, wire.Ping) and self.waiting is not None:
+            self.pings -= 1
+            if self.pings == 0:
+                re, name = self.waiting
+                link.send(wire.encode(wire.Registered(re=re, name=name)))
 
 
 async def test_a_registration_waits_for_a_daemon_that_is_slow_but_there() -> None:
@@ -398,7 +402,7 @@ async def test_a_registration_waits_for_a_daemon_that_is_slow_but_there() -> Non
     config = ClientConfig(timeout=0.2)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(daemon_slow_but_there, keys, 3 * PROBES)
+            port = await nursery.start(SlowButThere(keys, 3 * PROBES).run)
             name = await register(
                 "127.0.0.1", port, "alice", "a good password", config=config, server_key=keys.public
             )
@@ -410,70 +414,41 @@ async def test_a_login_check_the_daemon_never_answers_ends_unreachable() -> None
     keys = DaemonKeys.generate()
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(daemon_that_never_answers, keys, True)
+            port = await nursery.start(NeverAnswers(keys, welcome=True).run)
             with pytest.raises(ExceptionGroup) as raised:  # from the nursery in connect()
                 await cli._check_login("127.0.0.1", port, keys.public, "alice", "a password")
             assert isinstance(cli._leaf(raised.value), ServerUnreachable)
             nursery.cancel_scope.cancel()
 
 
-async def daemon_restarted_before_answering(
-    keys: DaemonKeys,
-    notices: bool,
-    *,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """A daemon on 127.0.0.1 that takes a registration on its first channel and, 0.9 s
-    later, restarts as after a crash: with `notices`, it sends that channel a `RESET` (as
-    for a logged-in session), else only answers the channel's next record with one (as
-    for a channel that was not logged in). On a later channel it answers a registration
-    0.5 s after it comes (its hashing takes that)."""
-    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with sock:
-        await sock.bind(("127.0.0.1", 0))
-        task_status.started(sock.getsockname()[1])
-        channels: dict[int, tuple[Channel, Link]] = {}
-        indexes = itertools.count(1)
-        answers: list[tuple[float, Link, bytes]] = []
-        peer, started, reset = None, trio.current_time(), False
-        while True:
-            now = trio.current_time()
-            with trio.move_on_after(0.005):
-                data, peer = await sock.recvfrom(2048)
-                datagram = wire.parse_datagram_untrusted(data)
-                if isinstance(datagram, wire.Init):
-                    index = next(indexes)
-                    token = reset_token(keys.reset_secret, index)
-                    response, channel = respond(keys.static_private, datagram, index, token)
-                    channels[index] = (channel, Link(channel.seal))
-                    await sock.sendto(response, peer)
-                elif isinstance(datagram, wire.Data) and datagram.receiver_index not in channels:
-                    token = reset_token(keys.reset_secret, datagram.receiver_index)
-                    await sock.sendto(wire.reset_datagram(datagram.receiver_index, token), peer)
-                elif isinstance(datagram, wire.Data):
-                    channel, link = channels[datagram.receiver_index]
-                    pn, plaintext = channel.open_untrusted(data)
-                    payload = wire.decode_payload_untrusted(plaintext)
-                    for seq, raw in link.receive(
-                        pn, payload.ack, payload.sack, payload.frames, now, payload.echo
-                    ):
-                        frame = wire.decode_client_frame_untrusted(raw)
-                        if isinstance(frame, wire.Register) and datagram.receiver_index > 1:
-                            answer = wire.encode(wire.Registered(re=seq, name=frame.name))
-                            answers.append((now + 0.5, link, answer))
-            if not reset and peer is not None and now - started > 0.9:
-                reset = True  # restarted: the first channel is gone
-                channels.pop(1, None)
-                if notices:
-                    token = reset_token(keys.reset_secret, 1)
-                    await sock.sendto(wire.reset_datagram(1, token), peer)
-            for due, link, answer in [a for a in answers if a[0] <= now]:
-                answers.remove((due, link, answer))
-                link.send(answer)
-            for _channel, link in channels.values():
-                for out in link.datagrams_to_send(now):
-                    assert peer is not None
-                    await sock.sendto(out, peer)
+class RestartedBeforeAnswering(ScriptedDaemon):
+    """Takes a registration on its first channel and, 0.9 s later, restarts as after a
+    crash: with `notices`, it sends that channel a `RESET` (as for a logged-in session),
+    else only answers the channel's next record with one (as for a channel that was not
+    logged in). On a later channel it answers a registration 0.5 s after it comes (its
+    hashing takes that)."""
+
+    def __init__(self, keys: DaemonKeys, notices: bool) -> None:
+        super().__init__(keys)
+        self.notices = notices
+        self.started = trio.current_time()
+        self.restarted = False
+        self.answers: list[tuple[float, Link, bytes]] = []
+
+    def frame(self, index: int, link: Link, seq: int, frame: wire.ClientFrame, now: float) -> None:
+        if isinstance(frame, wire.Register) and index > 1:
+            answer = wire.encode(wire.Registered(re=seq, name=frame.name))
+            self.answers.append((now + 0.5, link, answer))
+
+    async def tick(self, now: float) -> None:
+        if not self.restarted and self.peer is not None and now - self.started > 0.9:
+            self.restarted = True  # the first channel is gone
+            self.channels.pop(1, None)
+            if self.notices:
+                await self.send(wire.reset_datagram(1, reset_token(self.keys.reset_secret, 1)))
+        for due, link, answer in [a for a in self.answers if a[0] <= now]:
+            self.answers.remove((due, link, answer))
+            link.send(answer)
 
 
 @pytest.mark.parametrize("notices", [True, False])
@@ -487,7 +462,7 @@ async def test_a_registration_through_a_daemon_restart_counts_its_time_again(
     config = ClientConfig(timeout=1.0)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(daemon_restarted_before_answering, keys, notices)
+            port = await nursery.start(RestartedBeforeAnswering(keys, notices).run)
             started = trio.current_time()
             name = await register(
                 "127.0.0.1", port, "alice", "a good password", config=config, server_key=keys.public
