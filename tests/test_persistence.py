@@ -77,9 +77,11 @@ class Reports:
             await self.changed.wait()
 
 
-def setup(tmp_path: Path) -> tuple[Persistence, ScriptedDisk, Clock, Reports]:
+def setup(
+    tmp_path: Path, kind: type[ScriptedDisk] = ScriptedDisk
+) -> tuple[Persistence, ScriptedDisk, Clock, Reports]:
     clock = Clock()
-    disk = ScriptedDisk(SqliteStore.open(tmp_path / "chat.db"), clock)
+    disk = kind(SqliteStore.open(tmp_path / "chat.db"), clock)
     reports = Reports()
     return (
         Persistence(disk, reports.on_committed, reports.on_failed, clock=clock),
@@ -184,10 +186,7 @@ class BrokenDisk(ScriptedDisk):
 async def test_a_failed_write_fails_its_changes_with_one_log_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = Clock()
-    disk = BrokenDisk(SqliteStore.open(tmp_path / "chat.db"), clock)
-    reports = Reports()
-    persistence = Persistence(disk, reports.on_committed, reports.on_failed, clock=clock)
+    persistence, _disk, _clock, reports = setup(tmp_path, BrokenDisk)
     ops: list[StoreOp] = [account(1, "alice"), message(1, 1)]
     for op in ops:
         persistence.add(op)
@@ -209,10 +208,7 @@ class UnreadableDisk(ScriptedDisk):
 async def test_a_failed_history_read_is_one_log_line_and_no_messages(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = Clock()
-    disk = UnreadableDisk(SqliteStore.open(tmp_path / "chat.db"), clock)
-    reports = Reports()
-    persistence = Persistence(disk, reports.on_committed, reports.on_failed, clock=clock)
+    persistence, _disk, _clock, _reports = setup(tmp_path, UnreadableDisk)
     with caplog.at_level(logging.ERROR):
         assert await persistence.history(1, None, 10) is None
     (line,) = caplog.records
