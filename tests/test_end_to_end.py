@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 from typing import TypeVar
@@ -11,6 +12,7 @@ import trio
 
 import trio_chat
 from tests.conftest import TEST_CONFIG
+from trio_chat import wire
 from trio_chat.client import ChatClient, ClientConfig
 from trio_chat.engine import ServerConfig
 from trio_chat.server import serve
@@ -253,3 +255,34 @@ async def test_a_cancelled_session_leaves_at_once_and_the_room_is_told(
             assert trio.current_time() - started < FAST.timeout  # no wait for an answer
             left = await next_event(alice, trio_chat.Left)
             assert (left.name, left.reason) == ("bob", "quit")
+
+
+async def test_a_message_resent_after_many_newer_ones_is_stored_and_shown_once(
+    nursery: trio.Nursery, db_path: Path
+) -> None:
+    """A `say` whose answer was lost comes again, with its `cid`, after more messages than
+    the daemon keeps in memory (a laptop that slept through a busy day): it is answered
+    with the first copy's id and time, and neither stored nor shown a second time."""
+    config = dataclasses.replace(TEST_CONFIG, window_messages=3)
+    host, port = await nursery.start(serve, "127.0.0.1", 0, db_path, config)
+    with trio.fail_after(20):
+        await register_all(host, port, "alice", "bob")
+        async with (
+            trio_chat.connect(host, port, "alice", PASSWORD) as alice,
+            trio_chat.connect(host, port, "bob", PASSWORD) as bob,
+        ):
+            once = wire.Say(text="said once", cid="slept-through-1")
+            first = await alice._submitted(alice.connection.request(once)).wait()
+            for n in range(5):
+                await alice.say(f"newer {n}")
+            again = await alice._submitted(alice.connection.request(once)).wait()
+            assert (again.id, again.ts) == (first.id, first.ts)
+            last = await alice.say("after it")
+            heard: list[str] = []
+            while not heard or heard[-1] != "after it":
+                heard.append((await next_event(bob, trio_chat.PublicMessage)).text)
+            assert heard == ["said once", *(f"newer {n}" for n in range(5)), "after it"]
+            assert last.id > first.id
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute("SELECT id FROM messages WHERE text = 'said once'").fetchall()
+    assert rows == [(first.id,)]

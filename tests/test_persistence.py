@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 import threading
@@ -53,6 +54,9 @@ class ScriptedDisk:
         self.release.wait(10)
         return self.inner.history(account_id, before, limit)
 
+    def sent(self, sender_id: int, cid: str) -> Message | None:
+        return self.inner.sent(sender_id, cid)
+
     def close(self) -> None:
         self.inner.close()
 
@@ -61,14 +65,16 @@ class Reports:
     def __init__(self) -> None:
         self.committed: list[StoreOp] = []
         self.failed: list[StoreOp] = []
+        self.earlier: list[Message | None] = []
         self.changed = trio.Event()
 
     def on_committed(self, op: StoreOp) -> None:
         self.committed.append(op)
         self.changed.set()
 
-    def on_failed(self, op: StoreOp) -> None:
+    def on_failed(self, op: StoreOp, earlier: Message | None) -> None:
         self.failed.append(op)
+        self.earlier.append(earlier)
         self.changed.set()
 
     async def until(self, count: int) -> None:
@@ -193,6 +199,7 @@ async def test_a_failed_write_fails_its_changes_with_one_log_line(
     with caplog.at_level(logging.ERROR):
         assert persistence.commit_here()
     assert reports.failed == ops and reports.committed == []
+    assert reports.earlier == [None, None]
     (line,) = caplog.records
     assert line.getMessage() == (
         "could not write 2 changes to the database (OperationalError: disk I/O error)"
@@ -216,3 +223,20 @@ async def test_a_failed_history_read_is_one_log_line_and_no_messages(
         "could not read history from the database (DatabaseError: database disk image is malformed)"
     )
     assert line.exc_info is None
+
+
+def test_a_message_resent_under_a_stored_cid_is_refused_with_the_copy_stored_before(
+    tmp_path: Path,
+) -> None:
+    persistence, _disk, _clock, reports = setup(tmp_path)
+    first = message(1, 1)
+    persistence.add(account(1, "alice"))
+    persistence.add(first)
+    assert persistence.commit_here()
+    resent = dataclasses.replace(message(7, 1), cid=first.cid, text="sent again")
+    other = message(8, 1)
+    persistence.add(resent)
+    persistence.add(other)
+    assert persistence.commit_here()
+    assert reports.failed == [resent] and reports.earlier == [first]
+    assert reports.committed[-1] == other

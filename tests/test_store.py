@@ -151,6 +151,53 @@ def test_a_version_1_database_is_migrated_and_keeps_its_accounts(tmp_path: Path)
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
+def test_a_message_is_stored_once_per_sender_and_cid(tmp_path: Path) -> None:
+    """However late a message comes again, its sender's `cid` finds the stored copy;
+    another sender may use the same `cid`."""
+    store = SqliteStore.open(tmp_path / "chat.db")
+    first = message(1, 1)
+    store.write([account(1, "alice"), account(2, "bob"), first])
+    again = Message(9, "2026-11-30T01:00:00.000Z", 1, "alice", "again", cid=first.cid)
+    bobs = Message(10, "2026-11-30T01:00:00.000Z", 2, "bob", "his own", cid=first.cid)
+    assert store.write([again, bobs, message(11, 1)]) == [again]
+    assert store.sent(1, "c1") == first
+    assert store.sent(2, "c1") == bobs
+    assert store.sent(1, "unknown") is None
+    assert [m.id for m in store.load(window=10).recent] == [1, 10, 11]
+    store.close()
+
+
+def test_a_version_3_database_keeps_copies_stored_twice_and_stores_no_more(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path) as db:
+        for migration in MIGRATIONS[:3]:
+            for statement in migration.split(";"):
+                db.execute(statement)
+        db.execute(
+            "INSERT INTO accounts (id, name, key, password_hash, created)"
+            " VALUES (1, 'alice', 'alice', '$argon2id$x', '2026-11-30T00:00:00.000Z')"
+        )
+        for n, cid in ((1, "a"), (2, "b"), (3, "a"), (4, None), (5, None)):
+            db.execute(
+                "INSERT INTO messages (id, ts, sender_id, text, cid) VALUES (?, ?, 1, ?, ?)",
+                (n, f"2026-11-30T00:00:0{n}.000Z", f"text {n}", cid),
+            )
+        db.execute("PRAGMA user_version = 3")
+    store = SqliteStore.open(path)
+    assert [(m.id, m.cid) for m in store.load(window=10).recent] == [
+        (1, "a"),
+        (2, "b"),
+        (3, None),
+        (4, None),
+        (5, None),
+    ]
+    resent = Message(6, "2026-11-30T00:00:06.000Z", 1, "alice", "text 1", cid="a")
+    assert store.write([resent]) == [resent]
+    store.close()
+
+
 def test_open_sessions_are_kept_until_they_end(tmp_path: Path) -> None:
     path = tmp_path / "chat.db"
     store = SqliteStore.open(path)

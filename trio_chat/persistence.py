@@ -42,6 +42,12 @@ THREADED_AT_MOST = 60.0
 """...doubling each time the next try on the loop is slow again, up to this."""
 
 Report = Callable[[StoreOp], None]
+Refusal = Callable[[StoreOp, Message | None], None]
+"""A change that could not be stored, and for a message sent again (the same sender and
+`cid`) after the daemon forgot it had it, the copy stored before."""
+Written = tuple[Sequence[StoreOp], dict[int, Message]]
+"""What a commit could not store, and the copies stored before of resent messages among
+them (by the resent message's id)."""
 
 
 class Persistence:
@@ -58,7 +64,7 @@ class Persistence:
         self,
         storage: Storage,
         committed: Report,
-        failed: Report,
+        failed: Refusal,
         *,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
@@ -97,7 +103,7 @@ class Persistence:
             self._wake.set()
             return False
         batch, self._queue = self._queue, []
-        rejected = self._write(batch)
+        written = self._write(batch)
         took = self._clock() - now  # the disk's time, not what the reports set off
         self._slow_in_a_row = self._slow_in_a_row + 1 if took > SLOW_COMMIT else 0
         if self._slow_in_a_row >= SLOW_IN_A_ROW:
@@ -110,7 +116,7 @@ class Persistence:
             )
         elif not self._slow_in_a_row:
             self._threaded_for = THREADED_AT_LEAST
-        self._report(batch, rejected)
+        self._report(batch, written)
         return True
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -128,10 +134,10 @@ class Persistence:
                     batch, self._queue = self._queue, []
                     self._in_thread = True
                     try:
-                        rejected = await trio.to_thread.run_sync(self._write, batch)
+                        written = await trio.to_thread.run_sync(self._write, batch)
                     finally:
                         self._in_thread = False
-                    self._report(batch, rejected)
+                    self._report(batch, written)
                 if self._closed:
                     return
 
@@ -161,9 +167,18 @@ class Persistence:
             if self._queue:
                 self._wake.set()  # what waited for the read
 
-    def _write(self, batch: Sequence[StoreOp]) -> Sequence[StoreOp]:
+    def _write(self, batch: Sequence[StoreOp]) -> Written:
         try:
-            return self.storage.write(batch)
+            rejected = self.storage.write(batch)
+            # Refused as a second copy: a resend the daemon's memory no longer knew.
+            earlier = {
+                op.id: stored
+                for op in rejected
+                if isinstance(op, Message)
+                and op.cid is not None
+                and (stored := self.storage.sent(op.sender_id, op.cid)) is not None
+            }
+            return rejected, earlier
         except Exception as error:
             # One line, not a traceback: a full disk is the operator's to fix.
             log.error(
@@ -172,9 +187,13 @@ class Persistence:
                 type(error).__name__,
                 error,
             )
-            return batch
+            return batch, {}
 
-    def _report(self, batch: Sequence[StoreOp], rejected: Sequence[StoreOp]) -> None:
+    def _report(self, batch: Sequence[StoreOp], written: Written) -> None:
+        rejected, earlier = written
         rejected_ids = {id(op) for op in rejected}
         for op in batch:
-            (self._failed if id(op) in rejected_ids else self._committed)(op)
+            if id(op) not in rejected_ids:
+                self._committed(op)
+            else:
+                self._failed(op, earlier.get(op.id) if isinstance(op, Message) else None)

@@ -43,7 +43,7 @@ from .keys import daemon_keys
 from .logs import NoteLog, Summary, event, limits_changed, shown
 from .noise import fingerprint
 from .persistence import Persistence
-from .records import StoreOp
+from .records import Message, StoreOp
 from .secure import DaemonKeys
 from .store import SqliteStore, Storage
 
@@ -289,8 +289,8 @@ class Daemon:
         self.engine.committed(op, trio.current_time())
         self._flush_soon()
 
-    def failed(self, op: StoreOp) -> None:
-        self.engine.failed(op, trio.current_time())
+    def failed(self, op: StoreOp, earlier: Message | None) -> None:
+        self.engine.failed(op, trio.current_time(), earlier)
         self._flush_soon()
 
     def _flush_soon(self) -> None:

@@ -27,7 +27,7 @@ from .records import (
     StoreOp,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 LOG_PAGES = 1000
 """Pages in the write-ahead log that make a commit checkpoint it (SQLite's default)."""
 LOG_SPARE_PAGES = 32
@@ -81,6 +81,15 @@ MIGRATIONS: tuple[str, ...] = (
         port INTEGER NOT NULL
     );
     """,
+    # 3 -> 4: a message is stored once per sender and `cid`, however late it is resent.
+    # Copies stored before (resent after more messages than the daemon kept in memory)
+    # stay, as history showed them; only the first keeps its `cid`.
+    """
+    UPDATE messages SET cid = NULL WHERE cid IS NOT NULL AND id NOT IN (
+        SELECT min(id) FROM messages WHERE cid IS NOT NULL GROUP BY sender_id, cid
+    );
+    CREATE UNIQUE INDEX messages_sent_once ON messages(sender_id, cid) WHERE cid IS NOT NULL;
+    """,
 )
 
 _SELECT_MESSAGES = """
@@ -109,6 +118,10 @@ class Storage(Protocol):
         ...
 
     def history(self, account_id: int, before: int | None, limit: int) -> list[Message]: ...
+
+    def sent(self, sender_id: int, cid: str) -> Message | None:
+        """The message stored from `sender_id` under the client's id `cid`, if any."""
+        ...
 
     def close(self) -> None: ...
 
@@ -393,6 +406,13 @@ class SqliteStore:
                 (before if before is not None else 2**63 - 1, account_id, account_id, limit),
             ).fetchall()
         return [_message(row) for row in reversed(rows)]
+
+    def sent(self, sender_id: int, cid: str) -> Message | None:
+        with self._lock:
+            row = self._db.execute(
+                _SELECT_MESSAGES + " WHERE m.sender_id = ? AND m.cid = ?", (sender_id, cid)
+            ).fetchone()
+        return None if row is None else _message(row)
 
     def close(self) -> None:
         with self._lock:

@@ -277,16 +277,25 @@ class Chat:
             if session is not None:
                 self._reply(session, stored_frame(message, seq))
 
-    def failed(self, message: Message, sorry: str) -> None:
-        """A message could not be stored: it is never shown; its sender is told."""
+    def failed(self, message: Message, sorry: str, earlier: Message | None = None) -> None:
+        """A message could not be stored: it is never shown; its sender is told.
+
+        With `earlier`, the store refused it as a copy of a message stored before under
+        the same `cid`, sent again after more messages than the window holds: the sender
+        is answered with that one, as for a resend the window recognises.
+        """
         self._sent_by.pop(message.id, None)
         self.window.forget(message)
         if message.recipient_id is not None:
             self.mailbox.delivered(message.recipient_id, message.id)
         for sid, seq in self._awaiting_commit.pop(message.id, ()):
             session = self._sessions.get(sid)
-            if session is not None:
+            if session is None:
+                continue
+            if earlier is None:
                 self._reply(session, error_frame("storage_failed", sorry, seq))
+            else:
+                self._reply(session, stored_frame(earlier, seq))
 
     def _fan_out(self, message: Message, sender_sid: int) -> None:
         """Show a stored message to the room (or to the two ends of a private one).

@@ -344,10 +344,14 @@ class ServerEngine:
         elif isinstance(op, Account):
             self.lobby.account_committed(op)
 
-    def failed(self, op: StoreOp, now: float) -> None:
-        """The persistence task could not commit `op`: tell whoever waited for it."""
+    def failed(self, op: StoreOp, now: float, earlier: Message | None = None) -> None:
+        """The persistence task could not commit `op`: tell whoever waited for it.
+
+        `earlier`: the copy the store holds of a message sent again with the same `cid`
+        (refused as a second copy), which answers the resend.
+        """
         if isinstance(op, Message):
-            self.chat.failed(op, STORAGE_SORRY)
+            self.chat.failed(op, STORAGE_SORRY, earlier)
         elif isinstance(op, Account):
             self.lobby.account_failed(op, STORAGE_SORRY)
 
