@@ -264,6 +264,29 @@ def test_private_messages_reach_every_session_of_the_recipient_and_wait_when_off
     assert h.engine.mailbox.count(h.engine.accounts["carol"].id) == 0
 
 
+def test_a_delivery_the_disk_could_not_record_is_recorded_with_the_next() -> None:
+    """Marking a private message delivered failed (a full disk, say): were it left
+    unmarked, a restarted daemon would show it again. It goes with the next mark."""
+    h = EngineHarness()
+    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
+    ids = []
+    mark = MarkDelivered(())
+    for n in range(2):
+        alice.send(wire.Whisper(to="bob", text=f"psst {n}", cid=f"w{n}"))
+        h.auto_commit = False
+        (pm,) = [f for f in bob.poll() if isinstance(f, wire.Pm)]
+        bob.flush(ack=True)
+        (op,) = h.uncommitted
+        assert isinstance(op, MarkDelivered) and op.message_ids[-1] == pm.id
+        mark = op
+        h.uncommitted = []
+        ids.append(pm.id)
+        if n == 0:
+            h.engine.failed(mark, h.now)
+        h.auto_commit = True
+    assert mark.message_ids == tuple(ids)
+
+
 def test_a_whisper_to_yourself_reaches_your_other_sessions_and_waits_in_no_mailbox() -> None:
     h = EngineHarness()
     alice = logged_in(h, ALICE, "alice")

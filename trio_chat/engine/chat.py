@@ -27,6 +27,8 @@ NAMES_PART_BYTES = 700
 
 Send = Callable[[Session, bytes, Hashable | None], None]
 """Queue an encoded frame on a session (with an ack tag)."""
+UNMARKED_MOST = 10_000
+"""Deliveries a failing disk could not record that are kept to be recorded later."""
 
 
 def _account(session: Session) -> Account:
@@ -102,6 +104,8 @@ class Chat:
         """Messages not on disk yet: id -> the (session, request) pairs to answer."""
         self._sent_by: dict[int, int] = {}
         """Messages not on disk yet: id -> the session that sent it."""
+        self._unmarked: tuple[int, ...] = ()
+        """Private messages delivered whose mark the disk refused: sent with the next."""
 
     def _reply(self, session: Session, frame: bytes) -> None:
         self._send(session, frame, None)
@@ -264,7 +268,15 @@ class Chat:
             and tag[0] == "pm"
             and self.mailbox.delivered(_account(session).id, tag[1])
         ]
-        return Persist(MarkDelivered(tuple(delivered))) if delivered else None
+        if not delivered:
+            return None
+        marked, self._unmarked = (*self._unmarked, *delivered), ()
+        return Persist(MarkDelivered(marked))
+
+    def mark_failed(self, mark: MarkDelivered) -> None:
+        """The disk could not record these deliveries: they go with the next ones, so that
+        a restarted daemon does not show them again."""
+        self._unmarked = (*self._unmarked, *mark.message_ids)[-UNMARKED_MOST:]
 
     # --- storage results ----------------------------------------------------------------------
 

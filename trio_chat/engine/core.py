@@ -21,7 +21,15 @@ import msgspec
 from .. import wire
 from ..auth import new_token
 from ..client_protocol import new_index
-from ..records import Account, Message, SessionClosed, SessionOpened, Snapshot, StoreOp
+from ..records import (
+    Account,
+    MarkDelivered,
+    Message,
+    SessionClosed,
+    SessionOpened,
+    Snapshot,
+    StoreOp,
+)
 from ..room import Deliver, Fanout, LocalRoom, Mailbox
 from ..rules import RuleError
 from ..secure import DaemonKeys, Ticket
@@ -354,6 +362,8 @@ class ServerEngine:
             self.chat.failed(op, STORAGE_SORRY, earlier)
         elif isinstance(op, Account):
             self.lobby.account_failed(op, STORAGE_SORRY)
+        elif isinstance(op, MarkDelivered):
+            self.chat.mark_failed(op)
 
     # --- sessions ending ----------------------------------------------------------------------
 
