@@ -27,6 +27,7 @@ from trio_chat import (
 )
 from trio_chat.engine import Address, ServerConfig
 from trio_chat.keys import daemon_public_key
+from trio_chat.limits import TokenBucket
 from trio_chat.server import serve
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
@@ -105,6 +106,16 @@ def test_throttling_caps_its_delay() -> None:
     assert isinstance(reply, wire.ErrorFrame) and reply.code == "throttled"
     assert waits == pytest.approx([1.0, 2.0, 4.0, 5.0, 5.0], abs=0.01)
     assert reply.retry_after == pytest.approx(5.0, abs=0.01)
+
+
+def test_a_token_bucket_gives_nothing_for_time_that_ran_backwards() -> None:
+    """A clock stepped back, then forward again: the span counts once, not twice."""
+    bucket = TokenBucket(rate=1.0, burst=2.0)
+    assert bucket.take(100.0) == bucket.take(100.0) == 0.0
+    assert bucket.take(100.0) == 1.0
+    assert bucket.wait(40.0) > 0.0  # stepped back a minute: nothing earned
+    assert bucket.take(101.0) == 0.0  # one second on from the last use: one token
+    assert bucket.take(101.0) == 1.0
 
 
 def test_registrations_are_limited_per_address_by_a_token_bucket() -> None:

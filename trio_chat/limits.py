@@ -31,8 +31,9 @@ class TokenBucket:
         """Seconds until a token is available (0.0: one is), spending nothing."""
         if self.tokens < 0:
             self.tokens, self.stamp = self.burst, now
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+        if now > self.stamp:  # a clock that steps back earns nothing, then or later
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
         if self.tokens >= 1.0:
             return 0.0
         return (1.0 - self.tokens) / self.rate if self.rate > 0 else float("inf")
