@@ -303,6 +303,20 @@ async def test_a_failing_disk_logs_one_line_without_the_password(
     assert PASSWORD not in caplog.text
 
 
+def test_each_database_has_key_files_of_its_own(tmp_path: Path) -> None:
+    """Two databases whose names differ after their last dot, or a database named like
+    a key file, never share the daemon's keys (nor the ticket key that vouches for
+    accounts by number)."""
+    assert key_paths(tmp_path / "chat.db") == (tmp_path / "chat.key", tmp_path / "chat.tickets")
+    assert key_paths(tmp_path / "chat")[0] == tmp_path / "chat.key"
+    assert key_paths(tmp_path / "room.SQLITE")[0] == tmp_path / "room.key"
+    databases = [tmp_path / n for n in ("room.v1", "room.v2", "room.db")]
+    files = [path for database in databases for path in key_paths(database)]
+    assert len(set(files)) == len(files) and not set(files) & set(databases)
+    for name in ("chat.key", "chat.tickets"):
+        assert tmp_path / name not in key_paths(tmp_path / name)
+
+
 async def test_the_database_and_key_files_are_readable_by_their_owner_only(
     tmp_path: Path,
 ) -> None:

@@ -1,6 +1,6 @@
 """Keys on disk: the daemon's own (beside its database) and the daemons a client trusts.
 
-The daemon keeps two secrets next to its database, each readable by its owner only:
+The daemon keeps two secrets next to its database `NAME.db`, each readable by its owner only:
 `NAME.key` (its static X25519 key: who it is) and `NAME.tickets` (the key that seals
 resumption tickets; give several daemons the same one and each accepts the others'
 tickets). Both are created on first start.
@@ -41,9 +41,20 @@ def _decode(text: str) -> bytes:
 # --- the daemon's keys -------------------------------------------------------------------------
 
 
+DATABASE_SUFFIXES = frozenset({"", ".db", ".sqlite", ".sqlite3", ".db3"})
+
+
 def key_paths(database: Path) -> tuple[Path, Path]:
-    """Where the static key and the ticket key of the daemon using `database` live."""
-    return database.with_suffix(".key"), database.with_suffix(".tickets")
+    """Where the static key and the ticket key of the daemon using `database` live.
+
+    `chat.db` keeps `chat.key`; a name whose last dot does not start a database's
+    extension keeps all of it (`room.v2` keeps `room.v2.key`), so that `room.v1` and
+    `room.v2` hold keys of their own: a shared ticket key would let a ticket from one
+    database resume a session in the other's account of the same number.
+    """
+    extension = database.suffix.lower() in DATABASE_SUFFIXES
+    stem = database.with_suffix("") if extension else database
+    return stem.with_name(stem.name + ".key"), stem.with_name(stem.name + ".tickets")
 
 
 def _secret(path: Path) -> bytes:
