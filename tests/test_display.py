@@ -157,11 +157,39 @@ def test_a_long_line_folds_into_rows_marked_as_its_continuation() -> None:
     assert to_plain(rows[0]).startswith("[") and " mallory: hi" in to_plain(rows[0])
     for row in rows[1:]:
         assert row[0] == CONTINUED
-    # Every row fits, and together they hold the whole line, styles and all.
+    # Every row fits, and together they hold the whole line, styles and all (each fold
+    # here falls on a space, which it stands for).
     assert all(len(to_plain(row)) <= 59 for row in rows)
-    text = to_plain(rows[0]) + "".join(to_plain(row[1:]) for row in rows[1:])
+    text = " ".join([to_plain(rows[0]), *(to_plain(row[1:]) for row in rows[1:])])
     assert text == to_plain(line)
     assert "".join(style for style, _ in rows[0]) == "".join(style for style, _ in line[:4])
+
+
+def test_a_long_line_folds_between_words_where_it_can() -> None:
+    text = "hello bob, this is a fairly long line that should wrap around the edge nicely"
+    message = PublicMessage(id=1, ts=NOW, sender="alice", text=text)
+    line = message_line(message, "bob", NOW)
+    rows = fold(line, 40)
+    plain = [to_plain(row) for row in rows]
+    assert all(len(row) <= 39 for row in plain)
+    # No word is cut in two, and none is lost: each row ends at a word's end, and
+    # the space the fold stands for is not shown at the start of the next row.
+    assert plain[0].split() == to_plain(line).split()[: len(plain[0].split())]
+    words = [
+        word
+        for row in [plain[0], *(row[len(CONTINUED[1]) :] for row in plain[1:])]
+        for word in row.split()
+    ]
+    assert words == to_plain(line).split()
+    for row in plain[1:]:
+        assert row.startswith(CONTINUED[1]) and not row[len(CONTINUED[1])].isspace()
+    assert len(rows) == 3
+
+
+def test_a_word_longer_than_a_row_is_cut_where_the_row_ends() -> None:
+    message = PublicMessage(id=1, ts=NOW, sender="li", text="see https://" + "x" * 60)
+    rows = fold(message_line(message, "alice", NOW), 40)
+    assert [len(to_plain(row)) for row in rows[:-1]] == [39] * (len(rows) - 1)
 
 
 def test_wide_characters_take_two_columns_when_folding() -> None:

@@ -8,6 +8,8 @@ Text that came from other people (names, messages, notices) always passes throug
 
 from __future__ import annotations
 
+import itertools
+import operator
 import re
 import zlib
 from datetime import datetime
@@ -188,28 +190,45 @@ CONTINUED: Segment = (DIM, "  \u2506 ")
 def fold(line: Line, width: int) -> list[Line]:
     """`line` in rows of fewer than `width` columns, each after the first starting with
     `CONTINUED`: however a message is padded, no row of it passes for a line of its own
-    (from someone else, say). Wide characters (CJK, most emoji) take two columns."""
+    (from someone else, say). Rows end between words where a space falls in the row's
+    second half (the one space a fold stands for is not shown), else where the row is
+    full. Wide characters (CJK, most emoji) take two columns."""
     room = width - 1  # a row that fills the last column makes some terminals wrap twice
     indent = get_cwidth(CONTINUED[1])
     if room <= indent + 8:
         return [line]
+    chars = [(part, char) for part, (_style, text) in enumerate(line) for char in text]
     rows: list[Line] = []
-    row: list[Segment] = []
-    column = 0
-    for style, text in line:
-        start = 0
-        for index, char in enumerate(text):
-            width_of = get_cwidth(char)
+    start, column = 0, 0
+    while True:
+        end, space, space_column = start, -1, 0
+        while end < len(chars):
+            width_of = get_cwidth(chars[end][1])
             if column + width_of > room:
-                if index > start:
-                    row.append((style, text[start:index]))
-                rows.append(tuple(row))
-                row, column, start = [CONTINUED], indent, index
+                break
+            if chars[end][1] == " ":
+                space, space_column = end, column
             column += width_of
-        if start < len(text):
-            row.append((style, text[start:]))
-    rows.append(tuple(row))
-    return rows
+            end += 1
+        if end == len(chars):
+            rows.append(_row(line, chars[start:], continued=bool(rows)))
+            return rows
+        if chars[end][1] == " ":
+            cut, after = end, end + 1
+        elif space > start and 2 * space_column >= room:
+            cut, after = space, space + 1
+        else:
+            cut, after = end, end
+        rows.append(_row(line, chars[start:cut], continued=bool(rows)))
+        start, column = after, indent
+
+
+def _row(line: Line, chars: list[tuple[int, str]], *, continued: bool) -> Line:
+    """A row of `chars` (each with the index of its segment in `line`), in its styles."""
+    row: list[Segment] = [CONTINUED] if continued else []
+    for part, group in itertools.groupby(chars, key=operator.itemgetter(0)):
+        row.append((line[part][0], "".join(char for _part, char in group)))
+    return tuple(row)
 
 
 def to_plain(line: Line) -> str:
