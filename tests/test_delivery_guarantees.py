@@ -7,7 +7,8 @@ from trio_chat import wire
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.engine import ServerConfig
 from trio_chat.events import Event, History, Notice, Reconnected
-from trio_chat.records import MarkDelivered
+from trio_chat.records import MarkDelivered, Message
+from trio_chat.room import HistoryWindow
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
 from trio_chat.testing.netsim import Conditions
 from trio_chat.testing.simulation import Simulation, shown_messages
@@ -227,3 +228,60 @@ def test_a_refusal_of_both_copies_of_a_resent_whisper_is_told_once() -> None:
     assert not [event for event in daemon.events if isinstance(event, Notice)]
     assert client._by_seq.get(d) is None and client._by_seq.get(b) is None
     assert not first.done  # m1's answer is still to come
+
+
+def test_a_session_that_comes_back_is_shown_the_private_messages_its_account_had_meanwhile() -> (
+    None
+):
+    """Alice is in the room on two devices; one loses its session for a while. Meanwhile
+    bob whispers to her (her other device receives it, so it leaves her mailbox), and she
+    writes to bob and to herself from the other device. The device that comes back is
+    shown all three, as it would have been had it stayed."""
+    h = EngineDriver(now=100.0)
+    h.add_account("alice", PASSWORD, ALICE)
+    h.add_account("bob", PASSWORD, BOB)
+    away = Peer(h, "alice", address=ALICE, config=RESUMING)
+    other = Peer(h, "alice", address=("127.0.0.1", 40003))
+    bob = Peer(h, "bob", address=BOB)
+    bob.send(wire.Say(text="before", cid="b0"))
+    away.settle()
+    other.settle()
+    away.events.clear()
+
+    bob.send(wire.Whisper(to="alice", text="to alice", cid="b1"))
+    other.settle()  # received and acknowledged on her other device
+    other.send(wire.Whisper(to="bob", text="to bob", cid="a1"))
+    other.send(wire.Whisper(to="alice", text="note to self", cid="a2"))
+    bob.send(wire.Say(text="in the room", cid="b2"))
+    h.inbox.pop(ALICE)  # none of it reaches the device that is away
+
+    away.connection.connection_refused(h.now)
+    away.flush()
+    away.settle()
+    assert any(isinstance(e, Reconnected) for e in away.events)
+    assert shown(away.events) == ["to alice", "to bob", "note to self", "in the room"]
+    (ready,) = [f for f in away.frames if isinstance(f, wire.Ready)][-1:]
+    assert ready == wire.Ready(count=4)
+
+
+def test_the_private_messages_of_a_resume_are_the_newest_and_their_cut_is_told() -> None:
+    def message(id: int, sender: int, recipient: int | None) -> Message:
+        return Message(id, "2026-01-01T00:00:00.000Z", sender, "x", "t", recipient, "y", f"c{id}")
+
+    alice, bob, carol = 1, 2, 3
+    window = HistoryWindow(100)
+    for m in [
+        message(1, bob, alice),
+        message(2, alice, bob),
+        message(3, bob, carol),  # not hers
+        message(4, bob, None),  # public
+        message(5, alice, alice),
+        message(6, carol, alice),
+    ]:
+        window.add(m)
+    assert [m.id for m in window.private_after(alice, 1, 10)[0]] == [2, 5, 6]
+    assert window.private_after(alice, 1, 2) == (
+        [message(5, alice, alice), message(6, carol, alice)],
+        True,
+    )
+    assert window.private_after(alice, 6, 2) == ([], False)

@@ -145,6 +145,18 @@ class HistoryWindow:
         )
         return newer[-limit:], len(newer) > limit or forgot
 
+    def private_after(self, account_id: int, since: int, limit: int) -> tuple[list[Message], bool]:
+        """Private messages to or from an account newer than `since` (at most `limit`,
+        the newest), and whether some were cut: what its other sessions had meanwhile."""
+        newer: list[Message] = []
+        for message in reversed(self._recent):
+            if message.id <= since:
+                break
+            if message.private and account_id in (message.sender_id, message.recipient_id):
+                newer.append(message)
+        newer.reverse()
+        return newer[-limit:], len(newer) > limit
+
 
 class Mailbox:
     """Private messages that no session of their recipient has acknowledged yet."""

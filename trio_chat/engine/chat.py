@@ -134,16 +134,20 @@ class Chat:
         return self.room.accounts_online <= self.config.notice_limit
 
     def _send_backlog(self, session: Session, since: int | None) -> None:
+        account_id = _account(session).id
+        private: list[Message] = []
         if since is None:
             public, more = self.window.latest(self.config.history_on_login)
         else:
             public, more = self.window.after(since, self.config.resume_limit)
-        waiting = self.mailbox.waiting(_account(session).id)
+            # What the account's other sessions had meanwhile, received or sent.
+            private, cut = self.window.private_after(account_id, since, self.config.resume_limit)
+            more = more or cut
+        waiting = self.mailbox.waiting(account_id)
         # What is not on disk yet is shown by `_fan_out` once it is, this session included.
         unstored = self._sent_by
-        backlog = sorted(
-            [m for m in (*public, *waiting) if m.id not in unstored], key=lambda m: m.id
-        )
+        chosen = {m.id: m for m in (*public, *private, *waiting) if m.id not in unstored}
+        backlog = sorted(chosen.values(), key=lambda m: m.id)
         for message in backlog:
             tag = ("pm", message.id) if message.private else None
             self._send(session, message_frame(message, history=True), tag)
