@@ -318,6 +318,20 @@ def test_join_and_leave_notices_and_who() -> None:
     assert bob.connection.closed
 
 
+def test_a_leave_is_told_exactly_when_the_join_was() -> None:
+    """Past the notice limit joins are not told; the leave of someone whose join was not
+    told is not told either (the room counts them both with that person in it)."""
+    h = EngineHarness(ServerConfig(notice_limit=2))
+    alice = logged_in(h, ALICE, "alice")
+    bob = logged_in(h, BOB, "bob")
+    carol = logged_in(h, CAROL, "carol")  # the third: not told
+    carol.send(wire.Logout())
+    bob.send(wire.Logout())  # one of two: told, as its join was
+    alice.settle()
+    notices = [f for f in alice.frames if isinstance(f, wire.Join | wire.Leave)]
+    assert [(type(f).__name__, f.name) for f in notices] == [("Join", "bob"), ("Leave", "bob")]
+
+
 def test_the_acknowledgement_of_a_logout_is_dropped_quietly() -> None:
     h = EngineHarness()
     alice = logged_in(h, ALICE, "alice")

@@ -126,7 +126,9 @@ class Chat:
 
     def leave(self, session: Session, reason: str, wall: float, *, notify: bool = True) -> None:
         account = _account(session)
-        if self.room.leave(session.sid, account.id) and notify and self._notices_on():
+        # Counted with the account still in, as its join was: told exactly if that was.
+        told = notify and self._notices_on()
+        if self.room.leave(session.sid, account.id) and told:
             leave = wire.encode(wire.Leave(name=account.name, ts=iso_time(wall), reason=reason))
             self.room.broadcast(leave)
 
