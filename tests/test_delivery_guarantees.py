@@ -285,3 +285,25 @@ def test_the_private_messages_of_a_resume_are_the_newest_and_their_cut_is_told()
         True,
     )
     assert window.private_after(alice, 6, 2) == ([], False)
+
+
+def test_a_resume_is_told_more_only_when_messages_newer_than_since_were_left_out() -> None:
+    """Ids have gaps (private messages between public ones, messages that could not be
+    stored): the window forgetting its oldest public message, older than `since`, is no
+    cut; forgetting one newer than `since` is."""
+
+    def message(id: int, recipient: int | None = None) -> Message:
+        return Message(id, "2026-01-01T00:00:00.000Z", 1, "x", "t", recipient, None, f"c{id}")
+
+    window = HistoryWindow(2)
+    for m in [message(1), message(2, recipient=2), message(3), message(4)]:
+        window.add(m)
+    assert window.after(1, 10) == ([message(3), message(4)], False)
+    assert window.after(0, 10) == ([message(3), message(4)], True)
+    # As loaded after a restart: the newest messages of all kinds, and how many are public.
+    loaded = HistoryWindow(3, [message(5, 2), message(6, 2), message(7)], public_count=4)
+    assert loaded.after(4, 10) == ([message(7)], False)
+    assert loaded.after(3, 10) == ([message(7)], True)
+    # The private messages the window forgot are a cut as well.
+    assert loaded.private_after(1, 4, 10) == ([message(5, 2), message(6, 2)], False)
+    assert loaded.private_after(1, 3, 10)[1]

@@ -99,12 +99,21 @@ class HistoryWindow:
         self._recent: deque[Message] = deque()
         self._by_cid: dict[tuple[int, str], Message] = {}
         self._size = size
+        recent = list(recent)
         self.public_count = public_count - sum(1 for m in recent if not m.private)
+        # Ids up to these may be those of messages the window no longer holds (public
+        # ones, and any), so that a resume is told of a cut only when there is one: ids
+        # have gaps (private messages, messages that could not be stored).
+        older = recent[0].id - 1 if recent else 0
+        self._public_forgotten = older if self.public_count > 0 else 0
+        self._recent_forgotten = older
         for message in recent:
             self.add(message)
 
     def add(self, message: Message) -> None:
         if not message.private:
+            if self._public and len(self._public) == self._public.maxlen:
+                self._public_forgotten = self._public[0].id
             self._public.append(message)
             self.public_count += 1
         if message.cid is not None:
@@ -112,6 +121,7 @@ class HistoryWindow:
             self._by_cid[(message.sender_id, message.cid)] = message
             if len(self._recent) > self._size:
                 old = self._recent.popleft()
+                self._recent_forgotten = old.id
                 assert old.cid is not None
                 self._by_cid.pop((old.sender_id, old.cid), None)
 
@@ -140,10 +150,7 @@ class HistoryWindow:
         # The window forgot its oldest messages; some of them may be newer than `since`.
         # (It may hold no public message at all: a restart loads the newest messages,
         # and they may all be private.)
-        forgot = self.public_count > len(self._public) and (
-            not self._public or self._public[0].id > since + 1
-        )
-        return newer[-limit:], len(newer) > limit or forgot
+        return newer[-limit:], len(newer) > limit or self._public_forgotten > since
 
     def private_after(self, account_id: int, since: int, limit: int) -> tuple[list[Message], bool]:
         """Private messages to or from an account newer than `since` (at most `limit`,
@@ -155,7 +162,7 @@ class HistoryWindow:
             if message.private and account_id in (message.sender_id, message.recipient_id):
                 newer.append(message)
         newer.reverse()
-        return newer[-limit:], len(newer) > limit
+        return newer[-limit:], len(newer) > limit or self._recent_forgotten > since
 
 
 class Mailbox:
