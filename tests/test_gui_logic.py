@@ -25,7 +25,7 @@ from trio_chat.errors import (
     UnknownUser,
     WrongPassword,
 )
-from trio_chat.events import Joined, Left, PrivateMessage, PublicMessage
+from trio_chat.events import History, Joined, Left, PrivateMessage, PublicMessage
 from trio_chat.gui import colours, memory
 from trio_chat.gui.conversations import ROOM, conversation_of
 from trio_chat.gui.editing import Budget, Recall, budget
@@ -38,6 +38,7 @@ from trio_chat.gui.problems import (
     key_changed_sentence,
     sign_in_problem,
 )
+from trio_chat.gui.room_window import RoomWindow
 from trio_chat.gui.rows import (
     Kind,
     Style,
@@ -363,3 +364,24 @@ def test_a_wrapped_line_never_starts_at_the_edge_where_rows_start(qtbot: QtBot) 
         assert len(lines) > 1
         assert lines[0].position().x() == 0
         assert all(line.position().x() > 0 for line in lines[1:]), sender
+
+
+@pytest.mark.parametrize(
+    ("more", "said"),
+    [
+        (False, "2 messages were missed while away; they are in their places above."),
+        (True, "More than 2 messages were missed while away; the latest 2 are above."),
+    ],
+)
+def test_the_window_says_when_what_was_missed_is_more_than_it_was_shown(
+    qtbot: QtBot, more: bool, said: str
+) -> None:
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    at = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    missed = (PublicMessage(7, at, "bob", "missed 7"), PublicMessage(8, at, "bob", "missed 8"))
+    window.show_history(History(missed, more=more, resumed=True))
+    room = window.model("")
+    assert room is not None
+    notes = [row.plain for row in room.rows if "missed while away" in row.plain]
+    assert len(notes) == 1 and notes[0].endswith(f"  {said}")

@@ -47,6 +47,9 @@ class _Chat:
     def say_nowait(self, text: str) -> _Answer:
         return self.answer
 
+    def who_nowait(self) -> _Answer:
+        return _Answer()  # never answered: the names are not what is looked at here
+
     async def drain(self) -> None:
         pass
 
@@ -74,18 +77,23 @@ async def type_while_away(chat: _Chat, room: Room) -> None:
 
 
 @asynccontextmanager
-async def room_on_screen() -> AsyncIterator[tuple[_Chat, Room, list[Line]]]:
+async def room_on_screen(
+    *, interactive: bool = False
+) -> AsyncIterator[tuple[_Chat, Room, list[Line]]]:
     """A room showing what a stand-in client's events say, for at most 5 s; it finishes
     once the block has closed the events."""
     shown: list[Line] = []
     chat = _Chat()
-    room = Room(cast(ChatClient, chat), shown.append, lambda _text: None, interactive=False)
+    room = Room(cast(ChatClient, chat), shown.append, lambda _text: None, interactive=interactive)
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(room.show_events)
             nursery.start_soon(room.run_results)
             yield chat, room, shown
-            await room.finish()
+            if interactive:
+                nursery.cancel_scope.cancel()  # its question of who is here stays unanswered
+            else:
+                await room.finish()
 
 
 async def test_a_line_typed_while_away_shows_after_what_was_missed_meanwhile() -> None:
@@ -110,3 +118,16 @@ async def test_a_line_answered_between_two_outages_is_shown_after_the_second() -
         await trio.testing.wait_all_tasks_blocked()
         assert seen(shown) == ["bob: missed one", "alice: typed while away"]
         await chat.events_in.aclose()
+
+
+async def test_a_terminal_says_when_what_was_missed_is_more_than_it_was_shown() -> None:
+    """After a long absence the daemon sends only the newest of what was missed (`more`):
+    the heading does not pass them off as all of it."""
+    async with room_on_screen(interactive=True) as (chat, _room, shown):
+        await chat.events_in.send(Disconnected("the daemon went away"))
+        await chat.events_in.send(Reconnected())
+        missed = (message(7, "bob", "missed 7"), message(8, "bob", "missed 8"))
+        await chat.events_in.send(History(missed, more=True, resumed=True))
+        await trio.testing.wait_all_tasks_blocked()
+    lines = ["".join(text for _style, text in line) for line in shown]
+    assert "-- Missed while away: more than 2 messages; the latest 2 --" in lines

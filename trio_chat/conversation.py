@@ -353,7 +353,10 @@ class Room:
         if self.interactive:
             if event.resumed:
                 if fresh:
-                    missed = f"{len(fresh)} messages" if len(fresh) > 1 else "1 message"
+                    count = len(fresh)
+                    missed = f"{count} messages" if count > 1 else "1 message"
+                    if event.more:  # the daemon sent only the newest of them
+                        missed = f"more than {missed}; the latest {count}"
                     self.show(heading_line(f"Missed while away: {missed}"))
                 else:
                     self.show(notice_line("Nothing was missed meanwhile.", _now(), DIM))

@@ -425,7 +425,11 @@ class RoomWindow(QMainWindow):
             if fresh:
                 count = len(fresh)
                 missed = f"{count} messages were" if count > 1 else "1 message was"
-                self.note(f"{missed} missed while away; they are in their places above.")
+                if event.more:  # the daemon sent only the newest of them
+                    latest = f"the latest {count} are" if count > 1 else "the latest is"
+                    self.note(f"More than {missed} missed while away; {latest} above.")
+                else:
+                    self.note(f"{missed} missed while away; they are in their places above.")
             else:
                 self.note("Nothing was missed meanwhile.")
             return
