@@ -24,21 +24,18 @@ reads the clock or touches a socket; `now` is any monotonic time in seconds.
 
 from __future__ import annotations
 
-import functools
 import hmac
 import math
 import secrets
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from . import wire
-from .client_handshake import Handshake
-from .errors import (
+from .. import wire
+from ..client_handshake import Handshake
+from ..errors import (
     Busy,
     ChatError,
     ConnectionLost,
@@ -50,7 +47,7 @@ from .errors import (
     UnknownUser,
     error_for,
 )
-from .events import (
+from ..events import (
     ChatMessage,
     Disconnected,
     Event,
@@ -62,9 +59,12 @@ from .events import (
     PublicMessage,
     Reconnected,
 )
-from .reliability import Link, LinkConfig
-from .rules import RuleError, check_name, check_password, check_text, normalize_name
-from .secure import Channel, SecureError
+from ..reliability import Link
+from ..rules import RuleError, check_text, normalize_name
+from ..secure import Channel, SecureError
+from .config import ClientConfig
+from .messages import message_event, parse_time
+from .requests import Handle, check_registration, rule_error
 
 KEEPALIVE_SPREAD = 0.25
 """Share of the keepalive interval over which connections spread their pings: each sends
@@ -80,28 +80,6 @@ WHO_NAMES_MAX = 100_000
 `max_connections`): past it, the answer is a `ProtocolError`, not memory without end."""
 
 
-@dataclass(frozen=True, slots=True)
-class ClientConfig:
-    timeout: float = 5.0
-    """Give up (`ServerUnreachable`) when the daemon has not answered a handshake this long."""
-    keepalive: float | None = None
-    """Send a ping after this long without sending anything; None: as long as the daemon
-    allows (`wire.KEEPALIVE`, 15 s, or more when no NAT is on the way)."""
-    link: LinkConfig = field(
-        # A client mostly listens: acknowledging every fourth datagram (or after 25 ms)
-        # spares a busy daemon most of the acks, at no cost to delivery. The daemon
-        # acknowledges within 10 ms, which the probe timeout counts in.
-        default_factory=lambda: LinkConfig(
-            ack_every=4, ack_delay=0.025, peer_ack_delay=0.010, max_pto=2.0, give_up_after=10.0
-        )
-    )
-    reconnect: bool = True
-    """Log in again when the session is lost, instead of ending with `ConnectionLost`."""
-    reconnect_delay_max: float = 5.0
-    retry_rate_limited: bool = True
-    """Wait and resend a message the daemon refused as too fast, rather than failing."""
-
-
 def new_id() -> str:
     """A request or message id: 96 random bits, URL-safe base64 (16 characters)."""
     return secrets.token_urlsafe(12)
@@ -110,116 +88,6 @@ def new_id() -> str:
 def new_index() -> int:
     """A connection index: 32 random bits, never 0."""
     return secrets.randbelow(2**32 - 1) + 1
-
-
-_EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
-_LATEST = datetime(9998, 12, 31, tzinfo=UTC)
-"""Times a screen can show: a day off the ends of `datetime`'s range, so that no local
-time zone pushes them out of it."""
-
-
-def parse_time(stamp: str) -> datetime:
-    """A wire timestamp as an aware UTC datetime; `WireError` if it does not parse, or
-    lies beyond what local time can show."""
-    try:
-        return _parsed_time(stamp)
-    except (ValueError, OverflowError):
-        raise wire.WireError("bad_field", "A timestamp could not be read.") from None
-
-
-@functools.lru_cache(maxsize=64)
-def _parsed_time(stamp: str) -> datetime:
-    # Remembered: the messages of one moment share their stamp, and a program with many
-    # connections sees each of them once per connection.
-    parsed = datetime.fromisoformat(stamp).astimezone(UTC)
-    if not _EARLIEST <= parsed <= _LATEST:
-        raise ValueError("out of range")
-    return parsed
-
-
-def message_event(frame: wire.Msg | wire.Pm) -> ChatMessage:
-    if isinstance(frame, wire.Msg):
-        return PublicMessage(
-            frame.id, parse_time(frame.ts), frame.sender, frame.text, history=frame.history
-        )
-    return PrivateMessage(
-        frame.id, parse_time(frame.ts), frame.sender, frame.to, frame.text, history=frame.history
-    )
-
-
-def rule_error(error: RuleError) -> ChatError:
-    return error_for(error.code, error.message)
-
-
-def check_registration(name: str, password: str) -> None:
-    """Raise the `ChatError` the daemon would answer for a name or password it refuses."""
-    try:
-        check_name(name)
-        check_password(password)
-    except RuleError as error:
-        raise rule_error(error) from None
-
-
-class Handle:
-    """A request on its way: it completes once with a `result` or an `error`."""
-
-    __slots__ = (
-        "_callbacks",
-        "cid",
-        "error",
-        "frame",
-        "kind",
-        "order",
-        "parts",
-        "result",
-        "seq",
-        "text",
-        "to",
-    )
-
-    def __init__(
-        self,
-        kind: str,
-        frame: bytes,
-        *,
-        text: str = "",
-        to: str | None = None,
-        cid: str | None = None,
-    ) -> None:
-        self.kind = kind
-        self.frame = frame
-        self.text = text
-        self.to = to
-        self.cid = cid
-        self.seq = 0
-        self.order = 0
-        self.parts: list[Any] = []
-        self.result: Any = None
-        self.error: ChatError | None = None
-        self._callbacks: list[Callable[[Handle], None]] | None = []
-
-    def __repr__(self) -> str:
-        state = "done" if self.done else "waiting"
-        return f"<Handle {self.kind} {state}>"
-
-    @property
-    def done(self) -> bool:
-        return self._callbacks is None
-
-    def add_done_callback(self, callback: Callable[[Handle], None]) -> None:
-        """Call `callback(handle)` once it completes (at once if it has)."""
-        if self._callbacks is None:
-            callback(self)
-        else:
-            self._callbacks.append(callback)
-
-    def _complete(self, result: Any, error: ChatError | None) -> None:
-        callbacks, self._callbacks = self._callbacks, None
-        if callbacks is None:
-            return
-        self.result, self.error = result, error
-        for callback in callbacks:
-            callback(self)
 
 
 # Requests that need a channel only; all others wait until the session is logged in.
@@ -938,12 +806,3 @@ class ClientConnection:
         self._handshake = None
         for handle in list(self._requests):
             self._finish(handle, error=failure)
-
-
-def registration_result(handle: Handle) -> str:
-    """The name a `register` handle completed with, or its error raised."""
-    if handle.error is not None:
-        raise handle.error
-    if not isinstance(handle.result, str):
-        raise ProtocolError("The daemon's answer to a registration was not understood.")
-    return handle.result

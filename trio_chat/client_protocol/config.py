@@ -1,0 +1,29 @@
+"""What the client core is told to do: `ClientConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..reliability import LinkConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    timeout: float = 5.0
+    """Give up (`ServerUnreachable`) when the daemon has not answered a handshake this long."""
+    keepalive: float | None = None
+    """Send a ping after this long without sending anything; None: as long as the daemon
+    allows (`wire.KEEPALIVE`, 15 s, or more when no NAT is on the way)."""
+    link: LinkConfig = field(
+        # A client mostly listens: acknowledging every fourth datagram (or after 25 ms)
+        # spares a busy daemon most of the acks, at no cost to delivery. The daemon
+        # acknowledges within 10 ms, which the probe timeout counts in.
+        default_factory=lambda: LinkConfig(
+            ack_every=4, ack_delay=0.025, peer_ack_delay=0.010, max_pto=2.0, give_up_after=10.0
+        )
+    )
+    reconnect: bool = True
+    """Log in again when the session is lost, instead of ending with `ConnectionLost`."""
+    reconnect_delay_max: float = 5.0
+    retry_rate_limited: bool = True
+    """Wait and resend a message the daemon refused as too fast, rather than failing."""
