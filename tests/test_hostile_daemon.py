@@ -18,6 +18,7 @@ import trio
 import typer
 
 from trio_chat import cli, client_protocol, register, wire
+from trio_chat.cli import exits
 from trio_chat.client import PATIENCE, PROBES
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.display import joined_line, left_line, message_line
@@ -253,8 +254,8 @@ def test_an_unexpected_error_is_reported_with_its_text_made_safe(
         raise ValueError("Invalid isoformat string: '\x1b]0;owned\x07\x1b[2J'")
 
     with pytest.raises(typer.Exit) as exit:
-        cli._run(fails)
-    assert exit.value.exit_code == cli.ExitCode.FAILURE
+        exits.run(fails)
+    assert exit.value.exit_code == exits.ExitCode.FAILURE
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\x07" not in err
     assert "\\x1b]0;owned\\x07" in err
@@ -417,7 +418,7 @@ async def test_a_login_check_the_daemon_never_answers_ends_unreachable() -> None
             port = await nursery.start(NeverAnswers(keys, welcome=True).run)
             with pytest.raises(ExceptionGroup) as raised:  # from the nursery in connect()
                 await cli._check_login("127.0.0.1", port, keys.public, "alice", "a password")
-            assert isinstance(cli._leaf(raised.value), ServerUnreachable)
+            assert isinstance(exits.innermost(raised.value), ServerUnreachable)
             nursery.cancel_scope.cancel()
 
 

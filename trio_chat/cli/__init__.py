@@ -1,62 +1,35 @@
-"""The `trio-chat` command: parses, prompts, and calls the daemon or the client API."""
+"""The `trio-chat` command: parses, prompts, and calls the daemon or the client API.
+
+What the commands share: `exits` (exit statuses, and the one sentence each failure is told
+in), `prompts` (a name, a password, yes or no), `options`.
+"""
 
 from __future__ import annotations
 
 import base64
-import enum
 import errno
 import functools
 import io
 import logging
-import math
-import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import trio
 import typer
 
-from . import __version__
-from .client import connect, fetch_key, trust_server
-from .client import register as client_register
-from .client_handshake import unreachable
-from .client_protocol import ClientConfig
-from .conversation import Outcome
-from .display import (
-    Line,
-    info_line,
-    names_line,
-    quoted,
-    safe,
-    safe_name,
-    to_ansi,
-    to_plain,
-)
-from .engine import ServerConfig
-from .errors import (
-    Busy,
-    ChatError,
-    ConnectionLost,
-    InvalidName,
-    KeyChanged,
-    MailboxFull,
-    NameTaken,
-    PasswordTooLong,
-    PasswordTooShort,
-    RateLimited,
-    ServerUnreachable,
-    TextEmpty,
-    TextTooLong,
-    Throttled,
-    TooManyRegistrations,
-    TooManySessions,
-    UnknownUser,
-    WrongPassword,
-)
-from .keys import (
+from .. import __version__
+from ..client import connect, fetch_key, trust_server
+from ..client import register as client_register
+from ..client_handshake import unreachable
+from ..client_protocol import ClientConfig
+from ..conversation import Outcome
+from ..display import Line, info_line, names_line, quoted, safe_name, to_ansi, to_plain
+from ..engine import ServerConfig
+from ..errors import ChatError, NameTaken, UnknownUser
+from ..keys import (
     KeyFileError,
     KnownServers,
     address_label,
@@ -65,37 +38,33 @@ from .keys import (
     home_relative,
     parse_key,
 )
-from .logs import FORMATS, LEVELS, configure, event
-from .noise import fingerprint
-from .rules import RuleError, check_name
-from .server import serve
-from .store import StorageError, default_database
-from .terminal import run_interactive, run_pipe
+from ..logs import FORMATS, LEVELS, configure, event
+from ..noise import fingerprint
+from ..server import serve
+from ..store import StorageError, default_database
+from ..terminal import run_interactive, run_pipe
+from .exits import (
+    ExitCode,
+    chat_failure,
+    exit_code_for,
+    fail,
+    name_problem,
+    run,
+    sentence,
+)
+from .options import (
+    DatabaseOption,
+    HostOption,
+    KeepaliveOption,
+    NameOption,
+    PasswordFileOption,
+    PortOption,
+    ServerKeyOption,
+    parse_port,
+)
+from .prompts import ATTEMPTS, agree, ask, attempts, checked_name, given_password
 
-T = TypeVar("T")
-
-
-class ExitCode(enum.IntEnum):
-    """One exit status per kind of failure, so scripts can tell them apart."""
-
-    OK = 0
-    FAILURE = 1
-    USAGE = 2
-    UNREACHABLE = 3
-    WRONG_PASSWORD = 4
-    UNKNOWN_USER = 5
-    NAME_TAKEN = 6
-    INVALID_NAME = 7
-    INVALID_PASSWORD = 8
-    LIMITED = 9
-    CONNECTION_LOST = 10
-    DATABASE = 11
-    ADDRESS_IN_USE = 12
-    REJECTED = 13
-    MESSAGE_REFUSED = 14
-    KEY_CHANGED = 15
-    INTERRUPTED = 130
-
+__all__ = ["ExitCode", "app", "exit_code_for", "fail", "main"]
 
 app = typer.Typer(
     name="trio-chat",
@@ -108,72 +77,6 @@ app = typer.Typer(
     "14 message refused, 15 the daemon's key changed, 130 interrupted.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-HostOption = Annotated[
-    str,
-    typer.Option("--host", envvar="TRIO_CHAT_HOST", help="Address of the daemon (IPv4 or IPv6)."),
-]
-
-
-def _port(text: str | int) -> int:
-    """A port number, or one sentence and exit status 2. Typer hands over the default
-    (an int) as it is, and what was typed as text."""
-    value = str(text).strip()
-    if not value.isdecimal() or not 0 <= int(value) <= 65535:
-        typer.echo(f"The port must be a number from 0 to 65535, not {text!r}.", err=True)
-        raise typer.Exit(int(ExitCode.USAGE))
-    return int(value)
-
-
-PortOption = Annotated[
-    int,
-    typer.Option("--port", envvar="TRIO_CHAT_PORT", parser=_port, metavar="PORT", help="UDP port."),
-]
-NameOption = Annotated[
-    str | None,
-    typer.Option(
-        "--name", "-n", envvar="TRIO_CHAT_NAME", help="Your account name (prompted if not given)."
-    ),
-]
-ServerKeyOption = Annotated[
-    str | None,
-    typer.Option(
-        "--server-key",
-        envvar="TRIO_CHAT_SERVER_KEY",
-        help="The daemon's key (as `trio-chat key` prints it: its fingerprint SHA256:... or "
-        "its base64 public key). Without it, the key is trusted the first time it is met "
-        "and remembered in known_servers.",
-    ),
-]
-KeepaliveOption = Annotated[
-    float | None,
-    typer.Option(
-        "--keepalive",
-        envvar="TRIO_CHAT_KEEPALIVE",
-        min=1.0,
-        max=3600.0,
-        help="Send a ping after at most this many seconds without sending anything (on a "
-        "whole second of the clock, up to a quarter of it sooner). By default, as long as "
-        "the daemon allows: 15 s, or 60 s when nothing on the way translates addresses. "
-        "Lower it behind a firewall that forgets a UDP flow sooner.",
-        show_default=False,
-    ),
-]
-PasswordFileOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--password-file",
-        dir_okay=False,
-        help="Read the password from the first line of this file. Without it the password "
-        "comes from TRIO_CHAT_PASSWORD, else it is prompted (hidden).",
-    ),
-]
-
-
-def fail(message: str, code: ExitCode) -> typer.Exit:
-    """Print one sentence to stderr and give the exit to raise."""
-    typer.echo(message, err=True)
-    return typer.Exit(int(code))
 
 
 def _version(value: bool) -> None:
@@ -192,14 +95,14 @@ def main_options(
     """A chat room over UDP: run the daemon, register, log in and chat."""
 
 
-def _serve_command(
+def serve_command(
     host: Annotated[
         str,
         typer.Option(envvar="TRIO_CHAT_HOST", help="Address to listen on ('::1' for IPv6)."),
     ] = "127.0.0.1",
     port: Annotated[
         int,
-        typer.Option(envvar="TRIO_CHAT_PORT", parser=_port, metavar="PORT", help="UDP port."),
+        typer.Option(envvar="TRIO_CHAT_PORT", parser=parse_port, metavar="PORT", help="UDP port."),
     ] = 1600,
     db: Annotated[
         Path | None,
@@ -348,198 +251,8 @@ async def _serve_until_signal(
                 break
 
 
-app.command("serve")(_serve_command)
-app.command("server", hidden=True)(_serve_command)
-
-
-# --- the client commands -----------------------------------------------------------------------
-
-_EXIT_FOR: dict[type[ChatError], ExitCode] = {
-    ServerUnreachable: ExitCode.UNREACHABLE,
-    WrongPassword: ExitCode.WRONG_PASSWORD,
-    UnknownUser: ExitCode.UNKNOWN_USER,
-    NameTaken: ExitCode.NAME_TAKEN,
-    InvalidName: ExitCode.INVALID_NAME,
-    PasswordTooShort: ExitCode.INVALID_PASSWORD,
-    PasswordTooLong: ExitCode.INVALID_PASSWORD,
-    RateLimited: ExitCode.LIMITED,
-    Throttled: ExitCode.LIMITED,
-    TooManySessions: ExitCode.LIMITED,
-    TooManyRegistrations: ExitCode.LIMITED,
-    MailboxFull: ExitCode.LIMITED,
-    ConnectionLost: ExitCode.CONNECTION_LOST,
-    KeyChanged: ExitCode.KEY_CHANGED,
-    Busy: ExitCode.LIMITED,
-    TextEmpty: ExitCode.MESSAGE_REFUSED,
-    TextTooLong: ExitCode.MESSAGE_REFUSED,
-}
-
-
-def exit_code_for(error: ChatError) -> ExitCode:
-    """The exit status for a failure the client API reported."""
-    return _EXIT_FOR.get(type(error), ExitCode.REJECTED)
-
-
-def _sentence(error: ChatError, name: str) -> str:
-    """What to tell the person, as one sentence they can act on."""
-    shown = safe_name(name)
-    if isinstance(error, UnknownUser):
-        problem = _name_problem(name)
-        if problem is not None:  # registering it would be refused too
-            return f"There is no account named {quoted(name)}: {problem}"
-        return (
-            f"There is no account named {quoted(name)}; "
-            f"create it with `trio-chat register --name {shown}`."
-        )
-    if isinstance(error, WrongPassword):
-        return f"Wrong password for {quoted(name)}."
-    message = safe(error.message)
-    if error.retry_after is not None and isinstance(error, Throttled | TooManyRegistrations):
-        message = f"{message.rstrip('.')} (about {math.ceil(error.retry_after)} s)."
-    return message
-
-
-def _name_problem(name: str) -> str | None:
-    """Why no account can have `name`, or None if one can."""
-    try:
-        check_name(name)
-    except RuleError as error:
-        return error.message
-    return None
-
-
-def _chat_failure(error: ChatError, name: str) -> typer.Exit:
-    return fail(_sentence(error, name), exit_code_for(error))
-
-
-def _leaf(error: BaseException) -> BaseException:
-    """The one exception inside nested exception groups (Trio's nurseries wrap them)."""
-    while isinstance(error, BaseExceptionGroup):
-        leaves = error.exceptions
-        chat_errors = [leaf for leaf in leaves if isinstance(_leaf(leaf), ChatError)]
-        error = (chat_errors or list(leaves))[0]
-    return error
-
-
-def _run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
-    """`trio.run`, raising a `ChatError` plainly, and never showing a traceback."""
-    try:
-        return trio.run(function, *args)
-    except BaseException as error:  # every failure becomes one sentence
-        leaf = _leaf(error)
-        if isinstance(leaf, ChatError):
-            raise leaf from None
-        if isinstance(leaf, KeyboardInterrupt):
-            raise fail("Interrupted.", ExitCode.INTERRUPTED) from None
-        if isinstance(leaf, typer.Exit | SystemExit):
-            raise leaf from None
-        if isinstance(leaf, KeyFileError):  # known_servers cannot be read or written
-            raise fail(str(leaf), ExitCode.DATABASE) from None
-        if isinstance(leaf, OSError):
-            raise fail(f"Network error: {leaf.strerror or leaf}.", ExitCode.FAILURE) from None
-        raise fail(
-            f"trio-chat stopped on an unexpected error ({type(leaf).__name__}: "
-            f"{safe(str(leaf))}); please report it.",
-            ExitCode.FAILURE,
-        ) from None
-
-
-def _checked_name(name: str) -> str:
-    try:
-        return check_name(name)
-    except RuleError as error:
-        raise fail(error.message, ExitCode.INVALID_NAME) from None
-
-
-def _given_password(password_file: Path | None) -> str | None:
-    """The password from --password-file or TRIO_CHAT_PASSWORD, if either gives one."""
-    if password_file is not None:
-        try:
-            text = password_file.read_text(encoding="utf-8")
-        except OSError as error:
-            raise fail(
-                f"Cannot read the password file {password_file}: {error.strerror}.",
-                ExitCode.USAGE,
-            ) from None
-        except UnicodeDecodeError:
-            raise fail(
-                f"The password file {password_file} is not UTF-8 text.", ExitCode.USAGE
-            ) from None
-        first = text.splitlines()[0] if text else ""
-        if not first:
-            raise fail(
-                f"The password file {password_file} has no password on its first line.",
-                ExitCode.USAGE,
-            )
-        return first
-    return os.environ.get("TRIO_CHAT_PASSWORD")
-
-
-def ask(text: str, *, hide: bool = False, confirm: bool = False) -> str:
-    """Prompt for a value; Ctrl-C or Ctrl-D leaves with a new line and exit status 130."""
-    if hide and not sys.stdin.isatty():
-        return _read_hidden(text, confirm=confirm)
-    try:
-        value: str = typer.prompt(
-            text, hide_input=hide, confirmation_prompt="Repeat the password" if confirm else False
-        )
-    except typer.Abort:
-        if not hide:  # a hidden prompt has ended its line already
-            typer.echo("", err=True)
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    return value
-
-
-def _read_hidden(text: str, *, confirm: bool) -> str:
-    """A password from input that is not a terminal (a pipe, a file): its next line.
-
-    Nothing is echoed there, so the terminal's echo needs no turning off, and `getpass`
-    would only warn that it cannot. With `confirm`, the line after must match it.
-    """
-    while True:
-        typer.echo(f"{text}: ", nl=False)
-        value = _next_line()
-        if not confirm:
-            return value
-        typer.echo("Repeat the password: ", nl=False)
-        if _next_line() == value:
-            return value
-        typer.echo("The two passwords do not match; type them again.")
-
-
-def _next_line() -> str:
-    line = sys.stdin.readline()
-    if not line:
-        typer.echo("", err=True)
-        raise typer.Exit(int(ExitCode.INTERRUPTED))  # the input ended, as Ctrl-D ends it
-    typer.echo("")  # where a terminal would have ended the line
-    return line.rstrip("\r\n")
-
-
-def agree(text: str) -> bool:
-    """Ask a yes/no question (no by default); Ctrl-C leaves as `ask` does."""
-    try:
-        return typer.confirm(text, default=False)
-    except typer.Abort:
-        typer.echo("", err=True)
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-
-
-ATTEMPTS = 3
-"""How many times a person at a terminal may type a password or a name."""
-
-
-def _attempts(function: Callable[[str, str], T], name: str, password: str, *, again: bool) -> T:
-    """Call `function(name, password)`; at a terminal, ask again after a wrong password."""
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            return function(name, password)
-        except WrongPassword:
-            if not again or attempt == ATTEMPTS:
-                raise
-            typer.echo(f"Wrong password for {quoted(name)}; try again.", err=True)
-            password = ask("Password", hide=True)
-    raise AssertionError("unreachable")
+app.command("serve")(serve_command)
+app.command("server", hidden=True)(serve_command)
 
 
 def _tolerant_output() -> None:
@@ -553,7 +266,7 @@ def _echo_line(line: Line) -> None:
     typer.echo(to_ansi(line) if sys.stdout.isatty() else to_plain(line))
 
 
-def _trusted_key(host: str, port: int, server_key: str | None) -> bytes:
+def trusted_key(host: str, port: int, server_key: str | None) -> bytes:
     """The daemon's key, checked with one datagram before anything else is asked.
 
     An unreachable daemon is reported within 2.5 s, before a password is typed; a key
@@ -564,9 +277,9 @@ def _trusted_key(host: str, port: int, server_key: str | None) -> bytes:
     except KeyFileError as error:
         raise fail(str(error), ExitCode.USAGE) from None
     try:
-        trusted = _run(functools.partial(trust_server, server_key=given, probe=True), host, port)
+        trusted = run(functools.partial(trust_server, server_key=given, probe=True), host, port)
     except ChatError as error:
-        raise fail(_sentence(error, ""), exit_code_for(error)) from None
+        raise fail(sentence(error, ""), exit_code_for(error)) from None
     if trusted.new:
         typer.echo(first_use_notice(host, port, trusted, KnownServers().path), err=True)
     return trusted.key
@@ -592,26 +305,26 @@ def register(
     _tolerant_output()
     can_ask = sys.stdin.isatty()
     if name is not None:
-        _checked_name(name)
-    given = _given_password(password_file)
-    key = _trusted_key(host, port, server_key)
+        checked_name(name)
+    given = given_password(password_file)
+    key = trusted_key(host, port, server_key)
     if name is None:
-        name = _checked_name(ask("Name"))
+        name = checked_name(ask("Name"))
     password = given if given is not None else ask("Password", hide=True, confirm=True)
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            created = _run(
+            created = run(
                 functools.partial(client_register, server_key=key), host, port, name, password
             )
             break
         except NameTaken as error:
             if not can_ask or attempt == ATTEMPTS:
-                raise _chat_failure(error, name) from None
+                raise chat_failure(error, name) from None
             typer.echo(f"The name {quoted(name)} is taken; choose another.", err=True)
             name = ask("Name")
-            _checked_name(name)
+            checked_name(name)
         except ChatError as error:
-            raise _chat_failure(error, name) from None
+            raise chat_failure(error, name) from None
     typer.echo(
         f"Registered {safe_name(created)} at {host}:{port}; "
         f"enter the room with `trio-chat chat --name {safe_name(created)}`."
@@ -656,20 +369,20 @@ def login(
 ) -> None:
     """Check your name and password; show who is online and how many private messages wait."""
     _tolerant_output()
-    key = _trusted_key(host, port, server_key)
+    key = trusted_key(host, port, server_key)
     if name is None:
         name = ask("Name")
-    given = _given_password(password_file)
+    given = given_password(password_file)
     password = given if given is not None else ask("Password", hide=True)
     again = given is None and sys.stdin.isatty()
 
     def check(name: str, password: str) -> list[Line]:
-        return _run(_check_login, host, port, key, name, password)
+        return run(_check_login, host, port, key, name, password)
 
     try:
-        lines = _attempts(check, name, password, again=again)
+        lines = attempts(check, name, password, again=again)
     except ChatError as error:
-        raise _chat_failure(error, name) from None
+        raise chat_failure(error, name) from None
     for line in lines:
         _echo_line(line)
 
@@ -717,9 +430,9 @@ def _offer_registration(
         raise fail("The two passwords differ; no account was created.", ExitCode.INVALID_PASSWORD)
     try:
         registering = functools.partial(client_register, server_key=key)
-        created = _run(registering, host, port, name, password)
+        created = run(registering, host, port, name, password)
     except ChatError as error:
-        raise _chat_failure(error, name) from None
+        raise chat_failure(error, name) from None
     typer.echo(f"Registered {safe_name(created)}.")
 
 
@@ -746,7 +459,7 @@ def chat(
             "Give your name with --name (or TRIO_CHAT_NAME) when input is not a terminal.",
             ExitCode.USAGE,
         )
-    password = _given_password(password_file)
+    password = given_password(password_file)
     typed = password is None
     if password is None and not can_ask:
         raise fail(
@@ -754,39 +467,29 @@ def chat(
             "when input is not a terminal.",
             ExitCode.USAGE,
         )
-    key = _trusted_key(host, port, server_key)
+    key = trusted_key(host, port, server_key)
     if name is None:
         name = ask("Name")
     if password is None:
         password = ask("Password", hide=True)
 
     def enter(name: str, password: str) -> Outcome:
-        return _run(_enter, host, port, key, name, password, interactive, keepalive)
+        return run(_enter, host, port, key, name, password, interactive, keepalive)
 
     try:
         try:
-            outcome = _attempts(enter, name, password, again=typed and can_ask)
+            outcome = attempts(enter, name, password, again=typed and can_ask)
         except UnknownUser:
-            if not can_ask or _name_problem(name) is not None:
+            if not can_ask or name_problem(name) is not None:
                 raise
             _offer_registration(host, port, key, name, password, typed)
             outcome = enter(name, password)
     except ChatError as error:
-        raise _chat_failure(error, name) from None
+        raise chat_failure(error, name) from None
     if outcome.ended is not None:
-        raise _chat_failure(outcome.ended, name)
+        raise chat_failure(outcome.ended, name)
     if outcome.refused is not None and not interactive:
         raise fail("Some lines were not sent (see above).", exit_code_for(outcome.refused))
-
-
-DatabaseOption = Annotated[
-    Path | None,
-    typer.Option(
-        envvar="TRIO_CHAT_DB",
-        help="The daemon's database: its key is the file beside it (NAME.key).",
-        show_default=home_relative(default_database()),
-    ),
-]
 
 
 @app.command("key")
@@ -837,9 +540,9 @@ def trust_command(
         except KeyFileError as error:
             raise fail(str(error), ExitCode.USAGE) from None
     try:
-        shown = _run(fetch_key, host, port)
+        shown = run(fetch_key, host, port)
     except ChatError as error:
-        raise fail(_sentence(error, ""), exit_code_for(error)) from None
+        raise fail(sentence(error, ""), exit_code_for(error)) from None
     matches = given is not None and (
         shown == given if isinstance(given, bytes) else fingerprint(shown) == given
     )
@@ -887,7 +590,7 @@ def gui(
     ] = None,
 ) -> None:
     """Chat in a window: sign in, talk in the room and in private tabs (needs PySide6)."""
-    from .gui import GuiUnavailable, launch
+    from ..gui import GuiUnavailable, launch
 
     try:
         code = launch(host, port, name)
@@ -899,7 +602,3 @@ def gui(
 def main() -> None:
     """The console script's entry point."""
     app(prog_name="trio-chat")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,155 @@
+"""Exit statuses, and each failure told as one sentence the person can act on."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import trio
+import typer
+
+from ..display import quoted, safe, safe_name
+from ..errors import (
+    Busy,
+    ChatError,
+    ConnectionLost,
+    InvalidName,
+    KeyChanged,
+    MailboxFull,
+    NameTaken,
+    PasswordTooLong,
+    PasswordTooShort,
+    RateLimited,
+    ServerUnreachable,
+    TextEmpty,
+    TextTooLong,
+    Throttled,
+    TooManyRegistrations,
+    TooManySessions,
+    UnknownUser,
+    WrongPassword,
+)
+from ..keys import KeyFileError
+from ..rules import RuleError, check_name
+
+T = TypeVar("T")
+
+
+class ExitCode(enum.IntEnum):
+    """One exit status per kind of failure, so scripts can tell them apart."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    UNREACHABLE = 3
+    WRONG_PASSWORD = 4
+    UNKNOWN_USER = 5
+    NAME_TAKEN = 6
+    INVALID_NAME = 7
+    INVALID_PASSWORD = 8
+    LIMITED = 9
+    CONNECTION_LOST = 10
+    DATABASE = 11
+    ADDRESS_IN_USE = 12
+    REJECTED = 13
+    MESSAGE_REFUSED = 14
+    KEY_CHANGED = 15
+    INTERRUPTED = 130
+
+
+def fail(message: str, code: ExitCode) -> typer.Exit:
+    """Print one sentence to stderr and give the exit to raise."""
+    typer.echo(message, err=True)
+    return typer.Exit(int(code))
+
+
+_EXIT_FOR: dict[type[ChatError], ExitCode] = {
+    ServerUnreachable: ExitCode.UNREACHABLE,
+    WrongPassword: ExitCode.WRONG_PASSWORD,
+    UnknownUser: ExitCode.UNKNOWN_USER,
+    NameTaken: ExitCode.NAME_TAKEN,
+    InvalidName: ExitCode.INVALID_NAME,
+    PasswordTooShort: ExitCode.INVALID_PASSWORD,
+    PasswordTooLong: ExitCode.INVALID_PASSWORD,
+    RateLimited: ExitCode.LIMITED,
+    Throttled: ExitCode.LIMITED,
+    TooManySessions: ExitCode.LIMITED,
+    TooManyRegistrations: ExitCode.LIMITED,
+    MailboxFull: ExitCode.LIMITED,
+    ConnectionLost: ExitCode.CONNECTION_LOST,
+    KeyChanged: ExitCode.KEY_CHANGED,
+    Busy: ExitCode.LIMITED,
+    TextEmpty: ExitCode.MESSAGE_REFUSED,
+    TextTooLong: ExitCode.MESSAGE_REFUSED,
+}
+
+
+def exit_code_for(error: ChatError) -> ExitCode:
+    """The exit status for a failure the client API reported."""
+    return _EXIT_FOR.get(type(error), ExitCode.REJECTED)
+
+
+def sentence(error: ChatError, name: str) -> str:
+    """What to tell the person, as one sentence they can act on."""
+    shown = safe_name(name)
+    if isinstance(error, UnknownUser):
+        problem = name_problem(name)
+        if problem is not None:  # registering it would be refused too
+            return f"There is no account named {quoted(name)}: {problem}"
+        return (
+            f"There is no account named {quoted(name)}; "
+            f"create it with `trio-chat register --name {shown}`."
+        )
+    if isinstance(error, WrongPassword):
+        return f"Wrong password for {quoted(name)}."
+    message = safe(error.message)
+    if error.retry_after is not None and isinstance(error, Throttled | TooManyRegistrations):
+        message = f"{message.rstrip('.')} (about {math.ceil(error.retry_after)} s)."
+    return message
+
+
+def name_problem(name: str) -> str | None:
+    """Why no account can have `name`, or None if one can."""
+    try:
+        check_name(name)
+    except RuleError as error:
+        return error.message
+    return None
+
+
+def chat_failure(error: ChatError, name: str) -> typer.Exit:
+    return fail(sentence(error, name), exit_code_for(error))
+
+
+def innermost(error: BaseException) -> BaseException:
+    """The one exception inside nested exception groups (Trio's nurseries wrap them)."""
+    while isinstance(error, BaseExceptionGroup):
+        leaves = error.exceptions
+        chat_errors = [leaf for leaf in leaves if isinstance(innermost(leaf), ChatError)]
+        error = (chat_errors or list(leaves))[0]
+    return error
+
+
+def run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """`trio.run`, raising a `ChatError` plainly, and never showing a traceback."""
+    try:
+        return trio.run(function, *args)
+    except BaseException as error:  # every failure becomes one sentence
+        leaf = innermost(error)
+        if isinstance(leaf, ChatError):
+            raise leaf from None
+        if isinstance(leaf, KeyboardInterrupt):
+            raise fail("Interrupted.", ExitCode.INTERRUPTED) from None
+        if isinstance(leaf, typer.Exit | SystemExit):
+            raise leaf from None
+        if isinstance(leaf, KeyFileError):  # known_servers cannot be read or written
+            raise fail(str(leaf), ExitCode.DATABASE) from None
+        if isinstance(leaf, OSError):
+            raise fail(f"Network error: {leaf.strerror or leaf}.", ExitCode.FAILURE) from None
+        raise fail(
+            f"trio-chat stopped on an unexpected error ({type(leaf).__name__}: "
+            f"{safe(str(leaf))}); please report it.",
+            ExitCode.FAILURE,
+        ) from None

@@ -1,0 +1,83 @@
+"""The options the commands share, and the parser of a port number."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..keys import home_relative
+from ..store import default_database
+from .exits import ExitCode
+
+
+def parse_port(text: str | int) -> int:
+    """A port number, or one sentence and exit status 2. Typer hands over the default
+    (an int) as it is, and what was typed as text."""
+    value = str(text).strip()
+    if not value.isdecimal() or not 0 <= int(value) <= 65535:
+        typer.echo(f"The port must be a number from 0 to 65535, not {text!r}.", err=True)
+        raise typer.Exit(int(ExitCode.USAGE))
+    return int(value)
+
+
+HostOption = Annotated[
+    str,
+    typer.Option("--host", envvar="TRIO_CHAT_HOST", help="Address of the daemon (IPv4 or IPv6)."),
+]
+PortOption = Annotated[
+    int,
+    typer.Option(
+        "--port", envvar="TRIO_CHAT_PORT", parser=parse_port, metavar="PORT", help="UDP port."
+    ),
+]
+NameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--name", "-n", envvar="TRIO_CHAT_NAME", help="Your account name (prompted if not given)."
+    ),
+]
+ServerKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server-key",
+        envvar="TRIO_CHAT_SERVER_KEY",
+        help="The daemon's key (as `trio-chat key` prints it: its fingerprint SHA256:... or "
+        "its base64 public key). Without it, the key is trusted the first time it is met "
+        "and remembered in known_servers.",
+    ),
+]
+KeepaliveOption = Annotated[
+    float | None,
+    typer.Option(
+        "--keepalive",
+        envvar="TRIO_CHAT_KEEPALIVE",
+        min=1.0,
+        max=3600.0,
+        help="Send a ping after at most this many seconds without sending anything (on a "
+        "whole second of the clock, up to a quarter of it sooner). By default, as long as "
+        "the daemon allows: 15 s, or 60 s when nothing on the way translates addresses. "
+        "Lower it behind a firewall that forgets a UDP flow sooner.",
+        show_default=False,
+    ),
+]
+PasswordFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--password-file",
+        dir_okay=False,
+        help="Read the password from the first line of this file. Without it the password "
+        "comes from TRIO_CHAT_PASSWORD, else it is prompted (hidden).",
+    ),
+]
+
+
+DatabaseOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="TRIO_CHAT_DB",
+        help="The daemon's database: its key is the file beside it (NAME.key).",
+        show_default=home_relative(default_database()),
+    ),
+]

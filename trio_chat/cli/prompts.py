@@ -1,0 +1,117 @@
+"""What the person types: a name, a password (prompted, piped, or from a file or the
+environment), yes or no, and another try after a wrong password."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+
+from ..display import quoted
+from ..errors import WrongPassword
+from ..rules import RuleError, check_name
+from .exits import ExitCode, fail
+
+T = TypeVar("T")
+
+
+def checked_name(name: str) -> str:
+    try:
+        return check_name(name)
+    except RuleError as error:
+        raise fail(error.message, ExitCode.INVALID_NAME) from None
+
+
+def given_password(password_file: Path | None) -> str | None:
+    """The password from --password-file or TRIO_CHAT_PASSWORD, if either gives one."""
+    if password_file is not None:
+        try:
+            text = password_file.read_text(encoding="utf-8")
+        except OSError as error:
+            raise fail(
+                f"Cannot read the password file {password_file}: {error.strerror}.",
+                ExitCode.USAGE,
+            ) from None
+        except UnicodeDecodeError:
+            raise fail(
+                f"The password file {password_file} is not UTF-8 text.", ExitCode.USAGE
+            ) from None
+        first = text.splitlines()[0] if text else ""
+        if not first:
+            raise fail(
+                f"The password file {password_file} has no password on its first line.",
+                ExitCode.USAGE,
+            )
+        return first
+    return os.environ.get("TRIO_CHAT_PASSWORD")
+
+
+def ask(text: str, *, hide: bool = False, confirm: bool = False) -> str:
+    """Prompt for a value; Ctrl-C or Ctrl-D leaves with a new line and exit status 130."""
+    if hide and not sys.stdin.isatty():
+        return _read_hidden(text, confirm=confirm)
+    try:
+        value: str = typer.prompt(
+            text, hide_input=hide, confirmation_prompt="Repeat the password" if confirm else False
+        )
+    except typer.Abort:
+        if not hide:  # a hidden prompt has ended its line already
+            typer.echo("", err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    return value
+
+
+def _read_hidden(text: str, *, confirm: bool) -> str:
+    """A password from input that is not a terminal (a pipe, a file): its next line.
+
+    Nothing is echoed there, so the terminal's echo needs no turning off, and `getpass`
+    would only warn that it cannot. With `confirm`, the line after must match it.
+    """
+    while True:
+        typer.echo(f"{text}: ", nl=False)
+        value = _next_line()
+        if not confirm:
+            return value
+        typer.echo("Repeat the password: ", nl=False)
+        if _next_line() == value:
+            return value
+        typer.echo("The two passwords do not match; type them again.")
+
+
+def _next_line() -> str:
+    line = sys.stdin.readline()
+    if not line:
+        typer.echo("", err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED))  # the input ended, as Ctrl-D ends it
+    typer.echo("")  # where a terminal would have ended the line
+    return line.rstrip("\r\n")
+
+
+def agree(text: str) -> bool:
+    """Ask a yes/no question (no by default); Ctrl-C leaves as `ask` does."""
+    try:
+        return typer.confirm(text, default=False)
+    except typer.Abort:
+        typer.echo("", err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+ATTEMPTS = 3
+"""How many times a person at a terminal may type a password or a name."""
+
+
+def attempts(function: Callable[[str, str], T], name: str, password: str, *, again: bool) -> T:
+    """Call `function(name, password)`; at a terminal, ask again after a wrong password."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return function(name, password)
+        except WrongPassword:
+            if not again or attempt == ATTEMPTS:
+                raise
+            typer.echo(f"Wrong password for {quoted(name)}; try again.", err=True)
+            password = ask("Password", hide=True)
+    raise AssertionError("unreachable")
