@@ -17,8 +17,8 @@ import pytest
 import trio
 import typer
 
-from trio_chat import cli, client_protocol, register, wire
-from trio_chat.cli import exits
+from trio_chat import client_protocol, register, wire
+from trio_chat.cli import account, exits
 from trio_chat.client import PATIENCE, PROBES
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.display import joined_line, left_line, message_line
@@ -417,7 +417,7 @@ async def test_a_login_check_the_daemon_never_answers_ends_unreachable() -> None
         async with trio.open_nursery() as nursery:
             port = await nursery.start(NeverAnswers(keys, welcome=True).run)
             with pytest.raises(ExceptionGroup) as raised:  # from the nursery in connect()
-                await cli._check_login("127.0.0.1", port, keys.public, "alice", "a password")
+                await account._check_login("127.0.0.1", port, keys.public, "alice", "a password")
             assert isinstance(exits.innermost(raised.value), ServerUnreachable)
             nursery.cancel_scope.cancel()
 

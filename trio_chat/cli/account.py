@@ -1,0 +1,253 @@
+"""The commands of a person's account: `register`, `login` and `chat`."""
+
+from __future__ import annotations
+
+import functools
+import io
+import signal
+import sys
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import trio
+import typer
+
+from ..client import connect
+from ..client import register as client_register
+from ..client_handshake import unreachable
+from ..client_protocol import ClientConfig
+from ..conversation import Outcome
+from ..display import Line, info_line, names_line, quoted, safe_name, to_ansi, to_plain
+from ..errors import ChatError, NameTaken, UnknownUser
+from ..keys import address_label
+from ..terminal import run_interactive, run_pipe
+from .daemon_key import trusted_key
+from .exits import ExitCode, chat_failure, exit_code_for, fail, name_problem, run
+from .options import (
+    HostOption,
+    KeepaliveOption,
+    NameOption,
+    PasswordFileOption,
+    PortOption,
+    ServerKeyOption,
+)
+from .prompts import ATTEMPTS, agree, ask, attempts, checked_name, given_password
+
+
+def register(
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            "-n",
+            envvar="TRIO_CHAT_NAME",
+            help="The account name to create (prompted if not given).",
+        ),
+    ] = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 1600,
+    password_file: PasswordFileOption = None,
+    server_key: ServerKeyOption = None,
+) -> None:
+    """Create an account (the password is prompted twice, hidden)."""
+    _tolerant_output()
+    can_ask = sys.stdin.isatty()
+    if name is not None:
+        checked_name(name)
+    given = given_password(password_file)
+    key = trusted_key(host, port, server_key)
+    if name is None:
+        name = checked_name(ask("Name"))
+    password = given if given is not None else ask("Password", hide=True, confirm=True)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            created = run(
+                functools.partial(client_register, server_key=key), host, port, name, password
+            )
+            break
+        except NameTaken as error:
+            if not can_ask or attempt == ATTEMPTS:
+                raise chat_failure(error, name) from None
+            typer.echo(f"The name {quoted(name)} is taken; choose another.", err=True)
+            name = ask("Name")
+            checked_name(name)
+        except ChatError as error:
+            raise chat_failure(error, name) from None
+    typer.echo(
+        f"Registered {safe_name(created)} at {host}:{port}; "
+        f"enter the room with `trio-chat chat --name {safe_name(created)}`."
+    )
+
+
+async def _check_login(host: str, port: int, key: bytes, name: str, password: str) -> list[Line]:
+    # A quiet session only looks: nobody sees us come and go, and the private messages
+    # stay waiting for `trio-chat chat`.
+    async with connect(host, port, name, password, quiet=True, server_key=key) as chat:
+        names: list[str] | None = None
+        with trio.move_on_after(chat.config.timeout):
+            names = await chat.who()
+        if names is None:  # a daemon that logs in but does not answer would hold us forever
+            raise unreachable(address_label(host, port))
+        me = chat.name
+        lines: list[Line] = [
+            info_line(f"Logged in as {safe_name(me)} at {host}:{port}."),
+            names_line(names, me),
+        ]
+        count = chat.unread
+        if count == 0:
+            lines.append(info_line("No private messages are waiting for you."))
+        else:
+            plural = "message is" if count == 1 else "messages are"
+            lines.append(
+                info_line(
+                    f"{count} private {plural} waiting for you; "
+                    f"`trio-chat chat --name {safe_name(me)}` shows them."
+                )
+            )
+        return lines
+
+
+def login(
+    name: NameOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 1600,
+    password_file: PasswordFileOption = None,
+    server_key: ServerKeyOption = None,
+) -> None:
+    """Check your name and password; show who is online and how many private messages wait."""
+    _tolerant_output()
+    key = trusted_key(host, port, server_key)
+    if name is None:
+        name = ask("Name")
+    given = given_password(password_file)
+    password = given if given is not None else ask("Password", hide=True)
+    again = given is None and sys.stdin.isatty()
+
+    def check(name: str, password: str) -> list[Line]:
+        return run(_check_login, host, port, key, name, password)
+
+    try:
+        lines = attempts(check, name, password, again=again)
+    except ChatError as error:
+        raise chat_failure(error, name) from None
+    for line in lines:
+        _echo_line(line)
+
+
+async def _enter(
+    host: str,
+    port: int,
+    key: bytes,
+    name: str,
+    password: str,
+    interactive: bool,
+    keepalive: float | None,
+) -> Outcome:
+    config = ClientConfig(keepalive=keepalive)
+    if interactive:
+        async with connect(host, port, name, password, server_key=key, config=config) as chat:
+            return await run_interactive(chat)
+    # A script stopped by Ctrl-C, SIGTERM or SIGHUP leaves the room and exits 130, rather
+    # than staying in it, silent, until the daemon gives up on it. The three are taken
+    # by one task, so that none lands halfway through the start of another.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_interrupt_on, signals)
+            async with connect(host, port, name, password, server_key=key, config=config) as chat:
+                outcome = await run_pipe(chat, sys.stdin.fileno())
+            nursery.cancel_scope.cancel()
+    return outcome
+
+
+async def _interrupt_on(signals: AsyncIterator[int]) -> None:
+    async for _ in signals:
+        raise KeyboardInterrupt
+
+
+def _offer_registration(
+    host: str, port: int, key: bytes, name: str, password: str, typed: bool
+) -> None:
+    """Ask whether to create the unknown account `name`; exit if not.
+
+    A password that was typed is asked once more, as `register` does.
+    """
+    if not agree(f"There is no account named {quoted(name)}. Create it?"):
+        raise fail(f"No account named {quoted(name)}; nothing was changed.", ExitCode.UNKNOWN_USER)
+    if typed and ask("Repeat the password", hide=True) != password:
+        raise fail("The two passwords differ; no account was created.", ExitCode.INVALID_PASSWORD)
+    try:
+        registering = functools.partial(client_register, server_key=key)
+        created = run(registering, host, port, name, password)
+    except ChatError as error:
+        raise chat_failure(error, name) from None
+    typer.echo(f"Registered {safe_name(created)}.")
+
+
+CHAT_HELP = (
+    "Enter the room: type to talk, /help lists the commands, Exit leaves.\n\n"
+    "When input is not a terminal, each line is handled as if typed (commands too), each "
+    "event is printed as one plain line, and at the end of input the command waits until "
+    "the daemon has acknowledged everything sent, then exits (0 if all was accepted)."
+)
+"""The help of `trio-chat chat`, longer than its docstring."""
+
+
+def chat(
+    name: NameOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 1600,
+    password_file: PasswordFileOption = None,
+    server_key: ServerKeyOption = None,
+    keepalive: KeepaliveOption = None,
+) -> None:
+    """Enter the room: type to talk, /help lists the commands, Exit leaves."""
+    _tolerant_output()
+    can_ask = sys.stdin.isatty()
+    interactive = can_ask and sys.stdout.isatty()
+    if name is None and not can_ask:
+        raise fail(
+            "Give your name with --name (or TRIO_CHAT_NAME) when input is not a terminal.",
+            ExitCode.USAGE,
+        )
+    password = given_password(password_file)
+    typed = password is None
+    if password is None and not can_ask:
+        raise fail(
+            "Give the password in TRIO_CHAT_PASSWORD or with --password-file "
+            "when input is not a terminal.",
+            ExitCode.USAGE,
+        )
+    key = trusted_key(host, port, server_key)
+    if name is None:
+        name = ask("Name")
+    if password is None:
+        password = ask("Password", hide=True)
+
+    def enter(name: str, password: str) -> Outcome:
+        return run(_enter, host, port, key, name, password, interactive, keepalive)
+
+    try:
+        try:
+            outcome = attempts(enter, name, password, again=typed and can_ask)
+        except UnknownUser:
+            if not can_ask or name_problem(name) is not None:
+                raise
+            _offer_registration(host, port, key, name, password, typed)
+            outcome = enter(name, password)
+    except ChatError as error:
+        raise chat_failure(error, name) from None
+    if outcome.ended is not None:
+        raise chat_failure(outcome.ended, name)
+    if outcome.refused is not None and not interactive:
+        raise fail("Some lines were not sent (see above).", exit_code_for(outcome.refused))
+
+
+def _tolerant_output() -> None:
+    """Never fail on a character the terminal's encoding lacks: show it as an escape."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _echo_line(line: Line) -> None:
+    typer.echo(to_ansi(line) if sys.stdout.isatty() else to_plain(line))

@@ -1,0 +1,57 @@
+"""The Typer app of `trio-chat`, its commands in the order `--help` lists them, and the
+console script's entry point."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from .account import CHAT_HELP, chat, login, register
+from .daemon_key import key_command, trust_command
+from .gui import gui
+from .serve import serve_command
+
+app = typer.Typer(
+    name="trio-chat",
+    help="A chat room over UDP: run the daemon, register, log in and chat.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    epilog="Exit codes: 0 done, 1 failure, 2 usage, 3 daemon unreachable, 4 wrong password, "
+    "5 unknown user, 6 name taken, 7 invalid name, 8 invalid password, 9 rate limited, "
+    "10 connection lost, 11 database or key file, 12 address in use, 13 refused, "
+    "14 message refused, 15 the daemon's key changed, 130 interrupted.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"trio-chat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """A chat room over UDP: run the daemon, register, log in and chat."""
+
+
+app.command("serve")(serve_command)
+app.command("server", hidden=True)(serve_command)
+app.command()(register)
+app.command()(login)
+app.command(help=CHAT_HELP)(chat)
+app.command("key")(key_command)
+app.command("trust")(trust_command)
+app.command()(gui)
+
+
+def main() -> None:
+    """The console script's entry point."""
+    app(prog_name="trio-chat")

@@ -1,0 +1,114 @@
+"""The daemon's key: `trio-chat key` shows it, `trio-chat trust` trusts it anew, and each
+client command checks it before anything else (`trusted_key`)."""
+
+from __future__ import annotations
+
+import base64
+import functools
+from typing import Annotated
+
+import typer
+
+from ..client import fetch_key, trust_server
+from ..errors import ChatError
+from ..keys import (
+    KeyFileError,
+    KnownServers,
+    address_label,
+    daemon_public_key,
+    first_use_notice,
+    parse_key,
+)
+from ..noise import fingerprint
+from ..store import default_database
+from .exits import ExitCode, exit_code_for, fail, run, sentence
+from .options import DatabaseOption, HostOption, PortOption, ServerKeyOption
+from .prompts import agree
+
+
+def trusted_key(host: str, port: int, server_key: str | None) -> bytes:
+    """The daemon's key, checked with one datagram before anything else is asked.
+
+    An unreachable daemon is reported within 2.5 s, before a password is typed; a key
+    met for the first time is shown and remembered; a changed one stops here.
+    """
+    try:
+        given = None if server_key is None else parse_key(server_key)
+    except KeyFileError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
+    try:
+        trusted = run(functools.partial(trust_server, server_key=given, probe=True), host, port)
+    except ChatError as error:
+        raise fail(sentence(error, ""), exit_code_for(error)) from None
+    if trusted.new:
+        typer.echo(first_use_notice(host, port, trusted, KnownServers().path), err=True)
+    return trusted.key
+
+
+def key_command(db: DatabaseOption = None) -> None:
+    """Show the daemon's key: the fingerprint to publish, and the key for --server-key."""
+    database = db or default_database()
+    try:
+        public = daemon_public_key(database)
+    except KeyFileError as error:
+        raise fail(str(error), ExitCode.DATABASE) from None
+    typer.echo(f"fingerprint: {fingerprint(public)}")
+    typer.echo(f"public key:  {base64.b64encode(public).decode()}")
+
+
+def trust_command(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 1600,
+    server_key: ServerKeyOption = None,
+    forget: Annotated[
+        bool, typer.Option("--forget", help="Stop trusting any key for this daemon.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Trust the key the daemon shows without asking.")
+    ] = False,
+) -> None:
+    """Trust a daemon's key anew: after its operator changed it on purpose, say.
+
+    The key the daemon shows is checked against --server-key if given, else shown for you
+    to compare with the fingerprint its operator publishes (`trio-chat key`).
+    """
+    known = KnownServers()
+    where = address_label(host, port)
+    if forget:
+        try:
+            forgotten = known.forget(host, port)
+        except KeyFileError as error:
+            raise fail(str(error), ExitCode.DATABASE) from None
+        if forgotten:
+            typer.echo(f"No key is trusted for {where} any more.")
+        else:
+            typer.echo(f"No key was trusted for {where}.")
+        return
+    given = None
+    if server_key is not None:
+        try:
+            given = parse_key(server_key)
+        except KeyFileError as error:
+            raise fail(str(error), ExitCode.USAGE) from None
+    try:
+        shown = run(fetch_key, host, port)
+    except ChatError as error:
+        raise fail(sentence(error, ""), exit_code_for(error)) from None
+    matches = given is not None and (
+        shown == given if isinstance(given, bytes) else fingerprint(shown) == given
+    )
+    if given is not None and not matches:
+        raise fail(
+            f"The daemon at {where} shows the key {fingerprint(shown)}, not the one you gave; "
+            "nothing was changed.",
+            ExitCode.KEY_CHANGED,
+        )
+    if given is None and not yes:
+        question = f"The daemon at {where} shows the key {fingerprint(shown)}. Trust it?"
+        if not agree(question):
+            raise fail("Nothing was changed.", ExitCode.REJECTED)
+    try:
+        known.remember(host, port, shown)
+    except KeyFileError as error:
+        raise fail(str(error), ExitCode.DATABASE) from None
+    typer.echo(f"Trusting {fingerprint(shown)} for {where} (remembered in {known.path}).")

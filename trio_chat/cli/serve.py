@@ -1,0 +1,177 @@
+"""`trio-chat serve`: run the daemon until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import trio
+import typer
+
+from ..engine import ServerConfig
+from ..keys import KeyFileError, home_relative
+from ..logs import FORMATS, LEVELS, configure, event
+from ..server import serve
+from ..store import StorageError, default_database
+from .exits import ExitCode, fail
+from .options import parse_port
+
+
+def serve_command(
+    host: Annotated[
+        str,
+        typer.Option(envvar="TRIO_CHAT_HOST", help="Address to listen on ('::1' for IPv6)."),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option(envvar="TRIO_CHAT_PORT", parser=parse_port, metavar="PORT", help="UDP port."),
+    ] = 1600,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="TRIO_CHAT_DB",
+            help="SQLite database file.",
+            show_default=home_relative(default_database()),
+        ),
+    ] = None,
+    log_level: Annotated[
+        str,
+        typer.Option(help="debug, info, warning or error."),
+    ] = "info",
+    log_format: Annotated[
+        str,
+        typer.Option(help="text (a line each) or json (one JSON object a line)."),
+    ] = "text",
+    message_rate: Annotated[
+        float, typer.Option(help="Messages per second each session may send, steadily.")
+    ] = 5.0,
+    message_burst: Annotated[
+        int, typer.Option(help="Messages a session may send at once before the rate applies.")
+    ] = 20,
+    register_rate: Annotated[
+        float, typer.Option(help="Registrations per minute from one address, steadily.")
+    ] = 1.0,
+    register_burst: Annotated[
+        int, typer.Option(help="Registrations from one address at once.")
+    ] = 5,
+    login_free_failures: Annotated[
+        int, typer.Option(help="Failed logins (per account and per address) before delays.")
+    ] = 3,
+    login_delay: Annotated[
+        float, typer.Option(help="The first delay after those failures, doubling each time.")
+    ] = 1.0,
+    sessions_per_address: Annotated[
+        int, typer.Option(help="Sessions one IP address may hold at once.")
+    ] = 16,
+    sessions_per_account: Annotated[
+        int, typer.Option(help="Sessions one account may hold at once.")
+    ] = 8,
+    checks_per_address: Annotated[
+        int,
+        typer.Option(help="Password checks one IP address may have waiting or running at once."),
+    ] = 2,
+    register_rate_total: Annotated[
+        float, typer.Option(help="Registrations per minute from all addresses together.")
+    ] = 60.0,
+    idle_timeout: Annotated[
+        float, typer.Option(help="Seconds of silence after which a session is closed.")
+    ] = 45.0,
+    notice_limit: Annotated[
+        int,
+        typer.Option(help="Join and leave notices are sent while at most this many are online."),
+    ] = 200,
+    summary_every: Annotated[
+        float,
+        typer.Option(help="Seconds between the log's summary lines (sessions, messages, drops)."),
+    ] = 60.0,
+) -> None:
+    """Run the chat daemon (stop it with Ctrl-C or SIGTERM)."""
+    if log_level.lower() not in LEVELS:
+        raise fail(
+            f"Unknown log level {log_level!r}; use debug, info, warning or error.", ExitCode.USAGE
+        )
+    if log_format.lower() not in FORMATS:
+        raise fail(f"Unknown log format {log_format!r}; use text or json.", ExitCode.USAGE)
+    numbers: dict[str, float] = {
+        "--message-rate": message_rate,
+        "--message-burst": message_burst,
+        "--register-rate": register_rate,
+        "--register-burst": register_burst,
+        "--login-free-failures": login_free_failures,
+        "--login-delay": login_delay,
+        "--sessions-per-address": sessions_per_address,
+        "--sessions-per-account": sessions_per_account,
+        "--checks-per-address": checks_per_address,
+        "--register-rate-total": register_rate_total,
+        "--notice-limit": notice_limit,
+    }
+    for option, value in numbers.items():
+        if not value >= 0:  # NaN too
+            raise fail(f"{option} must be 0 or more, not {value}.", ExitCode.USAGE)
+    for option, value in {"--idle-timeout": idle_timeout, "--summary-every": summary_every}.items():
+        if not value > 0:
+            raise fail(
+                f"{option} must be a number of seconds above 0, not {value}.", ExitCode.USAGE
+            )
+    configure(log_level.lower(), log_format.lower())
+    config = ServerConfig(
+        message_rate=message_rate,
+        message_burst=message_burst,
+        register_rate=register_rate / 60,
+        register_burst=register_burst,
+        login_free_failures=login_free_failures,
+        login_delay=login_delay,
+        max_sessions_per_address=sessions_per_address,
+        max_sessions_per_account=sessions_per_account,
+        checks_per_address=checks_per_address,
+        register_rate_total=register_rate_total,
+        register_burst_total=max(1, round(register_rate_total)),
+        idle_timeout=idle_timeout,
+        notice_limit=notice_limit,
+    )
+    database = db or default_database()
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    failure: typer.Exit | None = None
+    try:
+        trio.run(_serve_until_signal, host, port, database, config, summary_every)
+    except* (StorageError, KeyFileError) as group:
+        failure = fail(str(_first(group)), ExitCode.DATABASE)
+    except* OSError as group:
+        error = _first(group)
+        if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+            failure = fail(
+                f"Cannot listen on {shown}: the port is in use; is another trio-chat "
+                "running? Choose another with --port.",
+                ExitCode.ADDRESS_IN_USE,
+            )
+        else:
+            reason = error.strerror if isinstance(error, OSError) else None
+            failure = fail(f"Cannot listen on {shown}: {reason or error}.", ExitCode.FAILURE)
+    if failure is not None:
+        raise failure
+
+
+def _first(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first exception inside (nested) exception groups."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+async def _serve_until_signal(
+    host: str, port: int, database: Path, config: ServerConfig, summary_every: float
+) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            start = functools.partial(serve, summary_every=summary_every)
+            await nursery.start(start, host, port, database, config)
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                event(logging.INFO, "signal", f"Stopping ({name}).", signal=name)
+                nursery.cancel_scope.cancel()
+                break
