@@ -85,6 +85,15 @@ def new_id() -> str:
     return secrets.token_urlsafe(12)
 
 
+def as_reason(sentence: str) -> str:
+    """The daemon's sentence as a reason shown inside another: "Lost the connection
+    (the server is shutting down; it will be back)"."""
+    reason = sentence.rstrip(".")
+    if reason[:1].isupper() and reason[1:2].islower():
+        reason = reason[0].lower() + reason[1:]
+    return reason
+
+
 def new_index() -> int:
     """A connection index: 32 random bits, never 0."""
     return secrets.randbelow(2**32 - 1) + 1
@@ -689,7 +698,7 @@ class ClientConnection:
             if frame.reason == "too_many_sessions":
                 self._shut(TooManySessions(frame.message))  # opening another would not help
                 return
-            raise _SessionLost(frame.message.rstrip("."))
+            raise _SessionLost(as_reason(frame.message))
 
     def _unreadable(self, frame: wire.ServerFrame) -> None:
         """A frame that decoded but cannot be used: the request it answers fails."""
