@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from trio_chat import client_handshake, client_protocol, wire
@@ -305,3 +306,19 @@ def test_a_first_login_cut_off_by_a_restart_is_carried_again_by_a_new_channel(
     sim.restart_daemon(down_for=down_for)
     sim.run_until(lambda: alice.ready or alice.closed, limit=30.0)
     assert alice.ready, alice.failure
+
+
+def test_message_ids_are_random_then_counted_so_that_they_sort_in_the_order_sent() -> None:
+    """A connection's ids share 64 random bits and then count up, in characters that
+    sort as they count: the daemon's index of ids takes each new one beside the last,
+    not at a random place. Another connection starts elsewhere."""
+    one, other = client_protocol.Ids(), client_protocol.Ids()
+    ids = [one() for _ in range(5000)]
+    assert len(set(ids)) == len(ids) and sorted(ids) == ids
+    for cid in ids[:3] + ids[-3:]:
+        assert msgspec.convert(cid, wire.ClientMessageId) == cid and len(cid) <= 24
+    assert len({cid[:11] for cid in ids}) == 1 and other()[:11] != ids[0][:11]
+    connection = ClientConnection(b"k" * 32, "alice", "pw")
+    first, second = connection.say("a"), connection.say("b")
+    assert first.cid is not None and second.cid is not None
+    assert first.cid[:11] == second.cid[:11] and first.cid < second.cid

@@ -14,7 +14,7 @@ from .connection import (
     SEEN_MEMORY,
     WHO_NAMES_MAX,
     ClientConnection,
-    new_id,
+    Ids,
     new_index,
 )
 from .messages import message_event, parse_time
@@ -28,9 +28,9 @@ __all__ = [
     "ClientConfig",
     "ClientConnection",
     "Handle",
+    "Ids",
     "check_registration",
     "message_event",
-    "new_id",
     "new_index",
     "parse_time",
     "registration_result",
