@@ -102,6 +102,18 @@ def test_register_prompts_twice_then_the_account_logs_in(daemon: Daemon) -> None
     assert f"Logged in as {name}" in out
 
 
+def test_register_from_a_pipe_takes_one_line_when_the_input_ends_after_it(
+    daemon: Daemon,
+) -> None:
+    """`echo "$PW" | trio-chat register`: there is nobody to mistype it twice."""
+    name = fresh_name("reg")
+    code, out, _err = invoke(daemon, "register", "--name", name, input=f"{PASSWORD}\n")
+    assert code == 0, out
+    assert f"Registered {name} at {daemon[0]}:{daemon[1]}" in out
+    code, out, _err = invoke(daemon, "login", "--name", name, password=PASSWORD)
+    assert code == 0
+
+
 def test_register_asks_again_when_the_two_passwords_differ(daemon: Daemon) -> None:
     name = fresh_name("reg")
     typed = f"{PASSWORD}\nsomething else\n{PASSWORD}\n{PASSWORD}\n"

@@ -69,26 +69,28 @@ def _read_hidden(text: str, *, confirm: bool) -> str:
     """A password from input that is not a terminal (a pipe, a file): its next line.
 
     Nothing is echoed there, so the terminal's echo needs no turning off, and `getpass`
-    would only warn that it cannot. With `confirm`, the line after must match it.
+    would only warn that it cannot. With `confirm`, the line after must match it, if
+    there is one: input that ends after the password gives it once (`echo "$PW" |`).
     """
     while True:
         typer.echo(f"{text}: ", nl=False)
         value = _next_line()
+        if value is None:
+            raise typer.Exit(int(ExitCode.INTERRUPTED))  # the input ended, as Ctrl-D ends it
         if not confirm:
             return value
         typer.echo("Repeat the password: ", nl=False)
-        if _next_line() == value:
+        again = _next_line()
+        if again is None or again == value:
             return value
         typer.echo("The two passwords do not match; type them again.")
 
 
-def _next_line() -> str:
+def _next_line() -> str | None:
+    """The next line of input, or None where it ended."""
     line = sys.stdin.readline()
-    if not line:
-        typer.echo("", err=True)
-        raise typer.Exit(int(ExitCode.INTERRUPTED))  # the input ended, as Ctrl-D ends it
-    typer.echo("")  # where a terminal would have ended the line
-    return line.rstrip("\r\n")
+    typer.echo("", err=not line)  # where a terminal would have ended the line
+    return line.rstrip("\r\n") if line else None
 
 
 def agree(text: str) -> bool:
