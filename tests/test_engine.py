@@ -302,6 +302,18 @@ def test_a_whisper_to_yourself_reaches_your_other_sessions_and_waits_in_no_mailb
     assert h.engine.mailbox.count(h.engine.accounts["alice"].id) == 0
 
 
+def test_a_note_to_yourself_is_taken_whatever_your_mailbox_holds() -> None:
+    """Notes to yourself wait in no mailbox, so a full one does not refuse them (it is
+    full until this session acknowledges what came, which a lost datagram delays)."""
+    h = EngineHarness(ServerConfig(mailbox_limit=1))
+    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
+    bob.send(wire.Whisper(to="alice", text="unread", cid="u1"))  # not yet with alice
+    assert h.engine.mailbox.count(h.engine.accounts["alice"].id) == 1
+    seq = alice.send(wire.Whisper(to="alice", text="note", cid="n1"))
+    assert [e.code for e in alice.of_type(wire.ErrorFrame)] == []
+    assert [o.to for o in alice.of_type(wire.Ok) if o.re == seq] == ["alice"]
+
+
 def test_join_and_leave_notices_and_who() -> None:
     h = EngineHarness()
     alice = logged_in(h, ALICE, "alice")

@@ -183,7 +183,8 @@ class Chat:
             recipient = self._accounts.get(name_key(frame.to))
             if recipient is None:
                 raise RuleError("unknown_user", f"There is no account named {frame.to!r}.")
-            if self.mailbox.count(recipient.id) >= self.config.mailbox_limit:
+            mailbox_full = self.mailbox.count(recipient.id) >= self.config.mailbox_limit
+            if mailbox_full and recipient.id != account.id:  # a note waits in no mailbox
                 raise RuleError(
                     "mailbox_full", f"{recipient.name} has too many unread messages already."
                 )
