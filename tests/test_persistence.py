@@ -240,3 +240,35 @@ def test_a_message_resent_under_a_stored_cid_is_refused_with_the_copy_stored_bef
     assert persistence.commit_here()
     assert reports.failed == [resent] and reports.earlier == [first]
     assert reports.committed[-1] == other
+
+
+class LookupFailsDisk(ScriptedDisk):
+    """Commits, then cannot read back the copy a resent message was refused for."""
+
+    def sent(self, sender_id: int, cid: str) -> Message | None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+async def test_a_failed_look_up_of_a_refused_copy_fails_only_that_copy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The commit went through: what it stored is reported stored (shown, answered), and
+    only the resent copy, whose first one could not be read, is reported as failed."""
+    persistence, disk, _clock, reports = setup(tmp_path, LookupFailsDisk)
+    first = message(1, 1)
+    persistence.add(account(1, "alice"))
+    persistence.add(first)
+    assert persistence.commit_here()
+    resent = dataclasses.replace(message(7, 1), cid=first.cid, text="sent again")
+    other = message(8, 1)
+    persistence.add(resent)
+    persistence.add(other)
+    with caplog.at_level(logging.ERROR):
+        assert persistence.commit_here()
+    assert reports.failed == [resent] and reports.earlier == [None]
+    assert reports.committed[-1] == other
+    assert [m.id for m in disk.inner.load(window=10).recent] == [1, 8]
+    (line,) = caplog.records
+    assert line.getMessage() == (
+        "could not read messages stored before from the database (OperationalError: disk I/O error)"
+    )

@@ -170,15 +170,6 @@ class Persistence:
     def _write(self, batch: Sequence[StoreOp]) -> Written:
         try:
             rejected = self.storage.write(batch)
-            # Refused as a second copy: a resend the daemon's memory no longer knew.
-            earlier = {
-                op.id: stored
-                for op in rejected
-                if isinstance(op, Message)
-                and op.cid is not None
-                and (stored := self.storage.sent(op.sender_id, op.cid)) is not None
-            }
-            return rejected, earlier
         except Exception as error:
             # One line, not a traceback: a full disk is the operator's to fix.
             log.error(
@@ -188,6 +179,23 @@ class Persistence:
                 error,
             )
             return batch, {}
+        # Refused as a second copy: a resend the daemon's memory no longer knew. The
+        # rest is committed by now, whatever these reads meet: reported as stored.
+        earlier: dict[int, Message] = {}
+        try:
+            for op in rejected:
+                if isinstance(op, Message) and op.cid is not None:
+                    stored = self.storage.sent(op.sender_id, op.cid)
+                    if stored is not None:
+                        earlier[op.id] = stored
+        except Exception as error:
+            # Those not found are told the disk failed; one line, as for a write.
+            log.error(
+                "could not read messages stored before from the database (%s: %s)",
+                type(error).__name__,
+                error,
+            )
+        return rejected, earlier
 
     def _report(self, batch: Sequence[StoreOp], written: Written) -> None:
         rejected, earlier = written
