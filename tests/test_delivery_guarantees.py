@@ -307,3 +307,31 @@ def test_a_resume_is_told_more_only_when_messages_newer_than_since_were_left_out
     # The private messages the window forgot are a cut as well.
     assert loaded.private_after(1, 4, 10) == ([message(5, 2), message(6, 2)], False)
     assert loaded.private_after(1, 3, 10)[1]
+
+
+def test_a_resume_is_not_told_more_for_public_messages_it_was_sent() -> None:
+    """The window keeps the newest public messages, and the newest of all kinds for
+    resends: the latter dropping a public message that the former still holds, and
+    sends, is no cut. Here others' private talk pushed bob's message out of the latter."""
+    config = ServerConfig(window_messages=3)
+    h = EngineDriver(config=config, now=100.0)
+    for name, address in (("alice", ALICE), ("bob", BOB), ("carol", ("127.0.0.1", 40003))):
+        h.add_account(name, PASSWORD, address)
+    away = Peer(h, "alice", address=ALICE, config=RESUMING)
+    bob = Peer(h, "bob", address=BOB)
+    carol = Peer(h, "carol", address=("127.0.0.1", 40003))
+    bob.send(wire.Say(text="seen", cid="b0"))
+    away.settle()
+    away.events.clear()
+
+    bob.send(wire.Say(text="while away", cid="b1"))
+    for n in range(3):
+        carol.send(wire.Whisper(to="bob", text=f"between them {n}", cid=f"c{n}"))
+    h.inbox.pop(ALICE)  # none of it reaches her
+
+    away.connection.connection_refused(h.now)
+    away.flush()
+    away.settle()
+    assert shown(away.events) == ["while away"]
+    (ready,) = [f for f in away.frames if isinstance(f, wire.Ready)][-1:]
+    assert ready == wire.Ready(count=1, more=False)

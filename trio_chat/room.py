@@ -102,7 +102,7 @@ class HistoryWindow:
         recent = list(recent)
         self.public_count = public_count - sum(1 for m in recent if not m.private)
         # Ids up to these may be those of messages the window no longer holds (public
-        # ones, and any), so that a resume is told of a cut only when there is one: ids
+        # ones, and private ones), so that a resume is told of a cut only when there is one: ids
         # have gaps (private messages, messages that could not be stored).
         older = recent[0].id - 1 if recent else 0
         self._public_forgotten = older if self.public_count > 0 else 0
@@ -121,7 +121,8 @@ class HistoryWindow:
             self._by_cid[(message.sender_id, message.cid)] = message
             if len(self._recent) > self._size:
                 old = self._recent.popleft()
-                self._recent_forgotten = old.id
+                if old.private:  # a public one is `_public`'s to count
+                    self._recent_forgotten = old.id
                 assert old.cid is not None
                 self._by_cid.pop((old.sender_id, old.cid), None)
 
