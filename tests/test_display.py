@@ -192,6 +192,13 @@ def test_a_word_longer_than_a_row_is_cut_where_the_row_ends() -> None:
     assert [len(to_plain(row)) for row in rows[:-1]] == [39] * (len(rows) - 1)
 
 
+def test_a_line_ending_in_the_space_a_fold_stands_for_has_no_empty_row_after() -> None:
+    line = (("", "x" * 39 + " "),)
+    assert fold(line, 40) == [(("", "x" * 39),)]
+    words = (("", "word " * 7 + "ends "),)  # 39 columns, then the last space
+    assert [to_plain(row) for row in fold(words, 40)] == ["word " * 7 + "ends"]
+
+
 def test_wide_characters_take_two_columns_when_folding() -> None:
     message = PublicMessage(id=1, ts=NOW, sender="li", text="漢" * 40)
     rows = fold(message_line(message, "alice", NOW), 40)

@@ -220,6 +220,8 @@ def fold(line: Line, width: int) -> list[Line]:
         else:
             cut, after = end, end
         rows.append(_row(line, chars[start:cut], continued=bool(rows)))
+        if after == len(chars):  # the line ended with the space this fold stands for
+            return rows
         start, column = after, indent
 
 
