@@ -331,8 +331,8 @@ def test_join_and_leave_notices_and_who() -> None:
 
 
 def test_a_leave_is_told_exactly_when_the_join_was() -> None:
-    """Past the notice limit joins are not told; the leave of someone whose join was not
-    told is not told either (the room counts them both with that person in it)."""
+    """Past the notice limit joins are not told, nor the leaves of those whose joins
+    were not; the leave of someone whose join was told is told."""
     h = EngineHarness(ServerConfig(notice_limit=2))
     alice = logged_in(h, ALICE, "alice")
     bob = logged_in(h, BOB, "bob")
@@ -342,6 +342,13 @@ def test_a_leave_is_told_exactly_when_the_join_was() -> None:
     alice.settle()
     notices = [f for f in alice.frames if isinstance(f, wire.Join | wire.Leave)]
     assert [(type(f).__name__, f.name) for f in notices] == [("Join", "bob"), ("Leave", "bob")]
+    # Whoever was told of a join is told of the leave, however full the room is then.
+    bob = logged_in(h, BOB, "bob")
+    carol = logged_in(h, CAROL, "carol")
+    alice.send(wire.Logout())  # her join was told; three are in as she leaves
+    bob.settle()
+    notices = [f for f in bob.frames if isinstance(f, wire.Join | wire.Leave)]
+    assert [(type(f).__name__, f.name) for f in notices] == [("Leave", "alice")]
 
 
 def test_the_acknowledgement_of_a_logout_is_dropped_quietly() -> None:

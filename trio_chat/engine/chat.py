@@ -104,6 +104,8 @@ class Chat:
         """Messages not on disk yet: id -> the (session, request) pairs to answer."""
         self._sent_by: dict[int, int] = {}
         """Messages not on disk yet: id -> the session that sent it."""
+        self._announced: set[int] = set()
+        """Accounts in the room whose join the room was told of: it is told of their leave."""
         self._unmarked: tuple[int, ...] = ()
         """Private messages delivered whose mark the disk refused: sent with the next."""
 
@@ -121,14 +123,17 @@ class Chat:
         self._send_backlog(session, since)
         account = _account(session)
         if self.room.enter(session.sid, account.id, account.name) and self._notices_on():
+            self._announced.add(account.id)
             join = wire.encode(wire.Join(name=account.name, ts=iso_time(wall)))
             self.room.broadcast(join, exclude=session.sid)
 
     def leave(self, session: Session, reason: str, wall: float, *, notify: bool = True) -> None:
+        """A session left; the room is told if it was the account's last, and its join was."""
         account = _account(session)
-        # Counted with the account still in, as its join was: told exactly if that was.
-        told = notify and self._notices_on()
-        if self.room.leave(session.sid, account.id) and told:
+        if not self.room.leave(session.sid, account.id) or account.id not in self._announced:
+            return
+        self._announced.discard(account.id)
+        if notify:
             leave = wire.encode(wire.Leave(name=account.name, ts=iso_time(wall), reason=reason))
             self.room.broadcast(leave)
 
