@@ -515,7 +515,8 @@ async def connect(
     server_key: ServerKey = None,
     known_servers: Path | None = None,
 ) -> AsyncIterator[ChatClient]:
-    """Log in and enter the room; leaving the block logs out. Raises `ChatError`s.
+    """Log in and enter the room; leaving the block logs out. Raises `ChatError`s; an
+    exception raised in the block leaves it as itself (not inside an exception group).
 
     With `quiet`, only look: the session can ask `who()` and sees `unread`, but it does
     not enter the room (no history, no messages, no join or leave notice for others).
@@ -528,32 +529,45 @@ async def connect(
     )
     client = ChatClient(host, port, connection)
     refused: ChatError | None = None
+    raised: BaseException | None = None
     with await _open_socket(host, port) as sock:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client._run, sock)
-            try:
-                await client._until_ready()
-            except ChatError as error:
-                refused = error  # raised below, as itself rather than in an exception group
-            except BaseException:
-                connection.close()
-                client._flush()
-                raise
-            if refused is not None:
-                connection.close()
-                client._flush()
-                nursery.cancel_scope.cancel()
-            else:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client._run, sock)
                 try:
-                    yield client
+                    await client._until_ready()
+                except ChatError as error:
+                    refused = error  # raised below, as itself rather than in an exception group
                 except BaseException:
-                    connection.close()  # leaving in a hurry: say goodbye once, wait for nothing
+                    connection.close()
                     client._flush()
                     raise
-                else:
-                    with trio.CancelScope(shield=True):
-                        await client.logout()
-                finally:
+                if refused is not None:
+                    connection.close()
+                    client._flush()
                     nursery.cancel_scope.cancel()
+                else:
+                    try:
+                        yield client
+                    except BaseException:
+                        connection.close()  # leaving in a hurry: say goodbye once, wait for nothing
+                        client._flush()
+                        raise
+                    else:
+                        with trio.CancelScope(shield=True):
+                            await client.logout()
+                    finally:
+                        nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # `_run` raises nothing of its own: the one exception the nursery wrapped is what
+            # the block (or the wait for the login) raised, and it leaves as itself.
+            if len(group.exceptions) != 1:
+                raise
+            raised = group.exceptions[0]
+    if raised is not None:
+        try:
+            raise raised  # outside the `except`: its own context and traceback are kept
+        finally:
+            raised = None
     if refused is not None:
         raise refused
