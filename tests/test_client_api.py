@@ -34,3 +34,20 @@ async def test_what_the_block_raises_leaves_it_as_itself(daemon: tuple[str, int]
                 raise BotGaveUp("enough")
         assert str(caught.value) == "enough"
         assert alice.failure is not None and alice.failure.message == "You logged out."
+
+
+async def test_leaving_the_block_waits_for_the_answers_to_what_was_sent(
+    daemon: tuple[str, int],
+) -> None:
+    host, port = daemon
+    with trio.fail_after(20):
+        await register_all(host, port, "alice")
+        async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+            receipts = [alice.say_nowait(f"m{n:03d}") for n in range(200)]
+        assert all(receipt.done for receipt in receipts)
+        said = [await receipt.wait() for receipt in receipts]  # none "You logged out."
+        assert [message.text for message in said] == [f"m{n:03d}" for n in range(200)]
+        async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+            newest = await alice.history(100)
+            older = await alice.history(100, before=newest[0].id)
+        assert [m.id for m in older + newest] == [m.id for m in said]

@@ -436,7 +436,23 @@ class ChatClient:
             yield event
 
     async def logout(self) -> None:
-        """Leave the room; the session ends."""
+        """Leave the room once what was sent before has been answered; the session ends.
+
+        While the session is up, each answer is awaited for at most `config.timeout`
+        after the one before (the daemon answers a logout at once, but a message only once
+        it is on disk: sent together, the message's answer would never come). What is
+        still unanswered then fails with `ConnectionLost`; so does everything at once
+        while the client is away logging in again.
+        """
+        if self.connection.closed:
+            return
+        for earlier in self.connection.unanswered():
+            if not self.connection.connected:
+                break
+            with trio.move_on_after(self.config.timeout) as waited:
+                await _completed(earlier)
+            if waited.cancelled_caught:
+                break
         if self.connection.closed:
             return
         handle = self.connection.logout()
@@ -515,8 +531,9 @@ async def connect(
     server_key: ServerKey = None,
     known_servers: Path | None = None,
 ) -> AsyncIterator[ChatClient]:
-    """Log in and enter the room; leaving the block logs out. Raises `ChatError`s; an
-    exception raised in the block leaves it as itself (not inside an exception group).
+    """Log in and enter the room; leaving the block logs out (`ChatClient.logout`: once
+    what was sent has been answered). Raises `ChatError`s; an exception raised in the
+    block leaves it at once, as itself (not inside an exception group).
 
     With `quiet`, only look: the session can ask `who()` and sees `unread`, but it does
     not enter the room (no history, no messages, no join or leave notice for others).
