@@ -51,3 +51,34 @@ async def test_leaving_the_block_waits_for_the_answers_to_what_was_sent(
             newest = await alice.history(100)
             older = await alice.history(100, before=newest[0].id)
         assert [m.id for m in older + newest] == [m.id for m in said]
+
+
+async def test_names_and_passwords_that_cannot_be_sent_are_refused_as_chat_errors(
+    daemon: tuple[str, int],
+) -> None:
+    host, port = daemon
+    with trio.fail_after(20):
+        # 200 four-byte characters: within the 256 a password may have, but a login frame
+        # carrying them (with the longest name) would not fit in a datagram.
+        emoji = "🙂" * 200
+        with pytest.raises(trio_chat.PasswordTooLong, match=r"^A password must fit in \d+ bytes"):
+            await trio_chat.register(host, port, "a" * 32, emoji)
+        with pytest.raises(trio_chat.ProtocolError, match="valid Unicode"):
+            await trio_chat.register(host, port, "alice", "\ud800" * 8)
+        await register_all(host, port, "alice")
+        for name, password, error in [
+            ("alice", emoji, trio_chat.PasswordTooLong),
+            ("alice", "é" * 600, trio_chat.PasswordTooLong),
+            ("alice", "\ud800" * 8, trio_chat.ProtocolError),
+            ("\ud800", PASSWORD, trio_chat.UnknownUser),
+            ("x" * 65, PASSWORD, trio_chat.UnknownUser),
+            ("x" * 10_000, PASSWORD, trio_chat.UnknownUser),
+        ]:
+            with pytest.raises(error) as caught:
+                async with trio_chat.connect(host, port, name, password, config=FAST):
+                    pass
+            assert caught.value.message.endswith(".") and "\n" not in caught.value.message
+        async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+            with pytest.raises(trio_chat.UnknownUser, match="no account named"):
+                alice.whisper_nowait("\ud800", "hello?")
+            assert alice.connected

@@ -32,6 +32,7 @@ from .client_protocol import (
     ClientConfig,
     ClientConnection,
     Handle,
+    check_login,
     check_registration,
     registration_result,
 )
@@ -539,6 +540,7 @@ async def connect(
     not enter the room (no history, no messages, no join or leave notice for others).
     `server_key` and `known_servers`: see `trust_server`.
     """
+    check_login(name, password)
     trusted = await trust_server(host, port, server_key, known_servers=known_servers)
     where = address_label(host, port)
     connection = ClientConnection(

@@ -18,7 +18,13 @@ from .connection import (
     new_index,
 )
 from .messages import message_event, parse_time
-from .requests import Handle, check_registration, registration_result, rule_error
+from .requests import (
+    Handle,
+    check_login,
+    check_registration,
+    registration_result,
+    rule_error,
+)
 
 __all__ = [
     "KEEPALIVE_PATIENCE",
@@ -29,6 +35,7 @@ __all__ = [
     "ClientConnection",
     "Handle",
     "Ids",
+    "check_login",
     "check_registration",
     "message_event",
     "new_index",

@@ -259,6 +259,10 @@ class ClientConnection:
         to = normalize_name(to)  # the daemon compares names so: the same account
         if len(to) > wire.NAME_FIELD_MAX:  # more than the daemon reads: no account has it
             raise UnknownUser(f"There is no account named {to!r}.")
+        try:
+            to.encode("utf-8")
+        except UnicodeEncodeError:  # no frame carries it, and no account has it
+            raise UnknownUser(f"There is no account named {to!r}.") from None
         cid = self._new_id()
         frame = wire.encode(wire.Whisper(to=to, text=text, cid=cid))
         return self._submit(Handle("whisper", frame, text=text, to=to, cid=cid))

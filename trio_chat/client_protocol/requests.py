@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ChatError, ProtocolError, error_for
+from .. import wire
+from ..errors import ChatError, PasswordTooLong, ProtocolError, UnknownUser, error_for
 from ..rules import RuleError, check_name, check_password
 
 
@@ -14,13 +15,56 @@ def rule_error(error: RuleError) -> ChatError:
     return error_for(error.code, error.message)
 
 
+def _longest_login(name: str, password: str) -> bytes:
+    """A login frame for `name` and `password` with every other field at its longest."""
+    login = wire.Login(
+        name=name,
+        password=password,
+        since=wire.MAX_SEQ,
+        quiet=True,
+        replaces=2**32 - 1,
+        via=("f" * 64, 65535),
+    )
+    return wire.encode(login)
+
+
+def check_sendable_password(name: str, password: str) -> None:
+    """Raise a `ChatError` for a password that no login frame for `name` can carry: one
+    that is not Unicode text, or too long in UTF-8 for a datagram (the rules count
+    characters, and 256 of four bytes each do not fit)."""
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise error_for("bad_field", "A password must be valid Unicode text.") from None
+    room = wire.MAX_FRAME - len(_longest_login(name, ""))
+    size = len(_longest_login(name, password)) - len(_longest_login(name, ""))
+    if size > room:
+        raise PasswordTooLong(
+            f"A password must fit in {room} bytes of UTF-8 (this one takes {size})."
+        )
+
+
+def check_login(name: str, password: str) -> None:
+    """Raise a `ChatError` for a login that cannot be sent: `UnknownUser` for a name that
+    no account has and no frame carries, or see `check_sendable_password`."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnknownUser(f"There is no account named {name!r}.") from None
+    if len(name) > wire.NAME_FIELD_MAX:
+        raise UnknownUser(f"There is no account with a name of {len(name)} characters.")
+    check_sendable_password(name, password)
+
+
 def check_registration(name: str, password: str) -> None:
-    """Raise the `ChatError` the daemon would answer for a name or password it refuses."""
+    """Raise the `ChatError` the daemon would answer for a name or password it refuses,
+    or that no login could carry (`check_sendable_password`)."""
     try:
         check_name(name)
         check_password(password)
     except RuleError as error:
         raise rule_error(error) from None
+    check_sendable_password(name, password)
 
 
 class Handle:
