@@ -3,6 +3,11 @@ block, what receipts say, and what the calls raise."""
 
 from __future__ import annotations
 
+import importlib.resources
+import inspect
+import tomllib
+from pathlib import Path
+
 import pytest
 import trio
 
@@ -82,3 +87,27 @@ async def test_names_and_passwords_that_cannot_be_sent_are_refused_as_chat_error
             with pytest.raises(trio_chat.UnknownUser, match="no account named"):
                 alice.whisper_nowait("\ud800", "hello?")
             assert alice.connected
+
+
+def test_the_public_api_is_documented_and_typed_for_type_checkers() -> None:
+    package = importlib.resources.files("trio_chat")
+    assert package.joinpath("py.typed").is_file()
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["trio_chat"]
+    undocumented = []
+    for name in trio_chat.__all__:
+        value = getattr(trio_chat, name)
+        if isinstance(value, type):
+            if not value.__dict__.get("__doc__"):  # its own, not a base class's
+                undocumented.append(name)
+        elif callable(value) and not value.__doc__:
+            undocumented.append(name)
+    for cls in (trio_chat.ChatClient, trio_chat.Receipt):
+        for member, value in vars(cls).items():
+            function = value.fget if isinstance(value, property) else value
+            if not member.startswith("_") and callable(function):
+                if not function.__doc__:
+                    undocumented.append(f"{cls.__name__}.{member}")
+                hints = inspect.get_annotations(function, eval_str=True)
+                assert "return" in hints, f"{cls.__name__}.{member} has no return type"
+    assert undocumented == []

@@ -334,9 +334,13 @@ class Receipt:
 
     @property
     def done(self) -> bool:
+        """The daemon has answered, or the request failed: `wait()` returns at once."""
         return self._handle.done
 
     async def wait(self) -> Any:
+        """The request's result once the daemon has answered; its `ChatError` if refused,
+        or `ConnectionLost` if the session ended first. Cancelling the wait leaves the
+        request on its way."""
         await _completed(self._handle)
         if self._handle.error is not None:
             raise self._handle.error
@@ -368,10 +372,12 @@ class ChatClient:
 
     @property
     def quiet(self) -> bool:
+        """Only looking: logged in with `connect(quiet=True)`, not in the room."""
         return self.connection.quiet
 
     @property
     def config(self) -> ClientConfig:
+        """The `ClientConfig` given to `connect`."""
         return self.connection.config
 
     @property
@@ -392,12 +398,17 @@ class ChatClient:
     # --- the public API ----------------------------------------------------------------------
 
     async def say(self, text: str) -> PublicMessage:
-        """Send a public message; return it as the daemon stamped it."""
+        """Send a public message; return it as the daemon stamped it.
+
+        The message is on its way once `say` is called: cancelling the wait for its answer
+        does not take it back (it is sent, and sent again after a reconnection, until the
+        daemon has it or the session ends)."""
         result: PublicMessage = await self.say_nowait(text).wait()
         return result
 
     async def whisper(self, to: str, text: str) -> PrivateMessage:
-        """Send a private message to an account (online or not)."""
+        """Send a private message to an account (online or not); cancelling the wait does
+        not take it back, as with `say`."""
         result: PrivateMessage = await self.whisper_nowait(to, text).wait()
         return result
 
@@ -406,6 +417,7 @@ class ChatClient:
         return self._submitted(self.connection.say(text))
 
     def whisper_nowait(self, to: str, text: str) -> Receipt:
+        """Queue a private message at once (keeping order) and return its receipt."""
         return self._submitted(self.connection.whisper(to, text))
 
     async def who(self) -> list[str]:
@@ -432,7 +444,12 @@ class ChatClient:
             await _completed(handle)
 
     async def events(self) -> AsyncIterator[Event]:
-        """Everything that happens in the room, in order, starting with the login `History`."""
+        """Everything that happens in the room, in order, starting with the login `History`.
+
+        One stream per client: each event is yielded once, so iterating again (after a
+        `break`) goes on where the last iteration stopped, and tasks iterating at once
+        share the events between them. It ends once the session has (`failure` says why).
+        """
         async for event in self._events_out:
             yield event
 

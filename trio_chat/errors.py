@@ -19,6 +19,9 @@ class ChatError(Exception):
 
 
 class ServerUnreachable(ChatError):
+    """The daemon cannot be reached (no answer, or no such host), or it stopped answering a
+    request it took."""
+
     code = "unreachable"
 
 
@@ -29,6 +32,8 @@ class ConnectionLost(ChatError):
 
 
 class ProtocolError(ChatError):
+    """The daemon's answer was not understood, or it found a request malformed (`bad_field`)."""
+
     code = "protocol_error"
 
 
@@ -51,38 +56,57 @@ class TicketInvalid(ChatError):
 
 
 class NameTaken(ChatError):
+    """Another account has this name, or one that could be mistaken for it."""
+
     code = "name_taken"
 
 
 class UnknownUser(ChatError):
+    """No account has this name."""
+
     code = "unknown_user"
 
 
 class WrongPassword(ChatError):
+    """The password is not this account's."""
+
     code = "wrong_password"
 
 
 class InvalidName(ChatError):
+    """No account may have this name (see the rules for names)."""
+
     code = "invalid_name"
 
 
 class PasswordTooShort(ChatError):
+    """A password has at least 8 characters."""
+
     code = "password_too_short"
 
 
 class PasswordTooLong(ChatError):
+    """A password has at most 256 characters, and must fit in a login frame."""
+
     code = "password_too_long"
 
 
 class TextEmpty(ChatError):
+    """A message cannot be empty."""
+
     code = "text_empty"
 
 
 class TextTooLong(ChatError):
+    """A message holds at most 500 bytes of text."""
+
     code = "text_too_long"
 
 
 class RateLimited(ChatError):
+    """Messages sent too fast: resend after `retry_after` seconds (the client does, unless
+    `ClientConfig.retry_rate_limited` is off)."""
+
     code = "rate_limited"
 
 
@@ -93,22 +117,32 @@ class Throttled(ChatError):
 
 
 class TooManySessions(ChatError):
+    """Too many channels from this address, or sessions of this account."""
+
     code = "too_many_sessions"
 
 
 class TooManyRegistrations(ChatError):
+    """Too many accounts registered from this address (or by all): wait `retry_after`."""
+
     code = "too_many_registrations"
 
 
 class MailboxFull(ChatError):
+    """The recipient has too many unread private messages."""
+
     code = "mailbox_full"
 
 
 class StorageFailed(ChatError):
+    """The daemon could not write (or read) its database; try later."""
+
     code = "storage_failed"
 
 
 class BadRequest(ChatError):
+    """A request this session may not make (a `say` in a `quiet` session, say)."""
+
     code = "bad_request"
 
 

@@ -13,6 +13,8 @@ import msgspec
 
 
 class PublicMessage(msgspec.Struct, frozen=True, gc=False):
+    """A message to the room."""
+
     id: int
     ts: datetime
     """When the server received it, in UTC."""
@@ -23,6 +25,8 @@ class PublicMessage(msgspec.Struct, frozen=True, gc=False):
 
 
 class PrivateMessage(msgspec.Struct, frozen=True, gc=False):
+    """A message to one account (sent by this account, or to it)."""
+
     id: int
     ts: datetime
     sender: str
@@ -35,11 +39,15 @@ ChatMessage = PublicMessage | PrivateMessage
 
 
 class Joined(msgspec.Struct, frozen=True, gc=False):
+    """Someone entered the room (their first session)."""
+
     name: str
     ts: datetime
 
 
 class Left(msgspec.Struct, frozen=True, gc=False):
+    """Someone left the room (their last session ended)."""
+
     name: str
     ts: datetime
     reason: str
@@ -57,6 +65,8 @@ class History(msgspec.Struct, frozen=True, gc=False):
 
 
 class Notice(msgspec.Struct, frozen=True, gc=False):
+    """Something the daemon tells this session, in a sentence."""
+
     text: str
 
 

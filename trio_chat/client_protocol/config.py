@@ -9,6 +9,8 @@ from ..reliability import LinkConfig
 
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
+    """How a client waits, keeps its session alive, and comes back after losing it."""
+
     timeout: float = 5.0
     """Give up (`ServerUnreachable`) when the daemon has not answered a handshake this long."""
     keepalive: float | None = None
