@@ -111,3 +111,23 @@ def test_the_public_api_is_documented_and_typed_for_type_checkers() -> None:
                 hints = inspect.get_annotations(function, eval_str=True)
                 assert "return" in hints, f"{cls.__name__}.{member} has no return type"
     assert undocumented == []
+
+
+async def test_a_say_whose_wait_is_cancelled_is_still_sent(daemon: tuple[str, int]) -> None:
+    host, port = daemon
+    with trio.fail_after(20):
+        await register_all(host, port, "alice", "bob")
+        async with (
+            trio_chat.connect(host, port, "alice", PASSWORD) as alice,
+            trio_chat.connect(host, port, "bob", PASSWORD) as bob,
+        ):
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await alice.say("sent all the same")
+            assert scope.cancelled_caught
+            await alice.drain()
+            assert alice.pending == 0
+            async for event in bob.events():
+                if isinstance(event, trio_chat.PublicMessage):
+                    assert (event.sender, event.text) == ("alice", "sent all the same")
+                    break
