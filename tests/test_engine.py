@@ -742,3 +742,16 @@ def test_a_channel_that_ends_leaves_a_newer_channel_with_its_index_waiting() -> 
     # The old channel's end takes nothing of the newer one's.
     assert transport.answered(ALICE, index) is waiting
     assert transport.waiting_from(ALICE) == 1 and transport.unproven == 1
+
+
+def test_a_history_page_before_any_id_is_asked_for_within_the_ids_there_are() -> None:
+    """`history(before=...)` out of the ids' range: an empty page, or the newest, rather
+    than a refusal worded for the protocol's validation."""
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    said = alice.send(wire.Say(text="hello", cid="h1"))
+    assert said
+    none, newest = alice.connection.history(5, before=-1), alice.connection.history(5, before=2**80)
+    alice.flush()
+    assert (none.error, none.result) == (None, [])
+    assert newest.error is None and [m.text for m in newest.result] == ["hello"]

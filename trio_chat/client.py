@@ -430,7 +430,8 @@ class ChatClient:
         return self._submitted(self.connection.who())
 
     async def history(self, limit: int = 20, before: int | None = None) -> list[ChatMessage]:
-        """Up to `limit` (at most 100) messages older than message id `before`, oldest first."""
+        """Up to `limit` (1 to 100; others are taken as the nearer) messages older than
+        message id `before` (by default, than any), oldest first."""
         messages: list[ChatMessage] = await self.history_nowait(limit, before).wait()
         return messages
 

@@ -272,8 +272,10 @@ class ClientConnection:
         return self._submit(Handle("who", wire.encode(wire.Who())))
 
     def history(self, limit: int = 20, before: int | None = None) -> Handle:
-        """Up to `limit` messages older than id `before`, oldest first."""
+        """Up to `limit` (1 to 100) messages older than id `before`, oldest first."""
         limit = max(1, min(limit, wire.HISTORY_LIMIT_MAX))
+        if before is not None:
+            before = max(0, min(before, wire.MAX_SEQ))  # ids there can be: none is older
         frame = wire.encode(wire.HistoryRequest(limit=limit, before=before))
         return self._submit(Handle("history", frame))
 
