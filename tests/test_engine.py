@@ -287,6 +287,23 @@ def test_a_delivery_the_disk_could_not_record_is_recorded_with_the_next() -> Non
     assert mark.message_ids == tuple(ids)
 
 
+def test_deliveries_the_disk_could_not_record_are_tried_again_as_the_daemon_stops() -> None:
+    h = EngineHarness()
+    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
+    alice.send(wire.Whisper(to="bob", text="psst", cid="w1"))
+    h.auto_commit = False
+    (pm,) = [f for f in bob.poll() if isinstance(f, wire.Pm)]
+    bob.flush(ack=True)
+    (mark,) = h.uncommitted
+    assert isinstance(mark, MarkDelivered)
+    h.uncommitted = []
+    h.engine.failed(mark, h.now)
+    h.engine.shutdown(h.now, h.wall)
+    h.pump()
+    marks = [op for op in h.uncommitted if isinstance(op, MarkDelivered)]
+    assert [m.message_ids for m in marks] == [(pm.id,)]
+
+
 def test_a_whisper_to_yourself_reaches_your_other_sessions_and_waits_in_no_mailbox() -> None:
     h = EngineHarness()
     alice = logged_in(h, ALICE, "alice")

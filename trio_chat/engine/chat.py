@@ -285,6 +285,11 @@ class Chat:
         marked, self._unmarked = (*self._unmarked, *delivered), ()
         return Persist(MarkDelivered(marked))
 
+    def unmarked(self) -> Effect | None:
+        """The marks the disk refused, to try once more (as the daemon stops)."""
+        marked, self._unmarked = self._unmarked, ()
+        return Persist(MarkDelivered(marked)) if marked else None
+
     def mark_failed(self, mark: MarkDelivered) -> None:
         """The disk could not record these deliveries: they go with the next ones, so that
         a restarted daemon does not show them again."""

@@ -400,6 +400,9 @@ class ServerEngine:
         for session in list(self.sessions.values()):
             self.transport.send(session, bye)
             self._close(session, "shutdown", now, wall, flush=True, notify=False)
+        marks = self.chat.unmarked()
+        if marks is not None:
+            self._effects.append(marks)
 
     # --- time and output ------------------------------------------------------------------------
 
