@@ -55,6 +55,11 @@ class Tmux:
         """Type text literally (no Enter)."""
         await self.run("send-keys", "-t", pane, "-l", text)
 
+    async def paste(self, pane: str, text: str) -> None:
+        """Paste text as a terminal does: at once, bracketed if the program asked for it."""
+        await self.run("set-buffer", "-b", "pasted", text)
+        await self.run("paste-buffer", "-p", "-d", "-b", "pasted", "-t", pane)
+
     async def press(self, pane: str, *keys: str) -> None:
         await self.run("send-keys", "-t", pane, *keys)
 
@@ -232,6 +237,27 @@ async def test_two_people_chat_in_terminals(tmp_path: Path) -> None:
             await tmux.wait_line("alice", rf"{TIME} \* bob left the room")
             await tmux.press("alice", "C-d")
             assert await tmux.exit_status("alice") == 0
+
+
+async def test_lines_pasted_at_once_are_handled_one_by_one(tmp_path: Path) -> None:
+    """A terminal hands over a paste of several lines at once, bracketed; the line being
+    typed then holds them all, and Enter hands each on as if typed one by one (commands
+    included), not as one message whose line breaks everyone would see as `\\n`."""
+    with trio.fail_after(90):
+        async with room(tmp_path) as (port, tmux):
+            for name in ("alice", "bob"):
+                await trio_chat.register("127.0.0.1", port, name, PASSWORD)
+            await enter(tmux, "alice")
+            await enter(tmux, "bob")
+            await tmux.wait_line("alice", rf"{TIME} \* bob joined the room")
+            await tmux.paste("alice", "first pasted line\nsecond pasted line\n/who\n")
+            await tmux.wait("alice", lambda ls: "second pasted line" in ls, "the paste in the line")
+            await tmux.press("alice", "Enter")
+            await tmux.wait_line("alice", r"Online \(2\): alice, bob", prompt="alice>")
+            for text in ("first pasted line", "second pasted line"):
+                await tmux.wait_line("bob", rf"{TIME} alice: {text}")
+                await tmux.wait_line("alice", rf"{TIME} alice: {text}")
+            assert not any("\\n" in line for line in await tmux.screen("bob"))
 
 
 async def answer(tmux: Tmux, pane: str, question: str, reply: str) -> None:

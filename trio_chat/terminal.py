@@ -187,6 +187,16 @@ async def _stop_on_signals(terminal: Terminal) -> None:
             return
 
 
+def _handle_typed(room: Room, typed: str) -> bool:
+    """Hand each line of what was entered to the room; False once one asks to leave.
+
+    A paste can hold several lines (prompt_toolkit keeps the line breaks of a bracketed
+    paste): each is said, or obeyed, on its own, as if typed one by one, not sent as one
+    message whose line breaks everyone would see as `\\n`.
+    """
+    return all(room.handle(line) for line in typed.split("\n"))
+
+
 async def run_interactive(chat: ChatClient) -> Outcome:
     """The room in a terminal until the person leaves; returns why it ended otherwise."""
     room: Room
@@ -210,7 +220,7 @@ async def run_interactive(chat: ChatClient) -> Outcome:
             nursery.start_soon(events_then_stop)
             nursery.start_soon(room.run_results)
             nursery.start_soon(_stop_on_signals, terminal)
-            while (line := await terminal.read()) is not None and room.handle(line):
+            while (typed := await terminal.read()) is not None and _handle_typed(room, typed):
                 pass
             if room.fatal is None:
                 room.leaving = True
