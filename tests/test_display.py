@@ -134,6 +134,13 @@ def test_ansi_colours_the_sender_and_plain_has_none() -> None:
     assert "\x1b" not in to_plain(line)
 
 
+def test_without_colour_only_bold_and_dim_stay() -> None:
+    line = message_line(PublicMessage(1, NOW, "bob", "hi"), "bob", NOW)
+    time = stamp(NOW, NOW)
+    assert to_ansi(line, colour=False) == f"\x1b[2m{time} \x1b[0m\x1b[1mbob\x1b[0m: hi"
+    assert to_ansi(line) == f"\x1b[2m{time} \x1b[0m\x1b[1;{colour_of('bob')}mbob\x1b[0m: hi"
+
+
 def test_join_and_leave_lines() -> None:
     time = stamp(NOW, NOW)
     assert (

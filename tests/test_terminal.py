@@ -46,9 +46,12 @@ class Tmux:
         )
         return done.stdout.decode()
 
-    async def start(self, pane: str, *args: str) -> None:
+    async def start(self, pane: str, *args: str, env: dict[str, str] | None = None) -> None:
+        """Run `trio-chat ARGS` in a new pane (with `env` added to its environment)."""
         # The shell reports the exit status on the screen (tmux itself may be slow to reap).
-        command = shlex.join([*CLI, *args]) + '; echo "[exit status $?]"'
+        added = [f"{key}={value}" for key, value in (env or {}).items()]
+        command = shlex.join([*(["env", *added] if added else []), *CLI, *args])
+        command += '; echo "[exit status $?]"'
         await self.run("new-session", "-d", "-s", pane, "-x", "100", "-y", "45", command)
 
     async def type(self, pane: str, text: str) -> None:
@@ -139,9 +142,9 @@ async def room(tmp_path: Path) -> AsyncIterator[tuple[int, Tmux]]:
             nursery.cancel_scope.cancel()
 
 
-async def enter(tmux: Tmux, name: str) -> list[str]:
+async def enter(tmux: Tmux, name: str, env: dict[str, str] | None = None) -> list[str]:
     """Start `trio-chat chat --name NAME`, type the password, wait for the room."""
-    await tmux.start(name, "chat", "--name", name)
+    await tmux.start(name, "chat", "--name", name, env=env)
     await tmux.wait(name, lambda lines: lines[-1].startswith("Password:"), "the password prompt")
     await tmux.type(name, PASSWORD)
     await tmux.press(name, "Enter")
@@ -258,6 +261,40 @@ async def test_lines_pasted_at_once_are_handled_one_by_one(tmp_path: Path) -> No
                 await tmux.wait_line("bob", rf"{TIME} alice: {text}")
                 await tmux.wait_line("alice", rf"{TIME} alice: {text}")
             assert not any("\\n" in line for line in await tmux.screen("bob"))
+
+
+def colours(lines: list[str]) -> set[str]:
+    """The foreground and background colours set in styled lines (not their resets)."""
+    found = set()
+    for line in lines:
+        for params in re.findall(r"\x1b\[([0-9;]*)m", line):
+            found |= {p for p in params.split(";") if p and p not in ("39", "49") and int(p) >= 30}
+    return found
+
+
+async def test_no_color_leaves_the_colours_out(tmp_path: Path) -> None:
+    """With NO_COLOR set (https://no-color.org), names and notices come without colours,
+    in the room as in `login`; without it, each name has its colour."""
+    with trio.fail_after(90):
+        async with room(tmp_path) as (port, tmux):
+            for name in ("alice", "bob"):
+                await trio_chat.register("127.0.0.1", port, name, PASSWORD)
+            await enter(tmux, "alice", env={"NO_COLOR": "1"})
+            await enter(tmux, "bob")
+            await tmux.wait_line("alice", rf"{TIME} \* bob joined the room")
+            await tmux.type("bob", "in colour?")
+            await tmux.press("bob", "Enter")
+            await tmux.wait_line("alice", rf"{TIME} bob: in colour\?", prompt="alice>")
+            await tmux.wait_line("bob", rf"{TIME} bob: in colour\?", prompt="bob>")
+            assert colours(await tmux.screen("bob", styles=True)), "bob's screen has no colours"
+            assert colours(await tmux.screen("alice", styles=True)) == set()
+
+            await tmux.start("carol", "login", "--name", "bob", env={"NO_COLOR": "1"})
+            await answer(tmux, "carol", "Password:", PASSWORD)
+            assert await tmux.exit_status("carol") == 0
+            lines = await tmux.screen("carol", styles=True)
+            assert any("Online (2)" in line for line in lines), lines
+            assert colours(lines) == set()
 
 
 async def answer(tmux: Tmux, pane: str, question: str, reply: str) -> None:

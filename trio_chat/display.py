@@ -237,8 +237,15 @@ def to_plain(line: Line) -> str:
     return "".join(text for _style, text in line)
 
 
-def to_ansi(line: Line) -> str:
+def uncoloured(style: str) -> str:
+    """`style` without its colours: bold and dim stay (for NO_COLOR, a dumb terminal)."""
+    return ";".join(part for part in style.split(";") if part and int(part) < 30)
+
+
+def to_ansi(line: Line, *, colour: bool = True) -> str:
+    """`line` for a terminal; without `colour`, with its bold and dim only."""
     parts: list[str] = []
     for style, text in line:
-        parts.append(f"\x1b[{style}m{text}\x1b[0m" if style else text)
+        shown = style if colour else uncoloured(style)
+        parts.append(f"\x1b[{shown}m{text}\x1b[0m" if shown else text)
     return "".join(parts)

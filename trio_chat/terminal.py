@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 import trio
 from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import ANSI
-from prompt_toolkit.output import create_output
+from prompt_toolkit.output import ColorDepth, Output, create_output
 from prompt_toolkit.output.vt100 import Vt100_Output
 
 from .client import ChatClient
@@ -30,6 +30,14 @@ from .display import ERROR, Line, fold, safe, to_ansi, to_plain
 
 LEAVE_WAIT = 5.0
 """On leaving, how long to wait for messages still on their way to be acknowledged."""
+
+
+def wants_colour(output: Output | None = None) -> bool:
+    """Whether the terminal (standard output's, by default) is to be shown colours: not
+    when NO_COLOR is set, nor in a dumb terminal (prompt_toolkit's own judgement, the
+    same as the prompt's)."""
+    depth = (output or create_output(sys.stdout)).get_default_color_depth()
+    return depth is not ColorDepth.DEPTH_1_BIT
 
 
 # --- interactive -----------------------------------------------------------------------------
@@ -54,6 +62,7 @@ class Terminal:
             # and scrolls the screen. A one-line prompt needs no such room.
             output.enable_cpr = False
         self.session: PromptSession[str] = PromptSession(erase_when_done=True, output=output)
+        self._colour = wants_colour(output)
         self._message = message
         self._stopping = False
         self._reading = False
@@ -66,7 +75,7 @@ class Terminal:
         """Print a line above the prompt; from the Trio thread or the prompt's loop."""
         rows = fold(line, shutil.get_terminal_size().columns)
         with self._lock:
-            self._pending.extend(to_ansi(row) + "\n" for row in rows)
+            self._pending.extend(to_ansi(row, colour=self._colour) + "\n" for row in rows)
         if not self._reading:
             self._write_pending()
             return

@@ -20,7 +20,7 @@ from ..conversation import Outcome
 from ..display import Line, info_line, names_line, quoted, safe_name, to_ansi, to_plain
 from ..errors import ChatError, NameTaken, UnknownUser
 from ..keys import address_label
-from ..terminal import run_interactive, run_pipe
+from ..terminal import run_interactive, run_pipe, wants_colour
 from .daemon_key import trusted_key
 from .exits import ExitCode, chat_failure, exit_code_for, fail, name_problem, run
 from .options import (
@@ -250,4 +250,4 @@ def _tolerant_output() -> None:
 
 
 def _echo_line(line: Line) -> None:
-    typer.echo(to_ansi(line) if sys.stdout.isatty() else to_plain(line))
+    typer.echo(to_ansi(line, colour=wants_colour()) if sys.stdout.isatty() else to_plain(line))
