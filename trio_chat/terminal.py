@@ -235,13 +235,15 @@ async def run_interactive(chat: ChatClient) -> Outcome:
                 room.leaving = True
                 with trio.move_on_after(LEAVE_WAIT):
                     await room.finish()
-                if room.unanswered:
+                if count := room.unanswered:
+                    what = "1 message" if count == 1 else f"{count} messages"
+                    they = "it" if count == 1 else "they"
                     terminal.show(
                         (
                             (
                                 ERROR,
-                                f"Left with {room.unanswered} messages the daemon has not "
-                                "acknowledged; they may not have been delivered.",
+                                f"Left with {what} the daemon has not acknowledged; "
+                                f"{they} may not have been delivered.",
                             ),
                         )
                     )
