@@ -12,7 +12,8 @@ import trio.testing
 
 from trio_chat.client import ChatClient
 from trio_chat.conversation import Room
-from trio_chat.display import Line
+from trio_chat.display import Line, to_plain
+from trio_chat.errors import UnknownUser
 from trio_chat.events import Disconnected, Event, History, PublicMessage, Reconnected
 
 
@@ -27,6 +28,16 @@ class _Answer:
         await self.answered.wait()
         assert self.message is not None
         return self.message
+
+
+class _Refused:
+    """A receipt for a private message to nobody."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    async def wait(self) -> PublicMessage:
+        raise UnknownUser(self.message)
 
 
 class _Chat:
@@ -46,6 +57,9 @@ class _Chat:
 
     def say_nowait(self, text: str) -> _Answer:
         return self.answer
+
+    def whisper_nowait(self, to: str, text: str) -> _Refused:
+        return _Refused(f"There is no account named '{to}'.")
 
     def who_nowait(self) -> _Answer:
         return _Answer()  # never answered: the names are not what is looked at here
@@ -131,3 +145,13 @@ async def test_a_terminal_says_when_what_was_missed_is_more_than_it_was_shown() 
         await trio.testing.wait_all_tasks_blocked()
     lines = ["".join(text for _style, text in line) for line in shown]
     assert "-- Missed while away: more than 2 messages; the latest 2 --" in lines
+
+
+async def test_a_refused_line_is_quoted_as_typed() -> None:
+    """A backslash is shown once and an apostrophe as it is, not as `repr` has them."""
+    async with room_on_screen(interactive=True) as (_chat, room, shown):
+        room.handle("s/nobody/it's in C:\\temp")
+        await trio.testing.wait_all_tasks_blocked()
+    assert [to_plain(line) for line in shown][-1] == (
+        "Not sent to nobody ('it's in C:\\temp'): There is no account named 'nobody'."
+    )

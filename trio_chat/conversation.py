@@ -235,7 +235,9 @@ class Room:
                 return
             target = f" to {to}" if to is not None else ""
             short = text if len(text) <= 40 else text[:39] + "…"
-            self._refused(f"Not sent{target} ({short!r}): {error.message}", error, line_number)
+            # In quotes as typed (`repr` would double each backslash, and may switch to
+            # double quotes); `_refused` escapes what a terminal would obey.
+            self._refused(f"Not sent{target} ('{short}'): {error.message}", error, line_number)
             return
         self._show_message(message, sent_late=waited and self.interactive)
 
