@@ -13,8 +13,10 @@ import pytest
 import trio
 
 import trio_chat
+from trio_chat.cli import ExitCode
 from trio_chat.client import ClientConfig
 from trio_chat.server import serve
+from trio_chat.testing.daemon import CLI, DaemonProcess
 
 LISTENING = re.compile(rb"listening on (\S+):(\d+) ")
 
@@ -104,3 +106,30 @@ def test_limits_that_make_no_sense_are_refused_before_the_daemon_starts(tmp_path
     for (option, value), (code, err) in zip(cases, results, strict=True):
         assert code == 2, (option, value, code, err)
         assert err.count("\n") == 1 and option in err and "Traceback" not in err, err
+
+
+async def test_a_second_daemon_on_the_same_database_is_refused(tmp_path: Path) -> None:
+    """Two daemons on one database would give the same account and message numbers to
+    different things, each refusing the other's as a clash: the second is refused."""
+    database = tmp_path / "chat.db"
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            first = DaemonProcess(nursery, database)
+            host, port = await first.start()
+            second = await trio.run_process(
+                [*CLI, "serve", "--port", "0", "--db", str(database)],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            assert second.returncode == ExitCode.DATABASE
+            assert second.stderr.decode().splitlines() == [
+                f"Cannot open the database {str(database)!r}: another trio-chat daemon is "
+                "using it; stop that one first, or choose another with --db."
+            ]
+            # The first one is untouched: it registers and stores as before.
+            await trio_chat.register(host, port, "alice", "correct horse")
+            async with trio_chat.connect(host, port, "alice", "correct horse") as alice:
+                await alice.say("still here")
+            assert await first.stop() == 0
+    assert "Traceback" not in first.text

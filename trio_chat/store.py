@@ -9,6 +9,7 @@ one more class, not a rewrite.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import sqlite3
@@ -168,33 +169,58 @@ def default_database() -> Path:
 class SqliteStore:
     """One SQLite file in WAL mode; every method may be called from any one thread at a time."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path, held: int | None = None) -> None:
         self._db = connection
         self._lock = threading.Lock()
         self.path = path
+        self._held = held
+        """A descriptor of the database file, locked while the store is open (`open`)."""
 
     @classmethod
     def open(cls, path: Path | str) -> SqliteStore:
-        """Open (creating, readable by its owner only) and migrate the database at `path`."""
+        """Open (creating, readable by its owner only) and migrate the database at `path`.
+
+        The file is locked (`flock`) until `close`: a second store on it, another daemon's,
+        is refused. Two daemons on one database would each number accounts and messages
+        from what they loaded, and refuse the other's rows as clashes.
+        """
         path = Path(path)
+        held: int | None = None
+        connection: sqlite3.Connection | None = None
         try:
             if path.parent != Path():
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if not path.exists():
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            # Kept open until the connection is closed: closing a descriptor of the file
+            # would drop the POSIX locks SQLite holds on it in this process.
+            held = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(held)
+                held = None
+                raise StorageError(
+                    f"Cannot open the database {str(path)!r}: another trio-chat daemon is "
+                    "using it; stop that one first, or choose another with --db."
+                ) from None
             connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = FULL")
             connection.execute("PRAGMA foreign_keys = ON")
             connection.execute("PRAGMA busy_timeout = 5000")
-            store = cls(connection, path)
+            store = cls(connection, path, held)
             store._migrate()
             store._check_writable()
-        except (OSError, sqlite3.Error) as error:
-            raise StorageError(
-                f"Cannot open the database {str(path)!r}: {_why(error, path)}; "
-                "choose another with --db."
-            ) from error
+        except BaseException as error:
+            if connection is not None:
+                connection.close()
+            if held is not None:
+                os.close(held)
+            if isinstance(error, OSError | sqlite3.Error):
+                raise StorageError(
+                    f"Cannot open the database {str(path)!r}: {_why(error, path)}; "
+                    "choose another with --db."
+                ) from error
+            raise
         return store
 
     def presize_log(self) -> None:
@@ -417,3 +443,6 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._held is not None:
+                os.close(self._held)  # the lock with it
+                self._held = None
