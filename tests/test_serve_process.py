@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -133,3 +134,36 @@ async def test_a_second_daemon_on_the_same_database_is_refused(tmp_path: Path) -
                 await alice.say("still here")
             assert await first.stop() == 0
     assert "Traceback" not in first.text
+
+
+def _take_away(database: Path, how: str) -> None:
+    """Remove the database (and its log), or put another database in its place."""
+    if how == "removed":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{database}{suffix}").unlink()
+    else:
+        other = database.with_name("other.db")
+        sqlite3.connect(other).close()
+        other.replace(database)
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+async def test_a_database_removed_or_replaced_under_the_daemon_is_not_written_in_vain(
+    tmp_path: Path, how: str
+) -> None:
+    """What the daemon would store in a file no longer at its path is lost when it
+    stops: it refuses to store it, and says why."""
+    database = tmp_path / "chat.db"
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, database)
+            host, port = await daemon.start()
+            await trio_chat.register(host, port, "alice", "correct horse")
+            _take_away(database, how)
+            with pytest.raises(trio_chat.ChatError) as refused:
+                await trio_chat.register(host, port, "bob", "correct horse")
+            assert "could not save" in str(refused.value)
+            line = await daemon.wait_for("could not write")
+            assert "was removed or replaced while the daemon ran" in line
+            assert await daemon.stop() == 0
+    assert "Traceback" not in daemon.text

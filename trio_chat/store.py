@@ -160,6 +160,10 @@ def _why(error: OSError | sqlite3.Error, path: Path) -> str:
     return text
 
 
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
+
+
 def default_database() -> Path:
     """`$XDG_DATA_HOME/trio-chat/chat.db`, by default under `~/.local/share`."""
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -175,6 +179,8 @@ class SqliteStore:
         self.path = path
         self._held = held
         """A descriptor of the database file, locked while the store is open (`open`)."""
+        self._identity = _identity(os.fstat(held)) if held is not None else None
+        """The file opened: what the path must still name for a write to count."""
 
     @classmethod
     def open(cls, path: Path | str) -> SqliteStore:
@@ -351,6 +357,7 @@ class SqliteStore:
 
     def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
         with self._lock:
+            self._check_in_place()
             try:
                 self._transaction(lambda: self._apply_all(ops))
             except sqlite3.IntegrityError:
@@ -360,6 +367,21 @@ class SqliteStore:
             failed: list[StoreOp] = []
             self._transaction(lambda: failed.extend(self._apply_each(ops)))
         return failed
+
+    def _check_in_place(self) -> None:
+        """Refuse to write into a file no longer at its path (removed, moved, replaced):
+        all written there would be lost when the daemon stops, though acknowledged."""
+        if self._identity is None:
+            return
+        try:
+            there = _identity(os.stat(self.path))
+        except OSError:
+            there = None
+        if there != self._identity:
+            raise StorageError(
+                f"the database {str(self.path)!r} was removed or replaced while the daemon "
+                "ran; put it back, or restart the daemon to use the file now there"
+            )
 
     def _transaction(self, body: Callable[[], object]) -> None:
         db = self._db
