@@ -459,6 +459,23 @@ def test_a_known_servers_file_that_cannot_be_used_is_one_sentence(own_daemon: Da
         assert err == f"Cannot read {str(known.path)!r}: is a directory.\n", args
 
 
+def test_a_known_servers_file_that_is_not_text_is_one_sentence(own_daemon: Daemon) -> None:
+    daemon = own_daemon
+    name = make_account(daemon)
+    known = KnownServers()
+    known.path.parent.mkdir(parents=True, exist_ok=True)
+    known.path.write_bytes(b"\xff\xfe\x00 not text\n")
+    for args in (("login", "--name", name), ("trust", "--yes"), ("trust", "--forget")):
+        code, out, err = invoke_trusting(daemon, *args)
+        assert code == ExitCode.DATABASE, (args, err)
+        assert out == ""
+        assert err == (
+            f"The file {str(known.path)!r} is damaged (it is not text); remove it to "
+            "trust daemons anew.\n"
+        ), args
+    assert known.path.read_bytes() == b"\xff\xfe\x00 not text\n"  # left for its owner
+
+
 def test_key_prints_what_clients_are_shown(tmp_path: Path) -> None:
     database = tmp_path / "chat.db"
     result = runner.invoke(app, ["key", "--db", str(database)])

@@ -157,6 +157,11 @@ class KnownServers:
             raise KeyFileError(
                 f"Cannot read {str(self.path)!r}: {(error.strerror or str(error)).lower()}."
             ) from None
+        except UnicodeDecodeError:
+            raise KeyFileError(
+                f"The file {str(self.path)!r} is damaged (it is not text); remove it to "
+                "trust daemons anew."
+            ) from None
         entries: dict[str, str] = {}
         for line in text.splitlines():
             label, _, key = line.strip().partition(" ")
