@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import resource
 import sqlite3
 import stat
 import unicodedata
@@ -39,7 +40,7 @@ from trio_chat import (
 from trio_chat.client_protocol import ClientConnection
 from trio_chat.engine import CheckPassword, HashPassword, ServerConfig
 from trio_chat.errors import KeyChanged
-from trio_chat.keys import key_paths
+from trio_chat.keys import KeyFileError, daemon_keys, key_paths
 from trio_chat.noise import generate_keypair
 from trio_chat.records import Message, Snapshot, StoreOp
 from trio_chat.secure import Cookies, Ticket, derive_key
@@ -315,6 +316,27 @@ def test_each_database_has_key_files_of_its_own(tmp_path: Path) -> None:
     assert len(set(files)) == len(files) and not set(files) & set(databases)
     for name in ("chat.key", "chat.tickets"):
         assert tmp_path / name not in key_paths(tmp_path / name)
+
+
+def test_a_key_file_the_disk_refused_is_not_left_half_written(tmp_path: Path) -> None:
+    """A key file is there whole or not at all: one the disk refused midway (a full disk;
+    here a file size limit) would be taken for a damaged key at every start after."""
+    database = tmp_path / "chat.db"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16, hard))  # a key file takes 45 bytes
+    try:
+        with pytest.raises(KeyFileError) as refused:
+            daemon_keys(database)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert str(refused.value) == (
+        f"Cannot use the key file {str(tmp_path / 'chat.key')!r}: file too large."
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+    keys = daemon_keys(database)  # once the disk takes it, a key is made as on a first start
+    assert daemon_keys(database).static_private == keys.static_private  # kept
+    for path in key_paths(database):
+        assert len(base64.b64decode(path.read_text().strip(), validate=True)) == 32
 
 
 async def test_the_database_and_key_files_are_readable_by_their_owner_only(

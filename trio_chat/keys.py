@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +65,7 @@ def _secret(path: Path) -> bytes:
             return _decode(path.read_text(encoding="ascii"))
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         secret, _public = generate_keypair()  # 32 random bytes, a valid X25519 key too
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as file:
-            file.write(_encode(secret) + "\n")
+        _write_whole(path, _encode(secret) + "\n")
         return secret
     except OSError as error:
         raise KeyFileError(
@@ -77,6 +76,29 @@ def _secret(path: Path) -> bytes:
             f"The key file {str(path)!r} is damaged; restore it, or remove it to make a new "
             "key (clients will then refuse the daemon until they trust the new one)."
         ) from None
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write `path` (mode 0600) so that it is there whole or not at all: a file the disk
+    refused midway, or a crash left empty, would read as a damaged key at every start."""
+    temporary = path.with_name(path.name + ".new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as file:
+            os.fchmod(file.fileno(), 0o600)  # one left by an earlier attempt, too
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the new name too
+    finally:
+        os.close(folder)
 
 
 def daemon_keys(database: Path) -> DaemonKeys:
