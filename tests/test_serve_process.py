@@ -82,6 +82,14 @@ def test_limits_that_make_no_sense_are_refused_before_the_daemon_starts(tmp_path
         ("--message-rate", "-1"),
         ("--register-rate", "nan"),
         ("--sessions-per-address", "-1"),
+        # Limits under which no client could ever do what they limit: each would wait
+        # for ever, or be told to try again later when later never comes.
+        ("--message-burst", "0"),
+        ("--message-rate", "0"),
+        ("--register-burst", "0"),
+        ("--checks-per-address", "0"),
+        ("--sessions-per-address", "0"),
+        ("--sessions-per-account", "0"),
     ]
     base = [sys.executable, "-m", "trio_chat", "serve", "--port", "0"]
     processes = [

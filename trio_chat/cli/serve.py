@@ -97,21 +97,32 @@ def serve_command(
     if log_format.lower() not in FORMATS:
         raise fail(f"Unknown log format {log_format!r}; use text or json.", ExitCode.USAGE)
     numbers: dict[str, float] = {
-        "--message-rate": message_rate,
-        "--message-burst": message_burst,
         "--register-rate": register_rate,
-        "--register-burst": register_burst,
         "--login-free-failures": login_free_failures,
         "--login-delay": login_delay,
-        "--sessions-per-address": sessions_per_address,
-        "--sessions-per-account": sessions_per_account,
-        "--checks-per-address": checks_per_address,
         "--register-rate-total": register_rate_total,
         "--notice-limit": notice_limit,
     }
     for option, value in numbers.items():
         if not value >= 0:  # NaN too
             raise fail(f"{option} must be 0 or more, not {value}.", ExitCode.USAGE)
+    # Below 1, no client could ever do what these count: it would wait for ever, or be
+    # told to try again later when later never comes.
+    counts: dict[str, int] = {
+        "--message-burst": message_burst,
+        "--register-burst": register_burst,
+        "--sessions-per-address": sessions_per_address,
+        "--sessions-per-account": sessions_per_account,
+        "--checks-per-address": checks_per_address,
+    }
+    for option, count in counts.items():
+        if count < 1:
+            raise fail(f"{option} must be 1 or more, not {count}.", ExitCode.USAGE)
+    if not message_rate > 0:  # NaN too
+        raise fail(
+            f"--message-rate must be above 0 (messages a second), not {message_rate}.",
+            ExitCode.USAGE,
+        )
     for option, value in {"--idle-timeout": idle_timeout, "--summary-every": summary_every}.items():
         if not value > 0:
             raise fail(
