@@ -22,7 +22,7 @@ from trio_chat.testing.daemon import CLI, DaemonProcess
 LISTENING = re.compile(rb"listening on (\S+):(\d+) ")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 async def test_a_signal_tells_sessions_drains_and_exits_zero(
     tmp_path: Path, signum: signal.Signals
 ) -> None:

@@ -1,4 +1,4 @@
-"""`trio-chat serve`: run the daemon until Ctrl-C or SIGTERM."""
+"""`trio-chat serve`: run the daemon until Ctrl-C, SIGTERM or SIGHUP."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def serve_command(
         typer.Option(help="Seconds between the log's summary lines (sessions, messages, drops)."),
     ] = 60.0,
 ) -> None:
-    """Run the chat daemon (stop it with Ctrl-C or SIGTERM)."""
+    """Run the chat daemon (stop it with Ctrl-C, SIGTERM or SIGHUP)."""
     if log_level.lower() not in LEVELS:
         raise fail(
             f"Unknown log level {log_level!r}; use debug, info, warning or error.", ExitCode.USAGE
@@ -177,7 +177,9 @@ def _first(group: BaseExceptionGroup[Any]) -> BaseException:
 async def _serve_until_signal(
     host: str, port: int, database: Path, config: ServerConfig, summary_every: float
 ) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    # SIGHUP too: a daemon started from a terminal that closes (an ssh session that
+    # ends) would otherwise die at once, telling no one and logging nothing.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             start = functools.partial(serve, summary_every=summary_every)
             await nursery.start(start, host, port, database, config)
