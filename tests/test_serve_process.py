@@ -175,3 +175,20 @@ async def test_a_database_removed_or_replaced_under_the_daemon_is_not_written_in
             assert "was removed or replaced while the daemon ran" in line
             assert await daemon.stop() == 0
     assert "Traceback" not in daemon.text
+
+
+async def test_a_second_signal_during_the_shutdown_changes_nothing(tmp_path: Path) -> None:
+    """An impatient operator's second signal (Ctrl-C, then `kill`) asks for what the
+    first already does: the daemon still stops cleanly and exits 0, not killed by it."""
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, tmp_path / "chat.db")
+            await daemon.start()
+            process = daemon.process
+            assert process is not None
+            process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+            await daemon.wait_for("stopped; the database is closed")
+    assert daemon.text.count("Stopping (") == 1
+    assert "Traceback" not in daemon.text

@@ -6,6 +6,7 @@ import errno
 import functools
 import logging
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -180,11 +181,23 @@ async def _serve_until_signal(
     # SIGHUP too: a daemon started from a terminal that closes (an ssh session that
     # ends) would otherwise die at once, telling no one and logging nothing.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-        async with trio.open_nursery() as nursery:
-            start = functools.partial(serve, summary_every=summary_every)
-            await nursery.start(start, host, port, database, config)
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                event(logging.INFO, "signal", f"Stopping ({name}).", signal=name)
-                nursery.cancel_scope.cancel()
-                break
+        async with trio.open_nursery() as stopping:
+            async with trio.open_nursery() as nursery:
+                start = functools.partial(serve, summary_every=summary_every)
+                await nursery.start(start, host, port, database, config)
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    event(logging.INFO, "signal", f"Stopping ({name}).", signal=name)
+                    nursery.cancel_scope.cancel()
+                    # Signals that come while the daemon stops ask for what it does:
+                    # left unread, each would kill it once it stopped (status 143).
+                    stopping.start_soon(_already_stopping, signals)
+                    break
+            await trio.lowlevel.checkpoint()  # what came just now is read first
+            stopping.cancel_scope.cancel()
+
+
+async def _already_stopping(signals: AsyncIterator[int]) -> None:
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        event(logging.INFO, "signal", f"Already stopping ({name}).", signal=name)
