@@ -180,6 +180,29 @@ def test_a_damaged_key_file_is_one_sentence_and_exit_status_11(tmp_path: Path) -
     assert "Traceback" not in done.stderr
 
 
+def test_in_json_a_failure_to_start_is_a_json_line_too(tmp_path: Path) -> None:
+    """A log read as JSON (journald, Loki) keeps the one line that says why the daemon
+    did not start, as it keeps every other."""
+    (tmp_path / "chat.key").write_text("not a key")
+    damaged = serve("--port", "0", "--db", str(tmp_path / "chat.db"), "--log-format", "json")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        in_use = serve(
+            "--port", str(port), "--db", str(tmp_path / "other.db"), "--log-format", "json"
+        )
+    for done, code, sentence in (
+        (damaged, ExitCode.DATABASE, "The key file "),
+        (in_use, ExitCode.ADDRESS_IN_USE, f"Cannot listen on 127.0.0.1:{port}: "),
+    ):
+        assert done.returncode == code
+        entries = [json.loads(line) for line in done.stderr.splitlines()]
+        last = entries[-1]
+        assert last["level"] == "error" and last["event"] == "failed", last
+        assert last["message"].startswith(sentence)
+        assert last["exit_status"] == code
+
+
 @pytest.mark.parametrize("port", ["70000", "-1", "abc"])
 def test_a_bad_port_is_a_sentence(port: str) -> None:
     done = serve("--port", port)

@@ -147,24 +147,34 @@ def serve_command(
     )
     database = db or default_database()
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    refuse = functools.partial(_failure, form=log_format.lower())
     failure: typer.Exit | None = None
     try:
         trio.run(_serve_until_signal, host, port, database, config, summary_every)
     except* (StorageError, KeyFileError) as group:
-        failure = fail(str(_first(group)), ExitCode.DATABASE)
+        failure = refuse(str(_first(group)), ExitCode.DATABASE)
     except* OSError as group:
         error = _first(group)
         if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
-            failure = fail(
+            failure = refuse(
                 f"Cannot listen on {shown}: the port is in use; is another trio-chat "
                 "running? Choose another with --port.",
                 ExitCode.ADDRESS_IN_USE,
             )
         else:
             reason = error.strerror if isinstance(error, OSError) else None
-            failure = fail(f"Cannot listen on {shown}: {reason or error}.", ExitCode.FAILURE)
+            failure = refuse(f"Cannot listen on {shown}: {reason or error}.", ExitCode.FAILURE)
     if failure is not None:
         raise failure
+
+
+def _failure(message: str, code: ExitCode, form: str) -> typer.Exit:
+    """Why the daemon stopped: one sentence, or in a JSON log one object like the others,
+    so that whatever reads the log as JSON keeps the line that matters most."""
+    if form == "json":
+        event(logging.ERROR, "failed", message, exit_status=int(code))
+        return typer.Exit(int(code))
+    return fail(message, code)
 
 
 def _first(group: BaseExceptionGroup[Any]) -> BaseException:
