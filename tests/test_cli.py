@@ -309,6 +309,30 @@ def test_the_default_port_is_taken_as_it_is(tmp_path: Path) -> None:
 # --- chat (the failures before the room; the room itself is in test_pipe and test_terminal) --
 
 
+def test_a_long_script_is_sent_whole_without_losing_the_connection(tmp_path: Path) -> None:
+    """Thousands of lines piped at once: the client reads them only as fast as the daemon
+    answers, rather than queueing them all, overflowing its own link and taking the
+    connection for lost ('the daemon stopped answering'), again and again."""
+    config = ServerConfig(message_burst=100_000, message_rate=100_000.0)
+    lines = [f"line {n} " + "x" * 480 for n in range(10_000)]
+    with daemon_in_thread(tmp_path / "chat.db", config) as daemon:
+        name = make_account(daemon)
+        env = cli_env(daemon.port, TRIO_CHAT_PASSWORD=PASSWORD, TRIO_CHAT_SERVER_KEY=daemon.key)
+        done = subprocess.run(
+            [*CLI, "chat", "--name", name],
+            input="".join(f"{line}\n" for line in lines),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert "Lost the connection" not in done.stdout
+    said = [line.split(": ", 1)[1] for line in done.stdout.splitlines() if f"{name}: " in line]
+    assert said == lines
+
+
 def test_chat_from_a_pipe_needs_a_name_and_a_password(daemon: Daemon) -> None:
     code, _out, err = invoke(daemon, "chat", password=PASSWORD)
     assert code == ExitCode.USAGE

@@ -287,6 +287,13 @@ class LineReader:
         return line + newline
 
 
+PIPE_AHEAD = 500
+"""Requests a script's input may have unanswered before its next line is read. Lines
+read faster than the daemon answers would otherwise all queue in the client's link,
+which gives up past 1 MiB or 4096 frames (`LinkConfig`) as if the daemon had stopped
+answering; 500 frames of the largest size (`wire.MAX_FRAME`) stay well within both."""
+
+
 async def run_pipe(chat: ChatClient, fd: int) -> Outcome:
     """Handle each input line as if typed; at the end wait for acknowledgements."""
     room = Room(chat, _write_plain, _complain, interactive=False)
@@ -308,6 +315,8 @@ async def run_pipe(chat: ChatClient, fd: int) -> Outcome:
                 continue
             if not room.handle(line):
                 break
+            if chat.pending >= PIPE_AHEAD:
+                await chat.drain()
         room.leaving = True
         await room.finish()
         nursery.cancel_scope.cancel()
