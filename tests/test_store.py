@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -82,6 +85,25 @@ def test_a_database_that_cannot_be_written_is_refused_clearly(
     monkeypatch.setattr(sqlite3, "connect", read_only)
     with pytest.raises(StorageError, match=r"Cannot open the database .*: permission denied"):
         SqliteStore.open(path)
+
+
+def test_a_file_system_that_cannot_lock_still_serves_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Some network and FUSE file systems have no `flock`: the daemon runs there as it
+    did before it locked its database, with a warning that nothing keeps out a second."""
+
+    def unsupported(fd: int, operation: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(fcntl, "flock", unsupported)
+    store = SqliteStore.open(tmp_path / "chat.db")
+    try:
+        assert not store.write([account(1, "alice")])
+    finally:
+        store.close()
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "cannot lock the database" in warning.getMessage()
 
 
 def test_one_bad_write_does_not_sink_the_rest_of_its_batch(tmp_path: Path) -> None:

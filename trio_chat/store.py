@@ -208,6 +208,11 @@ class SqliteStore:
                     f"Cannot open the database {str(path)!r}: another trio-chat daemon is "
                     "using it; stop that one first, or choose another with --db."
                 ) from None
+            except OSError as error:  # a file system without flock (some network ones)
+                log.warning(
+                    "cannot lock the database (%s): nothing keeps a second daemon off it",
+                    (error.strerror or str(error)).lower(),
+                )
             connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = FULL")
