@@ -251,3 +251,14 @@ def test_changed_limits_are_logged_in_the_units_they_are_given_in() -> None:
     changed = limits_changed(ServerConfig(register_rate=2 / 60, idle_timeout=30.0))
     assert changed == {"register_rate": 2.0, "idle_timeout": 30.0}
     assert limits_changed(ServerConfig()) == {}
+
+
+def test_the_summary_counts_one_session_and_one_person_in_the_singular(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO):
+        Summary().line({"datagrams_in": 3}, 1, 1, 1.0)
+        Summary().line({"datagrams_in": 3}, 2, 1, 1.0)
+    first, second = [r.getMessage() for r in caplog.records]
+    assert first.startswith("1 session (1 person online), 0 messages a minute")
+    assert second.startswith("2 sessions (1 person online)")

@@ -230,6 +230,11 @@ DROPPED = {
 }
 
 
+def counted(count: int, one: str, many: str | None = None) -> str:
+    """`1 session`, `2 sessions`; `1 person`, `2 people` with `many` given."""
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
 @dataclass
 class Summary:
     """A line a minute: sessions, messages, and what was dropped, since the last line."""
@@ -259,7 +264,8 @@ class Summary:
         event(
             logging.INFO,
             "summary",
-            f"{sessions} sessions ({online} people online), {per_minute:.0f} messages a "
+            f"{counted(sessions, 'session')} ({counted(online, 'person', 'people')} online), "
+            f"{per_minute:.0f} messages a "
             f"minute, {delta.get('datagrams_in', 0)} datagrams in; dropped: {shown_dropped}"
             + (
                 f"; {quiet} refused logins and registrations not logged one by one" if quiet else ""

@@ -40,7 +40,7 @@ from .engine import (
 )
 from .handshakes import HandshakeQueue
 from .keys import daemon_keys
-from .logs import NoteLog, Summary, event, limits_changed, shown
+from .logs import NoteLog, Summary, counted, event, limits_changed, shown
 from .noise import fingerprint
 from .persistence import Persistence
 from .records import Message, StoreOp
@@ -56,10 +56,6 @@ RECEIVE_BUFFER = 2048
 """Larger than any valid datagram, so an oversized one is seen as such, not truncated."""
 BATCH = 256
 """Datagrams taken from the socket before the engine's output is flushed."""
-
-
-def _sessions(count: int) -> str:
-    return f"{count} session" if count == 1 else f"{count} sessions"
 
 
 def bind_udp(host: str, port: int) -> socket.socket:
@@ -332,7 +328,7 @@ class Daemon:
             event(
                 logging.INFO,
                 "restarted",
-                f"told {_sessions(sent)} open before an unclean stop to log in again",
+                f"told {counted(sent, 'session')} open before an unclean stop to log in again",
                 sessions=len(notices),
                 sent=sent,
             )
@@ -349,7 +345,7 @@ class Daemon:
         event(
             logging.INFO,
             "stopping",
-            f"told {_sessions(sessions)} the daemon is stopping",
+            f"told {counted(sessions, 'session')} the daemon is stopping",
             sessions=sessions,
         )
 
