@@ -335,3 +335,35 @@ def test_a_resume_is_not_told_more_for_public_messages_it_was_sent() -> None:
     assert shown(away.events) == ["while away"]
     (ready,) = [f for f in away.frames if isinstance(f, wire.Ready)][-1:]
     assert ready == wire.Ready(count=1, more=False)
+
+
+def test_a_logout_whose_answer_comes_out_of_order_completes_at_once() -> None:
+    """Alice logs out while much of the room's talk to her is unacknowledged: the
+    daemon's last words are every such frame, the logout's `ok` last. One of the first of
+    them is lost, and only the last few are kept to be sent again, so the `ok` can never
+    be taken in order. The daemon's acknowledgement of the logout, which every one of
+    those datagrams carries, ends it: not a timeout later."""
+    h = EngineDriver(ServerConfig(message_burst=1000, message_rate=1000.0), now=100.0)
+    h.add_account("alice", PASSWORD, ALICE)
+    h.add_account("bob", PASSWORD, BOB)
+    alice = Peer(h, "alice", address=ALICE)
+    bob = Peer(h, "bob", address=BOB)
+    for n in range(40):
+        bob.send(wire.Say(text=f"talk {n} " + "x" * 300, cid=f"t{n}"))
+    h.inbox.pop(ALICE, None)  # none of it reached alice: all unacknowledged
+    logout = alice.connection.logout()
+    farewell: list[bytes] = []
+    for data in alice.connection.datagrams_to_send(h.now):
+        farewell += h.receive(data, ALICE)
+    farewell += h.inbox.pop(ALICE, [])
+    assert len(farewell) > 5
+    alice.take(farewell[1:])  # the first is lost
+    for _ in range(20):
+        if logout.done:
+            break
+        h.now += 0.2
+        alice.connection.handle_timer(h.now)
+        for data in alice.connection.datagrams_to_send(h.now):
+            alice.take(h.receive(data, ALICE))
+    assert logout.done and logout.error is None
+    assert alice.connection.closed

@@ -127,6 +127,8 @@ def new_index() -> int:
 # Requests that need a channel only; all others wait until the session is logged in.
 _BEFORE_LOGIN = frozenset({"register", "login", "resume"})
 # Requests answered in parts before their `ok`: names, or messages.
+_LOGOUT = ("logout",)
+"""The tag of a logout's frame: the daemon's acknowledgement of it ends the session."""
 _TAKES_NAMES = frozenset({"who", "raw"})
 _TAKES_MESSAGES = frozenset({"history", "raw"})
 
@@ -365,7 +367,8 @@ class ClientConnection:
     def _transmit(self, handle: Handle) -> None:
         assert self._link is not None
         self._link.patience = 0.0  # a request is probed for as soon as the link's RTT says
-        handle.seq = self._link.send(handle.frame)
+        tag = _LOGOUT if handle.kind == "logout" and self._leaving else None
+        handle.seq = self._link.send(handle.frame, tag)
         self._by_seq[handle.seq] = handle
 
     def _finish(self, handle: Handle, result: Any = None, error: ChatError | None = None) -> None:
@@ -583,6 +586,13 @@ class ClientConnection:
                     break  # the frame ended this channel (a logout's `ok`)
         except _SessionLost as lost:
             self._lost(lost.reason, now)
+            return
+        if link.acked_tags and self._link is link:
+            # The daemon has the logout, and ended the session on taking it: its `ok`
+            # may be stuck behind a lost frame it will never send again.
+            link.acked_tags.clear()
+            if self._leaving:
+                self._logged_out()
 
     def connection_refused(self, now: float) -> None:
         """The daemon's port is closed (ICMP): it stopped or crashed.
@@ -796,8 +806,14 @@ class ClientConnection:
             result = handle.parts
         self._finish(handle, result)
         if handle.kind == "logout":
-            self._link = None  # the daemon has ended the session
-            self._shut(ConnectionLost("You logged out."))
+            self._logged_out()
+
+    def _logged_out(self) -> None:
+        """The daemon has ended the session at our request: nothing more is sent."""
+        for handle in [h for h in self._requests if h.kind == "logout"]:
+            self._finish(handle)
+        self._link = None
+        self._shut(ConnectionLost("You logged out."))
 
     def _on_error(self, frame: wire.ErrorFrame, now: float) -> None:
         error = error_for(frame.code, frame.message, frame.retry_after)
