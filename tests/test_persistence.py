@@ -225,10 +225,9 @@ async def test_a_failed_history_read_is_one_log_line_and_no_messages(
     assert line.exc_info is None
 
 
-def test_a_message_resent_under_a_stored_cid_is_refused_with_the_copy_stored_before(
-    tmp_path: Path,
-) -> None:
-    persistence, _disk, _clock, reports = setup(tmp_path)
+def stored_then_resent(persistence: Persistence) -> tuple[Message, Message, Message]:
+    """Alice's first message committed; then, queued, a copy of it sent again under its
+    `cid` (long after: the daemon's memory no longer knew it) and a new message."""
     first = message(1, 1)
     persistence.add(account(1, "alice"))
     persistence.add(first)
@@ -237,6 +236,14 @@ def test_a_message_resent_under_a_stored_cid_is_refused_with_the_copy_stored_bef
     other = message(8, 1)
     persistence.add(resent)
     persistence.add(other)
+    return first, resent, other
+
+
+def test_a_message_resent_under_a_stored_cid_is_refused_with_the_copy_stored_before(
+    tmp_path: Path,
+) -> None:
+    persistence, _disk, _clock, reports = setup(tmp_path)
+    first, resent, other = stored_then_resent(persistence)
     assert persistence.commit_here()
     assert reports.failed == [resent] and reports.earlier == [first]
     assert reports.committed[-1] == other
@@ -255,14 +262,7 @@ async def test_a_failed_look_up_of_a_refused_copy_fails_only_that_copy(
     """The commit went through: what it stored is reported stored (shown, answered), and
     only the resent copy, whose first one could not be read, is reported as failed."""
     persistence, disk, _clock, reports = setup(tmp_path, LookupFailsDisk)
-    first = message(1, 1)
-    persistence.add(account(1, "alice"))
-    persistence.add(first)
-    assert persistence.commit_here()
-    resent = dataclasses.replace(message(7, 1), cid=first.cid, text="sent again")
-    other = message(8, 1)
-    persistence.add(resent)
-    persistence.add(other)
+    _first, resent, other = stored_then_resent(persistence)
     with caplog.at_level(logging.ERROR):
         assert persistence.commit_here()
     assert reports.failed == [resent] and reports.earlier == [None]
