@@ -109,7 +109,7 @@ def test_register_from_a_pipe_takes_one_line_when_the_input_ends_after_it(
     name = fresh_name("reg")
     code, out, _err = invoke(daemon, "register", "--name", name, input=f"{PASSWORD}\n")
     assert code == 0, out
-    assert f"Registered {name} at {daemon[0]}:{daemon[1]}" in out
+    assert f"Repeat the password: \nRegistered {name} at {daemon[0]}:{daemon[1]}" in out
     code, out, _err = invoke(daemon, "login", "--name", name, password=PASSWORD)
     assert code == 0
 

@@ -76,21 +76,26 @@ def _read_hidden(text: str, *, confirm: bool) -> str:
         typer.echo(f"{text}: ", nl=False)
         value = _next_line()
         if value is None:
+            typer.echo("", err=True)
             raise typer.Exit(int(ExitCode.INTERRUPTED))  # the input ended, as Ctrl-D ends it
         if not confirm:
             return value
         typer.echo("Repeat the password: ", nl=False)
         again = _next_line()
+        if again is None:
+            typer.echo("")  # one line was all there was: it is the password
         if again is None or again == value:
             return value
         typer.echo("The two passwords do not match; type them again.")
 
 
 def _next_line() -> str | None:
-    """The next line of input, or None where it ended."""
+    """The next line of input (its end echoed, as a terminal would), or None at the end."""
     line = sys.stdin.readline()
-    typer.echo("", err=not line)  # where a terminal would have ended the line
-    return line.rstrip("\r\n") if line else None
+    if not line:
+        return None
+    typer.echo("")
+    return line.rstrip("\r\n")
 
 
 def agree(text: str) -> bool:
