@@ -151,6 +151,20 @@ def test_a_port_in_use_is_one_sentence_and_exit_status_12(tmp_path: Path) -> Non
     ]
 
 
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [("no-such-host.invalid", "no such host"), ("192.0.2.1", "not an address of this machine")],
+)
+def test_a_host_the_daemon_cannot_listen_on_is_one_sentence_and_exit_status_12(
+    tmp_path: Path, host: str, why: str
+) -> None:
+    done = serve("--host", host, "--port", "0", "--db", str(tmp_path / "chat.db"))
+    assert done.returncode == ExitCode.ADDRESS_IN_USE
+    assert done.stderr.splitlines() == [
+        f"Cannot listen on {host}:0: {why}; choose another with --host."
+    ]
+
+
 @pytest.mark.parametrize("kind", ["folder is a file", "not sqlite", "a folder"])
 def test_a_database_that_cannot_be_used_is_one_sentence_and_exit_status_11(
     tmp_path: Path, kind: str

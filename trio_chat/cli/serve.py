@@ -6,6 +6,7 @@ import errno
 import functools
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -159,6 +160,18 @@ def serve_command(
             failure = refuse(
                 f"Cannot listen on {shown}: the port is in use; is another trio-chat "
                 "running? Choose another with --port.",
+                ExitCode.ADDRESS_IN_USE,
+            )
+        elif isinstance(error, socket.gaierror) or (
+            isinstance(error, OSError) and error.errno == errno.EADDRNOTAVAIL
+        ):
+            why = (
+                "no such host"
+                if isinstance(error, socket.gaierror)
+                else ("not an address of this machine")
+            )
+            failure = refuse(
+                f"Cannot listen on {shown}: {why}; choose another with --host.",
                 ExitCode.ADDRESS_IN_USE,
             )
         else:
