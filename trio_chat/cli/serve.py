@@ -165,11 +165,8 @@ def serve_command(
         elif isinstance(error, socket.gaierror) or (
             isinstance(error, OSError) and error.errno == errno.EADDRNOTAVAIL
         ):
-            why = (
-                "no such host"
-                if isinstance(error, socket.gaierror)
-                else ("not an address of this machine")
-            )
+            unknown = isinstance(error, socket.gaierror)
+            why = "no such host" if unknown else "not an address of this machine"
             failure = refuse(
                 f"Cannot listen on {shown}: {why}; choose another with --host.",
                 ExitCode.ADDRESS_IN_USE,
