@@ -272,3 +272,23 @@ async def test_a_failed_look_up_of_a_refused_copy_fails_only_that_copy(
     assert line.getMessage() == (
         "could not read messages stored before from the database (OperationalError: disk I/O error)"
     )
+
+
+def test_a_disk_that_keeps_failing_is_one_log_line_a_minute(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk fails every commit, a few a second: the log says so once a minute,
+    with how many failed meanwhile, not once a commit."""
+    persistence, _disk, clock, reports = setup(tmp_path, BrokenDisk)
+    with caplog.at_level(logging.ERROR):
+        for n in range(1, 101):
+            persistence.add(message(n, 1))
+            assert persistence.commit_here()
+            clock.now += 1.0  # a hundred commits, one a second
+    assert len(reports.failed) == 100
+    first, second = [r.getMessage() for r in caplog.records]
+    assert first == "could not write 1 change to the database (OperationalError: disk I/O error)"
+    assert second == (
+        "could not write 1 change to the database (OperationalError: disk I/O error); "
+        "59 more commits failed in the minute before"
+    )

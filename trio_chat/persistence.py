@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
+from .logs import counted
 from .records import Message, StoreOp
 from .store import Storage
 
@@ -40,6 +41,9 @@ THREADED_AT_LEAST = 1.0
 """Seconds commits stay in the worker thread the first time they go there."""
 THREADED_AT_MOST = 60.0
 """...doubling each time the next try on the loop is slow again, up to this."""
+
+FAILURES_LOGGED_EVERY = 60.0
+"""Seconds: failed commits after one that was logged are counted, then logged together."""
 
 Report = Callable[[StoreOp], None]
 Refusal = Callable[[StoreOp, Message | None], None]
@@ -80,6 +84,8 @@ class Persistence:
         self._reads = 0
         self._closed = False
         self._wake = trio.Event()
+        self._failures_quiet_until = -float("inf")
+        self._failures_unlogged = 0
 
     @property
     def queued(self) -> int:
@@ -171,13 +177,7 @@ class Persistence:
         try:
             rejected = self.storage.write(batch)
         except Exception as error:
-            # One line, not a traceback: a full disk is the operator's to fix.
-            log.error(
-                "could not write %d changes to the database (%s: %s)",
-                len(batch),
-                type(error).__name__,
-                error,
-            )
+            self._write_failed(len(batch), error)
             return batch, {}
         # Refused as a second copy: a resend the daemon's memory no longer knew. The
         # rest is committed by now, whatever these reads meet: reported as stored.
@@ -196,6 +196,23 @@ class Persistence:
                 error,
             )
         return rejected, earlier
+
+    def _write_failed(self, changes: int, error: Exception) -> None:
+        """One line, not a traceback (a full disk is the operator's to fix), and at most
+        one a minute: a failing disk fails every commit, several a second."""
+        now = self._clock()
+        if now < self._failures_quiet_until:
+            self._failures_unlogged += 1
+            return
+        unlogged, self._failures_unlogged = self._failures_unlogged, 0
+        self._failures_quiet_until = now + FAILURES_LOGGED_EVERY
+        log.error(
+            "could not write %s to the database (%s: %s)%s",
+            counted(changes, "change"),
+            type(error).__name__,
+            error,
+            f"; {unlogged} more commits failed in the minute before" if unlogged else "",
+        )
 
     def _report(self, batch: Sequence[StoreOp], written: Written) -> None:
         rejected, earlier = written
