@@ -263,6 +263,23 @@ async def test_lines_pasted_at_once_are_handled_one_by_one(tmp_path: Path) -> No
             assert not any("\\n" in line for line in await tmux.screen("bob"))
 
 
+async def test_ctrl_z_puts_nothing_into_the_line(tmp_path: Path) -> None:
+    """Ctrl-Z, pressed out of habit, neither stops the room unseen (its session would
+    stay, silent) nor sends everyone a `\x1a`."""
+    with trio.fail_after(90):
+        async with room(tmp_path) as (port, tmux):
+            for name in ("alice", "bob"):
+                await trio_chat.register("127.0.0.1", port, name, PASSWORD)
+            await enter(tmux, "alice")
+            await enter(tmux, "bob")
+            await tmux.wait_line("alice", rf"{TIME} \* bob joined the room")
+            await tmux.type("alice", "before")
+            await tmux.press("alice", "C-z")
+            await tmux.type("alice", "after")
+            await tmux.press("alice", "Enter")
+            await tmux.wait_line("bob", rf"{TIME} alice: beforeafter")
+
+
 def colours(lines: list[str]) -> set[str]:
     """The foreground and background colours set in styled lines (not their resets)."""
     found = set()

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 import trio
 from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import ANSI
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import ColorDepth, Output, create_output
 from prompt_toolkit.output.vt100 import Vt100_Output
 
@@ -43,6 +44,18 @@ def wants_colour(output: Output | None = None) -> bool:
 # --- interactive -----------------------------------------------------------------------------
 
 
+def _room_keys() -> KeyBindings:
+    keys = KeyBindings()
+
+    @keys.add("c-z")
+    def _nothing(_event: KeyPressEvent) -> None:
+        # Not a literal ^Z in a message; nor a stop that would leave the session in the
+        # room, silent, with nobody reading it.
+        return
+
+    return keys
+
+
 class Terminal:
     """The prompt (prompt_toolkit, run in a worker thread) and the lines printed above it.
 
@@ -61,7 +74,9 @@ class Terminal:
             # prompt; an answer arriving after lines were printed above it is out of date
             # and scrolls the screen. A one-line prompt needs no such room.
             output.enable_cpr = False
-        self.session: PromptSession[str] = PromptSession(erase_when_done=True, output=output)
+        self.session: PromptSession[str] = PromptSession(
+            erase_when_done=True, output=output, key_bindings=_room_keys()
+        )
         self._colour = wants_colour(output)
         self._message = message
         self._stopping = False
