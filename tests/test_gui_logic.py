@@ -244,6 +244,19 @@ def test_each_refusal_has_its_sentence_and_field(
     assert problem.sentence.endswith(".")
 
 
+def test_a_name_in_a_refusal_is_escaped_once_in_single_quotes() -> None:
+    # As the room shows it: one backslash per escape, whatever quotes the name holds.
+    for error, sentence in [
+        (UnknownUser("no"), "There is no account named '\\u202eevil'; tick"),
+        (WrongPassword("no"), "Wrong password for '\\u202eevil'."),
+        (NameTaken("taken"), "The name '\\u202eevil' is taken;"),
+    ]:
+        form = SignInForm("127.0.0.1", 1600, "\u202eevil", "password!")
+        assert sign_in_problem(error, form).sentence.startswith(sentence)
+    form = SignInForm("127.0.0.1", 1600, "o'brien", "password!")
+    assert sign_in_problem(WrongPassword("no"), form).sentence == "Wrong password for 'o'brien'."
+
+
 def test_a_changed_key_says_what_trio_chat_trust_does() -> None:
     problem = sign_in_problem(KeyChanged("The daemon at ... has the key ..."), FORM)
     assert problem.sentence == key_changed_sentence("127.0.0.1", 1600)

@@ -6,7 +6,7 @@ import enum
 import math
 from dataclasses import dataclass
 
-from ..display import safe
+from ..display import quoted, safe
 from ..errors import (
     ChatError,
     InvalidName,
@@ -78,7 +78,7 @@ def key_changed_sentence(host: str, port: int) -> str:
 
 def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
     """The sentence for a refusal (the error's own message, or a better one), and the field."""
-    name = repr(safe(form.name))
+    name = quoted(form.name)
     wait = ""
     if error.retry_after is not None:
         wait = f" (about {math.ceil(error.retry_after)} s)"
