@@ -603,3 +603,36 @@ async def test_a_private_message_to_a_name_too_long_for_any_account_says_so(
             assert texts(window, name)[-1].endswith(
                 f"not sent: alice: are you there? (There is no account named '{name}')"
             )
+
+
+@gui_test
+async def test_private_messages_read_before_load_at_the_top_of_their_tab(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    """The daemon's `more` on entering counts public messages only: a conversation held in
+    private, in a room with few public messages, still loads, page after page."""
+    with trio.fail_after(30):
+        await register(*daemon, "alice", "bob")
+        async with trio_chat.connect(*daemon, "bob", PASSWORD, config=FAST) as bob:
+            await bob.say("the only public line")
+            for number in range(1, 71):
+                bob.whisper_nowait("alice", f"secret {number:03}")
+            await bob.drain()
+        async with trio_chat.connect(*daemon, "alice", PASSWORD, config=FAST) as alice:
+            assert len(await received(alice)) == 71  # read: not waiting on the next entry
+        async with gui(daemon, tmp_path / "gui.json") as app:
+            window = await signed_in(app, "alice")
+            await until(lambda: texts(window)[0] == BEGINNING, "the room's beginning")
+            assert window.tab_text("bob") is None
+            window.open_conversation("bob")
+            view, model = window.view("bob"), window.model("bob")
+            assert view is not None and model is not None
+            await until(lambda: lines_with(window, "bob: secret 070", "bob"), "the latest")
+            bar = view.verticalScrollBar()
+            while (count := len(messages(window, "bob"))) < 70:
+                await until(lambda: bar.maximum() > 0 and not model.loading, "a full view")
+                bar.setValue(bar.minimum())
+                await until(lambda: len(messages(window, "bob")) > count, "older messages")
+            said = [line.split(": ", 1)[1] for line in messages(window, "bob")]
+            assert said == [f"secret {number:03}" for number in range(1, 71)]
+            assert messages(window) == lines_with(window, "bob: the only public line")

@@ -94,6 +94,8 @@ class RoomWindow(QMainWindow):
         self._pending: set[Pending] = set()
         self._conversations: dict[str, Conversation] = {}
         self._about: AboutDialog | None = None
+        self._older_left = False
+        """Older messages may remain to load (private ones may, whatever the room has)."""
 
         self.tabs = QTabWidget(self)
         self.tabs.setObjectName("conversations")
@@ -225,7 +227,7 @@ class RoomWindow(QMainWindow):
             conversation = Conversation(key, name, MessageModel(self), confirmed=confirmed)
             room = self._conversations.get(ROOM)
             if room is not None:
-                conversation.model.more = room.model.more
+                conversation.model.more = self._older_left
                 conversation.model.show_beginning(
                     rows.info_row(f"Only you and {safe_name(name)} see this conversation.")
                 )
@@ -436,7 +438,11 @@ class RoomWindow(QMainWindow):
         for message in event.messages:
             # Private messages that waited for you are news; the room's latest are not.
             self._add(message, counts=isinstance(message, PrivateMessage))
-        self.set_more(event.more)
+        # The daemon's `more` counts public messages only: a private conversation may
+        # have older messages whatever it says, and the pages tell.
+        self._older_left = True
+        for conversation in self._conversations.values():
+            conversation.model.more = event.more if conversation.key == ROOM else True
         if not event.more:
             room.show_beginning(rows.info_row(BEGINNING))
         self.note(f"You are in the room as {self.me}.")
@@ -457,15 +463,13 @@ class RoomWindow(QMainWindow):
         """Loading older messages is over for now; `more` says whether older ones remain."""
         room = self._conversations[ROOM].model
         had_more = room.more
-        self.set_more(more)
+        self._older_left = more
         for conversation in self._conversations.values():
+            # The room has all its messages once the daemon said so on entering.
+            conversation.model.more = more and (conversation.key != ROOM or had_more)
             conversation.model.loading = False
         if had_more and not more:
             room.show_beginning(rows.info_row(BEGINNING))
-
-    def set_more(self, more: bool) -> None:
-        for conversation in self._conversations.values():
-            conversation.model.more = more
 
     def note(self, text: str, key: str = ROOM, style: rows.Style = rows.Style.NOTE) -> None:
         conversation = self._conversations.get(key) or self._conversations[ROOM]

@@ -51,7 +51,8 @@ class RoomSession:
         self.window = window
         self._nursery: trio.Nursery | None = None
         self._oldest: int | None = None
-        """The oldest public message id loaded: history pages go on from there."""
+        """The oldest message id loaded: history pages go on from there (from the newest
+        message when None)."""
         self._more = False
         self._loading = False
         self.leaving = False
@@ -89,9 +90,12 @@ class RoomSession:
                 window.show_message(event)
             elif isinstance(event, History):
                 if not event.resumed:
-                    public = [m.id for m in event.messages if isinstance(m, PublicMessage)]
-                    self._oldest = min(public) if public else None
-                    self._more = event.more and self._oldest is not None
+                    # Pages start from the newest message: the daemon sends on entering
+                    # the latest public messages and the private ones not yet read, and
+                    # its `more` counts public ones only; private ones read before, newer
+                    # or older than those, are found only so.
+                    self._oldest = None
+                    self._more = True
                 window.show_history(event)
                 await self._refresh_online()
             elif isinstance(event, Joined):
