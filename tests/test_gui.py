@@ -636,3 +636,22 @@ async def test_private_messages_read_before_load_at_the_top_of_their_tab(
             said = [line.split(": ", 1)[1] for line in messages(window, "bob")]
             assert said == [f"secret {number:03}" for number in range(1, 71)]
             assert messages(window) == lines_with(window, "bob: the only public line")
+
+
+@gui_test
+async def test_a_tab_opened_with_a_name_in_other_capitals_takes_the_daemons_spelling(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    with trio.fail_after(20):
+        async with bob_and_the_window(daemon, tmp_path / "gui.json") as (_bob, app):
+            window = await signed_in(app, "alice")
+            say(window, "s/BOB/hi there")
+            await until(lambda: lines_with(window, "alice: hi there", "bob"), "the line stored")
+            view = window.view("bob")
+            assert view is not None and window.current_key == "bob"
+            # Everywhere the tab names bob, as the daemon spells him: its label, the
+            # message line's hint, its first row and what a screen reader says.
+            assert window.tab_text("bob") == "bob"
+            assert window.composer.editor.placeholderText() == "Message bob privately"
+            assert texts(window, "bob")[0] == "Only you and bob see this conversation."
+            assert view.accessibleName() == "Private conversation with bob"

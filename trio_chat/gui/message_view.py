@@ -50,7 +50,7 @@ from PySide6.QtWidgets import (
 
 from . import colours
 from .rows import Kind, Row, Span, Style
-from .transcript import Transcript
+from .transcript import Key, Transcript
 
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1
 """The data role that gives a row's `Row`."""
@@ -68,7 +68,7 @@ class MessageModel(QAbstractListModel):
         """Older messages exist that are not loaded yet."""
         self.loading = False
         """Older messages have been asked for and have not come yet."""
-        self._beginning_shown = False
+        self._beginning: Key | None = None
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 (Qt's signature)
         return 0 if parent.isValid() else len(self.transcript)
@@ -110,13 +110,19 @@ class MessageModel(QAbstractListModel):
 
     def show_beginning(self, row: Row) -> None:
         """Say above every message that there are no older ones (once)."""
-        if self._beginning_shown:
+        if self._beginning is not None:
             return
-        self._beginning_shown = True
         insertion = self.transcript.plan_beginning(row)
+        self._beginning = insertion.key
         self.beginInsertRows(QModelIndex(), insertion.index, insertion.index)
         self.transcript.apply(insertion)
         self.endInsertRows()
+
+    def renew_beginning(self, row: Row) -> None:
+        """Say the beginning in other words (nothing if it is not shown)."""
+        if self._beginning is not None:
+            index = self.transcript.replace(self._beginning, row)
+            self.dataChanged.emit(self.index(index), self.index(index))
 
     def add_pending(self, row: Row) -> int:
         """Show a line on its way at the bottom; return its token for `settle()`."""

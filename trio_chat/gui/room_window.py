@@ -49,6 +49,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _private_beginning(name: str) -> rows.Row:
+    return rows.info_row(f"Only you and {safe_name(name)} see this conversation.")
+
+
 @dataclass
 class Conversation:
     key: str
@@ -228,13 +232,13 @@ class RoomWindow(QMainWindow):
             room = self._conversations.get(ROOM)
             if room is not None:
                 conversation.model.more = self._older_left
-                conversation.model.show_beginning(
-                    rows.info_row(f"Only you and {safe_name(name)} see this conversation.")
-                )
+                conversation.model.show_beginning(_private_beginning(name))
             self._conversations[key] = conversation
         elif key != ROOM and name != conversation.name and not conversation.confirmed:
             conversation.name, conversation.confirmed = name, confirmed
+            conversation.model.renew_beginning(_private_beginning(name))
             self._show_tab_label(conversation)
+            self._show_name(conversation)
         elif confirmed and not conversation.confirmed:
             conversation.confirmed = True
         return conversation
@@ -254,16 +258,12 @@ class RoomWindow(QMainWindow):
         if conversation.view is not None:
             return self.tabs.indexOf(conversation.view)
         view = MessageView(conversation.model, conversation.key or "room", self)
-        view.setAccessibleName(
-            ROOM_LABEL
-            if conversation.key == ROOM
-            else f"Private conversation with {safe_name(conversation.name)}"
-        )
         key = conversation.key
         view.older_wanted.connect(lambda: self.older_wanted.emit(key))
         conversation.view = view
         index = self.tabs.addTab(view, "")
         self._show_tab_label(conversation)
+        self._show_name(conversation)
         return index
 
     def _tab_key(self, index: int) -> str | None:
@@ -311,11 +311,20 @@ class RoomWindow(QMainWindow):
         conversation = self._conversations[key]
         self._show_tab_label(conversation)
         self._show_title()
-        if key == ROOM:
-            self.composer.editor.setPlaceholderText("Message the room (/help lists the commands)")
-        else:
+        self._show_name(conversation)
+
+    def _show_name(self, conversation: Conversation) -> None:
+        """Name the conversation's view, and the message line's hint while it is on screen."""
+        room = conversation.key == ROOM
+        name = safe_name(conversation.name)
+        if conversation.view is not None:
+            private = f"Private conversation with {name}"
+            conversation.view.setAccessibleName(ROOM_LABEL if room else private)
+        if conversation.key == self.current_key:
             self.composer.editor.setPlaceholderText(
-                f"Message {safe_name(conversation.name)} privately"
+                "Message the room (/help lists the commands)"
+                if room
+                else f"Message {name} privately"
             )
 
     def _show_tab_label(self, conversation: Conversation) -> None:

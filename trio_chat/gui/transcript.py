@@ -79,6 +79,13 @@ class Transcript:
         key = (0.0, next(self._order))
         return Insertion(bisect.bisect(self._keys, key), key, row)
 
+    def replace(self, key: Key, row: Row) -> int:
+        """Put `row` in place of the note applied with `key`; return its index."""
+        index = bisect.bisect_left(self._keys, key)
+        assert self._keys[index] == key and self._rows[index].message_id is None
+        self._rows[index] = row
+        return index
+
     def plan_pending(self, row: Row) -> Insertion:
         """A line on its way goes at the very bottom, after the lines sent before it."""
         key = (math.inf, next(self._order))
