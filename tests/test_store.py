@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from trio_chat.records import Account, MarkDelivered, Message, SessionClosed, SessionOpened
+from trio_chat.records import (
+    Account,
+    MarkDelivered,
+    Message,
+    SessionClosed,
+    SessionOpened,
+    StoreOp,
+)
 from trio_chat.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -305,4 +312,24 @@ def test_presizing_does_not_wait_for_another_writer(
     assert store._db.execute("PRAGMA busy_timeout").fetchone() == (5000,)
     other.execute("ROLLBACK")
     other.close()
+    store.close()
+
+
+def test_a_resent_copy_costs_its_batch_no_statement_per_change(tmp_path: Path) -> None:
+    """A client may resend any `cid` it ever used, once the daemon's memory forgot it:
+    the copy is refused without undoing the batch and storing the rest change by change,
+    which would make every commit of everyone's messages slow at one message each."""
+    store = SqliteStore.open(tmp_path / "chat.db")
+    store.write([account(1, "alice"), account(2, "bob"), message(1, 1)])
+    again = Message(2, "2026-11-30T01:00:00.000Z", 1, "alice", "again", cid="c1")
+    others = [message(n, 2) for n in range(3, 203)]
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    batch: list[StoreOp] = [*others[:100], again, *others[100:], MarkDelivered((1,))]
+    failed = store.write(batch)
+    store._db.set_trace_callback(None)
+    assert failed == [again]
+    assert len(statements) <= len(batch) + 5  # a statement a change, and a few for the batch
+    assert [m.id for m in store.load(window=300).recent] == [1, *range(3, 203)]
+    assert store.sent(1, "c1") == message(1, 1)
     store.close()

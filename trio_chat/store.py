@@ -103,6 +103,11 @@ _SELECT_MESSAGES = """
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, ts, sender_id, recipient_id, text, cid) VALUES (?, ?, ?, ?, ?, ?)"
 )
+_INSERT_MESSAGE_ONCE = (
+    _INSERT_MESSAGE + " ON CONFLICT (sender_id, cid) WHERE cid IS NOT NULL DO NOTHING"
+)
+"""A second copy (the same sender and `cid`) is skipped, not an error: any client can
+resend an old `cid`, and an error would send the whole commit down the slow path."""
 
 Row = tuple[int, str, int, str, str, int | None, str | None, str | None]
 
@@ -363,13 +368,14 @@ class SqliteStore:
     def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
         with self._lock:
             self._check_in_place()
+            failed: list[StoreOp] = []
             try:
-                self._transaction(lambda: self._apply_all(ops))
+                self._transaction(lambda: failed.extend(self._apply_all(ops)))
             except sqlite3.IntegrityError:
                 pass  # rare: find the change at fault, one savepoint per change
             else:
-                return []
-            failed: list[StoreOp] = []
+                return failed
+            failed = []
             self._transaction(lambda: failed.extend(self._apply_each(ops)))
         return failed
 
@@ -399,17 +405,31 @@ class SqliteStore:
                 db.execute("ROLLBACK")
             raise
 
-    def _apply_all(self, ops: Sequence[StoreOp]) -> None:
-        """Every change at once; the messages, the bulk of a batch, in one statement."""
+    def _apply_all(self, ops: Sequence[StoreOp]) -> list[Message]:
+        """Every change at once; the messages, the bulk of a batch, in one statement.
+        Returns the messages skipped as second copies."""
+        db = self._db
         messages = [op for op in ops if isinstance(op, Message)]
+        copies: list[Message] = []
         if messages:
-            self._db.executemany(
-                _INSERT_MESSAGE,
+            before = db.total_changes
+            db.executemany(
+                _INSERT_MESSAGE_ONCE,
                 [(m.id, m.ts, m.sender_id, m.recipient_id, m.text, m.cid) for m in messages],
             )
+            if db.total_changes - before < len(messages):
+                stored = {
+                    row[0]
+                    for row in db.execute(
+                        "SELECT id FROM messages WHERE id >= ? AND id <= ?",
+                        (min(m.id for m in messages), max(m.id for m in messages)),
+                    )
+                }
+                copies = [m for m in messages if m.id not in stored]
         for op in ops:
             if not isinstance(op, Message):
                 self._apply(op)
+        return copies
 
     def _apply_each(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
         failed: list[StoreOp] = []
