@@ -339,6 +339,29 @@ def test_a_key_file_the_disk_refused_is_not_left_half_written(tmp_path: Path) ->
         assert len(base64.b64decode(path.read_text().strip(), validate=True)) == 32
 
 
+def test_a_key_is_never_written_through_a_file_planted_at_its_temporary_name(
+    tmp_path: Path,
+) -> None:
+    """Whoever could put a link at `chat.key.new` (a shared folder, a leftover) must not
+    get the new key written into the file it points at, nor that file overwritten."""
+    database = tmp_path / "chat.db"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    readable = elsewhere / "readable"
+    readable.write_text("someone's file\n")
+    readable.chmod(0o644)
+    (tmp_path / "chat.key.new").symlink_to(readable)
+    os.link(readable, tmp_path / "chat.tickets.new")
+    keys = daemon_keys(database)
+    assert readable.read_text() == "someone's file\n"
+    assert stat.S_IMODE(readable.stat().st_mode) == 0o644
+    static_path, ticket_path = key_paths(database)
+    for path in (static_path, ticket_path):
+        assert not path.is_symlink() and path.stat().st_nlink == 1
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert daemon_keys(database).static_private == keys.static_private
+
+
 async def test_the_database_and_key_files_are_readable_by_their_owner_only(
     tmp_path: Path,
 ) -> None:

@@ -82,10 +82,14 @@ def _write_whole(path: Path, text: str) -> None:
     """Write `path` (mode 0600) so that it is there whole or not at all: a file the disk
     refused midway, or a crash left empty, would read as a damaged key at every start."""
     temporary = path.with_name(path.name + ".new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A file of its own, made afresh: one left at that name (by an earlier attempt, or
+    # a link someone put there) is removed, never written through.
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as file:
-            os.fchmod(file.fileno(), 0o600)  # one left by an earlier attempt, too
+            os.fchmod(file.fileno(), 0o600)
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
