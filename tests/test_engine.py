@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from trio_chat import secure, wire
+from trio_chat.client_protocol import Ids
 from trio_chat.engine import Address, LoadHistory, ServerConfig, ServerEngine
 from trio_chat.records import Account, MarkDelivered, Message, Snapshot
 from trio_chat.room import LocalRoom
@@ -216,7 +217,7 @@ def test_a_public_message_reaches_everyone_else_once_it_is_on_disk() -> None:
         (msg,) = [f for f in other.poll() if isinstance(f, wire.Msg)]
         assert (msg.sender, msg.text, msg.history) == ("alice", "你好，世界 🙂", False)
         assert msg.ts.endswith("Z")
-        assert msg.cid == "c1"  # the sender's other sessions know their own message by it
+        assert msg.cid is None  # the sender's own sessions only know a message by it
     (ok,) = [f for f in alice.poll() if isinstance(f, wire.Ok)]
     assert (ok.re, ok.id) == (seq, msg.id)
     assert not alice.of_type(wire.Msg)  # the sender hears its own message as the answer
@@ -243,7 +244,7 @@ def test_private_messages_reach_every_session_of_the_recipient_and_wait_when_off
     alice.send(wire.Whisper(to="BOB", text="psst", cid="w1"))
     for session in (bob_one, bob_two):
         (pm,) = [f for f in session.poll() if isinstance(f, wire.Pm)]
-        assert (pm.sender, pm.to, pm.text, pm.cid) == ("alice", "bob", "psst", "w1")
+        assert (pm.sender, pm.to, pm.text, pm.cid) == ("alice", "bob", "psst", None)
         session.flush(ack=True)
     assert not any(isinstance(f, wire.Pm) for f in carol.poll())
     assert any(isinstance(op, MarkDelivered) for op in h.stored)
@@ -520,9 +521,11 @@ def test_the_room_is_a_seam_another_fanout_can_fill() -> None:
     class BusRoom(LocalRoom):
         """Stands in for a room shared over a message bus: publishes, then delivers."""
 
-        def broadcast(self, frame: bytes, exclude: int | None = None) -> None:
+        def broadcast(
+            self, frame: bytes, exclude: int | None = None, *, except_account: int | None = None
+        ) -> None:
             published.append(frame)
-            super().broadcast(frame, exclude)
+            super().broadcast(frame, exclude, except_account=except_account)
 
     h = EngineHarness()
     h.engine = ServerEngine(h.engine.config, keys=h.keys, room=BusRoom)
@@ -772,3 +775,33 @@ def test_a_history_page_before_any_id_is_asked_for_within_the_ids_there_are() ->
     alice.flush()
     assert (none.error, none.result) == (None, [])
     assert newest.error is None and [m.text for m in newest.result] == ["hello"]
+
+
+def test_a_senders_cid_is_shown_to_its_own_sessions_only() -> None:
+    """A client's ids are a random part and a count (`client_protocol.Ids`): shown to
+    others, the count between two of someone's public messages would tell how many
+    private messages they sent meanwhile, and the random part which messages came from
+    one device. Only the sender's sessions need a `cid`, to know a message as theirs."""
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    elsewhere = logged_in(h, ("127.0.0.1", 40004), "alice")
+    bob = logged_in(h, BOB, "bob")
+    carol = logged_in(h, CAROL, "carol")
+    ids = Ids()
+    cids = [ids() for _ in range(3)]
+    alice.send(wire.Say(text="one", cid=cids[0]))
+    alice.send(wire.Whisper(to="carol", text="psst", cid=cids[1]))
+    alice.send(wire.Say(text="two", cid=cids[2]))
+    for peer in (bob, carol, elsewhere):
+        peer.settle()
+    assert [(f.text, f.cid) for f in bob.of_type(wire.Msg)] == [("one", None), ("two", None)]
+    assert [(f.text, f.cid) for f in carol.of_type(wire.Pm)] == [("psst", None)]
+    assert [f.cid for f in elsewhere.frames if isinstance(f, wire.Msg | wire.Pm)] == cids
+    seq = bob.send(wire.HistoryRequest(limit=10))
+    assert [f.cid for f in bob.of_type(wire.Msg) if f.re == seq] == [None, None]
+    first = bob.of_type(wire.Msg)[0].id
+    later = Peer(h, "carol", address=("127.0.0.1", 40005), since=first)
+    shown = [(f.text, f.cid) for f in later.frames if isinstance(f, wire.Msg | wire.Pm)]
+    assert shown == [("psst", None), ("two", None)]
+    again = Peer(h, "alice", address=("127.0.0.1", 40006), since=first)
+    assert [f.cid for f in again.frames if isinstance(f, wire.Msg | wire.Pm)] == cids[1:]

@@ -24,8 +24,10 @@ class Fanout(Protocol):
     def leave(self, session_id: int, account_id: int) -> bool:
         """Remove a session; True if it was its account's last one (the account left)."""
 
-    def broadcast(self, frame: bytes, exclude: int | None = None) -> None:
-        """Deliver to every session in the room but `exclude`."""
+    def broadcast(
+        self, frame: bytes, exclude: int | None = None, *, except_account: int | None = None
+    ) -> None:
+        """Deliver to every session in the room but `exclude` and those of `except_account`."""
 
     def to_account(
         self, account_id: int, frame: bytes, tag: Hashable | None = None, exclude: int | None = None
@@ -68,10 +70,12 @@ class LocalRoom:
         del self._names[account_id]
         return True
 
-    def broadcast(self, frame: bytes, exclude: int | None = None) -> None:
+    def broadcast(
+        self, frame: bytes, exclude: int | None = None, *, except_account: int | None = None
+    ) -> None:
         deliver = self._deliver
-        for session_id in self._sessions:
-            if session_id != exclude:
+        for session_id, account_id in self._sessions.items():
+            if session_id != exclude and account_id != except_account:
                 deliver(session_id, frame, None)
 
     def to_account(

@@ -42,15 +42,23 @@ def error_frame(code: str, message: str, re: int | None, retry_after: float | No
     return wire.encode(wire.ErrorFrame(code=code, message=message, re=re, retry_after=retry_after))
 
 
-def message_frame(message: Message, *, history: bool = False, re: int | None = None) -> bytes:
-    """A stored message as the frame that shows it (`msg` or `pm`)."""
+def message_frame(
+    message: Message, viewer: int | None, *, history: bool = False, re: int | None = None
+) -> bytes:
+    """A stored message as the frame that shows it (`msg` or `pm`) to account `viewer`.
+
+    Only its sender is shown its `cid`, which its sessions need to know it as theirs: a
+    client's ids count up after a random part, and the count between two of someone's
+    messages would tell others how many they sent meanwhile, privately too.
+    """
+    cid = message.cid if viewer == message.sender_id else None
     if message.recipient is None:
         frame: wire.Msg | wire.Pm = wire.Msg(
             id=message.id,
             ts=message.ts,
             sender=message.sender,
             text=message.text,
-            cid=message.cid,
+            cid=cid,
             history=history,
             re=re,
         )
@@ -61,7 +69,7 @@ def message_frame(message: Message, *, history: bool = False, re: int | None = N
             sender=message.sender,
             to=message.recipient,
             text=message.text,
-            cid=message.cid,
+            cid=cid,
             history=history,
             re=re,
         )
@@ -157,7 +165,7 @@ class Chat:
         backlog = sorted(chosen.values(), key=lambda m: m.id)
         for message in backlog:
             tag = ("pm", message.id) if message.private else None
-            self._send(session, message_frame(message, history=True), tag)
+            self._send(session, message_frame(message, account_id, history=True), tag)
         self._reply(session, wire.encode(wire.Ready(count=len(backlog), more=more)))
 
     # --- requests -----------------------------------------------------------------------------
@@ -266,8 +274,9 @@ class Chat:
             self._reply(session, error_frame("storage_failed", sorry, seq))
             return
         count = 0
+        viewer = _account(session).id
         for message in messages:
-            self._reply(session, message_frame(message, history=True, re=seq))
+            self._reply(session, message_frame(message, viewer, history=True, re=seq))
             count += 1
         self._reply(session, wire.encode(wire.Ok(re=seq, count=count)))
 
@@ -333,13 +342,15 @@ class Chat:
         sends it again, so anyone shown it earlier would see it twice, or under an id
         the restarted daemon gives to another message.
         """
-        frame = message_frame(message)
+        sender = message.sender_id
+        theirs = message_frame(message, sender)
         recipient = message.recipient_id
         if recipient is None:
-            self.room.broadcast(frame, exclude=sender_sid)
-        elif recipient == message.sender_id:
+            self.room.broadcast(message_frame(message, None), except_account=sender)
+            self.room.to_account(sender, theirs, exclude=sender_sid)
+        elif recipient == sender:
             # A note to yourself: your other sessions see it; it waits in no mailbox.
-            self.room.to_account(recipient, frame, exclude=sender_sid)
+            self.room.to_account(recipient, theirs, exclude=sender_sid)
         else:
-            self.room.to_account(recipient, frame, tag=("pm", message.id))
-            self.room.to_account(message.sender_id, frame, exclude=sender_sid)
+            self.room.to_account(recipient, message_frame(message, None), tag=("pm", message.id))
+            self.room.to_account(sender, theirs, exclude=sender_sid)
