@@ -155,6 +155,17 @@ async def enter(tmux: Tmux, name: str, env: dict[str, str] | None = None) -> lis
     return lines
 
 
+async def alice_and_bob_in_the_room(
+    tmux: Tmux, port: int, alice_env: dict[str, str] | None = None
+) -> None:
+    """Register alice and bob, enter the room as both, and wait until alice sees bob come."""
+    for name in ("alice", "bob"):
+        await trio_chat.register("127.0.0.1", port, name, PASSWORD)
+    await enter(tmux, "alice", env=alice_env)
+    await enter(tmux, "bob")
+    await tmux.wait_line("alice", rf"{TIME} \* bob joined the room")
+
+
 async def test_two_people_chat_in_terminals(tmp_path: Path) -> None:
     with trio.fail_after(120):
         async with room(tmp_path) as (port, tmux):
@@ -248,11 +259,7 @@ async def test_lines_pasted_at_once_are_handled_one_by_one(tmp_path: Path) -> No
     included), not as one message whose line breaks everyone would see as `\\n`."""
     with trio.fail_after(90):
         async with room(tmp_path) as (port, tmux):
-            for name in ("alice", "bob"):
-                await trio_chat.register("127.0.0.1", port, name, PASSWORD)
-            await enter(tmux, "alice")
-            await enter(tmux, "bob")
-            await tmux.wait_line("alice", rf"{TIME} \* bob joined the room")
+            await alice_and_bob_in_the_room(tmux, port)
             await tmux.paste("alice", "first pasted line\nsecond pasted line\n/who\n")
             await tmux.wait("alice", lambda ls: "second pasted line" in ls, "the paste in the line")
             await tmux.press("alice", "Enter")
@@ -268,11 +275,7 @@ async def test_ctrl_z_puts_nothing_into_the_line(tmp_path: Path) -> None:
     stay, silent) nor sends everyone a `\x1a`."""
     with trio.fail_after(90):
         async with room(tmp_path) as (port, tmux):
-            for name in ("alice", "bob"):
-                await trio_chat.register("127.0.0.1", port, name, PASSWORD)
-            await enter(tmux, "alice")
-            await enter(tmux, "bob")
-            await tmux.wait_line("alice", rf"{TIME} \* bob joined the room")
+            await alice_and_bob_in_the_room(tmux, port)
             await tmux.type("alice", "before")
             await tmux.press("alice", "C-z")
             await tmux.type("alice", "after")
@@ -294,11 +297,7 @@ async def test_no_color_leaves_the_colours_out(tmp_path: Path) -> None:
     in the room as in `login`; without it, each name has its colour."""
     with trio.fail_after(90):
         async with room(tmp_path) as (port, tmux):
-            for name in ("alice", "bob"):
-                await trio_chat.register("127.0.0.1", port, name, PASSWORD)
-            await enter(tmux, "alice", env={"NO_COLOR": "1"})
-            await enter(tmux, "bob")
-            await tmux.wait_line("alice", rf"{TIME} \* bob joined the room")
+            await alice_and_bob_in_the_room(tmux, port, alice_env={"NO_COLOR": "1"})
             await tmux.type("bob", "in colour?")
             await tmux.press("bob", "Enter")
             await tmux.wait_line("alice", rf"{TIME} bob: in colour\?", prompt="alice>")
@@ -408,11 +407,7 @@ async def test_what_is_typed_while_reconnecting_waits_visibly_and_nobody_joins_t
             env = cli_env(port, TRIO_CHAT_KEEPALIVE="15")
             tmux = Tmux(f"trio-chat-outage-{os.getpid()}", config, env)
             try:
-                for name in ("alice", "bob"):
-                    await trio_chat.register("127.0.0.1", port, name, PASSWORD)
-                await enter(tmux, "alice")
-                await enter(tmux, "bob")
-                await tmux.wait_line("alice", rf"{TIME} \* bob joined the room")
+                await alice_and_bob_in_the_room(tmux, port)
 
                 await daemon.kill()
                 await tmux.wait("alice", lambda ls: ls[-1] == "alice (reconnecting)>", "the outage")

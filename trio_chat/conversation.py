@@ -23,6 +23,7 @@ from .display import (
     DIM,
     ERROR,
     Line,
+    counted,
     heading_line,
     info_line,
     joined_line,
@@ -356,7 +357,7 @@ class Room:
             if event.resumed:
                 if fresh:
                     count = len(fresh)
-                    missed = f"{count} messages" if count > 1 else "1 message"
+                    missed = counted(count, "message")
                     if event.more:  # the daemon sent only the newest of them
                         missed = f"more than {missed}; the latest {count}"
                     self.show(heading_line(f"Missed while away: {missed}"))

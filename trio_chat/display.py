@@ -233,6 +233,11 @@ def _row(line: Line, chars: list[tuple[int, str]], *, continued: bool) -> Line:
     return tuple(row)
 
 
+def counted(count: int, one: str, many: str | None = None) -> str:
+    """`1 session`, `2 sessions`; `1 person`, `2 people` with `many` given."""
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
 def to_plain(line: Line) -> str:
     return "".join(text for _style, text in line)
 

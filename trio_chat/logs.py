@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from .display import quoted, safe, safe_name
+from .display import counted, quoted, safe, safe_name
 from .engine import Address, ServerConfig
 from .engine.common import network_of
 from .engine.notes import (
@@ -228,11 +228,6 @@ DROPPED = {
     "unknown_sessions": "for unknown sessions",
     "unsent_for_amplification": "answers held back (amplification)",
 }
-
-
-def counted(count: int, one: str, many: str | None = None) -> str:
-    """`1 session`, `2 sessions`; `1 person`, `2 people` with `many` given."""
-    return f"{count} {one if count == 1 else many or one + 's'}"
 
 
 @dataclass

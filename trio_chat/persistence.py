@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from .logs import counted
+from .display import counted
 from .records import Message, StoreOp
 from .store import Storage
 

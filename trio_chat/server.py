@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import trio
 
 from . import auth
-from .display import quoted
+from .display import counted, quoted
 from .engine import (
     Address,
     CheckPassword,
@@ -40,7 +40,7 @@ from .engine import (
 )
 from .handshakes import HandshakeQueue
 from .keys import daemon_keys
-from .logs import NoteLog, Summary, counted, event, limits_changed, shown
+from .logs import NoteLog, Summary, event, limits_changed, shown
 from .noise import fingerprint
 from .persistence import Persistence
 from .records import Message, StoreOp

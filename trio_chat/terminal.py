@@ -27,7 +27,7 @@ from prompt_toolkit.output.vt100 import Vt100_Output
 
 from .client import ChatClient
 from .conversation import Outcome, Room
-from .display import ERROR, Line, fold, safe, to_ansi, to_plain
+from .display import ERROR, Line, counted, fold, safe, to_ansi, to_plain
 
 LEAVE_WAIT = 5.0
 """On leaving, how long to wait for messages still on their way to be acknowledged."""
@@ -251,7 +251,7 @@ async def run_interactive(chat: ChatClient) -> Outcome:
                 with trio.move_on_after(LEAVE_WAIT):
                     await room.finish()
                 if count := room.unanswered:
-                    what = "1 message" if count == 1 else f"{count} messages"
+                    what = counted(count, "message")
                     they = "it" if count == 1 else "they"
                     terminal.show(
                         (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from ..display import safe, safe_name
+from ..display import counted, safe, safe_name
 from . import colours
 
 
@@ -20,7 +20,7 @@ COLOUR = {Link.CONNECTED: colours.GOOD, Link.RECONNECTING: colours.WAITING, Link
 def waiting_text(count: int) -> str:
     if count == 0:
         return "nothing waiting to be sent"
-    return "1 line waiting to be sent" if count == 1 else f"{count} lines waiting to be sent"
+    return f"{counted(count, 'line')} waiting to be sent"
 
 
 def status_text(link: Link, where: str, me: str, waiting: int, reason: str = "") -> str:
