@@ -63,7 +63,6 @@ def _secret(path: Path) -> bytes:
     try:
         if path.exists():
             return _decode(path.read_text(encoding="ascii"))
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         secret, _public = generate_keypair()  # 32 random bytes, a valid X25519 key too
         _write_whole(path, _encode(secret) + "\n")
         return secret
@@ -81,6 +80,7 @@ def _secret(path: Path) -> bytes:
 def _write_whole(path: Path, text: str) -> None:
     """Write `path` (mode 0600) so that it is there whole or not at all: a file the disk
     refused midway, or a crash left empty, would read as a damaged key at every start."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".new")
     # A file of its own, made afresh: one left at that name (by an earlier attempt, or
     # a link someone put there) is removed, never written through.
@@ -88,7 +88,7 @@ def _write_whole(path: Path, text: str) -> None:
         temporary.unlink()
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        with os.fdopen(fd, "w", encoding="ascii") as file:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
             os.fchmod(file.fileno(), 0o600)
             file.write(text)
             file.flush()
@@ -212,30 +212,25 @@ class KnownServers:
         """Trust `key` for `host:port` from now on (replacing any earlier key)."""
         entries = self._entries()
         entries[address_label(host, port)] = _encode(key)
-        lines = [f"{label} {value}\n" for label, value in sorted(entries.items())]
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            temporary = self.path.with_name(self.path.name + ".new")
-            temporary.write_text("".join(lines), encoding="utf-8")
-            temporary.replace(self.path)
-        except OSError as error:
-            raise KeyFileError(
-                f"Cannot write {str(self.path)!r}: {(error.strerror or str(error)).lower()}."
-            ) from None
+        self._save(entries)
 
     def forget(self, host: str, port: int) -> bool:
         """Stop trusting any key for `host:port`; False if none was trusted."""
         entries = self._entries()
         if entries.pop(address_label(host, port), None) is None:
             return False
-        lines = [f"{label} {value}\n" for label, value in sorted(entries.items())]
+        self._save(entries)
+        return True
+
+    def _save(self, entries: dict[str, str]) -> None:
+        """Write the file anew, whole or not at all, as the daemon's keys are written."""
+        text = "".join(f"{label} {value}\n" for label, value in sorted(entries.items()))
         try:
-            self.path.write_text("".join(lines), encoding="utf-8")
+            _write_whole(self.path, text)
         except OSError as error:
             raise KeyFileError(
                 f"Cannot write {str(self.path)!r}: {(error.strerror or str(error)).lower()}."
             ) from None
-        return True
 
 
 def parse_key(text: str) -> bytes | str:

@@ -36,8 +36,9 @@ def check_sendable_password(name: str, password: str) -> None:
         password.encode("utf-8")
     except UnicodeEncodeError:
         raise error_for("bad_field", "A password must be valid Unicode text.") from None
-    room = wire.MAX_FRAME - len(_longest_login(name, ""))
-    size = len(_longest_login(name, password)) - len(_longest_login(name, ""))
+    without = len(_longest_login(name, ""))
+    room = wire.MAX_FRAME - without
+    size = len(_longest_login(name, password)) - without
     if size > room:
         raise PasswordTooLong(
             f"A password must fit in {room} bytes of UTF-8 (this one takes {size})."
