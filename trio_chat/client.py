@@ -565,7 +565,6 @@ async def connect(
         trusted.key, name, password, config=config, quiet=quiet, where=where
     )
     client = ChatClient(host, port, connection)
-    refused: ChatError | None = None
     raised: BaseException | None = None
     with await _open_socket(host, port) as sock:
         try:
@@ -573,31 +572,20 @@ async def connect(
                 nursery.start_soon(client._run, sock)
                 try:
                     await client._until_ready()
-                except ChatError as error:
-                    refused = error  # raised below, as itself rather than in an exception group
+                    yield client
                 except BaseException:
+                    # Refused, or leaving in a hurry: say goodbye once, wait for nothing.
                     connection.close()
                     client._flush()
                     raise
-                if refused is not None:
-                    connection.close()
-                    client._flush()
-                    nursery.cancel_scope.cancel()
                 else:
-                    try:
-                        yield client
-                    except BaseException:
-                        connection.close()  # leaving in a hurry: say goodbye once, wait for nothing
-                        client._flush()
-                        raise
-                    else:
-                        with trio.CancelScope(shield=True):
-                            await client.logout()
-                    finally:
-                        nursery.cancel_scope.cancel()
+                    with trio.CancelScope(shield=True):
+                        await client.logout()
+                finally:
+                    nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             # `_run` raises nothing of its own: the one exception the nursery wrapped is what
-            # the block (or the wait for the login) raised, and it leaves as itself.
+            # the wait for the login (a refusal) or the block raised; it leaves as itself.
             if len(group.exceptions) != 1:
                 raise
             raised = group.exceptions[0]
@@ -606,5 +594,3 @@ async def connect(
             raise raised  # outside the `except`: its own context and traceback are kept
         finally:
             raised = None
-    if refused is not None:
-        raise refused
