@@ -700,7 +700,7 @@ class ClientConnection:
     # --- what the daemon sends -------------------------------------------------------------------
 
     def _on_frame(self, frame: wire.ServerFrame, now: float) -> None:
-        if isinstance(frame, wire.Msg | wire.Pm):
+        if isinstance(frame, (wire.Msg, wire.Pm)):
             self._on_message(frame)
         elif isinstance(frame, wire.Ok):
             self._on_ok(frame)

@@ -267,14 +267,14 @@ class ServerEngine:
                 self.transport.send(session, wire.encode(wire.Ok(re=seq)))
                 self._close(session, "quit", now, wall, flush=True)
             elif session.account is None or isinstance(
-                frame, wire.Register | wire.Login | wire.Resume
+                frame, (wire.Register, wire.Login, wire.Resume)
             ):
                 if session.account is not None:
                     raise RuleError("bad_request", "This session is logged in already.")
-                if session.logging_in and isinstance(frame, wire.Login | wire.Resume):
+                if session.logging_in and isinstance(frame, (wire.Login, wire.Resume)):
                     raise RuleError("bad_request", "A login is being checked on this channel.")
                 self.lobby.frame(session, seq, frame, now, wall)
-            elif isinstance(frame, wire.Say | wire.Whisper):
+            elif isinstance(frame, (wire.Say, wire.Whisper)):
                 self.chat.say(session, seq, frame, now, wall)
             elif isinstance(frame, wire.Who):
                 self.chat.who(session, seq)
