@@ -13,6 +13,10 @@ import trio
 
 import trio_chat
 from trio_chat.client import ClientConfig
+from trio_chat.events import Left
+from trio_chat.server import serve
+
+from .conftest import TEST_CONFIG
 
 PASSWORD = "correct horse"
 FAST = ClientConfig(timeout=2.0)
@@ -131,3 +135,35 @@ async def test_a_say_whose_wait_is_cancelled_is_still_sent(daemon: tuple[str, in
                 if isinstance(event, trio_chat.PublicMessage):
                     assert (event.sender, event.text) == ("alice", "sent all the same")
                     break
+
+
+async def test_events_raise_why_the_session_ended_unless_the_bot_left(db_path: Path) -> None:
+    # A bot that iterates `events()` must not stop without a word when the daemon goes
+    # away for good: like a socket read after the peer vanished, the iteration raises.
+    config = ClientConfig(timeout=2.0, reconnect=False)
+    stop_daemon = trio.CancelScope()
+
+    async def run_daemon(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
+        with stop_daemon:
+            await serve("127.0.0.1", 0, db_path, TEST_CONFIG, task_status=task_status)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(run_daemon)
+            await register_all(host, port, "alice", "bob")
+            async with (
+                trio_chat.connect(host, port, "alice", PASSWORD, config=config) as alice,
+                trio_chat.connect(host, port, "bob", PASSWORD, config=config) as bob,
+            ):
+                await bob.logout()
+                # Leaving is no failure: the stream ends quietly, after what came before.
+                assert [e for e in [e async for e in bob.events()] if isinstance(e, Left)] == []
+                stop_daemon.cancel()  # the daemon stops, for good
+                with pytest.raises(trio_chat.ConnectionLost, match="Lost the connection"):
+                    async for _event in alice.events():
+                        pass
+                # Iterating again raises the same.
+                with pytest.raises(trio_chat.ConnectionLost) as again:
+                    async for _event in alice.events():
+                        pass
+                assert again.value is alice.failure

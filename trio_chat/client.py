@@ -449,10 +449,17 @@ class ChatClient:
 
         One stream per client: each event is yielded once, so iterating again (after a
         `break`) goes on where the last iteration stopped, and tasks iterating at once
-        share the events between them. It ends once the session has (`failure` says why).
+        share the events between them. Once the session has ended, it ends: quietly if
+        this client left (`logout`, or leaving `connect`'s block), else by raising why
+        (`failure`: `ConnectionLost` if the daemon went away for good, `KeyChanged`, ...),
+        as reading a socket whose peer vanished raises; a bot is never left waiting, nor
+        let go without a word.
         """
         async for event in self._events_out:
             yield event
+        failure = self.connection.failure
+        if failure is not None and not self.connection.left:
+            raise failure.with_traceback(None)
 
     async def logout(self) -> None:
         """Leave the room once what was sent before has been answered; the session ends.

@@ -307,11 +307,14 @@ class Room:
 
     async def show_events(self) -> None:
         """Print everything that happens until the session ends; note why it ended."""
-        async for event in self.chat.events():
-            self._show_event(event)
-        self._caught_up.set()  # nothing more comes: nothing to wait for
-        if not self.leaving and self.chat.failure is not None:
-            self.fatal = self.chat.failure
+        try:
+            async for event in self.chat.events():
+                self._show_event(event)
+        except ChatError as failure:
+            if not self.leaving:
+                self.fatal = failure
+        finally:
+            self._caught_up.set()  # nothing more comes: nothing to wait for
 
     def _show_event(self, event: Event) -> None:
         me = self.chat.name

@@ -320,6 +320,11 @@ class ClientConnection:
         self._shut(ConnectionLost("You logged out."))
 
     @property
+    def left(self) -> bool:
+        """This client asked to leave (`logout` or `close`): the session's end is no failure."""
+        return self._leaving
+
+    @property
     def pending(self) -> int:
         """Requests sent or queued that the daemon has not answered yet."""
         return len(self._requests)

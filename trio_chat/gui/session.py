@@ -84,6 +84,12 @@ class RoomSession:
     # --- the room's events -----------------------------------------------------------------
 
     async def _follow_events(self) -> None:
+        with contextlib.suppress(ChatError):  # the session ended on its own: said below
+            await self._show_events()
+        if not self.leaving:
+            self.window.set_link(Link.LOST, self._why_it_ended())
+
+    async def _show_events(self) -> None:
         window = self.window
         async for event in self.chat.events():
             if isinstance(event, PublicMessage | PrivateMessage):
@@ -111,8 +117,6 @@ class RoomSession:
             elif isinstance(event, Reconnected):
                 self._returns.back(trio.current_time())
                 window.set_link(Link.CONNECTED)
-        if not self.leaving:
-            window.set_link(Link.LOST, self._why_it_ended())
 
     def _why_it_ended(self) -> str:
         """Why the session ended on its own: the daemon's key changed (what to do about it,
