@@ -197,6 +197,43 @@ async def test_a_signal_leaves_the_room_and_exits_130(
     assert error.decode() == "Interrupted.\n"
 
 
+def _ignore_hangups() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+async def test_a_script_under_nohup_goes_on_when_its_terminal_closes(tmp_path: Path) -> None:
+    """`nohup trio-chat chat < script &` ignores SIGHUP: the script is not stopped by it."""
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await start_daemon(nursery, tmp_path / "chat.db")
+            await accounts(port, "alice", "bob")
+            async with trio_chat.connect("127.0.0.1", port, "bob", PASSWORD) as bob:
+                process = await trio.lowlevel.open_process(
+                    [*CLI, "chat", "--name", "alice"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    env=cli_env(port, TRIO_CHAT_PASSWORD=PASSWORD),
+                    preexec_fn=_ignore_hangups,
+                )
+                try:
+                    async for event in bob.events():
+                        if isinstance(event, Joined) and event.name == "alice":
+                            break
+                    process.send_signal(signal.SIGHUP)  # the terminal closed
+                    assert process.stdin is not None
+                    await process.stdin.send_all(b"still here\n")
+                    await process.stdin.aclose()
+                    assert await process.wait() == 0
+                finally:
+                    if process.returncode is None:
+                        process.kill()
+                        await process.wait()
+                said = [m.text for m in await bob.history(5) if isinstance(m, PublicMessage)]
+            nursery.cancel_scope.cancel()
+    assert said == ["still here"]
+
+
 async def test_a_long_message_alone_exits_with_its_own_code(tmp_path: Path) -> None:
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:

@@ -192,3 +192,39 @@ async def test_a_second_signal_during_the_shutdown_changes_nothing(tmp_path: Pat
             await daemon.wait_for("stopped; the database is closed")
     assert daemon.text.count("Stopping (") == 1
     assert "Traceback" not in daemon.text
+
+
+def _ignore_hangups() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+async def test_a_daemon_started_under_nohup_outlives_its_terminal(tmp_path: Path) -> None:
+    """`nohup trio-chat serve &` starts the daemon with SIGHUP ignored, so that it goes on
+    once the terminal closes: the daemon leaves it ignored, and still stops on SIGTERM."""
+    db = tmp_path / "chat.db"
+    command = [*CLI, "serve", "--port", "0", "--db", str(db)]
+    with trio.fail_after(30):
+        process = await trio.lowlevel.open_process(
+            command, stderr=subprocess.PIPE, preexec_fn=_ignore_hangups
+        )
+        assert process.stderr is not None
+        output = bytearray()
+        try:
+            while not (found := LISTENING.search(output)):
+                chunk = await process.stderr.receive_some()
+                assert chunk, output.decode()
+                output += chunk
+            port = int(found.group(2))
+            process.send_signal(signal.SIGHUP)  # the terminal closed
+            await trio_chat.register("127.0.0.1", port, "alice", "correct horse")
+            assert process.returncode is None
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        async for chunk in process.stderr:
+            output += chunk
+    assert b"SIGHUP" not in output
+    assert b"Stopping (SIGTERM)" in output

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import io
-import signal
 import sys
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -32,6 +31,7 @@ from .options import (
     ServerKeyOption,
 )
 from .prompts import ATTEMPTS, agree, ask, attempts, checked_name, given_password
+from .signals import stop_signals
 
 
 def register(
@@ -147,10 +147,10 @@ async def _enter(
     if interactive:
         async with connect(host, port, name, password, server_key=key, config=config) as chat:
             return await run_interactive(chat)
-    # A script stopped by Ctrl-C, SIGTERM or SIGHUP leaves the room and exits 130, rather
-    # than staying in it, silent, until the daemon gives up on it. The three are taken
-    # by one task, so that none lands halfway through the start of another.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+    # A script stopped by Ctrl-C, SIGTERM or SIGHUP (unless run under `nohup`) leaves the
+    # room and exits 130, rather than staying in it, silent, until the daemon gives up on
+    # it. They are taken by one task, so that none lands halfway through the start of another.
+    with trio.open_signal_receiver(*stop_signals()) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_interrupt_on, signals)
             async with connect(host, port, name, password, server_key=key, config=config) as chat:

@@ -21,6 +21,7 @@ from ..server import serve
 from ..store import StorageError, default_database
 from .exits import ExitCode, fail
 from .options import parse_port
+from .signals import stop_signals
 
 
 def serve_command(
@@ -199,8 +200,9 @@ async def _serve_until_signal(
     host: str, port: int, database: Path, config: ServerConfig, summary_every: float
 ) -> None:
     # SIGHUP too: a daemon started from a terminal that closes (an ssh session that
-    # ends) would otherwise die at once, telling no one and logging nothing.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+    # ends) would otherwise die at once, telling no one and logging nothing. Under
+    # `nohup` it is ignored, and stays so: the daemon outlives the terminal.
+    with trio.open_signal_receiver(*stop_signals()) as signals:
         async with trio.open_nursery() as stopping:
             async with trio.open_nursery() as nursery:
                 start = functools.partial(serve, summary_every=summary_every)
