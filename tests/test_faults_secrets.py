@@ -40,7 +40,7 @@ from trio_chat import (
 from trio_chat.client_protocol import ClientConnection
 from trio_chat.engine import CheckPassword, HashPassword, ServerConfig
 from trio_chat.errors import KeyChanged
-from trio_chat.keys import KeyFileError, daemon_keys, key_paths
+from trio_chat.keys import KeyFileError, KnownServers, daemon_keys, key_paths
 from trio_chat.noise import generate_keypair
 from trio_chat.records import Message, Snapshot, StoreOp
 from trio_chat.secure import Cookies, Ticket, derive_key
@@ -476,3 +476,27 @@ def test_a_password_logs_in_whatever_unicode_form_it_is_typed_in(
     wrong = Peer(driver, "zoe", "cafe-creme-brulee", ("10.0.0.2", 1))
     assert wrong.connection.failure is not None
     assert wrong.connection.failure.code == "wrong_password"
+
+
+def test_two_clients_trusting_daemons_at_once_both_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `trio-chat` commands started together (a script's, on their first use) each
+    write `known_servers`: the second's write, landing between the first's temporary
+    file and its rename, must not take that file away and fail the first."""
+    path = tmp_path / "known_servers"
+    first, second = generate_keypair()[1], generate_keypair()[1]
+    replace = os.replace
+    interleaved: list[bool] = []
+
+    def other_command_meanwhile(source: str | Path, target: str | Path) -> None:
+        if not interleaved:
+            interleaved.append(True)
+            KnownServers(path).remember("127.0.0.1", 2000, second)
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", other_command_meanwhile)
+    KnownServers(path).remember("127.0.0.1", 1000, first)
+    assert interleaved
+    assert KnownServers(path).get("127.0.0.1", 1000) == first
+    assert [p.name for p in tmp_path.iterdir()] == ["known_servers"]

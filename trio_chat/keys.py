@@ -17,6 +17,7 @@ import base64
 import binascii
 import contextlib
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,11 +82,10 @@ def _write_whole(path: Path, text: str) -> None:
     """Write `path` (mode 0600) so that it is there whole or not at all: a file the disk
     refused midway, or a crash left empty, would read as a damaged key at every start."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".new")
-    # A file of its own, made afresh: one left at that name (by an earlier attempt, or
-    # a link someone put there) is removed, never written through.
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
+    # A file of its own, made afresh under a name no one can guess: never written through
+    # a link someone put there, and not taken away by another process writing the same
+    # file at once (two clients trusting daemons on their first use, say).
+    temporary = path.with_name(f"{path.name}.{secrets.token_hex(8)}.new")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
