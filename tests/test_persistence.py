@@ -274,6 +274,43 @@ async def test_a_failed_look_up_of_a_refused_copy_fails_only_that_copy(
     )
 
 
+class FailingForAWhile(ScriptedDisk):
+    """Fails while `broken` is set (a full disk), then writes again (space was freed)."""
+
+    broken = True
+
+    def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
+        if self.broken:
+            raise sqlite3.OperationalError("database or disk is full")
+        return super().write(ops)
+
+
+def test_failures_not_logged_yet_are_told_once_the_disk_writes_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The commits that failed after the minute's line are counted in the log when the
+    disk works again: the operator learns how many failed, not just that one did."""
+    persistence, disk, clock, _reports = setup(tmp_path, FailingForAWhile)
+    persistence.add(account(1, "alice"))
+    with caplog.at_level(logging.INFO):
+        for n in range(1, 11):
+            persistence.add(message(n, 1))
+            assert persistence.commit_here()
+            clock.now += 1.0
+        assert isinstance(disk, FailingForAWhile)
+        disk.broken = False
+        clock.now += 60.0  # past the minute of the line before: the count can be told
+        persistence.add(account(1, "alice"))
+        persistence.add(message(11, 1))
+        assert persistence.commit_here()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith("could not write 2 changes to the database")
+    assert lines[1] == (
+        "the database is written again; 9 more commits failed since the line before"
+    )
+
+
 def test_a_disk_that_keeps_failing_is_one_log_line_a_minute(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -179,6 +179,7 @@ class Persistence:
         except Exception as error:
             self._write_failed(len(batch), error)
             return batch, {}
+        self._written_again()
         # Refused as a second copy: a resend the daemon's memory no longer knew. The
         # rest is committed by now, whatever these reads meet: reported as stored.
         earlier: dict[int, Message] = {}
@@ -212,6 +213,21 @@ class Persistence:
             type(error).__name__,
             error,
             f"; {unlogged} more commits failed in the minute before" if unlogged else "",
+        )
+
+    def _written_again(self) -> None:
+        """A commit went through after failures the log has not counted yet: they are
+        counted now (within the same one line a minute), not forgotten with the failure."""
+        if not self._failures_unlogged:
+            return
+        now = self._clock()
+        if now < self._failures_quiet_until:
+            return  # told with the next line, failure or not, once the minute is over
+        unlogged, self._failures_unlogged = self._failures_unlogged, 0
+        self._failures_quiet_until = now + FAILURES_LOGGED_EVERY
+        log.error(
+            "the database is written again; %d more commits failed since the line before",
+            unlogged,
         )
 
     def _report(self, batch: Sequence[StoreOp], written: Written) -> None:
