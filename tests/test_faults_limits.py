@@ -308,7 +308,7 @@ async def test_the_serve_options_set_every_limit(tmp_path: Path) -> None:
         *("--register-rate", "1", "--register-burst", "2"),
         *("--login-free-failures", "1", "--login-delay", "20"),
         *("--sessions-per-address", "2", "--message-burst", "2", "--message-rate", "0.5"),
-        *("--idle-timeout", "2"),
+        *("--idle-timeout", "3"),
     )
     # Dora pings well within --idle-timeout, so only the silent ghost is closed.
     no_retry = ClientConfig(timeout=5.0, retry_rate_limited=False, keepalive=0.5)
@@ -334,7 +334,7 @@ async def test_the_serve_options_set_every_limit(tmp_path: Path) -> None:
                 with pytest.raises(RateLimited) as limited:
                     await dora.say("three")
                 assert limited.value.retry_after == pytest.approx(2.0, abs=0.05)
-                # After two silent seconds (--idle-timeout) the daemon closes the ghost.
+                # After three silent seconds (--idle-timeout) the daemon closes the ghost.
                 async for event in events:
                     if isinstance(event, Left):
                         assert (event.name, event.reason) == ("ghost", "timeout")

@@ -108,6 +108,23 @@ def test_a_client_behind_a_nat_keeps_the_default_15_s() -> None:
     assert bob.sid not in driver.engine.sessions
 
 
+def test_a_daemon_with_a_short_idle_timeout_asks_for_keepalives_that_fit_it() -> None:
+    # `serve --idle-timeout 9`: with the default 15 s pings every idle session would be
+    # closed after 9 s and come back, again and again, each time a leave and a join.
+    driver = EngineDriver(ServerConfig(idle_timeout=9.0))
+    alice = logged_in(driver, "alice", ALICE, via=("192.168.1.5", 5000))
+    (welcome,) = alice.of_type(wire.Welcome)
+    assert welcome.keepalive == 3.0  # three pings in the idle timeout, as 15 s in 45 s
+    assert alice.connection.keepalive == 3.0
+    live(driver, alice, 120)
+    assert alice.sid in driver.engine.sessions
+    assert alice.of_type(wire.Bye) == []
+    # A client on this host is not given the long keepalive either: it would be too long.
+    bob = logged_in(driver, "bob", BOB, via=BOB)
+    assert bob.of_type(wire.Welcome)[0].keepalive == 3.0
+    assert not bob.session.direct
+
+
 def test_the_daemon_can_turn_the_long_keepalive_off() -> None:
     driver = EngineDriver(ServerConfig(direct_keepalive=15.0))
     alice = logged_in(driver, "alice", ALICE, via=ALICE)

@@ -79,6 +79,14 @@ def test_limits_that_make_no_sense_are_refused_before_the_daemon_starts(tmp_path
         ("--summary-every", "-1"),
         ("--idle-timeout", "0"),
         ("--idle-timeout", "-5"),
+        ("--idle-timeout", "2"),  # clients could not ping three times in it
+        # Not numbers a limit can be: a rate of inf refills by inf x 0 = nan, a timeout
+        # of inf has no whole second to be checked on.
+        ("--idle-timeout", "inf"),
+        ("--message-rate", "inf"),
+        ("--register-rate-total", "inf"),
+        ("--login-delay", "inf"),
+        ("--summary-every", "inf"),
         ("--message-rate", "-1"),
         ("--register-rate", "nan"),
         ("--sessions-per-address", "-1"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import math
 import signal
 import socket
 from collections.abc import AsyncIterator
@@ -81,7 +82,10 @@ def serve_command(
         float, typer.Option(help="Registrations per minute from all addresses together.")
     ] = 60.0,
     idle_timeout: Annotated[
-        float, typer.Option(help="Seconds of silence after which a session is closed.")
+        float,
+        typer.Option(
+            help="Seconds of silence after which a session is closed (clients ping 3 times in it)."
+        ),
     ] = 45.0,
     notice_limit: Annotated[
         int,
@@ -99,6 +103,18 @@ def serve_command(
         )
     if log_format.lower() not in FORMATS:
         raise fail(f"Unknown log format {log_format!r}; use text or json.", ExitCode.USAGE)
+    measures: dict[str, float] = {
+        "--message-rate": message_rate,
+        "--register-rate": register_rate,
+        "--login-delay": login_delay,
+        "--register-rate-total": register_rate_total,
+        "--idle-timeout": idle_timeout,
+        "--summary-every": summary_every,
+    }
+    for option, value in measures.items():
+        if math.isinf(value):
+            # A rate of inf refills by inf x 0 = nan; a time of inf never comes round.
+            raise fail(f"{option} must be a finite number, not {value}.", ExitCode.USAGE)
     numbers: dict[str, float] = {
         "--register-rate": register_rate,
         "--login-free-failures": login_free_failures,
@@ -126,11 +142,14 @@ def serve_command(
             f"--message-rate must be above 0 (messages a second), not {message_rate}.",
             ExitCode.USAGE,
         )
-    for option, value in {"--idle-timeout": idle_timeout, "--summary-every": summary_every}.items():
-        if not value > 0:
-            raise fail(
-                f"{option} must be a number of seconds above 0, not {value}.", ExitCode.USAGE
-            )
+    if not summary_every > 0:
+        raise fail(
+            f"--summary-every must be a number of seconds above 0, not {summary_every}.",
+            ExitCode.USAGE,
+        )
+    if not idle_timeout >= 3:
+        # Clients are asked to ping three times in it, at most once a second.
+        raise fail(f"--idle-timeout must be 3 seconds or more, not {idle_timeout}.", ExitCode.USAGE)
     configure(log_level.lower(), log_format.lower())
     config = ServerConfig(
         message_rate=message_rate,

@@ -313,9 +313,7 @@ class ServerEngine:
         ticket = self.keys.tickets.seal(
             Ticket(account.id, account.key, lifetime if expires is None else min(expires, lifetime))
         )
-        keepalive = (
-            None if request.via is None else self.transport.allow_direct(session, request.via)
-        )
+        keepalive = self.transport.keepalive_for(session, request.via)
         welcome = wire.Welcome(
             re=seq,
             name=account.name,

@@ -113,6 +113,10 @@ class Sessions:
         reset_secret: bytes,
     ) -> None:
         self.config = config
+        self.keepalive = max(1.0, min(wire.KEEPALIVE, config.idle_timeout / 3))
+        """What clients are asked to ping at, at most: the protocol's 15 s, or a third of
+        a shorter `idle_timeout` (a second at least, the shortest the protocol allows), so
+        that an idle session is never closed for silence."""
         self._direct_link = replace(
             config.link, give_up_after=config.link.give_up_after + config.direct_keepalive
         )
@@ -389,13 +393,19 @@ class Sessions:
         session.challenge = self._new_token()
         session.link.extra = wire.challenge_field(session.challenge)
 
-    def allow_direct(self, session: Session, via: wire.Endpoint) -> float | None:
-        """The keepalive a session may keep, given its client's own address `via`:
-        `direct_keepalive` if its records come from that very address (nothing on the
-        way maps addresses, so no mapping needs its pings to stay open), else None (the
-        protocol's default)."""
+    def keepalive_for(self, session: Session, via: wire.Endpoint | None) -> float | None:
+        """The keepalive a session is told at its welcome, given its client's own address
+        `via`: a short one if the idle timeout is short; `direct_keepalive` if its records
+        come from that very address (nothing on the way maps addresses, so no mapping
+        needs its pings to stay open); else None (the protocol's default)."""
         config = self.config
-        if config.direct_keepalive <= wire.KEEPALIVE or not same_endpoint(via, session.address):
+        if self.keepalive < wire.KEEPALIVE:
+            return self.keepalive
+        if (
+            via is None
+            or config.direct_keepalive <= wire.KEEPALIVE
+            or not same_endpoint(via, session.address)
+        ):
             return None
         session.direct = True
         session.idle_timeout = config.direct_idle_timeout
