@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ import trio
 
 import trio_chat
 from trio_chat.cli import ExitCode
+from trio_chat.cli import serve as serve_cli
 from trio_chat.client import ClientConfig
 from trio_chat.server import serve
 from trio_chat.testing.daemon import CLI, DaemonProcess
@@ -236,3 +239,27 @@ async def test_a_daemon_started_under_nohup_outlives_its_terminal(tmp_path: Path
             output += chunk
     assert b"SIGHUP" not in output
     assert b"Stopping (SIGTERM)" in output
+
+
+async def test_ctrl_c_twice_stops_the_daemon_at_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stop that hangs (a final commit on a disk that no longer answers) can be cut
+    short by pressing Ctrl-C again, as with most daemons run in a terminal; nothing
+    acknowledged is lost by it, since an answer goes out only once it is on disk. Other
+    signals (a `kill`, the terminal closing) change nothing while it stops."""
+    exits: list[int] = []
+    monkeypatch.setattr(serve_cli, "_exit_now", exits.append)
+
+    async def signals() -> AsyncIterator[int]:
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGINT):
+            yield signum
+
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        await serve_cli._already_stopping(signals())
+    assert [r.getMessage() for r in caplog.records] == [
+        "Already stopping (SIGTERM).",
+        "Already stopping (SIGHUP).",
+        "Stopping now (SIGINT again); what was not yet on disk was never acknowledged.",
+    ]
+    assert exits == [130]

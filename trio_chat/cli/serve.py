@@ -6,6 +6,7 @@ import errno
 import functools
 import logging
 import math
+import os
 import signal
 import socket
 from collections.abc import AsyncIterator
@@ -239,6 +240,23 @@ async def _serve_until_signal(
 
 
 async def _already_stopping(signals: AsyncIterator[int]) -> None:
+    """Signals while the daemon stops: Ctrl-C again (a person at the terminal, tired of
+    waiting for a stop that hangs, on a disk that no longer answers, say) stops it at
+    once; nothing acknowledged is lost, since an answer goes out only once it is on disk.
+    Others (a `kill`, the terminal closing) ask for what it is doing already."""
     async for signum in signals:
         name = signal.Signals(signum).name
+        if signum == signal.SIGINT:
+            message = (
+                f"Stopping now ({name} again); what was not yet on disk was never acknowledged."
+            )
+            event(logging.WARNING, "signal", message, signal=name, forced=True)
+            _exit_now(128 + signum)
+            return
         event(logging.INFO, "signal", f"Already stopping ({name}).", signal=name)
+
+
+def _exit_now(status: int) -> None:
+    """End the process at once, the log written out first: no cleanup that could hang."""
+    logging.shutdown()
+    os._exit(status)
