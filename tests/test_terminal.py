@@ -320,6 +320,44 @@ async def answer(tmux: Tmux, pane: str, question: str, reply: str) -> None:
     await tmux.press(pane, "Enter")
 
 
+async def test_a_dumb_terminal_gets_plain_lines_and_not_one_escape_code(tmp_path: Path) -> None:
+    """TERM=dumb (Emacs' shell, some consoles) can neither move the cursor nor show
+    colours: a prompt redrawn under each new line would come out as escape codes. The
+    room comes as plain lines, and what is typed is said."""
+    written, shown = tmp_path / "alice.out", tmp_path / "login.out"
+    with trio.fail_after(90):
+        async with room(tmp_path) as (port, tmux):
+            for name in ("alice", "bob"):
+                await trio_chat.register("127.0.0.1", port, name, PASSWORD)
+            await tmux.start("alice", "chat", "--name", "alice", env={"TERM": "dumb"})
+            # Everything the program writes from now on, as bytes, whatever tmux shows.
+            await tmux.run("pipe-pane", "-O", "-t", "alice", f"cat > {shlex.quote(str(written))}")
+            await answer(tmux, "alice", "Password:", PASSWORD)
+            await tmux.wait_line("alice", r"-- You are in the room as alice; .*")
+            async with trio_chat.connect("127.0.0.1", port, "bob", PASSWORD) as bob:
+                await bob.say("hello, plain terminal")
+                await tmux.wait_line("alice", rf"{TIME} bob: hello, plain terminal")
+                await tmux.type("alice", "and hello to you")
+                await tmux.press("alice", "Enter")
+                async for event in bob.events():
+                    if isinstance(event, trio_chat.PublicMessage) and event.sender == "alice":
+                        assert event.text == "and hello to you"
+                        break
+            await tmux.type("alice", "Exit")
+            await tmux.press("alice", "Enter")
+            assert await tmux.exit_status("alice") == 0
+            # `login` shows who is online, plain too.
+            await tmux.start("carol", "login", "--name", "bob", env={"TERM": "dumb"})
+            await tmux.run("pipe-pane", "-O", "-t", "carol", f"cat > {shlex.quote(str(shown))}")
+            await answer(tmux, "carol", "Password:", PASSWORD)
+            assert await tmux.exit_status("carol") == 0
+    output = written.read_bytes()
+    assert b"bob: hello, plain terminal" in output
+    assert b"\x1b" not in output
+    assert b"Online (" in shown.read_bytes()
+    assert b"\x1b" not in shown.read_bytes()
+
+
 async def test_an_unknown_name_is_offered_an_account_and_ctrl_c_leaves(tmp_path: Path) -> None:
     with trio.fail_after(90):
         async with room(tmp_path) as (_port, tmux):

@@ -24,6 +24,7 @@ from prompt_toolkit.formatted_text import ANSI
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import ColorDepth, Output, create_output
 from prompt_toolkit.output.vt100 import Vt100_Output
+from prompt_toolkit.utils import is_dumb_terminal
 
 from .client import ChatClient
 from .conversation import Outcome, Room
@@ -204,7 +205,46 @@ def _quiet_asyncio(show: Callable[[Line], None]) -> Iterator[None]:
         logger.propagate = propagate
 
 
-async def _stop_on_signals(terminal: Terminal) -> None:
+class LineTerminal:
+    """The room in a terminal that can neither move its cursor nor show colours
+    (`TERM=dumb`: Emacs' shell, some consoles), where a prompt redrawn under each new
+    line would come out as escape codes: lines are printed plain as they come, and what
+    is typed is read line by line with the terminal's own editing, with no prompt."""
+
+    def __init__(self) -> None:
+        self._reader = LineReader(sys.stdin.fileno())
+        self._read: trio.CancelScope | None = None
+        self._stopping = False
+
+    def show(self, line: Line) -> None:
+        for row in fold(line, shutil.get_terminal_size().columns):
+            _write_plain(row)
+
+    def raw_mode(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # the terminal edits the line itself
+
+    def refresh(self) -> None:
+        """Nothing to redraw: a lost connection is told in a line of its own."""
+
+    async def read(self) -> str | None:
+        """The next line, or None at the end of input or after `stop()`."""
+        if self._stopping:
+            return None
+        with trio.CancelScope() as self._read:
+            raw = await self._reader.readline()
+        self._read = None
+        if self._stopping or not raw:
+            return None
+        return raw.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r")
+
+    async def stop(self) -> None:
+        """End the read in progress and any later one."""
+        self._stopping = True
+        if self._read is not None:
+            self._read.cancel()
+
+
+async def _stop_on_signals(terminal: Terminal | LineTerminal) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for _ in signals:
             await terminal.stop()
@@ -231,7 +271,7 @@ async def run_interactive(chat: ChatClient) -> Outcome:
         state = "" if room.connected else f"\x1b[33m (reconnecting{more})\x1b[0m"
         return ANSI(f"\x1b[1m{safe(chat.name)}\x1b[0m{state}> ")
 
-    terminal = Terminal(prompt)
+    terminal = LineTerminal() if is_dumb_terminal() else Terminal(prompt)
     room = Room(chat, terminal.show, lambda text: terminal.show(((ERROR, text),)), interactive=True)
     room.on_change = terminal.refresh
 
