@@ -606,6 +606,44 @@ async def test_a_private_message_to_a_name_too_long_for_any_account_says_so(
 
 
 @gui_test
+async def test_older_room_messages_behind_a_private_conversation_load_at_once(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    """Pages of older messages hold private ones too: when the newest page brings nothing
+    new to the room, scrolling to its top still loads the room's older lines."""
+    with trio.fail_after(40):
+        await register(*daemon, "alice", "bob")
+        async with trio_chat.connect(*daemon, "bob", PASSWORD, config=FAST) as bob:
+            for number in range(1, 31):
+                bob.say_nowait(f"public {number:03}")
+            for number in range(1, 61):
+                bob.whisper_nowait("alice", f"secret {number:03}")
+            for number in range(31, 41):
+                bob.say_nowait(f"public {number:03}")
+            await bob.drain()
+        async with trio_chat.connect(*daemon, "alice", PASSWORD, config=FAST) as alice:
+            assert len(await received(alice)) > 60  # read: not waiting on the next entry
+        async with gui(daemon, tmp_path / "gui.json") as app:
+            window = await signed_in(app, "alice")
+            view, model = window.view(""), window.model("")
+            assert view is not None and model is not None
+            await until(lambda: lines_with(window, "bob: public 040"), "the latest")
+            bar = view.verticalScrollBar()
+            # Entering shows 20 lines, too few to fill the view: it asks for older ones at
+            # once, as it does when scrolled to the top.
+            while (count := len(messages(window))) < 40:
+                await until(lambda: not model.loading, "the page")
+                bar.setValue(bar.minimum())
+
+                def more(count: int = count) -> bool:
+                    return len(messages(window)) > count
+
+                await until(more, "older messages")
+            said = [line.split(": ", 1)[1] for line in messages(window)]
+            assert said == [f"public {number:03}" for number in range(1, 41)]
+
+
+@gui_test
 async def test_private_messages_read_before_load_at_the_top_of_their_tab(
     daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
 ) -> None:

@@ -193,8 +193,9 @@ class RoomSession:
     # --- older messages --------------------------------------------------------------------
 
     async def load_older(self, key: str) -> None:
-        """Read pages of older messages until `key`'s conversation has some more (the room:
-        one page), or there are none left."""
+        """Read pages of older messages until `key`'s conversation has some more, or there
+        are none left. Pages hold the room's messages and this account's private ones: a
+        page of private ones brings nothing to the room, nor one of the room's to a tab."""
         if self._loading:
             return
         self._loading = True
@@ -206,7 +207,7 @@ class RoomSession:
                 if page:
                     self._oldest = min(message.id for message in page)
                 self._more = len(page) == PAGE
-                if self.window.show_older(page, key) or key == ROOM:
+                if self.window.show_older(page, key):
                     break
         except ChatError as error:
             self.window.note(f"Could not load older messages: {error.message}", key)
