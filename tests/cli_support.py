@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import queue
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -113,3 +114,8 @@ class Relay:
             data, _address = await self._inside.recvfrom(65536)
             if not self.cut and self._client is not None:
                 await self._outside.sendto(data, self._client)
+
+
+def ignore_hangups() -> None:
+    """For `preexec_fn`: start a command as `nohup` does, with SIGHUP ignored."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)

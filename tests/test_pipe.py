@@ -11,7 +11,7 @@ import pytest
 import trio
 
 import trio_chat
-from tests.cli_support import PASSWORD, TEST_CONFIG, Relay
+from tests.cli_support import PASSWORD, TEST_CONFIG, Relay, ignore_hangups
 from trio_chat.cli import ExitCode
 from trio_chat.engine import ServerConfig
 from trio_chat.events import Event, Joined, Left, PrivateMessage, PublicMessage
@@ -197,10 +197,6 @@ async def test_a_signal_leaves_the_room_and_exits_130(
     assert error.decode() == "Interrupted.\n"
 
 
-def _ignore_hangups() -> None:
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-
 async def test_a_script_under_nohup_goes_on_when_its_terminal_closes(tmp_path: Path) -> None:
     """`nohup trio-chat chat < script &` ignores SIGHUP: the script is not stopped by it."""
     with trio.fail_after(60):
@@ -214,7 +210,7 @@ async def test_a_script_under_nohup_goes_on_when_its_terminal_closes(tmp_path: P
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                     env=cli_env(port, TRIO_CHAT_PASSWORD=PASSWORD),
-                    preexec_fn=_ignore_hangups,
+                    preexec_fn=ignore_hangups,
                 )
                 try:
                     async for event in bob.events():

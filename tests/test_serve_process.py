@@ -16,6 +16,7 @@ import pytest
 import trio
 
 import trio_chat
+from tests.cli_support import ignore_hangups
 from trio_chat.cli import ExitCode
 from trio_chat.cli import serve as serve_cli
 from trio_chat.client import ClientConfig
@@ -205,10 +206,6 @@ async def test_a_second_signal_during_the_shutdown_changes_nothing(tmp_path: Pat
     assert "Traceback" not in daemon.text
 
 
-def _ignore_hangups() -> None:
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-
 async def test_a_daemon_started_under_nohup_outlives_its_terminal(tmp_path: Path) -> None:
     """`nohup trio-chat serve &` starts the daemon with SIGHUP ignored, so that it goes on
     once the terminal closes: the daemon leaves it ignored, and still stops on SIGTERM."""
@@ -216,7 +213,7 @@ async def test_a_daemon_started_under_nohup_outlives_its_terminal(tmp_path: Path
     command = [*CLI, "serve", "--port", "0", "--db", str(db)]
     with trio.fail_after(30):
         process = await trio.lowlevel.open_process(
-            command, stderr=subprocess.PIPE, preexec_fn=_ignore_hangups
+            command, stderr=subprocess.PIPE, preexec_fn=ignore_hangups
         )
         assert process.stderr is not None
         output = bytearray()
