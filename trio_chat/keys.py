@@ -105,6 +105,11 @@ def _write_whole(path: Path, text: str) -> None:
         os.close(folder)
 
 
+def copy_secret(source: Path, target: Path) -> None:
+    """Copy a key file (a backup's): mode 0600, there whole or not at all."""
+    _write_whole(target, source.read_text(encoding="ascii"))
+
+
 def daemon_keys(database: Path) -> DaemonKeys:
     """The keys of the daemon using `database`, made on first use."""
     static_path, ticket_path = key_paths(database)

@@ -9,6 +9,7 @@ import typer
 
 from .. import __version__
 from .account import CHAT_HELP, chat, login, register
+from .backup import backup_command
 from .daemon_key import key_command, trust_command
 from .gui import gui
 from .serve import serve_command
@@ -49,6 +50,7 @@ app.command()(login)
 app.command(help=CHAT_HELP)(chat)
 app.command("key")(key_command)
 app.command("trust")(trust_command)
+app.command("backup")(backup_command)
 app.command()(gui)
 
 

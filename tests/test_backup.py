@@ -1,0 +1,96 @@
+"""`trio-chat backup`: the database and its keys copied while the daemon runs, and a
+daemon started on the copy that clients take for the same one."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+from pathlib import Path
+
+import trio
+
+import trio_chat
+from trio_chat.cli import ExitCode
+from trio_chat.events import PublicMessage
+from trio_chat.keys import daemon_public_key
+from trio_chat.testing.daemon import CLI, DaemonProcess
+
+PASSWORD = "correct horse"
+FAST_CHAT = ("--message-rate", "1000", "--message-burst", "1000")
+
+
+async def backup(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return await trio.run_process(
+        [*CLI, "backup", *args], check=False, capture_stdout=True, capture_stderr=True
+    )
+
+
+async def everything_said(chat: trio_chat.ChatClient) -> list[PublicMessage]:
+    """Every public message in the history, oldest first, read page by page."""
+    said: list[PublicMessage] = []
+    before: int | None = None
+    while page := await chat.history(100, before=before):
+        said[:0] = [m for m in page if isinstance(m, PublicMessage)]
+        before = page[0].id
+    return said
+
+
+async def test_a_backup_taken_while_the_daemon_writes_restores_as_the_same_daemon(
+    tmp_path: Path,
+) -> None:
+    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, database, *FAST_CHAT)
+            host, port = await daemon.start()
+            await trio_chat.register(host, port, "alice", PASSWORD)
+            async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+                before = [await alice.say(f"before {n}") for n in range(20)]
+                # The daemon goes on writing while the copy is taken.
+                for n in range(200):
+                    alice.say_nowait(f"during {n}")
+                done = await backup("--db", str(database), str(folder))
+                await alice.drain()
+            assert await daemon.stop() == 0
+            assert done.returncode == 0, done.stderr
+            said = done.stdout.decode()
+            assert said.startswith(f"Backed up {database} (1 account, ")
+            assert str(folder) in said
+            names = sorted(path.name for path in folder.iterdir())
+            assert names == ["chat.db", "chat.key", "chat.tickets"]
+            for path in folder.iterdir():
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+            assert daemon_public_key(folder / "chat.db") == daemon_public_key(database)
+
+            # Restored: a daemon on the copy is the same daemon to clients that trusted
+            # the first (its key), with the accounts and what was said up to the copy.
+            restored = DaemonProcess(nursery, folder / "chat.db")
+            host, port = await restored.start()
+            async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+                kept = await everything_said(alice)
+            assert await restored.stop() == 0
+    texts = [m.text for m in kept]
+    assert texts[: len(before)] == [m.text for m in before]
+    assert texts[len(before) :] == [f"during {n}" for n in range(len(texts) - len(before))]
+
+
+async def test_what_cannot_be_backed_up_is_told_in_one_sentence(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        missing = await backup("--db", str(tmp_path / "none.db"), str(tmp_path / "out"))
+        assert missing.returncode == ExitCode.DATABASE
+        assert missing.stderr.decode() == (
+            f"There is no database at {tmp_path / 'none.db'}; give the daemon's with --db.\n"
+        )
+        assert not (tmp_path / "none.db").exists()  # not made by looking for it
+        assert not (tmp_path / "out").exists()
+
+        garbage = tmp_path / "garbage.db"
+        garbage.write_bytes(b"not a database at all" * 100)
+        (tmp_path / "garbage.key").write_text("x\n")
+        (tmp_path / "garbage.tickets").write_text("x\n")
+        damaged = await backup("--db", str(garbage), str(tmp_path / "out"))
+        assert damaged.returncode == ExitCode.DATABASE
+        assert damaged.stderr.decode().startswith(f"Cannot back up {garbage}: ")
+        assert damaged.stderr.decode().count("\n") == 1
+        assert b"Traceback" not in damaged.stderr
+        assert list((tmp_path / "out").iterdir()) == []  # nothing half-written left

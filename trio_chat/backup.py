@@ -1,0 +1,83 @@
+"""A copy of a daemon's database and keys, taken while it runs (`trio-chat backup`).
+
+SQLite's online backup reads the whole database in one read transaction, so the copy is
+the database as it was at one moment, whatever the daemon commits meanwhile (its
+write-ahead log lets a reader and the writer go on together). The keys go with it:
+restored without its key, the daemon would be refused by every client as a changed one;
+without its ticket key, every session would need its password again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from .keys import copy_secret, key_paths
+
+
+class BackupError(Exception):
+    """The backup could not be made; the message says why, in one sentence."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backup:
+    files: tuple[Path, ...]
+    """What was written: the database's copy, then its keys."""
+    accounts: int
+    messages: int
+
+
+def back_up(database: Path, folder: Path) -> Backup:
+    """Copy `database` and its key files into `folder` (made, mode 0700, if need be),
+    each file whole or not at all, replacing an earlier backup's."""
+    if not database.is_file():
+        raise BackupError(f"There is no database at {database}; give the daemon's with --db.")
+    keys = key_paths(database)
+    for key in keys:
+        if not key.is_file():
+            raise BackupError(
+                f"There is no key file {key} beside the database; "
+                "a daemon makes it on its first start."
+            )
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = folder / database.name
+        if target.exists() and target.samefile(database):
+            raise BackupError(f"{folder} holds the database itself; back it up elsewhere.")
+        accounts, messages = _copy_database(database, target)
+        copies = [folder / key.name for key in keys]
+        for key, copy in zip(keys, copies, strict=True):
+            copy_secret(key, copy)
+    except (OSError, sqlite3.Error) as error:
+        why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise BackupError(f"Cannot back up {database}: {why.lower().rstrip('.')}.") from None
+    return Backup((target, *copies), accounts, messages)
+
+
+def _copy_database(database: Path, target: Path) -> tuple[int, int]:
+    """Copy the database into `target` through a file of its own, checked before it
+    takes the name; return how many accounts and messages the copy holds."""
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.new")
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    try:
+        # Read-only: looking must never make a database, nor change the daemon's.
+        source = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
+        with contextlib.closing(source), contextlib.closing(sqlite3.connect(temporary)) as copy:
+            source.backup(copy)
+            (check,) = copy.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"the copy is damaged ({check})")
+            (accounts,) = copy.execute("SELECT count(*) FROM accounts").fetchone()
+            (messages,) = copy.execute("SELECT count(*) FROM messages").fetchone()
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    return int(accounts), int(messages)
