@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import fcntl
 import functools
 import hmac
 import json
@@ -16,6 +17,7 @@ import re
 import resource
 import sqlite3
 import stat
+import threading
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
@@ -482,8 +484,10 @@ def test_two_clients_trusting_daemons_at_once_both_succeed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two `trio-chat` commands started together (a script's, on their first use) each
-    write `known_servers`: the second's write, landing between the first's temporary
-    file and its rename, must not take that file away and fail the first."""
+    write `known_servers`, one after the other as they take its folder's lock; on a file
+    system without locks the second's write may land between the first's temporary file
+    and its rename, and must not take that file away and fail the first."""
+    monkeypatch.setattr(fcntl, "flock", lambda fd, operation: None)  # no locks here
     path = tmp_path / "known_servers"
     first, second = generate_keypair()[1], generate_keypair()[1]
     replace = os.replace
@@ -500,3 +504,53 @@ def test_two_clients_trusting_daemons_at_once_both_succeed(
     assert interleaved
     assert KnownServers(path).get("127.0.0.1", 1000) == first
     assert [p.name for p in tmp_path.iterdir()] == ["known_servers"]
+
+
+def test_two_commands_trusting_daemons_at_once_keep_both_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each command reads `known_servers`, adds its daemon and writes the file anew: the
+    second, reading before the first wrote, would write the file without the first's key,
+    and that daemon would be trusted on first use again, unseen, later."""
+    path = tmp_path / "known_servers"
+    first, second = generate_keypair()[1], generate_keypair()[1]
+    read_entries, flock = KnownServers._entries, fcntl.flock
+    first_has_read = threading.Event()
+    second_is_in = threading.Condition()
+    second_waits_or_is_done: list[str] = []
+
+    def entries_read_slowly(self: KnownServers) -> dict[str, str]:
+        found = read_entries(self)
+        if threading.current_thread().name == "first":
+            first_has_read.set()
+            with second_is_in:  # the second command gets as far as it can meanwhile
+                second_is_in.wait_for(lambda: bool(second_waits_or_is_done), timeout=20)
+        return found
+
+    def noting_flock(fd: int, operation: int) -> None:
+        if threading.current_thread().name == "second" and operation & fcntl.LOCK_EX:
+            with second_is_in:
+                second_waits_or_is_done.append("waits for the lock")
+                second_is_in.notify_all()
+        flock(fd, operation)
+
+    def second_command() -> None:
+        first_has_read.wait(20)
+        KnownServers(path).remember("127.0.0.1", 2000, second)
+        with second_is_in:
+            second_waits_or_is_done.append("done")
+            second_is_in.notify_all()
+
+    monkeypatch.setattr(KnownServers, "_entries", entries_read_slowly)
+    monkeypatch.setattr(fcntl, "flock", noting_flock)
+    other = threading.Thread(target=second_command, name="second")
+    other.start()
+    mine = threading.Thread(
+        target=KnownServers(path).remember, args=("127.0.0.1", 1000, first), name="first"
+    )
+    mine.start()
+    mine.join(30)
+    other.join(30)
+    assert second_waits_or_is_done[0] == "waits for the lock"
+    assert KnownServers(path).get("127.0.0.1", 1000) == first
+    assert KnownServers(path).get("127.0.0.1", 2000) == second

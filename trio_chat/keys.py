@@ -16,8 +16,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import fcntl
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,17 +217,43 @@ class KnownServers:
 
     def remember(self, host: str, port: int, key: bytes) -> None:
         """Trust `key` for `host:port` from now on (replacing any earlier key)."""
-        entries = self._entries()
-        entries[address_label(host, port)] = _encode(key)
-        self._save(entries)
+        with self._changing():
+            entries = self._entries()
+            entries[address_label(host, port)] = _encode(key)
+            self._save(entries)
 
     def forget(self, host: str, port: int) -> bool:
         """Stop trusting any key for `host:port`; False if none was trusted."""
-        entries = self._entries()
-        if entries.pop(address_label(host, port), None) is None:
-            return False
-        self._save(entries)
-        return True
+        with self._changing():
+            entries = self._entries()
+            if entries.pop(address_label(host, port), None) is None:
+                return False
+            self._save(entries)
+            return True
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Hold the file's folder locked while the file is read, changed and written anew.
+
+        Two commands trusting daemons at once (a script's, on their first use) would
+        otherwise each write what it read, and one daemon's key would be lost: trusted
+        on first use again, later, whatever key it then shows. The folder is locked, not
+        the file, which each write replaces.
+        """
+        folder = self.path.parent
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            held = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as error:
+            raise KeyFileError(
+                f"Cannot write {str(self.path)!r}: {(error.strerror or str(error)).lower()}."
+            ) from None
+        try:
+            with contextlib.suppress(OSError):  # a file system without locks: as before
+                fcntl.flock(held, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(held)  # and the lock with it
 
     def _save(self, entries: dict[str, str]) -> None:
         """Write the file anew, whole or not at all, as the daemon's keys are written."""
