@@ -329,3 +329,24 @@ def test_a_disk_that_keeps_failing_is_one_log_line_a_minute(
         "could not write 1 change to the database (OperationalError: disk I/O error); "
         "59 more commits failed in the minute before"
     )
+
+
+async def test_failures_not_logged_yet_are_told_as_the_daemon_stops(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disk that fails to the end: the commits that failed after the minute's line are
+    counted in the last line the persistence writes, not lost with the daemon."""
+    persistence, _disk, clock, _reports = setup(tmp_path, BrokenDisk)
+    with caplog.at_level(logging.ERROR):
+        for n in range(1, 6):
+            persistence.add(message(n, 1))
+            assert persistence.commit_here()
+            clock.now += 1.0
+        async with trio.open_nursery() as nursery:
+            await nursery.start(persistence.run)
+            persistence.add(message(6, 1))  # failing too, as the daemon stops
+            persistence.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith("could not write 1 change to the database")
+    assert lines[1] == "stopping with 5 more commits failed since the line before"

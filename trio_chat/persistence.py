@@ -145,6 +145,11 @@ class Persistence:
                         self._in_thread = False
                     self._report(batch, written)
                 if self._closed:
+                    if self._failures_unlogged:
+                        log.error(
+                            "stopping with %d more commits failed since the line before",
+                            self._failures_unlogged,
+                        )
                     return
 
     def close(self) -> None:
