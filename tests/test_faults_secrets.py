@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import errno
 import fcntl
 import functools
 import hmac
@@ -554,3 +555,21 @@ def test_two_commands_trusting_daemons_at_once_keep_both_keys(
     assert second_waits_or_is_done[0] == "waits for the lock"
     assert KnownServers(path).get("127.0.0.1", 1000) == first
     assert KnownServers(path).get("127.0.0.1", 2000) == second
+
+
+def test_a_folder_that_cannot_be_synced_still_gets_its_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some file systems refuse to `fsync` a directory (EINVAL): the key file is written
+    and renamed by then, so that is no reason to call the write failed."""
+    fsync = os.fsync
+
+    def files_only(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", files_only)
+    key = generate_keypair()[1]
+    KnownServers(tmp_path / "known_servers").remember("127.0.0.1", 1000, key)
+    assert KnownServers(tmp_path / "known_servers").get("127.0.0.1", 1000) == key

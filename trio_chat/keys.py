@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
@@ -103,6 +104,10 @@ def _write_whole(path: Path, text: str) -> None:
     folder = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(folder)  # the new name too
+    except OSError as error:
+        # Some file systems cannot sync a directory; the file is in place all the same.
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
     finally:
         os.close(folder)
 
