@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.resources
 import inspect
 import tomllib
+import traceback
 from pathlib import Path
 
 import pytest
@@ -162,8 +163,46 @@ async def test_events_raise_why_the_session_ended_unless_the_bot_left(db_path: P
                 with pytest.raises(trio_chat.ConnectionLost, match="Lost the connection"):
                     async for _event in alice.events():
                         pass
-                # Iterating again raises the same.
+                # Iterating again raises the same (an exception of its own each time).
                 with pytest.raises(trio_chat.ConnectionLost) as again:
                     async for _event in alice.events():
                         pass
-                assert again.value is alice.failure
+                assert alice.failure is not None
+                assert str(again.value) == str(alice.failure)
+
+
+async def test_requests_that_fail_together_raise_exceptions_of_their_own(db_path: Path) -> None:
+    # When the session ends, every pending receipt and `events()` fail with why. Raising one
+    # exception object at each of those places chained each raise onto its traceback (one
+    # receipt's showed the frames of every receipt awaited before it, and of `events()` in
+    # another task): each place raises an exception of its own, with its own traceback.
+    config = ClientConfig(timeout=2.0, reconnect=False)
+    stop_daemon = trio.CancelScope()
+
+    async def run_daemon(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
+        with stop_daemon:
+            await serve("127.0.0.1", 0, db_path, TEST_CONFIG, task_status=task_status)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(run_daemon)
+            await register_all(host, port, "alice")
+            async with trio_chat.connect(host, port, "alice", PASSWORD, config=config) as alice:
+                receipts = [alice.say_nowait(f"m{n}") for n in range(50)]
+                stop_daemon.cancel()  # before any of them could be answered
+                raised: list[trio_chat.ChatError] = []
+                for receipt in receipts:
+                    with pytest.raises(trio_chat.ConnectionLost) as caught:
+                        await receipt.wait()
+                    raised.append(caught.value)
+                for _ in range(2):
+                    with pytest.raises(trio_chat.ConnectionLost) as caught:
+                        async for _event in alice.events():
+                            pass
+                    raised.append(caught.value)
+                failure = alice.failure
+                assert failure is not None
+                assert len({id(error) for error in raised} | {id(failure)}) == len(raised) + 1
+                assert {str(error) for error in raised} == {str(failure)}
+                depths = {len(traceback.extract_tb(error.__traceback__)) for error in raised}
+                assert max(depths) <= 4, depths

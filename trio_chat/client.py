@@ -343,7 +343,7 @@ class Receipt:
         request on its way."""
         await _completed(self._handle)
         if self._handle.error is not None:
-            raise self._handle.error
+            raise self._handle.error.anew()
         return self._handle.result
 
 
@@ -459,7 +459,7 @@ class ChatClient:
             yield event
         failure = self.connection.failure
         if failure is not None and not self.connection.left:
-            raise failure.with_traceback(None)
+            raise failure.anew()
 
     async def logout(self) -> None:
         """Leave the room once what was sent before has been answered; the session ends.

@@ -6,6 +6,8 @@ maps to one exception class here. The message is a sentence a person can act on.
 
 from __future__ import annotations
 
+import copy
+
 
 class ChatError(Exception):
     """Base class: `code` is the protocol's error code, `message` a sentence for people."""
@@ -16,6 +18,18 @@ class ChatError(Exception):
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+
+    def anew(self) -> ChatError:
+        """This error again, without a traceback, to raise at one more place.
+
+        One failure ends many waits at once (every pending receipt, each iteration of
+        `events()`); raising the same object at each would chain every raise onto one
+        traceback, so that each shows frames that never led to it.
+        """
+        again = copy.copy(self)  # type, message, `retry_after`; no traceback, no context
+        if "__notes__" in vars(again):
+            again.__notes__ = list(again.__notes__)
+        return again
 
 
 class ServerUnreachable(ChatError):
