@@ -200,6 +200,10 @@ async def test_requests_that_fail_together_raise_exceptions_of_their_own(db_path
                         async for _event in alice.events():
                             pass
                     raised.append(caught.value)
+                for _ in range(2):  # a request made once the session has ended
+                    with pytest.raises(trio_chat.ConnectionLost) as caught:
+                        alice.say_nowait("too late")
+                    raised.append(caught.value)
                 failure = alice.failure
                 assert failure is not None
                 assert len({id(error) for error in raised} | {id(failure)}) == len(raised) + 1

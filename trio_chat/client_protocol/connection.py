@@ -356,7 +356,7 @@ class ClientConnection:
 
     def _submit(self, handle: Handle) -> Handle:
         if self.closed:
-            raise self.failure or ConnectionLost("The session has ended.")
+            raise self.failure.anew() if self.failure else ConnectionLost("The session has ended.")
         self._submitted += 1
         handle.order = self._submitted
         self._requests.append(handle)
