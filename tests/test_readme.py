@@ -11,6 +11,8 @@ import pytest
 import trio
 
 import trio_chat
+from trio_chat.engine import ServerConfig
+from trio_chat.server import serve
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -40,6 +42,29 @@ async def test_the_api_example_runs(daemon: tuple[str, int], tmp_path: Path) -> 
                 "bob heard alice-example: Hello, everyone! 你好 🙂",
                 "alice got a private message from bob-example: Hi alice, this one is just for you.",
             ]
+
+
+async def test_the_api_example_runs_again_and_again_under_the_default_limits(
+    nursery: trio.Nursery, db_path: Path, tmp_path: Path
+) -> None:
+    # The example says it "runs again and again"; under the daemon's default limits a name
+    # found taken counts as a registration (5 at once, then 1 a minute), so registering
+    # both names on every run was refused with TooManyRegistrations from the third run on.
+    host, port = await nursery.start(serve, "127.0.0.1", 0, db_path, ServerConfig())
+    script = tmp_path / "example.py"
+    script.write_text(example("api"), encoding="utf-8")
+    env = {**os.environ, "TRIO_CHAT_HOST": host, "TRIO_CHAT_PORT": str(port)}
+    with trio.fail_after(60):
+        for _run in range(4):
+            done = await trio.run_process(
+                [sys.executable, str(script)],
+                env=env,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr.decode()
+            assert len(done.stdout.decode().splitlines()) == 2
 
 
 async def test_the_look_alike_names_in_the_limits_table_are_taken(
