@@ -413,11 +413,17 @@ class ChatClient:
         return result
 
     def say_nowait(self, text: str) -> Receipt:
-        """Queue a public message at once (keeping order) and return its receipt."""
+        """Queue a public message at once (keeping order) and return its receipt.
+
+        What needs no daemon to tell is raised at once: `TextEmpty`, `TextTooLong`, and
+        `ConnectionLost` once the session has ended."""
         return self._submitted(self.connection.say(text))
 
     def whisper_nowait(self, to: str, text: str) -> Receipt:
-        """Queue a private message at once (keeping order) and return its receipt."""
+        """Queue a private message at once (keeping order) and return its receipt.
+
+        Raised at once, as by `say_nowait`: `TextEmpty`, `TextTooLong`, `ConnectionLost`,
+        and `UnknownUser` for a name no account can have."""
         return self._submitted(self.connection.whisper(to, text))
 
     async def who(self) -> list[str]:
@@ -446,6 +452,10 @@ class ChatClient:
 
     async def events(self) -> AsyncIterator[Event]:
         """Everything that happens in the room, in order, starting with the login `History`.
+
+        After `Reconnected` comes a `History` (`resumed`) with what was missed meanwhile;
+        its messages have `history` set, as the login's have. What this session sends is
+        not yielded live (`say` and `whisper` return it), though a `History` may hold it.
 
         One stream per client: each event is yielded once, so iterating again (after a
         `break`) goes on where the last iteration stopped, and tasks iterating at once

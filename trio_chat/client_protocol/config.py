@@ -27,5 +27,7 @@ class ClientConfig:
     reconnect: bool = True
     """Log in again when the session is lost, instead of ending with `ConnectionLost`."""
     reconnect_delay_max: float = 5.0
+    """While the daemon does not answer a new login, the wait before trying again doubles
+    from half a second up to this long."""
     retry_rate_limited: bool = True
     """Wait and resend a message the daemon refused as too fast, rather than failing."""
