@@ -119,7 +119,9 @@ class TextTooLong(ChatError):
 
 class RateLimited(ChatError):
     """Messages sent too fast: resend after `retry_after` seconds (the client does, unless
-    `ClientConfig.retry_rate_limited` is off)."""
+    `ClientConfig.retry_rate_limited` is off: then the daemon, waiting for the refused
+    message to come back first, refuses the session's later messages until `retry_after`
+    and 10 s more have passed, whatever their own `retry_after` says)."""
 
     code = "rate_limited"
 

@@ -30,4 +30,6 @@ class ClientConfig:
     """While the daemon does not answer a new login, the wait before trying again doubles
     from half a second up to this long."""
     retry_rate_limited: bool = True
-    """Wait and resend a message the daemon refused as too fast, rather than failing."""
+    """Wait and resend a message the daemon refused as too fast, rather than failing. Off,
+    the refusal (`RateLimited`) also holds back the messages sent after it for its
+    `retry_after` and 10 s more: the daemon keeps them in order behind the refused one."""
