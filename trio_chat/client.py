@@ -453,9 +453,10 @@ class ChatClient:
     async def events(self) -> AsyncIterator[Event]:
         """Everything that happens in the room, in order, starting with the login `History`.
 
-        After `Reconnected` comes a `History` (`resumed`) with what was missed meanwhile;
-        its messages have `history` set, as the login's have. What this session sends is
-        not yielded live (`say` and `whisper` return it), though a `History` may hold it.
+        After `Reconnected` comes a `History` (`resumed`) with what was missed meanwhile
+        (the newest 500 at most: see `History.resumed`); its messages have `history` set,
+        as the login's have. What this session sends is not yielded live (`say` and
+        `whisper` return it), though a `History` may hold it.
 
         One stream per client: each event is yielded once, so iterating again (after a
         `break`) goes on where the last iteration stopped, and tasks iterating at once

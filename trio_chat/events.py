@@ -55,13 +55,16 @@ class Left(msgspec.Struct, frozen=True, gc=False):
 
 
 class History(msgspec.Struct, frozen=True, gc=False):
-    """What was sent on login: the latest public messages and unread private ones."""
+    """What was sent on login: the latest public messages and unread private ones; or,
+    after `Reconnected`, what was missed meanwhile (`resumed`)."""
 
     messages: tuple[ChatMessage, ...]
     more: bool
     """Older messages exist; `history(before=...)` pages through them."""
     resumed: bool = False
-    """Sent after the client reconnected: exactly what it missed meanwhile."""
+    """Sent after the client reconnected: what it missed meanwhile, but only the newest
+    500 (the daemon's limit) if it missed more, and then `more` is set: the rest are
+    older than `messages[0]`, for `history(before=...)` to fetch."""
 
 
 class Notice(msgspec.Struct, frozen=True, gc=False):
