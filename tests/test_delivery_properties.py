@@ -123,3 +123,21 @@ def test_every_message_is_shown_once_in_its_senders_order(
             ]
             got = [text for s, text in seen if s == sender]
             assert got == expected, (name, sender)
+
+
+def test_a_stalled_daemon_keeps_a_fast_senders_messages_in_order() -> None:
+    # A daemon stopped for 15 s (SIGSTOP, a swapped-out or starved process) while a client
+    # sent faster than its rate: the messages the client had written after one refused as
+    # too fast, read once the daemon ran again, were taken as coming after that one was
+    # given up (10 s past its retry time had passed on the clock), and stored before it.
+    sim = Simulation(1, config=ServerConfig(message_burst=20, message_rate=100.0))
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready, 10.0)
+    handles = [alice.say(f"m{n:03d}") for n in range(250)]
+    sim.run(1.0)
+    assert 0 < len(sim.driver.stored_messages()) < 250
+    sim.stall_daemon(15.0)
+    sim.run_until(lambda: all(handle.done for handle in handles), 600.0)
+    assert all(handle.error is None for handle in handles)
+    stored = [m.text for m in sim.driver.stored_messages()]
+    assert stored == [f"m{n:03d}" for n in range(250)]

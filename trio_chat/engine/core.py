@@ -73,6 +73,9 @@ LOGIN_TIMED_OUT = wire.encode(
 CROWDED = wire.encode(wire.Bye(reason="too_many_sessions", message=TOO_MANY_SESSIONS))
 MEMORY_CHECK_EVERY = 1.0
 """Seconds between counts of the bytes all sessions have queued."""
+STALLED_AFTER = 2.0
+"""Seconds past that count's time after which the daemon takes it that it could not run
+(stopped, swapped out, starved of CPU) rather than that it was idle: see `_woke`."""
 BULK_FRAMES = 8
 """A datagram with this many requests comes from a client sending in bulk (a bot, a
 paste): with `acknowledge_bulk_first`, it is acknowledged before it is worked on."""
@@ -182,6 +185,8 @@ class ServerEngine:
     def receive_datagram(self, data: bytes, address: Address, now: float, wall: float) -> None:
         """Handle one datagram from the network, whatever it holds."""
         self.stats["datagrams_in"] += 1
+        if now > self._memory_check_at + STALLED_AFTER:
+            self._woke(now)
         try:
             datagram = wire.parse_datagram_untrusted(data)
         except wire.WireError as error:
@@ -413,6 +418,8 @@ class ServerEngine:
 
     def handle_timers(self, now: float, wall: float) -> None:
         """Retransmit, acknowledge late, and close sessions that went silent or stuck."""
+        if now > self._memory_check_at + STALLED_AFTER:
+            self._woke(now)
         if self._set_aside:
             self.handle_set_aside(now, wall)  # nothing waits past a turn
         for session, reason in self.transport.expire(now):
@@ -425,6 +432,20 @@ class ServerEngine:
         if now >= self._memory_check_at:
             self._memory_check_at = now + MEMORY_CHECK_EVERY
             self._check_memory(now, wall)
+
+    def _woke(self, now: float) -> None:
+        """The daemon runs again after a time it could not (its memory count, due every
+        second while sessions are open, is late): that time does not count against a
+        message refused as too fast. Until it comes back, later ones are held back for
+        `chat.BLOCK_GRACE` past its retry time; counted across the stall, those the client
+        wrote after it, read only now, were taken for messages sent after giving it up,
+        and stored before it."""
+        if self.sessions:
+            late = now - self._memory_check_at
+            for session in self.sessions.values():
+                if session.blocked_cid is not None:
+                    session.blocked_until += late
+        self._memory_check_at = now
 
     def _check_memory(self, now: float, wall: float) -> None:
         """Past the daemon's total of bytes held for links (queued to send, or received

@@ -11,7 +11,9 @@ Every datagram between a `ClientConnection` and the engine crosses a `netsim.Net
 real engine runs in milliseconds and fails the same way every time. `restart_daemon`
 replaces the engine with a new one loaded from what the old one stored, as a daemon
 started again on the same database would be; while it is down, what reaches its address
-is refused as a closed port refuses it (ICMP).
+is refused as a closed port refuses it (ICMP). `stall_daemon` stops it for a while
+without closing its port, as a process stopped or starved of CPU: what reaches it waits,
+and is read once it runs again.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class Simulation:
         self._addresses: dict[str, Address] = {}
         self._labels: dict[Address, str] = {}
         self.up = True
+        self.stalled = False
+        self._waiting: list[tuple[bytes, str]] = []
         self.restarts = 0
 
     @property
@@ -127,6 +131,17 @@ class Simulation:
         self.driver = restarted
         self.up = True
 
+    def stall_daemon(self, seconds: float) -> None:
+        """The daemon runs nothing for `seconds` (no datagram read, no timer fired); what
+        reached it meanwhile is then read in the order it came."""
+        self.stalled = True
+        self.run(seconds)
+        self.stalled = False
+        for data, source in self._waiting:
+            self.driver.deliver(data, self._addresses[source])
+        self._waiting.clear()
+        self._step()
+
     def run(self, seconds: float) -> None:
         """Let `seconds` pass, delivering datagrams and firing timers on both sides."""
         self._until(lambda: False, self.now + seconds)
@@ -149,7 +164,7 @@ class Simulation:
     def _next_deadline(self) -> float | None:
         times = [self.network.next_arrival()]
         times += [connection.next_timer() for connection in self.clients.values()]
-        if self.up:
+        if self.up and not self.stalled:
             times.append(self.driver.engine.next_timer())
         known = [t for t in times if t is not None]
         return min(known) if known else None
@@ -160,6 +175,8 @@ class Simulation:
         for destination, data, source in self.network.arrivals(now):
             if destination != DAEMON:
                 self.clients[destination].receive_datagram(data, now)
+            elif self.stalled:
+                self._waiting.append((data, source))
             elif self.up:
                 self.driver.deliver(data, self._addresses[source])
             else:
@@ -168,7 +185,7 @@ class Simulation:
             deadline = connection.next_timer()
             if deadline is not None and deadline <= now:
                 connection.handle_timer(now)
-        if self.up:
+        if self.up and not self.stalled:
             deadline = self.driver.engine.next_timer()
             if deadline is not None and deadline <= now:
                 self.driver.advance(0.0)
@@ -180,7 +197,7 @@ class Simulation:
                 self.network.send(DAEMON, data, self.now, source=label)
             while (event := connection.next_event()) is not None:
                 self.events[label].append(event)
-        if self.up:
+        if self.up and not self.stalled:
             self.driver.pump()
             for address, datagrams in list(self.driver.inbox.items()):
                 to = self._labels.get(address)
