@@ -52,7 +52,7 @@ async def test_a_signal_tells_sessions_drains_and_exits_zero(
                 async for event in alice.events():
                     if isinstance(event, trio_chat.Disconnected):
                         # A reason, shown inside a sentence: "Lost the connection (...)".
-                        assert event.reason == "the server is shutting down; it will be back"
+                        assert event.reason == "the daemon is stopping"
                         break
                 assert await process.wait() == 0
         finally:

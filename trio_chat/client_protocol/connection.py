@@ -112,7 +112,7 @@ class Ids:
 
 def as_reason(sentence: str) -> str:
     """The daemon's sentence as a reason shown inside another: "Lost the connection
-    (the server is shutting down; it will be back)"."""
+    (the daemon is stopping)"."""
     reason = sentence.rstrip(".")
     if reason[:1].isupper() and reason[1:2].islower():
         reason = reason[0].lower() + reason[1:]

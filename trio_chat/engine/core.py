@@ -398,7 +398,7 @@ class ServerEngine:
     def shutdown(self, now: float, wall: float) -> None:
         """Tell every session the daemon is going away; the shell then sends the output."""
         bye = wire.encode(
-            wire.Bye(reason="shutdown", message="The server is shutting down; it will be back.")
+            wire.Bye(reason="shutdown", message="The daemon is stopping.")
         )
         for session in list(self.sessions.values()):
             self.transport.send(session, bye)
