@@ -210,3 +210,22 @@ async def test_requests_that_fail_together_raise_exceptions_of_their_own(db_path
                 assert {str(error) for error in raised} == {str(failure)}
                 depths = {len(traceback.extract_tb(error.__traceback__)) for error in raised}
                 assert max(depths) <= 4, depths
+
+
+async def test_a_key_that_is_no_key_is_refused_as_such(
+    daemon: tuple[str, int], tmp_path: Path
+) -> None:
+    """A `server_key` that cannot be a daemon's key, or a `known_servers` that cannot be
+    read, raises `trio_chat.KeyFileError`, saying which, before anything is sent."""
+    host, port = daemon
+    with trio.fail_after(20):
+        for wrong in (b"\x01" * 31, "not a key", "AAAA"):
+            with pytest.raises(trio_chat.KeyFileError, match="daemon key"):
+                await trio_chat.register(host, port, "alice", PASSWORD, server_key=wrong)
+            with pytest.raises(trio_chat.KeyFileError, match="daemon key"):
+                async with trio_chat.connect(host, port, "alice", PASSWORD, server_key=wrong):
+                    pass
+        damaged = tmp_path / "known_servers"
+        damaged.write_bytes(b"\xff\xfe not text")
+        with pytest.raises(trio_chat.KeyFileError, match="damaged"):
+            await trio_chat.register(host, port, "alice", PASSWORD, known_servers=damaged)

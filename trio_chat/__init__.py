@@ -40,6 +40,7 @@ from .events import (
     PublicMessage,
     Reconnected,
 )
+from .keys import KeyFileError
 
 __version__ = "0.1.0"
 
@@ -57,6 +58,7 @@ __all__ = [
     "InvalidName",
     "Joined",
     "KeyChanged",
+    "KeyFileError",
     "Left",
     "MailboxFull",
     "NameTaken",

@@ -38,7 +38,7 @@ from .client_protocol import (
 )
 from .errors import ChatError, KeyChanged, ServerUnreachable
 from .events import ChatMessage, Event, PrivateMessage, PublicMessage
-from .keys import KnownServers, Trust, address_label, parse_key
+from .keys import KnownServers, Trust, address_label, checked_key, parse_key
 from .noise import fingerprint
 from .reliability import Link
 from .wire import Endpoint
@@ -248,10 +248,15 @@ async def trust_server(
     whether it answers and whether it shows another key. A fingerprint given is checked
     against the key the daemon shows. With neither, the daemon's key is fetched, trusted
     and remembered: `Trust.new` says so. Raises `KeyChanged` for a key that does not
-    match, `ServerUnreachable` for silence.
+    match, `ServerUnreachable` for silence, and `KeyFileError` (not a `ChatError`: this
+    side's own) for a `server_key` that cannot be a key or a `known_servers` that cannot
+    be read or written.
     """
     where = address_label(host, port)
-    given = parse_key(server_key) if isinstance(server_key, str) else server_key
+    if isinstance(server_key, str):
+        given = parse_key(server_key)
+    else:
+        given = None if server_key is None else checked_key(server_key)
     known = KnownServers(known_servers)
     if isinstance(given, str):
         key = await fetch_key(host, port, within=within)

@@ -271,6 +271,16 @@ class KnownServers:
             ) from None
 
 
+def checked_key(key: bytes) -> bytes:
+    """A daemon key given as bytes, if it can be one (32 bytes); `KeyFileError` if not."""
+    if len(key) != DHLEN:
+        raise KeyFileError(
+            f"{len(key)} bytes are not a daemon key: give its {DHLEN} bytes, its fingerprint "
+            "(SHA256:...) or its public key (44 characters of base64)."
+        )
+    return key
+
+
 def parse_key(text: str) -> bytes | str:
     """A key given by a person: a base64 public key (bytes), or a fingerprint (`SHA256:`)."""
     text = text.strip()
