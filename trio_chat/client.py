@@ -253,10 +253,11 @@ async def trust_server(
     be read or written.
     """
     where = address_label(host, port)
+    given: bytes | str | None = None
     if isinstance(server_key, str):
         given = parse_key(server_key)
-    else:
-        given = None if server_key is None else checked_key(server_key)
+    elif server_key is not None:
+        given = checked_key(server_key)
     known = KnownServers(known_servers)
     if isinstance(given, str):
         key = await fetch_key(host, port, within=within)

@@ -397,9 +397,7 @@ class ServerEngine:
 
     def shutdown(self, now: float, wall: float) -> None:
         """Tell every session the daemon is going away; the shell then sends the output."""
-        bye = wire.encode(
-            wire.Bye(reason="shutdown", message="The daemon is stopping.")
-        )
+        bye = wire.encode(wire.Bye(reason="shutdown", message="The daemon is stopping."))
         for session in list(self.sessions.values()):
             self.transport.send(session, bye)
             self._close(session, "shutdown", now, wall, flush=True, notify=False)
