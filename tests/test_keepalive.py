@@ -125,6 +125,19 @@ def test_a_daemon_with_a_short_idle_timeout_asks_for_keepalives_that_fit_it() ->
     assert not bob.session.direct
 
 
+def test_a_longer_idle_timeout_holds_for_direct_sessions_too() -> None:
+    # `serve --idle-timeout 600`: a session allowed the 60 s keepalive is not closed
+    # after the 180 s meant to be longer than the default, but after the 600 s asked for.
+    driver = EngineDriver(ServerConfig(idle_timeout=600.0))
+    alice = logged_in(driver, "alice", ALICE, via=ALICE)
+    assert alice.session.direct and alice.session.idle_timeout == 600.0
+    heard = alice.session.last_heard
+    driver.advance(heard + 590.0 - driver.now)
+    assert alice.sid in driver.engine.sessions
+    driver.advance(12.0)
+    assert alice.sid not in driver.engine.sessions
+
+
 def test_the_daemon_can_turn_the_long_keepalive_off() -> None:
     driver = EngineDriver(ServerConfig(direct_keepalive=15.0))
     alice = logged_in(driver, "alice", ALICE, via=ALICE)

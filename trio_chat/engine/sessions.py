@@ -68,7 +68,7 @@ class Session:
     """When the refused message may come back."""
     idle_timeout: float = 45.0
     """Closed after this long unheard: `ServerConfig.idle_timeout`, or, `direct`, the
-    longer `direct_idle_timeout`."""
+    longer `direct_idle_timeout` (unless the idle timeout is longer still)."""
     recorded: Address | None = None
     """The address stored for it (`records.SessionOpened`), once logged in."""
     direct: bool = False
@@ -408,7 +408,7 @@ class Sessions:
         ):
             return None
         session.direct = True
-        session.idle_timeout = config.direct_idle_timeout
+        session.idle_timeout = max(config.direct_idle_timeout, config.idle_timeout)
         session.link.config = self._direct_link
         return config.direct_keepalive
 
