@@ -269,6 +269,16 @@ def test_a_history_page_and_who_complete_with_their_answers() -> None:
     assert who.result == ["alice", "bob"]
 
 
+def test_a_history_page_asked_with_what_is_not_a_whole_number_is_refused_here() -> None:
+    # Sent as it was, 1.5 reached the daemon as a bad frame, logged there, and came back
+    # as a ProtocolError: a mistake in the program calling, told where it was made.
+    connection = ClientConnection(b"k" * 32, "alice", "correct horse")
+    for limit, before in ((1.5, None), (True, None), ("20", None), (20, 3.0), (20, "9")):
+        with pytest.raises(TypeError, match="whole number"):
+            connection.history(limit, before)  # type: ignore[arg-type]
+    assert connection.pending == 0
+
+
 CORE = [
     *sorted(Path(client_protocol.__file__).parent.glob("*.py")),
     Path(client_handshake.__file__),

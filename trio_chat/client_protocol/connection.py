@@ -275,6 +275,9 @@ class ClientConnection:
 
     def history(self, limit: int = 20, before: int | None = None) -> Handle:
         """Up to `limit` (1 to 100) messages older than id `before`, oldest first."""
+        for value in (limit, 0 if before is None else before):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"A history page is asked with whole numbers, not {value!r}.")
         limit = max(1, min(limit, wire.HISTORY_LIMIT_MAX))
         if before is not None:
             before = max(0, min(before, wire.MAX_SEQ))  # ids there can be: none is older
