@@ -452,7 +452,8 @@ class ChatClient:
         return self._submitted(self.connection.history(limit, before))
 
     async def drain(self) -> None:
-        """Wait until everything sent so far has been answered."""
+        """Wait until everything sent so far has been answered. It raises nothing for a
+        request refused: its receipt does (`Receipt.wait`)."""
         for handle in self.connection.unanswered():
             await _completed(handle)
 
