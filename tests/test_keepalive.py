@@ -138,6 +138,37 @@ def test_a_longer_idle_timeout_holds_for_direct_sessions_too() -> None:
     assert alice.sid not in driver.engine.sessions
 
 
+def test_a_keepalive_set_by_the_client_gives_way_to_a_shorter_one_the_daemon_asks() -> None:
+    # `chat --keepalive 10` (a firewall that forgets a flow after 30 s, say) against
+    # `serve --idle-timeout 9`: pinging every 10 s, the session would be closed for
+    # silence every 9 s and come back, each time a leave and a join for everyone.
+    driver = EngineDriver(ServerConfig(idle_timeout=9.0))
+    driver.add_account("alice", PASSWORD)
+    alice = Peer(
+        driver,
+        "alice",
+        PASSWORD,
+        ALICE,
+        config=ClientConfig(keepalive=10.0, reconnect=False, retry_rate_limited=False),
+    )
+    alice.settle()
+    assert alice.connection.keepalive == 3.0
+    live(driver, alice, 120)
+    assert alice.sid in driver.engine.sessions
+    assert alice.of_type(wire.Bye) == []
+    # One set shorter than the daemon asks stays as it is.
+    driver.add_account("bob", PASSWORD)
+    bob = Peer(
+        driver,
+        "bob",
+        PASSWORD,
+        BOB,
+        config=ClientConfig(keepalive=2.0, reconnect=False, retry_rate_limited=False),
+    )
+    bob.settle()
+    assert bob.connection.keepalive == 2.0
+
+
 def test_the_daemon_can_turn_the_long_keepalive_off() -> None:
     driver = EngineDriver(ServerConfig(direct_keepalive=15.0))
     alice = logged_in(driver, "alice", ALICE, via=ALICE)

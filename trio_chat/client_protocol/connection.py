@@ -467,6 +467,10 @@ class ClientConnection:
         self.name = frame.name
         self.unread = frame.unread
         self.keepalive = self.config.keepalive or frame.keepalive or wire.KEEPALIVE
+        if frame.keepalive is not None and frame.keepalive < wire.KEEPALIVE:
+            # A daemon closing silent sessions sooner than the protocol's 45 s: a longer
+            # keepalive of this client's own would have the session closed again and again.
+            self.keepalive = min(self.keepalive, frame.keepalive)
         if frame.time is not None:
             self._daemon_offset = frame.time - now
         if frame.ticket:
