@@ -94,3 +94,25 @@ async def test_what_cannot_be_backed_up_is_told_in_one_sentence(tmp_path: Path) 
         assert damaged.stderr.decode().count("\n") == 1
         assert b"Traceback" not in damaged.stderr
         assert list((tmp_path / "out").iterdir()) == []  # nothing half-written left
+
+
+async def test_a_database_named_relative_to_the_current_folder_is_backed_up(
+    tmp_path: Path,
+) -> None:
+    # `trio-chat backup --db chat.db copies`, run in the daemon's folder.
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, tmp_path / "chat.db")
+            await daemon.start()
+            assert await daemon.stop() == 0
+        done = await trio.run_process(
+            [*CLI, "backup", "--db", "chat.db", "copies"],
+            cwd=tmp_path,
+            check=False,
+            capture_stdout=True,
+            capture_stderr=True,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().startswith("Backed up chat.db (0 accounts, 0 messages)")
+    names = sorted(path.name for path in (tmp_path / "copies").iterdir())
+    assert names == ["chat.db", "chat.key", "chat.tickets"]

@@ -65,7 +65,8 @@ def _copy_database(database: Path, target: Path) -> tuple[int, int]:
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
     try:
         # Read-only: looking must never make a database, nor change the daemon's.
-        source = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
+        # A URI names a path from the root: `--db chat.db` is the current folder's.
+        source = sqlite3.connect(f"{database.absolute().as_uri()}?mode=ro", uri=True)
         with contextlib.closing(source), contextlib.closing(sqlite3.connect(temporary)) as copy:
             source.backup(copy)
             (check,) = copy.execute("PRAGMA quick_check").fetchone()
