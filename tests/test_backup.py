@@ -116,3 +116,38 @@ async def test_a_database_named_relative_to_the_current_folder_is_backed_up(
     assert done.stdout.decode().startswith("Backed up chat.db (0 accounts, 0 messages)")
     names = sorted(path.name for path in (tmp_path / "copies").iterdir())
     assert names == ["chat.db", "chat.key", "chat.tickets"]
+
+
+async def test_a_backup_restored_after_a_crash_as_told_is_what_was_backed_up(
+    tmp_path: Path,
+) -> None:
+    # The daemon killed (what a backup is restored after) leaves its write-ahead log
+    # beside the database: put back under it, the copy would get the crashed database's
+    # later pages laid over it at the next start, and be that database again, or a mix.
+    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, database, *FAST_CHAT)
+            host, port = await daemon.start()
+            await trio_chat.register(host, port, "alice", PASSWORD)
+            async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+                for n in range(5):
+                    await alice.say(f"kept {n}")
+                done = await backup("--db", str(database), str(folder))
+                for n in range(50):
+                    await alice.say(f"lost {n}")
+            await daemon.kill()
+            assert done.returncode == 0, done.stderr
+            told = done.stdout.decode()
+            assert "chat.db-wal" in told and "chat.db-shm" in told
+            assert (database.parent / "chat.db-wal").exists()
+            # As told: the crashed daemon's log removed, the copies put back.
+            for name in ("chat.db-wal", "chat.db-shm"):
+                (database.parent / name).unlink(missing_ok=True)
+            for path in folder.iterdir():
+                (database.parent / path.name).write_bytes(path.read_bytes())
+            host, port = await daemon.start()
+            async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+                kept = await everything_said(alice)
+            assert await daemon.stop() == 0
+    assert [m.text for m in kept] == [f"kept {n}" for n in range(5)]

@@ -20,7 +20,8 @@ def backup_command(
 ) -> None:
     """Copy the daemon's database and its keys into FOLDER, while it runs or not.
 
-    To restore, stop the daemon and put the files back beside its database.
+    To restore, stop the daemon, delete the database's -wal and -shm files if they are
+    there, and put the files back beside it.
     """
     database = db or default_database()
     try:
@@ -28,8 +29,11 @@ def backup_command(
     except BackupError as error:
         raise fail(str(error), ExitCode.DATABASE) from None
     names = ", ".join(path.name for path in done.files)
+    # A write-ahead log left by a daemon that crashed would be laid over the copy.
+    logs = f"{database.name}-wal and {database.name}-shm"
     typer.echo(
         f"Backed up {database} ({counted(done.accounts, 'account')}, "
         f"{counted(done.messages, 'message')}) to {folder}: {names}. To restore, stop the "
-        "daemon and put them back beside its database."
+        f"daemon, delete {logs} beside its database if they are there, and put these back "
+        "beside it."
     )
