@@ -3,16 +3,22 @@ daemon started on the copy that clients take for the same one."""
 
 from __future__ import annotations
 
+import errno
+import os
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
 
 import trio_chat
+from trio_chat.backup import BackupError, back_up
 from trio_chat.cli import ExitCode
 from trio_chat.events import PublicMessage
-from trio_chat.keys import daemon_public_key
+from trio_chat.keys import daemon_keys, daemon_public_key
+from trio_chat.store import SqliteStore
 from trio_chat.testing.daemon import CLI, DaemonProcess
 
 PASSWORD = "correct horse"
@@ -151,3 +157,43 @@ async def test_a_backup_restored_after_a_crash_as_told_is_what_was_backed_up(
                 kept = await everything_said(alice)
             assert await daemon.stop() == 0
     assert [m.text for m in kept] == [f"kept {n}" for n in range(5)]
+
+
+def test_a_folder_that_cannot_be_one_is_named_not_the_database(tmp_path: Path) -> None:
+    # The database is fine: saying "Cannot back up chat.db: file exists" sent people
+    # to look at the database rather than at the folder they gave.
+    database = tmp_path / "chat.db"
+    store = SqliteStore.open(database)
+    store.close()
+    daemon_keys(database)
+    a_file = tmp_path / "backups"
+    a_file.write_text("not a folder\n")
+    with pytest.raises(BackupError) as caught:
+        back_up(database, a_file)
+    assert str(caught.value) == f"{a_file} is a file, not a folder; give a folder to back up into."
+    beneath = a_file / "daily"
+    with pytest.raises(BackupError) as caught:
+        back_up(database, beneath)
+    assert str(caught.value) == f"Cannot make the folder {beneath}: not a directory."
+    assert a_file.read_text() == "not a folder\n"
+
+
+def test_a_folder_that_cannot_be_written_is_named_not_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database, folder = tmp_path / "chat.db", tmp_path / "backups"
+    store = SqliteStore.open(database)
+    store.close()
+    daemon_keys(database)
+    folder.mkdir()
+    real_open = os.open
+
+    def refused(path: Any, *args: Any, **kwargs: Any) -> int:
+        if Path(path).parent == folder:  # what a folder of another user's does
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refused)
+    with pytest.raises(BackupError) as caught:
+        back_up(database, folder)
+    assert str(caught.value) == f"Cannot write into {folder}: permission denied."

@@ -45,6 +45,13 @@ def back_up(database: Path, folder: Path) -> Backup:
             )
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise BackupError(
+            f"{folder} is a file, not a folder; give a folder to back up into."
+        ) from None
+    except OSError as error:
+        raise BackupError(f"Cannot make the folder {folder}: {_why(error)}.") from None
+    try:
         target = folder / database.name
         if target.exists() and target.samefile(database):
             raise BackupError(f"{folder} holds the database itself; back it up elsewhere.")
@@ -53,9 +60,21 @@ def back_up(database: Path, folder: Path) -> Backup:
         for key, copy in zip(keys, copies, strict=True):
             copy_secret(key, copy)
     except (OSError, sqlite3.Error) as error:
-        why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise BackupError(f"Cannot back up {database}: {why.lower().rstrip('.')}.") from None
+        if isinstance(error, OSError) and _within(error.filename, folder):
+            # The folder's fault (another user's, a full disk), not the database's.
+            raise BackupError(f"Cannot write into {folder}: {_why(error)}.") from None
+        raise BackupError(f"Cannot back up {database}: {_why(error)}.") from None
     return Backup((target, *copies), accounts, messages)
+
+
+def _why(error: OSError | sqlite3.Error) -> str:
+    why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return why.lower().rstrip(".")
+
+
+def _within(name: object, folder: Path) -> bool:
+    """Whether the file an error names is one written in `folder`."""
+    return isinstance(name, str | Path) and Path(name).parent == folder
 
 
 def _copy_database(database: Path, target: Path) -> tuple[int, int]:
