@@ -169,6 +169,26 @@ def test_a_keepalive_set_by_the_client_gives_way_to_a_shorter_one_the_daemon_ask
     assert bob.connection.keepalive == 2.0
 
 
+@pytest.mark.parametrize("idle_timeout", [3.0, 45.0])
+def test_a_login_whose_password_check_waits_is_not_closed_as_silent(idle_timeout: float) -> None:
+    # Under a burst of logins a check waits its turn; meanwhile the client, waiting for
+    # the answer, has nothing to send. `serve --idle-timeout 3` closed such a session
+    # once its 10 s to log in were up, and the client was never welcomed.
+    driver = EngineDriver(ServerConfig(idle_timeout=idle_timeout))
+    driver.add_account("alice", PASSWORD)
+    driver.auto_hash = False
+    alice = Peer(driver, "alice", PASSWORD, ALICE, login=False)
+    alice.login()
+    live(driver, alice, int(idle_timeout) + 12)
+    assert len(driver.hashing) == 1  # still waiting its turn
+    driver.finish_hashing()
+    alice.settle()  # the welcome taken, and acknowledged, within a moment
+    assert alice.of_type(wire.Welcome) and alice.sid in driver.engine.sessions
+    assert alice.of_type(wire.Bye) == []
+    live(driver, alice, 60)
+    assert alice.sid in driver.engine.sessions
+
+
 def test_the_daemon_can_turn_the_long_keepalive_off() -> None:
     driver = EngineDriver(ServerConfig(direct_keepalive=15.0))
     alice = logged_in(driver, "alice", ALICE, via=ALICE)

@@ -521,12 +521,18 @@ class Sessions:
                     # A channel that was given time to log in and did not: a stranger's.
                     ending.append((session, "unauthenticated"))
                     continue
+                if session.account is None:
+                    # Its password waits to be checked: the client, waiting for the
+                    # answer, has nothing to say (its pings come every 15 s until it is
+                    # welcomed), so silence shorter than that is no sign it has gone.
+                    session.idle_check_at = float(math.ceil(now + session.idle_timeout))
                 # The same sum as the deadline, not `now - last_heard`: in floating point
                 # the two can disagree, and the check would then re-arm itself for `now`.
-                if now >= session.last_heard + session.idle_timeout:
+                elif now >= session.last_heard + session.idle_timeout:
                     ending.append((session, "silent"))
                     continue
-                session.idle_check_at = self._idle_check(session)
+                else:
+                    session.idle_check_at = self._idle_check(session)
             session.link.handle_timer(now)
             if session.link.failure is not None:
                 ending.append((session, session.link.failure))
