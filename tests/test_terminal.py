@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests.cli_support import PASSWORD, TEST_CONFIG
 from trio_chat.cli import ExitCode
 from trio_chat.conversation import RETURN_WINDOW, Returns
 from trio_chat.server import serve
+from trio_chat.terminal import LineTerminal
 from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
 
 TIME = r"\[\d\d:\d\d:\d\d\]"
@@ -511,3 +513,13 @@ def test_someone_who_left_during_an_outage_and_came_back_is_news() -> None:
     assert returns.is_news("dave", 102.0)  # new
     assert returns.is_news("alice", 100.0 + RETURN_WINDOW)  # long after the outage
     assert returns.is_news("bob", 103.0)  # a second join is not a return
+
+
+def test_ctrl_z_stops_nothing_in_a_dumb_terminal_either() -> None:
+    """There the terminal, not the prompt, reads the keys: Ctrl-Z is its SIGTSTP, which a
+    shell with job control would act on, leaving the session in the room, unread. (tmux's
+    panes run without job control, so this is checked on the signal itself.)"""
+    before = signal.getsignal(signal.SIGTSTP)
+    with LineTerminal().raw_mode():
+        assert signal.getsignal(signal.SIGTSTP) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTSTP) == before

@@ -211,8 +211,8 @@ class LineTerminal:
     line would come out as escape codes: lines are printed plain as they come, and what
     is typed is read line by line with the terminal's own editing, with no prompt."""
 
-    def __init__(self) -> None:
-        self._reader = LineReader(sys.stdin.fileno())
+    def __init__(self, fd: int = 0) -> None:
+        self._reader = LineReader(fd)  # standard input's descriptor, read as `run_pipe` does
         self._read: trio.CancelScope | None = None
         self._stopping = False
 
@@ -220,8 +220,15 @@ class LineTerminal:
         for row in fold(line, shutil.get_terminal_size().columns):
             _write_plain(row)
 
-    def raw_mode(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()  # the terminal edits the line itself
+    @contextlib.contextmanager
+    def raw_mode(self) -> Iterator[None]:
+        """The terminal edits the line itself, and its Ctrl-Z (SIGTSTP) is ignored: a
+        stopped client would leave the session in the room, with nobody reading it."""
+        before = signal.signal(signal.SIGTSTP, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTSTP, before)
 
     def refresh(self) -> None:
         """Nothing to redraw: a lost connection is told in a line of its own."""
