@@ -41,15 +41,23 @@ async def everything_said(chat: trio_chat.ChatClient) -> list[PublicMessage]:
     return said
 
 
+async def daemon_with_alice(
+    nursery: trio.Nursery, database: Path
+) -> tuple[DaemonProcess, str, int]:
+    """A daemon (a process, which a backup runs beside) with alice registered."""
+    daemon = DaemonProcess(nursery, database, *FAST_CHAT)
+    host, port = await daemon.start()
+    await trio_chat.register(host, port, "alice", PASSWORD)
+    return daemon, host, port
+
+
 async def test_a_backup_taken_while_the_daemon_writes_restores_as_the_same_daemon(
     tmp_path: Path,
 ) -> None:
     database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            daemon = DaemonProcess(nursery, database, *FAST_CHAT)
-            host, port = await daemon.start()
-            await trio_chat.register(host, port, "alice", PASSWORD)
+            daemon, host, port = await daemon_with_alice(nursery, database)
             async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
                 before = [await alice.say(f"before {n}") for n in range(20)]
                 # The daemon goes on writing while the copy is taken.
@@ -133,9 +141,7 @@ async def test_a_backup_restored_after_a_crash_as_told_is_what_was_backed_up(
     database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            daemon = DaemonProcess(nursery, database, *FAST_CHAT)
-            host, port = await daemon.start()
-            await trio_chat.register(host, port, "alice", PASSWORD)
+            daemon, host, port = await daemon_with_alice(nursery, database)
             async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
                 for n in range(5):
                     await alice.say(f"kept {n}")

@@ -138,19 +138,27 @@ async def test_a_say_whose_wait_is_cancelled_is_still_sent(daemon: tuple[str, in
                     break
 
 
+async def stoppable_daemon(
+    nursery: trio.Nursery, db_path: Path
+) -> tuple[str, int, trio.CancelScope]:
+    """A daemon the test can stop for good (by cancelling the scope returned)."""
+    stop = trio.CancelScope()
+
+    async def run(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
+        with stop:
+            await serve("127.0.0.1", 0, db_path, TEST_CONFIG, task_status=task_status)
+
+    host, port = await nursery.start(run)
+    return host, port, stop
+
+
 async def test_events_raise_why_the_session_ended_unless_the_bot_left(db_path: Path) -> None:
     # A bot that iterates `events()` must not stop without a word when the daemon goes
     # away for good: like a socket read after the peer vanished, the iteration raises.
     config = ClientConfig(timeout=2.0, reconnect=False)
-    stop_daemon = trio.CancelScope()
-
-    async def run_daemon(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
-        with stop_daemon:
-            await serve("127.0.0.1", 0, db_path, TEST_CONFIG, task_status=task_status)
-
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            host, port = await nursery.start(run_daemon)
+            host, port, stop_daemon = await stoppable_daemon(nursery, db_path)
             await register_all(host, port, "alice", "bob")
             async with (
                 trio_chat.connect(host, port, "alice", PASSWORD, config=config) as alice,
@@ -177,15 +185,9 @@ async def test_requests_that_fail_together_raise_exceptions_of_their_own(db_path
     # receipt's showed the frames of every receipt awaited before it, and of `events()` in
     # another task): each place raises an exception of its own, with its own traceback.
     config = ClientConfig(timeout=2.0, reconnect=False)
-    stop_daemon = trio.CancelScope()
-
-    async def run_daemon(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
-        with stop_daemon:
-            await serve("127.0.0.1", 0, db_path, TEST_CONFIG, task_status=task_status)
-
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            host, port = await nursery.start(run_daemon)
+            host, port, stop_daemon = await stoppable_daemon(nursery, db_path)
             await register_all(host, port, "alice")
             async with trio_chat.connect(host, port, "alice", PASSWORD, config=config) as alice:
                 receipts = [alice.say_nowait(f"m{n}") for n in range(50)]
