@@ -43,6 +43,7 @@ from ..errors import (
     ProtocolError,
     RateLimited,
     ServerUnreachable,
+    Throttled,
     TooManySessions,
     UnknownUser,
     error_for,
@@ -69,6 +70,10 @@ from .requests import Handle, check_registration, rule_error
 KEEPALIVE_SPREAD = 0.25
 """Share of the keepalive interval over which connections spread their pings: each sends
 its own up to this much early, by a whole number of seconds (see `_keepalive_at`)."""
+THROTTLE_WAITED_OUT = 5.0
+"""Seconds at most a login told to wait (`throttled`, after failed ones from this address
+or for this account) waits by itself before it is sent again; a longer wait is the
+caller's to decide on, and is raised."""
 KEEPALIVE_PATIENCE = 0.25
 """Seconds a lone keepalive waits for its acknowledgement beyond the probe timeout before
 it goes again: a daemon answering the pings of thousands of sessions that came on the
@@ -485,6 +490,9 @@ class ClientConnection:
         self._auth = None
         if isinstance(error, Busy):
             self._reauth_at = now + (error.retry_after or 1.0)  # queued behind others
+        elif isinstance(error, Throttled) and (error.retry_after or 0.0) <= THROTTLE_WAITED_OUT:
+            # Not checked yet, only put off: a moment's wait, then the same password.
+            self._reauth_at = now + (error.retry_after or 1.0)
         elif error.code == "ticket_invalid" and self.ticket:
             self.ticket = ""  # expired, or from a daemon with another key: the password
             self._authenticate()
