@@ -253,10 +253,22 @@ async def test_ctrl_c_twice_stops_the_daemon_at_once(
             yield signum
 
     with caplog.at_level(logging.INFO, logger="trio_chat"):
-        await serve_cli._already_stopping(signals())
+        await serve_cli._already_stopping(signals(), signal.SIGINT)
     assert [r.getMessage() for r in caplog.records] == [
         "Already stopping (SIGTERM).",
         "Already stopping (SIGHUP).",
         "Stopping now (SIGINT again); what was not yet on disk was never acknowledged.",
+    ]
+    assert exits == [130]
+    # A stop that a `kill` began is not cut short by a Ctrl-C: sent together, the two
+    # may arrive in either order.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        await serve_cli._already_stopping(signals(), signal.SIGTERM)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Already stopping (SIGTERM).",
+        "Already stopping (SIGHUP).",
+        "Already stopping (SIGINT).",
+        "Already stopping (SIGINT).",
     ]
     assert exits == [130]

@@ -233,20 +233,22 @@ async def _serve_until_signal(
                     nursery.cancel_scope.cancel()
                     # Signals that come while the daemon stops ask for what it does:
                     # left unread, each would kill it once it stopped (status 143).
-                    stopping.start_soon(_already_stopping, signals)
+                    stopping.start_soon(_already_stopping, signals, signum)
                     break
             await trio.lowlevel.checkpoint()  # what came just now is read first
             stopping.cancel_scope.cancel()
 
 
-async def _already_stopping(signals: AsyncIterator[int]) -> None:
-    """Signals while the daemon stops: Ctrl-C again (a person at the terminal, tired of
-    waiting for a stop that hangs, on a disk that no longer answers, say) stops it at
-    once; nothing acknowledged is lost, since an answer goes out only once it is on disk.
-    Others (a `kill`, the terminal closing) ask for what it is doing already."""
+async def _already_stopping(signals: AsyncIterator[int], first: int) -> None:
+    """Signals while the daemon stops (after `first`): Ctrl-C again (a person at the
+    terminal, tired of waiting for a stop that hangs, on a disk that no longer answers,
+    say) stops it at once; nothing acknowledged is lost, since an answer goes out only
+    once it is on disk. Others ask for what it is doing already: a `kill`, the terminal
+    closing, and a Ctrl-C after another signal (sent together, two signals may arrive in
+    either order: Ctrl-C and then `kill` must not end it at once)."""
     async for signum in signals:
         name = signal.Signals(signum).name
-        if signum == signal.SIGINT:
+        if signum == first == signal.SIGINT:
             message = (
                 f"Stopping now ({name} again); what was not yet on disk was never acknowledged."
             )
