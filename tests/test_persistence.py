@@ -350,3 +350,26 @@ async def test_failures_not_logged_yet_are_told_as_the_daemon_stops(
     assert len(lines) == 2
     assert lines[0].startswith("could not write 1 change to the database")
     assert lines[1] == "stopping with 5 more commits failed since the line before"
+
+
+def test_a_disk_that_works_again_after_one_failure_is_told_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One failed commit, its line logged, then the disk works again: the log says so,
+    once the minute of that line is over, rather than leaving the failure as its last word."""
+    persistence, disk, clock, _reports = setup(tmp_path, FailingForAWhile)
+    persistence.add(account(1, "alice"))
+    with caplog.at_level(logging.INFO):
+        persistence.add(message(1, 1))
+        assert persistence.commit_here()
+        assert isinstance(disk, FailingForAWhile)
+        disk.broken = False
+        for n in range(2, 5):
+            clock.now += 30.0
+            persistence.add(account(1, "alice"))
+            persistence.add(message(n, 1))
+            assert persistence.commit_here()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith("could not write 2 changes to the database")
+    assert lines[1] == "the database is written again"

@@ -86,6 +86,8 @@ class Persistence:
         self._wake = trio.Event()
         self._failures_quiet_until = -float("inf")
         self._failures_unlogged = 0
+        self._recovery_untold = False
+        """A commit failed since the log last said the database is written."""
 
     @property
     def queued(self) -> int:
@@ -207,6 +209,7 @@ class Persistence:
         """One line, not a traceback (a full disk is the operator's to fix), and at most
         one a minute: a failing disk fails every commit, several a second."""
         now = self._clock()
+        self._recovery_untold = True
         if now < self._failures_quiet_until:
             self._failures_unlogged += 1
             return
@@ -221,18 +224,20 @@ class Persistence:
         )
 
     def _written_again(self) -> None:
-        """A commit went through after failures the log has not counted yet: they are
-        counted now (within the same one line a minute), not forgotten with the failure."""
-        if not self._failures_unlogged:
+        """A commit went through after failures: the log says so, with how many failed
+        since its last line (within the same one line a minute), so that a failure is
+        never the last word on a disk that works again."""
+        if not self._recovery_untold:
             return
         now = self._clock()
         if now < self._failures_quiet_until:
             return  # told with the next line, failure or not, once the minute is over
         unlogged, self._failures_unlogged = self._failures_unlogged, 0
+        self._recovery_untold = False
         self._failures_quiet_until = now + FAILURES_LOGGED_EVERY
-        log.error(
-            "the database is written again; %d more commits failed since the line before",
-            unlogged,
+        log.warning(  # shown wherever the failure was, at --log-level warning too
+            "the database is written again%s",
+            f"; {unlogged} more commits failed since the line before" if unlogged else "",
         )
 
     def _report(self, batch: Sequence[StoreOp], written: Written) -> None:
