@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import trio
 
 import trio_chat
@@ -523,3 +524,21 @@ def test_ctrl_z_stops_nothing_in_a_dumb_terminal_either() -> None:
     with LineTerminal().raw_mode():
         assert signal.getsignal(signal.SIGTSTP) is signal.SIG_IGN
     assert signal.getsignal(signal.SIGTSTP) == before
+
+
+async def test_a_dumb_terminal_refuses_a_line_that_is_not_utf8_as_a_pipe_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A terminal set to another encoding sends bytes that are not UTF-8: not said with
+    replacement characters nobody typed, but refused, and the next line read."""
+    read, write = os.pipe()
+    try:
+        os.write(write, b"caf\xe9 in latin-1\nthen in UTF-8: caf\xc3\xa9\n")
+        os.close(write)
+        terminal = LineTerminal(read)
+        with trio.fail_after(10):
+            assert await terminal.read() == "then in UTF-8: café"
+            assert await terminal.read() is None  # the end of input
+    finally:
+        os.close(read)
+    assert capsys.readouterr().out == "Not sent: the line is not UTF-8 text.\n"

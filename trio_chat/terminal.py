@@ -234,15 +234,19 @@ class LineTerminal:
         """Nothing to redraw: a lost connection is told in a line of its own."""
 
     async def read(self) -> str | None:
-        """The next line, or None at the end of input or after `stop()`."""
-        if self._stopping:
-            return None
-        with trio.CancelScope() as self._read:
-            raw = await self._reader.readline()
-        self._read = None
-        if self._stopping or not raw:
-            return None
-        return raw.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r")
+        """The next line, or None at the end of input or after `stop()`. A line that is
+        not UTF-8 is refused, as a pipe's is, and the next one read."""
+        while not self._stopping:
+            with trio.CancelScope() as self._read:
+                raw = await self._reader.readline()
+            self._read = None
+            if self._stopping or not raw:
+                return None
+            try:
+                return raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+            except UnicodeDecodeError:
+                self.show(((ERROR, "Not sent: the line is not UTF-8 text."),))
+        return None
 
     async def stop(self) -> None:
         """End the read in progress and any later one."""
