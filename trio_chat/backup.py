@@ -10,13 +10,11 @@ without its ticket key, every session would need its password again.
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from .keys import copy_secret, key_paths
+from .keys import copy_secret, key_paths, written_whole
 
 
 class BackupError(Exception):
@@ -80,9 +78,7 @@ def _within(name: object, folder: Path) -> bool:
 def _copy_database(database: Path, target: Path) -> tuple[int, int]:
     """Copy the database into `target` through a file of its own, checked before it
     takes the name; return how many accounts and messages the copy holds."""
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.new")
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-    try:
+    with written_whole(target) as (temporary, _fd):
         # Read-only: looking must never make a database, nor change the daemon's.
         # A URI names a path from the root: `--db chat.db` is the current folder's.
         source = sqlite3.connect(f"{database.absolute().as_uri()}?mode=ro", uri=True)
@@ -93,11 +89,4 @@ def _copy_database(database: Path, target: Path) -> tuple[int, int]:
                 raise sqlite3.DatabaseError(f"the copy is damaged ({check})")
             (accounts,) = copy.execute("SELECT count(*) FROM accounts").fetchone()
             (messages,) = copy.execute("SELECT count(*) FROM messages").fetchone()
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
     return int(accounts), int(messages)

@@ -32,6 +32,11 @@ class KeyFileError(Exception):
     """A key file that cannot be read, written or understood; the message says which."""
 
 
+def _reason(error: OSError) -> str:
+    """Why a file could not be used, as the end of a sentence."""
+    return (error.strerror or str(error)).lower()
+
+
 def _encode(key: bytes) -> str:
     return base64.b64encode(key).decode()
 
@@ -71,9 +76,7 @@ def _secret(path: Path) -> bytes:
         _write_whole(path, _encode(secret) + "\n")
         return secret
     except OSError as error:
-        raise KeyFileError(
-            f"Cannot use the key file {str(path)!r}: {(error.strerror or str(error)).lower()}."
-        ) from None
+        raise KeyFileError(f"Cannot use the key file {str(path)!r}: {_reason(error)}.") from None
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise KeyFileError(
             f"The key file {str(path)!r} is damaged; restore it, or remove it to make a new "
@@ -81,21 +84,27 @@ def _secret(path: Path) -> bytes:
         ) from None
 
 
-def _write_whole(path: Path, text: str) -> None:
-    """Write `path` (mode 0600) so that it is there whole or not at all: a file the disk
-    refused midway, or a crash left empty, would read as a damaged key at every start."""
+@contextlib.contextmanager
+def written_whole(path: Path) -> Iterator[tuple[Path, int]]:
+    """A new file beside `path` (mode 0600), and its descriptor, for the block to write;
+    once it has, the file is synced and takes `path`'s place, so that `path` is there
+    whole or not at all (a file the disk refused midway, or a crash left empty, would
+    read as a damaged key at every start). If the block fails, the file is removed.
+
+    Its name is one no one can guess, and it is made afresh: never written through a link
+    someone put there, nor taken away by another process writing `path` at once (two
+    clients trusting daemons on their first use, say).
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # A file of its own, made afresh under a name no one can guess: never written through
-    # a link someone put there, and not taken away by another process writing the same
-    # file at once (two clients trusting daemons on their first use, say).
     temporary = path.with_name(f"{path.name}.{secrets.token_hex(8)}.new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            os.fchmod(file.fileno(), 0o600)
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
+        try:
+            os.fchmod(fd, 0o600)
+            yield temporary, fd
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -110,6 +119,14 @@ def _write_whole(path: Path, text: str) -> None:
             raise
     finally:
         os.close(folder)
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write `text` to `path`, whole or not at all (`written_whole`)."""
+    with written_whole(path) as (_temporary, fd):
+        data = memoryview(text.encode("utf-8"))
+        while data:
+            data = data[os.write(fd, data) :]
 
 
 def copy_secret(source: Path, target: Path) -> None:
@@ -192,9 +209,7 @@ class KnownServers:
         except FileNotFoundError:
             return {}
         except OSError as error:
-            raise KeyFileError(
-                f"Cannot read {str(self.path)!r}: {(error.strerror or str(error)).lower()}."
-            ) from None
+            raise KeyFileError(f"Cannot read {str(self.path)!r}: {_reason(error)}.") from None
         except UnicodeDecodeError:
             raise KeyFileError(
                 f"The file {str(self.path)!r} is damaged (it is not text); remove it to "
@@ -250,9 +265,7 @@ class KnownServers:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             held = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as error:
-            raise KeyFileError(
-                f"Cannot write {str(self.path)!r}: {(error.strerror or str(error)).lower()}."
-            ) from None
+            raise KeyFileError(f"Cannot write {str(self.path)!r}: {_reason(error)}.") from None
         try:
             with contextlib.suppress(OSError):  # a file system without locks: as before
                 fcntl.flock(held, fcntl.LOCK_EX)
@@ -266,9 +279,7 @@ class KnownServers:
         try:
             _write_whole(self.path, text)
         except OSError as error:
-            raise KeyFileError(
-                f"Cannot write {str(self.path)!r}: {(error.strerror or str(error)).lower()}."
-            ) from None
+            raise KeyFileError(f"Cannot write {str(self.path)!r}: {_reason(error)}.") from None
 
 
 def checked_key(key: bytes) -> bytes:
