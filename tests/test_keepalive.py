@@ -45,11 +45,15 @@ PASSWORD = "keepalive-password"
 
 
 def logged_in(
-    driver: EngineDriver, name: str, address: tuple[str, int], via: tuple[str, int] | None
+    driver: EngineDriver,
+    name: str,
+    address: tuple[str, int],
+    via: tuple[str, int] | None,
+    config: ClientConfig | None = None,
 ) -> Peer:
     """A peer logged in from `address`, its socket reporting `via` as its own address."""
     driver.add_account(name, PASSWORD)
-    peer = Peer(driver, name, PASSWORD, address, login=False)
+    peer = Peer(driver, name, PASSWORD, address, login=False, config=config)
     peer.connection.local_address = via
     peer.login()
     peer.settle()
@@ -143,29 +147,14 @@ def test_a_keepalive_set_by_the_client_gives_way_to_a_shorter_one_the_daemon_ask
     # `serve --idle-timeout 9`: pinging every 10 s, the session would be closed for
     # silence every 9 s and come back, each time a leave and a join for everyone.
     driver = EngineDriver(ServerConfig(idle_timeout=9.0))
-    driver.add_account("alice", PASSWORD)
-    alice = Peer(
-        driver,
-        "alice",
-        PASSWORD,
-        ALICE,
-        config=ClientConfig(keepalive=10.0, reconnect=False, retry_rate_limited=False),
-    )
-    alice.settle()
+    own = functools.partial(ClientConfig, reconnect=False, retry_rate_limited=False)
+    alice = logged_in(driver, "alice", ALICE, via=None, config=own(keepalive=10.0))
     assert alice.connection.keepalive == 3.0
     live(driver, alice, 120)
     assert alice.sid in driver.engine.sessions
     assert alice.of_type(wire.Bye) == []
     # One set shorter than the daemon asks stays as it is.
-    driver.add_account("bob", PASSWORD)
-    bob = Peer(
-        driver,
-        "bob",
-        PASSWORD,
-        BOB,
-        config=ClientConfig(keepalive=2.0, reconnect=False, retry_rate_limited=False),
-    )
-    bob.settle()
+    bob = logged_in(driver, "bob", BOB, via=None, config=own(keepalive=2.0))
     assert bob.connection.keepalive == 2.0
 
 

@@ -128,11 +128,18 @@ def last_words(lines: list[str]) -> str:
     return lines[end - 1].rstrip()
 
 
+def tmux_config(folder: Path) -> Path:
+    """A tmux configuration that keeps a pane once its program ends (its exit status is
+    read from the screen), with no status line."""
+    config = folder / "tmux.conf"
+    config.write_text("set -g remain-on-exit on\nset -g status off\n", encoding="utf-8")
+    return config
+
+
 @asynccontextmanager
 async def room(tmp_path: Path) -> AsyncIterator[tuple[int, Tmux]]:
     """A daemon and a private tmux server (killed at the end, whatever happened)."""
-    config = tmp_path / "tmux.conf"
-    config.write_text("set -g remain-on-exit on\nset -g status off\n", encoding="utf-8")
+    config = tmux_config(tmp_path)
     async with trio.open_nursery() as nursery:
         address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", TEST_CONFIG)
         port: int = address[1]
@@ -437,8 +444,7 @@ async def test_prompts_ask_again_and_ctrl_c_at_a_prompt_leaves_quietly(tmp_path:
 async def test_what_is_typed_while_reconnecting_waits_visibly_and_nobody_joins_twice(
     tmp_path: Path,
 ) -> None:
-    config = tmp_path / "tmux.conf"
-    config.write_text("set -g remain-on-exit on\nset -g status off\n", encoding="utf-8")
+    config = tmux_config(tmp_path)
     with trio.fail_after(120):
         async with trio.open_nursery() as nursery:
             daemon = DaemonProcess(nursery, tmp_path / "chat.db")
@@ -477,8 +483,7 @@ async def test_what_is_typed_while_reconnecting_waits_visibly_and_nobody_joins_t
 
 
 async def test_leaving_with_a_message_unacknowledged_says_so(tmp_path: Path) -> None:
-    config = tmp_path / "tmux.conf"
-    config.write_text("set -g remain-on-exit on\nset -g status off\n", encoding="utf-8")
+    config = tmux_config(tmp_path)
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
             daemon = DaemonProcess(nursery, tmp_path / "chat.db")
