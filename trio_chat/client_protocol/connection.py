@@ -488,10 +488,11 @@ class ClientConnection:
 
     def _on_auth_refused(self, error: ChatError, now: float) -> None:
         self._auth = None
-        if isinstance(error, Busy):
-            self._reauth_at = now + (error.retry_after or 1.0)  # queued behind others
-        elif isinstance(error, Throttled) and (error.retry_after or 0.0) <= THROTTLE_WAITED_OUT:
-            # Not checked yet, only put off: a moment's wait, then the same password.
+        put_off = isinstance(error, Busy) or (  # queued behind others' checks
+            isinstance(error, Throttled) and (error.retry_after or 0.0) <= THROTTLE_WAITED_OUT
+        )
+        if put_off:
+            # Not checked, only put off: after the wait, the same password again.
             self._reauth_at = now + (error.retry_after or 1.0)
         elif error.code == "ticket_invalid" and self.ticket:
             self.ticket = ""  # expired, or from a daemon with another key: the password
