@@ -33,6 +33,9 @@ from .display import ERROR, Line, counted, fold, safe, to_ansi, to_plain
 LEAVE_WAIT = 5.0
 """On leaving, how long to wait for messages still on their way to be acknowledged."""
 
+NOT_UTF8 = "Not sent: the line is not UTF-8 text."
+"""Said of a line read from a pipe or a dumb terminal that is not UTF-8."""
+
 
 def wants_colour(output: Output | None = None) -> bool:
     """Whether the terminal (standard output's, by default) is to be shown colours: not
@@ -245,7 +248,7 @@ class LineTerminal:
             try:
                 return raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
             except UnicodeDecodeError:
-                self.show(((ERROR, "Not sent: the line is not UTF-8 text."),))
+                self.show(((ERROR, NOT_UTF8),))
         return None
 
     async def stop(self) -> None:
@@ -377,7 +380,7 @@ async def run_pipe(chat: ChatClient, fd: int) -> Outcome:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
-                room.refuse("Not sent: the line is not UTF-8 text.")
+                room.refuse(NOT_UTF8)
                 continue
             if not room.handle(line):
                 break
