@@ -42,6 +42,13 @@ from trio_chat.commands import (
         ("//etc/passwd is a path", Say("/etc/passwd is a path")),
         ("so/what", Say("so/what")),
         ("Exit now", Say("Exit now")),
+        # Caps lock or a habit from IRC, where commands are not case-sensitive.
+        ("EXIT", Quit()),
+        ("/QUIT", Quit()),
+        ("/Who", Who()),
+        ("/MSG bob hi", Whisper("bob", "hi")),
+        ("/HISTORY 5", ShowHistory(5)),
+        ("S/bob/hi", Say("S/bob/hi")),
     ],
 )
 def test_lines_mean_commands(line: str, command: Command) -> None:

@@ -62,7 +62,8 @@ class Invalid:
 
 Command = Say | Whisper | Who | ShowHistory | Help | Quit | Nothing | Invalid
 
-_QUIT = frozenset({"Exit", "exit", "/quit", "/exit", "/q"})
+_QUIT = frozenset({"exit", "/quit", "/exit", "/q"})
+"""Lines that leave, in any case: caps lock on, or IRC's habit (its commands ignore case)."""
 
 
 def _whisper(to: str, text: str, usage: str) -> Command:
@@ -78,7 +79,7 @@ def parse(line: str) -> Command:
     stripped = line.strip()
     if not stripped:
         return Nothing()
-    if stripped in _QUIT:
+    if stripped.lower() in _QUIT:
         return Quit()
     if line.startswith("s/"):
         to, slash, text = line[2:].partition("/")
@@ -89,7 +90,8 @@ def parse(line: str) -> Command:
         return Say(line[1:])
     if not line.startswith("/"):
         return Say(line)
-    word, _, rest = stripped.partition(" ")
+    typed, _, rest = stripped.partition(" ")
+    word = typed.lower()  # commands ignore case, as IRC's do
     rest = rest.strip()
     if word in ("/msg", "/m", "/w"):
         to, _, text = rest.partition(" ")
@@ -104,4 +106,4 @@ def parse(line: str) -> Command:
         return Invalid(f"Write /history N with N from 1 to {HISTORY_MAX}.")
     if word in ("/help", "/?", "/h"):
         return Help()
-    return Invalid(f"Unknown command {word}; /help lists the commands, //text says /text.")
+    return Invalid(f"Unknown command {typed}; /help lists the commands, //text says /text.")
