@@ -18,7 +18,8 @@ from trio_chat.backup import BackupError, back_up
 from trio_chat.cli import ExitCode
 from trio_chat.events import PublicMessage
 from trio_chat.keys import daemon_keys, daemon_public_key
-from trio_chat.store import SqliteStore
+from trio_chat.names import name_key
+from trio_chat.store import Account, SqliteStore
 from trio_chat.testing.daemon import CLI, DaemonProcess
 
 PASSWORD = "correct horse"
@@ -203,3 +204,31 @@ def test_a_folder_that_cannot_be_written_is_named_not_the_database(
     with pytest.raises(BackupError) as caught:
         back_up(database, folder)
     assert str(caught.value) == f"Cannot write into {folder}: permission denied."
+
+
+def test_backing_up_a_stopped_daemon_leaves_its_folder_as_it_was(tmp_path: Path) -> None:
+    # Reading a database in WAL mode makes its `-wal` and `-shm` files; a read-only
+    # reader cannot remove them as it leaves. They used to stay behind, empty.
+    database = tmp_path / "chat.db"
+    store = SqliteStore.open(database)
+    store.close()
+    daemon_keys(database)
+    before = sorted(path.name for path in tmp_path.iterdir())
+    made = back_up(database, tmp_path / "backups")
+    assert made.accounts == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([*before, "backups"])
+
+
+def test_a_running_daemons_log_is_left_to_it(tmp_path: Path) -> None:
+    database = tmp_path / "chat.db"
+    store = SqliteStore.open(database)
+    try:
+        daemon_keys(database)
+        back_up(database, tmp_path / "backups")
+        assert (tmp_path / "chat.db-wal").exists()
+        assert (tmp_path / "chat.db-shm").exists()
+        alice = Account(id=1, name="alice", key=name_key("alice"), password_hash="-", created="")
+        assert store.write([alice]) == []  # the daemon's log still takes its commits
+    finally:
+        store.close()
+    assert back_up(database, tmp_path / "backups").accounts == 1
