@@ -19,7 +19,8 @@ from trio_chat.cli import ExitCode
 from trio_chat.events import PublicMessage
 from trio_chat.keys import daemon_keys, daemon_public_key
 from trio_chat.names import name_key
-from trio_chat.store import Account, SqliteStore
+from trio_chat.records import Account
+from trio_chat.store import SqliteStore
 from trio_chat.testing.daemon import CLI, DaemonProcess
 
 PASSWORD = "correct horse"
