@@ -231,3 +231,32 @@ async def test_a_key_that_is_no_key_is_refused_as_such(
         damaged.write_bytes(b"\xff\xfe not text")
         with pytest.raises(trio_chat.KeyFileError, match="damaged"):
             await trio_chat.register(host, port, "alice", PASSWORD, known_servers=damaged)
+
+
+async def test_a_bot_that_does_not_read_events_keeps_only_the_newest(
+    daemon: tuple[str, int],
+) -> None:
+    # A bot that only posts never reads `events()`: everything the room said used to
+    # stay in its memory, for as long as it ran.
+    host, port = daemon
+    with trio.fail_after(20):
+        await register_all(host, port, "alice", "bob")
+        keeps_four = ClientConfig(timeout=2.0, events_kept=4)
+        async with (
+            trio_chat.connect(host, port, "bob", PASSWORD, config=keeps_four) as bob,
+            trio_chat.connect(host, port, "alice", PASSWORD) as alice,
+        ):
+            said = [await alice.say(f"m{n}") for n in range(10)]
+            await bob.who()  # answered after the messages stored before it reached bob
+            assert bob.events_waiting == 4
+            events = bob.events()
+            missed = await anext(events)
+            assert isinstance(missed, trio_chat.Missed)
+            # The login's History, alice's Joined and the first six messages.
+            assert missed.count == 8
+            kept = [await anext(events) for _ in range(4)]
+            assert kept == said[-4:]
+            # Read in time, nothing more is missed.
+            newest = await alice.say("m10")
+            assert await anext(events) == newest
+            assert bob.events_waiting == 0

@@ -15,6 +15,7 @@ from trio_chat.display import (
     joined_line,
     left_line,
     message_line,
+    missed_sentence,
     names_line,
     quoted,
     safe,
@@ -229,3 +230,10 @@ def test_a_quoted_name_shows_each_escape_once() -> None:
     assert quoted("bo\u200bb") == "'bo\\u200bb'"
     assert quoted("alice") == "'alice'"
     assert quoted("\x1b[2J") == "'\\x1b[2J'"
+
+
+def test_skipped_events_are_counted_and_history_named() -> None:
+    assert missed_sentence(1) == (
+        "Too much came in at once: 1 event skipped; /history shows the messages among them."
+    )
+    assert "12 events skipped" in missed_sentence(12)

@@ -37,6 +37,7 @@ from .client_protocol import (
     registration_result,
 )
 from .errors import ChatError, KeyChanged, ServerUnreachable
+from .event_buffer import EventBuffer
 from .events import ChatMessage, Event, PrivateMessage, PublicMessage
 from .keys import KnownServers, Trust, address_label, checked_key, parse_key
 from .noise import fingerprint
@@ -364,7 +365,7 @@ class ChatClient:
         self._wire: _Wire | None = None
         self._wait: trio.CancelScope | None = None
         self._changed = trio.Event()
-        self._events_in, self._events_out = trio.open_memory_channel[Event](math.inf)
+        self._events = EventBuffer(connection.config.events_kept)
 
     @property
     def name(self) -> str:
@@ -375,6 +376,11 @@ class ChatClient:
     def unread(self) -> int:
         """Private messages that waited for this account when it logged in."""
         return self.connection.unread
+
+    @property
+    def events_waiting(self) -> int:
+        """Events received and not yet read from `events()` (at most `config.events_kept`)."""
+        return len(self._events)
 
     @property
     def quiet(self) -> bool:
@@ -473,7 +479,7 @@ class ChatClient:
         as reading a socket whose peer vanished raises; a bot is never left waiting, nor
         let go without a word.
         """
-        async for event in self._events_out:
+        while (event := await self._events.get()) is not None:
             yield event
         failure = self.connection.failure
         if failure is not None and not self.connection.left:
@@ -518,9 +524,9 @@ class ChatClient:
         if self._wire is not None:
             self._wire.send(self.connection)
         while (event := self.connection.next_event()) is not None:
-            self._events_in.send_nowait(event)
+            self._events.put(event)
         if self.connection.closed:
-            self._events_in.close()
+            self._events.close()
         self._changed.set()
         self._changed = trio.Event()
         if self._wait is not None:

@@ -29,6 +29,7 @@ from .display import (
     joined_line,
     left_line,
     message_line,
+    missed_sentence,
     names_line,
     notice_line,
     pending_line,
@@ -42,6 +43,7 @@ from .events import (
     History,
     Joined,
     Left,
+    Missed,
     Notice,
     PrivateMessage,
     PublicMessage,
@@ -332,6 +334,8 @@ class Room:
             self.show(left_line(event, me))
         elif isinstance(event, Notice):
             self.show(notice_line(event.text, _now()))
+        elif isinstance(event, Missed):
+            self.show(notice_line(missed_sentence(event.count), _now()))
         elif isinstance(event, Disconnected):
             self.connected = False
             if self._caught_up.is_set():

@@ -238,6 +238,14 @@ def counted(count: int, one: str, many: str | None = None) -> str:
     return f"{count} {one if count == 1 else many or one + 's'}"
 
 
+def missed_sentence(count: int) -> str:
+    """What to say of events dropped because they came faster than they were shown."""
+    return (
+        f"Too much came in at once: {counted(count, 'event')} skipped; "
+        "/history shows the messages among them."
+    )
+
+
 def to_plain(line: Line) -> str:
     return "".join(text for _style, text in line)
 

@@ -83,6 +83,22 @@ class Reconnected(msgspec.Struct, frozen=True, gc=False):
     """The client logged in again after `Disconnected`; a `History` with what was missed follows."""
 
 
+class Missed(msgspec.Struct, frozen=True, gc=False):
+    """The program did not read `events()` in time: the oldest `count` unread events were
+    dropped to keep the newest (`ClientConfig.events_kept`). `history()` still has the
+    messages among them."""
+
+    count: int
+
+
 Event = (
-    PublicMessage | PrivateMessage | Joined | Left | History | Notice | Disconnected | Reconnected
+    PublicMessage
+    | PrivateMessage
+    | Joined
+    | Left
+    | History
+    | Notice
+    | Disconnected
+    | Reconnected
+    | Missed
 )

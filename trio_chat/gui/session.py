@@ -18,12 +18,14 @@ import trio
 from .. import commands
 from ..client import ChatClient, Receipt
 from ..conversation import Returns
+from ..display import missed_sentence
 from ..errors import ChatError, ConnectionLost, KeyChanged
 from ..events import (
     Disconnected,
     History,
     Joined,
     Left,
+    Missed,
     Notice,
     PrivateMessage,
     PublicMessage,
@@ -111,6 +113,8 @@ class RoomSession:
                 window.left(event)
             elif isinstance(event, Notice):
                 window.note(event.text)
+            elif isinstance(event, Missed):
+                window.note(missed_sentence(event.count))
             elif isinstance(event, Disconnected):
                 self._returns.lost(window.online.names)
                 window.set_link(Link.RECONNECTING, event.reason)

@@ -1,0 +1,81 @@
+"""`EventBuffer`: the events a program has not read, the newest `kept` of them."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from trio_chat.event_buffer import EventBuffer
+from trio_chat.events import Event, Missed, Notice
+
+
+def notices(*texts: str) -> list[Event]:
+    return [Notice(text) for text in texts]
+
+
+async def read_all(buffer: EventBuffer) -> list[Event]:
+    read: list[Event] = []
+    while (event := await buffer.get()) is not None:
+        read.append(event)
+    return read
+
+
+async def test_past_its_size_the_oldest_go_and_the_next_read_says_how_many() -> None:
+    buffer = EventBuffer(3)
+    for event in notices("a", "b", "c", "d", "e"):
+        buffer.put(event)
+    assert len(buffer) == 3
+    assert await buffer.get() == Missed(2)
+    assert await buffer.get() == Notice("c")
+    for event in notices("f", "g", "h"):  # "d" and "e" go: after "c", before "f"
+        buffer.put(event)
+    buffer.close()
+    assert await read_all(buffer) == [Missed(2), *notices("f", "g", "h")]
+
+
+async def test_readers_wait_for_events_and_share_them_in_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    buffer = EventBuffer(10)
+    got: dict[str, list[Event]] = {"one": [], "two": []}
+
+    async def reader(name: str) -> None:
+        while (event := await buffer.get()) is not None:
+            got[name].append(event)
+            await trio.sleep(1)  # busy with it meanwhile
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader, "one")
+        nursery.start_soon(reader, "two")
+        await trio.sleep(5)
+        assert got == {"one": [], "two": []}  # waiting, not spinning
+        for event in notices("a", "b", "c", "d"):
+            buffer.put(event)
+            await trio.sleep(0.5)
+        buffer.close()
+        buffer.put(Notice("after the end"))
+    both = sorted([*got["one"], *got["two"]], key=lambda e: e.text)  # type: ignore[union-attr]
+    assert both == notices("a", "b", "c", "d")
+    assert got["one"] and got["two"]
+
+
+async def test_a_waiting_read_can_be_cancelled_and_a_ready_one_is_a_checkpoint(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    buffer = EventBuffer(2)
+    with trio.move_on_after(1) as waited:
+        await buffer.get()
+    assert waited.cancelled_caught
+    buffer.put(Notice("a"))
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await buffer.get()
+    assert scope.cancelled_caught and len(buffer) == 1  # nothing taken by a cancelled read
+    with trio.testing.assert_checkpoints():
+        assert await buffer.get() == Notice("a")
+
+
+def test_a_buffer_must_keep_something() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        EventBuffer(0)
