@@ -471,6 +471,10 @@ class ChatClient:
         as the login's have. What this session sends is not yielded live (`say` and
         `whisper` return it), though a `History` may hold it.
 
+        Unread events wait, the newest `config.events_kept` of them: a program that falls
+        further behind (or never reads, as a bot that only posts) is given a `Missed` with
+        how many older ones went, where they were.
+
         One stream per client: each event is yielded once, so iterating again (after a
         `break`) goes on where the last iteration stopped, and tasks iterating at once
         share the events between them. Once the session has ended, it ends: quietly if
