@@ -16,7 +16,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import trio
 from prompt_toolkit import PromptSession
@@ -28,10 +28,12 @@ from prompt_toolkit.utils import is_dumb_terminal
 
 from .client import ChatClient
 from .conversation import Outcome, Room
-from .display import ERROR, Line, counted, fold, safe, to_ansi, to_plain
+from .display import DIM, ERROR, Line, counted, fold, safe, to_ansi, to_plain
 
 LEAVE_WAIT = 5.0
 """On leaving, how long to wait for messages still on their way to be acknowledged."""
+LEAVE_TOLD = 0.5
+"""How long leaving waits for the daemon's answers before it says it is waiting."""
 
 NOT_UTF8 = "Not sent: the line is not UTF-8 text."
 """Said of a line read from a pipe or a dumb terminal that is not UTF-8."""
@@ -258,11 +260,23 @@ class LineTerminal:
             self._read.cancel()
 
 
-async def _stop_on_signals(terminal: Terminal | LineTerminal) -> None:
+async def _on_signals(act: Callable[[], Awaitable[None]]) -> None:
+    """`act` on each Ctrl-C (outside the prompt, which reads it as a key), SIGTERM, SIGHUP."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for _ in signals:
-            await terminal.stop()
-            return
+            await act()
+
+
+async def _wait_to_leave(room: Room, show: Callable[[Line], None]) -> None:
+    """Wait up to `LEAVE_WAIT` for the daemon's answers; say so if it takes a while."""
+    with trio.move_on_after(LEAVE_TOLD):
+        await room.finish()
+        return
+    if count := room.unanswered:
+        what = counted(count, "message")
+        show(((DIM, f"Leaving once the daemon acknowledges {what} (Ctrl-C: leave now)."),))
+    with trio.move_on_after(LEAVE_WAIT - LEAVE_TOLD):
+        await room.finish()
 
 
 def _handle_typed(room: Room, typed: str) -> bool:
@@ -293,17 +307,27 @@ async def run_interactive(chat: ChatClient) -> Outcome:
         await room.show_events()
         await terminal.stop()
 
-    with terminal.raw_mode(), _quiet_asyncio(terminal.show):
+    leave = trio.CancelScope()
+
+    async def on_signal() -> None:
+        if room.leaving:
+            leave.cancel()  # asked again while leaving: stop waiting for the daemon
+        else:
+            await terminal.stop()
+
+    with _quiet_asyncio(terminal.show):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(events_then_stop)
             nursery.start_soon(room.run_results)
-            nursery.start_soon(_stop_on_signals, terminal)
-            while (typed := await terminal.read()) is not None and _handle_typed(room, typed):
-                pass
+            nursery.start_soon(_on_signals, on_signal)
+            with terminal.raw_mode():
+                while (typed := await terminal.read()) is not None and _handle_typed(room, typed):
+                    pass
+            # Out of raw mode, Ctrl-C is a signal again: pressed while leaving, it hurries.
             if room.fatal is None:
                 room.leaving = True
-                with trio.move_on_after(LEAVE_WAIT):
-                    await room.finish()
+                with leave:
+                    await _wait_to_leave(room, terminal.show)
                 if count := room.unanswered:
                     what = counted(count, "message")
                     they = "it" if count == 1 else "they"
