@@ -11,10 +11,10 @@ import trio
 import trio.testing
 
 from trio_chat.client import ChatClient
-from trio_chat.conversation import Room
+from trio_chat.conversation import RETURN_SETTLE, Room
 from trio_chat.display import Line, to_plain
 from trio_chat.errors import UnknownUser
-from trio_chat.events import Disconnected, Event, History, PublicMessage, Reconnected
+from trio_chat.events import Disconnected, Event, History, Joined, PublicMessage, Reconnected
 
 
 class _Answer:
@@ -28,6 +28,16 @@ class _Answer:
         await self.answered.wait()
         assert self.message is not None
         return self.message
+
+
+class _Names:
+    """A `who` answered at once."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    async def wait(self) -> list[str]:
+        return self.names
 
 
 class _Refused:
@@ -50,6 +60,8 @@ class _Chat:
     def __init__(self) -> None:
         self.events_in, self._events_out = trio.open_memory_channel[Event](16)
         self.answer = _Answer()
+        self.online: list[str] | None = None
+        """Who the daemon says is here, once the test says."""
 
     async def events(self) -> AsyncIterator[Event]:
         async for event in self._events_out:
@@ -61,8 +73,10 @@ class _Chat:
     def whisper_nowait(self, to: str, text: str) -> _Refused:
         return _Refused(f"There is no account named '{to}'.")
 
-    def who_nowait(self) -> _Answer:
-        return _Answer()  # never answered: the names are not what is looked at here
+    def who_nowait(self) -> _Answer | _Names:
+        if self.online is None:
+            return _Answer()  # never answered: the names are not what is looked at here
+        return _Names(list(self.online))
 
     async def drain(self) -> None:
         pass
@@ -92,14 +106,14 @@ async def type_while_away(chat: _Chat, room: Room) -> None:
 
 @asynccontextmanager
 async def room_on_screen(
-    *, interactive: bool = False
+    *, interactive: bool = False, within: float = 5
 ) -> AsyncIterator[tuple[_Chat, Room, list[Line]]]:
-    """A room showing what a stand-in client's events say, for at most 5 s; it finishes
-    once the block has closed the events."""
+    """A room showing what a stand-in client's events say, for at most `within` seconds;
+    it finishes once the block has closed the events."""
     shown: list[Line] = []
     chat = _Chat()
     room = Room(cast(ChatClient, chat), shown.append, lambda _text: None, interactive=interactive)
-    with trio.fail_after(5):
+    with trio.fail_after(within):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(room.show_events)
             nursery.start_soon(room.run_results)
@@ -155,3 +169,49 @@ async def test_a_refused_line_is_quoted_as_typed() -> None:
     assert [to_plain(line) for line in shown][-1] == (
         "Not sent to nobody ('it's in C:\\temp'): There is no account named 'nobody'."
     )
+
+
+def online_lines(shown: list[Line]) -> list[str]:
+    return [line for line in map(to_plain, shown) if line.startswith("Online")]
+
+
+async def test_who_is_here_after_an_outage_is_said_once_everyone_is_back() -> None:
+    """Everyone comes back within moments of a daemon restart, the first before the
+    rest: a `who` asked at once said "Online (1): alice", and as the returns of the
+    others are not news, nothing ever said they were back."""
+    async with room_on_screen(interactive=True) as (chat, _room, shown):
+        chat.online = ["alice", "bob", "carol"]
+        await chat.events_in.send(History((), more=False))
+        await trio.testing.wait_all_tasks_blocked()
+        assert online_lines(shown) == ["Online (3): alice, bob, carol"]
+        await chat.events_in.send(Disconnected("the daemon went away"))
+        await chat.events_in.send(Reconnected())
+        chat.online = ["alice"]
+        await chat.events_in.send(History((), more=False, resumed=True))
+        await trio.testing.wait_all_tasks_blocked()
+        chat.online = ["alice", "bob"]
+        await chat.events_in.send(Joined("bob", datetime.now(UTC)))
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(online_lines(shown)) == 1  # carol is not back yet
+        chat.online = ["alice", "bob", "carol"]
+        await chat.events_in.send(Joined("carol", datetime.now(UTC)))
+        await trio.testing.wait_all_tasks_blocked()
+        assert online_lines(shown)[1:] == ["Online (3): alice, bob, carol"]
+        assert not any("joined" in to_plain(line) for line in shown)  # returns, not news
+
+
+async def test_who_is_here_after_an_outage_is_said_in_time_if_someone_stays_away(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with room_on_screen(interactive=True, within=RETURN_SETTLE + 5) as (chat, _r, shown):
+        chat.online = ["alice", "bob"]
+        await chat.events_in.send(History((), more=False))
+        await trio.testing.wait_all_tasks_blocked()
+        await chat.events_in.send(Disconnected("the daemon went away"))
+        await chat.events_in.send(Reconnected())
+        chat.online = ["alice"]
+        await chat.events_in.send(History((), more=False, resumed=True))
+        await trio.sleep(RETURN_SETTLE - 1)
+        assert len(online_lines(shown)) == 1
+        await trio.sleep(2)
+        assert online_lines(shown)[1:] == ["Online (1): alice"]

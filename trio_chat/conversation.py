@@ -56,6 +56,9 @@ SHOWN_MEMORY = 10_000
 RETURN_WINDOW = 60.0
 """After an outage (a daemon restart, say) everyone comes back within moments: for this
 many seconds, the join of someone who was here before it is not shown as news."""
+RETURN_SETTLE = 10.0
+"""After an outage, how long the terminal waits for everyone who was here to be back
+before it says who is (at once if they all are)."""
 
 
 class Returns:
@@ -83,6 +86,10 @@ class Returns:
     def left(self, name: str) -> None:
         """Gone meanwhile: coming in again is news."""
         self._before.discard(name_key(name))
+
+    def away(self, me: str) -> bool:
+        """Whether anyone here before the outage, but `me`, has not come back (nor left)."""
+        return bool(self._before - {name_key(me)})
 
 
 Result = Callable[[], Awaitable[None]]
@@ -138,6 +145,10 @@ class Room:
         self._caught_up = trio.Event()
         self._caught_up.set()
         """Set while no history is owed: after an outage, once what was missed is shown."""
+        self._tasks: trio.Nursery | None = None
+        self._everyone_back: trio.Event | None = None
+        """While the terminal waits to say who is here after an outage: set once all are."""
+        self._asking_who = trio.CancelScope()
 
     @property
     def where(self) -> str:
@@ -278,6 +289,26 @@ class Room:
 
         self._later(answer)
 
+    async def _who_once_back(self) -> None:
+        """Say who is here after an outage, once everyone who was here before is back
+        (or `RETURN_SETTLE` has passed): everyone comes back within moments, and asked
+        at once, `who` would name only the first back, their returns not being news."""
+        self._asking_who.cancel()  # an outage before: its question goes with this one
+        with trio.CancelScope() as self._asking_who:
+            self._everyone_back = back = trio.Event()
+            if not self._returns.away(self.chat.name):
+                back.set()
+            with trio.move_on_after(RETURN_SETTLE):
+                await back.wait()
+            self._ask(self.chat.who_nowait, self._show_names)
+        self._everyone_back = None
+
+    def _came_back(self) -> None:
+        """Someone joined or left: after an outage, that may have been the last one away."""
+        back = self._everyone_back
+        if back is not None and not self._returns.away(self.chat.name):
+            back.set()
+
     def _show_names(self, names: list[str]) -> None:
         self.online = {name_key(name) for name in names}
         self.show(names_line(names, self.chat.name))
@@ -310,13 +341,19 @@ class Room:
     async def show_events(self) -> None:
         """Print everything that happens until the session ends; note why it ended."""
         try:
+            async with trio.open_nursery() as self._tasks:
+                await self._show_all_events()
+                self._tasks.cancel_scope.cancel()
+        finally:
+            self._caught_up.set()  # nothing more comes: nothing to wait for
+
+    async def _show_all_events(self) -> None:
+        try:
             async for event in self.chat.events():
                 self._show_event(event)
         except ChatError as failure:
             if not self.leaving:
                 self.fatal = failure
-        finally:
-            self._caught_up.set()  # nothing more comes: nothing to wait for
 
     def _show_event(self, event: Event) -> None:
         me = self.chat.name
@@ -328,10 +365,12 @@ class Room:
             self.online.add(name_key(event.name))
             if self._returns.is_news(event.name, trio.current_time()):
                 self.show(joined_line(event, me))
+            self._came_back()
         elif isinstance(event, Left):
             self.online.discard(name_key(event.name))
             self._returns.left(event.name)
             self.show(left_line(event, me))
+            self._came_back()
         elif isinstance(event, Notice):
             self.show(notice_line(event.text, _now()))
         elif isinstance(event, Missed):
@@ -343,6 +382,7 @@ class Room:
                 # for that event would wait for good.
                 self._caught_up = trio.Event()
             self._returns.lost(self.online)
+            self._asking_who.cancel()  # asked once back from this outage instead
             self.show(
                 notice_line(
                     f"Lost the connection to trio-chat at {self.where} ({event.reason}); "
@@ -378,8 +418,8 @@ class Room:
         self._caught_up.set()
         if self.interactive and event.resumed and fresh:
             self.show(heading_line("Now"))
-        if self.interactive and event.resumed:
-            self._ask(self.chat.who_nowait, self._show_names)  # who is here after the outage
+        if self.interactive and event.resumed and self._tasks is not None:
+            self._tasks.start_soon(self._who_once_back)
         if self.interactive and not event.resumed:
             self.show(
                 heading_line(
