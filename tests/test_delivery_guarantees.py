@@ -180,6 +180,42 @@ def test_messages_refused_as_too_fast_keep_their_order_when_refusals_cross_resen
     assert [handle for handle in bob._by_seq.values() if handle.kind == "say"] == []
 
 
+def test_a_message_refused_while_its_sender_was_cut_off_is_not_overtaken() -> None:
+    """Found by `test_delivery_properties`: alice's third message in a moment is refused
+    as too fast, and the refusal is lost as her network goes down for 12 s. Back, she
+    writes another, which reached the daemon more than `retry_after` + 10 s after the
+    refusal and was stored at once, before the refused one that she had not yet been
+    told to send again."""
+    weather = Conditions(loss=0.1, reorder=0.2, delay=0.002, jitter=0.001)
+    sim = Simulation(
+        1, config=ServerConfig(message_burst=2), client_config=ClientConfig(reconnect_delay_max=1.0)
+    )
+    clients = [sim.client(name) for name in ("alice", "bob", "carol")]
+    for n, client in enumerate(clients):
+        client.keepalive_lead = n / 3
+    sim.run_until(lambda: all(client.ready for client in clients), 10.0)
+    for label in sim.network.conditions:
+        sim.network.conditions[label] = weather
+    alice = clients[0]
+
+    def cut(seconds: float) -> None:
+        sim.network.conditions["alice"] = Conditions(loss=1.0)
+        sim.run(seconds)
+        sim.network.conditions["alice"] = weather
+
+    said = [alice.say("m1")]
+    cut(0.5)
+    said += [alice.say("m2"), alice.say("m3")]
+    sim.run(0.001)
+    said.append(alice.say("m4"))
+    sim.run(0.01)
+    cut(12.0)
+    said.append(alice.say("m5"))
+    sim.run_until(lambda: all(handle.done for handle in said), 60.0)
+    assert [handle.error for handle in said] == [None] * 5
+    assert [m.text for m in sim.driver.stored_messages()] == ["m1", "m2", "m3", "m4", "m5"]
+
+
 def senders(events: list[Event]) -> list[tuple[str, str]]:
     """(sender, text) of every message shown, live or in a history, in order."""
     return [(message.sender, message.text) for message in shown_messages(events)]

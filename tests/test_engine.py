@@ -560,6 +560,7 @@ def test_a_refused_message_never_sent_again_stops_holding_others_back() -> None:
     alice.send(wire.Say(text="given up", cid="c2"))
     (refused,) = alice.of_type(wire.ErrorFrame)
     assert refused.retry_after is not None
+    alice.flush(ack=True)  # the client has the refusal, as its acknowledgement says
     # Held back for `retry_after` plus 10 s; then the session's messages flow again.
     h.advance(refused.retry_after + 10.5)
     seq = alice.send(wire.Say(text="much later", cid="c3"))

@@ -198,6 +198,27 @@ def test_a_message_refused_as_too_fast_is_not_overtaken_by_later_ones() -> None:
     assert stored() == ["m0", "m1", "m2", "m3", "m6"]
 
 
+def test_a_refusal_its_sender_has_not_had_holds_later_messages_back_until_it_has() -> None:
+    """The refusal of a message as too fast was lost as the sender's network went down;
+    when it came back, 12 s later, its next message was taken before it heard of the
+    refusal: the refused message was presumed given up, and stored after the next."""
+    driver = EngineDriver(ServerConfig(message_rate=1.0, message_burst=2))
+    driver.add_account("chatty", "chatty-password")
+    resends = ClientConfig(reconnect=False, retry_rate_limited=True)
+    chatty = Peer(driver, "chatty", "chatty-password", HERE, config=resends)
+    said = [chatty.request(wire.Say(text=f"m{n}", cid=f"c{n}")) for n in range(3)]
+    for data in chatty.connection.datagrams_to_send(driver.now):
+        driver.receive(data, HERE)  # m2 is refused, and every answer lost on the way
+    driver.advance(12.0)
+    driver.inbox.pop(HERE, None)
+    said.append(chatty.request(wire.Say(text="m3", cid="c3")))
+    chatty.flush()  # m3 reaches the daemon before the refusal of m2 reaches the client
+    for _ in range(4):
+        chatty.settle(20)
+    assert all(handle.done and handle.error is None for handle in said)
+    assert [m.text for m in driver.stored_messages()] == ["m0", "m1", "m2", "m3"]
+
+
 def test_sessions_per_address_are_capped() -> None:
     driver = EngineDriver(ServerConfig(max_sessions_per_address=3))
     driver.add_account("many", "many-password")

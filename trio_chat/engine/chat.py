@@ -21,7 +21,11 @@ from .sessions import Session
 
 BLOCK_GRACE = 10.0
 """How long after it may come back a refused message holds back later ones (then it is
-presumed abandoned, and the session's messages flow again)."""
+presumed abandoned, and the session's messages flow again). It counts only once the
+client has the refusal (its link acknowledged it): a refusal lost on the way, while the
+client's network was down, gave it no chance to resend."""
+_REFUSED = "refused"
+"""The tag of a refusal as too fast on its way to the client (with the message's `cid`)."""
 NAMES_PART_BYTES = 700
 """Names per `names` frame: as many as fit this many bytes, so every frame fits."""
 
@@ -222,7 +226,8 @@ class Chat:
     def _may_send(self, session: Session, cid: str, now: float, seq: int) -> bool:
         """The per-session token bucket, keeping resent messages in their order."""
         blocked = session.blocked_cid
-        if blocked is not None and now > session.blocked_until + BLOCK_GRACE:
+        told = session.blocked_told
+        if blocked is not None and told and now > session.blocked_until + BLOCK_GRACE:
             blocked = None  # the client gave that message up
         if blocked is None or blocked == cid:
             wait = session.bucket.take(now)
@@ -230,10 +235,13 @@ class Chat:
                 session.blocked_cid = None
                 return True
             session.blocked_cid, session.blocked_until = cid, now + wait
+            session.blocked_told = False
+            tag: Hashable | None = (_REFUSED, cid)  # told once the client acknowledges it
         else:
             wait = max(session.bucket.wait(now), 0.001)
+            tag = None
         message = "You are sending too fast; slow down."
-        self._reply(session, error_frame("rate_limited", message, seq, round_up(wait)))
+        self._send(session, error_frame("rate_limited", message, seq, round_up(wait)), tag)
         return False
 
     def _acknowledge(self, session: Session, seq: int, message: Message) -> None:
@@ -280,8 +288,14 @@ class Chat:
             count += 1
         self._reply(session, wire.encode(wire.Ok(re=seq, count=count)))
 
-    def acknowledged(self, session: Session, tags: list[Hashable]) -> Effect | None:
-        """Frames a session acknowledged: private messages among them are delivered."""
+    def acknowledged(self, session: Session, tags: list[Hashable], now: float) -> Effect | None:
+        """Frames a session acknowledged: private messages among them are delivered, and
+        the refusal of a message as too fast has reached its client."""
+        if session.blocked_cid is not None and (_REFUSED, session.blocked_cid) in tags:
+            # The client may give the message up only from now: the grace counts from
+            # the later of this and the time it may come back.
+            session.blocked_told = True
+            session.blocked_until = max(session.blocked_until, now)
         delivered = [
             tag[1]
             for tag in tags

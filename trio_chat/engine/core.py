@@ -213,7 +213,7 @@ class ServerEngine:
             self._record(session)  # it moved, and its new address answered
         link = session.link
         if link.acked_tags:
-            effect = self.chat.acknowledged(session, link.acked_tags)
+            effect = self.chat.acknowledged(session, link.acked_tags, now)
             link.acked_tags = []
             if effect is not None:
                 self._effects.append(effect)

@@ -65,7 +65,9 @@ class Session:
     """The first message refused as too fast: until it comes again, later ones are refused
     too, so that the client's resends keep the order the messages were written in."""
     blocked_until: float = 0.0
-    """When the refused message may come back."""
+    """When the refused message may come back (and its client has been told so)."""
+    blocked_told: bool = False
+    """The client has acknowledged the refusal: until then it cannot have given up."""
     idle_timeout: float = 45.0
     """Closed after this long unheard: `ServerConfig.idle_timeout`, or, `direct`, the
     longer `direct_idle_timeout` (unless the idle timeout is longer still)."""
