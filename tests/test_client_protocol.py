@@ -140,6 +140,24 @@ def test_messages_refused_as_too_fast_are_resent_in_their_order() -> None:
     assert 12 / 5 - 1 <= sim.now <= 12 / 5 + 3  # paced by the daemon's rate, not stuck
 
 
+def test_questions_asked_after_messages_refused_as_too_fast_are_answered_after_them() -> None:
+    """`who` and `history` go "in order with what was sent before": asked after messages
+    the daemon refused as too fast (and took again later), their answers used to tell of
+    the room before those messages were in it."""
+    sim = Simulation(7, config=ServerConfig(message_rate=5.0, message_burst=3))
+    alice, bob = sim.client("alice"), sim.client("bob")
+    sim.run_until(lambda: alice.ready and bob.ready)
+    said = [alice.say(f"m{n}") for n in range(6)]
+    page = alice.history(2)
+    said.append(alice.say("m6"))
+    sim.run(0.05)  # the refusals are in: three messages wait to be sent again
+    asked_while_waiting = alice.history(1)
+    sim.run_until(lambda: page.done and asked_while_waiting.done and all_done(said), 10.0)
+    assert [message.text for message in page.result] == ["m4", "m5"]
+    assert [message.text for message in asked_while_waiting.result] == ["m6"]
+    assert heard(sim, "bob") == [f"m{n}" for n in range(7)]
+
+
 def test_an_idle_connection_pings_and_stays_in_session() -> None:
     sim = Simulation(8)
     alice = sim.client("alice")

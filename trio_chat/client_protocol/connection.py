@@ -131,6 +131,10 @@ def new_index() -> int:
 
 # Requests that need a channel only; all others wait until the session is logged in.
 _BEFORE_LOGIN = frozenset({"register", "login", "resume"})
+_QUESTIONS = frozenset({"who", "history", "raw"})
+_IN_TURN = frozenset({"say", "whisper"}) | _QUESTIONS
+"""Requests answered in the order they were made: a message refused as too fast holds
+back those after it (the daemon holds the messages, the client the questions)."""
 # Requests answered in parts before their `ok`: names, or messages.
 _LOGOUT = ("logout",)
 """The tag of a logout's frame: the daemon's acknowledgement of it ends the session."""
@@ -370,9 +374,9 @@ class ClientConnection:
         self._requests.append(handle)
         if handle.cid is not None:
             self._by_cid[handle.cid] = handle
-            if self._paused:
-                self._paused.append(handle)  # behind the messages waiting to be resent
-                return handle
+        if self._paused and handle.kind in _IN_TURN:
+            self._paused.append(handle)  # behind the messages waiting to be resent
+            return handle
         if self._link is not None and (self._logged_in or handle.kind in _BEFORE_LOGIN):
             self._transmit(handle)
         return handle
@@ -715,7 +719,7 @@ class ClientConnection:
             for handle in list(self._requests):
                 if handle.order < first or handle.done:
                     continue
-                if handle in paused or handle.cid is not None:
+                if handle in paused or handle.kind in _IN_TURN:
                     self._transmit(handle)
 
     # --- what the daemon sends -------------------------------------------------------------------
@@ -856,9 +860,15 @@ class ClientConnection:
         if retry and earlier:
             return  # the refusal of a copy sent before the one now on its way: that counts
         if retry:
-            # Wait, then resend it with every message written after it, in order.
+            # Wait, then resend it with every message written after it, in order. The
+            # questions asked after it are asked again then: answered now, they would
+            # tell of the room before it.
             self._by_seq.pop(handle.seq, None)
             self._paused.append(handle)
+            for later in self._requests:
+                if later.order > handle.order and later.kind in _QUESTIONS:
+                    self._by_seq.pop(later.seq, None)
+                    later.parts = []
             self._resume_at = max(self._resume_at, now + (frame.retry_after or 1.0))
             return
         self._finish(handle, error=error)
