@@ -483,29 +483,42 @@ async def test_what_is_typed_while_reconnecting_waits_visibly_and_nobody_joins_t
 
 
 @pytest.mark.parametrize("key", ["C-d", "C-c"])
-async def test_leaving_with_a_message_unacknowledged_says_so(tmp_path: Path, key: str) -> None:
-    """Leaving waits up to 5 s for the daemon's answers, and says so; Ctrl-C pressed
-    again stops the wait, and what went unacknowledged is still told."""
+async def test_leaving_waits_for_what_was_sent_until_ctrl_c(tmp_path: Path, key: str) -> None:
+    """Leaving waits for the daemon's answers, and says so: a daemon back meanwhile takes
+    what was typed (leaving used to give up after 5 s and exit 0, the message lost);
+    Ctrl-C stops the wait, what went unacknowledged is told, and the status is 130."""
     config = tmux_config(tmp_path)
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
             daemon = DaemonProcess(nursery, tmp_path / "chat.db")
             _host, port = await daemon.start()
             tmux = Tmux(f"trio-chat-leave-{os.getpid()}", config, cli_env(port))
+            told = r"Leaving once the daemon acknowledges 1 message \(Ctrl-C: leave now\)\."
+            with_password = {"TRIO_CHAT_PASSWORD": PASSWORD}
             try:
                 await trio_chat.register("127.0.0.1", port, "alice", PASSWORD)
                 await enter(tmux, "alice")
                 await daemon.kill()
-                await tmux.type("alice", "into the void")
+                await tmux.type("alice", "kept for later")
                 await tmux.press("alice", "Enter")
                 await tmux.press("alice", key)
-                told = r"Leaving once the daemon acknowledges 1 message \(Ctrl-C: leave now\)\."
                 await tmux.wait_line("alice", told)
-                if key == "C-c":
-                    await tmux.press("alice", "C-c")  # do not wait
+                await daemon.start(port)
                 assert await tmux.exit_status("alice") == 0
+                async with trio_chat.connect("127.0.0.1", port, "alice", PASSWORD) as alice:
+                    assert [m.text for m in await alice.history(5)] == ["kept for later"]
+
+                await tmux.start("again", "chat", "--name", "alice", env=with_password)
+                await tmux.wait("again", lambda ls: ls[-1] == "alice>", "the room again")
+                await daemon.kill()
+                await tmux.type("again", "into the void")
+                await tmux.press("again", "Enter")
+                await tmux.press("again", key)
+                await tmux.wait_line("again", told)
+                await tmux.press("again", "C-c")  # do not wait
+                assert await tmux.exit_status("again") == 130
                 # Out of the prompt, the terminal itself echoes the key as ^C.
-                assert last_words(await tmux.screen("alice")).removeprefix("^C") == (
+                assert last_words(await tmux.screen("again")).removeprefix("^C") == (
                     "Left with 1 message the daemon has not acknowledged; "
                     "it may not have been delivered."
                 )

@@ -103,6 +103,8 @@ class Outcome:
     """Why the session ended, if it ended without us leaving (the daemon refused us)."""
     refused: ChatError | None = None
     """The first request that was refused (a script's exit status tells of it)."""
+    unacknowledged: int = 0
+    """Messages the daemon had not acknowledged when the person left without waiting."""
 
 
 def _now() -> datetime:
@@ -270,7 +272,12 @@ class Room:
         self.show(line)
 
     def _ask(self, submit: Callable[[], Receipt], show: Callable[[Any], None]) -> None:
-        """Send a question now (in order with the messages before it); show its answer later."""
+        """Send a question now (in order with the messages before it); show its answer later.
+
+        Not once leaving: the answers are no longer shown (the room may come back while
+        the last messages wait for their answers, and would ask who is here)."""
+        if self.leaving:
+            return
         try:
             receipt = submit()
         except ChatError as error:

@@ -30,10 +30,9 @@ from .client import ChatClient
 from .conversation import Outcome, Room
 from .display import DIM, ERROR, Line, counted, fold, safe, to_ansi, to_plain
 
-LEAVE_WAIT = 5.0
-"""On leaving, how long to wait for messages still on their way to be acknowledged."""
 LEAVE_TOLD = 0.5
-"""How long leaving waits for the daemon's answers before it says it is waiting."""
+"""How long leaving waits for the daemon's answers before it says it is waiting (it
+waits until they come, or until Ctrl-C)."""
 
 NOT_UTF8 = "Not sent: the line is not UTF-8 text."
 """Said of a line read from a pipe or a dumb terminal that is not UTF-8."""
@@ -260,23 +259,23 @@ class LineTerminal:
             self._read.cancel()
 
 
-async def _on_signals(act: Callable[[], Awaitable[None]]) -> None:
+async def _on_signals(act: Callable[[int], Awaitable[None]]) -> None:
     """`act` on each Ctrl-C (outside the prompt, which reads it as a key), SIGTERM, SIGHUP."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-        async for _ in signals:
-            await act()
+        async for signum in signals:
+            await act(signum)
 
 
 async def _wait_to_leave(room: Room, show: Callable[[Line], None]) -> None:
-    """Wait up to `LEAVE_WAIT` for the daemon's answers; say so if it takes a while."""
+    """Wait for the daemon's answers, as long as they take (a daemon restarting takes
+    what was typed before it stopped); say so if it takes a while."""
     with trio.move_on_after(LEAVE_TOLD):
         await room.finish()
         return
     if count := room.unanswered:
         what = counted(count, "message")
         show(((DIM, f"Leaving once the daemon acknowledges {what} (Ctrl-C: leave now)."),))
-    with trio.move_on_after(LEAVE_WAIT - LEAVE_TOLD):
-        await room.finish()
+    await room.finish()
 
 
 def _handle_typed(room: Room, typed: str) -> bool:
@@ -309,11 +308,12 @@ async def run_interactive(chat: ChatClient) -> Outcome:
 
     leave = trio.CancelScope()
 
-    async def on_signal() -> None:
-        if room.leaving:
-            leave.cancel()  # asked again while leaving: stop waiting for the daemon
-        else:
-            await terminal.stop()
+    async def on_signal(signum: int) -> None:
+        if room.leaving or signum != signal.SIGINT:
+            # Ctrl-C again while leaving; or stopped (SIGTERM), or the terminal closed
+            # (SIGHUP), with nobody left to press it: do not wait for the daemon.
+            leave.cancel()
+        await terminal.stop()
 
     with _quiet_asyncio(terminal.show):
         async with trio.open_nursery() as nursery:
@@ -341,7 +341,7 @@ async def run_interactive(chat: ChatClient) -> Outcome:
                         )
                     )
             nursery.cancel_scope.cancel()
-    return Outcome(room.fatal, room.failed)
+    return Outcome(room.fatal, room.failed, room.unanswered if room.fatal is None else 0)
 
 
 # --- pipes -----------------------------------------------------------------------------------

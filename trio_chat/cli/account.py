@@ -240,6 +240,8 @@ def chat(
         raise chat_failure(outcome.ended, name)
     if outcome.refused is not None and not interactive:
         raise fail("Some lines were not sent (see above).", exit_code_for(outcome.refused))
+    if outcome.unacknowledged:
+        raise typer.Exit(ExitCode.INTERRUPTED)  # the room has said what may be lost
 
 
 def _tolerant_output() -> None:
