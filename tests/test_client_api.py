@@ -260,3 +260,25 @@ async def test_a_bot_that_does_not_read_events_keeps_only_the_newest(
             newest = await alice.say("m10")
             assert await anext(events) == newest
             assert bob.events_waiting == 0
+
+
+async def test_what_a_bot_leaves_unanswered_may_have_arrived_and_says_so(
+    daemon: tuple[str, int],
+) -> None:
+    # Raised out of the block, the bot does not wait for the answers; its receipts said
+    # "You logged out.", though the daemon had the messages and showed them to the room.
+    host, port = daemon
+    with trio.fail_after(20):
+        await register_all(host, port, "alice")
+        with pytest.raises(BotGaveUp):
+            async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+                receipts = [alice.say_nowait(f"m{n}") for n in range(5)]
+                raise BotGaveUp("enough")
+        failures: list[str] = []
+        for receipt in receipts:
+            try:
+                await receipt.wait()
+            except trio_chat.ConnectionLost as lost:
+                failures.append(str(lost))
+        assert failures, "every answer came before the block was left"
+        assert set(failures) == {"You left before the daemon answered; it may or may not have it."}

@@ -495,8 +495,9 @@ class ChatClient:
         While the session is up, each answer is awaited for at most `config.timeout`
         after the one before (the daemon answers a logout at once, but a message only once
         it is on disk: sent together, the message's answer would never come). What is
-        still unanswered then fails with `ConnectionLost`; so does everything at once
-        while the client is away logging in again.
+        still unanswered then fails with `ConnectionLost`, saying that the daemon may or
+        may not have it (do not send it again blindly: it may have been shown); so does
+        everything at once while the client is away logging in again.
         """
         if self.connection.closed:
             return

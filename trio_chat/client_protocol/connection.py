@@ -130,6 +130,8 @@ def new_index() -> int:
 
 
 # Requests that need a channel only; all others wait until the session is logged in.
+UNANSWERED_ON_LEAVING = "You left before the daemon answered; it may or may not have it."
+"""Why a request unanswered when the client left failed: the daemon may have acted on it."""
 _BEFORE_LOGIN = frozenset({"register", "login", "resume"})
 _QUESTIONS = frozenset({"who", "history", "raw"})
 _IN_TURN = frozenset({"say", "whisper"}) | _QUESTIONS
@@ -891,5 +893,8 @@ class ClientConnection:
         self.closed = True
         self.failure = failure
         self._handshake = None
+        if self._leaving:
+            # Not "You logged out.": what was sent may have arrived, and been stored.
+            failure = ConnectionLost(UNANSWERED_ON_LEAVING)
         for handle in list(self._requests):
             self._finish(handle, error=failure)
