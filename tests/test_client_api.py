@@ -8,6 +8,7 @@ import inspect
 import tomllib
 import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -282,3 +283,60 @@ async def test_what_a_bot_leaves_unanswered_may_have_arrived_and_says_so(
                 failures.append(str(lost))
         assert failures, "every answer came before the block was left"
         assert set(failures) == {"You left before the daemon answered; it may or may not have it."}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("timeout", 0.0),
+        ("timeout", float("nan")),
+        ("keepalive", -1.0),
+        ("keepalive", 0.0),
+        ("keepalive", float("inf")),
+        ("reconnect_delay_max", float("inf")),
+        ("events_kept", 0),
+    ],
+)
+def test_a_configuration_no_client_could_work_with_is_refused_when_made(
+    field: str, value: float
+) -> None:
+    # `keepalive=-1` made an idle client send 7,800 pings a second; the others failed
+    # later, inside `connect`, in another library's words.
+    changed: dict[str, Any] = {field: value}
+    with pytest.raises(ValueError, match=rf"^ClientConfig\.{field} must be "):
+        ClientConfig(**changed)
+
+
+async def test_arguments_of_the_wrong_type_are_refused_in_words_that_name_them(
+    daemon: tuple[str, int], tmp_path: Path
+) -> None:
+    host, port = daemon
+    with trio.fail_after(20):
+        await register_all(host, port, "alice")
+        wrong: list[tuple[str, dict[str, Any]]] = [
+            ("name", {"name": None}),
+            ("password", {"password": b"x" * 8}),
+            ("host", {"host": None}),
+            ("port", {"port": "1600"}),
+            ("server_key", {"server_key": 123}),
+        ]
+        for named, changed in wrong:
+            arguments: dict[str, Any] = {"host": host, "port": port, "name": "bob"}
+            arguments |= {"password": PASSWORD, **changed}
+            with pytest.raises(TypeError, match=rf"^{named} must be "):
+                await trio_chat.register(**arguments)
+        with pytest.raises(TypeError, match=r"^name must be "):
+            async with trio_chat.connect(host, port, b"alice", PASSWORD):  # type: ignore[arg-type]
+                pass
+        known = tmp_path / "known_servers"
+        async with trio_chat.connect(
+            host, port, "alice", PASSWORD, known_servers=str(known)
+        ) as alice:
+            assert known.exists()  # a path given as text is a path
+            with pytest.raises(TypeError, match=r"^text must be a str, not bytes"):
+                alice.say_nowait(b"hi")  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match=r"^text must be a str, not NoneType"):
+                await alice.say(None)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match=r"^to must be a str, not bytes"):
+                await alice.whisper(b"bob", "hi")  # type: ignore[arg-type]
+            assert (await alice.say("still here")).text == "still here"

@@ -35,6 +35,7 @@ from .client_protocol import (
     check_login,
     check_registration,
     registration_result,
+    require_type,
 )
 from .errors import ChatError, KeyChanged, ServerUnreachable
 from .event_buffer import EventBuffer
@@ -233,6 +234,21 @@ async def fetch_key(host: str, port: int, *, within: float = 2.5) -> bytes:
     return probe.key
 
 
+def _where_to_trust(
+    host: str, port: int, server_key: ServerKey, known_servers: Path | str | None
+) -> Path | None:
+    """Check the types of the arguments that say where the daemon is and which key it
+    has (`TypeError`, naming the argument); a `known_servers` given as text is a path."""
+    require_type("host", host, str)
+    require_type("port", port, int)
+    if server_key is not None:
+        require_type("server_key", server_key, (str, bytes))
+    if known_servers is not None:
+        require_type("known_servers", known_servers, (Path, str))
+        return Path(known_servers)
+    return None
+
+
 async def trust_server(
     host: str,
     port: int,
@@ -288,7 +304,7 @@ async def register(
     *,
     config: ClientConfig | None = None,
     server_key: ServerKey = None,
-    known_servers: Path | None = None,
+    known_servers: Path | str | None = None,
 ) -> str:
     """Create an account; return its name as the daemon keeps it. Raises `ChatError`s.
 
@@ -298,6 +314,7 @@ async def register(
     `config.timeout` and a quarter, or does not answer in time.
     """
     config = config or ClientConfig()
+    known_servers = _where_to_trust(host, port, server_key, known_servers)
     check_registration(name, password)
     trusted = await trust_server(host, port, server_key, known_servers=known_servers)
     where = address_label(host, port)
@@ -584,7 +601,7 @@ async def connect(
     config: ClientConfig | None = None,
     quiet: bool = False,
     server_key: ServerKey = None,
-    known_servers: Path | None = None,
+    known_servers: Path | str | None = None,
 ) -> AsyncIterator[ChatClient]:
     """Log in and enter the room; leaving the block logs out (`ChatClient.logout`: once
     what was sent has been answered). Raises `ChatError`s; an exception raised in the
@@ -594,6 +611,7 @@ async def connect(
     not enter the room (no history, no messages, no join or leave notice for others).
     `server_key` and `known_servers`: see `trust_server`.
     """
+    known_servers = _where_to_trust(host, port, server_key, known_servers)
     check_login(name, password)
     trusted = await trust_server(host, port, server_key, known_servers=known_servers)
     where = address_label(host, port)

@@ -23,6 +23,7 @@ from .requests import (
     check_login,
     check_registration,
     registration_result,
+    require_type,
     rule_error,
 )
 
@@ -41,5 +42,6 @@ __all__ = [
     "new_index",
     "parse_time",
     "registration_result",
+    "require_type",
     "rule_error",
 ]

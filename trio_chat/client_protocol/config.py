@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..reliability import LinkConfig
@@ -36,3 +37,21 @@ class ClientConfig:
     """Wait and resend a message the daemon refused as too fast, rather than failing. Off,
     the refusal (`RateLimited`) also holds back the messages sent after it for its
     `retry_after` and 10 s more: the daemon keeps them in order behind the refused one."""
+
+    def __post_init__(self) -> None:
+        _seconds("timeout", self.timeout)
+        if self.keepalive is not None:
+            _seconds("keepalive", self.keepalive)
+        _seconds("reconnect_delay_max", self.reconnect_delay_max)
+        if not isinstance(self.events_kept, int) or self.events_kept < 1:
+            raise ValueError(
+                f"ClientConfig.events_kept must be at least 1, not {self.events_kept!r}"
+            )
+
+
+def _seconds(name: str, value: float) -> None:
+    """Refuse a time no client could wait (nan, inf, zero or less), naming the field."""
+    if not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"ClientConfig.{name} must be a positive, finite number of seconds, not {value!r}"
+        )

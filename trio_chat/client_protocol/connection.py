@@ -65,7 +65,7 @@ from ..rules import RuleError, check_text, normalize_name
 from ..secure import Channel, SecureError
 from .config import ClientConfig
 from .messages import message_event, parse_time
-from .requests import Handle, check_registration, rule_error
+from .requests import Handle, check_registration, require_type, rule_error
 
 KEEPALIVE_SPREAD = 0.25
 """Share of the keepalive interval over which connections spread their pings: each sends
@@ -268,6 +268,7 @@ class ClientConnection:
 
     def whisper(self, to: str, text: str) -> Handle:
         """A private message to an account (online or not)."""
+        require_type("to", to, str)
         self._check_text(text)
         to = normalize_name(to)  # the daemon compares names so: the same account
         if len(to) > wire.NAME_FIELD_MAX:  # more than the daemon reads: no account has it
@@ -363,6 +364,7 @@ class ClientConnection:
         return list(self._requests)
 
     def _check_text(self, text: str) -> None:
+        require_type("text", text, str)
         try:
             check_text(text)
         except RuleError as error:

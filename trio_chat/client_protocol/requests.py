@@ -45,9 +45,19 @@ def check_sendable_password(name: str, password: str) -> None:
         )
 
 
+def require_type(what: str, value: object, kind: type | tuple[type, ...]) -> None:
+    """`TypeError` naming the argument, for a value of the wrong type (a program's
+    mistake, not something the daemon could refuse)."""
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise TypeError(f"{what} must be a {names}, not {type(value).__name__}")
+
+
 def check_login(name: str, password: str) -> None:
     """Raise a `ChatError` for a login that cannot be sent: `UnknownUser` for a name that
     no account has and no frame carries, or see `check_sendable_password`."""
+    require_type("name", name, str)
+    require_type("password", password, str)
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -60,6 +70,8 @@ def check_login(name: str, password: str) -> None:
 def check_registration(name: str, password: str) -> None:
     """Raise the `ChatError` the daemon would answer for a name or password it refuses,
     or that no login could carry (`check_sendable_password`)."""
+    require_type("name", name, str)
+    require_type("password", password, str)
     try:
         check_name(name)
         check_password(password)
