@@ -49,6 +49,8 @@ from trio_chat.commands import (
         ("/MSG bob hi", Whisper("bob", "hi")),
         ("/HISTORY 5", ShowHistory(5)),
         ("S/bob/hi", Say("S/bob/hi")),
+        ("/quit see you tomorrow", Quit()),  # IRC's /quit takes a parting message
+        ("/q bye", Quit()),
     ],
 )
 def test_lines_mean_commands(line: str, command: Command) -> None:

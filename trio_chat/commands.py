@@ -93,6 +93,8 @@ def parse(line: str) -> Command:
     typed, _, rest = stripped.partition(" ")
     word = typed.lower()  # commands ignore case, as IRC's do
     rest = rest.strip()
+    if word in _QUIT:
+        return Quit()  # with a parting word, as IRC's /quit takes (not said: nobody sees it)
     if word in ("/msg", "/m", "/w"):
         to, _, text = rest.partition(" ")
         return _whisper(to, text.strip(), "/msg name message")
