@@ -85,7 +85,10 @@ def serve_command(
     idle_timeout: Annotated[
         float,
         typer.Option(
-            help="Seconds of silence after which a session is closed (clients ping 3 times in it)."
+            help="Seconds of silence after which a session is closed (clients ping 3 times in "
+            "it). At 45 s or more, a client reaching the daemon without address translation "
+            "on the way (on its own machine or network) pings once a minute instead, and is "
+            "closed after 180 s of silence, or after this if longer."
         ),
     ] = 45.0,
     notice_limit: Annotated[
