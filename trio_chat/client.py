@@ -496,9 +496,12 @@ class ChatClient:
         `break`) goes on where the last iteration stopped, and tasks iterating at once
         share the events between them. Once the session has ended, it ends: quietly if
         this client left (`logout`, or leaving `connect`'s block), else by raising why
-        (`failure`: `ConnectionLost` if the daemon went away for good, `KeyChanged`, ...),
-        as reading a socket whose peer vanished raises; a bot is never left waiting, nor
-        let go without a word.
+        (`failure`: `KeyChanged`, `ConnectionLost`, ...), as reading a socket whose peer
+        vanished raises. A daemon that goes away does not end the session by default:
+        `Disconnected` says so, and the client keeps trying to come back for as long as
+        the program runs (a bot that should give up instead uses
+        `ClientConfig(reconnect=False)`, and gets `ConnectionLost`, or puts its own
+        timeout around the wait after `Disconnected`).
         """
         while (event := await self._events.get()) is not None:
             yield event
