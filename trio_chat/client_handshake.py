@@ -24,7 +24,8 @@ def key_changed(where: str, expected: bytes, found: bytes) -> KeyChanged:
     return KeyChanged(
         f"The daemon at {where} has the key {fingerprint(found)}, not the trusted "
         f"{fingerprint(expected)}; if it was changed on purpose, trust the new one "
-        "(see `trio-chat trust --help`), else someone may be in the middle."
+        "(see `trio-chat trust --help`, or give the new one as the server key), else "
+        "someone may be in the middle."
     )
 
 
