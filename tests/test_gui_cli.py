@@ -63,6 +63,19 @@ def test_without_a_display_the_gui_says_so() -> None:
     assert result.stderr.startswith("There is no display to open a window on")
 
 
+def test_a_display_that_does_not_answer_is_told_before_qt_starts() -> None:
+    # A stale DISPLAY (an ssh session's, gone): Qt ended the process with SIGABRT (134).
+    env = {key: value for key, value in os.environ.items() if key not in ("WAYLAND_DISPLAY",)}
+    env |= {"DISPLAY": ":9817", "QT_QPA_PLATFORM": ""}
+    command = [sys.executable, "-m", "trio_chat", "gui"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "The display :9817 (DISPLAY) does not answer; check that its X server runs and "
+        "that you may use it, or use `trio-chat chat` in a terminal instead.\n"
+    )
+
+
 def test_qt_x11_plugin_problems_are_told_before_qt_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -53,3 +53,28 @@ def check(qt_directory: Path) -> None:
             raise GuiUnavailable(
                 f"Qt's X11 support {needs}; on Debian or Ubuntu: apt install {X11_PACKAGES}."
             ) from None
+    display = environ.get("DISPLAY", "")
+    if uses_x11(environ) and display and not x_server_answers(display):
+        raise GuiUnavailable(
+            f"The display {display} (DISPLAY) does not answer; check that its X server runs "
+            "and that you may use it, or use `trio-chat chat` in a terminal instead."
+        )
+
+
+def x_server_answers(display: str) -> bool:
+    """Whether the X server of `display` takes a connection, as Qt's X11 plugin opens
+    one (libxcb): Qt ends the process (SIGABRT) when it cannot. True if libxcb is not
+    there to ask (the plugin check tells of that)."""
+    try:
+        xcb = ctypes.CDLL("libxcb.so.1")
+    except OSError:
+        return True
+    xcb.xcb_connect.restype = ctypes.c_void_p
+    xcb.xcb_connect.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    xcb.xcb_connection_has_error.argtypes = [ctypes.c_void_p]
+    xcb.xcb_disconnect.argtypes = [ctypes.c_void_p]
+    connection = xcb.xcb_connect(display.encode(), None)
+    try:
+        return bool(xcb.xcb_connection_has_error(connection) == 0)
+    finally:
+        xcb.xcb_disconnect(connection)
