@@ -1524,12 +1524,29 @@ def test_messages_past_a_burst_of_20_are_refused_then_5_a_second_are_taken() -> 
 
 
 def test_a_refused_message_not_sent_again_holds_others_back_for_10_seconds_more() -> None:
+    """10 s past the later of `retry_after` and the client's acknowledgement of the
+    refusal (section 8: a refusal lost on the way gave the client no chance to resend)."""
     driver = daemon()
     alice = member(driver, "alice")
     for n in range(20):
         say(alice, f"m{n}", f"c{n}")
     refused = say(alice, "given up", "c-given-up")
+    alice.acknowledge()  # within the ack delay, as a client must: it has the refusal
     driver.advance(refused["retry_after"] + 9.8)
+    assert say(alice, "later", "c-later")["code"] == "rate_limited"
+    driver.advance(0.3)
+    assert say(alice, "later", "c-later")["t"] == "ok"
+
+
+def test_a_refusal_the_client_has_not_acknowledged_holds_others_back_until_it_has() -> None:
+    driver = daemon()
+    alice = member(driver, "alice")
+    for n in range(20):
+        say(alice, f"m{n}", f"c{n}")
+    refused = say(alice, "refused", "c-refused")  # not acknowledged: as if lost on the way
+    driver.advance(refused["retry_after"] + 12.0)
+    assert say(alice, "later", "c-later")["code"] == "rate_limited"  # carries the ack
+    driver.advance(9.8)
     assert say(alice, "later", "c-later")["code"] == "rate_limited"
     driver.advance(0.3)
     assert say(alice, "later", "c-later")["t"] == "ok"
