@@ -15,6 +15,7 @@ from trio_chat.conversation import RETURN_SETTLE, Room
 from trio_chat.display import Line, to_plain
 from trio_chat.errors import UnknownUser
 from trio_chat.events import Disconnected, Event, History, Joined, PublicMessage, Reconnected
+from trio_chat.terminal import wait_to_leave
 
 
 class _Answer:
@@ -215,3 +216,34 @@ async def test_who_is_here_after_an_outage_is_said_in_time_if_someone_stays_away
         assert len(online_lines(shown)) == 1
         await trio.sleep(2)
         assert online_lines(shown)[1:] == ["Online (1): alice"]
+
+
+async def test_who_is_here_after_an_outage_is_said_at_once_if_everyone_is_back_already() -> None:
+    """Back after the others, nobody's join comes (they entered before): the answer to
+    `who` is what tells that everyone is here."""
+    async with room_on_screen(interactive=True) as (chat, _room, shown):
+        chat.online = ["alice", "bob", "carol"]
+        await chat.events_in.send(History((), more=False))
+        await trio.testing.wait_all_tasks_blocked()
+        await chat.events_in.send(Disconnected("the daemon went away"))
+        await chat.events_in.send(Reconnected())
+        await chat.events_in.send(History((), more=False, resumed=True))
+        await trio.testing.wait_all_tasks_blocked()
+        assert online_lines(shown)[1:] == ["Online (3): alice, bob, carol"]
+
+
+async def test_leaving_while_a_question_waits_says_what_it_waits_for(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Only `/who` unanswered, the daemon away: leaving waited, silent, for good."""
+    shown: list[Line] = []
+    room = Room(cast(ChatClient, _Chat()), shown.append, lambda _text: None, interactive=True)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(room.run_results)
+        room.handle("/who")  # never answered
+        with trio.move_on_after(60):
+            await wait_to_leave(room, shown.append)
+        nursery.cancel_scope.cancel()
+    assert [to_plain(line) for line in shown] == [
+        "Leaving once the daemon answers (Ctrl-C: leave now)."
+    ]

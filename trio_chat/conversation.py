@@ -87,6 +87,10 @@ class Returns:
         """Gone meanwhile: coming in again is news."""
         self._before.discard(name_key(name))
 
+    def here(self, names: Iterable[str]) -> None:
+        """These people are in the room (a `who` said so): back already."""
+        self._before.difference_update(name_key(name) for name in names)
+
     def away(self, me: str) -> bool:
         """Whether anyone here before the outage, but `me`, has not come back (nor left)."""
         return bool(self._before - {name_key(me)})
@@ -298,16 +302,24 @@ class Room:
 
     async def _who_once_back(self) -> None:
         """Say who is here after an outage, once everyone who was here before is back
-        (or `RETURN_SETTLE` has passed): everyone comes back within moments, and asked
-        at once, `who` would name only the first back, their returns not being news."""
+        (or `RETURN_SETTLE` has passed): everyone comes back within moments, and the
+        first back would be told only of itself, the others' returns not being news.
+        Asked at once, `who` tells of those back before this client (whose joins it is
+        not sent); the joins and leaves after it tell of the rest."""
         self._asking_who.cancel()  # an outage before: its question goes with this one
         with trio.CancelScope() as self._asking_who:
             self._everyone_back = back = trio.Event()
-            if not self._returns.away(self.chat.name):
-                back.set()
-            with trio.move_on_after(RETURN_SETTLE):
-                await back.wait()
-            self._ask(self.chat.who_nowait, self._show_names)
+            try:
+                names: list[str] = await self.chat.who_nowait().wait()
+            except ChatError:
+                return  # lost again: the next return asks
+            self._returns.here(names)
+            if self._returns.away(self.chat.name):
+                with trio.move_on_after(RETURN_SETTLE):
+                    await back.wait()
+                self._ask(self.chat.who_nowait, self._show_names)
+            elif not self.leaving:
+                self._show_names(names)
         self._everyone_back = None
 
     def _came_back(self) -> None:

@@ -224,15 +224,10 @@ class LineTerminal:
         for row in fold(line, shutil.get_terminal_size().columns):
             _write_plain(row)
 
-    @contextlib.contextmanager
-    def raw_mode(self) -> Iterator[None]:
+    def raw_mode(self) -> contextlib.AbstractContextManager[None]:
         """The terminal edits the line itself, and its Ctrl-Z (SIGTSTP) is ignored: a
         stopped client would leave the session in the room, with nobody reading it."""
-        before = signal.signal(signal.SIGTSTP, signal.SIG_IGN)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTSTP, before)
+        return _ignoring(signal.SIGTSTP)
 
     def refresh(self) -> None:
         """Nothing to redraw: a lost connection is told in a line of its own."""
@@ -266,16 +261,25 @@ async def _on_signals(act: Callable[[int], Awaitable[None]]) -> None:
             await act(signum)
 
 
-async def _wait_to_leave(room: Room, show: Callable[[Line], None]) -> None:
+async def wait_to_leave(room: Room, show: Callable[[Line], None]) -> None:
     """Wait for the daemon's answers, as long as they take (a daemon restarting takes
     what was typed before it stopped); say so if it takes a while."""
     with trio.move_on_after(LEAVE_TOLD):
         await room.finish()
         return
-    if count := room.unanswered:
-        what = counted(count, "message")
-        show(((DIM, f"Leaving once the daemon acknowledges {what} (Ctrl-C: leave now)."),))
+    count = room.unanswered
+    what = f"acknowledges {counted(count, 'message')}" if count else "answers"
+    show(((DIM, f"Leaving once the daemon {what} (Ctrl-C: leave now)."),))
     await room.finish()
+
+
+@contextlib.contextmanager
+def _ignoring(signum: int) -> Iterator[None]:
+    before = signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signum, before)
 
 
 def _handle_typed(room: Room, typed: str) -> bool:
@@ -324,10 +328,11 @@ async def run_interactive(chat: ChatClient) -> Outcome:
                 while (typed := await terminal.read()) is not None and _handle_typed(room, typed):
                     pass
             # Out of raw mode, Ctrl-C is a signal again: pressed while leaving, it hurries.
+            # Ctrl-Z is one too, and stopped, the client would wait in the room for good.
             if room.fatal is None:
                 room.leaving = True
-                with leave:
-                    await _wait_to_leave(room, terminal.show)
+                with leave, _ignoring(signal.SIGTSTP):
+                    await wait_to_leave(room, terminal.show)
                 if count := room.unanswered:
                     what = counted(count, "message")
                     they = "it" if count == 1 else "they"

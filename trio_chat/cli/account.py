@@ -134,6 +134,15 @@ def login(
         _echo_line(line)
 
 
+class _LeftNow(Exception):
+    """The person left without waiting for the daemon's answers: `connect`'s block is left
+    by an exception, which says goodbye and waits for nothing."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
 async def _enter(
     host: str,
     port: int,
@@ -145,8 +154,14 @@ async def _enter(
 ) -> Outcome:
     config = ClientConfig(keepalive=keepalive)
     if interactive:
-        async with connect(host, port, name, password, server_key=key, config=config) as chat:
-            return await run_interactive(chat)
+        try:
+            async with connect(host, port, name, password, server_key=key, config=config) as chat:
+                outcome = await run_interactive(chat)
+                if outcome.unacknowledged:
+                    raise _LeftNow(outcome)  # asked not to wait: no logout's wait either
+                return outcome
+        except _LeftNow as left:
+            return left.outcome
     # A script stopped by Ctrl-C, SIGTERM or SIGHUP (unless run under `nohup`) leaves the
     # room and exits 130, rather than staying in it, silent, until the daemon gives up on
     # it. They are taken by one task, so that none lands halfway through the start of another.

@@ -129,9 +129,9 @@ def new_index() -> int:
     return secrets.randbelow(2**32 - 1) + 1
 
 
-# Requests that need a channel only; all others wait until the session is logged in.
 UNANSWERED_ON_LEAVING = "You left before the daemon answered; it may or may not have it."
 """Why a request unanswered when the client left failed: the daemon may have acted on it."""
+# Requests that need a channel only; all others wait until the session is logged in.
 _BEFORE_LOGIN = frozenset({"register", "login", "resume"})
 _QUESTIONS = frozenset({"who", "history", "raw"})
 _IN_TURN = frozenset({"say", "whisper"}) | _QUESTIONS
@@ -209,7 +209,8 @@ class ClientConnection:
         self._by_cid: dict[str, Handle] = {}
         self._submitted = 0
         self._paused: list[Handle] = []
-        """Messages refused as too fast, and those written after them: resent together."""
+        """Messages refused as too fast, and the messages and questions after them: sent
+        again together, in order."""
         self._resume_at = 0.0
         self._backlog: deque[ChatMessage] = deque(maxlen=SEEN_MEMORY)
         """The history sent on login, until its `ready`: the newest `SEEN_MEMORY` of it."""
