@@ -7,7 +7,7 @@ import trio
 import trio.testing
 
 from trio_chat.event_buffer import EventBuffer
-from trio_chat.events import Event, Missed, Notice
+from trio_chat.events import Disconnected, Event, History, Missed, Notice
 
 
 def notices(*texts: str) -> list[Event]:
@@ -79,3 +79,21 @@ async def test_a_waiting_read_can_be_cancelled_and_a_ready_one_is_a_checkpoint(
 def test_a_buffer_must_keep_something() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         EventBuffer(0)
+
+
+async def test_what_says_how_the_session_goes_is_kept_and_what_went_is_told_where_it_was() -> None:
+    # A History, Disconnected or Reconnected dropped would leave a reader (the terminal)
+    # waiting for history that never comes, or showing a session as lost for good.
+    buffer = EventBuffer(3)
+    history = History((), more=False)
+    for event in [history, *notices("a", "b"), Disconnected("gone"), *notices("c", "d")]:
+        buffer.put(event)
+    assert len(buffer) == 3
+    buffer.close()
+    assert await read_all(buffer) == [
+        history,
+        Missed(2),  # "a" and "b"
+        Disconnected("gone"),
+        Missed(1),  # "c"
+        Notice("d"),
+    ]

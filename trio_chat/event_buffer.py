@@ -3,41 +3,63 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Final
 
 import trio
 
-from .events import Event, Missed
+from .events import Disconnected, Event, History, Missed, Reconnected
+
+_KEPT: Final = (History, Disconnected, Reconnected)
+"""Events never dropped: a reader waits for the `History` after `Reconnected`, and shows
+a session as lost until it is told otherwise. They are rare (one of each per outage)."""
 
 
 class EventBuffer:
     """A queue of events from the connection to `events()` that keeps the newest `kept`.
 
     A program that never reads (a bot that only posts) would otherwise keep everything the
-    room says for as long as it runs. Past `kept` the oldest unread event goes; the next
-    read is then a `Missed` with how many went (they were older than every event still
-    here, and newer than every event read, so that is where they were)."""
+    room says for as long as it runs. Past `kept` the oldest unread message, join, leave or
+    notice goes, and a `Missed` takes its place (or counts it, next to one already there),
+    so that a reader learns how many went, and where."""
 
     def __init__(self, kept: int) -> None:
         if kept < 1:
             raise ValueError(f"events_kept must be at least 1, not {kept}")
         self._kept = kept
         self._events: deque[Event] = deque()
-        self._missed = 0
+        self._count = 0
+        """Events waiting, the `Missed` among them not counted."""
         self._closed = False
         self._lot = trio.lowlevel.ParkingLot()
 
     def __len__(self) -> int:
         """Events waiting to be read (a `Missed` not counted)."""
-        return len(self._events)
+        return self._count
 
     def put(self, event: Event) -> None:
         if self._closed:
             return
-        if len(self._events) >= self._kept:
-            self._events.popleft()
-            self._missed += 1
         self._events.append(event)
+        self._count += 1
+        if self._count > self._kept:
+            self._drop_oldest()
         self._lot.unpark_all()
+
+    def _drop_oldest(self) -> None:
+        events = self._events
+        at = next(
+            (i for i, event in enumerate(events) if not isinstance(event, (*_KEPT, Missed))),
+            None,
+        )
+        if at is None:
+            return  # only events that are kept: a few more than `kept`, then
+        before = events[at - 1] if at else None
+        if isinstance(before, Missed):
+            events[at - 1] = Missed(before.count + 1)
+            del events[at]
+        else:
+            events[at] = Missed(1)
+        self._count -= 1
 
     def close(self) -> None:
         """No more events come: readers get what is here, then the end."""
@@ -48,16 +70,14 @@ class EventBuffer:
         """The next event, waiting for one if need be; None once closed and read out."""
         await trio.lowlevel.checkpoint_if_cancelled()
         parked = False
-        while not (self._missed or self._events or self._closed):
+        while not (self._events or self._closed):
             await self._lot.park()
             parked = True
-        event: Event | None
-        if self._missed:
-            event, self._missed = Missed(self._missed), 0
-        elif self._events:
+        event: Event | None = None
+        if self._events:
             event = self._events.popleft()
-        else:
-            event = None
+            if not isinstance(event, Missed):
+                self._count -= 1
         if not parked:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return event
