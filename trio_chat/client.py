@@ -611,7 +611,8 @@ async def connect(
     block leaves it at once, as itself (not inside an exception group).
 
     With `quiet`, only look: the session can ask `who()` and sees `unread`, but it does
-    not enter the room (no history, no messages, no join or leave notice for others).
+    not enter the room (no history: its `History` is empty, and its `more` says nothing;
+    no messages, no join or leave notice for others).
     `server_key` and `known_servers`: see `trust_server`.
     """
     known_servers = _where_to_trust(host, port, server_key, known_servers)
