@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.test_hostile_daemon import TS, HostileDaemon
 from trio_chat import wire
 from trio_chat.client_protocol import ClientConfig
@@ -214,6 +216,28 @@ def test_a_message_refused_while_its_sender_was_cut_off_is_not_overtaken() -> No
     sim.run_until(lambda: all(handle.done for handle in said), 60.0)
     assert [handle.error for handle in said] == [None] * 5
     assert [m.text for m in sim.driver.stored_messages()] == ["m1", "m2", "m3", "m4", "m5"]
+
+
+@pytest.mark.parametrize(("seed", "after"), [(0, 0.05), (1, 0.3), (2, 1.0), (3, 0.05)])
+def test_a_program_that_blocks_its_loop_while_messages_wait_to_be_resent_keeps_their_order(
+    seed: int, after: float
+) -> None:
+    """A bot's `time.sleep(15)` in Trio code while messages refused as too fast wait:
+    for more than the daemon's 10 s of grace nothing is resent. The daemon has had every
+    frame sent before (its refusals acknowledge them), so the first message it reads
+    afterwards is the refused one, sent again first: the grace over, it is stored, and
+    those after it follow in order."""
+    weather = Conditions(loss=0.2, delay=0.005, jitter=0.002)
+    sim = Simulation(seed, weather, config=ServerConfig(message_rate=5.0, message_burst=3))
+    alice, bob = sim.client("alice"), sim.client("bob")
+    sim.run_until(lambda: alice.ready and bob.ready)
+    said = [alice.say(f"m{n}") for n in range(8)]
+    sim.run(after)  # refusals in (and acknowledged), or some resent already
+    sim.stall_client("alice", 15.0)
+    said += [alice.say(f"m{n}") for n in range(8, 10)]
+    sim.run_until(lambda: all(handle.done for handle in said), 120.0)
+    assert [handle.error for handle in said] == [None] * 10
+    assert [m.text for m in sim.driver.stored_messages()] == [f"m{n}" for n in range(10)]
 
 
 def senders(events: list[Event]) -> list[tuple[str, str]]:

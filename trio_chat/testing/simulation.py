@@ -63,6 +63,9 @@ class Simulation:
         self.up = True
         self.stalled = False
         self._waiting: list[tuple[bytes, str]] = []
+        self.stalled_clients: dict[str, list[bytes]] = {}
+        """Clients that run nothing (a program blocking its own event loop), and what
+        reached them meanwhile."""
         self.restarts = 0
 
     @property
@@ -142,6 +145,17 @@ class Simulation:
         self._waiting.clear()
         self._step()
 
+    def stall_client(self, label: str, seconds: float) -> None:
+        """The client runs nothing for `seconds` (its program blocked its event loop: a
+        `time.sleep` in Trio code); what reached it is then read in the order it came."""
+        self.stalled_clients[label] = []
+        self.run(seconds)
+        waiting = self.stalled_clients.pop(label)
+        connection = self.clients[label]
+        for data in waiting:
+            connection.receive_datagram(data, self.now)
+        self._step()
+
     def run(self, seconds: float) -> None:
         """Let `seconds` pass, delivering datagrams and firing timers on both sides."""
         self._until(lambda: False, self.now + seconds)
@@ -163,7 +177,11 @@ class Simulation:
 
     def _next_deadline(self) -> float | None:
         times = [self.network.next_arrival()]
-        times += [connection.next_timer() for connection in self.clients.values()]
+        times += [
+            connection.next_timer()
+            for label, connection in self.clients.items()
+            if label not in self.stalled_clients
+        ]
         if self.up and not self.stalled:
             times.append(self.driver.engine.next_timer())
         known = [t for t in times if t is not None]
@@ -173,7 +191,9 @@ class Simulation:
         """Deliver what has arrived, fire what is due, send what that produced."""
         now = self.now
         for destination, data, source in self.network.arrivals(now):
-            if destination != DAEMON:
+            if destination in self.stalled_clients:
+                self.stalled_clients[destination].append(data)
+            elif destination != DAEMON:
                 self.clients[destination].receive_datagram(data, now)
             elif self.stalled:
                 self._waiting.append((data, source))
@@ -181,9 +201,9 @@ class Simulation:
                 self.driver.deliver(data, self._addresses[source])
             else:
                 self.clients[source].connection_refused(now)
-        for connection in self.clients.values():
+        for label, connection in self.clients.items():
             deadline = connection.next_timer()
-            if deadline is not None and deadline <= now:
+            if deadline is not None and deadline <= now and label not in self.stalled_clients:
                 connection.handle_timer(now)
         if self.up and not self.stalled:
             deadline = self.driver.engine.next_timer()
@@ -193,6 +213,8 @@ class Simulation:
 
     def _flush(self) -> None:
         for label, connection in self.clients.items():
+            if label in self.stalled_clients:
+                continue
             for data in connection.datagrams_to_send(self.now):
                 self.network.send(DAEMON, data, self.now, source=label)
             while (event := connection.next_event()) is not None:
