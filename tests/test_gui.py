@@ -82,6 +82,27 @@ async def test_sign_in_say_and_hear(daemon: tuple[str, int], tmp_path: Path, qtb
 
 
 @gui_test
+async def test_lines_pasted_at_once_go_one_by_one(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    # They went as one message, its line breaks shown to everyone as "\n".
+    with trio.fail_after(20):
+        async with bob_and_the_window(daemon, tmp_path / "gui.json") as (bob, app):
+            window = await signed_in(app, "alice")
+            editor = window.composer.editor
+            QApplication.clipboard().setText("line one\r\nline two\n\ns/bob/line three\n")
+            editor.paste()
+            press(editor, Qt.Key.Key_Return)
+            await until(lambda: lines_with(window, "alice: line two"), "the second line")
+            await until(lambda: lines_with(window, "alice: line three", "bob"), "the whisper")
+            said = [m.text for m in await received(bob)]
+            assert said[-3:] == ["line one", "line two", "line three"]
+            assert editor.text() == ""
+            press(editor, Qt.Key.Key_Up)
+            assert editor.text() == "s/bob/line three"
+
+
+@gui_test
 async def test_private_tabs_both_ways_with_unread_counts(
     daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
 ) -> None:

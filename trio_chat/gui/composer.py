@@ -64,17 +64,21 @@ class Composer(QWidget):
         self.setFocusProxy(self.editor)
 
     def submit(self) -> None:
-        """Send what is typed, unless it is too long to send (then it stays, marked)."""
-        line = self.editor.text()
-        if not line.strip():
+        """Send what is typed, unless it is too long to send (then it stays, marked).
+
+        Several lines pasted at once go one by one, as if typed, as in the terminal:
+        not one message whose line breaks everyone would see as `\\n`."""
+        lines = [line for line in self.editor.text().splitlines() if line.strip()]
+        if not lines:
             return
-        size = budget(line)
-        if size is not None and size.over:
+        if any((size := budget(line)) is not None and size.over for line in lines):
             self._show_budget()
             return
-        self.recall.add(line)
+        for line in lines:
+            self.recall.add(line)
         self.editor.clear()
-        self.submitted.emit(line)
+        for line in lines:
+            self.submitted.emit(line)
 
     def _show_budget(self) -> None:
         size: Budget | None = budget(self.editor.text())

@@ -75,8 +75,11 @@ class Budget:
 
 
 def budget(line: str) -> Budget | None:
-    """How much of the limit the message in a typed line uses (None: the line is no message)."""
-    command = commands.parse(line)
-    if isinstance(command, commands.Say | commands.Whisper):
-        return Budget(text_size(command.text))
-    return None
+    """How much of the limit the message in a typed line uses (None: the line is no
+    message); of several lines pasted at once, the largest."""
+    sizes = [
+        text_size(command.text)
+        for command in map(commands.parse, line.splitlines() or [line])
+        if isinstance(command, commands.Say | commands.Whisper)
+    ]
+    return Budget(max(sizes)) if sizes else None
