@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QLabel, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
 import trio_chat
@@ -258,6 +258,22 @@ async def test_a_daemon_restart_loses_nothing_and_shows_nothing_twice(
                     "sending…  alice: while it is down 2 ✓",
                 ]
                 assert window.composer.editor.isEnabled()
+                # Closing now would lose them: asked, and kept open (it closed, silently).
+                asked: list[str] = []
+
+                def keep_them() -> None:
+                    box = QApplication.activeModalWidget()
+                    assert isinstance(box, QMessageBox)
+                    asked.append(box.text())
+                    box.button(QMessageBox.StandardButton.Cancel).click()
+
+                QTimer.singleShot(0, keep_them)
+                window.close()
+                assert asked == [
+                    "2 lines you typed have not reached the daemon, which is away; they go "
+                    "out once it is back. Leave anyway, and lose them?"
+                ]
+                assert window.isVisible()
                 bob.say_nowait("bob while it is down")
 
                 await daemon.start(port)

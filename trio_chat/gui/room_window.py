@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMessageBox,
     QSplitter,
     QTabBar,
     QTabWidget,
@@ -28,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from .. import commands
-from ..display import safe, safe_name, same_name
+from ..display import counted, safe, safe_name, same_name
 from ..events import ChatMessage, History, Joined, Left, PrivateMessage
 from ..rules import name_key
 from . import rows
@@ -562,7 +563,25 @@ class RoomWindow(QMainWindow):
         self.status_dot.setAccessibleName(self.link.value)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self.link is Link.RECONNECTING and self.waiting and not self._leave_anyway():
+            event.ignore()  # they go out once the daemon is back
+            return
         if self._about is not None:
             self._about.close()
         self.closed.emit()
         super().closeEvent(event)
+
+    def _leave_anyway(self) -> bool:
+        """Asked on closing while lines wait for a daemon that is away: closed, the
+        window would take them with it."""
+        one = self.waiting == 1
+        answer = QMessageBox.question(
+            self,
+            "Leave trio-chat?",
+            f"{counted(self.waiting, 'line')} you typed {'has' if one else 'have'} not "
+            f"reached the daemon, which is away; {'it goes' if one else 'they go'} out once "
+            f"it is back. Leave anyway, and lose {'it' if one else 'them'}?",
+            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Discard
