@@ -398,3 +398,27 @@ def test_the_window_says_when_what_was_missed_is_more_than_it_was_shown(
     assert room is not None
     notes = [row.plain for row in room.rows if "missed while away" in row.plain]
     assert len(notes) == 1 and notes[0].endswith(f"  {said}")
+
+
+def test_what_was_missed_in_private_is_told_apart_from_the_room(qtbot: QtBot) -> None:
+    # "2 messages were missed while away; they are in their places above": one of them
+    # was in bob's tab, not above.
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    at = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    missed = (
+        PublicMessage(7, at, "bob", "missed 7"),
+        PrivateMessage(8, at, "bob", "alice", "just for you"),
+    )
+    window.show_history(History(missed, more=False, resumed=True))
+    room = window.model("")
+    assert room is not None
+    notes = [
+        row.plain.split("  ", 1)[-1]
+        for row in room.rows
+        if "meanwhile" in row.plain or "away" in row.plain
+    ]
+    assert notes == [
+        "1 message was missed while away; it is in its place above.",
+        "1 private message came meanwhile, in its tab.",
+    ]

@@ -434,15 +434,20 @@ class RoomWindow(QMainWindow):
         room = self._conversations[ROOM].model
         if event.resumed:
             fresh = [message for message in event.messages if self._add(message, counts=True)]
-            if fresh:
-                count = len(fresh)
+            private = sum(1 for message in fresh if isinstance(message, PrivateMessage))
+            count = len(fresh) - private  # the room's, shown in it
+            if count:
                 missed = f"{count} messages were" if count > 1 else "1 message was"
                 if event.more:  # the daemon sent only the newest of them
                     latest = f"the latest {count} are" if count > 1 else "the latest is"
                     self.note(f"More than {missed} missed while away; {latest} above.")
                 else:
-                    self.note(f"{missed} missed while away; they are in their places above.")
-            else:
+                    where = "they are in their places" if count > 1 else "it is in its place"
+                    self.note(f"{missed} missed while away; {where} above.")
+            if private:
+                where = "their tabs" if private > 1 else "its tab"
+                self.note(f"{counted(private, 'private message')} came meanwhile, in {where}.")
+            if not fresh:
                 self.note("Nothing was missed meanwhile.")
             return
         for message in event.messages:
