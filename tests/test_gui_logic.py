@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from PySide6.QtGui import QAction
 from pytestqt.qtbot import QtBot
 
 import trio_chat
@@ -422,3 +423,17 @@ def test_what_was_missed_in_private_is_told_apart_from_the_room(qtbot: QtBot) ->
         "1 message was missed while away; it is in its place above.",
         "1 private message came meanwhile, in its tab.",
     ]
+
+
+def test_the_windows_help_tells_the_commands_as_the_window_obeys_them(qtbot: QtBot) -> None:
+    # It showed the terminal's: "/history [n]" (the window scrolls instead) and "Ctrl-D
+    # and Ctrl-C leave too" (in the window they do not).
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    (commands_action,) = [a for a in window.findChildren(QAction) if a.text() == "&Commands"]
+    commands_action.trigger()
+    room = window.model("")
+    assert room is not None
+    shown = [row.plain.strip() for row in room.rows]
+    assert "Exit, /quit          close the window (Ctrl+Q)" in shown
+    assert not any("Ctrl-D" in line or "/history [n]" in line for line in shown)

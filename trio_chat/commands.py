@@ -1,4 +1,5 @@
-"""What a line typed in the room means: a pure parser, shared by the terminal and pipes."""
+"""What a line typed in the room means: a pure parser, shared by the terminal, pipes and
+the window (each with its own help: `HELP`, `WINDOW_HELP`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,17 @@ Commands:
   //text               say text that starts with a /
   /help                this list
   Exit, /quit          leave the room (Ctrl-D and Ctrl-C leave too)"""
+
+WINDOW_HELP = """\
+Commands:
+  text                 say it here: in the room, or to this tab's person only
+  s/name/message       say it to name only, in their tab (also: /msg name message)
+  /who                 who is online
+  /history             older messages: scroll up, they load as you reach the top
+  //text               say text that starts with a /
+  /help                this list (F1)
+  Exit, /quit          close the window (Ctrl+Q)"""
+"""The same commands as the window obeys them (it has no terminal's Ctrl-D, and scrolls)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -205,7 +205,7 @@ class RoomWindow(QMainWindow):
         self.tabs.setCurrentIndex((self.tabs.currentIndex() + by) % count)
 
     def _show_commands(self) -> None:
-        self.show_info(self.current_key, commands.HELP.splitlines())
+        self.show_info(self.current_key, commands.WINDOW_HELP.splitlines())
 
     def show_about(self) -> None:
         if self._about is not None:

@@ -148,7 +148,7 @@ class RoomSession:
         elif isinstance(command, commands.Invalid):
             window.note(command.message, key)
         elif isinstance(command, commands.Help):
-            window.show_info(key, commands.HELP.splitlines())
+            window.show_info(key, commands.WINDOW_HELP.splitlines())
         elif isinstance(command, commands.Say):
             self.send(person, command.text)
         elif isinstance(command, commands.Whisper):
