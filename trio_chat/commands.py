@@ -74,8 +74,9 @@ class Invalid:
 
 Command = Say | Whisper | Who | ShowHistory | Help | Quit | Nothing | Invalid
 
-_QUIT = frozenset({"exit", "/quit", "/exit", "/q"})
-"""Lines that leave, in any case: caps lock on, or IRC's habit (its commands ignore case)."""
+_QUIT = frozenset({"/quit", "/exit", "/q"})
+"""Commands that leave (with a parting word or not, as IRC's /quit takes one); like every
+command, in any case: caps lock on, or IRC's habit (its commands ignore case)."""
 
 
 def _whisper(to: str, text: str, usage: str) -> Command:
@@ -91,7 +92,7 @@ def parse(line: str) -> Command:
     stripped = line.strip()
     if not stripped:
         return Nothing()
-    if stripped.lower() in _QUIT:
+    if stripped.lower() == "exit":  # the student client's word: alone on its line
         return Quit()
     if line.startswith("s/"):
         to, slash, text = line[2:].partition("/")
@@ -106,7 +107,7 @@ def parse(line: str) -> Command:
     word = typed.lower()  # commands ignore case, as IRC's do
     rest = rest.strip()
     if word in _QUIT:
-        return Quit()  # with a parting word, as IRC's /quit takes (not said: nobody sees it)
+        return Quit()  # a parting word is not said: nobody would see it
     if word in ("/msg", "/m", "/w"):
         to, _, text = rest.partition(" ")
         return _whisper(to, text.strip(), "/msg name message")

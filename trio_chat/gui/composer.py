@@ -68,10 +68,12 @@ class Composer(QWidget):
 
         Several lines pasted at once go one by one, as if typed, as in the terminal:
         not one message whose line breaks everyone would see as `\\n`."""
-        lines = [line for line in self.editor.text().splitlines() if line.strip()]
+        text = self.editor.text()
+        lines = [line for line in text.splitlines() if line.strip()]
         if not lines:
             return
-        if any((size := budget(line)) is not None and size.over for line in lines):
+        size = budget(text)  # of several lines, the largest message
+        if size is not None and size.over:
             self._show_budget()
             return
         for line in lines:
