@@ -55,11 +55,11 @@ def back_up(database: Path, folder: Path) -> Backup:
         target = folder / database.name
         if target.exists() and target.samefile(database):
             raise BackupError(f"{folder} holds the database itself; back it up elsewhere.")
-        logs = [database.with_name(database.name + suffix) for suffix in ("-wal", "-shm")]
-        made = [log for log in logs if not log.exists()]
+        wal, shm = (database.with_name(database.name + suffix) for suffix in ("-wal", "-shm"))
+        made = [log for log in (wal, shm) if not log.exists()]
         accounts, messages = _copy_database(database, target)
         if made:
-            _remove_unused(database, made)
+            _remove_unused(database, wal, made)
         copies = [folder / key.name for key in keys]
         for key, copy in zip(keys, copies, strict=True):
             copy_secret(key, copy)
@@ -81,7 +81,7 @@ def _within(name: object, folder: Path) -> bool:
     return isinstance(name, str | Path) and Path(name).parent == folder
 
 
-def _remove_unused(database: Path, made: list[Path]) -> None:
+def _remove_unused(database: Path, wal: Path, made: list[Path]) -> None:
     """Remove the write-ahead log files reading `database` made, if no daemon has it:
     a read-only reader cannot remove them as it leaves, and they would stay, empty."""
     with contextlib.suppress(OSError):
@@ -90,7 +90,6 @@ def _remove_unused(database: Path, made: list[Path]) -> None:
             # A daemon locks its database while it runs (`SqliteStore.open`): the log
             # is then its own. Unlocked, the log is empty: only this reader had it.
             fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            wal = database.with_name(database.name + "-wal")
             if wal not in made or wal.stat().st_size == 0:
                 for path in made:
                     path.unlink(missing_ok=True)

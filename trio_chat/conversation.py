@@ -311,16 +311,17 @@ class Room:
             self._everyone_back = back = trio.Event()
             try:
                 names: list[str] = await self.chat.who_nowait().wait()
+                self._returns.here(names)
+                if self._returns.away(self.chat.name):
+                    with trio.move_on_after(RETURN_SETTLE):
+                        await back.wait()
+                    self._ask(self.chat.who_nowait, self._show_names)
+                elif not self.leaving:
+                    self._show_names(names)
             except ChatError:
-                return  # lost again: the next return asks
-            self._returns.here(names)
-            if self._returns.away(self.chat.name):
-                with trio.move_on_after(RETURN_SETTLE):
-                    await back.wait()
-                self._ask(self.chat.who_nowait, self._show_names)
-            elif not self.leaving:
-                self._show_names(names)
-        self._everyone_back = None
+                pass  # lost again: the next return asks
+            finally:
+                self._everyone_back = None
 
     def _came_back(self) -> None:
         """Someone joined or left: after an outage, that may have been the last one away."""
