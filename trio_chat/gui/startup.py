@@ -43,6 +43,13 @@ def check(qt_directory: Path) -> None:
             "There is no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY "
             "is set); use `trio-chat chat` in a terminal instead."
         )
+    display = environ.get("DISPLAY", "")
+    if uses_x11(environ) and display and not x_server_answers(display):
+        # Told first: with no X server to reach, installing libraries would not help.
+        raise GuiUnavailable(
+            f"The display {display} (DISPLAY) does not answer; check that its X server runs "
+            "and that you may use it, or use `trio-chat chat` in a terminal instead."
+        )
     plugin = qt_directory / "plugins" / "platforms" / "libqxcb.so"
     if uses_x11(environ) and plugin.exists():
         try:
@@ -53,12 +60,6 @@ def check(qt_directory: Path) -> None:
             raise GuiUnavailable(
                 f"Qt's X11 support {needs}; on Debian or Ubuntu: apt install {X11_PACKAGES}."
             ) from None
-    display = environ.get("DISPLAY", "")
-    if uses_x11(environ) and display and not x_server_answers(display):
-        raise GuiUnavailable(
-            f"The display {display} (DISPLAY) does not answer; check that its X server runs "
-            "and that you may use it, or use `trio-chat chat` in a terminal instead."
-        )
 
 
 def x_server_answers(display: str) -> bool:
