@@ -423,6 +423,8 @@ class Login(_CarriesSecret, _Frame, tag="login"):
     via: Endpoint | None = None
     """The client's own socket address: when the daemon sees the same one, nothing on
     the way translates addresses, and it allows a longer keepalive (see `Welcome`)."""
+    batches: bool = False
+    """The client reads `msgs` frames: messages stored together may come in one."""
 
 
 class Resume(_CarriesSecret, _Frame, tag="resume"):
@@ -433,6 +435,7 @@ class Resume(_CarriesSecret, _Frame, tag="resume"):
     quiet: bool = False
     replaces: Index | None = None
     via: Endpoint | None = None
+    batches: bool = False
 
 
 class Say(_Frame, tag="say"):
@@ -513,6 +516,13 @@ class Msg(_Frame, tag="msg"):
     re: Seq | None = None
 
 
+class Msgs(_Frame, tag="msgs"):
+    """Room messages stored together, in order, for a client that logged in with
+    `batches`: one frame (and one sequence number) for what would be several `msg`s."""
+
+    messages: list[Msg]
+
+
 class Pm(_Frame, tag="pm"):
     id: Seq
     ts: str
@@ -568,6 +578,7 @@ ServerFrame: TypeAlias = (
     | Ok
     | ErrorFrame
     | Msg
+    | Msgs
     | Pm
     | Join
     | Leave
@@ -630,6 +641,7 @@ SERVER_FRAME_TYPES: Final = (
     "ok",
     "error",
     "msg",
+    "msgs",
     "pm",
     "join",
     "leave",
@@ -671,3 +683,31 @@ def decode_server_frame_untrusted(raw: bytes | msgspec.Raw) -> ServerFrame:
     except _MALFORMED as error:
         raise _frame_error(raw, error, SERVER_FRAME_TYPES) from None
     return frame
+
+
+MSGS_HEAD: Final = b'{"t":"msgs","messages":['
+MSGS_TAIL: Final = b"]}"
+
+
+def message_batches(frames: list[bytes]) -> list[bytes]:
+    """Encoded `msg` frames, in order, packed into as few `msgs` frames as fit `MAX_FRAME`
+    each; a frame that would travel alone stays a `msg`."""
+    room = MAX_FRAME - len(MSGS_HEAD) - len(MSGS_TAIL)
+    batches: list[bytes] = []
+    batch: list[bytes] = []
+    size = -1  # no comma before the first
+    for frame in frames:
+        if batch and size + 1 + len(frame) > room:
+            batches.append(_msgs(batch))
+            batch, size = [], -1
+        batch.append(frame)
+        size += 1 + len(frame)
+    if batch:
+        batches.append(_msgs(batch))
+    return batches
+
+
+def _msgs(frames: list[bytes]) -> bytes:
+    if len(frames) == 1:
+        return frames[0]
+    return b"".join((MSGS_HEAD, b",".join(frames), MSGS_TAIL))
