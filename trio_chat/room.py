@@ -8,7 +8,7 @@ message bus and deliver to its local sessions the same way.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from typing import Protocol
 
 from .records import Message
@@ -18,8 +18,9 @@ Deliver = Callable[[int, bytes, Hashable | None], None]
 
 
 class Fanout(Protocol):
-    def enter(self, session_id: int, account_id: int, name: str) -> bool:
-        """Add a session; True if it is its account's first one (the account joined)."""
+    def enter(self, session_id: int, account_id: int, name: str, *, batches: bool = False) -> bool:
+        """Add a session; True if it is its account's first one (the account joined).
+        `batches`: it reads `msgs` frames (see `broadcast_run`)."""
 
     def leave(self, session_id: int, account_id: int) -> bool:
         """Remove a session; True if it was its account's last one (the account left)."""
@@ -28,6 +29,13 @@ class Fanout(Protocol):
         self, frame: bytes, exclude: int | None = None, *, except_account: int | None = None
     ) -> None:
         """Deliver to every session in the room but `exclude` and those of `except_account`."""
+
+    def broadcast_run(
+        self, frames: Sequence[bytes], batched: Sequence[bytes], except_accounts: Collection[int]
+    ) -> None:
+        """Deliver `frames` (messages stored together), in order, to every session but
+        those of `except_accounts`: as `batched`, the same packed into `msgs` frames, to
+        the sessions that read them."""
 
     def to_account(
         self, account_id: int, frame: bytes, tag: Hashable | None = None, exclude: int | None = None
@@ -50,9 +58,12 @@ class LocalRoom:
         self._sessions: dict[int, int] = {}
         self._by_account: dict[int, set[int]] = {}
         self._names: dict[int, str] = {}
+        self._batches: set[int] = set()
 
-    def enter(self, session_id: int, account_id: int, name: str) -> bool:
+    def enter(self, session_id: int, account_id: int, name: str, *, batches: bool = False) -> bool:
         self._sessions[session_id] = account_id
+        if batches:
+            self._batches.add(session_id)
         sessions = self._by_account.setdefault(account_id, set())
         sessions.add(session_id)
         self._names[account_id] = name
@@ -60,6 +71,7 @@ class LocalRoom:
 
     def leave(self, session_id: int, account_id: int) -> bool:
         self._sessions.pop(session_id, None)
+        self._batches.discard(session_id)
         sessions = self._by_account.get(account_id)
         if sessions is None:
             return False
@@ -76,6 +88,16 @@ class LocalRoom:
         deliver = self._deliver
         for session_id, account_id in self._sessions.items():
             if session_id != exclude and account_id != except_account:
+                deliver(session_id, frame, None)
+
+    def broadcast_run(
+        self, frames: Sequence[bytes], batched: Sequence[bytes], except_accounts: Collection[int]
+    ) -> None:
+        deliver, batches = self._deliver, self._batches
+        for session_id, account_id in self._sessions.items():
+            if account_id in except_accounts:
+                continue
+            for frame in batched if session_id in batches else frames:
                 deliver(session_id, frame, None)
 
     def to_account(

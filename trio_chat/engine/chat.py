@@ -4,6 +4,10 @@
 message is stored before anything else happens with it: once the persistence task has
 committed it, the room (or the recipient) is sent it, encoded once for everyone, and
 the sender the `ok`. No one is ever shown a message that a crash could take back.
+
+Room messages committed together are shown together: `committed` keeps them until
+`settle`, which the engine calls before it takes in anything else, so that a session
+that reads `msgs` frames gets them in one frame rather than one frame each.
 """
 
 from __future__ import annotations
@@ -120,6 +124,8 @@ class Chat:
         """Accounts in the room whose join the room was told of: it is told of their leave."""
         self._unmarked: tuple[int, ...] = ()
         """Private messages delivered whose mark the disk refused: sent with the next."""
+        self._run: list[Message] = []
+        """Room messages committed one after another, not shown yet (see `settle`)."""
 
     def _reply(self, session: Session, frame: bytes) -> None:
         self._send(session, frame, None)
@@ -134,7 +140,8 @@ class Chat:
             return
         self._send_backlog(session, since)
         account = _account(session)
-        if self.room.enter(session.sid, account.id, account.name) and self._notices_on():
+        entered = self.room.enter(session.sid, account.id, account.name, batches=session.batches)
+        if entered and self._notices_on():
             self._announced.add(account.id)
             join = wire.encode(wire.Join(name=account.name, ts=iso_time(wall)))
             self.room.broadcast(join, exclude=session.sid)
@@ -321,9 +328,49 @@ class Chat:
     # --- storage results ----------------------------------------------------------------------
 
     def committed(self, message: Message) -> None:
-        """A message is on disk: show it, and answer whoever sent it."""
+        """A message is on disk: show it, and answer whoever sent it (a room message once
+        the messages committed with it are in too: `settle`)."""
         self._stats["messages"] += 1
+        if message.recipient_id is None:
+            self._run.append(message)
+            return
+        self.settle()
         self._fan_out(message, self._sent_by.pop(message.id, 0))
+        self._answer(message)
+
+    def settle(self) -> None:
+        """Show the room messages committed since the last call, and answer their senders.
+
+        Everyone outside the senders' accounts gets the same frames: several messages
+        in one `msgs` frame if their session reads them, else one frame each. The
+        senders' sessions are sent their part message by message, as `_fan_out` would,
+        between the answers to their own.
+        """
+        run = self._run
+        if not run:
+            return
+        self._run = []
+        if len(run) == 1:
+            (message,) = run
+            self._fan_out(message, self._sent_by.pop(message.id, 0))
+            self._answer(message)
+            return
+        frames = [message_frame(message, None) for message in run]
+        senders = {message.sender_id for message in run}
+        self.room.broadcast_run(frames, wire.message_batches(frames), senders)
+        for message, frame in zip(run, frames, strict=True):
+            sender_sid = self._sent_by.pop(message.id, 0)
+            for account_id in senders:
+                if account_id == message.sender_id:
+                    self.room.to_account(
+                        account_id, message_frame(message, account_id), exclude=sender_sid
+                    )
+                else:
+                    self.room.to_account(account_id, frame)
+            self._answer(message)
+
+    def _answer(self, message: Message) -> None:
+        """Tell whoever sent a stored message (and its resends) that it is stored."""
         for sid, seq in self._awaiting_commit.pop(message.id, ()):
             session = self._sessions.get(sid)
             if session is not None:

@@ -184,6 +184,7 @@ class ServerEngine:
 
     def receive_datagram(self, data: bytes, address: Address, now: float, wall: float) -> None:
         """Handle one datagram from the network, whatever it holds."""
+        self.chat.settle()
         self.stats["datagrams_in"] += 1
         if now > self._memory_check_at + STALLED_AFTER:
             self._woke(now)
@@ -237,6 +238,7 @@ class ServerEngine:
 
     def handle_set_aside(self, now: float, wall: float) -> None:
         """Work on the requests set aside (see `acknowledge_bulk_first`), in order."""
+        self.chat.settle()
         waiting, self._set_aside = self._set_aside, {}
         for session, delivered in waiting.items():
             self._on_frames(session, delivered, now, wall)
@@ -313,6 +315,7 @@ class ServerEngine:
         if session.validated:
             self._record(session)  # else once its address answers (`receive_datagram`)
         session.quiet = request.quiet
+        session.batches = request.batches
         self._notes.append(LoggedIn(account.name, session.address, request.quiet))
         lifetime = wall + self.config.ticket_lifetime
         ticket = self.keys.tickets.seal(
@@ -336,14 +339,17 @@ class ServerEngine:
 
     def password_hashed(self, job: int, password_hash: str, wall: float) -> None:
         """The shell hashed a new account's password."""
+        self.chat.settle()
         self.lobby.password_hashed(job, password_hash, wall)
 
     def password_checked(self, job: int, ok: bool, now: float, wall: float) -> None:
         """The shell checked a login's password."""
+        self.chat.settle()
         self.lobby.password_checked(job, ok, now, wall)
 
     def history_loaded(self, job: int, messages: Iterable[Message] | None) -> None:
         """The shell read a page of history for a session's request (None: it could not)."""
+        self.chat.settle()
         self.chat.history_loaded(job, messages)
 
     # --- storage results ----------------------------------------------------------------------
@@ -351,8 +357,10 @@ class ServerEngine:
     def committed(self, op: StoreOp, now: float) -> None:
         """The persistence task committed `op`: answer whoever waited for it."""
         if isinstance(op, Message):
-            self.chat.committed(op)
-        elif isinstance(op, Account):
+            self.chat.committed(op)  # a room message waits for those committed with it
+            return
+        self.chat.settle()
+        if isinstance(op, Account):
             self.lobby.account_committed(op)
 
     def failed(self, op: StoreOp, now: float, earlier: Message | None = None) -> None:
@@ -361,6 +369,7 @@ class ServerEngine:
         `earlier`: the copy the store holds of a message sent again with the same `cid`
         (refused as a second copy), which answers the resend.
         """
+        self.chat.settle()
         if isinstance(op, Message):
             self.chat.failed(op, STORAGE_SORRY, earlier)
         elif isinstance(op, Account):
@@ -397,6 +406,7 @@ class ServerEngine:
 
     def shutdown(self, now: float, wall: float) -> None:
         """Tell every session the daemon is going away; the shell then sends the output."""
+        self.chat.settle()
         bye = wire.encode(wire.Bye(reason="shutdown", message="The daemon is stopping."))
         for session in list(self.sessions.values()):
             self.transport.send(session, bye)
@@ -416,6 +426,7 @@ class ServerEngine:
 
     def handle_timers(self, now: float, wall: float) -> None:
         """Retransmit, acknowledge late, and close sessions that went silent or stuck."""
+        self.chat.settle()
         if now > self._memory_check_at + STALLED_AFTER:
             self._woke(now)
         if self._set_aside:
@@ -470,6 +481,7 @@ class ServerEngine:
 
     def datagrams_to_send(self, now: float, wall: float) -> list[tuple[bytes, Address]]:
         """Everything due to be sent now, as `(datagram, address)` pairs."""
+        self.chat.settle()
         for session in self.transport.flush(now):
             if session.sid not in self.sessions:
                 continue

@@ -53,6 +53,8 @@ class Session:
     bytes_out: int = 0
     timer_at: float | None = None
     quiet: bool = False
+    batches: bool = False
+    """Its client reads `msgs` frames (it said so when it logged in)."""
     busy: int = 0
     """Requests of this connection being worked on (a password being hashed)."""
     counted: str | None = None
