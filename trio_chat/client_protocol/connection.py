@@ -457,6 +457,7 @@ class ClientConnection:
                 quiet=self.quiet,
                 replaces=replaces,
                 via=via,
+                batches=True,
             )
             self._auth = Handle("resume", wire.encode(frame))
         else:
@@ -467,6 +468,7 @@ class ClientConnection:
                 quiet=self.quiet,
                 replaces=replaces,
                 via=via,
+                batches=True,
             )
             self._auth = Handle("login", wire.encode(login))
         self._transmit(self._auth)
@@ -732,6 +734,12 @@ class ClientConnection:
     def _on_frame(self, frame: wire.ServerFrame, now: float) -> None:
         if isinstance(frame, (wire.Msg, wire.Pm)):
             self._on_message(frame)
+        elif isinstance(frame, wire.Msgs):
+            for message in frame.messages:
+                try:
+                    self._on_message(message)
+                except wire.WireError:
+                    self._unreadable(message)  # the rest of the batch still counts
         elif isinstance(frame, wire.Ok):
             self._on_ok(frame)
         elif isinstance(frame, wire.ErrorFrame):

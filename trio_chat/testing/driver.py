@@ -263,6 +263,9 @@ class Peer:
         self.name = name
         self.address = address
         self.frames: list[wire.ServerFrame] = []
+        """What the daemon sent, in order; a `msgs` frame's messages one by one."""
+        self.batches = 0
+        """How many `msgs` frames came (their messages are in `frames`)."""
         self.events: list[Event] = []
         self.connection = ClientConnection(
             driver.server_key,
@@ -273,9 +276,16 @@ class Peer:
             new_id=driver.new_id,
             new_index=driver.new_client_index,
         )
-        self.connection.trace = self.frames.append
+        self.connection.trace = self._trace
         if login or name is None:
             self.login(since=since)
+
+    def _trace(self, frame: wire.ServerFrame) -> None:
+        if isinstance(frame, wire.Msgs):
+            self.batches += 1
+            self.frames.extend(frame.messages)
+        else:
+            self.frames.append(frame)
 
     def login(self, since: int | None = None) -> None:
         """Open the channel and log in, exchanging datagrams until nothing more is due."""
