@@ -213,8 +213,15 @@ def test_payloads_round_trip(
 
 client_frames = st.one_of(
     st.builds(wire.Register, rid=cids, name=texts, password=texts),
-    st.builds(wire.Login, name=texts, password=texts, since=st.none() | seqs, quiet=st.booleans()),
-    st.builds(wire.Resume, ticket=texts, since=st.none() | seqs),
+    st.builds(
+        wire.Login,
+        name=texts,
+        password=texts,
+        since=st.none() | seqs,
+        quiet=st.booleans(),
+        batches=st.booleans(),
+    ),
+    st.builds(wire.Resume, ticket=texts, since=st.none() | seqs, batches=st.booleans()),
     st.builds(wire.Say, text=texts, cid=cids),
     st.builds(wire.Whisper, to=texts, text=texts, cid=cids),
     st.builds(wire.Who),
@@ -227,6 +234,10 @@ server_frames = st.one_of(
     st.builds(wire.Ok, re=seqs, id=st.none() | seqs, ts=st.none() | texts),
     st.builds(wire.ErrorFrame, code=texts, message=texts, re=st.none() | seqs),
     st.builds(wire.Msg, id=seqs, ts=texts, sender=texts, text=texts, cid=st.none() | texts),
+    st.builds(
+        wire.Msgs,
+        messages=st.lists(st.builds(wire.Msg, id=seqs, ts=texts, sender=texts, text=texts)),
+    ),
     st.builds(wire.Pm, id=seqs, ts=texts, sender=texts, to=texts, text=texts),
     st.builds(wire.Names, re=seqs, names=st.lists(texts, max_size=5)),
     st.builds(wire.Leave, name=texts, ts=texts, reason=texts),

@@ -1402,6 +1402,29 @@ def test_a_message_is_shown_and_answered_only_once_it_is_on_disk() -> None:
     assert [m["text"] for m in bob.of_type("msg")] == ["careful"]
 
 
+def test_messages_committed_together_come_as_one_msgs_frame_only_to_who_asked() -> None:
+    driver = daemon()
+    alice = member(driver, "alice")
+    assert register(driver, "bob")["t"] == "registered"
+    assert register(driver, "carol")["t"] == "registered"
+    bob = login(driver, "bob", batches=True)
+    carol = login(driver, "carol")  # did not ask
+    driver.auto_commit = False
+    seqs = alice.send(*({"t": "say", "text": text, "cid": f"c{text}"} for text in "xyz"))
+    driver.commit_held()
+    for client in (alice, bob, carol):
+        client.poll()
+    answers = [alice.answer(seq) for seq in seqs]
+    shown = [
+        {"t": "msg", "id": ok["id"], "ts": ok["ts"], "from": "alice", "text": text}
+        for ok, text in zip(answers, "xyz", strict=True)
+    ]
+    assert bob.frames[-1] == {"t": "msgs", "messages": shown}
+    assert bob.of_type("msg") == []
+    assert carol.frames[-3:] == shown
+    assert carol.of_type("msgs") == []
+
+
 def test_a_message_sent_again_with_its_cid_is_answered_with_the_first_id_and_ts() -> None:
     driver = daemon()
     alice, bob = member(driver, "alice"), member(driver, "bob")
