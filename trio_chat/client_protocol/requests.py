@@ -24,6 +24,7 @@ def _longest_login(name: str, password: str) -> bytes:
         quiet=True,
         replaces=2**32 - 1,
         via=("f" * 64, 65535),
+        batches=True,
     )
     return wire.encode(login)
 
