@@ -356,11 +356,11 @@ class ServerEngine:
 
     def committed(self, op: StoreOp, now: float) -> None:
         """The persistence task committed `op`: answer whoever waited for it."""
+        # Room messages wait for those committed with them (`Chat.settle`). Sessions,
+        # delivery marks and accounts send the room nothing: they do not split the run.
         if isinstance(op, Message):
-            self.chat.committed(op)  # a room message waits for those committed with it
-            return
-        self.chat.settle()
-        if isinstance(op, Account):
+            self.chat.committed(op)
+        elif isinstance(op, Account):
             self.lobby.account_committed(op)
 
     def failed(self, op: StoreOp, now: float, earlier: Message | None = None) -> None:
