@@ -20,7 +20,7 @@ Deliver = Callable[[int, bytes, Hashable | None], None]
 class Fanout(Protocol):
     def enter(self, session_id: int, account_id: int, name: str, *, batches: bool = False) -> bool:
         """Add a session; True if it is its account's first one (the account joined).
-        `batches`: it reads `msgs` frames (see `broadcast_run`)."""
+        `batches`: its client reads `msgs` frames (see `broadcast_run`)."""
 
     def leave(self, session_id: int, account_id: int) -> bool:
         """Remove a session; True if it was its account's last one (the account left)."""
@@ -35,7 +35,11 @@ class Fanout(Protocol):
     ) -> None:
         """Deliver `frames` (messages stored together), in order, to every session but
         those of `except_accounts`: as `batched`, the same packed into `msgs` frames, to
-        the sessions that read them."""
+        the sessions that read them.
+
+        Room messages committed together come this way, not through `broadcast`: a room
+        shared by several daemons publishes `frames` here, and each daemon packs them
+        for its own sessions."""
 
     def to_account(
         self, account_id: int, frame: bytes, tag: Hashable | None = None, exclude: int | None = None

@@ -177,6 +177,9 @@ class ClientConnection:
         self.name = name or ""
         self.unread = 0
         self.quiet = quiet
+        self.batches = True
+        """Ask the daemon for `msgs` frames (room messages stored together, in one frame);
+        off, it sends one frame a message, as to a client that never heard of them."""
         self.config = config or ClientConfig()
         self.where = where
         self.sid = 0
@@ -457,7 +460,7 @@ class ClientConnection:
                 quiet=self.quiet,
                 replaces=replaces,
                 via=via,
-                batches=True,
+                batches=self.batches,
             )
             self._auth = Handle("resume", wire.encode(frame))
         else:
@@ -468,7 +471,7 @@ class ClientConnection:
                 quiet=self.quiet,
                 replaces=replaces,
                 via=via,
-                batches=True,
+                batches=self.batches,
             )
             self._auth = Handle("login", wire.encode(login))
         self._transmit(self._auth)

@@ -355,11 +355,13 @@ class Chat:
             self._fan_out(message, self._sent_by.pop(message.id, 0))
             self._answer(message)
             return
+        # Taken off the unstored first: were sending to fail half way, later logins would
+        # still be shown the rest in their history.
+        sender_sids = [self._sent_by.pop(message.id, 0) for message in run]
         frames = [message_frame(message, None) for message in run]
         senders = {message.sender_id for message in run}
         self.room.broadcast_run(frames, wire.message_batches(frames), senders)
-        for message, frame in zip(run, frames, strict=True):
-            sender_sid = self._sent_by.pop(message.id, 0)
+        for message, frame, sender_sid in zip(run, frames, sender_sids, strict=True):
             for account_id in senders:
                 if account_id == message.sender_id:
                     self.room.to_account(
