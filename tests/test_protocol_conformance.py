@@ -1423,6 +1423,17 @@ def test_messages_committed_together_come_as_one_msgs_frame_only_to_who_asked() 
     assert bob.of_type("msg") == []
     assert carol.frames[-3:] == shown
     assert carol.of_type("msgs") == []
+    # A message alone in its group comes as a `msg`, batches or not.
+    driver.auto_commit = True
+    alone = say(alice, "alone", "c-alone")
+    bob.poll()
+    assert bob.frames[-1] == {
+        "t": "msg",
+        "id": alone["id"],
+        "ts": alone["ts"],
+        "from": "alice",
+        "text": "alone",
+    }
 
 
 def test_a_message_sent_again_with_its_cid_is_answered_with_the_first_id_and_ts() -> None:
