@@ -335,6 +335,10 @@ class Chat:
             self._run.append(message)
             return
         self.settle()
+        self._show(message)
+
+    def _show(self, message: Message) -> None:
+        """Show one stored message and answer whoever sent it."""
         self._fan_out(message, self._sent_by.pop(message.id, 0))
         self._answer(message)
 
@@ -351,9 +355,7 @@ class Chat:
             return
         self._run = []
         if len(run) == 1:
-            (message,) = run
-            self._fan_out(message, self._sent_by.pop(message.id, 0))
-            self._answer(message)
+            self._show(run[0])  # the common case when the room is quiet: nothing to pack
             return
         # Taken off the unstored first: were sending to fail half way, later logins would
         # still be shown the rest in their history.
