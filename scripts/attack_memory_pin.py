@@ -69,10 +69,9 @@ ACK_EVERY = 5.0
 
 
 def msg_frame_bytes() -> int:
-    """Bytes one of the talker's messages takes in a reader's queue (numbered as queued)."""
-    frame = wire.Msg(
-        id=123_456, ts="2026-01-01T00:00:00.000000Z", sender="talker", text=TEXT, cid=new_rid()
-    )
+    """Bytes one of the talker's messages takes in a reader's queue (numbered as queued):
+    as the daemon shows it to others, with its time to the millisecond and no `cid`."""
+    frame = wire.Msg(id=123_456, ts="2026-01-01T00:00:00.000Z", sender="talker", text=TEXT)
     return len(wire.numbered_frame(123_456, wire.encode(frame)))
 
 
@@ -211,6 +210,7 @@ async def log_in_all(
     first: int,
     *,
     quiet: bool = False,
+    batches: bool = True,
 ) -> list[Client]:
     """Log each account in 8 times (its password once, then its ticket), 16 sessions an
     address from 127.0.0.`first` up, and keep the sessions open."""
@@ -220,6 +220,7 @@ async def log_in_all(
         source = address(first + n // 16)
         client = Client(target, source, name, "" if ticket else PASSWORD, quiet=quiet)
         client.core.ticket = ticket
+        client.core.batches = batches
         group.add(client)
         if await client.logged_in() != "welcome":
             raise RuntimeError(f"{name} could not log in: {client.core.failure}")
@@ -404,14 +405,16 @@ async def main(args: argparse.Namespace) -> int:
         await trio.sleep(max(0.0, opened + LIMITS.login_timeout + 2.0 - time.monotonic()))
         memory["channels closed"] = target.memory_kib()
 
-        # (b) One reader that acknowledges just enough.
+        # (b) One reader that acknowledges just enough. Readers take each message in a
+        # frame of its own (no `batches`), as the estimate of their queues counts them.
         lurker = Client(target, address(5), "lurker")
+        lurker.core.batches = False
         await group.add(lurker).logged_in()
         one = await flood(target, watch, talkers, [lurker], "lurker", args.flood_seconds)
         memory["one reader flooded"] = target.memory_kib()
 
         # (c) Many of them.
-        many = await log_in_all(target, group, readers, 35)
+        many = await log_in_all(target, group, readers, 35, batches=False)
         memory["readers logged in"] = target.memory_kib()
         result = await flood(target, watch, talkers, many, "reader", args.flood_seconds)
         await trio.sleep(2.0)
