@@ -82,7 +82,7 @@ async def main(args: argparse.Namespace) -> int:
                 # per address, or the fuzzer's failed logins, registrations and many
                 # channels would get the honest clients refused (rightly).
                 *("--sessions-per-address", "1000000", "--login-free-failures", "1000000000"),
-                *("--register-burst", "1000000000"),
+                *("--register-burst", "1000000000", "--handshake-burst", "1000000000"),
             )
             host, port = await daemon.start()
             key = await fetch_key(host, port)

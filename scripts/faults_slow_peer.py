@@ -145,6 +145,7 @@ async def main(args: argparse.Namespace) -> None:
                 Path(workdir) / "chat.db",
                 *("--message-rate", "100000", "--message-burst", "100000"),
                 *("--register-burst", "100000", "--sessions-per-address", "100000"),
+                *("--handshake-burst", "100000"),
             )
             host, port = await daemon.start()
             server_key = daemon_public_key(Path(workdir) / "chat.db")

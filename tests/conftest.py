@@ -15,9 +15,14 @@ from trio_chat.server import serve
 # Qt reads this when the first QApplication is made, after this file is loaded.
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
-# Generous limits: tests register and chat faster than people do.
+# Generous limits: tests register, connect and chat faster than people do, all from one
+# address.
 TEST_CONFIG = ServerConfig(
-    register_burst=1000, register_burst_total=1000, message_burst=1000, message_rate=1000.0
+    register_burst=1000,
+    register_burst_total=1000,
+    message_burst=1000,
+    message_rate=1000.0,
+    handshake_burst=1000,
 )
 
 

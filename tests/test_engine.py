@@ -391,7 +391,12 @@ def test_the_acknowledgement_of_a_logout_is_dropped_quietly() -> None:
 
 def test_who_splits_a_long_list_over_several_frames() -> None:
     h = EngineHarness(
-        ServerConfig(max_sessions_per_address=1000, register_burst=1000, register_burst_total=1000)
+        ServerConfig(
+            max_sessions_per_address=1000,
+            register_burst=1000,
+            register_burst_total=1000,
+            handshake_burst=1000,
+        )
     )
     for n in range(120):
         logged_in(h, ("127.0.0.1", 41000 + n), f"person-with-a-long-name-{n:03d}")

@@ -729,7 +729,7 @@ async def test_a_live_daemon_takes_every_layer_and_loses_nobody_a_message(
                 nursery,
                 tmp_path / "chat.db",
                 *("--register-burst", "1000", "--sessions-per-address", "100000"),
-                *("--login-free-failures", "1000000"),
+                *("--login-free-failures", "1000000", "--handshake-burst", "100000"),
             )
             host, port = await daemon.start()
             key = await fetch_key(host, port)

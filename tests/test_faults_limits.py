@@ -371,12 +371,12 @@ async def test_the_serve_options_set_every_limit(tmp_path: Path) -> None:
             assert await daemon.stop() == 0
 
 
-async def test_the_serve_options_for_accounts_checks_and_registrations_reach_the_daemon(
+async def test_the_serve_options_for_accounts_checks_registrations_and_handshakes_reach_the_daemon(
     tmp_path: Path,
 ) -> None:
     options = (
         *("--sessions-per-account", "3", "--checks-per-address", "5"),
-        *("--register-rate-total", "10"),
+        *("--register-rate-total", "10", "--handshake-rate", "2.5", "--handshake-burst", "7"),
     )
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
@@ -389,5 +389,7 @@ async def test_the_serve_options_for_accounts_checks_and_registrations_reach_the
         "checks_per_address=5",
         "register_rate_total=10.0",
         "register_burst_total=10",
+        "handshake_rate=2.5",
+        "handshake_burst=7",
     ):
         assert setting in line, setting

@@ -100,6 +100,9 @@ def test_limits_that_make_no_sense_are_refused_before_the_daemon_starts(tmp_path
         ("--message-rate", "0"),
         ("--register-burst", "0"),
         ("--checks-per-address", "0"),
+        ("--handshake-burst", "0"),
+        ("--handshake-rate", "0"),
+        ("--handshake-rate", "inf"),
         ("--sessions-per-address", "0"),
         ("--sessions-per-account", "0"),
     ]

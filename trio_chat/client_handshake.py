@@ -11,7 +11,7 @@ it opens.
 from __future__ import annotations
 
 from . import wire
-from .errors import ChatError, KeyChanged, ServerUnreachable, error_for
+from .errors import Busy, ChatError, KeyChanged, ServerUnreachable, error_for
 from .noise import fingerprint
 from .secure import Channel, Initiation, SecureError, initiate
 
@@ -102,7 +102,9 @@ class Handshake:
 
     A `RETRY` is answered at once with the same Noise message and the cookie; a `KEY`
     (the daemon could not read our message) that is not the key we trust ends it with
-    `KeyChanged`. Done once `channel` or `error` is set.
+    `KeyChanged`; a `busy` refusal is waited out and the message sent again, while the
+    timeout allows (past it, the refusal is the error). Done once `channel` or `error` is
+    set.
     """
 
     def __init__(
@@ -117,6 +119,8 @@ class Handshake:
         self.rtt: float | None = None
         """From the latest `INIT` to the `RESPONSE`: a first estimate of the round trip."""
         self.error: ChatError | None = None
+        self._refused: ChatError | None = None
+        """A `busy` being waited out: the error if the timeout passes meanwhile."""
 
     @property
     def done(self) -> bool:
@@ -141,7 +145,19 @@ class Handshake:
             if datagram.public_key != self.server_key:
                 self.error = key_changed(self._where, self.server_key, datagram.public_key)
         elif isinstance(datagram, wire.Refused):
-            self.error = error_for(datagram.code, datagram.message, datagram.retry_after)
+            error = error_for(datagram.code, datagram.message, datagram.retry_after)
+            wait = datagram.retry_after
+            if (
+                isinstance(error, Busy)
+                and wait is not None
+                and now + wait < self._schedule.deadline
+            ):
+                # Too many at once, from this address or in all: the same message again
+                # once the daemon said it may be taken.
+                self._refused = error
+                self._schedule.due = now + wait
+            else:
+                self.error = error
         else:
             return False
         return True
@@ -156,4 +172,4 @@ class Handshake:
 
     def handle_timer(self, now: float) -> None:
         if not self.done and self._schedule.expired(now):
-            self.error = unreachable(self._where)
+            self.error = self._refused or unreachable(self._where)

@@ -227,6 +227,7 @@ DROPPED = {
     "bad_records": "forged",
     "unknown_sessions": "for unknown sessions",
     "unsent_for_amplification": "answers held back (amplification)",
+    "handshakes_refused": "handshakes past an address's allowance",
 }
 
 

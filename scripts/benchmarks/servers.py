@@ -158,6 +158,8 @@ def _trio_chat_command(ctx: Context, label: str, port: int, database: Path) -> l
         "--checks-per-address",
         "--register-rate-total",
         "--login-free-failures",
+        "--handshake-rate",
+        "--handshake-burst",
     ):
         command += [option, "1000000"]
     return command

@@ -82,6 +82,16 @@ def serve_command(
     register_rate_total: Annotated[
         float, typer.Option(help="Registrations per minute from all addresses together.")
     ] = 60.0,
+    handshake_rate: Annotated[
+        float,
+        typer.Option(
+            help="Connections a second one IP address may open, steadily (each costs the "
+            "daemon a key exchange)."
+        ),
+    ] = 10.0,
+    handshake_burst: Annotated[
+        int, typer.Option(help="Connections one IP address may open at once.")
+    ] = 20,
     idle_timeout: Annotated[
         float,
         typer.Option(
@@ -112,6 +122,7 @@ def serve_command(
         "--register-rate": register_rate,
         "--login-delay": login_delay,
         "--register-rate-total": register_rate_total,
+        "--handshake-rate": handshake_rate,
         "--idle-timeout": idle_timeout,
         "--summary-every": summary_every,
     }
@@ -137,6 +148,7 @@ def serve_command(
         "--sessions-per-address": sessions_per_address,
         "--sessions-per-account": sessions_per_account,
         "--checks-per-address": checks_per_address,
+        "--handshake-burst": handshake_burst,
     }
     for option, count in counts.items():
         if count < 1:
@@ -144,6 +156,11 @@ def serve_command(
     if not message_rate > 0:  # NaN too
         raise fail(
             f"--message-rate must be above 0 (messages a second), not {message_rate}.",
+            ExitCode.USAGE,
+        )
+    if not handshake_rate > 0:  # NaN too
+        raise fail(
+            f"--handshake-rate must be above 0 (connections a second), not {handshake_rate}.",
             ExitCode.USAGE,
         )
     if not summary_every > 0:
@@ -167,6 +184,8 @@ def serve_command(
         checks_per_address=checks_per_address,
         register_rate_total=register_rate_total,
         register_burst_total=max(1, round(register_rate_total)),
+        handshake_rate=handshake_rate,
+        handshake_burst=handshake_burst,
         idle_timeout=idle_timeout,
         notice_limit=notice_limit,
     )

@@ -74,6 +74,13 @@ class ServerConfig:
     against the network's cap at once (its address is proven), so one address holds at
     most this many plus `max_sessions_per_address`, and spoofed INITs, which cannot echo a
     cookie, never take the room of the address they claim."""
+    handshake_rate: float = 10.0
+    handshake_burst: int = 20
+    """Handshakes a second from one address's network, after a burst of this many, counted
+    before the Diffie-Hellman each costs; past it, `busy` with `retry_after`. Counted after
+    the cookie check, which spoofed `INIT`s do not pass once their address has
+    `unproven_per_address` channels waiting: they cannot spend the allowance of the
+    address they claim."""
     max_connections: int = 20_000
     """Channels open at once, logged in or not; past it, handshakes are refused (`busy`)."""
     ticket_lifetime: float = 24 * 3600.0

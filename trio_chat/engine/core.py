@@ -54,6 +54,7 @@ STAT_NAMES = (
     "tickets_refused",
     "busy_refused",
     "replayed_inits",
+    "handshakes_refused",
     "refused_when_proven",
     "unknown_sessions",
     "ended_sessions",

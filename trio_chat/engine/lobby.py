@@ -28,6 +28,7 @@ from .notes import LoginRefused, Note, Registered, RegistrationRefused
 from .sessions import Session, Sessions
 
 TOO_MANY_SESSIONS = "Too many sessions from your address; close one and try again."
+TOO_MANY_HANDSHAKES = "Too many connections from your address at once; try again in a moment."
 BAD_INITS_PER_SECOND = 64
 """`INIT`s that do not decrypt (each costs a Diffie-Hellman) before cookies are asked."""
 REPLAY_MEMORY = 120.0
@@ -102,6 +103,9 @@ class Lobby:
         self._cookies = Cookies()
         self._bad_inits = TokenBucket(BAD_INITS_PER_SECOND, BAD_INITS_PER_SECOND)
         self._recent_inits = RecentKeys(config.tracked_addresses, REPLAY_MEMORY)
+        self._handshakes = KeyedBuckets(
+            config.handshake_rate, config.handshake_burst, config.tracked_addresses
+        )
         self._registering: dict[str, _Registration] = {}
         """Registrations being hashed or stored, by name key: their names are taken until
         stored or failed."""
@@ -174,6 +178,16 @@ class Lobby:
         if len(self._sessions) >= self.config.max_connections:
             sorry = "The daemon has as many sessions as it takes; try again later."
             self._answer(address, wire.refused_datagram("busy", sorry, 5.0), asked)
+            return
+        # The last check before the key exchange, after the cookie's: a spoofed INIT gets
+        # no further than that once its address has `unproven_per_address` channels
+        # waiting, so spoofing an address cannot spend its allowance.
+        wait = self._handshakes.take(network_of(address), now)
+        if wait > 0:
+            # Answered, smaller than the INIT: its client waits and sends it again.
+            self._stats["handshakes_refused"] += 1
+            refused = wire.refused_datagram("busy", TOO_MANY_HANDSHAKES, round_up(wait))
+            self._answer(address, refused, asked)
             return
         index = self._sessions.new_index()
         token = self._sessions.token_for(index)

@@ -38,7 +38,10 @@ from trio_chat import (
 from trio_chat.testing.daemon import DaemonProcess
 
 PASSWORD = "crash-test-password"
-LIMITS = ("--register-burst", "100000", "--message-burst", "100000", "--message-rate", "100000")
+LIMITS = (
+    *("--register-burst", "100000", "--message-burst", "100000", "--message-rate", "100000"),
+    *("--handshake-burst", "100000"),
+)
 
 
 def integrity(database: Path) -> str:

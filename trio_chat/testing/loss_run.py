@@ -166,6 +166,7 @@ async def loss_run(
     weather = Weather(loss=loss, duplicate=duplicate, reorder=reorder, delay=delay, jitter=jitter)
     limits = ["--message-rate", "100000", "--message-burst", "100000"]
     limits += ["--register-burst", "1000", "--sessions-per-address", "1000"]
+    limits += ["--handshake-burst", "1000"]
     async with trio.open_nursery() as nursery:
         daemon = DaemonProcess(nursery, database, *limits)
         host, port = await daemon.start()
