@@ -275,3 +275,17 @@ def test_the_summary_counts_one_session_and_one_person_in_the_singular(
     first, second = [r.getMessage() for r in caplog.records]
     assert first.startswith("1 session (1 person online), 0 messages a minute")
     assert second.startswith("2 sessions (1 person online)")
+
+
+def test_the_summary_counts_connections_refused_as_too_many_from_one_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO):
+        summary = Summary()
+        summary.line({"datagrams_in": 0, "handshakes_refused": 0}, 0, 0, 1.0)
+        summary.line({"datagrams_in": 500, "handshakes_refused": 480}, 1, 1, 1.0)
+        summary.line({"datagrams_in": 510, "handshakes_refused": 480}, 1, 1, 1.0)
+    busy, quiet = [r.getMessage() for r in caplog.records]
+    assert busy.endswith("; 480 connections refused as too many from one address")
+    assert "dropped: nothing" in busy
+    assert "refused as too many" not in quiet  # none since the line before

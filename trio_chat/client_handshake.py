@@ -120,7 +120,8 @@ class Handshake:
         """From the latest `INIT` to the `RESPONSE`: a first estimate of the round trip."""
         self.error: ChatError | None = None
         self._refused: ChatError | None = None
-        """A `busy` being waited out: the error if the timeout passes meanwhile."""
+        """A `busy` being waited out, until the message goes again: the error if the
+        timeout passes before it does (after it, an unanswered message is unreachable)."""
 
     @property
     def done(self) -> bool:
@@ -147,13 +148,15 @@ class Handshake:
         elif isinstance(datagram, wire.Refused):
             error = error_for(datagram.code, datagram.message, datagram.retry_after)
             wait = datagram.retry_after
+            sent = self._schedule.last_sent
+            way = now - sent if sent is not None else 0.0  # the answer's round trip
             if (
                 isinstance(error, Busy)
                 and wait is not None
-                and now + wait < self._schedule.deadline
+                and now + wait + way < self._schedule.deadline
             ):
                 # Too many at once, from this address or in all: the same message again
-                # once the daemon said it may be taken.
+                # once the daemon said it may be taken, if its answer can come in time.
                 self._refused = error
                 self._schedule.due = now + wait
             else:
@@ -165,6 +168,7 @@ class Handshake:
     def datagrams_to_send(self, now: float) -> list[bytes]:
         if self.done or not self._schedule.take(now):
             return []
+        self._refused = None
         return [self._initiation.datagram()]
 
     def next_timer(self) -> float | None:

@@ -53,6 +53,11 @@ class KeyedBuckets:
             self._buckets.popitem(last=False)
         return bucket.take(now)
 
+    def wait(self, key: Hashable, now: float) -> float:
+        """Seconds until `key` may act (0.0: now), spending nothing."""
+        bucket = self._buckets.get(key)
+        return 0.0 if bucket is None else bucket.wait(now)
+
 
 class FailureThrottle:
     """After `free` failures in a row, each attempt waits `base * 2**(n - free)` seconds.

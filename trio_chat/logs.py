@@ -227,7 +227,6 @@ DROPPED = {
     "bad_records": "forged",
     "unknown_sessions": "for unknown sessions",
     "unsent_for_amplification": "answers held back (amplification)",
-    "handshakes_refused": "handshakes past an address's allowance",
 }
 
 
@@ -257,14 +256,18 @@ class Summary:
             or "nothing"
         )
         quiet = delta.get("unlogged_refusals", 0)
+        crowded = delta.get("handshakes_refused", 0)
         event(
             logging.INFO,
             "summary",
             f"{counted(sessions, 'session')} ({counted(online, 'person', 'people')} online), "
             f"{per_minute:.0f} messages a "
             f"minute, {delta.get('datagrams_in', 0)} datagrams in; dropped: {shown_dropped}"
+            + (f"; {quiet} refused logins and registrations not logged one by one" if quiet else "")
             + (
-                f"; {quiet} refused logins and registrations not logged one by one" if quiet else ""
+                f"; {counted(crowded, 'connection')} refused as too many from one address"
+                if crowded
+                else ""
             ),
             sessions=sessions,
             online=online,
@@ -272,4 +275,5 @@ class Summary:
             datagrams_in=delta.get("datagrams_in", 0),
             dropped=dropped,
             unlogged_refusals=quiet,
+            handshakes_refused=crowded,
         )

@@ -76,11 +76,12 @@ class ServerConfig:
     cookie, never take the room of the address they claim."""
     handshake_rate: float = 10.0
     handshake_burst: int = 20
-    """Handshakes a second from one address's network, after a burst of this many, counted
-    before the Diffie-Hellman each costs; past it, `busy` with `retry_after`. Counted after
-    the cookie check, which spoofed `INIT`s do not pass once their address has
-    `unproven_per_address` channels waiting: they cannot spend the allowance of the
-    address they claim."""
+    """Handshakes a second from one address's network, after a burst of this many, checked
+    before the Diffie-Hellman each costs; past it, `busy` with `retry_after`. Spent only by
+    a handshake that opens a channel (or fails after a cookie proved its address):
+    `INIT`s spoofed from an address spend at most `unproven_per_address` of its allowance
+    per `login_timeout` (the channels they open wait for a client that never answers, then
+    close), and those that do not decrypt spend none."""
     max_connections: int = 20_000
     """Channels open at once, logged in or not; past it, handshakes are refused (`busy`)."""
     ticket_lifetime: float = 24 * 3600.0

@@ -179,10 +179,13 @@ class Lobby:
             sorry = "The daemon has as many sessions as it takes; try again later."
             self._answer(address, wire.refused_datagram("busy", sorry, 5.0), asked)
             return
-        # The last check before the key exchange, after the cookie's: a spoofed INIT gets
-        # no further than that once its address has `unproven_per_address` channels
-        # waiting, so spoofing an address cannot spend its allowance.
-        wait = self._handshakes.take(network_of(address), now)
+        # The last check before the key exchange. Spent by a key exchange that opens a
+        # channel, or that fails for an INIT whose cookie proved its address: an INIT
+        # spoofed from someone's address that does not decrypt spends nothing (those are
+        # bounded by `_bad_inits`, then cookies), and one that does stops at the cookie
+        # once its address has `unproven_per_address` channels waiting.
+        network = network_of(address)
+        wait = self._handshakes.wait(network, now)
         if wait > 0:
             # Answered, smaller than the INIT: its client waits and sends it again.
             self._stats["handshakes_refused"] += 1
@@ -198,8 +201,11 @@ class Lobby:
             # we are. Say which key is ours; the client decides whether to trust it.
             self._stats["bad_handshakes"] += 1
             self._bad_inits.take(now)  # each cost a DH: many, and cookies come first
+            if cookie_checked:  # sent from its address for sure: charged to it
+                self._handshakes.take(network, now)
             self._answer(address, wire.key_datagram(self.keys.public), asked)
             return
+        self._handshakes.take(network, now)
         self._recent_inits.add(init.message[: wire.PUBLIC_KEY_BYTES], now)
         self._stats["handshakes"] += 1
         self._sessions.open(
