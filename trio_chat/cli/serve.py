@@ -153,16 +153,14 @@ def serve_command(
     for option, count in counts.items():
         if count < 1:
             raise fail(f"{option} must be 1 or more, not {count}.", ExitCode.USAGE)
-    if not message_rate > 0:  # NaN too
-        raise fail(
-            f"--message-rate must be above 0 (messages a second), not {message_rate}.",
-            ExitCode.USAGE,
-        )
-    if not handshake_rate > 0:  # NaN too
-        raise fail(
-            f"--handshake-rate must be above 0 (connections a second), not {handshake_rate}.",
-            ExitCode.USAGE,
-        )
+    # A rate of 0 would keep every client waiting for ever.
+    rates: dict[str, tuple[float, str]] = {
+        "--message-rate": (message_rate, "messages"),
+        "--handshake-rate": (handshake_rate, "connections"),
+    }
+    for option, (rate, what) in rates.items():
+        if not rate > 0:  # NaN too
+            raise fail(f"{option} must be above 0 ({what} a second), not {rate}.", ExitCode.USAGE)
     if not summary_every > 0:
         raise fail(
             f"--summary-every must be a number of seconds above 0, not {summary_every}.",
