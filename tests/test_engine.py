@@ -811,3 +811,35 @@ def test_a_senders_cid_is_shown_to_its_own_sessions_only() -> None:
     assert shown == [("psst", None), ("two", None)]
     again = Peer(h, "alice", address=("127.0.0.1", 40006), since=first)
     assert [f.cid for f in again.frames if isinstance(f, wire.Msg | wire.Pm)] == cids[1:]
+
+
+def test_a_probe_timeout_pushed_back_by_every_send_keeps_one_timer_and_fires_on_time() -> None:
+    """Every datagram sent moves its link's probe timeout later. The engine keeps the
+    earlier timer rather than a new one each time: it fires, finds nothing due, and sets
+    itself for the real deadline, where the probe goes out."""
+    h = EngineHarness(ServerConfig(message_burst=100))
+    alice = logged_in(h, ALICE, "alice")
+    bob = logged_in(h, BOB, "bob")
+    for peer in (alice, bob):
+        peer.settle()
+    link = bob.session.link
+    transport = h.engine.transport
+
+    def bobs_timers() -> int:  # entries in the heap itself: what each send would grow
+        return sum(sid == bob.sid for _at, sid in transport._timers)
+
+    before, probes = bobs_timers(), link.probes_sent
+    first = h.now
+    for n in range(40):  # bob takes nothing in, so acknowledges nothing
+        h.now = first + 0.002 * n
+        alice.send(wire.Say(text=f"message {n}", cid=f"c{n}"))
+    last = h.now
+    assert bobs_timers() == before + 1
+    deadline = link.next_timer()
+    assert deadline is not None and deadline > first + link.pto + link.patience
+    h.advance(deadline - h.now - 0.001)  # the early timer fired on the way: no probe yet
+    assert link.probes_sent == probes
+    assert h.engine.next_timer() == deadline
+    h.advance(0.002)
+    assert link.probes_sent == probes + 1
+    assert last + link.pto <= deadline

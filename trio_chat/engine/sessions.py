@@ -564,7 +564,11 @@ class Sessions:
             # What is due does not fit what the address has earned: only the client's next
             # datagram can change that, so wait for it rather than fire the timer again.
             deadline = idle
-        if session.timer_at != deadline:
+        timer_at = session.timer_at
+        if timer_at is None or deadline < timer_at:
+            # Only a deadline that moves earlier is pushed; one that moves later (every
+            # datagram sent pushes its probe timeout back) leaves the earlier entry to
+            # fire, find nothing due, and set the timer again from there.
             session.timer_at = deadline
             heapq.heappush(self._timers, (deadline, session.sid))
             if len(self._timers) > 4 * len(self.by_sid) + 1024:
