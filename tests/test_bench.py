@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench.py"
 SEED_PATH = Path("shared") / "baseline" / "seed_server.py"
@@ -119,3 +121,61 @@ def test_the_in_process_fanout_prints_each_sides_cost_per_delivery() -> None:
     per = ("a delivery", "an acknowledgement", "a delivery")
     for line, each in zip(lines[1:], per, strict=True):
         assert re.search(rf"\d+ us a batch +\d+\.\d\d us {each}$", line), line
+
+
+def run_ab(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_ab.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def _worktrees() -> str:
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
+    )
+    return listed.stdout
+
+
+def test_bench_ab_takes_turns_and_prints_both_sides_figures_and_medians() -> None:
+    before = _worktrees()
+    tiny = ["--only=fanout", "--receivers=3", "--messages=40", "--processes=1"]
+    result = run_ab("HEAD", "--rounds=2", f"--baseline={SEED}", "--", *tiny)
+    assert result.returncode == 0, result.stderr
+    turns = [line for line in result.stderr.splitlines() if line.startswith("round ")]
+    # Each round starts with the side the last one ended with: drift hits both alike.
+    assert turns == [
+        "round 1: HEAD ...",
+        "round 1: this tree ...",
+        "round 2: this tree ...",
+        "round 2: HEAD ...",
+    ]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")] for line in result.stdout.splitlines()
+    ]
+    header, _rule, *body = rows
+    assert header == ["workload", "metric", "HEAD runs", "this tree's runs", "HEAD", "this tree"]
+    table = {(row[0], row[1]): row[2:] for row in body}
+    assert table[("fanout", "delivered share")] == [
+        "100.00%; 100.00%",
+        "100.00%; 100.00%",
+        "100.00%",
+        "100.00%",
+    ]
+    runs, _ours, median, _our_median = table[("fanout", "deliveries/s")]
+    first, second = (float(run.replace(",", "")) for run in runs.split("; "))
+    assert float(median.replace(",", "")) == pytest.approx((first + second) / 2, abs=0.5)
+    assert _worktrees() == before  # the temporary worktree is gone
+
+
+def test_bench_ab_refuses_a_commit_git_does_not_know_in_one_sentence() -> None:
+    result = run_ab("no-such-commit", f"--baseline={SEED}", "--", "--only=fanout")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        "Cannot check out 'no-such-commit': give a commit, branch or tag git knows."
+    )
