@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "scripts" / "bench.py"
 SEED_PATH = Path("shared") / "baseline" / "seed_server.py"
 
 
@@ -43,15 +42,20 @@ TINY = [
 ]
 
 
-def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """One of `scripts/`, run as a person would, from the project's folder."""
     return subprocess.run(
-        [sys.executable, str(BENCH), *args],
+        [sys.executable, str(ROOT / "scripts" / name), *args],
         capture_output=True,
         text=True,
         timeout=180,
         cwd=ROOT,
         check=False,
     )
+
+
+def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_script("bench.py", *args)
 
 
 def test_quick_bench_prints_its_table_and_the_fanout_ratio() -> None:
@@ -106,15 +110,7 @@ def test_an_unknown_workload_is_refused() -> None:
 
 
 def test_the_in_process_fanout_prints_each_sides_cost_per_delivery() -> None:
-    script = ROOT / "scripts" / "fanout_speed.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "--receivers=3", "--batches=4", "--batch=2"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=False,
-    )
+    result = run_script("fanout_speed.py", "--receivers=3", "--batches=4", "--batch=2")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("3 receivers, 4 batches of 2: 24 deliveries in ")
@@ -124,14 +120,7 @@ def test_the_in_process_fanout_prints_each_sides_cost_per_delivery() -> None:
 
 
 def run_ab(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_ab.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-        check=False,
-    )
+    return run_script("bench_ab.py", *args)
 
 
 def _worktrees() -> str:
