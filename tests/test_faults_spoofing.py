@@ -347,6 +347,32 @@ def test_an_unproven_path_with_too_little_budget_does_not_spin_the_timers() -> N
     assert driver.sent_to[ELSEWHERE] <= 3 * driver.received_from[ELSEWHERE]
 
 
+def test_an_unproven_path_with_its_budget_spent_sets_its_probe_timer_aside() -> None:
+    """Frames in flight, then the client moves and the new address has earned nothing
+    more: the probe timeout is set aside until the idle check (no probe could leave)."""
+    driver, alice, bob = two_peers()
+    engine = driver.engine
+    session = engine.sessions[alice.sid]
+    link = session.link
+    bob.send(wire.Say(text="in flight", cid="f1"))  # to alice's old address: unacknowledged
+    driver.inbox.pop(ALICE, None)
+    alice.address = ELSEWHERE
+    alice.link.send(wire.encode(wire.Ping()))
+    for datagram in alice.link.datagrams_to_send(driver.now):
+        driver.receive(datagram, ELSEWHERE)  # the challenge is lost on its way
+    assert not session.validated and link.next_timer() is not None
+    session.bytes_out = engine.config.amplification_factor * session.bytes_in  # all spent
+    engine.transport.touch(session)
+    driver.pump()
+    assert session.timer_at == session.idle_check_at
+    probes = link.probes_sent
+    while (deadline := engine.next_timer()) is not None and deadline < session.idle_check_at:
+        driver.now = deadline
+        engine.handle_timers(driver.now, driver.wall)
+        driver.pump()
+    assert link.probes_sent == probes  # none counted that could not be sent
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     steps=st.lists(

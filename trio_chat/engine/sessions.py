@@ -560,15 +560,17 @@ class Sessions:
         idle = session.idle_check_at
         if deadline is None or idle < deadline:
             deadline = idle
-        if not session.validated and (self._budget_left(session) <= 0 or deadline <= now):
+        set_aside = not session.validated and (self._budget_left(session) <= 0 or deadline <= now)
+        if set_aside:
             # What is due does not fit what the address has earned: only the client's next
             # datagram can change that, so wait for it rather than fire the timer again.
             deadline = idle
         timer_at = session.timer_at
-        if timer_at is None or deadline < timer_at:
+        if timer_at is None or deadline < timer_at or (set_aside and deadline != timer_at):
             # Only a deadline that moves earlier is pushed; one that moves later (every
             # datagram sent pushes its probe timeout back) leaves the earlier entry to
-            # fire, find nothing due, and set the timer again from there.
+            # fire, find nothing due, and set the timer again from there. Not one set
+            # aside, though: fired, it would count a probe that cannot be sent.
             session.timer_at = deadline
             heapq.heappush(self._timers, (deadline, session.sid))
             if len(self._timers) > 4 * len(self.by_sid) + 1024:
