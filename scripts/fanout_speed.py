@@ -41,7 +41,8 @@ class Costs:
 
     engine_fanout: float = 0.0
     engine_acks: float = 0.0
-    """Taking in the acknowledgements, and the timers each round."""
+    """Taking in the acknowledgements, and running the timers each round (what a timer
+    sets off, sessions set again and datagrams sent, counts in the next fan-out)."""
     clients: float = 0.0
     datagrams: int = 0
     acks: int = 0
