@@ -12,25 +12,33 @@ turns, each round starting with the side the last one ended with. It prints, for
 figure of trio-chat's column, the runs of each side and their medians. trio-chat runs
 alone (`--skip-seed`): the seed is the same on both sides, though bench.py wants its
 path (`--baseline`, as bench.py's).
-Exit status 1 if a run failed, 2 if `REV` cannot be checked out.
+
+Exit status: 1 if a run failed, 2 for a revision git does not know or a seed server
+that is not there, 3 if git could not make the worktree, 130 if interrupted (Ctrl-C or
+SIGTERM: the run under way is stopped with its servers, and the worktree removed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT.parent / "shared" / "baseline" / "seed_server.py"
 """Where bench.py looks for the seed server by default, from this tree."""
 TRIO_COLUMN = 3
 """trio-chat's figure in a row of bench.py's table (workload, metric, seed, trio-chat, ...)."""
+STOP_WAIT = 30.0
+"""Seconds an interrupted bench.py has to stop its servers and workers before it is killed."""
 
 Figures = dict[tuple[str, str], str]
 
@@ -64,44 +72,103 @@ def number(figure: str) -> float | None:
 
 
 def median(figures: Sequence[str]) -> str:
-    """The median of figures that are numbers, written as they are; else the last one."""
+    """The median of figures, written as they are; a figure that is not a number stands
+    if every run gave it, and `n/a` if the runs differ."""
     numbers = [n for n in map(number, figures) if n is not None]
-    if len(numbers) < len(figures) or not numbers:
-        return figures[-1] if figures else ""
-    first = figures[0].removesuffix("%")
-    decimals = len(first.partition(".")[2])
+    if not figures or len(numbers) < len(figures):
+        return figures[0] if figures and len(set(figures)) == 1 else "n/a"
+    decimals = max(len(figure.removesuffix("%").partition(".")[2]) for figure in figures)
     grouping = "," if any("," in figure for figure in figures) else ""
     percent = "%" if figures[0].endswith("%") else ""
     return f"{statistics.median(numbers):{grouping}.{decimals}f}{percent}"
 
 
+def git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
+    )
+
+
+def commit_of(rev: str) -> str:
+    """The commit `rev` names, shortened; AbError if git does not know it."""
+    found = git("rev-parse", "--verify", "--quiet", "--short", f"{rev}^{{commit}}")
+    if found.returncode != 0:
+        raise AbError(f"Cannot check out {rev!r}: give a commit, branch or tag git knows.", 2)
+    return found.stdout.strip()
+
+
+def this_tree() -> str:
+    """This tree's commit, and whether it has changes not committed."""
+    changed = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    return commit_of("HEAD") + (", with changes not committed" if changed else "")
+
+
+def add_worktree(commit: str, where: Path) -> None:
+    made = git("worktree", "add", "--detach", str(where), commit)
+    if made.returncode != 0:
+        last = (made.stderr.strip().splitlines() or ["no reason given"])[-1]
+        raise AbError(f"git could not check {commit} out into {where}: {last}", 3)
+
+
+def remove_worktree(where: Path) -> None:
+    """The worktree gone, and git's record of it with it, whatever state it is in."""
+    removed = git("worktree", "remove", "--force", str(where))
+    if removed.returncode != 0 and where.exists():
+        print(f"could not remove the worktree {where}; remove it by hand", file=sys.stderr)
+    git("worktree", "prune")
+
+
 def run_bench(tree: Path, options: Sequence[str]) -> Figures:
-    """One bench.py run of `tree` (its own script and package); its figures."""
+    """One bench.py run of `tree` (its own script and package); its figures.
+
+    bench.py runs in a process group of its own, so that when this one is interrupted
+    it is told once (SIGINT: it stops its servers and workers), then killed with all it
+    started if it has not stopped in `STOP_WAIT`.
+    """
     env = dict(os.environ, PYTHONPATH=str(tree))
-    result = subprocess.run(
-        [sys.executable, str(tree / "scripts" / "bench.py"), *options],
+    command = [sys.executable, str(tree / "scripts" / "bench.py"), *options]
+    with subprocess.Popen(
+        command,
         cwd=tree,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["(nothing on standard error)"])[-1]
-        raise AbError(f"bench.py failed in {tree} (exit status {result.returncode}): {last}", 1)
-    return parse_table(result.stdout)
+        start_new_session=True,
+        preexec_fn=_answer_interrupts,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate()
+        except BaseException:
+            _stop(process)
+            raise
+    if process.returncode != 0:
+        last = (stderr.strip().splitlines() or ["(nothing on standard error)"])[-1]
+        raise AbError(f"bench.py failed in {tree} (exit status {process.returncode}): {last}", 1)
+    return parse_table(stdout)
 
 
-def worktree(rev: str, where: Path) -> None:
-    """`rev` checked out at `where`, detached; AbError if git does not know it."""
-    result = subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise AbError(f"Cannot check out {rev!r}: give a commit, branch or tag git knows.", 2)
+def _answer_interrupts() -> None:
+    """In bench.py's process, before it starts: SIGINT interrupts it, even if this one
+    was started with SIGINT ignored (in the background, say)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    for sig, wait in ((signal.SIGINT, STOP_WAIT), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.communicate(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGINT:
+            # bench.py has stopped; anything of its group still there goes with it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        return
 
 
 def report(rev: str, runs: dict[str, list[Figures]]) -> str:
@@ -118,6 +185,30 @@ def report(rev: str, runs: dict[str, list[Figures]]) -> str:
     return "\n".join(f"| {line} |" for line in lines)
 
 
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def compare(rev: str, rounds: int, options: Sequence[str]) -> dict[str, list[Figures]]:
+    """Every run of each side, taking turns; the worktree removed however it ends."""
+    commits = {rev: commit_of(rev), "this tree": this_tree()}
+    runs: dict[str, list[Figures]] = {rev: [], "this tree": []}
+    with tempfile.TemporaryDirectory(prefix="trio-chat-ab-") as scratch:
+        other = Path(scratch) / "tree"
+        try:
+            add_worktree(commits[rev], other)
+            sides = [(rev, other), ("this tree", ROOT)]
+            for round_number in range(rounds):
+                for name, tree in sides if round_number % 2 == 0 else sides[::-1]:
+                    print(
+                        f"round {round_number + 1}: {name} ({commits[name]}) ...", file=sys.stderr
+                    )
+                    runs[name].append(run_bench(tree, options))
+        finally:
+            remove_worktree(other)
+    return runs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], epilog="Options after -- go to bench.py."
@@ -132,30 +223,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(given[:cut])
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    options = given[cut + 1 :]
-    # trio-chat alone; bench.py still wants to know where the seed is, and a worktree
-    # in a temporary folder has no `shared/` beside it.
-    options += [f"--baseline={args.baseline.resolve()}", "--skip-seed"]
-    runs: dict[str, list[Figures]] = {args.rev: [], "this tree": []}
+    if not args.baseline.is_file():
+        print(
+            f"The seed server {str(args.baseline)!r} does not exist; give it with --baseline.",
+            file=sys.stderr,
+        )
+        return 2
+    # trio-chat alone; bench.py still wants to know where the seed is, and a worktree in
+    # a temporary folder has no `shared/` beside it.
+    options = [*given[cut + 1 :], f"--baseline={args.baseline.resolve()}", "--skip-seed"]
+    signal.signal(signal.SIGTERM, _interrupted)
     try:
-        with tempfile.TemporaryDirectory(prefix="trio-chat-ab-") as scratch:
-            other = Path(scratch) / "tree"
-            worktree(args.rev, other)
-            try:
-                sides = [(args.rev, other), ("this tree", ROOT)]
-                for round_number in range(args.rounds):
-                    for name, tree in sides if round_number % 2 == 0 else sides[::-1]:
-                        print(f"round {round_number + 1}: {name} ...", file=sys.stderr)
-                        runs[name].append(run_bench(tree, options))
-            finally:
-                subprocess.run(
-                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)],
-                    capture_output=True,
-                    check=False,
-                )
+        runs = compare(args.rev, args.rounds, options)
     except AbError as error:
         print(error, file=sys.stderr)
         return error.status
+    except KeyboardInterrupt:
+        print(
+            "Interrupted: the run under way was stopped and the worktree removed.", file=sys.stderr
+        )
+        return 130
     print(report(args.rev, runs))
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -123,26 +124,25 @@ def run_ab(*args: str) -> subprocess.CompletedProcess[str]:
     return run_script("bench_ab.py", *args)
 
 
-def _worktrees() -> str:
-    listed = subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
-    )
-    return listed.stdout
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_bench_ab_takes_turns_and_prints_both_sides_figures_and_medians() -> None:
-    before = _worktrees()
     tiny = ["--only=fanout", "--receivers=3", "--messages=40", "--processes=1"]
     result = run_ab("HEAD", "--rounds=2", f"--baseline={SEED}", "--", *tiny)
     assert result.returncode == 0, result.stderr
+    head = _git("rev-parse", "--short", "HEAD")
     turns = [line for line in result.stderr.splitlines() if line.startswith("round ")]
     # Each round starts with the side the last one ended with: drift hits both alike.
-    assert turns == [
-        "round 1: HEAD ...",
-        "round 1: this tree ...",
-        "round 2: this tree ...",
-        "round 2: HEAD ...",
-    ]
+    expected = [(1, "HEAD"), (1, "this tree"), (2, "this tree"), (2, "HEAD")]
+    assert len(turns) == len(expected)
+    for line, (number, side) in zip(turns, expected, strict=True):
+        assert re.fullmatch(
+            rf"round {number}: {side} \({head}(, with changes not committed)?\) \.\.\.", line
+        ), line
     rows = [
         [cell.strip() for cell in line.strip("|").split("|")] for line in result.stdout.splitlines()
     ]
@@ -155,10 +155,17 @@ def test_bench_ab_takes_turns_and_prints_both_sides_figures_and_medians() -> Non
         "100.00%",
         "100.00%",
     ]
-    runs, _ours, median, _our_median = table[("fanout", "deliveries/s")]
-    first, second = (float(run.replace(",", "")) for run in runs.split("; "))
-    assert float(median.replace(",", "")) == pytest.approx((first + second) / 2, abs=0.5)
-    assert _worktrees() == before  # the temporary worktree is gone
+    assert table[("fanout", "duplicates / reordered")] == [
+        "0 / 0; 0 / 0",
+        "0 / 0; 0 / 0",
+        "0 / 0",
+        "0 / 0",
+    ]
+    theirs, ours, their_median, our_median = table[("fanout", "deliveries/s")]
+    for runs, middle in ((theirs, their_median), (ours, our_median)):
+        first, second = (float(run.replace(",", "")) for run in runs.split("; "))
+        assert float(middle.replace(",", "")) == pytest.approx((first + second) / 2, abs=0.5)
+    assert "trio-chat-ab-" not in _git("worktree", "list")  # the worktree is gone
 
 
 def test_bench_ab_refuses_a_commit_git_does_not_know_in_one_sentence() -> None:
@@ -168,3 +175,16 @@ def test_bench_ab_refuses_a_commit_git_does_not_know_in_one_sentence() -> None:
     assert result.stderr.strip() == (
         "Cannot check out 'no-such-commit': give a commit, branch or tag git knows."
     )
+
+
+def test_bench_ab_medians_keep_each_figures_form() -> None:
+    spec = importlib.util.spec_from_file_location("bench_ab", ROOT / "scripts" / "bench_ab.py")
+    assert spec is not None and spec.loader is not None
+    bench_ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_ab)
+    assert bench_ab.median(["114,620", "98,861", "120,002"]) == "114,620"
+    assert bench_ab.median(["2.4", "2.125", "2.5"]) == "2.400"
+    assert bench_ab.median(["100.00%", "99.50%"]) == "99.75%"
+    assert bench_ab.median(["0 / 0", "0 / 0"]) == "0 / 0"
+    assert bench_ab.median(["0 / 0", "1 / 0"]) == "n/a"
+    assert bench_ab.median(["2.42", ""]) == "n/a"  # a run that lacked the figure
