@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_chat import wire
+from trio_chat.client_protocol import ClientConfig
+from trio_chat.engine.config import daemon_link
 from trio_chat.reliability import Link, LinkConfig
 from trio_chat.testing.links import channel_pair, plain_open, plain_seal
 from trio_chat.testing.netsim import Conditions, Network
@@ -395,6 +397,55 @@ def test_a_receiver_may_acknowledge_every_nth_datagram() -> None:
     (ack,) = receiver.datagrams_to_send(now)
     feed(sender, ack, now + 0.001)
     assert sender.idle
+
+
+def test_a_receiver_acknowledges_at_once_when_enough_frames_wait() -> None:
+    sender = Link(plain_seal)
+    receiver = Link(plain_seal, LinkConfig(ack_every=16, ack_frames=16, ack_delay=0.025))
+    now = 0.0
+    for n in range(10):
+        sender.send(frame(n))
+    (first,) = sender.datagrams_to_send(now)  # ten small frames share one datagram
+    assert feed(receiver, first, now) == list(range(10))
+    assert receiver.next_timer() == now + 0.025  # one datagram, ten frames: it may wait
+    for n in range(10, 16):
+        sender.send(frame(n))
+    (second,) = sender.datagrams_to_send(now)
+    feed(receiver, second, now)
+    assert receiver.next_timer() == now  # sixteen frames wait: the ack goes at once
+    (ack,) = receiver.datagrams_to_send(now)
+    feed(sender, ack, now)
+    assert sender.idle
+    # The count starts again from the acknowledgement.
+    sender.send(frame(16))
+    (third,) = sender.datagrams_to_send(now)
+    feed(receiver, third, now)
+    assert receiver.next_timer() == now + 0.025
+
+
+def test_a_client_never_lets_the_daemons_window_wait_for_its_ack_delay() -> None:
+    """The daemon may have 64 frames unacknowledged; a client that acknowledged only every
+    16th datagram would hold a burst of small frames (a history, a room's backlog) at a
+    full window until its 25 ms ack delay ran out, again and again."""
+    daemon = Link(plain_seal, daemon_link())
+    client = Link(plain_seal, ClientConfig().link)
+    for n in range(500):
+        daemon.send(frame(n, pad=40))
+    received: list[int] = []
+    now = 0.0
+    for _ in range(1000):
+        for datagram in daemon.datagrams_to_send(now):
+            received += feed(client, datagram, now)
+        acks = client.datagrams_to_send(now)
+        for ack in acks:
+            feed(daemon, ack, now)
+        if len(received) == 500:
+            break
+        if not acks:
+            # Nothing more moves until a timer: the client's ack delay, here.
+            now = min(t for t in (client.next_timer(), daemon.next_timer()) if t is not None)
+    assert received == list(range(500))
+    assert now == 0.0
 
 
 def test_an_ack_for_everything_in_flight_clears_it_and_measures_the_rtt() -> None:

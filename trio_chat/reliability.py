@@ -24,7 +24,8 @@ Loss recovery follows QUIC's (RFC 9002), with frames in place of packets:
   again at once (a tail-loss probe) instead of waiting for a retransmission timeout.
 - Acknowledgements: cumulative plus up to `SACK_RANGES_MAX` selective ranges; pure acks
   wait up to `ack_delay` for a datagram to ride on, and go at once when a frame arrived out
-  of order, twice, or beyond the window, or after `ack_every` datagrams.
+  of order, twice, or beyond the window, or after `ack_every` datagrams or `ack_frames`
+  frames.
 
 A link keeps at most `window` frames in flight and gives up (`failure = "unresponsive"`)
 once frames have gone unacknowledged for `give_up_after` seconds.
@@ -81,6 +82,10 @@ class LinkConfig:
     """Longest our acknowledgement waits for a datagram of our own to ride on."""
     ack_every: int = 2
     """Acknowledge at once when this many datagrams with frames are unacknowledged."""
+    ack_frames: int | None = None
+    """...or when this many frames are, however few datagrams brought them (None: the
+    datagrams alone count). A quarter of the peer's `window` keeps it from filling while
+    an acknowledgement waits."""
     peer_ack_delay: float = 0.025
     """The peer's `ack_delay`: how long its acknowledgement of our frames may wait."""
     max_pto: float = 4.0
@@ -135,6 +140,7 @@ class Link:
         "_srtt",
         "_transmissions",
         "_unacked_datagrams",
+        "_unacked_frames",
         "_unsent",
         "acked_tags",
         "config",
@@ -201,6 +207,7 @@ class Link:
         self._out_of_order_bytes = 0
         self._ack_due: float | None = None
         self._unacked_datagrams = 0
+        self._unacked_frames = 0
         # Statistics.
         self.retransmissions = 0
         self.probes_sent = 0
@@ -442,6 +449,7 @@ class Link:
         self.extra = b""
         self._ack_due = None
         self._unacked_datagrams = 0
+        self._unacked_frames = 0
         return self.seal(self._pn, close_payload(head, body))
 
     def _sack_ranges(self) -> list[tuple[int, int]]:
@@ -476,11 +484,11 @@ class Link:
         if self._in_flight:
             self._on_ack(ack, sack, now)
         delivered: list[tuple[int, msgspec.Raw]] = []
-        had_frames = False
+        count = 0
         immediate = False
         horizon = self._receive_next + self.config.receive_window
         for seq, raw in frames:
-            had_frames = True
+            count += 1
             if seq < self._receive_next or seq in self._out_of_order:
                 self.duplicates += 1
                 immediate = True
@@ -502,9 +510,15 @@ class Link:
                     self._out_of_order[seq] = held
                     self._out_of_order_bytes += len(held)
                 immediate = True
-        if had_frames:
+        if count:
             self._unacked_datagrams += 1
-            if immediate or self._unacked_datagrams >= self.config.ack_every:
+            self._unacked_frames += count
+            config = self.config
+            if (
+                immediate
+                or self._unacked_datagrams >= config.ack_every
+                or (config.ack_frames is not None and self._unacked_frames >= config.ack_frames)
+            ):
                 self._ack_due = now
             elif self._ack_due is None:
                 self._ack_due = now + self.config.ack_delay

@@ -11,7 +11,7 @@ def daemon_link() -> LinkConfig:
     """The daemon's side of a session's link.
 
     It acknowledges within 10 ms (or every second datagram); clients within 25 ms (or
-    every fourth), which its probe timeout counts in. It gives a client up after 20 s
+    every 16 frames), which its probe timeout counts in. It gives a client up after 20 s
     without an acknowledgement of anything it sent.
     """
     return LinkConfig(ack_delay=0.010, ack_every=2, peer_ack_delay=0.025, give_up_after=20.0)
