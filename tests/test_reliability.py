@@ -423,29 +423,42 @@ def test_a_receiver_acknowledges_at_once_when_enough_frames_wait() -> None:
     assert receiver.next_timer() == now + 0.025
 
 
-def test_a_client_never_lets_the_daemons_window_wait_for_its_ack_delay() -> None:
-    """The daemon may have 64 frames unacknowledged; a client that acknowledged only every
-    16th datagram would hold a burst of small frames (a history, a room's backlog) at a
-    full window until its 25 ms ack delay ran out, again and again."""
+@pytest.mark.parametrize("pad", [0, 40, 200])
+@pytest.mark.parametrize("delay", [0.0, 0.002])
+@pytest.mark.parametrize("lose_first_ack", [False, True])
+def test_a_client_never_lets_the_daemons_window_wait_for_its_ack_delay(
+    pad: int, delay: float, lose_first_ack: bool
+) -> None:
+    """The daemon may have 64 frames unacknowledged. A client that acknowledged only every
+    few datagrams would hold a burst of small frames (a history, a room's backlog, the
+    notices of a crowd logging in) at a full window until its 25 ms ack delay ran out,
+    again and again; one that acknowledged only once the window was full would stall it
+    whenever that one acknowledgement was lost. Nothing here may wait for a timer."""
     daemon = Link(plain_seal, daemon_link())
     client = Link(plain_seal, ClientConfig().link)
     for n in range(500):
-        daemon.send(frame(n, pad=40))
+        daemon.send(frame(n, pad=pad))
     received: list[int] = []
+    in_transit: list[tuple[float, int, Link, bytes]] = []  # (arrival, order, to, datagram)
+    order = itertools.count()
+    acks_sent = 0
     now = 0.0
-    for _ in range(1000):
+    for _ in range(10_000):
         for datagram in daemon.datagrams_to_send(now):
-            received += feed(client, datagram, now)
-        acks = client.datagrams_to_send(now)
-        for ack in acks:
-            feed(daemon, ack, now)
-        if len(received) == 500:
-            break
-        if not acks:
-            # Nothing more moves until a timer: the client's ack delay, here.
-            now = min(t for t in (client.next_timer(), daemon.next_timer()) if t is not None)
+            in_transit.append((now + delay, next(order), client, datagram))
+        for ack in client.datagrams_to_send(now):
+            acks_sent += 1
+            if not (lose_first_ack and acks_sent == 1):
+                in_transit.append((now + delay, next(order), daemon, ack))
+        if len(received) == 500 or not in_transit:
+            break  # done, or nothing moves until a timer fires
+        in_transit.sort()
+        arrival, _, to, datagram = in_transit.pop(0)
+        now = max(now, arrival)
+        numbers = feed(to, datagram, now)
+        if to is client:
+            received += numbers
     assert received == list(range(500))
-    assert now == 0.0
 
 
 def test_an_ack_for_everything_in_flight_clears_it_and_measures_the_rtt() -> None:

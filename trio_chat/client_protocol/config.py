@@ -20,8 +20,10 @@ class ClientConfig:
     link: LinkConfig = field(
         # A client mostly listens: acknowledging every 16 frames (or after 25 ms) spares
         # a busy daemon most of the acks, at no cost to delivery. Sixteen is a quarter of
-        # the daemon's window, so that its window never fills while an ack waits; a frame
-        # out of order is acknowledged at once, as always. The daemon acknowledges within
+        # the daemon's window, so that its window never fills while an ack waits, and one
+        # lost ack is covered by the next; a frame out of order is acknowledged at once,
+        # as always. (`ack_frames` decides: every datagram counted brings a frame or more,
+        # so 16 frames come no later than 16 datagrams.) The daemon acknowledges within
         # 10 ms, which the probe timeout counts in.
         default_factory=lambda: LinkConfig(
             ack_every=16,
