@@ -22,13 +22,13 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 Frame = dict[str, Any]
 
 # Section 3: datagrams.
-VERSION = 0x02
+VERSION = 0x03
 FIRST_FLIGHT_SIZE = 1200
 MAX_DATAGRAM = 1200
 KEY_REQUEST = 0x01
@@ -44,8 +44,8 @@ TAG = 16
 MAX_PAYLOAD = MAX_DATAGRAM - DATA_HEADER - TAG  # 1171
 
 # Section 4: the handshake.
-PROTOCOL_NAME = b"Noise_NK_25519_ChaChaPoly_BLAKE2s"
-PROLOGUE = b"trio-chat/2"
+PROTOCOL_NAME = b"Noise_NK_25519_AESGCM_BLAKE2s"
+PROLOGUE = b"trio-chat/3"
 INIT_RESENDS = (0.2, 0.4, 0.8)  # then every second
 INIT_GIVE_UP = 5.0
 
@@ -124,8 +124,8 @@ def random_id() -> str:
 
 
 def _nonce(n: int) -> bytes:
-    """The Noise ChaChaPoly nonce: 4 zero bytes, then ``n`` as 64-bit little-endian."""
-    return b"\x00\x00\x00\x00" + n.to_bytes(8, "little")
+    """The Noise AESGCM nonce: 4 zero bytes, then ``n`` as 64-bit big-endian."""
+    return b"\x00\x00\x00\x00" + n.to_bytes(8, "big")
 
 
 def _hmac(key: bytes, data: bytes) -> bytes:
@@ -143,7 +143,7 @@ def _raw(public: X25519PublicKey) -> bytes:
 
 
 class NoiseNKInitiator:
-    """The initiator of ``Noise_NK_25519_ChaChaPoly_BLAKE2s`` (Noise revision 34)."""
+    """The initiator of ``Noise_NK_25519_AESGCM_BLAKE2s`` (Noise revision 34)."""
 
     def __init__(self, remote_static: bytes, prologue: bytes = PROLOGUE) -> None:
         if len(PROTOCOL_NAME) <= 32:
@@ -167,7 +167,7 @@ class NoiseNKInitiator:
         self._mix_hash(e_pub)
         self.ck, self.k = _hkdf2(self.ck, self.e.exchange(self.rs))
         self.n = 0
-        ciphertext = ChaCha20Poly1305(self.k).encrypt(_nonce(self.n), b"", self.h)
+        ciphertext = AESGCM(self.k).encrypt(_nonce(self.n), b"", self.h)
         self.n += 1
         self._mix_hash(ciphertext)
         return e_pub + ciphertext
@@ -185,7 +185,7 @@ class NoiseNKInitiator:
         shared = self.e.exchange(X25519PublicKey.from_public_bytes(re_pub))
         ck, k = _hkdf2(self.ck, shared)
         ciphertext = message[32:]
-        payload = ChaCha20Poly1305(k).decrypt(_nonce(0), ciphertext, h)
+        payload = AESGCM(k).decrypt(_nonce(0), ciphertext, h)
         self.h = hashlib.blake2s(h + ciphertext).digest()
         self.ck = ck
         return payload, _hkdf2(self.ck, b"")
@@ -261,8 +261,8 @@ class Channel:
         self.address = address
         self.client_index = client_index
         self.daemon_index = daemon_index
-        self.sealer = ChaCha20Poly1305(send_key)
-        self.opener = ChaCha20Poly1305(receive_key)
+        self.sealer = AESGCM(send_key)
+        self.opener = AESGCM(receive_key)
         self.reset_token = reset_token
         self.lost = False
         # Records.

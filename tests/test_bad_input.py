@@ -173,7 +173,9 @@ async def test_every_kind_of_bad_input_gets_its_documented_treatment(
                 refused = await answered(b"\x01\x01" + bytes(1198), "bad_datagrams")
                 assert isinstance(refused, wire.Refused) and refused.code == "bad_version"
                 other_key = initiate(bytes(range(32)), 9).datagram()
-                assert await answered(other_key, "bad_handshakes") == wire.Key(2, key)
+                assert await answered(other_key, "bad_handshakes") == wire.Key(
+                    wire.PROTOCOL_VERSION, key
+                )
                 reset = await answered(wire.data_header(424242, 1) + bytes(40), "unknown_sessions")
                 assert isinstance(reset, wire.Reset) and reset.receiver_index == 424242
 

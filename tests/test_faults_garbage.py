@@ -168,14 +168,14 @@ def test_datagrams_round_trip(
     client_index: int, server_index: int, cookie: bytes, message: bytes
 ) -> None:
     parse = wire.parse_datagram_untrusted
-    assert parse(wire.key_request_datagram()) == wire.KeyRequest(2)
-    assert parse(wire.key_datagram(message[:32])) == wire.Key(2, message[:32])
+    assert parse(wire.key_request_datagram()) == wire.KeyRequest(3)
+    assert parse(wire.key_datagram(message[:32])) == wire.Key(3, message[:32])
     init = wire.init_datagram(client_index, cookie, message)
     assert len(init) == wire.FIRST_FLIGHT_BYTES
-    assert parse(init) == wire.Init(2, client_index, cookie, message)
+    assert parse(init) == wire.Init(3, client_index, cookie, message)
     response = wire.response_datagram(client_index, server_index, message + message[:16])
-    assert parse(response) == wire.Response(2, client_index, server_index, message + message[:16])
-    assert parse(wire.retry_datagram(client_index, cookie)) == wire.Retry(2, client_index, cookie)
+    assert parse(response) == wire.Response(3, client_index, server_index, message + message[:16])
+    assert parse(wire.retry_datagram(client_index, cookie)) == wire.Retry(3, client_index, cookie)
     assert parse(wire.reset_datagram(server_index, message[:16])) == wire.Reset(
         server_index, message[:16]
     )

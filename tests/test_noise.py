@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +33,7 @@ from trio_chat.noise import (
     public_key,
 )
 
-VECTORS_PATH = Path(__file__).parent / "vectors" / "noise_nk_25519_chachapoly_blake2s.json"
+VECTORS_PATH = Path(__file__).parent / "vectors" / "noise_nk_25519_aesgcm_blake2s.json"
 
 
 class VectorMessage(msgspec.Struct, frozen=True):
@@ -243,14 +243,18 @@ def test_initialize_symmetric_pads_short_names_and_hashes_long_ones() -> None:
     assert SymmetricState(short).handshake_hash == short + bytes(HASHLEN - len(short))
     exact = b"N" * HASHLEN
     assert SymmetricState(exact).handshake_hash == exact
-    assert len(PROTOCOL_NAME) > HASHLEN
-    assert SymmetricState(PROTOCOL_NAME).handshake_hash == hashlib.blake2s(PROTOCOL_NAME).digest()
+    long = b"Noise_NK_25519_ChaChaPoly_BLAKE2s"
+    assert len(long) > HASHLEN
+    assert SymmetricState(long).handshake_hash == hashlib.blake2s(long).digest()
+    # trio-chat's own name is short enough to be padded.
+    assert len(PROTOCOL_NAME) <= HASHLEN
+    assert SymmetricState(PROTOCOL_NAME).handshake_hash == PROTOCOL_NAME.ljust(HASHLEN, b"\0")
 
 
 @pytest.mark.parametrize("n", [0, 1, 255, 256, 2**32 + 7, 2**40 + 5, MAX_NONCE - 1])
-def test_nonce_is_four_zero_bytes_then_little_endian_counter(n: int) -> None:
+def test_nonce_is_four_zero_bytes_then_big_endian_counter(n: int) -> None:
     key = bytes(range(32))
-    expected = ChaCha20Poly1305(key).encrypt(bytes(4) + n.to_bytes(8, "little"), b"data", b"ad")
+    expected = AESGCM(key).encrypt(bytes(4) + n.to_bytes(8, "big"), b"data", b"ad")
     cipher = CipherState(key)
     cipher.set_nonce(n)
     assert cipher.encrypt_with_ad(b"ad", b"data") == expected
@@ -415,13 +419,11 @@ def test_idle_record_ciphers_keep_only_their_keys_and_a_forgotten_one_keeps_noth
         ciphers.append(send)
     # The objects that do the work are kept for the keys used lately, and no more.
     assert 0 < len(noise._recent) <= noise.RECENT_KEYS
-    assert all(not isinstance(v, ChaCha20Poly1305) for c in ciphers for v in _slots(c))
+    assert all(not isinstance(v, AESGCM) for c in ciphers for v in _slots(c))
     # A cipher used again after its object was let go works as before.
     first = ciphers[0]
     sealed = first.seal(1, b"ad", b"again")
-    assert ChaCha20Poly1305(first._key).decrypt(
-        b"\0" * 4 + (1).to_bytes(8, "little"), sealed, b"ad"
-    )
+    assert AESGCM(first._key).decrypt(b"\0" * 4 + (1).to_bytes(8, "big"), sealed, b"ad")
     first.forget()
     assert first._key not in noise._recent
 

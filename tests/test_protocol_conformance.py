@@ -1,4 +1,4 @@
-"""The daemon does what docs/protocol.md (version 2) says, section by section, on the wire.
+"""The daemon does what docs/protocol.md (version 3) says, section by section, on the wire.
 
 The client here is written from the document alone: it pads its first flights and lays
 out `INIT` and `DATA` byte by byte, derives the record keys from the Noise handshake,
@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from trio_chat.engine import Address, LoadHistory, ServerConfig
 from trio_chat.noise import HandshakeState, fingerprint
@@ -39,7 +39,7 @@ Json = dict[str, Any]
 
 # --- the document's numbers ------------------------------------------------------------------
 
-VERSION = 0x02
+VERSION = 0x03
 MAX_DATAGRAM = 1200
 FIRST_FLIGHT = 1200
 KEY_REQUEST, KEY, INIT, RESPONSE, RETRY, REFUSED = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
@@ -51,8 +51,8 @@ RESET_BYTES = 21
 HEADER_BYTES = 13
 TAG_BYTES = 16
 MAX_PAYLOAD = 1171
-PROLOGUE = b"trio-chat/2"
-NOISE_PROTOCOL = b"Noise_NK_25519_ChaChaPoly_BLAKE2s"
+PROLOGUE = b"trio-chat/3"
+NOISE_PROTOCOL = b"Noise_NK_25519_AESGCM_BLAKE2s"
 MAX_INTEGER = 2**53 - 1
 ANSWERS = frozenset({"ok", "registered", "welcome", "error"})
 PAYLOAD_FIELDS = frozenset({"ack", "echo", "sack", "frames", "challenge"})
@@ -224,11 +224,12 @@ def noise_hkdf(chaining_key: bytes, material: bytes) -> tuple[bytes, bytes]:
 def split_keys(ephemeral: bytes, server_key: bytes, message_2: bytes) -> tuple[bytes, bytes]:
     """The client's `Split()`: (the key of what it sends, the key of what the daemon sends).
 
-    The chaining key starts as the hash of the protocol name (33 bytes, longer than
-    HASHLEN) and mixes in DH(e, rs) then DH(e, re); `Split()` expands it once more.
+    The chaining key starts as the protocol name padded with zeros to HASHLEN (29 bytes,
+    no longer than 32, so not hashed) and mixes in DH(e, rs) then DH(e, re); `Split()`
+    expands it once more.
     """
     private = X25519PrivateKey.from_private_bytes(ephemeral)
-    chaining_key = hashlib.blake2s(NOISE_PROTOCOL).digest()
+    chaining_key = NOISE_PROTOCOL.ljust(32, b"\0")
     for public in (server_key, message_2[:32]):
         shared = private.exchange(X25519PublicKey.from_public_bytes(public))
         chaining_key, _cipher_key = noise_hkdf(chaining_key, shared)
@@ -236,8 +237,8 @@ def split_keys(ephemeral: bytes, server_key: bytes, message_2: bytes) -> tuple[b
 
 
 def nonce(pn: int) -> bytes:
-    """Four zero bytes, then the packet number as a 64-bit little-endian integer."""
-    return bytes(4) + pn.to_bytes(8, "little")
+    """Four zero bytes, then the packet number as a 64-bit big-endian integer."""
+    return bytes(4) + pn.to_bytes(8, "big")
 
 
 def data_header(receiver_index: int, pn: int) -> bytes:
@@ -246,7 +247,7 @@ def data_header(receiver_index: int, pn: int) -> bytes:
 
 def seal(key: bytes, receiver_index: int, pn: int, payload: bytes) -> bytes:
     header = data_header(receiver_index, pn)
-    return header + ChaCha20Poly1305(key).encrypt(nonce(pn), payload, header)
+    return header + AESGCM(key).encrypt(nonce(pn), payload, header)
 
 
 def encode(payload: Json) -> bytes:
@@ -361,9 +362,7 @@ class Client:
         kind, index, pn = struct.unpack_from(">BIQ", data)
         assert (kind, index) == (DATA, self.client_index)
         header = data[:HEADER_BYTES]
-        plaintext = ChaCha20Poly1305(self.receive_key).decrypt(
-            nonce(pn), data[HEADER_BYTES:], header
-        )
+        plaintext = AESGCM(self.receive_key).decrypt(nonce(pn), data[HEADER_BYTES:], header)
         assert len(plaintext) <= MAX_PAYLOAD
         payload = json.loads(plaintext.decode("utf-8"))
         check_payload(payload)
@@ -507,7 +506,7 @@ def test_a_first_flight_not_exactly_1200_bytes_long_is_dropped(kind: str, length
     assert driver.engine.sessions == {}
 
 
-@pytest.mark.parametrize("version", [0x00, 0x01, 0x03, 0xFF])
+@pytest.mark.parametrize("version", [0x00, 0x01, 0x02, 0x04, 0xFF])
 @pytest.mark.parametrize("kind", ["KEY_REQUEST", "INIT"])
 def test_a_first_flight_of_another_version_is_refused_bad_version(kind: str, version: int) -> None:
     driver = daemon()
@@ -714,19 +713,19 @@ def test_a_record_is_sealed_under_the_packet_number_nonce_with_the_header_as_ad(
     client = connect(driver)
     payload = ping_payload(client)
     header = data_header(client.daemon_index, 1)
-    big_endian_nonce = bytes(4) + (1).to_bytes(8, "big")
+    little_endian_nonce = bytes(4) + (1).to_bytes(8, "little")
     wrong = {
-        "big-endian nonce": ChaCha20Poly1305(client.send_key).encrypt(
-            big_endian_nonce, payload, header
+        "little-endian nonce": AESGCM(client.send_key).encrypt(
+            little_endian_nonce, payload, header
         ),
-        "no associated data": ChaCha20Poly1305(client.send_key).encrypt(nonce(1), payload, b""),
-        "the daemon's key": ChaCha20Poly1305(client.receive_key).encrypt(nonce(1), payload, header),
+        "no associated data": AESGCM(client.send_key).encrypt(nonce(1), payload, b""),
+        "the daemon's key": AESGCM(client.receive_key).encrypt(nonce(1), payload, header),
     }
     for case, ciphertext in wrong.items():
         counted = dropped(driver)
         assert client.deliver(header + ciphertext) == [], case
         assert dropped(driver) == counted + 1, case
-    right = ChaCha20Poly1305(client.send_key).encrypt(nonce(1), payload, header)
+    right = AESGCM(client.send_key).encrypt(nonce(1), payload, header)
     assert header + right == client.seal(payload, pn=1)
     assert client.deliver(header + right) == [{"ack": 1, "echo": 1}]
 
@@ -1854,7 +1853,7 @@ BAD_DATAGRAMS: list[tuple[str, Callable[[Client], bytes]]] = [
     ("RETRY", lambda client: sized(bytes((RETRY, VERSION)) + bytes(4) + b"\x10", RETRY_BYTES)),
     ("REFUSED", lambda client: bytes((REFUSED, VERSION)) + b'{"code":"busy","message":"x"}'),
     ("RESET", lambda client: bytes((RESET,)) + be32(client.daemon_index) + bytes(16)),
-    ("an INIT with a 33-byte cookie", lambda client: sized(b"\x03\x02\x00\x00\x00\x09\x21", 1200)),
+    ("an INIT with a 33-byte cookie", lambda client: sized(b"\x03\x03\x00\x00\x00\x09\x21", 1200)),
     ("a DATA of 28 bytes", unknown_index_record(28)),
     ("a forged DATA", lambda client: sized(data_header(client.daemon_index, 9), 60)),
     ("a truncated DATA", lambda client: client.seal(b"{}")[:-1]),

@@ -42,7 +42,7 @@ from .noise import (
     public_key,
 )
 
-PROLOGUE: Final = b"trio-chat/2"
+PROLOGUE: Final = b"trio-chat/3"
 """Mixed into every handshake: a handshake of another protocol or version cannot pass."""
 REPLAY_WINDOW: Final = 4096
 """Packet numbers this far below the highest one opened are still accepted once."""

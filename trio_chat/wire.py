@@ -1,6 +1,6 @@
 """Every datagram and frame trio-chat sends, with their limits, encoders and decoders.
 
-Protocol version 2 (`docs/protocol.md` is the prose version of this module). Every
+Protocol version 3 (`docs/protocol.md` is the prose version of this module). Every
 datagram starts with one byte naming its type. Before a channel exists a client sends
 `KEY_REQUEST` (to learn the daemon's static key) and `INIT` (the first Noise NK message),
 each padded to 1200 bytes; the daemon answers with `KEY`, `RESPONSE`, `RETRY` or
@@ -23,7 +23,7 @@ from typing import Annotated, Any, Final, TypeAlias
 
 import msgspec
 
-PROTOCOL_VERSION: Final = 2
+PROTOCOL_VERSION: Final = 3
 MAX_DATAGRAM: Final = 1200
 """No datagram, in either direction, is larger than this many bytes."""
 FIRST_FLIGHT_BYTES: Final = 1200

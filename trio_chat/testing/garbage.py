@@ -1,4 +1,4 @@
-"""Seeded generators of hostile datagrams for protocol version 2, in three layers.
+"""Seeded generators of hostile datagrams for protocol version 3, in three layers.
 
 - `outside`: what anyone can send without a channel: random bytes, and each datagram type
   (`KEY_REQUEST`, `INIT`, an `INIT` echoing a `RETRY`'s cookie, `DATA`, `RESET`, the
