@@ -15,6 +15,7 @@ from trio_chat.errors import (
     ConnectionLost,
     KeyChanged,
     NameTaken,
+    ProtocolError,
     ServerUnreachable,
     WrongPassword,
 )
@@ -251,6 +252,50 @@ def test_a_daemon_showing_another_key_gets_no_password() -> None:
     assert all(data[0] == wire.INIT for data in sent)  # no record: nothing was sealed
     assert not any(b"correct horse" in data for data in sent)
     assert not sim.driver.engine.sessions
+
+
+@pytest.mark.parametrize("kind", ["login", "key probe"])
+def test_a_daemon_of_another_version_is_named_as_such(kind: str) -> None:
+    """A daemon of another version refuses the first flight in its own version's `REFUSED`,
+    whose layout every version shares: the client says why instead of timing out."""
+    key = DaemonKeys.generate().public
+    other = wire.PROTOCOL_VERSION - 1
+    refusal = bytes((wire.REFUSED, other)) + wire.encode(
+        {"code": "bad_version", "message": f"This program speaks protocol version {other}."}
+    )
+    peer: ClientConnection | client_handshake.KeyProbe
+    if kind == "login":
+        peer = ClientConnection(key, "alice", "correct horse", where="there")
+        peer.start(0.0)
+    else:
+        peer = client_handshake.KeyProbe(0.0, where="there")
+    (first,) = peer.datagrams_to_send(0.0)
+    assert first[1] == wire.PROTOCOL_VERSION
+    peer.receive_datagram(refusal, 0.01)
+    failure = peer.failure if isinstance(peer, ClientConnection) else peer.error
+    assert isinstance(failure, ProtocolError)
+    assert str(failure) == (
+        f"The daemon at there speaks version {other} of the trio-chat protocol, and this "
+        f"program version {wire.PROTOCOL_VERSION}; run the same version of trio-chat on both "
+        "sides."
+    )
+
+
+def test_a_refusal_in_this_version_still_means_what_it_says() -> None:
+    key = DaemonKeys.generate().public
+    probe = client_handshake.KeyProbe(0.0, where="there")
+    probe.datagrams_to_send(0.0)
+    probe.receive_datagram(wire.refused_datagram("busy", "Too many at once.", 1.0), 0.01)
+    assert str(probe.error) == "Too many at once."
+    assert not isinstance(probe.error, ProtocolError)
+    connection = ClientConnection(key, "alice", "correct horse", where="there")
+    connection.start(0.0)
+    connection.datagrams_to_send(0.0)
+    connection.receive_datagram(wire.refused_datagram("busy", "Too many at once.", 1.0), 0.01)
+    assert connection.failure is None  # waited out, and the INIT sent again after a second
+    assert connection.datagrams_to_send(0.5) == []
+    (again,) = connection.datagrams_to_send(1.02)
+    assert again[0] == wire.INIT
 
 
 def test_a_client_that_comes_back_ends_its_lost_session_at_once() -> None:

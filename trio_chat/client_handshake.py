@@ -11,13 +11,24 @@ it opens.
 from __future__ import annotations
 
 from . import wire
-from .errors import Busy, ChatError, KeyChanged, ServerUnreachable, error_for
+from .errors import Busy, ChatError, KeyChanged, ProtocolError, ServerUnreachable, error_for
 from .noise import fingerprint
 from .secure import Channel, Initiation, SecureError, initiate
 
 
 def unreachable(where: str) -> ServerUnreachable:
     return ServerUnreachable(f"Cannot reach trio-chat at {where}; is `trio-chat serve` running?")
+
+
+def refusal(refused: wire.Refused, where: str) -> ChatError:
+    """The error a `REFUSED` stands for; from a daemon of another version, that alone."""
+    if refused.version != wire.PROTOCOL_VERSION:
+        return ProtocolError(
+            f"The daemon at {where} speaks version {refused.version} of the trio-chat "
+            f"protocol, and this program version {wire.PROTOCOL_VERSION}; run the same "
+            "version of trio-chat on both sides."
+        )
+    return error_for(refused.code, refused.message, refused.retry_after)
 
 
 def key_changed(where: str, expected: bytes, found: bytes) -> KeyChanged:
@@ -79,7 +90,7 @@ class KeyProbe:
         if isinstance(datagram, wire.Key):
             self.key = datagram.public_key
         elif isinstance(datagram, wire.Refused):
-            self.error = error_for(datagram.code, datagram.message, datagram.retry_after)
+            self.error = refusal(datagram, self._where)
 
     def connection_refused(self, now: float) -> None:
         """Nothing listens there now; it may start in a moment: keep asking."""
@@ -146,7 +157,7 @@ class Handshake:
             if datagram.public_key != self.server_key:
                 self.error = key_changed(self._where, self.server_key, datagram.public_key)
         elif isinstance(datagram, wire.Refused):
-            error = error_for(datagram.code, datagram.message, datagram.retry_after)
+            error = refusal(datagram, self._where)
             wait = datagram.retry_after
             sent = self._schedule.last_sent
             way = now - sent if sent is not None else 0.0  # the answer's round trip

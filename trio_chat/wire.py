@@ -270,6 +270,14 @@ def parse_datagram_untrusted(data: bytes) -> Datagram:
     if len(data) < 2:
         raise WireError("bad_datagram", "A datagram is too short.")
     version = data[1]
+    if kind == REFUSED:
+        # The same layout in every version: a client of another version can still read
+        # why it was refused (`bad_version`, above all). The version is the caller's to check.
+        try:
+            body = _refused_body.decode(data[2:])
+        except _MALFORMED:
+            raise WireError("bad_datagram", "A REFUSED datagram's reason is malformed.") from None
+        return Refused(version, body.code, body.message, body.retry_after)
     if version != PROTOCOL_VERSION:
         raise WireError("bad_version", f"This program speaks protocol version {PROTOCOL_VERSION}.")
     if kind == KEY_REQUEST:
@@ -297,15 +305,10 @@ def parse_datagram_untrusted(data: bytes) -> Datagram:
             raise WireError("bad_datagram", "A RESPONSE datagram has the wrong length.")
         _kind, _version, client_index, server_index = _RESPONSE_HEADER.unpack_from(data)
         return Response(version, client_index, server_index, data[_RESPONSE_HEADER.size :])
-    if kind == RETRY:
-        if len(data) < 7 or data[6] > MAX_COOKIE_BYTES or len(data) != 7 + data[6]:
-            raise WireError("bad_datagram", "A RETRY datagram has the wrong length.")
-        return Retry(version, _INDEX.unpack_from(data, 2)[0], data[7:])
-    try:
-        body = _refused_body.decode(data[2:])
-    except _MALFORMED:
-        raise WireError("bad_datagram", "A REFUSED datagram's reason is malformed.") from None
-    return Refused(version, body.code, body.message, body.retry_after)
+    # RETRY, the one type left.
+    if len(data) < 7 or data[6] > MAX_COOKIE_BYTES or len(data) != 7 + data[6]:
+        raise WireError("bad_datagram", "A RETRY datagram has the wrong length.")
+    return Retry(version, _INDEX.unpack_from(data, 2)[0], data[7:])
 
 
 def _first_flight(data: bytes) -> None:
