@@ -254,14 +254,16 @@ def test_a_daemon_showing_another_key_gets_no_password() -> None:
     assert not sim.driver.engine.sessions
 
 
+@pytest.mark.parametrize("code", ["bad_version", "busy"])
 @pytest.mark.parametrize("kind", ["login", "key probe"])
-def test_a_daemon_of_another_version_is_named_as_such(kind: str) -> None:
+def test_a_daemon_of_another_version_is_named_as_such(kind: str, code: str) -> None:
     """A daemon of another version refuses the first flight in its own version's `REFUSED`,
-    whose layout every version shares: the client says why instead of timing out."""
+    whose layout every version shares: the client says why instead of timing out, and
+    waits out nothing such a daemon says (it would not understand the next try either)."""
     key = DaemonKeys.generate().public
     other = wire.PROTOCOL_VERSION - 1
     refusal = bytes((wire.REFUSED, other)) + wire.encode(
-        {"code": "bad_version", "message": f"This program speaks protocol version {other}."}
+        {"code": code, "message": "Not this version.", "retry_after": 1.0}
     )
     peer: ClientConnection | client_handshake.KeyProbe
     if kind == "login":

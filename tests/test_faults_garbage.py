@@ -144,6 +144,19 @@ def test_the_wire_errors_name_what_is_wrong() -> None:
     assert code(parse, bytes(1201)) == "too_large"
     assert code(parse, b"\x07" + bytes(1199)) == "unknown_type"
     assert code(parse, b"\x01\x01" + bytes(1198)) == "bad_version"
+    # A REFUSED keeps its layout in every version, and is read whatever its version says;
+    # every other type of another version is not.
+    body = b'{"code":"bad_version","message":"x"}'
+    for version in (0, wire.PROTOCOL_VERSION - 1, wire.PROTOCOL_VERSION + 1, 0xFF):
+        refused = parse(bytes((wire.REFUSED, version)) + body)
+        assert refused == wire.Refused(version, "bad_version", "x", None)
+        key = bytes((wire.KEY, version)) + bytes(32)
+        assert code(parse, key) == "bad_version"
+        response = bytes((wire.RESPONSE, version)) + bytes(72)
+        assert code(parse, response) == "bad_version"
+        assert (
+            code(parse, bytes((wire.RETRY, version, 0, 0, 0, 1, 16)) + bytes(16)) == "bad_version"
+        )
     assert code(parse, wire.key_request_datagram()[:1199]) == "bad_datagram"
     assert code(parse, bytes(init)) == "bad_field"  # a cookie over 32 bytes
     assert code(parse, wire.data_header(5, 1) + bytes(15)) == "bad_datagram"
@@ -367,6 +380,8 @@ def may_answer(data: bytes) -> set[int]:
         return {wire.RESET} if len(data) >= wire.SEAL_OVERHEAD else set()
     if len(data) != wire.FIRST_FLIGHT_BYTES or data[0] not in (1, 2, 3, 4, 5, 6):
         return set()
+    if data[0] not in (wire.KEY_REQUEST, wire.INIT):
+        return set()  # a type only the daemon sends, whatever its version
     if data[1] != wire.PROTOCOL_VERSION:
         return {wire.REFUSED}
     if data[0] == wire.KEY_REQUEST:

@@ -1852,6 +1852,18 @@ BAD_DATAGRAMS: list[tuple[str, Callable[[Client], bytes]]] = [
     ("RESPONSE", lambda client: sized(bytes((RESPONSE, VERSION)), RESPONSE_BYTES)),
     ("RETRY", lambda client: sized(bytes((RETRY, VERSION)) + bytes(4) + b"\x10", RETRY_BYTES)),
     ("REFUSED", lambda client: bytes((REFUSED, VERSION)) + b'{"code":"busy","message":"x"}'),
+    (
+        "a REFUSED of another version",
+        lambda client: bytes((REFUSED, VERSION - 1)) + b'{"code":"busy","message":"x"}',
+    ),
+    (
+        "a REFUSED of another version, 1200 bytes",
+        lambda client: sized(
+            bytes((REFUSED, VERSION + 1)) + b'{"code":"busy","message":"x"}', 1200
+        ),
+    ),
+    ("a KEY of another version, 1200 bytes", lambda client: sized(bytes((KEY, VERSION - 1)), 1200)),
+    ("a RETRY of another version, 1200 bytes", lambda client: sized(bytes((RETRY, 0xFF)), 1200)),
     ("RESET", lambda client: bytes((RESET,)) + be32(client.daemon_index) + bytes(16)),
     ("an INIT with a 33-byte cookie", lambda client: sized(b"\x03\x03\x00\x00\x00\x09\x21", 1200)),
     ("a DATA of 28 bytes", unknown_index_record(28)),

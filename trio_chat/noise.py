@@ -204,7 +204,7 @@ def _aead(key: bytes) -> AESGCM:
 
 
 RECENT_KEYS = 4096
-"""Record keys whose AESGCM object is kept for reuse (about 300 bytes each): those in use
+"""Record keys whose AESGCM object is kept for reuse (about 2.5 KB each): those in use
 lately. An idle session's keys take 64 bytes, and an object is made (0.8 us) when it sends
 or receives again."""
 _recent: dict[bytes, AESGCM] = {}
@@ -299,6 +299,8 @@ class RecordCipher:
     _key: bytes
 
     def __init__(self, key: bytes) -> None:
+        if len(key) != KEYLEN:
+            raise NoiseError("a cipher key is 32 bytes")  # AES would take 16 or 24 as well
         self._key = key
 
     @classmethod

@@ -193,7 +193,11 @@ class ServerEngine:
             datagram = wire.parse_datagram_untrusted(data)
         except wire.WireError as error:
             self.stats["bad_datagrams"] += 1
-            if error.code == "bad_version" and len(data) == wire.FIRST_FLIGHT_BYTES:
+            if (
+                error.code == "bad_version"
+                and len(data) == wire.FIRST_FLIGHT_BYTES
+                and data[0] in (wire.KEY_REQUEST, wire.INIT)
+            ):
                 # A client of another version: worth a sentence (smaller than it asked).
                 self.lobby.refuse_first_flight(address, error, len(data))
             return

@@ -458,7 +458,7 @@ class Garbage:
     def _bad_version(self, source: Hashable, channels: Sequence[FuzzChannel]) -> bytes:
         r = self.random
         first = r.choice((wire.KEY_REQUEST, wire.INIT, wire.KEY, wire.RESPONSE, wire.REFUSED))
-        version = r.choice((0, 1, 3, 0x10, 0xFF))
+        version = r.choice([v for v in (0, 1, 2, 3, 4, 0x10, 0xFF) if v != wire.PROTOCOL_VERSION])
         length = wire.FIRST_FLIGHT_BYTES if r.random() < 0.7 else self._length()
         return self._fit(bytes((first, version)) + r.randbytes(r.randrange(60)), length)
 
