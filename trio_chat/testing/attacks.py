@@ -111,9 +111,11 @@ def first_flight_kinds(server_key: bytes) -> dict[str, Callable[[random.Random],
             index(rng), rng.randbytes(16), initiate(server_key, 1).message
         ),
         "bad_version": lambda rng: padded(bytes((wire.KEY_REQUEST, 1))),
-        "short_key_request": lambda rng: padded(bytes((wire.KEY_REQUEST, 2)), 1199),
+        "short_key_request": lambda rng: padded(
+            bytes((wire.KEY_REQUEST, wire.PROTOCOL_VERSION)), 1199
+        ),
         "short_init": lambda rng: initiate(server_key, index(rng)).datagram()[:600],
-        "oversized": lambda rng: padded(bytes((wire.INIT, 2)), 1201),
+        "oversized": lambda rng: padded(bytes((wire.INIT, wire.PROTOCOL_VERSION)), 1201),
         "unknown_index": lambda rng: wire.data_header(index(rng), 1) + rng.randbytes(40),
         "random": lambda rng: rng.randbytes(rng.randrange(1, 1300)),
     }
