@@ -380,7 +380,7 @@ def may_answer(data: bytes) -> set[int]:
         return {wire.RESET} if len(data) >= wire.SEAL_OVERHEAD else set()
     if len(data) != wire.FIRST_FLIGHT_BYTES or data[0] not in (1, 2, 3, 4, 5, 6):
         return set()
-    if data[0] not in (wire.KEY_REQUEST, wire.INIT):
+    if data[0] not in wire.FIRST_FLIGHTS:
         return set()  # a type only the daemon sends, whatever its version
     if data[1] != wire.PROTOCOL_VERSION:
         return {wire.REFUSED}

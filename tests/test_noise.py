@@ -776,3 +776,12 @@ def test_random_sessions_agree_and_a_flipped_bit_fails(
         bit = data.draw(st.integers(0, len(upstream) * 8 - 1), label="bit of a record")
         with pytest.raises(NoiseError):
             r_receive.open(number, ad, _flip(upstream, bit))
+
+
+@pytest.mark.parametrize("length", [0, 16, 24, 31, 33])
+def test_a_cipher_key_is_32_bytes_though_aes_would_take_16_or_24(length: int) -> None:
+    with pytest.raises(NoiseError, match="a cipher key is 32 bytes"):
+        RecordCipher(bytes(length))
+    with pytest.raises(NoiseError, match="a cipher key is 32 bytes"):
+        CipherState(bytes(length))
+    RecordCipher(bytes(32)).seal(1, b"", b"x")  # the right length works

@@ -197,9 +197,13 @@ def _decrypt(aead: AESGCM, n: int, ad: bytes, ciphertext: bytes) -> bytes:
         raise NoiseError("authentication failed") from None
 
 
-def _aead(key: bytes) -> AESGCM:
+def _check_key(key: bytes) -> None:
     if len(key) != KEYLEN:
-        raise NoiseError("a cipher key is 32 bytes")
+        raise NoiseError("a cipher key is 32 bytes")  # AES would take 16 or 24 as well
+
+
+def _aead(key: bytes) -> AESGCM:
+    _check_key(key)
     return AESGCM(key)
 
 
@@ -299,8 +303,7 @@ class RecordCipher:
     _key: bytes
 
     def __init__(self, key: bytes) -> None:
-        if len(key) != KEYLEN:
-            raise NoiseError("a cipher key is 32 bytes")  # AES would take 16 or 24 as well
+        _check_key(key)
         self._key = key
 
     @classmethod

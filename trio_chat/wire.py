@@ -38,6 +38,9 @@ RETRY: Final = 0x05
 REFUSED: Final = 0x06
 DATA: Final = 0x10
 RESET: Final = 0x11
+FIRST_FLIGHTS: Final = (KEY_REQUEST, INIT)
+"""The types a client opens with: padded to `FIRST_FLIGHT_BYTES`, and the only ones a
+daemon answers when they are of another version."""
 
 PUBLIC_KEY_BYTES: Final = 32
 NOISE_MESSAGE_1_BYTES: Final = 48

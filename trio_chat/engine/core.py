@@ -196,7 +196,7 @@ class ServerEngine:
             if (
                 error.code == "bad_version"
                 and len(data) == wire.FIRST_FLIGHT_BYTES
-                and data[0] in (wire.KEY_REQUEST, wire.INIT)
+                and data[0] in wire.FIRST_FLIGHTS
             ):
                 # A client of another version: worth a sentence (smaller than it asked).
                 self.lobby.refuse_first_flight(address, error, len(data))
