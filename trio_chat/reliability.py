@@ -63,6 +63,8 @@ PACKET_THRESHOLD = 3
 SENT_PNS_KEPT = 256
 """Send times kept for RTT samples: more than a window's worth of datagrams."""
 TIME_THRESHOLD = 9 / 8
+_INITIAL_PTO_RTT = INITIAL_RTT + max(4 * INITIAL_RTT / 2, GRANULARITY)
+"""The RTT's share of the probe timeout before the first sample."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,7 @@ class Link:
         "_probing",
         "_progress",
         "_pto_count",
+        "_pto_rtt",
         "_receive_next",
         "_rttvar",
         "_sacked_tags",
@@ -187,6 +190,9 @@ class Link:
         self._latest_rtt = 0.0
         self._srtt: float | None = None
         self._rttvar = INITIAL_RTT / 2
+        self._pto_rtt = _INITIAL_PTO_RTT
+        """The RTT's share of the probe timeout, `srtt + max(4 * rttvar, kGranularity)`: kept,
+        for it is read after every datagram sent and changes only with an RTT sample."""
         self._pto_count = 0
         self.patience = 0.0
         """Seconds the probe timer waits beyond the probe timeout, before any backoff: its
@@ -227,8 +233,7 @@ class Link:
     @property
     def pto(self) -> float:
         """The probe timeout, before backoff (RFC 9002, section 6.2.1)."""
-        srtt = INITIAL_RTT if self._srtt is None else self._srtt
-        return srtt + max(4 * self._rttvar, GRANULARITY) + self.config.peer_ack_delay
+        return self._pto_rtt + self.config.peer_ack_delay
 
     @property
     def received_up_to(self) -> int:
@@ -291,7 +296,10 @@ class Link:
                 # The common case under load: everything queued may go, and often fits
                 # one datagram. Packing it whole skips the frame-by-frame loop below.
                 head = self._head(with_sack=True)
-                body = b",".join([wrapped for _seq, wrapped, _tag in unsent])
+                if len(unsent) == 1:
+                    body = unsent[0][1]  # one frame: a broadcast to an idle receiver, say
+                else:
+                    body = b",".join([wrapped for _seq, wrapped, _tag in unsent])
                 if len(head) + len(body) + PAYLOAD_CLOSE_OVERHEAD <= self.config.max_payload:
                     self._commit_unsent(now)
                     return [self._close(head, body, now)]
@@ -384,10 +392,9 @@ class Link:
         return due
 
     def _window_limit(self) -> int:
-        lowest = next(iter(self._in_flight), None)
-        if lowest is None:
-            lowest = self._unsent[0][0] if self._unsent else self._next_seq
-        return lowest + self.config.window
+        if self._in_flight:
+            return next(iter(self._in_flight)) + self.config.window
+        return (self._unsent[0][0] if self._unsent else self._next_seq) + self.config.window
 
     def _commit_sent(self, sent: list[tuple[int, bytes]], now: float) -> None:
         in_flight = self._in_flight
@@ -637,9 +644,10 @@ class Link:
         if self._srtt is None:
             self._srtt = sample
             self._rttvar = sample / 2
-            return
-        self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - sample)
-        self._srtt = 0.875 * self._srtt + 0.125 * sample
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - sample)
+            self._srtt = 0.875 * self._srtt + 0.125 * sample
+        self._pto_rtt = self._srtt + max(4 * self._rttvar, GRANULARITY)
 
     def _loss_delay(self) -> float:
         srtt = INITIAL_RTT if self._srtt is None else self._srtt
@@ -665,8 +673,12 @@ class Link:
     # --- time ------------------------------------------------------------------------------
 
     def _pto_deadline(self) -> float:
-        backoff = self.pto + self.patience
-        backoff = min(backoff * (1 << min(self._pto_count, 30)), self.config.max_pto)
+        config = self.config
+        backoff = self._pto_rtt + config.peer_ack_delay + self.patience
+        if self._pto_count:
+            backoff *= 1 << min(self._pto_count, 30)
+        if backoff > config.max_pto:
+            backoff = config.max_pto
         return self._last_sent + backoff
 
     def next_timer(self) -> float | None:

@@ -449,21 +449,19 @@ class Sessions:
         dirty, self._dirty = self._dirty, set()
         by_sid = self.by_sid
         outbox = self._outbox
-        for session in dirty:
-            if session.sid not in by_sid:
-                continue
-            if session.validated and session.challenge is None:
-                # The common case, once per recipient of every message: no budget to keep.
-                address = session.address
-                for datagram in session.link.datagrams_to_send(now):
-                    outbox.append((datagram, address))
-            else:
-                self._flush(session, now)
         failed: list[Session] = []
         for session in dirty:
             if session.sid not in by_sid:
                 continue
-            if session.link.failure is not None:
+            link = session.link
+            if session.validated and session.challenge is None:
+                # The common case, once per recipient of every message: no budget to keep.
+                address = session.address
+                for datagram in link.datagrams_to_send(now):
+                    outbox.append((datagram, address))
+            else:
+                self._flush(session, now)
+            if link.failure is not None:
                 failed.append(session)
             else:
                 self._schedule(session, now)
