@@ -17,7 +17,7 @@ import select
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from multiprocessing.connection import Connection
 from typing import Any, Protocol, TypeVar
@@ -43,16 +43,17 @@ def udp_socket(port: int) -> socket.socket:
     return sock
 
 
-def drain(sock: socket.socket) -> Iterator[bytes]:
-    """Every datagram waiting on `sock`."""
-    recv = sock.recv
-    while True:
-        try:
-            yield recv(RECEIVE_BUFFER)
-        except BlockingIOError:
-            return
-        except OSError:
-            continue  # an ICMP error for an earlier send
+def receive(sock: socket.socket) -> bytes | None:
+    """The next datagram waiting on `sock`, if there is one.
+
+    One a wake-up: the pump's sockets are level-triggered, so what else waits is reported
+    at the next `epoll` at once. Reading on until the socket is empty would cost every
+    wake-up a failing `recv` and its exception (0.9 us here), and most wake-ups bring one.
+    """
+    try:
+        return sock.recv(RECEIVE_BUFFER)
+    except OSError:
+        return None  # nothing after all, or an ICMP error for an earlier send
 
 
 def send(sock: socket.socket, data: bytes) -> None:
@@ -353,10 +354,11 @@ class Pump:
                 else:
                     self._on_control()
                 continue
-            now = time.monotonic()  # per socket: the time its datagrams were taken in
-            on_datagram = endpoint.on_datagram
-            for data in drain(endpoint.sock):
-                on_datagram(data, now)
+            data = receive(endpoint.sock)
+            if data is None:
+                continue
+            now = time.monotonic()  # per datagram: the time it was taken in
+            endpoint.on_datagram(data, now)
             endpoint.flush(now)
             self._schedule(fd, endpoint)
         timer_at = self._timer_at
