@@ -211,6 +211,45 @@ def test_login_shows_who_is_online_and_how_many_private_messages_wait(
     assert "2 private messages are waiting for you" in out
 
 
+def test_login_tells_of_one_private_message_in_the_singular(daemon: Daemon) -> None:
+    alice, bob = make_account(daemon, "alice"), make_account(daemon, "bob")
+
+    async def whisper() -> None:
+        async with trio_chat.connect(daemon[0], daemon[1], bob, PASSWORD) as chat:
+            await chat.whisper(alice, "just one")
+
+    trio.run(whisper)
+    code, out, err = invoke(daemon, "login", "--name", alice, password=PASSWORD)
+    assert code == 0, err
+    assert out.splitlines()[-1] == (
+        f"1 private message is waiting for you; `trio-chat chat --name {alice}` shows it."
+    )
+
+
+def test_trust_says_what_its_server_key_does(daemon: Daemon) -> None:
+    """`trust` asks before trusting the key it is shown: its help does not say the key is
+    trusted on first use, as the other commands' does."""
+    result = runner.invoke(app, ["trust", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "trusted if you say so" in result.stdout
+    assert "trusted the first time" not in result.stdout
+
+
+def test_the_exit_codes_in_the_help_are_the_readmes(daemon: Daemon) -> None:
+    """The summary at the end of `--help` names every code of the README's table."""
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "400"})
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+    codes = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
+    codes = [code for code in codes if code.isdecimal()]
+    assert len(codes) == 17
+    help_text = " ".join(result.stdout.split())
+    for code in codes:
+        assert f" {code} " in help_text.split("Exit codes:", 1)[1], code
+    assert "9 a limit (rate, sessions, a full mailbox)" in help_text
+    assert "12 cannot listen there" in help_text
+
+
 def test_login_with_a_wrong_password(daemon: Daemon) -> None:
     name = make_account(daemon)
     code, out, err = invoke(daemon, "login", "--name", name, password="not the password")
@@ -236,8 +275,8 @@ def test_an_unknown_name_no_account_can_have_is_not_offered_to_register(
     code, _out, err = invoke(daemon, command, "--name", name, password=PASSWORD)
     assert code == ExitCode.UNKNOWN_USER
     assert err == (
-        f"There is no account named {name!r}: "
-        "A name must be 1 to 32 characters long (this one has 40).\n"
+        f"There is no account named {name!r}, and there cannot be: "
+        "a name must be 1 to 32 characters long (this one has 40).\n"
     )
 
 
@@ -378,7 +417,37 @@ def test_input_that_ends_at_a_prompt_exits_130_with_a_new_line(
 ) -> None:
     code, out, err = invoke(daemon, command, input="")
     assert code == ExitCode.INTERRUPTED
-    assert out == "Name: " and err == "\n"
+    assert out == "Name: "
+    assert err == "\nThe input ended before a name; give it with --name (or TRIO_CHAT_NAME).\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "lines"),
+    [
+        ("login", ""),
+        ("register", ""),
+        ("register", "first\nsecond\n"),  # two that differ, then the input ends
+    ],
+)
+def test_input_that_ends_before_a_password_says_how_to_give_one(
+    daemon: Daemon, command: str, lines: str
+) -> None:
+    code, _out, err = invoke(daemon, command, "--name", fresh_name(), input=lines)
+    assert code == ExitCode.INTERRUPTED
+    assert err.splitlines()[-1] == (
+        "The input ended before a password; give it on a line of its own, "
+        "in TRIO_CHAT_PASSWORD or with --password-file."
+    )
+
+
+@pytest.mark.parametrize(
+    "args", [["login", "--name", "alice"], ["register", "--name", "alice"], ["chat"], ["trust"]]
+)
+def test_a_client_refuses_port_0_for_the_daemons(args: list[str]) -> None:
+    """0 has a daemon listen on any free port; no client can reach one there."""
+    result = runner.invoke(app, [*args, "--port", "0"], env={"TRIO_CHAT_PASSWORD": PASSWORD})
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.strip() == "The port must be a number from 1 to 65535, not '0'."
 
 
 # --- the daemon's key ---------------------------------------------------------------------------

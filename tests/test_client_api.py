@@ -326,6 +326,9 @@ async def test_arguments_of_the_wrong_type_are_refused_in_words_that_name_them(
         with pytest.raises(TypeError, match=r"^name must be "):
             async with trio_chat.connect(host, port, b"alice", PASSWORD):  # type: ignore[arg-type]
                 pass
+        with pytest.raises(TypeError, match=r"^port must be an int, not str$"):
+            async with trio_chat.connect(host, str(port), "alice", PASSWORD):  # type: ignore[arg-type]
+                pass
         known = tmp_path / "known_servers"
         async with trio_chat.connect(
             host, port, "alice", PASSWORD, known_servers=str(known)

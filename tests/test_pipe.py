@@ -354,5 +354,8 @@ async def test_register_and_login_read_a_piped_password_without_a_warning(
                 env=env,
             )
             assert done.returncode == ExitCode.INTERRUPTED
-            assert done.stderr.decode() == "\n"
+            assert done.stderr.decode() == (
+                "\nThe input ended before a password; give it on a line of its own, "
+                "in TRIO_CHAT_PASSWORD or with --password-file.\n"
+            )
             nursery.cancel_scope.cancel()

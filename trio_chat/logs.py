@@ -261,8 +261,8 @@ class Summary:
             logging.INFO,
             "summary",
             f"{counted(sessions, 'session')} ({counted(online, 'person', 'people')} online), "
-            f"{per_minute:.0f} messages a "
-            f"minute, {delta.get('datagrams_in', 0)} datagrams in; dropped: {shown_dropped}"
+            f"{counted(round(per_minute), 'message')} a minute, "
+            f"{delta.get('datagrams_in', 0)} datagrams in; dropped: {shown_dropped}"
             + (f"; {quiet} refused logins and registrations not logged one by one" if quiet else "")
             + (
                 f"; {counted(crowded, 'connection')} refused as too many from one address"

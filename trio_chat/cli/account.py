@@ -98,10 +98,11 @@ async def _check_login(host: str, port: int, key: bytes, name: str, password: st
             lines.append(info_line("No private messages are waiting for you."))
         else:
             plural = "message is" if count == 1 else "messages are"
+            them = "it" if count == 1 else "them"
             lines.append(
                 info_line(
                     f"{count} private {plural} waiting for you; "
-                    f"`trio-chat chat --name {safe_name(me)}` shows them."
+                    f"`trio-chat chat --name {safe_name(me)}` shows {them}."
                 )
             )
         return lines

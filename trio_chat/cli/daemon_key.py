@@ -22,7 +22,7 @@ from ..keys import (
 from ..noise import fingerprint
 from ..store import default_database
 from .exits import ExitCode, exit_code_for, fail, run, sentence
-from .options import DatabaseOption, HostOption, PortOption, ServerKeyOption
+from .options import DatabaseOption, HostOption, PortOption, TrustedKeyOption
 from .prompts import agree
 
 
@@ -59,7 +59,7 @@ def key_command(db: DatabaseOption = None) -> None:
 def trust_command(
     host: HostOption = "127.0.0.1",
     port: PortOption = 1600,
-    server_key: ServerKeyOption = None,
+    server_key: TrustedKeyOption = None,
     forget: Annotated[
         bool, typer.Option("--forget", help="Stop trusting any key for this daemon.")
     ] = False,

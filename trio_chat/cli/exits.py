@@ -97,7 +97,9 @@ def sentence(error: ChatError, name: str) -> str:
     if isinstance(error, UnknownUser):
         problem = name_problem(name)
         if problem is not None:  # registering it would be refused too
-            return f"There is no account named {quoted(name)}: {problem}"
+            if problem.startswith("A "):
+                problem = "a " + problem[2:]
+            return f"There is no account named {quoted(name)}, and there cannot be: {problem}"
         return (
             f"There is no account named {quoted(name)}; "
             f"create it with `trio-chat register --name {shown}`."

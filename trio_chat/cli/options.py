@@ -12,14 +12,20 @@ from ..store import default_database
 from .exits import ExitCode
 
 
-def parse_port(text: str | int) -> int:
+def parse_port(text: str | int, lowest: int = 0) -> int:
     """A port number, or one sentence and exit status 2. Typer hands over the default
-    (an int) as it is, and what was typed as text."""
+    (an int) as it is, and what was typed as text. 0, the lowest by default, has a daemon
+    listen on any free port."""
     value = str(text).strip()
-    if not value.isdecimal() or not 0 <= int(value) <= 65535:
-        typer.echo(f"The port must be a number from 0 to 65535, not {text!r}.", err=True)
+    if not value.isdecimal() or not lowest <= int(value) <= 65535:
+        typer.echo(f"The port must be a number from {lowest} to 65535, not {text!r}.", err=True)
         raise typer.Exit(int(ExitCode.USAGE))
     return int(value)
+
+
+def parse_daemon_port(text: str | int) -> int:
+    """The daemon's port, for a client: a port it can be reached on (not 0)."""
+    return parse_port(text, lowest=1)
 
 
 HostOption = Annotated[
@@ -29,7 +35,11 @@ HostOption = Annotated[
 PortOption = Annotated[
     int,
     typer.Option(
-        "--port", envvar="TRIO_CHAT_PORT", parser=parse_port, metavar="PORT", help="UDP port."
+        "--port",
+        envvar="TRIO_CHAT_PORT",
+        parser=parse_daemon_port,
+        metavar="PORT",
+        help="The daemon's UDP port.",
     ),
 ]
 NameOption = Annotated[
@@ -46,6 +56,16 @@ ServerKeyOption = Annotated[
         help="The daemon's key (as `trio-chat key` prints it: its fingerprint SHA256:... or "
         "its base64 public key). Without it, the key is trusted the first time it is met "
         "and remembered in known_servers.",
+    ),
+]
+TrustedKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server-key",
+        envvar="TRIO_CHAT_SERVER_KEY",
+        help="The key the daemon should show (as `trio-chat key` prints it: its fingerprint "
+        "SHA256:... or its base64 public key): trusted only if it does. Without it, the key "
+        "the daemon shows is shown to you and trusted if you say so (or with --yes).",
     ),
 ]
 KeepaliveOption = Annotated[

@@ -18,6 +18,14 @@ from .exits import ExitCode, fail
 
 T = TypeVar("T")
 
+NAME_MISSING = "The input ended before a name; give it with --name (or TRIO_CHAT_NAME)."
+PASSWORD_MISSING = (
+    "The input ended before a password; give it on a line of its own, "
+    "in TRIO_CHAT_PASSWORD or with --password-file."
+)
+"""Said when input that is not a terminal ends at a prompt (at a terminal, Ctrl-D there
+is the person's own doing, and a new line is all it needs)."""
+
 
 def checked_name(name: str) -> str:
     try:
@@ -61,6 +69,8 @@ def ask(text: str, *, hide: bool = False, confirm: bool = False) -> str:
     except typer.Abort:
         if not hide:  # a hidden prompt has ended its line already
             typer.echo("", err=True)
+        if not sys.stdin.isatty():
+            typer.echo(NAME_MISSING, err=True)  # the only prompt shown when input is not one
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     return value
 
@@ -77,6 +87,7 @@ def _read_hidden(text: str, *, confirm: bool) -> str:
         value = _next_line()
         if value is None:
             typer.echo("", err=True)
+            typer.echo(PASSWORD_MISSING, err=True)
             raise typer.Exit(int(ExitCode.INTERRUPTED))  # the input ended, as Ctrl-D ends it
         if not confirm:
             return value

@@ -33,7 +33,12 @@ def serve_command(
     ] = "127.0.0.1",
     port: Annotated[
         int,
-        typer.Option(envvar="TRIO_CHAT_PORT", parser=parse_port, metavar="PORT", help="UDP port."),
+        typer.Option(
+            envvar="TRIO_CHAT_PORT",
+            parser=parse_port,
+            metavar="PORT",
+            help="UDP port to listen on (0: any free one).",
+        ),
     ] = 1600,
     db: Annotated[
         Path | None,

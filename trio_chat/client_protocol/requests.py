@@ -51,7 +51,8 @@ def require_type(what: str, value: object, kind: type | tuple[type, ...]) -> Non
     mistake, not something the daemon could refuse)."""
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise TypeError(f"{what} must be a {names}, not {type(value).__name__}")
+        article = "an" if names[0] in "aeiou" else "a"
+        raise TypeError(f"{what} must be {article} {names}, not {type(value).__name__}")
 
 
 def check_login(name: str, password: str) -> None:
