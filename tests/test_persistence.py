@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from tests.test_store import account, message
 from trio_chat.persistence import SLOW_COMMIT, SLOW_IN_A_ROW, THREADED_AT_LEAST, Persistence
@@ -168,6 +169,38 @@ async def test_a_history_read_keeps_commits_off_the_loop(tmp_path: Path) -> None
             await reports.until(1)
             persistence.close()
     assert disk.threads == [True] and read == [[]]
+
+
+async def test_a_history_read_sees_what_was_added_before_it(tmp_path: Path) -> None:
+    """Someone says something, then asks for the history, in one turn of the loop: the
+    message waits for the turn's commit, and the read waits for it (not the other way
+    round, which would have the commit go to a thread while the read runs, and the read
+    miss the message)."""
+    persistence, disk, _clock, reports = setup(tmp_path)
+    read: list[list[Message] | None] = []
+    done = trio.Event()
+
+    async def read_history() -> None:
+        read.append(await persistence.history(1, None, 10))
+        done.set()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(persistence.run)
+            try:
+                persistence.add(account(1, "alice"))
+                assert persistence.commit_here()
+                said = message(1, 1)
+                persistence.add(said)
+                nursery.start_soon(read_history)
+                await trio.testing.wait_all_tasks_blocked()
+                assert read == [] and not disk.reading.is_set()  # not before the commit
+                assert persistence.commit_here()  # on the loop: no read holds the database
+                await reports.until(2)
+                await done.wait()
+            finally:
+                persistence.close()  # `run` is shielded: a failure above must not hang
+    assert read == [[said]] and disk.threads == [False, False]
 
 
 async def test_closing_commits_what_is_queued_then_the_task_ends(tmp_path: Path) -> None:

@@ -82,6 +82,11 @@ class Persistence:
         self._slow_in_a_row = 0
         self._in_thread = False
         self._reads = 0
+        self._added = 0
+        self._reported = 0
+        """Changes added, and changes reported (committed or failed), since the start."""
+        self._progress = trio.Event()
+        """Set, and replaced, whenever changes are reported."""
         self._closed = False
         self._wake = trio.Event()
         self._failures_quiet_until = -float("inf")
@@ -97,6 +102,7 @@ class Persistence:
         if self._closed:
             raise RuntimeError("the storage is closing; nothing more can be written")
         self._queue.append(op)
+        self._added += 1
 
     def commit_here(self) -> bool:
         """Commit the queue now, on the calling thread, if the disk has been quick.
@@ -163,7 +169,16 @@ class Persistence:
         self, account_id: int, before: int | None, limit: int
     ) -> list[Message] | None:
         """Read history in a worker thread (the loop does not commit meanwhile); None, with
-        one log line, if it cannot be read."""
+        one log line, if it cannot be read.
+
+        The read waits until every change added before it is reported: a person who says
+        something and then asks for the history sees what they said. (Committed in a
+        thread, after a slow disk or beside another read, a message could otherwise
+        still be on its way to the disk when this read ran.)
+        """
+        added = self._added
+        while self._reported < added:
+            await self._progress.wait()
         self._reads += 1
         try:
             return await trio.to_thread.run_sync(self.storage.history, account_id, before, limit)
@@ -248,3 +263,6 @@ class Persistence:
                 self._committed(op)
             else:
                 self._failed(op, earlier.get(op.id) if isinstance(op, Message) else None)
+        self._reported += len(batch)
+        self._progress.set()
+        self._progress = trio.Event()
