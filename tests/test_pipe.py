@@ -13,6 +13,7 @@ import trio
 import trio_chat
 from tests.cli_support import PASSWORD, TEST_CONFIG, Relay, ignore_hangups
 from trio_chat.cli import ExitCode
+from trio_chat.commands import HELP
 from trio_chat.engine import ServerConfig
 from trio_chat.events import Event, Joined, Left, PrivateMessage, PublicMessage
 from trio_chat.server import serve
@@ -86,6 +87,33 @@ async def test_each_line_is_handled_as_if_typed(tmp_path: Path) -> None:
         ("PrivateMessage", "psst"),
         ("PrivateMessage", "second"),
     ]
+
+
+async def test_history_and_help_come_after_the_lines_before_them(tmp_path: Path) -> None:
+    """A script's lines are read at once: its `/history` still shows the messages it
+    said before asking, and not those after, and its `/help` comes where it was typed."""
+    script = "first\nsecond\n/history 2\nthird\n/help\nfourth\n"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await start_daemon(nursery, tmp_path / "chat.db")
+            await accounts(port, "alice")
+            done = await pipe(port, "alice", script)
+            nursery.cancel_scope.cancel()
+    assert done.returncode == 0, done.stderr
+    out = lines_of(done.stdout)
+    patterns = [
+        rf"{TIME} alice: first",
+        rf"{TIME} alice: second",
+        r"-- The last 2 messages --",
+        rf"{TIME} alice: first",
+        rf"{TIME} alice: second",
+        rf"{TIME} alice: third",
+        *(re.escape(line) for line in HELP.splitlines()),
+        rf"{TIME} alice: fourth",
+    ]
+    assert len(out) == len(patterns), out
+    for line, pattern in zip(out, patterns, strict=True):
+        assert re.fullmatch(pattern, line), (line, pattern)
 
 
 async def test_end_of_input_waits_until_everything_is_acknowledged(tmp_path: Path) -> None:

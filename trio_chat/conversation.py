@@ -173,8 +173,7 @@ class Room:
         if isinstance(command, commands.Invalid):
             self._report(command.message, BadRequest(command.message))
         elif isinstance(command, commands.Help):
-            for help_line in commands.HELP.splitlines():
-                self.show(info_line(help_line))
+            self._in_turn(self._show_help)
         elif isinstance(command, commands.Say):
             self._send(lambda: self.chat.say_nowait(command.text), command.text, None)
         elif isinstance(command, commands.Whisper):
@@ -183,11 +182,52 @@ class Room:
         elif isinstance(command, commands.Who):
             self._ask(self.chat.who_nowait, self._show_names)
         elif isinstance(command, commands.ShowHistory):
-            # Up to the newest message on the screen: the daemon may store newer ones
-            # (ours included) before it reads the history.
-            count, before = command.count, self._newest_shown + 1 if self._newest_shown else None
-            self._ask(lambda: self.chat.history_nowait(count, before), self._show_found)
+            self._ask_history(command.count)
         return True
+
+    # A script's lines are read faster than their answers come. Its `/help` and
+    # `/history` wait for the answers to the lines before them, as if typed: the help
+    # would otherwise be printed above those lines, and the history would leave out the
+    # messages sent just before it (not stored yet, not shown).
+
+    def _in_turn(self, act: Callable[[], None]) -> None:
+        """Act now on a screen; in a script, once the lines before are answered."""
+        if self.interactive:
+            act()
+            return
+
+        async def in_turn() -> None:
+            act()
+
+        self._later(in_turn)
+
+    def _show_help(self) -> None:
+        for help_line in commands.HELP.splitlines():
+            self.show(info_line(help_line))
+
+    def _ask_history(self, count: int) -> None:
+        """Ask for the `count` messages up to the newest one shown (the daemon may store
+        newer ones, ours included, before it reads the history)."""
+
+        def submit() -> Receipt:
+            before = self._newest_shown + 1 if self._newest_shown else None
+            return self.chat.history_nowait(count, before)
+
+        if self.interactive or self.leaving:
+            self._ask(submit, self._show_found)  # leaving: not asked, as `_ask` says
+            return
+        line_number = self._line_number
+
+        async def in_turn() -> None:
+            # Asked while the input ends too: the script asked before its end.
+            try:
+                receipt = submit()
+            except ChatError as error:
+                self._refused(error.message, error, line_number)
+                return
+            await self._answer(receipt, self._show_found, line_number)
+
+        self._later(in_turn)
 
     def refuse(self, message: str) -> None:
         """Count a line that cannot be read as text, and report it instead of sending it."""
@@ -288,17 +328,19 @@ class Room:
             self._report(error.message, error)
             return
         line_number = self._line_number
+        self._later(lambda: self._answer(receipt, show, line_number))
 
-        async def answer() -> None:
-            try:
-                result = await receipt.wait()
-            except ChatError as error:
-                if not (self.leaving and isinstance(error, ConnectionLost)):
-                    self._refused(error.message, error, line_number)
-                return
-            show(result)
-
-        self._later(answer)
+    async def _answer(
+        self, receipt: Receipt, show: Callable[[Any], None], line_number: int
+    ) -> None:
+        """Show a question's answer, or tell of its refusal."""
+        try:
+            result = await receipt.wait()
+        except ChatError as error:
+            if not (self.leaving and isinstance(error, ConnectionLost)):
+                self._refused(error.message, error, line_number)
+            return
+        show(result)
 
     async def _who_once_back(self) -> None:
         """Say who is here after an outage, once everyone who was here before is back
