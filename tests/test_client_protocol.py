@@ -109,6 +109,55 @@ def test_a_lost_session_is_learned_of_from_the_closed_port_at_once() -> None:
     assert not handle.done and alice.pending == 1  # it waits to be sent again
 
 
+def test_a_client_given_a_limit_gives_up_once_the_daemon_is_silent_that_long() -> None:
+    sim = Simulation(3, client_config=ClientConfig(timeout=3.0, reconnect_for=20.0))
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready)
+    sim.up = False  # the daemon stopped and does not come back
+    handle = alice.say("anyone?")
+    sim.run_until(lambda: any(isinstance(e, Disconnected) for e in sim.events["alice"]), 1.0)
+    lost_at = sim.now
+    sim.run_until(lambda: alice.closed, limit=60.0)
+    # At the first login after 20 s that is not answered (each waits 3 s, and the waits
+    # between them grow to 5 s): the message fails, said to be lost with the connection.
+    assert 20.0 <= sim.now - lost_at <= 20.0 + 3.0 + 5.0 + 3.0
+    assert isinstance(alice.failure, ConnectionLost)
+    assert alice.failure.message == (
+        f"Lost the connection to {alice.where} for good: it has not answered for 20 s."
+    )
+    assert isinstance(handle.error, ConnectionLost)
+
+
+def reconnections(sim: Simulation, label: str) -> int:
+    return sum(1 for event in sim.events[label] if isinstance(event, Reconnected))
+
+
+def test_an_outage_the_daemon_came_back_from_does_not_count_toward_giving_up() -> None:
+    sim = Simulation(3, client_config=ClientConfig(timeout=3.0, reconnect_for=20.0))
+    bob = sim.client("bob")
+    sim.run_until(lambda: bob.ready)
+    sim.up = False
+    sim.run(15.0)
+    sim.up = True  # back within 20 s
+    sim.run_until(lambda: reconnections(sim, "bob") == 1, limit=30.0)
+    sim.up = False
+    sim.run(15.0)
+    assert not bob.closed  # 15 s of this outage, not 30 s of both
+    sim.run(30.0)
+    assert bob.closed and isinstance(bob.failure, ConnectionLost)
+
+
+def test_without_a_limit_a_client_keeps_coming_back() -> None:
+    sim = Simulation(3, client_config=ClientConfig(timeout=3.0))
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready)
+    sim.up = False
+    sim.run(600.0)
+    assert not alice.closed
+    sim.up = True
+    sim.run_until(lambda: reconnections(sim, "alice") == 1, limit=30.0)
+
+
 def test_a_first_login_with_no_daemon_fails_as_unreachable_after_the_timeout() -> None:
     sim = Simulation(4, client_config=ClientConfig(timeout=3.0))
     sim.driver.add_account("alice")

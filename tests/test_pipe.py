@@ -297,6 +297,38 @@ class Output:
         return self.lines
 
 
+async def test_a_script_gives_up_on_a_daemon_gone_for_good(tmp_path: Path) -> None:
+    """A script whose daemon goes away and stays away ends (exit 10), saying which
+    lines did not reach it, instead of waiting for good."""
+    with trio.fail_after(60):
+        async with trio.open_nursery() as daemon:
+            port = await start_daemon(daemon, tmp_path / "chat.db")
+            await accounts(port, "alice")
+            process = await trio.lowlevel.open_process(
+                [*CLI, "chat", "--name", "alice", "--give-up-after", "1"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=cli_env(port, TRIO_CHAT_PASSWORD=PASSWORD),
+            )
+            assert process.stdin and process.stdout and process.stderr
+            output = Output(process.stdout)
+            await process.stdin.send_all(b"before\n")
+            await output.until(rf"^{TIME} alice: before$")
+            daemon.cancel_scope.cancel()  # the daemon stops, and nothing takes its port
+        await output.until(r"Lost the connection to trio-chat at 127\.0\.0\.1:\d+ .*trying again")
+        await process.stdin.send_all(b"after\n")
+        await process.stdin.aclose()
+        await output.rest()
+        errors = Output(process.stderr)
+        complaints = await errors.rest()
+        assert await process.wait() == ExitCode.CONNECTION_LOST
+    gone = rf"Lost the connection to 127\.0\.0\.1:{port} for good: it has not answered for 1 s\."
+    assert len(complaints) == 2, complaints
+    assert re.fullmatch(rf"line 2: Not sent \('after'\): {gone}", complaints[0])
+    assert re.fullmatch(gone, complaints[1])
+
+
 async def test_the_daemon_going_away_and_coming_back(tmp_path: Path) -> None:
     """The client says so, keeps trying, logs in again, shows what it missed, loses nothing."""
     database = tmp_path / "chat.db"

@@ -500,8 +500,9 @@ class ChatClient:
         vanished raises. A daemon that goes away does not end the session by default:
         `Disconnected` says so, and the client keeps trying to come back for as long as
         the program runs (a bot that should give up instead uses
-        `ClientConfig(reconnect=False)`, and gets `ConnectionLost`, or puts its own
-        timeout around the wait after `Disconnected`).
+        `ClientConfig(reconnect=False)`, and gets `ConnectionLost`, or
+        `ClientConfig(reconnect_for=...)`, and gets it once the daemon has been silent
+        that long).
         """
         while (event := await self._events.get()) is not None:
             yield event

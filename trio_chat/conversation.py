@@ -291,7 +291,7 @@ class Room:
             # the missed messages are older, so they are shown first.
             await self._caught_up.wait()
         except ChatError as error:
-            if self.leaving and isinstance(error, ConnectionLost):
+            if self._person_left and isinstance(error, ConnectionLost):
                 return
             target = f" to {to}" if to is not None else ""
             short = text if len(text) <= 40 else text[:39] + "…"
@@ -337,7 +337,7 @@ class Room:
         try:
             result = await receipt.wait()
         except ChatError as error:
-            if not (self.leaving and isinstance(error, ConnectionLost)):
+            if not (self._person_left and isinstance(error, ConnectionLost)):
                 self._refused(error.message, error, line_number)
             return
         show(result)
@@ -414,8 +414,15 @@ class Room:
             async for event in self.chat.events():
                 self._show_event(event)
         except ChatError as failure:
-            if not self.leaving:
+            if not self._person_left:
                 self.fatal = failure
+
+    @property
+    def _person_left(self) -> bool:
+        """A person who left the room is not told the session ended after that (asked to
+        leave at once, they were told what may not have arrived). A script is: its lines
+        that never reached the daemon are its failure, at the end of its input too."""
+        return self.leaving and self.interactive
 
     def _show_event(self, event: Event) -> None:
         me = self.chat.name

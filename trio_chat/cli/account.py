@@ -23,6 +23,7 @@ from ..terminal import run_interactive, run_pipe, wants_colour
 from .daemon_key import trusted_key
 from .exits import ExitCode, chat_failure, exit_code_for, fail, name_problem, run
 from .options import (
+    GiveUpOption,
     HostOption,
     KeepaliveOption,
     NameOption,
@@ -144,6 +145,11 @@ class _LeftNow(Exception):
         self.outcome = outcome
 
 
+SCRIPT_GIVES_UP_AFTER = 60.0
+"""Seconds a script waits for a daemon that went away to answer again (`--give-up-after`):
+a restart takes a few; a script left waiting for good would hold its cron job or CI step."""
+
+
 async def _enter(
     host: str,
     port: int,
@@ -151,9 +157,8 @@ async def _enter(
     name: str,
     password: str,
     interactive: bool,
-    keepalive: float | None,
+    config: ClientConfig,
 ) -> Outcome:
-    config = ClientConfig(keepalive=keepalive)
     if interactive:
         try:
             async with connect(host, port, name, password, server_key=key, config=config) as chat:
@@ -215,6 +220,7 @@ def chat(
     password_file: PasswordFileOption = None,
     server_key: ServerKeyOption = None,
     keepalive: KeepaliveOption = None,
+    give_up_after: GiveUpOption = None,
 ) -> None:
     """Enter the room: type to talk, /help lists the commands, Exit leaves."""
     _tolerant_output()
@@ -239,8 +245,12 @@ def chat(
     if password is None:
         password = ask("Password", hide=True)
 
+    if give_up_after is None and not interactive:
+        give_up_after = SCRIPT_GIVES_UP_AFTER
+    config = ClientConfig(keepalive=keepalive, reconnect_for=give_up_after)
+
     def enter(name: str, password: str) -> Outcome:
-        return run(_enter, host, port, key, name, password, interactive, keepalive)
+        return run(_enter, host, port, key, name, password, interactive, config)
 
     try:
         try:

@@ -68,6 +68,18 @@ TrustedKeyOption = Annotated[
         "the daemon shows is shown to you and trusted if you say so (or with --yes).",
     ),
 ]
+GiveUpOption = Annotated[
+    float | None,
+    typer.Option(
+        "--give-up-after",
+        envvar="TRIO_CHAT_GIVE_UP_AFTER",
+        min=1.0,
+        metavar="SECONDS",
+        help="Once the connection is lost, leave (exit 10) when the daemon has not "
+        "answered for this long. By default a script gives up after 60 s; at a terminal "
+        "it keeps trying until you leave.",
+    ),
+]
 KeepaliveOption = Annotated[
     float | None,
     typer.Option(

@@ -39,6 +39,10 @@ class ClientConfig:
     reconnect_delay_max: float = 5.0
     """While the daemon does not answer a new login, the wait before trying again doubles
     from half a second up to this long."""
+    reconnect_for: float | None = None
+    """Give up coming back (`ConnectionLost`) once the daemon has not answered for this
+    long since the session was lost; None: keep trying for as long as the program runs
+    (a person sees that it is trying, and can leave)."""
     events_kept: int = 10_000
     """Events kept for `events()` while the program does not read them: past this many the
     oldest messages, joins, leaves and notices go, and a `Missed` event says how many, where
@@ -53,6 +57,8 @@ class ClientConfig:
         if self.keepalive is not None:
             _seconds("keepalive", self.keepalive)
         _seconds("reconnect_delay_max", self.reconnect_delay_max)
+        if self.reconnect_for is not None:
+            _seconds("reconnect_for", self.reconnect_for)
         if not isinstance(self.events_kept, int) or self.events_kept < 1:
             raise ValueError(
                 f"ClientConfig.events_kept must be at least 1, not {self.events_kept!r}"

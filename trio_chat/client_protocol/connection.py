@@ -207,6 +207,8 @@ class ClientConnection:
         self._relogin_at: float | None = None
         self._relogin_delay = 0.5
         self._resuming = False
+        self._lost_at: float | None = None
+        """When the session was lost, while it has not come back (`reconnect_for`)."""
         self._requests: list[Handle] = []
         self._by_seq: dict[int, Handle] = {}
         self._by_cid: dict[str, Handle] = {}
@@ -498,6 +500,7 @@ class ClientConnection:
             if handle.kind not in _BEFORE_LOGIN:
                 self._transmit(handle)
         if self._resuming:
+            self._lost_at = None
             self._emit(Reconnected())
 
     def _on_auth_refused(self, error: ChatError, now: float) -> None:
@@ -525,12 +528,25 @@ class ClientConnection:
         self._handshake = None
         if isinstance(error, KeyChanged) or not self._resuming:
             self._shut(error)
+        elif isinstance(error, ServerUnreachable) and self._gone_for_good(now):
+            limit = self.config.reconnect_for
+            self._shut(
+                ConnectionLost(
+                    f"Lost the connection to {self.where} for good: "
+                    f"it has not answered for {limit:.0f} s."
+                )
+            )
         elif isinstance(error, ServerUnreachable) or error.retry_after is not None:
             delay = error.retry_after if error.retry_after is not None else self._relogin_delay
             self._relogin_at = now + delay
             self._relogin_delay = min(self._relogin_delay * 2, self.config.reconnect_delay_max)
         else:
             self._shut(error)
+
+    def _gone_for_good(self, now: float) -> bool:
+        """Whether the daemon has been silent for `reconnect_for` since the session was lost."""
+        limit = self.config.reconnect_for
+        return limit is not None and self._lost_at is not None and now - self._lost_at >= limit
 
     def _lost(self, reason: str, now: float) -> None:
         """The channel is gone: open a new one, or end."""
@@ -561,6 +577,8 @@ class ClientConnection:
             return
         self._emit(Disconnected(reason))
         self._resuming = True
+        if self._lost_at is None:
+            self._lost_at = now
         self._open(now)
 
     # --- the network ----------------------------------------------------------------------------
