@@ -250,6 +250,17 @@ def test_the_exit_codes_in_the_help_are_the_readmes(daemon: Daemon) -> None:
     assert "12 cannot listen there" in help_text
 
 
+@pytest.mark.parametrize("seconds", ["0.5", "inf", "nan", "100000"])
+def test_a_give_up_time_no_client_could_keep_is_a_usage_error(seconds: str) -> None:
+    result = runner.invoke(
+        app,
+        ["chat", "--name", "alice", "--give-up-after", seconds],
+        env={"TRIO_CHAT_PASSWORD": PASSWORD},
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert "--give-up-after" in result.stderr
+
+
 def test_login_with_a_wrong_password(daemon: Daemon) -> None:
     name = make_account(daemon)
     code, out, err = invoke(daemon, "login", "--name", name, password="not the password")

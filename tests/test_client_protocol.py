@@ -123,13 +123,35 @@ def test_a_client_given_a_limit_gives_up_once_the_daemon_is_silent_that_long() -
     assert 20.0 <= sim.now - lost_at <= 20.0 + 3.0 + 5.0 + 3.0
     assert isinstance(alice.failure, ConnectionLost)
     assert alice.failure.message == (
-        f"Lost the connection to {alice.where} for good: it has not answered for 20 s."
+        f"Lost the connection to {alice.where} for good: not back after 20 s."
     )
     assert isinstance(handle.error, ConnectionLost)
 
 
 def reconnections(sim: Simulation, label: str) -> int:
     return sum(1 for event in sim.events[label] if isinstance(event, Reconnected))
+
+
+def test_a_client_given_a_limit_gives_up_on_a_daemon_that_answers_but_lets_it_not_back() -> None:
+    """Back, the daemon refuses the client's key exchanges as too many (one allowed, then
+    one an hour), saying to wait: it answers, but the session is not back, so the time
+    counts, and the client does not wait the hour."""
+    sim = Simulation(
+        3,
+        config=ServerConfig(message_burst=10_000, handshake_burst=1, handshake_rate=1 / 3600),
+        client_config=ClientConfig(timeout=3.0, reconnect_for=20.0),
+    )
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready)
+    sim.up = False
+    sim.run(2.0)
+    lost_at = sim.now - 2.0
+    sim.up = True
+    sim.run_until(lambda: alice.closed, limit=120.0)
+    assert sim.now - lost_at <= 20.0 + 1.0  # at the try made when the 20 s ran out
+    assert isinstance(alice.failure, ConnectionLost)
+    assert alice.failure.message.endswith("for good: not back after 20 s.")
+    assert reconnections(sim, "alice") == 0
 
 
 def test_an_outage_the_daemon_came_back_from_does_not_count_toward_giving_up() -> None:

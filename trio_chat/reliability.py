@@ -192,7 +192,8 @@ class Link:
         self._rttvar = INITIAL_RTT / 2
         self._pto_rtt = _INITIAL_PTO_RTT
         """The RTT's share of the probe timeout, `srtt + max(4 * rttvar, kGranularity)`: kept,
-        for it is read after every datagram sent and changes only with an RTT sample."""
+        for it is read after every datagram sent and changes only with an RTT sample (so
+        the RTT is changed in `_update_rtt` alone)."""
         self._pto_count = 0
         self.patience = 0.0
         """Seconds the probe timer waits beyond the probe timeout, before any backoff: its

@@ -395,26 +395,29 @@ answering; 500 frames of the largest size (`wire.MAX_FRAME`) stay well within bo
 async def run_pipe(chat: ChatClient, fd: int) -> Outcome:
     """Handle each input line as if typed; at the end wait for acknowledgements."""
     room = Room(chat, _write_plain, _complain, interactive=False)
+    reading = trio.CancelScope()
     async with trio.open_nursery() as nursery:
 
         async def events() -> None:
             await room.show_events()
             if room.fatal is not None:
-                nursery.cancel_scope.cancel()
+                # No more lines are read; what was sent is still told, line by line.
+                reading.cancel()
 
         nursery.start_soon(events)
         nursery.start_soon(room.run_results)
         reader = LineReader(fd)
-        while raw := await reader.readline():
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                room.refuse(NOT_UTF8)
-                continue
-            if not room.handle(line):
-                break
-            if chat.pending >= PIPE_AHEAD:
-                await chat.drain()
+        with reading:
+            while raw := await reader.readline():
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    room.refuse(NOT_UTF8)
+                    continue
+                if not room.handle(line):
+                    break
+                if chat.pending >= PIPE_AHEAD:
+                    await chat.drain()
         room.leaving = True
         await room.finish()
         nursery.cancel_scope.cancel()

@@ -74,10 +74,11 @@ GiveUpOption = Annotated[
         "--give-up-after",
         envvar="TRIO_CHAT_GIVE_UP_AFTER",
         min=1.0,
+        max=86400.0,
         metavar="SECONDS",
-        help="Once the connection is lost, leave (exit 10) when the daemon has not "
-        "answered for this long. By default a script gives up after 60 s; at a terminal "
-        "it keeps trying until you leave.",
+        help="Once the connection is lost, leave (exit 10) if it is not back within about "
+        "this long (the try under way when it runs out decides). By default a script gives "
+        "up after 60 s; at a terminal it keeps trying until you leave.",
     ),
 ]
 KeepaliveOption = Annotated[

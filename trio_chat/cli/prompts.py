@@ -60,8 +60,8 @@ def given_password(password_file: Path | None) -> str | None:
 
 def ask(text: str, *, hide: bool = False, confirm: bool = False) -> str:
     """Prompt for a value; Ctrl-C or Ctrl-D leaves with a new line and exit status 130."""
-    if hide and not sys.stdin.isatty():
-        return _read_hidden(text, confirm=confirm)
+    if not sys.stdin.isatty():
+        return _read_hidden(text, confirm=confirm) if hide else _read_name(text)
     try:
         value: str = typer.prompt(
             text, hide_input=hide, confirmation_prompt="Repeat the password" if confirm else False
@@ -69,9 +69,19 @@ def ask(text: str, *, hide: bool = False, confirm: bool = False) -> str:
     except typer.Abort:
         if not hide:  # a hidden prompt has ended its line already
             typer.echo("", err=True)
-        if not sys.stdin.isatty():
-            typer.echo(NAME_MISSING, err=True)  # the only prompt shown when input is not one
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    return value
+
+
+def _read_name(text: str) -> str:
+    """A name from input that is not a terminal: its next line. The input that ends first
+    is told how to give one (the only prompt but a password's shown there)."""
+    typer.echo(f"{text}: ", nl=False)
+    value = _next_line()
+    if value is None:
+        typer.echo("", err=True)
+        typer.echo(NAME_MISSING, err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
     return value
 
 

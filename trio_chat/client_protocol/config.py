@@ -40,9 +40,10 @@ class ClientConfig:
     """While the daemon does not answer a new login, the wait before trying again doubles
     from half a second up to this long."""
     reconnect_for: float | None = None
-    """Give up coming back (`ConnectionLost`) once the daemon has not answered for this
-    long since the session was lost; None: keep trying for as long as the program runs
-    (a person sees that it is trying, and can leave)."""
+    """Give up coming back (`ConnectionLost`) once the session has been lost this long
+    without a new one (the daemon silent, busy or refusing meanwhile), at the next try
+    that fails after it: up to `timeout` and `reconnect_delay_max` later. None: keep trying
+    for as long as the program runs (a person sees that it is trying, and can leave)."""
     events_kept: int = 10_000
     """Events kept for `events()` while the program does not read them: past this many the
     oldest messages, joins, leaves and notices go, and a `Missed` event says how many, where

@@ -508,9 +508,11 @@ class ClientConnection:
         put_off = isinstance(error, Busy) or (  # queued behind others' checks
             isinstance(error, Throttled) and (error.retry_after or 0.0) <= THROTTLE_WAITED_OUT
         )
+        if self._resuming and self._give_up(now):
+            return
         if put_off:
             # Not checked, only put off: after the wait, the same password again.
-            self._reauth_at = now + (error.retry_after or 1.0)
+            self._reauth_at = self._try_again_at(now, error.retry_after or 1.0)
         elif error.code == "ticket_invalid" and self.ticket:
             self.ticket = ""  # expired, or from a daemon with another key: the password
             self._authenticate()
@@ -520,7 +522,7 @@ class ClientConnection:
             self._link.send(wire.encode(wire.Logout()))
             self._shut(error)
         elif error.retry_after is not None:
-            self._reauth_at = now + error.retry_after
+            self._reauth_at = self._try_again_at(now, error.retry_after)
         else:
             self._shut(error)  # the account or password is no longer good
 
@@ -528,25 +530,38 @@ class ClientConnection:
         self._handshake = None
         if isinstance(error, KeyChanged) or not self._resuming:
             self._shut(error)
-        elif isinstance(error, ServerUnreachable) and self._gone_for_good(now):
-            limit = self.config.reconnect_for
-            self._shut(
-                ConnectionLost(
-                    f"Lost the connection to {self.where} for good: "
-                    f"it has not answered for {limit:.0f} s."
-                )
-            )
+        elif (isinstance(error, ServerUnreachable) or error.retry_after is not None) and (
+            self._give_up(now)
+        ):
+            return
         elif isinstance(error, ServerUnreachable) or error.retry_after is not None:
             delay = error.retry_after if error.retry_after is not None else self._relogin_delay
-            self._relogin_at = now + delay
+            self._relogin_at = self._try_again_at(now, delay)
             self._relogin_delay = min(self._relogin_delay * 2, self.config.reconnect_delay_max)
         else:
             self._shut(error)
 
-    def _gone_for_good(self, now: float) -> bool:
-        """Whether the daemon has been silent for `reconnect_for` since the session was lost."""
+    def _try_again_at(self, now: float, delay: float) -> float:
+        """`now + delay`, but while coming back no later than `reconnect_for` runs out: the
+        try made then, if it fails too, gives up (a daemon that says to wait an hour does
+        not hold a client told to give up after a minute)."""
         limit = self.config.reconnect_for
-        return limit is not None and self._lost_at is not None and now - self._lost_at >= limit
+        if not self._resuming or limit is None or self._lost_at is None:
+            return now + delay
+        return min(now + delay, max(now, self._lost_at + limit))
+
+    def _give_up(self, now: float) -> bool:
+        """End the connection if it has not been back in a session for `reconnect_for`
+        since it was lost (the daemon silent, busy or refusing meanwhile); say whether."""
+        limit = self.config.reconnect_for
+        if limit is None or self._lost_at is None or now - self._lost_at < limit:
+            return False
+        self._shut(
+            ConnectionLost(
+                f"Lost the connection to {self.where} for good: not back after {limit:.0f} s."
+            )
+        )
+        return True
 
     def _lost(self, reason: str, now: float) -> None:
         """The channel is gone: open a new one, or end."""
@@ -574,6 +589,8 @@ class ClientConnection:
             return
         if not self.config.reconnect:
             self._shut(ConnectionLost(f"Lost the connection to {self.where}: {reason}."))
+            return
+        if self._give_up(now):  # lost again while coming back, past the limit
             return
         self._emit(Disconnected(reason))
         self._resuming = True
