@@ -47,8 +47,26 @@ async def pipe(port: int, name: str, text: str | bytes) -> subprocess.CompletedP
     )
 
 
+async def alice_alone_runs(tmp_path: Path, script: str) -> subprocess.CompletedProcess[bytes]:
+    """`script` piped into alice's `chat`, on a daemon of her own."""
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await start_daemon(nursery, tmp_path / "chat.db")
+            await accounts(port, "alice")
+            done = await pipe(port, "alice", script)
+            nursery.cancel_scope.cancel()
+    return done
+
+
 def lines_of(output: bytes) -> list[str]:
     return output.decode().splitlines()
+
+
+def assert_lines_match(lines: list[str], patterns: list[str]) -> None:
+    """Each line matches its pattern, whole, and there are no more lines than patterns."""
+    assert len(lines) == len(patterns), lines
+    for line, pattern in zip(lines, patterns, strict=True):
+        assert re.fullmatch(pattern, line), (line, pattern)
 
 
 async def test_each_line_is_handled_as_if_typed(tmp_path: Path) -> None:
@@ -79,9 +97,7 @@ async def test_each_line_is_handled_as_if_typed(tmp_path: Path) -> None:
         rf"{TIME} \[you -> bob\] second",
         r"Online \(2\): alice, bob",
     ]
-    assert len(out) == len(patterns), out
-    for line, pattern in zip(out, patterns, strict=True):
-        assert re.fullmatch(pattern, line), (line, pattern)
+    assert_lines_match(out, patterns)
     assert [(type(e).__name__, getattr(e, "text", "")) for e in heard] == [
         ("PublicMessage", "hello from a script"),
         ("PrivateMessage", "psst"),
@@ -93,12 +109,7 @@ async def test_history_and_help_come_after_the_lines_before_them(tmp_path: Path)
     """A script's lines are read at once: its `/history` still shows the messages it
     said before asking, and not those after, and its `/help` comes where it was typed."""
     script = "first\nsecond\n/history 2\nthird\n/help\nfourth\n"
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            port = await start_daemon(nursery, tmp_path / "chat.db")
-            await accounts(port, "alice")
-            done = await pipe(port, "alice", script)
-            nursery.cancel_scope.cancel()
+    done = await alice_alone_runs(tmp_path, script)
     assert done.returncode == 0, done.stderr
     out = lines_of(done.stdout)
     patterns = [
@@ -111,9 +122,7 @@ async def test_history_and_help_come_after_the_lines_before_them(tmp_path: Path)
         *(re.escape(line) for line in HELP.splitlines()),
         rf"{TIME} alice: fourth",
     ]
-    assert len(out) == len(patterns), out
-    for line, pattern in zip(out, patterns, strict=True):
-        assert re.fullmatch(pattern, line), (line, pattern)
+    assert_lines_match(out, patterns)
 
 
 async def test_end_of_input_waits_until_everything_is_acknowledged(tmp_path: Path) -> None:
@@ -141,12 +150,7 @@ async def test_refused_lines_are_reported_by_number_and_set_the_exit_code(
     tmp_path: Path,
 ) -> None:
     script = "s/nobody/hi\n" + "x" * 600 + "\n/frobnicate\nstill sent\n"
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            port = await start_daemon(nursery, tmp_path / "chat.db")
-            await accounts(port, "alice")
-            done = await pipe(port, "alice", script)
-            nursery.cancel_scope.cancel()
+    done = await alice_alone_runs(tmp_path, script)
     assert done.returncode == ExitCode.UNKNOWN_USER  # the first refused line decides
     assert re.fullmatch(rf"{TIME} alice: still sent", done.stdout.decode().strip())
     assert done.stderr.decode().splitlines() == [
