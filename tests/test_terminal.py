@@ -542,6 +542,21 @@ def test_someone_who_left_during_an_outage_and_came_back_is_news() -> None:
     assert returns.is_news("bob", 103.0)  # a second join is not a return
 
 
+def test_a_return_a_who_told_of_before_its_join_came_is_not_news_either() -> None:
+    """The answer to the `who` asked on coming back and bob's join can come in one
+    datagram, and the answer be read first: his join is still a return."""
+    returns = Returns()
+    returns.lost(["alice", "bob", "carol"])
+    returns.back(100.0)
+    returns.here(["alice", "bob"])
+    assert returns.away("alice")  # carol is not back
+    assert not returns.is_news("bob", 100.1)
+    returns.here(["carol"])
+    assert not returns.away("alice")
+    assert not returns.is_news("carol", 100.2)
+    assert returns.is_news("bob", 100.3)  # a second join is not a return
+
+
 def test_ctrl_z_stops_nothing_in_a_dumb_terminal_either() -> None:
     """There the terminal, not the prompt, reads the keys: Ctrl-Z is its SIGTSTP, which a
     shell with job control would act on, leaving the session in the room, unread. (tmux's

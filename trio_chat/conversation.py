@@ -67,11 +67,15 @@ class Returns:
 
     def __init__(self) -> None:
         self._before: set[str] = set()
+        self._seen_back: set[str] = set()
+        """Those of `_before` a `who` has shown back: their joins may still be on the way,
+        and are not news either."""
         self._back_at = -math.inf
 
     def lost(self, online: Iterable[str]) -> None:
         """The connection was lost, with these people (names or name keys) in the room."""
         self._before = {name_key(name) for name in online}
+        self._seen_back = set()
 
     def back(self, now: float) -> None:
         self._back_at = now
@@ -89,11 +93,11 @@ class Returns:
 
     def here(self, names: Iterable[str]) -> None:
         """These people are in the room (a `who` said so): back already."""
-        self._before.difference_update(name_key(name) for name in names)
+        self._seen_back.update(name_key(name) for name in names)
 
     def away(self, me: str) -> bool:
         """Whether anyone here before the outage, but `me`, has not come back (nor left)."""
-        return bool(self._before - {name_key(me)})
+        return bool(self._before - self._seen_back - {name_key(me)})
 
 
 Result = Callable[[], Awaitable[None]]
