@@ -208,7 +208,8 @@ class ClientConnection:
         self._relogin_delay = 0.5
         self._resuming = False
         self._lost_at: float | None = None
-        """When the session was lost, while it has not come back (`reconnect_for`)."""
+        """When the session was lost, while it has not come back (`reconnect_for`): set
+        only while coming back (a first login has its own `timeout`)."""
         self._requests: list[Handle] = []
         self._by_seq: dict[int, Handle] = {}
         self._by_cid: dict[str, Handle] = {}
@@ -508,7 +509,7 @@ class ClientConnection:
         put_off = isinstance(error, Busy) or (  # queued behind others' checks
             isinstance(error, Throttled) and (error.retry_after or 0.0) <= THROTTLE_WAITED_OUT
         )
-        if self._resuming and self._give_up(now):
+        if self._give_up(now):  # only while coming back: see `_lost_at`
             return
         if put_off:
             # Not checked, only put off: after the wait, the same password again.
@@ -530,11 +531,9 @@ class ClientConnection:
         self._handshake = None
         if isinstance(error, KeyChanged) or not self._resuming:
             self._shut(error)
-        elif (isinstance(error, ServerUnreachable) or error.retry_after is not None) and (
-            self._give_up(now)
-        ):
-            return
         elif isinstance(error, ServerUnreachable) or error.retry_after is not None:
+            if self._give_up(now):
+                return
             delay = error.retry_after if error.retry_after is not None else self._relogin_delay
             self._relogin_at = self._try_again_at(now, delay)
             self._relogin_delay = min(self._relogin_delay * 2, self.config.reconnect_delay_max)
@@ -546,7 +545,7 @@ class ClientConnection:
         try made then, if it fails too, gives up (a daemon that says to wait an hour does
         not hold a client told to give up after a minute)."""
         limit = self.config.reconnect_for
-        if not self._resuming or limit is None or self._lost_at is None:
+        if limit is None or self._lost_at is None:
             return now + delay
         return min(now + delay, max(now, self._lost_at + limit))
 
