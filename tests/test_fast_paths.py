@@ -12,6 +12,7 @@ import trio
 from trio_chat import PublicMessage, connect, register, wire
 from trio_chat.client import ClientConfig
 from trio_chat.engine import Address, ServerConfig, ServerEngine
+from trio_chat.engine.common import SEND_EARLY
 from trio_chat.records import Message, Snapshot, StoreOp
 from trio_chat.reliability import Link
 from trio_chat.server import serve
@@ -130,6 +131,53 @@ def test_requests_sent_in_bulk_are_acknowledged_before_they_are_worked_on() -> N
     ids = [handle.result.id for handle in handles]
     assert ids == sorted(ids) and len(set(ids)) == 11
     assert [m.text for m in h.stored_messages()] == [*(f"m{n}" for n in range(10)), "after"]
+
+
+def test_a_message_to_the_room_goes_out_while_its_other_copies_are_sealed() -> None:
+    h = EngineDriver()
+    receivers = []
+    for n in range(20):
+        h.add_account(f"r{n}", address=(f"10.0.3.{n + 1}", 1))
+        receivers.append(Peer(h, f"r{n}", address=(f"10.0.1.{n + 1}", 1)))
+    h.add_account("alice")
+    alice = Peer(h, "alice", address=ALICE)
+    for peer in [*receivers, alice]:
+        peer.settle(3)
+    engine = h.engine
+    said = alice.connection.say("hello, room")
+    for data in alice.connection.datagrams_to_send(h.now):
+        engine.receive_datagram(data, ALICE, h.now, h.wall)
+    for effect in engine.take_effects():
+        h.perform(effect)  # stored: the room's copies are due
+    handed: list[list[tuple[bytes, Address]]] = []
+    unsealed: list[int] = []
+
+    def send(datagrams: list[tuple[bytes, Address]]) -> None:
+        handed.append(list(datagrams))
+        unsealed.append(sum(peer.session.link.wants_to_send(h.now) for peer in receivers))
+
+    engine.send_due(h.now, h.wall, send)
+    # 21 datagrams (a copy for each receiver, and alice's `ok`), handed on eight at a
+    # time while the rest waited to be sealed.
+    assert [len(datagrams) for datagrams in handed] == [SEND_EARLY, SEND_EARLY, 5]
+    copies_handed = [
+        sum(to != ALICE for datagrams in handed[: n + 1] for _data, to in datagrams)
+        for n in range(len(handed))
+    ]
+    assert [copies + left for copies, left in zip(copies_handed, unsealed, strict=True)] == [
+        20,
+        20,
+        20,
+    ]
+    assert unsealed[0] >= 20 - SEND_EARLY and unsealed[-1] == 0
+    for datagrams in handed:
+        for data, to in datagrams:
+            h.inbox[to].append(data)
+    alice.poll()
+    assert said.done and said.error is None
+    for peer in receivers:
+        peer.poll()
+        assert [e.text for e in peer.events if isinstance(e, PublicMessage)] == ["hello, room"]
 
 
 def test_a_few_requests_are_worked_on_at_once_and_timers_take_what_was_set_aside() -> None:

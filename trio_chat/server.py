@@ -236,13 +236,7 @@ class Daemon:
         """Send what the engine has for the network; start the work it asked for."""
         engine = self.engine
         now = trio.current_time()
-        send = self.sock.sendto
-        for data, address in engine.datagrams_to_send(now, time.time()):
-            try:
-                send(data, address)
-            except OSError:
-                # A full send buffer or an unreachable peer: the link retransmits.
-                self.send_errors += 1
+        engine.send_due(now, time.time(), self._send)
         self._start_effects()
         for note in engine.take_notes():
             self.notes.log(note, now)
@@ -250,6 +244,15 @@ class Daemon:
             deadline = engine.next_timer()
             if deadline is not None and deadline < self._wait.deadline:
                 self._wait.deadline = deadline
+
+    def _send(self, datagrams: list[tuple[bytes, Address]]) -> None:
+        send = self.sock.sendto
+        for data, address in datagrams:
+            try:
+                send(data, address)
+            except OSError:
+                # A full send buffer or an unreachable peer: the link retransmits.
+                self.send_errors += 1
 
     def _start_effects(self) -> None:
         """Start the work the engine asked for: commits queued, hashes and reads begun."""

@@ -2,9 +2,10 @@
 
 Feed it datagrams with `receive_datagram(data, address, now, wall)`, call
 `handle_timers(now, wall)` at `next_timer()`, and send what
-`datagrams_to_send(now, wall)` returns. Slow or blocking work is handed out as effects
-(`take_effects()`, see `effects`); the shell does it and reports back
-(`password_hashed`, `password_checked`, `committed`, `failed`, `history_loaded`).
+`datagrams_to_send(now, wall)` returns (or what `send_due` hands on as it seals). Slow
+or blocking work is handed out as effects (`take_effects()`, see `effects`); the shell
+does it and reports back (`password_hashed`, `password_checked`, `committed`, `failed`,
+`history_loaded`).
 
 `now` is a monotonic time in seconds for timers, `wall` the Unix time for timestamps.
 The work is split by concern: `lobby` (register, login), `sessions` (links, addresses,
@@ -34,7 +35,7 @@ from ..room import Deliver, Fanout, LocalRoom, Mailbox
 from ..rules import RuleError
 from ..secure import DaemonKeys, Ticket
 from .chat import Chat, error_frame
-from .common import Address, Outbox
+from .common import Address, Outbox, Send
 from .config import ServerConfig
 from .effects import Effect, JobTable, Persist
 from .lobby import TOO_MANY_SESSIONS, Lobby
@@ -486,8 +487,16 @@ class ServerEngine:
 
     def datagrams_to_send(self, now: float, wall: float) -> list[tuple[bytes, Address]]:
         """Everything due to be sent now, as `(datagram, address)` pairs."""
+        out: Outbox = []
+        self.send_due(now, wall, out.extend)
+        return out
+
+    def send_due(self, now: float, wall: float, send: Send) -> None:
+        """Hand everything due to be sent now to `send`, in `(datagram, address)` pairs, a
+        few at a time as they are sealed (`SEND_EARLY`): the same datagrams, in the same
+        order, as `datagrams_to_send` returns."""
         self.chat.settle()
-        for session in self.transport.flush(now):
+        for session in self.transport.flush(now, send):
             if session.sid not in self.sessions:
                 continue
             reason = session.link.failure or "unresponsive"
@@ -496,9 +505,9 @@ class ServerEngine:
                 self._close(session, reason, now, wall, flush=True)
             else:
                 self._close(session, reason, now, wall)
-        out = self._outbox[:]
-        self._outbox.clear()
-        return out
+        if self._outbox:
+            send(self._outbox)
+            self._outbox.clear()
 
     def take_notes(self) -> list[Note]:
         """What happened that the operator should hear of, in order (see `notes`)."""

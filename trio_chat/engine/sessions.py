@@ -25,7 +25,7 @@ from ..limits import TokenBucket
 from ..records import Account
 from ..reliability import Link
 from ..secure import Channel, SecureError, reset_token
-from .common import Address, Outbox, network_of, same_endpoint
+from .common import SEND_EARLY, Address, Outbox, Send, network_of, same_endpoint
 from .config import ServerConfig
 from .notes import AddressChanged, Note
 
@@ -444,8 +444,11 @@ class Sessions:
         """The session has something to send (an ack owed at once, say)."""
         self._dirty.add(session)
 
-    def flush(self, now: float) -> list[Session]:
-        """Put every datagram due into the outbox; return the sessions whose link failed."""
+    def flush(self, now: float, send: Send | None = None) -> list[Session]:
+        """Put every datagram due into the outbox; return the sessions whose link failed.
+
+        With `send`, the outbox goes to it whenever `SEND_EARLY` datagrams are in it.
+        """
         dirty, self._dirty = self._dirty, set()
         by_sid = self.by_sid
         outbox = self._outbox
@@ -459,6 +462,9 @@ class Sessions:
                 address = session.address
                 for datagram in link.datagrams_to_send(now):
                     outbox.append((datagram, address))
+                if send is not None and len(outbox) >= SEND_EARLY:
+                    send(outbox)
+                    outbox.clear()
             else:
                 self._flush(session, now)
             if link.failure is not None:
