@@ -371,7 +371,9 @@ def _check_visible(name: str, data: _Data) -> None:
         if category == "Cc":
             _refuse(f"A name cannot contain {_describe(char)}.")
         if category[0] == "Z":
-            _refuse(f"{_ONLY}, not spaces such as {_describe(char)}.")
+            # A plain space needs no code point to be recognised; the others do.
+            which = "" if char == " " else f" such as {_describe(char)}"
+            _refuse(f"{_ONLY}, not spaces{which}.")
         if category == "Cf" or char in INVISIBLE or point in data.default_ignorable:
             _refuse(f"A name cannot contain {_describe(char)}, which is invisible.")
         if category in ("Co", "Cn"):
