@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import trio
-from PySide6.QtCore import QEvent, QPoint, Qt, QThread
+from PySide6.QtCore import QEvent, QPoint, Qt, QThread, QTimer
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 import trio_chat
 from trio_chat.client import ChatClient, ClientConfig
@@ -169,9 +169,20 @@ async def gui(
             yield app
         finally:
             if app.window is not None and app.window.isVisible():
+                # A test that failed with lines waiting would otherwise hang here, asked
+                # whether to leave (Qt's nested loop holds Trio's timeouts too).
+                QTimer.singleShot(0, _leave_if_asked)
                 app.window.close()
             elif app.dialog is not None and app.dialog.isVisible():
                 app.dialog.reject()
+
+
+def _leave_if_asked() -> None:
+    box = QApplication.activeModalWidget()
+    if isinstance(box, QMessageBox):
+        for button in box.buttons():
+            if box.buttonRole(button) is QMessageBox.ButtonRole.DestructiveRole:
+                button.click()
 
 
 @asynccontextmanager

@@ -40,7 +40,7 @@ from trio_chat.gui import memory
 from trio_chat.gui.about_dialog import AboutDialog
 from trio_chat.gui.message_view import MessageDelegate
 from trio_chat.gui.problems import key_changed_sentence
-from trio_chat.gui.room_window import BEGINNING
+from trio_chat.gui.room_window import BEGINNING, ENDED_HINT
 from trio_chat.gui.rows import Kind, clock
 from trio_chat.gui.status import Link
 from trio_chat.keys import KnownServers, daemon_public_key, key_paths
@@ -253,6 +253,7 @@ async def test_a_daemon_restart_loses_nothing_and_shows_nothing_twice(
                 say(window, "while it is down 2 ✓")
                 await until(lambda: window.link is Link.RECONNECTING, "reconnecting")
                 await until(lambda: "2 lines waiting" in window.status.text(), "2 waiting")
+                assert window.people_label.text() == "Last known online (2)"
                 assert pending(window) == [
                     "sending…  alice: while it is down 1",
                     "sending…  alice: while it is down 2 ✓",
@@ -265,19 +266,23 @@ async def test_a_daemon_restart_loses_nothing_and_shows_nothing_twice(
                     box = QApplication.activeModalWidget()
                     assert isinstance(box, QMessageBox)
                     asked.append(box.text())
+                    asked.extend(sorted(button.text() for button in box.buttons()))
                     box.button(QMessageBox.StandardButton.Cancel).click()
 
                 QTimer.singleShot(0, keep_them)
                 window.close()
                 assert asked == [
                     "2 lines you typed have not reached the daemon, which is away; they go "
-                    "out once it is back. Leave anyway, and lose them?"
+                    "out once it is back. Leave anyway, and lose them?",
+                    "&Leave",
+                    "Cancel",
                 ]
                 assert window.isVisible()
                 bob.say_nowait("bob while it is down")
 
                 await daemon.start(port)
                 await until(lambda: window.link is Link.CONNECTED, "connected again")
+                assert window.people_label.text().startswith("Online (")
                 await until(lambda: window.waiting == 0, "the lines sent")
                 await until(lambda: lines_with(window, "bob: bob while it is down"), "bob's")
                 await bob.say("after the restart")
@@ -347,6 +352,20 @@ async def test_the_end_of_the_session_is_shown(key: str, tmp_path: Path, qtbot: 
                 )
                 assert not pending(window)
                 assert KnownServers().get(host, port) == trusted
+                # Nothing more can be typed; the way on is to sign in again.
+                assert not window.composer.isEnabled()
+                assert window.composer.editor.placeholderText() == ENDED_HINT
+                assert window.people_label.text() == "Last known online (1)"
+                assert not window.people.isEnabled()
+                assert window.sign_in_again_action.isEnabled()
+                window.sign_in_again_action.trigger()
+                dialog = app.dialog
+                assert dialog is not None
+                await until(lambda: app.window is None and dialog.isVisible(), "the dialog")
+                if key == "the same key":  # the daemon has no account for alice: make one
+                    again = await signed_in(app, "alice", create=True)
+                    assert again is not window and again.composer.isEnabled()
+                    assert again.people_label.text() == "Online (1)"
             nursery.cancel_scope.cancel()
 
 
@@ -397,8 +416,7 @@ async def test_sign_in_problems_are_told_at_the_field_to_fix(
             )
             fill(dialog, "no spaces", PASSWORD, create=True)
             await told(
-                "A name may hold only letters, digits, '_', '-' and '.', not spaces such as "
-                "U+0020 SPACE.",
+                "A name may hold only letters, digits, '_', '-' and '.', not spaces.",
                 dialog.name,
             )
             fill(dialog, "newbie", "short", create=True)
@@ -635,11 +653,28 @@ async def test_a_private_message_to_a_name_too_long_for_any_account_says_so(
             window = await signed_in(app, "alice")
             name = "x" * 70
             say(window, f"s/{name}/are you there?")
-            await until(lambda: window.tab_text(name) is not None, "the tab")
-            await until(lambda: len(texts(window, name)) > 1, "the refusal")
-            assert texts(window, name)[-1].endswith(
-                f"not sent: alice: are you there? (There is no account named '{name}')"
-            )
+            refusal = f"not sent: alice: are you there? (There is no account named '{name}')"
+            await until(lambda: texts(window)[-1].endswith(refusal), "the refusal")
+            # No tab is left behind for someone who does not exist.
+            assert window.tab_text(name) is None and window.conversation(name) is None
+            assert window.current_key == ""
+
+
+@gui_test
+async def test_a_private_message_to_nobody_leaves_no_tab_behind(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    """A mistyped name: the daemon says no account has it. The tab the line opened goes,
+    and the refusal is told in the room."""
+    with trio.fail_after(20):
+        await register(*daemon, "alice")
+        async with gui(daemon, tmp_path / "gui.json") as app:
+            window = await signed_in(app, "alice")
+            say(window, "s/zed/are you there?")
+            refusal = "not sent: alice: are you there? (There is no account named 'zed')"
+            await until(lambda: texts(window)[-1].endswith(refusal), "the refusal")
+            assert window.tab_text("zed") is None and window.conversation("zed") is None
+            assert window.current_key == ""
 
 
 @gui_test

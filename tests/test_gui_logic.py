@@ -13,7 +13,7 @@ from PySide6.QtGui import QAction
 from pytestqt.qtbot import QtBot
 
 import trio_chat
-from trio_chat import display
+from trio_chat import commands, display
 from trio_chat.errors import (
     Busy,
     ChatError,
@@ -30,10 +30,12 @@ from trio_chat.events import History, Joined, Left, PrivateMessage, PublicMessag
 from trio_chat.gui import colours, memory
 from trio_chat.gui.conversations import ROOM, conversation_of
 from trio_chat.gui.editing import Budget, Recall, budget
+from trio_chat.gui.elided_label import ElidedLabel
 from trio_chat.gui.message_view import MessageDelegate, MessageModel, MessageView
 from trio_chat.gui.people import Online
 from trio_chat.gui.problems import (
     Field,
+    Problem,
     SignInForm,
     form_problem,
     key_changed_sentence,
@@ -53,6 +55,7 @@ from trio_chat.gui.rows import (
     refused_row,
 )
 from trio_chat.gui.server_info import ServerInfo, server_info
+from trio_chat.gui.sign_in_dialog import SignInDialog
 from trio_chat.gui.status import Link, status_text
 from trio_chat.gui.transcript import Transcript
 from trio_chat.gui.unread import Unread, tab_label, window_title
@@ -362,6 +365,70 @@ def test_private_messages_belong_to_the_other_persons_conversation() -> None:
     assert conversation_of(public(4, "bob", "x"), "alice")[0] == ROOM
 
 
+def test_the_sign_in_dialog_grows_to_show_what_it_says(qtbot: QtBot) -> None:
+    """A notice and a problem of several lines each: the dialog grows, and gives none of
+    the fields' height to them."""
+    dialog = SignInDialog(memory.Remembered(name="alice"))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    fields = (dialog.host, dialog.port, dialog.name, dialog.password)
+    heights = [field.height() for field in fields]
+    dialog.show_notice(
+        "The daemon at 127.0.0.1:34598 has the key SHA256:SddZVXRFjdw7ZSMqQ0hMXF3z0bjZTQG2"
+        "UBt/nN9bmk; trusting it from now on (remembered in ~/.local/share/trio-chat/"
+        "known_servers)."
+    )
+    dialog.show_problem(Problem(key_changed_sentence("127.0.0.1", 34598), Field.HOST))
+    qtbot.wait(10)
+    assert [field.height() for field in fields] == heights
+    for label in (dialog.notice, dialog.problem):
+        assert (
+            label.height() >= label.heightForWidth(label.width()) > 2 * label.fontMetrics().height()
+        )
+
+
+def test_a_status_too_long_for_the_window_ends_in_an_ellipsis_and_shows_whole_on_hover(
+    qtbot: QtBot,
+) -> None:
+    label = ElidedLabel()
+    qtbot.addWidget(label)
+    label.resize(200, 20)
+    label.show()
+    whole = "Connection lost: " + "the daemon shows another key than the one trusted " * 4
+    label.setText(whole)
+    assert label.text() == whole and label.toolTip() == whole
+    shown = label.shown()
+    assert shown.endswith("…") and whole.startswith(shown[:-1])
+    assert label.fontMetrics().horizontalAdvance(shown) <= label.contentsRect().width()
+    assert label.minimumSizeHint().width() == 0  # it never holds its window wide
+    label.setText("Connected")
+    assert label.shown() == "Connected" and label.toolTip() == ""
+
+
+def test_a_narrow_window_leaves_the_conversation_more_room_than_the_people(
+    qtbot: QtBot,
+) -> None:
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    for width in (860, 520, 360):
+        window.resize(width, 400)
+        qtbot.wait(10)
+        talk, people = window.splitter.sizes()
+        assert talk >= 2 * people > 0, width
+
+
+def test_the_windows_list_of_commands_has_no_columns_to_align() -> None:
+    """The window's font is not fixed-width: padding would zig-zag."""
+    first, *lines = commands.WINDOW_HELP.splitlines()
+    assert first == "Commands:" and len(lines) == 7
+    for line in lines:
+        command, description = line.split(" — ")
+        assert command and description and "  " not in line
+
+
 def test_a_wrapped_line_never_starts_at_the_edge_where_rows_start(qtbot: QtBot) -> None:
     """A message's next lines start under its text, or a few characters in when a long
     name pushes the text past half the width: never where another row starts, so that
@@ -435,5 +502,5 @@ def test_the_windows_help_tells_the_commands_as_the_window_obeys_them(qtbot: QtB
     room = window.model("")
     assert room is not None
     shown = [row.plain.strip() for row in room.rows]
-    assert "Exit, /quit          close the window (Ctrl+Q)" in shown
+    assert "Exit, /quit — close the window (Ctrl+Q)" in shown
     assert not any("Ctrl-D" in line or "/history [n]" in line for line in shown)

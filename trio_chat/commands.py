@@ -20,14 +20,15 @@ Commands:
 
 WINDOW_HELP = """\
 Commands:
-  text                 say it here: in the room, or to this tab's person only
-  s/name/message       say it to name only, in their tab (also: /msg name message)
-  /who                 who is online
-  /history             older messages: scroll up, they load as you reach the top
-  //text               say text that starts with a /
-  /help                this list (F1)
-  Exit, /quit          close the window (Ctrl+Q)"""
-"""The same commands as the window obeys them (it has no terminal's Ctrl-D, and scrolls)."""
+text — say it here: in the room, or to this tab's person only
+s/name/message — say it to name only, in their tab (also: /msg name message)
+/who — who is online
+/history — older messages: scroll up, they load as you reach the top
+//text — say text that starts with a /
+/help — this list (F1)
+Exit, /quit — close the window (Ctrl+Q)"""
+"""The same commands as the window obeys them (it has no terminal's Ctrl-D, and scrolls),
+without columns: the window's font is not fixed-width."""
 
 
 @dataclass(frozen=True, slots=True)

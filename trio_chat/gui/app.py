@@ -107,7 +107,8 @@ class GuiApp:
 
     async def _sign_in(self, form: SignInForm, done: trio.CancelScope) -> None:
         """Sign in (creating the account first if asked); on success, stay in the room until
-        its window closes, then cancel `done`. On refusal, tell the dialog and return."""
+        its window closes, then cancel `done`. On refusal, or when asked to sign in again
+        once the session has ended, show the dialog and return."""
         dialog = self.dialog
         assert dialog is not None
         where = safe(form.where)
@@ -142,6 +143,13 @@ class GuiApp:
             self.session = RoomSession(chat, window)
             await self.session.run()
             window.hide()
+            if self.session.again:
+                # The session ended; the dialog comes back, filled in as it was.
+                self.window, self.session, self.chat = None, None, None
+                window.deleteLater()
+                self._signing_in = False
+                dialog.reopen()
+                return
         done.cancel()
 
 

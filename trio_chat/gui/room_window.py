@@ -3,8 +3,8 @@ private), who is online, where you type, and the state of the connection.
 
 The window shows and collects; the Trio side (`session`) calls its methods with what
 happens and listens to its signals: `line_entered` (a typed line, and the person whose
-tab it was typed in, or "" in the room), `older_wanted` (a conversation's key) and
-`closed`.
+tab it was typed in, or "" in the room), `older_wanted` (a conversation's key),
+`sign_in_again` (once the session has ended) and `closed`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from .about_dialog import AboutDialog
 from .colours import sender_colour
 from .composer import Composer
 from .conversations import ROOM, ROOM_LABEL, conversation_of
+from .elided_label import ElidedLabel
 from .message_view import MessageModel, MessageView
 from .people import Online
 from .server_info import ServerInfo
@@ -44,6 +45,7 @@ from .status import COLOUR, Link, status_text
 from .unread import Unread, tab_label, window_title
 
 BEGINNING = "This is the beginning of the room: there are no older messages."
+ENDED_HINT = "The session has ended: sign in again (Ctrl+R) to go on"
 
 
 def _now() -> datetime:
@@ -78,6 +80,7 @@ class Pending:
 class RoomWindow(QMainWindow):
     line_entered = Signal(str, str)
     older_wanted = Signal(str)
+    sign_in_again = Signal()
     closed = Signal()
 
     def __init__(
@@ -139,9 +142,12 @@ class RoomWindow(QMainWindow):
         splitter = QSplitter(self)
         splitter.addWidget(talk)
         splitter.addWidget(side)
-        splitter.setStretchFactor(0, 1)
+        # Both give way as the window narrows, the conversation four times as much room.
+        splitter.setStretchFactor(0, 4)
+        splitter.setStretchFactor(1, 1)
         splitter.setCollapsible(0, False)
         splitter.setSizes([640, 180])
+        self.splitter = splitter
         central = QWidget(self)
         central_layout = QVBoxLayout(central)
         central_layout.setContentsMargins(6, 6, 6, 4)
@@ -150,9 +156,8 @@ class RoomWindow(QMainWindow):
 
         self.status_dot = QLabel("●", self)
         self.status_dot.setObjectName("status-dot")
-        self.status = QLabel(self)
+        self.status = ElidedLabel(self)
         self.status.setObjectName("status")
-        self.status.setTextFormat(Qt.TextFormat.PlainText)
         self.statusBar().addWidget(self.status_dot)
         self.statusBar().addWidget(self.status, 1)
         self.statusBar().setSizeGripEnabled(False)
@@ -184,11 +189,16 @@ class RoomWindow(QMainWindow):
     def _make_menus(self) -> None:
         chat = self.menuBar().addMenu("&Chat")
         self.about_action = self._action("&About this server…", "Ctrl+I", self.show_about)
+        self.sign_in_again_action = self._action(
+            "&Sign in again…", "Ctrl+R", lambda: self.sign_in_again.emit()
+        )
+        self.sign_in_again_action.setEnabled(False)
         self.close_tab_action = self._action(
             "&Close private conversation", "Ctrl+W", self.close_current_tab
         )
         self.quit_action = self._action("&Quit", "Ctrl+Q", self.close)
         chat.addAction(self.about_action)
+        chat.addAction(self.sign_in_again_action)
         chat.addAction(self.close_tab_action)
         chat.addSeparator()
         chat.addAction(self.quit_action)
@@ -323,7 +333,9 @@ class RoomWindow(QMainWindow):
             conversation.view.setAccessibleName(ROOM_LABEL if room else private)
         if conversation.key == self.current_key:
             self.composer.editor.setPlaceholderText(
-                "Message the room (/help lists the commands)"
+                ENDED_HINT
+                if self.link is Link.LOST
+                else "Message the room (/help lists the commands)"
                 if room
                 else f"Message {name} privately"
             )
@@ -390,18 +402,44 @@ class RoomWindow(QMainWindow):
             conversation.view.scroll_to_end()
         self._show_link()
 
-    def settle_refused(self, pending: Pending, text: str, reason: str) -> None:
-        """The line was refused, or could not be sent: say so where it was."""
+    def settle_refused(
+        self, pending: Pending, text: str, reason: str, *, no_such_person: bool = False
+    ) -> None:
+        """The line was refused, or could not be sent: say so where it was.
+
+        A private line to a name that no account has (`no_such_person`) takes its tab
+        with it if nothing else was ever said there, and is told in the room: a mistyped
+        name leaves no conversation behind with someone who does not exist.
+        """
         self._pending.discard(pending)
         row = rows.refused_row(text, self.me, reason, _now())
-        self._conversations[pending.key].model.settle(pending.token, row)
+        conversation = self._conversations[pending.key]
+        conversation.model.settle(pending.token, row)
+        if no_such_person and self._forget(conversation):
+            self._conversations[ROOM].model.add_note(row)
         self._show_link()
 
-    def refuse_now(self, person: str, text: str, reason: str) -> None:
-        """A line refused before it was sent (too long, the session is over)."""
+    def _forget(self, conversation: Conversation) -> bool:
+        """Close and forget a private conversation in which nothing was said but lines
+        still to be refused, if it has no lines waiting; True if it is gone."""
+        key = conversation.key
+        if key == ROOM or conversation.confirmed or any(p.key == key for p in self._pending):
+            return False
+        if conversation.view is not None:
+            self._close_tab(self.tabs.indexOf(conversation.view))
+        del self._conversations[key]
+        return True
+
+    def refuse_now(
+        self, person: str, text: str, reason: str, *, no_such_person: bool = False
+    ) -> None:
+        """A line refused before it was sent (too long, the session is over, a name no
+        account can have: see `settle_refused`)."""
         key = ROOM if not person else name_key(person)
-        model = self._conversation(key, person or ROOM_LABEL, confirmed=False).model
-        model.add_note(rows.refused_row(text, self.me, reason, _now()))
+        conversation = self._conversation(key, person or ROOM_LABEL, confirmed=False)
+        if no_such_person and self._forget(conversation):
+            conversation = self._conversations[ROOM]
+        conversation.model.add_note(rows.refused_row(text, self.me, reason, _now()))
 
     @property
     def waiting(self) -> int:
@@ -520,8 +558,13 @@ class RoomWindow(QMainWindow):
         self._conversations[ROOM].model.add_note(rows.left_row(event, self.me))
 
     def _show_people(self) -> None:
+        """Who is online; while the connection is away, who was when it went (greyed)."""
         names = self.online.names
-        self.people_label.setText(f"Online ({len(names)})")
+        connected = self.link is Link.CONNECTED
+        self.people_label.setText(
+            f"{'Online' if connected else 'Last known online'} ({len(names)})"
+        )
+        grey = self.people.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
         current = self.people.currentItem()
         chosen = current.data(Qt.ItemDataRole.UserRole) if current is not None else None
         self.people.clear()
@@ -529,7 +572,7 @@ class RoomWindow(QMainWindow):
             mine = same_name(name, self.me)
             item = QListWidgetItem(safe_name(name) + (" (you)" if mine else ""))
             item.setData(Qt.ItemDataRole.UserRole, name)
-            item.setForeground(QColor(sender_colour(name)))
+            item.setForeground(QColor(sender_colour(name)) if connected else grey)
             font = item.font()
             font.setBold(mine)
             item.setFont(font)
@@ -557,6 +600,12 @@ class RoomWindow(QMainWindow):
             self.note(f"Connected to {where} again.")
         elif link is Link.LOST and previous is not Link.LOST:
             self.note(f"The session has ended: {safe(reason)}", style=rows.Style.ERROR)
+            self.note("Sign in again (Chat › Sign in again, Ctrl+R) to go on.")
+            self.composer.setEnabled(False)
+            self.sign_in_again_action.setEnabled(True)
+            self.people.setEnabled(False)
+            self._show_name(self._conversations[self.current_key])
+        self._show_people()
         self._show_link()
 
     def _show_link(self) -> None:
@@ -580,13 +629,16 @@ class RoomWindow(QMainWindow):
         """Asked on closing while lines wait for a daemon that is away: closed, the
         window would take them with it."""
         one = self.waiting == 1
-        answer = QMessageBox.question(
-            self,
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
             "Leave trio-chat?",
             f"{counted(self.waiting, 'line')} you typed {'has' if one else 'have'} not "
             f"reached the daemon, which is away; {'it goes' if one else 'they go'} out once "
             f"it is back. Leave anyway, and lose {'it' if one else 'them'}?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
             QMessageBox.StandardButton.Cancel,
+            self,
         )
-        return answer == QMessageBox.StandardButton.Discard
+        leave = box.addButton("&Leave", QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is leave

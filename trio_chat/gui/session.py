@@ -19,7 +19,7 @@ from .. import commands
 from ..client import ChatClient, Receipt
 from ..conversation import Returns
 from ..display import missed_sentence
-from ..errors import ChatError, ConnectionLost, KeyChanged
+from ..errors import ChatError, ConnectionLost, KeyChanged, UnknownUser
 from ..events import (
     Disconnected,
     History,
@@ -58,14 +58,18 @@ class RoomSession:
         self._more = False
         self._loading = False
         self.leaving = False
+        self.again = False
+        """The session ended, and the person asked to sign in again (not to close)."""
         self._returns = Returns()
 
     async def run(self) -> None:
-        """Until the window closes (or a typed `/quit`): then return, to log out."""
+        """Until the window closes (or a typed `/quit`), or the person asks to sign in
+        again once the session has ended: then return, to log out."""
         window = self.window
         signals = {
             "line": window.line_entered,
             "older": window.older_wanted,
+            "again": window.sign_in_again,
             "closed": window.closed,
         }
         async with trio.open_nursery() as nursery, signal_channel(signals) as emissions:
@@ -73,6 +77,9 @@ class RoomSession:
             nursery.start_soon(self._follow_events)
             async for emission in emissions:
                 if emission.source == "closed":
+                    break
+                if emission.source == "again":
+                    self.again = True
                     break
                 if emission.source == "line":
                     line, person = emission.args
@@ -172,7 +179,8 @@ class RoomSession:
             else:
                 receipt = self.chat.say_nowait(text)
         except ChatError as error:
-            self.window.refuse_now(person, text, error.message)
+            unknown = isinstance(error, UnknownUser)
+            self.window.refuse_now(person, text, error.message, no_such_person=unknown)
             return
         pending = self.window.add_pending(person, text)
         self._start(self._settle, receipt, pending, text)
@@ -182,7 +190,8 @@ class RoomSession:
             message = await receipt.wait()
         except ChatError as error:
             if not (self.leaving and isinstance(error, ConnectionLost)):
-                self.window.settle_refused(pending, text, error.message)
+                unknown = isinstance(error, UnknownUser)
+                self.window.settle_refused(pending, text, error.message, no_such_person=unknown)
             return
         self.window.settle_sent(pending, message)
 

@@ -94,6 +94,7 @@ class SignInDialog(QDialog):
         buttons.rejected.connect(self.reject)
 
         layout = QVBoxLayout(self)
+        self._layout = layout
         layout.addLayout(form)
         layout.addWidget(self.notice)
         layout.addWidget(self.problem)
@@ -137,6 +138,7 @@ class SignInDialog(QDialog):
         self.set_busy(False)
         self.problem.setText(problem.sentence)
         self.problem.show()
+        self._fit()
         widget = self.field(problem.field)
         widget.setFocus(Qt.FocusReason.OtherFocusReason)
         widget.selectAll()
@@ -145,6 +147,7 @@ class SignInDialog(QDialog):
         """Say something worth knowing that is no problem (nothing when `text` is empty)."""
         self.notice.setText(text)
         self.notice.setVisible(bool(text))
+        self._fit()
 
     def set_busy(self, busy: bool, message: str = "") -> None:
         """While signing in: the fields wait, Cancel still works."""
@@ -159,10 +162,38 @@ class SignInDialog(QDialog):
         ):
             widget.setEnabled(not busy)
         self.sign_in_button.setEnabled(not busy)
+        if not busy:
+            # Disabled, it gave the focus (and with it the default) to Cancel: Enter must
+            # sign in, not cancel.
+            self.sign_in_button.setDefault(True)
         self.progress.setText(message)
         self.progress.setVisible(busy and bool(message))
         if busy:
             self.problem.hide()
+        self._fit()
+
+    def _fit(self) -> None:
+        """Grow to show every line of what it says: its wrapped sentences would otherwise
+        take their height from the fields (a port number cut in half, say)."""
+        self._layout.activate()
+        needed = self.heightForWidth(self.width())
+        if needed < 0:
+            needed = self._layout.totalMinimumSize().height()
+        if needed > self.height():
+            self.resize(self.width(), needed)
+
+    def reopen(self) -> None:
+        """Show again, as it was filled in, ready for Enter to sign in: the password (or the
+        name) has the cursor, not the Cancel button, where signing in last left it."""
+        self.set_busy(False)
+        self.show_notice("")
+        field = self.password if self.name.text() else self.name
+        field.setFocus(Qt.FocusReason.OtherFocusReason)  # before showing: see `set_busy`
+        field.selectAll()
+        self.show()
+        self.raise_()
+        self.activateWindow()
+        self.sign_in_button.setDefault(True)
 
     def accept(self) -> None:
         """Enter or the Sign in button: ask to sign in (the dialog stays until it worked)."""
