@@ -429,6 +429,31 @@ def test_the_windows_list_of_commands_has_no_columns_to_align() -> None:
         assert command and description and "  " not in line
 
 
+def test_rows_that_arrive_while_scrolled_up_are_said_below_and_a_click_goes_there(
+    qtbot: QtBot,
+) -> None:
+    model = MessageModel()
+    view = MessageView(model, "room")
+    qtbot.addWidget(view)
+    view.resize(400, 200)
+    view.show()
+    qtbot.waitExposed(view)
+    for n in range(1, 60):
+        model.add_message(message_row(public(n, "bob", f"line {n}"), "alice", NOW))
+    qtbot.wait(10)
+    bar = view.verticalScrollBar()
+    assert bar.value() == bar.maximum() > 0 and view.new_below.isHidden()  # it followed
+    reading = bar.maximum() // 2
+    bar.setValue(reading)
+    model.add_message(message_row(public(60, "bob", "while you read"), "alice", NOW))
+    qtbot.wait(10)
+    assert bar.value() == reading and view.new_below.isVisible()
+    assert view.viewport().geometry().contains(view.new_below.geometry())
+    view.new_below.click()
+    qtbot.wait(10)
+    assert bar.value() == bar.maximum() and view.new_below.isHidden()
+
+
 def test_a_wrapped_line_never_starts_at_the_edge_where_rows_start(qtbot: QtBot) -> None:
     """A message's next lines start under its text, or a few characters in when a long
     name pushes the text past half the width: never where another row starts, so that

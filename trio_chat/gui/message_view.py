@@ -33,6 +33,7 @@ from PySide6.QtGui import (
     QKeySequence,
     QPainter,
     QPalette,
+    QResizeEvent,
     QShowEvent,
     QTextCharFormat,
     QTextLayout,
@@ -42,6 +43,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QListView,
     QMenu,
+    QPushButton,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -317,7 +319,9 @@ class MessageDelegate(QStyledItemDelegate):
 
 class MessageView(QListView):
     """A conversation's rows; follows the bottom as messages arrive, asks for older messages
-    (`older_wanted`) when scrolled to the top, and keeps its place when they come."""
+    (`older_wanted`) when scrolled to the top, and keeps its place when they come. Scrolled
+    up, it stays where it is as rows arrive, and a button (`new_below`) says so and takes
+    the reader down."""
 
     older_wanted = Signal()
 
@@ -338,10 +342,17 @@ class MessageView(QListView):
         self.setFrameShape(QListView.Shape.NoFrame)
         self._at_bottom = True
         self._anchor: tuple[QPersistentModelIndex, int] | None = None
+        self.new_below = QPushButton("↓ New below", self)
+        self.new_below.setObjectName("new-below")
+        self.new_below.setToolTip("Go down to what came while you read above (Ctrl+End)")
+        self.new_below.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.new_below.clicked.connect(self.scroll_to_end)
+        self.new_below.hide()
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._scrolled)
         bar.rangeChanged.connect(self._range_changed)
         model.rowsAboutToBeInserted.connect(self._before_insert)
+        model.rowsInserted.connect(self._after_insert)
 
     @property
     def messages(self) -> MessageModel:
@@ -352,6 +363,7 @@ class MessageView(QListView):
     def scroll_to_end(self) -> None:
         self._at_bottom = True
         self._anchor = None
+        self.new_below.hide()
         self.scrollToBottom()
 
     def _before_insert(self, _parent: QModelIndex, first: int, _last: int) -> None:
@@ -364,9 +376,27 @@ class MessageView(QListView):
         if top.isValid() and first <= top.row():
             self._anchor = (QPersistentModelIndex(top), self.visualRect(top).top())
 
+    def _after_insert(self, _parent: QModelIndex, _first: int, last: int) -> None:
+        if not self._at_bottom and last == self._model.rowCount() - 1:
+            self._place_new_below()
+            self.new_below.show()
+            self.new_below.raise_()
+
+    def _place_new_below(self) -> None:
+        self.new_below.adjustSize()
+        area = self.viewport().geometry()
+        size = self.new_below.size()
+        self.new_below.move(area.right() - size.width() - 8, area.bottom() - size.height() - 8)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._place_new_below()
+
     def _scrolled(self, value: int) -> None:
         bar = self.verticalScrollBar()
         self._at_bottom = value >= bar.maximum() - 2
+        if self._at_bottom:
+            self.new_below.hide()
         if value <= bar.minimum() and bar.maximum() > bar.minimum():
             self._want_older()
 
