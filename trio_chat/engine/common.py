@@ -51,8 +51,7 @@ def same_endpoint(via: tuple[str, int], address: Address) -> bool:
 Outbox = list[tuple[bytes, Address]]
 """Datagrams the engine has decided to send, in order, waiting for the shell."""
 Send = Callable[[Outbox], None]
-"""Where the engine hands datagrams as they are sealed: the shell's sending, which takes
-every pair before it returns (the list is emptied and reused)."""
+"""Where the engine hands datagrams as they are sealed: the shell's sending."""
 SEND_EARLY = 8
 """Datagrams sealed before they are handed on, while more are sealed: a message to the
 room is sealed once per recipient, and the first recipients then have it while the

@@ -506,8 +506,9 @@ class ServerEngine:
             else:
                 self._close(session, reason, now, wall)
         if self._outbox:
-            send(self._outbox)
+            rest = self._outbox[:]
             self._outbox.clear()
+            send(rest)
 
     def take_notes(self) -> list[Note]:
         """What happened that the operator should hear of, in order (see `notes`)."""

@@ -463,8 +463,9 @@ class Sessions:
                 for datagram in link.datagrams_to_send(now):
                     outbox.append((datagram, address))
                 if send is not None and len(outbox) >= SEND_EARLY:
-                    send(outbox)
-                    outbox.clear()
+                    early = outbox[:]
+                    outbox.clear()  # first: a datagram is never handed on twice
+                    send(early)
             else:
                 self._flush(session, now)
             if link.failure is not None:
