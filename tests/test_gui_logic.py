@@ -382,10 +382,17 @@ def test_the_sign_in_dialog_grows_to_show_what_it_says(qtbot: QtBot) -> None:
     dialog.show_problem(Problem(key_changed_sentence("127.0.0.1", 34598), Field.HOST))
     qtbot.wait(10)
     assert [field.height() for field in fields] == heights
+    grown = dialog.height()
     for label in (dialog.notice, dialog.problem):
         assert (
             label.height() >= label.heightForWidth(label.width()) > 2 * label.fontMetrics().height()
         )
+    # Signing in again: the sentences go, and so does the room they took.
+    dialog.set_busy(True, "Signing in to 127.0.0.1:34598…")
+    dialog.show_notice("")
+    qtbot.wait(10)
+    assert dialog.height() < grown and [field.height() for field in fields] == heights
+    assert dialog.progress.height() < 2 * dialog.progress.fontMetrics().height()
 
 
 def test_a_status_too_long_for_the_window_ends_in_an_ellipsis_and_shows_whole_on_hover(
@@ -404,6 +411,13 @@ def test_a_status_too_long_for_the_window_ends_in_an_ellipsis_and_shows_whole_on
     assert label.minimumSizeHint().width() == 0  # it never holds its window wide
     label.setText("Connected")
     assert label.shown() == "Connected" and label.toolTip() == ""
+    label.resize(600, 20)
+    label.setText("Connected to 127.0.0.1:1600 as alice")
+    assert label.toolTip() == ""
+    font = label.font()
+    font.setPointSize(font.pointSize() * 3)
+    label.setFont(font)  # what fitted no longer does
+    assert label.shown() != label.text() and label.toolTip() == label.text()
 
 
 def test_a_narrow_window_leaves_the_conversation_more_room_than_the_people(
@@ -452,6 +466,42 @@ def test_rows_that_arrive_while_scrolled_up_are_said_below_and_a_click_goes_ther
     view.new_below.click()
     qtbot.wait(10)
     assert bar.value() == bar.maximum() and view.new_below.isHidden()
+    # A line of yours waits at the bottom: what arrives goes above it, still below.
+    model.add_pending(pending_row("mine, on its way", "alice"))
+    qtbot.wait(10)
+    bar.setValue(reading)
+    model.add_message(message_row(public(61, "bob", "above yours"), "alice", NOW))
+    qtbot.wait(10)
+    assert bar.value() == reading and view.new_below.isVisible()
+    # Older messages at the top are no news.
+    view.new_below.click()
+    qtbot.wait(10)
+    bar.setValue(reading)
+    model.add_message(message_row(public(0, "bob", "older"), "alice", NOW))
+    qtbot.wait(10)
+    assert view.new_below.isHidden()
+
+
+def test_every_line_to_a_name_no_account_has_is_told_in_the_room(qtbot: QtBot) -> None:
+    """Two lines to a mistyped name, refused one after the other: the tab stays while the
+    second waits, then goes, and both refusals are in the room, which comes to the front
+    (not the other tab beside it)."""
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    window.open_conversation("bob")
+    window.open_conversation("zed")
+    first = window.add_pending("zed", "first")
+    second = window.add_pending("zed", "second")
+    reason = "There is no account named 'zed'"
+    window.settle_refused(first, "first", reason, no_such_person=True)
+    assert window.tab_text("zed") is not None and window.current_key == "zed"
+    window.settle_refused(second, "second", reason, no_such_person=True)
+    assert window.conversation("zed") is None and window.tab_text("zed") is None
+    assert window.current_key == "" and window.tab_text("bob") is not None
+    room = window.model("")
+    assert room is not None
+    refused = [row.plain.split("  ", 1)[1] for row in room.rows if "not sent" in row.plain]
+    assert refused == [f"not sent: alice: {line} ({reason})" for line in ("first", "second")]
 
 
 def test_a_wrapped_line_never_starts_at_the_edge_where_rows_start(qtbot: QtBot) -> None:

@@ -376,8 +376,13 @@ class MessageView(QListView):
         if top.isValid() and first <= top.row():
             self._anchor = (QPersistentModelIndex(top), self.visualRect(top).top())
 
-    def _after_insert(self, _parent: QModelIndex, _first: int, last: int) -> None:
-        if not self._at_bottom and last == self._model.rowCount() - 1:
+    def _after_insert(self, _parent: QModelIndex, first: int, _last: int) -> None:
+        if self._at_bottom:
+            return
+        # Below what is on screen: at the end, or above lines of yours still waiting
+        # (they stay last), or a returning history's rows in their places.
+        bottom = self.indexAt(QPoint(1, self.viewport().height() - 1))
+        if bottom.isValid() and first > bottom.row():
             self._place_new_below()
             self.new_below.show()
             self.new_below.raise_()

@@ -408,26 +408,38 @@ class RoomWindow(QMainWindow):
         """The line was refused, or could not be sent: say so where it was.
 
         A private line to a name that no account has (`no_such_person`) takes its tab
-        with it if nothing else was ever said there, and is told in the room: a mistyped
-        name leaves no conversation behind with someone who does not exist.
+        with it once no line to that name waits (see `_forget`): a mistyped name leaves
+        no conversation behind with someone who does not exist.
         """
         self._pending.discard(pending)
         row = rows.refused_row(text, self.me, reason, _now())
         conversation = self._conversations[pending.key]
         conversation.model.settle(pending.token, row)
-        if no_such_person and self._forget(conversation):
-            self._conversations[ROOM].model.add_note(row)
+        if no_such_person:
+            self._forget(conversation)
         self._show_link()
 
     def _forget(self, conversation: Conversation) -> bool:
-        """Close and forget a private conversation in which nothing was said but lines
-        still to be refused, if it has no lines waiting; True if it is gone."""
+        """Close and forget a private conversation with a name no account has, unless a
+        message was ever shown in it or lines to it still wait; True if it is gone.
+
+        What was refused in it (yours, and only that can be there) is told in the room,
+        which comes to the front if the conversation was on screen.
+        """
         key = conversation.key
         if key == ROOM or conversation.confirmed or any(p.key == key for p in self._pending):
             return False
+        on_screen = key == self.current_key
+        room = self._conversations[ROOM]
+        for row in conversation.model.rows:
+            if row.mine:
+                room.model.add_note(row)
         if conversation.view is not None:
             self._close_tab(self.tabs.indexOf(conversation.view))
         del self._conversations[key]
+        if on_screen and room.view is not None:
+            self.tabs.setCurrentWidget(room.view)
+            room.view.scroll_to_end()
         return True
 
     def refuse_now(
@@ -437,9 +449,9 @@ class RoomWindow(QMainWindow):
         account can have: see `settle_refused`)."""
         key = ROOM if not person else name_key(person)
         conversation = self._conversation(key, person or ROOM_LABEL, confirmed=False)
-        if no_such_person and self._forget(conversation):
-            conversation = self._conversations[ROOM]
         conversation.model.add_note(rows.refused_row(text, self.me, reason, _now()))
+        if no_such_person:
+            self._forget(conversation)
 
     @property
     def waiting(self) -> int:

@@ -102,6 +102,8 @@ class SignInDialog(QDialog):
         layout.addWidget(buttons)
         self.setMinimumWidth(380)
 
+        self._grown_to: int | None = None
+        """The height `_fit` last gave the dialog."""
         self.create_account.toggled.connect(self._creating)
         self._creating(False)
         self._busy = False
@@ -163,9 +165,12 @@ class SignInDialog(QDialog):
             widget.setEnabled(not busy)
         self.sign_in_button.setEnabled(not busy)
         if not busy:
-            # Disabled, it gave the focus (and with it the default) to Cancel: Enter must
-            # sign in, not cancel.
+            # Disabled, the button gave the focus, and with it the default, to Cancel:
+            # Enter must sign in, so Sign in is the default again and the cursor goes
+            # back to a field (the callers choose which).
             self.sign_in_button.setDefault(True)
+            if self.focusWidget() not in (self.host, self.port, self.name, self.password):
+                (self.password if self.name.text() else self.name).setFocus()
         self.progress.setText(message)
         self.progress.setVisible(busy and bool(message))
         if busy:
@@ -174,13 +179,16 @@ class SignInDialog(QDialog):
 
     def _fit(self) -> None:
         """Grow to show every line of what it says: its wrapped sentences would otherwise
-        take their height from the fields (a port number cut in half, say)."""
+        take their height from the fields (a port number cut in half, say). Grown for a
+        sentence that has gone since, shrink back (unless the person resized it)."""
         self._layout.activate()
         needed = self.heightForWidth(self.width())
         if needed < 0:
             needed = self._layout.totalMinimumSize().height()
-        if needed > self.height():
+        ours = self.height() == self._grown_to  # not resized by the person since
+        if needed > self.height() or (ours and needed < self.height()):
             self.resize(self.width(), needed)
+            self._grown_to = needed
 
     def reopen(self) -> None:
         """Show again, as it was filled in, ready for Enter to sign in: the password (or the
