@@ -295,7 +295,7 @@ def test_the_status_line() -> None:
     assert status_text(Link.CONNECTED, where, "alice", 3) == f"Connected to {where} as alice"
     reconnecting = status_text(Link.RECONNECTING, where, "alice", 2, "the daemon is not running")
     assert reconnecting == (
-        f"Reconnecting to {where} (the daemon is not running); 2 lines waiting to be sent"
+        f"Reconnecting to {where} (lost: the daemon is not running); 2 lines waiting to be sent"
     )
     assert status_text(Link.RECONNECTING, where, "alice", 1).endswith("1 line waiting to be sent")
     assert status_text(Link.LOST, where, "alice", 0, "Gone.") == "Connection lost: Gone"

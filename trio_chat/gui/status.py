@@ -24,12 +24,13 @@ def waiting_text(count: int) -> str:
 
 
 def status_text(link: Link, where: str, me: str, waiting: int, reason: str = "") -> str:
-    """`Connected to 127.0.0.1:1600 as alice`, `Reconnecting to … (2 lines waiting to be sent)`,
-    or `Connection lost: …`."""
+    """`Connected to 127.0.0.1:1600 as alice`, `Reconnecting to … (lost: why); 2 lines
+    waiting to be sent`, or `Connection lost: …`. The reason while reconnecting is why the
+    connection went, which may no longer hold (a daemon that was stopping has stopped)."""
     why = safe(reason).rstrip(".")
     if link is Link.CONNECTED:
         return f"Connected to {where} as {safe_name(me)}"
     if link is Link.RECONNECTING:
-        because = f" ({why})" if why else ""
+        because = f" (lost: {why})" if why else ""
         return f"Reconnecting to {where}{because}; {waiting_text(waiting)}"
     return f"Connection lost: {why}" if why else "Connection lost"
