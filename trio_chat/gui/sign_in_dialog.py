@@ -107,7 +107,7 @@ class SignInDialog(QDialog):
         self.create_account.toggled.connect(self._creating)
         self._creating(False)
         self._busy = False
-        (self.password if remembered.name else self.name).setFocus()
+        self._field_to_fill().setFocus()
 
     def _creating(self, create: bool) -> None:
         self._form.setRowVisible(self.repeat, create)
@@ -170,7 +170,7 @@ class SignInDialog(QDialog):
             # back to a field (the callers choose which).
             self.sign_in_button.setDefault(True)
             if self.focusWidget() not in (self.host, self.port, self.name, self.password):
-                (self.password if self.name.text() else self.name).setFocus()
+                self._field_to_fill().setFocus()
         self.progress.setText(message)
         self.progress.setVisible(busy and bool(message))
         if busy:
@@ -193,15 +193,18 @@ class SignInDialog(QDialog):
     def reopen(self) -> None:
         """Show again, as it was filled in, ready for Enter to sign in: the password (or the
         name) has the cursor, not the Cancel button, where signing in last left it."""
-        self.set_busy(False)
+        self.set_busy(False)  # before showing, which hands the default to the focus
         self.show_notice("")
-        field = self.password if self.name.text() else self.name
-        field.setFocus(Qt.FocusReason.OtherFocusReason)  # before showing: see `set_busy`
+        field = self._field_to_fill()
+        field.setFocus(Qt.FocusReason.OtherFocusReason)
         field.selectAll()
         self.show()
         self.raise_()
         self.activateWindow()
-        self.sign_in_button.setDefault(True)
+
+    def _field_to_fill(self) -> QLineEdit:
+        """Where the cursor waits: the password once a name is there."""
+        return self.password if self.name.text() else self.name
 
     def accept(self) -> None:
         """Enter or the Sign in button: ask to sign in (the dialog stays until it worked)."""
