@@ -64,7 +64,7 @@ from ..reliability import Link
 from ..rules import RuleError, check_text, normalize_name
 from ..secure import Channel, SecureError
 from .config import ClientConfig
-from .messages import message_event, parse_time
+from .messages import SeenIds, message_event, parse_time
 from .requests import Handle, check_registration, require_type, rule_error
 
 KEEPALIVE_SPREAD = 0.25
@@ -79,7 +79,7 @@ KEEPALIVE_PATIENCE = 0.25
 it goes again: a daemon answering the pings of thousands of sessions that came on the
 same second takes tens of milliseconds to reach the last of them."""
 SEEN_MEMORY = 20_000
-"""How many message ids a connection remembers, so that none is shown twice."""
+"""How many of the newest message ids a connection remembers, so that none is shown twice."""
 WHO_NAMES_MAX = 100_000
 """The most names an answer to `who` may hold (five times the daemon's default
 `max_connections`): past it, the answer is a `ProtocolError`, not memory without end."""
@@ -222,8 +222,7 @@ class ClientConnection:
         """The history sent on login, until its `ready`: the newest `SEEN_MEMORY` of it."""
         self._backlog_cut = False
         self._last_seen = 0
-        self._seen: set[int] = set()
-        self._seen_order: deque[int] = deque()
+        self._seen = SeenIds(SEEN_MEMORY)
         self._last_sent = 0.0
         self.local_address: wire.Endpoint | None = None
         """The address this connection's socket sends from, as the socket reports it
@@ -929,11 +928,7 @@ class ClientConnection:
     def _remember(self, message_id: int) -> None:
         if message_id > self._last_seen:
             self._last_seen = message_id
-        if message_id not in self._seen:
-            self._seen.add(message_id)
-            self._seen_order.append(message_id)
-            if len(self._seen_order) > SEEN_MEMORY:
-                self._seen.discard(self._seen_order.popleft())
+        self._seen.add(message_id)
 
     def _shut(self, failure: ChatError) -> None:
         if self.closed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import functools
 from datetime import UTC, datetime
 
@@ -41,3 +42,30 @@ def message_event(frame: wire.Msg | wire.Pm) -> ChatMessage:
     return PrivateMessage(
         frame.id, parse_time(frame.ts), frame.sender, frame.to, frame.text, history=frame.history
     )
+
+
+class SeenIds:
+    """The ids of the messages already handed on: so that a message the daemon sends
+    again (a resumed session's history overlapping what came live) is shown once.
+
+    A ring of `span` ids, each id in the slot `id % span`: an id is remembered until one
+    `span` or more newer takes its slot, so the `span` newest ids always are. A set of
+    the last ids would grow its table in steps (to 2 MB for 20,000 ids, rebuilt now and
+    then as ids come and go), and every connection of a process that receives the same
+    room grew and rebuilt it at the same message: a pause of a millisecond each, all at
+    once. Ids come from one counter on the daemon and only grow on a connection.
+    """
+
+    __slots__ = ("_ids", "span")
+
+    def __init__(self, span: int) -> None:
+        self.span = span
+        self._ids = array.array("q", [-1]) * span
+
+    def __contains__(self, message_id: int) -> bool:
+        return self._ids[message_id % self.span] == message_id
+
+    def add(self, message_id: int) -> None:
+        slot = message_id % self.span
+        if message_id > self._ids[slot]:  # an older id never pushes out a newer one
+            self._ids[slot] = message_id
