@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -51,3 +53,26 @@ def test_a_message_sent_again_is_shown_once_and_one_long_forgotten_again() -> No
     daemon.send(client, msg(2))  # its place taken by an id SEEN_MEMORY newer: shown
     shown = [e.id for e in daemon.events if isinstance(e, PublicMessage)]
     assert shown == [1, 2, 3, 2 + most, 2]
+
+
+def test_what_a_connection_holds_does_not_grow_with_the_messages_it_has_seen() -> None:
+    # Every connection of a bot (or of the bench's receiving processes) would otherwise
+    # hold megabytes, and rebuild them at the same message as all the others.
+    daemon, client = HostileDaemon.with_client()
+
+    def receive(first: int, count: int) -> None:
+        for start in range(first, first + count, 10):
+            daemon.send(client, *(msg(n) for n in range(start, start + 10)))
+            daemon.events.clear()
+
+    receive(1, 2_000)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        receive(2_001, client_protocol.SEEN_MEMORY + 5_000)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert grown < 64 * 1024
+    assert client.ready and not client.closed
