@@ -3,7 +3,7 @@
 sockets, processes or a disk.
 
     .venv/bin/python scripts/fanout_speed.py [--receivers 50] [--batches 400] [--batch 5]
-        [--profile]
+        [--profile] [--pauses MS]
 
 The bench's fan-out workload, in one process and with time stepped by hand: one sender
 says `--batch` messages at a time to a room of `--receivers`; the engine takes the
@@ -13,18 +13,21 @@ and hands out the events; the acknowledgements that come due go back to the engi
 Each side is timed apart (wall time around its calls alone), so the figures are what
 the Python code costs, before the kernel's share (`sendto`, `recvfrom`, `epoll`), which
 `scripts/bench.py` adds. `--profile` prints the costliest functions (cProfile, which
-slows everything about threefold). Checks that every receiver got every message once,
-in order.
+slows everything about threefold). `--pauses MS` lists the batches whose messages took
+the clients longer than MS milliseconds in all: a pause that every client core takes at
+the same message (one of a process's connections alone would not notice it). Checks
+that every receiver got every message once, in order.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import math
 import pstats
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.engine import Address, ServerConfig
@@ -46,6 +49,8 @@ class Costs:
     clients: float = 0.0
     datagrams: int = 0
     acks: int = 0
+    pauses: list[tuple[int, float]] = field(default_factory=list)
+    """(first message of the batch, seconds) where the clients' part took longer than asked."""
 
 
 def address(network: int, number: int) -> Address:
@@ -69,7 +74,14 @@ def room(receivers: int) -> tuple[EngineDriver, Peer, list[Peer]]:
     return driver, sender, peers
 
 
-def run(driver: EngineDriver, sender: Peer, peers: list[Peer], batches: int, batch: int) -> Costs:
+def run(
+    driver: EngineDriver,
+    sender: Peer,
+    peers: list[Peer],
+    batches: int,
+    batch: int,
+    pause: float = math.inf,
+) -> Costs:
     engine, clock = driver.engine, time.perf_counter
     by_address = {peer.address: peer for peer in peers}
     costs = Costs()
@@ -101,7 +113,10 @@ def run(driver: EngineDriver, sender: Peer, peers: list[Peer], batches: int, bat
                 if isinstance(event, PublicMessage):
                     texts.append(event.text)
             answers.extend((ack, to) for ack in connection.datagrams_to_send(now))
-        costs.clients += clock() - start
+        spent = clock() - start
+        costs.clients += spent
+        if spent > pause:
+            costs.pauses.append((number * batch + 1, spent))
         sender.take([data for data, to in out if to == sender.address])
         start = clock()
         for data, source in answers:
@@ -129,12 +144,16 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=400)
     parser.add_argument("--batch", type=int, default=5, help="messages said at once")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top 30")
+    parser.add_argument(
+        "--pauses", type=float, metavar="MS", help="list the batches the clients took longer over"
+    )
     args = parser.parse_args()
     driver, sender, peers = room(args.receivers)
     profile = cProfile.Profile() if args.profile else None
     if profile is not None:
         profile.enable()
-    costs = run(driver, sender, peers, args.batches, args.batch)
+    pause = math.inf if args.pauses is None else args.pauses / 1000
+    costs = run(driver, sender, peers, args.batches, args.batch, pause)
     if profile is not None:
         profile.disable()
         pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(30)
@@ -152,6 +171,10 @@ def main() -> int:
             f"  {what:30} {1e6 * seconds / args.batches:7.0f} us a batch  "
             f"{1e6 * seconds / max(1, count):6.2f} us {per}"
         )
+    if args.pauses is not None:
+        print(f"  the clients over {args.pauses:g} ms for one batch: {len(costs.pauses)} times")
+        for first, seconds in costs.pauses:
+            print(f"    from message {first:,}: {1000 * seconds:.1f} ms")
     return 0
 
 

@@ -120,6 +120,15 @@ def test_the_in_process_fanout_prints_each_sides_cost_per_delivery() -> None:
         assert re.search(rf"\d+ us a batch +\d+\.\d\d us {each}$", line), line
 
 
+def test_the_in_process_fanout_lists_the_batches_the_clients_paused_over() -> None:
+    result = run_script("fanout_speed.py", "--receivers=2", "--batches=3", "--pauses=0")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[4] == "  the clients over 0 ms for one batch: 3 times"
+    firsts = [re.fullmatch(r"    from message (\d+): \d+\.\d ms", line) for line in lines[5:]]
+    assert [int(match[1]) for match in firsts if match] == [1, 6, 11]
+
+
 def run_ab(*args: str) -> subprocess.CompletedProcess[str]:
     return run_script("bench_ab.py", *args)
 
