@@ -14,8 +14,9 @@ Each side is timed apart (wall time around its calls alone), so the figures are 
 the Python code costs, before the kernel's share (`sendto`, `recvfrom`, `epoll`), which
 `scripts/bench.py` adds. `--profile` prints the costliest functions (cProfile, which
 slows everything about threefold). `--pauses MS` lists the batches whose messages took
-the clients longer than MS milliseconds in all: a pause that every client core takes at
-the same message (one of a process's connections alone would not notice it). Checks
+the clients longer than MS milliseconds in all: meant to find a pause that every client
+core takes at the same message (one of a process's connections alone would not notice
+it). Checks
 that every receiver got every message once, in order.
 """
 

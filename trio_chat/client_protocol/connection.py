@@ -79,7 +79,8 @@ KEEPALIVE_PATIENCE = 0.25
 it goes again: a daemon answering the pings of thousands of sessions that came on the
 same second takes tens of milliseconds to reach the last of them."""
 SEEN_MEMORY = 20_000
-"""How many of the newest message ids a connection remembers, so that none is shown twice."""
+"""Message ids within this many of the newest one seen are remembered, so that none of
+those messages is shown twice (`SeenIds`)."""
 WHO_NAMES_MAX = 100_000
 """The most names an answer to `who` may hold (five times the daemon's default
 `max_connections`): past it, the answer is a `ProtocolError`, not memory without end."""

@@ -47,28 +47,32 @@ def message_event(frame: wire.Msg | wire.Pm) -> ChatMessage:
 SEEN_PAGE_BITS = 10
 """Slots of a `SeenIds` ring are made 2**10 at a time, as ids first reach them."""
 _SEEN_PAGE_MASK = (1 << SEEN_PAGE_BITS) - 1
+_EMPTY = -1
+"""What an empty slot holds: no message id (`wire.Seq`, 0 to 2**53 - 1) is negative."""
 
 
 class SeenIds:
     """The ids of the messages already handed on: so that a message the daemon sends
     again (a resumed session's history overlapping what came live) is shown once.
 
-    A ring of `span` ids, each id in the slot `id % span`: an id is remembered until one
-    `span` or more newer takes its slot, so the `span` newest ids always are. Slots are
-    made a page (`SEEN_PAGE_BITS`) at a time, as ids reach them: a connection that has
-    seen few messages holds little, one that has seen many at most 8 bytes a slot
-    (160 KB for 20,000 ids), and nothing is ever rebuilt. A set of the last ids grew its
-    table in steps (to 2 MB for 20,000 ids, rebuilt now and then as ids came and went),
-    and every connection of a process that receives the same room grew and rebuilt it
-    at the same message: a pause of a millisecond each, all at once. Ids come from one
-    counter on the daemon and only grow on a connection.
+    A ring of `span` slots, each id in the slot `id % span`. An id is remembered until an
+    id a multiple of `span` newer takes its slot, so every id within `span` of the newest
+    one seen is remembered; an older id that comes after a newer one in its slot is not.
+    The slots are made a page (`SEEN_PAGE_BITS`) at a time, as ids reach them: a
+    connection that has seen few messages holds little for them, one that has seen many
+    8 bytes a slot (160 KB for 20,000), and nothing is ever rebuilt (a set grows its
+    table in steps, and every connection of a process that receives one room would grow
+    it at the same message: docs/performance.md).
     """
 
     __slots__ = ("_pages", "span")
 
     def __init__(self, span: int) -> None:
+        if span < 1:
+            raise ValueError("a SeenIds ring needs at least one slot")
         self.span = span
-        self._pages: list[array.array[int] | None] = [None] * ((span >> SEEN_PAGE_BITS) + 1)
+        pages = (span + _SEEN_PAGE_MASK) >> SEEN_PAGE_BITS
+        self._pages: list[array.array[int] | None] = [None] * pages
 
     def __contains__(self, message_id: int) -> bool:
         slot = message_id % self.span
@@ -77,13 +81,9 @@ class SeenIds:
 
     def add(self, message_id: int) -> None:
         slot = message_id % self.span
-        page = self._pages[slot >> SEEN_PAGE_BITS]
+        number, index = slot >> SEEN_PAGE_BITS, slot & _SEEN_PAGE_MASK
+        page = self._pages[number]
         if page is None:
-            page = self._pages[slot >> SEEN_PAGE_BITS] = _new_seen_page()
-        slot &= _SEEN_PAGE_MASK
-        if message_id > page[slot]:  # an older id never pushes out a newer one
-            page[slot] = message_id
-
-
-def _new_seen_page() -> array.array[int]:
-    return array.array("q", [-1]) * (1 << SEEN_PAGE_BITS)
+            page = self._pages[number] = array.array("q", [_EMPTY]) * (1 << SEEN_PAGE_BITS)
+        if message_id > page[index]:  # an older id never pushes out a newer one
+            page[index] = message_id
