@@ -12,7 +12,7 @@ from trio_chat import client_protocol, wire
 from trio_chat.client_protocol.messages import SeenIds
 from trio_chat.events import PublicMessage
 
-from .test_hostile_daemon import HostileDaemon, msg
+from .test_hostile_daemon import TS, HostileDaemon, msg
 
 SPAN = 8
 
@@ -125,3 +125,24 @@ def test_a_connection_that_has_seen_a_few_messages_holds_little_for_them() -> No
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     assert grown < 1_000 * 10 * 1024  # a page each, not the 160 KB of the whole ring
     assert all(10 in ring and 11 not in ring for ring in rings)
+
+
+def test_ones_own_message_sent_back_is_not_shown_again() -> None:
+    daemon, client = HostileDaemon.with_client()
+    said = client.say("hi")
+    daemon.send(client, wire.Ok(re=daemon.answer(client, said, wire.Say), id=7, ts=TS))
+    assert said.done and said.error is None
+    daemon.send(client, msg(7, **{"from": "alice"}))  # in a resumed session's history, say
+    assert [e for e in daemon.events if isinstance(e, PublicMessage)] == []
+
+
+def test_ones_own_message_that_answers_its_say_is_shown_once() -> None:
+    # Stored before the session was lost, it comes back instead of an `ok`.
+    daemon, client = HostileDaemon.with_client()
+    said = client.say("hi")
+    daemon.answer(client, said, wire.Say)
+    (cid,) = [frame.cid for _seq, frame in daemon.frames if isinstance(frame, wire.Say)]
+    mine = msg(7, **{"from": "alice", "cid": cid})
+    daemon.send(client, mine, mine)
+    assert said.done and said.error is None
+    assert [e for e in daemon.events if isinstance(e, PublicMessage)] == []
