@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import re
@@ -197,3 +198,23 @@ def test_bench_ab_medians_keep_each_figures_form() -> None:
     assert bench_ab.median(["0 / 0", "0 / 0"]) == "0 / 0"
     assert bench_ab.median(["0 / 0", "1 / 0"]) == "n/a"
     assert bench_ab.median(["2.42", ""]) == "n/a"  # a run that lacked the figure
+
+
+def test_a_tally_with_room_reserved_keeps_what_came_and_never_grows_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    tally_module = importlib.import_module("benchmarks.tally")
+    text_for = tally_module.text_for
+    tally = tally_module.Tally()
+    tally.add(text_for(0, 1.0), 1.5)  # before the room is made: kept
+    tally.reserve(tally.count + 3)
+    texts, times = tally.texts, tally.times
+    for index, now in ((1, 2.5), (1, 2.6), (2, 3.5)):
+        tally.add(text_for(index, float(index)), now)
+    assert tally.texts is texts and len(texts) == 4 and len(times) == 4  # nothing grew
+    tally.add(text_for(3, 3.0), 4.0)  # more than reserved: still kept
+    assert tally.count == 5 and tally.newest() == 3
+    summary = tally.summary()
+    assert (summary["unique"], summary["duplicates"], summary["reordered"]) == (4, 1, 0)
+    assert (summary["first_at"], summary["last_at"]) == (1.5, 4.0)

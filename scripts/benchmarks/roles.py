@@ -67,6 +67,8 @@ def receivers_role(target: Target, job: ReceiverJob, control: Connection[Any, An
     clients = _clients(pump, target, job.names)
     pump.log_in(clients, 64, time.monotonic() + 60)
     tallies = [client.tally for client in clients]
+    for tally in tallies:
+        tally.reserve(tally.count + job.expected)
     _ready(control)
     cpu = time.process_time()
     complete = False

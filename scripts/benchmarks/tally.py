@@ -36,21 +36,34 @@ def parse_text(text: str | bytes) -> tuple[int, float] | None:
 class Tally:
     """What one receiver got, kept raw: it is checked (once each, in order) at the end."""
 
-    texts: list[str | bytes] = field(default_factory=list)
+    texts: list[str | bytes | None] = field(default_factory=list)
+    """The texts in the order they came (`count` of them; the rest is room reserved)."""
     times: array.array[float] = field(default_factory=lambda: array.array("d"))
+    count: int = 0
+
+    def reserve(self, expected: int) -> None:
+        """Make room for `expected` messages before they come, so that the lists never
+        grow meanwhile: every receiver of a process would grow its lists at the same
+        message, copying them all at once (a pause of milliseconds at 20,000 messages)."""
+        room = expected - len(self.texts)
+        if room > 0:
+            self.texts.extend([None] * room)
+            self.times.extend(array.array("d", bytes(8 * room)))
 
     def add(self, text: str | bytes, now: float) -> None:
-        self.texts.append(text)
-        self.times.append(now)
-
-    @property
-    def count(self) -> int:
-        return len(self.texts)
+        count = self.count
+        if count < len(self.texts):
+            self.texts[count] = text
+            self.times[count] = now
+        else:
+            self.texts.append(text)
+            self.times.append(now)
+        self.count = count + 1
 
     def newest(self) -> int:
         """The number of the newest message received (-1 before the first)."""
-        for text in reversed(self.texts):
-            parsed = parse_text(text)
+        for index in range(self.count - 1, -1, -1):
+            parsed = parse_text(self.texts[index] or "")
             if parsed is not None:
                 return parsed[0]
         return -1
@@ -62,8 +75,9 @@ class Tally:
         newest = -1
         first_at, last_at = math.inf, 0.0
         sent, delays = array.array("d"), array.array("d")
-        for text, now in zip(self.texts, self.times, strict=True):
-            parsed = parse_text(text)
+        count = self.count
+        for text, now in zip(self.texts[:count], self.times[:count], strict=True):
+            parsed = parse_text(text or "")
             if parsed is None:
                 continue
             index, stamp = parsed
