@@ -21,20 +21,27 @@ operations = st.lists(
 )
 
 
-@given(operations)
-def test_an_id_is_seen_from_when_it_is_added_until_one_span_newer_takes_its_slot(
-    steps: list[tuple[bool, int]],
-) -> None:
-    seen = SeenIds(SPAN)
+def check_against_the_model(span: int, steps: list[tuple[bool, int]], ids: list[int]) -> None:
+    """Add the ids of the steps that add; after each step, which of `ids` a ring says it
+    has seen must be what the model remembers: every id added, but for one that an id a
+    multiple of `span` newer has pushed out of its slot."""
+    seen = SeenIds(span)
     added: set[int] = set()
     for adding, message_id in steps:
         if adding:
             seen.add(message_id)
             added.add(message_id)
-        remembered = {n for n in added if not any(m > n and (m - n) % SPAN == 0 for m in added)}
-        assert {n for n in range(5 * SPAN + 1) if n in seen} == remembered
+        remembered = {n for n in added if not any(m > n and (m - n) % span == 0 for m in added)}
+        assert {n for n in ids if n in seen} == remembered
         newest = max(added, default=-1)
-        assert all(n in seen for n in added if n > newest - SPAN)
+        assert all(n in seen for n in added if n > newest - span)
+
+
+@given(operations)
+def test_an_id_is_seen_from_when_it_is_added_until_one_span_newer_takes_its_slot(
+    steps: list[tuple[bool, int]],
+) -> None:
+    check_against_the_model(SPAN, steps, list(range(5 * SPAN + 1)))
 
 
 PAGED_SPAN = 2_500
@@ -51,16 +58,7 @@ NEAR_PAGE_EDGES = [
 def test_ids_at_the_edges_of_the_pages_land_in_slots_of_their_own(
     steps: list[tuple[bool, int]],
 ) -> None:
-    seen = SeenIds(PAGED_SPAN)
-    added: set[int] = set()
-    for adding, message_id in steps:
-        if adding:
-            seen.add(message_id)
-            added.add(message_id)
-        remembered = {
-            n for n in added if not any(m > n and (m - n) % PAGED_SPAN == 0 for m in added)
-        }
-        assert {n for n in NEAR_PAGE_EDGES if n in seen} == remembered
+    check_against_the_model(PAGED_SPAN, steps, NEAR_PAGE_EDGES)
 
 
 def test_a_ring_needs_a_slot() -> None:
