@@ -44,7 +44,9 @@ TINY = [
 ]
 
 
-def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_script(
+    name: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """One of `scripts/`, run as a person would, from the project's folder."""
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / name), *args],
@@ -53,6 +55,7 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=180,
         cwd=ROOT,
         check=False,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -95,6 +98,20 @@ def test_quick_bench_prints_its_table_and_the_fanout_ratio() -> None:
     for metric in ("delivery mean ms", "delivery p99 ms", "datagrams dropped"):
         assert "n/a" not in table[("loss", metric)][2:4], metric
     assert re.fullmatch(r"\d+\.\d\d%", table[("loss", "delivered share")][2])
+
+
+def test_the_storm_can_be_seen_a_tenth_of_a_second_at_a_time() -> None:
+    # Long enough a stream before the storm for its last half second to be seen.
+    options = [*TINY, "--quiet=1", "--only=latency", "--skip-seed", f"--baseline={SEED}"]
+    result = run_script("bench.py", *options, env={"BENCH_TIMELINE": "1"})
+    assert result.returncode == 0, result.stderr
+    pattern = (
+        r"  trio-chat storm +([+-]\d+\.\d)s: +(\d+) deliveries, "
+        r"p50 +\d+\.\d\d p99 +\d+\.\d\d max +\d+\.\d\d ms"
+    )
+    lines = [re.fullmatch(pattern, line) for line in result.stderr.splitlines()]
+    bins = [(float(match[1]), int(match[2])) for match in lines if match]
+    assert bins[0][0] == -0.5 and bins == sorted(bins) and all(n > 0 for _t, n in bins)
 
 
 def test_a_missing_seed_server_is_one_sentence_and_exit_status_2(tmp_path: Path) -> None:

@@ -117,6 +117,29 @@ def fanout(ctx: Context, kind: str) -> Figures:
     }
 
 
+TIMELINE_STEP = 0.1
+"""Seconds of the latency stream in each line of `BENCH_TIMELINE`'s output."""
+
+
+def _print_timeline(
+    kind: str, sent_at: Sequence[float], delays: Sequence[float], begin: float, end: float
+) -> None:
+    """The deliveries of the messages sent from half a second before the storm to its
+    end, tenth of a second by tenth: whether a long tail is the storm's or one moment's."""
+    bins: dict[int, list[float]] = {}
+    for sent, delay in zip(sent_at, delays, strict=True):
+        if begin - 0.5 <= sent < end:
+            bins.setdefault(math.floor((sent - begin) / TIMELINE_STEP), []).append(delay)
+    for number, found in sorted(bins.items()):
+        found.sort()
+        p50, p99 = (found[int(q * (len(found) - 1))] * 1000 for q in (0.5, 0.99))
+        print(
+            f"  {kind} storm{number * TIMELINE_STEP:+5.1f}s: {len(found):6d} deliveries, "
+            f"p50 {p50:6.2f} p99 {p99:7.2f} max {found[-1] * 1000:7.2f} ms",
+            file=sys.stderr,
+        )
+
+
 def latency(ctx: Context, kind: str) -> Figures:
     """A paced stream to 50 receivers; after a quiet spell, a storm of logins arrives."""
     s = ctx.settings
@@ -157,6 +180,8 @@ def latency(ctx: Context, kind: str) -> Figures:
     if os.environ.get("BENCH_DEBUG"):
         for q in (0.1, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0):
             print(f"  {kind} quiet q{q}: {percentile(quiet, q) * 1000:.2f} ms", file=sys.stderr)
+    if os.environ.get("BENCH_TIMELINE"):
+        _print_timeline(kind, sent_at, delays, stormed["begin"], storm_end)
     quiet_p99 = percentile(quiet, 0.99)
     storm_p99 = percentile(during, 0.99)
     return {
