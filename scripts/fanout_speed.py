@@ -16,8 +16,7 @@ the Python code costs, before the kernel's share (`sendto`, `recvfrom`, `epoll`)
 slows everything about threefold). `--pauses MS` lists the batches whose messages took
 the clients longer than MS milliseconds in all: meant to find a pause that every client
 core takes at the same message (one of a process's connections alone would not notice
-it). Checks
-that every receiver got every message once, in order.
+it). Checks that every receiver got every message once, in order.
 """
 
 from __future__ import annotations

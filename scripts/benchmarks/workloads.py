@@ -131,11 +131,10 @@ def _print_timeline(
         if begin - 0.5 <= sent < end:
             bins.setdefault(math.floor((sent - begin) / TIMELINE_STEP), []).append(delay)
     for number, found in sorted(bins.items()):
-        found.sort()
-        p50, p99 = (found[int(q * (len(found) - 1))] * 1000 for q in (0.5, 0.99))
+        p50, p99, most = (percentile(found, q) * 1000 for q in (0.5, 0.99, 1.0))
         print(
             f"  {kind} storm{number * TIMELINE_STEP:+5.1f}s: {len(found):6d} deliveries, "
-            f"p50 {p50:6.2f} p99 {p99:7.2f} max {found[-1] * 1000:7.2f} ms",
+            f"p50 {p50:6.2f} p99 {p99:7.2f} max {most:7.2f} ms",
             file=sys.stderr,
         )
 
