@@ -235,3 +235,55 @@ def test_a_tally_with_room_reserved_keeps_what_came_and_never_grows_for_it(
     summary = tally.summary()
     assert (summary["unique"], summary["duplicates"], summary["reordered"]) == (4, 1, 0)
     assert (summary["first_at"], summary["last_at"]) == (1.5, 4.0)
+
+
+def test_a_tallys_newest_follows_what_comes_and_parses_each_count_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    tally_module = importlib.import_module("benchmarks.tally")
+    text_for = tally_module.text_for
+    parsed: list[object] = []
+    parse = tally_module.parse_text
+
+    def counting(text: str | bytes) -> tuple[int, float] | None:
+        parsed.append(text)
+        result: tuple[int, float] | None = parse(text)
+        return result
+
+    monkeypatch.setattr(tally_module, "parse_text", counting)
+    tally = tally_module.Tally()
+    assert tally.newest() == -1
+    tally.add(text_for(0, 1.0), 1.5)
+    tally.add(b"a text that is not the bench's", 1.6)  # skipped back over
+    assert tally.newest() == 0
+    asked = len(parsed)
+    assert tally.newest() == 0 and tally.newest() == 0
+    assert len(parsed) == asked  # nothing new came: not parsed again
+    tally.add(text_for(1, 2.0), 2.5)
+    assert tally.newest() == 1
+
+
+def test_the_slowest_receiver_of_a_process_holds_its_report_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    tally_module = importlib.import_module("benchmarks.tally")
+    text_for = tally_module.text_for
+    tallies = [tally_module.Tally() for _ in range(3)]
+    slowest = tally_module.Slowest(tallies)
+    assert slowest.update() == -1
+    for number in range(4):
+        for index, tally in enumerate(tallies):
+            assert slowest.update() == number - 1  # someone still lacks `number`
+            tally.add(text_for(number, 1.0), 1.0 + index)
+        assert slowest.update() == number  # everyone has it now
+    tallies[1].add(text_for(4, 1.0), 2.0)
+    tallies[2].add(text_for(4, 1.0), 2.0)
+    tallies[2].add(text_for(5, 1.0), 2.0)
+    assert slowest.update() == 3  # the first is behind
+    tallies[0].add(text_for(4, 1.0), 2.0)
+    tallies[0].add(text_for(5, 1.0), 2.0)
+    assert slowest.update() == 4  # now the second is
+    with pytest.raises(ValueError):
+        tally_module.Slowest([])

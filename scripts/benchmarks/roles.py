@@ -27,7 +27,7 @@ from trio_chat.testing.fault_proxy import FaultProxy, Weather
 
 from .clients import Client, Pump, TrioClient, open_client
 from .config import HOST, SEED, BenchError, Target
-from .tally import Tally, text_for
+from .tally import Slowest, Tally, text_for
 
 
 def _ready(control: Connection[Any, Any]) -> float:
@@ -73,10 +73,11 @@ def receivers_role(target: Target, job: ReceiverJob, control: Connection[Any, An
     cpu = time.process_time()
     complete = False
     reported = -1
+    slowest = Slowest(tallies)
     while not pump.stop:
         pump.poll(0.1)
         if job.progress is not None and not complete:
-            everyone = min(t.newest() for t in tallies)
+            everyone = slowest.update()
             if everyone > reported:
                 reported = everyone
                 job.progress.send(everyone)

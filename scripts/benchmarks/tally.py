@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,9 @@ class Tally:
     """The texts in the order they came (`count` of them; the rest is room reserved)."""
     times: array.array[float] = field(default_factory=lambda: array.array("d"))
     count: int = 0
+    _newest: int = field(default=-1, init=False, repr=False)
+    _newest_at: int = field(default=0, init=False, repr=False)
+    """`count` when `_newest` was found: it is found again only once more has come."""
 
     def reserve(self, expected: int) -> None:
         """Make room for `expected` messages before they come, so that the lists never
@@ -61,7 +65,18 @@ class Tally:
         self.count = count + 1
 
     def newest(self) -> int:
-        """The number of the newest message received (-1 before the first)."""
+        """The number of the newest message received (-1 before the first).
+
+        The closed loop asks after every wake-up of a receiving process (5-7 a round for
+        the seed's), for each of its receivers: the last text is parsed once for each
+        new `count`, not at every asking.
+        """
+        if self._newest_at != self.count:
+            self._newest_at = self.count
+            self._newest = self._find_newest()
+        return self._newest
+
+    def _find_newest(self) -> int:
         for index in range(self.count - 1, -1, -1):
             parsed = parse_text(self.texts[index] or "")
             if parsed is not None:
@@ -101,3 +116,30 @@ class Tally:
             "sent": sent.tobytes(),
             "delays": delays.tobytes(),
         }
+
+
+class Slowest:
+    """The newest message every one of some tallies has: what a receiving process
+    reports in the closed loop.
+
+    Looked for again only once the tally that held it back has more: a process's other
+    receivers getting theirs cannot move it. (Numbers only grow on a stream in order; a
+    reordered stream is counted as such in `Tally.summary`.)
+    """
+
+    def __init__(self, tallies: Sequence[Tally]) -> None:
+        if not tallies:
+            raise ValueError("no tallies to follow")
+        self._tallies = tallies
+        self._slowest = tallies[0]
+        self._seen = -1
+        """The slowest tally's `count` when it was found."""
+        self.newest = -1
+
+    def update(self) -> int:
+        """`newest`, brought up to date."""
+        if self._slowest.count != self._seen:
+            self._slowest = min(self._tallies, key=Tally.newest)
+            self._seen = self._slowest.count
+            self.newest = self._slowest.newest()
+        return self.newest
