@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -217,11 +218,16 @@ def test_bench_ab_medians_keep_each_figures_form() -> None:
     assert bench_ab.median(["2.42", ""]) == "n/a"  # a run that lacked the figure
 
 
-def test_a_tally_with_room_reserved_keeps_what_came_and_never_grows_for_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def tally_module(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The bench's `benchmarks.tally`, imported from `scripts/` for this test."""
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    tally_module = importlib.import_module("benchmarks.tally")
+    return importlib.import_module("benchmarks.tally")
+
+
+def test_a_tally_with_room_reserved_keeps_what_came_and_never_grows_for_it(
+    tally_module: ModuleType,
+) -> None:
     text_for = tally_module.text_for
     tally = tally_module.Tally()
     tally.add(text_for(0, 1.0), 1.5)  # before the room is made: kept
@@ -238,10 +244,8 @@ def test_a_tally_with_room_reserved_keeps_what_came_and_never_grows_for_it(
 
 
 def test_a_tallys_newest_follows_what_comes_and_parses_each_count_once(
-    monkeypatch: pytest.MonkeyPatch,
+    tally_module: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    tally_module = importlib.import_module("benchmarks.tally")
     text_for = tally_module.text_for
     parsed: list[object] = []
     parse = tally_module.parse_text
@@ -265,10 +269,8 @@ def test_a_tallys_newest_follows_what_comes_and_parses_each_count_once(
 
 
 def test_the_slowest_receiver_of_a_process_holds_its_report_back(
-    monkeypatch: pytest.MonkeyPatch,
+    tally_module: ModuleType,
 ) -> None:
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    tally_module = importlib.import_module("benchmarks.tally")
     text_for = tally_module.text_for
     tallies = [tally_module.Tally() for _ in range(3)]
     slowest = tally_module.Slowest(tallies)
