@@ -148,6 +148,25 @@ def test_the_in_process_fanout_lists_the_batches_the_clients_paused_over() -> No
     assert [int(match[1]) for match in firsts if match] == [1, 6, 11]
 
 
+def test_the_fanout_ceiling_prints_what_a_bare_durable_server_could_fan_out() -> None:
+    result = run_script("fanout_ceiling.py", "--receivers=4", "--batch=3", "--rounds=5")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "4 receivers, 5 batches of 3:"
+    rates = []
+    for line, how in zip(lines[1:], ("committed before sending", "not synced"), strict=True):
+        found = re.fullmatch(rf"  {how} +([\d,]+) deliveries/s  \d+\.\d{{3}} ms a round", line)
+        assert found, line
+        rates.append(int(found[1].replace(",", "")))
+    assert all(rate > 0 for rate in rates)
+
+
+def test_the_fanout_ceiling_refuses_a_room_of_one() -> None:
+    result = run_script("fanout_ceiling.py", "--receivers=1")
+    assert result.returncode == 2
+    assert "at least 2 receivers" in result.stderr
+
+
 def run_ab(*args: str) -> subprocess.CompletedProcess[str]:
     return run_script("bench_ab.py", *args)
 
