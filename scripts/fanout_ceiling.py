@@ -1,29 +1,34 @@
 #!/usr/bin/env python3
-"""The most a daemon written in Python could fan out on this machine, keeping only the two
-promises the fan-out goal is measured with: each batch is on disk before it is sent, and
-each copy is sealed for its receiver alone.
+"""The most a daemon written in Python could do on this machine in the bench's fan-out
+and latency workloads, keeping only the two promises they are measured with: what is
+sent is on disk first, and each copy is sealed for its receiver alone.
 
     .venv/bin/python scripts/fanout_ceiling.py [--receivers 50] [--batch 5] [--rounds 400]
+    .venv/bin/python scripts/fanout_ceiling.py --rate 2000 --seconds 14
 
-The bench's fan-out workload (`scripts/bench.py --only fanout`) with everything else left
-out of the server: no sessions, handshakes or logins, no link (no sequence numbers to
-keep, acknowledgements, resending or timers), no limits, no Trio. A blocking `recvfrom`
-loop opens the sender's datagram, commits its batch to SQLite (write-ahead log,
-`synchronous = FULL`, one commit a batch, as the daemon does), and sends each receiver
-the batch as one `msgs` frame in a payload shaped like the daemon's, sealed with
-AES-256-GCM under the receiver's own key. The receivers, in two processes at nice +5 as
-the bench's, open and decode each datagram and report the newest message all of theirs
-have; the sender sends the next batch once every receiver has the last.
+The bench's workloads (`scripts/bench.py --only fanout,latency`) with everything else
+left out of the server: no sessions, handshakes or logins, no link (no sequence numbers
+to keep, acknowledgements, resending or timers), no limits, no Trio. A blocking
+`recvfrom` loop takes in what the sender sent (and whatever else came meanwhile, as a
+turn of the daemon's loop does), commits it to SQLite in one transaction (write-ahead
+log presized, `synchronous = FULL`, as the daemon), and sends each receiver the messages
+as one `msgs` frame in a payload shaped like the daemon's, sealed with AES-256-GCM
+under the receiver's own key. The receivers, in two processes at nice +5 as the
+bench's, open, decode and keep what comes. Without `--rate`, the closed loop: the
+sender sends a batch once every receiver has the last, and the figure is deliveries a
+second. With it, the sender says one message at a time at that pace, and the figures
+are the p50 and p99 from send to receipt, from half a second in.
 
-It prints deliveries a second twice: with the commit, and with SQLite not syncing
-(`synchronous = OFF`, nothing durable). Set them beside the seed's fan-out measured in
-the same minutes (`scripts/bench.py --only fanout`): what trio-chat's own figure could
-at most become on this machine in CPython.
+Each is run twice: with the commit, and with SQLite not syncing (`synchronous = OFF`,
+nothing durable), each with the CPU seconds of the server and of the receiving
+processes. Set them beside the seed's and trio-chat's from `scripts/bench.py` run in the
+same minutes: what trio-chat's figures could at most become on this machine in CPython.
 """
 
 from __future__ import annotations
 
 import argparse
+import array
 import multiprocessing
 import os
 import select
@@ -34,11 +39,15 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 import msgspec
+from benchmarks.servers import cpu_split
+from benchmarks.workloads import percentile
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 HOST = "127.0.0.1"
@@ -47,6 +56,8 @@ NICE_RECEIVERS = 5
 ROUND_WAIT = 5.0
 """Seconds a round may take before the run is given up (a datagram lost on the way)."""
 HELLO = b"H"
+END = "end"
+"""The text of the last message of a run: each receiver then reports what it got."""
 NONCE = struct.Struct(">4xQ")
 """A 12-byte nonce from a counter, as the daemon's records have (Noise's nonce form)."""
 
@@ -101,7 +112,11 @@ def presize_log(db: sqlite3.Connection, database: Path) -> None:
 
 
 def serve(sock: socket.socket, database: Path, durable: bool, keys: Sequence[bytes]) -> None:
-    """The server: `keys[-1]` is the sender's, the others one per receiver."""
+    """The server: `keys[-1]` is the sender's, the others one per receiver.
+
+    What came while it was busy is taken in at once and shares one commit and one
+    datagram per receiver, as a turn of the daemon's loop does.
+    """
     db = sqlite3.connect(database, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'OFF'}")
@@ -115,10 +130,18 @@ def serve(sock: socket.socket, database: Path, durable: bool, keys: Sequence[byt
     number = last_id = 0
     while True:
         data, address = sock.recvfrom(65536)
-        if data[:1] == HELLO:
-            addresses[int(data[1:])] = address
+        texts: list[str] = []
+        while True:
+            if data[:1] == HELLO:
+                addresses[int(data[1:])] = address
+            else:
+                texts.extend(texts_of(open_sealed(sender, data)))
+            try:
+                data, address = sock.recvfrom(65536, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+        if not texts:
             continue
-        texts = texts_of(open_sealed(sender, data))
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
         rows = [(last_id + 1 + offset, stamp, text) for offset, text in enumerate(texts)]
         last_id += len(rows)
@@ -132,8 +155,12 @@ def serve(sock: socket.socket, database: Path, durable: bool, keys: Sequence[byt
             sock.sendto(seal(aead, number, body), addresses[index])
 
 
-def receive(port: int, indexes: Sequence[int], keys: Sequence[bytes], report: Connection) -> None:
-    """Receivers `indexes`, one socket each; report the newest message all of them have."""
+def receive(
+    port: int, indexes: Sequence[int], keys: Sequence[bytes], report: Connection, progress: bool
+) -> None:
+    """Receivers `indexes`, one socket each: report (with `progress`) the newest message
+    all of them have, and once each has the last (`END`), every message's send stamp and
+    delay."""
     os.setpriority(os.PRIO_PROCESS, 0, NICE_RECEIVERS)
     decode = msgspec.json.Decoder(Payload).decode
     poller = select.epoll()
@@ -148,20 +175,86 @@ def receive(port: int, indexes: Sequence[int], keys: Sequence[bytes], report: Co
         newest[sock.fileno()] = 0
         poller.register(sock.fileno(), select.EPOLLIN)
     report.send(0)  # ready
+    cpu = time.process_time()
     reported = 0
-    while True:
+    texts: list[str] = []
+    times = array.array("d")
+    """What came and when, kept raw: read once the run is over, as the bench's tallies."""
+    ended: set[int] = set()
+    while len(ended) < len(sockets):
         for fd, _mask in poller.poll():
             sock, aead = sockets[fd]
             payload = decode(open_sealed(aead, sock.recv(65536)))
-            newest[fd] = payload.frames[-1][1].messages[-1].id
+            now = time.monotonic()
+            messages = payload.frames[-1][1].messages
+            for message in messages:
+                texts.append(message.text)
+                times.append(now)
+            if messages[-1].text == END:
+                ended.add(fd)
+            newest[fd] = messages[-1].id
         everyone = min(newest.values())
-        if everyone > reported:
+        if progress and everyone > reported:
             reported = everyone
             report.send(everyone)
+    stamps, delays = array.array("d"), array.array("d")
+    for text, now in zip(texts, times, strict=True):
+        if text != END:
+            stamp = float(text.partition("_")[2])
+            stamps.append(stamp)
+            delays.append(now - stamp)
+    report.send((stamps.tobytes(), delays.tobytes(), time.process_time() - cpu))
 
 
-def run(receivers: int, batch: int, rounds: int, durable: bool) -> float:
-    """Deliveries a second of `rounds` closed-loop batches."""
+@dataclass
+class Setup:
+    """A server and its receiving processes, running."""
+
+    sender: socket.socket
+    aead: AESGCM
+    reports: list[Connection]
+    server_pid: int
+
+    def server_cpu(self) -> float:
+        return sum(cpu_split(self.server_pid))
+
+    def finish(self, number: int) -> tuple[list[tuple[float, float]], float]:
+        """Send the last message (`END`, as batch `number`); return each message's send
+        stamp and delay at each receiver, and the receiving processes' CPU seconds."""
+        self.sender.send(seal(self.aead, number, msgspec.json.encode([END])))
+        got: list[tuple[float, float]] = []
+        cpu = 0.0
+        for reader in self.reports:
+            while True:
+                if not reader.poll(ROUND_WAIT):
+                    raise RuntimeError("the last message did not reach every receiver")
+                last = reader.recv()
+                if isinstance(last, tuple):
+                    break
+            stamps, delays = array.array("d"), array.array("d")
+            stamps.frombytes(last[0])
+            delays.frombytes(last[1])
+            got.extend(zip(stamps, delays, strict=True))
+            cpu += last[2]
+        return got, cpu
+
+
+@dataclass
+class Figures:
+    """One run's figures: its rate or delays, and the CPU each side spent."""
+
+    result: str
+    server_cpu: float
+    receivers_cpu: float
+
+    def line(self, how: str) -> str:
+        cpu = f"CPU s: server {self.server_cpu:.2f}, receivers {self.receivers_cpu:.2f}"
+        return f"  {how:26} {self.result}  {cpu}"
+
+
+@contextmanager
+def running(receivers: int, durable: bool, progress: bool) -> Iterator[Setup]:
+    """Start the server and two receiving processes; stop them and remove the database."""
     context = multiprocessing.get_context("fork")
     keys = [os.urandom(32) for _ in range(receivers + 1)]
     folder = Path(tempfile.mkdtemp(prefix="trio-chat-ceiling-"))
@@ -172,13 +265,14 @@ def run(receivers: int, batch: int, rounds: int, durable: bool) -> float:
         target=serve, args=(server_sock, folder / "ceiling.db", durable, keys), daemon=True
     )
     workers = [server]
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         server.start()
         reports = []
         for part in (range(0, receivers // 2), range(receivers // 2, receivers)):
             reader, writer = context.Pipe(duplex=False)
             worker = context.Process(
-                target=receive, args=(port, list(part), keys, writer), daemon=True
+                target=receive, args=(port, list(part), keys, writer, progress), daemon=True
             )
             worker.start()
             workers.append(worker)
@@ -187,30 +281,61 @@ def run(receivers: int, batch: int, rounds: int, durable: bool) -> float:
             reader.recv()
             reports.append(reader)
         time.sleep(0.2)  # the receivers' hellos reach the server before the first batch
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sender.connect((HOST, port))
-        aead, encode = AESGCM(keys[-1]), msgspec.json.Encoder().encode
-        have = dict.fromkeys(reports, 0)
-        began = time.perf_counter()
-        for number in range(1, rounds + 1):
-            texts = [f"m{(number - 1) * batch + k}_{time.monotonic():.6f}" for k in range(batch)]
-            sender.send(seal(aead, number, encode(texts)))
-            while min(have.values()) < number * batch:
-                ready = wait(reports, ROUND_WAIT)
-                if not ready:
-                    raise RuntimeError(f"round {number} did not reach every receiver")
-                for reader in reports:
-                    while reader in ready and reader.poll():
-                        have[reader] = reader.recv()
-        elapsed = time.perf_counter() - began
-        sender.close()
+        yield Setup(sender, AESGCM(keys[-1]), reports, server.pid or 0)
     finally:
+        sender.close()
         for worker in workers:
             worker.kill()
             worker.join()
         server_sock.close()
         shutil.rmtree(folder, ignore_errors=True)
-    return rounds * batch * receivers / elapsed
+
+
+def closed_loop(receivers: int, batch: int, rounds: int, durable: bool) -> Figures:
+    """Deliveries a second of `rounds` batches, each sent once all have the last."""
+    with running(receivers, durable, progress=True) as setup:
+        encode = msgspec.json.Encoder().encode
+        have = dict.fromkeys(setup.reports, 0)
+        cpu = setup.server_cpu()
+        began = time.perf_counter()
+        for number in range(1, rounds + 1):
+            texts = [f"m{(number - 1) * batch + k}_{time.monotonic():.6f}" for k in range(batch)]
+            setup.sender.send(seal(setup.aead, number, encode(texts)))
+            while min(have.values()) < number * batch:
+                ready = wait(setup.reports, ROUND_WAIT)
+                if not ready:
+                    raise RuntimeError(f"round {number} did not reach every receiver")
+                for reader in setup.reports:
+                    while reader in ready and reader.poll():
+                        have[reader] = reader.recv()
+        elapsed = time.perf_counter() - began
+        server_cpu = setup.server_cpu() - cpu
+        _got, receivers_cpu = setup.finish(rounds + 1)
+    rate = rounds * batch * receivers / elapsed
+    result = f"{rate:9,.0f} deliveries/s  {elapsed / rounds * 1000:.3f} ms a round"
+    return Figures(result, server_cpu, receivers_cpu)
+
+
+def paced(receivers: int, rate: float, seconds: float, durable: bool) -> Figures:
+    """The p50 and p99 from send to receipt of messages said one at a time at `rate` a
+    second, from half a second in (as the bench's latency workload)."""
+    with running(receivers, durable, progress=False) as setup:
+        encode = msgspec.json.Encoder().encode
+        cpu = setup.server_cpu()
+        began = time.monotonic()
+        count = int(rate * seconds)
+        for number in range(1, count + 1):
+            pause = began + (number - 1) / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            text = f"m{number - 1}_{time.monotonic():.6f}"
+            setup.sender.send(seal(setup.aead, number, encode([text])))
+        got, receivers_cpu = setup.finish(count + 1)
+        server_cpu = setup.server_cpu() - cpu
+    delays = [delay for stamp, delay in got if stamp >= began + 0.5]
+    p50, p99 = percentile(delays, 0.5) * 1000, percentile(delays, 0.99) * 1000
+    return Figures(f"p50 {p50:.2f} ms  p99 {p99:.2f} ms", server_cpu, receivers_cpu)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -218,18 +343,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--receivers", type=int, default=50)
     parser.add_argument("--batch", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=400)
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="messages a second, paced (the latency workload)"
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="how long, with --rate")
     args = parser.parse_args(argv)
-    if args.receivers < 2 or args.batch < 1 or args.rounds < 1:
-        parser.error("at least 2 receivers, 1 message a batch and 1 round")
-    print(f"{args.receivers} receivers, {args.rounds} batches of {args.batch}:")
+    if args.receivers < 2 or args.batch < 1 or args.rounds < 1 or args.rate < 0:
+        parser.error("at least 2 receivers, 1 message a batch and 1 round, and no negative rate")
+    if args.rate:
+        print(
+            f"{args.receivers} receivers, {args.rate:g} messages a second for {args.seconds:g} s:"
+        )
+    else:
+        print(f"{args.receivers} receivers, {args.rounds} batches of {args.batch}:")
     for durable, how in ((True, "committed before sending"), (False, "not synced")):
         try:
-            rate = run(args.receivers, args.batch, args.rounds, durable)
+            if args.rate:
+                figures = paced(args.receivers, args.rate, args.seconds, durable)
+            else:
+                figures = closed_loop(args.receivers, args.batch, args.rounds, durable)
         except RuntimeError as error:
             print(f"The run stopped: {error}.", file=sys.stderr)
             return 1
-        round_ms = args.batch * args.receivers / rate * 1000
-        print(f"  {how:26} {rate:9,.0f} deliveries/s  {round_ms:.3f} ms a round")
+        print(figures.line(how))
     return 0
 
 

@@ -148,17 +148,34 @@ def test_the_in_process_fanout_lists_the_batches_the_clients_paused_over() -> No
     assert [int(match[1]) for match in firsts if match] == [1, 6, 11]
 
 
-def test_the_fanout_ceiling_prints_what_a_bare_durable_server_could_fan_out() -> None:
-    result = run_script("fanout_ceiling.py", "--receivers=4", "--batch=3", "--rounds=5")
+def ceiling_figures(args: tuple[str, ...], header: str, figures: str) -> list[re.Match[str]]:
+    """Run `scripts/fanout_ceiling.py`: each way's line, matched against `figures` and
+    the CPU each side spent."""
+    result = run_script("fanout_ceiling.py", *args)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0] == "4 receivers, 5 batches of 3:"
-    rates = []
+    assert lines[0] == header
+    cpu = r"CPU s: server \d+\.\d\d, receivers \d+\.\d\d"
+    found = []
     for line, how in zip(lines[1:], ("committed before sending", "not synced"), strict=True):
-        found = re.fullmatch(rf"  {how} +([\d,]+) deliveries/s  \d+\.\d{{3}} ms a round", line)
-        assert found, line
-        rates.append(int(found[1].replace(",", "")))
-    assert all(rate > 0 for rate in rates)
+        match = re.fullmatch(rf"  {how} +{figures}  {cpu}", line)
+        assert match, line
+        found.append(match)
+    return found
+
+
+def test_the_fanout_ceiling_prints_what_a_bare_durable_server_could_fan_out() -> None:
+    args = ("--receivers=4", "--batch=3", "--rounds=5")
+    rate = r"([\d,]+) deliveries/s  \d+\.\d{3} ms a round"
+    for found in ceiling_figures(args, "4 receivers, 5 batches of 3:", rate):
+        assert int(found[1].replace(",", "")) > 0
+
+
+def test_the_fanout_ceiling_paced_prints_each_ways_delays() -> None:
+    args = ("--receivers=3", "--rate=200", "--seconds=1")
+    delays = r"p50 (\d+\.\d\d) ms  p99 (\d+\.\d\d) ms"
+    for found in ceiling_figures(args, "3 receivers, 200 messages a second for 1 s:", delays):
+        assert 0 < float(found[1]) <= float(found[2])
 
 
 def test_the_fanout_ceiling_refuses_a_room_of_one() -> None:

@@ -24,6 +24,13 @@ from .config import HOST, PASSWORD, SEED, BenchError, Context, Target
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of process `pid` so far, every thread included."""
+    # utime and stime are fields 14 and 15 of the whole line; 12 and 13 after the name.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
+
+
 def progress(line: str) -> None:
     """A progress line on standard error (standard output is for the table)."""
     print(f"  {line}", file=sys.stderr, flush=True)
@@ -88,18 +95,13 @@ class Server:
                 return
         raise BenchError(f"{self.kind} did not answer on port {self.port}")
 
-    def _stat(self) -> list[str]:
-        # utime and stime are fields 14 and 15 of the whole line; 12 and 13 after the name.
-        return Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-
     def cpu_seconds(self) -> float:
         user, system = self.cpu_split()
         return user + system
 
     def cpu_split(self) -> tuple[float, float]:
         """User and system CPU seconds, every thread included."""
-        fields = self._stat()
-        return int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
+        return cpu_split(self.proc.pid)
 
     def memory_mb(self) -> tuple[float, float]:
         """Resident memory now and at its peak, in MiB."""
