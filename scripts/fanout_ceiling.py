@@ -156,11 +156,18 @@ def serve(sock: socket.socket, database: Path, durable: bool, keys: Sequence[byt
 
 
 def receive(
-    port: int, indexes: Sequence[int], keys: Sequence[bytes], report: Connection, progress: bool
+    port: int,
+    indexes: Sequence[int],
+    keys: Sequence[bytes],
+    report: Connection,
+    progress: bool,
+    expected: int,
 ) -> None:
     """Receivers `indexes`, one socket each: report (with `progress`) the newest message
     all of them have, and once each has the last (`END`), every message's send stamp and
-    delay."""
+    delay. Room for `expected` messages each is made first: lists that grew during the
+    stream would be copied, every receiver's at the same message (the bench's
+    `Tally.reserve`)."""
     os.setpriority(os.PRIO_PROCESS, 0, NICE_RECEIVERS)
     decode = msgspec.json.Decoder(Payload).decode
     poller = select.epoll()
@@ -174,12 +181,14 @@ def receive(
         sockets[sock.fileno()] = (sock, AESGCM(keys[index]))
         newest[sock.fileno()] = 0
         poller.register(sock.fileno(), select.EPOLLIN)
+    room = expected * len(indexes)
+    texts: list[str] = [""] * room
+    times = array.array("d", bytes(8 * room))
+    """What came and when, kept raw: read once the run is over, as the bench's tallies."""
+    count = 0
     report.send(0)  # ready
     cpu = time.process_time()
     reported = 0
-    texts: list[str] = []
-    times = array.array("d")
-    """What came and when, kept raw: read once the run is over, as the bench's tallies."""
     ended: set[int] = set()
     while len(ended) < len(sockets):
         for fd, _mask in poller.poll():
@@ -188,8 +197,13 @@ def receive(
             now = time.monotonic()
             messages = payload.frames[-1][1].messages
             for message in messages:
-                texts.append(message.text)
-                times.append(now)
+                if count < room:
+                    texts[count] = message.text
+                    times[count] = now
+                else:
+                    texts.append(message.text)
+                    times.append(now)
+                count += 1
             if messages[-1].text == END:
                 ended.add(fd)
             newest[fd] = messages[-1].id
@@ -197,13 +211,14 @@ def receive(
         if progress and everyone > reported:
             reported = everyone
             report.send(everyone)
+    cpu = time.process_time() - cpu  # the stream's, not the reading of it below
     stamps, delays = array.array("d"), array.array("d")
-    for text, now in zip(texts, times, strict=True):
+    for text, now in zip(texts[:count], times[:count], strict=True):
         if text != END:
             stamp = float(text.partition("_")[2])
             stamps.append(stamp)
             delays.append(now - stamp)
-    report.send((stamps.tobytes(), delays.tobytes(), time.process_time() - cpu))
+    report.send((stamps.tobytes(), delays.tobytes(), cpu))
 
 
 @dataclass
@@ -253,7 +268,7 @@ class Figures:
 
 
 @contextmanager
-def running(receivers: int, durable: bool, progress: bool) -> Iterator[Setup]:
+def running(receivers: int, durable: bool, progress: bool, expected: int) -> Iterator[Setup]:
     """Start the server and two receiving processes; stop them and remove the database."""
     context = multiprocessing.get_context("fork")
     keys = [os.urandom(32) for _ in range(receivers + 1)]
@@ -266,20 +281,23 @@ def running(receivers: int, durable: bool, progress: bool) -> Iterator[Setup]:
     )
     workers = [server]
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    reports: list[Connection] = []
     try:
         server.start()
-        reports = []
         for part in (range(0, receivers // 2), range(receivers // 2, receivers)):
             reader, writer = context.Pipe(duplex=False)
             worker = context.Process(
-                target=receive, args=(port, list(part), keys, writer, progress), daemon=True
+                target=receive,
+                args=(port, list(part), keys, writer, progress, expected + 1),
+                daemon=True,
             )
             worker.start()
             workers.append(worker)
+            writer.close()  # the worker's copy is the one that writes
+            reports.append(reader)
             if not reader.poll(ROUND_WAIT):
                 raise RuntimeError("a receiving process did not start")
             reader.recv()
-            reports.append(reader)
         time.sleep(0.2)  # the receivers' hellos reach the server before the first batch
         sender.connect((HOST, port))
         yield Setup(sender, AESGCM(keys[-1]), reports, server.pid or 0)
@@ -288,13 +306,15 @@ def running(receivers: int, durable: bool, progress: bool) -> Iterator[Setup]:
         for worker in workers:
             worker.kill()
             worker.join()
+        for reader in reports:
+            reader.close()
         server_sock.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def closed_loop(receivers: int, batch: int, rounds: int, durable: bool) -> Figures:
     """Deliveries a second of `rounds` batches, each sent once all have the last."""
-    with running(receivers, durable, progress=True) as setup:
+    with running(receivers, durable, progress=True, expected=rounds * batch) as setup:
         encode = msgspec.json.Encoder().encode
         have = dict.fromkeys(setup.reports, 0)
         cpu = setup.server_cpu()
@@ -319,20 +339,22 @@ def closed_loop(receivers: int, batch: int, rounds: int, durable: bool) -> Figur
 
 def paced(receivers: int, rate: float, seconds: float, durable: bool) -> Figures:
     """The p50 and p99 from send to receipt of messages said one at a time at `rate` a
-    second, from half a second in (as the bench's latency workload)."""
-    with running(receivers, durable, progress=False) as setup:
+    second, from half a second in to the end (the bench's latency workload counts from
+    half a second in to its storm, on 49 receivers in two processes and one beside the
+    sender; here all are in the two)."""
+    count = int(rate * seconds)
+    with running(receivers, durable, progress=False, expected=count) as setup:
         encode = msgspec.json.Encoder().encode
         cpu = setup.server_cpu()
         began = time.monotonic()
-        count = int(rate * seconds)
         for number in range(1, count + 1):
             pause = began + (number - 1) / rate - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
             text = f"m{number - 1}_{time.monotonic():.6f}"
             setup.sender.send(seal(setup.aead, number, encode([text])))
-        got, receivers_cpu = setup.finish(count + 1)
         server_cpu = setup.server_cpu() - cpu
+        got, receivers_cpu = setup.finish(count + 1)
     delays = [delay for stamp, delay in got if stamp >= began + 0.5]
     p50, p99 = percentile(delays, 0.5) * 1000, percentile(delays, 0.99) * 1000
     return Figures(f"p50 {p50:.2f} ms  p99 {p99:.2f} ms", server_cpu, receivers_cpu)

@@ -325,3 +325,32 @@ def test_the_slowest_receiver_of_a_process_holds_its_report_back(
     assert slowest.update() == 4  # now the second is
     with pytest.raises(ValueError):
         tally_module.Slowest([])
+
+
+def test_the_slowest_receiver_alone_is_looked_at_again(
+    tally_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text_for = tally_module.text_for
+    tallies = [tally_module.Tally() for _ in range(3)]
+    for tally in tallies:
+        tally.add(text_for(0, 1.0), 1.0)
+    slowest = tally_module.Slowest(tallies)
+    assert slowest.update() == 0
+    asked: list[object] = []
+    newest = tally_module.Tally.newest
+
+    def counting(tally: object) -> int:
+        asked.append(tally)
+        result: int = newest(tally)
+        return result
+
+    monkeypatch.setattr(tally_module.Tally, "newest", counting)
+    held_back = tallies[0]  # of equals, the first is taken for the slowest
+    for tally in tallies:
+        if tally is not held_back:
+            tally.add(text_for(1, 1.0), 2.0)
+            assert slowest.update() == 0
+    assert asked == []  # the others getting theirs is not looked at
+    held_back.add(text_for(1, 1.0), 2.0)
+    assert slowest.update() == 1
+    assert len(asked) >= len(tallies)  # then every one is
