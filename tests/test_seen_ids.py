@@ -29,7 +29,8 @@ def check_against_the_model(span: int, steps: list[tuple[bool, int]], ids: list[
     added: set[int] = set()
     for adding, message_id in steps:
         if adding:
-            seen.add(message_id)
+            was_in = message_id in seen
+            assert seen.add(message_id) is not was_in  # news exactly when not seen before
             added.add(message_id)
         remembered = {n for n in added if not any(m > n and (m - n) % span == 0 for m in added)}
         assert {n for n in ids if n in seen} == remembered

@@ -834,9 +834,8 @@ class ClientConnection:
             self._remember(message.id)
             self._finish(mine, msgspec.structs.replace(message, history=False))
             return
-        if message.id in self._seen:
-            return
-        self._remember(message.id)
+        if not self._remember(message.id):
+            return  # shown before
         if frame.history:
             self._backlog_cut |= len(self._backlog) == self._backlog.maxlen
             self._backlog.append(message)  # beyond its length, the oldest goes
@@ -926,10 +925,11 @@ class ClientConnection:
             # The latest copy's answer is still to come: known, it is not taken for news.
             self._by_seq[handle.seq] = handle
 
-    def _remember(self, message_id: int) -> None:
+    def _remember(self, message_id: int) -> bool:
+        """Remember a message as shown; whether it had not been."""
         if message_id > self._last_seen:
             self._last_seen = message_id
-        self._seen.add(message_id)
+        return self._seen.add(message_id)
 
     def _shut(self, failure: ChatError) -> None:
         if self.closed:

@@ -79,11 +79,15 @@ class SeenIds:
         page = self._pages[slot >> SEEN_PAGE_BITS]
         return page is not None and page[slot & _SEEN_PAGE_MASK] == message_id
 
-    def add(self, message_id: int) -> None:
+    def add(self, message_id: int) -> bool:
+        """Remember `message_id`; whether it is news (not `in` the ring before), found in
+        the same look at its slot."""
         slot = message_id % self.span
         number, index = slot >> SEEN_PAGE_BITS, slot & _SEEN_PAGE_MASK
         page = self._pages[number]
         if page is None:
             page = self._pages[number] = array.array("q", [_EMPTY]) * (1 << SEEN_PAGE_BITS)
-        if message_id > page[index]:  # an older id never pushes out a newer one
+        there = page[index]
+        if message_id > there:  # an older id never pushes out a newer one
             page[index] = message_id
+        return message_id != there
