@@ -20,9 +20,17 @@ second. With it, the sender says one message at a time at that pace, and the fig
 are the p50 and p99 from send to receipt, from half a second in.
 
 Each is run twice: with the commit, and with SQLite not syncing (`synchronous = OFF`,
-nothing durable), each with the CPU seconds of the server and of the receiving
-processes. Set them beside the seed's and trio-chat's from `scripts/bench.py` run in the
-same minutes: what trio-chat's figures could at most become on this machine in CPython.
+nothing durable; `--durable-only` leaves this one out), each with the CPU seconds of the
+server and of the receiving processes. Set them beside the seed's and trio-chat's from
+`scripts/bench.py` run in the same minutes: what trio-chat's figures could at most
+become on this machine in CPython.
+
+`--server-cost US` and `--receiver-cost US` price a saving before it is built: the
+server then also spins for that many microseconds after each datagram it sends, and
+each receiving process after each datagram it takes in, standing for the work a real
+daemon and client core do beside the seal (a link's bookkeeping, decoding, events).
+Given the CPU that trio-chat's daemon and clients spend, the figures show what each side
+would be worth making cheaper.
 """
 
 from __future__ import annotations
@@ -111,8 +119,19 @@ def presize_log(db: sqlite3.Connection, database: Path) -> None:
         os.close(log)
 
 
-def serve(sock: socket.socket, database: Path, durable: bool, keys: Sequence[bytes]) -> None:
-    """The server: `keys[-1]` is the sender's, the others one per receiver.
+def spin(seconds: float) -> None:
+    """Keep the CPU busy for `seconds` (nothing if 0): work that stands for other work."""
+    if seconds > 0:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+
+def serve(
+    sock: socket.socket, database: Path, durable: bool, keys: Sequence[bytes], cost: float
+) -> None:
+    """The server: `keys[-1]` is the sender's, the others one per receiver; `cost`
+    seconds of spinning after each datagram sent.
 
     What came while it was busy is taken in at once and shares one commit and one
     datagram per receiver, as a turn of the daemon's loop does.
@@ -153,6 +172,7 @@ def serve(sock: socket.socket, database: Path, durable: bool, keys: Sequence[byt
         body = encode(Payload(number, 0, [(number, Msgs(messages))]))
         for index, aead in enumerate(aeads):
             sock.sendto(seal(aead, number, body), addresses[index])
+            spin(cost)
 
 
 def receive(
@@ -162,12 +182,13 @@ def receive(
     report: Connection,
     progress: bool,
     expected: int,
+    cost: float,
 ) -> None:
     """Receivers `indexes`, one socket each: report (with `progress`) the newest message
     all of them have, and once each has the last (`END`), every message's send stamp and
     delay. Room for `expected` messages each is made first: lists that grew during the
     stream would be copied, every receiver's at the same message (the bench's
-    `Tally.reserve`)."""
+    `Tally.reserve`). `cost` seconds of spinning after each datagram."""
     os.setpriority(os.PRIO_PROCESS, 0, NICE_RECEIVERS)
     decode = msgspec.json.Decoder(Payload).decode
     poller = select.epoll()
@@ -207,6 +228,7 @@ def receive(
             if messages[-1].text == END:
                 ended.add(fd)
             newest[fd] = messages[-1].id
+            spin(cost)
         everyone = min(newest.values())
         if progress and everyone > reported:
             reported = everyone
@@ -267,8 +289,19 @@ class Figures:
         return f"  {how:26} {self.result}  {cpu}"
 
 
+@dataclass(frozen=True)
+class Costs:
+    """Seconds spun after each datagram: by the server (each sent), by a receiving
+    process (each taken in)."""
+
+    server: float = 0.0
+    receiver: float = 0.0
+
+
 @contextmanager
-def running(receivers: int, durable: bool, progress: bool, expected: int) -> Iterator[Setup]:
+def running(
+    receivers: int, durable: bool, progress: bool, expected: int, costs: Costs
+) -> Iterator[Setup]:
     """Start the server and two receiving processes; stop them and remove the database."""
     context = multiprocessing.get_context("fork")
     keys = [os.urandom(32) for _ in range(receivers + 1)]
@@ -277,7 +310,9 @@ def running(receivers: int, durable: bool, progress: bool, expected: int) -> Ite
     server_sock.bind((HOST, 0))
     port = server_sock.getsockname()[1]
     server = context.Process(
-        target=serve, args=(server_sock, folder / "ceiling.db", durable, keys), daemon=True
+        target=serve,
+        args=(server_sock, folder / "ceiling.db", durable, keys, costs.server),
+        daemon=True,
     )
     workers = [server]
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -288,7 +323,7 @@ def running(receivers: int, durable: bool, progress: bool, expected: int) -> Ite
             reader, writer = context.Pipe(duplex=False)
             worker = context.Process(
                 target=receive,
-                args=(port, list(part), keys, writer, progress, expected + 1),
+                args=(port, list(part), keys, writer, progress, expected + 1, costs.receiver),
                 daemon=True,
             )
             worker.start()
@@ -312,9 +347,11 @@ def running(receivers: int, durable: bool, progress: bool, expected: int) -> Ite
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def closed_loop(receivers: int, batch: int, rounds: int, durable: bool) -> Figures:
+def closed_loop(
+    receivers: int, batch: int, rounds: int, durable: bool, costs: Costs = Costs()
+) -> Figures:
     """Deliveries a second of `rounds` batches, each sent once all have the last."""
-    with running(receivers, durable, progress=True, expected=rounds * batch) as setup:
+    with running(receivers, durable, True, rounds * batch, costs) as setup:
         encode = msgspec.json.Encoder().encode
         have = dict.fromkeys(setup.reports, 0)
         cpu = setup.server_cpu()
@@ -337,13 +374,15 @@ def closed_loop(receivers: int, batch: int, rounds: int, durable: bool) -> Figur
     return Figures(result, server_cpu, receivers_cpu)
 
 
-def paced(receivers: int, rate: float, seconds: float, durable: bool) -> Figures:
+def paced(
+    receivers: int, rate: float, seconds: float, durable: bool, costs: Costs = Costs()
+) -> Figures:
     """The p50 and p99 from send to receipt of messages said one at a time at `rate` a
     second, from half a second in to the end (the bench's latency workload counts from
     half a second in to its storm, on 49 receivers in two processes and one beside the
     sender; here all are in the two)."""
     count = int(rate * seconds)
-    with running(receivers, durable, progress=False, expected=count) as setup:
+    with running(receivers, durable, False, count, costs) as setup:
         encode = msgspec.json.Encoder().encode
         cpu = setup.server_cpu()
         began = time.monotonic()
@@ -369,21 +408,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rate", type=float, default=0.0, help="messages a second, paced (the latency workload)"
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="how long, with --rate")
+    parser.add_argument(
+        "--server-cost", type=float, default=0.0, metavar="US", help="spun per datagram sent"
+    )
+    parser.add_argument(
+        "--receiver-cost", type=float, default=0.0, metavar="US", help="spun per datagram taken"
+    )
+    parser.add_argument("--durable-only", action="store_true", help="leave out the unsynced run")
     args = parser.parse_args(argv)
     if args.receivers < 2 or args.batch < 1 or args.rounds < 1 or args.rate < 0:
         parser.error("at least 2 receivers, 1 message a batch and 1 round, and no negative rate")
+    if args.server_cost < 0 or args.receiver_cost < 0:
+        parser.error("costs are microseconds, 0 or more")
+    costs = Costs(args.server_cost / 1e6, args.receiver_cost / 1e6)
     if args.rate:
         print(
             f"{args.receivers} receivers, {args.rate:g} messages a second for {args.seconds:g} s:"
         )
     else:
         print(f"{args.receivers} receivers, {args.rounds} batches of {args.batch}:")
-    for durable, how in ((True, "committed before sending"), (False, "not synced")):
+    if costs != Costs():
+        print(f"  spinning {args.server_cost:g} us a datagram sent, {args.receiver_cost:g} taken")
+    runs = ((True, "committed before sending"), (False, "not synced"))
+    for durable, how in runs[:1] if args.durable_only else runs:
         try:
             if args.rate:
-                figures = paced(args.receivers, args.rate, args.seconds, durable)
+                figures = paced(args.receivers, args.rate, args.seconds, durable, costs)
             else:
-                figures = closed_loop(args.receivers, args.batch, args.rounds, durable)
+                figures = closed_loop(args.receivers, args.batch, args.rounds, durable, costs)
         except RuntimeError as error:
             print(f"The run stopped: {error}.", file=sys.stderr)
             return 1

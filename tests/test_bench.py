@@ -148,16 +148,21 @@ def test_the_in_process_fanout_lists_the_batches_the_clients_paused_over() -> No
     assert [int(match[1]) for match in firsts if match] == [1, 6, 11]
 
 
-def ceiling_figures(args: tuple[str, ...], header: str, figures: str) -> list[re.Match[str]]:
+def ceiling_figures(
+    args: tuple[str, ...],
+    header: str,
+    figures: str,
+    ways: tuple[str, ...] = ("committed before sending", "not synced"),
+) -> list[re.Match[str]]:
     """Run `scripts/fanout_ceiling.py`: each way's line, matched against `figures` and
-    the CPU each side spent."""
+    the CPU each side spent (groups `server` and `receivers`)."""
     result = run_script("fanout_ceiling.py", *args)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == header
-    cpu = r"CPU s: server \d+\.\d\d, receivers \d+\.\d\d"
+    cpu = r"CPU s: server (?P<server>\d+\.\d\d), receivers (?P<receivers>\d+\.\d\d)"
     found = []
-    for line, how in zip(lines[1:], ("committed before sending", "not synced"), strict=True):
+    for line, how in zip(lines[-len(ways) :], ways, strict=True):
         match = re.fullmatch(rf"  {how} +{figures}  {cpu}", line)
         assert match, line
         found.append(match)
@@ -176,6 +181,23 @@ def test_the_fanout_ceiling_paced_prints_each_ways_delays() -> None:
     delays = r"p50 (\d+\.\d\d) ms  p99 (\d+\.\d\d) ms"
     for found in ceiling_figures(args, "3 receivers, 200 messages a second for 1 s:", delays):
         assert 0 < float(found[1]) <= float(found[2])
+
+
+def test_the_fanout_ceiling_spends_the_costs_it_is_given_on_each_side() -> None:
+    # 3 receivers, 40 rounds of one message: 120 datagrams sent, 120 taken in, each
+    # followed by 2 ms of spinning on its side (0.24 s), against a few hundredths without.
+    args = ("--receivers=3", "--batch=1", "--rounds=40", "--durable-only")
+    rate = r"[\d,]+ deliveries/s  \d+\.\d{3} ms a round"
+    header = "3 receivers, 40 batches of 1:"
+    (bare,) = ceiling_figures(args, header, rate, ways=("committed before sending",))
+    assert float(bare["server"]) < 0.2 and float(bare["receivers"]) < 0.2
+    (costly,) = ceiling_figures(
+        (*args, "--server-cost=2000", "--receiver-cost=2000"),
+        header,
+        rate,
+        ways=("committed before sending",),
+    )
+    assert float(costly["server"]) >= 0.24 and float(costly["receivers"]) >= 0.24
 
 
 def test_the_fanout_ceiling_refuses_a_room_of_one() -> None:
