@@ -160,6 +160,13 @@ def test_the_wire_errors_name_what_is_wrong() -> None:
     assert code(parse, wire.key_request_datagram()[:1199]) == "bad_datagram"
     assert code(parse, bytes(init)) == "bad_field"  # a cookie over 32 bytes
     assert code(parse, wire.data_header(5, 1) + bytes(15)) == "bad_datagram"
+    # Indexes are never 0 (each side picks its own at random from the others).
+    assert code(parse, wire.init_datagram(0, b"", bytes(48))) == "bad_field"
+    assert code(parse, wire.response_datagram(0, 9, bytes(64))) == "bad_field"
+    assert code(parse, wire.response_datagram(9, 0, bytes(64))) == "bad_field"
+    assert code(parse, wire.retry_datagram(0, bytes(16))) == "bad_field"
+    assert code(parse, wire.data_header(0, 1) + bytes(18)) == "bad_field"
+    assert code(parse, wire.reset_datagram(0, bytes(16))) == "bad_field"
     assert code(wire.decode_payload_untrusted, b'{"ack":-1}') == "bad_payload"
     frame = wire.decode_client_frame_untrusted
     assert code(frame, b"[1]") == "bad_request"
@@ -169,7 +176,7 @@ def test_the_wire_errors_name_what_is_wrong() -> None:
 
 # --- round trips ------------------------------------------------------------------------------
 
-indexes = st.integers(0, 2**32 - 1)
+indexes = st.integers(1, 2**32 - 1)
 seqs = st.integers(0, wire.MAX_SEQ)
 texts = st.text(max_size=60)
 cids = st.from_regex(r"[A-Za-z0-9_-]{1,24}", fullmatch=True)

@@ -20,7 +20,7 @@ import re
 import struct
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -521,6 +521,15 @@ def test_a_first_flight_of_another_version_is_refused_bad_version(kind: str, ver
     assert len(answer) < FIRST_FLIGHT
     # Shorter than a first flight, it gets nothing at all.
     assert driver.receive(datagram[:-1], new_address()) == []
+
+
+def test_an_init_from_client_index_0_is_dropped_before_its_handshake_is_read() -> None:
+    driver = daemon()
+    first = replace(hello(driver.server_key), client_index=0)
+    counted = dropped(driver)
+    assert driver.receive(init_datagram(first), new_address()) == []
+    assert dropped(driver) == counted + 1
+    assert driver.engine.sessions == {}
 
 
 def test_every_answer_to_a_first_flight_is_smaller_than_it() -> None:

@@ -263,11 +263,13 @@ def parse_datagram_untrusted(data: bytes) -> Datagram:
         if len(data) < SEAL_OVERHEAD:
             raise WireError("bad_datagram", "A DATA datagram is too short.")
         _kind, index, packet_number = _DATA_HEADER.unpack_from(data)
+        if not index:
+            raise WireError("bad_field", _NO_INDEX)
         return Data(index, packet_number, data)
     if kind == RESET:
         if len(data) != RESET_BYTES:
             raise WireError("bad_datagram", "A RESET datagram has the wrong length.")
-        return Reset(_INDEX.unpack_from(data, 1)[0], data[5:])
+        return Reset(_index(data, 1), data[5:])
     if kind not in (KEY_REQUEST, KEY, INIT, RESPONSE, RETRY, REFUSED):
         raise WireError("unknown_type", f"Unknown datagram type {kind}.")
     if len(data) < 2:
@@ -288,7 +290,7 @@ def parse_datagram_untrusted(data: bytes) -> Datagram:
         return KeyRequest(version)
     if kind == INIT:
         _first_flight(data)
-        client_index = _INDEX.unpack_from(data, 2)[0]
+        client_index = _index(data, 2)
         length = data[6]
         if length > MAX_COOKIE_BYTES:
             raise WireError("bad_field", "An INIT's cookie is too long.")
@@ -307,11 +309,24 @@ def parse_datagram_untrusted(data: bytes) -> Datagram:
         if len(data) != _RESPONSE_HEADER.size + NOISE_MESSAGE_2_BYTES:
             raise WireError("bad_datagram", "A RESPONSE datagram has the wrong length.")
         _kind, _version, client_index, server_index = _RESPONSE_HEADER.unpack_from(data)
+        if not client_index or not server_index:
+            raise WireError("bad_field", _NO_INDEX)
         return Response(version, client_index, server_index, data[_RESPONSE_HEADER.size :])
     # RETRY, the one type left.
     if len(data) < 7 or data[6] > MAX_COOKIE_BYTES or len(data) != 7 + data[6]:
         raise WireError("bad_datagram", "A RETRY datagram has the wrong length.")
-    return Retry(version, _INDEX.unpack_from(data, 2)[0], data[7:])
+    return Retry(version, _index(data, 2), data[7:])
+
+
+_NO_INDEX: Final = "Index 0 names no channel."
+
+
+def _index(data: bytes, offset: int) -> int:
+    """The index at `offset`: a channel's end, never 0 (section 3 of the protocol)."""
+    index: int = _INDEX.unpack_from(data, offset)[0]
+    if not index:
+        raise WireError("bad_field", _NO_INDEX)
+    return index
 
 
 def _first_flight(data: bytes) -> None:
