@@ -275,10 +275,10 @@ def test_the_summary_counts_one_session_and_one_person_in_the_singular(
         Summary().line({"datagrams_in": 3, "messages": 1}, 1, 1, 1.0)
         Summary().line({"datagrams_in": 3, "messages": 2}, 1, 1, 1.0)
     first, second, one, two = [r.getMessage() for r in caplog.records]
-    assert first.startswith("1 session (1 person online), 0 messages a minute")
-    assert second.startswith("2 sessions (1 person online)")
-    assert one.startswith("1 session (1 person online), 1 message a minute,")
-    assert two.startswith("1 session (1 person online), 2 messages a minute,")
+    assert first.startswith("1 connection (1 person online), 0 messages a minute")
+    assert second.startswith("2 connections (1 person online)")
+    assert one.startswith("1 connection (1 person online), 1 message a minute,")
+    assert two.startswith("1 connection (1 person online), 2 messages a minute,")
 
 
 def test_the_summary_counts_connections_refused_as_too_many_from_one_address(

@@ -232,7 +232,8 @@ DROPPED = {
 
 @dataclass
 class Summary:
-    """A line a minute: sessions, messages, and what was dropped, since the last line."""
+    """A line a minute: connections (logged in or not), messages, and what was dropped,
+    since the last line."""
 
     last: dict[str, int] = field(default_factory=dict)
 
@@ -260,7 +261,7 @@ class Summary:
         event(
             logging.INFO,
             "summary",
-            f"{counted(sessions, 'session')} ({counted(online, 'person', 'people')} online), "
+            f"{counted(sessions, 'connection')} ({counted(online, 'person', 'people')} online), "
             f"{counted(round(per_minute), 'message')} a minute, "
             f"{delta.get('datagrams_in', 0)} datagrams in; dropped: {shown_dropped}"
             + (f"; {quiet} refused logins and registrations not logged one by one" if quiet else "")
