@@ -427,6 +427,18 @@ async def test_prompts_ask_again_and_ctrl_c_at_a_prompt_leaves_quietly(tmp_path:
             assert "The name 'FAY' is taken; choose another." in lines
             assert any(line.startswith("Registered hal at") for line in lines)
 
+            # Two passwords that differ are asked for again, three times at most.
+            await tmux.start("kim", "register", "--name", "kim")
+            for _attempt in range(3):
+                await answer(tmux, "kim", "Password:", PASSWORD)
+                await answer(tmux, "kim", "Repeat the password:", "another password")
+            assert await tmux.exit_status("kim") == ExitCode.INVALID_PASSWORD
+            lines = await tmux.screen("kim")
+            assert lines.count("The two passwords do not match; type them again.") == 2
+            assert last_words(lines) == (
+                "The two passwords did not match 3 times; run the command again."
+            )
+
             # Ctrl-C at a prompt: a new line and status 130, no "Aborted".
             await tmux.start("ivy", "login", "--name", "ivy")
             await tmux.wait("ivy", lambda ls: ls[-1].startswith("Password:"), "the prompt")

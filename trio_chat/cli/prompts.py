@@ -25,6 +25,11 @@ PASSWORD_MISSING = (
 )
 """Said when input that is not a terminal ends at a prompt (at a terminal, Ctrl-D there
 is the person's own doing, and a new line is all it needs)."""
+MISMATCH = "The two passwords do not match; type them again."
+MISMATCH_ENDED = (
+    "The two passwords do not match, and the input ended before they were given again; "
+    "give the same password on both lines."
+)
 
 
 def checked_name(name: str) -> str:
@@ -59,13 +64,24 @@ def given_password(password_file: Path | None) -> str | None:
 
 
 def ask(text: str, *, hide: bool = False, confirm: bool = False) -> str:
-    """Prompt for a value; Ctrl-C or Ctrl-D leaves with a new line and exit status 130."""
+    """Prompt for a value; Ctrl-C or Ctrl-D leaves with a new line and exit status 130.
+
+    With `confirm` (a new password), it is typed twice; two that differ are asked for
+    again, `ATTEMPTS` times at most.
+    """
     if not sys.stdin.isatty():
         return _read_hidden(text, confirm=confirm) if hide else _read_name(text)
+    for attempt in range(1, ATTEMPTS + 1):
+        value = _prompt(text, hide)
+        if not confirm or _prompt("Repeat the password", hide) == value:
+            return value
+        _mismatch(attempt)
+    raise AssertionError("unreachable")
+
+
+def _prompt(text: str, hide: bool) -> str:
     try:
-        value: str = typer.prompt(
-            text, hide_input=hide, confirmation_prompt="Repeat the password" if confirm else False
-        )
+        value: str = typer.prompt(text, hide_input=hide)
     except typer.Abort:
         if not hide:  # a hidden prompt has ended its line already
             typer.echo("", err=True)
@@ -73,10 +89,24 @@ def ask(text: str, *, hide: bool = False, confirm: bool = False) -> str:
     return value
 
 
+def _mismatch(attempt: int) -> None:
+    """Two passwords differed: say so, and give up after the last attempt."""
+    if attempt == ATTEMPTS:
+        raise fail(
+            f"The two passwords did not match {ATTEMPTS} times; run the command again.",
+            ExitCode.INVALID_PASSWORD,
+        )
+    typer.echo(MISMATCH, err=True)
+
+
 def _read_name(text: str) -> str:
     """A name from input that is not a terminal: its next line. The input that ends first
-    is told how to give one (the only prompt but a password's shown there)."""
-    typer.echo(f"{text}: ", nl=False)
+    is told how to give one (the only prompt but a password's shown there).
+
+    Prompts there go to standard error, as what is echoed of the input: a script that
+    reads the command's output reads its results alone.
+    """
+    typer.echo(f"{text}: ", nl=False, err=True)
     value = _next_line()
     if value is None:
         typer.echo("", err=True)
@@ -91,23 +121,27 @@ def _read_hidden(text: str, *, confirm: bool) -> str:
     Nothing is echoed there, so the terminal's echo needs no turning off, and `getpass`
     would only warn that it cannot. With `confirm`, the line after must match it, if
     there is one: input that ends after the password gives it once (`echo "$PW" |`).
+    Two lines that differ are asked for again, as at a terminal.
     """
-    while True:
-        typer.echo(f"{text}: ", nl=False)
+    for attempt in range(1, ATTEMPTS + 1):
+        typer.echo(f"{text}: ", nl=False, err=True)
         value = _next_line()
         if value is None:
             typer.echo("", err=True)
+            if attempt > 1:
+                raise fail(MISMATCH_ENDED, ExitCode.INVALID_PASSWORD)
             typer.echo(PASSWORD_MISSING, err=True)
             raise typer.Exit(int(ExitCode.INTERRUPTED))  # the input ended, as Ctrl-D ends it
         if not confirm:
             return value
-        typer.echo("Repeat the password: ", nl=False)
+        typer.echo("Repeat the password: ", nl=False, err=True)
         again = _next_line()
         if again is None:
-            typer.echo("")  # one line was all there was: it is the password
+            typer.echo("", err=True)  # one line was all there was: it is the password
         if again is None or again == value:
             return value
-        typer.echo("The two passwords do not match; type them again.")
+        _mismatch(attempt)
+    raise AssertionError("unreachable")
 
 
 def _next_line() -> str | None:
@@ -115,7 +149,7 @@ def _next_line() -> str | None:
     line = sys.stdin.readline()
     if not line:
         return None
-    typer.echo("")
+    typer.echo("", err=True)
     return line.rstrip("\r\n")
 
 
