@@ -87,6 +87,16 @@ def test_version_and_help() -> None:
             assert option in result.stdout, (command, option)
 
 
+def test_help_paragraphs_are_wrapped_to_the_terminal_not_where_the_source_breaks() -> None:
+    # The docstring breaks this sentence after "if they are"; at 200 columns it is one line.
+    result = runner.invoke(app, ["backup", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "delete the database's -wal and -shm files if they are there, and put the files" in (
+        result.stdout
+    )
+    assert "FOLDER" in result.stdout.splitlines()[1]  # the usage line names it as the help does
+
+
 # --- register ----------------------------------------------------------------------------------
 
 

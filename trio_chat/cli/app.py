@@ -18,6 +18,7 @@ app = typer.Typer(
     name="trio-chat",
     help="A chat room over UDP: run the daemon, register, log in and chat.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
     pretty_exceptions_show_locals=False,
     epilog="Exit codes: 0 done, 1 failure, 2 usage, 3 daemon unreachable, 4 wrong password, "
     "5 unknown user, 6 name taken, 7 invalid name, 8 invalid password, 9 a limit (rate, "

@@ -15,7 +15,9 @@ from .options import DatabaseOption
 
 
 def backup_command(
-    folder: Annotated[Path, typer.Argument(help="Where to write the copies (made if need be).")],
+    folder: Annotated[
+        Path, typer.Argument(metavar="FOLDER", help="Where to write the copies (made if need be).")
+    ],
     db: DatabaseOption = None,
 ) -> None:
     """Copy the daemon's database and its keys into FOLDER, while it runs or not.

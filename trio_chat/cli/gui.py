@@ -30,7 +30,13 @@ def gui(
     port: Annotated[
         int | None,
         _last_used(
-            "--port", envvar="TRIO_CHAT_PORT", what="UDP port", otherwise="1600", min=1, max=65535
+            "--port",
+            envvar="TRIO_CHAT_PORT",
+            what="UDP port",
+            otherwise="1600",
+            min=1,
+            max=65535,
+            metavar="PORT",
         ),
     ] = None,
 ) -> None:

@@ -88,6 +88,7 @@ KeepaliveOption = Annotated[
         envvar="TRIO_CHAT_KEEPALIVE",
         min=1.0,
         max=3600.0,
+        metavar="SECONDS",
         help="Send a ping after at most this many seconds without sending anything (on a "
         "whole second of the clock, up to a quarter of it sooner). By default, as long as "
         "the daemon allows: 15 s, or 60 s when nothing on the way translates addresses. "
