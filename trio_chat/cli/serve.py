@@ -112,7 +112,9 @@ def serve_command(
     ] = 200,
     summary_every: Annotated[
         float,
-        typer.Option(help="Seconds between the log's summary lines (sessions, messages, drops)."),
+        typer.Option(
+            help="Seconds between the log's summary lines (connections, messages, drops)."
+        ),
     ] = 60.0,
 ) -> None:
     """Run the chat daemon (stop it with Ctrl-C, SIGTERM or SIGHUP)."""
