@@ -95,6 +95,10 @@ def test_help_paragraphs_are_wrapped_to_the_terminal_not_where_the_source_breaks
         result.stdout
     )
     assert "FOLDER" in result.stdout.splitlines()[1]  # the usage line names it as the help does
+    # Markdown would show `code` without its backticks in plain output: none is used.
+    result = runner.invoke(app, ["trust", "--help"], env={"COLUMNS": "200"})
+    assert '(as "trio-chat key" prints it' in result.stdout
+    assert 'its operator publishes ("trio-chat key")' in result.stdout
 
 
 # --- register ----------------------------------------------------------------------------------
@@ -140,6 +144,7 @@ def test_register_asks_again_when_the_two_passwords_differ(daemon: Daemon) -> No
     ("lines", "said"),
     [
         ("one pass\ntwo pass\n", "the input ended before they were given again"),
+        ("one pass\ntwo pass\nthree pass\n", "the input ended before they were given again"),
         ("a pass 1\nb pass 1\na pass 2\nb pass 2\na pass 3\nb pass 3\n", "did not match 3 times"),
     ],
 )

@@ -424,7 +424,7 @@ async def test_register_and_login_read_a_piped_password_without_a_warning(
             )
             assert done.returncode == ExitCode.INTERRUPTED
             assert done.stderr.decode() == (
-                "\nThe input ended before a password; give it on a line of its own, "
+                "Password: \nThe input ended before a password; give it on a line of its own, "
                 "in TRIO_CHAT_PASSWORD or with --password-file.\n"
             )
             nursery.cancel_scope.cancel()

@@ -70,7 +70,7 @@ def trust_command(
     """Trust a daemon's key anew: after its operator changed it on purpose, say.
 
     The key the daemon shows is checked against --server-key if given, else shown for you
-    to compare with the fingerprint its operator publishes (`trio-chat key`).
+    to compare with the fingerprint its operator publishes ("trio-chat key").
     """
     known = KnownServers()
     where = address_label(host, port)

@@ -53,7 +53,7 @@ ServerKeyOption = Annotated[
     typer.Option(
         "--server-key",
         envvar="TRIO_CHAT_SERVER_KEY",
-        help="The daemon's key (as `trio-chat key` prints it: its fingerprint SHA256:... or "
+        help='The daemon\'s key (as "trio-chat key" prints it: its fingerprint SHA256:... or '
         "its base64 public key). Without it, the key is trusted the first time it is met "
         "and remembered in known_servers.",
     ),
@@ -63,7 +63,7 @@ TrustedKeyOption = Annotated[
     typer.Option(
         "--server-key",
         envvar="TRIO_CHAT_SERVER_KEY",
-        help="The key the daemon should show (as `trio-chat key` prints it: its fingerprint "
+        help='The key the daemon should show (as "trio-chat key" prints it: its fingerprint '
         "SHA256:... or its base64 public key): trusted only if it does. Without it, the key "
         "the daemon shows is shown to you and trusted if you say so (or with --yes).",
     ),

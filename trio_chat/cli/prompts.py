@@ -66,8 +66,8 @@ def given_password(password_file: Path | None) -> str | None:
 def ask(text: str, *, hide: bool = False, confirm: bool = False) -> str:
     """Prompt for a value; Ctrl-C or Ctrl-D leaves with a new line and exit status 130.
 
-    With `confirm` (a new password), it is typed twice; two that differ are asked for
-    again, `ATTEMPTS` times at most.
+    With `confirm` (a new password), it is typed twice; a pair that differs is asked for
+    again, `ATTEMPTS` pairs at most.
     """
     if not sys.stdin.isatty():
         return _read_hidden(text, confirm=confirm) if hide else _read_name(text)
@@ -121,7 +121,8 @@ def _read_hidden(text: str, *, confirm: bool) -> str:
     Nothing is echoed there, so the terminal's echo needs no turning off, and `getpass`
     would only warn that it cannot. With `confirm`, the line after must match it, if
     there is one: input that ends after the password gives it once (`echo "$PW" |`).
-    Two lines that differ are asked for again, as at a terminal.
+    Two lines that differ are asked for again, as at a terminal; after that, a password
+    must come twice (input that ends after one line of a new pair leaves it unconfirmed).
     """
     for attempt in range(1, ATTEMPTS + 1):
         typer.echo(f"{text}: ", nl=False, err=True)
@@ -138,6 +139,8 @@ def _read_hidden(text: str, *, confirm: bool) -> str:
         again = _next_line()
         if again is None:
             typer.echo("", err=True)  # one line was all there was: it is the password
+            if attempt > 1:
+                raise fail(MISMATCH_ENDED, ExitCode.INVALID_PASSWORD)
         if again is None or again == value:
             return value
         _mismatch(attempt)
