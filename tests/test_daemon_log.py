@@ -266,7 +266,7 @@ def test_changed_limits_are_logged_in_the_units_they_are_given_in() -> None:
     assert limits_changed(ServerConfig()) == {}
 
 
-def test_the_summary_counts_one_session_and_one_person_in_the_singular(
+def test_the_summary_counts_one_connection_and_one_person_in_the_singular(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.INFO):
@@ -279,6 +279,9 @@ def test_the_summary_counts_one_session_and_one_person_in_the_singular(
     assert second.startswith("2 connections (1 person online)")
     assert one.startswith("1 connection (1 person online), 1 message a minute,")
     assert two.startswith("1 connection (1 person online), 2 messages a minute,")
+    # For machines: `connections`, and `sessions` as it was called before (the same count).
+    fields = caplog.records[1].__dict__["fields"]
+    assert (fields["connections"], fields["sessions"], fields["online"]) == (2, 2, 1)
 
 
 def test_the_summary_counts_connections_refused_as_too_many_from_one_address(

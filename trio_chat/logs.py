@@ -270,7 +270,8 @@ class Summary:
                 if crowded
                 else ""
             ),
-            sessions=sessions,
+            connections=sessions,
+            sessions=sessions,  # the same count, under the name it had before
             online=online,
             messages_per_minute=round(per_minute, 1),
             datagrams_in=delta.get("datagrams_in", 0),
