@@ -120,10 +120,12 @@ def presize_log(db: sqlite3.Connection, database: Path) -> None:
 
 
 def spin(seconds: float) -> None:
-    """Keep the CPU busy for `seconds` (nothing if 0): work that stands for other work."""
+    """Spend `seconds` of this thread's CPU (nothing if 0): work that stands for other
+    work. Counted on the thread's CPU clock, not the wall's: a process made to wait for
+    a core meanwhile still spends it all, as the work it stands for would."""
     if seconds > 0:
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
             pass
 
 
