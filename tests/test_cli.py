@@ -101,6 +101,19 @@ def test_help_paragraphs_are_wrapped_to_the_terminal_not_where_the_source_breaks
     assert 'its operator publishes ("trio-chat key")' in result.stdout
 
 
+def test_a_database_path_given_with_a_tilde_is_in_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--db '~/chat.db'`, quoted so that no shell expands it (as the help's default reads),
+    names the file in the home folder, not in a folder named `~` here."""
+    home = tmp_path / "home"
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["key", "--db", "~/chat.db"], env={"HOME": str(home)})
+    assert result.exit_code == ExitCode.DATABASE
+    assert f"There is no key at '{home / 'chat.key'}'" in result.stderr
+    assert not (tmp_path / "~").exists()
+
+
 # --- register ----------------------------------------------------------------------------------
 
 

@@ -107,11 +107,18 @@ PasswordFileOption = Annotated[
 ]
 
 
+def database_path(path: Path | None) -> Path | None:
+    """A database path as given, `~` expanded and made absolute: the help shows its
+    default as `~/...`, and the log should name the file wherever the daemon was started."""
+    return None if path is None else path.expanduser().absolute()
+
+
 DatabaseOption = Annotated[
     Path | None,
     typer.Option(
         envvar="TRIO_CHAT_DB",
         help="The daemon's database: its key is the file beside it (NAME.key).",
         show_default=home_relative(default_database()),
+        callback=database_path,
     ),
 ]

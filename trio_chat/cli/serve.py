@@ -22,7 +22,7 @@ from ..logs import FORMATS, LEVELS, configure, event
 from ..server import serve
 from ..store import StorageError, default_database
 from .exits import ExitCode, fail
-from .options import parse_port
+from .options import database_path, parse_port
 from .signals import stop_signals
 
 
@@ -46,6 +46,7 @@ def serve_command(
             envvar="TRIO_CHAT_DB",
             help="SQLite database file.",
             show_default=home_relative(default_database()),
+            callback=database_path,
         ),
     ] = None,
     log_level: Annotated[
