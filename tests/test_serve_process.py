@@ -256,7 +256,7 @@ async def test_ctrl_c_twice_stops_the_daemon_at_once(
             yield signum
 
     with caplog.at_level(logging.INFO, logger="trio_chat"):
-        await serve_cli._already_stopping(signals(), signal.SIGINT)
+        await serve_cli._already_stopping(signals(), signal.SIGINT, trio.Event())
     assert [r.getMessage() for r in caplog.records] == [
         "Already stopping (SIGTERM).",
         "Already stopping (SIGHUP).",
@@ -267,11 +267,25 @@ async def test_ctrl_c_twice_stops_the_daemon_at_once(
     # may arrive in either order.
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="trio_chat"):
-        await serve_cli._already_stopping(signals(), signal.SIGTERM)
+        await serve_cli._already_stopping(signals(), signal.SIGTERM, trio.Event())
     assert [r.getMessage() for r in caplog.records] == [
         "Already stopping (SIGTERM).",
         "Already stopping (SIGHUP).",
         "Already stopping (SIGINT).",
         "Already stopping (SIGINT).",
+    ]
+    assert exits == [130]
+    # A Ctrl-C that comes once the stop is complete (the database closed) is too late to
+    # cut anything short: it changes nothing, and the exit status stays the clean stop's.
+    caplog.clear()
+    stopped = trio.Event()
+    stopped.set()
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        await serve_cli._already_stopping(signals(), signal.SIGINT, stopped)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Already stopped (SIGTERM).",
+        "Already stopped (SIGHUP).",
+        "Already stopped (SIGINT).",
+        "Already stopped (SIGINT).",
     ]
     assert exits == [130]

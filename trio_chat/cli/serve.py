@@ -251,6 +251,7 @@ async def _serve_until_signal(
     # ends) would otherwise die at once, telling no one and logging nothing. Under
     # `nohup` it is ignored, and stays so: the daemon outlives the terminal.
     with trio.open_signal_receiver(*stop_signals()) as signals:
+        stopped = trio.Event()
         async with trio.open_nursery() as stopping:
             async with trio.open_nursery() as nursery:
                 start = functools.partial(serve, summary_every=summary_every)
@@ -261,21 +262,26 @@ async def _serve_until_signal(
                     nursery.cancel_scope.cancel()
                     # Signals that come while the daemon stops ask for what it does:
                     # left unread, each would kill it once it stopped (status 143).
-                    stopping.start_soon(_already_stopping, signals, signum)
+                    stopping.start_soon(_already_stopping, signals, signum, stopped)
                     break
+            stopped.set()
             await trio.lowlevel.checkpoint()  # what came just now is read first
             stopping.cancel_scope.cancel()
 
 
-async def _already_stopping(signals: AsyncIterator[int], first: int) -> None:
+async def _already_stopping(signals: AsyncIterator[int], first: int, stopped: trio.Event) -> None:
     """Signals while the daemon stops (after `first`): Ctrl-C again (a person at the
     terminal, tired of waiting for a stop that hangs, on a disk that no longer answers,
     say) stops it at once; nothing acknowledged is lost, since an answer goes out only
     once it is on disk. Others ask for what it is doing already: a `kill`, the terminal
     closing, and a Ctrl-C after another signal (sent together, two signals may arrive in
-    either order: Ctrl-C and then `kill` must not end it at once)."""
+    either order: Ctrl-C and then `kill` must not end it at once). Once `stopped` is set
+    the stop is complete, the database closed: a Ctrl-C then changes nothing."""
     async for signum in signals:
         name = signal.Signals(signum).name
+        if stopped.is_set():
+            event(logging.INFO, "signal", f"Already stopped ({name}).", signal=name)
+            continue
         if signum == first == signal.SIGINT:
             message = (
                 f"Stopping now ({name} again); what was not yet on disk was never acknowledged."
