@@ -253,10 +253,17 @@ def test_a_flood_of_refusals_is_logged_a_few_a_minute_and_counted_in_the_summary
         summary = Summary()
         summary.line({"datagrams_in": 0}, 0, 0, 1.0)
         summary.line({"datagrams_in": 1001}, 1, 1, 1.0, notes.unlogged)
-    (line,) = [r.getMessage() for r in caplog.records]
-    assert line.endswith(
+    (record,) = caplog.records
+    assert record.getMessage().endswith(
         f"; {notes.unlogged} refused logins and registrations not logged one by one"
     )
+    # A log kept at `warning` (which keeps refused logins) keeps this count too; a summary
+    # with nothing refused unlogged stays at `info`.
+    assert record.levelno == logging.WARNING
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        summary.line({"datagrams_in": 1002}, 1, 1, 1.0, notes.unlogged)
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
 
 
 def test_changed_limits_are_logged_in_the_units_they_are_given_in() -> None:

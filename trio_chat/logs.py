@@ -259,7 +259,9 @@ class Summary:
         quiet = delta.get("unlogged_refusals", 0)
         crowded = delta.get("handshakes_refused", 0)
         event(
-            logging.INFO,
+            # Refusals not logged one by one are warnings all the same: a log kept at
+            # `warning` counts them here, or it would hold only the first few of a flood.
+            logging.WARNING if quiet else logging.INFO,
             "summary",
             f"{counted(sessions, 'connection')} ({counted(online, 'person', 'people')} online), "
             f"{counted(round(per_minute), 'message')} a minute, "
