@@ -587,6 +587,13 @@ def test_trust_asks_and_forgets(own_daemon: Daemon) -> None:
     code, out, _err = invoke_trusting(daemon, "trust", "--forget")
     assert code == 0 and out.startswith("No key is trusted for")
     assert KnownServers().get(daemon.host, daemon.port) is None
+    # Input that ends before an answer (`trust </dev/null`) is told how else to give one.
+    code, _out, err = invoke_trusting(daemon, "trust", input="")
+    assert code == ExitCode.INTERRUPTED
+    assert err.splitlines()[-1] == (
+        "The input ended before an answer; give --yes, or --server-key to check it."
+    )
+    assert KnownServers().get(daemon.host, daemon.port) is None
 
 
 def test_a_known_servers_file_that_cannot_be_used_is_one_sentence(own_daemon: Daemon) -> None:

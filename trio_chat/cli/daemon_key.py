@@ -105,7 +105,8 @@ def trust_command(
         )
     if given is None and not yes:
         question = f"The daemon at {where} shows the key {fingerprint(shown)}. Trust it?"
-        if not agree(question):
+        missing = "The input ended before an answer; give --yes, or --server-key to check it."
+        if not agree(question, missing=missing):
             raise fail("Nothing was changed.", ExitCode.REJECTED)
     try:
         known.remember(host, port, shown)

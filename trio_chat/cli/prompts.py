@@ -156,12 +156,15 @@ def _next_line() -> str | None:
     return line.rstrip("\r\n")
 
 
-def agree(text: str) -> bool:
-    """Ask a yes/no question (no by default); Ctrl-C leaves as `ask` does."""
+def agree(text: str, *, missing: str | None = None) -> bool:
+    """Ask a yes/no question (no by default); Ctrl-C leaves as `ask` does. Input that is
+    not a terminal and ends before an answer is told `missing`: how else to give one."""
     try:
         return typer.confirm(text, default=False)
     except typer.Abort:
         typer.echo("", err=True)
+        if missing is not None and not sys.stdin.isatty():
+            typer.echo(missing, err=True)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
 
