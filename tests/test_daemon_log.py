@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from trio_chat import ClientConfig, WrongPassword, connect, register
+from trio_chat import ClientConfig, WrongPassword, connect, register, server
 from trio_chat.auth import hash_password
 from trio_chat.cli import ExitCode
 from trio_chat.engine import ServerConfig
@@ -191,6 +192,46 @@ def test_a_damaged_key_file_is_one_sentence_and_exit_status_11(tmp_path: Path) -
         "a new key (clients will then refuse the daemon until they trust the new one)."
     )
     assert "Traceback" not in done.stderr
+
+
+def test_a_damaged_key_file_stops_the_start_before_a_database_is_made(tmp_path: Path) -> None:
+    (tmp_path / "chat.key").write_text("not a key")
+    done = serve("--port", "0", "--db", str(tmp_path / "chat.db"))
+    assert done.returncode == ExitCode.DATABASE
+    assert not (tmp_path / "chat.db").exists()
+    assert "the database is closed" not in done.stderr  # it was never opened
+
+
+async def test_a_key_made_for_a_database_that_has_accounts_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key file lost (a backup restored without it): every client that knew the old key
+    will refuse the daemon, so its start says so, once."""
+    database = tmp_path / "chat.db"
+    store = SqliteStore.open(database)
+    store.write([Account(1, "alice", "alice", "hash", "2026-12-06T00:00:00Z")])
+    store.close()
+
+    async def start() -> list[logging.LogRecord]:
+        caplog.clear()
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(functools.partial(server.serve, "127.0.0.1", 0, database))
+                nursery.cancel_scope.cancel()
+        return [r for r in caplog.records if getattr(r, "event", None) == "new_key"]
+
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        (warning,) = await start()
+        assert warning.levelno == logging.WARNING
+        assert warning.getMessage().startswith(
+            "made a new key for a database with 1 account: clients that knew the old key"
+        )
+        assert await start() == []  # the key is there now
+    (tmp_path / "chat.key").unlink()
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        assert await start() != []
+        database = tmp_path / "empty.db"  # a first start: a new key, and nobody to tell
+        assert await start() == []
 
 
 def test_in_json_a_failure_to_start_is_a_json_line_too(tmp_path: Path) -> None:

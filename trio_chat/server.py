@@ -39,7 +39,7 @@ from .engine import (
     ServerEngine,
 )
 from .handshakes import HandshakeQueue
-from .keys import daemon_keys
+from .keys import daemon_keys, key_paths
 from .logs import NoteLog, Summary, event, limits_changed, shown
 from .noise import fingerprint
 from .persistence import Persistence
@@ -382,8 +382,16 @@ async def serve(
     daemon given only a `storage` object makes new ones.
     """
     config = config or ServerConfig()
-    # The port first: a daemon that cannot listen should not have touched the database.
+    # The port first: a daemon that cannot listen should not have touched the database;
+    # then a key file already there: one that is damaged should not have made a database.
+    # (One that is not there is made once the database opened, not beside a path that
+    # turns out to be no database.)
     with bind_udp(host, port) as sock:
+        new_key = False
+        if keys is None and database is not None:
+            new_key = not key_paths(Path(database))[0].exists()
+            if not new_key:
+                keys = await trio.to_thread.run_sync(daemon_keys, Path(database))
         opened: SqliteStore | None = None
         if storage is None:
             if database is None:
@@ -394,7 +402,7 @@ async def serve(
                 await trio.to_thread.run_sync(opened.presize_log)
             if keys is None:
                 keys = DaemonKeys.generate() if database is None else daemon_keys(Path(database))
-            await _run(sock, storage, keys, config, on_ready, summary_every, task_status)
+            await _run(sock, storage, keys, config, on_ready, summary_every, task_status, new_key)
         finally:
             storage.close()
             event(logging.INFO, "stopped", "stopped; the database is closed")
@@ -408,8 +416,11 @@ async def _run(
     on_ready: Callable[[ServerEngine], Any] | None,
     summary_every: float,
     task_status: trio.TaskStatus[Address],
+    new_key: bool = False,
 ) -> None:
     snapshot = await trio.to_thread.run_sync(storage.load, config.window_messages)
+    if new_key and snapshot.accounts:
+        _warn_new_key(len(snapshot.accounts))
     engine = ServerEngine(config, snapshot, keys=keys, acknowledge_bulk_first=True)
     _freeze_startup_heap()
     # Every core but one may hash: the event loop keeps one to itself.
@@ -431,6 +442,19 @@ async def _run(
                 await daemon.shutdown()
                 daemon.persistence.close()  # its task commits what is left, then ends
                 nursery.cancel_scope.cancel()
+
+
+def _warn_new_key(accounts: int) -> None:
+    """The key was made just now, for a database that has accounts: a key file lost (a
+    backup restored without it, say), which every client that knew the old key notices."""
+    event(
+        logging.WARNING,
+        "new_key",
+        f"made a new key for a database with {counted(accounts, 'account')}: clients that "
+        "knew the old key will refuse this daemon until they trust the new one; if the key "
+        "file was lost, stop the daemon and put it back",
+        accounts=accounts,
+    )
 
 
 def _log_start(
