@@ -129,7 +129,9 @@ async def test_a_database_named_relative_to_the_current_folder_is_backed_up(
             capture_stderr=True,
         )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.decode().startswith("Backed up chat.db (0 accounts, 0 messages)")
+    # Named by its whole path, wherever the command was run.
+    backed_up = f"Backed up {tmp_path / 'chat.db'} (0 accounts, 0 messages)"
+    assert done.stdout.decode().startswith(backed_up)
     names = sorted(path.name for path in (tmp_path / "copies").iterdir())
     assert names == ["chat.db", "chat.key", "chat.tickets"]
 
