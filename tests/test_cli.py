@@ -578,8 +578,10 @@ def test_a_key_given_on_the_command_line_must_be_the_daemons(own_daemon: Daemon)
 
 def test_trust_asks_and_forgets(own_daemon: Daemon) -> None:
     daemon = own_daemon
-    code, out, _err = invoke_trusting(daemon, "trust", input="n\n")
+    code, out, err = invoke_trusting(daemon, "trust", input="n\n")
     assert code == ExitCode.REJECTED
+    assert "Trust it? [y/N]:" in err and "Trust it?" not in out  # no terminal: on stderr
+    assert err.endswith("Trust it? [y/N]:\nNothing was changed.\n")
     assert KnownServers().get(daemon.host, daemon.port) is None
     code, out, _err = invoke_trusting(daemon, "trust", input="y\n")
     assert code == 0

@@ -159,13 +159,17 @@ def _next_line() -> str | None:
 def agree(text: str, *, missing: str | None = None) -> bool:
     """Ask a yes/no question (no by default); Ctrl-C leaves as `ask` does. Input that is
     not a terminal and ends before an answer is told `missing`: how else to give one."""
+    piped = not sys.stdin.isatty()
     try:
-        return typer.confirm(text, default=False)
+        answer = typer.confirm(text, default=False, err=piped)  # as `ask`'s prompts go there
     except typer.Abort:
         typer.echo("", err=True)
-        if missing is not None and not sys.stdin.isatty():
+        if missing is not None and piped:
             typer.echo(missing, err=True)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    if piped:
+        typer.echo("", err=True)  # the end of the line read, as `ask` echoes it
+    return answer
 
 
 ATTEMPTS = 3
