@@ -240,7 +240,7 @@ class Summary:
     def line(
         self,
         stats: dict[str, int],
-        sessions: int,
+        connections: int,
         online: int,
         minutes: float,
         unlogged: int = 0,
@@ -248,7 +248,7 @@ class Summary:
         stats = {**stats, "unlogged_refusals": unlogged}
         delta = {key: value - self.last.get(key, 0) for key, value in stats.items()}
         self.last = dict(stats)
-        if not sessions and not delta.get("datagrams_in"):
+        if not connections and not delta.get("datagrams_in"):
             return  # nothing happened and nobody is here: nothing to say
         per_minute = delta.get("messages", 0) / minutes if minutes > 0 else 0.0
         dropped = {kind: delta.get(kind, 0) for kind in DROPPED}
@@ -263,7 +263,7 @@ class Summary:
             # `warning` counts them here, or it would hold only the first few of a flood.
             logging.WARNING if quiet else logging.INFO,
             "summary",
-            f"{counted(sessions, 'connection')} ({counted(online, 'person', 'people')} online), "
+            f"{counted(connections, 'connection')} ({counted(online, 'person', 'people')} online), "
             f"{counted(round(per_minute), 'message')} a minute, "
             f"{delta.get('datagrams_in', 0)} datagrams in; dropped: {shown_dropped}"
             + (f"; {quiet} refused logins and registrations not logged one by one" if quiet else "")
@@ -272,8 +272,8 @@ class Summary:
                 if crowded
                 else ""
             ),
-            connections=sessions,
-            sessions=sessions,  # the same count, under the name it had before
+            connections=connections,
+            sessions=connections,  # the same count, under the name it had before
             online=online,
             messages_per_minute=round(per_minute, 1),
             datagrams_in=delta.get("datagrams_in", 0),
