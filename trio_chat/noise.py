@@ -174,14 +174,11 @@ def _hkdf(chaining_key: bytes, input_key_material: bytes) -> tuple[bytes, bytes]
 # --- "4.2. Cipher functions" / "12.4. The AESGCM cipher functions" ---------------------------
 
 
-def _check_nonce(n: int) -> None:
-    if not 0 <= n < MAX_NONCE:
-        raise NoiseError("nonce out of range: 0 to 2**64-2")
-
-
 def _encrypt(aead: AESGCM, n: int, ad: bytes, plaintext: bytes) -> bytes:
     """ENCRYPT(k, n, ad, plaintext): AES-256 in GCM with a 128-bit tag appended to the
-    ciphertext, nonce = 4 zero bytes + BE64(n)."""
+    ciphertext, nonce = 4 zero bytes + BE64(n). Never with n = 2**64-1 (reserved)."""
+    if not 0 <= n < MAX_NONCE:
+        raise NoiseError("nonce out of range: 0 to 2**64-2")
     if len(plaintext) > MAX_MESSAGE_LEN - TAGLEN:
         raise NoiseError("plaintext too long for a Noise message")
     return aead.encrypt(_NONCE.pack(n), plaintext, ad)
@@ -189,6 +186,8 @@ def _encrypt(aead: AESGCM, n: int, ad: bytes, plaintext: bytes) -> bytes:
 
 def _decrypt(aead: AESGCM, n: int, ad: bytes, ciphertext: bytes) -> bytes:
     """DECRYPT(k, n, ad, ciphertext): signals an error if authentication fails."""
+    if not 0 <= n < MAX_NONCE:
+        raise NoiseError("nonce out of range: 0 to 2**64-2")
     if not TAGLEN <= len(ciphertext) <= MAX_MESSAGE_LEN:
         raise NoiseError("ciphertext length out of range")
     try:
@@ -326,12 +325,10 @@ class RecordCipher:
 
     def seal(self, n: int, ad: bytes, plaintext: bytes) -> bytes:
         """ENCRYPT(k, n, ad, plaintext) with packet number n; returns ciphertext and tag."""
-        _check_nonce(n)
         return _encrypt(_recent.get(self._key) or _recent_aead(self._key), n, ad, plaintext)
 
     def open(self, n: int, ad: bytes, ciphertext: bytes) -> bytes:
         """DECRYPT(k, n, ad, ciphertext); NoiseError if the tag does not verify."""
-        _check_nonce(n)
         return _decrypt(_recent.get(self._key) or _recent_aead(self._key), n, ad, ciphertext)
 
     def forget(self) -> None:
