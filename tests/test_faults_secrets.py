@@ -48,7 +48,7 @@ from trio_chat.noise import generate_keypair
 from trio_chat.records import Message, Snapshot, StoreOp
 from trio_chat.secure import Cookies, Ticket, derive_key
 from trio_chat.server import serve
-from trio_chat.store import SqliteStore
+from trio_chat.store import SqliteStore, StorageError
 from trio_chat.testing.attacks import bound_socket, drive, leaks
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
@@ -293,7 +293,9 @@ async def test_a_failing_disk_logs_one_line_without_the_password(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     storage = _BrokenDisk(SqliteStore.open(tmp_path / "chat.db"))
-    with trio.fail_after(15):
+    # Stopped after its last commit failed, the daemon says so once it has stopped.
+    stopped = pytest.RaisesGroup(StorageError, flatten_subgroups=True)
+    with trio.fail_after(15), stopped as raised:
         async with trio.open_nursery() as nursery:
             broken = functools.partial(serve, storage=storage)
             host, port = await nursery.start(broken, "127.0.0.1", 0)
@@ -303,6 +305,9 @@ async def test_a_failing_disk_logs_one_line_without_the_password(
             nursery.cancel_scope.cancel()
     (failure,) = [r for r in caplog.records if "could not write" in r.getMessage()]
     assert "disk I/O error" in failure.getMessage() and failure.exc_info is None
+    (said,) = raised.value.exceptions
+    assert str(said).startswith("Stopped, but 1 change could not be written")
+    assert "disk I/O error" in str(said) and PASSWORD not in str(said)
     assert "Traceback" not in caplog.text
     assert PASSWORD not in caplog.text
 

@@ -406,3 +406,31 @@ def test_a_disk_that_works_again_after_one_failure_is_told_so(
     assert len(lines) == 2
     assert lines[0].startswith("could not write 2 changes to the database")
     assert lines[1] == "the database is written again"
+
+
+def test_what_a_stop_would_leave_unwritten_is_the_changes_failed_since_the_last_commit(
+    tmp_path: Path,
+) -> None:
+    """`unstored` counts the changes of the failed commits since the last one that went
+    through, with the last error: what the daemon's exit status reports at the stop. A
+    commit that goes through clears it (the log has told of the failures by then)."""
+    persistence, disk, clock, _reports = setup(tmp_path, FailingForAWhile)
+    assert persistence.unstored() is None
+    persistence.add(account(1, "alice"))
+    persistence.add(message(1, 1))
+    assert persistence.commit_here()
+    clock.now += 1.0
+    persistence.add(message(2, 1))
+    assert persistence.commit_here()
+    error = persistence.unstored()
+    assert error is not None and str(error) == (
+        "Stopped, but 3 changes could not be written to the database (OperationalError: "
+        "database or disk is full); see the errors logged above, and check the disk "
+        "before starting the daemon again."
+    )
+    assert isinstance(disk, FailingForAWhile)
+    disk.broken = False
+    persistence.add(account(1, "alice"))
+    persistence.add(message(3, 1))
+    assert persistence.commit_here()
+    assert persistence.unstored() is None

@@ -175,7 +175,8 @@ async def test_a_database_removed_or_replaced_under_the_daemon_is_not_written_in
     tmp_path: Path, how: str
 ) -> None:
     """What the daemon would store in a file no longer at its path is lost when it
-    stops: it refuses to store it, and says why."""
+    stops: it refuses to store it, and says why; and once stopped it exits with the
+    database's status, saying what was not written, so that a supervisor knows too."""
     database = tmp_path / "chat.db"
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
@@ -188,7 +189,11 @@ async def test_a_database_removed_or_replaced_under_the_daemon_is_not_written_in
             assert "could not save" in str(refused.value)
             line = await daemon.wait_for("could not write")
             assert "was removed or replaced while the daemon ran" in line
-            assert await daemon.stop() == 0
+            assert await daemon.stop() == ExitCode.DATABASE
+    last = daemon.text.splitlines()[-1]
+    assert re.match(r"Stopped, but \d+ changes? could not be written to the database \(", last)
+    assert "was removed or replaced while the daemon ran" in last
+    assert daemon.text.index("stopped; the database is closed") < daemon.text.index(last)
     assert "Traceback" not in daemon.text
 
 

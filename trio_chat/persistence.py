@@ -29,7 +29,7 @@ import trio
 
 from .display import counted
 from .records import Message, StoreOp
-from .store import Storage
+from .store import Storage, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,10 @@ class Persistence:
         self._failures_unlogged = 0
         self._recovery_untold = False
         """A commit failed since the log last said the database is written."""
+        self._unstored = 0
+        self._last_error = ""
+        """Changes that failed to commit since the last commit that went through, and why
+        the last one failed: what the database lacks if the daemon stops now."""
 
     @property
     def queued(self) -> int:
@@ -165,6 +169,18 @@ class Persistence:
         self._closed = True
         self._wake.set()
 
+    def unstored(self) -> StorageError | None:
+        """Why the daemon stopped with changes not written, if the last commit failed
+        (its changes and those of the failed ones just before it): a stop that needs the
+        operator, though nothing acknowledged was lost (nothing unwritten is answered)."""
+        if not self._unstored:
+            return None
+        return StorageError(
+            f"Stopped, but {counted(self._unstored, 'change')} could not be written to the "
+            f"database ({self._last_error}); see the errors logged above, and check the "
+            "disk before starting the daemon again."
+        )
+
     async def history(
         self, account_id: int, before: int | None, limit: int
     ) -> list[Message] | None:
@@ -201,6 +217,7 @@ class Persistence:
         except Exception as error:
             self._write_failed(len(batch), error)
             return batch, {}
+        self._unstored = 0
         self._written_again()
         # Refused as a second copy: a resend the daemon's memory no longer knew. The
         # rest is committed by now, whatever these reads meet: reported as stored.
@@ -225,6 +242,10 @@ class Persistence:
         one a minute: a failing disk fails every commit, several a second."""
         now = self._clock()
         self._recovery_untold = True
+        self._unstored += changes
+        # The daemon's own sentence as it is; what SQLite said with its kind.
+        own = isinstance(error, StorageError)
+        self._last_error = str(error) if own else f"{type(error).__name__}: {error}"
         if now < self._failures_quiet_until:
             self._failures_unlogged += 1
             return

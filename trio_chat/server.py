@@ -379,7 +379,8 @@ async def serve(
     """Run the daemon until cancelled; `task_status.started` gets the bound address.
 
     Its keys are read from beside `database` (made on first start) unless given; a
-    daemon given only a `storage` object makes new ones.
+    daemon given only a `storage` object makes new ones. Cancelled while its last
+    commit had failed, it stops cleanly and then raises `StorageError`, saying so.
     """
     config = config or ServerConfig()
     # The port first: a daemon that cannot listen should not have touched the database;
@@ -393,6 +394,7 @@ async def serve(
             if not new_key:
                 keys = await trio.to_thread.run_sync(daemon_keys, Path(database))
         opened: SqliteStore | None = None
+        running: list[Daemon] = []
         if storage is None:
             if database is None:
                 raise ValueError("serve() needs a database path or a storage object")
@@ -402,10 +404,27 @@ async def serve(
                 await trio.to_thread.run_sync(opened.presize_log)
             if keys is None:
                 keys = DaemonKeys.generate() if database is None else daemon_keys(Path(database))
-            await _run(sock, storage, keys, config, on_ready, summary_every, task_status, new_key)
+            await _run(
+                sock, storage, keys, config, on_ready, summary_every, task_status, new_key, running
+            )
+        except BaseException as stopping:
+            # Told to stop (cancelled), after a last commit that failed: the stop is
+            # clean, but the database lacks what the daemon last tried to write, and
+            # whoever runs it (a supervisor that sees only the exit status) must know.
+            unstored = running[0].persistence.unstored() if running else None
+            if unstored is not None and _cancelled(stopping):
+                raise unstored from None
+            raise
         finally:
             storage.close()
             event(logging.INFO, "stopped", "stopped; the database is closed")
+
+
+def _cancelled(error: BaseException) -> bool:
+    """Whether `error` is Trio's cancellation alone (or a group of nothing else)."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.split(trio.Cancelled)[1] is None
+    return isinstance(error, trio.Cancelled)
 
 
 async def _run(
@@ -417,7 +436,10 @@ async def _run(
     summary_every: float,
     task_status: trio.TaskStatus[Address],
     new_key: bool = False,
+    running: list[Daemon] | None = None,
 ) -> None:
+    """Run the daemon on an open socket and storage until cancelled; the `Daemon` made
+    is put in `running`, for what the stop has to tell of it."""
     snapshot = await trio.to_thread.run_sync(storage.load, config.window_messages)
     if new_key and snapshot.accounts:
         _warn_new_key(len(snapshot.accounts))
@@ -428,6 +450,8 @@ async def _run(
     with contextlib.closing(passwords):
         async with trio.open_nursery() as nursery:
             daemon = Daemon(engine, sock, storage, nursery, passwords)
+            if running is not None:
+                running.append(daemon)
             await nursery.start(daemon.persistence.run)
             address = sock.getsockname()
             _log_start(address, storage, engine, config)
