@@ -636,7 +636,8 @@ def _short(text: str) -> str:
 def decode_payload_untrusted(data: bytes) -> Payload:
     """The link's fields and raw frames of an opened `DATA` payload (all of it UTF-8)."""
     try:
-        data.decode()  # frames are kept undecoded, and fields ignored are not checked
+        if not data.isascii():  # what is ASCII is UTF-8, and most payloads are
+            data.decode()  # frames are kept undecoded, and fields ignored are not checked
         return _payload.decode(data)
     except UnicodeDecodeError:
         raise WireError("bad_payload", "A payload must be UTF-8.") from None
