@@ -200,7 +200,7 @@ def test_history_waits_until_the_address_has_proven_it_receives() -> None:
     assert [m.text for m in history] == [f"message {n}" for n in range(10, 30)]
     assert all(m.history for m in history)
     (ready,) = bob.of_type(wire.Ready)
-    assert ready == wire.Ready(count=20, more=True)
+    assert ready == wire.Ready(count=20, more=True, upto=30)  # message 30 the last stored
 
 
 def test_a_public_message_reaches_everyone_else_once_it_is_on_disk() -> None:
@@ -492,7 +492,7 @@ def test_resuming_with_since_sends_exactly_what_was_missed() -> None:
         alice.send(wire.Say(text=f"missed {n}", cid=f"c{n + 1}"))
     again = Peer(h, "bob", address=("127.0.0.1", 40006), since=seen)
     assert [m.text for m in again.of_type(wire.Msg)] == ["missed 0", "missed 1", "missed 2"]
-    assert again.of_type(wire.Ready) == [wire.Ready(count=3, more=False)]
+    assert again.of_type(wire.Ready) == [wire.Ready(count=3, more=False, upto=seen + 3)]
 
 
 def test_shutdown_says_goodbye_to_every_session() -> None:

@@ -1102,7 +1102,7 @@ def test_resume_logs_in_with_a_ticket_without_password_or_throttle() -> None:
     client, resumed = resume(driver, welcome["ticket"])
     assert set(resumed) == {"t", "re", "name", "ticket", "time"}
     assert resumed["name"] == "alice" and resumed["ticket"] != welcome["ticket"]
-    assert client.frames[-1] == {"t": "ready", "count": 0}
+    assert client.frames[-1] == {"t": "ready", "count": 0, "upto": 0}
     say_seq = client.request({"t": "say", "text": "back", "cid": "c1"})
     assert client.answer(say_seq)["t"] == "ok"
 
@@ -1141,7 +1141,7 @@ def test_login_sends_history_then_ready_and_leave_has_its_default_reason() -> No
         "text": "before bob",
         "history": True,
     }  # no `cid`: alice's own, shown to her sessions only
-    assert ready == {"t": "ready", "count": 1}  # `more` left out: false
+    assert ready == {"t": "ready", "count": 1, "upto": 1}  # `more` left out: false
     alice.poll()
     (join,) = alice.of_type("join")
     assert set(join) == {"t", "name", "ts"} and join["name"] == "bob"
@@ -1309,7 +1309,7 @@ def test_login_history_is_the_latest_20_public_and_every_waiting_private_message
     assert [frame["id"] for frame in history] == sorted(ids[text] for text in expected)
     assert all(frame["history"] is True and "re" not in frame for frame in history)
     assert [frame["t"] for frame in history if frame["text"].startswith("p")] == ["pm", "pm"]
-    assert ready == {"t": "ready", "count": 22, "more": True}
+    assert ready == {"t": "ready", "count": 22, "more": True, "upto": 27}
 
 
 def test_since_sends_the_newest_500_public_messages_after_it_and_the_private_ones() -> None:
@@ -1323,14 +1323,14 @@ def test_since_sends_the_newest_500_public_messages_after_it_and_the_private_one
     bob = login(driver, "bob", since=seen)
     _welcome, *history, ready = bob.frames
     assert [m["text"] for m in history] == ["missed 0", "missed 1", "missed 2", "waiting"]
-    assert ready == {"t": "ready", "count": 4}
+    assert ready == {"t": "ready", "count": 4, "upto": 5}
     for n in range(3, 503):
         say(alice, f"missed {n}", f"c{n}")
     client = login(driver, "alice", since=seen)
     history = client.frames[1:-1]
     # Her own whisper, sent since, comes too: what her other sessions had meanwhile.
     assert [m["text"] for m in history] == ["waiting", *(f"missed {n}" for n in range(3, 503))]
-    assert client.frames[-1] == {"t": "ready", "count": 501, "more": True}
+    assert client.frames[-1] == {"t": "ready", "count": 501, "more": True, "upto": 505}
 
 
 def test_a_private_message_is_delivered_once_a_session_acknowledged_it() -> None:
@@ -1970,7 +1970,7 @@ def test_the_whole_conversation_of_section_12() -> None:
                     "history": True,
                 },
             ],
-            [3, {"t": "ready", "count": 1}],
+            [3, {"t": "ready", "count": 1, "upto": 1}],
         ],
     }
     hi = {"t": "say", "text": "hi", "cid": "c1"}

@@ -576,6 +576,9 @@ class Ready(_Frame, tag="ready"):
 
     count: int
     more: bool = False
+    upto: Seq | None = None
+    """Every message up to this id was on disk when the history was chosen: shown in it,
+    or left out of it on purpose. A resume of the session asks for what came after."""
 
 
 class Notice(_Frame, tag="notice"):

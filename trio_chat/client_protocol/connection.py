@@ -786,6 +786,10 @@ class ClientConnection:
         elif isinstance(frame, wire.Ready):
             if not self._logged_in:
                 return  # the history of a login not yet welcomed: nothing is ready
+            if frame.upto is not None and frame.upto > self._last_seen:
+                # A resume asks for what came after what this history chose among: not
+                # the private messages of before this login, which it left out.
+                self._last_seen = frame.upto
             backlog, more = tuple(self._backlog), frame.more or self._backlog_cut
             self._backlog.clear()
             self._backlog_cut = False

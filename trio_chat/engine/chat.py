@@ -177,7 +177,11 @@ class Chat:
         for message in backlog:
             tag = ("pm", message.id) if message.private else None
             self._send(session, message_frame(message, account_id, history=True), tag)
-        self._reply(session, wire.encode(wire.Ready(count=len(backlog), more=more)))
+        # What this history leaves out (older public messages, private ones delivered
+        # before) it leaves out of a resume too: the client resumes from here at least.
+        upto = min(unstored, default=self.next_message_id) - 1
+        ready = wire.Ready(count=len(backlog), more=more, upto=upto)
+        self._reply(session, wire.encode(ready))
 
     # --- requests -----------------------------------------------------------------------------
 
