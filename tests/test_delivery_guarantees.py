@@ -456,3 +456,35 @@ def test_a_resume_does_not_bring_back_what_the_login_before_it_left_out() -> Non
     bob.send(wire.Say(text="after the resume", cid="b1"))
     again.settle()
     assert shown(again.events) == ["public hello", "after the resume"]
+
+
+@pytest.mark.parametrize("logout_lost", [False, True])
+def test_a_private_message_that_comes_as_its_recipient_leaves_is_shown_once(
+    logout_lost: bool,
+) -> None:
+    """Bob whispers to alice as she logs out: the whisper reaches her client after her
+    logout left it (and, in the second case, after that datagram was lost, so that her
+    logout goes again later). The daemon counts it as delivered only if the datagram it
+    takes the logout from acknowledges it; her client shows it only if so. Either way
+    she is shown it once: now, or at her next login, as waiting."""
+    h = EngineDriver(now=100.0)
+    h.add_account("alice", PASSWORD, ALICE)
+    h.add_account("bob", PASSWORD, BOB)
+    alice = Peer(h, "alice", address=ALICE)
+    bob = Peer(h, "bob", address=BOB)
+    alice.settle()
+    bob.send(wire.Whisper(to="alice", text="as you leave", cid="b1"))
+    in_flight = h.inbox.pop(ALICE)  # on its way to alice as she leaves
+    leaving = alice.connection.logout()
+    if logout_lost:
+        assert alice.connection.datagrams_to_send(h.now)  # the logout, lost on the way
+        alice.take(in_flight)  # the whisper arrives; the logout goes again, later
+    else:
+        alice.flush()  # the logout reaches the daemon first: the session ends
+        alice.take(in_flight)
+    alice.settle()
+    assert leaving.done and alice.connection.closed
+    first = shown(alice.events)
+    again = Peer(h, "alice", address=("127.0.0.1", 40005))
+    again.settle()
+    assert first + shown(again.events) == ["as you leave"]

@@ -148,6 +148,27 @@ def test_duplicates_are_suppressed_and_acknowledged_at_once() -> None:
     assert sender.idle
 
 
+def test_a_frozen_ack_reports_what_had_arrived_and_nothing_since() -> None:
+    """A leaving end freezes its acknowledgement: later frames are still handed on in
+    order, but no datagram it sends acknowledges them, cumulatively or selectively."""
+    sender, receiver = Link(plain_seal), Link(plain_seal)
+    sender.send(frame(1))
+    (first,) = sender.datagrams_to_send(0.0)
+    assert feed(receiver, first, 0.01) == [1]
+    assert receiver.freeze_ack() == 1
+    sender.send(frame(2))
+    sender.send(frame(3))
+    (second,) = sender.datagrams_to_send(0.02)
+    assert feed(receiver, second, 0.03) == [2, 3]
+    assert receiver.freeze_ack() == 1  # set once
+    receiver.send(frame(9))
+    receiver.acknowledge_now(0.03)
+    for datagram in receiver.datagrams_to_send(0.03):
+        _pn, packet = plain_open(datagram)
+        assert (packet.ack, list(packet.sack)) == (1, [])
+    assert receiver.received_up_to == 3
+
+
 def exchange(sender: Link, receiver: Link, now: float, rtt: float) -> float:
     """One frame from `sender`, acknowledged at once; return the time after the ack."""
     sender.send(frame(0))

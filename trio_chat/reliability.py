@@ -150,6 +150,7 @@ class Link:
         "duplicates",
         "extra",
         "failure",
+        "frozen_ack",
         "highest_pn",
         "last_received",
         "patience",
@@ -174,6 +175,8 @@ class Link:
         delivered them. They join `acked_tags` once the cumulative ack covers them."""
         self.highest_pn = -1
         self.last_received: float | None = None
+        self.frozen_ack: int | None = None
+        """Once set (`freeze_ack`), the cumulative ack every datagram reports from then on."""
         # Sending.
         self._next_seq = 1
         self._unsent: deque[tuple[int, bytes, Hashable | None]] = _NOTHING_UNSENT
@@ -240,6 +243,18 @@ class Link:
     def received_up_to(self) -> int:
         """The cumulative ack: every frame up to this sequence number has arrived."""
         return self._receive_next - 1
+
+    def freeze_ack(self) -> int:
+        """Report from now on only what has arrived so far, and return it: frames that
+        come later are taken in and handed on, but never acknowledged.
+
+        For an end that is leaving: whichever of its datagrams the peer takes last, it
+        learns the same, so that the owner knows exactly which frames the peer counts
+        as delivered (a private message not acknowledged is shown at the next login).
+        """
+        if self.frozen_ack is None:
+            self.frozen_ack = self._receive_next - 1
+        return self.frozen_ack
 
     @property
     def held_bytes(self) -> int:
@@ -440,9 +455,12 @@ class Link:
 
     def _head(self, *, with_sack: bool) -> bytes:
         echo = self.highest_pn if self.highest_pn > 0 else 0
-        if not self._out_of_order and not self.extra:
+        if not self._out_of_order and not self.extra and self.frozen_ack is None:
             # The common case, once per datagram: nothing missing, nothing one-shot.
             return PAYLOAD_HEAD % (self._receive_next - 1, echo)
+        if self.frozen_ack is not None:
+            # Nothing that came since is reported, selectively either.
+            return payload_head(self.frozen_ack, echo, []) + self.extra
         sack = self._sack_ranges() if with_sack and self._out_of_order else []
         head = payload_head(self._receive_next - 1, echo, sack)
         return head + self.extra if self.extra else head

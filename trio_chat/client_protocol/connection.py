@@ -396,6 +396,10 @@ class ClientConnection:
         assert self._link is not None
         self._link.patience = 0.0  # a request is probed for as soon as the link's RTT says
         tag = _LOGOUT if handle.kind == "logout" and self._leaving else None
+        if tag is not None:
+            # The daemon counts as delivered what the datagram it takes the logout from
+            # acknowledges: every copy of it says the same (see `_on_data`).
+            self._link.freeze_ack()
         handle.seq = self._link.send(handle.frame, tag)
         self._by_seq[handle.seq] = handle
 
@@ -638,7 +642,7 @@ class ClientConnection:
         if payload.challenge is not None:
             link.extra = wire.response_field(payload.challenge)
         try:
-            for _seq, raw in link.receive(
+            for seq, raw in link.receive(
                 pn, payload.ack, payload.sack, payload.frames, now, payload.echo
             ):
                 try:
@@ -647,6 +651,11 @@ class ClientConnection:
                     continue  # a frame this client cannot use; the link has acknowledged it
                 if self.trace is not None:
                     self.trace(frame)
+                if link.frozen_ack is not None and seq > link.frozen_ack and self._waits(frame):
+                    # Came after the logout left, so never acknowledged: the daemon still
+                    # has it waiting, and shows it at the next login. Shown now too, it
+                    # would be shown twice.
+                    continue
                 try:
                     self._on_frame(frame, now)
                 except wire.WireError:
@@ -819,6 +828,11 @@ class ClientConnection:
                 self._shut(TooManySessions(frame.message))  # opening another would not help
                 return
             raise _SessionLost(as_reason(frame.message))
+
+    def _waits(self, frame: wire.ServerFrame) -> bool:
+        """A private message to this account from someone else: until a session of it
+        acknowledges it, the daemon keeps it waiting for the account."""
+        return isinstance(frame, wire.Pm) and frame.re is None and frame.sender != self.name
 
     def _unreadable(self, frame: wire.ServerFrame) -> None:
         """A frame that decoded but cannot be used: the request it answers fails."""
