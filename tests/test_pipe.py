@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -12,11 +13,13 @@ import trio
 
 import trio_chat
 from tests.cli_support import PASSWORD, TEST_CONFIG, Relay, ignore_hangups
+from trio_chat import wire
 from trio_chat.cli import ExitCode
 from trio_chat.commands import HELP
 from trio_chat.engine import ServerConfig
 from trio_chat.events import Event, Joined, Left, PrivateMessage, PublicMessage
 from trio_chat.server import serve
+from trio_chat.terminal import run_pipe
 from trio_chat.testing.daemon import CLI, cli_env
 
 TIME = r"\[\d\d:\d\d:\d\d\]"
@@ -428,3 +431,45 @@ async def test_register_and_login_read_a_piped_password_without_a_warning(
                 "in TRIO_CHAT_PASSWORD or with --password-file.\n"
             )
             nursery.cancel_scope.cancel()
+
+
+async def test_a_private_message_that_comes_as_a_script_leaves_is_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bob's whisper reaches alice's script after its input ended, just before its logout
+    leaves: the logout's datagram acknowledges it, so the daemon counts it delivered, and
+    the script prints it (it used to stop printing before logging out, and the whisper
+    was shown nowhere, not even at her next login)."""
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            port = await start_daemon(nursery, tmp_path / "chat.db")
+            await accounts(port, "alice", "bob")
+            async with trio_chat.connect("127.0.0.1", port, "bob", PASSWORD) as bob:
+                read, write = os.pipe()
+                os.close(write)  # the script's input has ended
+                async with trio_chat.connect("127.0.0.1", port, "alice", PASSWORD) as alice:
+                    log_out = alice.logout
+
+                    arrived = trio.Event()
+
+                    def trace(frame: wire.ServerFrame) -> None:
+                        if isinstance(frame, wire.Pm):
+                            arrived.set()  # alice's client has it, acknowledged next
+
+                    async def whispered_to_then_log_out() -> None:
+                        alice.logout = log_out  # type: ignore[method-assign]
+                        alice.connection.trace = trace
+                        await bob.whisper("alice", "just in time")
+                        await arrived.wait()
+                        await log_out()
+
+                    alice.logout = whispered_to_then_log_out  # type: ignore[method-assign]
+                    outcome = await run_pipe(alice, read)
+                os.close(read)
+                async with trio_chat.connect("127.0.0.1", port, "alice", PASSWORD) as again:
+                    login = await anext(aiter(again.events()))
+            nursery.cancel_scope.cancel()
+    assert outcome.ended is None and outcome.refused is None
+    assert re.fullmatch(rf"{TIME} \[bob -> you\] just in time\n", capsys.readouterr().out)
+    assert isinstance(login, trio_chat.History)
+    assert login.messages == ()  # delivered: not waiting at the next login

@@ -156,6 +156,8 @@ class Room:
         self._caught_up.set()
         """Set while no history is owed: after an outage, once what was missed is shown."""
         self._tasks: trio.Nursery | None = None
+        self.ended = trio.Event()
+        """Set once the session has ended and every event of it has been shown."""
         self._everyone_back: trio.Event | None = None
         """While the terminal waits to say who is here after an outage: set once all are."""
         self._asking_who = trio.CancelScope()
@@ -402,6 +404,12 @@ class Room:
         await self._results_done.wait()
         await self.chat.drain()
 
+    async def log_out(self) -> None:
+        """Leave the room, showing what comes until the daemon has taken the logout (a
+        private message acknowledged by then counts as delivered: it must be shown)."""
+        await self.chat.logout()
+        await self.ended.wait()
+
     # --- the room's events ---------------------------------------------------------------------
 
     async def show_events(self) -> None:
@@ -412,6 +420,7 @@ class Room:
                 self._tasks.cancel_scope.cancel()
         finally:
             self._caught_up.set()  # nothing more comes: nothing to wait for
+            self.ended.set()
 
     async def _show_all_events(self) -> None:
         try:

@@ -333,6 +333,7 @@ async def run_interactive(chat: ChatClient) -> Outcome:
                 room.leaving = True
                 with leave, _ignoring(signal.SIGTSTP):
                     await wait_to_leave(room, terminal.show)
+                    await room.log_out()
                 if count := room.unanswered:
                     what = counted(count, "message")
                     they = "it" if count == 1 else "they"
@@ -420,5 +421,7 @@ async def run_pipe(chat: ChatClient, fd: int) -> Outcome:
                     await chat.drain()
         room.leaving = True
         await room.finish()
+        if room.fatal is None:
+            await room.log_out()
         nursery.cancel_scope.cancel()
     return Outcome(room.fatal, room.failed)
