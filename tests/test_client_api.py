@@ -305,6 +305,16 @@ def test_a_configuration_no_client_could_work_with_is_refused_when_made(
         ClientConfig(**changed)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("timeout", "5"), ("keepalive", b"1"), ("reconnect_for", True), ("events_kept", 2.5)],
+)
+def test_a_configuration_value_of_the_wrong_type_is_a_type_error(field: str, value: object) -> None:
+    changed: dict[str, Any] = {field: value}
+    with pytest.raises(TypeError, match=rf"^ClientConfig\.{field} must be a "):
+        ClientConfig(**changed)
+
+
 async def test_arguments_of_the_wrong_type_are_refused_in_words_that_name_them(
     daemon: tuple[str, int], tmp_path: Path
 ) -> None:

@@ -60,15 +60,22 @@ class ClientConfig:
         _seconds("reconnect_delay_max", self.reconnect_delay_max)
         if self.reconnect_for is not None:
             _seconds("reconnect_for", self.reconnect_for)
-        if not isinstance(self.events_kept, int) or self.events_kept < 1:
+        if isinstance(self.events_kept, bool) or not isinstance(self.events_kept, int):
+            raise TypeError(
+                f"ClientConfig.events_kept must be a whole number, not {self.events_kept!r}"
+            )
+        if self.events_kept < 1:
             raise ValueError(
                 f"ClientConfig.events_kept must be at least 1, not {self.events_kept!r}"
             )
 
 
 def _seconds(name: str, value: float) -> None:
-    """Refuse a time no client could wait (nan, inf, zero or less), naming the field."""
-    if not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+    """Refuse a time no client could wait (nan, inf, zero or less), naming the field; a
+    value that is no number at all (`"5"`) is of the wrong type, as elsewhere in the API."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"ClientConfig.{name} must be a number of seconds, not {value!r}")
+    if not (math.isfinite(value) and value > 0):
         raise ValueError(
             f"ClientConfig.{name} must be a positive, finite number of seconds, not {value!r}"
         )
