@@ -22,6 +22,7 @@ from trio_chat.errors import (
 from trio_chat.events import (
     Disconnected,
     History,
+    Joined,
     Left,
     PrivateMessage,
     PublicMessage,
@@ -468,3 +469,32 @@ def test_message_ids_are_random_then_counted_so_that_they_sort_in_the_order_sent
     first, second = connection.say("a"), connection.say("b")
     assert first.cid is not None and second.cid is not None
     assert first.cid[:11] == second.cid[:11] and first.cid < second.cid
+
+
+def test_everyone_coming_back_after_a_restart_joins_as_back_and_a_new_login_does_not() -> None:
+    """After a daemon restart every session comes back and the room hears each join
+    again, with no leave before it: those joins say `back`, so that a program (a greeter)
+    can tell them from someone entering anew."""
+    sim = Simulation(5, Conditions(delay=0.002))
+    alice, bob = sim.client("alice"), sim.client("bob")
+    sim.run_until(lambda: alice.ready and bob.ready)
+    sim.run(0.5)
+    for label in ("alice", "bob"):
+        sim.events[label].clear()
+    sim.restart_daemon(down_for=1.0)
+    sim.run_until(lambda: min(reconnections(sim, "alice"), reconnections(sim, "bob")) > 0, 60.0)
+    sim.run(1.0)
+    carol = sim.client("carol")
+    sim.run_until(lambda: carol.ready)
+    sim.run(0.5)
+    joins = [
+        (label, e.name, e.back)
+        for label in ("alice", "bob")
+        for e in sim.events[label]
+        if isinstance(e, Joined)
+    ]
+    # The first one back hears the other come back; both hear carol enter.
+    assert sorted(joins) in (
+        [("alice", "bob", True), ("alice", "carol", False), ("bob", "carol", False)],
+        [("alice", "carol", False), ("bob", "alice", True), ("bob", "carol", False)],
+    )

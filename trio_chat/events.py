@@ -43,6 +43,9 @@ class Joined(msgspec.Struct, frozen=True, gc=False):
 
     name: str
     ts: datetime
+    back: bool = False
+    """They come back after losing their session (everyone does after a daemon restart,
+    with no `Left` before), rather than entering anew: a greeting is not called for."""
 
 
 class Left(msgspec.Struct, frozen=True, gc=False):

@@ -558,6 +558,9 @@ class Pm(_Frame, tag="pm"):
 class Join(_Frame, tag="join"):
     name: str
     ts: str
+    back: bool = False
+    """The account comes back after losing its session (a daemon restart, an outage),
+    rather than entering anew: its login continued from where it was."""
 
 
 class Leave(_Frame, tag="leave"):

@@ -813,7 +813,7 @@ class ClientConnection:
             if handle is not None and handle.kind == "register":
                 self._finish(handle, frame.name)
         elif isinstance(frame, wire.Join):
-            self._emit(Joined(frame.name, parse_time(frame.ts)))
+            self._emit(Joined(frame.name, parse_time(frame.ts), frame.back))
         elif isinstance(frame, wire.Leave):
             self._emit(Left(frame.name, parse_time(frame.ts), frame.reason))
         elif isinstance(frame, wire.Notice):

@@ -132,8 +132,11 @@ class Chat:
 
     # --- entering and leaving ---------------------------------------------------------------
 
-    def enter(self, session: Session, since: int | None, wall: float) -> None:
-        """A session logged in: show it what it missed, then let the room know."""
+    def enter(
+        self, session: Session, since: int | None, wall: float, *, back: bool = False
+    ) -> None:
+        """A session logged in: show it what it missed, then let the room know (`back`:
+        its login continues one that was lost)."""
         if session.quiet:
             # A look from outside: who is there and what waits, without entering.
             self._reply(session, wire.encode(wire.Ready(count=0)))
@@ -143,7 +146,7 @@ class Chat:
         entered = self.room.enter(session.sid, account.id, account.name, batches=session.batches)
         if entered and self._notices_on():
             self._announced.add(account.id)
-            join = wire.encode(wire.Join(name=account.name, ts=iso_time(wall)))
+            join = wire.encode(wire.Join(name=account.name, ts=iso_time(wall), back=back))
             self.room.broadcast(join, exclude=session.sid)
 
     def leave(self, session: Session, reason: str, wall: float, *, notify: bool = True) -> None:

@@ -337,7 +337,10 @@ class ServerEngine:
             time=round(wall, 3),
         )
         self.transport.send(session, wire.encode(welcome))
-        self.chat.enter(session, request.since, wall)
+        # Coming back: with a resumption ticket, or a login that continues a lost session.
+        since, replaces = request.since, request.replaces
+        back = isinstance(request, wire.Resume) or since is not None or replaces is not None
+        self.chat.enter(session, since, wall, back=back)
         old = self.lobby.replaced(account, request.replaces)
         if old is not None and old is not session:
             # Its client lost it and came back: end it now, quietly (the account is in).
