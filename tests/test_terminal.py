@@ -540,6 +540,38 @@ async def test_leaving_waits_for_what_was_sent_until_ctrl_c(tmp_path: Path, key:
                 nursery.cancel_scope.cancel()
 
 
+async def test_ctrl_c_while_the_logout_waits_leaves_at_once(tmp_path: Path) -> None:
+    """Everything sent was acknowledged, and the person leaves; the daemon has stopped
+    answering (stopped, not gone: no "port unreachable" ends the wait), so the logout
+    waits for its answer. Ctrl-C leaves at once, with status 0: nothing was lost. It
+    used to end that wait only to wait for a logout again, twice the client's timeout."""
+    config = tmux_config(tmp_path)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, tmp_path / "chat.db")
+            _host, port = await daemon.start()
+            tmux = Tmux(f"trio-chat-hurry-{os.getpid()}", config, cli_env(port))
+            process = daemon.process
+            assert process is not None
+            try:
+                await trio_chat.register("127.0.0.1", port, "alice", PASSWORD)
+                await enter(tmux, "alice")
+                process.send_signal(signal.SIGSTOP)
+                await tmux.press("alice", "C-d")
+                await tmux.wait(
+                    "alice", lambda lines: not prompt_line(lines).startswith("alice>"), "leaving"
+                )
+                await tmux.press("alice", "C-c")
+                # Out of the prompt, the terminal itself echoes the key as ^C.
+                with trio.fail_after(4):  # the client's timeout is 5 s a wait
+                    await tmux.wait_line("alice", r"\^C\[exit status 0\]")
+            finally:
+                process.send_signal(signal.SIGCONT)
+                with trio.CancelScope(shield=True), trio.move_on_after(10):
+                    await tmux.kill()
+                nursery.cancel_scope.cancel()
+
+
 def test_someone_who_left_during_an_outage_and_came_back_is_news() -> None:
     """The joins of those who were here before an outage are not news as everyone comes
     back; but someone seen leaving meanwhile who then comes in again is."""

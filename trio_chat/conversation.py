@@ -113,6 +113,8 @@ class Outcome:
     """The first request that was refused (a script's exit status tells of it)."""
     unacknowledged: int = 0
     """Messages the daemon had not acknowledged when the person left without waiting."""
+    left_now: bool = False
+    """The person asked not to wait (Ctrl-C while leaving): no logout is waited for."""
 
 
 def _now() -> datetime:

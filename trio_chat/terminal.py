@@ -347,7 +347,8 @@ async def run_interactive(chat: ChatClient) -> Outcome:
                         )
                     )
             nursery.cancel_scope.cancel()
-    return Outcome(room.fatal, room.failed, room.unanswered if room.fatal is None else 0)
+    unanswered = room.unanswered if room.fatal is None else 0
+    return Outcome(room.fatal, room.failed, unanswered, left_now=leave.cancelled_caught)
 
 
 # --- pipes -----------------------------------------------------------------------------------

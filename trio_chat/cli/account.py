@@ -163,7 +163,7 @@ async def _enter(
         try:
             async with connect(host, port, name, password, server_key=key, config=config) as chat:
                 outcome = await run_interactive(chat)
-                if outcome.unacknowledged:
+                if outcome.left_now:
                     raise _LeftNow(outcome)  # asked not to wait: no logout's wait either
                 return outcome
         except _LeftNow as left:
