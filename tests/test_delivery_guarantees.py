@@ -488,3 +488,38 @@ def test_a_private_message_that_comes_as_its_recipient_leaves_is_shown_once(
     again = Peer(h, "alice", address=("127.0.0.1", 40005))
     again.settle()
     assert first + shown(again.events) == ["as you leave"]
+
+
+def test_a_login_after_a_failed_commit_still_sees_the_message_given_its_id_again() -> None:
+    """The disk refuses bob's second message, and carol logs in then: her `ready` must not
+    count its id among those stored. The daemon restarts and, its next id following the
+    newest one stored, gives that id to bob's next message: carol, resuming, is shown it."""
+    sim = Simulation(7, Conditions(delay=0.002), config=ServerConfig(message_burst=10_000))
+    alice, bob = sim.client("alice"), sim.client("bob")
+    sim.run_until(lambda: alice.ready and bob.ready)
+    first = bob.say("one")
+    sim.run_until(lambda: first.done)
+    sim.driver.auto_commit = False
+    refused = bob.say("refused by the disk")
+    sim.run_until(lambda: bool(sim.driver.uncommitted))
+    (message,) = [op for op in sim.driver.uncommitted if isinstance(op, Message)]
+    sim.driver.uncommitted.clear()
+    sim.driver.engine.failed(message, sim.now)
+    sim.driver.auto_commit = True
+    sim.run_until(lambda: refused.done)
+    assert refused.error is not None
+
+    frames: list[wire.ServerFrame] = []
+    carol = sim.client("carol")
+    carol.trace = frames.append
+    sim.run_until(lambda: carol.ready)
+    (ready,) = [frame for frame in frames if isinstance(frame, wire.Ready)]
+    assert ready.upto == first.result.id  # not the refused message's
+
+    sim.restart_daemon(down_for=0.5)
+    after = bob.say("after the restart")
+    sim.run_until(lambda: after.done, 60.0)
+    assert after.result.id == message.id  # the id handed out again
+    sim.run_until(lambda: any(isinstance(e, Reconnected) for e in sim.events["carol"]), 120.0)
+    sim.run(2.0)
+    assert shown(sim.events["carol"]) == ["one", "after the restart"]

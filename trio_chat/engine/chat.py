@@ -116,6 +116,10 @@ class Chat:
         self.window = HistoryWindow(config.window_messages, snapshot.recent, snapshot.public_count)
         self.mailbox = Mailbox(snapshot.undelivered)
         self.next_message_id = snapshot.next_message_id
+        self._stored_up_to = snapshot.next_message_id - 1
+        """The newest message id on disk. Ids above it that were handed out and whose
+        commit failed are handed out again after a restart (the next id follows the
+        newest stored), so no login's `upto` may pass it."""
         self._awaiting_commit: dict[int, list[tuple[int, int]]] = {}
         """Messages not on disk yet: id -> the (session, request) pairs to answer."""
         self._sent_by: dict[int, int] = {}
@@ -182,7 +186,7 @@ class Chat:
             self._send(session, message_frame(message, account_id, history=True), tag)
         # What this history leaves out (older public messages, private ones delivered
         # before) it leaves out of a resume too: the client resumes from here at least.
-        upto = min(unstored, default=self.next_message_id) - 1
+        upto = min(self._stored_up_to, min(unstored, default=self.next_message_id) - 1)
         ready = wire.Ready(count=len(backlog), more=more, upto=upto)
         self._reply(session, wire.encode(ready))
 
@@ -338,6 +342,7 @@ class Chat:
         """A message is on disk: show it, and answer whoever sent it (a room message once
         the messages committed with it are in too: `settle`)."""
         self._stats["messages"] += 1
+        self._stored_up_to = max(self._stored_up_to, message.id)
         if message.recipient_id is None:
             self._run.append(message)
             return
