@@ -14,6 +14,7 @@ import pytest
 import trio
 
 import trio_chat
+from tests.cli_support import Relay
 from trio_chat.client import ClientConfig
 from trio_chat.events import Left
 from trio_chat.server import serve
@@ -351,3 +352,34 @@ async def test_arguments_of_the_wrong_type_are_refused_in_words_that_name_them(
             with pytest.raises(TypeError, match=r"^to must be a str, not bytes"):
                 await alice.whisper(b"bob", "hi")  # type: ignore[arg-type]
             assert (await alice.say("still here")).text == "still here"
+
+
+async def test_a_logout_cut_short_is_finished_not_sent_again(tmp_path: Path) -> None:
+    """A logout whose wait was cancelled (Ctrl-C while a terminal leaves) is finished by
+    leaving the block: it waits for the logout on its way, once, and sends no other. It
+    used to wait for that one's answer, then send a second logout and wait again."""
+    config = ClientConfig(timeout=1.0)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", TEST_CONFIG)
+            await trio_chat.register("127.0.0.1", address[1], "alice", PASSWORD)
+            relay = Relay(address)
+            port = await nursery.start(relay.run)
+            asked: list[object] = []
+            async with trio_chat.connect(
+                "127.0.0.1", port, "alice", PASSWORD, config=config
+            ) as alice:
+                core_logout = alice.connection.logout
+
+                def recorded() -> Any:
+                    asked.append(core_logout())
+                    return asked[-1]
+
+                alice.connection.logout = recorded  # type: ignore[method-assign]
+                relay.cut = True  # the daemon goes silent
+                with trio.move_on_after(0.2):
+                    await alice.logout()  # cut short: its logout is on its way
+                assert len(asked) == 1 and alice.connection.left
+            nursery.cancel_scope.cancel()
+    assert len(asked) == 2 and asked[0] is asked[1]  # the same logout, finished
+    assert alice.failure is not None and alice.connection.closed

@@ -522,7 +522,7 @@ class ChatClient:
         """
         if self.connection.closed:
             return
-        for earlier in self.connection.unanswered():
+        for earlier in [] if self.connection.left else self.connection.unanswered():
             if not self.connection.connected:
                 break
             with trio.move_on_after(self.config.timeout) as waited:
@@ -531,7 +531,7 @@ class ChatClient:
                 break
         if self.connection.closed:
             return
-        handle = self.connection.logout()
+        handle = self.connection.logout()  # the one on its way, if a logout was cut short
         self._flush()
         with trio.move_on_after(self.config.timeout):
             await _completed(handle)

@@ -314,7 +314,12 @@ class ClientConnection:
         return self._submit(Handle(type(frame).__name__.lower(), wire.encode(frame)))
 
     def logout(self) -> Handle:
-        """Leave; completes once the daemon ended the session (or it was gone already)."""
+        """Leave; completes once the daemon ended the session (or it was gone already).
+        Asked again while one is on its way, it is that one."""
+        if self._leaving:
+            for handle in self._requests:
+                if handle.kind == "logout":
+                    return handle
         self._leaving = True
         handle = self._submit(Handle("logout", wire.encode(wire.Logout())))
         if self._link is None:
