@@ -54,6 +54,13 @@ class ClientConfig:
     `retry_after` and 10 s more: the daemon keeps them in order behind the refused one."""
 
     def __post_init__(self) -> None:
+        for name in ("reconnect", "retry_rate_limited"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(
+                    f"ClientConfig.{name} is True or False, not {getattr(self, name)!r}"
+                )
+        if not isinstance(self.link, LinkConfig):
+            raise TypeError(f"ClientConfig.link must be a LinkConfig, not {self.link!r}")
         _seconds("timeout", self.timeout)
         if self.keepalive is not None:
             _seconds("keepalive", self.keepalive)
