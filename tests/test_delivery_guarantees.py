@@ -523,3 +523,48 @@ def test_a_login_after_a_failed_commit_still_sees_the_message_given_its_id_again
     sim.run_until(lambda: any(isinstance(e, Reconnected) for e in sim.events["carol"]), 120.0)
     sim.run(2.0)
     assert shown(sim.events["carol"]) == ["one", "after the restart"]
+
+
+def test_a_first_login_whose_history_was_cut_does_not_bring_back_old_whispers() -> None:
+    """Alice whispered to bob in an earlier run. Her new client's first login is lost
+    while its history arrives, before its `ready` (and `upto`): it logs in again asking
+    for the history a first login gets, not for everything after the part that came,
+    which would have brought her earlier whisper back as if new."""
+    h = EngineDriver(ServerConfig(message_burst=1000), now=100.0)
+    h.add_account("alice", PASSWORD, ALICE)
+    h.add_account("bob", PASSWORD, BOB)
+    bob = Peer(h, "bob", address=BOB)
+    long = "x" * 480  # two messages a datagram: the history takes several
+    for n in range(5):
+        bob.send(wire.Say(text=f"early {n} {long}", cid=f"b{n}"))
+    before = Peer(h, "alice", address=("127.0.0.1", 40003))
+    before.send(wire.Whisper(to="bob", text="secret from before", cid="a1"))
+    bob.settle()  # delivered to bob
+    before.send(wire.Logout())
+    for n in range(5, 10):
+        bob.send(wire.Say(text=f"late {n} {long}", cid=f"b{n}"))
+
+    again = Peer(h, "alice", address=ALICE, config=RESUMING, login=False)
+    again.connection.start(h.now)
+    log_in_until_history_starts(h, again)  # the rest of it, and its ready, are lost
+    assert not any(isinstance(f, wire.Ready) for f in again.frames)
+    again.connection.connection_refused(h.now)  # lost before the ready came
+    again.flush()
+    again.settle()
+    texts = [text.split(" x")[0] for text in shown(again.events)]
+    assert texts == [f"early {n}" for n in range(5)] + [f"late {n}" for n in range(5, 10)]
+
+
+def log_in_until_history_starts(h: EngineDriver, peer: Peer) -> None:
+    """Exchange a login's datagrams until the first message of its history is taken in;
+    what the daemon sent after that datagram is dropped."""
+    connection = peer.connection
+    for _round in range(10):
+        replies = [
+            r for data in connection.datagrams_to_send(h.now) for r in h.receive(data, peer.address)
+        ]
+        for data in replies + h.inbox.pop(peer.address, []):
+            connection.receive_datagram(data, h.now)
+            if any(isinstance(f, wire.Msg) and f.history for f in peer.frames):
+                return
+    raise AssertionError("no history came")

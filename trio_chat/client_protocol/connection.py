@@ -223,6 +223,8 @@ class ClientConnection:
         """The history sent on login, until its `ready`: the newest `SEEN_MEMORY` of it."""
         self._backlog_cut = False
         self._last_seen = 0
+        self._first_since: int | None = None
+        """The `since` the first login asked with (`start`)."""
         self._seen = SeenIds(SEEN_MEMORY)
         self._last_sent = 0.0
         self.local_address: wire.Endpoint | None = None
@@ -258,6 +260,7 @@ class ClientConnection:
         """Open the channel and log in (`since`: show what came after that message id)."""
         if since is not None:
             self._last_seen = since
+        self._first_since = since
         self._open(now)
 
     def register(self, name: str, password: str) -> Handle:
@@ -489,6 +492,11 @@ class ClientConnection:
         self._transmit(self._auth)
 
     def _since(self) -> int | None:
+        if not self.ready:
+            # The first login's history never came whole (its `ready`, with `upto`, did
+            # not): ask for it again as it was asked, not for all after the part that
+            # came, which would bring the private messages it left out on purpose.
+            return self._first_since
         return self._last_seen if (self._resuming or self._last_seen) else None
 
     def _on_welcome(self, frame: wire.Welcome, now: float) -> None:
