@@ -568,3 +568,27 @@ def log_in_until_history_starts(h: EngineDriver, peer: Peer) -> None:
             if any(isinstance(f, wire.Msg) and f.history for f in peer.frames):
                 return
     raise AssertionError("no history came")
+
+
+def test_a_history_cut_off_by_leaving_before_its_ready_is_still_shown() -> None:
+    """Alice leaves while her login's history arrives: what came of it is acknowledged by
+    her goodbye, so the private message waiting for her counts as delivered; her client
+    shows what came rather than dropping it, and her next login does not have it."""
+    h = EngineDriver(ServerConfig(message_burst=1000), now=100.0)
+    h.add_account("alice", PASSWORD, ALICE)
+    h.add_account("bob", PASSWORD, BOB)
+    bob = Peer(h, "bob", address=BOB)
+    bob.send(wire.Whisper(to="alice", text="waiting for you", cid="b0"))
+    long = "x" * 480
+    for n in range(5):
+        bob.send(wire.Say(text=f"said {n} {long}", cid=f"b{n + 1}"))
+    alice = Peer(h, "alice", address=ALICE, login=False)
+    alice.connection.start(h.now)
+    log_in_until_history_starts(h, alice)
+    alice.connection.close()  # leaves at once, before the ready
+    alice.flush()
+    alice.take([])
+    (history,) = [e for e in alice.events if isinstance(e, History)]
+    assert history.more and "waiting for you" in [m.text for m in history.messages]
+    again = Peer(h, "alice", address=("127.0.0.1", 40005))
+    assert "waiting for you" not in shown(again.events)

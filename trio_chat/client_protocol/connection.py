@@ -965,6 +965,11 @@ class ClientConnection:
     def _shut(self, failure: ChatError) -> None:
         if self.closed:
             return
+        if self._backlog and self._logged_in:
+            # A history the end cut off before its `ready`: what came of it is shown, not
+            # dropped (its private messages were acknowledged: they count as delivered).
+            self._emit(History(tuple(self._backlog), True, resumed=self._resuming))
+            self._backlog.clear()
         self.closed = True
         self.failure = failure
         self._handshake = None
