@@ -152,6 +152,25 @@ async def room(tmp_path: Path) -> AsyncIterator[tuple[int, Tmux]]:
             nursery.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def daemon_process(
+    tmp_path: Path, label: str
+) -> AsyncIterator[tuple[DaemonProcess, int, Tmux]]:
+    """A daemon in a process of its own (to kill, stop and start again) and a private
+    tmux server (killed at the end, whatever happened)."""
+    config = tmux_config(tmp_path)
+    async with trio.open_nursery() as nursery:
+        daemon = DaemonProcess(nursery, tmp_path / "chat.db")
+        _host, port = await daemon.start()
+        tmux = Tmux(f"trio-chat-{label}-{os.getpid()}", config, cli_env(port))
+        try:
+            yield daemon, port, tmux
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                await tmux.kill()
+            nursery.cancel_scope.cancel()
+
+
 async def enter(tmux: Tmux, name: str, env: dict[str, str] | None = None) -> list[str]:
     """Start `trio-chat chat --name NAME`, type the password, wait for the room."""
     await tmux.start(name, "chat", "--name", name, env=env)
@@ -499,45 +518,36 @@ async def test_leaving_waits_for_what_was_sent_until_ctrl_c(tmp_path: Path, key:
     """Leaving waits for the daemon's answers, and says so: a daemon back meanwhile takes
     what was typed (leaving used to give up after 5 s and exit 0, the message lost);
     Ctrl-C stops the wait, what went unacknowledged is told, and the status is 130."""
-    config = tmux_config(tmp_path)
     with trio.fail_after(90):
-        async with trio.open_nursery() as nursery:
-            daemon = DaemonProcess(nursery, tmp_path / "chat.db")
-            _host, port = await daemon.start()
-            tmux = Tmux(f"trio-chat-leave-{os.getpid()}", config, cli_env(port))
+        async with daemon_process(tmp_path, "leave") as (daemon, port, tmux):
             told = r"Leaving once the daemon acknowledges 1 message \(Ctrl-C: leave now\)\."
             with_password = {"TRIO_CHAT_PASSWORD": PASSWORD}
-            try:
-                await trio_chat.register("127.0.0.1", port, "alice", PASSWORD)
-                await enter(tmux, "alice")
-                await daemon.kill()
-                await tmux.type("alice", "kept for later")
-                await tmux.press("alice", "Enter")
-                await tmux.press("alice", key)
-                await tmux.wait_line("alice", told)
-                await daemon.start(port)
-                assert await tmux.exit_status("alice") == 0
-                async with trio_chat.connect("127.0.0.1", port, "alice", PASSWORD) as alice:
-                    assert [m.text for m in await alice.history(5)] == ["kept for later"]
+            await trio_chat.register("127.0.0.1", port, "alice", PASSWORD)
+            await enter(tmux, "alice")
+            await daemon.kill()
+            await tmux.type("alice", "kept for later")
+            await tmux.press("alice", "Enter")
+            await tmux.press("alice", key)
+            await tmux.wait_line("alice", told)
+            await daemon.start(port)
+            assert await tmux.exit_status("alice") == 0
+            async with trio_chat.connect("127.0.0.1", port, "alice", PASSWORD) as alice:
+                assert [m.text for m in await alice.history(5)] == ["kept for later"]
 
-                await tmux.start("again", "chat", "--name", "alice", env=with_password)
-                await tmux.wait("again", lambda ls: ls[-1] == "alice>", "the room again")
-                await daemon.kill()
-                await tmux.type("again", "into the void")
-                await tmux.press("again", "Enter")
-                await tmux.press("again", key)
-                await tmux.wait_line("again", told)
-                await tmux.press("again", "C-c")  # do not wait
-                assert await tmux.exit_status("again") == 130
-                # Out of the prompt, the terminal itself echoes the key as ^C.
-                assert last_words(await tmux.screen("again")).removeprefix("^C") == (
-                    "Left with 1 message the daemon has not acknowledged; "
-                    "it may not have been delivered."
-                )
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(10):
-                    await tmux.kill()
-                nursery.cancel_scope.cancel()
+            await tmux.start("again", "chat", "--name", "alice", env=with_password)
+            await tmux.wait("again", lambda ls: ls[-1] == "alice>", "the room again")
+            await daemon.kill()
+            await tmux.type("again", "into the void")
+            await tmux.press("again", "Enter")
+            await tmux.press("again", key)
+            await tmux.wait_line("again", told)
+            await tmux.press("again", "C-c")  # do not wait
+            assert await tmux.exit_status("again") == 130
+            # Out of the prompt, the terminal itself echoes the key as ^C.
+            assert last_words(await tmux.screen("again")).removeprefix("^C") == (
+                "Left with 1 message the daemon has not acknowledged; "
+                "it may not have been delivered."
+            )
 
 
 async def test_ctrl_c_while_the_logout_waits_leaves_at_once(tmp_path: Path) -> None:
@@ -545,12 +555,8 @@ async def test_ctrl_c_while_the_logout_waits_leaves_at_once(tmp_path: Path) -> N
     answering (stopped, not gone: no "port unreachable" ends the wait), so the logout
     waits for its answer. Ctrl-C leaves at once, with status 0: nothing was lost. It
     used to end that wait only to wait for a logout again, twice the client's timeout."""
-    config = tmux_config(tmp_path)
     with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            daemon = DaemonProcess(nursery, tmp_path / "chat.db")
-            _host, port = await daemon.start()
-            tmux = Tmux(f"trio-chat-hurry-{os.getpid()}", config, cli_env(port))
+        async with daemon_process(tmp_path, "hurry") as (daemon, port, tmux):
             process = daemon.process
             assert process is not None
             try:
@@ -567,9 +573,6 @@ async def test_ctrl_c_while_the_logout_waits_leaves_at_once(tmp_path: Path) -> N
                     await tmux.wait_line("alice", r"\^C\[exit status 0\]")
             finally:
                 process.send_signal(signal.SIGCONT)
-                with trio.CancelScope(shield=True), trio.move_on_after(10):
-                    await tmux.kill()
-                nursery.cancel_scope.cancel()
 
 
 def test_someone_who_left_during_an_outage_and_came_back_is_news() -> None:
