@@ -592,3 +592,42 @@ def test_a_history_cut_off_by_leaving_before_its_ready_is_still_shown() -> None:
     assert history.more and "waiting for you" in [m.text for m in history.messages]
     again = Peer(h, "alice", address=("127.0.0.1", 40005))
     assert "waiting for you" not in shown(again.events)
+
+
+def test_a_logout_right_after_coming_back_waits_for_the_history_it_acknowledges() -> None:
+    """Alice is shown bob's whispers, and her session is lost before her acknowledgement
+    left: the daemon still has them waiting, and her resume's history brings them again
+    (her client knows them, and does not show them twice), in several datagrams. She
+    logs out as soon as she is back, before that history has all come: her logout waits
+    for it, so that it acknowledges every whisper, and her next login shows none again."""
+    h = EngineDriver(ServerConfig(message_burst=1000), now=100.0)
+    h.add_account("alice", PASSWORD, ALICE)
+    h.add_account("bob", PASSWORD, BOB)
+    alice = Peer(h, "alice", address=ALICE, config=RESUMING)
+    bob = Peer(h, "bob", address=BOB)
+    alice.settle()
+    alice.events.clear()
+    long = "x" * 480  # two a datagram: the resume's history takes several
+    texts = [f"whisper {n} {long}" for n in range(5)]
+    for n, text in enumerate(texts):
+        bob.send(wire.Whisper(to="alice", text=text, cid=f"w{n}"))
+    alice.take(h.inbox.pop(ALICE))  # shown; her acknowledgement never leaves
+    assert shown(alice.events) == texts
+    connection = alice.connection
+    connection.connection_refused(h.now)  # lost before the acknowledgement left
+    leaving = None
+    for _round in range(10):
+        replies = [
+            r for data in connection.datagrams_to_send(h.now) for r in h.receive(data, ALICE)
+        ]
+        for data in replies + h.inbox.pop(ALICE, []):
+            connection.receive_datagram(data, h.now)
+            if connection.connected and leaving is None:
+                leaving = connection.logout()  # back: leave at once
+        if leaving is not None and leaving.done:
+            break
+    assert leaving is not None and leaving.done and connection.closed
+    alice.take([])
+    again = Peer(h, "alice", address=("127.0.0.1", 40005))
+    assert shown(alice.events) == texts
+    assert not [text for text in shown(again.events) if text in texts]

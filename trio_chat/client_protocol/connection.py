@@ -204,6 +204,9 @@ class ClientConnection:
         self._link: Link | None = None
         self._auth: Handle | None = None
         self._logged_in = False
+        self._history_due = False
+        """Logged in, and the login's history has not ended (`ready`): a logout waits for
+        it, so that the logout acknowledges all of it (see `_transmit`)."""
         self._reauth_at: float | None = None
         self._relogin_at: float | None = None
         self._relogin_delay = 0.5
@@ -396,7 +399,12 @@ class ClientConnection:
         if self._paused and handle.kind in _IN_TURN:
             self._paused.append(handle)  # behind the messages waiting to be resent
             return handle
-        if self._link is not None and (self._logged_in or handle.kind in _BEFORE_LOGIN):
+        held = handle.kind == "logout" and self._history_due  # sent at the history's end
+        if (
+            self._link is not None
+            and (self._logged_in or handle.kind in _BEFORE_LOGIN)
+            and not held
+        ):
             self._transmit(handle)
         return handle
 
@@ -514,8 +522,9 @@ class ClientConnection:
             self._daemon_offset = frame.time - now
         if frame.ticket:
             self.ticket = frame.ticket
+        self._history_due = True
         for handle in self._requests:
-            if handle.kind not in _BEFORE_LOGIN:
+            if handle.kind not in _BEFORE_LOGIN and handle.kind != "logout":
                 self._transmit(handle)
         if self._resuming:
             self._lost_at = None
@@ -588,6 +597,7 @@ class ClientConnection:
         self._link = None
         self._channel = None
         self._logged_in = False
+        self._history_due = False
         self._auth = None
         self._reauth_at = None
         if not self._leaving and not self._logs_in and self._requests and self.config.reconnect:
@@ -818,6 +828,12 @@ class ClientConnection:
             self._emit(History(backlog, more, resumed=self._resuming))
             self._resuming = False
             self.ready = True
+            self._history_due = False
+            for held in self._requests:
+                if held.kind == "logout" and self._by_seq.get(held.seq) is not held:
+                    # Held until now: its frozen acknowledgement covers the whole history,
+                    # so a private message in it, shown now or before, counts as delivered.
+                    self._transmit(held)
         elif isinstance(frame, wire.Welcome):
             if self._auth is not None and frame.re == self._auth.seq:
                 self._on_welcome(frame, now)
