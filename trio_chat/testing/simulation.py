@@ -115,7 +115,11 @@ class Simulation:
         snapshot = Snapshot(
             accounts=accounts,
             recent=messages[-self.driver.config.window_messages :],
-            undelivered=[m for m in messages if m.private and m.id not in delivered],
+            undelivered=[  # as `SqliteStore.load` reads them: a note to yourself waits in none
+                m
+                for m in messages
+                if m.private and m.id not in delivered and m.recipient_id != m.sender_id
+            ],
             public_count=sum(1 for m in messages if not m.private),
             next_message_id=max((m.id for m in messages), default=0) + 1,
             next_account_id=max((a.id for a in accounts), default=0) + 1,
