@@ -631,3 +631,26 @@ def test_a_logout_right_after_coming_back_waits_for_the_history_it_acknowledges(
     again = Peer(h, "alice", address=("127.0.0.1", 40005))
     assert shown(alice.events) == texts
     assert not [text for text in shown(again.events) if text in texts]
+
+
+def test_a_logout_that_meets_a_restarted_daemon_comes_back_to_acknowledge_first() -> None:
+    """Alice is shown bob's whisper; the daemon restarts before her acknowledgement left
+    (it waits up to 25 ms), and she logs out at once, not knowing. Her logout meets the
+    new daemon, which has no such session: her client comes back (the history brings the
+    whisper again, known, not shown twice), logs out from there, and her next login does
+    not show it a second time."""
+    sim = Simulation(3, Conditions(delay=0.002))
+    alice, bob = sim.client("alice"), sim.client("bob")
+    sim.run_until(lambda: alice.ready and bob.ready)
+    bob.whisper("alice", "shown once")
+    sim.run_until(lambda: "shown once" in shown(sim.events["alice"]))
+    sim.restart_daemon(down_for=0.0)  # alice's acknowledgement has not left yet
+    leaving = alice.logout()
+    sim.run_until(lambda: leaving.done, 30.0)
+    assert alice.closed and leaving.error is None
+    assert not any(isinstance(e, Reconnected) for e in sim.events["alice"])
+    again = sim.client("alice-again", "alice")
+    sim.run_until(lambda: again.ready)
+    sim.run(1.0)
+    assert shown(sim.events["alice"]) == ["shown once"]
+    assert "shown once" not in shown(sim.events["alice-again"])

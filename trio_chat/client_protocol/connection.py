@@ -130,6 +130,8 @@ def new_index() -> int:
     return secrets.randbelow(2**32 - 1) + 1
 
 
+FORGOTTEN = "the daemon no longer knows this session"
+"""Why a session was lost when the daemon answered `RESET`: it restarted, or forgot it."""
 UNANSWERED_ON_LEAVING = "You left before the daemon answered; it may or may not have it."
 """Why a request unanswered when the client left failed: the daemon may have acted on it."""
 # Requests that need a channel only; all others wait until the session is logged in.
@@ -528,7 +530,8 @@ class ClientConnection:
                 self._transmit(handle)
         if self._resuming:
             self._lost_at = None
-            self._emit(Reconnected())
+            if not self._leaving:  # back only to leave cleanly (`_lost`): nothing to tell
+                self._emit(Reconnected())
 
     def _on_auth_refused(self, error: ChatError, now: float) -> None:
         self._auth = None
@@ -555,6 +558,12 @@ class ClientConnection:
 
     def _handshake_failed(self, error: ChatError, now: float) -> None:
         self._handshake = None
+        if self._leaving:
+            # Coming back only to leave cleanly (see `_lost`): the daemon is not there.
+            for handle in [h for h in self._requests if h.kind == "logout"]:
+                self._finish(handle)
+            self._shut(ConnectionLost("You logged out."))
+            return
         if isinstance(error, KeyChanged) or not self._resuming:
             self._shut(error)
         elif isinstance(error, ServerUnreachable) or error.retry_after is not None:
@@ -590,6 +599,7 @@ class ClientConnection:
 
     def _lost(self, reason: str, now: float) -> None:
         """The channel is gone: open a new one, or end."""
+        was_in = self._logged_in
         if self._channel is not None:
             self._channel.forget()
             if self._logged_in:
@@ -600,6 +610,20 @@ class ClientConnection:
         self._history_due = False
         self._auth = None
         self._reauth_at = None
+        if (
+            self._leaving
+            and was_in
+            and reason == FORGOTTEN
+            and self.ticket
+            and self.config.reconnect
+        ):
+            # The logout met a daemon that restarted: what this client was shown just
+            # before may never have been acknowledged to it. Come back (the history brings
+            # those messages again, known, not shown twice), then log out from there: the
+            # logout waits for that history's end (`ready`), and acknowledges it.
+            self._resuming = True
+            self._open(now)
+            return
         if not self._leaving and not self._logs_in and self._requests and self.config.reconnect:
             # A registration not answered yet (the daemon restarted, say): a new channel
             # carries it again.
@@ -647,7 +671,7 @@ class ClientConnection:
         if isinstance(datagram, wire.Reset):
             token_ok = hmac.compare_digest(datagram.token, self._reset_token)
             if datagram.receiver_index == channel.remote_index and token_ok:
-                self._lost("the daemon no longer knows this session", now)
+                self._lost(FORGOTTEN, now)
             return
         if isinstance(datagram, wire.Data) and datagram.receiver_index == channel.local_index:
             self._on_data(datagram, now)
