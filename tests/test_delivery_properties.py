@@ -242,11 +242,10 @@ def come_back(
     back on a new client that logs in (a first connection may fail outright: the
     network is clear until it is in).
 
-    Before it leaves, the client makes sure the daemon still has its session (a ping):
-    private messages it was shown just before a daemon restart, whose acknowledgement
-    the old daemon never got, are acknowledged to the new one as its session comes back
-    (a client that leaves without learning of the restart shows them again at its next
-    login: docs/reliability.md, Known limits)."""
+    Before it leaves, the client makes sure it is in a session (a ping): one that leaves
+    while it is coming back after a daemon restart ends at once, and private messages it
+    was shown just before the restart, whose acknowledgement the old daemon never got,
+    are shown again at its next login (docs/reliability.md, Known limits)."""
     asked = sim.now
     leaving.probe()
 
