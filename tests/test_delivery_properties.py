@@ -50,6 +50,35 @@ def move(sim: Simulation, label: str, moves: int) -> None:
     sim._labels[new] = label
 
 
+class Actions:
+    """What the actions both property tests share do: messages said and whispered (their
+    handles kept, texts numbered), time passing, the daemon restarting."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.handles: list[tuple[str, str | None, Handle]] = []
+        self.counter = 0
+
+    def do(self, step: tuple[Any, ...], clients: dict[str, ClientConnection]) -> bool:
+        """Do `step` if it is one of these; whether it was."""
+        kind = step[0]
+        if kind == "say":
+            for _ in range(step[2]):
+                self.counter += 1
+                self.handles.append((step[1], None, clients[step[1]].say(f"m{self.counter}")))
+        elif kind == "whisper":
+            self.counter += 1
+            handle = clients[step[1]].whisper(step[2], f"m{self.counter}")
+            self.handles.append((step[1], step[2], handle))
+        elif kind == "run":
+            self.sim.run(step[1])
+        elif kind == "restart":
+            self.sim.restart_daemon(down_for=step[1])
+        else:
+            return False
+        return True
+
+
 @settings(
     max_examples=100,
     deadline=None,
@@ -77,23 +106,14 @@ def test_every_message_is_shown_once_in_its_senders_order(
     # The weather turns once everyone is in (a first connection may fail outright).
     for label in sim.network.conditions:
         sim.network.conditions[label] = sky
-    handles: list[tuple[str, str | None, Handle]] = []
-    counter = 0
+    act = Actions(sim)
+    handles = act.handles
     moves = 0
     for step in actions:
         kind = step[0]
-        if kind == "say":
-            for _ in range(step[2]):
-                counter += 1
-                handles.append((step[1], None, clients[step[1]].say(f"m{counter}")))
-        elif kind == "whisper":
-            counter += 1
-            handles.append((step[1], step[2], clients[step[1]].whisper(step[2], f"m{counter}")))
-        elif kind == "run":
-            sim.run(step[1])
-        elif kind == "restart":
-            sim.restart_daemon(down_for=step[1])
-        elif kind == "cut":
+        if act.do(step, clients):
+            continue
+        if kind == "cut":
             label, seconds = step[1], step[2]
             sim.network.conditions[label] = Conditions(loss=1.0)
             sim.run(seconds)
@@ -180,24 +200,15 @@ def test_each_private_message_is_shown_once_over_a_persons_successive_clients(
     sim.run_until(lambda: all(c.ready for c in current.values()), 10.0)
     for label in sim.network.conditions:
         sim.network.conditions[label] = sky
-    handles: list[tuple[str, str | None, Handle]] = []
+    act = Actions(sim)
+    handles = act.handles
     whispered_before: dict[str, list[str]] = {}
     """Per client label: the texts its person had whispered before it logged in."""
-    counter = 0
     for step in actions:
         kind = step[0]
-        if kind == "say":
-            for _ in range(step[2]):
-                counter += 1
-                handles.append((step[1], None, current[step[1]].say(f"m{counter}")))
-        elif kind == "whisper":
-            counter += 1
-            handles.append((step[1], step[2], current[step[1]].whisper(step[2], f"m{counter}")))
-        elif kind == "run":
-            sim.run(step[1])
-        elif kind == "restart":
-            sim.restart_daemon(down_for=step[1])
-        elif kind == "cut":
+        if act.do(step, current):
+            continue
+        if kind == "cut":
             label = f"{step[1]}#{runs[step[1]]}"
             sim.network.conditions[label] = Conditions(loss=1.0)
             sim.run(step[2])
