@@ -559,10 +559,7 @@ class ClientConnection:
     def _handshake_failed(self, error: ChatError, now: float) -> None:
         self._handshake = None
         if self._leaving:
-            # Coming back only to leave cleanly (see `_lost`): the daemon is not there.
-            for handle in [h for h in self._requests if h.kind == "logout"]:
-                self._finish(handle)
-            self._shut(ConnectionLost("You logged out."))
+            self._logged_out()  # back only to leave cleanly (see `_lost`): nobody is there
             return
         if isinstance(error, KeyChanged) or not self._resuming:
             self._shut(error)
@@ -629,13 +626,13 @@ class ClientConnection:
             # carries it again.
             self._open(now)
             return
-        if self._leaving or not self._logs_in:
+        if self._leaving:
             # It ended while we were leaving (the daemon closed it and its "ok" was lost,
             # or it went away): the logout is done.
-            for handle in [h for h in self._requests if h.kind == "logout"]:
-                self._finish(handle)
-            failure = "You logged out." if self._leaving else f"Lost the connection: {reason}."
-            self._shut(ConnectionLost(failure))
+            self._logged_out()
+            return
+        if not self._logs_in:
+            self._shut(ConnectionLost(f"Lost the connection: {reason}."))
             return
         if not self.config.reconnect:
             self._shut(ConnectionLost(f"Lost the connection to {self.where}: {reason}."))
@@ -954,7 +951,8 @@ class ClientConnection:
             self._logged_out()
 
     def _logged_out(self) -> None:
-        """The daemon has ended the session at our request: nothing more is sent."""
+        """The session is over at our request (the daemon ended it, or it was gone as we
+        left): nothing more is sent."""
         for handle in [h for h in self._requests if h.kind == "logout"]:
             self._finish(handle)
         self._link = None

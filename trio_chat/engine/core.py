@@ -341,7 +341,7 @@ class ServerEngine:
         since, replaces = request.since, request.replaces
         back = isinstance(request, wire.Resume) or since is not None or replaces is not None
         self.chat.enter(session, since, wall, back=back)
-        old = self.lobby.replaced(account, request.replaces)
+        old = self.lobby.replaced(account, replaces)
         if old is not None and old is not session:
             # Its client lost it and came back: end it now, quietly (the account is in).
             self._close(old, "replaced", now, wall, notify=False)
