@@ -35,6 +35,11 @@ action = st.one_of(
     st.tuples(st.just("move"), who),
 )
 
+SIMULATED = settings(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+"""How the simulated examples run: seconds of simulated time take milliseconds, unevenly."""
+
 
 def shown(events: list[Event]) -> list[tuple[str, str]]:
     """(sender, text) of every message shown, live or in a history, in order."""
@@ -48,6 +53,17 @@ def move(sim: Simulation, label: str, moves: int) -> None:
     sim._addresses[label] = new
     del sim._labels[old]
     sim._labels[new] = label
+
+
+def everyone_in(sim: Simulation, clients: dict[str, ClientConnection], sky: Conditions) -> None:
+    """Wait until every client is in the room, each pinging at its own place in the
+    keepalive spread (drawn at random otherwise); then the weather turns (a first
+    connection may fail outright)."""
+    for n, client in enumerate(clients.values()):
+        client.keepalive_lead = n / len(clients)
+    sim.run_until(lambda: all(c.ready for c in clients.values()), 10.0)
+    for label in sim.network.conditions:
+        sim.network.conditions[label] = sky
 
 
 class Actions:
@@ -79,11 +95,7 @@ class Actions:
         return True
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@settings(SIMULATED, max_examples=100)
 @given(
     seed=st.integers(0, 2**16),
     sky=weather,
@@ -100,12 +112,7 @@ def test_every_message_is_shown_once_in_its_senders_order(
         client_config=ClientConfig(reconnect_delay_max=1.0),
     )
     clients = {name: sim.client(name) for name in PEOPLE}
-    for n, client in enumerate(clients.values()):
-        client.keepalive_lead = n / len(clients)  # drawn at random otherwise
-    sim.run_until(lambda: all(c.ready for c in clients.values()), 10.0)
-    # The weather turns once everyone is in (a first connection may fail outright).
-    for label in sim.network.conditions:
-        sim.network.conditions[label] = sky
+    everyone_in(sim, clients, sky)
     act = Actions(sim)
     handles = act.handles
     moves = 0
@@ -173,11 +180,7 @@ relog_action = st.one_of(
 )
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@settings(SIMULATED, max_examples=60)
 @given(
     seed=st.integers(0, 2**16),
     sky=weather,
@@ -195,11 +198,7 @@ def test_each_private_message_is_shown_once_over_a_persons_successive_clients(
     sim = Simulation(seed, Conditions(), client_config=ClientConfig(reconnect_delay_max=1.0))
     runs = dict.fromkeys(PEOPLE, 0)
     current = {name: sim.client(f"{name}#0", name) for name in PEOPLE}
-    for n, client in enumerate(current.values()):
-        client.keepalive_lead = n / len(current)  # drawn at random otherwise
-    sim.run_until(lambda: all(c.ready for c in current.values()), 10.0)
-    for label in sim.network.conditions:
-        sim.network.conditions[label] = sky
+    everyone_in(sim, current, sky)
     act = Actions(sim)
     handles = act.handles
     whispered_before: dict[str, list[str]] = {}

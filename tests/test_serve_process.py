@@ -256,13 +256,22 @@ async def test_ctrl_c_twice_stops_the_daemon_at_once(
     exits: list[int] = []
     monkeypatch.setattr(serve_cli, "_exit_now", exits.append)
 
-    async def signals() -> AsyncIterator[int]:
-        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGINT):
-            yield signum
+    async def told(first: int, stopped: bool = False) -> list[str]:
+        """What the log says of SIGTERM, SIGHUP, SIGINT, SIGINT coming after `first`."""
 
-    with caplog.at_level(logging.INFO, logger="trio_chat"):
-        await serve_cli._already_stopping(signals(), signal.SIGINT, trio.Event())
-    assert [r.getMessage() for r in caplog.records] == [
+        async def signals() -> AsyncIterator[int]:
+            for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGINT):
+                yield signum
+
+        done = trio.Event()
+        if stopped:
+            done.set()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="trio_chat"):
+            await serve_cli._already_stopping(signals(), first, done)
+        return [r.getMessage() for r in caplog.records]
+
+    assert await told(signal.SIGINT) == [
         "Already stopping (SIGTERM).",
         "Already stopping (SIGHUP).",
         "Stopping now (SIGINT again); what was not yet on disk was never acknowledged.",
@@ -270,10 +279,7 @@ async def test_ctrl_c_twice_stops_the_daemon_at_once(
     assert exits == [130]
     # A stop that a `kill` began is not cut short by a Ctrl-C: sent together, the two
     # may arrive in either order.
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="trio_chat"):
-        await serve_cli._already_stopping(signals(), signal.SIGTERM, trio.Event())
-    assert [r.getMessage() for r in caplog.records] == [
+    assert await told(signal.SIGTERM) == [
         "Already stopping (SIGTERM).",
         "Already stopping (SIGHUP).",
         "Already stopping (SIGINT).",
@@ -282,12 +288,7 @@ async def test_ctrl_c_twice_stops_the_daemon_at_once(
     assert exits == [130]
     # A Ctrl-C that comes once the stop is complete (the database closed) is too late to
     # cut anything short: it changes nothing, and the exit status stays the clean stop's.
-    caplog.clear()
-    stopped = trio.Event()
-    stopped.set()
-    with caplog.at_level(logging.INFO, logger="trio_chat"):
-        await serve_cli._already_stopping(signals(), signal.SIGINT, stopped)
-    assert [r.getMessage() for r in caplog.records] == [
+    assert await told(signal.SIGINT, stopped=True) == [
         "Already stopped (SIGTERM).",
         "Already stopped (SIGHUP).",
         "Already stopped (SIGINT).",
