@@ -8,7 +8,7 @@ from tests.test_hostile_daemon import TS, HostileDaemon
 from trio_chat import wire
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.engine import ServerConfig
-from trio_chat.events import Event, History, Notice, Reconnected
+from trio_chat.events import Disconnected, Event, History, Notice, Reconnected
 from trio_chat.records import MarkDelivered, Message
 from trio_chat.room import HistoryWindow
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
@@ -646,6 +646,31 @@ def test_a_logout_that_meets_a_restarted_daemon_comes_back_to_acknowledge_first(
     sim.run_until(lambda: "shown once" in shown(sim.events["alice"]))
     sim.restart_daemon(down_for=0.0)  # alice's acknowledgement has not left yet
     leaving = alice.logout()
+    sim.run_until(lambda: leaving.done, 30.0)
+    assert alice.closed and leaving.error is None
+    assert not any(isinstance(e, Reconnected) for e in sim.events["alice"])
+    again = sim.client("alice-again", "alice")
+    sim.run_until(lambda: again.ready)
+    sim.run(1.0)
+    assert shown(sim.events["alice"]) == ["shown once"]
+    assert "shown once" not in shown(sim.events["alice-again"])
+
+
+def test_a_logout_while_coming_back_after_a_restart_comes_back_before_it_leaves() -> None:
+    """Alice is shown bob's whisper and the daemon restarts before her acknowledgement
+    left; her client hears of the restart (a `RESET`) and is opening a new channel when
+    she logs out. The logout waits for the session to come back, with its history, and
+    acknowledges it from there: her next login does not show the whisper again."""
+    sim = Simulation(4, Conditions(delay=0.002))
+    alice, bob = sim.client("alice"), sim.client("bob")
+    sim.run_until(lambda: alice.ready and bob.ready)
+    bob.whisper("alice", "shown once")
+    sim.run_until(lambda: "shown once" in shown(sim.events["alice"]))
+    sim.restart_daemon(down_for=0.0)  # alice's acknowledgement has not left yet
+    sim.run_until(lambda: any(isinstance(e, Disconnected) for e in sim.events["alice"]))
+    assert alice.link is None and not alice.closed  # a handshake under way
+    leaving = alice.logout()
+    assert not leaving.done
     sim.run_until(lambda: leaving.done, 30.0)
     assert alice.closed and leaving.error is None
     assert not any(isinstance(e, Reconnected) for e in sim.events["alice"])

@@ -330,6 +330,12 @@ class ClientConnection:
                     return handle
         self._leaving = True
         handle = self._submit(Handle("logout", wire.encode(wire.Logout())))
+        if self._link is None and self._resuming and self._handshake is not None:
+            # Coming back after a lost session: what was shown just before may not have
+            # been acknowledged. The logout waits for the session and its history (held
+            # until `ready`, as after any login), and acknowledges them; if the daemon
+            # cannot be reached, the handshake's failure ends it (`_handshake_failed`).
+            return handle
         if self._link is None:
             self._finish(handle)
             self._shut(ConnectionLost("You logged out."))
