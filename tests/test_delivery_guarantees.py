@@ -6,7 +6,7 @@ import pytest
 
 from tests.test_hostile_daemon import TS, HostileDaemon
 from trio_chat import wire
-from trio_chat.client_protocol import ClientConfig
+from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.engine import ServerConfig
 from trio_chat.events import Disconnected, Event, History, Notice, Reconnected
 from trio_chat.records import MarkDelivered, Message
@@ -633,19 +633,21 @@ def test_a_logout_right_after_coming_back_waits_for_the_history_it_acknowledges(
     assert not [text for text in shown(again.events) if text in texts]
 
 
-def test_a_logout_that_meets_a_restarted_daemon_comes_back_to_acknowledge_first() -> None:
-    """Alice is shown bob's whisper; the daemon restarts before her acknowledgement left
-    (it waits up to 25 ms), and she logs out at once, not knowing. Her logout meets the
-    new daemon, which has no such session: her client comes back (the history brings the
-    whisper again, known, not shown twice), logs out from there, and her next login does
-    not show it a second time."""
-    sim = Simulation(3, Conditions(delay=0.002))
+def whisper_then_restart(seed: int) -> tuple[Simulation, ClientConnection]:
+    """Alice is shown bob's whisper, and the daemon restarts before her acknowledgement
+    left (it waits up to 25 ms)."""
+    sim = Simulation(seed, Conditions(delay=0.002))
     alice, bob = sim.client("alice"), sim.client("bob")
     sim.run_until(lambda: alice.ready and bob.ready)
     bob.whisper("alice", "shown once")
     sim.run_until(lambda: "shown once" in shown(sim.events["alice"]))
-    sim.restart_daemon(down_for=0.0)  # alice's acknowledgement has not left yet
-    leaving = alice.logout()
+    sim.restart_daemon(down_for=0.0)
+    return sim, alice
+
+
+def assert_left_then_shown_once(sim: Simulation, alice: ClientConnection, leaving: Handle) -> None:
+    """Alice's logout ends cleanly without telling of a reconnection, and her next login
+    does not show the whisper a second time."""
     sim.run_until(lambda: leaving.done, 30.0)
     assert alice.closed and leaving.error is None
     assert not any(isinstance(e, Reconnected) for e in sim.events["alice"])
@@ -656,26 +658,22 @@ def test_a_logout_that_meets_a_restarted_daemon_comes_back_to_acknowledge_first(
     assert "shown once" not in shown(sim.events["alice-again"])
 
 
+def test_a_logout_that_meets_a_restarted_daemon_comes_back_to_acknowledge_first() -> None:
+    """Alice, just shown a whisper, logs out at once, not knowing the daemon restarted.
+    Her logout meets the new daemon, which has no such session: her client comes back
+    (the history brings the whisper again, known, not shown twice) and logs out from
+    there."""
+    sim, alice = whisper_then_restart(3)
+    assert_left_then_shown_once(sim, alice, alice.logout())
+
+
 def test_a_logout_while_coming_back_after_a_restart_comes_back_before_it_leaves() -> None:
-    """Alice is shown bob's whisper and the daemon restarts before her acknowledgement
-    left; her client hears of the restart (a `RESET`) and is opening a new channel when
-    she logs out. The logout waits for the session to come back, with its history, and
-    acknowledges it from there: her next login does not show the whisper again."""
-    sim = Simulation(4, Conditions(delay=0.002))
-    alice, bob = sim.client("alice"), sim.client("bob")
-    sim.run_until(lambda: alice.ready and bob.ready)
-    bob.whisper("alice", "shown once")
-    sim.run_until(lambda: "shown once" in shown(sim.events["alice"]))
-    sim.restart_daemon(down_for=0.0)  # alice's acknowledgement has not left yet
+    """Alice, just shown a whisper, has heard of the restart (a `RESET`) and her client
+    is opening a new channel when she logs out. The logout waits for the session to come
+    back, with its history, and acknowledges it from there."""
+    sim, alice = whisper_then_restart(4)
     sim.run_until(lambda: any(isinstance(e, Disconnected) for e in sim.events["alice"]))
     assert alice.link is None and not alice.closed  # a handshake under way
     leaving = alice.logout()
     assert not leaving.done
-    sim.run_until(lambda: leaving.done, 30.0)
-    assert alice.closed and leaving.error is None
-    assert not any(isinstance(e, Reconnected) for e in sim.events["alice"])
-    again = sim.client("alice-again", "alice")
-    sim.run_until(lambda: again.ready)
-    sim.run(1.0)
-    assert shown(sim.events["alice"]) == ["shown once"]
-    assert "shown once" not in shown(sim.events["alice-again"])
+    assert_left_then_shown_once(sim, alice, leaving)
