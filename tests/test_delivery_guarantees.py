@@ -677,3 +677,18 @@ def test_a_logout_while_coming_back_after_a_restart_comes_back_before_it_leaves(
     leaving = alice.logout()
     assert not leaving.done
     assert_left_then_shown_once(sim, alice, leaving)
+
+
+def test_a_logout_while_coming_back_to_a_daemon_that_is_down_ends_at_once() -> None:
+    """The daemon stopped and is not back: a logout made while the client tries to open
+    a channel again ends as soon as the daemon's port is found closed, not when the
+    handshake's 5 s run out."""
+    sim = Simulation(5, Conditions(delay=0.002))
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready)
+    sim.stop_daemon()
+    alice.probe()
+    sim.run_until(lambda: any(isinstance(e, Disconnected) for e in sim.events["alice"]), 1.0)
+    leaving = alice.logout()
+    sim.run_until(lambda: leaving.done, 1.5)
+    assert alice.closed and leaving.error is None

@@ -728,8 +728,12 @@ class ClientConnection:
         A restarted daemon will not know this channel, so open a new one rather than
         retransmit into the void.
         """
-        if self._link is not None and not self.closed:
+        if self.closed:
+            return
+        if self._link is not None:
             self._lost("the daemon is not running", now)
+        elif self._handshake is not None and self._leaving:
+            self._logged_out()  # a logout waiting to come back (see `logout`): nobody is there
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
         if self._handshake is not None and not self.closed:

@@ -106,9 +106,19 @@ class Simulation:
 
     def restart_daemon(self, down_for: float = 0.0) -> None:
         """Stop the daemon (what it had not stored is lost) and start it again."""
-        stored = list(self.driver.stored)
-        self.up = False
+        self.stop_daemon()
         self.run(down_for)
+        self.start_daemon()
+
+    def stop_daemon(self) -> None:
+        """Stop the daemon: what reaches its port meanwhile is refused (ICMP), until
+        `start_daemon`."""
+        self.up = False
+
+    def start_daemon(self) -> None:
+        """Start the stopped daemon again from what it had stored."""
+        assert not self.up
+        stored = list(self.driver.stored)
         accounts = [op for op in stored if isinstance(op, Account)]
         messages = [op for op in stored if isinstance(op, Message)]
         delivered = {i for op in stored if isinstance(op, MarkDelivered) for i in op.message_ids}
