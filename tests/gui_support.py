@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import shiboken6
 import trio
 from PySide6.QtCore import QEvent, QPoint, Qt, QThread, QTimer
 from PySide6.QtGui import QKeyEvent
@@ -27,6 +28,7 @@ from trio_chat.gui.app import GuiApp
 from trio_chat.gui.room_window import RoomWindow
 from trio_chat.gui.rows import Kind
 from trio_chat.gui.sign_in_dialog import SignInDialog
+from trio_chat.testing.daemon import DaemonProcess
 
 gui_test = pytest.mark.trio(run=guest.run)
 
@@ -168,13 +170,19 @@ async def gui(
         try:
             yield app
         finally:
-            if app.window is not None and app.window.isVisible():
+            window, dialog = app.window, app.dialog
+            if window is not None and showing(window):
                 # A test that failed with lines waiting would otherwise hang here, asked
                 # whether to leave (Qt's nested loop holds Trio's timeouts too).
                 QTimer.singleShot(0, _leave_if_asked)
-                app.window.close()
-            elif app.dialog is not None and app.dialog.isVisible():
-                app.dialog.reject()
+                window.close()
+            elif dialog is not None and showing(dialog):
+                dialog.reject()
+
+
+def showing(widget: QWidget | None) -> bool:
+    """`widget` exists and is on screen (the program deletes its windows as it ends)."""
+    return widget is not None and shiboken6.isValid(widget) and widget.isVisible()
 
 
 def _leave_if_asked() -> None:
@@ -216,3 +224,22 @@ async def signed_in(
     assert window is not None
     await until(lambda: len(window.online) > 0, "the list of people online")
     return window
+
+
+@asynccontextmanager
+async def a_daemon_bob_and_the_window(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[DaemonProcess, ChatClient, GuiApp]]:
+    """A daemon process of the test's own (to kill, pause or start again) on a database in
+    `tmp_path`, accounts for alice and bob, bob in the room on the Python API, and the
+    window's sign-in dialog open (for alice)."""
+    async with trio.open_nursery() as nursery:
+        daemon = DaemonProcess(nursery, tmp_path / "chat.db")
+        host, port = await daemon.start()
+        await register(host, port, "alice", "bob")
+        async with (
+            trio_chat.connect(host, port, "bob", PASSWORD, config=FAST) as bob,
+            gui((host, port), tmp_path / "gui.json") as app,
+        ):
+            yield daemon, bob, app
+        nursery.cancel_scope.cancel()

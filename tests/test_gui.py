@@ -4,6 +4,7 @@ names double-clicked, shortcuts pressed."""
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import trio_chat
 from tests.gui_support import (
     FAST,
     PASSWORD,
+    a_daemon_bob_and_the_window,
     bob_and_the_window,
     double_click,
     fill,
@@ -31,11 +33,13 @@ from tests.gui_support import (
     register,
     say,
     shortcut,
+    showing,
     signed_in,
     texts,
     type_text,
     until,
 )
+from trio_chat.client import ClientConfig
 from trio_chat.gui import memory
 from trio_chat.gui.about_dialog import AboutDialog
 from trio_chat.gui.message_view import MessageDelegate
@@ -236,77 +240,141 @@ async def test_a_daemon_restart_loses_nothing_and_shows_nothing_twice(
     tmp_path: Path, qtbot: QtBot
 ) -> None:
     with trio.fail_after(40):
+        async with a_daemon_bob_and_the_window(tmp_path) as (daemon, bob, app):
+            window = await signed_in(app, "alice")
+            say(window, "before the crash")
+            await until(lambda: lines_with(window, "alice: before the crash"), "stored")
+
+            await daemon.kill()
+            say(window, "while it is down 1")
+            say(window, "while it is down 2 ✓")
+            await until(lambda: window.link is Link.RECONNECTING, "reconnecting")
+            await until(lambda: "2 lines waiting" in window.status.text(), "2 waiting")
+            assert window.people_label.text() == "Last known online (2)"
+            assert pending(window) == [
+                "sending…  alice: while it is down 1",
+                "sending…  alice: while it is down 2 ✓",
+            ]
+            assert window.composer.editor.isEnabled()
+            # Closing now would lose them: asked, and kept open (it closed, silently).
+            asked: list[str] = []
+
+            def keep_them() -> None:
+                box = QApplication.activeModalWidget()
+                assert isinstance(box, QMessageBox)
+                asked.append(box.text())
+                asked.extend(sorted(button.text() for button in box.buttons()))
+                box.button(QMessageBox.StandardButton.Cancel).click()
+
+            QTimer.singleShot(0, keep_them)
+            window.close()
+            assert asked == [
+                "2 lines you typed have not reached the daemon, which is away; they go "
+                "out once it is back. Leave anyway, and lose them?",
+                "&Leave",
+                "Cancel",
+            ]
+            assert window.isVisible()
+            bob.say_nowait("bob while it is down")
+
+            assert daemon.address is not None
+            await daemon.start(daemon.address[1])  # the same port
+            await until(lambda: window.link is Link.CONNECTED, "connected again")
+            assert window.people_label.text().startswith("Online (")
+            await until(lambda: window.waiting == 0, "the lines sent")
+            await until(lambda: lines_with(window, "bob: bob while it is down"), "bob's")
+            await bob.say("after the restart")
+            await until(lambda: lines_with(window, "bob: after the restart"), "after")
+
+            said = [line.split("  ", 1)[1] for line in messages(window)]
+            assert said == [
+                "alice: before the crash",
+                "alice: while it is down 1",
+                "alice: while it is down 2 ✓",
+                "bob: bob while it is down",
+                "bob: after the restart",
+            ] or said == [  # bob's line may have been stored first
+                "alice: before the crash",
+                "bob: bob while it is down",
+                "alice: while it is down 1",
+                "alice: while it is down 2 ✓",
+                "bob: after the restart",
+            ]
+            assert pending(window) == []
+            assert any("Connected to" in line and "again" in line for line in texts(window))
+            heard = [m.text for m in await received(bob) if m.sender == "alice"]
+            assert heard.count("while it is down 1") == 1
+            assert heard.count("while it is down 2 ✓") == 1
+
+
+@gui_test
+async def test_what_comes_while_the_closed_window_logs_out_is_shown_once(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    """Alice closes the window while a line she typed waits for its answer (the daemon is
+    paused) and bob's whisper to her is on its way. The window logs out first and shows
+    what comes until the session has ended: the whisper is shown once, there or at her
+    next login, never acknowledged and shown nowhere."""
+    with trio.fail_after(40):
+        async with a_daemon_bob_and_the_window(tmp_path) as (daemon, bob, app):
+            window = await signed_in(app, "alice")
+            assert daemon.address is not None
+            host, port = daemon.address
+            shown: list[str] = []  # every message the window shows, as it shows it
+            show = window.show_message
+
+            def showing_message(message: trio_chat.ChatMessage) -> None:
+                shown.append(message.text)
+                show(message)
+
+            window.show_message = showing_message  # type: ignore[method-assign]
+            assert daemon.process is not None
+            daemon.process.send_signal(signal.SIGSTOP)
+            try:
+                say(window, "last words")
+                bob.whisper_nowait("alice", "just in time")
+                window.close()
+                assert showing(window)
+                assert window.status.text() == f"Logging out of {host}:{port}…"
+                assert not window.composer.isEnabled()
+            finally:
+                daemon.process.send_signal(signal.SIGCONT)
+            await until(lambda: not showing(window), "the window closed")
+            await bob.drain()
+            assert "last words" in [m.text for m in await received(bob)]
+            async with trio_chat.connect(host, port, "alice", PASSWORD, config=FAST) as alice:
+                again = [m.text for m in await received(alice)]
+            assert shown.count("just in time") + again.count("just in time") == 1
+
+
+@gui_test
+async def test_closing_the_window_again_while_it_logs_out_leaves_at_once(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    """The daemon does not answer (paused), and the client would wait 60 s for it: closed
+    again while it logs out, the window goes at once, and its line fails quietly."""
+    patient = ClientConfig(timeout=60.0, keepalive=1.0)
+    with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             daemon = DaemonProcess(nursery, tmp_path / "chat.db")
             host, port = await daemon.start()
-            await register(host, port, "alice", "bob")
-            async with (
-                trio_chat.connect(host, port, "bob", PASSWORD, config=FAST) as bob,
-                gui((host, port), tmp_path / "gui.json") as app,
-            ):
+            await register(host, port, "alice")
+            async with gui((host, port), tmp_path / "gui.json", config=patient) as app:
                 window = await signed_in(app, "alice")
-                say(window, "before the crash")
-                await until(lambda: lines_with(window, "alice: before the crash"), "stored")
-
-                await daemon.kill()
-                say(window, "while it is down 1")
-                say(window, "while it is down 2 ✓")
-                await until(lambda: window.link is Link.RECONNECTING, "reconnecting")
-                await until(lambda: "2 lines waiting" in window.status.text(), "2 waiting")
-                assert window.people_label.text() == "Last known online (2)"
-                assert pending(window) == [
-                    "sending…  alice: while it is down 1",
-                    "sending…  alice: while it is down 2 ✓",
-                ]
-                assert window.composer.editor.isEnabled()
-                # Closing now would lose them: asked, and kept open (it closed, silently).
-                asked: list[str] = []
-
-                def keep_them() -> None:
-                    box = QApplication.activeModalWidget()
-                    assert isinstance(box, QMessageBox)
-                    asked.append(box.text())
-                    asked.extend(sorted(button.text() for button in box.buttons()))
-                    box.button(QMessageBox.StandardButton.Cancel).click()
-
-                QTimer.singleShot(0, keep_them)
-                window.close()
-                assert asked == [
-                    "2 lines you typed have not reached the daemon, which is away; they go "
-                    "out once it is back. Leave anyway, and lose them?",
-                    "&Leave",
-                    "Cancel",
-                ]
-                assert window.isVisible()
-                bob.say_nowait("bob while it is down")
-
-                await daemon.start(port)
-                await until(lambda: window.link is Link.CONNECTED, "connected again")
-                assert window.people_label.text().startswith("Online (")
-                await until(lambda: window.waiting == 0, "the lines sent")
-                await until(lambda: lines_with(window, "bob: bob while it is down"), "bob's")
-                await bob.say("after the restart")
-                await until(lambda: lines_with(window, "bob: after the restart"), "after")
-
-                said = [line.split("  ", 1)[1] for line in messages(window)]
-                assert said == [
-                    "alice: before the crash",
-                    "alice: while it is down 1",
-                    "alice: while it is down 2 ✓",
-                    "bob: bob while it is down",
-                    "bob: after the restart",
-                ] or said == [  # bob's line may have been stored first
-                    "alice: before the crash",
-                    "bob: bob while it is down",
-                    "alice: while it is down 1",
-                    "alice: while it is down 2 ✓",
-                    "bob: after the restart",
-                ]
-                assert pending(window) == []
-                assert any("Connected to" in line and "again" in line for line in texts(window))
-                heard = [m.text for m in await received(bob) if m.sender == "alice"]
-                assert heard.count("while it is down 1") == 1
-                assert heard.count("while it is down 2 ✓") == 1
+                assert daemon.process is not None
+                daemon.process.send_signal(signal.SIGSTOP)
+                try:
+                    say(window, "never answered")
+                    window.close()
+                    assert showing(window)
+                    chat = app.chat
+                    assert chat is not None
+                    window.close()
+                    assert not window.isVisible()
+                    await until(lambda: chat.connection.closed, "the session ended")
+                    assert chat.connection.left
+                finally:
+                    daemon.process.send_signal(signal.SIGCONT)
             nursery.cancel_scope.cancel()
 
 
@@ -538,12 +606,13 @@ async def test_keyboard_only(
             assert (value("host"), value("port"), value("me")) == (host, str(port), "alice")
             assert value("fingerprint") == fingerprint(daemon_public_key(db_path))
 
-            # Ctrl+Q leaves: the window closes and the program ends.
+            # Ctrl+Q leaves: the window logs out, then closes.
             about.close()
             window.activateWindow()
             await until(lambda: window.isActiveWindow(), "the window in front")
             shortcut(window, "Ctrl+Q")
-            assert not window.isVisible()
+            assert window.status.text() == f"Logging out of {host}:{port}…"
+            await until(lambda: not showing(window), "the window closed")
 
 
 @gui_test

@@ -538,6 +538,13 @@ class ChatClient:
         self.connection.close()
         self._flush()
 
+    def close(self) -> None:
+        """Leave now: say goodbye once and wait for nothing. What is unanswered fails with
+        `ConnectionLost`; if the goodbye is lost, the private messages shown last may be
+        shown again at the next login (`logout` waits, and has no such gap)."""
+        self.connection.close()
+        self._flush()
+
     # --- the shell ---------------------------------------------------------------------------
 
     def _submitted(self, handle: Handle) -> Receipt:

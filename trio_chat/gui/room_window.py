@@ -601,6 +601,8 @@ class RoomWindow(QMainWindow):
 
     def set_link(self, link: Link, reason: str = "") -> None:
         previous = self.link
+        if previous is Link.LEAVING:
+            return  # closed: what the connection did before the logout no longer matters
         self.link, self._reason = link, reason
         where = self._info().where
         if link is Link.RECONNECTING and previous is not Link.RECONNECTING:
@@ -629,13 +631,23 @@ class RoomWindow(QMainWindow):
         self.status_dot.setAccessibleName(self.link.value)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.link is Link.RECONNECTING and self.waiting and not self._leave_anyway():
-            event.ignore()  # they go out once the daemon is back
+        """Closed while in a session, the window logs out first, still showing what
+        arrives until the daemon has ended the session (a private message that comes
+        meanwhile is acknowledged by the logout: it counts as delivered), then the
+        session hides it. Closed again meanwhile, or once the session has ended, it goes
+        at once."""
+        if self.link in (Link.LEAVING, Link.LOST):
+            if self._about is not None:
+                self._about.close()
+            self.closed.emit()
+            super().closeEvent(event)
             return
-        if self._about is not None:
-            self._about.close()
+        event.ignore()
+        if self.link is Link.RECONNECTING and self.waiting and not self._leave_anyway():
+            return  # they go out once the daemon is back
+        self.set_link(Link.LEAVING)
+        self.composer.setEnabled(False)
         self.closed.emit()
-        super().closeEvent(event)
 
     def _leave_anyway(self) -> bool:
         """Asked on closing while lines wait for a daemon that is away: closed, the

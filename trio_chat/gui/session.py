@@ -33,7 +33,7 @@ from ..events import (
 )
 from ..rules import name_key
 from .conversations import ROOM
-from .guest import signal_channel
+from .guest import Emission, signal_channel
 from .problems import key_changed_sentence
 from .room_window import Pending, RoomWindow
 from .status import Link
@@ -61,10 +61,13 @@ class RoomSession:
         self.again = False
         """The session ended, and the person asked to sign in again (not to close)."""
         self._returns = Returns()
+        self._shown_all = trio.Event()
+        """The session's events have ended, and every one of them is shown."""
 
     async def run(self) -> None:
-        """Until the window closes (or a typed `/quit`), or the person asks to sign in
-        again once the session has ended: then return, to log out."""
+        """Until the window closes (or a typed `/quit`), then log out, showing what comes
+        until the session has ended; or until the person asks to sign in again once the
+        session has ended."""
         window = self.window
         signals = {
             "line": window.line_entered,
@@ -88,6 +91,23 @@ class RoomSession:
                     (key,) = emission.args
                     nursery.start_soon(self.load_older, str(key))
             self.leaving = True
+            if not self.again:
+                await self._log_out(emissions)
+            nursery.cancel_scope.cancel()
+
+    async def _log_out(self, emissions: trio.MemoryReceiveChannel[Emission]) -> None:
+        """Log out while the room's events are still shown (the window says it is
+        leaving); closed again meanwhile, leave at once."""
+
+        async def closed_again() -> None:
+            async for emission in emissions:
+                if emission.source == "closed":
+                    self.chat.close()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(closed_again)
+            await self.chat.logout()
+            await self._shown_all.wait()  # what came before the end, to the last event
             nursery.cancel_scope.cancel()
 
     # --- the room's events -----------------------------------------------------------------
@@ -97,6 +117,7 @@ class RoomSession:
             await self._show_events()
         if not self.leaving:
             self.window.set_link(Link.LOST, self._why_it_ended())
+        self._shown_all.set()
 
     async def _show_events(self) -> None:
         window = self.window

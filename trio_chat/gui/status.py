@@ -12,9 +12,16 @@ class Link(enum.Enum):
     CONNECTED = "connected"
     RECONNECTING = "reconnecting"
     LOST = "lost"
+    LEAVING = "leaving"
+    """Closed by the person: logging out, still showing what arrives until it is done."""
 
 
-COLOUR = {Link.CONNECTED: colours.GOOD, Link.RECONNECTING: colours.WAITING, Link.LOST: colours.BAD}
+COLOUR = {
+    Link.CONNECTED: colours.GOOD,
+    Link.RECONNECTING: colours.WAITING,
+    Link.LOST: colours.BAD,
+    Link.LEAVING: colours.WAITING,
+}
 
 
 def waiting_text(count: int) -> str:
@@ -25,12 +32,15 @@ def waiting_text(count: int) -> str:
 
 def status_text(link: Link, where: str, me: str, waiting: int, reason: str = "") -> str:
     """`Connected to 127.0.0.1:1600 as alice`, `Reconnecting to … (lost: why); 2 lines
-    waiting to be sent`, or `Connection lost: …`. The reason while reconnecting is why the
-    connection went, which may no longer hold (a daemon that was stopping has stopped)."""
+    waiting to be sent`, `Logging out of 127.0.0.1:1600…`, or `Connection lost: …`. The
+    reason while reconnecting is why the connection went, which may no longer hold (a
+    daemon that was stopping has stopped)."""
     why = safe(reason).rstrip(".")
     if link is Link.CONNECTED:
         return f"Connected to {where} as {safe_name(me)}"
     if link is Link.RECONNECTING:
         because = f" (lost: {why})" if why else ""
         return f"Reconnecting to {where}{because}; {waiting_text(waiting)}"
+    if link is Link.LEAVING:
+        return f"Logging out of {where}…"
     return f"Connection lost: {why}" if why else "Connection lost"
