@@ -10,6 +10,8 @@ own address or from a victim's (here a socket at 127.0.0.66 that counts what rea
 3. Her session moved to the victim's address, with a request for a long history, and
    pings from there to keep its byte budget growing.
 4. After she logs out, records of her ended channel sent from the victim's address.
+5. Her session moved to the victim's address and logged out from there, then records of
+   the ended channel from there (its last datagrams are sent again to that address).
 
 Prints what each achieved. Exits 1 if any of them got past a promise of docs/security.md:
 another session touched, a ticket accepted, or a victim sent more than three times the
@@ -33,7 +35,7 @@ from trio_chat import connect, register, wire
 from trio_chat.client_protocol import ClientConfig, ClientConnection
 from trio_chat.engine import ServerConfig, ServerEngine
 from trio_chat.logs import configure
-from trio_chat.secure import DaemonKeys, Ticket
+from trio_chat.secure import Channel, DaemonKeys, Ticket
 from trio_chat.testing.attacks import bound_socket, drive, start_daemon
 
 PASSWORD = "Malicious-Client-Pass-8"
@@ -175,17 +177,33 @@ async def migration(address: tuple[str, int], engine: ServerEngine, victim: Vict
     return ratio <= 3.0
 
 
-async def farewell(address: tuple[str, int], engine: ServerEngine, victim: Victim) -> bool:
+async def unread_history(
+    address: tuple[str, int], engine: ServerEngine
+) -> tuple[ClientConnection, trio.socket.SocketType]:
+    """Mallory logged in, with 100 long messages of history on their way that she does not
+    acknowledge: everything her link holds is sent again when her session ends."""
     mallory, sock = await logged_in(address, engine.keys.public, "mallory")
-    channel, link = mallory._channel, mallory.link
-    assert channel is not None and link is not None
-    link.send(wire.encode(wire.HistoryRequest(limit=100)))
+    assert mallory.link is not None
+    mallory.link.send(wire.encode(wire.HistoryRequest(limit=100)))
     for data in mallory.datagrams_to_send(trio.current_time()):
         await sock.send(data)
-    received = 0
-    with trio.move_on_after(0.5):  # the history arrives; she acknowledges none of it
+    with trio.move_on_after(0.5):
         while True:
-            received += len(await sock.recv(2048))
+            await sock.recv(2048)
+    return mallory, sock
+
+
+async def records_from_victim(channel: Channel, address: tuple[str, int], victim: Victim) -> None:
+    """100 small records of an ended channel, each with a frame, "from" the victim."""
+    for k in range(100):
+        await victim.send_as(channel.seal(10_000 + k, b'{"frames":[[1,{"t":"ping"}]]}'), address)
+    await trio.sleep(0.5)
+
+
+async def farewell(address: tuple[str, int], engine: ServerEngine, victim: Victim) -> bool:
+    mallory, sock = await unread_history(address, engine)
+    channel, link = mallory._channel, mallory.link
+    assert channel is not None and link is not None
     link.send(wire.encode(wire.Logout()))
     for data in mallory.datagrams_to_send(trio.current_time()):
         await sock.send(data)
@@ -194,14 +212,36 @@ async def farewell(address: tuple[str, int], engine: ServerEngine, victim: Victi
             await sock.recv(2048)
     sock.close()
     victim.sent = victim.received = victim.datagrams = 0
-    for k in range(100):
-        await victim.send_as(channel.seal(10_000 + k, b'{"frames":[[1,{"t":"ping"}]]}'), address)
-    await trio.sleep(0.5)
+    await records_from_victim(channel, address, victim)
     ratio = victim.received / victim.sent
     print(
         f"4. after her logout, 100 records of her ended channel from {VICTIM_HOST} "
         f"({victim.sent:,} bytes): the victim got {victim.received:,} bytes in "
         f"{victim.datagrams} datagrams ({ratio:.1f}x)"
+    )
+    return ratio <= 3.0
+
+
+async def moved_farewell(address: tuple[str, int], engine: ServerEngine, victim: Victim) -> bool:
+    mallory, sock = await unread_history(address, engine)
+    channel, link = mallory._channel, mallory.link
+    assert channel is not None and link is not None
+    sock.close()
+    victim.sent = victim.received = victim.datagrams = 0
+    for _ping in range(5):  # her session moves to the victim, earning a budget there
+        link.send(wire.encode(wire.Ping()))
+        for data in mallory.datagrams_to_send(trio.current_time()):
+            await victim.send_as(data, address)
+    link.send(wire.encode(wire.Logout()))
+    for data in mallory.datagrams_to_send(trio.current_time()):
+        await victim.send_as(data, address)
+    await trio.sleep(0.5)
+    await records_from_victim(channel, address, victim)
+    ratio = victim.received / victim.sent
+    print(
+        f"5. her session moved to {VICTIM_HOST} and logged out from there, then 100 records "
+        f"of it from there: the victim got {victim.received:,} bytes in {victim.datagrams} "
+        f"datagrams for {victim.sent:,} sent from it ({ratio:.2f}x)"
     )
     return ratio <= 3.0
 
@@ -229,6 +269,7 @@ async def main() -> int:
                 results["tickets"] = await tickets((host, port), engine)
                 results["migration"] = await migration((host, port), engine, victim)
                 results["farewell"] = await farewell((host, port), engine, victim)
+                results["moved farewell"] = await moved_farewell((host, port), engine, victim)
                 await alice.say("Alice is still here")
             nursery.cancel_scope.cancel()
     for name, ok in results.items():

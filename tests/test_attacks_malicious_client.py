@@ -197,3 +197,33 @@ def test_a_session_parked_at_a_victim_that_never_acknowledges_is_given_up() -> N
     assert sid not in engine.sessions
     link = engine.config.link
     assert seconds <= link.give_up_after + link.max_pto + 1  # noticed at a probe timeout
+
+
+def test_a_session_that_logs_out_from_a_victim_is_not_sent_again_beyond_its_budget() -> None:
+    """Mallory asks for a long history and acknowledges none of it, moves her session to
+    the victim's address with big records (a big budget there), and logs out from there:
+    the daemon keeps the ended channel's last datagrams, everything unacknowledged, for
+    30 s, to send again to a logout sent again. Small records of the ended channel "from"
+    the victim still get it no more than three times what came from it."""
+    driver, _alice, mallory = room()
+    bob = Peer(driver, "bob", address=BOB)
+    for n in range(60):
+        bob.send(wire.Say(text=f"{n} {LONG}", cid=f"b{n}"))
+    mallory.settle()
+    channel = mallory.connection._channel
+    assert channel is not None
+    link = mallory.link
+    link.send(wire.encode(wire.HistoryRequest(limit=100)))
+    for record in link.datagrams_to_send(driver.now):
+        driver.receive(record, MALLORY)  # at home: the history comes, and is not acknowledged
+    for _record in range(5):  # big records from the victim earn a big budget there
+        link._pn += 1
+        driver.receive(channel.seal(link._pn, b'{"ack":0' + b" " * 1100 + b"}"), VICTIM)
+    link.send(wire.encode(wire.Logout()))
+    for record in link.datagrams_to_send(driver.now):
+        driver.receive(record, VICTIM)
+    assert mallory.sid not in driver.engine.sessions
+    for k in range(100):
+        driver.receive(channel.seal(10_000 + k, b'{"frames":[[1,{"t":"ping"}]]}'), VICTIM)
+        assert driver.sent_to[VICTIM] <= 3 * driver.received_from[VICTIM]
+    assert driver.sent_to[VICTIM] > 0  # what the budget allows still goes

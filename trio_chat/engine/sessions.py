@@ -101,6 +101,10 @@ class _Ended:
     address: Address
     farewell: list[bytes]
     """Its last datagrams: every frame it had not acknowledged (the `ok` of its logout)."""
+    budget: int | None
+    """Bytes its address may still be sent, if that address never proved it receives
+    (the session moved to it, and ended before answering the challenge): as for a live
+    session, `amplification_factor` times what came from it. None: proven."""
 
 
 class Sessions:
@@ -253,7 +257,8 @@ class Sessions:
                 self.per_account[session.account.id] = left
         ended = self._ended
         until = now + self.config.ended_session_memory
-        ended[session.sid] = _Ended(session.channel, until, session.address, farewell)
+        budget = None if session.validated else self._budget_left(session)
+        ended[session.sid] = _Ended(session.channel, until, session.address, farewell, budget)
         while ended:
             oldest = next(iter(ended.values()))
             if oldest.until > now and len(ended) <= self.config.tracked_addresses:
@@ -361,12 +366,26 @@ class Sessions:
             # A logout sent again (its `ok` was lost) gets the last words again; a bare
             # ack gets nothing, and neither does another address (no amplification).
             if frames and address == ended.address:
-                self._outbox.extend((datagram, address) for datagram in ended.farewell)
+                self._say_farewell(ended, len(data.datagram))
             return
         # Smaller than what it answers (RESET_BYTES < SEAL_OVERHEAD): no amplification.
         self._stats["unknown_sessions"] += 1
         token = self.token_for(data.receiver_index)
         self._outbox.append((wire.reset_datagram(data.receiver_index, token), address))
+
+    def _say_farewell(self, ended: _Ended, asked: int) -> None:
+        """Send an ended connection's last datagrams again, to an address that has not
+        proven it receives only within what it earned (`asked` bytes more just now)."""
+        if ended.budget is None:
+            self._outbox.extend((datagram, ended.address) for datagram in ended.farewell)
+            return
+        ended.budget += self.config.amplification_factor * asked
+        for datagram in ended.farewell:
+            if len(datagram) > ended.budget:
+                self._stats["unsent_for_amplification"] += 1
+                return
+            ended.budget -= len(datagram)
+            self._outbox.append((datagram, ended.address))
 
     def _migrate(self, session: Session, address: Address) -> None:
         """The client's address changed (NAT rebinding): keep the session, check the path.
