@@ -12,16 +12,18 @@ own address or from a victim's (here a socket at 127.0.0.66 that counts what rea
 4. After she logs out, records of her ended channel sent from the victim's address.
 5. Her session moved to the victim's address and logged out from there, then records of
    the ended channel from there (its last datagrams are sent again to that address).
+6. 6,000 `history` requests from her session, 30 a datagram, while Bob says something.
 
 Prints what each achieved. Exits 1 if any of them got past a promise of docs/security.md:
-another session touched, a ticket accepted, or a victim sent more than three times the
-bytes sent from its address.
+another session touched, a ticket accepted, a victim sent more than three times the
+bytes sent from its address, or Bob's message held up for half a second by her requests.
 Everything goes to 127.0.0.0/8 only.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import os
 import sys
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import trio
 
-from trio_chat import connect, register, wire
+from trio_chat import ChatClient, connect, register, wire
 from trio_chat.client_protocol import ClientConfig, ClientConnection
 from trio_chat.engine import ServerConfig, ServerEngine
 from trio_chat.logs import configure
@@ -246,6 +248,38 @@ async def moved_farewell(address: tuple[str, int], engine: ServerEngine, victim:
     return ratio <= 3.0
 
 
+async def history_flood(address: tuple[str, int], engine: ServerEngine, bob: ChatClient) -> bool:
+    mallory, sock = await logged_in(address, engine.keys.public, "mallory")
+    link = mallory.link
+    assert link is not None
+    # Her own link: she lets it send everything at once, however little is acknowledged.
+    link.config = dataclasses.replace(link.config, window=10**6, max_queue=10**6)
+    refused = 0
+
+    def count(frame: wire.ServerFrame) -> None:
+        nonlocal refused
+        refused += isinstance(frame, wire.ErrorFrame) and frame.code == "rate_limited"
+
+    mallory.trace = count
+    for _request in range(6000):
+        link.send(wire.encode(wire.HistoryRequest(limit=100)))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(drive, sock, mallory, lambda: False)  # she takes in what comes
+        await trio.sleep(0.2)
+        asked = trio.current_time()
+        await bob.say("said during a flood of history requests")
+        took = trio.current_time() - asked
+        await trio.sleep(1.0)
+        nursery.cancel_scope.cancel()
+    mallory.close()
+    sock.close()
+    print(
+        f"6. 6,000 history requests from Mallory's session: {refused:,} refused as too fast; "
+        f"Bob's message meanwhile answered in {1000 * took:.0f} ms"
+    )
+    return took < 0.5
+
+
 async def main() -> int:
     configure("error")  # the daemon's log would interleave with the figures
     config = ServerConfig(register_burst=100, message_burst=1000, message_rate=1000.0)
@@ -270,6 +304,8 @@ async def main() -> int:
                 results["migration"] = await migration((host, port), engine, victim)
                 results["farewell"] = await farewell((host, port), engine, victim)
                 results["moved farewell"] = await moved_farewell((host, port), engine, victim)
+                async with connect(host, port, "bob", PASSWORD, server_key=key) as bob:
+                    results["history flood"] = await history_flood((host, port), engine, bob)
                 await alice.say("Alice is still here")
             nursery.cancel_scope.cancel()
     for name, ok in results.items():

@@ -167,6 +167,60 @@ def test_messages_are_limited_per_session_by_a_burst_then_a_rate() -> None:
     assert driver.stored_messages()[-1].text == "from elsewhere"
 
 
+def test_questions_are_limited_per_session_by_a_burst_then_a_rate() -> None:
+    driver = EngineDriver(ServerConfig(question_rate=10.0, question_burst=20))
+    driver.add_account("curious", "curious-password")
+    curious = Peer(driver, "curious", "curious-password", HERE)
+    burst_at = driver.now
+    curious.send(*(wire.Who() for _ in range(25)))
+    curious.settle()
+    answered = [ok for ok in curious.of_type(wire.Ok) if ok.count is not None]
+    refused = curious.of_type(wire.ErrorFrame)
+    assert len(answered) == 20 and len(refused) == 5
+    assert {(e.code, e.message) for e in refused} == {
+        ("rate_limited", "You are asking too fast; slow down.")
+    }
+    assert all(e.retry_after is not None and 0 < e.retry_after <= 0.101 for e in refused)
+    driver.now += 0.5
+    earned = int((driver.now - burst_at) * 10.0)  # tokens come back at 10 a second
+    curious.send(*(wire.Who() for _ in range(earned + 5)))
+    answered = [ok for ok in curious.of_type(wire.Ok) if ok.count is not None]
+    assert len(answered) == 20 + earned
+
+
+def test_a_session_has_at_most_two_history_reads_under_way() -> None:
+    """A flood of `history` requests from one session (30 in a datagram, again and again)
+    starts at most two database reads at a time: the rest are refused before any work,
+    so that the reads never queue up ahead of the room's commits."""
+    driver = EngineDriver(ServerConfig(question_burst=1000))
+    driver.add_account("mallory", "mallory-password")
+    mallory = Peer(driver, "mallory", "mallory-password", HERE)
+    driver.auto_read = False
+    for _flood in range(3):
+        mallory.send(*(wire.HistoryRequest(limit=100) for _ in range(30)))
+        assert len(driver.reading) == 2
+    refused = mallory.of_type(wire.ErrorFrame)
+    assert len(refused) == 88 and {e.code for e in refused} == {"rate_limited"}
+    driver.finish_reads()
+    mallory.send(*(wire.HistoryRequest(limit=100) for _ in range(30)))
+    assert len(driver.reading) == 2
+
+
+def test_a_client_asking_many_questions_at_once_gets_every_answer() -> None:
+    """The client asks again when told it asks too fast: a program that asks for 40
+    pages of history at once has them all, in time."""
+    driver = EngineDriver()
+    driver.add_account("reader", "reader-password")
+    reader = Peer(driver, "reader", "reader-password", HERE, config=ClientConfig(reconnect=False))
+    pages = [reader.connection.history(limit=5) for _ in range(40)]
+    for _round in range(100):
+        reader.settle()
+        if all(page.done for page in pages):
+            break
+    assert all(page.done and page.error is None for page in pages)
+    assert any(isinstance(f, wire.ErrorFrame) for f in reader.frames)  # some were refused
+
+
 def test_a_message_refused_as_too_fast_is_not_overtaken_by_later_ones() -> None:
     driver = EngineDriver(ServerConfig(message_rate=1.0, message_burst=2))
     driver.add_account("chatty", "chatty-password")

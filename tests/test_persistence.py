@@ -39,6 +39,8 @@ class ScriptedDisk:
         self.delays: list[float] = []
         self.threads: list[bool] = []
         self.reading = threading.Event()
+        self.entered = 0
+        """History reads begun (each on its worker thread)."""
         self.release = threading.Event()
         self.release.set()
 
@@ -51,6 +53,7 @@ class ScriptedDisk:
         return self.inner.write(ops)
 
     def history(self, account_id: int, before: int | None, limit: int) -> list[Message]:
+        self.entered += 1
         self.reading.set()
         self.release.wait(10)
         return self.inner.history(account_id, before, limit)
@@ -169,6 +172,38 @@ async def test_a_history_read_keeps_commits_off_the_loop(tmp_path: Path) -> None
             await reports.until(1)
             persistence.close()
     assert disk.threads == [True] and read == [[]]
+
+
+async def test_history_reads_queue_one_at_a_time_and_never_ahead_of_a_commit(
+    tmp_path: Path,
+) -> None:
+    """Forty reads asked at once (a flood of `history` requests from many sessions): one
+    holds a worker thread and the database at a time, the others wait without a thread,
+    and a commit added meanwhile goes through at once in its own thread."""
+    persistence, disk, _clock, reports = setup(tmp_path)
+    disk.release.clear()
+    reads: list[list[Message] | None] = []
+
+    async def read_history() -> None:
+        reads.append(await persistence.history(1, None, 10))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(persistence.run)
+            try:
+                for _read in range(40):
+                    nursery.start_soon(read_history)
+                await trio.to_thread.run_sync(disk.reading.wait)
+                await trio.testing.wait_all_tasks_blocked()
+                assert disk.entered == 1
+                persistence.add(account(1, "alice"))
+                assert not persistence.commit_here()  # a read holds the database
+                await reports.until(1)  # while all forty still wait
+                assert reads == [] and disk.threads == [True]
+            finally:
+                disk.release.set()
+                persistence.close()
+    assert len(reads) == 40 and disk.entered == 40
 
 
 async def test_a_history_read_sees_what_was_added_before_it(tmp_path: Path) -> None:

@@ -81,6 +81,11 @@ class Persistence:
         self._threaded_for = THREADED_AT_LEAST
         self._slow_in_a_row = 0
         self._in_thread = False
+        self._writer = trio.CapacityLimiter(1)
+        """The commits' worker thread: never queued behind anything else's."""
+        self._reader = trio.CapacityLimiter(1)
+        """One history read at a time: the rest wait their turn, in order, holding no
+        thread and not the database's lock, which a commit would wait for."""
         self._reads = 0
         self._added = 0
         self._reported = 0
@@ -152,7 +157,9 @@ class Persistence:
                     batch, self._queue = self._queue, []
                     self._in_thread = True
                     try:
-                        written = await trio.to_thread.run_sync(self._write, batch)
+                        written = await trio.to_thread.run_sync(
+                            self._write, batch, limiter=self._writer
+                        )
                     finally:
                         self._in_thread = False
                     self._report(batch, written)
@@ -195,21 +202,23 @@ class Persistence:
         added = self._added
         while self._reported < added:
             await self._progress.wait()
-        self._reads += 1
-        try:
-            return await trio.to_thread.run_sync(self.storage.history, account_id, before, limit)
-        except Exception as error:
-            # One line, not a traceback, as for a failed write.
-            log.error(
-                "could not read history from the database (%s: %s)",
-                type(error).__name__,
-                error,
-            )
-            return None
-        finally:
-            self._reads -= 1
-            if self._queue:
-                self._wake.set()  # what waited for the read
+        read = self.storage.history
+        async with self._reader:
+            self._reads += 1
+            try:
+                return await trio.to_thread.run_sync(read, account_id, before, limit)
+            except Exception as error:
+                # One line, not a traceback, as for a failed write.
+                log.error(
+                    "could not read history from the database (%s: %s)",
+                    type(error).__name__,
+                    error,
+                )
+                return None
+            finally:
+                self._reads -= 1
+                if self._queue:
+                    self._wake.set()  # what waited for the read
 
     def _write(self, batch: Sequence[StoreOp]) -> Written:
         try:

@@ -29,6 +29,8 @@ presumed abandoned, and the session's messages flow again). It counts only once 
 client has the refusal (its link acknowledged it): a refusal lost on the way, while the
 client's network was down, gave it no chance to resend."""
 _REFUSED = "refused"
+READ_AGAIN_AFTER = 0.05
+"""Seconds after which a session with `reads_per_session` reads under way may ask again."""
 """The tag of a refusal as too fast on its way to the client (with the message's `cid`)."""
 NAMES_PART_BYTES = 700
 """Names per `names` frame: as many as fit this many bytes, so every frame fits."""
@@ -269,6 +271,20 @@ class Chat:
         else:
             self._reply(session, stored_frame(message, seq))
 
+    def may_ask(self, session: Session, seq: int, now: float, *, reads: bool) -> bool:
+        """Whether a question (`who`, or a `history` that `reads` the database) is taken
+        now; if not, the session is told when to ask again (`rate_limited`). Counted
+        before any work: one session's questions cannot hold up the room's commits."""
+        if reads and session.reading >= self.config.reads_per_session:
+            wait = READ_AGAIN_AFTER
+        else:
+            wait = session.questions.take(now)
+            if wait == 0.0:
+                return True
+        sorry = "You are asking too fast; slow down."
+        self._reply(session, error_frame("rate_limited", sorry, seq, round_up(wait)))
+        return False
+
     def who(self, session: Session, seq: int) -> None:
         names = self.room.online()
         part: list[str] = []
@@ -285,6 +301,7 @@ class Chat:
 
     def history(self, session: Session, seq: int, request: wire.HistoryRequest) -> None:
         job = self._jobs.add((session.sid, seq))
+        session.reading += 1
         # "Before" means before this request, not before the read happens to run.
         before = request.before if request.before is not None else self.next_message_id
         self._effects.append(LoadHistory(job, _account(session).id, before, request.limit))
@@ -295,6 +312,7 @@ class Chat:
         session = self._sessions.get(sid)
         if session is None:
             return
+        session.reading -= 1
         if messages is None:
             sorry = "The server could not read its history; try again later."
             self._reply(session, error_frame("storage_failed", sorry, seq))

@@ -42,6 +42,12 @@ class ServerConfig:
     nine tenths."""
     message_rate: float = 5.0
     message_burst: int = 20
+    question_rate: float = 10.0
+    """`who` and `history` requests a session may make a second, after `question_burst`."""
+    question_burst: int = 20
+    reads_per_session: int = 2
+    """`history` requests of one session read from the database at once; more are
+    answered `rate_limited` (the client asks again shortly)."""
     register_rate: float = 1 / 60
     register_burst: int = 5
     login_free_failures: int = 3

@@ -289,6 +289,10 @@ class ServerEngine:
                 self.lobby.frame(session, seq, frame, now, wall)
             elif isinstance(frame, (wire.Say, wire.Whisper)):
                 self.chat.say(session, seq, frame, now, wall)
+            elif not self.chat.may_ask(
+                session, seq, now, reads=isinstance(frame, wire.HistoryRequest)
+            ):
+                pass  # refused as too fast: the client asks again
             elif isinstance(frame, wire.Who):
                 self.chat.who(session, seq)
             else:

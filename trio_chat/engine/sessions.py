@@ -40,6 +40,8 @@ class Session:
     address: Address
     link: Link
     bucket: TokenBucket
+    questions: TokenBucket
+    """`who` and `history` requests, apart from messages (`bucket`)."""
     last_heard: float
     idle_check_at: float
     opened_at: float
@@ -56,6 +58,8 @@ class Session:
     batches: bool = False
     """Its client reads `msgs` frames (it said so when it logged in)."""
     busy: int = 0
+    reading: int = 0
+    """Its `history` requests being read from the database."""
     """Requests of this connection being worked on (a password being hashed)."""
     counted: str | None = None
     """The network whose cap it is counted against: its address's, once that address is
@@ -213,6 +217,7 @@ class Sessions:
             address=address,
             link=Link(channel.seal, self.config.link),
             bucket=TokenBucket(self.config.message_rate, self.config.message_burst),
+            questions=TokenBucket(self.config.question_rate, self.config.question_burst),
             last_heard=now,
             idle_check_at=float(math.ceil(now + self.config.login_timeout)),
             opened_at=now,

@@ -46,6 +46,8 @@ class EngineDriver:
     auto_commit: bool = True
     auto_hash: bool = True
     """Do password work at once; else it waits in `hashing` until `finish_hashing()`."""
+    auto_read: bool = True
+    """Read history at once; else the reads wait in `reading` until `finish_reads()`."""
     now: float = 0.0
     engine: ServerEngine = field(init=False)
     sent: list[tuple[bytes, Address]] = field(default_factory=list)
@@ -63,6 +65,8 @@ class EngineDriver:
     hashing: list[HashPassword | CheckPassword] = field(default_factory=list)
     """Password work handed out and not yet done (with `auto_hash` off)."""
     hashes_done: int = 0
+    reading: list[LoadHistory] = field(default_factory=list)
+    """History reads handed out and not yet done (with `auto_read` off)."""
     acknowledge_bulk_first: bool = False
     """As the daemon runs its engine: requests sent in bulk wait for `handle_set_aside`."""
 
@@ -155,7 +159,17 @@ class EngineDriver:
             if self.auto_commit:
                 self.commit()
         elif isinstance(effect, LoadHistory):
-            engine.history_loaded(effect.job, self.history(effect))
+            if self.auto_read:
+                engine.history_loaded(effect.job, self.history(effect))
+            else:
+                self.reading.append(effect)
+
+    def finish_reads(self) -> None:
+        """Do the history reads handed out, and send what they let the engine say."""
+        reads, self.reading = self.reading, []
+        for effect in reads:
+            self.engine.history_loaded(effect.job, self.history(effect))
+        self.pump()
 
     def finish_hashing(self, count: int | None = None) -> None:
         """Do the oldest `count` pieces of password work handed out (all, by default),
