@@ -553,8 +553,8 @@ ANSWERS: dict[type[wire.ClientFrame], set[str]] = {
     wire.Say: {"ok", "text_empty", "text_too_long", "rate_limited", "bad_request"},
     wire.Whisper: {"ok", "text_empty", "text_too_long", "rate_limited", "unknown_user"}
     | {"mailbox_full", "bad_request"},
-    wire.Who: {"ok", "bad_request"},
-    wire.HistoryRequest: {"ok", "bad_request"},
+    wire.Who: {"ok", "rate_limited", "bad_request"},
+    wire.HistoryRequest: {"ok", "rate_limited", "bad_request"},
     wire.Logout: {"ok"},
 }
 IN_THE_ROOM = (wire.Say, wire.Whisper, wire.Who, wire.HistoryRequest)

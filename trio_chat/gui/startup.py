@@ -1,5 +1,6 @@
 """What must hold before Qt starts, checked first so that a person reads one sentence
-instead of Qt ending the process: there is a display, and Qt's X11 plugin can load."""
+instead of Qt ending the process: there is a display, Qt's X11 plugin can load, and the
+PySide6 installed keeps Python's count of references to None."""
 
 from __future__ import annotations
 
@@ -33,7 +34,45 @@ def uses_x11(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("DISPLAY")) and not environ.get("WAYLAND_DISPLAY")
 
 
+def drops_none_references() -> bool:
+    """Whether this PySide6 loses a reference to None each time Qt reads a role that a
+    model answers with None (PySide6 6.12.0 under Python 3.11, where None is not yet
+    immortal). The window's message list is read so hundreds of times a second as it
+    repaints, and Python ends the process ("deallocating None") after a few hundred
+    messages."""
+    from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
+
+    index_type = QModelIndex | QPersistentModelIndex
+
+    class Probe(QAbstractListModel):
+        def rowCount(self, parent: index_type = QModelIndex()) -> int:  # noqa: B008 (Qt's)
+            return 1
+
+        def data(self, index: index_type, role: int = 0) -> object:
+            return None
+
+    probe = Probe()
+    index = probe.index(0)
+    before = sys.getrefcount(None)
+    for _read in range(10):
+        index.data(Qt.ItemDataRole.DecorationRole)  # through Qt's C++, as a view reads it
+    return sys.getrefcount(None) < before
+
+
 def check(qt_directory: Path) -> None:
+    """Raise `GuiUnavailable` when no window can open here, or would not stay open."""
+    check_display(qt_directory)
+    if drops_none_references():
+        from PySide6 import __version__ as version
+
+        raise GuiUnavailable(
+            f"PySide6 {version} would end the window after a few hundred messages with "
+            f"Python {sys.version_info.major}.{sys.version_info.minor}; install another "
+            "version (pip install 'PySide6-Essentials!=6.12.0') or use Python 3.12 or later."
+        )
+
+
+def check_display(qt_directory: Path) -> None:
     """Raise `GuiUnavailable` when no window can open here."""
     if not sys.platform.startswith("linux"):
         return
