@@ -335,7 +335,11 @@ async def test_what_comes_while_the_closed_window_logs_out_is_shown_once(
                 bob.whisper_nowait("alice", "just in time")
                 window.close()
                 assert showing(window)
-                assert window.status.text() == f"Logging out of {host}:{port}…"
+                told = (
+                    f"Logging out of {host}:{port} once 1 line is stored; close the window "
+                    "again to leave now"
+                )
+                await until(lambda: window.status.text() == told, "told what it waits for")
                 assert not window.composer.isEnabled()
             finally:
                 daemon.process.send_signal(signal.SIGCONT)
@@ -345,6 +349,33 @@ async def test_what_comes_while_the_closed_window_logs_out_is_shown_once(
             async with trio_chat.connect(host, port, "alice", PASSWORD, config=FAST) as alice:
                 again = [m.text for m in await received(alice)]
             assert shown.count("just in time") + again.count("just in time") == 1
+
+
+@gui_test
+async def test_closing_the_window_waits_for_what_was_typed_however_long_it_takes(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    """The daemon hangs (paused) with a line just typed, and the window is closed: it
+    stays, saying so, past every timeout of the client's; the daemon is then killed and
+    started again, the line goes out, and only then does the window log out and go."""
+    with trio.fail_after(40):
+        async with a_daemon_bob_and_the_window(tmp_path) as (daemon, bob, app):
+            window = await signed_in(app, "alice")
+            assert daemon.process is not None and daemon.address is not None
+            daemon.process.send_signal(signal.SIGSTOP)
+            say(window, "typed before leaving")
+            window.close()
+            await until(lambda: "once 1 line is stored" in window.status.text(), "told so")
+            chat = app.chat
+            assert chat is not None
+            with trio.move_on_after(3 * FAST.timeout):
+                await until(lambda: not showing(window), "the window closed")
+            assert showing(window)  # still waiting for the line
+            await daemon.kill()
+            await daemon.start(daemon.address[1])
+            await until(lambda: not showing(window), "the window closed")
+            assert chat.connection.closed and chat.connection.left
+            assert [m.text for m in await received(bob)].count("typed before leaving") == 1
 
 
 @gui_test

@@ -81,7 +81,9 @@ class RoomWindow(QMainWindow):
     line_entered = Signal(str, str)
     older_wanted = Signal(str)
     sign_in_again = Signal()
-    closed = Signal()
+    closed = Signal(bool)
+    """The person closed the window: to log out (False), or to leave at once (True: closed
+    again while logging out, or told lines that wait would be lost)."""
 
     def __init__(
         self,
@@ -631,23 +633,26 @@ class RoomWindow(QMainWindow):
         self.status_dot.setAccessibleName(self.link.value)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Closed while in a session, the window logs out first, still showing what
-        arrives until the daemon has ended the session (a private message that comes
-        meanwhile is acknowledged by the logout: it counts as delivered), then the
-        session hides it. Closed again meanwhile, or once the session has ended, it goes
-        at once."""
-        if self.link in (Link.LEAVING, Link.LOST):
+        """Closed while in a session, the window logs out first: once every line typed
+        has been answered, however long that takes (as the terminal waits), and still
+        showing what arrives until the daemon has ended the session (a private message
+        that comes meanwhile is acknowledged by the logout: it counts as delivered); then
+        the session hides it. Closed again meanwhile, once the session has ended, or
+        while the daemon is away with lines waiting (asked first), it goes at once."""
+        away = self.link is Link.RECONNECTING and self.waiting
+        if away and not self._leave_anyway():
+            event.ignore()  # they go out once the daemon is back
+            return
+        if away or self.link in (Link.LEAVING, Link.LOST):
             if self._about is not None:
                 self._about.close()
-            self.closed.emit()
+            self.closed.emit(True)
             super().closeEvent(event)
             return
         event.ignore()
-        if self.link is Link.RECONNECTING and self.waiting and not self._leave_anyway():
-            return  # they go out once the daemon is back
         self.set_link(Link.LEAVING)
         self.composer.setEnabled(False)
-        self.closed.emit()
+        self.closed.emit(False)
 
     def _leave_anyway(self) -> bool:
         """Asked on closing while lines wait for a daemon that is away: closed, the

@@ -80,6 +80,8 @@ class RoomSession:
             nursery.start_soon(self._follow_events)
             async for emission in emissions:
                 if emission.source == "closed":
+                    if emission.args[0]:
+                        self.chat.close()  # at once: what waits is given up
                     break
                 if emission.source == "again":
                     self.again = True
@@ -96,8 +98,9 @@ class RoomSession:
             nursery.cancel_scope.cancel()
 
     async def _log_out(self, emissions: trio.MemoryReceiveChannel[Emission]) -> None:
-        """Log out while the room's events are still shown (the window says it is
-        leaving); closed again meanwhile, leave at once."""
+        """Log out once every line typed is answered (as long as that takes: a daemon
+        that restarts still takes them), while the room's events are still shown and the
+        window says it is leaving; closed again meanwhile, leave at once."""
 
         async def closed_again() -> None:
             async for emission in emissions:
@@ -106,6 +109,7 @@ class RoomSession:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(closed_again)
+            await self.chat.drain()
             await self.chat.logout()
             await self._shown_all.wait()  # what came before the end, to the last event
             nursery.cancel_scope.cancel()
