@@ -107,6 +107,21 @@ async def test_lines_pasted_at_once_go_one_by_one(
 
 
 @gui_test
+async def test_lines_pasted_after_an_exit_are_not_sent(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    with trio.fail_after(20):
+        async with bob_and_the_window(daemon, tmp_path / "gui.json") as (bob, app):
+            window = await signed_in(app, "alice")
+            QApplication.clipboard().setText("first line\nExit\nafter the exit\n/who\n")
+            window.composer.editor.paste()
+            press(window.composer.editor, Qt.Key.Key_Return)
+            await until(lambda: not showing(window), "the window closed")
+            said = [m.text for m in await received(bob) if m.sender == "alice"]
+            assert said == ["first line"]
+
+
+@gui_test
 async def test_private_tabs_both_ways_with_unread_counts(
     daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
 ) -> None:

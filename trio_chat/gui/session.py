@@ -58,6 +58,9 @@ class RoomSession:
         self._more = False
         self._loading = False
         self.leaving = False
+        self._quit = False
+        """An `Exit` (or `/quit`) was typed, and the window is leaving: lines after it,
+        pasted with it, are not sent (the terminal stops reading there too)."""
         self.again = False
         """The session ended, and the person asked to sign in again (not to close)."""
         self._returns = Returns()
@@ -172,11 +175,14 @@ class RoomSession:
 
     def handle(self, line: str, person: str) -> None:
         """Act on a line typed in the room (`person` == "") or in a private tab."""
+        if self._quit:
+            return
         window = self.window
         key = name_key(person) if person else ROOM
         command = commands.parse(line)
         if isinstance(command, commands.Quit):
             window.close()
+            self._quit = window.link is Link.LEAVING or not window.isVisible()
         elif isinstance(command, commands.Invalid):
             window.note(command.message, key)
         elif isinstance(command, commands.Help):
