@@ -29,6 +29,7 @@ from trio_chat.errors import (
 )
 from trio_chat.events import History, Joined, Left, PrivateMessage, PublicMessage
 from trio_chat.gui import colours, memory
+from trio_chat.gui.composer import Composer
 from trio_chat.gui.conversations import ROOM, conversation_of
 from trio_chat.gui.editing import Budget, Recall, budget
 from trio_chat.gui.elided_label import ElidedLabel
@@ -437,6 +438,19 @@ def test_a_narrow_window_leaves_the_conversation_more_room_than_the_people(
         qtbot.wait(10)
         talk, people = window.splitter.sizes()
         assert talk >= 2 * people > 0, width
+
+
+def test_lines_are_broken_where_a_terminal_breaks_them(qtbot: QtBot) -> None:
+    """A U+2028 in pasted text is text, as in the terminal and from a pipe; CR, LF and
+    CRLF break lines."""
+    assert commands.typed_lines("a\u2028b\r\nc\rd\ne\x0bf") == ["a\u2028b", "c", "d", "e\x0bf"]
+    composer = Composer()
+    qtbot.addWidget(composer)
+    sent: list[str] = []
+    composer.submitted.connect(sent.append)
+    composer.editor.setText("one\u2028still one")
+    composer.submit()
+    assert sent == ["one\u2028still one"]
 
 
 def test_the_windows_list_of_commands_has_no_columns_to_align() -> None:

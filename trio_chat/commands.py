@@ -3,6 +3,7 @@ the window (each with its own help: `HELP`, `WINDOW_HELP`)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 HISTORY_DEFAULT = 20
@@ -75,6 +76,8 @@ class Invalid:
 
 Command = Say | Whisper | Who | ShowHistory | Help | Quit | Nothing | Invalid
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
 _QUIT = frozenset({"/quit", "/exit", "/q"})
 """Commands that leave (with a parting word or not, as IRC's /quit takes one); like every
 command, in any case: caps lock on, or IRC's habit (its commands ignore case)."""
@@ -123,3 +126,10 @@ def parse(line: str) -> Command:
     if word in ("/help", "/?", "/h"):
         return Help()
     return Invalid(f"Unknown command {typed}; /help lists the commands, //text says /text.")
+
+
+def typed_lines(text: str) -> list[str]:
+    """Text typed or pasted at once, as the lines to act on one by one: broken at line
+    feeds and carriage returns only, as a terminal breaks them (U+2028 and other
+    separators are text, shown escaped)."""
+    return _LINE_BREAK.split(text)

@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
 
+from .. import commands
 from . import colours
 from .editing import Budget, Recall, budget
 
@@ -69,7 +70,7 @@ class Composer(QWidget):
         Several lines pasted at once go one by one, as if typed, as in the terminal:
         not one message whose line breaks everyone would see as `\\n`."""
         text = self.editor.text()
-        lines = [line for line in text.splitlines() if line.strip()]
+        lines = [line for line in commands.typed_lines(text) if line.strip()]
         if not lines:
             return
         size = budget(text)  # of several lines, the largest message

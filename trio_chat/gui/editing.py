@@ -79,7 +79,7 @@ def budget(line: str) -> Budget | None:
     message); of several lines pasted at once, the largest."""
     sizes = [
         text_size(command.text)
-        for command in map(commands.parse, line.splitlines() or [line])
+        for command in map(commands.parse, commands.typed_lines(line))
         if isinstance(command, commands.Say | commands.Whisper)
     ]
     return Budget(max(sizes)) if sizes else None
