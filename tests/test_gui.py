@@ -3,6 +3,7 @@ names double-clicked, shortcuts pressed."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -42,6 +43,7 @@ from tests.gui_support import (
 from trio_chat.client import ClientConfig
 from trio_chat.gui import memory
 from trio_chat.gui.about_dialog import AboutDialog
+from trio_chat.gui.app import Stopped
 from trio_chat.gui.message_view import MessageDelegate
 from trio_chat.gui.problems import key_changed_sentence
 from trio_chat.gui.room_window import BEGINNING, ENDED_HINT
@@ -119,6 +121,27 @@ async def test_lines_pasted_after_an_exit_are_not_sent(
             await until(lambda: not showing(window), "the window closed")
             said = [m.text for m in await received(bob) if m.sender == "alice"]
             assert said == ["first line"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@gui_test
+async def test_a_stop_signal_leaves_the_room_at_once_and_ends_the_program(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot, signum: signal.Signals
+) -> None:
+    """Stopped (SIGTERM) or its terminal gone (SIGHUP), `trio-chat gui` does as the
+    terminal does: it leaves the room at once, saying goodbye, and ends with status 130."""
+    with trio.fail_after(20):
+        await register(*daemon, "alice", "bob")
+        async with trio_chat.connect(*daemon, "bob", PASSWORD, config=FAST) as bob:
+            with pytest.RaisesGroup(Stopped, flatten_subgroups=True):
+                async with gui(daemon, tmp_path / "gui.json") as app:
+                    await signed_in(app, "alice")
+                    os.kill(os.getpid(), signum)
+                    await trio.sleep(10)  # ended by the signal
+            async for event in bob.events():
+                if isinstance(event, trio_chat.Left) and event.name == "alice":
+                    assert event.reason == "quit"  # said goodbye: not gone silent
+                    break
 
 
 @gui_test

@@ -7,6 +7,7 @@ is the whole program as one Trio function, so tests run it the same way.
 from __future__ import annotations
 
 import contextlib
+import signal
 from pathlib import Path
 
 import PySide6
@@ -35,6 +36,18 @@ def _problem(error: BaseException, form: SignInForm) -> Problem | None:
     if isinstance(error, OSError):
         error = ServerUnreachable(error.strerror or str(error))
     return sign_in_problem(error, form) if isinstance(error, ChatError) else None
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGHUP: the program was told to end, with nobody to wait for."""
+
+
+async def _on_stop_signals() -> None:
+    """Raise `Stopped` at SIGTERM or SIGHUP: the room is left at once (the session says
+    goodbye, as when Ctrl-C interrupts it), and the program ends with status 130."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+        async for _signum in signals:
+            raise Stopped
 
 
 class GuiApp:
@@ -73,6 +86,7 @@ class GuiApp:
         signals = {"sign in": dialog.sign_in_requested, "cancel": dialog.cancelled}
         try:
             async with trio.open_nursery() as nursery, guest.signal_channel(signals) as emissions:
+                nursery.start_soon(_on_stop_signals)
                 async for emission in emissions:
                     if emission.source == "cancel":
                         nursery.cancel_scope.cancel()  # signing in, if under way, stops
@@ -168,8 +182,9 @@ def main(host: str | None, port: int | None, name: str | None) -> int:
 
 
 def _interrupted(error: BaseException) -> bool:
-    """Ctrl-C, also when it comes out of Trio's nurseries inside exception groups."""
+    """Ctrl-C, SIGTERM or SIGHUP, also when it comes out of Trio's nurseries inside
+    exception groups."""
     if isinstance(error, BaseExceptionGroup):
-        matched, rest = error.split(KeyboardInterrupt)
+        matched, rest = error.split((KeyboardInterrupt, Stopped))
         return matched is not None and rest is None
-    return isinstance(error, KeyboardInterrupt)
+    return isinstance(error, KeyboardInterrupt | Stopped)
