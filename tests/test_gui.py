@@ -3,6 +3,7 @@ names double-clicked, shortcuts pressed."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -51,6 +52,7 @@ from trio_chat.gui.rows import Kind, clock
 from trio_chat.gui.status import Link
 from trio_chat.keys import KnownServers, daemon_public_key, key_paths
 from trio_chat.noise import fingerprint
+from trio_chat.reliability import LinkConfig
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.fault_proxy import FaultProxy
 
@@ -444,6 +446,44 @@ async def test_closing_the_window_again_while_it_logs_out_leaves_at_once(
                     assert chat.connection.left
                 finally:
                     daemon.process.send_signal(signal.SIGCONT)
+            nursery.cancel_scope.cancel()
+
+
+QUICK_TO_GIVE_UP = dataclasses.replace(FAST, link=LinkConfig(give_up_after=2.0))
+"""Takes 2 s without an answer for the daemon gone (where nothing says so at once)."""
+
+
+@gui_test
+async def test_what_a_resumed_history_left_out_is_filled_in(tmp_path: Path, qtbot: QtBot) -> None:
+    """Away (its network cut) while 650 messages are said, the window comes back to the
+    newest 500 (what a resume brings) and reads the 150 before them too: all 650 are
+    shown, in order, once."""
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(
+                nursery, tmp_path / "chat.db", "--message-rate", "1000", "--message-burst", "1000"
+            )
+            address = await daemon.start()
+            await register(*address, "alice", "bob")
+            proxy = FaultProxy(address, seed=1)
+            via = await nursery.start(proxy.run)
+            async with (
+                trio_chat.connect(*address, "bob", PASSWORD) as bob,
+                gui(via, tmp_path / "gui.json", config=QUICK_TO_GIVE_UP) as app,
+            ):
+                window = await signed_in(app, "alice")
+                await bob.say("before")
+                await until(lambda: lines_with(window, "bob: before"), "bob's first")
+                proxy.to_server.loss = proxy.to_client.loss = 1.0
+                await until(lambda: window.link is Link.RECONNECTING, "away")
+                for n in range(650):
+                    bob.say_nowait(f"missed {n:03}")
+                await bob.drain()
+                proxy.to_server.loss = proxy.to_client.loss = 0.0
+                told = "The 150 other messages missed are above too."
+                await until(lambda: any(line.endswith(told) for line in texts(window)), "told")
+                said = [line.split("  ", 1)[1] for line in messages(window)]
+                assert said == ["bob: before", *(f"bob: missed {n:03}" for n in range(650))]
             nursery.cancel_scope.cancel()
 
 

@@ -18,7 +18,7 @@ import trio
 from .. import commands
 from ..client import ChatClient, Receipt
 from ..conversation import Returns
-from ..display import missed_sentence
+from ..display import counted, missed_sentence
 from ..errors import ChatError, ConnectionLost, KeyChanged, UnknownUser
 from ..events import (
     Disconnected,
@@ -41,6 +41,8 @@ from .status import Link
 PAGE = 50
 """Messages asked for at a time when scrolling back."""
 PAGES_PER_ASK = 5
+GAP_PAGES = 40
+"""Pages read, at most, to fill in what a resumed history left out (2,000 messages)."""
 """A private conversation scrolled to the top reads at most this many pages to find more."""
 WHO_TIMEOUT = 5.0
 
@@ -56,6 +58,10 @@ class RoomSession:
         """The oldest message id loaded: history pages go on from there (from the newest
         message when None)."""
         self._more = False
+        self._newest = 0
+        """The newest message id shown: a session lost after it resumes from there."""
+        self._away_after: int | None = None
+        """The newest id shown before the session was lost, until it is back."""
         self._loading = False
         self.leaving = False
         self._quit = False
@@ -130,8 +136,15 @@ class RoomSession:
         window = self.window
         async for event in self.chat.events():
             if isinstance(event, PublicMessage | PrivateMessage):
+                self._newest = max(self._newest, event.id)
                 window.show_message(event)
             elif isinstance(event, History):
+                if event.resumed and event.more and event.messages:
+                    # Only the newest of what was missed came: the rest, older, fills in.
+                    missed_from = min(message.id for message in event.messages)
+                    self._start(self._fill_gap, self._away_after or 0, missed_from)
+                self._away_after = None
+                self._newest = max([self._newest, *(message.id for message in event.messages)])
                 if not event.resumed:
                     # Pages start from the newest message: the daemon sends on entering
                     # the latest public messages and the private ones not yet read, and
@@ -151,6 +164,8 @@ class RoomSession:
             elif isinstance(event, Missed):
                 window.note(missed_sentence(event.count))
             elif isinstance(event, Disconnected):
+                if self._away_after is None:
+                    self._away_after = self._newest
                 self._returns.lost(window.online.names)
                 window.set_link(Link.RECONNECTING, event.reason)
             elif isinstance(event, Reconnected):
@@ -235,6 +250,31 @@ class RoomSession:
         self.window.show_names(key, names)
 
     # --- older messages --------------------------------------------------------------------
+
+    async def _fill_gap(self, after: int, before: int) -> None:
+        """Show the messages missed while away that the resumed history left out (it
+        holds the newest 500): those after `after` (the newest shown before) and before
+        `before`, read a page at a time, up to `GAP_PAGES` pages; say how many came."""
+        added = 0
+        try:
+            for _page in range(GAP_PAGES):
+                page = await self.chat.history(PAGE, before=before)
+                added += self.window.show_older(page, ROOM)
+                if len(page) < PAGE or min(message.id for message in page) <= after:
+                    break
+                before = min(message.id for message in page)
+            else:
+                self.window.note(
+                    f"{counted(added, 'more message')} missed are above; "
+                    "the oldest of what was missed are not shown."
+                )
+                return
+        except ChatError as error:
+            self.window.note(f"Could not load the rest of what was missed: {error.message}")
+            return
+        if added:
+            verb = "is" if added == 1 else "are"
+            self.window.note(f"The {counted(added, 'other message')} missed {verb} above too.")
 
     async def load_older(self, key: str) -> None:
         """Read pages of older messages until `key`'s conversation has some more, or there
