@@ -369,6 +369,26 @@ def test_a_leave_is_told_exactly_when_the_join_was() -> None:
     assert [(type(f).__name__, f.name) for f in notices] == [("Leave", "alice")]
 
 
+def test_someone_coming_and_going_in_a_loop_is_told_four_times_then_every_30_s() -> None:
+    """Mallory logs in and out ten times in a row (a resume needs no password check):
+    the room is told of her first four comings and goings, not of the rest; half a
+    minute later, of the next one again."""
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    for _round in range(10):
+        mallory = logged_in(h, BOB, "bob")
+        mallory.send(wire.Logout())
+    alice.settle()
+    notices = [
+        (type(f).__name__, f.name) for f in alice.frames if isinstance(f, wire.Join | wire.Leave)
+    ]
+    assert notices == [("Join", "bob"), ("Leave", "bob")] * 4
+    h.now += 30.0
+    mallory = logged_in(h, BOB, "bob")
+    alice.settle()
+    assert [f.name for f in alice.of_type(wire.Join)] == ["bob"] * 5
+
+
 def test_the_acknowledgement_of_a_logout_is_dropped_quietly() -> None:
     h = EngineHarness()
     alice = logged_in(h, ALICE, "alice")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable
 
 from .. import wire
+from ..limits import KeyedBuckets
 from ..records import Account, MarkDelivered, Message, Snapshot
 from ..room import Deliver, Fanout, HistoryWindow, Mailbox
 from ..rules import RuleError, check_text, name_key
@@ -128,6 +129,7 @@ class Chat:
         """Messages not on disk yet: id -> the session that sent it."""
         self._announced: set[int] = set()
         """Accounts in the room whose join the room was told of: it is told of their leave."""
+        self._joins_told = KeyedBuckets(config.notice_rate, config.notice_burst)
         self._unmarked: tuple[int, ...] = ()
         """Private messages delivered whose mark the disk refused: sent with the next."""
         self._run: list[Message] = []
@@ -139,7 +141,7 @@ class Chat:
     # --- entering and leaving ---------------------------------------------------------------
 
     def enter(
-        self, session: Session, since: int | None, wall: float, *, back: bool = False
+        self, session: Session, since: int | None, now: float, wall: float, *, back: bool = False
     ) -> None:
         """A session logged in: show it what it missed, then let the room know (`back`:
         its login continues one that was lost)."""
@@ -150,7 +152,7 @@ class Chat:
         self._send_backlog(session, since)
         account = _account(session)
         entered = self.room.enter(session.sid, account.id, account.name, batches=session.batches)
-        if entered and self._notices_on():
+        if entered and self._notices_on() and self._joins_told.take(account.id, now) == 0.0:
             self._announced.add(account.id)
             join = wire.encode(wire.Join(name=account.name, ts=iso_time(wall), back=back))
             self.room.broadcast(join, exclude=session.sid)

@@ -34,6 +34,11 @@ class ServerConfig:
     window_messages: int = 5000
     notice_limit: int = 200
     """Join and leave notices are sent only while at most this many accounts are online."""
+    notice_burst: int = 4
+    notice_rate: float = 1 / 30
+    """Joins of one account the room is told of: `notice_burst` at once, then one every 30
+    s (its leaves follow its joins: a join not told has no leave told either). Someone
+    who comes and goes in a loop cannot fill everyone's screen."""
     max_sessions_per_address: int = 16
     max_sessions_per_account: int = 8
     max_queued_bytes: int = 64 * 1024 * 1024

@@ -344,7 +344,7 @@ class ServerEngine:
         # Coming back: with a resumption ticket, or a login that continues a lost session.
         since, replaces = request.since, request.replaces
         back = isinstance(request, wire.Resume) or since is not None or replaces is not None
-        self.chat.enter(session, since, wall, back=back)
+        self.chat.enter(session, since, now, wall, back=back)
         old = self.lobby.replaced(account, replaces)
         if old is not None and old is not session:
             # Its client lost it and came back: end it now, quietly (the account is in).
