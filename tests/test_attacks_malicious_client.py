@@ -13,8 +13,11 @@ from __future__ import annotations
 import base64
 import os
 
+import pytest
+
 from trio_chat import wire
 from trio_chat.engine import ServerConfig
+from trio_chat.engine import sessions as sessions_module
 from trio_chat.engine.notes import LoggedIn
 from trio_chat.secure import DaemonKeys, Ticket
 from trio_chat.testing.driver import EngineDriver, Peer
@@ -227,3 +230,32 @@ def test_a_session_that_logs_out_from_a_victim_is_not_sent_again_beyond_its_budg
         driver.receive(channel.seal(10_000 + k, b'{"frames":[[1,{"t":"ping"}]]}'), VICTIM)
         assert driver.sent_to[VICTIM] <= 3 * driver.received_from[VICTIM]
     assert driver.sent_to[VICTIM] > 0  # what the budget allows still goes
+
+
+def test_the_last_datagrams_kept_for_ended_sessions_are_bounded_in_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sessions that end with much unacknowledged (a long history never acknowledged)
+    leave their last datagrams for 30 s: past `FAREWELL_BYTES` in all, the oldest are
+    forgotten, and a record of a forgotten one is answered `RESET`."""
+    monkeypatch.setattr(sessions_module, "FAREWELL_BYTES", 10_000)
+    driver, _alice, _mallory = room()
+    bob = Peer(driver, "bob", address=BOB)
+    for n in range(60):
+        bob.send(wire.Say(text=f"{n} {LONG}", cid=f"b{n}"))
+    channels = []
+    for k in range(6):
+        reader = Peer(driver, "mallory", address=(f"10.6.6.{k + 10}", 6666))
+        channels.append(reader.connection._channel)
+        for frame in (wire.HistoryRequest(limit=100), wire.Logout()):
+            reader.link.send(wire.encode(frame))
+            for record in reader.link.datagrams_to_send(driver.now):
+                driver.receive(record, reader.address)  # the history: never acknowledged
+    kept = driver.engine.transport._farewell_bytes
+    assert 0 < kept <= 10_000
+    first = channels[0]
+    assert first is not None
+    answer = driver.receive(
+        first.seal(10_000, b'{"frames":[[1,{"t":"ping"}]]}'), ("10.6.6.10", 6666)
+    )
+    assert [wire.parse_datagram_untrusted(data).__class__ for data in answer] == [wire.Reset]

@@ -95,6 +95,9 @@ WRAPPING = len(wire.NUMBERED_FRAME % (wire.MAX_SEQ, b""))
 
 FAREWELL_DATAGRAMS = 4
 """At most this many datagrams are kept, and sent again, for an ended connection."""
+FAREWELL_BYTES = 16 * 1024 * 1024
+"""Bytes of last datagrams kept for ended connections in all: past it, the oldest are
+forgotten first (their records are then answered `RESET`, as after 30 s)."""
 
 
 @dataclass(slots=True)
@@ -154,6 +157,7 @@ class Sessions:
         since the engine last counted them all (`ServerEngine._check_memory`)."""
         self._timers: list[tuple[float, int]] = []
         self._ended: OrderedDict[int, _Ended] = OrderedDict()
+        self._farewell_bytes = 0
         """Recently ended connections, by index (QUIC's closing state)."""
 
     def __len__(self) -> int:
@@ -264,11 +268,18 @@ class Sessions:
         until = now + self.config.ended_session_memory
         budget = None if session.validated else self._budget_left(session)
         ended[session.sid] = _Ended(session.channel, until, session.address, farewell, budget)
+        self._farewell_bytes += sum(map(len, farewell))
         while ended:
             oldest = next(iter(ended.values()))
-            if oldest.until > now and len(ended) <= self.config.tracked_addresses:
+            if (
+                oldest.until > now
+                and len(ended) <= self.config.tracked_addresses
+                and self._farewell_bytes <= FAREWELL_BYTES
+            ):
                 break
-            ended.popitem(last=False)[1].channel.forget()
+            forgotten = ended.popitem(last=False)[1]
+            forgotten.channel.forget()
+            self._farewell_bytes -= sum(map(len, forgotten.farewell))
 
     def logged_in(self, session: Session, account: Account) -> None:
         """The connection is `account`'s now (counted against its cap)."""
