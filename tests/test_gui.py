@@ -147,6 +147,20 @@ async def test_a_stop_signal_leaves_the_room_at_once_and_ends_the_program(
 
 
 @gui_test
+async def test_history_in_a_room_shown_whole_says_there_is_nothing_older(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    with trio.fail_after(20):
+        async with bob_and_the_window(daemon, tmp_path / "gui.json") as (bob, app):
+            await bob.say("the only message")
+            window = await signed_in(app, "alice")
+            say(window, "/history 5")
+            told = "Every message is shown: there are no older ones."
+            await until(lambda: any(line.endswith(told) for line in texts(window)), "told")
+            assert not any("Scroll up" in line for line in texts(window))
+
+
+@gui_test
 async def test_private_tabs_both_ways_with_unread_counts(
     daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
 ) -> None:

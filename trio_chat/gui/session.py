@@ -210,6 +210,10 @@ class RoomSession:
         elif isinstance(command, commands.Who):
             self._start(self._who, key)
         elif isinstance(command, commands.ShowHistory):
+            model = window.model(key)
+            if model is not None and not model.more:
+                window.note("Every message is shown: there are no older ones.", key)
+                return
             window.note("Scroll up to see older messages; they load as you reach the top.", key)
             self._start(self.load_older, key)
 
