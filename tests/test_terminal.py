@@ -6,10 +6,16 @@ deadline (no fixed sleeps), and kills the server at the end.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import select
 import shlex
 import signal
+import struct
+import subprocess
+import termios
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +24,7 @@ import pytest
 import trio
 
 import trio_chat
-from tests.cli_support import PASSWORD, TEST_CONFIG
+from tests.cli_support import PASSWORD, TEST_CONFIG, daemon_in_thread
 from trio_chat.cli import ExitCode
 from trio_chat.conversation import RETURN_WINDOW, Returns
 from trio_chat.server import serve
@@ -630,3 +636,49 @@ async def test_a_dumb_terminal_refuses_a_line_that_is_not_utf8_as_a_pipe_does(
     finally:
         os.close(read)
     assert capsys.readouterr().out == "Not sent: the line is not UTF-8 text.\n"
+
+
+PROMPT = re.compile(rb"alice(\x1b\[[0-9;]*m)*>")
+"""alice's prompt, drawn (in bold, its escape codes between the name and `>`)."""
+
+
+def _read_until(master: int, marker: re.Pattern[bytes], timeout: float) -> bytes:
+    seen = b""
+    end = time.monotonic() + timeout
+    while not marker.search(seen) and time.monotonic() < end:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            seen += os.read(master, 65536)
+    return seen
+
+
+def test_closing_the_terminal_is_leaving_not_a_failure(tmp_path: Path) -> None:
+    """The terminal window closed under `chat` (the kernel hangs it up: its reads and
+    writes fail, and SIGHUP comes): it leaves as at SIGHUP, not with "Network error"."""
+    with daemon_in_thread(tmp_path / "chat.db") as daemon:
+        trio.run(trio_chat.register, daemon.host, daemon.port, "alice", PASSWORD)
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        env = cli_env(daemon.port, TRIO_CHAT_PASSWORD=PASSWORD, TERM="xterm")
+        process = subprocess.Popen(
+            [*CLI, "chat", "--name", "alice", "--server-key", daemon.key],
+            stdin=slave,
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # its own session, the pty its controlling terminal
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(slave)
+        try:
+            assert PROMPT.search(_read_until(master, PROMPT, 30))
+            os.close(master)  # the terminal window is closed
+            status = process.wait(30)
+            assert process.stderr is not None
+            said = process.stderr.read().decode()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert status in (ExitCode.OK, ExitCode.INTERRUPTED), (status, said)
+    assert "error" not in said.lower(), said

@@ -86,6 +86,8 @@ class Terminal:
         self._message = message
         self._stopping = False
         self._reading = False
+        self._gone = False
+        """The terminal was closed (hung up): nothing more is written to it."""
         self._lock = threading.Lock()
         self._pending: list[str] = []
 
@@ -115,9 +117,12 @@ class Terminal:
 
     def _write_pending(self) -> None:
         text = self._take()
-        if text:
-            sys.stdout.write(text)
-            sys.stdout.flush()
+        if text and not self._gone:
+            try:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            except OSError:
+                self._gone = True  # closed: what is left to say has nowhere to go
 
     def _write_above_prompt(self) -> None:
         app = self.session.app
@@ -137,13 +142,18 @@ class Terminal:
         return self.session.input.raw_mode()
 
     async def read(self) -> str | None:
-        """The next line, or None on Ctrl-D, Ctrl-C or `stop()`."""
+        """The next line, or None on Ctrl-D, Ctrl-C, `stop()`, or the terminal closed."""
         if self._stopping:
             return None
         self._reading = True
         try:
             return await trio.to_thread.run_sync(self._prompt)
         except (EOFError, KeyboardInterrupt):
+            return None
+        except OSError:
+            # The terminal was closed (hung up: its reads and writes fail with EIO): a
+            # way of leaving, as SIGHUP is, and nothing more can be shown on it.
+            self._gone = True
             return None
         finally:
             self._reading = False
