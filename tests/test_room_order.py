@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import cast
 
+import pytest
 import trio
 import trio.testing
 
@@ -25,6 +26,14 @@ class _Answer:
         self.answered = trio.Event()
         self.message: PublicMessage | None = None
 
+    @property
+    def done(self) -> bool:
+        return self.answered.is_set()
+
+    @property
+    def result(self) -> PublicMessage | None:
+        return self.message if self.done else None
+
     async def wait(self) -> PublicMessage:
         await self.answered.wait()
         assert self.message is not None
@@ -37,12 +46,17 @@ class _Names:
     def __init__(self, names: list[str]) -> None:
         self.names = names
 
+    done = True
+
     async def wait(self) -> list[str]:
         return self.names
 
 
 class _Refused:
     """A receipt for a private message to nobody."""
+
+    done = True
+    result = None
 
     def __init__(self, message: str) -> None:
         self.message = message
@@ -247,3 +261,42 @@ async def test_leaving_while_a_question_waits_says_what_it_waits_for(
     assert [to_plain(line) for line in shown] == [
         "Leaving once the daemon answers (Ctrl-C: leave now)."
     ]
+
+
+def said(shown: list[Line]) -> list[str]:
+    """The messages shown, without their time."""
+    lines = ["".join(text for _style, text in line) for line in shown]
+    return [line.split("] ", 1)[1] for line in lines if ": " in line and "said" in line]
+
+
+@pytest.mark.parametrize("interactive", [False, True])
+async def test_ones_own_message_answered_before_a_later_one_is_shown_before_it(
+    interactive: bool,
+) -> None:
+    """Under loss the `ok` of alice's message (id 3) and bob's next message (id 4) come
+    together, in that order: her screen shows them in that order too, as everyone
+    else's does (her own is shown by a task of its own, which may run later)."""
+    async with room_on_screen(interactive=interactive) as (chat, room, shown):
+        room.handle("mine, said first")
+        await trio.testing.wait_all_tasks_blocked()
+        chat.answer.message = message(3, "alice", "mine, said first")
+        chat.answer.answered.set()
+        chat.events_in.send_nowait(message(4, "bob", "his, said after"))
+        await trio.testing.wait_all_tasks_blocked()
+        await chat.events_in.aclose()
+    assert said(shown) == ["alice: mine, said first", "bob: his, said after"]
+
+
+@pytest.mark.parametrize("interactive", [False, True])
+async def test_a_message_stored_before_ones_own_answered_one_is_shown_before_it(
+    interactive: bool,
+) -> None:
+    async with room_on_screen(interactive=interactive) as (chat, room, shown):
+        room.handle("mine, said second")
+        await trio.testing.wait_all_tasks_blocked()
+        chat.events_in.send_nowait(message(3, "bob", "his, said first"))
+        chat.answer.message = message(4, "alice", "mine, said second")
+        chat.answer.answered.set()
+        await trio.testing.wait_all_tasks_blocked()
+        await chat.events_in.aclose()
+    assert said(shown) == ["bob: his, said first", "alice: mine, said second"]

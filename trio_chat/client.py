@@ -361,6 +361,13 @@ class Receipt:
         """The daemon has answered, or the request failed: `wait()` returns at once."""
         return self._handle.done
 
+    @property
+    def result(self) -> Any:
+        """The request's result once the daemon has answered it (None before, and if it
+        was refused); `wait()` is the way to learn why it failed."""
+        handle = self._handle
+        return handle.result if handle.done and handle.error is None else None
+
     async def wait(self) -> Any:
         """The request's result once the daemon has answered; its `ChatError` if refused,
         or `ConnectionLost` if the session ended first. Cancelling the wait leaves the

@@ -146,6 +146,8 @@ class Room:
         self.on_change: Callable[[], None] = lambda: None
         self._line_number = 0
         self._receipts: list[Receipt] = []
+        self._sending: list[tuple[Receipt, bool]] = []
+        """Own messages sent and not shown yet, each with whether it waited to go out."""
         self._results_in, self._results_out = trio.open_memory_channel[Result](math.inf)
         self._results_done = trio.Event()
         self._shown: set[int] = set()
@@ -282,6 +284,7 @@ class Room:
             return
         self._receipts.append(receipt)
         waiting = not self.connected
+        self._sending.append((receipt, waiting))
         if waiting and self.interactive:
             self.show(pending_line(text, to, self.chat.name))
         line_number = self._line_number
@@ -308,6 +311,21 @@ class Room:
             self._refused(f"Not sent{target} ('{short}'): {error.message}", error, line_number)
             return
         self._show_message(message, sent_late=waited and self.interactive)
+
+    def _show_own_before(self, message_id: int) -> None:
+        """Show first the messages of one's own, answered already, that are older than
+        `message_id`. The daemon answers a message before it sends any later one, but the
+        answer is shown by a task of its own (`_sent`), which may run after the later
+        message's arrival is shown: everyone else's screen has them in stored order."""
+        if not self._caught_up.is_set():
+            return  # what was missed while away comes first (`_sent` waits for it too)
+        answered = [(receipt.result, waited) for receipt, waited in self._sending]
+        for mine, waited in sorted(
+            ((m, w) for m, w in answered if m is not None and m.id < message_id),
+            key=lambda pair: pair[0].id,
+        ):
+            self._show_message(mine, sent_late=waited and self.interactive)
+        self._sending = [(receipt, w) for receipt, w in self._sending if not receipt.done]
 
     def _show_message(self, message: ChatMessage, *, sent_late: bool = False) -> None:
         """Show a message once, even when it comes both as an event and as an answer."""
@@ -442,6 +460,7 @@ class Room:
     def _show_event(self, event: Event) -> None:
         me = self.chat.name
         if isinstance(event, PublicMessage | PrivateMessage):
+            self._show_own_before(event.id)
             self._show_message(event)
         elif isinstance(event, History):
             self._show_history(event)
