@@ -300,3 +300,21 @@ async def test_a_message_stored_before_ones_own_answered_one_is_shown_before_it(
         await trio.testing.wait_all_tasks_blocked()
         await chat.events_in.aclose()
     assert said(shown) == ["bob: his, said first", "alice: mine, said second"]
+
+
+async def test_a_script_is_not_told_that_those_there_before_it_joined_after_an_outage() -> None:
+    """After a daemon restart everyone comes back: a script, which never printed who was
+    there, printed "* bob joined the room" for each of them."""
+    async with room_on_screen(interactive=False) as (chat, _room, shown):
+        chat.online = ["alice", "bob"]
+        await chat.events_in.send(History((), more=False))
+        await trio.testing.wait_all_tasks_blocked()
+        await chat.events_in.send(Disconnected("the daemon went away"))
+        await chat.events_in.send(Reconnected())
+        await chat.events_in.send(History((), more=False, resumed=True))
+        await chat.events_in.send(Joined("bob", datetime.now(UTC), back=True))
+        await chat.events_in.send(Joined("carol", datetime.now(UTC)))  # new: told
+        await trio.testing.wait_all_tasks_blocked()
+        await chat.events_in.aclose()
+    joins = [to_plain(line) for line in shown if "joined" in to_plain(line)]
+    assert len(joins) == 1 and "carol joined" in joins[0]

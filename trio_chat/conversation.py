@@ -8,6 +8,7 @@ terminal and the pipe modes (`terminal`) differ only in how they read and print.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -530,3 +531,12 @@ class Room:
                 )
             )
             self._ask(self.chat.who_nowait, self._show_names)
+        elif not event.resumed and self._tasks is not None:
+            self._tasks.start_soon(self._learn_who_is_here)
+
+    async def _learn_who_is_here(self) -> None:
+        """Who is in the room on entering, for a script, which does not print it: those
+        there before it who come back after an outage are not news (`Returns`)."""
+        with contextlib.suppress(ChatError):  # the session ended: nothing to tell apart
+            names: list[str] = await self.chat.who_nowait().wait()
+            self.online |= {name_key(name) for name in names}
