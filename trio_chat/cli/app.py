@@ -3,6 +3,7 @@ console script's entry point."""
 
 from __future__ import annotations
 
+import signal
 from typing import Annotated
 
 import typer
@@ -58,4 +59,10 @@ app.command()(gui)
 
 def main() -> None:
     """The console script's entry point."""
-    app(prog_name="trio-chat")
+    try:
+        app(prog_name="trio-chat")
+    finally:
+        # Done: a Ctrl-C pressed now (a second one as the room is left, say) would kill
+        # the process in its last moments (Python re-raises an interrupt it did not
+        # handle at exit), with no word and no exit status of ours.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
