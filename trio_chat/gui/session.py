@@ -41,9 +41,9 @@ from .status import Link
 PAGE = 50
 """Messages asked for at a time when scrolling back."""
 PAGES_PER_ASK = 5
+"""A private conversation scrolled to the top reads at most this many pages to find more."""
 GAP_PAGES = 40
 """Pages read, at most, to fill in what a resumed history left out (2,000 messages)."""
-"""A private conversation scrolled to the top reads at most this many pages to find more."""
 WHO_TIMEOUT = 5.0
 
 Args = TypeVarTuple("Args")
