@@ -401,7 +401,7 @@ class Lobby:
         if refusal is not None and refusal.code == "throttled":
             wait = refusal.retry_after
             self._notes.append(LoginRefused(request.name, address, "throttled", round_up(wait)))
-            message = "Too many failed logins; wait a little before trying again."
+            message = f"Too many failed logins; wait {max(1, round(wait))} s before trying again."
             self._refuse(session, seq, "throttled", message, wait)
             return
         if refusal is not None:
