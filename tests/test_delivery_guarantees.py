@@ -679,6 +679,17 @@ def test_a_logout_while_coming_back_after_a_restart_comes_back_before_it_leaves(
     assert_left_then_shown_once(sim, alice, leaving)
 
 
+def test_a_logout_after_the_new_channel_opens_but_before_the_welcome_waits_too() -> None:
+    """As above, one round trip later: the new channel is open and the resume on its way
+    when she logs out. The logout still waits for the resumed history."""
+    sim, alice = whisper_then_restart(4)
+    sim.run_until(lambda: any(isinstance(e, Disconnected) for e in sim.events["alice"]))
+    sim.run_until(lambda: alice.link is not None and not alice.connected)
+    leaving = alice.logout()
+    assert not leaving.done
+    assert_left_then_shown_once(sim, alice, leaving)
+
+
 def test_a_logout_while_coming_back_to_a_daemon_that_is_down_ends_at_once() -> None:
     """The daemon stopped and is not back: a logout made while the client tries to open
     a channel again ends as soon as the daemon's port is found closed, not when the

@@ -16,6 +16,7 @@ import trio
 from trio_chat import (
     ClientConfig,
     Left,
+    Notice,
     RateLimited,
     Throttled,
     TooManyRegistrations,
@@ -31,7 +32,9 @@ from trio_chat.limits import TokenBucket
 from trio_chat.server import serve
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
+from trio_chat.testing.netsim import Conditions
 from trio_chat.testing.raw_peer import RawPeer
+from trio_chat.testing.simulation import Simulation
 
 HERE = ("10.0.0.1", 1000)
 THERE = ("10.0.0.2", 1000)
@@ -222,6 +225,21 @@ def test_a_client_asking_many_questions_at_once_gets_every_answer() -> None:
             break
     assert all(page.done and page.error is None for page in pages)
     assert any(isinstance(f, wire.ErrorFrame) for f in reader.frames)  # some were refused
+
+
+def test_a_burst_of_questions_is_answered_whole_without_a_word_of_refusal() -> None:
+    """30 `who` at once (a greeter after a daemon restart, say): past the first 20 each
+    refused one is asked again alone, once allowed; none of the refusals reaches the
+    program as a notice, and a message sent meanwhile is not held back."""
+    sim = Simulation(7, Conditions(delay=0.002))
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready)
+    questions = [alice.who() for _ in range(30)]
+    said = alice.say("not held back")
+    sim.run_until(lambda: said.done, 0.1)
+    sim.run_until(lambda: all(question.done for question in questions), 30.0)
+    assert all(question.error is None for question in questions)
+    assert not [event for event in sim.events["alice"] if isinstance(event, Notice)]
 
 
 def test_a_message_refused_as_too_fast_is_not_overtaken_by_later_ones() -> None:

@@ -224,6 +224,10 @@ class ClientConnection:
         """Messages refused as too fast, and the messages and questions after them: sent
         again together, in order."""
         self._resume_at = 0.0
+        self._asking_again: list[Handle] = []
+        """Questions refused as asked too fast: each asked again alone at `_ask_again_at`
+        (a question has no order to keep, and holds nothing back)."""
+        self._ask_again_at = 0.0
         self._backlog: deque[ChatMessage] = deque(maxlen=SEEN_MEMORY)
         """The history sent on login, until its `ready`: the newest `SEEN_MEMORY` of it."""
         self._backlog_cut = False
@@ -330,7 +334,10 @@ class ClientConnection:
                     return handle
         self._leaving = True
         handle = self._submit(Handle("logout", wire.encode(wire.Logout())))
-        if self._link is None and self._resuming and self._handshake is not None:
+        coming_back = self._handshake is not None or (
+            self._link is not None and not self._logged_in
+        )
+        if self._resuming and coming_back:
             # Coming back after a lost session: what was shown just before may not have
             # been acknowledged. The logout waits for the session and its history (held
             # until `ready`, as after any login), and acknowledges them; if the daemon
@@ -467,6 +474,7 @@ class ClientConnection:
             self._link.seed_rtt(handshake.rtt)
         self._by_seq = {}
         self._paused = []
+        self._asking_again = []  # every request goes again on the new session
         # The backlog stays: a history cut off by a lost session before its `ready` was
         # seen (and is not sent again); it is shown with the next login's history.
         self._last_sent = now
@@ -761,6 +769,8 @@ class ClientConnection:
             deadline = timer
         if self._paused and self._resume_at < deadline:
             deadline = self._resume_at
+        if self._asking_again and self._ask_again_at < deadline:
+            deadline = self._ask_again_at
         if self._reauth_at is not None and self._reauth_at < deadline:
             deadline = self._reauth_at
         return deadline
@@ -817,6 +827,11 @@ class ClientConnection:
         if self._reauth_at is not None and now >= self._reauth_at:
             self._reauth_at = None
             self._authenticate()
+        if self._asking_again and now >= self._ask_again_at:
+            again, self._asking_again = self._asking_again, []
+            for handle in again:
+                if not handle.done:
+                    self._transmit(handle)
         if self._paused and now >= self._resume_at:
             paused, self._paused = set(self._paused), []
             first = min(handle.order for handle in paused)
@@ -987,6 +1002,12 @@ class ClientConnection:
         )
         if retry and earlier:
             return  # the refusal of a copy sent before the one now on its way: that counts
+        if retry and handle.kind in _QUESTIONS:
+            self._by_seq.pop(handle.seq, None)
+            handle.parts = []
+            self._asking_again.append(handle)
+            self._ask_again_at = max(self._ask_again_at, now + (frame.retry_after or 1.0))
+            return
         if retry:
             # Wait, then resend it with every message written after it, in order. The
             # questions asked after it are asked again then: answered now, they would
