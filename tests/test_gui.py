@@ -433,6 +433,26 @@ async def test_closing_the_window_waits_for_what_was_typed_however_long_it_takes
 
 
 @gui_test
+async def test_closing_the_window_does_not_wait_for_a_question_to_a_daemon_away(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    """The daemon is gone and `/who` waits for it (as a page of older messages would):
+    no line waits, so closing is not asked about, and the window goes without waiting
+    for the daemon to come back."""
+    with trio.fail_after(40):
+        async with a_daemon_bob_and_the_window(tmp_path) as (daemon, _bob, app):
+            window = await signed_in(app, "alice")
+            await daemon.kill()
+            await until(lambda: window.link is Link.RECONNECTING, "away")
+            say(window, "/who")
+            chat = app.chat
+            assert chat is not None
+            await until(lambda: chat.pending == 1, "the question asked")
+            window.close()
+            await until(lambda: not showing(window), "the window closed")
+
+
+@gui_test
 async def test_closing_the_window_again_while_it_logs_out_leaves_at_once(
     tmp_path: Path, qtbot: QtBot
 ) -> None:
@@ -734,7 +754,9 @@ async def test_keyboard_only(
             window.activateWindow()
             await until(lambda: window.isActiveWindow(), "the window in front")
             shortcut(window, "Ctrl+Q")
-            assert window.status.text() == f"Logging out of {host}:{port}…"
+            assert window.status.text() == (
+                f"Logging out of {host}:{port}; close the window again to leave now"
+            )
             await until(lambda: not showing(window), "the window closed")
 
 

@@ -301,7 +301,9 @@ def test_the_status_line() -> None:
     )
     assert status_text(Link.RECONNECTING, where, "alice", 1).endswith("1 line waiting to be sent")
     assert status_text(Link.LOST, where, "alice", 0, "Gone.") == "Connection lost: Gone"
-    assert status_text(Link.LEAVING, where, "alice", 0) == f"Logging out of {where}…"
+    assert status_text(Link.LEAVING, where, "alice", 0) == (
+        f"Logging out of {where}; close the window again to leave now"
+    )
     assert status_text(Link.LEAVING, where, "alice", 2) == (
         f"Logging out of {where} once 2 lines are stored; close the window again to leave now"
     )

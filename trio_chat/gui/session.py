@@ -70,6 +70,8 @@ class RoomSession:
         self.again = False
         """The session ended, and the person asked to sign in again (not to close)."""
         self._returns = Returns()
+        self._lines: list[Receipt] = []
+        """The lines typed and sent (messages), which a logout waits for."""
         self._shown_all = trio.Event()
         """The session's events have ended, and every one of them is shown."""
 
@@ -108,8 +110,9 @@ class RoomSession:
 
     async def _log_out(self, emissions: trio.MemoryReceiveChannel[Emission]) -> None:
         """Log out once every line typed is answered (as long as that takes: a daemon
-        that restarts still takes them), while the room's events are still shown and the
-        window says it is leaving; closed again meanwhile, leave at once."""
+        that restarts still takes them; questions, `/who` or older pages, are not waited
+        for), while the room's events are still shown and the window says it is leaving;
+        closed again meanwhile, leave at once."""
 
         async def closed_again() -> None:
             async for emission in emissions:
@@ -118,7 +121,9 @@ class RoomSession:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(closed_again)
-            await self.chat.drain()
+            for receipt in self._lines:  # not questions: scrolled back, nobody waits
+                with contextlib.suppress(ChatError):  # refused: the window said so
+                    await receipt.wait()
             await self.chat.logout()
             await self._shown_all.wait()  # what came before the end, to the last event
             nursery.cancel_scope.cancel()
@@ -232,6 +237,8 @@ class RoomSession:
             unknown = isinstance(error, UnknownUser)
             self.window.refuse_now(person, text, error.message, no_such_person=unknown)
             return
+        self._lines = [line for line in self._lines if not line.done]
+        self._lines.append(receipt)
         pending = self.window.add_pending(person, text)
         self._start(self._settle, receipt, pending, text)
 

@@ -32,9 +32,10 @@ def waiting_text(count: int) -> str:
 
 def status_text(link: Link, where: str, me: str, waiting: int, reason: str = "") -> str:
     """`Connected to 127.0.0.1:1600 as alice`, `Reconnecting to … (lost: why); 2 lines
-    waiting to be sent`, `Logging out of 127.0.0.1:1600…` (once lines waiting are
-    stored), or `Connection lost: …`. The reason while reconnecting is why the
-    connection went, which may no longer hold (a daemon that was stopping has stopped)."""
+    waiting to be sent`, `Logging out of 127.0.0.1:1600; close the window again to leave
+    now` (once lines waiting are stored), or `Connection lost: …`. The reason while
+    reconnecting is why the connection went, which may no longer hold (a daemon that was
+    stopping has stopped)."""
     why = safe(reason).rstrip(".")
     if link is Link.CONNECTED:
         return f"Connected to {where} as {safe_name(me)}"
@@ -42,11 +43,8 @@ def status_text(link: Link, where: str, me: str, waiting: int, reason: str = "")
         because = f" (lost: {why})" if why else ""
         return f"Reconnecting to {where}{because}; {waiting_text(waiting)}"
     if link is Link.LEAVING:
+        once = ""
         if waiting:
-            stored = "is stored" if waiting == 1 else "are stored"
-            return (
-                f"Logging out of {where} once {counted(waiting, 'line')} {stored}; "
-                "close the window again to leave now"
-            )
-        return f"Logging out of {where}…"
+            once = f" once {counted(waiting, 'line')} {'is' if waiting == 1 else 'are'} stored"
+        return f"Logging out of {where}{once}; close the window again to leave now"
     return f"Connection lost: {why}" if why else "Connection lost"
