@@ -5,11 +5,14 @@ before (the CLI imports Qt only for `gui`)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from trio_chat.gui import INSTALL_HINT, GuiUnavailable, startup
 
@@ -110,3 +113,20 @@ def test_a_pyside6_that_loses_references_to_none_is_told_before_qt_starts(
     monkeypatch.setattr(startup, "drops_none_references", lambda: True)
     with pytest.raises(GuiUnavailable, match=r"^PySide6 [\d.]+ would end the window after"):
         startup.check(Path("."))
+
+
+async def test_under_nohup_the_window_goes_on_when_its_terminal_closes() -> None:
+    """`nohup trio-chat gui &`: SIGHUP ignored from the start stays ignored (the window
+    does not end when the terminal that started it closes), as for the other commands."""
+    from trio_chat.gui.app import _on_stop_signals  # Qt's: imported only here
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup does
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_on_stop_signals)
+            await trio.testing.wait_all_tasks_blocked()
+            os.kill(os.getpid(), signal.SIGHUP)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()  # still running: it did not take the signal
+    finally:
+        signal.signal(signal.SIGHUP, before)

@@ -19,6 +19,7 @@ from ..conversation import Outcome
 from ..display import Line, info_line, names_line, quoted, safe_name, to_ansi, to_plain
 from ..errors import ChatError, NameTaken, UnknownUser
 from ..keys import address_label
+from ..stop_signals import stop_signals
 from ..terminal import run_interactive, run_pipe, wants_colour
 from .daemon_key import trusted_key
 from .exits import ExitCode, chat_failure, exit_code_for, fail, name_problem, run
@@ -32,7 +33,6 @@ from .options import (
     ServerKeyOption,
 )
 from .prompts import ATTEMPTS, agree, ask, attempts, checked_name, given_password
-from .signals import stop_signals
 
 
 def register(

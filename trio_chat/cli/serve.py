@@ -20,10 +20,10 @@ from ..engine import ServerConfig
 from ..keys import KeyFileError, home_relative
 from ..logs import FORMATS, LEVELS, configure, event
 from ..server import serve
+from ..stop_signals import stop_signals
 from ..store import StorageError, default_database
 from .exits import ExitCode, fail
 from .options import database_path, parse_port
-from .signals import stop_signals
 
 
 def serve_command(

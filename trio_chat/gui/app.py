@@ -17,6 +17,7 @@ from ..client import ChatClient, ClientConfig, connect, register, trust_server
 from ..display import quoted, safe
 from ..errors import ChatError, ServerUnreachable
 from ..keys import KeyFileError, KnownServers, first_use_notice
+from ..stop_signals import stop_signals
 from . import guest, memory, startup
 from .problems import Field, Problem, SignInForm, form_problem, sign_in_problem
 from .room_window import RoomWindow
@@ -43,9 +44,11 @@ class Stopped(Exception):
 
 
 async def _on_stop_signals() -> None:
-    """Raise `Stopped` at SIGTERM or SIGHUP: the room is left at once (the session says
-    goodbye, as when Ctrl-C interrupts it), and the program ends with status 130."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+    """Raise `Stopped` at SIGTERM or SIGHUP (unless ignored, as under `nohup`): the room
+    is left at once (the session says goodbye, as when Ctrl-C interrupts it), and the
+    program ends with status 130. Ctrl-C is Trio's own KeyboardInterrupt."""
+    wanted = [signum for signum in stop_signals() if signum != signal.SIGINT]
+    with trio.open_signal_receiver(*wanted) as signals:
         async for _signum in signals:
             raise Stopped
 
