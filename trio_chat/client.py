@@ -542,8 +542,7 @@ class ChatClient:
         self._flush()
         with trio.move_on_after(self.config.timeout):
             await _completed(handle)
-        self.connection.close()
-        self._flush()
+        self.close()
 
     def close(self) -> None:
         """Leave now: say goodbye once and wait for nothing. What is unanswered fails with
@@ -647,9 +646,7 @@ async def connect(
                     await client._until_ready()
                     yield client
                 except BaseException:
-                    # Refused, or leaving in a hurry: say goodbye once, wait for nothing.
-                    connection.close()
-                    client._flush()
+                    client.close()  # refused, or leaving in a hurry: a goodbye, no wait
                     raise
                 else:
                     with trio.CancelScope(shield=True):

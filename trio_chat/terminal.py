@@ -10,6 +10,7 @@ input waits until everything sent was acknowledged. Both hand the lines to a
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -33,6 +34,8 @@ from .display import DIM, ERROR, Line, counted, fold, safe, to_ansi, to_plain
 LEAVE_TOLD = 0.5
 """How long leaving waits for the daemon's answers before it says it is waiting (it
 waits until they come, or until Ctrl-C)."""
+HUNG_UP = frozenset({errno.EIO, errno.ENXIO})
+"""What reading or writing a terminal that was closed fails with."""
 
 NOT_UTF8 = "Not sent: the line is not UTF-8 text."
 """Said of a line read from a pipe or a dumb terminal that is not UTF-8."""
@@ -121,7 +124,9 @@ class Terminal:
             try:
                 sys.stdout.write(text)
                 sys.stdout.flush()
-            except OSError:
+            except OSError as error:
+                if error.errno not in HUNG_UP:
+                    raise
                 self._gone = True  # closed: what is left to say has nowhere to go
 
     def _write_above_prompt(self) -> None:
@@ -150,7 +155,9 @@ class Terminal:
             return await trio.to_thread.run_sync(self._prompt)
         except (EOFError, KeyboardInterrupt):
             return None
-        except OSError:
+        except OSError as error:
+            if error.errno not in HUNG_UP:
+                raise
             # The terminal was closed (hung up: its reads and writes fail with EIO): a
             # way of leaving, as SIGHUP is, and nothing more can be shown on it.
             self._gone = True

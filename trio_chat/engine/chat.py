@@ -30,9 +30,9 @@ presumed abandoned, and the session's messages flow again). It counts only once 
 client has the refusal (its link acknowledged it): a refusal lost on the way, while the
 client's network was down, gave it no chance to resend."""
 _REFUSED = "refused"
+"""The tag of a refusal as too fast on its way to the client (with the message's `cid`)."""
 READ_AGAIN_AFTER = 0.05
 """Seconds after which a session with `reads_per_session` reads under way may ask again."""
-"""The tag of a refusal as too fast on its way to the client (with the message's `cid`)."""
 NAMES_PART_BYTES = 700
 """Names per `names` frame: as many as fit this many bytes, so every frame fits."""
 

@@ -58,9 +58,9 @@ class Session:
     batches: bool = False
     """Its client reads `msgs` frames (it said so when it logged in)."""
     busy: int = 0
+    """Requests of this connection being worked on (a password being hashed)."""
     reading: int = 0
     """Its `history` requests being read from the database."""
-    """Requests of this connection being worked on (a password being hashed)."""
     counted: str | None = None
     """The network whose cap it is counted against: its address's, once that address is
     proven, not before (so that spoofed `INIT`s cannot fill a victim's address). After a
@@ -157,8 +157,9 @@ class Sessions:
         since the engine last counted them all (`ServerEngine._check_memory`)."""
         self._timers: list[tuple[float, int]] = []
         self._ended: OrderedDict[int, _Ended] = OrderedDict()
-        self._farewell_bytes = 0
         """Recently ended connections, by index (QUIC's closing state)."""
+        self._farewell_bytes = 0
+        """Bytes of their last datagrams, in all (`FAREWELL_BYTES` at most)."""
 
     def __len__(self) -> int:
         return len(self.by_sid)
