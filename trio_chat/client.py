@@ -459,7 +459,9 @@ class ChatClient:
         """Queue a private message at once (keeping order) and return its receipt.
 
         Raised at once, as by `say_nowait`: `TextEmpty`, `TextTooLong`, `ConnectionLost`,
-        and `UnknownUser` for a name no account can have."""
+        and `UnknownUser` for a name longer than any account's; other names are the
+        daemon's to judge (its receipt raises `UnknownUser`), as an account may keep a
+        name from before today's rules."""
         return self._submitted(self.connection.whisper(to, text))
 
     async def who(self) -> list[str]:
