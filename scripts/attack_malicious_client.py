@@ -195,11 +195,13 @@ async def unread_history(
     return mallory, sock
 
 
-async def records_from_victim(channel: Channel, address: tuple[str, int], victim: Victim) -> None:
-    """100 small records of an ended channel, each with a frame, "from" the victim."""
+async def records_from_victim(channel: Channel, address: tuple[str, int], victim: Victim) -> float:
+    """100 small records of an ended channel, each with a frame, "from" the victim; return
+    what the victim got for what was sent from it (since its counts were last reset)."""
     for k in range(100):
         await victim.send_as(channel.seal(10_000 + k, b'{"frames":[[1,{"t":"ping"}]]}'), address)
     await trio.sleep(0.5)
+    return victim.received / victim.sent
 
 
 async def farewell(address: tuple[str, int], engine: ServerEngine, victim: Victim) -> bool:
@@ -214,8 +216,7 @@ async def farewell(address: tuple[str, int], engine: ServerEngine, victim: Victi
             await sock.recv(2048)
     sock.close()
     victim.sent = victim.received = victim.datagrams = 0
-    await records_from_victim(channel, address, victim)
-    ratio = victim.received / victim.sent
+    ratio = await records_from_victim(channel, address, victim)
     print(
         f"4. after her logout, 100 records of her ended channel from {VICTIM_HOST} "
         f"({victim.sent:,} bytes): the victim got {victim.received:,} bytes in "
@@ -238,8 +239,7 @@ async def moved_farewell(address: tuple[str, int], engine: ServerEngine, victim:
     for data in mallory.datagrams_to_send(trio.current_time()):
         await victim.send_as(data, address)
     await trio.sleep(0.5)
-    await records_from_victim(channel, address, victim)
-    ratio = victim.received / victim.sent
+    ratio = await records_from_victim(channel, address, victim)
     print(
         f"5. her session moved to {VICTIM_HOST} and logged out from there, then 100 records "
         f"of it from there: the victim got {victim.received:,} bytes in {victim.datagrams} "

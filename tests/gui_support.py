@@ -94,6 +94,13 @@ def say(window: RoomWindow, line: str) -> None:
     press(editor, Qt.Key.Key_Return)
 
 
+def paste_and_send(window: RoomWindow, text: str) -> None:
+    """Paste `text` into the room's editor, as from the clipboard, and press Enter."""
+    QApplication.clipboard().setText(text)
+    window.composer.editor.paste()
+    press(window.composer.editor, Qt.Key.Key_Return)
+
+
 def texts(window: RoomWindow, key: str = "") -> list[str]:
     """The plain text of a conversation's rows, as shown."""
     model = window.model(key)

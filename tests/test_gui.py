@@ -29,6 +29,7 @@ from tests.gui_support import (
     gui_test,
     lines_with,
     messages,
+    paste_and_send,
     pending,
     press,
     received,
@@ -98,9 +99,7 @@ async def test_lines_pasted_at_once_go_one_by_one(
         async with bob_and_the_window(daemon, tmp_path / "gui.json") as (bob, app):
             window = await signed_in(app, "alice")
             editor = window.composer.editor
-            QApplication.clipboard().setText("line one\r\nline two\n\ns/bob/line three\n")
-            editor.paste()
-            press(editor, Qt.Key.Key_Return)
+            paste_and_send(window, "line one\r\nline two\n\ns/bob/line three\n")
             await until(lambda: lines_with(window, "alice: line two"), "the second line")
             await until(lambda: lines_with(window, "alice: line three", "bob"), "the whisper")
             said = [m.text for m in await received(bob)]
@@ -117,9 +116,7 @@ async def test_lines_pasted_after_an_exit_are_not_sent(
     with trio.fail_after(20):
         async with bob_and_the_window(daemon, tmp_path / "gui.json") as (bob, app):
             window = await signed_in(app, "alice")
-            QApplication.clipboard().setText("first line\nExit\nafter the exit\n/who\n")
-            window.composer.editor.paste()
-            press(window.composer.editor, Qt.Key.Key_Return)
+            paste_and_send(window, "first line\nExit\nafter the exit\n/who\n")
             await until(lambda: not showing(window), "the window closed")
             said = [m.text for m in await received(bob) if m.sender == "alice"]
             assert said == ["first line"]
