@@ -100,6 +100,9 @@ class RoomWindow(QMainWindow):
         self.unread = Unread()
         self.online = Online()
         self.link = Link.CONNECTED
+        self._leave_box: QMessageBox | None = None
+        self._leaving_anyway = False
+        """Told that lines waiting for the daemon would be lost, the person chose Leave."""
         self._reason = ""
         self._pending: set[Pending] = set()
         self._conversations: dict[str, Conversation] = {}
@@ -640,8 +643,9 @@ class RoomWindow(QMainWindow):
         the session hides it. Closed again meanwhile, once the session has ended, or
         while the daemon is away with lines waiting (asked first), it goes at once."""
         away = self.link is Link.RECONNECTING and self.waiting
-        if away and not self._leave_anyway():
-            event.ignore()  # they go out once the daemon is back
+        if away and not self._leaving_anyway:
+            event.ignore()  # asked first: Leave closes it again; else they go out later
+            self._ask_to_leave_anyway()
             return
         if away or self.link in (Link.LEAVING, Link.LOST):
             if self._about is not None:
@@ -654,9 +658,14 @@ class RoomWindow(QMainWindow):
         self.composer.setEnabled(False)
         self.closed.emit(False)
 
-    def _leave_anyway(self) -> bool:
-        """Asked on closing while lines wait for a daemon that is away: closed, the
-        window would take them with it."""
+    def _ask_to_leave_anyway(self) -> None:
+        """Asked on closing while lines wait for a daemon that is away (closed, the
+        window would take them with it): Leave closes the window again, at once.
+
+        Opened, not run (`exec`): a nested event loop would hold Trio, a guest of Qt's
+        loop, and with it the client and the signals that stop the program."""
+        if self._leave_box is not None:
+            return  # asked already
         one = self.waiting == 1
         box = QMessageBox(
             QMessageBox.Icon.Question,
@@ -669,5 +678,13 @@ class RoomWindow(QMainWindow):
         )
         leave = box.addButton("&Leave", QMessageBox.ButtonRole.DestructiveRole)
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        return box.clickedButton() is leave
+
+        def answered() -> None:
+            self._leave_box = None
+            if box.clickedButton() is leave:
+                self._leaving_anyway = True
+                self.close()
+
+        box.finished.connect(answered)
+        self._leave_box = box
+        box.open()
