@@ -6,7 +6,8 @@ import dataclasses
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,20 @@ class Reports:
             await self.changed.wait()
 
 
+class Reads:
+    """History reads of account 1 asked of `persistence`, and what each returned."""
+
+    def __init__(self, persistence: Persistence) -> None:
+        self.persistence = persistence
+        self.results: list[list[Message] | None] = []
+        self.done = trio.Event()
+        """Set once a read has returned."""
+
+    async def one(self) -> None:
+        self.results.append(await self.persistence.history(1, None, 10))
+        self.done.set()
+
+
 def setup(
     tmp_path: Path, kind: type[ScriptedDisk] = ScriptedDisk
 ) -> tuple[Persistence, ScriptedDisk, Clock, Reports]:
@@ -153,25 +168,33 @@ async def test_slow_commits_in_a_row_send_the_next_ones_to_a_thread_and_the_loop
     assert reports.failed == []
 
 
-async def test_a_history_read_keeps_commits_off_the_loop(tmp_path: Path) -> None:
+@asynccontextmanager
+async def reads_held(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Persistence, ScriptedDisk, Reports, Reads, trio.Nursery]]:
+    """Persistence running, each history read held at the disk until the test releases
+    them (`disk.release`); everything released and closed at the end."""
     persistence, disk, _clock, reports = setup(tmp_path)
     disk.release.clear()
-    read: list[list[Message] | None] = []
-
-    async def read_history() -> None:
-        read.append(await persistence.history(1, None, 10))
-
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(persistence.run)
-            nursery.start_soon(read_history)
-            await trio.to_thread.run_sync(disk.reading.wait)
-            persistence.add(account(1, "alice"))
-            assert not persistence.commit_here()  # the loop would wait for the read's lock
-            disk.release.set()
-            await reports.until(1)
-            persistence.close()
-    assert disk.threads == [True] and read == [[]]
+            try:
+                yield persistence, disk, reports, Reads(persistence), nursery
+            finally:
+                disk.release.set()
+                persistence.close()  # `run` is shielded: a failure above must not hang
+
+
+async def test_a_history_read_keeps_commits_off_the_loop(tmp_path: Path) -> None:
+    async with reads_held(tmp_path) as (persistence, disk, reports, reads, nursery):
+        nursery.start_soon(reads.one)
+        await trio.to_thread.run_sync(disk.reading.wait)
+        persistence.add(account(1, "alice"))
+        assert not persistence.commit_here()  # the loop would wait for the read's lock
+        disk.release.set()
+        await reports.until(1)
+    assert disk.threads == [True] and reads.results == [[]]
 
 
 async def test_history_reads_queue_one_at_a_time_and_never_ahead_of_a_commit(
@@ -180,30 +203,17 @@ async def test_history_reads_queue_one_at_a_time_and_never_ahead_of_a_commit(
     """Forty reads asked at once (a flood of `history` requests from many sessions): one
     holds a worker thread and the database at a time, the others wait without a thread,
     and a commit added meanwhile goes through at once in its own thread."""
-    persistence, disk, _clock, reports = setup(tmp_path)
-    disk.release.clear()
-    reads: list[list[Message] | None] = []
-
-    async def read_history() -> None:
-        reads.append(await persistence.history(1, None, 10))
-
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(persistence.run)
-            try:
-                for _read in range(40):
-                    nursery.start_soon(read_history)
-                await trio.to_thread.run_sync(disk.reading.wait)
-                await trio.testing.wait_all_tasks_blocked()
-                assert disk.entered == 1
-                persistence.add(account(1, "alice"))
-                assert not persistence.commit_here()  # a read holds the database
-                await reports.until(1)  # while all forty still wait
-                assert reads == [] and disk.threads == [True]
-            finally:
-                disk.release.set()
-                persistence.close()
-    assert len(reads) == 40 and disk.entered == 40
+    async with reads_held(tmp_path) as (persistence, disk, reports, reads, nursery):
+        for _read in range(40):
+            nursery.start_soon(reads.one)
+        await trio.to_thread.run_sync(disk.reading.wait)
+        await trio.testing.wait_all_tasks_blocked()
+        assert disk.entered == 1
+        persistence.add(account(1, "alice"))
+        assert not persistence.commit_here()  # a read holds the database
+        await reports.until(1)  # while all forty still wait
+        assert reads.results == [] and disk.threads == [True]
+    assert len(reads.results) == 40 and disk.entered == 40
 
 
 async def test_a_history_read_sees_what_was_added_before_it(tmp_path: Path) -> None:
@@ -212,13 +222,7 @@ async def test_a_history_read_sees_what_was_added_before_it(tmp_path: Path) -> N
     round, which would have the commit go to a thread while the read runs, and the read
     miss the message)."""
     persistence, disk, _clock, reports = setup(tmp_path)
-    read: list[list[Message] | None] = []
-    done = trio.Event()
-
-    async def read_history() -> None:
-        read.append(await persistence.history(1, None, 10))
-        done.set()
-
+    reads = Reads(persistence)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(persistence.run)
@@ -227,15 +231,15 @@ async def test_a_history_read_sees_what_was_added_before_it(tmp_path: Path) -> N
                 assert persistence.commit_here()
                 said = message(1, 1)
                 persistence.add(said)
-                nursery.start_soon(read_history)
+                nursery.start_soon(reads.one)
                 await trio.testing.wait_all_tasks_blocked()
-                assert read == [] and not disk.reading.is_set()  # not before the commit
+                assert reads.results == [] and not disk.reading.is_set()  # not before the commit
                 assert persistence.commit_here()  # on the loop: no read holds the database
                 await reports.until(2)
-                await done.wait()
+                await reads.done.wait()
             finally:
                 persistence.close()  # `run` is shielded: a failure above must not hang
-    assert read == [[said]] and disk.threads == [False, False]
+    assert reads.results == [[said]] and disk.threads == [False, False]
 
 
 async def test_closing_commits_what_is_queued_then_the_task_ends(tmp_path: Path) -> None:
