@@ -56,7 +56,7 @@ _RECEIVE_BUFFER = 2048
 
 
 class _SansIO(Protocol):
-    """What the shell drives: `ClientConnection` or `Registration`."""
+    """What the shell drives: a `ClientConnection`, or a `KeyProbe` (`fetch_key`)."""
 
     def receive_datagram(self, data: bytes, now: float) -> None: ...
     def connection_refused(self, now: float) -> None: ...

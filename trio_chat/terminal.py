@@ -30,6 +30,7 @@ from prompt_toolkit.utils import is_dumb_terminal
 from .client import ChatClient
 from .conversation import Outcome, Room
 from .display import DIM, ERROR, Line, counted, fold, safe, to_ansi, to_plain
+from .stop_signals import stop_signals
 
 LEAVE_TOLD = 0.5
 """How long leaving waits for the daemon's answers before it says it is waiting (it
@@ -272,8 +273,9 @@ class LineTerminal:
 
 
 async def _on_signals(act: Callable[[int], Awaitable[None]]) -> None:
-    """`act` on each Ctrl-C (outside the prompt, which reads it as a key), SIGTERM, SIGHUP."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+    """`act` on each Ctrl-C (outside the prompt, which reads it as a key), SIGTERM, and
+    SIGHUP unless `nohup` ignores it (`stop_signals`)."""
+    with trio.open_signal_receiver(*stop_signals()) as signals:
         async for signum in signals:
             await act(signum)
 

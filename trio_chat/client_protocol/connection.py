@@ -140,9 +140,9 @@ _QUESTIONS = frozenset({"who", "history", "raw"})
 _IN_TURN = frozenset({"say", "whisper"}) | _QUESTIONS
 """Requests answered in the order they were made: a message refused as too fast holds
 back those after it (the daemon holds the messages, the client the questions)."""
-# Requests answered in parts before their `ok`: names, or messages.
 _LOGOUT = ("logout",)
 """The tag of a logout's frame: the daemon's acknowledgement of it ends the session."""
+# Requests answered in parts before their `ok`: names, or messages.
 _TAKES_NAMES = frozenset({"who", "raw"})
 _TAKES_MESSAGES = frozenset({"history", "raw"})
 

@@ -1,8 +1,10 @@
 """The daemon's sans-I/O core: `ServerEngine` and what it hands to its shell.
 
 Modules by concern: `lobby` (register, login, the reply cache, the byte budget of
-unproven addresses), `sessions` (links, addresses, timers, output), `chat` (what the
-room sees), `effects` (work for the shell, as typed values), `config`; `core` joins them.
+unproven addresses), `guard` (the allowances every password check is counted against),
+`sessions` (links, addresses, timers, output), `chat` (what the room sees), `effects`
+(work for the shell, as typed values), `notes` (what the operator's log is told),
+`config`, `common` (addresses, the outbox, timestamps); `core` joins them.
 """
 
 from .common import Address, iso_time
