@@ -1,9 +1,8 @@
-"""Passwords (argon2id) and session secrets."""
+"""Passwords: argon2id hashes, made and checked."""
 
 from __future__ import annotations
 
 import functools
-import hmac
 import secrets
 
 import argon2
@@ -39,15 +38,3 @@ def _check(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
         return False
-
-
-def new_token() -> str:
-    """A session token: 128 random bits, URL-safe base64 (22 characters)."""
-    return secrets.token_urlsafe(16)
-
-
-def tokens_equal(given: str | None, expected: str) -> bool:
-    """Compare a token in constant time."""
-    if given is None:
-        return False
-    return hmac.compare_digest(given.encode(), expected.encode())

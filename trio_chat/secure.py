@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -262,6 +263,24 @@ class Cookies:
     def _for(self, address: tuple[Any, ...], client_index: int, period: int) -> bytes:
         where = f"{address[0]}|{address[1]}".encode()
         return _mac(self._secret, where, struct.pack(">Iq", client_index, period))[:COOKIE_BYTES]
+
+
+def new_index() -> int:
+    """A channel index: 32 random bits, never 0 (either side's, `docs/protocol.md` 3)."""
+    return secrets.randbelow(2**32 - 1) + 1
+
+
+def new_challenge() -> str:
+    """A path challenge for an address a session moved to: 128 random bits, URL-safe
+    base64 (22 characters)."""
+    return secrets.token_urlsafe(16)
+
+
+def challenge_answered(response: str | None, challenge: str) -> bool:
+    """Whether `response` is `challenge`, compared in constant time."""
+    if response is None:
+        return False
+    return hmac.compare_digest(response.encode(), challenge.encode())
 
 
 def reset_token(secret: bytes, server_index: int) -> bytes:

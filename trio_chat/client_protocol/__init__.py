@@ -10,26 +10,21 @@ touches a socket.
 from .config import ClientConfig
 from .connection import (
     KEEPALIVE_PATIENCE,
-    KEEPALIVE_SPREAD,
     SEEN_MEMORY,
     WHO_NAMES_MAX,
     ClientConnection,
     Ids,
-    new_index,
 )
-from .messages import message_event, parse_time
 from .requests import (
     Handle,
     check_login,
     check_registration,
     registration_result,
     require_type,
-    rule_error,
 )
 
 __all__ = [
     "KEEPALIVE_PATIENCE",
-    "KEEPALIVE_SPREAD",
     "SEEN_MEMORY",
     "WHO_NAMES_MAX",
     "ClientConfig",
@@ -38,10 +33,6 @@ __all__ = [
     "Ids",
     "check_login",
     "check_registration",
-    "message_event",
-    "new_index",
-    "parse_time",
     "registration_result",
     "require_type",
-    "rule_error",
 ]

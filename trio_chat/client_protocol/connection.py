@@ -62,7 +62,7 @@ from ..events import (
 )
 from ..reliability import Link
 from ..rules import RuleError, check_text, normalize_name
-from ..secure import Channel, SecureError
+from ..secure import Channel, SecureError, new_index
 from .config import ClientConfig
 from .messages import SeenIds, message_event, parse_time
 from .requests import Handle, check_registration, require_type, rule_error
@@ -123,11 +123,6 @@ def as_reason(sentence: str) -> str:
     if reason[:1].isupper() and reason[1:2].islower():
         reason = reason[0].lower() + reason[1:]
     return reason
-
-
-def new_index() -> int:
-    """A connection index: 32 random bits, never 0."""
-    return secrets.randbelow(2**32 - 1) + 1
 
 
 FORGOTTEN = "the daemon no longer knows this session"

@@ -20,8 +20,6 @@ from collections.abc import Callable, Iterable
 import msgspec
 
 from .. import wire
-from ..auth import new_token
-from ..client_protocol import new_index
 from ..records import (
     Account,
     MarkDelivered,
@@ -33,7 +31,7 @@ from ..records import (
 )
 from ..room import Deliver, Fanout, LocalRoom, Mailbox
 from ..rules import RuleError
-from ..secure import DaemonKeys, Ticket
+from ..secure import DaemonKeys, Ticket, new_challenge, new_index
 from .chat import Chat, error_frame
 from .common import Address, Outbox, Send
 from .config import ServerConfig
@@ -92,7 +90,7 @@ class ServerEngine:
         snapshot: Snapshot | None = None,
         *,
         keys: DaemonKeys | None = None,
-        new_token: Callable[[], str] = new_token,
+        new_challenge: Callable[[], str] = new_challenge,
         new_index: Callable[[], int] = new_index,
         room: Callable[[Deliver], Fanout] = LocalRoom,
         acknowledge_bulk_first: bool = False,
@@ -115,7 +113,13 @@ class ServerEngine:
         self._notes: list[Note] = []
         jobs = itertools.count(1)
         self.transport = Sessions(
-            config, self._outbox, self.stats, new_token, new_index, self._notes, keys.reset_secret
+            config,
+            self._outbox,
+            self.stats,
+            new_challenge,
+            new_index,
+            self._notes,
+            keys.reset_secret,
         )
         self.sessions = self.transport.by_sid
         self.chat = Chat(

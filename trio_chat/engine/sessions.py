@@ -20,11 +20,10 @@ from dataclasses import dataclass, replace
 import msgspec
 
 from .. import wire
-from ..auth import tokens_equal
 from ..limits import TokenBucket
 from ..records import Account
 from ..reliability import Link
-from ..secure import Channel, SecureError, reset_token
+from ..secure import Channel, SecureError, challenge_answered, reset_token
 from .common import SEND_EARLY, Address, Outbox, Send, network_of, same_endpoint
 from .config import ServerConfig
 from .notes import AddressChanged, Note
@@ -122,7 +121,7 @@ class Sessions:
         config: ServerConfig,
         outbox: Outbox,
         stats: dict[str, int],
-        new_token: Callable[[], str],
+        new_challenge: Callable[[], str],
         new_index: Callable[[], int],
         notes: list[Note],
         reset_secret: bytes,
@@ -141,7 +140,7 @@ class Sessions:
         self.by_sid: dict[int, Session] = {}
         self._outbox = outbox
         self._stats = stats
-        self._new_token = new_token
+        self._new_challenge = new_challenge
         self._new_index = new_index
         self._reset_secret = reset_secret
         self._per_ip: dict[object, int] = {}
@@ -336,7 +335,7 @@ class Sessions:
             self._migrate(session, address)
         if address == session.address and not session.validated:
             session.bytes_in += size
-            if session.challenge is None or tokens_equal(payload.response, session.challenge):
+            if session.challenge is None or challenge_answered(payload.response, session.challenge):
                 self._proven(session, now)
         session.last_heard = now
         if session.direct and link.unanswered_for(now) >= PATH_CLOSED_AFTER:
@@ -430,7 +429,7 @@ class Sessions:
         session.address = address
         session.validated = False
         session.bytes_in = session.bytes_out = 0
-        session.challenge = self._new_token()
+        session.challenge = self._new_challenge()
         session.link.extra = wire.challenge_field(session.challenge)
 
     def keepalive_for(self, session: Session, via: wire.Endpoint | None) -> float | None:

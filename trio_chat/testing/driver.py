@@ -77,7 +77,7 @@ class EngineDriver:
             self.config,
             self.snapshot,
             keys=self.keys,
-            new_token=lambda: f"token{next(tokens):017d}",
+            new_challenge=lambda: f"token{next(tokens):017d}",
             new_index=lambda: next(sids),
             acknowledge_bulk_first=self.acknowledge_bulk_first,
         )
