@@ -72,7 +72,8 @@ async def main(args: argparse.Namespace) -> int:
             f"{result.missing_from_storage} acknowledged but missing), listener saw "
             f"{result.seen} ({result.seen_twice} twice, {result.seen_not_stored} not as "
             f"stored, {result.out_of_order} senders out of order), {result.reconnects} "
-            f"reconnects, integrity {result.integrity}{'' if ok else '  BROKEN'}",
+            f"reconnects ({result.history_pages} paging back through history), "
+            f"integrity {result.integrity}{'' if ok else '  BROKEN'}",
             *result.errors,
             flush=True,
         )

@@ -552,7 +552,6 @@ class DocClient:
         self.ready: Frame | None = None
         self.ticket: str | None = None
         self.newest_id = 0
-        self.handshake_rtt: float | None = None
         self.retries = 0
 
     def __enter__(self) -> DocClient:
@@ -630,7 +629,6 @@ class DocClient:
                     except (InvalidTag, ValueError):
                         continue  # not authentic: wait for the real one
                     rtt = time.monotonic() - sent_at
-                    self.handshake_rtt = rtt
                     self.channel = Channel(
                         self.sock,
                         self.address,

@@ -112,7 +112,6 @@ class _InFlight:
     """When it was last sent."""
     order: int
     """When it was last sent, counted in frame transmissions: the packet-number analogue."""
-    transmissions: int = 1
     lost: bool = False
 
 
@@ -420,7 +419,6 @@ class Link:
             self._transmissions += 1
             item = in_flight.get(seq)
             if item is not None:
-                item.transmissions += 1
                 item.sent = now
                 item.order = self._transmissions
                 item.lost = False

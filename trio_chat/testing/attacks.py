@@ -132,7 +132,8 @@ SILENT_KINDS = frozenset({"short_key_request", "short_init", "oversized"})
 class Tap:
     """An attacker on the path between one client and the daemon; see the module docstring.
 
-    Clients send to the address `run` reports; the daemon sees them all at `back_address`.
+    Clients send to the address `run` reports; the daemon sees them all at one address of
+    the tap's.
     While `holding` holds for a direction, datagrams going that way are recorded and kept
     in `held` instead of being forwarded.
     """
@@ -142,7 +143,6 @@ class Tap:
     holding: set[str] = field(default_factory=set)
     held: list[tuple[str, bytes]] = field(default_factory=list)
     client: Address | None = None
-    back_address: Address | None = None
     _front: trio.socket.SocketType | None = None
     _back: trio.socket.SocketType | None = None
     _changed: trio.Event = field(default_factory=trio.Event)
@@ -156,7 +156,6 @@ class Tap:
         """Forward until cancelled; `task_status.started` gets the address clients use."""
         self._front = await bound_socket()
         self._back = await bound_socket()
-        self.back_address = self._back.getsockname()
         with self._front, self._back:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._pump_to_daemon)

@@ -84,7 +84,6 @@ class DaemonProcess:
         self._more = trio.Event()
         self.process: trio.Process | None = None
         self.address: tuple[str, int] | None = None
-        self.starts = 0
 
     @property
     def running(self) -> bool:
@@ -112,7 +111,6 @@ class DaemonProcess:
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         self.process = process
-        self.starts += 1
         ready = trio.Event()
         found: list[tuple[str, int]] = []
         self.nursery.start_soon(reap, process)
