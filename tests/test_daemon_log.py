@@ -144,7 +144,7 @@ def test_a_port_in_use_is_one_sentence_and_exit_status_12(tmp_path: Path) -> Non
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
         done = serve("--port", str(port), "--db", str(tmp_path / "chat.db"))
-    assert done.returncode == ExitCode.ADDRESS_IN_USE
+    assert done.returncode == ExitCode.CANNOT_LISTEN
     assert done.stderr.splitlines() == [
         f"Cannot listen on 127.0.0.1:{port}: the port is in use; is another trio-chat "
         "running? Choose another with --port."
@@ -159,7 +159,7 @@ def test_a_host_the_daemon_cannot_listen_on_is_one_sentence_and_exit_status_12(
     tmp_path: Path, host: str, why: str
 ) -> None:
     done = serve("--host", host, "--port", "0", "--db", str(tmp_path / "chat.db"))
-    assert done.returncode == ExitCode.ADDRESS_IN_USE
+    assert done.returncode == ExitCode.CANNOT_LISTEN
     assert done.stderr.splitlines() == [
         f"Cannot listen on {host}:0: {why}; choose another with --host."
     ]
@@ -247,7 +247,7 @@ def test_in_json_a_failure_to_start_is_a_json_line_too(tmp_path: Path) -> None:
         )
     for done, code, sentence in (
         (damaged, ExitCode.DATABASE, "The key file "),
-        (in_use, ExitCode.ADDRESS_IN_USE, f"Cannot listen on 127.0.0.1:{port}: "),
+        (in_use, ExitCode.CANNOT_LISTEN, f"Cannot listen on 127.0.0.1:{port}: "),
     ):
         assert done.returncode == code
         entries = [json.loads(line) for line in done.stderr.splitlines()]

@@ -208,8 +208,8 @@ class Mailbox:
         assert message.recipient_id is not None
         self._boxes.setdefault(message.recipient_id, {})[message.id] = message
 
-    def delivered(self, account_id: int, message_id: int) -> bool:
-        """Take a message out; False if it was already out."""
+    def take_out(self, account_id: int, message_id: int) -> bool:
+        """Take a message out (delivered, or never stored); False if it was already out."""
         box = self._boxes.get(account_id)
         if box is None or box.pop(message_id, None) is None:
             return False

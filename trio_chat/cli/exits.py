@@ -52,7 +52,7 @@ class ExitCode(enum.IntEnum):
     LIMITED = 9
     CONNECTION_LOST = 10
     DATABASE = 11
-    ADDRESS_IN_USE = 12
+    CANNOT_LISTEN = 12
     REJECTED = 13
     MESSAGE_REFUSED = 14
     KEY_CHANGED = 15

@@ -209,7 +209,7 @@ def serve_command(
             failure = refuse(
                 f"Cannot listen on {shown}: the port is in use; is another trio-chat "
                 "running? Choose another with --port.",
-                ExitCode.ADDRESS_IN_USE,
+                ExitCode.CANNOT_LISTEN,
             )
         elif isinstance(error, socket.gaierror) or (
             isinstance(error, OSError) and error.errno == errno.EADDRNOTAVAIL
@@ -218,7 +218,7 @@ def serve_command(
             why = "no such host" if unknown else "not an address of this machine"
             failure = refuse(
                 f"Cannot listen on {shown}: {why}; choose another with --host.",
-                ExitCode.ADDRESS_IN_USE,
+                ExitCode.CANNOT_LISTEN,
             )
         else:
             reason = error.strerror if isinstance(error, OSError) else None

@@ -36,7 +36,7 @@ READ_AGAIN_AFTER = 0.05
 NAMES_PART_BYTES = 700
 """Names per `names` frame: as many as fit this many bytes, so every frame fits."""
 
-Send = Callable[[Session, bytes, Hashable | None], None]
+QueueFrame = Callable[[Session, bytes, Hashable | None], None]
 """Queue an encoded frame on a session (with an ack tag)."""
 UNMARKED_MOST = 10_000
 """Deliveries a failing disk could not record that are kept to be recorded later."""
@@ -97,11 +97,12 @@ class Chat:
 
     def __init__(
         self,
+        *,
         config: ServerConfig,
         snapshot: Snapshot,
         accounts: dict[str, Account],
-        sessions: dict[int, Session],
-        send: Send,
+        by_sid: dict[int, Session],
+        send: QueueFrame,
         deliver: Deliver,
         room: Callable[[Deliver], Fanout],
         effects: list[Effect],
@@ -111,7 +112,7 @@ class Chat:
         self.config = config
         self._stats = stats
         self._accounts = accounts
-        self._sessions = sessions
+        self._by_sid = by_sid
         self._send = send
         self._effects = effects
         self._jobs = jobs
@@ -311,7 +312,7 @@ class Chat:
     def history_loaded(self, job: int, messages: Iterable[Message] | None) -> None:
         """The shell read a page of history for a session's request (None: it could not)."""
         sid, seq = self._jobs.pop(job)
-        session = self._sessions.get(sid)
+        session = self._by_sid.get(sid)
         if session is None:
             return
         session.reading -= 1
@@ -339,7 +340,7 @@ class Chat:
             for tag in tags
             if isinstance(tag, tuple)
             and tag[0] == "pm"
-            and self.mailbox.delivered(_account(session).id, tag[1])
+            and self.mailbox.take_out(_account(session).id, tag[1])
         ]
         if not delivered:
             return None
@@ -408,7 +409,7 @@ class Chat:
     def _answer(self, message: Message) -> None:
         """Tell whoever sent a stored message (and its resends) that it is stored."""
         for sid, seq in self._awaiting_commit.pop(message.id, ()):
-            session = self._sessions.get(sid)
+            session = self._by_sid.get(sid)
             if session is not None:
                 self._reply(session, stored_frame(message, seq))
 
@@ -422,9 +423,9 @@ class Chat:
         self._sent_by.pop(message.id, None)
         self.window.forget(message)
         if message.recipient_id is not None:
-            self.mailbox.delivered(message.recipient_id, message.id)
+            self.mailbox.take_out(message.recipient_id, message.id)
         for sid, seq in self._awaiting_commit.pop(message.id, ()):
-            session = self._sessions.get(sid)
+            session = self._by_sid.get(sid)
             if session is None:
                 continue
             if earlier is None:

@@ -38,7 +38,7 @@ from .config import ServerConfig
 from .effects import Effect, JobTable, Persist
 from .lobby import TOO_MANY_SESSIONS, Lobby
 from .notes import LoggedIn, Note, SessionEnded
-from .sessions import Session, Sessions
+from .sessions import Session, Transport
 
 STAT_NAMES = (
     "datagrams_in",
@@ -112,7 +112,7 @@ class ServerEngine:
         self._outbox: Outbox = []
         self._notes: list[Note] = []
         jobs = itertools.count(1)
-        self.transport = Sessions(
+        self.transport = Transport(
             config,
             self._outbox,
             self.stats,
@@ -123,30 +123,30 @@ class ServerEngine:
         )
         self.sessions = self.transport.by_sid
         self.chat = Chat(
-            config,
-            snapshot,
-            self.accounts,
-            self.sessions,
-            self.transport.send,
-            self.transport.deliver,
-            room,
-            self._effects,
-            JobTable(jobs),
-            self.stats,
+            config=config,
+            snapshot=snapshot,
+            accounts=self.accounts,
+            by_sid=self.sessions,
+            send=self.transport.send,
+            deliver=self.transport.deliver,
+            room=room,
+            effects=self._effects,
+            jobs=JobTable(jobs),
+            stats=self.stats,
         )
         self.lobby = Lobby(
-            config,
-            keys,
-            self.accounts,
-            accounts_by_id,
-            snapshot.next_account_id,
-            self.transport,
-            self._effects,
-            self._outbox,
-            self.stats,
-            JobTable(jobs),
-            self._notes,
-            self.transport.send,
+            config=config,
+            keys=keys,
+            accounts=self.accounts,
+            accounts_by_id=accounts_by_id,
+            next_account_id=snapshot.next_account_id,
+            transport=self.transport,
+            effects=self._effects,
+            outbox=self._outbox,
+            stats=self.stats,
+            jobs=JobTable(jobs),
+            notes=self._notes,
+            reply=self.transport.send,
         )
         self.lobby.log_in = self._log_in
         self._memory_check_at = 0.0

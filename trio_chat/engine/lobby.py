@@ -25,7 +25,7 @@ from .config import ServerConfig
 from .effects import NO_ACCOUNT, CheckPassword, Effect, HashPassword, JobTable, Persist
 from .guard import BUSY, BUSY_WAIT, HashQueue, LoginGuard
 from .notes import LoginRefused, Note, Registered, RegistrationRefused
-from .sessions import Session, Sessions
+from .sessions import Session, Transport
 
 TOO_MANY_SESSIONS = "Too many sessions from your address; close one and try again."
 TOO_MANY_HANDSHAKES = "Too many connections from your address at once; try again in a moment."
@@ -74,12 +74,13 @@ class Lobby:
 
     def __init__(
         self,
+        *,
         config: ServerConfig,
         keys: DaemonKeys,
         accounts: dict[str, Account],
         accounts_by_id: dict[int, Account],
         next_account_id: int,
-        sessions: Sessions,
+        transport: Transport,
         effects: list[Effect],
         outbox: Outbox,
         stats: dict[str, int],
@@ -92,7 +93,7 @@ class Lobby:
         self.accounts = accounts
         self._by_id = accounts_by_id
         self._next_account_id = next_account_id
-        self._sessions = sessions
+        self._transport = transport
         self._effects = effects
         self._outbox = outbox
         self._stats = stats
@@ -149,7 +150,7 @@ class Lobby:
     def init(self, init: wire.Init, address: Address, now: float) -> None:
         """A client's first handshake message: answer it, or ask for proof of address."""
         asked = wire.FIRST_FLIGHT_BYTES
-        known = self._sessions.answered(address, init.client_index)
+        known = self._transport.answered(address, init.client_index)
         if known is not None:
             self._answer(address, known.response, asked)  # our RESPONSE was lost: again
             return
@@ -158,8 +159,8 @@ class Lobby:
             self._stats["replayed_inits"] += 1
             return
         cookie_due = (
-            self._sessions.unproven >= self.config.unproven_before_retry
-            or self._sessions.waiting_from(address) >= self.config.unproven_per_address
+            self._transport.unproven >= self.config.unproven_before_retry
+            or self._transport.waiting_from(address) >= self.config.unproven_per_address
             or self._bad_inits.wait(now) > 0
         )
         cookie_checked = cookie_due and self._cookies.check(
@@ -171,11 +172,11 @@ class Lobby:
             cookie = self._cookies.make(address, init.client_index, now)
             self._answer(address, wire.retry_datagram(init.client_index, cookie), asked)
             return
-        if self._sessions.full(address):
+        if self._transport.full(address):
             refused = wire.refused_datagram("too_many_sessions", TOO_MANY_SESSIONS)
             self._answer(address, refused, asked)
             return
-        if len(self._sessions) >= self.config.max_connections:
+        if len(self._transport) >= self.config.max_connections:
             sorry = "The daemon has as many sessions as it takes; try again later."
             self._answer(address, wire.refused_datagram("busy", sorry, 5.0), asked)
             return
@@ -192,8 +193,8 @@ class Lobby:
             refused = wire.refused_datagram("busy", TOO_MANY_HANDSHAKES, round_up(wait))
             self._answer(address, refused, asked)
             return
-        index = self._sessions.new_index()
-        token = self._sessions.token_for(index)
+        index = self._transport.new_index()
+        token = self._transport.token_for(index)
         try:
             response, channel = respond(self.keys.static_private, init, index, token)
         except SecureError:
@@ -208,7 +209,7 @@ class Lobby:
         self._handshakes.take(network, now)
         self._recent_inits.add(init.message[: wire.PUBLIC_KEY_BYTES], now)
         self._stats["handshakes"] += 1
-        self._sessions.open(
+        self._transport.open(
             index, channel, address, response, now, asked, cookie_checked=cookie_checked
         )
         self._answer(address, response, asked)
@@ -306,7 +307,7 @@ class Lobby:
 
     def _answer_here(self, registration: _Registration, session: Session, seq: int) -> None:
         """Send a registration's answer to `session`'s request `seq` instead."""
-        earlier = self._sessions.by_sid.get(registration.sid)
+        earlier = self._transport.by_sid.get(registration.sid)
         if earlier is not None:
             earlier.busy -= 1
         registration.sid, registration.seq = session.sid, seq
@@ -381,7 +382,7 @@ class Lobby:
         ]
 
     def _answer_job(self, sid: int, frame: wire.Registered | wire.ErrorFrame) -> None:
-        session = self._sessions.by_sid.get(sid)
+        session = self._transport.by_sid.get(sid)
         if session is not None:
             session.busy -= 1
             self._reply(session, wire.encode(frame))
@@ -428,7 +429,7 @@ class Lobby:
         self._effects.extend(self._hashing.done())
         attempt = self._jobs.pop(job)
         assert isinstance(attempt, LoginAttempt)
-        session = self._sessions.by_sid.get(attempt.sid)
+        session = self._transport.by_sid.get(attempt.sid)
         if session is not None:
             session.busy -= 1
             session.logging_in = False
@@ -457,14 +458,14 @@ class Lobby:
     def account_full(self, account: Account, replaces: int | None = None) -> bool:
         """Whether the account has as many sessions as it may (the one a login replaces
         not counted)."""
-        count = self._sessions.per_account.get(account.id, 0)
+        count = self._transport.per_account.get(account.id, 0)
         if self.replaced(account, replaces) is not None:
             count -= 1
         return count >= self.config.max_sessions_per_account
 
     def replaced(self, account: Account, replaces: int | None) -> Session | None:
         """The session a login replaces, if it is one of that account's."""
-        old = self._sessions.by_sid.get(replaces) if replaces is not None else None
+        old = self._transport.by_sid.get(replaces) if replaces is not None else None
         if old is None or old.account is None or old.account.id != account.id:
             return None
         return old

@@ -1,6 +1,6 @@
 """Connections as the network sees them: channels, links, addresses, timers, output.
 
-`Sessions` owns every connection: its secure `Channel` (a record is opened, tag first,
+`Transport` owns every connection: its secure `Channel` (a record is opened, tag first,
 before anything in it is believed), its reliable `Link`, the address it is reached at.
 It follows a client whose address changes (the keys, not the address, say who it is:
 the new address must then prove it receives before it gets more than 3 times what it
@@ -113,7 +113,7 @@ class _Ended:
     session, `amplification_factor` times what came from it. None: proven."""
 
 
-class Sessions:
+class Transport:
     """Every open connection; see the module docstring."""
 
     def __init__(
@@ -511,12 +511,12 @@ class Sessions:
 
     def _flush(self, session: Session, now: float) -> None:
         """Put what the session has due into the outbox."""
-        self._send(session, session.link.datagrams_to_send(now, self._budget(session)))
+        self._to_outbox(session, session.link.datagrams_to_send(now, self._budget(session)))
 
     def _last_words(self, session: Session, now: float) -> list[bytes]:
         """Send everything the session has not acknowledged; return it (a few datagrams)."""
         datagrams = session.link.last_words(now, self._budget(session))
-        self._send(session, datagrams)
+        self._to_outbox(session, datagrams)
         return datagrams[-FAREWELL_DATAGRAMS:]
 
     def _budget(self, session: Session) -> int | None:
@@ -526,7 +526,7 @@ class Sessions:
             session.link.extra = wire.challenge_field(session.challenge)
         return None if session.validated else self._budget_left(session)
 
-    def _send(self, session: Session, datagrams: list[bytes]) -> None:
+    def _to_outbox(self, session: Session, datagrams: list[bytes]) -> None:
         for datagram in datagrams:
             if not session.validated:
                 session.bytes_out += len(datagram)
