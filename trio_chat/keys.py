@@ -164,8 +164,10 @@ def known_servers_path() -> Path:
     return data_folder() / "known_servers"
 
 
-def address_label(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def address_label(host: object, port: int) -> str:
+    """`127.0.0.1:1600`, or `[::1]:1600` for IPv6: how an address is shown everywhere, and
+    the key of its line in `known_servers`."""
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 def home_relative(path: Path) -> str:

@@ -27,6 +27,7 @@ from .engine.notes import (
     RegistrationRefused,
     SessionEnded,
 )
+from .keys import address_label
 from .limits import KeyedBuckets
 
 log = logging.getLogger("trio_chat")
@@ -37,8 +38,7 @@ FORMATS = ("text", "json")
 
 def shown(address: Address) -> str:
     """`127.0.0.1:1600`, or `[::1]:1600` for IPv6."""
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return address_label(address[0], address[1])
 
 
 class TextFormatter(logging.Formatter):

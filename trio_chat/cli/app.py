@@ -12,6 +12,7 @@ from .. import __version__
 from .account import CHAT_HELP, chat, login, register
 from .backup import backup_command
 from .daemon_key import key_command, trust_command
+from .exits import exit_codes_summary
 from .gui import gui
 from .serve import serve_command
 
@@ -21,11 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
     pretty_exceptions_show_locals=False,
-    epilog="Exit codes: 0 done, 1 failure, 2 usage, 3 daemon unreachable, 4 wrong password, "
-    "5 unknown user, 6 name taken, 7 invalid name, 8 invalid password, 9 a limit (rate, "
-    "sessions, a full mailbox), 10 connection lost, 11 database or key file, 12 cannot "
-    "listen there (port in use, not this machine's address), 13 refused, "
-    "14 message refused, 15 the daemon's key changed, 130 interrupted.",
+    epilog=exit_codes_summary(),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -59,6 +59,33 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130
 
 
+_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "done",
+    ExitCode.FAILURE: "failure",
+    ExitCode.USAGE: "usage",
+    ExitCode.UNREACHABLE: "daemon unreachable",
+    ExitCode.WRONG_PASSWORD: "wrong password",
+    ExitCode.UNKNOWN_USER: "unknown user",
+    ExitCode.NAME_TAKEN: "name taken",
+    ExitCode.INVALID_NAME: "invalid name",
+    ExitCode.INVALID_PASSWORD: "invalid password",
+    ExitCode.LIMITED: "a limit (rate, sessions, a full mailbox)",
+    ExitCode.CONNECTION_LOST: "connection lost",
+    ExitCode.DATABASE: "database or key file",
+    ExitCode.CANNOT_LISTEN: "cannot listen there (port in use, not this machine's address)",
+    ExitCode.REJECTED: "refused",
+    ExitCode.MESSAGE_REFUSED: "message refused",
+    ExitCode.KEY_CHANGED: "the daemon's key changed",
+    ExitCode.INTERRUPTED: "interrupted",
+}
+
+
+def exit_codes_summary() -> str:
+    """`Exit codes: 0 done, 1 failure, ...`: the end of `trio-chat --help`, one phrase a
+    code (the README's table says more)."""
+    return "Exit codes: " + ", ".join(f"{int(code)} {_MEANINGS[code]}" for code in ExitCode) + "."
+
+
 def fail(message: str, code: ExitCode) -> typer.Exit:
     """Print one sentence to stderr and give the exit to raise."""
     typer.echo(message, err=True)

@@ -17,7 +17,7 @@ import trio
 import typer
 
 from ..engine import ServerConfig
-from ..keys import KeyFileError, home_relative
+from ..keys import KeyFileError, address_label, home_relative
 from ..logs import FORMATS, LEVELS, configure, event
 from ..server import serve
 from ..stop_signals import stop_signals
@@ -196,7 +196,7 @@ def serve_command(
         notice_limit=notice_limit,
     )
     database = db or default_database()
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    shown = address_label(host, port)
     refuse = functools.partial(_failure, form=log_format.lower())
     failure: typer.Exit | None = None
     try:
