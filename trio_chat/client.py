@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import trio
 
+from . import wire
 from .client_handshake import KeyProbe, key_changed, unreachable
 from .client_protocol import (
     ClientConfig,
@@ -52,8 +53,6 @@ ServerKey = bytes | str | None
 fingerprint (`SHA256:...`, checked against the key the daemon shows), or None (trust it
 on first use, remember it in `known_servers`)."""
 
-_RECEIVE_BUFFER = 2048
-
 
 class _SansIO(Protocol):
     """What the shell drives: a `ClientConnection`, or a `KeyProbe` (`fetch_key`)."""
@@ -70,7 +69,7 @@ def take_datagrams(sock: socket.socket, core: _SansIO, now: float, most: int = 2
     datagrams), then fire its timer if it is due."""
     for _ in range(most):
         try:
-            data = sock.recv(_RECEIVE_BUFFER)
+            data = sock.recv(wire.RECEIVE_BUFFER)
         except BlockingIOError:
             break
         except ConnectionRefusedError:
@@ -96,6 +95,7 @@ async def _resolve(host: str, port: int) -> tuple[int, Any]:
 
 
 async def _open_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket connected to the daemon at `host`:`port`."""
     family, address = await _resolve(host, port)
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setblocking(False)
@@ -138,14 +138,15 @@ class _Wire:
         return scope
 
 
-async def _drive(sock: socket.socket, core: _SansIO, done: Any) -> None:
-    """Run a sans-I/O exchange over `sock` until `done()` holds."""
-    wire = _Wire(sock)
+async def _drive(sock: socket.socket, core: _SansIO, done: Callable[[], bool]) -> None:
+    """Run a sans-I/O exchange over `sock` (from `_open_socket`) until `done()` holds;
+    what is due then is still sent."""
+    udp = _Wire(sock)
     while True:
-        wire.exchange(core)
+        udp.exchange(core)
         if done():
             return
-        await wire.wait(core)
+        await udp.wait(core)
 
 
 PROBES = 4
@@ -576,13 +577,13 @@ class ChatClient:
 
     async def _run(self, sock: socket.socket) -> None:
         """Pump datagrams and timers until the connection ends."""
-        self._wire = wire = _Wire(sock)
+        self._wire = udp = _Wire(sock)
         connection = self.connection
         connection.local_address = local_address(sock)
         connection.wall_offset = time.time() - trio.current_time()
         connection.start(trio.current_time())
         while True:
-            wire.exchange(connection)
+            udp.exchange(connection)
             self._flush()
             if connection.closed:
                 return

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from . import auth
+from . import auth, wire
 from .display import counted, quoted
 from .engine import (
     Address,
@@ -52,8 +52,6 @@ SUMMARY_EVERY = 60.0
 """Seconds between the log's summary lines."""
 T = TypeVar("T")
 
-RECEIVE_BUFFER = 2048
-"""Larger than any valid datagram, so an oversized one is seen as such, not truncated."""
 BATCH = 256
 """Datagrams taken from the socket before the engine's output is flushed."""
 
@@ -177,7 +175,7 @@ class Daemon:
             while received < BATCH:
                 received += 1
                 try:
-                    data, address = receive(RECEIVE_BUFFER)
+                    data, address = receive(wire.RECEIVE_BUFFER)
                 except BlockingIOError:
                     received -= 1
                     break

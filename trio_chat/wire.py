@@ -26,6 +26,9 @@ import msgspec
 PROTOCOL_VERSION: Final = 3
 MAX_DATAGRAM: Final = 1200
 """No datagram, in either direction, is larger than this many bytes."""
+RECEIVE_BUFFER: Final = 2048
+"""What either side reads a datagram into: larger than any valid one, so that an
+oversized datagram is seen as such (and dropped), not cut to size."""
 FIRST_FLIGHT_BYTES: Final = 1200
 """`KEY_REQUEST` and `INIT` are exactly this long: no answer is ever larger than them."""
 
