@@ -16,10 +16,10 @@ from trio_chat import wire
 from trio_chat.client_protocol import ClientConfig, ClientConnection
 from trio_chat.client_protocol.requests import check_sendable_password
 from trio_chat.engine import Address, ServerConfig, ServerEngine
+from trio_chat.engine.fanout import LocalRoom
 from trio_chat.errors import PasswordTooLong
 from trio_chat.events import PrivateMessage, PublicMessage
 from trio_chat.records import Message
-from trio_chat.room import LocalRoom
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
 
 from .test_hostile_daemon import TS, HostileDaemon, msg

@@ -8,9 +8,9 @@ from tests.test_hostile_daemon import TS, HostileDaemon
 from trio_chat import wire
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.engine import ServerConfig
+from trio_chat.engine.history import HistoryWindow
 from trio_chat.events import Disconnected, Event, History, Notice, Reconnected
 from trio_chat.records import MarkDelivered, Message
-from trio_chat.room import HistoryWindow
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
 from trio_chat.testing.netsim import Conditions
 from trio_chat.testing.simulation import Simulation, shown_messages

@@ -5,8 +5,8 @@ from __future__ import annotations
 from trio_chat import secure, wire
 from trio_chat.client_protocol import Ids
 from trio_chat.engine import Address, LoadHistory, ServerConfig, ServerEngine
+from trio_chat.engine.fanout import LocalRoom
 from trio_chat.records import Account, MarkDelivered, Message, Snapshot
-from trio_chat.room import LocalRoom
 from trio_chat.rules import name_key
 from trio_chat.secure import REPLAY_WINDOW, ReplayWindow
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer

@@ -17,11 +17,12 @@ from collections.abc import Callable, Hashable, Iterable
 from .. import wire
 from ..limits import KeyedBuckets
 from ..records import Account, MarkDelivered, Message, Snapshot
-from ..room import Deliver, Fanout, HistoryWindow, Mailbox
 from ..rules import RuleError, check_text, name_key
 from .common import iso_time, round_up
 from .config import ServerConfig
 from .effects import Effect, JobTable, LoadHistory, Persist
+from .fanout import Deliver, Fanout
+from .history import HistoryWindow, Mailbox
 from .sessions import Session
 
 BLOCK_GRACE = 10.0

@@ -29,13 +29,14 @@ from ..records import (
     Snapshot,
     StoreOp,
 )
-from ..room import Deliver, Fanout, LocalRoom, Mailbox
 from ..rules import RuleError
 from ..secure import DaemonKeys, Ticket, new_challenge, new_index
 from .chat import Chat, error_frame
 from .common import Address, Outbox, Send
 from .config import ServerConfig
 from .effects import Effect, JobTable, Persist
+from .fanout import Deliver, Fanout, LocalRoom
+from .history import Mailbox
 from .lobby import TOO_MANY_SESSIONS, Lobby
 from .notes import LoggedIn, Note, SessionEnded
 from .sessions import Session, Transport
