@@ -175,8 +175,9 @@ def _retry(seconds: float | None) -> str:
     return "" if seconds is None else f" (retry after {seconds:.1f} s)"
 
 
-PER_MINUTE = frozenset({"register_rate"})
-"""Settings kept per second but given per minute (`--register-rate`): logged as given."""
+PER_MINUTE = frozenset({"register_rate", "register_rate_total"})
+"""Settings kept per second but given per minute (`--register-rate`, `--register-rate-total`):
+logged as given."""
 
 
 def limits_changed(config: ServerConfig) -> dict[str, Any]:

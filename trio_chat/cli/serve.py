@@ -188,7 +188,7 @@ def serve_command(
         max_sessions_per_address=sessions_per_address,
         max_sessions_per_account=sessions_per_account,
         checks_per_address=checks_per_address,
-        register_rate_total=register_rate_total,
+        register_rate_total=register_rate_total / 60,
         register_burst_total=max(1, round(register_rate_total)),
         handshake_rate=handshake_rate,
         handshake_burst=handshake_burst,

@@ -54,6 +54,8 @@ class ServerConfig:
     """`history` requests of one session read from the database at once; more are
     answered `rate_limited` (the client asks again shortly)."""
     register_rate: float = 1 / 60
+    """Registrations per second from one address, steadily (one a minute); rates here
+    are per second, as the command's options are per minute where that reads better."""
     register_burst: int = 5
     login_free_failures: int = 3
     login_delay: float = 1.0
@@ -66,8 +68,8 @@ class ServerConfig:
     """Password checks handed to the hashing threads at once; the rest wait, fairly."""
     hash_queue_limit: int = 256
     """Password checks waiting in all; past it, new ones are answered `busy`."""
-    register_rate_total: float = 60.0
-    """Registrations per minute from all addresses together."""
+    register_rate_total: float = 1.0
+    """Registrations per second from all addresses together (60 a minute)."""
     register_burst_total: int = 60
     mailbox_limit: int = 1000
     amplification_factor: int = 3

@@ -115,9 +115,7 @@ class Lobby:
             self._confusables.add(account.name, account.key)
         self._storing: dict[int, _Registration] = {}
         self._register_limit = KeyedBuckets(config.register_rate, config.register_burst)
-        self._register_total = TokenBucket(
-            config.register_rate_total / 60, config.register_burst_total
-        )
+        self._register_total = TokenBucket(config.register_rate_total, config.register_burst_total)
         self._name_lookups = FailureThrottle(
             config.login_free_failures,
             config.login_delay,
