@@ -38,7 +38,7 @@ from .engine import (
     ServerConfig,
     ServerEngine,
 )
-from .handshakes import HandshakeQueue
+from .handshake_queue import HandshakeQueue
 from .keys import daemon_keys, key_paths
 from .logs import NoteLog, Summary, event, limits_changed, shown
 from .noise import fingerprint

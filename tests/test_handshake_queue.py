@@ -7,7 +7,7 @@ from collections import Counter
 import trio
 
 from trio_chat import wire
-from trio_chat.handshakes import HandshakeQueue
+from trio_chat.handshake_queue import HandshakeQueue
 from trio_chat.secure import initiate
 
 
