@@ -232,7 +232,7 @@ class SeedClient:
     with `retry`, sends it again that often until the seed answers: it may drop it.
     """
 
-    def __init__(self, port: int, name: str, *, join: str = "1", retry: float | None = 0.5):
+    def __init__(self, port: int, name: str, *, join: str = "1", retry: float | None = 0.5) -> None:
         self.sock = udp_socket(port)
         self.name = name
         self.tally = Tally()
