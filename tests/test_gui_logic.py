@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QColor
 from pytestqt.qtbot import QtBot
 
 import trio_chat
@@ -621,3 +621,37 @@ def test_the_windows_help_tells_the_commands_as_the_window_obeys_them(qtbot: QtB
     shown = [row.plain.strip() for row in room.rows]
     assert "Exit, /quit — close the window (Ctrl+Q)" in shown
     assert not any("Ctrl-D" in line or "/history [n]" in line for line in shown)
+
+
+def test_a_selected_row_is_drawn_in_the_selections_text_colour(qtbot: QtBot) -> None:
+    """Names keep their sender's colour on the base, never on the selection's highlight,
+    where some read at 1.1:1: a row is selected to be copied, and who said it must show."""
+    model = MessageModel()
+    view = MessageView(model, "room")
+    qtbot.addWidget(view)
+    view.resize(400, 100)
+    view.show()
+    qtbot.waitExposed(view)
+    name = "bobbybobbybobby"
+    model.add_message(message_row(public(1, name, "hello"), "alice", NOW))
+    qtbot.wait(10)
+    sender = QColor(colours.sender_colour(name))
+
+    def sender_pixels() -> int:
+        image = view.viewport().grab().toImage()
+        count = 0
+        for y in range(0, image.height()):
+            for x in range(0, image.width()):
+                pixel = image.pixelColor(x, y)
+                near = (
+                    abs(pixel.red() - sender.red())
+                    + abs(pixel.green() - sender.green())
+                    + abs(pixel.blue() - sender.blue())
+                )
+                count += near < 30
+        return count
+
+    assert sender_pixels() > 20  # the name, in its colour
+    view.selectAll()
+    qtbot.wait(10)
+    assert sender_pixels() == 0

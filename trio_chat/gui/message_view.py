@@ -313,7 +313,18 @@ class MessageDelegate(QStyledItemDelegate):
         role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
         painter.setPen(palette.color(role))
         layout = self.layout(row, self._text_width())
-        layout.draw(painter, QPointF(rect.left() + self.PAD_X + self.MARK, rect.top() + self.PAD_Y))
+        at = QPointF(rect.left() + self.PAD_X + self.MARK, rect.top() + self.PAD_Y)
+        if selected:
+            # The whole row in the selection's text colour: the senders' colours, the time's
+            # grey and a notice's are chosen for the base colour, and on the highlight some
+            # read at 1.1:1 (a row is selected to be copied: who said it must show).
+            whole = QTextLayout.FormatRange()
+            whole.start, whole.length = 0, len(layout.text())
+            whole.format = QTextCharFormat()
+            whole.format.setForeground(palette.color(role))
+            layout.draw(painter, at, [whole])
+        else:
+            layout.draw(painter, at)
         painter.restore()
 
 
