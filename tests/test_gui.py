@@ -310,7 +310,10 @@ async def test_a_daemon_restart_loses_nothing_and_shows_nothing_twice(
             # Closing now would lose them: asked, and kept open (it closed, silently). The
             # question does not hold the program (a nested event loop would hold Trio):
             # it is answered here, from Trio, while it is asked.
-            QTimer.singleShot(3000, cancel_any)  # had the program been held
+            held = QTimer()  # answers it had the program been held; stopped once answered,
+            held.setSingleShot(True)  # so as never to answer a later test's question
+            held.timeout.connect(cancel_any)
+            held.start(3000)
             window.close()
             await until(lambda: isinstance(QApplication.activeModalWidget(), QMessageBox), "it")
             box = QApplication.activeModalWidget()
@@ -323,6 +326,7 @@ async def test_a_daemon_restart_loses_nothing_and_shows_nothing_twice(
                 "Cancel",
             ]
             cancel(box)
+            held.stop()
             await until(lambda: QApplication.activeModalWidget() is None, "the answer")
             assert window.isVisible()
             bob.say_nowait("bob while it is down")
@@ -355,6 +359,33 @@ async def test_a_daemon_restart_loses_nothing_and_shows_nothing_twice(
             heard = [m.text for m in await received(bob) if m.sender == "alice"]
             assert heard.count("while it is down 1") == 1
             assert heard.count("while it is down 2 ✓") == 1
+
+
+@gui_test
+async def test_the_leave_question_goes_when_the_daemon_comes_back_and_the_window_closes(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    """Closed while a line waits for a daemon that is away, the window asks whether to
+    leave and lose it. The daemon comes back and takes the line meanwhile: the question
+    no longer holds (it stayed up, saying a line would be lost), so it goes by itself and
+    the window closes as asked, logging out once the line is stored."""
+    with trio.fail_after(40):
+        async with a_daemon_bob_and_the_window(tmp_path) as (daemon, bob, app):
+            window = await signed_in(app, "alice")
+            await daemon.kill()
+            say(window, "typed while it is down")
+            await until(lambda: window.link is Link.RECONNECTING, "reconnecting")
+            window.close()
+            await until(lambda: isinstance(QApplication.activeModalWidget(), QMessageBox), "it")
+            assert daemon.address is not None
+            await daemon.start(daemon.address[1])
+            await until(lambda: QApplication.activeModalWidget() is None, "the question gone")
+            await until(
+                lambda: not showing(window),
+                "the window closed",
+                about=lambda: f"{window.link} {window.status.text()!r} {window.waiting}",
+            )
+            assert "typed while it is down" in [m.text for m in await received(bob)]
 
 
 @gui_test

@@ -634,6 +634,14 @@ class RoomWindow(QMainWindow):
         palette.setColor(QPalette.ColorRole.WindowText, QColor(COLOUR[self.link]))
         self.status_dot.setPalette(palette)
         self.status_dot.setAccessibleName(self.link.value)
+        box = self._leave_box
+        if box is not None and not (self.link is Link.RECONNECTING and self.waiting):
+            # The daemon is back (or nothing waits any more): nothing would be lost, so
+            # the question is gone, and the window goes on closing as asked.
+            self._leave_box = None
+            box.finished.disconnect()
+            box.reject()
+            self.close()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Closed while in a session, the window logs out first: once every line typed
