@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 import trio
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QColor
+from PySide6.QtTest import QTest
 from pytestqt.qtbot import QtBot
 
 import trio_chat
@@ -655,3 +657,36 @@ def test_a_selected_row_is_drawn_in_the_selections_text_colour(qtbot: QtBot) -> 
     view.selectAll()
     qtbot.wait(10)
     assert sender_pixels() == 0
+
+
+def test_page_keys_in_the_message_line_scroll_the_conversation(qtbot: QtBot) -> None:
+    """Where the caret always is, Page Up and Page Down scroll the conversation in front,
+    Ctrl+Home goes to its top and Ctrl+End back down, as in other chat programs; what is
+    typed stays as it is."""
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    window.resize(500, 300)
+    window.show()
+    for n in range(1, 61):
+        window.show_message(public(n, "bob", f"line {n}"))
+    qtbot.waitExposed(window)
+    qtbot.wait(10)
+    view = window.view(ROOM)
+    assert view is not None
+    bar = view.verticalScrollBar()
+    assert bar.value() == bar.maximum() > 0
+    editor = window.composer.editor
+    QTest.keyClicks(editor, "half a line")
+    QTest.keyClick(editor, Qt.Key.Key_PageUp)
+    assert bar.maximum() - bar.value() == bar.pageStep()
+    QTest.keyClick(editor, Qt.Key.Key_PageDown)
+    assert bar.value() == bar.maximum()
+    QTest.keyClick(editor, Qt.Key.Key_Home, Qt.KeyboardModifier.ControlModifier)
+    assert bar.value() == bar.minimum()
+    window.show_message(public(61, "bob", "while you read above"))
+    qtbot.wait(10)
+    assert view.new_below.isVisible()
+    QTest.keyClick(editor, Qt.Key.Key_End, Qt.KeyboardModifier.ControlModifier)
+    qtbot.wait(10)
+    assert bar.value() == bar.maximum() and view.new_below.isHidden()
+    assert editor.text() == "half a line"

@@ -24,7 +24,7 @@ Commands:
 text — say it here: in the room, or to this tab's person only
 s/name/message — say it to name only, in their tab (also: /msg name message)
 /who — who is online
-/history — older messages: scroll up, they load as you reach the top
+/history — older messages: scroll up (Page Up), they load at the top (Ctrl+End: back down)
 //text — say text that starts with a /
 /help — this list (F1)
 Exit, /quit — close the window (Ctrl+Q)"""

@@ -1,25 +1,42 @@
 """Where you type: a line editor that recalls earlier lines (up and down), sends on Enter,
-and shows how much of a message's size limit is used as you approach it."""
+scrolls the conversation (Page Up, Page Down, Ctrl+Home, Ctrl+End), and shows how much of a
+message's size limit is used as you approach it."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QPalette
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
+from PySide6.QtWidgets import QAbstractSlider, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
 
 from .. import commands
 from . import colours
 from .editing import Budget, Recall, budget
 
+_Action = QAbstractSlider.SliderAction
+_SCROLLS = {
+    (Qt.KeyboardModifier.NoModifier, Qt.Key.Key_PageUp): _Action.SliderPageStepSub,
+    (Qt.KeyboardModifier.NoModifier, Qt.Key.Key_PageDown): _Action.SliderPageStepAdd,
+    (Qt.KeyboardModifier.ControlModifier, Qt.Key.Key_Home): _Action.SliderToMinimum,
+    (Qt.KeyboardModifier.ControlModifier, Qt.Key.Key_End): _Action.SliderToMaximum,
+}
+"""Keys that scroll the conversation while you type, as in other chat programs."""
+
 
 class LineEditor(QLineEdit):
-    """A line editor with a shell's history: up for older lines, down for newer ones."""
+    """A line editor with a shell's history: up for older lines, down for newer ones; the
+    keys of `_SCROLLS` are handed to the conversation (`scroll_wanted`)."""
+
+    scroll_wanted = Signal(QAbstractSlider.SliderAction)
 
     def __init__(self, recall: Recall, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._recall = recall
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
+        action = _SCROLLS.get((event.modifiers(), Qt.Key(event.key())))
+        if action is not None:
+            self.scroll_wanted.emit(action)
+            return
         plain = event.modifiers() == Qt.KeyboardModifier.NoModifier
         if plain and event.key() == Qt.Key.Key_Up:
             line = self._recall.older(self.text())

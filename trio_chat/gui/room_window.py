@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence, QPalette
 from PySide6.QtWidgets import (
+    QAbstractSlider,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -120,6 +121,7 @@ class RoomWindow(QMainWindow):
 
         self.composer = Composer(self)
         self.composer.submitted.connect(self._submitted)
+        self.composer.editor.scroll_wanted.connect(self._scroll)
 
         self.people_label = QLabel(self)
         self.people_label.setTextFormat(Qt.TextFormat.PlainText)
@@ -269,6 +271,16 @@ class RoomWindow(QMainWindow):
     def view(self, key: str) -> MessageView | None:
         conversation = self._conversations.get(key)
         return None if conversation is None else conversation.view
+
+    def _scroll(self, action: QAbstractSlider.SliderAction) -> None:
+        """Scroll the conversation in front from the message line (Page Up, Ctrl+End...)."""
+        view = self.view(self.current_key)
+        if view is None:
+            return
+        if action is QAbstractSlider.SliderAction.SliderToMaximum:
+            view.scroll_to_end()  # and the "new below" button goes
+        else:
+            view.verticalScrollBar().triggerAction(action)
 
     def _open_tab(self, conversation: Conversation) -> int:
         if conversation.view is not None:
