@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -403,6 +404,27 @@ def test_the_sign_in_dialog_grows_to_show_what_it_says(qtbot: QtBot) -> None:
     qtbot.wait(10)
     assert dialog.height() < grown and [field.height() for field in fields] == heights
     assert dialog.progress.height() < 2 * dialog.progress.fontMetrics().height()
+
+
+def test_a_problem_with_what_was_filled_in_goes_once_it_is_changed(qtbot: QtBot) -> None:
+    """ "Wrong password for 'bob'." stays while nothing changes, and goes once the name, a
+    password or the choice to create an account does: it would speak of what is gone."""
+    dialog = SignInDialog(memory.Remembered(name="bob"))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    acts: tuple[Callable[[], None], ...] = (
+        lambda: QTest.keyClicks(dialog.name, "x"),
+        lambda: QTest.keyClicks(dialog.password, "x"),
+        dialog.create_account.click,
+        lambda: dialog.port.setValue(1601),
+    )
+    for act in acts:
+        dialog.show_problem(Problem("Wrong password for 'bob'.", Field.PASSWORD))
+        qtbot.wait(1)
+        assert dialog.problem.isVisible()
+        act()
+        assert dialog.problem.isHidden()
 
 
 def test_a_status_too_long_for_the_window_ends_in_an_ellipsis_and_shows_whole_on_hover(

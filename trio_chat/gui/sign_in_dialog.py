@@ -106,8 +106,19 @@ class SignInDialog(QDialog):
         """The height `_fit` last gave the dialog."""
         self.create_account.toggled.connect(self._creating)
         self._creating(False)
+        # A sentence about what was filled in ("Wrong password for 'bob'.") goes once it
+        # is changed: it would otherwise speak of a name or a choice no longer there.
+        for line in (self.host, self.name, self.password, self.repeat):
+            line.textEdited.connect(self._problem_acted_on)
+        self.port.valueChanged.connect(self._problem_acted_on)
+        self.create_account.toggled.connect(self._problem_acted_on)
         self._busy = False
         self._field_to_fill().setFocus()
+
+    def _problem_acted_on(self) -> None:
+        if not self.problem.isHidden():
+            self.problem.hide()
+            self._fit()
 
     def _creating(self, create: bool) -> None:
         self._form.setRowVisible(self.repeat, create)
