@@ -528,6 +528,9 @@ def test_rows_that_arrive_while_scrolled_up_are_said_below_and_a_click_goes_ther
     model.add_message(message_row(public(60, "bob", "while you read"), "alice", NOW))
     qtbot.wait(10)
     assert bar.value() == reading and view.new_below.isVisible()
+    assert view.new_below.text() == "↓ 1 new below"
+    model.add_message(message_row(public(70, "bob", "and more"), "alice", NOW))
+    assert view.new_below.text() == "↓ 2 new below"
     assert view.viewport().geometry().contains(view.new_below.geometry())
     view.new_below.click()
     qtbot.wait(10)
@@ -539,6 +542,7 @@ def test_rows_that_arrive_while_scrolled_up_are_said_below_and_a_click_goes_ther
     model.add_message(message_row(public(61, "bob", "above yours"), "alice", NOW))
     qtbot.wait(10)
     assert bar.value() == reading and view.new_below.isVisible()
+    assert view.new_below.text() == "↓ 1 new below"  # counted afresh
     # Older messages at the top are no news.
     view.new_below.click()
     qtbot.wait(10)

@@ -331,7 +331,7 @@ class MessageDelegate(QStyledItemDelegate):
 class MessageView(QListView):
     """A conversation's rows; follows the bottom as messages arrive, asks for older messages
     (`older_wanted`) when scrolled to the top, and keeps its place when they come. Scrolled
-    up, it stays where it is as rows arrive, and a button (`new_below`) says so and takes
+    up, it stays where it is as rows arrive, and a button (`new_below`) says how many came and takes
     the reader down."""
 
     older_wanted = Signal()
@@ -353,6 +353,8 @@ class MessageView(QListView):
         self.setFrameShape(QListView.Shape.NoFrame)
         self._at_bottom = True
         self._anchor: tuple[QPersistentModelIndex, int] | None = None
+        self._below = 0
+        """Rows that came below what is on screen since the button showed."""
         self.new_below = QPushButton("↓ New below", self)
         self.new_below.setObjectName("new-below")
         self.new_below.setToolTip("Go down to what came while you read above (Ctrl+End)")
@@ -387,13 +389,15 @@ class MessageView(QListView):
         if top.isValid() and first <= top.row():
             self._anchor = (QPersistentModelIndex(top), self.visualRect(top).top())
 
-    def _after_insert(self, _parent: QModelIndex, first: int, _last: int) -> None:
+    def _after_insert(self, _parent: QModelIndex, first: int, last: int) -> None:
         if self._at_bottom:
             return
         # Below what is on screen: at the end, or above lines of yours still waiting
         # (they stay last), or a returning history's rows in their places.
         bottom = self.indexAt(QPoint(1, self.viewport().height() - 1))
         if bottom.isValid() and first > bottom.row():
+            self._below = (self._below if self.new_below.isVisible() else 0) + last - first + 1
+            self.new_below.setText(f"↓ {self._below} new below")
             self._place_new_below()
             self.new_below.show()
             self.new_below.raise_()
