@@ -124,23 +124,6 @@ def lines_with(window: RoomWindow, text: str, key: str = "") -> list[str]:
     return [line for line in messages(window, key) if line.endswith(text)]
 
 
-async def received(chat: ChatClient, quiet: float = 0.5) -> list[trio_chat.ChatMessage]:
-    """The messages `chat` receives (live, or in a `History`) until it hears nothing for
-    `quiet` seconds."""
-    found: list[trio_chat.ChatMessage] = []
-    while True:
-        event: trio_chat.Event | None = None
-        with trio.move_on_after(quiet):
-            async for event in chat.events():  # noqa: B007 (the first one, kept)
-                break
-        if event is None:
-            return found
-        if isinstance(event, trio_chat.History):
-            found.extend(event.messages)
-        elif isinstance(event, trio_chat.PublicMessage | trio_chat.PrivateMessage):
-            found.append(event)
-
-
 async def register(host: str, port: int, *names: str) -> None:
     for name in names:
         await trio_chat.register(host, port, name, PASSWORD)

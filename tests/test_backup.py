@@ -22,6 +22,7 @@ from trio_chat.names import name_key
 from trio_chat.records import Account
 from trio_chat.store import SqliteStore
 from trio_chat.testing.daemon import CLI, DaemonProcess
+from trio_chat.testing.listening import received
 
 PASSWORD = "correct horse"
 FAST_CHAT = ("--message-rate", "1000", "--message-burst", "1000")
@@ -167,6 +168,43 @@ async def test_a_backup_restored_after_a_crash_as_told_is_what_was_backed_up(
                 kept = await everything_said(alice)
             assert await daemon.stop() == 0
     assert [m.text for m in kept] == [f"kept {n}" for n in range(5)]
+
+
+async def test_a_client_that_stayed_through_a_restore_is_shown_what_comes_after_it(
+    tmp_path: Path,
+) -> None:
+    """Bob listens while alice talks; a backup is taken, she says more, the daemon dies
+    and the backup is restored. What she said after the backup is gone from the daemon,
+    but bob was shown it: new messages must not come under its ids (a restored daemon
+    counting on from its newest stored id gave them those, and bob's client dropped
+    them as shown already, whispers included, which were then marked delivered)."""
+    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon, host, port = await daemon_with_alice(nursery, database)
+            await trio_chat.register(host, port, "bob", PASSWORD)
+            async with trio_chat.connect(host, port, "bob", PASSWORD) as bob:
+                async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+                    await alice.say("kept")
+                    done = await backup("--db", str(database), str(folder))
+                    assert done.returncode == 0, done.stderr
+                    for n in range(5):
+                        await alice.say(f"lost {n}")
+                    await alice.whisper("bob", "lost in private")
+                seen = [m.text for m in await received(bob)]
+                assert "lost 4" in seen and "lost in private" in seen
+                await daemon.kill()
+                for name in ("chat.db-wal", "chat.db-shm"):
+                    (database.parent / name).unlink(missing_ok=True)
+                for path in folder.iterdir():
+                    (database.parent / path.name).write_bytes(path.read_bytes())
+                await daemon.start(port)
+                async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+                    await alice.say("after the restore")
+                    await alice.whisper("bob", "after, in private")
+                after = [m.text for m in await received(bob)]
+            assert await daemon.stop() == 0
+    assert "after the restore" in after and "after, in private" in after
 
 
 def test_a_folder_that_cannot_be_one_is_named_not_the_database(tmp_path: Path) -> None:

@@ -32,7 +32,6 @@ from tests.gui_support import (
     paste_and_send,
     pending,
     press,
-    received,
     register,
     say,
     shortcut,
@@ -56,6 +55,7 @@ from trio_chat.noise import fingerprint
 from trio_chat.reliability import LinkConfig
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.fault_proxy import FaultProxy
+from trio_chat.testing.listening import received
 
 
 @gui_test

@@ -63,6 +63,20 @@ class SessionClosed:
 StoreOp = Account | Message | MarkDelivered | SessionOpened | SessionClosed
 
 
+IDS_PER_MILLISECOND = 1000
+
+
+def first_message_id(wall: float) -> int:
+    """The least id a daemon started at Unix time `wall` gives a message: the clock's
+    milliseconds times `IDS_PER_MILLISECOND`, so that ids never go back when the newest
+    messages are gone from the database a daemon starts on (a backup restored, rows
+    deleted by hand). Its clients have seen those ids; given again to new messages, they
+    would be taken for ones already shown, and dropped (private ones marked delivered).
+    A daemon that gave out fewer than 1,000 ids a millisecond since it started (a million
+    a second) stays below the next one's first id. 2**53 (`wire.Seq`) comes in 2255."""
+    return int(wall * 1000) * IDS_PER_MILLISECOND
+
+
 @dataclass(slots=True)
 class Snapshot:
     """What the daemon loads from storage when it starts."""

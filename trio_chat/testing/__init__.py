@@ -5,6 +5,7 @@
 - `daemon`: the real daemon as a child process, killed and restarted at will; the
   `trio-chat` command line (`CLI`, `cli_env`) for subprocesses.
 - `raw_peer`: a client that can be made to stop answering.
+- `listening`: what a client is shown, gathered (`received`).
 - `fault_proxy`: a UDP proxy that drops, duplicates, delays and reorders.
 - `chat_peer`, `loss_run`, `crash_run`, `live_fuzz`, `garbage`, `fuzz_channel`: the long
   fault runs.
