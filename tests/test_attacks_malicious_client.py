@@ -11,6 +11,7 @@ path challenge it gets at most three times what was sent from it.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 
 import pytest
@@ -19,7 +20,8 @@ from trio_chat import wire
 from trio_chat.engine import ServerConfig
 from trio_chat.engine import sessions as sessions_module
 from trio_chat.engine.notes import LoggedIn
-from trio_chat.secure import DaemonKeys, Ticket
+from trio_chat.records import Snapshot
+from trio_chat.secure import DaemonKeys, Ticket, password_mark
 from trio_chat.testing.driver import EngineDriver, Peer
 
 ALICE = ("10.0.0.1", 4000)
@@ -79,6 +81,35 @@ def _resume(driver: EngineDriver, ticket: str) -> wire.ServerFrame:
     return answer
 
 
+def test_a_ticket_holds_while_the_accounts_password_does() -> None:
+    """A ticket names the password it was given under (a mark of its hash): the same
+    password, or a ticket from before tickets had the mark, logs in; once the account's
+    password is another (set anew by the operator, or an account made again under the same
+    name after a restore), the account's tickets are worthless."""
+    driver, _alice, _mallory = room()
+    account = driver.engine.accounts["alice"]
+    mark = password_mark(account.password_hash)
+    for label, ticket in {
+        "the same password's": Ticket(account.id, "alice", driver.wall + 3600, mark),
+        "from before the mark": Ticket(account.id, "alice", driver.wall + 3600),
+    }.items():
+        answer = _resume(driver, driver.keys.tickets.seal(ticket))
+        assert isinstance(answer, wire.Welcome), label
+    # The daemon started again on the account with another password (its hash).
+    accounts = [
+        dataclasses.replace(a, password_hash="$argon2id$another") if a.key == "alice" else a
+        for a in driver.stored_accounts()
+    ]
+    restarted = EngineDriver(
+        snapshot=Snapshot(accounts=accounts, next_account_id=len(accounts) + 1),
+        keys=driver.keys,
+        first_sid=5000,
+    )
+    before = restarted.keys.tickets.seal(Ticket(account.id, "alice", driver.wall + 3600, mark))
+    answer = _resume(restarted, before)
+    assert isinstance(answer, wire.ErrorFrame) and answer.code == "ticket_invalid"
+
+
 def test_forged_altered_foreign_and_expired_tickets_are_refused_with_ticket_invalid() -> None:
     driver, alice, mallory = room()
     engine = driver.engine
@@ -99,6 +130,9 @@ def test_forged_altered_foreign_and_expired_tickets_are_refused_with_ticket_inva
         ),
         "an account that does not exist": driver.keys.tickets.seal(
             Ticket(999, "nobody", driver.wall + 3600)
+        ),
+        "given under another password": driver.keys.tickets.seal(
+            Ticket(alice_id, "alice", driver.wall + 3600, password_mark("$argon2id$before"))
         ),
         "not base64": "!" * 40,
         "not ASCII": "é" * 40,

@@ -297,19 +297,32 @@ def reset_token(secret: bytes, server_index: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """What a resumption ticket holds: whose it is and until when (Unix time)."""
+    """What a resumption ticket holds: whose it is, until when (Unix time), and under which
+    password (`password_mark`): a new password, or an account made anew under the same
+    name after a restore, makes the account's tickets worthless."""
 
     account_id: int
     key: str
     expires: float
+    password_mark: str | None = None
+    """`password_mark` of the account's hash when the ticket was sealed; None in tickets
+    sealed before tickets had one, which are taken until they expire (a day at most)."""
+
+
+def password_mark(password_hash: str) -> str:
+    """A short mark of a password hash, to tell in a ticket whether the password it was
+    given for is still the account's: 12 bytes of SHA-256, base64url (inside the ticket's
+    seal, never shown)."""
+    digest = hashlib.sha256(password_hash.encode()).digest()[:12]
+    return base64.urlsafe_b64encode(digest).decode()
 
 
 class Tickets:
     """Seal and open resumption tickets with a 32-byte key (ChaCha20-Poly1305).
 
     A ticket is `base64url(nonce || ciphertext)`, the nonce random (96 bits) and the
-    plaintext JSON `{"a": account id, "k": name key, "e": expiry}`. Any daemon holding the
-    same key accepts it: several daemons can share a room.
+    plaintext JSON `{"a": account id, "k": name key, "e": expiry, "p": password mark}`. Any
+    daemon holding the same key accepts it: several daemons can share a room.
     """
 
     def __init__(self, key: bytes) -> None:
@@ -321,8 +334,15 @@ class Tickets:
         return "<Tickets>"
 
     def seal(self, ticket: Ticket) -> str:
+        fields: dict[str, object] = {
+            "a": ticket.account_id,
+            "k": ticket.key,
+            "e": round(ticket.expires),
+        }
+        if ticket.password_mark is not None:
+            fields["p"] = ticket.password_mark
         plaintext = json.dumps(
-            {"a": ticket.account_id, "k": ticket.key, "e": round(ticket.expires)},
+            fields,
             separators=(",", ":"),
             ensure_ascii=False,
         ).encode()
@@ -336,8 +356,14 @@ class Tickets:
             sealed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             nonce, ciphertext = sealed[:TICKET_NONCE_BYTES], sealed[TICKET_NONCE_BYTES:]
             fields = json.loads(self._aead.decrypt(nonce, ciphertext, TICKET_AD))
-            ticket = Ticket(int(fields["a"]), str(fields["k"]), float(fields["e"]))
-        except (ValueError, InvalidTag, KeyError, TypeError):
+            mark = fields.get("p")
+            ticket = Ticket(
+                int(fields["a"]),
+                str(fields["k"]),
+                float(fields["e"]),
+                None if mark is None else str(mark),
+            )
+        except (ValueError, InvalidTag, KeyError, TypeError, AttributeError):
             return None
         return ticket if ticket.expires > wall else None
 

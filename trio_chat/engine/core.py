@@ -30,7 +30,7 @@ from ..records import (
     StoreOp,
 )
 from ..rules import RuleError
-from ..secure import DaemonKeys, Ticket, new_challenge, new_index
+from ..secure import DaemonKeys, Ticket, new_challenge, new_index, password_mark
 from .chat import Chat, error_frame
 from .common import Address, Outbox, Send
 from .config import ServerConfig
@@ -334,7 +334,12 @@ class ServerEngine:
         self._notes.append(LoggedIn(account.name, session.address, request.quiet))
         lifetime = wall + self.config.ticket_lifetime
         ticket = self.keys.tickets.seal(
-            Ticket(account.id, account.key, lifetime if expires is None else min(expires, lifetime))
+            Ticket(
+                account.id,
+                account.key,
+                lifetime if expires is None else min(expires, lifetime),
+                password_mark(account.password_hash),
+            )
         )
         keepalive = self.transport.keepalive_for(session, request.via)
         welcome = wire.Welcome(

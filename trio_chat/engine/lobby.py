@@ -19,7 +19,7 @@ from ..limits import FailureThrottle, KeyedBuckets, RecentKeys, TokenBucket
 from ..names import ConfusableIndex
 from ..records import Account
 from ..rules import RuleError, check_name, check_password, name_key
-from ..secure import Cookies, DaemonKeys, SecureError, respond
+from ..secure import Cookies, DaemonKeys, SecureError, password_mark, respond
 from .common import Address, Outbox, iso_time, network_of, round_up
 from .config import ServerConfig
 from .effects import NO_ACCOUNT, CheckPassword, Effect, HashPassword, JobTable, Persist
@@ -478,7 +478,12 @@ class Lobby:
     ) -> None:
         ticket = self.keys.tickets.open_untrusted(request.ticket, wall)
         account = self._by_id.get(ticket.account_id) if ticket is not None else None
-        if ticket is None or account is None or account.key != ticket.key:
+        if (
+            ticket is None
+            or account is None
+            or account.key != ticket.key
+            or ticket.password_mark not in (None, password_mark(account.password_hash))
+        ):
             self._stats["tickets_refused"] += 1
             message = "That ticket cannot be used; log in with the password."
             self._refuse(session, seq, "ticket_invalid", message)
