@@ -5,6 +5,7 @@ The client API: `register()` creates an account, `connect()` logs in and enters 
 
 from .client import ChatClient, ClientConfig, Receipt, connect, register, trust_server
 from .errors import (
+    AccountLocked,
     BadRequest,
     Busy,
     ChatError,
@@ -46,6 +47,7 @@ from .keys import KeyFileError
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccountLocked",
     "BadRequest",
     "Busy",
     "ChatClient",

@@ -87,6 +87,12 @@ class WrongPassword(ChatError):
     code = "wrong_password"
 
 
+class AccountLocked(ChatError):
+    """The daemon's operator locked this account (`trio-chat accounts lock`)."""
+
+    code = "account_locked"
+
+
 class InvalidName(ChatError):
     """No account may have this name (see the rules for names)."""
 
@@ -173,6 +179,7 @@ _BY_CODE: dict[str, type[ChatError]] = {
         NameTaken,
         UnknownUser,
         WrongPassword,
+        AccountLocked,
         InvalidName,
         PasswordTooShort,
         PasswordTooLong,

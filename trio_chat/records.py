@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+LOCK_MARK = "!"
+"""Put before an account's password hash by `trio-chat accounts lock` (as `passwd -l` does
+in /etc/shadow): the account logs in no more, its name stays taken, and unlocked its
+password is as it was."""
+
 
 @dataclass(frozen=True, slots=True)
 class Account:
@@ -13,10 +18,21 @@ class Account:
     key: str
     """The identity: NFKC and casefolded, unique."""
     password_hash: str = field(repr=False)
+    """argon2id, with `LOCK_MARK` before it while the account is locked."""
     created: str
     rid: str | None = None
     """The request that registered it, so that request sent again after a crash is
     answered "registered" rather than "name taken"."""
+
+    @property
+    def locked(self) -> bool:
+        return self.password_hash.startswith(LOCK_MARK)
+
+    @property
+    def hash_to_check(self) -> str:
+        """The hash a password is checked against, locked or not (a locked account's
+        right password is told apart from a wrong one)."""
+        return self.password_hash.removeprefix(LOCK_MARK)
 
 
 @dataclass(frozen=True, slots=True)

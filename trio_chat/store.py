@@ -365,6 +365,29 @@ class SqliteStore:
             sessions=sessions,
         )
 
+    def accounts(self) -> list[tuple[Account, int]]:
+        """Every account, in name order, with the private messages waiting for it (for
+        the operator's `trio-chat accounts list`)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT a.id, a.name, a.key, a.password_hash, a.created, a.rid,"
+                " (SELECT count(*) FROM messages m WHERE m.recipient_id = a.id"
+                "  AND m.delivered = 0 AND m.sender_id != a.id)"
+                " FROM accounts a ORDER BY a.key"
+            ).fetchall()
+        return [(Account(*row[:6]), row[6]) for row in rows]
+
+    def set_password_hash(self, account_id: int, password_hash: str) -> None:
+        """Give an account another password hash (the operator's `trio-chat accounts`, with
+        the daemon stopped: a running one keeps what it loaded)."""
+        with self._lock:
+            self._transaction(
+                lambda: self._db.execute(
+                    "UPDATE accounts SET password_hash = ? WHERE id = ?",
+                    (password_hash, account_id),
+                )
+            )
+
     def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
         with self._lock:
             self._check_in_place()

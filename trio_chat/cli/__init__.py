@@ -2,7 +2,8 @@
 
 Modules by concern: `app` (the Typer app, its commands in order, `main`), `serve` (the
 daemon), `account` (`register`, `login`, `chat`), `daemon_key` (`key`, `trust`, and the
-check of the daemon's key before each client command), `backup`, `gui`, `options` (what the
+check of the daemon's key before each client command), `backup`, `accounts` (the
+operator's list, lock, unlock and password), `gui`, `options` (what the
 commands share), `prompts` (a name, a password, yes or no), `exits` (exit statuses, and the one
 sentence each failure is told in). The signals that stop a command are
 `trio_chat.stop_signals`, which the window shares.

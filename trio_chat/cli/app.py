@@ -10,6 +10,7 @@ import typer
 
 from .. import __version__
 from .account import CHAT_HELP, chat, login, register
+from .accounts import accounts_app
 from .backup import backup_command
 from .daemon_key import key_command, trust_command
 from .exits import exit_codes_summary
@@ -51,6 +52,7 @@ app.command(help=CHAT_HELP)(chat)
 app.command("key")(key_command)
 app.command("trust")(trust_command)
 app.command("backup")(backup_command)
+app.add_typer(accounts_app)
 app.command()(gui)
 
 

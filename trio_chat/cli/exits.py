@@ -12,6 +12,7 @@ import typer
 
 from ..display import quoted, safe, safe_name
 from ..errors import (
+    AccountLocked,
     Busy,
     ChatError,
     ConnectionLost,
@@ -56,6 +57,7 @@ class ExitCode(enum.IntEnum):
     REJECTED = 13
     MESSAGE_REFUSED = 14
     KEY_CHANGED = 15
+    ACCOUNT_LOCKED = 16
     INTERRUPTED = 130
 
 
@@ -76,6 +78,7 @@ _MEANINGS: dict[ExitCode, str] = {
     ExitCode.REJECTED: "refused",
     ExitCode.MESSAGE_REFUSED: "message refused",
     ExitCode.KEY_CHANGED: "the daemon's key changed",
+    ExitCode.ACCOUNT_LOCKED: "the account is locked",
     ExitCode.INTERRUPTED: "interrupted",
 }
 
@@ -95,6 +98,7 @@ def fail(message: str, code: ExitCode) -> typer.Exit:
 _EXIT_FOR: dict[type[ChatError], ExitCode] = {
     ServerUnreachable: ExitCode.UNREACHABLE,
     WrongPassword: ExitCode.WRONG_PASSWORD,
+    AccountLocked: ExitCode.ACCOUNT_LOCKED,
     UnknownUser: ExitCode.UNKNOWN_USER,
     NameTaken: ExitCode.NAME_TAKEN,
     InvalidName: ExitCode.INVALID_NAME,

@@ -36,6 +36,7 @@ REPLAY_MEMORY = 120.0
 
 
 FROM_YOUR_ADDRESS = "Too many registrations from your address; try again later."
+ACCOUNT_LOCKED = "This account is locked by the daemon's operator; ask them to unlock it."
 
 
 @dataclass(slots=True)
@@ -418,7 +419,7 @@ class Lobby:
         session.busy += 1
         session.logging_in = True
         # A name with no account is checked against a hash of nothing, at the same cost.
-        password_hash = account.password_hash if account is not None else NO_ACCOUNT
+        password_hash = account.hash_to_check if account is not None else NO_ACCOUNT
         work = CheckPassword(job, password_hash, password)
         self._effects.extend(self._hashing.push(network_of(address), work))
 
@@ -449,6 +450,10 @@ class Lobby:
         elif not ok:
             self._notes.append(LoginRefused(account.name, address, "wrong_password"))
             self._refuse(session, attempt.seq, "wrong_password", "Wrong password.")
+        elif account.locked:
+            # Told only to whoever has the password: to others it is any account.
+            self._notes.append(LoginRefused(account.name, address, "account_locked"))
+            self._refuse(session, attempt.seq, "account_locked", ACCOUNT_LOCKED)
         else:
             assert self.log_in is not None
             self.log_in(session, attempt.seq, account, attempt.request, now, wall, None)

@@ -41,7 +41,7 @@ class LoginRefused:
     """The name as the client typed it (there may be no such account)."""
     address: Address
     code: str
-    """`unknown_user`, `wrong_password`, `throttled`, `too_many_sessions`."""
+    """`unknown_user`, `wrong_password`, `account_locked`, `throttled`, `too_many_sessions`."""
     retry_after: float | None = None
 
 

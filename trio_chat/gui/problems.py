@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..display import quoted, safe
 from ..errors import (
+    AccountLocked,
     ChatError,
     InvalidName,
     KeyChanged,
@@ -92,6 +93,8 @@ def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
         return Problem(key_changed_sentence(form.host, form.port), Field.HOST)
     if isinstance(error, WrongPassword):
         return Problem(f"Wrong password for {name}.", Field.PASSWORD)
+    if isinstance(error, AccountLocked):
+        return Problem(safe(error.message), Field.NAME)
     if isinstance(error, UnknownUser):
         return Problem(
             f"There is no account named {name}; tick “Create an account” to create it.",

@@ -1,0 +1,133 @@
+"""The operator acting on an account: `trio-chat accounts list`, `lock`, `unlock` and
+`password`, on a stopped daemon's database, and what the daemon does with them."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+import pytest
+import trio
+
+import trio_chat
+from trio_chat.cli import ExitCode
+from trio_chat.errors import AccountLocked, WrongPassword
+from trio_chat.records import LOCK_MARK, Snapshot
+from trio_chat.testing.daemon import CLI, DaemonProcess
+from trio_chat.testing.driver import EngineDriver, Peer
+
+PASSWORD = "correct horse"
+NEW_PASSWORD = "battery staple"
+
+
+def locked_room() -> EngineDriver:
+    """A daemon started again on alice's account locked (bob's as it was)."""
+    driver = EngineDriver()
+    for name in ("alice", "bob"):
+        driver.add_account(name, PASSWORD)
+    accounts = [
+        dataclasses.replace(a, password_hash=LOCK_MARK + a.password_hash) if a.key == "alice" else a
+        for a in driver.stored_accounts()
+    ]
+    return EngineDriver(
+        snapshot=Snapshot(accounts=accounts, next_account_id=3), keys=driver.keys, first_sid=5000
+    )
+
+
+def test_a_locked_account_is_told_so_only_with_its_right_password() -> None:
+    driver = locked_room()
+    driver.auto_hash = True
+    alice = Peer(driver, "alice", PASSWORD, address=("10.0.0.1", 1))
+    alice.settle()
+    assert isinstance(alice.connection.failure, AccountLocked)
+    assert "locked by the daemon's operator" in str(alice.connection.failure)
+    guesser = Peer(driver, "alice", "not her password", address=("10.0.0.2", 1))
+    guesser.settle()
+    assert isinstance(guesser.connection.failure, WrongPassword)  # to others, any account
+    bob = Peer(driver, "bob", PASSWORD, address=("10.0.0.3", 1))
+    bob.settle()
+    assert bob.connection.ready
+
+
+async def accounts(database: Path, *args: str, given: str = "") -> subprocess.CompletedProcess[str]:
+    result = await trio.run_process(
+        [*CLI, "accounts", *args, "--db", str(database)],
+        stdin=given.encode(),
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
+    )
+
+
+async def test_an_account_locked_while_the_daemon_is_stopped_stays_out_until_unlocked(
+    tmp_path: Path,
+) -> None:
+    """Alice is in the room when the operator stops the daemon, locks her account and
+    starts it again: her client, coming back with its ticket, is refused and told why,
+    and so is every later login of hers; bob is back as before. Unlocked, she logs in
+    with the password she had; given a new one, the old one no longer works. While the
+    daemon runs, the commands refuse to touch its database."""
+    database = tmp_path / "chat.db"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, database)
+            host, port = await daemon.start()
+            for name in ("alice", "bob"):
+                await trio_chat.register(host, port, name, PASSWORD)
+            running = await accounts(database, "lock", "alice")
+            assert running.returncode == ExitCode.DATABASE
+            assert "another trio-chat daemon is using it; stop that one first" in running.stderr
+            async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+                assert await daemon.stop() == 0
+                locked = await accounts(database, "lock", "alice")
+                assert locked.returncode == 0, locked.stderr
+                assert locked.stdout == (
+                    "Locked alice; `trio-chat accounts unlock alice` undoes it.\n"
+                )
+                listed = await accounts(database, "list")
+                assert [line.split("  ")[0] for line in listed.stdout.splitlines()] == [
+                    "alice",
+                    "bob",
+                ]
+                assert listed.stdout.splitlines()[0].endswith(", locked)")
+                await daemon.start(port)
+                with trio.fail_after(20), pytest.raises(AccountLocked):
+                    async for _event in alice.events():
+                        pass  # until the session ends, with why
+            with pytest.raises(AccountLocked):
+                async with trio_chat.connect(host, port, "alice", PASSWORD):
+                    pass
+            async with trio_chat.connect(host, port, "bob", PASSWORD) as bob:
+                assert "bob" in await bob.who()
+            login = await trio.run_process(
+                [*CLI, "login", "--name", "alice", "--host", host, "--port", str(port)],
+                stdin=f"{PASSWORD}\n".encode(),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            assert login.returncode == ExitCode.ACCOUNT_LOCKED
+            assert b"locked by the daemon's operator" in login.stderr
+
+            assert await daemon.stop() == 0
+            unlocked = await accounts(database, "unlock", "alice")
+            assert unlocked.stdout == "Unlocked alice.\n"
+            renewed = await accounts(
+                database, "password", "bob", given=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n"
+            )
+            assert renewed.returncode == 0, renewed.stderr
+            unknown = await accounts(database, "lock", "carol")
+            assert unknown.returncode == ExitCode.UNKNOWN_USER
+            await daemon.start(port)
+            async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+                assert "alice" in await alice.who()
+            async with trio_chat.connect(host, port, "bob", NEW_PASSWORD) as bob:
+                assert "bob" in await bob.who()
+            with pytest.raises(WrongPassword):
+                async with trio_chat.connect(host, port, "bob", PASSWORD):
+                    pass
+            assert await daemon.stop() == 0
