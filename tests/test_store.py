@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import trio_chat.store as store_module
 from trio_chat.records import (
     Account,
     MarkDelivered,
@@ -91,6 +92,31 @@ def test_a_database_that_cannot_be_written_is_refused_clearly(
 
     monkeypatch.setattr(sqlite3, "connect", read_only)
     with pytest.raises(StorageError, match=r"Cannot open the database .*: permission denied"):
+        SqliteStore.open(path)
+
+
+def test_a_full_disk_at_the_start_is_said_to_be_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon started again on a full disk: SQLite cannot make its shared-memory file
+    and says "disk I/O error" (seen on an 8 MB tmpfs filled up); the operator is told the
+    disk is full, not to choose another database."""
+    path = tmp_path / "chat.db"
+    SqliteStore.open(path).close()
+
+    def failing(database: Path, **options: Any) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(sqlite3, "connect", failing)
+    monkeypatch.setattr(store_module, "free_bytes", lambda _path: 300 * 1024)
+    with pytest.raises(StorageError) as refused:
+        SqliteStore.open(path)
+    assert str(refused.value) == (
+        f"Cannot open the database {str(path)!r}: the disk holding it is full, 300 KiB "
+        "free; free some space and start it again."
+    )
+    monkeypatch.setattr(store_module, "free_bytes", lambda _path: 300 * 1024 * 1024)
+    with pytest.raises(StorageError, match=r": disk I/O error; choose another with --db\.$"):
         SqliteStore.open(path)
 
 

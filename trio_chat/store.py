@@ -145,10 +145,29 @@ def _message(row: Row) -> Message:
     )
 
 
+FULL_BELOW = 1 << 20
+"""Free bytes under which a file system that fails a write is said to be full."""
+
+
+def free_bytes(path: Path) -> int | None:
+    """Bytes free (to an unprivileged writer) on the file system holding `path`."""
+    try:
+        status = os.statvfs(path if path.is_dir() else path.parent)
+    except OSError:
+        return None
+    return status.f_bavail * status.f_frsize
+
+
 def _why(error: OSError | sqlite3.Error, path: Path) -> str:
     """What is wrong with a database that cannot be opened, in a few words."""
     if path.is_dir():
         return "it is a folder"
+    free = free_bytes(path)
+    full = getattr(error, "errno", None) == errno.ENOSPC or "full" in str(error)
+    if full or (free is not None and free < FULL_BELOW and "I/O" in str(error)):
+        # SQLite says "disk I/O error" when it cannot make its shared-memory file.
+        left = "" if free is None else f", {free // 1024} KiB free"
+        return f"the disk holding it is full{left}; free some space and start it again"
     if isinstance(error, OSError):
         if error.errno in (errno.EEXIST, errno.ENOTDIR):
             return "a part of its folder is a file"
@@ -232,10 +251,10 @@ class SqliteStore:
             if held is not None:
                 os.close(held)
             if isinstance(error, OSError | sqlite3.Error):
-                raise StorageError(
-                    f"Cannot open the database {str(path)!r}: {_why(error, path)}; "
-                    "choose another with --db."
-                ) from error
+                why = _why(error, path)
+                if "free some space" not in why:
+                    why += "; choose another with --db"
+                raise StorageError(f"Cannot open the database {str(path)!r}: {why}.") from error
             raise
         return store
 
