@@ -295,3 +295,30 @@ async def test_ctrl_c_twice_stops_the_daemon_at_once(
         "Already stopped (SIGINT).",
     ]
     assert exits == [130]
+
+
+async def test_a_service_manager_is_told_when_the_daemon_listens_and_when_it_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a systemd unit of `Type=notify`, units ordered after the daemon wait for its
+    `READY=1`, sent once it listens (with a large database, a second or more after it
+    starts); `STOPPING=1` comes as it begins to stop. The log's first line names the
+    version and the process."""
+    path = str(tmp_path / "notify")
+    manager = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_DGRAM)
+    await manager.bind(path)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    with manager, trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, tmp_path / "chat.db")
+            _host, port = await daemon.start()
+            ready = (await manager.recv(4096)).decode()
+            assert ready.splitlines() == ["READY=1", f"STATUS=Listening on 127.0.0.1:{port}"]
+            assert daemon.process is not None
+            started = await daemon.wait_for("is listening on")
+            assert f"version {trio_chat.__version__}, process {daemon.process.pid})" in started
+            async with trio.open_nursery() as stopping_side:
+                stopping_side.start_soon(daemon.stop)
+                stopping = (await manager.recv(4096)).decode()
+            assert stopping.splitlines() == ["STOPPING=1", "STATUS=Stopping (SIGTERM)"]
+            assert daemon.process.returncode == 0

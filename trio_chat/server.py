@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from . import auth, wire
+from . import __version__, auth, wire
 from .display import counted, quoted
 from .engine import (
     Address,
@@ -489,10 +489,13 @@ def _log_start(
     event(
         logging.INFO,
         "listening",
-        f"trio-chat is listening on {where} (database {database}, key {key})",
+        f"trio-chat is listening on {where} (database {database}, key {key}, version "
+        f"{__version__}, process {os.getpid()})",
         address=where,
         database=str(database),
         key=key,
+        version=__version__,
+        pid=os.getpid(),
         accounts=len(engine.accounts),
     )
     for first, second in engine.lobby.name_collisions():

@@ -20,6 +20,7 @@ from ..engine import ServerConfig
 from ..keys import KeyFileError, address_label, home_relative
 from ..logs import FORMATS, LEVELS, configure, event
 from ..server import serve
+from ..service_manager import notify
 from ..stop_signals import stop_signals
 from ..store import StorageError, default_database
 from .exits import ExitCode, fail
@@ -255,10 +256,12 @@ async def _serve_until_signal(
         async with trio.open_nursery() as stopping:
             async with trio.open_nursery() as nursery:
                 start = functools.partial(serve, summary_every=summary_every)
-                await nursery.start(start, host, port, database, config)
+                address = await nursery.start(start, host, port, database, config)
+                notify(f"READY=1\nSTATUS=Listening on {address_label(*address[:2])}")
                 async for signum in signals:
                     name = signal.Signals(signum).name
                     event(logging.INFO, "signal", f"Stopping ({name}).", signal=name)
+                    notify(f"STOPPING=1\nSTATUS=Stopping ({name})")
                     nursery.cancel_scope.cancel()
                     # Signals that come while the daemon stops ask for what it does:
                     # left unread, each would kill it once it stopped (status 143).
