@@ -186,7 +186,9 @@ def test_undelivered_private_messages_survive_a_restart_until_marked(tmp_path: P
     reopened.close()
 
 
-def test_a_version_1_database_is_migrated_and_keeps_its_accounts(tmp_path: Path) -> None:
+def test_a_version_1_database_is_migrated_and_keeps_its_accounts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "chat.db"
     with sqlite3.connect(path) as db:
         for statement in MIGRATIONS[0].split(";"):
@@ -197,6 +199,11 @@ def test_a_version_1_database_is_migrated_and_keeps_its_accounts(tmp_path: Path)
         )
         db.execute("PRAGMA user_version = 1")
     store = SqliteStore.open(path)
+    # Said: an older trio-chat refuses the database from now on.
+    assert [record.getMessage() for record in caplog.records] == [
+        f"upgraded the database {path} from schema 1 to {SCHEMA_VERSION}; older trio-chat "
+        "versions no longer open it"
+    ]
     (alice,) = store.load(window=10).accounts
     assert (alice.name, alice.rid) == ("alice", None)
     store.write([Account(2, "bob", "bob", "$argon2id$y", "2026-11-30T00:00:01.000Z", "r-1")])

@@ -341,6 +341,16 @@ class SqliteStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        if 0 < version < SCHEMA_VERSION:
+            # Said, since an older trio-chat refuses the database from now on: going back
+            # takes a backup from before.
+            log.warning(
+                "upgraded the database %s from schema %d to %d; older trio-chat versions "
+                "no longer open it",
+                self.path,
+                version,
+                SCHEMA_VERSION,
+            )
 
     def load(self, window: int) -> Snapshot:
         with self._lock:
