@@ -98,6 +98,8 @@ class Persistence:
         self._failures_unlogged = 0
         self._recovery_untold = False
         """A commit failed since the log last said the database is written."""
+        self._recoveries_quiet_until = -float("inf")
+        """The recoveries' own minute: the first is told at once, whatever the failures'."""
         self._unstored = 0
         self._last_error = ""
         """Changes that failed to commit since the last commit that went through, and why
@@ -275,11 +277,13 @@ class Persistence:
         if not self._recovery_untold:
             return
         now = self._clock()
-        if now < self._failures_quiet_until:
-            return  # told with the next line, failure or not, once the minute is over
+        if now < self._recoveries_quiet_until:
+            # A disk that fails and works by turns: told once the minute is over, with
+            # the next commit that goes through (or the next failure's line).
+            return
         unlogged, self._failures_unlogged = self._failures_unlogged, 0
         self._recovery_untold = False
-        self._failures_quiet_until = now + FAILURES_LOGGED_EVERY
+        self._recoveries_quiet_until = now + FAILURES_LOGGED_EVERY
         log.warning(  # shown wherever the failure was, at --log-level warning too
             "the database is written again%s",
             f"; {unlogged} more commits failed since the line before" if unlogged else "",
