@@ -33,6 +33,8 @@ from trio_chat.commands import (
         ("/who is there", Who()),
         ("/history", ShowHistory(HISTORY_DEFAULT)),
         ("/history 5", ShowHistory(5)),
+        ("/older", ShowHistory(HISTORY_DEFAULT, older=True)),
+        ("/older 7", ShowHistory(7, older=True)),
         ("/help", Help()),
         ("Exit", Quit()),
         ("exit", Quit()),

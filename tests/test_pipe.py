@@ -128,6 +128,27 @@ async def test_history_and_help_come_after_the_lines_before_them(tmp_path: Path)
     assert_lines_match(out, patterns)
 
 
+async def test_older_pages_back_from_what_history_showed(tmp_path: Path) -> None:
+    """`/history` shows at most 100 messages; `/older` shows those before what the last
+    `/history` or `/older` showed, and so on back to the first."""
+    script = "".join(f"m{n}\n" for n in range(1, 6)) + "/history 2\n/older 2\n/older\n/older\n"
+    done = await alice_alone_runs(tmp_path, script)
+    assert done.returncode == 0, done.stderr
+    patterns = [
+        *(rf"{TIME} alice: m{n}" for n in range(1, 6)),
+        r"-- The last 2 messages --",
+        rf"{TIME} alice: m4",
+        rf"{TIME} alice: m5",
+        r"-- 2 older messages --",
+        rf"{TIME} alice: m2",
+        rf"{TIME} alice: m3",
+        r"-- 1 older message --",
+        rf"{TIME} alice: m1",
+        r"-- No older messages --",
+    ]
+    assert_lines_match(lines_of(done.stdout), patterns)
+
+
 async def test_end_of_input_waits_until_everything_is_acknowledged(tmp_path: Path) -> None:
     # All input arrives at once, so at its end nearly every message is still on its way;
     # each line on stdout is printed only once the daemon has acknowledged that message.

@@ -15,6 +15,7 @@ Commands:
   s/name/message       say it to name only (also: /msg name message)
   /who                 who is online
   /history [n]         the last n messages (default 20, at most 100)
+  /older [n]           the n messages before those /history or /older showed
   //text               say text that starts with a /
   /help                this list
   Exit, /quit          leave the room (Ctrl-D and Ctrl-C leave too)"""
@@ -51,6 +52,8 @@ class Who:
 @dataclass(frozen=True, slots=True)
 class ShowHistory:
     count: int
+    older: bool = False
+    """`/older`: the messages before those the last `/history` or `/older` showed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,12 @@ def parse(line: str) -> Command:
         if rest.isdecimal() and 1 <= int(rest) <= HISTORY_MAX:
             return ShowHistory(int(rest))
         return Invalid(f"Write /history N with N from 1 to {HISTORY_MAX}.")
+    if word == "/older":
+        if not rest:
+            return ShowHistory(HISTORY_DEFAULT, older=True)
+        if rest.isdecimal() and 1 <= int(rest) <= HISTORY_MAX:
+            return ShowHistory(int(rest), older=True)
+        return Invalid(f"Write /older N with N from 1 to {HISTORY_MAX}.")
     if word in ("/help", "/?", "/h"):
         return Help()
     return Invalid(f"Unknown command {typed}; /help lists the commands, //text says /text.")

@@ -154,6 +154,8 @@ class Room:
         self._shown: set[int] = set()
         self._shown_order: deque[int] = deque()
         self._newest_shown = 0
+        self._oldest_found: int | None = None
+        """The oldest message the last `/history` or `/older` showed: `/older` goes on from it."""
         self.online: set[str] = set()
         """Who is in the room (name keys), from `/who` answers, joins and leaves."""
         self._returns = Returns()
@@ -193,7 +195,7 @@ class Room:
         elif isinstance(command, commands.Who):
             self._ask(self.chat.who_nowait, self._show_names)
         elif isinstance(command, commands.ShowHistory):
-            self._ask_history(command.count)
+            self._ask_history(command.count, older=command.older)
         return True
 
     # A script's lines are read faster than their answers come. Its `/help` and
@@ -216,16 +218,20 @@ class Room:
         for help_line in commands.HELP.splitlines():
             self.show(info_line(help_line))
 
-    def _ask_history(self, count: int) -> None:
+    def _ask_history(self, count: int, *, older: bool = False) -> None:
         """Ask for the `count` messages up to the newest one shown (the daemon may store
-        newer ones, ours included, before it reads the history)."""
+        newer ones, ours included, before it reads the history); `older`: up to the
+        oldest one the last answer showed (`/older`), and so on back."""
 
         def submit() -> Receipt:
+            if older and self._oldest_found is not None:
+                return self.chat.history_nowait(count, self._oldest_found)
             before = self._newest_shown + 1 if self._newest_shown else None
             return self.chat.history_nowait(count, before)
 
+        show = self._show_older if older else self._show_found
         if self.interactive or self.leaving:
-            self._ask(submit, self._show_found)  # leaving: not asked, as `_ask` says
+            self._ask(submit, show)  # leaving: not asked, as `_ask` says
             return
         line_number = self._line_number
 
@@ -236,7 +242,7 @@ class Room:
             except ChatError as error:
                 self._refused(error.message, error, line_number)
                 return
-            await self._answer(receipt, self._show_found, line_number)
+            await self._answer(receipt, show, line_number)
 
         self._later(in_turn)
 
@@ -408,6 +414,18 @@ class Room:
             return
         count = len(messages)
         self.show(heading_line(f"The last {count} messages" if count > 1 else "The last message"))
+        self._show_page(messages)
+
+    def _show_older(self, messages: list[ChatMessage]) -> None:
+        if not messages:
+            self.show(heading_line("No older messages"))
+            return
+        count = len(messages)
+        self.show(heading_line(f"{count} older messages" if count > 1 else "1 older message"))
+        self._show_page(messages)
+
+    def _show_page(self, messages: list[ChatMessage]) -> None:
+        self._oldest_found = messages[0].id
         for message in messages:
             self.show(message_line(message, self.chat.name))
 
@@ -515,8 +533,13 @@ class Room:
                 else:
                     self.show(notice_line("Nothing was missed meanwhile.", _now(), DIM))
             elif fresh:
-                more = "; /history 100 shows older ones" if event.more else ""
+                more = "; /older shows older ones" if event.more else ""
                 self.show(heading_line(f"Earlier messages{more}"))
+        public = [message for message in fresh if isinstance(message, PublicMessage)]
+        if public and not event.resumed:
+            # `/older` goes on back from the room's messages shown on entering (not from a
+            # private message that waited since long before them).
+            self._oldest_found = public[0].id
         for message in fresh:
             self._show_message(message)
         self._caught_up.set()
