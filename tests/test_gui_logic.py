@@ -14,6 +14,7 @@ import trio
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QColor
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 import trio_chat
@@ -716,3 +717,30 @@ def test_page_keys_in_the_message_line_scroll_the_conversation(qtbot: QtBot) -> 
     qtbot.wait(10)
     assert bar.value() == bar.maximum() and view.new_below.isHidden()
     assert editor.text() == "half a line"
+
+
+def test_a_menu_closed_with_escape_gives_the_keys_back_to_the_message_line(
+    qtbot: QtBot,
+) -> None:
+    """Qt's menu bar keeps the keyboard after a menu opened with the mouse is closed with
+    Escape, and takes the letters typed next for menus' names: `s/carol/psst` lost `s/ca`
+    (the Chat menu, then About) and went to the room as `rol/psst`."""
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    window.show()
+    window.activateWindow()
+    assert QTest.qWaitForWindowActive(window)
+    window.composer.editor.setFocus()
+    bar = window.menuBar()
+    chat = bar.actions()[0]
+    QTest.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.actionGeometry(chat).center())
+    QTest.qWait(50)
+    popup = QApplication.activePopupWidget()
+    assert popup is not None
+    QTest.keyClick(popup, Qt.Key.Key_Escape)
+    QTest.qWait(50)
+    focused = QApplication.focusWidget()
+    assert focused is not None
+    QTest.keyClicks(focused, "s/carol/psst")
+    assert window.composer.editor.text() == "s/carol/psst"
+    assert QApplication.activePopupWidget() is None

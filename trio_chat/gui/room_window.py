@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence, QPalette
 from PySide6.QtWidgets import (
     QAbstractSlider,
+    QApplication,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -216,6 +217,17 @@ class RoomWindow(QMainWindow):
         go.addAction(self._action("People &online", "Ctrl+O", self.people.setFocus))
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(self._action("&Commands", "F1", self._show_commands))
+        for menu in (chat, go, help_menu):
+            menu.aboutToHide.connect(lambda: QTimer.singleShot(0, self._menus_closed))
+
+    def _menus_closed(self) -> None:
+        """A menu closed with Escape leaves Qt's menu bar holding the keyboard, taking the
+        letters typed next for menus' names: `s/carol/psst` lost `s/ca` and went to the
+        room. With no menu open any more, the keys go back to where the caret was."""
+        bar = self.menuBar()
+        if QApplication.activePopupWidget() is None and bar.hasFocus():
+            bar.setActiveAction(None)  # type: ignore[arg-type]
+            self.composer.editor.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _step(self, by: int) -> None:
         count = self.tabs.count()
