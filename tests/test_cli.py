@@ -10,6 +10,8 @@ import base64
 import functools
 import itertools
 import os
+import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from tests.cli_support import PASSWORD, Daemon, daemon_in_thread, silent_port
 from trio_chat.cli import ExitCode, app
 from trio_chat.engine import ServerConfig
 from trio_chat.keys import KnownServers
-from trio_chat.noise import fingerprint, public_key
+from trio_chat.noise import fingerprint, generate_keypair, public_key
 from trio_chat.testing.daemon import CLI, cli_env
 
 runner = CliRunner()
@@ -698,3 +700,23 @@ def test_every_command_says_when_the_daemon_cannot_be_reached(tmp_path: Path) ->
             f"Cannot reach trio-chat at 127.0.0.1:{port}; is `trio-chat serve` running?\n"
         )
         assert "Traceback" not in out + err
+
+
+def test_ping_tells_whether_the_daemon_answers_with_its_key(daemon: Daemon) -> None:
+    """A health check for a script or a supervisor: no account, nothing remembered."""
+    code, out, err = invoke(daemon, "ping")
+    assert (code, err) == (0, "")
+    assert re.fullmatch(
+        rf"trio-chat at 127\.0\.0\.1:{daemon[1]} answered in \d+\.\d ms \(key SHA256:\S+\)\.\n",
+        out,
+    ), out
+    other = fingerprint(generate_keypair()[1])
+    code, out, err = invoke(daemon, "ping", "--server-key", other)
+    assert code == ExitCode.KEY_CHANGED and out == ""
+    assert "not the one trusted for it; see `trio-chat trust`." in err
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        nobody = closed.getsockname()[1]
+    code, _out, err = invoke(Daemon("127.0.0.1", nobody, daemon.key), "ping")
+    assert code == ExitCode.UNREACHABLE
+    assert err == f"Cannot reach trio-chat at 127.0.0.1:{nobody}; is `trio-chat serve` running?\n"

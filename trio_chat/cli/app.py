@@ -12,7 +12,7 @@ from .. import __version__
 from .account import CHAT_HELP, chat, login, register
 from .accounts import accounts_app
 from .backup import backup_command
-from .daemon_key import key_command, trust_command
+from .daemon_key import key_command, ping_command, trust_command
 from .exits import exit_codes_summary
 from .gui import gui
 from .serve import serve_command
@@ -51,6 +51,7 @@ app.command()(login)
 app.command(help=CHAT_HELP)(chat)
 app.command("key")(key_command)
 app.command("trust")(trust_command)
+app.command("ping")(ping_command)
 app.command("backup")(backup_command)
 app.add_typer(accounts_app)
 app.command()(gui)

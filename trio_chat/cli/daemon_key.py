@@ -1,10 +1,12 @@
-"""The daemon's key: `trio-chat key` shows it, `trio-chat trust` trusts it anew, and each
-client command checks it before anything else (`trusted_key`)."""
+"""The daemon's key: `trio-chat key` shows it, `trio-chat trust` trusts it anew,
+`trio-chat ping` checks that the daemon answers with it, and each client command checks it
+before anything else (`trusted_key`)."""
 
 from __future__ import annotations
 
 import base64
 import functools
+import time
 from typing import Annotated
 
 import typer
@@ -54,6 +56,38 @@ def key_command(db: DatabaseOption = None) -> None:
         raise fail(str(error), ExitCode.DATABASE) from None
     typer.echo(f"fingerprint: {fingerprint(public)}")
     typer.echo(f"public key:  {base64.b64encode(public).decode()}")
+
+
+def ping_command(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 1600,
+    server_key: TrustedKeyOption = None,
+) -> None:
+    """Check that the daemon answers, with the key trusted for it: for a health check
+    (exit 0; 3 if it does not answer in 2.5 s; 15 if it shows another key). No account is
+    needed, nothing is logged by the daemon, nothing is remembered."""
+    where = address_label(host, port)
+    try:
+        expected = (
+            parse_key(server_key) if server_key is not None else KnownServers().get(host, port)
+        )
+    except KeyFileError as error:
+        raise fail(
+            str(error), ExitCode.USAGE if server_key is not None else ExitCode.DATABASE
+        ) from None
+    started = time.monotonic()
+    try:
+        shown = run(fetch_key, host, port)
+    except ChatError as error:
+        raise fail(sentence(error, ""), exit_code_for(error)) from None
+    took = (time.monotonic() - started) * 1000
+    if expected is not None and shown != expected and fingerprint(shown) != expected:
+        raise fail(
+            f"The daemon at {where} answered with the key {fingerprint(shown)}, not the one "
+            "trusted for it; see `trio-chat trust`.",
+            ExitCode.KEY_CHANGED,
+        )
+    typer.echo(f"trio-chat at {where} answered in {took:.1f} ms (key {fingerprint(shown)}).")
 
 
 def trust_command(
