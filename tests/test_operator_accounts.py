@@ -14,6 +14,7 @@ import trio_chat
 from trio_chat.cli import ExitCode
 from trio_chat.errors import AccountLocked, WrongPassword
 from trio_chat.records import LOCK_MARK, Snapshot
+from trio_chat.secure import Ticket, password_mark
 from trio_chat.testing.daemon import CLI, DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
 
@@ -131,3 +132,23 @@ async def test_an_account_locked_while_the_daemon_is_stopped_stays_out_until_unl
                 async with trio_chat.connect(host, port, "bob", PASSWORD):
                     pass
             assert await daemon.stop() == 0
+
+
+def test_no_ticket_lets_a_locked_account_in_whatever_its_mark() -> None:
+    """A ticket from before tickets had a password mark (taken until it expires), or
+    one marked with the password the account still has under its lock: neither opens
+    the account (the first did, and the new ticket it was given worked on)."""
+    driver = locked_room()
+    account = driver.engine.accounts["alice"]
+    assert account.locked
+    for ticket in (
+        Ticket(account.id, account.key, driver.wall + 3600),
+        Ticket(account.id, account.key, driver.wall + 3600, password_mark(account.hash_to_check)),
+        Ticket(account.id, account.key, driver.wall + 3600, password_mark(account.password_hash)),
+    ):
+        alice = Peer(driver, "alice", "not her password", login=False)
+        alice.connection.ticket = driver.keys.tickets.seal(ticket)
+        alice.login()
+        alice.settle()
+        assert not alice.connection.ready
+        assert isinstance(alice.connection.failure, WrongPassword)  # the password, tried next

@@ -304,7 +304,7 @@ class Ticket:
     account_id: int
     key: str
     expires: float
-    password_mark: str | None = None
+    password_mark: str | None = field(default=None, repr=False)
     """`password_mark` of the account's hash when the ticket was sealed; None in tickets
     sealed before tickets had one, which are taken until they expire (a day at most)."""
 

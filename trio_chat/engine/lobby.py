@@ -487,6 +487,7 @@ class Lobby:
             ticket is None
             or account is None
             or account.key != ticket.key
+            or account.locked  # whatever the ticket's mark, or a ticket from before marks
             or ticket.password_mark not in (None, password_mark(account.password_hash))
         ):
             self._stats["tickets_refused"] += 1
