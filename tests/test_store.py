@@ -120,6 +120,16 @@ def test_a_full_disk_at_the_start_is_said_to_be_one(
         SqliteStore.open(path)
 
 
+def test_a_path_that_says_full_is_no_full_disk(tmp_path: Path) -> None:
+    """An error's text holds the path: a folder named like /home/bfuller is no disk full."""
+    path = tmp_path / "bfuller" / "chat.db"
+    path.parent.mkdir()
+    error = PermissionError(errno.EACCES, "Permission denied", str(path))
+    assert store_module._why(error, path) == "permission denied"
+    full = sqlite3.OperationalError("database or disk is full")
+    assert store_module._why(full, path).startswith("the disk holding it is full")
+
+
 def test_a_file_system_that_cannot_lock_still_serves_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -163,8 +163,12 @@ def _why(error: OSError | sqlite3.Error, path: Path) -> str:
     if path.is_dir():
         return "it is a folder"
     free = free_bytes(path)
-    full = getattr(error, "errno", None) == errno.ENOSPC or "full" in str(error)
-    if full or (free is not None and free < FULL_BELOW and "I/O" in str(error)):
+    full = getattr(error, "errno", None) == errno.ENOSPC or (
+        # SQLITE_FULL; an OSError's text would hold the path, which may say "full" too
+        isinstance(error, sqlite3.Error) and "database or disk is full" in str(error)
+    )
+    io_error = isinstance(error, sqlite3.Error) and "disk I/O error" in str(error)
+    if full or (free is not None and free < FULL_BELOW and io_error):
         # SQLite says "disk I/O error" when it cannot make its shared-memory file.
         left = "" if free is None else f", {free // 1024} KiB free"
         return f"the disk holding it is full{left}; free some space and start it again"
@@ -390,6 +394,7 @@ class SqliteStore:
             undelivered=undelivered,
             public_count=public_count,
             next_message_id=last_message + 1,
+            stored_up_to=last_message,
             next_account_id=last_account + 1,
             sessions=sessions,
         )
