@@ -89,7 +89,9 @@ def first_message_id(wall: float) -> int:
     deleted by hand). Its clients have seen those ids; given again to new messages, they
     would be taken for ones already shown, and dropped (private ones marked delivered).
     A daemon that gave out fewer than 1,000 ids a millisecond since it started (a million
-    a second) stays below the next one's first id. 2**53 (`wire.Seq`) comes in 2255."""
+    a second) stays below the next one's first id. 2**53 (`wire.Seq`) comes in 2255.
+    A clock stepped back between two starts gives ids already given only if the newest
+    stored ones are gone too (a restore): the daemon counts on from its newest stored id."""
     return int(wall * 1000) * IDS_PER_MILLISECOND
 
 
@@ -104,6 +106,9 @@ class Snapshot:
     """Private messages no session of their recipient has acknowledged, oldest first."""
     public_count: int = 0
     next_message_id: int = 1
+    stored_up_to: int | None = None
+    """The newest message id on disk (None: one below `next_message_id`), which a daemon's
+    first id, taken from its clock, may be far above."""
     next_account_id: int = 1
     sessions: list[SessionOpened] = field(default_factory=list)
     """The sessions open when the daemon last stopped: none, unless it crashed."""

@@ -121,11 +121,11 @@ class Chat:
         self.window = HistoryWindow(config.window_messages, snapshot.recent, snapshot.public_count)
         self.mailbox = Mailbox(snapshot.undelivered)
         self.next_message_id = snapshot.next_message_id
-        self._stored_up_to = snapshot.next_message_id - 1
-        """The newest message id on disk (or, at the start, one below the first id to give
-        out). Ids above it that were handed out and whose commit failed may be handed out
-        again after a restart (by a daemon whose clock went back), so no login's `upto`
-        may pass it."""
+        stored = snapshot.stored_up_to
+        self._stored_up_to = snapshot.next_message_id - 1 if stored is None else stored
+        """The newest message id on disk. Ids above it that were handed out may be handed
+        out again after a restart (their commit failed, or the clock went back), so no
+        login's `upto` may pass it: a client resuming from there would miss them."""
         self._awaiting_commit: dict[int, list[tuple[int, int]]] = {}
         """Messages not on disk yet: id -> the (session, request) pairs to answer."""
         self._sent_by: dict[int, int] = {}
