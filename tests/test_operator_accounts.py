@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from trio_chat.cli import ExitCode
 from trio_chat.errors import AccountLocked, WrongPassword
 from trio_chat.records import LOCK_MARK, Snapshot
 from trio_chat.secure import Ticket, password_mark
+from trio_chat.store import MIGRATIONS, SCHEMA_VERSION
 from trio_chat.testing.daemon import CLI, DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
 
@@ -81,7 +83,10 @@ async def test_an_account_locked_while_the_daemon_is_stopped_stays_out_until_unl
                 await trio_chat.register(host, port, name, PASSWORD)
             running = await accounts(database, "lock", "alice")
             assert running.returncode == ExitCode.DATABASE
-            assert "another trio-chat daemon is using it; stop that one first" in running.stderr
+            assert running.stderr == (
+                f"The daemon is running on {str(database)!r}; stop it first (these commands "
+                "change the database itself), then start it again.\n"
+            )
             async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
                 assert await daemon.stop() == 0
                 locked = await accounts(database, "lock", "alice")
@@ -123,6 +128,7 @@ async def test_an_account_locked_while_the_daemon_is_stopped_stays_out_until_unl
             assert renewed.returncode == 0, renewed.stderr
             unknown = await accounts(database, "lock", "carol")
             assert unknown.returncode == ExitCode.UNKNOWN_USER
+            assert "`trio-chat accounts list` shows them" in unknown.stderr
             await daemon.start(port)
             async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
                 assert "alice" in await alice.who()
@@ -152,3 +158,21 @@ def test_no_ticket_lets_a_locked_account_in_whatever_its_mark() -> None:
         alice.settle()
         assert not alice.connection.ready
         assert isinstance(alice.connection.failure, WrongPassword)  # the password, tried next
+
+
+async def test_accounts_leave_a_database_of_another_version_as_it_is(tmp_path: Path) -> None:
+    """`list` sounds read-only: run from a newer trio-chat than the daemon's, it would have
+    upgraded the database for good, and the daemon refused it from then on."""
+    database = tmp_path / "chat.db"
+    with sqlite3.connect(database) as db:
+        for statement in MIGRATIONS[0].split(";"):
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+    listed = await accounts(database, "list")
+    assert listed.returncode == ExitCode.DATABASE
+    assert f"is of schema 1, this trio-chat's {SCHEMA_VERSION}" in listed.stderr
+    with sqlite3.connect(database) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+    missing = await accounts(tmp_path / "nothing.db", "list")
+    assert missing.returncode == ExitCode.DATABASE
+    assert "There is no database at" in missing.stderr

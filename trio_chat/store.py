@@ -116,6 +116,10 @@ class StorageError(Exception):
     """The database cannot be opened or used; the message says what to do."""
 
 
+class DatabaseInUse(StorageError):
+    """Another daemon holds the database (its lock)."""
+
+
 class Storage(Protocol):
     def load(self, window: int) -> Snapshot: ...
 
@@ -211,8 +215,9 @@ class SqliteStore:
         """The file opened: what the path must still name for a write to count."""
 
     @classmethod
-    def open(cls, path: Path | str) -> SqliteStore:
-        """Open (creating, readable by its owner only) and migrate the database at `path`.
+    def open(cls, path: Path | str, *, migrate: bool = True) -> SqliteStore:
+        """Open (creating, readable by its owner only) and migrate the database at `path`;
+        without `migrate`, a database of another schema is refused (`StorageError`).
 
         The file is locked (`flock`) until `close`: a second store on it, another daemon's,
         is refused. Two daemons on one database would each number accounts and messages
@@ -232,7 +237,7 @@ class SqliteStore:
             except BlockingIOError:
                 os.close(held)
                 held = None
-                raise StorageError(
+                raise DatabaseInUse(
                     f"Cannot open the database {str(path)!r}: another trio-chat daemon is "
                     "using it; stop that one first, or choose another with --db."
                 ) from None
@@ -247,7 +252,10 @@ class SqliteStore:
             connection.execute("PRAGMA foreign_keys = ON")
             connection.execute("PRAGMA busy_timeout = 5000")
             store = cls(connection, path, held)
-            store._migrate()
+            if migrate:
+                store._migrate()
+            else:
+                store._check_schema()
             store._check_writable()
         except BaseException as error:
             if connection is not None:
@@ -326,6 +334,15 @@ class SqliteStore:
         finally:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+
+    def _check_schema(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version != SCHEMA_VERSION:
+            raise StorageError(
+                f"The database {str(self.path)!r} is of schema {version}, this trio-chat's "
+                f"{SCHEMA_VERSION}; use the trio-chat its daemon runs (a daemon upgrades its "
+                "database when it starts)."
+            )
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()

@@ -21,7 +21,7 @@ from ..display import counted, quoted, safe_name
 from ..errors import ChatError
 from ..records import LOCK_MARK, Account
 from ..rules import RuleError, check_password, name_key
-from ..store import SqliteStore, StorageError, default_database
+from ..store import DatabaseInUse, SqliteStore, StorageError, default_database
 from .exits import ExitCode, fail, sentence
 from .options import DatabaseOption, PasswordFileOption
 from .prompts import ask, given_password
@@ -44,7 +44,13 @@ def _stopped_daemons_store(db: Path | None) -> Iterator[SqliteStore]:
             ExitCode.DATABASE,
         )
     try:
-        store = SqliteStore.open(database)
+        store = SqliteStore.open(database, migrate=False)
+    except DatabaseInUse:
+        raise fail(
+            f"The daemon is running on {str(database)!r}; stop it first (these commands "
+            "change the database itself), then start it again.",
+            ExitCode.DATABASE,
+        ) from None
     except StorageError as error:
         raise fail(str(error), ExitCode.DATABASE) from None
     try:
@@ -58,7 +64,10 @@ def _account(store: SqliteStore, name: str) -> Account:
     for account, _waiting in store.accounts():
         if account.key == key:
             return account
-    raise fail(f"There is no account named {quoted(name)}.", ExitCode.UNKNOWN_USER)
+    raise fail(
+        f"There is no account named {quoted(name)}; `trio-chat accounts list` shows them.",
+        ExitCode.UNKNOWN_USER,
+    )
 
 
 @accounts_app.command("list")
@@ -109,9 +118,11 @@ def password_command(
     """Set an account's password (prompted twice, hidden): for someone who forgot theirs.
     Its tickets stop working, so its sessions log in again; a locked account stays locked."""
     with _stopped_daemons_store(db) as store:
+        account = _account(store, name)  # before the password is asked for
+    given = given_password(password_file)
+    password = given if given is not None else ask("New password", hide=True, confirm=True)
+    with _stopped_daemons_store(db) as store:
         account = _account(store, name)
-        given = given_password(password_file)
-        password = given if given is not None else ask("New password", hide=True, confirm=True)
         try:
             checked = check_password(password)
             check_sendable_password(account.name, password)  # a login must carry it
