@@ -665,25 +665,47 @@ def test_a_selected_row_is_drawn_in_the_selections_text_colour(qtbot: QtBot) -> 
     model.add_message(message_row(public(1, name, "hello"), "alice", NOW))
     qtbot.wait(10)
     sender = QColor(colours.sender_colour(name))
-
-    def sender_pixels() -> int:
-        image = view.viewport().grab().toImage()
-        count = 0
-        for y in range(0, image.height()):
-            for x in range(0, image.width()):
-                pixel = image.pixelColor(x, y)
-                near = (
-                    abs(pixel.red() - sender.red())
-                    + abs(pixel.green() - sender.green())
-                    + abs(pixel.blue() - sender.blue())
-                )
-                count += near < 30
-        return count
-
-    assert sender_pixels() > 20  # the name, in its colour
+    assert coloured_pixels(view, sender) > 20  # the name, in its colour
     view.selectAll()
     qtbot.wait(10)
-    assert sender_pixels() == 0
+    assert coloured_pixels(view, sender) == 0
+
+
+def coloured_pixels(view: MessageView, colour: QColor) -> int:
+    """How many of the view's pixels are `colour`, or nearly."""
+    image = view.viewport().grab().toImage()
+    count = 0
+    for y in range(image.height()):
+        for x in range(image.width()):
+            pixel = image.pixelColor(x, y)
+            near = (
+                abs(pixel.red() - colour.red())
+                + abs(pixel.green() - colour.green())
+                + abs(pixel.blue() - colour.blue())
+            )
+            count += near < 30
+    return count
+
+
+def test_a_selected_row_with_emoji_is_in_the_selections_colour_to_its_end(
+    qtbot: QtBot,
+) -> None:
+    """Qt counts a row's text in UTF-16 units, where an emoji is two: counted in
+    characters, the selection's colour stopped short, and the end of a refused line's
+    reason stayed red on the highlight."""
+    model = MessageModel()
+    view = MessageView(model, "room")
+    qtbot.addWidget(view)
+    view.resize(700, 100)
+    view.show()
+    qtbot.waitExposed(view)
+    model.add_note(refused_row("😀" * 12 + " x", "alice", "MMMMMMMMMMMM", NOW))
+    qtbot.wait(10)
+    red = QColor(colours.BAD)
+    assert coloured_pixels(view, red) > 20
+    view.selectAll()
+    qtbot.wait(10)
+    assert coloured_pixels(view, red) == 0
 
 
 def test_page_keys_in_the_message_line_scroll_the_conversation(qtbot: QtBot) -> None:

@@ -149,6 +149,13 @@ async def test_older_pages_back_from_what_history_showed(tmp_path: Path) -> None
     assert_lines_match(lines_of(done.stdout), patterns)
 
 
+async def test_older_with_nothing_shown_before_is_history_and_says_so(tmp_path: Path) -> None:
+    done = await alice_alone_runs(tmp_path, "m1\n/older 1\n")
+    assert done.returncode == 0, done.stderr
+    patterns = [rf"{TIME} alice: m1", r"-- The last message --", rf"{TIME} alice: m1"]
+    assert_lines_match(lines_of(done.stdout), patterns)
+
+
 async def test_end_of_input_waits_until_everything_is_acknowledged(tmp_path: Path) -> None:
     # All input arrives at once, so at its end nearly every message is still on its way;
     # each line on stdout is printed only once the daemon has acknowledged that message.

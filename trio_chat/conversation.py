@@ -223,13 +223,20 @@ class Room:
         newer ones, ours included, before it reads the history); `older`: up to the
         oldest one the last answer showed (`/older`), and so on back."""
 
+        going_back = False
+
         def submit() -> Receipt:
+            nonlocal going_back
             if older and self._oldest_found is not None:
+                going_back = True
                 return self.chat.history_nowait(count, self._oldest_found)
             before = self._newest_shown + 1 if self._newest_shown else None
             return self.chat.history_nowait(count, before)
 
-        show = self._show_older if older else self._show_found
+        def show(messages: list[ChatMessage]) -> None:
+            # `/older` with nothing shown yet to go back from is `/history`, and said so.
+            (self._show_older if going_back else self._show_found)(messages)
+
         if self.interactive or self.leaving:
             self._ask(submit, show)  # leaving: not asked, as `_ask` says
             return

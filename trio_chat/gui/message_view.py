@@ -319,7 +319,8 @@ class MessageDelegate(QStyledItemDelegate):
             # grey and a notice's are chosen for the base colour, and on the highlight some
             # read at 1.1:1 (a row is selected to be copied: who said it must show).
             whole = QTextLayout.FormatRange()
-            whole.start, whole.length = 0, len(layout.text())
+            # Qt counts UTF-16 units: an emoji is two.
+            whole.start, whole.length = 0, len(layout.text().encode("utf-16-le")) // 2
             whole.format = QTextCharFormat()
             whole.format.setForeground(palette.color(role))
             layout.draw(painter, at, [whole])

@@ -660,8 +660,9 @@ class RoomWindow(QMainWindow):
         self.status_dot.setAccessibleName(self.link.value)
         box = self._leave_box
         if box is not None and not (self.link is Link.RECONNECTING and self.waiting):
-            # The daemon is back (or nothing waits any more): nothing would be lost, so
-            # the question is gone, and the window goes on closing as asked.
+            # The daemon is back, or nothing waits any more, or the session ended (what
+            # waited is lost either way): the question no longer holds, so it goes, and
+            # the window goes on closing as asked.
             self._leave_box = None
             box.finished.disconnect()
             box.reject()
