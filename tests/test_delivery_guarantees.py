@@ -11,7 +11,7 @@ from trio_chat.engine import ServerConfig
 from trio_chat.engine.history import HistoryWindow
 from trio_chat.events import Disconnected, Event, History, Notice, Reconnected
 from trio_chat.records import MarkDelivered, Message
-from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
+from trio_chat.testing.driver import PASSWORD, WALL, EngineDriver, Peer
 from trio_chat.testing.netsim import Conditions
 from trio_chat.testing.simulation import Simulation, shown_messages
 
@@ -492,8 +492,9 @@ def test_a_private_message_that_comes_as_its_recipient_leaves_is_shown_once(
 
 def test_a_login_after_a_failed_commit_still_sees_the_message_given_its_id_again() -> None:
     """The disk refuses bob's second message, and carol logs in then: her `ready` must not
-    count its id among those stored. The daemon restarts and, its next id following the
-    newest one stored, gives that id to bob's next message: carol, resuming, is shown it."""
+    count its id among those stored. The daemon restarts, its clock set back (before the
+    ids it gave), so its next id follows the newest one stored, and that id goes to bob's
+    next message: carol, resuming, is shown it."""
     sim = Simulation(7, Conditions(delay=0.002), config=ServerConfig(message_burst=10_000))
     alice, bob = sim.client("alice"), sim.client("bob")
     sim.run_until(lambda: alice.ready and bob.ready)
@@ -516,7 +517,7 @@ def test_a_login_after_a_failed_commit_still_sees_the_message_given_its_id_again
     (ready,) = [frame for frame in frames if isinstance(frame, wire.Ready)]
     assert ready.upto == first.result.id  # not the refused message's
 
-    sim.restart_daemon(down_for=0.5)
+    sim.restart_daemon(down_for=0.5, clock_set_back=WALL + 3600)  # to 1970
     after = bob.say("after the restart")
     sim.run_until(lambda: after.done, 60.0)
     assert after.result.id == message.id  # the id handed out again

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable
 from ..client_protocol import ClientConfig, ClientConnection
 from ..engine import Address, ServerConfig
 from ..events import ChatMessage, Event, History, PrivateMessage, PublicMessage
-from ..records import Account, MarkDelivered, Message, Snapshot
+from ..records import Account, MarkDelivered, Message, Snapshot, first_message_id
 from ..rules import name_key
-from .driver import PASSWORD, EngineDriver
+from .driver import PASSWORD, WALL, EngineDriver
 from .netsim import Conditions, Network
 
 DAEMON = "daemon"
@@ -104,19 +104,22 @@ class Simulation:
         self._flush()
         return connection
 
-    def restart_daemon(self, down_for: float = 0.0) -> None:
-        """Stop the daemon (what it had not stored is lost) and start it again."""
+    def restart_daemon(self, down_for: float = 0.0, *, clock_set_back: float = 0.0) -> None:
+        """Stop the daemon (what it had not stored is lost) and start it again (its clock
+        `clock_set_back` seconds behind: see `start_daemon`)."""
         self.stop_daemon()
         self.run(down_for)
-        self.start_daemon()
+        self.start_daemon(clock_set_back=clock_set_back)
 
     def stop_daemon(self) -> None:
         """Stop the daemon: what reaches its port meanwhile is refused (ICMP), until
         `start_daemon`."""
         self.up = False
 
-    def start_daemon(self) -> None:
-        """Start the stopped daemon again from what it had stored."""
+    def start_daemon(self, *, clock_set_back: float = 0.0) -> None:
+        """Start the stopped daemon again from what it had stored, its first message id
+        from its clock as `server.py` takes it (`clock_set_back` seconds behind: set back
+        to before its earlier ids, it counts on from the newest one stored)."""
         assert not self.up
         stored = list(self.driver.stored)
         accounts = [op for op in stored if isinstance(op, Account)]
@@ -131,7 +134,12 @@ class Simulation:
                 if m.private and m.id not in delivered and m.recipient_id != m.sender_id
             ],
             public_count=sum(1 for m in messages if not m.private),
-            next_message_id=max((m.id for m in messages), default=0) + 1,
+            # As the daemon starts (`server.py`): its first id from its clock.
+            next_message_id=max(
+                max((m.id for m in messages), default=0) + 1,
+                first_message_id(max(0.0, WALL + self.now - clock_set_back)),
+            ),
+            stored_up_to=max((m.id for m in messages), default=0),
             next_account_id=max((a.id for a in accounts), default=0) + 1,
         )
         self.restarts += 1
