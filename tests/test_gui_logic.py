@@ -510,15 +510,21 @@ def test_repainting_the_room_keeps_every_reference_to_none(qtbot: QtBot) -> None
     assert before - sys.getrefcount(None) < 50
 
 
-def test_rows_that_arrive_while_scrolled_up_are_said_below_and_a_click_goes_there(
-    qtbot: QtBot,
-) -> None:
+def shown_view(qtbot: QtBot, width: int, height: int) -> tuple[MessageModel, MessageView]:
+    """A room's view of `width` x `height`, on screen, and its model."""
     model = MessageModel()
     view = MessageView(model, "room")
     qtbot.addWidget(view)
-    view.resize(400, 200)
+    view.resize(width, height)
     view.show()
     qtbot.waitExposed(view)
+    return model, view
+
+
+def test_rows_that_arrive_while_scrolled_up_are_said_below_and_a_click_goes_there(
+    qtbot: QtBot,
+) -> None:
+    model, view = shown_view(qtbot, 400, 200)
     for n in range(1, 60):
         model.add_message(message_row(public(n, "bob", f"line {n}"), "alice", NOW))
     qtbot.wait(10)
@@ -655,12 +661,7 @@ def test_the_windows_help_tells_the_commands_as_the_window_obeys_them(qtbot: QtB
 def test_a_selected_row_is_drawn_in_the_selections_text_colour(qtbot: QtBot) -> None:
     """Names keep their sender's colour on the base, never on the selection's highlight,
     where some read at 1.1:1: a row is selected to be copied, and who said it must show."""
-    model = MessageModel()
-    view = MessageView(model, "room")
-    qtbot.addWidget(view)
-    view.resize(400, 100)
-    view.show()
-    qtbot.waitExposed(view)
+    model, view = shown_view(qtbot, 400, 100)
     name = "bobbybobbybobby"
     model.add_message(message_row(public(1, name, "hello"), "alice", NOW))
     qtbot.wait(10)
@@ -693,12 +694,7 @@ def test_a_selected_row_with_emoji_is_in_the_selections_colour_to_its_end(
     """Qt counts a row's text in UTF-16 units, where an emoji is two: counted in
     characters, the selection's colour stopped short, and the end of a refused line's
     reason stayed red on the highlight."""
-    model = MessageModel()
-    view = MessageView(model, "room")
-    qtbot.addWidget(view)
-    view.resize(700, 100)
-    view.show()
-    qtbot.waitExposed(view)
+    model, view = shown_view(qtbot, 700, 100)
     model.add_note(refused_row("😀" * 12 + " x", "alice", "MMMMMMMMMMMM", NOW))
     qtbot.wait(10)
     red = QColor(colours.BAD)

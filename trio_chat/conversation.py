@@ -416,23 +416,21 @@ class Room:
         self.show(names_line(names, self.chat.name))
 
     def _show_found(self, messages: list[ChatMessage]) -> None:
-        if not messages:
-            self.show(heading_line("No messages yet"))
-            return
+        """`/history`'s answer."""
         count = len(messages)
-        self.show(heading_line(f"The last {count} messages" if count > 1 else "The last message"))
-        self._show_page(messages)
+        many = f"The last {count} messages" if count > 1 else "The last message"
+        self._show_page(messages, many if messages else "No messages yet")
 
     def _show_older(self, messages: list[ChatMessage]) -> None:
-        if not messages:
-            self.show(heading_line("No older messages"))
-            return
+        """`/older`'s answer."""
         count = len(messages)
-        self.show(heading_line(f"{count} older messages" if count > 1 else "1 older message"))
-        self._show_page(messages)
+        many = f"{count} older messages" if count > 1 else "1 older message"
+        self._show_page(messages, many if messages else "No older messages")
 
-    def _show_page(self, messages: list[ChatMessage]) -> None:
-        self._oldest_found = messages[0].id
+    def _show_page(self, messages: list[ChatMessage], heading: str) -> None:
+        self.show(heading_line(heading))
+        if messages:
+            self._oldest_found = messages[0].id
         for message in messages:
             self.show(message_line(message, self.chat.name))
 
