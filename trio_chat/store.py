@@ -8,6 +8,7 @@ one more class, not a rewrite.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -190,6 +191,18 @@ def _why(error: OSError | sqlite3.Error, path: Path) -> str:
     if "readonly" in text or "unable to open" in text:
         return "permission denied" if path.exists() else "it cannot be created"
     return text
+
+
+def is_trio_chat_database(path: Path) -> bool:
+    """Whether `path` holds a trio-chat database (of any schema), looked at read-only."""
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    except (sqlite3.Error, OSError, ValueError):
+        return False
+    return version > 0 and "accounts" in tables
 
 
 def _identity(status: os.stat_result) -> tuple[int, int]:

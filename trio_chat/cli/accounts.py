@@ -21,7 +21,13 @@ from ..display import counted, quoted, safe_name
 from ..errors import ChatError
 from ..records import LOCK_MARK, Account
 from ..rules import RuleError, check_password, name_key
-from ..store import DatabaseInUse, SqliteStore, StorageError, default_database
+from ..store import (
+    DatabaseInUse,
+    SqliteStore,
+    StorageError,
+    default_database,
+    is_trio_chat_database,
+)
 from .exits import ExitCode, fail, sentence
 from .options import DatabaseOption, PasswordFileOption
 from .prompts import ask, given_password
@@ -41,6 +47,13 @@ def _stopped_daemons_store(db: Path | None) -> Iterator[SqliteStore]:
     if not database.exists():
         raise fail(
             f"There is no database at {str(database)!r}; name the daemon's with --db.",
+            ExitCode.DATABASE,
+        )
+    if not is_trio_chat_database(database):
+        # Looked at read-only first: opened, any file would be made one (an empty file,
+        # another program's database), in the mode a new database has.
+        raise fail(
+            f"{str(database)!r} is not a trio-chat database; name the daemon's with --db.",
             ExitCode.DATABASE,
         )
     try:
