@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -53,10 +54,13 @@ def test_a_locked_account_is_told_so_only_with_its_right_password() -> None:
     assert bob.connection.ready
 
 
-async def accounts(database: Path, *args: str, given: str = "") -> subprocess.CompletedProcess[str]:
+async def accounts(
+    database: Path, *args: str, given: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     result = await trio.run_process(
         [*CLI, "accounts", *args, "--db", str(database)],
         stdin=given.encode(),
+        env={**os.environ, **(env or {})},
         capture_stdout=True,
         capture_stderr=True,
         check=False,
@@ -122,8 +126,12 @@ async def test_an_account_locked_while_the_daemon_is_stopped_stays_out_until_unl
             assert await daemon.stop() == 0
             unlocked = await accounts(database, "unlock", "alice")
             assert unlocked.stdout == "Unlocked alice.\n"
-            renewed = await accounts(
-                database, "password", "bob", given=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n"
+            renewed = await accounts(  # the operator's own password is not taken
+                database,
+                "password",
+                "bob",
+                given=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n",
+                env={"TRIO_CHAT_PASSWORD": "the operator's own"},
             )
             assert renewed.returncode == 0, renewed.stderr
             unknown = await accounts(database, "lock", "carol")

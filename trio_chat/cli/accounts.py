@@ -29,7 +29,7 @@ from ..store import (
     is_trio_chat_database,
 )
 from .exits import ExitCode, fail, sentence
-from .options import DatabaseOption, PasswordFileOption
+from .options import DatabaseOption
 from .prompts import ask, given_password
 
 accounts_app = typer.Typer(
@@ -126,13 +126,22 @@ def unlock_command(name: NameArgument, db: DatabaseOption = None) -> None:
 def password_command(
     name: NameArgument,
     db: DatabaseOption = None,
-    password_file: PasswordFileOption = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--password-file",
+            dir_okay=False,
+            help="Read the new password from the first line of this file (else it is prompted "
+            "twice, hidden; TRIO_CHAT_PASSWORD is not read).",
+        ),
+    ] = None,
 ) -> None:
     """Set an account's password (prompted twice, hidden): for someone who forgot theirs.
     Its tickets stop working, so its sessions log in again; a locked account stays locked."""
     with _stopped_daemons_store(db) as store:
         account = _account(store, name)  # before the password is asked for
-    given = given_password(password_file)
+    # Not TRIO_CHAT_PASSWORD: an operator's own, exported for chatting, would be given away.
+    given = given_password(password_file, from_environment=False)
     password = given if given is not None else ask("New password", hide=True, confirm=True)
     with _stopped_daemons_store(db) as store:
         account = _account(store, name)

@@ -39,8 +39,9 @@ def checked_name(name: str) -> str:
         raise fail(error.message, ExitCode.INVALID_NAME) from None
 
 
-def given_password(password_file: Path | None) -> str | None:
-    """The password from --password-file or TRIO_CHAT_PASSWORD, if either gives one."""
+def given_password(password_file: Path | None, *, from_environment: bool = True) -> str | None:
+    """The password from --password-file or TRIO_CHAT_PASSWORD, if either gives one
+    (without `from_environment`, from the file only)."""
     if password_file is not None:
         try:
             text = password_file.read_text(encoding="utf-8")
@@ -60,7 +61,7 @@ def given_password(password_file: Path | None) -> str | None:
                 ExitCode.USAGE,
             )
         return first
-    return os.environ.get("TRIO_CHAT_PASSWORD")
+    return os.environ.get("TRIO_CHAT_PASSWORD") if from_environment else None
 
 
 def ask(text: str, *, hide: bool = False, confirm: bool = False) -> str:
