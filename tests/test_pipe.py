@@ -149,10 +149,17 @@ async def test_older_pages_back_from_what_history_showed(tmp_path: Path) -> None
     assert_lines_match(lines_of(done.stdout), patterns)
 
 
-async def test_older_with_nothing_shown_before_is_history_and_says_so(tmp_path: Path) -> None:
-    done = await alice_alone_runs(tmp_path, "m1\n/older 1\n")
+async def test_older_goes_back_from_the_oldest_message_shown(tmp_path: Path) -> None:
+    """Before any `/history`, `/older` goes back from the oldest of the room's messages
+    shown (none: nothing older), never showing newer ones as older."""
+    done = await alice_alone_runs(tmp_path, "/older\nm1\nm2\n/older 1\n")
     assert done.returncode == 0, done.stderr
-    patterns = [rf"{TIME} alice: m1", r"-- The last message --", rf"{TIME} alice: m1"]
+    patterns = [
+        r"-- No older messages --",
+        rf"{TIME} alice: m1",
+        rf"{TIME} alice: m2",
+        r"-- No older messages --",
+    ]
     assert_lines_match(lines_of(done.stdout), patterns)
 
 

@@ -15,7 +15,7 @@ Commands:
   s/name/message       say it to name only (also: /msg name message)
   /who                 who is online
   /history [n]         the last n messages (default 20, at most 100)
-  /older [n]           the n messages before those /history or /older showed
+  /older [n]           the n messages before the oldest shown, and so on back
   //text               say text that starts with a /
   /help                this list
   Exit, /quit          leave the room (Ctrl-D and Ctrl-C leave too)"""

@@ -155,7 +155,9 @@ class Room:
         self._shown_order: deque[int] = deque()
         self._newest_shown = 0
         self._oldest_found: int | None = None
-        """The oldest message the last `/history` or `/older` showed: `/older` goes on from it."""
+        """Where `/older` goes back from: the oldest message the last `/history` or `/older`
+        showed, or before any, the oldest of the room's messages shown."""
+        self._paged = False
         self.online: set[str] = set()
         """Who is in the room (name keys), from `/who` answers, joins and leaves."""
         self._returns = Returns()
@@ -220,22 +222,17 @@ class Room:
 
     def _ask_history(self, count: int, *, older: bool = False) -> None:
         """Ask for the `count` messages up to the newest one shown (the daemon may store
-        newer ones, ours included, before it reads the history); `older`: up to the
-        oldest one the last answer showed (`/older`), and so on back."""
-
-        going_back = False
+        newer ones, ours included, before it reads the history); `older`: those before
+        `_oldest_found` (`/older`), and so on back."""
 
         def submit() -> Receipt:
-            nonlocal going_back
-            if older and self._oldest_found is not None:
-                going_back = True
-                return self.chat.history_nowait(count, self._oldest_found)
+            if older:
+                # Nothing shown yet: nothing older than what there is to see (before id 0).
+                return self.chat.history_nowait(count, self._oldest_found or 0)
             before = self._newest_shown + 1 if self._newest_shown else None
             return self.chat.history_nowait(count, before)
 
-        def show(messages: list[ChatMessage]) -> None:
-            # `/older` with nothing shown yet to go back from is `/history`, and said so.
-            (self._show_older if going_back else self._show_found)(messages)
+        show = self._show_older if older else self._show_found
 
         if self.interactive or self.leaving:
             self._ask(submit, show)  # leaving: not asked, as `_ask` says
@@ -347,6 +344,11 @@ class Room:
             return
         self._shown.add(message.id)
         self._newest_shown = max(self._newest_shown, message.id)
+        if not self._paged and isinstance(message, PublicMessage):
+            # Until a page was asked for, `/older` goes back from the oldest of the room's
+            # messages shown (not from a private one that waited since long before them).
+            oldest = self._oldest_found
+            self._oldest_found = message.id if oldest is None else min(oldest, message.id)
         self._shown_order.append(message.id)
         if len(self._shown_order) > SHOWN_MEMORY:
             self._shown.discard(self._shown_order.popleft())
@@ -429,6 +431,7 @@ class Room:
 
     def _show_page(self, messages: list[ChatMessage], heading: str) -> None:
         self.show(heading_line(heading))
+        self._paged = True
         if messages:
             self._oldest_found = messages[0].id
         for message in messages:
@@ -540,11 +543,6 @@ class Room:
             elif fresh:
                 more = "; /older shows older ones" if event.more else ""
                 self.show(heading_line(f"Earlier messages{more}"))
-        public = [message for message in fresh if isinstance(message, PublicMessage)]
-        if public and not event.resumed:
-            # `/older` goes on back from the room's messages shown on entering (not from a
-            # private message that waited since long before them).
-            self._oldest_found = public[0].id
         for message in fresh:
             self._show_message(message)
         self._caught_up.set()
