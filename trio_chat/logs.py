@@ -266,7 +266,7 @@ class Summary:
             "summary",
             f"{counted(connections, 'connection')} ({counted(online, 'person', 'people')} online), "
             f"{counted(round(per_minute), 'message')} a minute, "
-            f"{delta.get('datagrams_in', 0)} datagrams in; dropped: {shown_dropped}"
+            f"{counted(delta.get('datagrams_in', 0), 'datagram')} in; dropped: {shown_dropped}"
             + (f"; {quiet} refused logins and registrations not logged one by one" if quiet else "")
             + (
                 f"; {counted(crowded, 'connection')} refused as too many from one address"

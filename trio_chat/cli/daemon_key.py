@@ -61,11 +61,21 @@ def key_command(db: DatabaseOption = None) -> None:
 def ping_command(
     host: HostOption = "127.0.0.1",
     port: PortOption = 1600,
-    server_key: TrustedKeyOption = None,
+    server_key: Annotated[
+        str | None,
+        typer.Option(
+            "--server-key",
+            envvar="TRIO_CHAT_SERVER_KEY",
+            help="The key the daemon must answer with (its fingerprint SHA256:... or its "
+            "base64 public key). Without it, the key trusted for it in known_servers, if any.",
+        ),
+    ] = None,
 ) -> None:
-    """Check that the daemon answers, with the key trusted for it: for a health check
-    (exit 0; 3 if it does not answer in 2.5 s; 15 if it shows another key). No account is
-    needed, nothing is logged by the daemon, nothing is remembered."""
+    """Check that the daemon answers, with the key expected of it: for a health check
+    (exit 0; 3 if it does not answer within 2.5 s; 15 if it shows another key). It says
+    the daemon's loop answers, not that its disk takes writes. No account is needed, the
+    daemon logs nothing of it (its datagram is counted in the minute's summary), and
+    nothing is remembered."""
     where = address_label(host, port)
     try:
         expected = (
@@ -82,9 +92,13 @@ def ping_command(
         raise fail(sentence(error, ""), exit_code_for(error)) from None
     took = (time.monotonic() - started) * 1000
     if expected is not None and shown != expected and fingerprint(shown) != expected:
+        if server_key is None:
+            why = "not the one trusted for it; see `trio-chat trust`"
+        else:
+            given = expected if isinstance(expected, str) else fingerprint(expected)
+            why = f"not {given}; check the address, or the key you were given"
         raise fail(
-            f"The daemon at {where} answered with the key {fingerprint(shown)}, not the one "
-            "trusted for it; see `trio-chat trust`.",
+            f"The daemon at {where} answered with the key {fingerprint(shown)}, {why}.",
             ExitCode.KEY_CHANGED,
         )
     typer.echo(f"trio-chat at {where} answered in {took:.1f} ms (key {fingerprint(shown)}).")
