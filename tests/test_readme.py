@@ -11,6 +11,7 @@ import pytest
 import trio
 
 import trio_chat
+from trio_chat.client_protocol.requests import check_sendable_password
 from trio_chat.engine import ServerConfig
 from trio_chat.server import serve
 
@@ -81,3 +82,16 @@ async def test_the_look_alike_names_in_the_limits_table_are_taken(
     for example in re.findall(r"`([^`]+)`", match.group(1)):
         with pytest.raises(trio_chat.NameTaken):
             await trio_chat.register(host, port, example, "correct horse")
+
+
+def test_the_password_limit_in_the_limits_table_is_what_the_client_checks() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    said = re.search(
+        r"at most (\d+) bytes of UTF-8 less the name's \((\d+) with a name of 32", readme
+    )
+    assert said is not None
+    for name, limit in (("a", int(said[1]) - 1), ("n" * 32, int(said[2]))):
+        check_sendable_password(name, "é" * (limit // 2))
+        with pytest.raises(trio_chat.PasswordTooLong):
+            check_sendable_password(name, "x" * (limit + 1))
+        check_sendable_password(name, "x" * limit)
