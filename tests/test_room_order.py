@@ -77,6 +77,8 @@ class _Chat:
         self.answer = _Answer()
         self.online: list[str] | None = None
         """Who the daemon says is here, once the test says."""
+        self.history_asked: list[int | None] = []
+        """The `before` of each history asked for (answered at once, with nothing)."""
 
     async def events(self) -> AsyncIterator[Event]:
         async for event in self._events_out:
@@ -92,6 +94,10 @@ class _Chat:
         if self.online is None:
             return _Answer()  # never answered: the names are not what is looked at here
         return _Names(list(self.online))
+
+    def history_nowait(self, count: int, before: int | None = None) -> _Names:
+        self.history_asked.append(before)
+        return _Names([])
 
     async def drain(self) -> None:
         pass
@@ -174,6 +180,22 @@ async def test_a_terminal_says_when_what_was_missed_is_more_than_it_was_shown() 
         await trio.testing.wait_all_tasks_blocked()
     lines = ["".join(text for _style, text in line) for line in shown]
     assert "-- Missed while away: more than 2 messages; the latest 2 --" in lines
+
+
+async def test_older_after_a_gap_in_what_was_missed_goes_back_into_the_gap() -> None:
+    """ "Missed while away: more than 2 messages; the latest 2": `/older` then goes back
+    from the first of those two, into what was missed, not from the oldest message shown
+    before the absence (which left the gap out of reach)."""
+    async with room_on_screen(interactive=True) as (chat, room, _shown):
+        await chat.events_in.send(History((message(1, "bob", "before"),), more=False))
+        await chat.events_in.send(Disconnected("the daemon went away"))
+        await chat.events_in.send(Reconnected())
+        missed = (message(7, "bob", "missed 7"), message(8, "bob", "missed 8"))
+        await chat.events_in.send(History(missed, more=True, resumed=True))
+        await trio.testing.wait_all_tasks_blocked()
+        room.handle("/older 5")
+        await trio.testing.wait_all_tasks_blocked()
+    assert chat.history_asked == [7]
 
 
 async def test_a_refused_line_is_quoted_as_typed() -> None:

@@ -545,6 +545,10 @@ class Room:
                 self.show(heading_line(f"Earlier messages{more}"))
         for message in fresh:
             self._show_message(message)
+        if event.resumed and event.more and fresh:
+            # Only the latest of what was missed came: `/older` goes back into the gap.
+            self._paged = True
+            self._oldest_found = fresh[0].id
         self._caught_up.set()
         if self.interactive and event.resumed and fresh:
             self.show(heading_line("Now"))
