@@ -498,3 +498,15 @@ def test_everyone_coming_back_after_a_restart_joins_as_back_and_a_new_login_does
         [("alice", "bob", True), ("alice", "carol", False), ("bob", "carol", False)],
         [("alice", "carol", False), ("bob", "alice", True), ("bob", "carol", False)],
     )
+
+
+def test_a_key_probe_for_a_health_check_ends_at_a_closed_port() -> None:
+    """`trio-chat ping` is told at once that nothing listens; a client that may have
+    started before its daemon keeps asking until its timeout."""
+    check = client_handshake.KeyProbe(0.0, where="there", refused_ends=True)
+    patient = client_handshake.KeyProbe(0.0, where="there")
+    for probe in (check, patient):
+        probe.datagrams_to_send(0.0)
+        probe.connection_refused(0.01)
+    assert isinstance(check.error, ServerUnreachable) and check.done
+    assert patient.error is None and not patient.done

@@ -222,11 +222,14 @@ async def _answer_on_channels(
                 probed()
 
 
-async def fetch_key(host: str, port: int, *, within: float = 2.5) -> bytes:
+async def fetch_key(
+    host: str, port: int, *, within: float = 2.5, refused_ends: bool = False
+) -> bytes:
     """Ask the daemon at `host:port` for its key: one datagram, answered or not
-    `within` seconds (`ServerUnreachable`). Proves nothing about who answered."""
+    `within` seconds (`ServerUnreachable`; at once on a closed port, with
+    `refused_ends`). Proves nothing about who answered."""
     where = address_label(host, port)
-    probe = KeyProbe(trio.current_time(), timeout=within, where=where)
+    probe = KeyProbe(trio.current_time(), timeout=within, where=where, refused_ends=refused_ends)
     with await _open_socket(host, port) as sock:
         await _drive(sock, probe, lambda: probe.done)
     if probe.error is not None:

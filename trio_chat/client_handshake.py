@@ -70,9 +70,18 @@ class KeyProbe:
     `error` (`ServerUnreachable`) once `timeout` passed in silence.
     """
 
-    def __init__(self, now: float, *, timeout: float = 5.0, where: str = "the daemon") -> None:
+    def __init__(
+        self,
+        now: float,
+        *,
+        timeout: float = 5.0,
+        where: str = "the daemon",
+        refused_ends: bool = False,
+    ) -> None:
         self._schedule = _Schedule(now, timeout)
         self._where = where
+        self._refused_ends = refused_ends
+        """A closed port ends it at once (a health check), rather than being asked again."""
         self.key: bytes | None = None
         self.error: ChatError | None = None
 
@@ -93,7 +102,10 @@ class KeyProbe:
             self.error = refusal(datagram, self._where)
 
     def connection_refused(self, now: float) -> None:
-        """Nothing listens there now; it may start in a moment: keep asking."""
+        """Nothing listens there now; it may start in a moment: keep asking (unless
+        `refused_ends`)."""
+        if self._refused_ends and not self.done:
+            self.error = unreachable(self._where)
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
         if self.done or not self._schedule.take(now):

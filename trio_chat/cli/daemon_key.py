@@ -72,7 +72,8 @@ def ping_command(
     ] = None,
 ) -> None:
     """Check that the daemon answers, with the key expected of it: for a health check
-    (exit 0; 3 if it does not answer within 2.5 s; 15 if it shows another key). It says
+    (exit 0; 3 if it does not answer within 2.5 s, or its port is closed; 15 if it shows
+    another key). It says
     the daemon's loop answers, not that its disk takes writes. No account is needed, the
     daemon logs nothing of it (its datagram is counted in the minute's summary), and
     nothing is remembered."""
@@ -87,7 +88,7 @@ def ping_command(
         ) from None
     started = time.monotonic()
     try:
-        shown = run(fetch_key, host, port)
+        shown = run(functools.partial(fetch_key, refused_ends=True), host, port)
     except ChatError as error:
         raise fail(sentence(error, ""), exit_code_for(error)) from None
     took = (time.monotonic() - started) * 1000
