@@ -128,38 +128,42 @@ async def test_history_and_help_come_after_the_lines_before_them(tmp_path: Path)
     assert_lines_match(out, patterns)
 
 
-async def test_older_pages_back_from_what_history_showed(tmp_path: Path) -> None:
-    """`/history` shows at most 100 messages; `/older` shows those before what the last
-    `/history` or `/older` showed, and so on back to the first."""
-    script = "".join(f"m{n}\n" for n in range(1, 6)) + "/history 2\n/older 2\n/older\n/older\n"
+@pytest.mark.parametrize(
+    ("script", "patterns"),
+    [
+        pytest.param(  # `/history` shows 100 at most: `/older` goes on back to the first
+            "".join(f"m{n}\n" for n in range(1, 6)) + "/history 2\n/older 2\n/older\n/older\n",
+            [
+                *(rf"{TIME} alice: m{n}" for n in range(1, 6)),
+                r"-- The last 2 messages --",
+                rf"{TIME} alice: m4",
+                rf"{TIME} alice: m5",
+                r"-- 2 older messages --",
+                rf"{TIME} alice: m2",
+                rf"{TIME} alice: m3",
+                r"-- 1 older message --",
+                rf"{TIME} alice: m1",
+                r"-- No older messages --",
+            ],
+            id="after-history",
+        ),
+        pytest.param(  # before any page: from the oldest shown, never newer ones as older
+            "/older\nm1\nm2\n/older 1\n",
+            [
+                r"-- No older messages --",
+                rf"{TIME} alice: m1",
+                rf"{TIME} alice: m2",
+                r"-- No older messages --",
+            ],
+            id="before-any-page",
+        ),
+    ],
+)
+async def test_older_pages_back_from_the_oldest_shown(
+    tmp_path: Path, script: str, patterns: list[str]
+) -> None:
     done = await alice_alone_runs(tmp_path, script)
     assert done.returncode == 0, done.stderr
-    patterns = [
-        *(rf"{TIME} alice: m{n}" for n in range(1, 6)),
-        r"-- The last 2 messages --",
-        rf"{TIME} alice: m4",
-        rf"{TIME} alice: m5",
-        r"-- 2 older messages --",
-        rf"{TIME} alice: m2",
-        rf"{TIME} alice: m3",
-        r"-- 1 older message --",
-        rf"{TIME} alice: m1",
-        r"-- No older messages --",
-    ]
-    assert_lines_match(lines_of(done.stdout), patterns)
-
-
-async def test_older_goes_back_from_the_oldest_message_shown(tmp_path: Path) -> None:
-    """Before any `/history`, `/older` goes back from the oldest of the room's messages
-    shown (none: nothing older), never showing newer ones as older."""
-    done = await alice_alone_runs(tmp_path, "/older\nm1\nm2\n/older 1\n")
-    assert done.returncode == 0, done.stderr
-    patterns = [
-        r"-- No older messages --",
-        rf"{TIME} alice: m1",
-        rf"{TIME} alice: m2",
-        r"-- No older messages --",
-    ]
     assert_lines_match(lines_of(done.stdout), patterns)
 
 
