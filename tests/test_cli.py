@@ -24,7 +24,9 @@ from typer.testing import CliRunner
 import trio_chat
 from tests.cli_support import PASSWORD, Daemon, daemon_in_thread, silent_port
 from trio_chat.cli import ExitCode, app
+from trio_chat.cli.exits import sentence
 from trio_chat.engine import ServerConfig
+from trio_chat.errors import Throttled, TooManyRegistrations
 from trio_chat.keys import KnownServers
 from trio_chat.noise import fingerprint, generate_keypair, public_key
 from trio_chat.testing.daemon import CLI, cli_env
@@ -720,3 +722,12 @@ def test_ping_tells_whether_the_daemon_answers_with_its_key(daemon: Daemon) -> N
     code, _out, err = invoke(Daemon("127.0.0.1", nobody, daemon.key), "ping")
     assert code == ExitCode.UNREACHABLE
     assert err == f"Cannot reach trio-chat at 127.0.0.1:{nobody}; is `trio-chat serve` running?\n"
+
+
+def test_a_wait_the_daemon_already_told_is_not_told_twice() -> None:
+    """ "Too many failed logins; wait 14 s before trying again (about 15 s)." said it twice;
+    a refusal without it is given the wait."""
+    told = Throttled("Too many failed logins; wait 14 s before trying again.", retry_after=14.2)
+    assert sentence(told, "bob") == "Too many failed logins; wait 14 s before trying again."
+    untold = TooManyRegistrations("Too many registrations from your address.", retry_after=59.5)
+    assert sentence(untold, "bob") == "Too many registrations from your address (about 60 s)."

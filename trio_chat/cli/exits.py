@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -138,8 +139,9 @@ def sentence(error: ChatError, name: str) -> str:
     if isinstance(error, WrongPassword):
         return f"Wrong password for {quoted(name)}."
     message = safe(error.message)
-    if error.retry_after is not None and isinstance(error, Throttled | TooManyRegistrations):
-        message = f"{message.rstrip('.')} (about {math.ceil(error.retry_after)} s)."
+    waits = error.retry_after is not None and isinstance(error, Throttled | TooManyRegistrations)
+    if waits and not re.search(r"\b\d+ s\b", message):  # the daemon's may say it already
+        message = f"{message.rstrip('.')} (about {math.ceil(error.retry_after or 0)} s)."
     return message
 
 
