@@ -184,3 +184,17 @@ async def test_accounts_leave_a_database_of_another_version_as_it_is(tmp_path: P
     missing = await accounts(tmp_path / "nothing.db", "list")
     assert missing.returncode == ExitCode.DATABASE
     assert "There is no database at" in missing.stderr
+    # An empty file, another program's database: left as they were (opened, they would
+    # have been made trio-chat's).
+    empty, other = tmp_path / "empty.db", tmp_path / "other.db"
+    empty.touch()
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE t (x)")
+    before = other.read_bytes()
+    for path in (empty, other):
+        refused = await accounts(path, "lock", "bob")
+        assert refused.returncode == ExitCode.DATABASE
+        assert refused.stderr == (
+            f"{str(path)!r} is not a trio-chat database; name the daemon's with --db.\n"
+        )
+    assert empty.read_bytes() == b"" and other.read_bytes() == before
