@@ -127,7 +127,9 @@ def test_a_path_that_says_full_is_no_full_disk(tmp_path: Path) -> None:
     error = PermissionError(errno.EACCES, "Permission denied", str(path))
     assert store_module._why(error, path) == "permission denied"
     full = sqlite3.OperationalError("database or disk is full")
-    assert store_module._why(full, path).startswith("the disk holding it is full")
+    assert store_module._disk_full(error, path) is None
+    told = store_module._disk_full(full, path)
+    assert told is not None and told.startswith("the disk holding it is full")
 
 
 def test_a_file_system_that_cannot_lock_still_serves_and_says_so(

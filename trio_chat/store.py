@@ -163,20 +163,25 @@ def free_bytes(path: Path) -> int | None:
     return status.f_bavail * status.f_frsize
 
 
-def _why(error: OSError | sqlite3.Error, path: Path) -> str:
-    """What is wrong with a database that cannot be opened, in a few words."""
-    if path.is_dir():
-        return "it is a folder"
+def _disk_full(error: OSError | sqlite3.Error, path: Path) -> str | None:
+    """Why a database cannot be opened, and what to do, if its disk is full; else None."""
     free = free_bytes(path)
     full = getattr(error, "errno", None) == errno.ENOSPC or (
         # SQLITE_FULL; an OSError's text would hold the path, which may say "full" too
         isinstance(error, sqlite3.Error) and "database or disk is full" in str(error)
     )
     io_error = isinstance(error, sqlite3.Error) and "disk I/O error" in str(error)
-    if full or (free is not None and free < FULL_BELOW and io_error):
-        # SQLite says "disk I/O error" when it cannot make its shared-memory file.
-        left = "" if free is None else f", {free // 1024} KiB free"
-        return f"the disk holding it is full{left}; free some space and start it again"
+    if not (full or (free is not None and free < FULL_BELOW and io_error)):
+        return None
+    # SQLite says "disk I/O error" when it cannot make its shared-memory file.
+    left = "" if free is None else f", {free // 1024} KiB free"
+    return f"the disk holding it is full{left}; free some space and start it again"
+
+
+def _why(error: OSError | sqlite3.Error, path: Path) -> str:
+    """What is wrong with a database that cannot be opened, in a few words."""
+    if path.is_dir():
+        return "it is a folder"
     if isinstance(error, OSError):
         if error.errno in (errno.EEXIST, errno.ENOTDIR):
             return "a part of its folder is a file"
@@ -276,9 +281,7 @@ class SqliteStore:
             if held is not None:
                 os.close(held)
             if isinstance(error, OSError | sqlite3.Error):
-                why = _why(error, path)
-                if "free some space" not in why:
-                    why += "; choose another with --db"
+                why = _disk_full(error, path) or f"{_why(error, path)}; choose another with --db"
                 raise StorageError(f"Cannot open the database {str(path)!r}: {why}.") from error
             raise
         return store
