@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .records import (
     Account,
@@ -135,6 +135,16 @@ class Storage(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+_ACCOUNT_COLUMNS = "id, name, key, password_hash, created, rid"
+
+
+def _account(row: Sequence[Any]) -> Account:
+    """An account from a row that starts with `_ACCOUNT_COLUMNS`."""
+    return Account(
+        id=row[0], name=row[1], key=row[2], password_hash=row[3], created=row[4], rid=row[5]
+    )
 
 
 def _message(row: Row) -> Message:
@@ -393,10 +403,8 @@ class SqliteStore:
         with self._lock:
             db = self._db
             accounts = [
-                Account(id=r[0], name=r[1], key=r[2], password_hash=r[3], created=r[4], rid=r[5])
-                for r in db.execute(
-                    "SELECT id, name, key, password_hash, created, rid FROM accounts ORDER BY id"
-                )
+                _account(row)
+                for row in db.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY id")
             ]
             recent = [
                 _message(r)
@@ -437,12 +445,20 @@ class SqliteStore:
         the operator's `trio-chat accounts list`)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT a.id, a.name, a.key, a.password_hash, a.created, a.rid,"
-                " (SELECT count(*) FROM messages m WHERE m.recipient_id = a.id"
-                "  AND m.delivered = 0 AND m.sender_id != a.id)"
-                " FROM accounts a ORDER BY a.key"
+                f"SELECT {_ACCOUNT_COLUMNS},"
+                " (SELECT count(*) FROM messages m WHERE m.recipient_id = accounts.id"
+                "  AND m.delivered = 0 AND m.sender_id != accounts.id)"
+                " FROM accounts ORDER BY key"
             ).fetchall()
-        return [(Account(*row[:6]), row[6]) for row in rows]
+        return [(_account(row), row[-1]) for row in rows]
+
+    def account(self, key: str) -> Account | None:
+        """The account whose name key is `key`, if there is one."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE key = ?", (key,)
+            ).fetchone()
+        return None if row is None else _account(row)
 
     def set_password_hash(self, account_id: int, password_hash: str) -> None:
         """Give an account another password hash (the operator's `trio-chat accounts`, with

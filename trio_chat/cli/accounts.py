@@ -73,10 +73,9 @@ def _stopped_daemons_store(db: Path | None) -> Iterator[SqliteStore]:
 
 
 def _account(store: SqliteStore, name: str) -> Account:
-    key = name_key(name)
-    for account, _waiting in store.accounts():
-        if account.key == key:
-            return account
+    account = store.account(name_key(name))
+    if account is not None:
+        return account
     raise fail(
         f"There is no account named {quoted(name)}; `trio-chat accounts list` shows them.",
         ExitCode.UNKNOWN_USER,
@@ -143,15 +142,15 @@ def password_command(
     # Not TRIO_CHAT_PASSWORD: an operator's own, exported for chatting, would be given away.
     given = given_password(password_file, from_environment=False)
     password = given if given is not None else ask("New password", hide=True, confirm=True)
+    try:
+        checked = check_password(password)
+        check_sendable_password(account.name, password)  # a login must carry it
+    except RuleError as error:
+        raise fail(error.message, ExitCode.INVALID_PASSWORD) from None
+    except ChatError as error:
+        raise fail(sentence(error, account.name), ExitCode.INVALID_PASSWORD) from None
+    hashed = hash_password(checked)
     with _stopped_daemons_store(db) as store:
-        account = _account(store, name)
-        try:
-            checked = check_password(password)
-            check_sendable_password(account.name, password)  # a login must carry it
-        except RuleError as error:
-            raise fail(error.message, ExitCode.INVALID_PASSWORD) from None
-        except ChatError as error:
-            raise fail(sentence(error, account.name), ExitCode.INVALID_PASSWORD) from None
-        hashed = hash_password(checked)
+        account = _account(store, name)  # as it is now: locked or not
         store.set_password_hash(account.id, (LOCK_MARK if account.locked else "") + hashed)
     typer.echo(f"Set the password of {safe_name(account.name)}.")
