@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from trio_chat import wire
 from trio_chat.events import History
-from trio_chat.records import Snapshot, first_message_id
+from trio_chat.records import MAX_CLOCK_ID, Snapshot, first_message_id
 from trio_chat.testing.driver import WALL, EngineDriver, Peer
 
 
@@ -49,3 +49,18 @@ def test_a_resume_after_a_restart_with_the_clock_gone_back_misses_nothing() -> N
     back.settle()
     (history,) = [e for e in back.events if isinstance(e, History)]
     assert [m.text for m in history.messages] == ["said while alice was away"]
+
+
+def test_ids_start_from_the_clock_unless_the_stored_ones_are_further_or_the_clock_is_wrong() -> (
+    None
+):
+    assert MAX_CLOCK_ID == wire.MAX_SEQ // 2
+    fresh = Snapshot(next_message_id=8)
+    fresh.ids_from_clock(WALL)
+    assert (fresh.next_message_id, fresh.stored_up_to) == (first_message_id(WALL), 7)
+    ahead = Snapshot(next_message_id=first_message_id(WALL) + 5)
+    ahead.ids_from_clock(WALL)
+    assert ahead.next_message_id == first_message_id(WALL) + 5
+    wrong = Snapshot(next_message_id=8)
+    wrong.ids_from_clock(5e12)  # the year 160,000
+    assert wrong.next_message_id == 8

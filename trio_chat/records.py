@@ -80,6 +80,9 @@ StoreOp = Account | Message | MarkDelivered | SessionOpened | SessionClosed
 
 
 IDS_PER_MILLISECOND = 1000
+MAX_CLOCK_ID = (2**53 - 1) // 2
+"""Half of the message ids a frame may carry (`wire.MAX_SEQ`): a first id above it comes
+from a clock gone wrong, and would leave too few ids to give."""
 
 
 def first_message_id(wall: float) -> int:
@@ -112,3 +115,13 @@ class Snapshot:
     next_account_id: int = 1
     sessions: list[SessionOpened] = field(default_factory=list)
     """The sessions open when the daemon last stopped: none, unless it crashed."""
+
+    def ids_from_clock(self, wall: float) -> None:
+        """Give out message ids from `first_message_id(wall)` on, as a daemon started at
+        Unix time `wall` does, or after the newest stored if that is more. A clock set
+        past 2112 (half of `wire.Seq`'s range: a bad RTC) is not taken."""
+        if self.stored_up_to is None:
+            self.stored_up_to = self.next_message_id - 1
+        first = first_message_id(max(0.0, wall))
+        if first <= MAX_CLOCK_ID:
+            self.next_message_id = max(self.next_message_id, first)

@@ -43,7 +43,7 @@ from .keys import daemon_keys, key_paths
 from .logs import NoteLog, Summary, event, limits_changed, shown
 from .noise import fingerprint
 from .persistence import Persistence
-from .records import Message, StoreOp, first_message_id
+from .records import Message, StoreOp
 from .secure import DaemonKeys
 from .store import SqliteStore, Storage
 
@@ -439,9 +439,7 @@ async def _run(
     """Run the daemon on an open socket and storage until cancelled; the `Daemon` made
     is put in `running`, for what the stop has to tell of it."""
     snapshot = await trio.to_thread.run_sync(storage.load, config.window_messages)
-    first = first_message_id(time.time())
-    if first <= wire.MAX_SEQ // 2:  # a clock set far in the future (a bad RTC) is not taken
-        snapshot.next_message_id = max(snapshot.next_message_id, first)
+    snapshot.ids_from_clock(time.time())
     if new_key and snapshot.accounts:
         _warn_new_key(len(snapshot.accounts))
     engine = ServerEngine(config, snapshot, keys=keys, acknowledge_bulk_first=True)

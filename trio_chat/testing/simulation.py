@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from ..client_protocol import ClientConfig, ClientConnection
 from ..engine import Address, ServerConfig
 from ..events import ChatMessage, Event, History, PrivateMessage, PublicMessage
-from ..records import Account, MarkDelivered, Message, Snapshot, first_message_id
+from ..records import Account, MarkDelivered, Message, Snapshot
 from ..rules import name_key
 from .driver import PASSWORD, WALL, EngineDriver
 from .netsim import Conditions, Network
@@ -134,14 +134,10 @@ class Simulation:
                 if m.private and m.id not in delivered and m.recipient_id != m.sender_id
             ],
             public_count=sum(1 for m in messages if not m.private),
-            # As the daemon starts (`server.py`): its first id from its clock.
-            next_message_id=max(
-                max((m.id for m in messages), default=0) + 1,
-                first_message_id(max(0.0, WALL + self.now - clock_set_back)),
-            ),
-            stored_up_to=max((m.id for m in messages), default=0),
+            next_message_id=max((m.id for m in messages), default=0) + 1,
             next_account_id=max((a.id for a in accounts), default=0) + 1,
         )
+        snapshot.ids_from_clock(WALL + self.now - clock_set_back)  # as `server.py` starts
         self.restarts += 1
         restarted = EngineDriver(
             self.driver.config,
