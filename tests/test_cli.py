@@ -715,7 +715,7 @@ def test_ping_tells_whether_the_daemon_answers_with_its_key(daemon: Daemon) -> N
     other = fingerprint(generate_keypair()[1])
     code, out, err = invoke(daemon, "ping", "--server-key", other)
     assert code == ExitCode.KEY_CHANGED and out == ""
-    assert err.endswith(f", not {other}; check the address, or the key you were given.\n")
+    assert err.endswith(f", not {other}; check the address, or the fingerprint you were given.\n")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
         closed.bind(("127.0.0.1", 0))
         nobody = closed.getsockname()[1]
@@ -731,3 +731,18 @@ def test_a_wait_the_daemon_already_told_is_not_told_twice() -> None:
     assert sentence(told, "bob") == "Too many failed logins; wait 14 s before trying again."
     untold = TooManyRegistrations("Too many registrations from your address.", retry_after=59.5)
     assert sentence(untold, "bob") == "Too many registrations from your address (about 60 s)."
+
+
+def test_ping_to_a_daemon_met_for_the_first_time_remembers_nothing(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    env = {
+        "TRIO_CHAT_HOST": daemon[0],
+        "TRIO_CHAT_PORT": str(daemon[1]),
+        "TRIO_CHAT_SERVER_KEY": None,
+        "XDG_DATA_HOME": str(tmp_path),
+    }
+    result = runner.invoke(app, ["ping"], env=env)
+    assert result.exit_code == 0, result.stderr
+    assert "answered in" in result.stdout
+    assert not (tmp_path / "trio-chat" / "known_servers").exists()

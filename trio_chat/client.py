@@ -17,6 +17,7 @@ socket and Trio's clock.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import socket
 import time
@@ -261,6 +262,8 @@ async def trust_server(
     known_servers: Path | None = None,
     within: float = 2.5,
     probe: bool = False,
+    remember: bool = True,
+    refused_ends: bool = False,
 ) -> Trust:
     """The key to use for the daemon at `host:port` (see `ServerKey`).
 
@@ -271,9 +274,12 @@ async def trust_server(
     and remembered: `Trust.new` says so. Raises `KeyChanged` for a key that does not
     match, `ServerUnreachable` for silence, and `KeyFileError` (not a `ChatError`: this
     side's own) for a `server_key` that cannot be a key or a `known_servers` that cannot
-    be read or written.
+    be read or written. Without `remember`, a key met for the first time is not
+    remembered (`trio-chat ping`); with `refused_ends`, a closed port is `ServerUnreachable`
+    at once.
     """
     where = address_label(host, port)
+    fetch = functools.partial(fetch_key, within=within, refused_ends=refused_ends)
     given: bytes | str | None = None
     if isinstance(server_key, str):
         given = parse_key(server_key)
@@ -281,7 +287,7 @@ async def trust_server(
         given = checked_key(server_key)
     known = KnownServers(known_servers)
     if isinstance(given, str):
-        key = await fetch_key(host, port, within=within)
+        key = await fetch(host, port)
         if fingerprint(key) != given:
             raise KeyChanged(
                 f"The daemon at {where} has the key {fingerprint(key)}, not {given}; "
@@ -291,12 +297,13 @@ async def trust_server(
     expected = given if given is not None else known.get(host, port)
     if expected is not None:
         if probe:
-            key = await fetch_key(host, port, within=within)
+            key = await fetch(host, port)
             if key != expected:
                 raise key_changed(where, expected, key)
         return Trust(expected, new=False)
-    key = await fetch_key(host, port, within=within)
-    known.remember(host, port, key)
+    key = await fetch(host, port)
+    if remember:
+        known.remember(host, port, key)
     return Trust(key, new=True)
 
 
