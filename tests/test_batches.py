@@ -280,7 +280,7 @@ def test_whatever_comes_between_commits_each_session_sees_each_message_once_in_o
                     h.engine.failed(op, h.now)
                 else:
                     h.stored.append(op)
-                    h.engine.committed(op, h.now)
+                    h.engine.committed(op, h.now, h.wall)
         elif kind == "pump":
             h.pump()
         elif kind == "login":

@@ -117,7 +117,7 @@ class DiskDriver(EngineDriver):
                 self.engine.failed(op, self.now)
             else:
                 self.stored.append(op)
-                self.engine.committed(op, self.now)
+                self.engine.committed(op, self.now, self.wall)
 
     def history(self, effect: LoadHistory) -> list[Message] | None:
         if self.reads_fail:

@@ -144,11 +144,21 @@ def joined_line(event: Joined, me: str, now: datetime | None = None) -> Line:
     )
 
 
-_LEFT_HOW = {"quit": "", "timeout": " (no longer answering)", "overloaded": " (server overloaded)"}
+_LEFT_HOW = {
+    "quit": "",
+    "timeout": " (no longer answering)",
+    "overloaded": " (server overloaded)",
+    "removed": " (taken out by the operator)",
+}
+
+
+def left_how(reason: str) -> str:
+    """What follows "left the room" for a daemon's reason: ` (no longer answering)`."""
+    return _LEFT_HOW.get(reason, f" ({safe(reason)})")
 
 
 def left_line(event: Left, me: str, now: datetime | None = None) -> Line:
-    how = _LEFT_HOW.get(event.reason, f" ({safe(event.reason)})")
+    how = left_how(event.reason)
     return (
         (DIM, stamp(event.ts, now) + " "),
         (DIM, "* "),

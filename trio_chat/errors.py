@@ -93,6 +93,13 @@ class AccountLocked(ChatError):
     code = "account_locked"
 
 
+class Removed(ChatError):
+    """The daemon's operator ended this account's sessions (`trio-chat accounts kick`, or
+    a new password given): the client does not come back by itself."""
+
+    code = "removed"
+
+
 class InvalidName(ChatError):
     """No account may have this name (see the rules for names)."""
 
@@ -180,6 +187,7 @@ _BY_CODE: dict[str, type[ChatError]] = {
         UnknownUser,
         WrongPassword,
         AccountLocked,
+        Removed,
         InvalidName,
         PasswordTooShort,
         PasswordTooLong,

@@ -150,7 +150,7 @@ def log_note(note: Note) -> None:
                 address=where,
             )
         else:
-            level = logging.INFO if note.reason == "shutdown" else logging.WARNING
+            level = logging.INFO if note.reason in ("shutdown", "removed") else logging.WARNING
             event(
                 level,
                 "session_dropped",

@@ -34,6 +34,15 @@ class Account:
         right password is told apart from a wrong one)."""
         return self.password_hash.removeprefix(LOCK_MARK)
 
+    @property
+    def locked_hash(self) -> str:
+        """Its password hash, locked."""
+        return LOCK_MARK + self.hash_to_check
+
+    def hash_with(self, password_hash: str) -> str:
+        """A new password's hash as this account keeps it: locked if it is."""
+        return (LOCK_MARK if self.locked else "") + password_hash
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -76,7 +85,16 @@ class SessionClosed:
     sid: int
 
 
-StoreOp = Account | Message | MarkDelivered | SessionOpened | SessionClosed
+@dataclass(frozen=True, slots=True)
+class PasswordSet:
+    """The operator locked, unlocked or gave a new password to a running daemon's
+    account: the daemon takes the new hash once it is stored."""
+
+    account_id: int
+    password_hash: str = field(repr=False)
+
+
+StoreOp = Account | Message | MarkDelivered | SessionOpened | SessionClosed | PasswordSet
 
 
 IDS_PER_MILLISECOND = 1000

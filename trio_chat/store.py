@@ -23,6 +23,7 @@ from .records import (
     Account,
     MarkDelivered,
     Message,
+    PasswordSet,
     SessionClosed,
     SessionOpened,
     Snapshot,
@@ -462,14 +463,8 @@ class SqliteStore:
 
     def set_password_hash(self, account_id: int, password_hash: str) -> None:
         """Give an account another password hash (the operator's `trio-chat accounts`, with
-        the daemon stopped: a running one keeps what it loaded)."""
-        with self._lock:
-            self._transaction(
-                lambda: self._db.execute(
-                    "UPDATE accounts SET password_hash = ? WHERE id = ?",
-                    (password_hash, account_id),
-                )
-            )
+        the daemon stopped; a running one is asked to, through its control socket)."""
+        self.write([PasswordSet(account_id, password_hash)])
 
     def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
         with self._lock:
@@ -567,6 +562,11 @@ class SqliteStore:
             )
         elif isinstance(op, SessionClosed):
             self._db.execute("DELETE FROM sessions WHERE sid = ?", (op.sid,))
+        elif isinstance(op, PasswordSet):
+            self._db.execute(
+                "UPDATE accounts SET password_hash = ? WHERE id = ?",
+                (op.password_hash, op.account_id),
+            )
         else:
             self._db.execute(
                 "INSERT INTO accounts (id, name, key, password_hash, created, rid)"

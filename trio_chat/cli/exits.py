@@ -24,6 +24,7 @@ from ..errors import (
     PasswordTooLong,
     PasswordTooShort,
     RateLimited,
+    Removed,
     ServerUnreachable,
     TextEmpty,
     TextTooLong,
@@ -59,6 +60,7 @@ class ExitCode(enum.IntEnum):
     MESSAGE_REFUSED = 14
     KEY_CHANGED = 15
     ACCOUNT_LOCKED = 16
+    REMOVED = 17
     INTERRUPTED = 130
 
 
@@ -80,6 +82,7 @@ _MEANINGS: dict[ExitCode, str] = {
     ExitCode.MESSAGE_REFUSED: "message refused",
     ExitCode.KEY_CHANGED: "the daemon's key changed",
     ExitCode.ACCOUNT_LOCKED: "the account is locked",
+    ExitCode.REMOVED: "taken out of the room by the operator",
     ExitCode.INTERRUPTED: "interrupted",
 }
 
@@ -100,6 +103,7 @@ _EXIT_FOR: dict[type[ChatError], ExitCode] = {
     ServerUnreachable: ExitCode.UNREACHABLE,
     WrongPassword: ExitCode.WRONG_PASSWORD,
     AccountLocked: ExitCode.ACCOUNT_LOCKED,
+    Removed: ExitCode.REMOVED,
     UnknownUser: ExitCode.UNKNOWN_USER,
     NameTaken: ExitCode.NAME_TAKEN,
     InvalidName: ExitCode.INVALID_NAME,

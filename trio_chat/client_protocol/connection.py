@@ -36,12 +36,14 @@ import msgspec
 from .. import wire
 from ..client_handshake import Handshake
 from ..errors import (
+    AccountLocked,
     Busy,
     ChatError,
     ConnectionLost,
     KeyChanged,
     ProtocolError,
     RateLimited,
+    Removed,
     ServerUnreachable,
     Throttled,
     TooManySessions,
@@ -127,6 +129,13 @@ def as_reason(sentence: str) -> str:
 
 FORGOTTEN = "the daemon no longer knows this session"
 """Why a session was lost when the daemon answered `RESET`: it restarted, or forgot it."""
+_FINAL_GOODBYES: dict[str, type[ChatError]] = {
+    "too_many_sessions": TooManySessions,
+    "account_locked": AccountLocked,
+    "removed": Removed,
+}
+"""A daemon's goodbyes after which a new session would not help: the connection ends with
+the error (every other goodbye, a stop, say, has it come back)."""
 UNANSWERED_ON_LEAVING = "You left before the daemon answered; it may or may not have it."
 """Why a request unanswered when the client left failed: the daemon may have acted on it."""
 # Requests that need a channel only; all others wait until the session is logged in.
@@ -894,8 +903,9 @@ class ClientConnection:
             self._keep_default = True
             self.keepalive = min(self.keepalive, frame.every)
         elif isinstance(frame, wire.Bye):
-            if frame.reason == "too_many_sessions":
-                self._shut(TooManySessions(frame.message))  # opening another would not help
+            ending = _FINAL_GOODBYES.get(frame.reason)
+            if ending is not None:
+                self._shut(ending(frame.message))  # opening another would not help
                 return
             raise _SessionLost(as_reason(frame.message))
 

@@ -14,6 +14,7 @@ timers), `chat` (what the room sees); this class joins them and routes each data
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable
 
@@ -24,6 +25,7 @@ from ..records import (
     Account,
     MarkDelivered,
     Message,
+    PasswordSet,
     SessionClosed,
     SessionOpened,
     Snapshot,
@@ -37,7 +39,7 @@ from .config import ServerConfig
 from .effects import Effect, JobTable, Persist
 from .fanout import Deliver, Fanout, LocalRoom
 from .history import Mailbox
-from .lobby import TOO_MANY_SESSIONS, Lobby
+from .lobby import ACCOUNT_LOCKED, TOO_MANY_SESSIONS, Lobby
 from .notes import LoggedIn, Note, SessionEnded
 from .sessions import Session, Transport
 
@@ -72,6 +74,13 @@ LOGIN_TIMED_OUT = wire.encode(
     wire.Bye(reason="login_timeout", message="No login came in time; connect again.")
 )
 CROWDED = wire.encode(wire.Bye(reason="too_many_sessions", message=TOO_MANY_SESSIONS))
+REMOVED = "The daemon's operator took this account out of the room; log in again to come back."
+NEW_PASSWORD = "The daemon's operator gave this account a new password; log in with it."
+REMOVED_MEMORY = 180.0
+"""Seconds a session the operator ended is remembered, its goodbye said again to its
+client's next datagram (three of the longest keepalive intervals): a client whose
+goodbye was lost, told "unknown session" instead, would take the daemon for restarted
+and come back by itself."""
 MEMORY_CHECK_EVERY = 1.0
 """Seconds between counts of the bytes all sessions have queued."""
 STALLED_AFTER = 2.0
@@ -377,7 +386,7 @@ class ServerEngine:
 
     # --- storage results ----------------------------------------------------------------------
 
-    def committed(self, op: StoreOp, now: float) -> None:
+    def committed(self, op: StoreOp, now: float, wall: float) -> None:
         """The persistence task committed `op`: answer whoever waited for it."""
         # Room messages wait for those committed with them (`Chat.settle`). Sessions,
         # delivery marks and accounts send the room nothing: they do not split the run.
@@ -385,6 +394,8 @@ class ServerEngine:
             self.chat.committed(op)
         elif isinstance(op, Account):
             self.lobby.account_committed(op)
+        elif isinstance(op, PasswordSet):
+            self._password_set(op, now, wall)
 
     def failed(self, op: StoreOp, now: float, earlier: Message | None = None) -> None:
         """The persistence task could not commit `op`: tell whoever waited for it.
@@ -400,6 +411,48 @@ class ServerEngine:
         elif isinstance(op, MarkDelivered):
             self.chat.mark_failed(op)
 
+    # --- the operator -------------------------------------------------------------------------
+
+    def set_password_hash(self, key: str, password_hash: str) -> PasswordSet:
+        """Lock, unlock or give a new password to the account whose name key is `key`
+        (`trio-chat accounts` on a running daemon). The change is stored first (a
+        `Persist` effect) and taken once `committed`: a lock, or a new password, then ends
+        the account's sessions, and its tickets stop working."""
+        op = PasswordSet(self.accounts[key].id, password_hash)
+        self._effects.append(Persist(op))
+        return op
+
+    def _password_set(self, op: PasswordSet, now: float, wall: float) -> None:
+        self.chat.settle()
+        old = self.lobby.account_by_id(op.account_id)
+        account = dataclasses.replace(old, password_hash=op.password_hash)
+        self.lobby.account_changed(account)
+        if account.locked:
+            self._end_account(account, "account_locked", ACCOUNT_LOCKED, now, wall)
+        elif account.hash_to_check != old.hash_to_check:
+            self._end_account(account, "removed", NEW_PASSWORD, now, wall)
+
+    def remove(self, key: str, now: float, wall: float) -> int:
+        """Take the account whose name key is `key` out of the room now (the operator's
+        `trio-chat accounts kick`): its sessions end, their clients told why, which do not
+        come back by themselves. Returns how many sessions ended."""
+        self.chat.settle()
+        return self._end_account(self.accounts[key], "removed", REMOVED, now, wall)
+
+    def _end_account(
+        self, account: Account, reason: str, message: str, now: float, wall: float
+    ) -> int:
+        bye = wire.encode(wire.Bye(reason=reason, message=message))
+        ending = [
+            session
+            for session in self.sessions.values()
+            if session.account is not None and session.account.id == account.id
+        ]
+        for session in ending:
+            self.transport.send(session, bye)  # said again if its client speaks after
+            self._close(session, "removed", now, wall, flush=True, remember=REMOVED_MEMORY)
+        return len(ending)
+
     # --- sessions ending ----------------------------------------------------------------------
 
     def _close(
@@ -411,8 +464,9 @@ class ServerEngine:
         *,
         flush: bool = False,
         notify: bool = True,
+        remember: float | None = None,
     ) -> None:
-        self.transport.remove(session, now, flush=flush)
+        self.transport.remove(session, now, flush=flush, remember=remember)
         if session.recorded is not None:
             self._effects.append(Persist(SessionClosed(session.sid)))
         if session.account is None:

@@ -438,6 +438,12 @@ class Lobby:
         self, session: Session | None, attempt: LoginAttempt, ok: bool, now: float, wall: float
     ) -> None:
         account, address = attempt.account, attempt.address
+        if account is not None:
+            # As it is now: the operator may have locked it, or given it a new password,
+            # while this one was checked against the hash it had.
+            now_as = self._by_id.get(account.id, account)
+            ok = ok and now_as.hash_to_check == account.hash_to_check
+            account = now_as
         ok = ok and account is not None
         self._guard.finish(network_of(address), name_key(attempt.request.name), ok, now)
         if session is None:
@@ -457,6 +463,14 @@ class Lobby:
         else:
             assert self.log_in is not None
             self.log_in(session, attempt.seq, account, attempt.request, now, wall, None)
+
+    def account_by_id(self, account_id: int) -> Account:
+        return self._by_id[account_id]
+
+    def account_changed(self, account: Account) -> None:
+        """The operator changed an account (its password hash): logins check it from now."""
+        self.accounts[account.key] = account
+        self._by_id[account.id] = account
 
     def account_full(self, account: Account, replaces: int | None = None) -> bool:
         """Whether the account has as many sessions as it may (the one a login replaces

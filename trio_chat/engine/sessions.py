@@ -253,8 +253,11 @@ class Transport:
                 self._waiting_per_ip[network] = waiting
         return True
 
-    def remove(self, session: Session, now: float, *, flush: bool = False) -> None:
-        """End a connection (after sending what it has, with `flush`)."""
+    def remove(
+        self, session: Session, now: float, *, flush: bool = False, remember: float | None = None
+    ) -> None:
+        """End a connection (after sending what it has, with `flush`); its datagrams are
+        told the last words again for `remember` seconds (`ended_session_memory`)."""
         farewell = self._last_words(session, now) if flush else []
         self._dirty.discard(session)
         del self.by_sid[session.sid]
@@ -265,7 +268,7 @@ class Transport:
             if left > 0:
                 self.per_account[session.account.id] = left
         ended = self._ended
-        until = now + self.config.ended_session_memory
+        until = now + (self.config.ended_session_memory if remember is None else remember)
         budget = None if session.validated else self._budget_left(session)
         ended[session.sid] = _Ended(session.channel, until, session.address, farewell, budget)
         self._farewell_bytes += sum(map(len, farewell))

@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..display import safe, safe_name, same_name, stamp
+from ..display import left_how, safe, safe_name, same_name, stamp
 from ..events import ChatMessage, Joined, Left
 from .colours import sender_colour
 
@@ -68,7 +68,6 @@ class Row:
 
 
 _GAP = "  "
-_LEFT_HOW = {"quit": "", "timeout": " (no longer answering)", "overloaded": " (server overloaded)"}
 
 
 def clock(ts: datetime, now: datetime | None = None) -> str:
@@ -137,7 +136,7 @@ def joined_row(event: Joined, me: str) -> Row:
 
 
 def left_row(event: Left, me: str) -> Row:
-    how = _LEFT_HOW.get(event.reason, f" ({safe(event.reason)})")
+    how = left_how(event.reason)
     time = Span(clock(event.ts) + _GAP, Style.TIME)
     spans = (time, Span("* ", Style.NOTE), name_span(event.name, me))
     return Row((*spans, Span(" left the room" + how, Style.NOTE)), when=full_time(event.ts))

@@ -9,6 +9,7 @@ with the driven engine, with every frame it receives kept in `frames`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from ..engine import (
     ServerEngine,
 )
 from ..events import Event
-from ..records import Account, Message, Snapshot, StoreOp
+from ..records import Account, Message, PasswordSet, Snapshot, StoreOp
 from ..reliability import Link
 from ..secure import DaemonKeys
 
@@ -201,7 +202,7 @@ class EngineDriver:
         ops, self.uncommitted = self.uncommitted, []
         for op in ops:
             self.stored.append(op)
-            self.engine.committed(op, self.now)
+            self.engine.committed(op, self.now, self.wall)
 
     def commit_held(self) -> None:
         """Commit what waits, and send what that lets the engine say."""
@@ -247,7 +248,15 @@ class EngineDriver:
         return [op for op in self.stored if isinstance(op, Message)]
 
     def stored_accounts(self) -> list[Account]:
-        return [op for op in self.stored if isinstance(op, Account)]
+        """The accounts as stored: made, then given new password hashes."""
+        accounts = {op.id: op for op in self.stored if isinstance(op, Account)}
+        for op in self.stored:
+            if isinstance(op, PasswordSet):
+                changed = accounts[op.account_id]
+                accounts[op.account_id] = dataclasses.replace(
+                    changed, password_hash=op.password_hash
+                )
+        return list(accounts.values())
 
 
 class Peer:

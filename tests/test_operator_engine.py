@@ -1,0 +1,166 @@
+"""The operator acting on a running daemon's account, as its engine sees it: a lock or a
+new password taken once stored, never before; the account's sessions ended and told why;
+a kick that its clients do not undo by coming back; a login checked meanwhile."""
+
+from __future__ import annotations
+
+from trio_chat import wire
+from trio_chat.client_protocol import ClientConfig
+from trio_chat.engine.core import NEW_PASSWORD, REMOVED
+from trio_chat.errors import AccountLocked, Removed, WrongPassword
+from trio_chat.events import Left
+from trio_chat.records import PasswordSet
+from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer, fake_hash
+
+NEW = "battery staple"
+COMING_BACK = ClientConfig(reconnect=True, retry_rate_limited=False)
+
+
+def room() -> tuple[EngineDriver, Peer, Peer, Peer]:
+    """alice in the room twice (both clients come back by themselves), bob once."""
+    driver = EngineDriver()
+    for name in ("alice", "bob"):
+        driver.add_account(name)
+    alice = Peer(driver, "alice", address=("10.0.0.1", 1), config=COMING_BACK)
+    laptop = Peer(driver, "alice", address=("10.0.0.2", 1), config=COMING_BACK)
+    bob = Peer(driver, "bob", address=("10.0.0.3", 1))
+    for peer in (alice, laptop, bob):
+        peer.settle()
+        assert peer.connection.ready
+    return driver, alice, laptop, bob
+
+
+def settle(*peers: Peer, seconds: float = 0.0) -> None:
+    if seconds:
+        peers[0].driver.advance(seconds)
+    for _ in range(3):
+        for peer in peers:
+            peer.settle()
+
+
+def sessions_of(driver: EngineDriver, name: str) -> int:
+    return driver.engine.transport.per_account.get(driver.engine.accounts[name].id, 0)
+
+
+def test_a_lock_is_taken_once_stored_and_ends_the_accounts_sessions() -> None:
+    driver, alice, laptop, bob = room()
+    driver.auto_commit = False
+    account = driver.engine.accounts["alice"]
+    op = driver.engine.set_password_hash("alice", account.locked_hash)
+    driver.pump()
+    assert driver.uncommitted == [op]
+    settle(alice, laptop, bob, seconds=1.0)
+    assert alice.connection.failure is None and sessions_of(driver, "alice") == 2  # not yet
+    driver.commit_held()
+    settle(alice, laptop, bob, seconds=1.0)
+    for peer in (alice, laptop):
+        assert isinstance(peer.connection.failure, AccountLocked)
+        assert peer.connection.closed
+    assert sessions_of(driver, "alice") == 0
+    assert [(e.name, e.reason) for e in bob.events if isinstance(e, Left)] == [("alice", "removed")]
+    assert bob.connection.ready and bob.connection.failure is None
+    # Its ticket is refused; its password is told the account is locked.
+    again = Peer(driver, "alice", address=("10.0.0.4", 1), login=False)
+    again.connection.ticket = alice.connection.ticket
+    again.login()
+    settle(again)
+    assert isinstance(again.connection.failure, AccountLocked)
+    assert sessions_of(driver, "alice") == 0
+    stored = {a.key: a for a in driver.stored_accounts()}
+    assert stored["alice"].locked and stored["alice"].hash_to_check == account.password_hash
+
+
+def test_a_change_the_store_refused_is_not_taken() -> None:
+    driver, alice, laptop, bob = room()
+    driver.auto_commit = False
+    before = driver.engine.accounts["alice"]
+    op = driver.engine.set_password_hash("alice", before.locked_hash)
+    driver.pump()
+    driver.uncommitted.clear()
+    driver.engine.failed(op, driver.now)
+    driver.pump()
+    settle(alice, laptop, bob, seconds=1.0)
+    assert driver.engine.accounts["alice"] is before
+    assert sessions_of(driver, "alice") == 2 and alice.connection.failure is None
+
+
+def test_a_new_password_ends_the_sessions_and_only_it_logs_in_from_then_on() -> None:
+    driver, alice, laptop, bob = room()
+    account = driver.engine.accounts["alice"]
+    driver.engine.set_password_hash("alice", account.hash_with(fake_hash(NEW)))
+    driver.pump()
+    settle(alice, laptop, bob, seconds=1.0)
+    for peer in (alice, laptop):
+        assert isinstance(peer.connection.failure, Removed)
+        assert str(peer.connection.failure) == NEW_PASSWORD
+    old = Peer(driver, "alice", PASSWORD, address=("10.0.0.5", 1))
+    settle(old)
+    assert isinstance(old.connection.failure, WrongPassword)
+    new = Peer(driver, "alice", NEW, address=("10.0.0.6", 1))
+    settle(new)
+    assert new.connection.ready
+
+
+def test_a_login_checked_against_the_old_password_meanwhile_is_refused() -> None:
+    """Its hash was checked while the new password was stored: right for the old one,
+    which no longer opens the account."""
+    driver, *_ = room()
+    driver.auto_hash = False
+    late = Peer(driver, "alice", PASSWORD, address=("10.0.0.7", 1))
+    assert driver.hashing  # its check waits
+    account = driver.engine.accounts["alice"]
+    driver.engine.set_password_hash("alice", account.hash_with(fake_hash(NEW)))
+    driver.pump()
+    driver.finish_hashing()
+    settle(late)
+    assert isinstance(late.connection.failure, WrongPassword)
+    assert not late.connection.ready
+
+
+def test_a_login_checked_while_the_account_was_locked_is_told_it_is() -> None:
+    driver, *_ = room()
+    driver.auto_hash = False
+    late = Peer(driver, "alice", PASSWORD, address=("10.0.0.7", 1))
+    account = driver.engine.accounts["alice"]
+    driver.engine.set_password_hash("alice", account.locked_hash)
+    driver.pump()
+    driver.finish_hashing()
+    settle(late)
+    assert isinstance(late.connection.failure, AccountLocked)
+
+
+def test_a_kick_ends_the_sessions_and_their_clients_do_not_come_back() -> None:
+    driver, alice, laptop, bob = room()
+    lost = laptop.address
+    assert driver.engine.remove("alice", driver.now, driver.wall) == 2
+    driver.pump()
+    driver.inbox.pop(lost, None)  # the laptop's goodbye is lost on the way
+    settle(alice, bob)
+    assert isinstance(alice.connection.failure, Removed)
+    assert str(alice.connection.failure) == REMOVED
+    assert [(e.name, e.reason) for e in bob.events if isinstance(e, Left)] == [("alice", "removed")]
+    # The laptop's next datagram, 45 s later (past the 30 s other ended sessions are
+    # remembered), is answered with the goodbye again, not with "unknown session", which
+    # it would take for a daemon restarted, and come back.
+    settle(laptop, seconds=45.0)
+    assert isinstance(laptop.connection.failure, Removed)
+    settle(alice, laptop, bob, seconds=60.0)
+    assert sessions_of(driver, "alice") == 0
+    assert not any(isinstance(op, PasswordSet) for op in driver.stored)  # nothing stored
+    # They may log in again by hand.
+    back = Peer(driver, "alice", address=("10.0.0.8", 1))
+    settle(back)
+    assert back.connection.ready
+
+
+def test_the_goodbyes_are_final_ones() -> None:
+    """`account_locked` and `removed` end a connection; any other goodbye has it come
+    back (a daemon stopping, say)."""
+    driver, alice, _laptop, _bob = room()
+    session = alice.session
+    driver.engine.transport.send(
+        session, wire.encode(wire.Bye(reason="shutdown", message="The daemon is stopping."))
+    )
+    driver.pump()
+    settle(alice, seconds=1.0)
+    assert alice.connection.failure is None and alice.connection.ready
