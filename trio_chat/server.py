@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import trio
 
 from . import __version__, auth, wire
+from .control import Desk, control_path, serve_control
 from .display import counted, quoted
 from .engine import (
     Address,
@@ -43,7 +44,7 @@ from .keys import daemon_keys, key_paths
 from .logs import NoteLog, Summary, event, limits_changed, shown
 from .noise import fingerprint
 from .persistence import Persistence
-from .records import Message, StoreOp
+from .records import Message, PasswordSet, StoreOp
 from .secure import DaemonKeys
 from .store import SqliteStore, Storage
 
@@ -161,6 +162,8 @@ class Daemon:
         self._passwords = passwords
         self.send_errors = 0
         self.notes = NoteLog()
+        self.desk = Desk(engine, self._flush_soon, lambda: (trio.current_time(), time.time()))
+        """The operator's requests (`control.py`)."""
 
     async def run(self) -> None:
         """Receive datagrams and fire timers until cancelled."""
@@ -283,11 +286,15 @@ class Daemon:
         self._flush_soon()
 
     def committed(self, op: StoreOp) -> None:
-        self.engine.committed(op, trio.current_time())
+        self.engine.committed(op, trio.current_time(), time.time())
+        if isinstance(op, PasswordSet):
+            self.desk.reported(op, stored=True)
         self._flush_soon()
 
     def failed(self, op: StoreOp, earlier: Message | None) -> None:
         self.engine.failed(op, trio.current_time(), earlier)
+        if isinstance(op, PasswordSet):
+            self.desk.reported(op, stored=False)
         self._flush_soon()
 
     def _flush_soon(self) -> None:
@@ -402,8 +409,18 @@ async def serve(
                 await trio.to_thread.run_sync(opened.presize_log)
             if keys is None:
                 keys = DaemonKeys.generate() if database is None else daemon_keys(Path(database))
+            control = None if database is None else control_path(Path(database))
             await _run(
-                sock, storage, keys, config, on_ready, summary_every, task_status, new_key, running
+                sock,
+                storage,
+                keys,
+                config,
+                on_ready,
+                summary_every,
+                task_status,
+                new_key,
+                running,
+                control,
             )
         except BaseException as stopping:
             # Told to stop (cancelled), after a last commit that failed: the stop is
@@ -435,9 +452,11 @@ async def _run(
     task_status: trio.TaskStatus[Address],
     new_key: bool = False,
     running: list[Daemon] | None = None,
+    control: Path | None = None,
 ) -> None:
     """Run the daemon on an open socket and storage until cancelled; the `Daemon` made
-    is put in `running`, for what the stop has to tell of it."""
+    is put in `running`, for what the stop has to tell of it. The operator's requests
+    are answered at the socket `control`, if given."""
     snapshot = await trio.to_thread.run_sync(storage.load, config.window_messages)
     snapshot.ids_from_clock(time.time())
     if new_key and snapshot.accounts:
@@ -452,8 +471,10 @@ async def _run(
             if running is not None:
                 running.append(daemon)
             await nursery.start(daemon.persistence.run)
+            if control is not None:
+                control = await nursery.start(serve_control, control, daemon.desk.answer)
             address = sock.getsockname()
-            _log_start(address, storage, engine, config)
+            _log_start(address, storage, engine, config, control)
             nursery.start_soon(log_summaries, engine, daemon.notes, summary_every)
             if on_ready is not None:
                 on_ready(engine)
@@ -481,7 +502,11 @@ def _warn_new_key(accounts: int) -> None:
 
 
 def _log_start(
-    address: Address, storage: Storage, engine: ServerEngine, config: ServerConfig
+    address: Address,
+    storage: Storage,
+    engine: ServerEngine,
+    config: ServerConfig,
+    control: Path | None,
 ) -> None:
     where = shown(address)
     database = getattr(storage, "path", "-")
@@ -497,6 +522,7 @@ def _log_start(
         version=__version__,
         pid=os.getpid(),
         accounts=len(engine.accounts),
+        control=None if control is None else str(control),
     )
     for first, second in engine.lobby.name_collisions():
         event(

@@ -1,14 +1,13 @@
 """`trio-chat accounts`: the operator's look at the accounts, and what they can do to one.
 
-These work on the database itself, so the daemon must be stopped (its lock on the file
-says whether it runs): a running daemon keeps the accounts it loaded. Started again, it
-refuses a locked account's logins, and its tickets: sessions it had come back as
-everyone else's do, but the locked account's, whose client is told why.
+A running daemon is asked through its control socket (`control.py`), beside the
+database: it stores the change and takes it at once (a locked account's sessions end).
+A stopped daemon's database is changed directly, and the daemon started again takes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -17,9 +16,10 @@ import typer
 
 from ..auth import hash_password
 from ..client_protocol.requests import check_sendable_password
+from ..control import ControlRefused, Reply, Request, account_line, ask, control_path
 from ..display import counted, quoted, safe_name
 from ..errors import ChatError
-from ..records import LOCK_MARK, Account
+from ..records import Account
 from ..rules import RuleError, check_password, name_key
 from ..store import (
     DatabaseInUse,
@@ -30,20 +30,34 @@ from ..store import (
 )
 from .exits import ExitCode, fail, sentence
 from .options import DatabaseOption
-from .prompts import ask, given_password
+from .prompts import ask as ask_person
+from .prompts import given_password
 
 accounts_app = typer.Typer(
     name="accounts",
-    help="List the accounts, lock or unlock one, or set its password (the daemon stopped).",
+    help="List the accounts; lock, unlock or kick one, or set its password (the daemon "
+    "running or stopped).",
     no_args_is_help=True,
 )
 
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The account's name.")]
 
 
+def _ask_daemon(database: Path, request: Request) -> Reply | None:
+    """The running daemon's answer to `request`, or None if none answers on `database`."""
+    try:
+        reply = ask(control_path(database), request)
+    except ControlRefused as error:
+        raise fail(str(error), ExitCode.DATABASE) from None
+    if reply is None or reply.ok:
+        return reply
+    if reply.code == "unknown_user":
+        raise _no_account(request.name)
+    raise fail(reply.message, ExitCode.DATABASE)
+
+
 @contextmanager
-def _stopped_daemons_store(db: Path | None) -> Iterator[SqliteStore]:
-    database = db or default_database()
+def _stopped_daemons_store(database: Path) -> Iterator[SqliteStore]:
     if not database.exists():
         raise fail(
             f"There is no database at {str(database)!r}; name the daemon's with --db.",
@@ -60,8 +74,9 @@ def _stopped_daemons_store(db: Path | None) -> Iterator[SqliteStore]:
         store = SqliteStore.open(database, migrate=False)
     except DatabaseInUse:
         raise fail(
-            f"The daemon is running on {str(database)!r}; stop it first (these commands "
-            "change the database itself), then start it again.",
+            f"The daemon is running on {str(database)!r} but does not answer at "
+            f"{str(control_path(database))!r} (its log says why); stop it to do this, then "
+            "start it again.",
             ExitCode.DATABASE,
         ) from None
     except StorageError as error:
@@ -72,53 +87,109 @@ def _stopped_daemons_store(db: Path | None) -> Iterator[SqliteStore]:
         store.close()
 
 
-def _account(store: SqliteStore, name: str) -> Account:
+def _stored(store: SqliteStore, name: str) -> Account:
+    """The account named, as a stopped daemon's database has it."""
     account = store.account(name_key(name))
-    if account is not None:
-        return account
-    raise fail(
+    if account is None:
+        raise _no_account(name)
+    return account
+
+
+def _no_account(name: str) -> typer.Exit:
+    return fail(
         f"There is no account named {quoted(name)}; `trio-chat accounts list` shows them.",
         ExitCode.UNKNOWN_USER,
     )
 
 
+def _ended(sessions: int) -> str:
+    return f" ({counted(sessions, 'session')} ended)" if sessions else ""
+
+
 @accounts_app.command("list")
 def list_command(db: DatabaseOption = None) -> None:
-    """Every account: its name, when it was made, private messages waiting, locked."""
-    with _stopped_daemons_store(db) as store:
-        accounts = store.accounts()
-    for account, waiting in accounts:
-        notes = [f"made {account.created}"]
-        if waiting:
-            notes.append(f"{counted(waiting, 'private message')} waiting")
-        if account.locked:
+    """Every account: its name, when it was made, private messages waiting, locked, and
+    (the daemon running) in the room."""
+    database = db or default_database()
+    reply = _ask_daemon(database, Request("list"))
+    if reply is not None:
+        lines = reply.accounts
+    else:
+        with _stopped_daemons_store(database) as store:
+            lines = [account_line(account, waiting) for account, waiting in store.accounts()]
+    for line in lines:
+        notes = [f"made {line.created}"]
+        if line.waiting:
+            notes.append(f"{counted(line.waiting, 'private message')} waiting")
+        if line.locked:
             notes.append("locked")
-        typer.echo(f"{safe_name(account.name)}  ({', '.join(notes)})")
-    typer.echo(f"{counted(len(accounts), 'account')}.", err=True)
+        if line.sessions:
+            many = f", {line.sessions} sessions" if line.sessions > 1 else ""
+            notes.append(f"in the room{many}")
+        typer.echo(f"{safe_name(line.name)}  ({', '.join(notes)})")
+    typer.echo(f"{counted(len(lines), 'account')}.", err=True)
+
+
+def _change(database: Path, request: Request, change: Callable[[Account], str]) -> Reply:
+    """Ask the running daemon for `request`; stopped, give the stored account the hash
+    `change` makes of it. Returns the account as it was, and the sessions ended."""
+    reply = _ask_daemon(database, request)
+    if reply is not None:
+        return reply
+    with _stopped_daemons_store(database) as store:
+        account = _stored(store, request.name)
+        password_hash = change(account)
+        if password_hash != account.password_hash:
+            store.set_password_hash(account.id, password_hash)
+    return Reply(True, accounts=[account_line(account, 0)])
 
 
 @accounts_app.command("lock")
 def lock_command(name: NameArgument, db: DatabaseOption = None) -> None:
-    """Lock an account: it logs in no more (its tickets neither), its name stays taken,
-    and what waits for it is kept; `unlock` gives it back as it was."""
-    with _stopped_daemons_store(db) as store:
-        account = _account(store, name)
-        if not account.locked:
-            store.set_password_hash(account.id, LOCK_MARK + account.password_hash)
-    shown = safe_name(account.name)
-    was = " (it was already)" if account.locked else ""
-    typer.echo(f"Locked {shown}{was}; `trio-chat accounts unlock {shown}` undoes it.")
+    """Lock an account: it logs in no more (its tickets neither), its sessions end, its
+    name stays taken, and what waits for it is kept; `unlock` gives it back as it was."""
+    database = db or default_database()
+    reply = _change(database, Request("lock", name), lambda account: account.locked_hash)
+    was = reply.accounts[0]
+    shown = safe_name(was.name)
+    already = " (it was already)" if was.locked else ""
+    typer.echo(
+        f"Locked {shown}{already}{_ended(reply.ended)}; "
+        f"`trio-chat accounts unlock {shown}` undoes it."
+    )
 
 
 @accounts_app.command("unlock")
 def unlock_command(name: NameArgument, db: DatabaseOption = None) -> None:
     """Unlock an account: it logs in with the password it had."""
-    with _stopped_daemons_store(db) as store:
-        account = _account(store, name)
-        if account.locked:
-            store.set_password_hash(account.id, account.hash_to_check)
-    was = "" if account.locked else " (it was not locked)"
-    typer.echo(f"Unlocked {safe_name(account.name)}{was}.")
+    database = db or default_database()
+    reply = _change(database, Request("unlock", name), lambda account: account.hash_to_check)
+    was = reply.accounts[0]
+    not_locked = "" if was.locked else " (it was not locked)"
+    typer.echo(f"Unlocked {safe_name(was.name)}{not_locked}.")
+
+
+@accounts_app.command("kick")
+def kick_command(name: NameArgument, db: DatabaseOption = None) -> None:
+    """Take an account out of the room now: its sessions end, and its clients are told
+    (they may log in again; `lock` keeps them out). The daemon must be running."""
+    database = db or default_database()
+    reply = _ask_daemon(database, Request("kick", name))
+    if reply is None:
+        with _stopped_daemons_store(database) as store:
+            _stored(store, name)
+        raise fail(
+            f"The daemon is not running on {str(database)!r}: nobody is in its room.",
+            ExitCode.UNREACHABLE,
+        )
+    shown = safe_name(reply.accounts[0].name)
+    if not reply.ended:
+        typer.echo(f"{shown} is not in the room.")
+        return
+    typer.echo(
+        f"Took {shown} out of the room{_ended(reply.ended)}; "
+        f"`trio-chat accounts lock {shown}` keeps them out."
+    )
 
 
 @accounts_app.command("password")
@@ -136,21 +207,28 @@ def password_command(
     ] = None,
 ) -> None:
     """Set an account's password (prompted twice, hidden): for someone who forgot theirs.
-    Its tickets stop working, so its sessions log in again; a locked account stays locked."""
-    with _stopped_daemons_store(db) as store:
-        account = _account(store, name)  # before the password is asked for
+    Its sessions end and its tickets stop working; a locked account stays locked."""
+    database = db or default_database()
+    found = _ask_daemon(database, Request("find", name))  # before the password is asked for
+    if found is not None:
+        shown_name = found.accounts[0].name
+    else:
+        with _stopped_daemons_store(database) as store:
+            shown_name = _stored(store, name).name
     # Not TRIO_CHAT_PASSWORD: an operator's own, exported for chatting, would be given away.
     given = given_password(password_file, from_environment=False)
-    password = given if given is not None else ask("New password", hide=True, confirm=True)
+    password = given if given is not None else ask_person("New password", hide=True, confirm=True)
     try:
         checked = check_password(password)
-        check_sendable_password(account.name, password)  # a login must carry it
+        check_sendable_password(shown_name, password)  # a login must carry it
     except RuleError as error:
         raise fail(error.message, ExitCode.INVALID_PASSWORD) from None
     except ChatError as error:
-        raise fail(sentence(error, account.name), ExitCode.INVALID_PASSWORD) from None
+        raise fail(sentence(error, shown_name), ExitCode.INVALID_PASSWORD) from None
     hashed = hash_password(checked)
-    with _stopped_daemons_store(db) as store:
-        account = _account(store, name)  # as it is now: locked or not
-        store.set_password_hash(account.id, (LOCK_MARK if account.locked else "") + hashed)
-    typer.echo(f"Set the password of {safe_name(account.name)}.")
+    reply = _change(
+        database,
+        Request("password", name, hashed),
+        lambda account: account.hash_with(hashed),  # locked or not as it is now
+    )
+    typer.echo(f"Set the password of {safe_name(shown_name)}{_ended(reply.ended)}.")

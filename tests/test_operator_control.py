@@ -1,0 +1,198 @@
+"""`trio-chat accounts` on a running daemon, through its control socket: a lock, a new
+password and a kick taken at once, the socket's own rules (its user alone, one request at
+a time, bad input answered, left behind by a crash, gone after a stop), and a daemon that
+could not make one."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+import trio
+
+import trio_chat
+from trio_chat.cli import ExitCode
+from trio_chat.control import (
+    READ_WITHIN,
+    Reply,
+    Request,
+    control_path,
+    serve_control,
+)
+from trio_chat.errors import AccountLocked, Removed, WrongPassword
+from trio_chat.events import Left
+from trio_chat.testing.daemon import DaemonProcess
+
+from .test_operator_accounts import NEW_PASSWORD, PASSWORD, accounts
+
+
+async def until_ended(client: trio_chat.ChatClient, left: list[str] | None = None) -> None:
+    """Follow `client`'s events until its session ends (raising why); the names of those
+    who left, with why, go into `left`."""
+    async for event in client.events():
+        if isinstance(event, Left) and left is not None:
+            left.append(f"{event.name} {event.reason}")
+
+
+async def test_an_operator_locks_gives_a_password_and_kicks_while_the_daemon_runs(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "chat.db"
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, database)
+            host, port = await daemon.start()
+            assert stat.S_IMODE(os.stat(control_path(database)).st_mode) == 0o600
+            for name in ("alice", "bob"):
+                await trio_chat.register(host, port, name, PASSWORD)
+            async with (
+                trio_chat.connect(host, port, "alice", PASSWORD) as alice,
+                trio_chat.connect(host, port, "bob", PASSWORD) as bob,
+            ):
+                listed = await accounts(database, "list")
+                assert listed.returncode == 0, listed.stderr
+                lines = listed.stdout.splitlines()
+                assert [line.split("  ")[0] for line in lines] == ["alice", "bob"]
+                assert all(line.endswith(", in the room)") for line in lines)
+
+                locked = await accounts(database, "lock", "alice")
+                assert locked.returncode == 0, locked.stderr
+                assert locked.stdout == (
+                    "Locked alice (1 session ended); `trio-chat accounts unlock alice` undoes it.\n"
+                )
+                with pytest.raises(AccountLocked):
+                    await until_ended(alice)
+                left: list[str] = []
+                with trio.move_on_after(2):
+                    await until_ended(bob, left)  # bob stays, told alice was taken out
+                assert left == ["alice removed"]
+                with pytest.raises(AccountLocked):
+                    async with trio_chat.connect(host, port, "alice", PASSWORD):
+                        pass
+
+                renewed = await accounts(
+                    database, "password", "bob", given=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n"
+                )
+                assert renewed.returncode == 0, renewed.stderr
+                assert renewed.stdout == "Set the password of bob (1 session ended).\n"
+                with pytest.raises(Removed):
+                    await until_ended(bob)
+            with pytest.raises(WrongPassword):
+                async with trio_chat.connect(host, port, "bob", PASSWORD):
+                    pass
+            async with trio_chat.connect(host, port, "bob", NEW_PASSWORD) as bob:
+                kicked = await accounts(database, "kick", "bob")
+                assert kicked.stdout == (
+                    "Took bob out of the room (1 session ended); `trio-chat accounts lock bob` "
+                    "keeps them out.\n"
+                )
+                with pytest.raises(Removed):
+                    await until_ended(bob)
+            absent = await accounts(database, "kick", "bob")
+            assert (absent.returncode, absent.stdout) == (0, "bob is not in the room.\n")
+            unknown = await accounts(database, "lock", "carol")
+            assert unknown.returncode == ExitCode.UNKNOWN_USER
+            assert "`trio-chat accounts list` shows them" in unknown.stderr
+
+            unlocked = await accounts(database, "unlock", "alice")
+            assert unlocked.stdout == "Unlocked alice.\n"
+            async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+                assert "alice" in await alice.who()
+            assert "the operator locked alice (1 session ended)" in daemon.text
+            assert await daemon.stop() == 0
+            assert not control_path(database).exists()
+            stopped = await accounts(database, "kick", "alice")
+            assert stopped.returncode == ExitCode.UNREACHABLE
+            assert "The daemon is not running on" in stopped.stderr
+
+
+async def test_a_daemon_without_a_control_socket_says_why_and_the_commands_too(
+    tmp_path: Path,
+) -> None:
+    """A path too long for a Unix socket (108 bytes on Linux): the daemon runs without
+    one, and the commands, which would change the database under it, refuse."""
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    database = deep / "chat.db"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, database)
+            host, port = await daemon.start()
+            await trio_chat.register(host, port, "alice", PASSWORD)
+            assert "no control socket at" in daemon.text
+            refused = await accounts(database, "lock", "alice")
+            assert refused.returncode == ExitCode.DATABASE
+            assert refused.stderr == (
+                f"The daemon is running on {str(database)!r} but does not answer at "
+                f"{str(control_path(database))!r} (its log says why); stop it to do this, then "
+                "start it again.\n"
+            )
+            assert await daemon.stop() == 0
+            locked = await accounts(database, "lock", "alice")
+            assert locked.returncode == 0, locked.stderr
+
+
+async def ask_here(path: Path, data: bytes) -> Reply:
+    """What the control socket answers to `data` (trio's own socket, for autojump_clock)."""
+    from trio_chat.control import _replies
+
+    stream = await trio.open_unix_socket(str(path))
+    async with stream:
+        await stream.send_all(data)
+        received = b""
+        while not received.endswith(b"\n"):
+            chunk = await stream.receive_some()
+            if not chunk:
+                break
+            received += chunk
+    return _replies.decode(received)
+
+
+async def test_the_control_socket_answers_one_at_a_time_and_cleans_up(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    path = tmp_path / "chat.db.control"
+    # A socket left by a daemon that was killed: replaced.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as left:
+        left.bind(str(path))
+    asked: list[Request] = []
+
+    async def answer(request: Request) -> Reply:
+        asked.append(request)
+        if request.name == "boom":
+            raise RuntimeError("a bug")
+        return Reply(True, message=f"{request.action} {request.name}")
+
+    async with trio.open_nursery() as nursery:
+        assert await nursery.start(serve_control, path, answer) == path
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        silent = await trio.open_unix_socket(str(path))  # says nothing: dropped in time
+        started = trio.current_time()
+        reply = await ask_here(path, b'{"action":"lock","name":"alice"}\n')
+        assert reply == Reply(True, message="lock alice")
+        assert trio.current_time() - started == pytest.approx(READ_WITHIN, abs=0.5)
+        await silent.aclose()
+        for garbage in (b"\xff\xfe\n", b'{"action":"explode"}\n', b'{"name":"x","extra":1}\n'):
+            refused = await ask_here(path, garbage)
+            assert (refused.ok, refused.code) == (False, "bad_request")
+        failed = await ask_here(path, b'{"action":"kick","name":"boom"}\n')
+        assert (failed.ok, failed.message) == (False, "The daemon failed to answer; see its log.")
+        assert await ask_here(path, b'{"action":"list"}\n') == Reply(True, message="list ")
+        assert [r.action for r in asked] == ["lock", "kick", "list"]
+        nursery.cancel_scope.cancel()
+    assert not path.exists()
+
+
+async def test_a_file_in_the_control_sockets_place_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db.control"
+    path.write_text("not a socket")
+
+    async def answer(request: Request) -> Reply:
+        raise AssertionError("nothing may be asked")
+
+    async with trio.open_nursery() as nursery:
+        assert await nursery.start(serve_control, path, answer) is None
+    assert path.read_text() == "not a socket"

@@ -1,0 +1,345 @@
+"""The daemon's control socket: how `trio-chat accounts` reaches a running daemon.
+
+A Unix stream socket beside the database (`chat.db.control`), which only the daemon's
+user may open (mode 0600, and the peer's user checked where the system says who it is).
+A command connects, writes one request as a line of JSON, reads the one reply, and the
+connection ends. The daemon answers one connection at a time, so that two operators'
+changes to an account come one after the other, each on the account as the one before
+left it (`Desk`).
+
+The daemon owns its accounts while it runs: it loaded them, and it is the one writer.
+Through this socket a lock or a new password is stored by the daemon, then taken at once
+(the account's sessions end, its tickets stop working), and a kick needs no restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import socket
+import stat
+import struct
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+import trio
+
+from .display import counted, safe_name
+from .engine import ServerEngine
+from .logs import event
+from .records import Account, PasswordSet
+from .rules import name_key
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".control"
+REQUEST_LIMIT = 4096
+"""Bytes of a request, at most (a name and a password hash need a few hundred)."""
+REPLY_LIMIT = 64 * 1024 * 1024
+"""Bytes of a reply a command reads, at most (the list of 100,000 accounts is ~10 MB)."""
+READ_WITHIN = 5.0
+"""Seconds a connection has to send its request."""
+STORED_WITHIN = 10.0
+"""Seconds the daemon waits for a change to be stored before it answers that it is not."""
+ANSWER_WITHIN = STORED_WITHIN + 5.0
+"""Seconds a command waits for the daemon's reply."""
+HASH_PREFIX = "$argon2id$"
+HASH_LIMIT = 512
+
+Action = Literal["list", "find", "lock", "unlock", "password", "kick"]
+
+
+class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    action: Action
+    name: str = ""
+    password_hash: str = ""
+    """For `password`: the new password's argon2id hash (made by the command, not the
+    daemon, whose cores are the room's)."""
+
+    def __repr__(self) -> str:
+        return f"Request(action={self.action!r}, name={self.name!r})"
+
+
+class AccountLine(msgspec.Struct, frozen=True):
+    """An account as `trio-chat accounts list` shows it."""
+
+    name: str
+    created: str
+    waiting: int
+    """Private messages waiting for it."""
+    locked: bool
+    sessions: int = 0
+    """Sessions open in the room (a running daemon's)."""
+
+
+class Reply(msgspec.Struct, frozen=True):
+    ok: bool
+    code: str = ""
+    """Why not: `unknown_user`, `not_stored`, `bad_request`."""
+    message: str = ""
+    accounts: list[AccountLine] = []
+    """`list`: every account; otherwise the one named, as it was before the change."""
+    ended: int = 0
+    """Sessions the change ended."""
+
+
+_encode = msgspec.json.Encoder().encode
+_requests = msgspec.json.Decoder(Request)
+_replies = msgspec.json.Decoder(Reply)
+
+
+def control_path(database: Path) -> Path:
+    return database.with_name(database.name + SUFFIX)
+
+
+def account_line(account: Account, waiting: int, sessions: int = 0) -> AccountLine:
+    return AccountLine(account.name, account.created, waiting, account.locked, sessions)
+
+
+# --- the command's side ---------------------------------------------------------------------
+
+
+class ControlRefused(Exception):
+    """The daemon's control socket is there, but may not be used, or did not answer."""
+
+
+def ask(path: Path, request: Request, timeout: float = ANSWER_WITHIN) -> Reply | None:
+    """The daemon's reply to `request`, or None if no daemon listens at `path`."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+            return None  # not running; or gone, its socket left behind
+        except PermissionError:
+            raise ControlRefused(
+                f"You may not use the daemon's control socket {str(path)!r}; run this as the "
+                "user the daemon runs as."
+            ) from None
+        except OSError as error:
+            if error.errno == errno.ENAMETOOLONG or "too long" in str(error):
+                return None  # the daemon could not make it either: it said so in its log
+            raise
+        try:
+            sock.sendall(_encode(request) + b"\n")
+            received = bytearray()
+            while len(received) <= REPLY_LIMIT and not received.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        except TimeoutError:
+            raise ControlRefused(
+                f"The daemon did not answer at {str(path)!r} within {timeout:.0f} s; see its log."
+            ) from None
+    try:
+        return _replies.decode(received)
+    except msgspec.DecodeError:
+        raise ControlRefused(
+            f"The daemon's answer at {str(path)!r} could not be read; see its log."
+        ) from None
+
+
+# --- the daemon's side ----------------------------------------------------------------------
+
+
+class Desk:
+    """Answers the operator's requests on a running daemon's engine.
+
+    `wake` has the daemon's loop start the engine's effects and send what it has (the
+    change to store, the goodbyes); the daemon calls `reported` for every `PasswordSet`
+    committed or failed.
+    """
+
+    def __init__(
+        self,
+        engine: ServerEngine,
+        wake: Callable[[], None],
+        clock: Callable[[], tuple[float, float]],
+    ) -> None:
+        self.engine = engine
+        self._wake = wake
+        self._clock = clock
+        self._waiting: dict[int, bool | None] = {}
+        """Changes asked of the store, by `id()`: whether stored, None until reported."""
+        self._reported = trio.Event()
+
+    def reported(self, op: PasswordSet, stored: bool) -> None:
+        if id(op) in self._waiting:
+            self._waiting[id(op)] = stored
+            self._reported.set()
+
+    async def answer(self, request: Request) -> Reply:
+        engine = self.engine
+        if request.action == "list":
+            accounts = sorted(engine.accounts.values(), key=lambda a: a.key)
+            return Reply(True, accounts=[self._line(account) for account in accounts])
+        account = engine.accounts.get(name_key(request.name)) if request.name else None
+        if account is None:
+            return Reply(False, "unknown_user", f"There is no account named {request.name!r}.")
+        before = [self._line(account)]
+        if request.action == "find":
+            return Reply(True, accounts=before)
+        if request.action == "kick":
+            now, wall = self._clock()
+            ended = engine.remove(account.key, now, wall)
+            self._wake()
+            _log_done("took {} out of the room", account, ended)
+            return Reply(True, accounts=before, ended=ended)
+        if request.action == "lock":
+            new_hash = account.locked_hash
+        elif request.action == "unlock":
+            new_hash = account.hash_to_check
+        else:
+            given = request.password_hash
+            if not given.startswith(HASH_PREFIX) or len(given) > HASH_LIMIT:
+                return Reply(False, "bad_request", "That is not an argon2id password hash.")
+            new_hash = account.hash_with(given)
+        if new_hash == account.password_hash:
+            return Reply(True, accounts=before)
+        sessions = engine.transport.per_account.get(account.id, 0)
+        stored = await self._store(account.key, new_hash)
+        if stored is None:
+            return Reply(
+                False,
+                "not_stored",
+                f"The daemon has not stored the change within {STORED_WITHIN:.0f} s (see its "
+                "log); it makes it once its database takes it.",
+            )
+        if not stored:
+            return Reply(
+                False, "not_stored", "The daemon could not store the change (see its log)."
+            )
+        ended = max(sessions - engine.transport.per_account.get(account.id, 0), 0)
+        _log_done(_DONE[request.action], account, ended)
+        return Reply(True, accounts=before, ended=ended)
+
+    async def _store(self, key: str, password_hash: str) -> bool | None:
+        """Whether the change was stored (and taken), or None if not within the time."""
+        op = self.engine.set_password_hash(key, password_hash)
+        self._waiting[id(op)] = None
+        self._wake()
+        with trio.move_on_after(STORED_WITHIN):
+            while self._waiting[id(op)] is None:
+                await self._reported.wait()
+                self._reported = trio.Event()
+        return self._waiting.pop(id(op))
+
+    def _line(self, account: Account) -> AccountLine:
+        engine = self.engine
+        sessions = engine.transport.per_account.get(account.id, 0)
+        return account_line(account, engine.mailbox.count(account.id), sessions)
+
+
+_DONE = {
+    "lock": "locked {}",
+    "unlock": "unlocked {}",
+    "password": "set a new password for {}",
+}
+
+
+def _log_done(done: str, account: Account, ended: int) -> None:
+    what = "the operator " + done.format(safe_name(account.name))
+    if ended:
+        what += f" ({counted(ended, 'session')} ended)"
+    event(logging.INFO, "operator", what, name=account.name, ended=ended)
+
+
+@contextlib.contextmanager
+def _private_files() -> Iterator[None]:
+    """Files made meanwhile are the daemon's user's alone (the socket's mode, as bound)."""
+    mask = os.umask(0o177)
+    try:
+        yield
+    finally:
+        os.umask(mask)
+
+
+async def _open_listener(path: Path) -> trio.socket.SocketType:
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            # Left by a daemon that did not stop cleanly: this one holds the database's
+            # lock, so nothing else answers there.
+            os.unlink(path)
+    listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with _private_files():
+            await listener.bind(str(path))
+        listener.listen(8)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
+def _peer_allowed(conn: trio.socket.SocketType) -> bool:
+    """Whether the peer runs as the daemon's user or root (where Linux tells us)."""
+    if not sys.platform.startswith("linux"):
+        return True  # the socket's mode alone
+    credentials = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", credentials)
+    return uid in (0, os.getuid())
+
+
+async def serve_control(
+    path: Path,
+    answer: Callable[[Request], Awaitable[Reply]],
+    *,
+    task_status: trio.TaskStatus[Path | None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Answer requests at `path` until cancelled; `task_status.started` gets the path, or
+    None if the socket could not be made (logged: the commands then need a stopped
+    daemon)."""
+    try:
+        listener = await _open_listener(path)
+    except OSError as error:
+        log.warning(
+            "no control socket at %s (%s): `trio-chat accounts` works only on a stopped daemon",
+            path,
+            error.strerror or error,
+        )
+        task_status.started(None)
+        return
+    made = os.lstat(path).st_ino
+    try:
+        with listener:
+            task_status.started(path)
+            while True:
+                conn, _ = await listener.accept()
+                async with trio.SocketStream(conn) as stream:
+                    await _serve_one(stream, answer)
+    finally:
+        with contextlib.suppress(OSError):
+            if os.lstat(path).st_ino == made:
+                os.unlink(path)
+
+
+async def _serve_one(
+    stream: trio.SocketStream, answer: Callable[[Request], Awaitable[Reply]]
+) -> None:
+    if not _peer_allowed(stream.socket):
+        return
+    received = bytearray()
+    with trio.move_on_after(READ_WITHIN), contextlib.suppress(trio.BrokenResourceError):
+        while len(received) <= REQUEST_LIMIT and b"\n" not in received:
+            chunk = await stream.receive_some(REQUEST_LIMIT)
+            if not chunk:
+                break
+            received += chunk
+    try:
+        request = _requests.decode(bytes(received).split(b"\n", 1)[0])
+    except msgspec.DecodeError as error:
+        reply = Reply(False, "bad_request", f"That request could not be read: {error}.")
+    else:
+        try:
+            reply = await answer(request)
+        except Exception:
+            log.exception("error answering %r on the control socket", request)
+            reply = Reply(False, "bad_request", "The daemon failed to answer; see its log.")
+    with trio.move_on_after(READ_WITHIN), contextlib.suppress(trio.BrokenResourceError):
+        await stream.send_all(_encode(reply) + b"\n")
