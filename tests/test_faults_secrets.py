@@ -37,15 +37,17 @@ from trio_chat import (
     UnknownUser,
     WrongPassword,
     connect,
+    control,
     register,
     wire,
 )
 from trio_chat.client_protocol import ClientConnection
 from trio_chat.engine import CheckPassword, HashPassword, ServerConfig
+from trio_chat.engine.lobby import PasswordChange
 from trio_chat.errors import KeyChanged
 from trio_chat.keys import KeyFileError, KnownServers, daemon_keys, key_paths
 from trio_chat.noise import generate_keypair
-from trio_chat.records import Message, Snapshot, StoreOp
+from trio_chat.records import Message, PasswordSet, Snapshot, StoreOp
 from trio_chat.secure import Cookies, Ticket, derive_key
 from trio_chat.server import serve
 from trio_chat.store import SqliteStore, StorageError
@@ -240,6 +242,11 @@ def test_reprs_of_what_carries_a_secret_hide_it() -> None:
         wire.Login(name="alice", password=PASSWORD),
         wire.Resume(ticket=ticket),
         wire.Welcome(re=1, name="alice", ticket=ticket),
+        wire.ChangePassword(old=PASSWORD, new=PASSWORD),
+        wire.PasswordChanged(re=1, ticket=ticket),
+        PasswordSet(1, alice.session.account.password_hash),
+        PasswordChange(1, 1, ("10.0.0.1", 1), alice.session.account, PASSWORD),
+        control.Request("password", "alice", alice.session.account.password_hash),
         HashPassword(1, PASSWORD),
         CheckPassword(2, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA", PASSWORD),
         keys,

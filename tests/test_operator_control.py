@@ -17,14 +17,19 @@ import trio_chat
 from trio_chat.cli import ExitCode
 from trio_chat.control import (
     READ_WITHIN,
+    STORED_WITHIN,
+    Desk,
     Reply,
     Request,
     control_path,
     serve_control,
 )
+from trio_chat.engine import Persist
 from trio_chat.errors import AccountLocked, Removed, WrongPassword
 from trio_chat.events import Left
+from trio_chat.records import PasswordSet
 from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.driver import EngineDriver
 
 from .test_operator_accounts import NEW_PASSWORD, PASSWORD, accounts
 
@@ -196,3 +201,72 @@ async def test_a_file_in_the_control_sockets_place_is_left_alone(tmp_path: Path)
     async with trio.open_nursery() as nursery:
         assert await nursery.start(serve_control, path, answer) is None
     assert path.read_text() == "not a socket"
+
+
+class Stored:
+    """What the daemon's store does with a `Desk`'s changes: commits them, fails them,
+    or takes forever."""
+
+    def __init__(self, driver: EngineDriver, outcome: str) -> None:
+        self.driver = driver
+        self.outcome = outcome
+        self.desk = Desk(driver.engine, self.wake, lambda: (driver.now, driver.wall))
+
+    def wake(self) -> None:
+        engine = self.driver.engine
+        for effect in engine.take_effects():
+            if not isinstance(effect, Persist) or not isinstance(effect.op, PasswordSet):
+                continue
+            if self.outcome == "commit":
+                engine.committed(effect.op, self.driver.now, self.driver.wall)
+                self.desk.reported(effect.op, stored=True)
+            elif self.outcome == "fail":
+                engine.failed(effect.op, self.driver.now)
+                self.desk.reported(effect.op, stored=False)
+
+
+async def test_the_desk_says_when_a_change_was_not_stored(autojump_clock: trio.abc.Clock) -> None:
+    driver = EngineDriver()
+    driver.add_account("alice")
+    before = driver.engine.accounts["alice"]
+    failing = Stored(driver, "fail")
+    reply = await failing.desk.answer(Request("lock", "alice"))
+    assert (reply.ok, reply.code) == (False, "not_stored")
+    assert reply.message == "The daemon could not store the change (see its log)."
+    assert driver.engine.accounts["alice"] is before
+    slow = Stored(driver, "never")
+    started = trio.current_time()
+    reply = await slow.desk.answer(Request("lock", "alice"))
+    assert (reply.ok, reply.code) == (False, "not_stored")
+    assert trio.current_time() - started == pytest.approx(STORED_WITHIN)
+    assert "has not stored the change within 10 s" in reply.message
+    bad = await Stored(driver, "commit").desk.answer(Request("password", "alice", "plain"))
+    assert (bad.ok, bad.code) == (False, "bad_request")
+    unknown = await Stored(driver, "commit").desk.answer(Request("unlock", "nobody"))
+    assert (unknown.ok, unknown.code) == (False, "unknown_user")
+    assert driver.engine.accounts["alice"] is before
+
+
+async def test_a_request_met_by_the_daemons_stop_is_told_so(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    path = tmp_path / "chat.db.control"
+    asked = trio.Event()
+
+    async def answer(request: Request) -> Reply:
+        asked.set()
+        await trio.sleep_forever()  # a change on its way to the disk
+        raise AssertionError
+
+    replies: list[Reply] = []
+
+    async def operator() -> None:
+        replies.append(await ask_here(path, b'{"action":"lock","name":"alice"}\n'))
+
+    async with trio.open_nursery() as outside, trio.open_nursery() as daemon:
+        await daemon.start(serve_control, path, answer)
+        outside.start_soon(operator)
+        await asked.wait()
+        daemon.cancel_scope.cancel()  # the daemon stops
+    assert [(r.ok, r.code) for r in replies] == [(False, "stopping")]
+    assert "`trio-chat accounts list` shows whether" in replies[0].message

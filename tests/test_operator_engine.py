@@ -46,7 +46,8 @@ def test_a_lock_is_taken_once_stored_and_ends_the_accounts_sessions() -> None:
     driver, alice, laptop, bob = room()
     driver.auto_commit = False
     account = driver.engine.accounts["alice"]
-    op = driver.engine.set_password_hash("alice", account.locked_hash)
+    op = PasswordSet(account.id, lock=True)
+    driver.engine.change_account(op)
     driver.pump()
     assert driver.uncommitted == [op]
     settle(alice, laptop, bob, seconds=1.0)
@@ -60,10 +61,12 @@ def test_a_lock_is_taken_once_stored_and_ends_the_accounts_sessions() -> None:
     assert [(e.name, e.reason) for e in bob.events if isinstance(e, Left)] == [("alice", "removed")]
     assert bob.connection.ready and bob.connection.failure is None
     # Its ticket is refused; its password is told the account is locked.
+    refused = driver.engine.stats["tickets_refused"]
     again = Peer(driver, "alice", address=("10.0.0.4", 1), login=False)
     again.connection.ticket = alice.connection.ticket
     again.login()
     settle(again)
+    assert driver.engine.stats["tickets_refused"] == refused + 1
     assert isinstance(again.connection.failure, AccountLocked)
     assert sessions_of(driver, "alice") == 0
     stored = {a.key: a for a in driver.stored_accounts()}
@@ -74,7 +77,8 @@ def test_a_change_the_store_refused_is_not_taken() -> None:
     driver, alice, laptop, bob = room()
     driver.auto_commit = False
     before = driver.engine.accounts["alice"]
-    op = driver.engine.set_password_hash("alice", before.locked_hash)
+    op = PasswordSet(before.id, lock=True)
+    driver.engine.change_account(op)
     driver.pump()
     driver.uncommitted.clear()
     driver.engine.failed(op, driver.now)
@@ -87,7 +91,7 @@ def test_a_change_the_store_refused_is_not_taken() -> None:
 def test_a_new_password_ends_the_sessions_and_only_it_logs_in_from_then_on() -> None:
     driver, alice, laptop, bob = room()
     account = driver.engine.accounts["alice"]
-    driver.engine.set_password_hash("alice", account.hash_with(fake_hash(NEW)))
+    driver.engine.change_account(PasswordSet(account.id, fake_hash(NEW)))
     driver.pump()
     settle(alice, laptop, bob, seconds=1.0)
     for peer in (alice, laptop):
@@ -109,7 +113,7 @@ def test_a_login_checked_against_the_old_password_meanwhile_is_refused() -> None
     late = Peer(driver, "alice", PASSWORD, address=("10.0.0.7", 1))
     assert driver.hashing  # its check waits
     account = driver.engine.accounts["alice"]
-    driver.engine.set_password_hash("alice", account.hash_with(fake_hash(NEW)))
+    driver.engine.change_account(PasswordSet(account.id, fake_hash(NEW)))
     driver.pump()
     driver.finish_hashing()
     settle(late)
@@ -122,7 +126,7 @@ def test_a_login_checked_while_the_account_was_locked_is_told_it_is() -> None:
     driver.auto_hash = False
     late = Peer(driver, "alice", PASSWORD, address=("10.0.0.7", 1))
     account = driver.engine.accounts["alice"]
-    driver.engine.set_password_hash("alice", account.locked_hash)
+    driver.engine.change_account(PasswordSet(account.id, lock=True))
     driver.pump()
     driver.finish_hashing()
     settle(late)
@@ -153,9 +157,9 @@ def test_a_kick_ends_the_sessions_and_their_clients_do_not_come_back() -> None:
     assert back.connection.ready
 
 
-def test_the_goodbyes_are_final_ones() -> None:
-    """`account_locked` and `removed` end a connection; any other goodbye has it come
-    back (a daemon stopping, say)."""
+def test_another_goodbye_is_not_a_final_one() -> None:
+    """Unlike `account_locked` and `removed` (the tests above), any other goodbye has a
+    connection come back: a daemon stopping, say."""
     driver, alice, _laptop, _bob = room()
     session = alice.session
     driver.engine.transport.send(
@@ -164,3 +168,25 @@ def test_the_goodbyes_are_final_ones() -> None:
     driver.pump()
     settle(alice, seconds=1.0)
     assert alice.connection.failure is None and alice.connection.ready
+
+
+def test_changes_stored_together_each_keep_what_the_others_did() -> None:
+    """A lock still on its way to the disk when a new password is asked for (by the
+    operator, or by a session of the account): the account ends locked, under the new
+    password, in memory and on disk alike; and the other way round."""
+    driver, *_ = room()
+    driver.auto_commit = False
+    alice = driver.engine.accounts["alice"]
+    driver.engine.change_account(PasswordSet(alice.id, lock=True))
+    driver.engine.change_account(PasswordSet(alice.id, fake_hash(NEW)))
+    driver.pump()
+    driver.commit_held()
+    account = driver.engine.accounts["alice"]
+    assert account.locked and account.hash_to_check == fake_hash(NEW)
+    assert driver.stored_accounts()[0].password_hash == account.password_hash
+    driver.engine.change_account(PasswordSet(alice.id, fake_hash(PASSWORD)))
+    driver.engine.change_account(PasswordSet(alice.id, lock=False))
+    driver.pump()
+    driver.commit_held()
+    account = driver.engine.accounts["alice"]
+    assert not account.locked and account.hash_to_check == fake_hash(PASSWORD)

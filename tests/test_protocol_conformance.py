@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from trio_chat.engine import Address, LoadHistory, ServerConfig
 from trio_chat.noise import HandshakeState, fingerprint
-from trio_chat.records import Account, MarkDelivered, Message, Snapshot
+from trio_chat.records import MarkDelivered, Message, Snapshot
 from trio_chat.secure import DaemonKeys
 from trio_chat.store import SqliteStore
 from trio_chat.testing.driver import EngineDriver
@@ -78,7 +78,7 @@ def daemon(**settings: Any) -> EngineDriver:
 def restarted(driver: EngineDriver, *, keys_kept: bool = True) -> EngineDriver:
     """The daemon started again on what it stored (with its key files, unless not kept)."""
     stored = driver.stored
-    accounts = [op for op in stored if isinstance(op, Account)]
+    accounts = driver.stored_accounts()
     messages = [op for op in stored if isinstance(op, Message)]
     delivered = {i for op in stored if isinstance(op, MarkDelivered) for i in op.message_ids}
     snapshot = Snapshot(

@@ -494,6 +494,13 @@ class ChatClient:
         """Ask for history, in order with what was sent before; the receipt gives the messages."""
         return self._submitted(self.connection.history(limit, before))
 
+    async def change_password(self, old: str, new: str) -> None:
+        """Give the account a new password (`old` is its password now), once the daemon
+        has stored it. The account's other sessions end; this one stays, and comes back
+        with the new password if it is lost. Raised: `WrongPassword` for a wrong `old`
+        (throttled as logins are), `PasswordTooShort` and `PasswordTooLong` at once."""
+        await self._submitted(self.connection.change_password(old, new)).wait()
+
     async def drain(self) -> None:
         """Wait until everything sent so far has been answered. It raises nothing for a
         request refused: its receipt does (`Receipt.wait`)."""

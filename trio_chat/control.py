@@ -1,11 +1,10 @@
 """The daemon's control socket: how `trio-chat accounts` reaches a running daemon.
 
 A Unix stream socket beside the database (`chat.db.control`), which only the daemon's
-user may open (mode 0600, and the peer's user checked where the system says who it is).
-A command connects, writes one request as a line of JSON, reads the one reply, and the
-connection ends. The daemon answers one connection at a time, so that two operators'
-changes to an account come one after the other, each on the account as the one before
-left it (`Desk`).
+user may open (mode 0600; on Linux the daemon also checks the peer's user, and the
+command the listener's). A command connects, writes one request as a line of JSON,
+reads the one reply, and the connection ends. The daemon answers one connection at a
+time.
 
 The daemon owns its accounts while it runs: it loaded them, and it is the one writer.
 Through this socket a lock or a new password is stored by the daemon, then taken at once
@@ -22,6 +21,7 @@ import socket
 import stat
 import struct
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -43,13 +43,15 @@ REQUEST_LIMIT = 4096
 REPLY_LIMIT = 64 * 1024 * 1024
 """Bytes of a reply a command reads, at most (the list of 100,000 accounts is ~10 MB)."""
 READ_WITHIN = 5.0
-"""Seconds a connection has to send its request."""
+"""Seconds a connection has to send its request, and then to take the reply."""
 STORED_WITHIN = 10.0
 """Seconds the daemon waits for a change to be stored before it answers that it is not."""
-ANSWER_WITHIN = STORED_WITHIN + 5.0
-"""Seconds a command waits for the daemon's reply."""
+ANSWER_WITHIN = READ_WITHIN + STORED_WITHIN + READ_WITHIN + 5.0
+"""Seconds a command waits for the daemon's reply: longer than the daemon can take on
+one request, so that a command is never told "no answer" for a change then made."""
 HASH_PREFIX = "$argon2id$"
 HASH_LIMIT = 512
+MAY_HAVE = "it may have been made: `trio-chat accounts list` shows whether"
 
 Action = Literal["list", "find", "lock", "unlock", "password", "kick"]
 
@@ -80,7 +82,7 @@ class AccountLine(msgspec.Struct, frozen=True):
 class Reply(msgspec.Struct, frozen=True):
     ok: bool
     code: str = ""
-    """Why not: `unknown_user`, `not_stored`, `bad_request`."""
+    """Why not: `unknown_user`, `not_stored`, `bad_request`, `failed`, `stopping`."""
     message: str = ""
     accounts: list[AccountLine] = []
     """`list`: every account; otherwise the one named, as it was before the change."""
@@ -101,47 +103,104 @@ def account_line(account: Account, waiting: int, sessions: int = 0) -> AccountLi
     return AccountLine(account.name, account.created, waiting, account.locked, sessions)
 
 
+def change_for(request: Request, account_id: int) -> PasswordSet:
+    """The change a `lock`, `unlock` or `password` request asks of an account."""
+    if request.action == "lock":
+        return PasswordSet(account_id, lock=True)
+    if request.action == "unlock":
+        return PasswordSet(account_id, lock=False)
+    return PasswordSet(account_id, request.password_hash)
+
+
+def _peer_uid(sock: socket.socket | trio.socket.SocketType) -> int | None:
+    """The user the other end of a Unix socket runs as, where Linux tells."""
+    if not sys.platform.startswith("linux"):
+        return None
+    credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("iII"))
+    _pid, uid, _gid = struct.unpack("iII", credentials)
+    return int(uid)
+
+
 # --- the command's side ---------------------------------------------------------------------
 
 
 class ControlRefused(Exception):
-    """The daemon's control socket is there, but may not be used, or did not answer."""
+    """The daemon's control socket is there, but may not be used, or did not answer.
+    `unanswered`: it took the request, or may have, and gave no answer."""
+
+    def __init__(self, message: str, *, unanswered: bool = False) -> None:
+        super().__init__(message)
+        self.unanswered = unanswered
 
 
-def ask(path: Path, request: Request, timeout: float = ANSWER_WITHIN) -> Reply | None:
-    """The daemon's reply to `request`, or None if no daemon listens at `path`."""
+def ask(
+    path: Path, request: Request, owners: set[int] | None = None, timeout: float = ANSWER_WITHIN
+) -> Reply | None:
+    """The daemon's reply to `request`, or None if no daemon listens at `path`. The
+    listener must run as root, this user, or one of `owners` (the database's owner)."""
+    deadline = time.monotonic() + timeout
+    where = str(path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
-            return None  # not running; or gone, its socket left behind
-        except PermissionError:
+        pause = 0.02
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                sock.connect(where)
+                break
+            except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+                return None  # not running; or gone, its socket left behind
+            except PermissionError:
+                raise ControlRefused(
+                    f"You may not use the daemon's control socket {where!r}; run this as the "
+                    "user the daemon runs as."
+                ) from None
+            except BlockingIOError:
+                # Its queue is full (commands run at once): wait for a place.
+                if time.monotonic() + pause > deadline:
+                    raise ControlRefused(
+                        f"The daemon's control socket {where!r} stayed busy; try again."
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
+            except OSError as error:
+                if error.errno == errno.ENAMETOOLONG or "too long" in str(error):
+                    return None  # the daemon could not make it either: it said so in its log
+                raise ControlRefused(
+                    f"Cannot reach the daemon's control socket {where!r}: "
+                    f"{error.strerror or error}."
+                ) from None
+        uid = _peer_uid(sock)
+        if uid is not None and uid not in {0, os.getuid(), *(owners or ())}:
             raise ControlRefused(
-                f"You may not use the daemon's control socket {str(path)!r}; run this as the "
-                "user the daemon runs as."
-            ) from None
-        except OSError as error:
-            if error.errno == errno.ENAMETOOLONG or "too long" in str(error):
-                return None  # the daemon could not make it either: it said so in its log
-            raise
+                f"The control socket {where!r} is another user's (user id {uid}), not the "
+                "daemon's; nothing was sent to it."
+            )
+        received = bytearray()
         try:
             sock.sendall(_encode(request) + b"\n")
-            received = bytearray()
             while len(received) <= REPLY_LIMIT and not received.endswith(b"\n"):
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
                 received += chunk
         except TimeoutError:
             raise ControlRefused(
-                f"The daemon did not answer at {str(path)!r} within {timeout:.0f} s; see its log."
+                f"The daemon did not answer at {where!r} within {timeout:.0f} s; {MAY_HAVE}.",
+                unanswered=True,
+            ) from None
+        except OSError as error:
+            raise ControlRefused(
+                f"The daemon's control socket {where!r} broke off ({error.strerror or error}); "
+                f"{MAY_HAVE}.",
+                unanswered=True,
             ) from None
     try:
         return _replies.decode(received)
     except msgspec.DecodeError:
         raise ControlRefused(
-            f"The daemon's answer at {str(path)!r} could not be read; see its log."
+            f"The daemon's answer at {where!r} could not be read (see its log); {MAY_HAVE}.",
+            unanswered=True,
         ) from None
 
 
@@ -165,13 +224,15 @@ class Desk:
         self.engine = engine
         self._wake = wake
         self._clock = clock
-        self._waiting: dict[int, bool | None] = {}
-        """Changes asked of the store, by `id()`: whether stored, None until reported."""
+        self._waiting: dict[int, tuple[bool, int] | None] = {}
+        """Changes asked of the store, by `id()`: whether stored and the sessions it
+        ended, None until reported."""
         self._reported = trio.Event()
 
     def reported(self, op: PasswordSet, stored: bool) -> None:
+        ended = self.engine.sessions_ended_by(op)
         if id(op) in self._waiting:
-            self._waiting[id(op)] = stored
+            self._waiting[id(op)] = (stored, ended)
             self._reported.set()
 
     async def answer(self, request: Request) -> Reply:
@@ -189,39 +250,36 @@ class Desk:
             now, wall = self._clock()
             ended = engine.remove(account.key, now, wall)
             self._wake()
-            _log_done("took {} out of the room", account, ended)
+            if ended:
+                _log_done("took {} out of the room", account, ended)
             return Reply(True, accounts=before, ended=ended)
-        if request.action == "lock":
-            new_hash = account.locked_hash
-        elif request.action == "unlock":
-            new_hash = account.hash_to_check
-        else:
-            given = request.password_hash
-            if not given.startswith(HASH_PREFIX) or len(given) > HASH_LIMIT:
-                return Reply(False, "bad_request", "That is not an argon2id password hash.")
-            new_hash = account.hash_with(given)
-        if new_hash == account.password_hash:
-            return Reply(True, accounts=before)
-        sessions = engine.transport.per_account.get(account.id, 0)
-        stored = await self._store(account.key, new_hash)
-        if stored is None:
+        given = request.password_hash
+        if request.action == "password" and (
+            not given.startswith(HASH_PREFIX) or len(given) > HASH_LIMIT
+        ):
+            return Reply(False, "bad_request", "That is not an argon2id password hash.")
+        # Stored even when it changes nothing to see: a change asked before may still be
+        # on its way to the disk, and each is applied to what the one before left.
+        outcome = await self._store(change_for(request, account.id))
+        if outcome is None:
             return Reply(
                 False,
                 "not_stored",
                 f"The daemon has not stored the change within {STORED_WITHIN:.0f} s (see its "
-                "log); it makes it once its database takes it.",
+                "log); it makes it if its database takes it.",
             )
+        stored, ended = outcome
         if not stored:
             return Reply(
                 False, "not_stored", "The daemon could not store the change (see its log)."
             )
-        ended = max(sessions - engine.transport.per_account.get(account.id, 0), 0)
         _log_done(_DONE[request.action], account, ended)
         return Reply(True, accounts=before, ended=ended)
 
-    async def _store(self, key: str, password_hash: str) -> bool | None:
-        """Whether the change was stored (and taken), or None if not within the time."""
-        op = self.engine.set_password_hash(key, password_hash)
+    async def _store(self, op: PasswordSet) -> tuple[bool, int] | None:
+        """Whether `op` was stored (and taken), with the sessions it ended; None if it was
+        not reported within `STORED_WITHIN`."""
+        self.engine.change_account(op)
         self._waiting[id(op)] = None
         self._wake()
         with trio.move_on_after(STORED_WITHIN):
@@ -232,8 +290,8 @@ class Desk:
 
     def _line(self, account: Account) -> AccountLine:
         engine = self.engine
-        sessions = engine.transport.per_account.get(account.id, 0)
-        return account_line(account, engine.mailbox.count(account.id), sessions)
+        waiting = engine.mailbox.count(account.id)
+        return account_line(account, waiting, engine.sessions_of(account.id))
 
 
 _DONE = {
@@ -260,30 +318,22 @@ def _private_files() -> Iterator[None]:
         os.umask(mask)
 
 
-async def _open_listener(path: Path) -> trio.socket.SocketType:
+def _open_listener(path: Path) -> trio.SocketListener:
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(os.lstat(path).st_mode):
             # Left by a daemon that did not stop cleanly: this one holds the database's
             # lock, so nothing else answers there.
             os.unlink(path)
-    listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with _private_files():
-            await listener.bind(str(path))
-        listener.listen(8)
+        with _private_files():  # bound here, at once: no other code runs under the mask
+            sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.listen(16)
     except BaseException:
-        listener.close()
+        sock.close()
         raise
-    return listener
-
-
-def _peer_allowed(conn: trio.socket.SocketType) -> bool:
-    """Whether the peer runs as the daemon's user or root (where Linux tells us)."""
-    if not sys.platform.startswith("linux"):
-        return True  # the socket's mode alone
-    credentials = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", credentials)
-    return uid in (0, os.getuid())
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
 
 async def serve_control(
@@ -296,7 +346,7 @@ async def serve_control(
     None if the socket could not be made (logged: the commands then need a stopped
     daemon)."""
     try:
-        listener = await _open_listener(path)
+        listener = _open_listener(path)
     except OSError as error:
         log.warning(
             "no control socket at %s (%s): `trio-chat accounts` works only on a stopped daemon",
@@ -307,12 +357,15 @@ async def serve_control(
         return
     made = os.lstat(path).st_ino
     try:
-        with listener:
+        async with listener:
             task_status.started(path)
             while True:
-                conn, _ = await listener.accept()
-                async with trio.SocketStream(conn) as stream:
-                    await _serve_one(stream, answer)
+                stream = await listener.accept()  # it waits out a lack of descriptors
+                async with stream:
+                    try:
+                        await _serve_one(stream, answer)
+                    except Exception:
+                        log.exception("error on the control socket")
     finally:
         with contextlib.suppress(OSError):
             if os.lstat(path).st_ino == made:
@@ -322,7 +375,8 @@ async def serve_control(
 async def _serve_one(
     stream: trio.SocketStream, answer: Callable[[Request], Awaitable[Reply]]
 ) -> None:
-    if not _peer_allowed(stream.socket):
+    uid = _peer_uid(stream.socket)
+    if uid is not None and uid not in (0, os.getuid()):
         return
     received = bytearray()
     with trio.move_on_after(READ_WITHIN), contextlib.suppress(trio.BrokenResourceError):
@@ -338,8 +392,15 @@ async def _serve_one(
     else:
         try:
             reply = await answer(request)
+        except trio.Cancelled:
+            # The daemon is stopping: say so, in the moment it gives.
+            stopping = Reply(False, "stopping", f"The daemon is stopping; {MAY_HAVE}.")
+            shielded = trio.CancelScope(shield=True)
+            with shielded, trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError):
+                await stream.send_all(_encode(stopping) + b"\n")
+            raise
         except Exception:
             log.exception("error answering %r on the control socket", request)
-            reply = Reply(False, "bad_request", "The daemon failed to answer; see its log.")
+            reply = Reply(False, "failed", "The daemon failed to answer; see its log.")
     with trio.move_on_after(READ_WITHIN), contextlib.suppress(trio.BrokenResourceError):
         await stream.send_all(_encode(reply) + b"\n")

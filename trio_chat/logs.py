@@ -23,6 +23,7 @@ from .engine.notes import (
     LoggedIn,
     LoginRefused,
     Note,
+    PasswordChanged,
     Registered,
     RegistrationRefused,
     SessionEnded,
@@ -159,6 +160,15 @@ def log_note(note: Note) -> None:
                 address=where,
                 reason=note.reason,
             )
+    elif isinstance(note, PasswordChanged):
+        where = shown(note.address)
+        event(
+            logging.INFO,
+            "password_changed",
+            f"{safe_name(note.name)} changed their password from {where}",
+            name=note.name,
+            address=where,
+        )
     else:
         old, new = shown(note.old), shown(note.new)
         event(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 
 LOCK_MARK = "!"
@@ -34,14 +35,10 @@ class Account:
         right password is told apart from a wrong one)."""
         return self.password_hash.removeprefix(LOCK_MARK)
 
-    @property
-    def locked_hash(self) -> str:
-        """Its password hash, locked."""
-        return LOCK_MARK + self.hash_to_check
-
-    def hash_with(self, password_hash: str) -> str:
-        """A new password's hash as this account keeps it: locked if it is."""
-        return (LOCK_MARK if self.locked else "") + password_hash
+    def same_password(self, other: Account) -> bool:
+        """Whether `other` (this account at another time) has the same password, locked
+        or not (compared in constant time, as any secret is)."""
+        return hmac.compare_digest(self.hash_to_check.encode(), other.hash_to_check.encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +84,23 @@ class SessionClosed:
 
 @dataclass(frozen=True, slots=True)
 class PasswordSet:
-    """The operator locked, unlocked or gave a new password to a running daemon's
-    account: the daemon takes the new hash once it is stored."""
+    """A change to an account's password hash: a new password (`password_hash`), a lock
+    (`lock=True`) or an unlock (`lock=False`), by the operator or by a session of the
+    account. Each is applied to the hash as it is when stored (`applied`), in the store
+    and in the daemon's memory alike: changes asked for at once keep what the others
+    did (a lock stored while a new password waits stays a lock, of the new password)."""
 
     account_id: int
-    password_hash: str = field(repr=False)
+    password_hash: str | None = field(default=None, repr=False)
+    lock: bool | None = None
+
+    def applied(self, password_hash: str) -> str:
+        """The hash an account has after this change, given the one it had."""
+        locked = password_hash.startswith(LOCK_MARK) if self.lock is None else self.lock
+        new = self.password_hash
+        if new is None:
+            new = password_hash.removeprefix(LOCK_MARK)
+        return (LOCK_MARK if locked else "") + new
 
 
 StoreOp = Account | Message | MarkDelivered | SessionOpened | SessionClosed | PasswordSet

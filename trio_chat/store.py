@@ -563,10 +563,14 @@ class SqliteStore:
         elif isinstance(op, SessionClosed):
             self._db.execute("DELETE FROM sessions WHERE sid = ?", (op.sid,))
         elif isinstance(op, PasswordSet):
-            self._db.execute(
-                "UPDATE accounts SET password_hash = ? WHERE id = ?",
-                (op.password_hash, op.account_id),
-            )
+            row = self._db.execute(
+                "SELECT password_hash FROM accounts WHERE id = ?", (op.account_id,)
+            ).fetchone()
+            if row is not None:
+                self._db.execute(
+                    "UPDATE accounts SET password_hash = ? WHERE id = ?",
+                    (op.applied(row[0]), op.account_id),
+                )
         else:
             self._db.execute(
                 "INSERT INTO accounts (id, name, key, password_hash, created, rid)"

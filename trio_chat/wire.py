@@ -412,6 +412,9 @@ class _Frame(msgspec.Struct, tag_field="t", omit_defaults=True, kw_only=True, gc
     pass
 
 
+_SECRETS = frozenset({"password", "ticket", "old", "new"})
+
+
 class _CarriesSecret:
     """Keeps a frame's password or ticket out of its repr, so no log line shows it."""
 
@@ -420,7 +423,7 @@ class _CarriesSecret:
     def __repr__(self) -> str:
         fields: tuple[str, ...] = getattr(self, "__struct_fields__", ())
         shown = (
-            f"{name}=..." if name in ("password", "ticket") else f"{name}={getattr(self, name)!r}"
+            f"{name}=..." if name in _SECRETS else f"{name}={getattr(self, name)!r}"
             for name in fields
         )
         return f"{type(self).__name__}({', '.join(shown)})"
@@ -490,8 +493,24 @@ class Logout(_Frame, tag="logout"):
     pass
 
 
+class ChangePassword(_CarriesSecret, _Frame, tag="change_password"):
+    """Give the session's account a new password; `old` is its password now."""
+
+    old: PasswordField
+    new: PasswordField
+
+
 ClientFrame: TypeAlias = (
-    Register | Login | Resume | Say | Whisper | Who | HistoryRequest | Ping | Logout
+    Register
+    | Login
+    | Resume
+    | Say
+    | Whisper
+    | Who
+    | HistoryRequest
+    | Ping
+    | Logout
+    | ChangePassword
 )
 
 
@@ -512,6 +531,14 @@ class Welcome(_CarriesSecret, _Frame, tag="welcome"):
     """The longest the client may go without sending (a `ping` then), if not 15 s."""
     time: UnixTime | None = None
     """The daemon's clock as it sent the welcome: the client times its keepalives by it."""
+
+
+class PasswordChanged(_CarriesSecret, _Frame, tag="password_changed"):
+    """The answer to `change_password`, once the new password is stored: a ticket under
+    it (those of before no longer log in)."""
+
+    re: Seq
+    ticket: str
 
 
 class Ok(_Frame, tag="ok"):
@@ -605,6 +632,7 @@ class Keepalive(_Frame, tag="keepalive"):
 ServerFrame: TypeAlias = (
     Registered
     | Welcome
+    | PasswordChanged
     | Ok
     | ErrorFrame
     | Msg

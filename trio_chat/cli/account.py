@@ -6,6 +6,7 @@ import functools
 import io
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated
 
 import trio
@@ -15,6 +16,7 @@ from ..client import connect
 from ..client import register as client_register
 from ..client_handshake import unreachable
 from ..client_protocol import ClientConfig
+from ..client_protocol.requests import check_new_password
 from ..conversation import Outcome
 from ..display import Line, info_line, names_line, quoted, safe_name, to_ansi, to_plain
 from ..errors import ChatError, NameTaken, UnknownUser
@@ -22,7 +24,7 @@ from ..keys import address_label
 from ..stop_signals import stop_signals
 from ..terminal import run_interactive, run_pipe, wants_colour
 from .daemon_key import trusted_key
-from .exits import ExitCode, chat_failure, exit_code_for, fail, name_problem, run
+from .exits import ExitCode, chat_failure, exit_code_for, fail, name_problem, run, sentence
 from .options import (
     GiveUpOption,
     HostOption,
@@ -134,6 +136,52 @@ def login(
         raise chat_failure(error, name) from None
     for line in lines:
         _echo_line(line)
+
+
+async def _change_password(host: str, port: int, key: bytes, name: str, old: str, new: str) -> None:
+    # Quiet: nobody sees this session come and go, and nothing waiting is taken.
+    async with connect(host, port, name, old, quiet=True, server_key=key) as chat:
+        await chat.change_password(old, new)
+
+
+def password(
+    name: NameOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 1600,
+    password_file: PasswordFileOption = None,
+    new_password_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--new-password-file",
+            dir_okay=False,
+            help="Read the new password from the first line of this file (else it is "
+            "prompted twice, hidden).",
+        ),
+    ] = None,
+    server_key: ServerKeyOption = None,
+) -> None:
+    """Change your password: the one you have (as `login` takes it), then the new one
+    twice, hidden. Your other sessions end; they log in again with the new one."""
+    _tolerant_output()
+    key = trusted_key(host, port, server_key)
+    if name is None:
+        name = ask("Name")
+    given = given_password(password_file)
+    old = given if given is not None else ask("Current password", hide=True)
+    new = given_password(new_password_file, from_environment=False)
+    if new is None:
+        new = ask("New password", hide=True, confirm=True)
+    try:
+        check_new_password(name, old, new)
+    except ChatError as error:
+        raise fail(sentence(error, name), ExitCode.INVALID_PASSWORD) from None
+    try:
+        run(_change_password, host, port, key, name, old, new)
+    except ChatError as error:
+        raise chat_failure(error, name) from None
+    typer.echo(
+        f"Changed the password of {safe_name(name)}; the account's other sessions have ended."
+    )
 
 
 class _LeftNow(Exception):

@@ -7,7 +7,7 @@ A stopped daemon's database is changed directly, and the daemon started again ta
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +16,15 @@ import typer
 
 from ..auth import hash_password
 from ..client_protocol.requests import check_sendable_password
-from ..control import ControlRefused, Reply, Request, account_line, ask, control_path
+from ..control import (
+    ControlRefused,
+    Reply,
+    Request,
+    account_line,
+    ask,
+    change_for,
+    control_path,
+)
 from ..display import counted, quoted, safe_name
 from ..errors import ChatError
 from ..records import Account
@@ -43,17 +51,29 @@ accounts_app = typer.Typer(
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The account's name.")]
 
 
+_EXIT_FOR_REPLY = {
+    "unknown_user": ExitCode.UNKNOWN_USER,
+    "not_stored": ExitCode.DATABASE,
+    "stopping": ExitCode.UNREACHABLE,
+}
+
+
 def _ask_daemon(database: Path, request: Request) -> Reply | None:
     """The running daemon's answer to `request`, or None if none answers on `database`."""
     try:
-        reply = ask(control_path(database), request)
+        owners = {database.stat().st_uid}
+    except OSError:
+        owners = set()
+    try:
+        reply = ask(control_path(database), request, owners)
     except ControlRefused as error:
-        raise fail(str(error), ExitCode.DATABASE) from None
+        code = ExitCode.UNREACHABLE if error.unanswered else ExitCode.REJECTED
+        raise fail(str(error), code) from None
     if reply is None or reply.ok:
         return reply
     if reply.code == "unknown_user":
         raise _no_account(request.name)
-    raise fail(reply.message, ExitCode.DATABASE)
+    raise fail(reply.message, _EXIT_FOR_REPLY.get(reply.code, ExitCode.FAILURE))
 
 
 @contextmanager
@@ -130,17 +150,15 @@ def list_command(db: DatabaseOption = None) -> None:
     typer.echo(f"{counted(len(lines), 'account')}.", err=True)
 
 
-def _change(database: Path, request: Request, change: Callable[[Account], str]) -> Reply:
-    """Ask the running daemon for `request`; stopped, give the stored account the hash
-    `change` makes of it. Returns the account as it was, and the sessions ended."""
+def _change(database: Path, request: Request) -> Reply:
+    """Ask the running daemon for `request` (a lock, an unlock, a password); stopped, make
+    the change in its database. Returns the account as it was, and the sessions ended."""
     reply = _ask_daemon(database, request)
     if reply is not None:
         return reply
     with _stopped_daemons_store(database) as store:
         account = _stored(store, request.name)
-        password_hash = change(account)
-        if password_hash != account.password_hash:
-            store.set_password_hash(account.id, password_hash)
+        store.write([change_for(request, account.id)])
     return Reply(True, accounts=[account_line(account, 0)])
 
 
@@ -149,7 +167,7 @@ def lock_command(name: NameArgument, db: DatabaseOption = None) -> None:
     """Lock an account: it logs in no more (its tickets neither), its sessions end, its
     name stays taken, and what waits for it is kept; `unlock` gives it back as it was."""
     database = db or default_database()
-    reply = _change(database, Request("lock", name), lambda account: account.locked_hash)
+    reply = _change(database, Request("lock", name))
     was = reply.accounts[0]
     shown = safe_name(was.name)
     already = " (it was already)" if was.locked else ""
@@ -163,7 +181,7 @@ def lock_command(name: NameArgument, db: DatabaseOption = None) -> None:
 def unlock_command(name: NameArgument, db: DatabaseOption = None) -> None:
     """Unlock an account: it logs in with the password it had."""
     database = db or default_database()
-    reply = _change(database, Request("unlock", name), lambda account: account.hash_to_check)
+    reply = _change(database, Request("unlock", name))
     was = reply.accounts[0]
     not_locked = "" if was.locked else " (it was not locked)"
     typer.echo(f"Unlocked {safe_name(was.name)}{not_locked}.")
@@ -226,9 +244,5 @@ def password_command(
     except ChatError as error:
         raise fail(sentence(error, shown_name), ExitCode.INVALID_PASSWORD) from None
     hashed = hash_password(checked)
-    reply = _change(
-        database,
-        Request("password", name, hashed),
-        lambda account: account.hash_with(hashed),  # locked or not as it is now
-    )
+    reply = _change(database, Request("password", name, hashed))  # a lock stays
     typer.echo(f"Set the password of {safe_name(shown_name)}{_ended(reply.ended)}.")

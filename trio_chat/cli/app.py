@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from .account import CHAT_HELP, chat, login, register
+from .account import CHAT_HELP, chat, login, password, register
 from .accounts import accounts_app
 from .backup import backup_command
 from .daemon_key import key_command, ping_command, trust_command
@@ -48,6 +48,7 @@ app.command("serve")(serve_command)
 app.command("server", hidden=True)(serve_command)
 app.command()(register)
 app.command()(login)
+app.command()(password)
 app.command(help=CHAT_HELP)(chat)
 app.command("key")(key_command)
 app.command("trust")(trust_command)

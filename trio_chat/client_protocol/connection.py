@@ -37,6 +37,7 @@ from .. import wire
 from ..client_handshake import Handshake
 from ..errors import (
     AccountLocked,
+    BadRequest,
     Busy,
     ChatError,
     ConnectionLost,
@@ -48,6 +49,7 @@ from ..errors import (
     Throttled,
     TooManySessions,
     UnknownUser,
+    WrongPassword,
     error_for,
 )
 from ..events import (
@@ -67,7 +69,7 @@ from ..rules import RuleError, check_text, normalize_name
 from ..secure import Channel, SecureError, new_index
 from .config import ClientConfig
 from .messages import SeenIds, message_event, parse_time
-from .requests import Handle, check_registration, require_type, rule_error
+from .requests import Handle, check_new_password, check_registration, require_type, rule_error
 
 KEEPALIVE_SPREAD = 0.25
 """Share of the keepalive interval over which connections spread their pings: each sends
@@ -202,6 +204,9 @@ class ClientConnection:
         """The daemon's index of the session lost last, which the next login ends."""
         self._logs_in = name is not None
         self._password = password
+        self._changing: tuple[Handle, str] | None = None
+        """A `change_password` not yet answered, and its new password: a daemon that
+        stored it may never have said so, and the old password no longer logs in."""
         self._new_id = new_id or Ids()
         self._new_index = new_index
         self._handshake: Handshake | None = None
@@ -303,6 +308,18 @@ class ClientConnection:
         cid = self._new_id()
         frame = wire.encode(wire.Whisper(to=to, text=text, cid=cid))
         return self._submit(Handle("whisper", frame, text=text, to=to, cid=cid))
+
+    def change_password(self, old: str, new: str) -> Handle:
+        """Give the account a new password (`old` is its password now); completes once the
+        daemon stored it. The account's other sessions end; this one logs in with `new`
+        from then on."""
+        if self._changing is not None:
+            raise BadRequest("A new password is on its way already; wait for its answer.")
+        check_new_password(self.name or "", old, new)
+        frame = wire.encode(wire.ChangePassword(old=old, new=new))
+        handle = self._submit(Handle("change_password", frame))
+        self._changing = (handle, new)
+        return handle
 
     def who(self) -> Handle:
         """Who is online; completes with the sorted names."""
@@ -441,6 +458,10 @@ class ClientConnection:
     def _finish(self, handle: Handle, result: Any = None, error: ChatError | None = None) -> None:
         if handle.done:
             return
+        if self._changing is not None and self._changing[0] is handle:
+            if error is None:
+                self._password = self._changing[1]
+            self._changing = None
         self._by_seq.pop(handle.seq, None)
         if handle.cid is not None:
             self._by_cid.pop(handle.cid, None)
@@ -543,6 +564,9 @@ class ClientConnection:
         if frame.ticket:
             self.ticket = frame.ticket
         self._history_due = True
+        if self._changing is not None and self._password == self._changing[1]:
+            # Logged in with the new password (`_on_auth_refused`): it was stored.
+            self._finish(self._changing[0])
         for handle in self._requests:
             if handle.kind not in _BEFORE_LOGIN and handle.kind != "logout":
                 self._transmit(handle)
@@ -563,6 +587,15 @@ class ClientConnection:
             self._reauth_at = self._try_again_at(now, error.retry_after or 1.0)
         elif error.code == "ticket_invalid" and self.ticket:
             self.ticket = ""  # expired, or from a daemon with another key: the password
+            self._authenticate()
+        elif (
+            isinstance(error, WrongPassword)
+            and self._changing is not None
+            and self._password != self._changing[1]
+        ):
+            # A new password was asked for, and its answer lost with the session: stored,
+            # the old one no longer logs in. The new one is tried (once).
+            self._password = self._changing[1]
             self._authenticate()
         elif not self._resuming:
             # The first login: the caller hears why, and the daemon may free the channel.
@@ -887,6 +920,11 @@ class ClientConnection:
         elif isinstance(frame, wire.Welcome):
             if self._auth is not None and frame.re == self._auth.seq:
                 self._on_welcome(frame, now)
+        elif isinstance(frame, wire.PasswordChanged):
+            handle = self._by_seq.get(frame.re)
+            if handle is not None and handle.kind == "change_password":
+                self.ticket = frame.ticket
+                self._finish(handle)
         elif isinstance(frame, wire.Registered):
             handle = self._by_seq.get(frame.re)
             if handle is not None and handle.kind == "register":

@@ -82,6 +82,25 @@ def check_registration(name: str, password: str) -> None:
     check_sendable_password(name, password)
 
 
+def check_new_password(name: str, old: str, new: str) -> None:
+    """Raise the `ChatError` the daemon would answer for a new password it refuses, or
+    that no login (or the change's own frame) could carry."""
+    require_type("old", old, str)
+    require_type("new", new, str)
+    try:
+        check_password(new)
+    except RuleError as error:
+        raise rule_error(error) from None
+    check_sendable_password(name, new)
+    change = wire.encode(wire.ChangePassword(old=old, new=new))
+    if len(change) > wire.MAX_FRAME:
+        room = wire.MAX_FRAME - len(wire.encode(wire.ChangePassword(old="", new="")))
+        raise PasswordTooLong(
+            f"The old and new passwords together must fit in {room} bytes of UTF-8 "
+            f"(these take {len(change) - wire.MAX_FRAME + room})."
+        )
+
+
 class Handle:
     """A request on its way: it completes once with a `result` or an `error`."""
 

@@ -40,7 +40,7 @@ from .effects import Effect, JobTable, Persist
 from .fanout import Deliver, Fanout, LocalRoom
 from .history import Mailbox
 from .lobby import ACCOUNT_LOCKED, TOO_MANY_SESSIONS, Lobby
-from .notes import LoggedIn, Note, SessionEnded
+from .notes import LoggedIn, Note, PasswordChanged, SessionEnded
 from .sessions import Session, Transport
 
 STAT_NAMES = (
@@ -76,11 +76,14 @@ LOGIN_TIMED_OUT = wire.encode(
 CROWDED = wire.encode(wire.Bye(reason="too_many_sessions", message=TOO_MANY_SESSIONS))
 REMOVED = "The daemon's operator took this account out of the room; log in again to come back."
 NEW_PASSWORD = "The daemon's operator gave this account a new password; log in with it."
-REMOVED_MEMORY = 180.0
-"""Seconds a session the operator ended is remembered, its goodbye said again to its
-client's next datagram (three of the longest keepalive intervals): a client whose
-goodbye was lost, told "unknown session" instead, would take the daemon for restarted
-and come back by itself."""
+CHANGED_ELSEWHERE = (
+    "This account's password was changed in another session; log in with the new one."
+)
+REMOVED_MEMORY = 3
+"""Keepalive intervals (the longest a client may be given) for which a session the
+operator ended is remembered, its goodbye said again to its client's next datagram: a
+client whose goodbye was lost, told "unknown session" instead, would take the daemon for
+restarted and come back by itself. 180 s by default."""
 MEMORY_CHECK_EVERY = 1.0
 """Seconds between counts of the bytes all sessions have queued."""
 STALLED_AFTER = 2.0
@@ -162,6 +165,9 @@ class ServerEngine:
         self._memory_check_at = 0.0
         self._held_at_most = 0
         """Bytes all links hold, at most, as of the last `_check_memory`."""
+        self._ended_by: dict[int, int] = {}
+        """Sessions ended by the operator's changes (`change_account`), by `id()` of each."""
+        self._removed_memory = REMOVED_MEMORY * max(config.direct_keepalive, wire.KEEPALIVE)
         self._restart_notices: Outbox = []
         for gone in snapshot.sessions:
             # Open when the daemon stopped without saying goodbye (a crash): its client
@@ -309,6 +315,8 @@ class ServerEngine:
                 pass  # refused as too fast: the client asks again
             elif isinstance(frame, wire.Who):
                 self.chat.who(session, seq)
+            elif isinstance(frame, wire.ChangePassword):
+                self.lobby.change_password(session, seq, frame, now)
             else:
                 self.chat.history(session, seq, frame)
         except RuleError as error:
@@ -341,15 +349,7 @@ class ServerEngine:
         session.quiet = request.quiet
         session.batches = request.batches
         self._notes.append(LoggedIn(account.name, session.address, request.quiet))
-        lifetime = wall + self.config.ticket_lifetime
-        ticket = self.keys.tickets.seal(
-            Ticket(
-                account.id,
-                account.key,
-                lifetime if expires is None else min(expires, lifetime),
-                password_mark(account.password_hash),
-            )
-        )
+        ticket = self._ticket(account, wall, expires)
         keepalive = self.transport.keepalive_for(session, request.via)
         welcome = wire.Welcome(
             re=seq,
@@ -368,6 +368,18 @@ class ServerEngine:
         if old is not None and old is not session:
             # Its client lost it and came back: end it now, quietly (the account is in).
             self._close(old, "replaced", now, wall, notify=False)
+
+    def _ticket(self, account: Account, wall: float, expires: float | None = None) -> str:
+        """A ticket for `account`, good for `ticket_lifetime` (or until `expires`)."""
+        lifetime = wall + self.config.ticket_lifetime
+        return self.keys.tickets.seal(
+            Ticket(
+                account.id,
+                account.key,
+                lifetime if expires is None else min(expires, lifetime),
+                password_mark(account.password_hash),
+            )
+        )
 
     def password_hashed(self, job: int, password_hash: str, wall: float) -> None:
         """The shell hashed a new account's password."""
@@ -408,29 +420,51 @@ class ServerEngine:
             self.chat.failed(op, STORAGE_SORRY, earlier)
         elif isinstance(op, Account):
             self.lobby.account_failed(op, STORAGE_SORRY)
+        elif isinstance(op, PasswordSet):
+            self.lobby.change_failed(op, STORAGE_SORRY)
         elif isinstance(op, MarkDelivered):
             self.chat.mark_failed(op)
 
     # --- the operator -------------------------------------------------------------------------
 
-    def set_password_hash(self, key: str, password_hash: str) -> PasswordSet:
-        """Lock, unlock or give a new password to the account whose name key is `key`
-        (`trio-chat accounts` on a running daemon). The change is stored first (a
-        `Persist` effect) and taken once `committed`: a lock, or a new password, then ends
-        the account's sessions, and its tickets stop working."""
-        op = PasswordSet(self.accounts[key].id, password_hash)
+    def change_account(self, op: PasswordSet) -> None:
+        """Lock, unlock or give a new password to an account (`trio-chat accounts` on a
+        running daemon). The change is stored first (a `Persist` effect) and taken once
+        `committed`: a lock, or a new password, then ends the account's sessions (how
+        many: `sessions_ended_by`), and its tickets stop working."""
         self._effects.append(Persist(op))
-        return op
+        self._ended_by[id(op)] = 0
+
+    def sessions_ended_by(self, op: PasswordSet) -> int:
+        """How many sessions `change_account`'s `op` ended when it was taken."""
+        return self._ended_by.pop(id(op), 0)
+
+    def sessions_of(self, account_id: int) -> int:
+        """The account's sessions open now."""
+        return self.transport.per_account.get(account_id, 0)
 
     def _password_set(self, op: PasswordSet, now: float, wall: float) -> None:
         self.chat.settle()
+        change = self.lobby.change_stored(op)  # asked by one of the account's sessions
         old = self.lobby.account_by_id(op.account_id)
-        account = dataclasses.replace(old, password_hash=op.password_hash)
+        account = dataclasses.replace(old, password_hash=op.applied(old.password_hash))
         self.lobby.account_changed(account)
+        session = None if change is None else self.sessions.get(change.sid)
         if account.locked:
-            self._end_account(account, "account_locked", ACCOUNT_LOCKED, now, wall)
-        elif account.hash_to_check != old.hash_to_check:
-            self._end_account(account, "removed", NEW_PASSWORD, now, wall)
+            ended = self._end_account(account, "account_locked", ACCOUNT_LOCKED, now, wall)
+            session = None
+        elif not account.same_password(old):
+            told = NEW_PASSWORD if change is None else CHANGED_ELSEWHERE
+            ended = self._end_account(account, "removed", told, now, wall, keep=session)
+        else:
+            ended = 0
+        if id(op) in self._ended_by:
+            self._ended_by[id(op)] = ended
+        if change is not None and session is not None:
+            session.account = account
+            self._notes.append(PasswordChanged(account.name, session.address))
+            frame = wire.PasswordChanged(re=change.seq, ticket=self._ticket(account, wall))
+            self.transport.send(session, wire.encode(frame))
 
     def remove(self, key: str, now: float, wall: float) -> int:
         """Take the account whose name key is `key` out of the room now (the operator's
@@ -440,17 +474,26 @@ class ServerEngine:
         return self._end_account(self.accounts[key], "removed", REMOVED, now, wall)
 
     def _end_account(
-        self, account: Account, reason: str, message: str, now: float, wall: float
+        self,
+        account: Account,
+        reason: str,
+        message: str,
+        now: float,
+        wall: float,
+        *,
+        keep: Session | None = None,
     ) -> int:
         bye = wire.encode(wire.Bye(reason=reason, message=message))
         ending = [
             session
             for session in self.sessions.values()
-            if session.account is not None and session.account.id == account.id
+            if session.account is not None
+            and session.account.id == account.id
+            and session is not keep
         ]
         for session in ending:
             self.transport.send(session, bye)  # said again if its client speaks after
-            self._close(session, "removed", now, wall, flush=True, remember=REMOVED_MEMORY)
+            self._close(session, "removed", now, wall, flush=True, remember=self._removed_memory)
         return len(ending)
 
     # --- sessions ending ----------------------------------------------------------------------

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import wire
 from ..limits import FailureThrottle, KeyedBuckets, RecentKeys, TokenBucket
 from ..names import ConfusableIndex
-from ..records import Account
+from ..records import Account, PasswordSet
 from ..rules import RuleError, check_name, check_password, name_key
 from ..secure import Cookies, DaemonKeys, SecureError, password_mark, respond
 from .common import Address, Outbox, iso_time, network_of, round_up
@@ -36,6 +36,7 @@ REPLAY_MEMORY = 120.0
 
 
 FROM_YOUR_ADDRESS = "Too many registrations from your address; try again later."
+BUSY_MESSAGE = "The daemon is busy checking passwords; this is sent again in a moment."
 ACCOUNT_LOCKED = "This account is locked by the daemon's operator; ask them to unlock it."
 
 
@@ -59,6 +60,19 @@ class LoginAttempt:
     account: Account | None
     """None for a name that has no account: checked all the same, then refused."""
     request: wire.Login
+
+
+@dataclass(slots=True)
+class PasswordChange:
+    """A session changing its account's password: `old` checked, then `new` hashed, then
+    stored; `ServerEngine` answers once it is committed (`change_stored`)."""
+
+    sid: int
+    seq: int
+    address: Address
+    account: Account
+    """As it was when asked: a change made meanwhile fails this one."""
+    new: str = field(repr=False)
 
 
 LogIn = Callable[
@@ -85,7 +99,7 @@ class Lobby:
         effects: list[Effect],
         outbox: Outbox,
         stats: dict[str, int],
-        jobs: JobTable[_Registration | LoginAttempt],
+        jobs: JobTable[_Registration | LoginAttempt | PasswordChange],
         notes: list[Note],
         reply: Reply,
     ) -> None:
@@ -127,6 +141,8 @@ class Lobby:
         it: as many as its failed logins may be, so that registering tests names no faster
         than logging in (whispers are held to the message rate instead)."""
         self._guard = LoginGuard(config)
+        self._changes: dict[int, tuple[PasswordSet, PasswordChange]] = {}
+        """Password changes being stored, by `id()` of their `PasswordSet`."""
         self._hashing = HashQueue(config.hash_slots, config.hash_queue_limit)
 
     # --- first flights ------------------------------------------------------------------------
@@ -325,13 +341,18 @@ class Lobby:
         session.idle_check_at = max(
             session.idle_check_at, float(math.ceil(now + self.config.login_timeout))
         )
-        message = "The daemon is busy checking passwords; this is sent again in a moment."
-        self._refuse(session, seq, "busy", message, BUSY_WAIT)
+        self._refuse(session, seq, "busy", BUSY_MESSAGE, BUSY_WAIT)
 
     def password_hashed(self, job: int, password_hash: str, wall: float) -> None:
-        """The shell hashed a new account's password: store the account."""
+        """The shell hashed a new account's password (or a new password): store it."""
         self._effects.extend(self._hashing.done())
         registration = self._jobs.pop(job)
+        if isinstance(registration, PasswordChange):
+            current = self._by_id[registration.account.id]
+            op = PasswordSet(current.id, password_hash)  # locked or not as it is then
+            self._changes[id(op)] = (op, registration)
+            self._effects.append(Persist(op))
+            return
         assert isinstance(registration, _Registration)
         account = Account(
             id=self._next_account_id,
@@ -424,9 +445,12 @@ class Lobby:
         self._effects.extend(self._hashing.push(network_of(address), work))
 
     def password_checked(self, job: int, ok: bool, now: float, wall: float) -> None:
-        """The shell checked a login's password."""
+        """The shell checked a login's password (or the one a change gave as the old)."""
         self._effects.extend(self._hashing.done())
         attempt = self._jobs.pop(job)
+        if isinstance(attempt, PasswordChange):
+            self._change_checked(attempt, ok, now)
+            return
         assert isinstance(attempt, LoginAttempt)
         session = self._transport.by_sid.get(attempt.sid)
         if session is not None:
@@ -442,7 +466,7 @@ class Lobby:
             # As it is now: the operator may have locked it, or given it a new password,
             # while this one was checked against the hash it had.
             now_as = self._by_id.get(account.id, account)
-            ok = ok and now_as.hash_to_check == account.hash_to_check
+            ok = ok and now_as.same_password(account)
             account = now_as
         ok = ok and account is not None
         self._guard.finish(network_of(address), name_key(attempt.request.name), ok, now)
@@ -463,6 +487,79 @@ class Lobby:
         else:
             assert self.log_in is not None
             self.log_in(session, attempt.seq, account, attempt.request, now, wall, None)
+
+    # --- a session changing its password -----------------------------------------------------
+
+    def change_password(
+        self, session: Session, seq: int, request: wire.ChangePassword, now: float
+    ) -> None:
+        """Check the old password as a login's is (the same throttles: a stolen ticket is
+        no faster a way to guess it), then hash the new one, then store it."""
+        assert session.account is not None
+        account = self._by_id[session.account.id]
+        try:
+            new = check_password(request.new)  # before anything is counted
+        except RuleError as error:
+            self._refuse(session, seq, error.code, error.message)
+            return
+        network = network_of(session.address)
+        refusal = self._guard.admit(network, account.key, now) if not self._hashing.full else BUSY
+        if refusal is not None and refusal.code == "throttled":
+            wait = refusal.retry_after
+            message = f"Too many wrong passwords; wait {max(1, round(wait))} s before trying again."
+            self._refuse(session, seq, "throttled", message, wait)
+            return
+        if refusal is not None:
+            self._refuse(session, seq, "busy", BUSY_MESSAGE, BUSY_WAIT)
+            return
+        change = PasswordChange(session.sid, seq, session.address, account, new)
+        try:
+            old = check_password(request.old)
+        except RuleError:
+            session.busy += 1
+            self._change_checked(change, False, now)  # never a password: wrong, unhashed
+            return
+        job = self._jobs.add(change)
+        session.busy += 1
+        work = CheckPassword(job, account.hash_to_check, old)
+        self._effects.extend(self._hashing.push(network, work))
+
+    def _change_checked(self, change: PasswordChange, ok: bool, now: float) -> None:
+        account = change.account
+        self._guard.finish(network_of(change.address), account.key, ok, now)
+        session = self._transport.by_sid.get(change.sid)
+        if session is None:
+            return  # the session ended meanwhile
+        current = self._by_id[account.id]
+        if not ok or not current.same_password(account):
+            session.busy -= 1
+            self._notes.append(LoginRefused(account.name, change.address, "wrong_password"))
+            self._refuse(session, change.seq, "wrong_password", "Wrong password.")
+            return
+        job = self._jobs.add(change)
+        self._effects.extend(
+            self._hashing.push(network_of(change.address), HashPassword(job, change.new))
+        )
+
+    def change_stored(self, op: PasswordSet) -> PasswordChange | None:
+        """The change a session asked for that `op` stores, if it is one (its session's
+        `busy` count released)."""
+        found = self._changes.pop(id(op), None)
+        if found is None or found[0] is not op:
+            return None
+        change = found[1]
+        session = self._transport.by_sid.get(change.sid)
+        if session is not None:
+            session.busy -= 1
+        return change
+
+    def change_failed(self, op: PasswordSet, message: str) -> None:
+        change = self.change_stored(op)
+        if change is not None:
+            frame = wire.ErrorFrame(code="storage_failed", message=message, re=change.seq)
+            session = self._transport.by_sid.get(change.sid)
+            if session is not None:
+                self._reply(session, wire.encode(frame))
 
     def account_by_id(self, account_id: int) -> Account:
         return self._by_id[account_id]

@@ -55,10 +55,26 @@ class SessionEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class PasswordChanged:
+    """An account's session gave it a new password."""
+
+    name: str
+    address: Address
+
+
+@dataclass(frozen=True, slots=True)
 class AddressChanged:
     name: str
     old: Address
     new: Address
 
 
-Note = Registered | RegistrationRefused | LoggedIn | LoginRefused | SessionEnded | AddressChanged
+Note = (
+    Registered
+    | RegistrationRefused
+    | LoggedIn
+    | LoginRefused
+    | SessionEnded
+    | AddressChanged
+    | PasswordChanged
+)

@@ -157,6 +157,9 @@ class Transport:
         self._timers: list[tuple[float, int]] = []
         self._ended: OrderedDict[int, _Ended] = OrderedDict()
         """Recently ended connections, by index (QUIC's closing state)."""
+        self._ended_long: OrderedDict[int, _Ended] = OrderedDict()
+        """Those remembered longer than `ended_session_memory` (the operator's): apart, so
+        that each list is ended oldest first."""
         self._farewell_bytes = 0
         """Bytes of their last datagrams, in all (`FAREWELL_BYTES` at most)."""
 
@@ -186,7 +189,7 @@ class Transport:
     def new_index(self) -> int:
         """An index no connection has (nor had, recently)."""
         index = self._new_index()
-        while index in self.by_sid or index in self._ended:
+        while index in self.by_sid or index in self._ended or index in self._ended_long:
             index = self._new_index()
         return index
 
@@ -267,11 +270,16 @@ class Transport:
             left = self.per_account.pop(session.account.id, 1) - 1
             if left > 0:
                 self.per_account[session.account.id] = left
-        ended = self._ended
+        ended = self._ended if remember is None else self._ended_long
         until = now + (self.config.ended_session_memory if remember is None else remember)
         budget = None if session.validated else self._budget_left(session)
         ended[session.sid] = _Ended(session.channel, until, session.address, farewell, budget)
         self._farewell_bytes += sum(map(len, farewell))
+        self._forget_ended(self._ended, now)
+        self._forget_ended(self._ended_long, now)  # the operator's last, past a cap
+
+    def _forget_ended(self, ended: OrderedDict[int, _Ended], now: float) -> None:
+        """Forget the oldest of `ended` while they are past their time, or too many."""
         while ended:
             oldest = next(iter(ended.values()))
             if (
@@ -373,7 +381,7 @@ class Transport:
             session.link.seed_rtt(now - session.opened_at)
 
     def _unknown(self, data: wire.Data, address: Address, now: float) -> None:
-        ended = self._ended.get(data.receiver_index)
+        ended = self._ended.get(data.receiver_index) or self._ended_long.get(data.receiver_index)
         if ended is not None and ended.until > now:
             try:
                 _pn, plaintext = ended.channel.open_untrusted(data.datagram)

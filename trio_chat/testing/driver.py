@@ -254,7 +254,7 @@ class EngineDriver:
             if isinstance(op, PasswordSet):
                 changed = accounts[op.account_id]
                 accounts[op.account_id] = dataclasses.replace(
-                    changed, password_hash=op.password_hash
+                    changed, password_hash=op.applied(changed.password_hash)
                 )
         return list(accounts.values())
 

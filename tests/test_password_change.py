@@ -1,0 +1,169 @@
+"""A person changing their own password: the old one checked as a login's is (the same
+throttles), the new one stored before it is answered, the account's other sessions
+ended, a ticket under the new password, and a change whose answer was lost with the
+session not leaving its client locked out."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trio
+
+import trio_chat
+from trio_chat import wire
+from trio_chat.cli import ExitCode
+from trio_chat.client_protocol import ClientConfig
+from trio_chat.engine.core import CHANGED_ELSEWHERE
+from trio_chat.errors import PasswordTooShort, Removed, Throttled, WrongPassword
+from trio_chat.events import Disconnected, Reconnected
+from trio_chat.records import PasswordSet
+from trio_chat.testing.daemon import CLI, DaemonProcess
+from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer, fake_hash
+
+NEW = "battery staple"
+COMING_BACK = ClientConfig(reconnect=True, retry_rate_limited=False)
+
+
+def room() -> tuple[EngineDriver, Peer, Peer]:
+    driver = EngineDriver()
+    driver.add_account("alice")
+    alice = Peer(driver, "alice", address=("10.0.0.1", 1), config=COMING_BACK)
+    laptop = Peer(driver, "alice", address=("10.0.0.2", 1), config=COMING_BACK)
+    for peer in (alice, laptop):
+        peer.settle()
+        assert peer.connection.ready
+    return driver, alice, laptop
+
+
+def test_a_new_password_is_stored_then_answered_and_ends_the_other_sessions() -> None:
+    driver, alice, laptop = room()
+    driver.auto_commit = False
+    handle = alice.connection.change_password(PASSWORD, NEW)
+    alice.settle()
+    assert not handle.done  # hashed, not yet stored
+    assert [type(op) for op in driver.uncommitted] == [PasswordSet]
+    driver.commit_held()
+    for _ in range(3):
+        alice.settle()
+        laptop.settle()
+    assert handle.done and handle.error is None
+    assert isinstance(laptop.connection.failure, Removed)
+    assert str(laptop.connection.failure) == CHANGED_ELSEWHERE
+    assert alice.connection.ready and alice.connection.failure is None
+    stored = driver.stored_accounts()[0]
+    assert stored.password_hash == fake_hash(NEW)
+    # The new ticket logs in; the old password does not, the new one does.
+    resumed = Peer(driver, "alice", "not needed", address=("10.0.0.3", 1), login=False)
+    resumed.connection.ticket = alice.connection.ticket
+    resumed.login()
+    resumed.settle()
+    assert resumed.connection.ready
+    old = Peer(driver, "alice", PASSWORD, address=("10.0.0.4", 1))
+    old.settle()
+    assert isinstance(old.connection.failure, WrongPassword)
+    new = Peer(driver, "alice", NEW, address=("10.0.0.5", 1))
+    new.settle()
+    assert new.connection.ready
+
+
+def test_a_wrong_old_password_is_throttled_as_a_login_is() -> None:
+    """Guessing through a session (a stolen ticket, a laptop left open) is no faster
+    than logging in: three wrong, then a wait, counted before any hash."""
+    driver, alice, _laptop = room()
+    refusals = []
+    hashes = driver.hashes_done
+    for _ in range(6):
+        handle = alice.connection.change_password("not the password", NEW)
+        alice.flush()  # no time passes
+        assert handle.done
+        refusals.append(type(handle.error))
+    assert refusals == [WrongPassword] * 3 + [Throttled] * 3
+    assert driver.hashes_done == hashes + 3
+    assert driver.engine.accounts["alice"].password_hash == fake_hash(PASSWORD)
+
+
+def test_a_new_password_the_rules_refuse_costs_no_hash() -> None:
+    driver, alice, _laptop = room()
+    with pytest.raises(PasswordTooShort):
+        alice.connection.change_password(PASSWORD, "short")
+    hashes = driver.hashes_done
+    handle = alice.request(wire.ChangePassword(old=PASSWORD, new="short"))
+    alice.settle()
+    assert isinstance(handle.error, PasswordTooShort)
+    assert driver.hashes_done == hashes
+
+
+def test_a_change_whose_answer_was_lost_with_the_session_logs_in_with_the_new_one() -> None:
+    """Stored, its answer lost, the session gone with it: the ticket and the old
+    password no longer log in, and the client comes back with the new one."""
+    driver, alice, _laptop = room()
+    driver.auto_commit = False
+    handle = alice.connection.change_password(PASSWORD, NEW)
+    alice.settle()
+    driver.commit()
+    driver.pump()
+    driver.inbox.pop(alice.address, None)  # the answer, lost
+    # The daemon's side is lost too (a restart forgets it): the client is told RESET.
+    driver.engine._close(alice.session, "silent", driver.now, driver.wall)
+    driver.pump()
+    driver.advance(31.0)  # past the time an ended session is remembered
+    for _ in range(20):
+        alice.settle()
+        if handle.done:
+            break
+    assert any(isinstance(e, Disconnected) for e in alice.events)
+    assert any(isinstance(e, Reconnected) for e in alice.events)
+    assert handle.done and handle.error is None
+    assert alice.connection.ready and alice.connection.failure is None
+
+
+async def test_trio_chat_password_changes_it_and_the_other_session_ends(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "chat.db"
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env.pop("TRIO_CHAT_PASSWORD", None)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, database)
+            host, port = await daemon.start()
+            await trio_chat.register(host, port, "alice", PASSWORD)
+            command = [*CLI, "password", "--name", "alice", "--host", host, "--port", str(port)]
+            async with trio_chat.connect(host, port, "alice", PASSWORD) as elsewhere:
+                wrong = await trio.run_process(
+                    command,
+                    stdin=f"not it at all\n{NEW}\n{NEW}\n".encode(),
+                    env=env,
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
+                assert wrong.returncode == ExitCode.WRONG_PASSWORD
+                assert wrong.stderr.decode().endswith("Wrong password for 'alice'.\n")
+                changed = await trio.run_process(
+                    command,
+                    stdin=f"{PASSWORD}\n{NEW}\n{NEW}\n".encode(),
+                    env=env,
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
+                assert changed.returncode == 0, changed.stderr
+                assert changed.stdout.decode() == (
+                    "Changed the password of alice; the account's other sessions have ended.\n"
+                )
+                with pytest.raises(Removed):
+                    async for _event in elsewhere.events():
+                        pass
+            with pytest.raises(WrongPassword):
+                async with trio_chat.connect(host, port, "alice", PASSWORD):
+                    pass
+            async with trio_chat.connect(host, port, "alice", NEW) as alice:
+                await alice.change_password(NEW, PASSWORD)  # and back, from the API
+            async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+                assert "alice" in await alice.who()
+            assert "alice changed their password from" in daemon.text
+            assert PASSWORD not in daemon.text and NEW not in daemon.text
+            assert await daemon.stop() == 0
