@@ -22,6 +22,7 @@ from trio_chat.control import (
     Reply,
     Request,
     control_path,
+    open_control,
     serve_control,
 )
 from trio_chat.engine import Persist
@@ -114,30 +115,45 @@ async def test_an_operator_locks_gives_a_password_and_kicks_while_the_daemon_run
             assert "The daemon is not running on" in stopped.stderr
 
 
-async def test_a_daemon_without_a_control_socket_says_why_and_the_commands_too(
+async def test_a_daemon_reached_by_a_long_path_or_a_link_answers_and_one_without_says_why(
     tmp_path: Path,
 ) -> None:
-    """A path too long for a Unix socket (108 bytes on Linux): the daemon runs without
-    one, and the commands, which would change the database under it, refuse."""
+    """A database path too long for a Unix socket's address (108 bytes), started through a
+    symbolic link and asked through the real path: its socket is reached all the same.
+    A file in the socket's place: the daemon runs without one, says why, and the
+    commands, which would change the database under it, refuse."""
     deep = tmp_path / ("d" * 100)
     deep.mkdir()
     database = deep / "chat.db"
+    link = tmp_path / "link.db"
+    link.symlink_to(database)
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            daemon = DaemonProcess(nursery, database)
+            daemon = DaemonProcess(nursery, link)
             host, port = await daemon.start()
             await trio_chat.register(host, port, "alice", PASSWORD)
+            assert len(str(control_path(database))) > 108
+            assert control_path(link) == control_path(database)
+            locked = await accounts(database, "lock", "alice")
+            assert locked.returncode == 0, locked.stderr
+            assert await daemon.stop() == 0
+            assert not control_path(database).exists()
+
+            control_path(database).write_text("in the way")
+            await daemon.start(port)
             assert "no control socket at" in daemon.text
-            refused = await accounts(database, "lock", "alice")
+            assert "a file that is not a socket is in its place" in daemon.text
+            refused = await accounts(database, "unlock", "alice")
             assert refused.returncode == ExitCode.DATABASE
             assert refused.stderr == (
-                f"The daemon is running on {str(database)!r} but does not answer at "
-                f"{str(control_path(database))!r} (its log says why); stop it to do this, then "
+                f"The daemon is running on {str(database)!r} but not answering at "
+                f"{str(control_path(database))!r} (see its log); stop it to do this, then "
                 "start it again.\n"
             )
             assert await daemon.stop() == 0
-            locked = await accounts(database, "lock", "alice")
-            assert locked.returncode == 0, locked.stderr
+            assert control_path(database).read_text() == "in the way"
+            unlocked = await accounts(database, "unlock", "alice")
+            assert unlocked.returncode == 0, unlocked.stderr
 
 
 async def ask_here(path: Path, data: bytes) -> Reply:
@@ -172,7 +188,9 @@ async def test_the_control_socket_answers_one_at_a_time_and_cleans_up(
         return Reply(True, message=f"{request.action} {request.name}")
 
     async with trio.open_nursery() as nursery:
-        assert await nursery.start(serve_control, path, answer) == path
+        listener = open_control(path)
+        assert not isinstance(listener, str), listener
+        nursery.start_soon(serve_control, listener, path, answer)
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         silent = await trio.open_unix_socket(str(path))  # says nothing: dropped in time
         started = trio.current_time()
@@ -194,12 +212,9 @@ async def test_the_control_socket_answers_one_at_a_time_and_cleans_up(
 async def test_a_file_in_the_control_sockets_place_is_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "chat.db.control"
     path.write_text("not a socket")
-
-    async def answer(request: Request) -> Reply:
-        raise AssertionError("nothing may be asked")
-
-    async with trio.open_nursery() as nursery:
-        assert await nursery.start(serve_control, path, answer) is None
+    assert open_control(path) == (
+        f"a file that is not a socket is in its place; remove {str(path)!r}"
+    )
     assert path.read_text() == "not a socket"
 
 
@@ -263,8 +278,10 @@ async def test_a_request_met_by_the_daemons_stop_is_told_so(
     async def operator() -> None:
         replies.append(await ask_here(path, b'{"action":"lock","name":"alice"}\n'))
 
+    listener = open_control(path)
+    assert not isinstance(listener, str), listener
     async with trio.open_nursery() as outside, trio.open_nursery() as daemon:
-        await daemon.start(serve_control, path, answer)
+        daemon.start_soon(serve_control, listener, path, answer)
         outside.start_soon(operator)
         await asked.wait()
         daemon.cancel_scope.cancel()  # the daemon stops

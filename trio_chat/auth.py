@@ -16,6 +16,22 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def is_password_hash(text: str) -> bool:
+    """Whether `text` is an argon2id hash that costs no more to check than four times
+    this daemon's own (a hash made elsewhere, given by the operator)."""
+    try:
+        made = argon2.extract_parameters(text)
+    except (argon2.exceptions.InvalidHashError, ValueError):
+        return False
+    ours = _hasher
+    return (
+        made.type is argon2.Type.ID
+        and made.memory_cost <= 4 * ours.memory_cost
+        and made.time_cost <= 4 * ours.time_cost
+        and made.parallelism <= 4 * ours.parallelism
+    )
+
+
 @functools.cache
 def _hash_of_nothing() -> str:
     return _hasher.hash(secrets.token_urlsafe(32))

@@ -29,6 +29,7 @@ from typing import Literal
 import msgspec
 import trio
 
+from .auth import is_password_hash
 from .display import counted, safe_name
 from .engine import ServerEngine
 from .logs import event
@@ -49,8 +50,8 @@ STORED_WITHIN = 10.0
 ANSWER_WITHIN = READ_WITHIN + STORED_WITHIN + READ_WITHIN + 5.0
 """Seconds a command waits for the daemon's reply: longer than the daemon can take on
 one request, so that a command is never told "no answer" for a change then made."""
-HASH_PREFIX = "$argon2id$"
-HASH_LIMIT = 512
+SOCKET_PATH_BYTES = 108
+"""What a Unix socket's address holds on Linux, its last byte a NUL."""
 MAY_HAVE = "it may have been made: `trio-chat accounts list` shows whether"
 
 Action = Literal["list", "find", "lock", "unlock", "password", "kick"]
@@ -96,7 +97,26 @@ _replies = msgspec.json.Decoder(Reply)
 
 
 def control_path(database: Path) -> Path:
-    return database.with_name(database.name + SUFFIX)
+    """The control socket of a daemon running on `database`: beside the file itself (a
+    symbolic link followed), whichever path the daemon and the command were given."""
+    real = database.resolve()
+    return real.with_name(real.name + SUFFIX)
+
+
+@contextlib.contextmanager
+def _reachable(path: Path) -> Iterator[str]:
+    """`path` as a socket there can be bound or reached: through its open directory
+    (`/proc/self/fd/N/name`, on Linux) when it is longer than a Unix socket's address
+    holds (108 bytes)."""
+    where = str(path)
+    if len(os.fsencode(where)) < SOCKET_PATH_BYTES or not os.path.isdir("/proc/self/fd"):
+        yield where
+        return
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{directory}/{path.name}"
+    finally:
+        os.close(directory)
 
 
 def account_line(account: Account, waiting: int, sessions: int = 0) -> AccountLine:
@@ -140,12 +160,12 @@ def ask(
     listener must run as root, this user, or one of `owners` (the database's owner)."""
     deadline = time.monotonic() + timeout
     where = str(path)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock, _reachable(path) as there:
         pause = 0.02
         while True:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
-                sock.connect(where)
+                sock.connect(there)
                 break
             except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
                 return None  # not running; or gone, its socket left behind
@@ -251,12 +271,9 @@ class Desk:
             ended = engine.remove(account.key, now, wall)
             self._wake()
             if ended:
-                _log_done("took {} out of the room", account, ended)
+                _log_done("kick", account, ended)
             return Reply(True, accounts=before, ended=ended)
-        given = request.password_hash
-        if request.action == "password" and (
-            not given.startswith(HASH_PREFIX) or len(given) > HASH_LIMIT
-        ):
+        if request.action == "password" and not is_password_hash(request.password_hash):
             return Reply(False, "bad_request", "That is not an argon2id password hash.")
         # Stored even when it changes nothing to see: a change asked before may still be
         # on its way to the disk, and each is applied to what the one before left.
@@ -273,7 +290,7 @@ class Desk:
             return Reply(
                 False, "not_stored", "The daemon could not store the change (see its log)."
             )
-        _log_done(_DONE[request.action], account, ended)
+        _log_done(request.action, account, ended)
         return Reply(True, accounts=before, ended=ended)
 
     async def _store(self, op: PasswordSet) -> tuple[bool, int] | None:
@@ -298,14 +315,15 @@ _DONE = {
     "lock": "locked {}",
     "unlock": "unlocked {}",
     "password": "set a new password for {}",
+    "kick": "took {} out of the room",
 }
 
 
-def _log_done(done: str, account: Account, ended: int) -> None:
-    what = "the operator " + done.format(safe_name(account.name))
+def _log_done(action: str, account: Account, ended: int) -> None:
+    what = "the operator " + _DONE[action].format(safe_name(account.name))
     if ended:
         what += f" ({counted(ended, 'session')} ended)"
-    event(logging.INFO, "operator", what, name=account.name, ended=ended)
+    event(logging.INFO, "operator", what, action=action, name=account.name, ended=ended)
 
 
 @contextlib.contextmanager
@@ -318,47 +336,47 @@ def _private_files() -> Iterator[None]:
         os.umask(mask)
 
 
-def _open_listener(path: Path) -> trio.SocketListener:
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
+def open_control(path: Path) -> trio.SocketListener | str:
+    """A listener at `path`, or why there can be none (for the log: the commands then
+    need a stopped daemon)."""
+    try:
+        status = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(status.st_mode):
+            return f"a file that is not a socket is in its place; remove {str(path)!r}"
+        try:
             # Left by a daemon that did not stop cleanly: this one holds the database's
             # lock, so nothing else answers there.
             os.unlink(path)
+        except OSError as error:
+            return (
+                f"a socket of user id {status.st_uid} is in its place and cannot be removed "
+                f"({error.strerror}); remove {str(path)!r}"
+            )
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with _private_files():  # bound here, at once: no other code runs under the mask
-            sock.bind(str(path))
-        os.chmod(path, 0o600)
+        with _private_files(), _reachable(path) as there:
+            sock.bind(there)  # here, at once: no other code runs under the mask
+            os.chmod(there, 0o600)
         sock.listen(16)
-    except BaseException:
+    except OSError as error:
         sock.close()
-        raise
+        return str(error.strerror or error)
     return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
 
 async def serve_control(
+    listener: trio.SocketListener,
     path: Path,
     answer: Callable[[Request], Awaitable[Reply]],
-    *,
-    task_status: trio.TaskStatus[Path | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Answer requests at `path` until cancelled; `task_status.started` gets the path, or
-    None if the socket could not be made (logged: the commands then need a stopped
-    daemon)."""
-    try:
-        listener = _open_listener(path)
-    except OSError as error:
-        log.warning(
-            "no control socket at %s (%s): `trio-chat accounts` works only on a stopped daemon",
-            path,
-            error.strerror or error,
-        )
-        task_status.started(None)
-        return
+    """Answer requests on `listener` (bound at `path`, by `open_control`) until
+    cancelled; then remove the socket, if it is still this one."""
     made = os.lstat(path).st_ino
     try:
         async with listener:
-            task_status.started(path)
             while True:
                 stream = await listener.accept()  # it waits out a lack of descriptors
                 async with stream:
@@ -377,6 +395,7 @@ async def _serve_one(
 ) -> None:
     uid = _peer_uid(stream.socket)
     if uid is not None and uid not in (0, os.getuid()):
+        log.warning("refused a connection to the control socket from user id %d", uid)
         return
     received = bytearray()
     with trio.move_on_after(READ_WITHIN), contextlib.suppress(trio.BrokenResourceError):

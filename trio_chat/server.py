@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import trio
 
 from . import __version__, auth, wire
-from .control import Desk, control_path, serve_control
+from .control import Desk, control_path, open_control, serve_control
 from .display import counted, quoted
 from .engine import (
     Address,
@@ -471,10 +471,12 @@ async def _run(
             if running is not None:
                 running.append(daemon)
             await nursery.start(daemon.persistence.run)
-            if control is not None:
-                control = await nursery.start(serve_control, control, daemon.desk.answer)
+            listener = None if control is None else open_control(control)
             address = sock.getsockname()
-            _log_start(address, storage, engine, config, control)
+            _log_start(address, storage, engine, config, control, listener)
+            if listener is not None and not isinstance(listener, str):
+                assert control is not None
+                nursery.start_soon(serve_control, listener, control, daemon.desk.answer)
             nursery.start_soon(log_summaries, engine, daemon.notes, summary_every)
             if on_ready is not None:
                 on_ready(engine)
@@ -507,6 +509,7 @@ def _log_start(
     engine: ServerEngine,
     config: ServerConfig,
     control: Path | None,
+    listener: trio.SocketListener | str | None,
 ) -> None:
     where = shown(address)
     database = getattr(storage, "path", "-")
@@ -522,8 +525,16 @@ def _log_start(
         version=__version__,
         pid=os.getpid(),
         accounts=len(engine.accounts),
-        control=None if control is None else str(control),
+        control=None if control is None or isinstance(listener, str) else str(control),
     )
+    if isinstance(listener, str):
+        event(
+            logging.WARNING,
+            "no_control",
+            f"no control socket at {control} ({listener}): `trio-chat accounts` needs the "
+            "daemon stopped until it is there at a start",
+            control=str(control),
+        )
     for first, second in engine.lobby.name_collisions():
         event(
             logging.WARNING,

@@ -94,9 +94,9 @@ def _stopped_daemons_store(database: Path) -> Iterator[SqliteStore]:
         store = SqliteStore.open(database, migrate=False)
     except DatabaseInUse:
         raise fail(
-            f"The daemon is running on {str(database)!r} but does not answer at "
-            f"{str(control_path(database))!r} (its log says why); stop it to do this, then "
-            "start it again.",
+            f"The daemon is running on {str(database)!r} but not answering at "
+            f"{str(control_path(database))!r} (see its log); stop it to do this, then start it "
+            "again.",
             ExitCode.DATABASE,
         ) from None
     except StorageError as error:
@@ -244,5 +244,6 @@ def password_command(
     except ChatError as error:
         raise fail(sentence(error, shown_name), ExitCode.INVALID_PASSWORD) from None
     hashed = hash_password(checked)
-    reply = _change(database, Request("password", name, hashed))  # a lock stays
-    typer.echo(f"Set the password of {safe_name(shown_name)}{_ended(reply.ended)}.")
+    reply = _change(database, Request("password", name, hashed))
+    locked = " (it stays locked)" if reply.accounts[0].locked else ""
+    typer.echo(f"Set the password of {safe_name(shown_name)}{locked}{_ended(reply.ended)}.")
