@@ -14,7 +14,7 @@ import pytest
 import trio
 from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QWidget
+from PySide6.QtWidgets import QApplication, QDialogButtonBox, QLabel, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
 import trio_chat
@@ -42,6 +42,7 @@ from tests.gui_support import (
     until,
 )
 from trio_chat.client import ClientConfig
+from trio_chat.errors import Removed
 from trio_chat.gui import memory
 from trio_chat.gui.about_dialog import AboutDialog
 from trio_chat.gui.app import Stopped
@@ -1017,3 +1018,43 @@ async def test_a_tab_opened_with_a_name_in_other_capitals_takes_the_daemons_spel
             assert window.composer.editor.placeholderText() == "Message bob privately"
             assert texts(window, "bob")[0] == "Only you and bob see this conversation."
             assert view.accessibleName() == "Private conversation with bob"
+
+
+@gui_test
+async def test_a_password_changed_from_the_window(
+    daemon: tuple[str, int], tmp_path: Path, qtbot: QtBot
+) -> None:
+    """Chat, Change password: two new ones that differ, and then a wrong current one, are
+    told in the dialog, which stays; the right one changes it, the dialog goes, the room
+    says so, and alice's session elsewhere ends."""
+    new = "battery staple horse"
+    host, port = daemon
+    with trio.fail_after(30):
+        async with bob_and_the_window(daemon, tmp_path / "gui.json") as (_bob, app):
+            window = await signed_in(app, "alice")
+            async with trio_chat.connect(host, port, "alice", PASSWORD) as elsewhere:
+                window.password_action.trigger()
+                dialog = window._password
+                assert dialog is not None and dialog.isVisible()
+                change = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+                type_text(dialog.current, PASSWORD)
+                type_text(dialog.new, new)
+                type_text(dialog.repeat, new + "!")
+                change.click()
+                assert dialog.problem.text() == "The two new passwords differ; type them again."
+                dialog.repeat.setText(new)
+                dialog.current.setText("not the password at all")
+                change.click()
+                await until(lambda: "Wrong password" in dialog.problem.text(), "the refusal")
+                assert dialog.isVisible() and change.isEnabled()
+                dialog.current.setText(PASSWORD)
+                change.click()
+                await until(lambda: window._password is None, "the dialog to close")
+                note = "Your password is changed; your other sessions have ended."
+                await until(lambda: any(note in line for line in texts(window)), "the note")
+                with pytest.raises(Removed):
+                    async for _event in elsewhere.events():
+                        pass
+            assert window.link is Link.CONNECTED
+            async with trio_chat.connect(host, port, "alice", new) as alice:
+                assert "alice" in await alice.who()

@@ -41,6 +41,7 @@ from .composer import Composer
 from .conversations import ROOM, ROOM_LABEL, conversation_of
 from .elided_label import ElidedLabel
 from .message_view import MessageModel, MessageView
+from .password_dialog import PasswordDialog
 from .people import Online
 from .server_info import ServerInfo
 from .status import COLOUR, Link, status_text
@@ -83,6 +84,9 @@ class RoomWindow(QMainWindow):
     line_entered = Signal(str, str)
     older_wanted = Signal(str)
     sign_in_again = Signal()
+    password_wanted = Signal(str, str)
+    """Change the password: `(old, new)`; answered by `password_changed` or
+    `password_refused`."""
     closed = Signal(bool)
     """The person closed the window: to log out (False), or to leave at once (True: closed
     again while logging out, or told lines that wait would be lost)."""
@@ -109,6 +113,7 @@ class RoomWindow(QMainWindow):
         self._pending: set[Pending] = set()
         self._conversations: dict[str, Conversation] = {}
         self._about: AboutDialog | None = None
+        self._password: PasswordDialog | None = None
         self._older_left = False
         """Older messages may remain to load (private ones may, whatever the room has)."""
 
@@ -201,11 +206,13 @@ class RoomWindow(QMainWindow):
             "&Sign in again…", "Ctrl+R", lambda: self.sign_in_again.emit()
         )
         self.sign_in_again_action.setEnabled(False)
+        self.password_action = self._action("Change &password…", "", self.ask_password)
         self.close_tab_action = self._action(
             "&Close private conversation", "Ctrl+W", self.close_current_tab
         )
         self.quit_action = self._action("&Quit", "Ctrl+Q", self.close)
         chat.addAction(self.about_action)
+        chat.addAction(self.password_action)
         chat.addAction(self.sign_in_again_action)
         chat.addAction(self.close_tab_action)
         chat.addSeparator()
@@ -250,6 +257,32 @@ class RoomWindow(QMainWindow):
 
     def _about_gone(self) -> None:
         self._about = None
+
+    def ask_password(self) -> None:
+        """Open the "Change password" dialog (or bring it back to the front)."""
+        if self._password is None:
+            dialog = PasswordDialog(self.me, self)
+            dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            dialog.wanted.connect(self.password_wanted)
+            dialog.destroyed.connect(self._password_gone)
+            self._password = dialog
+        self._password.show()
+        self._password.raise_()
+        self._password.activateWindow()
+
+    def _password_gone(self) -> None:
+        self._password = None
+
+    def password_changed(self) -> None:
+        if self._password is not None:
+            self._password.accept()
+        self.note("Your password is changed; your other sessions have ended.")
+
+    def password_refused(self, message: str, wrong_current: bool) -> None:
+        if self._password is not None:
+            self._password.refused(message, wrong_current)
+        else:
+            self.note(f"The password was not changed: {message}")
 
     # --- conversations and tabs ------------------------------------------------------------
 
@@ -681,8 +714,9 @@ class RoomWindow(QMainWindow):
             self._ask_to_leave_anyway()
             return
         if away or self.link in (Link.LEAVING, Link.LOST):
-            if self._about is not None:
-                self._about.close()
+            for dialog in (self._about, self._password):
+                if dialog is not None:
+                    dialog.close()
             self.closed.emit(True)
             super().closeEvent(event)
             return

@@ -19,7 +19,7 @@ from .. import commands
 from ..client import ChatClient, Receipt
 from ..conversation import Returns
 from ..display import counted, missed_sentence
-from ..errors import ChatError, ConnectionLost, KeyChanged, UnknownUser
+from ..errors import ChatError, ConnectionLost, KeyChanged, UnknownUser, WrongPassword
 from ..events import (
     Disconnected,
     History,
@@ -84,6 +84,7 @@ class RoomSession:
             "line": window.line_entered,
             "older": window.older_wanted,
             "again": window.sign_in_again,
+            "password": window.password_wanted,
             "closed": window.closed,
         }
         async with trio.open_nursery() as nursery, signal_channel(signals) as emissions:
@@ -103,6 +104,9 @@ class RoomSession:
                 elif emission.source == "older":
                     (key,) = emission.args
                     nursery.start_soon(self.load_older, str(key))
+                elif emission.source == "password":
+                    old, new = emission.args
+                    nursery.start_soon(self._change_password, str(old), str(new))
             self.leaving = True
             if not self.again:
                 await self._log_out(emissions)
@@ -251,6 +255,14 @@ class RoomSession:
                 self.window.settle_refused(pending, text, error.message, no_such_person=unknown)
             return
         self.window.settle_sent(pending, message)
+
+    async def _change_password(self, old: str, new: str) -> None:
+        try:
+            await self.chat.change_password(old, new)
+        except ChatError as error:
+            self.window.password_refused(error.message, isinstance(error, WrongPassword))
+            return
+        self.window.password_changed()
 
     async def _who(self, key: str) -> None:
         try:

@@ -9,7 +9,7 @@ or by closing the dialog and opening the room; `show_notice()` says what it did 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QCloseEvent, QColor, QPalette
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from . import colours
 from .memory import Remembered
+from .problem_label import problem_label
 from .problems import Field, Problem, SignInForm
 
 
@@ -47,14 +47,7 @@ class SignInDialog(QDialog):
         self.create_account = QCheckBox("&Create an account", self)
         self.repeat = QLineEdit(self)
         self.repeat.setEchoMode(QLineEdit.EchoMode.Password)
-        self.problem = QLabel(self)
-        self.problem.setObjectName("problem")
-        self.problem.setTextFormat(Qt.TextFormat.PlainText)
-        self.problem.setWordWrap(True)
-        palette = self.problem.palette()
-        palette.setColor(QPalette.ColorRole.WindowText, QColor(colours.BAD))
-        self.problem.setPalette(palette)
-        self.problem.hide()
+        self.problem = problem_label(self)
         self.notice = QLabel(self)
         self.notice.setObjectName("notice")
         self.notice.setTextFormat(Qt.TextFormat.PlainText)
