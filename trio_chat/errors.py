@@ -94,8 +94,9 @@ class AccountLocked(ChatError):
 
 
 class Removed(ChatError):
-    """The daemon's operator ended this account's sessions (`trio-chat accounts kick`, or
-    a new password given): the client does not come back by itself."""
+    """This session was ended: by the daemon's operator (`trio-chat accounts kick`, or a
+    new password given), or by a new password set in another session of the account. The
+    client does not come back by itself."""
 
     code = "removed"
 

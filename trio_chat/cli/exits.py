@@ -82,7 +82,7 @@ _MEANINGS: dict[ExitCode, str] = {
     ExitCode.MESSAGE_REFUSED: "message refused",
     ExitCode.KEY_CHANGED: "the daemon's key changed",
     ExitCode.ACCOUNT_LOCKED: "the account is locked",
-    ExitCode.REMOVED: "taken out of the room by the operator",
+    ExitCode.REMOVED: "taken out of the room (by the operator, or a new password)",
     ExitCode.INTERRUPTED: "interrupted",
 }
 
