@@ -4,8 +4,9 @@ that end up in tracebacks and debuggers. Against a daemon this script starts on
 
     .venv/bin/python scripts/attack_secrets.py
 
-A person registers, fails a login, logs in, talks and resumes with a ticket (and with
-an altered one); malformed requests put the password where errors might quote it. Then
+A person registers, fails a login, logs in, talks, changes her password and resumes with
+a ticket (and with an altered one); malformed requests put the password where errors
+might quote it; the operator gives her another through the running daemon. Then
 the script looks for the password, the tickets and the daemon's keys in every form
 (raw, hex, base64, escaped) in the log, in the files beside the database and in the
 client's data folder; shows the modes of the files that hold secrets; and looks at the
@@ -28,18 +29,22 @@ from pathlib import Path
 
 import trio
 
-from trio_chat import WrongPassword, connect, register, wire
+from trio_chat import WrongPassword, connect, control, register, wire
 from trio_chat.auth import hash_password
 from trio_chat.client_protocol import ClientConfig, ClientConnection
 from trio_chat.engine import CheckPassword, HashPassword
 from trio_chat.keys import key_paths
 from trio_chat.secure import derive_key
 from trio_chat.testing.attacks import bound_socket, drive, leaks
-from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.daemon import CLI, DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
 
 PASSWORD = "Quartz-Zebra-Fjord-9137"
 WRONG = "Lantern-Mosaic-Tundra-2468"
+NEW = "Marble-Otter-Glacier-3579"
+"""The password alice changes hers to, from her session."""
+OPERATOR_SET = "Copper-Heron-Delta-8642"
+"""The password the operator then gives her, through the running daemon's control socket."""
 
 
 async def resume(host: str, port: int, key: bytes, ticket: str) -> bool:
@@ -109,6 +114,9 @@ def reprs() -> list[tuple[str, list[str]]]:
         "Register frame": wire.Register(rid="r", name="alice", password=PASSWORD),
         "Resume frame": wire.Resume(ticket=alice.connection.ticket),
         "Welcome frame": wire.Welcome(re=1, name="alice", ticket=alice.connection.ticket),
+        "ChangePassword": wire.ChangePassword(old=PASSWORD, new=PASSWORD),
+        "PasswordChanged": wire.PasswordChanged(re=1, ticket=alice.connection.ticket),
+        "control Request": control.Request("password", "alice", account.password_hash),
         "HashPassword": HashPassword(1, PASSWORD),
         "CheckPassword": CheckPassword(2, account.password_hash, PASSWORD),
         "DaemonKeys": driver.keys,
@@ -139,12 +147,33 @@ async def main() -> int:
                 pass
             async with connect(host, port, "alice", PASSWORD) as chat:
                 await chat.say("hello")
+                await chat.change_password(PASSWORD, NEW)
                 ticket, key = chat.connection.ticket, chat.connection.server_key
             resumed = await resume(host, port, key, ticket)
             tampered = ticket[:-2] + ("A" if ticket[-2] != "A" else "B") + ticket[-1]
             await resume(host, port, key, tampered)
             errors = await malformed(host, port, key, ticket)
-            names = ("chat.db", "chat.db-wal", "chat.db-shm", "chat.key", "chat.tickets")
+            given = work / "operator-password"
+            given.write_text(OPERATOR_SET + "\n")
+            command = ["accounts", "password", "alice", "--password-file", str(given)]
+            operator = await trio.run_process(
+                [*CLI, *command, "--db", str(database)],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            given.unlink()
+            print(f"the operator's `accounts password`: exit {operator.returncode}")
+            if operator.returncode != 0:
+                problems.append("the operator could not set the password")
+            names = (
+                "chat.db",
+                "chat.db-wal",
+                "chat.db-shm",
+                "chat.key",
+                "chat.tickets",
+                "chat.db.control",
+            )
             modes = {n: stat.S_IMODE(database.with_name(n).stat().st_mode) for n in names}
             await daemon.stop()
         static_path, ticket_path = key_paths(database)
@@ -152,6 +181,8 @@ async def main() -> int:
         secrets: dict[str, bytes | str] = {
             "password": PASSWORD,
             "wrong password": WRONG,
+            "new password": NEW,
+            "operator's password": OPERATOR_SET,
             "ticket": ticket,
             "altered ticket": tampered,
             "static key": static,
@@ -163,6 +194,7 @@ async def main() -> int:
         places = {
             "the daemon's log (debug, JSON)": log.encode(),
             "the error messages sent back": "\n".join(errors).encode(),
+            "the operator's command's output": operator.stdout + operator.stderr,
             "the database and its journal": every_byte(database.parent, keys=False),
             "the client's data folder": every_byte(data, keys=True),
         }

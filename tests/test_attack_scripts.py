@@ -45,3 +45,21 @@ def test_sessions_per_account_and_address_are_capped_and_a_move_onto_a_full_addr
     assert status == 0, output
     assert "8 welcomed" in output and "channels from one address: 20 opened" in output
     assert "ended: too_many_sessions" in output
+
+
+def test_guesses_through_a_session_are_checked_no_faster_than_a_logins() -> None:
+    status, output = run("attack_session_guesses.py", "--guesses", "48", "--seconds", "3")
+    assert status == 0, output
+    checked = re.search(r"checked: (\d+) of 48", output)
+    assert checked is not None, output
+    assert 3 <= int(checked.group(1)) <= 5  # 3 at once, then after 1 s and 3 s
+    assert "alice's own password afterwards: welcome" in output
+
+
+def test_no_secret_is_left_where_it_can_be_read() -> None:
+    """The log, the answers, the operator's command, the files and the reprs, after a
+    password changed from a session and another set by the operator."""
+    status, output = run("attack_secrets.py")
+    assert status == 0, output
+    assert "the operator's `accounts password`: exit 0" in output
+    assert "PROBLEM" not in output and output.count("no secret") >= 20
