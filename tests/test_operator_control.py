@@ -26,7 +26,7 @@ from trio_chat.control import (
     serve_control,
 )
 from trio_chat.engine import Persist
-from trio_chat.errors import AccountLocked, Removed, WrongPassword
+from trio_chat.errors import AccountLocked, Muted, Removed, WrongPassword
 from trio_chat.events import Left
 from trio_chat.records import PasswordSet
 from trio_chat.testing.daemon import DaemonProcess
@@ -287,3 +287,35 @@ async def test_a_request_met_by_the_daemons_stop_is_told_so(
         daemon.cancel_scope.cancel()  # the daemon stops
     assert [(r.ok, r.code) for r in replies] == [(False, "stopping")]
     assert "`trio-chat accounts list` shows whether" in replies[0].message
+
+
+async def test_an_operator_mutes_and_unmutes_while_the_daemon_runs_or_not(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "chat.db"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, database)
+            host, port = await daemon.start()
+            await trio_chat.register(host, port, "carol", PASSWORD)
+            async with trio_chat.connect(host, port, "carol", PASSWORD) as carol:
+                muted = await accounts(database, "mute", "carol")
+                assert muted.stdout == (
+                    "Muted carol; `trio-chat accounts unmute carol` undoes it.\n"
+                ), muted.stderr
+                with pytest.raises(Muted):
+                    await carol.say("still here?")
+                listed = await accounts(database, "list")
+                assert listed.stdout.endswith(", muted, in the room)\n")
+                unmuted = await accounts(database, "unmute", "carol")
+                assert unmuted.stdout == "Unmuted carol.\n"
+                await carol.say("back")
+            assert "the operator muted carol" in daemon.text
+            assert await daemon.stop() == 0
+            stopped = await accounts(database, "mute", "carol")
+            assert stopped.returncode == 0, stopped.stderr
+            await daemon.start(port)
+            async with trio_chat.connect(host, port, "carol", PASSWORD) as carol:
+                with pytest.raises(Muted):
+                    await carol.say("after the restart")
+            assert await daemon.stop() == 0

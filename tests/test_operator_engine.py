@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from trio_chat import wire
 from trio_chat.client_protocol import ClientConfig
-from trio_chat.engine.core import NEW_PASSWORD, REMOVED
-from trio_chat.errors import AccountLocked, Removed, WrongPassword
-from trio_chat.events import Left
-from trio_chat.records import PasswordSet
+from trio_chat.engine.core import MUTED, NEW_PASSWORD, REMOVED, UNMUTED
+from trio_chat.errors import AccountLocked, Muted, Removed, WrongPassword
+from trio_chat.events import Left, Notice, PublicMessage
+from trio_chat.records import MuteSet, PasswordSet
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer, fake_hash
 
 NEW = "battery staple"
@@ -190,3 +190,39 @@ def test_changes_stored_together_each_keep_what_the_others_did() -> None:
     driver.commit_held()
     account = driver.engine.accounts["alice"]
     assert not account.locked and account.hash_to_check == fake_hash(PASSWORD)
+
+
+def test_a_muted_account_reads_and_says_nothing_until_unmuted() -> None:
+    driver, alice, laptop, bob = room()
+    account = driver.engine.accounts["alice"]
+    driver.engine.change_account(MuteSet(account.id, True))
+    driver.pump()
+    settle(alice, laptop, bob)
+    for peer in (alice, laptop):
+        assert [e.text for e in peer.events if isinstance(e, Notice)] == [MUTED]
+    said = alice.connection.say("can anyone hear me")
+    whispered = alice.connection.whisper("bob", "or you")
+    settle(alice, bob)
+    assert isinstance(said.error, Muted) and isinstance(whispered.error, Muted)
+    assert alice.connection.ready and sessions_of(driver, "alice") == 2  # still in
+    assert not [e for e in bob.events if isinstance(e, PublicMessage) and e.sender == "alice"]
+    bob.connection.say("alice, you are muted")
+    settle(alice, bob)
+    assert [e.text for e in alice.events if isinstance(e, PublicMessage)][-1:] == [
+        "alice, you are muted"
+    ]
+    # A session that logs in later is muted too; the mute is stored.
+    later = Peer(driver, "alice", address=("10.0.0.9", 1))
+    settle(later)
+    refused = later.connection.say("from another device")
+    settle(later)
+    assert isinstance(refused.error, Muted)
+    assert driver.stored_accounts()[0].muted
+    driver.engine.change_account(MuteSet(account.id, False))
+    driver.pump()
+    settle(alice, bob)
+    assert [e.text for e in alice.events if isinstance(e, Notice)] == [MUTED, UNMUTED]
+    again = alice.connection.say("back")
+    settle(alice, bob)
+    assert again.done and again.error is None
+    assert "back" in [e.text for e in bob.events if isinstance(e, PublicMessage)]

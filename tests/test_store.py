@@ -17,6 +17,8 @@ from trio_chat.records import (
     Account,
     MarkDelivered,
     Message,
+    MuteSet,
+    PasswordSet,
     SessionClosed,
     SessionOpened,
     StoreOp,
@@ -217,7 +219,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_accounts(
         "versions no longer open it"
     ]
     (alice,) = store.load(window=10).accounts
-    assert (alice.name, alice.rid) == ("alice", None)
+    assert (alice.name, alice.rid, alice.muted) == ("alice", None, False)
     store.write([Account(2, "bob", "bob", "$argon2id$y", "2026-11-30T00:00:01.000Z", "r-1")])
     assert store.load(window=10).accounts[1].rid == "r-1"
     store.close()
@@ -377,4 +379,22 @@ def test_a_resent_copy_costs_its_batch_no_statement_per_change(tmp_path: Path) -
     assert len(statements) <= len(batch) + 5  # a statement a change, and a few for the batch
     assert [m.id for m in store.load(window=300).recent] == [1, *range(3, 203)]
     assert store.sent(1, "c1") == message(1, 1)
+    store.close()
+
+
+def test_changes_to_an_account_are_kept_and_applied_to_what_is_stored(tmp_path: Path) -> None:
+    """A mute, a lock and a new password, stored in one commit: each applied to what the
+    one before left (a lock stays a lock, of the new password), kept across a restart."""
+    path = tmp_path / "chat.db"
+    store = SqliteStore.open(path)
+    store.write([account(1, "alice"), account(2, "bob")])
+    store.write([MuteSet(1, True), PasswordSet(1, lock=True), PasswordSet(1, "$argon2id$new")])
+    store.close()
+    store = SqliteStore.open(path)
+    alice, bob = store.load(window=10).accounts
+    assert alice.muted and alice.locked and alice.hash_to_check == "$argon2id$new"
+    assert not bob.muted and not bob.locked
+    store.write([MuteSet(1, False), PasswordSet(1, lock=False)])
+    (listed, _waiting), _bob = store.accounts()
+    assert not listed.muted and not listed.locked and listed.password_hash == "$argon2id$new"
     store.close()

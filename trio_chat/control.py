@@ -33,7 +33,7 @@ from .auth import is_password_hash
 from .display import counted, safe_name
 from .engine import ServerEngine
 from .logs import event
-from .records import Account, PasswordSet
+from .records import Account, AccountChange, MuteSet, PasswordSet
 from .rules import name_key
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ SOCKET_PATH_BYTES = 108
 """What a Unix socket's address holds on Linux, its last byte a NUL."""
 MAY_HAVE = "it may have been made: `trio-chat accounts list` shows whether"
 
-Action = Literal["list", "find", "lock", "unlock", "password", "kick"]
+Action = Literal["list", "find", "lock", "unlock", "password", "kick", "mute", "unmute"]
 
 
 class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -78,6 +78,7 @@ class AccountLine(msgspec.Struct, frozen=True):
     locked: bool
     sessions: int = 0
     """Sessions open in the room (a running daemon's)."""
+    muted: bool = False
 
 
 class Reply(msgspec.Struct, frozen=True):
@@ -120,11 +121,16 @@ def _reachable(path: Path) -> Iterator[str]:
 
 
 def account_line(account: Account, waiting: int, sessions: int = 0) -> AccountLine:
-    return AccountLine(account.name, account.created, waiting, account.locked, sessions)
+    return AccountLine(
+        account.name, account.created, waiting, account.locked, sessions, account.muted
+    )
 
 
-def change_for(request: Request, account_id: int) -> PasswordSet:
-    """The change a `lock`, `unlock` or `password` request asks of an account."""
+def change_for(request: Request, account_id: int) -> AccountChange:
+    """The change a `lock`, `unlock`, `mute`, `unmute` or `password` request asks of an
+    account."""
+    if request.action in ("mute", "unmute"):
+        return MuteSet(account_id, request.action == "mute")
     if request.action == "lock":
         return PasswordSet(account_id, lock=True)
     if request.action == "unlock":
@@ -231,8 +237,8 @@ class Desk:
     """Answers the operator's requests on a running daemon's engine.
 
     `wake` has the daemon's loop start the engine's effects and send what it has (the
-    change to store, the goodbyes); the daemon calls `reported` for every `PasswordSet`
-    committed or failed.
+    change to store, the goodbyes); the daemon calls `reported` for every change to an
+    account (`AccountChange`) committed or failed.
     """
 
     def __init__(
@@ -249,7 +255,7 @@ class Desk:
         ended, None until reported."""
         self._reported = trio.Event()
 
-    def reported(self, op: PasswordSet, stored: bool) -> None:
+    def reported(self, op: AccountChange, stored: bool) -> None:
         ended = self.engine.sessions_ended_by(op)
         if id(op) in self._waiting:
             self._waiting[id(op)] = (stored, ended)
@@ -293,7 +299,7 @@ class Desk:
         _log_done(request.action, account, ended)
         return Reply(True, accounts=before, ended=ended)
 
-    async def _store(self, op: PasswordSet) -> tuple[bool, int] | None:
+    async def _store(self, op: AccountChange) -> tuple[bool, int] | None:
         """Whether `op` was stored (and taken), with the sessions it ended; None if it was
         not reported within `STORED_WITHIN`."""
         self.engine.change_account(op)
@@ -316,6 +322,8 @@ _DONE = {
     "unlock": "unlocked {}",
     "password": "set a new password for {}",
     "kick": "took {} out of the room",
+    "mute": "muted {}",
+    "unmute": "unmuted {}",
 }
 
 

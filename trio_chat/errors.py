@@ -101,6 +101,13 @@ class Removed(ChatError):
     code = "removed"
 
 
+class Muted(ChatError):
+    """The daemon's operator muted this account (`trio-chat accounts mute`): it reads the
+    room, and may say nothing until unmuted."""
+
+    code = "muted"
+
+
 class InvalidName(ChatError):
     """No account may have this name (see the rules for names)."""
 
@@ -189,6 +196,7 @@ _BY_CODE: dict[str, type[ChatError]] = {
         WrongPassword,
         AccountLocked,
         Removed,
+        Muted,
         InvalidName,
         PasswordTooShort,
         PasswordTooLong,

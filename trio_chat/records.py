@@ -24,6 +24,9 @@ class Account:
     rid: str | None = None
     """The request that registered it, so that request sent again after a crash is
     answered "registered" rather than "name taken"."""
+    muted: bool = False
+    """The operator muted it (`trio-chat accounts mute`): it reads the room, and may not
+    say or whisper anything."""
 
     @property
     def locked(self) -> bool:
@@ -103,7 +106,17 @@ class PasswordSet:
         return (LOCK_MARK if locked else "") + new
 
 
-StoreOp = Account | Message | MarkDelivered | SessionOpened | SessionClosed | PasswordSet
+@dataclass(frozen=True, slots=True)
+class MuteSet:
+    """The operator muted an account (`muted`), or let it speak again."""
+
+    account_id: int
+    muted: bool
+
+
+AccountChange = PasswordSet | MuteSet
+"""What the operator changes in an account."""
+StoreOp = Account | Message | MarkDelivered | SessionOpened | SessionClosed | AccountChange
 
 
 IDS_PER_MILLISECOND = 1000

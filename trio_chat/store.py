@@ -23,6 +23,7 @@ from .records import (
     Account,
     MarkDelivered,
     Message,
+    MuteSet,
     PasswordSet,
     SessionClosed,
     SessionOpened,
@@ -30,7 +31,7 @@ from .records import (
     StoreOp,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 LOG_PAGES = 1000
 """Pages in the write-ahead log that make a commit checkpoint it (SQLite's default)."""
 LOG_SPARE_PAGES = 32
@@ -93,6 +94,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE UNIQUE INDEX messages_sent_once ON messages(sender_id, cid) WHERE cid IS NOT NULL;
     """,
+    # 4 -> 5: accounts the operator muted.
+    """
+    ALTER TABLE accounts ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 _SELECT_MESSAGES = """
@@ -138,13 +143,19 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
-_ACCOUNT_COLUMNS = "id, name, key, password_hash, created, rid"
+_ACCOUNT_COLUMNS = "id, name, key, password_hash, created, rid, muted"
 
 
 def _account(row: Sequence[Any]) -> Account:
     """An account from a row that starts with `_ACCOUNT_COLUMNS`."""
     return Account(
-        id=row[0], name=row[1], key=row[2], password_hash=row[3], created=row[4], rid=row[5]
+        id=row[0],
+        name=row[1],
+        key=row[2],
+        password_hash=row[3],
+        created=row[4],
+        rid=row[5],
+        muted=bool(row[6]),
     )
 
 
@@ -562,6 +573,10 @@ class SqliteStore:
             )
         elif isinstance(op, SessionClosed):
             self._db.execute("DELETE FROM sessions WHERE sid = ?", (op.sid,))
+        elif isinstance(op, MuteSet):
+            self._db.execute(
+                "UPDATE accounts SET muted = ? WHERE id = ?", (int(op.muted), op.account_id)
+            )
         elif isinstance(op, PasswordSet):
             row = self._db.execute(
                 "SELECT password_hash FROM accounts WHERE id = ?", (op.account_id,)

@@ -43,8 +43,8 @@ from .prompts import given_password
 
 accounts_app = typer.Typer(
     name="accounts",
-    help="List the accounts; lock, unlock or kick one, or set its password (the daemon "
-    "running or stopped).",
+    help="List the accounts; lock, unlock, mute, unmute or kick one, or set its password (the "
+    "daemon running or stopped).",
     no_args_is_help=True,
 )
 
@@ -128,8 +128,8 @@ def _ended(sessions: int) -> str:
 
 @accounts_app.command("list")
 def list_command(db: DatabaseOption = None) -> None:
-    """Every account: its name, when it was made, private messages waiting, locked, and
-    (the daemon running) in the room."""
+    """Every account: its name, when it was made, private messages waiting, locked,
+    muted, and (the daemon running) in the room."""
     database = db or default_database()
     reply = _ask_daemon(database, Request("list"))
     if reply is not None:
@@ -143,6 +143,8 @@ def list_command(db: DatabaseOption = None) -> None:
             notes.append(f"{counted(line.waiting, 'private message')} waiting")
         if line.locked:
             notes.append("locked")
+        if line.muted:
+            notes.append("muted")
         if line.sessions:
             many = f", {line.sessions} sessions" if line.sessions > 1 else ""
             notes.append(f"in the room{many}")
@@ -151,8 +153,9 @@ def list_command(db: DatabaseOption = None) -> None:
 
 
 def _change(database: Path, request: Request) -> Reply:
-    """Ask the running daemon for `request` (a lock, an unlock, a password); stopped, make
-    the change in its database. Returns the account as it was, and the sessions ended."""
+    """Ask the running daemon for `request` (a lock, a mute, a password, or undoing one);
+    stopped, make the change in its database. Returns the account as it was, and the
+    sessions ended."""
     reply = _ask_daemon(database, request)
     if reply is not None:
         return reply
@@ -185,6 +188,28 @@ def unlock_command(name: NameArgument, db: DatabaseOption = None) -> None:
     was = reply.accounts[0]
     not_locked = "" if was.locked else " (it was not locked)"
     typer.echo(f"Unlocked {safe_name(was.name)}{not_locked}.")
+
+
+@accounts_app.command("mute")
+def mute_command(name: NameArgument, db: DatabaseOption = None) -> None:
+    """Mute an account: it still reads the room and its private messages, and may say
+    nothing (its sessions are told); `unmute` lets it talk again."""
+    database = db or default_database()
+    reply = _change(database, Request("mute", name))
+    was = reply.accounts[0]
+    shown = safe_name(was.name)
+    already = " (it was already)" if was.muted else ""
+    typer.echo(f"Muted {shown}{already}; `trio-chat accounts unmute {shown}` undoes it.")
+
+
+@accounts_app.command("unmute")
+def unmute_command(name: NameArgument, db: DatabaseOption = None) -> None:
+    """Let a muted account talk again."""
+    database = db or default_database()
+    reply = _change(database, Request("unmute", name))
+    was = reply.accounts[0]
+    not_muted = "" if was.muted else " (it was not muted)"
+    typer.echo(f"Unmuted {safe_name(was.name)}{not_muted}.")
 
 
 @accounts_app.command("kick")

@@ -20,6 +20,7 @@ from ..errors import (
     InvalidName,
     KeyChanged,
     MailboxFull,
+    Muted,
     NameTaken,
     PasswordTooLong,
     PasswordTooShort,
@@ -119,6 +120,7 @@ _EXIT_FOR: dict[type[ChatError], ExitCode] = {
     Busy: ExitCode.LIMITED,
     TextEmpty: ExitCode.MESSAGE_REFUSED,
     TextTooLong: ExitCode.MESSAGE_REFUSED,
+    Muted: ExitCode.MESSAGE_REFUSED,
 }
 
 

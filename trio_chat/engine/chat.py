@@ -25,6 +25,7 @@ from .fanout import Deliver, Fanout
 from .history import HistoryWindow, Mailbox
 from .sessions import Session
 
+MUTED_ACCOUNT = "The daemon's operator muted this account: it may not say anything for now."
 BLOCK_GRACE = 10.0
 """How long after it may come back a refused message holds back later ones (then it is
 presumed abandoned, and the session's messages flow again). It counts only once the
@@ -215,6 +216,8 @@ class Chat:
         if earlier is not None:
             self._acknowledge(session, seq, earlier)
             return
+        if account.muted:
+            raise RuleError("muted", MUTED_ACCOUNT)
         check_text(frame.text)
         # Counted before the recipient is looked up: whispers to names that do not exist
         # would otherwise test names for existence as fast as they can be sent.

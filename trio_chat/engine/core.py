@@ -23,8 +23,10 @@ import msgspec
 from .. import wire
 from ..records import (
     Account,
+    AccountChange,
     MarkDelivered,
     Message,
+    MuteSet,
     PasswordSet,
     SessionClosed,
     SessionOpened,
@@ -79,6 +81,11 @@ NEW_PASSWORD = "The daemon's operator gave this account a new password; log in w
 CHANGED_ELSEWHERE = (
     "This account's password was changed in another session; log in with the new one."
 )
+MUTED = (
+    "The daemon's operator muted this account: you can read the room, and say nothing in it "
+    "until unmuted."
+)
+UNMUTED = "The daemon's operator unmuted this account: you can talk again."
 REMOVED_MEMORY = 3
 """Keepalive intervals (the longest a client may be given) for which a session the
 operator ended is remembered, its goodbye said again to its client's next datagram: a
@@ -408,6 +415,8 @@ class ServerEngine:
             self.lobby.account_committed(op)
         elif isinstance(op, PasswordSet):
             self._password_set(op, now, wall)
+        elif isinstance(op, MuteSet):
+            self._mute_set(op)
 
     def failed(self, op: StoreOp, now: float, earlier: Message | None = None) -> None:
         """The persistence task could not commit `op`: tell whoever waited for it.
@@ -427,15 +436,16 @@ class ServerEngine:
 
     # --- the operator -------------------------------------------------------------------------
 
-    def change_account(self, op: PasswordSet) -> None:
-        """Lock, unlock or give a new password to an account (`trio-chat accounts` on a
-        running daemon). The change is stored first (a `Persist` effect) and taken once
-        `committed`: a lock, or a new password, then ends the account's sessions (how
-        many: `sessions_ended_by`), and its tickets stop working."""
+    def change_account(self, op: AccountChange) -> None:
+        """Lock, unlock, mute, unmute or give a new password to an account (`trio-chat
+        accounts` on a running daemon). The change is stored first (a `Persist` effect)
+        and taken once `committed`: a lock, or a new password, then ends the account's
+        sessions (how many: `sessions_ended_by`), and its tickets stop working; a mute
+        is told to its sessions, which may say nothing from then on."""
         self._effects.append(Persist(op))
         self._ended_by[id(op)] = 0
 
-    def sessions_ended_by(self, op: PasswordSet) -> int:
+    def sessions_ended_by(self, op: AccountChange) -> int:
         """How many sessions `change_account`'s `op` ended when it was taken."""
         return self._ended_by.pop(id(op), 0)
 
@@ -448,7 +458,7 @@ class ServerEngine:
         change = self.lobby.change_stored(op)  # asked by one of the account's sessions
         old = self.lobby.account_by_id(op.account_id)
         account = dataclasses.replace(old, password_hash=op.applied(old.password_hash))
-        self.lobby.account_changed(account)
+        self._account_changed(account)
         session = None if change is None else self.sessions.get(change.sid)
         if account.locked:
             ended = self._end_account(account, "account_locked", ACCOUNT_LOCKED, now, wall)
@@ -461,10 +471,31 @@ class ServerEngine:
         if id(op) in self._ended_by:
             self._ended_by[id(op)] = ended
         if change is not None and session is not None:
-            session.account = account
             self._notes.append(PasswordChanged(account.name, session.address))
             frame = wire.PasswordChanged(re=change.seq, ticket=self._ticket(account, wall))
             self.transport.send(session, wire.encode(frame))
+
+    def _mute_set(self, op: MuteSet) -> None:
+        self.chat.settle()
+        old = self.lobby.account_by_id(op.account_id)
+        account = dataclasses.replace(old, muted=op.muted)
+        sessions = self._account_changed(account)
+        if account.muted != old.muted:
+            notice = wire.encode(wire.Notice(text=MUTED if account.muted else UNMUTED))
+            for session in sessions:
+                self.transport.send(session, notice)
+
+    def _account_changed(self, account: Account) -> list[Session]:
+        """`account` as it is now, wherever it is kept; its sessions, which hold it."""
+        self.lobby.account_changed(account)
+        sessions = [
+            session
+            for session in self.sessions.values()
+            if session.account is not None and session.account.id == account.id
+        ]
+        for session in sessions:
+            session.account = account
+        return sessions
 
     def remove(self, key: str, now: float, wall: float) -> int:
         """Take the account whose name key is `key` out of the room now (the operator's

@@ -27,7 +27,7 @@ from ..engine import (
     ServerEngine,
 )
 from ..events import Event
-from ..records import Account, Message, PasswordSet, Snapshot, StoreOp
+from ..records import Account, Message, MuteSet, PasswordSet, Snapshot, StoreOp
 from ..reliability import Link
 from ..secure import DaemonKeys
 
@@ -248,13 +248,17 @@ class EngineDriver:
         return [op for op in self.stored if isinstance(op, Message)]
 
     def stored_accounts(self) -> list[Account]:
-        """The accounts as stored: made, then given new password hashes."""
+        """The accounts as stored: made, then changed (passwords, locks, mutes)."""
         accounts = {op.id: op for op in self.stored if isinstance(op, Account)}
         for op in self.stored:
             if isinstance(op, PasswordSet):
                 changed = accounts[op.account_id]
                 accounts[op.account_id] = dataclasses.replace(
                     changed, password_hash=op.applied(changed.password_hash)
+                )
+            elif isinstance(op, MuteSet):
+                accounts[op.account_id] = dataclasses.replace(
+                    accounts[op.account_id], muted=op.muted
                 )
         return list(accounts.values())
 
