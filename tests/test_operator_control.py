@@ -319,3 +319,12 @@ async def test_an_operator_mutes_and_unmutes_while_the_daemon_runs_or_not(
                 with pytest.raises(Muted):
                     await carol.say("after the restart")
             assert await daemon.stop() == 0
+
+
+async def test_a_long_path_to_no_database_is_one_sentence(tmp_path: Path) -> None:
+    database = tmp_path / ("x" * 120) / "chat.db"
+    listed = await accounts(database, "list")
+    assert listed.returncode == ExitCode.DATABASE
+    assert listed.stderr == (
+        f"There is no database at {str(database)!r}; name the daemon's with --db.\n"
+    )

@@ -15,8 +15,9 @@ import trio_chat
 from trio_chat import wire
 from trio_chat.cli import ExitCode
 from trio_chat.client_protocol import ClientConfig
+from trio_chat.client_protocol.connection import CHANGE_UNANSWERED
 from trio_chat.engine.core import CHANGED_ELSEWHERE
-from trio_chat.errors import PasswordTooShort, Removed, Throttled, WrongPassword
+from trio_chat.errors import ConnectionLost, PasswordTooShort, Removed, Throttled, WrongPassword
 from trio_chat.events import Disconnected, Reconnected
 from trio_chat.records import PasswordSet
 from trio_chat.testing.daemon import CLI, DaemonProcess
@@ -95,28 +96,104 @@ def test_a_new_password_the_rules_refuse_costs_no_hash() -> None:
     assert driver.hashes_done == hashes
 
 
+def lose_the_session(driver: EngineDriver, peer: Peer) -> None:
+    """The daemon forgets `peer`'s session (a restart would): its client, told so at its
+    next datagram, comes back."""
+    driver.engine._close(peer.session, "silent", driver.now, driver.wall)
+    driver.pump()
+    driver.inbox.pop(peer.address, None)
+    driver.advance(31.0)  # past the time an ended session is remembered
+
+
+def come_back(peer: Peer) -> None:
+    for _ in range(20):
+        peer.settle()
+        if peer.connection.ready and any(isinstance(e, Reconnected) for e in peer.events):
+            break
+
+
 def test_a_change_whose_answer_was_lost_with_the_session_logs_in_with_the_new_one() -> None:
-    """Stored, its answer lost, the session gone with it: the ticket and the old
-    password no longer log in, and the client comes back with the new one."""
+    """Stored, its answer lost, the session gone with it: the change fails as unanswered
+    ("may be the one now"), and the client comes back with the new password, as the
+    ticket and the old one no longer log in."""
     driver, alice, _laptop = room()
     driver.auto_commit = False
     handle = alice.connection.change_password(PASSWORD, NEW)
     alice.settle()
     driver.commit()
     driver.pump()
-    driver.inbox.pop(alice.address, None)  # the answer, lost
-    # The daemon's side is lost too (a restart forgets it): the client is told RESET.
-    driver.engine._close(alice.session, "silent", driver.now, driver.wall)
-    driver.pump()
-    driver.advance(31.0)  # past the time an ended session is remembered
-    for _ in range(20):
-        alice.settle()
-        if handle.done:
-            break
+    lose_the_session(driver, alice)
+    come_back(alice)
+    assert isinstance(handle.error, ConnectionLost)
+    assert str(handle.error) == CHANGE_UNANSWERED
     assert any(isinstance(e, Disconnected) for e in alice.events)
-    assert any(isinstance(e, Reconnected) for e in alice.events)
-    assert handle.done and handle.error is None
     assert alice.connection.ready and alice.connection.failure is None
+    # Lost once more: it logs in with the new password straight away.
+    lose_the_session(driver, alice)
+    alice.events.clear()
+    come_back(alice)
+    assert alice.connection.ready
+
+
+def test_a_change_whose_session_was_lost_before_it_was_stored_keeps_the_next_one() -> None:
+    """The client comes back (its ticket still good) while the change is on its way to
+    the disk: the change is made for its new session, which stays; the laptop's ends."""
+    driver, alice, laptop = room()
+    driver.auto_commit = False
+    handle = alice.connection.change_password(PASSWORD, NEW)
+    alice.settle()
+    assert [type(op) for op in driver.uncommitted] == [PasswordSet]
+    lose_the_session(driver, alice)
+    come_back(alice)
+    assert isinstance(handle.error, ConnectionLost)
+    driver.commit_held()
+    for _ in range(3):
+        alice.settle()
+        laptop.settle()
+    assert isinstance(laptop.connection.failure, Removed)
+    assert alice.connection.ready and alice.connection.failure is None
+    assert len([op for op in driver.stored if isinstance(op, PasswordSet)]) == 1
+    # Its ticket is from before the change: lost again, it comes back with the new one.
+    lose_the_session(driver, alice)
+    come_back(alice)
+    assert alice.connection.ready and alice.connection.failure is None
+
+
+def test_a_change_racing_the_operators_reset_leaves_the_operators() -> None:
+    """The operator resets the password (after a compromise, say) while a session's
+    change is checked: the session's is not made after it, in memory nor on disk (it
+    was made on the hash the operator's replaced)."""
+    driver, alice, _laptop = room()
+    driver.auto_hash = False
+    driver.auto_commit = False
+    handle = alice.connection.change_password(PASSWORD, NEW)
+    alice.flush()
+    account = driver.engine.accounts["alice"]
+    driver.engine.change_account(PasswordSet(account.id, fake_hash("the operator's")))
+    driver.pump()
+    driver.finish_hashing()  # the old password checked
+    driver.finish_hashing()  # the new one hashed: its change queued after the operator's
+    assert [op.expect is not None for op in driver.uncommitted if isinstance(op, PasswordSet)] == [
+        False,
+        True,
+    ]
+    driver.commit_held()
+    alice.settle()
+    assert isinstance(handle.error, Removed)  # the operator's reset ended the session
+    assert driver.engine.accounts["alice"].password_hash == fake_hash("the operator's")
+    assert driver.stored_accounts()[0].password_hash == fake_hash("the operator's")
+
+
+def test_a_change_asked_before_the_login_with_a_wrong_password_is_refused() -> None:
+    driver = EngineDriver()
+    driver.add_account("alice")
+    alice = Peer(driver, "alice", address=("10.0.0.1", 1), login=False, config=COMING_BACK)
+    handle = alice.connection.change_password("not the password", NEW)
+    alice.login()
+    alice.settle()
+    assert isinstance(handle.error, WrongPassword)
+    assert alice.connection.ready
+    assert driver.engine.accounts["alice"].password_hash == fake_hash(PASSWORD)
 
 
 async def test_trio_chat_password_changes_it_and_the_other_session_ends(
@@ -152,7 +229,7 @@ async def test_trio_chat_password_changes_it_and_the_other_session_ends(
                 )
                 assert changed.returncode == 0, changed.stderr
                 assert changed.stdout.decode() == (
-                    "Changed the password of alice; the account's other sessions have ended.\n"
+                    "Changed the password of alice; any other session of it has ended.\n"
                 )
                 with pytest.raises(Removed):
                     async for _event in elsewhere.events():

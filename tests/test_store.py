@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import os
@@ -397,4 +398,9 @@ def test_changes_to_an_account_are_kept_and_applied_to_what_is_stored(tmp_path: 
     store.write([MuteSet(1, False), PasswordSet(1, lock=False)])
     (listed, _waiting), _bob = store.accounts()
     assert not listed.muted and not listed.locked and listed.password_hash == "$argon2id$new"
+    # A session's change, made on a hash the operator's replaced first: not made.
+    store.write(
+        [PasswordSet(1, "$argon2id$reset"), PasswordSet(1, "$argon2id$x", expect="$argon2id$new")]
+    )
+    assert store.account("alice") == dataclasses.replace(listed, password_hash="$argon2id$reset")
     store.close()

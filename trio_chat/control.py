@@ -113,7 +113,11 @@ def _reachable(path: Path) -> Iterator[str]:
     if len(os.fsencode(where)) < SOCKET_PATH_BYTES or not os.path.isdir("/proc/self/fd"):
         yield where
         return
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield where  # no such folder: reached as it is, and found missing
+        return
     try:
         yield f"/proc/self/fd/{directory}/{path.name}"
     finally:

@@ -11,6 +11,12 @@ in /etc/shadow): the account logs in no more, its name stays taken, and unlocked
 password is as it was."""
 
 
+def same_hash(one: str, other: str) -> bool:
+    """Whether two password hashes are the same (compared in constant time, as any
+    secret is)."""
+    return hmac.compare_digest(one.encode(), other.encode())
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     id: int
@@ -40,8 +46,8 @@ class Account:
 
     def same_password(self, other: Account) -> bool:
         """Whether `other` (this account at another time) has the same password, locked
-        or not (compared in constant time, as any secret is)."""
-        return hmac.compare_digest(self.hash_to_check.encode(), other.hash_to_check.encode())
+        or not."""
+        return same_hash(self.hash_to_check, other.hash_to_check)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +102,18 @@ class PasswordSet:
     account_id: int
     password_hash: str | None = field(default=None, repr=False)
     lock: bool | None = None
+    expect: str | None = field(default=None, repr=False)
+    """A session's change is made only on the hash whose old password it checked: one the
+    operator reset or locked meanwhile is left as the operator made it."""
+
+    def takes(self, password_hash: str) -> bool:
+        """Whether this change applies to an account whose hash is `password_hash`."""
+        return self.expect is None or same_hash(self.expect, password_hash)
 
     def applied(self, password_hash: str) -> str:
         """The hash an account has after this change, given the one it had."""
+        if not self.takes(password_hash):
+            return password_hash
         locked = password_hash.startswith(LOCK_MARK) if self.lock is None else self.lock
         new = self.password_hash
         if new is None:

@@ -179,9 +179,7 @@ def password(
         run(_change_password, host, port, key, name, old, new)
     except ChatError as error:
         raise chat_failure(error, name) from None
-    typer.echo(
-        f"Changed the password of {safe_name(name)}; the account's other sessions have ended."
-    )
+    typer.echo(f"Changed the password of {safe_name(name)}; any other session of it has ended.")
 
 
 class _LeftNow(Exception):

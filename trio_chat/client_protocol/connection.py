@@ -138,6 +138,10 @@ _FINAL_GOODBYES: dict[str, type[ChatError]] = {
 }
 """A daemon's goodbyes after which a new session would not help: the connection ends with
 the error (every other goodbye, a stop, say, has it come back)."""
+CHANGE_UNANSWERED = (
+    "The connection was lost before the daemon answered; the new password may be the one "
+    "now: log in with it to see."
+)
 UNANSWERED_ON_LEAVING = "You left before the daemon answered; it may or may not have it."
 """Why a request unanswered when the client left failed: the daemon may have acted on it."""
 # Requests that need a channel only; all others wait until the session is logged in.
@@ -205,8 +209,12 @@ class ClientConnection:
         self._logs_in = name is not None
         self._password = password
         self._changing: tuple[Handle, str] | None = None
-        """A `change_password` not yet answered, and its new password: a daemon that
-        stored it may never have said so, and the old password no longer logs in."""
+        """A `change_password` not yet answered, and its new password."""
+        self._fallback_password: str | None = None
+        """The new password of a change whose answer was lost with its session (it fails
+        then, not sent again): the daemon may have stored it, so that the password this
+        client has no longer logs in. Tried when that one is refused (`_swapped`)."""
+        self._swapped = False
         self._new_id = new_id or Ids()
         self._new_index = new_index
         self._handshake: Handshake | None = None
@@ -460,7 +468,7 @@ class ClientConnection:
             return
         if self._changing is not None and self._changing[0] is handle:
             if error is None:
-                self._password = self._changing[1]
+                self._password, self._fallback_password = self._changing[1], None
             self._changing = None
         self._by_seq.pop(handle.seq, None)
         if handle.cid is not None:
@@ -564,9 +572,8 @@ class ClientConnection:
         if frame.ticket:
             self.ticket = frame.ticket
         self._history_due = True
-        if self._changing is not None and self._password == self._changing[1]:
-            # Logged in with the new password (`_on_auth_refused`): it was stored.
-            self._finish(self._changing[0])
+        if self._swapped:
+            self._fallback_password, self._swapped = None, False  # the new one was stored
         for handle in self._requests:
             if handle.kind not in _BEFORE_LOGIN and handle.kind != "logout":
                 self._transmit(handle)
@@ -590,12 +597,14 @@ class ClientConnection:
             self._authenticate()
         elif (
             isinstance(error, WrongPassword)
-            and self._changing is not None
-            and self._password != self._changing[1]
+            and self._resuming
+            and self._fallback_password is not None
+            and not self._swapped
         ):
             # A new password was asked for, and its answer lost with the session: stored,
             # the old one no longer logs in. The new one is tried (once).
-            self._password = self._changing[1]
+            self._password, self._fallback_password = self._fallback_password, self._password
+            self._swapped = True
             self._authenticate()
         elif not self._resuming:
             # The first login: the caller hears why, and the daemon may free the channel.
@@ -647,6 +656,11 @@ class ClientConnection:
 
     def _lost(self, reason: str, now: float) -> None:
         """The channel is gone: open a new one, or end."""
+        if self._changing is not None and self._changing[0].seq:
+            # Sent, and not answered: not sent again (checked again, the old password
+            # would be wrong if the first was stored), but tried at the next login.
+            handle, self._fallback_password = self._changing
+            self._finish(handle, error=ConnectionLost(CHANGE_UNANSWERED))
         was_in = self._logged_in
         if self._channel is not None:
             self._channel.forget()

@@ -41,7 +41,7 @@ from .config import ServerConfig
 from .effects import Effect, JobTable, Persist
 from .fanout import Deliver, Fanout, LocalRoom
 from .history import Mailbox
-from .lobby import ACCOUNT_LOCKED, TOO_MANY_SESSIONS, Lobby
+from .lobby import ACCOUNT_LOCKED, CHANGED_MEANWHILE, TOO_MANY_SESSIONS, Lobby
 from .notes import LoggedIn, Note, PasswordChanged, SessionEnded
 from .sessions import Session, Transport
 
@@ -371,6 +371,8 @@ class ServerEngine:
         since, replaces = request.since, request.replaces
         back = isinstance(request, wire.Resume) or since is not None or replaces is not None
         self.chat.enter(session, since, now, wall, back=back)
+        if replaces is not None:
+            self.lobby.session_replaced(replaces, session)
         old = self.lobby.replaced(account, replaces)
         if old is not None and old is not session:
             # Its client lost it and came back: end it now, quietly (the account is in).
@@ -457,6 +459,12 @@ class ServerEngine:
         self.chat.settle()
         change = self.lobby.change_stored(op)  # asked by one of the account's sessions
         old = self.lobby.account_by_id(op.account_id)
+        if not op.takes(old.password_hash):
+            # The operator reset or locked it while this session's change was stored:
+            # theirs stands (the store left it too).
+            if change is not None:
+                self.lobby.refuse_change(change, CHANGED_MEANWHILE)
+            return
         account = dataclasses.replace(old, password_hash=op.applied(old.password_hash))
         self._account_changed(account)
         session = None if change is None else self.sessions.get(change.sid)
@@ -472,8 +480,9 @@ class ServerEngine:
             self._ended_by[id(op)] = ended
         if change is not None and session is not None:
             self._notes.append(PasswordChanged(account.name, session.address))
-            frame = wire.PasswordChanged(re=change.seq, ticket=self._ticket(account, wall))
-            self.transport.send(session, wire.encode(frame))
+            if change.seq is not None:
+                frame = wire.PasswordChanged(re=change.seq, ticket=self._ticket(account, wall))
+                self.transport.send(session, wire.encode(frame))
 
     def _mute_set(self, op: MuteSet) -> None:
         self.chat.settle()

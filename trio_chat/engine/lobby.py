@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .. import wire
 from ..limits import FailureThrottle, KeyedBuckets, RecentKeys, TokenBucket
 from ..names import ConfusableIndex
-from ..records import Account, PasswordSet
+from ..records import Account, PasswordSet, same_hash
 from ..rules import RuleError, check_name, check_password, name_key
 from ..secure import Cookies, DaemonKeys, SecureError, password_mark, respond
 from .common import Address, Outbox, iso_time, network_of, round_up
@@ -36,6 +36,7 @@ REPLAY_MEMORY = 120.0
 
 
 FROM_YOUR_ADDRESS = "Too many registrations from your address; try again later."
+CHANGED_MEANWHILE = "The password was changed meanwhile; nothing was changed now."
 BUSY_MESSAGE = "The daemon is busy checking passwords; this is sent again in a moment."
 ACCOUNT_LOCKED = "This account is locked by the daemon's operator; ask them to unlock it."
 
@@ -68,7 +69,9 @@ class PasswordChange:
     stored; `ServerEngine` answers once it is committed (`change_stored`)."""
 
     sid: int
-    seq: int
+    seq: int | None
+    """The request's; None once its session was replaced by its client's next one (which
+    the change then keeps, unanswered: that client no longer waits for the answer)."""
     address: Address
     account: Account
     """As it was when asked: a change made meanwhile fails this one."""
@@ -143,6 +146,8 @@ class Lobby:
         self._guard = LoginGuard(config)
         self._changes: dict[int, tuple[PasswordSet, PasswordChange]] = {}
         """Password changes being stored, by `id()` of their `PasswordSet`."""
+        self._in_flight: dict[int, PasswordChange] = {}
+        """Every password change not yet answered, by `id()`."""
         self._hashing = HashQueue(config.hash_slots, config.hash_queue_limit)
 
     # --- first flights ------------------------------------------------------------------------
@@ -348,9 +353,14 @@ class Lobby:
         self._effects.extend(self._hashing.done())
         registration = self._jobs.pop(job)
         if isinstance(registration, PasswordChange):
-            current = self._by_id[registration.account.id]
-            op = PasswordSet(current.id, password_hash)  # locked or not as it is then
-            self._changes[id(op)] = (op, registration)
+            change = registration
+            current = self._by_id[change.account.id]
+            if not same_hash(current.password_hash, change.account.password_hash):
+                self.refuse_change(change, CHANGED_MEANWHILE)  # the operator's, say
+                return
+            # Locked or not as it is then; made only if nothing else changed it first.
+            op = PasswordSet(current.id, password_hash, expect=current.password_hash)
+            self._changes[id(op)] = (op, change)
             self._effects.append(Persist(op))
             return
         assert isinstance(registration, _Registration)
@@ -513,6 +523,7 @@ class Lobby:
             self._refuse(session, seq, "busy", BUSY_MESSAGE, BUSY_WAIT)
             return
         change = PasswordChange(session.sid, seq, session.address, account, new)
+        self._in_flight[id(change)] = change
         try:
             old = check_password(request.old)
         except RuleError:
@@ -527,19 +538,35 @@ class Lobby:
     def _change_checked(self, change: PasswordChange, ok: bool, now: float) -> None:
         account = change.account
         self._guard.finish(network_of(change.address), account.key, ok, now)
+        if not ok:
+            self._notes.append(LoginRefused(account.name, change.address, "wrong_password"))
+            self.refuse_change(change, "Wrong password.")
+            return
+        if not same_hash(self._by_id[account.id].password_hash, account.password_hash):
+            self.refuse_change(change, CHANGED_MEANWHILE)
+            return
+        work = HashPassword(self._jobs.add(change), change.new)
+        self._effects.extend(self._hashing.push(network_of(change.address), work))
+
+    def refuse_change(self, change: PasswordChange, message: str) -> None:
+        """A change not made: its session told (`wrong_password`), if it still waits."""
+        self._in_flight.pop(id(change), None)
         session = self._transport.by_sid.get(change.sid)
         if session is None:
             return  # the session ended meanwhile
-        current = self._by_id[account.id]
-        if not ok or not current.same_password(account):
-            session.busy -= 1
-            self._notes.append(LoginRefused(account.name, change.address, "wrong_password"))
-            self._refuse(session, change.seq, "wrong_password", "Wrong password.")
-            return
-        job = self._jobs.add(change)
-        self._effects.extend(
-            self._hashing.push(network_of(change.address), HashPassword(job, change.new))
-        )
+        session.busy -= 1
+        if change.seq is not None:
+            self._refuse(session, change.seq, "wrong_password", message)
+
+    def session_replaced(self, old_sid: int, new: Session) -> None:
+        """`new` is the next session of the client whose session `old_sid` was lost (ended
+        or not): a change that one asked for is made for it (the account's other
+        sessions end, not it), unanswered (that client gave the answer up)."""
+        assert new.account is not None
+        for change in self._in_flight.values():
+            if change.sid == old_sid and change.account.id == new.account.id:
+                change.sid, change.seq = new.sid, None
+                new.busy += 1
 
     def change_stored(self, op: PasswordSet) -> PasswordChange | None:
         """The change a session asked for that `op` stores, if it is one (its session's
@@ -548,6 +575,7 @@ class Lobby:
         if found is None or found[0] is not op:
             return None
         change = found[1]
+        self._in_flight.pop(id(change), None)
         session = self._transport.by_sid.get(change.sid)
         if session is not None:
             session.busy -= 1
@@ -555,7 +583,7 @@ class Lobby:
 
     def change_failed(self, op: PasswordSet, message: str) -> None:
         change = self.change_stored(op)
-        if change is not None:
+        if change is not None and change.seq is not None:
             frame = wire.ErrorFrame(code="storage_failed", message=message, re=change.seq)
             session = self._transport.by_sid.get(change.sid)
             if session is not None:

@@ -7,6 +7,8 @@ A new password the rules refuse, or two that differ, is said before anything is 
 
 from __future__ import annotations
 
+import hmac
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QDialog,
@@ -66,7 +68,7 @@ class PasswordDialog(QDialog):
         if not old:
             self._show("Type the password you have now.", self.current)
             return
-        if new != self.repeat.text():
+        if not hmac.compare_digest(new.encode(), self.repeat.text().encode()):
             self._show("The two new passwords differ; type them again.", self.repeat)
             return
         try:
@@ -78,7 +80,8 @@ class PasswordDialog(QDialog):
         self.wanted.emit(old, new)
 
     def refused(self, message: str, wrong_current: bool) -> None:
-        """The daemon said no: say why, the field to fix focused."""
+        """The daemon said no: say why, the field to fix focused (the current password's
+        when it was wrong, or guessed too often)."""
         self.buttons.setEnabled(True)
         self._show(message, self.current if wrong_current else self.new)
 

@@ -679,6 +679,9 @@ class RoomWindow(QMainWindow):
             self.note("Sign in again (Chat › Sign in again, Ctrl+R) to go on.")
             self.composer.setEnabled(False)
             self.sign_in_again_action.setEnabled(True)
+            self.password_action.setEnabled(False)
+            if self._password is not None:
+                self._password.close()
             self.people.setEnabled(False)
             self._show_name(self._conversations[self.current_key])
         self._show_people()

@@ -19,7 +19,15 @@ from .. import commands
 from ..client import ChatClient, Receipt
 from ..conversation import Returns
 from ..display import counted, missed_sentence
-from ..errors import ChatError, ConnectionLost, KeyChanged, UnknownUser, WrongPassword
+from ..errors import (
+    Busy,
+    ChatError,
+    ConnectionLost,
+    KeyChanged,
+    Throttled,
+    UnknownUser,
+    WrongPassword,
+)
 from ..events import (
     Disconnected,
     History,
@@ -72,6 +80,9 @@ class RoomSession:
         self._returns = Returns()
         self._lines: list[Receipt] = []
         """The lines typed and sent (messages), which a logout waits for."""
+        self._changing = 0
+        """New passwords asked for and not yet answered: a logout waits for them."""
+        self._changed = trio.Event()
         self._shown_all = trio.Event()
         """The session's events have ended, and every one of them is shown."""
 
@@ -128,6 +139,9 @@ class RoomSession:
             for receipt in self._lines:  # not questions: scrolled back, nobody waits
                 with contextlib.suppress(ChatError):  # refused: the window said so
                     await receipt.wait()
+            while self._changing:  # a new password on its way: its answer, then leave
+                await self._changed.wait()
+                self._changed = trio.Event()
             await self.chat.logout()
             await self._shown_all.wait()  # what came before the end, to the last event
             nursery.cancel_scope.cancel()
@@ -257,11 +271,16 @@ class RoomSession:
         self.window.settle_sent(pending, message)
 
     async def _change_password(self, old: str, new: str) -> None:
+        self._changing += 1
         try:
             await self.chat.change_password(old, new)
         except ChatError as error:
-            self.window.password_refused(error.message, isinstance(error, WrongPassword))
+            current = isinstance(error, WrongPassword | Throttled | Busy)
+            self.window.password_refused(error.message, current)
             return
+        finally:
+            self._changing -= 1
+            self._changed.set()
         self.window.password_changed()
 
     async def _who(self, key: str) -> None:
