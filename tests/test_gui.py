@@ -1049,6 +1049,8 @@ async def test_a_password_changed_from_the_window(
                 assert dialog.isVisible() and change.isEnabled()
                 dialog.current.setText(PASSWORD)
                 change.click()
+                cancel = dialog.buttons.button(QDialogButtonBox.StandardButton.Cancel)
+                assert not change.isEnabled() and cancel.isEnabled()  # on its way
                 await until(lambda: window._password is None, "the dialog to close")
                 note = "Your password is changed; your other sessions have ended."
                 await until(lambda: any(note in line for line in texts(window)), "the note")

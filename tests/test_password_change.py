@@ -14,6 +14,7 @@ import trio
 import trio_chat
 from trio_chat import wire
 from trio_chat.cli import ExitCode
+from trio_chat.cli.account import NEW_PASSWORD_MISSING
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.client_protocol.connection import CHANGE_UNANSWERED
 from trio_chat.engine.core import CHANGED_ELSEWHERE
@@ -218,7 +219,20 @@ async def test_trio_chat_password_changes_it_and_the_other_session_ends(
                     check=False,
                 )
                 assert wrong.returncode == ExitCode.WRONG_PASSWORD
-                assert wrong.stderr.decode().endswith("Wrong password for 'alice'.\n")
+                # Told before the new password is asked for.
+                assert wrong.stderr.decode() == (
+                    "Current password: \nWrong password for 'alice'.\n"
+                )
+                ended = await trio.run_process(
+                    command,
+                    stdin=f"{PASSWORD}\n".encode(),
+                    env=env,
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
+                assert ended.returncode == ExitCode.INTERRUPTED
+                assert ended.stderr.decode().endswith(NEW_PASSWORD_MISSING + "\n")
                 changed = await trio.run_process(
                     command,
                     stdin=f"{PASSWORD}\n{NEW}\n{NEW}\n".encode(),

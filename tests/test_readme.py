@@ -11,7 +11,7 @@ import pytest
 import trio
 
 import trio_chat
-from trio_chat.client_protocol.requests import check_sendable_password
+from trio_chat.client_protocol.requests import check_new_password, check_sendable_password
 from trio_chat.engine import ServerConfig
 from trio_chat.server import serve
 
@@ -95,3 +95,14 @@ def test_the_password_limit_in_the_limits_table_is_what_the_client_checks() -> N
         with pytest.raises(trio_chat.PasswordTooLong):
             check_sendable_password(name, "x" * (limit + 1))
         check_sendable_password(name, "x" * limit)
+
+
+def test_the_limit_on_changing_a_password_is_what_the_client_checks() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    said = re.search(r"the old and the new together at most (\d+) bytes", readme)
+    assert said is not None
+    most = int(said[1])
+    old = "o" * (most - 200)
+    check_new_password("alice", old, "n" * 200)
+    with pytest.raises(trio_chat.PasswordTooLong):
+        check_new_password("alice", old, "n" * 201)

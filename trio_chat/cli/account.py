@@ -138,9 +138,25 @@ def login(
         _echo_line(line)
 
 
-async def _change_password(host: str, port: int, key: bytes, name: str, old: str, new: str) -> None:
-    # Quiet: nobody sees this session come and go, and nothing waiting is taken.
-    async with connect(host, port, name, old, quiet=True, server_key=key) as chat:
+NEW_PASSWORD_MISSING = (
+    "The input ended before the new password; give it on a line of its own, or with "
+    "--new-password-file."
+)
+
+
+async def _change_password(
+    host: str, port: int, key: bytes, name: str, old: str, new: str | None
+) -> None:
+    """Log in (quietly: nobody sees this session, nothing waiting is taken), so that a
+    wrong current password is told before the new one is asked for; then change it."""
+    config = ClientConfig(reconnect_for=SCRIPT_GIVES_UP_AFTER)  # a daemon gone: not forever
+    async with connect(host, port, name, old, quiet=True, server_key=key, config=config) as chat:
+        if new is None:
+            ask_new = functools.partial(
+                ask, "New password", hide=True, confirm=True, missing=NEW_PASSWORD_MISSING
+            )
+            new = await trio.to_thread.run_sync(ask_new, abandon_on_cancel=True)
+        check_new_password(name, old, new)
         await chat.change_password(old, new)
 
 
@@ -169,14 +185,18 @@ def password(
     given = given_password(password_file)
     old = given if given is not None else ask("Current password", hide=True)
     new = given_password(new_password_file, from_environment=False)
-    if new is None:
-        new = ask("New password", hide=True, confirm=True)
-    try:
-        check_new_password(name, old, new)
-    except ChatError as error:
-        raise fail(sentence(error, name), ExitCode.INVALID_PASSWORD) from None
-    try:
+    if new is not None:
+        try:
+            check_new_password(name, old, new)  # before anything is sent
+        except ChatError as error:
+            raise fail(sentence(error, name), ExitCode.INVALID_PASSWORD) from None
+
+    def change(name: str, old: str) -> None:
         run(_change_password, host, port, key, name, old, new)
+
+    again = given is None and sys.stdin.isatty()
+    try:
+        attempts(change, name, old, again=again, label="Current password")
     except ChatError as error:
         raise chat_failure(error, name) from None
     typer.echo(f"Changed the password of {safe_name(name)}; any other session of it has ended.")

@@ -64,14 +64,17 @@ def given_password(password_file: Path | None, *, from_environment: bool = True)
     return os.environ.get("TRIO_CHAT_PASSWORD") if from_environment else None
 
 
-def ask(text: str, *, hide: bool = False, confirm: bool = False) -> str:
+def ask(
+    text: str, *, hide: bool = False, confirm: bool = False, missing: str = PASSWORD_MISSING
+) -> str:
     """Prompt for a value; Ctrl-C or Ctrl-D leaves with a new line and exit status 130.
 
     With `confirm` (a new password), it is typed twice; a pair that differs is asked for
-    again, `ATTEMPTS` pairs at most.
+    again, `ATTEMPTS` pairs at most. Input that is not a terminal and ends before a
+    password is told `missing`: how else to give it.
     """
     if not sys.stdin.isatty():
-        return _read_hidden(text, confirm=confirm) if hide else _read_name(text)
+        return _read_hidden(text, confirm=confirm, missing=missing) if hide else _read_name(text)
     for attempt in range(1, ATTEMPTS + 1):
         value = _prompt(text, hide)
         if not confirm or _prompt("Repeat the password", hide) == value:
@@ -116,7 +119,7 @@ def _read_name(text: str) -> str:
     return value
 
 
-def _read_hidden(text: str, *, confirm: bool) -> str:
+def _read_hidden(text: str, *, confirm: bool, missing: str) -> str:
     """A password from input that is not a terminal (a pipe, a file): its next line.
 
     Nothing is echoed there, so the terminal's echo needs no turning off, and `getpass`
@@ -132,7 +135,7 @@ def _read_hidden(text: str, *, confirm: bool) -> str:
             typer.echo("", err=True)
             if attempt > 1:
                 raise fail(MISMATCH_ENDED, ExitCode.INVALID_PASSWORD)
-            typer.echo(PASSWORD_MISSING, err=True)
+            typer.echo(missing, err=True)
             raise typer.Exit(int(ExitCode.INTERRUPTED))  # the input ended, as Ctrl-D ends it
         if not confirm:
             return value
@@ -177,8 +180,16 @@ ATTEMPTS = 3
 """How many times a person at a terminal may type a password or a name."""
 
 
-def attempts(function: Callable[[str, str], T], name: str, password: str, *, again: bool) -> T:
-    """Call `function(name, password)`; at a terminal, ask again after a wrong password."""
+def attempts(
+    function: Callable[[str, str], T],
+    name: str,
+    password: str,
+    *,
+    again: bool,
+    label: str = "Password",
+) -> T:
+    """Call `function(name, password)`; at a terminal, ask again (`label`) after a wrong
+    password."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return function(name, password)
@@ -186,5 +197,5 @@ def attempts(function: Callable[[str, str], T], name: str, password: str, *, aga
             if not again or attempt == ATTEMPTS:
                 raise
             typer.echo(f"Wrong password for {quoted(name)}; try again.", err=True)
-            password = ask("Password", hide=True)
+            password = ask(label, hide=True)
     raise AssertionError("unreachable")

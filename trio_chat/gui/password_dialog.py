@@ -51,7 +51,8 @@ class PasswordDialog(QDialog):
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
         )
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("C&hange")
+        self.change = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.change.setText("C&hange")
         self.buttons.accepted.connect(self._ask)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -76,13 +77,13 @@ class PasswordDialog(QDialog):
         except ChatError as error:
             self._show(error.message, self.new)
             return
-        self.buttons.setEnabled(False)
+        self.change.setEnabled(False)  # Cancel stays: the answer is then told in the room
         self.wanted.emit(old, new)
 
     def refused(self, message: str, wrong_current: bool) -> None:
         """The daemon said no: say why, the field to fix focused (the current password's
         when it was wrong, or guessed too often)."""
-        self.buttons.setEnabled(True)
+        self.change.setEnabled(True)
         self._show(message, self.current if wrong_current else self.new)
 
     def _show(self, message: str, field: QLineEdit) -> None:
