@@ -129,11 +129,13 @@ def test_a_change_whose_answer_was_lost_with_the_session_logs_in_with_the_new_on
     assert str(handle.error) == CHANGE_UNANSWERED
     assert any(isinstance(e, Disconnected) for e in alice.events)
     assert alice.connection.ready and alice.connection.failure is None
-    # Lost once more: it logs in with the new password straight away.
+    # Lost once more, its ticket gone too: it logs in with the new password at once.
     lose_the_session(driver, alice)
+    alice.connection.ticket = ""
     alice.events.clear()
+    refused = driver.engine.stats["tickets_refused"]
     come_back(alice)
-    assert alice.connection.ready
+    assert alice.connection.ready and driver.engine.stats["tickets_refused"] == refused
 
 
 def test_a_change_whose_session_was_lost_before_it_was_stored_keeps_the_next_one() -> None:
@@ -173,14 +175,12 @@ def test_a_change_racing_the_operators_reset_leaves_the_operators() -> None:
     driver.engine.change_account(PasswordSet(account.id, fake_hash("the operator's")))
     driver.pump()
     driver.finish_hashing()  # the old password checked
-    driver.finish_hashing()  # the new one hashed: its change queued after the operator's
-    assert [op.expect is not None for op in driver.uncommitted if isinstance(op, PasswordSet)] == [
-        False,
-        True,
-    ]
+    driver.finish_hashing()  # (nothing more to hash: the operator's came first)
+    assert [op.expect for op in driver.uncommitted if isinstance(op, PasswordSet)] == [None]
     driver.commit_held()
     alice.settle()
-    assert isinstance(handle.error, Removed)  # the operator's reset ended the session
+    assert isinstance(handle.error, WrongPassword)  # not made: the operator's came first
+    assert "changed meanwhile" in str(handle.error)
     assert driver.engine.accounts["alice"].password_hash == fake_hash("the operator's")
     assert driver.stored_accounts()[0].password_hash == fake_hash("the operator's")
 
@@ -189,7 +189,9 @@ def test_a_change_asked_before_the_login_with_a_wrong_password_is_refused() -> N
     driver = EngineDriver()
     driver.add_account("alice")
     alice = Peer(driver, "alice", address=("10.0.0.1", 1), login=False, config=COMING_BACK)
-    handle = alice.connection.change_password("not the password", NEW)
+    # Its "new" password is the one it logs in with: the client once took that login
+    # for the change made.
+    handle = alice.connection.change_password("not the password", PASSWORD)
     alice.login()
     alice.settle()
     assert isinstance(handle.error, WrongPassword)
@@ -258,3 +260,37 @@ async def test_trio_chat_password_changes_it_and_the_other_session_ends(
             assert "alice changed their password from" in daemon.text
             assert PASSWORD not in daemon.text and NEW not in daemon.text
             assert await daemon.stop() == 0
+
+
+def test_a_second_change_sent_before_the_first_was_stored_is_refused_and_counted_out() -> None:
+    driver, alice, _laptop = room()
+    driver.auto_commit = False
+    first = alice.connection.change_password(PASSWORD, NEW)
+    second = alice.request(wire.ChangePassword(old=PASSWORD, new="another new one"))  # raw
+    alice.flush()
+    driver.commit_held()
+    alice.settle()
+    assert first.done and first.error is None
+    assert isinstance(second.error, WrongPassword)
+    assert "changed meanwhile" in str(second.error)
+    assert alice.session.busy == 0
+    assert driver.engine.accounts["alice"].password_hash == fake_hash(NEW)
+
+
+def test_a_change_checked_while_the_operator_locked_and_unlocked_is_not_made() -> None:
+    """A lock and an unlock leave the hash as it was: the change, checked before them and
+    hashed after, is still not made (the lock was, say, for this very session)."""
+    driver, alice, _laptop = room()
+    driver.auto_hash = False
+    handle = alice.connection.change_password(PASSWORD, NEW)
+    alice.flush()
+    account = driver.engine.accounts["alice"]
+    for lock in (True, False):
+        driver.engine.change_account(PasswordSet(account.id, lock=lock))
+        driver.pump()
+    driver.finish_hashing()
+    driver.finish_hashing()
+    alice.settle()
+    assert handle.done and handle.error is not None  # ended by the lock
+    assert driver.engine.accounts["alice"].password_hash == fake_hash(PASSWORD)
+    assert driver.stored_accounts()[0].password_hash == fake_hash(PASSWORD)

@@ -96,8 +96,9 @@ class PasswordSet:
     """A change to an account's password hash: a new password (`password_hash`), a lock
     (`lock=True`) or an unlock (`lock=False`), by the operator or by a session of the
     account. Each is applied to the hash as it is when stored (`applied`), in the store
-    and in the daemon's memory alike: changes asked for at once keep what the others
-    did (a lock stored while a new password waits stays a lock, of the new password)."""
+    and in the daemon's memory alike: the operator's changes asked for at once keep what
+    the others did (a lock stored after a new password is a lock of the new password);
+    a session's is made only on the hash it checked (`expect`)."""
 
     account_id: int
     password_hash: str | None = field(default=None, repr=False)

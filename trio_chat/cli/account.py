@@ -19,7 +19,7 @@ from ..client_protocol import ClientConfig
 from ..client_protocol.requests import check_new_password
 from ..conversation import Outcome
 from ..display import Line, info_line, names_line, quoted, safe_name, to_ansi, to_plain
-from ..errors import ChatError, NameTaken, UnknownUser
+from ..errors import ChatError, NameTaken, UnknownUser, WrongPassword
 from ..keys import address_label
 from ..stop_signals import stop_signals
 from ..terminal import run_interactive, run_pipe, wants_colour
@@ -147,17 +147,13 @@ NEW_PASSWORD_MISSING = (
 async def _change_password(
     host: str, port: int, key: bytes, name: str, old: str, new: str | None
 ) -> None:
-    """Log in (quietly: nobody sees this session, nothing waiting is taken), so that a
-    wrong current password is told before the new one is asked for; then change it."""
+    """Log in with `old` (quietly: nobody sees this session, nothing waiting is taken);
+    without a `new` one, only that, so that a wrong current password is told before the
+    new one is asked for; with it, change it."""
     config = ClientConfig(reconnect_for=SCRIPT_GIVES_UP_AFTER)  # a daemon gone: not forever
     async with connect(host, port, name, old, quiet=True, server_key=key, config=config) as chat:
-        if new is None:
-            ask_new = functools.partial(
-                ask, "New password", hide=True, confirm=True, missing=NEW_PASSWORD_MISSING
-            )
-            new = await trio.to_thread.run_sync(ask_new, abandon_on_cancel=True)
-        check_new_password(name, old, new)
-        await chat.change_password(old, new)
+        if new is not None:
+            await chat.change_password(old, new)
 
 
 def password(
@@ -185,18 +181,27 @@ def password(
     given = given_password(password_file)
     old = given if given is not None else ask("Current password", hide=True)
     new = given_password(new_password_file, from_environment=False)
-    if new is not None:
+    if new is None:
+        # The current password checked first (asked again at a terminal), then the new.
+        def check(name: str, old: str) -> str:
+            run(_change_password, host, port, key, name, old, None)
+            return old
+
+        again = given is None and sys.stdin.isatty()
         try:
-            check_new_password(name, old, new)  # before anything is sent
+            old = attempts(check, name, old, again=again, label="Current password")
         except ChatError as error:
-            raise fail(sentence(error, name), ExitCode.INVALID_PASSWORD) from None
-
-    def change(name: str, old: str) -> None:
-        run(_change_password, host, port, key, name, old, new)
-
-    again = given is None and sys.stdin.isatty()
+            raise chat_failure(error, name) from None
+        new = ask("New password", hide=True, confirm=True, missing=NEW_PASSWORD_MISSING)
     try:
-        attempts(change, name, old, again=again, label="Current password")
+        check_new_password(name, old, new)  # before anything is sent
+    except ChatError as error:
+        raise fail(sentence(error, name), ExitCode.INVALID_PASSWORD) from None
+    try:
+        run(_change_password, host, port, key, name, old, new)
+    except WrongPassword as error:
+        # Logged in with it just now: another change came first. Its own sentence.
+        raise fail(error.message, ExitCode.WRONG_PASSWORD) from None
     except ChatError as error:
         raise chat_failure(error, name) from None
     typer.echo(f"Changed the password of {safe_name(name)}; any other session of it has ended.")

@@ -444,6 +444,8 @@ class ServerEngine:
         and taken once `committed`: a lock, or a new password, then ends the account's
         sessions (how many: `sessions_ended_by`), and its tickets stop working; a mute
         is told to its sessions, which may say nothing from then on."""
+        if isinstance(op, PasswordSet):
+            self.lobby.operator_changes(op.account_id)
         self._effects.append(Persist(op))
         self._ended_by[id(op)] = 0
 
@@ -460,10 +462,10 @@ class ServerEngine:
         change = self.lobby.change_stored(op)  # asked by one of the account's sessions
         old = self.lobby.account_by_id(op.account_id)
         if not op.takes(old.password_hash):
-            # The operator reset or locked it while this session's change was stored:
-            # theirs stands (the store left it too).
+            # Changed while this session's change was stored (by another session of the
+            # account): that one stands (the store left it too).
             if change is not None:
-                self.lobby.refuse_change(change, CHANGED_MEANWHILE)
+                self.lobby.tell_refused(change, CHANGED_MEANWHILE)
             return
         account = dataclasses.replace(old, password_hash=op.applied(old.password_hash))
         self._account_changed(account)

@@ -76,6 +76,9 @@ class PasswordChange:
     account: Account
     """As it was when asked: a change made meanwhile fails this one."""
     new: str = field(repr=False)
+    overtaken: bool = False
+    """The operator changed the account's password or lock since: not made (a lock and an
+    unlock leave the hash as it was, which the comparison of hashes would not see)."""
 
 
 LogIn = Callable[
@@ -355,7 +358,9 @@ class Lobby:
         if isinstance(registration, PasswordChange):
             change = registration
             current = self._by_id[change.account.id]
-            if not same_hash(current.password_hash, change.account.password_hash):
+            if change.overtaken or not same_hash(
+                current.password_hash, change.account.password_hash
+            ):
                 self.refuse_change(change, CHANGED_MEANWHILE)  # the operator's, say
                 return
             # Locked or not as it is then; made only if nothing else changed it first.
@@ -542,7 +547,9 @@ class Lobby:
             self._notes.append(LoginRefused(account.name, change.address, "wrong_password"))
             self.refuse_change(change, "Wrong password.")
             return
-        if not same_hash(self._by_id[account.id].password_hash, account.password_hash):
+        if change.overtaken or not same_hash(
+            self._by_id[account.id].password_hash, account.password_hash
+        ):
             self.refuse_change(change, CHANGED_MEANWHILE)
             return
         work = HashPassword(self._jobs.add(change), change.new)
@@ -552,11 +559,25 @@ class Lobby:
         """A change not made: its session told (`wrong_password`), if it still waits."""
         self._in_flight.pop(id(change), None)
         session = self._transport.by_sid.get(change.sid)
-        if session is None:
-            return  # the session ended meanwhile
-        session.busy -= 1
-        if change.seq is not None:
+        if session is not None:
+            session.busy -= 1
+        self.tell_refused(change, message)
+
+    def tell_refused(self, change: PasswordChange, message: str) -> None:
+        """Answer a change not made (already released: `change_stored`), if its session
+        still waits for the answer."""
+        session = self._transport.by_sid.get(change.sid)
+        if session is not None and change.seq is not None:
             self._refuse(session, change.seq, "wrong_password", message)
+
+    def operator_changes(self, account_id: int) -> None:
+        """The operator asked to change the account's password or lock: the account's
+        changes not yet on their way to the disk are not made (those on their way are
+        stored first, and the operator's change applies to what they leave)."""
+        queued = {id(change) for _op, change in self._changes.values()}
+        for change in self._in_flight.values():
+            if change.account.id == account_id and id(change) not in queued:
+                change.overtaken = True
 
     def session_replaced(self, old_sid: int, new: Session) -> None:
         """`new` is the next session of the client whose session `old_sid` was lost (ended

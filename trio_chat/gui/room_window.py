@@ -278,6 +278,13 @@ class RoomWindow(QMainWindow):
             self._password.accept()
         self.note("Your password is changed; your other sessions have ended.")
 
+    def password_unsure(self, message: str) -> None:
+        """The answer was lost: the change may have been made. Said in the room, the
+        dialog closed (asked again, the old password might be the wrong one)."""
+        if self._password is not None:
+            self._password.reject()
+        self.note(message)
+
     def password_refused(self, message: str, wrong_current: bool) -> None:
         if self._password is not None:
             self._password.refused(message, wrong_current)

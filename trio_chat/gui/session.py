@@ -117,6 +117,7 @@ class RoomSession:
                     nursery.start_soon(self.load_older, str(key))
                 elif emission.source == "password":
                     old, new = emission.args
+                    self._changing += 1  # now: a close that comes with it waits for it
                     nursery.start_soon(self._change_password, str(old), str(new))
             self.leaving = True
             if not self.again:
@@ -271,9 +272,11 @@ class RoomSession:
         self.window.settle_sent(pending, message)
 
     async def _change_password(self, old: str, new: str) -> None:
-        self._changing += 1
         try:
             await self.chat.change_password(old, new)
+        except ConnectionLost as error:
+            self.window.password_unsure(error.message)  # sent again, it would be wrong
+            return
         except ChatError as error:
             current = isinstance(error, WrongPassword | Throttled | Busy)
             self.window.password_refused(error.message, current)
