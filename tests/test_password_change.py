@@ -225,6 +225,18 @@ async def test_trio_chat_password_changes_it_and_the_other_session_ends(
                 assert wrong.stderr.decode() == (
                     "Current password: \nWrong password for 'alice'.\n"
                 )
+                new_file = tmp_path / "new-password"
+                new_file.write_text(f"{NEW}\n")
+                wrong_again = await trio.run_process(
+                    [*command, "--new-password-file", str(new_file)],
+                    stdin=b"not it at all\n",
+                    env=env,
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
+                assert wrong_again.returncode == ExitCode.WRONG_PASSWORD
+                assert wrong_again.stderr.decode().endswith("Wrong password for 'alice'.\n")
                 ended = await trio.run_process(
                     command,
                     stdin=f"{PASSWORD}\n".encode(),

@@ -153,7 +153,14 @@ async def _change_password(
     config = ClientConfig(reconnect_for=SCRIPT_GIVES_UP_AFTER)  # a daemon gone: not forever
     async with connect(host, port, name, old, quiet=True, server_key=key, config=config) as chat:
         if new is not None:
-            await chat.change_password(old, new)
+            try:
+                await chat.change_password(old, new)
+            except WrongPassword as error:  # logged in with it: another change came first
+                raise _ChangedMeanwhile(error.message) from None
+
+
+class _ChangedMeanwhile(ChatError):
+    """A change refused though the password it gave had just logged in."""
 
 
 def password(
@@ -199,8 +206,7 @@ def password(
         raise fail(sentence(error, name), ExitCode.INVALID_PASSWORD) from None
     try:
         run(_change_password, host, port, key, name, old, new)
-    except WrongPassword as error:
-        # Logged in with it just now: another change came first. Its own sentence.
+    except _ChangedMeanwhile as error:
         raise fail(error.message, ExitCode.WRONG_PASSWORD) from None
     except ChatError as error:
         raise chat_failure(error, name) from None
