@@ -116,6 +116,14 @@ def parser(description: str | None, *, attackers: bool = False) -> argparse.Argu
     return parser
 
 
+def guess_arguments(description: str | None, guesses: int) -> argparse.Namespace:
+    """The options of a script that sends `--guesses` wrong passwords for `--seconds`."""
+    options = parser(description)
+    options.add_argument("--guesses", type=int, default=guesses)
+    options.add_argument("--seconds", type=float, default=30.0)
+    return options.parse_args()
+
+
 def run_script(
     args: argparse.Namespace,
     main: Callable[[argparse.Namespace], Awaitable[int]],

@@ -29,8 +29,8 @@ from attack_common import (
     Target,
     address,
     allowance,
+    guess_arguments,
     open_target,
-    parser,
     register_all,
     running,
     schedule,
@@ -134,12 +134,5 @@ async def main(args: argparse.Namespace) -> int:
     return verdict({f"checks ({checked}) <= allowance ({most})": checked <= most})
 
 
-def arguments() -> argparse.Namespace:
-    options = parser(__doc__)
-    options.add_argument("--guesses", type=int, default=400)
-    options.add_argument("--seconds", type=float, default=30.0)
-    return options.parse_args()
-
-
 if __name__ == "__main__":
-    sys.exit(trio.run(main, arguments()))
+    sys.exit(trio.run(main, guess_arguments(__doc__, guesses=400)))

@@ -28,8 +28,8 @@ from attack_common import (
     Tally,
     address,
     allowance,
+    guess_arguments,
     open_target,
-    parser,
     register_all,
     running,
     schedule,
@@ -113,12 +113,5 @@ async def main(args: argparse.Namespace) -> int:
     )
 
 
-def arguments() -> argparse.Namespace:
-    options = parser(__doc__)
-    options.add_argument("--guesses", type=int, default=200)
-    options.add_argument("--seconds", type=float, default=30.0)
-    return options.parse_args()
-
-
 if __name__ == "__main__":
-    sys.exit(trio.run(main, arguments()))
+    sys.exit(trio.run(main, guess_arguments(__doc__, guesses=200)))
