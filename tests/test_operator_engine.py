@@ -39,7 +39,7 @@ def settle(*peers: Peer, seconds: float = 0.0) -> None:
 
 
 def sessions_of(driver: EngineDriver, name: str) -> int:
-    return driver.engine.transport.per_account.get(driver.engine.accounts[name].id, 0)
+    return driver.engine.session_count(driver.engine.accounts[name].id)
 
 
 def test_a_lock_is_taken_once_stored_and_ends_the_accounts_sessions() -> None:

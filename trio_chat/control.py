@@ -318,7 +318,7 @@ class Desk:
     def _line(self, account: Account) -> AccountLine:
         engine = self.engine
         waiting = engine.mailbox.count(account.id)
-        return account_line(account, waiting, engine.sessions_of(account.id))
+        return account_line(account, waiting, engine.session_count(account.id))
 
 
 _DONE = {

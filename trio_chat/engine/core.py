@@ -453,7 +453,7 @@ class ServerEngine:
         """How many sessions `change_account`'s `op` ended when it was taken."""
         return self._ended_by.pop(id(op), 0)
 
-    def sessions_of(self, account_id: int) -> int:
+    def session_count(self, account_id: int) -> int:
         """The account's sessions open now."""
         return self.transport.per_account.get(account_id, 0)
 
@@ -468,14 +468,15 @@ class ServerEngine:
                 self.lobby.tell_refused(change, CHANGED_MEANWHILE)
             return
         account = dataclasses.replace(old, password_hash=op.applied(old.password_hash))
-        self._account_changed(account)
+        sessions = self._account_changed(account)
         session = None if change is None else self.sessions.get(change.sid)
         if account.locked:
-            ended = self._end_account(account, "account_locked", ACCOUNT_LOCKED, now, wall)
+            ended = self._end(sessions, "account_locked", ACCOUNT_LOCKED, now, wall)
             session = None
         elif not account.same_password(old):
             told = NEW_PASSWORD if change is None else CHANGED_ELSEWHERE
-            ended = self._end_account(account, "removed", told, now, wall, keep=session)
+            others = [other for other in sessions if other is not session]
+            ended = self._end(others, "removed", told, now, wall)
         else:
             ended = 0
         if id(op) in self._ended_by:
@@ -499,44 +500,36 @@ class ServerEngine:
     def _account_changed(self, account: Account) -> list[Session]:
         """`account` as it is now, wherever it is kept; its sessions, which hold it."""
         self.lobby.account_changed(account)
-        sessions = [
+        sessions = self._sessions_of(account)
+        for session in sessions:
+            session.account = account
+        return sessions
+
+    def _sessions_of(self, account: Account) -> list[Session]:
+        return [
             session
             for session in self.sessions.values()
             if session.account is not None and session.account.id == account.id
         ]
-        for session in sessions:
-            session.account = account
-        return sessions
 
     def remove(self, key: str, now: float, wall: float) -> int:
         """Take the account whose name key is `key` out of the room now (the operator's
         `trio-chat accounts kick`): its sessions end, their clients told why, which do not
         come back by themselves. Returns how many sessions ended."""
         self.chat.settle()
-        return self._end_account(self.accounts[key], "removed", REMOVED, now, wall)
+        sessions = self._sessions_of(self.accounts[key])
+        return self._end(sessions, "removed", REMOVED, now, wall)
 
-    def _end_account(
-        self,
-        account: Account,
-        reason: str,
-        message: str,
-        now: float,
-        wall: float,
-        *,
-        keep: Session | None = None,
+    def _end(
+        self, sessions: list[Session], reason: str, message: str, now: float, wall: float
     ) -> int:
+        """End an account's `sessions` as the operator asked, each told why by a final
+        `bye`; returns how many."""
         bye = wire.encode(wire.Bye(reason=reason, message=message))
-        ending = [
-            session
-            for session in self.sessions.values()
-            if session.account is not None
-            and session.account.id == account.id
-            and session is not keep
-        ]
-        for session in ending:
+        for session in sessions:
             self.transport.send(session, bye)  # said again if its client speaks after
             self._close(session, "removed", now, wall, flush=True, remember=self._removed_memory)
-        return len(ending)
+        return len(sessions)
 
     # --- sessions ending ----------------------------------------------------------------------
 
