@@ -17,6 +17,7 @@ import typer
 from ..auth import hash_password
 from ..client_protocol.requests import check_sendable_password
 from ..control import (
+    Action,
     ControlRefused,
     Reply,
     Request,
@@ -165,51 +166,56 @@ def _change(database: Path, request: Request) -> Reply:
     return Reply(True, accounts=[account_line(account, 0)])
 
 
+_SWITCHES: dict[str, tuple[str, str, str | None]] = {
+    # action: (what is said, the state, undone by)
+    "lock": ("Locked", "locked", "unlock"),
+    "unlock": ("Unlocked", "locked", None),
+    "mute": ("Muted", "muted", "unmute"),
+    "unmute": ("Unmuted", "muted", None),
+}
+
+
+def _switch(action: Action, name: str, db: Path | None) -> None:
+    """Lock, unlock, mute or unmute an account, and say what was done."""
+    reply = _change(db or default_database(), Request(action, name))
+    was = reply.accounts[0]
+    done, state, undo = _SWITCHES[action]
+    shown = safe_name(was.name)
+    on = getattr(was, state)
+    if undo is not None:
+        already = " (it was already)" if on else ""
+        typer.echo(
+            f"{done} {shown}{already}{_ended(reply.ended)}; "
+            f"`trio-chat accounts {undo} {shown}` undoes it."
+        )
+    else:
+        typer.echo(f"{done} {shown}{'' if on else f' (it was not {state})'}.")
+
+
 @accounts_app.command("lock")
 def lock_command(name: NameArgument, db: DatabaseOption = None) -> None:
     """Lock an account: it logs in no more (its tickets neither), its sessions end, its
     name stays taken, and what waits for it is kept; `unlock` gives it back as it was."""
-    database = db or default_database()
-    reply = _change(database, Request("lock", name))
-    was = reply.accounts[0]
-    shown = safe_name(was.name)
-    already = " (it was already)" if was.locked else ""
-    typer.echo(
-        f"Locked {shown}{already}{_ended(reply.ended)}; "
-        f"`trio-chat accounts unlock {shown}` undoes it."
-    )
+    _switch("lock", name, db)
 
 
 @accounts_app.command("unlock")
 def unlock_command(name: NameArgument, db: DatabaseOption = None) -> None:
     """Unlock an account: it logs in with the password it had."""
-    database = db or default_database()
-    reply = _change(database, Request("unlock", name))
-    was = reply.accounts[0]
-    not_locked = "" if was.locked else " (it was not locked)"
-    typer.echo(f"Unlocked {safe_name(was.name)}{not_locked}.")
+    _switch("unlock", name, db)
 
 
 @accounts_app.command("mute")
 def mute_command(name: NameArgument, db: DatabaseOption = None) -> None:
     """Mute an account: it still reads the room and its private messages, and may say
     nothing (its sessions are told); `unmute` lets it talk again."""
-    database = db or default_database()
-    reply = _change(database, Request("mute", name))
-    was = reply.accounts[0]
-    shown = safe_name(was.name)
-    already = " (it was already)" if was.muted else ""
-    typer.echo(f"Muted {shown}{already}; `trio-chat accounts unmute {shown}` undoes it.")
+    _switch("mute", name, db)
 
 
 @accounts_app.command("unmute")
 def unmute_command(name: NameArgument, db: DatabaseOption = None) -> None:
     """Let a muted account talk again."""
-    database = db or default_database()
-    reply = _change(database, Request("unmute", name))
-    was = reply.accounts[0]
-    not_muted = "" if was.muted else " (it was not muted)"
-    typer.echo(f"Unmuted {safe_name(was.name)}{not_muted}.")
+    _switch("unmute", name, db)
 
 
 @accounts_app.command("kick")
