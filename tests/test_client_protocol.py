@@ -30,6 +30,7 @@ from trio_chat.events import (
 )
 from trio_chat.noise import fingerprint
 from trio_chat.secure import DaemonKeys
+from trio_chat.testing.driver import PASSWORD
 from trio_chat.testing.netsim import Conditions
 from trio_chat.testing.simulation import Simulation
 
@@ -404,6 +405,23 @@ def test_a_history_page_and_who_complete_with_their_answers() -> None:
     assert [m.text for m in page.result] == ["m2", "m3", "m4"]
     assert all(m.history for m in page.result)
     assert who.result == ["alice", "bob"]
+
+
+def test_a_frame_sent_as_it_is_completes_as_its_request_does() -> None:
+    # `request(frame)` once named a request after the frame's class: a `HistoryRequest`
+    # completed with None, its messages dropped, and a `ChangePassword` never completed.
+    sim = Simulation(12)
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready)
+    said = alice.say("m0")
+    sim.run_until(lambda: said.done)
+    page = alice.request(wire.HistoryRequest(limit=5))
+    who = alice.request(wire.Who())
+    change = alice.request(wire.ChangePassword(old=PASSWORD, new="a new password"))
+    sim.run_until(lambda: page.done and who.done and change.done)
+    assert [m.text for m in page.result] == ["m0"]
+    assert who.result == ["alice"]
+    assert change.error is None
 
 
 def test_a_history_page_asked_with_what_is_not_a_whole_number_is_refused_here() -> None:

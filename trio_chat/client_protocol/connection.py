@@ -74,10 +74,14 @@ from .requests import Handle, check_new_password, check_registration, require_ty
 KEEPALIVE_SPREAD = 0.25
 """Share of the keepalive interval over which connections spread their pings: each sends
 its own up to this much early, by a whole number of seconds (see `_keepalive_at`)."""
+RELOGIN_DELAY = 0.5
+"""Seconds before a channel is opened again after a try that found no daemon; doubled at
+each try that fails, up to `reconnect_delay_max`."""
 THROTTLE_WAITED_OUT = 5.0
 """Seconds at most a login told to wait (`throttled`, after failed ones from this address
-or for this account) waits by itself before it is sent again; a longer wait is the
-caller's to decide on, and is raised."""
+or for this account) waits by itself before it is sent again. A first login told to wait
+longer fails with the `Throttled` (the caller's to decide on); a login coming back after a
+lost session waits it out (within `reconnect_for`)."""
 KEEPALIVE_PATIENCE = 0.25
 """Seconds a lone keepalive waits for its acknowledgement beyond the probe timeout before
 it goes again: a daemon answering the pings of thousands of sessions that came on the
@@ -142,6 +146,8 @@ CHANGE_UNANSWERED = (
     "The connection was lost before the daemon answered; the new password may be the one "
     "now: log in with it to see."
 )
+LOGGED_OUT = "You logged out."
+"""A connection's `failure` once it ended as asked (`logout`, `close`)."""
 UNANSWERED_ON_LEAVING = "You left before the daemon answered; it may or may not have it."
 """Why a request unanswered when the client left failed: the daemon may have acted on it."""
 # Requests that need a channel only; all others wait until the session is logged in.
@@ -228,7 +234,7 @@ class ClientConnection:
         it, so that the logout acknowledges all of it (see `_transmit`)."""
         self._reauth_at: float | None = None
         self._relogin_at: float | None = None
-        self._relogin_delay = 0.5
+        self._relogin_delay = RELOGIN_DELAY
         self._resuming = False
         self._lost_at: float | None = None
         """When the session was lost, while it has not come back (`reconnect_for`): set
@@ -274,8 +280,6 @@ class ClientConnection:
         self._events: deque[Event] = deque()
         self.trace: Callable[[wire.ServerFrame], None] | None = None
         """Called with every frame the daemon sends, in order, before it is acted on."""
-        self.payload_trace: Callable[[bytes], None] | None = None
-        """Called with every payload opened (decrypted), as it came: for tests and tools."""
 
     def __repr__(self) -> str:
         return f"<ClientConnection {self.name or '(no account)'} at {self.where}>"
@@ -347,12 +351,16 @@ class ClientConnection:
     def request(self, frame: wire.ClientFrame | bytes) -> Handle:
         """Send any frame as it is (or bytes as a frame, valid or not): for tests and tools.
 
-        It completes with the `ok` (its `count`, or the parts that came before it) or
-        the `error`; a message sent this way is not matched to its echo by `cid`.
+        It completes as the request of the frame's type does (a `history` with its
+        messages, a `who` with its names), bytes with the parts that came before the `ok`,
+        or fails with the `error`; a message sent this way is not matched to its echo by
+        `cid`, and a new password sent this way is not the one the next login uses.
         """
         if isinstance(frame, bytes):
             return self._submit(Handle("raw", frame))
-        return self._submit(Handle(type(frame).__name__.lower(), wire.encode(frame)))
+        kind = type(frame).__struct_config__.tag
+        assert isinstance(kind, str)  # every frame is tagged with its wire name
+        return self._submit(Handle(kind, wire.encode(frame)))
 
     def logout(self) -> Handle:
         """Leave; completes once the daemon ended the session (or it was gone already).
@@ -374,7 +382,7 @@ class ClientConnection:
             return handle
         if self._link is None:
             self._finish(handle)
-            self._shut(ConnectionLost("You logged out."))
+            self._shut(ConnectionLost(LOGGED_OUT))
         elif not self._logged_in:
             self._transmit(handle)  # a channel without a login may end at once too
         return handle
@@ -394,7 +402,7 @@ class ClientConnection:
         self._leaving = True
         if self._link is not None:
             self._link.send(wire.encode(wire.Logout()))
-        self._shut(ConnectionLost("You logged out."))
+        self._shut(ConnectionLost(LOGGED_OUT))
 
     @property
     def left(self) -> bool:
@@ -512,7 +520,7 @@ class ClientConnection:
         # seen (and is not sent again); it is shown with the next login's history.
         self._last_sent = now
         self.keepalive = self.config.keepalive or wire.KEEPALIVE  # until welcomed
-        self._relogin_delay = 0.5
+        self._relogin_delay = RELOGIN_DELAY
         if self._logs_in:
             self._authenticate()
         else:
@@ -564,8 +572,9 @@ class ClientConnection:
         self.unread = frame.unread
         self.keepalive = self.config.keepalive or frame.keepalive or wire.KEEPALIVE
         if frame.keepalive is not None and frame.keepalive < wire.KEEPALIVE:
-            # A daemon closing silent sessions sooner than the protocol's 45 s: a longer
-            # keepalive of this client's own would have the session closed again and again.
+            # A daemon closing silent sessions sooner than its default 45 s asks for less
+            # than the protocol's 15 s: a longer keepalive of this client's own would have
+            # the session closed again and again.
             self.keepalive = min(self.keepalive, frame.keepalive)
         if frame.time is not None:
             self._daemon_offset = frame.time - now
@@ -745,8 +754,6 @@ class ClientConnection:
             payload = wire.decode_payload_untrusted(plaintext)
         except (SecureError, wire.WireError):
             return  # forged, replayed or damaged: nothing changes
-        if self.payload_trace is not None:
-            self.payload_trace(plaintext)
         link = self._link
         if payload.challenge is not None:
             link.extra = wire.response_field(payload.challenge)
@@ -1026,7 +1033,7 @@ class ClientConnection:
             else:
                 to = frame.to or handle.to or ""
                 result = PrivateMessage(frame.id, ts, self.name, to, handle.text)
-        elif handle.kind in ("who", "history", "raw"):
+        elif handle.kind in _QUESTIONS:
             result = handle.parts
         self._finish(handle, result)
         if handle.kind == "logout":
@@ -1038,7 +1045,7 @@ class ClientConnection:
         for handle in [h for h in self._requests if h.kind == "logout"]:
             self._finish(handle)
         self._link = None
-        self._shut(ConnectionLost("You logged out."))
+        self._shut(ConnectionLost(LOGGED_OUT))
 
     def _on_error(self, frame: wire.ErrorFrame, now: float) -> None:
         error = error_for(frame.code, frame.message, frame.retry_after)
@@ -1100,7 +1107,7 @@ class ClientConnection:
         self.failure = failure
         self._handshake = None
         if self._leaving:
-            # Not "You logged out.": what was sent may have arrived, and been stored.
+            # Not LOGGED_OUT: what was sent may have arrived, and been stored.
             failure = ConnectionLost(UNANSWERED_ON_LEAVING)
         for handle in list(self._requests):
             self._finish(handle, error=failure)
