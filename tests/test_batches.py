@@ -277,7 +277,7 @@ def test_whatever_comes_between_commits_each_session_sees_each_message_once_in_o
             ops, h.uncommitted = h.uncommitted[: action[1]], h.uncommitted[action[1] :]
             for i, op in enumerate(ops):
                 if isinstance(op, Message) and i < len(action[2]) and action[2][i]:
-                    h.engine.failed(op, h.now)
+                    h.engine.failed(op)
                 else:
                     h.stored.append(op)
                     h.engine.committed(op, h.now, h.wall)

@@ -505,7 +505,7 @@ def test_a_login_after_a_failed_commit_still_sees_the_message_given_its_id_again
     sim.run_until(lambda: bool(sim.driver.uncommitted))
     (message,) = [op for op in sim.driver.uncommitted if isinstance(op, Message)]
     sim.driver.uncommitted.clear()
-    sim.driver.engine.failed(message, sim.now)
+    sim.driver.engine.failed(message)
     sim.driver.auto_commit = True
     sim.run_until(lambda: refused.done)
     assert refused.error is not None

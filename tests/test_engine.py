@@ -124,7 +124,7 @@ def test_a_look_alike_of_a_name_still_being_stored_is_taken_until_the_store_fail
     assert isinstance(reply, wire.ErrorFrame) and "mistaken for 'alice'" in reply.message
     (op,) = h.uncommitted
     h.uncommitted = []
-    h.engine.failed(op, h.now)  # the disk refused the account: its name is free again
+    h.engine.failed(op)  # the disk refused the account: its name is free again
     h.pump()
     h.auto_commit = True
     assert isinstance(register(h, BOB, "aIice"), wire.Registered)
@@ -283,7 +283,7 @@ def test_a_delivery_the_disk_could_not_record_is_recorded_with_the_next() -> Non
         h.uncommitted = []
         ids.append(pm.id)
         if n == 0:
-            h.engine.failed(mark, h.now)
+            h.engine.failed(mark)
         h.auto_commit = True
     assert mark.message_ids == tuple(ids)
 
@@ -298,7 +298,7 @@ def test_deliveries_the_disk_could_not_record_are_tried_again_as_the_daemon_stop
     (mark,) = h.uncommitted
     assert isinstance(mark, MarkDelivered)
     h.uncommitted = []
-    h.engine.failed(mark, h.now)
+    h.engine.failed(mark)
     h.engine.shutdown(h.now, h.wall)
     h.pump()
     marks = [op for op in h.uncommitted if isinstance(op, MarkDelivered)]
@@ -642,7 +642,7 @@ def test_a_message_that_could_not_be_stored_is_never_shown_and_may_be_resent() -
     (op,) = h.uncommitted
     assert isinstance(op, Message)
     h.uncommitted = []
-    h.engine.failed(op, h.now)
+    h.engine.failed(op)
     h.pump()
     alice.poll()
     assert [(e.re, e.code) for e in alice.of_type(wire.ErrorFrame)] == [(first, "storage_failed")]

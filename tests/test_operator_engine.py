@@ -81,7 +81,7 @@ def test_a_change_the_store_refused_is_not_taken() -> None:
     driver.engine.change_account(op)
     driver.pump()
     driver.uncommitted.clear()
-    driver.engine.failed(op, driver.now)
+    driver.engine.failed(op)
     driver.pump()
     settle(alice, laptop, bob, seconds=1.0)
     assert driver.engine.accounts["alice"] is before

@@ -114,7 +114,7 @@ class DiskDriver(EngineDriver):
         refused = {id(op) for op in rejected}
         for op in ops:
             if id(op) in refused:
-                self.engine.failed(op, self.now)
+                self.engine.failed(op)
             else:
                 self.stored.append(op)
                 self.engine.committed(op, self.now, self.wall)

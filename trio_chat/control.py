@@ -348,25 +348,31 @@ def _private_files() -> Iterator[None]:
         os.umask(mask)
 
 
-def open_control(path: Path) -> trio.SocketListener | str:
-    """A listener at `path`, or why there can be none (for the log: the commands then
-    need a stopped daemon)."""
+class ControlUnavailable(Exception):
+    """No control socket could be made; the message says why, for the log (the commands
+    then need a stopped daemon)."""
+
+
+def open_control(path: Path) -> trio.SocketListener:
+    """A listener at `path`; `ControlUnavailable` if there can be none."""
     try:
         status = os.lstat(path)
     except FileNotFoundError:
         pass
     else:
         if not stat.S_ISSOCK(status.st_mode):
-            return f"a file that is not a socket is in its place; remove {str(path)!r}"
+            raise ControlUnavailable(
+                f"a file that is not a socket is in its place; remove {str(path)!r}"
+            )
         try:
             # Left by a daemon that did not stop cleanly: this one holds the database's
             # lock, so nothing else answers there.
             os.unlink(path)
         except OSError as error:
-            return (
+            raise ControlUnavailable(
                 f"a socket of user id {status.st_uid} is in its place and cannot be removed "
                 f"({error.strerror}); remove {str(path)!r}"
-            )
+            ) from None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         with _private_files(), _reachable(path) as there:
@@ -375,7 +381,7 @@ def open_control(path: Path) -> trio.SocketListener | str:
         sock.listen(16)
     except OSError as error:
         sock.close()
-        return str(error.strerror or error)
+        raise ControlUnavailable(str(error.strerror or error)) from None
     return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
 

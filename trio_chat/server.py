@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import trio
 
 from . import __version__, auth, wire
-from .control import Desk, control_path, open_control, serve_control
+from .control import ControlUnavailable, Desk, control_path, open_control, serve_control
 from .display import counted, quoted
 from .engine import (
     Address,
@@ -292,7 +292,7 @@ class Daemon:
         self._flush_soon()
 
     def failed(self, op: StoreOp, earlier: Message | None) -> None:
-        self.engine.failed(op, trio.current_time(), earlier)
+        self.engine.failed(op, earlier)
         if isinstance(op, PasswordSet | MuteSet):
             self.desk.reported(op, stored=False)
         self._flush_soon()
@@ -471,12 +471,16 @@ async def _run(
             if running is not None:
                 running.append(daemon)
             await nursery.start(daemon.persistence.run)
-            listener = None if control is None else open_control(control)
+            unavailable = None
+            if control is not None:
+                try:
+                    listener = open_control(control)
+                except ControlUnavailable as error:
+                    unavailable = str(error)
+                else:
+                    nursery.start_soon(serve_control, listener, control, daemon.desk.answer)
             address = sock.getsockname()
-            _log_start(address, storage, engine, config, control, listener)
-            if listener is not None and not isinstance(listener, str):
-                assert control is not None
-                nursery.start_soon(serve_control, listener, control, daemon.desk.answer)
+            _log_start(address, storage, engine, config, control, unavailable)
             nursery.start_soon(log_summaries, engine, daemon.notes, summary_every)
             if on_ready is not None:
                 on_ready(engine)
@@ -509,8 +513,10 @@ def _log_start(
     engine: ServerEngine,
     config: ServerConfig,
     control: Path | None,
-    listener: trio.SocketListener | str | None,
+    unavailable: str | None,
 ) -> None:
+    """The daemon's first line; a warning if its control socket (`control`) could not be
+    made, and why (`unavailable`)."""
     where = shown(address)
     database = getattr(storage, "path", "-")
     key = fingerprint(engine.keys.public)
@@ -525,13 +531,13 @@ def _log_start(
         version=__version__,
         pid=os.getpid(),
         accounts=len(engine.accounts),
-        control=None if control is None or isinstance(listener, str) else str(control),
+        control=None if control is None or unavailable is not None else str(control),
     )
-    if isinstance(listener, str):
+    if unavailable is not None:
         event(
             logging.WARNING,
             "no_control",
-            f"no control socket at {control} ({listener}): `trio-chat accounts` needs the "
+            f"no control socket at {control} ({unavailable}): `trio-chat accounts` needs the "
             "daemon stopped until it is there at a start",
             control=str(control),
         )

@@ -472,11 +472,6 @@ class SqliteStore:
             ).fetchone()
         return None if row is None else _account(row)
 
-    def set_password_hash(self, account_id: int, password_hash: str) -> None:
-        """Give an account another password hash (the operator's `trio-chat accounts`, with
-        the daemon stopped; a running one is asked to, through its control socket)."""
-        self.write([PasswordSet(account_id, password_hash)])
-
     def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
         with self._lock:
             self._check_in_place()

@@ -420,7 +420,7 @@ class ServerEngine:
         elif isinstance(op, MuteSet):
             self._mute_set(op)
 
-    def failed(self, op: StoreOp, now: float, earlier: Message | None = None) -> None:
+    def failed(self, op: StoreOp, earlier: Message | None = None) -> None:
         """The persistence task could not commit `op`: tell whoever waited for it.
 
         `earlier`: the copy the store holds of a message sent again with the same `cid`
