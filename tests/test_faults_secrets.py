@@ -43,7 +43,7 @@ from trio_chat import (
 )
 from trio_chat.client_protocol import ClientConnection
 from trio_chat.engine import CheckPassword, HashPassword, ServerConfig
-from trio_chat.engine.lobby import PasswordChange
+from trio_chat.engine.password_change import PasswordChange
 from trio_chat.errors import KeyChanged
 from trio_chat.keys import KeyFileError, KnownServers, daemon_keys, key_paths
 from trio_chat.noise import generate_keypair

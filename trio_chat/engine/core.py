@@ -41,8 +41,9 @@ from .config import ServerConfig
 from .effects import Effect, JobTable, Persist
 from .fanout import Deliver, Fanout, LocalRoom
 from .history import Mailbox
-from .lobby import ACCOUNT_LOCKED, CHANGED_MEANWHILE, TOO_MANY_SESSIONS, Lobby
+from .lobby import ACCOUNT_LOCKED, TOO_MANY_SESSIONS, Lobby
 from .notes import LoggedIn, Note, PasswordChanged, SessionEnded
+from .password_change import CHANGED_MEANWHILE
 from .sessions import Session, Transport
 
 STAT_NAMES = (
@@ -323,7 +324,7 @@ class ServerEngine:
             elif isinstance(frame, wire.Who):
                 self.chat.who(session, seq)
             elif isinstance(frame, wire.ChangePassword):
-                self.lobby.change_password(session, seq, frame, now)
+                self.lobby.changes.ask(session, seq, frame, now)
             else:
                 self.chat.history(session, seq, frame)
         except RuleError as error:
@@ -372,7 +373,7 @@ class ServerEngine:
         back = isinstance(request, wire.Resume) or since is not None or replaces is not None
         self.chat.enter(session, since, now, wall, back=back)
         if replaces is not None:
-            self.lobby.session_replaced(replaces, session)
+            self.lobby.changes.session_replaced(replaces, session)
         old = self.lobby.replaced(account, replaces)
         if old is not None and old is not session:
             # Its client lost it and came back: end it now, quietly (the account is in).
@@ -432,7 +433,7 @@ class ServerEngine:
         elif isinstance(op, Account):
             self.lobby.account_failed(op, STORAGE_SORRY)
         elif isinstance(op, PasswordSet):
-            self.lobby.change_failed(op, STORAGE_SORRY)
+            self.lobby.changes.failed(op, STORAGE_SORRY)
         elif isinstance(op, MarkDelivered):
             self.chat.mark_failed(op)
 
@@ -445,7 +446,7 @@ class ServerEngine:
         sessions (how many: `sessions_ended_by`), and its tickets stop working; a mute
         is told to its sessions, which may say nothing from then on."""
         if isinstance(op, PasswordSet):
-            self.lobby.operator_changes(op.account_id)
+            self.lobby.changes.operator_changes(op.account_id)
         self._effects.append(Persist(op))
         self._ended_by[id(op)] = 0
 
@@ -459,13 +460,13 @@ class ServerEngine:
 
     def _password_set(self, op: PasswordSet, now: float, wall: float) -> None:
         self.chat.settle()
-        change = self.lobby.change_stored(op)  # asked by one of the account's sessions
+        change = self.lobby.changes.stored(op)  # asked by one of the account's sessions
         old = self.lobby.account_by_id(op.account_id)
         if not op.takes(old.password_hash):
             # Changed while this session's change was stored (by another session of the
             # account): that one stands (the store left it too).
             if change is not None:
-                self.lobby.tell_refused(change, CHANGED_MEANWHILE)
+                self.lobby.changes.tell_refused(change, CHANGED_MEANWHILE)
             return
         account = dataclasses.replace(old, password_hash=op.applied(old.password_hash))
         sessions = self._account_changed(account)

@@ -48,6 +48,7 @@ class Refusal:
 BUSY_WAIT = 0.5
 """Seconds a `busy` answer asks the client to wait before it sends the request again."""
 BUSY = Refusal("busy", BUSY_WAIT)
+BUSY_MESSAGE = "The daemon is busy checking passwords; this is sent again in a moment."
 ACCOUNT_FAILURES_FORGOTTEN = 15 * 60.0
 """Seconds without a failed login after which an account's failures are forgotten."""
 

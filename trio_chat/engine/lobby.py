@@ -1,5 +1,7 @@
 """The lobby: opening channels (`KEY_REQUEST`, `INIT`), and what a channel may do before
-it is logged in (`register`, `login`, `resume`), with what guards them.
+it is logged in (`register`, `login`, `resume`), with what guards them. A logged-in
+session's password change (`password_change`) shares its queue of password work and its
+allowances, and so is reached through it (`Lobby.changes`).
 
 Every answer to a first flight is smaller than the 1200 bytes it answers, so the daemon
 cannot be used to amplify a spoofed flood; a handshake costs a Diffie-Hellman, so once
@@ -12,19 +14,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .. import wire
 from ..limits import FailureThrottle, KeyedBuckets, RecentKeys, TokenBucket
 from ..names import ConfusableIndex
-from ..records import Account, PasswordSet, same_hash
+from ..records import Account
 from ..rules import RuleError, check_name, check_password, name_key
 from ..secure import Cookies, DaemonKeys, SecureError, password_mark, respond
 from .common import Address, Outbox, iso_time, network_of, round_up
 from .config import ServerConfig
 from .effects import NO_ACCOUNT, CheckPassword, Effect, HashPassword, JobTable, Persist
-from .guard import BUSY, BUSY_WAIT, HashQueue, LoginGuard
+from .guard import BUSY, BUSY_MESSAGE, BUSY_WAIT, HashQueue, LoginGuard
 from .notes import LoginRefused, Note, Registered, RegistrationRefused
+from .password_change import PasswordChange, PasswordChanges
 from .sessions import Session, Transport
 
 TOO_MANY_SESSIONS = "Too many sessions from your address; close one and try again."
@@ -36,8 +39,6 @@ REPLAY_MEMORY = 120.0
 
 
 FROM_YOUR_ADDRESS = "Too many registrations from your address; try again later."
-CHANGED_MEANWHILE = "The password was changed meanwhile; nothing was changed now."
-BUSY_MESSAGE = "The daemon is busy checking passwords; this is sent again in a moment."
 ACCOUNT_LOCKED = "This account is locked by the daemon's operator; ask them to unlock it."
 
 
@@ -61,24 +62,6 @@ class LoginAttempt:
     account: Account | None
     """None for a name that has no account: checked all the same, then refused."""
     request: wire.Login
-
-
-@dataclass(slots=True)
-class PasswordChange:
-    """A session changing its account's password: `old` checked, then `new` hashed, then
-    stored; `ServerEngine` answers once it is committed (`change_stored`)."""
-
-    sid: int
-    seq: int | None
-    """The request's; None once its session was replaced by its client's next one (which
-    the change then keeps, unanswered: that client no longer waits for the answer)."""
-    address: Address
-    account: Account
-    """As it was when asked: a change made meanwhile fails this one."""
-    new: str = field(repr=False)
-    overtaken: bool = False
-    """The operator changed the account's password or lock since: not made (a lock and an
-    unlock leave the hash as it was, which the comparison of hashes would not see)."""
 
 
 LogIn = Callable[
@@ -147,11 +130,19 @@ class Lobby:
         it: as many as its failed logins may be, so that registering tests names no faster
         than logging in (whispers are held to the message rate instead)."""
         self._guard = LoginGuard(config)
-        self._changes: dict[int, tuple[PasswordSet, PasswordChange]] = {}
-        """Password changes being stored, by `id()` of their `PasswordSet`."""
-        self._in_flight: dict[int, PasswordChange] = {}
-        """Every password change not yet answered, by `id()`."""
         self._hashing = HashQueue(config.hash_slots, config.hash_queue_limit)
+        self.changes = PasswordChanges(
+            accounts_by_id=accounts_by_id,
+            transport=transport,
+            guard=self._guard,
+            hashing=self._hashing,
+            add_job=jobs.add,
+            effects=effects,
+            notes=notes,
+            refuse=self._refuse,
+        )
+        """Sessions changing their password: checked and hashed in the same queue, and
+        under the same allowances, as logins."""
 
     # --- first flights ------------------------------------------------------------------------
 
@@ -356,17 +347,7 @@ class Lobby:
         self._effects.extend(self._hashing.done())
         registration = self._jobs.pop(job)
         if isinstance(registration, PasswordChange):
-            change = registration
-            current = self._by_id[change.account.id]
-            if change.overtaken or not same_hash(
-                current.password_hash, change.account.password_hash
-            ):
-                self.refuse_change(change, CHANGED_MEANWHILE)  # the operator's, say
-                return
-            # Locked or not as it is then; made only if nothing else changed it first.
-            op = PasswordSet(current.id, password_hash, expect=current.password_hash)
-            self._changes[id(op)] = (op, change)
-            self._effects.append(Persist(op))
+            self.changes.hashed(registration, password_hash)
             return
         assert isinstance(registration, _Registration)
         account = Account(
@@ -464,7 +445,7 @@ class Lobby:
         self._effects.extend(self._hashing.done())
         attempt = self._jobs.pop(job)
         if isinstance(attempt, PasswordChange):
-            self._change_checked(attempt, ok, now)
+            self.changes.checked(attempt, ok, now)
             return
         assert isinstance(attempt, LoginAttempt)
         session = self._transport.by_sid.get(attempt.sid)
@@ -502,113 +483,6 @@ class Lobby:
         else:
             assert self.log_in is not None
             self.log_in(session, attempt.seq, account, attempt.request, now, wall, None)
-
-    # --- a session changing its password -----------------------------------------------------
-
-    def change_password(
-        self, session: Session, seq: int, request: wire.ChangePassword, now: float
-    ) -> None:
-        """Check the old password as a login's is (the same throttles: a stolen ticket is
-        no faster a way to guess it), then hash the new one, then store it."""
-        assert session.account is not None
-        account = self._by_id[session.account.id]
-        try:
-            new = check_password(request.new)  # before anything is counted
-        except RuleError as error:
-            self._refuse(session, seq, error.code, error.message)
-            return
-        network = network_of(session.address)
-        refusal = self._guard.admit(network, account.key, now) if not self._hashing.full else BUSY
-        if refusal is not None and refusal.code == "throttled":
-            wait = refusal.retry_after
-            message = f"Too many wrong passwords; wait {max(1, round(wait))} s before trying again."
-            self._refuse(session, seq, "throttled", message, wait)
-            return
-        if refusal is not None:
-            self._refuse(session, seq, "busy", BUSY_MESSAGE, BUSY_WAIT)
-            return
-        change = PasswordChange(session.sid, seq, session.address, account, new)
-        self._in_flight[id(change)] = change
-        try:
-            old = check_password(request.old)
-        except RuleError:
-            session.busy += 1
-            self._change_checked(change, False, now)  # never a password: wrong, unhashed
-            return
-        job = self._jobs.add(change)
-        session.busy += 1
-        work = CheckPassword(job, account.hash_to_check, old)
-        self._effects.extend(self._hashing.push(network, work))
-
-    def _change_checked(self, change: PasswordChange, ok: bool, now: float) -> None:
-        account = change.account
-        self._guard.finish(network_of(change.address), account.key, ok, now)
-        if not ok:
-            self._notes.append(LoginRefused(account.name, change.address, "wrong_password"))
-            self.refuse_change(change, "Wrong password.")
-            return
-        if change.overtaken or not same_hash(
-            self._by_id[account.id].password_hash, account.password_hash
-        ):
-            self.refuse_change(change, CHANGED_MEANWHILE)
-            return
-        work = HashPassword(self._jobs.add(change), change.new)
-        self._effects.extend(self._hashing.push(network_of(change.address), work))
-
-    def refuse_change(self, change: PasswordChange, message: str) -> None:
-        """A change not made: its session told (`wrong_password`), if it still waits."""
-        self._in_flight.pop(id(change), None)
-        session = self._transport.by_sid.get(change.sid)
-        if session is not None:
-            session.busy -= 1
-        self.tell_refused(change, message)
-
-    def tell_refused(self, change: PasswordChange, message: str) -> None:
-        """Answer a change not made (already released: `change_stored`), if its session
-        still waits for the answer."""
-        session = self._transport.by_sid.get(change.sid)
-        if session is not None and change.seq is not None:
-            self._refuse(session, change.seq, "wrong_password", message)
-
-    def operator_changes(self, account_id: int) -> None:
-        """The operator asked to change the account's password or lock: the account's
-        changes not yet on their way to the disk are not made (those on their way are
-        stored first, and the operator's change applies to what they leave)."""
-        queued = {id(change) for _op, change in self._changes.values()}
-        for change in self._in_flight.values():
-            if change.account.id == account_id and id(change) not in queued:
-                change.overtaken = True
-
-    def session_replaced(self, old_sid: int, new: Session) -> None:
-        """`new` is the next session of the client whose session `old_sid` was lost (ended
-        or not): a change that one asked for is made for it (the account's other
-        sessions end, not it), unanswered (that client gave the answer up)."""
-        assert new.account is not None
-        for change in self._in_flight.values():
-            if change.sid == old_sid and change.account.id == new.account.id:
-                change.sid, change.seq = new.sid, None
-                new.busy += 1
-
-    def change_stored(self, op: PasswordSet) -> PasswordChange | None:
-        """The change a session asked for that `op` stores, if it is one (its session's
-        `busy` count released)."""
-        found = self._changes.pop(id(op), None)
-        if found is None or found[0] is not op:
-            return None
-        change = found[1]
-        self._in_flight.pop(id(change), None)
-        session = self._transport.by_sid.get(change.sid)
-        if session is not None:
-            session.busy -= 1
-        return change
-
-    def change_failed(self, op: PasswordSet, message: str) -> None:
-        change = self.change_stored(op)
-        if change is not None and change.seq is not None:
-            frame = wire.ErrorFrame(code="storage_failed", message=message, re=change.seq)
-            session = self._transport.by_sid.get(change.sid)
-            if session is not None:
-                self._reply(session, wire.encode(frame))
 
     def account_by_id(self, account_id: int) -> Account:
         return self._by_id[account_id]
