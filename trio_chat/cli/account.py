@@ -1,4 +1,4 @@
-"""The commands of a person's account: `register`, `login` and `chat`."""
+"""The commands of a person's account: `register`, `login`, `password` and `chat`."""
 
 from __future__ import annotations
 
@@ -36,6 +36,18 @@ from .options import (
 )
 from .prompts import ATTEMPTS, agree, ask, attempts, checked_name, given_password
 
+SCRIPT_GIVES_UP_AFTER = 60.0
+"""Seconds a command that is not a person at a terminal (`chat` from a pipe, `password`)
+waits for a daemon that went away to answer again (`chat`'s `--give-up-after`): a restart
+takes a few; a script left waiting for good would hold its cron job or CI step."""
+
+
+def _credentials(name: str | None, given: str | None, label: str = "Password") -> tuple[str, str]:
+    """The name (asked if not given) and the password (`given`, else asked, hidden)."""
+    if name is None:
+        name = ask("Name")
+    return name, given if given is not None else ask(label, hide=True)
+
 
 def register(
     name: Annotated[
@@ -64,9 +76,7 @@ def register(
     password = given if given is not None else ask("Password", hide=True, confirm=True)
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            created = run(
-                functools.partial(client_register, server_key=key), host, port, name, password
-            )
+            created = _register(host, port, key, name, password)
             break
         except NameTaken as error:
             if not can_ask or attempt == ATTEMPTS:
@@ -80,6 +90,11 @@ def register(
         f"Registered {safe_name(created)} at {host}:{port}; "
         f"enter the room with `trio-chat chat --name {safe_name(created)}`."
     )
+
+
+def _register(host: str, port: int, key: bytes, name: str, password: str) -> str:
+    """Create the account; its name as the daemon keeps it."""
+    return run(functools.partial(client_register, server_key=key), host, port, name, password)
 
 
 async def _check_login(host: str, port: int, key: bytes, name: str, password: str) -> list[Line]:
@@ -121,10 +136,8 @@ def login(
     """Check your name and password; show who is online and how many private messages wait."""
     _tolerant_output()
     key = trusted_key(host, port, server_key)
-    if name is None:
-        name = ask("Name")
     given = given_password(password_file)
-    password = given if given is not None else ask("Password", hide=True)
+    name, password = _credentials(name, given)
     again = given is None and sys.stdin.isatty()
 
     def check(name: str, password: str) -> list[Line]:
@@ -183,10 +196,8 @@ def password(
     twice, hidden. Your other sessions end; they log in again with the new one."""
     _tolerant_output()
     key = trusted_key(host, port, server_key)
-    if name is None:
-        name = ask("Name")
     given = given_password(password_file)
-    old = given if given is not None else ask("Current password", hide=True)
+    name, old = _credentials(name, given, "Current password")
     new = given_password(new_password_file, from_environment=False)
     if new is None:
         # The current password checked first (asked again at a terminal), then the new.
@@ -220,11 +231,6 @@ class _LeftNow(Exception):
     def __init__(self, outcome: Outcome) -> None:
         super().__init__()
         self.outcome = outcome
-
-
-SCRIPT_GIVES_UP_AFTER = 60.0
-"""Seconds a script waits for a daemon that went away to answer again (`--give-up-after`):
-a restart takes a few; a script left waiting for good would hold its cron job or CI step."""
 
 
 async def _enter(
@@ -274,8 +280,7 @@ def _offer_registration(
     if typed and ask("Repeat the password", hide=True) != password:
         raise fail("The two passwords differ; no account was created.", ExitCode.INVALID_PASSWORD)
     try:
-        registering = functools.partial(client_register, server_key=key)
-        created = run(registering, host, port, name, password)
+        created = _register(host, port, key, name, password)
     except ChatError as error:
         raise chat_failure(error, name) from None
     typer.echo(f"Registered {safe_name(created)}.")
@@ -317,10 +322,7 @@ def chat(
             ExitCode.USAGE,
         )
     key = trusted_key(host, port, server_key)
-    if name is None:
-        name = ask("Name")
-    if password is None:
-        password = ask("Password", hide=True)
+    name, password = _credentials(name, password)
 
     if give_up_after is None and not interactive:
         give_up_after = SCRIPT_GIVES_UP_AFTER
