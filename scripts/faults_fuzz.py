@@ -28,7 +28,7 @@ from pathlib import Path
 
 import trio
 
-from trio_chat import ClientConfig, PublicMessage, connect, register
+from trio_chat import ChatMessage, ClientConfig, PublicMessage, connect, register
 from trio_chat.client import Receipt, fetch_key
 from trio_chat.testing.daemon import DaemonProcess, private_client_data
 from trio_chat.testing.live_fuzz import FUZZ_PASSWORD, FuzzReport, fuzz_daemon, listen, speak
@@ -91,7 +91,7 @@ async def main(args: argparse.Namespace) -> int:
             names = [f"fuzz{n}" for n in range(3)]
             for name, password in [(n, FUZZ_PASSWORD) for n in names] + WITNESSES:
                 await register(host, port, name, password, config=config, server_key=key)
-            said: list[Receipt] = []
+            said: list[Receipt[ChatMessage]] = []
             heard: list[str] = []
             hear, heard_by_bob = trio.open_memory_channel[str](math.inf)
             async with enter(*WITNESSES[0]) as alice, enter(*WITNESSES[1]) as bob:

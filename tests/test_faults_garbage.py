@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from trio_chat import wire
 from trio_chat.client import ClientConfig, Receipt, connect, fetch_key, register
 from trio_chat.engine import Address, ServerConfig
+from trio_chat.events import ChatMessage
 from trio_chat.secure import REPLAY_WINDOW
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
@@ -759,7 +760,7 @@ async def test_a_live_daemon_takes_every_layer_and_loses_nobody_a_message(
                 await register(host, port, name, FUZZ_PASSWORD, config=config, server_key=key)
             for name in PEOPLE:
                 await register(host, port, name, PASSWORD, config=config, server_key=key)
-            said: list[Receipt] = []
+            said: list[Receipt[ChatMessage]] = []
             hear, heard = trio.open_memory_channel[str](math.inf)
             async with (
                 connect(host, port, "alice", PASSWORD, config=config, server_key=key) as alice,

@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import trio
 
@@ -84,7 +84,7 @@ def take_datagrams(sock: socket.socket, core: _SansIO, now: float, most: int = 2
         core.handle_timer(now)
 
 
-async def _resolve(host: str, port: int) -> tuple[int, Any]:
+async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
     try:
         infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except OSError as error:
@@ -361,8 +361,12 @@ async def _completed(handle: Handle) -> None:
         await done.wait()
 
 
-class Receipt:
-    """A request on its way; `await receipt.wait()` gives its result or raises its error."""
+T = TypeVar("T", covariant=True)
+
+
+class Receipt(Generic[T]):
+    """A request on its way; `await receipt.wait()` gives its result (a `T`: the message as
+    stored, the names, the page of history) or raises its error."""
 
     def __init__(self, handle: Handle) -> None:
         self._handle = handle
@@ -373,20 +377,20 @@ class Receipt:
         return self._handle.done
 
     @property
-    def result(self) -> Any:
+    def result(self) -> T | None:
         """The request's result once the daemon has answered it (None before, and if it
         was refused); `wait()` is the way to learn why it failed."""
         handle = self._handle
-        return handle.result if handle.done and handle.error is None else None
+        return cast(T, handle.result) if handle.done and handle.error is None else None
 
-    async def wait(self) -> Any:
+    async def wait(self) -> T:
         """The request's result once the daemon has answered; its `ChatError` if refused,
         or `ConnectionLost` if the session ended first. Cancelling the wait leaves the
         request on its way."""
         await _completed(self._handle)
         if self._handle.error is not None:
             raise self._handle.error.anew()
-        return self._handle.result
+        return cast(T, self._handle.result)
 
 
 class ChatClient:
@@ -450,23 +454,21 @@ class ChatClient:
         The message is on its way once `say` is called: cancelling the wait for its answer
         does not take it back (it is sent, and sent again after a reconnection, until the
         daemon has it or the session ends)."""
-        result: PublicMessage = await self.say_nowait(text).wait()
-        return result
+        return await self.say_nowait(text).wait()
 
     async def whisper(self, to: str, text: str) -> PrivateMessage:
         """Send a private message to an account (online or not); cancelling the wait does
         not take it back, as with `say`."""
-        result: PrivateMessage = await self.whisper_nowait(to, text).wait()
-        return result
+        return await self.whisper_nowait(to, text).wait()
 
-    def say_nowait(self, text: str) -> Receipt:
+    def say_nowait(self, text: str) -> Receipt[PublicMessage]:
         """Queue a public message at once (keeping order) and return its receipt.
 
         What needs no daemon to tell is raised at once: `TextEmpty`, `TextTooLong`, and
         `ConnectionLost` once the session has ended."""
         return self._submitted(self.connection.say(text))
 
-    def whisper_nowait(self, to: str, text: str) -> Receipt:
+    def whisper_nowait(self, to: str, text: str) -> Receipt[PrivateMessage]:
         """Queue a private message at once (keeping order) and return its receipt.
 
         Raised at once, as by `say_nowait`: `TextEmpty`, `TextTooLong`, `ConnectionLost`,
@@ -477,20 +479,20 @@ class ChatClient:
 
     async def who(self) -> list[str]:
         """The names of everyone online, sorted."""
-        names: list[str] = await self.who_nowait().wait()
-        return names
+        return await self.who_nowait().wait()
 
-    def who_nowait(self) -> Receipt:
+    def who_nowait(self) -> Receipt[list[str]]:
         """Ask who is online, in order with what was sent before; the receipt gives the names."""
         return self._submitted(self.connection.who())
 
     async def history(self, limit: int = 20, before: int | None = None) -> list[ChatMessage]:
         """Up to `limit` (1 to 100; others are taken as the nearer) messages older than
         message id `before` (by default, than any), oldest first."""
-        messages: list[ChatMessage] = await self.history_nowait(limit, before).wait()
-        return messages
+        return await self.history_nowait(limit, before).wait()
 
-    def history_nowait(self, limit: int = 20, before: int | None = None) -> Receipt:
+    def history_nowait(
+        self, limit: int = 20, before: int | None = None
+    ) -> Receipt[list[ChatMessage]]:
         """Ask for history, in order with what was sent before; the receipt gives the messages."""
         return self._submitted(self.connection.history(limit, before))
 
@@ -573,8 +575,8 @@ class ChatClient:
 
     # --- the shell ---------------------------------------------------------------------------
 
-    def _submitted(self, handle: Handle) -> Receipt:
-        receipt = Receipt(handle)
+    def _submitted(self, handle: Handle) -> Receipt[Any]:
+        receipt: Receipt[Any] = Receipt(handle)
         self._flush()
         return receipt
 

@@ -146,8 +146,8 @@ class Room:
         """Why the session ended, if it ended without us leaving."""
         self.on_change: Callable[[], None] = lambda: None
         self._line_number = 0
-        self._receipts: list[Receipt] = []
-        self._sending: list[tuple[Receipt, bool]] = []
+        self._receipts: list[Receipt[object]] = []
+        self._sending: list[tuple[Receipt[ChatMessage], bool]] = []
         """Own messages sent and not shown yet, each with whether it waited to go out."""
         self._results_in, self._results_out = trio.open_memory_channel[Result](math.inf)
         self._results_done = trio.Event()
@@ -225,7 +225,7 @@ class Room:
         newer ones, ours included, before it reads the history); `older`: those before
         `_oldest_found` (`/older`), and so on back."""
 
-        def submit() -> Receipt:
+        def submit() -> Receipt[list[ChatMessage]]:
             if older:
                 # Nothing shown yet: nothing older than what there is to see (before id 0).
                 return self.chat.history_nowait(count, self._oldest_found or 0)
@@ -287,7 +287,7 @@ class Room:
 
         self._later(in_order)
 
-    def _send(self, submit: Callable[[], Receipt], text: str, to: str | None) -> None:
+    def _send(self, submit: Callable[[], Receipt[ChatMessage]], text: str, to: str | None) -> None:
         try:
             receipt = submit()
         except ChatError as error:
@@ -305,7 +305,12 @@ class Room:
         self._results_in.send_nowait(result)
 
     async def _sent(
-        self, receipt: Receipt, text: str, to: str | None, line_number: int, waited: bool
+        self,
+        receipt: Receipt[ChatMessage],
+        text: str,
+        to: str | None,
+        line_number: int,
+        waited: bool,
     ) -> None:
         try:
             message: ChatMessage = await receipt.wait()
@@ -357,7 +362,7 @@ class Room:
             line = (*line, (DIM, " (sent; it was waiting)"))
         self.show(line)
 
-    def _ask(self, submit: Callable[[], Receipt], show: Callable[[Any], None]) -> None:
+    def _ask(self, submit: Callable[[], Receipt[Any]], show: Callable[[Any], None]) -> None:
         """Send a question now (in order with the messages before it); show its answer later.
 
         Not once leaving: the answers are no longer shown (the room may come back while
@@ -373,7 +378,7 @@ class Room:
         self._later(lambda: self._answer(receipt, show, line_number))
 
     async def _answer(
-        self, receipt: Receipt, show: Callable[[Any], None], line_number: int
+        self, receipt: Receipt[Any], show: Callable[[Any], None], line_number: int
     ) -> None:
         """Show a question's answer, or tell of its refusal."""
         try:

@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import msgspec
 
@@ -65,6 +66,12 @@ SENT_PNS_KEPT = 256
 TIME_THRESHOLD = 9 / 8
 _INITIAL_PTO_RTT = INITIAL_RTT + max(4 * INITIAL_RTT / 2, GRANULARITY)
 """The RTT's share of the probe timeout before the first sample."""
+
+
+LinkFailure = Literal["overloaded", "unresponsive", "too_many_sessions"]
+"""`overloaded`: more queued than `max_queue` (frames) or `max_queue_bytes` allow;
+`unresponsive`: nothing acknowledged for `give_up_after`; `too_many_sessions`: set by the
+daemon, whose session moved onto an address that has as many as it may."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +169,8 @@ class Link:
     def __init__(self, seal: Seal, config: LinkConfig | None = None) -> None:
         self.seal = seal
         self.config = config or LinkConfig()
-        self.failure: str | None = None
+        self.failure: LinkFailure | None = None
+        """Why the link is of no more use, once it is: the owner ends it with this reason."""
         self.extra = b""
         """One-shot fields for the next datagram, which is then sent at once."""
         self.acked_tags: list[Hashable] = []

@@ -29,6 +29,7 @@ from ..errors import (
     WrongPassword,
 )
 from ..events import (
+    ChatMessage,
     Disconnected,
     History,
     Joined,
@@ -78,7 +79,7 @@ class RoomSession:
         self.again = False
         """The session ended, and the person asked to sign in again (not to close)."""
         self._returns = Returns()
-        self._lines: list[Receipt] = []
+        self._lines: list[Receipt[ChatMessage]] = []
         """The lines typed and sent (messages), which a logout waits for."""
         self._changing = 0
         """New passwords asked for and not yet answered: a logout waits for them."""
@@ -247,6 +248,7 @@ class RoomSession:
 
     def send(self, person: str, text: str) -> None:
         """Say `text` in the room (`person` == "") or to `person` alone."""
+        receipt: Receipt[ChatMessage]
         try:
             if person:
                 receipt = self.chat.whisper_nowait(person, text)
@@ -261,7 +263,7 @@ class RoomSession:
         pending = self.window.add_pending(person, text)
         self._start(self._settle, receipt, pending, text)
 
-    async def _settle(self, receipt: Receipt, pending: Pending, text: str) -> None:
+    async def _settle(self, receipt: Receipt[ChatMessage], pending: Pending, text: str) -> None:
         try:
             message = await receipt.wait()
         except ChatError as error:

@@ -155,7 +155,7 @@ async def _timed(record: Record, started: float, work: Awaitable[object]) -> Non
 
 
 async def _send(chat: ChatClient, record: Record, args: argparse.Namespace) -> None:
-    receipts: list[Receipt] = []
+    receipts: list[Receipt[ChatMessage]] = []
     padding = "·" * args.pad
     for n in range(args.count):
         receipts.append(chat.say_nowait(f"{chat.name} {n} {padding}"))

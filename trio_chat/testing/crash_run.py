@@ -143,7 +143,7 @@ class ChatResult:
 @dataclass
 class _Sender:
     name: str
-    receipts: list[Receipt] = field(default_factory=list)
+    receipts: list[Receipt[ChatMessage]] = field(default_factory=list)
     acked: dict[str, int] = field(default_factory=dict)
     """Text -> the id the daemon acknowledged it with."""
     in_room: trio.Event = field(default_factory=trio.Event)
@@ -152,7 +152,7 @@ class _Sender:
 
 async def _talk(chat: ChatClient, sender: _Sender, stop: trio.Event, result: ChatResult) -> None:
     """Say numbered messages, a few unacknowledged at a time, until `stop` is set."""
-    window: list[tuple[str, Receipt]] = []
+    window: list[tuple[str, Receipt[ChatMessage]]] = []
     n = 0
     while not stop.is_set():
         text = f"{sender.name} {n}"

@@ -35,7 +35,7 @@ import trio
 
 from .. import wire
 from ..client import ChatClient, Receipt
-from ..events import PublicMessage
+from ..events import ChatMessage, PublicMessage
 from .fuzz_channel import FuzzChannel
 from .garbage import FUZZ_PASSWORD, Garbage, dumps
 
@@ -568,7 +568,7 @@ async def fuzz_daemon(
 # --- the person who chats through the fuzz ----------------------------------------------------
 
 
-def speak(client: ChatClient, said: list[Receipt], text: str) -> None:
+def speak(client: ChatClient, said: list[Receipt[ChatMessage]], text: str) -> None:
     """Say `text` unless the last message said is still on its way (a person's pace:
     the daemon's rate limit would otherwise hold the messages back)."""
     if not said or said[-1].done:
