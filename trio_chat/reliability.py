@@ -1,8 +1,9 @@
 """One end of a reliable, ordered link over datagrams: no I/O, time passed in.
 
 A `Link` numbers the frames it is given (`send`), packs them into payloads of at most
-`MAX_PAYLOAD` bytes, each sealed into a datagram (`seal`) under a packet number used
-once, sends them again until the peer acknowledges them, and hands
+`config.max_payload` bytes (`MAX_PAYLOAD` by default), each sealed into a datagram
+(`seal`) under a packet number used once, sends them again until the peer acknowledges
+them, and hands
 back the peer's frames exactly once and in order (`receive`). The owner (the daemon's
 engine or the client core) reads the bytes to send from `datagrams_to_send` and calls
 `handle_timer` at `next_timer`.

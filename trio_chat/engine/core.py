@@ -374,7 +374,7 @@ class ServerEngine:
         self.chat.enter(session, since, now, wall, back=back)
         if replaces is not None:
             self.lobby.changes.session_replaced(replaces, session)
-        old = self.lobby.replaced(account, replaces)
+        old = self.lobby.old_session(account, replaces)
         if old is not None and old is not session:
             # Its client lost it and came back: end it now, quietly (the account is in).
             self._close(old, "replaced", now, wall, notify=False)

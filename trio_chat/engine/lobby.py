@@ -496,11 +496,11 @@ class Lobby:
         """Whether the account has as many sessions as it may (the one a login replaces
         not counted)."""
         count = self._transport.per_account.get(account.id, 0)
-        if self.replaced(account, replaces) is not None:
+        if self.old_session(account, replaces) is not None:
             count -= 1
         return count >= self.config.max_sessions_per_account
 
-    def replaced(self, account: Account, replaces: int | None) -> Session | None:
+    def old_session(self, account: Account, replaces: int | None) -> Session | None:
         """The session a login replaces, if it is one of that account's."""
         old = self._transport.by_sid.get(replaces) if replaces is not None else None
         if old is None or old.account is None or old.account.id != account.id:
