@@ -3,10 +3,9 @@
 A `Link` numbers the frames it is given (`send`), packs them into payloads of at most
 `config.max_payload` bytes (`MAX_PAYLOAD` by default), each sealed into a datagram
 (`seal`) under a packet number used once, sends them again until the peer acknowledges
-them, and hands
-back the peer's frames exactly once and in order (`receive`). The owner (the daemon's
-engine or the client core) reads the bytes to send from `datagrams_to_send` and calls
-`handle_timer` at `next_timer`.
+them, and hands back the peer's frames exactly once and in order (`receive`). The owner
+(the daemon's engine or the client core) reads the bytes to send from
+`datagrams_to_send` and calls `handle_timer` at `next_timer`.
 
 Loss recovery follows QUIC's (RFC 9002), with frames in place of packets:
 
