@@ -30,7 +30,7 @@ from trio_chat import (
     register,
     wire,
 )
-from trio_chat.client_protocol import KEEPALIVE_PATIENCE
+from trio_chat.client_protocol import KEEPALIVE_PATIENCE, ClientConnection
 from trio_chat.engine import ServerConfig, ServerEngine
 from trio_chat.engine.common import same_endpoint
 from trio_chat.records import SessionClosed, SessionOpened, Snapshot
@@ -278,6 +278,12 @@ def test_a_daemon_restarted_after_a_crash_resets_the_sessions_it_had() -> None:
     assert other.connection.link is not None
 
 
+def ping_at(connection: ClientConnection) -> float:
+    """When the connection's next `ping` goes out."""
+    link = connection.link
+    return connection.pings.due(link.srtt if link is not None else None)
+
+
 def ping_times(driver: EngineDriver, peers: list[Peer], until: float) -> dict[str, list[float]]:
     """Run the peers' timers exactly when they are due until `until`; when each pinged."""
     pinged: dict[str, list[float]] = {str(peer.name): [] for peer in peers}
@@ -317,8 +323,8 @@ def test_keepalives_go_out_together_on_whole_seconds_of_the_daemons_clock() -> N
     for peer, last_sent, skew in ((alice, 3.1, 0.25), (bob, 3.5, 0.6)):
         peer.connection.wall_offset = WALL + skew
         peer.connection.keepalive_lead = 0.0
-        peer.connection._last_sent = last_sent
-    sent = {peer.name: peer.connection._last_sent for peer in peers}
+        peer.connection.pings.last_sent = last_sent
+    sent = {peer.name: peer.connection.pings.last_sent for peer in peers}
     pinged = ping_times(driver, peers, 200.0)
     for peer in peers:
         times = pinged[str(peer.name)]
@@ -340,12 +346,12 @@ def test_a_keepalive_leaves_a_round_trip_early_to_reach_the_daemon_on_its_second
     alice = logged_in(driver, "alice", ALICE, via=("192.168.1.5", 5000))
     connection, link = alice.connection, alice.link
     connection.keepalive_lead = 0.0
-    connection._last_sent = 3.5
+    connection.pings.last_sent = 3.5
     # A welcome that took 40 ms to arrive: the client reckons the daemon's clock 40 ms
     # behind; the round trip is 80 ms.
-    connection._daemon_offset = WALL - 0.04
+    connection.pings.daemon_offset = WALL - 0.04
     link._srtt = 0.08
-    ping = connection._keepalive_at()
+    ping = ping_at(connection)
     assert ping == pytest.approx(18.0 - 0.04)  # leaves at the daemon's 17.96 ...
     assert ping + 0.04 == pytest.approx(18.0)  # ... and takes 40 ms: there on 18.000
     assert 18.5 - 15 < ping <= 18.5  # never later than the interval
@@ -357,12 +363,12 @@ def test_before_the_daemon_tells_its_time_keepalives_keep_this_machines_seconds(
     alice = logged_in(driver, "alice", ALICE, via=("192.168.1.5", 5000))
     connection = alice.connection
     welcome = msgspec.structs.replace(alice.of_type(wire.Welcome)[0], time=None)
-    connection._daemon_offset = None
+    connection.pings.daemon_offset = None
     connection._on_welcome(welcome, driver.now)
     connection.wall_offset = WALL + 0.25
     connection.keepalive_lead = 0.0
-    connection._last_sent = 3.1
-    assert connection._keepalive_at() == pytest.approx(17.75)  # Unix ...18.000
+    connection.pings.last_sent = 3.1
+    assert ping_at(connection) == pytest.approx(17.75)  # Unix ...18.000
 
 
 def test_sessions_set_in_step_by_a_message_spread_their_pings_over_seconds() -> None:
@@ -376,7 +382,7 @@ def test_sessions_set_in_step_by_a_message_spread_their_pings_over_seconds() -> 
     driver.advance(10.0 - driver.now)
     for n, peer in enumerate(peers):
         peer.connection.keepalive_lead = n / 4
-        peer.connection._last_sent = 10.0  # all in step
+        peer.connection.pings.last_sent = 10.0  # all in step
     pinged = ping_times(driver, peers, 71.0)
     first = [times[0] for times in pinged.values()]
     assert sorted(first) == [59.0, 63.0, 67.0, 70.0]  # 11, 7, 3 and 0 s early, not one second
@@ -392,7 +398,7 @@ def test_a_lone_keepalive_waits_longer_before_it_is_sent_again() -> None:
     driver = EngineDriver()
     alice = logged_in(driver, "alice", ALICE, via=ALICE)
     connection, link = alice.connection, alice.link
-    driver.now = connection._keepalive_at()
+    driver.now = ping_at(connection)
     connection.handle_timer(driver.now)
     assert len(connection.datagrams_to_send(driver.now)) == 1  # the ping; lost on the way
     sent, probes = driver.now, link.probes_sent
@@ -413,11 +419,11 @@ def test_a_keepalive_shorter_than_a_second_is_not_aligned() -> None:
     driver = EngineDriver()
     alice = Peer(driver, None, address=ALICE, config=ClientConfig(keepalive=0.5))
     alice.connection.keepalive_lead = 0.99
-    alice.connection._last_sent = 10.2
+    alice.connection.pings.last_sent = 10.2
     # The whole second before 10.7 is 10, earlier than the last send: not aligned.
-    assert alice.connection._keepalive_at() == 10.7
-    alice.connection._last_sent = 10.0
-    assert alice.connection._keepalive_at() == 10.5
+    assert ping_at(alice.connection) == 10.7
+    alice.connection.pings.last_sent = 10.0
+    assert ping_at(alice.connection) == 10.5
 
 
 # --- end to end ---------------------------------------------------------------------------
@@ -437,11 +443,11 @@ async def test_a_client_on_this_host_is_allowed_a_minute_and_one_behind_a_nat_is
                 # Its keepalive is due a round trip before a whole second of the daemon's
                 # clock, as its welcome told it; on one machine that clock is Unix time.
                 connection = chat.connection
-                assert connection._daemon_offset is not None
-                assert abs(connection._daemon_offset - connection.wall_offset) < 1.0
+                assert connection.pings.daemon_offset is not None
+                assert abs(connection.pings.daemon_offset - connection.wall_offset) < 1.0
                 link = connection.link
                 assert link is not None
-                daemon = connection._keepalive_at() + connection._daemon_offset
+                daemon = ping_at(connection) + connection.pings.daemon_offset
                 daemon += link.srtt or 0.0
                 assert abs(daemon - round(daemon)) < 1e-6
                 (session,) = engines[0].sessions.values()

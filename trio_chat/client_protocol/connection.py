@@ -25,7 +25,6 @@ reads the clock or touches a socket; `now` is any monotonic time in seconds.
 from __future__ import annotations
 
 import hmac
-import math
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -68,12 +67,10 @@ from ..reliability import Link
 from ..rules import RuleError, check_text, normalize_name
 from ..secure import Channel, SecureError, new_index
 from .config import ClientConfig
+from .keepalive import Keepalive
 from .messages import SeenIds, message_event, parse_time
 from .requests import Handle, check_new_password, check_registration, require_type, rule_error
 
-KEEPALIVE_SPREAD = 0.25
-"""Share of the keepalive interval over which connections spread their pings: each sends
-its own up to this much early, by a whole number of seconds (see `_keepalive_at`)."""
 RELOGIN_DELAY = 0.5
 """Seconds before a channel is opened again after a try that found no daemon; doubled at
 each try that fails, up to `reconnect_delay_max`."""
@@ -258,24 +255,12 @@ class ClientConnection:
         self._first_since: int | None = None
         """The `since` the first login asked with (`start`)."""
         self._seen = SeenIds(SEEN_MEMORY)
-        self._last_sent = 0.0
         self.local_address: wire.Endpoint | None = None
         """The address this connection's socket sends from, as the socket reports it
         (the shell sets it): sent with each login as `via`, so that a daemon that sees
         the very same address knows no NAT is on the way and allows a longer keepalive."""
-        self.keepalive = self.config.keepalive or wire.KEEPALIVE
-        """Seconds without sending after which a `ping` goes out, as the daemon allowed."""
-        self.wall_offset = 0.0
-        """Unix time minus the clock `now` is read from (the shell sets it): keepalives go
-        out on whole seconds of Unix time until the daemon's `welcome` tells its own time
-        (see `_keepalive_at`)."""
-        self._daemon_offset: float | None = None
-        """The daemon's Unix time minus `now`'s clock, as its last `welcome` showed it
-        (late by that datagram's way here), or None before one did."""
-        self.keepalive_lead = secrets.randbelow(1 << 16) / (1 << 16)
-        """Where this connection's pings fall in `KEEPALIVE_SPREAD` (0 to 1), drawn once."""
-        self._keep_default = False
-        """The daemon found the way in closed after a long silence: stay at the default."""
+        self.pings = Keepalive(self.config.keepalive)
+        """When this connection pings (`keepalive`)."""
         self._leaving = False
         self._events: deque[Event] = deque()
         self.trace: Callable[[wire.ServerFrame], None] | None = None
@@ -283,6 +268,30 @@ class ClientConnection:
 
     def __repr__(self) -> str:
         return f"<ClientConnection {self.name or '(no account)'} at {self.where}>"
+
+    @property
+    def keepalive(self) -> float:
+        """Seconds without sending after which a `ping` goes out, as the daemon allowed."""
+        return self.pings.interval
+
+    @property
+    def wall_offset(self) -> float:
+        """Unix time minus the clock `now` is read from (the shell sets it): pings go out
+        on whole seconds of Unix time until the daemon's `welcome` tells its own time."""
+        return self.pings.wall_offset
+
+    @wall_offset.setter
+    def wall_offset(self, offset: float) -> None:
+        self.pings.wall_offset = offset
+
+    @property
+    def keepalive_lead(self) -> float:
+        """Where this connection's pings fall in the spread of each interval (0 to 1)."""
+        return self.pings.lead
+
+    @keepalive_lead.setter
+    def keepalive_lead(self, lead: float) -> None:
+        self.pings.lead = lead
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -518,8 +527,7 @@ class ClientConnection:
         self._asking_again = []  # every request goes again on the new session
         # The backlog stays: a history cut off by a lost session before its `ready` was
         # seen (and is not sent again); it is shown with the next login's history.
-        self._last_sent = now
-        self.keepalive = self.config.keepalive or wire.KEEPALIVE  # until welcomed
+        self.pings.channel_opened(now)
         self._relogin_delay = RELOGIN_DELAY
         if self._logs_in:
             self._authenticate()
@@ -532,7 +540,7 @@ class ClientConnection:
     def _authenticate(self) -> None:
         """Log in on the open channel: with the ticket if there is one, else the password."""
         replaces = self._replaces
-        via = None if self._keep_default or self.config.keepalive else self.local_address
+        via = self.local_address if self.pings.may_lengthen else None
         if self.ticket:
             frame = wire.Resume(
                 ticket=self.ticket,
@@ -570,14 +578,7 @@ class ClientConnection:
         self._logged_in = True
         self.name = frame.name
         self.unread = frame.unread
-        self.keepalive = self.config.keepalive or frame.keepalive or wire.KEEPALIVE
-        if frame.keepalive is not None and frame.keepalive < wire.KEEPALIVE:
-            # A daemon closing silent sessions sooner than its default 45 s asks for less
-            # than the protocol's 15 s: a longer keepalive of this client's own would have
-            # the session closed again and again.
-            self.keepalive = min(self.keepalive, frame.keepalive)
-        if frame.time is not None:
-            self._daemon_offset = frame.time - now
+        self.pings.welcomed(frame.keepalive, frame.time, now)
         if frame.ticket:
             self.ticket = frame.ticket
         self._history_due = True
@@ -809,7 +810,7 @@ class ClientConnection:
             return []
         out = link.datagrams_to_send(now)
         if out:
-            self._last_sent = now
+            self.pings.last_sent = now
         if self.closed:
             self._link = None  # the goodbye is out; nothing more will be sent
         return out
@@ -821,8 +822,9 @@ class ClientConnection:
             return self._handshake.next_timer()
         if self._link is None:
             return self._relogin_at
-        deadline = self._keepalive_at()
-        timer = self._link.next_timer()
+        link = self._link
+        deadline = self.pings.due(link.srtt)
+        timer = link.next_timer()
         if timer is not None and timer < deadline:
             deadline = timer
         if self._paused and self._resume_at < deadline:
@@ -832,32 +834,6 @@ class ClientConnection:
         if self._reauth_at is not None and self._reauth_at < deadline:
             deadline = self._reauth_at
         return deadline
-
-    def _keepalive_at(self) -> float:
-        """When a `ping` goes out: timed to reach the daemon on a whole second of its
-        clock, up to a quarter of `keepalive` (this connection's `keepalive_lead` of it)
-        before `keepalive` has passed since the last datagram sent.
-
-        A daemon's idle sessions then ping on the same instants, and the daemon reads
-        their keepalives dozens at a time: each wake-up of its event loop costs far more
-        than a keepalive does (spread evenly, 10,000 sessions woke an idle daemon ~100
-        times a second). The daemon's clock comes from its `welcome` (the moment it was
-        sent, so this client's estimate is late by the datagram's way here); the ping
-        leaves a round trip early, which that lateness and the ping's own way there
-        make up. Before a `welcome` told the time, this machine's Unix time serves
-        (clocks kept by NTP agree within milliseconds). The lead keeps sessions that a
-        message to the room set in step (every client acknowledges it at once) from all
-        pinging on the same second a minute later: they spread over up to 15 seconds (4
-        for the 15 s interval). The interval never grows.
-        """
-        due = self._last_sent + self.keepalive
-        offset = self.wall_offset
-        if self._daemon_offset is not None:
-            srtt = self._link.srtt if self._link is not None else None
-            offset = self._daemon_offset + (srtt or 0.0)
-        early = math.floor(self.keepalive_lead * KEEPALIVE_SPREAD * self.keepalive)
-        aligned = math.floor(due + offset) - offset - early
-        return aligned if aligned > self._last_sent else due
 
     def handle_timer(self, now: float) -> None:
         if self.closed:
@@ -877,11 +853,11 @@ class ClientConnection:
         if link.failure is not None:
             self._lost("the daemon stopped answering", now)
             return
-        if now >= self._keepalive_at():
+        if now >= self.pings.due(link.srtt):
             link.send(wire.encode(wire.Ping()))
             if link.queued == 1:  # the ping alone: no hurry
                 link.patience = KEEPALIVE_PATIENCE
-            self._last_sent = now
+            self.pings.last_sent = now
         if self._reauth_at is not None and now >= self._reauth_at:
             self._reauth_at = None
             self._authenticate()
@@ -959,8 +935,7 @@ class ClientConnection:
         elif isinstance(frame, wire.Keepalive):
             # What came in while this client was silent was dropped on the way (and is
             # being sent again): from now on, speak up as often as the daemon asks.
-            self._keep_default = True
-            self.keepalive = min(self.keepalive, frame.every)
+            self.pings.found_closed(frame.every)
         elif isinstance(frame, wire.Bye):
             ending = _FINAL_GOODBYES.get(frame.reason)
             if ending is not None:
