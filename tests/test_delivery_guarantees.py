@@ -179,7 +179,7 @@ def test_messages_refused_as_too_fast_keep_their_order_when_refusals_cross_resen
     assert [m.text for m in sim.driver.stored_messages()] == written
     assert [text for sender, text in senders(sim.events["alice"]) if sender == "bob"] == written
     # Every copy's answer is in: no message is waited for any more, under any number.
-    assert [handle for handle in bob._by_seq.values() if handle.kind == "say"] == []
+    assert [handle for handle in bob._outstanding.numbers().values() if handle.kind == "say"] == []
 
 
 def test_a_message_refused_while_its_sender_was_cut_off_is_not_overtaken() -> None:
@@ -263,7 +263,9 @@ def test_the_answers_to_both_copies_of_a_resent_message_leave_nothing_waiting() 
     daemon.send(client, wire.Ok(re=c, id=3, ts=TS))
     daemon.send(client, wire.Ok(re=d, id=2, ts=TS))  # the same answer, for the copy
     assert first.done and second.done
-    assert [handle for handle in client._by_seq.values() if handle.kind == "say"] == []
+    assert [
+        handle for handle in client._outstanding.numbers().values() if handle.kind == "say"
+    ] == []
 
 
 def test_a_refusal_of_both_copies_of_a_resent_whisper_is_told_once() -> None:
@@ -286,7 +288,7 @@ def test_a_refusal_of_both_copies_of_a_resent_whisper_is_told_once() -> None:
     daemon.send(client, wire.ErrorFrame(code="unknown_user", message=unknown, re=d))
     assert whisper.done and whisper.error is not None
     assert not [event for event in daemon.events if isinstance(event, Notice)]
-    assert client._by_seq.get(d) is None and client._by_seq.get(b) is None
+    assert client._outstanding.answering(d) is None and client._outstanding.answering(b) is None
     assert not first.done  # m1's answer is still to come
 
 

@@ -69,6 +69,7 @@ from ..secure import Channel, SecureError, new_index
 from .config import ClientConfig
 from .keepalive import Keepalive
 from .messages import SeenIds, message_event, parse_time
+from .outstanding import QUESTIONS, Outstanding
 from .requests import Handle, check_new_password, check_registration, require_type, rule_error
 
 RELOGIN_DELAY = 0.5
@@ -149,10 +150,6 @@ UNANSWERED_ON_LEAVING = "You left before the daemon answered; it may or may not 
 """Why a request unanswered when the client left failed: the daemon may have acted on it."""
 # Requests that need a channel only; all others wait until the session is logged in.
 _BEFORE_LOGIN = frozenset({"register", "login", "resume"})
-_QUESTIONS = frozenset({"who", "history", "raw"})
-_IN_TURN = frozenset({"say", "whisper"}) | _QUESTIONS
-"""Requests answered in the order they were made: a message refused as too fast holds
-back those after it (the daemon holds the messages, the client the questions)."""
 _LOGOUT = ("logout",)
 """The tag of a logout's frame: the daemon's acknowledgement of it ends the session."""
 # Requests answered in parts before their `ok`: names, or messages.
@@ -236,18 +233,7 @@ class ClientConnection:
         self._lost_at: float | None = None
         """When the session was lost, while it has not come back (`reconnect_for`): set
         only while coming back (a first login has its own `timeout`)."""
-        self._requests: list[Handle] = []
-        self._by_seq: dict[int, Handle] = {}
-        self._by_cid: dict[str, Handle] = {}
-        self._submitted = 0
-        self._paused: list[Handle] = []
-        """Messages refused as too fast, and the messages and questions after them: sent
-        again together, in order."""
-        self._resume_at = 0.0
-        self._asking_again: list[Handle] = []
-        """Questions refused as asked too fast: each asked again alone at `_ask_again_at`
-        (a question has no order to keep, and holds nothing back)."""
-        self._ask_again_at = 0.0
+        self._outstanding = Outstanding()
         self._backlog: deque[ChatMessage] = deque(maxlen=SEEN_MEMORY)
         """The history sent on login, until its `ready`: the newest `SEEN_MEMORY` of it."""
         self._backlog_cut = False
@@ -340,7 +326,15 @@ class ClientConnection:
         frame = wire.encode(wire.ChangePassword(old=old, new=new))
         handle = self._submit(Handle("change_password", frame))
         self._changing = (handle, new)
+        handle.add_done_callback(self._changed)
         return handle
+
+    def _changed(self, handle: Handle) -> None:
+        """A `change_password` completed: its new password logs in from now on if made."""
+        assert self._changing is not None and self._changing[0] is handle
+        if handle.error is None:
+            self._password, self._fallback_password = self._changing[1], None
+        self._changing = None
 
     def who(self) -> Handle:
         """Who is online; completes with the sorted names."""
@@ -375,7 +369,7 @@ class ClientConnection:
         """Leave; completes once the daemon ended the session (or it was gone already).
         Asked again while one is on its way, it is that one."""
         if self._leaving:
-            for handle in self._requests:
+            for handle in self._outstanding:
                 if handle.kind == "logout":
                     return handle
         self._leaving = True
@@ -421,7 +415,7 @@ class ClientConnection:
     @property
     def pending(self) -> int:
         """Requests sent or queued that the daemon has not answered yet."""
-        return len(self._requests)
+        return len(self._outstanding)
 
     @property
     def link(self) -> Link | None:
@@ -440,7 +434,7 @@ class ClientConnection:
 
     def unanswered(self) -> list[Handle]:
         """The requests not answered yet, oldest first."""
-        return list(self._requests)
+        return list(self._outstanding)
 
     def _check_text(self, text: str) -> None:
         require_type("text", text, str)
@@ -452,14 +446,8 @@ class ClientConnection:
     def _submit(self, handle: Handle) -> Handle:
         if self.closed:
             raise self.failure.anew() if self.failure else ConnectionLost("The session has ended.")
-        self._submitted += 1
-        handle.order = self._submitted
-        self._requests.append(handle)
-        if handle.cid is not None:
-            self._by_cid[handle.cid] = handle
-        if self._paused and handle.kind in _IN_TURN:
-            self._paused.append(handle)  # behind the messages waiting to be resent
-            return handle
+        if not self._outstanding.add(handle):
+            return handle  # behind messages refused as too fast, which go first
         held = handle.kind == "logout" and self._history_due  # sent at the history's end
         if (
             self._link is not None
@@ -478,20 +466,12 @@ class ClientConnection:
             # acknowledges: every copy of it says the same (see `_on_data`).
             self._link.freeze_ack()
         handle.seq = self._link.send(handle.frame, tag)
-        self._by_seq[handle.seq] = handle
+        self._outstanding.sent(handle)
 
     def _finish(self, handle: Handle, result: Any = None, error: ChatError | None = None) -> None:
         if handle.done:
             return
-        if self._changing is not None and self._changing[0] is handle:
-            if error is None:
-                self._password, self._fallback_password = self._changing[1], None
-            self._changing = None
-        self._by_seq.pop(handle.seq, None)
-        if handle.cid is not None:
-            self._by_cid.pop(handle.cid, None)
-        if handle in self._requests:
-            self._requests.remove(handle)
+        self._outstanding.remove(handle)
         handle._complete(result, error)
 
     # --- events -------------------------------------------------------------------------------
@@ -522,9 +502,7 @@ class ClientConnection:
         self._link = Link(channel.seal, self.config.link)
         if handshake.rtt is not None:
             self._link.seed_rtt(handshake.rtt)
-        self._by_seq = {}
-        self._paused = []
-        self._asking_again = []  # every request goes again on the new session
+        self._outstanding.new_channel()  # every request goes again on the new session
         # The backlog stays: a history cut off by a lost session before its `ready` was
         # seen (and is not sent again); it is shown with the next login's history.
         self.pings.channel_opened(now)
@@ -533,7 +511,7 @@ class ClientConnection:
             self._authenticate()
         else:
             self.ready = True
-        for handle in self._requests:
+        for handle in self._outstanding:
             if handle.kind in _BEFORE_LOGIN or (handle.kind == "logout" and not self._logs_in):
                 self._transmit(handle)
 
@@ -584,7 +562,7 @@ class ClientConnection:
         self._history_due = True
         if self._swapped:
             self._fallback_password, self._swapped = None, False  # the new one was stored
-        for handle in self._requests:
+        for handle in self._outstanding:
             if handle.kind not in _BEFORE_LOGIN and handle.kind != "logout":
                 self._transmit(handle)
         if self._resuming:
@@ -696,7 +674,7 @@ class ClientConnection:
             self._resuming = True
             self._open(now)
             return
-        if not self._leaving and not self._logs_in and self._requests and self.config.reconnect:
+        if not self._leaving and not self._logs_in and self._outstanding and self.config.reconnect:
             # A registration not answered yet (the daemon restarted, say): a new channel
             # carries it again.
             self._open(now)
@@ -827,10 +805,9 @@ class ClientConnection:
         timer = link.next_timer()
         if timer is not None and timer < deadline:
             deadline = timer
-        if self._paused and self._resume_at < deadline:
-            deadline = self._resume_at
-        if self._asking_again and self._ask_again_at < deadline:
-            deadline = self._ask_again_at
+        again = self._outstanding.next_due()
+        if again is not None and again < deadline:
+            deadline = again
         if self._reauth_at is not None and self._reauth_at < deadline:
             deadline = self._reauth_at
         return deadline
@@ -861,22 +838,8 @@ class ClientConnection:
         if self._reauth_at is not None and now >= self._reauth_at:
             self._reauth_at = None
             self._authenticate()
-        if self._asking_again and now >= self._ask_again_at:
-            again, self._asking_again = self._asking_again, []
-            for handle in again:
-                if not handle.done:
-                    self._transmit(handle)
-        if self._paused and now >= self._resume_at:
-            paused, self._paused = set(self._paused), []
-            first = min(handle.order for handle in paused)
-            # The refused requests and every message written after them, in order (as
-            # the daemon's rate limit asks): one sent meanwhile may have been refused
-            # too, its answer still on the way, and must not be overtaken.
-            for handle in list(self._requests):
-                if handle.order < first or handle.done:
-                    continue
-                if handle in paused or handle.kind in _IN_TURN:
-                    self._transmit(handle)
+        for handle in self._outstanding.due(now):
+            self._transmit(handle)
 
     # --- what the daemon sends -------------------------------------------------------------------
 
@@ -909,8 +872,8 @@ class ClientConnection:
             self._resuming = False
             self.ready = True
             self._history_due = False
-            for held in self._requests:
-                if held.kind == "logout" and self._by_seq.get(held.seq) is not held:
+            for held in self._outstanding:
+                if held.kind == "logout" and not self._outstanding.sent_here(held):
                     # Held until now: its frozen acknowledgement covers the whole history,
                     # so a private message in it, shown now or before, counts as delivered.
                     self._transmit(held)
@@ -918,12 +881,12 @@ class ClientConnection:
             if self._auth is not None and frame.re == self._auth.seq:
                 self._on_welcome(frame, now)
         elif isinstance(frame, wire.PasswordChanged):
-            handle = self._by_seq.get(frame.re)
+            handle = self._outstanding.answering(frame.re)
             if handle is not None and handle.kind == "change_password":
                 self.ticket = frame.ticket
                 self._finish(handle)
         elif isinstance(frame, wire.Registered):
-            handle = self._by_seq.get(frame.re)
+            handle = self._outstanding.answering(frame.re)
             if handle is not None and handle.kind == "register":
                 self._finish(handle, frame.name)
         elif isinstance(frame, wire.Join):
@@ -951,7 +914,7 @@ class ClientConnection:
     def _unreadable(self, frame: wire.ServerFrame) -> None:
         """A frame that decoded but cannot be used: the request it answers fails."""
         re = getattr(frame, "re", None)
-        handle = self._by_seq.get(re) if isinstance(re, int) else None
+        handle = self._outstanding.answering(re) if isinstance(re, int) else None
         if handle is not None:
             self._finish(handle, error=ProtocolError("The daemon's answer was not understood."))
 
@@ -960,7 +923,7 @@ class ClientConnection:
         if frame.re is not None:
             self._add_parts(frame.re, [message], _TAKES_MESSAGES)
             return
-        mine = self._by_cid.get(frame.cid) if frame.cid is not None else None
+        mine = self._outstanding.by_cid(frame.cid) if frame.cid is not None else None
         if mine is not None and frame.sender == self.name:
             # Our own message, stored before the session was lost: it is the answer.
             self._remember(message.id)
@@ -976,7 +939,7 @@ class ClientConnection:
 
     def _add_parts(self, re: int, parts: list[Any], kinds: frozenset[str]) -> None:
         """Keep part of an answer, if the request `re` names is answered in such parts."""
-        handle = self._by_seq.get(re)
+        handle = self._outstanding.answering(re)
         if handle is None or handle.kind not in kinds:
             return
         most = wire.HISTORY_LIMIT_MAX if handle.kind == "history" else WHO_NAMES_MAX
@@ -988,13 +951,13 @@ class ClientConnection:
         handle.parts.extend(parts)
 
     def _on_ok(self, frame: wire.Ok) -> None:
-        handle = self._by_seq.get(frame.re)
+        handle = self._outstanding.answering(frame.re)
         if handle is None:
             return
         if frame.re != handle.seq:
             # The answer to an earlier copy of a request sent again (after a refusal):
             # it finishes the request, and that copy's number is not waited on.
-            del self._by_seq[frame.re]
+            self._outstanding.forget_copy(frame.re)
         result: Any = None
         if handle.kind in ("say", "whisper"):
             if frame.id is None or frame.ts is None:
@@ -1008,7 +971,7 @@ class ClientConnection:
             else:
                 to = frame.to or handle.to or ""
                 result = PrivateMessage(frame.id, ts, self.name, to, handle.text)
-        elif handle.kind in _QUESTIONS:
+        elif handle.kind in QUESTIONS:
             result = handle.parts
         self._finish(handle, result)
         if handle.kind == "logout":
@@ -1017,7 +980,7 @@ class ClientConnection:
     def _logged_out(self) -> None:
         """The session is over at our request (the daemon ended it, or it was gone as we
         left): nothing more is sent."""
-        for handle in [h for h in self._requests if h.kind == "logout"]:
+        for handle in [h for h in self._outstanding if h.kind == "logout"]:
             self._finish(handle)
         self._link = None
         self._shut(ConnectionLost(LOGGED_OUT))
@@ -1027,13 +990,13 @@ class ClientConnection:
         if self._auth is not None and frame.re == self._auth.seq:
             self._on_auth_refused(error, now)
             return
-        handle = self._by_seq.get(frame.re) if frame.re is not None else None
+        handle = self._outstanding.answering(frame.re) if frame.re is not None else None
         if handle is None or frame.re is None:
             self._emit(Notice(frame.message))
             return
         earlier = frame.re != handle.seq  # the answer to a copy sent before the latest
         if handle.done or earlier:
-            del self._by_seq[frame.re]
+            self._outstanding.forget_copy(frame.re)
         if handle.done:
             return  # the latest copy's answer, the request finished by an earlier one's
         retry = isinstance(error, Busy) or (
@@ -1041,28 +1004,12 @@ class ClientConnection:
         )
         if retry and earlier:
             return  # the refusal of a copy sent before the one now on its way: that counts
-        if retry and handle.kind in _QUESTIONS:
-            self._by_seq.pop(handle.seq, None)
-            handle.parts = []
-            self._asking_again.append(handle)
-            self._ask_again_at = max(self._ask_again_at, now + (frame.retry_after or 1.0))
-            return
         if retry:
-            # Wait, then resend it with every message written after it, in order. The
-            # questions asked after it are asked again then: answered now, they would
-            # tell of the room before it.
-            self._by_seq.pop(handle.seq, None)
-            self._paused.append(handle)
-            for later in self._requests:
-                if later.order > handle.order and later.kind in _QUESTIONS:
-                    self._by_seq.pop(later.seq, None)
-                    later.parts = []
-            self._resume_at = max(self._resume_at, now + (frame.retry_after or 1.0))
+            self._outstanding.too_fast(handle, now + (frame.retry_after or 1.0))
             return
         self._finish(handle, error=error)
         if earlier:
-            # The latest copy's answer is still to come: known, it is not taken for news.
-            self._by_seq[handle.seq] = handle
+            self._outstanding.keep_number(handle)
 
     def _remember(self, message_id: int) -> bool:
         """Remember a message as shown; whether it had not been."""
@@ -1084,5 +1031,5 @@ class ClientConnection:
         if self._leaving:
             # Not LOGGED_OUT: what was sent may have arrived, and been stored.
             failure = ConnectionLost(UNANSWERED_ON_LEAVING)
-        for handle in list(self._requests):
+        for handle in list(self._outstanding):
             self._finish(handle, error=failure)
