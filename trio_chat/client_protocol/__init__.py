@@ -3,8 +3,9 @@
 Modules by concern: `connection` (`ClientConnection`, the state machine: channels, login,
 reconnection, resending; its docstring tells how to drive it), `requests` (`Handle`, a
 request on its way, and the checks before one is sent), `outstanding` (the requests not
-answered yet, and those refused as too fast), `keepalive` (when a connection pings), `messages` (the daemon's messages and timestamps as events), `config`
-(`ClientConfig`). Nothing here reads the clock or touches a socket.
+answered yet, and those refused as too fast), `keepalive` (when a connection pings),
+`messages` (the daemon's messages and timestamps as events), `config` (`ClientConfig`).
+Nothing here reads the clock or touches a socket.
 """
 
 from .config import ClientConfig
