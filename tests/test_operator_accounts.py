@@ -18,7 +18,7 @@ from trio_chat.cli import ExitCode
 from trio_chat.errors import AccountLocked, WrongPassword
 from trio_chat.records import LOCK_MARK, Snapshot
 from trio_chat.secure import Ticket, password_mark
-from trio_chat.store import MIGRATIONS, SCHEMA_VERSION
+from trio_chat.store import MIGRATIONS, SCHEMA_VERSION, SqliteStore
 from trio_chat.testing.daemon import CLI, DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
 
@@ -192,3 +192,35 @@ async def test_accounts_leave_a_database_of_another_version_as_it_is(tmp_path: P
             f"{str(path)!r} is not a trio-chat database; name the daemon's with --db.\n"
         )
     assert empty.read_bytes() == b"" and other.read_bytes() == before
+
+
+async def test_a_database_damaged_past_its_first_page_is_a_sentence_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "chat.db"
+    driver = EngineDriver()
+    driver.add_account("alice", PASSWORD)
+    store = SqliteStore.open(database)
+    store.write(driver.stored_accounts())
+    store.close()
+    with sqlite3.connect(database) as db:
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    with database.open("r+b") as file:
+        file.seek(page_size)
+        file.write(b"\xa5" * (database.stat().st_size - page_size))
+    damaged = (
+        f"Cannot read the database {str(database)!r}: it is damaged; put a backup back "
+        "(`trio-chat backup` makes them).\n"
+    )
+    listed = await accounts(database, "list")
+    assert (listed.returncode, listed.stderr) == (ExitCode.DATABASE, damaged)
+    with trio.fail_after(30):
+        served = await trio.run_process(
+            [*CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--db", str(database)],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert served.returncode == ExitCode.DATABASE
+    assert served.stderr.decode().endswith(damaged)
+    assert b"Traceback" not in served.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import fcntl
@@ -89,7 +90,10 @@ def test_a_database_that_cannot_be_written_is_refused_clearly(
     SqliteStore.open(path).close()
     connect = sqlite3.connect
 
-    def read_only(database: Path, **options: Any) -> sqlite3.Connection:
+    def read_only(database: Path | str, **options: Any) -> sqlite3.Connection:
+        if options.pop("uri", False):  # opened read-only already (the look before opening)
+            looked: sqlite3.Connection = connect(database, uri=True, **options)
+            return looked
         opened: sqlite3.Connection = connect(f"file:{database}?mode=ro", uri=True, **options)
         return opened
 
@@ -404,3 +408,106 @@ def test_changes_to_an_account_are_kept_and_applied_to_what_is_stored(tmp_path: 
     )
     assert store.account("alice") == dataclasses.replace(listed, password_hash="$argon2id$reset")
     store.close()
+
+
+def test_a_log_left_by_the_database_a_backup_replaced_is_refused_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    # A daemon crashed (its write-ahead log stays), and an older copy of the database was
+    # put back without moving the log away. Opened for writing, SQLite read the log into
+    # the copy and folded it in as the store closed: the copy was damaged for good.
+    live = tmp_path / "live" / "chat.db"
+    live.parent.mkdir()
+    store = SqliteStore.open(live)
+
+    def texts(first: int, last: int) -> list[StoreOp]:
+        return [dataclasses.replace(message(n, 1), text="x" * 300) for n in range(first, last)]
+
+    store.write([account(n, f"user{n}") for n in range(1, 4)])
+    store.write(texts(1, 2))
+    backup = tmp_path / "backup.db"
+    source, copy = sqlite3.connect(live), sqlite3.connect(backup)
+    with contextlib.closing(source), contextlib.closing(copy):
+        source.backup(copy)
+    store.write(texts(2, 400))
+    store._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    store.write(texts(400, 420))
+    crashed = tmp_path / "crashed" / "chat.db"
+    crashed.parent.mkdir()
+    shutil.copy(f"{live}-wal", f"{crashed}-wal")
+    store.close()
+    shutil.copy(backup, crashed)
+    put_back = crashed.read_bytes()
+    with pytest.raises(StorageError) as refused:
+        SqliteStore.open(crashed)
+    assert str(refused.value) == (
+        f"Cannot open the database {str(crashed)!r}: it is damaged, with the write-ahead log "
+        f"beside it; if it was put back from a backup, move {str(crashed) + '-wal'!r} and "
+        f"{str(crashed) + '-shm'!r} away first (they belong to the database it replaced), "
+        "else put a backup back."
+    )
+    assert crashed.read_bytes() == put_back
+    os.rename(f"{crashed}-wal", tmp_path / "moved-away-wal")
+    Path(f"{crashed}-shm").unlink(missing_ok=True)
+    store = SqliteStore.open(crashed)  # as the backup had it
+    assert [m.id for m in store.load(window=10).recent] == [1]
+    store.close()
+
+
+@pytest.mark.parametrize("version", [0, 2])
+def test_another_programs_database_is_refused_and_left_as_it_was(
+    tmp_path: Path, version: int
+) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+        db.execute("INSERT INTO notes (text) VALUES ('keep me')")
+        db.execute(f"PRAGMA user_version = {version}")
+    before = path.read_bytes()
+    with pytest.raises(
+        StorageError,
+        match=r"Cannot open the database .*: it is another program's SQLite database; "
+        r"name trio-chat's with --db\.",
+    ):
+        SqliteStore.open(path)
+    assert path.read_bytes() == before  # no tables added, not switched to WAL mode
+    assert not Path(f"{path}-wal").exists()
+
+
+def test_an_upgrade_that_fails_leaves_the_database_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path) as db:
+        for statement in MIGRATIONS[0].split(";"):
+            db.execute(statement)
+        db.execute("CREATE TABLE sessions (x)")  # in the way of schema 3's
+        db.execute("PRAGMA user_version = 1")
+    with pytest.raises(StorageError, match="table sessions already exists"):
+        SqliteStore.open(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        columns = [row[1] for row in db.execute("PRAGMA table_info(accounts)")]
+        assert "rid" not in columns  # schema 2's step, taken back with the rest
+
+
+def test_a_database_damaged_where_opening_does_not_look_is_a_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    store = SqliteStore.open(path)
+    store.write([account(n, f"user{n}") for n in range(1, 300)])
+    store.close()
+    with sqlite3.connect(path) as db:
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    with path.open("r+b") as file:
+        file.seek(page_size)
+        file.write(b"\xa5" * (path.stat().st_size - page_size))  # all but the schema's page
+    store = SqliteStore.open(path)
+    try:
+        with pytest.raises(StorageError) as refused:
+            store.load(window=10)
+        assert str(refused.value) == (
+            f"Cannot read the database {str(path)!r}: it is damaged; put a backup back "
+            "(`trio-chat backup` makes them)."
+        )
+        with pytest.raises(StorageError, match="it is damaged"):
+            store.accounts()
+    finally:
+        store.close()

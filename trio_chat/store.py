@@ -15,7 +15,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -232,6 +232,58 @@ def is_trio_chat_database(path: Path) -> bool:
     return version > 0 and "accounts" in tables
 
 
+def _log_of(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
+
+
+def _unfit(path: Path) -> str | None:
+    """Why the file at `path` must not be opened as trio-chat's database, found read-only;
+    None if nothing was found (a file not there or empty is a new database).
+
+    Read-only, so that nothing is written to a file that turns out to be another
+    program's, and no write-ahead log is folded into it: SQLite folds the log into the
+    file when its last writer closes, and a log left beside a database that was put back
+    from a backup (`chat.db-wal`, from the one it replaced) would damage it for good. A
+    log is there after a stop that was not clean: the whole file is then checked.
+    """
+    try:
+        if path.stat().st_size == 0:
+            return None
+    except OSError:
+        return None  # opening it will say why
+    log_file = _log_of(path)
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            damage = None
+            if log_file.exists() and log_file.stat().st_size > 0:
+                (damage,) = db.execute("PRAGMA quick_check(1)").fetchone()
+    except sqlite3.DatabaseError as error:
+        text = str(error)
+        if "malformed" in text or "not a database" in text:
+            damage = text
+        else:
+            return None  # not readable so (a folder it may not write): opening it says why
+    except (OSError, ValueError):
+        return None
+    else:
+        if tables and (version == 0 or "accounts" not in tables):
+            return "it is another program's SQLite database; name trio-chat's with --db"
+        if damage in (None, "ok"):
+            return None
+    if log_file.exists():
+        return (
+            "it is damaged, with the write-ahead log beside it; if it was put back from a "
+            f"backup, move {str(log_file)!r} and {str(path) + '-shm'!r} away first (they "
+            "belong to the database it replaced), else put a backup back"
+        )
+    if "not a database" in str(damage):
+        return "the file is not an SQLite database; name trio-chat's with --db"
+    return "it is damaged; put a backup back (`trio-chat backup` makes them)"
+
+
 def _identity(status: os.stat_result) -> tuple[int, int]:
     return status.st_dev, status.st_ino
 
@@ -286,6 +338,9 @@ class SqliteStore:
                     "cannot lock the database (%s): nothing keeps a second daemon off it",
                     (error.strerror or str(error)).lower(),
                 )
+            unfit = _unfit(path)
+            if unfit is not None:
+                raise StorageError(f"Cannot open the database {str(path)!r}: {unfit}.")
             connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = FULL")
@@ -389,17 +444,21 @@ class SqliteStore:
                 f"The database {str(self.path)!r} was written by a newer trio-chat "
                 f"(schema {version}); upgrade trio-chat to use it."
             )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+        if version == SCHEMA_VERSION:
+            return
+        # Every step in one transaction: one that fails leaves the file as it was.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[target - 1].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {target}")
-                self._db.execute("COMMIT")
-            except BaseException:
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-                raise
+            raise
         if 0 < version < SCHEMA_VERSION:
             # Said, since an older trio-chat refuses the database from now on: going back
             # takes a backup from before.
@@ -411,9 +470,23 @@ class SqliteStore:
                 SCHEMA_VERSION,
             )
 
-    def load(self, window: int) -> Snapshot:
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock; a file found damaged while read is a
+        `StorageError` that says so (whatever opening it could not see)."""
         with self._lock:
-            db = self._db
+            try:
+                yield self._db
+            except sqlite3.DatabaseError as error:
+                why = _why(error, self.path)
+                if "malformed" in why:
+                    why = "it is damaged; put a backup back (`trio-chat backup` makes them)"
+                raise StorageError(
+                    f"Cannot read the database {str(self.path)!r}: {why}."
+                ) from error
+
+    def load(self, window: int) -> Snapshot:
+        with self._reading() as db:
             accounts = [
                 _account(row)
                 for row in db.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY id")
@@ -455,8 +528,8 @@ class SqliteStore:
     def accounts(self) -> list[tuple[Account, int]]:
         """Every account, in name order, with the private messages waiting for it (for
         the operator's `trio-chat accounts list`)."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 f"SELECT {_ACCOUNT_COLUMNS},"
                 " (SELECT count(*) FROM messages m WHERE m.recipient_id = accounts.id"
                 "  AND m.delivered = 0 AND m.sender_id != accounts.id)"
@@ -466,8 +539,8 @@ class SqliteStore:
 
     def account(self, key: str) -> Account | None:
         """The account whose name key is `key`, if there is one."""
-        with self._lock:
-            row = self._db.execute(
+        with self._reading() as db:
+            row = db.execute(
                 f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE key = ?", (key,)
             ).fetchone()
         return None if row is None else _account(row)

@@ -104,6 +104,8 @@ def _stopped_daemons_store(database: Path) -> Iterator[SqliteStore]:
         raise fail(str(error), ExitCode.DATABASE) from None
     try:
         yield store
+    except StorageError as error:  # found damaged while read
+        raise fail(str(error), ExitCode.DATABASE) from None
     finally:
         store.close()
 
