@@ -511,3 +511,42 @@ def test_a_database_damaged_where_opening_does_not_look_is_a_sentence(tmp_path: 
             store.accounts()
     finally:
         store.close()
+
+
+def test_a_log_is_not_grown_on_a_disk_that_has_little_room(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a disk with 3 MB free, growing the log ahead of time filled it to the last byte.
+    store = SqliteStore.open(tmp_path / "chat.db")
+    monkeypatch.setattr(store_module, "free_bytes", lambda _path: 3 * 1024 * 1024)
+    store.presize_log()
+    assert [r.getMessage() for r in caplog.records] == [
+        "the disk holding the database has 3072 KiB free: the write-ahead log grows as commits come"
+    ]
+    assert Path(f"{store.path}-wal").stat().st_size < 64 * 1024
+    store.write([account(1, "alice")])
+    store.close()
+
+
+def test_a_log_left_at_the_close_is_said_to_hold_changes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # After a clean stop the operator moves the database; a log SQLite could not fold in
+    # (a full disk, here a backup reading it) holds acknowledged changes.
+    path = tmp_path / "chat.db"
+    store = SqliteStore.open(path)
+    store.write([account(1, "alice")])
+    reader = sqlite3.connect(path)
+    with contextlib.closing(reader):
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM accounts").fetchone()
+        store.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"the write-ahead log {path}-wal still holds changes to the database (they could "
+        "not be folded into it: a full disk, or another process reading it): keep it "
+        f"beside {path}, whose copy alone lacks them"
+    ]
+    caplog.clear()
+    SqliteStore.open(path).close()
+    assert caplog.records == []
+    assert not Path(f"{path}-wal").exists()

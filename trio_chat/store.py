@@ -36,6 +36,8 @@ LOG_PAGES = 1000
 """Pages in the write-ahead log that make a commit checkpoint it (SQLite's default)."""
 LOG_SPARE_PAGES = 32
 """...and a few more that `presize_log` writes: its small cache keeps some back."""
+PRESIZE_ROOM = 4
+"""`presize_log` grows the log only on a disk with this many times its size free."""
 WAL_HEADER_BYTES = 32
 WAL_FRAME_HEADER_BYTES = 24
 
@@ -386,6 +388,15 @@ class SqliteStore:
                 (page_size,) = db.execute("PRAGMA page_size").fetchone()
                 if wal.exists() and wal.stat().st_size >= log_bytes(page_size):
                     return
+                free = free_bytes(self.path)
+                if free is not None and free < PRESIZE_ROOM * log_bytes(page_size):
+                    # Grown now, the log could take what little room the commits have.
+                    log.warning(
+                        "the disk holding the database has %d KiB free: the write-ahead "
+                        "log grows as commits come",
+                        free // 1024,
+                    )
+                    return
                 (cache_size,) = db.execute("PRAGMA cache_size").fetchone()
                 (busy_timeout,) = db.execute("PRAGMA busy_timeout").fetchone()
                 # Not worth waiting for another writer's lock over.
@@ -681,8 +692,20 @@ class SqliteStore:
         return None if row is None else _message(row)
 
     def close(self) -> None:
+        """Close the database: SQLite folds the write-ahead log into it and removes the
+        log, unless it cannot (a full disk, another process reading it), which is said."""
         with self._lock:
             self._db.close()
             if self._held is not None:
                 os.close(self._held)  # the lock with it
                 self._held = None
+        wal = _log_of(self.path)
+        with contextlib.suppress(OSError):
+            if wal.stat().st_size > 0:
+                log.warning(
+                    "the write-ahead log %s still holds changes to the database (they could "
+                    "not be folded into it: a full disk, or another process reading it): "
+                    "keep it beside %s, whose copy alone lacks them",
+                    wal,
+                    self.path,
+                )
