@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 import stat
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import trio
 
 import trio_chat
+import trio_chat.backup as backup_module
 from trio_chat.backup import BackupError, back_up
 from trio_chat.cli import ExitCode
 from trio_chat.events import PublicMessage
@@ -273,3 +275,67 @@ def test_a_running_daemons_log_is_left_to_it(tmp_path: Path) -> None:
     finally:
         store.close()
     assert back_up(database, tmp_path / "backups").accounts == 1
+
+
+def test_a_folder_holding_a_database_in_use_is_not_backed_up_into(tmp_path: Path) -> None:
+    # `backup /srv/b --db /srv/a/chat.db` with a daemon running on /srv/b/chat.db put
+    # a's database and keys over b's: b lost its key, and its own database.
+    first, second = tmp_path / "a" / "chat.db", tmp_path / "b" / "chat.db"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    SqliteStore.open(first).close()
+    daemon_keys(first)
+    running = SqliteStore.open(second)  # another daemon's, running
+    try:
+        daemon_keys(second)
+        kept = {path.name: path.read_bytes() for path in second.parent.iterdir()}
+        with pytest.raises(BackupError) as caught:
+            back_up(first, second.parent)
+        assert str(caught.value) == (
+            f"{second.parent} holds a database in use ({second} has its write-ahead log "
+            "beside it, or a daemon running on it); back up into a folder of its own."
+        )
+        assert {path.name: path.read_bytes() for path in second.parent.iterdir()} == kept
+    finally:
+        running.close()
+    back_up(first, tmp_path / "backups")
+    back_up(first, tmp_path / "backups")  # an earlier backup's copy is replaced
+
+
+def test_an_unreadable_key_is_named_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database, folder = tmp_path / "chat.db", tmp_path / "backups"
+    SqliteStore.open(database).close()
+    daemon_keys(database)
+    key = tmp_path / "chat.key"
+    real_open = Path.open
+
+    def refused(path: Path, *args: Any, **kwargs: Any) -> Any:
+        if path == key:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refused)
+    with pytest.raises(BackupError) as caught:
+        back_up(database, folder)
+    assert str(caught.value) == (
+        f"Cannot read the key file {key}: permission denied; back up as the daemon's user."
+    )
+    assert not (folder / "chat.db").exists()
+
+
+def test_a_full_disk_under_the_folder_is_the_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database, folder = tmp_path / "chat.db", tmp_path / "backups"
+    SqliteStore.open(database).close()
+    daemon_keys(database)
+
+    def full(_database: Path, _target: Path) -> tuple[int, int]:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(backup_module, "_copy_database", full)
+    with pytest.raises(BackupError) as caught:
+        back_up(database, folder)
+    assert str(caught.value) == f"Cannot write into {folder}: its disk is full."

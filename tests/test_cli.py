@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -29,6 +30,7 @@ from trio_chat.engine import ServerConfig
 from trio_chat.errors import Throttled, TooManyRegistrations
 from trio_chat.keys import KnownServers
 from trio_chat.noise import fingerprint, generate_keypair, public_key
+from trio_chat.store import SqliteStore
 from trio_chat.testing.daemon import CLI, cli_env
 
 runner = CliRunner()
@@ -140,6 +142,29 @@ def test_a_database_path_given_with_a_tilde_is_in_the_home_folder(
     assert result.exit_code == ExitCode.DATABASE
     assert f"There is no key at '{home / 'chat.key'}'" in result.stderr
     assert not (tmp_path / "~").exists()
+
+
+def test_an_unreadable_database_or_password_file_is_the_commands_to_judge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Typer checked `--db` and `--password-file` for readability first: a database its
+    user may not read was a usage error (exit 2, a box of Typer's), not exit 11."""
+    database = tmp_path / "chat.db"
+    SqliteStore.open(database).close()
+    password_file = tmp_path / "password"
+    password_file.write_text("a password\n")
+    real_access = os.access
+
+    def unreadable(path: Any, mode: int, **options: Any) -> bool:
+        if Path(path) in (database, password_file) and mode & os.R_OK:
+            return False  # as to a user who may not read them (the tests may run as root)
+        return real_access(path, mode, **options)
+
+    monkeypatch.setattr(os, "access", unreadable)
+    listed = runner.invoke(app, ["accounts", "list", "--db", str(database)])
+    assert (listed.exit_code, listed.stderr) == (0, "0 accounts.\n")
+    given = runner.invoke(app, ["login", "--name", "x", "--password-file", str(password_file)])
+    assert "Invalid value" not in given.stderr
 
 
 # --- register ----------------------------------------------------------------------------------

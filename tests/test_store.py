@@ -550,3 +550,16 @@ def test_a_log_left_at_the_close_is_said_to_hold_changes(
     SqliteStore.open(path).close()
     assert caplog.records == []
     assert not Path(f"{path}-wal").exists()
+
+
+def test_a_folder_sqlite_may_not_write_in_is_named(tmp_path: Path) -> None:
+    # A database in WAL mode is read through files beside it: in a folder its user may
+    # not write, even reading fails. It was "not a trio-chat database" to `accounts`, and
+    # "permission denied" about a file that could be written to `serve`.
+    error = sqlite3.OperationalError("attempt to write a readonly database")
+    error.sqlite_errorname = "SQLITE_READONLY_DIRECTORY"
+    path = tmp_path / "chat.db"
+    path.touch()
+    assert store_module._why(error, path) == (
+        f"its folder {str(tmp_path)!r} may not be written (SQLite keeps its log there)"
+    )

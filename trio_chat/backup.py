@@ -10,6 +10,7 @@ without its ticket key, every session would need its password again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import sqlite3
@@ -51,10 +52,23 @@ def back_up(database: Path, folder: Path) -> Backup:
         ) from None
     except OSError as error:
         raise BackupError(f"Cannot make the folder {folder}: {_why(error)}.") from None
+    target = folder / database.name
+    if target.exists() and target.samefile(database):
+        raise BackupError(f"{folder} holds the database itself; back it up elsewhere.")
+    if _in_use(target):
+        raise BackupError(
+            f"{folder} holds a database in use ({target} has its write-ahead log beside it, "
+            "or a daemon running on it); back up into a folder of its own."
+        )
+    for key in keys:
+        try:
+            with key.open("rb"):
+                pass
+        except OSError as error:
+            raise BackupError(
+                f"Cannot read the key file {key}: {_why(error)}; back up as the daemon's user."
+            ) from None
     try:
-        target = folder / database.name
-        if target.exists() and target.samefile(database):
-            raise BackupError(f"{folder} holds the database itself; back it up elsewhere.")
         wal, shm = (database.with_name(database.name + suffix) for suffix in ("-wal", "-shm"))
         made = [log for log in (wal, shm) if not log.exists()]
         accounts, messages = _copy_database(database, target)
@@ -64,7 +78,10 @@ def back_up(database: Path, folder: Path) -> Backup:
         for key, copy in zip(keys, copies, strict=True):
             copy_secret(key, copy)
     except (OSError, sqlite3.Error) as error:
-        if isinstance(error, OSError) and _within(error.filename, folder):
+        if (isinstance(error, OSError) and _within(error.filename, folder)) or (
+            # SQLITE_FULL: the database is only read, so the copy's disk is full.
+            isinstance(error, sqlite3.Error) and "disk is full" in str(error)
+        ):
             # The folder's fault (another user's, a full disk), not the database's.
             raise BackupError(f"Cannot write into {folder}: {_why(error)}.") from None
         raise BackupError(f"Cannot back up {database}: {_why(error)}.") from None
@@ -73,7 +90,27 @@ def back_up(database: Path, folder: Path) -> Backup:
 
 def _why(error: OSError | sqlite3.Error) -> str:
     why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    if "disk is full" in why or (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+        return "its disk is full"
     return why.lower().rstrip(".")
+
+
+def _in_use(database: Path) -> bool:
+    """Whether `database` is a live database, not an earlier backup's copy: a backup's
+    has no write-ahead log beside it, and no daemon holds its lock."""
+    if Path(f"{database}-wal").exists():
+        return True
+    try:
+        held = os.open(database, os.O_RDONLY)
+    except OSError:
+        return False  # not there (or not readable: writing the copy will say)
+    try:
+        fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(held)
+    return False
 
 
 def _within(name: object, folder: Path) -> bool:

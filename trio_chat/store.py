@@ -217,21 +217,29 @@ def _why(error: OSError | sqlite3.Error, path: Path) -> str:
     text = str(error)
     if isinstance(error, sqlite3.DatabaseError) and "not a database" in text:
         return "the file is not an SQLite database"
+    if getattr(error, "sqlite_errorname", None) == "SQLITE_READONLY_DIRECTORY":
+        return f"its folder {str(path.parent)!r} may not be written (SQLite keeps its log there)"
     if "readonly" in text or "unable to open" in text:
         return "permission denied" if path.exists() else "it cannot be created"
     return text
 
 
-def is_trio_chat_database(path: Path) -> bool:
-    """Whether `path` holds a trio-chat database (of any schema), looked at read-only."""
+NOT_TRIO_CHAT = "it is not a trio-chat database"
+
+
+def why_not_trio_chat(path: Path) -> str | None:
+    """Why the file at `path` cannot be read as a trio-chat database (of any schema),
+    looked at read-only: `NOT_TRIO_CHAT`, or what kept it from being read; None if it is
+    one."""
     uri = f"{path.absolute().as_uri()}?mode=ro"
     try:
         with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
             (version,) = db.execute("PRAGMA user_version").fetchone()
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
-    except (sqlite3.Error, OSError, ValueError):
-        return False
-    return version > 0 and "accounts" in tables
+    except (sqlite3.Error, OSError) as error:
+        why = _why(error, path)
+        return NOT_TRIO_CHAT if why == "the file is not an SQLite database" else why
+    return None if version > 0 and "accounts" in tables else NOT_TRIO_CHAT
 
 
 def _log_of(path: Path) -> Path:

@@ -186,6 +186,7 @@ def password(
         typer.Option(
             "--new-password-file",
             dir_okay=False,
+            readable=False,  # `given_password` says what is wrong
             help="Read the new password from the first line of this file (else it is "
             "prompted twice, hidden).",
         ),

@@ -31,11 +31,12 @@ from ..errors import ChatError
 from ..records import Account
 from ..rules import RuleError, check_password, name_key
 from ..store import (
+    NOT_TRIO_CHAT,
     DatabaseInUse,
     SqliteStore,
     StorageError,
     default_database,
-    is_trio_chat_database,
+    why_not_trio_chat,
 )
 from .exits import ExitCode, fail, sentence
 from .options import DatabaseOption
@@ -84,13 +85,16 @@ def _stopped_daemons_store(database: Path) -> Iterator[SqliteStore]:
             f"There is no database at {str(database)!r}; name the daemon's with --db.",
             ExitCode.DATABASE,
         )
-    if not is_trio_chat_database(database):
-        # Looked at read-only first: opened, any file would be made one (an empty file,
-        # another program's database), in the mode a new database has.
+    # Looked at read-only first: opened, any file would be made one (an empty file,
+    # another program's database), in the mode a new database has.
+    why = why_not_trio_chat(database)
+    if why == NOT_TRIO_CHAT:
         raise fail(
             f"{str(database)!r} is not a trio-chat database; name the daemon's with --db.",
             ExitCode.DATABASE,
         )
+    if why is not None:
+        raise fail(f"Cannot read the database {str(database)!r}: {why}.", ExitCode.DATABASE)
     try:
         store = SqliteStore.open(database, migrate=False)
     except DatabaseInUse:

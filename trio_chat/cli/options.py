@@ -101,6 +101,7 @@ PasswordFileOption = Annotated[
     typer.Option(
         "--password-file",
         dir_okay=False,
+        readable=False,  # not Typer's usage error: `given_password` says what is wrong
         help="Read the password from the first line of this file. Without it the password "
         "comes from TRIO_CHAT_PASSWORD, else it is prompted (hidden).",
     ),
@@ -120,5 +121,6 @@ DatabaseOption = Annotated[
         help="The daemon's database: its key is the file beside it (NAME.key).",
         show_default=home_relative(default_database()),
         callback=database_path,
+        readable=False,  # not Typer's usage error: the command says what is wrong
     ),
 ]

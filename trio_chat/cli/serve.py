@@ -17,14 +17,14 @@ import trio
 import typer
 
 from ..engine import ServerConfig
-from ..keys import KeyFileError, address_label, home_relative
+from ..keys import KeyFileError, address_label
 from ..logs import FORMATS, LEVELS, configure, event
 from ..server import serve
 from ..service_manager import notify
 from ..stop_signals import stop_signals
 from ..store import StorageError, default_database
 from .exits import ExitCode, fail
-from .options import database_path, parse_port
+from .options import DatabaseOption, parse_port
 
 
 def serve_command(
@@ -41,15 +41,7 @@ def serve_command(
             help="UDP port to listen on (0: any free one).",
         ),
     ] = 1600,
-    db: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="TRIO_CHAT_DB",
-            help="SQLite database file.",
-            show_default=home_relative(default_database()),
-            callback=database_path,
-        ),
-    ] = None,
+    db: DatabaseOption = None,
     log_level: Annotated[
         str,
         typer.Option(help="debug, info, warning or error."),
