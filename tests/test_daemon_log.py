@@ -103,6 +103,9 @@ async def test_json_logs_are_one_object_a_line_with_the_event_and_its_fields(
     assert all({"ts", "level", "event", "message"} <= set(entry) for entry in entries)
     by_event = {entry["event"]: entry for entry in entries}
     assert by_event["listening"]["address"] == f"127.0.0.1:{port}"
+    # Nothing was at the path: said, as a `--db` mistyped would start a daemon of no one.
+    assert entries[0]["event"] == "new_database"
+    assert entries[0]["database"] == str(tmp_path / "chat.db")
     assert by_event["registered"]["name"] == "zoë"
     assert by_event["login"]["name"] == "zoë" and by_event["login"]["quiet"] is False
     assert by_event["logout"]["address"].startswith("127.0.0.1:")

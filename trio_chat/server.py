@@ -403,7 +403,7 @@ async def serve(
         if storage is None:
             if database is None:
                 raise ValueError("serve() needs a database path or a storage object")
-            storage = opened = await trio.to_thread.run_sync(SqliteStore.open, database)
+            storage = opened = await trio.to_thread.run_sync(_open_store, Path(database))
         try:
             if opened is not None:
                 await trio.to_thread.run_sync(opened.presize_log)
@@ -492,6 +492,22 @@ async def _run(
                 await daemon.shutdown()
                 daemon.persistence.close()  # its task commits what is left, then ends
                 nursery.cancel_scope.cancel()
+
+
+def _open_store(database: Path) -> SqliteStore:
+    """Open the database, saying so if it is made now: a path mistyped in `--db` would
+    otherwise start a daemon with no accounts, and nothing would tell why."""
+    new = not database.exists()
+    store = SqliteStore.open(database)
+    if new:
+        event(
+            logging.INFO,
+            "new_database",
+            f"made a new database at {database}: nothing was there (if this daemon's is "
+            "elsewhere, stop it and name that one with --db)",
+            database=str(database),
+        )
+    return store
 
 
 def _warn_new_key(accounts: int) -> None:
