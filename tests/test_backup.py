@@ -8,6 +8,7 @@ import os
 import sqlite3
 import stat
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import trio
 
 import trio_chat
 import trio_chat.backup as backup_module
-from trio_chat.backup import BackupError, back_up
+from trio_chat.backup import BackupError, back_up, restore
 from trio_chat.cli import ExitCode
 from trio_chat.events import PublicMessage
 from trio_chat.keys import daemon_keys, daemon_public_key
@@ -30,9 +31,9 @@ PASSWORD = "correct horse"
 FAST_CHAT = ("--message-rate", "1000", "--message-burst", "1000")
 
 
-async def backup(*args: str) -> subprocess.CompletedProcess[bytes]:
+async def backup(*args: str, command: str = "backup") -> subprocess.CompletedProcess[bytes]:
     return await trio.run_process(
-        [*CLI, "backup", *args], check=False, capture_stdout=True, capture_stderr=True
+        [*CLI, command, *args], check=False, capture_stdout=True, capture_stderr=True
     )
 
 
@@ -157,14 +158,24 @@ async def test_a_backup_restored_after_a_crash_as_told_is_what_was_backed_up(
                     await alice.say(f"lost {n}")
             await daemon.kill()
             assert done.returncode == 0, done.stderr
-            told = done.stdout.decode()
-            assert "chat.db-wal" in told and "chat.db-shm" in told
-            assert (database.parent / "chat.db-wal").exists()
-            # As told: the crashed daemon's log removed, the copies put back.
-            for name in ("chat.db-wal", "chat.db-shm"):
-                (database.parent / name).unlink(missing_ok=True)
-            for path in folder.iterdir():
-                (database.parent / path.name).write_bytes(path.read_bytes())
+            assert f"To restore, stop the daemon and run `trio-chat restore {folder}`." in (
+                done.stdout.decode()
+            )
+            crashed = {
+                name: (database.parent / name).read_bytes()
+                for name in ("chat.db", "chat.db-wal", "chat.key", "chat.tickets")
+            }
+            # As told: the crashed daemon's files, its log with them, moved aside.
+            put_back = await backup("--db", str(database), str(folder), command="restore")
+            assert put_back.returncode == 0, put_back.stderr
+            (aside,) = database.parent.glob("chat.db.before-restore-*")
+            assert put_back.stdout.decode() == (
+                f"Restored {database} (1 account, 5 messages) and its keys from {folder}; what "
+                f"was there is in {aside}.\n"
+            )
+            assert {name: (aside / name).read_bytes() for name in crashed} == crashed
+            assert not (database.parent / "chat.db-wal").exists()
+            assert (database.parent / "chat.db").read_bytes() == (folder / "chat.db").read_bytes()
             host, port = await daemon.start()
             async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
                 kept = await everything_said(alice)
@@ -196,10 +207,8 @@ async def test_a_client_that_stayed_through_a_restore_is_shown_what_comes_after_
                 seen = [m.text for m in await received(bob)]
                 assert "lost 4" in seen and "lost in private" in seen
                 await daemon.kill()
-                for name in ("chat.db-wal", "chat.db-shm"):
-                    (database.parent / name).unlink(missing_ok=True)
-                for path in folder.iterdir():
-                    (database.parent / path.name).write_bytes(path.read_bytes())
+                restored = await backup("--db", str(database), str(folder), command="restore")
+                assert restored.returncode == 0, restored.stderr
                 await daemon.start(port)
                 async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
                     await alice.say("after the restore")
@@ -339,3 +348,47 @@ def test_a_full_disk_under_the_folder_is_the_folders(
     with pytest.raises(BackupError) as caught:
         back_up(database, folder)
     assert str(caught.value) == f"Cannot write into {folder}: its disk is full."
+
+
+def test_a_restore_waits_for_the_daemon_to_stop_and_checks_the_copy(tmp_path: Path) -> None:
+    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
+    database.parent.mkdir()
+    store = SqliteStore.open(database)
+    daemon_keys(database)
+    back_up(database, folder)
+    now = datetime(2026, 12, 6, 14, 30, tzinfo=UTC)
+    try:
+        with pytest.raises(BackupError) as caught:
+            restore(folder, database, now)
+        assert str(caught.value) == f"A daemon is running on {database}; stop it first."
+    finally:
+        store.close()
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for path in folder.iterdir():
+        (damaged / path.name).write_bytes(path.read_bytes())
+    with (damaged / "chat.db").open("r+b") as file:
+        file.seek(0)
+        file.write(b"not SQLite at all" * 10)
+    for wrong, why in [
+        (tmp_path / "nowhere", f"There is no chat.db in {tmp_path / 'nowhere'}; give the folder "),
+        (damaged, f"{damaged / 'chat.db'} is not a trio-chat database (file is not a database)."),
+    ]:
+        with pytest.raises(BackupError) as caught:
+            restore(wrong, database, now)
+        assert str(caught.value).startswith(why)
+    assert sorted(path.name for path in database.parent.iterdir()) == [
+        "chat.db",
+        "chat.key",
+        "chat.tickets",
+    ]  # nothing moved, nothing left behind
+    done = restore(folder, database, now)
+    assert done.aside == database.with_name("chat.db.before-restore-20261206T143000Z")
+    assert sorted(path.name for path in done.aside.iterdir()) == [
+        "chat.db",
+        "chat.key",
+        "chat.tickets",
+    ]
+    fresh = tmp_path / "new-machine" / "chat.db"  # nothing there yet: nothing moved aside
+    assert restore(folder, fresh, now).aside is None
+    assert (fresh.parent / "chat.key").read_bytes() == (folder / "chat.key").read_bytes()

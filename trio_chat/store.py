@@ -290,7 +290,7 @@ def _unfit(path: Path) -> str | None:
             "belong to the database it replaced), else put a backup back"
         )
     if "not a database" in str(damage):
-        return "the file is not an SQLite database; name trio-chat's with --db"
+        return "the file is not an SQLite database; choose another with --db"
     return "it is damaged; put a backup back (`trio-chat backup` makes them)"
 
 

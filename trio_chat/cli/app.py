@@ -11,7 +11,7 @@ import typer
 from .. import __version__
 from .account import CHAT_HELP, chat, login, password, register
 from .accounts import accounts_app
-from .backup import backup_command
+from .backup import backup_command, restore_command
 from .daemon_key import key_command, ping_command, trust_command
 from .exits import exit_codes_summary
 from .gui import gui
@@ -54,6 +54,7 @@ app.command("key")(key_command)
 app.command("trust")(trust_command)
 app.command("ping")(ping_command)
 app.command("backup")(backup_command)
+app.command("restore")(restore_command)
 app.add_typer(accounts_app)
 app.command()(gui)
 
