@@ -71,6 +71,13 @@ def test_a_database_from_a_newer_version_is_refused_clearly(tmp_path: Path) -> N
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StorageError, match="newer trio-chat"):
         SqliteStore.open(path)
+    # Not upgraded by a daemon started (`accounts` on a stopped daemon's database):
+    with pytest.raises(StorageError) as refused:
+        SqliteStore.open(path, migrate=False)
+    assert str(refused.value) == (
+        f"The database {str(path)!r} was written by a newer trio-chat (schema "
+        f"{SCHEMA_VERSION + 1}, this one's {SCHEMA_VERSION}); use the trio-chat its daemon runs."
+    )
 
 
 def test_a_file_that_is_not_a_database_is_refused_clearly(tmp_path: Path) -> None:

@@ -227,6 +227,15 @@ def _why(error: OSError | sqlite3.Error, path: Path) -> str:
 NOT_TRIO_CHAT = "it is not a trio-chat database"
 
 
+def _advised(why: str) -> str:
+    """What is wrong with a database that cannot be opened, and what to do."""
+    if why == "permission denied":
+        return f"{why}; run the daemon as the user it is for, or choose another with --db"
+    if "may not be written" in why:
+        return why  # the folder's, which the words say
+    return f"{why}; choose another with --db"
+
+
 def why_not_trio_chat(path: Path) -> str | None:
     """Why the file at `path` cannot be read as a trio-chat database (of any schema),
     looked at read-only: `NOT_TRIO_CHAT`, or what kept it from being read; None if it is
@@ -368,7 +377,7 @@ class SqliteStore:
             if held is not None:
                 os.close(held)
             if isinstance(error, OSError | sqlite3.Error):
-                why = _disk_full(error, path) or f"{_why(error, path)}; choose another with --db"
+                why = _disk_full(error, path) or _advised(_why(error, path))
                 raise StorageError(f"Cannot open the database {str(path)!r}: {why}.") from error
             raise
         return store
@@ -449,6 +458,11 @@ class SqliteStore:
 
     def _check_schema(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"The database {str(self.path)!r} was written by a newer trio-chat (schema "
+                f"{version}, this one's {SCHEMA_VERSION}); use the trio-chat its daemon runs."
+            )
         if version != SCHEMA_VERSION:
             raise StorageError(
                 f"The database {str(self.path)!r} is of schema {version}, this trio-chat's "
