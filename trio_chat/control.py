@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 import trio
@@ -142,13 +142,20 @@ def change_for(request: Request, account_id: int) -> AccountChange:
     return PasswordSet(account_id, request.password_hash)
 
 
-def _peer_uid(sock: socket.socket | trio.socket.SocketType) -> int | None:
-    """The user the other end of a Unix socket runs as, where Linux tells."""
+class Peer(NamedTuple):
+    """The process at the other end of a Unix socket, as the kernel tells it."""
+
+    pid: int
+    uid: int
+
+
+def _peer(sock: socket.socket | trio.socket.SocketType) -> Peer | None:
+    """Who is at the other end of a Unix socket, where Linux tells."""
     if not sys.platform.startswith("linux"):
         return None
     credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("iII"))
-    _pid, uid, _gid = struct.unpack("iII", credentials)
-    return int(uid)
+    pid, uid, _gid = struct.unpack("iII", credentials)
+    return Peer(int(pid), int(uid))
 
 
 # --- the command's side ---------------------------------------------------------------------
@@ -199,11 +206,11 @@ def ask(
                     f"Cannot reach the daemon's control socket {where!r}: "
                     f"{error.strerror or error}."
                 ) from None
-        uid = _peer_uid(sock)
-        if uid is not None and uid not in {0, os.getuid(), *(owners or ())}:
+        listener = _peer(sock)
+        if listener is not None and listener.uid not in {0, os.getuid(), *(owners or ())}:
             raise ControlRefused(
-                f"The control socket {where!r} is another user's (user id {uid}), not the "
-                "daemon's; nothing was sent to it."
+                f"The control socket {where!r} is another user's (user id {listener.uid}), "
+                "not the daemon's; nothing was sent to it."
             )
         received = bytearray()
         try:
@@ -265,7 +272,8 @@ class Desk:
             self._waiting[id(op)] = (stored, ended)
             self._reported.set()
 
-    async def answer(self, request: Request) -> Reply:
+    async def answer(self, request: Request, peer: Peer | None = None) -> Reply:
+        """Do what `request` asks; `peer`, the command's process, is named in the log."""
         engine = self.engine
         if request.action == "list":
             accounts = sorted(engine.accounts.values(), key=lambda a: a.key)
@@ -281,7 +289,7 @@ class Desk:
             ended = engine.remove(account.key, now, wall)
             self._wake()
             if ended:
-                _log_done("kick", account, ended)
+                _log_done("kick", account, ended, peer)
             return Reply(True, accounts=before, ended=ended)
         if request.action == "password" and not is_password_hash(request.password_hash):
             return Reply(False, "bad_request", "That is not an argon2id password hash.")
@@ -300,7 +308,7 @@ class Desk:
             return Reply(
                 False, "not_stored", "The daemon could not store the change (see its log)."
             )
-        _log_done(request.action, account, ended)
+        _log_done(request.action, account, ended, peer)
         return Reply(True, accounts=before, ended=ended)
 
     async def _store(self, op: AccountChange) -> tuple[bool, int] | None:
@@ -331,11 +339,15 @@ _DONE = {
 }
 
 
-def _log_done(action: str, account: Account, ended: int) -> None:
-    what = "the operator " + _DONE[action].format(safe_name(account.name))
+def _log_done(action: str, account: Account, ended: int, peer: Peer | None) -> None:
+    who = "the operator"
+    if peer is not None:
+        who += f" (user id {peer.uid}, process {peer.pid})"
+    what = f"{who} {_DONE[action].format(safe_name(account.name))}"
     if ended:
         what += f" ({counted(ended, 'session')} ended)"
-    event(logging.INFO, "operator", what, action=action, name=account.name, ended=ended)
+    fields = {} if peer is None else {"uid": peer.uid, "pid": peer.pid}
+    event(logging.INFO, "operator", what, action=action, name=account.name, ended=ended, **fields)
 
 
 @contextlib.contextmanager
@@ -385,10 +397,14 @@ def open_control(path: Path) -> trio.SocketListener:
     return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
 
+Answer = Callable[[Request, Peer | None], Awaitable[Reply]]
+"""What answers a request, given the process that sent it (`Desk.answer`)."""
+
+
 async def serve_control(
     listener: trio.SocketListener,
     path: Path,
-    answer: Callable[[Request], Awaitable[Reply]],
+    answer: Answer,
 ) -> None:
     """Answer requests on `listener` (bound at `path`, by `open_control`) until
     cancelled; then remove the socket, if it is still this one."""
@@ -408,12 +424,10 @@ async def serve_control(
                 os.unlink(path)
 
 
-async def _serve_one(
-    stream: trio.SocketStream, answer: Callable[[Request], Awaitable[Reply]]
-) -> None:
-    uid = _peer_uid(stream.socket)
-    if uid is not None and uid not in (0, os.getuid()):
-        log.warning("refused a connection to the control socket from user id %d", uid)
+async def _serve_one(stream: trio.SocketStream, answer: Answer) -> None:
+    peer = _peer(stream.socket)
+    if peer is not None and peer.uid not in (0, os.getuid()):
+        log.warning("refused a connection to the control socket from user id %d", peer.uid)
         return
     received = bytearray()
     with trio.move_on_after(READ_WITHIN), contextlib.suppress(trio.BrokenResourceError):
@@ -428,7 +442,7 @@ async def _serve_one(
         reply = Reply(False, "bad_request", f"That request could not be read: {error}.")
     else:
         try:
-            reply = await answer(request)
+            reply = await answer(request, peer)
         except trio.Cancelled:
             # The daemon is stopping: say so, in the moment it gives.
             stopping = Reply(False, "stopping", f"The daemon is stopping; {MAY_HAVE}.")
