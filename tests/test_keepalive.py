@@ -112,6 +112,23 @@ def test_a_client_behind_a_nat_keeps_the_default_15_s() -> None:
     assert bob.sid not in driver.engine.sessions
 
 
+def test_the_keepalive_is_the_connections_config_as_it_is_when_logging_in() -> None:
+    # The interval the config sets is read at each login, as the config's other fields
+    # are read when used: a config replaced before the login holds, `via` left out.
+    driver = EngineDriver()
+    driver.add_account("alice", PASSWORD)
+    alice = Peer(driver, "alice", PASSWORD, ALICE, login=False)
+    alice.connection.local_address = ALICE
+    alice.connection.config = ClientConfig(keepalive=30.0)
+    alice.login()
+    alice.settle()
+    (welcome,) = alice.of_type(wire.Welcome)
+    assert welcome.keepalive is None and not alice.session.direct  # no `via` was sent
+    assert alice.connection.keepalive == 30.0
+    alice.connection.keepalive = 20.0  # a public attribute, as it always was
+    assert alice.connection.pings.interval == 20.0
+
+
 def test_a_daemon_with_a_short_idle_timeout_asks_for_keepalives_that_fit_it() -> None:
     # `serve --idle-timeout 9`: with the default 15 s pings every idle session would be
     # closed after 9 s and come back, again and again, each time a leave and a join.

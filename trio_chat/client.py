@@ -361,11 +361,11 @@ async def _completed(handle: Handle) -> None:
         await done.wait()
 
 
-T = TypeVar("T", covariant=True)
+_T = TypeVar("_T", covariant=True)
 
 
-class Receipt(Generic[T]):
-    """A request on its way; `await receipt.wait()` gives its result (a `T`: the message as
+class Receipt(Generic[_T]):
+    """A request on its way; `await receipt.wait()` gives its result (the message as
     stored, the names, the page of history) or raises its error."""
 
     def __init__(self, handle: Handle) -> None:
@@ -377,20 +377,20 @@ class Receipt(Generic[T]):
         return self._handle.done
 
     @property
-    def result(self) -> T | None:
+    def result(self) -> _T | None:
         """The request's result once the daemon has answered it (None before, and if it
         was refused); `wait()` is the way to learn why it failed."""
         handle = self._handle
-        return cast(T, handle.result) if handle.done and handle.error is None else None
+        return cast(_T, handle.result) if handle.done and handle.error is None else None
 
-    async def wait(self) -> T:
+    async def wait(self) -> _T:
         """The request's result once the daemon has answered; its `ChatError` if refused,
         or `ConnectionLost` if the session ended first. Cancelling the wait leaves the
         request on its way."""
         await _completed(self._handle)
         if self._handle.error is not None:
             raise self._handle.error.anew()
-        return cast(T, self._handle.result)
+        return cast(_T, self._handle.result)
 
 
 class ChatClient:

@@ -260,6 +260,10 @@ class ClientConnection:
         """Seconds without sending after which a `ping` goes out, as the daemon allowed."""
         return self.pings.interval
 
+    @keepalive.setter
+    def keepalive(self, interval: float) -> None:
+        self.pings.interval = interval
+
     @property
     def wall_offset(self) -> float:
         """Unix time minus the clock `now` is read from (the shell sets it): pings go out
@@ -505,7 +509,7 @@ class ClientConnection:
         self._outstanding.new_channel()  # every request goes again on the new session
         # The backlog stays: a history cut off by a lost session before its `ready` was
         # seen (and is not sent again); it is shown with the next login's history.
-        self.pings.channel_opened(now)
+        self.pings.channel_opened(now, self.config.keepalive)
         self._relogin_delay = RELOGIN_DELAY
         if self._logs_in:
             self._authenticate()
@@ -518,7 +522,7 @@ class ClientConnection:
     def _authenticate(self) -> None:
         """Log in on the open channel: with the ticket if there is one, else the password."""
         replaces = self._replaces
-        via = self.local_address if self.pings.may_lengthen else None
+        via = self.local_address if self.pings.may_lengthen(self.config.keepalive) else None
         if self.ticket:
             frame = wire.Resume(
                 ticket=self.ticket,
@@ -556,7 +560,7 @@ class ClientConnection:
         self._logged_in = True
         self.name = frame.name
         self.unread = frame.unread
-        self.pings.welcomed(frame.keepalive, frame.time, now)
+        self.pings.welcomed(frame.keepalive, frame.time, now, self.config.keepalive)
         if frame.ticket:
             self.ticket = frame.ticket
         self._history_due = True
@@ -646,7 +650,8 @@ class ClientConnection:
         """The channel is gone: open a new one, or end."""
         if self._changing is not None and self._changing[0].seq:
             # Sent, and not answered: not sent again (checked again, the old password
-            # would be wrong if the first was stored), but tried at the next login.
+            # would be wrong if the first was stored), but tried at the next login. The
+            # fallback is set before the handle fails: failing, `_changed` leaves it be.
             handle, self._fallback_password = self._changing
             self._finish(handle, error=ConnectionLost(CHANGE_UNANSWERED))
         was_in = self._logged_in
@@ -788,7 +793,7 @@ class ClientConnection:
             return []
         out = link.datagrams_to_send(now)
         if out:
-            self.pings.last_sent = now
+            self.pings.sent(now)
         if self.closed:
             self._link = None  # the goodbye is out; nothing more will be sent
         return out
@@ -834,7 +839,7 @@ class ClientConnection:
             link.send(wire.encode(wire.Ping()))
             if link.queued == 1:  # the ping alone: no hurry
                 link.patience = KEEPALIVE_PATIENCE
-            self.pings.last_sent = now
+            self.pings.sent(now)
         if self._reauth_at is not None and now >= self._reauth_at:
             self._reauth_at = None
             self._authenticate()

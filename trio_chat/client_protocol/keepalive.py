@@ -30,18 +30,15 @@ class Keepalive:
     """One connection's keepalive: its interval, its clocks, and when it last sent."""
 
     __slots__ = (
-        "_configured",
         "daemon_offset",
         "interval",
-        "kept_default",
         "last_sent",
         "lead",
+        "stays_at_default",
         "wall_offset",
     )
 
     def __init__(self, configured: float | None) -> None:
-        self._configured = configured
-        """The interval the connection's config sets (`ClientConfig.keepalive`), if any."""
         self.interval = configured or wire.KEEPALIVE
         """Seconds without sending after which a `ping` goes out, as the daemon allowed."""
         self.lead = secrets.randbelow(1 << 16) / (1 << 16)
@@ -54,24 +51,31 @@ class Keepalive:
         (late by that datagram's way here), or None before one did."""
         self.last_sent = 0.0
         """When the connection last sent a datagram."""
-        self.kept_default = False
+        self.stays_at_default = False
         """The daemon found the way in closed after a long silence: stay at the default."""
 
-    @property
-    def may_lengthen(self) -> bool:
-        """Whether the daemon may be offered a longer interval (a login's `via`): not one
-        the config set, nor after the way in was found closed."""
-        return self._configured is None and not self.kept_default
+    def may_lengthen(self, configured: float | None) -> bool:
+        """Whether the daemon may be offered a longer interval (a login's `via`): not if
+        the config sets one (`configured`, `ClientConfig.keepalive`), nor after the way in
+        was found closed."""
+        return configured is None and not self.stays_at_default
 
-    def channel_opened(self, now: float) -> None:
+    def channel_opened(self, now: float, configured: float | None) -> None:
         """A new channel: the interval the config sets, or the protocol's, until welcomed."""
         self.last_sent = now
-        self.interval = self._configured or wire.KEEPALIVE
+        self.interval = configured or wire.KEEPALIVE
 
-    def welcomed(self, allowed: float | None, daemon_time: float | None, now: float) -> None:
+    def sent(self, now: float) -> None:
+        """The connection sent a datagram: the interval counts from now."""
+        self.last_sent = now
+
+    def welcomed(
+        self, allowed: float | None, daemon_time: float | None, now: float, configured: float | None
+    ) -> None:
         """The daemon's `welcome` allowed an interval (None: the protocol's) and told its
-        time (`daemon_time`, its Unix time as it sent it)."""
-        self.interval = self._configured or allowed or wire.KEEPALIVE
+        time (`daemon_time`, its Unix time as it sent it); the config's own interval
+        (`configured`), if it sets one, holds unless the daemon asks for a shorter one."""
+        self.interval = configured or allowed or wire.KEEPALIVE
         if allowed is not None and allowed < wire.KEEPALIVE:
             # A daemon closing silent sessions sooner than its default 45 s asks for less
             # than the protocol's 15 s: a longer interval of this client's own would have
@@ -83,7 +87,7 @@ class Keepalive:
     def found_closed(self, every: float) -> None:
         """What came while the connection was silent was dropped on the way: from now on,
         ping as often as the daemon asks (`every`)."""
-        self.kept_default = True
+        self.stays_at_default = True
         self.interval = min(self.interval, every)
 
     def due(self, srtt: float | None) -> float:

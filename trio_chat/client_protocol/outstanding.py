@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from .requests import Handle
 
 QUESTIONS = frozenset({"who", "history", "raw"})
-"""Requests that ask (and change nothing): answered in parts, then an `ok`."""
+"""Requests answered in parts, then an `ok`: the questions (`who`, `history`), and any
+frame sent as bytes (`raw`, for tests and tools), which may be one."""
 IN_TURN = frozenset({"say", "whisper"}) | QUESTIONS
 """Requests answered in the order they were made: a message refused as too fast holds
 back those after it (the daemon holds the messages, the client the questions)."""
@@ -101,7 +102,7 @@ class Outstanding:
         self._asking_again = []
 
     def too_fast(self, handle: Handle, until: float) -> None:
-        """`handle` was refused as too fast (or busy): it goes again at `until`. A question
+        """`handle` was refused as too fast, or as busy: it goes again at `until`. A question
         alone; a message with every message and question made after it, in order (the
         questions asked again then: answered now, they would tell of the room before
         it)."""
