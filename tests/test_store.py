@@ -570,3 +570,38 @@ def test_a_folder_sqlite_may_not_write_in_is_named(tmp_path: Path) -> None:
     assert store_module._why(error, path) == (
         f"its folder {str(tmp_path)!r} may not be written (SQLite keeps its log there)"
     )
+
+
+def test_a_log_beside_a_file_put_in_the_databases_place_is_moved_away(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A database renamed over the daemon's while it ran (noticed: its writes are refused)
+    # left the daemon's log at the name, which was laid over the new file at the next start.
+    path = tmp_path / "chat.db"
+    store = SqliteStore.open(path)
+    store.write([account(1, "alice")])
+    reader = sqlite3.connect(path)  # keeps the log from being folded in at the close
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM accounts").fetchone()
+    other = tmp_path / "other.db"
+    replacement = SqliteStore.open(other)
+    replacement.write([account(2, "bob")])
+    replacement.close()
+    os.replace(other, path)
+    store.close()
+    reader.close()
+    (kept,) = tmp_path.glob("chat.db-wal.of-replaced-*")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"moved the write-ahead log of the database replaced while the daemon ran to {kept}, "
+        f"so that it is not laid over the file now at {path}"
+    ]
+    store = SqliteStore.open(path)
+    assert [a.name for a in store.load(window=10).accounts] == ["bob"]
+    store.close()
+
+
+def test_a_read_only_file_system_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    path.touch()
+    error = OSError(errno.EROFS, "Read-only file system", str(path))
+    assert store_module._why(error, path) == "its file system is read-only"

@@ -1,14 +1,11 @@
-"""A copy of a daemon's database and keys, taken while it runs (`trio-chat backup`), and
-put back while it is stopped (`trio-chat restore`).
+"""A copy of a daemon's database and keys, taken while it runs (`trio-chat backup`; put
+back by `restore`).
 
 SQLite's online backup reads the whole database in one read transaction, so the copy is
 the database as it was at one moment, whatever the daemon commits meanwhile (its
 write-ahead log lets a reader and the writer go on together). The keys go with it:
 restored without its key, the daemon would be refused by every client as a changed one;
 without its ticket key, every session would need its password again.
-
-Putting a copy back moves what is there aside first, the write-ahead log with it: a log
-left beside the copy (a daemon that crashed leaves one) would be laid over it.
 """
 
 from __future__ import annotations
@@ -19,11 +16,9 @@ import fcntl
 import os
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from .keys import copy_secret, key_paths, written_whole
-from .store import SCHEMA_VERSION
 
 
 class BackupError(Exception):
@@ -57,7 +52,7 @@ def back_up(database: Path, folder: Path) -> Backup:
             f"{folder} is a file, not a folder; give a folder to back up into."
         ) from None
     except OSError as error:
-        raise BackupError(f"Cannot make the folder {folder}: {_why(error)}.") from None
+        raise BackupError(f"Cannot make the folder {folder}: {why_failed(error)}.") from None
     target = folder / database.name
     if target.exists() and target.samefile(database):
         raise BackupError(f"{folder} holds the database itself; back it up elsewhere.")
@@ -71,8 +66,9 @@ def back_up(database: Path, folder: Path) -> Backup:
             with key.open("rb"):
                 pass
         except OSError as error:
+            why = why_failed(error)
             raise BackupError(
-                f"Cannot read the key file {key}: {_why(error)}; back up as the daemon's user."
+                f"Cannot read the key file {key}: {why}; back up as the daemon's user."
             ) from None
     try:
         wal, shm = (database.with_name(database.name + suffix) for suffix in ("-wal", "-shm"))
@@ -89,94 +85,13 @@ def back_up(database: Path, folder: Path) -> Backup:
             isinstance(error, sqlite3.Error) and "disk is full" in str(error)
         ):
             # The folder's fault (another user's, a full disk), not the database's.
-            raise BackupError(f"Cannot write into {folder}: {_why(error)}.") from None
-        raise BackupError(f"Cannot back up {database}: {_why(error)}.") from None
+            raise BackupError(f"Cannot write into {folder}: {why_failed(error)}.") from None
+        raise BackupError(f"Cannot back up {database}: {why_failed(error)}.") from None
     return Backup((target, *copies), accounts, messages)
 
 
-@dataclass(frozen=True, slots=True)
-class Restored:
-    aside: Path | None
-    """The folder what was there went into (None: nothing was there)."""
-    accounts: int
-    messages: int
-
-
-def restore(folder: Path, database: Path, now: datetime) -> Restored:
-    """Put the copies `back_up` wrote into `folder` back as `database` and its keys, the
-    daemon stopped. What is there (the database, its write-ahead log, its keys) is moved
-    into a folder beside it named for `now`, never deleted."""
-    copy = folder / database.name
-    copies = [folder / key.name for key in key_paths(database)]
-    for path in (copy, *copies):
-        if not path.is_file():
-            raise BackupError(
-                f"There is no {path.name} in {folder}; give the folder `trio-chat backup` wrote to."
-            )
-    if Path(f"{copy}-wal").exists():
-        raise BackupError(f"{copy} is a database in use, not a backup's copy; give a backup.")
-    database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    aside = database.with_name(f"{database.name}.before-restore-{stamp}")
-    there = [
-        path
-        for path in (
-            database,
-            Path(f"{database}-wal"),
-            Path(f"{database}-shm"),
-            *key_paths(database),
-        )
-        if path.exists()
-    ]
-    try:
-        with contextlib.ExitStack() as held:
-            if database.exists():
-                lock = os.open(database, os.O_RDONLY)
-                held.callback(os.close, lock)
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise BackupError(
-                        f"A daemon is running on {database}; stop it first."
-                    ) from None
-            with written_whole(database) as (temporary, fd):
-                with copy.open("rb") as source:
-                    while chunk := source.read(1 << 20):
-                        os.write(fd, chunk)
-                accounts, messages = _checked_copy(temporary, copy)
-                if there:
-                    aside.mkdir(mode=0o700)
-                    for path in there:  # the database first: its log never lies beside another
-                        os.rename(path, aside / path.name)
-                for source_key, key in zip(copies, key_paths(database), strict=True):
-                    copy_secret(source_key, key)
-    except OSError as error:
-        moved = f"; what was there is in {aside}" if aside.exists() else ""
-        raise BackupError(f"Cannot put {copy} back as {database}: {_why(error)}{moved}.") from None
-    return Restored(aside if there else None, accounts, messages)
-
-
-def _checked_copy(path: Path, copy: Path) -> tuple[int, int]:
-    """How many accounts and messages the database at `path` (the copy of `copy`) holds,
-    once checked whole; `BackupError` if it is no trio-chat database this one can use."""
-    # Immutable: a backup's copy has no log to read, and no file is made beside it.
-    uri = f"{path.absolute().as_uri()}?mode=ro&immutable=1"
-    try:
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if not 0 < version <= SCHEMA_VERSION:
-                raise BackupError(f"{copy} is not a trio-chat database this one can use.")
-            (check,) = db.execute("PRAGMA quick_check").fetchone()
-            if check != "ok":
-                raise BackupError(f"{copy} is damaged ({check}); give another backup.")
-            (accounts,) = db.execute("SELECT count(*) FROM accounts").fetchone()
-            (messages,) = db.execute("SELECT count(*) FROM messages").fetchone()
-    except sqlite3.Error as error:
-        raise BackupError(f"{copy} is not a trio-chat database ({_why(error)}).") from None
-    return int(accounts), int(messages)
-
-
-def _why(error: OSError | sqlite3.Error) -> str:
+def why_failed(error: OSError | sqlite3.Error) -> str:
+    """What went wrong, in a few words for a sentence."""
     why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
     if "disk is full" in why or (isinstance(error, OSError) and error.errno == errno.ENOSPC):
         return "its disk is full"

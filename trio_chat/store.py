@@ -13,6 +13,7 @@ import errno
 import fcntl
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -202,6 +203,13 @@ def _disk_full(error: OSError | sqlite3.Error, path: Path) -> str | None:
     return f"the disk holding it is full{left}; free some space and start it again"
 
 
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _why(error: OSError | sqlite3.Error, path: Path) -> str:
     """What is wrong with a database that cannot be opened, in a few words."""
     if path.is_dir():
@@ -209,7 +217,9 @@ def _why(error: OSError | sqlite3.Error, path: Path) -> str:
     if isinstance(error, OSError):
         if error.errno in (errno.EEXIST, errno.ENOTDIR):
             return "a part of its folder is a file"
-        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if error.errno == errno.EROFS:
+            return "its file system is read-only"
+        if error.errno in (errno.EACCES, errno.EPERM):
             return "permission denied"
         if error.errno == errno.EISDIR:
             return "it is a folder"
@@ -220,7 +230,9 @@ def _why(error: OSError | sqlite3.Error, path: Path) -> str:
     if getattr(error, "sqlite_errorname", None) == "SQLITE_READONLY_DIRECTORY":
         return f"its folder {str(path.parent)!r} may not be written (SQLite keeps its log there)"
     if "readonly" in text or "unable to open" in text:
-        return "permission denied" if path.exists() else "it cannot be created"
+        if not path.exists():
+            return "it cannot be created"
+        return "its file system is read-only" if _read_only_mount(path) else "permission denied"
     return text
 
 
@@ -262,8 +274,10 @@ def _unfit(path: Path) -> str | None:
     Read-only, so that nothing is written to a file that turns out to be another
     program's, and no write-ahead log is folded into it: SQLite folds the log into the
     file when its last writer closes, and a log left beside a database that was put back
-    from a backup (`chat.db-wal`, from the one it replaced) would damage it for good. A
-    log is there after a stop that was not clean: the whole file is then checked.
+    by hand from a backup (`chat.db-wal`, from the one it replaced) would damage it for
+    good. A log is there after a stop that was not clean: the whole file is then checked.
+    Only a log that does not fit the file is caught so; one that fits it is taken for its
+    own (SQLite cannot tell whose a log is), which `trio-chat restore` rules out.
     """
     try:
         if path.stat().st_size == 0:
@@ -592,16 +606,20 @@ class SqliteStore:
             self._transaction(lambda: failed.extend(self._apply_each(ops)))
         return failed
 
-    def _check_in_place(self) -> None:
-        """Refuse to write into a file no longer at its path (removed, moved, replaced):
-        all written there would be lost when the daemon stops, though acknowledged."""
+    def _replaced(self) -> bool:
+        """Whether the path no longer names the file opened (removed, moved, replaced)."""
         if self._identity is None:
-            return
+            return False
         try:
             there = _identity(os.stat(self.path))
         except OSError:
             there = None
-        if there != self._identity:
+        return there != self._identity
+
+    def _check_in_place(self) -> None:
+        """Refuse to write into a file no longer at its path (removed, moved, replaced):
+        all written there would be lost when the daemon stops, though acknowledged."""
+        if self._replaced():
             raise StorageError(
                 f"the database {str(self.path)!r} was removed or replaced while the daemon "
                 "ran; put it back, or restart the daemon to use the file now there"
@@ -715,14 +733,28 @@ class SqliteStore:
 
     def close(self) -> None:
         """Close the database: SQLite folds the write-ahead log into it and removes the
-        log, unless it cannot (a full disk, another process reading it), which is said."""
+        log, unless it cannot (a full disk, another process reading it), which is said.
+        A log left beside a file put in the database's place while it was open is the
+        replaced file's: it is moved away, not to be laid over the new one."""
         with self._lock:
+            replaced = self._replaced()
             self._db.close()
             if self._held is not None:
                 os.close(self._held)  # the lock with it
                 self._held = None
         wal = _log_of(self.path)
         with contextlib.suppress(OSError):
+            if replaced and wal.stat().st_size > 0:
+                kept = wal.with_name(f"{wal.name}.of-replaced-{secrets.token_hex(4)}")
+                os.rename(wal, kept)
+                Path(f"{self.path}-shm").unlink(missing_ok=True)
+                log.warning(
+                    "moved the write-ahead log of the database replaced while the daemon ran "
+                    "to %s, so that it is not laid over the file now at %s",
+                    kept,
+                    self.path,
+                )
+                return
             if wal.stat().st_size > 0:
                 log.warning(
                     "the write-ahead log %s still holds changes to the database (they could "

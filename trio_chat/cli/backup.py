@@ -3,14 +3,16 @@ restore`: put back, the daemon stopped."""
 
 from __future__ import annotations
 
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..backup import BackupError, back_up, restore
+from ..backup import BackupError, back_up
 from ..display import counted
+from ..restore import restore
 from ..store import default_database
 from .exits import ExitCode, fail
 from .options import DatabaseOption
@@ -33,7 +35,7 @@ def backup_command(
     typer.echo(
         f"Backed up {database} ({counted(done.accounts, 'account')}, "
         f"{counted(done.messages, 'message')}) to {folder}: {names}. To restore, stop the "
-        f"daemon and run `trio-chat restore {folder}`."
+        f"daemon and run `trio-chat restore {shlex.quote(str(folder))}`."
     )
 
 

@@ -1,0 +1,173 @@
+"""`trio-chat restore`: a backup put back, what was there moved aside, and a daemon started
+meanwhile refused at every step (the end-to-end restore after a crash is in
+test_backup.py)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trio_chat.backup import BackupError, back_up
+from trio_chat.keys import daemon_keys
+from trio_chat.records import Account
+from trio_chat.restore import restore
+from trio_chat.store import DatabaseInUse, SqliteStore
+
+NOW = datetime(2026, 12, 6, 14, 30, tzinfo=UTC)
+
+
+def account(n: int) -> Account:
+    return Account(n, f"user{n}", f"user{n}", f"$argon2id$fake{n}", "2026-12-06T00:00:00.000Z")
+
+
+def made(database: Path, accounts: int) -> None:
+    """A stopped daemon's database with `accounts` accounts, and its keys."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    store = SqliteStore.open(database)
+    store.write([account(n) for n in range(1, accounts + 1)])
+    store.close()
+    daemon_keys(database)
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+def test_a_restore_moves_what_was_there_aside_and_puts_the_copy_in_place(tmp_path: Path) -> None:
+    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
+    made(database, 2)
+    back_up(database, folder)
+    store = SqliteStore.open(database)
+    store.write([account(3)])  # after the backup; the daemon then crashes, its log left
+    left = ("chat.db", "chat.db-wal", "chat.key")
+    crashed = {name: (database.parent / name).read_bytes() for name in left}
+    with pytest.raises(BackupError) as caught:
+        restore(folder, database, NOW)
+    assert str(caught.value) == f"A daemon is running on {database}; stop it first."
+    store.close()
+    for name, data in crashed.items():  # as a crash leaves them (a close folds the log in)
+        (database.parent / name).write_bytes(data)
+    done = restore(folder, database, NOW)
+    assert (done.accounts, done.messages) == (2, 0)
+    assert done.aside == database.with_name("chat.db.before-restore-20261206T143000Z")
+    assert names(done.aside) == ["chat.db", "chat.db-wal", "chat.key", "chat.tickets"]
+    assert {name: (done.aside / name).read_bytes() for name in crashed} == crashed
+    assert names(database.parent) == [
+        "chat.db",
+        "chat.db.before-restore-20261206T143000Z",
+        "chat.key",
+        "chat.tickets",
+    ]
+    store = SqliteStore.open(database)
+    assert len(store.load(window=10).accounts) == 2
+    store.close()
+    # Put back what was moved aside (the crashed database with its log): read whole.
+    again = restore(done.aside, database, NOW)
+    assert again.accounts == 3
+    assert again.aside == database.with_name("chat.db.before-restore-20261206T143000Z-2")
+
+
+def test_a_daemon_started_during_a_restore_is_refused_at_every_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A daemon started while the files changed places made a new database and a log,
+    # which then lay beside the copy: the next start laid the log over it (0 accounts).
+    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
+    made(database, 2)
+    back_up(database, folder)
+    tried: list[str] = []
+
+    def then_a_daemon_starts(name: str, step: Callable[..., Any]) -> Callable[..., Any]:
+        def stepped(*args: Any) -> Any:
+            result = step(*args)
+            with pytest.raises(DatabaseInUse):
+                SqliteStore.open(database)
+            tried.append(name)
+            return result
+
+        return stepped
+
+    for name in ("link", "replace", "rename"):
+        monkeypatch.setattr(os, name, then_a_daemon_starts(name, getattr(os, name)))
+    restore(folder, database, NOW)
+    assert {"link", "replace", "rename"} <= set(tried)
+    fresh = tmp_path / "new-machine" / "chat.db"  # nothing there: a locked file in its place
+    tried.clear()
+    database = fresh
+    assert restore(folder, fresh, NOW).aside is None
+    assert "replace" in tried
+    monkeypatch.undo()
+    store = SqliteStore.open(fresh)
+    assert len(store.load(window=10).accounts) == 2
+    store.close()
+
+
+def test_nothing_changes_places_until_everything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk while the keys were copied left no database, the backup's key, and no
+    # ticket key: a daemon started then had the right key over an empty database.
+    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
+    made(database, 2)
+    back_up(database, folder)
+    before = contents(database.parent)
+    real_write = Path.write_bytes
+
+    def full(path: Path, data: bytes) -> int:
+        if path.name.startswith("chat.tickets."):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(BackupError) as caught:
+        restore(folder, database, NOW)
+    assert str(caught.value) == (
+        f"Cannot put {folder / 'chat.db'} back as {database}: its disk is full; nothing was "
+        "changed."
+    )
+    monkeypatch.undo()
+    assert contents(database.parent) == before
+    itself = f"{database.parent} holds the database itself; give the backup's folder."
+    nowhere = f"There is no chat.db in {tmp_path / 'nowhere'}: give the folder "
+    for wrong, why in [(database.parent, itself), (tmp_path / "nowhere", nowhere)]:
+        with pytest.raises(BackupError) as caught:
+            restore(wrong, database, NOW)
+        assert str(caught.value).startswith(why)
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for path in folder.iterdir():
+        (damaged / path.name).write_bytes(path.read_bytes())
+    with (damaged / "chat.db").open("r+b") as file:
+        file.write(b"not SQLite at all" * 10)
+    with pytest.raises(BackupError) as caught:
+        restore(damaged, database, NOW)
+    assert str(caught.value) == (
+        f"{damaged / 'chat.db'} is not a trio-chat database (file is not a database)."
+    )
+    assert contents(database.parent) == before
+
+
+def test_a_database_reached_through_a_link_is_restored_where_it_is(tmp_path: Path) -> None:
+    real, folder = tmp_path / "real" / "chat.db", tmp_path / "backups"
+    made(real, 2)
+    back_up(real, folder)
+    linked = tmp_path / "service" / "chat.db"
+    linked.parent.mkdir()
+    linked.symlink_to(Path("..") / "real" / "chat.db")
+    for key in ("chat.key", "chat.tickets"):  # the daemon reads them beside the name it is given
+        (linked.parent / key).write_bytes((real.parent / key).read_bytes())
+    done = restore(folder, linked, NOW)
+    assert linked.is_symlink() and linked.resolve() == real
+    assert done.aside is not None and done.aside.parent == real.parent
+    assert names(done.aside) == ["chat.db", "chat.key", "chat.tickets"]
+    assert names(linked.parent) == ["chat.db", "chat.key", "chat.tickets"]

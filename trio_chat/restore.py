@@ -1,0 +1,177 @@
+"""Putting a backup back (`trio-chat restore`), the daemon stopped.
+
+Everything is written first: the database copied in beside its place (through SQLite,
+so that a copy with a write-ahead log is read whole) and checked, the keys beside
+theirs. Then it changes places, and nothing is deleted: the database that was there is
+linked into a folder beside it (`chat.db.before-restore-TIME`), the copy takes its name
+in one rename, and the write-ahead log, its shared memory and the keys follow the old
+database into that folder. All the while the database's path names a file this command
+holds the lock of, so a daemon started meanwhile is refused, as a second daemon on one
+database is, instead of making a new database whose log would then lie beside the copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import os.path
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from .backup import BackupError, why_failed
+from .keys import key_paths
+from .store import SCHEMA_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    aside: Path | None
+    """The folder what was there went into (None: nothing was there)."""
+    accounts: int
+    messages: int
+
+
+def restore(folder: Path, database: Path, now: datetime) -> Restored:
+    """Put the copies in `folder` (`back_up`'s, or a folder a restore moved aside) back
+    as `database` and its keys, the daemon stopped; what is there goes into a folder
+    beside it named for `now`."""
+    # The file itself, wherever a link leads: its log lies beside it. The keys lie
+    # beside the name the daemon is given, as the daemon reads them.
+    real = Path(os.path.realpath(database))
+    keys = key_paths(database)
+    source = folder / database.name
+    source_keys = [folder / key.name for key in keys]
+    for path in (source, *source_keys):
+        if not path.is_file():
+            raise BackupError(
+                f"There is no {path.name} in {folder}: give the folder `trio-chat backup` "
+                f"wrote to, and the --db it backed up ({database.name})."
+            )
+    if real.exists() and source.samefile(real):
+        raise BackupError(f"{folder} holds the database itself; give the backup's folder.")
+    real.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        placeholder = not real.exists()
+        if placeholder:
+            # Held from now on, so that a daemon started meanwhile finds it taken.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(real, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        _hold(real, stack, f"A daemon is running on {real}; stop it first.")
+        try:
+            copy = _staged(real, stack)
+            accounts, messages = _copy_checked(source, copy, stack)
+            _hold(copy, stack, f"Cannot lock the copy {copy}.")
+            staged_keys = []
+            for source_key, key in zip(source_keys, keys, strict=True):
+                staged = _staged(key, stack)
+                staged.write_bytes(source_key.read_bytes())
+                _sync(staged)
+                staged_keys.append(staged)
+        except OSError as error:
+            raise BackupError(
+                f"Cannot put {source} back as {real}: {why_failed(error)}; nothing was changed."
+            ) from None
+        logs = [Path(f"{real}-wal"), Path(f"{real}-shm")]
+        there = [path for path in ([] if placeholder else [real]) + logs + list(keys)]
+        there = [path for path in there if path.exists()]
+        aside = _aside_folder(real, now) if there else None
+        try:
+            if aside is not None and not placeholder:
+                os.link(real, aside / real.name)  # kept there before the name goes to the copy
+            os.replace(copy, real)
+            for path in (*logs, *keys):
+                if aside is not None and path.exists():
+                    os.rename(path, aside / path.name)
+            for staged, key in zip(staged_keys, keys, strict=True):
+                os.replace(staged, key)
+            _sync_folder(real.parent)
+        except OSError as error:
+            kept = "" if aside is None else f"; what was there is in {aside}"
+            raise BackupError(
+                f"Cannot put {source} back as {real} ({why_failed(error)}), midway: do not start "
+                f"the daemon before its files are back in place{kept}."
+            ) from None
+    return Restored(aside, accounts, messages)
+
+
+def _hold(path: Path, stack: contextlib.ExitStack, busy: str) -> None:
+    """Lock `path` (as a daemon locks its database) until the restore ends."""
+    fd = os.open(path, os.O_RDONLY)
+    stack.callback(os.close, fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise BackupError(busy) from None
+
+
+def _staged(path: Path, stack: contextlib.ExitStack) -> Path:
+    """A new file (mode 0600) beside `path`, to take its name; removed if the restore
+    fails before it does."""
+    staged = path.with_name(f"{path.name}.{secrets.token_hex(8)}.restore")
+    os.close(os.open(staged, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    stack.callback(lambda: staged.unlink(missing_ok=True))
+    return staged
+
+
+def _copy_checked(source: Path, copy: Path, stack: contextlib.ExitStack) -> tuple[int, int]:
+    """Copy the database at `source` into the file `copy` through SQLite, check it whole;
+    how many accounts and messages it holds. `BackupError` if it is no trio-chat database
+    this one can use, or a daemon runs on it."""
+    if Path(f"{source}-wal").exists():
+        # A database as a daemon left it (a folder a restore moved aside, say): read
+        # with its log, once no daemon holds it.
+        _hold(source, stack, f"A daemon is running on {source}; stop it first.")
+        uri = f"{source.absolute().as_uri()}?mode=ro"
+    else:
+        # A backup's copy: nothing to read beside it, and nothing is made there.
+        uri = f"{source.absolute().as_uri()}?mode=ro&immutable=1"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as original:
+            (version,) = original.execute("PRAGMA user_version").fetchone()
+            if not 0 < version <= SCHEMA_VERSION:
+                raise BackupError(f"{source} is not a trio-chat database this one can use.")
+            with contextlib.closing(sqlite3.connect(copy)) as db:
+                original.backup(db)
+                (check,) = db.execute("PRAGMA quick_check").fetchone()
+                if check != "ok":
+                    raise BackupError(f"{source} is damaged ({check}); give another backup.")
+                (accounts,) = db.execute("SELECT count(*) FROM accounts").fetchone()
+                (messages,) = db.execute("SELECT count(*) FROM messages").fetchone()
+    except sqlite3.Error as error:
+        if "disk is full" in str(error):
+            raise BackupError(f"Cannot copy {source} in: {why_failed(error)}.") from None
+        raise BackupError(f"{source} is not a trio-chat database ({why_failed(error)}).") from None
+    _sync(copy)
+    return int(accounts), int(messages)
+
+
+def _aside_folder(database: Path, now: datetime) -> Path:
+    """A new folder (mode 0700) beside `database`, named for it and `now`."""
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    for number in range(1, 100):
+        name = f"{database.name}.before-restore-{stamp}" + (f"-{number}" if number > 1 else "")
+        aside = database.with_name(name)
+        try:
+            aside.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        return aside
+    raise BackupError(f"Too many folders named {database.name}.before-restore-{stamp}.")
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the folder's new names durable (where its file system can)."""
+    with contextlib.suppress(OSError):
+        _sync(folder)
