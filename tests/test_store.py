@@ -17,6 +17,7 @@ import pytest
 import trio_chat.store as store_module
 from trio_chat.records import (
     Account,
+    BanSet,
     MarkDelivered,
     Message,
     MuteSet,
@@ -605,3 +606,22 @@ def test_a_read_only_file_system_is_named(tmp_path: Path) -> None:
     path.touch()
     error = OSError(errno.EROFS, "Read-only file system", str(path))
     assert store_module._why(error, path) == "its file system is read-only"
+
+
+def test_bans_are_kept_until_lifted(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    store = SqliteStore.open(path)
+    store.write([BanSet("203.0.113.0/24", True, "2026-12-06T14:00:00.000Z")])
+    store.write([BanSet("2001:db8::/64", True, "2026-12-06T14:01:00.000Z")])
+    store.write([BanSet("203.0.113.0/24", True, "2026-12-06T15:00:00.000Z")])  # banned already
+    store.close()
+    store = SqliteStore.open(path)
+    kept = [
+        ("203.0.113.0/24", "2026-12-06T14:00:00.000Z"),
+        ("2001:db8::/64", "2026-12-06T14:01:00.000Z"),
+    ]
+    assert store.load(window=10).bans == kept
+    assert store.bans() == kept
+    store.write([BanSet("203.0.113.0/24", False)])
+    assert store.bans() == kept[1:]
+    store.close()

@@ -7,6 +7,7 @@ from .client import ChatClient, ClientConfig, Receipt, connect, register, trust_
 from .errors import (
     AccountLocked,
     BadRequest,
+    Banned,
     Busy,
     ChatError,
     ConnectionLost,
@@ -51,6 +52,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AccountLocked",
     "BadRequest",
+    "Banned",
     "Busy",
     "ChatClient",
     "ChatError",

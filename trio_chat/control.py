@@ -32,8 +32,10 @@ import trio
 from .auth import is_password_hash
 from .display import counted, safe_name
 from .engine import ServerEngine
+from .engine.bans import network_name
+from .engine.common import iso_time
 from .logs import event
-from .records import Account, AccountChange, MuteSet, PasswordSet
+from .records import Account, AccountChange, BanSet, MuteSet, OperatorChange, PasswordSet
 from .rules import name_key
 
 log = logging.getLogger(__name__)
@@ -53,13 +55,17 @@ one request, so that a command is never told "no answer" for a change then made.
 SOCKET_PATH_BYTES = 108
 """What a Unix socket's address holds on Linux, its last byte a NUL."""
 MAY_HAVE = "it may have been made: `trio-chat accounts list` shows whether"
+NOT_STORED = "The daemon could not store the change (see its log)."
 
-Action = Literal["list", "find", "lock", "unlock", "password", "kick", "mute", "unmute"]
+Action = Literal[
+    "list", "find", "lock", "unlock", "password", "kick", "mute", "unmute", "bans", "ban", "unban"
+]
 
 
 class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     action: Action
     name: str = ""
+    """The account's name; for `ban` and `unban`, the address or network."""
     password_hash: str = ""
     """For `password`: the new password's argon2id hash (made by the command, not the
     daemon, whose cores are the room's)."""
@@ -81,6 +87,13 @@ class AccountLine(msgspec.Struct, frozen=True):
     muted: bool = False
 
 
+class BanLine(msgspec.Struct, frozen=True):
+    """A banned network as `trio-chat bans list` shows it."""
+
+    network: str
+    created: str
+
+
 class Reply(msgspec.Struct, frozen=True):
     ok: bool
     code: str = ""
@@ -90,6 +103,8 @@ class Reply(msgspec.Struct, frozen=True):
     """`list`: every account; otherwise the one named, as it was before the change."""
     ended: int = 0
     """Sessions the change ended."""
+    bans: list[BanLine] = []
+    """`bans`: every banned network; `ban` and `unban`: the one named, if it was banned."""
 
 
 _encode = msgspec.json.Encoder().encode
@@ -266,7 +281,7 @@ class Desk:
         ended, None until reported."""
         self._reported = trio.Event()
 
-    def reported(self, op: AccountChange, stored: bool) -> None:
+    def reported(self, op: OperatorChange, stored: bool) -> None:
         ended = self.engine.sessions_ended_by(op)
         if id(op) in self._waiting:
             self._waiting[id(op)] = (stored, ended)
@@ -275,6 +290,8 @@ class Desk:
     async def answer(self, request: Request, peer: Peer | None = None) -> Reply:
         """Do what `request` asks; `peer`, the command's process, is named in the log."""
         engine = self.engine
+        if request.action in ("bans", "ban", "unban"):
+            return await self._bans(request, peer)
         if request.action == "list":
             accounts = sorted(engine.accounts.values(), key=lambda a: a.key)
             return Reply(True, accounts=[self._line(account) for account in accounts])
@@ -305,16 +322,38 @@ class Desk:
             )
         stored, ended = outcome
         if not stored:
-            return Reply(
-                False, "not_stored", "The daemon could not store the change (see its log)."
-            )
+            return Reply(False, "not_stored", NOT_STORED)
         _log_done(request.action, account, ended, peer)
         return Reply(True, accounts=before, ended=ended)
 
-    async def _store(self, op: AccountChange) -> tuple[bool, int] | None:
+    async def _bans(self, request: Request, peer: Peer | None) -> Reply:
+        engine = self.engine
+        if request.action == "bans":
+            return Reply(True, bans=[BanLine(*ban) for ban in engine.bans])
+        try:
+            network = network_name(request.name)
+        except ValueError as error:
+            return Reply(False, "bad_request", str(error))
+        before = [BanLine(*ban) for ban in engine.bans if ban[0] == network]
+        banning = request.action == "ban"
+        if banning == bool(before):
+            return Reply(True, bans=before)  # as asked already: nothing to store
+        _now, wall = self._clock()
+        outcome = await self._store(BanSet(network, banning, iso_time(wall)))
+        if outcome is None or not outcome[0]:
+            return Reply(False, "not_stored", NOT_STORED)
+        ended = outcome[1]
+        done = "banned {}" if banning else "lifted the ban on {}"
+        _log(request.action, done.format(network), ended, peer, network=network)
+        return Reply(True, bans=before, ended=ended)
+
+    async def _store(self, op: OperatorChange) -> tuple[bool, int] | None:
         """Whether `op` was stored (and taken), with the sessions it ended; None if it was
         not reported within `STORED_WITHIN`."""
-        self.engine.change_account(op)
+        if isinstance(op, BanSet):
+            self.engine.change_bans(op)
+        else:
+            self.engine.change_account(op)
         self._waiting[id(op)] = None
         self._wake()
         with trio.move_on_after(STORED_WITHIN):
@@ -339,15 +378,23 @@ _DONE = {
 }
 
 
+def _by(peer: Peer | None) -> str:
+    """Who asked, for the log: the command's user and process, as the kernel tells."""
+    return "" if peer is None else f" (user id {peer.uid}, process {peer.pid})"
+
+
 def _log_done(action: str, account: Account, ended: int, peer: Peer | None) -> None:
-    who = "the operator"
-    if peer is not None:
-        who += f" (user id {peer.uid}, process {peer.pid})"
-    what = f"{who} {_DONE[action].format(safe_name(account.name))}"
+    done = _DONE[action].format(safe_name(account.name))
+    _log(action, done, ended, peer, name=account.name)
+
+
+def _log(action: str, done: str, ended: int, peer: Peer | None, **fields: str) -> None:
+    """Log what the operator did (`done`), who asked, and the sessions it ended."""
+    what = f"the operator{_by(peer)} {done}"
     if ended:
         what += f" ({counted(ended, 'session')} ended)"
-    fields = {} if peer is None else {"uid": peer.uid, "pid": peer.pid}
-    event(logging.INFO, "operator", what, action=action, name=account.name, ended=ended, **fields)
+    asked = {} if peer is None else {"uid": peer.uid, "pid": peer.pid}
+    event(logging.INFO, "operator", what, action=action, ended=ended, **fields, **asked)
 
 
 @contextlib.contextmanager

@@ -101,6 +101,13 @@ class Removed(ChatError):
     code = "removed"
 
 
+class Banned(ChatError):
+    """The daemon's operator turned this client's address away (`trio-chat bans add`).
+    The client does not come back by itself."""
+
+    code = "banned"
+
+
 class Muted(ChatError):
     """The daemon's operator muted this account (`trio-chat accounts mute`): it reads the
     room, and may say nothing until unmuted."""
@@ -196,6 +203,7 @@ _BY_CODE: dict[str, type[ChatError]] = {
         WrongPassword,
         AccountLocked,
         Removed,
+        Banned,
         Muted,
         InvalidName,
         PasswordTooShort,

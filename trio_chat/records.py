@@ -130,9 +130,22 @@ class MuteSet:
     muted: bool
 
 
+@dataclass(frozen=True, slots=True)
+class BanSet:
+    """The operator turned a network away (`banned`), or let it in again."""
+
+    network: str
+    """As `bans.network_name` writes it: `203.0.113.7/32`, `2001:db8::/64`."""
+    banned: bool
+    created: str = ""
+    """When it was banned (ISO 8601, UTC)."""
+
+
 AccountChange = PasswordSet | MuteSet
 """What the operator changes in an account."""
-StoreOp = Account | Message | MarkDelivered | SessionOpened | SessionClosed | AccountChange
+OperatorChange = AccountChange | BanSet
+"""What the operator changes on a running daemon (`trio-chat accounts`, `trio-chat bans`)."""
+StoreOp = Account | Message | MarkDelivered | SessionOpened | SessionClosed | AccountChange | BanSet
 
 
 IDS_PER_MILLISECOND = 1000
@@ -171,6 +184,8 @@ class Snapshot:
     next_account_id: int = 1
     sessions: list[SessionOpened] = field(default_factory=list)
     """The sessions open when the daemon last stopped: none, unless it crashed."""
+    bans: list[tuple[str, str]] = field(default_factory=list)
+    """The networks the operator turned away (`BanSet.network`), with when, oldest first."""
 
     def ids_from_clock(self, wall: float) -> None:
         """Give out message ids from `first_message_id(wall)` on, as a daemon started at

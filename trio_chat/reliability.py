@@ -68,10 +68,11 @@ _INITIAL_PTO_RTT = INITIAL_RTT + max(4 * INITIAL_RTT / 2, GRANULARITY)
 """The RTT's share of the probe timeout before the first sample."""
 
 
-LinkFailure = Literal["overloaded", "unresponsive", "too_many_sessions"]
+LinkFailure = Literal["overloaded", "unresponsive", "too_many_sessions", "banned"]
 """`overloaded`: more queued than `max_queue` (frames) or `max_queue_bytes` allow;
-`unresponsive`: nothing acknowledged for `give_up_after`; `too_many_sessions`: set by the
-daemon, whose session moved onto an address that has as many as it may."""
+`unresponsive`: nothing acknowledged for `give_up_after`; `too_many_sessions` and
+`banned`: set by the daemon, whose session moved onto an address that has as many as it
+may, or that the operator turned away."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from .records import (
     Account,
+    BanSet,
     MarkDelivered,
     Message,
     MuteSet,
@@ -32,7 +33,7 @@ from .records import (
     StoreOp,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 LOG_PAGES = 1000
 """Pages in the write-ahead log that make a commit checkpoint it (SQLite's default)."""
 LOG_SPARE_PAGES = 32
@@ -100,6 +101,13 @@ MIGRATIONS: tuple[str, ...] = (
     # 4 -> 5: accounts the operator muted.
     """
     ALTER TABLE accounts ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 5 -> 6: networks the operator turned away.
+    """
+    CREATE TABLE bans (
+        network TEXT PRIMARY KEY,
+        created TEXT NOT NULL
+    );
     """,
 )
 
@@ -561,6 +569,7 @@ class SqliteStore:
                 SessionOpened(sid, host, port)
                 for sid, host, port in db.execute("SELECT sid, host, port FROM sessions")
             ]
+            bans = list(db.execute("SELECT network, created FROM bans ORDER BY created"))
         return Snapshot(
             accounts=accounts,
             recent=recent,
@@ -570,6 +579,7 @@ class SqliteStore:
             stored_up_to=last_message,
             next_account_id=last_account + 1,
             sessions=sessions,
+            bans=bans,
         )
 
     def accounts(self) -> list[tuple[Account, int]]:
@@ -583,6 +593,11 @@ class SqliteStore:
                 " FROM accounts ORDER BY key"
             ).fetchall()
         return [(_account(row), row[-1]) for row in rows]
+
+    def bans(self) -> list[tuple[str, str]]:
+        """The networks turned away, with when (for `trio-chat bans list`)."""
+        with self._reading() as db:
+            return list(db.execute("SELECT network, created FROM bans ORDER BY created"))
 
     def account(self, key: str) -> Account | None:
         """The account whose name key is `key`, if there is one."""
@@ -696,6 +711,14 @@ class SqliteStore:
             self._db.execute(
                 "UPDATE accounts SET muted = ? WHERE id = ?", (int(op.muted), op.account_id)
             )
+        elif isinstance(op, BanSet):
+            if op.banned:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO bans (network, created) VALUES (?, ?)",
+                    (op.network, op.created),
+                )
+            else:
+                self._db.execute("DELETE FROM bans WHERE network = ?", (op.network,))
         elif isinstance(op, PasswordSet):
             row = self._db.execute(
                 "SELECT password_hash FROM accounts WHERE id = ?", (op.account_id,)

@@ -60,7 +60,7 @@ _EXIT_FOR_REPLY = {
 }
 
 
-def _ask_daemon(database: Path, request: Request) -> Reply | None:
+def ask_daemon(database: Path, request: Request) -> Reply | None:
     """The running daemon's answer to `request`, or None if none answers on `database`."""
     try:
         owners = {database.stat().st_uid}
@@ -79,7 +79,9 @@ def _ask_daemon(database: Path, request: Request) -> Reply | None:
 
 
 @contextmanager
-def _stopped_daemons_store(database: Path) -> Iterator[SqliteStore]:
+def stopped_daemons_store(database: Path) -> Iterator[SqliteStore]:
+    """The database of a daemon that is not running, opened as it is (never upgraded);
+    its problems told in one sentence (exit 11)."""
     if not database.exists():
         raise fail(
             f"There is no database at {str(database)!r}; name the daemon's with --db.",
@@ -129,7 +131,8 @@ def _no_account(name: str) -> typer.Exit:
     )
 
 
-def _ended(sessions: int) -> str:
+def ended_note(sessions: int) -> str:
+    """How many sessions a change ended, for the sentence that says it."""
     return f" ({counted(sessions, 'session')} ended)" if sessions else ""
 
 
@@ -138,11 +141,11 @@ def list_command(db: DatabaseOption = None) -> None:
     """Every account: its name, when it was made, private messages waiting, locked,
     muted, and (the daemon running) in the room."""
     database = db or default_database()
-    reply = _ask_daemon(database, Request("list"))
+    reply = ask_daemon(database, Request("list"))
     if reply is not None:
         lines = reply.accounts
     else:
-        with _stopped_daemons_store(database) as store:
+        with stopped_daemons_store(database) as store:
             lines = [account_line(account, waiting) for account, waiting in store.accounts()]
     for line in lines:
         notes = [f"made {line.created}"]
@@ -163,10 +166,10 @@ def _change(database: Path, request: Request) -> Reply:
     """Ask the running daemon for `request` (a lock, a mute, a password, or undoing one);
     stopped, make the change in its database. Returns the account as it was, and the
     sessions ended."""
-    reply = _ask_daemon(database, request)
+    reply = ask_daemon(database, request)
     if reply is not None:
         return reply
-    with _stopped_daemons_store(database) as store:
+    with stopped_daemons_store(database) as store:
         account = _stored(store, request.name)
         store.write([change_for(request, account.id)])
     return Reply(True, accounts=[account_line(account, 0)])
@@ -191,7 +194,7 @@ def _switch(action: Action, name: str, db: Path | None) -> None:
     if undo is not None:
         already = " (it was already)" if on else ""
         typer.echo(
-            f"{done} {shown}{already}{_ended(reply.ended)}; "
+            f"{done} {shown}{already}{ended_note(reply.ended)}; "
             f"`trio-chat accounts {undo} {shown}` undoes it."
         )
     else:
@@ -229,9 +232,9 @@ def kick_command(name: NameArgument, db: DatabaseOption = None) -> None:
     """Take an account out of the room now: its sessions end, and its clients are told
     (they may log in again; `lock` keeps them out). The daemon must be running."""
     database = db or default_database()
-    reply = _ask_daemon(database, Request("kick", name))
+    reply = ask_daemon(database, Request("kick", name))
     if reply is None:
-        with _stopped_daemons_store(database) as store:
+        with stopped_daemons_store(database) as store:
             _stored(store, name)
         raise fail(
             f"The daemon is not running on {str(database)!r}: nobody is in its room.",
@@ -242,7 +245,7 @@ def kick_command(name: NameArgument, db: DatabaseOption = None) -> None:
         typer.echo(f"{shown} is not in the room.")
         return
     typer.echo(
-        f"Took {shown} out of the room{_ended(reply.ended)}; "
+        f"Took {shown} out of the room{ended_note(reply.ended)}; "
         f"`trio-chat accounts lock {shown}` keeps them out."
     )
 
@@ -264,11 +267,11 @@ def password_command(
     """Set an account's password (prompted twice, hidden): for someone who forgot theirs.
     Its sessions end and its tickets stop working; a locked account stays locked."""
     database = db or default_database()
-    found = _ask_daemon(database, Request("find", name))  # before the password is asked for
+    found = ask_daemon(database, Request("find", name))  # before the password is asked for
     if found is not None:
         shown_name = found.accounts[0].name
     else:
-        with _stopped_daemons_store(database) as store:
+        with stopped_daemons_store(database) as store:
             shown_name = _stored(store, name).name
     # Not TRIO_CHAT_PASSWORD: an operator's own, exported for chatting, would be given away.
     given = given_password(password_file, from_environment=False)
@@ -283,4 +286,4 @@ def password_command(
     hashed = hash_password(checked)
     reply = _change(database, Request("password", name, hashed))
     locked = " (it stays locked)" if reply.accounts[0].locked else ""
-    typer.echo(f"Set the password of {safe_name(shown_name)}{locked}{_ended(reply.ended)}.")
+    typer.echo(f"Set the password of {safe_name(shown_name)}{locked}{ended_note(reply.ended)}.")

@@ -12,6 +12,7 @@ from .. import __version__
 from .account import CHAT_HELP, chat, login, password, register
 from .accounts import accounts_app
 from .backup import backup_command, restore_command
+from .bans import bans_app
 from .daemon_key import key_command, ping_command, trust_command
 from .exits import exit_codes_summary
 from .gui import gui
@@ -56,6 +57,7 @@ app.command("ping")(ping_command)
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
 app.add_typer(accounts_app)
+app.add_typer(bans_app)
 app.command()(gui)
 
 

@@ -14,6 +14,7 @@ import typer
 from ..display import quoted, safe, safe_name
 from ..errors import (
     AccountLocked,
+    Banned,
     Busy,
     ChatError,
     ConnectionLost,
@@ -62,6 +63,7 @@ class ExitCode(enum.IntEnum):
     KEY_CHANGED = 15
     ACCOUNT_LOCKED = 16
     REMOVED = 17
+    BANNED = 18
     INTERRUPTED = 130
 
 
@@ -84,6 +86,7 @@ _MEANINGS: dict[ExitCode, str] = {
     ExitCode.KEY_CHANGED: "the daemon's key changed",
     ExitCode.ACCOUNT_LOCKED: "the account is locked",
     ExitCode.REMOVED: "taken out of the room (by the operator, or a new password)",
+    ExitCode.BANNED: "the operator turned this address away",
     ExitCode.INTERRUPTED: "interrupted",
 }
 
@@ -105,6 +108,7 @@ _EXIT_FOR: dict[type[ChatError], ExitCode] = {
     WrongPassword: ExitCode.WRONG_PASSWORD,
     AccountLocked: ExitCode.ACCOUNT_LOCKED,
     Removed: ExitCode.REMOVED,
+    Banned: ExitCode.BANNED,
     UnknownUser: ExitCode.UNKNOWN_USER,
     NameTaken: ExitCode.NAME_TAKEN,
     InvalidName: ExitCode.INVALID_NAME,

@@ -37,6 +37,7 @@ from ..client_handshake import Handshake
 from ..errors import (
     AccountLocked,
     BadRequest,
+    Banned,
     Busy,
     ChatError,
     ConnectionLost,
@@ -137,6 +138,7 @@ _FINAL_GOODBYES: dict[str, type[ChatError]] = {
     "too_many_sessions": TooManySessions,
     "account_locked": AccountLocked,
     "removed": Removed,
+    "banned": Banned,
 }
 """A daemon's goodbyes after which a new session would not help: the connection ends with
 the error (every other goodbye, a stop, say, has it come back)."""

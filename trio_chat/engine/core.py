@@ -24,9 +24,11 @@ from .. import wire
 from ..records import (
     Account,
     AccountChange,
+    BanSet,
     MarkDelivered,
     Message,
     MuteSet,
+    OperatorChange,
     PasswordSet,
     SessionClosed,
     SessionOpened,
@@ -35,6 +37,7 @@ from ..records import (
 )
 from ..rules import RuleError
 from ..secure import DaemonKeys, Ticket, new_challenge, new_index, password_mark
+from .bans import BANNED, Bans
 from .chat import Chat, error_frame
 from .common import Address, Outbox, Send
 from .config import ServerConfig
@@ -71,6 +74,7 @@ STAT_NAMES = (
     "keepalives",
     "keepalives_shortened",
     "messages",
+    "banned_refused",
 )
 STORAGE_SORRY = "The server could not save this; try again later."
 LOGIN_TIMED_OUT = wire.encode(
@@ -143,6 +147,8 @@ class ServerEngine:
             keys.reset_secret,
         )
         self.sessions = self.transport.by_sid
+        self.bans = self.transport.bans = Bans(snapshot.bans)
+        """The networks the operator turned away (`change_bans`)."""
         self.chat = Chat(
             config=config,
             snapshot=snapshot,
@@ -232,6 +238,10 @@ class ServerEngine:
             return
         if isinstance(datagram, wire.Data):
             self._on_data(datagram, address, now, wall)
+        elif isinstance(datagram, wire.Init | wire.KeyRequest) and self.bans.covers(address[0]):
+            # Before a key exchange is spent on it, and smaller than what it answers.
+            self.stats["banned_refused"] += 1
+            self.lobby.turn_away(address, len(data))
         elif isinstance(datagram, wire.Init):
             self.lobby.init(datagram, address, now)
         elif isinstance(datagram, wire.KeyRequest):
@@ -420,6 +430,8 @@ class ServerEngine:
             self._password_set(op, now, wall)
         elif isinstance(op, MuteSet):
             self._mute_set(op)
+        elif isinstance(op, BanSet):
+            self._ban_set(op, now, wall)
 
     def failed(self, op: StoreOp, earlier: Message | None = None) -> None:
         """The persistence task could not commit `op`: tell whoever waited for it.
@@ -450,7 +462,25 @@ class ServerEngine:
         self._effects.append(Persist(op))
         self._ended_by[id(op)] = 0
 
-    def sessions_ended_by(self, op: AccountChange) -> int:
+    def change_bans(self, op: BanSet) -> None:
+        """Ban a network, or lift its ban (`trio-chat bans` on a running daemon): stored
+        first, then taken once `committed`. A ban ends the network's sessions (how many:
+        `sessions_ended_by`), each told why."""
+        self._effects.append(Persist(op))
+        self._ended_by[id(op)] = 0
+
+    def _ban_set(self, op: BanSet, now: float, wall: float) -> None:
+        self.chat.settle()
+        if not op.banned:
+            self.bans.remove(op.network)
+            return
+        self.bans.add(op.network, op.created)
+        banned = [s for s in self.sessions.values() if self.bans.covers(s.address[0], op.network)]
+        ended = self._end(banned, "banned", BANNED, now, wall)
+        if id(op) in self._ended_by:
+            self._ended_by[id(op)] = ended
+
+    def sessions_ended_by(self, op: OperatorChange) -> int:
         """How many sessions `change_account`'s `op` ended when it was taken."""
         return self._ended_by.pop(id(op), 0)
 
@@ -524,8 +554,8 @@ class ServerEngine:
     def _end(
         self, sessions: list[Session], reason: str, message: str, now: float, wall: float
     ) -> int:
-        """End an account's `sessions` as the operator asked, each told why by a final
-        `bye`; returns how many."""
+        """End `sessions` as the operator asked (an account's, a network's), each told why
+        by a final `bye`; returns how many."""
         bye = wire.encode(wire.Bye(reason=reason, message=message))
         for session in sessions:
             self.transport.send(session, bye)  # said again if its client speaks after
@@ -653,6 +683,8 @@ class ServerEngine:
             if reason == "too_many_sessions":
                 self.transport.send(session, CROWDED)  # its client learns why at once
                 self._close(session, reason, now, wall, flush=True)
+            elif reason == "banned":
+                self._end([session], reason, BANNED, now, wall)
             else:
                 self._close(session, reason, now, wall)
         if self._outbox:

@@ -22,6 +22,7 @@ from ..names import ConfusableIndex
 from ..records import Account
 from ..rules import RuleError, check_name, check_password, name_key
 from ..secure import Cookies, DaemonKeys, SecureError, password_mark, respond
+from .bans import BANNED
 from .common import Address, Outbox, iso_time, network_of, round_up
 from .config import ServerConfig
 from .effects import NO_ACCOUNT, CheckPassword, Effect, HashPassword, JobTable, Persist
@@ -156,6 +157,11 @@ class Lobby:
     def refuse_first_flight(self, address: Address, error: wire.WireError, asked: int) -> None:
         """A first flight that could not be read: say why, if the answer is small enough."""
         self._answer(address, wire.refused_datagram(error.code, error.message), asked)
+
+    def turn_away(self, address: Address, asked: int) -> None:
+        """A first flight from a network the operator banned: say so, if the answer is
+        small enough (it is, for any first flight a client sends)."""
+        self._answer(address, wire.refused_datagram("banned", BANNED), asked)
 
     def key_request(self, address: Address) -> None:
         self._stats["keys_sent"] += 1

@@ -24,6 +24,7 @@ from ..limits import TokenBucket
 from ..records import Account
 from ..reliability import Link
 from ..secure import Channel, SecureError, challenge_answered, reset_token
+from .bans import Bans
 from .common import SEND_EARLY, Address, Outbox, Send, network_of, same_endpoint
 from .config import ServerConfig
 from .notes import AddressChanged, Note
@@ -147,9 +148,11 @@ class Transport:
         self.per_account: dict[int, int] = {}
         """Logged-in connections of each account, by account id."""
         self._by_init: dict[tuple[Address, int], int] = {}
+        """Connections not proven yet, by (address, client index): an INIT sent again."""
         self._waiting_per_ip: dict[str, int] = {}
         """Channels waiting for their first record and not counted yet, by network."""
-        """Connections not proven yet, by (address, client index): an INIT sent again."""
+        self.bans = Bans()
+        """The networks the operator turned away: a connection that moves into one ends."""
         self._dirty: set[Session] = set()
         self.growth = 0
         """At least as many bytes as links took to hold (frames queued, datagrams received)
@@ -422,6 +425,11 @@ class Transport:
         """
         moving = network_of(address) != network_of(session.address)
         self._forget_init(session)
+        if self.bans.covers(address[0]):
+            self._stats["migrations_refused"] += 1
+            session.link.failure = "banned"
+            self._dirty.add(session)
+            return
         # It stays counted where it was until the new address is proven (`_proven`): else
         # records sent from addresses that never answer would free the old one's places
         # for good. A channel not yet proven where it was opened takes its place there.

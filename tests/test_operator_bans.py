@@ -1,0 +1,188 @@
+"""The operator turning a network away (`trio-chat bans`), as the daemon's engine sees it:
+first flights refused before a key exchange, never with more bytes than they came with;
+the network's sessions ended once the ban is stored, and told why; a session moving in
+ended; a ban lifted lets the network in again."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import trio
+
+import trio_chat
+from trio_chat import wire
+from trio_chat.cli import ExitCode
+from trio_chat.engine import ServerEngine
+from trio_chat.engine.bans import BANNED, Bans, network_name
+from trio_chat.errors import Banned
+from trio_chat.events import Left
+from trio_chat.records import BanSet, Snapshot
+from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
+from trio_chat.testing.driver import EngineDriver, Peer
+
+from .test_operator_accounts import PASSWORD
+
+BANNED_AT = "2026-12-06T14:40:00.000Z"
+
+
+def test_a_network_is_kept_in_one_form_and_covers_its_addresses() -> None:
+    assert network_name(" 203.0.113.7 ") == "203.0.113.7/32"
+    assert network_name("198.51.100.77/24") == "198.51.100.0/24"
+    assert network_name("2001:db8::1/64") == "2001:db8::/64"
+    with pytest.raises(ValueError, match="'bob' is not an IP address or network"):
+        network_name("bob")
+    bans = Bans([("198.51.100.0/24", BANNED_AT), ("2001:db8::/64", BANNED_AT)])
+    assert bans.covers("198.51.100.200") and not bans.covers("198.51.101.1")
+    assert bans.covers("::ffff:198.51.100.9")  # a dual-stack socket's IPv4 peer
+    assert bans.covers("2001:db8::5%eth0") and not bans.covers("2001:db9::5")
+    assert not bans.covers("not an address")
+    assert bans.covers("198.51.100.9", "198.51.100.0/24")
+    assert not bans.covers("198.51.100.9", "2001:db8::/64")
+    assert list(bans) == [("198.51.100.0/24", BANNED_AT), ("2001:db8::/64", BANNED_AT)]
+
+
+def test_a_banned_networks_first_flights_are_refused_before_any_key_exchange() -> None:
+    engine = ServerEngine(snapshot=Snapshot(bans=[("203.0.113.0/24", BANNED_AT)]))
+    key_request = wire.key_request_datagram()
+    engine.receive_datagram(key_request, ("203.0.113.9", 4000), 0.0, 0.0)
+    ((answer, to),) = engine.datagrams_to_send(0.0, 0.0)
+    refused = wire.parse_datagram_untrusted(answer)
+    assert isinstance(refused, wire.Refused) and to == ("203.0.113.9", 4000)
+    assert (refused.code, refused.message) == ("banned", BANNED)
+    assert len(answer) <= len(key_request)
+    assert engine.stats["banned_refused"] == 1 and engine.stats["keys_sent"] == 0
+    engine.receive_datagram(key_request, ("203.0.114.9", 4000), 0.0, 0.0)
+    assert engine.stats["keys_sent"] == 1  # another network is answered as ever
+
+
+def test_a_ban_ends_the_networks_sessions_once_stored_and_their_clients_stay_out() -> None:
+    driver = EngineDriver()
+    for name in ("alice", "bob"):
+        driver.add_account(name)
+    alice = Peer(driver, "alice", address=("203.0.113.5", 1))
+    bob = Peer(driver, "bob", address=("198.51.100.5", 1))
+    for peer in (alice, bob):
+        peer.settle()
+    driver.auto_commit = False
+    op = BanSet("203.0.113.0/24", True, BANNED_AT)
+    driver.engine.change_bans(op)
+    driver.pump()
+    assert driver.uncommitted == [op]
+    alice.settle()
+    assert alice.connection.failure is None  # not before it is stored
+    driver.commit_held()
+    for _ in range(3):
+        alice.settle()
+        bob.settle()
+    assert driver.engine.sessions_ended_by(op) == 1
+    assert isinstance(alice.connection.failure, Banned) and alice.connection.closed
+    assert str(alice.connection.failure) == BANNED
+    assert [(e.name, e.reason) for e in bob.events if isinstance(e, Left)] == [("alice", "removed")]
+    again = Peer(driver, "alice", address=("203.0.113.6", 1), login=False)
+    again.login()
+    again.settle()
+    assert isinstance(again.connection.failure, Banned)
+    lifted = BanSet("203.0.113.0/24", False)
+    driver.engine.change_bans(lifted)
+    driver.pump()
+    driver.commit_held()
+    assert driver.engine.sessions_ended_by(lifted) == 0
+    back = Peer(driver, "alice", address=("203.0.113.6", 2))
+    back.settle()
+    assert back.connection.ready and back.connection.failure is None
+
+
+def test_a_session_that_moves_into_a_banned_network_ends() -> None:
+    driver = EngineDriver()
+    driver.add_account("alice")
+    driver.engine.bans.add("203.0.113.0/24", BANNED_AT)
+    alice = Peer(driver, "alice", address=("198.51.100.5", 1))
+    alice.settle()
+    assert alice.connection.ready
+    alice.address = ("203.0.113.5", 1)  # its NAT gave it an address in the network
+    alice.connection.say("from the new address")
+    for _ in range(3):
+        alice.settle()
+    assert alice.sid not in driver.engine.sessions
+    assert driver.engine.stats["migrations_refused"] == 1
+
+
+async def bans(database: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    result = await trio.run_process(
+        [*CLI, "bans", *args, "--db", str(database)],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
+    )
+
+
+async def test_an_operator_turns_an_address_away_and_back_while_the_daemon_runs(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "chat.db"
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, database)
+            host, port = await daemon.start()
+            await trio_chat.register(host, port, "alice", PASSWORD)
+            async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+                added = await bans(database, "add", "127.0.0.0/8")
+                assert added.returncode == 0, added.stderr
+                assert added.stdout == (
+                    "Turned 127.0.0.0/8 away (1 session ended); `trio-chat bans remove "
+                    "127.0.0.0/8` lets it in again.\n"
+                )
+                with pytest.raises(Banned):
+                    async for _event in alice.events():
+                        pass
+            with pytest.raises(Banned) as refused:
+                async with trio_chat.connect(host, port, "alice", PASSWORD):
+                    pass
+            assert str(refused.value) == BANNED
+            login = await trio.run_process(
+                [*CLI, "login", "--name", "alice"],
+                env=cli_env(port, HOME=str(tmp_path), TRIO_CHAT_PASSWORD=PASSWORD),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            assert login.returncode == ExitCode.BANNED, login.stderr
+            listed = await bans(database, "list")
+            assert listed.stdout.startswith("127.0.0.0/8  (since 20")
+            again = await bans(database, "add", "127.0.0.1/8")
+            assert again.stdout == "127.0.0.0/8 was turned away already.\n"
+            assert re.search(
+                r"the operator \(user id \d+, process \d+\) banned 127\.0\.0\.0/8 \(1 session "
+                r"ended\)",
+                daemon.text,
+            )
+            removed = await bans(database, "remove", "127.0.0.0/8")
+            assert removed.stdout == "Let 127.0.0.0/8 in again.\n"
+            async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+                assert await alice.who() == ["alice"]
+            wrong = await bans(database, "add", "bob")
+            assert (wrong.returncode, wrong.stderr) == (
+                ExitCode.USAGE,
+                "'bob' is not an IP address or network (such as 203.0.113.7, 198.51.100.0/24 "
+                "or 2001:db8::/64).\n",
+            )
+            assert await daemon.stop() == 0
+            # Stopped: the database is changed, and the daemon started again takes it.
+            stopped = await bans(database, "add", "127.0.0.1")
+            assert stopped.returncode == 0, stopped.stderr
+            host, port = await daemon.start(port)
+            with pytest.raises(Banned):
+                async with trio_chat.connect(host, port, "alice", PASSWORD):
+                    pass
+            assert (await bans(database, "remove", "127.0.0.1")).stdout == (
+                "Let 127.0.0.1/32 in again.\n"
+            )
+            assert await daemon.stop() == 0
+    listed = await bans(database, "list")
+    assert (listed.stdout, listed.stderr) == ("", "Nobody is turned away.\n")
