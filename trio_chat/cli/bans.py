@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from ..control import BanLine, Reply, Request
-from ..engine.bans import network_name
+from ..engine.bans import Bans, network_name
 from ..engine.common import iso_time
 from ..records import BanSet
 from ..store import default_database
@@ -38,13 +38,7 @@ NetworkArgument = Annotated[
 @bans_app.command("list")
 def list_command(db: DatabaseOption = None) -> None:
     """Every address or network turned away, and since when."""
-    database = db or default_database()
-    reply = ask_daemon(database, Request("bans"))
-    if reply is not None:
-        bans = reply.bans
-    else:
-        with stopped_daemons_store(database) as store:
-            bans = [BanLine(network, created) for network, created in store.bans()]
+    bans = _listed(db)
     for ban in bans:
         typer.echo(f"{ban.network}  (since {ban.created})")
     typer.echo(f"{len(bans)} turned away." if bans else "Nobody is turned away.", err=True)
@@ -70,7 +64,22 @@ def remove_command(address: NetworkArgument, db: DatabaseOption = None) -> None:
     """Let a network turned away in again (give it as `bans list` shows it)."""
     network = _network(address)
     reply = _change(db, "unban", network)
-    typer.echo(f"Let {network} in again." if reply.bans else f"{network} was not turned away.")
+    wider = Bans((ban.network, ban.created) for ban in _listed(db)).covering(network)
+    still = f"; {' and '.join(wider)} still turns it away" if wider else ""
+    if reply.bans:
+        typer.echo(f"Let {network} in again{still}.")
+    else:
+        typer.echo(f"{network} was not turned away by itself{still}.")
+
+
+def _listed(db: DatabaseOption) -> list[BanLine]:
+    """Every ban, the running daemon's or the stopped one's."""
+    database = db or default_database()
+    reply = ask_daemon(database, Request("bans"))
+    if reply is not None:
+        return reply.bans
+    with stopped_daemons_store(database) as store:
+        return [BanLine(network, created) for network, created in store.bans()]
 
 
 def _network(address: str) -> str:

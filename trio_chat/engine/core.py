@@ -475,7 +475,7 @@ class ServerEngine:
             self.bans.remove(op.network)
             return
         self.bans.add(op.network, op.created)
-        banned = [s for s in self.sessions.values() if self.bans.covers(s.address[0], op.network)]
+        banned = [s for s in self.sessions.values() if self.bans.banning(s.address[0], op.network)]
         ended = self._end(banned, "banned", BANNED, now, wall)
         if id(op) in self._ended_by:
             self._ended_by[id(op)] = ended

@@ -346,6 +346,14 @@ class Transport:
         self.growth += size  # at most what frames received early can hold
         link = session.link
         if address != session.address and pn > link.highest_pn:
+            if self.bans.covers(address[0]):
+                # Moved into a network the operator turned away: nothing it says from
+                # there counts. Its `bye` goes where it was; a channel it opens from
+                # there is refused `banned`.
+                self._stats["migrations_refused"] += 1
+                link.failure = "banned"
+                self._dirty.add(session)
+                return None
             self._migrate(session, address)
         if address == session.address and not session.validated:
             session.bytes_in += size
@@ -425,11 +433,6 @@ class Transport:
         """
         moving = network_of(address) != network_of(session.address)
         self._forget_init(session)
-        if self.bans.covers(address[0]):
-            self._stats["migrations_refused"] += 1
-            session.link.failure = "banned"
-            self._dirty.add(session)
-            return
         # It stays counted where it was until the new address is proven (`_proven`): else
         # records sent from addresses that never answer would free the old one's places
         # for good. A channel not yet proven where it was opened takes its place there.
