@@ -158,7 +158,8 @@ async def test_a_backup_restored_after_a_crash_as_told_is_what_was_backed_up(
                     await alice.say(f"lost {n}")
             await daemon.kill()
             assert done.returncode == 0, done.stderr
-            quoted = shlex.quote(str(folder))  # to paste into a shell as it is
+            # To paste into a shell as it is, the database named: not the default one.
+            quoted = f"{shlex.quote(str(folder))} --db {shlex.quote(str(database))}"
             assert f"To restore, stop the daemon and run `trio-chat restore {quoted}`." in (
                 done.stdout.decode()
             )

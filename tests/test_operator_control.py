@@ -155,8 +155,8 @@ async def test_a_daemon_reached_by_a_long_path_or_a_link_answers_and_one_without
             assert refused.returncode == ExitCode.DATABASE
             assert refused.stderr == (
                 f"The daemon is running on {str(database)!r} but not answering at "
-                f"{str(control_path(database))!r} (see its log); stop it to do this, then "
-                "start it again.\n"
+                f"{str(control_path(database))!r} (see its log), or a restore is putting it "
+                "back; stop the daemon to do this, then start it again.\n"
             )
             assert await daemon.stop() == 0
             assert control_path(database).read_text() == "in the way"

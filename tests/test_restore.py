@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+import trio_chat.restore as restore_module
 from trio_chat.backup import BackupError, back_up
+from trio_chat.cli import app
 from trio_chat.keys import daemon_keys
 from trio_chat.records import Account
 from trio_chat.restore import restore
@@ -39,6 +43,16 @@ def names(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir())
 
 
+def crashed(database: Path) -> None:
+    """Leave `database` as a daemon killed after one more account leaves it: its log."""
+    store = SqliteStore.open(database)
+    store.write([account(99)])
+    left = {path: path.read_bytes() for path in (database, Path(f"{database}-wal"))}
+    store.close()  # which folds the log in: put back as it was
+    for path, data in left.items():
+        path.write_bytes(data)
+
+
 def contents(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in folder.iterdir()}
 
@@ -53,7 +67,7 @@ def test_a_restore_moves_what_was_there_aside_and_puts_the_copy_in_place(tmp_pat
     crashed = {name: (database.parent / name).read_bytes() for name in left}
     with pytest.raises(BackupError) as caught:
         restore(folder, database, NOW)
-    assert str(caught.value) == f"A daemon is running on {database}; stop it first."
+    assert str(caught.value) == f"A daemon or a restore is using {database}; stop it first."
     store.close()
     for name, data in crashed.items():  # as a crash leaves them (a close folds the log in)
         (database.parent / name).write_bytes(data)
@@ -85,6 +99,7 @@ def test_a_daemon_started_during_a_restore_is_refused_at_every_step(
     database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
     made(database, 2)
     back_up(database, folder)
+    crashed(database)  # its log lies beside it, to be moved aside too
     tried: list[str] = []
 
     def then_a_daemon_starts(name: str, step: Callable[..., Any]) -> Callable[..., Any]:
@@ -171,3 +186,77 @@ def test_a_database_reached_through_a_link_is_restored_where_it_is(tmp_path: Pat
     assert done.aside is not None and done.aside.parent == real.parent
     assert names(done.aside) == ["chat.db", "chat.key", "chat.tickets"]
     assert names(linked.parent) == ["chat.db", "chat.key", "chat.tickets"]
+
+
+def test_a_restore_that_fails_on_a_new_machine_leaves_nothing_behind(tmp_path: Path) -> None:
+    # It left an empty database file: a daemon started then made a room of no one with a
+    # new key, and said nothing of a new database.
+    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
+    made(database, 2)
+    back_up(database, folder)
+    with (folder / "chat.db").open("r+b") as file:
+        file.truncate(20_000)
+    fresh = tmp_path / "new-machine" / "chat.db"
+    with pytest.raises(BackupError, match="is damaged"):
+        restore(folder, fresh, NOW)
+    assert names(fresh.parent) == []
+
+
+def test_a_restore_through_a_link_can_be_undone_by_restoring_what_it_moved_aside(
+    tmp_path: Path,
+) -> None:
+    real, folder = tmp_path / "real" / "store.db", tmp_path / "backups"
+    linked = tmp_path / "service" / "chat.db"
+    made(real, 3)
+    linked.parent.mkdir()
+    linked.symlink_to(real)
+    daemon_keys(linked)  # the daemon reads its keys beside the name it is given
+    back_up(linked, folder)
+    made(linked, 4)  # one more account since the backup
+    done = restore(folder, linked, NOW)
+    assert done.aside is not None and names(done.aside) == ["chat.db", "chat.key", "chat.tickets"]
+    undone = restore(done.aside, linked, NOW)
+    assert undone.accounts == 4
+    assert linked.is_symlink() and names(real.parent)[0] == "store.db"
+
+
+def test_the_copys_keys_are_checked_and_a_changed_key_is_said(tmp_path: Path) -> None:
+    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
+    made(database, 1)
+    back_up(database, folder)
+    before = contents(database.parent)
+    (folder / "chat.tickets").write_text("")
+    with pytest.raises(BackupError) as caught:
+        restore(folder, database, NOW)
+    assert str(caught.value) == (
+        f"The key file {str(folder / 'chat.tickets')!r} is damaged. Nothing was changed."
+    )
+    assert contents(database.parent) == before
+    other = tmp_path / "other" / "chat.db"
+    made(other, 1)
+    back_up(other, tmp_path / "other-backup")
+    assert restore(tmp_path / "other-backup", database, NOW).key_changed
+    assert not restore(tmp_path / "other-backup", database, NOW).key_changed
+
+
+def test_a_restore_stopped_by_sigterm_removes_what_it_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An ssh connection that dropped (SIGHUP), or a SIGTERM, left a full-size copy and its
+    # journal beside the database; only Ctrl-C cleaned up.
+    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
+    made(database, 2)
+    back_up(database, folder)
+    before = contents(database.parent)
+    copy_checked = restore_module._copy_checked
+
+    def stopped_midway(*args: Any) -> tuple[int, int]:
+        counts = copy_checked(*args)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return counts
+
+    monkeypatch.setattr(restore_module, "_copy_checked", stopped_midway)
+    result = CliRunner().invoke(app, ["restore", str(folder), "--db", str(database)])
+    assert (result.exit_code, result.stderr) == (130, "Stopped; nothing was changed.\n")
+    assert contents(database.parent) == before
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -148,8 +148,8 @@ async def test_a_second_daemon_on_the_same_database_is_refused(tmp_path: Path) -
             )
             assert second.returncode == ExitCode.DATABASE
             assert second.stderr.decode().splitlines() == [
-                f"Cannot open the database {str(database)!r}: another trio-chat daemon is "
-                "using it; stop that one first, or choose another with --db."
+                f"Cannot open the database {str(database)!r}: another trio-chat daemon (or a "
+                "restore) is using it; stop that one first, or choose another with --db."
             ]
             # The first one is untouched: it registers and stores as before.
             await trio_chat.register(host, port, "alice", "correct horse")

@@ -67,8 +67,20 @@ def key_paths(database: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".key"), stem.with_name(stem.name + ".tickets")
 
 
-def _secret(path: Path) -> bytes:
-    """The 32-byte secret in `path`, created (mode 0600) if the file is not there."""
+def secret_in(path: Path) -> bytes:
+    """The 32-byte secret in the key file `path`; `KeyFileError` if it cannot be read or
+    is damaged."""
+    try:
+        return _decode(path.read_text(encoding="ascii"))
+    except OSError as error:
+        raise KeyFileError(f"Cannot read the key file {str(path)!r}: {_reason(error)}.") from None
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise KeyFileError(f"The key file {str(path)!r} is damaged.") from None
+
+
+def _secret(path: Path, without: str) -> bytes:
+    """The 32-byte secret in `path`, created (mode 0600) if the file is not there;
+    `without`: what a new one would mean, for the sentence about a damaged file."""
     try:
         if path.exists():
             return _decode(path.read_text(encoding="ascii"))
@@ -80,7 +92,7 @@ def _secret(path: Path) -> bytes:
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise KeyFileError(
             f"The key file {str(path)!r} is damaged; restore it, or remove it to make a new "
-            "key (clients will then refuse the daemon until they trust the new one)."
+            f"key ({without})."
         ) from None
 
 
@@ -137,7 +149,10 @@ def copy_secret(source: Path, target: Path) -> None:
 def daemon_keys(database: Path) -> DaemonKeys:
     """The keys of the daemon using `database`, made on first use."""
     static_path, ticket_path = key_paths(database)
-    return DaemonKeys(_secret(static_path), _secret(ticket_path))
+    return DaemonKeys(
+        _secret(static_path, "clients will then refuse the daemon until they trust the new one"),
+        _secret(ticket_path, "every session will then log in with its password once more"),
+    )
 
 
 def daemon_public_key(database: Path) -> bytes:
@@ -148,7 +163,9 @@ def daemon_public_key(database: Path) -> bytes:
             f"There is no key at {str(static_path)!r}; `trio-chat serve` makes one on its "
             "first start."
         )
-    return public_key(_secret(static_path))
+    return public_key(
+        _secret(static_path, "clients will then refuse the daemon until they trust the new one")
+    )
 
 
 # --- the daemons a client trusts -----------------------------------------------------------------

@@ -18,12 +18,13 @@ import os
 import os.path
 import secrets
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from .backup import BackupError, why_failed
-from .keys import key_paths
+from .keys import KeyFileError, copy_secret, key_paths, secret_in
 from .store import SCHEMA_VERSION
 
 
@@ -33,12 +34,21 @@ class Restored:
     """The folder what was there went into (None: nothing was there)."""
     accounts: int
     messages: int
+    key_changed: bool
+    """The daemon's key is not the one it had: clients that trusted that one refuse it."""
 
 
-def restore(folder: Path, database: Path, now: datetime) -> Restored:
+def restore(
+    folder: Path,
+    database: Path,
+    now: datetime,
+    before_swap: Callable[[], None] = lambda: None,
+) -> Restored:
     """Put the copies in `folder` (`back_up`'s, or a folder a restore moved aside) back
     as `database` and its keys, the daemon stopped; what is there goes into a folder
-    beside it named for `now`."""
+    beside the database named for `now`, under the names `database` and its keys have, so
+    that a restore from that folder puts it back in turn. `before_swap` is called once
+    everything is written, before the files change places (a few renames)."""
     # The file itself, wherever a link leads: its log lies beside it. The keys lie
     # beside the name the daemon is given, as the daemon reads them.
     real = Path(os.path.realpath(database))
@@ -49,18 +59,25 @@ def restore(folder: Path, database: Path, now: datetime) -> Restored:
         if not path.is_file():
             raise BackupError(
                 f"There is no {path.name} in {folder}: give the folder `trio-chat backup` "
-                f"wrote to, and the --db it backed up ({database.name})."
+                f"wrote to, with the --db it was given (the copy has that database's name)."
             )
     if real.exists() and source.samefile(real):
         raise BackupError(f"{folder} holds the database itself; give the backup's folder.")
+    try:
+        secrets_there = [secret_in(key) for key in source_keys]
+        key_changed = keys[0].exists() and secret_in(keys[0]) != secrets_there[0]
+    except KeyFileError as error:
+        raise BackupError(f"{error} Nothing was changed.") from None
     real.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        placeholder = not real.exists()
-        if placeholder:
-            # Held from now on, so that a daemon started meanwhile finds it taken.
+        if not real.exists():
+            # Held from now on, so that a daemon started meanwhile finds it taken; gone
+            # again if the restore goes no further.
             with contextlib.suppress(FileExistsError):
                 os.close(os.open(real, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        _hold(real, stack, f"A daemon is running on {real}; stop it first.")
+                stack.callback(_remove_if_empty, real)
+        placeholder = real.stat().st_size == 0
+        _hold(real, stack, f"A daemon or a restore is using {real}; stop it first.")
         try:
             copy = _staged(real, stack)
             accounts, messages = _copy_checked(source, copy, stack)
@@ -71,21 +88,28 @@ def restore(folder: Path, database: Path, now: datetime) -> Restored:
                 staged.write_bytes(source_key.read_bytes())
                 _sync(staged)
                 staged_keys.append(staged)
+            logs = [Path(f"{real}-wal"), Path(f"{real}-shm")]
+            there = [path for path in (*logs, *keys) if path.exists()]
+            aside = _aside_folder(real, now) if there or not placeholder else None
+            if aside is not None:
+                # Kept there under the names the daemon gives them, the keys copied (they
+                # may lie on another file system, beside a link to the database).
+                if not placeholder:
+                    os.link(real, aside / database.name)
+                for key in keys:
+                    if key.exists():
+                        copy_secret(key, aside / key.name)
         except OSError as error:
             raise BackupError(
                 f"Cannot put {source} back as {real}: {why_failed(error)}; nothing was changed."
             ) from None
-        logs = [Path(f"{real}-wal"), Path(f"{real}-shm")]
-        there = [path for path in ([] if placeholder else [real]) + logs + list(keys)]
-        there = [path for path in there if path.exists()]
-        aside = _aside_folder(real, now) if there else None
+        before_swap()
         try:
-            if aside is not None and not placeholder:
-                os.link(real, aside / real.name)  # kept there before the name goes to the copy
             os.replace(copy, real)
-            for path in (*logs, *keys):
-                if aside is not None and path.exists():
-                    os.rename(path, aside / path.name)
+            for log in logs:
+                if log.exists():
+                    assert aside is not None
+                    os.rename(log, aside / (database.name + log.name[len(real.name) :]))
             for staged, key in zip(staged_keys, keys, strict=True):
                 os.replace(staged, key)
             _sync_folder(real.parent)
@@ -95,7 +119,14 @@ def restore(folder: Path, database: Path, now: datetime) -> Restored:
                 f"Cannot put {source} back as {real} ({why_failed(error)}), midway: do not start "
                 f"the daemon before its files are back in place{kept}."
             ) from None
-    return Restored(aside, accounts, messages)
+    return Restored(aside, accounts, messages, key_changed)
+
+
+def _remove_if_empty(path: Path) -> None:
+    """Remove the file this restore made in the database's place, if it is still that."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == 0:
+            path.unlink()
 
 
 def _hold(path: Path, stack: contextlib.ExitStack, busy: str) -> None:
@@ -142,9 +173,12 @@ def _copy_checked(source: Path, copy: Path, stack: contextlib.ExitStack) -> tupl
                 (accounts,) = db.execute("SELECT count(*) FROM accounts").fetchone()
                 (messages,) = db.execute("SELECT count(*) FROM messages").fetchone()
     except sqlite3.Error as error:
-        if "disk is full" in str(error):
-            raise BackupError(f"Cannot copy {source} in: {why_failed(error)}.") from None
-        raise BackupError(f"{source} is not a trio-chat database ({why_failed(error)}).") from None
+        why = why_failed(error)
+        if "disk is full" in why:
+            raise BackupError(f"Cannot copy {source} in: {why}.") from None
+        if "malformed" in why:
+            raise BackupError(f"{source} is damaged ({why}); give another backup.") from None
+        raise BackupError(f"{source} is not a trio-chat database ({why}).") from None
     _sync(copy)
     return int(accounts), int(messages)
 

@@ -497,7 +497,7 @@ async def _run(
 def _open_store(database: Path) -> SqliteStore:
     """Open the database, saying so if it is made now: a path mistyped in `--db` would
     otherwise start a daemon with no accounts, and nothing would tell why."""
-    new = not database.exists()
+    new = not database.exists() or database.stat().st_size == 0
     store = SqliteStore.open(database)
     if new:
         event(

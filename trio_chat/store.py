@@ -371,8 +371,8 @@ class SqliteStore:
                 os.close(held)
                 held = None
                 raise DatabaseInUse(
-                    f"Cannot open the database {str(path)!r}: another trio-chat daemon is "
-                    "using it; stop that one first, or choose another with --db."
+                    f"Cannot open the database {str(path)!r}: another trio-chat daemon (or a "
+                    "restore) is using it; stop that one first, or choose another with --db."
                 ) from None
             except OSError as error:  # a file system without flock (some network ones)
                 log.warning(

@@ -102,8 +102,8 @@ def stopped_daemons_store(database: Path) -> Iterator[SqliteStore]:
     except DatabaseInUse:
         raise fail(
             f"The daemon is running on {str(database)!r} but not answering at "
-            f"{str(control_path(database))!r} (see its log); stop it to do this, then start it "
-            "again.",
+            f"{str(control_path(database))!r} (see its log), or a restore is putting it back; "
+            "stop the daemon to do this, then start it again.",
             ExitCode.DATABASE,
         ) from None
     except StorageError as error:

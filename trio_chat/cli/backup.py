@@ -3,7 +3,10 @@ restore`: put back, the daemon stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+import signal
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +16,7 @@ import typer
 from ..backup import BackupError, back_up
 from ..display import counted
 from ..restore import restore
+from ..stop_signals import stop_signals
 from ..store import default_database
 from .exits import ExitCode, fail
 from .options import DatabaseOption
@@ -35,7 +39,8 @@ def backup_command(
     typer.echo(
         f"Backed up {database} ({counted(done.accounts, 'account')}, "
         f"{counted(done.messages, 'message')}) to {folder}: {names}. To restore, stop the "
-        f"daemon and run `trio-chat restore {shlex.quote(str(folder))}`."
+        f"daemon and run `trio-chat restore {shlex.quote(str(folder))} --db "
+        f"{shlex.quote(str(database))}`."
     )
 
 
@@ -50,11 +55,47 @@ def restore_command(
     stopped; what was there is moved aside, beside it, not deleted."""
     database = db or default_database()
     try:
-        done = restore(folder, database, datetime.now(UTC))
+        with _stopped_as_interrupted() as swapping:
+            done = restore(folder, database, datetime.now(UTC), swapping)
     except BackupError as error:
         raise fail(str(error), ExitCode.DATABASE) from None
+    except KeyboardInterrupt:
+        # Stopped while the copy was written: its files removed, nothing else changed.
+        raise fail("Stopped; nothing was changed.", ExitCode.INTERRUPTED) from None
     aside = "" if done.aside is None else f"; what was there is in {done.aside}"
     typer.echo(
         f"Restored {database} ({counted(done.accounts, 'account')}, "
         f"{counted(done.messages, 'message')}) and its keys from {folder}{aside}."
     )
+    if done.key_changed:
+        typer.echo(
+            "Its key is not the one the daemon had: clients that trusted that one will refuse "
+            "it until they trust this one (`trio-chat trust`).",
+            err=True,
+        )
+
+
+@contextlib.contextmanager
+def _stopped_as_interrupted() -> Iterator[Callable[[], None]]:
+    """SIGTERM and SIGHUP (a closed terminal, an ssh connection that dropped) stop the
+    block as Ctrl-C does, so that what it wrote is removed on the way out; the function
+    it gives makes every stop wait from then on (for the few renames that put the files
+    in place, which must not stop halfway)."""
+
+    def interrupt(_signal: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def hold_on() -> None:
+        for stop in stop_signals():
+            signal.signal(stop, signal.SIG_IGN)
+
+    stops = stop_signals()
+    before = {stop: signal.getsignal(stop) for stop in stops}
+    for stop in stops:
+        if stop != signal.SIGINT:
+            signal.signal(stop, interrupt)
+    try:
+        yield hold_on
+    finally:
+        for stop, handler in before.items():
+            signal.signal(stop, handler)
