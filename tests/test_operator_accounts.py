@@ -58,8 +58,20 @@ def test_a_locked_account_is_told_so_only_with_its_right_password() -> None:
 async def accounts(
     database: Path, *args: str, given: str = "", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """`trio-chat accounts ARGS --db DATABASE`, its output as text."""
+    return await operator("accounts", database, *args, given=given, env=env)
+
+
+async def operator(
+    command: str,
+    database: Path,
+    *args: str,
+    given: str = "",
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`trio-chat COMMAND ARGS --db DATABASE` (an operator's command), its output as text."""
     result = await trio.run_process(
-        [*CLI, "accounts", *args, "--db", str(database)],
+        [*CLI, command, *args, "--db", str(database)],
         stdin=given.encode(),
         env={**os.environ, **(env or {})},
         capture_stdout=True,

@@ -23,7 +23,7 @@ from trio_chat.records import BanSet, Snapshot
 from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
 from trio_chat.testing.driver import EngineDriver, Peer
 
-from .test_operator_accounts import PASSWORD
+from .test_operator_accounts import PASSWORD, operator
 
 BANNED_AT = "2026-12-06T14:40:00.000Z"
 
@@ -147,15 +147,7 @@ def test_a_session_that_moves_into_a_banned_network_ends() -> None:
 
 
 async def bans(database: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = await trio.run_process(
-        [*CLI, "bans", *args, "--db", str(database)],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
-    return subprocess.CompletedProcess(
-        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
-    )
+    return await operator("bans", database, *args)
 
 
 async def test_an_operator_turns_an_address_away_and_back_while_the_daemon_runs(

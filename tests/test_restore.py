@@ -39,6 +39,14 @@ def made(database: Path, accounts: int) -> None:
     daemon_keys(database)
 
 
+def backed_up(tmp_path: Path, accounts: int) -> tuple[Path, Path]:
+    """A stopped daemon's database with `accounts` accounts, and the folder of its backup."""
+    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
+    made(database, accounts)
+    back_up(database, folder)
+    return database, folder
+
+
 def names(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir())
 
@@ -58,9 +66,7 @@ def contents(folder: Path) -> dict[str, bytes]:
 
 
 def test_a_restore_moves_what_was_there_aside_and_puts_the_copy_in_place(tmp_path: Path) -> None:
-    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
-    made(database, 2)
-    back_up(database, folder)
+    database, folder = backed_up(tmp_path, 2)
     store = SqliteStore.open(database)
     store.write([account(3)])  # after the backup; the daemon then crashes, its log left
     left = ("chat.db", "chat.db-wal", "chat.key")
@@ -96,9 +102,7 @@ def test_a_daemon_started_during_a_restore_is_refused_at_every_step(
 ) -> None:
     # A daemon started while the files changed places made a new database and a log,
     # which then lay beside the copy: the next start laid the log over it (0 accounts).
-    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
-    made(database, 2)
-    back_up(database, folder)
+    database, folder = backed_up(tmp_path, 2)
     crashed(database)  # its log lies beside it, to be moved aside too
     tried: list[str] = []
 
@@ -132,9 +136,7 @@ def test_nothing_changes_places_until_everything_is_written(
 ) -> None:
     # A full disk while the keys were copied left no database, the backup's key, and no
     # ticket key: a daemon started then had the right key over an empty database.
-    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
-    made(database, 2)
-    back_up(database, folder)
+    database, folder = backed_up(tmp_path, 2)
     before = contents(database.parent)
     real_write = Path.write_bytes
 
@@ -191,9 +193,7 @@ def test_a_database_reached_through_a_link_is_restored_where_it_is(tmp_path: Pat
 def test_a_restore_that_fails_on_a_new_machine_leaves_nothing_behind(tmp_path: Path) -> None:
     # It left an empty database file: a daemon started then made a room of no one with a
     # new key, and said nothing of a new database.
-    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
-    made(database, 2)
-    back_up(database, folder)
+    _database, folder = backed_up(tmp_path, 2)
     with (folder / "chat.db").open("r+b") as file:
         file.truncate(20_000)
     fresh = tmp_path / "new-machine" / "chat.db"
@@ -244,9 +244,7 @@ def test_a_restore_stopped_by_sigterm_removes_what_it_wrote(
 ) -> None:
     # An ssh connection that dropped (SIGHUP), or a SIGTERM, left a full-size copy and its
     # journal beside the database; only Ctrl-C cleaned up.
-    database, folder = tmp_path / "live" / "chat.db", tmp_path / "backups"
-    made(database, 2)
-    back_up(database, folder)
+    database, folder = backed_up(tmp_path, 2)
     before = contents(database.parent)
     copy_checked = restore_module._copy_checked
 
