@@ -265,6 +265,10 @@ async def test_the_desk_says_when_a_change_was_not_stored(autojump_clock: trio.a
     assert (reply.ok, reply.code) == (False, "not_stored")
     assert trio.current_time() - started == pytest.approx(STORED_WITHIN)
     assert "has not stored the change within 10 s" in reply.message
+    # A ban too: it may yet be stored, so it is not said to have failed.
+    ban = await slow.desk.answer(Request("ban", "203.0.113.7"))
+    assert (ban.ok, ban.code) == (False, "not_stored")
+    assert "has not stored the change within 10 s" in ban.message
     bad = await Stored(driver, "commit").desk.answer(Request("password", "alice", "plain"))
     assert (bad.ok, bad.code) == (False, "bad_request")
     unknown = await Stored(driver, "commit").desk.answer(Request("unlock", "nobody"))

@@ -258,3 +258,44 @@ def test_a_restore_stopped_by_sigterm_removes_what_it_wrote(
     assert (result.exit_code, result.stderr) == (130, "Stopped; nothing was changed.\n")
     assert contents(database.parent) == before
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_damaged_key_is_mended_by_a_restore_and_kept_aside_as_it_was(tmp_path: Path) -> None:
+    # Putting the backup's key back is how a damaged key is mended: the restore refused.
+    database, folder = backed_up(tmp_path, 1)
+    (database.parent / "chat.key").write_bytes(b"\xff\xfe garbage")
+    done = restore(folder, database, NOW)
+    assert done.key_changed and done.aside is not None
+    assert (done.aside / "chat.key").read_bytes() == b"\xff\xfe garbage"
+    assert (database.parent / "chat.key").read_bytes() == (folder / "chat.key").read_bytes()
+
+
+def test_a_restore_that_fails_before_the_swap_leaves_no_folder_aside(tmp_path: Path) -> None:
+    database, folder = backed_up(tmp_path, 1)
+    tickets = database.parent / "chat.tickets"
+    tickets.unlink()
+    tickets.mkdir()  # what cannot be copied aside
+    with pytest.raises(BackupError, match="nothing was changed"):
+        restore(folder, database, NOW)
+    assert names(database.parent) == ["chat.db", "chat.key", "chat.tickets"]
+
+
+def test_a_stop_as_the_files_change_places_waits_for_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database, folder = backed_up(tmp_path, 2)
+    replace = os.replace
+    stopped: list[bool] = []
+
+    def stopped_then_replaced(*args: Any) -> None:
+        if not stopped:
+            stopped.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)  # as the files change places
+        replace(*args)
+
+    monkeypatch.setattr(os, "replace", stopped_then_replaced)
+    result = CliRunner().invoke(app, ["restore", str(folder), "--db", str(database)])
+    assert result.exit_code == 130
+    assert result.stdout.startswith(f"Restored {database} (2 accounts, 0 messages)")
+    assert names(database.parent)[0] == "chat.db"
+    assert (database.parent / "chat.db").stat().st_size > 0

@@ -625,3 +625,22 @@ def test_bans_are_kept_until_lifted(tmp_path: Path) -> None:
     store.write([BanSet("203.0.113.0/24", False)])
     assert store.bans() == kept[1:]
     store.close()
+
+
+def test_a_ban_edited_by_hand_is_taken_as_its_network_or_left_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A row with host bits set crashed the daemon at its start, and `bans remove` too.
+    path = tmp_path / "chat.db"
+    SqliteStore.open(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO bans VALUES ('203.0.113.5/24', '2026-12-06T14:00:00.000Z')")
+        db.execute("INSERT INTO bans VALUES ('not a network', '2026-12-06T14:01:00.000Z')")
+    store = SqliteStore.open(path)
+    assert store.load(window=10).bans == [("203.0.113.0/24", "2026-12-06T14:00:00.000Z")]
+    assert [r.getMessage() for r in caplog.records] == [
+        "left out a ban of 'not a network' in the database: it names no network"
+    ]
+    store.write([BanSet("203.0.113.0/24", False)])
+    assert store.bans() == []
+    store.close()

@@ -313,16 +313,9 @@ class Desk:
         # Stored even when it changes nothing to see: a change asked before may still be
         # on its way to the disk, and each is applied to what the one before left.
         outcome = await self._store(change_for(request, account.id))
-        if outcome is None:
-            return Reply(
-                False,
-                "not_stored",
-                f"The daemon has not stored the change within {STORED_WITHIN:.0f} s (see its "
-                "log); it makes it if its database takes it.",
-            )
-        stored, ended = outcome
-        if not stored:
-            return Reply(False, "not_stored", NOT_STORED)
+        if outcome is None or not outcome[0]:
+            return _not_stored(outcome)
+        ended = outcome[1]
         _log_done(request.action, account, ended, peer)
         return Reply(True, accounts=before, ended=ended)
 
@@ -341,7 +334,7 @@ class Desk:
         _now, wall = self._clock()
         outcome = await self._store(BanSet(network, banning, iso_time(wall)))
         if outcome is None or not outcome[0]:
-            return Reply(False, "not_stored", NOT_STORED)
+            return _not_stored(outcome)
         ended = outcome[1]
         done = "banned {}" if banning else "lifted the ban on {}"
         _log(request.action, done.format(network), ended, peer, network=network)
@@ -376,6 +369,18 @@ _DONE = {
     "mute": "muted {}",
     "unmute": "unmuted {}",
 }
+
+
+def _not_stored(outcome: tuple[bool, int] | None) -> Reply:
+    """The answer to a change not stored: refused by the store, or not yet (`None`)."""
+    if outcome is None:
+        return Reply(
+            False,
+            "not_stored",
+            f"The daemon has not stored the change within {STORED_WITHIN:.0f} s (see its "
+            "log); it makes it if its database takes it.",
+        )
+    return Reply(False, "not_stored", NOT_STORED)
 
 
 def _by(peer: Peer | None) -> str:

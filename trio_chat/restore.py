@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .backup import BackupError, why_failed
-from .keys import KeyFileError, copy_secret, key_paths, secret_in
+from .keys import KeyFileError, key_paths, secret_in
 from .store import SCHEMA_VERSION
 
 
@@ -65,10 +65,14 @@ def restore(
         raise BackupError(f"{folder} holds the database itself; give the backup's folder.")
     try:
         secrets_there = [secret_in(key) for key in source_keys]
-        key_changed = keys[0].exists() and secret_in(keys[0]) != secrets_there[0]
     except KeyFileError as error:
         raise BackupError(f"{error} Nothing was changed.") from None
+    try:
+        key_changed = keys[0].exists() and secret_in(keys[0]) != secrets_there[0]
+    except KeyFileError:
+        key_changed = True  # damaged: putting the backup's back is how it is mended
     real.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    swapped = False
     with contextlib.ExitStack() as stack:
         if not real.exists():
             # Held from now on, so that a daemon started meanwhile finds it taken; gone
@@ -92,18 +96,27 @@ def restore(
             there = [path for path in (*logs, *keys) if path.exists()]
             aside = _aside_folder(real, now) if there or not placeholder else None
             if aside is not None:
+                made = aside
+
+                def unless_swapped() -> None:
+                    # Removed if the restore stops before the files change places.
+                    if not swapped:
+                        _remove_folder(made)
+
+                stack.callback(unless_swapped)
                 # Kept there under the names the daemon gives them, the keys copied (they
                 # may lie on another file system, beside a link to the database).
                 if not placeholder:
                     os.link(real, aside / database.name)
                 for key in keys:
                     if key.exists():
-                        copy_secret(key, aside / key.name)
+                        _copy_private(key, aside / key.name)  # as it is, damaged or not
         except OSError as error:
             raise BackupError(
                 f"Cannot put {source} back as {real}: {why_failed(error)}; nothing was changed."
             ) from None
         before_swap()
+        swapped = True
         try:
             os.replace(copy, real)
             for log in logs:
@@ -120,6 +133,27 @@ def restore(
                 f"the daemon before its files are back in place{kept}."
             ) from None
     return Restored(aside, accounts, messages, key_changed)
+
+
+def _copy_private(source: Path, target: Path) -> None:
+    """Copy a file's bytes into a new file (mode 0600)."""
+    data = source.read_bytes()
+    fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_folder(aside: Path) -> None:
+    """Remove the folder a restore made and did not use: what it holds is a second name
+    of the database, and copies."""
+    with contextlib.suppress(OSError):
+        for path in aside.iterdir():
+            path.unlink()
+        aside.rmdir()
 
 
 def _remove_if_empty(path: Path) -> None:

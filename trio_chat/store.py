@@ -31,6 +31,7 @@ from .records import (
     SessionOpened,
     Snapshot,
     StoreOp,
+    network_name,
 )
 
 SCHEMA_VERSION = 6
@@ -325,6 +326,14 @@ def _unfit(path: Path) -> str | None:
     return "it is damaged; put a backup back (`trio-chat backup` makes them)"
 
 
+def _names(row: str, network: str) -> bool:
+    """Whether a ban's row (maybe edited by hand) names `network`."""
+    try:
+        return network_name(row) == network
+    except ValueError:
+        return False
+
+
 def _identity(status: os.stat_result) -> tuple[int, int]:
     return status.st_dev, status.st_ino
 
@@ -569,7 +578,7 @@ class SqliteStore:
                 SessionOpened(sid, host, port)
                 for sid, host, port in db.execute("SELECT sid, host, port FROM sessions")
             ]
-            bans = list(db.execute("SELECT network, created FROM bans ORDER BY created"))
+            bans = self._bans(db)
         return Snapshot(
             accounts=accounts,
             recent=recent,
@@ -597,7 +606,18 @@ class SqliteStore:
     def bans(self) -> list[tuple[str, str]]:
         """The networks turned away, with when (for `trio-chat bans list`)."""
         with self._reading() as db:
-            return list(db.execute("SELECT network, created FROM bans ORDER BY created"))
+            return self._bans(db)
+
+    def _bans(self, db: sqlite3.Connection) -> list[tuple[str, str]]:
+        """Each ban as `network_name` writes it (a row edited by hand may not be), oldest
+        first; a row that names no network is left out, and said."""
+        bans: dict[str, str] = {}
+        for network, created in db.execute("SELECT network, created FROM bans ORDER BY created"):
+            try:
+                bans.setdefault(network_name(network), created)
+            except ValueError:
+                log.warning("left out a ban of %r in the database: it names no network", network)
+        return list(bans.items())
 
     def account(self, key: str) -> Account | None:
         """The account whose name key is `key`, if there is one."""
@@ -718,7 +738,14 @@ class SqliteStore:
                     (op.network, op.created),
                 )
             else:
-                self._db.execute("DELETE FROM bans WHERE network = ?", (op.network,))
+                self._db.executemany(
+                    "DELETE FROM bans WHERE network = ?",
+                    [
+                        (row,)
+                        for (row,) in self._db.execute("SELECT network FROM bans")
+                        if _names(row, op.network)
+                    ],
+                )
         elif isinstance(op, PasswordSet):
             row = self._db.execute(
                 "SELECT password_hash FROM accounts WHERE id = ?", (op.account_id,)

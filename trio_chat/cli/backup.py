@@ -55,7 +55,8 @@ def restore_command(
     stopped; what was there is moved aside, beside it, not deleted."""
     database = db or default_database()
     try:
-        with _stopped_as_interrupted() as swapping:
+        stops: list[int] = []
+        with _stopped_as_interrupted(stops) as swapping:
             done = restore(folder, database, datetime.now(UTC), swapping)
     except BackupError as error:
         raise fail(str(error), ExitCode.DATABASE) from None
@@ -73,21 +74,26 @@ def restore_command(
             "it until they trust this one (`trio-chat trust`).",
             err=True,
         )
+    if stops:
+        raise typer.Exit(int(ExitCode.INTERRUPTED))  # asked to stop as it finished
 
 
 @contextlib.contextmanager
-def _stopped_as_interrupted() -> Iterator[Callable[[], None]]:
+def _stopped_as_interrupted(later: list[int]) -> Iterator[Callable[[], None]]:
     """SIGTERM and SIGHUP (a closed terminal, an ssh connection that dropped) stop the
-    block as Ctrl-C does, so that what it wrote is removed on the way out; the function
-    it gives makes every stop wait from then on (for the few renames that put the files
-    in place, which must not stop halfway)."""
+    block as Ctrl-C does, so that what it wrote is removed on the way out; once the
+    function it gives is called, a stop (Ctrl-C too) is put in `later` instead, for the
+    few renames that put the files in place, which must not stop halfway."""
 
     def interrupt(_signal: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
+    def put_off(number: int, _frame: object) -> None:
+        later.append(number)
+
     def hold_on() -> None:
         for stop in stop_signals():
-            signal.signal(stop, signal.SIG_IGN)
+            signal.signal(stop, put_off)
 
     stops = stop_signals()
     before = {stop: signal.getsignal(stop) for stop in stops}

@@ -12,32 +12,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator
 
+from ..records import network_name
+
+__all__ = ["BANNED", "Bans", "network_name"]
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 BANNED = "The daemon's operator turned your address away; ask them why."
-_MAPPED_V6 = ipaddress.IPv6Network("::ffff:0:0/96")
-"""IPv4 addresses as a dual-stack socket shows them (`::ffff:192.0.2.1`)."""
-
-
-def network_name(text: str) -> str:
-    """`text` (an address, or a network as `address/prefix`) in the one form it is kept
-    in: `203.0.113.7/32`, `198.51.100.0/24`, `2001:db8::/64`; an IPv4 address written as
-    a dual-stack socket shows it (`::ffff:203.0.113.7`) is kept as IPv4, and an IPv6
-    scope (`%eth0`) is left out. `ValueError` with a sentence for what is neither."""
-    address, slash, prefix = text.strip().partition("/")
-    try:
-        network = ipaddress.ip_network(address.split("%", 1)[0] + slash + prefix, strict=False)
-    except ValueError:
-        shown = repr(text) if text.isprintable() else ascii(text)  # no escape codes
-        raise ValueError(
-            f"{shown} is not an IP address or network (such as 203.0.113.7, "
-            "198.51.100.0/24 or 2001:db8::/64)."
-        ) from None
-    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED_V6):
-        mapped = network.network_address.ipv4_mapped
-        assert mapped is not None
-        network = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}", strict=False)
-    return str(network)
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
