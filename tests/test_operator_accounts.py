@@ -236,3 +236,21 @@ async def test_a_database_damaged_past_its_first_page_is_a_sentence_not_a_traceb
     assert served.returncode == ExitCode.DATABASE
     assert served.stderr.decode().endswith(damaged)
     assert b"Traceback" not in served.stderr
+
+
+async def test_a_new_password_the_input_ends_before_is_asked_of_the_right_place(
+    tmp_path: Path,
+) -> None:
+    # It said to give it in TRIO_CHAT_PASSWORD, which `accounts password` never reads.
+    database = tmp_path / "chat.db"
+    store = SqliteStore.open(database)
+    driver = EngineDriver()
+    driver.add_account("bob", PASSWORD)
+    store.write(driver.stored_accounts())
+    store.close()
+    refused = await accounts(database, "password", "bob", env={"TRIO_CHAT_PASSWORD": "x" * 12})
+    assert refused.returncode == ExitCode.INTERRUPTED
+    assert refused.stderr.endswith(
+        "The input ended before the new password; give it on a line of its own, or with "
+        "--password-file.\n"
+    )

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 import trio_chat.restore as restore_module
 from trio_chat.backup import BackupError, back_up
 from trio_chat.cli import app
-from trio_chat.keys import daemon_keys
+from trio_chat.keys import daemon_keys, daemon_public_key
+from trio_chat.noise import fingerprint
 from trio_chat.records import Account
 from trio_chat.restore import restore
 from trio_chat.store import DatabaseInUse, SqliteStore
@@ -235,7 +236,10 @@ def test_the_copys_keys_are_checked_and_a_changed_key_is_said(tmp_path: Path) ->
     other = tmp_path / "other" / "chat.db"
     made(other, 1)
     back_up(other, tmp_path / "other-backup")
-    assert restore(tmp_path / "other-backup", database, NOW).key_changed
+    own = fingerprint(daemon_public_key(database))
+    changed = restore(tmp_path / "other-backup", database, NOW)
+    assert changed.key_changed and changed.was == own
+    assert changed.key == fingerprint(daemon_public_key(database)) != own
     assert not restore(tmp_path / "other-backup", database, NOW).key_changed
 
 

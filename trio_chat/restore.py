@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .backup import BackupError, why_failed
 from .keys import KeyFileError, key_paths, secret_in
+from .noise import fingerprint, public_key
 from .store import SCHEMA_VERSION
 
 
@@ -36,6 +37,10 @@ class Restored:
     messages: int
     key_changed: bool
     """The daemon's key is not the one it had: clients that trusted that one refuse it."""
+    key: str = ""
+    """The fingerprint of the daemon's key now."""
+    was: str = ""
+    """The fingerprint of the key it had, if it changed (`damaged` if it could not be read)."""
 
 
 def restore(
@@ -67,10 +72,12 @@ def restore(
         secrets_there = [secret_in(key) for key in source_keys]
     except KeyFileError as error:
         raise BackupError(f"{error} Nothing was changed.") from None
+    new_key = fingerprint(public_key(secrets_there[0]))
     try:
-        key_changed = keys[0].exists() and secret_in(keys[0]) != secrets_there[0]
+        was = fingerprint(public_key(secret_in(keys[0]))) if keys[0].exists() else new_key
     except KeyFileError:
-        key_changed = True  # damaged: putting the backup's back is how it is mended
+        was = "damaged"  # putting the backup's back is how it is mended
+    key_changed = was != new_key
     real.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     swapped = False
     with contextlib.ExitStack() as stack:
@@ -132,7 +139,7 @@ def restore(
                 f"Cannot put {source} back as {real} ({why_failed(error)}), midway: do not start "
                 f"the daemon before its files are back in place{kept}."
             ) from None
-    return Restored(aside, accounts, messages, key_changed)
+    return Restored(aside, accounts, messages, key_changed, new_key, was if key_changed else "")
 
 
 def _copy_private(source: Path, target: Path) -> None:

@@ -51,6 +51,11 @@ accounts_app = typer.Typer(
 )
 
 NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The account's name.")]
+NEW_PASSWORD_MISSING = (
+    "The input ended before the new password; give it on a line of its own, or with "
+    "--password-file."
+)
+"""Not TRIO_CHAT_PASSWORD: `accounts password` never reads it (an operator's own)."""
 
 
 _EXIT_FOR_REPLY = {
@@ -275,7 +280,11 @@ def password_command(
             shown_name = _stored(store, name).name
     # Not TRIO_CHAT_PASSWORD: an operator's own, exported for chatting, would be given away.
     given = given_password(password_file, from_environment=False)
-    password = given if given is not None else ask_person("New password", hide=True, confirm=True)
+    password = (
+        given
+        if given is not None
+        else ask_person("New password", hide=True, confirm=True, missing=NEW_PASSWORD_MISSING)
+    )
     try:
         checked = check_password(password)
         check_sendable_password(shown_name, password)  # a login must carry it

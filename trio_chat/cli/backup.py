@@ -70,8 +70,8 @@ def restore_command(
     )
     if done.key_changed:
         typer.echo(
-            "Its key is not the one the daemon had: clients that trusted that one will refuse "
-            "it until they trust this one (`trio-chat trust`).",
+            f"The daemon's key is now {done.key} (it was {done.was}): clients that trust the "
+            "one it was will refuse it until they trust this one (`trio-chat trust`).",
             err=True,
         )
     if stops:
