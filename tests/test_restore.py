@@ -21,7 +21,7 @@ from trio_chat.cli import app
 from trio_chat.keys import daemon_keys, daemon_public_key
 from trio_chat.noise import fingerprint
 from trio_chat.records import Account
-from trio_chat.restore import restore
+from trio_chat.restore import Stopped, restore
 from trio_chat.store import DatabaseInUse, SqliteStore
 
 NOW = datetime(2026, 12, 6, 14, 30, tzinfo=UTC)
@@ -200,7 +200,7 @@ def test_a_restore_that_fails_on_a_new_machine_leaves_nothing_behind(tmp_path: P
     fresh = tmp_path / "new-machine" / "chat.db"
     with pytest.raises(BackupError, match="is damaged"):
         restore(folder, fresh, NOW)
-    assert names(fresh.parent) == []
+    assert not fresh.parent.exists()
 
 
 def test_a_restore_through_a_link_can_be_undone_by_restoring_what_it_moved_aside(
@@ -303,3 +303,21 @@ def test_a_stop_as_the_files_change_places_waits_for_them(
     assert result.stdout.startswith(f"Restored {database} (2 accounts, 0 messages)")
     assert names(database.parent)[0] == "chat.db"
     assert (database.parent / "chat.db").stat().st_size > 0
+
+
+def test_a_restore_asked_to_stop_stops_before_anything_changes_places(tmp_path: Path) -> None:
+    database, folder = backed_up(tmp_path, 2)
+    before = contents(database.parent)
+    looks: list[bool] = []
+
+    def stopping() -> bool:
+        looks.append(True)
+        return len(looks) > 1  # while the copy is written
+
+    with pytest.raises(Stopped, match="nothing was changed"):
+        restore(folder, database, NOW, stopping)
+    assert contents(database.parent) == before
+    fresh = tmp_path / "new" / "machine" / "chat.db"
+    with pytest.raises(Stopped):
+        restore(folder, fresh, NOW, lambda: True)
+    assert names(tmp_path / "new") == []  # nothing made there, the folder of it neither

@@ -636,10 +636,12 @@ def test_a_ban_edited_by_hand_is_taken_as_its_network_or_left_out(
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO bans VALUES ('203.0.113.5/24', '2026-12-06T14:00:00.000Z')")
         db.execute("INSERT INTO bans VALUES ('not a network', '2026-12-06T14:01:00.000Z')")
+        db.execute("INSERT INTO bans (created) VALUES ('2026-12-06T14:02:00.000Z')")
     store = SqliteStore.open(path)
     assert store.load(window=10).bans == [("203.0.113.0/24", "2026-12-06T14:00:00.000Z")]
     assert [r.getMessage() for r in caplog.records] == [
-        "left out a ban of 'not a network' in the database: it names no network"
+        "left out a ban of 'not a network' in the database: it names no network",
+        "left out a ban of None in the database: it names no network",
     ]
     store.write([BanSet("203.0.113.0/24", False)])
     assert store.bans() == []

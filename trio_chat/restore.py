@@ -28,6 +28,11 @@ from .keys import KeyFileError, key_paths, secret_in
 from .noise import fingerprint, public_key
 from .store import SCHEMA_VERSION
 
+COPY_PAGES = 4096
+"""Pages copied between two looks at whether the restore must stop."""
+UNREADABLE = "unreadable"
+"""What `Restored.was` says of a key that could not be read (damaged, or not allowed)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Restored:
@@ -43,17 +48,26 @@ class Restored:
     """The fingerprint of the key it had, if it changed (`damaged` if it could not be read)."""
 
 
+class Stopped(BackupError):
+    """The restore was asked to stop (`stopping`) before the files changed places: what
+    it wrote is removed, and nothing else was changed."""
+
+
 def restore(
     folder: Path,
     database: Path,
     now: datetime,
-    before_swap: Callable[[], None] = lambda: None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> Restored:
     """Put the copies in `folder` (`back_up`'s, or a folder a restore moved aside) back
     as `database` and its keys, the daemon stopped; what is there goes into a folder
     beside the database named for `now`, under the names `database` and its keys have, so
-    that a restore from that folder puts it back in turn. `before_swap` is called once
-    everything is written, before the files change places (a few renames)."""
+    that a restore from that folder puts it back in turn.
+
+    `stopping` is asked as the copy is written and before the files change places; once
+    it says yes, the restore stops there (`Stopped`). The caller keeps signals from
+    interrupting anything else (a stop halfway through removing what was written, or
+    through the renames, would leave a mix)."""
     # The file itself, wherever a link leads: its log lies beside it. The keys lie
     # beside the name the daemon is given, as the daemon reads them.
     real = Path(os.path.realpath(database))
@@ -76,22 +90,28 @@ def restore(
     try:
         was = fingerprint(public_key(secret_in(keys[0]))) if keys[0].exists() else new_key
     except KeyFileError:
-        was = "damaged"  # putting the backup's back is how it is mended
+        was = UNREADABLE  # putting the backup's back is how a damaged one is mended
     key_changed = was != new_key
+    new_folder = not real.parent.exists()
     real.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     swapped = False
     with contextlib.ExitStack() as stack:
+        if new_folder:
+            stack.callback(_remove_if_empty_folder, real.parent)
+        created = False
         if not real.exists():
             # Held from now on, so that a daemon started meanwhile finds it taken; gone
-            # again if the restore goes no further.
+            # again, before it is let go, if the restore goes no further.
             with contextlib.suppress(FileExistsError):
                 os.close(os.open(real, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-                stack.callback(_remove_if_empty, real)
+                created = True
         placeholder = real.stat().st_size == 0
         _hold(real, stack, f"A daemon or a restore is using {real}; stop it first.")
+        if created:
+            stack.callback(_remove_if_empty, real)
         try:
             copy = _staged(real, stack)
-            accounts, messages = _copy_checked(source, copy, stack)
+            accounts, messages = _copy_checked(source, copy, stack, stopping)
             _hold(copy, stack, f"Cannot lock the copy {copy}.")
             staged_keys = []
             for source_key, key in zip(source_keys, keys, strict=True):
@@ -122,10 +142,16 @@ def restore(
             raise BackupError(
                 f"Cannot put {source} back as {real}: {why_failed(error)}; nothing was changed."
             ) from None
-        before_swap()
-        swapped = True
+        if stopping():
+            raise Stopped("Stopped; nothing was changed.")
         try:
             os.replace(copy, real)
+        except OSError as error:
+            raise BackupError(
+                f"Cannot put {source} back as {real}: {why_failed(error)}; nothing was changed."
+            ) from None
+        swapped = True
+        try:
             for log in logs:
                 if log.exists():
                     assert aside is not None
@@ -163,6 +189,11 @@ def _remove_folder(aside: Path) -> None:
         aside.rmdir()
 
 
+def _remove_if_empty_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only if empty
+
+
 def _remove_if_empty(path: Path) -> None:
     """Remove the file this restore made in the database's place, if it is still that."""
     with contextlib.suppress(OSError):
@@ -189,10 +220,17 @@ def _staged(path: Path, stack: contextlib.ExitStack) -> Path:
     return staged
 
 
-def _copy_checked(source: Path, copy: Path, stack: contextlib.ExitStack) -> tuple[int, int]:
+def _copy_checked(
+    source: Path, copy: Path, stack: contextlib.ExitStack, stopping: Callable[[], bool]
+) -> tuple[int, int]:
     """Copy the database at `source` into the file `copy` through SQLite, check it whole;
     how many accounts and messages it holds. `BackupError` if it is no trio-chat database
-    this one can use, or a daemon runs on it."""
+    this one can use, or a daemon runs on it; `Stopped` once `stopping` says so."""
+
+    def progress(_status: int, _remaining: int, _total: int) -> None:
+        if stopping():
+            raise Stopped("Stopped; nothing was changed.")
+
     if Path(f"{source}-wal").exists():
         # A database as a daemon left it (a folder a restore moved aside, say): read
         # with its log, once no daemon holds it.
@@ -207,7 +245,7 @@ def _copy_checked(source: Path, copy: Path, stack: contextlib.ExitStack) -> tupl
             if not 0 < version <= SCHEMA_VERSION:
                 raise BackupError(f"{source} is not a trio-chat database this one can use.")
             with contextlib.closing(sqlite3.connect(copy)) as db:
-                original.backup(db)
+                original.backup(db, pages=COPY_PAGES, progress=progress)
                 (check,) = db.execute("PRAGMA quick_check").fetchone()
                 if check != "ok":
                     raise BackupError(f"{source} is damaged ({check}); give another backup.")

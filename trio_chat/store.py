@@ -326,8 +326,10 @@ def _unfit(path: Path) -> str | None:
     return "it is damaged; put a backup back (`trio-chat backup` makes them)"
 
 
-def _names(row: str, network: str) -> bool:
+def _names(row: object, network: str) -> bool:
     """Whether a ban's row (maybe edited by hand) names `network`."""
+    if not isinstance(row, str):
+        return False
     try:
         return network_name(row) == network
     except ValueError:
@@ -614,7 +616,9 @@ class SqliteStore:
         bans: dict[str, str] = {}
         for network, created in db.execute("SELECT network, created FROM bans ORDER BY created"):
             try:
-                bans.setdefault(network_name(network), created)
+                if not isinstance(network, str):
+                    raise ValueError(network)  # NULL, or a blob: no network
+                bans.setdefault(network_name(network), str(created))
             except ValueError:
                 log.warning("left out a ban of %r in the database: it names no network", network)
         return list(bans.items())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +15,7 @@ import typer
 
 from ..backup import BackupError, back_up
 from ..display import counted
-from ..restore import restore
+from ..restore import UNREADABLE, Stopped, restore
 from ..stop_signals import stop_signals
 from ..store import default_database
 from .exits import ExitCode, fail
@@ -54,54 +54,43 @@ def restore_command(
     """Put the copies in FOLDER back as the daemon's database and keys, the daemon
     stopped; what was there is moved aside, beside it, not deleted."""
     database = db or default_database()
-    try:
-        stops: list[int] = []
-        with _stopped_as_interrupted(stops) as swapping:
-            done = restore(folder, database, datetime.now(UTC), swapping)
-    except BackupError as error:
-        raise fail(str(error), ExitCode.DATABASE) from None
-    except KeyboardInterrupt:
-        # Stopped while the copy was written: its files removed, nothing else changed.
-        raise fail("Stopped; nothing was changed.", ExitCode.INTERRUPTED) from None
-    aside = "" if done.aside is None else f"; what was there is in {done.aside}"
-    typer.echo(
-        f"Restored {database} ({counted(done.accounts, 'account')}, "
-        f"{counted(done.messages, 'message')}) and its keys from {folder}{aside}."
-    )
-    if done.key_changed:
+    stops: list[int] = []
+    # Ctrl-C, SIGTERM and SIGHUP (a closed terminal, an ssh connection that dropped) are
+    # noted, not raised: the restore stops where nothing is half done, and every
+    # sentence is said before they take effect again.
+    with _stops_noted(stops):
+        try:
+            done = restore(folder, database, datetime.now(UTC), lambda: bool(stops))
+        except Stopped as stopped:
+            raise fail(str(stopped), ExitCode.INTERRUPTED) from None
+        except BackupError as error:
+            raise fail(str(error), ExitCode.DATABASE) from None
+        aside = "" if done.aside is None else f"; what was there is in {done.aside}"
         typer.echo(
-            f"The daemon's key is now {done.key} (it was {done.was}): clients that trust the "
-            "one it was will refuse it until they trust this one (`trio-chat trust`).",
-            err=True,
+            f"Restored {database} ({counted(done.accounts, 'account')}, "
+            f"{counted(done.messages, 'message')}) and its keys from {folder}{aside}."
         )
-    if stops:
-        raise typer.Exit(int(ExitCode.INTERRUPTED))  # asked to stop as it finished
+        if done.key_changed:
+            was = "could not be read" if done.was == UNREADABLE else f"was {done.was}"
+            typer.echo(
+                f"The daemon's key is now {done.key} (its key {was}): clients that trust "
+                "another will refuse it until they trust this one (`trio-chat trust`).",
+                err=True,
+            )
+        if stops:
+            raise typer.Exit(int(ExitCode.INTERRUPTED))  # asked to stop as it finished
 
 
 @contextlib.contextmanager
-def _stopped_as_interrupted(later: list[int]) -> Iterator[Callable[[], None]]:
-    """SIGTERM and SIGHUP (a closed terminal, an ssh connection that dropped) stop the
-    block as Ctrl-C does, so that what it wrote is removed on the way out; once the
-    function it gives is called, a stop (Ctrl-C too) is put in `later` instead, for the
-    few renames that put the files in place, which must not stop halfway."""
+def _stops_noted(stops: list[int]) -> Iterator[None]:
+    """While the block runs, a stop signal is put in `stops` rather than acted on."""
 
-    def interrupt(_signal: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+    def note(number: int, _frame: object) -> None:
+        stops.append(number)
 
-    def put_off(number: int, _frame: object) -> None:
-        later.append(number)
-
-    def hold_on() -> None:
-        for stop in stop_signals():
-            signal.signal(stop, put_off)
-
-    stops = stop_signals()
-    before = {stop: signal.getsignal(stop) for stop in stops}
-    for stop in stops:
-        if stop != signal.SIGINT:
-            signal.signal(stop, interrupt)
+    before = {stop: signal.signal(stop, note) for stop in stop_signals()}
     try:
-        yield hold_on
+        yield
     finally:
         for stop, handler in before.items():
             signal.signal(stop, handler)
