@@ -117,6 +117,35 @@ def test_a_ctrl_c_once_a_command_is_done_does_not_kill_it() -> None:
     assert result.stdout.split()[-1] == "True", result.stderr
 
 
+_STOPPED_WHILE_STARTING = """
+import sys
+class Stop:
+    def find_spec(self, name, path, target=None):
+        if name == "trio_chat.cli":
+            raise KeyboardInterrupt  # Ctrl-C, as Python reads the command's modules
+        return None
+sys.meta_path.insert(0, Stop())
+import trio_chat
+print("trio_chat.client" in sys.modules, trio_chat.ClientConfig.__name__, flush=True)
+from trio_chat.launch import main
+main()
+"""
+
+
+def test_a_ctrl_c_as_the_command_starts_is_status_130_not_a_traceback() -> None:
+    # Python spent about a third of a second reading the package before any code of the
+    # command ran: a Ctrl-C then printed a traceback. The package's names are now read
+    # when first used, and the command's modules under the entry point's watch.
+    result = subprocess.run(
+        [sys.executable, "-c", _STOPPED_WHILE_STARTING],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr) == (130, "\n")
+    assert result.stdout == "False ClientConfig\n"  # nothing read before it was asked for
+
+
 def test_help_paragraphs_are_wrapped_to_the_terminal_not_where_the_source_breaks() -> None:
     # The docstring breaks this sentence after "or not"; at 200 columns it is one line.
     result = runner.invoke(app, ["backup", "--help"], env={"COLUMNS": "200"})

@@ -1,53 +1,123 @@
 """trio-chat: a small chat daemon over UDP, built on Trio.
 
 The client API: `register()` creates an account, `connect()` logs in and enters the room.
+Its names are imported when first used (PEP 562), so that a command that needs few of
+them starts at once, and a Ctrl-C while it starts is its own to answer (`launch`).
 """
 
-from .client import ChatClient, ClientConfig, Receipt, connect, register, trust_server
-from .errors import (
-    AccountLocked,
-    BadRequest,
-    Banned,
-    Busy,
-    ChatError,
-    ConnectionLost,
-    InvalidName,
-    KeyChanged,
-    MailboxFull,
-    Muted,
-    NameTaken,
-    PasswordTooLong,
-    PasswordTooShort,
-    ProtocolError,
-    RateLimited,
-    Removed,
-    ServerUnreachable,
-    StorageFailed,
-    TextEmpty,
-    TextTooLong,
-    Throttled,
-    TicketInvalid,
-    TooManyRegistrations,
-    TooManySessions,
-    UnknownUser,
-    WrongPassword,
-)
-from .events import (
-    ChatMessage,
-    Disconnected,
-    Event,
-    History,
-    Joined,
-    Left,
-    Missed,
-    Notice,
-    PrivateMessage,
-    PublicMessage,
-    Reconnected,
-)
-from .keys import KeyFileError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .client import ChatClient, ClientConfig, Receipt, connect, register, trust_server
+    from .errors import (
+        AccountLocked,
+        BadRequest,
+        Banned,
+        Busy,
+        ChatError,
+        ConnectionLost,
+        InvalidName,
+        KeyChanged,
+        MailboxFull,
+        Muted,
+        NameTaken,
+        PasswordTooLong,
+        PasswordTooShort,
+        ProtocolError,
+        RateLimited,
+        Removed,
+        ServerUnreachable,
+        StorageFailed,
+        TextEmpty,
+        TextTooLong,
+        Throttled,
+        TicketInvalid,
+        TooManyRegistrations,
+        TooManySessions,
+        UnknownUser,
+        WrongPassword,
+    )
+    from .events import (
+        ChatMessage,
+        Disconnected,
+        Event,
+        History,
+        Joined,
+        Left,
+        Missed,
+        Notice,
+        PrivateMessage,
+        PublicMessage,
+        Reconnected,
+    )
+    from .keys import KeyFileError
 
 __version__ = "0.1.0"
+
+_WHERE: dict[str, str] = {
+    "ChatClient": "client",
+    "ClientConfig": "client",
+    "Receipt": "client",
+    "connect": "client",
+    "register": "client",
+    "trust_server": "client",
+    "AccountLocked": "errors",
+    "BadRequest": "errors",
+    "Banned": "errors",
+    "Busy": "errors",
+    "ChatError": "errors",
+    "ConnectionLost": "errors",
+    "InvalidName": "errors",
+    "KeyChanged": "errors",
+    "MailboxFull": "errors",
+    "Muted": "errors",
+    "NameTaken": "errors",
+    "PasswordTooLong": "errors",
+    "PasswordTooShort": "errors",
+    "ProtocolError": "errors",
+    "RateLimited": "errors",
+    "Removed": "errors",
+    "ServerUnreachable": "errors",
+    "StorageFailed": "errors",
+    "TextEmpty": "errors",
+    "TextTooLong": "errors",
+    "Throttled": "errors",
+    "TicketInvalid": "errors",
+    "TooManyRegistrations": "errors",
+    "TooManySessions": "errors",
+    "UnknownUser": "errors",
+    "WrongPassword": "errors",
+    "ChatMessage": "events",
+    "Disconnected": "events",
+    "Event": "events",
+    "History": "events",
+    "Joined": "events",
+    "Left": "events",
+    "Missed": "events",
+    "Notice": "events",
+    "PrivateMessage": "events",
+    "PublicMessage": "events",
+    "Reconnected": "events",
+    "KeyFileError": "keys",
+}
+"""Each name of the API, and the module (of this package) that holds it."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "AccountLocked",
