@@ -16,10 +16,10 @@ import trio_chat
 from trio_chat import wire
 from trio_chat.cli import ExitCode
 from trio_chat.engine import ServerEngine
-from trio_chat.engine.bans import BANNED, Bans, network_name
+from trio_chat.engine.bans import BANNED, Bans
 from trio_chat.errors import Banned
 from trio_chat.events import Left, PublicMessage
-from trio_chat.records import BanSet, Snapshot
+from trio_chat.records import BanSet, Snapshot, network_name
 from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
 from trio_chat.testing.driver import EngineDriver, Peer
 

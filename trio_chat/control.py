@@ -1,4 +1,5 @@
-"""The daemon's control socket: how `trio-chat accounts` reaches a running daemon.
+"""The daemon's control socket: how `trio-chat accounts` and `trio-chat bans` reach a
+running daemon.
 
 A Unix stream socket beside the database (`chat.db.control`), which only the daemon's
 user may open (mode 0600; on Linux the daemon also checks the peer's user, and the
@@ -8,7 +9,8 @@ time.
 
 The daemon owns its accounts while it runs: it loaded them, and it is the one writer.
 Through this socket a lock or a new password is stored by the daemon, then taken at once
-(the account's sessions end, its tickets stop working), and a kick needs no restart.
+(the account's sessions end, its tickets stop working), a kick needs no restart, and a
+ban ends the network's sessions.
 """
 
 from __future__ import annotations
@@ -32,10 +34,17 @@ import trio
 from .auth import is_password_hash
 from .display import counted, safe_name
 from .engine import ServerEngine
-from .engine.bans import network_name
 from .engine.common import iso_time
 from .logs import event
-from .records import Account, AccountChange, BanSet, MuteSet, OperatorChange, PasswordSet
+from .records import (
+    Account,
+    AccountChange,
+    BanSet,
+    MuteSet,
+    OperatorChange,
+    PasswordSet,
+    network_name,
+)
 from .rules import name_key
 
 log = logging.getLogger(__name__)
@@ -54,7 +63,7 @@ ANSWER_WITHIN = READ_WITHIN + STORED_WITHIN + READ_WITHIN + 5.0
 one request, so that a command is never told "no answer" for a change then made."""
 SOCKET_PATH_BYTES = 108
 """What a Unix socket's address holds on Linux, its last byte a NUL."""
-MAY_HAVE = "it may have been made: `trio-chat accounts list` shows whether"
+MAY_HAVE = "it may have been made: `trio-chat accounts list` (or `bans list`) shows whether"
 NOT_STORED = "The daemon could not store the change (see its log)."
 
 Action = Literal[

@@ -246,6 +246,7 @@ def _why(error: OSError | sqlite3.Error, path: Path) -> str:
 
 
 NOT_TRIO_CHAT = "it is not a trio-chat database"
+DAMAGED = "it is damaged; put a backup back (`trio-chat backup` makes them)"
 
 
 def _advised(why: str) -> str:
@@ -261,15 +262,28 @@ def why_not_trio_chat(path: Path) -> str | None:
     """Why the file at `path` cannot be read as a trio-chat database (of any schema),
     looked at read-only: `NOT_TRIO_CHAT`, or what kept it from being read; None if it is
     one."""
-    uri = f"{path.absolute().as_uri()}?mode=ro"
     try:
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        version, tables, _damage = _look(path, whole=False)
     except (sqlite3.Error, OSError) as error:
         why = _why(error, path)
         return NOT_TRIO_CHAT if why == "the file is not an SQLite database" else why
-    return None if version > 0 and "accounts" in tables else NOT_TRIO_CHAT
+    return None if _trio_chats(version, tables) else NOT_TRIO_CHAT
+
+
+def _look(path: Path, *, whole: bool) -> tuple[int, set[str], str]:
+    """The schema version and the tables of the database at `path`, and, if `whole`, the
+    first damage SQLite finds in it ("ok" for none), read-only."""
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        damage = db.execute("PRAGMA quick_check(1)").fetchone()[0] if whole else "ok"
+    return int(version), tables, str(damage)
+
+
+def _trio_chats(version: int, tables: set[str]) -> bool:
+    """Whether a database of this schema version and these tables is trio-chat's."""
+    return version > 0 and "accounts" in tables
 
 
 def _log_of(path: Path) -> Path:
@@ -294,14 +308,9 @@ def _unfit(path: Path) -> str | None:
     except OSError:
         return None  # opening it will say why
     log_file = _log_of(path)
-    uri = f"{path.absolute().as_uri()}?mode=ro"
     try:
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
-            damage = None
-            if log_file.exists() and log_file.stat().st_size > 0:
-                (damage,) = db.execute("PRAGMA quick_check(1)").fetchone()
+        after_a_crash = log_file.exists() and log_file.stat().st_size > 0
+        version, tables, damage = _look(path, whole=after_a_crash)
     except sqlite3.DatabaseError as error:
         text = str(error)
         if "malformed" in text or "not a database" in text:
@@ -311,9 +320,9 @@ def _unfit(path: Path) -> str | None:
     except (OSError, ValueError):
         return None
     else:
-        if tables and (version == 0 or "accounts" not in tables):
+        if tables and not _trio_chats(version, tables):
             return "it is another program's SQLite database; name trio-chat's with --db"
-        if damage in (None, "ok"):
+        if damage == "ok":
             return None
     if log_file.exists():
         return (
@@ -321,9 +330,9 @@ def _unfit(path: Path) -> str | None:
             f"backup, move {str(log_file)!r} and {str(path) + '-shm'!r} away first (they "
             "belong to the database it replaced), else put a backup back"
         )
-    if "not a database" in str(damage):
+    if "not a database" in damage:
         return "the file is not an SQLite database; choose another with --db"
-    return "it is damaged; put a backup back (`trio-chat backup` makes them)"
+    return DAMAGED
 
 
 def _names(row: object, network: str) -> bool:
@@ -546,7 +555,7 @@ class SqliteStore:
             except sqlite3.DatabaseError as error:
                 why = _why(error, self.path)
                 if "malformed" in why:
-                    why = "it is damaged; put a backup back (`trio-chat backup` makes them)"
+                    why = DAMAGED
                 raise StorageError(
                     f"Cannot read the database {str(self.path)!r}: {why}."
                 ) from error

@@ -12,9 +12,9 @@ from typing import Annotated
 import typer
 
 from ..control import BanLine, Reply, Request
-from ..engine.bans import Bans, network_name
+from ..engine.bans import Bans
 from ..engine.common import iso_time
-from ..records import BanSet
+from ..records import BanSet, network_name
 from ..store import default_database
 from .accounts import ask_daemon, ended_note, stopped_daemons_store
 from .exits import ExitCode, fail

@@ -12,10 +12,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator
 
-from ..records import network_name
-
-__all__ = ["BANNED", "Bans", "network_name"]
-
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 BANNED = "The daemon's operator turned your address away; ask them why."
@@ -41,12 +37,6 @@ class Bans:
         """The banned networks' first addresses (as integers), by IP version and prefix."""
         for name, created in bans:
             self.add(name, created)
-
-    def __bool__(self) -> bool:
-        return bool(self._since)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._since
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         """Each banned network (as `network_name` writes it) and when it was banned."""

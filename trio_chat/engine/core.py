@@ -459,15 +459,23 @@ class ServerEngine:
         is told to its sessions, which may say nothing from then on."""
         if isinstance(op, PasswordSet):
             self.lobby.changes.operator_changes(op.account_id)
-        self._effects.append(Persist(op))
-        self._ended_by[id(op)] = 0
+        self._store_operator_change(op)
 
     def change_bans(self, op: BanSet) -> None:
         """Ban a network, or lift its ban (`trio-chat bans` on a running daemon): stored
         first, then taken once `committed`. A ban ends the network's sessions (how many:
         `sessions_ended_by`), each told why."""
+        self._store_operator_change(op)
+
+    def _store_operator_change(self, op: OperatorChange) -> None:
         self._effects.append(Persist(op))
-        self._ended_by[id(op)] = 0
+        self._ended_by[id(op)] = 0  # until it is taken
+
+    def _ended_by_operator(self, op: OperatorChange, ended: int) -> None:
+        """Note how many sessions `op` ended, if the operator asked for it (a session's
+        own password change is no operator's)."""
+        if id(op) in self._ended_by:
+            self._ended_by[id(op)] = ended
 
     def _ban_set(self, op: BanSet, now: float, wall: float) -> None:
         self.chat.settle()
@@ -476,12 +484,11 @@ class ServerEngine:
             return
         self.bans.add(op.network, op.created)
         banned = [s for s in self.sessions.values() if self.bans.banning(s.address[0], op.network)]
-        ended = self._end(banned, "banned", BANNED, now, wall)
-        if id(op) in self._ended_by:
-            self._ended_by[id(op)] = ended
+        self._ended_by_operator(op, self._end(banned, "banned", BANNED, now, wall))
 
     def sessions_ended_by(self, op: OperatorChange) -> int:
-        """How many sessions `change_account`'s `op` ended when it was taken."""
+        """How many sessions the operator's `op` (`change_account`, `change_bans`) ended
+        when it was taken."""
         return self._ended_by.pop(id(op), 0)
 
     def session_count(self, account_id: int) -> int:
@@ -510,8 +517,7 @@ class ServerEngine:
             ended = self._end(others, "removed", told, now, wall)
         else:
             ended = 0
-        if id(op) in self._ended_by:
-            self._ended_by[id(op)] = ended
+        self._ended_by_operator(op, ended)
         if change is not None and session is not None:
             self._notes.append(PasswordChanged(account.name, session.address))
             if change.seq is not None:
