@@ -7,7 +7,7 @@ the banned network's sessions at once; a stopped daemon's database is changed di
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -61,7 +61,7 @@ def add_command(address: NetworkArgument, db: DatabaseOption = None) -> None:
 
 @bans_app.command("remove")
 def remove_command(address: NetworkArgument, db: DatabaseOption = None) -> None:
-    """Let a network turned away in again (give it as `bans list` shows it)."""
+    """Let a network turned away in again (give it as "bans list" shows it)."""
     network = _network(address)
     reply = _change(db, "unban", network)
     wider = Bans((ban.network, ban.created) for ban in _listed(db)).covering(network)
@@ -89,11 +89,11 @@ def _network(address: str) -> str:
         raise fail(str(error), ExitCode.USAGE) from None
 
 
-def _change(db: DatabaseOption, action: str, network: str) -> Reply:
+def _change(db: DatabaseOption, action: Literal["ban", "unban"], network: str) -> Reply:
     """Ask the running daemon to ban or unban `network`; stopped, change its database.
     The reply's `bans` holds the network if it was banned before."""
     database = db or default_database()
-    reply = ask_daemon(database, Request("ban" if action == "ban" else "unban", network))
+    reply = ask_daemon(database, Request(action, network))
     if reply is not None:
         return reply
     with stopped_daemons_store(database) as store:
