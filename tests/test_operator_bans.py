@@ -5,8 +5,10 @@ ended; a ban lifted lets the network in again."""
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,17 +17,21 @@ import trio
 import trio_chat
 from trio_chat import wire
 from trio_chat.cli import ExitCode
+from trio_chat.cli.bans import span_seconds
 from trio_chat.engine import ServerEngine
-from trio_chat.engine.bans import BANNED, Bans
+from trio_chat.engine.bans import BANNED, Bans, banned_sentence
+from trio_chat.engine.common import iso_time
 from trio_chat.errors import Banned
 from trio_chat.events import Left, PublicMessage
-from trio_chat.records import BanSet, Snapshot, network_name
+from trio_chat.records import BanRecord, BanSet, Snapshot, network_name, unix_time
+from trio_chat.store import SqliteStore
 from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
 from trio_chat.testing.driver import EngineDriver, Peer
 
 from .test_operator_accounts import PASSWORD, operator
 
 BANNED_AT = "2026-12-06T14:40:00.000Z"
+NOW = unix_time(BANNED_AT) + 60
 
 
 def test_a_network_is_kept_in_one_form_and_covers_its_addresses() -> None:
@@ -34,14 +40,15 @@ def test_a_network_is_kept_in_one_form_and_covers_its_addresses() -> None:
     assert network_name("2001:db8::1/64") == "2001:db8::/64"
     with pytest.raises(ValueError, match="'bob' is not an IP address or network"):
         network_name("bob")
-    bans = Bans([("198.51.100.0/24", BANNED_AT), ("2001:db8::/64", BANNED_AT)])
-    assert bans.covers("198.51.100.200") and not bans.covers("198.51.101.1")
-    assert bans.covers("::ffff:198.51.100.9")  # a dual-stack socket's IPv4 peer
-    assert bans.covers("2001:db8::5%eth0") and not bans.covers("2001:db9::5")
-    assert not bans.covers("not an address")
+    listed = [BanRecord("198.51.100.0/24", BANNED_AT), BanRecord("2001:db8::/64", BANNED_AT)]
+    bans = Bans(listed)
+    assert bans.covers("198.51.100.200", NOW) and not bans.covers("198.51.101.1", NOW)
+    assert bans.covers("::ffff:198.51.100.9", NOW)  # a dual-stack socket's IPv4 peer
+    assert bans.covers("2001:db8::5%eth0", NOW) and not bans.covers("2001:db9::5", NOW)
+    assert not bans.covers("not an address", NOW)
     assert bans.banning("198.51.100.9", "198.51.100.0/24")
     assert not bans.banning("198.51.100.9", "2001:db8::/64")
-    assert list(bans) == [("198.51.100.0/24", BANNED_AT), ("2001:db8::/64", BANNED_AT)]
+    assert bans.in_force(NOW) == listed
 
 
 def test_an_address_is_banned_in_the_form_the_daemon_meets_it() -> None:
@@ -53,37 +60,38 @@ def test_an_address_is_banned_in_the_form_the_daemon_meets_it() -> None:
     with pytest.raises(ValueError) as caught:
         network_name("fe80::1%a\x1b[31m\nb/64x")
     assert str(caught.value).startswith("'fe80::1%a\\x1b[31m\\nb/64x' is not an IP address")
-    bans = Bans([(network_name("::ffff:127.0.0.1"), BANNED_AT)])
-    assert bans.covers("127.0.0.1") and bans.covers("::ffff:127.0.0.1")
+    bans = Bans([BanRecord(network_name("::ffff:127.0.0.1"), BANNED_AT)])
+    assert bans.covers("127.0.0.1", NOW) and bans.covers("::ffff:127.0.0.1", NOW)
 
 
 def test_many_bans_and_bans_within_bans() -> None:
     # Each first flight is looked up: a look-up tries each prefix length in use, not each
     # ban (10,000 of them made every KEY_REQUEST cost 1.5 ms).
-    bans = Bans((f"10.{n // 256}.{n % 256}.1/32", BANNED_AT) for n in range(10_000))
-    bans.add("192.0.2.0/24", BANNED_AT)
-    bans.add("192.0.2.7/32", BANNED_AT)
-    assert bans.covers("10.39.15.1") and not bans.covers("10.39.15.2")
-    assert bans.covers("192.0.2.7") and bans.covers("192.0.2.8")
-    assert bans.covering("192.0.2.7/32") == ["192.0.2.0/24", "192.0.2.7/32"]
+    bans = Bans(BanRecord(f"10.{n // 256}.{n % 256}.1/32", BANNED_AT) for n in range(10_000))
+    bans.add(BanRecord("192.0.2.0/24", BANNED_AT))
+    bans.add(BanRecord("192.0.2.7/32", BANNED_AT))
+    assert bans.covers("10.39.15.1", NOW) and not bans.covers("10.39.15.2", NOW)
+    assert bans.covers("192.0.2.7", NOW) and bans.covers("192.0.2.8", NOW)
+    covering = bans.covering("192.0.2.7/32", NOW)
+    assert [ban.network for ban in covering] == ["192.0.2.0/24", "192.0.2.7/32"]
     bans.remove("192.0.2.7/32")
-    assert bans.covers("192.0.2.7")  # the /24 still holds it
+    assert bans.covers("192.0.2.7", NOW)  # the /24 still holds it
     bans.remove("192.0.2.0/24")
-    assert not bans.covers("192.0.2.7")
+    assert not bans.covers("192.0.2.7", NOW)
     bans.remove("192.0.2.0/24")  # not banned: nothing to do
 
 
 def test_a_banned_networks_first_flights_are_refused_before_any_key_exchange() -> None:
-    engine = ServerEngine(snapshot=Snapshot(bans=[("203.0.113.0/24", BANNED_AT)]))
+    engine = ServerEngine(snapshot=Snapshot(bans=[BanRecord("203.0.113.0/24", BANNED_AT)]))
     key_request = wire.key_request_datagram()
-    engine.receive_datagram(key_request, ("203.0.113.9", 4000), 0.0, 0.0)
-    ((answer, to),) = engine.datagrams_to_send(0.0, 0.0)
+    engine.receive_datagram(key_request, ("203.0.113.9", 4000), 0.0, NOW)
+    ((answer, to),) = engine.datagrams_to_send(0.0, NOW)
     refused = wire.parse_datagram_untrusted(answer)
     assert isinstance(refused, wire.Refused) and to == ("203.0.113.9", 4000)
-    assert (refused.code, refused.message) == ("banned", BANNED)
+    assert (refused.code, refused.message, refused.retry_after) == ("banned", BANNED, None)
     assert len(answer) <= len(key_request)
     assert engine.stats["banned_refused"] == 1 and engine.stats["keys_sent"] == 0
-    engine.receive_datagram(key_request, ("203.0.114.9", 4000), 0.0, 0.0)
+    engine.receive_datagram(key_request, ("203.0.114.9", 4000), 0.0, NOW)
     assert engine.stats["keys_sent"] == 1  # another network is answered as ever
 
 
@@ -127,7 +135,7 @@ def test_a_ban_ends_the_networks_sessions_once_stored_and_their_clients_stay_out
 def test_a_session_that_moves_into_a_banned_network_ends() -> None:
     driver = EngineDriver()
     driver.add_account("alice")
-    driver.engine.bans.add("203.0.113.0/24", BANNED_AT)
+    driver.engine.bans.add(BanRecord("203.0.113.0/24", BANNED_AT))
     alice = Peer(driver, "alice", address=("198.51.100.5", 1))
     alice.settle()
     assert alice.connection.ready
@@ -144,6 +152,74 @@ def test_a_session_that_moves_into_a_banned_network_ends() -> None:
     # What it said from there was not taken: not stored, not shown.
     assert [m.text for m in driver.stored_messages()] == []
     assert not [e for e in bob.events if isinstance(e, PublicMessage)]
+
+
+def test_a_ban_for_a_while_holds_until_its_end_and_the_longest_ban_counts() -> None:
+    ends = "2026-12-06T16:40:00.000Z"
+    end = unix_time(ends)
+    bans = Bans([BanRecord("198.51.100.0/24", BANNED_AT, ends)])
+    assert bans.banned_until("198.51.100.9", end - 1) == end
+    assert not bans.covers("198.51.100.9", end)  # over at its end
+    assert bans.in_force(end) == [] and bans.get("198.51.100.0/24", end) is None
+    assert bans.get("198.51.100.0/24", end - 1) == BanRecord("198.51.100.0/24", BANNED_AT, ends)
+    bans.add(BanRecord("198.51.100.9/32", BANNED_AT))  # for good, within it
+    assert bans.banned_until("198.51.100.9", NOW) == math.inf
+    assert bans.banned_until("198.51.100.8", NOW) == end
+    later = BanRecord("198.51.100.0/24", BANNED_AT, "2026-12-06T18:40:00.000Z")
+    bans.add(later)  # given again: the new end in place of the old
+    assert bans.banned_until("198.51.100.8", end) == end + 7200
+    assert bans.in_force(end) == [BanRecord("198.51.100.9/32", BANNED_AT), later]
+    bans.forget_ended(end + 7200)
+    assert bans.in_force(0.0) == [BanRecord("198.51.100.9/32", BANNED_AT)]
+    assert banned_sentence(end - 0.5) == (
+        "The daemon's operator turned your address away until 2026-12-06 16:40 UTC; ask them why."
+    )
+    assert "until 2026-12-06 16:41 UTC" in banned_sentence(end + 1)  # never before its end
+    assert banned_sentence(math.inf) == BANNED
+
+
+def test_a_network_banned_for_a_while_is_told_until_when_and_let_in_after() -> None:
+    driver = EngineDriver()
+    for name in ("alice", "bob", "carol"):
+        driver.add_account(name)
+    alice = Peer(driver, "alice", address=("203.0.113.5", 1))
+    bob = Peer(driver, "bob", address=("198.51.100.6", 1))
+    carol = Peer(driver, "carol", address=("198.51.100.7", 1))
+    for peer in (alice, bob, carol):
+        peer.settle()
+    until = iso_time(driver.wall + 3600)
+    told = banned_sentence(unix_time(until))
+    op = BanSet("203.0.113.0/24", True, iso_time(driver.wall), until)
+    driver.engine.change_bans(op)
+    for _ in range(3):
+        alice.settle()
+        bob.settle()
+    assert driver.engine.sessions_ended_by(op) == 1
+    assert isinstance(alice.connection.failure, Banned)
+    assert str(alice.connection.failure) == told
+    # A session moving into it ends, its `bye` sent where it was: the same sentence.
+    old_address, bob.address = bob.address, ("203.0.113.6", 1)
+    bob.connection.say("from the new address")
+    for _ in range(3):
+        bob.settle()
+        carol.settle()
+    assert bob.sid not in driver.engine.sessions
+    for datagram in driver.inbox.pop(old_address):
+        bob.connection.receive_datagram(datagram, driver.now)
+    assert isinstance(bob.connection.failure, Banned) and str(bob.connection.failure) == told
+    # A first flight: refused with the seconds left, smaller than it came.
+    key_request = wire.key_request_datagram()
+    driver.engine.receive_datagram(key_request, ("203.0.113.9", 4000), driver.now, driver.wall)
+    ((answer, _to),) = driver.engine.datagrams_to_send(driver.now, driver.wall)
+    refused = wire.parse_datagram_untrusted(answer)
+    assert isinstance(refused, wire.Refused) and len(answer) <= len(key_request)
+    assert (refused.code, refused.message) == ("banned", told)
+    assert refused.retry_after == math.ceil(unix_time(until) - driver.wall)
+    driver.advance(3600)  # its end
+    back = Peer(driver, "alice", address=("203.0.113.5", 2))
+    back.settle()
+    assert back.connection.ready and back.connection.failure is None
+    assert driver.engine.bans.in_force(driver.wall) == []
 
 
 async def bans(database: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -202,6 +278,35 @@ async def test_an_operator_turns_an_address_away_and_back_while_the_daemon_runs(
             assert removed.stdout == "Let 127.0.0.0/8 in again.\n"
             async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
                 assert await alice.who() == ["alice"]
+                # For a while: the end said, kept, and given again replaced.
+                before = time.time()
+                timed = await bans(database, "add", "127.0.0.1", "--for", "2h")
+                after = time.time()
+                found = re.fullmatch(
+                    r"Turned 127\.0\.0\.1/32 away until (\S+) \(1 session ended\); "
+                    r"`trio-chat bans remove 127\.0\.0\.1/32` lets it in again\.\n",
+                    timed.stdout,
+                )
+                assert found, timed.stdout + timed.stderr
+                until = found.group(1)
+                assert before + 7200 - 0.001 <= unix_time(until) <= after + 7200
+                with pytest.raises(Banned) as ended:
+                    async for _event in alice.events():
+                        pass
+                assert str(ended.value) == banned_sentence(unix_time(until))
+            listed = await bans(database, "list")
+            assert re.fullmatch(
+                rf"127\.0\.0\.1/32  \(since \S+Z, until {re.escape(until)}\)\n", listed.stdout
+            )
+            longer = await bans(database, "add", "127.0.0.1", "--for", "1d")
+            assert "away until 20" in longer.stdout and f"(it was until {until})" in longer.stdout
+            span = await bans(database, "add", "127.0.0.1", "--for", "2x")
+            assert (span.returncode, span.stderr) == (
+                ExitCode.USAGE,
+                "'2x' is not a time span of up to 100 years (such as 90s, 30m, 2h, 7d, 2w or "
+                "1h30m); leave out --for to turn it away until it is removed.\n",
+            )
+            assert (await bans(database, "remove", "127.0.0.1")).returncode == 0
             wrong = await bans(database, "add", "bob")
             assert (wrong.returncode, wrong.stderr) == (
                 ExitCode.USAGE,
@@ -222,3 +327,31 @@ async def test_an_operator_turns_an_address_away_and_back_while_the_daemon_runs(
             assert await daemon.stop() == 0
     listed = await bans(database, "list")
     assert (listed.stdout, listed.stderr) == ("", "Nobody is turned away.\n")
+
+
+def test_a_ban_lasts_as_long_as_it_is_told() -> None:
+    assert span_seconds("90s") == 90
+    assert span_seconds(" 1H30m ") == 5400
+    assert span_seconds("2w1d") == 15 * 86400
+    for wrong in ("", "0s", "2", "h", "1.5h", "-1h", "101000d", "2h 30m"):
+        with pytest.raises(ValueError, match="is not a time span of up to 100 years"):
+            span_seconds(wrong)
+
+
+async def test_a_stopped_daemons_bans_for_a_while(tmp_path: Path) -> None:
+    database = tmp_path / "chat.db"
+    SqliteStore.open(database).close()
+    with trio.fail_after(60):
+        added = await bans(database, "add", "192.0.2.1", "--for", "30m")
+        assert added.returncode == 0, added.stderr
+        found = re.search(r"until (\S+);", added.stdout)
+        assert found
+        listed = await bans(database, "list")
+        assert re.fullmatch(rf"192\.0\.2\.1/32  \(since \S+Z, until {found[1]}\)\n", listed.stdout)
+        forever = await bans(database, "add", "192.0.2.1")
+        assert forever.stdout.startswith(f"Turned 192.0.2.1/32 away (it was until {found[1]});")
+        again = await bans(database, "add", "192.0.2.1")
+        assert again.stdout == "192.0.2.1/32 was turned away already.\n"
+    store = SqliteStore.open(database)
+    assert [ban.until for ban in store.bans()] == [None]
+    store.close()

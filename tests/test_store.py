@@ -17,6 +17,7 @@ import pytest
 import trio_chat.store as store_module
 from trio_chat.records import (
     Account,
+    BanRecord,
     BanSet,
     MarkDelivered,
     Message,
@@ -608,22 +609,45 @@ def test_a_read_only_file_system_is_named(tmp_path: Path) -> None:
     assert store_module._why(error, path) == "its file system is read-only"
 
 
-def test_bans_are_kept_until_lifted(tmp_path: Path) -> None:
+def test_bans_are_kept_until_lifted_or_ended(tmp_path: Path) -> None:
     path = tmp_path / "chat.db"
     store = SqliteStore.open(path)
     store.write([BanSet("203.0.113.0/24", True, "2026-12-06T14:00:00.000Z")])
     store.write([BanSet("2001:db8::/64", True, "2026-12-06T14:01:00.000Z")])
-    store.write([BanSet("203.0.113.0/24", True, "2026-12-06T15:00:00.000Z")])  # banned already
+    store.write(
+        [BanSet("198.51.100.7/32", True, "2026-12-06T14:02:00.000Z", "2026-12-06T16:02:00.000Z")]
+    )
     store.close()
     store = SqliteStore.open(path)
     kept = [
-        ("203.0.113.0/24", "2026-12-06T14:00:00.000Z"),
-        ("2001:db8::/64", "2026-12-06T14:01:00.000Z"),
+        BanRecord("203.0.113.0/24", "2026-12-06T14:00:00.000Z"),
+        BanRecord("2001:db8::/64", "2026-12-06T14:01:00.000Z"),
+        BanRecord("198.51.100.7/32", "2026-12-06T14:02:00.000Z", "2026-12-06T16:02:00.000Z"),
     ]
     assert store.load(window=10).bans == kept
     assert store.bans() == kept
-    store.write([BanSet("203.0.113.0/24", False)])
-    assert store.bans() == kept[1:]
+    # Banned again: the new ban, with its end, in place of the one before.
+    again = BanSet("203.0.113.0/24", True, "2026-12-06T15:00:00.000Z", "2026-12-06T17:00:00.000Z")
+    store.write([again])
+    assert store.bans() == [*kept[1:], again.record()]
+    store.write([BanSet("2001:db8::/64", False, "2026-12-06T15:30:00.000Z")])
+    assert store.bans() == [kept[2], again.record()]
+    # A change made once a ban has ended forgets it; the one ending later stays.
+    store.write([BanSet("192.0.2.0/24", False, "2026-12-06T16:30:00.000Z")])
+    assert store.bans() == [again.record()]
+    store.close()
+
+
+def test_bans_made_before_they_could_end_are_kept_for_good(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path) as db:
+        for migration in MIGRATIONS[:6]:
+            db.executescript(migration)
+        db.execute("PRAGMA user_version = 6")
+        db.execute("INSERT INTO bans VALUES ('203.0.113.0/24', '2026-12-06T14:00:00.000Z')")
+    db.close()
+    store = SqliteStore.open(path)
+    assert store.bans() == [BanRecord("203.0.113.0/24", "2026-12-06T14:00:00.000Z")]
     store.close()
 
 
@@ -634,15 +658,21 @@ def test_a_ban_edited_by_hand_is_taken_as_its_network_or_left_out(
     path = tmp_path / "chat.db"
     SqliteStore.open(path).close()
     with sqlite3.connect(path) as db:
-        db.execute("INSERT INTO bans VALUES ('203.0.113.5/24', '2026-12-06T14:00:00.000Z')")
-        db.execute("INSERT INTO bans VALUES ('not a network', '2026-12-06T14:01:00.000Z')")
+        db.execute("INSERT INTO bans VALUES ('203.0.113.5/24', '2026-12-06T14:00:00.000Z', NULL)")
+        db.execute("INSERT INTO bans VALUES ('not a network', '2026-12-06T14:01:00.000Z', NULL)")
         db.execute("INSERT INTO bans (created) VALUES ('2026-12-06T14:02:00.000Z')")
+        db.execute("INSERT INTO bans VALUES ('192.0.2.1', '2026-12-06T14:03:00.000Z', 'soon')")
     store = SqliteStore.open(path)
-    assert store.load(window=10).bans == [("203.0.113.0/24", "2026-12-06T14:00:00.000Z")]
+    assert store.load(window=10).bans == [
+        BanRecord("203.0.113.0/24", "2026-12-06T14:00:00.000Z"),
+        BanRecord("192.0.2.1/32", "2026-12-06T14:03:00.000Z"),  # for good: safer than none
+    ]
     assert [r.getMessage() for r in caplog.records] == [
         "left out a ban of 'not a network' in the database: it names no network",
         "left out a ban of None in the database: it names no network",
+        "took the ban of 192.0.2.1/32 for good: its end 'soon' is not a time",
     ]
+    store.write([BanSet("192.0.2.1/32", False)])
     store.write([BanSet("203.0.113.0/24", False)])
     assert store.bans() == []
     store.close()

@@ -39,11 +39,13 @@ from .logs import event
 from .records import (
     Account,
     AccountChange,
+    BanRecord,
     BanSet,
     MuteSet,
     OperatorChange,
     PasswordSet,
     network_name,
+    unix_time,
 )
 from .rules import name_key
 
@@ -78,6 +80,8 @@ class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     password_hash: str = ""
     """For `password`: the new password's argon2id hash (made by the command, not the
     daemon, whose cores are the room's)."""
+    until: str | None = None
+    """For `ban`: when the ban ends (ISO 8601, UTC); None: never."""
 
     def __repr__(self) -> str:
         return f"Request(action={self.action!r}, name={self.name!r})"
@@ -96,13 +100,6 @@ class AccountLine(msgspec.Struct, frozen=True):
     muted: bool = False
 
 
-class BanLine(msgspec.Struct, frozen=True):
-    """A banned network as `trio-chat bans list` shows it."""
-
-    network: str
-    created: str
-
-
 class Reply(msgspec.Struct, frozen=True):
     ok: bool
     code: str = ""
@@ -112,8 +109,9 @@ class Reply(msgspec.Struct, frozen=True):
     """`list`: every account; otherwise the one named, as it was before the change."""
     ended: int = 0
     """Sessions the change ended."""
-    bans: list[BanLine] = []
-    """`bans`: every banned network; `ban` and `unban`: the one named, if it was banned."""
+    bans: list[BanRecord] = []
+    """`bans`: every ban in force; `ban` and `unban`: the named network's, if it was
+    banned."""
 
 
 _encode = msgspec.json.Encoder().encode
@@ -330,22 +328,27 @@ class Desk:
 
     async def _bans(self, request: Request, peer: Peer | None) -> Reply:
         engine = self.engine
+        _now, wall = self._clock()
         if request.action == "bans":
-            return Reply(True, bans=[BanLine(*ban) for ban in engine.bans])
+            return Reply(True, bans=engine.bans.in_force(wall))
         try:
             network = network_name(request.name)
+            if request.until is not None:
+                unix_time(request.until)
         except ValueError as error:
             return Reply(False, "bad_request", str(error))
-        before = [BanLine(*ban) for ban in engine.bans if ban[0] == network]
+        was = engine.bans.get(network, wall)
+        before = [] if was is None else [was]
         banning = request.action == "ban"
-        if banning == bool(before):
+        if banning == bool(before) and (not banning or request.until == before[0].until):
             return Reply(True, bans=before)  # as asked already: nothing to store
-        _now, wall = self._clock()
-        outcome = await self._store(BanSet(network, banning, iso_time(wall)))
+        outcome = await self._store(BanSet(network, banning, iso_time(wall), request.until))
         if outcome is None or not outcome[0]:
             return _not_stored(outcome)
         ended = outcome[1]
-        done = "banned {}" if banning else "lifted the ban on {}"
+        done = "lifted the ban on {}"
+        if banning:
+            done = "banned {}" + ("" if request.until is None else f" until {request.until}")
         _log(request.action, done.format(network), ended, peer, network=network)
         return Reply(True, bans=before, ended=ended)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 LOCK_MARK = "!"
 """Put before an account's password hash by `trio-chat accounts lock` (as `passwd -l` does
@@ -156,15 +157,46 @@ def network_name(text: str) -> str:
     return str(network)
 
 
+def unix_time(stamp: str) -> float:
+    """The Unix time of an ISO 8601 time (as `iso_time` writes it; without an offset,
+    UTC). `ValueError` for what is not one."""
+    moment = datetime.fromisoformat(stamp)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class BanRecord:
+    """A network the operator turned away, as it is kept and listed."""
+
+    network: str
+    """As `network_name` writes it: `203.0.113.7/32`, `2001:db8::/64`."""
+    created: str
+    """When it was banned (ISO 8601, UTC)."""
+    until: str | None = None
+    """When the ban ends (ISO 8601, UTC); None: never."""
+
+    def ended(self, wall: float) -> bool:
+        """Whether the ban no longer counts at Unix time `wall`."""
+        return self.until is not None and unix_time(self.until) <= wall
+
+
 @dataclass(frozen=True, slots=True)
 class BanSet:
     """The operator turned a network away (`banned`), or let it in again."""
 
     network: str
-    """As `bans.network_name` writes it: `203.0.113.7/32`, `2001:db8::/64`."""
+    """As `network_name` writes it: `203.0.113.7/32`, `2001:db8::/64`."""
     banned: bool
     created: str = ""
     """When it was banned (ISO 8601, UTC)."""
+    until: str | None = None
+    """When the ban ends (ISO 8601, UTC); None: never. It replaces the network's ban
+    before, if there was one."""
+
+    def record(self) -> BanRecord:
+        return BanRecord(self.network, self.created, self.until)
 
 
 AccountChange = PasswordSet | MuteSet
@@ -210,8 +242,9 @@ class Snapshot:
     next_account_id: int = 1
     sessions: list[SessionOpened] = field(default_factory=list)
     """The sessions open when the daemon last stopped: none, unless it crashed."""
-    bans: list[tuple[str, str]] = field(default_factory=list)
-    """The networks the operator turned away (`BanSet.network`), with when, oldest first."""
+    bans: list[BanRecord] = field(default_factory=list)
+    """The networks the operator turned away, oldest first (ended bans too, until the
+    operator's next change of bans forgets them)."""
 
     def ids_from_clock(self, wall: float) -> None:
         """Give out message ids from `first_message_id(wall)` on, as a daemon started at

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from .records import (
     Account,
+    BanRecord,
     BanSet,
     MarkDelivered,
     Message,
@@ -32,9 +33,10 @@ from .records import (
     Snapshot,
     StoreOp,
     network_name,
+    unix_time,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 LOG_PAGES = 1000
 """Pages in the write-ahead log that make a commit checkpoint it (SQLite's default)."""
 LOG_SPARE_PAGES = 32
@@ -109,6 +111,10 @@ MIGRATIONS: tuple[str, ...] = (
         network TEXT PRIMARY KEY,
         created TEXT NOT NULL
     );
+    """,
+    # 6 -> 7: bans that end (NULL: for good).
+    """
+    ALTER TABLE bans ADD COLUMN until TEXT;
     """,
 )
 
@@ -333,6 +339,23 @@ def _unfit(path: Path) -> str | None:
     if "not a database" in damage:
         return "the file is not an SQLite database; choose another with --db"
     return DAMAGED
+
+
+def _time(value: object) -> float | None:
+    """The Unix time a row's text (maybe edited by hand) names; None if it names none."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return unix_time(value)
+    except ValueError:
+        return None
+
+
+def _ended(until: object, at: str) -> bool:
+    """Whether a ban's row ending `until` has ended by the time `at` (one whose end is
+    not a time never has)."""
+    ends, now = _time(until), _time(at)
+    return ends is not None and now is not None and ends <= now
 
 
 def _names(row: object, network: str) -> bool:
@@ -614,23 +637,31 @@ class SqliteStore:
             ).fetchall()
         return [(_account(row), row[-1]) for row in rows]
 
-    def bans(self) -> list[tuple[str, str]]:
-        """The networks turned away, with when (for `trio-chat bans list`)."""
+    def bans(self) -> list[BanRecord]:
+        """The networks turned away, oldest first, ended bans too (for `trio-chat bans
+        list`, which leaves those out)."""
         with self._reading() as db:
             return self._bans(db)
 
-    def _bans(self, db: sqlite3.Connection) -> list[tuple[str, str]]:
+    def _bans(self, db: sqlite3.Connection) -> list[BanRecord]:
         """Each ban as `network_name` writes it (a row edited by hand may not be), oldest
-        first; a row that names no network is left out, and said."""
-        bans: dict[str, str] = {}
-        for network, created in db.execute("SELECT network, created FROM bans ORDER BY created"):
+        first; a row that names no network is left out, and one whose end is not a time
+        taken as for good, each said."""
+        bans: dict[str, BanRecord] = {}
+        rows = db.execute("SELECT network, created, until FROM bans ORDER BY created")
+        for network, created, until in rows:
             try:
                 if not isinstance(network, str):
                     raise ValueError(network)  # NULL, or a blob: no network
-                bans.setdefault(network_name(network), str(created))
+                name = network_name(network)
             except ValueError:
                 log.warning("left out a ban of %r in the database: it names no network", network)
-        return list(bans.items())
+                continue
+            if until is not None and _time(until) is None:
+                log.warning("took the ban of %s for good: its end %r is not a time", name, until)
+                until = None
+            bans.setdefault(name, BanRecord(name, str(created), until))
+        return list(bans.values())
 
     def account(self, key: str) -> Account | None:
         """The account whose name key is `key`, if there is one."""
@@ -745,19 +776,20 @@ class SqliteStore:
                 "UPDATE accounts SET muted = ? WHERE id = ?", (int(op.muted), op.account_id)
             )
         elif isinstance(op, BanSet):
+            # The network's ban before (in whichever form a hand wrote it) goes, and so
+            # does every ban ended by the time of this change.
+            self._db.executemany(
+                "DELETE FROM bans WHERE network = ?",
+                [
+                    (network,)
+                    for network, until in self._db.execute("SELECT network, until FROM bans")
+                    if _names(network, op.network) or _ended(until, op.created)
+                ],
+            )
             if op.banned:
                 self._db.execute(
-                    "INSERT OR IGNORE INTO bans (network, created) VALUES (?, ?)",
-                    (op.network, op.created),
-                )
-            else:
-                self._db.executemany(
-                    "DELETE FROM bans WHERE network = ?",
-                    [
-                        (row,)
-                        for (row,) in self._db.execute("SELECT network FROM bans")
-                        if _names(row, op.network)
-                    ],
+                    "INSERT INTO bans (network, created, until) VALUES (?, ?, ?)",
+                    (op.network, op.created, op.until),
                 )
         elif isinstance(op, PasswordSet):
             row = self._db.execute(

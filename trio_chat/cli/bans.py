@@ -1,4 +1,5 @@
-"""`trio-chat bans`: the networks the operator turned away, and turning one away or back.
+"""`trio-chat bans`: the networks the operator turned away, and turning one away (for good
+or for a while) or back.
 
 As `trio-chat accounts`: a running daemon is asked through its control socket, and ends
 the banned network's sessions at once; a stopped daemon's database is changed directly.
@@ -6,15 +7,16 @@ the banned network's sessions at once; a stopped daemon's database is changed di
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import typer
 
-from ..control import BanLine, Reply, Request
+from ..control import Reply, Request
 from ..engine.bans import Bans
 from ..engine.common import iso_time
-from ..records import BanSet, network_name
+from ..records import BanRecord, BanSet, network_name
 from ..store import default_database
 from .accounts import ask_daemon, ended_note, stopped_daemons_store
 from .exits import ExitCode, fail
@@ -33,29 +35,75 @@ NetworkArgument = Annotated[
         metavar="ADDRESS", help="An IP address, or a network: 203.0.113.0/24, 2001:db8::/64."
     ),
 ]
+ForOption = Annotated[
+    str | None,
+    typer.Option(
+        "--for",
+        metavar="TIME",
+        help="How long: 90s, 30m, 2h, 7d, 2w or 1h30m (without it, until it is removed).",
+        show_default=False,
+    ),
+]
+
+_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_SPAN = re.compile(r"(?:\d{1,9}[wdhms])+")
+LONGEST_BAN = 100 * 365 * 86400
+"""The longest span `--for` takes, in seconds (a longer one is meant for good)."""
+
+
+def span_seconds(text: str) -> int:
+    """The seconds a span such as `1h30m` names; `ValueError` with a sentence else."""
+    span = text.strip().lower()
+    seconds = 0
+    if _SPAN.fullmatch(span):
+        seconds = sum(int(n) * _UNITS[unit] for n, unit in re.findall(r"(\d+)([wdhms])", span))
+    if not 0 < seconds <= LONGEST_BAN:
+        shown = repr(text) if text.isprintable() else ascii(text)
+        raise ValueError(
+            f"{shown} is not a time span of up to 100 years (such as 90s, 30m, 2h, 7d, "
+            "2w or 1h30m); leave out --for to turn it away until it is removed."
+        )
+    return seconds
+
+
+def _ends(ban: BanRecord) -> str:
+    return "" if ban.until is None else f", until {ban.until}"
 
 
 @bans_app.command("list")
 def list_command(db: DatabaseOption = None) -> None:
-    """Every address or network turned away, and since when."""
+    """Every address or network turned away, since when, and until when (if it ends)."""
     bans = _listed(db)
     for ban in bans:
-        typer.echo(f"{ban.network}  (since {ban.created})")
+        typer.echo(f"{ban.network}  (since {ban.created}{_ends(ban)})")
     typer.echo(f"{len(bans)} turned away." if bans else "Nobody is turned away.", err=True)
 
 
 @bans_app.command("add")
-def add_command(address: NetworkArgument, db: DatabaseOption = None) -> None:
-    """Turn an address or network away: its connections are refused before any work is
-    spent on them, and its sessions end now (a client of it is told, and stays out)."""
+def add_command(
+    address: NetworkArgument, db: DatabaseOption = None, for_: ForOption = None
+) -> None:
+    """Turn an address or network away, for good or (--for) a while: its connections are
+    refused before any work is spent on them, and its sessions end now (a client of it
+    is told until when, and stays out). Given again, its end is the one given."""
     network = _network(address)
-    reply = _change(db, "ban", network)
-    if reply.bans:
-        typer.echo(f"{network} was turned away already.")
+    try:
+        seconds = None if for_ is None else span_seconds(for_)
+    except ValueError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
+    until = None if seconds is None else iso_time(datetime.now(UTC).timestamp() + seconds)
+    reply = _change(db, "ban", network, until)
+    ending = "" if until is None else f" until {until}"
+    if reply.bans and reply.bans[0].until == until:
+        typer.echo(f"{network} was turned away{ending} already.")
         return
+    before = ""
+    if reply.bans:
+        was = reply.bans[0].until
+        before = f" (it was until {was})" if was is not None else " (it was for good)"
     typer.echo(
-        f"Turned {network} away{ended_note(reply.ended)}; `trio-chat bans remove {network}` "
-        "lets it in again."
+        f"Turned {network} away{ending}{before}{ended_note(reply.ended)}; "
+        f"`trio-chat bans remove {network}` lets it in again."
     )
 
 
@@ -64,22 +112,25 @@ def remove_command(address: NetworkArgument, db: DatabaseOption = None) -> None:
     """Let a network turned away in again (give it as "bans list" shows it)."""
     network = _network(address)
     reply = _change(db, "unban", network)
-    wider = Bans((ban.network, ban.created) for ban in _listed(db)).covering(network)
-    still = f"; {' and '.join(wider)} still turns it away" if wider else ""
+    wider = Bans(_listed(db)).covering(network, datetime.now(UTC).timestamp())
+    shown = " and ".join(ban.network + _ends(ban) for ban in wider)
+    still = f"; {shown} still turns it away" if wider else ""
     if reply.bans:
         typer.echo(f"Let {network} in again{still}.")
     else:
         typer.echo(f"{network} was not turned away by itself{still}.")
 
 
-def _listed(db: DatabaseOption) -> list[BanLine]:
-    """Every ban, the running daemon's or the stopped one's."""
+def _listed(db: DatabaseOption) -> list[BanRecord]:
+    """Every ban in force, the running daemon's or the stopped one's."""
     database = db or default_database()
     reply = ask_daemon(database, Request("bans"))
     if reply is not None:
         return reply.bans
     with stopped_daemons_store(database) as store:
-        return [BanLine(network, created) for network, created in store.bans()]
+        bans = store.bans()
+    wall = datetime.now(UTC).timestamp()
+    return [ban for ban in bans if not ban.ended(wall)]
 
 
 def _network(address: str) -> str:
@@ -89,16 +140,22 @@ def _network(address: str) -> str:
         raise fail(str(error), ExitCode.USAGE) from None
 
 
-def _change(db: DatabaseOption, action: Literal["ban", "unban"], network: str) -> Reply:
-    """Ask the running daemon to ban or unban `network`; stopped, change its database.
-    The reply's `bans` holds the network if it was banned before."""
+def _change(
+    db: DatabaseOption,
+    action: Literal["ban", "unban"],
+    network: str,
+    until: str | None = None,
+) -> Reply:
+    """Ask the running daemon to ban (until `until`) or unban `network`; stopped, change
+    its database. The reply's `bans` holds the network's ban if there was one in force."""
     database = db or default_database()
-    reply = ask_daemon(database, Request(action, network))
+    reply = ask_daemon(database, Request(action, network, until=until))
     if reply is not None:
         return reply
     with stopped_daemons_store(database) as store:
-        before = [BanLine(name, created) for name, created in store.bans() if name == network]
+        wall = datetime.now(UTC).timestamp()
+        before = [b for b in store.bans() if b.network == network and not b.ended(wall)]
         banning = action == "ban"
-        if banning != bool(before):
-            store.write([BanSet(network, banning, iso_time(datetime.now(UTC).timestamp()))])
+        if banning != bool(before) or (banning and before[0].until != until):
+            store.write([BanSet(network, banning, iso_time(wall), until)])
     return Reply(True, bans=before)

@@ -1,20 +1,38 @@
-"""The networks the operator turned away (`trio-chat bans`).
+"""The networks the operator turned away (`trio-chat bans`), for good or until a time.
 
 A banned network's first flights (`KEY_REQUEST`, `INIT`) are answered `REFUSED`
 (`banned`), before any key exchange and never with more bytes than they came with; its
 sessions end when it is banned, and a session that moves into it ends. Addresses are
-looked up only there, never per datagram of a session, and a look-up costs one set
-membership test a prefix length in use, however many networks are banned.
+looked up only there, never per datagram of a session, and a look-up costs one dictionary
+look-up a prefix length in use, however many networks are banned. A ban with an end
+(`until`) stops counting at that time of the wall clock the engine is given; the
+operator's next change of bans forgets it.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from ..records import BanRecord, unix_time
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 BANNED = "The daemon's operator turned your address away; ask them why."
+
+
+def banned_sentence(until: float) -> str:
+    """What a client of a network banned until Unix time `until` (`math.inf`: for good)
+    is told: the time its ban ends, to the minute after it."""
+    if until == math.inf:
+        return BANNED
+    ends = datetime.fromtimestamp(math.ceil(until / 60) * 60, tz=UTC)
+    return (
+        f"The daemon's operator turned your address away until {ends:%Y-%m-%d %H:%M} UTC; "
+        "ask them why."
+    )
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -29,64 +47,84 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 class Bans:
-    """The banned networks, looked up by host."""
+    """The banned networks, looked up by host at a wall-clock time."""
 
-    def __init__(self, bans: Iterable[tuple[str, str]] = ()) -> None:
-        self._since: dict[str, str] = {}
-        self._by_prefix: dict[tuple[int, int], set[int]] = {}
-        """The banned networks' first addresses (as integers), by IP version and prefix."""
-        for name, created in bans:
-            self.add(name, created)
+    def __init__(self, bans: Iterable[BanRecord] = ()) -> None:
+        self._bans: dict[str, BanRecord] = {}
+        self._by_prefix: dict[tuple[int, int], dict[int, float]] = {}
+        """The banned networks' first addresses (as integers), by IP version and prefix,
+        each with when its ban ends (Unix time; `math.inf`: for good)."""
+        for ban in bans:
+            self.add(ban)
 
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        """Each banned network (as `network_name` writes it) and when it was banned."""
-        return iter(self._since.items())
-
-    def add(self, name: str, created: str) -> None:
-        """Ban the network `name` (as `network_name` writes it), banned at `created`."""
-        if name in self._since:
-            return
-        network = ipaddress.ip_network(name)
-        self._since[name] = created
+    def add(self, ban: BanRecord) -> None:
+        """Ban the network `ban.network` (as `network_name` writes it), in place of any
+        ban of it before."""
+        network = ipaddress.ip_network(ban.network)
+        self._bans.pop(ban.network, None)  # and listed last, as the store lists it
+        self._bans[ban.network] = ban
         key = (network.version, network.prefixlen)
-        self._by_prefix.setdefault(key, set()).add(int(network.network_address))
+        ends = math.inf if ban.until is None else unix_time(ban.until)
+        self._by_prefix.setdefault(key, {})[int(network.network_address)] = ends
 
     def remove(self, name: str) -> None:
-        if self._since.pop(name, None) is None:
+        if self._bans.pop(name, None) is None:
             return
         network = ipaddress.ip_network(name)
         key = (network.version, network.prefixlen)
         starts = self._by_prefix[key]
-        starts.discard(int(network.network_address))
+        starts.pop(int(network.network_address), None)
         if not starts:
             del self._by_prefix[key]
 
-    def covers(self, host: str) -> bool:
-        """Whether the address `host` (as the socket gives it) is in a banned network."""
-        if not self._since:
-            return False
+    def in_force(self, wall: float) -> list[BanRecord]:
+        """Every ban not ended at Unix time `wall`, oldest first."""
+        return [ban for ban in self._bans.values() if not ban.ended(wall)]
+
+    def get(self, name: str, wall: float) -> BanRecord | None:
+        """The ban of the network `name` itself, if it is in force at `wall`."""
+        ban = self._bans.get(name)
+        return None if ban is None or ban.ended(wall) else ban
+
+    def forget_ended(self, wall: float) -> None:
+        for ban in list(self._bans.values()):
+            if ban.ended(wall):
+                self.remove(ban.network)
+
+    def banned_until(self, host: str, wall: float) -> float | None:
+        """When the last ban in force at Unix time `wall` that holds the address `host`
+        (as the socket gives it) ends (`math.inf`: never); None if none holds it."""
+        if not self._bans:
+            return None
         address = _address(host)
         if address is None:
-            return False
+            return None
         number, bits = int(address), address.max_prefixlen
+        until: float | None = None
         for (version, prefix), starts in self._by_prefix.items():
             if version == address.version:
                 shift = bits - prefix
-                if (number >> shift) << shift in starts:
-                    return True
-        return False
+                ends = starts.get((number >> shift) << shift)
+                if ends is not None and ends > wall and (until is None or ends > until):
+                    until = ends
+        return until
+
+    def covers(self, host: str, wall: float) -> bool:
+        """Whether the address `host` is in a network banned at Unix time `wall`."""
+        return self.banned_until(host, wall) is not None
 
     def banning(self, host: str, name: str) -> bool:
         """Whether the address `host` is in the network `name`."""
         address = _address(host)
         return address is not None and address in ipaddress.ip_network(name)
 
-    def covering(self, name: str) -> list[str]:
-        """The banned networks that hold all of the network `name` (itself included)."""
+    def covering(self, name: str, wall: float) -> list[BanRecord]:
+        """The bans in force at `wall` that hold all of the network `name` (itself
+        included)."""
         network = ipaddress.ip_network(name)
         return [
-            banned
-            for banned in self._since
-            if (other := ipaddress.ip_network(banned)).version == network.version
+            ban
+            for ban in self.in_force(wall)
+            if (other := ipaddress.ip_network(ban.network)).version == network.version
             and network.subnet_of(other)  # type: ignore[arg-type]
         ]

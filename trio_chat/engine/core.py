@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Callable, Iterable
 
 import msgspec
@@ -37,7 +38,7 @@ from ..records import (
 )
 from ..rules import RuleError
 from ..secure import DaemonKeys, Ticket, new_challenge, new_index, password_mark
-from .bans import BANNED, Bans
+from .bans import Bans, banned_sentence
 from .chat import Chat, error_frame
 from .common import Address, Outbox, Send
 from .config import ServerConfig
@@ -238,10 +239,12 @@ class ServerEngine:
             return
         if isinstance(datagram, wire.Data):
             self._on_data(datagram, address, now, wall)
-        elif isinstance(datagram, wire.Init | wire.KeyRequest) and self.bans.covers(address[0]):
+        elif isinstance(datagram, wire.Init | wire.KeyRequest) and (
+            banned_until := self.bans.banned_until(address[0], wall)
+        ):
             # Before a key exchange is spent on it, and smaller than what it answers.
             self.stats["banned_refused"] += 1
-            self.lobby.turn_away(address, len(data))
+            self.lobby.turn_away(address, len(data), banned_until, wall)
         elif isinstance(datagram, wire.Init):
             self.lobby.init(datagram, address, now)
         elif isinstance(datagram, wire.KeyRequest):
@@ -250,7 +253,7 @@ class ServerEngine:
             self.stats["bad_datagrams"] += 1  # a daemon's datagram, sent to a daemon
 
     def _on_data(self, data: wire.Data, address: Address, now: float, wall: float) -> None:
-        received = self.transport.receive(data, address, now)
+        received = self.transport.receive(data, address, now, wall)
         if received is None:
             return
         session, delivered = received
@@ -479,12 +482,21 @@ class ServerEngine:
 
     def _ban_set(self, op: BanSet, now: float, wall: float) -> None:
         self.chat.settle()
+        self.bans.forget_ended(wall)  # as the store did
         if not op.banned:
             self.bans.remove(op.network)
             return
-        self.bans.add(op.network, op.created)
-        banned = [s for s in self.sessions.values() if self.bans.banning(s.address[0], op.network)]
-        self._ended_by_operator(op, self._end(banned, "banned", BANNED, now, wall))
+        ban = op.record()
+        self.bans.add(ban)
+        if ban.ended(wall):
+            return  # stored too late to end anything
+        ended = 0
+        sessions = self.sessions.values()
+        for session in [s for s in sessions if self.bans.banning(s.address[0], op.network)]:
+            # Each told when the longest ban that holds its address ends.
+            until = self.bans.banned_until(session.address[0], wall) or math.inf
+            ended += self._end([session], "banned", banned_sentence(until), now, wall)
+        self._ended_by_operator(op, ended)
 
     def sessions_ended_by(self, op: OperatorChange) -> int:
         """How many sessions the operator's `op` (`change_account`, `change_bans`) ended
@@ -690,7 +702,7 @@ class ServerEngine:
                 self.transport.send(session, CROWDED)  # its client learns why at once
                 self._close(session, reason, now, wall, flush=True)
             elif reason == "banned":
-                self._end([session], reason, BANNED, now, wall)
+                self._end([session], reason, banned_sentence(session.banned_until), now, wall)
             else:
                 self._close(session, reason, now, wall)
         if self._outbox:

@@ -22,7 +22,7 @@ from ..names import ConfusableIndex
 from ..records import Account
 from ..rules import RuleError, check_name, check_password, name_key
 from ..secure import Cookies, DaemonKeys, SecureError, password_mark, respond
-from .bans import BANNED
+from .bans import banned_sentence
 from .common import Address, Outbox, iso_time, network_of, round_up
 from .config import ServerConfig
 from .effects import NO_ACCOUNT, CheckPassword, Effect, HashPassword, JobTable, Persist
@@ -158,10 +158,13 @@ class Lobby:
         """A first flight that could not be read: say why, if the answer is small enough."""
         self._answer(address, wire.refused_datagram(error.code, error.message), asked)
 
-    def turn_away(self, address: Address, asked: int) -> None:
-        """A first flight from a network the operator banned: say so, if the answer is
-        small enough (it is, for any first flight a client sends)."""
-        self._answer(address, wire.refused_datagram("banned", BANNED), asked)
+    def turn_away(self, address: Address, asked: int, until: float, wall: float) -> None:
+        """A first flight from a network the operator banned until Unix time `until`
+        (`math.inf`: for good): say so, and when it ends, if the answer is small enough
+        (it is, for any first flight a client sends)."""
+        retry_after = None if until == math.inf else float(math.ceil(until - wall))
+        refused = wire.refused_datagram("banned", banned_sentence(until), retry_after)
+        self._answer(address, refused, asked)
 
     def key_request(self, address: Address) -> None:
         self._stats["keys_sent"] += 1

@@ -74,6 +74,9 @@ class Session:
     """When the refused message may come back (and its client has been told so)."""
     blocked_told: bool = False
     """The client has acknowledged the refusal: until then it cannot have given up."""
+    banned_until: float = 0.0
+    """When the ban of the network it moved into ends (`math.inf`: never), once its
+    link's failure is `banned`."""
     idle_timeout: float = 45.0
     """Closed after this long unheard: `ServerConfig.idle_timeout`, or, `direct`, the
     longer `direct_idle_timeout` (unless the idle timeout is longer still)."""
@@ -320,7 +323,7 @@ class Transport:
     # --- receiving ----------------------------------------------------------------------------
 
     def receive(
-        self, data: wire.Data, address: Address, now: float
+        self, data: wire.Data, address: Address, now: float, wall: float
     ) -> tuple[Session, list[tuple[int, msgspec.Raw]]] | None:
         """Open a record; return its connection and the frames now in order (None: dropped).
 
@@ -346,12 +349,14 @@ class Transport:
         self.growth += size  # at most what frames received early can hold
         link = session.link
         if address != session.address and pn > link.highest_pn:
-            if self.bans.covers(address[0]):
+            banned_until = self.bans.banned_until(address[0], wall)
+            if banned_until is not None:
                 # Moved into a network the operator turned away: nothing it says from
                 # there counts. Its `bye` goes where it was; a channel it opens from
                 # there is refused `banned`.
                 self._stats["migrations_refused"] += 1
                 link.failure = "banned"
+                session.banned_until = banned_until
                 self._dirty.add(session)
                 return None
             self._migrate(session, address)
