@@ -49,12 +49,12 @@ from trio_chat.gui.app import Stopped
 from trio_chat.gui.message_view import MessageDelegate
 from trio_chat.gui.problems import key_changed_sentence
 from trio_chat.gui.room_window import BEGINNING, ENDED_HINT
-from trio_chat.gui.rows import Kind, clock
+from trio_chat.gui.rows import UNSAID, Kind, clock
 from trio_chat.gui.status import Link
 from trio_chat.keys import KnownServers, daemon_public_key, key_paths
 from trio_chat.noise import fingerprint
 from trio_chat.reliability import LinkConfig
-from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.daemon import CLI, DaemonProcess
 from trio_chat.testing.fault_proxy import FaultProxy
 from trio_chat.testing.listening import received
 
@@ -1060,3 +1060,27 @@ async def test_a_password_changed_from_the_window(
             assert window.link is Link.CONNECTED
             async with trio_chat.connect(host, port, "alice", new) as alice:
                 assert "alice" in await alice.who()
+
+
+@gui_test
+async def test_a_message_the_operator_removes_is_shown_no_more(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    with trio.fail_after(60):
+        async with a_daemon_bob_and_the_window(tmp_path) as (_daemon, bob, app):
+            window = await signed_in(app, "alice")
+            spam = await bob.say("buy cheap watches")
+            kept = await bob.say("sorry, wrong room")
+            line = f"{clock(spam.ts)}  bob: buy cheap watches"
+            await until(lambda: line in texts(window), "bob's message")
+            removed = await trio.run_process(
+                [*CLI, "messages", "remove", str(spam.id), "--db", str(tmp_path / "chat.db")],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            assert removed.returncode == 0, removed.stderr
+            gone = f"{clock(spam.ts)}  bob: {UNSAID}"
+            await until(lambda: gone in messages(window), "the message removed")
+            assert line not in texts(window)
+            assert f"{clock(kept.ts)}  bob: sorry, wrong room" in messages(window)

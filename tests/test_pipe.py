@@ -20,7 +20,9 @@ from trio_chat.engine import ServerConfig
 from trio_chat.events import Event, Joined, Left, PrivateMessage, PublicMessage
 from trio_chat.server import serve
 from trio_chat.terminal import run_pipe
-from trio_chat.testing.daemon import CLI, cli_env
+from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
+
+from .test_operator_accounts import operator
 
 TIME = r"\[\d\d:\d\d:\d\d\]"
 
@@ -512,3 +514,33 @@ async def test_a_private_message_that_comes_as_a_script_leaves_is_printed(
     assert re.fullmatch(rf"{TIME} \[bob -> you\] just in time\n", capsys.readouterr().out)
     assert isinstance(login, trio_chat.History)
     assert login.messages == ()  # delivered: not waiting at the next login
+
+
+async def test_a_message_the_operator_removes_is_said_to_be(tmp_path: Path) -> None:
+    database = tmp_path / "chat.db"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, database)
+            host, port = await daemon.start()
+            await accounts(port, "alice", "bob")
+            process = await trio.lowlevel.open_process(
+                [*CLI, "chat", "--name", "alice"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=cli_env(port, TRIO_CHAT_PASSWORD=PASSWORD),
+            )
+            assert process.stdin is not None and process.stdout is not None
+            output = Output(process.stdout)
+            async with trio_chat.connect(host, port, "bob", PASSWORD) as bob:
+                spam = await bob.say("buy cheap watches")
+                await output.until(rf"^{TIME} bob: buy cheap watches$")
+                removed = await operator("messages", database, "remove", str(spam.id))
+                assert removed.returncode == 0, removed.stderr
+                line = await output.until(r"the operator removed")
+                assert re.fullmatch(
+                    rf"{TIME} \* the operator removed bob's message of \d\d:\d\d:\d\d", line
+                )
+            await process.stdin.aclose()
+            await output.rest()
+            assert await process.wait() == 0
+            assert await daemon.stop() == 0

@@ -41,6 +41,7 @@ from .records import (
     AccountChange,
     BanRecord,
     BanSet,
+    MessageRemoval,
     MuteSet,
     OperatorChange,
     PasswordSet,
@@ -69,7 +70,18 @@ MAY_HAVE = "it may have been made: `trio-chat accounts list` (or `bans list`) sh
 NOT_STORED = "The daemon could not store the change (see its log)."
 
 Action = Literal[
-    "list", "find", "lock", "unlock", "password", "kick", "mute", "unmute", "bans", "ban", "unban"
+    "list",
+    "find",
+    "lock",
+    "unlock",
+    "password",
+    "kick",
+    "mute",
+    "unmute",
+    "bans",
+    "ban",
+    "unban",
+    "unsay",
 ]
 
 
@@ -82,6 +94,8 @@ class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     daemon, whose cores are the room's)."""
     until: str | None = None
     """For `ban`: when the ban ends (ISO 8601, UTC); None: never."""
+    message: int = 0
+    """For `unsay`: the id of the room's message to remove from history."""
 
     def __repr__(self) -> str:
         return f"Request(action={self.action!r}, name={self.name!r})"
@@ -299,6 +313,8 @@ class Desk:
         engine = self.engine
         if request.action in ("bans", "ban", "unban"):
             return await self._bans(request, peer)
+        if request.action == "unsay":
+            return await self._unsay(request, peer)
         if request.action == "list":
             accounts = sorted(engine.accounts.values(), key=lambda a: a.key)
             return Reply(True, accounts=[self._line(account) for account in accounts])
@@ -352,11 +368,24 @@ class Desk:
         _log(request.action, done.format(network), ended, peer, network=network)
         return Reply(True, bans=before, ended=ended)
 
+    async def _unsay(self, request: Request, peer: Peer | None) -> Reply:
+        """Remove a room message (the command found it in the database first)."""
+        if not 0 < request.message < self.engine.chat.next_message_id:
+            return Reply(False, "bad_request", f"There is no message {request.message}.")
+        outcome = await self._store(MessageRemoval(request.message))
+        if outcome is None or not outcome[0]:
+            return _not_stored(outcome)
+        done = f"removed the message {request.message}"
+        _log(request.action, done, 0, peer, message=str(request.message))
+        return Reply(True)
+
     async def _store(self, op: OperatorChange) -> tuple[bool, int] | None:
         """Whether `op` was stored (and taken), with the sessions it ended; None if it was
         not reported within `STORED_WITHIN`."""
         if isinstance(op, BanSet):
             self.engine.change_bans(op)
+        elif isinstance(op, MessageRemoval):
+            self.engine.remove_message(op)
         else:
             self.engine.change_account(op)
         self._waiting[id(op)] = None

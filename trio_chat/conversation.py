@@ -35,6 +35,7 @@ from .display import (
     notice_line,
     pending_line,
     safe,
+    unsaid_line,
 )
 from .errors import BadRequest, ChatError, ConnectionLost
 from .events import (
@@ -44,6 +45,7 @@ from .events import (
     History,
     Joined,
     Left,
+    MessageRemoved,
     Missed,
     Notice,
     PrivateMessage,
@@ -151,7 +153,8 @@ class Room:
         """Own messages sent and not shown yet, each with whether it waited to go out."""
         self._results_in, self._results_out = trio.open_memory_channel[Result](math.inf)
         self._results_done = trio.Event()
-        self._shown: set[int] = set()
+        self._shown: dict[int, ChatMessage] = {}
+        """The messages shown lately, by id (shown once; told when one is removed)."""
         self._shown_order: deque[int] = deque()
         self._newest_shown = 0
         self._oldest_found: int | None = None
@@ -347,7 +350,7 @@ class Room:
         """Show a message once, even when it comes both as an event and as an answer."""
         if message.id in self._shown:
             return
-        self._shown.add(message.id)
+        self._shown[message.id] = message
         self._newest_shown = max(self._newest_shown, message.id)
         if not self._paged and isinstance(message, PublicMessage):
             # Until a page was asked for, `/older` goes back from the oldest of the room's
@@ -356,7 +359,7 @@ class Room:
             self._oldest_found = message.id if oldest is None else min(oldest, message.id)
         self._shown_order.append(message.id)
         if len(self._shown_order) > SHOWN_MEMORY:
-            self._shown.discard(self._shown_order.popleft())
+            self._shown.pop(self._shown_order.popleft(), None)
         line = message_line(message, self.chat.name)
         if sent_late:
             line = (*line, (DIM, " (sent; it was waiting)"))
@@ -508,6 +511,10 @@ class Room:
             self._came_back()
         elif isinstance(event, Notice):
             self.show(notice_line(event.text, _now()))
+        elif isinstance(event, MessageRemoved):
+            removed = self._shown.get(event.id)
+            if isinstance(removed, PublicMessage):  # else never shown here: nothing to say
+                self.show(unsaid_line(removed, me, _now()))
         elif isinstance(event, Missed):
             self.show(notice_line(missed_sentence(event.count), _now()))
         elif isinstance(event, Disconnected):

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from prompt_toolkit.utils import get_cwidth
 
-from .events import ChatMessage, Joined, Left, PrivateMessage
+from .events import ChatMessage, Joined, Left, PrivateMessage, PublicMessage
 from .names import invisible_ranges
 from .rules import name_key
 
@@ -164,6 +164,21 @@ def left_line(event: Left, me: str, now: datetime | None = None) -> Line:
         (DIM, "* "),
         _name(event.name, me),
         (DIM, " left the room" + how),
+    )
+
+
+def unsaid_line(message: PublicMessage, me: str, when: datetime) -> Line:
+    """`[12:05:00] * the operator removed alice's message of 12:00:01` (`your message`)."""
+    whose: tuple[Segment, ...] = (
+        ((DIM, "your"),)
+        if same_name(message.sender, me)
+        else (_name(message.sender, me), (DIM, "'s"))
+    )
+    return (
+        (DIM, stamp(when) + " "),
+        (DIM, "* the operator removed "),
+        *whose,
+        (DIM, f" message of {stamp(message.ts, when)[1:-1]}"),
     )
 
 

@@ -7,11 +7,12 @@ from typing import Final
 
 import trio
 
-from .events import Disconnected, Event, History, Missed, Reconnected
+from .events import Disconnected, Event, History, MessageRemoved, Missed, Reconnected
 
-_KEPT: Final = (History, Disconnected, Reconnected)
-"""Events never dropped: a reader waits for the `History` after `Reconnected`, and shows
-a session as lost until it is told otherwise. They are rare (one of each per outage)."""
+_KEPT: Final = (History, Disconnected, Reconnected, MessageRemoved)
+"""Events never dropped: a reader waits for the `History` after `Reconnected`, shows a
+session as lost until it is told otherwise, and shows a message until told it was
+removed. They are rare (one of each per outage; a removal is the operator's)."""
 
 
 class EventBuffer:

@@ -76,6 +76,14 @@ class Notice(msgspec.Struct, frozen=True, gc=False):
     text: str
 
 
+class MessageRemoved(msgspec.Struct, frozen=True, gc=False):
+    """The daemon's operator removed the room's message `id` from its history (`trio-chat
+    messages remove`): a program that shows it should show it no more. Told to those in
+    the room when it happens (a client away then still shows what it was shown)."""
+
+    id: int
+
+
 class Disconnected(msgspec.Struct, frozen=True, gc=False):
     """The daemon stopped answering or went away; the client keeps trying to come back."""
 
@@ -102,6 +110,7 @@ Event = (
     | Left
     | History
     | Notice
+    | MessageRemoved
     | Disconnected
     | Reconnected
     | Missed

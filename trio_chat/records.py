@@ -199,11 +199,29 @@ class BanSet:
         return BanRecord(self.network, self.created, self.until)
 
 
+@dataclass(frozen=True, slots=True)
+class MessageRemoval:
+    """The operator removed a message from the room's history (`trio-chat messages
+    remove`): kept as a mark, its text gone, so that a resend of it is still known."""
+
+    message_id: int
+
+
 AccountChange = PasswordSet | MuteSet
 """What the operator changes in an account."""
-OperatorChange = AccountChange | BanSet
-"""What the operator changes on a running daemon (`trio-chat accounts`, `trio-chat bans`)."""
-StoreOp = Account | Message | MarkDelivered | SessionOpened | SessionClosed | AccountChange | BanSet
+OperatorChange = AccountChange | BanSet | MessageRemoval
+"""What the operator changes on a running daemon (`trio-chat accounts`, `bans`,
+`messages`)."""
+StoreOp = (
+    Account
+    | Message
+    | MarkDelivered
+    | SessionOpened
+    | SessionClosed
+    | AccountChange
+    | BanSet
+    | MessageRemoval
+)
 
 
 IDS_PER_MILLISECOND = 1000

@@ -44,7 +44,7 @@ from .keys import daemon_keys, key_paths
 from .logs import NoteLog, Summary, event, limits_changed, shown
 from .noise import fingerprint
 from .persistence import Persistence
-from .records import BanSet, Message, MuteSet, PasswordSet, StoreOp
+from .records import Message, OperatorChange, StoreOp
 from .secure import DaemonKeys
 from .store import SqliteStore, Storage
 
@@ -287,13 +287,13 @@ class Daemon:
 
     def committed(self, op: StoreOp) -> None:
         self.engine.committed(op, trio.current_time(), time.time())
-        if isinstance(op, PasswordSet | MuteSet | BanSet):
+        if isinstance(op, OperatorChange):
             self.desk.reported(op, stored=True)
         self._flush_soon()
 
     def failed(self, op: StoreOp, earlier: Message | None) -> None:
         self.engine.failed(op, earlier)
-        if isinstance(op, PasswordSet | MuteSet | BanSet):
+        if isinstance(op, OperatorChange):
             self.desk.reported(op, stored=False)
         self._flush_soon()
 

@@ -26,6 +26,7 @@ from .records import (
     BanSet,
     MarkDelivered,
     Message,
+    MessageRemoval,
     MuteSet,
     PasswordSet,
     SessionClosed,
@@ -112,9 +113,11 @@ MIGRATIONS: tuple[str, ...] = (
         created TEXT NOT NULL
     );
     """,
-    # 6 -> 7: bans that end (NULL: for good).
+    # 6 -> 7: bans that end (NULL: for good); messages the operator removed (their text
+    # gone, their row kept so that a resend is still known).
     """
     ALTER TABLE bans ADD COLUMN until TEXT;
+    ALTER TABLE messages ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
     """,
 )
 
@@ -274,6 +277,49 @@ def why_not_trio_chat(path: Path) -> str | None:
         why = _why(error, path)
         return NOT_TRIO_CHAT if why == "the file is not an SQLite database" else why
     return None if _trio_chats(version, tables) else NOT_TRIO_CHAT
+
+
+def room_messages(
+    path: Path, last: int, *, sender_key: str | None = None, message_id: int | None = None
+) -> list[Message]:
+    """The room's newest `last` messages in the database at `path` (the daemon running or
+    not: read-only), oldest first, removed ones left out: all, or `sender_key`'s, or the
+    one numbered `message_id`. `StorageError` with a sentence if they cannot be read."""
+    where = ["m.recipient_id IS NULL", "m.removed = 0"]
+    arguments: list[str | int] = []
+    if sender_key is not None:
+        where.append("s.key = ?")
+        arguments.append(sender_key)
+    if message_id is not None:
+        where.append("m.id = ?")
+        arguments.append(message_id)
+    query = f"{_SELECT_MESSAGES} WHERE {' AND '.join(where)} ORDER BY m.id DESC LIMIT ?"
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version != SCHEMA_VERSION:
+                raise StorageError(_other_schema(path, version))
+            rows = db.execute(query, (*arguments, last)).fetchall()
+    except (sqlite3.Error, OSError) as error:
+        raise StorageError(
+            f"Cannot read the database {str(path)!r}: {_why(error, path)}."
+        ) from None
+    return [_message(row) for row in reversed(rows)]
+
+
+def _other_schema(path: Path, version: int) -> str:
+    """Why a database of another schema version is not read (nor written) as it is."""
+    if version > SCHEMA_VERSION:
+        return (
+            f"The database {str(path)!r} was written by a newer trio-chat (schema "
+            f"{version}, this one's {SCHEMA_VERSION}); use the trio-chat its daemon runs."
+        )
+    return (
+        f"The database {str(path)!r} is of schema {version}, this trio-chat's "
+        f"{SCHEMA_VERSION}; use the trio-chat its daemon runs (a daemon upgrades its "
+        "database when it starts)."
+    )
 
 
 def _look(path: Path, *, whole: bool) -> tuple[int, set[str], str]:
@@ -523,17 +569,8 @@ class SqliteStore:
 
     def _check_schema(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise StorageError(
-                f"The database {str(self.path)!r} was written by a newer trio-chat (schema "
-                f"{version}, this one's {SCHEMA_VERSION}); use the trio-chat its daemon runs."
-            )
         if version != SCHEMA_VERSION:
-            raise StorageError(
-                f"The database {str(self.path)!r} is of schema {version}, this trio-chat's "
-                f"{SCHEMA_VERSION}; use the trio-chat its daemon runs (a daemon upgrades its "
-                "database when it starts)."
-            )
+            raise StorageError(_other_schema(self.path, version))
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
@@ -591,7 +628,9 @@ class SqliteStore:
             ]
             recent = [
                 _message(r)
-                for r in db.execute(_SELECT_MESSAGES + " ORDER BY m.id DESC LIMIT ?", (window,))
+                for r in db.execute(
+                    _SELECT_MESSAGES + " WHERE m.removed = 0 ORDER BY m.id DESC LIMIT ?", (window,)
+                )
             ]
             recent.reverse()
             undelivered = [
@@ -604,7 +643,7 @@ class SqliteStore:
                 )
             ]
             (public_count,) = db.execute(
-                "SELECT count(*) FROM messages WHERE recipient_id IS NULL"
+                "SELECT count(*) FROM messages WHERE recipient_id IS NULL AND removed = 0"
             ).fetchone()
             (last_message,) = db.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()
             (last_account,) = db.execute("SELECT coalesce(max(id), 0) FROM accounts").fetchone()
@@ -775,6 +814,11 @@ class SqliteStore:
             self._db.execute(
                 "UPDATE accounts SET muted = ? WHERE id = ?", (int(op.muted), op.account_id)
             )
+        elif isinstance(op, MessageRemoval):
+            self._db.execute(
+                "UPDATE messages SET removed = 1, text = '' WHERE id = ? AND recipient_id IS NULL",
+                (op.message_id,),
+            )
         elif isinstance(op, BanSet):
             # The network's ban before (in whichever form a hand wrote it) goes, and so
             # does every ban ended by the time of this change.
@@ -811,8 +855,8 @@ class SqliteStore:
         """Up to `limit` messages older than `before` that the account may see, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                _SELECT_MESSAGES
-                + " WHERE m.id < ? AND (m.recipient_id IS NULL OR m.recipient_id = ?"
+                _SELECT_MESSAGES + " WHERE m.id < ? AND m.removed = 0"
+                " AND (m.recipient_id IS NULL OR m.recipient_id = ?"
                 " OR (m.sender_id = ? AND m.recipient_id IS NOT NULL))"
                 " ORDER BY m.id DESC LIMIT ?",
                 (before if before is not None else 2**63 - 1, account_id, account_id, limit),

@@ -623,6 +623,13 @@ class Bye(_Frame, tag="bye"):
     message: str
 
 
+class Unsaid(_Frame, tag="unsaid"):
+    """The operator removed the room's message `id` from its history (`trio-chat messages
+    remove`): a client that shows it shows it no more."""
+
+    id: Seq
+
+
 class Keepalive(_Frame, tag="keepalive"):
     """From now on, send a `ping` after `every` seconds without sending anything."""
 
@@ -645,6 +652,7 @@ ServerFrame: TypeAlias = (
     | Notice
     | Bye
     | Keepalive
+    | Unsaid
 )
 
 
@@ -709,6 +717,7 @@ SERVER_FRAME_TYPES: Final = (
     "notice",
     "bye",
     "keepalive",
+    "unsaid",
 )
 """Every frame type the daemon sends."""
 

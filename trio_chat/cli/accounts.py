@@ -83,17 +83,14 @@ def ask_daemon(database: Path, request: Request) -> Reply | None:
     raise fail(reply.message, _EXIT_FOR_REPLY.get(reply.code, ExitCode.FAILURE))
 
 
-@contextmanager
-def stopped_daemons_store(database: Path) -> Iterator[SqliteStore]:
-    """The database of a daemon that is not running, opened as it is (never upgraded);
-    its problems told in one sentence (exit 11)."""
+def check_database(database: Path) -> None:
+    """Exit 11 with a sentence unless `database` is a trio-chat database that can be read
+    (looked at read-only)."""
     if not database.exists():
         raise fail(
             f"There is no database at {str(database)!r}; name the daemon's with --db.",
             ExitCode.DATABASE,
         )
-    # Looked at read-only first: opened, any file would be made one (an empty file,
-    # another program's database), in the mode a new database has.
     why = why_not_trio_chat(database)
     if why == NOT_TRIO_CHAT:
         raise fail(
@@ -102,6 +99,15 @@ def stopped_daemons_store(database: Path) -> Iterator[SqliteStore]:
         )
     if why is not None:
         raise fail(f"Cannot read the database {str(database)!r}: {why}.", ExitCode.DATABASE)
+
+
+@contextmanager
+def stopped_daemons_store(database: Path) -> Iterator[SqliteStore]:
+    """The database of a daemon that is not running, opened as it is (never upgraded);
+    its problems told in one sentence (exit 11)."""
+    # Looked at read-only first: opened, any file would be made one (an empty file,
+    # another program's database), in the mode a new database has.
+    check_database(database)
     try:
         store = SqliteStore.open(database, migrate=False)
     except DatabaseInUse:

@@ -16,6 +16,7 @@ from .bans import bans_app
 from .daemon_key import key_command, ping_command, trust_command
 from .exits import exit_codes_summary
 from .gui import gui
+from .messages import messages_app
 from .serve import serve_command
 
 app = typer.Typer(
@@ -58,6 +59,7 @@ app.command("backup")(backup_command)
 app.command("restore")(restore_command)
 app.add_typer(accounts_app)
 app.add_typer(bans_app)
+app.add_typer(messages_app)
 app.command()(gui)
 
 

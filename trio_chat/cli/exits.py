@@ -64,6 +64,7 @@ class ExitCode(enum.IntEnum):
     ACCOUNT_LOCKED = 16
     REMOVED = 17
     BANNED = 18
+    UNKNOWN_MESSAGE = 19
     INTERRUPTED = 130
 
 
@@ -87,6 +88,7 @@ _MEANINGS: dict[ExitCode, str] = {
     ExitCode.ACCOUNT_LOCKED: "the account is locked",
     ExitCode.REMOVED: "taken out of the room (by the operator, or a new password)",
     ExitCode.BANNED: "the operator turned this address away",
+    ExitCode.UNKNOWN_MESSAGE: "no such message in the room's history",
     ExitCode.INTERRUPTED: "interrupted",
 }
 

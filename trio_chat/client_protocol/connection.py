@@ -59,6 +59,7 @@ from ..events import (
     History,
     Joined,
     Left,
+    MessageRemoved,
     Notice,
     PrivateMessage,
     PublicMessage,
@@ -902,6 +903,8 @@ class ClientConnection:
             self._emit(Left(frame.name, parse_time(frame.ts), frame.reason))
         elif isinstance(frame, wire.Notice):
             self._emit(Notice(frame.text))
+        elif isinstance(frame, wire.Unsaid):
+            self._emit(MessageRemoved(frame.id))
         elif isinstance(frame, wire.Keepalive):
             # What came in while this client was silent was dropped on the way (and is
             # being sent again): from now on, speak up as often as the daemon asks.

@@ -119,6 +119,8 @@ class Chat:
         self._effects = effects
         self._jobs = jobs
         self.room = room(deliver)
+        self._unsaid: set[int] = set()
+        """The room's messages the operator removed while the daemon runs (rare)."""
         self.window = HistoryWindow(config.window_messages, snapshot.recent, snapshot.public_count)
         self.mailbox = Mailbox(snapshot.undelivered)
         self.next_message_id = snapshot.next_message_id
@@ -328,6 +330,8 @@ class Chat:
         count = 0
         viewer = _account(session).id
         for message in messages:
+            if message.id in self._unsaid:
+                continue  # read before its removal was stored
             self._reply(session, message_frame(message, viewer, history=True, re=seq))
             count += 1
         self._reply(session, wire.encode(wire.Ok(re=seq, count=count)))
@@ -437,6 +441,13 @@ class Chat:
                 self._reply(session, error_frame("storage_failed", sorry, seq))
             else:
                 self._reply(session, stored_frame(earlier, seq))
+
+    def unsay(self, message_id: int) -> None:
+        """The operator removed the room's message `message_id` (stored so): history
+        leaves it out, and everyone in the room is told, to show it no more."""
+        self.window.unsay(message_id)
+        self._unsaid.add(message_id)
+        self.room.broadcast(wire.encode(wire.Unsaid(id=message_id)))
 
     def _fan_out(self, message: Message, sender_sid: int) -> None:
         """Show a stored message to the room (or to the two ends of a private one).

@@ -28,6 +28,7 @@ from ..records import (
     BanSet,
     MarkDelivered,
     Message,
+    MessageRemoval,
     MuteSet,
     OperatorChange,
     PasswordSet,
@@ -435,6 +436,9 @@ class ServerEngine:
             self._mute_set(op)
         elif isinstance(op, BanSet):
             self._ban_set(op, now, wall)
+        elif isinstance(op, MessageRemoval):
+            self.chat.settle()
+            self.chat.unsay(op.message_id)
 
     def failed(self, op: StoreOp, earlier: Message | None = None) -> None:
         """The persistence task could not commit `op`: tell whoever waited for it.
@@ -468,6 +472,12 @@ class ServerEngine:
         """Ban a network, or lift its ban (`trio-chat bans` on a running daemon): stored
         first, then taken once `committed`. A ban ends the network's sessions (how many:
         `sessions_ended_by`), each told why."""
+        self._store_operator_change(op)
+
+    def remove_message(self, op: MessageRemoval) -> None:
+        """Remove a room message from history (`trio-chat messages remove` on a running
+        daemon): stored first, then taken once `committed`: left out of history, and
+        everyone in the room told (`unsaid`)."""
         self._store_operator_change(op)
 
     def _store_operator_change(self, op: OperatorChange) -> None:

@@ -58,6 +58,17 @@ class HistoryWindow:
         if message.cid is not None:
             self._by_cid.pop((message.sender_id, message.cid), None)
 
+    def unsay(self, message_id: int) -> None:
+        """Leave the room's message `message_id` out from now on (the operator removed
+        it). A resend of it is still known by its `cid`: its sender is answered as ever,
+        and it is not taken anew."""
+        for message in self._public:
+            if message.id == message_id:
+                self._public.remove(message)
+                self.public_count -= 1
+                return
+        self.public_count = max(0, self.public_count - 1)  # older: only counted
+
     def find(self, sender_id: int, cid: str) -> Message | None:
         """A message this sender already sent with this client id, if it is recent."""
         return self._by_cid.get((sender_id, cid))

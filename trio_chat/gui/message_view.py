@@ -51,7 +51,7 @@ from PySide6.QtWidgets import (
 )
 
 from . import colours
-from .rows import Kind, Row, Span, Style
+from .rows import Kind, Row, Span, Style, unsaid_row
 from .transcript import Key, Transcript
 
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -103,6 +103,14 @@ class MessageModel(QAbstractListModel):
         self.transcript.apply(insertion)
         self.endInsertRows()
         return True
+
+    def unsay(self, message_id: int) -> None:
+        """The operator removed a message: if it is shown, say so in its place."""
+        index = self.transcript.index_of_message(message_id)
+        if index is None:
+            return
+        self.transcript.replace_message(unsaid_row(self.transcript[index]))
+        self.dataChanged.emit(self.index(index), self.index(index))
 
     def add_note(self, row: Row) -> None:
         insertion = self.transcript.plan_note(row)

@@ -633,6 +633,10 @@ class RoomWindow(QMainWindow):
         if news:
             self._conversations[ROOM].model.add_note(rows.joined_row(event, self.me))
 
+    def unsaid(self, message_id: int) -> None:
+        """The operator removed a room message: shown, it says so in its place."""
+        self._conversations[ROOM].model.unsay(message_id)
+
     def left(self, event: Left) -> None:
         self.online.left(event.name)
         self._show_people()

@@ -10,6 +10,7 @@ typed.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,6 +69,7 @@ class Row:
 
 
 _GAP = "  "
+UNSAID = "(removed by the operator)"
 
 
 def clock(ts: datetime, now: datetime | None = None) -> str:
@@ -103,6 +105,12 @@ def message_row(message: ChatMessage, me: str, now: datetime | None = None) -> R
         when=full_time(message.ts),
         indent=_width(head),
     )
+
+
+def unsaid_row(row: Row) -> Row:
+    """A message row once the operator removed the message: `18:13:04  alice: (removed by
+    the operator)`, in its place."""
+    return dataclasses.replace(row, spans=(*row.spans[:-1], Span(UNSAID, Style.NOTE)))
 
 
 def pending_row(text: str, me: str) -> Row:

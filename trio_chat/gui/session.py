@@ -34,6 +34,7 @@ from ..events import (
     History,
     Joined,
     Left,
+    MessageRemoved,
     Missed,
     Notice,
     PrivateMessage,
@@ -186,6 +187,8 @@ class RoomSession:
                 window.left(event)
             elif isinstance(event, Notice):
                 window.note(event.text)
+            elif isinstance(event, MessageRemoved):
+                window.unsaid(event.id)
             elif isinstance(event, Missed):
                 window.note(missed_sentence(event.count))
             elif isinstance(event, Disconnected):

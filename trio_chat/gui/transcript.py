@@ -86,6 +86,20 @@ class Transcript:
         self._rows[index] = row
         return index
 
+    def index_of_message(self, message_id: int) -> int | None:
+        """Where the message `message_id` is shown (None: it is not)."""
+        if message_id not in self._ids:
+            return None
+        return bisect.bisect_left(self._keys, (float(message_id), 0))
+
+    def replace_message(self, row: Row) -> int:
+        """Put `row` in place of the message shown with its id; return its index."""
+        assert row.message_id is not None and row.kind is Kind.MESSAGE
+        index = self.index_of_message(row.message_id)
+        assert index is not None
+        self._rows[index] = row
+        return index
+
     def plan_pending(self, row: Row) -> Insertion:
         """A line on its way goes at the very bottom, after the lines sent before it."""
         key = (math.inf, next(self._order))

@@ -1,0 +1,201 @@
+"""The operator removing a message of the room (`trio-chat messages`): kept as a mark with
+its text gone, left out of every history from then on, and told to everyone in the room
+(`unsaid`), whose programs show it no more."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import trio
+
+import trio_chat
+from trio_chat.cli import ExitCode
+from trio_chat.display import to_plain, unsaid_line
+from trio_chat.events import History, MessageRemoved, PublicMessage
+from trio_chat.gui.rows import UNSAID, Span, message_row, note_row, unsaid_row
+from trio_chat.gui.transcript import Transcript
+from trio_chat.records import Account, Message, MessageRemoval
+from trio_chat.store import MIGRATIONS, SCHEMA_VERSION, SqliteStore, StorageError, room_messages
+from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.driver import EngineDriver, Peer
+
+from .test_operator_accounts import PASSWORD, operator
+
+TS = "2026-12-06T16:00:00.000Z"
+
+
+def _stored(path: Path) -> SqliteStore:
+    store = SqliteStore.open(path)
+    store.write(
+        [
+            Account(1, "alice", "alice", "hash", TS),
+            Account(2, "bob", "bob", "hash", TS),
+            Message(10, TS, 1, "alice", "hello", cid="c1"),
+            Message(11, TS, 2, "bob", "buy cheap watches", cid="c2"),
+            Message(12, TS, 1, "alice", "psst", recipient_id=2, recipient="bob", cid="c3"),
+            Message(13, TS, 1, "alice", "bye", cid="c4"),
+        ]
+    )
+    return store
+
+
+def test_a_removed_message_is_kept_as_a_mark_and_left_out_of_every_history(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    store = _stored(path)
+    store.write([MessageRemoval(11), MessageRemoval(12)])  # 12 is private: not the room's
+    snapshot = store.load(window=10)
+    assert [m.id for m in snapshot.recent] == [10, 12, 13]
+    assert snapshot.public_count == 2
+    assert [m.id for m in store.history(2, None, 10)] == [10, 12, 13]
+    assert [m.text for m in room_messages(path, 10)] == ["hello", "bye"]
+    assert room_messages(path, 10, message_id=11) == []
+    assert [m.id for m in room_messages(path, 10, sender_key="alice")] == [10, 13]
+    assert [m.id for m in room_messages(path, 1)] == [13]  # the latest
+    # Its sender sending it again is answered with it, not given a new copy.
+    earlier = store.sent(2, "c2")
+    assert earlier is not None and (earlier.id, earlier.text) == (11, "")
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT text, removed FROM messages WHERE id = 11").fetchone() == ("", 1)
+    db.close()
+
+
+def test_an_old_database_is_read_once_a_daemon_upgraded_it(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path) as db:
+        for migration in MIGRATIONS[: SCHEMA_VERSION - 1]:
+            db.executescript(migration)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    db.close()
+    with pytest.raises(StorageError, match="a daemon upgrades its database when it starts"):
+        room_messages(path, 10)
+    SqliteStore.open(path).close()
+    assert room_messages(path, 10) == []
+
+
+def test_the_room_is_told_and_history_leaves_it_out() -> None:
+    driver = EngineDriver()
+    for name in ("alice", "bob"):
+        driver.add_account(name)
+    alice = Peer(driver, "alice", address=("198.51.100.1", 1))
+    bob = Peer(driver, "bob", address=("198.51.100.2", 1))
+    for peer in (alice, bob):
+        peer.settle()
+    for text in ("hello", "buy cheap watches", "bye"):
+        alice.connection.say(text)
+        alice.settle()
+    bob.settle()
+    spam = next(m for m in driver.stored_messages() if m.text == "buy cheap watches")
+    driver.auto_commit = False
+    op = MessageRemoval(spam.id)
+    driver.engine.remove_message(op)
+    driver.pump()
+    assert driver.uncommitted == [op]
+    bob.settle()
+    assert MessageRemoved(spam.id) not in bob.events  # not before it is stored
+    driver.commit_held()
+    for peer in (alice, bob):
+        peer.settle()
+        assert peer.events[-1] == MessageRemoved(spam.id)
+    # Those who come later are not shown it: on entering, or asking for history (read
+    # here from a store that still has it, as a read made before the removal does).
+    driver.add_account("carol")
+    carol = Peer(driver, "carol", address=("198.51.100.3", 1))
+    carol.settle()
+    (entered,) = [e for e in carol.events if isinstance(e, History)]
+    assert [m.text for m in entered.messages] == ["hello", "bye"]
+    receipt = carol.connection.history(10)
+    carol.settle()
+    assert receipt.done and [m.text for m in receipt.result] == ["hello", "bye"]
+
+
+def test_a_client_shows_a_removed_message_no_more() -> None:
+    when = datetime(2026, 12, 6, 16, 0, 1, tzinfo=UTC)
+    shown = PublicMessage(11, when, "bob", "buy cheap watches")
+    line = to_plain(unsaid_line(shown, "alice", when))
+    assert re.fullmatch(
+        r"\[\d\d:\d\d:01\] \* the operator removed bob's message of \d\d:\d\d:01", line
+    )
+    assert "removed your message" in to_plain(unsaid_line(shown, "bob", when))
+    transcript = Transcript()
+    for message in (PublicMessage(10, when, "alice", "hi"), shown):
+        row = message_row(message, "alice")
+        transcript.apply(transcript.plan_message(row) or pytest.fail("not planned"))
+    transcript.apply(transcript.plan_note(note_row("bob joined", when)))
+    index = transcript.index_of_message(11)
+    assert index == 1 and transcript.index_of_message(12) is None
+    transcript.replace_message(unsaid_row(transcript[1]))
+    assert transcript[1].plain.endswith("bob: " + UNSAID) and transcript[1].message_id == 11
+    assert transcript[1].spans[-1] == Span(UNSAID, transcript[1].spans[-1].style)
+    assert transcript.plan_message(message_row(shown, "alice")) is None  # sent again: no copy
+    assert [row.plain.split("  ", 1)[1] for row in transcript.rows[:1]] == ["alice: hi"]
+
+
+async def messages(database: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return await operator("messages", database, *args)
+
+
+async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_stopped(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "chat.db"
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, database)
+            host, port = await daemon.start()
+            for name in ("alice", "bob"):
+                await trio_chat.register(host, port, name, PASSWORD)
+            async with (
+                trio_chat.connect(host, port, "alice", PASSWORD) as alice,
+                trio_chat.connect(host, port, "bob", PASSWORD) as bob,
+            ):
+                said = [await alice.say(text) for text in ("hello", "buy \x1b[31mwatches", "bye")]
+                spam = said[1].id
+                listed = await messages(database, "list", "--last", "2")
+                assert listed.returncode == 0, listed.stderr
+                assert listed.stdout == (
+                    f"{spam}  {said[1].ts:%Y-%m-%dT%H:%M:%S.%f}"[:-3]
+                    + "Z  alice: buy \\x1b[31mwatches\n"
+                    f"{said[2].id}  {said[2].ts:%Y-%m-%dT%H:%M:%S.%f}"[:-3]
+                    + "Z  alice: bye\n"
+                )
+                assert listed.stderr == "2 messages.\n"
+                removed = await messages(database, "remove", str(spam))
+                assert removed.returncode == 0, removed.stderr
+                assert removed.stdout.startswith(f"Removed the message {spam} (alice, 20")
+                async for event in bob.events():
+                    if isinstance(event, MessageRemoved):
+                        assert event.id == spam
+                        break
+                page = await bob.history(10)
+                assert [m.text for m in page] == ["hello", "bye"]
+                assert re.search(
+                    rf"the operator \(user id \d+, process \d+\) removed the message {spam}",
+                    daemon.text,
+                )
+                again = await messages(database, "remove", str(said[0].id), str(spam))
+                assert (again.returncode, again.stderr) == (
+                    ExitCode.UNKNOWN_MESSAGE,
+                    f"There is no message {spam} in the room's history; `trio-chat messages "
+                    "list` shows them.\n",
+                )
+                assert [m.text for m in await bob.history(10)] == ["hello", "bye"]  # not one
+            assert await daemon.stop() == 0
+    # Stopped: the database itself.
+    mine = await messages(database, "list", "--from", "ALICE")
+    assert mine.stdout.count("alice: ") == 2 and mine.stderr == "2 messages from ALICE.\n"
+    removed = await messages(database, "remove", str(said[0].id))
+    assert removed.returncode == 0, removed.stderr
+    left = await messages(database, "list")
+    assert left.stdout.endswith("alice: bye\n") and left.stderr == "1 message.\n"
+    nobody = await messages(database, "list", "--from", "carol")
+    assert (nobody.stdout, nobody.stderr) == ("", "No messages from carol in the room's history.\n")
+    missing = await messages(tmp_path / "none.db", "list")
+    assert missing.returncode == ExitCode.DATABASE

@@ -1,0 +1,96 @@
+"""`trio-chat messages`: the room's latest messages, and removing one from its history.
+
+They are read from the database itself, read-only, whether the daemon runs or not. A
+removal goes as `trio-chat accounts` changes do: a running daemon is asked through its
+control socket, and tells everyone in the room at once; a stopped daemon's database is
+changed directly. Private messages are their two people's: neither listed nor removed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..control import Request
+from ..display import safe, safe_name
+from ..records import Message, MessageRemoval
+from ..rules import name_key
+from ..store import StorageError, default_database, room_messages
+from .accounts import ask_daemon, check_database, stopped_daemons_store
+from .exits import ExitCode, fail
+from .options import DatabaseOption
+
+messages_app = typer.Typer(
+    name="messages",
+    help="List the room's latest messages; remove one from its history (the daemon running "
+    "or stopped).",
+    no_args_is_help=True,
+)
+
+MOST_LISTED = 10_000
+
+
+@messages_app.command("list")
+def list_command(
+    db: DatabaseOption = None,
+    last: Annotated[
+        int,
+        typer.Option(
+            "--last", min=1, max=MOST_LISTED, help="How many of the latest messages to list."
+        ),
+    ] = 20,
+    sender: Annotated[
+        str | None,
+        typer.Option("--from", metavar="NAME", help="Only those this account sent."),
+    ] = None,
+) -> None:
+    """The room's latest messages, oldest first: each one's id (for `remove`), when it was
+    sent (UTC), who sent it and what it says."""
+    key = None if sender is None else name_key(sender)
+    messages = _read(db or default_database(), last, sender_key=key)
+    for message in messages:
+        typer.echo(f"{message.id}  {message.ts}  {safe_name(message.sender)}: {safe(message.text)}")
+    whose = "" if sender is None else f" from {safe_name(sender)}"
+    count = f"{len(messages)} message{'s' if len(messages) != 1 else ''}{whose}."
+    typer.echo(count if messages else f"No messages{whose} in the room's history.", err=True)
+
+
+@messages_app.command("remove")
+def remove_command(
+    ids: Annotated[
+        list[int],
+        typer.Argument(metavar="ID...", help="The ids `messages list` shows.", min=1),
+    ],
+    db: DatabaseOption = None,
+) -> None:
+    """Remove messages from the room's history: nobody is shown them from now on, and
+    those in the room see them removed. Each is kept as a mark, its text gone (so that a
+    client sending it again is answered, not given a new copy)."""
+    database = db or default_database()
+    found: list[Message] = []
+    for message_id in dict.fromkeys(ids):  # each once, in the order given
+        messages = _read(database, 1, message_id=message_id)
+        if not messages:
+            raise fail(
+                f"There is no message {message_id} in the room's history; `trio-chat messages "
+                "list` shows them.",
+                ExitCode.UNKNOWN_MESSAGE,
+            )
+        found.extend(messages)
+    for message in found:
+        if ask_daemon(database, Request("unsay", message=message.id)) is None:
+            with stopped_daemons_store(database) as store:
+                store.write([MessageRemoval(message.id)])
+        typer.echo(f"Removed the message {message.id} ({safe_name(message.sender)}, {message.ts}).")
+
+
+def _read(
+    database: Path, last: int, *, sender_key: str | None = None, message_id: int | None = None
+) -> list[Message]:
+    check_database(database)
+    try:
+        return room_messages(database, last, sender_key=sender_key, message_id=message_id)
+    except StorageError as error:
+        raise fail(str(error), ExitCode.DATABASE) from None
