@@ -20,6 +20,7 @@ from pytestqt.qtbot import QtBot
 import trio_chat
 from trio_chat import commands, display
 from trio_chat.errors import (
+    Banned,
     Busy,
     ChatError,
     InvalidName,
@@ -228,6 +229,7 @@ def test_the_size_counts_the_message_text_as_the_daemon_does() -> None:
 # --- sign-in problems ----------------------------------------------------------------------
 
 FORM = SignInForm("127.0.0.1", 1600, "alice", "password!", "", False)
+UNTIL = "The daemon's operator turned your address away until 2026-12-06 18:20 UTC; ask them why."
 
 
 @pytest.mark.parametrize(
@@ -243,6 +245,7 @@ FORM = SignInForm("127.0.0.1", 1600, "alice", "password!", "", False)
         (KeyChanged("x"), Field.HOST, "The daemon at 127.0.0.1:1600 shows another key than"),
         (Busy("Busy; try again.", retry_after=0.4), Field.HOST, "Busy; try again (about 1 s)."),
         (ChatError("Something else\x1b."), Field.HOST, "Something else\\x1b."),
+        (Banned(UNTIL, retry_after=7199.5), Field.HOST, UNTIL),  # its end said, no seconds
     ],
 )
 def test_each_refusal_has_its_sentence_and_field(

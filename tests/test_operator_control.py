@@ -11,6 +11,7 @@ import socket
 import stat
 from pathlib import Path
 
+import msgspec
 import pytest
 import trio
 
@@ -340,4 +341,14 @@ async def test_a_long_path_to_no_database_is_one_sentence(tmp_path: Path) -> Non
     assert listed.returncode == ExitCode.DATABASE
     assert listed.stderr == (
         f"There is no database at {str(database)!r}; name the daemon's with --db.\n"
+    )
+
+
+def test_a_request_sends_only_what_it_uses() -> None:
+    # A daemon older than a field refuses a request that names it (unknown fields are
+    # refused): a command of a newer trio-chat sent `"until": null` with every request,
+    # and every `accounts` and `bans` command failed against it.
+    assert msgspec.json.encode(Request("list")) == b'{"action":"list"}'
+    assert msgspec.json.encode(Request("ban", "192.0.2.1", until="2026-12-06T18:00:00Z")) == (
+        b'{"action":"ban","name":"192.0.2.1","until":"2026-12-06T18:00:00Z"}'
     )

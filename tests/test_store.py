@@ -676,3 +676,19 @@ def test_a_ban_edited_by_hand_is_taken_as_its_network_or_left_out(
     store.write([BanSet("203.0.113.0/24", False)])
     assert store.bans() == []
     store.close()
+    # Two rows for one network: the one that ends last counts (an ended one hid one for
+    # good), whichever was made first.
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO bans VALUES ('127.0.0.1', '2026-01-01T00:00:00Z', '2026-01-02T00:00:00Z')"
+        )
+        db.execute("INSERT INTO bans VALUES ('127.0.0.1/32', '2026-06-01T00:00:00Z', NULL)")
+        db.execute("INSERT INTO bans VALUES ('10.0.0.1', '2026-01-01T00:00:00Z', '2026-02-01')")
+        db.execute("INSERT INTO bans VALUES ('10.0.0.1/32', '2026-06-01T00:00:00Z', '2026-01-05')")
+    db.close()
+    store = SqliteStore.open(path)
+    assert store.bans() == [
+        BanRecord("127.0.0.1/32", "2026-06-01T00:00:00Z"),
+        BanRecord("10.0.0.1/32", "2026-01-01T00:00:00Z", "2026-02-01"),
+    ]
+    store.close()

@@ -85,7 +85,10 @@ Action = Literal[
 ]
 
 
-class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What a command asks of the running daemon. Fields left as they are default are not
+    sent, so that a daemon older than a field still reads what does not use it."""
+
     action: Action
     name: str = ""
     """The account's name; for `ban` and `unban`, the address or network."""

@@ -397,6 +397,16 @@ def _time(value: object) -> float | None:
         return None
 
 
+def _ends_later(until: str | None, other: str | None) -> bool:
+    """Whether a ban ending `until` (None: never) ends after one ending `other`."""
+    if other is None:
+        return False
+    if until is None:
+        return True
+    ends, others = _time(until), _time(other)
+    return ends is not None and others is not None and ends > others
+
+
 def _ended(until: object, at: str) -> bool:
     """Whether a ban's row ending `until` has ended by the time `at` (one whose end is
     not a time never has)."""
@@ -699,7 +709,9 @@ class SqliteStore:
             if until is not None and _time(until) is None:
                 log.warning("took the ban of %s for good: its end %r is not a time", name, until)
                 until = None
-            bans.setdefault(name, BanRecord(name, str(created), until))
+            kept = bans.get(name)
+            if kept is None or _ends_later(until, kept.until):
+                bans[name] = BanRecord(name, str(created), until)  # the longest counts
         return list(bans.values())
 
     def account(self, key: str) -> Account | None:

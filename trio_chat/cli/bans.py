@@ -70,6 +70,22 @@ def _ends(ban: BanRecord) -> str:
     return "" if ban.until is None else f", until {ban.until}"
 
 
+def _wider(network: str, bans: list[BanRecord]) -> str:
+    """`; 10.0.0.0/8 (until ...) still turns it away`: the bans in force, other than its
+    own, that hold all of `network`."""
+    wider = [ban for ban in Bans(bans).covering(network, _now()) if ban.network != network]
+    if not wider:
+        return ""
+    shown = " and ".join(
+        ban.network + ("" if ban.until is None else f" (until {ban.until})") for ban in wider
+    )
+    return f"; {shown} still turn{'s' if len(wider) == 1 else ''} it away"
+
+
+def _now() -> float:
+    return datetime.now(UTC).timestamp()
+
+
 @bans_app.command("list")
 def list_command(db: DatabaseOption = None) -> None:
     """Every address or network turned away, since when, and until when (if it ends)."""
@@ -91,7 +107,7 @@ def add_command(
         seconds = None if for_ is None else span_seconds(for_)
     except ValueError as error:
         raise fail(str(error), ExitCode.USAGE) from None
-    until = None if seconds is None else iso_time(datetime.now(UTC).timestamp() + seconds)
+    until = None if seconds is None else iso_time(_now() + seconds)
     reply = _change(db, "ban", network, until)
     ending = "" if until is None else f" until {until}"
     if reply.bans and reply.bans[0].until == until:
@@ -103,7 +119,7 @@ def add_command(
         before = f" (it was until {was})" if was is not None else " (it was for good)"
     typer.echo(
         f"Turned {network} away{ending}{before}{ended_note(reply.ended)}; "
-        f"`trio-chat bans remove {network}` lets it in again."
+        f"`trio-chat bans remove {network}` lets it in again{_wider(network, _listed(db))}."
     )
 
 
@@ -112,9 +128,7 @@ def remove_command(address: NetworkArgument, db: DatabaseOption = None) -> None:
     """Let a network turned away in again (give it as "bans list" shows it)."""
     network = _network(address)
     reply = _change(db, "unban", network)
-    wider = Bans(_listed(db)).covering(network, datetime.now(UTC).timestamp())
-    shown = " and ".join(ban.network + _ends(ban) for ban in wider)
-    still = f"; {shown} still turns it away" if wider else ""
+    still = _wider(network, _listed(db))
     if reply.bans:
         typer.echo(f"Let {network} in again{still}.")
     else:
@@ -129,7 +143,7 @@ def _listed(db: DatabaseOption) -> list[BanRecord]:
         return reply.bans
     with stopped_daemons_store(database) as store:
         bans = store.bans()
-    wall = datetime.now(UTC).timestamp()
+    wall = _now()
     return [ban for ban in bans if not ban.ended(wall)]
 
 
@@ -153,7 +167,7 @@ def _change(
     if reply is not None:
         return reply
     with stopped_daemons_store(database) as store:
-        wall = datetime.now(UTC).timestamp()
+        wall = _now()
         before = [b for b in store.bans() if b.network == network and not b.ended(wall)]
         banning = action == "ban"
         if banning != bool(before) or (banning and before[0].until != until):

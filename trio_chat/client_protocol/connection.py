@@ -616,8 +616,8 @@ class ClientConnection:
         if self._leaving:
             self._logged_out()  # back only to leave cleanly (see `_lost`): nobody is there
             return
-        if isinstance(error, KeyChanged) or not self._resuming:
-            self._shut(error)
+        if isinstance(error, KeyChanged | Banned) or not self._resuming:
+            self._shut(error)  # a ban's `retry_after` is for people, not for coming back
         elif isinstance(error, ServerUnreachable) or error.retry_after is not None:
             if self._give_up(now):
                 return

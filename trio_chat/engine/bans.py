@@ -26,9 +26,10 @@ BANNED = "The daemon's operator turned your address away; ask them why."
 def banned_sentence(until: float) -> str:
     """What a client of a network banned until Unix time `until` (`math.inf`: for good)
     is told: the time its ban ends, to the minute after it."""
-    if until == math.inf:
-        return BANNED
-    ends = datetime.fromtimestamp(math.ceil(until / 60) * 60, tz=UTC)
+    try:
+        ends = datetime.fromtimestamp(math.ceil(until / 60) * 60, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return BANNED  # for good, or past the year 9999: as good as for good
     return (
         f"The daemon's operator turned your address away until {ends:%Y-%m-%d %H:%M} UTC; "
         "ask them why."

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..display import quoted, safe
 from ..errors import (
     AccountLocked,
+    Banned,
     ChatError,
     InvalidName,
     KeyChanged,
@@ -95,6 +96,8 @@ def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
         return Problem(f"Wrong password for {name}.", Field.PASSWORD)
     if isinstance(error, AccountLocked):
         return Problem(safe(error.message), Field.NAME)
+    if isinstance(error, Banned):
+        return Problem(safe(error.message), Field.HOST)  # its end said, to the minute
     if isinstance(error, UnknownUser):
         return Problem(
             f"There is no account named {name}; tick “Create an account” to create it.",
