@@ -150,8 +150,9 @@ async def test_a_daemon_reached_by_a_long_path_or_a_link_answers_and_one_without
 
             control_path(database).write_text("in the way")
             await daemon.start(port)
-            assert "no control socket at" in daemon.text
-            assert "a file that is not a socket is in its place" in daemon.text
+            # Said right after the line that it listens, which `start` waits for.
+            warning = await daemon.wait_for("no control socket at")
+            assert "a file that is not a socket is in its place" in warning
             refused = await accounts(database, "unlock", "alice")
             assert refused.returncode == ExitCode.DATABASE
             assert refused.stderr == (

@@ -4,6 +4,7 @@ its text gone, left out of every history from then on, and told to everyone in t
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sqlite3
 import subprocess
@@ -12,11 +13,15 @@ from pathlib import Path
 
 import pytest
 import trio
+from pytestqt.qtbot import QtBot
 
 import trio_chat
+from trio_chat import wire
 from trio_chat.cli import ExitCode
+from trio_chat.control import Request, ask, control_path
 from trio_chat.display import to_plain, unsaid_line
 from trio_chat.events import History, MessageRemoved, PublicMessage
+from trio_chat.gui.message_view import MessageModel
 from trio_chat.gui.rows import UNSAID, Span, message_row, note_row, unsaid_row
 from trio_chat.gui.transcript import Transcript
 from trio_chat.records import Account, Message, MessageRemoval
@@ -80,6 +85,26 @@ def test_an_old_database_is_read_once_a_daemon_upgraded_it(tmp_path: Path) -> No
     assert room_messages(path, 10) == []
 
 
+def test_an_upgrade_takes_a_column_there_already_as_added(tmp_path: Path) -> None:
+    # A database whose schema 7 had the removal mark already (numbered so by a trio-chat
+    # before this one), and one whose schema 7 had bans' ends only: both upgrade.
+    for has_mark in (True, False):
+        path = tmp_path / f"chat-{has_mark}.db"
+        with sqlite3.connect(path) as db:
+            for migration in MIGRATIONS[:7]:
+                db.executescript(migration)
+            if has_mark:
+                db.execute("ALTER TABLE messages ADD COLUMN removed INTEGER NOT NULL DEFAULT 0")
+            db.execute("PRAGMA user_version = 7")
+        db.close()
+        SqliteStore.open(path).close()
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+            columns = [row[1] for row in db.execute("PRAGMA table_info(messages)")]
+        db.close()
+        assert columns.count("removed") == 1
+
+
 def test_the_room_is_told_and_history_leaves_it_out() -> None:
     driver = EngineDriver()
     for name in ("alice", "bob"):
@@ -114,6 +139,71 @@ def test_the_room_is_told_and_history_leaves_it_out() -> None:
     receipt = carol.connection.history(10)
     carol.settle()
     assert receipt.done and [m.text for m in receipt.result] == ["hello", "bye"]
+
+
+def _room(*names: str) -> tuple[EngineDriver, list[Peer]]:
+    driver = EngineDriver()
+    for name in names:
+        driver.add_account(name)
+    peers = [Peer(driver, name, address=(f"198.51.100.{n}", 1)) for n, name in enumerate(names)]
+    for peer in peers:
+        peer.settle()
+    return driver, peers
+
+
+def test_a_message_removed_twice_at_once_is_told_and_counted_once() -> None:
+    driver, (alice, bob) = _room("alice", "bob")
+    for text in ("m1", "m2", "m3", "m4"):
+        alice.connection.say(text)
+        alice.settle()
+    bob.settle()
+    newest = driver.stored_messages()[-1]
+    for _ in range(2):
+        driver.engine.remove_message(MessageRemoval(newest.id))
+    driver.pump()
+    bob.settle()
+    assert [e for e in bob.events if isinstance(e, MessageRemoved)] == [MessageRemoved(newest.id)]
+    assert driver.engine.chat.window.public_count == 3
+
+
+def test_a_history_read_while_a_message_is_removed_is_still_a_whole_page() -> None:
+    driver, (alice, bob) = _room("alice", "bob")
+    for text in ("m1", "m2", "m3", "m4", "m5"):
+        alice.connection.say(text)
+        alice.settle()
+    bob.settle()
+    m4, m5 = driver.stored_messages()[3:5]
+    driver.auto_read = False
+    receipt = bob.connection.history(3, before=m5.id)
+    bob.settle()
+    driver.engine.remove_message(MessageRemoval(m4.id))  # stored while the page is read
+    driver.pump()
+    driver.finish_reads()
+    bob.settle()
+    assert receipt.done and [m.text for m in receipt.result] == ["m1", "m2", "m3"]
+
+
+def test_a_removed_message_sent_again_is_answered_and_said_removed() -> None:
+    # Its `ok` lost, its client sends it again after the operator removed it: answered
+    # (not stored anew), and told it is removed, else its client shows it again.
+    driver, (alice, _bob) = _room("alice", "bob")
+    alice.connection.say("buy cheap watches")
+    alice.settle()
+    spam = driver.stored_messages()[-1]
+    driver.engine.remove_message(MessageRemoval(spam.id))
+    driver.pump()
+    alice.settle()
+    assert spam.cid is not None
+    handle = alice.request(wire.Say(text=spam.text, cid=spam.cid))
+    alice.settle()
+    ok, unsaid = alice.frames[-2:]
+    assert isinstance(ok, wire.Ok) and (ok.re, ok.id) == (handle.seq, spam.id)
+    assert unsaid == wire.Unsaid(id=spam.id)
+    assert len(driver.stored_messages()) == 1
+    # After a restart, the store's copy of a removed message has no text: the same.
+    stored = dataclasses.replace(spam, text="")
+    assert driver.engine.chat.removed(stored)
+    assert not driver.engine.chat.removed(dataclasses.replace(spam, id=spam.id + 1))
 
 
 def test_a_client_shows_a_removed_message_no_more() -> None:
@@ -187,6 +277,16 @@ async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_sto
                     "list` shows them.\n",
                 )
                 assert [m.text for m in await bob.history(10)] == ["hello", "bye"]  # not one
+                # Asked directly (not through the command, which looks first): a private
+                # message, or one removed already, is no room message to remove.
+                psst = await alice.whisper("bob", "psst")
+                for message_id in (psst.id, spam):
+                    reply = await trio.to_thread.run_sync(
+                        ask, control_path(database), Request("unsay", message=message_id)
+                    )
+                    assert reply is not None
+                    assert (reply.ok, reply.code) == (False, "unknown_message")
+                assert [m.text for m in await bob.history(10)] == ["hello", "bye", "psst"]
             assert await daemon.stop() == 0
     # Stopped: the database itself.
     mine = await messages(database, "list", "--from", "ALICE")
@@ -197,5 +297,19 @@ async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_sto
     assert left.stdout.endswith("alice: bye\n") and left.stderr == "1 message.\n"
     nobody = await messages(database, "list", "--from", "carol")
     assert (nobody.stdout, nobody.stderr) == ("", "No messages from carol in the room's history.\n")
+    huge = await messages(database, "remove", str(2**63))
+    assert huge.returncode == ExitCode.USAGE and "Traceback" not in huge.stderr
     missing = await messages(tmp_path / "none.db", "list")
     assert missing.returncode == ExitCode.DATABASE
+
+
+def test_a_window_told_first_shows_the_message_removed_when_it_comes(qtbot: QtBot) -> None:
+    # A page read meanwhile, or the answer to a message sent again, may come after its
+    # removal was told: it is shown removed, not as it was.
+    model = MessageModel()
+    when = datetime(2026, 12, 6, 16, 0, 1, tzinfo=UTC)
+    model.unsay(11)  # not shown yet: nothing to change
+    assert model.rows == []
+    model.add_message(message_row(PublicMessage(11, when, "bob", "buy cheap watches"), "alice"))
+    model.add_message(message_row(PublicMessage(12, when, "bob", "sorry"), "alice"))
+    assert [row.plain.split("  ", 1)[1] for row in model.rows] == [f"bob: {UNSAID}", "bob: sorry"]

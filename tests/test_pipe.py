@@ -325,9 +325,10 @@ class Output:
         self.lines: list[str] = []
         self._partial = b""
 
-    async def until(self, pattern: str) -> str:
-        """Read until a line matches `pattern` (searched); return that line."""
-        seen = 0
+    async def until(self, pattern: str, start: int = 0) -> str:
+        """Read until a line from the `start`th on matches `pattern` (searched); return
+        that line."""
+        seen = start
         while True:
             for line in self.lines[seen:]:
                 if re.search(pattern, line):
@@ -523,15 +524,20 @@ async def test_a_message_the_operator_removes_is_said_to_be(tmp_path: Path) -> N
             daemon = DaemonProcess(nursery, database)
             host, port = await daemon.start()
             await accounts(port, "alice", "bob")
-            process = await trio.lowlevel.open_process(
-                [*CLI, "chat", "--name", "alice"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=cli_env(port, TRIO_CHAT_PASSWORD=PASSWORD),
-            )
-            assert process.stdin is not None and process.stdout is not None
-            output = Output(process.stdout)
             async with trio_chat.connect(host, port, "bob", PASSWORD) as bob:
+                # Older than the 20 a login shows: seen only on a page.
+                first = await bob.say("first words")
+                for n in range(20):
+                    await bob.say(f"line {n}")
+                process = await trio.lowlevel.open_process(
+                    [*CLI, "chat", "--name", "alice"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=cli_env(port, TRIO_CHAT_PASSWORD=PASSWORD),
+                )
+                assert process.stdin is not None and process.stdout is not None
+                output = Output(process.stdout)
+                await output.until(rf"^{TIME} bob: line 19$")  # the 20 a login shows
                 spam = await bob.say("buy cheap watches")
                 await output.until(rf"^{TIME} bob: buy cheap watches$")
                 removed = await operator("messages", database, "remove", str(spam.id))
@@ -540,6 +546,12 @@ async def test_a_message_the_operator_removes_is_said_to_be(tmp_path: Path) -> N
                 assert re.fullmatch(
                     rf"{TIME} \* the operator removed bob's message of \d\d:\d\d:\d\d", line
                 )
+                await process.stdin.send_all(b"/older 1\n")
+                await output.until(rf"^{TIME} bob: first words$")
+                paged = len(output.lines)
+                removed = await operator("messages", database, "remove", str(first.id))
+                assert removed.returncode == 0, removed.stderr
+                await output.until(r"\* the operator removed bob's message", start=paged)
             await process.stdin.aclose()
             await output.rest()
             assert await process.wait() == 0

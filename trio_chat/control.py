@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import socket
@@ -49,6 +50,7 @@ from .records import (
     unix_time,
 )
 from .rules import name_key
+from .store import StorageError, room_messages
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,14 @@ SOCKET_PATH_BYTES = 108
 """What a Unix socket's address holds on Linux, its last byte a NUL."""
 MAY_HAVE = "it may have been made: `trio-chat accounts list` (or `bans list`) shows whether"
 NOT_STORED = "The daemon could not store the change (see its log)."
+
+
+def no_message(message_id: int) -> str:
+    return (
+        f"There is no message {message_id} in the room's history; `trio-chat messages list` "
+        "shows them."
+    )
+
 
 Action = Literal[
     "list",
@@ -296,8 +306,11 @@ class Desk:
         engine: ServerEngine,
         wake: Callable[[], None],
         clock: Callable[[], tuple[float, float]],
+        database: Path | None = None,
     ) -> None:
         self.engine = engine
+        self._database = database
+        """Where a message to remove is looked up first (read-only, in a thread)."""
         self._wake = wake
         self._clock = clock
         self._waiting: dict[int, tuple[bool, int] | None] = {}
@@ -372,10 +385,22 @@ class Desk:
         return Reply(True, bans=before, ended=ended)
 
     async def _unsay(self, request: Request, peer: Peer | None) -> Reply:
-        """Remove a room message (the command found it in the database first)."""
-        if not 0 < request.message < self.engine.chat.next_message_id:
-            return Reply(False, "bad_request", f"There is no message {request.message}.")
-        outcome = await self._store(MessageRemoval(request.message))
+        """Remove a room message: one the room's history has (not a private one, nor one
+        removed already, maybe by a command at the same time)."""
+        message_id = request.message
+        found = 0 < message_id < self.engine.chat.next_message_id
+        if found and self._database is not None:
+            try:
+                found = bool(
+                    await trio.to_thread.run_sync(
+                        functools.partial(room_messages, self._database, 1, message_id=message_id)
+                    )
+                )
+            except StorageError as error:
+                return Reply(False, "failed", str(error))
+        if not found or self.engine.chat.unsaid(message_id):
+            return Reply(False, "unknown_message", no_message(message_id))
+        outcome = await self._store(MessageRemoval(message_id))
         if outcome is None or not outcome[0]:
             return _not_stored(outcome)
         done = f"removed the message {request.message}"

@@ -155,6 +155,8 @@ class Room:
         self._results_done = trio.Event()
         self._shown: dict[int, ChatMessage] = {}
         """The messages shown lately, by id (shown once; told when one is removed)."""
+        self._unsaid: set[int] = set()
+        """The room's messages the operator removed while this conversation runs."""
         self._shown_order: deque[int] = deque()
         self._newest_shown = 0
         self._oldest_found: int | None = None
@@ -350,17 +352,14 @@ class Room:
         """Show a message once, even when it comes both as an event and as an answer."""
         if message.id in self._shown:
             return
-        self._shown[message.id] = message
+        self._note_shown(message)
         self._newest_shown = max(self._newest_shown, message.id)
         if not self._paged and isinstance(message, PublicMessage):
             # Until a page was asked for, `/older` goes back from the oldest of the room's
             # messages shown (not from a private one that waited since long before them).
             oldest = self._oldest_found
             self._oldest_found = message.id if oldest is None else min(oldest, message.id)
-        self._shown_order.append(message.id)
-        if len(self._shown_order) > SHOWN_MEMORY:
-            self._shown.pop(self._shown_order.popleft(), None)
-        line = message_line(message, self.chat.name)
+        line = self._line(message)
         if sent_late:
             line = (*line, (DIM, " (sent; it was waiting)"))
         self.show(line)
@@ -443,7 +442,23 @@ class Room:
         if messages:
             self._oldest_found = messages[0].id
         for message in messages:
-            self.show(message_line(message, self.chat.name))
+            self._note_shown(message)
+            self.show(self._line(message))
+
+    def _note_shown(self, message: ChatMessage) -> None:
+        """Remember a message shown, to say so if the operator removes it."""
+        if message.id not in self._shown:
+            self._shown_order.append(message.id)
+            if len(self._shown_order) > SHOWN_MEMORY:
+                self._shown.pop(self._shown_order.popleft(), None)
+        self._shown[message.id] = message
+
+    def _line(self, message: ChatMessage) -> Line:
+        """A message's line; one the operator removed before it came, the line that says
+        so (a page read meanwhile, an answer to a resend)."""
+        if message.id in self._unsaid and isinstance(message, PublicMessage):
+            return unsaid_line(message, self.chat.name, _now())
+        return message_line(message, self.chat.name)
 
     async def run_results(self) -> None:
         """Print the answers to requests, in the order the lines were typed."""
@@ -512,6 +527,7 @@ class Room:
         elif isinstance(event, Notice):
             self.show(notice_line(event.text, _now()))
         elif isinstance(event, MessageRemoved):
+            self._unsaid.add(event.id)
             removed = self._shown.get(event.id)
             if isinstance(removed, PublicMessage):  # else never shown here: nothing to say
                 self.show(unsaid_line(removed, me, _now()))

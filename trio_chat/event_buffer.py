@@ -7,21 +7,20 @@ from typing import Final
 
 import trio
 
-from .events import Disconnected, Event, History, MessageRemoved, Missed, Reconnected
+from .events import Disconnected, Event, History, Missed, Reconnected
 
-_KEPT: Final = (History, Disconnected, Reconnected, MessageRemoved)
-"""Events never dropped: a reader waits for the `History` after `Reconnected`, shows a
-session as lost until it is told otherwise, and shows a message until told it was
-removed. They are rare (one of each per outage; a removal is the operator's)."""
+_KEPT: Final = (History, Disconnected, Reconnected)
+"""Events never dropped: a reader waits for the `History` after `Reconnected`, and shows
+a session as lost until it is told otherwise. They are rare (one of each per outage)."""
 
 
 class EventBuffer:
     """A queue of events from the connection to `events()` that keeps the newest `kept`.
 
     A program that never reads (a bot that only posts) would otherwise keep everything the
-    room says for as long as it runs. Past `kept` the oldest unread message, join, leave or
-    notice goes, and a `Missed` takes its place (or counts it, next to one already there),
-    so that a reader learns how many went, and where."""
+    room says for as long as it runs. Past `kept` the oldest unread message, join, leave,
+    notice or removal goes, and a `Missed` takes its place (or counts it, next to one
+    already there), so that a reader learns how many went, and where."""
 
     def __init__(self, kept: int) -> None:
         if kept < 1:

@@ -95,10 +95,10 @@ class Reconnected(msgspec.Struct, frozen=True, gc=False):
 
 
 class Missed(msgspec.Struct, frozen=True, gc=False):
-    """The program did not read `events()` in time: `count` unread messages, joins, leaves
-    or notices were dropped here, the oldest, to keep the newest (`ClientConfig.events_kept`;
-    a `History`, `Disconnected` or `Reconnected` is never dropped). `history()` still has
-    the messages among them."""
+    """The program did not read `events()` in time: `count` unread messages, joins, leaves,
+    notices or removals were dropped here, the oldest, to keep the newest
+    (`ClientConfig.events_kept`; a `History`, `Disconnected` or `Reconnected` is never
+    dropped). `history()` still has the messages among them."""
 
     count: int
 

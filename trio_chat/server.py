@@ -153,6 +153,7 @@ class Daemon:
         storage: Storage,
         nursery: trio.Nursery,
         passwords: PasswordThreads,
+        database: Path | None = None,
     ) -> None:
         self.engine = engine
         self.sock = sock
@@ -162,7 +163,9 @@ class Daemon:
         self._passwords = passwords
         self.send_errors = 0
         self.notes = NoteLog()
-        self.desk = Desk(engine, self._flush_soon, lambda: (trio.current_time(), time.time()))
+        self.desk = Desk(
+            engine, self._flush_soon, lambda: (trio.current_time(), time.time()), database
+        )
         """The operator's requests (`control.py`)."""
 
     async def run(self) -> None:
@@ -467,7 +470,8 @@ async def _run(
     passwords = PasswordThreads(max(1, (os.cpu_count() or 2) - 1))
     with contextlib.closing(passwords):
         async with trio.open_nursery() as nursery:
-            daemon = Daemon(engine, sock, storage, nursery, passwords)
+            database = storage.path if isinstance(storage, SqliteStore) else None
+            daemon = Daemon(engine, sock, storage, nursery, passwords, database)
             if running is not None:
                 running.append(daemon)
             await nursery.start(daemon.persistence.run)

@@ -37,7 +37,7 @@ from .records import (
     unix_time,
 )
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 LOG_PAGES = 1000
 """Pages in the write-ahead log that make a commit checkpoint it (SQLite's default)."""
 LOG_SPARE_PAGES = 32
@@ -113,10 +113,13 @@ MIGRATIONS: tuple[str, ...] = (
         created TEXT NOT NULL
     );
     """,
-    # 6 -> 7: bans that end (NULL: for good); messages the operator removed (their text
-    # gone, their row kept so that a resend is still known).
+    # 6 -> 7: bans that end (NULL: for good).
     """
     ALTER TABLE bans ADD COLUMN until TEXT;
+    """,
+    # 7 -> 8: messages the operator removed (their text gone, their row kept so that a
+    # resend is still known).
+    """
     ALTER TABLE messages ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
     """,
 )
@@ -582,6 +585,15 @@ class SqliteStore:
         if version != SCHEMA_VERSION:
             raise StorageError(_other_schema(self.path, version))
 
+    def _step(self, statement: str) -> None:
+        """One statement of an upgrade. A column it adds that is there already (put there
+        by a trio-chat that numbered its schema otherwise) counts as added."""
+        try:
+            self._db.execute(statement)
+        except sqlite3.OperationalError as error:
+            if not str(error).startswith("duplicate column name"):
+                raise
+
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
@@ -597,7 +609,7 @@ class SqliteStore:
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[target - 1].split(";"):
                     if statement.strip():
-                        self._db.execute(statement)
+                        self._step(statement)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         except BaseException:

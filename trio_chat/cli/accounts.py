@@ -62,6 +62,7 @@ _EXIT_FOR_REPLY = {
     "unknown_user": ExitCode.UNKNOWN_USER,
     "not_stored": ExitCode.DATABASE,
     "stopping": ExitCode.UNREACHABLE,
+    "unknown_message": ExitCode.UNKNOWN_MESSAGE,
 }
 
 

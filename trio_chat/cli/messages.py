@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from ..control import Request
+from ..control import Request, no_message
 from ..display import safe, safe_name
 from ..records import Message, MessageRemoval
 from ..rules import name_key
@@ -30,6 +30,8 @@ messages_app = typer.Typer(
 )
 
 MOST_LISTED = 10_000
+MOST_ID = 2**63 - 1
+"""The largest id SQLite can hold."""
 
 
 @messages_app.command("list")
@@ -61,7 +63,7 @@ def list_command(
 def remove_command(
     ids: Annotated[
         list[int],
-        typer.Argument(metavar="ID...", help="The ids `messages list` shows.", min=1),
+        typer.Argument(metavar="ID...", help="The ids `messages list` shows.", min=1, max=MOST_ID),
     ],
     db: DatabaseOption = None,
 ) -> None:
@@ -73,11 +75,7 @@ def remove_command(
     for message_id in dict.fromkeys(ids):  # each once, in the order given
         messages = _read(database, 1, message_id=message_id)
         if not messages:
-            raise fail(
-                f"There is no message {message_id} in the room's history; `trio-chat messages "
-                "list` shows them.",
-                ExitCode.UNKNOWN_MESSAGE,
-            )
+            raise fail(no_message(message_id), ExitCode.UNKNOWN_MESSAGE)
         found.extend(messages)
     for message in found:
         if ask_daemon(database, Request("unsay", message=message.id)) is None:

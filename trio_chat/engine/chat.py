@@ -44,6 +44,11 @@ UNMARKED_MOST = 10_000
 """Deliveries a failing disk could not record that are kept to be recorded later."""
 
 
+READ_SPARE = 8
+"""Messages a history read takes beyond those asked for: room for those the operator
+removes while it runs (left out of the page)."""
+
+
 def _account(session: Session) -> Account:
     """The account of a session in the room (only logged-in sessions reach the room)."""
     account = session.account
@@ -108,7 +113,7 @@ class Chat:
         deliver: Deliver,
         room: Callable[[Deliver], Fanout],
         effects: list[Effect],
-        jobs: JobTable[tuple[int, int]],
+        jobs: JobTable[tuple[int, int, int]],  # history reads: session, request, limit
         stats: dict[str, int],
     ) -> None:
         self.config = config
@@ -279,7 +284,24 @@ class Chat:
         if waiting is not None:
             waiting.append((session.sid, seq))
         else:
-            self._reply(session, stored_frame(message, seq))
+            self._answer_resend(session, seq, message)
+
+    def _answer_resend(self, session: Session, seq: int, message: Message) -> None:
+        """A message sent again that was stored before: its `ok`, and, if the operator
+        removed it since, its `unsaid` (its client would show it again from its own copy)."""
+        self._reply(session, stored_frame(message, seq))
+        if self.removed(message):
+            self._reply(session, wire.encode(wire.Unsaid(id=message.id)))
+
+    def unsaid(self, message_id: int) -> bool:
+        """Whether the operator removed the room's message `message_id` while the daemon
+        runs."""
+        return message_id in self._unsaid
+
+    def removed(self, message: Message) -> bool:
+        """Whether the operator removed the room's message `message` (as read from the
+        store, a removed message's text is empty, which no message stored can be)."""
+        return not message.private and (message.id in self._unsaid or not message.text)
 
     def may_ask(self, session: Session, seq: int, now: float, *, reads: bool) -> bool:
         """Whether a question (`who`, or a `history` that `reads` the database) is taken
@@ -310,15 +332,18 @@ class Chat:
         self._reply(session, wire.encode(wire.Ok(re=seq, count=len(names))))
 
     def history(self, session: Session, seq: int, request: wire.HistoryRequest) -> None:
-        job = self._jobs.add((session.sid, seq))
+        job = self._jobs.add((session.sid, seq, request.limit))
         session.reading += 1
         # "Before" means before this request, not before the read happens to run.
         before = request.before if request.before is not None else self.next_message_id
-        self._effects.append(LoadHistory(job, _account(session).id, before, request.limit))
+        # A message the operator removes while the read runs may be in it, and is left
+        # out then: a few more are read, for a whole page.
+        limit = request.limit + READ_SPARE
+        self._effects.append(LoadHistory(job, _account(session).id, before, limit))
 
     def history_loaded(self, job: int, messages: Iterable[Message] | None) -> None:
         """The shell read a page of history for a session's request (None: it could not)."""
-        sid, seq = self._jobs.pop(job)
+        sid, seq, limit = self._jobs.pop(job)
         session = self._by_sid.get(sid)
         if session is None:
             return
@@ -329,9 +354,8 @@ class Chat:
             return
         count = 0
         viewer = _account(session).id
-        for message in messages:
-            if message.id in self._unsaid:
-                continue  # read before its removal was stored
+        shown = [message for message in messages if not self.removed(message)]
+        for message in shown[-limit:]:
             self._reply(session, message_frame(message, viewer, history=True, re=seq))
             count += 1
         self._reply(session, wire.encode(wire.Ok(re=seq, count=count)))
@@ -440,11 +464,13 @@ class Chat:
             if earlier is None:
                 self._reply(session, error_frame("storage_failed", sorry, seq))
             else:
-                self._reply(session, stored_frame(earlier, seq))
+                self._answer_resend(session, seq, earlier)
 
     def unsay(self, message_id: int) -> None:
         """The operator removed the room's message `message_id` (stored so): history
         leaves it out, and everyone in the room is told, to show it no more."""
+        if message_id in self._unsaid:
+            return  # removed twice at once: told once
         self.window.unsay(message_id)
         self._unsaid.add(message_id)
         self.room.broadcast(wire.encode(wire.Unsaid(id=message_id)))

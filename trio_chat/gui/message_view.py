@@ -71,6 +71,8 @@ class MessageModel(QAbstractListModel):
         self.loading = False
         """Older messages have been asked for and have not come yet."""
         self._beginning: Key | None = None
+        self._unsaid: set[int] = set()
+        """The messages the operator removed while this conversation is shown."""
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 (Qt's signature)
         return 0 if parent.isValid() else len(self.transcript)
@@ -95,7 +97,10 @@ class MessageModel(QAbstractListModel):
         return self.transcript.rows
 
     def add_message(self, row: Row) -> bool:
-        """Show a stored message; False if it is shown already."""
+        """Show a stored message; False if it is shown already. One the operator removed
+        (told before it came: a page read meanwhile, an answer) is shown removed."""
+        if row.message_id in self._unsaid:
+            row = unsaid_row(row)
         insertion = self.transcript.plan_message(row)
         if insertion is None:
             return False
@@ -105,7 +110,9 @@ class MessageModel(QAbstractListModel):
         return True
 
     def unsay(self, message_id: int) -> None:
-        """The operator removed a message: if it is shown, say so in its place."""
+        """The operator removed a message: if it is shown, say so in its place (and if it
+        comes later, say so then)."""
+        self._unsaid.add(message_id)
         index = self.transcript.index_of_message(message_id)
         if index is None:
             return
