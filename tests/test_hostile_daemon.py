@@ -239,7 +239,7 @@ def test_history_without_its_end_cannot_grow_without_end() -> None:
     sent = most + 3 * batch
     for start in range(1, sent + 1, batch):
         daemon.send(client, *(msg(n, history=True) for n in range(start, start + batch)))
-    assert len(client._backlog) <= most
+    assert client._seen.held <= most
     daemon.send(client, wire.Ready(count=sent))
     (*_, history) = [e for e in daemon.events if isinstance(e, History)]
     assert len(history.messages) == most and history.more

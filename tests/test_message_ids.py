@@ -30,7 +30,7 @@ def test_a_resume_after_a_restart_with_the_clock_gone_back_misses_nothing() -> N
     )
     alice = Peer(started, "alice", address=("10.0.0.1", 1))
     alice.settle()
-    since = alice.connection._last_seen
+    since = alice.connection._seen.newest
     assert since == 0  # the newest stored, not an id no message has
     again = EngineDriver(
         snapshot=Snapshot(

@@ -4,18 +4,19 @@ Modules by concern: `connection` (`ClientConnection`, the state machine: channel
 reconnection, resending; its docstring tells how to drive it), `requests` (`Handle`, a
 request on its way, and the checks before one is sent), `outstanding` (the requests not
 answered yet, and those refused as too fast), `keepalive` (when a connection pings),
-`messages` (the daemon's messages and timestamps as events), `config` (`ClientConfig`).
+`intake` (the messages shown, and a login's history held until its end), `messages`
+(the daemon's messages and timestamps as events), `config` (`ClientConfig`).
 Nothing here reads the clock or touches a socket.
 """
 
 from .config import ClientConfig
 from .connection import (
     KEEPALIVE_PATIENCE,
-    SEEN_MEMORY,
     WHO_NAMES_MAX,
     ClientConnection,
     Ids,
 )
+from .intake import SEEN_MEMORY
 from .requests import (
     Handle,
     check_login,

@@ -53,10 +53,8 @@ from ..errors import (
     error_for,
 )
 from ..events import (
-    ChatMessage,
     Disconnected,
     Event,
-    History,
     Joined,
     Left,
     MessageRemoved,
@@ -69,8 +67,9 @@ from ..reliability import Link
 from ..rules import RuleError, check_text, normalize_name
 from ..secure import Channel, SecureError, new_index
 from .config import ClientConfig
+from .intake import SeenMessages
 from .keepalive import Keepalive
-from .messages import SeenIds, message_event, parse_time
+from .messages import message_event, parse_time
 from .outstanding import QUESTIONS, Outstanding
 from .requests import Handle, check_new_password, check_registration, require_type, rule_error
 
@@ -86,9 +85,6 @@ KEEPALIVE_PATIENCE = 0.25
 """Seconds a lone keepalive waits for its acknowledgement beyond the probe timeout before
 it goes again: a daemon answering the pings of thousands of sessions that came on the
 same second takes tens of milliseconds to reach the last of them."""
-SEEN_MEMORY = 20_000
-"""Message ids within this many of the newest one seen are remembered, so that none of
-those messages is shown twice (`SeenIds`)."""
 WHO_NAMES_MAX = 100_000
 """The most names an answer to `who` may hold (five times the daemon's default
 `max_connections`): past it, the answer is a `ProtocolError`, not memory without end."""
@@ -237,13 +233,8 @@ class ClientConnection:
         """When the session was lost, while it has not come back (`reconnect_for`): set
         only while coming back (a first login has its own `timeout`)."""
         self._outstanding = Outstanding()
-        self._backlog: deque[ChatMessage] = deque(maxlen=SEEN_MEMORY)
-        """The history sent on login, until its `ready`: the newest `SEEN_MEMORY` of it."""
-        self._backlog_cut = False
-        self._last_seen = 0
-        self._first_since: int | None = None
-        """The `since` the first login asked with (`start`)."""
-        self._seen = SeenIds(SEEN_MEMORY)
+        self._seen = SeenMessages()
+        """The messages shown, and a login's history until its `ready`."""
         self.local_address: wire.Endpoint | None = None
         """The address this connection's socket sends from, as the socket reports it
         (the shell sets it): sent with each login as `via`, so that a daemon that sees
@@ -290,9 +281,7 @@ class ClientConnection:
 
     def start(self, now: float, since: int | None = None) -> None:
         """Open the channel and log in (`since`: show what came after that message id)."""
-        if since is not None:
-            self._last_seen = since
-        self._first_since = since
+        self._seen.start_from(since)
         self._open(now)
 
     def register(self, name: str, password: str) -> Handle:
@@ -510,8 +499,8 @@ class ClientConnection:
         if handshake.rtt is not None:
             self._link.seed_rtt(handshake.rtt)
         self._outstanding.new_channel()  # every request goes again on the new session
-        # The backlog stays: a history cut off by a lost session before its `ready` was
-        # seen (and is not sent again); it is shown with the next login's history.
+        # A history held for its `ready` stays: cut off by the lost session, it is not
+        # sent again, and is shown with the next login's history (`SeenMessages`).
         self.pings.channel_opened(now, self.config.keepalive)
         self._relogin_delay = RELOGIN_DELAY
         if self._logs_in:
@@ -529,7 +518,7 @@ class ClientConnection:
         if self.ticket:
             frame = wire.Resume(
                 ticket=self.ticket,
-                since=self._since(),
+                since=self._seen.since(self._resuming),
                 quiet=self.quiet,
                 replaces=replaces,
                 via=via,
@@ -540,7 +529,7 @@ class ClientConnection:
             login = wire.Login(
                 name=self.name,
                 password=self._password,
-                since=self._since(),
+                since=self._seen.since(self._resuming),
                 quiet=self.quiet,
                 replaces=replaces,
                 via=via,
@@ -548,14 +537,6 @@ class ClientConnection:
             )
             self._auth = Handle("login", wire.encode(login))
         self._transmit(self._auth)
-
-    def _since(self) -> int | None:
-        if not self.ready:
-            # The first login's history never came whole (its `ready`, with `upto`, did
-            # not): ask for it again as it was asked, not for all after the part that
-            # came, which would bring the private messages it left out on purpose.
-            return self._first_since
-        return self._last_seen if (self._resuming or self._last_seen) else None
 
     def _on_welcome(self, frame: wire.Welcome, now: float) -> None:
         self._auth = None
@@ -869,14 +850,7 @@ class ClientConnection:
         elif isinstance(frame, wire.Ready):
             if not self._logged_in:
                 return  # the history of a login not yet welcomed: nothing is ready
-            if frame.upto is not None and frame.upto > self._last_seen:
-                # A resume asks for what came after what this history chose among: not
-                # the private messages of before this login, which it left out.
-                self._last_seen = frame.upto
-            backlog, more = tuple(self._backlog), frame.more or self._backlog_cut
-            self._backlog.clear()
-            self._backlog_cut = False
-            self._emit(History(backlog, more, resumed=self._resuming))
+            self._emit(self._seen.end_history(frame.upto, frame.more, self._resuming))
             self._resuming = False
             self.ready = True
             self._history_due = False
@@ -936,15 +910,10 @@ class ClientConnection:
         mine = self._outstanding.by_cid(frame.cid) if frame.cid is not None else None
         if mine is not None and frame.sender == self.name:
             # Our own message, stored before the session was lost: it is the answer.
-            self._remember(message.id)
+            self._seen.remember(message.id)
             self._finish(mine, msgspec.structs.replace(message, history=False))
             return
-        if not self._remember(message.id):
-            return  # shown before
-        if frame.history:
-            self._backlog_cut |= len(self._backlog) == self._backlog.maxlen
-            self._backlog.append(message)  # beyond its length, the oldest goes
-        else:
+        if self._seen.take(message):  # not shown before, nor held for the history's end
             self._emit(message)
 
     def _add_parts(self, re: int, parts: list[Any], kinds: frozenset[str]) -> None:
@@ -975,7 +944,7 @@ class ClientConnection:
                 self._finish(handle, error=error)
                 return
             ts = parse_time(frame.ts)
-            self._remember(frame.id)
+            self._seen.remember(frame.id)
             if handle.kind == "say":
                 result = PublicMessage(frame.id, ts, self.name, handle.text)
             else:
@@ -1021,20 +990,13 @@ class ClientConnection:
         if earlier:
             self._outstanding.keep_number(handle)
 
-    def _remember(self, message_id: int) -> bool:
-        """Remember a message as shown; whether it had not been."""
-        if message_id > self._last_seen:
-            self._last_seen = message_id
-        return self._seen.add(message_id)
-
     def _shut(self, failure: ChatError) -> None:
         if self.closed:
             return
-        if self._backlog and self._logged_in:
-            # A history the end cut off before its `ready`: what came of it is shown, not
-            # dropped (its private messages were acknowledged: they count as delivered).
-            self._emit(History(tuple(self._backlog), True, resumed=self._resuming))
-            self._backlog.clear()
+        if self._logged_in:
+            cut_off = self._seen.cut_off(self._resuming)
+            if cut_off is not None:
+                self._emit(cut_off)
         self.closed = True
         self.failure = failure
         self._handshake = None
