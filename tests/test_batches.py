@@ -220,8 +220,7 @@ def test_the_longest_password_the_client_accepts_fits_its_longest_login() -> Non
     )
     client.local_address = ("f" * 64, 65535)
     client._replaces = 2**32 - 1  # as after a session lost, whose ticket then expired
-    client._last_seen = wire.MAX_SEQ
-    client.start(h.now)
+    client.start(h.now, since=wire.MAX_SEQ)
     sent = 0
     for _ in range(5):
         for data in client.datagrams_to_send(h.now):  # ValueError once past MAX_FRAME
