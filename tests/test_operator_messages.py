@@ -273,8 +273,8 @@ async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_sto
                 again = await messages(database, "remove", str(said[0].id), str(spam))
                 assert (again.returncode, again.stderr) == (
                     ExitCode.UNKNOWN_MESSAGE,
-                    f"There is no message {spam} in the room's history; `trio-chat messages "
-                    "list` shows them.\n",
+                    f"There is no message {spam} in the room's history, so none of those given "
+                    "was removed; `trio-chat messages list` shows them.\n",
                 )
                 assert [m.text for m in await bob.history(10)] == ["hello", "bye"]  # not one
                 # Asked directly (not through the command, which looks first): a private
@@ -290,7 +290,7 @@ async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_sto
             assert await daemon.stop() == 0
     # Stopped: the database itself.
     mine = await messages(database, "list", "--from", "ALICE")
-    assert mine.stdout.count("alice: ") == 2 and mine.stderr == "2 messages from ALICE.\n"
+    assert mine.stdout.count("alice: ") == 2 and mine.stderr == "2 messages from alice.\n"
     removed = await messages(database, "remove", str(said[0].id))
     assert removed.returncode == 0, removed.stderr
     left = await messages(database, "list")

@@ -630,10 +630,10 @@ def test_bans_are_kept_until_lifted_or_ended(tmp_path: Path) -> None:
     again = BanSet("203.0.113.0/24", True, "2026-12-06T15:00:00.000Z", "2026-12-06T17:00:00.000Z")
     store.write([again])
     assert store.bans() == [*kept[1:], again.record()]
-    store.write([BanSet("2001:db8::/64", False, "2026-12-06T15:30:00.000Z")])
+    store.write([BanSet("2001:db8::/64", False, changed="2026-12-06T15:30:00.000Z")])
     assert store.bans() == [kept[2], again.record()]
     # A change made once a ban has ended forgets it; the one ending later stays.
-    store.write([BanSet("192.0.2.0/24", False, "2026-12-06T16:30:00.000Z")])
+    store.write([BanSet("192.0.2.0/24", False, changed="2026-12-06T16:30:00.000Z")])
     assert store.bans() == [again.record()]
     store.close()
 

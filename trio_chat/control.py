@@ -374,7 +374,10 @@ class Desk:
         banning = request.action == "ban"
         if banning == bool(before) and (not banning or request.until == before[0].until):
             return Reply(True, bans=before)  # as asked already: nothing to store
-        outcome = await self._store(BanSet(network, banning, iso_time(wall), request.until))
+        # Given again, a ban keeps when it began; its end is the new one.
+        created = before[0].created if before else iso_time(wall)
+        change = BanSet(network, banning, created, request.until, changed=iso_time(wall))
+        outcome = await self._store(change)
         if outcome is None or not outcome[0]:
             return _not_stored(outcome)
         ended = outcome[1]

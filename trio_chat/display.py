@@ -149,6 +149,7 @@ _LEFT_HOW = {
     "timeout": " (no longer answering)",
     "overloaded": " (server overloaded)",
     "removed": " (taken out by the operator)",
+    "banned": " (their address turned away by the operator)",
 }
 
 

@@ -151,7 +151,8 @@ def log_note(note: Note) -> None:
                 address=where,
             )
         else:
-            level = logging.INFO if note.reason in ("shutdown", "removed") else logging.WARNING
+            asked = note.reason in ("shutdown", "removed", "banned")  # by the operator
+            level = logging.INFO if asked else logging.WARNING
             event(
                 level,
                 "session_dropped",

@@ -194,6 +194,9 @@ class BanSet:
     until: str | None = None
     """When the ban ends (ISO 8601, UTC); None: never. It replaces the network's ban
     before, if there was one."""
+    changed: str = ""
+    """When the operator made this change (ISO 8601, UTC): bans ended by then are
+    forgotten with it."""
 
     def record(self) -> BanRecord:
         return BanRecord(self.network, self.created, self.until)

@@ -851,7 +851,7 @@ class SqliteStore:
                 [
                     (network,)
                     for network, until in self._db.execute("SELECT network, until FROM bans")
-                    if _names(network, op.network) or _ended(until, op.created)
+                    if _names(network, op.network) or _ended(until, op.changed)
                 ],
             )
             if op.banned:

@@ -46,7 +46,8 @@ ForOption = Annotated[
 ]
 
 _UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_SPAN = re.compile(r"(?:\d{1,9}[wdhms])+")
+_SPAN = re.compile(r"(?=.)(\d{1,9}w)?(\d{1,9}d)?(\d{1,9}h)?(\d{1,9}m)?(\d{1,9}s)?")
+"""A span as `2w3d4h5m6s` writes it: each unit once at most, the longest first."""
 LONGEST_BAN = 100 * 365 * 86400
 """The longest span `--for` takes, in seconds (a longer one is meant for good)."""
 
@@ -131,8 +132,10 @@ def remove_command(address: NetworkArgument, db: DatabaseOption = None) -> None:
     still = _wider(network, _listed(db))
     if reply.bans:
         typer.echo(f"Let {network} in again{still}.")
-    else:
+    elif still:
         typer.echo(f"{network} was not turned away by itself{still}.")
+    else:
+        typer.echo(f"{network} was not turned away; nothing to let in again.")
 
 
 def _listed(db: DatabaseOption) -> list[BanRecord]:
@@ -171,5 +174,6 @@ def _change(
         before = [b for b in store.bans() if b.network == network and not b.ended(wall)]
         banning = action == "ban"
         if banning != bool(before) or (banning and before[0].until != until):
-            store.write([BanSet(network, banning, iso_time(wall), until)])
+            created = before[0].created if before else iso_time(wall)  # kept, given again
+            store.write([BanSet(network, banning, created, until, changed=iso_time(wall))])
     return Reply(True, bans=before)

@@ -73,9 +73,10 @@ def ping_command(
 ) -> None:
     """Check that the daemon answers, with the key expected of it: for a health check
     (exit 0; 3 if it does not answer within 2.5 s, or its port is closed; 15 if it shows
-    another key). It says the daemon's loop answers, not that its disk takes writes. No
-    account is needed, the daemon logs nothing of it (its datagram is counted in the
-    minute's summary), and nothing is remembered."""
+    another key; 18 if its operator turned this address away). It says the daemon's loop
+    answers, not that its disk takes writes. No account is needed, the daemon logs
+    nothing of it (its datagram is counted in the minute's summary), and nothing is
+    remembered."""
     where = address_label(host, port)
     try:
         given = None if server_key is None else parse_key(server_key)

@@ -54,7 +54,8 @@ def list_command(
     messages = _read(db or default_database(), last, sender_key=key)
     for message in messages:
         typer.echo(f"{message.id}  {message.ts}  {safe_name(message.sender)}: {safe(message.text)}")
-    whose = "" if sender is None else f" from {safe_name(sender)}"
+    shown = sender if sender is None or not messages else messages[0].sender  # its spelling
+    whose = "" if shown is None else f" from {safe_name(shown)}"
     count = f"{len(messages)} message{'s' if len(messages) != 1 else ''}{whose}."
     typer.echo(count if messages else f"No messages{whose} in the room's history.", err=True)
 
@@ -72,10 +73,14 @@ def remove_command(
     client sending it again is answered, not given a new copy)."""
     database = db or default_database()
     found: list[Message] = []
-    for message_id in dict.fromkeys(ids):  # each once, in the order given
+    given = list(dict.fromkeys(ids))  # each once, in the order given
+    for message_id in given:
         messages = _read(database, 1, message_id=message_id)
         if not messages:
-            raise fail(no_message(message_id), ExitCode.UNKNOWN_MESSAGE)
+            sentence = no_message(message_id)
+            if len(given) > 1:  # all are looked up before any goes
+                sentence = sentence.replace(";", ", so none of those given was removed;", 1)
+            raise fail(sentence, ExitCode.UNKNOWN_MESSAGE)
         found.extend(messages)
     for message in found:
         if ask_daemon(database, Request("unsay", message=message.id)) is None:

@@ -25,14 +25,14 @@ BANNED = "The daemon's operator turned your address away; ask them why."
 
 def banned_sentence(until: float) -> str:
     """What a client of a network banned until Unix time `until` (`math.inf`: for good)
-    is told: the time its ban ends, to the minute after it."""
+    is told: the time its ban ends, to the second after it."""
     try:
-        ends = datetime.fromtimestamp(math.ceil(until / 60) * 60, tz=UTC)
+        ends = datetime.fromtimestamp(math.ceil(until), tz=UTC)
     except (OverflowError, ValueError, OSError):
         return BANNED  # for good, or past the year 9999: as good as for good
     return (
-        f"The daemon's operator turned your address away until {ends:%Y-%m-%d %H:%M} UTC; "
-        "ask them why."
+        f"The daemon's operator turned your address away until {ends:%Y-%m-%d %H:%M:%S} "
+        "UTC; ask them why."
     )
 
 
@@ -62,7 +62,6 @@ class Bans:
         """Ban the network `ban.network` (as `network_name` writes it), in place of any
         ban of it before."""
         network = ipaddress.ip_network(ban.network)
-        self._bans.pop(ban.network, None)  # and listed last, as the store lists it
         self._bans[ban.network] = ban
         key = (network.version, network.prefixlen)
         ends = math.inf if ban.until is None else unix_time(ban.until)

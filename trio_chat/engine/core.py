@@ -587,7 +587,8 @@ class ServerEngine:
         bye = wire.encode(wire.Bye(reason=reason, message=message))
         for session in sessions:
             self.transport.send(session, bye)  # said again if its client speaks after
-            self._close(session, "removed", now, wall, flush=True, remember=self._removed_memory)
+            left = "banned" if reason == "banned" else "removed"  # as the room is told
+            self._close(session, left, now, wall, flush=True, remember=self._removed_memory)
         return len(sessions)
 
     # --- sessions ending ----------------------------------------------------------------------
