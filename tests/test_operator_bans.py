@@ -337,6 +337,7 @@ async def test_an_operator_turns_an_address_away_and_back_while_the_daemon_runs(
             stopped = await bans(database, "add", "127.0.0.1")
             assert stopped.returncode == 0, stopped.stderr
             host, port = await daemon.start(port)
+            await daemon.wait_for("1 address or network turned away (`trio-chat bans list`")
             with pytest.raises(Banned):
                 async with trio_chat.connect(host, port, "alice", PASSWORD):
                     pass

@@ -561,6 +561,15 @@ def _log_start(
             "daemon stopped until it is there at a start",
             control=str(control),
         )
+    turned_away = len(engine.bans.in_force(time.time()))
+    if turned_away:
+        event(
+            logging.INFO,
+            "bans",
+            f"{counted(turned_away, 'address or network', 'addresses or networks')} turned "
+            "away (`trio-chat bans list` shows which)",
+            count=turned_away,
+        )
     for first, second in engine.lobby.name_collisions():
         event(
             logging.WARNING,
