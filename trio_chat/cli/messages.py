@@ -64,7 +64,7 @@ def list_command(
 def remove_command(
     ids: Annotated[
         list[int],
-        typer.Argument(metavar="ID...", help="The ids `messages list` shows.", min=1, max=MOST_ID),
+        typer.Argument(metavar="ID", help="The ids `messages list` shows.", min=1, max=MOST_ID),
     ],
     db: DatabaseOption = None,
 ) -> None:
