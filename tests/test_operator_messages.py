@@ -297,6 +297,12 @@ async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_sto
     assert left.stdout.endswith("alice: bye\n") and left.stderr == "1 message.\n"
     nobody = await messages(database, "list", "--from", "carol")
     assert (nobody.stdout, nobody.stderr) == ("", "No messages from carol in the room's history.\n")
+    # A backup and its restore count what the room's history and mailboxes hold: bye and
+    # the private psst, not the two marks.
+    backed = await operator("backup", database, str(tmp_path / "bk"))
+    assert "(2 accounts, 2 messages)" in backed.stdout, backed.stderr
+    restored = await operator("restore", tmp_path / "new" / "chat.db", str(tmp_path / "bk"))
+    assert "(2 accounts, 2 messages)" in restored.stdout, restored.stderr
     huge = await messages(database, "remove", str(2**63))
     assert huge.returncode == ExitCode.USAGE and "Traceback" not in huge.stderr
     missing = await messages(tmp_path / "none.db", "list")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .keys import copy_secret, key_paths, written_whole
+from .store import counts
 
 
 class BackupError(Exception):
@@ -149,6 +150,4 @@ def _copy_database(database: Path, target: Path) -> tuple[int, int]:
             (check,) = copy.execute("PRAGMA quick_check").fetchone()
             if check != "ok":
                 raise sqlite3.DatabaseError(f"the copy is damaged ({check})")
-            (accounts,) = copy.execute("SELECT count(*) FROM accounts").fetchone()
-            (messages,) = copy.execute("SELECT count(*) FROM messages").fetchone()
-    return int(accounts), int(messages)
+            return counts(copy)

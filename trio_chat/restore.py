@@ -26,7 +26,7 @@ from pathlib import Path
 from .backup import BackupError, why_failed
 from .keys import KeyFileError, key_paths, secret_in
 from .noise import fingerprint, public_key
-from .store import SCHEMA_VERSION
+from .store import SCHEMA_VERSION, counts
 
 COPY_PAGES = 4096
 """Pages copied between two looks at whether the restore must stop."""
@@ -249,8 +249,7 @@ def _copy_checked(
                 (check,) = db.execute("PRAGMA quick_check").fetchone()
                 if check != "ok":
                     raise BackupError(f"{source} is damaged ({check}); give another backup.")
-                (accounts,) = db.execute("SELECT count(*) FROM accounts").fetchone()
-                (messages,) = db.execute("SELECT count(*) FROM messages").fetchone()
+                accounts, messages = counts(db)
     except sqlite3.Error as error:
         why = why_failed(error)
         if "disk is full" in why:

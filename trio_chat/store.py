@@ -311,6 +311,16 @@ def room_messages(
     return [_message(row) for row in reversed(rows)]
 
 
+def counts(db: sqlite3.Connection) -> tuple[int, int]:
+    """The accounts and the messages (not those the operator removed) in a trio-chat
+    database of any schema, as a backup or a restore says them."""
+    (accounts,) = db.execute("SELECT count(*) FROM accounts").fetchone()
+    columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+    kept = " WHERE removed = 0" if "removed" in columns else ""  # older schemas remove none
+    (messages,) = db.execute("SELECT count(*) FROM messages" + kept).fetchone()
+    return int(accounts), int(messages)
+
+
 def _other_schema(path: Path, version: int) -> str:
     """Why a database of another schema version is not read (nor written) as it is."""
     if version > SCHEMA_VERSION:
