@@ -238,6 +238,23 @@ def test_a_network_banned_for_a_while_is_told_until_when_and_let_in_after() -> N
     assert driver.engine.bans.in_force(driver.wall) == []
 
 
+def test_a_registration_whose_network_is_banned_while_its_password_is_hashed_makes_nothing() -> (
+    None
+):
+    driver = EngineDriver(auto_hash=False)
+    mallory = Peer(driver, None, address=("203.0.113.5", 1))
+    handle = mallory.connection.register("mallory", PASSWORD)
+    mallory.flush()
+    assert len(driver.hashing) == 1  # the password is being hashed
+    driver.engine.change_bans(BanSet("203.0.113.0/24", True, iso_time(driver.wall)))
+    driver.pump()
+    driver.finish_hashing()
+    driver.pump()
+    mallory.settle()
+    assert [a.name for a in driver.stored_accounts()] == []
+    assert isinstance(mallory.connection.failure, Banned) and handle.error is not None
+
+
 async def bans(database: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return await operator("bans", database, *args)
 

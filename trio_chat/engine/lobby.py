@@ -359,6 +359,11 @@ class Lobby:
             self.changes.hashed(registration, password_hash)
             return
         assert isinstance(registration, _Registration)
+        if self._transport.bans.covers(registration.address[0], wall):
+            # Its network was turned away while the password was hashed (its session
+            # ended then, told why): no account is made.
+            self._registering.pop(registration.key, None)
+            return
         account = Account(
             id=self._next_account_id,
             name=registration.name,
