@@ -21,7 +21,13 @@ from trio_chat.cli import ExitCode
 from trio_chat.engine import ServerConfig
 from trio_chat.engine.notes import LoginRefused
 from trio_chat.keys import daemon_public_key
-from trio_chat.logs import REFUSALS_LOGGED_PER_MINUTE, NoteLog, Summary, limits_changed
+from trio_chat.logs import (
+    REFUSALS_LOGGED_PER_MINUTE,
+    JsonFormatter,
+    NoteLog,
+    Summary,
+    limits_changed,
+)
 from trio_chat.records import Account
 from trio_chat.store import SqliteStore
 from trio_chat.testing.daemon import DaemonProcess
@@ -347,3 +353,16 @@ def test_the_summary_counts_connections_refused_as_too_many_from_one_address(
     assert busy.endswith("; 480 connections refused as too many from one address")
     assert "dropped: nothing" in busy
     assert "refused as too many" not in quiet  # none since the line before
+
+
+def test_a_json_line_keeps_its_own_message_whatever_its_fields_are_named() -> None:
+    # The operator's removal once logged a field named `message`, which took the line's
+    # sentence's place.
+    record = logging.LogRecord(
+        "trio_chat", logging.INFO, __file__, 1, "the operator removed the message 42", None, None
+    )
+    record.event = "operator"
+    record.fields = {"message": "42", "message_id": "42"}
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "the operator removed the message 42"
+    assert (entry["event"], entry["message_id"]) == ("operator", "42")

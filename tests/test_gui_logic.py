@@ -229,7 +229,9 @@ def test_the_size_counts_the_message_text_as_the_daemon_does() -> None:
 # --- sign-in problems ----------------------------------------------------------------------
 
 FORM = SignInForm("127.0.0.1", 1600, "alice", "password!", "", False)
-UNTIL = "The daemon's operator turned your address away until 2026-12-06 18:20 UTC; ask them why."
+UNTIL = (
+    "The daemon's operator turned your address away until 2026-12-06 18:20:00 UTC; ask them why."
+)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from trio_chat.cli import ExitCode
 from trio_chat.cli.bans import span_seconds
 from trio_chat.client_protocol.config import ClientConfig
 from trio_chat.engine import ServerEngine
-from trio_chat.engine.bans import BANNED, Bans, banned_sentence
+from trio_chat.engine.bans import BANNED, Bans, ban_change, banned_sentence
 from trio_chat.engine.common import iso_time
 from trio_chat.errors import Banned
 from trio_chat.events import Left, PublicMessage
@@ -398,3 +398,19 @@ async def test_a_stopped_daemons_bans_for_a_while(tmp_path: Path) -> None:
     store = SqliteStore.open(database)
     assert [ban.until for ban in store.bans()] == [None]
     store.close()
+
+
+def test_a_ban_given_again_keeps_when_it_began_and_takes_the_new_end() -> None:
+    wall = unix_time(BANNED_AT) + 3600
+    later = iso_time(wall)
+    first = ban_change(None, "192.0.2.0/24", True, None, wall)
+    assert first == BanSet("192.0.2.0/24", True, later, None, changed=later)
+    assert ban_change(first.record(), "192.0.2.0/24", True, None, wall) is None  # so already
+    was = BanRecord("192.0.2.0/24", BANNED_AT, None)
+    timed = ban_change(was, "192.0.2.0/24", True, "2026-12-07T00:00:00.000Z", wall)
+    assert timed == BanSet(
+        "192.0.2.0/24", True, BANNED_AT, "2026-12-07T00:00:00.000Z", changed=later
+    )
+    assert ban_change(None, "192.0.2.0/24", False, None, wall) is None  # nothing to lift
+    lifted = ban_change(was, "192.0.2.0/24", False, None, wall)
+    assert lifted is not None and (lifted.banned, lifted.changed) == (False, later)

@@ -1,5 +1,5 @@
-"""The daemon's control socket: how `trio-chat accounts` and `trio-chat bans` reach a
-running daemon.
+"""The daemon's control socket: how `trio-chat accounts`, `bans` and `messages remove`
+reach a running daemon.
 
 A Unix stream socket beside the database (`chat.db.control`), which only the daemon's
 user may open (mode 0600; on Linux the daemon also checks the peer's user, and the
@@ -9,8 +9,8 @@ time.
 
 The daemon owns its accounts while it runs: it loaded them, and it is the one writer.
 Through this socket a lock or a new password is stored by the daemon, then taken at once
-(the account's sessions end, its tickets stop working), a kick needs no restart, and a
-ban ends the network's sessions.
+(the account's sessions end, its tickets stop working), a kick needs no restart, a ban
+ends the network's sessions, and a removed message is told to the room.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import trio
 from .auth import is_password_hash
 from .display import counted, safe_name
 from .engine import ServerEngine
-from .engine.common import iso_time
+from .engine.bans import ban_change
 from .logs import event
 from .records import (
     Account,
@@ -63,19 +63,27 @@ READ_WITHIN = 5.0
 """Seconds a connection has to send its request, and then to take the reply."""
 STORED_WITHIN = 10.0
 """Seconds the daemon waits for a change to be stored before it answers that it is not."""
-ANSWER_WITHIN = READ_WITHIN + STORED_WITHIN + READ_WITHIN + 5.0
+LOOKED_UP_WITHIN = 5.0
+"""Seconds a message to remove may take to be looked up in the database (SQLite's own
+wait for a writer to let go)."""
+ANSWER_WITHIN = READ_WITHIN + LOOKED_UP_WITHIN + STORED_WITHIN + READ_WITHIN + 5.0
 """Seconds a command waits for the daemon's reply: longer than the daemon can take on
 one request, so that a command is never told "no answer" for a change then made."""
 SOCKET_PATH_BYTES = 108
 """What a Unix socket's address holds on Linux, its last byte a NUL."""
-MAY_HAVE = "it may have been made: `trio-chat accounts list` (or `bans list`) shows whether"
+MAY_HAVE = (
+    "it may have been made: `trio-chat accounts list` (`bans list`, `messages list`) shows whether"
+)
 NOT_STORED = "The daemon could not store the change (see its log)."
 
 
-def no_message(message_id: int) -> str:
+def no_message(message_id: int, *, others: bool = False) -> str:
+    """The sentence for an id the room's history does not have (`others`: given with
+    other ids, none of which was removed)."""
+    none = ", so none of those given was removed" if others else ""
     return (
-        f"There is no message {message_id} in the room's history; `trio-chat messages list` "
-        "shows them."
+        f"There is no message {message_id} in the room's history{none}; `trio-chat messages "
+        "list` shows them."
     )
 
 
@@ -130,7 +138,8 @@ class AccountLine(msgspec.Struct, frozen=True):
 class Reply(msgspec.Struct, frozen=True):
     ok: bool
     code: str = ""
-    """Why not: `unknown_user`, `not_stored`, `bad_request`, `failed`, `stopping`."""
+    """Why not: `unknown_user`, `unknown_message`, `unreadable`, `not_stored`,
+    `bad_request`, `failed`, `stopping`."""
     message: str = ""
     accounts: list[AccountLine] = []
     """`list`: every account; otherwise the one named, as it was before the change."""
@@ -297,8 +306,8 @@ class Desk:
     """Answers the operator's requests on a running daemon's engine.
 
     `wake` has the daemon's loop start the engine's effects and send what it has (the
-    change to store, the goodbyes); the daemon calls `reported` for every change to an
-    account (`AccountChange`) committed or failed.
+    change to store, the goodbyes); the daemon calls `reported` for every change of the
+    operator's (`OperatorChange`) committed or failed.
     """
 
     def __init__(
@@ -372,11 +381,9 @@ class Desk:
         was = engine.bans.get(network, wall)
         before = [] if was is None else [was]
         banning = request.action == "ban"
-        if banning == bool(before) and (not banning or request.until == before[0].until):
+        change = ban_change(was, network, banning, request.until, wall)
+        if change is None:
             return Reply(True, bans=before)  # as asked already: nothing to store
-        # Given again, a ban keeps when it began; its end is the new one.
-        created = before[0].created if before else iso_time(wall)
-        change = BanSet(network, banning, created, request.until, changed=iso_time(wall))
         outcome = await self._store(change)
         if outcome is None or not outcome[0]:
             return _not_stored(outcome)
@@ -400,14 +407,14 @@ class Desk:
                     )
                 )
             except StorageError as error:
-                return Reply(False, "failed", str(error))
+                return Reply(False, "unreadable", str(error))
         if not found or self.engine.chat.unsaid(message_id):
             return Reply(False, "unknown_message", no_message(message_id))
         outcome = await self._store(MessageRemoval(message_id))
         if outcome is None or not outcome[0]:
             return _not_stored(outcome)
-        done = f"removed the message {request.message}"
-        _log(request.action, done, 0, peer, message=str(request.message))
+        done = f"removed the message {message_id}"
+        _log(request.action, done, 0, peer, message_id=str(message_id))
         return Reply(True)
 
     async def _store(self, op: OperatorChange) -> tuple[bool, int] | None:

@@ -54,7 +54,9 @@ class Left(msgspec.Struct, frozen=True, gc=False):
     name: str
     ts: datetime
     reason: str
-    """`quit`, `timeout` (the session went silent) or `overloaded`."""
+    """`quit`, `timeout` (the session went silent), `overloaded`, `too_many_sessions`,
+    `removed` (the operator took the account out) or `banned` (the operator turned its
+    address away); a daemon may add others."""
 
 
 class History(msgspec.Struct, frozen=True, gc=False):

@@ -65,7 +65,8 @@ class JsonFormatter(logging.Formatter):
             "event": getattr(record, "event", "log"),
             "message": record.getMessage(),
         }
-        entry.update(getattr(record, "fields", {}))
+        for key, value in getattr(record, "fields", {}).items():
+            entry.setdefault(key, value)  # never in place of the line's own four
         if record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
             entry["error"] = f"{type(error).__name__}: {error}"

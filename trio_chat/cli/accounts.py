@@ -63,6 +63,7 @@ _EXIT_FOR_REPLY = {
     "not_stored": ExitCode.DATABASE,
     "stopping": ExitCode.UNREACHABLE,
     "unknown_message": ExitCode.UNKNOWN_MESSAGE,
+    "unreadable": ExitCode.DATABASE,
 }
 
 

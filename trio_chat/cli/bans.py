@@ -14,9 +14,9 @@ from typing import Annotated, Literal
 import typer
 
 from ..control import Reply, Request
-from ..engine.bans import Bans
+from ..engine.bans import Bans, ban_change
 from ..engine.common import iso_time
-from ..records import BanRecord, BanSet, network_name
+from ..records import BanRecord, network_name
 from ..store import default_database
 from .accounts import ask_daemon, ended_note, stopped_daemons_store
 from .exits import ExitCode, fail
@@ -46,7 +46,7 @@ ForOption = Annotated[
 ]
 
 _UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_SPAN = re.compile(r"(?=.)(\d{1,9}w)?(\d{1,9}d)?(\d{1,9}h)?(\d{1,9}m)?(\d{1,9}s)?")
+_SPAN = re.compile(r"(?=.)([0-9]{1,9}w)?([0-9]{1,9}d)?([0-9]{1,9}h)?([0-9]{1,9}m)?([0-9]{1,9}s)?")
 """A span as `2w3d4h5m6s` writes it: each unit once at most, the longest first."""
 LONGEST_BAN = 100 * 365 * 86400
 """The longest span `--for` takes, in seconds (a longer one is meant for good)."""
@@ -57,7 +57,7 @@ def span_seconds(text: str) -> int:
     span = text.strip().lower()
     seconds = 0
     if _SPAN.fullmatch(span):
-        seconds = sum(int(n) * _UNITS[unit] for n, unit in re.findall(r"(\d+)([wdhms])", span))
+        seconds = sum(int(n) * _UNITS[unit] for n, unit in re.findall(r"([0-9]+)([wdhms])", span))
     if not 0 < seconds <= LONGEST_BAN:
         shown = repr(text) if text.isprintable() else ascii(text)
         raise ValueError(
@@ -67,8 +67,10 @@ def span_seconds(text: str) -> int:
     return seconds
 
 
-def _ends(ban: BanRecord) -> str:
-    return "" if ban.until is None else f", until {ban.until}"
+def _ends(ban: BanRecord, shape: str = ", until {}") -> str:
+    """`, until T` (or the end in another `shape`) for a ban that ends; nothing for one
+    for good."""
+    return "" if ban.until is None else shape.format(ban.until)
 
 
 def _wider(network: str, bans: list[BanRecord]) -> str:
@@ -77,9 +79,7 @@ def _wider(network: str, bans: list[BanRecord]) -> str:
     wider = [ban for ban in Bans(bans).covering(network, _now()) if ban.network != network]
     if not wider:
         return ""
-    shown = " and ".join(
-        ban.network + ("" if ban.until is None else f" (until {ban.until})") for ban in wider
-    )
+    shown = " and ".join(ban.network + _ends(ban, " (until {})") for ban in wider)
     return f"; {shown} still turn{'s' if len(wider) == 1 else ''} it away"
 
 
@@ -172,8 +172,7 @@ def _change(
     with stopped_daemons_store(database) as store:
         wall = _now()
         before = [b for b in store.bans() if b.network == network and not b.ended(wall)]
-        banning = action == "ban"
-        if banning != bool(before) or (banning and before[0].until != until):
-            created = before[0].created if before else iso_time(wall)  # kept, given again
-            store.write([BanSet(network, banning, created, until, changed=iso_time(wall))])
+        change = ban_change(before[0] if before else None, network, action == "ban", until, wall)
+        if change is not None:
+            store.write([change])
     return Reply(True, bans=before)

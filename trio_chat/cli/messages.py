@@ -77,9 +77,8 @@ def remove_command(
     for message_id in given:
         messages = _read(database, 1, message_id=message_id)
         if not messages:
-            sentence = no_message(message_id)
-            if len(given) > 1:  # all are looked up before any goes
-                sentence = sentence.replace(";", ", so none of those given was removed;", 1)
+            # All are looked up before any goes.
+            sentence = no_message(message_id, others=len(given) > 1)
             raise fail(sentence, ExitCode.UNKNOWN_MESSAGE)
         found.extend(messages)
     for message in found:

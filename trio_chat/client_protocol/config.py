@@ -46,8 +46,8 @@ class ClientConfig:
     for as long as the program runs (a person sees that it is trying, and can leave)."""
     events_kept: int = 10_000
     """Events kept for `events()` while the program does not read them: past this many the
-    oldest messages, joins, leaves and notices go, and a `Missed` event says how many, where
-    they were. A bot that only sends keeps no more."""
+    oldest messages, joins, leaves, notices and removals go, and a `Missed` event says how
+    many, where they were. A bot that only sends keeps no more."""
     retry_rate_limited: bool = True
     """Wait and resend a message the daemon refused as too fast, rather than failing. Off,
     the refusal (`RateLimited`) also holds back the messages sent after it for its

@@ -16,7 +16,8 @@ import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from ..records import BanRecord, unix_time
+from ..records import BanRecord, BanSet, unix_time
+from .common import iso_time
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -34,6 +35,21 @@ def banned_sentence(until: float) -> str:
         f"The daemon's operator turned your address away until {ends:%Y-%m-%d %H:%M:%S} "
         "UTC; ask them why."
     )
+
+
+def ban_change(
+    before: BanRecord | None, network: str, banning: bool, until: str | None, wall: float
+) -> BanSet | None:
+    """The change that bans `network` until `until` (None: for good), or lifts its ban,
+    made at Unix time `wall`, given its ban in force `before`; None if it is so already.
+    Given again, a ban keeps when it began and takes the new end."""
+    if before is None:
+        if not banning:
+            return None
+    elif banning and before.until == until:
+        return None
+    created = iso_time(wall) if before is None else before.created
+    return BanSet(network, banning, created, until, changed=iso_time(wall))
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -241,7 +241,7 @@ class ServerEngine:
         if isinstance(datagram, wire.Data):
             self._on_data(datagram, address, now, wall)
         elif isinstance(datagram, wire.Init | wire.KeyRequest) and (
-            banned_until := self.bans.banned_until(address[0], wall)
+            (banned_until := self.bans.banned_until(address[0], wall)) is not None
         ):
             # Before a key exchange is spent on it, and smaller than what it answers.
             self.stats["banned_refused"] += 1

@@ -97,7 +97,7 @@ def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
     if isinstance(error, AccountLocked):
         return Problem(safe(error.message), Field.NAME)
     if isinstance(error, Banned):
-        return Problem(safe(error.message), Field.HOST)  # its end said, to the minute
+        return Problem(safe(error.message), Field.HOST)  # its end said, to the second
     if isinstance(error, UnknownUser):
         return Problem(
             f"There is no account named {name}; tick “Create an account” to create it.",
