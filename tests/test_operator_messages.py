@@ -206,6 +206,33 @@ def test_a_removed_message_sent_again_is_answered_and_said_removed() -> None:
     assert not driver.engine.chat.removed(dataclasses.replace(spam, id=spam.id + 1))
 
 
+def test_a_client_coming_back_is_told_the_removals_made_while_it_was_away() -> None:
+    driver, (alice, bob) = _room("alice", "bob")
+    for text in ("hello", "buy cheap watches", "bye"):
+        alice.connection.say(text)
+        alice.settle()
+    bob.settle()
+    hello, spam, bye = driver.stored_messages()
+    driver.engine.remove_message(MessageRemoval(hello.id))  # while bob is there
+    driver.pump()
+    bob.settle()
+    bob.connection.close()  # bob goes, having seen up to `bye`
+    bob.settle()
+    driver.engine.remove_message(MessageRemoval(spam.id))
+    driver.pump()
+    back = Peer(driver, "bob", address=("198.51.100.9", 1), since=bye.id)
+    back.settle()
+    removed = [e for e in back.events if isinstance(e, MessageRemoved)]
+    assert MessageRemoved(spam.id) in removed
+    (history,) = [e for e in back.events if isinstance(e, History)]
+    assert history.messages == ()  # nothing newer than `bye` to show
+    # A first login, which shows nothing it had, is told of none.
+    fresh = Peer(driver, "bob", address=("198.51.100.10", 1))
+    fresh.settle()
+    assert fresh.connection.ready
+    assert not [e for e in fresh.events if isinstance(e, MessageRemoved)]
+
+
 def test_a_client_shows_a_removed_message_no_more() -> None:
     when = datetime(2026, 12, 6, 16, 0, 1, tzinfo=UTC)
     shown = PublicMessage(11, when, "bob", "buy cheap watches")

@@ -526,8 +526,8 @@ class Room:
             self._came_back()
         elif isinstance(event, Notice):
             self.show(notice_line(event.text, _now()))
-        elif isinstance(event, MessageRemoved):
-            self._unsaid.add(event.id)
+        elif isinstance(event, MessageRemoved) and event.id not in self._unsaid:
+            self._unsaid.add(event.id)  # told once (again to a client coming back)
             removed = self._shown.get(event.id)
             if isinstance(removed, PublicMessage):  # else never shown here: nothing to say
                 self.show(unsaid_line(removed, me, _now()))

@@ -12,6 +12,7 @@ that reads `msgs` frames gets them in one frame rather than one frame each.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 
 from .. import wire
@@ -44,6 +45,9 @@ UNMARKED_MOST = 10_000
 """Deliveries a failing disk could not record that are kept to be recorded later."""
 
 
+REMOVALS_TOLD = 1000
+"""The latest removals a client coming back is told of (those before, or before the
+daemon started, it is not)."""
 READ_SPARE = 8
 """Messages a history read takes beyond those asked for: room for those the operator
 removes while it runs (left out of the page)."""
@@ -126,6 +130,9 @@ class Chat:
         self.room = room(deliver)
         self._unsaid: set[int] = set()
         """The room's messages the operator removed while the daemon runs (rare)."""
+        self._removals: deque[tuple[int, int]] = deque(maxlen=REMOVALS_TOLD)
+        """The latest removals, each with the newest message id given when it was made: a
+        client coming back from before that is told of it."""
         self.window = HistoryWindow(config.window_messages, snapshot.recent, snapshot.public_count)
         self.mailbox = Mailbox(snapshot.undelivered)
         self.next_message_id = snapshot.next_message_id
@@ -199,6 +206,12 @@ class Chat:
         for message in backlog:
             tag = ("pm", message.id) if message.private else None
             self._send(session, message_frame(message, account_id, history=True), tag)
+        if since is not None:
+            # Coming back: the removals made since the newest message it had, of which
+            # it may show some still (it was told of those made while it was there).
+            for point, message_id in self._removals:
+                if point >= since:
+                    self._reply(session, wire.encode(wire.Unsaid(id=message_id)))
         # What this history leaves out (older public messages, private ones delivered
         # before) it leaves out of a resume too: the client resumes from here at least.
         upto = min(self._stored_up_to, min(unstored, default=self.next_message_id) - 1)
@@ -473,6 +486,7 @@ class Chat:
             return  # removed twice at once: told once
         self.window.unsay(message_id)
         self._unsaid.add(message_id)
+        self._removals.append((self.next_message_id - 1, message_id))
         self.room.broadcast(wire.encode(wire.Unsaid(id=message_id)))
 
     def _fan_out(self, message: Message, sender_sid: int) -> None:

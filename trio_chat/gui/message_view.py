@@ -112,6 +112,8 @@ class MessageModel(QAbstractListModel):
     def unsay(self, message_id: int) -> None:
         """The operator removed a message: if it is shown, say so in its place (and if it
         comes later, say so then)."""
+        if message_id in self._unsaid:
+            return  # told again (to a client coming back)
         self._unsaid.add(message_id)
         index = self.transcript.index_of_message(message_id)
         if index is None:
