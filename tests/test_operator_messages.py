@@ -62,6 +62,9 @@ def test_a_removed_message_is_kept_as_a_mark_and_left_out_of_every_history(
     assert [m.text for m in room_messages(path, 10)] == ["hello", "bye"]
     assert room_messages(path, 10, message_id=11) == []
     assert [m.id for m in room_messages(path, 10, sender_key="alice")] == [10, 13]
+    assert room_messages(path, 10, sender_key="bob") == []  # bob's only one is removed
+    with pytest.raises(LookupError):
+        room_messages(path, 10, sender_key="carol")  # no such account
     assert [m.id for m in room_messages(path, 1)] == [13]  # the latest
     # Its sender sending it again is answered with it, not given a new copy.
     earlier = store.sent(2, "c2")
@@ -323,7 +326,12 @@ async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_sto
     left = await messages(database, "list")
     assert left.stdout.endswith("alice: bye\n") and left.stderr == "1 message.\n"
     nobody = await messages(database, "list", "--from", "carol")
-    assert (nobody.stdout, nobody.stderr) == ("", "No messages from carol in the room's history.\n")
+    assert (nobody.returncode, nobody.stderr) == (
+        ExitCode.UNKNOWN_USER,
+        "There is no account named 'carol'; `trio-chat accounts list` shows them.\n",
+    )
+    quiet = await messages(database, "list", "--from", "bob")
+    assert (quiet.returncode, quiet.stderr) == (0, "No messages from bob in the room's history.\n")
     # A backup and its restore count what the room's history and mailboxes hold: bye and
     # the private psst, not the two marks.
     backed = await operator("backup", database, str(tmp_path / "bk"))

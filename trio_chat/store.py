@@ -287,7 +287,8 @@ def room_messages(
 ) -> list[Message]:
     """The room's newest `last` messages in the database at `path` (the daemon running or
     not: read-only), oldest first, removed ones left out: all, or `sender_key`'s, or the
-    one numbered `message_id`. `StorageError` with a sentence if they cannot be read."""
+    one numbered `message_id`. `StorageError` with a sentence if they cannot be read;
+    `LookupError` if no account has the name key `sender_key`."""
     where = ["m.recipient_id IS NULL", "m.removed = 0"]
     arguments: list[str | int] = []
     if sender_key is not None:
@@ -304,6 +305,10 @@ def room_messages(
             if version != SCHEMA_VERSION:
                 raise StorageError(_other_schema(path, version))
             rows = db.execute(query, (*arguments, last)).fetchall()
+            if not rows and sender_key is not None:
+                if db.execute("SELECT 1 FROM accounts WHERE key = ?", (sender_key,)).fetchone():
+                    return []
+                raise LookupError(sender_key)
     except (sqlite3.Error, OSError) as error:
         raise StorageError(
             f"Cannot read the database {str(path)!r}: {_why(error, path)}."

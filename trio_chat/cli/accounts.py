@@ -81,7 +81,7 @@ def ask_daemon(database: Path, request: Request) -> Reply | None:
     if reply is None or reply.ok:
         return reply
     if reply.code == "unknown_user":
-        raise _no_account(request.name)
+        raise no_account(request.name)
     raise fail(reply.message, _EXIT_FOR_REPLY.get(reply.code, ExitCode.FAILURE))
 
 
@@ -133,11 +133,11 @@ def _stored(store: SqliteStore, name: str) -> Account:
     """The account named, as a stopped daemon's database has it."""
     account = store.account(name_key(name))
     if account is None:
-        raise _no_account(name)
+        raise no_account(name)
     return account
 
 
-def _no_account(name: str) -> typer.Exit:
+def no_account(name: str) -> typer.Exit:
     return fail(
         f"There is no account named {quoted(name)}; `trio-chat accounts list` shows them.",
         ExitCode.UNKNOWN_USER,

@@ -18,7 +18,7 @@ from ..display import safe, safe_name
 from ..records import Message, MessageRemoval
 from ..rules import name_key
 from ..store import StorageError, default_database, room_messages
-from .accounts import ask_daemon, check_database, stopped_daemons_store
+from .accounts import ask_daemon, check_database, no_account, stopped_daemons_store
 from .exits import ExitCode, fail
 from .options import DatabaseOption
 
@@ -50,8 +50,7 @@ def list_command(
 ) -> None:
     """The room's latest messages, oldest first: each one's id (for `remove`), when it was
     sent (UTC), who sent it and what it says."""
-    key = None if sender is None else name_key(sender)
-    messages = _read(db or default_database(), last, sender_key=key)
+    messages = _read(db or default_database(), last, sender=sender)
     for message in messages:
         typer.echo(f"{message.id}  {message.ts}  {safe_name(message.sender)}: {safe(message.text)}")
     shown = sender if sender is None or not messages else messages[0].sender  # its spelling
@@ -89,10 +88,13 @@ def remove_command(
 
 
 def _read(
-    database: Path, last: int, *, sender_key: str | None = None, message_id: int | None = None
+    database: Path, last: int, *, sender: str | None = None, message_id: int | None = None
 ) -> list[Message]:
+    sender_key = None if sender is None else name_key(sender)
     check_database(database)
     try:
         return room_messages(database, last, sender_key=sender_key, message_id=message_id)
     except StorageError as error:
         raise fail(str(error), ExitCode.DATABASE) from None
+    except LookupError:
+        raise no_account(sender or "") from None
