@@ -24,7 +24,7 @@ from trio_chat.events import History, MessageRemoved, PublicMessage
 from trio_chat.gui.message_view import MessageModel
 from trio_chat.gui.rows import UNSAID, Span, message_row, note_row, unsaid_row
 from trio_chat.gui.transcript import Transcript
-from trio_chat.records import Account, Message, MessageRemoval
+from trio_chat.records import Account, Message, MessageRemoval, Snapshot
 from trio_chat.store import MIGRATIONS, SCHEMA_VERSION, SqliteStore, StorageError, room_messages
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
@@ -57,6 +57,7 @@ def test_a_removed_message_is_kept_as_a_mark_and_left_out_of_every_history(
     store.write([MessageRemoval(11), MessageRemoval(12)])  # 12 is private: not the room's
     snapshot = store.load(window=10)
     assert [m.id for m in snapshot.recent] == [10, 12, 13]
+    assert snapshot.removals == [(13, 11)]  # the private one was not the room's to remove
     assert snapshot.public_count == 2
     assert [m.id for m in store.history(2, None, 10)] == [10, 12, 13]
     assert [m.text for m in room_messages(path, 10)] == ["hello", "bye"]
@@ -71,7 +72,8 @@ def test_a_removed_message_is_kept_as_a_mark_and_left_out_of_every_history(
     assert earlier is not None and (earlier.id, earlier.text) == (11, "")
     store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT text, removed FROM messages WHERE id = 11").fetchone() == ("", 1)
+        # Marked with the newest message stored then, for clients that come back.
+        assert db.execute("SELECT text, removed FROM messages WHERE id = 11").fetchone() == ("", 13)
     db.close()
 
 
@@ -229,6 +231,12 @@ def test_a_client_coming_back_is_told_the_removals_made_while_it_was_away() -> N
     assert MessageRemoved(spam.id) in removed
     (history,) = [e for e in back.events if isinstance(e, History)]
     assert history.messages == ()  # nothing newer than `bye` to show
+    # After a restart too: the removals come from the store's marks.
+    restarted = EngineDriver(snapshot=Snapshot(removals=[(bye.id, spam.id)]))
+    restarted.add_account("bob")
+    again = Peer(restarted, "bob", address=("198.51.100.11", 1), since=bye.id)
+    again.settle()
+    assert MessageRemoved(spam.id) in again.events
     # A first login, which shows nothing it had, is told of none.
     fresh = Peer(driver, "bob", address=("198.51.100.10", 1))
     fresh.settle()

@@ -263,6 +263,9 @@ class Snapshot:
     next_account_id: int = 1
     sessions: list[SessionOpened] = field(default_factory=list)
     """The sessions open when the daemon last stopped: none, unless it crashed."""
+    removals: list[tuple[int, int]] = field(default_factory=list)
+    """The latest removals of room messages, oldest first: the newest message id stored
+    when each was made, and the id of the message removed."""
     bans: list[BanRecord] = field(default_factory=list)
     """The networks the operator turned away, oldest first (ended bans too, until the
     operator's next change of bans forgets them)."""

@@ -38,6 +38,8 @@ from .records import (
 )
 
 SCHEMA_VERSION = 8
+REMOVALS_LOADED = 1000
+"""The latest removals a daemon loads at its start, to tell clients coming back."""
 LOG_PAGES = 1000
 """Pages in the write-ahead log that make a commit checkpoint it (SQLite's default)."""
 LOG_SPARE_PAGES = 32
@@ -118,7 +120,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE bans ADD COLUMN until TEXT;
     """,
     # 7 -> 8: messages the operator removed (their text gone, their row kept so that a
-    # resend is still known).
+    # resend is still known): `removed` is the newest message id stored when it was
+    # removed, 0 for a message not removed.
     """
     ALTER TABLE messages ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
     """,
@@ -689,6 +692,11 @@ class SqliteStore:
                 for sid, host, port in db.execute("SELECT sid, host, port FROM sessions")
             ]
             bans = self._bans(db)
+            removals = db.execute(
+                "SELECT removed, id FROM messages WHERE removed > 0 ORDER BY removed DESC, id DESC"
+                " LIMIT ?",
+                (REMOVALS_LOADED,),
+            ).fetchall()
         return Snapshot(
             accounts=accounts,
             recent=recent,
@@ -699,6 +707,7 @@ class SqliteStore:
             next_account_id=last_account + 1,
             sessions=sessions,
             bans=bans,
+            removals=[(int(point), int(message_id)) for point, message_id in reversed(removals)],
         )
 
     def accounts(self) -> list[tuple[Account, int]]:
@@ -854,8 +863,12 @@ class SqliteStore:
                 "UPDATE accounts SET muted = ? WHERE id = ?", (int(op.muted), op.account_id)
             )
         elif isinstance(op, MessageRemoval):
+            # Marked with the newest message stored now: a client that had seen up to
+            # it or less is told of the removal when it comes back (`Snapshot.removals`).
             self._db.execute(
-                "UPDATE messages SET removed = 1, text = '' WHERE id = ? AND recipient_id IS NULL",
+                "UPDATE messages SET text = '',"
+                " removed = (SELECT max(id) FROM messages)"
+                " WHERE id = ? AND recipient_id IS NULL AND removed = 0",
                 (op.message_id,),
             )
         elif isinstance(op, BanSet):

@@ -46,8 +46,7 @@ UNMARKED_MOST = 10_000
 
 
 REMOVALS_TOLD = 1000
-"""The latest removals a client coming back is told of (those before, or before the
-daemon started, it is not)."""
+"""The latest removals a client coming back is told of (the store keeps as many)."""
 READ_SPARE = 8
 """Messages a history read takes beyond those asked for: room for those the operator
 removes while it runs (left out of the page)."""
@@ -130,7 +129,7 @@ class Chat:
         self.room = room(deliver)
         self._unsaid: set[int] = set()
         """The room's messages the operator removed while the daemon runs (rare)."""
-        self._removals: deque[tuple[int, int]] = deque(maxlen=REMOVALS_TOLD)
+        self._removals: deque[tuple[int, int]] = deque(snapshot.removals, maxlen=REMOVALS_TOLD)
         """The latest removals, each with the newest message id given when it was made: a
         client coming back from before that is told of it."""
         self.window = HistoryWindow(config.window_messages, snapshot.recent, snapshot.public_count)
