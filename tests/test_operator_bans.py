@@ -253,6 +253,10 @@ def test_a_registration_whose_network_is_banned_while_its_password_is_hashed_mak
     mallory.settle()
     assert [a.name for a in driver.stored_accounts()] == []
     assert isinstance(mallory.connection.failure, Banned) and handle.error is not None
+    # Its name is free again: a look-alike of it, from elsewhere, is no look-alike now.
+    driver.auto_hash = True
+    driver.add_account("maIlory", address=("198.51.100.5", 1))
+    assert [a.name for a in driver.stored_accounts()] == ["maIlory"]
 
 
 async def bans(database: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -372,7 +376,7 @@ def test_a_ban_lasts_as_long_as_it_is_told() -> None:
     assert span_seconds("90s") == 90
     assert span_seconds(" 1H30m ") == 5400
     assert span_seconds("2w1d") == 15 * 86400
-    for wrong in ("", "0s", "2", "h", "1.5h", "-1h", "101000d", "2h 30m", "1m1m", "30s1h"):
+    for wrong in ("", "0s", "2", "h", "1.5h", "-1h", "101000d", "2h 30m", "1m1m", "30s1h", "٣h"):
         with pytest.raises(ValueError, match="is not a time span of up to 100 years"):
             span_seconds(wrong)
 

@@ -17,6 +17,7 @@ import trio
 
 import trio_chat
 from trio_chat.cli import ExitCode
+from trio_chat.cli.accounts import EXIT_FOR_REPLY
 from trio_chat.control import (
     READ_WITHIN,
     STORED_WITHIN,
@@ -35,6 +36,7 @@ from trio_chat.events import Left
 from trio_chat.records import PasswordSet
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver
+from trio_chat.testing.driver import Peer as Client
 
 from .test_operator_accounts import NEW_PASSWORD, PASSWORD, accounts
 
@@ -354,3 +356,20 @@ def test_a_request_sends_only_what_it_uses() -> None:
     assert msgspec.json.encode(Request("ban", "192.0.2.1", until="2026-12-06T18:00:00Z")) == (
         b'{"action":"ban","name":"192.0.2.1","until":"2026-12-06T18:00:00Z"}'
     )
+
+
+async def test_a_message_the_daemon_cannot_look_up_is_a_database_problem(tmp_path: Path) -> None:
+    driver = EngineDriver()
+    driver.add_account("alice")
+    alice = Client(driver, "alice")
+    alice.settle()
+    alice.connection.say("hello")
+    alice.settle()
+    (hello,) = driver.stored_messages()
+    broken = tmp_path / "chat.db"
+    broken.write_bytes(b"not a database at all" * 100)
+    desk = Desk(driver.engine, lambda: None, lambda: (driver.now, driver.wall), broken)
+    reply = await desk.answer(Request("unsay", message=hello.id))
+    assert (reply.ok, reply.code) == (False, "unreadable")
+    assert reply.message.startswith(f"Cannot read the database {str(broken)!r}")
+    assert EXIT_FOR_REPLY["unreadable"] is ExitCode.DATABASE  # exit 11, as the command's own

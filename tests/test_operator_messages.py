@@ -10,6 +10,8 @@ import sqlite3
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 import trio
@@ -18,8 +20,10 @@ from pytestqt.qtbot import QtBot
 import trio_chat
 from trio_chat import wire
 from trio_chat.cli import ExitCode
+from trio_chat.client import ChatClient
 from trio_chat.control import Request, ask, control_path
-from trio_chat.display import to_plain, unsaid_line
+from trio_chat.conversation import Room
+from trio_chat.display import Line, stamp, to_plain, unsaid_line
 from trio_chat.events import History, MessageRemoved, PublicMessage
 from trio_chat.gui.message_view import MessageModel
 from trio_chat.gui.rows import UNSAID, Span, message_row, note_row, unsaid_row
@@ -237,6 +241,12 @@ def test_a_client_coming_back_is_told_the_removals_made_while_it_was_away() -> N
     again = Peer(restarted, "bob", address=("198.51.100.11", 1), since=bye.id)
     again.settle()
     assert MessageRemoved(spam.id) in again.events
+    # A client that had shown nothing (`since` 0), or not that message, is told nothing.
+    for since in (0, hello.id):
+        none = Peer(restarted, "bob", address=("198.51.100.12", since + 1), since=since)
+        none.settle()
+        assert none.connection.ready
+        assert not [e for e in none.events if isinstance(e, MessageRemoved)]
     # A first login, which shows nothing it had, is told of none.
     fresh = Peer(driver, "bob", address=("198.51.100.10", 1))
     fresh.settle()
@@ -362,3 +372,16 @@ def test_a_window_told_first_shows_the_message_removed_when_it_comes(qtbot: QtBo
     model.add_message(message_row(PublicMessage(11, when, "bob", "buy cheap watches"), "alice"))
     model.add_message(message_row(PublicMessage(12, when, "bob", "sorry"), "alice"))
     assert [row.plain.split("  ", 1)[1] for row in model.rows] == [f"bob: {UNSAID}", "bob: sorry"]
+
+
+def test_a_terminal_says_a_removal_once_however_often_it_is_told() -> None:
+    # A client coming back is told again of removals made while it was there.
+    lines: list[Line] = []
+    chat = cast(ChatClient, SimpleNamespace(name="alice"))
+    room = Room(chat, lines.append, print, interactive=False)
+    when = datetime(2026, 12, 6, 16, 0, 1, tzinfo=UTC)
+    room._show_event(PublicMessage(11, when, "bob", "buy cheap watches"))
+    for _ in range(2):
+        room._show_event(MessageRemoved(11))
+    said = [to_plain(line) for line in lines if "the operator removed" in to_plain(line)]
+    assert len(said) == 1 and said[0].endswith(f"bob's message of {stamp(when)[1:-1]}")

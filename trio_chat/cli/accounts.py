@@ -58,7 +58,7 @@ NEW_PASSWORD_MISSING = (
 """Not TRIO_CHAT_PASSWORD: `accounts password` never reads it (an operator's own)."""
 
 
-_EXIT_FOR_REPLY = {
+EXIT_FOR_REPLY = {
     "unknown_user": ExitCode.UNKNOWN_USER,
     "not_stored": ExitCode.DATABASE,
     "stopping": ExitCode.UNREACHABLE,
@@ -82,7 +82,7 @@ def ask_daemon(database: Path, request: Request) -> Reply | None:
         return reply
     if reply.code == "unknown_user":
         raise no_account(request.name)
-    raise fail(reply.message, _EXIT_FOR_REPLY.get(reply.code, ExitCode.FAILURE))
+    raise fail(reply.message, EXIT_FOR_REPLY.get(reply.code, ExitCode.FAILURE))
 
 
 def check_database(database: Path) -> None:

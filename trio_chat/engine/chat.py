@@ -205,12 +205,18 @@ class Chat:
         for message in backlog:
             tag = ("pm", message.id) if message.private else None
             self._send(session, message_frame(message, account_id, history=True), tag)
-        if since is not None:
-            # Coming back: the removals made since the newest message it had, of which
-            # it may show some still (it was told of those made while it was there).
-            for point, message_id in self._removals:
-                if point >= since:
-                    self._reply(session, wire.encode(wire.Unsaid(id=message_id)))
+        if since:
+            # Coming back: the removals made since the newest message it had, of
+            # messages it may have been shown (not newer than that), latest first until
+            # one made before it went; told in the order they were made.
+            missed: list[int] = []
+            for point, message_id in reversed(self._removals):
+                if point < since:
+                    break
+                if message_id <= since:
+                    missed.append(message_id)
+            for message_id in reversed(missed):
+                self._reply(session, wire.encode(wire.Unsaid(id=message_id)))
         # What this history leaves out (older public messages, private ones delivered
         # before) it leaves out of a resume too: the client resumes from here at least.
         upto = min(self._stored_up_to, min(unstored, default=self.next_message_id) - 1)

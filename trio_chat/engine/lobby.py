@@ -359,10 +359,16 @@ class Lobby:
             self.changes.hashed(registration, password_hash)
             return
         assert isinstance(registration, _Registration)
-        if self._transport.bans.covers(registration.address[0], wall):
-            # Its network was turned away while the password was hashed (its session
-            # ended then, told why): no account is made.
+        until = self._transport.bans.banned_until(registration.address[0], wall)
+        if until is not None:
+            # Its network was turned away while the password was hashed: no account is
+            # made, its name is free again, and its session, if still open, is told why.
             self._registering.pop(registration.key, None)
+            self._confusables.remove(registration.name, registration.key)
+            refused = wire.ErrorFrame(
+                code="banned", message=banned_sentence(until), re=registration.seq
+            )
+            self._answer_job(registration.sid, refused)
             return
         account = Account(
             id=self._next_account_id,
