@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .keys import copy_secret, key_paths, written_whole
-from .store import counts
+from .store import counts, read_only
 
 
 class BackupError(Exception):
@@ -142,9 +142,7 @@ def _copy_database(database: Path, target: Path) -> tuple[int, int]:
     """Copy the database into `target` through a file of its own, checked before it
     takes the name; return how many accounts and messages the copy holds."""
     with written_whole(target) as (temporary, _fd):
-        # Read-only: looking must never make a database, nor change the daemon's.
-        # A URI names a path from the root: `--db chat.db` is the current folder's.
-        source = sqlite3.connect(f"{database.absolute().as_uri()}?mode=ro", uri=True)
+        source = read_only(database)  # looking must never change the daemon's database
         with contextlib.closing(source), contextlib.closing(sqlite3.connect(temporary)) as copy:
             source.backup(copy)
             (check,) = copy.execute("PRAGMA quick_check").fetchone()

@@ -285,6 +285,13 @@ def why_not_trio_chat(path: Path) -> str | None:
     return None if _trio_chats(version, tables) else NOT_TRIO_CHAT
 
 
+def read_only(path: Path) -> sqlite3.Connection:
+    """A connection that only reads the database at `path`: it never makes one, nor
+    changes it (a URI names the path from the root: `--db chat.db` is the current
+    folder's)."""
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+
+
 def room_messages(
     path: Path, last: int, *, sender_key: str | None = None, message_id: int | None = None
 ) -> list[Message]:
@@ -301,9 +308,8 @@ def room_messages(
         where.append("m.id = ?")
         arguments.append(message_id)
     query = f"{_SELECT_MESSAGES} WHERE {' AND '.join(where)} ORDER BY m.id DESC LIMIT ?"
-    uri = f"{path.absolute().as_uri()}?mode=ro"
     try:
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        with contextlib.closing(read_only(path)) as db:
             (version,) = db.execute("PRAGMA user_version").fetchone()
             if version != SCHEMA_VERSION:
                 raise StorageError(_other_schema(path, version))
@@ -346,8 +352,7 @@ def _other_schema(path: Path, version: int) -> str:
 def _look(path: Path, *, whole: bool) -> tuple[int, set[str], str]:
     """The schema version and the tables of the database at `path`, and, if `whole`, the
     first damage SQLite finds in it ("ok" for none), read-only."""
-    uri = f"{path.absolute().as_uri()}?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+    with contextlib.closing(read_only(path)) as db:
         (version,) = db.execute("PRAGMA user_version").fetchone()
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
         damage = db.execute("PRAGMA quick_check(1)").fetchone()[0] if whole else "ok"

@@ -145,9 +145,7 @@ def _listed(db: DatabaseOption) -> list[BanRecord]:
     if reply is not None:
         return reply.bans
     with stopped_daemons_store(database) as store:
-        bans = store.bans()
-    wall = _now()
-    return [ban for ban in bans if not ban.ended(wall)]
+        return Bans(store.bans()).in_force(_now())
 
 
 def _network(address: str) -> str:
@@ -171,8 +169,8 @@ def _change(
         return reply
     with stopped_daemons_store(database) as store:
         wall = _now()
-        before = [b for b in store.bans() if b.network == network and not b.ended(wall)]
-        change = ban_change(before[0] if before else None, network, action == "ban", until, wall)
+        was = Bans(store.bans()).get(network, wall)
+        change = ban_change(was, network, action == "ban", until, wall)
         if change is not None:
             store.write([change])
-    return Reply(True, bans=before)
+    return Reply(True, bans=[] if was is None else [was])
