@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 import os
@@ -15,11 +16,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from trio_chat import ClientConfig, WrongPassword, connect, register, server
+from trio_chat import ClientConfig, WrongPassword, connect, logs, register, server
 from trio_chat.auth import hash_password
 from trio_chat.cli import ExitCode
 from trio_chat.engine import ServerConfig
-from trio_chat.engine.notes import LoginRefused
+from trio_chat.engine.notes import BanEnded, LoginRefused
 from trio_chat.keys import daemon_public_key
 from trio_chat.logs import (
     REFUSALS_LOGGED_PER_MINUTE,
@@ -366,3 +367,36 @@ def test_a_json_line_keeps_its_own_message_whatever_its_fields_are_named() -> No
     entry = json.loads(JsonFormatter().format(record))
     assert entry["message"] == "the operator removed the message 42"
     assert (entry["event"], entry["message_id"]) == ("operator", "42")
+
+
+@pytest.mark.parametrize("form", ["text", "json"])
+def test_a_ban_ending_is_logged_with_what_still_turns_the_address_away(form: str) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if form == "json" else logs.TextFormatter())
+    level = logs.log.level
+    logs.log.addHandler(handler)
+    logs.log.setLevel(logging.INFO)
+    try:
+        logs.log_note(BanEnded("198.51.100.0/24", "2026-12-06T18:40:00.000Z"))
+        logs.log_note(BanEnded("203.0.113.7/32", "2026-12-06T18:45:00.000Z", ("203.0.113.0/24",)))
+    finally:
+        logs.log.removeHandler(handler)
+        logs.log.setLevel(level)
+    alone, within = stream.getvalue().splitlines()
+    if form == "json":
+        entry = json.loads(within)
+        assert (entry["event"], entry["network"], entry["still"]) == (
+            "ban_ended",
+            "203.0.113.7/32",
+            ["203.0.113.0/24"],
+        )
+        assert entry["until"] == "2026-12-06T18:45:00.000Z"
+        alone, within = json.loads(alone)["message"], entry["message"]
+    assert alone.endswith(
+        "the ban on 198.51.100.0/24 until 2026-12-06T18:40:00.000Z ended: it is let in again"
+    )
+    assert within.endswith(
+        "the ban on 203.0.113.7/32 until 2026-12-06T18:45:00.000Z ended: 203.0.113.0/24 "
+        "still turns it away"
+    )

@@ -22,6 +22,7 @@ from trio_chat.client_protocol.config import ClientConfig
 from trio_chat.engine import ServerEngine
 from trio_chat.engine.bans import BANNED, Bans, ban_change, banned_sentence
 from trio_chat.engine.common import iso_time
+from trio_chat.engine.notes import BanEnded
 from trio_chat.errors import Banned
 from trio_chat.events import Left, PublicMessage
 from trio_chat.records import BanRecord, BanSet, Snapshot, network_name, unix_time
@@ -170,8 +171,11 @@ def test_a_ban_for_a_while_holds_until_its_end_and_the_longest_ban_counts() -> N
     bans.add(later)  # given again: the new end in place of the old
     assert bans.banned_until("198.51.100.8", end) == end + 7200
     assert bans.in_force(end) == [later, BanRecord("198.51.100.9/32", BANNED_AT)]  # in place
-    bans.forget_ended(end + 7200)
+    assert bans.next_end == end + 7200
+    assert bans.take_ended(end + 7199.5) == []
+    assert bans.take_ended(end + 7200) == [later]
     assert bans.in_force(0.0) == [BanRecord("198.51.100.9/32", BANNED_AT)]
+    assert bans.next_end == math.inf  # the ban left holds for good
     assert banned_sentence(end - 0.5) == (
         "The daemon's operator turned your address away until 2026-12-06 16:40:00 UTC; ask "
         "them why."
@@ -418,3 +422,49 @@ def test_a_ban_given_again_keeps_when_it_began_and_takes_the_new_end() -> None:
     assert ban_change(None, "192.0.2.0/24", False, None, wall) is None  # nothing to lift
     lifted = ban_change(was, "192.0.2.0/24", False, None, wall)
     assert lifted is not None and (lifted.banned, lifted.changed) == (False, later)
+
+
+def test_the_operator_is_told_when_a_ban_ends_and_the_daemon_wakes_for_it() -> None:
+    driver = EngineDriver()
+    engine = driver.engine
+    long_ended = BanSet("192.0.2.0/24", True, iso_time(driver.wall - 7200), iso_time(driver.wall))
+    engine.change_bans(long_ended)  # stored before the daemon first looked at its clock
+    driver.pump()
+    driver.advance(1.0)
+    assert engine.take_notes() == []  # it ended while no daemon ran: not news
+    assert engine.bans.in_force(driver.wall) == []
+    changes = [
+        BanSet("198.51.100.0/24", True, iso_time(driver.wall), iso_time(driver.wall + 300)),
+        BanSet("203.0.113.7/32", True, iso_time(driver.wall), iso_time(driver.wall + 600)),
+        BanSet("203.0.113.0/24", True, iso_time(driver.wall)),  # wider, for good
+    ]
+    for change in changes:
+        engine.change_bans(change)
+    driver.pump()
+    # Nobody is connected, so nothing else would wake the daemon: its next timer is the
+    # first ban's end, on the monotonic clock.
+    assert engine.next_timer() == pytest.approx(driver.now + 300, abs=0.002)
+    driver.advance(299.9)
+    assert engine.take_notes() == []
+    driver.advance(0.2)
+    assert engine.take_notes() == [BanEnded("198.51.100.0/24", changes[0].until or "")]
+    assert engine.bans.banned_until("198.51.100.1", driver.wall) is None
+    assert engine.next_timer() == pytest.approx(driver.now + 299.9, abs=0.002)
+    driver.advance(300)
+    ended = BanEnded("203.0.113.7/32", changes[1].until or "", ("203.0.113.0/24",))
+    assert engine.take_notes() == [ended]
+    assert engine.bans.banned_until("203.0.113.7", driver.wall) == math.inf
+    assert engine.next_timer() is None  # the ban left is for good
+
+
+def test_a_ban_ending_as_another_change_is_stored_is_told_too() -> None:
+    driver = EngineDriver()
+    engine = driver.engine
+    driver.advance(1.0)
+    until = iso_time(driver.wall + 10)
+    engine.change_bans(BanSet("198.51.100.0/24", True, iso_time(driver.wall), until))
+    driver.pump()
+    driver.now += 20  # no timer ran at its end: the next change finds it ended
+    engine.change_bans(BanSet("203.0.113.0/24", True, iso_time(driver.wall)))
+    driver.pump()
+    assert engine.take_notes() == [BanEnded("198.51.100.0/24", until)]

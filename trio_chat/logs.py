@@ -20,6 +20,7 @@ from .display import counted, quoted, safe, safe_name
 from .engine import Address, ServerConfig
 from .engine.common import network_of
 from .engine.notes import (
+    BanEnded,
     LoggedIn,
     LoginRefused,
     Note,
@@ -162,6 +163,20 @@ def log_note(note: Note) -> None:
                 address=where,
                 reason=note.reason,
             )
+    elif isinstance(note, BanEnded):
+        if note.still:
+            turns = "turns" if len(note.still) == 1 else "turn"
+            after = f"{' and '.join(note.still)} still {turns} it away"
+        else:
+            after = "it is let in again"
+        event(
+            logging.INFO,
+            "ban_ended",
+            f"the ban on {note.network} until {note.until} ended: {after}",
+            network=note.network,
+            until=note.until,
+            still=list(note.still),
+        )
     elif isinstance(note, PasswordChanged):
         where = shown(note.address)
         event(

@@ -5,8 +5,8 @@ A banned network's first flights (`KEY_REQUEST`, `INIT`) are answered `REFUSED`
 sessions end when it is banned, and a session that moves into it ends. Addresses are
 looked up only there, never per datagram of a session, and a look-up costs one dictionary
 look-up a prefix length in use, however many networks are banned. A ban with an end
-(`until`) stops counting at that time of the wall clock the engine is given; the
-operator's next change of bans forgets it.
+(`until`) stops counting at that time of the wall clock the engine is given, which then
+forgets it (`take_ended`) and tells the operator so.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ class Bans:
         self._by_prefix: dict[tuple[int, int], dict[int, float]] = {}
         """The banned networks' first addresses (as integers), by IP version and prefix,
         each with when its ban ends (Unix time; `math.inf`: for good)."""
+        self.next_end = math.inf
+        """When the first ban with an end ends (Unix time; `math.inf`: none has one)."""
         for ban in bans:
             self.add(ban)
 
@@ -81,7 +83,13 @@ class Bans:
         self._bans[ban.network] = ban
         key = (network.version, network.prefixlen)
         ends = math.inf if ban.until is None else unix_time(ban.until)
-        self._by_prefix.setdefault(key, {})[int(network.network_address)] = ends
+        starts = self._by_prefix.setdefault(key, {})
+        replaced = starts.get(int(network.network_address), math.inf)
+        starts[int(network.network_address)] = ends
+        if ends < self.next_end:
+            self.next_end = ends
+        elif replaced == self.next_end:
+            self._find_next_end()
 
     def remove(self, name: str) -> None:
         if self._bans.pop(name, None) is None:
@@ -89,9 +97,17 @@ class Bans:
         network = ipaddress.ip_network(name)
         key = (network.version, network.prefixlen)
         starts = self._by_prefix[key]
-        starts.pop(int(network.network_address), None)
+        ends = starts.pop(int(network.network_address), math.inf)
         if not starts:
             del self._by_prefix[key]
+        if ends == self.next_end:
+            self._find_next_end()
+
+    def _find_next_end(self) -> None:
+        self.next_end = min(
+            (ends for starts in self._by_prefix.values() for ends in starts.values()),
+            default=math.inf,
+        )
 
     def in_force(self, wall: float) -> list[BanRecord]:
         """Every ban not ended at Unix time `wall`, oldest first."""
@@ -102,10 +118,14 @@ class Bans:
         ban = self._bans.get(name)
         return None if ban is None or ban.ended(wall) else ban
 
-    def forget_ended(self, wall: float) -> None:
-        for ban in list(self._bans.values()):
-            if ban.ended(wall):
-                self.remove(ban.network)
+    def take_ended(self, wall: float) -> list[BanRecord]:
+        """Forget the bans ended at Unix time `wall`, and return them."""
+        if wall < self.next_end:
+            return []  # once a turn of the daemon's loop: one comparison
+        ended = [ban for ban in self._bans.values() if ban.ended(wall)]
+        for ban in ended:
+            self.remove(ban.network)
+        return ended
 
     def banned_until(self, host: str, wall: float) -> float | None:
         """When the last ban in force at Unix time `wall` that holds the address `host`

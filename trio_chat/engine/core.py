@@ -47,7 +47,7 @@ from .effects import Effect, JobTable, Persist
 from .fanout import Deliver, Fanout, LocalRoom
 from .history import Mailbox
 from .lobby import ACCOUNT_LOCKED, TOO_MANY_SESSIONS, Lobby
-from .notes import LoggedIn, Note, PasswordChanged, SessionEnded
+from .notes import BanEnded, LoggedIn, Note, PasswordChanged, SessionEnded
 from .password_change import CHANGED_MEANWHILE
 from .sessions import Session, Transport
 
@@ -151,6 +151,9 @@ class ServerEngine:
         self.sessions = self.transport.by_sid
         self.bans = self.transport.bans = Bans(snapshot.bans)
         """The networks the operator turned away (`change_bans`)."""
+        self._wall_ahead: float | None = None
+        """The wall clock less the monotonic one, as of the last `handle_timers` (None
+        before it): when a ban ends, on the timers' clock."""
         self.chat = Chat(
             config=config,
             snapshot=snapshot,
@@ -492,7 +495,7 @@ class ServerEngine:
 
     def _ban_set(self, op: BanSet, now: float, wall: float) -> None:
         self.chat.settle()
-        self.bans.forget_ended(wall)  # as the store did
+        self._bans_ended(wall)  # the store forgot them with this change
         if not op.banned:
             self.bans.remove(op.network)
             return
@@ -507,6 +510,17 @@ class ServerEngine:
             until = self.bans.banned_until(session.address[0], wall) or math.inf
             ended += self._end([session], "banned", banned_sentence(until), now, wall)
         self._ended_by_operator(op, ended)
+
+    def _bans_ended(self, wall: float) -> None:
+        """Forget the bans ended by `wall`, each noted for the operator (those ended before
+        the daemon first looked at the clock, when it was not running, without a word)."""
+        ended = self.bans.take_ended(wall)
+        if self._wall_ahead is None:
+            return
+        for ban in ended:
+            assert ban.until is not None  # only a ban with an end ends
+            still = tuple(wider.network for wider in self.bans.covering(ban.network, wall))
+            self._notes.append(BanEnded(ban.network, ban.until, still))
 
     def sessions_ended_by(self, op: OperatorChange) -> int:
         """How many sessions the operator's `op` (`change_account`, `change_bans`) ended
@@ -636,12 +650,20 @@ class ServerEngine:
         """When `handle_timers` must next run, or None."""
         deadline = self.transport.next_timer()
         if self.sessions and (deadline is None or self._memory_check_at < deadline):
-            return self._memory_check_at
+            deadline = self._memory_check_at
+        if self.bans.next_end < math.inf and self._wall_ahead is not None:
+            ban_ends = self.bans.next_end - self._wall_ahead
+            if deadline is None or ban_ends < deadline:
+                deadline = ban_ends
         return deadline
 
     def handle_timers(self, now: float, wall: float) -> None:
-        """Retransmit, acknowledge late, and close sessions that went silent or stuck."""
+        """Retransmit, acknowledge late, close sessions that went silent or stuck, and
+        let in the networks whose bans ended."""
         self.chat.settle()
+        if wall >= self.bans.next_end:
+            self._bans_ended(wall)
+        self._wall_ahead = wall - now
         if now > self._memory_check_at + STALLED_AFTER:
             self._woke(now)
         if self._set_aside:

@@ -69,6 +69,17 @@ class AddressChanged:
     new: Address
 
 
+@dataclass(frozen=True, slots=True)
+class BanEnded:
+    """A ban the operator gave for a while ended: its network is let in again, unless a
+    wider ban (`still`, the networks' names) holds it."""
+
+    network: str
+    until: str
+    """When it ended (ISO 8601, UTC)."""
+    still: tuple[str, ...] = ()
+
+
 Note = (
     Registered
     | RegistrationRefused
@@ -77,4 +88,5 @@ Note = (
     | SessionEnded
     | AddressChanged
     | PasswordChanged
+    | BanEnded
 )
