@@ -5,6 +5,7 @@ its text gone, left out of every history from then on, and told to everyone in t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import sqlite3
 import subprocess
@@ -16,10 +17,13 @@ from typing import cast
 import pytest
 import trio
 from pytestqt.qtbot import QtBot
+from typer.testing import CliRunner
 
 import trio_chat
 from trio_chat import wire
 from trio_chat.cli import ExitCode
+from trio_chat.cli import app as cli_app
+from trio_chat.cli import messages as messages_command
 from trio_chat.client import ChatClient
 from trio_chat.control import Request, ask, control_path
 from trio_chat.conversation import Room
@@ -305,6 +309,7 @@ async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_sto
                     + "Z  alice: bye\n"
                 )
                 assert listed.stderr == "2 messages.\n"
+                (spam_as_stored,) = room_messages(database, 1, message_id=spam)
                 removed = await messages(database, "remove", str(spam))
                 assert removed.returncode == 0, removed.stderr
                 assert removed.stdout.startswith(f"Removed the message {spam} (alice, 20")
@@ -318,22 +323,44 @@ async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_sto
                     rf"the operator \(user id \d+, process \d+\) removed the message {spam}",
                     daemon.text,
                 )
-                again = await messages(database, "remove", str(said[0].id), str(spam))
+                unknown = said[2].id + 10**6
+                again = await messages(database, "remove", str(said[0].id), str(spam), str(unknown))
                 assert (again.returncode, again.stderr) == (
                     ExitCode.UNKNOWN_MESSAGE,
-                    f"There is no message {spam} in the room's history, so none of those given "
-                    "was removed; `trio-chat messages list` shows them.\n",
+                    f"There is no message {unknown} in the room's history, so none of those "
+                    "given was removed; `trio-chat messages list` shows them.\n",
                 )
                 assert [m.text for m in await bob.history(10)] == ["hello", "bye"]  # not one
+                already = await messages(database, "remove", str(spam))
+                assert (already.returncode, already.stdout) == (
+                    0,
+                    f"The message {spam} was removed already.\n",
+                )
+                # Removed by another command between this one's look and its request:
+                # the daemon says so, and the command too, as done.
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(messages_command, "_read", lambda *_a, **_k: [spam_as_stored])
+                    raced = await trio.to_thread.run_sync(
+                        functools.partial(
+                            CliRunner().invoke,
+                            cli_app,
+                            ["messages", "remove", str(spam), "--db", str(database)],
+                        )
+                    )
+                assert (raced.exit_code, raced.stdout) == (
+                    0,
+                    f"The message {spam} was removed already.\n",
+                )
                 # Asked directly (not through the command, which looks first): a private
-                # message, or one removed already, is no room message to remove.
+                # message is no room message to remove; one removed already is said so
+                # (removed by another command meanwhile).
                 psst = await alice.whisper("bob", "psst")
-                for message_id in (psst.id, spam):
+                for message_id, code in ((psst.id, "unknown_message"), (spam, "removed_already")):
                     reply = await trio.to_thread.run_sync(
                         ask, control_path(database), Request("unsay", message=message_id)
                     )
                     assert reply is not None
-                    assert (reply.ok, reply.code) == (False, "unknown_message")
+                    assert (reply.ok, reply.code) == (False, code)
                 assert [m.text for m in await bob.history(10)] == ["hello", "bye", "psst"]
             assert await daemon.stop() == 0
     # Stopped: the database itself.
@@ -341,6 +368,11 @@ async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_sto
     assert mine.stdout.count("alice: ") == 2 and mine.stderr == "2 messages from alice.\n"
     removed = await messages(database, "remove", str(said[0].id))
     assert removed.returncode == 0, removed.stderr
+    both = await messages(database, "remove", str(spam), str(said[0].id))
+    assert (both.returncode, both.stdout) == (
+        0,
+        f"The message {spam} was removed already.\nThe message {said[0].id} was removed already.\n",
+    )
     left = await messages(database, "list")
     assert left.stdout.endswith("alice: bye\n") and left.stderr == "1 message.\n"
     nobody = await messages(database, "list", "--from", "carol")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import logging
 import os
 import socket
@@ -50,7 +49,7 @@ from .records import (
     unix_time,
 )
 from .rules import name_key
-from .store import StorageError, room_messages
+from .store import StorageError, removed_from_room, room_messages
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +84,11 @@ def no_message(message_id: int, *, others: bool = False) -> str:
         f"There is no message {message_id} in the room's history{none}; `trio-chat messages "
         "list` shows them."
     )
+
+
+def removed_already(message_id: int) -> str:
+    """The sentence for an id of the room's that the operator removed before."""
+    return f"The message {message_id} was removed already."
 
 
 Action = Literal[
@@ -138,8 +142,8 @@ class AccountLine(msgspec.Struct, frozen=True):
 class Reply(msgspec.Struct, frozen=True):
     ok: bool
     code: str = ""
-    """Why not: `unknown_user`, `unknown_message`, `unreadable`, `not_stored`,
-    `bad_request`, `failed`, `stopping`."""
+    """Why not: `unknown_user`, `unknown_message`, `removed_already`, `unreadable`,
+    `not_stored`, `bad_request`, `failed`, `stopping`."""
     message: str = ""
     accounts: list[AccountLine] = []
     """`list`: every account; otherwise the one named, as it was before the change."""
@@ -398,17 +402,16 @@ class Desk:
         """Remove a room message: one the room's history has (not a private one, nor one
         removed already, maybe by a command at the same time)."""
         message_id = request.message
-        found = 0 < message_id < self.engine.chat.next_message_id
+        chat = self.engine.chat
+        found, removed = 0 < message_id < chat.next_message_id, False
         if found and self._database is not None:
             try:
-                found = bool(
-                    await trio.to_thread.run_sync(
-                        functools.partial(room_messages, self._database, 1, message_id=message_id)
-                    )
-                )
+                found, removed = await trio.to_thread.run_sync(_look_up, self._database, message_id)
             except StorageError as error:
                 return Reply(False, "unreadable", str(error))
-        if not found or self.engine.chat.unsaid(message_id):
+        if removed or chat.unsaid(message_id):
+            return Reply(False, "removed_already", removed_already(message_id))
+        if not found:
             return Reply(False, "unknown_message", no_message(message_id))
         outcome = await self._store(MessageRemoval(message_id))
         if outcome is None or not outcome[0]:
@@ -470,6 +473,14 @@ def _by(peer: Peer | None) -> str:
 def _log_done(action: str, account: Account, ended: int, peer: Peer | None) -> None:
     done = _DONE[action].format(safe_name(account.name))
     _log(action, done, ended, peer, name=account.name)
+
+
+def _look_up(database: Path, message_id: int) -> tuple[bool, bool]:
+    """Whether the room's history has the message `message_id`, and whether the operator
+    removed it before (read-only, in a thread)."""
+    if room_messages(database, 1, message_id=message_id):
+        return True, False
+    return False, removed_from_room(database, message_id)
 
 
 def _log(action: str, done: str, ended: int, peer: Peer | None, **fields: str) -> None:

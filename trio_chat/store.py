@@ -308,21 +308,37 @@ def room_messages(
         where.append("m.id = ?")
         arguments.append(message_id)
     query = f"{_SELECT_MESSAGES} WHERE {' AND '.join(where)} ORDER BY m.id DESC LIMIT ?"
+    with _reading(path) as db:
+        rows = db.execute(query, (*arguments, last)).fetchall()
+        if not rows and sender_key is not None:
+            if db.execute("SELECT 1 FROM accounts WHERE key = ?", (sender_key,)).fetchone():
+                return []
+            raise LookupError(sender_key)
+    return [_message(row) for row in reversed(rows)]
+
+
+def removed_from_room(path: Path, message_id: int) -> bool:
+    """Whether the room's message numbered `message_id` was removed by the operator (its
+    mark is in the database at `path`; read-only). `StorageError` as `room_messages`."""
+    query = "SELECT 1 FROM messages WHERE id = ? AND recipient_id IS NULL AND removed != 0"
+    with _reading(path) as db:
+        return db.execute(query, (message_id,)).fetchone() is not None
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[sqlite3.Connection]:
+    """The database at `path`, read-only, if it is of this trio-chat's schema;
+    `StorageError` with a sentence if it cannot be read."""
     try:
         with contextlib.closing(read_only(path)) as db:
             (version,) = db.execute("PRAGMA user_version").fetchone()
             if version != SCHEMA_VERSION:
                 raise StorageError(_other_schema(path, version))
-            rows = db.execute(query, (*arguments, last)).fetchall()
-            if not rows and sender_key is not None:
-                if db.execute("SELECT 1 FROM accounts WHERE key = ?", (sender_key,)).fetchone():
-                    return []
-                raise LookupError(sender_key)
+            yield db
     except (sqlite3.Error, OSError) as error:
         raise StorageError(
             f"Cannot read the database {str(path)!r}: {_why(error, path)}."
         ) from None
-    return [_message(row) for row in reversed(rows)]
 
 
 def counts(db: sqlite3.Connection) -> tuple[int, int]:

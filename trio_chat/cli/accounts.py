@@ -7,7 +7,7 @@ A stopped daemon's database is changed directly, and the daemon started again ta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -67,8 +67,9 @@ EXIT_FOR_REPLY = {
 }
 
 
-def ask_daemon(database: Path, request: Request) -> Reply | None:
-    """The running daemon's answer to `request`, or None if none answers on `database`."""
+def ask_daemon(database: Path, request: Request, *, answers: Collection[str] = ()) -> Reply | None:
+    """The running daemon's answer to `request`, or None if none answers on `database`;
+    a refusal exits with its sentence, unless its code is one of `answers`."""
     try:
         owners = {database.stat().st_uid}
     except OSError:
@@ -78,7 +79,7 @@ def ask_daemon(database: Path, request: Request) -> Reply | None:
     except ControlRefused as error:
         code = ExitCode.UNREACHABLE if error.unanswered else ExitCode.REJECTED
         raise fail(str(error), code) from None
-    if reply is None or reply.ok:
+    if reply is None or reply.ok or reply.code in answers:
         return reply
     if reply.code == "unknown_user":
         raise no_account(request.name)

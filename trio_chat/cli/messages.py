@@ -13,11 +13,11 @@ from typing import Annotated
 
 import typer
 
-from ..control import Request, no_message
+from ..control import Request, no_message, removed_already
 from ..display import safe, safe_name
 from ..records import Message, MessageRemoval
 from ..rules import name_key
-from ..store import StorageError, default_database, room_messages
+from ..store import StorageError, default_database, removed_from_room, room_messages
 from .accounts import ask_daemon, check_database, no_account, stopped_daemons_store
 from .exits import ExitCode, fail
 from .options import DatabaseOption
@@ -71,20 +71,39 @@ def remove_command(
     those in the room see them removed. Each is kept as a mark, its text gone (so that a
     client sending it again is answered, not given a new copy)."""
     database = db or default_database()
-    found: list[Message] = []
+    found: list[Message | int] = []
+    """Each given, in order: the message to remove, or the id of one removed already."""
     given = list(dict.fromkeys(ids))  # each once, in the order given
     for message_id in given:
         messages = _read(database, 1, message_id=message_id)
-        if not messages:
+        if messages:
+            found.extend(messages)
+        elif _removed(database, message_id):
+            found.append(message_id)
+        else:
             # All are looked up before any goes.
             sentence = no_message(message_id, others=len(given) > 1)
             raise fail(sentence, ExitCode.UNKNOWN_MESSAGE)
-        found.extend(messages)
     for message in found:
-        if ask_daemon(database, Request("unsay", message=message.id)) is None:
+        if isinstance(message, int):
+            typer.echo(removed_already(message))
+            continue
+        request = Request("unsay", message=message.id)
+        reply = ask_daemon(database, request, answers={"removed_already"})
+        if reply is None:
             with stopped_daemons_store(database) as store:
                 store.write([MessageRemoval(message.id)])
+        elif not reply.ok:
+            typer.echo(reply.message)  # by another command meanwhile
+            continue
         typer.echo(f"Removed the message {message.id} ({safe_name(message.sender)}, {message.ts}).")
+
+
+def _removed(database: Path, message_id: int) -> bool:
+    try:
+        return removed_from_room(database, message_id)
+    except StorageError as error:
+        raise fail(str(error), ExitCode.DATABASE) from None
 
 
 def _read(
