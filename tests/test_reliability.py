@@ -6,7 +6,7 @@ import itertools
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from trio_chat import wire
@@ -493,3 +493,100 @@ def test_an_ack_for_everything_in_flight_clears_it_and_measures_the_rtt() -> Non
     assert sender.idle and sender.next_timer() is None
     assert sender.acked_tags == list(range(10))
     assert sender.srtt == pytest.approx(0.25)
+
+
+_OFFER = st.tuples(st.just("offer"), st.lists(st.integers(0, 500), min_size=1, max_size=6))
+_ACK = st.tuples(
+    st.just("ack"), st.tuples(st.integers(0, 40), st.integers(1, 3), st.integers(0, 3))
+)
+_HEAR = st.tuples(st.just("hear"), st.tuples(st.integers(1, 3), st.integers(0, 2)))
+_WAIT = st.tuples(st.just("wait"), st.floats(0.001, 1.5))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_OFFER, _ACK, _HEAR, _WAIT), max_size=40))
+# Frames sent at once one after another, the first then found lost by the packet
+# threshold (or not) when later ones are acknowledged selectively:
+@example([("offer", [0]), ("offer", [0]), ("offer", [0]), ("ack", (0, 1, 1))])
+@example([("offer", [0, 0]), ("offer", [0]), ("ack", (0, 1, 1))])
+# ...and the peer's frames heard after a gap: the selective ack rides along.
+@example([("hear", (2, 1)), ("offer", [0, 10])])
+def test_frames_sent_at_once_go_exactly_as_they_would_have_from_the_queue(
+    steps: list[tuple[str, object]],
+) -> None:
+    # The daemon hands a room message to an idle link with `send_at_once`: the datagram,
+    # and everything the link does after it, must be what queueing it would have made.
+    config = LinkConfig(window=8, max_queue=30)
+    at_once, queued = Link(plain_seal, config), Link(plain_seal, config)
+    peer_seq = pn = 0
+    now = 0.0
+    count = 0
+    for kind, value in steps:
+        if kind == "offer":
+            assert isinstance(value, list)
+            frames = [frame(count + i, pad) for i, pad in enumerate(value)]
+            count += len(frames)
+            made = at_once.send_at_once(frames, "tag", now)
+            sent = [made] if made is not None else []
+            if made is None:
+                for each in frames:
+                    at_once.send(each, "tag")
+            sent += at_once.datagrams_to_send(now)
+            for each in frames:
+                queued.send(each, "tag")
+            assert sent == queued.datagrams_to_send(now)
+        elif kind == "ack":  # up to `ack`, and selectively some after a gap
+            assert isinstance(value, tuple)
+            ack, gap, width = value
+            ack = min(ack, count)
+            start = ack + 1 + gap
+            sack = [(start, min(start + width, count))] if start <= count else []
+            pn += 1
+            for link in (at_once, queued):
+                link.receive(pn, ack, sack, [], now, 0)
+            assert at_once.datagrams_to_send(now) == queued.datagrams_to_send(now)  # losses
+        elif kind == "hear":  # the peer's frames, maybe after a gap (then a `sack` is owed)
+            assert isinstance(value, tuple)
+            heard, gap = value
+            frames_in = []
+            for _ in range(heard):
+                peer_seq += 1
+                frames_in.append((peer_seq + gap, msgspec.Raw(frame(peer_seq))))
+            pn += 1
+            for link in (at_once, queued):
+                link.receive(pn, 0, [], frames_in, now, 0)
+        else:
+            assert isinstance(value, float)
+            now += value
+            for link in (at_once, queued):
+                link.handle_timer(now)
+            assert at_once.datagrams_to_send(now) == queued.datagrams_to_send(now)
+        assert state(at_once) == state(queued)
+
+
+def state(link: Link) -> tuple[object, ...]:
+    """What a link shows of itself, for two that must behave alike."""
+    return (
+        link.queued,
+        link.queued_bytes,
+        link.failure,
+        link.next_timer(),
+        link.retransmissions,
+        link.acked_tags,
+        link.srtt,
+        link.unanswered_for(100.0),
+    )
+
+
+def test_frames_are_sent_at_once_only_to_a_link_with_nothing_else_to_send() -> None:
+    link = Link(plain_seal, LinkConfig(window=4))
+    first = link.send_at_once([frame(1), frame(2)], None, 0.0)
+    assert first is not None and [seq for seq, _ in _packet(first).frames] == [1, 2]
+    assert link.send_at_once([frame(3), frame(4), frame(5)], None, 0.0) is None  # the window
+    link.send(frame(3))
+    assert link.send_at_once([frame(4)], None, 0.0) is None  # behind a frame queued
+    link.datagrams_to_send(0.0)
+    link.receive(1, 3, [], [], 0.1, 0)
+    big = [frame(n, pad=500) for n in (4, 5, 6)]
+    assert link.send_at_once(big, None, 0.1) is None  # more than a datagram holds
+    assert link.send_at_once([frame(4)], None, 0.1) is not None

@@ -34,7 +34,7 @@ once frames have gone unacknowledged for `give_up_after` seconds.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -301,6 +301,60 @@ class Link:
         ) and self.failure is None:
             self.failure = "overloaded"
         return seq
+
+    def send_at_once(
+        self, frames: Sequence[bytes], tag: Hashable | None, now: float
+    ) -> bytes | None:
+        """Number `frames` and return the datagram that carries them, sent now, if the link
+        has nothing else to send and room for them in its window and one datagram; None if
+        not (then `send` queues them).
+
+        Room messages to a reader that has taken everything before: the common case of a
+        fan-out, spared the queue. The datagram is what `datagrams_to_send` would make of
+        the frames queued alone (with the acknowledgement and one-shot fields due).
+        """
+        if self._unsent or self._lost or self._probing or self.failure is not None:
+            return None
+        seq = self._next_seq
+        in_flight = self._in_flight
+        config = self.config
+        count = len(frames)
+        if in_flight and seq + count > next(iter(in_flight)) + config.window:
+            return None
+        if count == 1:  # the common case: no list, no loop
+            if len(frames[0]) > MAX_FRAME:
+                raise ValueError(f"frame of {len(frames[0])} bytes exceeds {MAX_FRAME}")
+            body = NUMBERED_FRAME % (seq, frames[0])
+            size = len(body)
+        else:
+            if count > config.window or any(len(frame) > MAX_FRAME for frame in frames):
+                return None  # queued: `send` says what is wrong with it
+            wrapped = [NUMBERED_FRAME % (seq + i, frame) for i, frame in enumerate(frames)]
+            body = b",".join(wrapped)
+            size = len(body) - count + 1  # the frames, not the commas between
+        head = self._head(with_sack=True)
+        if (
+            len(head) + len(body) + PAYLOAD_CLOSE_OVERHEAD > config.max_payload
+            or len(in_flight) + count > config.max_queue
+            or self.queued_bytes + size > config.max_queue_bytes
+        ):
+            return None  # queued, they go as they always have (or fail the link as overloaded)
+        self._next_seq = seq + count
+        self.queued_bytes += size
+        if not in_flight:
+            self._progress = now  # as `_sending`: the give-up clock starts
+        self._last_sent = now
+        order = self._transmissions + 1
+        if count == 1:
+            in_flight[seq] = _InFlight(body, tag, now, order)
+        else:
+            for each in wrapped:
+                in_flight[seq] = _InFlight(each, tag, now, order)
+                seq += 1
+                order += 1
+            order -= 1
+        self._transmissions = order
+        return self._close(head, body, now)
 
     def datagrams_to_send(self, now: float, budget: int | None = None) -> list[bytes]:
         """Every datagram due now: lost frames, probes, new frames, owed acks.

@@ -726,7 +726,8 @@ class ServerEngine:
         """Hand everything due to be sent now to `send`, in `(datagram, address)` pairs, a
         few at a time as they are sealed (`SEND_EARLY`): the same datagrams, in the same
         order, as `datagrams_to_send` returns."""
-        self.chat.settle()
+        with self.transport.sending(now, send):
+            self.chat.settle()  # the room's copies to idle links go out as they are made
         for session in self.transport.flush(now, send):
             if session.sid not in self.sessions:
                 continue

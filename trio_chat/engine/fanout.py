@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Hashable, Sequence
 from typing import Protocol
 
-Deliver = Callable[[int, bytes, Hashable | None], None]
-"""Hand an encoded frame to one session: `(session_id, frame, ack_tag)`."""
+Deliver = Callable[[int, Sequence[bytes], Hashable | None], None]
+"""Hand encoded frames, in order, to one session: `(session_id, frames, ack_tag)`."""
 
 
 class Fanout(Protocol):
@@ -86,28 +86,27 @@ class LocalRoom:
     def broadcast(
         self, frame: bytes, exclude: int | None = None, *, except_account: int | None = None
     ) -> None:
-        deliver = self._deliver
+        deliver, frames = self._deliver, (frame,)
         for session_id, account_id in self._sessions.items():
             if session_id != exclude and account_id != except_account:
-                deliver(session_id, frame, None)
+                deliver(session_id, frames, None)
 
     def broadcast_run(
         self, frames: Sequence[bytes], batched: Sequence[bytes], except_accounts: Collection[int]
     ) -> None:
         deliver, batches = self._deliver, self._batches
         for session_id, account_id in self._sessions.items():
-            if account_id in except_accounts:
-                continue
-            for frame in batched if session_id in batches else frames:
-                deliver(session_id, frame, None)
+            if account_id not in except_accounts:
+                deliver(session_id, batched if session_id in batches else frames, None)
 
     def to_account(
         self, account_id: int, frame: bytes, tag: Hashable | None = None, exclude: int | None = None
     ) -> int:
         sessions = self._by_account.get(account_id, ())
+        frames = (frame,)
         for session_id in sessions:
             if session_id != exclude:
-                self._deliver(session_id, frame, tag)
+                self._deliver(session_id, frames, tag)
         return len(sessions)
 
     def online(self) -> list[str]:

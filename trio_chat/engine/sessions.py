@@ -14,7 +14,8 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import msgspec
@@ -157,6 +158,9 @@ class Transport:
         self.bans = Bans()
         """The networks the operator turned away: a connection that moves into one ends."""
         self._dirty: set[Session] = set()
+        self._sending: tuple[float, Send | None] | None = None
+        """While the engine sends (`sending`): the time, and where a few datagrams go at
+        once; frames handed over then to idle links go out at once (`deliver`)."""
         self.growth = 0
         """At least as many bytes as links took to hold (frames queued, datagrams received)
         since the engine last counted them all (`ServerEngine._check_memory`)."""
@@ -495,12 +499,46 @@ class Transport:
         self.growth += len(frame) + WRAPPING
         self._dirty.add(session)
 
-    def deliver(self, sid: int, frame: bytes, tag: Hashable | None) -> None:
-        """`send` by session id: the room's way in, once per recipient of every message."""
+    def deliver(self, sid: int, frames: Sequence[bytes], tag: Hashable | None) -> None:
+        """`send` by session id, for frames in order: the room's way in, once per recipient
+        of every message.
+
+        While the engine sends (`sending`), frames to a link with nothing else to send are
+        sealed and put in the outbox at once, skipping the queue and the flush."""
         session = self.by_sid[sid]
-        session.link.send(frame, tag)
-        self.growth += len(frame) + WRAPPING
+        link = session.link
+        sending = self._sending
+        if sending is not None and session.validated and session.challenge is None:
+            now, send = sending
+            datagram = link.send_at_once(frames, tag, now)
+            if datagram is not None:
+                self.growth += sum(map(len, frames)) + WRAPPING * len(frames)
+                outbox = self._outbox
+                outbox.append((datagram, session.address))
+                self._schedule(session, now)
+                if send is not None and len(outbox) >= SEND_EARLY:
+                    self._send_early(send)
+                return
+        for frame in frames:
+            link.send(frame, tag)
+            self.growth += len(frame) + WRAPPING
         self._dirty.add(session)
+
+    @contextmanager
+    def sending(self, now: float, send: Send | None) -> Iterator[None]:
+        """Within: what the room hands over goes out at once where it can (`deliver`),
+        to `send` whenever `SEND_EARLY` datagrams are in the outbox."""
+        self._sending = (now, send)
+        try:
+            yield
+        finally:
+            self._sending = None
+
+    def _send_early(self, send: Send) -> None:
+        outbox = self._outbox
+        early = outbox[:]
+        outbox.clear()  # first: a datagram is never handed on twice
+        send(early)
 
     def touch(self, session: Session) -> None:
         """The session has something to send (an ack owed at once, say)."""
@@ -525,9 +563,7 @@ class Transport:
                 for datagram in link.datagrams_to_send(now):
                     outbox.append((datagram, address))
                 if send is not None and len(outbox) >= SEND_EARLY:
-                    early = outbox[:]
-                    outbox.clear()  # first: a datagram is never handed on twice
-                    send(early)
+                    self._send_early(send)
             else:
                 self._flush(session, now)
             if link.failure is not None:
