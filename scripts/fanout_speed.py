@@ -3,7 +3,7 @@
 sockets, processes or a disk.
 
     .venv/bin/python scripts/fanout_speed.py [--receivers 50] [--batches 400] [--batch 5]
-        [--profile] [--pauses MS]
+        [--profile] [--pauses MS] [--queued-too]
 
 The bench's fan-out workload, in one process and with time stepped by hand: one sender
 says `--batch` messages at a time to a room of `--receivers`; the engine takes the
@@ -16,24 +16,32 @@ the Python code costs, before the kernel's share (`sendto`, `recvfrom`, `epoll`)
 slows everything about threefold). `--pauses MS` lists the batches whose messages took
 the clients longer than MS milliseconds in all: meant to find a pause that every client
 core takes at the same message (one of a process's connections alone would not notice
-it). Checks that every receiver got every message once, in order.
+it). `--queued-too` runs blocks of 100 batches in turn as the daemon does and with every
+copy queued on its link first (as before copies to idle links were sealed as they were
+handed over, `Link.send_at_once`), and prints the engine's fan-out for each: a comparison
+within one process and the same minutes. Checks that every receiver got every message
+once, in order.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import math
 import pstats
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from trio_chat.client_protocol import ClientConfig
-from trio_chat.engine import Address, ServerConfig
+from trio_chat.engine import Address, ServerConfig, sessions
 from trio_chat.events import PublicMessage
 from trio_chat.testing.driver import EngineDriver, Peer
 
+BLOCK = 100
+"""Batches in each block of `--queued-too`."""
 STEP = 0.0025
 """Seconds between batches (the bench's closed loop takes about this long per batch)."""
 
@@ -138,6 +146,28 @@ def run(
     return costs
 
 
+def compare_queued(
+    driver: EngineDriver, sender: Peer, peers: list[Peer], batches: int, batch: int
+) -> int:
+    """`--queued-too`: the engine's fan-out as it is and with every copy queued first."""
+    as_it_is = sessions.Transport.sending
+
+    @contextlib.contextmanager
+    def never_at_once(_transport: object, _now: float, _send: object) -> Iterator[None]:
+        yield
+
+    spent = {"as it is": 0.0, "queued first": 0.0}
+    for block in range(max(2, batches // BLOCK)):
+        way = "as it is" if block % 2 else "queued first"
+        sessions.Transport.sending = as_it_is if block % 2 else never_at_once  # type: ignore[method-assign, assignment]
+        spent[way] += run(driver, sender, peers, BLOCK, batch).engine_fanout
+    sessions.Transport.sending = as_it_is  # type: ignore[method-assign]
+    deliveries = max(2, batches // BLOCK) // 2 * BLOCK * batch * len(peers)
+    for way, seconds in spent.items():
+        print(f"  engine, say to fan-out, {way:12} {1e6 * seconds / deliveries:6.2f} us a delivery")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--receivers", type=int, default=50)
@@ -147,8 +177,15 @@ def main() -> int:
     parser.add_argument(
         "--pauses", type=float, metavar="MS", help="list the batches the clients took longer over"
     )
+    parser.add_argument(
+        "--queued-too",
+        action="store_true",
+        help="compare with every copy queued first, in blocks taking turns",
+    )
     args = parser.parse_args()
     driver, sender, peers = room(args.receivers)
+    if args.queued_too:
+        return compare_queued(driver, sender, peers, args.batches, args.batch)
     profile = cProfile.Profile() if args.profile else None
     if profile is not None:
         profile.enable()

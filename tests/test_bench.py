@@ -139,6 +139,16 @@ def test_the_in_process_fanout_prints_each_sides_cost_per_delivery() -> None:
         assert re.search(rf"\d+ us a batch +\d+\.\d\d us {each}$", line), line
 
 
+def test_the_in_process_fanout_compares_copies_sent_at_once_with_copies_queued() -> None:
+    result = run_script("fanout_speed.py", "--receivers=3", "--batches=4", "--queued-too")
+    assert result.returncode == 0, result.stderr
+    ways = [
+        re.fullmatch(r"  engine, say to fan-out, (.+?) +\d+\.\d\d us a delivery", line)
+        for line in result.stdout.splitlines()
+    ]
+    assert [match[1] for match in ways if match] == ["as it is", "queued first"]
+
+
 def test_the_in_process_fanout_lists_the_batches_the_clients_paused_over() -> None:
     result = run_script("fanout_speed.py", "--receivers=2", "--batches=3", "--pauses=0")
     assert result.returncode == 0, result.stderr
