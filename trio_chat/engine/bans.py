@@ -84,26 +84,31 @@ class Bans:
         key = (network.version, network.prefixlen)
         ends = math.inf if ban.until is None else unix_time(ban.until)
         starts = self._by_prefix.setdefault(key, {})
-        replaced = starts.get(int(network.network_address), math.inf)
+        replaced = starts.get(int(network.network_address))
         starts[int(network.network_address)] = ends
         if ends < self.next_end:
             self.next_end = ends
-        elif replaced == self.next_end:
-            self._find_next_end()
+        elif replaced is not None and replaced == self.next_end < ends:
+            self._find_next_end()  # the first to end was this one, now ending later
 
     def remove(self, name: str) -> None:
+        if self._forget(name) == self.next_end:
+            self._find_next_end()
+
+    def _forget(self, name: str) -> float | None:
+        """Forget the ban of the network `name`; return when it ended (None: no ban)."""
         if self._bans.pop(name, None) is None:
-            return
+            return None
         network = ipaddress.ip_network(name)
         key = (network.version, network.prefixlen)
         starts = self._by_prefix[key]
-        ends = starts.pop(int(network.network_address), math.inf)
+        ends = starts.pop(int(network.network_address))
         if not starts:
             del self._by_prefix[key]
-        if ends == self.next_end:
-            self._find_next_end()
+        return ends
 
     def _find_next_end(self) -> None:
+        """A look at every ban: only when the first to end is gone or ends later."""
         self.next_end = min(
             (ends for starts in self._by_prefix.values() for ends in starts.values()),
             default=math.inf,
@@ -124,7 +129,8 @@ class Bans:
             return []  # once a turn of the daemon's loop: one comparison
         ended = [ban for ban in self._bans.values() if ban.ended(wall)]
         for ban in ended:
-            self.remove(ban.network)
+            self._forget(ban.network)
+        self._find_next_end()  # once, however many ended together
         return ended
 
     def banned_until(self, host: str, wall: float) -> float | None:
@@ -156,11 +162,16 @@ class Bans:
 
     def covering(self, name: str, wall: float) -> list[BanRecord]:
         """The bans in force at `wall` that hold all of the network `name` (itself
-        included)."""
+        included), widest first: a look-up a prefix length in use, as `banned_until`."""
         network = ipaddress.ip_network(name)
-        return [
-            ban
-            for ban in self.in_force(wall)
-            if (other := ipaddress.ip_network(ban.network)).version == network.version
-            and network.subnet_of(other)  # type: ignore[arg-type]
-        ]
+        kind = ipaddress.IPv4Network if network.version == 4 else ipaddress.IPv6Network
+        number, bits = int(network.network_address), network.max_prefixlen
+        found: list[BanRecord] = []
+        for (version, prefix), starts in sorted(self._by_prefix.items()):
+            if version == network.version and prefix <= network.prefixlen:
+                first = (number >> (bits - prefix)) << (bits - prefix)
+                ends = starts.get(first)
+                ban = self._bans.get(str(kind((first, prefix))))
+                if ends is not None and ends > wall and ban is not None:
+                    found.append(ban)
+        return found

@@ -512,8 +512,9 @@ class ServerEngine:
         self._ended_by_operator(op, ended)
 
     def _bans_ended(self, wall: float) -> None:
-        """Forget the bans ended by `wall`, each noted for the operator (those ended before
-        the daemon first looked at the clock, when it was not running, without a word)."""
+        """Forget the bans ended by `wall`, each noted for the operator, but for those
+        found ended at the daemon's first turn (`handle_timers`): they ended while it was
+        not running, and are forgotten without a word."""
         ended = self.bans.take_ended(wall)
         if self._wall_ahead is None:
             return
