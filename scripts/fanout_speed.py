@@ -16,7 +16,8 @@ the Python code costs, before the kernel's share (`sendto`, `recvfrom`, `epoll`)
 slows everything about threefold). `--pauses MS` lists the batches whose messages took
 the clients longer than MS milliseconds in all: meant to find a pause that every client
 core takes at the same message (one of a process's connections alone would not notice
-it). `--queued-too` runs blocks of 100 batches in turn as the daemon does and with every
+it). `--queued-too` runs blocks of 100 batches (`--batches` rounded to 200s, at least
+200; `--profile` and `--pauses` do not apply) in turn as the daemon does and with every
 copy queued on its link first (as before copies to idle links were sealed as they were
 handed over, `Link.send_at_once`), and prints the engine's fan-out for each: a comparison
 within one process and the same minutes. Checks that every receiver got every message
@@ -157,12 +158,13 @@ def compare_queued(
         yield
 
     spent = {"as it is": 0.0, "queued first": 0.0}
-    for block in range(max(2, batches // BLOCK)):
+    blocks = max(1, batches // (2 * BLOCK)) * 2  # as many each way
+    for block in range(blocks):
         way = "as it is" if block % 2 else "queued first"
         sessions.Transport.sending = as_it_is if block % 2 else never_at_once  # type: ignore[method-assign, assignment]
         spent[way] += run(driver, sender, peers, BLOCK, batch).engine_fanout
     sessions.Transport.sending = as_it_is  # type: ignore[method-assign]
-    deliveries = max(2, batches // BLOCK) // 2 * BLOCK * batch * len(peers)
+    deliveries = blocks // 2 * BLOCK * batch * len(peers)
     for way, seconds in spent.items():
         print(f"  engine, say to fan-out, {way:12} {1e6 * seconds / deliveries:6.2f} us a delivery")
     return 0

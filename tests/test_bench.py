@@ -149,6 +149,31 @@ def test_the_in_process_fanout_compares_copies_sent_at_once_with_copies_queued()
     assert [match[1] for match in ways if match] == ["as it is", "queued first"]
 
 
+@pytest.mark.parametrize("batches", [400, 300, 500])
+def test_the_comparison_divides_each_way_by_the_deliveries_it_made(
+    batches: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "fanout_speed", ROOT / "scripts" / "fanout_speed.py"
+    )
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(script)
+        # Every block costs the same, whichever way it ran: both ways print the same (an
+        # odd number of blocks once divided one way's time by the other's deliveries).
+        monkeypatch.setattr(script, "run", lambda *_a, **_k: script.Costs(engine_fanout=1.0))
+        script.compare_queued(None, None, [object()] * 10, batches, 5)
+    finally:
+        del sys.modules[spec.name]
+    printed = dict(
+        re.findall(r"fan-out, (.+?) +(\d+\.\d\d) us a delivery", capsys.readouterr().out)
+    )
+    assert set(printed) == {"as it is", "queued first"}
+    assert printed["as it is"] == printed["queued first"], printed
+
+
 def test_the_in_process_fanout_lists_the_batches_the_clients_paused_over() -> None:
     result = run_script("fanout_speed.py", "--receivers=2", "--batches=3", "--pauses=0")
     assert result.returncode == 0, result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from trio_chat.testing.raw_peer import RawPeer
 
 ALICE = ("127.0.0.1", 40001)
 BOB = ("127.0.0.1", 40002)
+CAROL = ("127.0.0.1", 40003)
 
 
 def notice(n: int) -> bytes:
@@ -283,3 +285,65 @@ async def test_a_message_is_acknowledged_in_the_datagram_that_answers_it() -> No
             assert link.queued == 0  # the same datagram acknowledged the `say`
             alice.close()
             nursery.cancel_scope.cancel()
+
+
+def _two_senders_in_one_run(settle_first: bool) -> Counter[Address]:
+    h = EngineDriver()
+    for name in ("alice", "bob", "carol"):
+        h.add_account(name)
+    alice = Peer(h, "alice", address=ALICE)
+    bob = Peer(h, "bob", address=BOB)
+    carol = Peer(h, "carol", address=CAROL)
+    for peer in (alice, bob, carol):
+        peer.settle(3)
+    engine = h.engine
+    alice.connection.say("one")
+    bob.connection.say("two")
+    for peer in (alice, bob):
+        for data in peer.connection.datagrams_to_send(h.now):
+            engine.receive_datagram(data, peer.address, h.now, h.wall)
+    for effect in engine.take_effects():
+        h.perform(effect)  # both stored: one run of two room messages
+    assert len(engine.chat._run) == 2
+    if settle_first:
+        engine.chat.settle()  # outside `send_due`: every copy queued
+    out: list[tuple[bytes, Address]] = []
+    engine.send_due(h.now, h.wall, out.extend)
+    return Counter(to for _data, to in out)
+
+
+def test_a_run_of_two_senders_goes_in_as_many_datagrams_as_queueing_it() -> None:
+    # The datagrams are those queueing would have made: bob, a sender of the run,
+    # is handed alice's message and then his `ok`, which share one datagram.
+    queued = _two_senders_in_one_run(settle_first=True)
+    at_once = _two_senders_in_one_run(settle_first=False)
+    assert at_once == queued
+
+
+def test_a_send_that_raises_mid_fan_out_loses_no_recipients_copy() -> None:
+    h = EngineDriver()
+    receivers = []
+    for n in range(3 * SEND_EARLY):
+        h.add_account(f"r{n}", address=(f"10.0.3.{n + 1}", 1))
+        receivers.append(Peer(h, f"r{n}", address=(f"10.0.1.{n + 1}", 1)))
+    h.add_account("alice")
+    alice = Peer(h, "alice", address=ALICE)
+    for peer in [*receivers, alice]:
+        peer.settle(3)
+    engine = h.engine
+    before = {peer.name: peer.session.link._next_seq for peer in receivers}
+    alice.connection.say("hello, room")
+    for data in alice.connection.datagrams_to_send(h.now):
+        engine.receive_datagram(data, ALICE, h.now, h.wall)
+    for effect in engine.take_effects():
+        h.perform(effect)
+
+    def send(datagrams: list[tuple[bytes, Address]]) -> None:
+        raise RuntimeError("the socket's send failed")
+
+    with pytest.raises(RuntimeError):
+        engine.send_due(h.now, h.wall, send)
+    h.pump()  # the daemon's next turn
+    # Each receiver's link took the message (sent, or queued for the next datagram).
+    missing = [p.name for p in receivers if p.session.link._next_seq == before[p.name]]
+    assert missing == []

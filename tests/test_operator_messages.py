@@ -366,8 +366,13 @@ async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_sto
     # Stopped: the database itself.
     mine = await messages(database, "list", "--from", "ALICE")
     assert mine.stdout.count("alice: ") == 2 and mine.stderr == "2 messages from alice.\n"
-    removed = await messages(database, "remove", str(said[0].id))
+    removed = await messages(database, "remove", str(spam), str(said[0].id))
     assert removed.returncode == 0, removed.stderr
+    first, second = removed.stdout.splitlines()
+    assert first == f"The message {spam} was removed already."
+    assert second.startswith(f"Removed the message {said[0].id} (alice, 20")
+    unknown = await messages(database, "remove", str(spam), str(said[2].id + 10**6))
+    assert (unknown.returncode, unknown.stdout) == (ExitCode.UNKNOWN_MESSAGE, "")
     both = await messages(database, "remove", str(spam), str(said[0].id))
     assert (both.returncode, both.stdout) == (
         0,

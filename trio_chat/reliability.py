@@ -5,7 +5,9 @@ A `Link` numbers the frames it is given (`send`), packs them into payloads of at
 (`seal`) under a packet number used once, sends them again until the peer acknowledges
 them, and hands back the peer's frames exactly once and in order (`receive`). The owner
 (the daemon's engine or the client core) reads the bytes to send from
-`datagrams_to_send` and calls `handle_timer` at `next_timer`.
+`datagrams_to_send` and calls `handle_timer` at `next_timer`; frames for a link with
+nothing else to send may instead go out at once (`send_at_once`), in the datagram
+`datagrams_to_send` would have made of them.
 
 Loss recovery follows QUIC's (RFC 9002), with frames in place of packets:
 

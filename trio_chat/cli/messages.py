@@ -69,7 +69,9 @@ def remove_command(
 ) -> None:
     """Remove messages from the room's history: nobody is shown them from now on, and
     those in the room see them removed. Each is kept as a mark, its text gone (so that a
-    client sending it again is answered, not given a new copy)."""
+    client sending it again is answered, not given a new copy). One removed before is
+    said to be, and counts as done; an id the room's history does not have is exit 19,
+    and then none of those given is removed."""
     database = db or default_database()
     found: list[Message | int] = []
     """Each given, in order: the message to remove, or the id of one removed already."""

@@ -7,11 +7,23 @@ message bus and deliver to its local sessions the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from typing import Protocol
 
-Deliver = Callable[[int, Sequence[bytes], Hashable | None], None]
-"""Hand encoded frames, in order, to one session: `(session_id, frames, ack_tag)`."""
+
+class Deliver(Protocol):
+    """Hand encoded frames, in order, to one session (`tag` comes back once its client
+    acknowledges them). `at_once`: a broadcast's, which hands each session its frames
+    once a turn: they may be sealed and sent at once."""
+
+    def __call__(
+        self,
+        sid: int,
+        frames: Sequence[bytes],
+        tag: Hashable | None = None,
+        *,
+        at_once: bool = False,
+    ) -> None: ...
 
 
 class Fanout(Protocol):
@@ -89,7 +101,7 @@ class LocalRoom:
         deliver, frames = self._deliver, (frame,)
         for session_id, account_id in self._sessions.items():
             if session_id != exclude and account_id != except_account:
-                deliver(session_id, frames, None)
+                deliver(session_id, frames, at_once=True)
 
     def broadcast_run(
         self, frames: Sequence[bytes], batched: Sequence[bytes], except_accounts: Collection[int]
@@ -97,7 +109,7 @@ class LocalRoom:
         deliver, batches = self._deliver, self._batches
         for session_id, account_id in self._sessions.items():
             if account_id not in except_accounts:
-                deliver(session_id, batched if session_id in batches else frames, None)
+                deliver(session_id, batched if session_id in batches else frames, at_once=True)
 
     def to_account(
         self, account_id: int, frame: bytes, tag: Hashable | None = None, exclude: int | None = None

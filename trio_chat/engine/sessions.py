@@ -158,9 +158,11 @@ class Transport:
         self.bans = Bans()
         """The networks the operator turned away: a connection that moves into one ends."""
         self._dirty: set[Session] = set()
-        self._sending: tuple[float, Send | None] | None = None
+        self._at_once: tuple[float, Send | None] | None = None
         """While the engine sends (`sending`): the time, and where a few datagrams go at
-        once; frames handed over then to idle links go out at once (`deliver`)."""
+        once; the room's broadcasts to idle links then go out at once (`deliver`)."""
+        self._send_failed: Exception | None = None
+        """What the send of a few datagrams raised during a broadcast (`sending`)."""
         self.growth = 0
         """At least as many bytes as links took to hold (frames queued, datagrams received)
         since the engine last counted them all (`ServerEngine._check_memory`)."""
@@ -499,16 +501,26 @@ class Transport:
         self.growth += len(frame) + WRAPPING
         self._dirty.add(session)
 
-    def deliver(self, sid: int, frames: Sequence[bytes], tag: Hashable | None) -> None:
+    def deliver(
+        self,
+        sid: int,
+        frames: Sequence[bytes],
+        tag: Hashable | None = None,
+        *,
+        at_once: bool = False,
+    ) -> None:
         """`send` by session id, for frames in order: the room's way in, once per recipient
         of every message.
 
-        While the engine sends (`sending`), frames to a link with nothing else to send are
-        sealed and put in the outbox at once, skipping the queue and the flush."""
+        `at_once` (the room's broadcasts, which hand each session its frames once a turn):
+        while the engine sends (`sending`), frames to a link with nothing else to send are
+        sealed and put in the outbox at once, skipping the queue and the flush. Frames
+        handed to one session twice in a turn are queued, so that they share a datagram.
+        """
         session = self.by_sid[sid]
         link = session.link
-        sending = self._sending
-        if sending is not None and session.validated and session.challenge is None:
+        sending = self._at_once
+        if at_once and sending is not None and session.validated and session.challenge is None:
             now, send = sending
             datagram = link.send_at_once(frames, tag, now)
             if datagram is not None:
@@ -517,7 +529,13 @@ class Transport:
                 outbox.append((datagram, session.address))
                 self._schedule(session, now)
                 if send is not None and len(outbox) >= SEND_EARLY:
-                    self._send_early(send)
+                    try:
+                        self._send_early(send)
+                    except Exception as error:
+                        # Every recipient still gets its copy sealed; what is left goes
+                        # with the next send, and the error once the broadcast is over.
+                        self._at_once = (now, None)
+                        self._send_failed = error
                 return
         for frame in frames:
             link.send(frame, tag)
@@ -526,13 +544,18 @@ class Transport:
 
     @contextmanager
     def sending(self, now: float, send: Send | None) -> Iterator[None]:
-        """Within: what the room hands over goes out at once where it can (`deliver`),
-        to `send` whenever `SEND_EARLY` datagrams are in the outbox."""
-        self._sending = (now, send)
+        """Within: the room's broadcasts go out at once where they can (`deliver`), to
+        `send` whenever `SEND_EARLY` datagrams are in the outbox. What `send` raised is
+        raised once the block is over, every copy sealed."""
+        outer = self._at_once
+        self._at_once = (now, send)
         try:
             yield
         finally:
-            self._sending = None
+            self._at_once = outer
+        error, self._send_failed = self._send_failed, None
+        if error is not None:
+            raise error
 
     def _send_early(self, send: Send) -> None:
         outbox = self._outbox
