@@ -159,11 +159,13 @@ def compare_queued(
 
     spent = {"as it is": 0.0, "queued first": 0.0}
     blocks = max(1, batches // (2 * BLOCK)) * 2  # as many each way
-    for block in range(blocks):
-        way = "as it is" if block % 2 else "queued first"
-        sessions.Transport.sending = as_it_is if block % 2 else never_at_once  # type: ignore[method-assign, assignment]
-        spent[way] += run(driver, sender, peers, BLOCK, batch).engine_fanout
-    sessions.Transport.sending = as_it_is  # type: ignore[method-assign]
+    try:
+        for block in range(blocks):
+            way = "as it is" if block % 2 else "queued first"
+            sessions.Transport.sending = as_it_is if block % 2 else never_at_once  # type: ignore[method-assign, assignment]
+            spent[way] += run(driver, sender, peers, BLOCK, batch).engine_fanout
+    finally:
+        sessions.Transport.sending = as_it_is  # type: ignore[method-assign]
     deliveries = blocks // 2 * BLOCK * batch * len(peers)
     for way, seconds in spent.items():
         print(f"  engine, say to fan-out, {way:12} {1e6 * seconds / deliveries:6.2f} us a delivery")

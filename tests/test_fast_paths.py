@@ -347,3 +347,93 @@ def test_a_send_that_raises_mid_fan_out_loses_no_recipients_copy() -> None:
     # Each receiver's link took the message (sent, or queued for the next datagram).
     missing = [p.name for p in receivers if p.session.link._next_seq == before[p.name]]
     assert missing == []
+
+
+# A `send` that raises (a bug: the daemon's own catches the socket's errors): nothing
+# is left behind for good, nothing handed on twice, and no later turn raises it again.
+
+
+def _room(count: int) -> tuple[EngineDriver, list[Peer], Peer]:
+    h = EngineDriver()
+    receivers = []
+    for n in range(count):
+        h.add_account(f"r{n}", address=(f"10.0.3.{n + 1}", 1))
+        receivers.append(Peer(h, f"r{n}", address=(f"10.0.1.{n + 1}", 1)))
+    h.add_account("alice")
+    alice = Peer(h, "alice", address=ALICE)
+    for peer in [*receivers, alice]:
+        peer.settle(3)
+    return h, receivers, alice
+
+
+def _say(h: EngineDriver, alice: Peer, text: str) -> None:
+    engine = h.engine
+    alice.connection.say(text)
+    for data in alice.connection.datagrams_to_send(h.now):
+        engine.receive_datagram(data, ALICE, h.now, h.wall)
+    for effect in engine.take_effects():
+        h.perform(effect)
+
+
+def test_a_send_error_left_by_a_block_that_raised_is_not_raised_by_a_later_one() -> None:
+    h, receivers, _alice = _room(SEND_EARLY + 2)
+    transport = h.engine.transport
+
+    def failing(datagrams: list[tuple[bytes, Address]]) -> None:
+        raise RuntimeError("the socket's send failed")
+
+    frame = wire.encode(wire.Unsaid(id=1))
+    with pytest.raises(KeyError), transport.sending(h.now, failing):
+        for peer in receivers:
+            transport.deliver(peer.sid, (frame,), at_once=True)
+        raise KeyError("the block's own error")
+    # A later turn, whose sends all succeed, must not raise the first turn's error.
+    out: list[tuple[bytes, Address]] = []
+    h.engine.send_due(h.now, h.wall, out.extend)
+
+
+def test_a_send_that_raises_in_the_flush_leaves_no_queued_frame_behind() -> None:
+    h, receivers, _alice = _room(3 * SEND_EARLY)
+    engine = h.engine
+    # A broadcast made outside `send_due` (a removal, a join): every copy queued.
+    engine.room.broadcast(wire.encode(wire.Unsaid(id=1)))
+
+    def failing(datagrams: list[tuple[bytes, Address]]) -> None:
+        raise RuntimeError("the socket's send failed")
+
+    with pytest.raises(RuntimeError):
+        engine.send_due(h.now, h.wall, failing)
+    h.pump()  # the next turn, whose send works
+    stuck = [p.name for p in receivers if p.session.link._unsent]
+    assert stuck == []
+
+
+def test_after_a_send_that_raised_the_next_turn_sends_the_rest_once() -> None:
+    h, receivers, alice = _room(3 * SEND_EARLY)
+    engine = h.engine
+    _say(h, alice, "hello, room")
+    handed: list[tuple[bytes, Address]] = []
+
+    def failing(datagrams: list[tuple[bytes, Address]]) -> None:
+        handed.extend(datagrams)  # as if some went out, then the socket failed
+        raise RuntimeError("the socket's send failed")
+
+    with pytest.raises(RuntimeError):
+        engine.send_due(h.now, h.wall, failing)
+    start = len(h.sent)
+    for data, to in handed:
+        h.inbox[to].append(data)  # these went out before the socket failed
+    h.pump()
+    after = h.sent[start:]
+    both = handed + after
+    assert len(set(both)) == len(both)  # nothing handed on twice
+    reached = {address for _d, address in both}
+    assert {p.address for p in receivers} <= reached  # every copy went, no time passing
+    for peer in receivers:
+        peer.poll()
+    got = [
+        p.name
+        for p in receivers
+        if any(isinstance(f, wire.Msg) and f.text == "hello, room" for f in p.frames)
+    ]
+    assert len(got) == len(receivers)

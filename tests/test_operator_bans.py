@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import trio_chat
 from trio_chat import wire
@@ -547,9 +549,80 @@ def test_bans_ending_together_cost_a_look_at_each_ban_not_one_each(
 
 
 def test_the_bans_holding_a_network_are_found_in_ipv6_too() -> None:
-    bans = Bans([BanRecord("::/64", BANNED_AT), BanRecord("2001:db8::/32", BANNED_AT)])
-    bans.add(BanRecord("2001:db8::/64", BANNED_AT, "2026-12-06T14:41:00.000Z"))
+    # Widest first, whatever the order they were given in; each network under one name.
+    bans = Bans([BanRecord("::/64", BANNED_AT), BanRecord("0.0.0.0/0", BANNED_AT)])
+    bans.add(BanRecord("2001:DB8::/64", BANNED_AT, "2026-12-06T14:41:00.000Z"))
+    bans.add(BanRecord("2001:db8::/32", BANNED_AT))
     assert [ban.network for ban in bans.covering("::1/128", NOW)] == ["::/64"]
     holding = bans.covering("2001:db8::5/128", NOW - 30)
     assert [ban.network for ban in holding] == ["2001:db8::/32", "2001:db8::/64"]
     assert [ban.network for ban in bans.covering("2001:db8::5/128", NOW)] == ["2001:db8::/32"]
+
+
+_NETWORKS = st.one_of(
+    st.builds(
+        lambda prefix, a, b: network_name(f"10.{a}.{b}.{b}/{prefix}"),
+        st.sampled_from([8, 16, 23, 24, 31, 32]),
+        st.integers(0, 2),
+        st.integers(0, 3),
+    ),
+    st.builds(
+        lambda prefix, a: network_name(f"2001:db8:{a}::{a}/{prefix}"),
+        st.sampled_from([0, 32, 48, 64, 128]),
+        st.integers(0, 2),
+    ),
+    st.sampled_from(["::/0", "0.0.0.0/0", "::fffe:0:0/95", "::ffff:0:0/96"]),
+)
+_UNTILS = st.one_of(st.none(), st.integers(-5, 5).map(lambda d: iso_time(WALL + d)))
+_STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), _NETWORKS, _UNTILS),
+        st.tuples(st.just("remove"), _NETWORKS, st.none()),
+        st.tuples(st.just("take"), st.none(), st.integers(-6, 6)),
+        st.tuples(st.just("cover"), _NETWORKS, st.integers(-6, 6)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_STEPS)
+def test_the_bans_behave_as_a_list_of_them_looked_through_would(
+    steps: list[tuple[str, str | None, str | int | None]],
+) -> None:
+    # The first end kept, and the bans holding a network found a prefix length at a
+    # time, against a plain dictionary of the bans, looked through whole each time.
+    bans = Bans()
+    model: dict[str, BanRecord] = {}
+    for kind, name, value in steps:
+        if kind == "add":
+            assert name is not None and not isinstance(value, int)
+            ban = BanRecord(name, iso_time(WALL - 100), value)
+            bans.add(ban)
+            model[name] = ban
+        elif kind == "remove":
+            assert name is not None
+            bans.remove(name)
+            model.pop(name, None)
+        elif kind == "take":
+            assert isinstance(value, int)
+            ended = [ban for ban in model.values() if ban.ended(WALL + value)]
+            assert bans.take_ended(WALL + value) == ended
+            for ban in ended:
+                del model[ban.network]
+        else:
+            assert name is not None and isinstance(value, int)
+            network = ipaddress.ip_network(name)
+            holding = [
+                ban
+                for ban in model.values()
+                if not ban.ended(WALL + value)
+                and (other := ipaddress.ip_network(ban.network)).version == network.version
+                and network.subnet_of(other)  # type: ignore[arg-type]
+            ]
+            widest_first = sorted(
+                holding, key=lambda ban: ipaddress.ip_network(ban.network).prefixlen
+            )
+            assert bans.covering(name, WALL + value) == widest_first
+        ends = [math.inf if ban.until is None else unix_time(ban.until) for ban in model.values()]
+        assert bans.next_end == min(ends, default=math.inf)

@@ -11,6 +11,7 @@ forgets it (`take_ended`) and tells the operator so.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 from collections.abc import Iterable
@@ -80,6 +81,8 @@ class Bans:
         """Ban the network `ban.network` (as `network_name` writes it), in place of any
         ban of it before."""
         network = ipaddress.ip_network(ban.network)
+        if ban.network != str(network):  # one name for each network, as `covering` finds it
+            ban = dataclasses.replace(ban, network=str(network))
         self._bans[ban.network] = ban
         key = (network.version, network.prefixlen)
         ends = math.inf if ban.until is None else unix_time(ban.until)
@@ -92,7 +95,8 @@ class Bans:
             self._find_next_end()  # the first to end was this one, now ending later
 
     def remove(self, name: str) -> None:
-        if self._forget(name) == self.next_end:
+        ends = self._forget(name)
+        if ends is not None and ends == self.next_end < math.inf:
             self._find_next_end()
 
     def _forget(self, name: str) -> float | None:

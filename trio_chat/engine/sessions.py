@@ -553,7 +553,7 @@ class Transport:
             yield
         finally:
             self._at_once = outer
-        error, self._send_failed = self._send_failed, None
+            error, self._send_failed = self._send_failed, None  # never left for another
         if error is not None:
             raise error
 
@@ -570,12 +570,15 @@ class Transport:
     def flush(self, now: float, send: Send | None = None) -> list[Session]:
         """Put every datagram due into the outbox; return the sessions whose link failed.
 
-        With `send`, the outbox goes to it whenever `SEND_EARLY` datagrams are in it.
+        With `send`, the outbox goes to it whenever `SEND_EARLY` datagrams are in it. If
+        `send` raises, every session is still flushed (what is left waits in the outbox
+        for the next send), and then the error is raised.
         """
         dirty, self._dirty = self._dirty, set()
         by_sid = self.by_sid
         outbox = self._outbox
         failed: list[Session] = []
+        error: Exception | None = None
         for session in dirty:
             if session.sid not in by_sid:
                 continue
@@ -586,13 +589,19 @@ class Transport:
                 for datagram in link.datagrams_to_send(now):
                     outbox.append((datagram, address))
                 if send is not None and len(outbox) >= SEND_EARLY:
-                    self._send_early(send)
+                    try:
+                        self._send_early(send)
+                    except Exception as raised:
+                        send, error = None, raised
             else:
                 self._flush(session, now)
             if link.failure is not None:
                 failed.append(session)
             else:
                 self._schedule(session, now)
+        if error is not None:
+            self._dirty.update(failed)  # ended at the next flush
+            raise error
         return failed
 
     def _flush(self, session: Session, now: float) -> None:
