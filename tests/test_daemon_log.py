@@ -379,7 +379,8 @@ def test_a_ban_ending_is_logged_with_what_still_turns_the_address_away(form: str
     logs.log.setLevel(logging.INFO)
     try:
         logs.log_note(BanEnded("198.51.100.0/24", "2026-12-06T18:40:00.000Z"))
-        logs.log_note(BanEnded("203.0.113.7/32", "2026-12-06T18:45:00.000Z", ("203.0.113.0/24",)))
+        wider = (("203.0.0.0/16", None), ("203.0.113.0/24", "2026-12-06T19:00:00.000Z"))
+        logs.log_note(BanEnded("203.0.113.7/32", "2026-12-06T18:45:00.000Z", wider))
     finally:
         logs.log.removeHandler(handler)
         logs.log.setLevel(level)
@@ -389,14 +390,14 @@ def test_a_ban_ending_is_logged_with_what_still_turns_the_address_away(form: str
         assert (entry["event"], entry["network"], entry["still"]) == (
             "ban_ended",
             "203.0.113.7/32",
-            ["203.0.113.0/24"],
+            ["203.0.0.0/16", "203.0.113.0/24"],
         )
         assert entry["until"] == "2026-12-06T18:45:00.000Z"
         alone, within = json.loads(alone)["message"], entry["message"]
-    assert alone.endswith(
-        "the ban on 198.51.100.0/24 until 2026-12-06T18:40:00.000Z ended: it is let in again"
-    )
+    # Nothing is said of bans within it (`bans list` shows them): "let in again" was
+    # wrong for an address a narrower ban holds.
+    assert alone.endswith("the ban on 198.51.100.0/24 until 2026-12-06T18:40:00.000Z ended")
     assert within.endswith(
-        "the ban on 203.0.113.7/32 until 2026-12-06T18:45:00.000Z ended: 203.0.113.0/24 "
-        "still turns it away"
+        "the ban on 203.0.113.7/32 until 2026-12-06T18:45:00.000Z ended; 203.0.0.0/16 and "
+        "203.0.113.0/24 (until 2026-12-06T19:00:00.000Z) still turn it away"
     )

@@ -316,7 +316,9 @@ async def test_an_operator_turns_an_address_away_and_back_while_the_daemon_runs(
                 "again; 127.0.0.0/8 still turns it away.\n"
             )
             within = await bans(database, "remove", "127.0.0.1")
-            assert within.stdout == "Let 127.0.0.1/32 in again; 127.0.0.0/8 still turns it away.\n"
+            assert within.stdout == (
+                "Lifted the ban on 127.0.0.1/32; 127.0.0.0/8 still turns it away.\n"
+            )
             other = await bans(database, "remove", "127.0.0.5")
             assert other.stdout == (
                 "127.0.0.5/32 was not turned away by itself; 127.0.0.0/8 still turns it away.\n"
@@ -454,7 +456,7 @@ def test_the_operator_is_told_when_a_ban_ends_and_the_daemon_wakes_for_it() -> N
     assert engine.bans.banned_until("198.51.100.1", driver.wall) is None
     assert engine.next_timer() == pytest.approx(driver.now + 299.9, abs=0.002)
     driver.advance(300)
-    ended = BanEnded("203.0.113.7/32", changes[1].until or "", ("203.0.113.0/24",))
+    ended = BanEnded("203.0.113.7/32", changes[1].until or "", (("203.0.113.0/24", None),))
     assert engine.take_notes() == [ended]
     assert engine.bans.banned_until("203.0.113.7", driver.wall) == math.inf
     assert engine.next_timer() is None  # the ban left is for good

@@ -27,6 +27,7 @@ from trio_chat.control import (
     Reply,
     Request,
     control_path,
+    may_have,
     open_control,
     serve_control,
 )
@@ -303,8 +304,20 @@ async def test_a_request_met_by_the_daemons_stop_is_told_so(
         await asked.wait()
         daemon.cancel_scope.cancel()  # the daemon stops
     assert [(r.ok, r.code) for r in replies] == [(False, "stopping")]
-    shows = "`trio-chat accounts list` (`bans list`, `messages list`) shows whether"
-    assert shows in replies[0].message
+    assert replies[0].message == (
+        "The daemon is stopping; the change may have been made: `trio-chat accounts list` "
+        "shows whether."
+    )
+
+
+def test_a_request_left_unanswered_says_what_may_have_been_made() -> None:
+    # A list changes nothing: it once said "it may have been made", and sent the operator
+    # to the command that had just failed.
+    assert may_have("bans") == "nothing was changed; see the daemon's log, and try again"
+    assert may_have("list") == may_have("find") == may_have("bans")
+    assert may_have("ban").endswith("`trio-chat bans list` shows whether")
+    assert may_have("unsay").endswith("`trio-chat messages list` shows whether")
+    assert may_have("kick").endswith("`trio-chat accounts list` shows whether")
 
 
 async def test_an_operator_mutes_and_unmutes_while_the_daemon_runs_or_not(

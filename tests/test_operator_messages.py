@@ -372,8 +372,14 @@ async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_sto
     assert first == f"The message {spam} was removed already."
     assert second.startswith(f"Removed the message {said[0].id} (alice, 20")
     # bye stays (`left`, below): nothing goes when an id is unknown.
-    with_unknown = await messages(database, "remove", str(said[2].id), str(said[2].id + 10**6))
-    assert (with_unknown.returncode, with_unknown.stdout) == (ExitCode.UNKNOWN_MESSAGE, "")
+    gone = [str(said[2].id + n * 10**6) for n in (1, 2)]
+    with_unknown = await messages(database, "remove", gone[0], str(said[2].id), gone[1])
+    assert (with_unknown.returncode, with_unknown.stdout, with_unknown.stderr) == (
+        ExitCode.UNKNOWN_MESSAGE,
+        "",
+        f"There are no messages {gone[0]} and {gone[1]} in the room's history, so none of "
+        "those given was removed; `trio-chat messages list` shows them.\n",
+    )
     both = await messages(database, "remove", str(spam), str(said[0].id))
     assert (both.returncode, both.stdout) == (
         0,

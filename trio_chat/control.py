@@ -70,20 +70,38 @@ ANSWER_WITHIN = READ_WITHIN + LOOKED_UP_WITHIN + STORED_WITHIN + READ_WITHIN + 5
 one request, so that a command is never told "no answer" for a change then made."""
 SOCKET_PATH_BYTES = 108
 """What a Unix socket's address holds on Linux, its last byte a NUL."""
-MAY_HAVE = (
-    "it may have been made: `trio-chat accounts list` (`bans list`, `messages list`) shows whether"
-)
+LOOKED_AT = {
+    "bans": "bans list",
+    "ban": "bans list",
+    "unban": "bans list",
+    "unsay": "messages list",
+}
+"""The command that shows whether an action's change was made (the rest: `accounts list`)."""
+READ_ONLY = frozenset({"list", "find", "bans"})
+"""Actions that change nothing."""
+
+
+def may_have(action: str) -> str:
+    """What is known of a request the daemon took, or may have, and did not answer."""
+    if action in READ_ONLY:
+        return "nothing was changed; see the daemon's log, and try again"
+    shows = LOOKED_AT.get(action, "accounts list")
+    return f"the change may have been made: `trio-chat {shows}` shows whether"
+
+
 NOT_STORED = "The daemon could not store the change (see its log)."
 
 
-def no_message(message_id: int, *, others: bool = False) -> str:
-    """The sentence for an id the room's history does not have (`others`: given with
-    other ids, none of which was removed)."""
+def no_message(*message_ids: int, others: bool = False) -> str:
+    """The sentence for ids the room's history does not have (`others`: given with other
+    ids, none of which was removed)."""
     none = ", so none of those given was removed" if others else ""
-    return (
-        f"There is no message {message_id} in the room's history{none}; `trio-chat messages "
-        "list` shows them."
-    )
+    if len(message_ids) == 1:
+        missing = f"is no message {message_ids[0]}"
+    else:
+        *first, last = (str(each) for each in message_ids)
+        missing = f"are no messages {', '.join(first)} and {last}"
+    return f"There {missing} in the room's history{none}; `trio-chat messages list` shows them."
 
 
 def removed_already(message_id: int) -> str:
@@ -285,20 +303,22 @@ def ask(
                 received += chunk
         except TimeoutError:
             raise ControlRefused(
-                f"The daemon did not answer at {where!r} within {timeout:.0f} s; {MAY_HAVE}.",
+                f"The daemon did not answer at {where!r} within {timeout:.0f} s; "
+                f"{may_have(request.action)}.",
                 unanswered=True,
             ) from None
         except OSError as error:
             raise ControlRefused(
                 f"The daemon's control socket {where!r} broke off ({error.strerror or error}); "
-                f"{MAY_HAVE}.",
+                f"{may_have(request.action)}.",
                 unanswered=True,
             ) from None
     try:
         return _replies.decode(received)
     except msgspec.DecodeError:
         raise ControlRefused(
-            f"The daemon's answer at {where!r} could not be read (see its log); {MAY_HAVE}.",
+            f"The daemon's answer at {where!r} could not be read (see its log); "
+            f"{may_have(request.action)}.",
             unanswered=True,
         ) from None
 
@@ -395,7 +415,8 @@ class Desk:
         done = "lifted the ban on {}"
         if banning:
             done = "banned {}" + ("" if request.until is None else f" until {request.until}")
-        _log(request.action, done.format(network), ended, peer, network=network)
+        until = {} if request.until is None or not banning else {"until": request.until}
+        _log(request.action, done.format(network), ended, peer, network=network, **until)
         return Reply(True, bans=before, ended=ended)
 
     async def _unsay(self, request: Request, peer: Peer | None) -> Reply:
@@ -587,7 +608,8 @@ async def _serve_one(stream: trio.SocketStream, answer: Answer) -> None:
             reply = await answer(request, peer)
         except trio.Cancelled:
             # The daemon is stopping: say so, in the moment it gives.
-            stopping = Reply(False, "stopping", f"The daemon is stopping; {MAY_HAVE}.")
+            said = f"The daemon is stopping; {may_have(request.action)}."
+            stopping = Reply(False, "stopping", said)
             shielded = trio.CancelScope(shield=True)
             with shielded, trio.move_on_after(1.0), contextlib.suppress(trio.BrokenResourceError):
                 await stream.send_all(_encode(stopping) + b"\n")

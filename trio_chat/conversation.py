@@ -567,7 +567,7 @@ class Room:
                         missed = f"more than {missed}; the latest {count}"
                     self.show(heading_line(f"Missed while away: {missed}"))
                 else:
-                    self.show(notice_line("Nothing was missed meanwhile.", _now(), DIM))
+                    self.show(notice_line("No message was missed meanwhile.", _now(), DIM))
             elif fresh:
                 more = "; /older shows older ones" if event.more else ""
                 self.show(heading_line(f"Earlier messages{more}"))

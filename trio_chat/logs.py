@@ -164,18 +164,20 @@ def log_note(note: Note) -> None:
                 reason=note.reason,
             )
     elif isinstance(note, BanEnded):
+        # Bans within it may hold parts of it still: `bans list` shows them.
+        after = ""
         if note.still:
-            turns = "turns" if len(note.still) == 1 else "turn"
-            after = f"{' and '.join(note.still)} still {turns} it away"
-        else:
-            after = "it is let in again"
+            wider = [
+                f"{network} (until {until})" if until else network for network, until in note.still
+            ]
+            after = f"; {' and '.join(wider)} still turn{'s' if len(wider) == 1 else ''} it away"
         event(
             logging.INFO,
             "ban_ended",
-            f"the ban on {note.network} until {note.until} ended: {after}",
+            f"the ban on {note.network} until {note.until} ended{after}",
             network=note.network,
             until=note.until,
-            still=list(note.still),
+            still=[network for network, _until in note.still],
         )
     elif isinstance(note, PasswordChanged):
         where = shown(note.address)

@@ -131,7 +131,7 @@ def remove_command(address: NetworkArgument, db: DatabaseOption = None) -> None:
     reply = _change(db, "unban", network)
     still = _wider(network, _listed(db))
     if reply.bans:
-        typer.echo(f"Let {network} in again{still}.")
+        typer.echo(f"Lifted the ban on {network}{still}." if still else f"Let {network} in again.")
     elif still:
         typer.echo(f"{network} was not turned away by itself{still}.")
     else:

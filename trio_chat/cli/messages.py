@@ -76,16 +76,17 @@ def remove_command(
     found: list[Message | int] = []
     """Each given, in order: the message to remove, or the id of one removed already."""
     given = list(dict.fromkeys(ids))  # each once, in the order given
-    for message_id in given:
+    unknown: list[int] = []
+    for message_id in given:  # all looked up before any goes
         messages = _read(database, 1, message_id=message_id)
         if messages:
             found.extend(messages)
         elif _removed(database, message_id):
             found.append(message_id)
         else:
-            # All are looked up before any goes.
-            sentence = no_message(message_id, others=len(given) > 1)
-            raise fail(sentence, ExitCode.UNKNOWN_MESSAGE)
+            unknown.append(message_id)
+    if unknown:
+        raise fail(no_message(*unknown, others=len(given) > 1), ExitCode.UNKNOWN_MESSAGE)
     for message in found:
         if isinstance(message, int):
             typer.echo(removed_already(message))

@@ -520,7 +520,9 @@ class ServerEngine:
             return
         for ban in ended:
             assert ban.until is not None  # only a ban with an end ends
-            still = tuple(wider.network for wider in self.bans.covering(ban.network, wall))
+            still = tuple(
+                (wider.network, wider.until) for wider in self.bans.covering(ban.network, wall)
+            )
             self._notes.append(BanEnded(ban.network, ban.until, still))
 
     def sessions_ended_by(self, op: OperatorChange) -> int:

@@ -77,7 +77,9 @@ class BanEnded:
     network: str
     until: str
     """When it ended (ISO 8601, UTC)."""
-    still: tuple[str, ...] = ()
+    still: tuple[tuple[str, str | None], ...] = ()
+    """The wider bans that still hold all of it: each network, and its end (None: for
+    good)."""
 
 
 Note = (

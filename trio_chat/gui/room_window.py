@@ -567,7 +567,7 @@ class RoomWindow(QMainWindow):
                 where = "their tabs" if private > 1 else "its tab"
                 self.note(f"{counted(private, 'private message')} came meanwhile, in {where}.")
             if not fresh:
-                self.note("Nothing was missed meanwhile.")
+                self.note("No message was missed meanwhile.")
             return
         for message in event.messages:
             # Private messages that waited for you are news; the room's latest are not.
