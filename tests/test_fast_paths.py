@@ -12,6 +12,7 @@ import trio
 
 from trio_chat import PublicMessage, connect, register, wire
 from trio_chat.client import ClientConfig
+from trio_chat.client_protocol import Handle
 from trio_chat.engine import Address, ServerConfig, ServerEngine
 from trio_chat.engine.common import SEND_EARLY
 from trio_chat.records import Message, Snapshot, StoreOp
@@ -135,22 +136,34 @@ def test_requests_sent_in_bulk_are_acknowledged_before_they_are_worked_on() -> N
     assert [m.text for m in h.stored_messages()] == [*(f"m{n}" for n in range(10)), "after"]
 
 
-def test_a_message_to_the_room_goes_out_while_its_other_copies_are_sealed() -> None:
+def _room(count: int) -> tuple[EngineDriver, list[Peer], Peer]:
     h = EngineDriver()
     receivers = []
-    for n in range(20):
+    for n in range(count):
         h.add_account(f"r{n}", address=(f"10.0.3.{n + 1}", 1))
         receivers.append(Peer(h, f"r{n}", address=(f"10.0.1.{n + 1}", 1)))
     h.add_account("alice")
     alice = Peer(h, "alice", address=ALICE)
     for peer in [*receivers, alice]:
         peer.settle(3)
+    return h, receivers, alice
+
+
+def _say(h: EngineDriver, alice: Peer, text: str) -> Handle:
+    """alice says `text`, and the daemon stores it: its copies are due."""
     engine = h.engine
-    said = alice.connection.say("hello, room")
+    said = alice.connection.say(text)
     for data in alice.connection.datagrams_to_send(h.now):
         engine.receive_datagram(data, ALICE, h.now, h.wall)
     for effect in engine.take_effects():
-        h.perform(effect)  # stored: the room's copies are due
+        h.perform(effect)
+    return said
+
+
+def test_a_message_to_the_room_goes_out_while_its_other_copies_are_sealed() -> None:
+    h, receivers, alice = _room(20)
+    engine = h.engine
+    said = _say(h, alice, "hello, room")  # stored: the room's copies are due
     handed: list[list[tuple[bytes, Address]]] = []
     unsealed: list[int] = []
     sealed_before = {peer.name: peer.session.link._pn for peer in receivers}
@@ -321,22 +334,10 @@ def test_a_run_of_two_senders_goes_in_as_many_datagrams_as_queueing_it() -> None
 
 
 def test_a_send_that_raises_mid_fan_out_loses_no_recipients_copy() -> None:
-    h = EngineDriver()
-    receivers = []
-    for n in range(3 * SEND_EARLY):
-        h.add_account(f"r{n}", address=(f"10.0.3.{n + 1}", 1))
-        receivers.append(Peer(h, f"r{n}", address=(f"10.0.1.{n + 1}", 1)))
-    h.add_account("alice")
-    alice = Peer(h, "alice", address=ALICE)
-    for peer in [*receivers, alice]:
-        peer.settle(3)
+    h, receivers, alice = _room(3 * SEND_EARLY)
     engine = h.engine
     before = {peer.name: peer.session.link._next_seq for peer in receivers}
-    alice.connection.say("hello, room")
-    for data in alice.connection.datagrams_to_send(h.now):
-        engine.receive_datagram(data, ALICE, h.now, h.wall)
-    for effect in engine.take_effects():
-        h.perform(effect)
+    _say(h, alice, "hello, room")
 
     def send(datagrams: list[tuple[bytes, Address]]) -> None:
         raise RuntimeError("the socket's send failed")
@@ -351,28 +352,6 @@ def test_a_send_that_raises_mid_fan_out_loses_no_recipients_copy() -> None:
 
 # A `send` that raises (a bug: the daemon's own catches the socket's errors): nothing
 # is left behind for good, nothing handed on twice, and no later turn raises it again.
-
-
-def _room(count: int) -> tuple[EngineDriver, list[Peer], Peer]:
-    h = EngineDriver()
-    receivers = []
-    for n in range(count):
-        h.add_account(f"r{n}", address=(f"10.0.3.{n + 1}", 1))
-        receivers.append(Peer(h, f"r{n}", address=(f"10.0.1.{n + 1}", 1)))
-    h.add_account("alice")
-    alice = Peer(h, "alice", address=ALICE)
-    for peer in [*receivers, alice]:
-        peer.settle(3)
-    return h, receivers, alice
-
-
-def _say(h: EngineDriver, alice: Peer, text: str) -> None:
-    engine = h.engine
-    alice.connection.say(text)
-    for data in alice.connection.datagrams_to_send(h.now):
-        engine.receive_datagram(data, ALICE, h.now, h.wall)
-    for effect in engine.take_effects():
-        h.perform(effect)
 
 
 def test_a_send_error_left_by_a_block_that_raised_is_not_raised_by_a_later_one() -> None:
