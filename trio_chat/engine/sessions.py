@@ -512,10 +512,11 @@ class Transport:
         """`send` by session id, for frames in order: the room's way in, once per recipient
         of every message.
 
-        `at_once` (the room's broadcasts, which hand each session its frames once a turn):
-        while the engine sends (`sending`), frames to a link with nothing else to send are
-        sealed and put in the outbox at once, skipping the queue and the flush. Frames
-        handed to one session twice in a turn are queued, so that they share a datagram.
+        `at_once`: while the engine sends (`sending`), frames to a link with nothing else
+        to send are sealed and put in the outbox at once, skipping the queue and the
+        flush. Only the room's broadcasts ask for it, for they hand each session its
+        frames once a turn; what else a session is handed is queued, so that it shares a
+        datagram with the rest.
         """
         session = self.by_sid[sid]
         link = session.link
