@@ -273,6 +273,20 @@ def test_backing_up_a_stopped_daemon_leaves_its_folder_as_it_was(tmp_path: Path)
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([*before, "backups"])
 
 
+async def test_a_quiet_backup_says_nothing_when_it_works_and_why_when_it_does_not(
+    tmp_path: Path,
+) -> None:
+    # For cron, which mails whatever a job prints.
+    database = tmp_path / "chat.db"
+    SqliteStore.open(database).close()
+    daemon_keys(database)
+    done = await backup("--quiet", "--db", str(database), str(tmp_path / "copies"))
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    assert (tmp_path / "copies" / "chat.db").exists()
+    failed = await backup("-q", "--db", str(tmp_path / "none.db"), str(tmp_path / "more"))
+    assert failed.returncode == ExitCode.DATABASE and failed.stderr and not failed.stdout
+
+
 def test_a_running_daemons_log_is_left_to_it(tmp_path: Path) -> None:
     database = tmp_path / "chat.db"
     store = SqliteStore.open(database)

@@ -27,6 +27,12 @@ def backup_command(
         Path, typer.Argument(metavar="FOLDER", help="Where to write the copies (made if need be).")
     ],
     db: DatabaseOption = None,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Say nothing when it works (for cron, which mails what it says)."
+        ),
+    ] = False,
 ) -> None:
     """Copy the daemon's database and its keys into FOLDER, while it runs or not
     ("trio-chat restore FOLDER" puts them back)."""
@@ -35,6 +41,8 @@ def backup_command(
         done = back_up(database, folder)
     except BackupError as error:
         raise fail(str(error), ExitCode.DATABASE) from None
+    if quiet:
+        return  # a failure is still said, on standard error, with its exit status
     names = ", ".join(path.name for path in done.files)
     typer.echo(
         f"Backed up {database} ({counted(done.accounts, 'account')}, "
