@@ -18,7 +18,14 @@ from trio_chat.cli.account import NEW_PASSWORD_MISSING
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.client_protocol.connection import CHANGE_UNANSWERED
 from trio_chat.engine.core import CHANGED_ELSEWHERE
-from trio_chat.errors import ConnectionLost, PasswordTooShort, Removed, Throttled, WrongPassword
+from trio_chat.errors import (
+    ConnectionLost,
+    PasswordTooShort,
+    PasswordUnchanged,
+    Removed,
+    Throttled,
+    WrongPassword,
+)
 from trio_chat.events import Disconnected, Reconnected
 from trio_chat.records import PasswordSet
 from trio_chat.testing.daemon import CLI, DaemonProcess
@@ -95,6 +102,22 @@ def test_a_new_password_the_rules_refuse_costs_no_hash() -> None:
     alice.settle()
     assert isinstance(handle.error, PasswordTooShort)
     assert driver.hashes_done == hashes
+
+
+def test_the_current_password_again_is_refused_and_ends_no_other_session() -> None:
+    # It was taken, hashed and stored: the account's other sessions ended for nothing.
+    driver, alice, laptop = room()
+    same = "\u0041\u030a" + PASSWORD  # Å as A and a ring: the same once normalized (NFC)
+    with pytest.raises(PasswordUnchanged, match="must differ from the current one"):
+        alice.connection.change_password(PASSWORD, PASSWORD)
+    hashes = driver.hashes_done
+    for old, new in ((PASSWORD, PASSWORD), ("\u00c5" + PASSWORD, same)):
+        handle = alice.request(wire.ChangePassword(old=old, new=new))
+        alice.settle()
+        assert isinstance(handle.error, PasswordUnchanged)
+    assert driver.hashes_done == hashes  # refused before anything was counted or hashed
+    laptop.settle()
+    assert laptop.connection.ready and laptop.connection.failure is None
 
 
 def lose_the_session(driver: EngineDriver, peer: Peer) -> None:
@@ -247,6 +270,18 @@ async def test_trio_chat_password_changes_it_and_the_other_session_ends(
                 )
                 assert ended.returncode == ExitCode.INTERRUPTED
                 assert ended.stderr.decode().endswith(NEW_PASSWORD_MISSING + "\n")
+                same = await trio.run_process(
+                    command,
+                    stdin=f"{PASSWORD}\n{PASSWORD}\n{PASSWORD}\n".encode(),
+                    env=env,
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
+                assert same.returncode == ExitCode.INVALID_PASSWORD
+                assert same.stderr.decode().endswith(
+                    "The new password must differ from the current one.\n"
+                )
                 changed = await trio.run_process(
                     command,
                     stdin=f"{PASSWORD}\n{NEW}\n{NEW}\n".encode(),

@@ -133,6 +133,12 @@ class PasswordTooLong(ChatError):
     code = "password_too_long"
 
 
+class PasswordUnchanged(ChatError):
+    """A new password is not the current one again."""
+
+    code = "password_unchanged"
+
+
 class TextEmpty(ChatError):
     """A message cannot be empty."""
 
@@ -208,6 +214,7 @@ _BY_CODE: dict[str, type[ChatError]] = {
         InvalidName,
         PasswordTooShort,
         PasswordTooLong,
+        PasswordUnchanged,
         TextEmpty,
         TextTooLong,
         RateLimited,

@@ -67,6 +67,16 @@ def check_password(password: str) -> str:
     return normalized
 
 
+def check_changed_password(old: str, new: str) -> str:
+    """Validate the new password of a change from `old`, and return the form that is
+    hashed: a password's rules, and not `old` again (the change would end the account's
+    other sessions for nothing)."""
+    normalized = check_password(new)
+    if normalized == unicodedata.normalize("NFC", old):
+        raise RuleError("password_unchanged", "The new password must differ from the current one.")
+    return normalized
+
+
 def text_size(text: str) -> int:
     """Bytes the text takes inside a JSON string: UTF-8, with `"`, `\\` and C0 escaped.
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import wire
 from ..errors import ChatError, PasswordTooLong, ProtocolError, UnknownUser, error_for
-from ..rules import RuleError, check_name, check_password
+from ..rules import RuleError, check_changed_password, check_name, check_password
 
 
 def rule_error(error: RuleError) -> ChatError:
@@ -88,7 +88,7 @@ def check_new_password(name: str, old: str, new: str) -> None:
     require_type("old", old, str)
     require_type("new", new, str)
     try:
-        check_password(new)
+        check_changed_password(old, new)
     except RuleError as error:
         raise rule_error(error) from None
     check_sendable_password(name, new)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .. import wire
 from ..records import Account, PasswordSet, same_hash
-from ..rules import RuleError, check_password
+from ..rules import RuleError, check_changed_password, check_password
 from .common import Address, network_of
 from .effects import CheckPassword, Effect, HashPassword, Persist
 from .guard import BUSY, BUSY_MESSAGE, BUSY_WAIT, HashQueue, LoginGuard
@@ -80,7 +80,7 @@ class PasswordChanges:
         assert session.account is not None
         account = self._by_id[session.account.id]
         try:
-            new = check_password(request.new)  # before anything is counted
+            new = check_changed_password(request.old, request.new)  # before anything counts
         except RuleError as error:
             self._refuse(session, seq, error.code, error.message, None)
             return
