@@ -287,6 +287,37 @@ async def test_a_quiet_backup_says_nothing_when_it_works_and_why_when_it_does_no
     assert failed.returncode == ExitCode.DATABASE and failed.stderr and not failed.stdout
 
 
+async def test_a_database_path_that_cannot_be_looked_at_is_one_sentence(tmp_path: Path) -> None:
+    # A name too long (or a folder of the daemon's user's alone, for cron run as another)
+    # was a traceback out of `Path.is_file`, exit 1.
+    database = tmp_path / ("x" * 300)
+    done = await backup("--quiet", "--db", str(database), str(tmp_path / "copies"))
+    assert done.returncode == ExitCode.DATABASE
+    assert done.stderr.decode() == f"Cannot back up {database}: file name too long.\n"
+
+
+def test_a_database_in_a_folder_this_user_cannot_enter_is_said_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "state" / "chat.db"
+    database.parent.mkdir()
+    SqliteStore.open(database).close()
+    daemon_keys(database)
+    real_stat = os.stat
+
+    def refused(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(path).parent == database.parent:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", refused)
+    with pytest.raises(BackupError) as refusal:
+        back_up(database, tmp_path / "copies")
+    assert str(refusal.value) == (
+        f"Cannot back up {database}: permission denied; back up as the daemon's user."
+    )
+
+
 def test_a_running_daemons_log_is_left_to_it(tmp_path: Path) -> None:
     database = tmp_path / "chat.db"
     store = SqliteStore.open(database)

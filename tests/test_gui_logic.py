@@ -39,6 +39,7 @@ from trio_chat.gui.conversations import ROOM, conversation_of
 from trio_chat.gui.editing import Budget, Recall, budget
 from trio_chat.gui.elided_label import ElidedLabel
 from trio_chat.gui.message_view import MessageDelegate, MessageModel, MessageView
+from trio_chat.gui.password_dialog import PasswordDialog
 from trio_chat.gui.people import Online
 from trio_chat.gui.problems import (
     Field,
@@ -767,3 +768,27 @@ def test_a_menu_closed_with_escape_gives_the_keys_back_to_the_message_line(
     QTest.keyClicks(focused, "s/carol/psst")
     assert window.composer.editor.text() == "s/carol/psst"
     assert QApplication.activePopupWidget() is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("correct horse", "correct horse"), ("\u00c5correct horse", "A\u030acorrect horse")],
+)
+def test_the_current_password_again_is_said_at_the_new_one_and_nothing_is_sent(
+    qtbot: QtBot, old: str, new: str
+) -> None:
+    dialog = PasswordDialog("alice")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    sent: list[tuple[str, str]] = []
+    dialog.wanted.connect(lambda given, wanted: sent.append((given, wanted)))
+    dialog.current.setText(old)
+    dialog.new.setText(new)
+    dialog.repeat.setText(new)
+    dialog.change.click()
+    assert sent == []
+    assert dialog.problem.text() == (
+        "The new password is the same as the current password given; choose another."
+    )
+    assert dialog.focusWidget() is dialog.new and dialog.change.isEnabled()

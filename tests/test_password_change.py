@@ -108,7 +108,7 @@ def test_the_current_password_again_is_refused_and_ends_no_other_session() -> No
     # It was taken, hashed and stored: the account's other sessions ended for nothing.
     driver, alice, laptop = room()
     same = "\u0041\u030a" + PASSWORD  # Å as A and a ring: the same once normalized (NFC)
-    with pytest.raises(PasswordUnchanged, match="must differ from the current one"):
+    with pytest.raises(PasswordUnchanged, match="the same as the current password given"):
         alice.connection.change_password(PASSWORD, PASSWORD)
     hashes = driver.hashes_done
     for old, new in ((PASSWORD, PASSWORD), ("\u00c5" + PASSWORD, same)):
@@ -280,7 +280,7 @@ async def test_trio_chat_password_changes_it_and_the_other_session_ends(
                 )
                 assert same.returncode == ExitCode.INVALID_PASSWORD
                 assert same.stderr.decode().endswith(
-                    "The new password must differ from the current one.\n"
+                    "The new password is the same as the current password given; choose another.\n"
                 )
                 changed = await trio.run_process(
                     command,
@@ -341,3 +341,24 @@ def test_a_change_checked_while_the_operator_locked_and_unlocked_is_not_made() -
     assert handle.done and handle.error is not None  # ended by the lock
     assert driver.engine.accounts["alice"].password_hash == fake_hash(PASSWORD)
     assert driver.stored_accounts()[0].password_hash == fake_hash(PASSWORD)
+
+
+def test_the_same_password_twice_is_judged_by_what_was_given_not_by_the_stored_one() -> None:
+    driver, alice, _laptop = room()
+    hashes = driver.hashes_done
+    # A wrong current password, given again as the new one: refused as the same, and
+    # never counted as a failed login (six of them would have throttled the account).
+    for _ in range(6):
+        handle = alice.request(wire.ChangePassword(old="not it at all", new="not it at all"))
+        alice.settle()
+        assert isinstance(handle.error, PasswordUnchanged), handle.error
+    assert driver.hashes_done == hashes
+    # The stored password as the new one, the current one given wrong: checked and
+    # wrong (saying "the same" would tell what the stored password is).
+    handle = alice.request(wire.ChangePassword(old="not it at all", new=PASSWORD))
+    alice.settle()
+    assert isinstance(handle.error, WrongPassword), handle.error
+    handle = alice.request(wire.ChangePassword(old=PASSWORD, new=NEW))
+    alice.settle()
+    assert handle.error is None, handle.error
+    assert driver.engine.accounts["alice"].password_hash == fake_hash(NEW)

@@ -37,6 +37,18 @@ class Backup:
 def back_up(database: Path, folder: Path) -> Backup:
     """Copy `database` and its key files into `folder` (made, mode 0700, if need be),
     each file whole or not at all, replacing an earlier backup's."""
+    try:
+        return _back_up(database, folder)
+    except OSError as error:
+        # A look at a path refused: a folder of the daemon's user's alone (cron run as
+        # another), a name too long. Said as the copy's own failures are.
+        if _within(error.filename, folder):
+            raise BackupError(f"Cannot write into {folder}: {why_failed(error)}.") from None
+        hint = "; back up as the daemon's user" if error.errno == errno.EACCES else ""
+        raise BackupError(f"Cannot back up {database}: {why_failed(error)}{hint}.") from None
+
+
+def _back_up(database: Path, folder: Path) -> Backup:
     if not database.is_file():
         raise BackupError(f"There is no database at {database}; give the daemon's with --db.")
     keys = key_paths(database)

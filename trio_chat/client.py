@@ -500,7 +500,8 @@ class ChatClient:
         """Give the account a new password (`old` is its password now), once the daemon
         has stored it. The account's other sessions end; this one stays, and comes back
         with the new password if it is lost. Raised: `WrongPassword` for a wrong `old`
-        (throttled as logins are), `PasswordTooShort` and `PasswordTooLong` at once."""
+        (throttled as logins are), `PasswordTooShort`, `PasswordTooLong` and `PasswordUnchanged`
+        (the new password the same as `old`) at once."""
         await self._submitted(self.connection.change_password(old, new)).wait()
 
     async def drain(self) -> None:

@@ -73,7 +73,12 @@ def check_changed_password(old: str, new: str) -> str:
     other sessions for nothing)."""
     normalized = check_password(new)
     if normalized == unicodedata.normalize("NFC", old):
-        raise RuleError("password_unchanged", "The new password must differ from the current one.")
+        # Said of what was given: the current password given may be wrong (it is not
+        # checked against the stored one here); the new one is the same all the same.
+        raise RuleError(
+            "password_unchanged",
+            "The new password is the same as the current password given; choose another.",
+        )
     return normalized
 
 
