@@ -293,7 +293,7 @@ async def test_a_database_path_that_cannot_be_looked_at_is_one_sentence(tmp_path
     database = tmp_path / ("x" * 300)
     done = await backup("--quiet", "--db", str(database), str(tmp_path / "copies"))
     assert done.returncode == ExitCode.DATABASE
-    assert done.stderr.decode() == f"Cannot back up {database}: file name too long.\n"
+    assert done.stderr.decode() == f"Cannot use the database {database}: file name too long.\n"
 
 
 def test_a_database_in_a_folder_this_user_cannot_enter_is_said_so(

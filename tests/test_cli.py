@@ -171,6 +171,36 @@ def test_a_database_path_given_with_a_tilde_is_in_the_home_folder(
     assert not (tmp_path / "~").exists()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["accounts", "list"],
+        ["messages", "list"],
+        ["bans", "list"],
+        ["key"],
+        ["restore", "backups"],
+    ],
+)
+def test_a_database_path_the_system_will_not_look_at_is_one_sentence(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # A name too long was a traceback out of `Path.exists`, exit 1 (`serve`: in
+    # test_daemon_log).
+    database = tmp_path / ("x" * 300)
+    result = runner.invoke(app, [*command, "--db", str(database)], env={"HOME": str(tmp_path)})
+    assert result.exit_code == ExitCode.DATABASE, result.output
+    assert not isinstance(result.exception, OSError)
+    (line,) = result.stderr.splitlines()
+    assert "file name too long" in line and str(database) in line
+
+
+def test_a_backup_folder_the_system_will_not_look_at_is_one_sentence(tmp_path: Path) -> None:
+    folder = tmp_path / ("x" * 300)
+    result = runner.invoke(app, ["restore", str(folder), "--db", str(tmp_path / "chat.db")])
+    assert result.exit_code == ExitCode.DATABASE, result.output
+    assert result.stderr == f"Cannot look at {folder / 'chat.db'}: file name too long.\n"
+
+
 def test_an_unreadable_database_or_password_file_is_the_commands_to_judge(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -255,9 +255,14 @@ def test_in_json_a_failure_to_start_is_a_json_line_too(tmp_path: Path) -> None:
         in_use = serve(
             "--port", str(port), "--db", str(tmp_path / "other.db"), "--log-format", "json"
         )
+    # A database path the system will not look at (a name too long): said to be, not
+    # "cannot listen", exit 1.
+    too_long = tmp_path / ("x" * 300)
+    unusable = serve("--port", "0", "--db", str(too_long), "--log-format", "json")
     for done, code, sentence in (
         (damaged, ExitCode.DATABASE, "The key file "),
         (in_use, ExitCode.CANNOT_LISTEN, f"Cannot listen on 127.0.0.1:{port}: "),
+        (unusable, ExitCode.DATABASE, f"Cannot use {too_long}"),
     ):
         assert done.returncode == code
         entries = [json.loads(line) for line in done.stderr.splitlines()]

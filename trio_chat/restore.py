@@ -74,14 +74,17 @@ def restore(
     keys = key_paths(database)
     source = folder / database.name
     source_keys = [folder / key.name for key in keys]
-    for path in (source, *source_keys):
-        if not path.is_file():
-            raise BackupError(
-                f"There is no {path.name} in {folder}: give the folder `trio-chat backup` "
-                f"wrote to, with the --db it was given (the copy has that database's name)."
-            )
-    if real.exists() and source.samefile(real):
-        raise BackupError(f"{folder} holds the database itself; give the backup's folder.")
+    try:
+        for path in (source, *source_keys):
+            if not path.is_file():
+                raise BackupError(
+                    f"There is no {path.name} in {folder}: give the folder `trio-chat backup` "
+                    f"wrote to, with the --db it was given (the copy has that database's name)."
+                )
+        if real.exists() and source.samefile(real):
+            raise BackupError(f"{folder} holds the database itself; give the backup's folder.")
+    except OSError as error:  # a look refused: a name too long, a folder not ours
+        raise BackupError(f"Cannot look at {error.filename}: {why_failed(error)}.") from None
     try:
         secrets_there = [secret_in(key) for key in source_keys]
     except KeyFileError as error:

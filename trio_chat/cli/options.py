@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +11,7 @@ import typer
 
 from ..keys import home_relative
 from ..store import default_database
-from .exits import ExitCode
+from .exits import ExitCode, fail
 
 
 def parse_port(text: str | int, lowest: int = 0) -> int:
@@ -108,10 +110,24 @@ PasswordFileOption = Annotated[
 ]
 
 
-def database_path(path: Path | None) -> Path | None:
+def database_path(ctx: typer.Context, path: Path | None) -> Path | None:
     """A database path as given, `~` expanded and made absolute: the help shows its
-    default as `~/...`, and the log should name the file wherever the daemon was started."""
-    return None if path is None else path.expanduser().absolute()
+    default as `~/...`, and the log should name the file wherever the daemon was started.
+    One the system will not look at (a name too long, a folder of another user's) is
+    exit 11 with a sentence, before any command's work."""
+    if path is None:
+        return None
+    path = path.expanduser().absolute()
+    if ctx.info_name == "serve":
+        return path  # the daemon says it as it says every failure (in its log's form)
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno not in (errno.ENOENT, errno.ENOTDIR):  # those each command says
+            hint = "; run it as the daemon's user" if error.errno == errno.EACCES else ""
+            why = (error.strerror or str(error)).lower()
+            raise fail(f"Cannot use the database {path}: {why}{hint}.", ExitCode.DATABASE) from None
+    return path
 
 
 DatabaseOption = Annotated[

@@ -213,6 +213,10 @@ def serve_command(
                 f"Cannot listen on {shown}: {why}; choose another with --host.",
                 ExitCode.CANNOT_LISTEN,
             )
+        elif isinstance(error, OSError) and error.filename is not None:
+            # A file's, not the socket's: a database path too long, a folder not ours.
+            why = (error.strerror or str(error)).lower()
+            failure = refuse(f"Cannot use {error.filename}: {why}.", ExitCode.DATABASE)
         else:
             reason = error.strerror if isinstance(error, OSError) else None
             failure = refuse(f"Cannot listen on {shown}: {reason or error}.", ExitCode.FAILURE)
