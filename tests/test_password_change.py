@@ -6,6 +6,7 @@ session not leaving its client locked out."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -234,15 +235,19 @@ async def test_trio_chat_password_changes_it_and_the_other_session_ends(
             host, port = await daemon.start()
             await trio_chat.register(host, port, "alice", PASSWORD)
             command = [*CLI, "password", "--name", "alice", "--host", host, "--port", str(port)]
-            async with trio_chat.connect(host, port, "alice", PASSWORD) as elsewhere:
-                wrong = await trio.run_process(
-                    command,
-                    stdin=f"not it at all\n{NEW}\n{NEW}\n".encode(),
+
+            async def password(stdin: bytes, *more: str) -> subprocess.CompletedProcess[bytes]:
+                return await trio.run_process(
+                    [*command, *more],
+                    stdin=stdin,
                     env=env,
                     capture_stdout=True,
                     capture_stderr=True,
                     check=False,
                 )
+
+            async with trio_chat.connect(host, port, "alice", PASSWORD) as elsewhere:
+                wrong = await password(f"not it at all\n{NEW}\n{NEW}\n".encode())
                 assert wrong.returncode == ExitCode.WRONG_PASSWORD
                 # Told before the new password is asked for.
                 assert wrong.stderr.decode() == (
@@ -250,46 +255,20 @@ async def test_trio_chat_password_changes_it_and_the_other_session_ends(
                 )
                 new_file = tmp_path / "new-password"
                 new_file.write_text(f"{NEW}\n")
-                wrong_again = await trio.run_process(
-                    [*command, "--new-password-file", str(new_file)],
-                    stdin=b"not it at all\n",
-                    env=env,
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
+                wrong_again = await password(
+                    b"not it at all\n", "--new-password-file", str(new_file)
                 )
                 assert wrong_again.returncode == ExitCode.WRONG_PASSWORD
                 assert wrong_again.stderr.decode().endswith("Wrong password for 'alice'.\n")
-                ended = await trio.run_process(
-                    command,
-                    stdin=f"{PASSWORD}\n".encode(),
-                    env=env,
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
-                )
+                ended = await password(f"{PASSWORD}\n".encode())
                 assert ended.returncode == ExitCode.INTERRUPTED
                 assert ended.stderr.decode().endswith(NEW_PASSWORD_MISSING + "\n")
-                same = await trio.run_process(
-                    command,
-                    stdin=f"{PASSWORD}\n{PASSWORD}\n{PASSWORD}\n".encode(),
-                    env=env,
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
-                )
+                same = await password(f"{PASSWORD}\n{PASSWORD}\n{PASSWORD}\n".encode())
                 assert same.returncode == ExitCode.INVALID_PASSWORD
                 assert same.stderr.decode().endswith(
                     "The new password is the same as the current password given; choose another.\n"
                 )
-                changed = await trio.run_process(
-                    command,
-                    stdin=f"{PASSWORD}\n{NEW}\n{NEW}\n".encode(),
-                    env=env,
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
-                )
+                changed = await password(f"{PASSWORD}\n{NEW}\n{NEW}\n".encode())
                 assert changed.returncode == 0, changed.stderr
                 assert changed.stdout.decode() == (
                     "Changed the password of alice; any other session of it has ended.\n"
