@@ -408,8 +408,14 @@ async def test_a_stopped_daemons_bans_for_a_while(tmp_path: Path) -> None:
         assert kept.stdout == f"192.0.2.1/32  (since {since[1]})\n"
         again = await bans(database, "add", "192.0.2.1")
         assert again.stdout == "192.0.2.1/32 was turned away already.\n"
+        # A network let in again with a ban inside it: that one is said to stay.
+        await bans(database, "add", "192.0.2.0/24")
+        wider = await bans(database, "remove", "192.0.2.0/24")
+        assert wider.stdout == (
+            "Let 192.0.2.0/24 in again; 192.0.2.1/32 within it stays turned away.\n"
+        )
     store = SqliteStore.open(database)
-    assert [ban.until for ban in store.bans()] == [None]
+    assert [ban.until for ban in Bans(store.bans()).in_force(time.time())] == [None]
     store.close()
 
 

@@ -7,6 +7,7 @@ the banned network's sessions at once; a stopped daemon's database is changed di
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -83,6 +84,23 @@ def _wider(network: str, bans: list[BanRecord]) -> str:
     return f"; {shown} still turn{'s' if len(wider) == 1 else ''} it away"
 
 
+def _inside(network: str, bans: list[BanRecord]) -> str:
+    """`; 10.0.0.7/32 within it stays turned away`: the bans in force of networks inside
+    `network`, which letting it in does not lift."""
+    outer = ipaddress.ip_network(network)
+    inside = [
+        ban
+        for ban in bans
+        if (inner := ipaddress.ip_network(ban.network)).version == outer.version
+        and inner != outer
+        and inner.subnet_of(outer)  # type: ignore[arg-type]
+    ]
+    if not inside:
+        return ""
+    shown = " and ".join(ban.network + _ends(ban, " (until {})") for ban in inside)
+    return f"; {shown} within it stay{'s' if len(inside) == 1 else ''} turned away"
+
+
 def _now() -> float:
     return datetime.now(UTC).timestamp()
 
@@ -129,9 +147,13 @@ def remove_command(address: NetworkArgument, db: DatabaseOption = None) -> None:
     """Let a network turned away in again (give it as "bans list" shows it)."""
     network = _network(address)
     reply = _change(db, "unban", network)
-    still = _wider(network, _listed(db))
+    listed = _listed(db)
+    still = _wider(network, listed)
     if reply.bans:
-        typer.echo(f"Lifted the ban on {network}{still}." if still else f"Let {network} in again.")
+        if still:
+            typer.echo(f"Lifted the ban on {network}{still}.")
+        else:
+            typer.echo(f"Let {network} in again{_inside(network, listed)}.")
     elif still:
         typer.echo(f"{network} was not turned away by itself{still}.")
     else:
