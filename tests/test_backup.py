@@ -52,8 +52,7 @@ async def daemon_with_alice(
 ) -> tuple[DaemonProcess, str, int]:
     """A daemon (a process, which a backup runs beside) with alice registered."""
     daemon = DaemonProcess(nursery, database, *FAST_CHAT)
-    host, port = await daemon.start()
-    await trio_chat.register(host, port, "alice", PASSWORD)
+    host, port = await daemon.start(accounts=["alice"], password=PASSWORD)
     return daemon, host, port
 
 

@@ -94,9 +94,7 @@ async def test_an_account_locked_while_the_daemon_is_stopped_stays_out_until_unl
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             daemon = DaemonProcess(nursery, database)
-            host, port = await daemon.start()
-            for name in ("alice", "bob"):
-                await trio_chat.register(host, port, name, PASSWORD)
+            host, port = await daemon.start(accounts=("alice", "bob"), password=PASSWORD)
             async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
                 assert await daemon.stop() == 0
                 locked = await accounts(database, "lock", "alice")

@@ -277,8 +277,7 @@ async def test_an_operator_turns_an_address_away_and_back_while_the_daemon_runs(
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
             daemon = DaemonProcess(nursery, database)
-            host, port = await daemon.start()
-            await trio_chat.register(host, port, "alice", PASSWORD)
+            host, port = await daemon.start(accounts=["alice"], password=PASSWORD)
             async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
                 added = await bans(database, "add", "127.0.0.0/8")
                 assert added.returncode == 0, added.stderr

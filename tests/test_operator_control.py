@@ -142,8 +142,7 @@ async def test_a_daemon_reached_by_a_long_path_or_a_link_answers_and_one_without
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             daemon = DaemonProcess(nursery, link)
-            host, port = await daemon.start()
-            await trio_chat.register(host, port, "alice", PASSWORD)
+            _host, port = await daemon.start(accounts=["alice"], password=PASSWORD)
             assert len(str(control_path(database))) > 108
             assert control_path(link) == control_path(database)
             locked = await accounts(database, "lock", "alice")
@@ -327,8 +326,7 @@ async def test_an_operator_mutes_and_unmutes_while_the_daemon_runs_or_not(
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             daemon = DaemonProcess(nursery, database)
-            host, port = await daemon.start()
-            await trio_chat.register(host, port, "carol", PASSWORD)
+            host, port = await daemon.start(accounts=["carol"], password=PASSWORD)
             async with trio_chat.connect(host, port, "carol", PASSWORD) as carol:
                 muted = await accounts(database, "mute", "carol")
                 assert muted.stdout == (

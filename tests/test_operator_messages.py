@@ -291,9 +291,7 @@ async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_sto
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
             daemon = DaemonProcess(nursery, database)
-            host, port = await daemon.start()
-            for name in ("alice", "bob"):
-                await trio_chat.register(host, port, name, PASSWORD)
+            host, port = await daemon.start(accounts=("alice", "bob"), password=PASSWORD)
             async with (
                 trio_chat.connect(host, port, "alice", PASSWORD) as alice,
                 trio_chat.connect(host, port, "bob", PASSWORD) as bob,

@@ -232,8 +232,7 @@ async def test_trio_chat_password_changes_it_and_the_other_session_ends(
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             daemon = DaemonProcess(nursery, database)
-            host, port = await daemon.start()
-            await trio_chat.register(host, port, "alice", PASSWORD)
+            host, port = await daemon.start(accounts=["alice"], password=PASSWORD)
             command = [*CLI, "password", "--name", "alice", "--host", host, "--port", str(port)]
 
             async def password(stdin: bytes, *more: str) -> subprocess.CompletedProcess[bytes]:

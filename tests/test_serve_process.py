@@ -181,8 +181,7 @@ async def test_a_database_removed_or_replaced_under_the_daemon_is_not_written_in
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             daemon = DaemonProcess(nursery, database)
-            host, port = await daemon.start()
-            await trio_chat.register(host, port, "alice", "correct horse")
+            host, port = await daemon.start(accounts=["alice"], password="correct horse")
             _take_away(database, how)
             with pytest.raises(trio_chat.ChatError) as refused:
                 await trio_chat.register(host, port, "bob", "correct horse")

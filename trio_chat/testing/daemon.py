@@ -22,9 +22,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
+
+from ..client import register
 
 CLI = [sys.executable, "-m", "trio_chat"]
 """The `trio-chat` command, run by this Python."""
@@ -89,8 +92,11 @@ class DaemonProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
-    async def start(self, port: int = 0) -> tuple[str, int]:
-        """Start the daemon and wait until it listens; return `(host, port)`."""
+    async def start(
+        self, port: int = 0, *, accounts: Sequence[str] = (), password: str = ""
+    ) -> tuple[str, int]:
+        """Start the daemon and wait until it listens; return `(host, port)`. With
+        `accounts`, each is registered, with `password`, once it listens."""
         assert not self.running, "the daemon is already running"
         command = [
             sys.executable,
@@ -122,6 +128,8 @@ class DaemonProcess:
             tail = "".join(self.output[-20:])
             raise RuntimeError(f"the daemon did not start listening:\n{tail}")
         self.address = found[0]
+        for name in accounts:
+            await register(*found[0], name, password)
         return found[0]
 
     async def _read(
