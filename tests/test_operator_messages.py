@@ -33,7 +33,14 @@ from trio_chat.gui.message_view import MessageModel
 from trio_chat.gui.rows import UNSAID, Span, message_row, note_row, unsaid_row
 from trio_chat.gui.transcript import Transcript
 from trio_chat.records import Account, Message, MessageRemoval, Snapshot
-from trio_chat.store import MIGRATIONS, SCHEMA_VERSION, SqliteStore, StorageError, room_messages
+from trio_chat.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SqliteStore,
+    StorageError,
+    room_message,
+    room_messages,
+)
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
 
@@ -69,7 +76,10 @@ def test_a_removed_message_is_kept_as_a_mark_and_left_out_of_every_history(
     assert snapshot.public_count == 2
     assert [m.id for m in store.history(2, None, 10)] == [10, 12, 13]
     assert [m.text for m in room_messages(path, 10)] == ["hello", "bye"]
-    assert room_messages(path, 10, message_id=11) == []
+    assert room_message(path, 11) is True  # removed: its mark is there
+    assert room_message(path, 12) is False  # a private message is no room message
+    assert room_message(path, 99) is False
+    assert isinstance(room_message(path, 10), Message)
     assert [m.id for m in room_messages(path, 10, sender_key="alice")] == [10, 13]
     assert room_messages(path, 10, sender_key="bob") == []  # bob's only one is removed
     with pytest.raises(LookupError):
@@ -307,7 +317,8 @@ async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_sto
                     + "Z  alice: bye\n"
                 )
                 assert listed.stderr == "2 messages.\n"
-                (spam_as_stored,) = room_messages(database, 1, message_id=spam)
+                spam_as_stored = room_message(database, spam)
+                assert isinstance(spam_as_stored, Message)
                 removed = await messages(database, "remove", str(spam))
                 assert removed.returncode == 0, removed.stderr
                 assert removed.stdout.startswith(f"Removed the message {spam} (alice, 20")
@@ -337,7 +348,7 @@ async def test_an_operator_removes_a_message_while_the_daemon_runs_and_while_sto
                 # Removed by another command between this one's look and its request:
                 # the daemon says so, and the command too, as done.
                 with pytest.MonkeyPatch.context() as patch:
-                    patch.setattr(messages_command, "_read", lambda *_a, **_k: [spam_as_stored])
+                    patch.setattr(messages_command, "_look_up", lambda *_a: spam_as_stored)
                     raced = await trio.to_thread.run_sync(
                         functools.partial(
                             CliRunner().invoke,

@@ -41,6 +41,7 @@ from .records import (
     AccountChange,
     BanRecord,
     BanSet,
+    Message,
     MessageRemoval,
     MuteSet,
     OperatorChange,
@@ -49,7 +50,7 @@ from .records import (
     unix_time,
 )
 from .rules import name_key
-from .store import StorageError, removed_from_room, room_messages
+from .store import StorageError, room_message
 
 log = logging.getLogger(__name__)
 
@@ -427,7 +428,8 @@ class Desk:
         found, removed = 0 < message_id < chat.next_message_id, False
         if found and self._database is not None:
             try:
-                found, removed = await trio.to_thread.run_sync(_look_up, self._database, message_id)
+                looked = await trio.to_thread.run_sync(room_message, self._database, message_id)
+                found, removed = isinstance(looked, Message), looked is True
             except StorageError as error:
                 return Reply(False, "unreadable", str(error))
         if removed or chat.unsaid(message_id):
@@ -494,14 +496,6 @@ def _by(peer: Peer | None) -> str:
 def _log_done(action: str, account: Account, ended: int, peer: Peer | None) -> None:
     done = _DONE[action].format(safe_name(account.name))
     _log(action, done, ended, peer, name=account.name)
-
-
-def _look_up(database: Path, message_id: int) -> tuple[bool, bool]:
-    """Whether the room's history has the message `message_id`, and whether the operator
-    removed it before (read-only, in a thread)."""
-    if room_messages(database, 1, message_id=message_id):
-        return True, False
-    return False, removed_from_room(database, message_id)
 
 
 def _log(action: str, done: str, ended: int, peer: Peer | None, **fields: str) -> None:

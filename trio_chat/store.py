@@ -292,21 +292,16 @@ def read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
 
 
-def room_messages(
-    path: Path, last: int, *, sender_key: str | None = None, message_id: int | None = None
-) -> list[Message]:
+def room_messages(path: Path, last: int, *, sender_key: str | None = None) -> list[Message]:
     """The room's newest `last` messages in the database at `path` (the daemon running or
-    not: read-only), oldest first, removed ones left out: all, or `sender_key`'s, or the
-    one numbered `message_id`. `StorageError` with a sentence if they cannot be read;
+    not: read-only), oldest first, removed ones left out: all, or `sender_key`'s (one by
+    its id: `room_message`). `StorageError` with a sentence if they cannot be read;
     `LookupError` if no account has the name key `sender_key`."""
     where = ["m.recipient_id IS NULL", "m.removed = 0"]
     arguments: list[str | int] = []
     if sender_key is not None:
         where.append("s.key = ?")
         arguments.append(sender_key)
-    if message_id is not None:
-        where.append("m.id = ?")
-        arguments.append(message_id)
     query = f"{_SELECT_MESSAGES} WHERE {' AND '.join(where)} ORDER BY m.id DESC LIMIT ?"
     with _reading(path) as db:
         rows = db.execute(query, (*arguments, last)).fetchall()
@@ -317,12 +312,17 @@ def room_messages(
     return [_message(row) for row in reversed(rows)]
 
 
-def removed_from_room(path: Path, message_id: int) -> bool:
-    """Whether the room's message numbered `message_id` was removed by the operator (its
-    mark is in the database at `path`; read-only). `StorageError` as `room_messages`."""
-    query = "SELECT 1 FROM messages WHERE id = ? AND recipient_id IS NULL AND removed != 0"
+def room_message(path: Path, message_id: int) -> Message | bool:
+    """The room's message numbered `message_id` in the database at `path` (read-only);
+    if its history does not have it, whether the operator removed it (its mark is
+    there). `StorageError` as `room_messages`."""
+    removed = "SELECT 1 FROM messages WHERE id = ? AND recipient_id IS NULL AND removed != 0"
     with _reading(path) as db:
-        return db.execute(query, (message_id,)).fetchone() is not None
+        kept = f"{_SELECT_MESSAGES} WHERE m.id = ? AND m.recipient_id IS NULL AND m.removed = 0"
+        row = db.execute(kept, (message_id,)).fetchone()
+        if row is not None:
+            return _message(row)
+        return db.execute(removed, (message_id,)).fetchone() is not None
 
 
 @contextlib.contextmanager

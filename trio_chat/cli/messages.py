@@ -17,7 +17,7 @@ from ..control import Request, no_message, removed_already
 from ..display import safe, safe_name
 from ..records import Message, MessageRemoval
 from ..rules import name_key
-from ..store import StorageError, default_database, removed_from_room, room_messages
+from ..store import StorageError, default_database, room_message, room_messages
 from .accounts import ask_daemon, check_database, no_account, stopped_daemons_store
 from .exits import ExitCode, fail
 from .options import DatabaseOption
@@ -78,11 +78,11 @@ def remove_command(
     given = list(dict.fromkeys(ids))  # each once, in the order given
     unknown: list[int] = []
     for message_id in given:  # all looked up before any goes
-        messages = _read(database, 1, message_id=message_id)
-        if messages:
-            found.extend(messages)
-        elif _removed(database, message_id):
-            found.append(message_id)
+        looked = _look_up(database, message_id)
+        if isinstance(looked, Message):
+            found.append(looked)
+        elif looked:
+            found.append(message_id)  # removed already
         else:
             unknown.append(message_id)
     if unknown:
@@ -102,20 +102,20 @@ def remove_command(
         typer.echo(f"Removed the message {message.id} ({safe_name(message.sender)}, {message.ts}).")
 
 
-def _removed(database: Path, message_id: int) -> bool:
+def _look_up(database: Path, message_id: int) -> Message | bool:
+    """`store.room_message`, its problems told in one sentence (exit 11)."""
+    check_database(database)
     try:
-        return removed_from_room(database, message_id)
+        return room_message(database, message_id)
     except StorageError as error:
         raise fail(str(error), ExitCode.DATABASE) from None
 
 
-def _read(
-    database: Path, last: int, *, sender: str | None = None, message_id: int | None = None
-) -> list[Message]:
+def _read(database: Path, last: int, *, sender: str | None = None) -> list[Message]:
     sender_key = None if sender is None else name_key(sender)
     check_database(database)
     try:
-        return room_messages(database, last, sender_key=sender_key, message_id=message_id)
+        return room_messages(database, last, sender_key=sender_key)
     except StorageError as error:
         raise fail(str(error), ExitCode.DATABASE) from None
     except LookupError:
