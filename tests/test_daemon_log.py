@@ -375,7 +375,7 @@ def test_a_json_line_keeps_its_own_message_whatever_its_fields_are_named() -> No
 
 
 @pytest.mark.parametrize("form", ["text", "json"])
-def test_a_ban_ending_is_logged_with_what_still_turns_the_address_away(form: str) -> None:
+def test_a_ban_ending_is_logged_with_the_bans_still_holding_it_or_within_it(form: str) -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if form == "json" else logs.TextFormatter())
@@ -386,10 +386,15 @@ def test_a_ban_ending_is_logged_with_what_still_turns_the_address_away(form: str
         logs.log_note(BanEnded("198.51.100.0/24", "2026-12-06T18:40:00.000Z"))
         wider = (("203.0.0.0/16", None), ("203.0.113.0/24", "2026-12-06T19:00:00.000Z"))
         logs.log_note(BanEnded("203.0.113.7/32", "2026-12-06T18:45:00.000Z", wider))
+        one = (("192.0.2.7/32", "2026-12-06T19:00:00.000Z"),)
+        logs.log_note(BanEnded("192.0.2.0/24", "2026-12-06T18:50:00.000Z", (), one, 1))
+        first = tuple((f"10.0.0.{i}/32", None) for i in range(3))
+        logs.log_note(BanEnded("10.0.0.0/8", "2026-12-06T18:55:00.000Z", (), first, 3))
+        logs.log_note(BanEnded("10.0.0.0/8", "2026-12-06T18:56:00.000Z", (), first, 1000))
     finally:
         logs.log.removeHandler(handler)
         logs.log.setLevel(level)
-    alone, within = stream.getvalue().splitlines()
+    alone, within, one_inside, three_inside, many_inside = stream.getvalue().splitlines()
     if form == "json":
         entry = json.loads(within)
         assert (entry["event"], entry["network"], entry["still"]) == (
@@ -398,10 +403,23 @@ def test_a_ban_ending_is_logged_with_what_still_turns_the_address_away(form: str
             ["203.0.0.0/16", "203.0.113.0/24"],
         )
         assert entry["until"] == "2026-12-06T18:45:00.000Z"
+        many = json.loads(many_inside)
+        assert (many["within"], many["within_count"]) == ([n for n, _ in first], 1000)
         alone, within = json.loads(alone)["message"], entry["message"]
-    # Nothing is said of bans within it (`bans list` shows them): "let in again" was
-    # wrong for an address a narrower ban holds.
+        one_inside, three_inside, many_inside = (
+            json.loads(line)["message"] for line in (one_inside, three_inside, many_inside)
+        )
+    # Never "let in again": a narrower ban may hold part of it, and is named.
     assert alone.endswith("the ban on 198.51.100.0/24 until 2026-12-06T18:40:00.000Z ended")
+    assert one_inside.endswith(
+        "ended; 192.0.2.7/32 (until 2026-12-06T19:00:00.000Z) within it stays turned away"
+    )
+    assert three_inside.endswith(
+        "ended; 10.0.0.0/32, 10.0.0.1/32 and 10.0.0.2/32 within it stay turned away"
+    )
+    assert many_inside.endswith(
+        "ended; 10.0.0.0/32, 10.0.0.1/32, 10.0.0.2/32 and 997 more within it stay turned away"
+    )
     assert within.endswith(
         "the ban on 203.0.113.7/32 until 2026-12-06T18:45:00.000Z ended; 203.0.0.0/16 and "
         "203.0.113.0/24 (until 2026-12-06T19:00:00.000Z) still turn it away"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import trio_chat
@@ -407,14 +407,32 @@ async def test_a_stopped_daemons_bans_for_a_while(tmp_path: Path) -> None:
         assert kept.stdout == f"192.0.2.1/32  (since {since[1]})\n"
         again = await bans(database, "add", "192.0.2.1")
         assert again.stdout == "192.0.2.1/32 was turned away already.\n"
-        # A network let in again with a ban inside it: that one is said to stay.
-        await bans(database, "add", "192.0.2.0/24")
+        # A network turned away, and let in again, with a ban inside it: that one stays.
+        outer = await bans(database, "add", "192.0.2.0/24")
+        assert outer.stdout == (
+            "Turned 192.0.2.0/24 away; `trio-chat bans remove 192.0.2.0/24` lets it in again, "
+            "but for 192.0.2.1/32 within it.\n"
+        )
         wider = await bans(database, "remove", "192.0.2.0/24")
         assert wider.stdout == (
             "Let 192.0.2.0/24 in again; 192.0.2.1/32 within it stays turned away.\n"
         )
+        for host in ("192.0.2.2", "192.0.2.3", "198.51.100.0/24"):
+            assert (await bans(database, "add", host)).returncode == 0
+        # Every address: said so, and the bans inside named, a few of them.
+        everyone = await bans(database, "add", "0.0.0.0/0")
+        assert (everyone.stdout, everyone.stderr) == (
+            "Turned 0.0.0.0/0 away; `trio-chat bans remove 0.0.0.0/0` lets it in again, but "
+            "for 192.0.2.1/32, 192.0.2.2/32, 192.0.2.3/32 and 1 more within it.\n",
+            "Note: that is every IPv4 address; nobody can connect over IPv4 until it is removed.\n",
+        )
+        back = await bans(database, "remove", "0.0.0.0/0")
+        assert back.stdout == (
+            "Let 0.0.0.0/0 in again; 192.0.2.1/32, 192.0.2.2/32, 192.0.2.3/32 and 1 more "
+            "within it stay turned away.\n"
+        )
     store = SqliteStore.open(database)
-    assert [ban.until for ban in Bans(store.bans()).in_force(time.time())] == [None]
+    assert [ban.until for ban in Bans(store.bans()).in_force(time.time())] == [None] * 4
     store.close()
 
 
@@ -447,6 +465,7 @@ def test_the_operator_is_told_when_a_ban_ends_and_the_daemon_wakes_for_it() -> N
         BanSet("198.51.100.0/24", True, iso_time(driver.wall), iso_time(driver.wall + 300)),
         BanSet("203.0.113.7/32", True, iso_time(driver.wall), iso_time(driver.wall + 600)),
         BanSet("203.0.113.0/24", True, iso_time(driver.wall)),  # wider, for good
+        BanSet("198.51.100.9/32", True, iso_time(driver.wall)),  # narrower, for good
     ]
     for change in changes:
         engine.change_bans(change)
@@ -457,8 +476,12 @@ def test_the_operator_is_told_when_a_ban_ends_and_the_daemon_wakes_for_it() -> N
     driver.advance(299.9)
     assert engine.take_notes() == []
     driver.advance(0.2)
-    assert engine.take_notes() == [BanEnded("198.51.100.0/24", changes[0].until or "")]
+    inside = (("198.51.100.9/32", None),)
+    assert engine.take_notes() == [
+        BanEnded("198.51.100.0/24", changes[0].until or "", within=inside, within_count=1)
+    ]
     assert engine.bans.banned_until("198.51.100.1", driver.wall) is None
+    assert engine.bans.banned_until("198.51.100.9", driver.wall) == math.inf
     assert engine.next_timer() == pytest.approx(driver.now + 299.9, abs=0.002)
     driver.advance(300)
     ended = BanEnded("203.0.113.7/32", changes[1].until or "", (("203.0.113.0/24", None),))
@@ -587,6 +610,7 @@ _STEPS = st.lists(
         st.tuples(st.just("remove"), _NETWORKS, st.none()),
         st.tuples(st.just("take"), st.none(), st.integers(-6, 6)),
         st.tuples(st.just("cover"), _NETWORKS, st.integers(-6, 6)),
+        st.tuples(st.just("inside"), _NETWORKS, st.integers(0, 3)),
     ),
     max_size=40,
 )
@@ -594,11 +618,23 @@ _STEPS = st.lists(
 
 @settings(max_examples=500, deadline=None)
 @given(_STEPS)
+@example(  # networks inside one that start where it starts, or end where it ends
+    [
+        ("add", "10.0.0.0/24", None),
+        ("add", "10.0.0.0/25", None),
+        ("add", "10.0.0.255/32", None),
+        ("add", "10.0.0.254/31", None),
+        ("add", "10.0.1.0/32", None),
+        ("inside", "10.0.0.0/24", 3),
+        ("inside", "10.0.0.254/31", 1),
+    ]
+)
 def test_the_bans_behave_as_a_list_of_them_looked_through_would(
     steps: list[tuple[str, str | None, str | int | None]],
 ) -> None:
-    # The first end kept, and the bans holding a network found a prefix length at a
-    # time, against a plain dictionary of the bans, looked through whole each time.
+    # The first end kept, the bans holding a network found a prefix length at a time,
+    # and those inside one by binary searches, against a plain dictionary of the bans,
+    # looked through whole each time.
     bans = Bans()
     model: dict[str, BanRecord] = {}
     for kind, name, value in steps:
@@ -617,6 +653,23 @@ def test_the_bans_behave_as_a_list_of_them_looked_through_would(
             assert bans.take_ended(WALL + value) == ended
             for ban in ended:
                 del model[ban.network]
+        elif kind == "inside":
+            assert name is not None and isinstance(value, int)
+            outer = ipaddress.ip_network(name)
+            inside = sorted(
+                (
+                    ban
+                    for ban in model.values()
+                    if (inner := ipaddress.ip_network(ban.network)).version == outer.version
+                    and inner != outer
+                    and inner.subnet_of(outer)  # type: ignore[arg-type]
+                ),
+                key=lambda ban: (
+                    ipaddress.ip_network(ban.network).network_address.packed
+                    + bytes([ipaddress.ip_network(ban.network).prefixlen])
+                ),
+            )
+            assert bans.inside(name, most=value) == (inside[:value], len(inside))
         else:
             assert name is not None and isinstance(value, int)
             network = ipaddress.ip_network(name)

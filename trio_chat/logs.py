@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from .display import counted, quoted, safe, safe_name
 from .engine import Address, ServerConfig
+from .engine.bans import bans_named
 from .engine.common import network_of
 from .engine.notes import (
     BanEnded,
@@ -164,13 +165,13 @@ def log_note(note: Note) -> None:
                 reason=note.reason,
             )
     elif isinstance(note, BanEnded):
-        # Bans within it may hold parts of it still: `bans list` shows them.
         after = ""
         if note.still:
-            wider = [
-                f"{network} (until {until})" if until else network for network, until in note.still
-            ]
-            after = f"; {' and '.join(wider)} still turn{'s' if len(wider) == 1 else ''} it away"
+            wider = bans_named(note.still)
+            after = f"; {wider} still turn{'s' if len(note.still) == 1 else ''} it away"
+        if note.within_count:
+            inside = bans_named(note.within, note.within_count)
+            after += f"; {inside} within it stay{'s' if note.within_count == 1 else ''} turned away"
         event(
             logging.INFO,
             "ban_ended",
@@ -178,6 +179,8 @@ def log_note(note: Note) -> None:
             network=note.network,
             until=note.until,
             still=[network for network, _until in note.still],
+            within=[network for network, _until in note.within],
+            within_count=note.within_count,
         )
     elif isinstance(note, PasswordChanged):
         where = shown(note.address)

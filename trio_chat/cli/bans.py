@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import typer
 
 from ..control import Reply, Request
-from ..engine.bans import Bans, ban_change
+from ..engine.bans import Bans, ban_change, bans_named
 from ..engine.common import iso_time
 from ..records import BanRecord, network_name
 from ..store import default_database
@@ -80,25 +80,39 @@ def _wider(network: str, bans: list[BanRecord]) -> str:
     wider = [ban for ban in Bans(bans).covering(network, _now()) if ban.network != network]
     if not wider:
         return ""
-    shown = " and ".join(ban.network + _ends(ban, " (until {})") for ban in wider)
-    return f"; {shown} still turn{'s' if len(wider) == 1 else ''} it away"
+    return f"; {_named(wider)} still turn{'s' if len(wider) == 1 else ''} it away"
 
 
-def _inside(network: str, bans: list[BanRecord]) -> str:
-    """`; 10.0.0.7/32 within it stays turned away`: the bans in force of networks inside
-    `network`, which letting it in does not lift."""
+def _within(network: str, bans: list[BanRecord]) -> list[BanRecord]:
+    """The bans of networks inside `network` (not itself), which letting it in does not
+    lift."""
     outer = ipaddress.ip_network(network)
-    inside = [
+    return [
         ban
         for ban in bans
         if (inner := ipaddress.ip_network(ban.network)).version == outer.version
         and inner != outer
         and inner.subnet_of(outer)  # type: ignore[arg-type]
     ]
+
+
+def _named(bans: list[BanRecord]) -> str:
+    """`A (until T), B and C`, or `A, B, C and 7 more`."""
+    return bans_named([(ban.network, ban.until) for ban in bans])
+
+
+def _inside(network: str, bans: list[BanRecord]) -> str:
+    """`; 10.0.0.7/32 within it stays turned away`, for the bans inside `network`."""
+    inside = _within(network, bans)
     if not inside:
         return ""
-    shown = " and ".join(ban.network + _ends(ban, " (until {})") for ban in inside)
-    return f"; {shown} within it stay{'s' if len(inside) == 1 else ''} turned away"
+    return f"; {_named(inside)} within it stay{'s' if len(inside) == 1 else ''} turned away"
+
+
+def _but_for(network: str, bans: list[BanRecord]) -> str:
+    """`, but for 10.0.0.7/32 within it`: what letting `network` in would not lift."""
+    inside = _within(network, bans)
+    return f", but for {_named(inside)} within it" if inside else ""
 
 
 def _now() -> float:
@@ -136,10 +150,19 @@ def add_command(
     if reply.bans:
         was = reply.bans[0].until
         before = f" (it was until {was})" if was is not None else " (it was for good)"
+    listed = _listed(db)
     typer.echo(
         f"Turned {network} away{ending}{before}{ended_note(reply.ended)}; "
-        f"`trio-chat bans remove {network}` lets it in again{_wider(network, _listed(db))}."
+        f"`trio-chat bans remove {network}` lets it in again{_but_for(network, listed)}"
+        f"{_wider(network, listed)}."
     )
+    every = ipaddress.ip_network(network)
+    if every.prefixlen == 0:
+        typer.echo(
+            f"Note: that is every IPv{every.version} address; nobody can connect over "
+            f"IPv{every.version} until it is removed.",
+            err=True,
+        )
 
 
 @bans_app.command("remove")

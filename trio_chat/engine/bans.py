@@ -4,17 +4,19 @@ A banned network's first flights (`KEY_REQUEST`, `INIT`) are answered `REFUSED`
 (`banned`), before any key exchange and never with more bytes than they came with; its
 sessions end when it is banned, and a session that moves into it ends. Addresses are
 looked up only there, never per datagram of a session, and a look-up costs one dictionary
-look-up a prefix length in use, however many networks are banned. A ban with an end
+look-up a prefix length in use, however many networks are banned, and the bans inside a
+network are found by two binary searches (`inside`). A ban with an end
 (`until`) stops counting at that time of the wall clock the engine is given, which then
 forgets it (`take_ended`) and tells the operator so.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import ipaddress
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from ..records import BanRecord, BanSet, unix_time
@@ -23,6 +25,8 @@ from .common import iso_time
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 BANNED = "The daemon's operator turned your address away; ask them why."
+BANS_NAMED = 3
+"""How many bans a sentence names (`bans_named`); it counts the rest."""
 
 
 def banned_sentence(until: float) -> str:
@@ -36,6 +40,17 @@ def banned_sentence(until: float) -> str:
         f"The daemon's operator turned your address away until {ends:%Y-%m-%d %H:%M:%S} "
         "UTC; ask them why."
     )
+
+
+def bans_named(bans: Sequence[tuple[str, str | None]], count: int | None = None) -> str:
+    """`A (until T), B and C`, or `A, B, C and 7 more` of `count` bans in all (None: as
+    many as given): the first `BANS_NAMED` bans by network, each with its end if it has
+    one."""
+    shown = [f"{net} (until {until})" if until else net for net, until in bans[:BANS_NAMED]]
+    more = (len(bans) if count is None else count) - len(shown)
+    if more > 0:
+        shown.append(f"{more} more")
+    return ", ".join(shown[:-1]) + (" and " if len(shown) > 1 else "") + shown[-1]
 
 
 def ban_change(
@@ -72,6 +87,9 @@ class Bans:
         self._by_prefix: dict[tuple[int, int], dict[int, float]] = {}
         """The banned networks' first addresses (as integers), by IP version and prefix,
         each with when its ban ends (Unix time; `math.inf`: for good)."""
+        self._in_order: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+        """Each IP version's banned networks as (first address, prefix length), in order:
+        the networks inside one are a run of it (`inside`)."""
         self.next_end = math.inf
         """When the first ban with an end ends (Unix time; `math.inf`: none has one)."""
         for ban in bans:
@@ -87,8 +105,11 @@ class Bans:
         key = (network.version, network.prefixlen)
         ends = math.inf if ban.until is None else unix_time(ban.until)
         starts = self._by_prefix.setdefault(key, {})
-        replaced = starts.get(int(network.network_address))
-        starts[int(network.network_address)] = ends
+        first = int(network.network_address)
+        replaced = starts.get(first)
+        starts[first] = ends
+        if replaced is None:
+            bisect.insort(self._in_order[network.version], (first, network.prefixlen))
         if ends < self.next_end:
             self.next_end = ends
         elif replaced is not None and replaced == self.next_end < ends:
@@ -106,9 +127,12 @@ class Bans:
         network = ipaddress.ip_network(name)
         key = (network.version, network.prefixlen)
         starts = self._by_prefix[key]
-        ends = starts.pop(int(network.network_address))
+        first = int(network.network_address)
+        ends = starts.pop(first)
         if not starts:
             del self._by_prefix[key]
+        in_order = self._in_order[network.version]
+        del in_order[bisect.bisect_left(in_order, (first, network.prefixlen))]
         return ends
 
     def _find_next_end(self) -> None:
@@ -179,3 +203,18 @@ class Bans:
                 if ends is not None and ends > wall and ban is not None:
                     found.append(ban)
         return found
+
+    def inside(self, name: str, most: int) -> tuple[list[BanRecord], int]:
+        """The first `most` bans (by address) of networks inside the network `name`, not
+        itself, and how many there are in all: two binary searches, however many are
+        banned. Bans ended but not yet forgotten (`take_ended`) count."""
+        network = ipaddress.ip_network(name)
+        in_order = self._in_order[network.version]
+        first, last = int(network.network_address), int(network.broadcast_address)
+        # Ordered by first address, then prefix: a network that starts within this one and
+        # is not wider (those that start where it does come first) lies inside it.
+        low = bisect.bisect_left(in_order, (first, network.prefixlen + 1))
+        high = bisect.bisect_right(in_order, (last, network.max_prefixlen))
+        kind = ipaddress.IPv4Network if network.version == 4 else ipaddress.IPv6Network
+        shown = [self._bans[str(kind(entry))] for entry in in_order[low : min(high, low + most)]]
+        return shown, max(0, high - low)

@@ -39,7 +39,7 @@ from ..records import (
 )
 from ..rules import RuleError
 from ..secure import DaemonKeys, Ticket, new_challenge, new_index, password_mark
-from .bans import Bans, banned_sentence
+from .bans import BANS_NAMED, Bans, banned_sentence
 from .chat import Chat, error_frame
 from .common import Address, Outbox, Send
 from .config import ServerConfig
@@ -523,7 +523,9 @@ class ServerEngine:
             still = tuple(
                 (wider.network, wider.until) for wider in self.bans.covering(ban.network, wall)
             )
-            self._notes.append(BanEnded(ban.network, ban.until, still))
+            inside, count = self.bans.inside(ban.network, most=BANS_NAMED)
+            within = tuple((narrower.network, narrower.until) for narrower in inside)
+            self._notes.append(BanEnded(ban.network, ban.until, still, within, count))
 
     def sessions_ended_by(self, op: OperatorChange) -> int:
         """How many sessions the operator's `op` (`change_account`, `change_bans`) ended

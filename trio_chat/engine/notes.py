@@ -72,7 +72,7 @@ class AddressChanged:
 @dataclass(frozen=True, slots=True)
 class BanEnded:
     """A ban the operator gave for a while ended: its network is let in again, unless a
-    wider ban (`still`, the networks' names) holds it."""
+    wider ban (`still`) holds it, but for the networks inside it still banned (`within`)."""
 
     network: str
     until: str
@@ -80,6 +80,11 @@ class BanEnded:
     still: tuple[tuple[str, str | None], ...] = ()
     """The wider bans that still hold all of it: each network, and its end (None: for
     good)."""
+    within: tuple[tuple[str, str | None], ...] = ()
+    """The first few bans of networks inside it, which still hold: each network, and its
+    end."""
+    within_count: int = 0
+    """How many bans of networks inside it still hold (`within` names the first few)."""
 
 
 Note = (
