@@ -120,9 +120,13 @@ async def signal_channel(
     for signal, forward in forwards:
         signal.connect(forward.slot)
     try:
-        async with send, receive:
-            yield receive
+        yield receive
     finally:
+        # Disconnected before the channel closes, and closed without a checkpoint (as
+        # `aclose` would take): another task running between the two could emit into a
+        # channel nobody reads, which raises in Qt's loop.
         for signal, forward in forwards:
             with contextlib.suppress(RuntimeError, TypeError):  # the sender is gone already
                 signal.disconnect(forward.slot)
+        send.close()
+        receive.close()
