@@ -28,6 +28,7 @@ from trio_chat.gui.app import GuiApp
 from trio_chat.gui.room_window import RoomWindow
 from trio_chat.gui.rows import Kind
 from trio_chat.gui.sign_in_dialog import SignInDialog
+from trio_chat.gui.status import Link
 from trio_chat.testing.daemon import DaemonProcess
 
 gui_test = pytest.mark.trio(run=guest.run)
@@ -166,8 +167,8 @@ async def gui(
                 # whether to leave (Qt's nested loop holds Trio's timeouts too).
                 QTimer.singleShot(0, _leave_if_asked)
                 window.close()
-            elif dialog is not None and showing(dialog):
-                dialog.reject()
+            if dialog is not None and showing(dialog):
+                dialog.reject()  # open over a room whose session ended, or alone
 
 
 def showing(widget: QWidget | None) -> bool:
@@ -200,13 +201,13 @@ async def bob_and_the_window(
 async def signed_in(
     app: GuiApp, name: str, password: str = PASSWORD, *, create: bool = False
 ) -> RoomWindow:
-    """Sign in from the dialog (creating the account first if asked); the room's window,
-    once it shows who is online."""
+    """Sign in from the dialog (creating the account first if asked); the room's window
+    (a new one, or the ended session's going on), once it shows who is online."""
     assert app.dialog is not None
     fill(app.dialog, name, password, create=create)
     dialog = app.dialog
     await until(
-        lambda: app.window is not None,
+        lambda: app.window is not None and app.window.link is Link.CONNECTED,
         "the room's window",
         about=lambda: f"the dialog says {dialog.problem.text()!r}",
     )

@@ -611,11 +611,17 @@ async def test_the_end_of_the_session_is_shown(key: str, tmp_path: Path, qtbot: 
                 window.sign_in_again_action.trigger()
                 dialog = app.dialog
                 assert dialog is not None
-                await until(lambda: app.window is None and dialog.isVisible(), "the dialog")
+                await until(lambda: dialog.isVisible(), "the dialog")
+                assert app.window is window and window.isVisible()  # the room stays, ended
                 if key == "the same key":  # the daemon has no account for alice: make one
                     again = await signed_in(app, "alice", create=True)
-                    assert again is not window and again.composer.isEnabled()
-                    assert again.people_label.text() == "Online (1)"
+                    # The same person on the same daemon (its key): the room goes on.
+                    assert again is window and again.composer.isEnabled()
+                    await until(lambda: again.people_label.text() == "Online (1)", "who")
+                else:  # trusted as it is, the key is not this daemon's: nobody signs in
+                    fill(dialog, "alice", PASSWORD)
+                    await until(lambda: "key" in dialog.problem.text(), "the key refused")
+                    assert app.window is window and window.link is Link.LOST
             nursery.cancel_scope.cancel()
 
 
@@ -1084,3 +1090,58 @@ async def test_a_message_the_operator_removes_is_shown_no_more(
             await until(lambda: gone in messages(window), "the message removed")
             assert line not in texts(window)
             assert f"{clock(kept.ts)}  bob: sorry, wrong room" in messages(window)
+
+
+async def operator(database: Path, *args: str) -> None:
+    done = await trio.run_process(
+        [*CLI, *args, "--db", str(database)], capture_stdout=True, capture_stderr=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@gui_test
+async def test_signing_in_again_goes_on_in_the_room_that_ended(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    """The operator takes alice out while she has a line half typed and a whisper unread:
+    signing in again, the same window goes on with both (a new one lost them, and Cancel
+    in the dialog ended the program). Closed while the dialog is open, the ended room
+    goes and the dialog stays; someone else signing in gets a window of their own."""
+    database = tmp_path / "chat.db"
+    with trio.fail_after(60):
+        async with a_daemon_bob_and_the_window(tmp_path) as (_daemon, bob, app):
+            window = await signed_in(app, "alice")
+            await bob.whisper("alice", "psst, unread")
+            await until(lambda: window.tab_text("bob") is not None, "bob's tab")
+            unread = window.tab_text("bob")
+            type_text(window.composer.editor, "half a thought")
+            await operator(database, "accounts", "kick", "alice")
+            await until(lambda: window.link is Link.LOST, "the session ended")
+            dialog = app.dialog
+            assert dialog is not None
+            window.sign_in_again_action.trigger()
+            await until(lambda: dialog.isVisible(), "the dialog")
+            dialog.reject()  # Cancel: back to the room as it was left
+            await trio.sleep(0.1)
+            assert not dialog.isVisible() and app.window is window and window.isVisible()
+            assert window.link is Link.LOST and window.sign_in_again_action.isEnabled()
+            window.sign_in_again_action.trigger()
+            await until(lambda: dialog.isVisible(), "the dialog again")
+            assert await signed_in(app, "alice") is window
+            assert window.composer.isEnabled() and window.sign_in_again_action.isEnabled() is False
+            assert window.composer.editor.text() == "half a thought"
+            assert window.tab_text("bob") == unread
+            assert len(lines_with(window, "bob: psst, unread", "bob")) == 1  # not twice
+            assert any("Signed in again to" in line for line in texts(window))
+            press(window.composer.editor, Qt.Key.Key_Return)
+            await until(lambda: lines_with(window, "alice: half a thought"), "the line stored")
+            # Taken out again; this time the window is closed while the dialog is open.
+            await operator(database, "accounts", "kick", "alice")
+            await until(lambda: window.link is Link.LOST, "the session ended again")
+            window.sign_in_again_action.trigger()
+            await until(lambda: dialog.isVisible(), "the dialog")
+            window.close()
+            await until(lambda: app.window is None, "the ended room gone")
+            assert dialog.isVisible()
+            other = await signed_in(app, "bob")
+            assert other is not window and other.me == "bob"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import PySide6
@@ -21,7 +22,7 @@ from ..stop_signals import stop_signals
 from . import guest, memory, startup
 from .problems import Field, Problem, SignInForm, form_problem, sign_in_problem
 from .room_window import RoomWindow
-from .server_info import server_info
+from .server_info import ServerInfo, server_info
 from .session import RoomSession
 from .sign_in_dialog import SignInDialog
 
@@ -79,6 +80,11 @@ class GuiApp:
         self.chat: ChatClient | None = None
         self.session: RoomSession | None = None
         self._signing_in = False
+        self._attempt: trio.CancelScope | None = None
+        """The sign-in under way, if the dialog's Cancel is to stop it alone (see `run`)."""
+        self._nursery: trio.Nursery | None = None
+        self._ended: trio.CancelScope | None = None
+        """The watch over the window of a session that ended (`_wait_in_ended_room`)."""
         self._first_use: dict[str, str] = {}
         """The notice for each daemon whose key was trusted for the first time just now."""
 
@@ -89,11 +95,18 @@ class GuiApp:
         signals = {"sign in": dialog.sign_in_requested, "cancel": dialog.cancelled}
         try:
             async with trio.open_nursery() as nursery, guest.signal_channel(signals) as emissions:
+                self._nursery = nursery
                 nursery.start_soon(_on_stop_signals)
                 async for emission in emissions:
                     if emission.source == "cancel":
-                        nursery.cancel_scope.cancel()  # signing in, if under way, stops
-                        break
+                        if self.window is None:
+                            nursery.cancel_scope.cancel()  # signing in, if under way, stops
+                            break
+                        # Back to the room whose session ended, as it was left.
+                        if self._attempt is not None:
+                            self._attempt.cancel()
+                        dialog.hide()
+                        continue
                     if self._signing_in:
                         continue
                     form = dialog.form()
@@ -125,49 +138,105 @@ class GuiApp:
     async def _sign_in(self, form: SignInForm, done: trio.CancelScope) -> None:
         """Sign in (creating the account first if asked); on success, stay in the room until
         its window closes, then cancel `done`. On refusal, or when asked to sign in again
-        once the session has ended, show the dialog and return."""
+        once the session has ended, show the dialog and return (the ended room's window
+        stays, and is the room again if the same person signs in to the same daemon)."""
         dialog = self.dialog
         assert dialog is not None
         where = safe(form.where)
         creating = f"Creating {quoted(form.name)} and signing in" if form.create else "Signing in"
         dialog.set_busy(True, f"{creating} to {where}…")
         dialog.show_notice(self._first_use.get(form.where, ""))
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                key = await self._trusted_key(form)
-                account = (form.host, form.port, form.name, form.password)
-                if form.create:
-                    await register(*account, config=self.config, server_key=key)
-                    dialog.create_account.setChecked(False)  # it exists now: sign in next
-                chat = await stack.enter_async_context(
-                    connect(*account, config=self.config, server_key=key)
-                )
-            except BaseException as error:
-                problem = _problem(error, form)
-                if problem is None:
-                    raise
-                self._signing_in = False
-                dialog.show_problem(problem)
-                return
-            memory.save(self.memory_path, memory.Remembered(form.host, form.port, chat.name))
-            self.chat = chat
-            dialog.hide()
-            notices = [self._first_use[form.where]] if form.where in self._first_use else []
-            window = RoomWindow(chat.name, lambda: server_info(chat), notices)
-            self.window = window
-            window.show()
-            window.activateWindow()
-            self.session = RoomSession(chat, window)
-            await self.session.run()
-            window.hide()
-            if self.session.again:
-                # The session ended; the dialog comes back, filled in as it was.
-                self.window, self.session, self.chat = None, None, None
-                window.deleteLater()
-                self._signing_in = False
-                dialog.reopen()
-                return
+        with trio.CancelScope() as attempt:
+            self._attempt = attempt  # Cancel stops it, while the dialog shows
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    key = await self._trusted_key(form)
+                    account = (form.host, form.port, form.name, form.password)
+                    if form.create:
+                        await register(*account, config=self.config, server_key=key)
+                        dialog.create_account.setChecked(False)  # it exists now: sign in next
+                    chat = await stack.enter_async_context(
+                        connect(*account, config=self.config, server_key=key)
+                    )
+                except BaseException as error:
+                    problem = _problem(error, form)
+                    if problem is None:
+                        raise
+                    self._attempt = None
+                    self._signing_in = False
+                    dialog.show_problem(problem)
+                    return
+                self._attempt = None
+                memory.save(self.memory_path, memory.Remembered(form.host, form.port, chat.name))
+                self.chat = chat
+                dialog.hide()
+                notices = [self._first_use[form.where]] if form.where in self._first_use else []
+                window = self._room_window(server_info(chat), lambda: server_info(chat), notices)
+                window.show()
+                window.activateWindow()
+                self.session = RoomSession(chat, window)
+                await self.session.run()
+                if self.session.again:
+                    # The session ended: its window stays as it is, the dialog comes back,
+                    # filled in as it was.
+                    self.session, self.chat = None, None
+                    self._signing_in = False
+                    dialog.reopen()
+                    self._watch_ended_room(window, done)
+                    return
+                window.hide()
+        if attempt.cancelled_caught:  # Cancel: back to the ended room's window
+            self._attempt = None
+            self._signing_in = False
+            dialog.set_busy(False)
+            return
         done.cancel()
+
+    def _room_window(
+        self, signed_in: ServerInfo, info: Callable[[], ServerInfo], notices: list[str]
+    ) -> RoomWindow:
+        """The room's window for a session signed in as `signed_in` says: the ended
+        session's own, going on, if it was the same person's on the same daemon (its
+        conversations, unread counts and typed line kept), else a new one."""
+        if self._ended is not None:
+            self._ended.cancel()
+            self._ended = None
+        ended = self.window
+        if ended is not None:
+            before = ended.server_info
+            if (before.where, before.fingerprint, before.name) == (
+                signed_in.where,
+                signed_in.fingerprint,
+                signed_in.name,
+            ):
+                ended.go_on(info, notices)
+                return ended
+            ended.hide()
+            ended.deleteLater()
+        self.window = RoomWindow(signed_in.name, info, notices)
+        return self.window
+
+    def _watch_ended_room(self, window: RoomWindow, done: trio.CancelScope) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._wait_in_ended_room, window, done)
+
+    async def _wait_in_ended_room(self, window: RoomWindow, done: trio.CancelScope) -> None:
+        """While the window of a session that ended stays: its "Sign in again" brings the
+        dialog back; closed, it ends the program, unless the dialog is open to sign in."""
+        assert self.dialog is not None
+        signals = {"again": window.sign_in_again, "closed": window.closed}
+        with trio.CancelScope() as self._ended:
+            async with guest.signal_channel(signals) as emissions:
+                async for emission in emissions:
+                    if emission.source == "again":
+                        self.dialog.reopen()
+                    elif self.dialog.isVisible():
+                        self.window = None
+                        window.deleteLater()
+                        return
+                    else:
+                        done.cancel()
+                        return
 
 
 def main(host: str | None, port: int | None, name: str | None) -> int:

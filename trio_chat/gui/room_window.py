@@ -189,6 +189,30 @@ class RoomWindow(QMainWindow):
         self.resize(860, 560)
         self.composer.setFocus()
 
+    @property
+    def server_info(self) -> ServerInfo:
+        """The daemon and the account of the session the window shows (or showed)."""
+        return self._info()
+
+    def go_on(self, info: Callable[[], ServerInfo], notices: Sequence[str] = ()) -> None:
+        """Signed in again, as the same person on the same daemon, once the session had
+        ended: the window is the new session's, its conversations, unread counts, the line
+        being typed and the lines kept for Up as they were. `info` reads the new session."""
+        self._info = info
+        self._notices = list(notices)
+        self._leaving_anyway = False
+        self.link, self._reason = Link.CONNECTED, ""
+        self.note(f"Signed in again to {info().where}.")
+        self.composer.setEnabled(True)
+        self.sign_in_again_action.setEnabled(False)
+        self.password_action.setEnabled(True)
+        self.people.setEnabled(True)
+        self._show_name(self._conversations[self.current_key])
+        self._show_people()
+        self._show_link()
+        self._show_title()
+        self.composer.setFocus()
+
     # --- menus and keys --------------------------------------------------------------------
 
     def _action(self, text: str, keys: str | QKeySequence, slot: Callable[[], object]) -> QAction:
