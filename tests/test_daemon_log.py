@@ -20,7 +20,7 @@ from trio_chat import ClientConfig, WrongPassword, connect, logs, register, serv
 from trio_chat.auth import hash_password
 from trio_chat.cli import ExitCode
 from trio_chat.engine import ServerConfig
-from trio_chat.engine.notes import BanEnded, LoginRefused
+from trio_chat.engine.notes import BanEnded, LoginRefused, SessionEnded
 from trio_chat.keys import daemon_public_key
 from trio_chat.logs import (
     REFUSALS_LOGGED_PER_MINUTE,
@@ -424,3 +424,25 @@ def test_a_ban_ending_is_logged_with_the_bans_still_holding_it_or_within_it(form
         "the ban on 203.0.113.7/32 until 2026-12-06T18:45:00.000Z ended; 203.0.0.0/16 and "
         "203.0.113.0/24 (until 2026-12-06T19:00:00.000Z) still turn it away"
     )
+
+
+@pytest.mark.parametrize(
+    ("reason", "level"),
+    [
+        ("replaced", logging.INFO),  # the client came back on a new channel
+        ("password_changed", logging.INFO),
+        ("removed", logging.INFO),
+        ("unresponsive", logging.WARNING),
+        ("overloaded", logging.WARNING),
+    ],
+)
+def test_a_session_ended_as_asked_is_not_a_warning(
+    reason: str, level: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every client that resumed after the daemon stalled logged "ended: replaced" as a
+    # warning, where nothing went wrong.
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        logs.log_note(SessionEnded("alice", ("127.0.0.1", 4000), reason))
+    (record,) = caplog.records
+    assert record.getMessage().endswith(f"ended: {reason}")
+    assert record.levelno == level

@@ -153,6 +153,9 @@ def test_join_and_leave_lines() -> None:
     assert to_plain(left_line(Left("bob", NOW, "timeout"), "alice", NOW)) == (
         f"{time} * bob left the room (no longer answering)"
     )
+    assert to_plain(left_line(Left("bob", NOW, "password_changed"), "alice", NOW)) == (
+        f"{time} * bob left the room (their password changed elsewhere)"
+    )
 
 
 def test_a_long_line_folds_into_rows_marked_as_its_continuation() -> None:

@@ -27,7 +27,7 @@ from trio_chat.errors import (
     Throttled,
     WrongPassword,
 )
-from trio_chat.events import Disconnected, Reconnected
+from trio_chat.events import Disconnected, Left, Reconnected
 from trio_chat.records import PasswordSet
 from trio_chat.testing.daemon import CLI, DaemonProcess
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer, fake_hash
@@ -184,6 +184,37 @@ def test_a_change_whose_session_was_lost_before_it_was_stored_keeps_the_next_one
     lose_the_session(driver, alice)
     come_back(alice)
     assert alice.connection.ready and alice.connection.failure is None
+
+
+@pytest.mark.parametrize("whose", ["the account's own", "the operator's"])
+def test_the_room_is_told_whose_new_password_ended_a_session(whose: str) -> None:
+    # `trio-chat password` (a quiet session of alice's own) ended her session in the
+    # room, and bob read that the operator had taken her out.
+    driver = EngineDriver()
+    driver.add_account("alice")
+    driver.add_account("bob")
+    bob = Peer(driver, "bob", address=("10.0.0.9", 1))
+    chatting = Peer(driver, "alice", address=("10.0.0.1", 1))
+    for peer in (bob, chatting):
+        peer.settle()
+    if whose == "the operator's":
+        account = driver.engine.accounts["alice"]
+        driver.engine.change_account(PasswordSet(account.id, fake_hash(NEW)))
+        driver.pump()
+    else:
+        command = Peer(driver, "alice", address=("10.0.0.2", 1), quiet=True)
+        command.settle()
+        command.connection.change_password(PASSWORD, NEW)
+        command.settle()
+    for _ in range(3):
+        chatting.settle()
+        bob.settle()
+    assert isinstance(chatting.connection.failure, Removed)
+    [left] = [event for event in bob.events if isinstance(event, Left)]
+    assert (left.name, left.reason) == (
+        "alice",
+        "removed" if whose == "the operator's" else "password_changed",
+    )
 
 
 def test_a_change_racing_the_operators_reset_leaves_the_operators() -> None:

@@ -150,6 +150,7 @@ _LEFT_HOW = {
     "overloaded": " (server overloaded)",
     "removed": " (taken out by the operator)",
     "banned": " (their address turned away by the operator)",
+    "password_changed": " (their password changed elsewhere)",
 }
 
 

@@ -154,7 +154,9 @@ def log_note(note: Note) -> None:
                 address=where,
             )
         else:
-            asked = note.reason in ("shutdown", "removed", "banned")  # by the operator
+            # Asked for (by the operator, a new password, the client coming back on a
+            # new channel): nothing to look into.
+            asked = note.reason in ("shutdown", "removed", "banned", "password_changed", "replaced")
             level = logging.INFO if asked else logging.WARNING
             event(
                 level,

@@ -555,7 +555,9 @@ class ServerEngine:
         elif not account.same_password(old):
             told = NEW_PASSWORD if change is None else CHANGED_ELSEWHERE
             others = [other for other in sessions if other is not session]
-            ended = self._end(others, "removed", told, now, wall)
+            # The room is told the operator took them out only if the operator did.
+            left = "removed" if change is None else "password_changed"
+            ended = self._end(others, "removed", told, now, wall, left=left)
         else:
             ended = 0
         self._ended_by_operator(op, ended)
@@ -599,14 +601,23 @@ class ServerEngine:
         return self._end(sessions, "removed", REMOVED, now, wall)
 
     def _end(
-        self, sessions: list[Session], reason: str, message: str, now: float, wall: float
+        self,
+        sessions: list[Session],
+        reason: str,
+        message: str,
+        now: float,
+        wall: float,
+        *,
+        left: str | None = None,
     ) -> int:
-        """End `sessions` as the operator asked (an account's, a network's), each told why
-        by a final `bye`; returns how many."""
+        """End `sessions` as the operator asked (an account's, a network's), or a new
+        password of the account's own, each told why by a final `bye`; returns how many.
+        The room is told they `left` (by default, as the operator's doing)."""
         bye = wire.encode(wire.Bye(reason=reason, message=message))
+        if left is None:
+            left = "banned" if reason == "banned" else "removed"
         for session in sessions:
             self.transport.send(session, bye)  # said again if its client speaks after
-            left = "banned" if reason == "banned" else "removed"  # as the room is told
             self._close(session, left, now, wall, flush=True, remember=self._removed_memory)
         return len(sessions)
 

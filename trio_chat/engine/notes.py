@@ -51,7 +51,9 @@ class SessionEnded:
     address: Address
     reason: str
     """`quit` (logged out), `silent` (nothing heard for the idle timeout), `unresponsive`
-    (its acknowledgements stopped), `overloaded` (too much waited for it), `shutdown`."""
+    (its acknowledgements stopped), `overloaded` (too much waited for it), `shutdown`,
+    `replaced` (its client came back on a new channel), `removed` and `banned` (the
+    operator's), `password_changed` (a new password given in another of its sessions)."""
 
 
 @dataclass(frozen=True, slots=True)
