@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from trio_chat import secure, wire
 from trio_chat.client_protocol import Ids
 from trio_chat.engine import Address, LoadHistory, ServerConfig, ServerEngine
 from trio_chat.engine.fanout import LocalRoom
-from trio_chat.records import Account, MarkDelivered, Message, Snapshot
+from trio_chat.records import Account, MarkDelivered, Message, PasswordSet, Snapshot
 from trio_chat.rules import name_key
 from trio_chat.secure import REPLAY_WINDOW, ReplayWindow
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
@@ -346,6 +348,54 @@ def test_join_and_leave_notices_and_who() -> None:
     assert [(left.name, left.reason) for left in alice.of_type(wire.Leave)] == [("bob", "quit")]
     assert bob.of_type(wire.Ok)[-1].re == logout
     assert bob.connection.closed
+
+
+def notices_and_messages(peer: Peer) -> list[tuple[str, str]]:
+    return [
+        (type(f).__name__, f.text if isinstance(f, wire.Msg) else f.name)
+        for f in peer.frames
+        if isinstance(f, wire.Msg | wire.Join | wire.Leave)
+    ]
+
+
+@pytest.mark.parametrize("ending", ["logout", "lock"])
+def test_what_someone_said_last_is_shown_before_they_leave(ending: str) -> None:
+    """Said, then gone (logged out, or locked by the operator) before the message was on
+    disk: the room was told of the leave first, then shown the message."""
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    bob = logged_in(h, BOB, "bob")
+    h.auto_commit = False
+    if ending == "logout":
+        bob.send(wire.Say(text="last words", cid="b1"), wire.Logout())
+    else:
+        # The lock on its way to the disk as he speaks: it is taken (committed) first.
+        h.engine.change_account(PasswordSet(h.engine.accounts["bob"].id, lock=True))
+        bob.send(wire.Say(text="last words", cid="b1"))
+        h.commit_held(1)
+        bob.settle()
+        assert bob.connection.closed
+    alice.settle()
+    assert notices_and_messages(alice) == [("Join", "bob")]  # the leave waits for it
+    h.commit_held()
+    alice.settle()
+    assert notices_and_messages(alice) == [("Join", "bob"), ("Msg", "last words"), ("Leave", "bob")]
+
+
+def test_someone_back_before_what_they_said_last_is_shown_never_left() -> None:
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    bob = logged_in(h, BOB, "bob")
+    h.auto_commit = False
+    bob.send(wire.Say(text="one more thing", cid="b1"), wire.Logout())
+    bob = logged_in(h, BOB, "bob")  # back before the commit: the room never saw him go
+    h.commit_held()
+    alice.settle()
+    assert notices_and_messages(alice) == [("Join", "bob"), ("Msg", "one more thing")]
+    h.auto_commit = True
+    bob.send(wire.Logout())  # his join was told, so his leave is
+    alice.settle()
+    assert notices_and_messages(alice)[-1] == ("Leave", "bob")
 
 
 def test_a_leave_is_told_exactly_when_the_join_was() -> None:

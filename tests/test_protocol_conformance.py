@@ -108,8 +108,9 @@ class DiskDriver(EngineDriver):
     writes_fail: bool = field(default=False, kw_only=True)
     reads_fail: bool = field(default=False, kw_only=True)
 
-    def commit(self) -> None:
-        ops, self.uncommitted = self.uncommitted, []
+    def commit(self, count: int | None = None) -> None:
+        cut = len(self.uncommitted) if count is None else count
+        ops, self.uncommitted = self.uncommitted[:cut], self.uncommitted[cut:]
         rejected = list(ops) if self.writes_fail else self.store.write(ops)
         refused = {id(op) for op in rejected}
         for op in ops:

@@ -146,6 +146,9 @@ class Chat:
         """Messages not on disk yet: id -> the session that sent it."""
         self._announced: set[int] = set()
         """Accounts in the room whose join the room was told of: it is told of their leave."""
+        self._leaves_held: dict[int, tuple[int, bytes]] = {}
+        """Account -> its last session and the `leave` to tell the room once the messages
+        that session sent are shown (they are on their way to the disk)."""
         self._joins_told = KeyedBuckets(config.notice_rate, config.notice_burst)
         self._unmarked: tuple[int, ...] = ()
         """Private messages delivered whose mark the disk refused: sent with the next."""
@@ -169,6 +172,9 @@ class Chat:
         self._send_backlog(session, since)
         account = _account(session)
         entered = self.room.enter(session.sid, account.id, account.name, batches=session.batches)
+        if entered and self._leaves_held.pop(account.id, None) is not None:
+            self._announced.add(account.id)  # back before the room was told it left
+            return
         if entered and self._notices_on() and self._joins_told.take(account.id, now) == 0.0:
             self._announced.add(account.id)
             join = wire.encode(wire.Join(name=account.name, ts=iso_time(wall), back=back))
@@ -182,7 +188,21 @@ class Chat:
         self._announced.discard(account.id)
         if notify:
             leave = wire.encode(wire.Leave(name=account.name, ts=iso_time(wall), reason=reason))
-            self.room.broadcast(leave)
+            if session.sid in self._sent_by.values():
+                # What it said last is not shown yet: the room sees it before the leave.
+                self._leaves_held[account.id] = (session.sid, leave)
+            else:
+                self.room.broadcast(leave)
+
+    def _tell_leaves(self) -> None:
+        """Tell the room of the leaves held until their sessions' messages were shown."""
+        if not self._leaves_held:
+            return
+        unshown = set(self._sent_by.values())
+        for account_id, (sid, leave) in list(self._leaves_held.items()):
+            if sid not in unshown:
+                del self._leaves_held[account_id]
+                self.room.broadcast(leave)
 
     def _notices_on(self) -> bool:
         return self.room.accounts_online <= self.config.notice_limit
@@ -425,6 +445,7 @@ class Chat:
         """Show one stored message and answer whoever sent it."""
         self._fan_out(message, self._sent_by.pop(message.id, 0))
         self._answer(message)
+        self._tell_leaves()
 
     def settle(self) -> None:
         """Show the room messages committed since the last call, and answer their senders.
@@ -456,6 +477,7 @@ class Chat:
                 else:
                     self.room.to_account(account_id, frame)
             self._answer(message)
+        self._tell_leaves()
 
     def _answer(self, message: Message) -> None:
         """Tell whoever sent a stored message (and its resends) that it is stored."""
@@ -472,6 +494,7 @@ class Chat:
         is answered with that one, as for a resend the window recognises.
         """
         self._sent_by.pop(message.id, None)
+        self._tell_leaves()
         self.window.forget(message)
         if message.recipient_id is not None:
             self.mailbox.take_out(message.recipient_id, message.id)

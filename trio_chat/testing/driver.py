@@ -198,15 +198,18 @@ class EngineDriver:
         ]
         return visible[-effect.limit :]
 
-    def commit(self) -> None:
-        ops, self.uncommitted = self.uncommitted, []
+    def commit(self, count: int | None = None) -> None:
+        """Commit what waits (the first `count` of it: a group commit that ended there)."""
+        cut = len(self.uncommitted) if count is None else count
+        ops, self.uncommitted = self.uncommitted[:cut], self.uncommitted[cut:]
         for op in ops:
             self.stored.append(op)
             self.engine.committed(op, self.now, self.wall)
 
-    def commit_held(self) -> None:
-        """Commit what waits, and send what that lets the engine say."""
-        self.commit()
+    def commit_held(self, count: int | None = None) -> None:
+        """Commit what waits (the first `count` of it), and send what that lets the
+        engine say."""
+        self.commit(count)
         self.pump()
 
     # --- accounts ---------------------------------------------------------------------------
