@@ -1,4 +1,4 @@
-"""The order a person sees things in after an outage: what was missed, then their own."""
+"""The order a person sees things in after an outage: what was missed and their own, as stored."""
 
 from __future__ import annotations
 
@@ -153,6 +153,24 @@ async def test_a_line_typed_while_away_shows_after_what_was_missed_meanwhile() -
         await chat.events_in.send(History((missed,), more=False, resumed=True))
         await chat.events_in.aclose()
     assert seen(shown) == ["bob: missed one", "alice: typed while away"]
+
+
+@pytest.mark.parametrize("interactive", [False, True])
+async def test_a_line_typed_while_away_stored_before_what_was_missed_shows_before_it(
+    interactive: bool,
+) -> None:
+    """The daemon stalled while three people typed: their lines were stored in the order
+    they came, and each screen showed the others' (missed) first, then its own."""
+    async with room_on_screen(interactive=interactive) as (chat, room, shown):
+        await type_while_away(chat, room)  # stored as message 3
+        await chat.events_in.send(Reconnected())
+        missed = (message(4, "bob", "missed 4"), message(5, "carol", "missed 5"))
+        await chat.events_in.send(History(missed, more=False, resumed=True))
+        await chat.events_in.aclose()
+    mine = ["alice: typed while away"]
+    if interactive:  # marked as it waits, and once it went
+        mine = [f"{mine[0]} (goes out once connected)", f"{mine[0]} (sent; it was waiting)"]
+    assert seen(shown) == [*mine, "bob: missed 4", "carol: missed 5"]
 
 
 async def test_a_line_answered_between_two_outages_is_shown_after_the_second() -> None:

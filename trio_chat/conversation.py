@@ -340,6 +340,11 @@ class Room:
         message's arrival is shown: everyone else's screen has them in stored order."""
         if not self._caught_up.is_set():
             return  # what was missed while away comes first (`_sent` waits for it too)
+        self._show_answered_before(message_id)
+
+    def _show_answered_before(self, message_id: int) -> None:
+        """Show the messages of one's own answered already that are older than
+        `message_id`, oldest first."""
         answered = [(receipt.result, waited) for receipt, waited in self._sending]
         for mine, waited in sorted(
             ((m, w) for m, w in answered if m is not None and m.id < message_id),
@@ -572,6 +577,10 @@ class Room:
                 more = "; /older shows older ones" if event.more else ""
                 self.show(heading_line(f"Earlier messages{more}"))
         for message in fresh:
+            if event.resumed:
+                # Lines typed while away that were stored before it (the daemon had
+                # stalled, say) are answered by now: shown in their place among it.
+                self._show_answered_before(message.id)
             self._show_message(message)
         if event.resumed and event.more and fresh:
             # Only the latest of what was missed came: `/older` goes back into the gap.
