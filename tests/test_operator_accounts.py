@@ -15,6 +15,7 @@ import trio
 
 import trio_chat
 from trio_chat.cli import ExitCode
+from trio_chat.client_protocol.connection import PASSWORD_CHANGED_AWAY
 from trio_chat.errors import AccountLocked, WrongPassword
 from trio_chat.records import LOCK_MARK, Snapshot
 from trio_chat.secure import Ticket, password_mark
@@ -127,21 +128,28 @@ async def test_an_account_locked_while_the_daemon_is_stopped_stays_out_until_unl
             assert login.returncode == ExitCode.ACCOUNT_LOCKED
             assert b"locked by the daemon's operator" in login.stderr
 
-            assert await daemon.stop() == 0
-            unlocked = await accounts(database, "unlock", "alice")
-            assert unlocked.stdout == "Unlocked alice.\n"
-            renewed = await accounts(  # the operator's own password is not taken
-                database,
-                "password",
-                "bob",
-                given=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n",
-                env={"TRIO_CHAT_PASSWORD": "the operator's own"},
-            )
-            assert renewed.returncode == 0, renewed.stderr
-            unknown = await accounts(database, "lock", "carol")
-            assert unknown.returncode == ExitCode.UNKNOWN_USER
-            assert "`trio-chat accounts list` shows them" in unknown.stderr
-            await daemon.start(port)
+            async with trio_chat.connect(host, port, "bob", PASSWORD) as away:
+                assert await daemon.stop() == 0
+                unlocked = await accounts(database, "unlock", "alice")
+                assert unlocked.stdout == "Unlocked alice.\n"
+                renewed = await accounts(  # the operator's own password is not taken
+                    database,
+                    "password",
+                    "bob",
+                    given=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n",
+                    env={"TRIO_CHAT_PASSWORD": "the operator's own"},
+                )
+                assert renewed.returncode == 0, renewed.stderr
+                unknown = await accounts(database, "lock", "carol")
+                assert unknown.returncode == ExitCode.UNKNOWN_USER
+                assert "`trio-chat accounts list` shows them" in unknown.stderr
+                await daemon.start(port)
+                # Bob's client, coming back, is told why his password no longer works
+                # (it said only "Wrong password", though he had typed nothing).
+                with trio.fail_after(20), pytest.raises(WrongPassword) as changed:
+                    async for _event in away.events():
+                        pass
+                assert str(changed.value) == PASSWORD_CHANGED_AWAY
             async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
                 assert "alice" in await alice.who()
             async with trio_chat.connect(host, port, "bob", NEW_PASSWORD) as bob:

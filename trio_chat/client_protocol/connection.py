@@ -145,6 +145,10 @@ CHANGE_UNANSWERED = (
 )
 LOGGED_OUT = "You logged out."
 """A connection's `failure` once it ended as asked (`logout`, `close`)."""
+PASSWORD_CHANGED_AWAY = (
+    "This account's password was changed while the connection was away; log in with the new one."
+)
+"""Why a session coming back ended when its password, good before, was no longer."""
 UNANSWERED_ON_LEAVING = "You left before the daemon answered; it may or may not have it."
 """Why a request unanswered when the client left failed: the daemon may have acted on it."""
 # Requests that need a channel only; all others wait until the session is logged in.
@@ -589,8 +593,12 @@ class ClientConnection:
             self._shut(error)
         elif error.retry_after is not None:
             self._reauth_at = self._try_again_at(now, error.retry_after)
+        elif isinstance(error, WrongPassword):
+            # It logged in before: the password was changed meanwhile (the daemon may
+            # have been stopped when it was, so that this session heard no `bye`).
+            self._shut(WrongPassword(PASSWORD_CHANGED_AWAY))
         else:
-            self._shut(error)  # the account or password is no longer good
+            self._shut(error)  # the account is no longer good
 
     def _handshake_failed(self, error: ChatError, now: float) -> None:
         self._handshake = None
