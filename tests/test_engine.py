@@ -382,6 +382,39 @@ def test_what_someone_said_last_is_shown_before_they_leave(ending: str) -> None:
     assert notices_and_messages(alice) == [("Join", "bob"), ("Msg", "last words"), ("Leave", "bob")]
 
 
+@pytest.mark.parametrize("ending", ["logouts", "lock"])
+def test_what_one_of_two_sessions_said_last_is_shown_before_the_account_leaves(
+    ending: str,
+) -> None:
+    # The leave waited only for the messages of the session that left last.
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    bob = logged_in(h, BOB, "bob")
+    phone = logged_in(h, CAROL, "bob")
+    h.auto_commit = False
+    if ending == "logouts":
+        bob.send(wire.Say(text="last words", cid="b1"), wire.Logout())
+        phone.send(wire.Logout())
+    else:
+        h.engine.change_account(PasswordSet(h.engine.accounts["bob"].id, lock=True))
+        bob.send(wire.Say(text="last words", cid="b1"))
+        h.commit_held(1)
+    alice.settle()
+    h.commit_held()
+    alice.settle()
+    assert notices_and_messages(alice) == [("Join", "bob"), ("Msg", "last words"), ("Leave", "bob")]
+
+
+def test_a_leave_waits_for_no_private_message() -> None:
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    bob = logged_in(h, BOB, "bob")
+    h.auto_commit = False
+    bob.send(wire.Whisper(to="alice", text="psst", cid="b1"), wire.Logout())
+    alice.settle()
+    assert notices_and_messages(alice) == [("Join", "bob"), ("Leave", "bob")]
+
+
 def test_someone_back_before_what_they_said_last_is_shown_never_left() -> None:
     h = EngineHarness()
     alice = logged_in(h, ALICE, "alice")

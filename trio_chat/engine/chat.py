@@ -12,7 +12,7 @@ that reads `msgs` frames gets them in one frame rather than one frame each.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable
 
 from .. import wire
@@ -146,9 +146,10 @@ class Chat:
         """Messages not on disk yet: id -> the session that sent it."""
         self._announced: set[int] = set()
         """Accounts in the room whose join the room was told of: it is told of their leave."""
-        self._leaves_held: dict[int, tuple[int, bytes]] = {}
-        """Account -> its last session and the `leave` to tell the room once the messages
-        that session sent are shown (they are on their way to the disk)."""
+        self._unshown: Counter[int] = Counter()
+        """Account -> how many of its room messages are not shown yet (not on disk yet)."""
+        self._leaves_held: dict[int, bytes] = {}
+        """Account -> the `leave` to tell the room once its room messages are shown."""
         self._joins_told = KeyedBuckets(config.notice_rate, config.notice_burst)
         self._unmarked: tuple[int, ...] = ()
         """Private messages delivered whose mark the disk refused: sent with the next."""
@@ -188,20 +189,24 @@ class Chat:
         self._announced.discard(account.id)
         if notify:
             leave = wire.encode(wire.Leave(name=account.name, ts=iso_time(wall), reason=reason))
-            if session.sid in self._sent_by.values():
-                # What it said last is not shown yet: the room sees it before the leave.
-                self._leaves_held[account.id] = (session.sid, leave)
+            if self._unshown[account.id]:
+                # What it said last (from this session or another of the account's) is
+                # not shown yet: the room sees it before the leave.
+                self._leaves_held[account.id] = leave
             else:
                 self.room.broadcast(leave)
 
-    def _tell_leaves(self) -> None:
-        """Tell the room of the leaves held until their sessions' messages were shown."""
-        if not self._leaves_held:
+    def _shown(self, message: Message) -> None:
+        """A room message is shown (or will never be): a leave its sender's account was
+        held for may be told now."""
+        if message.recipient_id is not None:
             return
-        unshown = set(self._sent_by.values())
-        for account_id, (sid, leave) in list(self._leaves_held.items()):
-            if sid not in unshown:
-                del self._leaves_held[account_id]
+        sender = message.sender_id
+        self._unshown[sender] -= 1
+        if self._unshown[sender] <= 0:
+            del self._unshown[sender]
+            leave = self._leaves_held.pop(sender, None)
+            if leave is not None:
                 self.room.broadcast(leave)
 
     def _notices_on(self) -> bool:
@@ -292,6 +297,8 @@ class Chat:
         self.window.add(message)
         self._awaiting_commit[message.id] = [(session.sid, seq)]
         self._sent_by[message.id] = session.sid
+        if recipient is None:
+            self._unshown[account.id] += 1
         self._effects.append(Persist(message))
         if recipient is not None and recipient.id != account.id:
             self.mailbox.add(message)
@@ -445,7 +452,7 @@ class Chat:
         """Show one stored message and answer whoever sent it."""
         self._fan_out(message, self._sent_by.pop(message.id, 0))
         self._answer(message)
-        self._tell_leaves()
+        self._shown(message)
 
     def settle(self) -> None:
         """Show the room messages committed since the last call, and answer their senders.
@@ -477,7 +484,8 @@ class Chat:
                 else:
                     self.room.to_account(account_id, frame)
             self._answer(message)
-        self._tell_leaves()
+        for message in run:
+            self._shown(message)
 
     def _answer(self, message: Message) -> None:
         """Tell whoever sent a stored message (and its resends) that it is stored."""
@@ -494,7 +502,7 @@ class Chat:
         is answered with that one, as for a resend the window recognises.
         """
         self._sent_by.pop(message.id, None)
-        self._tell_leaves()
+        self._shown(message)
         self.window.forget(message)
         if message.recipient_id is not None:
             self.mailbox.take_out(message.recipient_id, message.id)
