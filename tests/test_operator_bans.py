@@ -426,6 +426,12 @@ async def test_a_stopped_daemons_bans_for_a_while(tmp_path: Path) -> None:
             "for 192.0.2.1/32, 192.0.2.2/32, 192.0.2.3/32 and 1 more within it.\n",
             "Note: that is every IPv4 address; nobody can connect over IPv4 until it is removed.\n",
         )
+        timed = await bans(database, "add", "::/0", "--for", "1h")
+        assert re.fullmatch(
+            r"Note: that is every IPv6 address; nobody can connect over IPv6 until \S+Z\.\n",
+            timed.stderr,
+        ), timed.stderr
+        assert (await bans(database, "remove", "::/0")).returncode == 0
         back = await bans(database, "remove", "0.0.0.0/0")
         assert back.stdout == (
             "Let 0.0.0.0/0 in again; 192.0.2.1/32, 192.0.2.2/32, 192.0.2.3/32 and 1 more "

@@ -160,7 +160,7 @@ def add_command(
     if every.prefixlen == 0:
         typer.echo(
             f"Note: that is every IPv{every.version} address; nobody can connect over "
-            f"IPv{every.version} until it is removed.",
+            f"IPv{every.version} {'until it is removed' if until is None else ending.strip()}.",
             err=True,
         )
 
