@@ -11,7 +11,9 @@ import socket
 from pathlib import Path
 
 import pytest
+import shiboken6
 import trio
+import trio.testing
 from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QDialogButtonBox, QLabel, QMessageBox, QWidget
@@ -1145,3 +1147,86 @@ async def test_signing_in_again_goes_on_in_the_room_that_ended(
             assert dialog.isVisible()
             other = await signed_in(app, "bob")
             assert other is not window and other.me == "bob"
+
+
+@gui_test
+async def test_what_came_while_signed_out_fills_in_and_older_pages_still_load(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    """Signed in again in the same window: what the room said in between, more than the
+    login's history holds, fills in with a note, not leaving a silent gap; a private tab
+    looked at while nobody was there still loads its older messages."""
+    database = tmp_path / "chat.db"
+    with trio.fail_after(60):
+        async with a_daemon_bob_and_the_window(tmp_path) as (daemon, bob, app):
+            assert daemon.address is not None
+            async with trio_chat.connect(*daemon.address, "alice", PASSWORD) as elsewhere:
+                await bob.whisper("alice", "ancient")  # read here: not waiting any more
+                assert "ancient" in [m.text for m in await received(elsewhere)]
+            window = await signed_in(app, "alice")
+            await bob.whisper("alice", "psst")
+            await until(lambda: lines_with(window, "bob: psst", "bob"), "the whisper")
+            await operator(database, "accounts", "kick", "alice")
+            await until(lambda: window.link is Link.LOST, "the session ended")
+            view, model = window.view("bob"), window.model("bob")
+            assert view is not None and model is not None
+            window.tabs.setCurrentWidget(view)  # looked at, at its top: older ones asked
+            view.verticalScrollBar().setValue(0)
+            await until(lambda: model.loading, "older messages asked for, nobody to answer")
+            window.sign_in_again_action.trigger()
+            await until(lambda: app.dialog is not None and app.dialog.isVisible(), "the dialog")
+            assert await signed_in(app, "alice") is window
+            await bob.whisper("alice", "again")
+            await until(lambda: lines_with(window, "bob: again", "bob"), "the new whisper")
+            view.verticalScrollBar().setValue(0)
+            await until(lambda: lines_with(window, "bob: ancient", "bob"), "the older one")
+            # Taken out again, and the room says more meanwhile than a login's history.
+            await operator(database, "accounts", "kick", "alice")
+            await until(lambda: window.link is Link.LOST, "the session ended again")
+            said = [await bob.say(f"meanwhile {n}") for n in range(25)]
+            window.sign_in_again_action.trigger()
+            await until(lambda: app.dialog is not None and app.dialog.isVisible(), "the dialog")
+            assert await signed_in(app, "alice") is window
+            every = [f"{clock(m.ts)}  bob: {m.text}" for m in said]
+            await until(lambda: all(line in messages(window) for line in every), "all 25")
+            assert any("missed are above too" in line for line in texts(window))
+
+
+@gui_test
+async def test_signing_in_again_and_closing_at_once_ends_the_program(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    """Sign in again, and Quit before the program had a turn: Cancel in the dialog then
+    ended nothing, with nothing on screen. A second Sign in again while signing in left
+    the dialog's fields and button on, the sign-in still under way."""
+    database = tmp_path / "chat.db"
+    with trio.fail_after(60):
+        async with a_daemon_bob_and_the_window(tmp_path) as (daemon, _bob, app):
+            window = await signed_in(app, "alice")
+            await operator(database, "accounts", "kick", "alice")
+            await until(lambda: window.link is Link.LOST, "the session ended")
+            dialog = app.dialog
+            assert dialog is not None
+            window.sign_in_again_action.trigger()
+            await until(lambda: dialog.isVisible(), "the dialog")
+            process = daemon.process
+            assert process is not None
+            process.send_signal(signal.SIGSTOP)
+            try:
+                fill(dialog, "alice", PASSWORD)  # on its way, the daemon paused
+                await until(lambda: not dialog.sign_in_button.isEnabled(), "busy")
+                window.sign_in_again_action.trigger()
+                await trio.testing.wait_all_tasks_blocked()
+                assert not dialog.sign_in_button.isEnabled() and dialog.isVisible()
+                dialog.reject()  # the attempt stops; back to the ended room
+                await trio.testing.wait_all_tasks_blocked()
+                assert not dialog.isVisible() and dialog.sign_in_button.isEnabled()
+            finally:
+                process.send_signal(signal.SIGCONT)
+            assert app.window is window and window.isVisible()
+            window.sign_in_again_action.trigger()
+            window.quit_action.trigger()  # before the program's next turn
+            await until(lambda: dialog.isVisible(), "the dialog")
+            assert not showing(window)
+            dialog.reject()
+            await until(lambda: not shiboken6.isValid(dialog), "the program's end")

@@ -83,6 +83,8 @@ class GuiApp:
         self._attempt: trio.CancelScope | None = None
         """The sign-in under way, if the dialog's Cancel is to stop it alone (see `run`)."""
         self._nursery: trio.Nursery | None = None
+        self._shown_up_to = 0
+        """The newest message the ended session's window showed."""
         self._ended: trio.CancelScope | None = None
         """The watch over the window of a session that ended (`_wait_in_ended_room`)."""
         self._first_use: dict[str, str] = {}
@@ -102,9 +104,13 @@ class GuiApp:
                         if self.window is None:
                             nursery.cancel_scope.cancel()  # signing in, if under way, stops
                             break
-                        # Back to the room whose session ended, as it was left.
+                        # Back to the room whose session ended, as it was left; a sign-in
+                        # under way stops, and another may start at once.
                         if self._attempt is not None:
                             self._attempt.cancel()
+                            self._attempt = None
+                            self._signing_in = False
+                            dialog.set_busy(False)
                         dialog.hide()
                         continue
                     if self._signing_in:
@@ -171,25 +177,24 @@ class GuiApp:
                 self.chat = chat
                 dialog.hide()
                 notices = [self._first_use[form.where]] if form.where in self._first_use else []
+                ended, shown = self.window, self._shown_up_to
                 window = self._room_window(server_info(chat), lambda: server_info(chat), notices)
                 window.show()
                 window.activateWindow()
-                self.session = RoomSession(chat, window)
+                self.session = RoomSession(chat, window, shown if window is ended else 0)
                 await self.session.run()
                 if self.session.again:
                     # The session ended: its window stays as it is, the dialog comes back,
                     # filled in as it was.
+                    self._shown_up_to = self.session.newest
                     self.session, self.chat = None, None
                     self._signing_in = False
                     dialog.reopen()
                     self._watch_ended_room(window, done)
                     return
                 window.hide()
-        if attempt.cancelled_caught:  # Cancel: back to the ended room's window
-            self._attempt = None
-            self._signing_in = False
-            dialog.set_busy(False)
-            return
+        if attempt.cancelled_caught:
+            return  # Cancel, back to the ended room's window (`run` said so)
         done.cancel()
 
     def _room_window(
@@ -225,18 +230,24 @@ class GuiApp:
         dialog back; closed, it ends the program, unless the dialog is open to sign in."""
         assert self.dialog is not None
         signals = {"again": window.sign_in_again, "closed": window.closed}
+        dialog = self.dialog
         with trio.CancelScope() as self._ended:
             async with guest.signal_channel(signals) as emissions:
-                async for emission in emissions:
-                    if emission.source == "again":
-                        self.dialog.reopen()
-                    elif self.dialog.isVisible():
-                        self.window = None
-                        window.deleteLater()
-                        return
-                    else:
-                        done.cancel()
-                        return
+                if window.isVisible():  # else it was closed before the watch began
+                    async for emission in emissions:
+                        if emission.source == "closed":
+                            break
+                        if self._signing_in and dialog.isVisible():  # under way: as it is
+                            dialog.raise_()
+                            dialog.activateWindow()
+                        else:
+                            dialog.reopen()
+            # Closed: the program ends, unless the dialog is open to sign in.
+            if dialog.isVisible():
+                self.window = None
+                window.deleteLater()
+            else:
+                done.cancel()
 
 
 def main(host: str | None, port: int | None, name: str | None) -> int:

@@ -202,6 +202,9 @@ class RoomWindow(QMainWindow):
         self._notices = list(notices)
         self._leaving_anyway = False
         self.link, self._reason = Link.CONNECTED, ""
+        for conversation in self._conversations.values():
+            # Older messages asked for while nobody was there to answer: asked again.
+            conversation.model.loading = False
         self.note(f"Signed in again to {info().where}.")
         self.composer.setEnabled(True)
         self.sign_in_again_action.setEnabled(False)

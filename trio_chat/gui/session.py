@@ -60,15 +60,18 @@ Args = TypeVarTuple("Args")
 
 
 class RoomSession:
-    def __init__(self, chat: ChatClient, window: RoomWindow) -> None:
+    def __init__(self, chat: ChatClient, window: RoomWindow, shown_up_to: int = 0) -> None:
+        """`shown_up_to`: the newest message the window showed in a session before this
+        one (signed in again in the same window), for what came in between to fill in."""
         self.chat = chat
         self.window = window
+        self._shown_before = shown_up_to
         self._nursery: trio.Nursery | None = None
         self._oldest: int | None = None
         """The oldest message id loaded: history pages go on from there (from the newest
         message when None)."""
         self._more = False
-        self._newest = 0
+        self._newest = shown_up_to
         """The newest message id shown: a session lost after it resumes from there."""
         self._away_after: int | None = None
         """The newest id shown before the session was lost, until it is back."""
@@ -87,6 +90,11 @@ class RoomSession:
         self._changed = trio.Event()
         self._shown_all = trio.Event()
         """The session's events have ended, and every one of them is shown."""
+
+    @property
+    def newest(self) -> int:
+        """The newest message id shown."""
+        return self._newest
 
     async def run(self) -> None:
         """Until the window closes (or a typed `/quit`), then log out, showing what comes
@@ -169,6 +177,13 @@ class RoomSession:
                     # Only the newest of what was missed came: the rest, older, fills in.
                     missed_from = min(message.id for message in event.messages)
                     self._start(self._fill_gap, self._away_after or 0, missed_from)
+                elif not event.resumed and event.more and self._shown_before and event.messages:
+                    # Signed in again in the window of a session that ended: what came in
+                    # between, beyond what the login brought, fills in as after an outage.
+                    first = min(message.id for message in event.messages)
+                    if first > self._shown_before:
+                        self._start(self._fill_gap, self._shown_before, first)
+                self._shown_before = 0
                 self._away_after = None
                 self._newest = max([self._newest, *(message.id for message in event.messages)])
                 if not event.resumed:
