@@ -13,14 +13,17 @@ import pytest
 import trio
 
 import trio_chat
+from tests.test_protocol_conformance import restarted
 from trio_chat import wire
 from trio_chat.cli import ExitCode
 from trio_chat.cli.account import NEW_PASSWORD_MISSING
+from trio_chat.cli.exits import exit_code_for, sentence
 from trio_chat.client_protocol import ClientConfig
-from trio_chat.client_protocol.connection import CHANGE_UNANSWERED
+from trio_chat.client_protocol.connection import CHANGE_UNANSWERED, PASSWORD_CHANGED_AWAY
 from trio_chat.engine.core import CHANGED_ELSEWHERE
 from trio_chat.errors import (
     ConnectionLost,
+    PasswordChangedAway,
     PasswordTooShort,
     PasswordUnchanged,
     Removed,
@@ -371,3 +374,28 @@ def test_the_same_password_twice_is_judged_by_what_was_given_not_by_the_stored_o
     alice.settle()
     assert handle.error is None, handle.error
     assert driver.engine.accounts["alice"].password_hash == fake_hash(NEW)
+
+
+def test_a_wrong_password_at_a_first_login_lost_midway_is_only_wrong() -> None:
+    # The daemon restarted while checking a mistyped password: the login, tried again on
+    # a new channel, was told its password "was changed while the connection was away".
+    driver = EngineDriver()
+    driver.add_account("alice", "correct horse")
+    driver.auto_hash = False
+    peer = Peer(driver, "alice", "mistyped!!", config=ClientConfig(retry_rate_limited=False))
+    peer.driver = restarted(driver)
+    for _ in range(200):
+        peer.settle()
+        peer.driver.advance(0.5)
+        peer.connection.handle_timer(peer.driver.now)
+        peer.flush()
+        if peer.connection.failure is not None:
+            break
+    failure = peer.connection.failure
+    assert isinstance(failure, WrongPassword) and not isinstance(failure, PasswordChangedAway)
+
+
+def test_a_password_changed_away_is_told_as_it_is_with_the_wrong_passwords_status() -> None:
+    error = PasswordChangedAway(PASSWORD_CHANGED_AWAY)
+    assert sentence(error, "bob") == PASSWORD_CHANGED_AWAY  # not "Wrong password for 'bob'."
+    assert exit_code_for(error) == ExitCode.WRONG_PASSWORD

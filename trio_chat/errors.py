@@ -87,6 +87,11 @@ class WrongPassword(ChatError):
     code = "wrong_password"
 
 
+class PasswordChangedAway(WrongPassword):
+    """A session coming back found the password it logged in with refused: it was changed
+    while the connection was away (the daemon stopped when it was, say)."""
+
+
 class AccountLocked(ChatError):
     """The daemon's operator locked this account (`trio-chat accounts lock`)."""
 

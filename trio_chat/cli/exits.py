@@ -23,6 +23,7 @@ from ..errors import (
     MailboxFull,
     Muted,
     NameTaken,
+    PasswordChangedAway,
     PasswordTooLong,
     PasswordTooShort,
     PasswordUnchanged,
@@ -109,6 +110,7 @@ def fail(message: str, code: ExitCode) -> typer.Exit:
 _EXIT_FOR: dict[type[ChatError], ExitCode] = {
     ServerUnreachable: ExitCode.UNREACHABLE,
     WrongPassword: ExitCode.WRONG_PASSWORD,
+    PasswordChangedAway: ExitCode.WRONG_PASSWORD,
     AccountLocked: ExitCode.ACCOUNT_LOCKED,
     Removed: ExitCode.REMOVED,
     Banned: ExitCode.BANNED,
@@ -150,6 +152,8 @@ def sentence(error: ChatError, name: str) -> str:
             f"There is no account named {quoted(name)}; "
             f"create it with `trio-chat register --name {shown}`."
         )
+    if isinstance(error, PasswordChangedAway):
+        return safe(error.message)  # it was right before: the sentence says what changed
     if isinstance(error, WrongPassword):
         return f"Wrong password for {quoted(name)}."
     message = safe(error.message)

@@ -42,6 +42,7 @@ from ..errors import (
     ChatError,
     ConnectionLost,
     KeyChanged,
+    PasswordChangedAway,
     ProtocolError,
     RateLimited,
     Removed,
@@ -226,6 +227,8 @@ class ClientConnection:
         self._link: Link | None = None
         self._auth: Handle | None = None
         self._logged_in = False
+        self._welcomed = False
+        """A login of this connection's was welcomed once: its password was good then."""
         self._history_due = False
         """Logged in, and the login's history has not ended (`ready`): a logout waits for
         it, so that the logout acknowledges all of it (see `_transmit`)."""
@@ -545,7 +548,7 @@ class ClientConnection:
     def _on_welcome(self, frame: wire.Welcome, now: float) -> None:
         self._auth = None
         self._replaces = None
-        self._logged_in = True
+        self._logged_in = self._welcomed = True
         self.name = frame.name
         self.unread = frame.unread
         self.pings.welcomed(frame.keepalive, frame.time, now, self.config.keepalive)
@@ -593,10 +596,10 @@ class ClientConnection:
             self._shut(error)
         elif error.retry_after is not None:
             self._reauth_at = self._try_again_at(now, error.retry_after)
-        elif isinstance(error, WrongPassword):
+        elif isinstance(error, WrongPassword) and self._welcomed:
             # It logged in before: the password was changed meanwhile (the daemon may
             # have been stopped when it was, so that this session heard no `bye`).
-            self._shut(WrongPassword(PASSWORD_CHANGED_AWAY))
+            self._shut(PasswordChangedAway(PASSWORD_CHANGED_AWAY))
         else:
             self._shut(error)  # the account is no longer good
 
