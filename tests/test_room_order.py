@@ -173,6 +173,18 @@ async def test_a_line_typed_while_away_stored_before_what_was_missed_shows_befor
     assert seen(shown) == [*mine, "bob: missed 4", "carol: missed 5"]
 
 
+async def test_a_line_older_than_the_latest_of_what_was_missed_shows_after_it() -> None:
+    """Only the latest of what was missed came (`more`): a line stored before all of it
+    is not shown among it, as if it were among the latest."""
+    async with room_on_screen() as (chat, room, shown):
+        await type_while_away(chat, room)  # stored as message 3
+        await chat.events_in.send(Reconnected())
+        missed = (message(7, "bob", "missed 7"), message(8, "carol", "missed 8"))
+        await chat.events_in.send(History(missed, more=True, resumed=True))
+        await chat.events_in.aclose()
+    assert seen(shown) == ["bob: missed 7", "carol: missed 8", "alice: typed while away"]
+
+
 async def test_a_line_answered_between_two_outages_is_shown_after_the_second() -> None:
     """The connection drops again before the history of the first outage arrives: the
     line waits for the history that comes after the second, and is shown, not lost."""

@@ -342,12 +342,12 @@ class Room:
             return  # what was missed while away comes first (`_sent` waits for it too)
         self._show_answered_before(message_id)
 
-    def _show_answered_before(self, message_id: int) -> None:
+    def _show_answered_before(self, message_id: int, after: int = 0) -> None:
         """Show the messages of one's own answered already that are older than
-        `message_id`, oldest first."""
+        `message_id` (and newer than `after`), oldest first."""
         answered = [(receipt.result, waited) for receipt, waited in self._sending]
         for mine, waited in sorted(
-            ((m, w) for m, w in answered if m is not None and m.id < message_id),
+            ((m, w) for m, w in answered if m is not None and after < m.id < message_id),
             key=lambda pair: pair[0].id,
         ):
             self._show_message(mine, sent_late=waited and self.interactive)
@@ -576,11 +576,14 @@ class Room:
             elif fresh:
                 more = "; /older shows older ones" if event.more else ""
                 self.show(heading_line(f"Earlier messages{more}"))
+        # Only the latest of what was missed may have come (`more`): a line of one's own
+        # older than all of it is shown after it, not among it, as if it were the latest.
+        gap_before = fresh[0].id if event.more and fresh else 0
         for message in fresh:
             if event.resumed:
                 # Lines typed while away that were stored before it (the daemon had
                 # stalled, say) are answered by now: shown in their place among it.
-                self._show_answered_before(message.id)
+                self._show_answered_before(message.id, after=gap_before)
             self._show_message(message)
         if event.resumed and event.more and fresh:
             # Only the latest of what was missed came: `/older` goes back into the gap.
