@@ -3,12 +3,15 @@ names double-clicked, shortcuts pressed."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 import signal
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import shiboken6
@@ -45,6 +48,7 @@ from tests.gui_support import (
 )
 from trio_chat.client import ClientConfig
 from trio_chat.errors import Removed
+from trio_chat.gui import app as app_module
 from trio_chat.gui import memory
 from trio_chat.gui.about_dialog import AboutDialog
 from trio_chat.gui.app import Stopped
@@ -1183,6 +1187,9 @@ async def test_what_came_while_signed_out_fills_in_and_older_pages_still_load(
             # Taken out again, and the room says more meanwhile than a login's history.
             await operator(database, "accounts", "kick", "alice")
             await until(lambda: window.link is Link.LOST, "the session ended again")
+            # A whisper that waits for her, older than what the login brings of the room,
+            # does not end the filling in where it begins.
+            await bob.whisper("alice", "psst while you were out")
             said = [await bob.say(f"meanwhile {n}") for n in range(25)]
             window.sign_in_again_action.trigger()
             await until(lambda: app.dialog is not None and app.dialog.isVisible(), "the dialog")
@@ -1229,4 +1236,41 @@ async def test_signing_in_again_and_closing_at_once_ends_the_program(
             await until(lambda: dialog.isVisible(), "the dialog")
             assert not showing(window)
             dialog.reject()
+            await until(lambda: not shiboken6.isValid(dialog), "the program's end")
+
+
+@gui_test
+async def test_cancel_as_the_sign_in_is_made_leaves_the_ended_room(
+    tmp_path: Path, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancel in the same turn as the daemon's welcome: the window showed the room as
+    signed in, with nobody behind it, and closing it no longer ended the program."""
+    database = tmp_path / "chat.db"
+    real_connect = trio_chat.connect
+
+    @contextlib.asynccontextmanager
+    async def cancelled_as_it_connects(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async with real_connect(*args, **kwargs) as chat:
+            assert app.dialog is not None
+            app.dialog.reject()
+            with trio.CancelScope(shield=True):  # the program takes the Cancel meanwhile
+                await trio.testing.wait_all_tasks_blocked()
+            yield chat
+
+    with trio.fail_after(60):
+        async with a_daemon_bob_and_the_window(tmp_path) as (_daemon, _bob, app):
+            window = await signed_in(app, "alice")
+            await operator(database, "accounts", "kick", "alice")
+            await until(lambda: window.link is Link.LOST, "the session ended")
+            window.sign_in_again_action.trigger()
+            dialog = app.dialog
+            assert dialog is not None
+            await until(lambda: dialog.isVisible(), "the dialog")
+            monkeypatch.setattr(app_module, "connect", cancelled_as_it_connects)
+            fill(dialog, "alice", PASSWORD)
+            await until(lambda: not dialog.isVisible(), "the dialog gone")
+            await trio.testing.wait_all_tasks_blocked()
+            assert app.window is window and window.link is Link.LOST
+            assert window.sign_in_again_action.isEnabled()
+            window.close()
             await until(lambda: not shiboken6.isValid(dialog), "the program's end")

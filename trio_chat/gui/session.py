@@ -173,16 +173,17 @@ class RoomSession:
                 self._newest = max(self._newest, event.id)
                 window.show_message(event)
             elif isinstance(event, History):
-                if event.resumed and event.more and event.messages:
+                # The daemon's `more` counts the room's messages: the gap to fill ends at
+                # the oldest of those it sent (a private one that waited may be older).
+                public = [m.id for m in event.messages if isinstance(m, PublicMessage)]
+                if event.resumed and event.more and public:
                     # Only the newest of what was missed came: the rest, older, fills in.
-                    missed_from = min(message.id for message in event.messages)
-                    self._start(self._fill_gap, self._away_after or 0, missed_from)
-                elif not event.resumed and event.more and self._shown_before and event.messages:
+                    self._start(self._fill_gap, self._away_after or 0, min(public))
+                elif not event.resumed and event.more and public and self._shown_before:
                     # Signed in again in the window of a session that ended: what came in
-                    # between, beyond what the login brought, fills in as after an outage.
-                    first = min(message.id for message in event.messages)
-                    if first > self._shown_before:
-                        self._start(self._fill_gap, self._shown_before, first)
+                    # between, beyond what the login brought, fills in as after an outage
+                    # (nothing, if the oldest of it was shown).
+                    self._start(self._fill_gap, self._shown_before, min(public))
                 self._shown_before = 0
                 self._away_after = None
                 self._newest = max([self._newest, *(message.id for message in event.messages)])
