@@ -51,11 +51,12 @@ from trio_chat.errors import Removed
 from trio_chat.gui import app as app_module
 from trio_chat.gui import memory
 from trio_chat.gui.about_dialog import AboutDialog
-from trio_chat.gui.app import Stopped
+from trio_chat.gui.app import GuiApp, Stopped
 from trio_chat.gui.message_view import MessageDelegate
 from trio_chat.gui.problems import key_changed_sentence
-from trio_chat.gui.room_window import BEGINNING, ENDED_HINT
+from trio_chat.gui.room_window import BEGINNING, ENDED_HINT, RoomWindow
 from trio_chat.gui.rows import UNSAID, Kind, clock
+from trio_chat.gui.sign_in_dialog import SignInDialog
 from trio_chat.gui.status import Link
 from trio_chat.keys import KnownServers, daemon_public_key, key_paths
 from trio_chat.noise import fingerprint
@@ -1105,6 +1106,21 @@ async def operator(database: Path, *args: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+async def taken_out(window: RoomWindow, database: Path) -> None:
+    """The operator takes alice out of the room (`accounts kick`)."""
+    await operator(database, "accounts", "kick", "alice")
+    await until(lambda: window.link is Link.LOST, "the session ended")
+
+
+async def asked_to_sign_in_again(app: GuiApp, window: RoomWindow) -> SignInDialog:
+    """Chat, Sign in again, in the room whose session ended: the dialog, once it shows."""
+    window.sign_in_again_action.trigger()
+    dialog = app.dialog
+    assert dialog is not None
+    await until(lambda: dialog.isVisible(), "the dialog")
+    return dialog
+
+
 @gui_test
 async def test_signing_in_again_goes_on_in_the_room_that_ended(
     tmp_path: Path, qtbot: QtBot
@@ -1121,18 +1137,13 @@ async def test_signing_in_again_goes_on_in_the_room_that_ended(
             await until(lambda: window.tab_text("bob") is not None, "bob's tab")
             unread = window.tab_text("bob")
             type_text(window.composer.editor, "half a thought")
-            await operator(database, "accounts", "kick", "alice")
-            await until(lambda: window.link is Link.LOST, "the session ended")
-            dialog = app.dialog
-            assert dialog is not None
-            window.sign_in_again_action.trigger()
-            await until(lambda: dialog.isVisible(), "the dialog")
+            await taken_out(window, database)
+            dialog = await asked_to_sign_in_again(app, window)
             dialog.reject()  # Cancel: back to the room as it was left
-            await trio.sleep(0.1)
+            await trio.testing.wait_all_tasks_blocked()
             assert not dialog.isVisible() and app.window is window and window.isVisible()
             assert window.link is Link.LOST and window.sign_in_again_action.isEnabled()
-            window.sign_in_again_action.trigger()
-            await until(lambda: dialog.isVisible(), "the dialog again")
+            await asked_to_sign_in_again(app, window)
             assert await signed_in(app, "alice") is window
             assert window.composer.isEnabled() and window.sign_in_again_action.isEnabled() is False
             assert window.composer.editor.text() == "half a thought"
@@ -1142,10 +1153,8 @@ async def test_signing_in_again_goes_on_in_the_room_that_ended(
             press(window.composer.editor, Qt.Key.Key_Return)
             await until(lambda: lines_with(window, "alice: half a thought"), "the line stored")
             # Taken out again; this time the window is closed while the dialog is open.
-            await operator(database, "accounts", "kick", "alice")
-            await until(lambda: window.link is Link.LOST, "the session ended again")
-            window.sign_in_again_action.trigger()
-            await until(lambda: dialog.isVisible(), "the dialog")
+            await taken_out(window, database)
+            await asked_to_sign_in_again(app, window)
             window.close()
             await until(lambda: app.window is None, "the ended room gone")
             assert dialog.isVisible()
@@ -1170,29 +1179,25 @@ async def test_what_came_while_signed_out_fills_in_and_older_pages_still_load(
             window = await signed_in(app, "alice")
             await bob.whisper("alice", "psst")
             await until(lambda: lines_with(window, "bob: psst", "bob"), "the whisper")
-            await operator(database, "accounts", "kick", "alice")
-            await until(lambda: window.link is Link.LOST, "the session ended")
+            await taken_out(window, database)
             view, model = window.view("bob"), window.model("bob")
             assert view is not None and model is not None
             window.tabs.setCurrentWidget(view)  # looked at, at its top: older ones asked
             view.verticalScrollBar().setValue(0)
             await until(lambda: model.loading, "older messages asked for, nobody to answer")
-            window.sign_in_again_action.trigger()
-            await until(lambda: app.dialog is not None and app.dialog.isVisible(), "the dialog")
+            await asked_to_sign_in_again(app, window)
             assert await signed_in(app, "alice") is window
             await bob.whisper("alice", "again")
             await until(lambda: lines_with(window, "bob: again", "bob"), "the new whisper")
             view.verticalScrollBar().setValue(0)
             await until(lambda: lines_with(window, "bob: ancient", "bob"), "the older one")
             # Taken out again, and the room says more meanwhile than a login's history.
-            await operator(database, "accounts", "kick", "alice")
-            await until(lambda: window.link is Link.LOST, "the session ended again")
+            await taken_out(window, database)
             # A whisper that waits for her, older than what the login brings of the room,
             # does not end the filling in where it begins.
             await bob.whisper("alice", "psst while you were out")
             said = [await bob.say(f"meanwhile {n}") for n in range(25)]
-            window.sign_in_again_action.trigger()
-            await until(lambda: app.dialog is not None and app.dialog.isVisible(), "the dialog")
+            await asked_to_sign_in_again(app, window)
             assert await signed_in(app, "alice") is window
             every = [f"{clock(m.ts)}  bob: {m.text}" for m in said]
             await until(lambda: all(line in messages(window) for line in every), "all 25")
@@ -1210,12 +1215,8 @@ async def test_signing_in_again_and_closing_at_once_ends_the_program(
     with trio.fail_after(60):
         async with a_daemon_bob_and_the_window(tmp_path) as (daemon, _bob, app):
             window = await signed_in(app, "alice")
-            await operator(database, "accounts", "kick", "alice")
-            await until(lambda: window.link is Link.LOST, "the session ended")
-            dialog = app.dialog
-            assert dialog is not None
-            window.sign_in_again_action.trigger()
-            await until(lambda: dialog.isVisible(), "the dialog")
+            await taken_out(window, database)
+            dialog = await asked_to_sign_in_again(app, window)
             process = daemon.process
             assert process is not None
             process.send_signal(signal.SIGSTOP)
@@ -1260,12 +1261,8 @@ async def test_cancel_as_the_sign_in_is_made_leaves_the_ended_room(
     with trio.fail_after(60):
         async with a_daemon_bob_and_the_window(tmp_path) as (_daemon, _bob, app):
             window = await signed_in(app, "alice")
-            await operator(database, "accounts", "kick", "alice")
-            await until(lambda: window.link is Link.LOST, "the session ended")
-            window.sign_in_again_action.trigger()
-            dialog = app.dialog
-            assert dialog is not None
-            await until(lambda: dialog.isVisible(), "the dialog")
+            await taken_out(window, database)
+            dialog = await asked_to_sign_in_again(app, window)
             monkeypatch.setattr(app_module, "connect", cancelled_as_it_connects)
             fill(dialog, "alice", PASSWORD)
             await until(lambda: not dialog.isVisible(), "the dialog gone")
