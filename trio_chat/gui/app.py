@@ -230,6 +230,8 @@ class GuiApp:
         """While the window of a session that ended stays: its "Sign in again" brings the
         dialog back; closed, it ends the program, unless the dialog is open to sign in."""
         assert self.dialog is not None
+        if self.session is not None:
+            return  # signed in again before the watch began: the session has the window
         signals = {"again": window.sign_in_again, "closed": window.closed}
         dialog = self.dialog
         with trio.CancelScope() as self._ended:
