@@ -15,7 +15,15 @@ from trio_chat.client import ChatClient
 from trio_chat.conversation import RETURN_SETTLE, Room
 from trio_chat.display import Line, to_plain
 from trio_chat.errors import UnknownUser
-from trio_chat.events import Disconnected, Event, History, Joined, PublicMessage, Reconnected
+from trio_chat.events import (
+    Disconnected,
+    Event,
+    History,
+    Joined,
+    PrivateMessage,
+    PublicMessage,
+    Reconnected,
+)
 from trio_chat.terminal import wait_to_leave
 
 
@@ -183,6 +191,30 @@ async def test_a_line_older_than_the_latest_of_what_was_missed_shows_after_it() 
         await chat.events_in.send(History(missed, more=True, resumed=True))
         await chat.events_in.aclose()
     assert seen(shown) == ["bob: missed 7", "carol: missed 8", "alice: typed while away"]
+
+
+async def test_a_line_among_the_latest_of_what_was_missed_shows_in_its_place() -> None:
+    """`more`, and a whisper that waited older than the room's missed messages: a line
+    stored between two of those is shown between them (every answered line was put
+    after the history, and the whisper's id taken for where the gap begins)."""
+    async with room_on_screen() as (chat, room, shown):
+        await chat.events_in.send(Disconnected("the daemon went away"))
+        await trio.testing.wait_all_tasks_blocked()
+        room.handle("typed while away")
+        chat.answer.message = message(8, "alice", "typed while away")
+        chat.answer.answered.set()
+        await trio.testing.wait_all_tasks_blocked()
+        await chat.events_in.send(Reconnected())
+        whisper = PrivateMessage(2, message(2, "bob", "").ts, "bob", "alice", "missed whisper")
+        missed = (whisper, message(7, "bob", "missed 7"), message(9, "carol", "missed 9"))
+        await chat.events_in.send(History(missed, more=True, resumed=True))
+        await chat.events_in.aclose()
+    assert [line.split(": ", 1)[-1] for line in seen(shown)] == [
+        "[bob -> you] missed whisper",
+        "missed 7",
+        "typed while away",
+        "missed 9",
+    ]
 
 
 async def test_a_line_answered_between_two_outages_is_shown_after_the_second() -> None:

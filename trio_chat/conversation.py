@@ -351,7 +351,14 @@ class Room:
             key=lambda pair: pair[0].id,
         ):
             self._show_message(mine, sent_late=waited and self.interactive)
-        self._sending = [(receipt, w) for receipt, w in self._sending if not receipt.done]
+        # Kept: those not answered yet, and those answered not shown yet (newer than
+        # `message_id`), to be shown in their place later.
+        self._sending = [
+            (receipt, w)
+            for receipt, w in self._sending
+            if not receipt.done
+            or (receipt.result is not None and receipt.result.id not in self._shown)
+        ]
 
     def _show_message(self, message: ChatMessage, *, sent_late: bool = False) -> None:
         """Show a message once, even when it comes both as an event and as an answer."""
@@ -578,7 +585,8 @@ class Room:
                 self.show(heading_line(f"Earlier messages{more}"))
         # Only the latest of what was missed may have come (`more`): a line of one's own
         # older than all of it is shown after it, not among it, as if it were the latest.
-        gap_before = fresh[0].id if event.more and fresh else 0
+        public = [message.id for message in fresh if isinstance(message, PublicMessage)]
+        gap_before = min(public or [message.id for message in fresh]) if event.more and fresh else 0
         for message in fresh:
             if event.resumed:
                 # Lines typed while away that were stored before it (the daemon had
@@ -586,9 +594,10 @@ class Room:
                 self._show_answered_before(message.id, after=gap_before)
             self._show_message(message)
         if event.resumed and event.more and fresh:
-            # Only the latest of what was missed came: `/older` goes back into the gap.
+            # Only the latest of what was missed came: `/older` goes back into the gap
+            # (from its oldest room message: a private one that waited may be older).
             self._paged = True
-            self._oldest_found = fresh[0].id
+            self._oldest_found = gap_before
         self._caught_up.set()
         if self.interactive and event.resumed and fresh:
             self.show(heading_line("Now"))
