@@ -1210,12 +1210,14 @@ async def test_signing_in_again_and_closing_at_once_ends_the_program(
 ) -> None:
     """Sign in again, and Quit before the program had a turn: Cancel in the dialog then
     ended nothing, with nothing on screen. A second Sign in again while signing in left
-    the dialog's fields and button on, the sign-in still under way."""
+    the dialog's fields and button on, the sign-in still under way. A sign-in stopped
+    with Cancel went on behind it, logged in, and took the whispers waiting for her."""
     database = tmp_path / "chat.db"
     with trio.fail_after(60):
-        async with a_daemon_bob_and_the_window(tmp_path) as (daemon, _bob, app):
+        async with a_daemon_bob_and_the_window(tmp_path) as (daemon, bob, app):
             window = await signed_in(app, "alice")
             await taken_out(window, database)
+            await bob.whisper("alice", "psst while out")
             dialog = await asked_to_sign_in_again(app, window)
             process = daemon.process
             assert process is not None
@@ -1232,6 +1234,10 @@ async def test_signing_in_again_and_closing_at_once_ends_the_program(
             finally:
                 process.send_signal(signal.SIGCONT)
             assert app.window is window and window.isVisible()
+            await asked_to_sign_in_again(app, window)
+            assert await signed_in(app, "alice") is window
+            await until(lambda: lines_with(window, "bob: psst while out", "bob"), "the whisper")
+            await taken_out(window, database)
             window.sign_in_again_action.trigger()
             window.quit_action.trigger()  # before the program's next turn
             await until(lambda: dialog.isVisible(), "the dialog")

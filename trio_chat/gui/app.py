@@ -80,8 +80,8 @@ class GuiApp:
         self.chat: ChatClient | None = None
         self.session: RoomSession | None = None
         self._signing_in = False
-        self._attempt: object | None = None
-        """The sign-in under way, until it is in or Cancel gives it up (see `run`)."""
+        self._attempt: trio.CancelScope | None = None
+        """The sign-in under way, until it is in or Cancel stops it (see `run`)."""
         self._nursery: trio.Nursery | None = None
         self._shown_up_to = 0
         """The newest message the ended session's window showed."""
@@ -105,9 +105,10 @@ class GuiApp:
                             nursery.cancel_scope.cancel()  # signing in, if under way, stops
                             break
                         # Back to the room whose session ended, as it was left; a sign-in
-                        # under way is given up (left to end by itself, unheard), and
-                        # another may start at once.
+                        # under way stops (before it logs in: what waits for the person
+                        # stays waiting), and another may start at once.
                         if self._attempt is not None:
+                            self._attempt.cancel()
                             self._attempt = None
                             self._signing_in = False
                             dialog.set_busy(False)
@@ -152,51 +153,55 @@ class GuiApp:
         creating = f"Creating {quoted(form.name)} and signing in" if form.create else "Signing in"
         dialog.set_busy(True, f"{creating} to {where}…")
         dialog.show_notice(self._first_use.get(form.where, ""))
-        attempt = object()
-        self._attempt = attempt  # until Cancel gives it up (`run`)
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                key = await self._trusted_key(form)
-                account = (form.host, form.port, form.name, form.password)
-                if form.create:
-                    await register(*account, config=self.config, server_key=key)
-                    dialog.create_account.setChecked(False)  # it exists now: sign in next
-                chat = await stack.enter_async_context(
-                    connect(*account, config=self.config, server_key=key)
-                )
-            except BaseException as error:
-                problem = _problem(error, form)
-                if problem is None:
-                    raise
-                if self._attempt is attempt:  # else given up: nobody waits to hear why
-                    self._attempt = None
+        with trio.CancelScope() as attempt:
+            self._attempt = attempt  # Cancel stops it until it is in (`run`)
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    key = await self._trusted_key(form)
+                    account = (form.host, form.port, form.name, form.password)
+                    if form.create:
+                        await register(*account, config=self.config, server_key=key)
+                        dialog.create_account.setChecked(False)  # it exists now: sign in next
+                    chat = await stack.enter_async_context(
+                        connect(*account, config=self.config, server_key=key)
+                    )
+                except BaseException as error:
+                    problem = _problem(error, form)
+                    if problem is None:
+                        raise  # Cancel's too: the scope takes it
+                    if self._attempt is attempt:
+                        self._attempt = None
+                        self._signing_in = False
+                        dialog.show_problem(problem)
+                    return
+                if self._attempt is not attempt:
+                    # Cancel came in the welcome's own turn: the scope, cancelled, cuts
+                    # the session short as the block closes (the daemon sees it go
+                    # silent), and the room that ended stays.
+                    return
+                self._attempt = None  # in: Cancel no longer reaches it
+                memory.save(self.memory_path, memory.Remembered(form.host, form.port, chat.name))
+                self.chat = chat
+                dialog.hide()
+                notices = [self._first_use[form.where]] if form.where in self._first_use else []
+                ended, shown = self.window, self._shown_up_to
+                window = self._room_window(server_info(chat), lambda: server_info(chat), notices)
+                window.show()
+                window.activateWindow()
+                self.session = RoomSession(chat, window, shown if window is ended else 0)
+                await self.session.run()
+                if self.session.again:
+                    # The session ended: its window stays as it is, the dialog comes back,
+                    # filled in as it was.
+                    self._shown_up_to = self.session.newest
+                    self.session, self.chat = None, None
                     self._signing_in = False
-                    dialog.show_problem(problem)
-                return
-            if self._attempt is not attempt:
-                return  # given up as it was made: logged out at once, the ended room stays
-            self._attempt = None
-            memory.save(self.memory_path, memory.Remembered(form.host, form.port, chat.name))
-            self.chat = chat
-            dialog.hide()
-            notices = [self._first_use[form.where]] if form.where in self._first_use else []
-            ended, shown = self.window, self._shown_up_to
-            window = self._room_window(server_info(chat), lambda: server_info(chat), notices)
-            window.show()
-            window.activateWindow()
-            self.session = RoomSession(chat, window, shown if window is ended else 0)
-            await self.session.run()
-            if self.session.again:
-                # The session ended: its window stays as it is, the dialog comes back,
-                # filled in as it was.
-                self._shown_up_to = self.session.newest
-                self.session, self.chat = None, None
-                self._signing_in = False
-                dialog.reopen()
-                self._watch_ended_room(window, done)
-                return
-            window.hide()
-        done.cancel()
+                    dialog.reopen()
+                    self._watch_ended_room(window, done)
+                    return
+                window.hide()
+        if not attempt.cancelled_caught:
+            done.cancel()
 
     def _room_window(
         self, signed_in: ServerInfo, info: Callable[[], ServerInfo], notices: list[str]

@@ -173,12 +173,14 @@ class RoomSession:
                 self._newest = max(self._newest, event.id)
                 window.show_message(event)
             elif isinstance(event, History):
-                # The daemon's `more` counts the room's messages: the gap to fill ends at
-                # the oldest of those it sent (a private one that waited may be older).
+                # The gap to fill ends at the oldest room message the history brought (a
+                # private one that waited may be older), or at its oldest if it brought
+                # none (a resume's `more` may be for private ones cut).
                 public = [m.id for m in event.messages if isinstance(m, PublicMessage)]
-                if event.resumed and event.more and public:
+                oldest = min(public or [m.id for m in event.messages], default=0)
+                if event.resumed and event.more and oldest:
                     # Only the newest of what was missed came: the rest, older, fills in.
-                    self._start(self._fill_gap, self._away_after or 0, min(public))
+                    self._start(self._fill_gap, self._away_after or 0, oldest)
                 elif not event.resumed and event.more and public and self._shown_before:
                     # Signed in again in the window of a session that ended: what came in
                     # between, beyond what the login brought, fills in as after an outage
