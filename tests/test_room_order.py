@@ -122,13 +122,13 @@ def seen(shown: list[Line]) -> list[str]:
     return [line.split("] ", 1)[1] for line in said if "typed" in line or "missed" in line]
 
 
-async def type_while_away(chat: _Chat, room: Room) -> None:
+async def type_while_away(chat: _Chat, room: Room, stored_as: int = 3) -> None:
     """The connection drops; alice types a line; its answer comes back (with the
     history, in the same datagrams: its waiter may well run first)."""
     await chat.events_in.send(Disconnected("the daemon went away"))
     await trio.testing.wait_all_tasks_blocked()
     room.handle("typed while away")
-    chat.answer.message = message(3, "alice", "typed while away")
+    chat.answer.message = message(stored_as, "alice", "typed while away")
     chat.answer.answered.set()
     await trio.testing.wait_all_tasks_blocked()
 
@@ -198,12 +198,7 @@ async def test_a_line_among_the_latest_of_what_was_missed_shows_in_its_place() -
     stored between two of those is shown between them (every answered line was put
     after the history, and the whisper's id taken for where the gap begins)."""
     async with room_on_screen() as (chat, room, shown):
-        await chat.events_in.send(Disconnected("the daemon went away"))
-        await trio.testing.wait_all_tasks_blocked()
-        room.handle("typed while away")
-        chat.answer.message = message(8, "alice", "typed while away")
-        chat.answer.answered.set()
-        await trio.testing.wait_all_tasks_blocked()
+        await type_while_away(chat, room, stored_as=8)
         await chat.events_in.send(Reconnected())
         whisper = PrivateMessage(2, message(2, "bob", "").ts, "bob", "alice", "missed whisper")
         missed = (whisper, message(7, "bob", "missed 7"), message(9, "carol", "missed 9"))
