@@ -1,0 +1,81 @@
+"""The window's Trio side (`gui/session.py`) against a stand-in client: what it asks for."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import cast
+
+import trio
+import trio.testing
+from pytestqt.qtbot import QtBot
+
+from tests.gui_support import gui_test
+from trio_chat.client import ChatClient
+from trio_chat.events import (
+    ChatMessage,
+    Disconnected,
+    Event,
+    History,
+    PrivateMessage,
+    PublicMessage,
+    Reconnected,
+)
+from trio_chat.gui.room_window import RoomWindow
+from trio_chat.gui.server_info import ServerInfo
+from trio_chat.gui.session import RoomSession
+
+TS = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+class _Chat:
+    """Just what a `RoomSession` uses here: events in, pages of history asked for."""
+
+    name, host, port, failure = "alice", "127.0.0.1", 1600, None
+
+    def __init__(self) -> None:
+        self.events_in, self._events_out = trio.open_memory_channel[Event](16)
+        self.pages_before: list[int | None] = []
+        """The `before` of each page of history asked for (answered with nothing)."""
+
+    async def events(self) -> AsyncIterator[Event]:
+        async for event in self._events_out:
+            yield event
+
+    async def history(self, count: int, before: int | None = None) -> list[ChatMessage]:
+        self.pages_before.append(before)
+        return []
+
+    async def who(self) -> list[str]:
+        return ["alice", "bob"]
+
+    def close(self) -> None:
+        self.events_in.close()
+
+    async def logout(self) -> None:
+        self.close()
+
+
+@gui_test
+async def test_a_resume_cut_short_with_no_room_message_fills_in_from_its_oldest(
+    qtbot: QtBot,
+) -> None:
+    # The daemon sent only the newest of what was missed (`more`), and all of it was
+    # private: the gap was filled from the oldest room message, of which there was none,
+    # so it was never filled.
+    chat = _Chat()
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    session = RoomSession(cast(ChatClient, chat), window)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            said = PublicMessage(5, TS, "bob", "before")
+            await chat.events_in.send(History((said,), more=False))
+            await chat.events_in.send(Disconnected("the daemon went away"))
+            await chat.events_in.send(Reconnected())
+            whispers = tuple(PrivateMessage(n, TS, "bob", "alice", f"w{n}") for n in (40, 41))
+            await chat.events_in.send(History(whispers, more=True, resumed=True))
+            await trio.testing.wait_all_tasks_blocked()
+            assert chat.pages_before == [40]  # the gap: after 5, before the oldest that came
+            window.closed.emit(True)
