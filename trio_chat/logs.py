@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from .display import counted, quoted, safe, safe_name
 from .engine import Address, ServerConfig
-from .engine.bans import bans_named
+from .engine.bans import held_within, still_held
 from .engine.common import network_of
 from .engine.notes import (
     BanEnded,
@@ -167,13 +167,7 @@ def log_note(note: Note) -> None:
                 reason=note.reason,
             )
     elif isinstance(note, BanEnded):
-        after = ""
-        if note.still:
-            wider = bans_named(note.still)
-            after = f"; {wider} still turn{'s' if len(note.still) == 1 else ''} it away"
-        if note.within_count:
-            inside = bans_named(note.within, note.within_count)
-            after += f"; {inside} within it stay{'s' if note.within_count == 1 else ''} turned away"
+        after = still_held(note.still) + held_within(note.within, note.within_count)
         event(
             logging.INFO,
             "ban_ended",

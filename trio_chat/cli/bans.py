@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import typer
 
 from ..control import Reply, Request
-from ..engine.bans import Bans, ban_change, bans_named
+from ..engine.bans import BANS_NAMED, Bans, ban_change, bans_named, held_within, still_held
 from ..engine.common import iso_time
 from ..records import BanRecord, network_name
 from ..store import default_database
@@ -68,51 +68,33 @@ def span_seconds(text: str) -> int:
     return seconds
 
 
-def _ends(ban: BanRecord, shape: str = ", until {}") -> str:
-    """`, until T` (or the end in another `shape`) for a ban that ends; nothing for one
-    for good."""
-    return "" if ban.until is None else shape.format(ban.until)
+def _ends(ban: BanRecord) -> str:
+    """`, until T` for a ban that ends; nothing for one for good."""
+    return "" if ban.until is None else f", until {ban.until}"
 
 
-def _wider(network: str, bans: list[BanRecord]) -> str:
+def _pairs(bans: list[BanRecord]) -> list[tuple[str, str | None]]:
+    return [(ban.network, ban.until) for ban in bans]
+
+
+def _wider(network: str, held: Bans) -> str:
     """`; 10.0.0.0/8 (until ...) still turns it away`: the bans in force, other than its
     own, that hold all of `network`."""
-    wider = [ban for ban in Bans(bans).covering(network, _now()) if ban.network != network]
-    if not wider:
-        return ""
-    return f"; {_named(wider)} still turn{'s' if len(wider) == 1 else ''} it away"
+    wider = [ban for ban in held.covering(network, _now()) if ban.network != network]
+    return still_held(_pairs(wider))
 
 
-def _within(network: str, bans: list[BanRecord]) -> list[BanRecord]:
-    """The bans of networks inside `network` (not itself), which letting it in does not
-    lift."""
-    outer = ipaddress.ip_network(network)
-    return [
-        ban
-        for ban in bans
-        if (inner := ipaddress.ip_network(ban.network)).version == outer.version
-        and inner != outer
-        and inner.subnet_of(outer)  # type: ignore[arg-type]
-    ]
+def _inside(network: str, held: Bans) -> str:
+    """`; 10.0.0.7/32 within it stays turned away`: the bans inside `network`, which
+    letting it in does not lift."""
+    inside, count = held.inside(network, most=BANS_NAMED)
+    return held_within(_pairs(inside), count)
 
 
-def _named(bans: list[BanRecord]) -> str:
-    """`A (until T), B and C`, or `A, B, C and 7 more`."""
-    return bans_named([(ban.network, ban.until) for ban in bans])
-
-
-def _inside(network: str, bans: list[BanRecord]) -> str:
-    """`; 10.0.0.7/32 within it stays turned away`, for the bans inside `network`."""
-    inside = _within(network, bans)
-    if not inside:
-        return ""
-    return f"; {_named(inside)} within it stay{'s' if len(inside) == 1 else ''} turned away"
-
-
-def _but_for(network: str, bans: list[BanRecord]) -> str:
+def _but_for(network: str, held: Bans) -> str:
     """`, but for 10.0.0.7/32 within it`: what letting `network` in would not lift."""
-    inside = _within(network, bans)
-    return f", but for {_named(inside)} within it" if inside else ""
+    inside, count = held.inside(network, most=BANS_NAMED)
+    return f", but for {bans_named(_pairs(inside), count)} within it" if count else ""
 
 
 def _now() -> float:
@@ -150,11 +132,11 @@ def add_command(
     if reply.bans:
         was = reply.bans[0].until
         before = f" (it was until {was})" if was is not None else " (it was for good)"
-    listed = _listed(db)
+    held = Bans(_listed(db))
     typer.echo(
         f"Turned {network} away{ending}{before}{ended_note(reply.ended)}; "
-        f"`trio-chat bans remove {network}` lets it in again{_but_for(network, listed)}"
-        f"{_wider(network, listed)}."
+        f"`trio-chat bans remove {network}` lets it in again{_but_for(network, held)}"
+        f"{_wider(network, held)}."
     )
     every = ipaddress.ip_network(network)
     if every.prefixlen == 0:
@@ -170,13 +152,13 @@ def remove_command(address: NetworkArgument, db: DatabaseOption = None) -> None:
     """Let a network turned away in again (give it as "bans list" shows it)."""
     network = _network(address)
     reply = _change(db, "unban", network)
-    listed = _listed(db)
-    still = _wider(network, listed)
+    held = Bans(_listed(db))
+    still = _wider(network, held)
     if reply.bans:
         if still:
             typer.echo(f"Lifted the ban on {network}{still}.")
         else:
-            typer.echo(f"Let {network} in again{_inside(network, listed)}.")
+            typer.echo(f"Let {network} in again{_inside(network, held)}.")
     elif still:
         typer.echo(f"{network} was not turned away by itself{still}.")
     else:

@@ -53,6 +53,21 @@ def bans_named(bans: Sequence[tuple[str, str | None]], count: int | None = None)
     return ", ".join(shown[:-1]) + (" and " if len(shown) > 1 else "") + shown[-1]
 
 
+def still_held(wider: Sequence[tuple[str, str | None]]) -> str:
+    """`; A (until T) and B still turn it away`: the wider bans that hold a network."""
+    if not wider:
+        return ""
+    return f"; {bans_named(wider)} still turn{'s' if len(wider) == 1 else ''} it away"
+
+
+def held_within(inside: Sequence[tuple[str, str | None]], count: int) -> str:
+    """`; A, B, C and 7 more within it stay turned away`: the bans inside a network
+    (`count` in all, `inside` the first few of them)."""
+    if not count:
+        return ""
+    return f"; {bans_named(inside, count)} within it stay{'s' if count == 1 else ''} turned away"
+
+
 def ban_change(
     before: BanRecord | None, network: str, banning: bool, until: str | None, wall: float
 ) -> BanSet | None:
