@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from ..client_protocol import ClientConfig, ClientConnection
 from ..engine import Address, ServerConfig
 from ..events import ChatMessage, Event, History, PrivateMessage, PublicMessage
-from ..records import Account, MarkDelivered, Message, Snapshot
+from ..records import MarkDelivered, Message, Snapshot
 from ..rules import name_key
 from .driver import PASSWORD, WALL, EngineDriver
 from .netsim import Conditions, Network
@@ -122,7 +122,7 @@ class Simulation:
         to before its earlier ids, it counts on from the newest one stored)."""
         assert not self.up
         stored = list(self.driver.stored)
-        accounts = [op for op in stored if isinstance(op, Account)]
+        accounts = self.driver.stored_accounts()  # with the passwords, locks and mutes set
         messages = [op for op in stored if isinstance(op, Message)]
         delivered = {i for op in stored if isinstance(op, MarkDelivered) for i in op.message_ids}
         snapshot = Snapshot(
