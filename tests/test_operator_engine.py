@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from trio_chat import wire
 from trio_chat.client_protocol import ClientConfig
-from trio_chat.engine.core import MUTED, NEW_PASSWORD, REMOVED, UNMUTED
+from trio_chat.engine.core import NEW_PASSWORD, REMOVED
 from trio_chat.errors import AccountLocked, Muted, Removed, WrongPassword
-from trio_chat.events import Left, Notice, PublicMessage
+from trio_chat.events import Event, History, Left, Notice, PublicMessage, Reconnected
 from trio_chat.records import MuteSet, PasswordSet
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer, fake_hash
+from trio_chat.testing.simulation import Simulation
+from trio_chat.wire import MUTED_NOTICE, UNMUTED_NOTICE
 
 NEW = "battery staple"
 COMING_BACK = ClientConfig(reconnect=True, retry_rate_limited=False)
@@ -199,7 +201,7 @@ def test_a_muted_account_reads_and_says_nothing_until_unmuted() -> None:
     driver.pump()
     settle(alice, laptop, bob)
     for peer in (alice, laptop):
-        assert [e.text for e in peer.events if isinstance(e, Notice)] == [MUTED]
+        assert [e.text for e in peer.events if isinstance(e, Notice)] == [MUTED_NOTICE]
     said = alice.connection.say("can anyone hear me")
     whispered = alice.connection.whisper("bob", "or you")
     settle(alice, bob)
@@ -221,8 +223,57 @@ def test_a_muted_account_reads_and_says_nothing_until_unmuted() -> None:
     driver.engine.change_account(MuteSet(account.id, False))
     driver.pump()
     settle(alice, bob)
-    assert [e.text for e in alice.events if isinstance(e, Notice)] == [MUTED, UNMUTED]
+    assert [e.text for e in alice.events if isinstance(e, Notice)] == [MUTED_NOTICE, UNMUTED_NOTICE]
     again = alice.connection.say("back")
     settle(alice, bob)
     assert again.done and again.error is None
     assert "back" in [e.text for e in bob.events if isinstance(e, PublicMessage)]
+
+
+def mute_notices(events: list[Event]) -> list[tuple[str, bool | None]]:
+    return [(e.text, e.muted) for e in events if isinstance(e, Notice)]
+
+
+def test_a_muted_account_is_told_so_at_login_and_when_it_changed_while_away() -> None:
+    """The mute is in every `welcome`: a client says so after the login's history when
+    it is muted at the first login, or changed while the connection was away (the
+    notice sent then reached no session), and not again when nothing changed."""
+    sim = Simulation(1)
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready)
+    assert mute_notices(sim.events["alice"]) == [] and not alice.muted
+
+    def restart(muted: bool | None) -> None:
+        reconnected = sum(isinstance(e, Reconnected) for e in sim.events["alice"])
+        sim.restart_daemon()
+        if muted is not None:  # with no session of alice's in the daemon
+            account = sim.driver.engine.accounts["alice"]
+            sim.driver.engine.change_account(MuteSet(account.id, muted))
+            sim.driver.pump()
+        sim.run_until(
+            lambda: sum(isinstance(e, Reconnected) for e in sim.events["alice"]) > reconnected
+        )
+        sim.run(1.0)
+
+    restart(muted=True)
+    assert mute_notices(sim.events["alice"]) == [(MUTED_NOTICE, True)] and alice.muted
+    kinds = [type(e) for e in sim.events["alice"]]
+    assert kinds.index(Notice) > max(i for i, k in enumerate(kinds) if k is History)
+    refused = alice.say("heard?")
+    sim.run_until(lambda: refused.done)
+    assert isinstance(refused.error, Muted)
+    restart(muted=None)
+    assert mute_notices(sim.events["alice"]) == [(MUTED_NOTICE, True)]  # not again
+    restart(muted=False)
+    assert mute_notices(sim.events["alice"])[1:] == [(UNMUTED_NOTICE, False)]
+    assert not alice.muted
+
+    account = sim.driver.engine.accounts["alice"]
+    sim.driver.engine.change_account(MuteSet(account.id, True))
+    sim.driver.pump()
+    laptop = sim.client("laptop", "alice")
+    sim.run_until(lambda: laptop.ready)
+    sim.run(1.0)
+    assert mute_notices(sim.events["alice"])[2:] == [(MUTED_NOTICE, True)]  # live
+    assert mute_notices(sim.events["laptop"]) == [(MUTED_NOTICE, True)]  # at its login
+    assert isinstance(sim.events["laptop"][-1], Notice) and laptop.muted

@@ -417,6 +417,13 @@ class ChatClient:
         return self.connection.unread
 
     @property
+    def muted(self) -> bool:
+        """Whether the daemon's operator muted this account: it reads the room, and what it
+        says or whispers is refused (`Muted`) until unmuted. A `Notice` with `muted` set
+        comes whenever this changes."""
+        return self.connection.muted
+
+    @property
     def events_waiting(self) -> int:
         """Events received and not yet read from `events()` (at most `config.events_kept`)."""
         return len(self._events)

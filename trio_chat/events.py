@@ -76,6 +76,9 @@ class Notice(msgspec.Struct, frozen=True, gc=False):
     """Something the daemon tells this session, in a sentence."""
 
     text: str
+    muted: bool | None = None
+    """Set when the notice says the daemon's operator muted (True) or unmuted (False) this
+    account (`ChatClient.muted` says the same from then on); None for any other notice."""
 
 
 class MessageRemoved(msgspec.Struct, frozen=True, gc=False):

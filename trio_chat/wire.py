@@ -531,6 +531,8 @@ class Welcome(_CarriesSecret, _Frame, tag="welcome"):
     """The longest the client may go without sending (a `ping` then), if not 15 s."""
     time: UnixTime | None = None
     """The daemon's clock as it sent the welcome: the client times its keepalives by it."""
+    muted: bool = False
+    """The daemon's operator muted the account: it reads the room and says nothing."""
 
 
 class PasswordChanged(_CarriesSecret, _Frame, tag="password_changed"):
@@ -616,6 +618,17 @@ class Ready(_Frame, tag="ready"):
 
 class Notice(_Frame, tag="notice"):
     text: str
+    muted: bool | None = None
+    """Set when the notice says the operator muted (true) or unmuted (false) the account."""
+
+
+MUTED_NOTICE: Final = (
+    "The daemon's operator muted this account: you can read the room, and say nothing in it "
+    "until unmuted."
+)
+"""The daemon's `notice` when the operator mutes an account, and a client's note of a
+`welcome` that says it is muted (coming back, if it was not before)."""
+UNMUTED_NOTICE: Final = "The daemon's operator unmuted this account: you can talk again."
 
 
 class Bye(_Frame, tag="bye"):

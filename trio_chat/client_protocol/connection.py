@@ -193,6 +193,11 @@ class ClientConnection:
         self.server_key = server_key
         self.name = name or ""
         self.unread = 0
+        self.muted = False
+        """The daemon's operator muted the account: it reads the room and says nothing.
+        A `Notice` with `muted` set says when this changes."""
+        self._muted_told = False
+        """`muted` as the last `Notice` about it said (none yet: not muted)."""
         self.quiet = quiet
         self.batches = True
         """Ask the daemon for `msgs` frames (room messages stored together, in one frame);
@@ -551,6 +556,7 @@ class ClientConnection:
         self._logged_in = self._welcomed = True
         self.name = frame.name
         self.unread = frame.unread
+        self.muted = frame.muted
         self.pings.welcomed(frame.keepalive, frame.time, now, self.config.keepalive)
         if frame.ticket:
             self.ticket = frame.ticket
@@ -564,6 +570,15 @@ class ClientConnection:
             self._lost_at = None
             if not self._leaving:  # back only to leave cleanly (`_lost`): nothing to tell
                 self._emit(Reconnected())
+
+    def _tell_mute(self) -> None:
+        """Once a login's history is in: a note if the account's mute, as its `welcome`
+        said it, is news (muted at the first login, or changed while the connection was
+        away)."""
+        if self.muted != self._muted_told:
+            self._muted_told = self.muted
+            text = wire.MUTED_NOTICE if self.muted else wire.UNMUTED_NOTICE
+            self._emit(Notice(text, muted=self.muted))
 
     def _on_auth_refused(self, error: ChatError, now: float) -> None:
         self._auth = None
@@ -862,6 +877,7 @@ class ClientConnection:
             if not self._logged_in:
                 return  # the history of a login not yet welcomed: nothing is ready
             self._emit(self._seen.end_history(frame.upto, frame.more, self._resuming))
+            self._tell_mute()
             self._resuming = False
             self.ready = True
             self._history_due = False
@@ -887,7 +903,9 @@ class ClientConnection:
         elif isinstance(frame, wire.Leave):
             self._emit(Left(frame.name, parse_time(frame.ts), frame.reason))
         elif isinstance(frame, wire.Notice):
-            self._emit(Notice(frame.text))
+            if frame.muted is not None:
+                self.muted = self._muted_told = frame.muted
+            self._emit(Notice(frame.text, muted=frame.muted))
         elif isinstance(frame, wire.Unsaid):
             self._emit(MessageRemoved(frame.id))
         elif isinstance(frame, wire.Keepalive):

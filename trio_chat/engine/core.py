@@ -88,11 +88,6 @@ NEW_PASSWORD = "The daemon's operator gave this account a new password; log in w
 CHANGED_ELSEWHERE = (
     "This account's password was changed in another session; log in with the new one."
 )
-MUTED = (
-    "The daemon's operator muted this account: you can read the room, and say nothing in it "
-    "until unmuted."
-)
-UNMUTED = "The daemon's operator unmuted this account: you can talk again."
 REMOVED_MEMORY = 3
 """Keepalive intervals (the longest a client may be given) for which a session the
 operator ended is remembered, its goodbye said again to its client's next datagram: a
@@ -383,6 +378,7 @@ class ServerEngine:
             ticket=ticket,
             keepalive=keepalive,
             time=round(wall, 3),
+            muted=account.muted,
         )
         self.transport.send(session, wire.encode(welcome))
         # Coming back: with a resumption ticket, or a login that continues a lost session.
@@ -573,7 +569,8 @@ class ServerEngine:
         account = dataclasses.replace(old, muted=op.muted)
         sessions = self._account_changed(account)
         if account.muted != old.muted:
-            notice = wire.encode(wire.Notice(text=MUTED if account.muted else UNMUTED))
+            text = wire.MUTED_NOTICE if account.muted else wire.UNMUTED_NOTICE
+            notice = wire.encode(wire.Notice(text=text, muted=account.muted))
             for session in sessions:
                 self.transport.send(session, notice)
 
