@@ -54,16 +54,17 @@ from trio_chat.gui.about_dialog import AboutDialog
 from trio_chat.gui.app import GuiApp, Stopped
 from trio_chat.gui.message_view import MessageDelegate
 from trio_chat.gui.problems import key_changed_sentence
-from trio_chat.gui.room_window import BEGINNING, ENDED_HINT, RoomWindow
+from trio_chat.gui.room_window import BEGINNING, ENDED_HINT, MUTED_HINT, ROOM_HINT, RoomWindow
 from trio_chat.gui.rows import UNSAID, Kind, clock
 from trio_chat.gui.sign_in_dialog import SignInDialog
-from trio_chat.gui.status import Link
+from trio_chat.gui.status import MUTED_STATUS, Link
 from trio_chat.keys import KnownServers, daemon_public_key, key_paths
 from trio_chat.noise import fingerprint
 from trio_chat.reliability import LinkConfig
 from trio_chat.testing.daemon import CLI, DaemonProcess
 from trio_chat.testing.fault_proxy import FaultProxy
 from trio_chat.testing.listening import received
+from trio_chat.wire import MUTED_NOTICE, UNMUTED_NOTICE
 
 
 @gui_test
@@ -1277,3 +1278,32 @@ async def test_cancel_as_the_sign_in_is_made_leaves_the_ended_room(
             assert window.sign_in_again_action.isEnabled()
             window.close()
             await until(lambda: not shiboken6.isValid(dialog), "the program's end")
+
+
+@gui_test
+async def test_a_muted_window_says_so_while_it_lasts(tmp_path: Path, qtbot: QtBot) -> None:
+    """Muted before signing in, the window says so in its status bar and its message
+    line's hint (it was told only when it tried to say something), until unmuted; signed
+    in again after being unmuted while away, it says nothing of it."""
+    database = tmp_path / "chat.db"
+    with trio.fail_after(60):
+        async with a_daemon_bob_and_the_window(tmp_path) as (_daemon, _bob, app):
+            await operator(database, "accounts", "mute", "alice")
+            window = await signed_in(app, "alice")
+            await until(lambda: window.muted, "told it is muted")
+            assert window.composer.editor.placeholderText() == MUTED_HINT
+            assert window.status.text().endswith(MUTED_STATUS)
+            assert any(MUTED_NOTICE in line for line in texts(window))
+            await operator(database, "accounts", "unmute", "alice")
+            await until(lambda: not window.muted, "told it is unmuted")
+            assert any(UNMUTED_NOTICE in line for line in texts(window))
+            assert window.composer.editor.placeholderText() == ROOM_HINT
+            assert not window.status.text().endswith(MUTED_STATUS)
+            await operator(database, "accounts", "mute", "alice")
+            await until(lambda: window.muted, "muted again")
+            await taken_out(window, database)
+            await operator(database, "accounts", "unmute", "alice")
+            await asked_to_sign_in_again(app, window)
+            assert await signed_in(app, "alice") is window
+            await trio.testing.wait_all_tasks_blocked()
+            assert not window.muted and window.composer.editor.placeholderText() == ROOM_HINT

@@ -305,6 +305,9 @@ def test_the_form_is_checked_before_anything_is_sent() -> None:
 def test_the_status_line() -> None:
     where = "127.0.0.1:1600"
     assert status_text(Link.CONNECTED, where, "alice", 3) == f"Connected to {where} as alice"
+    assert status_text(Link.CONNECTED, where, "alice", 0, muted=True) == (
+        f"Connected to {where} as alice; muted by the operator"
+    )
     reconnecting = status_text(Link.RECONNECTING, where, "alice", 2, "the daemon is not running")
     assert reconnecting == (
         f"Reconnecting to {where} (lost: the daemon is not running); 2 lines waiting to be sent"

@@ -49,6 +49,8 @@ from .unread import Unread, tab_label, window_title
 
 BEGINNING = "This is the beginning of the room: there are no older messages."
 ENDED_HINT = "The session has ended: sign in again (Ctrl+R) to go on"
+MUTED_HINT = "Muted by the operator: you can read the room, and say nothing until unmuted"
+ROOM_HINT = "Message the room (/help lists the commands)"
 
 
 def _now() -> datetime:
@@ -106,6 +108,8 @@ class RoomWindow(QMainWindow):
         self.unread = Unread()
         self.online = Online()
         self.link = Link.CONNECTED
+        self.muted = False
+        """The daemon's operator muted this account (as its latest notice about it said)."""
         self._leave_box: QMessageBox | None = None
         self._leaving_anyway = False
         """Told that lines waiting for the daemon would be lost, the person chose Leave."""
@@ -202,6 +206,7 @@ class RoomWindow(QMainWindow):
         self._notices = list(notices)
         self._leaving_anyway = False
         self.link, self._reason = Link.CONNECTED, ""
+        self.muted = False  # until the new session's notice says it is
         for conversation in self._conversations.values():
             # Older messages asked for while nobody was there to answer: asked again.
             conversation.model.loading = False
@@ -274,9 +279,9 @@ class RoomWindow(QMainWindow):
         if self._about is not None:
             self._about.close()
         waiting = len(self._pending)
-        about = AboutDialog(
-            self._info(), status_text(self.link, self._info().where, self.me, waiting), self
-        )
+        info = self._info()
+        status = status_text(self.link, info.where, self.me, waiting, muted=self.muted)
+        about = AboutDialog(info, status, self)
         about.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         about.destroyed.connect(self._about_gone)
         self._about = about
@@ -431,7 +436,9 @@ class RoomWindow(QMainWindow):
             self.composer.editor.setPlaceholderText(
                 ENDED_HINT
                 if self.link is Link.LOST
-                else "Message the room (/help lists the commands)"
+                else MUTED_HINT
+                if self.muted
+                else ROOM_HINT
                 if room
                 else f"Message {name} privately"
             )
@@ -725,8 +732,16 @@ class RoomWindow(QMainWindow):
         self._show_people()
         self._show_link()
 
+    def set_muted(self, muted: bool) -> None:
+        """The daemon's operator muted (or unmuted) this account: the status bar and the
+        message line's hint say so while it lasts."""
+        self.muted = muted
+        self._show_name(self._conversations[self.current_key])
+        self._show_link()
+
     def _show_link(self) -> None:
-        text = status_text(self.link, self._info().where, self.me, self.waiting, self._reason)
+        info, muted = self._info(), self.muted
+        text = status_text(self.link, info.where, self.me, self.waiting, self._reason, muted=muted)
         self.status.setText(text)
         palette = self.status_dot.palette()
         palette.setColor(QPalette.ColorRole.WindowText, QColor(COLOUR[self.link]))

@@ -204,6 +204,8 @@ class RoomSession:
                 self._returns.left(event.name)
                 window.left(event)
             elif isinstance(event, Notice):
+                if event.muted is not None:
+                    window.set_muted(event.muted)
                 window.note(event.text)
             elif isinstance(event, MessageRemoved):
                 window.unsaid(event.id)

@@ -24,21 +24,27 @@ COLOUR = {
 }
 
 
+MUTED_STATUS = "; muted by the operator"
+
+
 def waiting_text(count: int) -> str:
     if count == 0:
         return "nothing waiting to be sent"
     return f"{counted(count, 'line')} waiting to be sent"
 
 
-def status_text(link: Link, where: str, me: str, waiting: int, reason: str = "") -> str:
-    """`Connected to 127.0.0.1:1600 as alice`, `Reconnecting to … (lost: why); 2 lines
+def status_text(
+    link: Link, where: str, me: str, waiting: int, reason: str = "", *, muted: bool = False
+) -> str:
+    """`Connected to 127.0.0.1:1600 as alice` (`; muted by the operator`, while the
+    operator has muted the account), `Reconnecting to … (lost: why); 2 lines
     waiting to be sent`, `Logging out of 127.0.0.1:1600; close the window again to leave
     now` (once lines waiting are stored), or `Connection lost: …`. The reason while
     reconnecting is why the connection went, which may no longer hold (a daemon that was
     stopping has stopped)."""
     why = safe(reason).rstrip(".")
     if link is Link.CONNECTED:
-        return f"Connected to {where} as {safe_name(me)}"
+        return f"Connected to {where} as {safe_name(me)}{MUTED_STATUS if muted else ''}"
     if link is Link.RECONNECTING:
         because = f" (lost: {why})" if why else ""
         return f"Reconnecting to {where}{because}; {waiting_text(waiting)}"
