@@ -397,6 +397,65 @@ async def test_the_leave_question_goes_when_the_daemon_comes_back_and_the_window
             assert "typed while it is down" in [m.text for m in await received(bob)]
 
 
+def leave_question() -> QMessageBox:
+    box = QApplication.activeModalWidget()
+    assert isinstance(box, QMessageBox)
+    return box
+
+
+@gui_test
+async def test_quitting_with_a_line_typed_and_not_sent_asks_first(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    """Ctrl+Q with a line typed and not sent asks whether to leave and lose it (it went
+    without a word): Cancel keeps the window and the line. Away with a line waiting too,
+    the question names both; once the daemon is back and has the waiting line, it asks
+    about the typed line alone, and Leave then logs out."""
+    with trio.fail_after(40):
+        async with a_daemon_bob_and_the_window(tmp_path) as (daemon, bob, app):
+            window = await signed_in(app, "alice")
+            type_text(window.composer.editor, "half a thought")
+            shortcut(window, "Ctrl+Q")
+            await until(lambda: isinstance(QApplication.activeModalWidget(), QMessageBox), "asked")
+            assert leave_question().text() == (
+                "The line you typed has not been sent. Leave anyway, and lose it?"
+            )
+            leave_question().reject()  # Cancel
+            await until(lambda: QApplication.activeModalWidget() is None, "the question gone")
+            assert showing(window) and window.link is Link.CONNECTED
+            assert window.composer.editor.text() == "half a thought"
+            await daemon.kill()
+            await until(lambda: window.link is Link.RECONNECTING, "reconnecting")
+            window.composer.editor.clear()
+            say(window, "sent while it is down")
+            await until(lambda: window.waiting == 1, "the line waiting")
+            type_text(window.composer.editor, "half a thought")
+            window.close()
+            await until(lambda: isinstance(QApplication.activeModalWidget(), QMessageBox), "asked")
+            assert leave_question().text() == (
+                "1 line you typed has not reached the daemon, which is away; it goes out once "
+                "it is back. The line you typed has not been sent either. Leave anyway, and "
+                "lose them all?"
+            )
+            assert daemon.address is not None
+            await daemon.start(daemon.address[1])
+            await until(lambda: window.waiting == 0, "the waiting line stored")
+            await trio.testing.wait_all_tasks_blocked()
+            box = leave_question()  # still asking, now about the typed line alone
+            assert box.text() == "The line you typed has not been sent. Leave anyway, and lose it?"
+            (leave,) = [
+                b
+                for b in box.buttons()
+                if box.buttonRole(b) is QMessageBox.ButtonRole.DestructiveRole
+            ]
+            leave.click()
+            await until(lambda: not showing(window), "the window closed")
+            texts_bob_got = [m.text for m in await received(bob)]
+            assert (
+                "sent while it is down" in texts_bob_got and "half a thought" not in texts_bob_got
+            )
+
+
 @gui_test
 async def test_what_comes_while_the_closed_window_logs_out_is_shown_once(
     tmp_path: Path, qtbot: QtBot

@@ -748,14 +748,23 @@ class RoomWindow(QMainWindow):
         self.status_dot.setPalette(palette)
         self.status_dot.setAccessibleName(self.link.value)
         box = self._leave_box
-        if box is not None and not (self.link is Link.RECONNECTING and self.waiting):
+        if box is not None and not self._away_with_lines():
             # The daemon is back, or nothing waits any more, or the session ended (what
             # waited is lost either way): the question no longer holds, so it goes, and
-            # the window goes on closing as asked.
+            # the window goes on closing as asked (asking again about a line typed and
+            # not sent, if there is one).
             self._leave_box = None
             box.finished.disconnect()
             box.reject()
             self.close()
+
+    def _away_with_lines(self) -> bool:
+        """Lines sent wait for a daemon that is away: closed, the window loses them."""
+        return self.link is Link.RECONNECTING and self.waiting > 0
+
+    def _typed(self) -> bool:
+        """Something is typed in the message line and not sent: closed, the window loses it."""
+        return self.link is not Link.LEAVING and bool(self.composer.editor.text().strip())
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Closed while in a session, the window logs out first: once every line typed
@@ -763,9 +772,10 @@ class RoomWindow(QMainWindow):
         showing what arrives until the daemon has ended the session (a private message
         that comes meanwhile is acknowledged by the logout: it counts as delivered); then
         the session hides it. Closed again meanwhile, once the session has ended, or
-        while the daemon is away with lines waiting (asked first), it goes at once."""
-        away = self.link is Link.RECONNECTING and self.waiting
-        if away and not self._leaving_anyway:
+        while the daemon is away with lines waiting (asked first), it goes at once. With
+        a line typed and not sent, it asks first too."""
+        away = self._away_with_lines()
+        if (away or self._typed()) and not self._leaving_anyway:
             event.ignore()  # asked first: Leave closes it again; else they go out later
             self._ask_to_leave_anyway()
             return
@@ -781,21 +791,35 @@ class RoomWindow(QMainWindow):
         self.composer.setEnabled(False)
         self.closed.emit(False)
 
+    def _leave_question(self) -> str:
+        """What closing would lose: lines waiting for a daemon that is away, the line
+        typed and not sent, or both."""
+        typed = "The line you typed has not been sent"
+        if not self._away_with_lines():
+            return f"{typed}. Leave anyway, and lose it?"
+        one = self.waiting == 1
+        waiting = (
+            f"{counted(self.waiting, 'line')} you typed {'has' if one else 'have'} not "
+            f"reached the daemon, which is away; {'it goes' if one else 'they go'} out once "
+            "it is back."
+        )
+        if self._typed():
+            return f"{waiting} {typed} either. Leave anyway, and lose them all?"
+        return f"{waiting} Leave anyway, and lose {'it' if one else 'them'}?"
+
     def _ask_to_leave_anyway(self) -> None:
         """Asked on closing while lines wait for a daemon that is away (closed, the
-        window would take them with it): Leave closes the window again, at once.
+        window would take them with it), or with a line typed and not sent: Leave closes
+        the window again, and nothing is asked then.
 
         Opened, not run (`exec`): a nested event loop would hold Trio, a guest of Qt's
         loop, and with it the client and the signals that stop the program."""
         if self._leave_box is not None:
             return  # asked already
-        one = self.waiting == 1
         box = QMessageBox(
             QMessageBox.Icon.Question,
             "Leave trio-chat?",
-            f"{counted(self.waiting, 'line')} you typed {'has' if one else 'have'} not "
-            f"reached the daemon, which is away; {'it goes' if one else 'they go'} out once "
-            f"it is back. Leave anyway, and lose {'it' if one else 'them'}?",
+            self._leave_question(),
             QMessageBox.StandardButton.Cancel,
             self,
         )
