@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,13 @@ async def daemon(nursery: trio.Nursery, db_path: Path) -> tuple[str, int]:
     """A running daemon; its address."""
     address = await nursery.start(serve, "127.0.0.1", 0, db_path, TEST_CONFIG)
     return address[0], address[1]
+
+
+@pytest.fixture
+def two_hours_east(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The local time zone two hours ahead of UTC, called `XYZ`."""
+    monkeypatch.setenv("TZ", "XYZ-2")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from trio_chat.cli.exits import sentence
 from trio_chat.display import (
     CONTINUED,
     PALETTE,
@@ -22,11 +23,16 @@ from trio_chat.display import (
     stamp,
     to_ansi,
     to_plain,
+    told,
 )
+from trio_chat.engine.bans import BANNED
 from trio_chat.engine.notes import LoginRefused
+from trio_chat.errors import Banned, WrongPassword
 from trio_chat.events import Joined, Left, PrivateMessage, PublicMessage
+from trio_chat.gui.problems import SignInForm, sign_in_problem
 from trio_chat.gui.rows import name_span
 from trio_chat.logs import log_note
+from trio_chat.records import unix_time
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -240,3 +246,24 @@ def test_skipped_events_are_counted_and_history_named() -> None:
         "Too much came in at once: 1 event skipped; /history shows the messages among them."
     )
     assert "12 events skipped" in missed_sentence(12)
+
+
+@pytest.mark.usefixtures("two_hours_east")
+def test_a_bans_end_is_told_in_the_local_time() -> None:
+    # The daemon says it in UTC, beside messages stamped in the local time.
+    daemons = (
+        "The daemon's operator turned your address away until 2026-12-06 16:40:02 UTC; ask "
+        "them why."
+    )
+    ends = unix_time("2026-12-06T16:40:01.200Z")
+    local = (
+        "The daemon's operator turned your address away until 2026-12-06 18:40:02 XYZ; ask "
+        "them why."
+    )
+    assert told(Banned(daemons, until=ends)) == local
+    assert sentence(Banned(daemons, until=ends), "alice") == local  # the terminal's
+    form = SignInForm("127.0.0.1", 1600, "alice", "password!", "", False)
+    assert sign_in_problem(Banned(daemons, until=ends), form).sentence == local  # the window's
+    assert told(Banned(BANNED)) == BANNED  # for good: no end to tell
+    assert told(Banned(daemons, until=1e20)) == daemons  # past any year a clock shows
+    assert told(WrongPassword("Wrong\x1b password.")) == "Wrong\\x1b password."

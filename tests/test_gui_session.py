@@ -6,12 +6,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import cast
 
+import pytest
 import trio
 import trio.testing
 from pytestqt.qtbot import QtBot
 
 from tests.gui_support import gui_test
 from trio_chat.client import ChatClient
+from trio_chat.errors import Banned
 from trio_chat.events import (
     ChatMessage,
     Disconnected,
@@ -24,6 +26,8 @@ from trio_chat.events import (
 from trio_chat.gui.room_window import RoomWindow
 from trio_chat.gui.server_info import ServerInfo
 from trio_chat.gui.session import RoomSession
+from trio_chat.gui.status import Link
+from trio_chat.records import unix_time
 
 TS = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -31,7 +35,8 @@ TS = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 class _Chat:
     """Just what a `RoomSession` uses here: events in, pages of history asked for."""
 
-    name, host, port, failure = "alice", "127.0.0.1", 1600, None
+    name, host, port = "alice", "127.0.0.1", 1600
+    failure: Banned | None = None
 
     def __init__(self) -> None:
         self.events_in, self._events_out = trio.open_memory_channel[Event](16)
@@ -79,3 +84,29 @@ async def test_a_resume_cut_short_with_no_room_message_fills_in_from_its_oldest(
             await trio.testing.wait_all_tasks_blocked()
             assert chat.pages_before == [40]  # the gap: after 5, before the oldest that came
             window.closed.emit(True)
+
+
+@pytest.mark.usefixtures("two_hours_east")
+@gui_test
+async def test_a_ban_that_ends_the_session_says_its_end_in_the_local_time(
+    qtbot: QtBot,
+) -> None:
+    # The daemon's sentence has it in UTC, beside messages stamped in the local time.
+    chat = _Chat()
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    session = RoomSession(cast(ChatClient, chat), window)
+    daemons = "The daemon's operator turned your address away until 2026-12-06 16:40:02 UTC; "
+    chat.failure = Banned(f"{daemons}ask them why.", until=unix_time("2026-12-06T16:40:01.2Z"))
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            chat.close()  # the session ended: `events()` is over
+            await trio.testing.wait_all_tasks_blocked()
+            assert window.link is Link.LOST
+            assert window.status.text() == (
+                "Connection lost: The daemon's operator turned your address away until "
+                "2026-12-06 18:40:02 XYZ; ask them why"
+            )
+            window.close()

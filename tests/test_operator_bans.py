@@ -197,6 +197,7 @@ def test_a_network_banned_for_a_while_is_told_until_when_and_let_in_after() -> N
     coming_back = ClientConfig(reconnect=True, retry_rate_limited=False)
     carol = Peer(driver, "carol", address=("198.51.100.7", 1), config=coming_back)
     for peer in (alice, bob, carol):
+        peer.connection.wall_offset = driver.wall - driver.now  # as a client's is
         peer.settle()
     until = iso_time(driver.wall + 3600)
     told = banned_sentence(unix_time(until))
@@ -208,6 +209,7 @@ def test_a_network_banned_for_a_while_is_told_until_when_and_let_in_after() -> N
     assert driver.engine.sessions_ended_by(op) == 1
     assert isinstance(alice.connection.failure, Banned)
     assert str(alice.connection.failure) == told
+    assert alice.connection.failure.until == unix_time(until)  # for a local time to say it
     # A session moving into it ends, its `bye` sent where it was: the same sentence.
     old_address, bob.address = bob.address, ("203.0.113.6", 1)
     bob.connection.say("from the new address")
@@ -218,6 +220,7 @@ def test_a_network_banned_for_a_while_is_told_until_when_and_let_in_after() -> N
     for datagram in driver.inbox.pop(old_address):
         bob.connection.receive_datagram(datagram, driver.now)
     assert isinstance(bob.connection.failure, Banned) and str(bob.connection.failure) == told
+    assert bob.connection.failure.until == unix_time(until)
     # carol moves in too, and misses her `bye`: coming back, she is refused, and stays
     # out (the refusal's `retry_after` is for people, not for coming back by itself).
     carol.address = ("203.0.113.7", 1)
@@ -230,6 +233,8 @@ def test_a_network_banned_for_a_while_is_told_until_when_and_let_in_after() -> N
         driver.advance(1.0)
     assert isinstance(carol.connection.failure, Banned), carol.connection.failure
     assert str(carol.connection.failure) == told
+    # Refused, she was told the whole seconds left: the ban's end, within a second after.
+    assert 0 <= (carol.connection.failure.until or 0) - unix_time(until) < 1
     # A first flight: refused with the seconds left, smaller than it came.
     key_request = wire.key_request_datagram()
     driver.engine.receive_datagram(key_request, ("203.0.113.9", 4000), driver.now, driver.wall)
@@ -260,6 +265,7 @@ def test_a_registration_whose_network_is_banned_while_its_password_is_hashed_mak
     mallory.settle()
     assert [a.name for a in driver.stored_accounts()] == []
     assert isinstance(mallory.connection.failure, Banned) and handle.error is not None
+    assert mallory.connection.failure.until is None  # for good
     # Its name is free again: a look-alike of it, from elsewhere, is no look-alike now.
     driver.auto_hash = True
     driver.add_account("maIlory", address=("198.51.100.5", 1))

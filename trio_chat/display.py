@@ -9,6 +9,7 @@ Text that came from other people (names, messages, notices) always passes throug
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 import re
 import zlib
@@ -16,6 +17,7 @@ from datetime import datetime
 
 from prompt_toolkit.utils import get_cwidth
 
+from .errors import Banned, ChatError
 from .events import ChatMessage, Joined, Left, PrivateMessage, PublicMessage
 from .names import invisible_ranges
 from .rules import name_key
@@ -263,6 +265,21 @@ def _row(line: Line, chars: list[tuple[int, str]], *, continued: bool) -> Line:
 def counted(count: int, one: str, many: str | None = None) -> str:
     """`1 session`, `2 sessions`; `1 person`, `2 people` with `many` given."""
     return f"{count} {one if count == 1 else many or one + 's'}"
+
+
+def told(error: ChatError) -> str:
+    """An error's sentence as a person is shown it: the daemon's own, safe, but for a
+    ban's end, told in the local time (the daemon says it in UTC)."""
+    if isinstance(error, Banned) and error.until is not None:
+        try:
+            ends = datetime.fromtimestamp(math.ceil(error.until)).astimezone()
+        except (OverflowError, ValueError, OSError):
+            return safe(error.message)
+        return (
+            f"The daemon's operator turned your address away until "
+            f"{ends:%Y-%m-%d %H:%M:%S} {ends:%Z}; ask them why."
+        )
+    return safe(error.message)
 
 
 def missed_sentence(count: int) -> str:

@@ -108,9 +108,16 @@ class Removed(ChatError):
 
 class Banned(ChatError):
     """The daemon's operator turned this client's address away (`trio-chat bans add`).
-    The client does not come back by itself."""
+    The client does not come back by itself. `until`: when the ban ends (Unix time, by
+    the daemon's clock), if it said; None: for good, or not said."""
 
     code = "banned"
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, until: float | None = None
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.until = until
 
 
 class Muted(ChatError):

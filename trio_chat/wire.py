@@ -81,7 +81,9 @@ KEEPALIVE: Final = 15.0
 allows more: well inside the 30 s a NAT keeps a UDP mapping."""
 Interval = Annotated[float, msgspec.Meta(ge=1, le=3600)]
 """A keepalive interval, in seconds."""
-UnixTime = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
+UNIX_TIME_MAX: Final = 1e11
+"""The latest moment a frame carries (in the year 5138)."""
+UnixTime = Annotated[float, msgspec.Meta(ge=0, le=UNIX_TIME_MAX)]
 """A moment as seconds since 1970-01-01 UTC (finite: JSON numbers too big for a float
 decode as infinity, which this refuses)."""
 Endpoint: TypeAlias = tuple[
@@ -634,6 +636,8 @@ UNMUTED_NOTICE: Final = "The daemon's operator unmuted this account: you can tal
 class Bye(_Frame, tag="bye"):
     reason: str
     message: str
+    until: UnixTime | None = None
+    """For `banned`: when the ban ends, by the daemon's clock (none: for good)."""
 
 
 class Unsaid(_Frame, tag="unsaid"):

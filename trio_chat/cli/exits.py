@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import trio
 import typer
 
-from ..display import quoted, safe, safe_name
+from ..display import quoted, safe, safe_name, told
 from ..errors import (
     AccountLocked,
     Banned,
@@ -154,6 +154,8 @@ def sentence(error: ChatError, name: str) -> str:
         )
     if isinstance(error, PasswordChangedAway):
         return safe(error.message)  # it was right before: the sentence says what changed
+    if isinstance(error, Banned):
+        return told(error)  # its end in the local time
     if isinstance(error, WrongPassword):
         return f"Wrong password for {quoted(name)}."
     message = safe(error.message)

@@ -620,6 +620,7 @@ class ClientConnection:
 
     def _handshake_failed(self, error: ChatError, now: float) -> None:
         self._handshake = None
+        self._ban_ends(error, now)
         if self._leaving:
             self._logged_out()  # back only to leave cleanly (see `_lost`): nobody is there
             return
@@ -633,6 +634,12 @@ class ClientConnection:
             self._relogin_delay = min(self._relogin_delay * 2, self.config.reconnect_delay_max)
         else:
             self._shut(error)
+
+    def _ban_ends(self, error: ChatError, now: float) -> None:
+        """A ban's refusal says how long it lasts (`retry_after`): when it ends, by the
+        wall clock, for people to be told in their own time."""
+        if isinstance(error, Banned) and error.until is None and error.retry_after is not None:
+            error.until = now + self.wall_offset + error.retry_after
 
     def _try_again_at(self, now: float, delay: float) -> float:
         """`now + delay`, but while coming back no later than `reconnect_for` runs out: the
@@ -914,6 +921,9 @@ class ClientConnection:
             self.pings.found_closed(frame.every)
         elif isinstance(frame, wire.Bye):
             ending = _FINAL_GOODBYES.get(frame.reason)
+            if ending is Banned:
+                self._shut(Banned(frame.message, until=frame.until))
+                return
             if ending is not None:
                 self._shut(ending(frame.message))  # opening another would not help
                 return
@@ -995,6 +1005,7 @@ class ClientConnection:
 
     def _on_error(self, frame: wire.ErrorFrame, now: float) -> None:
         error = error_for(frame.code, frame.message, frame.retry_after)
+        self._ban_ends(error, now)
         if self._auth is not None and frame.re == self._auth.seq:
             self._on_auth_refused(error, now)
             return

@@ -42,6 +42,12 @@ def banned_sentence(until: float) -> str:
     )
 
 
+def ban_wait(until: float, wall: float) -> float | None:
+    """A refusal's `retry_after` for a ban that ends at Unix time `until` (`math.inf`:
+    never, None), seen at `wall`: whole seconds, so that it ends by then."""
+    return None if until == math.inf else float(math.ceil(until - wall))
+
+
 def bans_named(bans: Sequence[tuple[str, str | None]], count: int | None = None) -> str:
     """`A (until T), B and C`, or `A, B, C and 7 more` of `count` bans in all (None: as
     many as given): the first `BANS_NAMED` bans by network, each with its end if it has

@@ -504,7 +504,7 @@ class ServerEngine:
         for session in [s for s in sessions if self.bans.banning(s.address[0], op.network)]:
             # Each told when the longest ban that holds its address ends.
             until = self.bans.banned_until(session.address[0], wall) or math.inf
-            ended += self._end([session], "banned", banned_sentence(until), now, wall)
+            ended += self._banned([session], until, now, wall)
         self._ended_by_operator(op, ended)
 
     def _bans_ended(self, wall: float) -> None:
@@ -606,17 +606,25 @@ class ServerEngine:
         wall: float,
         *,
         left: str | None = None,
+        until: float | None = None,
     ) -> int:
         """End `sessions` as the operator asked (an account's, a network's), or a new
-        password of the account's own, each told why by a final `bye`; returns how many.
-        The room is told they `left` (by default, as the operator's doing)."""
-        bye = wire.encode(wire.Bye(reason=reason, message=message))
+        password of the account's own, each told why by a final `bye` (`until`: when a
+        ban ends); returns how many. The room is told they `left` (by default, as the
+        operator's doing)."""
+        bye = wire.encode(wire.Bye(reason=reason, message=message, until=until))
         if left is None:
             left = "banned" if reason == "banned" else "removed"
         for session in sessions:
             self.transport.send(session, bye)  # said again if its client speaks after
             self._close(session, left, now, wall, flush=True, remember=self._removed_memory)
         return len(sessions)
+
+    def _banned(self, sessions: list[Session], until: float, now: float, wall: float) -> int:
+        """End `sessions` of a network banned until Unix time `until` (`math.inf`: for
+        good), each told so and when the ban ends."""
+        ends = round(until, 3) if until <= wire.UNIX_TIME_MAX else None  # else as for good
+        return self._end(sessions, "banned", banned_sentence(until), now, wall, until=ends)
 
     # --- sessions ending ----------------------------------------------------------------------
 
@@ -749,7 +757,7 @@ class ServerEngine:
                 self.transport.send(session, CROWDED)  # its client learns why at once
                 self._close(session, reason, now, wall, flush=True)
             elif reason == "banned":
-                self._end([session], reason, banned_sentence(session.banned_until), now, wall)
+                self._banned([session], session.banned_until, now, wall)
             else:
                 self._close(session, reason, now, wall)
         if self._outbox:

@@ -22,7 +22,7 @@ from ..names import ConfusableIndex
 from ..records import Account
 from ..rules import RuleError, check_name, check_password, name_key
 from ..secure import Cookies, DaemonKeys, SecureError, password_mark, respond
-from .bans import banned_sentence
+from .bans import ban_wait, banned_sentence
 from .common import Address, Outbox, iso_time, network_of, round_up
 from .config import ServerConfig
 from .effects import NO_ACCOUNT, CheckPassword, Effect, HashPassword, JobTable, Persist
@@ -162,8 +162,7 @@ class Lobby:
         """A first flight from a network the operator banned until Unix time `until`
         (`math.inf`: for good): say so, and when it ends, if the answer is small enough
         (it is, for any first flight a client sends)."""
-        retry_after = None if until == math.inf else float(math.ceil(until - wall))
-        refused = wire.refused_datagram("banned", banned_sentence(until), retry_after)
+        refused = wire.refused_datagram("banned", banned_sentence(until), ban_wait(until, wall))
         self._answer(address, refused, asked)
 
     def key_request(self, address: Address) -> None:
@@ -366,7 +365,10 @@ class Lobby:
             self._registering.pop(registration.key, None)
             self._confusables.remove(registration.name, registration.key)
             refused = wire.ErrorFrame(
-                code="banned", message=banned_sentence(until), re=registration.seq
+                code="banned",
+                message=banned_sentence(until),
+                re=registration.seq,
+                retry_after=ban_wait(until, wall),
             )
             self._answer_job(registration.sid, refused)
             return

@@ -6,7 +6,7 @@ import enum
 import math
 from dataclasses import dataclass
 
-from ..display import quoted, safe
+from ..display import quoted, safe, told
 from ..errors import (
     AccountLocked,
     Banned,
@@ -97,7 +97,7 @@ def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
     if isinstance(error, AccountLocked):
         return Problem(safe(error.message), Field.NAME)
     if isinstance(error, Banned):
-        return Problem(safe(error.message), Field.HOST)  # its end said, to the second
+        return Problem(told(error), Field.HOST)  # its end said, to the second
     if isinstance(error, UnknownUser):
         return Problem(
             f"There is no account named {name}; tick “Create an account” to create it.",

@@ -18,7 +18,7 @@ import trio
 from .. import commands
 from ..client import ChatClient, Receipt
 from ..conversation import Returns
-from ..display import counted, missed_sentence
+from ..display import counted, missed_sentence, told
 from ..errors import (
     Busy,
     ChatError,
@@ -226,7 +226,7 @@ class RoomSession:
         failure = self.chat.failure
         if isinstance(failure, KeyChanged):
             return key_changed_sentence(self.chat.host, self.chat.port)
-        return failure.message if failure else "the session ended."
+        return told(failure) if failure else "the session ended."
 
     async def _refresh_online(self) -> None:
         """Who is online, asked in turn with the events (joins and leaves after it apply)."""
