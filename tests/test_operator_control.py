@@ -35,9 +35,10 @@ from trio_chat.engine import Persist
 from trio_chat.errors import AccountLocked, Muted, Removed, WrongPassword
 from trio_chat.events import Left
 from trio_chat.records import PasswordSet
-from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
 from trio_chat.testing.driver import EngineDriver
 from trio_chat.testing.driver import Peer as Client
+from trio_chat.wire import MUTED_NOTICE
 
 from .test_operator_accounts import NEW_PASSWORD, PASSWORD, accounts
 
@@ -334,6 +335,7 @@ async def test_an_operator_mutes_and_unmutes_while_the_daemon_runs_or_not(
                 ), muted.stderr
                 with pytest.raises(Muted):
                     await carol.say("still here?")
+                assert carol.muted  # told
                 listed = await accounts(database, "list")
                 assert listed.stdout.endswith(", muted, in the room)\n")
                 unmuted = await accounts(database, "unmute", "carol")
@@ -345,8 +347,18 @@ async def test_an_operator_mutes_and_unmutes_while_the_daemon_runs_or_not(
             assert stopped.returncode == 0, stopped.stderr
             await daemon.start(port)
             async with trio_chat.connect(host, port, "carol", PASSWORD) as carol:
+                assert carol.muted  # told at the login
                 with pytest.raises(Muted):
                     await carol.say("after the restart")
+            login = await trio.run_process(
+                [*CLI, "login", "--name", "carol"],
+                env=cli_env(port, HOME=str(tmp_path), TRIO_CHAT_PASSWORD=PASSWORD),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            assert login.returncode == 0, login.stderr
+            assert login.stdout.decode().splitlines()[-1] == MUTED_NOTICE  # `login` says so too
             assert await daemon.stop() == 0
 
 

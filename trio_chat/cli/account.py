@@ -23,6 +23,7 @@ from ..errors import ChatError, NameTaken, UnknownUser, WrongPassword
 from ..keys import address_label
 from ..stop_signals import stop_signals
 from ..terminal import run_interactive, run_pipe, wants_colour
+from ..wire import MUTED_NOTICE
 from .daemon_key import trusted_key
 from .exits import ExitCode, chat_failure, exit_code_for, fail, name_problem, run, sentence
 from .options import (
@@ -123,6 +124,8 @@ async def _check_login(host: str, port: int, key: bytes, name: str, password: st
                     f"`trio-chat chat --name {safe_name(me)}` shows {them}."
                 )
             )
+        if chat.muted:
+            lines.append(info_line(MUTED_NOTICE))
         return lines
 
 
