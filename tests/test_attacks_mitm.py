@@ -13,9 +13,11 @@ import base64
 import subprocess
 from pathlib import Path
 
+import pytest
 import trio
+import trio.socket
 
-from trio_chat import register, wire
+from trio_chat import register, trust_server, wire
 from trio_chat.cli import ExitCode
 from trio_chat.client_protocol import ClientConfig, ClientConnection
 from trio_chat.engine import ServerConfig
@@ -109,3 +111,60 @@ async def test_first_contact_is_remembered_and_an_impostor_there_later_is_refuse
             impostor_one.cancel_scope.cancel()
     # Nothing about the impostor was remembered.
     assert known.get(host, port) == real_key
+
+
+async def _forging_keys(
+    relay: trio.socket.SocketType, daemon: tuple[str, int], forged: bytes
+) -> None:
+    """On the path: every datagram goes on as it is, but for the daemon's `KEY`, which
+    comes back carrying `forged`."""
+    towards = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await towards.bind(("127.0.0.1", 0))
+    await towards.connect(daemon)
+    client: tuple[str, int] | None = None
+
+    async def back() -> None:
+        while True:
+            data = await towards.recv(2048)
+            if data[:1] == bytes((wire.KEY,)):
+                data = wire.key_datagram(forged)
+            if client is not None:
+                await relay.sendto(data, client)
+
+    with towards:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(back)
+            while True:
+                data, client = await relay.recvfrom(2048)
+                await towards.send(data)
+
+
+async def test_a_forged_key_at_first_contact_is_not_remembered(
+    tmp_path: Path, own_data_folder: Path
+) -> None:
+    """A `KEY` proves nothing: one forged by someone on the path at first contact was
+    remembered, and the real daemon refused as an impostor ever after. The key is kept
+    only once a handshake under it succeeds."""
+    known = KnownServers()
+    forged = DaemonKeys.generate().public
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            (host, port), engine = await start_daemon(nursery, tmp_path / "chat.db")
+            relay = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            await relay.bind(("127.0.0.1", 0))
+            relayed = relay.getsockname()[1]
+            nursery.start_soon(_forging_keys, relay, (host, port), forged)
+            with pytest.raises(KeyChanged) as refused:
+                await trust_server(host, relayed)
+            assert str(refused.value) == (
+                f"The daemon at {host}:{relayed} showed the key {fingerprint(forged)} and could "
+                "not prove it holds it (someone on the way may have answered in its place); "
+                "nothing was remembered: try again, or give the key its operator publishes "
+                "with --server-key."
+            )
+            assert known.get(host, relayed) is None
+            # Without the forger, the daemon's own key is proven, and kept.
+            trusted = await trust_server(host, port)
+            assert trusted.new and known.get(host, port) == engine.keys.public
+            assert engine.stats["handshakes"] >= 1
+            nursery.cancel_scope.cancel()

@@ -303,8 +303,35 @@ async def trust_server(
         return Trust(expected, new=False)
     key = await fetch(host, port)
     if remember:
+        # A `KEY` is not authenticated: anyone who gets a datagram to this client first
+        # could plant one, to be refused ever after. Kept only once a handshake proves
+        # the daemon holds it.
+        await _proven(host, port, key)
         known.remember(host, port, key)
     return Trust(key, new=True)
+
+
+async def _proven(host: str, port: int, key: bytes) -> None:
+    """Open a channel (no login) to the daemon at `host:port` with `key`, and close it;
+    raise why it could not be opened: `KeyChanged` if the handshake failed or went
+    unanswered (the key came from whoever answered first; the daemon answers a handshake
+    it cannot read with silence), else the refusal (`Busy`, ...)."""
+    where = address_label(host, port)
+    connection = ClientConnection(key, config=ClientConfig(reconnect=False), where=where)
+    connection.start(trio.current_time())
+    with await _open_socket(host, port) as sock:
+        await _drive(sock, connection, lambda: connection.ready or connection.closed)
+        failure = connection.failure
+        connection.close()  # the channel proved the key: goodbye
+        _Wire(sock).send(connection)
+    if isinstance(failure, KeyChanged | ServerUnreachable):
+        raise KeyChanged(
+            f"The daemon at {where} showed the key {fingerprint(key)} and could not prove it "
+            "holds it (someone on the way may have answered in its place); nothing was "
+            "remembered: try again, or give the key its operator publishes with --server-key."
+        )
+    if failure is not None:
+        raise failure
 
 
 async def register(
