@@ -38,6 +38,7 @@ from trio_chat import (
     WrongPassword,
     connect,
     control,
+    keys,
     register,
     wire,
 )
@@ -331,6 +332,14 @@ def test_each_database_has_key_files_of_its_own(tmp_path: Path) -> None:
     assert len(set(files)) == len(files) and not set(files) & set(databases)
     for name in ("chat.key", "chat.tickets"):
         assert tmp_path / name not in key_paths(tmp_path / name)
+
+
+def test_the_ticket_key_is_32_random_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # It was made as an X25519 private key, whose 5 fixed bits left it 251 of 256.
+    monkeypatch.setattr(keys.os, "urandom", lambda size: b"\xff" * size)
+    daemon_keys(tmp_path / "chat.db")
+    _static, tickets = key_paths(tmp_path / "chat.db")
+    assert base64.b64decode(tickets.read_text()) == b"\xff" * 32
 
 
 def test_a_key_file_the_disk_refused_is_not_left_half_written(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import errno
 import fcntl
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,13 +78,27 @@ def secret_in(path: Path) -> bytes:
         raise KeyFileError(f"The key file {str(path)!r} is damaged.") from None
 
 
-def _secret(path: Path, without: str) -> bytes:
-    """The 32-byte secret in `path`, created (mode 0600) if the file is not there;
-    `without`: what a new one would mean, for the sentence about a damaged file."""
+def _static_key() -> bytes:
+    private, _public = generate_keypair()
+    return private
+
+
+def _ticket_key() -> bytes:
+    """32 random bytes (an X25519 key has 5 of its bits fixed)."""
+    return os.urandom(32)
+
+
+_NEW_STATIC = "clients will then refuse the daemon until they trust the new one"
+_NEW_TICKETS = "every session will then log in with its password once more"
+
+
+def _secret(path: Path, without: str, new: Callable[[], bytes] = _static_key) -> bytes:
+    """The 32-byte secret in `path`, created (mode 0600, by `new`) if the file is not
+    there; `without`: what a new one would mean, for the sentence about a damaged file."""
     try:
         if path.exists():
             return _decode(path.read_text(encoding="ascii"))
-        secret, _public = generate_keypair()  # 32 random bytes, a valid X25519 key too
+        secret = new()
         _write_whole(path, _encode(secret) + "\n")
         return secret
     except OSError as error:
@@ -150,8 +164,7 @@ def daemon_keys(database: Path) -> DaemonKeys:
     """The keys of the daemon using `database`, made on first use."""
     static_path, ticket_path = key_paths(database)
     return DaemonKeys(
-        _secret(static_path, "clients will then refuse the daemon until they trust the new one"),
-        _secret(ticket_path, "every session will then log in with its password once more"),
+        _secret(static_path, _NEW_STATIC), _secret(ticket_path, _NEW_TICKETS, _ticket_key)
     )
 
 
@@ -163,9 +176,7 @@ def daemon_public_key(database: Path) -> bytes:
             f"There is no key at {str(static_path)!r}; `trio-chat serve` makes one on its "
             "first start."
         )
-    return public_key(
-        _secret(static_path, "clients will then refuse the daemon until they trust the new one")
-    )
+    return public_key(_secret(static_path, _NEW_STATIC))
 
 
 # --- the daemons a client trusts -----------------------------------------------------------------
