@@ -38,7 +38,6 @@ from trio_chat import (
     WrongPassword,
     connect,
     control,
-    keys,
     register,
     wire,
 )
@@ -336,7 +335,7 @@ def test_each_database_has_key_files_of_its_own(tmp_path: Path) -> None:
 
 def test_the_ticket_key_is_32_random_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # It was made as an X25519 private key, whose 5 fixed bits left it 251 of 256.
-    monkeypatch.setattr(keys.os, "urandom", lambda size: b"\xff" * size)
+    monkeypatch.setattr(os, "urandom", lambda size: b"\xff" * size)
     daemon_keys(tmp_path / "chat.db")
     _static, tickets = key_paths(tmp_path / "chat.db")
     assert base64.b64decode(tickets.read_text()) == b"\xff" * 32
