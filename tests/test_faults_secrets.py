@@ -593,3 +593,27 @@ def test_a_folder_that_cannot_be_synced_still_gets_its_key_file(
     key = generate_keypair()[1]
     KnownServers(tmp_path / "known_servers").remember("127.0.0.1", 1000, key)
     assert KnownServers(tmp_path / "known_servers").get("127.0.0.1", 1000) == key
+
+
+def test_a_daemon_is_known_by_one_name_however_its_address_is_spelt(tmp_path: Path) -> None:
+    """A key trusted for `Example.COM` was not found for `example.com.`, nor one for `::1`
+    for `0:0::1`: each spelling was met for the first time, trusted anew whatever key it
+    showed."""
+    path = tmp_path / "known_servers"
+    known = KnownServers(path)
+    one, other, third = (generate_keypair()[1] for _ in range(3))
+    known.remember("Example.COM", 1600, one)
+    known.remember("::1", 1600, other)
+    for spelling in ("example.com", "example.com.", "EXAMPLE.com"):
+        assert known.get(spelling, 1600) == one
+    for spelling in ("0:0::1", "[::1]", "0000:0000:0000:0000:0000:0000:0000:0001"):
+        assert known.get(spelling, 1600) == other
+    assert known.get("example.com", 1601) is None
+    # A line written by hand, or before, in another spelling is found too, and replaced.
+    path.write_text(path.read_text() + f"[0::1]:1700 {base64.b64encode(third).decode()}\n")
+    assert known.get("::1", 1700) == third
+    assert known.forget("0:0:0::1", 1700) and known.get("::1", 1700) is None
+    assert sorted(line.split()[0] for line in path.read_text().splitlines()) == [
+        "[::1]:1600",
+        "example.com:1600",
+    ]

@@ -18,6 +18,7 @@ import binascii
 import contextlib
 import errno
 import fcntl
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -227,6 +228,25 @@ def first_use_notice(host: str, port: int, trust: Trust, known: Path) -> str:
     )
 
 
+def _known_as(host: str, port: int) -> str:
+    """The label of `host:port` in `known_servers`: one for every spelling of it (a host
+    name in any capitals, with its root's dot or not; an IP address written any way)."""
+    name = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
+    address, percent, scope = name.partition("%")
+    with contextlib.suppress(ValueError):  # else a host name
+        name = str(ipaddress.ip_address(address)) + percent + scope
+    return address_label(name, port)
+
+
+def _label_known_as(label: str) -> str:
+    """A label read from `known_servers` (written by hand, or before labels were made
+    one for every spelling) as `_known_as` makes it; as it is if it is no `HOST:PORT`."""
+    host, _, port = label.rpartition(":")
+    if not port.isdigit() or not host:
+        return label
+    return _known_as(host, int(port))
+
+
 class KnownServers:
     """The `known_servers` file: read when asked, written when a key is trusted."""
 
@@ -249,12 +269,12 @@ class KnownServers:
         for line in text.splitlines():
             label, _, key = line.strip().partition(" ")
             if label and key and not label.startswith("#"):
-                entries[label] = key.strip()
+                entries[_label_known_as(label)] = key.strip()
         return entries
 
     def get(self, host: str, port: int) -> bytes | None:
         """The key trusted for `host:port`, if any."""
-        text = self._entries().get(address_label(host, port))
+        text = self._entries().get(_known_as(host, port))
         if text is None:
             return None
         try:
@@ -269,14 +289,14 @@ class KnownServers:
         """Trust `key` for `host:port` from now on (replacing any earlier key)."""
         with self._changing():
             entries = self._entries()
-            entries[address_label(host, port)] = _encode(key)
+            entries[_known_as(host, port)] = _encode(key)
             self._save(entries)
 
     def forget(self, host: str, port: int) -> bool:
         """Stop trusting any key for `host:port`; False if none was trusted."""
         with self._changing():
             entries = self._entries()
-            if entries.pop(address_label(host, port), None) is None:
+            if entries.pop(_known_as(host, port), None) is None:
                 return False
             self._save(entries)
             return True
