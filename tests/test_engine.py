@@ -944,3 +944,20 @@ def test_a_probe_timeout_pushed_back_by_every_send_keeps_one_timer_and_fires_on_
     assert bob.session.timer_at == deadline
     h.advance(0.002)
     assert link.probes_sent == probes + 1
+
+
+def test_an_ended_channel_is_let_go_of_on_time_on_a_quiet_daemon() -> None:
+    """An ended channel is kept a while, to answer its client's last records (its keys
+    with it); it was let go of only when another session ended, so on a daemon left
+    with nobody, never."""
+    driver = EngineDriver()
+    driver.add_account("alice")
+    alice = Peer(driver, "alice")
+    alice.settle()
+    alice.connection.logout()
+    alice.settle()
+    assert not driver.engine.sessions
+    kept_until = driver.engine.next_timer()  # the ended channels' time: nothing else is due
+    assert kept_until is not None and driver.now < kept_until <= driver.now + 30
+    driver.advance(30)
+    assert driver.engine.next_timer() is None  # let go of, keys and all

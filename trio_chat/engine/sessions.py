@@ -635,20 +635,29 @@ class Transport:
 
     def next_timer(self) -> float | None:
         """When `expire` must next run, or None."""
+        deadline = None
         timers = self._timers
         while timers:
-            deadline, sid = timers[0]
+            at, sid = timers[0]
             session = self.by_sid.get(sid)
-            if session is not None and session.timer_at == deadline:
-                return deadline
+            if session is not None and session.timer_at == at:
+                deadline = at
+                break
             heapq.heappop(timers)
-        return None
+        for ended in (self._ended, self._ended_long):
+            if ended:  # its keys are let go of on time, however quiet the daemon is
+                until = next(iter(ended.values())).until
+                if deadline is None or until < deadline:
+                    deadline = until
+        return deadline
 
     def expire(self, now: float) -> list[tuple[Session, str]]:
         """Run the links' timers; return the connections to end and why: `silent`,
         `unauthenticated` (not logged in in time), or the link's failure (`unresponsive`,
         `overloaded`)."""
         ending: list[tuple[Session, str]] = []
+        self._forget_ended(self._ended, now)
+        self._forget_ended(self._ended_long, now)
         timers = self._timers
         while timers and timers[0][0] <= now:
             deadline, sid = heapq.heappop(timers)
