@@ -37,7 +37,7 @@ from trio_chat import ChatClient, connect, register, wire
 from trio_chat.client_protocol import ClientConfig, ClientConnection
 from trio_chat.engine import ServerConfig, ServerEngine
 from trio_chat.logs import configure
-from trio_chat.secure import Channel, DaemonKeys, Ticket
+from trio_chat.secure import Channel, DaemonKeys, Ticket, password_mark
 from trio_chat.testing.attacks import bound_socket, drive, start_daemon
 
 PASSWORD = "Malicious-Client-Pass-8"
@@ -111,6 +111,7 @@ async def tickets(address: tuple[str, int], engine: ServerEngine) -> bool:
     await drive(sock, mallory, lambda: True)
     sock.close()
     alice_id = engine.accounts["alice"].id
+    mark = password_mark(engine.accounts["alice"].password_hash)  # her password's, as hers
     middle = len(own) // 2
     now = time.time()
     forgeries = {
@@ -120,10 +121,10 @@ async def tickets(address: tuple[str, int], engine: ServerEngine) -> bool:
         + own[middle + 1 :],
         "hers, cut short": own[:-6],
         "Alice's, from another daemon": DaemonKeys.generate().tickets.seal(
-            Ticket(alice_id, "alice", now + 3600)
+            Ticket(alice_id, "alice", now + 3600, mark)
         ),
         "Alice's, expired a second ago": engine.keys.tickets.seal(
-            Ticket(alice_id, "alice", now - 1)
+            Ticket(alice_id, "alice", now - 1, mark)
         ),
     }
     ok = True

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import os
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from trio_chat import wire
 from trio_chat.engine import ServerConfig
 from trio_chat.engine import sessions as sessions_module
 from trio_chat.engine.notes import LoggedIn
 from trio_chat.records import Snapshot
-from trio_chat.secure import DaemonKeys, Ticket, password_mark
+from trio_chat.secure import TICKET_AD, TICKET_NONCE_BYTES, DaemonKeys, Ticket, password_mark
 from trio_chat.testing.driver import EngineDriver, Peer
 
 ALICE = ("10.0.0.1", 4000)
@@ -31,8 +33,13 @@ VICTIM = ("192.0.2.7", 53)
 LONG = "ü" * 240
 
 
+TICKET_KEY = bytes(range(32))
+"""The ticket key of `room`'s daemon, for the tickets of an older one to be sealed with."""
+
+
 def room(config: ServerConfig | None = None) -> tuple[EngineDriver, Peer, Peer]:
-    driver = EngineDriver(config or ServerConfig(message_burst=1000))
+    keys = DaemonKeys(DaemonKeys.generate().static_private, TICKET_KEY)
+    driver = EngineDriver(config or ServerConfig(message_burst=1000), keys=keys)
     for name in ("alice", "bob", "mallory"):
         driver.add_account(name)
     alice = Peer(driver, "alice", address=ALICE)
@@ -72,29 +79,39 @@ def test_records_under_another_sessions_index_are_dropped_and_change_nothing() -
     assert alice.connection.connected and mallory.connection.connected
 
 
-def _resume(driver: EngineDriver, ticket: str) -> wire.ServerFrame:
-    """The daemon's answer to `resume` with `ticket`, on a new channel from Mallory's address."""
-    peer = Peer(driver, None, address=MALLORY)
+def _resume(
+    driver: EngineDriver, ticket: str, address: tuple[str, int] = MALLORY
+) -> wire.ServerFrame:
+    """The daemon's answer to `resume` with `ticket`, on a new channel from `address`."""
+    peer = Peer(driver, None, address=address)
     seq = peer.link.send(wire.encode(wire.Resume(ticket=ticket)))
     peer.flush()
     (answer,) = [f for f in peer.frames if getattr(f, "re", None) == seq]
     return answer
 
 
+def unmarked(account_id: int, key: str, expires: float) -> str:
+    """A ticket as daemons sealed them before tickets had a password mark (with `room`'s
+    ticket key)."""
+    plaintext = json.dumps({"a": account_id, "k": key, "e": round(expires)}).encode()
+    nonce = os.urandom(TICKET_NONCE_BYTES)
+    sealed = nonce + ChaCha20Poly1305(TICKET_KEY).encrypt(nonce, plaintext, TICKET_AD)
+    return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
+
+
 def test_a_ticket_holds_while_the_accounts_password_does() -> None:
     """A ticket names the password it was given under (a mark of its hash): the same
-    password, or a ticket from before tickets had the mark, logs in; once the account's
-    password is another (set anew by the operator, or an account made again under the same
-    name after a restore), the account's tickets are worthless."""
+    password logs in; once the account's password is another (set anew by the operator,
+    or an account made again under the same name after a restore), the account's tickets
+    are worthless, and so is a ticket from before tickets had the mark (taken once, until
+    it expired: a day)."""
     driver, _alice, _mallory = room()
     account = driver.engine.accounts["alice"]
     mark = password_mark(account.password_hash)
-    for label, ticket in {
-        "the same password's": Ticket(account.id, "alice", driver.wall + 3600, mark),
-        "from before the mark": Ticket(account.id, "alice", driver.wall + 3600),
-    }.items():
-        answer = _resume(driver, driver.keys.tickets.seal(ticket))
-        assert isinstance(answer, wire.Welcome), label
+    same = driver.keys.tickets.seal(Ticket(account.id, "alice", driver.wall + 3600, mark))
+    assert isinstance(_resume(driver, same), wire.Welcome)
+    before_marks = _resume(driver, unmarked(account.id, "alice", driver.wall + 3600))
+    assert isinstance(before_marks, wire.ErrorFrame) and before_marks.code == "ticket_invalid"
     # The daemon started again on the account with another password (its hash).
     accounts = [
         dataclasses.replace(a, password_hash="$argon2id$another") if a.key == "alice" else a
@@ -116,6 +133,7 @@ def test_forged_altered_foreign_and_expired_tickets_are_refused_with_ticket_inva
     alice_ticket, mallory_ticket = alice.connection.ticket, mallory.connection.ticket
     assert alice_ticket and mallory_ticket
     alice_id = engine.accounts["alice"].id
+    mark = password_mark(engine.accounts["alice"].password_hash)  # each refused for one reason
     middle = len(mallory_ticket) // 2
     swapped = "A" if mallory_ticket[middle] != "A" else "B"
     elsewhere = DaemonKeys.generate()  # another daemon, with a ticket key of its own
@@ -124,13 +142,21 @@ def test_forged_altered_foreign_and_expired_tickets_are_refused_with_ticket_inva
         "one character changed": mallory_ticket[:middle] + swapped + mallory_ticket[middle + 1 :],
         "cut short": mallory_ticket[:-4],
         "two spliced": mallory_ticket[:middle] + alice_ticket[middle:],
-        "another daemon's": elsewhere.tickets.seal(Ticket(alice_id, "alice", driver.wall + 3600)),
+        "another daemon's": elsewhere.tickets.seal(
+            Ticket(alice_id, "alice", driver.wall + 3600, mark)
+        ),
         "a name that is not its account's": driver.keys.tickets.seal(
-            Ticket(alice_id, "mallory", driver.wall + 3600)
+            Ticket(alice_id, "mallory", driver.wall + 3600, mark)
         ),
         "an account that does not exist": driver.keys.tickets.seal(
-            Ticket(999, "nobody", driver.wall + 3600)
+            Ticket(999, "nobody", driver.wall + 3600, mark)
         ),
+        "from before tickets had a mark": unmarked(alice_id, "alice", driver.wall + 3600),
+        # Alice's own, written another way: each text is one ticket, and only one.
+        "in the other base64 alphabet": alice_ticket.replace("-", "+").replace("_", "/"),
+        "padded": alice_ticket + "=" * (-len(alice_ticket) % 4 or 4),
+        "with more after it": alice_ticket + "...",
+        "with a spare bit set": spare_bit_set(alice_ticket),
         "given under another password": driver.keys.tickets.seal(
             Ticket(alice_id, "alice", driver.wall + 3600, password_mark("$argon2id$before"))
         ),
@@ -138,8 +164,8 @@ def test_forged_altered_foreign_and_expired_tickets_are_refused_with_ticket_inva
         "not ASCII": "é" * 40,
         "empty": "",
     }
-    for label, ticket in forgeries.items():
-        answer = _resume(driver, ticket)
+    for n, (label, ticket) in enumerate(forgeries.items()):
+        answer = _resume(driver, ticket, (f"10.66.{n}.1", 4000))  # more than an address may open
         assert isinstance(answer, wire.ErrorFrame), label
         assert answer.code == "ticket_invalid", label
     assert engine.stats["tickets_refused"] == len(forgeries)
@@ -152,6 +178,16 @@ def test_forged_altered_foreign_and_expired_tickets_are_refused_with_ticket_inva
     driver.now += 61
     expired = _resume(driver, alice_ticket)
     assert isinstance(expired, wire.ErrorFrame) and expired.code == "ticket_invalid"
+
+
+def spare_bit_set(text: str) -> str:
+    """Unpadded base64url `text` with a bit past its last byte flipped: it decodes to the
+    same bytes (base64 has 2 or 4 such bits after a last group of 1 or 2 bytes)."""
+    assert len(text) % 4 in (2, 3), "no bits spare"
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    changed = text[:-1] + alphabet[alphabet.index(text[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(changed + "==") == base64.urlsafe_b64decode(text + "==")
+    return changed
 
 
 def test_a_stolen_ticket_cannot_be_renewed_past_its_24_hours_by_resuming() -> None:

@@ -252,7 +252,7 @@ def test_reprs_of_what_carries_a_secret_hide_it() -> None:
         keys,
         keys.tickets,
         cookies,
-        Ticket(1, "alice", driver.wall + 3600),
+        Ticket(1, "alice", driver.wall + 3600, "a-password-mark"),
         alice.connection,
         client_channel,
         daemon_channel,

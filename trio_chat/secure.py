@@ -304,9 +304,9 @@ class Ticket:
     account_id: int
     key: str
     expires: float
-    password_mark: str | None = field(default=None, repr=False)
-    """`password_mark` of the account's hash when the ticket was sealed; None in tickets
-    sealed before tickets had one, which are taken until they expire (a day at most)."""
+    password_mark: str = field(repr=False)
+    """`password_mark` of the account's hash when the ticket was sealed (a ticket without
+    one, sealed before tickets had it, is refused)."""
 
 
 def password_mark(password_hash: str) -> str:
@@ -338,9 +338,8 @@ class Tickets:
             "a": ticket.account_id,
             "k": ticket.key,
             "e": round(ticket.expires),
+            "p": ticket.password_mark,
         }
-        if ticket.password_mark is not None:
-            fields["p"] = ticket.password_mark
         plaintext = json.dumps(
             fields,
             separators=(",", ":"),
@@ -351,17 +350,16 @@ class Tickets:
         return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
 
     def open_untrusted(self, text: str, wall: float) -> Ticket | None:
-        """The ticket, if it is ours, intact and not expired; None otherwise."""
+        """The ticket, if it is ours, intact, not expired and written as `seal` writes it
+        (one text for each ticket); None otherwise."""
         try:
-            sealed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            sealed = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+            if base64.urlsafe_b64encode(sealed).decode().rstrip("=") != text:
+                return None  # another alphabet, padding, or bits past the end set
             nonce, ciphertext = sealed[:TICKET_NONCE_BYTES], sealed[TICKET_NONCE_BYTES:]
             fields = json.loads(self._aead.decrypt(nonce, ciphertext, TICKET_AD))
-            mark = fields.get("p")
             ticket = Ticket(
-                int(fields["a"]),
-                str(fields["k"]),
-                float(fields["e"]),
-                None if mark is None else str(mark),
+                int(fields["a"]), str(fields["k"]), float(fields["e"]), str(fields["p"])
             )
         except (ValueError, InvalidTag, KeyError, TypeError, AttributeError):
             return None

@@ -543,8 +543,8 @@ class Lobby:
             ticket is None
             or account is None
             or account.key != ticket.key
-            or account.locked  # whatever the ticket's mark, or a ticket from before marks
-            or ticket.password_mark not in (None, password_mark(account.password_hash))
+            or account.locked  # whatever the ticket's mark
+            or ticket.password_mark != password_mark(account.password_hash)
         ):
             self._stats["tickets_refused"] += 1
             message = "That ticket cannot be used; log in with the password."
