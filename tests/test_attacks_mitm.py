@@ -21,7 +21,7 @@ from trio_chat import register, trust_server, wire
 from trio_chat.cli import ExitCode
 from trio_chat.client_protocol import ClientConfig, ClientConnection
 from trio_chat.engine import ServerConfig
-from trio_chat.errors import KeyChanged
+from trio_chat.errors import KeyChanged, KeyUnproven
 from trio_chat.keys import KnownServers
 from trio_chat.noise import fingerprint
 from trio_chat.secure import DaemonKeys
@@ -154,14 +154,25 @@ async def test_a_forged_key_at_first_contact_is_not_remembered(
             await relay.bind(("127.0.0.1", 0))
             relayed = relay.getsockname()[1]
             nursery.start_soon(_forging_keys, relay, (host, port), forged)
-            with pytest.raises(KeyChanged) as refused:
-                await trust_server(host, relayed)
+            with pytest.raises(KeyUnproven) as refused:
+                await trust_server(host, relayed, config=ClientConfig(timeout=1.0))
             assert str(refused.value) == (
-                f"The daemon at {host}:{relayed} showed the key {fingerprint(forged)} and could "
-                "not prove it holds it (someone on the way may have answered in its place); "
-                "nothing was remembered: try again, or give the key its operator publishes "
-                "with --server-key."
+                f"The daemon at {host}:{relayed} showed the key {fingerprint(forged)} but did "
+                "not answer a handshake under it (someone on the way may have answered in its "
+                "place, or it stopped); nothing was remembered: try again, or give the key its "
+                "operator publishes with --server-key."
             )
+            assert known.get(host, relayed) is None
+            # Nor by `trio-chat trust --yes`, which takes the key it is shown.
+            told = await trio.run_process(
+                [*CLI, "trust", "--host", host, "--port", str(relayed), "--yes"],
+                env=cli_env(relayed),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            assert told.returncode == ExitCode.KEY_CHANGED, told.stderr
+            assert b"did not answer a handshake under it" in told.stderr
             assert known.get(host, relayed) is None
             # Without the forger, the daemon's own key is proven, and kept.
             trusted = await trust_server(host, port)

@@ -25,6 +25,7 @@ from trio_chat.errors import (
     ChatError,
     InvalidName,
     KeyChanged,
+    KeyUnproven,
     NameTaken,
     PasswordTooShort,
     ServerUnreachable,
@@ -246,6 +247,11 @@ UNTIL = (
         (ServerUnreachable("x"), Field.HOST, "Cannot reach trio-chat at 127.0.0.1:1600;"),
         (Throttled("slow", retry_after=2.5), Field.PASSWORD, "Too many failed sign-ins; wait"),
         (KeyChanged("x"), Field.HOST, "The daemon at 127.0.0.1:1600 shows another key than"),
+        (
+            KeyUnproven("The daemon at 127.0.0.1:1600 showed a key."),
+            Field.HOST,
+            "The daemon at 127.0.0.1:1600 showed",
+        ),
         (Busy("Busy; try again.", retry_after=0.4), Field.HOST, "Busy; try again (about 1 s)."),
         (ChatError("Something else\x1b."), Field.HOST, "Something else\\x1b."),
         (Banned(UNTIL, retry_after=7199.5), Field.HOST, UNTIL),  # its end said, no seconds

@@ -348,6 +348,14 @@ async def test_an_operator_turns_an_address_away_and_back_while_the_daemon_runs(
                     async for _event in alice.events():
                         pass
                 assert str(ended.value) == banned_sentence(unix_time(until))
+                assert ended.value.until == round(unix_time(until), 3)  # for local time
+            # Refused, the seconds left say when it ends: at a handshake, and at a probe.
+            with pytest.raises(Banned) as refused:
+                await trio_chat.register(host, port, "zed", PASSWORD)
+            with pytest.raises(Banned) as probed:
+                await trio_chat.trust_server(host, port, probe=True)
+            for error in (refused.value, probed.value):
+                assert 0 <= (error.until or 0) - unix_time(until) < 2, error.until
             listed = await bans(database, "list")
             assert re.fullmatch(
                 rf"127\.0\.0\.1/32  \(since \S+Z, until {re.escape(until)}\)\n", listed.stdout

@@ -17,6 +17,7 @@ socket and Trio's clock.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import socket
@@ -39,7 +40,7 @@ from .client_protocol import (
     registration_result,
     require_type,
 )
-from .errors import ChatError, KeyChanged, ServerUnreachable
+from .errors import Banned, ChatError, KeyChanged, KeyUnproven, ServerUnreachable
 from .event_buffer import EventBuffer
 from .events import ChatMessage, Event, PrivateMessage, PublicMessage
 from .keys import KnownServers, Trust, address_label, checked_key, parse_key
@@ -233,6 +234,8 @@ async def fetch_key(
     probe = KeyProbe(trio.current_time(), timeout=within, where=where, refused_ends=refused_ends)
     with await _open_socket(host, port) as sock:
         await _drive(sock, probe, lambda: probe.done)
+    if isinstance(probe.error, Banned):
+        probe.error.dated(time.time())
     if probe.error is not None:
         raise probe.error
     assert probe.key is not None
@@ -264,15 +267,17 @@ async def trust_server(
     probe: bool = False,
     remember: bool = True,
     refused_ends: bool = False,
+    config: ClientConfig | None = None,
 ) -> Trust:
     """The key to use for the daemon at `host:port` (see `ServerKey`).
 
     A key given, or one remembered, is used as it is (the handshake proves it); with
     `probe`, the daemon is asked anyway, which tells at once (within `within` seconds)
     whether it answers and whether it shows another key. A fingerprint given is checked
-    against the key the daemon shows. With neither, the daemon's key is fetched, trusted
-    and remembered: `Trust.new` says so. Raises `KeyChanged` for a key that does not
-    match, `ServerUnreachable` for silence, and `KeyFileError` (not a `ChatError`: this
+    against the key the daemon shows. With neither, the daemon's key is fetched, proven
+    by a handshake (`prove_key`, with `config`'s timeout), trusted and remembered: `Trust.new`
+    says so. Raises `KeyChanged` for a key that does not match (`KeyUnproven` for one
+    not proven), `ServerUnreachable` for silence, and `KeyFileError` (not a `ChatError`: this
     side's own) for a `server_key` that cannot be a key or a `known_servers` that cannot
     be read or written. Without `remember`, a key met for the first time is not
     remembered (`trio-chat ping`); with `refused_ends`, a closed port is `ServerUnreachable`
@@ -306,18 +311,21 @@ async def trust_server(
         # A `KEY` is not authenticated: anyone who gets a datagram to this client first
         # could plant one, to be refused ever after. Kept only once a handshake proves
         # the daemon holds it.
-        await _proven(host, port, key)
+        await prove_key(host, port, key, config)
         known.remember(host, port, key)
     return Trust(key, new=True)
 
 
-async def _proven(host: str, port: int, key: bytes) -> None:
-    """Open a channel (no login) to the daemon at `host:port` with `key`, and close it;
-    raise why it could not be opened: `KeyChanged` if the handshake failed or went
-    unanswered (the key came from whoever answered first; the daemon answers a handshake
-    it cannot read with silence), else the refusal (`Busy`, ...)."""
+async def prove_key(host: str, port: int, key: bytes, config: ClientConfig | None = None) -> None:
+    """Open a channel (no login) to the daemon at `host:port` with `key`, within
+    `config`'s timeout, and close it; raise why it could not be
+    opened: `KeyUnproven` if the handshake failed or went unanswered (the key came from
+    whoever answered first; a daemon answers a handshake it cannot read with silence),
+    else the refusal (`Busy`, `Banned`, ...)."""
     where = address_label(host, port)
-    connection = ClientConnection(key, config=ClientConfig(reconnect=False), where=where)
+    config = dataclasses.replace(config or ClientConfig(), reconnect=False)
+    connection = ClientConnection(key, config=config, where=where)
+    connection.wall_offset = _wall_offset()
     connection.start(trio.current_time())
     with await _open_socket(host, port) as sock:
         await _drive(sock, connection, lambda: connection.ready or connection.closed)
@@ -325,13 +333,19 @@ async def _proven(host: str, port: int, key: bytes) -> None:
         connection.close()  # the channel proved the key: goodbye
         _Wire(sock).send(connection)
     if isinstance(failure, KeyChanged | ServerUnreachable):
-        raise KeyChanged(
-            f"The daemon at {where} showed the key {fingerprint(key)} and could not prove it "
-            "holds it (someone on the way may have answered in its place); nothing was "
-            "remembered: try again, or give the key its operator publishes with --server-key."
+        raise KeyUnproven(
+            f"The daemon at {where} showed the key {fingerprint(key)} but did not answer a "
+            "handshake under it (someone on the way may have answered in its place, or it "
+            "stopped); nothing was remembered: try again, or give the key its operator "
+            "publishes with --server-key."
         )
     if failure is not None:
         raise failure
+
+
+def _wall_offset() -> float:
+    """What to add to Trio's clock to read the wall clock, for a `ClientConnection`."""
+    return time.time() - trio.current_time()
 
 
 async def register(
@@ -354,9 +368,10 @@ async def register(
     config = config or ClientConfig()
     known_servers = _where_to_trust(host, port, server_key, known_servers)
     check_registration(name, password)
-    trusted = await trust_server(host, port, server_key, known_servers=known_servers)
+    trusted = await trust_server(host, port, server_key, known_servers=known_servers, config=config)
     where = address_label(host, port)
     connection = ClientConnection(trusted.key, config=config, where=where)
+    connection.wall_offset = _wall_offset()
     handle = connection.register(name, password)
     connection.start(trio.current_time())
     with await _open_socket(host, port) as sock:
@@ -634,7 +649,7 @@ class ChatClient:
         self._wire = udp = _Wire(sock)
         connection = self.connection
         connection.local_address = local_address(sock)
-        connection.wall_offset = time.time() - trio.current_time()
+        connection.wall_offset = _wall_offset()
         connection.start(trio.current_time())
         while True:
             udp.exchange(connection)
@@ -688,7 +703,7 @@ async def connect(
     """
     known_servers = _where_to_trust(host, port, server_key, known_servers)
     check_login(name, password)
-    trusted = await trust_server(host, port, server_key, known_servers=known_servers)
+    trusted = await trust_server(host, port, server_key, known_servers=known_servers, config=config)
     where = address_label(host, port)
     connection = ClientConnection(
         trusted.key, name, password, config=config, quiet=quiet, where=where

@@ -57,6 +57,12 @@ class KeyChanged(ChatError):
     code = "key_changed"
 
 
+class KeyUnproven(KeyChanged):
+    """Met for the first time, the daemon's key could not be proven: it showed it, but
+    no handshake under it succeeded (someone on the way may have answered in its place).
+    Nothing was remembered."""
+
+
 class Busy(ChatError):
     """The daemon is starting too many channels at once: wait `retry_after` seconds."""
 
@@ -118,6 +124,12 @@ class Banned(ChatError):
     ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.until = until
+
+    def dated(self, wall: float) -> None:
+        """Received at Unix time `wall`: when the ban ends, from `retry_after` (the
+        seconds left), unless it is known already."""
+        if self.until is None and self.retry_after is not None:
+            self.until = wall + self.retry_after
 
 
 class Muted(ChatError):

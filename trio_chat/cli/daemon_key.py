@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ..client import fetch_key, trust_server
+from ..client import fetch_key, prove_key, trust_server
 from ..errors import ChatError
 from ..keys import (
     KeyFileError,
@@ -148,6 +148,10 @@ def trust_command(
         missing = "The input ended before an answer; give --yes, or --server-key to check it."
         if not agree(question, missing=missing):
             raise fail("Nothing was changed.", ExitCode.REJECTED)
+    try:
+        run(prove_key, host, port, shown)  # a `KEY` proves nothing: a handshake does
+    except ChatError as error:
+        raise fail(sentence(error, ""), exit_code_for(error)) from None
     try:
         known.remember(host, port, shown)
     except KeyFileError as error:

@@ -636,10 +636,10 @@ class ClientConnection:
             self._shut(error)
 
     def _ban_ends(self, error: ChatError, now: float) -> None:
-        """A ban's refusal says how long it lasts (`retry_after`): when it ends, by the
-        wall clock, for people to be told in their own time."""
-        if isinstance(error, Banned) and error.until is None and error.retry_after is not None:
-            error.until = now + self.wall_offset + error.retry_after
+        """A ban's refusal says how long it lasts: when it ends, by the wall clock, for
+        people to be told in their own time."""
+        if isinstance(error, Banned):
+            error.dated(now + self.wall_offset)
 
     def _try_again_at(self, now: float, delay: float) -> float:
         """`now + delay`, but while coming back no later than `reconnect_for` runs out: the

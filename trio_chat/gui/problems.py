@@ -13,6 +13,7 @@ from ..errors import (
     ChatError,
     InvalidName,
     KeyChanged,
+    KeyUnproven,
     NameTaken,
     PasswordTooLong,
     PasswordTooShort,
@@ -90,6 +91,8 @@ def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
             "and that `trio-chat serve` is running there.",
             Field.HOST,
         )
+    if isinstance(error, KeyUnproven):
+        return Problem(safe(error.message), Field.HOST)  # met first: nothing trusted to change
     if isinstance(error, KeyChanged):
         return Problem(key_changed_sentence(form.host, form.port), Field.HOST)
     if isinstance(error, WrongPassword):
