@@ -4,8 +4,13 @@ a kick that its clients do not undo by coming back; a login checked meanwhile.""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from trio_chat import wire
 from trio_chat.client_protocol import ClientConfig
+from trio_chat.engine import core
 from trio_chat.engine.core import NEW_PASSWORD, REMOVED
 from trio_chat.errors import AccountLocked, Muted, Removed, WrongPassword
 from trio_chat.events import Event, History, Left, Notice, PublicMessage, Reconnected
@@ -234,6 +239,20 @@ def mute_notices(events: list[Event]) -> list[tuple[str, bool | None]]:
     return [(e.text, e.muted) for e in events if isinstance(e, Notice)]
 
 
+def restarted(sim: Simulation, label: str, muted: bool | None = None) -> None:
+    """The daemon started again (`label`'s account muted or unmuted meanwhile, unless
+    None), and `label`'s client back."""
+    events = sim.events[label]
+    reconnected = sum(isinstance(e, Reconnected) for e in events)
+    sim.restart_daemon()
+    if muted is not None:  # with no session of the account's in the daemon
+        account = sim.driver.engine.accounts[label]
+        sim.driver.engine.change_account(MuteSet(account.id, muted))
+        sim.driver.pump()
+    sim.run_until(lambda: sum(isinstance(e, Reconnected) for e in events) > reconnected)
+    sim.run(1.0)
+
+
 def test_a_muted_account_is_told_so_at_login_and_when_it_changed_while_away() -> None:
     """The mute is in every `welcome`: a client says so after the login's history when
     it is muted at the first login, or changed while the connection was away (the
@@ -244,16 +263,7 @@ def test_a_muted_account_is_told_so_at_login_and_when_it_changed_while_away() ->
     assert mute_notices(sim.events["alice"]) == [] and not alice.muted
 
     def restart(muted: bool | None) -> None:
-        reconnected = sum(isinstance(e, Reconnected) for e in sim.events["alice"])
-        sim.restart_daemon()
-        if muted is not None:  # with no session of alice's in the daemon
-            account = sim.driver.engine.accounts["alice"]
-            sim.driver.engine.change_account(MuteSet(account.id, muted))
-            sim.driver.pump()
-        sim.run_until(
-            lambda: sum(isinstance(e, Reconnected) for e in sim.events["alice"]) > reconnected
-        )
-        sim.run(1.0)
+        restarted(sim, "alice", muted)
 
     restart(muted=True)
     assert mute_notices(sim.events["alice"]) == [(MUTED_NOTICE, True)] and alice.muted
@@ -277,3 +287,32 @@ def test_a_muted_account_is_told_so_at_login_and_when_it_changed_while_away() ->
     assert mute_notices(sim.events["alice"])[2:] == [(MUTED_NOTICE, True)]  # live
     assert mute_notices(sim.events["laptop"]) == [(MUTED_NOTICE, True)]  # at its login
     assert isinstance(sim.events["laptop"][-1], Notice) and laptop.muted
+
+
+def test_a_welcome_that_does_not_say_whether_the_account_is_muted_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A daemon of an earlier version, or another sharing the ticket key, leaves `muted`
+    # out: read as "not muted", a muted client was told it had been unmuted.
+    sim = Simulation(2)
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready)
+    account = sim.driver.engine.accounts["alice"]
+    sim.driver.engine.change_account(MuteSet(account.id, True))
+    sim.driver.pump()
+    sim.run(1.0)
+    assert alice.muted
+
+    class Older:
+        """The wire as the daemon's engine writes it, but for `welcome`'s new field."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(wire, name)
+
+        @staticmethod
+        def Welcome(**fields: Any) -> wire.Welcome:
+            return wire.Welcome(**{**fields, "muted": None})
+
+    monkeypatch.setattr(core, "wire", Older())
+    restarted(sim, "alice")
+    assert mute_notices(sim.events["alice"]) == [(MUTED_NOTICE, True)] and alice.muted

@@ -533,8 +533,9 @@ class Welcome(_CarriesSecret, _Frame, tag="welcome"):
     """The longest the client may go without sending (a `ping` then), if not 15 s."""
     time: UnixTime | None = None
     """The daemon's clock as it sent the welcome: the client times its keepalives by it."""
-    muted: bool = False
-    """The daemon's operator muted the account: it reads the room and says nothing."""
+    muted: bool | None = None
+    """Whether the daemon's operator muted the account (it reads the room and says
+    nothing); None from a daemon that does not say, which changes nothing."""
 
 
 class PasswordChanged(_CarriesSecret, _Frame, tag="password_changed"):

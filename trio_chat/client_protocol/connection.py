@@ -556,7 +556,8 @@ class ClientConnection:
         self._logged_in = self._welcomed = True
         self.name = frame.name
         self.unread = frame.unread
-        self.muted = frame.muted
+        if frame.muted is not None:
+            self.muted = frame.muted
         self.pings.welcomed(frame.keepalive, frame.time, now, self.config.keepalive)
         if frame.ticket:
             self.ticket = frame.ticket
