@@ -408,9 +408,10 @@ async def test_quitting_with_a_line_typed_and_not_sent_asks_first(
     tmp_path: Path, qtbot: QtBot
 ) -> None:
     """Ctrl+Q with a line typed and not sent asks whether to leave and lose it (it went
-    without a word): Cancel keeps the window and the line. Away with a line waiting too,
-    the question names both; once the daemon is back and has the waiting line, it asks
-    about the typed line alone, and Leave then logs out."""
+    without a word): Cancel keeps the window and the line. Asked again, with a line sent
+    to a daemon that hangs and is then killed: once it is found away, the same question
+    names both;
+    once it is back and has the waiting line, the typed line alone; Leave then logs out."""
     with trio.fail_after(40):
         async with a_daemon_bob_and_the_window(tmp_path) as (daemon, bob, app):
             window = await signed_in(app, "alice")
@@ -424,25 +425,28 @@ async def test_quitting_with_a_line_typed_and_not_sent_asks_first(
             await until(lambda: QApplication.activeModalWidget() is None, "the question gone")
             assert showing(window) and window.link is Link.CONNECTED
             assert window.composer.editor.text() == "half a thought"
-            await daemon.kill()
-            await until(lambda: window.link is Link.RECONNECTING, "reconnecting")
+            assert daemon.process is not None and daemon.address is not None
+            daemon.process.send_signal(signal.SIGSTOP)  # it hangs
             window.composer.editor.clear()
             say(window, "sent while it is down")
             await until(lambda: window.waiting == 1, "the line waiting")
             type_text(window.composer.editor, "half a thought")
             window.close()
             await until(lambda: isinstance(QApplication.activeModalWidget(), QMessageBox), "asked")
-            assert leave_question().text() == (
+            box = leave_question()
+            typed_only = "The line you typed has not been sent. Leave anyway, and lose it?"
+            assert box.text() == typed_only  # the daemon not yet found away
+            await daemon.kill()  # its port closed: found away at the next resend
+            await until(lambda: window.link is Link.RECONNECTING, "the daemon found away")
+            assert leave_question() is box and box.text() == (
                 "1 line you typed has not reached the daemon, which is away; it goes out once "
                 "it is back. The line you typed has not been sent either. Leave anyway, and "
                 "lose them all?"
             )
-            assert daemon.address is not None
             await daemon.start(daemon.address[1])
             await until(lambda: window.waiting == 0, "the waiting line stored")
             await trio.testing.wait_all_tasks_blocked()
-            box = leave_question()  # still asking, now about the typed line alone
-            assert box.text() == "The line you typed has not been sent. Leave anyway, and lose it?"
+            assert leave_question() is box and box.text() == typed_only
             (leave,) = [
                 b
                 for b in box.buttons()

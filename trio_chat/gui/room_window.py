@@ -748,15 +748,22 @@ class RoomWindow(QMainWindow):
         self.status_dot.setPalette(palette)
         self.status_dot.setAccessibleName(self.link.value)
         box = self._leave_box
-        if box is not None and not self._away_with_lines():
-            # The daemon is back, or nothing waits any more, or the session ended (what
-            # waited is lost either way): the question no longer holds, so it goes, and
-            # the window goes on closing as asked (asking again about a line typed and
-            # not sent, if there is one).
-            self._leave_box = None
-            box.finished.disconnect()
-            box.reject()
-            self.close()
+        if box is None:
+            return
+        if self._away_with_lines() or self._typed():
+            # Asked still, about what closing would lose now (the daemon went away with
+            # lines waiting, or came back and took them).
+            question = self._leave_question()
+            if box.text() != question:
+                box.setText(question)
+            return
+        # The daemon is back, or nothing waits any more, or the session ended (what waited
+        # is lost either way): the question no longer holds, so it goes, and the window
+        # goes on closing as asked.
+        self._leave_box = None
+        box.finished.disconnect()
+        box.reject()
+        self.close()
 
     def _away_with_lines(self) -> bool:
         """Lines sent wait for a daemon that is away: closed, the window loses them."""
