@@ -613,7 +613,16 @@ def test_a_daemon_is_known_by_one_name_however_its_address_is_spelt(tmp_path: Pa
     path.write_text(path.read_text() + f"[0::1]:1700 {base64.b64encode(third).decode()}\n")
     assert known.get("::1", 1700) == third
     assert known.forget("0:0:0::1", 1700) and known.get("::1", 1700) is None
+    # An interface's name keeps its capitals; a line that is no `HOST:PORT` stays as it is.
+    known.remember("FE80::1%eth0", 1600, one)
+    assert known.get("fe80::1%eth0", 1600) == one and known.get("fe80::1%ETH0", 1600) is None
+    path.write_text(path.read_text() + f"fe80::2 {base64.b64encode(third).decode()}\n")
+    known.remember("example.org", 1600, third)
+    assert "fe80::2 " in path.read_text()
     assert sorted(line.split()[0] for line in path.read_text().splitlines()) == [
         "[::1]:1600",
+        "[fe80::1%eth0]:1600",
         "example.com:1600",
+        "example.org:1600",
+        "fe80::2",
     ]

@@ -231,18 +231,25 @@ def first_use_notice(host: str, port: int, trust: Trust, known: Path) -> str:
 def _known_as(host: str, port: int) -> str:
     """The label of `host:port` in `known_servers`: one for every spelling of it (a host
     name in any capitals, with its root's dot or not; an IP address written any way)."""
-    name = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
-    address, percent, scope = name.partition("%")
-    with contextlib.suppress(ValueError):  # else a host name
+    name = host.strip().removeprefix("[").removesuffix("]")
+    address, percent, scope = name.partition("%")  # a scope is an interface's name, as it is
+    try:
         name = str(ipaddress.ip_address(address)) + percent + scope
+    except ValueError:
+        name = name.rstrip(".").lower()  # a host name
     return address_label(name, port)
 
 
 def _label_known_as(label: str) -> str:
     """A label read from `known_servers` (written by hand, or before labels were made
     one for every spelling) as `_known_as` makes it; as it is if it is no `HOST:PORT`."""
-    host, _, port = label.rpartition(":")
-    if not port.isdigit() or not host:
+    if label.startswith("["):
+        host, found, port = label[1:].partition("]:")
+    else:
+        host, found, port = label.partition(":")
+        if ":" in port:
+            return label  # an IPv6 address out of brackets: no `HOST:PORT`
+    if not found or not host or not port.isdigit():
         return label
     return _known_as(host, int(port))
 
