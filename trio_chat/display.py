@@ -21,6 +21,7 @@ from .errors import Banned, ChatError
 from .events import ChatMessage, Joined, Left, PrivateMessage, PublicMessage
 from .names import invisible_ranges
 from .rules import name_key
+from .wire import BANNED_UNTIL
 
 Segment = tuple[str, str]
 """An SGR parameter string (`"1;31"`, or `""` for none) and the text it styles."""
@@ -275,10 +276,7 @@ def told(error: ChatError) -> str:
             ends = datetime.fromtimestamp(math.ceil(error.until)).astimezone()
         except (OverflowError, ValueError, OSError):
             return safe(error.message)
-        return (
-            f"The daemon's operator turned your address away until "
-            f"{ends:%Y-%m-%d %H:%M:%S} {ends:%Z}; ask them why."
-        )
+        return BANNED_UNTIL.format(f"{ends:%Y-%m-%d %H:%M:%S} {ends:%Z}")
     return safe(error.message)
 
 

@@ -632,6 +632,9 @@ MUTED_NOTICE: Final = (
 """The daemon's `notice` when the operator mutes an account, and a client's note of a
 `welcome` that says it is muted (coming back, if it was not before)."""
 UNMUTED_NOTICE: Final = "The daemon's operator unmuted this account: you can talk again."
+BANNED_UNTIL: Final = "The daemon's operator turned your address away until {}; ask them why."
+"""A ban's refusal, with when it ends (`YYYY-MM-DD HH:MM:SS UTC` from the daemon; a
+client may say it in its person's time zone)."""
 
 
 class Bye(_Frame, tag="bye"):

@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
+from .. import wire
 from ..records import BanRecord, BanSet, unix_time
 from .common import iso_time
 
@@ -36,10 +37,7 @@ def banned_sentence(until: float) -> str:
         ends = datetime.fromtimestamp(math.ceil(until), tz=UTC)
     except (OverflowError, ValueError, OSError):
         return BANNED  # for good, or past the year 9999: as good as for good
-    return (
-        f"The daemon's operator turned your address away until {ends:%Y-%m-%d %H:%M:%S} "
-        "UTC; ask them why."
-    )
+    return wire.BANNED_UNTIL.format(f"{ends:%Y-%m-%d %H:%M:%S} UTC")
 
 
 def ban_wait(until: float, wall: float) -> float | None:
