@@ -1075,14 +1075,15 @@ def test_login_is_answered_welcome_with_every_documented_field() -> None:
     assert register(driver, "Alice")["t"] == "registered"
     bob = member(driver, "bob")
     first = connect(driver).login("ALICE")
-    assert set(first) == {"t", "re", "name", "ticket", "time"}  # `unread` left out: 0
+    assert set(first) == {"t", "re", "name", "ticket", "time", "muted"}  # `unread` left out: 0
+    assert first["muted"] is False
     assert first["time"] == round(driver.wall, 3)  # the daemon's clock, to the ms
     assert (first["re"], first["name"]) == (1, "Alice")
     assert isinstance(first["ticket"], str) and 0 < len(first["ticket"]) <= 512
     for n in range(2):
         bob.request({"t": "whisper", "to": "alice", "text": f"psst {n}", "cid": f"w{n}"})
     welcome = connect(driver).login("alice")
-    assert set(welcome) == {"t", "re", "name", "unread", "ticket", "time"}
+    assert set(welcome) == {"t", "re", "name", "unread", "ticket", "time", "muted"}
     assert welcome["unread"] == 2
     assert welcome["ticket"] != first["ticket"]
 
@@ -1101,7 +1102,7 @@ def test_resume_logs_in_with_a_ticket_without_password_or_throttle() -> None:
     codes = [guesser.login("alice", "not the password")["code"] for _ in range(4)]
     assert codes == ["wrong_password"] * 3 + ["throttled"]
     client, resumed = resume(driver, welcome["ticket"])
-    assert set(resumed) == {"t", "re", "name", "ticket", "time"}
+    assert set(resumed) == {"t", "re", "name", "ticket", "time", "muted"}
     assert resumed["name"] == "alice" and resumed["ticket"] != welcome["ticket"]
     assert client.frames[-1] == {"t": "ready", "count": 0, "upto": 0}
     say_seq = client.request({"t": "say", "text": "back", "cid": "c1"})
@@ -1959,7 +1960,17 @@ def test_the_whole_conversation_of_section_12() -> None:
         "ack": 1,
         "echo": 1,
         "frames": [
-            [1, {"t": "welcome", "re": 1, "name": "alice", "ticket": ticket, "time": clock}],
+            [
+                1,
+                {
+                    "t": "welcome",
+                    "re": 1,
+                    "name": "alice",
+                    "ticket": ticket,
+                    "time": clock,
+                    "muted": False,
+                },
+            ],
             [
                 2,
                 {
