@@ -21,7 +21,7 @@ from trio_chat import register, trust_server, wire
 from trio_chat.cli import ExitCode
 from trio_chat.client_protocol import ClientConfig, ClientConnection
 from trio_chat.engine import ServerConfig
-from trio_chat.errors import KeyChanged, KeyUnproven
+from trio_chat.errors import KeyChanged, KeyUnproven, ServerUnreachable
 from trio_chat.keys import KnownServers
 from trio_chat.noise import fingerprint
 from trio_chat.secure import DaemonKeys
@@ -114,19 +114,23 @@ async def test_first_contact_is_remembered_and_an_impostor_there_later_is_refuse
 
 
 async def _forging_keys(
-    relay: trio.socket.SocketType, daemon: tuple[str, int], forged: bytes
+    relay: trio.socket.SocketType, daemon: tuple[str, int], forged: bytes | None
 ) -> None:
-    """On the path: every datagram goes on as it is, but for the daemon's `KEY`, which
-    comes back carrying `forged`."""
+    """On the path, for one client at a time: every datagram goes on as it is, but for
+    the daemon's `KEY` answering a `KEY_REQUEST`, which comes back carrying `forged`, as
+    if someone had answered the request first (the daemon's `KEY` answering a handshake
+    it cannot read passes). With `forged` None, nothing but `KEY_REQUEST`s reaches the
+    daemon: a daemon that shows its key and answers no handshake."""
     towards = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
     await towards.bind(("127.0.0.1", 0))
     await towards.connect(daemon)
     client: tuple[str, int] | None = None
+    asked = b""
 
     async def back() -> None:
         while True:
             data = await towards.recv(2048)
-            if data[:1] == bytes((wire.KEY,)):
+            if data[:1] == bytes((wire.KEY,)) and asked == bytes((wire.KEY_REQUEST,)) and forged:
                 data = wire.key_datagram(forged)
             if client is not None:
                 await relay.sendto(data, client)
@@ -136,7 +140,9 @@ async def _forging_keys(
             nursery.start_soon(back)
             while True:
                 data, client = await relay.recvfrom(2048)
-                await towards.send(data)
+                asked = data[:1]
+                if forged is not None or asked == bytes((wire.KEY_REQUEST,)):
+                    await towards.send(data)
 
 
 async def test_a_forged_key_at_first_contact_is_not_remembered(
@@ -155,12 +161,12 @@ async def test_a_forged_key_at_first_contact_is_not_remembered(
             relayed = relay.getsockname()[1]
             nursery.start_soon(_forging_keys, relay, (host, port), forged)
             with pytest.raises(KeyUnproven) as refused:
-                await trust_server(host, relayed, config=ClientConfig(timeout=1.0))
+                await trust_server(host, relayed)
             assert str(refused.value) == (
-                f"The daemon at {host}:{relayed} showed the key {fingerprint(forged)} but did "
-                "not answer a handshake under it (someone on the way may have answered in its "
-                "place, or it stopped); nothing was remembered: try again, or give the key its "
-                "operator publishes with --server-key."
+                f"The daemon at {host}:{relayed} showed the key {fingerprint(forged)} and then "
+                "answered the handshake with another (someone on the way may have answered in "
+                "its place); nothing was remembered: try again, and compare the fingerprint "
+                "shown with the one its operator publishes."
             )
             assert known.get(host, relayed) is None
             # Nor by `trio-chat trust --yes`, which takes the key it is shown.
@@ -172,10 +178,17 @@ async def test_a_forged_key_at_first_contact_is_not_remembered(
                 check=False,
             )
             assert told.returncode == ExitCode.KEY_CHANGED, told.stderr
-            assert b"did not answer a handshake under it" in told.stderr
+            assert b"answered the handshake with another" in told.stderr
             assert known.get(host, relayed) is None
             # Without the forger, the daemon's own key is proven, and kept.
             trusted = await trust_server(host, port)
             assert trusted.new and known.get(host, port) == engine.keys.public
+            # A daemon that shows its key and answers no handshake is not reached.
+            silent = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            await silent.bind(("127.0.0.1", 0))
+            nursery.start_soon(_forging_keys, silent, (host, port), None)
+            with pytest.raises(ServerUnreachable) as unanswered:
+                await trust_server(host, silent.getsockname()[1], config=ClientConfig(timeout=1.0))
+            assert "showed its key but did not answer a handshake under it" in str(unanswered.value)
             assert engine.stats["handshakes"] >= 1
             nursery.cancel_scope.cancel()

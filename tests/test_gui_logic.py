@@ -248,9 +248,12 @@ UNTIL = (
         (Throttled("slow", retry_after=2.5), Field.PASSWORD, "Too many failed sign-ins; wait"),
         (KeyChanged("x"), Field.HOST, "The daemon at 127.0.0.1:1600 shows another key than"),
         (
-            KeyUnproven("The daemon at 127.0.0.1:1600 showed a key."),
+            KeyUnproven("The daemon at 127.0.0.1:1600 showed the key SHA256:x and then ..."),
             Field.HOST,
-            "The daemon at 127.0.0.1:1600 showed",
+            "The daemon at 127.0.0.1:1600 showed one key and answered with another (someone on "
+            "the way may have answered in its place); nothing was trusted: sign in again, or "
+            "trust its key in a terminal with `trio-chat trust --host 127.0.0.1 --port 1600 "
+            "--server-key` and the fingerprint its operator publishes.",
         ),
         (Busy("Busy; try again.", retry_after=0.4), Field.HOST, "Busy; try again (about 1 s)."),
         (ChatError("Something else\x1b."), Field.HOST, "Something else\\x1b."),

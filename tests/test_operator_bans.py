@@ -242,7 +242,7 @@ def test_a_network_banned_for_a_while_is_told_until_when_and_let_in_after() -> N
     refused = wire.parse_datagram_untrusted(answer)
     assert isinstance(refused, wire.Refused) and len(answer) <= len(key_request)
     assert (refused.code, refused.message) == ("banned", told)
-    assert refused.retry_after == math.ceil(unix_time(until) - driver.wall)
+    assert refused.retry_after == math.ceil((unix_time(until) - driver.wall) * 1000) / 1000
     driver.advance(3600)  # its end
     back = Peer(driver, "alice", address=("203.0.113.5", 2))
     back.settle()

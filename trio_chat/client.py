@@ -318,10 +318,10 @@ async def trust_server(
 
 async def prove_key(host: str, port: int, key: bytes, config: ClientConfig | None = None) -> None:
     """Open a channel (no login) to the daemon at `host:port` with `key`, within
-    `config`'s timeout, and close it; raise why it could not be
-    opened: `KeyUnproven` if the handshake failed or went unanswered (the key came from
-    whoever answered first; a daemon answers a handshake it cannot read with silence),
-    else the refusal (`Busy`, `Banned`, ...)."""
+    `config`'s timeout, and close it; raise why it could not be opened: `KeyUnproven` if
+    the handshake was answered with another key (a daemon answers one it cannot read
+    with its own: the first came from someone else), `ServerUnreachable` if it went
+    unanswered, else the refusal (`Busy`, `Banned`, ...)."""
     where = address_label(host, port)
     config = dataclasses.replace(config or ClientConfig(), reconnect=False)
     connection = ClientConnection(key, config=config, where=where)
@@ -332,12 +332,17 @@ async def prove_key(host: str, port: int, key: bytes, config: ClientConfig | Non
         failure = connection.failure
         connection.close()  # the channel proved the key: goodbye
         _Wire(sock).send(connection)
-    if isinstance(failure, KeyChanged | ServerUnreachable):
+    if isinstance(failure, KeyChanged):
         raise KeyUnproven(
-            f"The daemon at {where} showed the key {fingerprint(key)} but did not answer a "
-            "handshake under it (someone on the way may have answered in its place, or it "
-            "stopped); nothing was remembered: try again, or give the key its operator "
-            "publishes with --server-key."
+            f"The daemon at {where} showed the key {fingerprint(key)} and then answered the "
+            "handshake with another (someone on the way may have answered in its place); "
+            "nothing was remembered: try again, and compare the fingerprint shown with the "
+            "one its operator publishes."
+        )
+    if isinstance(failure, ServerUnreachable):
+        raise ServerUnreachable(
+            f"trio-chat at {where} showed its key but did not answer a handshake under it; "
+            "nothing was remembered: try again, and check that `trio-chat serve` runs there."
         )
     if failure is not None:
         raise failure

@@ -87,7 +87,7 @@ _MEANINGS: dict[ExitCode, str] = {
     ExitCode.CANNOT_LISTEN: "cannot listen there (port in use, not this machine's address)",
     ExitCode.REJECTED: "refused",
     ExitCode.MESSAGE_REFUSED: "message refused",
-    ExitCode.KEY_CHANGED: "the daemon's key changed",
+    ExitCode.KEY_CHANGED: "the daemon's key changed, or was not the one it showed",
     ExitCode.ACCOUNT_LOCKED: "the account is locked",
     ExitCode.REMOVED: "taken out of the room (by the operator, or a new password)",
     ExitCode.BANNED: "the operator turned this address away",

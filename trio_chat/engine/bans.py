@@ -42,8 +42,9 @@ def banned_sentence(until: float) -> str:
 
 def ban_wait(until: float, wall: float) -> float | None:
     """A refusal's `retry_after` for a ban that ends at Unix time `until` (`math.inf`:
-    never, None), seen at `wall`: whole seconds, so that it ends by then."""
-    return None if until == math.inf else float(math.ceil(until - wall))
+    never, None), seen at `wall`: to the millisecond after, so that it ends by then, and a
+    client says the end as the daemon's sentence does."""
+    return None if until == math.inf else math.ceil((until - wall) * 1000) / 1000
 
 
 def bans_named(bans: Sequence[tuple[str, str | None]], count: int | None = None) -> str:

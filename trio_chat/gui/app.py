@@ -135,7 +135,7 @@ class GuiApp:
         does: a key met for the first time is trusted, remembered in the same
         `known_servers` file, and said so in the dialog; a changed one raises `KeyChanged`."""
         assert self.dialog is not None
-        trusted = await trust_server(form.host, form.port, probe=True)
+        trusted = await trust_server(form.host, form.port, probe=True, config=self.config)
         if trusted.new:
             notice = first_use_notice(form.host, form.port, trusted, KnownServers().path)
             self._first_use[form.where] = notice

@@ -79,6 +79,18 @@ def key_changed_sentence(host: str, port: int) -> str:
     )
 
 
+def key_unproven_sentence(host: str, port: int) -> str:
+    """What to do when the daemon at `host:port`, met for the first time, showed one key
+    and answered the handshake under it with another."""
+    where = safe(address_label(host, port))
+    return (
+        f"The daemon at {where} showed one key and answered with another (someone on the "
+        "way may have answered in its place); nothing was trusted: sign in again, or trust "
+        f"its key in a terminal with `trio-chat trust --host {safe(host)} --port {port} "
+        "--server-key` and the fingerprint its operator publishes."
+    )
+
+
 def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
     """The sentence for a refusal (the error's own message, or a better one), and the field."""
     name = quoted(form.name)
@@ -92,7 +104,7 @@ def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
             Field.HOST,
         )
     if isinstance(error, KeyUnproven):
-        return Problem(safe(error.message), Field.HOST)  # met first: nothing trusted to change
+        return Problem(key_unproven_sentence(form.host, form.port), Field.HOST)
     if isinstance(error, KeyChanged):
         return Problem(key_changed_sentence(form.host, form.port), Field.HOST)
     if isinstance(error, WrongPassword):
