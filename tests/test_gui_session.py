@@ -61,6 +61,14 @@ class _Chat:
         self.close()
 
 
+def alices_room(qtbot: QtBot) -> tuple[_Chat, RoomWindow, RoomSession]:
+    """Alice's window and its session, on a stand-in client."""
+    chat = _Chat()
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    return chat, window, RoomSession(cast(ChatClient, chat), window)
+
+
 @gui_test
 async def test_a_resume_cut_short_with_no_room_message_fills_in_from_its_oldest(
     qtbot: QtBot,
@@ -68,10 +76,7 @@ async def test_a_resume_cut_short_with_no_room_message_fills_in_from_its_oldest(
     # The daemon sent only the newest of what was missed (`more`), and all of it was
     # private: the gap was filled from the oldest room message, of which there was none,
     # so it was never filled.
-    chat = _Chat()
-    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
-    qtbot.addWidget(window)
-    session = RoomSession(cast(ChatClient, chat), window)
+    chat, window, session = alices_room(qtbot)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(session.run)
@@ -92,10 +97,7 @@ async def test_a_ban_that_ends_the_session_says_its_end_in_the_local_time(
     qtbot: QtBot,
 ) -> None:
     # The daemon's sentence has it in UTC, beside messages stamped in the local time.
-    chat = _Chat()
-    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
-    qtbot.addWidget(window)
-    session = RoomSession(cast(ChatClient, chat), window)
+    chat, window, session = alices_room(qtbot)
     daemons = "The daemon's operator turned your address away until 2026-12-06 16:40:02 UTC; "
     chat.failure = Banned(f"{daemons}ask them why.", until=unix_time("2026-12-06T16:40:01.2Z"))
     with trio.fail_after(10):

@@ -20,7 +20,7 @@ from trio_chat.errors import AccountLocked, WrongPassword
 from trio_chat.records import LOCK_MARK, Snapshot
 from trio_chat.secure import Ticket, password_mark
 from trio_chat.store import MIGRATIONS, SCHEMA_VERSION, SqliteStore
-from trio_chat.testing.daemon import CLI, DaemonProcess
+from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
 from trio_chat.testing.driver import EngineDriver, Peer
 
 PASSWORD = "correct horse"
@@ -61,6 +61,18 @@ async def accounts(
 ) -> subprocess.CompletedProcess[str]:
     """`trio-chat accounts ARGS --db DATABASE`, its output as text."""
     return await operator("accounts", database, *args, given=given, env=env)
+
+
+async def login(port: int, home: Path, name: str) -> subprocess.CompletedProcess[bytes]:
+    """`trio-chat login --name NAME` against the daemon on `port`, run by someone whose
+    home is `home`, with the accounts' `PASSWORD`."""
+    return await trio.run_process(
+        [*CLI, "login", "--name", name],
+        env=cli_env(port, HOME=str(home), TRIO_CHAT_PASSWORD=PASSWORD),
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
 
 
 async def operator(

@@ -30,10 +30,10 @@ from trio_chat.errors import Banned
 from trio_chat.events import Left, PublicMessage
 from trio_chat.records import BanRecord, BanSet, Snapshot, network_name, unix_time
 from trio_chat.store import SqliteStore
-from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
+from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
 
-from .test_operator_accounts import PASSWORD, operator
+from .test_operator_accounts import PASSWORD, login, operator
 
 BANNED_AT = "2026-12-06T14:40:00.000Z"
 NOW = unix_time(BANNED_AT) + 60
@@ -298,14 +298,8 @@ async def test_an_operator_turns_an_address_away_and_back_while_the_daemon_runs(
                 async with trio_chat.connect(host, port, "alice", PASSWORD):
                     pass
             assert str(refused.value) == BANNED
-            login = await trio.run_process(
-                [*CLI, "login", "--name", "alice"],
-                env=cli_env(port, HOME=str(tmp_path), TRIO_CHAT_PASSWORD=PASSWORD),
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-            )
-            assert login.returncode == ExitCode.BANNED, login.stderr
+            refused_login = await login(port, tmp_path, "alice")
+            assert refused_login.returncode == ExitCode.BANNED, refused_login.stderr
             listed = await bans(database, "list")
             assert listed.stdout.startswith("127.0.0.0/8  (since 20")
             again = await bans(database, "add", "127.0.0.1/8")

@@ -35,12 +35,12 @@ from trio_chat.engine import Persist
 from trio_chat.errors import AccountLocked, Muted, Removed, WrongPassword
 from trio_chat.events import Left
 from trio_chat.records import PasswordSet
-from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
+from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver
 from trio_chat.testing.driver import Peer as Client
 from trio_chat.wire import MUTED_NOTICE
 
-from .test_operator_accounts import NEW_PASSWORD, PASSWORD, accounts
+from .test_operator_accounts import NEW_PASSWORD, PASSWORD, accounts, login
 
 
 async def until_ended(client: trio_chat.ChatClient, left: list[str] | None = None) -> None:
@@ -350,15 +350,9 @@ async def test_an_operator_mutes_and_unmutes_while_the_daemon_runs_or_not(
                 assert carol.muted  # told at the login
                 with pytest.raises(Muted):
                     await carol.say("after the restart")
-            login = await trio.run_process(
-                [*CLI, "login", "--name", "carol"],
-                env=cli_env(port, HOME=str(tmp_path), TRIO_CHAT_PASSWORD=PASSWORD),
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-            )
-            assert login.returncode == 0, login.stderr
-            assert login.stdout.decode().splitlines()[-1] == MUTED_NOTICE  # `login` says so too
+            told = await login(port, tmp_path, "carol")
+            assert told.returncode == 0, told.stderr
+            assert told.stdout.decode().splitlines()[-1] == MUTED_NOTICE  # `login` says so too
             assert await daemon.stop() == 0
 
 
