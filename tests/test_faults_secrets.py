@@ -608,6 +608,12 @@ def test_a_daemon_is_known_by_one_name_however_its_address_is_spelt(tmp_path: Pa
         assert known.get(spelling, 1600) == one
     for spelling in ("0:0::1", "[::1]", "0000:0000:0000:0000:0000:0000:0000:0001"):
         assert known.get(spelling, 1600) == other
+    # IPv4 as the resolver also reads it: short, hexadecimal, zero-padded (octal) parts.
+    known.remember("127.0.0.1", 1600, third)
+    for spelling in ("127.1", "0x7f.0.0.1", "127.000.000.001", "0x7f.1"):
+        assert known.get(spelling, 1600) == third
+    assert known.get("127.000.000.010", 1600) is None  # 127.0.0.8
+    known.forget("127.1", 1600)
     assert known.get("example.com", 1601) is None
     # A line written by hand, or before, in another spelling is found too, and replaced.
     path.write_text(path.read_text() + f"[0::1]:1700 {base64.b64encode(third).decode()}\n")
@@ -617,10 +623,14 @@ def test_a_daemon_is_known_by_one_name_however_its_address_is_spelt(tmp_path: Pa
     known.remember("FE80::1%eth0", 1600, one)
     assert known.get("fe80::1%eth0", 1600) == one and known.get("fe80::1%ETH0", 1600) is None
     path.write_text(path.read_text() + f"fe80::2 {base64.b64encode(third).decode()}\n")
+    # Written by hand: a tab between label and key, a comment after the key.
+    path.write_text(path.read_text() + f"[::2]:7\t{base64.b64encode(one).decode()}  # mine\n")
+    assert known.get("::2", 7) == one
     known.remember("example.org", 1600, third)
     assert "fe80::2 " in path.read_text()
     assert sorted(line.split()[0] for line in path.read_text().splitlines()) == [
         "[::1]:1600",
+        "[::2]:7",
         "[fe80::1%eth0]:1600",
         "example.com:1600",
         "example.org:1600",

@@ -20,7 +20,9 @@ import errno
 import fcntl
 import ipaddress
 import os
+import re
 import secrets
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,8 +238,23 @@ def _known_as(host: str, port: int) -> str:
     try:
         name = str(ipaddress.ip_address(address)) + percent + scope
     except ValueError:
-        name = name.rstrip(".").lower()  # a host name
+        name = _ipv4_shorthand(name) or name.rstrip(".").lower()  # else a host name
     return address_label(name, port)
+
+
+_IPV4_SHORTHAND = re.compile(r"(?:0[xX][0-9a-fA-F]+|[0-9]+)(?:\.(?:0[xX][0-9a-fA-F]+|[0-9]+)){0,3}")
+
+
+def _ipv4_shorthand(name: str) -> str | None:
+    """An IPv4 address in a form the system's resolver takes as one and `ipaddress` does
+    not (`127.1`, `0x7f.0.0.1`, `127.000.000.001`, octal parts), as `ipaddress` writes
+    it; None for anything else."""
+    if not _IPV4_SHORTHAND.fullmatch(name):
+        return None
+    try:
+        return socket.inet_ntoa(socket.inet_aton(name))
+    except OSError:
+        return None
 
 
 def _label_known_as(label: str) -> str:
@@ -274,9 +291,9 @@ class KnownServers:
             ) from None
         entries: dict[str, str] = {}
         for line in text.splitlines():
-            label, _, key = line.strip().partition(" ")
-            if label and key and not label.startswith("#"):
-                entries[_label_known_as(label)] = key.strip()
+            fields = line.split()  # spaces or tabs; what follows the key, a comment
+            if len(fields) >= 2 and not fields[0].startswith("#"):
+                entries[_label_known_as(fields[0])] = fields[1]
         return entries
 
     def get(self, host: str, port: int) -> bytes | None:
