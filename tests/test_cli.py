@@ -678,12 +678,15 @@ def test_a_key_given_on_the_command_line_must_be_the_daemons(own_daemon: Daemon)
     name = make_account(daemon)
     right = fingerprint(base64.b64decode(daemon.key))
     wrong = fingerprint(public_key(os.urandom(32)))
-    for given, expected in ((right, 0), (daemon.key, 0), (wrong, ExitCode.KEY_CHANGED)):
+    lowercase = "sha256:" + right.removeprefix("SHA256:")
+    cases = ((right, 0), (lowercase, 0), (daemon.key, 0), (wrong, ExitCode.KEY_CHANGED))
+    for given, expected in cases:
         code, _out, err = invoke_trusting(daemon, "login", "--name", name, "--server-key", given)
         assert code == expected, (given, err)
-    code, _out, err = invoke_trusting(daemon, "login", "--name", name, "--server-key", "nonsense")
-    assert code == ExitCode.USAGE
-    assert err.startswith("'nonsense' is not a daemon key")
+    for nonsense in ("nonsense", "SHA256:bogus", right + "="):  # no fingerprint can be those
+        code, _out, err = invoke_trusting(daemon, "login", "--name", name, "--server-key", nonsense)
+        assert code == ExitCode.USAGE, err
+        assert err.startswith(f"{nonsense!r} is not a daemon key")
 
 
 def test_trust_asks_and_forgets(own_daemon: Daemon) -> None:

@@ -369,9 +369,12 @@ def checked_key(key: bytes) -> bytes:
 def parse_key(text: str) -> bytes | str:
     """A key given by a person: a base64 public key (bytes), or a fingerprint (`SHA256:`)."""
     text = text.strip()
-    if text.startswith("SHA256:"):
-        return text
     try:
+        if text[:7].upper() == "SHA256:":
+            digest = base64.b64decode(text[7:] + "=", validate=True)
+            if len(digest) != 32 or base64.b64encode(digest).decode().rstrip("=") != text[7:]:
+                raise ValueError("not a SHA-256 digest")
+            return "SHA256:" + text[7:]
         return _decode(text)
     except (ValueError, binascii.Error):
         raise KeyFileError(
