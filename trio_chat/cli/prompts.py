@@ -163,17 +163,33 @@ def _next_line() -> str | None:
 def agree(text: str, *, missing: str | None = None) -> bool:
     """Ask a yes/no question (no by default); Ctrl-C leaves as `ask` does. Input that is
     not a terminal and ends before an answer is told `missing`: how else to give one."""
-    piped = not sys.stdin.isatty()
+    if not sys.stdin.isatty():
+        return _read_answer(text, missing)
     try:
-        answer = typer.confirm(text, default=False, err=piped)  # as `ask`'s prompts go there
+        return typer.confirm(text, default=False)
     except typer.Abort:
         typer.echo("", err=True)
-        if missing is not None and piped:
-            typer.echo(missing, err=True)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    if piped:
-        typer.echo("", err=True)  # the end of the line read, as `ask` echoes it
-    return answer
+
+
+def _read_answer(text: str, missing: str | None) -> bool:
+    """A yes or no from input that is not a terminal: its next line, the question and
+    what is echoed of it on standard error (`typer.confirm` wrote a space on standard
+    output, where a script reads the command's results)."""
+    while True:
+        typer.echo(f"{text} [y/N]:", nl=False, err=True)
+        line = _next_line()
+        if line is None:
+            typer.echo("", err=True)
+            if missing is not None:
+                typer.echo(missing, err=True)
+            raise typer.Exit(int(ExitCode.INTERRUPTED))
+        answer = line.strip().lower()
+        if answer in ("y", "yes"):
+            return True
+        if answer in ("", "n", "no"):
+            return False
+        typer.echo("Answer y or n.", err=True)
 
 
 ATTEMPTS = 3
