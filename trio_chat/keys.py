@@ -371,10 +371,10 @@ def parse_key(text: str) -> bytes | str:
     text = text.strip()
     try:
         if text[:7].upper() == "SHA256:":
-            digest = base64.b64decode(text[7:] + "=", validate=True)
-            if len(digest) != 32 or base64.b64encode(digest).decode().rstrip("=") != text[7:]:
-                raise ValueError("not a SHA-256 digest")
-            return "SHA256:" + text[7:]
+            digest = text[7:]  # unpadded base64 of 32 bytes, as a key's is padded
+            if _encode(_decode(digest + "=")).rstrip("=") != digest:
+                raise ValueError("not a SHA-256 digest written as `fingerprint` writes it")
+            return "SHA256:" + digest
         return _decode(text)
     except (ValueError, binascii.Error):
         raise KeyFileError(
