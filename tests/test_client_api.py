@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 import trio_chat
 from tests.cli_support import Relay
@@ -391,3 +392,39 @@ async def test_a_logout_cut_short_is_finished_not_sent_again(tmp_path: Path) -> 
             nursery.cancel_scope.cancel()
     assert len(asked) == 2 and asked[0] is asked[1]  # the same logout, finished
     assert alice.failure is not None and alice.connection.closed
+
+
+async def test_events_read_waits_for_the_reader_to_be_done_with_what_came(
+    daemon: tuple[str, int],
+) -> None:
+    """A bot that shows events in one task and answers in another: `events_read()` returns
+    once what came before has been read and done with, not while it is still unread."""
+    host, port = daemon
+    with trio.fail_after(20):
+        await register_all(host, port, "alice", "bob")
+        async with (
+            trio_chat.connect(host, port, "alice", PASSWORD) as alice,
+            trio_chat.connect(host, port, "bob", PASSWORD) as bob,
+        ):
+            taken, go_on, read = trio.Event(), trio.Event(), trio.Event()
+
+            async def show() -> None:
+                async for event in alice.events():
+                    if isinstance(event, trio_chat.PublicMessage):
+                        taken.set()
+                        await go_on.wait()  # still busy with it
+
+            async def wait_read() -> None:
+                await alice.events_read()
+                read.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(show)
+                await bob.say("hello")
+                await taken.wait()
+                nursery.start_soon(wait_read)
+                await trio.testing.wait_all_tasks_blocked()
+                assert not read.is_set()  # the message is taken, not done with
+                go_on.set()
+                await read.wait()
+                nursery.cancel_scope.cancel()

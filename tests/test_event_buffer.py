@@ -97,3 +97,35 @@ async def test_what_says_how_the_session_goes_is_kept_and_what_went_is_told_wher
         Missed(1),  # "c"
         Notice("d"),
     ]
+
+
+async def test_events_read_through_a_mark_once_the_reader_came_back_for_more(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """`read_through`: the events put before the mark have been read and done with (the
+    reader asked for the next), or went for a `Missed`; it waits, it does not spin."""
+    buffer = EventBuffer(2)
+    for event in notices("a", "b"):
+        buffer.put(event)
+    mark = buffer.arrived
+    buffer.put(Notice("c"))  # "a" goes for a Missed: it counts as gone
+    assert mark == 2 and buffer.arrived == 3
+    released: list[float] = []
+
+    async def wait_for_the_mark() -> None:
+        await buffer.read_through(mark)
+        released.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait_for_the_mark)
+        assert await buffer.get() == Missed(1)
+        await trio.sleep(1)
+        assert await buffer.get() == Notice("b")
+        await trio.sleep(1)
+        assert released == []  # "b" is read, but its reader is still busy with it
+        with trio.move_on_after(1):
+            await buffer.get()  # back for more: "c"
+        await trio.testing.wait_all_tasks_blocked()
+        assert released == [2.0]
+    with trio.testing.assert_checkpoints():
+        await buffer.read_through(mark)  # passed already: at once, a checkpoint still

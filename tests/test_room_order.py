@@ -11,15 +11,18 @@ import pytest
 import trio
 import trio.testing
 
+from trio_chat import wire
 from trio_chat.client import ChatClient
 from trio_chat.conversation import RETURN_SETTLE, Room
 from trio_chat.display import Line, to_plain
-from trio_chat.errors import UnknownUser
+from trio_chat.errors import ChatError, Muted, UnknownUser
+from trio_chat.event_buffer import EventBuffer
 from trio_chat.events import (
     Disconnected,
     Event,
     History,
     Joined,
+    Notice,
     PrivateMessage,
     PublicMessage,
     Reconnected,
@@ -33,6 +36,8 @@ class _Answer:
     def __init__(self) -> None:
         self.answered = trio.Event()
         self.message: PublicMessage | None = None
+        self.refusal: ChatError | None = None
+        """Raised by `wait` instead, if set."""
 
     @property
     def done(self) -> bool:
@@ -44,6 +49,8 @@ class _Answer:
 
     async def wait(self) -> PublicMessage:
         await self.answered.wait()
+        if self.refusal is not None:
+            raise self.refusal
         assert self.message is not None
         return self.message
 
@@ -73,6 +80,25 @@ class _Refused:
         raise UnknownUser(self.message)
 
 
+class _Events:
+    """The test's end of a stand-in client's events: put into an `EventBuffer`, as the
+    client's are."""
+
+    def __init__(self) -> None:
+        self.buffer = EventBuffer(16)
+
+    def send_nowait(self, event: Event) -> None:
+        self.buffer.put(event)
+
+    async def send(self, event: Event) -> None:
+        self.buffer.put(event)
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        self.buffer.close()
+        await trio.lowlevel.checkpoint()
+
+
 class _Chat:
     """Just what `Room` uses of a `ChatClient`: events in, a `say` answered on demand."""
 
@@ -81,7 +107,7 @@ class _Chat:
     failure = None
 
     def __init__(self) -> None:
-        self.events_in, self._events_out = trio.open_memory_channel[Event](16)
+        self.events_in = _Events()
         self.answer = _Answer()
         self.online: list[str] | None = None
         """Who the daemon says is here, once the test says."""
@@ -89,8 +115,11 @@ class _Chat:
         """The `before` of each history asked for (answered at once, with nothing)."""
 
     async def events(self) -> AsyncIterator[Event]:
-        async for event in self._events_out:
+        while (event := await self.events_in.buffer.get()) is not None:
             yield event
+
+    async def events_read(self) -> None:
+        await self.events_in.buffer.read_through(self.events_in.buffer.arrived)
 
     def say_nowait(self, text: str) -> _Answer:
         return self.answer
@@ -263,6 +292,31 @@ async def test_a_refused_line_is_quoted_as_typed() -> None:
     assert [to_plain(line) for line in shown][-1] == (
         "Not sent to nobody ('it's in C:\\temp'): There is no account named 'nobody'."
     )
+
+
+@pytest.mark.parametrize("interactive", [False, True])
+async def test_a_line_refused_for_a_mute_set_while_away_shows_after_the_notice(
+    interactive: bool,
+) -> None:
+    """The account was muted while the line waited for the daemon: the notice that says so
+    and the line's refusal come in together (the notice first), and are shown in that order,
+    though a task of its own shows the refusal."""
+    async with room_on_screen(interactive=interactive) as (chat, room, shown):
+        room.complain = lambda text: shown.append((("", text),))  # a script's, in turn
+        await chat.events_in.send(Disconnected("the daemon went away"))
+        await trio.testing.wait_all_tasks_blocked()
+        room.handle("typed while away")
+        chat.events_in.send_nowait(Reconnected())
+        chat.events_in.send_nowait(History((), more=False, resumed=True))
+        chat.events_in.send_nowait(Notice(wire.MUTED_NOTICE, muted=True))
+        chat.answer.refusal = Muted("The daemon's operator muted this account.")
+        chat.answer.answered.set()
+        await trio.testing.wait_all_tasks_blocked()
+        await chat.events_in.aclose()
+    lines = [to_plain(line) for line in shown]
+    notice = next(n for n, line in enumerate(lines) if "you can read the room" in line)
+    refusal = next(n for n, line in enumerate(lines) if "Not sent ('typed while away')" in line)
+    assert notice < refusal, lines
 
 
 def online_lines(shown: list[Line]) -> list[str]:

@@ -594,6 +594,17 @@ class ChatClient:
         if failure is not None and not self.connection.left:
             raise failure.anew()
 
+    async def events_read(self) -> None:
+        """Return once the events that have come so far have been read from `events()` and
+        done with (the reader has asked for the next one), or counted in a `Missed`.
+
+        For a program that shows the room's events in one task and a request's answer in
+        another: the answer, shown after this, comes after the events that came before it
+        (a line refused as muted after the notice that the account is muted). With nobody
+        reading `events()`, it waits for good.
+        """
+        await self._events.read_through(self._events.arrived)
+
     async def logout(self) -> None:
         """Leave the room once what was sent before has been answered; the session ends.
 

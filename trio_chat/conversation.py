@@ -325,6 +325,9 @@ class Room:
         except ChatError as error:
             if self._person_left and isinstance(error, ConnectionLost):
                 return
+            # After what came before the refusal, which may say why (the account was
+            # muted while the line waited for the daemon).
+            await self.chat.events_read()
             target = f" to {to}" if to is not None else ""
             short = text if len(text) <= 40 else text[:39] + "…"
             # In quotes as typed (`repr` would double each backslash, and may switch to

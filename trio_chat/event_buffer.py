@@ -29,8 +29,18 @@ class EventBuffer:
         self._events: deque[Event] = deque()
         self._count = 0
         """Events waiting, the `Missed` among them not counted."""
+        self._arrived = 0
+        """Events put, ever."""
+        self._gone = 0
+        """Events that went before being read, each counted in a `Missed`."""
+        self._taken = 0
+        """Events read (a `Missed` not counted)."""
+        self._read = 0
+        """Events read and done with: `_taken` when the reader last came back for more."""
         self._closed = False
         self._lot = trio.lowlevel.ParkingLot()
+        self._reads = trio.lowlevel.ParkingLot()
+        """Who waits for events to be read (`read_through`)."""
 
     def __len__(self) -> int:
         """Events waiting to be read (a `Missed` not counted)."""
@@ -41,6 +51,7 @@ class EventBuffer:
             return
         self._events.append(event)
         self._count += 1
+        self._arrived += 1
         if self._count > self._kept:
             self._drop_oldest()
         self._lot.unpark_all()
@@ -60,6 +71,25 @@ class EventBuffer:
         else:
             events[at] = Missed(1)
         self._count -= 1
+        self._gone += 1
+        self._reads.unpark_all()
+
+    @property
+    def arrived(self) -> int:
+        """How many events have been put so far: a mark for `read_through`."""
+        return self._arrived
+
+    async def read_through(self, mark: int) -> None:
+        """Wait until `mark` events have been read (or counted in a `Missed`), each read
+        one done with: its reader has come back for the next. With nobody reading, that
+        is for good."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        parked = False
+        while self._read + self._gone < mark:
+            await self._reads.park()
+            parked = True
+        if not parked:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     def close(self) -> None:
         """No more events come: readers get what is here, then the end."""
@@ -68,6 +98,9 @@ class EventBuffer:
 
     async def get(self) -> Event | None:
         """The next event, waiting for one if need be; None once closed and read out."""
+        if self._read != self._taken:
+            self._read = self._taken  # the reader is done with what it had
+            self._reads.unpark_all()
         await trio.lowlevel.checkpoint_if_cancelled()
         parked = False
         while not (self._events or self._closed):
@@ -78,6 +111,7 @@ class EventBuffer:
             event = self._events.popleft()
             if not isinstance(event, Missed):
                 self._count -= 1
+                self._taken += 1
         if not parked:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return event
