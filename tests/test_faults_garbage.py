@@ -173,6 +173,10 @@ def test_the_wire_errors_name_what_is_wrong() -> None:
     assert code(frame, b"[1]") == "bad_request"
     assert code(frame, b'{"t":"dance"}') == "bad_request"
     assert code(frame, b'{"t":"say","text":5,"cid":"c"}') == "bad_field"
+    # The newest frame types are known too: a bad field is named as such.
+    assert code(frame, b'{"t":"change_password","old":1,"new":"n"}') == "bad_field"
+    server = wire.decode_server_frame_untrusted
+    assert code(server, b'{"t":"password_changed","re":"x"}') == "bad_field"
 
 
 # --- round trips ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ already encoded, so that a frame fanned out to many sessions is encoded once.
 from __future__ import annotations
 
 import struct
+import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, TypeAlias
 
@@ -711,35 +712,13 @@ def decode_payload_untrusted(data: bytes) -> Payload:
         raise WireError("bad_payload", f"Malformed payload: {_short(str(error))}.") from None
 
 
-CLIENT_FRAME_TYPES: Final = (
-    "register",
-    "login",
-    "resume",
-    "say",
-    "whisper",
-    "who",
-    "history",
-    "ping",
-    "logout",
-)
+def _tags(frames: object) -> tuple[str, ...]:
+    return tuple(kind.__struct_config__.tag for kind in typing.get_args(frames))
+
+
+CLIENT_FRAME_TYPES: Final = _tags(ClientFrame)
 """Every frame type a client may send, as the `t` field spells it."""
-SERVER_FRAME_TYPES: Final = (
-    "registered",
-    "welcome",
-    "ok",
-    "error",
-    "msg",
-    "msgs",
-    "pm",
-    "join",
-    "leave",
-    "names",
-    "ready",
-    "notice",
-    "bye",
-    "keepalive",
-    "unsaid",
-)
+SERVER_FRAME_TYPES: Final = _tags(ServerFrame)
 """Every frame type the daemon sends."""
 
 
