@@ -71,6 +71,8 @@ def test_lines_mean_commands(line: str, command: Command) -> None:
         ("/history 0", "/history N"),
         ("/history 101", "/history N"),
         ("/history ²", "/history N"),
+        ("/history " + "1" * 5000, "/history N"),  # more digits than Python reads
+        ("/older " + "9" * 4400, "/older N"),
         ("/frobnicate", "/help"),
     ],
 )

@@ -219,6 +219,7 @@ def test_recall_goes_back_and_forth_and_keeps_the_draft() -> None:
 
 def test_the_size_counts_the_message_text_as_the_daemon_does() -> None:
     assert budget("/who") is None
+    assert budget("/older " + "9" * 4400) is None  # a count Python would not read
     assert budget("") is None
     assert budget("hi") == Budget(2)
     assert budget("s/bob/" + "é" * 200) == Budget(400)

@@ -120,21 +120,23 @@ def parse(line: str) -> Command:
         return _whisper(to, text.strip(), "/msg name message")
     if word == "/who":
         return Who()
-    if word == "/history":
-        if not rest:
-            return ShowHistory(HISTORY_DEFAULT)
-        if rest.isdecimal() and 1 <= int(rest) <= HISTORY_MAX:
-            return ShowHistory(int(rest))
-        return Invalid(f"Write /history N with N from 1 to {HISTORY_MAX}.")
-    if word == "/older":
-        if not rest:
-            return ShowHistory(HISTORY_DEFAULT, older=True)
-        if rest.isdecimal() and 1 <= int(rest) <= HISTORY_MAX:
-            return ShowHistory(int(rest), older=True)
-        return Invalid(f"Write /older N with N from 1 to {HISTORY_MAX}.")
+    if word in ("/history", "/older"):
+        count = _count(rest) if rest else HISTORY_DEFAULT
+        if count is None:
+            return Invalid(f"Write {word} N with N from 1 to {HISTORY_MAX}.")
+        return ShowHistory(count, older=word == "/older")
     if word in ("/help", "/?", "/h"):
         return Help()
     return Invalid(f"Unknown command {typed}; /help lists the commands, //text says /text.")
+
+
+def _count(typed: str) -> int | None:
+    """A count from 1 to `HISTORY_MAX` as typed, or None (a number of thousands of digits
+    included: Python refuses to read one)."""
+    if not (typed.isdecimal() and len(typed) < 10):
+        return None
+    count = int(typed)
+    return count if 1 <= count <= HISTORY_MAX else None
 
 
 def typed_lines(text: str) -> list[str]:
