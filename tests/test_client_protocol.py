@@ -10,6 +10,7 @@ import pytest
 
 from trio_chat import client_handshake, client_protocol, wire
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
+from trio_chat.client_protocol.outstanding import Outstanding
 from trio_chat.engine import ServerConfig
 from trio_chat.errors import (
     ConnectionLost,
@@ -24,6 +25,7 @@ from trio_chat.events import (
     History,
     Joined,
     Left,
+    Notice,
     PrivateMessage,
     PublicMessage,
     Reconnected,
@@ -230,6 +232,34 @@ def test_questions_asked_after_messages_refused_as_too_fast_are_answered_after_t
     assert [message.text for message in page.result] == ["m4", "m5"]
     assert [message.text for message in asked_while_waiting.result] == ["m6"]
     assert heard(sim, "bob") == [f"m{n}" for n in range(7)]
+
+
+def test_a_question_refused_behind_a_refused_message_is_asked_again_without_a_word() -> None:
+    """A message and a question after it, both over their limits: the message's refusal
+    has the question asked again after it, so the question's own refusal, which follows,
+    is no news to tell the person (it was shown as a notice)."""
+    config = ServerConfig(message_burst=1, message_rate=1.0, question_burst=1, question_rate=1.0)
+    sim = Simulation(1, config=config)
+    alice = sim.client("alice")
+    sim.run_until(lambda: alice.ready)
+    handles = [alice.say("one"), alice.who(), alice.say("two"), alice.who()]
+    sim.run_until(lambda: all_done(handles), limit=30.0)
+    assert all(handle.error is None for handle in handles)
+    assert [event for event in sim.events["alice"] if isinstance(event, Notice)] == []
+
+
+def test_a_question_due_again_twice_at_once_goes_once_and_after_the_message() -> None:
+    """A question refused as too fast waits to be asked again; a message before it,
+    refused too, takes it along when it goes again: not also alone, ahead of it."""
+    outstanding = Outstanding()
+    message, question = Handle("say", b"m", cid="c1"), Handle("who", b"q")
+    for handle, seq in ((message, 1), (question, 2)):
+        outstanding.add(handle)
+        handle.seq = seq
+        outstanding.sent(handle)
+    outstanding.too_fast(question, 5.0)
+    outstanding.too_fast(message, 5.0)
+    assert outstanding.due(5.0) == [message, question]
 
 
 def test_an_idle_connection_pings_and_stays_in_session() -> None:

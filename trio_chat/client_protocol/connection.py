@@ -972,6 +972,7 @@ class ClientConnection:
     def _on_ok(self, frame: wire.Ok) -> None:
         handle = self._outstanding.answering(frame.re)
         if handle is None:
+            self._outstanding.superseded(frame.re)  # its last word: forgotten
             return
         if frame.re != handle.seq:
             # The answer to an earlier copy of a request sent again (after a refusal):
@@ -1012,7 +1013,8 @@ class ClientConnection:
             return
         handle = self._outstanding.answering(frame.re) if frame.re is not None else None
         if handle is None or frame.re is None:
-            self._emit(Notice(frame.message))
+            if frame.re is None or not self._outstanding.superseded(frame.re):
+                self._emit(Notice(frame.message))
             return
         earlier = frame.re != handle.seq  # the answer to a copy sent before the latest
         if handle.done or earlier:

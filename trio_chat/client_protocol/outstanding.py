@@ -37,6 +37,10 @@ class Outstanding:
         """Questions refused as asked too fast: each asked again alone at `_ask_again_at`
         (a question has no order to keep, and holds nothing back)."""
         self._ask_again_at = 0.0
+        self._superseded: set[int] = set()
+        """Numbers of copies whose answers are waited on no more: questions asked after a
+        message refused as too fast, to be asked again after it. Their answers, or
+        refusals, may still come; they are known, and ignored (`superseded`)."""
 
     def __iter__(self) -> Iterator[Handle]:
         return iter(self._requests)
@@ -73,6 +77,14 @@ class Outstanding:
         """Every sequence number an answer is awaited under, with its request."""
         return dict(self._by_seq)
 
+    def superseded(self, seq: int) -> bool:
+        """Whether an answer naming `seq` is to a copy asked again since (and no news):
+        forgotten once its last word (an `ok` or an error) has come, which this is."""
+        if seq in self._superseded:
+            self._superseded.discard(seq)
+            return True
+        return False
+
     def by_cid(self, cid: str) -> Handle | None:
         """The message request sent with `cid`, if it is not answered yet."""
         return self._by_cid.get(cid)
@@ -100,6 +112,7 @@ class Outstanding:
         self._by_seq = {}
         self._paused = []
         self._asking_again = []
+        self._superseded = set()
 
     def too_fast(self, handle: Handle, until: float) -> None:
         """`handle` was refused as too fast, or as busy: it goes again at `until`. A question
@@ -115,8 +128,11 @@ class Outstanding:
         self._paused.append(handle)
         for later in self._requests:
             if later.order > handle.order and later.kind in QUESTIONS:
-                self._by_seq.pop(later.seq, None)
+                if self._by_seq.pop(later.seq, None) is not None:
+                    self._superseded.add(later.seq)
                 later.parts = []
+                if later in self._asking_again:
+                    self._asking_again.remove(later)  # asked again after the message now
         self._paused_until = max(self._paused_until, until)
 
     def next_due(self) -> float | None:
