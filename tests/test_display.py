@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,7 @@ from trio_chat.display import (
     colour_of,
     fold,
     joined_line,
+    left_how,
     left_line,
     message_line,
     missed_sentence,
@@ -162,6 +165,17 @@ def test_join_and_leave_lines() -> None:
     assert to_plain(left_line(Left("bob", NOW, "password_changed"), "alice", NOW)) == (
         f"{time} * bob left the room (their password changed elsewhere)"
     )
+
+
+def test_every_reason_to_leave_the_protocol_names_is_said_in_words() -> None:
+    document = (Path(__file__).parents[1] / "docs" / "protocol.md").read_text()
+    row = next(line for line in document.splitlines() if line.startswith("| `leave` |"))
+    listed = re.search(r"`reason` \(([^;]*);", row)
+    assert listed is not None
+    reasons = re.findall(r"`(\w+)`", listed.group(1))
+    assert "too_many_sessions" in reasons and "quit" in reasons
+    for reason in reasons:
+        assert "_" not in left_how(reason), reason
 
 
 def test_a_long_line_folds_into_rows_marked_as_its_continuation() -> None:

@@ -153,6 +153,7 @@ _LEFT_HOW = {
     "overloaded": " (server overloaded)",
     "removed": " (taken out by the operator)",
     "banned": " (their address turned away by the operator)",
+    "too_many_sessions": " (too many sessions from their new address)",
     "password_changed": " (their password changed elsewhere)",
 }
 
