@@ -182,6 +182,23 @@ def test_a_stored_message_with_an_unreadable_time_is_a_protocol_error(stamp: str
     assert not client.closed
 
 
+def test_an_answer_that_does_not_decode_fails_its_request() -> None:
+    daemon, client = HostileDaemon.with_client()
+    said = client.say("hello")
+    seq = daemon.answer(client, said, wire.Say)
+    daemon.send(client, b'{"t":"ok","re":%d,"id":"seven","ts":"%s"}' % (seq, TS.encode()))
+    assert said.done and isinstance(said.error, ProtocolError)
+    asked = client.who()
+    seq = daemon.answer(client, asked, wire.Who)
+    daemon.send(client, b'{"t":"names","re":%d,"names":"nobody"}' % seq)
+    assert asked.done and isinstance(asked.error, ProtocolError)
+    unrelated = client.who()
+    daemon.answer(client, unrelated, wire.Who)
+    daemon.send(client, b'{"t":"ok","re":"%d"}' % (seq + 1))  # names none: nothing fails
+    daemon.send(client, b"[%d]" % (seq + 1))  # no object: the same
+    assert not unrelated.done and not client.closed
+
+
 def test_an_ok_without_the_stored_message_fails_the_message() -> None:
     daemon, client = HostileDaemon.with_client()
     said = client.say("hello")

@@ -744,6 +744,16 @@ def decode_client_frame_untrusted(raw: bytes | msgspec.Raw) -> ClientFrame:
     return frame
 
 
+def answered_untrusted(raw: bytes | msgspec.Raw) -> int | None:
+    """The request a frame that did not decode names (`re`), if it is a JSON object that
+    names one: its request fails, rather than wait for an answer that came."""
+    try:
+        re = _any_object.decode(raw).get("re")
+    except _MALFORMED:
+        return None
+    return re if type(re) is int else None
+
+
 def decode_server_frame_untrusted(raw: bytes | msgspec.Raw) -> ServerFrame:
     """Parse one frame from a daemon's payload."""
     try:

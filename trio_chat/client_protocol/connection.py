@@ -766,7 +766,10 @@ class ClientConnection:
                 try:
                     frame = wire.decode_server_frame_untrusted(raw)
                 except wire.WireError:
-                    continue  # a frame this client cannot use; the link has acknowledged it
+                    # A frame this client cannot read (the link has acknowledged it): if
+                    # it answers a request, the request fails (its answer came).
+                    self._unreadable(wire.answered_untrusted(raw))
+                    continue
                 if self.trace is not None:
                     self.trace(frame)
                 if link.frozen_ack is not None and seq > link.frozen_ack and self._waits(frame):
@@ -777,7 +780,8 @@ class ClientConnection:
                 try:
                     self._on_frame(frame, now)
                 except wire.WireError:
-                    self._unreadable(frame)  # a field no valid frame holds: a timestamp
+                    # A field no valid frame holds (a timestamp): its request fails.
+                    self._unreadable(getattr(frame, "re", None))
                 if self._link is not link:
                     break  # the frame ended this channel (a logout's `ok`)
         except _SessionLost as lost:
@@ -874,7 +878,7 @@ class ClientConnection:
                 try:
                     self._on_message(message)
                 except wire.WireError:
-                    self._unreadable(message)  # the rest of the batch still counts
+                    self._unreadable(message.re)  # the rest of the batch still counts
         elif isinstance(frame, wire.Ok):
             self._on_ok(frame)
         elif isinstance(frame, wire.ErrorFrame):
@@ -935,10 +939,9 @@ class ClientConnection:
         acknowledges it, the daemon keeps it waiting for the account."""
         return isinstance(frame, wire.Pm) and frame.re is None and frame.sender != self.name
 
-    def _unreadable(self, frame: wire.ServerFrame) -> None:
-        """A frame that decoded but cannot be used: the request it answers fails."""
-        re = getattr(frame, "re", None)
-        handle = self._outstanding.answering(re) if isinstance(re, int) else None
+    def _unreadable(self, re: int | None) -> None:
+        """A frame that cannot be read or used came: the request it answers (`re`) fails."""
+        handle = self._outstanding.answering(re) if re is not None else None
         if handle is not None:
             self._finish(handle, error=ProtocolError("The daemon's answer was not understood."))
 
