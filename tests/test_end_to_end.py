@@ -206,13 +206,17 @@ async def test_ipv6(nursery: trio.Nursery, db_path: Path) -> None:
         except OSError as error:  # pragma: no cover - depends on the machine
             pytest.fail(f"IPv6 loopback is not available here: {error}")
     with trio.fail_after(15):
-        address = await nursery.start(serve, "::1", 0, db_path, TEST_CONFIG)
+        address = await nursery.start(serve, "[::1]", 0, db_path, TEST_CONFIG)
         host, port = address[0], address[1]
         assert host == "::1"
         await register_all(host, port, "alice")
         async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
             said = await alice.say("over IPv6")
             assert said.text == "over IPv6"
+        # Written as beside a port, in brackets: the same address, and the same label.
+        async with trio_chat.connect("[::1]", port, "alice", PASSWORD) as alice:
+            assert (await alice.say("in brackets")).text == "in brackets"
+            assert alice.connection.where == f"[::1]:{port}"
 
 
 async def test_messages_refused_as_too_fast_are_resent_in_the_order_written(

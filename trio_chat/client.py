@@ -43,7 +43,7 @@ from .client_protocol import (
 from .errors import Banned, ChatError, KeyChanged, KeyUnproven, ServerUnreachable
 from .event_buffer import EventBuffer
 from .events import ChatMessage, Event, PrivateMessage, PublicMessage
-from .keys import KnownServers, Trust, address_label, checked_key, parse_key
+from .keys import KnownServers, Trust, address_label, checked_key, parse_key, unbracketed
 from .noise import fingerprint
 from .reliability import Link
 from .wire import Endpoint
@@ -87,7 +87,7 @@ def take_datagrams(sock: socket.socket, core: _SansIO, now: float, most: int = 2
 
 async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
     try:
-        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        infos = await trio.socket.getaddrinfo(unbracketed(host), port, type=socket.SOCK_DGRAM)
     except OSError as error:
         raise ServerUnreachable(f"Cannot resolve {host}: {error.strerror or error}.") from None
     except UnicodeError as error:  # a name IDNA cannot encode (`chat_é`): no host has it

@@ -195,10 +195,18 @@ def known_servers_path() -> Path:
     return data_folder() / "known_servers"
 
 
+def unbracketed(host: str) -> str:
+    """`::1` for `[::1]`: an IPv6 address as written beside a port, as it is looked up."""
+    if host.startswith("[") and host.endswith("]"):
+        return host[1:-1]
+    return host
+
+
 def address_label(host: object, port: int) -> str:
-    """`127.0.0.1:1600`, or `[::1]:1600` for IPv6: how an address is shown everywhere, and
-    the key of its line in `known_servers`."""
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    """`127.0.0.1:1600`, or `[::1]:1600` for IPv6 (given in brackets or not): how an address
+    is shown everywhere, and the key of its line in `known_servers`."""
+    host = unbracketed(str(host))
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def home_relative(path: Path) -> str:
@@ -233,7 +241,7 @@ def first_use_notice(host: str, port: int, trust: Trust, known: Path) -> str:
 def _known_as(host: str, port: int) -> str:
     """The label of `host:port` in `known_servers`: one for every spelling of it (a host
     name in any capitals, with its root's dot or not; an IP address written any way)."""
-    name = host.strip().removeprefix("[").removesuffix("]")
+    name = unbracketed(host.strip())
     address, percent, scope = name.partition("%")  # a scope is an interface's name, as it is
     try:
         name = str(ipaddress.ip_address(address)) + percent + scope

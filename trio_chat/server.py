@@ -40,7 +40,7 @@ from .engine import (
     ServerEngine,
 )
 from .handshake_queue import HandshakeQueue
-from .keys import daemon_keys, key_paths
+from .keys import daemon_keys, key_paths, unbracketed
 from .logs import NoteLog, Summary, event, limits_changed, shown
 from .noise import fingerprint
 from .persistence import Persistence
@@ -60,7 +60,7 @@ BATCH = 256
 def bind_udp(host: str, port: int) -> socket.socket:
     """A non-blocking UDP socket bound to `host:port` (IPv4 or IPv6, as the host says)."""
     family, kind, proto, _name, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+        unbracketed(host), port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
