@@ -12,9 +12,12 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 import trio
+import trio.testing
 
 from trio_chat import ClientConfig, WrongPassword, connect, logs, register, server
 from trio_chat.auth import hash_password
@@ -32,6 +35,7 @@ from trio_chat.logs import (
 from trio_chat.records import Account
 from trio_chat.store import SqliteStore
 from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.driver import EngineDriver
 from trio_chat.testing.raw_peer import RawPeer
 
 PASSWORD = "correct horse battery"
@@ -359,6 +363,24 @@ def test_the_summary_counts_connections_refused_as_too_many_from_one_address(
     assert busy.endswith("; 480 connections refused as too many from one address")
     assert "dropped: nothing" in busy
     assert "refused as too many" not in quiet  # none since the line before
+
+
+async def test_the_summary_counts_datagrams_the_socket_would_not_send(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A full send buffer, or a network that refuses: the link sends again later, and the
+    operator learns of it from the summary, not from nowhere."""
+    engine = EngineDriver().engine
+    daemon = SimpleNamespace(engine=engine, send_errors=0, notes=SimpleNamespace(unlogged=0))
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        with trio.move_on_after(90):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server.log_summaries, cast(server.Daemon, daemon), 60.0)
+                await trio.sleep(1)
+                daemon.send_errors = 7
+                engine.stats["datagrams_in"] += 5
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "dropped: 7 not sent (the send buffer full, or the network refused" in line
 
 
 def test_a_json_line_keeps_its_own_message_whatever_its_fields_are_named() -> None:

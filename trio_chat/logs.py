@@ -256,6 +256,7 @@ DROPPED = {
     "bad_records": "forged",
     "unknown_sessions": "for unknown sessions",
     "unsent_for_amplification": "answers held back (amplification)",
+    "send_errors": "not sent (the send buffer full, or the network refused; resent later)",
 }
 
 

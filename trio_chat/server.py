@@ -361,15 +361,17 @@ class Daemon:
         )
 
 
-async def log_summaries(engine: ServerEngine, notes: NoteLog, every: float) -> None:
+async def log_summaries(daemon: Daemon, every: float) -> None:
     """A summary line every `every` seconds (see `logs.Summary`)."""
+    engine = daemon.engine
     summary = Summary()
     summary.line(engine.stats, 0, 0, 1.0)  # the starting point, not logged
     while True:
         await trio.sleep(every)
         online = engine.room.accounts_online
         minutes = every / 60
-        summary.line(engine.stats, len(engine.sessions), online, minutes, notes.unlogged)
+        stats = {**engine.stats, "send_errors": daemon.send_errors}
+        summary.line(stats, len(engine.sessions), online, minutes, daemon.notes.unlogged)
 
 
 async def serve(
@@ -485,7 +487,7 @@ async def _run(
                     nursery.start_soon(serve_control, listener, control, daemon.desk.answer)
             address = sock.getsockname()
             _log_start(address, storage, engine, config, control, unavailable)
-            nursery.start_soon(log_summaries, engine, daemon.notes, summary_every)
+            nursery.start_soon(log_summaries, daemon, summary_every)
             if on_ready is not None:
                 on_ready(engine)
             task_status.started(address)
