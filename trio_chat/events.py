@@ -54,9 +54,11 @@ class Left(msgspec.Struct, frozen=True, gc=False):
     name: str
     ts: datetime
     reason: str
-    """`quit`, `timeout` (the session went silent), `overloaded`, `too_many_sessions`,
-    `removed` (the operator took the account out) or `banned` (the operator turned its
-    address away); a daemon may add others."""
+    """`quit`, `timeout` (the session went silent), `overloaded`, `too_many_sessions` (it
+    moved onto an address with as many sessions as it may have), `removed` (the operator
+    took the account out), `banned` (the operator turned its address away) or
+    `password_changed` (its password changed in another session, or by the operator); a
+    daemon may add others (`display.left_how` has words for each of these)."""
 
 
 class History(msgspec.Struct, frozen=True, gc=False):

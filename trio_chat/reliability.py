@@ -22,8 +22,9 @@ Loss recovery follows QUIC's (RFC 9002), with frames in place of packets:
   threshold); a loss timer fires for the latter when nothing else comes.
 - Probe timeout (section 6.2): `srtt + max(4 * rttvar, 1 ms) + max_ack_delay`, the peer's
   longest acknowledgement delay, doubled for each probe timeout in a row and reset by any
-  acknowledgement of new frames. When it fires, the newest unacknowledged frames are sent
-  again at once (a tail-loss probe) instead of waiting for a retransmission timeout.
+  acknowledgement of new frames. When it fires, the oldest and the newest unacknowledged
+  frames are sent again at once (a tail-loss probe, and what the peer's in-order delivery
+  waits for) instead of waiting for a retransmission timeout.
 - Acknowledgements: cumulative plus up to `SACK_RANGES_MAX` selective ranges; pure acks
   wait up to `ack_delay` for a datagram to ride on, and go at once when a frame arrived out
   of order, twice, or beyond the window, or after `ack_every` datagrams or `ack_frames`
@@ -198,7 +199,8 @@ class Link:
         self._lost = 0
         """Frames in flight marked lost, waiting to be sent again."""
         self._probing = False
-        """Frames to send again now as probes (the newest in flight), after a timeout."""
+        """Frames to send again now as probes (the oldest and the newest in flight), after a
+        timeout."""
         # RTT and timers (RFC 9002, sections 5 and 6).
         self._latest_rtt = 0.0
         self._srtt: float | None = None
@@ -458,7 +460,8 @@ class Link:
         return self.datagrams_to_send(now, budget)
 
     def _frames_due(self) -> list[tuple[int, bytes]]:
-        """Lost frames, then probes (the newest in flight), then new frames in the window."""
+        """Lost frames, then probes (the oldest and the newest in flight), then new frames in
+        the window."""
         due: list[tuple[int, bytes]] = []
         if self._lost:
             due.extend((seq, item.wrapped) for seq, item in self._in_flight.items() if item.lost)
@@ -784,7 +787,8 @@ class Link:
                 self._detect_losses(now)
             return
         if now >= self._pto_deadline():
-            # A tail-loss probe: send the newest frames again, at once, and back off.
+            # A tail-loss probe: send the oldest and the newest frames again, at once, and
+            # back off.
             self._pto_count += 1
             self._probing = True
             self.probes_sent += 1

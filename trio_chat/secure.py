@@ -5,7 +5,7 @@ Pure: bytes and numbers in, bytes out; no sockets, no clock (callers pass `now` 
 `wall`), no Trio. `noise` does the cryptography; this module decides what goes where.
 
 - `initiate` / `Initiation.finish` (the client) and `respond` (the daemon) run the
-  handshake of `docs/protocol.md` section 3 and give each side a `Channel`.
+  handshake of `docs/protocol.md` section 4 and give each side a `Channel`.
 - A `Channel` seals records (`seal(pn, payload)`: header in the clear and authenticated,
   payload encrypted, the packet number as the nonce) and opens them
   (`open_untrusted`): the tag is checked before anything else is looked at, then the

@@ -4,7 +4,8 @@ Shaped like aioquic's `QuicConnection`: feed it what the network delivered
 (`receive_datagram(data, now)`, `connection_refused(now)`), send what
 `datagrams_to_send(now)` returns, call `handle_timer(now)` at `next_timer()`, and read
 what happened from `next_event()`. Requests (`register`, `say`, `whisper`, `who`,
-`history`, `logout`) return a `Handle` that completes with the daemon's answer.
+`history`, `change_password`, `logout`, and `request` for a frame as bytes) return a
+`Handle` that completes with the daemon's answer.
 
     connection = ClientConnection(server_key, "alice", password)
     connection.start(now)

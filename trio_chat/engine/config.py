@@ -48,7 +48,8 @@ class ServerConfig:
     message_rate: float = 5.0
     message_burst: int = 20
     question_rate: float = 10.0
-    """`who` and `history` requests a session may make a second, after `question_burst`."""
+    """`who`, `history` and `change_password` requests a session may make a second, after
+    `question_burst`."""
     question_burst: int = 20
     reads_per_session: int = 2
     """`history` requests of one session read from the database at once; more are

@@ -106,9 +106,6 @@ class LoginGuard:
             keys.append((self._account, account))
         return keys
 
-    def in_flight(self, ip: str) -> int:
-        return self._in_flight.get(ip, 0)
-
 
 class HashQueue:
     """Password work waiting for the shell's hashing threads, fair across addresses."""

@@ -510,7 +510,8 @@ class Lobby:
         return self._by_id[account_id]
 
     def account_changed(self, account: Account) -> None:
-        """The operator changed an account (its password hash): logins check it from now."""
+        """An account changed (its password hash, by the operator or its own session; its
+        mute): logins check it as it is from now."""
         self.accounts[account.key] = account
         self._by_id[account.id] = account
 

@@ -42,7 +42,7 @@ class Session:
     link: Link
     bucket: TokenBucket
     questions: TokenBucket
-    """`who` and `history` requests, apart from messages (`bucket`)."""
+    """`who`, `history` and `change_password` requests, apart from messages (`bucket`)."""
     last_heard: float
     idle_check_at: float
     opened_at: float
@@ -177,9 +177,6 @@ class Transport:
 
     def __len__(self) -> int:
         return len(self.by_sid)
-
-    def __iter__(self) -> Iterator[Session]:
-        return iter(self.by_sid.values())
 
     @property
     def unproven(self) -> int:

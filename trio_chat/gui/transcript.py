@@ -58,9 +58,6 @@ class Transcript:
         """Lines sent that are not stored yet."""
         return len(self._pending)
 
-    def has(self, message_id: int) -> bool:
-        return message_id in self._ids
-
     def plan_message(self, row: Row) -> Insertion | None:
         """Where a stored message goes; None if it is shown already."""
         assert row.message_id is not None and row.kind is Kind.MESSAGE
