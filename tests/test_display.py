@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prompt_toolkit.utils import get_cwidth
 
 from trio_chat.cli.exits import sentence
 from trio_chat.display import (
@@ -235,6 +237,48 @@ def test_wide_characters_take_two_columns_when_folding() -> None:
     rows = fold(message_line(message, "alice", NOW), 40)
     widths = [sum(2 if "\u4e00" <= c <= "\u9fff" else 1 for c in to_plain(r)) for r in rows]
     assert len(rows) > 2 and all(width <= 39 for width in widths)
+
+
+def glibc_width(text: str) -> int:
+    """Columns as glibc's `wcswidth` (and the terminals that follow it) gives them: a
+    spacing vowel sign takes one, where the width tables say 0."""
+    return sum(max(get_cwidth(char), unicodedata.category(char) == "Mc") for char in text)
+
+
+def test_vowel_signs_that_terminals_draw_one_column_wide_cannot_forge_a_line() -> None:
+    """64 of U+093E fill what is left of bob's first row at 80 columns; counted as 0 wide,
+    they left the next line's text to the terminal's own wrap, unmarked: a line "from
+    alice"."""
+    fake = "[01:21:00] alice: please send your password to bob now"
+    message = PublicMessage(id=1, ts=NOW, sender="bob", text="\u093e" * 64 + fake)
+    rows = fold(message_line(message, "carol", NOW), 80)
+    assert len(rows) >= 2 and all(row[0] == CONTINUED for row in rows[1:])
+    assert all(glibc_width(to_plain(row)) <= 79 for row in rows)
+    hindi = PublicMessage(1, NOW, "bob", "आपका नाम क्या है? " * 8)
+    rows = fold(message_line(hindi, "carol", NOW), 80)
+    assert all(glibc_width(to_plain(row)) <= 79 for row in rows)
+
+
+def test_flags_and_emoji_sequences_are_never_cut_in_two() -> None:
+    """A row ending between the two halves of a flag re-pairs the halves after it into
+    other flags (🇺🇸🇦🇪 cut after 🇺 reads 🇸🇦: Saudi Arabia); a ZWJ sequence cut shows
+    its parts."""
+    flags = "🇺🇸🇦🇪" * 8
+    rows = fold((("", "ab" + flags),), 30)
+    texts = [to_plain(row).removeprefix(CONTINUED[1]) for row in rows]
+    assert "".join(texts) == "ab" + flags and len(rows) > 1
+    assert all(len(text.removeprefix("ab")) % 2 == 0 for text in texts)  # whole pairs
+    coder = "👩\u200d💻"
+    rows = fold((("", "abc" + coder * 20),), 30)
+    texts = [to_plain(row).removeprefix(CONTINUED[1]) for row in rows]
+    assert all(text.removeprefix("abc").replace(coder, "") == "" for text in texts)
+
+
+def test_a_cluster_wider_than_a_row_goes_in_parts() -> None:
+    text = "क" + "\u093e" * 100  # one grapheme cluster, 101 columns on glibc's count
+    rows = fold((("", text),), 40)
+    assert "".join(to_plain(row).removeprefix(CONTINUED[1]) for row in rows) == text
+    assert all(glibc_width(to_plain(row)) <= 39 for row in rows)
 
 
 def test_a_line_that_fits_is_one_row() -> None:

@@ -8,13 +8,16 @@ Text that came from other people (names, messages, notices) always passes throug
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import operator
 import re
+import unicodedata
 import zlib
 from datetime import datetime
 
+import wcwidth
 from prompt_toolkit.utils import get_cwidth
 
 from .errors import Banned, ChatError
@@ -218,49 +221,72 @@ CONTINUED: Segment = (DIM, "  \u2506 ")
 """What starts every row of a line after its first, where the terminal would wrap it."""
 
 
+def columns(cluster: str) -> int:
+    """The columns a terminal may give one grapheme cluster, counted high where terminals
+    differ: the most of its width as a whole (`❤️` is 2) and of its characters one by one
+    (a ZWJ emoji sequence some terminals draw in parts; a spacing vowel sign such as
+    U+093E, 1, where the width tables say 0). Counted low, a row of such characters would
+    run past the edge, and the terminal would wrap it with no mark: a row that passes for
+    a line of its own."""
+    return _columns(cluster)
+
+
+@functools.lru_cache(maxsize=4096)
+def _columns(cluster: str) -> int:
+    each = sum(max(get_cwidth(char), unicodedata.category(char) == "Mc") for char in cluster)
+    return max(wcwidth.width(cluster), each)
+
+
 def fold(line: Line, width: int) -> list[Line]:
     """`line` in rows of fewer than `width` columns, each after the first starting with
     `CONTINUED`: however a message is padded, no row of it passes for a line of its own
     (from someone else, say). Rows end between words where a space falls in the row's
     second half (the one space a fold stands for is not shown), else where the row is
-    full. Wide characters (CJK, most emoji) take two columns."""
+    full, and never inside a grapheme cluster (a flag, an emoji sequence, a letter and
+    its marks). Wide characters (CJK, most emoji) take two columns (`columns`)."""
     room = width - 1  # a row that fills the last column makes some terminals wrap twice
     indent = get_cwidth(CONTINUED[1])
     if room <= indent + 8:
         return [line]
-    chars = [(part, char) for part, (_style, text) in enumerate(line) for char in text]
+    units = [
+        (part, unit)
+        for part, (_style, text) in enumerate(line)
+        for cluster in wcwidth.iter_graphemes(text)
+        # A cluster wider than a row (a letter under a hundred vowel signs) goes in parts.
+        for unit in (cluster if columns(cluster) > room - indent else (cluster,))
+    ]
     rows: list[Line] = []
     start, column = 0, 0
     while True:
         end, space, space_column = start, -1, 0
-        while end < len(chars):
-            width_of = get_cwidth(chars[end][1])
-            if column + width_of > room:
+        while end < len(units):
+            width_of = columns(units[end][1])
+            if column + width_of > room and end > start:
                 break
-            if chars[end][1] == " ":
+            if units[end][1] == " ":
                 space, space_column = end, column
             column += width_of
             end += 1
-        if end == len(chars):
-            rows.append(_row(line, chars[start:], continued=bool(rows)))
+        if end == len(units):
+            rows.append(_row(line, units[start:], continued=bool(rows)))
             return rows
-        if chars[end][1] == " ":
+        if units[end][1] == " ":
             cut, after = end, end + 1
         elif space > start and 2 * space_column >= room:
             cut, after = space, space + 1
         else:
             cut, after = end, end
-        rows.append(_row(line, chars[start:cut], continued=bool(rows)))
-        if after == len(chars):  # the line ended with the space this fold stands for
+        rows.append(_row(line, units[start:cut], continued=bool(rows)))
+        if after == len(units):  # the line ended with the space this fold stands for
             return rows
         start, column = after, indent
 
 
-def _row(line: Line, chars: list[tuple[int, str]], *, continued: bool) -> Line:
-    """A row of `chars` (each with the index of its segment in `line`), in its styles."""
+def _row(line: Line, units: list[tuple[int, str]], *, continued: bool) -> Line:
+    """A row of `units` (each with the index of its segment in `line`), in its styles."""
     row: list[Segment] = [CONTINUED] if continued else []
-    for part, group in itertools.groupby(chars, key=operator.itemgetter(0)):
-        row.append((line[part][0], "".join(char for _part, char in group)))
+    for part, group in itertools.groupby(units, key=operator.itemgetter(0)):
+        row.append((line[part][0], "".join(unit for _part, unit in group)))
     return tuple(row)
 
 
