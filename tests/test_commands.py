@@ -53,6 +53,19 @@ from trio_chat.commands import (
         ("S/bob/hi", Say("S/bob/hi")),
         ("/quit see you tomorrow", Quit()),  # IRC's /quit takes a parting message
         ("/q bye", Quit()),
+        # Meant as commands, and said they would go to everyone: a script saved with a
+        # byte-order mark, a space typed first, full-width input.
+        ("\ufeffs/alice/the password is hunter2", Whisper("alice", "the password is hunter2")),
+        ("\ufeff/msg alice psst", Whisper("alice", "psst")),
+        (" /msg alice secret", Whisper("alice", "secret")),
+        ("  s/alice/secret", Whisper("alice", "secret")),
+        ("／msg alice secret", Whisper("alice", "secret")),
+        ("ｓ／alice／secret", Whisper("alice", "secret")),
+        ("s／alice／x", Whisper("alice", "x")),
+        ("／who", Who()),
+        ("/msg alice\u3000こんにちは", Whisper("alice", "こんにちは")),  # an ideographic space
+        ("/msg\u3000alice hi", Whisper("alice", "hi")),
+        ("\ufeffhello", Say("hello")),
     ],
 )
 def test_lines_mean_commands(line: str, command: Command) -> None:
@@ -67,6 +80,8 @@ def test_lines_mean_commands(line: str, command: Command) -> None:
         ("s/bob/   ", "s/name/message"),
         ("/msg bob", "/msg name message"),
         ("/msg", "/msg name message"),
+        ("/msg ", "/msg name message"),
+        (" s/bob", "s/name/message"),
         ("/history zero", "/history N"),
         ("/history 0", "/history N"),
         ("/history 101", "/history N"),

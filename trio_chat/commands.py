@@ -4,6 +4,7 @@ the window (each with its own help: `HELP`, `WINDOW_HELP`)."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 HISTORY_DEFAULT = 20
@@ -86,6 +87,12 @@ _QUIT = frozenset({"/quit", "/exit", "/q"})
 command, in any case: caps lock on, or IRC's habit (its commands ignore case)."""
 
 
+_FULL_WIDTH = str.maketrans({"／": "/", "ｓ": "s"})
+"""The full-width forms of a command's marks, as full-width input (and many input methods
+for Chinese and Japanese) types them: `ｓ／name／message` and `／msg` are commands too."""
+_SLASH = re.compile("[/／]")
+
+
 def _whisper(to: str, text: str, usage: str) -> Command:
     to = to.strip()
     if not to or not text.strip():
@@ -94,30 +101,36 @@ def _whisper(to: str, text: str, usage: str) -> Command:
 
 
 def parse(line: str) -> Command:
-    """The command a typed line stands for."""
-    line = line.rstrip("\r\n")
+    """The command a typed line stands for.
+
+    A line meant as a command is read as one even when it starts with spaces or a
+    byte-order mark (as a script saved by some editors does), or is typed in full-width
+    forms: said as it is, a private message would go to everyone."""
+    line = line.rstrip("\r\n").removeprefix("\ufeff")
     stripped = line.strip()
     if not stripped:
         return Nothing()
     if stripped.lower() == "exit":  # the student client's word: alone on its line
         return Quit()
-    if line.startswith("s/"):
-        to, slash, text = line[2:].partition("/")
-        if not slash:
+    start = line.lstrip()
+    head = start[:2].translate(_FULL_WIDTH)
+    if head == "s/":
+        to, *after = _SLASH.split(start[2:], maxsplit=1)
+        if not after:
             return Invalid("Write a private message as s/name/message.")
-        return _whisper(to, text, "s/name/message")
-    if line.startswith("//"):
-        return Say(line[1:])
-    if not line.startswith("/"):
+        return _whisper(to, after[0], "s/name/message")
+    if head == "//":
+        return Say(start[1:])
+    if not head.startswith("/"):
         return Say(line)
-    typed, _, rest = stripped.partition(" ")
-    word = typed.lower()  # commands ignore case, as IRC's do
-    rest = rest.strip()
+    typed, *more = stripped.split(maxsplit=1)  # any space: an ideographic one too
+    word = unicodedata.normalize("NFKC", typed).lower()  # commands ignore case, as IRC's do
+    rest = more[0] if more else ""
     if word in _QUIT:
         return Quit()  # a parting word is not said: nobody would see it
     if word in ("/msg", "/m", "/w"):
-        to, _, text = rest.partition(" ")
-        return _whisper(to, text.strip(), "/msg name message")
+        to, text = (*rest.split(maxsplit=1), "", "")[:2]
+        return _whisper(to, text, "/msg name message")
     if word == "/who":
         return Who()
     if word in ("/history", "/older"):
