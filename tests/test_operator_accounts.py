@@ -17,7 +17,7 @@ import trio_chat
 from trio_chat.cli import ExitCode
 from trio_chat.client_protocol.connection import PASSWORD_CHANGED_AWAY
 from trio_chat.errors import AccountLocked, WrongPassword
-from trio_chat.records import LOCK_MARK, Snapshot
+from trio_chat.records import LOCK_MARK, Account, Message, Snapshot
 from trio_chat.secure import Ticket, password_mark
 from trio_chat.store import MIGRATIONS, SCHEMA_VERSION, SqliteStore
 from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
@@ -221,6 +221,35 @@ async def test_accounts_leave_a_database_of_another_version_as_it_is(tmp_path: P
             f"{str(path)!r} is not a trio-chat database; name the daemon's with --db.\n"
         )
     assert empty.read_bytes() == b"" and other.read_bytes() == before
+
+
+async def test_names_the_terminal_cannot_show_are_escaped_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """An operator's terminal in Latin-1: `Džemal` and `张伟` are listed as escapes (the
+    listing stopped at the first with a traceback)."""
+    database = tmp_path / "chat.db"
+    store = SqliteStore.open(database)
+    made = "2026-11-30T00:00:00.000Z"
+    for n, name in enumerate(["José", "Džemal", "张伟"], start=1):
+        store.write([Account(n, name, name.casefold(), f"$argon2id$fake{n}", made)])
+    store.write([Message(1, made, 3, "张伟", "你好 🙂", None, None, "c1")])
+    store.close()
+    for command in ("accounts", "messages"):
+        result = await trio.run_process(
+            [*CLI, command, "list", "--db", str(database)],
+            env={**os.environ, "PYTHONIOENCODING": "latin-1"},
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
+        listed = result.stdout.decode("latin-1")
+        assert "\\u5f20\\u4f1f" in listed  # 张伟
+        if command == "accounts":
+            assert "José" in listed and "D\\u017eemal" in listed
+        else:
+            assert "\\u4f60\\u597d \\U0001f642" in listed  # 你好 🙂
 
 
 async def test_a_database_damaged_past_its_first_page_is_a_sentence_not_a_traceback(

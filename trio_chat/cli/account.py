@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import io
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -66,7 +65,6 @@ def register(
     server_key: ServerKeyOption = None,
 ) -> None:
     """Create an account (the password is prompted twice, hidden)."""
-    _tolerant_output()
     can_ask = sys.stdin.isatty()
     if name is not None:
         checked_name(name)
@@ -137,7 +135,6 @@ def login(
     server_key: ServerKeyOption = None,
 ) -> None:
     """Check your name and password; show who is online and how many private messages wait."""
-    _tolerant_output()
     key = trusted_key(host, port, server_key)
     given = given_password(password_file)
     name, password = _credentials(name, given)
@@ -198,7 +195,6 @@ def password(
 ) -> None:
     """Change your password: the one you have (as `login` takes it), then the new one
     twice, hidden. Your other sessions end; they log in again with the new one."""
-    _tolerant_output()
     key = trusted_key(host, port, server_key)
     given = given_password(password_file)
     name, old = _credentials(name, given, "Current password")
@@ -309,7 +305,6 @@ def chat(
     give_up_after: GiveUpOption = None,
 ) -> None:
     """Enter the room: type to talk, /help lists the commands, Exit leaves."""
-    _tolerant_output()
     can_ask = sys.stdin.isatty()
     interactive = can_ask and sys.stdout.isatty()
     if name is None and not can_ask:
@@ -351,13 +346,6 @@ def chat(
         raise fail("Some lines were not sent (see above).", exit_code_for(outcome.refused))
     if outcome.unacknowledged:
         raise typer.Exit(ExitCode.INTERRUPTED)  # the room has said what may be lost
-
-
-def _tolerant_output() -> None:
-    """Never fail on a character the terminal's encoding lacks: show it as an escape."""
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="backslashreplace")
 
 
 def _echo_line(line: Line) -> None:

@@ -3,7 +3,9 @@ console script's entry point."""
 
 from __future__ import annotations
 
+import io
 import signal
+import sys
 from typing import Annotated
 
 import typer
@@ -44,6 +46,15 @@ def main_options(
     ] = False,
 ) -> None:
     """A chat room over UDP: run the daemon, register, log in and chat."""
+    _tolerant_output()
+
+
+def _tolerant_output() -> None:
+    """Never fail on a character the terminal's encoding lacks (a name in Chinese listed in a
+    Latin-1 terminal): show it as an escape, `\\u5f20`."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 app.command("serve")(serve_command)
