@@ -294,6 +294,15 @@ async def test_a_refused_line_is_quoted_as_typed() -> None:
     )
 
 
+async def test_a_refused_private_message_names_its_addressee_with_what_hides_in_it_shown() -> None:
+    """A joiner typed in a name: `al` + U+200D + `ice` shown raw reads as `alice`, a real
+    account, beside the daemon's sentence that there is no such account."""
+    async with room_on_screen(interactive=True) as (_chat, room, shown):
+        room.handle("s/al\u200dice/hi")
+        await trio.testing.wait_all_tasks_blocked()
+    assert [to_plain(line) for line in shown][-1].startswith("Not sent to al\\u200dice ('hi')")
+
+
 @pytest.mark.parametrize("interactive", [False, True])
 async def test_a_line_refused_for_a_mute_set_while_away_shows_after_the_notice(
     interactive: bool,

@@ -35,6 +35,7 @@ from .display import (
     notice_line,
     pending_line,
     safe,
+    safe_name,
     unsaid_line,
 )
 from .errors import BadRequest, ChatError, ConnectionLost
@@ -328,7 +329,7 @@ class Room:
             # After what came before the refusal, which may say why (the account was
             # muted while the line waited for the daemon).
             await self.chat.events_read()
-            target = f" to {to}" if to is not None else ""
+            target = f" to {safe_name(to)}" if to is not None else ""
             short = text if len(text) <= 40 else text[:39] + "…"
             # In quotes as typed (`repr` would double each backslash, and may switch to
             # double quotes); `_refused` escapes what a terminal would obey.
