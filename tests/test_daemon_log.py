@@ -396,6 +396,19 @@ def test_a_json_line_keeps_its_own_message_whatever_its_fields_are_named() -> No
     assert (entry["event"], entry["message_id"]) == ("operator", "42")
 
 
+def test_a_json_line_holds_nothing_raw_that_would_hide_or_reorder_it() -> None:
+    """A login tried as `\u202eneddih\u202c ok`: raw in the file, the override reversed
+    the rest of the line in a viewer. Escaped, a JSON reader gets the same value."""
+    name = "\u202eneddih\u202c ok 张伟 \x85\U000e0041"
+    record = logging.LogRecord("trio_chat", logging.WARNING, __file__, 1, "refused", None, None)
+    record.event = "login_refused"
+    record.fields = {"name": name}
+    line = JsonFormatter().format(record)
+    assert not any(char in line for char in "\u202e\u202c\x85\U000e0041")
+    assert "张伟" in line  # shown as it is: nothing hides in it
+    assert json.loads(line)["name"] == name
+
+
 @pytest.mark.parametrize("form", ["text", "json"])
 def test_a_ban_ending_is_logged_with_the_bans_still_holding_it_or_within_it(form: str) -> None:
     stream = io.StringIO()

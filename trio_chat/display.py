@@ -88,6 +88,18 @@ def safe_name(name: str) -> str:
     return _UNSAFE_IN_NAMES.sub(_escape, name)
 
 
+def json_escaped(text: str) -> str:
+    """JSON text with every character `safe_name` would escape written as its JSON escape
+    (`\\u202e`): the same values to a program that reads it, nothing that hides text or
+    reorders it in a viewer or a terminal that shows the file."""
+    return _UNSAFE_IN_NAMES.sub(_json_escape, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    units = match.group().encode("utf-16-be", "surrogatepass")
+    return "".join(f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2))
+
+
 def quoted(name: str) -> str:
     """`name` made `safe_name`, in single quotes (not `repr`, which would double each
     escape's backslash and may switch to double quotes)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from .display import counted, quoted, safe, safe_name
+from .display import counted, json_escaped, quoted, safe, safe_name
 from .engine import Address, ServerConfig
 from .engine.bans import held_within, still_held
 from .engine.common import network_of
@@ -72,7 +72,9 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
             entry["error"] = f"{type(error).__name__}: {error}"
-        return json.dumps(entry, ensure_ascii=False)
+        # Fields come from strangers (a name a login tried): raw, a bidi control in one
+        # would reorder the rest of the line in whatever shows the log.
+        return json_escaped(json.dumps(entry, ensure_ascii=False))
 
 
 def _stamp(record: logging.LogRecord) -> str:
