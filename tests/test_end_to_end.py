@@ -70,6 +70,10 @@ async def test_register_login_chat_whisper_who_and_leave(daemon: tuple[str, int]
                 await alice.whisper("nobody", "hello?")
             with pytest.raises(trio_chat.TextTooLong):
                 await alice.say("x" * 501)
+            # 251 characters, 251 bytes of UTF-8: a quote counts 2 (JSON escapes it), and
+            # the sentence says so, not only "500 bytes of UTF-8".
+            with pytest.raises(trio_chat.TextTooLong, match="a quote or backslash counting 2"):
+                await alice.say('"' * 251)
 
             await bob.logout()
             left = await next_event(alice, trio_chat.Left)
