@@ -742,6 +742,20 @@ async def test_sign_in_problems_are_told_at_the_field_to_fix(
                 "to sign in with it.",
                 dialog.name,
             )
+            # Too like alice (a Latin alpha for the a): the sentence says whose name it is
+            # like, and offers no sign-in to an account that does not exist.
+            fill(dialog, "ɑlice", PASSWORD, create=True)
+            await told(
+                "The name 'ɑlice' could be mistaken for 'alice'; choose another.", dialog.name
+            )
+            # No account can have a name that mixes scripts: creating one is not offered.
+            fill(dialog, "\u0430lice", PASSWORD)
+            await told(
+                "There is no account named '\u0430lice', and there cannot be: a name cannot mix "
+                "scripts: U+006C LATIN SMALL LETTER L is Latin, but U+0430 CYRILLIC SMALL LETTER "
+                "A is Cyrillic.",
+                dialog.name,
+            )
             fill(dialog, "no spaces", PASSWORD, create=True)
             await told(
                 "A name may hold only letters, digits, '_', '-' and '.', not spaces.",

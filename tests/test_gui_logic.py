@@ -273,7 +273,7 @@ def test_each_refusal_has_its_sentence_and_field(
 def test_a_name_in_a_refusal_is_escaped_once_in_single_quotes() -> None:
     # As the room shows it: one backslash per escape, whatever quotes the name holds.
     for error, sentence in [
-        (UnknownUser("no"), "There is no account named '\\u202eevil'; tick"),
+        (UnknownUser("no"), "There is no account named '\\u202eevil', and there cannot be"),
         (WrongPassword("no"), "Wrong password for '\\u202eevil'."),
         (NameTaken("taken"), "The name '\\u202eevil' is taken;"),
     ]:

@@ -23,7 +23,7 @@ from prompt_toolkit.utils import get_cwidth
 from .errors import Banned, ChatError
 from .events import ChatMessage, Joined, Left, PrivateMessage, PublicMessage
 from .names import invisible_ranges
-from .rules import name_key
+from .rules import name_key, name_problem
 from .wire import BANNED_UNTIL
 
 Segment = tuple[str, str]
@@ -86,6 +86,17 @@ def safe_name(name: str) -> str:
     name may hold them, so in a name (one kept from before the rules) they only hide, and
     `alice` + U+FE0F would look like `alice`."""
     return _UNSAFE_IN_NAMES.sub(_escape, name)
+
+
+def cannot_exist(name: str) -> str | None:
+    """ "There is no account named 'аlice', and there cannot be: a name cannot mix ..." for a
+    name no account may have (a login for it was answered `unknown_user`), else None."""
+    problem = name_problem(name)
+    if problem is None:
+        return None
+    if problem.startswith("A "):
+        problem = "a " + problem[2:]
+    return f"There is no account named {quoted(name)}, and there cannot be: {problem}"
 
 
 def json_escaped(text: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Final
 
 NAME_MAX_CHARS = 32
 PASSWORD_MIN_CHARS = 8
@@ -49,6 +50,20 @@ def check_name(name: str) -> str:
     from . import names
 
     return names.check_name(name)
+
+
+MISTAKEN_FOR: Final = "could be mistaken for"
+"""What the daemon's refusal of a name too like an account's says (`name_taken`, as for a
+name taken): "The name 'aIice' could be mistaken for 'alice'; choose another." """
+
+
+def name_problem(name: str) -> str | None:
+    """Why no account can have `name` (a sentence), or None if one can."""
+    try:
+        check_name(name)
+    except RuleError as error:
+        return error.message
+    return None
 
 
 def check_password(password: str) -> str:

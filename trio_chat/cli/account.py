@@ -17,14 +17,15 @@ from ..client_handshake import unreachable
 from ..client_protocol import ClientConfig
 from ..client_protocol.requests import check_new_password
 from ..conversation import Outcome
-from ..display import Line, info_line, names_line, quoted, safe_name, to_ansi, to_plain
+from ..display import Line, info_line, names_line, quoted, safe, safe_name, to_ansi, to_plain
 from ..errors import ChatError, NameTaken, UnknownUser, WrongPassword
 from ..keys import address_label
+from ..rules import name_problem
 from ..stop_signals import stop_signals
 from ..terminal import run_interactive, run_pipe, wants_colour
 from ..wire import MUTED_NOTICE
 from .daemon_key import trusted_key
-from .exits import ExitCode, chat_failure, exit_code_for, fail, name_problem, run, sentence
+from .exits import ExitCode, chat_failure, exit_code_for, fail, run, sentence
 from .options import (
     GiveUpOption,
     HostOption,
@@ -80,7 +81,8 @@ def register(
         except NameTaken as error:
             if not can_ask or attempt == ATTEMPTS:
                 raise chat_failure(error, name) from None
-            typer.echo(f"The name {quoted(name)} is taken; choose another.", err=True)
+            # The daemon's sentence: taken, or too like an account's name (which it names).
+            typer.echo(safe(error.message), err=True)
             name = ask("Name")
             checked_name(name)
         except ChatError as error:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import trio
 import typer
 
-from ..display import quoted, safe, safe_name, told
+from ..display import cannot_exist, quoted, safe, safe_name, told
 from ..errors import (
     AccountLocked,
     Banned,
@@ -40,7 +40,6 @@ from ..errors import (
     WrongPassword,
 )
 from ..keys import KeyFileError
-from ..rules import RuleError, check_name
 
 T = TypeVar("T")
 
@@ -145,11 +144,9 @@ def sentence(error: ChatError, name: str) -> str:
     """What to tell the person, as one sentence they can act on."""
     shown = safe_name(name)
     if isinstance(error, UnknownUser):
-        problem = name_problem(name)
-        if problem is not None:  # registering it would be refused too
-            if problem.startswith("A "):
-                problem = "a " + problem[2:]
-            return f"There is no account named {quoted(name)}, and there cannot be: {problem}"
+        cannot = cannot_exist(name)
+        if cannot is not None:  # registering it would be refused too
+            return cannot
         return (
             f"There is no account named {quoted(name)}; "
             f"create it with `trio-chat register --name {shown}`."
@@ -165,15 +162,6 @@ def sentence(error: ChatError, name: str) -> str:
     if waits and not re.search(r"\b\d+ s\b", message):  # the daemon's may say it already
         message = f"{message.rstrip('.')} (about {math.ceil(error.retry_after or 0)} s)."
     return message
-
-
-def name_problem(name: str) -> str | None:
-    """Why no account can have `name`, or None if one can."""
-    try:
-        check_name(name)
-    except RuleError as error:
-        return error.message
-    return None
 
 
 def chat_failure(error: ChatError, name: str) -> typer.Exit:

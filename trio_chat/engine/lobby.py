@@ -20,7 +20,7 @@ from .. import wire
 from ..limits import FailureThrottle, KeyedBuckets, RecentKeys, TokenBucket
 from ..names import ConfusableIndex
 from ..records import Account
-from ..rules import RuleError, check_name, check_password, name_key
+from ..rules import MISTAKEN_FOR, RuleError, check_name, check_password, name_key
 from ..secure import Cookies, DaemonKeys, SecureError, password_mark, respond
 from .bans import ban_wait, banned_sentence
 from .common import Address, Outbox, iso_time, network_of, round_up
@@ -305,7 +305,7 @@ class Lobby:
             self._name_lookups.failed(network, now)
             self._notes.append(RegistrationRefused(request.name, address, "name_taken"))
             shown = self._shown_name(like)
-            message = f"The name {name!r} could be mistaken for {shown!r}; choose another."
+            message = f"The name {name!r} {MISTAKEN_FOR} {shown!r}; choose another."
             self._refuse(session, seq, "name_taken", message)
             return
         # Counted only now, before the hashing it guards: a taken name does not spend them.

@@ -6,7 +6,7 @@ import enum
 import math
 from dataclasses import dataclass
 
-from ..display import quoted, safe, told
+from ..display import cannot_exist, quoted, safe, told
 from ..errors import (
     AccountLocked,
     Banned,
@@ -24,6 +24,7 @@ from ..errors import (
     WrongPassword,
 )
 from ..keys import address_label
+from ..rules import MISTAKEN_FOR
 
 
 class Field(enum.Enum):
@@ -114,11 +115,18 @@ def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
     if isinstance(error, Banned):
         return Problem(told(error), Field.HOST)  # its end said, to the second
     if isinstance(error, UnknownUser):
+        cannot = cannot_exist(form.name)
+        if cannot is not None:  # creating it would be refused too
+            return Problem(cannot, Field.NAME)
         return Problem(
             f"There is no account named {name}; tick “Create an account” to create it.",
             Field.NAME,
         )
     if isinstance(error, NameTaken):
+        if MISTAKEN_FOR in error.message:
+            # Too like another account's name, which the sentence names: no account has
+            # this one to sign in to.
+            return Problem(safe(error.message), Field.NAME)
         return Problem(
             f"The name {name} is taken; choose another, or untick “Create an account” "
             "to sign in with it.",
