@@ -59,6 +59,18 @@ NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
         ("filler \u3164 \u115f \u2800", "filler \\u3164 \\u115f \\u2800"),
         ("tags \U000e0041\U000e0042", "tags \\U000e0041\\U000e0042"),
         ("ZWNJ and VS16 stay: می\u200cخواهم ❤\ufe0f", "ZWNJ and VS16 stay: می\u200cخواهم ❤\ufe0f"),
+        ("❤\ufe0f\u200d🔥 👨\u200d👩\u200d👧", "❤\ufe0f\u200d🔥 👨\u200d👩\u200d👧"),
+        # Invisible characters that are how the text is written stay where they do that:
+        # a subdivision's flag, an ideographic variant, a Mongolian variant, a Braille space.
+        (scotland := "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f", scotland),
+        ("葛\U000e0100飾区", "葛\U000e0100飾区"),
+        ("ᠠ\u180bᠡ", "ᠠ\u180bᠡ"),
+        ("⠓⠑⠇⠇⠕\u2800⠺⠕⠗⠇⠙", "⠓⠑⠇⠇⠕\u2800⠺⠕⠗⠇⠙"),
+        # ... and nowhere else: runs of them could carry hidden text, a few bits each.
+        ("a\u200d\u200c\u200d\u200cb", "a\u200d\\u200c\\u200d\\u200cb"),
+        ("a\ufe01\ufe02\ufe03", "a\ufe01\\ufe02\\ufe03"),
+        ("\ufe0fat the start", "\\ufe0fat the start"),
+        ("x\U000e0100 🏴\U000e0041", "x\\U000e0100 🏴\\U000e0041"),
     ],
 )
 def test_safe_shows_controls_as_escapes(text: str, shown: str) -> None:

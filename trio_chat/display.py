@@ -31,9 +31,6 @@ Segment = tuple[str, str]
 Line = tuple[Segment, ...]
 
 _SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-# Joiners and emoji variation selectors: invisible, but part of how many scripts and most
-# emoji are written (ZWNJ in Persian, ZWJ in Devanagari and in 👩‍💻, VS16 in ❤️).
-_KEPT = frozenset({0x200C, 0x200D, 0xFE0E, 0xFE0F})
 
 
 def _unsafe_pattern(kept: frozenset[int]) -> re.Pattern[str]:
@@ -54,8 +51,29 @@ def _unsafe_pattern(kept: frozenset[int]) -> re.Pattern[str]:
     return re.compile("[" + "".join(pairs) + "]")
 
 
-_UNSAFE = _unsafe_pattern(_KEPT)
 _UNSAFE_IN_NAMES = _unsafe_pattern(frozenset())
+
+_SELECTORS = "\u180b-\u180d\u180f\ufe00-\ufe0f\U000e0100-\U000e01ef"
+_JOINERS = "\u200c\u200d"
+_WRITING = (
+    # A subdivision's flag: 🏴, two to six tag letters or digits, the cancel tag (🏴󠁧󠁢󠁳󠁣󠁴󠁿).
+    "\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{2,6}\U000e007f"
+    # One variation selector after what it selects a form of: VS16 in ❤️ (after anything
+    # but a selector or a joiner), an ideographic variant after a Han character, a
+    # Mongolian free variation selector after a Mongolian letter.
+    f"|(?<=[^{_SELECTORS}{_JOINERS}])[\ufe00-\ufe0f]"
+    "|(?<=[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f])"
+    "[\U000e0100-\U000e01ef]"
+    "|(?<=[\u1820-\u18aa])[\u180b-\u180d\u180f]"
+    # One joiner after a character (ZWNJ in Persian, ZWJ in Devanagari and in 👩‍💻).
+    f"|(?<=[^{_JOINERS}])[{_JOINERS}]"
+    # A blank Braille cell beside Braille: its space.
+    "|(?<=[\u2801-\u28ff])\u2800|\u2800(?=[\u2801-\u28ff])"
+)
+"""Invisible characters kept in messages where they are part of how the text is written.
+Alone, or in runs, they are escaped as the others: a run of selectors or joiners can
+carry hidden text (each one a few bits), as can tag characters outside a flag."""
+_UNSAFE = re.compile(f"(?P<writing>{_WRITING})|{_UNSAFE_IN_NAMES.pattern}")
 
 # Foreground colours that read on dark and light backgrounds alike.
 PALETTE = ("31", "32", "33", "34", "35", "36", "91", "92", "93", "94", "95", "96")
@@ -67,6 +85,8 @@ HEADING = "1"
 
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
+    if match.lastgroup == "writing":
+        return char
     short = _SHORT.get(char)
     if short is not None:
         return short
