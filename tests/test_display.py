@@ -16,6 +16,7 @@ from trio_chat.display import (
     CONTINUED,
     PALETTE,
     colour_of,
+    encodable,
     fold,
     joined_line,
     left_how,
@@ -291,6 +292,19 @@ def test_a_cluster_wider_than_a_row_goes_in_parts() -> None:
     rows = fold((("", text),), 40)
     assert "".join(to_plain(row).removeprefix(CONTINUED[1]) for row in rows) == text
     assert all(glibc_width(to_plain(row)) <= 39 for row in rows)
+
+
+def test_what_the_terminals_encoding_lacks_is_escaped_before_folding() -> None:
+    """In a Latin-1 terminal two people named in Chinese showed as `??` and `??`."""
+    line = message_line(PublicMessage(1, NOW, "张伟", "café ☕ " * 8), "alice", NOW)
+    latin = encodable(line, "ISO-8859-1")
+    plain = to_plain(latin)
+    assert "\\u5f20\\u4f1f: café \\u2615" in plain
+    plain.encode("latin-1")  # every character of it can be written
+    rows = fold(latin, 40)  # folded as the escapes are wide, not the characters
+    assert all(len(to_plain(row)) <= 39 for row in rows)
+    assert encodable(line, "utf-8") == line and encodable(line, "UTF8") == line
+    assert encodable(line, "no-such-encoding") == line
 
 
 def test_a_line_that_fits_is_one_row() -> None:

@@ -280,6 +280,21 @@ def _columns(cluster: str) -> int:
     return max(wcwidth.width(cluster), each)
 
 
+def encodable(line: Line, encoding: str | None) -> Line:
+    """`line` with what `encoding` (a terminal's) cannot hold escaped (`\\u5f20` for 张 in
+    Latin-1), before it is folded: written as it is, the terminal would show `?` for each,
+    and two names in Chinese would look the same."""
+    if not encoding or encoding.replace("-", "").lower() == "utf8":
+        return line
+    try:
+        return tuple(
+            (style, text.encode(encoding, "backslashreplace").decode(encoding))
+            for style, text in line
+        )
+    except LookupError:  # an encoding Python does not know: left to the stream
+        return line
+
+
 def fold(line: Line, width: int) -> list[Line]:
     """`line` in rows of fewer than `width` columns, each after the first starting with
     `CONTINUED`: however a message is padded, no row of it passes for a line of its own
