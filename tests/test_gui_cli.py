@@ -38,6 +38,29 @@ def test_without_pyside6_the_gui_says_how_to_install_it() -> None:
     assert INSTALL_HINT.count(".") == 1 and INSTALL_HINT.endswith(".")
 
 
+_BROKEN_WINDOW = """
+import sys
+import trio_chat.gui.app
+def broken(*args):
+    raise ExceptionGroup("a nursery's", [RuntimeError("the window broke")])
+trio_chat.gui.app.main = broken
+sys.argv = ["trio-chat", "gui", "--name", "alice"]
+import trio_chat.cli
+trio_chat.cli.main()
+"""
+
+
+def test_a_fault_in_the_window_is_a_sentence_not_a_traceback() -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    command = [sys.executable, "-c", _BROKEN_WINDOW]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "trio-chat stopped on an unexpected error (RuntimeError: the window broke); "
+        "please report it."
+    )
+
+
 def test_without_pyside6_the_other_commands_work() -> None:
     result = _run("register", "--help")
     assert result.returncode == 0, result.stderr

@@ -193,8 +193,14 @@ def run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
             raise fail(str(leaf), ExitCode.DATABASE) from None
         if isinstance(leaf, OSError):
             raise fail(f"Network error: {leaf.strerror or leaf}.", ExitCode.FAILURE) from None
-        raise fail(
-            f"trio-chat stopped on an unexpected error ({type(leaf).__name__}: "
-            f"{safe(str(leaf))}); please report it.",
-            ExitCode.FAILURE,
-        ) from None
+        raise unexpected(leaf) from None
+
+
+def unexpected(error: BaseException) -> typer.Exit:
+    """A failure nothing foresaw, told in a sentence (never a traceback), exit status 1."""
+    leaf = innermost(error)
+    return fail(
+        f"trio-chat stopped on an unexpected error ({type(leaf).__name__}: "
+        f"{safe(str(leaf))}); please report it.",
+        ExitCode.FAILURE,
+    )

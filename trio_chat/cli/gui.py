@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .exits import ExitCode, fail
+from .exits import ExitCode, fail, unexpected
 
 
 def _last_used(
@@ -47,4 +47,6 @@ def gui(
         code = launch(host, port, name)
     except GuiUnavailable as error:
         raise fail(str(error), ExitCode.USAGE) from None
+    except Exception as error:  # a fault of the window's own: a sentence, not a traceback
+        raise unexpected(error) from None
     raise typer.Exit(code)
