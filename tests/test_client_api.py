@@ -428,3 +428,12 @@ async def test_events_read_waits_for_the_reader_to_be_done_with_what_came(
                 go_on.set()
                 await read.wait()
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_host_that_does_not_resolve_says_what_to_check() -> None:
+    with trio.fail_after(20):
+        with pytest.raises(trio_chat.ServerUnreachable) as caught:
+            await trio_chat.register("no-such-host.invalid", 1600, "alice", PASSWORD)
+    message = caught.value.message
+    assert message.startswith("Cannot resolve no-such-host.invalid: ")
+    assert message.endswith("; check the daemon's address.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import json
@@ -18,10 +19,12 @@ from typing import cast
 import pytest
 import trio
 import trio.testing
+from typer.testing import CliRunner
 
 from trio_chat import ClientConfig, WrongPassword, connect, logs, register, server
 from trio_chat.auth import hash_password
 from trio_chat.cli import ExitCode
+from trio_chat.cli import app as cli_app
 from trio_chat.engine import ServerConfig
 from trio_chat.engine.notes import BanEnded, LoginRefused, SessionEnded
 from trio_chat.keys import daemon_public_key
@@ -163,6 +166,25 @@ def test_a_port_in_use_is_one_sentence_and_exit_status_12(tmp_path: Path) -> Non
         f"Cannot listen on 127.0.0.1:{port}: the port is in use; is another trio-chat "
         "running? Choose another with --port."
     ]
+
+
+def test_a_port_that_needs_privileges_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As an ordinary user, port 80 is refused (EACCES): "Permission denied." alone did
+    not say why, nor what to do. (The system is asked as root would be, so the refusal
+    is made here.)"""
+
+    def refused(host: str, port: int) -> socket.socket:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(server, "bind_udp", refused)
+    done = CliRunner().invoke(cli_app, ["serve", "--port", "80", "--db", str(tmp_path / "chat.db")])
+    assert done.exit_code == ExitCode.CANNOT_LISTEN
+    assert done.output.splitlines()[-1] == (
+        "Cannot listen on 127.0.0.1:80: ports below 1024 need privileges; choose another "
+        "with --port."
+    )
 
 
 @pytest.mark.parametrize(

@@ -188,6 +188,10 @@ def test_an_answer_that_does_not_decode_fails_its_request() -> None:
     seq = daemon.answer(client, said, wire.Say)
     daemon.send(client, b'{"t":"ok","re":%d,"id":"seven","ts":"%s"}' % (seq, TS.encode()))
     assert said.done and isinstance(said.error, ProtocolError)
+    assert said.error.message == (
+        "The daemon's answer was not understood; it may run another version of trio-chat "
+        "(run the same on both sides)."
+    )
     asked = client.who()
     seq = daemon.answer(client, asked, wire.Who)
     daemon.send(client, b'{"t":"names","re":%d,"names":"nobody"}' % seq)
@@ -433,7 +437,10 @@ async def test_a_login_check_the_daemon_never_answers_ends_unreachable() -> None
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(NeverAnswers(keys, welcome=True).run)
-            with pytest.raises(ServerUnreachable):  # raised in connect()'s block, as itself
+            # Raised in connect()'s block, as itself; the login was taken, so not "is
+            # `trio-chat serve` running?".
+            told = "Logged in as alice at .*, but the daemon did not say who is here"
+            with pytest.raises(ServerUnreachable, match=told):
                 await account._check_login("127.0.0.1", port, keys.public, "alice", "a password")
             nursery.cancel_scope.cancel()
 

@@ -89,9 +89,13 @@ async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
     try:
         infos = await trio.socket.getaddrinfo(unbracketed(host), port, type=socket.SOCK_DGRAM)
     except OSError as error:
-        raise ServerUnreachable(f"Cannot resolve {host}: {error.strerror or error}.") from None
+        raise ServerUnreachable(
+            f"Cannot resolve {host}: {error.strerror or error}; check the daemon's address."
+        ) from None
     except UnicodeError as error:  # a name IDNA cannot encode (`chat_é`): no host has it
-        raise ServerUnreachable(f"Cannot resolve {host}: {error}.") from None
+        raise ServerUnreachable(
+            f"Cannot resolve {host}: {error}; check the daemon's address."
+        ) from None
     family, _kind, _proto, _name, address = infos[0]
     return family, address
 

@@ -45,10 +45,20 @@ class ConnectionLost(ChatError):
     code = "connection_lost"
 
 
+NOT_UNDERSTOOD = "; it may run another version of trio-chat (run the same on both sides)."
+"""How a sentence that the daemon's answer was not understood ends: what to do about it."""
+
+
 class ProtocolError(ChatError):
     """The daemon's answer was not understood, or it found a request malformed (`bad_field`)."""
 
     code = "protocol_error"
+
+
+def not_understood(answer: str = "answer") -> ProtocolError:
+    """A `ProtocolError` that the daemon's `answer` ("answer to a message") was not
+    understood, saying what to do."""
+    return ProtocolError(f"The daemon's {answer} was not understood{NOT_UNDERSTOOD}")
 
 
 class KeyChanged(ChatError):

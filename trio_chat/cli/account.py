@@ -13,12 +13,11 @@ import typer
 
 from ..client import connect
 from ..client import register as client_register
-from ..client_handshake import unreachable
 from ..client_protocol import ClientConfig
 from ..client_protocol.requests import check_new_password
 from ..conversation import Outcome
 from ..display import Line, info_line, names_line, quoted, safe, safe_name, to_ansi, to_plain
-from ..errors import ChatError, NameTaken, UnknownUser, WrongPassword
+from ..errors import ChatError, NameTaken, ServerUnreachable, UnknownUser, WrongPassword
 from ..keys import address_label
 from ..rules import name_problem
 from ..stop_signals import stop_signals
@@ -106,7 +105,11 @@ async def _check_login(host: str, port: int, key: bytes, name: str, password: st
         with trio.move_on_after(chat.config.timeout):
             names = await chat.who()
         if names is None:  # a daemon that logs in but does not answer would hold us forever
-            raise unreachable(address_label(host, port))
+            raise ServerUnreachable(
+                f"Logged in as {safe_name(chat.name)} at {address_label(host, port)}, but "
+                f"the daemon did not say who is here within {chat.config.timeout:.0f} s; "
+                "try again later."
+            )
         me = chat.name
         lines: list[Line] = [
             info_line(f"Logged in as {safe_name(me)} at {host}:{port}."),

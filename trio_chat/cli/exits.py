@@ -192,7 +192,11 @@ def run(function: Callable[..., Awaitable[T]], *args: Any) -> T:
         if isinstance(leaf, KeyFileError):  # known_servers cannot be read or written
             raise fail(str(leaf), ExitCode.DATABASE) from None
         if isinstance(leaf, OSError):
-            raise fail(f"Network error: {leaf.strerror or leaf}.", ExitCode.FAILURE) from None
+            raise fail(
+                f"Network error: {leaf.strerror or leaf}; check the daemon's address and this "
+                "machine's network.",
+                ExitCode.FAILURE,
+            ) from None
         raise unexpected(leaf) from None
 
 

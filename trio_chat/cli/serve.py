@@ -213,6 +213,12 @@ def serve_command(
                 f"Cannot listen on {shown}: {why}; choose another with --host.",
                 ExitCode.CANNOT_LISTEN,
             )
+        elif isinstance(error, PermissionError) and error.filename is None and port < 1024:
+            failure = refuse(
+                f"Cannot listen on {shown}: ports below 1024 need privileges; choose another "
+                "with --port.",
+                ExitCode.CANNOT_LISTEN,
+            )
         elif isinstance(error, OSError) and error.filename is not None:
             # A file's, not the socket's: a database path too long, a folder not ours.
             why = (error.strerror or str(error)).lower()

@@ -36,6 +36,7 @@ import msgspec
 from .. import wire
 from ..client_handshake import Handshake
 from ..errors import (
+    NOT_UNDERSTOOD,
     AccountLocked,
     BadRequest,
     Banned,
@@ -53,6 +54,7 @@ from ..errors import (
     UnknownUser,
     WrongPassword,
     error_for,
+    not_understood,
 )
 from ..events import (
     Disconnected,
@@ -944,7 +946,10 @@ class ClientConnection:
         """A frame that cannot be read or used came: the request it answers (`re`) fails."""
         handle = self._outstanding.answering(re) if re is not None else None
         if handle is not None:
-            self._finish(handle, error=ProtocolError("The daemon's answer was not understood."))
+            self._finish(
+                handle,
+                error=not_understood(),
+            )
 
     def _on_message(self, frame: wire.Msg | wire.Pm) -> None:
         message = message_event(frame)
@@ -968,7 +973,9 @@ class ClientConnection:
         most = wire.HISTORY_LIMIT_MAX if handle.kind == "history" else WHO_NAMES_MAX
         if len(handle.parts) + len(parts) > most:
             handle.parts = []
-            error = ProtocolError("The daemon's answer was longer than any answer can be.")
+            error = ProtocolError(
+                f"The daemon's answer was longer than any answer can be{NOT_UNDERSTOOD}"
+            )
             self._finish(handle, error=error)
             return
         handle.parts.extend(parts)
@@ -985,7 +992,7 @@ class ClientConnection:
         result: Any = None
         if handle.kind in ("say", "whisper"):
             if frame.id is None or frame.ts is None:
-                error = ProtocolError("The daemon's answer to a message was not understood.")
+                error = not_understood("answer to a message")
                 self._finish(handle, error=error)
                 return
             ts = parse_time(frame.ts)

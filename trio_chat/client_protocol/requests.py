@@ -7,7 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import wire
-from ..errors import ChatError, PasswordTooLong, ProtocolError, UnknownUser, error_for
+from ..errors import (
+    ChatError,
+    PasswordTooLong,
+    UnknownUser,
+    error_for,
+    not_understood,
+)
 from ..rules import RuleError, check_changed_password, check_name, check_password
 
 
@@ -168,5 +174,5 @@ def registration_result(handle: Handle) -> str:
     if handle.error is not None:
         raise handle.error
     if not isinstance(handle.result, str):
-        raise ProtocolError("The daemon's answer to a registration was not understood.")
+        raise not_understood("answer to a registration")
     return handle.result
