@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .keys import copy_secret, key_paths, written_whole
-from .store import counts, read_only
+from .store import counts, log_of, read_only, shared_memory_of
 
 
 class BackupError(Exception):
@@ -84,7 +84,7 @@ def _back_up(database: Path, folder: Path) -> Backup:
                 f"Cannot read the key file {key}: {why}; back up as the daemon's user."
             ) from None
     try:
-        wal, shm = (database.with_name(database.name + suffix) for suffix in ("-wal", "-shm"))
+        wal, shm = log_of(database), shared_memory_of(database)
         made = [log for log in (wal, shm) if not log.exists()]
         accounts, messages = _copy_database(database, target)
         if made:
@@ -114,7 +114,7 @@ def why_failed(error: OSError | sqlite3.Error) -> str:
 def _in_use(database: Path) -> bool:
     """Whether `database` is a live database, not an earlier backup's copy: a backup's
     has no write-ahead log beside it, and no daemon holds its lock."""
-    if Path(f"{database}-wal").exists():
+    if log_of(database).exists():
         return True
     try:
         held = os.open(database, os.O_RDONLY)

@@ -26,7 +26,7 @@ from pathlib import Path
 from .backup import BackupError, why_failed
 from .keys import KeyFileError, key_paths, secret_in
 from .noise import fingerprint, public_key
-from .store import SCHEMA_VERSION, counts
+from .store import SCHEMA_VERSION, counts, log_of, shared_memory_of
 
 COPY_PAGES = 4096
 """Pages copied between two looks at whether the restore must stop."""
@@ -122,7 +122,7 @@ def restore(
                 staged.write_bytes(source_key.read_bytes())
                 _sync(staged)
                 staged_keys.append(staged)
-            logs = [Path(f"{real}-wal"), Path(f"{real}-shm")]
+            logs = [log_of(real), shared_memory_of(real)]
             there = [path for path in (*logs, *keys) if path.exists()]
             aside = _aside_folder(real, now) if there or not placeholder else None
             if aside is not None:
@@ -234,7 +234,7 @@ def _copy_checked(
         if stopping():
             raise Stopped("Stopped; nothing was changed.")
 
-    if Path(f"{source}-wal").exists():
+    if log_of(source).exists():
         # A database as a daemon left it (a folder a restore moved aside, say): read
         # with its log, once no daemon holds it.
         _hold(source, stack, f"A daemon is running on {source}; stop it first.")

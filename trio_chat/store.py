@@ -380,8 +380,14 @@ def _trio_chats(version: int, tables: set[str]) -> bool:
     return version > 0 and "accounts" in tables
 
 
-def _log_of(path: Path) -> Path:
-    return path.with_name(path.name + "-wal")
+def log_of(database: Path) -> Path:
+    """The database's write-ahead log, beside it: `chat.db-wal`."""
+    return database.with_name(database.name + "-wal")
+
+
+def shared_memory_of(database: Path) -> Path:
+    """The log's index, beside the database: `chat.db-shm`."""
+    return database.with_name(database.name + "-shm")
 
 
 def _unfit(path: Path) -> str | None:
@@ -401,7 +407,7 @@ def _unfit(path: Path) -> str | None:
             return None
     except OSError:
         return None  # opening it will say why
-    log_file = _log_of(path)
+    log_file = log_of(path)
     try:
         after_a_crash = log_file.exists() and log_file.stat().st_size > 0
         version, tables, damage = _look(path, whole=after_a_crash)
@@ -421,7 +427,7 @@ def _unfit(path: Path) -> str | None:
     if log_file.exists():
         return (
             "it is damaged, with the write-ahead log beside it; if it was put back from a "
-            f"backup, move {str(log_file)!r} and {str(path) + '-shm'!r} away first (they "
+            f"backup, move {str(log_file)!r} and {str(shared_memory_of(path))!r} away first (they "
             "belong to the database it replaced), else put a backup back"
         )
     if "not a database" in damage:
@@ -561,7 +567,7 @@ class SqliteStore:
         not flush it all on the daemon's event loop. Only a head start: whatever goes
         wrong is one warning, and the log then grows as commits come.
         """
-        wal = Path(f"{self.path}-wal")
+        wal = log_of(self.path)
         with self._lock:
             db = self._db
             try:
@@ -954,12 +960,12 @@ class SqliteStore:
             if self._held is not None:
                 os.close(self._held)  # the lock with it
                 self._held = None
-        wal = _log_of(self.path)
+        wal = log_of(self.path)
         with contextlib.suppress(OSError):
             if replaced and wal.stat().st_size > 0:
                 kept = wal.with_name(f"{wal.name}.of-replaced-{secrets.token_hex(4)}")
                 os.rename(wal, kept)
-                Path(f"{self.path}-shm").unlink(missing_ok=True)
+                shared_memory_of(self.path).unlink(missing_ok=True)
                 log.warning(
                     "moved the write-ahead log of the database replaced while the daemon ran "
                     "to %s, so that it is not laid over the file now at %s",
