@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from .keys import data_folder
 from .records import (
     Account,
     BanRecord,
@@ -477,9 +478,9 @@ def _identity(status: os.stat_result) -> tuple[int, int]:
 
 
 def default_database() -> Path:
-    """`$XDG_DATA_HOME/trio-chat/chat.db`, by default under `~/.local/share`."""
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "trio-chat" / "chat.db"
+    """`$XDG_DATA_HOME/trio-chat/chat.db`, by default under `~/.local/share`: in
+    `keys.data_folder`, beside the daemon's key and the daemons a client trusts."""
+    return data_folder() / "chat.db"
 
 
 class SqliteStore:
