@@ -52,6 +52,7 @@ from .events import (
     PrivateMessage,
     PublicMessage,
     Reconnected,
+    gap_end,
 )
 from .rules import name_key
 
@@ -589,8 +590,7 @@ class Room:
                 self.show(heading_line(f"Earlier messages{more}"))
         # Only the latest of what was missed may have come (`more`): a line of one's own
         # older than all of it is shown after it, not among it, as if it were the latest.
-        public = [message.id for message in fresh if isinstance(message, PublicMessage)]
-        gap_before = min(public or [message.id for message in fresh]) if event.more and fresh else 0
+        gap_before = gap_end(fresh) if event.more else 0
         for message in fresh:
             if event.resumed:
                 # Lines typed while away that were stored before it (the daemon had

@@ -7,6 +7,7 @@ out of the cycle collector's way).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
@@ -72,6 +73,14 @@ class History(msgspec.Struct, frozen=True, gc=False):
     """Sent after the client reconnected: what it missed meanwhile, but only the newest
     500 (the daemon's limit) if it missed more, and then `more` is set: the rest are
     older than `messages[0]`, for `history(before=...)` to fetch."""
+
+
+def gap_end(messages: Sequence[ChatMessage]) -> int:
+    """Where the gap before a `History` that brought only the newest of what was missed
+    (`more`) ends: at the oldest room message among `messages` (a private one that
+    waited may be older), or at the oldest of them if none is the room's; 0 if none."""
+    public = [message.id for message in messages if isinstance(message, PublicMessage)]
+    return min(public or [message.id for message in messages], default=0)
 
 
 class Notice(msgspec.Struct, frozen=True, gc=False):

@@ -40,6 +40,7 @@ from ..events import (
     PrivateMessage,
     PublicMessage,
     Reconnected,
+    gap_end,
 )
 from ..rules import name_key
 from .conversations import ROOM
@@ -176,16 +177,17 @@ class RoomSession:
                 # The gap to fill ends at the oldest room message the history brought (a
                 # private one that waited may be older), or at its oldest if it brought
                 # none (a resume's `more` may be for private ones cut).
-                public = [m.id for m in event.messages if isinstance(m, PublicMessage)]
-                oldest = min(public or [m.id for m in event.messages], default=0)
+                oldest = gap_end(event.messages)
                 if event.resumed and event.more and oldest:
                     # Only the newest of what was missed came: the rest, older, fills in.
                     self._start(self._fill_gap, self._away_after or 0, oldest)
-                elif not event.resumed and event.more and public and self._shown_before:
+                elif not event.resumed and event.more and self._shown_before:
                     # Signed in again in the window of a session that ended: what came in
                     # between, beyond what the login brought, fills in as after an outage
                     # (nothing, if the oldest of it was shown).
-                    self._start(self._fill_gap, self._shown_before, min(public))
+                    public = [m.id for m in event.messages if isinstance(m, PublicMessage)]
+                    if public:
+                        self._start(self._fill_gap, self._shown_before, min(public))
                 self._shown_before = 0
                 self._away_after = None
                 self._newest = max([self._newest, *(message.id for message in event.messages)])
