@@ -28,16 +28,22 @@ from .options import DatabaseOption, HostOption, PortOption, TrustedKeyOption
 from .prompts import agree
 
 
+def _given_key(server_key: str | None) -> bytes | str | None:
+    """The key `--server-key` gives (its fingerprint or the key), or one sentence and exit
+    status 2 if it is neither."""
+    try:
+        return None if server_key is None else parse_key(server_key)
+    except KeyFileError as error:
+        raise fail(str(error), ExitCode.USAGE) from None
+
+
 def trusted_key(host: str, port: int, server_key: str | None) -> bytes:
     """The daemon's key, checked with one datagram before anything else is asked.
 
     An unreachable daemon is reported within 2.5 s, before a password is typed; a key
     met for the first time is shown and remembered; a changed one stops here.
     """
-    try:
-        given = None if server_key is None else parse_key(server_key)
-    except KeyFileError as error:
-        raise fail(str(error), ExitCode.USAGE) from None
+    given = _given_key(server_key)
     try:
         trusted = run(functools.partial(trust_server, server_key=given, probe=True), host, port)
     except ChatError as error:
@@ -78,10 +84,7 @@ def ping_command(
     nothing of it (its datagram is counted in the minute's summary), and nothing is
     remembered."""
     where = address_label(host, port)
-    try:
-        given = None if server_key is None else parse_key(server_key)
-    except KeyFileError as error:
-        raise fail(str(error), ExitCode.USAGE) from None
+    given = _given_key(server_key)
     check = functools.partial(
         trust_server, server_key=given, probe=True, remember=False, refused_ends=True
     )
@@ -124,12 +127,7 @@ def trust_command(
         else:
             typer.echo(f"No key was trusted for {where}.")
         return
-    given = None
-    if server_key is not None:
-        try:
-            given = parse_key(server_key)
-        except KeyFileError as error:
-            raise fail(str(error), ExitCode.USAGE) from None
+    given = _given_key(server_key)
     try:
         shown = run(fetch_key, host, port)
     except ChatError as error:
