@@ -30,12 +30,13 @@ from typing import Any
 import trio
 
 from trio_chat import wire
-from trio_chat.client import fetch_key, local_address, take_datagrams
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
+from trio_chat.client_shell import local_address, take_datagrams
 from trio_chat.engine import ServerConfig
 from trio_chat.events import Event
 from trio_chat.keys import daemon_public_key
 from trio_chat.testing.daemon import DaemonProcess, private_client_data
+from trio_chat.trust import fetch_key
 
 HOST = "127.0.0.1"
 PASSWORD = "attack-scripts-password"

@@ -29,9 +29,10 @@ from pathlib import Path
 import trio
 
 from trio_chat import ChatMessage, ClientConfig, PublicMessage, connect, register
-from trio_chat.client import Receipt, fetch_key
+from trio_chat.client import Receipt
 from trio_chat.testing.daemon import DaemonProcess, private_client_data
 from trio_chat.testing.live_fuzz import FUZZ_PASSWORD, FuzzReport, fuzz_daemon, listen, speak
+from trio_chat.trust import fetch_key
 
 WITNESSES = [("alice", "alice's own password"), ("bob", "bob's own password")]
 """People in the room: the fuzzer does not know their passwords."""

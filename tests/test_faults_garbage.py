@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trio_chat import wire
-from trio_chat.client import ClientConfig, Receipt, connect, fetch_key, register
+from trio_chat.client import ClientConfig, Receipt, connect, register
 from trio_chat.engine import Address, ServerConfig
 from trio_chat.events import ChatMessage
 from trio_chat.secure import REPLAY_WINDOW
@@ -41,6 +41,7 @@ from trio_chat.testing.garbage import (
     dumps,
 )
 from trio_chat.testing.live_fuzz import fuzz_daemon, listen, speak
+from trio_chat.trust import fetch_key
 
 FUZZERS = ["fuzz0", "fuzz1"]
 """Accounts the fuzzer logs in as (password `FUZZ_PASSWORD`)."""

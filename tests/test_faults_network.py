@@ -14,11 +14,11 @@ import pytest
 import trio
 
 from trio_chat import ClientConfig, ServerUnreachable, connect, register
-from trio_chat.client import fetch_key
 from trio_chat.engine import ServerConfig, ServerEngine
 from trio_chat.server import serve
 from trio_chat.testing.fault_proxy import FaultProxy, Weather
 from trio_chat.testing.loss_run import loss_run
+from trio_chat.trust import fetch_key
 
 
 async def test_the_proxy_drops_and_duplicates_as_seeded() -> None:

@@ -13,12 +13,13 @@ from pathlib import Path
 import trio
 
 from trio_chat import Left, PublicMessage, wire
-from trio_chat.client import ClientConfig, connect, fetch_key, register
+from trio_chat.client import ClientConfig, connect, register
 from trio_chat.engine import ServerConfig
 from trio_chat.reliability import LinkConfig
 from trio_chat.server import serve
 from trio_chat.testing.driver import EngineDriver, Peer
 from trio_chat.testing.raw_peer import RawPeer
+from trio_chat.trust import fetch_key
 
 FAST = ClientConfig(timeout=5.0)
 

@@ -19,8 +19,8 @@ import typer
 
 from trio_chat import client_protocol, register, wire
 from trio_chat.cli import account, exits
-from trio_chat.client import PATIENCE, PROBES
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
+from trio_chat.client_shell import PATIENCE, PROBES
 from trio_chat.display import joined_line, left_line, message_line
 from trio_chat.errors import ProtocolError, ServerUnreachable
 from trio_chat.events import Event, History, Joined, Left, PrivateMessage, PublicMessage

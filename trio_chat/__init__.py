@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .client import ChatClient, ClientConfig, Receipt, connect, register, trust_server
+    from .client import ChatClient, ClientConfig, Receipt, connect, register
     from .errors import (
         AccountLocked,
         BadRequest,
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
         Reconnected,
     )
     from .keys import KeyFileError
+    from .trust import trust_server
 
 __version__ = "0.1.0"
 
@@ -66,7 +67,7 @@ _WHERE: dict[str, str] = {
     "Receipt": "client",
     "connect": "client",
     "register": "client",
-    "trust_server": "client",
+    "trust_server": "trust",
     "AccountLocked": "errors",
     "BadRequest": "errors",
     "Banned": "errors",

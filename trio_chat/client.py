@@ -16,21 +16,15 @@ socket and Trio's clock.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import functools
 import math
 import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import trio
 
-from . import wire
-from .client_handshake import KeyProbe, key_changed, unreachable
 from .client_protocol import (
     ClientConfig,
     ClientConnection,
@@ -38,323 +32,23 @@ from .client_protocol import (
     check_login,
     check_registration,
     registration_result,
-    require_type,
 )
-from .errors import Banned, ChatError, KeyChanged, KeyUnproven, ServerUnreachable
+from .client_shell import (
+    Wire,
+    answer_on_channels,
+    drive,
+    local_address,
+    open_socket,
+    wall_offset,
+)
+from .errors import ChatError, ServerUnreachable
 from .event_buffer import EventBuffer
 from .events import ChatMessage, Event, PrivateMessage, PublicMessage
-from .keys import KnownServers, Trust, address_label, checked_key, parse_key, unbracketed
+from .keys import address_label
 from .noise import fingerprint
-from .reliability import Link
-from .wire import Endpoint
+from .trust import ServerKey, trust_server, where_to_trust
 
-__all__ = ["ChatClient", "ClientConfig", "Receipt", "connect", "register", "trust_server"]
-
-ServerKey = bytes | str | None
-"""A daemon's key as a caller may give it: the 32-byte key, its base64 form, its
-fingerprint (`SHA256:...`, checked against the key the daemon shows), or None (trust it
-on first use, remember it in `known_servers`)."""
-
-
-class _SansIO(Protocol):
-    """What the shell drives: a `ClientConnection`, or a `KeyProbe` (`fetch_key`)."""
-
-    def receive_datagram(self, data: bytes, now: float) -> None: ...
-    def connection_refused(self, now: float) -> None: ...
-    def datagrams_to_send(self, now: float) -> list[bytes]: ...
-    def next_timer(self) -> float | None: ...
-    def handle_timer(self, now: float) -> None: ...
-
-
-def take_datagrams(sock: socket.socket, core: _SansIO, now: float, most: int = 256) -> None:
-    """Hand a client core what waits on its connected, non-blocking socket (at most `most`
-    datagrams), then fire its timer if it is due."""
-    for _ in range(most):
-        try:
-            data = sock.recv(wire.RECEIVE_BUFFER)
-        except BlockingIOError:
-            break
-        except ConnectionRefusedError:
-            core.connection_refused(now)  # nothing listens at the daemon's address
-        except OSError:
-            continue
-        else:
-            core.receive_datagram(data, now)
-    deadline = core.next_timer()
-    if deadline is not None and deadline <= now:
-        core.handle_timer(now)
-
-
-async def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, Any]:
-    try:
-        infos = await trio.socket.getaddrinfo(unbracketed(host), port, type=socket.SOCK_DGRAM)
-    except OSError as error:
-        raise ServerUnreachable(
-            f"Cannot resolve {host}: {error.strerror or error}; check the daemon's address."
-        ) from None
-    except UnicodeError as error:  # a name IDNA cannot encode (`chat_é`): no host has it
-        raise ServerUnreachable(
-            f"Cannot resolve {host}: {error}; check the daemon's address."
-        ) from None
-    family, _kind, _proto, _name, address = infos[0]
-    return family, address
-
-
-async def _open_socket(host: str, port: int) -> socket.socket:
-    """A non-blocking UDP socket connected to the daemon at `host`:`port`."""
-    family, address = await _resolve(host, port)
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setblocking(False)
-    sock.connect(address)
-    return sock
-
-
-def local_address(sock: socket.socket) -> Endpoint | None:
-    """The address a connected UDP socket sends from: its IP (the one the route to the
-    daemon chose) and port."""
-    try:
-        host, port = sock.getsockname()[:2]
-    except OSError:
-        return None
-    return (str(host).split("%")[0], int(port))
-
-
-class _Wire:
-    """A connected UDP socket, read and written without blocking."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-
-    def exchange(self, core: _SansIO) -> None:
-        """Hand the core what arrived, fire its timer if due, send what it has."""
-        take_datagrams(self.sock, core, trio.current_time())
-        self.send(core)
-
-    def send(self, core: _SansIO) -> None:
-        for datagram in core.datagrams_to_send(trio.current_time()):
-            # Nobody listening yet, or a full buffer: retransmission covers both.
-            with contextlib.suppress(OSError):
-                self.sock.send(datagram)
-
-    async def wait(self, core: _SansIO) -> trio.CancelScope:
-        """Wait until a datagram arrives or the core's timer is due."""
-        deadline = core.next_timer()
-        with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
-            await trio.lowlevel.wait_readable(self.sock)
-        return scope
-
-
-async def _drive(sock: socket.socket, core: _SansIO, done: Callable[[], bool]) -> None:
-    """Run a sans-I/O exchange over `sock` (from `_open_socket`) until `done()` holds;
-    what is due then is still sent."""
-    udp = _Wire(sock)
-    while True:
-        udp.exchange(core)
-        if done():
-            return
-        await udp.wait(core)
-
-
-PROBES = 4
-"""While an answer is awaited on a channel, the daemon is asked whether it still holds
-the channel (a `ping`) this many times per timeout. A daemon that restarted after taking
-the request answers `RESET`, and the request goes again on a new channel; one that says
-nothing for a timeout and a quarter is gone."""
-PATIENCE = 12
-"""How many timeouts a request waits on one channel while the daemon acknowledges the
-pings but does not answer (a long queue of password checks, or a daemon that never
-will): 60 s with the default timeout."""
-
-
-def _no_answer(where: str, patience: float) -> ServerUnreachable:
-    return ServerUnreachable(
-        f"trio-chat at {where} took the request but has not answered it in {patience:.0f} s; "
-        "try again later (a registration may have been made meanwhile: try logging in)."
-    )
-
-
-class _Waiting:
-    """A request's wait for its answer on one channel: quarters of the timeout, a ping
-    after each, and how long the daemon has been silent."""
-
-    def __init__(self, link: Link, timeout: float) -> None:
-        self.link = link
-        self.quarter = timeout / PROBES
-        self._quarters_left = PATIENCE * PROBES
-        self._quiet = 0
-        self._heard = link.last_received
-
-    def passed(self, connection: ClientConnection, where: str) -> None:
-        """A quarter passed without the answer: ping, or raise why the wait is over."""
-        heard = self.link.last_received
-        self._quiet = self._quiet + 1 if heard == self._heard else 0
-        self._heard = heard
-        self._quarters_left -= 1
-        if self._quiet > PROBES:
-            raise unreachable(where)  # nothing at all for a timeout and a quarter
-        if self._quarters_left <= 0:
-            raise _no_answer(where, PATIENCE * PROBES * self.quarter)
-        connection.probe()
-
-
-async def _answer_on_channels(
-    connection: ClientConnection,
-    seconds: float,
-    done: Callable[[], bool],
-    progress: Callable[[Callable[[], bool]], Awaitable[None]],
-    probed: Callable[[], None] = lambda: None,
-) -> None:
-    """Wait until `done()`, `progress(until)` moving the connection on until `until()`.
-    On each open channel the daemon is pinged every quarter of `seconds` (`PROBES`,
-    `PATIENCE`; `probed()` sends the ping if `progress` does not): `ServerUnreachable` if
-    it says nothing for `seconds` and a quarter, or acknowledges but does not answer for
-    `PATIENCE` times `seconds`. While a channel is being opened (again, after the daemon
-    restarted) the handshake's own timeout counts; each new channel starts afresh."""
-    while not done():
-        channel = connection.link
-        if channel is None:
-            await progress(lambda: done() or connection.link is not None)
-            continue
-        waiting = _Waiting(channel, seconds)
-
-        def settled(channel: Link = channel) -> bool:
-            return done() or connection.link is not channel
-
-        while not settled():
-            with trio.move_on_after(waiting.quarter):
-                await progress(settled)
-            if not settled():
-                waiting.passed(connection, connection.where)
-                probed()
-
-
-async def fetch_key(
-    host: str, port: int, *, within: float = 2.5, refused_ends: bool = False
-) -> bytes:
-    """Ask the daemon at `host:port` for its key: one datagram, answered or not
-    `within` seconds (`ServerUnreachable`; at once on a closed port, with
-    `refused_ends`). Proves nothing about who answered."""
-    where = address_label(host, port)
-    probe = KeyProbe(trio.current_time(), timeout=within, where=where, refused_ends=refused_ends)
-    with await _open_socket(host, port) as sock:
-        await _drive(sock, probe, lambda: probe.done)
-    if isinstance(probe.error, Banned):
-        probe.error.dated(time.time())
-    if probe.error is not None:
-        raise probe.error
-    assert probe.key is not None
-    return probe.key
-
-
-def _where_to_trust(
-    host: str, port: int, server_key: ServerKey, known_servers: Path | str | None
-) -> Path | None:
-    """Check the types of the arguments that say where the daemon is and which key it
-    has (`TypeError`, naming the argument); a `known_servers` given as text is a path."""
-    require_type("host", host, str)
-    require_type("port", port, int)
-    if server_key is not None:
-        require_type("server_key", server_key, (str, bytes))
-    if known_servers is not None:
-        require_type("known_servers", known_servers, (Path, str))
-        return Path(known_servers)
-    return None
-
-
-async def trust_server(
-    host: str,
-    port: int,
-    server_key: ServerKey = None,
-    *,
-    known_servers: Path | None = None,
-    within: float = 2.5,
-    probe: bool = False,
-    remember: bool = True,
-    refused_ends: bool = False,
-    config: ClientConfig | None = None,
-) -> Trust:
-    """The key to use for the daemon at `host:port` (see `ServerKey`).
-
-    A key given, or one remembered, is used as it is (the handshake proves it); with
-    `probe`, the daemon is asked anyway, which tells at once (within `within` seconds)
-    whether it answers and whether it shows another key. A fingerprint given is checked
-    against the key the daemon shows. With neither, the daemon's key is fetched, proven
-    by a handshake (`prove_key`, with `config`'s timeout), trusted and remembered: `Trust.new`
-    says so. Raises `KeyChanged` for a key that does not match (`KeyUnproven` for one
-    not proven), `ServerUnreachable` for silence, and `KeyFileError` (not a `ChatError`: this
-    side's own) for a `server_key` that cannot be a key or a `known_servers` that cannot
-    be read or written. Without `remember`, a key met for the first time is not
-    remembered (`trio-chat ping`); with `refused_ends`, a closed port is `ServerUnreachable`
-    at once.
-    """
-    where = address_label(host, port)
-    fetch = functools.partial(fetch_key, within=within, refused_ends=refused_ends)
-    given: bytes | str | None = None
-    if isinstance(server_key, str):
-        given = parse_key(server_key)
-    elif server_key is not None:
-        given = checked_key(server_key)
-    known = KnownServers(known_servers)
-    if isinstance(given, str):
-        key = await fetch(host, port)
-        if fingerprint(key) != given:
-            raise KeyChanged(
-                f"The daemon at {where} has the key {fingerprint(key)}, not {given}; "
-                "check the address, or the fingerprint you were given."
-            )
-        return Trust(key, new=False)
-    expected = given if given is not None else known.get(host, port)
-    if expected is not None:
-        if probe:
-            key = await fetch(host, port)
-            if key != expected:
-                raise key_changed(where, expected, key)
-        return Trust(expected, new=False)
-    key = await fetch(host, port)
-    if remember:
-        # A `KEY` is not authenticated: anyone who gets a datagram to this client first
-        # could plant one, to be refused ever after. Kept only once a handshake proves
-        # the daemon holds it.
-        await prove_key(host, port, key, config)
-        known.remember(host, port, key)
-    return Trust(key, new=True)
-
-
-async def prove_key(host: str, port: int, key: bytes, config: ClientConfig | None = None) -> None:
-    """Open a channel (no login) to the daemon at `host:port` with `key`, within
-    `config`'s timeout, and close it; raise why it could not be opened: `KeyUnproven` if
-    the handshake was answered with another key (a daemon answers one it cannot read
-    with its own: the first came from someone else), `ServerUnreachable` if it went
-    unanswered, else the refusal (`Busy`, `Banned`, ...)."""
-    where = address_label(host, port)
-    config = dataclasses.replace(config or ClientConfig(), reconnect=False)
-    connection = ClientConnection(key, config=config, where=where)
-    connection.wall_offset = _wall_offset()
-    connection.start(trio.current_time())
-    with await _open_socket(host, port) as sock:
-        await _drive(sock, connection, lambda: connection.ready or connection.closed)
-        failure = connection.failure
-        connection.close()  # the channel proved the key: goodbye
-        _Wire(sock).send(connection)
-    if isinstance(failure, KeyChanged):
-        raise KeyUnproven(
-            f"The daemon at {where} showed the key {fingerprint(key)} and then answered the "
-            "handshake with another (someone on the way may have answered in its place); "
-            "nothing was remembered: try again, and compare the fingerprint shown with the "
-            "one its operator publishes."
-        )
-    if isinstance(failure, ServerUnreachable):
-        raise ServerUnreachable(
-            f"trio-chat at {where} showed its key but did not answer a handshake under it; "
-            "nothing was remembered: try again, and check that `trio-chat serve` runs there."
-        )
-    if failure is not None:
-        raise failure
-
-
-def _wall_offset() -> float:
-    """What to add to Trio's clock to read the wall clock, for a `ClientConnection`."""
-    return time.time() - trio.current_time()
+__all__ = ["ChatClient", "ClientConfig", "Receipt", "connect", "register"]
 
 
 async def register(
@@ -375,28 +69,28 @@ async def register(
     `config.timeout` and a quarter, or does not answer in time.
     """
     config = config or ClientConfig()
-    known_servers = _where_to_trust(host, port, server_key, known_servers)
+    known_servers = where_to_trust(host, port, server_key, known_servers)
     check_registration(name, password)
     trusted = await trust_server(host, port, server_key, known_servers=known_servers, config=config)
     where = address_label(host, port)
     connection = ClientConnection(trusted.key, config=config, where=where)
-    connection.wall_offset = _wall_offset()
+    connection.wall_offset = wall_offset()
     handle = connection.register(name, password)
     connection.start(trio.current_time())
-    with await _open_socket(host, port) as sock:
+    with await open_socket(host, port) as sock:
 
         def answered() -> bool:
             return handle.done or connection.closed
 
         failure: ServerUnreachable | None = None
         try:
-            await _answer_on_channels(
-                connection, config.timeout, answered, lambda until: _drive(sock, connection, until)
+            await answer_on_channels(
+                connection, config.timeout, answered, lambda until: drive(sock, connection, until)
             )
         except ServerUnreachable as error:
             failure = error
         connection.close()  # the account is made (or never will be): say goodbye
-        _Wire(sock).send(connection)
+        Wire(sock).send(connection)
     if failure is not None:
         raise failure
     if not handle.done and connection.failure is not None:
@@ -452,7 +146,7 @@ class ChatClient:
         self.connection = connection
         self.server_fingerprint = fingerprint(connection.server_key)
         """The daemon's key as a person compares it (`SHA256:...`)."""
-        self._wire: _Wire | None = None
+        self._wire: Wire | None = None
         self._wait: trio.CancelScope | None = None
         self._changed = trio.Event()
         self._events = EventBuffer(connection.config.events_kept)
@@ -666,10 +360,10 @@ class ChatClient:
 
     async def _run(self, sock: socket.socket) -> None:
         """Pump datagrams and timers until the connection ends."""
-        self._wire = udp = _Wire(sock)
+        self._wire = udp = Wire(sock)
         connection = self.connection
         connection.local_address = local_address(sock)
-        connection.wall_offset = _wall_offset()
+        connection.wall_offset = wall_offset()
         connection.start(trio.current_time())
         while True:
             udp.exchange(connection)
@@ -685,7 +379,7 @@ class ChatClient:
 
     async def _until_ready(self) -> None:
         """Wait for the first login and its history; raise why it failed. The daemon is
-        pinged while the login waits, with `register`'s limits (`_answer_on_channels`)."""
+        pinged while the login waits, with `register`'s limits (`answer_on_channels`)."""
         connection = self.connection
 
         def done() -> bool:
@@ -695,7 +389,7 @@ class ChatClient:
             while not until():
                 await self._changed.wait()
 
-        await _answer_on_channels(connection, self.config.timeout, done, changes, self._flush)
+        await answer_on_channels(connection, self.config.timeout, done, changes, self._flush)
         if connection.failure is not None and not connection.ready:
             raise connection.failure
 
@@ -721,7 +415,7 @@ async def connect(
     no messages, no join or leave notice for others).
     `server_key` and `known_servers`: see `trust_server`.
     """
-    known_servers = _where_to_trust(host, port, server_key, known_servers)
+    known_servers = where_to_trust(host, port, server_key, known_servers)
     check_login(name, password)
     trusted = await trust_server(host, port, server_key, known_servers=known_servers, config=config)
     where = address_label(host, port)
@@ -730,7 +424,7 @@ async def connect(
     )
     client = ChatClient(host, port, connection)
     raised: BaseException | None = None
-    with await _open_socket(host, port) as sock:
+    with await open_socket(host, port) as sock:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(client._run, sock)

@@ -22,8 +22,8 @@ from contextlib import suppress
 from multiprocessing.connection import Connection
 from typing import Any, Protocol, TypeVar
 
-from trio_chat.client import local_address
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
+from trio_chat.client_shell import local_address
 from trio_chat.events import Disconnected, History, PublicMessage, Reconnected
 
 from .config import HOST, PASSWORD, SEED, BenchError, Target

@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 
-from ..client import fetch_key, prove_key, trust_server
 from ..errors import ChatError
 from ..keys import (
     KeyFileError,
@@ -23,6 +22,7 @@ from ..keys import (
 )
 from ..noise import fingerprint
 from ..store import default_database
+from ..trust import fetch_key, prove_key, trust_server
 from .exits import ExitCode, exit_code_for, fail, run, sentence
 from .options import DatabaseOption, HostOption, PortOption, TrustedKeyOption
 from .prompts import agree

@@ -14,11 +14,12 @@ from pathlib import Path
 import PySide6
 import trio
 
-from ..client import ChatClient, ClientConfig, connect, register, trust_server
+from ..client import ChatClient, ClientConfig, connect, register
 from ..display import quoted, safe
 from ..errors import ChatError, ServerUnreachable
 from ..keys import KeyFileError, KnownServers, first_use_notice
 from ..stop_signals import stop_signals
+from ..trust import trust_server
 from . import guest, memory, startup
 from .problems import Field, Problem, SignInForm, form_problem, sign_in_problem
 from .room_window import RoomWindow

@@ -256,7 +256,7 @@ async def drive(sock: trio.socket.SocketType, core: SansIOClient, done: Callable
     """Exchange datagrams between `core` and the daemon `sock` is connected to until
     `done()` holds (what is due then is still sent).
 
-    The client's own loop (`trio_chat.client._drive`) over a Trio socket, which the
+    The client's own loop (`trio_chat.client_shell.drive`) over a Trio socket, which the
     attacks bind to the loopback address they pose as (`bound_socket`)."""
     while True:
         now = trio.current_time()
