@@ -50,7 +50,8 @@ from trio_chat.noise import generate_keypair
 from trio_chat.records import Message, PasswordSet, Snapshot, StoreOp
 from trio_chat.secure import Cookies, Ticket, derive_key
 from trio_chat.server import serve
-from trio_chat.store import SqliteStore, StorageError
+from trio_chat.store import SqliteStore
+from trio_chat.store_files import StorageError
 from trio_chat.testing.attacks import bound_socket, drive, leaks
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer

@@ -19,7 +19,8 @@ from trio_chat.client_protocol.connection import PASSWORD_CHANGED_AWAY
 from trio_chat.errors import AccountLocked, WrongPassword
 from trio_chat.records import LOCK_MARK, Account, Message, Snapshot
 from trio_chat.secure import Ticket, password_mark
-from trio_chat.store import MIGRATIONS, SCHEMA_VERSION, SqliteStore
+from trio_chat.store import SqliteStore
+from trio_chat.store_schema import MIGRATIONS, SCHEMA_VERSION
 from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
 from trio_chat.testing.driver import EngineDriver, Peer
 

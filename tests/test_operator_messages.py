@@ -33,14 +33,9 @@ from trio_chat.gui.message_view import MessageModel
 from trio_chat.gui.rows import UNSAID, Span, message_row, note_row, unsaid_row
 from trio_chat.gui.transcript import Transcript
 from trio_chat.records import Account, Message, MessageRemoval, Snapshot
-from trio_chat.store import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    SqliteStore,
-    StorageError,
-    room_message,
-    room_messages,
-)
+from trio_chat.store import SqliteStore
+from trio_chat.store_files import StorageError, room_message, room_messages
+from trio_chat.store_schema import MIGRATIONS, SCHEMA_VERSION
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
 

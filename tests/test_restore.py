@@ -22,7 +22,8 @@ from trio_chat.keys import daemon_keys, daemon_public_key
 from trio_chat.noise import fingerprint
 from trio_chat.records import Account
 from trio_chat.restore import Stopped, restore
-from trio_chat.store import DatabaseInUse, SqliteStore
+from trio_chat.store import SqliteStore
+from trio_chat.store_files import DatabaseInUse
 
 NOW = datetime(2026, 12, 6, 14, 30, tzinfo=UTC)
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import trio_chat.store as store_module
+import trio_chat.store_files as store_files
 from trio_chat.records import (
     Account,
     BanRecord,
@@ -27,13 +28,9 @@ from trio_chat.records import (
     SessionOpened,
     StoreOp,
 )
-from trio_chat.store import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    SqliteStore,
-    StorageError,
-    log_bytes,
-)
+from trio_chat.store import SqliteStore, log_bytes
+from trio_chat.store_files import StorageError
+from trio_chat.store_schema import MIGRATIONS, SCHEMA_VERSION
 
 
 def account(n: int, name: str) -> Account:
@@ -124,14 +121,14 @@ def test_a_full_disk_at_the_start_is_said_to_be_one(
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(sqlite3, "connect", failing)
-    monkeypatch.setattr(store_module, "free_bytes", lambda _path: 300 * 1024)
+    monkeypatch.setattr(store_files, "free_bytes", lambda _path: 300 * 1024)
     with pytest.raises(StorageError) as refused:
         SqliteStore.open(path)
     assert str(refused.value) == (
         f"Cannot open the database {str(path)!r}: the disk holding it is full, 300 KiB "
         "free; free some space and start it again."
     )
-    monkeypatch.setattr(store_module, "free_bytes", lambda _path: 300 * 1024 * 1024)
+    monkeypatch.setattr(store_files, "free_bytes", lambda _path: 300 * 1024 * 1024)
     with pytest.raises(StorageError, match=r": disk I/O error; choose another with --db\.$"):
         SqliteStore.open(path)
 
@@ -141,10 +138,10 @@ def test_a_path_that_says_full_is_no_full_disk(tmp_path: Path) -> None:
     path = tmp_path / "bfuller" / "chat.db"
     path.parent.mkdir()
     error = PermissionError(errno.EACCES, "Permission denied", str(path))
-    assert store_module._why(error, path) == "permission denied"
+    assert store_files.explained(error, path) == "permission denied"
     full = sqlite3.OperationalError("database or disk is full")
-    assert store_module._disk_full(error, path) is None
-    told = store_module._disk_full(full, path)
+    assert store_files.disk_full(error, path) is None
+    told = store_files.disk_full(full, path)
     assert told is not None and told.startswith("the disk holding it is full")
 
 
@@ -569,7 +566,7 @@ def test_a_folder_sqlite_may_not_write_in_is_named(tmp_path: Path) -> None:
     error.sqlite_errorname = "SQLITE_READONLY_DIRECTORY"
     path = tmp_path / "chat.db"
     path.touch()
-    assert store_module._why(error, path) == (
+    assert store_files.explained(error, path) == (
         f"its folder {str(tmp_path)!r} may not be written (SQLite keeps its log there)"
     )
 
@@ -606,7 +603,7 @@ def test_a_read_only_file_system_is_named(tmp_path: Path) -> None:
     path = tmp_path / "chat.db"
     path.touch()
     error = OSError(errno.EROFS, "Read-only file system", str(path))
-    assert store_module._why(error, path) == "its file system is read-only"
+    assert store_files.explained(error, path) == "its file system is read-only"
 
 
 def test_bans_are_kept_until_lifted_or_ended(tmp_path: Path) -> None:

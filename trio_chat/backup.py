@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .keys import copy_secret, key_paths, written_whole
-from .store import counts, log_of, read_only, shared_memory_of
+from .store_files import counts, log_of, read_only, shared_memory_of
 
 
 class BackupError(Exception):

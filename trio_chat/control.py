@@ -50,7 +50,7 @@ from .records import (
     unix_time,
 )
 from .rules import name_key
-from .store import StorageError, room_message
+from .store_files import StorageError, room_message
 
 log = logging.getLogger(__name__)
 

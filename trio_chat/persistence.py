@@ -29,7 +29,8 @@ import trio
 
 from .display import counted
 from .records import Message, StoreOp
-from .store import Storage, StorageError
+from .store import Storage
+from .store_files import StorageError
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from .backup import BackupError, why_failed
 from .keys import KeyFileError, key_paths, secret_in
 from .noise import fingerprint, public_key
-from .store import SCHEMA_VERSION, counts, log_of, shared_memory_of
+from .store_files import counts, log_of, shared_memory_of
+from .store_schema import SCHEMA_VERSION
 
 COPY_PAGES = 4096
 """Pages copied between two looks at whether the restore must stop."""

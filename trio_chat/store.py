@@ -3,13 +3,14 @@
 `SqliteStore` is synchronous: the daemon commits on its event loop while the disk is quick
 and reads history in worker threads (`persistence.py`), so its connection is shared under
 a lock. The `Storage` protocol is all the daemon needs from a store, so another backend is
-one more class, not a rewrite.
+one more class, not a rewrite. The schema and its migrations are `store_schema`; the
+database as a file (its default place, why a file cannot be trio-chat's, the operator's
+read-only queries) is `store_files`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import logging
 import os
@@ -18,9 +19,8 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from .keys import data_folder
 from .records import (
     Account,
     BanRecord,
@@ -37,8 +37,28 @@ from .records import (
     network_name,
     unix_time,
 )
+from .store_files import (
+    DAMAGED,
+    DatabaseInUse,
+    StorageError,
+    advised,
+    disk_full,
+    explained,
+    free_bytes,
+    log_of,
+    other_schema,
+    shared_memory_of,
+    why_unfit,
+)
+from .store_schema import (
+    ACCOUNT_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SELECT_MESSAGES,
+    account_of,
+    message_of,
+)
 
-SCHEMA_VERSION = 8
 REMOVALS_LOADED = 1000
 """The latest removals a daemon loads at its start, to tell clients coming back."""
 LOG_PAGES = 1000
@@ -58,83 +78,6 @@ def log_bytes(page_size: int) -> int:
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS: tuple[str, ...] = (
-    # 0 -> 1: accounts and messages.
-    """
-    CREATE TABLE accounts (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL,
-        key TEXT NOT NULL UNIQUE,
-        password_hash TEXT NOT NULL,
-        created TEXT NOT NULL
-    );
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY,
-        ts TEXT NOT NULL,
-        sender_id INTEGER NOT NULL REFERENCES accounts(id),
-        recipient_id INTEGER REFERENCES accounts(id),
-        text TEXT NOT NULL,
-        cid TEXT,
-        delivered INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX messages_received ON messages(recipient_id, id)
-        WHERE recipient_id IS NOT NULL;
-    CREATE INDEX messages_sent_private ON messages(sender_id, id)
-        WHERE recipient_id IS NOT NULL;
-    CREATE INDEX messages_undelivered ON messages(recipient_id)
-        WHERE recipient_id IS NOT NULL AND delivered = 0;
-    """,
-    # 1 -> 2: the request id that registered each account.
-    """
-    ALTER TABLE accounts ADD COLUMN rid TEXT;
-    """,
-    # 2 -> 3: the sessions open now and where their clients are, for a restart to tell.
-    """
-    CREATE TABLE sessions (
-        sid INTEGER PRIMARY KEY,
-        host TEXT NOT NULL,
-        port INTEGER NOT NULL
-    );
-    """,
-    # 3 -> 4: a message is stored once per sender and `cid`, however late it is resent.
-    # Copies stored before (resent after more messages than the daemon kept in memory)
-    # stay, as history showed them; only the first keeps its `cid`.
-    """
-    UPDATE messages SET cid = NULL WHERE cid IS NOT NULL AND id NOT IN (
-        SELECT min(id) FROM messages WHERE cid IS NOT NULL GROUP BY sender_id, cid
-    );
-    CREATE UNIQUE INDEX messages_sent_once ON messages(sender_id, cid) WHERE cid IS NOT NULL;
-    """,
-    # 4 -> 5: accounts the operator muted.
-    """
-    ALTER TABLE accounts ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;
-    """,
-    # 5 -> 6: networks the operator turned away.
-    """
-    CREATE TABLE bans (
-        network TEXT PRIMARY KEY,
-        created TEXT NOT NULL
-    );
-    """,
-    # 6 -> 7: bans that end (NULL: for good).
-    """
-    ALTER TABLE bans ADD COLUMN until TEXT;
-    """,
-    # 7 -> 8: messages the operator removed (their text gone, their row kept so that a
-    # resend is still known): `removed` is the newest message id stored when it was
-    # removed, 0 for a message not removed.
-    """
-    ALTER TABLE messages ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
-    """,
-)
-
-_SELECT_MESSAGES = """
-    SELECT m.id, m.ts, m.sender_id, s.name, m.text, m.recipient_id, r.name, m.cid
-    FROM messages AS m
-    JOIN accounts AS s ON s.id = m.sender_id
-    LEFT JOIN accounts AS r ON r.id = m.recipient_id
-"""
-
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, ts, sender_id, recipient_id, text, cid) VALUES (?, ?, ?, ?, ?, ?)"
 )
@@ -143,16 +86,6 @@ _INSERT_MESSAGE_ONCE = (
 )
 """A second copy (the same sender and `cid`) is skipped, not an error: any client can
 resend an old `cid`, and an error would send the whole commit down the slow path."""
-
-Row = tuple[int, str, int, str, str, int | None, str | None, str | None]
-
-
-class StorageError(Exception):
-    """The database cannot be opened or used; the message says what to do."""
-
-
-class DatabaseInUse(StorageError):
-    """Another daemon holds the database (its lock)."""
 
 
 class Storage(Protocol):
@@ -169,271 +102,6 @@ class Storage(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-_ACCOUNT_COLUMNS = "id, name, key, password_hash, created, rid, muted"
-
-
-def _account(row: Sequence[Any]) -> Account:
-    """An account from a row that starts with `_ACCOUNT_COLUMNS`."""
-    return Account(
-        id=row[0],
-        name=row[1],
-        key=row[2],
-        password_hash=row[3],
-        created=row[4],
-        rid=row[5],
-        muted=bool(row[6]),
-    )
-
-
-def _message(row: Row) -> Message:
-    return Message(
-        id=row[0],
-        ts=row[1],
-        sender_id=row[2],
-        sender=row[3],
-        text=row[4],
-        recipient_id=row[5],
-        recipient=row[6],
-        cid=row[7],
-    )
-
-
-FULL_BELOW = 1 << 20
-"""Free bytes under which a file system that fails a write is said to be full."""
-
-
-def free_bytes(path: Path) -> int | None:
-    """Bytes free (to an unprivileged writer) on the file system holding `path`."""
-    try:
-        status = os.statvfs(path if path.is_dir() else path.parent)
-    except OSError:
-        return None
-    return status.f_bavail * status.f_frsize
-
-
-def _disk_full(error: OSError | sqlite3.Error, path: Path) -> str | None:
-    """Why a database cannot be opened, and what to do, if its disk is full; else None."""
-    free = free_bytes(path)
-    full = getattr(error, "errno", None) == errno.ENOSPC or (
-        # SQLITE_FULL; an OSError's text would hold the path, which may say "full" too
-        isinstance(error, sqlite3.Error) and "database or disk is full" in str(error)
-    )
-    io_error = isinstance(error, sqlite3.Error) and "disk I/O error" in str(error)
-    if not (full or (free is not None and free < FULL_BELOW and io_error)):
-        return None
-    # SQLite says "disk I/O error" when it cannot make its shared-memory file.
-    left = "" if free is None else f", {free // 1024} KiB free"
-    return f"the disk holding it is full{left}; free some space and start it again"
-
-
-def _read_only_mount(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
-
-def _why(error: OSError | sqlite3.Error, path: Path) -> str:
-    """What is wrong with a database that cannot be opened, in a few words."""
-    if path.is_dir():
-        return "it is a folder"
-    if isinstance(error, OSError):
-        if error.errno in (errno.EEXIST, errno.ENOTDIR):
-            return "a part of its folder is a file"
-        if error.errno == errno.EROFS:
-            return "its file system is read-only"
-        if error.errno in (errno.EACCES, errno.EPERM):
-            return "permission denied"
-        if error.errno == errno.EISDIR:
-            return "it is a folder"
-        return (error.strerror or str(error)).lower()
-    text = str(error)
-    if isinstance(error, sqlite3.DatabaseError) and "not a database" in text:
-        return "the file is not an SQLite database"
-    if getattr(error, "sqlite_errorname", None) == "SQLITE_READONLY_DIRECTORY":
-        return f"its folder {str(path.parent)!r} may not be written (SQLite keeps its log there)"
-    if "readonly" in text or "unable to open" in text:
-        if not path.exists():
-            return "it cannot be created"
-        return "its file system is read-only" if _read_only_mount(path) else "permission denied"
-    return text
-
-
-NOT_TRIO_CHAT = "it is not a trio-chat database"
-DAMAGED = "it is damaged; put a backup back (`trio-chat backup` makes them)"
-
-
-def _advised(why: str) -> str:
-    """What is wrong with a database that cannot be opened, and what to do."""
-    if why == "permission denied":
-        return f"{why}; run the daemon as the user it is for, or choose another with --db"
-    if "may not be written" in why:
-        return why  # the folder's, which the words say
-    return f"{why}; choose another with --db"
-
-
-def why_not_trio_chat(path: Path) -> str | None:
-    """Why the file at `path` cannot be read as a trio-chat database (of any schema),
-    looked at read-only: `NOT_TRIO_CHAT`, or what kept it from being read; None if it is
-    one."""
-    try:
-        version, tables, _damage = _look(path, whole=False)
-    except (sqlite3.Error, OSError) as error:
-        why = _why(error, path)
-        return NOT_TRIO_CHAT if why == "the file is not an SQLite database" else why
-    return None if _trio_chats(version, tables) else NOT_TRIO_CHAT
-
-
-def read_only(path: Path) -> sqlite3.Connection:
-    """A connection that only reads the database at `path`: it never makes one, nor
-    changes it (a URI names the path from the root: `--db chat.db` is the current
-    folder's)."""
-    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
-
-
-def room_messages(path: Path, last: int, *, sender_key: str | None = None) -> list[Message]:
-    """The room's newest `last` messages in the database at `path` (the daemon running or
-    not: read-only), oldest first, removed ones left out: all, or `sender_key`'s (one by
-    its id: `room_message`). `StorageError` with a sentence if they cannot be read;
-    `LookupError` if no account has the name key `sender_key`."""
-    where = ["m.recipient_id IS NULL", "m.removed = 0"]
-    arguments: list[str | int] = []
-    if sender_key is not None:
-        where.append("s.key = ?")
-        arguments.append(sender_key)
-    query = f"{_SELECT_MESSAGES} WHERE {' AND '.join(where)} ORDER BY m.id DESC LIMIT ?"
-    with _reading(path) as db:
-        rows = db.execute(query, (*arguments, last)).fetchall()
-        if not rows and sender_key is not None:
-            if db.execute("SELECT 1 FROM accounts WHERE key = ?", (sender_key,)).fetchone():
-                return []
-            raise LookupError(sender_key)
-    return [_message(row) for row in reversed(rows)]
-
-
-def room_message(path: Path, message_id: int) -> Message | bool:
-    """The room's message numbered `message_id` in the database at `path` (read-only);
-    if its history does not have it, whether the operator removed it (its mark is
-    there). `StorageError` as `room_messages`."""
-    removed = "SELECT 1 FROM messages WHERE id = ? AND recipient_id IS NULL AND removed != 0"
-    with _reading(path) as db:
-        kept = f"{_SELECT_MESSAGES} WHERE m.id = ? AND m.recipient_id IS NULL AND m.removed = 0"
-        row = db.execute(kept, (message_id,)).fetchone()
-        if row is not None:
-            return _message(row)
-        return db.execute(removed, (message_id,)).fetchone() is not None
-
-
-@contextlib.contextmanager
-def _reading(path: Path) -> Iterator[sqlite3.Connection]:
-    """The database at `path`, read-only, if it is of this trio-chat's schema;
-    `StorageError` with a sentence if it cannot be read."""
-    try:
-        with contextlib.closing(read_only(path)) as db:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version != SCHEMA_VERSION:
-                raise StorageError(_other_schema(path, version))
-            yield db
-    except (sqlite3.Error, OSError) as error:
-        raise StorageError(
-            f"Cannot read the database {str(path)!r}: {_why(error, path)}."
-        ) from None
-
-
-def counts(db: sqlite3.Connection) -> tuple[int, int]:
-    """The accounts and the messages (not those the operator removed) in a trio-chat
-    database of any schema, as a backup or a restore says them."""
-    (accounts,) = db.execute("SELECT count(*) FROM accounts").fetchone()
-    columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
-    kept = " WHERE removed = 0" if "removed" in columns else ""  # older schemas remove none
-    (messages,) = db.execute("SELECT count(*) FROM messages" + kept).fetchone()
-    return int(accounts), int(messages)
-
-
-def _other_schema(path: Path, version: int) -> str:
-    """Why a database of another schema version is not read (nor written) as it is."""
-    if version > SCHEMA_VERSION:
-        return (
-            f"The database {str(path)!r} was written by a newer trio-chat (schema "
-            f"{version}, this one's {SCHEMA_VERSION}); use the trio-chat its daemon runs."
-        )
-    return (
-        f"The database {str(path)!r} is of schema {version}, this trio-chat's "
-        f"{SCHEMA_VERSION}; use the trio-chat its daemon runs (a daemon upgrades its "
-        "database when it starts)."
-    )
-
-
-def _look(path: Path, *, whole: bool) -> tuple[int, set[str], str]:
-    """The schema version and the tables of the database at `path`, and, if `whole`, the
-    first damage SQLite finds in it ("ok" for none), read-only."""
-    with contextlib.closing(read_only(path)) as db:
-        (version,) = db.execute("PRAGMA user_version").fetchone()
-        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
-        damage = db.execute("PRAGMA quick_check(1)").fetchone()[0] if whole else "ok"
-    return int(version), tables, str(damage)
-
-
-def _trio_chats(version: int, tables: set[str]) -> bool:
-    """Whether a database of this schema version and these tables is trio-chat's."""
-    return version > 0 and "accounts" in tables
-
-
-def log_of(database: Path) -> Path:
-    """The database's write-ahead log, beside it: `chat.db-wal`."""
-    return database.with_name(database.name + "-wal")
-
-
-def shared_memory_of(database: Path) -> Path:
-    """The log's index, beside the database: `chat.db-shm`."""
-    return database.with_name(database.name + "-shm")
-
-
-def _unfit(path: Path) -> str | None:
-    """Why the file at `path` must not be opened as trio-chat's database, found read-only;
-    None if nothing was found (a file not there or empty is a new database).
-
-    Read-only, so that nothing is written to a file that turns out to be another
-    program's, and no write-ahead log is folded into it: SQLite folds the log into the
-    file when its last writer closes, and a log left beside a database that was put back
-    by hand from a backup (`chat.db-wal`, from the one it replaced) would damage it for
-    good. A log is there after a stop that was not clean: the whole file is then checked.
-    Only a log that does not fit the file is caught so; one that fits it is taken for its
-    own (SQLite cannot tell whose a log is), which `trio-chat restore` rules out.
-    """
-    try:
-        if path.stat().st_size == 0:
-            return None
-    except OSError:
-        return None  # opening it will say why
-    log_file = log_of(path)
-    try:
-        after_a_crash = log_file.exists() and log_file.stat().st_size > 0
-        version, tables, damage = _look(path, whole=after_a_crash)
-    except sqlite3.DatabaseError as error:
-        text = str(error)
-        if "malformed" in text or "not a database" in text:
-            damage = text
-        else:
-            return None  # not readable so (a folder it may not write): opening it says why
-    except (OSError, ValueError):
-        return None
-    else:
-        if tables and not _trio_chats(version, tables):
-            return "it is another program's SQLite database; name trio-chat's with --db"
-        if damage == "ok":
-            return None
-    if log_file.exists():
-        return (
-            "it is damaged, with the write-ahead log beside it; if it was put back from a "
-            f"backup, move {str(log_file)!r} and {str(shared_memory_of(path))!r} away first (they "
-            "belong to the database it replaced), else put a backup back"
-        )
-    if "not a database" in damage:
-        return "the file is not an SQLite database; choose another with --db"
-    return DAMAGED
 
 
 def _time(value: object) -> float | None:
@@ -475,12 +143,6 @@ def _names(row: object, network: str) -> bool:
 
 def _identity(status: os.stat_result) -> tuple[int, int]:
     return status.st_dev, status.st_ino
-
-
-def default_database() -> Path:
-    """`$XDG_DATA_HOME/trio-chat/chat.db`, by default under `~/.local/share`: in
-    `keys.data_folder`, beside the daemon's key and the daemons a client trusts."""
-    return data_folder() / "chat.db"
 
 
 class SqliteStore:
@@ -527,7 +189,7 @@ class SqliteStore:
                     "cannot lock the database (%s): nothing keeps a second daemon off it",
                     (error.strerror or str(error)).lower(),
                 )
-            unfit = _unfit(path)
+            unfit = why_unfit(path)
             if unfit is not None:
                 raise StorageError(f"Cannot open the database {str(path)!r}: {unfit}.")
             connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -547,7 +209,7 @@ class SqliteStore:
             if held is not None:
                 os.close(held)
             if isinstance(error, OSError | sqlite3.Error):
-                why = _disk_full(error, path) or _advised(_why(error, path))
+                why = disk_full(error, path) or advised(explained(error, path))
                 raise StorageError(f"Cannot open the database {str(path)!r}: {why}.") from error
             raise
         return store
@@ -629,7 +291,7 @@ class SqliteStore:
     def _check_schema(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         if version != SCHEMA_VERSION:
-            raise StorageError(_other_schema(self.path, version))
+            raise StorageError(other_schema(self.path, version))
 
     def _step(self, statement: str) -> None:
         """One statement of an upgrade. A column it adds that is there already (put there
@@ -681,7 +343,7 @@ class SqliteStore:
             try:
                 yield self._db
             except sqlite3.DatabaseError as error:
-                why = _why(error, self.path)
+                why = explained(error, self.path)
                 if "malformed" in why:
                     why = DAMAGED
                 raise StorageError(
@@ -691,20 +353,20 @@ class SqliteStore:
     def load(self, window: int) -> Snapshot:
         with self._reading() as db:
             accounts = [
-                _account(row)
-                for row in db.execute(f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY id")
+                account_of(row)
+                for row in db.execute(f"SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id")
             ]
             recent = [
-                _message(r)
+                message_of(r)
                 for r in db.execute(
-                    _SELECT_MESSAGES + " WHERE m.removed = 0 ORDER BY m.id DESC LIMIT ?", (window,)
+                    SELECT_MESSAGES + " WHERE m.removed = 0 ORDER BY m.id DESC LIMIT ?", (window,)
                 )
             ]
             recent.reverse()
             undelivered = [
-                _message(r)
+                message_of(r)
                 for r in db.execute(
-                    _SELECT_MESSAGES
+                    SELECT_MESSAGES
                     + " WHERE m.recipient_id IS NOT NULL AND m.delivered = 0"
                     # A note to yourself waits in no mailbox.
                     + " AND m.recipient_id != m.sender_id ORDER BY m.id"
@@ -743,12 +405,12 @@ class SqliteStore:
         the operator's `trio-chat accounts list`)."""
         with self._reading() as db:
             rows = db.execute(
-                f"SELECT {_ACCOUNT_COLUMNS},"
+                f"SELECT {ACCOUNT_COLUMNS},"
                 " (SELECT count(*) FROM messages m WHERE m.recipient_id = accounts.id"
                 "  AND m.delivered = 0 AND m.sender_id != accounts.id)"
                 " FROM accounts ORDER BY key"
             ).fetchall()
-        return [(_account(row), row[-1]) for row in rows]
+        return [(account_of(row), row[-1]) for row in rows]
 
     def bans(self) -> list[BanRecord]:
         """The networks turned away, oldest first, ended bans too (for `trio-chat bans
@@ -782,9 +444,9 @@ class SqliteStore:
         """The account whose name key is `key`, if there is one."""
         with self._reading() as db:
             row = db.execute(
-                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE key = ?", (key,)
+                f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE key = ?", (key,)
             ).fetchone()
-        return None if row is None else _account(row)
+        return None if row is None else account_of(row)
 
     def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
         with self._lock:
@@ -935,20 +597,20 @@ class SqliteStore:
         """Up to `limit` messages older than `before` that the account may see, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                _SELECT_MESSAGES + " WHERE m.id < ? AND m.removed = 0"
+                SELECT_MESSAGES + " WHERE m.id < ? AND m.removed = 0"
                 " AND (m.recipient_id IS NULL OR m.recipient_id = ?"
                 " OR (m.sender_id = ? AND m.recipient_id IS NOT NULL))"
                 " ORDER BY m.id DESC LIMIT ?",
                 (before if before is not None else 2**63 - 1, account_id, account_id, limit),
             ).fetchall()
-        return [_message(row) for row in reversed(rows)]
+        return [message_of(row) for row in reversed(rows)]
 
     def sent(self, sender_id: int, cid: str) -> Message | None:
         with self._lock:
             row = self._db.execute(
-                _SELECT_MESSAGES + " WHERE m.sender_id = ? AND m.cid = ?", (sender_id, cid)
+                SELECT_MESSAGES + " WHERE m.sender_id = ? AND m.cid = ?", (sender_id, cid)
             ).fetchone()
-        return None if row is None else _message(row)
+        return None if row is None else message_of(row)
 
     def close(self) -> None:
         """Close the database: SQLite folds the write-ahead log into it and removes the

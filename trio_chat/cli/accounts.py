@@ -30,10 +30,10 @@ from ..display import counted, quoted, safe_name
 from ..errors import ChatError
 from ..records import Account
 from ..rules import RuleError, check_password, name_key
-from ..store import (
+from ..store import SqliteStore
+from ..store_files import (
     NOT_TRIO_CHAT,
     DatabaseInUse,
-    SqliteStore,
     StorageError,
     default_database,
     why_not_trio_chat,

@@ -17,7 +17,7 @@ from ..backup import BackupError, back_up
 from ..display import counted
 from ..restore import UNREADABLE, Stopped, restore
 from ..stop_signals import stop_signals
-from ..store import default_database
+from ..store_files import default_database
 from .exits import ExitCode, fail
 from .options import DatabaseOption
 

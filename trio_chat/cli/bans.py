@@ -18,7 +18,7 @@ from ..control import Reply, Request
 from ..engine.bans import BANS_NAMED, Bans, ban_change, bans_named, held_within, still_held
 from ..engine.common import iso_time
 from ..records import BanRecord, network_name
-from ..store import default_database
+from ..store_files import default_database
 from .accounts import ask_daemon, ended_note, stopped_daemons_store
 from .exits import ExitCode, fail
 from .options import DatabaseOption

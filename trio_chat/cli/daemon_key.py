@@ -21,7 +21,7 @@ from ..keys import (
     parse_key,
 )
 from ..noise import fingerprint
-from ..store import default_database
+from ..store_files import default_database
 from ..trust import fetch_key, prove_key, trust_server
 from .exits import ExitCode, exit_code_for, fail, run, sentence
 from .options import DatabaseOption, HostOption, PortOption, TrustedKeyOption

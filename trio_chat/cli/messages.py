@@ -17,7 +17,7 @@ from ..control import Request, no_message, removed_already
 from ..display import safe, safe_name
 from ..records import Message, MessageRemoval
 from ..rules import name_key
-from ..store import StorageError, default_database, room_message, room_messages
+from ..store_files import StorageError, default_database, room_message, room_messages
 from .accounts import ask_daemon, check_database, no_account, stopped_daemons_store
 from .exits import ExitCode, fail
 from .options import DatabaseOption

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..keys import home_relative
-from ..store import default_database
+from ..store_files import default_database
 from .exits import ExitCode, fail
 
 

@@ -22,7 +22,7 @@ from ..logs import FORMATS, LEVELS, configure, event
 from ..server import serve
 from ..service_manager import notify
 from ..stop_signals import stop_signals
-from ..store import StorageError, default_database
+from ..store_files import StorageError, default_database
 from .exits import ExitCode, fail
 from .options import DatabaseOption, parse_port
 
