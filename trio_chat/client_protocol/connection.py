@@ -946,10 +946,7 @@ class ClientConnection:
         """A frame that cannot be read or used came: the request it answers (`re`) fails."""
         handle = self._outstanding.answering(re) if re is not None else None
         if handle is not None:
-            self._finish(
-                handle,
-                error=not_understood(),
-            )
+            self._finish(handle, error=not_understood())
 
     def _on_message(self, frame: wire.Msg | wire.Pm) -> None:
         message = message_event(frame)
