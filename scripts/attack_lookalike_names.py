@@ -41,6 +41,7 @@ LOOKALIKES = {
     "\u0430\u04cf\u0456\u0441\u0435": "all Cyrillic: a, palochka, i, es, ie",
     "\u0251lice": "Latin alpha (U+0251) for a",
     "a1ice": "digit 1 for l",
+    "alice\u0358": "U+0358 COMBINING DOT ABOVE RIGHT after: shows as alice",
     "alice\u200b": "U+200B ZERO WIDTH SPACE after",
     "\uff41\uff4c\uff49\uff43\uff45": "fullwidth alice",
     "ALICE": "alice in capitals",

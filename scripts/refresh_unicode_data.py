@@ -8,9 +8,10 @@ version (the script checks the version in each file's header and refuses a mix):
 
 - from the Unicode Character Database (https://www.unicode.org/Public/<version>/ucd/):
   `Scripts.txt`, `ScriptExtensions.txt`, `PropertyValueAliases.txt`,
-  `DerivedCoreProperties.txt`, `PropList.txt`;
+  `DerivedCoreProperties.txt`, `PropList.txt`, and `DerivedGeneralCategory.txt` (in
+  the database's `extracted` folder, which the script also looks in);
 - from the UTS #39 security data (https://www.unicode.org/Public/security/<version>/):
-  `confusables.txt`, `IdentifierType.txt`.
+  `confusables.txt`, `IdentifierStatus.txt`, `IdentifierType.txt`.
 
 The output keeps only what `trio_chat.names` uses, as code point ranges:
 
@@ -20,8 +21,16 @@ The output keeps only what `trio_chat.names` uses, as code point ranges:
   long name of each script code used (PropertyValueAliases.txt);
 - `default_ignorable`: Default_Ignorable_Code_Point (DerivedCoreProperties.txt);
 - `soft_dotted`: Soft_Dotted (PropList.txt);
-- `identifier_types`: the code points whose UTS #39 Identifier_Type is Deprecated or
-  Not_XID (IdentifierType.txt), the two types that no other check in `names` covers.
+- `identifier_refused`: the code points a new name may not hold for what UTS #39 says
+  of them: Identifier_Status not Allowed (IdentifierStatus.txt) and either an
+  Identifier_Type among `REFUSED_IDENTIFIER_TYPES` (IdentifierType.txt) or a mark
+  (General_Category Mn, Mc or Me; DerivedGeneralCategory.txt) whose Identifier_Type
+  includes `REFUSED_MARK_TYPE` (Uncommon_Use). Not listed: a character that is not
+  Allowed only for being of limited or uncommon use or of a script UTS #39 excludes
+  (Cherokee, `﨑`, Mongolian), and the marks of such scripts (the vowel signs of
+  Javanese, N'Ko tone marks, the Baybayin virama);
+- `identifier_types`: the code points whose UTS #39 Identifier_Type is Deprecated
+  (IdentifierType.txt), which `names` refuses with a sentence of their own.
 
 Each range is written on its own line, so that a refresh reads well as a diff.
 """
@@ -44,12 +53,33 @@ UCD_FILES = (
     "PropertyValueAliases.txt",
     "DerivedCoreProperties.txt",
     "PropList.txt",
+    "DerivedGeneralCategory.txt",
 )
-SECURITY_FILES = ("confusables.txt", "IdentifierType.txt")
+SECURITY_FILES = ("confusables.txt", "IdentifierStatus.txt", "IdentifierType.txt")
 REQUIRED = UCD_FILES + SECURITY_FILES
 
-KEPT_IDENTIFIER_TYPES = ("Deprecated", "Not_XID")
-"""Identifier_Type values kept: the others are covered by PRECIS, NFKC or the scripts."""
+REFUSED_IDENTIFIER_TYPES = (
+    "Deprecated",
+    "Default_Ignorable",
+    "Not_NFKC",
+    "Not_XID",
+    "Obsolete",
+    "Technical",
+)
+"""Identifier_Type values that refuse a character that is not Allowed: all the values a
+character that is not Allowed can have but Limited_Use, Uncommon_Use, Exclusion and
+Not_Character."""
+
+REFUSED_MARK_TYPE = "Uncommon_Use"
+"""The Identifier_Type that refuses a mark that is not Allowed, though not a letter: the
+marks of a script in use (Limited_Use) or of an excluded one (Exclusion) are how that
+script is written, but an uncommon mark on a common letter is one a font may draw where
+nobody looks (U+0358 COMBINING DOT ABOVE RIGHT on `bob`)."""
+
+KEPT_IDENTIFIER_TYPES = ("Deprecated",)
+"""Identifier_Type values kept as such, for a sentence of their own."""
+
+MARK_CATEGORIES = ("Mn", "Mc", "Me")
 
 LICENSE = (
     "Derived from Unicode data files, (c) Unicode, Inc., "
@@ -71,7 +101,11 @@ def find_files(paths: Iterable[Path]) -> dict[str, Path]:
     """Map each required file name to the path given for it (directly or in a directory)."""
     found: dict[str, Path] = {}
     for path in paths:
-        candidates = [path / name for name in REQUIRED] if path.is_dir() else [path]
+        candidates = (
+            [folder / name for folder in (path, path / "extracted") for name in REQUIRED]
+            if path.is_dir()
+            else [path]
+        )
         for candidate in candidates:
             if candidate.name in REQUIRED and candidate.is_file():
                 found.setdefault(candidate.name, candidate)
@@ -179,6 +213,38 @@ def confusable_rows(text: str) -> list[tuple[str, str]]:
     return sorted(rows.items(), key=lambda row: int(row[0], 16))
 
 
+def identifier_refused_ranges(
+    status_text: str, type_text: str, category_text: str
+) -> list[tuple[int, int]]:
+    """The code points whose Identifier_Status is not Allowed and whose Identifier_Type
+    includes one of `REFUSED_IDENTIFIER_TYPES`, or `REFUSED_MARK_TYPE` for a mark (see the
+    module docstring)."""
+    allowed = {
+        point
+        for start, end in property_ranges(status_text, "Allowed")
+        for point in range(start, end + 1)
+    }
+    marks: set[int] = set()
+    for fields in data_lines(category_text):
+        if len(fields) >= 2 and fields[1] in MARK_CATEGORIES:
+            start, end = code_range(fields[0])
+            marks.update(range(start, end + 1))
+    if not marks:
+        raise DataError("DerivedGeneralCategory.txt: no mark (Mn, Mc, Me)")
+    ranges: list[Range] = []
+    for fields in data_lines(type_text):
+        kinds = fields[1].split()
+        refused = any(kind in REFUSED_IDENTIFIER_TYPES for kind in kinds)
+        uncommon = REFUSED_MARK_TYPE in kinds
+        start, end = code_range(fields[0])
+        ranges.extend(
+            (point, point, "")
+            for point in range(start, end + 1)
+            if point not in allowed and (refused or (uncommon and point in marks))
+        )
+    return [(start, end) for start, end, _ in merged(ranges)]
+
+
 def identifier_type_ranges(text: str) -> list[Range]:
     """Ranges whose Identifier_Type includes one of the kept types (the first one named)."""
     ranges = []
@@ -219,6 +285,14 @@ def build(files: dict[str, Path]) -> dict[str, object]:
         "soft_dotted": [
             [f"{s:04X}", f"{e:04X}"]
             for s, e in property_ranges(texts["PropList.txt"], "Soft_Dotted")
+        ],
+        "identifier_refused": [
+            [f"{s:04X}", f"{e:04X}"]
+            for s, e in identifier_refused_ranges(
+                texts["IdentifierStatus.txt"],
+                texts["IdentifierType.txt"],
+                texts["DerivedGeneralCategory.txt"],
+            )
         ],
         "identifier_types": [
             [f"{s:04X}", f"{e:04X}", v]

@@ -28,7 +28,12 @@ WELCOME = [
     "张伟",
     "José",
     "Zoë",
+    "Łukasz",
+    "Ærøskøbing",
+    "Şükrü",
     "田中さくら",
+    "さくら",
+    "サクラ",
     "김철수",
     "Ελένη",
     "محمد",
@@ -42,10 +47,53 @@ WELCOME = [
     "Nguyễn",
     "Tokyo東京",
     "स्वाति",
-    "ㄅㄆㄇ",
-    "ᏣᎳᎩ",
+    "नमस्ते",
+    "สมชาย",
+    "ณัฐวุฒิ",
+    "রবীন্দ্রনাথ",
+    "தமிழ்",
+    "Дмитрий",
+    "Ελένη_Παπαδοπούλου",
+    "پرویز",
+    "עברית",
     "x" * 32,
     "7",
+]
+
+# Letters UTS #39 leaves out of identifiers only for being of limited or uncommon use
+# (Identifier_Type Limited_Use or Uncommon_Use): scripts of living communities, and the
+# rarer letters of real names.
+WELCOME_THOUGH_NOT_ALLOWED = [
+    "ᏣᎳᎩ",  # Cherokee
+    "ᐃᓄᒃᑎᑐᑦ",  # Inuktitut, in Canadian syllabics
+    "ⵜⴰⵎⴰⵣⵉⵖⵜ",  # Tifinagh
+    "ߒߞߏ",  # N'Ko
+    "ꆈꌠ",  # Yi
+    "ㄅㄆㄇ",  # Bopomofo
+    "ܐܪܡܝܐ",  # Syriac, without its vowel points
+    "山﨑",  # U+FA11, which NFKC keeps
+    "𠮷田",  # U+20BB7
+    "濵田",  # U+6FF5
+    "Ţiriac",  # U+0162, the T with a cedilla that Romanian was long written with
+]
+
+# Names written with marks of limited use (Identifier_Type Limited_Use), or in a script
+# UTS #39 excludes from identifiers (Exclusion), with its marks: scripts of living
+# communities, as they are written.
+WELCOME_WITH_MARKS_OR_EXCLUDED = [
+    "ꦧꦸꦝꦶ",  # Javanese Budi, with the vowel signs suku and wulu
+    "ᬩᬮᬶ",  # Balinese Bali, with the vowel sign ulu
+    "ᮞᮥᮔ᮪ᮓ",  # Sundanese Sunda, with a vowel sign and the virama pamaaeh
+    "ꯃꯤꯇꯩ",  # Meetei Mayek Meitei, with its vowel signs
+    "𑄌𑄋𑄴𑄟",  # Chakma Changma, with the virama
+    "𞤆𞤵𞤤𞤢𞥄𞤪",  # Adlam Pulaar
+    "ߒߞߏ߫",  # N'Ko, with a tone mark
+    "ܡܰܪܝܰܡ",  # Syriac Maryam, with its vowels
+    "ᠮᠣᠩᠭᠣᠯ",  # Mongolian
+    "ᜊᜌ᜔ᜊᜌᜒᜈ᜔",  # Baybayin (Tagalog), with a vowel sign and the virama
+    "𞊐𞊑𞊒",  # Toto letters
+    "𖩰𖩱𖩲",  # Tangsa letters
+    "𐐨𐐩",  # Deseret
 ]
 
 
@@ -66,6 +114,16 @@ def u(char: str) -> str:
 @pytest.mark.parametrize("name", WELCOME)
 def test_names_in_one_script_are_welcome(name: str) -> None:
     assert check_name(name) == unicodedata.normalize("NFKC", name)
+
+
+@pytest.mark.parametrize("name", WELCOME_THOUGH_NOT_ALLOWED)
+def test_letters_of_limited_or_uncommon_use_are_welcome(name: str) -> None:
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("name", WELCOME_WITH_MARKS_OR_EXCLUDED)
+def test_marks_of_limited_use_and_excluded_scripts_are_welcome(name: str) -> None:
+    assert check_name(name) == name
 
 
 def test_fullwidth_letters_become_the_ascii_name() -> None:
@@ -147,6 +205,9 @@ def test_every_blank_character_is_refused_as_invisible(char: str) -> None:
         ("Алисa", "\u0061"),  # Latin a in a Cyrillic name
         ("田中김さ", "\u3055"),  # Hangul and Hiragana never together
         ("user\u0661", "\u0661"),  # ARABIC-INDIC DIGIT ONE in a Latin name
+        ("ᏣᎳᎩabc", "a"),  # a script of limited use is one script like any other
+        ("ᐃᓄᒃᑎᑐᑦ\u13a0", "\u13a0"),  # Canadian syllabics and Cherokee
+        ("bob\ua9b8", "\ua9b8"),  # a Javanese vowel sign stays with Javanese letters
     ],
 )
 def test_mixed_scripts_are_refused(name: str, offender: str) -> None:
@@ -174,6 +235,27 @@ def test_latin_with_han_and_kana_bopomofo_or_hangul_is_highly_restrictive(name: 
 )
 def test_hidden_and_stacked_marks_are_refused(name: str, offender: str) -> None:
     assert u(offender) in refusal(name).message
+
+
+@pytest.mark.parametrize(
+    ("name", "offender"),
+    [
+        # Marks of uncommon use, and technical ones.
+        ("bob\u0358", "\u0358"),  # COMBINING DOT ABOVE RIGHT (Uncommon_Use): shows as bob
+        ("bo\u1dcab", "\u1dca"),  # COMBINING LATIN SMALL LETTER R BELOW (Technical)
+        ("\u05e9\u05b8\u05c1\u05dc\u05d5\u05b9\u05dd", "\u05b8"),  # שלום with points
+        # Letters that are not Allowed for more than their rarity.
+        ("\u0251lice", "\u0251"),  # Latin alpha (Technical)
+        ("\u1f08\u03b8\u03b7\u03bd\u1fb6", "\u1f08"),  # polytonic Greek (Obsolete)
+    ],
+)
+def test_marks_and_letters_unicode_does_not_recommend_in_identifiers_are_refused(
+    name: str, offender: str
+) -> None:
+    # Identifier_Status not Allowed, and an Identifier_Type among Technical, Obsolete,
+    # Not_XID, Not_NFKC, Default_Ignorable and Deprecated, or a mark of Uncommon_Use.
+    error = refusal(name)
+    assert f"{u(offender)}, which Unicode does not recommend in identifiers." in error.message
 
 
 def test_digits_come_from_one_set() -> None:
@@ -210,7 +292,8 @@ def test_the_bidi_rule_refuses_badly_bounded_right_to_left_names(name: str) -> N
         ("a\ufffe", "U+FFFE (not an assigned character)"),
         ("\u01c5emal!", "U+0021"),
         ("\u1f88", "U+1F88 GREEK CAPITAL LETTER ALPHA WITH PSILI AND PROSGEGRAMMENI"),
-        ("\u1100", "conjoining Hangul"),
+        ("\u1100", "U+1100 HANGUL CHOSEONG KIYEOK, a conjoining Hangul letter"),
+        ("\ud55c\u1175", "U+1175 HANGUL JUNGSEONG I, a conjoining Hangul letter"),
         ("\u17a3", "which Unicode deprecates"),
         ("a\u2e2f", "U+2E2F VERTICAL TILDE"),
     ],
@@ -403,14 +486,17 @@ def test_shipped_data_is_well_formed() -> None:
     data = json.loads(DATA.read_text(encoding="utf-8"))
     assert set(data["files"]) == {
         "confusables.txt",
+        "IdentifierStatus.txt",
         "IdentifierType.txt",
         "Scripts.txt",
         "ScriptExtensions.txt",
         "PropertyValueAliases.txt",
         "DerivedCoreProperties.txt",
         "PropList.txt",
+        "DerivedGeneralCategory.txt",
     }
-    for key in ("scripts", "default_ignorable", "soft_dotted", "identifier_types"):
+    keys = ("scripts", "default_ignorable", "soft_dotted", "identifier_refused", "identifier_types")
+    for key in keys:
         previous_end = -1
         for row in data[key]:
             start, end = int(row[0], 16), int(row[1], 16)
@@ -466,20 +552,49 @@ def write_sources(folder: Path, version: str = "17.0.0", security_version: str =
             "0041..005A    ; Uppercase\n"
         ),
         "PropList": "0069..006A    ; Soft_Dotted\n0020          ; White_Space\n",
+        "extracted/DerivedGeneralCategory": (
+            "0020          ; Zs # SPACE\n"
+            "0251          ; Ll # LATIN SMALL LETTER ALPHA\n"
+            "0300..036F    ; Mn # [112] COMBINING GRAVE ACCENT..COMBINING LATIN SMALL LETTER X\n"
+            "0730          ; Mn # SYRIAC PTHAHA ABOVE\n"
+            "13A0..13F5    ; Lu # [86] CHEROKEE LETTER A..CHEROKEE LETTER MV\n"
+            "1820          ; Lo # MONGOLIAN LETTER A\n"
+            "18A9          ; Mn # MONGOLIAN LETTER ALI GALI DAGALGA\n"
+            "20DD          ; Me # COMBINING ENCLOSING CIRCLE\n"
+            "A9B6          ; Mn # JAVANESE VOWEL SIGN WULU\n"
+        ),
     }
+    (folder / "extracted").mkdir(exist_ok=True)
     for name, body in bodies.items():
-        head = ucd_head.format(name=name, version=version)
+        head = ucd_head.format(name=name.split("/")[-1], version=version)
         (folder / f"{name}.txt").write_text(head + body, encoding="utf-8")
     security = {
         "confusables": (
             "0430 ;\t0061 ;\tMA\t# ( а → a ) CYRILLIC SMALL LETTER A → LATIN SMALL LETTER A\n"
             "006D ;\t0072 006E ;\tMA\t# ( m → rn )\n"
         ),
+        "IdentifierStatus": (
+            "# @missing: 0000..10FFFF; Restricted\n"
+            "0030..0039    ; Allowed    # 1.1   [10] DIGIT ZERO..DIGIT NINE\n"
+            "0041..005A    ; Allowed    # 1.1   [26] LATIN CAPITAL LETTER A..Z\n"
+            "005F          ; Allowed    # 1.1        LOW LINE\n"
+            "0060          ; Allowed    # 1.1        (adjacent: merged)\n"
+            "0301          ; Allowed    # 1.1        COMBINING ACUTE ACCENT\n"
+        ),
         "IdentifierType": (
             "0149          ; Deprecated                     # 1.1  LATIN SMALL LETTER N\n"
             "0020          ; Not_XID                        # 1.1  SPACE\n"
             "0021          ; Technical Not_XID              # 1.1  EXCLAMATION MARK\n"
             "0041          ; Recommended\n"
+            "0251          ; Technical                      # 1.1  LATIN SMALL LETTER ALPHA\n"
+            "0301          ; Recommended                    # 1.1  COMBINING ACUTE ACCENT\n"
+            "0358          ; Uncommon_Use                   # 4.1  COMBINING DOT ABOVE RIGHT\n"
+            "0730          ; Limited_Use                    # 3.0  SYRIAC PTHAHA ABOVE\n"
+            "13A0..13F4    ; Limited_Use                    # 3.0  CHEROKEE LETTER A..\n"
+            "1820          ; Exclusion                      # 3.0  MONGOLIAN LETTER A\n"
+            "18A9          ; Exclusion Uncommon_Use         # 3.0  (a mark, so refused)\n"
+            "20DD          ; Limited_Use Uncommon_Use       # 1.1  (a mark, so refused)\n"
+            "A9B6          ; Limited_Use                    # 5.2  JAVANESE VOWEL SIGN WULU\n"
         ),
     }
     for name, body in security.items():
@@ -527,13 +642,21 @@ def test_refresh_script_builds_the_data_from_local_files(tmp_path: Path) -> None
     }
     assert data["default_ignorable"] == [["034F", "034F"]]
     assert data["soft_dotted"] == [["0069", "006A"]]
-    assert data["identifier_types"] == [
-        ["0020", "0021", "Not_XID"],
-        ["0149", "0149", "Deprecated"],
+    # Not Allowed, and a refused type or a mark of uncommon use: not the acute accent
+    # (Allowed), nor the Cherokee letters, the Syriac and Javanese vowel signs (Limited_Use)
+    # or the Mongolian letter (Exclusion).
+    assert data["identifier_refused"] == [
+        ["0020", "0021"],
+        ["0149", "0149"],
+        ["0251", "0251"],
+        ["0358", "0358"],
+        ["18A9", "18A9"],
+        ["20DD", "20DD"],
     ]
+    assert data["identifier_types"] == [["0149", "0149", "Deprecated"]]
     # Files named one by one do as well as their folder.
     again = tmp_path / "again.json"
-    files = sorted(tmp_path.glob("*.txt"))
+    files = sorted(tmp_path.rglob("*.txt"))
     assert refresh(*files, "--output", again).returncode == 0
     assert again.read_text(encoding="utf-8") == text
 

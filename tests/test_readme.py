@@ -13,6 +13,8 @@ import trio
 import trio_chat
 from trio_chat.client_protocol.requests import check_new_password, check_sendable_password
 from trio_chat.engine import ServerConfig
+from trio_chat.names import check_name
+from trio_chat.rules import RuleError
 from trio_chat.server import serve
 
 README = Path(__file__).parent.parent / "README.md"
@@ -82,6 +84,25 @@ async def test_the_look_alike_names_in_the_limits_table_are_taken(
     for example in re.findall(r"`([^`]+)`", match.group(1)):
         with pytest.raises(trio_chat.NameTaken):
             await trio_chat.register(host, port, example, "correct horse")
+
+
+def test_the_names_the_limits_table_gives_as_valid_are_valid() -> None:
+    # The examples of names in one script, and of the characters Unicode does not recommend
+    # for identifiers that a name may hold, pass; the mark it may not hold is refused.
+    text = README.read_text(encoding="utf-8")
+    row = re.search(r"\| a name \|(.*)\|", text)
+    assert row, "the README no longer says what a name may be"
+    groups = re.findall(r"in one script \((.*?)\);|excludes pass, marks included \((.*?)\)", row[1])
+    examples = [
+        name for group in groups for part in group for name in re.findall(r"`([^`]+)`", part)
+    ]
+    assert len(examples) >= 8
+    for example in examples:
+        assert check_name(example) == example
+    mark = re.search(r"but no mark of uncommon use \(U\+([0-9A-F]{4})", row[1])
+    assert mark, "the README no longer names a mark a name may not hold"
+    with pytest.raises(RuleError):
+        check_name("bob" + chr(int(mark[1], 16)))
 
 
 def test_the_password_limit_in_the_limits_table_is_what_the_client_checks() -> None:

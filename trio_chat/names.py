@@ -17,11 +17,29 @@ What a name must be (`check_name`), in the order checked:
    for any string PRECIS accepts without it, the result is the same.
 3. 1 to `NAME_MAX_CHARS` characters; only letters (L*), marks (M*), decimal digits (Nd),
    `_`, `-` and `.`; the first a letter or a digit; no character whose UTS #39
-   Identifier_Type is Deprecated or Not_XID.
+   Identifier_Status is not Allowed and that either has an Identifier_Type among Technical,
+   Obsolete, Not_XID, Not_NFKC, Default_Ignorable and Deprecated, or is a mark (M*) whose
+   Identifier_Type includes Uncommon_Use. So a character that is not Allowed only for being
+   of limited or uncommon use, or of a script UTS #39 excludes from identifiers
+   (Identifier_Type Limited_Use, Uncommon_Use, Exclusion), passes, and so do the marks of
+   limited use and those of the excluded scripts (each of one script, which rule 4 keeps to
+   its letters): the scripts of living communities, with their vowel signs and tone marks
+   (Cherokee `ᏣᎳᎩ`, Inuktitut `ᐃᓄᒃᑎᑐᑦ` in Canadian syllabics, Tifinagh `ⵜⴰⵎⴰⵣⵉⵖⵜ`, Javanese
+   `ꦧꦸꦝꦶ`, N'Ko `ߒߞߏ߫`, Syriac `ܡܰܪܝܰܡ`, Mongolian `ᠮᠣᠩᠭᠣᠯ`, Baybayin `ᜊᜌ᜔ᜊᜌᜒᜈ᜔`, Yi,
+   Bopomofo, Toto, Tangsa, ...), the historic scripts (Runic, Gothic, ...), and the rarer
+   letters of real names (`山﨑`, `𠮷田`, `濵田`, Romanian `Ţ` with a cedilla). A mark of
+   uncommon use does not, for a font may draw it where nobody looks: `bob` + U+0358
+   COMBINING DOT ABOVE RIGHT (Uncommon_Use) shows as `bob`. Refused with it are the Hebrew
+   vowel points and accents and the Quranic annotation signs of Arabic (Uncommon_Use),
+   U+1DCA COMBINING LATIN SMALL LETTER R BELOW (Technical); and, marks or not, polytonic
+   Greek and conjoining Hangul jamo (Obsolete) and Latin alpha `ɑ` (Technical). José,
+   Łukasz, Nguyễn, 张伟, さくら, 김철수, Анна, Ελένη, محمد, שלום, नमस्ते, สมชาย, রবীন্দ্রনাথ and
+   தமிழ் pass.
 4. UTS #39 "Highly Restrictive": one script, or Latin with Han and Hiragana and Katakana,
    or Latin with Han and Bopomofo, or Latin with Han and Hangul. Scripts are taken from
    Script_Extensions; Common and Inherited characters (digits, `_`, `-`, `.`, most
-   combining marks) go with any script. A character the data does not know is refused.
+   combining marks) go with any script. A name in one script of limited use passes
+   (`ᏣᎳᎩ`); mixed with Latin it does not. A character the data does not know is refused.
 5. UTS #39 section 5.3: all decimal digits from one set (no `١` beside `2`).
 6. RFC 8265 (PRECIS) UsernameCasePreserved, as implemented by `precis_i18n`: the
    IdentifierClass (which refuses, for instance, titlecase letters such as U+1F88,
@@ -34,7 +52,8 @@ What a name must be (`check_name`), in the order checked:
    `i`; checked on the confusable prototype, so `ı` + U+0307 is caught too).
 
 Every refusal is a `RuleError("invalid_name", ...)` whose message names the offending
-character as `U+XXXX NAME` and never contains it raw.
+character as `U+XXXX NAME` and never contains it raw. The rules are for new names: an
+account registered under earlier rules keeps its name and logs in with it as before.
 
 Identity (`name_key`) is unchanged: NFKC, Unicode default case folding, NFKC again, so
 `Alice`, `ALICE` and `ａｌｉｃｅ` are one account and the keys the daemon has already stored
@@ -56,13 +75,17 @@ turns the capital `I` that looks like `l` into an `i` that does not. Trying ever
 every letter (2^n for n letters) would cost too much; these six forms are the casings
 people use.
 
-Data: Unicode 17.0.0 (confusables.txt and IdentifierType.txt of the UTS #39 security
-data; Scripts.txt, ScriptExtensions.txt, PropertyValueAliases.txt,
-DerivedCoreProperties.txt and PropList.txt of the Unicode Character Database), taken
-from the unicode-org/unicodetools repository and trimmed to `data/unicode_names.json` by
-`scripts/refresh_unicode_data.py`. Character categories, case mapping and normalisation
-come from the Python runtime's `unicodedata` (Unicode 14.0.0 on Python 3.11); characters
-the runtime does not know are unassigned to it and refused.
+Data: Unicode 17.0.0 (confusables.txt, IdentifierStatus.txt and IdentifierType.txt of the
+UTS #39 security data; Scripts.txt, ScriptExtensions.txt, PropertyValueAliases.txt,
+DerivedCoreProperties.txt, PropList.txt and DerivedGeneralCategory.txt of the Unicode
+Character Database), taken from the unicode-org/unicodetools repository and trimmed to
+`data/unicode_names.json` by `scripts/refresh_unicode_data.py`. Character categories,
+case mapping and normalisation come from the Python runtime's `unicodedata` (Unicode
+14.0.0 on Python 3.11); characters the runtime does not know are unassigned to it and
+refused. The characters rule 3 refuses are listed in the data file (`identifier_refused`),
+which takes "is a mark" from DerivedGeneralCategory.txt, of the same version as the
+identifier data, so that it need not list the Allowed characters as well; of the
+characters of uncommon use that the runtime knows, it takes the same ones for marks.
 """
 
 from __future__ import annotations
@@ -171,6 +194,9 @@ class _Data:
     script_names: dict[str, str]
     default_ignorable: _Ranges[bool]
     soft_dotted: _Ranges[bool]
+    identifier_refused: _Ranges[bool]
+    """Rule 3's characters: not Allowed, and a refused Identifier_Type or a mark of
+    uncommon use."""
     identifier_types: _Ranges[str]
 
 
@@ -206,6 +232,9 @@ def _data() -> _Data:
         script_names=dict(raw["script_names"]),
         default_ignorable=default_ignorable,
         soft_dotted=_Ranges((s, e, True) for s, e, _ in _hex_ranges(raw["soft_dotted"])),
+        identifier_refused=_Ranges(
+            (s, e, True) for s, e, _ in _hex_ranges(raw["identifier_refused"])
+        ),
         identifier_types=_Ranges(_hex_ranges(raw["identifier_types"])),
     )
 
@@ -391,14 +420,32 @@ def _check_characters(display: str, data: _Data) -> None:
             _refuse(f"{_ONLY}, not {_describe(char)}.")
         if char in INVISIBLE or ord(char) in data.default_ignorable:
             _refuse(f"A name cannot contain {_describe(char)}, which is invisible.")
-        kind = data.identifier_types.get(ord(char))
-        if kind == "Deprecated":
-            _refuse(f"A name cannot contain {_describe(char)}, which Unicode deprecates.")
-        if kind:
-            _refuse(f"A name cannot contain {_describe(char)}.")
+        if ord(char) in data.identifier_refused:
+            _refuse_restricted(char, data)
     first = unicodedata.category(display[0])
     if not (first[0] == "L" or first == "Nd"):
         _refuse(f"A name must start with a letter or a digit, not {_describe(display[0])}.")
+
+
+_CONJOINING_JAMO = ("HANGUL CHOSEONG ", "HANGUL JUNGSEONG ", "HANGUL JONGSEONG ")
+
+
+def _refuse_restricted(char: str, data: _Data) -> NoReturn:
+    """Refuse a character of `identifier_refused` (rule 3)."""
+    if data.identifier_types.get(ord(char)) == "Deprecated":
+        _refuse(f"A name cannot contain {_describe(char)}, which Unicode deprecates.")
+    if unicodedata.name(char, "").startswith(_CONJOINING_JAMO):
+        _refuse_jamo(char)
+    _refuse(
+        f"A name cannot contain {_describe(char)}, which Unicode does not recommend in identifiers."
+    )
+
+
+def _refuse_jamo(char: str) -> NoReturn:
+    _refuse(
+        f"A name cannot contain {_describe(char)}, a conjoining Hangul letter: "
+        "write Hangul as whole syllables."
+    )
 
 
 def _script_label(script: _Script, data: _Data) -> str:
@@ -450,10 +497,7 @@ def _precis(display: str) -> str:
         if 0 <= error.start < len(display):
             char = display[error.start]
             if reason == "old_hangul_jamo":
-                _refuse(
-                    f"A name cannot contain {_describe(char)}, a conjoining Hangul letter: "
-                    "write Hangul as whole syllables."
-                )
+                _refuse_jamo(char)
             _refuse(f"A name cannot contain {_describe(char)}.")
         _refuse("A name must keep its form when normalised again, and this one does not.")
 
