@@ -143,6 +143,88 @@ def test_accounts_that_already_collide_keep_working_and_are_listed() -> None:
         assert login(h, ALICE, name).connection.connected
 
 
+# Names registered beside the first of each pair: marks that show as nothing or hardly
+# (U+0358 COMBINING DOT ABOVE RIGHT, U+1DCA COMBINING LATIN SMALL LETTER R BELOW), and
+# vowel marks that Arabic, Hebrew and Syriac mostly leave out. The third field: whether a
+# name may hold such marks at all.
+MARKED = [
+    ("bob", "bob\u0358", False),
+    ("bob", "bo\u1dcab", False),
+    ("محمد", "مُحمد", True),
+    ("محمد", "مُحَمَّد", True),
+    ("שלום", "שָׁלוֹם", False),
+    ("ܡܪܝܡ", "ܡܰܪܝܰܡ", True),
+]
+
+
+@pytest.mark.parametrize(("plain", "marked", "allowed"), MARKED)
+def test_a_name_with_marks_is_refused_beside_the_name_without(
+    plain: str, marked: str, allowed: bool
+) -> None:
+    h = EngineHarness()
+    assert isinstance(register(h, ALICE, plain), wire.Registered)
+    reply = register(h, BOB, marked)
+    assert isinstance(reply, wire.ErrorFrame)
+    if allowed:  # tashkil or Syriac vowels may be written in a name, but do not make another
+        assert reply.code == "name_taken"
+        assert reply.message == (
+            f"The name {marked!r} could be mistaken for {plain!r}; choose another."
+        )
+    else:
+        assert reply.code == "invalid_name"
+        assert "which Unicode does not recommend in identifiers" in reply.message
+    assert not any(account.name == marked for account in h.engine.accounts.values())
+
+
+@pytest.mark.parametrize(("plain", "marked", "allowed"), MARKED)
+def test_a_name_without_marks_is_refused_beside_the_name_with_them(
+    plain: str, marked: str, allowed: bool
+) -> None:
+    if allowed:
+        h = EngineHarness()
+        assert isinstance(register(h, ALICE, marked), wire.Registered)
+    else:  # an account stored before such marks were refused
+        created = "2026-11-30T00:00:00.000Z"
+        old = Account(1, marked, name_key(marked), "fake$" + PASSWORD, created)
+        h = EngineHarness(snapshot=Snapshot(accounts=[old], next_account_id=2))
+    reply = register(h, BOB, plain)
+    assert isinstance(reply, wire.ErrorFrame) and reply.code == "name_taken"
+    assert reply.message == f"The name {plain!r} could be mistaken for {marked!r}; choose another."
+    assert login(h, ALICE, marked).connection.connected
+
+
+def test_accounts_stored_before_that_now_collide_keep_working_and_are_listed() -> None:
+    # The daemon computes the accounts' look-alike keys when it starts: accounts stored
+    # before these rules are compared by today's.
+    names = ["محمد", "مُحَمَّد", "bob", "bob\u0358", "alice"]
+    accounts = [
+        Account(n, name, name_key(name), "fake$" + PASSWORD, "2026-11-30T00:00:00.000Z")
+        for n, name in enumerate(names, start=1)
+    ]
+    h = EngineHarness(snapshot=Snapshot(accounts=accounts, next_account_id=len(names) + 1))
+    assert sorted(h.engine.lobby.name_collisions()) == [
+        ("bob", "bob\u0358"),
+        ("محمد", "مُحَمَّد"),
+    ]
+    for n, name in enumerate(names):
+        assert login(h, (f"127.0.3.{n}", 1), name).connection.connected
+
+
+def test_accents_and_letters_that_carry_them_are_names_of_their_own() -> None:
+    h = EngineHarness()
+    pairs = [
+        ("Jose", "José"),
+        ("Zoe", "Zoë"),
+        ("Lukasz", "Łukasz"),
+        ("احمد", "أحمد"),
+        ("ꦧꦝ", "ꦧꦸꦝꦶ"),  # Javanese vowel signs (Limited_Use), which a name may hold
+    ]
+    for n, (plain, accented) in enumerate(pairs):
+        address = (f"127.0.4.{n}", 1)
+        assert isinstance(register(h, address, plain), wire.Registered), plain
+        assert isinstance(register(h, address, accented), wire.Registered), accented
+
+
 def test_each_registration_failure_has_its_own_code() -> None:
     h = EngineHarness()
     cases = {

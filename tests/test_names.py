@@ -336,6 +336,19 @@ def test_skeleton_follows_confusables_txt() -> None:
         ("alice", "a\u034flice"),  # an old name stored before today's rules
         ("\u0130pek", "ipek"),  # İpek in lower case is i + U+0307, which shows as i
         ("ilker", "\u0130LKER"),
+        # Marks stored before names could not hold them, which show as nothing or hardly.
+        ("bob", "bob\u0358"),  # COMBINING DOT ABOVE RIGHT
+        ("bob", "bo\u1dcab"),  # COMBINING LATIN SMALL LETTER R BELOW
+        ("Bob", "BOB\u0358"),
+        ("ᏣᎳᎩ", "ᏣᎳᎩ\u0358"),  # on letters of limited use, which names may hold
+        # Optional vowel marks: Arabic tashkil, Hebrew niqqud, Syriac vowels.
+        ("محمد", "مُحمد"),  # one damma
+        ("محمد", "مُحَمَّد"),  # fully vowelled
+        ("عِلم", "عَلَم"),  # two vowellings of one written word
+        ("الله", "اللّٰه"),  # shadda and superscript alef
+        ("שלום", "שָׁלוֹם"),
+        ("שלום", "\u05e9\u0307\u05dc\u05d5\u05dd"),  # a dot above: a shin dot to the eye
+        ("ܡܪܝܡ", "ܡܰܪܝܰܡ"),  # Maryam, with two pthaha
     ],
 )
 def test_look_alikes_clash_whatever_their_case(existing: str, newcomer: str) -> None:
@@ -349,7 +362,31 @@ def test_look_alikes_clash_whatever_their_case(existing: str, newcomer: str) -> 
 
 @pytest.mark.parametrize(
     ("existing", "newcomer"),
-    [("alice", "alicia"), ("alice", "allce"), ("bob", "rob"), ("Анна", "Анка"), ("ann", "anna")],
+    [
+        ("alice", "alicia"),
+        ("alice", "allce"),
+        ("bob", "rob"),
+        ("Анна", "Анка"),
+        ("ann", "anna"),
+        # Accents are letters of their own in the languages that write them.
+        ("Jose", "José"),
+        ("Zoe", "Zoë"),
+        ("Nguyen", "Nguyễn"),
+        ("Lukasz", "Łukasz"),
+        ("Jurgen", "Jürgen"),
+        ("Елена", "Елёна"),
+        ("नमस्त", "नमस्ते"),
+        # Hamza and madda are part of their letter; another letter is another name.
+        ("احمد", "أحمد"),
+        ("امنة", "آمنة"),
+        # Nor is the dakuten of a kana, though Unicode does not recommend it alone.
+        ("さくら", "ざくら"),
+        ("محمد", "محمود"),
+        # Nor are the marks a new name may hold that Unicode does not recommend: vowel
+        # signs and tone marks of limited use.
+        ("ꦧꦝ", "ꦧꦸꦝꦶ"),  # Javanese Budi, with the vowel signs suku and wulu
+        ("ߒߞߏ", "ߒߞߏ߫"),  # N'Ko, with a tone mark
+    ],
 )
 def test_different_names_do_not_clash(existing: str, newcomer: str) -> None:
     index = ConfusableIndex()

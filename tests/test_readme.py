@@ -74,12 +74,13 @@ async def test_the_look_alike_names_in_the_limits_table_are_taken(
     daemon: tuple[str, int],
 ) -> None:
     # Each example of "a name that could be mistaken for another (...) is taken" is refused
-    # as taken (exit code 6) once the name it imitates (`alice`, `cox`) has an account.
+    # as taken (exit code 6) once the name it imitates (`alice`, `cox`, `محمد`) has an
+    # account.
     text = README.read_text(encoding="utf-8")
     match = re.search(r"could be mistaken for another \((.*?)\) is taken", text)
     assert match, "the README no longer gives look-alike names"
     host, port = daemon
-    for imitated in ("alice", "cox"):
+    for imitated in ("alice", "cox", "محمد"):
         await trio_chat.register(host, port, imitated, "correct horse")
     for example in re.findall(r"`([^`]+)`", match.group(1)):
         with pytest.raises(trio_chat.NameTaken):

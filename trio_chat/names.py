@@ -149,6 +149,26 @@ _ANY_SCRIPT = ("Zyyy", "Zinh")
 _WITH_LATIN = frozenset({"Jpan", "Hanb", "Kore"})
 """UTS #39 "Highly Restrictive": Latin may join Han+Hiragana+Katakana, Han+Bopomofo, Han+Hangul."""
 
+_OPTIONAL_VOWEL_MARKS = {
+    # Tashkil: fathatan, dammatan, kasratan, fatha, damma, kasra, shadda, sukun; and the
+    # superscript (dagger) alef. Not hamza or madda: they are part of the letter.
+    "Arab": ((0x064B, 0x0652), (0x0670, 0x0670)),
+    # Cantillation accents and niqqud: every nonspacing mark of the Hebrew block, and
+    # HEBREW POINT JUDEO-SPANISH VARIKA.
+    "Hebr": (
+        (0x0591, 0x05BD),
+        (0x05BF, 0x05BF),
+        (0x05C1, 0x05C2),
+        (0x05C4, 0x05C5),
+        (0x05C7, 0x05C7),
+        (0xFB1E, 0xFB1E),
+    ),
+    # Vowel points and the other points (qushshaya, rukkakha, ...).
+    "Syrc": ((0x0730, 0x074A),),
+}
+"""Marks of scripts mostly written without them: vowel signs and other points that
+readers supply themselves and that everyday text leaves out (see `confusable_keys`)."""
+
 T = TypeVar("T")
 
 
@@ -198,6 +218,9 @@ class _Data:
     """Rule 3's characters: not Allowed, and a refused Identifier_Type or a mark of
     uncommon use."""
     identifier_types: _Ranges[str]
+    optional_marks: dict[tuple[str, ...], frozenset[str]]
+    """For a letter's Script_Extensions, the confusable prototypes of the optional vowel
+    marks of its scripts (none for most)."""
 
 
 def _hex_ranges(rows: Sequence[Sequence[str]]) -> Iterator[tuple[int, int, str]]:
@@ -225,6 +248,19 @@ def _data() -> _Data:
                 [*codes, *(extra for code in codes for extra in _AUGMENTED.get(code, ()))]
             )
         scripts[value] = _Script(codes, augmented)
+    prototypes = {
+        code: frozenset(
+            table.get(point) or chr(point)
+            for start, end in ranges
+            for point in range(start, end + 1)
+        )
+        for code, ranges in _OPTIONAL_VOWEL_MARKS.items()
+    }
+    optional_marks = {
+        script.codes: frozenset().union(*(prototypes.get(code, ()) for code in script.codes))
+        for script in scripts.values()
+        if any(code in prototypes for code in script.codes)
+    }
     return _Data(
         version=raw["unicode_version"],
         skeleton_table=table,
@@ -236,6 +272,7 @@ def _data() -> _Data:
             (s, e, True) for s, e, _ in _hex_ranges(raw["identifier_refused"])
         ),
         identifier_types=_Ranges(_hex_ranges(raw["identifier_types"])),
+        optional_marks=optional_marks,
     )
 
 
@@ -306,14 +343,59 @@ def _without_hidden_dots(text: str, data: _Data) -> str:
     return "".join(kept)
 
 
+def _without_optional_marks(text: str, data: _Data) -> str | None:
+    """`text` (in NFC) without the marks a reader takes no notice of, or None if it has none.
+
+    On a letter of a script mostly written without its vowel signs (Arabic, Hebrew,
+    Syriac), every mark that looks like one of them (has the confusable prototype of one of
+    `_OPTIONAL_VOWEL_MARKS`); on a letter a new name may hold, every nonspacing mark that
+    rule 3 refuses (only names stored before that rule can have one: `bob` + U+0358, or
+    `ᏣᎳᎩ` + U+0358). A mark a new name may hold stays, though Unicode does not recommend
+    it: the vowel signs of Javanese `ꦧꦸꦝꦶ` (Limited_Use) make another name than `ꦧꦝ`.
+    Marks are taken as NFC leaves them: the dakuten of `が` or the madda of `آ` are part of
+    a letter a name may hold, though a name may not hold them alone.
+    """
+    kept: list[str] = []
+    dropped = False
+    base = ""
+    optional: frozenset[str] | None = None  # looked up at the base's first mark
+    for char in unicodedata.normalize("NFC", text):
+        category = unicodedata.category(char)
+        if category[0] == "M" and base:
+            if optional is None:
+                script = data.scripts.get(ord(base))
+                optional = (
+                    data.optional_marks.get(script.codes, frozenset()) if script else frozenset()
+                )
+            point = ord(char)
+            if (data.skeleton_table.get(point) or char) in optional or (
+                category == "Mn"
+                and point in data.identifier_refused
+                and ord(base) not in data.identifier_refused
+            ):
+                dropped = True
+                continue
+        elif category[0] != "M":
+            base, optional = char, None
+        kept.append(char)
+    return "".join(kept) if dropped else None
+
+
 def confusable_keys(name: str) -> frozenset[str]:
-    """The skeletons of a name's usual casings: two names clash when they share one.
+    """The skeletons of a name's usual casings, with and without its optional marks: two
+    names clash when they share one.
 
     Defined for any text, so that names stored before today's rules can be compared too.
     """
     data = _data()
     display = unicodedata.normalize("NFKC", name)
-    return frozenset(_without_hidden_dots(skeleton(form), data) for form in _forms(display))
+    keys: set[str] = set()
+    for form in _forms(display):
+        keys.add(_without_hidden_dots(skeleton(form), data))
+        bare = _without_optional_marks(form, data)
+        if bare is not None:
+            keys.add(_without_hidden_dots(skeleton(bare), data))
+    return frozenset(keys)
 
 
 class ConfusableIndex:
