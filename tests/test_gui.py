@@ -742,11 +742,11 @@ async def test_sign_in_problems_are_told_at_the_field_to_fix(
                 "to sign in with it.",
                 dialog.name,
             )
-            # Too like alice (a Latin alpha for the a): the sentence says whose name it is
+            # Too like alice (a capital I for the l): the sentence says whose name it is
             # like, and offers no sign-in to an account that does not exist.
-            fill(dialog, "ɑlice", PASSWORD, create=True)
+            fill(dialog, "aIice", PASSWORD, create=True)
             await told(
-                "The name 'ɑlice' could be mistaken for 'alice'; choose another.", dialog.name
+                "The name 'aIice' could be mistaken for 'alice'; choose another.", dialog.name
             )
             # No account can have a name that mixes scripts: creating one is not offered.
             fill(dialog, "\u0430lice", PASSWORD)
