@@ -7,6 +7,8 @@ import importlib.resources
 import inspect
 import tomllib
 import traceback
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import trio.testing
 
 import trio_chat
 from tests.cli_support import Relay
-from trio_chat.client import ClientConfig
+from trio_chat.client import ChatClient, ClientConfig
 from trio_chat.events import Left
 from trio_chat.server import serve
 
@@ -29,6 +31,17 @@ FAST = ClientConfig(timeout=2.0)
 async def register_all(host: str, port: int, *names: str) -> None:
     for name in names:
         await trio_chat.register(host, port, name, PASSWORD)
+
+
+@asynccontextmanager
+async def alice_and_bob(host: str, port: int) -> AsyncIterator[tuple[ChatClient, ChatClient]]:
+    """alice and bob registered, and in the room."""
+    await register_all(host, port, "alice", "bob")
+    async with (
+        trio_chat.connect(host, port, "alice", PASSWORD) as alice,
+        trio_chat.connect(host, port, "bob", PASSWORD) as bob,
+    ):
+        yield alice, bob
 
 
 class BotGaveUp(Exception):
@@ -122,13 +135,8 @@ def test_the_public_api_is_documented_and_typed_for_type_checkers() -> None:
 
 
 async def test_a_say_whose_wait_is_cancelled_is_still_sent(daemon: tuple[str, int]) -> None:
-    host, port = daemon
     with trio.fail_after(20):
-        await register_all(host, port, "alice", "bob")
-        async with (
-            trio_chat.connect(host, port, "alice", PASSWORD) as alice,
-            trio_chat.connect(host, port, "bob", PASSWORD) as bob,
-        ):
+        async with alice_and_bob(*daemon) as (alice, bob):
             with trio.CancelScope() as scope:
                 scope.cancel()
                 await alice.say("sent all the same")
@@ -399,13 +407,8 @@ async def test_events_read_waits_for_the_reader_to_be_done_with_what_came(
 ) -> None:
     """A bot that shows events in one task and answers in another: `events_read()` returns
     once what came before has been read and done with, not while it is still unread."""
-    host, port = daemon
     with trio.fail_after(20):
-        await register_all(host, port, "alice", "bob")
-        async with (
-            trio_chat.connect(host, port, "alice", PASSWORD) as alice,
-            trio_chat.connect(host, port, "bob", PASSWORD) as bob,
-        ):
+        async with alice_and_bob(*daemon) as (alice, bob):
             taken, go_on, read = trio.Event(), trio.Event(), trio.Event()
 
             async def show() -> None:
