@@ -745,13 +745,15 @@ def decode_client_frame_untrusted(raw: bytes | msgspec.Raw) -> ClientFrame:
 
 
 def answered_untrusted(raw: bytes | msgspec.Raw) -> int | None:
-    """The request a frame that did not decode names (`re`), if it is a JSON object that
-    names one: its request fails, rather than wait for an answer that came."""
+    """The request a frame of a known type that did not decode names (`re`), if it names
+    one: its request fails, rather than wait for an answer that came. A frame of a type
+    this program does not know names nothing (a newer daemon's, ignored)."""
     try:
-        re = _any_object.decode(raw).get("re")
+        frame = _any_object.decode(raw)
     except _MALFORMED:
         return None
-    return re if type(re) is int else None
+    re = frame.get("re")
+    return re if type(re) is int and frame.get("t") in SERVER_FRAME_TYPES else None
 
 
 def decode_server_frame_untrusted(raw: bytes | msgspec.Raw) -> ServerFrame:
