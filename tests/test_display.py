@@ -16,6 +16,7 @@ from trio_chat.display import (
     CONTINUED,
     PALETTE,
     colour_of,
+    continued,
     encodable,
     fold,
     joined_line,
@@ -301,8 +302,15 @@ def test_what_the_terminals_encoding_lacks_is_escaped_before_folding() -> None:
     plain = to_plain(latin)
     assert "\\u5f20\\u4f1f: café \\u2615" in plain
     plain.encode("latin-1")  # every character of it can be written
-    rows = fold(latin, 40)  # folded as the escapes are wide, not the characters
-    assert all(len(to_plain(row)) <= 39 for row in rows)
+    # Folded as the escapes are wide, not the characters, with a mark Latin-1 has (`┆`
+    # would be written `\u2506`, five columns more than counted): every row, as the
+    # terminal's stream writes it, fits.
+    rows = fold(line, 40, "ISO-8859-1")
+    assert len(rows) > 2 and all(row[0] == continued("latin-1") for row in rows[1:])
+    written = [to_plain(row).encode("latin-1", "backslashreplace") for row in rows]
+    assert all(len(text) <= 39 for text in written)
+    assert continued("latin-1")[1] == "  \u00a6 " and continued("ascii")[1] == "  | "
+    assert continued("utf-8") == continued(None) == CONTINUED
     assert encodable(line, "utf-8") == line and encodable(line, "UTF8") == line
     assert encodable(line, "no-such-encoding") == line
 

@@ -262,6 +262,14 @@ def names_line(names: list[str], me: str) -> Line:
 
 CONTINUED: Segment = (DIM, "  \u2506 ")
 """What starts every row of a line after its first, where the terminal would wrap it."""
+_MARKS = (CONTINUED, (DIM, "  \u00a6 "), (DIM, "  | "))
+"""`CONTINUED`, and what stands for it in a terminal whose encoding lacks `┆`: `¦` in
+Latin-1, `|` in ASCII."""
+
+
+def continued(encoding: str | None) -> Segment:
+    """The continuation mark a terminal of `encoding` can show (`CONTINUED` in UTF-8)."""
+    return next(mark for mark in _MARKS if encodable((mark,), encoding) == (mark,))
 
 
 def columns(cluster: str) -> int:
@@ -295,15 +303,19 @@ def encodable(line: Line, encoding: str | None) -> Line:
         return line
 
 
-def fold(line: Line, width: int) -> list[Line]:
+def fold(line: Line, width: int, encoding: str | None = None) -> list[Line]:
     """`line` in rows of fewer than `width` columns, each after the first starting with
     `CONTINUED`: however a message is padded, no row of it passes for a line of its own
     (from someone else, say). Rows end between words where a space falls in the row's
     second half (the one space a fold stands for is not shown), else where the row is
     full, and never inside a grapheme cluster (a flag, an emoji sequence, a letter and
-    its marks). Wide characters (CJK, most emoji) take two columns (`columns`)."""
+    its marks). Wide characters (CJK, most emoji) take two columns (`columns`). For a
+    terminal of another `encoding` than UTF-8, what it lacks is escaped first
+    (`encodable`), and the mark is one it can show."""
+    line = encodable(line, encoding)
+    mark = continued(encoding)
     room = width - 1  # a row that fills the last column makes some terminals wrap twice
-    indent = get_cwidth(CONTINUED[1])
+    indent = get_cwidth(mark[1])
     if room <= indent + 8:
         return [line]
     units = [
@@ -326,7 +338,7 @@ def fold(line: Line, width: int) -> list[Line]:
             column += width_of
             end += 1
         if end == len(units):
-            rows.append(_row(line, units[start:], continued=bool(rows)))
+            rows.append(_row(line, units[start:], mark if rows else None))
             return rows
         if units[end][1] == " ":
             cut, after = end, end + 1
@@ -334,15 +346,16 @@ def fold(line: Line, width: int) -> list[Line]:
             cut, after = space, space + 1
         else:
             cut, after = end, end
-        rows.append(_row(line, units[start:cut], continued=bool(rows)))
+        rows.append(_row(line, units[start:cut], mark if rows else None))
         if after == len(units):  # the line ended with the space this fold stands for
             return rows
         start, column = after, indent
 
 
-def _row(line: Line, units: list[tuple[int, str]], *, continued: bool) -> Line:
-    """A row of `units` (each with the index of its segment in `line`), in its styles."""
-    row: list[Segment] = [CONTINUED] if continued else []
+def _row(line: Line, units: list[tuple[int, str]], mark: Segment | None) -> Line:
+    """A row of `units` (each with the index of its segment in `line`), in its styles,
+    after `mark` if it continues the line."""
+    row: list[Segment] = [mark] if mark is not None else []
     for part, group in itertools.groupby(units, key=operator.itemgetter(0)):
         row.append((line[part][0], "".join(unit for _part, unit in group)))
     return tuple(row)

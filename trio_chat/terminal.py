@@ -29,7 +29,7 @@ from prompt_toolkit.utils import is_dumb_terminal
 
 from .client import ChatClient
 from .conversation import Outcome, Room
-from .display import DIM, ERROR, Line, counted, encodable, fold, safe, to_ansi, to_plain
+from .display import DIM, ERROR, Line, counted, fold, safe, to_ansi, to_plain
 from .stop_signals import stop_signals
 
 LEAVE_TOLD = 0.5
@@ -99,7 +99,7 @@ class Terminal:
 
     def show(self, line: Line) -> None:
         """Print a line above the prompt; from the Trio thread or the prompt's loop."""
-        rows = fold(encodable(line, sys.stdout.encoding), shutil.get_terminal_size().columns)
+        rows = fold(line, shutil.get_terminal_size().columns, sys.stdout.encoding)
         with self._lock:
             self._pending.extend(to_ansi(row, colour=self._colour) + "\n" for row in rows)
         if not self._reading:
@@ -239,7 +239,7 @@ class LineTerminal:
         self._stopping = False
 
     def show(self, line: Line) -> None:
-        for row in fold(encodable(line, sys.stdout.encoding), shutil.get_terminal_size().columns):
+        for row in fold(line, shutil.get_terminal_size().columns, sys.stdout.encoding):
             _write_plain(row)
 
     def raw_mode(self) -> contextlib.AbstractContextManager[None]:
