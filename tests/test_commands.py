@@ -66,6 +66,11 @@ from trio_chat.commands import (
         ("/msg alice\u3000こんにちは", Whisper("alice", "こんにちは")),  # an ideographic space
         ("/msg\u3000alice hi", Whisper("alice", "hi")),
         ("\ufeffhello", Say("hello")),
+        ("ｅｘｉｔ", Quit()),
+        # After a space or a full-width slash, a word that is no command: text as typed.
+        ("／(^o^)＼ナンテコッタイ", Say("／(^o^)＼ナンテコッタイ")),
+        ("    /usr/bin/python x.py", Say("    /usr/bin/python x.py")),
+        ("  /who", Who()),
     ],
 )
 def test_lines_mean_commands(line: str, command: Command) -> None:

@@ -93,6 +93,13 @@ for Chinese and Japanese) types them: `ｓ／name／message` and `／msg` are co
 _SLASH = re.compile("[/／]")
 
 
+_COMMANDS = frozenset(
+    {"/msg", "/m", "/w", "/who", "/history", "/older", "/help", "/?", "/h"} | _QUIT
+)
+"""Every command's word: a line that starts with another after a space, or with a
+full-width slash, is text, not an unknown command."""
+
+
 def _whisper(to: str, text: str, usage: str) -> Command:
     to = to.strip()
     if not to or not text.strip():
@@ -105,13 +112,14 @@ def parse(line: str) -> Command:
 
     A line meant as a command is read as one even when it starts with spaces or a
     byte-order mark (as a script saved by some editors does), or is typed in full-width
-    forms: said as it is, a private message would go to everyone."""
+    forms: said as it is, a private message would go to everyone. A line that starts so
+    with a word that is no command is said as typed."""
     line = line.rstrip("\r\n").removeprefix("\ufeff")
     stripped = line.strip()
     if not stripped:
         return Nothing()
-    if stripped.lower() == "exit":  # the student client's word: alone on its line
-        return Quit()
+    if unicodedata.normalize("NFKC", stripped).lower() == "exit":  # alone on its line
+        return Quit()  # the student client's word, typed in full-width forms too
     start = line.lstrip()
     head = start[:2].translate(_FULL_WIDTH)
     if head == "s/":
@@ -126,6 +134,10 @@ def parse(line: str) -> Command:
     typed, *more = stripped.split(maxsplit=1)  # any space: an ideographic one too
     word = unicodedata.normalize("NFKC", typed).lower()  # commands ignore case, as IRC's do
     rest = more[0] if more else ""
+    if word not in _COMMANDS and (line[0].isspace() or not start.startswith("/")):
+        # Not a command after all: a path indented in a pasted file, an emoticon that
+        # starts with a full-width slash (／(^o^)＼). Said as typed.
+        return Say(line)
     if word in _QUIT:
         return Quit()  # a parting word is not said: nobody would see it
     if word in ("/msg", "/m", "/w"):
