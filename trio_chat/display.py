@@ -41,6 +41,9 @@ def _unsafe_pattern(kept: frozenset[int]) -> re.Pattern[str]:
     could hide text or make two names look alike; all but the `kept` code points."""
     ranges = [(0x00, 0x1F), (0x7F, 0x9F), (0x2028, 0x2029), (0xD800, 0xDFFF)]
     ranges += [(0x061C, 0x061C), (0x200E, 0x200F), (0x202A, 0x202E), (0x2066, 0x2069)]
+    # Format characters that show nothing and are not default-ignorable: the interlinear
+    # annotation marks, the Egyptian hieroglyph format controls.
+    ranges += [(0xFFF9, 0xFFFB), (0x13430, 0x1343F)]
     for start, end in invisible_ranges():
         run = start
         for point in [*sorted(p for p in kept if start <= p <= end), end + 1]:
@@ -53,27 +56,86 @@ def _unsafe_pattern(kept: frozenset[int]) -> re.Pattern[str]:
 
 _UNSAFE_IN_NAMES = _unsafe_pattern(frozenset())
 
-_SELECTORS = "\u180b-\u180d\u180f\ufe00-\ufe0f\U000e0100-\U000e01ef"
-_JOINERS = "\u200c\u200d"
-_WRITING = (
-    # A subdivision's flag: 🏴, two to six tag letters or digits, the cancel tag (🏴󠁧󠁢󠁳󠁣󠁴󠁿).
-    "\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{2,6}\U000e007f"
-    # One variation selector after what it selects a form of: VS16 in ❤️ (after anything
-    # but a selector or a joiner), an ideographic variant after a Han character, a
-    # Mongolian free variation selector after a Mongolian letter.
-    f"|(?<=[^{_SELECTORS}{_JOINERS}])[\ufe00-\ufe0f]"
-    "|(?<=[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f])"
-    "[\U000e0100-\U000e01ef]"
-    "|(?<=[\u1820-\u18aa])[\u180b-\u180d\u180f]"
-    # One joiner after a character (ZWNJ in Persian, ZWJ in Devanagari and in 👩‍💻).
-    f"|(?<=[^{_JOINERS}])[{_JOINERS}]"
-    # A blank Braille cell beside Braille: its space.
-    "|(?<=[\u2801-\u28ff])\u2800|\u2800(?=[\u2801-\u28ff])"
+_FLAG = (
+    "(?P<flag>\U0001f3f4[\U000e0061-\U000e007a]{2}"
+    "[\U000e0030-\U000e0039\U000e0061-\U000e007a]{1,3}\U000e007f)"
 )
-"""Invisible characters kept in messages where they are part of how the text is written.
-Alone, or in runs, they are escaped as the others: a run of selectors or joiners can
-carry hidden text (each one a few bits), as can tag characters outside a flag."""
-_UNSAFE = re.compile(f"(?P<writing>{_WRITING})|{_UNSAFE_IN_NAMES.pattern}")
+"""A subdivision's flag: 🏴, its tag letters (a country's two, then one to three letters
+or digits of the subdivision's code), the cancel tag (🏴󠁧󠁢󠁳󠁣󠁴󠁿, Scotland)."""
+_UNSAFE = re.compile(f"{_FLAG}|{_UNSAFE_IN_NAMES.pattern}")
+
+_PICTOGRAPHS = (
+    (0x00A9, 0x00A9),
+    (0x00AE, 0x00AE),
+    (0x203C, 0x203C),
+    (0x2049, 0x2049),
+    (0x2122, 0x2122),
+    (0x2139, 0x2139),
+    (0x2194, 0x21AA),
+    (0x231A, 0x23FA),
+    (0x24C2, 0x24C2),
+    (0x25AA, 0x25FE),
+    (0x2600, 0x27BF),
+    (0x2934, 0x2935),
+    (0x2B05, 0x2B55),
+    (0x3030, 0x3030),
+    (0x303D, 0x303D),
+    (0x3297, 0x3299),
+    (0x1F000, 0x1FAFF),
+)
+"""Where the characters that emoji sequences are built of lie (Unicode's
+Extended_Pictographic, in round ranges): a variation selector or a joiner after one is
+part of an emoji."""
+
+
+def _pictograph(char: str) -> bool:
+    code = ord(char)
+    return any(low <= code <= high for low, high in _PICTOGRAPHS)
+
+
+def _han(char: str) -> bool:
+    code = ord(char)
+    return 0x3400 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0x20000 <= code <= 0x3134F
+
+
+def _writes(text: str, at: int) -> bool:
+    """Whether the invisible character at `at` is part of how `text` is written there,
+    once, where it does its work: VS16 in ❤️ and in a keycap (1️⃣), a variant of a
+    mathematical symbol, a Han or a Myanmar character, a Mongolian form, ZWJ in an emoji
+    sequence (👩‍💻) or after a virama (Devanagari, Malayalam), ZWNJ between two letters of
+    the scripts that use it (Persian, the Indic ones), a blank Braille cell beside
+    Braille. Anywhere else, and in runs, such characters can carry hidden text (a few
+    bits each: "PIN 4711" hides in a line of selectors after the letters of "hello"),
+    and they are escaped as the others."""
+    if at == 0:
+        return False
+    char, before = text[at], text[at - 1]
+    after = text[at + 1] if at + 1 < len(text) else ""
+    code = ord(char)
+    if code in (0xFE0E, 0xFE0F):
+        return _pictograph(before) or (before in "0123456789#*" and after == "\u20e3")
+    if 0xFE00 <= code <= 0xFE0D:
+        return (
+            unicodedata.category(before) == "Sm" or _han(before) or "\u1000" <= before <= "\u109f"
+        )
+    if 0xE0100 <= code <= 0xE01EF:
+        return _han(before)
+    if 0x180B <= code <= 0x180F:
+        return "\u1820" <= before <= "\u18aa"
+    if code == 0x200D:
+        follows = _pictograph(before) or before == "\ufe0f" or unicodedata.combining(before) == 9
+        return follows and after != "" and not _UNSAFE_IN_NAMES.match(after)
+    if code == 0x200C:
+        return _joined(before) and _joined(after)
+    if code == 0x2800:
+        return "\u2801" <= before <= "\u28ff" or "\u2801" <= after <= "\u28ff"
+    return False
+
+
+def _joined(char: str) -> bool:
+    """A letter or mark of a script that ZWNJ works in (not Latin, Greek or Cyrillic)."""
+    return char >= "\u0590" and unicodedata.category(char)[0] in "LM"
+
 
 # Foreground colours that read on dark and light backgrounds alike.
 PALETTE = ("31", "32", "33", "34", "35", "36", "91", "92", "93", "94", "95", "96")
@@ -85,8 +147,6 @@ HEADING = "1"
 
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
-    if match.lastgroup == "writing":
-        return char
     short = _SHORT.get(char)
     if short is not None:
         return short
@@ -97,8 +157,18 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def safe(text: str) -> str:
-    """`text` with every control character, escape sequence and bidi control made visible."""
-    return _UNSAFE.sub(_escape, text)
+    """`text` with every control character, escape sequence and bidi control made visible,
+    and every invisible character but where it is part of how the text is written
+    (`_writes`, a subdivision's flag)."""
+    if not _UNSAFE_IN_NAMES.search(text):
+        return text  # nearly every message: one scan, and nothing to build
+    return _UNSAFE.sub(_escape_in_text, text)
+
+
+def _escape_in_text(match: re.Match[str]) -> str:
+    if match.lastgroup == "flag" or _writes(match.string, match.start()):
+        return match.group()
+    return _escape(match)
 
 
 def safe_name(name: str) -> str:
