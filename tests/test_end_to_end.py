@@ -72,7 +72,7 @@ async def test_register_login_chat_whisper_who_and_leave(daemon: tuple[str, int]
                 await alice.say("x" * 501)
             # 251 characters, 251 bytes of UTF-8: a quote counts 2 (JSON escapes it), and
             # the sentence says so, not only "500 bytes of UTF-8".
-            with pytest.raises(trio_chat.TextTooLong, match="a quote or backslash counting 2"):
+            with pytest.raises(trio_chat.TextTooLong, match="a quote, backslash or tab counting 2"):
                 await alice.say('"' * 251)
 
             await bob.logout()

@@ -199,8 +199,8 @@ async def test_refused_lines_are_reported_by_number_and_set_the_exit_code(
     assert re.fullmatch(rf"{TIME} alice: still sent", done.stdout.decode().strip())
     assert done.stderr.decode().splitlines() == [
         "line 1: Not sent to nobody ('hi'): There is no account named 'nobody'.",
-        "line 2: Not sent: A message can hold at most 500 bytes of UTF-8 text, a quote or "
-        "backslash counting 2 (this one has 600).",
+        "line 2: Not sent: A message can hold at most 500 bytes of UTF-8 text, a quote, "
+        "backslash or tab counting 2 (this one has 600).",
         "line 3: Unknown command /frobnicate; /help lists the commands, //text says /text.",
         "Some lines were not sent (see above).",
     ]

@@ -298,8 +298,9 @@ class ChatClient:
 
         For a program that shows the room's events in one task and a request's answer in
         another: the answer, shown after this, comes after the events that came before it
-        (a line refused as muted after the notice that the account is muted). With nobody
-        reading `events()`, it waits for good.
+        (a line refused as muted after the notice that the account is muted). It waits for
+        good with nobody reading `events()`, and, with several tasks reading it, for each
+        of them to ask for another event: it is meant for one reader.
         """
         await self._events.read_through(self._events.arrived)
 

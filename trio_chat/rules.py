@@ -121,7 +121,7 @@ def check_text(text: str) -> str:
     if text_size(text) > TEXT_MAX_BYTES:
         raise RuleError(
             "text_too_long",
-            f"A message can hold at most {TEXT_MAX_BYTES} bytes of UTF-8 text, a quote or "
-            f"backslash counting 2 (this one has {text_size(text)}).",
+            f"A message can hold at most {TEXT_MAX_BYTES} bytes of UTF-8 text, a quote, "
+            f"backslash or tab counting 2 (this one has {text_size(text)}).",
         )
     return text

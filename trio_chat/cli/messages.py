@@ -103,7 +103,7 @@ def remove_command(
 
 
 def _look_up(database: Path, message_id: int) -> Message | bool:
-    """`store.room_message`, its problems told in one sentence (exit 11)."""
+    """`store_files.room_message`, its problems told in one sentence (exit 11)."""
     check_database(database)
     try:
         return room_message(database, message_id)
