@@ -998,7 +998,9 @@ async def test_a_private_message_to_a_name_too_long_for_any_account_says_so(
             window = await signed_in(app, "alice")
             name = "x" * 70
             say(window, f"s/{name}/are you there?")
-            refusal = f"not sent: alice: are you there? (There is no account named '{name}')"
+            refusal = (
+                f"not sent: alice to {name}: are you there? (There is no account named '{name}')"
+            )
             await until(lambda: texts(window)[-1].endswith(refusal), "the refusal")
             # No tab is left behind for someone who does not exist.
             assert window.tab_text(name) is None and window.conversation(name) is None
@@ -1016,7 +1018,7 @@ async def test_a_private_message_to_nobody_leaves_no_tab_behind(
         async with gui(daemon, tmp_path / "gui.json") as app:
             window = await signed_in(app, "alice")
             say(window, "s/zed/are you there?")
-            refusal = "not sent: alice: are you there? (There is no account named 'zed')"
+            refusal = "not sent: alice to zed: are you there? (There is no account named 'zed')"
             await until(lambda: texts(window)[-1].endswith(refusal), "the refusal")
             assert window.tab_text("zed") is None and window.conversation("zed") is None
             assert window.current_key == ""

@@ -131,6 +131,12 @@ def test_pending_refused_joined_left_and_names_rows() -> None:
     assert pending_row("soon", "alice").kind is Kind.PENDING
     refused = refused_row("x" * 3, "alice", "There is no account named 'zed'.", NOW)
     assert refused.plain.endswith("not sent: alice: xxx (There is no account named 'zed')")
+    # A private line names its addressee, hidden characters shown: told in the room once
+    # the tab of a name no account has is gone, it would read as said there.
+    private = refused_row("hi", "alice", "There is no account named 'zed'.", NOW, "z\u200ded")
+    assert private.plain.endswith(
+        "not sent: alice to z\\u200ded: hi (There is no account named 'zed')"
+    )
     assert joined_row(Joined("bob", NOW), "alice").plain.endswith("* bob joined the room")
     left = left_row(Left("bob", NOW, "timeout"), "alice")
     assert left.plain.endswith("* bob left the room (no longer answering)")
@@ -597,7 +603,7 @@ def test_every_line_to_a_name_no_account_has_is_told_in_the_room(qtbot: QtBot) -
     room = window.model("")
     assert room is not None
     refused = [row.plain.split("  ", 1)[1] for row in room.rows if "not sent" in row.plain]
-    assert refused == [f"not sent: alice: {line} ({reason})" for line in ("first", "second")]
+    assert refused == [f"not sent: alice to zed: {line} ({reason})" for line in ("first", "second")]
 
 
 def test_a_wrapped_line_never_starts_at_the_edge_where_rows_start(qtbot: QtBot) -> None:

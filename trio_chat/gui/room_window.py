@@ -515,8 +515,9 @@ class RoomWindow(QMainWindow):
         no conversation behind with someone who does not exist.
         """
         self._pending.discard(pending)
-        row = rows.refused_row(text, self.me, reason, _now())
         conversation = self._conversations[pending.key]
+        to = None if pending.key == ROOM else conversation.name
+        row = rows.refused_row(text, self.me, reason, _now(), to)
         conversation.model.settle(pending.token, row)
         if no_such_person:
             self._forget(conversation)
@@ -552,7 +553,8 @@ class RoomWindow(QMainWindow):
         account can have: see `settle_refused`)."""
         key = ROOM if not person else name_key(person)
         conversation = self._conversation(key, person or ROOM_LABEL, confirmed=False)
-        conversation.model.add_note(rows.refused_row(text, self.me, reason, _now()))
+        to = person or None
+        conversation.model.add_note(rows.refused_row(text, self.me, reason, _now(), to))
         if no_such_person:
             self._forget(conversation)
 

@@ -119,10 +119,13 @@ def pending_row(text: str, me: str) -> Row:
     return Row((*head, Span(safe(text))), kind=Kind.PENDING, mine=True, indent=_width(head))
 
 
-def refused_row(text: str, me: str, reason: str, when: datetime) -> Row:
-    """A line the daemon refused (or that could not be sent): what it was, and why not."""
+def refused_row(text: str, me: str, reason: str, when: datetime, to: str | None = None) -> Row:
+    """A line the daemon refused (or that could not be sent): what it was, to whom if it
+    was private (`not sent: alice to bob: hi`: told in the room once the tab of a name
+    no account has is gone), and why not."""
     head = (Span(clock(when) + _GAP, Style.TIME), Span("not sent: ", Style.ERROR))
-    spans = (*head, name_span(me, me), Span(": "), Span(safe(text)))
+    whom = (Span(" to "), name_span(to, me)) if to is not None else ()
+    spans = (*head, name_span(me, me), *whom, Span(": "), Span(safe(text)))
     return Row(
         (*spans, Span(f" ({safe(reason).rstrip('.')})", Style.ERROR)),
         mine=True,
