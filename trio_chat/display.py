@@ -57,11 +57,13 @@ def _unsafe_pattern(kept: frozenset[int]) -> re.Pattern[str]:
 _UNSAFE_IN_NAMES = _unsafe_pattern(frozenset())
 
 _FLAG = (
-    "(?P<flag>\U0001f3f4[\U000e0061-\U000e007a]{2}"
-    "[\U000e0030-\U000e0039\U000e0061-\U000e007a]{1,3}\U000e007f)"
+    "(?P<flag>\U0001f3f4(?:\U000e0067\U000e0062"
+    "(?:\U000e0065\U000e006e\U000e0067|\U000e0073\U000e0063\U000e0074"
+    "|\U000e0077\U000e006c\U000e0073))\U000e007f)"
 )
-"""A subdivision's flag: 🏴, its tag letters (a country's two, then one to three letters
-or digits of the subdivision's code), the cancel tag (🏴󠁧󠁢󠁳󠁣󠁴󠁿, Scotland)."""
+"""A subdivision's flag that fonts draw: England's, Scotland's or Wales's (🏴, the tag
+letters `gbeng`, `gbsct` or `gbwls`, the cancel tag). Any other code is drawn as a plain
+black flag, its tags hidden: escaped, as text would be hidden in them."""
 _UNSAFE = re.compile(f"{_FLAG}|{_UNSAFE_IN_NAMES.pattern}")
 
 _PICTOGRAPHS = (
@@ -102,39 +104,55 @@ def _writes(text: str, at: int) -> bool:
     """Whether the invisible character at `at` is part of how `text` is written there,
     once, where it does its work: VS16 in ❤️ and in a keycap (1️⃣), a variant of a
     mathematical symbol, a Han or a Myanmar character, a Mongolian form, ZWJ in an emoji
-    sequence (👩‍💻) or after a virama (Devanagari, Malayalam), ZWNJ between two letters of
-    the scripts that use it (Persian, the Indic ones), a blank Braille cell beside
-    Braille. Anywhere else, and in runs, such characters can carry hidden text (a few
-    bits each: "PIN 4711" hides in a line of selectors after the letters of "hello"),
-    and they are escaped as the others."""
+    sequence (👩‍💻), beside a virama (Devanagari, Malayalam, Bengali) or after a letter of
+    a script it shapes (Persian), ZWNJ between two letters of the scripts that use it
+    (Persian, the Indic ones), a blank Braille cell beside Braille. Anywhere else, and in
+    runs, such characters can carry hidden text (a few bits each: "PIN 4711" hides in a
+    line of selectors after the letters of "hello"), and they are escaped as the others.
+    Where they are kept, some can still carry a few bits (docs/reliability.md)."""
     if at == 0:
         return False
     char, before = text[at], text[at - 1]
-    after = text[at + 1] if at + 1 < len(text) else ""
+    after = text[at + 1] if at + 1 < len(text) else "\x00"  # the end: as nothing visible
     code = ord(char)
     if code in (0xFE0E, 0xFE0F):
         return _pictograph(before) or (before in "0123456789#*" and after == "\u20e3")
     if 0xFE00 <= code <= 0xFE0D:
-        return (
-            unicodedata.category(before) == "Sm" or _han(before) or "\u1000" <= before <= "\u109f"
-        )
+        mathematical = unicodedata.category(before) == "Sm" and not before.isascii()
+        return mathematical or _han(before) or "\u1000" <= before <= "\u109f"
     if 0xE0100 <= code <= 0xE01EF:
         return _han(before)
     if 0x180B <= code <= 0x180F:
         return "\u1820" <= before <= "\u18aa"
     if code == 0x200D:
-        follows = _pictograph(before) or before == "\ufe0f" or unicodedata.combining(before) == 9
-        return follows and after != "" and not _UNSAFE_IN_NAMES.match(after)
+        if unicodedata.combining(before) == 9:
+            return True  # after a virama: a half form, or a chillu at a word's end (ന്‍)
+        if unicodedata.combining(after) == 9 and unicodedata.category(before)[0] == "L":
+            return True  # before one: Bengali ra-yaphala (র‍্য)
+        follows = _pictograph(before) or before == "\ufe0f" or _joins(before)
+        return follows and not _UNSAFE_IN_NAMES.match(after)
     if code == 0x200C:
-        return _joined(before) and _joined(after)
+        return _joins(before) and _joins(after)
     if code == 0x2800:
         return "\u2801" <= before <= "\u28ff" or "\u2801" <= after <= "\u28ff"
     return False
 
 
-def _joined(char: str) -> bool:
-    """A letter or mark of a script that ZWNJ works in (not Latin, Greek or Cyrillic)."""
-    return char >= "\u0590" and unicodedata.category(char)[0] in "LM"
+_JOINING = (
+    (0x0600, 0x08FF),  # Arabic (Persian, Urdu, Kurdish), Syriac, Thaana, N'Ko, Samaritan
+    (0x0900, 0x0DFF),  # the Indic scripts
+    (0x1800, 0x18AF),  # Mongolian
+    (0xFB50, 0xFDFF),  # Arabic presentation forms
+    (0xFE70, 0xFEFF),
+)
+"""Where the scripts whose letters ZWNJ and ZWJ shape lie."""
+
+
+def _joins(char: str) -> bool:
+    """A letter or mark of a script that ZWNJ and ZWJ shape (Persian, the Indic ones)."""
+    code = ord(char)
+    shaped = any(low <= code <= high for low, high in _JOINING)
+    return shaped and unicodedata.category(char)[0] in "LM"
 
 
 # Foreground colours that read on dark and light backgrounds alike.
