@@ -71,6 +71,8 @@ from trio_chat.commands import (
         ("／(^o^)＼ナンテコッタイ", Say("／(^o^)＼ナンテコッタイ")),
         ("    /usr/bin/python x.py", Say("    /usr/bin/python x.py")),
         ("  /who", Who()),
+        ("    // TODO: fix", Say("    // TODO: fix")),  # indented: a pasted line, as it is
+        ("ⓔⓧⓘⓣ", Say("ⓔⓧⓘⓣ")),  # fancy letters are text
     ],
 )
 def test_lines_mean_commands(line: str, command: Command) -> None:
@@ -94,6 +96,12 @@ def test_lines_mean_commands(line: str, command: Command) -> None:
         ("/history " + "1" * 5000, "/history N"),  # more digits than Python reads
         ("/older " + "9" * 4400, "/older N"),
         ("/frobnicate", "/help"),
+        # Tries at a command after spaces or a full-width slash: refused, not said (a
+        # secret in them would go to everyone).
+        ("／ msg bob my password is hunter2", "/help"),
+        ("  / msg bob second secret", "/help"),
+        (" /query bob third secret", "/help"),
+        ("／msgbob x", "/help"),
     ],
 )
 def test_malformed_commands_say_how_to_write_them(line: str, hint: str) -> None:

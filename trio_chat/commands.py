@@ -100,6 +100,22 @@ _COMMANDS = frozenset(
 full-width slash, is text, not an unknown command."""
 
 
+_ASCII_OF_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+"""Full-width forms (ＥＸＩＴ) as the ASCII they stand for; not every NFKC form (ⓔⓧⓘⓣ)."""
+
+
+def _attempt(word: str, rest: str) -> bool:
+    """Whether `word` (NFKC, lower case), after spaces or a full-width slash, is a try at
+    a command, refused as unknown rather than said: a word of letters (`/query bob`), or
+    a slash alone before a command's word (`／ msg bob`). A path (`/usr/bin/python`) or
+    an emoticon (`／(^o^)＼`) is text."""
+    name = word[1:]
+    if name:
+        return name[0].isascii() and name[0].isalpha() and "/" not in name
+    following = unicodedata.normalize("NFKC", rest.split()[0]).lower() if rest else ""
+    return "/" + following in _COMMANDS
+
+
 def _whisper(to: str, text: str, usage: str) -> Command:
     to = to.strip()
     if not to or not text.strip():
@@ -118,7 +134,7 @@ def parse(line: str) -> Command:
     stripped = line.strip()
     if not stripped:
         return Nothing()
-    if unicodedata.normalize("NFKC", stripped).lower() == "exit":  # alone on its line
+    if stripped.translate(_ASCII_OF_FULL_WIDTH).lower() == "exit":  # alone on its line
         return Quit()  # the student client's word, typed in full-width forms too
     start = line.lstrip()
     head = start[:2].translate(_FULL_WIDTH)
@@ -128,13 +144,14 @@ def parse(line: str) -> Command:
             return Invalid("Write a private message as s/name/message.")
         return _whisper(to, after[0], "s/name/message")
     if head == "//":
-        return Say(start[1:])
+        return Say(start[1:] if start is line else line)  # indented: a pasted line, as it is
     if not head.startswith("/"):
         return Say(line)
     typed, *more = stripped.split(maxsplit=1)  # any space: an ideographic one too
     word = unicodedata.normalize("NFKC", typed).lower()  # commands ignore case, as IRC's do
     rest = more[0] if more else ""
-    if word not in _COMMANDS and (line[0].isspace() or not start.startswith("/")):
+    loose = line[0].isspace() or not start.startswith("/")  # after spaces, or ／
+    if loose and word not in _COMMANDS and not _attempt(word, rest):
         # Not a command after all: a path indented in a pasted file, an emoticon that
         # starts with a full-width slash (／(^o^)＼). Said as typed.
         return Say(line)
