@@ -343,6 +343,7 @@ def test_what_the_terminals_encoding_lacks_is_escaped_before_folding() -> None:
     assert all(len(text) <= 39 for text in written)
     assert continued("latin-1")[1] == "  \u00a6 " and continued("ascii")[1] == "  | "
     assert continued("utf-8") == continued(None) == CONTINUED
+    assert continued("gbk")[1] == continued("euc-jp")[1] == "  | "  # drawn wide there
     assert encodable(line, "utf-8") == line and encodable(line, "UTF8") == line
     assert encodable(line, "no-such-encoding") == line
 

@@ -92,6 +92,7 @@ WELCOME_WITH_MARKS_OR_EXCLUDED = [
     "יאַנקעוו",  # Yiddish Yankev
     "אַבֿרהם",  # Yiddish Avrom, with the rafe of בֿ
     "שׂרה",  # Sore, with the sin dot
+    "ייִדל",  # Yidl, with the hiriq of יִ
     "ܡܰܪܝܰܡ",  # Syriac Maryam, with its vowels
     "ᠮᠣᠩᠭᠣᠯ",  # Mongolian
     "ᜊᜌ᜔ᜊᜌᜒᜈ᜔",  # Baybayin (Tagalog), with a vowel sign and the virama

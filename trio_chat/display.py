@@ -8,6 +8,8 @@ Text that came from other people (names, messages, notices) always passes throug
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import functools
 import itertools
 import math
@@ -355,8 +357,21 @@ _MARKS = (CONTINUED, (DIM, "  \u00a6 "), (DIM, "  | "))
 Latin-1, `|` in ASCII."""
 
 
+_EAST_ASIAN = frozenset(
+    {"big5", "big5hkscs", "cp932", "cp949", "cp950", "euc_jis_2004", "euc_jisx0213", "euc_jp"}
+    | {"euc_kr", "gb18030", "gb2312", "gbk", "hz", "iso2022_jp", "iso2022_kr", "johab"}
+    | {"shift_jis", "shift_jis_2004", "shift_jisx0213"}
+)
+"""Encodings of East Asian terminals, which draw `┆` and `¦` two columns wide."""
+
+
 def continued(encoding: str | None) -> Segment:
-    """The continuation mark a terminal of `encoding` can show (`CONTINUED` in UTF-8)."""
+    """The continuation mark a terminal of `encoding` can show (`CONTINUED` in UTF-8), one
+    column wide as counted (`|` in an East Asian encoding, which draws the others wide)."""
+    if encoding:
+        with contextlib.suppress(LookupError):
+            if codecs.lookup(encoding).name.replace("-", "_") in _EAST_ASIAN:
+                return _MARKS[-1]
     return next(mark for mark in _MARKS if encodable((mark,), encoding) == (mark,))
 
 

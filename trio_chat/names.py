@@ -30,7 +30,7 @@ What a name must be (`check_name`), in the order checked:
    letters of real names (`山﨑`, `𠮷田`, `濵田`, Romanian `Ţ` with a cedilla). A mark of
    uncommon use does not, for a font may draw it where nobody looks: `bob` + U+0358
    COMBINING DOT ABOVE RIGHT (Uncommon_Use) shows as `bob`. Refused with it are the Hebrew
-   vowel points and accents but the five that Yiddish spelling writes in every word
+   vowel points and accents but the six that Yiddish spelling writes in every word
    (`YIDDISH_POINTS`: אַ, אָ, פּ, פֿ, שׂ) and the Quranic annotation signs of Arabic (Uncommon_Use),
    U+1DCA COMBINING LATIN SMALL LETTER R BELOW (Technical); and, marks or not, polytonic
    Greek and conjoining Hangul jamo (Obsolete) and Latin alpha `ɑ` (Technical). José,
@@ -510,10 +510,11 @@ def _check_characters(display: str, data: _Data) -> None:
         _refuse(f"A name must start with a letter or a digit, not {_describe(display[0])}.")
 
 
-YIDDISH_POINTS = frozenset("\u05b7\u05b8\u05bc\u05bf\u05c2")
-"""HEBREW POINT PATAH, QAMATS, DAGESH, RAFE and SIN DOT: of uncommon use in Hebrew, which
-leaves its vowels out, and part of every word in Yiddish spelling (אַ, אָ, פּ, פֿ, ײַ, שׂ).
-Rule 3 takes them; a name holding them still clashes with the same name without them."""
+YIDDISH_POINTS = frozenset("\u05b4\u05b7\u05b8\u05bc\u05bf\u05c2")
+"""HEBREW POINT HIRIQ, PATAH, QAMATS, DAGESH, RAFE and SIN DOT: of uncommon use in Hebrew,
+which leaves its vowels out, and part of every word in Yiddish spelling (אַ, אָ, פּ, פֿ, ײַ,
+יִ, שׂ). Rule 3 takes them; a name holding them still clashes with the same name without
+them."""
 
 _CONJOINING_JAMO = ("HANGUL CHOSEONG ", "HANGUL JUNGSEONG ", "HANGUL JONGSEONG ")
 
