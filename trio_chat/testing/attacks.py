@@ -26,11 +26,12 @@ import random
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
 from trio_chat import ChatClient, Event, PublicMessage, wire
+from trio_chat.client_shell import SansIO
 from trio_chat.engine import ServerConfig, ServerEngine
 from trio_chat.noise import generate_keypair
 from trio_chat.secure import initiate
@@ -244,15 +245,7 @@ class Tap:
 # --- a client core over any socket ---------------------------------------------------------------
 
 
-class SansIOClient(Protocol):
-    def receive_datagram(self, data: bytes, now: float) -> None: ...
-    def connection_refused(self, now: float) -> None: ...
-    def datagrams_to_send(self, now: float) -> list[bytes]: ...
-    def next_timer(self) -> float | None: ...
-    def handle_timer(self, now: float) -> None: ...
-
-
-async def drive(sock: trio.socket.SocketType, core: SansIOClient, done: Callable[[], bool]) -> None:
+async def drive(sock: trio.socket.SocketType, core: SansIO, done: Callable[[], bool]) -> None:
     """Exchange datagrams between `core` and the daemon `sock` is connected to until
     `done()` holds (what is due then is still sent).
 
