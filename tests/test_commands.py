@@ -73,6 +73,15 @@ from trio_chat.commands import (
         ("  /who", Who()),
         ("    // TODO: fix", Say("    // TODO: fix")),  # indented: a pasted line, as it is
         ("ⓔⓧⓘⓣ", Say("ⓔⓧⓘⓣ")),  # fancy letters are text
+        # Invisible characters pasted before a command: still the command.
+        ("\u200b/msg bob hunter2", Whisper("bob", "hunter2")),
+        ("/history 5  ", ShowHistory(5)),  # spaces after it, as before
+        ("  \ufeff/msg bob x", Whisper("bob", "x")),
+        # A word after a full-width slash or spaces that is not all ASCII letters: text.
+        ("／ＯＫです", Say("／ＯＫです")),
+        ("／OK、了解", Say("／OK、了解")),
+        ("  /o\\", Say("  /o\\")),
+        ("／NEW＼", Say("／NEW＼")),
     ],
 )
 def test_lines_mean_commands(line: str, command: Command) -> None:

@@ -96,6 +96,11 @@ NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
         ("ഞാന്\u200d", "ഞാന്\u200d"),  # a chillu at the end: ZWJ after a virama
         ("র\u200d্যাব", "র\u200d্যাব"),  # Bengali ra-yaphala: ZWJ before a virama
         ("ه\u200d.ش", "ه\u200d.ش"),  # a Persian abbreviation's ZWJ
+        ("अर्थात्\u200c वह", "अर्थात्\u200c वह"),  # ZWNJ after a virama, at a word's end
+        # Where a joiner changes nothing drawn, it could carry a bit: between two letters
+        # that join anyway, or two Indic letters with no virama.
+        ("नम\u200dस्ते ب\u200dب", "नम\\u200dस्ते ب\\u200dب"),
+        ("नम\u200cस्ते", "नम\\u200cस्ते"),
         ("👩\u200d", "👩\\u200d"),  # a ZWJ joins to nothing at the end
         ("👩\u200d\u200b", "👩\\u200d\\u200b"),  # nor to something invisible
         ("note\ufff9hidden\ufffb 𓀀\U00013430𓀀", "note\\ufff9hidden\\ufffb 𓀀\\U00013430𓀀"),

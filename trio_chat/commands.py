@@ -100,6 +100,10 @@ _COMMANDS = frozenset(
 full-width slash, is text, not an unknown command."""
 
 
+_BEFORE_COMMAND = re.compile("^[\\s\u200b-\u200d\u2060\ufeff]+")
+"""Spaces, and the invisible characters pasted text brings (a zero-width space, a word
+joiner, a byte-order mark), before what may be a command."""
+
 _ASCII_OF_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
 """Full-width forms (ＥＸＩＴ) as the ASCII they stand for; not every NFKC form (ⓔⓧⓘⓣ)."""
 
@@ -111,7 +115,7 @@ def _attempt(word: str, rest: str) -> bool:
     an emoticon (`／(^o^)＼`) is text."""
     name = word[1:]
     if name:
-        return name[0].isascii() and name[0].isalpha() and "/" not in name
+        return name.isascii() and name.isalpha()
     following = unicodedata.normalize("NFKC", rest.split()[0]).lower() if rest else ""
     return "/" + following in _COMMANDS
 
@@ -136,7 +140,7 @@ def parse(line: str) -> Command:
         return Nothing()
     if stripped.translate(_ASCII_OF_FULL_WIDTH).lower() == "exit":  # alone on its line
         return Quit()  # the student client's word, typed in full-width forms too
-    start = line.lstrip()
+    start = _BEFORE_COMMAND.sub("", line)
     head = start[:2].translate(_FULL_WIDTH)
     if head == "s/":
         to, *after = _SLASH.split(start[2:], maxsplit=1)
@@ -144,13 +148,13 @@ def parse(line: str) -> Command:
             return Invalid("Write a private message as s/name/message.")
         return _whisper(to, after[0], "s/name/message")
     if head == "//":
-        return Say(start[1:] if start is line else line)  # indented: a pasted line, as it is
+        return Say(start[1:] if len(start) == len(line) else line)  # indented: as pasted
     if not head.startswith("/"):
         return Say(line)
-    typed, *more = stripped.split(maxsplit=1)  # any space: an ideographic one too
+    typed, *more = start.rstrip().split(maxsplit=1)  # any space: an ideographic one too
     word = unicodedata.normalize("NFKC", typed).lower()  # commands ignore case, as IRC's do
     rest = more[0] if more else ""
-    loose = line[0].isspace() or not start.startswith("/")  # after spaces, or ／
+    loose = len(start) < len(line) or not start.startswith("/")  # after spaces, or ／
     if loose and word not in _COMMANDS and not _attempt(word, rest):
         # Not a command after all: a path indented in a pasted file, an emoticon that
         # starts with a full-width slash (／(^o^)＼). Said as typed.

@@ -131,10 +131,15 @@ def _writes(text: str, at: int) -> bool:
             return True  # after a virama: a half form, or a chillu at a word's end (ന്‍)
         if unicodedata.combining(after) == 9 and unicodedata.category(before)[0] == "L":
             return True  # before one: Bengali ra-yaphala (র‍্য)
-        follows = _pictograph(before) or before == "\ufe0f" or _joins(before)
+        if _joins(before):  # an Arabic letter's joining form shown alone (ه‍.ش)
+            return not _joins(after) and not _UNSAFE_IN_NAMES.match(after)
+        follows = _pictograph(before) or before == "\ufe0f"
         return follows and not _UNSAFE_IN_NAMES.match(after)
     if code == 0x200C:
-        return _joins(before) and _joins(after)
+        if unicodedata.combining(before) == 9:
+            return True  # after a virama: the explicit one, also at a word's end (अर्थात्‌)
+        arabic = "\u0600" <= before <= "\u08ff" or "\u1800" <= before <= "\u18af"
+        return arabic and _joins(before) and _joins(after)  # Persian: a letter left unjoined
     if code == 0x2800:
         return "\u2801" <= before <= "\u28ff" or "\u2801" <= after <= "\u28ff"
     return False
@@ -360,6 +365,7 @@ Latin-1, `|` in ASCII."""
 _EAST_ASIAN = frozenset(
     {"big5", "big5hkscs", "cp932", "cp949", "cp950", "euc_jis_2004", "euc_jisx0213", "euc_jp"}
     | {"euc_kr", "gb18030", "gb2312", "gbk", "hz", "iso2022_jp", "iso2022_kr", "johab"}
+    | {"iso2022_jp_1", "iso2022_jp_2", "iso2022_jp_2004", "iso2022_jp_3", "iso2022_jp_ext"}
     | {"shift_jis", "shift_jis_2004", "shift_jisx0213"}
 )
 """Encodings of East Asian terminals, which draw `┆` and `¦` two columns wide."""
