@@ -288,6 +288,23 @@ async def test_two_people_chat_in_terminals(tmp_path: Path) -> None:
             assert await tmux.exit_status("alice") == 0
 
 
+async def test_a_line_arriving_while_hindi_is_typed_is_printed_above_the_prompt(
+    tmp_path: Path,
+) -> None:
+    """Spacing vowel signs (ा, ी) are 0 columns wide by the width tables and 1 on screen:
+    prompt_toolkit, counting them 0, erased the typed line short and printed bob's line
+    after it, on the prompt's row."""
+    with trio.fail_after(60):
+        async with room(tmp_path) as (port, tmux):
+            await alice_and_bob_in_the_room(tmux, port)
+            typed = "आपका नाम क्या है, मेरी बात सुनी"
+            await tmux.type("alice", typed)
+            await tmux.wait("alice", lambda lines: lines[-1] == f"alice> {typed}", "the line")
+            await tmux.type("bob", "hello from bob")
+            await tmux.press("bob", "Enter")
+            await tmux.wait_line("alice", rf"{TIME} bob: hello from bob", prompt=f"alice> {typed}")
+
+
 async def test_lines_pasted_at_once_are_handled_one_by_one(tmp_path: Path) -> None:
     """A terminal hands over a paste of several lines at once, bracketed; the line being
     typed then holds them all, and Enter hands each on as if typed one by one (commands

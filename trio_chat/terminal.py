@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import shutil
 import signal
 import sys
 import threading
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterator
 
+import prompt_toolkit.utils
 import trio
 from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import ANSI
@@ -65,6 +68,23 @@ def _room_keys() -> KeyBindings:
     return keys
 
 
+@functools.cache
+def spacing_marks_take_a_column() -> None:
+    """Have prompt_toolkit count a spacing vowel sign (U+093E, general category Mc) one
+    column wide, as terminals draw it and as `display.columns` counts it: by the width
+    tables it is 0, so while a line in Hindi or Tamil was typed prompt_toolkit misplaced
+    its cursor, drew the line garbled, and printed the lines that came meanwhile after
+    it, on its row. Its cache of character widths (a dict, filled as characters are met)
+    is given these widths first; without one (another version), nothing is changed."""
+    widths = getattr(prompt_toolkit.utils, "_CHAR_SIZES_CACHE", None)
+    if not isinstance(widths, dict):
+        return
+    for code in range(0x0900, 0x1E000):  # where every spacing mark lies (12 ms, once)
+        char = chr(code)
+        if unicodedata.category(char) == "Mc":
+            widths[char] = 1
+
+
 class Terminal:
     """The prompt (prompt_toolkit, run in a worker thread) and the lines printed above it.
 
@@ -77,6 +97,7 @@ class Terminal:
     """
 
     def __init__(self, message: Callable[[], ANSI]) -> None:
+        spacing_marks_take_a_column()
         output = create_output(sys.stdout)
         if isinstance(output, Vt100_Output):
             # Cursor position reports would tell prompt_toolkit how much room is below the
