@@ -87,15 +87,12 @@ _QUIT = frozenset({"/quit", "/exit", "/q"})
 command, in any case: caps lock on, or IRC's habit (its commands ignore case)."""
 
 
-_FULL_WIDTH = str.maketrans({"／": "/", "ｓ": "s"})
-"""The full-width forms of a command's marks, as full-width input (and many input methods
-for Chinese and Japanese) types them: `ｓ／name／message` and `／msg` are commands too."""
 _SLASH = re.compile("[/／]")
 
-
-_COMMANDS = frozenset(
-    {"/msg", "/m", "/w", "/who", "/history", "/older", "/help", "/?", "/h"} | _QUIT
-)
+_WHISPER = frozenset({"/msg", "/m", "/w"})
+_HISTORY = frozenset({"/history", "/older"})
+_HELP = frozenset({"/help", "/?", "/h"})
+_COMMANDS = _QUIT | _WHISPER | _HISTORY | _HELP | {"/who"}
 """Every command's word: a line that starts with another after a space, or with a
 full-width slash, is text, not an unknown command."""
 
@@ -105,7 +102,9 @@ _BEFORE_COMMAND = re.compile("^[\\s\u200b-\u200d\u2060\ufeff]+")
 joiner, a byte-order mark), before what may be a command."""
 
 _ASCII_OF_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
-"""Full-width forms (ＥＸＩＴ) as the ASCII they stand for; not every NFKC form (ⓔⓧⓘⓣ)."""
+"""Full-width forms as the ASCII they stand for, as full-width input (and many input
+methods for Chinese and Japanese) types them: `ｓ／name／message`, `／msg` and `ＥＸＩＴ` are
+commands too. Not every NFKC form (`ⓔⓧⓘⓣ` is text)."""
 
 
 def _attempt(word: str, rest: str) -> bool:
@@ -141,7 +140,7 @@ def parse(line: str) -> Command:
     if stripped.translate(_ASCII_OF_FULL_WIDTH).lower() == "exit":  # alone on its line
         return Quit()  # the student client's word, typed in full-width forms too
     start = _BEFORE_COMMAND.sub("", line)
-    head = start[:2].translate(_FULL_WIDTH)
+    head = start[:2].translate(_ASCII_OF_FULL_WIDTH)
     if head == "s/":
         to, *after = _SLASH.split(start[2:], maxsplit=1)
         if not after:
@@ -161,17 +160,17 @@ def parse(line: str) -> Command:
         return Say(line)
     if word in _QUIT:
         return Quit()  # a parting word is not said: nobody would see it
-    if word in ("/msg", "/m", "/w"):
+    if word in _WHISPER:
         to, text = (*rest.split(maxsplit=1), "", "")[:2]
         return _whisper(to, text, "/msg name message")
     if word == "/who":
         return Who()
-    if word in ("/history", "/older"):
+    if word in _HISTORY:
         count = _count(rest) if rest else HISTORY_DEFAULT
         if count is None:
             return Invalid(f"Write {word} N with N from 1 to {HISTORY_MAX}.")
         return ShowHistory(count, older=word == "/older")
-    if word in ("/help", "/?", "/h"):
+    if word in _HELP:
         return Help()
     return Invalid(f"Unknown command {typed}; /help lists the commands, //text says /text.")
 

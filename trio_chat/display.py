@@ -371,6 +371,7 @@ _EAST_ASIAN = frozenset(
 """Encodings of East Asian terminals, which draw `┆` and `¦` two columns wide."""
 
 
+@functools.cache
 def continued(encoding: str | None) -> Segment:
     """The continuation mark a terminal of `encoding` can show (`CONTINUED` in UTF-8), one
     column wide as counted (`|` in an East Asian encoding, which draws the others wide)."""
@@ -393,8 +394,14 @@ def columns(cluster: str) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def _columns(cluster: str) -> int:
-    each = sum(max(get_cwidth(char), unicodedata.category(char) == "Mc") for char in cluster)
+    each = sum(max(get_cwidth(char), spacing_mark(char)) for char in cluster)
     return max(wcwidth.width(cluster), each)
+
+
+def spacing_mark(char: str) -> bool:
+    """A spacing vowel sign or other spacing mark (general category Mc, `ा`): 0 columns by
+    the width tables, 1 as terminals draw it."""
+    return unicodedata.category(char) == "Mc"
 
 
 def encodable(line: Line, encoding: str | None) -> Line:

@@ -18,7 +18,6 @@ import shutil
 import signal
 import sys
 import threading
-import unicodedata
 from collections.abc import Awaitable, Callable, Iterator
 
 import prompt_toolkit.utils
@@ -32,7 +31,7 @@ from prompt_toolkit.utils import is_dumb_terminal
 
 from .client import ChatClient
 from .conversation import Outcome, Room
-from .display import DIM, ERROR, Line, counted, fold, safe, to_ansi, to_plain
+from .display import DIM, ERROR, Line, counted, fold, safe, spacing_mark, to_ansi, to_plain
 from .stop_signals import stop_signals
 
 LEAVE_TOLD = 0.5
@@ -81,7 +80,7 @@ def spacing_marks_take_a_column() -> None:
         return
     for code in range(0x0900, 0x1E000):  # where every spacing mark lies (12 ms, once)
         char = chr(code)
-        if unicodedata.category(char) == "Mc":
+        if spacing_mark(char):
             widths[char] = 1
 
 
