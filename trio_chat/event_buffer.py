@@ -29,8 +29,6 @@ class EventBuffer:
         self._events: deque[Event] = deque()
         self._count = 0
         """Events waiting, the `Missed` among them not counted."""
-        self._arrived = 0
-        """Events put, ever."""
         self._gone = 0
         """Events that went before being read, each counted in a `Missed`."""
         self._taken = 0
@@ -51,7 +49,6 @@ class EventBuffer:
             return
         self._events.append(event)
         self._count += 1
-        self._arrived += 1
         if self._count > self._kept:
             self._drop_oldest()
         self._lot.unpark_all()
@@ -76,8 +73,9 @@ class EventBuffer:
 
     @property
     def arrived(self) -> int:
-        """How many events have been put so far: a mark for `read_through`."""
-        return self._arrived
+        """How many events have been put so far: a mark for `read_through` (each one is
+        waiting, read, or gone for a `Missed`)."""
+        return self._count + self._taken + self._gone
 
     async def read_through(self, mark: int) -> None:
         """Wait until `mark` events have been read (or counted in a `Missed`), each read

@@ -31,9 +31,10 @@ What a name must be (`check_name`), in the order checked:
    uncommon use does not, for a font may draw it where nobody looks: `bob` + U+0358
    COMBINING DOT ABOVE RIGHT (Uncommon_Use) shows as `bob`. Refused with it are the Hebrew
    vowel points and accents but the six that Yiddish spelling writes in every word
-   (`YIDDISH_POINTS`: אַ, אָ, פּ, פֿ, שׂ) and the Quranic annotation signs of Arabic (Uncommon_Use),
-   U+1DCA COMBINING LATIN SMALL LETTER R BELOW (Technical); and, marks or not, polytonic
-   Greek and conjoining Hangul jamo (Obsolete) and Latin alpha `ɑ` (Technical). José,
+   (`YIDDISH_POINTS`: אַ, אָ, יִ, פּ, פֿ, שׂ) and the Quranic annotation signs of Arabic
+   (Uncommon_Use), U+1DCA COMBINING LATIN SMALL LETTER R BELOW (Technical); and, marks or
+   not, polytonic Greek and conjoining Hangul jamo (Obsolete) and Latin alpha `ɑ`
+   (Technical). José,
    Łukasz, Nguyễn, 张伟, さくら, 김철수, Анна, Ελένη, محمد, שלום, नमस्ते, สมชาย, রবীন্দ্রনাথ and
    தமிழ் pass.
 4. UTS #39 "Highly Restrictive": one script, or Latin with Han and Hiragana and Katakana,
