@@ -19,6 +19,7 @@ from trio_chat.display import (
     CONTINUED,
     PALETTE,
     colour_of,
+    columns,
     continued,
     encodable,
     fold,
@@ -288,6 +289,28 @@ def test_wide_characters_take_two_columns_when_folding() -> None:
     rows = fold(message_line(message, "alice", NOW), 40)
     widths = [sum(2 if "\u4e00" <= c <= "\u9fff" else 1 for c in to_plain(r)) for r in rows]
     assert len(rows) > 2 and all(width <= 39 for width in widths)
+
+
+def test_ambiguous_width_counts_two_columns_in_an_east_asian_terminal() -> None:
+    """A terminal of Shift JIS, GBK, EUC-KR or Big5 draws a character of East Asian
+    Ambiguous width (`①`, `○`, Greek and Cyrillic letters) two columns wide, as it draws
+    every two-byte character: counted one, a row of them ran past the edge, wrapped with
+    no mark. In such a terminal a row's columns are its bytes."""
+    text = "Привет ①②③ ○ αβγ " * 6
+    line = message_line(PublicMessage(1, NOW, "li", text), "alice", NOW)
+    for encoding in ("cp932", "gbk", "euc-kr", "big5", "shift_jis"):
+        rows = fold(line, 40, encoding)
+        written = [to_plain(row).encode(encoding) for row in rows]
+        assert len(rows) > 4, encoding
+        assert all(len(row) <= 39 for row in written), (encoding, written)
+        assert max(len(row) for row in written) >= 30, encoding  # rows are still filled
+    # In UTF-8 they take one column, as most terminals draw them: rows are not halved.
+    plain = [to_plain(row) for row in fold(line, 40, "utf-8")]
+    assert len(plain) < len(fold(line, 40, "cp932"))
+    assert all(30 <= len(row) <= 39 for row in plain[:-1])
+    assert columns("①") == 1 and columns("①", wide_ambiguous=True) == 2
+    assert columns("漢", wide_ambiguous=True) == 2 and columns("a", wide_ambiguous=True) == 1
+    assert columns("e\u0301", wide_ambiguous=True) == 1  # a combining mark takes none
 
 
 def glibc_width(text: str) -> int:

@@ -9,7 +9,6 @@ Text that came from other people (names, messages, notices) always passes throug
 from __future__ import annotations
 
 import codecs
-import contextlib
 import functools
 import itertools
 import math
@@ -372,30 +371,41 @@ _EAST_ASIAN = frozenset(
 
 
 @functools.cache
+def east_asian(encoding: str | None) -> bool:
+    """Whether `encoding` is an East Asian terminal's (Shift JIS, GBK, Big5, EUC-KR, ...)."""
+    if not encoding:
+        return False
+    try:
+        return codecs.lookup(encoding).name.replace("-", "_") in _EAST_ASIAN
+    except LookupError:
+        return False
+
+
+@functools.cache
 def continued(encoding: str | None) -> Segment:
     """The continuation mark a terminal of `encoding` can show (`CONTINUED` in UTF-8), one
     column wide as counted (`|` in an East Asian encoding, which draws the others wide)."""
-    if encoding:
-        with contextlib.suppress(LookupError):
-            if codecs.lookup(encoding).name.replace("-", "_") in _EAST_ASIAN:
-                return _MARKS[-1]
+    if east_asian(encoding):
+        return _MARKS[-1]
     return next(mark for mark in _MARKS if encodable((mark,), encoding) == (mark,))
 
 
-def columns(cluster: str) -> int:
+def columns(cluster: str, wide_ambiguous: bool = False) -> int:
     """The columns a terminal may give one grapheme cluster, counted high where terminals
     differ: the most of its width as a whole (`❤️` is 2) and of its characters one by one
     (a ZWJ emoji sequence some terminals draw in parts; a spacing vowel sign such as
     U+093E, 1, where the width tables say 0). Counted low, a row of such characters would
     run past the edge, and the terminal would wrap it with no mark: a row that passes for
-    a line of its own."""
-    return _columns(cluster)
+    a line of its own. With `wide_ambiguous` (a terminal of an East Asian encoding, where
+    they are two bytes and drawn two columns wide), a character of East Asian Ambiguous
+    width (`①`, `○`, Greek and Cyrillic letters) counts two."""
+    return _columns(cluster, 2 if wide_ambiguous else 1)
 
 
 @functools.lru_cache(maxsize=4096)
-def _columns(cluster: str) -> int:
+def _columns(cluster: str, ambiguous: int) -> int:
     each = sum(max(get_cwidth(char), spacing_mark(char)) for char in cluster)
-    return max(wcwidth.width(cluster), each)
+    return max(wcwidth.width(cluster, ambiguous_width=ambiguous), each)
 
 
 def spacing_mark(char: str) -> bool:
@@ -427,9 +437,11 @@ def fold(line: Line, width: int, encoding: str | None = None) -> list[Line]:
     full, and never inside a grapheme cluster (a flag, an emoji sequence, a letter and
     its marks). Wide characters (CJK, most emoji) take two columns (`columns`). For a
     terminal of another `encoding` than UTF-8, what it lacks is escaped first
-    (`encodable`), and the mark is one it can show."""
+    (`encodable`), and the mark is one it can show; in an East Asian encoding a character
+    of ambiguous width counts two columns, as such terminals draw it."""
     line = encodable(line, encoding)
     mark = continued(encoding)
+    wide = east_asian(encoding)
     room = width - 1  # a row that fills the last column makes some terminals wrap twice
     indent = get_cwidth(mark[1])
     if room <= indent + 8:
@@ -439,14 +451,14 @@ def fold(line: Line, width: int, encoding: str | None = None) -> list[Line]:
         for part, (_style, text) in enumerate(line)
         for cluster in wcwidth.iter_graphemes(text)
         # A cluster wider than a row (a letter under a hundred vowel signs) goes in parts.
-        for unit in (cluster if columns(cluster) > room - indent else (cluster,))
+        for unit in (cluster if columns(cluster, wide) > room - indent else (cluster,))
     ]
     rows: list[Line] = []
     start, column = 0, 0
     while True:
         end, space, space_column = start, -1, 0
         while end < len(units):
-            width_of = columns(units[end][1])
+            width_of = columns(units[end][1], wide)
             if column + width_of > room and end > start:
                 break
             if units[end][1] == " ":
