@@ -322,6 +322,42 @@ async def test_lines_pasted_at_once_are_handled_one_by_one(tmp_path: Path) -> No
             assert not any("\\n" in line for line in await tmux.screen("bob"))
 
 
+async def test_a_line_refused_before_it_is_sent_comes_back_to_the_prompt(
+    tmp_path: Path,
+) -> None:
+    """A message one byte too long, or a command mistyped, is refused at once: the line
+    was gone with it, to be typed again whole. It comes back to the prompt, to be mended."""
+    with trio.fail_after(90):
+        async with room(tmp_path) as (port, tmux):
+            await alice_and_bob_in_the_room(tmux, port)
+            long = "word " * 100 + "!"  # 501 bytes, one over
+            await tmux.type("alice", long)
+            await tmux.press("alice", "Enter")
+            await tmux.wait(
+                "alice",
+                # The prompt's rows, each as wide as the pane, make up the line given back.
+                lambda lines: (
+                    any(line.startswith("Not sent: A message can hold") for line in lines)
+                    and "".join(lines).endswith(f"(this one has 501).alice> {long}")
+                ),
+                "the refusal, then the line at the prompt",
+            )
+            await tmux.press("alice", "BSpace", "Enter")
+            await tmux.wait(  # 500 bytes, folded into rows
+                "bob",
+                lambda lines: len(re.findall(r"\bword\b", "\n".join(lines))) == 100,
+                "alice's line, mended",
+            )
+            await tmux.wait("alice", lambda lines: lines[-1] == "alice>", "an empty prompt")
+            await tmux.type("alice", "/histroy 5")
+            await tmux.press("alice", "Enter")
+            await tmux.wait_line("alice", r"Unknown command /histroy;.*", "alice> /histroy 5")
+            await tmux.press("alice", "C-u")
+            await tmux.type("alice", "/msg bob psst")
+            await tmux.press("alice", "Enter")
+            await tmux.wait_line("bob", rf"{TIME} \[alice -> you\] psst")
+
+
 async def test_ctrl_z_puts_nothing_into_the_line(tmp_path: Path) -> None:
     """Ctrl-Z, pressed out of habit, neither stops the room unseen (its session would
     stay, silent) nor sends everyone a `\x1a`."""

@@ -149,7 +149,11 @@ class Room:
         self.fatal: ChatError | None = None
         """Why the session ended, if it ended without us leaving."""
         self.on_change: Callable[[], None] = lambda: None
+        self.give_back: Callable[[str], None] = lambda line: None
+        """Offered each typed line refused before it was sent (too long, a mistyped
+        command): a terminal puts it back at its prompt, to be mended, not typed again."""
         self._line_number = 0
+        self._typed = ""
         self._receipts: list[Receipt[object]] = []
         self._sending: list[tuple[Receipt[ChatMessage], bool]] = []
         """Own messages sent and not shown yet, each with whether it waited to go out."""
@@ -187,6 +191,7 @@ class Room:
     def handle(self, line: str) -> bool:
         """Act on one typed line; False when it asks to leave."""
         self._line_number += 1
+        self._typed = line
         command = commands.parse(line)
         if isinstance(command, commands.Quit):
             return False
@@ -287,6 +292,7 @@ class Room:
         line_number = self._line_number
         if self.interactive:
             self._refused(message, error, line_number)
+            self.give_back(self._typed)
             return
 
         async def in_order() -> None:

@@ -114,6 +114,8 @@ class Terminal:
         """The terminal was closed (hung up): nothing more is written to it."""
         self._lock = threading.Lock()
         self._pending: list[str] = []
+        self._given_back = ""
+        """What the next prompt starts with: a line refused before it was sent."""
 
     # --- output ------------------------------------------------------------------------------
 
@@ -187,11 +189,22 @@ class Terminal:
             self._reading = False
             self._write_pending()
 
+    def give_back(self, line: str) -> None:
+        """Start the next prompt with `line` (refused before it was sent: too long, a
+        command mistyped), to be mended rather than typed again; of the lines of one
+        paste, the first refused."""
+        if not self._given_back:
+            self._given_back = line
+
     def _prompt(self) -> str:
+        given_back, self._given_back = self._given_back, ""
         # prompt_toolkit's own handler prints a traceback and waits for Enter; ours is
         # `_QuietErrors`, so a key sequence it cannot parse costs one line, not the screen.
         return self.session.prompt(
-            self._message, pre_run=self._before_prompt, set_exception_handler=False
+            self._message,
+            default=given_back,
+            pre_run=self._before_prompt,
+            set_exception_handler=False,
         )
 
     def _before_prompt(self) -> None:
@@ -344,6 +357,8 @@ async def run_interactive(chat: ChatClient) -> Outcome:
     terminal = LineTerminal() if is_dumb_terminal() else Terminal(prompt)
     room = Room(chat, terminal.show, lambda text: terminal.show(((ERROR, text),)), interactive=True)
     room.on_change = terminal.refresh
+    if isinstance(terminal, Terminal):  # a dumb terminal edits its lines itself
+        room.give_back = terminal.give_back
 
     async def events_then_stop() -> None:
         await room.show_events()
