@@ -358,6 +358,29 @@ async def test_a_line_refused_before_it_is_sent_comes_back_to_the_prompt(
             await tmux.wait_line("bob", rf"{TIME} \[alice -> you\] psst")
 
 
+async def test_tab_completes_names_and_commands(tmp_path: Path) -> None:
+    """Tab completes the name a private message goes to (from those met in the room), a
+    command's word, and lists the choices above the prompt where several fit."""
+    with trio.fail_after(90):
+        async with room(tmp_path) as (port, tmux):
+            await alice_and_bob_in_the_room(tmux, port)
+            await tmux.type("alice", "s/b")
+            await tmux.press("alice", "Tab")
+            await tmux.wait("alice", lambda lines: lines[-1] == "alice> s/bob/", "the name")
+            await tmux.type("alice", "psst")
+            await tmux.press("alice", "Enter")
+            await tmux.wait_line("bob", rf"{TIME} \[alice -> you\] psst")
+            await tmux.type("alice", "/h")
+            await tmux.press("alice", "Tab")
+            await tmux.wait_line("alice", r"/help  /history", prompt="alice> /h")
+            await tmux.type("alice", "i")
+            await tmux.press("alice", "Tab")
+            await tmux.wait("alice", lambda lines: lines[-1] == "alice> /history", "the command")
+            await tmux.type("alice", "1")
+            await tmux.press("alice", "Enter")
+            await tmux.wait_line("alice", r"-- The last message --", prompt="alice>")
+
+
 async def test_ctrl_z_puts_nothing_into_the_line(tmp_path: Path) -> None:
     """Ctrl-Z, pressed out of habit, neither stops the room unseen (its session would
     stay, silent) nor sends everyone a `\x1a`."""

@@ -19,7 +19,8 @@ Commands:
   /older [n]           the n messages before the oldest shown, and so on back
   //text               say text that starts with a /
   /help                this list
-  Exit, /quit          leave the room (Ctrl-D and Ctrl-C leave too)"""
+  Exit, /quit          leave the room (Ctrl-D and Ctrl-C leave too)
+  Tab                  complete a command, or a name met in the room"""
 
 WINDOW_HELP = """\
 Commands:

@@ -18,7 +18,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 import prompt_toolkit.utils
 import trio
@@ -30,8 +30,20 @@ from prompt_toolkit.output.vt100 import Vt100_Output
 from prompt_toolkit.utils import is_dumb_terminal
 
 from .client import ChatClient
+from .completion import complete
 from .conversation import Outcome, Room
-from .display import DIM, ERROR, Line, counted, fold, safe, spacing_mark, to_ansi, to_plain
+from .display import (
+    DIM,
+    ERROR,
+    Line,
+    counted,
+    fold,
+    safe,
+    safe_name,
+    spacing_mark,
+    to_ansi,
+    to_plain,
+)
 from .stop_signals import stop_signals
 
 LEAVE_TOLD = 0.5
@@ -55,8 +67,21 @@ def wants_colour(output: Output | None = None) -> bool:
 # --- interactive -----------------------------------------------------------------------------
 
 
-def _room_keys() -> KeyBindings:
+def _room_keys(names: Callable[[], Iterable[str]], choices: Callable[[Line], None]) -> KeyBindings:
     keys = KeyBindings()
+
+    @keys.add("tab")
+    def _complete(event: KeyPressEvent) -> None:
+        # A command's word or a name (`completion`); where several fit and Tab can add
+        # nothing, they are listed above the prompt.
+        buffer = event.current_buffer
+        before = buffer.document.text_before_cursor
+        done = complete(before, names())
+        if done.text != before:
+            buffer.delete_before_cursor(len(before))
+            buffer.insert_text(done.text)
+        elif done.choices:
+            choices(((DIM, "  ".join(safe_name(choice) for choice in done.choices)),))
 
     @keys.add("c-z")
     def _nothing(_event: KeyPressEvent) -> None:
@@ -95,7 +120,9 @@ class Terminal:
     raw mode for the whole stay in the room, so keys typed then wait for the next prompt.
     """
 
-    def __init__(self, message: Callable[[], ANSI]) -> None:
+    def __init__(
+        self, message: Callable[[], ANSI], names: Callable[[], Iterable[str]] = tuple
+    ) -> None:
         spacing_marks_take_a_column()
         output = create_output(sys.stdout)
         if isinstance(output, Vt100_Output):
@@ -104,7 +131,7 @@ class Terminal:
             # and scrolls the screen. A one-line prompt needs no such room.
             output.enable_cpr = False
         self.session: PromptSession[str] = PromptSession(
-            erase_when_done=True, output=output, key_bindings=_room_keys()
+            erase_when_done=True, output=output, key_bindings=_room_keys(names, self.show)
         )
         self._colour = wants_colour(output)
         self._message = message
@@ -354,7 +381,7 @@ async def run_interactive(chat: ChatClient) -> Outcome:
         state = "" if room.connected else f"\x1b[33m (reconnecting{more})\x1b[0m"
         return ANSI(f"\x1b[1m{safe(chat.name)}\x1b[0m{state}> ")
 
-    terminal = LineTerminal() if is_dumb_terminal() else Terminal(prompt)
+    terminal = LineTerminal() if is_dumb_terminal() else Terminal(prompt, lambda: room.names())
     room = Room(chat, terminal.show, lambda text: terminal.show(((ERROR, text),)), interactive=True)
     room.on_change = terminal.refresh
     if isinstance(terminal, Terminal):  # a dumb terminal edits its lines itself

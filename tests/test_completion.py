@@ -1,0 +1,106 @@
+"""Tab at the room's prompt: what a command's word or a name completes to."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import trio
+import trio.testing
+
+from trio_chat.completion import COMMANDS, Completion, complete
+from trio_chat.conversation import NAMES_MET
+from trio_chat.events import History, Joined, PrivateMessage
+
+from .test_room_order import message, room_on_screen
+
+NAMES = ("Alice", "albert", "bob", "Анна", "张伟", "Zoë")
+
+
+@pytest.mark.parametrize(
+    ("typed", "completed"),
+    [
+        # A command's word, with the space after it when words follow it.
+        ("/hi", "/history "),
+        ("/o", "/older "),
+        ("/ms", "/msg "),
+        ("/wh", "/who"),
+        ("/Q", "/quit"),
+        ("  /he", "  /help"),
+        # The name a private message goes to, and the space or slash that follows it.
+        ("/msg b", "/msg bob "),
+        ("/M B", "/M bob "),
+        ("/w zo", "/w Zoë "),
+        ("s/b", "s/bob/"),
+        ("S/ali", "S/Alice/"),
+        ("s/ан", "s/Анна/"),
+        ("s/张", "s/张伟/"),
+        # A name as a message's last word; at the line's start, addressed.
+        ("thanks b", "thanks bob "),
+        ("bo", "bob: "),
+        ("s/bob/ask ан", "s/bob/ask Анна "),
+        # As far as the choices agree, in their own letters.
+        ("a", "al"),
+        ("/msg A", "/msg al"),
+    ],
+)
+def test_tab_completes_a_command_or_a_name(typed: str, completed: str) -> None:
+    assert complete(typed, NAMES) == Completion(completed)
+
+
+@pytest.mark.parametrize(
+    ("typed", "choices"),
+    [
+        ("/h", ("/help", "/history")),
+        ("/", tuple(command.strip() for command in COMMANDS)),
+        ("s/al", ("albert", "Alice")),
+        ("/msg al", ("albert", "Alice")),
+        ("hi al", ("albert", "Alice")),
+    ],
+)
+def test_where_several_fit_and_tab_adds_nothing_they_are_the_choices(
+    typed: str, choices: tuple[str, ...]
+) -> None:
+    assert complete(typed, NAMES) == Completion(typed, choices)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "",  # nothing typed
+        "hello ",  # after a space: no word to complete
+        "hello",  # a word no name starts with
+        "/nothing",  # no command starts so
+        "//wh",  # said as typed, `/wh...`
+        "s/carol",  # nobody met by that name
+        "/msg bob hi there",  # the name is given: the text is the person's
+    ],
+)
+def test_what_nothing_completes_stays_as_typed(typed: str) -> None:
+    assert complete(typed, NAMES) == Completion(typed)
+
+
+def test_a_name_that_starts_another_is_completed_to_then_offered_with_it() -> None:
+    assert complete("s/b", ["bob", "bobby"]) == Completion("s/bob")
+    assert complete("s/bob", ["bob", "bobby"]) == Completion("s/bob", ("bob", "bobby"))
+    assert complete("s/b", ["bob", "Bob"]) == Completion("s/Bob/")  # one account, as met last
+
+
+async def test_the_names_tab_completes_are_those_met_in_the_room() -> None:
+    """Who is here, who joined, who wrote or was written to: one's own name left out."""
+    when = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    async with room_on_screen(interactive=True) as (chat, room, _shown):
+        chat.online = ["alice", "bob"]
+        await chat.events_in.send(History((message(1, "Carol", "hi"),), more=False))
+        await chat.events_in.send(Joined("dave", when))
+        await chat.events_in.send(PrivateMessage(2, when, "erin", "alice", "psst"))
+        room.handle("/who")
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(room.names()) == ["Carol", "bob", "dave", "erin"]
+        assert complete("s/c", room.names()) == Completion("s/Carol/")
+        # The latest met are kept, as many as `NAMES_MET`.
+        for n in range(NAMES_MET + 5):
+            await chat.events_in.send(Joined(f"p{n}", when))
+        await trio.testing.wait_all_tasks_blocked()
+        names = room.names()
+        assert names == [f"p{n}" for n in range(5, NAMES_MET + 5)]

@@ -1,0 +1,86 @@
+"""Tab at the room's prompt: a command's word, or a name, completed from what is typed.
+
+A pure function of the text before the cursor and the names known (people in the room,
+and those met in its messages): the terminal binds it to Tab.
+
+    complete("/hi", names)        -> "/history "
+    complete("s/al", {"Alice"})   -> "s/Alice/"
+    complete("/msg b", {"bob"})   -> "/msg bob "
+    complete("thanks a", ...)     -> "thanks Alice"
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .rules import name_key
+
+COMMANDS = ("/help", "/history ", "/msg ", "/older ", "/quit", "/who")
+"""The commands Tab completes, each followed by a space if it takes words after it."""
+
+_COMMAND = re.compile(r"(\s*)(/[A-Za-z]*)")
+_WHISPER_TO = re.compile(r"(\s*/(?:msg|m|w)\s+)(\S*)", re.IGNORECASE)
+_SLASH_TO = re.compile(r"(\s*[sS]/)([^/\s]*)")
+_LAST_WORD = re.compile(r"(.*?)([^\s/]+)", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    """What is typed before the cursor, completed as far as the choices agree."""
+    choices: tuple[str, ...] = ()
+    """What it could still become, when more than one (to show), else empty."""
+
+
+def complete(before: str, names: Iterable[str]) -> Completion:
+    """`before` (the text before the cursor) completed: a command's word at the start of
+    the line, the name after `/msg ` or `s/` (ending it with the space or the slash that
+    follows a name there), or a name as the last word of a message (at the line's start
+    followed by `: `, as people address each other). As far as the choices agree, their
+    common start; with more than one left, they are `choices`."""
+    if match := _COMMAND.fullmatch(before):
+        lead, typed = match.groups()
+        found = [command for command in COMMANDS if command.startswith(typed.lower())]
+        return _chosen(lead, typed, found)
+    if match := _WHISPER_TO.fullmatch(before):
+        return _name(match[1], match[2], names, " ")
+    if match := _SLASH_TO.fullmatch(before):
+        return _name(match[1], match[2], names, "/")
+    if match := _LAST_WORD.fullmatch(before):
+        lead, typed = match.groups()
+        return _name(lead, typed, names, " " if lead.strip() else ": ")
+    return Completion(before)
+
+
+def _name(lead: str, typed: str, names: Iterable[str], after: str) -> Completion:
+    key = name_key(typed)
+    by_key = {name_key(name): name for name in names}  # one account, however written
+    found = [name for found_key, name in sorted(by_key.items()) if found_key.startswith(key)]
+    return _chosen(lead, typed, [name + after for name in found])
+
+
+def _chosen(lead: str, typed: str, completed: list[str]) -> Completion:
+    """`lead` + `typed` completed to the one choice, or as far as the choices agree
+    (case-blind, in the choices' own letters: `al` -> `Al`); if that adds nothing, the
+    choices to show."""
+    if len(completed) == 1:
+        return Completion(lead + completed[0])
+    if not completed:
+        return Completion(lead + typed)
+    agreed = _agreed(completed)
+    if len(agreed) > len(typed):
+        return Completion(lead + agreed)
+    return Completion(lead + typed, tuple(choice.rstrip(" /:") for choice in completed))
+
+
+def _agreed(choices: list[str]) -> str:
+    """The start the choices share, letter by letter case-blind, as the first writes it."""
+    first = choices[0]
+    end = 0
+    while end < len(first) and all(
+        end < len(choice) and choice[end].casefold() == first[end].casefold() for choice in choices
+    ):
+        end += 1
+    return first[:end]
