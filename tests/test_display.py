@@ -17,6 +17,7 @@ from trio_chat import display
 from trio_chat.cli.exits import sentence
 from trio_chat.display import (
     CONTINUED,
+    MENTION,
     PALETTE,
     colour_of,
     columns,
@@ -289,6 +290,28 @@ def test_wide_characters_take_two_columns_when_folding() -> None:
     rows = fold(message_line(message, "alice", NOW), 40)
     widths = [sum(2 if "\u4e00" <= c <= "\u9fff" else 1 for c in to_plain(r)) for r in rows]
     assert len(rows) > 2 and all(width <= 39 for width in widths)
+
+
+def test_ones_own_name_in_someone_elses_message_is_marked() -> None:
+    """In a busy room, a line that names you stands out: your name, where it stands as a
+    word in any case, bold and underlined; not inside another word, nor in your own
+    lines, nor in private ones (which say `-> you` already)."""
+    said = "hi Alice, alice2 and ALICE! _alice \x1b[1m"
+    line = message_line(PublicMessage(1, NOW, "bob", said), "alice", NOW)
+    assert line[3:] == (
+        ("", "hi "),
+        (MENTION, "Alice"),
+        ("", ", alice2 and "),
+        (MENTION, "ALICE"),
+        ("", "! _alice \\x1b[1m"),
+    )
+    assert to_plain(line).endswith(": hi Alice, alice2 and ALICE! _alice \\x1b[1m")
+    own = message_line(PublicMessage(2, NOW, "Alice", "alice here"), "alice", NOW)
+    assert MENTION not in {style for style, _text in own}
+    private = message_line(PrivateMessage(3, NOW, "bob", "alice", "alice?"), "alice", NOW)
+    assert MENTION not in {style for style, _text in private}
+    chinese = message_line(PublicMessage(4, NOW, "li", "张伟 你好"), "张伟", NOW)
+    assert chinese[3:] == ((MENTION, "张伟"), ("", " 你好"))
 
 
 def test_ambiguous_width_counts_two_columns_in_an_east_asian_terminal() -> None:

@@ -167,6 +167,8 @@ DIM = "2"
 WARN = "33"
 ERROR = "1;31"
 HEADING = "1"
+MENTION = "1;4"
+"""One's own name where someone else's message in the room names one: bold, underlined."""
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -255,17 +257,37 @@ def _name(name: str, me: str) -> Segment:
 
 
 def message_line(message: ChatMessage, me: str, now: datetime | None = None) -> Line:
-    """`[12:00:01] alice: hi`, or `[12:00:01] [alice -> you] hi` / `[you -> bob]` if private."""
+    """`[12:00:01] alice: hi`, or `[12:00:01] [alice -> you] hi` / `[you -> bob]` if private.
+    In someone else's message to the room, one's own name, where it stands as a word, is
+    marked (`MENTION`)."""
     time = (DIM, stamp(message.ts, now) + " ")
     text = ("", safe(message.text))
     if not isinstance(message, PrivateMessage):
-        return (time, _name(message.sender, me), ("", ": "), text)
+        said = (text,) if same_name(message.sender, me) else mentioning(text[1], me)
+        return (time, _name(message.sender, me), ("", ": "), *said)
     if same_name(message.sender, me):
         recipient = "you" if same_name(message.recipient, me) else message.recipient
         who: tuple[Segment, ...] = (("1", "you"), ("", " -> "), _name(recipient, me))
     else:
         who = (_name(message.sender, me), ("", " -> "), ("1", "you"))
     return (time, ("35", "["), *who, ("35", "]"), ("", " "), text)
+
+
+def mentioning(text: str, me: str) -> tuple[Segment, ...]:
+    """`text` (as `safe` shows it) in segments, `me` marked wherever it stands as a word,
+    in any case (`Alice,` and `ALICE!` for alice; not `alice2`)."""
+    segments: list[Segment] = []
+    start = 0
+    for found in _mention(me).finditer(text) if me else ():
+        segments += [("", text[start : found.start()]), (MENTION, found[0])]
+        start = found.end()
+    segments.append(("", text[start:]))
+    return tuple(segment for segment in segments if segment[1])
+
+
+@functools.lru_cache(maxsize=8)
+def _mention(me: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<!\w){re.escape(safe_name(me))}(?!\w)", re.IGNORECASE)
 
 
 def pending_line(text: str, to: str | None, me: str) -> Line:
