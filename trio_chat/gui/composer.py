@@ -108,6 +108,9 @@ class Composer(QWidget):
         self.size_label.setText(size.text)
         palette = self.size_label.palette()
         colour = colours.BAD if size.over else colours.WAITING
-        palette.setColor(QPalette.ColorRole.WindowText, QColor(colour))
+        background = palette.color(QPalette.ColorRole.Window).name()
+        palette.setColor(
+            QPalette.ColorRole.WindowText, QColor(colours.readable(colour, background))
+        )
         self.size_label.setPalette(palette)
         self.size_label.show()

@@ -16,7 +16,10 @@ def problem_label(parent: QWidget) -> QLabel:
     label.setTextFormat(Qt.TextFormat.PlainText)
     label.setWordWrap(True)
     palette = label.palette()
-    palette.setColor(QPalette.ColorRole.WindowText, QColor(colours.BAD))
+    background = palette.color(QPalette.ColorRole.Window).name()
+    palette.setColor(
+        QPalette.ColorRole.WindowText, QColor(colours.readable(colours.BAD, background))
+    )
     label.setPalette(palette)
     label.hide()
     return label

@@ -36,7 +36,7 @@ from ..events import ChatMessage, History, Joined, Left, PrivateMessage
 from ..rules import name_key
 from . import rows
 from .about_dialog import AboutDialog
-from .colours import sender_colour
+from .colours import readable, sender_colour
 from .composer import Composer
 from .conversations import ROOM, ROOM_LABEL, conversation_of
 from .elided_label import ElidedLabel
@@ -685,7 +685,9 @@ class RoomWindow(QMainWindow):
         self.people_label.setText(
             f"{'Online' if connected else 'Last known online'} ({len(names)})"
         )
-        grey = self.people.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+        palette = self.people.palette()
+        base = palette.color(QPalette.ColorGroup.Active, QPalette.ColorRole.Base).name()
+        grey = palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text).name()
         current = self.people.currentItem()
         chosen = current.data(Qt.ItemDataRole.UserRole) if current is not None else None
         self.people.clear()
@@ -693,7 +695,8 @@ class RoomWindow(QMainWindow):
             mine = same_name(name, self.me)
             item = QListWidgetItem(safe_name(name) + (" (you)" if mine else ""))
             item.setData(Qt.ItemDataRole.UserRole, name)
-            item.setForeground(QColor(sender_colour(name)) if connected else grey)
+            colour = sender_colour(name) if connected else grey
+            item.setForeground(QColor(readable(colour, base)))  # WCAG AA, light or dark
             font = item.font()
             font.setBold(mine)
             item.setFont(font)

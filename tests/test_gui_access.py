@@ -1,0 +1,147 @@
+"""The window for people who read it with a screen reader or drive it from the keyboard
+alone, or who need its text to stand out from the background: names for what is on screen,
+what changes said aloud, and text at WCAG AA's contrast (4.5:1) on light and dark palettes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication, QListWidget
+from pytestqt.qtbot import QtBot
+
+from trio_chat import display
+from trio_chat.events import PublicMessage
+from trio_chat.gui import colours
+from trio_chat.gui.composer import Composer
+from trio_chat.gui.message_view import MessageDelegate
+from trio_chat.gui.password_dialog import PasswordDialog
+from trio_chat.gui.room_window import RoomWindow
+from trio_chat.gui.server_info import ServerInfo
+
+NOW = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
+INFO = ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x")
+
+
+def a_window(qtbot: QtBot) -> RoomWindow:
+    window = RoomWindow("alice", lambda: INFO)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    return window
+
+
+def one_name_per_colour() -> list[str]:
+    """A name for each of the terminal's sender colours."""
+    names: dict[str, str] = {}
+    for number in range(1000):
+        names.setdefault(display.colour_of(f"person{number}"), f"person{number}")
+    assert set(names) == set(display.PALETTE)
+    return sorted(names.values())
+
+
+def palette(base: str, window: str, text: str, disabled: str) -> QPalette:
+    """A palette as a light or dark desktop gives it: the placeholder text is the text's
+    colour, half transparent (as Qt's Fusion style has it)."""
+    chosen = QPalette()
+    for role, colour in (
+        (QPalette.ColorRole.Base, base),
+        (QPalette.ColorRole.Window, window),
+        (QPalette.ColorRole.Text, text),
+        (QPalette.ColorRole.WindowText, text),
+    ):
+        chosen.setColor(role, QColor(colour))
+    placeholder = QColor(text)
+    placeholder.setAlpha(128)
+    chosen.setColor(QPalette.ColorRole.PlaceholderText, placeholder)
+    chosen.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(disabled))
+    return chosen
+
+
+def drawn(colour: QColor, background: str) -> str:
+    """A colour as it shows over `background`, its transparency and all."""
+    under = QColor(background)
+    share = colour.alphaF()
+    return QColor.fromRgbF(
+        under.redF() + (colour.redF() - under.redF()) * share,
+        under.greenF() + (colour.greenF() - under.greenF()) * share,
+        under.blueF() + (colour.blueF() - under.blueF()) * share,
+    ).name()
+
+
+LIGHT = palette("#ffffff", "#efefef", "#000000", "#bebebe")
+DARK = palette("#2d2d2d", "#353535", "#ffffff", "#6e6e6e")
+
+
+def test_a_readable_shade_is_the_colour_itself_when_it_reads_else_the_nearest_that_does() -> None:
+    for colour in colours.SENDER.values():
+        for background in ("#ffffff", "#efefef", "#2d2d2d", "#1e1e1e", "#808080"):
+            shade = colours.readable(colour, background)
+            ratio = colours.contrast(shade, background)
+            if colours.contrast(colour, background) >= 4.5:
+                assert shade == colour
+            else:
+                # Darkened or lightened only as far as needed: still a shade of the colour.
+                assert 4.5 <= ratio < 4.7, (colour, background, shade)
+
+
+@pytest.mark.parametrize("chosen", [LIGHT, DARK], ids=["light", "dark"])
+def test_names_notes_and_refusals_read_at_aa_contrast_on_light_and_dark(
+    qtbot: QtBot, chosen: QPalette
+) -> None:
+    window = a_window(qtbot)
+    window.setPalette(chosen)
+    names = one_name_per_colour()
+    window.set_online([*names, "alice"])
+    for number, name in enumerate(names, start=1):
+        window.show_message(PublicMessage(number, NOW, name, "hello"))
+    window.note("Lost the connection to 127.0.0.1:1600; trying again.")
+    window.refuse_now("", "too much", "the message is too long")
+    view = window.view("")
+    assert view is not None
+    delegate = view.itemDelegate()
+    assert isinstance(delegate, MessageDelegate)
+    base = view.palette().color(QPalette.ColorRole.Base).name()
+    assert base == chosen.color(QPalette.ColorRole.Base).name()
+    checked = 0
+    for row in view.messages.rows:
+        for span in delegate.layout(row, 400).formats():
+            if span.format.hasProperty(span.format.Property.ForegroundBrush):
+                shown = drawn(span.format.foreground().color(), base)
+                assert colours.contrast(shown, base) >= 4.5, (row.plain, shown, base)
+                checked += 1
+    assert checked >= 2 * len(names)  # every time and every name at least
+
+    people: QListWidget = window.people
+    for index in range(people.count()):
+        item = people.item(index)
+        shown = drawn(item.foreground().color(), base)
+        assert colours.contrast(shown, base) >= 4.5, (item.text(), shown, base)
+
+
+@pytest.fixture(params=[LIGHT, DARK], ids=["light", "dark"])
+def desktop(request: pytest.FixtureRequest, qtbot: QtBot) -> Iterator[QPalette]:
+    """The program's palette, light or dark, as the desktop gives it."""
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    before = app.palette()
+    app.setPalette(request.param)
+    yield request.param
+    app.setPalette(before)
+
+
+def test_what_a_dialog_says_is_wrong_and_a_messages_size_read_at_aa_contrast(
+    qtbot: QtBot, desktop: QPalette
+) -> None:
+    background = desktop.color(QPalette.ColorRole.Window).name()
+    dialog = PasswordDialog("alice")
+    qtbot.addWidget(dialog)
+    composer = Composer()
+    qtbot.addWidget(composer)
+    composer.editor.setText("é" * 251)  # over the size limit: the size shows, in red
+    assert composer.size_label.text() == "502/500 bytes: 2 too many"
+    for label in (dialog.problem, composer.size_label):
+        shown = label.palette().color(QPalette.ColorRole.WindowText).name()
+        assert colours.contrast(shown, background) >= 4.5, (label.objectName(), shown)
