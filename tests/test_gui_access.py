@@ -8,7 +8,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import (
+    QAccessible,
+    QAccessibleAnnouncementEvent,
+    QAccessibleEvent,
+    QColor,
+    QPalette,
+)
 from PySide6.QtWidgets import QApplication, QListWidget
 from pytestqt.qtbot import QtBot
 
@@ -20,6 +26,7 @@ from trio_chat.gui.message_view import MessageDelegate
 from trio_chat.gui.password_dialog import PasswordDialog
 from trio_chat.gui.room_window import RoomWindow
 from trio_chat.gui.server_info import ServerInfo
+from trio_chat.gui.status import Link
 
 NOW = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
 INFO = ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x")
@@ -145,3 +152,57 @@ def test_what_a_dialog_says_is_wrong_and_a_messages_size_read_at_aa_contrast(
     for label in (dialog.problem, composer.size_label):
         shown = label.palette().color(QPalette.ColorRole.WindowText).name()
         assert colours.contrast(shown, background) >= 4.5, (label.objectName(), shown)
+
+
+Spoken = list[tuple[str, QAccessible.AnnouncementPoliteness]]
+
+
+@pytest.fixture
+def spoken(monkeypatch: pytest.MonkeyPatch) -> Spoken:
+    """What the window announces to screen readers, in order (and how urgently)."""
+    said: Spoken = []
+
+    def heard(event: QAccessibleEvent) -> None:
+        if isinstance(event, QAccessibleAnnouncementEvent):
+            said.append((event.message(), event.politeness()))
+
+    monkeypatch.setattr(QAccessible, "updateAccessibility", heard)
+    return said
+
+
+POLITE = QAccessible.AnnouncementPoliteness.Polite
+AT_ONCE = QAccessible.AnnouncementPoliteness.Assertive
+
+
+def test_the_connection_going_and_coming_back_and_refusals_are_said_aloud(
+    qtbot: QtBot, spoken: Spoken
+) -> None:
+    window = a_window(qtbot)
+    window.set_link(Link.RECONNECTING, "no answer from the daemon.")
+    window.set_link(Link.CONNECTED)
+    assert spoken == [
+        (
+            "Lost the connection to 127.0.0.1:1600 (no answer from the daemon); trying "
+            "again. What you send goes out when it is back.",
+            POLITE,
+        ),
+        ("Connected to 127.0.0.1:1600 again.", POLITE),
+    ]
+    spoken.clear()
+    line = window.add_pending("", "hello")
+    window.settle_refused(line, "hello", "You are muted by the operator.")
+    window.refuse_now("bob", "psst", "The message is too long.")
+    assert spoken == [
+        ("Not sent: You are muted by the operator.", AT_ONCE),
+        ("Not sent: The message is too long.", AT_ONCE),
+    ]
+    spoken.clear()
+    window.set_link(Link.LOST, "Your account was removed.")
+    assert spoken == [
+        ("The session has ended: Your account was removed.", AT_ONCE),
+        ("Sign in again (Chat › Sign in again, Ctrl+R) to go on.", POLITE),
+    ]
+    # What is said aloud is what the room shows.
+    room = window.model("")
+    assert room is not None
+    assert [row.plain.split("  ", 1)[1] for row in room.rows[-2:]] == [text for text, _ in spoken]

@@ -44,6 +44,7 @@ from .message_view import MessageModel, MessageView
 from .password_dialog import PasswordDialog
 from .people import Online
 from .server_info import ServerInfo
+from .speech import announce
 from .status import COLOUR, Link, status_text
 from .unread import Unread, tab_label, window_title
 
@@ -308,20 +309,20 @@ class RoomWindow(QMainWindow):
     def password_changed(self) -> None:
         if self._password is not None:
             self._password.accept()
-        self.note("Your password is changed; your other sessions have ended.")
+        self.note("Your password is changed; your other sessions have ended.", aloud=True)
 
     def password_unsure(self, message: str) -> None:
         """The answer was lost: the change may have been made. Said in the room, the
         dialog closed (asked again, the old password might be the wrong one)."""
         if self._password is not None:
             self._password.reject()
-        self.note(message)
+        self.note(message, aloud=True)
 
     def password_refused(self, message: str, wrong_current: bool) -> None:
         if self._password is not None:
             self._password.refused(message, wrong_current)
         else:
-            self.note(f"The password was not changed: {message}")
+            self.note(f"The password was not changed: {message}", aloud=True)
 
     # --- conversations and tabs ------------------------------------------------------------
 
@@ -519,9 +520,14 @@ class RoomWindow(QMainWindow):
         to = None if pending.key == ROOM else conversation.name
         row = rows.refused_row(text, self.me, reason, _now(), to)
         conversation.model.settle(pending.token, row)
+        self._say_refused(reason)
         if no_such_person:
             self._forget(conversation)
         self._show_link()
+
+    def _say_refused(self, reason: str) -> None:
+        """A refusal is shown in red where the line was: said aloud too, at once."""
+        announce(self, f"Not sent: {safe(reason).rstrip('.')}.", urgent=True)
 
     def _forget(self, conversation: Conversation) -> bool:
         """Close and forget a private conversation with a name no account has, unless a
@@ -555,6 +561,7 @@ class RoomWindow(QMainWindow):
         conversation = self._conversation(key, person or ROOM_LABEL, confirmed=False)
         to = person or None
         conversation.model.add_note(rows.refused_row(text, self.me, reason, _now(), to))
+        self._say_refused(reason)
         if no_such_person:
             self._forget(conversation)
 
@@ -641,9 +648,21 @@ class RoomWindow(QMainWindow):
         if had_more and not more:
             room.show_beginning(rows.info_row(BEGINNING))
 
-    def note(self, text: str, key: str = ROOM, style: rows.Style = rows.Style.NOTE) -> None:
+    def note(
+        self,
+        text: str,
+        key: str = ROOM,
+        style: rows.Style = rows.Style.NOTE,
+        *,
+        aloud: bool = False,
+    ) -> None:
+        """Say something in a conversation; if `aloud`, to screen readers too (at once, if
+        it is an error), wherever the focus is: the connection, the daemon's notices."""
         conversation = self._conversations.get(key) or self._conversations[ROOM]
-        conversation.model.add_note(rows.note_row(text, _now(), style))
+        row = rows.note_row(text, _now(), style)
+        conversation.model.add_note(row)
+        if aloud:
+            announce(self, row.plain[row.indent :], urgent=style is rows.Style.ERROR)
 
     def show_info(self, key: str, lines: Iterable[str]) -> None:
         conversation = self._conversations.get(key) or self._conversations[ROOM]
@@ -720,13 +739,14 @@ class RoomWindow(QMainWindow):
         if link is Link.RECONNECTING and previous is not Link.RECONNECTING:
             self.note(
                 f"Lost the connection to {where} ({safe(reason).rstrip('.')}); trying again. "
-                "What you send goes out when it is back."
+                "What you send goes out when it is back.",
+                aloud=True,
             )
         elif link is Link.CONNECTED and previous is Link.RECONNECTING:
-            self.note(f"Connected to {where} again.")
+            self.note(f"Connected to {where} again.", aloud=True)
         elif link is Link.LOST and previous is not Link.LOST:
-            self.note(f"The session has ended: {safe(reason)}", style=rows.Style.ERROR)
-            self.note("Sign in again (Chat › Sign in again, Ctrl+R) to go on.")
+            self.note(f"The session has ended: {safe(reason)}", style=rows.Style.ERROR, aloud=True)
+            self.note("Sign in again (Chat › Sign in again, Ctrl+R) to go on.", aloud=True)
             self.composer.setEnabled(False)
             self.sign_in_again_action.setEnabled(True)
             self.password_action.setEnabled(False)

@@ -208,7 +208,7 @@ class RoomSession:
             elif isinstance(event, Notice):
                 if event.muted is not None:
                     window.set_muted(event.muted)
-                window.note(event.text)
+                window.note(event.text, aloud=True)  # the operator's word: muted, kicked
             elif isinstance(event, MessageRemoved):
                 window.unsaid(event.id)
             elif isinstance(event, Missed):
