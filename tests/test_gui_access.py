@@ -15,17 +15,20 @@ from PySide6.QtGui import (
     QColor,
     QPalette,
 )
-from PySide6.QtWidgets import QApplication, QListWidget
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QListWidget, QWidget
 from pytestqt.qtbot import QtBot
 
 from trio_chat import display
 from trio_chat.events import PublicMessage
-from trio_chat.gui import colours
+from trio_chat.gui import colours, memory
 from trio_chat.gui.composer import Composer
 from trio_chat.gui.message_view import MessageDelegate
 from trio_chat.gui.password_dialog import PasswordDialog
+from trio_chat.gui.problems import Field, Problem
 from trio_chat.gui.room_window import RoomWindow
 from trio_chat.gui.server_info import ServerInfo
+from trio_chat.gui.sign_in_dialog import SignInDialog
 from trio_chat.gui.status import Link
 
 NOW = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
@@ -206,3 +209,57 @@ def test_the_connection_going_and_coming_back_and_refusals_are_said_aloud(
     room = window.model("")
     assert room is not None
     assert [row.plain.split("  ", 1)[1] for row in room.rows[-2:]] == [text for text, _ in spoken]
+
+
+def description(widget: QWidget) -> str:
+    """What a screen reader reads as the widget's description."""
+    interface = QAccessible.queryAccessibleInterface(widget)
+    assert interface is not None
+    return interface.text(QAccessible.Text.Description)
+
+
+def test_what_is_wrong_in_the_sign_in_dialog_is_said_at_the_field_to_fix(
+    qtbot: QtBot, spoken: Spoken
+) -> None:
+    dialog = SignInDialog(memory.Remembered(name="bob"))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    sentence = "Wrong password for 'bob'."
+    dialog.show_problem(Problem(sentence, Field.PASSWORD))
+    assert dialog.focusWidget() is dialog.password
+    assert description(dialog.password) == sentence
+    assert [description(dialog.field(field)) for field in Field].count("") == len(Field) - 1
+    assert spoken == [(sentence, AT_ONCE)]
+
+    # Told about another field, the first no longer speaks of it; changed, none does.
+    dialog.show_problem(Problem("No account is called 'bob'.", Field.NAME))
+    assert dialog.focusWidget() is dialog.name
+    assert description(dialog.name) == "No account is called 'bob'."
+    assert description(dialog.password) == ""
+    QTest.keyClicks(dialog.name, "x")
+    assert dialog.problem.isHidden()
+    assert [description(dialog.field(field)) for field in Field] == [""] * len(Field)
+
+
+def test_what_is_wrong_in_the_password_dialog_is_said_at_the_field_to_fix(
+    qtbot: QtBot, spoken: Spoken
+) -> None:
+    dialog = PasswordDialog("alice")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    QTest.keyClicks(dialog.current, "correct horse")
+    QTest.keyClicks(dialog.new, "battery staple")
+    QTest.keyClicks(dialog.repeat, "battery stapler")
+    dialog.change.click()
+    sentence = "The two new passwords differ; type them again."
+    assert dialog.focusWidget() is dialog.repeat
+    assert description(dialog.repeat) == sentence
+    assert spoken == [(sentence, AT_ONCE)]
+    dialog.refused("Wrong password for 'alice'.", wrong_current=True)
+    assert dialog.focusWidget() is dialog.current
+    assert description(dialog.current) == "Wrong password for 'alice'."
+    assert description(dialog.repeat) == ""
+    QTest.keyClicks(dialog.current, "!")
+    assert [description(field) for field in (dialog.current, dialog.new, dialog.repeat)] == [""] * 3

@@ -23,6 +23,7 @@ from ..client_protocol.requests import check_new_password
 from ..display import safe
 from ..errors import ChatError
 from .problem_label import problem_label
+from .speech import announce
 
 
 def _secret(name: str, parent: QWidget) -> QLineEdit:
@@ -60,7 +61,7 @@ class PasswordDialog(QDialog):
         layout.addWidget(self.problem)
         layout.addWidget(self.buttons)
         for field in (self.current, self.new, self.repeat):
-            field.textEdited.connect(self.problem.hide)
+            field.textEdited.connect(self._problem_acted_on)
         self.setMinimumWidth(380)
         self.current.setFocus()
 
@@ -86,8 +87,19 @@ class PasswordDialog(QDialog):
         self.change.setEnabled(True)
         self._show(message, self.current if wrong_current else self.new)
 
+    def _problem_acted_on(self) -> None:
+        self.problem.hide()
+        for field in (self.current, self.new, self.repeat):
+            field.setAccessibleDescription("")
+
     def _show(self, message: str, field: QLineEdit) -> None:
-        self.problem.setText(safe(message))
+        sentence = safe(message)
+        self.problem.setText(sentence)
         self.problem.show()
+        # A screen reader says the field the focus lands in, not the sentence below the
+        # fields: the sentence describes the field, and is said aloud.
+        for other in (self.current, self.new, self.repeat):
+            other.setAccessibleDescription(sentence if other is field else "")
+        announce(self, sentence, urgent=True)
         field.selectAll()
         field.setFocus()

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from .memory import Remembered
 from .problem_label import problem_label
 from .problems import Field, Problem, SignInForm
+from .speech import announce
 
 
 class SignInDialog(QDialog):
@@ -112,6 +113,14 @@ class SignInDialog(QDialog):
         if not self.problem.isHidden():
             self.problem.hide()
             self._fit()
+        self._describe(None)
+
+    def _describe(self, problem: Problem | None) -> None:
+        """A screen reader says the field the focus lands in, not the sentence below the
+        fields: the field to fix has the sentence as its description, while it holds."""
+        for field in Field:
+            wrong = problem.sentence if problem is not None and field is problem.field else ""
+            self.field(field).setAccessibleDescription(wrong)
 
     def _creating(self, create: bool) -> None:
         self._form.setRowVisible(self.repeat, create)
@@ -146,6 +155,8 @@ class SignInDialog(QDialog):
         self.problem.show()
         self._fit()
         widget = self.field(problem.field)
+        self._describe(problem)
+        announce(self, problem.sentence, urgent=True)
         widget.setFocus(Qt.FocusReason.OtherFocusReason)
         widget.selectAll()
 
@@ -154,6 +165,8 @@ class SignInDialog(QDialog):
         self.notice.setText(text)
         self.notice.setVisible(bool(text))
         self._fit()
+        if text:
+            announce(self, text)
 
     def set_busy(self, busy: bool, message: str = "") -> None:
         """While signing in: the fields wait, Cancel still works."""
@@ -177,8 +190,11 @@ class SignInDialog(QDialog):
                 self._field_to_fill().setFocus()
         self.progress.setText(message)
         self.progress.setVisible(busy and bool(message))
+        if busy and message:
+            announce(self, message)
         if busy:
             self.problem.hide()
+            self._describe(None)
         self._fit()
 
     def _fit(self) -> None:
