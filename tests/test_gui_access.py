@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtGui import (
     QAccessible,
     QAccessibleAnnouncementEvent,
@@ -263,3 +264,21 @@ def test_what_is_wrong_in_the_password_dialog_is_said_at_the_field_to_fix(
     assert description(dialog.repeat) == ""
     QTest.keyClicks(dialog.current, "!")
     assert [description(field) for field in (dialog.current, dialog.new, dialog.repeat)] == [""] * 3
+
+
+def test_when_the_session_ends_the_keyboard_is_left_in_the_conversation(qtbot: QtBot) -> None:
+    """The message line, which had the focus, is disabled: the conversation gets it (to read
+    what happened), not nothing; signed in again, the message line has it back."""
+    window = a_window(qtbot)
+    window.activateWindow()
+    assert QTest.qWaitForWindowActive(window)
+    window.composer.editor.setFocus()
+    window.set_link(Link.LOST, "Your account was removed.")
+    assert not window.composer.editor.isEnabled()
+    view = window.view("")
+    assert view is not None
+    assert QApplication.focusWidget() is view
+    QTest.keyClick(view, Qt.Key.Key_End)
+    assert view.currentIndex().data() == view.messages.rows[-1].plain
+    window.go_on(lambda: INFO)
+    assert QApplication.focusWidget() is window.composer.editor

@@ -754,6 +754,12 @@ class RoomWindow(QMainWindow):
                 self._password.close()
             self.people.setEnabled(False)
             self._show_name(self._conversations[self.current_key])
+            # The message line had the focus, and disabled it gives it to nothing: the
+            # keyboard (and a screen reader) would be nowhere. The conversation can still
+            # be read, scrolled and copied from, until Ctrl+R.
+            view = self.view(self.current_key)
+            if view is not None and self.focusWidget() in (None, self.composer.editor):
+                view.setFocus(Qt.FocusReason.OtherFocusReason)
         self._show_people()
         self._show_link()
 
