@@ -17,12 +17,13 @@ from PySide6.QtGui import (
     QPalette,
 )
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QListWidget, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QListWidget, QPushButton, QWidget
 from pytestqt.qtbot import QtBot
 
 from trio_chat import display
 from trio_chat.events import PublicMessage
 from trio_chat.gui import colours, memory
+from trio_chat.gui.about_dialog import AboutDialog
 from trio_chat.gui.composer import Composer
 from trio_chat.gui.message_view import MessageDelegate
 from trio_chat.gui.password_dialog import PasswordDialog
@@ -212,6 +213,14 @@ def test_the_connection_going_and_coming_back_and_refusals_are_said_aloud(
     assert [row.plain.split("  ", 1)[1] for row in room.rows[-2:]] == [text for text, _ in spoken]
 
 
+def accessible_name(widget: QWidget | None) -> str:
+    """What a screen reader reads as the widget's name."""
+    assert widget is not None
+    interface = QAccessible.queryAccessibleInterface(widget)
+    assert interface is not None
+    return interface.text(QAccessible.Text.Name)
+
+
 def description(widget: QWidget) -> str:
     """What a screen reader reads as the widget's description."""
     interface = QAccessible.queryAccessibleInterface(widget)
@@ -282,3 +291,39 @@ def test_when_the_session_ends_the_keyboard_is_left_in_the_conversation(qtbot: Q
     assert view.currentIndex().data() == view.messages.rows[-1].plain
     window.go_on(lambda: INFO)
     assert QApplication.focusWidget() is window.composer.editor
+
+
+def test_about_this_server_can_be_read_and_copied_from_the_keyboard(qtbot: QtBot) -> None:
+    about = AboutDialog(INFO, "Connected to 127.0.0.1:1600 as alice")
+    qtbot.addWidget(about)
+    about.show()
+    about.activateWindow()
+    assert QTest.qWaitForWindowActive(about)
+    close = about.focusWidget()
+    assert isinstance(close, QPushButton) and close.text() == "Close"
+    # Tab goes through every value, named with what it is, and back to Close.
+    reached: list[str] = []
+    for _step in range(6):
+        focused = QApplication.focusWidget()
+        assert focused is not None
+        QTest.keyClick(focused, Qt.Key.Key_Tab)
+        if QApplication.focusWidget() is close:
+            break
+        reached.append(accessible_name(QApplication.focusWidget()))
+    assert reached == [
+        "Host: 127.0.0.1",
+        "Port: 1600",
+        "Your name: alice",
+        "Connection: Connected to 127.0.0.1:1600 as alice",
+        "Key fingerprint: SHA256:x",
+    ]
+    fingerprint = about.findChild(QLabel, "fingerprint")
+    assert fingerprint is not None
+    fingerprint.setFocus()
+    QTest.keyClick(fingerprint, Qt.Key.Key_Home)
+    QTest.keyClick(fingerprint, Qt.Key.Key_End, Qt.KeyboardModifier.ShiftModifier)
+    assert fingerprint.selectedText() == "SHA256:x"
+    QTest.keyClick(fingerprint, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    assert QApplication.clipboard().text() == "SHA256:x"
+    QTest.keyClick(fingerprint, Qt.Key.Key_Return)  # Enter closes it, from a value too
+    assert about.isHidden()

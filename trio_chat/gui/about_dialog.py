@@ -1,4 +1,9 @@
-"""The "About this server" view: where you are connected, as whom, and the daemon's key."""
+"""The "About this server" view: where you are connected, as whom, and the daemon's key.
+
+Each value can be reached with Tab, selected from the keyboard and copied (the key's
+fingerprint, to compare it), and is named with what it is for screen readers ("Key
+fingerprint: SHA256:..."), not only its text. Enter or Escape closes it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from ..display import safe, safe_name
 from .server_info import ServerInfo
 
 
-def _value(text: str, name: str, parent: QWidget) -> QLabel:
+def _value(text: str, name: str, what: str, parent: QWidget) -> QLabel:
     label = QLabel(text, parent)
     label.setObjectName(name)
     label.setTextFormat(Qt.TextFormat.PlainText)
@@ -17,6 +22,8 @@ def _value(text: str, name: str, parent: QWidget) -> QLabel:
         Qt.TextInteractionFlag.TextSelectableByMouse
         | Qt.TextInteractionFlag.TextSelectableByKeyboard
     )
+    label.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # selectable from the keyboard: reachable
+    label.setAccessibleName(f"{what}: {text}")
     label.setWordWrap(True)
     return label
 
@@ -26,14 +33,20 @@ class AboutDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("About this server – trio-chat")
         form = QFormLayout()
-        form.addRow("Host:", _value(safe(info.host), "host", self))
-        form.addRow("Port:", _value(str(info.port), "port", self))
-        form.addRow("Your name:", _value(safe_name(info.name), "me", self))
-        form.addRow("Connection:", _value(connection, "connection", self))
-        form.addRow("Key fingerprint:", _value(safe(info.fingerprint), "fingerprint", self))
+        for what, text, name in (
+            ("Host", safe(info.host), "host"),
+            ("Port", str(info.port), "port"),
+            ("Your name", safe_name(info.name), "me"),
+            ("Connection", connection, "connection"),
+            ("Key fingerprint", safe(info.fingerprint), "fingerprint"),
+        ):
+            form.addRow(f"{what}:", _value(text, name, what, self))
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         buttons.rejected.connect(self.reject)
+        close = buttons.button(QDialogButtonBox.StandardButton.Close)
+        close.setDefault(True)  # Enter closes it wherever the focus is
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(buttons)
         self.setMinimumWidth(420)
+        close.setFocus()
