@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QListWidget, QPushButton, QW
 from pytestqt.qtbot import QtBot
 
 from trio_chat import display
-from trio_chat.events import PublicMessage
+from trio_chat.events import History, PrivateMessage, PublicMessage
 from trio_chat.gui import colours, memory
 from trio_chat.gui.about_dialog import AboutDialog
 from trio_chat.gui.composer import Composer
@@ -29,6 +29,7 @@ from trio_chat.gui.message_view import MessageDelegate
 from trio_chat.gui.password_dialog import PasswordDialog
 from trio_chat.gui.problems import Field, Problem
 from trio_chat.gui.room_window import RoomWindow
+from trio_chat.gui.rows import Kind
 from trio_chat.gui.server_info import ServerInfo
 from trio_chat.gui.sign_in_dialog import SignInDialog
 from trio_chat.gui.status import Link
@@ -327,3 +328,36 @@ def test_about_this_server_can_be_read_and_copied_from_the_keyboard(qtbot: QtBot
     assert QApplication.clipboard().text() == "SHA256:x"
     QTest.keyClick(fingerprint, Qt.Key.Key_Return)  # Enter closes it, from a value too
     assert about.isHidden()
+
+
+def test_what_others_say_is_said_aloud_with_where_when_it_is_elsewhere(
+    qtbot: QtBot, spoken: Spoken
+) -> None:
+    window = a_window(qtbot)
+    window.show_message(PublicMessage(1, NOW, "bob", "hello <b>all</b>\x07"))
+    window.show_message(PublicMessage(2, NOW, "alice", "my own line"))
+    window.show_message(PrivateMessage(3, NOW, "carol", "alice", "psst"))
+    window.show_message(PublicMessage(1, NOW, "bob", "hello <b>all</b>\x07"))  # twice: once
+    assert spoken == [
+        ("bob: hello <b>all</b>\\x07", POLITE),  # as shown: escaped, never obeyed
+        ("Privately, carol: psst", POLITE),
+    ]
+    spoken.clear()
+    window.open_conversation("carol")
+    window.show_message(PrivateMessage(4, NOW, "carol", "alice", "here?"))
+    window.show_message(PublicMessage(5, NOW, "bob", "meanwhile"))
+    assert spoken == [("carol: here?", POLITE), ("In the room, bob: meanwhile", POLITE)]
+    # The latest messages on entering, or older ones read above, are not news.
+    spoken.clear()
+    window.show_history(History((PublicMessage(6, NOW, "bob", "old"),), more=True))
+    window.show_older([PublicMessage(0, NOW, "bob", "older")], "")
+    assert spoken == []
+    room = window.model("")
+    assert room is not None
+    assert [row.plain.split("  ", 1)[1] for row in room.rows if row.kind is Kind.MESSAGE] == [
+        "bob: older",
+        "bob: hello <b>all</b>\\x07",
+        "alice: my own line",
+        "bob: meanwhile",
+        "bob: old",
+    ]

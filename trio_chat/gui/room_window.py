@@ -588,8 +588,15 @@ class RoomWindow(QMainWindow):
         return True
 
     def show_message(self, message: ChatMessage) -> None:
-        """A message that just arrived."""
-        self._add(message, counts=True)
+        """A message that just arrived; someone else's is said aloud to screen readers
+        (politely: after what they are saying), as a chat program's are."""
+        if self._add(message, counts=True) and not same_name(message.sender, self.me):
+            said = f"{safe_name(message.sender)}: {safe(message.text)}"
+            key = conversation_of(message, self.me)[0]
+            if key != self.current_key:  # not where the person is: say where it is
+                where = "In the room" if key == ROOM else "Privately"
+                said = f"{where}, {said}"
+            announce(self, said)
 
     def show_history(self, event: History) -> None:
         """The messages sent on entering, or those missed while reconnecting."""
