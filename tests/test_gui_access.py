@@ -361,3 +361,15 @@ def test_what_others_say_is_said_aloud_with_where_when_it_is_elsewhere(
         "bob: meanwhile",
         "bob: old",
     ]
+
+
+def test_the_people_list_is_named_with_whether_they_are_there_or_were(qtbot: QtBot) -> None:
+    window = a_window(qtbot)
+    window.set_online(["alice", "bob"])
+    assert accessible_name(window.people) == "People online (2)"
+    window.set_link(Link.RECONNECTING, "no answer")
+    assert window.people_label.text() == "Last known online (2)"
+    assert accessible_name(window.people) == "People last known online (2)"
+    window.set_link(Link.CONNECTED)
+    window.set_online(["alice", "bob", "carol"])
+    assert accessible_name(window.people) == "People online (3)"

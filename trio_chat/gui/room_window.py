@@ -711,6 +711,11 @@ class RoomWindow(QMainWindow):
         self.people_label.setText(
             f"{'Online' if connected else 'Last known online'} ({len(names)})"
         )
+        # The heading says whether the names are who is there or who was (greyed, which a
+        # screen reader does not tell): the list is named the same.
+        self.people.setAccessibleName(
+            f"People {'online' if connected else 'last known online'} ({len(names)})"
+        )
         palette = self.people.palette()
         base = palette.color(QPalette.ColorGroup.Active, QPalette.ColorRole.Base).name()
         grey = palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text).name()
