@@ -373,3 +373,19 @@ def test_the_people_list_is_named_with_whether_they_are_there_or_were(qtbot: QtB
     window.set_link(Link.CONNECTED)
     window.set_online(["alice", "bob", "carol"])
     assert accessible_name(window.people) == "People online (3)"
+
+
+def test_a_line_too_long_to_send_says_so_aloud_when_enter_does_not_send_it(
+    qtbot: QtBot, spoken: Spoken
+) -> None:
+    composer = Composer()
+    qtbot.addWidget(composer)
+    sent: list[str] = []
+    composer.submitted.connect(sent.append)
+    composer.editor.setText("é" * 250 + "!")
+    QTest.keyClick(composer.editor, Qt.Key.Key_Return)
+    assert sent == [] and composer.editor.text() == "é" * 250 + "!"
+    assert spoken == [("Too long to send: 501/500 bytes: 1 too many.", AT_ONCE)]
+    QTest.keyClick(composer.editor, Qt.Key.Key_Backspace)
+    QTest.keyClick(composer.editor, Qt.Key.Key_Return)
+    assert sent == ["é" * 250] and len(spoken) == 1

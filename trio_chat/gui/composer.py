@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QAbstractSlider, QHBoxLayout, QLabel, QLineEdit, Q
 from .. import commands
 from . import colours
 from .editing import Budget, Recall, budget
+from .speech import announce
 
 _Action = QAbstractSlider.SliderAction
 _SCROLLS = {
@@ -93,6 +94,8 @@ class Composer(QWidget):
         size = budget(text)  # of several lines, the largest message
         if size is not None and size.over:
             self._show_budget()
+            # Shown beside the line, which stays: a screen reader would hear nothing happen.
+            announce(self, f"Too long to send: {size.text}.", urgent=True)
             return
         for line in lines:
             self.recall.add(line)
