@@ -389,3 +389,33 @@ def test_a_line_too_long_to_send_says_so_aloud_when_enter_does_not_send_it(
     QTest.keyClick(composer.editor, Qt.Key.Key_Backspace)
     QTest.keyClick(composer.editor, Qt.Key.Key_Return)
     assert sent == ["é" * 250] and len(spoken) == 1
+
+
+def tab_stops(window: RoomWindow) -> list[QWidget]:
+    """Where Tab goes from the message line, until it is back there."""
+    stops: list[QWidget] = []
+    for _step in range(10):
+        focused = QApplication.focusWidget()
+        assert focused is not None
+        QTest.keyClick(focused, Qt.Key.Key_Tab)
+        focused = QApplication.focusWidget()
+        assert focused is not None
+        if focused is window.composer.editor:
+            return stops
+        stops.append(focused)
+    raise AssertionError("Tab never came back to the message line")
+
+
+def test_tab_goes_from_the_message_line_to_send_the_tabs_their_conversation_and_the_people(
+    qtbot: QtBot,
+) -> None:
+    window = a_window(qtbot)
+    window.activateWindow()
+    assert QTest.qWaitForWindowActive(window)
+    window.set_online(["alice", "bob"])
+    window.composer.editor.setFocus()
+    bar, send = window.tabs.tabBar(), window.composer.send_button
+    assert tab_stops(window) == [send, bar, window.view(""), window.people]
+    window.open_conversation("bob")  # a conversation opened later takes its place too
+    assert QApplication.focusWidget() is window.composer.editor
+    assert tab_stops(window) == [send, bar, window.view("bob"), window.people]

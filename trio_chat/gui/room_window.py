@@ -375,6 +375,9 @@ class RoomWindow(QMainWindow):
         view.older_wanted.connect(lambda: self.older_wanted.emit(key))
         conversation.view = view
         index = self.tabs.addTab(view, "")
+        # Tab goes from the tabs to the conversation they show, then to the people online:
+        # a view made later would otherwise come last, after the people.
+        QWidget.setTabOrder(self.tabs.tabBar(), view)
         self._show_tab_label(conversation)
         self._show_name(conversation)
         return index
