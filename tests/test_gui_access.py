@@ -32,6 +32,7 @@ from trio_chat.gui.room_window import RoomWindow
 from trio_chat.gui.rows import Kind
 from trio_chat.gui.server_info import ServerInfo
 from trio_chat.gui.sign_in_dialog import SignInDialog
+from trio_chat.gui.speech import announce
 from trio_chat.gui.status import Link
 
 NOW = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
@@ -173,7 +174,23 @@ def spoken(monkeypatch: pytest.MonkeyPatch) -> Spoken:
             said.append((event.message(), event.politeness()))
 
     monkeypatch.setattr(QAccessible, "updateAccessibility", heard)
+    monkeypatch.setattr(QAccessible, "isActive", lambda: True)  # a screen reader is on
     return said
+
+
+def test_nothing_is_announced_without_a_screen_reader(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each message of a busy room would be an accessibility event for nobody."""
+    events: list[QAccessibleEvent] = []
+    monkeypatch.setattr(QAccessible, "updateAccessibility", events.append)
+    monkeypatch.setattr(QAccessible, "isActive", lambda: False)
+    widget = QWidget()
+    qtbot.addWidget(widget)
+    announce(widget, "alice: hi")
+    monkeypatch.setattr(QAccessible, "isActive", lambda: True)
+    announce(widget, "bob: hi")
+    assert [event.message() for event in events] == ["bob: hi"]  # type: ignore[attr-defined]
 
 
 POLITE = QAccessible.AnnouncementPoliteness.Polite

@@ -11,7 +11,10 @@ from PySide6.QtWidgets import QWidget
 
 def announce(widget: QWidget, text: str, *, urgent: bool = False) -> None:
     """Have screen readers say `text` (about `widget`): once they are done speaking, or
-    at once, cutting them short, if `urgent` (something failed)."""
+    at once, cutting them short, if `urgent` (something failed). Nothing without one
+    (`QAccessible.isActive`): each message of a busy room would be an event for nobody."""
+    if not QAccessible.isActive():
+        return
     event = QAccessibleAnnouncementEvent(widget, text)
     politeness = QAccessible.AnnouncementPoliteness
     event.setPoliteness(politeness.Assertive if urgent else politeness.Polite)
