@@ -8,8 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_chat.completion import COMMANDS, Completion, complete
-from trio_chat.conversation import NAMES_MET
+from trio_chat.completion import COMMANDS, NAMES_MET, Completion, complete
 from trio_chat.events import History, Joined, PrivateMessage
 
 from .test_room_order import message, room_on_screen

@@ -436,3 +436,31 @@ def test_tab_goes_from_the_message_line_to_send_the_tabs_their_conversation_and_
     window.open_conversation("bob")  # a conversation opened later takes its place too
     assert QApplication.focusWidget() is window.composer.editor
     assert tab_stops(window) == [send, bar, window.view("bob"), window.people]
+
+
+def test_tab_in_the_message_line_completes_a_name_or_a_command_else_moves_on(
+    qtbot: QtBot, spoken: Spoken
+) -> None:
+    """As at the terminal's prompt: Tab completes the name a private line goes to, a name
+    in a message, a command's word; where several fit it says which; where there is
+    nothing to complete, it goes on to the next part of the window, as everywhere."""
+    window = a_window(qtbot)
+    window.activateWindow()
+    assert QTest.qWaitForWindowActive(window)
+    window.set_online(["alice", "bob"])
+    window.show_message(PublicMessage(1, NOW, "Zoë", "hi"))
+    editor = window.composer.editor
+    editor.setFocus()
+    for typed, completed in (("s/b", "s/bob/"), ("hi 😀 zo", "hi 😀 Zoë "), ("/hi", "/history ")):
+        editor.setText(typed + "!")  # the cursor before what follows it (Qt counts UTF-16)
+        editor.setCursorPosition(len(typed.encode("utf-16-le")) // 2)
+        QTest.keyClick(editor, Qt.Key.Key_Tab)
+        assert editor.text() == completed + "!" and QApplication.focusWidget() is editor
+        assert editor.cursorPosition() == len(completed.encode("utf-16-le")) // 2
+    editor.setText("/h")
+    QTest.keyClick(editor, Qt.Key.Key_Tab)
+    assert editor.text() == "/h" and QApplication.focusWidget() is editor
+    assert spoken[-1] == ("Choices: /help, /history.", POLITE)
+    editor.setText("hello")
+    QTest.keyClick(editor, Qt.Key.Key_Tab)
+    assert editor.text() == "hello" and QApplication.focusWidget() is window.composer.send_button

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QColor
+from PySide6.QtGui import QAction, QColor, QFont
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
@@ -53,6 +53,7 @@ from trio_chat.gui.problems import (
 from trio_chat.gui.room_window import RoomWindow
 from trio_chat.gui.rows import (
     Kind,
+    Row,
     Style,
     clock,
     joined_row,
@@ -62,6 +63,7 @@ from trio_chat.gui.rows import (
     note_row,
     pending_row,
     refused_row,
+    unsaid_row,
 )
 from trio_chat.gui.server_info import ServerInfo, server_info
 from trio_chat.gui.sign_in_dialog import SignInDialog
@@ -508,7 +510,7 @@ def test_lines_are_broken_where_a_terminal_breaks_them(qtbot: QtBot) -> None:
 def test_the_windows_list_of_commands_has_no_columns_to_align() -> None:
     """The window's font is not fixed-width: padding would zig-zag."""
     first, *lines = commands.WINDOW_HELP.splitlines()
-    assert first == "Commands:" and len(lines) == 7
+    assert first == "Commands:" and len(lines) == 8
     for line in lines:
         command, description = line.split(" — ")
         assert command and description and "  " not in line
@@ -622,6 +624,31 @@ def test_a_wrapped_line_never_starts_at_the_edge_where_rows_start(qtbot: QtBot) 
         assert len(lines) > 1
         assert lines[0].position().x() == 0
         assert all(line.position().x() > 0 for line in lines[1:]), sender
+
+
+def test_ones_own_name_in_someone_elses_message_is_bold_and_underlined(qtbot: QtBot) -> None:
+    """As in the terminal: where bob's message names alice (in any case, as a word), her
+    window draws her name in it bold and underlined; not in her own messages, nor once the
+    operator removed the message."""
+    view = MessageView(MessageModel(), "room")
+    qtbot.addWidget(view)
+    delegate = view.itemDelegate()
+    assert isinstance(delegate, MessageDelegate)
+
+    def marked(row: Row) -> list[str]:
+        layout = delegate.layout(row, 400)
+        shown = layout.text().encode("utf-16-le")  # where formats start is counted in UTF-16
+        return [
+            shown[2 * span.start : 2 * (span.start + span.length)].decode("utf-16-le")
+            for span in layout.formats()
+            if span.format.fontUnderline() and span.format.fontWeight() == QFont.Weight.Bold
+        ]
+
+    said = "😀 hi Alice, alice2 and ALICE!"
+    row = message_row(public(9, "bob", said), "alice", NOW)
+    assert marked(row) == ["Alice", "ALICE"]
+    assert marked(message_row(public(10, "alice", "alice here"), "alice", NOW)) == []
+    assert marked(unsaid_row(row)) == []
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,8 @@ s/name/message — say it to name only, in their tab (also: /msg name message)
 /history — older messages: scroll up (Page Up), they load at the top (Ctrl+End: back down)
 //text — say text that starts with a /
 /help — this list (F1)
-Exit, /quit — close the window (Ctrl+Q)"""
+Exit, /quit — close the window (Ctrl+Q)
+Tab — complete a command, or a name met in the room"""
 """The same commands as the window obeys them (it has no terminal's Ctrl-D, and scrolls),
 without columns: the window's font is not fixed-width."""
 

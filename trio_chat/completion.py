@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 from .rules import name_key
 
+NAMES_MET = 1_000
+"""How many names met (in the room, in its messages) Tab completes from: the latest."""
+
 COMMANDS = ("/help", "/history ", "/msg ", "/older ", "/quit", "/who")
 """The commands Tab completes, each followed by a space if it takes words after it."""
 
@@ -84,3 +87,25 @@ def _agreed(choices: list[str]) -> str:
     ):
         end += 1
     return first[:end]
+
+
+class NamesMet:
+    """The names met in a conversation (who is in the room, who wrote or was written to),
+    one to an account, as last written, the latest last: at most `NAMES_MET`."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}
+
+    def meet(self, *names: str) -> None:
+        for name in names:
+            key = name_key(name)
+            self._names.pop(key, None)
+            self._names[key] = name
+        while len(self._names) > NAMES_MET:
+            del self._names[next(iter(self._names))]
+
+    def names(self, me: str) -> list[str]:
+        """The names met, `me` left out: what Tab completes. Read from another thread (a
+        terminal's prompt), copied in one step."""
+        mine = name_key(me)
+        return [name for key, name in list(self._names.items()) if key != mine]

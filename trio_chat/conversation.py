@@ -20,6 +20,7 @@ import trio
 
 from . import commands
 from .client import ChatClient, Receipt
+from .completion import NamesMet
 from .display import (
     DIM,
     ERROR,
@@ -58,8 +59,6 @@ from .rules import name_key
 
 SHOWN_MEMORY = 10_000
 """How many message ids to remember, to show a message to yourself only once."""
-NAMES_MET = 1_000
-"""How many names met (in the room, in its messages) Tab completes from: the latest."""
 RETURN_WINDOW = 60.0
 """After an outage (a daemon restart, say) everyone comes back within moments: for this
 many seconds, the join of someone who was here before it is not shown as news."""
@@ -173,8 +172,7 @@ class Room:
         self._paged = False
         self.online: set[str] = set()
         """Who is in the room (name keys), from `/who` answers, joins and leaves."""
-        self._met: dict[str, str] = {}
-        """Names met in the room and its messages, by key, the latest last (`names`)."""
+        self._met = NamesMet()
         self._returns = Returns()
         self._caught_up = trio.Event()
         self._caught_up.set()
@@ -191,18 +189,9 @@ class Room:
         return f"{self.chat.host}:{self.chat.port}"
 
     def names(self) -> list[str]:
-        """The names met in this conversation (in the room, in its messages), one's own
-        left out: what Tab completes. Read from the prompt's thread, copied in one step."""
-        me = name_key(self.chat.name)
-        return [name for key, name in list(self._met.items()) if key != me]
-
-    def _meet(self, *names: str) -> None:
-        for name in names:
-            key = name_key(name)
-            self._met.pop(key, None)
-            self._met[key] = name
-        while len(self._met) > NAMES_MET:
-            del self._met[next(iter(self._met))]
+        """The names met in this conversation, one's own left out: what Tab completes
+        (from the prompt's thread)."""
+        return self._met.names(self.chat.name)
 
     # --- input -------------------------------------------------------------------------------
 
@@ -463,7 +452,7 @@ class Room:
 
     def _show_names(self, names: list[str]) -> None:
         self.online = {name_key(name) for name in names}
-        self._meet(*names)
+        self._met.meet(*names)
         self.show(names_line(names, self.chat.name))
 
     def _show_found(self, messages: list[ChatMessage]) -> None:
@@ -490,9 +479,9 @@ class Room:
     def _note_shown(self, message: ChatMessage) -> None:
         """Remember a message shown, to say so if the operator removes it, and the names
         in it."""
-        self._meet(
-            message.sender, *([message.recipient] if isinstance(message, PrivateMessage) else [])
-        )
+        self._met.meet(message.sender)
+        if isinstance(message, PrivateMessage):
+            self._met.meet(message.recipient)
         if message.id not in self._shown:
             self._shown_order.append(message.id)
             if len(self._shown_order) > SHOWN_MEMORY:
@@ -562,7 +551,7 @@ class Room:
             self._show_history(event)
         elif isinstance(event, Joined):
             self.online.add(name_key(event.name))
-            self._meet(event.name)
+            self._met.meet(event.name)
             if self._returns.is_news(event.name, trio.current_time()):
                 self.show(joined_line(event, me))
             self._came_back()
@@ -653,4 +642,4 @@ class Room:
         with contextlib.suppress(ChatError):  # the session ended: nothing to tell apart
             names: list[str] = await self.chat.who_nowait().wait()
             self.online |= {name_key(name) for name in names}
-            self._meet(*names)
+            self._met.meet(*names)

@@ -273,14 +273,19 @@ def message_line(message: ChatMessage, me: str, now: datetime | None = None) -> 
     return (time, ("35", "["), *who, ("35", "]"), ("", " "), text)
 
 
+def mentions(text: str, me: str) -> list[tuple[int, int]]:
+    """Where `me` stands as a word in `text` (as `safe` shows it), in any case (`Alice,` and
+    `ALICE!` for alice; not `alice2`): each place's start and end."""
+    return [found.span() for found in _mention(me).finditer(text)] if me else []
+
+
 def mentioning(text: str, me: str) -> tuple[Segment, ...]:
-    """`text` (as `safe` shows it) in segments, `me` marked wherever it stands as a word,
-    in any case (`Alice,` and `ALICE!` for alice; not `alice2`)."""
+    """`text` (as `safe` shows it) in segments, `me` marked (`MENTION`) where it is named."""
     segments: list[Segment] = []
     start = 0
-    for found in _mention(me).finditer(text) if me else ():
-        segments += [("", text[start : found.start()]), (MENTION, found[0])]
-        start = found.end()
+    for begin, end in mentions(text, me):
+        segments += [("", text[start:begin]), (MENTION, text[begin:end])]
+        start = end
     segments.append(("", text[start:]))
     return tuple(segment for segment in segments if segment[1])
 

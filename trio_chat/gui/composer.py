@@ -1,14 +1,27 @@
 """Where you type: a line editor that recalls earlier lines (up and down), sends on Enter,
-scrolls the conversation (Page Up, Page Down, Ctrl+Home, Ctrl+End), and shows how much of a
-message's size limit is used as you approach it."""
+completes a command or a name on Tab, scrolls the conversation (Page Up, Page Down,
+Ctrl+Home, Ctrl+End), and shows how much of a message's size limit is used as you
+approach it."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from collections.abc import Callable, Iterable
+
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QPalette
-from PySide6.QtWidgets import QAbstractSlider, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
+from PySide6.QtWidgets import (
+    QAbstractSlider,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QToolTip,
+    QWidget,
+)
 
 from .. import commands
+from ..completion import complete
+from ..display import safe_name
 from . import colours
 from .editing import Budget, Recall, budget
 from .speech import announce
@@ -24,14 +37,47 @@ _SCROLLS = {
 
 
 class LineEditor(QLineEdit):
-    """A line editor with a shell's history: up for older lines, down for newer ones; the
-    keys of `_SCROLLS` are handed to the conversation (`scroll_wanted`)."""
+    """A line editor with a shell's history: up for older lines, down for newer ones; Tab
+    completes a command or one of `names` (`completion`); the keys of `_SCROLLS` are
+    handed to the conversation (`scroll_wanted`)."""
 
     scroll_wanted = Signal(QAbstractSlider.SliderAction)
 
     def __init__(self, recall: Recall, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._recall = recall
+        self.names: Callable[[], Iterable[str]] = tuple
+
+    def event(self, event: QEvent) -> bool:
+        # Tab completes where there is something to complete; elsewhere it goes on to the
+        # next part of the window, as it does everywhere (Qt takes it before keyPressEvent).
+        if (
+            isinstance(event, QKeyEvent)
+            and event.type() == QEvent.Type.KeyPress
+            and event.key() == Qt.Key.Key_Tab
+            and event.modifiers() == Qt.KeyboardModifier.NoModifier
+            and self._complete()
+        ):
+            return True
+        return super().event(event)
+
+    def _complete(self) -> bool:
+        """Complete what is before the cursor; whether there was anything to complete (else
+        Tab moves the focus on). Where several fit and nothing can be added, they are shown
+        beside the cursor, and said to a screen reader."""
+        at = self.cursorPosition()  # in UTF-16 code units, as Qt counts
+        before = self.text().encode("utf-16-le")[: 2 * at].decode("utf-16-le")
+        done = complete(before, self.names())
+        if done.text != before:
+            self.setSelection(0, at)
+            self.insert(done.text)  # in place of what was before the cursor, undoable
+            return True
+        if not done.choices:
+            return False
+        choices = "  ".join(safe_name(choice) for choice in done.choices)
+        QToolTip.showText(self.mapToGlobal(self.cursorRect().bottomLeft()), choices, self)
+        announce(self, f"Choices: {', '.join(safe_name(c) for c in done.choices)}.")
+        return True
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         action = _SCROLLS.get((event.modifiers(), Qt.Key(event.key())))

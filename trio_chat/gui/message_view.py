@@ -254,6 +254,8 @@ class MessageDelegate(QStyledItemDelegate):
             format_range.start, format_range.length = position, length
             format_range.format = self._format(span, row, palette)
             ranges.append(format_range)
+            if message_text:
+                ranges += self._mentions(span.text, row, position, format_range.format)
             parts.append(span.text)
             position += length
             characters += len(span.text)
@@ -261,6 +263,22 @@ class MessageDelegate(QStyledItemDelegate):
                 parts.append(_POP)
                 position += 1
         return "".join(parts), ranges, indent_at
+
+    def _mentions(
+        self, text: str, row: Row, position: int, plain: QTextCharFormat
+    ) -> list[QTextLayout.FormatRange]:
+        """Your name where the message `text` (laid out from `position`) names you: bold and
+        underlined, as in the terminal."""
+        marked: list[QTextLayout.FormatRange] = []
+        for start, end in row.mentions:
+            mention = QTextLayout.FormatRange()
+            mention.start = position + _utf16_length(text[:start])
+            mention.length = _utf16_length(text[start:end])
+            mention.format = QTextCharFormat(plain)
+            mention.format.setFontWeight(QFont.Weight.Bold)
+            mention.format.setFontUnderline(True)
+            marked.append(mention)
+        return marked
 
     def layout(self, row: Row, width: int) -> QTextLayout:
         key = (row, width)

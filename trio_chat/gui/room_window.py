@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from .. import commands
+from ..completion import NamesMet
 from ..display import counted, safe, safe_name, same_name
 from ..events import ChatMessage, History, Joined, Left, PrivateMessage
 from ..rules import name_key
@@ -108,6 +109,8 @@ class RoomWindow(QMainWindow):
         self._notices = list(notices)
         self.unread = Unread()
         self.online = Online()
+        self.names_met = NamesMet()
+        """Who was in the room or wrote or was written to: what Tab completes."""
         self.link = Link.CONNECTED
         self.muted = False
         """The daemon's operator muted this account (as its latest notice about it said)."""
@@ -132,6 +135,7 @@ class RoomWindow(QMainWindow):
 
         self.composer = Composer(self)
         self.composer.submitted.connect(self._submitted)
+        self.composer.editor.names = lambda: self.names_met.names(self.me)
         self.composer.editor.scroll_wanted.connect(self._scroll)
 
         self.people_label = QLabel(self)
@@ -582,6 +586,9 @@ class RoomWindow(QMainWindow):
         conversation = self._conversation(key, name)
         if not conversation.model.add_message(rows.message_row(message, self.me)):
             return False
+        self.names_met.meet(message.sender)
+        if isinstance(message, PrivateMessage):
+            self.names_met.meet(message.recipient)
         if key != ROOM and opens and conversation.view is None:
             self._open_tab(conversation)
         if counts and not same_name(message.sender, self.me):
@@ -688,12 +695,15 @@ class RoomWindow(QMainWindow):
         conversation.model.add_note(rows.names_row(names, self.me, _now()))
 
     def set_online(self, names: Iterable[str]) -> None:
+        names = list(names)
         self.online.replace(names)
+        self.names_met.meet(*names)
         self._show_people()
 
     def joined(self, event: Joined, *, news: bool = True) -> None:
         """Someone came in; said in the room if it is `news` (not a return after an outage)."""
         self.online.joined(event.name)
+        self.names_met.meet(event.name)
         self._show_people()
         if news:
             self._conversations[ROOM].model.add_note(rows.joined_row(event, self.me))

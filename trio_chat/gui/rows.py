@@ -15,7 +15,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..display import left_how, safe, safe_name, same_name, stamp
+from ..display import left_how, mentions, safe, safe_name, same_name, stamp
 from ..events import ChatMessage, Joined, Left
 from .colours import sender_colour
 
@@ -61,6 +61,8 @@ class Row:
     """The full local date and time, for a tooltip."""
     indent: int = 0
     """Characters before the message text: wrapped lines start under it."""
+    mentions: tuple[tuple[int, int], ...] = ()
+    """Where someone else's message names you, in its text (start, end): marked."""
 
     @property
     def plain(self) -> str:
@@ -97,20 +99,23 @@ def message_row(message: ChatMessage, me: str, now: datetime | None = None) -> R
         name_span(message.sender, me),
         Span(": "),
     )
+    text = safe(message.text)
+    mine = same_name(message.sender, me)
     return Row(
-        (*head, Span(safe(message.text))),
+        (*head, Span(text)),
         kind=Kind.MESSAGE,
         message_id=message.id,
-        mine=same_name(message.sender, me),
+        mine=mine,
         when=full_time(message.ts),
         indent=_width(head),
+        mentions=() if mine else tuple(mentions(text, me)),
     )
 
 
 def unsaid_row(row: Row) -> Row:
     """A message row once the operator removed the message: `18:13:04  alice: (removed by
     the operator)`, in its place."""
-    return dataclasses.replace(row, spans=(*row.spans[:-1], Span(UNSAID, Style.NOTE)))
+    return dataclasses.replace(row, spans=(*row.spans[:-1], Span(UNSAID, Style.NOTE)), mentions=())
 
 
 def pending_row(text: str, me: str) -> Row:
