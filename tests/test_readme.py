@@ -1,4 +1,5 @@
-"""The README's Python example works as printed, against a live daemon."""
+"""The README holds: its Python example works as printed, against a live daemon, and its
+limits are the defaults of the daemon, of `serve` and of the client."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ import pytest
 import trio
 
 import trio_chat
+from trio_chat.cli import serve as serve_cli
+from trio_chat.client import ClientConfig
+from trio_chat.client_protocol.connection import THROTTLE_WAITED_OUT
 from trio_chat.client_protocol.requests import check_new_password, check_sendable_password
+from trio_chat.commands import HISTORY_DEFAULT, HISTORY_MAX
 from trio_chat.engine import ServerConfig
 from trio_chat.names import check_name
 from trio_chat.rules import RuleError
 from trio_chat.server import serve
+from trio_chat.wire import HISTORY_LIMIT_MAX
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -128,3 +134,100 @@ def test_the_limit_on_changing_a_password_is_what_the_client_checks() -> None:
     check_new_password("alice", old, "n" * 200)
     with pytest.raises(trio_chat.PasswordTooLong):
         check_new_password("alice", old, "n" * 201)
+
+
+def limits_row(what: str) -> str:
+    """The limit the README's "Limits you may meet" table gives for `what`."""
+    text = README.read_text(encoding="utf-8")
+    row = re.search(rf"^\| {re.escape(what)} \| (.*) \|$", text, re.MULTILINE)
+    assert row, f"the README's limits table has no row for {what!r}"
+    return row[1]
+
+
+def numbers_said(what: str, pattern: str) -> tuple[float, ...]:
+    found = re.search(pattern, limits_row(what))
+    assert found, f"the README's row for {what!r} no longer reads {pattern!r}"
+    return tuple(float(number) for number in found.groups())
+
+
+def test_the_limits_table_gives_the_defaults_the_daemon_and_the_client_have() -> None:
+    # The numbers people and operators plan by: each row's figures are the daemon's
+    # defaults (and the client's, where the row says what the client does).
+    daemon = ServerConfig()
+    rows: list[tuple[str, str, tuple[float, ...]]] = [
+        (
+            "sending",
+            r"^(\d+) messages at once, then (\d+) a second",
+            (daemon.message_burst, daemon.message_rate),
+        ),
+        ("private messages waiting for someone", r"^(\d+);", (daemon.mailbox_limit,)),
+        ("`/history`, `/older`", r"^at most (\d+) messages", (HISTORY_LIMIT_MAX,)),
+        (
+            "questions (`/who`, `/history`, loading older messages)",
+            r"^(\d+) at once, then (\d+) a second, and (\d+) history reads",
+            (daemon.question_burst, daemon.question_rate, daemon.reads_per_session),
+        ),
+        (
+            "sessions",
+            r"^(\d+) at once from one IP address, (\d+) at once for one account",
+            (daemon.max_sessions_per_address, daemon.max_sessions_per_account),
+        ),
+        (
+            "connections",
+            r"^(\d+) at once from one IP address, then (\d+) a second .* up to its (\d+) s timeout",
+            (daemon.handshake_burst, daemon.handshake_rate, ClientConfig().timeout),
+        ),
+        (
+            "registrations from one IP address",
+            r"^(\d+) at once, then (\d+) a minute",
+            (daemon.register_burst, daemon.register_rate * 60),
+        ),
+        (
+            "failed logins (a name with no account counts as one)",
+            r"^(\d+) free, then a wait that doubles from (\d+) s \(at most (\d+) s; the client "
+            r"waits up to (\d+) s of it",
+            (
+                daemon.login_free_failures,
+                daemon.login_delay,
+                daemon.login_delay_max,
+                THROTTLE_WAITED_OUT,
+            ),
+        ),
+        (
+            "join notices",
+            r"^(\d+) at once for each person, then one every (\d+) s",
+            (daemon.notice_burst, 1 / daemon.notice_rate),
+        ),
+    ]
+    for what, pattern, defaults in rows:
+        assert numbers_said(what, pattern) == pytest.approx(defaults), what
+
+
+def test_the_room_commands_table_gives_the_terminals_history_counts() -> None:
+    text = README.read_text(encoding="utf-8")
+    for command in ("history", "older"):
+        row = re.search(rf"^\| `/{command} \[n\]` \| (.*) \|$", text, re.MULTILINE)
+        assert row, f"the README no longer says what /{command} does"
+        said = re.search(r"\((\d+) by default, at most (\d+)", row[1])
+        assert said, row[1]
+        assert (int(said[1]), int(said[2])) == (HISTORY_DEFAULT, HISTORY_MAX)
+    assert HISTORY_MAX == HISTORY_LIMIT_MAX  # what the terminal allows, the daemon answers
+
+
+def test_serve_without_options_runs_the_daemon_with_its_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # `serve`'s options have defaults of their own (what `serve --help` shows): an
+    # operator who gives none gets the daemon's defaults, which the README states.
+    started: list[ServerConfig] = []
+
+    async def record(
+        host: str, port: int, database: Path, config: ServerConfig, summary_every: float
+    ) -> None:
+        started.append(config)
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.setattr(serve_cli, "_serve_until_signal", record)
+    monkeypatch.setattr(serve_cli, "configure", lambda level, form: None)
+    serve_cli.serve_command()
+    assert started == [ServerConfig()]
