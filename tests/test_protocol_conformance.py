@@ -1995,3 +1995,60 @@ def test_the_whole_conversation_of_section_12() -> None:
     (_, logged_out) = client.records[-1]
     assert logged_out == {"ack": 3, "echo": 3, "frames": [[5, {"t": "ok", "re": 3}]]}
     assert [pn for pn, _payload in client.records] == [1, 2, 3, 4, 5]
+
+
+# --- the defaults section 10 gives -----------------------------------------------------------
+
+PROTOCOL_DOC = Path(__file__).parent.parent / "docs" / "protocol.md"
+
+
+def test_the_limits_section_10_gives_are_the_daemons_defaults() -> None:
+    # A client in another language is written to the figures of the error codes' table:
+    # each is the default the daemon is started with.
+    text = PROTOCOL_DOC.read_text(encoding="utf-8")
+    table = text.split("## 10. Error codes", 1)[1].split("\n## ", 1)[0]
+    default = ServerConfig()
+    said: list[tuple[str, str, tuple[float, ...]]] = [
+        (
+            "| `too_many_registrations` | `register` |",
+            r"a burst of (\d+), then (\d+) a minute, by default\), or all addresses together "
+            r"\((\d+) a minute\)",
+            (default.register_burst, default.register_rate * 60, default.register_rate_total * 60),
+        ),
+        (
+            "| `busy` | `register`, `login`, `change_password` |",
+            r"the address has (\d+) password checks in progress \(not `register`\), or the "
+            r"daemon (\d+) waiting",
+            (default.checks_per_address, default.hash_queue_limit),
+        ),
+        (
+            "| `rate_limited` |",
+            r"messages: a burst of (\d+), then (\d+) per second, by default; questions: (\d+), "
+            r"then (\d+) per second, and (\d+) reads of history at once",
+            (
+                default.message_burst,
+                default.message_rate,
+                default.question_burst,
+                default.question_rate,
+                default.reads_per_session,
+            ),
+        ),
+        ("| `mailbox_full` |", r"has (\d+) unread", (default.mailbox_limit,)),
+        (
+            "| `too_many_sessions` |",
+            r"too many channels \((\d+) by default\), or the account too many sessions \((\d+)\)",
+            (default.max_sessions_per_address, default.max_sessions_per_account),
+        ),
+        (
+            "| `busy` | `REFUSED` |",
+            r"as it takes \(([\d,]+) by default\), or this IP address started too many "
+            r"handshakes \((\d+) at once, then (\d+) a second\)",
+            (default.max_connections, default.handshake_burst, default.handshake_rate),
+        ),
+    ]
+    for row_start, pattern, defaults in said:
+        (row,) = [line for line in table.splitlines() if line.startswith(row_start)]
+        found = re.search(pattern, row)
+        assert found, (row_start, pattern)
+        numbers = tuple(float(number.replace(",", "")) for number in found.groups())
+        assert numbers == pytest.approx(defaults), row_start
