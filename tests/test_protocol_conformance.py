@@ -1791,6 +1791,28 @@ BAD_FRAMES: list[tuple[str, Any, str]] = [
     ("before negative", {"t": "history", "before": -1}, "bad_field"),
     ("before above 2^53-1", {"t": "history", "before": 2**53}, "bad_field"),
     ("ticket of 513 characters", {"t": "resume", "ticket": "t" * 513}, "bad_field"),
+    # Fields longer than section 8.1 allows are bad_field before section 9 looks at them;
+    # at the length allowed, section 9's rules answer.
+    (
+        "to of 65 characters",
+        {"t": "whisper", "to": "b" * 65, "text": "hi", "cid": "c6"},
+        "bad_field",
+    ),
+    (
+        "to of 64 characters",
+        {"t": "whisper", "to": "b" * 64, "text": "hi", "cid": "c7"},
+        "unknown_user",
+    ),
+    (
+        "new password of 1025 characters",
+        {"t": "change_password", "old": PASSWORD, "new": "n" * 1025},
+        "bad_field",
+    ),
+    (
+        "new password of 1024 characters",
+        {"t": "change_password", "old": PASSWORD, "new": "n" * 1024},
+        "password_too_long",
+    ),
     ("empty text", {"t": "say", "text": "", "cid": "c3"}, "text_empty"),
     ("long text", {"t": "say", "text": "é" * 251, "cid": "c4"}, "text_too_long"),
     (
