@@ -24,8 +24,9 @@ from typer.testing import CliRunner
 
 import trio_chat
 from tests.cli_support import PASSWORD, Daemon, daemon_in_thread, silent_port
+from trio_chat import errors
 from trio_chat.cli import ExitCode, app
-from trio_chat.cli.exits import sentence
+from trio_chat.cli.exits import exit_code_for, sentence
 from trio_chat.engine import ServerConfig
 from trio_chat.errors import Throttled, TooManyRegistrations
 from trio_chat.keys import KnownServers
@@ -405,6 +406,52 @@ def test_the_exit_codes_in_the_help_are_the_readmes(daemon: Daemon) -> None:
         assert f" {code} " in help_text.split("Exit codes:", 1)[1], code
     assert "9 a limit (rate, sessions, a full mailbox)" in help_text
     assert "12 cannot listen there" in help_text
+
+
+# Each refusal the client API raises, and the status the README's table gives it.
+README_EXIT_CODES: dict[type[errors.ChatError], int] = {
+    errors.ServerUnreachable: 3,
+    errors.WrongPassword: 4,
+    errors.PasswordChangedAway: 4,  # the operator's new password, set while away
+    errors.UnknownUser: 5,
+    errors.NameTaken: 6,
+    errors.InvalidName: 7,
+    errors.PasswordTooShort: 8,
+    errors.PasswordTooLong: 8,
+    errors.PasswordUnchanged: 8,
+    errors.TooManyRegistrations: 9,
+    errors.Throttled: 9,  # failed logins
+    errors.TooManySessions: 9,
+    errors.Busy: 9,  # connections
+    errors.RateLimited: 9,
+    errors.MailboxFull: 9,
+    errors.ConnectionLost: 10,
+    errors.ProtocolError: 13,  # refused for another reason
+    errors.TicketInvalid: 13,
+    errors.StorageFailed: 13,
+    errors.BadRequest: 13,
+    errors.TextEmpty: 14,
+    errors.TextTooLong: 14,
+    errors.Muted: 14,
+    errors.KeyChanged: 15,
+    errors.KeyUnproven: 15,
+    errors.AccountLocked: 16,
+    errors.Removed: 17,
+    errors.Banned: 18,
+}
+
+
+def test_every_refusal_exits_with_the_status_the_readme_gives_it() -> None:
+    # Scripts tell failures apart by these: a refusal moved to another status (or a new
+    # kind of refusal given none) is a change they would not see coming.
+    kinds = {
+        kind
+        for kind in vars(errors).values()
+        if isinstance(kind, type) and issubclass(kind, errors.ChatError)
+    }
+    assert kinds - {errors.ChatError} == set(README_EXIT_CODES)
+    for kind, code in README_EXIT_CODES.items():
+        assert exit_code_for(kind("refused")) == code, kind.__name__
 
 
 @pytest.mark.parametrize("seconds", ["0.5", "inf", "nan", "100000"])
