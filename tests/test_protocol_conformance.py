@@ -588,6 +588,24 @@ def test_an_init_sent_again_before_the_channel_is_proven_gets_the_same_response(
     assert client.records  # the one channel works
 
 
+def test_an_init_whose_message_1_opened_a_channel_in_the_last_120_s_gets_no_answer() -> None:
+    # A replay of a recorded INIT (from anywhere) opens nothing for 120 s; only then is
+    # the same message 1 taken as new again.
+    driver = daemon()
+    address = new_address()
+    first = hello(driver.server_key)
+    (response,) = driver.receive(init_datagram(first), address)
+    Client(driver, address, first, response).send({"t": "ping"})  # proven
+    driver.advance(60.0)
+    assert driver.receive(init_datagram(first), address) == []
+    driver.advance(59.0)
+    assert driver.receive(init_datagram(first), new_address()) == []
+    assert driver.engine.sessions == {}  # the first closed, not logged in; none opened
+    driver.advance(1.5)
+    (answer,) = driver.receive(init_datagram(first), new_address())
+    assert read_response(answer).client_index == first.client_index
+
+
 @pytest.mark.parametrize(
     ("case", "server_key", "prologue"),
     [
