@@ -637,3 +637,32 @@ def test_a_daemon_is_known_by_one_name_however_its_address_is_spelt(tmp_path: Pa
         "example.org:1600",
         "fe80::2",
     ]
+
+
+def stored_addresses(database: Path) -> list[tuple[str, int]]:
+    """The client addresses the database holds, read as someone with the file would."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        return sorted((host, port) for host, port in db.execute("SELECT host, port FROM sessions"))
+
+
+async def test_the_database_holds_a_clients_address_only_while_its_session_lasts(
+    tmp_path: Path,
+) -> None:
+    # Kept so that a daemon restarting after a crash can tell its clients; gone as each
+    # session ends, and all of them when the daemon stops cleanly.
+    database = tmp_path / "chat.db"
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            config = ServerConfig(register_burst=10)
+            host, port = await nursery.start(serve, "127.0.0.1", 0, database, config)
+            for name in ("alice", "bob"):
+                await register(host, port, name, PASSWORD)
+            async with connect(host, port, "bob", PASSWORD) as bob:
+                async with connect(host, port, "alice", PASSWORD) as alice:
+                    await alice.say("where are you?")
+                    await bob.say("here")
+                    assert [h for h, _port in stored_addresses(database)] == ["127.0.0.1"] * 2
+                await bob.say("alice left")  # stored after her logout was
+                assert len(stored_addresses(database)) == 1
+                nursery.cancel_scope.cancel()  # the daemon stops with bob in the room
+    assert stored_addresses(database) == []
