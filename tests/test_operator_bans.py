@@ -30,7 +30,7 @@ from trio_chat.errors import Banned
 from trio_chat.events import Left, PublicMessage
 from trio_chat.records import BanRecord, BanSet, Snapshot, network_name, unix_time
 from trio_chat.store import SqliteStore
-from trio_chat.testing.daemon import DaemonProcess
+from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
 from trio_chat.testing.driver import EngineDriver, Peer
 
 from .test_operator_accounts import PASSWORD, login, operator
@@ -300,6 +300,16 @@ async def test_an_operator_turns_an_address_away_and_back_while_the_daemon_runs(
             assert str(refused.value) == BANNED
             refused_login = await login(port, tmp_path, "alice")
             assert refused_login.returncode == ExitCode.BANNED, refused_login.stderr
+            # A health check from there tells it apart from a daemon that does not answer.
+            ping = await trio.run_process(
+                [*CLI, "ping"],
+                env=cli_env(port, HOME=str(tmp_path)),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            assert ping.returncode == ExitCode.BANNED, ping.stderr
+            assert ping.stderr.decode() == BANNED + "\n"
             listed = await bans(database, "list")
             assert listed.stdout.startswith("127.0.0.0/8  (since 20")
             again = await bans(database, "add", "127.0.0.1/8")
