@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 import trio
+from typer.testing import CliRunner
 
 import trio_chat
+from trio_chat.cli import ExitCode, app
+from trio_chat.cli import account as account_cli
 from trio_chat.cli import serve as serve_cli
 from trio_chat.client import ClientConfig
 from trio_chat.client_protocol.connection import THROTTLE_WAITED_OUT
@@ -24,6 +27,10 @@ from trio_chat.server import serve
 from trio_chat.wire import HISTORY_LIMIT_MAX
 
 README = Path(__file__).parent.parent / "README.md"
+
+
+def readme() -> str:
+    return README.read_text(encoding="utf-8")
 
 
 def example(marker: str) -> str:
@@ -231,3 +238,29 @@ def test_serve_without_options_runs_the_daemon_with_its_defaults(
     monkeypatch.setattr(serve_cli, "configure", lambda level, form: None)
     serve_cli.serve_command()
     assert started == [ServerConfig()]
+
+
+def test_a_script_gives_up_on_a_daemon_gone_after_the_time_the_readme_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # "a script gives up once it has not been back for about 60 s": the chat a script
+    # starts (standard input not a terminal) comes back for that long, and no longer.
+    sentence = r"a script gives up once it has not been back for about (\d+) s"
+    said = re.search(sentence.replace(" ", r"\s+"), readme())
+    assert said, "the README no longer says when a script gives up"
+    configs: list[ClientConfig] = []
+
+    def enter(function: object, *args: object) -> object:
+        config = args[-1]
+        assert isinstance(config, ClientConfig)
+        configs.append(config)
+        raise trio_chat.ServerUnreachable("not this time")
+
+    monkeypatch.setattr(account_cli, "trusted_key", lambda host, port, key: bytes(32))
+    monkeypatch.setattr(account_cli, "run", enter)
+    result = CliRunner().invoke(
+        app, ["chat", "--name", "ci"], input="hello\n", env={"TRIO_CHAT_PASSWORD": "password"}
+    )
+    assert result.exit_code == ExitCode.UNREACHABLE, result.output
+    (config,) = configs
+    assert config.reconnect_for == float(said[1])
