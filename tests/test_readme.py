@@ -170,7 +170,7 @@ def test_the_limits_table_gives_the_defaults_the_daemon_and_the_client_have() ->
         ("private messages waiting for someone", r"^(\d+);", (daemon.mailbox_limit,)),
         ("`/history`, `/older`", r"^at most (\d+) messages", (HISTORY_LIMIT_MAX,)),
         (
-            "questions (`/who`, `/history`, loading older messages)",
+            "questions (`/who`, `/history`, loading older messages, changing your password)",
             r"^(\d+) at once, then (\d+) a second, and (\d+) history reads",
             (daemon.question_burst, daemon.question_rate, daemon.reads_per_session),
         ),
