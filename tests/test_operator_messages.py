@@ -33,7 +33,7 @@ from trio_chat.gui.message_view import MessageModel
 from trio_chat.gui.rows import UNSAID, Span, message_row, note_row, unsaid_row
 from trio_chat.gui.transcript import Transcript
 from trio_chat.records import Account, Message, MessageRemoval, Snapshot
-from trio_chat.store import SqliteStore
+from trio_chat.store import REMOVALS_LOADED, SqliteStore
 from trio_chat.store_files import StorageError, room_message, room_messages
 from trio_chat.store_schema import MIGRATIONS, SCHEMA_VERSION
 from trio_chat.testing.daemon import DaemonProcess
@@ -434,3 +434,17 @@ def test_a_terminal_says_a_removal_once_however_often_it_is_told() -> None:
         room._show_event(MessageRemoved(11))
     said = [to_plain(line) for line in lines if "the operator removed" in to_plain(line)]
     assert len(said) == 1 and said[0].endswith(f"bob's message of {stamp(when)[1:-1]}")
+
+
+def test_a_client_coming_back_is_told_of_the_latest_1000_removals() -> None:
+    # "of the latest 1,000 removals, a restart between or not": 1,001 removals made while
+    # bob was away (each of a message he had seen), the oldest beyond what is kept.
+    removals = [(5000 + n, n) for n in range(1, 1002)]
+    driver = EngineDriver(snapshot=Snapshot(removals=removals))
+    driver.add_account("bob")
+    back = Peer(driver, "bob", address=("198.51.100.13", 1), since=1001)
+    back.settle(rounds=100)  # 1,000 frames, 64 at a time
+    assert back.connection.ready
+    told = [e for e in back.events if isinstance(e, MessageRemoved)]
+    assert told == [MessageRemoved(n) for n in range(2, 1002)]
+    assert len(told) <= REMOVALS_LOADED  # a daemon started since reads as many from its store
