@@ -36,6 +36,8 @@ NAMES = ("Alice", "albert", "bob", "Анна", "张伟", "Zoë")
         ("s/张", "s/张伟/"),
         # A name as a message's last word; at the line's start, addressed.
         ("thanks b", "thanks bob "),
+        ("thanks,b", "thanks,bob "),
+        ("(ask zo", "(ask Zoë "),
         ("bo", "bob: "),
         ("s/bob/ask ан", "s/bob/ask Анна "),
         # As far as the choices agree, in their own letters.

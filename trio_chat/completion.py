@@ -1,12 +1,13 @@
-"""Tab at the room's prompt: a command's word, or a name, completed from what is typed.
+"""Tab where a line is typed: a command's word, or a name, completed from what is typed.
 
 A pure function of the text before the cursor and the names known (people in the room,
-and those met in its messages): the terminal binds it to Tab.
+and those met in its messages), which the terminal's prompt and the window's message line
+bind to Tab.
 
-    complete("/hi", names)        -> "/history "
-    complete("s/al", {"Alice"})   -> "s/Alice/"
-    complete("/msg b", {"bob"})   -> "/msg bob "
-    complete("thanks a", ...)     -> "thanks Alice"
+    complete("/hi", names)            -> "/history "
+    complete("s/al", {"Alice"})       -> "s/Alice/"
+    complete("/msg b", {"bob"})       -> "/msg bob "
+    complete("thanks, a", {"Alice"})  -> "thanks, Alice "
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ COMMANDS = ("/help", "/history ", "/msg ", "/older ", "/quit", "/who")
 _COMMAND = re.compile(r"(\s*)(/[A-Za-z]*)")
 _WHISPER_TO = re.compile(r"(\s*/(?:msg|m|w)\s+)(\S*)", re.IGNORECASE)
 _SLASH_TO = re.compile(r"(\s*[sS]/)([^/\s]*)")
-_LAST_WORD = re.compile(r"(.*?)([^\s/]+)", re.DOTALL)
+_LAST_WORD = re.compile(r"(.*?)([^\s/,;:!?()\[\]{}<>\"']+)", re.DOTALL)
+"""A line's last word: after a space or punctuation (a name may hold `.`, `-` and `_`)."""
 
 
 @dataclass(frozen=True, slots=True)
