@@ -228,7 +228,9 @@ async def test_two_people_chat_in_terminals(tmp_path: Path) -> None:
             await tmux.press("bob", "Enter")
             await tmux.wait_line("alice", rf"{TIME} bob: hello alice", prompt="alice> half a li")
             styled = await tmux.screen("alice", styles=True)
-            assert any(re.search(r"\x1b\[[0-9;]*mbob\b.*hello alice", line) for line in styled)
+            # bob's name in his colour; alice's own name in it marked (bold, underlined).
+            mentioned = r"\x1b\[[0-9;]*mbob\b.*hello (\x1b\[[0-9;]*m)+alice"
+            assert any(re.search(mentioned, line) for line in styled), styled
             await tmux.type("alice", "ne")
             await tmux.press("alice", "Enter")
             await tmux.wait_line("bob", rf"{TIME} alice: half a line")
