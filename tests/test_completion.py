@@ -81,6 +81,38 @@ def test_what_nothing_completes_stays_as_typed(typed: str) -> None:
     assert complete(typed, NAMES) == Completion(typed)
 
 
+@pytest.mark.parametrize(
+    ("typed", "after", "completed"),
+    [
+        # What a completion ends with, already after the cursor, is not put in twice:
+        # `s/bob//hi` would say `/hi`, and `bob  there` holds two spaces.
+        ("s/b", "/hi", Completion("s/bob/", taken=1)),
+        ("hi b", " there", Completion("hi bob ", taken=1)),
+        ("/msg b", " psst", Completion("/msg bob ", taken=1)),
+        ("b", ": hi", Completion("bob: ", taken=2)),
+        ("b", ":hi", Completion("bob: ", taken=1)),
+        ("/hi", " 5", Completion("/history ", taken=1)),
+        ("s/b", " hi", Completion("s/bob/")),
+        # The cursor inside a word: completing its start would split it (`al|ice` is
+        # not `albert ice`, nor `a|lice` `alice lice`).
+        ("s/al", "ice/hi", Completion("s/al")),
+        ("hi a", "lice", Completion("hi a")),
+        ("hi Анн", "а", Completion("hi Анн")),
+        ("/h", "istory", Completion("/h")),
+    ],
+)
+def test_tab_with_text_after_the_cursor(typed: str, after: str, completed: Completion) -> None:
+    assert complete(typed, NAMES, after) == completed
+
+
+def test_of_several_lines_pasted_the_last_is_completed_as_a_line() -> None:
+    """Each line of a paste goes as a message or command of its own."""
+    assert complete("hello all\nb", NAMES) == Completion("hello all\nbob: ")
+    assert complete("hello all\n/wh", NAMES) == Completion("hello all\n/who")
+    assert complete("hello all\ns/b", NAMES) == Completion("hello all\ns/bob/")
+    assert complete("hi\n/h", NAMES) == Completion("hi\n/h", ("/help", "/history"))
+
+
 def test_a_name_that_starts_another_is_completed_to_then_offered_with_it() -> None:
     assert complete("s/b", ["bob", "bobby"]) == Completion("s/bob")
     assert complete("s/bob", ["bob", "bobby"]) == Completion("s/bob", ("bob", "bobby"))

@@ -457,6 +457,10 @@ def test_tab_in_the_message_line_completes_a_name_or_a_command_else_moves_on(
         QTest.keyClick(editor, Qt.Key.Key_Tab)
         assert editor.text() == completed + "!" and QApplication.focusWidget() is editor
         assert editor.cursorPosition() == len(completed.encode("utf-16-le")) // 2
+    editor.setText("s/b/hi")  # what it ends with, already there, is not put in twice
+    editor.setCursorPosition(3)
+    QTest.keyClick(editor, Qt.Key.Key_Tab)
+    assert editor.text() == "s/bob/hi" and editor.cursorPosition() == len("s/bob/")
     editor.setText("/h")
     QTest.keyClick(editor, Qt.Key.Key_Tab)
     assert editor.text() == "/h" and QApplication.focusWidget() is editor

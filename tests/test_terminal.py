@@ -372,6 +372,10 @@ async def test_tab_completes_names_and_commands(tmp_path: Path) -> None:
             await tmux.type("alice", "psst")
             await tmux.press("alice", "Enter")
             await tmux.wait_line("bob", rf"{TIME} \[alice -> you\] psst")
+            # The cursor before the slash that follows: not put in twice (`/again`).
+            await tmux.type("alice", "s/b/again")
+            await tmux.press("alice", *["Left"] * 6, "Tab", "End", "Enter")
+            await tmux.wait_line("bob", rf"{TIME} \[alice -> you\] again")
             await tmux.type("alice", "/h")
             await tmux.press("alice", "Tab")
             await tmux.wait_line("alice", r"/help  /history", prompt="alice> /h")

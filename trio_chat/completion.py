@@ -1,6 +1,6 @@
 """Tab where a line is typed: a command's word, or a name, completed from what is typed.
 
-A pure function of the text before the cursor and the names known (people in the room,
+A pure function of the text about the cursor and the names known (people in the room,
 and those met in its messages), which the terminal's prompt and the window's message line
 bind to Tab.
 
@@ -13,6 +13,7 @@ bind to Tab.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -37,14 +38,36 @@ class Completion:
     """What is typed before the cursor, completed as far as the choices agree."""
     choices: tuple[str, ...] = ()
     """What it could still become, when more than one (to show), else empty."""
+    taken: int = 0
+    """How many characters after the cursor `text` takes the place of: the space, slash or
+    `: ` it ends with, where they were already there (`s/al|/hi` is `s/Alice/|hi`, not
+    `s/Alice//hi`, which would say `/hi`)."""
 
 
-def complete(before: str, names: Iterable[str]) -> Completion:
+def complete(before: str, names: Iterable[str], after: str = "") -> Completion:
     """`before` (the text before the cursor) completed: a command's word at the start of
     the line, the name after `/msg ` or `s/` (ending it with the space or the slash that
     follows a name there), or a name as the last word of a message (at the line's start
     followed by `: `, as people address each other). As far as the choices agree, their
-    common start; with more than one left, they are `choices`."""
+    common start; with more than one left, they are `choices`. Of several lines (a
+    paste), the last is completed. With the cursor inside a word (`after` goes on with
+    it), nothing is: what Tab added would split the word."""
+    if after[:1] and _in_a_word(after[0]):
+        return Completion(before)
+    earlier, newline, line = before.rpartition("\n")
+    done = _complete_line(line, names)
+    if done.text == line:
+        return Completion(before, done.choices)
+    end = done.text[len(done.text.rstrip(" /:")) :]  # what follows the completed word
+    taken = next(size for size in range(len(end), -1, -1) if after.startswith(end[:size]))
+    return Completion(earlier + newline + done.text, taken=taken)
+
+
+def _in_a_word(char: str) -> bool:
+    return char.isalnum() or char == "_" or unicodedata.category(char).startswith("M")
+
+
+def _complete_line(before: str, names: Iterable[str]) -> Completion:
     if match := _COMMAND.fullmatch(before):
         lead, typed = match.groups()
         found = [command for command in COMMANDS if command.startswith(typed.lower())]

@@ -76,8 +76,9 @@ def _room_keys(names: Callable[[], Iterable[str]], choices: Callable[[Line], Non
         # nothing, they are listed above the prompt.
         buffer = event.current_buffer
         before = buffer.document.text_before_cursor
-        done = complete(before, names())
+        done = complete(before, names(), buffer.document.text_after_cursor)
         if done.text != before:
+            buffer.delete(done.taken)
             buffer.delete_before_cursor(len(before))
             buffer.insert_text(done.text)
         elif done.choices:

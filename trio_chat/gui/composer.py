@@ -66,10 +66,11 @@ class LineEditor(QLineEdit):
         Tab moves the focus on). Where several fit and nothing can be added, they are shown
         beside the cursor, and said to a screen reader."""
         at = self.cursorPosition()  # in UTF-16 code units, as Qt counts
-        before = self.text().encode("utf-16-le")[: 2 * at].decode("utf-16-le")
-        done = complete(before, self.names())
+        text = self.text().encode("utf-16-le")
+        before, after = (part.decode("utf-16-le") for part in (text[: 2 * at], text[2 * at :]))
+        done = complete(before, self.names(), after)
         if done.text != before:
-            self.setSelection(0, at)
+            self.setSelection(0, at + done.taken)  # what it takes the place of is ASCII
             self.insert(done.text)  # in place of what was before the cursor, undoable
             return True
         if not done.choices:
