@@ -27,6 +27,7 @@ from trio_chat.display import (
     joined_line,
     left_how,
     left_line,
+    mentions,
     message_line,
     missed_sentence,
     names_line,
@@ -312,6 +313,31 @@ def test_ones_own_name_in_someone_elses_message_is_marked() -> None:
     assert MENTION not in {style for style, _text in private}
     chinese = message_line(PublicMessage(4, NOW, "li", "张伟 你好"), "张伟", NOW)
     assert chinese[3:] == ((MENTION, "张伟"), ("", " 你好"))
+
+
+@pytest.mark.parametrize(
+    ("me", "text", "marked"),
+    [
+        ("bob", "@bob, bob's turn; BOB!", ["bob", "bob", "BOB"]),
+        ("bob", "...bob.", ["bob"]),
+        # Part of something longer: an address, a link, another name, a word.
+        ("bob", "mail bob@example.com", []),
+        ("bob", "see https://example.com/bob/page", []),
+        ("bob", "bob.smith, bob-x and x.bob", []),
+        ("bob", "bobby, bob2, bob_x", []),
+        ("अमित", "अमिता आई", []),  # Amita: अमित with a vowel sign after it
+        ("अमित", "अमित, आओ", ["अमित"]),
+        # No spaces between words: the name among other letters of its writing.
+        ("张伟", "你好张伟，张伟你好", ["张伟", "张伟"]),
+        ("さくら", "さくらさん", ["さくら"]),
+        ("김철수", "김철수님 안녕", ["김철수"]),
+        ("张伟", "zhang张伟", []),
+    ],
+)
+def test_a_name_is_marked_where_it_stands_alone(me: str, text: str, marked: list[str]) -> None:
+    """Marked where a person is named; not where the letters of the name are part of an
+    address, a link or a longer word, which would draw the eye for nothing."""
+    assert [text[start:end] for start, end in mentions(text, me)] == marked
 
 
 def test_ambiguous_width_counts_two_columns_in_an_east_asian_terminal() -> None:

@@ -13,10 +13,10 @@ bind to Tab.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .display import word_character
 from .rules import name_key
 
 NAMES_MET = 1_000
@@ -52,7 +52,7 @@ def complete(before: str, names: Iterable[str], after: str = "") -> Completion:
     common start; with more than one left, they are `choices`. Of several lines (a
     paste), the last is completed. With the cursor inside a word (`after` goes on with
     it), nothing is: what Tab added would split the word."""
-    if after[:1] and _in_a_word(after[0]):
+    if after[:1] and word_character(after[0]):
         return Completion(before)
     earlier, newline, line = before.rpartition("\n")
     done = _complete_line(line, names)
@@ -61,10 +61,6 @@ def complete(before: str, names: Iterable[str], after: str = "") -> Completion:
     end = done.text[len(done.text.rstrip(" /:")) :]  # what follows the completed word
     taken = next(size for size in range(len(end), -1, -1) if after.startswith(end[:size]))
     return Completion(earlier + newline + done.text, taken=taken)
-
-
-def _in_a_word(char: str) -> bool:
-    return char.isalnum() or char == "_" or unicodedata.category(char).startswith("M")
 
 
 def _complete_line(before: str, names: Iterable[str]) -> Completion:

@@ -274,9 +274,51 @@ def message_line(message: ChatMessage, me: str, now: datetime | None = None) -> 
 
 
 def mentions(text: str, me: str) -> list[tuple[int, int]]:
-    """Where `me` stands as a word in `text` (as `safe` shows it), in any case (`Alice,` and
-    `ALICE!` for alice; not `alice2`): each place's start and end."""
-    return [found.span() for found in _mention(me).finditer(text)] if me else []
+    """Where `me` stands as a word in `text` (as `safe` shows it), in any case (`Alice,`,
+    `@alice`, `ALICE!` and `alice's` for alice): each place's start and end. Not where
+    it is part of something longer: a word (`alice2`, `अमिता` for अमित, whose last letter
+    takes a vowel sign), a name (`alice.b`, `x-alice`), an e-mail address
+    (`alice@example.com`) or a link (`example.com/alice`). In writing with no spaces
+    between words (Chinese, Japanese, Thai; Korean, whose particles join the name), a
+    name among letters of the same writing is one all the same (`你好张伟`, `김철수님`)."""
+    if not me:
+        return []
+    return [
+        found.span()
+        for found in _mention(me).finditer(text)
+        if _alone(text, found.start() - 1, found.start(), -1)
+        and _alone(text, found.end(), found.end() - 1, 1)
+    ]
+
+
+def word_character(char: str) -> bool:
+    """Whether `char` goes on a word: a letter, a digit, `_`, or a mark (a vowel sign)."""
+    return char.isalnum() or char == "_" or unicodedata.category(char).startswith("M")
+
+
+_JOINERS = frozenset(".-@/")
+"""Between two words, these make them one: a name (`a.b`), an address, a link's path."""
+_UNSPACED = ("CJK ", "HIRAGANA", "KATAKANA", "HANGUL", "THAI", "LAO", "KHMER", "MYANMAR")
+"""The beginnings of the Unicode names of the letters of writing without word spaces."""
+
+
+def _alone(text: str, at: int, edge: int, away: int) -> bool:
+    """Whether the name, whose letter at `edge` has its neighbour at `at` (the next one
+    further `away`), ends there."""
+    if not 0 <= at < len(text):
+        return True
+    neighbour = text[at]
+    if word_character(neighbour):
+        return _unspaced(neighbour) and _unspaced(text[edge])
+    further = at + away
+    return not (
+        neighbour in _JOINERS and 0 <= further < len(text) and word_character(text[further])
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _unspaced(char: str) -> bool:
+    return unicodedata.name(char, "").startswith(_UNSPACED)
 
 
 def mentioning(text: str, me: str) -> tuple[Segment, ...]:
@@ -292,7 +334,7 @@ def mentioning(text: str, me: str) -> tuple[Segment, ...]:
 
 @functools.lru_cache(maxsize=8)
 def _mention(me: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<!\w){re.escape(safe_name(me))}(?!\w)", re.IGNORECASE)
+    return re.compile(re.escape(safe_name(me)), re.IGNORECASE)
 
 
 def pending_line(text: str, to: str | None, me: str) -> Line:
