@@ -358,6 +358,15 @@ async def test_a_line_refused_before_it_is_sent_comes_back_to_the_prompt(
             await tmux.type("alice", "/msg bob psst")
             await tmux.press("alice", "Enter")
             await tmux.wait_line("bob", rf"{TIME} \[alice -> you\] psst")
+            # Of a paste, every line refused comes back, not the first alone.
+            await tmux.paste("alice", "/whoo\nhello\n/histroy")
+            await tmux.press("alice", "Enter")
+            await tmux.wait_line("bob", rf"{TIME} alice: hello")
+            await tmux.wait(
+                "alice",
+                lambda lines: lines[-2:] == ["alice> /whoo", "/histroy"],
+                "both refused lines at the prompt",
+            )
 
 
 async def test_tab_completes_names_and_commands(tmp_path: Path) -> None:

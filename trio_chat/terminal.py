@@ -142,8 +142,8 @@ class Terminal:
         """The terminal was closed (hung up): nothing more is written to it."""
         self._lock = threading.Lock()
         self._pending: list[str] = []
-        self._given_back = ""
-        """What the next prompt starts with: a line refused before it was sent."""
+        self._given_back: list[str] = []
+        """What the next prompt starts with: the lines refused before they were sent."""
 
     # --- output ------------------------------------------------------------------------------
 
@@ -220,12 +220,12 @@ class Terminal:
     def give_back(self, line: str) -> None:
         """Start the next prompt with `line` (refused before it was sent: too long, a
         command mistyped), to be mended rather than typed again; of the lines of one
-        paste, the first refused."""
-        if not self._given_back:
-            self._given_back = line
+        paste, every one refused, as lines of a paste (Enter sends them one by one)."""
+        self._given_back.append(line)
 
     def _prompt(self) -> str:
-        given_back, self._given_back = self._given_back, ""
+        given_back = "\n".join(self._given_back)
+        self._given_back.clear()
         # prompt_toolkit's own handler prints a traceback and waits for Enter; ours is
         # `_QuietErrors`, so a key sequence it cannot parse costs one line, not the screen.
         return self.session.prompt(
