@@ -649,6 +649,8 @@ def test_ones_own_name_in_someone_elses_message_is_bold_and_underlined(qtbot: Qt
     assert marked(row) == ["Alice", "ALICE"]
     assert marked(message_row(public(10, "alice", "alice here"), "alice", NOW)) == []
     assert marked(unsaid_row(row)) == []
+    private = PrivateMessage(11, NOW, "bob", "alice", "alice?")
+    assert marked(message_row(private, "alice", NOW)) == []  # to her already
 
 
 @pytest.mark.parametrize(

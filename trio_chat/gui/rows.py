@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..display import left_how, mentions, safe, safe_name, same_name, stamp
-from ..events import ChatMessage, Joined, Left
+from ..events import ChatMessage, Joined, Left, PrivateMessage
 from .colours import sender_colour
 
 
@@ -108,7 +108,8 @@ def message_row(message: ChatMessage, me: str, now: datetime | None = None) -> R
         mine=mine,
         when=full_time(message.ts),
         indent=_width(head),
-        mentions=() if mine else tuple(mentions(text, me)),
+        # As in the terminal: in the room (a private message is to you already).
+        mentions=() if mine or isinstance(message, PrivateMessage) else tuple(mentions(text, me)),
     )
 
 
