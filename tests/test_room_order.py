@@ -460,3 +460,15 @@ async def test_a_script_is_not_told_that_those_there_before_it_joined_after_an_o
         await chat.events_in.aclose()
     joins = [to_plain(line) for line in shown if "joined" in to_plain(line)]
     assert len(joins) == 1 and "carol joined" in joins[0]
+
+
+async def test_a_line_refused_before_sending_is_given_back_and_only_that_line() -> None:
+    """A mistyped command comes back to be mended; a line that could not be read as text
+    has nothing to give back (the line typed before it is not handed back again)."""
+    async with room_on_screen(interactive=True) as (_chat, room, _shown):
+        given: list[str] = []
+        room.give_back = given.append
+        room.handle("/histroy 5")
+        room.handle("hello")
+        room.refuse("Not sent: the line is not UTF-8 text.")
+        assert given == ["/histroy 5"]

@@ -270,8 +270,10 @@ class Room:
         self._later(in_turn)
 
     def refuse(self, message: str) -> None:
-        """Count a line that cannot be read as text, and report it instead of sending it."""
+        """Count a line that cannot be read as text, and report it instead of sending it
+        (there is no line to give back)."""
         self._line_number += 1
+        self._typed = ""
         self._report(message, BadRequest(message))
 
     @property
@@ -299,7 +301,8 @@ class Room:
         line_number = self._line_number
         if self.interactive:
             self._refused(message, error, line_number)
-            self.give_back(self._typed)
+            if self._typed:
+                self.give_back(self._typed)
             return
 
         async def in_order() -> None:
