@@ -262,6 +262,61 @@ def test_a_question_due_again_twice_at_once_goes_once_and_after_the_message() ->
     assert outstanding.due(5.0) == [message, question]
 
 
+def test_a_new_channel_sends_everything_at_once_and_waits_for_no_earlier_refusal() -> None:
+    """After a lost session every request goes again on the new one: a refusal as too
+    fast on the old channel holds nothing back, and nothing goes again a second time
+    when its wait would have ended (a question asked twice would have its names twice)."""
+    outstanding = Outstanding()
+    message, question = Handle("say", b"m", cid="c1"), Handle("who", b"q")
+    for handle, seq in ((question, 1), (message, 2)):
+        outstanding.add(handle)
+        handle.seq = seq
+        outstanding.sent(handle)
+    later = Handle("history", b"h")
+    outstanding.add(later)
+    later.seq = 3
+    outstanding.sent(later)
+    outstanding.too_fast(question, 5.0)
+    outstanding.too_fast(message, 5.0)  # the history asked after it is superseded
+    outstanding.new_channel()
+    assert outstanding.next_due() is None
+    assert outstanding.due(100.0) == []
+    assert not outstanding.superseded(3)  # a number of the old channel means nothing now
+    assert outstanding.add(Handle("say", b"n", cid="c2"))  # goes at once, held by nothing
+
+
+def test_an_answer_is_matched_to_the_copy_sent_on_this_channel_only() -> None:
+    """A request sent on a lost channel kept that channel's number: the same number on
+    the new channel is another request's, and the first is not taken as sent here."""
+    outstanding = Outstanding()
+    logout, question = Handle("logout", b"l"), Handle("who", b"q")
+    outstanding.add(logout)
+    logout.seq = 4
+    outstanding.sent(logout)
+    outstanding.new_channel()
+    outstanding.add(question)
+    question.seq = 4
+    outstanding.sent(question)
+    assert outstanding.sent_here(question)
+    assert not outstanding.sent_here(logout)
+    assert outstanding.answering(4) is question
+
+
+def test_an_answered_message_is_no_longer_found_by_its_cid() -> None:
+    """The daemon's copy of a message answers it only while it waits: once answered, the
+    message is forgotten (a program that only posts keeps nothing of what it sent)."""
+    outstanding = Outstanding()
+    message = Handle("say", b"m", cid="c1")
+    outstanding.add(message)
+    message.seq = 1
+    outstanding.sent(message)
+    assert outstanding.by_cid("c1") is message
+    outstanding.remove(message)
+    assert outstanding.by_cid("c1") is None
+    assert outstanding.answering(1) is None
+    assert len(outstanding) == 0
+
+
 def test_an_idle_connection_pings_and_stays_in_session() -> None:
     sim = Simulation(8)
     alice = sim.client("alice")
