@@ -31,6 +31,7 @@ from trio_chat import (
     wire,
 )
 from trio_chat.client_protocol import KEEPALIVE_PATIENCE, ClientConnection
+from trio_chat.client_protocol.keepalive import Keepalive
 from trio_chat.engine import ServerConfig, ServerEngine
 from trio_chat.engine.common import same_endpoint
 from trio_chat.records import SessionClosed, SessionOpened, Snapshot
@@ -441,6 +442,26 @@ def test_a_keepalive_shorter_than_a_second_is_not_aligned() -> None:
     assert ping_at(alice.connection) == 10.7
     alice.connection.pings.last_sent = 10.0
     assert ping_at(alice.connection) == 10.5
+
+
+def test_a_new_channel_pings_as_the_config_says_until_its_welcome_and_counts_from_then() -> None:
+    """What a daemon allowed is for its session: coming back, the login on the new channel
+    (which may wait its turn) pings at the config's interval or the protocol's, counted
+    from the channel's opening, until a new `welcome` says otherwise."""
+    pings = Keepalive(None)
+    pings.welcomed(60.0, None, 5.0, None)  # a direct session
+    assert pings.interval == 60.0
+    pings.sent(10.0)
+    pings.channel_opened(100.0, None)
+    assert (pings.interval, pings.last_sent) == (wire.KEEPALIVE, 100.0)
+    own = Keepalive(30.0)
+    own.welcomed(3.0, None, 5.0, 30.0)  # `serve --idle-timeout 9`
+    assert own.interval == 3.0
+    own.channel_opened(100.0, 30.0)
+    assert own.interval == 30.0
+    # The protocol's own interval, said outright, is no shorter one: the config's holds.
+    own.welcomed(wire.KEEPALIVE, None, 101.0, 30.0)
+    assert own.interval == 30.0
 
 
 # --- end to end ---------------------------------------------------------------------------
