@@ -77,6 +77,19 @@ def test_messages_arrive_exactly_once_and_in_order_through_loss_duplication_reor
     assert len(stored) == len(set(stored)) == 60  # each message stored once
 
 
+def test_a_private_message_is_shown_from_its_sender_to_its_recipient() -> None:
+    sim = Simulation(15)
+    alice, bob = sim.client("alice"), sim.client("bob")
+    sim.run_until(lambda: alice.ready and bob.ready)
+    whispered = alice.whisper("bob", "psst")
+    sim.run_until(lambda: whispered.done)
+    sim.run(1.0)
+    (received,) = [e for e in sim.events["bob"] if isinstance(e, PrivateMessage)]
+    assert (received.sender, received.recipient, received.text) == ("alice", "bob", "psst")
+    sent = whispered.result
+    assert (sent.sender, sent.recipient, sent.id) == ("alice", "bob", received.id)
+
+
 def test_a_daemon_restart_mid_session_loses_nothing_and_shows_nothing_twice() -> None:
     sim = Simulation(7, Conditions(loss=0.1, delay=0.002, jitter=0.002))
     alice, bob = sim.client("alice"), sim.client("bob")
