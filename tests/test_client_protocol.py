@@ -275,6 +275,30 @@ def test_a_question_due_again_twice_at_once_goes_once_and_after_the_message() ->
     assert outstanding.due(5.0) == [message, question]
 
 
+def test_requests_refused_as_too_fast_go_again_when_the_daemon_said_and_no_sooner() -> None:
+    """Each waits for the latest time the daemon gave it and those it goes with, and goes
+    at that very time (`handle_timer` at `next_timer`): questions alone, messages together
+    and in order, whichever is due first first."""
+    outstanding = Outstanding()
+    first, second = Handle("who", b"q1"), Handle("who", b"q2")
+    message, later = Handle("say", b"m1", cid="c1"), Handle("say", b"m2", cid="c2")
+    for seq, handle in enumerate((first, second, message, later), 1):
+        outstanding.add(handle)
+        handle.seq = seq
+        outstanding.sent(handle)
+    outstanding.too_fast(first, 2.0)
+    outstanding.too_fast(second, 1.0)  # goes with the first, not before the daemon said
+    outstanding.too_fast(message, 5.0)
+    outstanding.too_fast(later, 4.0)
+    assert outstanding.next_due() == 2.0
+    assert outstanding.due(1.5) == []
+    assert outstanding.due(2.0) == [first, second]
+    assert outstanding.next_due() == 5.0
+    assert outstanding.due(4.5) == []
+    assert outstanding.due(5.0) == [message, later]
+    assert outstanding.next_due() is None
+
+
 def test_a_new_channel_sends_everything_at_once_and_waits_for_no_earlier_refusal() -> None:
     """After a lost session every request goes again on the new one: a refusal as too
     fast on the old channel holds nothing back, and nothing goes again a second time
