@@ -25,6 +25,7 @@ from trio_chat import (
     ClientConfig,
     ConnectionLost,
     Disconnected,
+    History,
     Reconnected,
     connect,
     register,
@@ -205,7 +206,7 @@ def test_the_daemon_can_turn_the_long_keepalive_off() -> None:
 
 def test_a_way_in_that_closed_during_the_silence_brings_the_default_back() -> None:
     driver = EngineDriver()
-    alice = logged_in(driver, "alice", ALICE, via=ALICE)
+    alice = logged_in(driver, "alice", ALICE, via=ALICE, config=ClientConfig())
     bob = logged_in(driver, "bob", BOB, via=None)
     bob.send(wire.Say(text="are you there?", cid="b1"))
     bob.settle()
@@ -225,6 +226,13 @@ def test_a_way_in_that_closed_during_the_silence_brings_the_default_back() -> No
     # and nothing more for alice.
     live(driver, alice, 30)
     assert driver.engine.stats["keepalives_shortened"] == 1
+    # Coming back after a lost session, she does not ask for the long keepalive again.
+    alice.connection.connection_refused(driver.now)
+    alice.settle()
+    assert alice.connection.connected
+    assert [type(e) for e in alice.events][-2:] == [Reconnected, History]
+    assert alice.of_type(wire.Welcome)[-1].keepalive is None
+    assert not alice.session.direct and alice.connection.keepalive == 15.0
 
 
 def test_a_session_that_moves_goes_back_to_the_default_keepalive() -> None:
