@@ -344,6 +344,7 @@ async def test_arguments_of_the_wrong_type_are_refused_in_words_that_name_them(
             ("password", {"password": b"x" * 8}),
             ("host", {"host": None}),
             ("port", {"port": "1600"}),
+            ("port", {"port": True}),  # an int to Python, port 1 to a socket
             ("server_key", {"server_key": 123}),
         ]
         for named, changed in wrong:
