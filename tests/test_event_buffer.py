@@ -7,7 +7,7 @@ import trio
 import trio.testing
 
 from trio_chat.event_buffer import EventBuffer
-from trio_chat.events import Disconnected, Event, History, Missed, Notice
+from trio_chat.events import Disconnected, Event, History, Missed, Notice, Reconnected
 
 
 def notices(*texts: str) -> list[Event]:
@@ -97,6 +97,47 @@ async def test_what_says_how_the_session_goes_is_kept_and_what_went_is_told_wher
         Missed(1),  # "c"
         Notice("d"),
     ]
+
+
+async def test_the_session_coming_back_is_kept_as_its_loss_is() -> None:
+    buffer = EventBuffer(4)
+    history = History((), more=False)
+    events = [history, *notices("a", "b"), Disconnected("gone"), Notice("c"), Reconnected()]
+    for event in [*events, *notices("d", "e")]:
+        buffer.put(event)
+    buffer.close()
+    assert await read_all(buffer) == [
+        history,
+        Missed(2),  # "a" and "b"
+        Disconnected("gone"),
+        Missed(1),  # "c"
+        Reconnected(),
+        Missed(1),  # "d"
+        Notice("e"),
+    ]
+
+
+async def test_events_that_went_for_a_missed_count_as_read_through_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A reader busy with an event it took does not hold back `read_through` for events
+    that went, unread, while it was busy."""
+    buffer = EventBuffer(1)
+    buffer.put(Notice("a"))
+    mark = buffer.arrived
+    released: list[float] = []
+
+    async def wait_for_the_mark() -> None:
+        await buffer.read_through(mark)
+        released.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait_for_the_mark)
+        await trio.sleep(1)
+        assert released == []
+        buffer.put(Notice("b"))  # "a" goes for a Missed, unread
+        await trio.testing.wait_all_tasks_blocked()
+        assert released == [1.0]
 
 
 async def test_events_read_through_a_mark_once_the_reader_came_back_for_more(
