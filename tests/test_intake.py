@@ -75,6 +75,17 @@ def test_until_a_history_comes_whole_a_login_asks_as_the_first_one_did() -> None
     assert seen.since(resuming=False) == 60
 
 
+def test_a_first_login_from_a_message_with_nothing_after_it_resumes_from_there() -> None:
+    """Nothing came after the message the first login started from: coming back, a login
+    still asks only for what came after it, not for all the daemon has."""
+    seen = SeenMessages()
+    seen.start_from(40)
+    seen.end_history(upto=None, more=False, resumed=False)
+    assert seen.newest == 40
+    assert seen.since(resuming=True) == 40
+    assert seen.since(resuming=False) == 40
+
+
 def test_after_a_history_a_login_asks_for_what_came_after_the_newest_shown() -> None:
     seen = SeenMessages()
     seen.start_from(None)
