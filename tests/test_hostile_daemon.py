@@ -237,6 +237,40 @@ def test_answers_aimed_at_another_kind_of_request_do_not_become_its_result() -> 
     assert online.result == ["bob"]
 
 
+def test_a_batch_with_an_unreadable_time_still_shows_the_rest_of_it() -> None:
+    daemon, client = HostileDaemon.with_client()
+    batch = [
+        wire.Msg(id=1, ts="yesterday", sender="bob", text="lost"),
+        wire.Msg(id=2, ts=TS, sender="bob", text="kept"),
+    ]
+    daemon.send(client, wire.Msgs(messages=batch))
+    shown = [e for e in daemon.events if isinstance(e, PublicMessage)]
+    assert [(m.id, m.text) for m in shown] == [(2, "kept")]
+    assert not client.closed
+
+
+def test_only_this_accounts_own_copy_of_a_message_answers_it_and_only_once() -> None:
+    """A message stored before its answer was lost comes back as the account's own copy
+    (by its `cid`): that answers it, as a message said now, not one of a history; and the
+    same message coming again is not shown as news. Another account's message under the
+    same `cid` answers nothing."""
+    daemon, client = HostileDaemon.with_client()
+    said = client.say("hello")
+    daemon.answer(client, said, wire.Say)
+    (cid,) = [frame.cid for _seq, frame in daemon.frames if isinstance(frame, wire.Say)]
+    daemon.send(client, msg(5, cid=cid, history=True, text="hello", **{"from": "alice"}))
+    assert said.done and said.error is None
+    assert (said.result.id, said.result.text, said.result.history) == (5, "hello", False)
+    daemon.send(client, msg(5, text="hello", **{"from": "alice"}))  # live, again
+    again = client.say("again")
+    daemon.answer(client, again, wire.Say)
+    (_, cid) = [frame.cid for _seq, frame in daemon.frames if isinstance(frame, wire.Say)]
+    daemon.send(client, msg(6, cid=cid, text="again"))  # from bob
+    assert not again.done
+    shown = [e for e in daemon.events if isinstance(e, PublicMessage)]
+    assert [(m.id, m.sender) for m in shown] == [(6, "bob")]
+
+
 def test_an_answer_in_parts_cannot_grow_without_end() -> None:
     daemon, client = HostileDaemon.with_client()
     found = client.history(10)
