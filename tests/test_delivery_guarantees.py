@@ -268,6 +268,30 @@ def test_the_answers_to_both_copies_of_a_resent_message_leave_nothing_waiting() 
     ] == []
 
 
+def test_a_refusal_of_a_copy_sent_before_the_one_on_its_way_waits_for_that_ones_answer() -> None:
+    """A message in flight when an earlier one is refused as too fast goes again with it;
+    its first copy's refusal, which comes after, is no news: the copy on its way is
+    answered, and the message is not sent a third time."""
+    daemon, client = HostileDaemon.with_client()
+    first, second = client.say("m1"), client.say("m2")
+    daemon.step(client)
+    a, b = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say)]
+    refusal = wire.ErrorFrame(code="rate_limited", message="Slow down.", re=a, retry_after=1.0)
+    daemon.send(client, refusal)
+    daemon.step(client, 1.5)  # the wait is over: m1, and m2 after it, go again
+    daemon.step(client)
+    c, d = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say)][2:]
+    behind = wire.ErrorFrame(code="rate_limited", message="Slow down.", re=b, retry_after=1.0)
+    daemon.send(client, behind)  # m2's first copy, refused behind m1
+    daemon.send(client, wire.Ok(re=c, id=1, ts=TS), wire.Ok(re=d, id=2, ts=TS))
+    assert first.done and second.done and second.error is None
+    assert second.result.id == 2
+    daemon.step(client, 1.5)
+    daemon.step(client)
+    says = [frame.text for _seq, frame in daemon.frames if isinstance(frame, wire.Say)]
+    assert says == ["m1", "m2", "m1", "m2"]
+
+
 def test_a_refusal_of_both_copies_of_a_resent_whisper_is_told_once() -> None:
     """A whisper in flight when an earlier message is refused as too fast goes again with
     it; both its copies are refused (no such account): it fails once, and the second
