@@ -329,6 +329,17 @@ def ping_times(driver: EngineDriver, peers: list[Peer], until: float) -> dict[st
                 pinged[str(peer.name)].append(driver.now)
 
 
+def test_a_connection_that_sends_pings_only_an_interval_after_what_it_sent_last() -> None:
+    driver = EngineDriver()
+    alice = logged_in(driver, "alice", ALICE, via=None)
+    alice.connection.keepalive_lead = 0.0
+    driver.advance(40.0 - driver.now)
+    alice.send(wire.Say(text="still here", cid="a1"))
+    assert alice.connection.pings.last_sent == driver.now
+    sent = driver.now
+    assert sent + wire.KEEPALIVE - 1 < ping_at(alice.connection) <= sent + wire.KEEPALIVE
+
+
 def test_keepalives_go_out_together_on_whole_seconds_of_the_daemons_clock() -> None:
     """Idle sessions ping on the same instants, so that the daemon reads their keepalives
     together: one wake-up of its event loop for many, not one each. The instants are the
