@@ -292,6 +292,21 @@ def test_a_refusal_of_a_copy_sent_before_the_one_on_its_way_waits_for_that_ones_
     assert says == ["m1", "m2", "m1", "m2"]
 
 
+def test_a_refusal_as_busy_that_says_no_time_is_waited_out_a_second() -> None:
+    daemon, client = HostileDaemon.with_client()
+    said = client.say("m1")
+    daemon.step(client)
+    busy = wire.ErrorFrame(code="busy", message="Busy.", re=daemon.seq_of(wire.Say))
+    daemon.send(client, busy)
+    for seconds in (0.5, 0.4, 0.0):
+        daemon.step(client, seconds)
+    assert len([frame for _seq, frame in daemon.frames if isinstance(frame, wire.Say)]) == 1
+    daemon.step(client, 0.2)  # a second after the refusal
+    daemon.step(client)
+    assert len([frame for _seq, frame in daemon.frames if isinstance(frame, wire.Say)]) == 2
+    assert not said.done
+
+
 def test_a_refusal_of_both_copies_of_a_resent_whisper_is_told_once() -> None:
     """A whisper in flight when an earlier message is refused as too fast goes again with
     it; both its copies are refused (no such account): it fails once, and the second
