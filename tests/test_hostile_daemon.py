@@ -23,7 +23,15 @@ from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.client_shell import PATIENCE, PROBES
 from trio_chat.display import joined_line, left_line, message_line
 from trio_chat.errors import ProtocolError, ServerUnreachable
-from trio_chat.events import Event, History, Joined, Left, PrivateMessage, PublicMessage
+from trio_chat.events import (
+    Event,
+    History,
+    Joined,
+    Left,
+    Notice,
+    PrivateMessage,
+    PublicMessage,
+)
 from trio_chat.reliability import Link
 from trio_chat.secure import Channel, DaemonKeys, reset_token, respond
 
@@ -302,6 +310,15 @@ def test_history_without_its_end_cannot_grow_without_end() -> None:
     (*_, history) = [e for e in daemon.events if isinstance(e, History)]
     assert len(history.messages) == most and history.more
     assert history.messages[-1].id == sent  # the newest are kept
+
+
+def test_an_error_naming_no_request_waited_for_is_told_as_a_notice() -> None:
+    daemon, client = HostileDaemon.with_client()
+    daemon.send(client, wire.ErrorFrame(code="bad_request", message="Not that.", re=999))
+    daemon.send(client, wire.ErrorFrame(code="bad_request", message="Nor that."))
+    notices = [e.text for e in daemon.events if isinstance(e, Notice)]
+    assert notices == ["Not that.", "Nor that."]
+    assert not client.closed
 
 
 def test_an_unexpected_error_is_reported_with_its_text_made_safe(
