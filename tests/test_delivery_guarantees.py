@@ -9,7 +9,7 @@ from trio_chat import wire
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.engine import ServerConfig
 from trio_chat.engine.history import HistoryWindow
-from trio_chat.events import Disconnected, Event, History, Notice, Reconnected
+from trio_chat.events import Disconnected, Event, History, Notice, PrivateMessage, Reconnected
 from trio_chat.records import MarkDelivered, Message
 from trio_chat.testing.driver import PASSWORD, WALL, EngineDriver, Peer
 from trio_chat.testing.netsim import Conditions
@@ -436,6 +436,26 @@ def test_a_resume_is_not_told_more_for_public_messages_it_was_sent() -> None:
     assert shown(away.events) == ["while away"]
     (ready,) = [f for f in away.frames if isinstance(f, wire.Ready)][-1:]
     assert ready == wire.Ready(count=1, more=False, upto=5)
+
+
+def test_a_private_message_that_comes_after_the_logout_left_is_shown_if_it_is_ones_own() -> None:
+    """Once the logout is out, what the daemon sends is never acknowledged: a private
+    message to this account from someone else stays waiting for the next login, and is
+    shown there, not now too. One this account sent (from another device) waits for
+    nobody: it is shown now."""
+    daemon, client = HostileDaemon.with_client()
+    leaving = client.logout()
+    daemon.answer(client, leaving, wire.Logout)
+
+    def pm(id: int, sender: str, to: str) -> bytes:
+        frame = {"t": "pm", "id": id, "ts": TS, "from": sender, "to": to, "text": "psst"}
+        return wire.encode(frame)
+
+    daemon.send(client, pm(1, "bob", "alice"), pm(2, "alice", "bob"))
+    shown = [e for e in daemon.events if isinstance(e, PrivateMessage)]
+    assert [(m.id, m.sender, m.recipient) for m in shown] == [(2, "alice", "bob")]
+    daemon.send(client, wire.Ok(re=daemon.seq_of(wire.Logout)))
+    assert leaving.done and leaving.error is None
 
 
 def test_a_logout_whose_answer_comes_out_of_order_completes_at_once() -> None:
