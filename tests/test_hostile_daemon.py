@@ -229,7 +229,9 @@ def test_answers_aimed_at_another_kind_of_request_do_not_become_its_result() -> 
     said = client.say("hello")
     seq = daemon.answer(client, said, wire.Say)
     daemon.send(client, wire.Registered(re=seq, name="mallory"))
+    daemon.send(client, wire.PasswordChanged(re=seq, ticket="mallory's"))
     daemon.send(client, wire.Ok(re=seq, id=5, ts=TS))
+    assert client.ticket != "mallory's"
     assert isinstance(said.result, PublicMessage) and said.result.text == "hello"
 
     found = client.history(10)
