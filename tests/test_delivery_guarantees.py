@@ -458,6 +458,21 @@ def test_a_private_message_that_comes_after_the_logout_left_is_shown_if_it_is_on
     assert leaving.done and leaving.error is None
 
 
+def test_a_history_page_answered_after_the_logout_left_has_its_private_messages() -> None:
+    daemon, client = HostileDaemon.with_client()
+    page = client.history(5)
+    leaving = client.logout()  # sent together: the page is answered after the logout left
+    daemon.answer(client, leaving, wire.Logout)
+    asked = daemon.seq_of(wire.HistoryRequest)
+    whisper = {"t": "pm", "id": 3, "ts": TS, "from": "bob", "to": "alice", "text": "psst"}
+    # The daemon answers the page before it takes the logout: in the datagram that
+    # acknowledges the logout, which ends the session.
+    page_answer = wire.encode({**whisper, "re": asked, "history": True})
+    daemon.send(client, page_answer, wire.Ok(re=asked, count=1))
+    assert page.done and [(m.id, m.sender) for m in page.result] == [(3, "bob")]
+    assert leaving.done and leaving.error is None
+
+
 def test_a_logout_whose_answer_comes_out_of_order_completes_at_once() -> None:
     """Alice logs out while much of the room's talk to her is unacknowledged: the
     daemon's last words are every such frame, the logout's `ok` last. One of the first of
@@ -656,12 +671,16 @@ def test_a_history_cut_off_by_leaving_before_its_ready_is_still_shown() -> None:
     assert "waiting for you" not in shown(again.events)
 
 
-def test_a_logout_right_after_coming_back_waits_for_the_history_it_acknowledges() -> None:
+@pytest.mark.parametrize("when", ["back", "coming back"])
+def test_a_logout_right_after_coming_back_waits_for_the_history_it_acknowledges(
+    when: str,
+) -> None:
     """Alice is shown bob's whispers, and her session is lost before her acknowledgement
     left: the daemon still has them waiting, and her resume's history brings them again
     (her client knows them, and does not show them twice), in several datagrams. She
-    logs out as soon as she is back, before that history has all come: her logout waits
-    for it, so that it acknowledges every whisper, and her next login shows none again."""
+    logs out as soon as she is back (or while she is coming back), before that history
+    has all come: her logout waits for it, so that it acknowledges every whisper, and
+    her next login shows none again."""
     h = EngineDriver(ServerConfig(message_burst=1000), now=100.0)
     h.add_account("alice", PASSWORD, ALICE)
     h.add_account("bob", PASSWORD, BOB)
@@ -677,7 +696,7 @@ def test_a_logout_right_after_coming_back_waits_for_the_history_it_acknowledges(
     assert shown(alice.events) == texts
     connection = alice.connection
     connection.connection_refused(h.now)  # lost before the acknowledgement left
-    leaving = None
+    leaving = connection.logout() if when == "coming back" else None
     for _round in range(10):
         replies = [
             r for data in connection.datagrams_to_send(h.now) for r in h.receive(data, ALICE)
