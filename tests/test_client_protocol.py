@@ -515,6 +515,22 @@ def test_a_client_that_comes_back_ends_its_lost_session_at_once() -> None:
     assert not [e for e in sim.events["bob"] if isinstance(e, Left)]  # she never left
 
 
+def test_a_client_shown_nothing_yet_is_shown_all_it_missed_when_it_comes_back() -> None:
+    """Nothing was said before alice's session was lost: coming back, she asks for all
+    that came after nothing, not for the few newest that a first login is shown."""
+    sim = Simulation(16)
+    alice, bob = sim.client("alice"), sim.client("bob")
+    sim.run_until(lambda: alice.ready and bob.ready)
+    sim.network.conditions["alice"] = Conditions(loss=1.0)  # nothing reaches alice
+    said = [bob.say(f"m{n}") for n in range(25)]
+    sim.run_until(lambda: any(isinstance(e, Disconnected) for e in sim.events["alice"]), 120.0)
+    assert all_done(said)
+    sim.network.conditions["alice"] = Conditions()
+    sim.run_until(lambda: alice.ready and alice.connected, 60.0)
+    sim.run(1.0)
+    assert heard(sim, "alice") == [f"m{n}" for n in range(25)]
+
+
 def test_a_history_page_and_who_complete_with_their_answers() -> None:
     sim = Simulation(11, STORMY)
     alice, bob = sim.client("alice"), sim.client("bob")
