@@ -323,6 +323,28 @@ def test_an_error_naming_no_request_waited_for_is_told_as_a_notice() -> None:
     assert not client.closed
 
 
+def test_a_daemon_that_takes_each_channel_and_drops_it_is_given_up_on_in_time() -> None:
+    """Coming back, each new channel opens and is lost before its login is welcomed (the
+    port closes again): losing it again is no new start, and `reconnect_for` counts from
+    the first loss."""
+    daemon = HostileDaemon()
+    config = ClientConfig(timeout=3.0, reconnect_for=20.0)
+    client = ClientConnection(daemon.keys.public, "alice", "password", config=config)
+    daemon.log_in(client)
+    lost_at = daemon.now
+    client.connection_refused(daemon.now)
+    while not client.closed and daemon.now < lost_at + 60.0:
+        for _ in range(100):  # `step` lets 10 ms pass: a second
+            daemon.step(client)
+        if client.link is not None:  # a new channel, the login on its way: dropped
+            client.connection_refused(daemon.now)
+    assert client.closed and daemon.now <= lost_at + 20.0 + 1.0
+    logins = [frame for _seq, frame in daemon.frames if isinstance(frame, wire.Login)]
+    assert len(logins) > 5  # the first, then one on each channel taken and dropped
+    assert client.failure is not None
+    assert client.failure.message.endswith("for good: not back after 20 s.")
+
+
 def test_an_unexpected_error_is_reported_with_its_text_made_safe(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
