@@ -428,6 +428,12 @@ def test_sessions_set_in_step_by_a_message_spread_their_pings_over_seconds() -> 
     assert all(times == [times[0]] for times in pinged.values())
 
 
+def test_each_connection_draws_its_own_place_in_the_spread() -> None:
+    leads = [Keepalive(None).lead for _ in range(50)]
+    assert all(0.0 <= lead < 1.0 for lead in leads)
+    assert len(set(leads)) > 40  # 50 draws of 65,536 places: hardly any the same
+
+
 def test_a_lone_keepalive_waits_longer_before_it_is_sent_again() -> None:
     """Answering thousands of pings that came on the same second, a daemon reaches the
     last tens of milliseconds later: a lone ping is not sent again before
