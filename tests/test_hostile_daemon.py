@@ -345,6 +345,44 @@ def test_a_daemon_that_takes_each_channel_and_drops_it_is_given_up_on_in_time() 
     assert client.failure.message.endswith("for good: not back after 20 s.")
 
 
+def test_a_daemon_that_keeps_putting_off_the_login_coming_back_is_given_up_on_in_time() -> None:
+    """Coming back, the channel opens and the login is put off again and again (busy,
+    try again in a few seconds): the session is not back, and `reconnect_for` counts."""
+    daemon = HostileDaemon()
+    config = ClientConfig(timeout=3.0, reconnect_for=20.0)
+    client = ClientConnection(daemon.keys.public, "alice", "password", config=config)
+    daemon.log_in(client)
+    lost_at = daemon.now
+    client.connection_refused(daemon.now)
+    read, put_off = len(daemon.frames), 0  # the frames of the lost session are read
+    while not client.closed and daemon.now < lost_at + 60.0:
+        daemon.step(client)
+        for seq, frame in daemon.frames[read:]:
+            if isinstance(frame, wire.Login):
+                busy = wire.ErrorFrame(code="busy", message="Busy.", re=seq, retry_after=3.0)
+                daemon.send(client, busy)
+                put_off += 1
+        read = len(daemon.frames)
+    assert client.closed and daemon.now <= lost_at + 20.0 + 1.0
+    assert put_off > 3
+    assert client.failure is not None
+    assert client.failure.message.endswith("for good: not back after 20 s.")
+
+
+@pytest.mark.parametrize(
+    ("said", "reason"),
+    [
+        ("The daemon is stopping.", "the daemon is stopping"),
+        ("IPv6 is going away.", "IPv6 is going away"),  # a word in capitals stays so
+    ],
+)
+def test_a_goodbye_is_told_as_the_reason_the_connection_was_lost(said: str, reason: str) -> None:
+    daemon, client = HostileDaemon.with_client()
+    daemon.send(client, wire.Bye(reason="stopping", message=said))
+    assert client.closed and client.failure is not None
+    assert client.failure.message == f"Lost the connection to the daemon: {reason}."
+
+
 def test_an_unexpected_error_is_reported_with_its_text_made_safe(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
