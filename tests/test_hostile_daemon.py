@@ -383,6 +383,31 @@ def test_a_goodbye_is_told_as_the_reason_the_connection_was_lost(said: str, reas
     assert client.failure.message == f"Lost the connection to the daemon: {reason}."
 
 
+def test_a_first_login_told_to_wait_five_seconds_waits_them_and_goes_again_then() -> None:
+    """`throttled` for up to `THROTTLE_WAITED_OUT` is waited out by the client itself:
+    the login goes again when the daemon said, the timer set for that very time."""
+    daemon = HostileDaemon()
+    client = daemon.client()
+    client.start(daemon.now)
+    while not any(isinstance(frame, wire.Login) for _seq, frame in daemon.frames):
+        daemon.step(client)
+    wait = client_protocol.connection.THROTTLE_WAITED_OUT
+    told = wire.ErrorFrame(
+        code="throttled", message="Too many tries.", re=daemon.seq_of(wire.Login), retry_after=wait
+    )
+    daemon.send(client, told)
+    refused_at = daemon.now - 0.01  # `send` lets 10 ms pass after the client took it
+    assert not client.closed
+
+    def logins() -> int:
+        return len([frame for _seq, frame in daemon.frames if isinstance(frame, wire.Login)])
+
+    while logins() == 1 and daemon.now < refused_at + 30.0:
+        daemon.step(client)
+    assert logins() == 2 and not client.closed
+    assert refused_at + wait <= daemon.now <= refused_at + wait + 0.05
+
+
 def test_an_unexpected_error_is_reported_with_its_text_made_safe(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
