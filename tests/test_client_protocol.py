@@ -32,7 +32,7 @@ from trio_chat.events import (
 )
 from trio_chat.noise import fingerprint
 from trio_chat.secure import DaemonKeys
-from trio_chat.testing.driver import PASSWORD
+from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
 from trio_chat.testing.netsim import Conditions
 from trio_chat.testing.simulation import Simulation
 
@@ -529,6 +529,27 @@ def test_a_client_shown_nothing_yet_is_shown_all_it_missed_when_it_comes_back() 
     sim.run_until(lambda: alice.ready and alice.connected, 60.0)
     sim.run(1.0)
     assert heard(sim, "alice") == [f"m{n}" for n in range(25)]
+
+
+def test_a_session_lost_again_before_its_welcome_still_ends_the_first_one_lost() -> None:
+    """The first channel coming back opens and is lost before its login is welcomed: it
+    was never the account's session, and the login that comes back ends the one that
+    was (not a ghost of alice's left in the room until it times out)."""
+    driver = EngineDriver()
+    driver.add_account("alice", PASSWORD, ("10.0.0.1", 40001))
+    alice = Peer(driver, "alice", address=("10.0.0.1", 40001), config=ClientConfig())
+    lost = alice.sid
+    connection = alice.connection
+    connection.connection_refused(driver.now)  # a new channel opens
+    for data in connection.datagrams_to_send(driver.now):  # the key exchange alone
+        for answer in driver.receive(data, alice.address):
+            connection.receive_datagram(answer, driver.now)
+    assert connection.link is not None and not connection.connected
+    connection.connection_refused(driver.now)  # lost again, its login not taken in
+    alice.settle()
+    assert connection.connected and lost not in driver.engine.sessions
+    sessions = driver.engine.sessions.values()
+    assert [s.sid for s in sessions if s.account and s.account.name == "alice"] == [alice.sid]
 
 
 def test_a_history_page_and_who_complete_with_their_answers() -> None:
