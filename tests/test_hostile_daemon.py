@@ -408,6 +408,47 @@ def test_a_first_login_told_to_wait_five_seconds_waits_them_and_goes_again_then(
     assert refused_at + wait <= daemon.now <= refused_at + wait + 0.05
 
 
+def test_tries_to_come_back_to_a_daemon_that_is_gone_wait_longer_each_time() -> None:
+    """Each key exchange that finds no daemon waits `timeout` (3 s), and the wait before
+    the next try doubles from half a second up to `reconnect_delay_max`; back in a
+    session, the wait starts from half a second again."""
+    daemon = HostileDaemon()
+    config = ClientConfig(timeout=3.0, reconnect_delay_max=5.0)
+    client = ClientConnection(daemon.keys.public, "alice", "password", config=config)
+    daemon.log_in(client)
+
+    def tries_while_gone(seconds: float) -> list[float]:
+        """When each try starts, the daemon hearing nothing, for `seconds`."""
+        started: list[float] = []
+        handshake = None
+        end = daemon.now + seconds
+        while daemon.now < end:
+            client.datagrams_to_send(daemon.now)  # lost
+            daemon.now += 0.01
+            timer = client.next_timer()
+            if timer is not None and timer <= daemon.now:
+                client.handle_timer(daemon.now)
+            if client._handshake is not None and client._handshake is not handshake:
+                handshake = client._handshake
+                started.append(daemon.now)
+        return started
+
+    def gaps(started: list[float]) -> list[float]:
+        return [round(b - a, 1) for a, b in itertools.pairwise(started)]
+
+    client.connection_refused(daemon.now)
+    assert gaps(tries_while_gone(40.0))[:5] == [3.5, 4.0, 5.0, 7.0, 8.0]
+    # Back: the next try's key exchange goes through, and its login is welcomed.
+    read = len(daemon.frames)
+    while not any(isinstance(frame, wire.Login) for _seq, frame in daemon.frames[read:]):
+        daemon.step(client)
+    daemon.send(client, wire.Welcome(re=daemon.seq_of(wire.Login), name="alice"))
+    daemon.send(client, wire.Ready(count=0))
+    assert client.connected
+    client.connection_refused(daemon.now)
+    assert gaps(tries_while_gone(10.0))[:2] == [3.5, 4.0]
+
+
 def test_an_unexpected_error_is_reported_with_its_text_made_safe(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
