@@ -784,3 +784,26 @@ def test_a_logout_while_coming_back_to_a_daemon_that_is_down_ends_at_once() -> N
     leaving = alice.logout()
     sim.run_until(lambda: leaving.done, 1.5)
     assert alice.closed and leaving.error is None
+
+
+def test_a_message_stored_after_its_first_copy_was_refused_is_shown_to_its_sender() -> None:
+    """A whisper in flight when an earlier message is refused as too fast goes again with
+    it. Its first copy is refused (the account muted then), and the request fails so; its
+    second copy is stored (unmuted meanwhile): everyone else sees it, and so does its
+    sender, once, rather than its number waited on for good and the message never shown."""
+    daemon, client = HostileDaemon.with_client()
+    client.say("m1")
+    whisper = client.whisper("bob", "w1")
+    daemon.step(client)
+    a, b = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say | wire.Whisper)]
+    daemon.send(client, wire.ErrorFrame(code="rate_limited", message="Slow.", re=a, retry_after=1))
+    daemon.step(client, 1.5)  # the wait is over: m1, and the whisper after it, go again
+    daemon.step(client)
+    c, d = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say | wire.Whisper)][2:]
+    daemon.send(client, wire.ErrorFrame(code="muted", message="You are muted.", re=b))
+    assert whisper.done and whisper.error is not None
+    daemon.send(client, wire.Ok(re=c, id=1, ts=TS), wire.Ok(re=d, id=2, ts=TS, to="bob"))
+    daemon.send(client, wire.Pm(id=2, ts=TS, sender="alice", to="bob", text="w1", cid="x"))
+    shown = [event for event in daemon.events if isinstance(event, PrivateMessage)]
+    assert [(event.id, event.recipient, event.text) for event in shown] == [(2, "bob", "w1")]
+    assert client.pending == 0 and d not in client._outstanding.numbers()

@@ -982,9 +982,10 @@ class ClientConnection:
         if handle is None:
             self._outstanding.superseded(frame.re)  # its last word: forgotten
             return
-        if frame.re != handle.seq:
+        if frame.re != handle.seq or handle.done:
             # The answer to an earlier copy of a request sent again (after a refusal):
-            # it finishes the request, and that copy's number is not waited on.
+            # it finishes the request, and that copy's number is not waited on. Or the
+            # latest copy's, the request failed by an earlier copy's refusal (`keep_number`).
             self._outstanding.forget_copy(frame.re)
         result: Any = None
         if handle.kind in ("say", "whisper"):
@@ -993,12 +994,19 @@ class ClientConnection:
                 self._finish(handle, error=error)
                 return
             ts = parse_time(frame.ts)
-            self._seen.remember(frame.id)
             if handle.kind == "say":
                 result = PublicMessage(frame.id, ts, self.name, handle.text)
             else:
                 to = frame.to or handle.to or ""
                 result = PrivateMessage(frame.id, ts, self.name, to, handle.text)
+            if handle.done:
+                # Its first copy was refused (muted, say), and the request failed so; this
+                # one was stored all the same (an unmute came between): everyone else is
+                # shown it, and so is its sender, once, as a message of the room's.
+                if self._seen.take(result):
+                    self._emit(result)
+                return
+            self._seen.remember(frame.id)
         elif handle.kind in QUESTIONS:
             result = handle.parts
         self._finish(handle, result)
