@@ -124,6 +124,16 @@ def test_a_token_bucket_gives_nothing_for_time_that_ran_backwards() -> None:
     assert bucket.take(101.0) == 1.0
 
 
+def test_a_token_bucket_asks_to_wait_only_for_what_is_not_yet_earned() -> None:
+    """A refusal's wait is the time to the next whole token, counting what has come back
+    since: three quarters of a second on, at one a second, a quarter remains."""
+    bucket = TokenBucket(rate=1.0, burst=1.0)
+    assert bucket.take(10.0) == 0.0
+    assert bucket.take(10.75) == pytest.approx(0.25)
+    assert bucket.wait(10.9) == pytest.approx(0.1)
+    assert bucket.take(11.0) == 0.0
+
+
 def test_registrations_are_limited_per_address_by_a_token_bucket() -> None:
     driver = EngineDriver(ServerConfig(register_rate=1 / 60, register_burst=3))
     names = iter(f"name{n}" for n in range(100))
@@ -171,6 +181,39 @@ def test_messages_are_limited_per_session_by_a_burst_then_a_rate() -> None:
     other.send(wire.Say(text="from elsewhere", cid="e"))
     other.settle()
     assert driver.stored_messages()[-1].text == "from elsewhere"
+
+
+def test_a_registration_rate_of_0_allows_an_address_its_burst_and_no_more() -> None:
+    driver = EngineDriver(ServerConfig(register_rate=0.0, register_burst=2))
+    names = iter(f"name{n}" for n in range(100))
+
+    def attempt() -> wire.ServerFrame:
+        name = next(names)
+        return driver.request(wire.Register(rid=name, name=name, password="a-password"), HERE)
+
+    assert all(isinstance(attempt(), wire.Registered) for _ in range(2))
+    for _ in range(3):
+        refused = attempt()
+        assert isinstance(refused, wire.ErrorFrame) and refused.code == "too_many_registrations"
+        assert refused.retry_after is None  # never: no time to wait is worth telling
+        driver.now += 3600.0
+    assert not isinstance(attempt(), wire.Registered)
+
+
+def test_a_quiet_session_saves_up_no_more_than_its_burst() -> None:
+    """Half a minute without a message earns 150 tokens at 5 a second; the bucket holds
+    20 of them, so a burst after the quiet spell is cut where the first one was."""
+    driver = EngineDriver(ServerConfig(message_rate=5.0, message_burst=20))
+    driver.add_account("chatty", "chatty-password")
+    chatty = Peer(driver, "chatty", "chatty-password", HERE)
+    chatty.send(wire.Say(text="hello", cid="c0"))
+    chatty.settle()
+    driver.now += 30.0
+    chatty.send(*(wire.Say(text=f"m{n}", cid=f"c{n + 1}") for n in range(25)))
+    chatty.settle()
+    assert len(driver.stored_messages()) == 1 + 20
+    refused = chatty.of_type(wire.ErrorFrame)
+    assert [e.code for e in refused] == ["rate_limited"] * 5
 
 
 def test_questions_are_limited_per_session_by_a_burst_then_a_rate() -> None:
