@@ -115,7 +115,11 @@ def test_the_current_password_again_is_refused_and_ends_no_other_session() -> No
     with pytest.raises(PasswordUnchanged, match="the same as the current password given"):
         alice.connection.change_password(PASSWORD, PASSWORD)
     hashes = driver.hashes_done
-    for old, new in ((PASSWORD, PASSWORD), ("\u00c5" + PASSWORD, same)):
+    for old, new in (
+        (PASSWORD, PASSWORD),
+        ("\u00c5" + PASSWORD, same),
+        (same, "\u00c5" + PASSWORD),
+    ):
         handle = alice.request(wire.ChangePassword(old=old, new=new))
         alice.settle()
         assert isinstance(handle.error, PasswordUnchanged)

@@ -1682,6 +1682,8 @@ def test_names_are_one_account_after_nfkc_case_folding_and_nfkc() -> None:
         ("x" * 256, None),
         ("x" * 257, "password_too_long"),
         ("\u0958" * 129, "password_too_long"),  # 129 code points, 258 after NFC
+        ("\ufb01" * 4, "password_too_short"),  # NFC keeps the ligature: 4 characters
+        ("\ufb01" * 200, None),  # 200 characters, not the 400 of its NFKC form
     ],
 )
 def test_passwords_are_8_to_256_characters_after_nfc(password: str, code: str | None) -> None:
@@ -1709,6 +1711,8 @@ def test_passwords_are_8_to_256_characters_after_nfc(password: str, code: str | 
         ('"\\\b\t\n\f\r' * 35 + "a" * 11, "text_too_long"),
         ("\x01" * 83 + "aa", None),
         ("\x01" * 83 + "aaa", "text_too_long"),
+        ("\x1f" * 83 + "aa", None),  # the last character a JSON string escapes
+        ("\x1f" * 83 + "aaa", "text_too_long"),
         ("\x00\x1b\x7f", None),
     ],
 )
