@@ -28,7 +28,7 @@ from trio_chat import (
 )
 from trio_chat.engine import Address, ServerConfig
 from trio_chat.keys import daemon_public_key
-from trio_chat.limits import TokenBucket
+from trio_chat.limits import KeyedBuckets, TokenBucket
 from trio_chat.server import serve
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
@@ -181,6 +181,18 @@ def test_messages_are_limited_per_session_by_a_burst_then_a_rate() -> None:
     other.send(wire.Say(text="from elsewhere", cid="e"))
     other.settle()
     assert driver.stored_messages()[-1].text == "from elsewhere"
+
+
+def test_keyed_buckets_forget_the_key_used_longest_ago_not_one_in_use() -> None:
+    """Past their capacity, the buckets forget the key idle longest: an address that keeps
+    acting keeps its empty bucket however many others come along."""
+    buckets = KeyedBuckets(rate=1.0, burst=1.0, capacity=2)
+    assert buckets.take("busy", 0.0) == 0.0
+    assert buckets.take("other", 0.0) == 0.0
+    assert buckets.take("busy", 0.5) == pytest.approx(0.5)  # used again, refused
+    assert buckets.take("newcomer", 0.5) == 0.0  # "other" is forgotten, not "busy"
+    assert buckets.take("busy", 0.5) == pytest.approx(0.5)
+    assert buckets.take("other", 0.5) == 0.0  # forgotten: a fresh bucket
 
 
 def test_a_registration_rate_of_0_allows_an_address_its_burst_and_no_more() -> None:
