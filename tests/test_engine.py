@@ -652,6 +652,9 @@ def test_text_rules_are_enforced_with_clear_errors() -> None:
     long = alice.send(wire.Say(text="字" * 200, cid="c2"))
     codes = {e.re: e.code for e in alice.of_type(wire.ErrorFrame)}
     assert codes == {empty: "text_empty", long: "text_too_long"}
+    # The refusal says the size as it is measured: 200 characters of 3 bytes each.
+    (too_long,) = [e for e in alice.of_type(wire.ErrorFrame) if e.re == long]
+    assert too_long.message.endswith("(this one has 600).")
 
 
 def test_an_undecodable_frame_gets_an_error_and_the_session_goes_on() -> None:
