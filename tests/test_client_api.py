@@ -9,6 +9,7 @@ import tomllib
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,9 @@ async def test_names_and_passwords_that_cannot_be_sent_are_refused_as_chat_error
         async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
             with pytest.raises(trio_chat.UnknownUser, match="no account named"):
                 alice.whisper_nowait("\ud800", "hello?")
+            for send in (alice.say_nowait, partial(alice.whisper_nowait, "alice")):
+                with pytest.raises(trio_chat.ProtocolError, match="valid Unicode"):
+                    send("a lone \ud800 surrogate")
             assert alice.connected
 
 
