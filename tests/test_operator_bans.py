@@ -23,7 +23,7 @@ from trio_chat.cli import ExitCode
 from trio_chat.cli.bans import span_seconds
 from trio_chat.client_protocol.config import ClientConfig
 from trio_chat.engine import ServerEngine
-from trio_chat.engine.bans import BANNED, Bans, ban_change, banned_sentence
+from trio_chat.engine.bans import BANNED, Bans, ban_change, ban_wait, banned_sentence
 from trio_chat.engine.common import iso_time
 from trio_chat.engine.notes import BanEnded
 from trio_chat.errors import Banned
@@ -186,6 +186,10 @@ def test_a_ban_for_a_while_holds_until_its_end_and_the_longest_ban_counts() -> N
     assert "until 2026-12-06 16:40:02 UTC" in banned_sentence(end + 1.2)  # never before it
     assert banned_sentence(math.inf) == BANNED
     assert banned_sentence(unix_time("9999-12-31T23:59:59.500Z")) == BANNED  # no year 10000
+    # A refusal's wait is rounded up to the millisecond: the ban has ended once it is over.
+    assert ban_wait(end, end - 90.0004) == 90.001
+    assert ban_wait(end, end - 90.0) == 90.0
+    assert ban_wait(math.inf, end) is None
 
 
 def test_a_network_banned_for_a_while_is_told_until_when_and_let_in_after() -> None:
