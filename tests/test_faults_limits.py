@@ -84,6 +84,33 @@ def test_an_accounts_failures_slow_every_address_that_failed_but_never_a_clean_o
     assert isinstance(login(driver, "alice", "alice-password", attackers[5]), wire.Welcome)
 
 
+def test_an_accounts_failures_are_forgotten_after_a_quiet_quarter_hour() -> None:
+    driver = EngineDriver(
+        ServerConfig(login_free_failures=3, login_delay=1.0, login_delay_max=60.0)
+    )
+    driver.add_account("alice", "alice-password")
+    guessers = [(f"10.1.0.{n}", 1) for n in range(10)]
+    for address in guessers:  # one guess from each: ten failures for the account
+        reply = login(driver, "alice", "wrong-guess", address)
+        assert isinstance(reply, wire.ErrorFrame) and reply.code == "wrong_password"
+    reply = login(driver, "alice", "wrong-guess", guessers[0])
+    assert isinstance(reply, wire.ErrorFrame) and reply.code == "throttled"
+    assert reply.retry_after == pytest.approx(60.0, abs=0.002)
+    driver.now += 15 * 60 - 1  # not quite quiet for long enough: the account still counts
+    reply = login(driver, "alice", "wrong-guess", guessers[0])
+    assert isinstance(reply, wire.ErrorFrame) and reply.code == "wrong_password"
+    reply = login(driver, "alice", "wrong-guess", guessers[0])
+    assert isinstance(reply, wire.ErrorFrame) and reply.code == "throttled"
+    assert reply.retry_after == pytest.approx(60.0, abs=0.002)
+    driver.now += 15 * 60
+    # The account starts afresh: the address has one free failure of its own left.
+    reply = login(driver, "alice", "wrong-guess", guessers[0])
+    assert isinstance(reply, wire.ErrorFrame) and reply.code == "wrong_password"
+    reply = login(driver, "alice", "wrong-guess", guessers[0])
+    assert isinstance(reply, wire.ErrorFrame) and reply.code == "throttled"
+    assert reply.retry_after == pytest.approx(1.0, abs=0.002)
+
+
 def test_failed_logins_are_throttled_per_address_across_accounts() -> None:
     driver = EngineDriver(ServerConfig(login_free_failures=3, login_delay=1.0))
     for n in range(5):
