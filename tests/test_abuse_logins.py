@@ -126,6 +126,20 @@ def test_past_the_queue_limit_a_login_is_answered_busy_at_once() -> None:
     assert late.connection.connected
 
 
+def test_a_check_under_way_counts_as_a_failure_until_it_is_judged() -> None:
+    """Two failures of three free ones: two guesses sent at once get one check, not two,
+    as one by one they would (the first may be the third failure)."""
+    h = driver(login_free_failures=3, login_delay=1.0)
+    h.auto_hash = True
+    for port in (1, 2):
+        assert attempt(h, (ATTACKER, port), "alice", "wrong guess").connection.failure
+    h.auto_hash = False
+    at_once = [attempt(h, (ATTACKER, port), "alice", "wrong guess") for port in (3, 4)]
+    assert len(h.hashing) == 1
+    refused = [f for f in at_once[1].frames if isinstance(f, wire.ErrorFrame)]
+    assert [f.code for f in refused] == ["throttled"]
+
+
 def test_two_addresses_hammering_an_account_never_keep_its_owner_out() -> None:
     h = driver(login_free_failures=3, login_delay=1.0)
     hammering: list[Peer] = []
