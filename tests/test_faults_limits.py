@@ -28,7 +28,7 @@ from trio_chat import (
 )
 from trio_chat.engine import Address, ServerConfig
 from trio_chat.keys import daemon_public_key
-from trio_chat.limits import KeyedBuckets, TokenBucket
+from trio_chat.limits import FailureThrottle, KeyedBuckets, TokenBucket
 from trio_chat.server import serve
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
@@ -220,6 +220,20 @@ def test_keyed_buckets_forget_the_key_used_longest_ago_not_one_in_use() -> None:
     assert buckets.take("newcomer", 0.5) == 0.0  # "other" is forgotten, not "busy"
     assert buckets.take("busy", 0.5) == pytest.approx(0.5)
     assert buckets.take("other", 0.5) == 0.0  # forgotten: a fresh bucket
+
+
+def test_failures_past_the_capacity_forget_the_key_that_failed_longest_ago() -> None:
+    """An address that keeps failing keeps its record however many others fail after it
+    first did: the key forgotten is the one whose last failure is oldest."""
+    throttle = FailureThrottle(free=1, base=10.0, capacity=2)
+    throttle.failed("guesser", 0.0)
+    throttle.failed("other", 1.0)
+    throttle.failed("guesser", 2.0)  # its last failure is now the latest
+    throttle.failed("newcomer", 3.0)  # "other" is forgotten, not "guesser"
+    assert throttle.has_failed("guesser") and throttle.has_failed("newcomer")
+    assert not throttle.has_failed("other")
+    assert throttle.retry_after("guesser", 3.0) == pytest.approx(2.0 + 20.0 - 3.0)
+    assert throttle.retry_after("other", 3.0) == 0.0
 
 
 def test_a_registration_rate_of_0_allows_an_address_its_burst_and_no_more() -> None:
