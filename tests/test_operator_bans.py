@@ -105,7 +105,7 @@ def test_a_ban_ends_the_networks_sessions_once_stored_and_their_clients_stay_out
     for name in ("alice", "bob"):
         driver.add_account(name)
     alice = Peer(driver, "alice", address=("203.0.113.5", 1))
-    bob = Peer(driver, "bob", address=("198.51.100.5", 1))
+    bob = Peer(driver, "bob", address=("203.0.112.5", 1))  # the network next door
     for peer in (alice, bob):
         peer.settle()
     driver.auto_commit = False
