@@ -28,7 +28,7 @@ from trio_chat import (
 )
 from trio_chat.engine import Address, ServerConfig
 from trio_chat.keys import daemon_public_key
-from trio_chat.limits import FailureThrottle, KeyedBuckets, TokenBucket
+from trio_chat.limits import FailureThrottle, KeyedBuckets, RecentKeys, TokenBucket
 from trio_chat.server import serve
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
@@ -234,6 +234,19 @@ def test_failures_past_the_capacity_forget_the_key_that_failed_longest_ago() -> 
     assert not throttle.has_failed("other")
     assert throttle.retry_after("guesser", 3.0) == pytest.approx(2.0 + 20.0 - 3.0)
     assert throttle.retry_after("other", 3.0) == 0.0
+
+
+def test_recent_keys_are_remembered_for_their_memory_and_at_most_their_capacity() -> None:
+    """What remembers handshakes' ephemeral keys (a replay of one is dropped): a key for
+    `memory` seconds, and no more keys than `capacity`, however fast they come."""
+    recent = RecentKeys(capacity=3, memory=120.0)
+    recent.add("first", 0.0)
+    assert recent.seen("first", 119.9) and not recent.seen("first", 120.0)
+    assert not recent.seen("never", 0.0)
+    for n in range(10):
+        recent.add(n, 1.0 + n / 100)
+    assert [recent.seen(n, 2.0) for n in range(10)] == [False] * 7 + [True] * 3
+    assert not recent.seen("first", 2.0)  # the oldest went first
 
 
 def test_a_registration_rate_of_0_allows_an_address_its_burst_and_no_more() -> None:
