@@ -123,6 +123,31 @@ def test_failed_logins_are_throttled_per_address_across_accounts() -> None:
     assert isinstance(login(driver, "user4", "user-password", THERE), wire.Welcome)
 
 
+def test_an_addresss_failures_on_an_account_outlast_its_logins_to_another() -> None:
+    """Logging in to an account of one's own clears the address's record, not its record
+    for the account it guesses at: the next guess still waits its doubled delay."""
+    driver = EngineDriver(ServerConfig(login_free_failures=3, login_delay=1.0))
+    driver.add_account("alice", "alice-password")
+    driver.add_account("mallory", "mallory-password")
+
+    def guess() -> wire.ServerFrame:
+        return login(driver, "alice", "wrong-guess")
+
+    for _ in range(2):
+        reply = guess()
+        assert isinstance(reply, wire.ErrorFrame) and reply.code == "wrong_password"
+    assert isinstance(login(driver, "mallory", "mallory-password"), wire.Welcome)
+    reply = guess()  # alice's third failure from here
+    assert isinstance(reply, wire.ErrorFrame) and reply.code == "wrong_password"
+    driver.now += 1.0
+    reply = guess()  # and its fourth
+    assert isinstance(reply, wire.ErrorFrame) and reply.code == "wrong_password"
+    assert isinstance(login(driver, "mallory", "mallory-password"), wire.Welcome)
+    reply = guess()
+    assert isinstance(reply, wire.ErrorFrame) and reply.code == "throttled"
+    assert reply.retry_after == pytest.approx(2.0, abs=0.002)
+
+
 def test_throttling_caps_its_delay() -> None:
     driver = EngineDriver(ServerConfig(login_free_failures=1, login_delay=1.0, login_delay_max=5.0))
     driver.add_account("alice", "alice-password")
