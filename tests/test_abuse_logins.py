@@ -79,6 +79,19 @@ def test_guesses_sent_at_once_get_no_more_checks_than_guesses_sent_one_by_one() 
     assert not any(peer.connection.connected for peer in guesses)
 
 
+def test_an_address_never_has_more_checks_under_way_than_its_allowance() -> None:
+    """Two checks per address, queued or running: one done frees one place, not two."""
+    h = driver(login_free_failures=1000, checks_per_address=2, hash_slots=8)
+    for port in (1, 2):
+        attempt(h, (ATTACKER, port), "alice", "wrong password")
+    assert len(h.hashing) == 2
+    h.finish_hashing(1)
+    for port in (3, 4):
+        attempt(h, (ATTACKER, port), "alice", "wrong password")
+    assert len(h.hashing) == 2
+    assert h.engine.stats["busy_refused"] == 1
+
+
 def test_names_without_an_account_cost_a_check_under_the_same_allowance() -> None:
     h = driver(login_free_failures=3, login_delay=1.0)
     probe = attempt(h, (ATTACKER, 999), "nobody", "some password")
