@@ -84,6 +84,23 @@ def test_an_accounts_failures_slow_every_address_that_failed_but_never_a_clean_o
     assert isinstance(login(driver, "alice", "alice-password", attackers[5]), wire.Welcome)
 
 
+def test_an_accounts_failures_slow_an_address_that_failed_on_another_account() -> None:
+    """What counts is whether the address failed, at any account: a guesser failing at
+    bob first is as slow at alice as one that failed at alice."""
+    driver = EngineDriver(ServerConfig(login_free_failures=3, login_delay=1.0))
+    driver.add_account("alice", "alice-password")
+    driver.add_account("bob", "bob-password")
+    for n in range(10):  # one guess from each of ten addresses: alice's record is long
+        reply = login(driver, "alice", "wrong-guess", (f"10.1.0.{n}", 1))
+        assert isinstance(reply, wire.ErrorFrame) and reply.code == "wrong_password"
+    reply = login(driver, "bob", "wrong-guess", THERE)
+    assert isinstance(reply, wire.ErrorFrame) and reply.code == "wrong_password"
+    reply = login(driver, "alice", "alice-password", THERE)
+    assert isinstance(reply, wire.ErrorFrame) and reply.code == "throttled"
+    assert reply.retry_after == pytest.approx(60.0, abs=0.002)
+    assert isinstance(login(driver, "alice", "alice-password", HERE), wire.Welcome)
+
+
 def test_an_accounts_failures_are_forgotten_after_a_quiet_quarter_hour() -> None:
     driver = EngineDriver(
         ServerConfig(login_free_failures=3, login_delay=1.0, login_delay_max=60.0)
