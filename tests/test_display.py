@@ -332,6 +332,10 @@ def test_ones_own_name_in_someone_elses_message_is_marked() -> None:
         ("さくら", "さくらさん", ["さくら"]),
         ("김철수", "김철수님 안녕", ["김철수"]),
         ("张伟", "zhang张伟", []),
+        # Its last letter with a vowel sign, in writing without spaces as in any other:
+        # `สมุด` (a notebook) is not Som, and marking would split `มุ` in two.
+        ("สม", "สมุด", []),
+        ("สม", "สวัสดีสม", ["สม"]),
     ],
 )
 def test_a_name_is_marked_where_it_stands_alone(me: str, text: str, marked: list[str]) -> None:

@@ -280,7 +280,8 @@ def mentions(text: str, me: str) -> list[tuple[int, int]]:
     takes a vowel sign), a name (`alice.b`, `x-alice`), an e-mail address
     (`alice@example.com`) or a link (`example.com/alice`). In writing with no spaces
     between words (Chinese, Japanese, Thai; Korean, whose particles join the name), a
-    name among letters of the same writing is one all the same (`你好张伟`, `김철수님`)."""
+    name among letters of the same writing is one all the same (`你好张伟`, `김철수님`),
+    but for a vowel sign on its last letter there too (`สมุด` is not สม)."""
     if not me:
         return []
     return [
@@ -308,6 +309,8 @@ def _alone(text: str, at: int, edge: int, away: int) -> bool:
     if not 0 <= at < len(text):
         return True
     neighbour = text[at]
+    if away == 1 and unicodedata.category(neighbour).startswith("M"):
+        return False  # a vowel sign or tone mark on the name's last letter: another word
     if word_character(neighbour):
         return _unspaced(neighbour) and _unspaced(text[edge])
     further = at + away
