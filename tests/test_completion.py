@@ -91,6 +91,7 @@ def test_what_nothing_completes_stays_as_typed(typed: str) -> None:
         ("/msg b", " psst", Completion("/msg bob ", taken=1)),
         ("b", ": hi", Completion("bob: ", taken=2)),
         ("b", ":hi", Completion("bob: ", taken=1)),
+        ("b", " hi", Completion("bob: ", taken=1)),
         ("/hi", " 5", Completion("/history ", taken=1)),
         ("s/b", " hi", Completion("s/bob/")),
         # The cursor inside a word: completing its start would split it (`al|ice` is

@@ -40,8 +40,8 @@ class Completion:
     """What it could still become, when more than one (to show), else empty."""
     taken: int = 0
     """How many characters after the cursor `text` takes the place of: the space, slash or
-    `: ` it ends with, where they were already there (`s/al|/hi` is `s/Alice/|hi`, not
-    `s/Alice//hi`, which would say `/hi`)."""
+    `: ` it ends with, or part of it, where already there (`s/al|/hi` is `s/Alice/|hi`,
+    not `s/Alice//hi`, which would say `/hi`; `al| hi` is `Alice: |hi`)."""
 
 
 def complete(before: str, names: Iterable[str], after: str = "") -> Completion:
@@ -59,7 +59,13 @@ def complete(before: str, names: Iterable[str], after: str = "") -> Completion:
     if done.text == line:
         return Completion(before, done.choices)
     end = done.text[len(done.text.rstrip(" /:")) :]  # what follows the completed word
-    taken = next(size for size in range(len(end), -1, -1) if after.startswith(end[:size]))
+    # The part of it already after the cursor: its start (`:` of `: `), or its end (the
+    # space of `: `, where `b| hi` is to be `bob: hi`, not `bob:  hi`).
+    taken = next(
+        size
+        for size in range(len(end), -1, -1)
+        if after.startswith(end[:size]) or (size and after.startswith(end[-size:]))
+    )
     return Completion(earlier + newline + done.text, taken=taken)
 
 
