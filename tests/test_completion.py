@@ -100,6 +100,10 @@ def test_what_nothing_completes_stays_as_typed(typed: str) -> None:
         ("hi a", "lice", Completion("hi a")),
         ("hi Анн", "а", Completion("hi Анн")),
         ("/h", "istory", Completion("/h")),
+        # Nor inside a name that holds `.` or `-` (`s/bob/.smith/hi` says `.smith/hi`).
+        ("s/b", ".smith/hi", Completion("s/b")),
+        ("/msg b", "-x hi", Completion("/msg b")),
+        ("hi b", ". there", Completion("hi bob ")),
     ],
 )
 def test_tab_with_text_after_the_cursor(typed: str, after: str, completed: Completion) -> None:

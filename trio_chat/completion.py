@@ -30,6 +30,8 @@ _WHISPER_TO = re.compile(r"(\s*/(?:msg|m|w)\s+)(\S*)", re.IGNORECASE)
 _SLASH_TO = re.compile(r"(\s*[sS]/)([^/\s]*)")
 _LAST_WORD = re.compile(r"(.*?)([^\s/,;:!?()\[\]{}<>\"']+)", re.DOTALL)
 """A line's last word: after a space or punctuation (a name may hold `.`, `-` and `_`)."""
+_IN_NAMES = frozenset(".-")
+"""The punctuation a name may hold between its letters (`_` is a word's already)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,7 @@ def complete(before: str, names: Iterable[str], after: str = "") -> Completion:
     common start; with more than one left, they are `choices`. Of several lines (a
     paste), the last is completed. With the cursor inside a word (`after` goes on with
     it), nothing is: what Tab added would split the word."""
-    if after[:1] and word_character(after[0]):
+    if _in_a_word(after):
         return Completion(before)
     earlier, newline, line = before.rpartition("\n")
     done = _complete_line(line, names)
@@ -67,6 +69,14 @@ def complete(before: str, names: Iterable[str], after: str = "") -> Completion:
         if after.startswith(end[:size]) or (size and after.startswith(end[-size:]))
     )
     return Completion(earlier + newline + done.text, taken=taken)
+
+
+def _in_a_word(after: str) -> bool:
+    """Whether the cursor, with `after` after it, is inside a word: a letter goes on, or a
+    `.` or `-` with a letter after it (a name holds them: `b|.smith` is `b.smith`)."""
+    if after[:1] in _IN_NAMES:
+        after = after[1:]
+    return bool(after) and word_character(after[0])
 
 
 def _complete_line(before: str, names: Iterable[str]) -> Completion:
