@@ -807,3 +807,25 @@ def test_a_message_stored_after_its_first_copy_was_refused_is_shown_to_its_sende
     shown = [event for event in daemon.events if isinstance(event, PrivateMessage)]
     assert [(event.id, event.recipient, event.text) for event in shown] == [(2, "bob", "w1")]
     assert client.pending == 0 and d not in client._outstanding.numbers()
+
+
+def test_a_frame_sent_as_is_and_stored_after_its_first_copy_was_refused_shows_its_copy() -> None:
+    """As above, for a whisper sent as a frame (`request`): its text is not known to the
+    client, so its `ok` shows nothing (a message with no text); the daemon's copy shows it."""
+    daemon, client = HostileDaemon.with_client()
+    client.say("m1")
+    whisper = client.request(wire.Whisper(to="bob", text="w1", cid="x"))
+    daemon.step(client)
+    a, b = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say | wire.Whisper)]
+    daemon.send(client, wire.ErrorFrame(code="rate_limited", message="Slow.", re=a, retry_after=1))
+    daemon.step(client, 1.5)
+    daemon.step(client)
+    c, d = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say | wire.Whisper)][2:]
+    daemon.send(client, wire.ErrorFrame(code="muted", message="You are muted.", re=b))
+    assert whisper.done and whisper.error is not None
+    daemon.send(client, wire.Ok(re=c, id=1, ts=TS), wire.Ok(re=d, id=2, ts=TS, to="bob"))
+    assert not [event for event in daemon.events if isinstance(event, PrivateMessage)]
+    daemon.send(client, wire.Pm(id=2, ts=TS, sender="alice", to="bob", text="w1", cid="x"))
+    shown = [event for event in daemon.events if isinstance(event, PrivateMessage)]
+    assert [(event.id, event.recipient, event.text) for event in shown] == [(2, "bob", "w1")]
+    assert client.pending == 0 and d not in client._outstanding.numbers()

@@ -1002,8 +1002,10 @@ class ClientConnection:
             if handle.done:
                 # Its first copy was refused (muted, say), and the request failed so; this
                 # one was stored all the same (an unmute came between): everyone else is
-                # shown it, and so is its sender, once, as a message of the room's.
-                if self._seen.take(result):
+                # shown it, and so is its sender, once, as a message of the room's. Not
+                # one sent as a frame (`request`): its text is not known here (the daemon's
+                # copy of it, if one comes, is shown).
+                if handle.cid is not None and self._seen.take(result):
                     self._emit(result)
                 return
             self._seen.remember(frame.id)
