@@ -245,20 +245,28 @@ def senders(events: list[Event]) -> list[tuple[str, str]]:
     return [(message.sender, message.text) for message in shown_messages(events)]
 
 
+def resent_after_a_refusal(daemon: HostileDaemon, client: ClientConnection) -> list[int]:
+    """Send the client's two messages, refuse the first as too fast, and let both go again
+    once the wait is over (the one after it goes with it): the four copies' numbers."""
+    daemon.step(client)
+    first = next(seq for seq, frame in daemon.frames if isinstance(frame, wire.Say | wire.Whisper))
+    refusal = wire.ErrorFrame(code="rate_limited", message="Slow down.", re=first, retry_after=1.0)
+    daemon.send(client, refusal)
+    daemon.step(client, 1.5)
+    daemon.step(client)
+    copies = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say | wire.Whisper)]
+    assert len(copies) == 4
+    return copies
+
+
 def test_the_answers_to_both_copies_of_a_resent_message_leave_nothing_waiting() -> None:
     """A message in flight when an earlier one is refused as too fast goes again with it:
     the answers to both its copies come, and neither leaves the message waited for."""
     daemon, client = HostileDaemon.with_client()
     first, second = client.say("m1"), client.say("m2")
-    daemon.step(client)
-    a, b = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say)]
-    refusal = wire.ErrorFrame(code="rate_limited", message="Slow down.", re=a, retry_after=1.0)
-    daemon.send(client, refusal)
-    daemon.step(client, 1.5)  # the wait is over: m1, and m2 after it, go again
-    daemon.step(client)
-    says = [(seq, frame.text) for seq, frame in daemon.frames if isinstance(frame, wire.Say)]
-    assert [text for _seq, text in says] == ["m1", "m2", "m1", "m2"]
-    (c, _), (d, _) = says[2:]
+    _a, b, c, d = resent_after_a_refusal(daemon, client)
+    says = [frame.text for _seq, frame in daemon.frames if isinstance(frame, wire.Say)]
+    assert says == ["m1", "m2", "m1", "m2"]
     daemon.send(client, wire.Ok(re=b, id=2, ts=TS))  # m2's first copy was taken
     daemon.send(client, wire.Ok(re=c, id=3, ts=TS))
     daemon.send(client, wire.Ok(re=d, id=2, ts=TS))  # the same answer, for the copy
@@ -274,13 +282,7 @@ def test_a_refusal_of_a_copy_sent_before_the_one_on_its_way_waits_for_that_ones_
     answered, and the message is not sent a third time."""
     daemon, client = HostileDaemon.with_client()
     first, second = client.say("m1"), client.say("m2")
-    daemon.step(client)
-    a, b = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say)]
-    refusal = wire.ErrorFrame(code="rate_limited", message="Slow down.", re=a, retry_after=1.0)
-    daemon.send(client, refusal)
-    daemon.step(client, 1.5)  # the wait is over: m1, and m2 after it, go again
-    daemon.step(client)
-    c, d = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say)][2:]
+    _a, b, c, d = resent_after_a_refusal(daemon, client)
     behind = wire.ErrorFrame(code="rate_limited", message="Slow down.", re=b, retry_after=1.0)
     daemon.send(client, behind)  # m2's first copy, refused behind m1
     daemon.send(client, wire.Ok(re=c, id=1, ts=TS), wire.Ok(re=d, id=2, ts=TS))
@@ -313,15 +315,7 @@ def test_a_refusal_of_both_copies_of_a_resent_whisper_is_told_once() -> None:
     refusal is not shown as a notice of its own."""
     daemon, client = HostileDaemon.with_client()
     first, whisper = client.say("m1"), client.whisper("nobody", "psst")
-    daemon.step(client)
-    a = daemon.seq_of(wire.Say)
-    b = daemon.seq_of(wire.Whisper)
-    refusal = wire.ErrorFrame(code="rate_limited", message="Slow down.", re=a, retry_after=1.0)
-    daemon.send(client, refusal)
-    daemon.step(client, 1.5)  # the wait is over: m1, and the whisper after it, go again
-    daemon.step(client)
-    d = daemon.seq_of(wire.Whisper)
-    assert d != b
+    _a, b, _c, d = resent_after_a_refusal(daemon, client)
     unknown = "There is no account named 'nobody'."
     daemon.send(client, wire.ErrorFrame(code="unknown_user", message=unknown, re=b))
     daemon.send(client, wire.ErrorFrame(code="unknown_user", message=unknown, re=d))
@@ -794,12 +788,7 @@ def test_a_message_stored_after_its_first_copy_was_refused_is_shown_to_its_sende
     daemon, client = HostileDaemon.with_client()
     client.say("m1")
     whisper = client.whisper("bob", "w1")
-    daemon.step(client)
-    a, b = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say | wire.Whisper)]
-    daemon.send(client, wire.ErrorFrame(code="rate_limited", message="Slow.", re=a, retry_after=1))
-    daemon.step(client, 1.5)  # the wait is over: m1, and the whisper after it, go again
-    daemon.step(client)
-    c, d = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say | wire.Whisper)][2:]
+    _a, b, c, d = resent_after_a_refusal(daemon, client)
     daemon.send(client, wire.ErrorFrame(code="muted", message="You are muted.", re=b))
     assert whisper.done and whisper.error is not None
     daemon.send(client, wire.Ok(re=c, id=1, ts=TS), wire.Ok(re=d, id=2, ts=TS, to="bob"))
@@ -815,12 +804,7 @@ def test_a_frame_sent_as_is_and_stored_after_its_first_copy_was_refused_shows_it
     daemon, client = HostileDaemon.with_client()
     client.say("m1")
     whisper = client.request(wire.Whisper(to="bob", text="w1", cid="x"))
-    daemon.step(client)
-    a, b = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say | wire.Whisper)]
-    daemon.send(client, wire.ErrorFrame(code="rate_limited", message="Slow.", re=a, retry_after=1))
-    daemon.step(client, 1.5)
-    daemon.step(client)
-    c, d = [seq for seq, frame in daemon.frames if isinstance(frame, wire.Say | wire.Whisper)][2:]
+    _a, b, c, d = resent_after_a_refusal(daemon, client)
     daemon.send(client, wire.ErrorFrame(code="muted", message="You are muted.", re=b))
     assert whisper.done and whisper.error is not None
     daemon.send(client, wire.Ok(re=c, id=1, ts=TS), wire.Ok(re=d, id=2, ts=TS, to="bob"))
