@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import errno
 import functools
 import io
@@ -27,7 +28,7 @@ from trio_chat.cli import ExitCode
 from trio_chat.cli import app as cli_app
 from trio_chat.engine import ServerConfig
 from trio_chat.engine.notes import BanEnded, LoginRefused, SessionEnded
-from trio_chat.keys import daemon_public_key
+from trio_chat.keys import daemon_public_key, secret_in
 from trio_chat.logs import (
     REFUSALS_LOGGED_PER_MINUTE,
     JsonFormatter,
@@ -35,6 +36,7 @@ from trio_chat.logs import (
     Summary,
     limits_changed,
 )
+from trio_chat.noise import generate_keypair, public_key
 from trio_chat.records import Account
 from trio_chat.store import SqliteStore
 from trio_chat.testing.daemon import DaemonProcess
@@ -268,6 +270,41 @@ async def test_a_key_made_for_a_database_that_has_accounts_is_a_warning(
         assert await start() != []
         database = tmp_path / "empty.db"  # a first start: a new key, and nobody to tell
         assert await start() == []
+
+
+async def test_a_key_kept_by_an_older_trio_chat_under_the_database_s_short_name_is_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trio-chat before keys were named by the database's whole name kept `room.v2`'s
+    key as `room.key`: upgraded, the daemon keeps that key, which every client trusts,
+    rather than making one they would all refuse. A database made now takes none."""
+    database = tmp_path / "room.v2"
+    store = SqliteStore.open(database)
+    store.write([Account(1, "alice", "alice", "hash", "2026-12-06T00:00:00Z")])
+    store.close()
+    older = tmp_path / "room.key"
+    older.write_text(base64.b64encode(generate_keypair()[0]).decode() + "\n")
+    trusted = public_key(secret_in(older))
+
+    async def start(path: Path) -> list[str]:
+        caplog.clear()
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(functools.partial(server.serve, "127.0.0.1", 0, path))
+                nursery.cancel_scope.cancel()
+        return [getattr(r, "event", "") for r in caplog.records]
+
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        events = await start(database)
+        assert "older_key" in events and "new_key" not in events
+        assert daemon_public_key(database) == trusted
+        assert older.exists()  # another database of the short name may use it too
+        events = await start(database)
+        assert "older_key" not in events and "new_key" not in events
+        assert daemon_public_key(database) == trusted
+        made_now = tmp_path / "room.v3"
+        await start(made_now)
+        assert daemon_public_key(made_now) != trusted
 
 
 def test_in_json_a_failure_to_start_is_a_json_line_too(tmp_path: Path) -> None:

@@ -70,6 +70,15 @@ def key_paths(database: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".key"), stem.with_name(stem.name + ".tickets")
 
 
+def older_key_path(database: Path) -> Path | None:
+    """Where a trio-chat before databases kept keys of their own by their whole name kept
+    this one's static key (`room.key` for `room.v2`), if not where it is kept now."""
+    if not database.stem:
+        return None
+    older = database.with_suffix(".key")
+    return None if older == key_paths(database)[0] else older
+
+
 def secret_in(path: Path) -> bytes:
     """The 32-byte secret in the key file `path`; `KeyFileError` if it cannot be read or
     is damaged."""

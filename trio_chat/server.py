@@ -40,7 +40,15 @@ from .engine import (
     ServerEngine,
 )
 from .handshake_queue import HandshakeQueue
-from .keys import daemon_keys, key_paths, unbracketed
+from .keys import (
+    KeyFileError,
+    copy_secret,
+    daemon_keys,
+    key_paths,
+    older_key_path,
+    secret_in,
+    unbracketed,
+)
 from .logs import NoteLog, Summary, event, limits_changed, shown
 from .noise import fingerprint
 from .persistence import Persistence
@@ -408,7 +416,10 @@ async def serve(
         if storage is None:
             if database is None:
                 raise ValueError("serve() needs a database path or a storage object")
+            existed = await trio.to_thread.run_sync(_holds_something, Path(database))
             storage = opened = await trio.to_thread.run_sync(_open_store, Path(database))
+            if new_key and existed:
+                new_key = not await trio.to_thread.run_sync(_take_older_key, Path(database))
         try:
             if opened is not None:
                 await trio.to_thread.run_sync(opened.presize_log)
@@ -500,10 +511,15 @@ async def _run(
                 nursery.cancel_scope.cancel()
 
 
+def _holds_something(database: Path) -> bool:
+    """Whether a database is there already (a file of no bytes is made anew)."""
+    return database.exists() and database.stat().st_size > 0
+
+
 def _open_store(database: Path) -> SqliteStore:
     """Open the database, saying so if it is made now: a path mistyped in `--db` would
     otherwise start a daemon with no accounts, and nothing would tell why."""
-    new = not database.exists() or database.stat().st_size == 0
+    new = not _holds_something(database)
     store = SqliteStore.open(database)
     if new:
         event(
@@ -514,6 +530,36 @@ def _open_store(database: Path) -> SqliteStore:
             database=str(database),
         )
     return store
+
+
+def _take_older_key(database: Path) -> bool:
+    """Keep the key clients trust for a database a trio-chat before this one kept under
+    another name (`room.key` for `room.v2`): copied to where it is kept now, so that the
+    daemon upgraded is not a daemon with a new key that every client refuses. Its ticket
+    key is not taken (the other name may be another database's too): sessions log in
+    with their password once more. Whether it was taken."""
+    older = older_key_path(database)
+    if older is None or not older.exists():
+        return False
+    static_path, _tickets = key_paths(database)
+    secret_in(older)  # one damaged is said, by its name
+    try:
+        copy_secret(older, static_path)
+    except OSError as error:
+        raise KeyFileError(
+            f"Cannot copy the key file {str(older)!r} to {str(static_path)!r}: "
+            f"{(error.strerror or str(error)).lower()}."
+        ) from None
+    event(
+        logging.WARNING,
+        "older_key",
+        f"took the key {older}, where an older trio-chat kept this database's, as "
+        f"{static_path}: clients go on trusting this daemon; back that file up with the "
+        "database from now on",
+        older=str(older),
+        key=str(static_path),
+    )
+    return True
 
 
 def _warn_new_key(accounts: int) -> None:
