@@ -413,14 +413,15 @@ async def serve(
                 keys = await trio.to_thread.run_sync(daemon_keys, Path(database))
         opened: SqliteStore | None = None
         running: list[Daemon] = []
+        existed = False
         if storage is None:
             if database is None:
                 raise ValueError("serve() needs a database path or a storage object")
             existed = await trio.to_thread.run_sync(_holds_something, Path(database))
             storage = opened = await trio.to_thread.run_sync(_open_store, Path(database))
-            if new_key and existed:
-                new_key = not await trio.to_thread.run_sync(_take_older_key, Path(database))
         try:
+            if new_key and existed and database is not None:
+                new_key = not await trio.to_thread.run_sync(_take_older_key, Path(database))
             if opened is not None:
                 await trio.to_thread.run_sync(opened.presize_log)
             if keys is None:
