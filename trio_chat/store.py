@@ -311,6 +311,15 @@ class SqliteStore:
             )
         if version == SCHEMA_VERSION:
             return
+        if version > 0:
+            # Said before, too: a large database takes a while, with nothing else said.
+            log.warning(
+                "upgrading the database %s from schema %d to %d (a large one takes a "
+                "while; stopped meanwhile, it is left as it was)",
+                self.path,
+                version,
+                SCHEMA_VERSION,
+            )
         # Every step in one transaction: one that fails leaves the file as it was.
         self._db.execute("BEGIN IMMEDIATE")
         try:
