@@ -323,16 +323,23 @@ def test_an_error_naming_no_request_waited_for_is_told_as_a_notice() -> None:
     assert not client.closed
 
 
-def test_a_daemon_that_takes_each_channel_and_drops_it_is_given_up_on_in_time() -> None:
-    """Coming back, each new channel opens and is lost before its login is welcomed (the
-    port closes again): losing it again is no new start, and `reconnect_for` counts from
-    the first loss."""
+def lost_coming_back_for(limit: float) -> tuple[HostileDaemon, ClientConnection, float]:
+    """A client logged in, told to come back for `limit` seconds, whose daemon's port has
+    just closed: the daemon, the client, and when the session was lost."""
     daemon = HostileDaemon()
-    config = ClientConfig(timeout=3.0, reconnect_for=20.0)
+    config = ClientConfig(timeout=3.0, reconnect_for=limit)
     client = ClientConnection(daemon.keys.public, "alice", "password", config=config)
     daemon.log_in(client)
     lost_at = daemon.now
     client.connection_refused(daemon.now)
+    return daemon, client, lost_at
+
+
+def test_a_daemon_that_takes_each_channel_and_drops_it_is_given_up_on_in_time() -> None:
+    """Coming back, each new channel opens and is lost before its login is welcomed (the
+    port closes again): losing it again is no new start, and `reconnect_for` counts from
+    the first loss."""
+    daemon, client, lost_at = lost_coming_back_for(20.0)
     while not client.closed and daemon.now < lost_at + 60.0:
         for _ in range(100):  # `step` lets 10 ms pass: a second
             daemon.step(client)
@@ -348,12 +355,7 @@ def test_a_daemon_that_takes_each_channel_and_drops_it_is_given_up_on_in_time() 
 def test_a_daemon_that_keeps_putting_off_the_login_coming_back_is_given_up_on_in_time() -> None:
     """Coming back, the channel opens and the login is put off again and again (busy,
     try again in a few seconds): the session is not back, and `reconnect_for` counts."""
-    daemon = HostileDaemon()
-    config = ClientConfig(timeout=3.0, reconnect_for=20.0)
-    client = ClientConnection(daemon.keys.public, "alice", "password", config=config)
-    daemon.log_in(client)
-    lost_at = daemon.now
-    client.connection_refused(daemon.now)
+    daemon, client, lost_at = lost_coming_back_for(20.0)
     read, put_off = len(daemon.frames), 0  # the frames of the lost session are read
     while not client.closed and daemon.now < lost_at + 60.0:
         daemon.step(client)
