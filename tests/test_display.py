@@ -336,6 +336,14 @@ def test_ones_own_name_in_someone_elses_message_is_marked() -> None:
         # `สมุด` (a notebook) is not Som, and marking would split `มุ` in two.
         ("สม", "สมุด", []),
         ("สม", "สวัสดีสม", ["สม"]),
+        # The same account however written: full-width letters, a letter and its accent
+        # as one character or two, `ß` for `ss`.
+        ("bob", "ＢＯＢ! and Ｂob", ["ＢＯＢ", "Ｂob"]),
+        ("bob", "ｂｏｂｂｙ, ＢＯＢ２", []),
+        ("José", "hola jose\u0301 y JOSÉ", ["jose\u0301", "JOSÉ"]),
+        ("José", "jose and josé\u0301", []),
+        ("Strass", "STRASSE, straß!", ["straß"]),
+        ("가", "각 가", ["가"]),
     ],
 )
 def test_a_name_is_marked_where_it_stands_alone(me: str, text: str, marked: list[str]) -> None:

@@ -8,6 +8,7 @@ Text that came from other people (names, messages, notices) always passes throug
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import functools
 import itertools
@@ -16,6 +17,7 @@ import operator
 import re
 import unicodedata
 import zlib
+from collections.abc import Sequence
 from datetime import datetime
 
 import wcwidth
@@ -284,12 +286,19 @@ def mentions(text: str, me: str) -> list[tuple[int, int]]:
     but for a vowel sign on its last letter there too (`สมุด` is not สม)."""
     if not me:
         return []
-    return [
-        found.span()
-        for found in _mention(me).finditer(text)
-        if _alone(text, found.start() - 1, found.start(), -1)
-        and _alone(text, found.end(), found.end() - 1, 1)
-    ]
+    folded, starts = _folded(text)
+    key = "".join(_fold(char) for char in safe_name(me))
+    places: list[tuple[int, int]] = []
+    at = folded.find(key)
+    while at >= 0 and key:
+        start, end = bisect.bisect_left(starts, at), bisect.bisect_left(starts, at + len(key))
+        whole = start < len(starts) and starts[start] == at and starts[end] == at + len(key)
+        if whole and _alone(text, start - 1, start, -1) and _alone(text, end, end - 1, 1):
+            places.append((start, end))
+            at = folded.find(key, at + len(key))
+        else:
+            at = folded.find(key, at + 1)
+    return places
 
 
 def word_character(char: str) -> bool:
@@ -335,9 +344,26 @@ def mentioning(text: str, me: str) -> tuple[Segment, ...]:
     return tuple(segment for segment in segments if segment[1])
 
 
-@functools.lru_cache(maxsize=8)
-def _mention(me: str) -> re.Pattern[str]:
-    return re.compile(re.escape(safe_name(me)), re.IGNORECASE)
+def _folded(text: str) -> tuple[str, Sequence[int]]:
+    """`text` with each character folded (`_fold`), and where each character's folding
+    starts in it, one more for its end: a name is found in any case and in full-width
+    letters (`ＢＯＢ` is bob), only as whole characters of `text`."""
+    if text.isascii():
+        return text.lower(), range(len(text) + 1)
+    starts: list[int] = []
+    size = 0
+    for char in text:
+        starts.append(size)
+        size += len(_fold(char))
+    starts.append(size)
+    return "".join(_fold(char) for char in text), starts
+
+
+@functools.lru_cache(maxsize=4096)
+def _fold(char: str) -> str:
+    """A character as names are told apart (`names.name_key`: compatibility forms and case
+    set aside), decomposed, so that one character folds alike alone and in a word."""
+    return unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", char).casefold())
 
 
 def pending_line(text: str, to: str | None, me: str) -> Line:
