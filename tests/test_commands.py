@@ -50,7 +50,9 @@ from trio_chat.commands import (
         ("/Who", Who()),
         ("/MSG bob hi", Whisper("bob", "hi")),
         ("/HISTORY 5", ShowHistory(5)),
-        ("S/bob/hi", Say("S/bob/hi")),
+        ("S/bob/hi", Whisper("bob", "hi")),
+        ("Ｓ/BOB/HI", Whisper("BOB", "HI")),
+        ("S/MIME is old", Invalid("Write a private message as s/name/message.")),
         ("/quit see you tomorrow", Quit()),  # IRC's /quit takes a parting message
         ("/q bye", Quit()),
         # Meant as commands, and said they would go to everyone: a script saved with a

@@ -142,8 +142,8 @@ def parse(line: str) -> Command:
     if stripped.translate(_ASCII_OF_FULL_WIDTH).lower() == "exit":  # alone on its line
         return Quit()  # the student client's word, typed in full-width forms too
     start = _BEFORE_COMMAND.sub("", line)
-    head = start[:2].translate(_ASCII_OF_FULL_WIDTH)
-    if head == "s/":
+    head = start[:2].translate(_ASCII_OF_FULL_WIDTH).lower()
+    if head == "s/":  # `S/bob/...` with caps lock on is private too, not said to everyone
         to, *after = _SLASH.split(start[2:], maxsplit=1)
         if not after:
             return Invalid("Write a private message as s/name/message.")
