@@ -43,6 +43,16 @@ NAMES = ("Alice", "albert", "bob", "Анна", "张伟", "Zoë")
         # As far as the choices agree, in their own letters.
         ("a", "al"),
         ("/msg A", "/msg al"),
+        # `/w` and `/m` are `/msg` already: the space after them, not `/who`.
+        ("/w", "/w "),
+        ("/M", "/M "),
+        # The marks in full-width forms, as the commands read them, kept as typed.
+        ("／hi", "／history "),
+        ("／w", "／w "),
+        ("／msg b", "／msg bob "),
+        ("ｓ／b", "ｓ／bob／"),
+        ("Ｓ/ali", "Ｓ/Alice/"),
+        ("s／张", "s／张伟／"),
     ],
 )
 def test_tab_completes_a_command_or_a_name(typed: str, completed: str) -> None:
@@ -54,6 +64,8 @@ def test_tab_completes_a_command_or_a_name(typed: str, completed: str) -> None:
     [
         ("/h", ("/help", "/history")),
         ("/", tuple(command.strip() for command in COMMANDS)),
+        ("／", tuple("／" + command.strip()[1:] for command in COMMANDS)),
+        ("ｓ／al", ("albert", "Alice")),
         ("s/al", ("albert", "Alice")),
         ("/msg al", ("albert", "Alice")),
         ("hi al", ("albert", "Alice")),
@@ -94,6 +106,7 @@ def test_what_nothing_completes_stays_as_typed(typed: str) -> None:
         ("b", " hi", Completion("bob: ", taken=1)),
         ("/hi", " 5", Completion("/history ", taken=1)),
         ("s/b", " hi", Completion("s/bob/")),
+        ("ｓ／b", "／hi", Completion("ｓ／bob／", taken=1)),
         # The cursor inside a word: completing its start would split it (`al|ice` is
         # not `albert ice`, nor `a|lice` `alice lice`).
         ("s/al", "ice/hi", Completion("s/al")),

@@ -25,9 +25,13 @@ NAMES_MET = 1_000
 COMMANDS = ("/help", "/history ", "/msg ", "/older ", "/quit", "/who")
 """The commands Tab completes, each followed by a space if it takes words after it."""
 
-_COMMAND = re.compile(r"(\s*)(/[A-Za-z]*)")
-_WHISPER_TO = re.compile(r"(\s*/(?:msg|m|w)\s+)(\S*)", re.IGNORECASE)
-_SLASH_TO = re.compile(r"(\s*[sS]/)([^/\s]*)")
+_SHORT = ("/m", "/w")
+"""Whole commands, short for `/msg`, that other commands start with (`/w`, `/who`)."""
+_COMMAND = re.compile(r"(\s*)([/／][A-Za-z]*)")
+_WHISPER_TO = re.compile(r"(\s*[/／](?:msg|m|w)\s+)(\S*)", re.IGNORECASE)
+_SLASH_TO = re.compile(r"(\s*[sSｓＳ][/／])([^/／\s]*)")
+_ENDS = " /／:"
+"""What a completed word may end with: the space, slash or `: ` after a name."""
 _LAST_WORD = re.compile(r"(.*?)([^\s/,;:!?()\[\]{}<>\"']+)", re.DOTALL)
 """A line's last word: after a space or punctuation (a name may hold `.`, `-` and `_`)."""
 _IN_NAMES = frozenset(".-")
@@ -60,7 +64,7 @@ def complete(before: str, names: Iterable[str], after: str = "") -> Completion:
     done = _complete_line(line, names)
     if done.text == line:
         return Completion(before, done.choices)
-    end = done.text[len(done.text.rstrip(" /:")) :]  # what follows the completed word
+    end = done.text[len(done.text.rstrip(_ENDS)) :]  # what follows the completed word
     # The part of it already after the cursor: its start (`:` of `: `), or its end (the
     # space of `: `, where `b| hi` is to be `bob: hi`, not `bob:  hi`).
     taken = next(
@@ -82,12 +86,16 @@ def _in_a_word(after: str) -> bool:
 def _complete_line(before: str, names: Iterable[str]) -> Completion:
     if match := _COMMAND.fullmatch(before):
         lead, typed = match.groups()
-        found = [command for command in COMMANDS if command.startswith(typed.lower())]
+        # A slash as typed, full-width (`／`) as the commands read it.
+        command = "/" + typed[1:].lower()
+        if command in _SHORT:
+            return Completion(lead + typed + " ")
+        found = [typed[0] + found[1:] for found in COMMANDS if found.startswith(command)]
         return _chosen(lead, typed, found)
     if match := _WHISPER_TO.fullmatch(before):
         return _name(match[1], match[2], names, " ")
     if match := _SLASH_TO.fullmatch(before):
-        return _name(match[1], match[2], names, "/")
+        return _name(match[1], match[2], names, match[1][-1])
     if match := _LAST_WORD.fullmatch(before):
         lead, typed = match.groups()
         return _name(lead, typed, names, " " if lead.strip() else ": ")
@@ -112,7 +120,7 @@ def _chosen(lead: str, typed: str, completed: list[str]) -> Completion:
     agreed = _agreed(completed)
     if len(agreed) > len(typed):
         return Completion(lead + agreed)
-    return Completion(lead + typed, tuple(choice.rstrip(" /:") for choice in completed))
+    return Completion(lead + typed, tuple(choice.rstrip(_ENDS) for choice in completed))
 
 
 def _agreed(choices: list[str]) -> str:
