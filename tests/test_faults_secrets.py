@@ -613,6 +613,10 @@ def test_a_daemon_is_known_by_one_name_however_its_address_is_spelt(tmp_path: Pa
     known.remember("127.0.0.1", 1600, third)
     for spelling in ("127.1", "0x7f.0.0.1", "127.000.000.001", "0x7f.1"):
         assert known.get(spelling, 1600) == third
+    # And as an IPv6 address maps it (a dual-stack socket reaches 127.0.0.1 so).
+    for spelling in ("::ffff:127.0.0.1", "[::FFFF:7f00:1]", "0:0:0:0:0:ffff:127.0.0.1"):
+        assert known.get(spelling, 1600) == third
+    assert known.get("::127.0.0.1", 1600) is None  # an IPv4-compatible one: another address
     assert known.get("127.000.000.010", 1600) is None  # 127.0.0.8
     known.forget("127.1", 1600)
     assert known.get("example.com", 1601) is None
