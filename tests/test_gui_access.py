@@ -380,6 +380,29 @@ def test_what_others_say_is_said_aloud_with_where_when_it_is_elsewhere(
     ]
 
 
+def test_what_was_missed_while_away_is_said_aloud_once_back(qtbot: QtBot, spoken: Spoken) -> None:
+    """Coming back, the window tells how much came meanwhile and where; a screen reader's
+    user hears it as the others do, not each message (older news) one by one."""
+    window = a_window(qtbot)
+    window.show_history(History((PublicMessage(1, NOW, "bob", "old"),), more=False))
+    missed = (
+        PublicMessage(2, NOW, "bob", "while away"),
+        PublicMessage(3, NOW, "carol", "and this"),
+        PrivateMessage(4, NOW, "carol", "alice", "psst"),
+    )
+    spoken.clear()
+    window.show_history(History(missed, more=False, resumed=True))
+    window.show_history(History(missed[:1], more=False, resumed=True))  # nothing new
+    assert spoken == [
+        ("2 messages were missed while away; they are in their places above.", POLITE),
+        ("1 private message came meanwhile, in its tab.", POLITE),
+        ("No message was missed meanwhile.", POLITE),
+    ]
+    room = window.model("")
+    assert room is not None
+    assert [row.plain.split("  ", 1)[1] for row in room.rows[-3:]] == [t for t, _ in spoken]
+
+
 def test_the_people_list_is_named_with_whether_they_are_there_or_were(qtbot: QtBot) -> None:
     window = a_window(qtbot)
     window.set_online(["alice", "bob"])

@@ -609,7 +609,8 @@ class RoomWindow(QMainWindow):
             announce(self, said)
 
     def show_history(self, event: History) -> None:
-        """The messages sent on entering, or those missed while reconnecting."""
+        """The messages sent on entering, or those missed while reconnecting (what was
+        missed is said aloud too: the messages themselves are not, being older news)."""
         room = self._conversations[ROOM].model
         if event.resumed:
             fresh = [message for message in event.messages if self._add(message, counts=True)]
@@ -619,15 +620,17 @@ class RoomWindow(QMainWindow):
                 missed = f"{count} messages were" if count > 1 else "1 message was"
                 if event.more:  # the daemon sent only the newest of them
                     latest = f"the latest {count} are" if count > 1 else "the latest is"
-                    self.note(f"More than {missed} missed while away; {latest} above.")
+                    self.note(f"More than {missed} missed while away; {latest} above.", aloud=True)
                 else:
                     where = "they are in their places" if count > 1 else "it is in its place"
-                    self.note(f"{missed} missed while away; {where} above.")
+                    self.note(f"{missed} missed while away; {where} above.", aloud=True)
             if private:
                 where = "their tabs" if private > 1 else "its tab"
-                self.note(f"{counted(private, 'private message')} came meanwhile, in {where}.")
+                self.note(
+                    f"{counted(private, 'private message')} came meanwhile, in {where}.", aloud=True
+                )
             if not fresh:
-                self.note("No message was missed meanwhile.")
+                self.note("No message was missed meanwhile.", aloud=True)
             return
         for message in event.messages:
             # Private messages that waited for you are news; the room's latest are not.
