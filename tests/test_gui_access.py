@@ -161,6 +161,28 @@ def test_what_a_dialog_says_is_wrong_and_a_messages_size_read_at_aa_contrast(
         assert colours.contrast(shown, background) >= 4.5, (label.objectName(), shown)
 
 
+def test_a_switch_between_light_and_dark_while_open_keeps_those_readable(
+    qtbot: QtBot, desktop: QPalette
+) -> None:
+    """Their shade was worked out once, on the background they were made on: after the
+    desktop went from one to the other, each read at 2.4:1."""
+    dialog = PasswordDialog("alice")
+    qtbot.addWidget(dialog)
+    composer = Composer()
+    qtbot.addWidget(composer)
+    composer.editor.setText("é" * 251)
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    for switched in (DARK, LIGHT) if desktop is LIGHT else (LIGHT, DARK):
+        app.setPalette(switched)
+        app.processEvents()  # where the change reaches each widget
+        background = switched.color(QPalette.ColorRole.Window).name()
+        for label in (dialog.problem, composer.size_label):
+            assert label.palette().color(QPalette.ColorRole.Window).name() == background
+            shown = label.palette().color(QPalette.ColorRole.WindowText).name()
+            assert colours.contrast(shown, background) >= 4.5, (label.objectName(), shown)
+
+
 Spoken = list[tuple[str, QAccessible.AnnouncementPoliteness]]
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtGui import QColor, QKeyEvent, QPalette
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractSlider,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPushButton,
     QToolTip,
@@ -24,6 +23,7 @@ from ..completion import complete
 from ..display import safe_name
 from . import colours
 from .editing import Budget, Recall, budget
+from .problem_label import ShadedLabel
 from .speech import announce
 
 _Action = QAbstractSlider.SliderAction
@@ -110,9 +110,8 @@ class Composer(QWidget):
         self.editor = LineEditor(self.recall, self)
         self.editor.setObjectName("editor")
         self.editor.setAccessibleName("Message")
-        self.size_label = QLabel(self)
+        self.size_label = ShadedLabel(self, colours.WAITING)
         self.size_label.setObjectName("size")
-        self.size_label.setTextFormat(Qt.TextFormat.PlainText)
         self.size_label.hide()
         self.send_button = QPushButton("Send", self)
         self.send_button.setObjectName("send")
@@ -156,11 +155,5 @@ class Composer(QWidget):
             self.size_label.hide()
             return
         self.size_label.setText(size.text)
-        palette = self.size_label.palette()
-        colour = colours.BAD if size.over else colours.WAITING
-        background = palette.color(QPalette.ColorRole.Window).name()
-        palette.setColor(
-            QPalette.ColorRole.WindowText, QColor(colours.readable(colour, background))
-        )
-        self.size_label.setPalette(palette)
+        self.size_label.set_colour(colours.BAD if size.over else colours.WAITING)
         self.size_label.show()
