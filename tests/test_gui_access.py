@@ -183,6 +183,24 @@ def test_a_switch_between_light_and_dark_while_open_keeps_those_readable(
             assert colours.contrast(shown, background) >= 4.5, (label.objectName(), shown)
 
 
+def test_the_people_list_is_shaded_again_when_the_desktop_switches(
+    qtbot: QtBot, desktop: QPalette
+) -> None:
+    window = a_window(qtbot)
+    window.set_online([*one_name_per_colour(), "alice"])
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    switched = DARK if desktop is LIGHT else LIGHT
+    app.setPalette(switched)
+    app.processEvents()
+    base = switched.color(QPalette.ColorRole.Base).name()
+    people: QListWidget = window.people
+    assert people.palette().color(QPalette.ColorRole.Base).name() == base
+    for index in range(people.count()):
+        shown = drawn(people.item(index).foreground().color(), base)
+        assert colours.contrast(shown, base) >= 4.5, (people.item(index).text(), shown, base)
+
+
 Spoken = list[tuple[str, QAccessible.AnnouncementPoliteness]]
 
 

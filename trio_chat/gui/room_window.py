@@ -478,6 +478,8 @@ class RoomWindow(QMainWindow):
                 if current is not None:
                     self._show_tab_label(current)
             self._show_title()
+        elif event.type() == QEvent.Type.PaletteChange:
+            self._show_people()  # each name's shade is the new background's
         super().changeEvent(event)
 
     # --- typing ----------------------------------------------------------------------------
@@ -732,7 +734,7 @@ class RoomWindow(QMainWindow):
         self.people.setAccessibleName(
             f"People {'online' if connected else 'last known online'} ({len(names)})"
         )
-        palette = self.people.palette()
+        palette = self.palette()  # the list's own is the same, and changes after it
         base = palette.color(QPalette.ColorGroup.Active, QPalette.ColorRole.Base).name()
         grey = palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text).name()
         current = self.people.currentItem()
