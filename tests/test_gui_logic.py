@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QColor, QFont
+from PySide6.QtGui import QAction, QColor, QFont, QPalette
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
@@ -724,6 +725,32 @@ def test_a_selected_row_is_drawn_in_the_selections_text_colour(qtbot: QtBot) -> 
     view.selectAll()
     qtbot.wait(10)
     assert coloured_pixels(view, sender) == 0
+
+
+def test_a_selected_row_reads_at_aa_contrast_on_the_selections_highlight(
+    qtbot: QtBot,
+) -> None:
+    """Fusion's highlight (#308cc6) holds its white text at 3.6:1; a selected row's is
+    darkened as far as 4.5:1 asks, the rest of the palette left as it is."""
+    model, view = shown_view(qtbot, 400, 60)
+    palette = view.palette()
+    palette.setColor(QPalette.ColorRole.Highlight, QColor("#308cc6"))
+    palette.setColor(QPalette.ColorRole.HighlightedText, QColor("#ffffff"))
+    view.setPalette(palette)
+    model.add_message(message_row(public(1, "bob", "hello"), "alice", NOW))
+    view.selectAll()
+    qtbot.wait(10)
+    image = view.viewport().grab().toImage()
+    rect = view.visualRect(model.index(0))
+    drawn = Counter(
+        image.pixelColor(x, y).name()
+        for x in range(rect.left(), rect.right())
+        for y in range(rect.top(), rect.bottom())
+    )
+    background = drawn.most_common(1)[0][0]
+    assert background != "#308cc6"
+    assert 4.5 <= colours.contrast(background, "#ffffff") < 4.7  # no darker than needed
+    assert view.palette().color(QPalette.ColorRole.Highlight).name() == "#308cc6"
 
 
 def coloured_pixels(view: MessageView, colour: QColor) -> int:

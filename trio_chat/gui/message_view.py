@@ -341,16 +341,22 @@ class MessageDelegate(QStyledItemDelegate):
             return
         item = QStyleOptionViewItem(option)
         self.initStyleOption(item, index)
-        item.text = ""  # the background, selection and focus only: the text comes next
-        style = self._view.style()
-        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, item, painter, self._view)
+        item.text = ""  # the background and focus only: the text comes next
         rect: QRect = item.rect
         palette: QPalette = item.palette
+        selected = bool(item.state & QStyle.StateFlag.State_Selected)
+        if selected:
+            # The selection drawn here, not by the style, in a highlight the selection's
+            # text reads on at WCAG AA: Fusion's holds white text at 3.6:1 (and draws it
+            # lighter still), and a row is selected to be read and copied.
+            painter.fillRect(rect, QColor(selection_colour(palette)))
+            item.state &= ~QStyle.StateFlag.State_Selected
+        style = self._view.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, item, painter, self._view)
         painter.save()
         if row.mine:
             mark = QRect(rect.left() + 2, rect.top() + 2, self.MARK, rect.height() - 4)
             painter.fillRect(mark, palette.color(QPalette.ColorRole.Highlight))
-        selected = bool(item.state & QStyle.StateFlag.State_Selected)
         role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
         painter.setPen(palette.color(role))
         layout = self.layout(row, self._text_width())
@@ -368,6 +374,13 @@ class MessageDelegate(QStyledItemDelegate):
         else:
             layout.draw(painter, at)
         painter.restore()
+
+
+def selection_colour(palette: QPalette) -> str:
+    """The palette's highlight (in its current group: the window active or not), darkened
+    or lightened as far as the selection's text needs to read on it at WCAG AA (4.5:1)."""
+    highlight = palette.color(QPalette.ColorRole.Highlight).name()
+    return colours.readable(highlight, palette.color(QPalette.ColorRole.HighlightedText).name())
 
 
 class MessageView(QListView):
