@@ -857,6 +857,23 @@ def test_ping_tells_whether_the_daemon_answers_with_its_key(daemon: Daemon) -> N
     assert err == f"Cannot reach trio-chat at 127.0.0.1:{nobody}; is `trio-chat serve` running?\n"
 
 
+@pytest.mark.parametrize("command", [["ping"], ["login", "--name", "alice"], ["trust"]])
+def test_a_silent_daemon_is_given_up_on_after_2_5_seconds(
+    command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ping`, the key check every client command makes first, and `trust` say a daemon
+    that does not answer is unreachable (exit 3) once 2.5 s have passed, on a clock that
+    jumps ahead whenever the command waits."""
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    monkeypatch.setattr(trio, "run", functools.partial(trio.run, clock=clock))
+    key = base64.b64encode(generate_keypair()[1]).decode()
+    with silent_port() as port:
+        code, out, err = invoke(Daemon("127.0.0.1", port, key), *command, input="")
+    assert (code, out) == (ExitCode.UNREACHABLE, "")
+    assert err == f"Cannot reach trio-chat at 127.0.0.1:{port}; is `trio-chat serve` running?\n"
+    assert clock.current_time() == 2.5
+
+
 def test_a_wait_the_daemon_already_told_is_not_told_twice() -> None:
     """ "Too many failed logins; wait 14 s before trying again (about 15 s)." said it twice;
     a refusal without it is given the wait."""
