@@ -1274,6 +1274,27 @@ def test_for_30_seconds_after_a_logout_its_last_records_are_sent_again_not_reset
     assert alice.others == [bytes((RESET,)) + be32(alice.daemon_index) + alice.reset_token]
 
 
+def test_a_logout_sent_again_gets_the_last_4_of_many_last_records() -> None:
+    """Alice logs out with much of the room's talk to her unacknowledged: the daemon's
+    last words are many records. Her `logout` sent again gets the last 4 of them, the
+    very same bytes, and no others."""
+    driver = daemon(message_burst=100)
+    alice, bob = member(driver, "alice"), member(driver, "bob")
+    alice.poll()
+    alice.acknowledge()
+    for n in range(20):
+        bob.send({"t": "say", "text": f"talk {n} " + "x" * 300, "cid": f"t{n}"})
+    driver.inbox.pop(alice.address)  # none of it reached alice
+    mark = len(driver.sent)
+    (logout,) = alice.send({"t": "logout"})
+    last = [data for data, to in driver.sent[mark:] if to == alice.address]
+    assert len(last) > 4
+    assert {"t": "ok", "re": logout} in [frame for _seq, frame in alice.open(last[-1])[1]["frames"]]
+    mark = len(driver.sent)
+    alice.send_numbered([(logout, {"t": "logout"})])  # as if its `ok` was lost
+    assert [data for data, to in driver.sent[mark:] if to == alice.address] == last[-4:]
+
+
 def test_a_daemon_shutting_down_says_bye_to_every_session() -> None:
     driver = daemon()
     alice, bob = member(driver, "alice"), member(driver, "bob")
