@@ -27,6 +27,7 @@ from trio_chat import (
     wire,
 )
 from trio_chat.engine import Address, ServerConfig
+from trio_chat.engine.guard import LoginGuard, Refusal
 from trio_chat.keys import daemon_public_key
 from trio_chat.limits import FailureThrottle, KeyedBuckets, RecentKeys, TokenBucket
 from trio_chat.server import serve
@@ -276,6 +277,32 @@ def test_failures_past_the_capacity_forget_the_key_that_failed_longest_ago() -> 
     assert not throttle.has_failed("other")
     assert throttle.retry_after("guesser", 3.0) == pytest.approx(2.0 + 20.0 - 3.0)
     assert throttle.retry_after("other", 3.0) == 0.0
+
+
+def test_failed_logins_are_remembered_for_65536_addresses_the_longest_quiet_forgotten() -> None:
+    """protocol.md 7.1: the failures of at most 65,536 addresses, those that failed
+    longest ago forgotten first. An address that keeps failing stays remembered however
+    many come after it; one that stopped is forgotten by the 65,537th, and is then as
+    clean as a new one (an account's guessers no longer hold it up)."""
+    guard = LoginGuard(ServerConfig(login_free_failures=1, login_delay=60.0))
+
+    def fail(ip: str, account: str, now: float) -> None:
+        assert guard.admit(ip, account, now) is None
+        guard.finish(ip, account, False, now)
+
+    guesser, quiet = "10.0.0.1", "10.0.0.2"
+    fail(guesser, "carol", 0.0)
+    fail(quiet, "dave", 0.0)
+    fail(guesser, "carol", 600.0)  # its first wait is over; it fails again, now latest
+    others = [f"10.1.{n // 256}.{n % 256}" for n in range(65_535)]
+    for ip in others[:-1]:  # alice guessed at from 65,534 more addresses: 65,536 in all
+        fail(ip, "alice", 600.0)
+    # Every one remembered: the quiet one is held up by alice's guessers (60 s, the cap).
+    assert guard.admit(quiet, "alice", 600.0) == Refusal("throttled", 60.0)
+    assert guard.admit(guesser, "carol", 600.0) == Refusal("throttled", 60.0)
+    fail(others[-1], "alice", 600.0)  # the 65,537th: the quiet one is forgotten
+    assert guard.admit(guesser, "carol", 600.0) == Refusal("throttled", 60.0)
+    assert guard.admit(quiet, "alice", 600.0) is None
 
 
 def test_recent_keys_are_remembered_for_their_memory_and_at_most_their_capacity() -> None:
