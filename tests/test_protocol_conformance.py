@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from trio_chat.engine import Address, LoadHistory, ServerConfig
 from trio_chat.noise import HandshakeState, fingerprint
 from trio_chat.records import MarkDelivered, Message, Snapshot
-from trio_chat.secure import DaemonKeys
+from trio_chat.secure import DaemonKeys, new_challenge
 from trio_chat.store import SqliteStore
 from trio_chat.testing.driver import EngineDriver
 
@@ -1206,6 +1206,30 @@ def test_an_address_change_moves_the_session_behind_a_path_check() -> None:
     alice.poll()
     assert [f["t"] for f in alice.answers(seq)] == ["names", "ok"]
     assert all("challenge" not in p for _pn, p in alice.records[seen:])
+
+
+def test_a_challenge_and_its_response_are_at_most_64_characters() -> None:
+    """Section 8.1: a payload's `challenge` and `response` are at most 64 characters, a
+    longer one making the payload invalid. A response of 64 characters that is not the
+    challenge is a valid payload, taken, that proves nothing; one of 65 is dropped whole,
+    its frame neither answered nor acknowledged until it comes in a valid payload."""
+    assert all(0 < len(new_challenge()) <= 64 for _ in range(100))  # the daemon's own
+    driver = daemon()
+    alice = member(driver, "alice")
+    alice.address = new_address()
+    (first,) = alice.acknowledge()
+    challenge = first["challenge"]
+    assert isinstance(challenge, str) and 0 < len(challenge) <= 64
+    (who,) = alice.send({"t": "who"}, response=challenge.ljust(64, "x"))
+    assert [frame["t"] for frame in alice.answers(who)] == ["names", "ok"]
+    assert alice.records[-1][1]["challenge"] == challenge  # not proven
+    bad = dropped(driver)
+    (again,) = alice.send({"t": "who"}, response=challenge.ljust(65, "x"))
+    assert dropped(driver) == bad + 1
+    assert alice.answers(again) == []
+    alice.send_numbered([(again, {"t": "who"})], response=challenge)
+    assert [frame["t"] for frame in alice.answers(again)] == ["names", "ok"]
+    assert "challenge" not in alice.records[-1][1]  # proven
 
 
 def test_a_session_silent_for_45_seconds_is_ended_and_others_see_timeout() -> None:
