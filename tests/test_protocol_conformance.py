@@ -1522,6 +1522,41 @@ def test_a_message_sent_again_with_its_cid_is_answered_with_the_first_id_and_ts(
     assert len([op for op in driver.stored if isinstance(op, Message)]) == 1
 
 
+def test_the_latest_5000_messages_are_recognised_in_memory_older_ones_by_the_store() -> None:
+    """Section 8.1: a message sent again among the latest 5000 is answered at once; one
+    older than that is handed to the store, whose refusal of the copy answers it."""
+    driver = daemon(message_burst=10_000, message_rate=10_000.0)
+    alice = member(driver, "alice")
+    first = say(alice, "once", "first")
+
+    def say_more(count: int, start: int) -> None:
+        for at in range(start, start + count, 16):
+            n = min(16, start + count - at)
+            alice.send(*({"t": "say", "text": "more", "cid": f"m{at + k}"} for k in range(n)))
+            alice.settle()
+
+    say_more(4999, 0)  # the first is now the oldest of the latest 5000
+    driver.auto_commit = False
+    again = alice.answer(alice.request({"t": "say", "text": "once", "cid": "first"}))
+    assert (again["id"], again["ts"]) == (first["id"], first["ts"])
+    assert driver.uncommitted == []  # answered from memory
+    driver.auto_commit = True
+    say_more(1, 4999)  # one newer: the first is now the 5001st
+    driver.auto_commit = False
+    late = alice.request({"t": "say", "text": "once", "cid": "first"})
+    assert alice.answers(late) == []  # waits for the store
+    (copy,) = driver.uncommitted
+    assert isinstance(copy, Message) and copy.cid == "first"
+    # The store refuses it as a copy, and hands back the one it holds (as SQLite does).
+    driver.uncommitted.clear()
+    (stored,) = [op for op in driver.stored if isinstance(op, Message) and op.cid == "first"]
+    driver.engine.failed(copy, stored)
+    driver.pump()
+    alice.poll()
+    answer = alice.answer(late)
+    assert (answer["id"], answer["ts"]) == (first["id"], first["ts"])
+
+
 @pytest.mark.parametrize("typed", ["alice", "ALICE", "Alice", "ａｌｉｃｅ"])
 def test_login_matches_names_after_nfkc_and_case_folding(typed: str) -> None:
     driver = daemon()
