@@ -1849,8 +1849,8 @@ def test_every_registration_and_login_error_code() -> None:
     for code, frame in codes.items():
         check_error(frame, code, frame["re"], retry_after=code in waits)
     assert [frame["code"] for frame in wrong] == ["wrong_password"] * 2
-    assert 59 <= codes["too_many_registrations"]["retry_after"] <= 60.001
-    assert codes["throttled"]["retry_after"] <= 1.001
+    assert 59 <= codes["too_many_registrations"]["retry_after"] <= 60.0
+    assert codes["throttled"]["retry_after"] <= 1.0
 
 
 def test_failed_logins_throttle_the_account_and_the_address() -> None:

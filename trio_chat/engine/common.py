@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -70,5 +71,8 @@ def iso_time(wall: float) -> str:
 
 
 def round_up(seconds: float) -> float:
-    """Seconds for a `retry_after`: to the millisecond, never below what is needed."""
-    return round(seconds + 0.0005, 3)
+    """Seconds for a `retry_after`: to the millisecond, never below what is needed, and a
+    wait of whole milliseconds as it is (a delay of 60 s is 60.0, not 60.001)."""
+    if math.isinf(seconds):  # a rate of 0: never
+        return seconds
+    return math.ceil(round(seconds * 1000, 6)) / 1000
