@@ -10,7 +10,7 @@ from typing import Any
 
 from trio_chat import wire
 from trio_chat.engine import Address, CheckPassword, ServerConfig
-from trio_chat.errors import Throttled
+from trio_chat.errors import Throttled, WrongPassword
 from trio_chat.testing.driver import EngineDriver, Peer
 
 ATTACKER = "10.6.0.1"
@@ -151,6 +151,58 @@ def test_a_check_under_way_counts_as_a_failure_until_it_is_judged() -> None:
     assert len(h.hashing) == 1
     refused = [f for f in at_once[1].frames if isinstance(f, wire.ErrorFrame)]
     assert [f.code for f in refused] == ["throttled"]
+
+
+def told_to_wait(peer: Peer) -> float | None:
+    """The `retry_after` of the `throttled` answer a login was refused with (None: none)."""
+    for frame in peer.frames:
+        if isinstance(frame, wire.ErrorFrame) and frame.code == "throttled":
+            return frame.retry_after
+    return None
+
+
+def test_guesses_sent_while_one_is_checked_are_told_the_delay_its_failure_brings() -> None:
+    """protocol.md 7.1: a check in progress counts as a failure until it is known not to be
+    one, and each delay runs from the latest failure it counts. Three failures, the
+    first delay (1 s) waited out, then three guesses at once: one is checked, and the
+    others are told the delay of four failures, 2 s, as it stands while the check runs
+    (it has not failed yet); once it has, 2 s from then, to the millisecond."""
+    h = driver(login_free_failures=3, login_delay=1.0)
+    h.auto_hash = True
+    for port in (1, 2, 3):
+        assert attempt(h, (ATTACKER, port), "alice", "wrong guess").connection.failure
+    h.now += 1.0
+    h.auto_hash = False
+    at_once = [attempt(h, (ATTACKER, port), "alice", f"guess number {port}") for port in (4, 5, 6)]
+    assert len(h.hashing) == 1
+    assert [told_to_wait(peer) for peer in at_once] == [None, 2.0, 2.0]
+    h.now += 0.25  # the check takes a quarter of a second, and fails
+    h.finish_hashing(1)
+    at_once[0].poll()
+    assert isinstance(at_once[0].connection.failure, WrongPassword)
+    assert told_to_wait(attempt(h, (ATTACKER, 7), "alice", "guess number 7")) == 2.0
+    h.now += 0.75
+    assert told_to_wait(attempt(h, (ATTACKER, 8), "alice", "guess number 8")) == 1.25
+
+
+def test_an_owners_check_in_progress_does_not_shorten_the_accounts_delay() -> None:
+    """An account guessed at from ten addresses holds every address that failed for
+    60 s. While its owner's login, from a clean address, is checked, a guesser is told
+    the 60 s (the check counts as one more failure), not a moment: the owner's success
+    would not clear the account's failures."""
+    h = driver(login_free_failures=3, login_delay=1.0)
+    h.auto_hash = True
+    for n in range(10):
+        assert attempt(h, (f"10.6.1.{n}", 1), "alice", "wrong guess").connection.failure
+    h.now += 0.5
+    h.auto_hash = False
+    owner = attempt(h, OWNER, "alice", "alice-password")
+    assert len(h.hashing) == 1
+    assert told_to_wait(attempt(h, ("10.6.1.0", 2), "alice", "guess number 9")) == 60.0
+    h.finish_hashing(1)
+    owner.poll()
+    assert owner.connection.connected
+    assert told_to_wait(attempt(h, ("10.6.1.0", 3), "alice", "guess number 10")) == 59.5
 
 
 def test_two_addresses_hammering_an_account_never_keep_its_owner_out() -> None:

@@ -94,13 +94,18 @@ class FailureThrottle:
         pending = self._pending.get(key, 0)
         if count + pending < self.free:
             return 0.0
+        wait = max(0.0, last + self._delay(count) - now) if count >= self.free else 0.0
         if pending:
-            # Those in flight may be failures: no more until they are judged.
-            return self.base
-        # The delay reaches the cap long before 2**n outgrows a float (n of 1024 would
-        # raise OverflowError): a thousand failures are no more than the cap.
-        wait = min(self.cap, self.base * 2 ** min(count - self.free, 64))
-        return max(0.0, last + float(wait) - now)
+            # Those in flight count as failures until they are judged: the delay after
+            # them all, which runs from the last of them, now at the earliest.
+            wait = max(wait, self._delay(count + pending))
+        return wait
+
+    def _delay(self, failures: int) -> float:
+        """The delay after `failures` failures (at least `free`)."""
+        # It reaches the cap long before 2**n outgrows a float (n of 1024 would raise
+        # OverflowError): a thousand failures are no more than the cap.
+        return float(min(self.cap, self.base * 2 ** min(failures - self.free, 64)))
 
     def has_failed(self, key: Hashable) -> bool:
         """Whether `key` has failures on record (since its last success)."""
