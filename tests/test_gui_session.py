@@ -41,7 +41,9 @@ class _Chat:
     def __init__(self) -> None:
         self.events_in, self._events_out = trio.open_memory_channel[Event](16)
         self.pages_before: list[int | None] = []
-        """The `before` of each page of history asked for (answered with nothing)."""
+        """The `before` of each page of history asked for."""
+        self.pages: list[list[ChatMessage]] = []
+        """The answers to those, in turn (then nothing)."""
 
     async def events(self) -> AsyncIterator[Event]:
         async for event in self._events_out:
@@ -49,7 +51,7 @@ class _Chat:
 
     async def history(self, count: int, before: int | None = None) -> list[ChatMessage]:
         self.pages_before.append(before)
-        return []
+        return self.pages.pop(0) if self.pages else []
 
     async def who(self) -> list[str]:
         return ["alice", "bob"]
@@ -88,6 +90,34 @@ async def test_a_resume_cut_short_with_no_room_message_fills_in_from_its_oldest(
             await chat.events_in.send(History(whispers, more=True, resumed=True))
             await trio.testing.wait_all_tasks_blocked()
             assert chat.pages_before == [40]  # the gap: after 5, before the oldest that came
+            window.closed.emit(True)
+
+
+@gui_test
+async def test_what_was_missed_is_told_when_older_pages_brought_it_first(
+    qtbot: QtBot,
+) -> None:
+    # A tab scrolled to its top asks for older pages as the window signs in again; they
+    # hold the room's messages too, and brought the gap's before its own page came. The
+    # note counted only the rows its page added: none, so nothing was said of the gap.
+    chat, window, session = alices_room(qtbot)
+    gap = [PublicMessage(n, TS, "bob", f"meanwhile {n}") for n in range(6, 30)]
+    chat.pages = [[*gap, PublicMessage(5, TS, "bob", "before")]]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((PublicMessage(5, TS, "bob", "before"),), False))
+            await chat.events_in.send(Disconnected("the daemon went away"))
+            await chat.events_in.send(Reconnected())
+            window.show_older(gap[:10], "bob")  # a page a tab asked for, come first
+            newest = tuple(PublicMessage(n, TS, "bob", f"newest {n}") for n in (30, 31))
+            await chat.events_in.send(History(newest, more=True, resumed=True))
+            await trio.testing.wait_all_tasks_blocked()
+            assert chat.pages_before == [30]
+            room = window.model("")
+            assert room is not None
+            notes = [row.plain for row in room.rows if "missed" in row.plain]
+            assert notes[-1].endswith("The 24 other messages missed are above too.")
             window.closed.emit(True)
 
 

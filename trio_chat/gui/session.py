@@ -326,12 +326,14 @@ class RoomSession:
     async def _fill_gap(self, after: int, before: int) -> None:
         """Show the messages missed while away that the resumed history left out (it
         holds the newest 500): those after `after` (the newest shown before) and before
-        `before`, read a page at a time, up to `GAP_PAGES` pages; say how many came."""
+        `before`, read a page at a time, up to `GAP_PAGES` pages; say how many came (shown
+        here, or already by pages of older messages a tab asked for meanwhile)."""
         added = 0
         try:
             for _page in range(GAP_PAGES):
                 page = await self.chat.history(PAGE, before=before)
-                added += self.window.show_older(page, ROOM)
+                self.window.show_older(page, ROOM)
+                added += sum(1 for m in page if isinstance(m, PublicMessage) and m.id > after)
                 if len(page) < PAGE or min(message.id for message in page) <= after:
                     break
                 before = min(message.id for message in page)
