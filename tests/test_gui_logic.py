@@ -753,6 +753,25 @@ def test_a_selected_row_reads_at_aa_contrast_on_the_selections_highlight(
     assert view.palette().color(QPalette.ColorRole.Highlight).name() == "#308cc6"
 
 
+def test_ones_own_rows_keep_their_mark_when_selected(qtbot: QtBot) -> None:
+    """The mark beside one's own rows was drawn in the highlight's colour, on the
+    highlight: a selected row of one's own lost it."""
+    model, view = shown_view(qtbot, 400, 60)
+    model.add_message(message_row(public(1, "alice", "mine"), "alice", NOW))
+    qtbot.wait(10)
+    rect = view.visualRect(model.index(0))
+    x = rect.left() + 2 + MessageDelegate.MARK // 2
+
+    def mark() -> set[str]:
+        image = view.viewport().grab().toImage()
+        return {image.pixelColor(x, y).name() for y in range(rect.top() + 4, rect.bottom() - 4)}
+
+    assert mark() == {view.palette().color(QPalette.ColorRole.Highlight).name()}
+    view.selectAll()
+    qtbot.wait(10)
+    assert mark() == {view.palette().color(QPalette.ColorRole.HighlightedText).name()}
+
+
 def coloured_pixels(view: MessageView, colour: QColor) -> int:
     """How many of the view's pixels are `colour`, or nearly."""
     image = view.viewport().grab().toImage()

@@ -354,10 +354,11 @@ class MessageDelegate(QStyledItemDelegate):
         style = self._view.style()
         style.drawControl(QStyle.ControlElement.CE_ItemViewItem, item, painter, self._view)
         painter.save()
-        if row.mine:
-            mark = QRect(rect.left() + 2, rect.top() + 2, self.MARK, rect.height() - 4)
-            painter.fillRect(mark, palette.color(QPalette.ColorRole.Highlight))
         role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        if row.mine:  # in the highlight's colour, or the selection's text's on it
+            mark = QRect(rect.left() + 2, rect.top() + 2, self.MARK, rect.height() - 4)
+            shade = role if selected else QPalette.ColorRole.Highlight
+            painter.fillRect(mark, palette.color(shade))
         painter.setPen(palette.color(role))
         layout = self.layout(row, self._text_width())
         at = QPointF(rect.left() + self.PAD_X + self.MARK, rect.top() + self.PAD_Y)
