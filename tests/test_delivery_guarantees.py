@@ -276,6 +276,24 @@ def test_the_answers_to_both_copies_of_a_resent_message_leave_nothing_waiting() 
     ] == []
 
 
+def test_a_login_once_answered_is_waited_on_under_no_number() -> None:
+    """Welcomed (or refused), the login's number was still among those answers are matched
+    by until the next channel: an `ok` naming it would have been taken as its answer."""
+    daemon, client = HostileDaemon.with_client()
+    assert client._outstanding.numbers() == {}
+    said = client.say("m1")
+    daemon.step(client)
+    assert list(client._outstanding.numbers().values()) == [said]
+    refused = HostileDaemon()
+    other = refused.client()
+    other.start(refused.now)
+    for _ in range(50):
+        refused.step(other)
+    login = refused.seq_of(wire.Login)
+    refused.send(other, wire.ErrorFrame(code="busy", message="Busy.", re=login, retry_after=1.0))
+    assert other._outstanding.numbers() == {}
+
+
 def test_a_refusal_of_a_copy_sent_before_the_one_on_its_way_waits_for_that_ones_answer() -> None:
     """A message in flight when an earlier one is refused as too fast goes again with it;
     its first copy's refusal, which comes after, is no news: the copy on its way is

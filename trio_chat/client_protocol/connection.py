@@ -553,8 +553,14 @@ class ClientConnection:
             self._auth = Handle("login", wire.encode(login))
         self._transmit(self._auth)
 
+    def _answered_auth(self) -> None:
+        """The login (or resume) is answered: its number is waited on no more."""
+        if self._auth is not None:
+            self._outstanding.remove(self._auth)
+            self._auth = None
+
     def _on_welcome(self, frame: wire.Welcome, now: float) -> None:
-        self._auth = None
+        self._answered_auth()
         self._replaces = None
         self._logged_in = self._welcomed = True
         self.name = frame.name
@@ -585,7 +591,7 @@ class ClientConnection:
             self._emit(Notice(text, muted=self.muted))
 
     def _on_auth_refused(self, error: ChatError, now: float) -> None:
-        self._auth = None
+        self._answered_auth()
         put_off = isinstance(error, Busy) or (  # queued behind others' checks
             isinstance(error, Throttled) and (error.retry_after or 0.0) <= THROTTLE_WAITED_OUT
         )
