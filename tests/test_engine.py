@@ -6,7 +6,8 @@ import pytest
 
 from trio_chat import secure, wire
 from trio_chat.client_protocol import Ids
-from trio_chat.engine import Address, LoadHistory, ServerConfig, ServerEngine
+from trio_chat.engine import Address, LoadHistory, Persist, ServerConfig, ServerEngine
+from trio_chat.engine.chat import UNMARKED_MOST
 from trio_chat.engine.fanout import LocalRoom
 from trio_chat.records import Account, MarkDelivered, Message, PasswordSet, Snapshot
 from trio_chat.rules import name_key
@@ -755,7 +756,10 @@ def test_a_refused_message_never_sent_again_stops_holding_others_back() -> None:
     assert refused.retry_after is not None
     alice.flush(ack=True)  # the client has the refusal, as its acknowledgement says
     # Held back for `retry_after` plus 10 s; then the session's messages flow again.
-    h.advance(refused.retry_after + 10.5)
+    h.advance(refused.retry_after + 9.5)
+    early = alice.send(wire.Say(text="much later", cid="c3"))
+    assert early not in {ok.re for ok in alice.of_type(wire.Ok)}
+    h.advance(1.0)
     seq = alice.send(wire.Say(text="much later", cid="c3"))
     assert seq in {ok.re for ok in alice.of_type(wire.Ok)}
 
@@ -1046,3 +1050,158 @@ def test_an_ended_channel_is_let_go_of_on_time_on_a_quiet_daemon() -> None:
     assert kept_until is not None and driver.now < kept_until <= driver.now + 30
     driver.advance(30)
     assert driver.engine.next_timer() is None  # let go of, keys and all
+
+
+def test_a_resume_past_its_limit_is_shown_the_newest_and_told_more_was_left_out() -> None:
+    """Public messages and private ones each: the newest `resume_limit` of them, and
+    `more`, so that the client pages back for the rest."""
+    h = EngineHarness(ServerConfig(resume_limit=2))
+    alice = logged_in(h, ALICE, "alice")
+    bob = logged_in(h, BOB, "bob")
+    alice.send(wire.Say(text="seen", cid="c0"))
+    seen = [m.id for m in bob.poll() if isinstance(m, wire.Msg)][-1]
+    bob.send(wire.Logout())
+    for n in range(3):
+        alice.send(wire.Say(text=f"missed {n}", cid=f"c{n + 1}"))
+    again = Peer(h, "bob", address=("127.0.0.1", 40006), since=seen)
+    assert [m.text for m in again.of_type(wire.Msg)] == ["missed 1", "missed 2"]
+    assert again.of_type(wire.Ready) == [wire.Ready(count=2, more=True, upto=seen + 3)]
+
+    # Bob's own whispers from his phone while this session was away: the public
+    # messages are all there, the private ones cut.
+    newest = seen + 3
+    again.send(wire.Logout())
+    phone = logged_in(h, CAROL, "bob")
+    for n in range(3):
+        phone.send(wire.Whisper(to="alice", text=f"from the phone {n}", cid=f"p{n}"))
+    back = Peer(h, "bob", address=("127.0.0.1", 40007), since=newest)
+    assert [p.text for p in back.of_type(wire.Pm)] == ["from the phone 1", "from the phone 2"]
+    assert back.of_type(wire.Ready) == [wire.Ready(count=2, more=True, upto=newest + 3)]
+
+
+def test_a_session_reads_at_most_reads_per_session_pages_at_once() -> None:
+    h = EngineHarness(ServerConfig(reads_per_session=1))
+    h.auto_read = False
+    alice = logged_in(h, ALICE, "alice")
+    first = alice.send(wire.HistoryRequest(limit=5))
+    second = alice.send(wire.HistoryRequest(limit=5))
+    assert [(e.code, e.re) for e in alice.of_type(wire.ErrorFrame)] == [("rate_limited", second)]
+    h.finish_reads()
+    alice.poll()
+    assert [o.re for o in alice.of_type(wire.Ok)] == [first]
+    third = alice.send(wire.HistoryRequest(limit=5))  # the first is read: this one may go
+    h.finish_reads()
+    alice.poll()
+    assert [o.re for o in alice.of_type(wire.Ok)] == [first, third]
+    assert len(alice.of_type(wire.ErrorFrame)) == 1
+
+
+def test_a_refusal_told_before_does_not_let_a_later_one_lost_on_the_way_be_overtaken() -> None:
+    """Alice's client had her first refusal (and sent that message again, taken); her
+    second is lost with her network. The grace counts only once a refusal reaches the
+    client: the one told before does not count for it, and what she writes next waits."""
+    h = EngineHarness(ServerConfig(message_rate=1.0, message_burst=1))
+    alice = logged_in(h, ALICE, "alice")
+    bob = logged_in(h, BOB, "bob")
+    alice.send(wire.Say(text="first", cid="c1"))
+    alice.send(wire.Say(text="second", cid="c2"))
+    alice.flush(ack=True)  # the client has the refusal
+    h.advance(1.0)
+    alice.send(wire.Say(text="second", cid="c2"))
+    alice.request(wire.Say(text="third", cid="c3"))
+    for data in alice.connection.datagrams_to_send(h.now):
+        h.receive(data, ALICE)  # refused: the refusal is lost
+    h.advance(12.0)
+    h.inbox.pop(ALICE, None)  # and so is every copy sent since
+    later = alice.send(wire.Say(text="fourth", cid="c4"))
+    assert later not in {ok.re for ok in alice.of_type(wire.Ok)}
+    bob.poll()
+    assert [m.text for m in bob.of_type(wire.Msg)] == ["first", "second"]
+
+
+def test_what_someone_said_last_in_a_run_committed_together_is_shown_before_they_leave() -> None:
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    bob = logged_in(h, BOB, "bob")
+    h.auto_commit = False
+    bob.send(wire.Say(text="last words", cid="b1"), wire.Say(text="really", cid="b2"))
+    bob.send(wire.Logout())
+    alice.settle()
+    h.commit_held()
+    alice.settle()
+    assert notices_and_messages(alice) == [
+        ("Join", "bob"),
+        ("Msg", "last words"),
+        ("Msg", "really"),
+        ("Leave", "bob"),
+    ]
+
+
+def test_deliveries_whose_marks_failed_side_by_side_are_all_recorded_with_the_next() -> None:
+    h = EngineHarness()
+    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
+    ids, marks = [], []
+    for n in range(2):
+        alice.send(wire.Whisper(to="bob", text=f"psst {n}", cid=f"w{n}"))
+        h.auto_commit = False
+        (pm,) = [f for f in bob.poll() if isinstance(f, wire.Pm)]
+        bob.flush(ack=True)
+        (mark,) = h.uncommitted  # on its way to the disk as the next comes
+        assert isinstance(mark, MarkDelivered)
+        h.uncommitted = []
+        ids.append(pm.id)
+        marks.append(mark)
+        h.auto_commit = True
+    assert [m.message_ids for m in marks] == [(ids[0],), (ids[1],)]
+    h.auto_commit = False
+    for mark in marks:
+        h.engine.failed(mark)
+    h.engine.shutdown(h.now, h.wall)
+    h.pump()
+    assert [op.message_ids for op in h.uncommitted if isinstance(op, MarkDelivered)] == [tuple(ids)]
+
+
+def test_a_room_message_that_could_not_be_stored_leaves_nothing_waiting_for_it() -> None:
+    """Neither its sender's leave, held until what they said is shown, nor the `upto` of
+    later logins, which stops below what is not on disk yet."""
+    h = EngineHarness()
+    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
+    h.auto_commit = False
+    bob.send(wire.Say(text="lost", cid="b1"))
+    (op,) = h.uncommitted
+    assert isinstance(op, Message)
+    h.uncommitted = []
+    h.engine.failed(op)
+    h.pump()
+    h.auto_commit = True
+    bob.send(wire.Logout())
+    alice.settle()
+    assert notices_and_messages(alice) == [("Join", "bob"), ("Leave", "bob")]
+    alice.send(wire.Say(text="kept", cid="a1"))
+    (ok,) = alice.of_type(wire.Ok)
+    assert ok.id is not None and ok.id > op.id
+    carol = logged_in(h, CAROL, "carol")
+    assert carol.of_type(wire.Ready) == [wire.Ready(count=1, upto=ok.id)]
+
+
+def test_deliveries_past_what_is_kept_unrecorded_keep_the_newest() -> None:
+    """A disk failing for long: past `UNMARKED_MOST` the oldest deliveries are let go of
+    (shown again after a restart), the newest kept to be recorded."""
+    h = EngineHarness()
+    h.engine.chat.mark_failed(MarkDelivered(tuple(range(1, UNMARKED_MOST + 2))))
+    effect = h.engine.chat.unmarked()
+    assert isinstance(effect, Persist) and isinstance(effect.op, MarkDelivered)
+    assert effect.op.message_ids == tuple(range(2, UNMARKED_MOST + 2))
+    assert h.engine.chat.unmarked() is None
+
+
+def test_a_login_after_a_restart_is_told_more_only_if_there_is_older_history() -> None:
+    """The messages loaded at a start are counted among the public ones once."""
+    ts = "2026-01-01T00:00:00.000Z"
+    recent = [Message(n, ts, 1, "alice", f"m{n}", cid=f"c{n}") for n in (1, 2)]
+    for public_count, more in ((2, False), (3, True)):
+        snapshot = Snapshot(recent=recent, public_count=public_count, next_message_id=3)
+        h = EngineHarness(snapshot=snapshot)
+        bob = logged_in(h, BOB, "bob")
+        assert [m.text for m in bob.of_type(wire.Msg)] == ["m1", "m2"]
+        assert bob.of_type(wire.Ready) == [wire.Ready(count=2, more=more, upto=2)]
