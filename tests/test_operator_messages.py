@@ -224,6 +224,42 @@ def test_a_removed_message_sent_again_is_answered_and_said_removed() -> None:
     assert not driver.engine.chat.removed(dataclasses.replace(spam, id=spam.id + 1))
 
 
+def test_a_removed_message_sent_again_after_a_restart_is_answered_and_said_removed() -> None:
+    """The restarted daemon no longer has it in memory: the store refuses the resend as
+    a copy and hands back what it holds, a removed message with no text. Its `ok` comes
+    with its `unsaid` all the same."""
+    driver, (alice, _bob) = _room("alice", "bob")
+    alice.connection.say("buy cheap watches")
+    alice.settle()
+    spam = driver.stored_messages()[-1]
+    driver.engine.remove_message(MessageRemoval(spam.id))
+    driver.pump()
+    accounts = driver.stored_accounts()
+    restarted = EngineDriver(
+        snapshot=Snapshot(
+            accounts=accounts,
+            next_message_id=spam.id + 1,
+            next_account_id=len(accounts) + 1,
+            removals=[(spam.id, spam.id)],
+        )
+    )
+    back = Peer(restarted, "alice", address=("198.51.100.9", 1))
+    back.settle()
+    restarted.auto_commit = False
+    assert spam.cid is not None
+    handle = back.request(wire.Say(text=spam.text, cid=spam.cid))
+    back.flush()
+    (copy,) = restarted.uncommitted  # not known in memory: taken to the store
+    assert isinstance(copy, Message)
+    restarted.uncommitted = []
+    restarted.engine.failed(copy, dataclasses.replace(spam, text=""))
+    restarted.pump()
+    back.settle()
+    ok, unsaid = back.frames[-2:]
+    assert isinstance(ok, wire.Ok) and (ok.re, ok.id) == (handle.seq, spam.id)
+    assert unsaid == wire.Unsaid(id=spam.id)
+
+
 def test_a_client_coming_back_is_told_the_removals_made_while_it_was_away() -> None:
     driver, (alice, bob) = _room("alice", "bob")
     for text in ("hello", "buy cheap watches", "bye"):
