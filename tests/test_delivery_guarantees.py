@@ -420,6 +420,22 @@ def test_a_resume_is_told_more_only_when_messages_newer_than_since_were_left_out
     # The private messages the window forgot are a cut as well.
     assert loaded.private_after(1, 4, 10) == ([message(5, 2), message(6, 2)], False)
     assert loaded.private_after(1, 3, 10)[1]
+    # Every public message loaded: none forgotten, so no cut however old `since` is.
+    whole = HistoryWindow(3, [message(5, 2), message(6)], public_count=1)
+    assert whole.after(3, 10) == ([message(6)], False)
+
+
+def test_the_window_forgets_the_client_ids_of_the_messages_it_lets_go() -> None:
+    """Else it would hold every `cid` the daemon ever took (the store knows the old ones)."""
+
+    def message(id: int) -> Message:
+        return Message(id, "2026-01-01T00:00:00.000Z", 1, "x", "t", None, None, f"c{id}")
+
+    window = HistoryWindow(2)
+    for id in (1, 2, 3):
+        window.add(message(id))
+    assert window.find(1, "c1") is None
+    assert window.find(1, "c2") == message(2)
 
 
 def test_a_resume_is_not_told_more_for_public_messages_it_was_sent() -> None:
