@@ -63,3 +63,32 @@ def test_no_secret_is_left_where_it_can_be_read() -> None:
     assert status == 0, output
     assert "the operator's `accounts password`: exit 0" in output
     assert "PROBLEM" not in output and output.count("no secret") >= 20
+
+
+def test_the_soak_run_samples_the_daemon_and_reports_its_growth() -> None:
+    """The soak script at its smallest: a few seconds of churn, its table and its summary."""
+    status, output = run(
+        "soak.py",
+        "--minutes",
+        "0.1",
+        "--clients",
+        "2",
+        "--accounts",
+        "4",
+        "--prefill",
+        "20",
+        "--sample-every",
+        "1",
+        "--operator-every",
+        "2",
+    )
+    assert status == 0, output
+    assert "room filled with 20 messages" in output
+    header = output.index("rss_kib   fds threads   cpu_s")
+    rows = re.findall(r"^ +\d+\.\d +(\d+) +(\d+) +(\d+) ", output[header:], re.MULTILINE)
+    assert len(rows) >= 4, output
+    assert all(int(rss) > 1000 and int(fds) > 3 and int(threads) >= 1 for rss, fds, threads in rows)
+    assert "growth per hour over the second half:" in output
+    assert re.search(r"rss_kib: \d+ -> \d+, [+-]\d+\.\d an hour", output), output
+    welcomed = re.search(r"api welcome: (\d+)", output)
+    assert welcomed is not None and int(welcomed.group(1)) >= 1, output
