@@ -570,6 +570,8 @@ async def main(args: argparse.Namespace) -> int:
                 samples = []
             nursery.cancel_scope.cancel()
         running_still = target.daemon.running
+        if args.log is not None:
+            args.log.write_text(target.daemon.text)
     print(f"samples: {len(samples)}; growth per hour over the second half:")
     for line in growth(samples) if samples else ["  none"]:
         print(line)
@@ -597,6 +599,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--sample-every", type=float, default=30.0, help="seconds")
     parser.add_argument("--operator-every", type=float, default=15.0, help="seconds")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--log", type=Path, help="write the daemon's log there at the end")
     return parser.parse_args()
 
 
