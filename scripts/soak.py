@@ -121,6 +121,8 @@ class Population:
     counts: Counter[str] = field(default_factory=Counter)
     fresh: int = 0
     registered: int = 0
+    choices: Sequence[tuple[str, float]] = CHOICES
+    """What a worker does next, and how often (`--registrations` sets that share)."""
 
     def source(self) -> str:
         """A source address: usually one of the usual 249, sometimes one never used."""
@@ -293,7 +295,7 @@ async def garbage(population: Population, source: str) -> None:
 
 async def one_turn(population: Population) -> None:
     rng = population.rng
-    kinds, weights = zip(*CHOICES, strict=True)
+    kinds, weights = zip(*population.choices, strict=True)
     kind = rng.choices(kinds, weights)[0]
     source = population.source()
     population.in_use[source] += 1
@@ -546,6 +548,9 @@ async def main(args: argparse.Namespace) -> int:
         names = [f"soak-{n}" for n in range(args.accounts)]
         await register_all(target, names)
         population = Population(target, database, rng, dict.fromkeys(names, PASSWORD), names[:])
+        population.choices = [
+            (kind, args.registrations if kind == "register" else share) for kind, share in CHOICES
+        ]
         if args.prefill:
             began = time.monotonic()
             await prefill(target, names, args.prefill)
@@ -598,6 +603,13 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--sample-every", type=float, default=30.0, help="seconds")
     parser.add_argument("--operator-every", type=float, default=15.0, help="seconds")
+    parser.add_argument(
+        "--registrations",
+        type=float,
+        default=dict(CHOICES)["register"],
+        help="the share of turns that register a new account (every account is kept in "
+        "memory: 0 shows whether the rest levels off)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--log", type=Path, help="write the daemon's log there at the end")
     return parser.parse_args()
