@@ -613,8 +613,11 @@ def test_a_daemon_is_known_by_one_name_however_its_address_is_spelt(tmp_path: Pa
     known.remember("127.0.0.1", 1600, third)
     for spelling in ("127.1", "0x7f.0.0.1", "127.000.000.001", "0x7f.1"):
         assert known.get(spelling, 1600) == third
-    # And as an IPv6 address maps it (a dual-stack socket reaches 127.0.0.1 so).
+    # And as an IPv6 address maps it (a dual-stack socket reaches 127.0.0.1 so), with a
+    # scope too: the socket sets it aside for an IPv4 address.
     for spelling in ("::ffff:127.0.0.1", "[::FFFF:7f00:1]", "0:0:0:0:0:ffff:127.0.0.1"):
+        assert known.get(spelling, 1600) == third
+    for spelling in ("::ffff:127.0.0.1%1", "[::ffff:7f00:1%lo]"):
         assert known.get(spelling, 1600) == third
     assert known.get("::127.0.0.1", 1600) is None  # an IPv4-compatible one: another address
     assert known.get("127.000.000.010", 1600) is None  # 127.0.0.8

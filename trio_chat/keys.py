@@ -250,13 +250,14 @@ def first_use_notice(host: str, port: int, trust: Trust, known: Path) -> str:
 def _known_as(host: str, port: int) -> str:
     """The label of `host:port` in `known_servers`: one for every spelling of it (a host
     name in any capitals, with its root's dot or not; an IP address written any way, an
-    IPv4 one as an IPv6 address too: `::ffff:127.0.0.1` is 127.0.0.1)."""
+    IPv4 one as an IPv6 address too: `::ffff:127.0.0.1` is 127.0.0.1, with a scope or not,
+    which an IPv4 address has none of: `::ffff:127.0.0.1%1` reaches 127.0.0.1 all the same)."""
     name = unbracketed(host.strip())
     address, percent, scope = name.partition("%")  # a scope is an interface's name, as it is
     try:
         ip = ipaddress.ip_address(address)
         mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-        name = str(mapped) if mapped is not None and not scope else str(ip) + percent + scope
+        name = str(mapped) if mapped is not None else str(ip) + percent + scope
     except ValueError:
         name = _ipv4_shorthand(name) or name.rstrip(".").lower()  # else a host name
     return address_label(name, port)
