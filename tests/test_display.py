@@ -352,6 +352,35 @@ def test_a_name_is_marked_where_it_stands_alone(me: str, text: str, marked: list
     assert [text[start:end] for start, end in mentions(text, me)] == marked
 
 
+def test_a_message_is_read_for_ones_name_folding_each_character_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every message shown is read for one's name, in the terminal and the window: a
+    character once folded is not folded again at each message (a call for each took a
+    message of Cyrillic 25 times as long to read as before names were folded), and the
+    characters kept are bounded, a text of rare ones being no way to fill the memory."""
+    folds = display._Folds()
+    monkeypatch.setattr(display, "_FOLDS", folds)
+    folded: list[str] = []
+    fold = display._fold
+
+    def counted(char: str) -> str:
+        folded.append(char)
+        return fold(char)
+
+    monkeypatch.setattr(display, "_fold", counted)
+    text = "Привет, Боб! Как дела у ＢＯＢа?"
+    assert mentions(text, "боб") == [(8, 11)]
+    assert folded
+    folded.clear()
+    assert mentions(text, "боб") == [(8, 11)] and mentions("боб и ＢＯＢ", "Боб") == [(0, 3)]
+    assert folded == []
+    monkeypatch.setattr(folds, "LIMIT", len(folds) + 10, raising=False)
+    rare = "".join(map(chr, range(0xA000, 0xA064)))  # a hundred Yi syllables
+    assert mentions(rare + " боб", "боб") == [(101, 104)]
+    assert len(folds) == folds.LIMIT
+
+
 def test_ambiguous_width_counts_two_columns_in_an_east_asian_terminal() -> None:
     """A terminal of Shift JIS, GBK, EUC-KR or Big5 draws a character of East Asian
     Ambiguous width (`①`, `○`, Greek and Cyrillic letters) two columns wide, as it draws

@@ -286,8 +286,8 @@ def mentions(text: str, me: str) -> list[tuple[int, int]]:
     but for a vowel sign on its last letter there too (`สมุด` is not สม)."""
     if not me:
         return []
-    folded, starts = _folded(text)
-    key = "".join(_fold(char) for char in safe_name(me))
+    key = safe_name(me).translate(_FOLDS)
+    folded, starts = _folded(text, key)
     places: list[tuple[int, int]] = []
     at = folded.find(key)
     while at >= 0 and key:
@@ -344,26 +344,42 @@ def mentioning(text: str, me: str) -> tuple[Segment, ...]:
     return tuple(segment for segment in segments if segment[1])
 
 
-def _folded(text: str) -> tuple[str, Sequence[int]]:
+def _folded(text: str, key: str) -> tuple[str, Sequence[int]]:
     """`text` with each character folded (`_fold`), and where each character's folding
     starts in it, one more for its end: a name is found in any case and in full-width
-    letters (`ＢＯＢ` is bob), only as whole characters of `text`."""
+    letters (`ＢＯＢ` is bob), only as whole characters of `text`. Where they start is
+    counted only if the folded `key` is in it: most messages name nobody."""
     if text.isascii():
         return text.lower(), range(len(text) + 1)
-    starts: list[int] = []
-    size = 0
-    for char in text:
-        starts.append(size)
-        size += len(_fold(char))
-    starts.append(size)
-    return "".join(_fold(char) for char in text), starts
+    folded = text.translate(_FOLDS)
+    if key not in folded:
+        return folded, range(len(folded) + 1)
+    sizes = (len(_FOLDS[ord(char)]) for char in text)
+    return folded, [0, *itertools.accumulate(sizes)]
 
 
-@functools.lru_cache(maxsize=4096)
 def _fold(char: str) -> str:
     """A character as names are told apart (`names.name_key`: compatibility forms and case
     set aside), decomposed, so that one character folds alike alone and in a word."""
     return unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", char).casefold())
+
+
+class _Folds(dict[int, str]):
+    """Each character's `_fold` by its code point, for `str.translate`: a message is
+    folded at the speed of a search, not a call for each character (`mentions` reads
+    every message shown). At most `LIMIT` are kept, a text of rare characters being no
+    way to fill the memory."""
+
+    LIMIT = 1 << 16
+
+    def __missing__(self, code: int) -> str:
+        folded = _fold(chr(code))
+        if len(self) < self.LIMIT:
+            self[code] = folded
+        return folded
+
+
+_FOLDS = _Folds()
 
 
 def pending_line(text: str, to: str | None, me: str) -> Line:
