@@ -53,6 +53,10 @@ NAMES = ("Alice", "albert", "bob", "Анна", "张伟", "Zoë")
         ("ｓ／b", "ｓ／bob／"),
         ("Ｓ/ali", "Ｓ/Alice/"),
         ("s／张", "s／张伟／"),
+        # Letters in full-width forms too, as an input method in full-width mode types
+        # them and the commands read them.
+        ("／ｗ", "／ｗ "),
+        ("／ＨＩ", "／history "),
     ],
 )
 def test_tab_completes_a_command_or_a_name(typed: str, completed: str) -> None:
@@ -69,6 +73,7 @@ def test_tab_completes_a_command_or_a_name(typed: str, completed: str) -> None:
         ("s/al", ("albert", "Alice")),
         ("/msg al", ("albert", "Alice")),
         ("hi al", ("albert", "Alice")),
+        ("／ｍｓｇ ", tuple(sorted(NAMES, key=str.casefold))),  # anyone: no name begun yet
     ],
 )
 def test_where_several_fit_and_tab_adds_nothing_they_are_the_choices(

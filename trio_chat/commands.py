@@ -103,7 +103,7 @@ _BEFORE_COMMAND = re.compile("^[\\s\u200b-\u200d\u2060\ufeff]+")
 """Spaces, and the invisible characters pasted text brings (a zero-width space, a word
 joiner, a byte-order mark), before what may be a command."""
 
-_ASCII_OF_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+ASCII_OF_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
 """Full-width forms as the ASCII they stand for, as full-width input (and many input
 methods for Chinese and Japanese) types them: `ｓ／name／message`, `／msg` and `ＥＸＩＴ` are
 commands too. Not every NFKC form (`ⓔⓧⓘⓣ` is text)."""
@@ -139,10 +139,10 @@ def parse(line: str) -> Command:
     stripped = line.strip()
     if not stripped:
         return Nothing()
-    if stripped.translate(_ASCII_OF_FULL_WIDTH).lower() == "exit":  # alone on its line
+    if stripped.translate(ASCII_OF_FULL_WIDTH).lower() == "exit":  # alone on its line
         return Quit()  # the student client's word, typed in full-width forms too
     start = _BEFORE_COMMAND.sub("", line)
-    head = start[:2].translate(_ASCII_OF_FULL_WIDTH).lower()
+    head = start[:2].translate(ASCII_OF_FULL_WIDTH).lower()
     if head == "s/":  # `S/bob/...` with caps lock on is private too, not said to everyone
         to, *after = _SLASH.split(start[2:], maxsplit=1)
         if not after:

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .commands import ASCII_OF_FULL_WIDTH
 from .display import word_character
 from .rules import name_key
 
@@ -27,8 +28,8 @@ COMMANDS = ("/help", "/history ", "/msg ", "/older ", "/quit", "/who")
 
 _SHORT = ("/m", "/w")
 """Whole commands, short for `/msg`, that other commands start with (`/w`, `/who`)."""
-_COMMAND = re.compile(r"(\s*)([/／][A-Za-z]*)")
-_WHISPER_TO = re.compile(r"(\s*[/／](?:msg|m|w)\s+)(\S*)", re.IGNORECASE)
+_COMMAND = re.compile(r"(\s*)([/／][A-Za-zＡ-Ｚａ-ｚ]*)")
+_WHISPER_TO = re.compile(r"(\s*[/／](?:msg|m|w|ｍｓｇ|ｍ|ｗ)\s+)(\S*)", re.IGNORECASE)
 _SLASH_TO = re.compile(r"(\s*[sSｓＳ][/／])([^/／\s]*)")
 _ENDS = " /／:"
 """What a completed word may end with: the space, slash or `: ` after a name."""
@@ -86,8 +87,9 @@ def _in_a_word(after: str) -> bool:
 def _complete_line(before: str, names: Iterable[str]) -> Completion:
     if match := _COMMAND.fullmatch(before):
         lead, typed = match.groups()
-        # A slash as typed, full-width (`／`) as the commands read it.
-        command = "/" + typed[1:].lower()
+        # A slash as typed, full-width (`／`) as the commands read it, letters too (an
+        # input method in full-width mode types `／ｗ`).
+        command = "/" + typed[1:].translate(ASCII_OF_FULL_WIDTH).lower()
         if command in _SHORT:
             return Completion(lead + typed + " ")
         found = [typed[0] + found[1:] for found in COMMANDS if found.startswith(command)]
