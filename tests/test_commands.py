@@ -52,7 +52,13 @@ from trio_chat.commands import (
         ("/HISTORY 5", ShowHistory(5)),
         ("S/bob/hi", Whisper("bob", "hi")),
         ("Ｓ/BOB/HI", Whisper("BOB", "HI")),
-        ("S/MIME is old", Invalid("Write a private message as s/name/message.")),
+        # With a capital only in full (`S/name/message`): else the text it was before.
+        ("S/MIME is old", Say("S/MIME is old")),
+        ("S/O to the team!", Say("S/O to the team!")),
+        ("S/O to alice/bob", Say("S/O to alice/bob")),
+        ("S//hi", Say("S//hi")),
+        ("S/ BOB /HI", Whisper("BOB", "HI")),
+        ("s/o to the team", Invalid("Write a private message as s/name/message.")),
         ("/quit see you tomorrow", Quit()),  # IRC's /quit takes a parting message
         ("/q bye", Quit()),
         # Meant as commands, and said they would go to everyone: a script saved with a

@@ -90,6 +90,7 @@ command, in any case: caps lock on, or IRC's habit (its commands ignore case).""
 
 
 _SLASH = re.compile("[/／]")
+_SPACE = re.compile(r"\s")
 
 _WHISPER = frozenset({"/msg", "/m", "/w"})
 _HISTORY = frozenset({"/history", "/older"})
@@ -143,8 +144,12 @@ def parse(line: str) -> Command:
         return Quit()  # the student client's word, typed in full-width forms too
     start = _BEFORE_COMMAND.sub("", line)
     head = start[:2].translate(ASCII_OF_FULL_WIDTH).lower()
-    if head == "s/":  # `S/bob/...` with caps lock on is private too, not said to everyone
+    if head == "s/":
         to, *after = _SLASH.split(start[2:], maxsplit=1)
+        if start[0] in "SＳ" and (not after or not to.strip() or _SPACE.search(to.strip())):
+            # Private only as `S/name/message` (caps lock on: not said to everyone); else
+            # text, as before `s/` was a command: "S/O to the team!".
+            return Say(line)
         if not after:
             return Invalid("Write a private message as s/name/message.")
         return _whisper(to, after[0], "s/name/message")
