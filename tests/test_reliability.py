@@ -122,8 +122,10 @@ def test_a_full_size_frame_fits_even_with_selective_acks_and_extra_fields() -> N
     link = Link(server.seal)
     link._pn = 2**60  # packet numbers as long as they get
     link.highest_pn = 2**53 - 1
-    # Give the link a receive state with many gaps, so its SACK field is as long as it gets.
-    for seq in range(3, 40, 2):
+    # Give the link a receive state with many gaps, and sequence numbers as long as they
+    # get, so its SACK field is as long as it gets.
+    link._receive_next = 2**53 - 2**20
+    for seq in range(link._receive_next + 2, link._receive_next + 40, 2):
         link.receive(0, 0, [], [(seq, msgspec.Raw(b"{}"))], 0.0)
     link.extra = b',"response":"' + b"r" * 64 + b'"'
     link.send(wire.encode({"t": "notice", "text": "x" * (wire.MAX_FRAME - 26)}))
@@ -590,3 +592,460 @@ def test_frames_are_sent_at_once_only_to_a_link_with_nothing_else_to_send() -> N
     big = [frame(n, pad=500) for n in (4, 5, 6)]
     assert link.send_at_once(big, None, 0.1) is None  # more than a datagram holds
     assert link.send_at_once([frame(4)], None, 0.1) is not None
+
+
+def test_no_frame_is_sent_at_once_past_a_lost_frame_a_probe_or_a_failed_link() -> None:
+    """A lost frame waiting to go again, or a probe due, is something else to send: a
+    frame sent at once would go ahead of it, in a datagram of its own. A link that failed
+    sends nothing more."""
+    lossy = Link(plain_seal)
+    for n in range(5):
+        lossy.send(frame(n, pad=900))  # one frame per datagram
+    lossy.datagrams_to_send(0.0)
+    lossy.receive(1, 0, [(2, 5)], [], 0.01)  # the first is lost: three later ones arrived
+    assert lossy.send_at_once([frame(5)], None, 0.01) is None
+    lossy.send(frame(5))
+    resent = lossy.datagrams_to_send(0.01)
+    assert [seq for d in resent for seq, _ in _packet(d).frames] == [1, 6]
+
+    probing = Link(plain_seal)
+    probing.send(frame(0))
+    probing.datagrams_to_send(0.0)
+    deadline = probing.next_timer()
+    assert deadline is not None
+    probing.handle_timer(deadline)
+    assert probing.wants_to_send(deadline)
+    assert probing.send_at_once([frame(1)], None, deadline) is None
+    probing.send(frame(1))
+    probes = probing.datagrams_to_send(deadline)
+    assert [[seq for seq, _ in _packet(d).frames] for d in probes] == [[1, 2], [1, 2]]
+
+    failed = Link(plain_seal, LinkConfig(give_up_after=10.0, max_pto=2.0))
+    failed.send(frame(0))
+    failed.datagrams_to_send(0.0)
+    now = 0.0
+    while failed.failure is None:
+        deadline = failed.next_timer()
+        assert deadline is not None
+        now = deadline
+        failed.handle_timer(now)
+        failed.datagrams_to_send(now)
+    assert failed.send_at_once([frame(1)], None, now) is None
+
+
+def test_frames_that_just_fill_the_window_are_sent_at_once() -> None:
+    link = Link(plain_seal, LinkConfig(window=4))
+    assert link.send_at_once([frame(1), frame(2)], None, 0.0) is not None
+    last = link.send_at_once([frame(3), frame(4)], None, 0.0)
+    assert last is not None and [seq for seq, _ in _packet(last).frames] == [3, 4]
+    assert link.send_at_once([frame(5)], None, 0.0) is None  # the window is full
+    idle = Link(plain_seal, LinkConfig(window=4))
+    assert idle.send_at_once([frame(n) for n in range(5)], None, 0.0) is None  # beyond it
+    assert idle.queued == 0  # the caller queues them: four go, the fifth waits
+
+
+def test_frames_that_fill_a_datagram_to_the_byte_are_sent_at_once() -> None:
+    config = LinkConfig(max_payload=500)
+    pad = next(
+        pad
+        for pad in range(config.max_payload)
+        if len(_queued_alone(frame(0, pad), config)) - 8 == config.max_payload  # `plain_seal`
+    )
+    datagram = Link(plain_seal, config).send_at_once([frame(0, pad)], None, 0.0)
+    assert datagram == _queued_alone(frame(0, pad), config)
+    assert Link(plain_seal, config).send_at_once([frame(0, pad + 1)], None, 0.0) is None
+
+
+def _queued_alone(each: bytes, config: LinkConfig) -> bytes:
+    link = Link(plain_seal, config)
+    link.send(each)
+    (datagram,) = link.datagrams_to_send(0.0)
+    return datagram
+
+
+def test_frames_sent_at_once_never_take_a_queue_beyond_its_limit() -> None:
+    link = Link(plain_seal, LinkConfig(window=8, max_queue=2))
+    assert link.send_at_once([frame(1), frame(2)], None, 0.0) is not None
+    assert link.send_at_once([frame(3)], None, 0.0) is None
+    link.send(frame(3))  # as the owner does with what is not sent at once
+    assert link.failure == "overloaded"
+
+
+def test_a_frame_sent_at_once_is_found_lost_by_the_packet_threshold() -> None:
+    """Frames sent at once count as transmissions, as queued ones do: three later ones
+    acknowledged show the first lost, resent at once rather than after a timer."""
+    link = Link(plain_seal)
+    for n in range(1, 5):
+        assert link.send_at_once([frame(n)], None, 0.0) is not None
+    link.receive(1, 0, [(2, 4)], [], 0.01)
+    (resent,) = link.datagrams_to_send(0.01)
+    assert [seq for seq, _ in _packet(resent).frames] == [1]
+
+
+def test_a_frame_one_past_the_window_waits_for_an_ack() -> None:
+    sender = Link(plain_seal, LinkConfig(window=4))
+    for n in range(5):
+        sender.send(frame(n))
+    (datagram,) = sender.datagrams_to_send(0.0)
+    assert [seq for seq, _ in _packet(datagram).frames] == [1, 2, 3, 4]
+    assert not sender.wants_to_send(0.0)
+    sender.receive(1, 1, [], [], 0.01)
+    assert sender.wants_to_send(0.01)
+    (more,) = sender.datagrams_to_send(0.01)
+    assert [seq for seq, _ in _packet(more).frames] == [5]
+
+
+def test_frames_that_fill_a_datagram_to_the_byte_share_it_under_a_budget() -> None:
+    """Under a byte budget frames are packed one by one; a datagram they fill exactly is
+    still one datagram, as it is when the whole queue is packed at once."""
+    _client, server = channel_pair()
+
+    def loaded(pad: int) -> Link:
+        link = Link(server.seal)
+        link.send(frame(1, pad=400))
+        link.send(frame(2, pad=pad))
+        return link
+
+    full = wire.MAX_PAYLOAD + wire.SEAL_OVERHEAD
+    pad = next(pad for pad in range(900) if len(loaded(pad).datagrams_to_send(0.0)[0]) == full)
+    (datagram,) = loaded(pad).datagrams_to_send(0.0, budget=10 * full)
+    assert len(datagram) == full
+    assert len(loaded(pad + 1).datagrams_to_send(0.0, budget=10 * full)) == 2
+
+
+def test_a_byte_budget_lets_through_datagrams_that_just_fit_it() -> None:
+    _client, server = channel_pair()
+
+    def loaded() -> Link:
+        link = Link(server.seal)
+        for n in range(3):
+            link.send(frame(n, pad=700))  # a datagram each
+        return link
+
+    whole = loaded().datagrams_to_send(0.0)
+    assert len(whole) == 3
+    exact = loaded().datagrams_to_send(0.0, budget=sum(map(len, whole)))
+    assert [len(d) for d in exact] == [len(d) for d in whole]
+    short = loaded().datagrams_to_send(0.0, budget=sum(map(len, whole)) - 1)
+    assert [len(d) for d in short] == [len(d) for d in whole[:2]]
+
+
+def test_an_ack_that_just_fits_a_budget_goes_while_the_frames_wait() -> None:
+    _client, server = channel_pair()
+
+    def owing() -> Link:
+        link = Link(server.seal)
+        link.receive(1, 0, [], [(2, msgspec.Raw(frame(2)))], 0.0)  # out of order: ack now
+        return link
+
+    (ack,) = owing().datagrams_to_send(0.0)
+    waiting = owing()
+    waiting.send(frame(9, pad=700))
+    assert waiting.datagrams_to_send(0.0, budget=len(ack) - 1) == []
+    assert waiting.datagrams_to_send(0.0, budget=len(ack)) == [ack]
+    assert waiting.queued == 1 and waiting.next_timer() is None
+
+
+def test_a_probe_under_a_byte_budget_stays_within_it() -> None:
+    """The second copy of a probe is for a path that may send freely; a path still
+    proving itself gets what its budget holds, and no more."""
+    _client, server = channel_pair()
+    link = Link(server.seal)
+    link.send(frame(1, pad=400))
+    (first,) = link.datagrams_to_send(0.0)
+    deadline = link.next_timer()
+    assert deadline is not None
+    link.handle_timer(deadline)
+    budget = 2 * len(first) - 1
+    probes = link.datagrams_to_send(deadline, budget=budget)
+    assert len(probes) == 1 and sum(map(len, probes)) <= budget
+
+
+def test_last_words_send_every_frame_not_yet_acknowledged() -> None:
+    link = Link(plain_seal)
+    for n in range(3):
+        link.send(frame(n))
+    link.datagrams_to_send(0.0)  # in flight, none acknowledged yet
+    link.send(frame(3))  # the answer to a logout, say
+    words = link.last_words(0.01)
+    assert [seq for d in words for seq, _ in _packet(d).frames] == [1, 2, 3, 4]
+
+
+def test_a_probe_carries_a_lost_frame_once() -> None:
+    """A frame found lost that a byte budget kept back is what a probe then sends, once:
+    the probe adds no second copy of it to the same datagram."""
+    link = Link(plain_seal)
+    for n in range(5):
+        link.send(frame(n, pad=900))  # one frame per datagram
+    link.datagrams_to_send(0.0)
+    link.receive(1, 0, [(2, 5)], [], 0.01)  # the first is lost
+    assert link.datagrams_to_send(0.01, budget=0) == []
+    deadline = link.next_timer()
+    assert deadline is not None
+    link.handle_timer(deadline)
+    probes = link.datagrams_to_send(deadline)
+    assert [[seq for seq, _ in _packet(d).frames] for d in probes] == [[1], [1]]
+
+
+def test_a_resent_frame_is_found_lost_by_when_it_was_resent() -> None:
+    """The time threshold counts from a frame's latest transmission: a frame resent a
+    moment ago is not lost again because a frame sent after it was acknowledged."""
+    sender, receiver = Link(plain_seal), Link(plain_seal)
+    now = 0.0
+    for _ in range(10):
+        now = exchange(sender, receiver, now, rtt=0.010)
+    sender.send(frame(1, pad=900))
+    sender.send(frame(2, pad=900))
+    _first, second = sender.datagrams_to_send(now)
+    feed(receiver, second, now + 0.005)
+    (ack,) = receiver.datagrams_to_send(now + 0.005)
+    feed(sender, ack, now + 0.010)
+    deadline = sender.next_timer()
+    assert deadline is not None
+    sender.handle_timer(deadline)
+    (_resent,) = sender.datagrams_to_send(deadline)  # lost again on its way
+    assert not sender.wants_to_send(deadline)  # sent again once, not at every turn
+    sender.send(frame(3, pad=900))
+    (third,) = sender.datagrams_to_send(deadline + 0.001)
+    feed(receiver, third, deadline + 0.006)
+    (ack,) = receiver.datagrams_to_send(deadline + 0.006)
+    feed(sender, ack, deadline + 0.011)
+    assert sender.retransmissions == 1
+    assert sender.datagrams_to_send(deadline + 0.011) == []
+    assert sender.retransmissions == 1
+    later = sender.next_timer()
+    assert later is not None and later > deadline + 0.011
+
+
+def test_lost_frames_a_byte_budget_kept_back_go_with_the_next_turn() -> None:
+    link = Link(plain_seal)
+    for n in range(6):
+        link.send(frame(n, pad=900))  # one frame per datagram
+    link.datagrams_to_send(0.0)
+    link.receive(1, 0, [(3, 6)], [], 0.01)  # the first two are lost
+    (one,) = link.datagrams_to_send(0.01, budget=1000)
+    assert [seq for seq, _ in _packet(one).frames] == [1]
+    assert link.wants_to_send(0.01)
+    (other,) = link.datagrams_to_send(0.01)
+    assert [seq for seq, _ in _packet(other).frames] == [2]
+
+
+def test_an_echo_of_a_bare_ack_is_no_rtt_sample() -> None:
+    """Only a datagram that carried frames is answered promptly: the peer's next datagram
+    echoes a bare ack whenever it has something to say, which says nothing of the RTT."""
+    sender, acker = Link(plain_seal), Link(plain_seal)
+    exchange(sender, acker, 0.0, rtt=0.010)  # `acker` answers with a bare ack
+    sender.send(frame(1))
+    (later,) = sender.datagrams_to_send(2.0)
+    assert _packet(later).echo == 1  # the bare ack's packet number
+    feed(acker, later, 2.005)
+    assert acker.srtt is None
+
+
+def test_selective_acks_report_the_newest_ranges_when_not_all_fit() -> None:
+    """The sender learns most from the newest frames that arrived: they show the frames
+    before them lost. Older ranges, past `SACK_RANGES_MAX`, are left out."""
+    receiver = Link(plain_seal)
+    for seq in range(3, 15, 2):  # six ranges of one frame, after gaps
+        receiver.receive(0, 0, [], [(seq, msgspec.Raw(frame(seq)))], 0.0)
+    (ack,) = receiver.datagrams_to_send(0.0)
+    assert wire.SACK_RANGES_MAX == 4
+    assert _packet(ack).sack == [(7, 7), (9, 9), (11, 11), (13, 13)]
+
+
+def test_an_ack_for_frames_never_sent_delivers_no_tags() -> None:
+    """A peer that claims frames it was never sent is believed in nothing: frames it held
+    out of order do not count as delivered either."""
+    sender = Link(plain_seal)
+    for n in range(3):
+        sender.send(frame(n, pad=900), tag=f"tag {n}")  # one frame per datagram
+    sender.datagrams_to_send(0.0)
+    sender.receive(1, 0, [(2, 3)], [], 0.01)
+    assert sender.acked_tags == []
+    sender.receive(2, 50, [], [], 0.02)
+    assert sender.acked_tags == []
+    sender.receive(3, 3, [], [], 0.03)
+    assert sorted(map(str, sender.acked_tags)) == ["tag 0", "tag 1", "tag 2"]
+
+
+def test_a_frame_held_out_of_order_and_sent_again_is_held_once() -> None:
+    """A duplicate of a frame waiting for a gap is a duplicate: counted, acknowledged at
+    once, and not held (or counted against the receive buffer) a second time."""
+    receiver = Link(plain_seal)
+    held = frame(2)
+    for now in (0.0, 0.1):
+        receiver.receive(0, 0, [], [(2, msgspec.Raw(held))], now)
+    assert receiver.duplicates == 1
+    assert receiver.held_bytes == len(held)
+    delivered = receiver.receive(0, 0, [], [(1, msgspec.Raw(frame(1)))], 0.2)
+    assert [seq for seq, _ in delivered] == [1, 2]
+    assert receiver.held_bytes == 0
+
+
+def test_a_frame_beyond_the_receive_window_is_not_held() -> None:
+    receiver = Link(plain_seal, LinkConfig(receive_window=8))  # frames 1 to 8
+    receiver.receive(0, 0, [], [(8, msgspec.Raw(frame(8)))], 0.0)  # the last place
+    receiver.receive(0, 0, [], [(9, msgspec.Raw(frame(9)))], 0.0)  # beyond it
+    assert receiver.held_bytes == len(frame(8))
+    (ack,) = receiver.datagrams_to_send(0.0)
+    assert _packet(ack).sack == [(8, 8)]
+
+
+@pytest.mark.parametrize("seq", [1, 3, 10])  # the frame again; after a gap; beyond the window
+def test_a_duplicate_a_gap_or_a_frame_beyond_the_window_is_acknowledged_at_once(seq: int) -> None:
+    """Each says the sender lacks something it should hear: that our acknowledgement was
+    lost, or that a frame was. It gets an acknowledgement at once, not after `ack_delay`
+    or `ack_every` datagrams."""
+    receiver = Link(plain_seal, LinkConfig(ack_every=10, ack_delay=0.025, receive_window=8))
+    receiver.receive(0, 0, [], [(1, msgspec.Raw(frame(1)))], 0.0)
+    assert receiver.next_timer() == 0.025
+    receiver.receive(0, 0, [], [(seq, msgspec.Raw(frame(seq)))], 0.001)
+    assert receiver.next_timer() == 0.001
+
+
+def test_an_ack_waits_no_longer_for_more_datagrams_coming() -> None:
+    """The ack delay counts from the first datagram not acknowledged: a stream of them,
+    each within the delay, does not put the acknowledgement off again and again."""
+    receiver = Link(plain_seal, LinkConfig(ack_every=10, ack_delay=0.025))
+    receiver.receive(0, 0, [], [(1, msgspec.Raw(frame(1)))], 0.0)
+    receiver.receive(0, 0, [], [(2, msgspec.Raw(frame(2)))], 0.01)
+    assert receiver.next_timer() == 0.025
+
+
+def test_acks_claiming_frames_never_sent_are_believed_in_nothing() -> None:
+    sender = Link(plain_seal)
+    for n in range(3):
+        sender.send(frame(n, pad=900))
+    sender.datagrams_to_send(0.0)
+    sender.receive(1, 4, [], [], 0.01)  # one past the last frame sent
+    sender.receive(2, 0, [(2, 50)], [], 0.02)  # a range that runs past it
+    assert sender.queued == 3 and sender.wants_to_send(0.02) is False
+
+
+def test_an_acknowledged_frame_leaves_nothing_of_itself_behind() -> None:
+    """Whichever way a frame is acknowledged (cumulatively with others still in flight,
+    selectively, or with everything), its bytes, its tag and any loss or probe of it go:
+    nothing is resent for it and the link holds nothing."""
+    sender = Link(plain_seal)
+    for n in range(6):
+        sender.send(frame(n, pad=900), tag=n)  # one frame per datagram
+    sender.datagrams_to_send(0.0)
+    sender.receive(1, 0, [(2, 5)], [], 0.01)  # the first is lost
+    sender.receive(2, 1, [(2, 5)], [], 0.011)  # ...and arrives after all, before its resend
+    assert sender.acked_tags == [0]  # delivered; the others are held out of order
+    assert not sender.wants_to_send(0.011)
+    assert sender.queued_bytes == len(wire.numbered_frame(6, frame(5, pad=900)))
+    deadline = sender.next_timer()
+    assert deadline is not None
+    sender.handle_timer(deadline)  # a probe is due for the last one...
+    sender.receive(3, 6, [], [], deadline)  # ...which its ack makes needless
+    assert sender.acked_tags == [0, 1, 2, 3, 4, 5]
+    assert sender.idle and not sender.wants_to_send(deadline) and sender.queued_bytes == 0
+    sender.send(frame(6))
+    sender.datagrams_to_send(deadline + 1)
+    assert sender.next_timer() == pytest.approx(deadline + 1 + sender.pto)
+
+
+def test_the_rtt_estimate_follows_rfc_9002() -> None:
+    link = Link(plain_seal, LinkConfig(peer_ack_delay=0.025))
+    link.seed_rtt(0.1)
+    assert link.srtt == pytest.approx(0.1)
+    assert link.pto == pytest.approx(0.1 + 4 * 0.05 + 0.025)
+    link.seed_rtt(5.0)  # a seed is for a link without a sample only
+    assert link.srtt == pytest.approx(0.1)
+    exchange(link, Link(plain_seal), 1.0, rtt=0.2)
+    srtt = 0.875 * 0.1 + 0.125 * 0.2
+    rttvar = 0.75 * 0.05 + 0.25 * 0.1
+    assert link.srtt == pytest.approx(srtt)
+    assert link.pto == pytest.approx(srtt + 4 * rttvar + 0.025)
+
+
+def test_the_time_threshold_follows_the_latest_rtt_when_it_is_longer() -> None:
+    """A round trip suddenly longer than the smoothed one stretches the time a frame is
+    given before it counts as lost: a frame one RTT old is not resent at once."""
+    sender = Link(plain_seal)
+    sender.seed_rtt(0.010)
+    sender.send(frame(1, pad=900))
+    sender.send(frame(2, pad=900))
+    _first, second = sender.datagrams_to_send(0.0)
+    pn, _ = plain_open(second)
+    sender.receive(1, 0, [(2, 2)], [], 0.040, echo=pn)  # a 40 ms sample
+    assert sender.datagrams_to_send(0.040) == []
+    assert sender.next_timer() == pytest.approx(9 / 8 * 0.040)
+
+
+@pytest.mark.parametrize("sent", [2, 5])  # the first awaits the time threshold; it is lost
+def test_an_ack_for_everything_ends_what_was_waiting_on_a_loss(sent: int) -> None:
+    sender = Link(plain_seal)
+    sender.seed_rtt(0.010)
+    for n in range(sent):
+        sender.send(frame(n, pad=900))  # one frame per datagram
+    sender.datagrams_to_send(0.0)
+    sender.receive(1, 0, [(2, sent)], [], 0.001)
+    sender.receive(2, sent, [], [], 0.002)  # the first arrived after all
+    assert sender.idle and not sender.wants_to_send(0.002)
+    sender.send(frame(9))
+    sender.datagrams_to_send(0.003)
+    assert sender.next_timer() == pytest.approx(0.003 + sender.pto)
+
+
+def test_the_loss_timer_is_set_for_the_frame_that_is_due_first() -> None:
+    sender = Link(plain_seal)
+    sender.seed_rtt(0.010)
+    for n, now in enumerate((0.0, 0.004, 0.005)):
+        sender.send(frame(n, pad=900))
+        sender.datagrams_to_send(now)
+    sender.receive(1, 0, [(3, 3)], [], 0.006)  # the first two wait on the time threshold
+    assert sender.next_timer() == pytest.approx(9 / 8 * 0.010)
+    sender.handle_timer(9 / 8 * 0.010)
+    (resent,) = sender.datagrams_to_send(9 / 8 * 0.010)
+    assert [seq for seq, _ in _packet(resent).frames] == [1]
+
+
+def test_a_loss_timer_that_runs_late_declares_the_loss_and_sends_no_probe() -> None:
+    sender = Link(plain_seal)
+    sender.seed_rtt(0.010)
+    sender.send(frame(1, pad=900))
+    sender.send(frame(2, pad=900))
+    sender.datagrams_to_send(0.0)
+    sender.receive(1, 0, [(2, 2)], [], 0.001)
+    sender.handle_timer(5.0)  # long after the loss timer and the probe timeout
+    assert sender.probes_sent == 0
+    (resent,) = sender.datagrams_to_send(5.0)
+    assert [seq for seq, _ in _packet(resent).frames] == [1]
+
+
+def test_an_ack_owed_is_not_put_off_by_a_later_probe_timeout() -> None:
+    link = Link(plain_seal)
+    link.send(frame(1))
+    link.datagrams_to_send(0.0)  # a probe timeout about a second away
+    link.receive(1, 0, [], [(1, msgspec.Raw(frame(1)))], 0.1)
+    assert link.next_timer() == pytest.approx(0.1 + link.config.ack_delay)
+
+
+def test_a_link_gives_up_once_give_up_after_seconds_have_passed() -> None:
+    sender = Link(plain_seal, LinkConfig(give_up_after=10.0))
+    sender.send(frame(1))
+    sender.datagrams_to_send(0.0)
+    sender.handle_timer(9.5)
+    assert sender.failure is None
+    sender.handle_timer(10.0)
+    assert sender.failure == "unresponsive"
+
+
+def test_a_frame_that_just_fills_the_receive_buffer_is_held() -> None:
+    receiver = Link(plain_seal, LinkConfig(receive_buffer_bytes=len(frame(2)) + len(frame(3))))
+    receiver.receive(0, 0, [], [(2, msgspec.Raw(frame(2)))], 0.0)
+    receiver.receive(0, 0, [], [(3, msgspec.Raw(frame(3)))], 0.0)
+    receiver.receive(0, 0, [], [(4, msgspec.Raw(frame(4)))], 0.0)  # no room left
+    assert receiver.held_bytes == len(frame(2)) + len(frame(3))
+    delivered = receiver.receive(0, 0, [], [(1, msgspec.Raw(frame(1)))], 0.0)
+    assert [seq for seq, _ in delivered] == [1, 2, 3]
+
+
+def test_a_link_that_owes_an_ack_is_not_idle_until_it_is_sent() -> None:
+    receiver = Link(plain_seal)
+    receiver.receive(0, 0, [], [(1, msgspec.Raw(frame(1)))], 0.0)
+    assert not receiver.idle
+    receiver.datagrams_to_send(receiver.config.ack_delay)
+    assert receiver.idle
