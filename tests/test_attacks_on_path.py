@@ -17,6 +17,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import trio
 
 from trio_chat import PublicMessage, connect, register, wire
@@ -35,6 +36,7 @@ from trio_chat.testing.attacks import (
 )
 from trio_chat.testing.attacks import leaks as found_in
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
+from trio_chat.testing.links import channel_pair
 
 ALICE = ("10.0.0.1", 4000)
 BOB = ("10.0.0.2", 4000)
@@ -131,6 +133,19 @@ def test_replayed_records_are_dropped_and_nothing_happens_twice() -> None:
         alice.take(alice_records)
     assert texts(alice) == ["twice?"]
     assert [e.text for e in alice.events if isinstance(e, PublicMessage)] == ["twice?"]
+
+
+def test_a_forged_record_under_a_used_packet_number_is_refused_as_a_forgery() -> None:
+    """The tag is checked before the replay window is looked at: a forgery learns nothing
+    of which packet numbers were opened, and moves nothing."""
+    client, server = channel_pair()
+    record = client.seal(5, b"once")
+    assert server.open_untrusted(record) == (5, b"once")
+    forged = record[:-1] + bytes([record[-1] ^ 1])
+    with pytest.raises(SecureError, match="did not authenticate"):
+        server.open_untrusted(forged)
+    with pytest.raises(SecureError, match="replayed"):
+        server.open_untrusted(record)
 
 
 def test_reordered_records_deliver_every_frame_once_in_order() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from trio_chat import secure, wire
@@ -11,7 +13,7 @@ from trio_chat.engine.chat import UNMARKED_MOST
 from trio_chat.engine.fanout import LocalRoom
 from trio_chat.records import Account, MarkDelivered, Message, PasswordSet, Snapshot
 from trio_chat.rules import name_key
-from trio_chat.secure import REPLAY_WINDOW, ReplayWindow
+from trio_chat.secure import REPLAY_WINDOW, ReplayWindow, new_index
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
 
 ALICE = ("127.0.0.1", 40001)
@@ -900,6 +902,34 @@ def test_a_packet_number_far_ahead_moves_the_replay_window_at_no_cost() -> None:
     assert not window.fresh(2**63 - REPLAY_WINDOW) and window.fresh(2**63 - REPLAY_WINDOW + 1)
     window.accept(2**63 - 1)
     assert not window.fresh(2**63 - 1) and window.fresh(2**63 - 2)
+
+
+def test_a_long_sessions_replay_window_stays_as_small_as_its_width() -> None:
+    """Every packet number opened moves the window by one: what falls out of it is
+    forgotten, so that a session of millions of records keeps 4096 bits, not millions."""
+    window = ReplayWindow()
+    for pn in range(3 * REPLAY_WINDOW):
+        assert window.fresh(pn)
+        window.accept(pn)
+    assert window._bits.bit_length() <= REPLAY_WINDOW
+    assert not window.fresh(3 * REPLAY_WINDOW - REPLAY_WINDOW)
+    assert not window.fresh(3 * REPLAY_WINDOW - 1) and window.fresh(3 * REPLAY_WINDOW)
+
+
+def test_a_channel_index_is_never_0_whatever_is_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """0 is no channel's index (`docs/protocol.md` 3): the draw is shifted past it."""
+    monkeypatch.setattr(secrets, "randbelow", lambda n: 0)
+    assert new_index() == 1
+    monkeypatch.setattr(secrets, "randbelow", lambda n: n - 1)
+    assert new_index() == 2**32 - 1
+
+
+def test_the_oldest_packet_number_the_replay_window_holds_is_refused_again() -> None:
+    window = ReplayWindow()
+    window.accept(0)
+    window.accept(REPLAY_WINDOW - 1)  # 0 is now the oldest the window still holds
+    assert not window.fresh(0)
+    assert window.fresh(1)
 
 
 def test_whispers_to_names_that_do_not_exist_count_against_the_message_rate() -> None:

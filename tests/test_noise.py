@@ -32,6 +32,7 @@ from trio_chat.noise import (
     generate_keypair,
     public_key,
 )
+from trio_chat.testing.links import channel_pair
 
 VECTORS_PATH = Path(__file__).parent / "vectors" / "noise_nk_25519_aesgcm_blake2s.json"
 
@@ -426,6 +427,17 @@ def test_idle_record_ciphers_keep_only_their_keys_and_a_forgotten_one_keeps_noth
     assert AESGCM(first._key).decrypt(b"\0" * 4 + (1).to_bytes(8, "big"), sealed, b"ad")
     first.forget()
     assert first._key not in noise._recent
+
+
+def test_a_forgotten_channel_keeps_neither_directions_key() -> None:
+    noise._recent.clear()  # a cache, emptied when full: room for this channel's two keys
+    client, server = channel_pair()
+    client.open_untrusted(server.seal(1, b"to the client"))
+    server.open_untrusted(client.seal(1, b"to the daemon"))
+    keys = [server._send._key, server._receive._key]
+    assert all(key in noise._recent for key in keys)
+    server.forget()
+    assert not any(key in noise._recent for key in keys)
 
 
 def _slots(obj: Any) -> list[object]:
