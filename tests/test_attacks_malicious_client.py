@@ -23,7 +23,14 @@ from trio_chat.engine import ServerConfig
 from trio_chat.engine import sessions as sessions_module
 from trio_chat.engine.notes import LoggedIn
 from trio_chat.records import Snapshot
-from trio_chat.secure import TICKET_AD, TICKET_NONCE_BYTES, DaemonKeys, Ticket, password_mark
+from trio_chat.secure import (
+    TICKET_AD,
+    TICKET_NONCE_BYTES,
+    DaemonKeys,
+    Ticket,
+    Tickets,
+    password_mark,
+)
 from trio_chat.testing.driver import EngineDriver, Peer
 
 ALICE = ("10.0.0.1", 4000)
@@ -178,6 +185,14 @@ def test_forged_altered_foreign_and_expired_tickets_are_refused_with_ticket_inva
     driver.now += 61
     expired = _resume(driver, alice_ticket)
     assert isinstance(expired, wire.ErrorFrame) and expired.code == "ticket_invalid"
+
+
+def test_a_ticket_is_good_until_its_expiry_and_not_at_it() -> None:
+    tickets = Tickets(os.urandom(32))
+    ticket = Ticket(7, "alice", 1_700_000_000.0, password_mark("$argon2id$hash"))
+    sealed = tickets.seal(ticket)
+    assert tickets.open_untrusted(sealed, 1_699_999_999.5) == ticket
+    assert tickets.open_untrusted(sealed, 1_700_000_000.0) is None
 
 
 def other_alphabet(driver: EngineDriver, account_id: int, mark: str) -> str:

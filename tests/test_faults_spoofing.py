@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from trio_chat import ConnectionLost, connect, register, wire
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.engine import Address, ServerConfig, ServerEngine
-from trio_chat.secure import Initiation, initiate, reset_token
+from trio_chat.secure import DaemonKeys, Initiation, initiate, reset_token
 from trio_chat.testing.attacks import (
     SILENT_KINDS,
     bound_socket,
@@ -187,6 +187,15 @@ def test_a_reset_cannot_be_forged_without_the_token() -> None:
     alice.take([wire.reset_datagram(alice.sid, token)])
     assert not alice.connection.connected
     assert isinstance(alice.connection.failure, ConnectionLost)
+
+
+def test_a_daemon_started_again_on_its_keys_shows_the_same_reset_tokens() -> None:
+    """A daemon that lost a session in a restart can still end it: the token comes from
+    its static key, not from anything the restart forgot."""
+    keys = DaemonKeys.generate()
+    again = DaemonKeys(keys.static_private, os.urandom(32))
+    assert reset_token(again.reset_secret, 99) == reset_token(keys.reset_secret, 99)
+    assert reset_token(DaemonKeys.generate().reset_secret, 99) != reset_token(keys.reset_secret, 99)
 
 
 def test_the_daemon_never_shows_the_reset_token_of_a_session_it_still_has() -> None:
