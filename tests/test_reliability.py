@@ -1049,3 +1049,17 @@ def test_a_link_that_owes_an_ack_is_not_idle_until_it_is_sent() -> None:
     assert not receiver.idle
     receiver.datagrams_to_send(receiver.config.ack_delay)
     assert receiver.idle
+
+
+def test_the_datagrams_counted_for_an_ack_start_again_once_it_is_sent() -> None:
+    sender = Link(plain_seal)
+    receiver = Link(plain_seal, LinkConfig(ack_every=2, ack_delay=0.025))
+    for n in range(3):
+        sender.send(frame(n, pad=900))  # one frame per datagram
+    first, second, third = sender.datagrams_to_send(0.0)
+    feed(receiver, first, 0.0)
+    feed(receiver, second, 0.0)
+    assert receiver.next_timer() == 0.0  # two datagrams: the ack goes at once
+    receiver.datagrams_to_send(0.0)
+    feed(receiver, third, 0.001)
+    assert receiver.next_timer() == pytest.approx(0.001 + 0.025)  # one since: it may wait
