@@ -438,6 +438,55 @@ def test_the_window_forgets_the_client_ids_of_the_messages_it_lets_go() -> None:
     assert window.find(1, "c2") == message(2)
 
 
+def test_a_resume_with_exactly_as_many_messages_as_it_may_show_is_told_no_cut() -> None:
+    def message(id: int, recipient: int | None) -> Message:
+        return Message(id, "2026-01-01T00:00:00.000Z", 1, "x", "t", recipient, "y", f"c{id}")
+
+    window = HistoryWindow(10)
+    public = [message(id, None) for id in (1, 2, 3)]
+    private = [message(id, 2) for id in (4, 5, 6)]
+    for m in (*public, *private):
+        window.add(m)
+    assert window.after(0, 3) == (public, False)
+    assert window.private_after(1, 0, 3) == (private, False)
+    assert window.after(0, 2)[1] and window.private_after(1, 0, 2)[1]
+
+
+def test_a_private_message_that_could_not_be_stored_is_no_part_of_a_resume() -> None:
+    """Its sender was told it failed: the account's other sessions, coming back, must not
+    be shown it as what they had meanwhile."""
+
+    def message(id: int, recipient: int | None) -> Message:
+        return Message(id, "2026-01-01T00:00:00.000Z", 1, "x", "t", recipient, "y", f"c{id}")
+
+    window = HistoryWindow(10)
+    stored, failed = message(1, 2), message(2, 2)
+    window.add(stored)
+    window.add(failed)
+    window.forget(failed)
+    assert window.private_after(1, 0, 10) == ([stored], False)
+    assert window.find(1, "c2") is None
+
+
+def test_the_operators_removals_keep_the_count_of_older_history_right() -> None:
+    """A first login is told there is older history (`more`) only if there is: removing
+    a message the window holds, or an older one it only counts, takes one off."""
+
+    def message(id: int) -> Message:
+        return Message(id, "2026-01-01T00:00:00.000Z", 1, "x", "t", None, None, f"c{id}")
+
+    window = HistoryWindow(2)
+    for id in (1, 2, 3, 4):
+        window.add(message(id))
+    window.unsay(1)  # older than the window holds: 2, 3 and 4 are left
+    assert window.latest(2) == ([message(3), message(4)], True)
+    window.unsay(2)
+    assert window.latest(2) == ([message(3), message(4)], False)
+    window.unsay(4)  # one the window holds
+    assert window.latest(2) == ([message(3)], False)
+    assert window.latest(0) == ([], True)
+
+
 def test_a_resume_is_not_told_more_for_public_messages_it_was_sent() -> None:
     """The window keeps the newest public messages, and the newest of all kinds for
     resends: the latter dropping a public message that the former still holds, and
