@@ -197,6 +197,23 @@ def test_a_room_shared_with_other_daemons_publishes_messages_committed_together(
     assert [wire.decode_server_frame_untrusted(f) for f in published] == bob.of_type(wire.Msg)
 
 
+def test_a_session_index_used_again_reads_batches_only_if_its_own_client_does() -> None:
+    """Indexes come back once no connection has had them for a while: a session that left
+    takes its reading of `msgs` frames with it, else a client that cannot read them would
+    be sent them (and the room would keep every index that ever read them)."""
+    delivered: list[tuple[int, list[bytes]]] = []
+
+    def deliver(sid: int, frames: Any, tag: Any = None, *, at_once: bool = False) -> None:
+        delivered.append((sid, list(frames)))
+
+    room = LocalRoom(deliver)
+    assert room.enter(7, 1, "alice", batches=True)
+    assert room.leave(7, 1)
+    assert room.enter(7, 2, "bob")  # an older client, given the same index
+    room.broadcast_run([b"one", b"two"], [b"both"], ())
+    assert delivered == [(7, [b"one", b"two"])]
+
+
 def test_the_longest_password_the_client_accepts_fits_its_longest_login() -> None:
     name = "a" * 32
     low, high = 0, wire.MAX_FRAME  # accepted, refused
