@@ -168,6 +168,81 @@ async def test_slow_commits_in_a_row_send_the_next_ones_to_a_thread_and_the_loop
     assert reports.failed == []
 
 
+class HeldWrites(ScriptedDisk):
+    """Holds each commit made in the worker thread until the test lets it go."""
+
+    def __init__(self, inner: SqliteStore, clock: Clock) -> None:
+        super().__init__(inner, clock)
+        self.writing = threading.Event()
+        self.let_go = threading.Event()
+
+    def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
+        if threading.current_thread() is not threading.main_thread():
+            self.writing.set()
+            self.let_go.wait(10)
+        return super().write(ops)
+
+
+def slow_until_threaded(persistence: Persistence, disk: ScriptedDisk) -> None:
+    """Alice's account, then slow commits until the next ones go to the worker thread."""
+    persistence.add(account(1, "alice"))
+    assert persistence.commit_here()
+    disk.delays = [2 * SLOW_COMMIT] * SLOW_IN_A_ROW
+    for n in range(1, 1 + SLOW_IN_A_ROW):
+        persistence.add(message(n, 1))
+        assert persistence.commit_here()
+
+
+async def test_the_loop_commits_nothing_while_a_commit_is_in_the_thread(tmp_path: Path) -> None:
+    """The loop's pause is over, but the commit sent to the thread has not finished: the
+    next one waits for it rather than commit on the loop ahead of it (out of order)."""
+    persistence, disk, clock, reports = setup(tmp_path, HeldWrites)
+    assert isinstance(disk, HeldWrites)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(persistence.run)
+            try:
+                slow_until_threaded(persistence, disk)
+                persistence.add(message(10, 1))
+                assert not persistence.commit_here()
+                await trio.to_thread.run_sync(disk.writing.wait, 10)
+                clock.now += THREADED_AT_LEAST + SLOW_COMMIT  # the loop may try again
+                persistence.add(message(11, 1))
+                assert not persistence.commit_here()  # not while the thread's commit runs
+                disk.let_go.set()
+                await reports.until(3 + SLOW_IN_A_ROW)
+            finally:
+                disk.let_go.set()
+                persistence.close()  # `run` is shielded: a failure above must not hang
+    ids = [1, *range(1, 1 + SLOW_IN_A_ROW), 10, 11]
+    assert [getattr(op, "id", None) for op in reports.committed] == ids
+
+
+async def test_closing_while_a_commit_is_in_the_thread_commits_what_was_queued_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """The daemon stops while a slow disk's commit is in the thread: what was added in
+    the meantime (the last turns' messages, delivery marks) is committed too."""
+    persistence, disk, _clock, reports = setup(tmp_path, HeldWrites)
+    assert isinstance(disk, HeldWrites)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(persistence.run)
+            try:
+                slow_until_threaded(persistence, disk)
+                persistence.add(message(10, 1))
+                assert not persistence.commit_here()
+                await trio.to_thread.run_sync(disk.writing.wait, 10)
+                persistence.add(message(11, 1))
+                assert not persistence.commit_here()
+            finally:
+                persistence.close()
+                disk.let_go.set()
+    ids = [1, *range(1, 1 + SLOW_IN_A_ROW), 10, 11]
+    assert [getattr(op, "id", None) for op in reports.committed] == ids
+    assert [m.id for m in disk.inner.history(1, None, 100)] == ids[1:]
+
+
 @asynccontextmanager
 async def reads_held(
     tmp_path: Path,
@@ -319,6 +394,29 @@ def test_a_message_resent_under_a_stored_cid_is_refused_with_the_copy_stored_bef
     assert persistence.commit_here()
     assert reports.failed == [resent] and reports.earlier == [first]
     assert reports.committed[-1] == other
+
+
+def test_a_resent_message_refused_beside_another_refused_change_gets_its_copy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A change that is not a message refused in the same commit (here an account stored
+    already) has no copy to look up: the resent message is still answered with its own,
+    and nothing is logged as failed."""
+    persistence, _disk, _clock, reports = setup(tmp_path)
+    first = message(1, 1)
+    persistence.add(account(1, "alice"))
+    persistence.add(first)
+    assert persistence.commit_here()
+    twice = account(1, "alice")
+    resent = dataclasses.replace(message(7, 1), cid=first.cid, text="sent again")
+    other = message(8, 1)
+    for op in (twice, resent, other):
+        persistence.add(op)
+    with caplog.at_level(logging.ERROR):
+        assert persistence.commit_here()
+    assert reports.failed == [twice, resent] and reports.earlier == [None, first]
+    assert reports.committed[-1] == other
+    assert caplog.records == []
 
 
 class LookupFailsDisk(ScriptedDisk):
