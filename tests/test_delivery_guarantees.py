@@ -276,6 +276,21 @@ def test_the_answers_to_both_copies_of_a_resent_message_leave_nothing_waiting() 
     ] == []
 
 
+def test_a_logins_history_says_the_newest_message_the_daemon_had() -> None:
+    """`ready`'s `upto`, as `History.newest`: a program's page of the latest messages then
+    holds what the history left out (its own private ones, read before)."""
+    daemon = HostileDaemon()
+    client = daemon.client()
+    client.start(daemon.now)
+    for _ in range(50):
+        daemon.step(client)
+    daemon.send(client, wire.Welcome(re=daemon.seq_of(wire.Login), name="alice"))
+    daemon.send(client, wire.Ready(count=0, upto=9))
+    assert [event for event in daemon.events if isinstance(event, History)] == [
+        History((), more=False, newest=9)
+    ]
+
+
 def test_a_login_once_answered_is_waited_on_under_no_number() -> None:
     """Welcomed (or refused), the login's number was still among those answers are matched
     by until the next channel: an `ok` naming it would have been taken as its answer."""

@@ -284,6 +284,22 @@ async def test_older_after_a_gap_in_what_was_missed_goes_back_into_the_gap() -> 
     assert chat.history_asked == [7]
 
 
+async def test_history_lists_ones_own_private_message_newer_than_any_shown() -> None:
+    """alice's whisper to bob was the room's newest message when she logged in again: read
+    by bob, it is not in her login's history, and `/history` asked only up to the newest
+    message shown, leaving her last words out of "the last 5 messages"."""
+    async with room_on_screen(interactive=True) as (chat, room, _shown):
+        said = (message(1, "bob", "hi"), message(3, "bob", "bye"))
+        await chat.events_in.send(History(said, more=False, newest=4))
+        await trio.testing.wait_all_tasks_blocked()
+        room.handle("/history 5")
+        await chat.events_in.send(message(6, "bob", "later"))
+        await trio.testing.wait_all_tasks_blocked()
+        room.handle("/history 5")
+        await trio.testing.wait_all_tasks_blocked()
+    assert chat.history_asked == [5, 7]
+
+
 async def test_a_refused_line_is_quoted_as_typed() -> None:
     """A backslash is shown once and an apostrophe as it is, not as `repr` has them."""
     async with room_on_screen(interactive=True) as (_chat, room, shown):

@@ -166,6 +166,10 @@ class Room:
         """The room's messages the operator removed while this conversation runs."""
         self._shown_order: deque[int] = deque()
         self._newest_shown = 0
+        self._newest_stored = 0
+        """The newest message id the daemon had when it sent a history (`History.newest`):
+        one's own private message newer than any shown, read before, is not in a login's
+        history, and `/history` still lists it."""
         self._oldest_found: int | None = None
         """Where `/older` goes back from: the oldest message the last `/history` or `/older`
         showed, or before any, the oldest of the room's messages shown."""
@@ -248,7 +252,8 @@ class Room:
             if older:
                 # Nothing shown yet: nothing older than what there is to see (before id 0).
                 return self.chat.history_nowait(count, self._oldest_found or 0)
-            before = self._newest_shown + 1 if self._newest_shown else None
+            newest = max(self._newest_shown, self._newest_stored)
+            before = newest + 1 if newest else None
             return self.chat.history_nowait(count, before)
 
         show = self._show_older if older else self._show_found
@@ -551,6 +556,7 @@ class Room:
             self._show_own_before(event.id)
             self._show_message(event)
         elif isinstance(event, History):
+            self._newest_stored = max(self._newest_stored, event.newest)
             self._show_history(event)
         elif isinstance(event, Joined):
             self.online.add(name_key(event.name))

@@ -73,6 +73,11 @@ class History(msgspec.Struct, frozen=True, gc=False):
     """Sent after the client reconnected: what it missed meanwhile, but only the newest
     500 (the daemon's limit) if it missed more, and then `more` is set: the rest are
     older than `messages[0]`, for `history(before=...)` to fetch."""
+    newest: int = 0
+    """The newest message id the daemon had stored when it sent this (0: not said): what
+    is stored later comes as it is. A page asked with `before=newest + 1` holds the
+    latest messages, one's own private ones that this history left out (read before)
+    among them."""
 
 
 def gap_end(messages: Sequence[ChatMessage]) -> int:

@@ -94,7 +94,9 @@ class SeenMessages:
         messages of before this one, which this history left out."""
         if upto is not None and upto > self.newest:
             self.newest = upto
-        history = History(tuple(self._held), more or self._held_cut, resumed=resumed)
+        history = History(
+            tuple(self._held), more or self._held_cut, resumed=resumed, newest=upto or 0
+        )
         self._held.clear()
         self._held_cut = False
         self._whole = True
