@@ -183,14 +183,18 @@ class HeldWrites(ScriptedDisk):
         return super().write(ops)
 
 
-def slow_until_threaded(persistence: Persistence, disk: ScriptedDisk) -> None:
-    """Alice's account, then slow commits until the next ones go to the worker thread."""
+async def held_in_the_thread(persistence: Persistence, disk: HeldWrites) -> None:
+    """Alice's account, then slow commits until the next ones go to the worker thread;
+    then message 10 there, its commit begun and held."""
     persistence.add(account(1, "alice"))
     assert persistence.commit_here()
     disk.delays = [2 * SLOW_COMMIT] * SLOW_IN_A_ROW
     for n in range(1, 1 + SLOW_IN_A_ROW):
         persistence.add(message(n, 1))
         assert persistence.commit_here()
+    persistence.add(message(10, 1))
+    assert not persistence.commit_here()
+    await trio.to_thread.run_sync(disk.writing.wait, 10)
 
 
 async def test_the_loop_commits_nothing_while_a_commit_is_in_the_thread(tmp_path: Path) -> None:
@@ -202,10 +206,7 @@ async def test_the_loop_commits_nothing_while_a_commit_is_in_the_thread(tmp_path
         async with trio.open_nursery() as nursery:
             await nursery.start(persistence.run)
             try:
-                slow_until_threaded(persistence, disk)
-                persistence.add(message(10, 1))
-                assert not persistence.commit_here()
-                await trio.to_thread.run_sync(disk.writing.wait, 10)
+                await held_in_the_thread(persistence, disk)
                 clock.now += THREADED_AT_LEAST + SLOW_COMMIT  # the loop may try again
                 persistence.add(message(11, 1))
                 assert not persistence.commit_here()  # not while the thread's commit runs
@@ -229,10 +230,7 @@ async def test_closing_while_a_commit_is_in_the_thread_commits_what_was_queued_m
         async with trio.open_nursery() as nursery:
             await nursery.start(persistence.run)
             try:
-                slow_until_threaded(persistence, disk)
-                persistence.add(message(10, 1))
-                assert not persistence.commit_here()
-                await trio.to_thread.run_sync(disk.writing.wait, 10)
+                await held_in_the_thread(persistence, disk)
                 persistence.add(message(11, 1))
                 assert not persistence.commit_here()
             finally:

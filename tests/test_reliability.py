@@ -269,18 +269,24 @@ def test_a_frame_is_declared_lost_by_the_time_threshold() -> None:
     assert feed(receiver, resent, deadline + 0.005) == [1, 2]
 
 
-def test_a_peer_silent_for_give_up_after_seconds_fails_the_link() -> None:
-    config = LinkConfig(give_up_after=10.0, max_pto=2.0)
-    sender = Link(plain_seal, config)
-    sender.send(frame(1))
-    sender.datagrams_to_send(0.0)
+def given_up(first: int) -> tuple[Link, float]:
+    """A link that sent frame `first` to a peer that never answered, once it gave up
+    (`give_up_after` 10 s), and when."""
+    link = Link(plain_seal, LinkConfig(give_up_after=10.0, max_pto=2.0))
+    link.send(frame(first))
+    link.datagrams_to_send(0.0)
     now = 0.0
-    while sender.failure is None:
-        deadline = sender.next_timer()
+    while link.failure is None:
+        deadline = link.next_timer()
         assert deadline is not None
         now = deadline
-        sender.handle_timer(now)
-        sender.datagrams_to_send(now)
+        link.handle_timer(now)
+        link.datagrams_to_send(now)
+    return link, now
+
+
+def test_a_peer_silent_for_give_up_after_seconds_fails_the_link() -> None:
+    sender, now = given_up(1)
     assert sender.failure == "unresponsive"
     assert 10.0 <= now <= 12.0
     assert sender.probes_sent >= 4
@@ -620,16 +626,7 @@ def test_no_frame_is_sent_at_once_past_a_lost_frame_a_probe_or_a_failed_link() -
     probes = probing.datagrams_to_send(deadline)
     assert [[seq for seq, _ in _packet(d).frames] for d in probes] == [[1, 2], [1, 2]]
 
-    failed = Link(plain_seal, LinkConfig(give_up_after=10.0, max_pto=2.0))
-    failed.send(frame(0))
-    failed.datagrams_to_send(0.0)
-    now = 0.0
-    while failed.failure is None:
-        deadline = failed.next_timer()
-        assert deadline is not None
-        now = deadline
-        failed.handle_timer(now)
-        failed.datagrams_to_send(now)
+    failed, now = given_up(0)
     assert failed.send_at_once([frame(1)], None, now) is None
 
 
