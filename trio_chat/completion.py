@@ -28,9 +28,11 @@ COMMANDS = ("/help", "/history ", "/msg ", "/older ", "/quit", "/who")
 
 _SHORT = ("/m", "/w")
 """Whole commands, short for `/msg`, that other commands start with (`/w`, `/who`)."""
-_COMMAND = re.compile(r"(\s*)([/／][A-Za-zＡ-Ｚａ-ｚ]*)")
-_WHISPER_TO = re.compile(r"(\s*[/／](?:msg|m|w|ｍｓｇ|ｍ|ｗ)\s+)(\S*)", re.IGNORECASE)
-_SLASH_TO = re.compile(r"(\s*[sSｓＳ][/／])([^/／\s]*)")
+# Matched against the line with its full-width forms as the ASCII they stand for, as the
+# commands read them (one character for one: the spans are the typed line's too).
+_COMMAND = re.compile(r"(\s*)(/[A-Za-z]*)")
+_WHISPER_TO = re.compile(r"(\s*/(?:msg|m|w)\s+)(\S*)", re.IGNORECASE)
+_SLASH_TO = re.compile(r"(\s*[sS]/)([^/\s]*)")
 _ENDS = " /／:"
 """What a completed word may end with: the space, slash or `: ` after a name."""
 _LAST_WORD = re.compile(r"(.*?)([^\s/,;:!?()\[\]{}<>\"']+)", re.DOTALL)
@@ -85,19 +87,19 @@ def _in_a_word(after: str) -> bool:
 
 
 def _complete_line(before: str, names: Iterable[str]) -> Completion:
-    if match := _COMMAND.fullmatch(before):
-        lead, typed = match.groups()
-        # A slash as typed, full-width (`／`) as the commands read it, letters too (an
-        # input method in full-width mode types `／ｗ`).
-        command = "/" + typed[1:].translate(ASCII_OF_FULL_WIDTH).lower()
+    # Full-width forms read as the ASCII they stand for (an input method in full-width
+    # mode types `／ｗ`, `ｓ／`); what is kept is as typed, the slash too.
+    read = before.translate(ASCII_OF_FULL_WIDTH)
+    if match := _COMMAND.fullmatch(read):
+        lead, typed = before[: match.end(1)], before[match.start(2) :]
+        command = match[2].lower()
         if command in _SHORT:
             return Completion(lead + typed + " ")
         found = [typed[0] + found[1:] for found in COMMANDS if found.startswith(command)]
         return _chosen(lead, typed, found)
-    if match := _WHISPER_TO.fullmatch(before):
-        return _name(match[1], match[2], names, " ")
-    if match := _SLASH_TO.fullmatch(before):
-        return _name(match[1], match[2], names, match[1][-1])
+    if match := _WHISPER_TO.fullmatch(read) or _SLASH_TO.fullmatch(read):
+        lead, typed = before[: match.end(1)], before[match.start(2) :]
+        return _name(lead, typed, names, " " if match.re is _WHISPER_TO else lead[-1])
     if match := _LAST_WORD.fullmatch(before):
         lead, typed = match.groups()
         return _name(lead, typed, names, " " if lead.strip() else ": ")
