@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from .commands import ASCII_OF_FULL_WIDTH
 from .display import word_character
+from .events import ChatMessage, PrivateMessage
 from .rules import name_key
 
 NAMES_MET = 1_000
@@ -152,6 +153,12 @@ class NamesMet:
             self._names[key] = name
         while len(self._names) > NAMES_MET:
             del self._names[next(iter(self._names))]
+
+    def meet_in(self, message: ChatMessage) -> None:
+        """Meet who wrote `message`, and to whom if it was private."""
+        self.meet(message.sender)
+        if isinstance(message, PrivateMessage):
+            self.meet(message.recipient)
 
     def names(self, me: str) -> list[str]:
         """The names met, `me` left out: what Tab completes. Read from another thread (a

@@ -487,9 +487,7 @@ class Room:
     def _note_shown(self, message: ChatMessage) -> None:
         """Remember a message shown, to say so if the operator removes it, and the names
         in it."""
-        self._met.meet(message.sender)
-        if isinstance(message, PrivateMessage):
-            self._met.meet(message.recipient)
+        self._met.meet_in(message)
         if message.id not in self._shown:
             self._shown_order.append(message.id)
             if len(self._shown_order) > SHOWN_MEMORY:

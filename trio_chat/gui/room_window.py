@@ -588,9 +588,7 @@ class RoomWindow(QMainWindow):
         conversation = self._conversation(key, name)
         if not conversation.model.add_message(rows.message_row(message, self.me)):
             return False
-        self.names_met.meet(message.sender)
-        if isinstance(message, PrivateMessage):
-            self.names_met.meet(message.recipient)
+        self.names_met.meet_in(message)
         if key != ROOM and opens and conversation.view is None:
             self._open_tab(conversation)
         if counts and not same_name(message.sender, self.me):
