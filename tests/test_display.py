@@ -325,6 +325,10 @@ def test_ones_own_name_in_someone_elses_message_is_marked() -> None:
         ("bob", "see https://example.com/bob/page", []),
         ("bob", "bob.smith, bob-x and x.bob", []),
         ("bob", "bobby, bob2, bob_x", []),
+        # What `safe` writes for a control character (an account `x1b` is no more named
+        # in `\x1b` than bob in a path `C:\bob`); named after a backslash and a space.
+        ("x1b", "\\x1b[2J, \\u202ex1b and \\ x1b", ["x1b"]),
+        ("bob", "C:\\bob\\notes", []),
         ("अमित", "अमिता आई", []),  # Amita: अमित with a vowel sign after it
         ("अमित", "अमित, आओ", ["अमित"]),
         # No spaces between words: the name among other letters of its writing.

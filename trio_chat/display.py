@@ -280,7 +280,8 @@ def mentions(text: str, me: str) -> list[tuple[int, int]]:
     `@alice`, `ALICE!` and `alice's` for alice): each place's start and end. Not where
     it is part of something longer: a word (`alice2`, `अमिता` for अमित, whose last letter
     takes a vowel sign), a name (`alice.b`, `x-alice`), an e-mail address
-    (`alice@example.com`) or a link (`example.com/alice`). In writing with no spaces
+    (`alice@example.com`), a link (`example.com/alice`), or after a backslash (an escape
+    `safe` wrote: `\\x1b` does not name `x1b`; a path). In writing with no spaces
     between words (Chinese, Japanese, Thai; Korean, whose particles join the name), a
     name among letters of the same writing is one all the same (`你好张伟`, `김철수님`),
     but for a vowel sign on its last letter there too (`สมุด` is not สม)."""
@@ -318,6 +319,8 @@ def _alone(text: str, at: int, edge: int, away: int) -> bool:
     if not 0 <= at < len(text):
         return True
     neighbour = text[at]
+    if away == -1 and neighbour == "\\":
+        return False  # inside an escape `safe` wrote (`\x1b` for an account `x1b`), or a path
     if away == 1 and unicodedata.category(neighbour).startswith("M"):
         return False  # a vowel sign or tone mark on the name's last letter: another word
     if word_character(neighbour):
