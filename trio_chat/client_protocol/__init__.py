@@ -2,11 +2,11 @@
 
 Modules by concern: `connection` (`ClientConnection`, the state machine: channels, login,
 reconnection, resending; its docstring tells how to drive it), `requests` (`Handle`, a
-request on its way, and the checks before one is sent), `outstanding` (the requests not
-answered yet, and those refused as too fast), `keepalive` (when a connection pings),
-`intake` (the messages shown, and a login's history held until its end), `messages`
-(the daemon's messages and timestamps as events), `config` (`ClientConfig`).
-Nothing here reads the clock or touches a socket.
+request on its way, the ids it goes with, and the checks before one is sent),
+`outstanding` (the requests not answered yet, and those refused as too fast),
+`keepalive` (when a connection pings), `intake` (the messages shown, and a login's
+history held until its end), `messages` (the daemon's messages and timestamps as
+events), `config` (`ClientConfig`). Nothing here reads the clock or touches a socket.
 """
 
 from .config import ClientConfig
@@ -14,11 +14,11 @@ from .connection import (
     KEEPALIVE_PATIENCE,
     WHO_NAMES_MAX,
     ClientConnection,
-    Ids,
 )
 from .intake import SEEN_MEMORY
 from .requests import (
     Handle,
+    Ids,
     check_login,
     check_registration,
     registration_result,

@@ -26,7 +26,6 @@ reads the clock or touches a socket; `now` is any monotonic time in seconds.
 from __future__ import annotations
 
 import hmac
-import secrets
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -75,7 +74,7 @@ from .intake import SeenMessages
 from .keepalive import Keepalive
 from .messages import message_event, parse_time
 from .outstanding import QUESTIONS, Outstanding
-from .requests import Handle, check_new_password, check_registration, require_type, rule_error
+from .requests import Handle, Ids, check_new_password, check_registration, require_type, rule_error
 
 RELOGIN_DELAY = 0.5
 """Seconds before a channel is opened again after a try that found no daemon; doubled at
@@ -92,36 +91,6 @@ same second takes tens of milliseconds to reach the last of them."""
 WHO_NAMES_MAX = 100_000
 """The most names an answer to `who` may hold (five times the daemon's default
 `max_connections`): past it, the answer is a `ProtocolError`, not memory without end."""
-
-
-_SORTED_DIGITS = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
-"""The 64 characters of URL-safe base64, in the order bytes compare: counted in these,
-ids of one width sort in the order they were made."""
-
-
-class Ids:
-    """A connection's request and message ids: 64 random bits (11 characters), then a
-    count in 5 characters that sort as they count (16 in all).
-
-    Unique per connection and across connections and restarts, by the random part. The
-    daemon keeps an index of the ids each account stored (one message per `cid`): ids
-    that grow go in beside the last, where random ones would each touch another page of
-    it on every commit (twice the daemon's write time, measured for 256-message commits).
-    """
-
-    def __init__(self) -> None:
-        self._prefix = secrets.token_urlsafe(8)
-        self._count = 0
-
-    def __call__(self) -> str:
-        if self._count == 64**5:  # a billion ids on one connection: a new random part
-            self._prefix, self._count = secrets.token_urlsafe(8), 0
-        count, self._count = self._count, self._count + 1
-        digits = []
-        for _ in range(5):
-            count, digit = divmod(count, 64)
-            digits.append(_SORTED_DIGITS[digit])
-        return self._prefix + "".join(reversed(digits))
 
 
 def as_reason(sentence: str) -> str:

@@ -1,8 +1,9 @@
-"""A request on its way to the daemon (`Handle`), what it completes with, and the checks
-a request passes before it is sent."""
+"""A request on its way to the daemon (`Handle`), the ids requests and messages are sent
+with (`Ids`), what a request completes with, and the checks it passes before it is sent."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -176,3 +177,33 @@ def registration_result(handle: Handle) -> str:
     if not isinstance(handle.result, str):
         raise not_understood("answer to a registration")
     return handle.result
+
+
+_SORTED_DIGITS = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+"""The 64 characters of URL-safe base64, in the order bytes compare: counted in these,
+ids of one width sort in the order they were made."""
+
+
+class Ids:
+    """A connection's request and message ids: 64 random bits (11 characters), then a
+    count in 5 characters that sort as they count (16 in all).
+
+    Unique per connection and across connections and restarts, by the random part. The
+    daemon keeps an index of the ids each account stored (one message per `cid`): ids
+    that grow go in beside the last, where random ones would each touch another page of
+    it on every commit (twice the daemon's write time, measured for 256-message commits).
+    """
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_urlsafe(8)
+        self._count = 0
+
+    def __call__(self) -> str:
+        if self._count == 64**5:  # a billion ids on one connection: a new random part
+            self._prefix, self._count = secrets.token_urlsafe(8), 0
+        count, self._count = self._count, self._count + 1
+        digits = []
+        for _ in range(5):
+            count, digit = divmod(count, 64)
+            digits.append(_SORTED_DIGITS[digit])
+        return self._prefix + "".join(reversed(digits))
