@@ -15,7 +15,7 @@ import trio
 
 import trio_chat
 from trio_chat.cli import ExitCode
-from trio_chat.client_protocol.connection import PASSWORD_CHANGED_AWAY
+from trio_chat.client_protocol.endings import PASSWORD_CHANGED_AWAY
 from trio_chat.errors import AccountLocked, WrongPassword
 from trio_chat.records import LOCK_MARK, Account, Message, Snapshot
 from trio_chat.secure import Ticket, password_mark

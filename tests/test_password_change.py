@@ -19,7 +19,7 @@ from trio_chat.cli import ExitCode
 from trio_chat.cli.account import NEW_PASSWORD_MISSING
 from trio_chat.cli.exits import exit_code_for, sentence
 from trio_chat.client_protocol import ClientConfig
-from trio_chat.client_protocol.connection import CHANGE_UNANSWERED, PASSWORD_CHANGED_AWAY
+from trio_chat.client_protocol.endings import CHANGE_UNANSWERED, PASSWORD_CHANGED_AWAY
 from trio_chat.engine.core import CHANGED_ELSEWHERE
 from trio_chat.errors import (
     ConnectionLost,

@@ -36,7 +36,6 @@ from .. import wire
 from ..client_handshake import Handshake
 from ..errors import (
     NOT_UNDERSTOOD,
-    AccountLocked,
     BadRequest,
     Banned,
     Busy,
@@ -46,10 +45,8 @@ from ..errors import (
     PasswordChangedAway,
     ProtocolError,
     RateLimited,
-    Removed,
     ServerUnreachable,
     Throttled,
-    TooManySessions,
     UnknownUser,
     WrongPassword,
     error_for,
@@ -70,6 +67,15 @@ from ..reliability import Link
 from ..rules import RuleError, check_text, normalize_name
 from ..secure import Channel, SecureError, new_index
 from .config import ClientConfig
+from .endings import (
+    CHANGE_UNANSWERED,
+    FORGOTTEN,
+    LOGGED_OUT,
+    PASSWORD_CHANGED_AWAY,
+    UNANSWERED_ON_LEAVING,
+    as_reason,
+    final_goodbye,
+)
 from .intake import SeenMessages
 from .keepalive import Keepalive
 from .messages import message_event, parse_time
@@ -93,37 +99,6 @@ WHO_NAMES_MAX = 100_000
 `max_connections`): past it, the answer is a `ProtocolError`, not memory without end."""
 
 
-def as_reason(sentence: str) -> str:
-    """The daemon's sentence as a reason shown inside another: "Lost the connection
-    (the daemon is stopping)"."""
-    reason = sentence.rstrip(".")
-    if reason[:1].isupper() and reason[1:2].islower():
-        reason = reason[0].lower() + reason[1:]
-    return reason
-
-
-FORGOTTEN = "the daemon no longer knows this session"
-"""Why a session was lost when the daemon answered `RESET`: it restarted, or forgot it."""
-_FINAL_GOODBYES: dict[str, type[ChatError]] = {
-    "too_many_sessions": TooManySessions,
-    "account_locked": AccountLocked,
-    "removed": Removed,
-    "banned": Banned,
-}
-"""A daemon's goodbyes after which a new session would not help: the connection ends with
-the error (every other goodbye, a stop, say, has it come back)."""
-CHANGE_UNANSWERED = (
-    "The connection was lost before the daemon answered; the new password may be the one "
-    "now: log in with it to see."
-)
-LOGGED_OUT = "You logged out."
-"""A connection's `failure` once it ended as asked (`logout`, `close`)."""
-PASSWORD_CHANGED_AWAY = (
-    "This account's password was changed while the connection was away; log in with the new one."
-)
-"""Why a session coming back ended when its password, good before, was no longer."""
-UNANSWERED_ON_LEAVING = "You left before the daemon answered; it may or may not have it."
-"""Why a request unanswered when the client left failed: the daemon may have acted on it."""
 # Requests that need a channel only; all others wait until the session is logged in.
 _BEFORE_LOGIN = frozenset({"register", "login", "resume"})
 _LOGOUT = ("logout",)
@@ -903,12 +878,9 @@ class ClientConnection:
             # being sent again): from now on, speak up as often as the daemon asks.
             self.pings.found_closed(frame.every)
         elif isinstance(frame, wire.Bye):
-            ending = _FINAL_GOODBYES.get(frame.reason)
-            if ending is Banned:
-                self._shut(Banned(frame.message, until=frame.until))
-                return
+            ending = final_goodbye(frame)
             if ending is not None:
-                self._shut(ending(frame.message))  # opening another would not help
+                self._shut(ending)  # opening another would not help
                 return
             raise _SessionLost(as_reason(frame.message))
 
