@@ -393,7 +393,7 @@ def test_a_first_login_told_to_wait_five_seconds_waits_them_and_goes_again_then(
     client.start(daemon.now)
     while not any(isinstance(frame, wire.Login) for _seq, frame in daemon.frames):
         daemon.step(client)
-    wait = client_protocol.connection.THROTTLE_WAITED_OUT
+    wait = client_protocol.retries.THROTTLE_WAITED_OUT
     told = wire.ErrorFrame(
         code="throttled", message="Too many tries.", re=daemon.seq_of(wire.Login), retry_after=wait
     )

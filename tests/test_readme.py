@@ -17,8 +17,8 @@ from trio_chat.cli import ExitCode, app
 from trio_chat.cli import account as account_cli
 from trio_chat.cli import serve as serve_cli
 from trio_chat.client import ClientConfig
-from trio_chat.client_protocol.connection import THROTTLE_WAITED_OUT
 from trio_chat.client_protocol.requests import check_new_password, check_sendable_password
+from trio_chat.client_protocol.retries import THROTTLE_WAITED_OUT
 from trio_chat.commands import HISTORY_DEFAULT, HISTORY_MAX
 from trio_chat.engine import ServerConfig
 from trio_chat.names import check_name

@@ -46,7 +46,6 @@ from ..errors import (
     ProtocolError,
     RateLimited,
     ServerUnreachable,
-    Throttled,
     UnknownUser,
     WrongPassword,
     error_for,
@@ -81,15 +80,8 @@ from .keepalive import Keepalive
 from .messages import message_event, parse_time
 from .outstanding import QUESTIONS, Outstanding
 from .requests import Handle, Ids, check_new_password, check_registration, require_type, rule_error
+from .retries import Retries, put_off
 
-RELOGIN_DELAY = 0.5
-"""Seconds before a channel is opened again after a try that found no daemon; doubled at
-each try that fails, up to `reconnect_delay_max`."""
-THROTTLE_WAITED_OUT = 5.0
-"""Seconds at most a login told to wait (`throttled`, after failed ones from this address
-or for this account) waits by itself before it is sent again. A first login told to wait
-longer fails with the `Throttled` (the caller's to decide on); a login coming back after a
-lost session waits it out (within `reconnect_for`)."""
 KEEPALIVE_PATIENCE = 0.25
 """Seconds a lone keepalive waits for its acknowledgement beyond the probe timeout before
 it goes again: a daemon answering the pings of thousands of sessions that came on the
@@ -186,11 +178,8 @@ class ClientConnection:
         it, so that the logout acknowledges all of it (see `_transmit`)."""
         self._reauth_at: float | None = None
         self._relogin_at: float | None = None
-        self._relogin_delay = RELOGIN_DELAY
         self._resuming = False
-        self._lost_at: float | None = None
-        """When the session was lost, while it has not come back (`reconnect_for`): set
-        only while coming back (a first login has its own `timeout`)."""
+        self._retries = Retries()
         self._outstanding = Outstanding()
         self._seen = SeenMessages()
         """The messages shown, and a login's history until its `ready`."""
@@ -461,7 +450,7 @@ class ClientConnection:
         # A history held for its `ready` stays: cut off by the lost session, it is not
         # sent again, and is shown with the next login's history (`SeenMessages`).
         self.pings.channel_opened(now, self.config.keepalive)
-        self._relogin_delay = RELOGIN_DELAY
+        self._retries.channel_opened()
         if self._logs_in:
             self._authenticate()
         else:
@@ -521,7 +510,7 @@ class ClientConnection:
             if handle.kind not in _BEFORE_LOGIN and handle.kind != "logout":
                 self._transmit(handle)
         if self._resuming:
-            self._lost_at = None
+            self._retries.back()
             if not self._leaving:  # back only to leave cleanly (`_lost`): nothing to tell
                 self._emit(Reconnected())
 
@@ -536,14 +525,11 @@ class ClientConnection:
 
     def _on_auth_refused(self, error: ChatError, now: float) -> None:
         self._answered_auth()
-        put_off = isinstance(error, Busy) or (  # queued behind others' checks
-            isinstance(error, Throttled) and (error.retry_after or 0.0) <= THROTTLE_WAITED_OUT
-        )
-        if self._give_up(now):  # only while coming back: see `_lost_at`
+        if self._give_up(now):  # only while coming back: see `Retries.lost_at`
             return
-        if put_off:
+        if put_off(error):
             # Not checked, only put off: after the wait, the same password again.
-            self._reauth_at = self._try_again_at(now, error.retry_after or 1.0)
+            self._reauth_at = self._retries.try_again_at(now, error.retry_after or 1.0, self.config)
         elif error.code == "ticket_invalid" and self.ticket:
             self.ticket = ""  # expired, or from a daemon with another key: the password
             self._authenticate()
@@ -564,7 +550,7 @@ class ClientConnection:
             self._link.send(wire.encode(wire.Logout()))
             self._shut(error)
         elif error.retry_after is not None:
-            self._reauth_at = self._try_again_at(now, error.retry_after)
+            self._reauth_at = self._retries.try_again_at(now, error.retry_after, self.config)
         elif isinstance(error, WrongPassword) and self._welcomed:
             # It logged in before: the password was changed meanwhile (the daemon may
             # have been stopped when it was, so that this session heard no `bye`).
@@ -583,9 +569,7 @@ class ClientConnection:
         elif isinstance(error, ServerUnreachable) or error.retry_after is not None:
             if self._give_up(now):
                 return
-            delay = error.retry_after if error.retry_after is not None else self._relogin_delay
-            self._relogin_at = self._try_again_at(now, delay)
-            self._relogin_delay = min(self._relogin_delay * 2, self.config.reconnect_delay_max)
+            self._relogin_at = self._retries.reopen_at(now, error.retry_after, self.config)
         else:
             self._shut(error)
 
@@ -595,21 +579,12 @@ class ClientConnection:
         if isinstance(error, Banned):
             error.dated(now + self.wall_offset)
 
-    def _try_again_at(self, now: float, delay: float) -> float:
-        """`now + delay`, but while coming back no later than `reconnect_for` runs out: the
-        try made then, if it fails too, gives up (a daemon that says to wait an hour does
-        not hold a client told to give up after a minute)."""
-        limit = self.config.reconnect_for
-        if limit is None or self._lost_at is None:
-            return now + delay
-        return min(now + delay, max(now, self._lost_at + limit))
-
     def _give_up(self, now: float) -> bool:
         """End the connection if it has not been back in a session for `reconnect_for`
         since it was lost (the daemon silent, busy or refusing meanwhile); say whether."""
-        limit = self.config.reconnect_for
-        if limit is None or self._lost_at is None or now - self._lost_at < limit:
+        if not self._retries.gone_for_good(now, self.config):
             return False
+        limit = self.config.reconnect_for
         self._shut(
             ConnectionLost(
                 f"Lost the connection to {self.where} for good: not back after {limit:.0f} s."
@@ -670,8 +645,7 @@ class ClientConnection:
             return
         self._emit(Disconnected(reason))
         self._resuming = True
-        if self._lost_at is None:
-            self._lost_at = now
+        self._retries.lost(now)
         self._open(now)
 
     # --- the network ----------------------------------------------------------------------------
