@@ -10,12 +10,10 @@ events), `config` (`ClientConfig`). Nothing here reads the clock or touches a so
 """
 
 from .config import ClientConfig
-from .connection import (
-    KEEPALIVE_PATIENCE,
-    WHO_NAMES_MAX,
-    ClientConnection,
-)
+from .connection import ClientConnection
 from .intake import SEEN_MEMORY
+from .keepalive import KEEPALIVE_PATIENCE
+from .outstanding import WHO_NAMES_MAX
 from .requests import (
     Handle,
     Ids,

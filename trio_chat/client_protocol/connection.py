@@ -46,7 +46,6 @@ from ..errors import (
     ProtocolError,
     RateLimited,
     ServerUnreachable,
-    UnknownUser,
     WrongPassword,
     error_for,
     not_understood,
@@ -63,7 +62,6 @@ from ..events import (
     Reconnected,
 )
 from ..reliability import Link
-from ..rules import RuleError, check_text, normalize_name
 from ..secure import Channel, SecureError, new_index
 from .config import ClientConfig
 from .endings import (
@@ -76,28 +74,24 @@ from .endings import (
     final_goodbye,
 )
 from .intake import SeenMessages
-from .keepalive import Keepalive
+from .keepalive import KEEPALIVE_PATIENCE, Keepalive
 from .messages import message_event, parse_time
-from .outstanding import QUESTIONS, Outstanding
-from .requests import Handle, Ids, check_new_password, check_registration, require_type, rule_error
+from .outstanding import QUESTIONS, TAKES_MESSAGES, TAKES_NAMES, WHO_NAMES_MAX, Outstanding
+from .requests import (
+    BEFORE_LOGIN,
+    Handle,
+    Ids,
+    check_message,
+    check_new_password,
+    check_registration,
+    history_page,
+    recipient,
+    require_type,
+)
 from .retries import Retries, put_off
 
-KEEPALIVE_PATIENCE = 0.25
-"""Seconds a lone keepalive waits for its acknowledgement beyond the probe timeout before
-it goes again: a daemon answering the pings of thousands of sessions that came on the
-same second takes tens of milliseconds to reach the last of them."""
-WHO_NAMES_MAX = 100_000
-"""The most names an answer to `who` may hold (five times the daemon's default
-`max_connections`): past it, the answer is a `ProtocolError`, not memory without end."""
-
-
-# Requests that need a channel only; all others wait until the session is logged in.
-_BEFORE_LOGIN = frozenset({"register", "login", "resume"})
 _LOGOUT = ("logout",)
 """The tag of a logout's frame: the daemon's acknowledgement of it ends the session."""
-# Requests answered in parts before their `ok`: names, or messages.
-_TAKES_NAMES = frozenset({"who", "raw"})
-_TAKES_MESSAGES = frozenset({"history", "raw"})
 
 
 class _SessionLost(Exception):
@@ -240,7 +234,7 @@ class ClientConnection:
 
     def say(self, text: str) -> Handle:
         """A public message, queued at once (keeping order); completes with it as stored."""
-        self._check_text(text)
+        check_message(text)
         cid = self._new_id()
         frame = wire.encode(wire.Say(text=text, cid=cid))
         return self._submit(Handle("say", frame, text=text, cid=cid))
@@ -248,14 +242,8 @@ class ClientConnection:
     def whisper(self, to: str, text: str) -> Handle:
         """A private message to an account (online or not)."""
         require_type("to", to, str)
-        self._check_text(text)
-        to = normalize_name(to)  # the daemon compares names so: the same account
-        if len(to) > wire.NAME_FIELD_MAX:  # more than the daemon reads: no account has it
-            raise UnknownUser(f"There is no account named {to!r}.")
-        try:
-            to.encode("utf-8")
-        except UnicodeEncodeError:  # no frame carries it, and no account has it
-            raise UnknownUser(f"There is no account named {to!r}.") from None
+        check_message(text)
+        to = recipient(to)
         cid = self._new_id()
         frame = wire.encode(wire.Whisper(to=to, text=text, cid=cid))
         return self._submit(Handle("whisper", frame, text=text, to=to, cid=cid))
@@ -286,12 +274,7 @@ class ClientConnection:
 
     def history(self, limit: int = 20, before: int | None = None) -> Handle:
         """Up to `limit` (1 to 100) messages older than id `before`, oldest first."""
-        for value in (limit, 0 if before is None else before):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"A history page is asked with whole numbers, not {value!r}.")
-        limit = max(1, min(limit, wire.HISTORY_LIMIT_MAX))
-        if before is not None:
-            before = max(0, min(before, wire.MAX_SEQ))  # ids there can be: none is older
+        limit, before = history_page(limit, before)
         frame = wire.encode(wire.HistoryRequest(limit=limit, before=before))
         return self._submit(Handle("history", frame))
 
@@ -380,24 +363,13 @@ class ClientConnection:
         """The requests not answered yet, oldest first."""
         return list(self._outstanding)
 
-    def _check_text(self, text: str) -> None:
-        require_type("text", text, str)
-        try:
-            check_text(text)
-        except RuleError as error:
-            raise rule_error(error) from None
-
     def _submit(self, handle: Handle) -> Handle:
         if self.closed:
             raise self.failure.anew() if self.failure else ConnectionLost("The session has ended.")
         if not self._outstanding.add(handle):
             return handle  # behind messages refused as too fast, which go first
         held = handle.kind == "logout" and self._history_due  # sent at the history's end
-        if (
-            self._link is not None
-            and (self._logged_in or handle.kind in _BEFORE_LOGIN)
-            and not held
-        ):
+        if self._link is not None and (self._logged_in or handle.kind in BEFORE_LOGIN) and not held:
             self._transmit(handle)
         return handle
 
@@ -456,7 +428,7 @@ class ClientConnection:
         else:
             self.ready = True
         for handle in self._outstanding:
-            if handle.kind in _BEFORE_LOGIN or (handle.kind == "logout" and not self._logs_in):
+            if handle.kind in BEFORE_LOGIN or (handle.kind == "logout" and not self._logs_in):
                 self._transmit(handle)
 
     def _authenticate(self) -> None:
@@ -507,7 +479,7 @@ class ClientConnection:
         if self._swapped:
             self._fallback_password, self._swapped = None, False  # the new one was stored
         for handle in self._outstanding:
-            if handle.kind not in _BEFORE_LOGIN and handle.kind != "logout":
+            if handle.kind not in BEFORE_LOGIN and handle.kind != "logout":
                 self._transmit(handle)
         if self._resuming:
             self._retries.back()
@@ -811,7 +783,7 @@ class ClientConnection:
         elif isinstance(frame, wire.ErrorFrame):
             self._on_error(frame, now)
         elif isinstance(frame, wire.Names):
-            self._add_parts(frame.re, frame.names, _TAKES_NAMES)
+            self._add_parts(frame.re, frame.names, TAKES_NAMES)
         elif isinstance(frame, wire.Ready):
             if not self._logged_in:
                 return  # the history of a login not yet welcomed: nothing is ready
@@ -872,7 +844,7 @@ class ClientConnection:
     def _on_message(self, frame: wire.Msg | wire.Pm) -> None:
         message = message_event(frame)
         if frame.re is not None:
-            self._add_parts(frame.re, [message], _TAKES_MESSAGES)
+            self._add_parts(frame.re, [message], TAKES_MESSAGES)
             return
         mine = self._outstanding.by_cid(frame.cid) if frame.cid is not None else None
         if mine is not None and frame.sender == self.name:

@@ -24,6 +24,10 @@ from .. import wire
 KEEPALIVE_SPREAD = 0.25
 """Share of the keepalive interval over which connections spread their pings: each sends
 its own up to this much early, by a whole number of seconds (see `Keepalive.due`)."""
+KEEPALIVE_PATIENCE = 0.25
+"""Seconds a lone keepalive waits for its acknowledgement beyond the probe timeout before
+it goes again: a daemon answering the pings of thousands of sessions that came on the
+same second takes tens of milliseconds to reach the last of them."""
 
 
 class Keepalive:

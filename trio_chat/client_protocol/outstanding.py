@@ -19,6 +19,13 @@ frame sent as bytes (`raw`, for tests and tools), which may be one."""
 IN_TURN = frozenset({"say", "whisper"}) | QUESTIONS
 """Requests answered in the order they were made: a message refused as too fast holds
 back those after it (the daemon holds the messages, the client the questions)."""
+TAKES_NAMES = frozenset({"who", "raw"})
+"""Requests answered in parts that may be names (a `names` frame)."""
+TAKES_MESSAGES = frozenset({"history", "raw"})
+"""Requests answered in parts that may be messages (`msg` and `pm` frames naming them)."""
+WHO_NAMES_MAX = 100_000
+"""The most names an answer to `who` may hold (five times the daemon's default
+`max_connections`): past it, the answer is a `ProtocolError`, not memory without end."""
 
 
 class Outstanding:

@@ -15,7 +15,17 @@ from ..errors import (
     error_for,
     not_understood,
 )
-from ..rules import RuleError, check_changed_password, check_name, check_password
+from ..rules import (
+    RuleError,
+    check_changed_password,
+    check_name,
+    check_password,
+    check_text,
+    normalize_name,
+)
+
+BEFORE_LOGIN = frozenset({"register", "login", "resume"})
+"""Requests that need a channel only; all others wait until the session is logged in."""
 
 
 def rule_error(error: RuleError) -> ChatError:
@@ -106,6 +116,40 @@ def check_new_password(name: str, old: str, new: str) -> None:
             f"The old and new passwords together must fit in {room} bytes of UTF-8 "
             f"(these take {len(change) - wire.MAX_FRAME + room})."
         )
+
+
+def check_message(text: str) -> None:
+    """Raise for text no message can carry: not text (`TypeError`), or against the rules."""
+    require_type("text", text, str)
+    try:
+        check_text(text)
+    except RuleError as error:
+        raise rule_error(error) from None
+
+
+def recipient(to: str) -> str:
+    """The account a whisper goes to, named as the daemon compares names (the same
+    account); `UnknownUser` for a name no account can have."""
+    to = normalize_name(to)
+    if len(to) > wire.NAME_FIELD_MAX:  # more than the daemon reads: no account has it
+        raise UnknownUser(f"There is no account named {to!r}.")
+    try:
+        to.encode("utf-8")
+    except UnicodeEncodeError:  # no frame carries it, and no account has it
+        raise UnknownUser(f"There is no account named {to!r}.") from None
+    return to
+
+
+def history_page(limit: int, before: int | None) -> tuple[int, int | None]:
+    """A history request's `limit` and `before` as the daemon takes them: whole numbers,
+    the limit within 1 to `HISTORY_LIMIT_MAX`, `before` within the ids there can be."""
+    for value in (limit, 0 if before is None else before):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"A history page is asked with whole numbers, not {value!r}.")
+    limit = max(1, min(limit, wire.HISTORY_LIMIT_MAX))
+    if before is not None:
+        before = max(0, min(before, wire.MAX_SEQ))  # ids there can be: none is older
+    return limit, before
 
 
 class Handle:
