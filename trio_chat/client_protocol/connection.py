@@ -77,6 +77,7 @@ from .intake import SeenMessages
 from .keepalive import KEEPALIVE_PATIENCE, Keepalive
 from .messages import message_event, parse_time
 from .outstanding import QUESTIONS, TAKES_MESSAGES, TAKES_NAMES, WHO_NAMES_MAX, Outstanding
+from .password import Password
 from .requests import (
     BEFORE_LOGIN,
     Handle,
@@ -149,14 +150,7 @@ class ClientConnection:
         self._replaces: int | None = None
         """The daemon's index of the session lost last, which the next login ends."""
         self._logs_in = name is not None
-        self._password = password
-        self._changing: tuple[Handle, str] | None = None
-        """A `change_password` not yet answered, and its new password."""
-        self._fallback_password: str | None = None
-        """The new password of a change whose answer was lost with its session (it fails
-        then, not sent again): the daemon may have stored it, so that the password this
-        client has no longer logs in. Tried when that one is refused (`_swapped`)."""
-        self._swapped = False
+        self._password = Password(password)
         self._new_id = new_id or Ids()
         self._new_index = new_index
         self._handshake: Handshake | None = None
@@ -252,21 +246,13 @@ class ClientConnection:
         """Give the account a new password (`old` is its password now); completes once the
         daemon stored it. The account's other sessions end; this one logs in with `new`
         from then on."""
-        if self._changing is not None:
+        if self._password.changing:
             raise BadRequest("A new password is on its way already; wait for its answer.")
         check_new_password(self.name or "", old, new)
         frame = wire.encode(wire.ChangePassword(old=old, new=new))
         handle = self._submit(Handle("change_password", frame))
-        self._changing = (handle, new)
-        handle.add_done_callback(self._changed)
+        self._password.change(handle, new)
         return handle
-
-    def _changed(self, handle: Handle) -> None:
-        """A `change_password` completed: its new password logs in from now on if made."""
-        assert self._changing is not None and self._changing[0] is handle
-        if handle.error is None:
-            self._password, self._fallback_password = self._changing[1], None
-        self._changing = None
 
     def who(self) -> Handle:
         """Who is online; completes with the sorted names."""
@@ -448,7 +434,7 @@ class ClientConnection:
         else:
             login = wire.Login(
                 name=self.name,
-                password=self._password,
+                password=self._password.current,
                 since=self._seen.since(self._resuming),
                 quiet=self.quiet,
                 replaces=replaces,
@@ -476,8 +462,7 @@ class ClientConnection:
         if frame.ticket:
             self.ticket = frame.ticket
         self._history_due = True
-        if self._swapped:
-            self._fallback_password, self._swapped = None, False  # the new one was stored
+        self._password.welcomed()  # a fallback swapped in was the one stored
         for handle in self._outstanding:
             if handle.kind not in BEFORE_LOGIN and handle.kind != "logout":
                 self._transmit(handle)
@@ -505,16 +490,9 @@ class ClientConnection:
         elif error.code == "ticket_invalid" and self.ticket:
             self.ticket = ""  # expired, or from a daemon with another key: the password
             self._authenticate()
-        elif (
-            isinstance(error, WrongPassword)
-            and self._resuming
-            and self._fallback_password is not None
-            and not self._swapped
-        ):
+        elif isinstance(error, WrongPassword) and self._resuming and self._password.swap():
             # A new password was asked for, and its answer lost with the session: stored,
             # the old one no longer logs in. The new one is tried (once).
-            self._password, self._fallback_password = self._fallback_password, self._password
-            self._swapped = True
             self._authenticate()
         elif not self._resuming:
             # The first login: the caller hears why, and the daemon may free the channel.
@@ -566,12 +544,10 @@ class ClientConnection:
 
     def _lost(self, reason: str, now: float) -> None:
         """The channel is gone: open a new one, or end."""
-        if self._changing is not None and self._changing[0].seq:
-            # Sent, and not answered: not sent again (checked again, the old password
-            # would be wrong if the first was stored), but tried at the next login. The
-            # fallback is set before the handle fails: failing, `_changed` leaves it be.
-            handle, self._fallback_password = self._changing
-            self._finish(handle, error=ConnectionLost(CHANGE_UNANSWERED))
+        changed = self._password.change_lost()
+        if changed is not None:
+            # Sent, and not answered: not sent again, but tried at the next login.
+            self._finish(changed, error=ConnectionLost(CHANGE_UNANSWERED))
         was_in = self._logged_in
         if self._channel is not None:
             self._channel.forget()
