@@ -17,7 +17,14 @@ from PySide6.QtGui import (
     QPalette,
 )
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QLabel, QListWidget, QPushButton, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QLabel,
+    QListWidget,
+    QMessageBox,
+    QPushButton,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
 from trio_chat import display
@@ -349,6 +356,78 @@ def test_when_the_session_ends_the_keyboard_is_left_in_the_conversation(qtbot: Q
     assert view.currentIndex().data() == view.messages.rows[-1].plain
     window.go_on(lambda: INFO)
     assert QApplication.focusWidget() is window.composer.editor
+
+
+def close_about(window: RoomWindow, by_button: bool) -> None:
+    window.about_action.trigger()
+    about = window._about
+    assert about is not None and about.isVisible()
+    close = about.focusWidget()
+    assert isinstance(close, QPushButton)
+    if by_button:
+        close.click()
+    else:
+        QTest.keyClick(close, Qt.Key.Key_Escape)
+
+
+def change_password(window: RoomWindow, answer: str) -> None:
+    window.password_action.trigger()
+    dialog = window._password
+    assert dialog is not None and dialog.isVisible()
+    if answer == "cancelled":
+        QTest.keyClick(dialog.current, Qt.Key.Key_Escape)
+        return
+    dialog.current.setText("correct horse")
+    dialog.new.setText("battery staple")
+    dialog.repeat.setText("battery staple")
+    dialog.change.click()
+    if answer == "changed":
+        window.password_changed()
+    else:
+        window.password_unsure("The answer was lost: the password may be changed.")
+
+
+def leave_cancelled(window: RoomWindow) -> None:
+    window.composer.editor.setText("half a thought")
+    window.close()  # asked first: the line typed would be lost
+    box = window._leave_box
+    assert box is not None and box.isVisible()
+    box.button(QMessageBox.StandardButton.Cancel).click()
+    assert window.isVisible() and window._leave_box is None
+
+
+CLOSINGS = {
+    "about, Escape": lambda window: close_about(window, by_button=False),
+    "about, its Close button": lambda window: close_about(window, by_button=True),
+    "change password, cancelled": lambda window: change_password(window, "cancelled"),
+    "change password, done": lambda window: change_password(window, "changed"),
+    "change password, answer lost": lambda window: change_password(window, "unsure"),
+    "leave anyway?, cancelled": leave_cancelled,
+}
+
+
+@pytest.mark.parametrize("closing", list(CLOSINGS))
+@pytest.mark.parametrize("where", ["message line", "conversation", "people"])
+def test_the_keyboard_is_back_where_it_was_once_a_dialog_closes(
+    qtbot: QtBot, closing: str, where: str
+) -> None:
+    """Closed however it is, About, Change password and the question on leaving give the
+    keyboard back to what had it: the message line, the private conversation being read,
+    or the people online (as desktop programs do), in the tab that was in front."""
+    window = a_window(qtbot)
+    window.activateWindow()
+    assert QTest.qWaitForWindowActive(window)
+    window.set_online(["alice", "bob"])
+    key = window.open_conversation("bob")
+    view = window.view(key)
+    assert view is not None
+    had = {"message line": window.composer.editor, "conversation": view, "people": window.people}
+    had[where].setFocus()
+    assert window.focusWidget() is had[where]
+    CLOSINGS[closing](window)
+    qtbot.waitUntil(lambda: window._about is None and window._password is None)
+    assert window.focusWidget() is had[where]
+    assert window.current_key == key
 
 
 def test_about_this_server_can_be_read_and_copied_from_the_keyboard(qtbot: QtBot) -> None:
