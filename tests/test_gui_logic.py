@@ -864,6 +864,46 @@ def test_a_menu_closed_with_escape_gives_the_keys_back_to_the_message_line(
     assert QApplication.activePopupWidget() is None
 
 
+@pytest.mark.parametrize("had_them", ["the people", "nothing"])
+@pytest.mark.parametrize("opened_with", ["the mouse", "Alt+C"])
+def test_a_menu_closed_with_escape_gives_the_keys_back_where_they_were(
+    qtbot: QtBot, opened_with: str, had_them: str
+) -> None:
+    """Reading the people online, a menu opened and closed again with Escape leaves the
+    keyboard in the list, not in the message line: Down goes to the next name. Had nothing
+    the keyboard, the message line takes it (the menu bar would take letters for menus)."""
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    window.show()
+    window.activateWindow()
+    assert QTest.qWaitForWindowActive(window)
+    window.set_online(["alice", "bob"])
+    window.people.setFocus()
+    window.people.setCurrentRow(0)
+    if had_them == "nothing":
+        window.people.clearFocus()
+        assert QApplication.focusWidget() is None
+    bar = window.menuBar()
+    if opened_with == "Alt+C":
+        QTest.keyClick(window, Qt.Key.Key_C, Qt.KeyboardModifier.AltModifier)
+    else:
+        chat = bar.actions()[0]
+        QTest.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.actionGeometry(chat).center())
+    QTest.qWait(50)
+    popup = QApplication.activePopupWidget()
+    assert popup is not None
+    QTest.keyClick(popup, Qt.Key.Key_Escape)
+    QTest.qWait(50)
+    assert QApplication.activePopupWidget() is None
+    focused = QApplication.focusWidget()
+    if had_them == "nothing":
+        assert focused is window.composer.editor
+        return
+    assert focused is window.people
+    QTest.keyClick(focused, Qt.Key.Key_Down)
+    assert window.people.currentRow() == 1
+
+
 @pytest.mark.parametrize(
     ("old", "new"),
     [("correct horse", "correct horse"), ("\u00c5correct horse", "A\u030acorrect horse")],

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence, QPalette
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeyEvent, QKeySequence, QPalette
 from PySide6.QtWidgets import (
     QAbstractSlider,
     QApplication,
@@ -267,11 +267,18 @@ class RoomWindow(QMainWindow):
     def _menus_closed(self) -> None:
         """A menu closed with Escape leaves Qt's menu bar holding the keyboard, taking the
         letters typed next for menus' names: `s/carol/psst` lost `s/ca` and went to the
-        room. With no menu open any more, the keys go back to where the caret was."""
+        room. With no menu open any more, the keys go back to what had them before the
+        menu (Escape to the bar, as Qt's own way out of it): the message line, or the
+        people online being read; to the message line if nothing had them."""
         bar = self.menuBar()
         if QApplication.activePopupWidget() is None and bar.hasFocus():
-            bar.setActiveAction(None)  # type: ignore[arg-type]
-            self.composer.editor.setFocus(Qt.FocusReason.OtherFocusReason)
+            escape = QKeyEvent(
+                QEvent.Type.KeyPress, Qt.Key.Key_Escape, Qt.KeyboardModifier.NoModifier
+            )
+            QApplication.sendEvent(bar, escape)
+            if bar.hasFocus():
+                bar.setActiveAction(None)  # type: ignore[arg-type]
+                self.composer.editor.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _step(self, by: int) -> None:
         count = self.tabs.count()
