@@ -849,19 +849,27 @@ def test_a_menu_closed_with_escape_gives_the_keys_back_to_the_message_line(
     window.activateWindow()
     assert QTest.qWaitForWindowActive(window)
     window.composer.editor.setFocus()
-    bar = window.menuBar()
-    chat = bar.actions()[0]
-    QTest.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.actionGeometry(chat).center())
-    QTest.qWait(50)
-    popup = QApplication.activePopupWidget()
-    assert popup is not None
-    QTest.keyClick(popup, Qt.Key.Key_Escape)
-    QTest.qWait(50)
+    _open_the_chat_menu_and_escape(window, with_keys=False)
     focused = QApplication.focusWidget()
     assert focused is not None
     QTest.keyClicks(focused, "s/carol/psst")
     assert window.composer.editor.text() == "s/carol/psst"
     assert QApplication.activePopupWidget() is None
+
+
+def _open_the_chat_menu_and_escape(window: RoomWindow, *, with_keys: bool) -> None:
+    """Open the Chat menu (Alt+C, or a click on it) and close it again with Escape."""
+    bar = window.menuBar()
+    if with_keys:
+        QTest.keyClick(window, Qt.Key.Key_C, Qt.KeyboardModifier.AltModifier)
+    else:
+        chat = bar.actions()[0]
+        QTest.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.actionGeometry(chat).center())
+    QTest.qWait(50)
+    popup = QApplication.activePopupWidget()
+    assert popup is not None
+    QTest.keyClick(popup, Qt.Key.Key_Escape)
+    QTest.qWait(50)
 
 
 @pytest.mark.parametrize("had_them", ["the people", "nothing"])
@@ -883,17 +891,7 @@ def test_a_menu_closed_with_escape_gives_the_keys_back_where_they_were(
     if had_them == "nothing":
         window.people.clearFocus()
         assert QApplication.focusWidget() is None
-    bar = window.menuBar()
-    if opened_with == "Alt+C":
-        QTest.keyClick(window, Qt.Key.Key_C, Qt.KeyboardModifier.AltModifier)
-    else:
-        chat = bar.actions()[0]
-        QTest.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.actionGeometry(chat).center())
-    QTest.qWait(50)
-    popup = QApplication.activePopupWidget()
-    assert popup is not None
-    QTest.keyClick(popup, Qt.Key.Key_Escape)
-    QTest.qWait(50)
+    _open_the_chat_menu_and_escape(window, with_keys=opened_with == "Alt+C")
     assert QApplication.activePopupWidget() is None
     focused = QApplication.focusWidget()
     if had_them == "nothing":
