@@ -1235,3 +1235,17 @@ def test_a_login_after_a_restart_is_told_more_only_if_there_is_older_history() -
         bob = logged_in(h, BOB, "bob")
         assert [m.text for m in bob.of_type(wire.Msg)] == ["m1", "m2"]
         assert bob.of_type(wire.Ready) == [wire.Ready(count=2, more=more, upto=2)]
+
+
+def test_every_datagram_is_counted_in_whatever_it_holds() -> None:
+    """The count the daemon's log reports as datagrams in: one for each, read or not."""
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    alice._ping()
+    (ping,) = alice.connection.datagrams_to_send(h.now)
+    garbage = [b"", b"\x7f" * 40, wire.key_datagram(bytes(32)), wire.key_request_datagram()]
+    before = h.engine.stats["datagrams_in"]
+    for data in (ping, *garbage):
+        h.receive(data, ALICE)
+    assert h.engine.stats["datagrams_in"] == before + 1 + len(garbage)
+
