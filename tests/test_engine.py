@@ -1249,3 +1249,21 @@ def test_every_datagram_is_counted_in_whatever_it_holds() -> None:
         h.receive(data, ALICE)
     assert h.engine.stats["datagrams_in"] == before + 1 + len(garbage)
 
+
+def test_the_time_a_daemon_could_not_run_is_not_taken_for_a_refused_message_given_up() -> None:
+    h = EngineHarness(ServerConfig(message_rate=1.0, message_burst=1))
+    alice = logged_in(h, ALICE, "alice")
+    bob = logged_in(h, BOB, "bob")
+    alice.send(wire.Say(text="first", cid="c1"))
+    alice.send(wire.Say(text="second", cid="c2"))  # refused as too fast
+    alice.flush(ack=True)  # the client has the refusal
+    h.advance(1.0)
+    h.now += 15.0  # the daemon stopped (SIGSTOP, swapped out): no timer, nothing read
+    # What the client wrote meanwhile, read only now, still waits for the refused one.
+    later = alice.send(wire.Say(text="third", cid="c3"))
+    assert later not in {ok.re for ok in alice.of_type(wire.Ok)}
+    alice.send(wire.Say(text="second", cid="c2"))
+    h.advance(1.0)
+    alice.send(wire.Say(text="third", cid="c3"))
+    bob.poll()
+    assert [m.text for m in bob.of_type(wire.Msg)] == ["first", "second", "third"]
