@@ -161,6 +161,11 @@ def test_the_wire_errors_name_what_is_wrong() -> None:
         )
     assert code(parse, wire.key_request_datagram()[:1199]) == "bad_datagram"
     assert code(parse, bytes(init)) == "bad_field"  # a cookie over 32 bytes
+    # A cookie of 32 bytes, the most a daemon may make, is read both ways.
+    init32 = wire.init_datagram(7, b"c" * 32, bytes(48))
+    assert parse(init32) == wire.Init(3, 7, b"c" * 32, bytes(48))
+    assert parse(wire.retry_datagram(7, b"c" * 32)) == wire.Retry(3, 7, b"c" * 32)
+    assert code(parse, wire.retry_datagram(7, b"c" * 33)) == "bad_datagram"
     assert code(parse, wire.data_header(5, 1) + bytes(15)) == "bad_datagram"
     # Indexes are never 0 (each side picks its own at random from the others).
     assert code(parse, wire.init_datagram(0, b"", bytes(48))) == "bad_field"
@@ -178,6 +183,43 @@ def test_the_wire_errors_name_what_is_wrong() -> None:
     assert code(frame, b'{"t":"change_password","old":1,"new":"n"}') == "bad_field"
     server = wire.decode_server_frame_untrusted
     assert code(server, b'{"t":"password_changed","re":"x"}') == "bad_field"
+
+
+def _login(**fields: Any) -> dict[str, Any]:
+    return {"t": "login", "name": "alice", "password": "pw", **fields}
+
+
+def _welcome(time: float) -> dict[str, Any]:
+    return {"t": "welcome", "re": 1, "name": "alice", "time": time}
+
+
+@pytest.mark.parametrize(
+    ("within", "past"),
+    [
+        (_login(replaces=1), _login(replaces=0)),  # an index
+        (_login(replaces=2**32 - 1), _login(replaces=2**32)),
+        (_login(via=["h" * 64, 1]), _login(via=["h" * 65, 1])),  # a host
+        (_login(via=["10.0.0.1", 0]), _login(via=["10.0.0.1", -1])),  # a port
+        (_login(via=["10.0.0.1", 65535]), _login(via=["10.0.0.1", 65536])),
+        ({"t": "keepalive", "every": 1}, {"t": "keepalive", "every": 0.999}),  # an interval
+        ({"t": "keepalive", "every": 3600}, {"t": "keepalive", "every": 3600.001}),
+        (_welcome(0), _welcome(-0.001)),  # a moment
+        (_welcome(1e11), _welcome(1.0000001e11)),
+    ],
+)
+def test_each_field_is_read_up_to_its_limit_and_refused_past_it(
+    within: dict[str, Any], past: dict[str, Any]
+) -> None:
+    """The limits protocol.md gives each field, from either side: at the limit the frame
+    is read, one step past it the frame is refused as `bad_field`."""
+    if within["t"] in wire.CLIENT_FRAME_TYPES:
+        decode: Callable[[bytes], object] = wire.decode_client_frame_untrusted
+    else:
+        decode = wire.decode_server_frame_untrusted
+    decode(json.dumps(within).encode())
+    with pytest.raises(wire.WireError) as caught:
+        decode(json.dumps(past).encode())
+    assert caught.value.code == "bad_field"
 
 
 # --- round trips ------------------------------------------------------------------------------
