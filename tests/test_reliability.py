@@ -1060,3 +1060,11 @@ def test_the_datagrams_counted_for_an_ack_start_again_once_it_is_sent() -> None:
     receiver.datagrams_to_send(0.0)
     feed(receiver, third, 0.001)
     assert receiver.next_timer() == pytest.approx(0.001 + 0.025)  # one since: it may wait
+
+
+def test_no_frame_is_longer_than_the_930_bytes_protocol_md_promises_peers() -> None:
+    """A peer may size what it reads by it: a frame of 930 bytes goes, one of 931 never."""
+    link = Link(plain_seal)
+    link.send(b'{"t":"notice","text":"' + b"x" * (930 - 24) + b'"}')
+    with pytest.raises(ValueError):
+        link.send(b'{"t":"notice","text":"' + b"x" * (931 - 24) + b'"}')
