@@ -138,6 +138,11 @@ def test_a_session_moving_onto_a_full_address_is_ended_not_counted_in() -> None:
     mover.settle()
     assert sid not in driver.engine.sessions
     assert driver.engine.stats["migrations_refused"] == 1
+    # Its goodbye went where it was last proven to be: a client still there (the move
+    # was an attacker's) is told why at once, rather than left to time out.
+    mover.address = ("10.0.3.2", 1)
+    mover.settle()
+    assert isinstance(mover.connection.failure, TooManySessions)
     assert all(peer.sid in driver.engine.sessions for peer in crowded)
     assert crowded[0].session.address[0] == "10.0.3.1"
 
@@ -191,3 +196,4 @@ def test_sessions_moved_to_an_address_that_never_answers_still_count_where_they_
     Peer(driver, None, address=(here, 0)).send()  # the address's one place is taken
     move_unproven(driver, skipper, ("10.0.7.9", 9))
     assert skipper.sid not in driver.engine.sessions
+
