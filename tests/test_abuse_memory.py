@@ -197,3 +197,40 @@ def test_sessions_moved_to_an_address_that_never_answers_still_count_where_they_
     move_unproven(driver, skipper, ("10.0.7.9", 9))
     assert skipper.sid not in driver.engine.sessions
 
+
+def test_just_under_the_daemons_total_nobody_is_closed_and_one_frame_more_closes_its_holder() -> (
+    None
+):
+    config = ServerConfig(message_burst=10_000, idle_timeout=1000.0, max_queued_bytes=3_000)
+    driver = EngineDriver(config)
+    for name in ("gappy", "other"):
+        driver.add_account(name, f"{name}-password")
+    gappy = Peer(driver, "gappy", "gappy-password", ("10.0.3.1", 1))
+    other = Peer(driver, "other", "other-password", ("10.0.3.2", 1))
+    driver.advance(1.5)
+    sessions = driver.engine.sessions
+    sent = 0
+
+    def hold(size: int) -> None:
+        """A say in a datagram of its own, after the first, which never arrives."""
+        nonlocal sent
+        gappy.request(wire.Say(text="g" * size, cid=f"g{sent}"))
+        datagrams = gappy.connection.datagrams_to_send(driver.now)
+        if sent:
+            for data in datagrams:
+                driver.deliver(data, gappy.address)
+        sent += 1
+
+    def total() -> int:
+        return sum(session.link.held_bytes for session in sessions.values())
+
+    hold(100)
+    while total() < 2_800:
+        hold(100)
+    assert total() <= 3_000
+    driver.advance(1.5)  # counted: within the total, if by little
+    assert gappy.sid in sessions and driver.engine.stats["memory_closed"] == 0
+    hold(300)  # past it now, by less than the total's tenth
+    driver.advance(1.5)
+    assert gappy.sid not in sessions and other.sid in sessions
+    assert driver.engine.stats["memory_closed"] == 1
