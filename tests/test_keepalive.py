@@ -608,3 +608,96 @@ def test_a_session_is_stored_at_its_address_only_once_that_address_is_proven() -
     alice.settle()
     opened = [op for op in driver.stored if isinstance(op, SessionOpened)]
     assert opened == [SessionOpened(alice.sid, *victim)]
+
+
+def ping_unheard(driver: EngineDriver, peer: Peer) -> None:
+    """The peer pings; whatever the daemon sends it meanwhile is lost on the way."""
+    peer.link.send(wire.encode(wire.Ping()))
+    for data in peer.connection.datagrams_to_send(driver.now):
+        driver.receive(data, peer.address)
+    driver.inbox.pop(peer.address, None)
+
+
+def test_two_seconds_unanswered_before_the_client_speaks_bring_the_default_back() -> None:
+    # The daemon's frames were dropped on the way while its client was silent: less than
+    # two seconds of that is a loss the link recovers from, two seconds or more a way in
+    # that closes during the silence.
+    driver = EngineDriver()
+    alice = logged_in(driver, "alice", ALICE, via=ALICE)
+    bob = logged_in(driver, "bob", BOB, via=None)
+    alice.settle()  # bob's arrival, acknowledged: nothing in flight to her
+    bob.send(wire.Say(text="are you there?", cid="b1"))
+    sent = driver.now  # alice's copy is in flight from now
+    driver.inbox.pop(ALICE, None)
+    driver.advance(sent + 1.5 - driver.now)
+    ping_unheard(driver, alice)
+    assert alice.session.direct and driver.engine.stats["keepalives_shortened"] == 0
+    driver.advance(sent + 3.0 - driver.now)
+    ping_unheard(driver, alice)
+    assert not alice.session.direct and alice.session.idle_timeout == 45.0
+    assert driver.engine.stats["keepalives_shortened"] == 1
+
+
+def test_an_idle_timeout_under_three_seconds_gets_the_shortest_keepalive_there_is() -> None:
+    # A third of it would be under a second, which no client takes (`Interval`).
+    driver = EngineDriver(ServerConfig(idle_timeout=2.0))
+    alice = logged_in(driver, "alice", ALICE, via=None)
+    (welcome,) = alice.of_type(wire.Welcome)
+    assert welcome.keepalive == 1.0
+    assert alice.connection.keepalive == 1.0
+
+
+def moved_back_to_the_default(driver: EngineDriver) -> Peer:
+    """Alice, direct for a while, moves: her session is held to the default keepalive."""
+    alice = logged_in(driver, "alice", ALICE, via=ALICE)
+    live(driver, alice, 30)
+    alice.address = ("10.0.0.9", 50000)
+    alice.send()
+    alice.settle()
+    assert not alice.session.direct and alice.session.validated
+    return alice
+
+
+def test_a_session_back_to_the_default_keepalive_is_closed_after_the_default_silence() -> None:
+    driver = EngineDriver()
+    alice = moved_back_to_the_default(driver)
+    heard = alice.session.last_heard
+    driver.advance(heard + 44.0 - driver.now)
+    assert alice.sid in driver.engine.sessions
+    driver.advance(2.0)
+    assert alice.sid not in driver.engine.sessions  # 45 s of silence, not the 180 s
+
+
+def test_a_session_back_to_the_default_keepalive_is_given_up_after_the_default_time() -> None:
+    # What is sent to it goes unacknowledged, and its client keeps pinging: it is given up
+    # after the link's usual 20 s, not the 80 s a direct session is allowed.
+    driver = EngineDriver()
+    alice = moved_back_to_the_default(driver)
+    bob = logged_in(driver, "bob", BOB, via=None)
+    bob.send(wire.Say(text="are you there?", cid="b1"))
+    driver.inbox.pop(alice.address, None)
+    for _second in range(30):
+        driver.advance(1.0)
+        if alice.sid not in driver.engine.sessions:
+            break
+        ping_unheard(driver, alice)
+    assert alice.sid not in driver.engine.sessions
+
+
+def test_a_login_refused_after_its_check_waited_may_be_tried_again_on_its_channel() -> None:
+    # The check outlasted the channel's time to log in: the refusal still leaves the
+    # client time to send the right password, not a second.
+    driver = EngineDriver()
+    driver.add_account("alice", PASSWORD)
+    driver.auto_hash = False
+    alice = Peer(driver, None, address=ALICE)  # a channel, to send a login on by hand
+    alice.send(wire.Login(name="alice", password="not the password"))
+    live(driver, alice, 12)  # past its 10 s to log in, the check still waiting its turn
+    driver.finish_hashing()
+    alice.poll()
+    assert [f.code for f in alice.of_type(wire.ErrorFrame)] == ["wrong_password"]
+    driver.advance(3.0)
+    assert alice.sid in driver.engine.sessions
+    driver.auto_hash = True
+    alice.send(wire.Login(name="alice", password=PASSWORD))
+    assert alice.of_type(wire.Welcome)
