@@ -10,6 +10,7 @@ from trio_chat import wire
 from trio_chat.engine import Address, ServerConfig
 from trio_chat.errors import TooManySessions
 from trio_chat.reliability import Link, LinkConfig
+from trio_chat.secure import initiate
 from trio_chat.testing.driver import EngineDriver, Peer
 from trio_chat.testing.links import plain_seal
 
@@ -138,6 +139,7 @@ def test_a_session_moving_onto_a_full_address_is_ended_not_counted_in() -> None:
     mover.settle()
     assert sid not in driver.engine.sessions
     assert driver.engine.stats["migrations_refused"] == 1
+    assert driver.engine.stats["migrations"] == 0  # it never moved
     # Its goodbye went where it was last proven to be: a client still there (the move
     # was an attacker's) is told why at once, rather than left to time out.
     mover.address = ("10.0.3.2", 1)
@@ -234,3 +236,75 @@ def test_just_under_the_daemons_total_nobody_is_closed_and_one_frame_more_closes
     driver.advance(1.5)
     assert gappy.sid not in sessions and other.sid in sessions
     assert driver.engine.stats["memory_closed"] == 1
+
+
+def test_a_session_that_moved_counts_against_its_new_address_once_proven() -> None:
+    # It leaves the old address's count and joins the new one's: a client cannot hold
+    # more than the cap at one address by opening its sessions elsewhere and moving them.
+    driver = EngineDriver(ServerConfig(max_sessions_per_address=1))
+    driver.add_account("mover", "mover-password")
+    mover = Peer(driver, "mover", "mover-password", ("10.0.8.1", 1))
+    mover.address = ("10.0.8.2", 1)
+    mover.send()  # from its new address, answering the challenge
+    mover.settle()
+    assert mover.session.address == ("10.0.8.2", 1) and mover.session.validated
+
+    def opened(port: int, ip: str = "10.0.8.2") -> Peer:
+        peer = Peer(driver, None, address=(ip, port))
+        if peer.connection.failure is None:  # not refused at once: its first record
+            peer.send()
+        return peer
+
+    assert isinstance(opened(2).connection.failure, TooManySessions)
+    freed = opened(2, "10.0.8.1")
+    assert freed.connection.failure is None and freed.sid in driver.engine.sessions
+    # Ended, it frees its place at the new address, and nothing more.
+    mover.send(wire.Logout())
+    assert opened(3).connection.failure is None
+    assert isinstance(opened(4).connection.failure, TooManySessions)
+
+
+def test_networks_whose_channels_are_all_gone_are_not_remembered() -> None:
+    # Spoofed INITs from many networks, never answered, and sessions that ended: the
+    # daemon's counts of each network's channels keep no entry for a network with none.
+    driver = EngineDriver()
+    driver.add_account("alice", "alice-password")
+    for n in range(50):
+        init = initiate(driver.server_key, 5000 + n)
+        driver.receive(init.datagram(), (f"10.9.{n}.1", 1))
+    peers = [Peer(driver, "alice", "alice-password", (f"10.10.{n}.1", 1)) for n in range(5)]
+    transport = driver.engine.transport
+    assert len(transport._waiting_per_ip) == 50
+    assert all(f"10.10.{n}.1" in transport._per_ip for n in range(5))
+    for peer in peers:
+        peer.send(wire.Logout())
+    driver.advance(driver.engine.config.login_timeout + 1.0)  # the strangers' time is up
+    assert transport.unproven == 0
+    assert transport._waiting_per_ip == {}
+    assert not any(str(network).startswith("10.10.") for network in transport._per_ip)
+
+
+def test_a_new_port_at_a_full_address_keeps_the_session() -> None:
+    # A NAT that gives the client another port: the session stays where it is counted.
+    driver = EngineDriver(ServerConfig(max_sessions_per_address=1))
+    driver.add_account("alice", "alice-password")
+    alice = Peer(driver, "alice", "alice-password", ("10.0.3.5", 1))
+    sid = alice.sid
+    alice.address = ("10.0.3.5", 2)
+    alice.send()
+    alice.settle()
+    assert sid in driver.engine.sessions and alice.session.address == ("10.0.3.5", 2)
+    assert alice.session.validated
+    assert driver.engine.stats["migrations_refused"] == 0
+
+
+def test_a_channel_that_moves_before_its_first_record_leaves_nothing_waiting() -> None:
+    driver = EngineDriver()
+    transport = driver.engine.transport
+    skipper = Peer(driver, None, address=("10.0.6.1", 1))  # its handshake done, no record yet
+    assert transport.unproven == 1 and transport.waiting_from(("10.0.6.1", 1)) == 1
+    skipper.address = ("10.0.7.1", 1)
+    skipper.send()
+    skipper.settle()
+    assert skipper.session.address == ("10.0.7.1", 1) and skipper.session.validated
+    assert transport.unproven == 0 and transport.waiting_from(("10.0.6.1", 1)) == 0
