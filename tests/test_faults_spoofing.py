@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from trio_chat import ConnectionLost, connect, register, wire
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.engine import Address, ServerConfig, ServerEngine
+from trio_chat.errors import TooManySessions
 from trio_chat.secure import DaemonKeys, Initiation, initiate, reset_token
 from trio_chat.testing.attacks import (
     SILENT_KINDS,
@@ -546,3 +547,58 @@ def test_one_address_holds_few_half_open_channels_and_a_spoofer_cannot_use_them_
         driver.receive(init.datagram(), (victim_ip, 1000 + port))
     victim = Peer(driver, "victim", PASSWORD, (victim_ip, 5000))  # it echoes the cookie
     assert victim.connection.connected
+
+
+def test_a_channel_whose_cookie_proved_its_address_leaves_those_waiting_counted() -> None:
+    # Counted against its address's cap at once, it never was one of the channels that
+    # wait for a first record: when its own comes, it must not make room for another
+    # `INIT` without a cookie.
+    driver = EngineDriver(ServerConfig(unproven_per_address=2))
+    driver.add_account("victim", PASSWORD)
+    ip = "10.66.3.1"
+    for port in range(2):  # spoofed, never answered: the address's cookie-free allowance
+        driver.receive(initiate(driver.server_key, 9100 + port).datagram(), (ip, 1000 + port))
+    transport = driver.engine.transport
+    assert transport.waiting_from((ip, 1)) == 2
+    victim = Peer(driver, "victim", PASSWORD, (ip, 5000))  # it echoes the cookie
+    assert victim.connection.connected
+    assert transport.waiting_from((ip, 1)) == 2
+    (answer,) = driver.receive(initiate(driver.server_key, 9200).datagram(), (ip, 2000))
+    assert answer[0] == wire.RETRY
+
+
+def test_a_lost_challenge_comes_back_for_a_bare_acknowledgement_too() -> None:
+    driver, alice, _bob = two_peers()
+    session = driver.engine.sessions[alice.sid]
+    alice.address = ELSEWHERE
+    alice.link.send(wire.encode(wire.Ping()))
+    for datagram in alice.link.datagrams_to_send(driver.now):
+        driver.receive(datagram, ELSEWHERE)
+    driver.advance(0.5)
+    driver.inbox.pop(ELSEWHERE, None)  # the challenge is lost on its way
+    assert session.challenge is not None and not session.link.extra  # it was sent
+    # A record from the new address with no frame in it: an acknowledgement, nothing to
+    # answer but the challenge, which must come again.
+    channel = alice.connection._channel
+    assert channel is not None
+    alice.link._pn += 1
+    replies = driver.receive(channel.seal(alice.link._pn, b'{"ack":0}'), ELSEWHERE)
+    assert replies
+    alice.take(replies)
+    alice.send()  # with the response
+    assert session.validated
+
+
+def test_channels_opened_together_from_one_address_are_held_to_its_cap_as_they_prove_it() -> None:
+    # Neither is counted until its first record; the one whose record comes second finds
+    # the address full, and is ended.
+    driver = EngineDriver(ServerConfig(max_sessions_per_address=1))
+    first = Peer(driver, None, address=("10.66.4.1", 1))  # its handshake done, no record yet
+    second = Peer(driver, None, address=("10.66.4.1", 2))
+    first.send()
+    second.send()
+    second.settle()
+    assert first.sid in driver.engine.sessions
+    assert second.sid not in driver.engine.sessions
+    assert driver.engine.stats["refused_when_proven"] == 1
+    assert isinstance(second.connection.failure, TooManySessions)
