@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 
 import pytest
 
-from trio_chat import secure, wire
+from trio_chat import noise, secure, wire
 from trio_chat.client_protocol import Ids
 from trio_chat.engine import Address, LoadHistory, Persist, ServerConfig, ServerEngine
 from trio_chat.engine.chat import UNMARKED_MOST
@@ -1267,3 +1268,113 @@ def test_the_time_a_daemon_could_not_run_is_not_taken_for_a_refused_message_give
     alice.send(wire.Say(text="third", cid="c3"))
     bob.poll()
     assert [m.text for m in bob.of_type(wire.Msg)] == ["first", "second", "third"]
+
+
+def test_an_ended_session_lets_go_of_its_keys_once_it_is_forgotten() -> None:
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    channel = alice.session.channel
+    keys = [channel._send._key, channel._receive._key]
+    alice.send(wire.Logout())
+    assert alice.sid not in h.engine.sessions
+    assert all(key in noise._recent for key in keys)  # its logout may come again
+    h.advance(h.engine.config.ended_session_memory + 1.0)
+    assert not any(key in noise._recent for key in keys)
+
+
+def test_as_many_ended_sessions_are_remembered_as_addresses_are_tracked() -> None:
+    h = EngineHarness(ServerConfig(tracked_addresses=2))
+    peers = [logged_in(h, (f"10.0.9.{n}", 1), f"user{n}") for n in range(3)]
+    channels = [peer.connection._channel for peer in peers]
+    for peer in peers[:2]:
+        peer.send(wire.Logout())
+
+    pns = itertools.count(10_000)
+
+    def answers(n: int) -> list[type]:
+        channel = channels[n]
+        assert channel is not None
+        record = channel.seal(next(pns), b'{"frames":[[1,{"t":"ping"}]]}')
+        return [
+            wire.parse_datagram_untrusted(d).__class__ for d in h.receive(record, peers[n].address)
+        ]
+
+    assert wire.Reset not in answers(0) + answers(1)  # two remembered, their last words again
+    peers[2].send(wire.Logout())
+    assert answers(0) == [wire.Reset]  # the third forgets the oldest
+    assert wire.Reset not in answers(1) + answers(2)
+
+
+def test_a_logout_sent_again_from_another_address_gets_nothing_anywhere() -> None:
+    # Its last words go only to a record from where the session was: one from elsewhere
+    # would have the daemon send them to an address that did not ask.
+    h = EngineHarness()
+    alice = logged_in(h, ALICE, "alice")
+    channel = alice.connection._channel
+    assert channel is not None
+    alice.send(wire.Logout())
+    assert alice.sid not in h.engine.sessions
+    h.sent.clear()
+    h.receive(channel.seal(9999, b'{"frames":[[9,{"t":"logout"}]]}'), BOB)
+    assert h.sent == []
+    assert h.engine.stats["ended_sessions"] == 1
+
+
+def test_a_channel_kept_after_it_ended_puts_off_no_other_sessions_timer() -> None:
+    driver = EngineDriver()
+    for name in ("alice", "bob"):
+        driver.add_account(name)
+    alice = Peer(driver, "alice", address=ALICE)
+    bob = Peer(driver, "bob", address=BOB)
+    alice.settle()
+    bob.connection.logout()
+    bob.settle()  # its channel is kept 30 s
+    alice.connection.say("hello")
+    for data in alice.connection.datagrams_to_send(driver.now):
+        driver.receive(data, ALICE)  # the daemon's answer is lost: it is sent again soon
+    due = alice.session.timer_at
+    assert due is not None and due < driver.now + 5
+    assert driver.engine.transport.next_timer() == due
+
+
+def test_a_name_being_registered_is_taken_for_another_registration_meanwhile() -> None:
+    h = EngineHarness(commit=False)
+    h.auto_hash = False
+    first = Peer(h, None, address=ALICE)
+    first.send(wire.Register(rid="r1", name="alice", password=PASSWORD))
+    other = Peer(h, None, address=BOB)  # another client, another `rid`, the same name
+    seq = other.send(wire.Register(rid="r2", name="alice", password=PASSWORD))
+    refused = answer(other, seq)
+    assert isinstance(refused, wire.ErrorFrame) and refused.code == "name_taken"
+    assert refused.message == "The name 'alice' is taken; choose another."
+    h.finish_hashing()
+    h.commit_held()
+    first.poll()
+    assert [registered.name for registered in first.of_type(wire.Registered)] == ["alice"]
+    assert other.of_type(wire.Registered) == []
+
+
+def test_a_channel_whose_registration_is_answered_on_another_is_closed_in_its_time() -> None:
+    h = EngineHarness(commit=False)
+    h.auto_hash = False
+    first = Peer(h, None, address=ALICE)
+    request = wire.Register(rid="r1", name="alice", password=PASSWORD)
+    first.send(request)
+    again = Peer(h, None, address=ALICE)  # its client lost the first channel
+    again.send(request)  # the answer is to come here now
+    h.advance(h.engine.config.login_timeout + 1.0)
+    assert first.sid not in h.engine.sessions  # nothing of its own under way
+    assert again.sid in h.engine.sessions
+
+
+def test_a_name_whose_account_the_disk_refused_is_free_again() -> None:
+    h = EngineHarness()
+    h.auto_commit = False
+    first = Peer(h, None, address=ALICE)
+    first.send(wire.Register(rid="r1", name="alice", password=PASSWORD))
+    (op,) = h.uncommitted
+    h.uncommitted = []
+    h.engine.failed(op)
+    h.pump()
+    h.auto_commit = True
+    assert isinstance(register(h, BOB, "alice"), wire.Registered)
