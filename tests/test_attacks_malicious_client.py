@@ -354,3 +354,29 @@ def test_the_last_datagrams_kept_for_ended_sessions_are_bounded_in_bytes(
         first.seal(10_000, b'{"frames":[[1,{"t":"ping"}]]}'), ("10.6.6.10", 6666)
     )
     assert [wire.parse_datagram_untrusted(data).__class__ for data in answer] == [wire.Reset]
+
+
+def test_records_from_the_old_address_earn_the_victims_address_nothing() -> None:
+    """Mallory moves her session to the victim's address, then sends big records from her
+    own with older packet numbers (they do not move it back): what came from her address
+    is not counted as having come from the victim's."""
+    driver, _alice, mallory = room()
+    bob = Peer(driver, "bob", address=BOB)
+    for n in range(60):
+        bob.send(wire.Say(text=f"{n} {LONG}", cid=f"b{n}"))
+    mallory.settle()
+    channel = mallory.connection._channel
+    assert channel is not None
+    link = mallory.link
+    older = link._pn + 1
+    link._pn += 20  # packet numbers kept back, to be sent after the move
+    link.send(wire.encode(wire.HistoryRequest(limit=100)))
+    for record in link.datagrams_to_send(driver.now):
+        driver.receive(record, VICTIM)
+    session = driver.engine.sessions[mallory.sid]
+    assert session.address == VICTIM and not session.validated
+    for pn in range(older, older + 20):
+        driver.receive(channel.seal(pn, b'{"ack":0' + b" " * 1100 + b"}"), MALLORY)
+        assert session.address == VICTIM
+        assert driver.sent_to[VICTIM] <= 3 * driver.received_from[VICTIM]
+    assert driver.sent_to[VICTIM] > 0

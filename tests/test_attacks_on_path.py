@@ -23,7 +23,7 @@ import trio
 from trio_chat import PublicMessage, connect, register, wire
 from trio_chat.client_protocol import ClientConnection
 from trio_chat.engine import ServerConfig, ServerEngine
-from trio_chat.engine.notes import LoggedIn
+from trio_chat.engine.notes import AddressChanged, LoggedIn
 from trio_chat.secure import SecureError, respond
 from trio_chat.testing.attacks import (
     TO_DAEMON,
@@ -404,3 +404,12 @@ def test_a_forged_response_does_not_spoil_the_real_one() -> None:
             for answer in driver.receive(data, ("10.71.0.1", 1)):
                 client.receive_datagram(answer, driver.now)
     assert client.connected and client.failure is None
+
+
+def test_a_session_moved_by_a_raced_record_is_in_the_operators_log() -> None:
+    # Whoever moved it, the operator is told where a logged-in session went, and from where.
+    driver, alice, _bob = two_peers()
+    alice.link.send(wire.encode(wire.Ping()))
+    (record,) = alice.link.datagrams_to_send(driver.now)
+    driver.receive(record, MALLORY)  # raced ahead from the attacker's address
+    assert driver.engine.take_notes() == [AddressChanged("alice", ALICE, MALLORY)]
