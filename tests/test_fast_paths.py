@@ -416,3 +416,19 @@ def test_after_a_send_that_raised_the_next_turn_sends_the_rest_once() -> None:
         if any(isinstance(f, wire.Msg) and f.text == "hello, room" for f in p.frames)
     ]
     assert len(got) == len(receivers)
+
+
+def test_a_link_that_failed_in_a_flush_whose_send_raised_is_ended_at_the_next_turn() -> None:
+    h, receivers, _alice = _room(3 * SEND_EARLY)
+    engine = h.engine
+    engine.room.broadcast(wire.encode(wire.Unsaid(id=1)))  # every copy queued
+    gone = receivers[-1]
+    gone.session.link.failure = "unresponsive"  # found as its copy is flushed
+
+    def failing(datagrams: list[tuple[bytes, Address]]) -> None:
+        raise RuntimeError("the socket's send failed")
+
+    with pytest.raises(RuntimeError):
+        engine.send_due(h.now, h.wall, failing)
+    h.pump()  # the next turn, no time passing
+    assert gone.sid not in engine.sessions
