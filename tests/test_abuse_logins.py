@@ -10,7 +10,7 @@ from typing import Any
 
 from trio_chat import wire
 from trio_chat.engine import Address, CheckPassword, ServerConfig
-from trio_chat.errors import Throttled, WrongPassword
+from trio_chat.errors import Throttled, TooManySessions, WrongPassword
 from trio_chat.testing.driver import EngineDriver, Peer
 
 ATTACKER = "10.6.0.1"
@@ -406,3 +406,38 @@ def login_code_from(h: EngineDriver, address: Address, password: str) -> tuple[s
     if isinstance(answer, wire.ErrorFrame):
         return answer.code, answer.retry_after
     return "welcome", None
+
+
+def test_names_that_could_be_mistaken_for_an_account_count_as_lookups_too() -> None:
+    h = driver(alice=False, register_burst=1)
+    h.auto_hash = True
+    h.add_account("alice", "a-password")
+    codes = []
+    for n in range(4):
+        answer = h.request(wire.Register(rid=f"c{n}", name="aIice", password="a-password"), PROBER)
+        codes.append(answer.code if isinstance(answer, wire.ErrorFrame) else "registered")
+    assert codes == ["name_taken"] * 3 + ["too_many_registrations"]
+
+
+def test_a_login_to_an_account_at_its_cap_is_refused_before_a_check_is_spent() -> None:
+    h = driver(max_sessions_per_account=1)
+    h.auto_hash = True
+    Peer(h, "alice", "alice-password", OWNER)
+    checks = h.hashes_done
+    extra = Peer(h, "alice", "alice-password", ("10.9.9.10", 1))
+    assert isinstance(extra.connection.failure, TooManySessions)
+    assert h.hashes_done == checks
+
+
+def test_a_channel_whose_login_was_refused_is_closed_when_its_time_to_log_in_is_up() -> None:
+    # A guess answered `wrong_password` leaves nothing under way: one guess a channel does
+    # not keep channels open for good.
+    h = driver()
+    h.auto_hash = True
+    guesser = Peer(h, None, address=(ATTACKER, 1))  # a channel, kept open after the guess
+    seq = guesser.send(wire.Login(name="alice", password="not-her-password"))
+    (refused,) = [f for f in guesser.frames if getattr(f, "re", None) == seq]
+    assert isinstance(refused, wire.ErrorFrame) and refused.code == "wrong_password"
+    assert guesser.sid in h.engine.sessions
+    h.advance(h.engine.config.login_timeout + 1.0)
+    assert guesser.sid not in h.engine.sessions

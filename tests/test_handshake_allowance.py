@@ -215,3 +215,22 @@ def test_a_client_whose_resent_init_goes_unanswered_is_told_the_daemon_is_unreac
         peer.connection.datagrams_to_send(driver.now)  # sent, and lost
     failure = peer.connection.failure
     assert failure is not None and failure.code == "unreachable"
+
+
+def test_inits_that_do_not_decrypt_but_echo_a_cookie_spend_the_allowance() -> None:
+    # Sent from the address for sure (the cookie says so), each cost a key exchange: it is
+    # charged to the address as one that opened a channel would be.
+    config = ServerConfig(handshake_rate=1.0, handshake_burst=5, unproven_per_address=0)
+    driver = EngineDriver(config)  # a cookie is asked of every `INIT`
+    other_key = DaemonKeys.generate().public
+    kinds = []
+    for n in range(8):
+        init = initiate(other_key, 6000 + n)
+        (answer,) = driver.receive(init.datagram(), (ATTACKER, 1))
+        retry = wire.parse_datagram_untrusted(answer)
+        assert isinstance(retry, wire.Retry)
+        init.cookie = retry.cookie
+        (answer,) = driver.receive(init.datagram(), (ATTACKER, 1))
+        kinds.append(kind_of(answer))
+    assert kinds == ["KEY"] * 5 + ["REFUSED"] * 3
+    assert driver.engine.stats["bad_handshakes"] == 5
