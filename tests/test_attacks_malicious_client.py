@@ -22,6 +22,7 @@ from trio_chat import wire
 from trio_chat.engine import ServerConfig
 from trio_chat.engine import sessions as sessions_module
 from trio_chat.engine.notes import LoggedIn
+from trio_chat.errors import TooManySessions
 from trio_chat.records import Snapshot
 from trio_chat.secure import (
     TICKET_AD,
@@ -380,3 +381,21 @@ def test_records_from_the_old_address_earn_the_victims_address_nothing() -> None
         assert session.address == VICTIM
         assert driver.sent_to[VICTIM] <= 3 * driver.received_from[VICTIM]
     assert driver.sent_to[VICTIM] > 0
+
+
+def test_a_login_replaces_only_a_session_of_its_own_account() -> None:
+    """At her account's cap, Mallory logs in again naming Alice's session as the lost one
+    it replaces: it is not hers, so nothing of Alice's ends and the cap holds. Naming her
+    own, the login gets in and her old session ends."""
+    driver, alice, mallory = room(ServerConfig(message_burst=1000, max_sessions_per_account=1))
+    other = Peer(driver, "mallory", address=("10.6.6.7", 1), login=False)
+    other.connection._replaces = alice.sid
+    other.login()
+    assert isinstance(other.connection.failure, TooManySessions)
+    assert alice.sid in driver.engine.sessions
+    back = Peer(driver, "mallory", address=("10.6.6.8", 1), login=False)
+    back.connection._replaces = mallory.sid
+    back.login()
+    assert back.connection.connected
+    assert mallory.sid not in driver.engine.sessions
+    assert alice.sid in driver.engine.sessions
