@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from trio_chat import wire
+from trio_chat import noise, wire
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.engine import core
 from trio_chat.engine.core import NEW_PASSWORD, REMOVED
@@ -317,3 +317,17 @@ def test_a_welcome_that_does_not_say_whether_the_account_is_muted_changes_nothin
     monkeypatch.setattr(core, "wire", Older())
     restarted(sim, "alice")
     assert mute_notices(sim.events["alice"]) == [(MUTED_NOTICE, True)] and alice.muted
+
+
+def test_kicked_sessions_kept_longer_keep_no_other_ended_session_past_its_time() -> None:
+    # The kicked are remembered for minutes, apart: a session that ended as usual after
+    # them is still let go of after its 30 s, keys and all.
+    driver, _alice, _laptop, bob = room()
+    assert driver.engine.remove("alice", driver.now, driver.wall) == 2
+    driver.pump()
+    channel = bob.session.channel
+    keys = [channel._send._key, channel._receive._key]
+    bob.send(wire.Logout())
+    assert all(key in noise._recent for key in keys)  # its logout may come again
+    driver.advance(31.0)
+    assert not any(key in noise._recent for key in keys)
