@@ -714,3 +714,17 @@ def test_the_bans_behave_as_a_list_of_them_looked_through_would(
             assert bans.covering(name, WALL + value) == widest_first
         ends = [math.inf if ban.until is None else unix_time(ban.until) for ban in model.values()]
         assert bans.next_end == min(ends, default=math.inf)
+
+
+def test_the_name_of_a_registration_banned_while_hashed_is_free_again() -> None:
+    driver = EngineDriver(auto_hash=False)
+    mallory = Peer(driver, None, address=("203.0.113.5", 1))
+    mallory.connection.register("mallory", PASSWORD)
+    mallory.flush()
+    driver.engine.change_bans(BanSet("203.0.113.0/24", True, iso_time(driver.wall)))
+    driver.pump()
+    driver.finish_hashing()
+    driver.pump()
+    driver.auto_hash = True
+    driver.add_account("mallory", address=("198.51.100.5", 1))  # from elsewhere
+    assert [a.name for a in driver.stored_accounts()] == ["mallory"]
