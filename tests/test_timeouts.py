@@ -1,0 +1,58 @@
+"""The suite's timeout (`timeout` in pyproject.toml, pytest-timeout): a test that never
+ends fails, and the tests after it run as usual."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+STUCK = """
+import pytest
+import trio
+
+
+@pytest.mark.timeout(1)
+async def test_waits_for_good():
+    await trio.sleep_forever()
+
+
+@pytest.mark.timeout(1)
+async def test_never_yields():
+    while True:
+        pass
+
+
+async def test_a_trio_test_after_them():
+    await trio.sleep(0)
+
+
+def test_a_plain_test_after_them():
+    pass
+"""
+
+
+def test_a_trio_test_past_its_timeout_fails_alone_and_the_next_ones_run(tmp_path: Path) -> None:
+    # pytest-timeout's own way raises inside Trio's scheduler, which then never ends its
+    # run: every later Trio test failed with "Attempted to call run() from inside a run()".
+    (tmp_path / "pytest.ini").write_text("[pytest]\ntrio_mode = true\n")
+    (tmp_path / "conftest.py").write_text("from tests.conftest import *  # the suite's hooks\n")
+    (tmp_path / "test_stuck.py").write_text(textwrap.dedent(STUCK))
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore", "-rA"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = run.stdout
+    assert "FAILED test_stuck.py::test_waits_for_good - Failed: Timeout (>1.0s)" in out, out
+    assert "FAILED test_stuck.py::test_never_yields - Failed: Timeout (>1.0s)" in out, out
+    assert "PASSED test_stuck.py::test_a_trio_test_after_them" in out, out
+    assert "PASSED test_stuck.py::test_a_plain_test_after_them" in out, out
