@@ -149,13 +149,19 @@ def test_a_session_moving_onto_a_full_address_is_ended_not_counted_in() -> None:
     assert crowded[0].session.address[0] == "10.0.3.1"
 
 
-def test_frames_held_out_of_order_count_toward_the_daemons_total() -> None:
+def _gappy_and_other() -> tuple[EngineDriver, Peer, Peer]:
+    """A daemon whose sessions may hold 3,000 bytes in all, and two people in it."""
     config = ServerConfig(message_burst=10_000, idle_timeout=1000.0, max_queued_bytes=3_000)
     driver = EngineDriver(config)
     for name in ("gappy", "other"):
         driver.add_account(name, f"{name}-password")
     gappy = Peer(driver, "gappy", "gappy-password", ("10.0.3.1", 1))
     other = Peer(driver, "other", "other-password", ("10.0.3.2", 1))
+    return driver, gappy, other
+
+
+def test_frames_held_out_of_order_count_toward_the_daemons_total() -> None:
+    driver, gappy, other = _gappy_and_other()
     # Each say in a datagram of its own; the first never arrives, so the daemon holds the
     # others, waiting for the gap to fill (the client is never told to send it again).
     for n in range(10):
@@ -203,12 +209,7 @@ def test_sessions_moved_to_an_address_that_never_answers_still_count_where_they_
 def test_just_under_the_daemons_total_nobody_is_closed_and_one_frame_more_closes_its_holder() -> (
     None
 ):
-    config = ServerConfig(message_burst=10_000, idle_timeout=1000.0, max_queued_bytes=3_000)
-    driver = EngineDriver(config)
-    for name in ("gappy", "other"):
-        driver.add_account(name, f"{name}-password")
-    gappy = Peer(driver, "gappy", "gappy-password", ("10.0.3.1", 1))
-    other = Peer(driver, "other", "other-password", ("10.0.3.2", 1))
+    driver, gappy, other = _gappy_and_other()
     driver.advance(1.5)
     sessions = driver.engine.sessions
     sent = 0

@@ -58,6 +58,13 @@ def room(config: ServerConfig | None = None) -> tuple[EngineDriver, Peer, Peer]:
     return driver, alice, mallory
 
 
+def _long_history(driver: EngineDriver, messages: int = 60) -> None:
+    """Bob says `messages` long ones: a history a small request asks much of."""
+    bob = Peer(driver, "bob", address=BOB)
+    for n in range(messages):
+        bob.send(wire.Say(text=f"{n} {LONG}", cid=f"b{n}"))
+
+
 def test_records_under_another_sessions_index_are_dropped_and_change_nothing() -> None:
     driver, alice, mallory = room()
     engine = driver.engine
@@ -243,9 +250,7 @@ def test_a_stolen_ticket_cannot_be_renewed_past_its_24_hours_by_resuming() -> No
 def test_moving_a_session_to_a_victim_sends_it_at_most_three_times_what_came_from_it() -> None:
     driver, _alice, mallory = room()
     engine = driver.engine
-    bob = Peer(driver, "bob", address=BOB)
-    for n in range(60):  # a long history, for a small request to ask for
-        bob.send(wire.Say(text=f"{n} {LONG}", cid=f"b{n}"))
+    _long_history(driver)
     mallory.settle()
     delivered_to_mallory = driver.sent_to[MALLORY]
     # Mallory asks for 100 long messages, in a record forged to come from the victim.
@@ -276,9 +281,7 @@ def test_moving_a_session_to_a_victim_sends_it_at_most_three_times_what_came_fro
 def test_a_session_parked_at_a_victim_that_never_acknowledges_is_given_up() -> None:
     driver, _alice, mallory = room()
     engine = driver.engine
-    bob = Peer(driver, "bob", address=BOB)
-    for n in range(30):
-        bob.send(wire.Say(text=f"{n} {LONG}", cid=f"b{n}"))
+    _long_history(driver, 30)
     mallory.link.send(wire.encode(wire.HistoryRequest(limit=100)))
     for record in mallory.link.datagrams_to_send(driver.now):
         driver.receive(record, VICTIM)
@@ -305,9 +308,7 @@ def test_a_session_that_logs_out_from_a_victim_is_not_sent_again_beyond_its_budg
     30 s, to send again to a logout sent again. Small records of the ended channel "from"
     the victim still get it no more than three times what came from it."""
     driver, _alice, mallory = room()
-    bob = Peer(driver, "bob", address=BOB)
-    for n in range(60):
-        bob.send(wire.Say(text=f"{n} {LONG}", cid=f"b{n}"))
+    _long_history(driver)
     mallory.settle()
     channel = mallory.connection._channel
     assert channel is not None
@@ -336,9 +337,7 @@ def test_the_last_datagrams_kept_for_ended_sessions_are_bounded_in_bytes(
     forgotten, and a record of a forgotten one is answered `RESET`."""
     monkeypatch.setattr(sessions_module, "FAREWELL_BYTES", 10_000)
     driver, _alice, _mallory = room()
-    bob = Peer(driver, "bob", address=BOB)
-    for n in range(60):
-        bob.send(wire.Say(text=f"{n} {LONG}", cid=f"b{n}"))
+    _long_history(driver)
     channels = []
     for k in range(6):
         reader = Peer(driver, "mallory", address=(f"10.6.6.{k + 10}", 6666))
@@ -362,9 +361,7 @@ def test_records_from_the_old_address_earn_the_victims_address_nothing() -> None
     own with older packet numbers (they do not move it back): what came from her address
     is not counted as having come from the victim's."""
     driver, _alice, mallory = room()
-    bob = Peer(driver, "bob", address=BOB)
-    for n in range(60):
-        bob.send(wire.Say(text=f"{n} {LONG}", cid=f"b{n}"))
+    _long_history(driver)
     mallory.settle()
     channel = mallory.connection._channel
     assert channel is not None

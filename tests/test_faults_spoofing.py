@@ -297,13 +297,20 @@ def test_an_older_record_from_another_address_does_not_move_the_session() -> Non
     assert engine.stats["bad_records"] == 1
 
 
-def test_a_wrong_challenge_response_does_not_prove_the_new_address() -> None:
-    driver, alice, _bob = two_peers()
-    engine = driver.engine
+def _pings_from_elsewhere(driver: EngineDriver, alice: Peer) -> None:
+    """Alice's next record, a ping, comes from `ELSEWHERE`: the daemon moves her session
+    there and challenges the new address; its answers are left unread (a challenge lost,
+    unless the test reads it from `driver.sent`)."""
     alice.address = ELSEWHERE
     alice.link.send(wire.encode(wire.Ping()))
     for datagram in alice.link.datagrams_to_send(driver.now):
         driver.receive(datagram, ELSEWHERE)
+
+
+def test_a_wrong_challenge_response_does_not_prove_the_new_address() -> None:
+    driver, alice, _bob = two_peers()
+    engine = driver.engine
+    _pings_from_elsewhere(driver, alice)  # what the daemon answers there is not read
     challenge = engine.sessions[alice.sid].challenge
     assert challenge is not None
     for wrong in ("not-the-challenge", challenge[:-1], challenge + "x", challenge.upper()):
@@ -320,10 +327,7 @@ def test_a_wrong_challenge_response_does_not_prove_the_new_address() -> None:
 def test_a_lost_challenge_is_sent_again_until_the_new_address_answers() -> None:
     driver, alice, bob = two_peers()
     session = driver.engine.sessions[alice.sid]
-    alice.address = ELSEWHERE
-    alice.link.send(wire.encode(wire.Ping()))
-    for datagram in alice.link.datagrams_to_send(driver.now):
-        driver.receive(datagram, ELSEWHERE)  # the challenge is lost on its way
+    _pings_from_elsewhere(driver, alice)  # what the daemon answers there is not read
     bob.send(wire.Say(text=LONG, cid="long"))  # a frame bigger than the budget is queued
     driver.now += 1.0
     alice.send()  # one small keepalive: the challenge must come back, ahead of the frame
@@ -337,10 +341,7 @@ def test_a_lost_challenge_is_sent_again_until_the_new_address_answers() -> None:
 def test_an_unproven_path_with_too_little_budget_does_not_spin_the_timers() -> None:
     driver, alice, bob = two_peers()
     engine = driver.engine
-    alice.address = ELSEWHERE
-    alice.link.send(wire.encode(wire.Ping()))
-    for datagram in alice.link.datagrams_to_send(driver.now):
-        driver.receive(datagram, ELSEWHERE)  # the challenge is lost on its way
+    _pings_from_elsewhere(driver, alice)  # what the daemon answers there is not read
     bob.send(wire.Say(text=LONG, cid="long"))  # too big for what the new path has earned
     alice.link.send(wire.encode(wire.Ping()))  # an ack is now owed to the new address
     for datagram in alice.link.datagrams_to_send(driver.now):
@@ -366,10 +367,7 @@ def test_an_unproven_path_with_its_budget_spent_sets_its_probe_timer_aside() -> 
     link = session.link
     bob.send(wire.Say(text="in flight", cid="f1"))  # to alice's old address: unacknowledged
     driver.inbox.pop(ALICE, None)
-    alice.address = ELSEWHERE
-    alice.link.send(wire.encode(wire.Ping()))
-    for datagram in alice.link.datagrams_to_send(driver.now):
-        driver.receive(datagram, ELSEWHERE)  # the challenge is lost on its way
+    _pings_from_elsewhere(driver, alice)  # what the daemon answers there is not read
     assert not session.validated and link.next_timer() is not None
     session.bytes_out = engine.config.amplification_factor * session.bytes_in  # all spent
     engine.transport.touch(session)
@@ -570,10 +568,7 @@ def test_a_channel_whose_cookie_proved_its_address_leaves_those_waiting_counted(
 def test_a_lost_challenge_comes_back_for_a_bare_acknowledgement_too() -> None:
     driver, alice, _bob = two_peers()
     session = driver.engine.sessions[alice.sid]
-    alice.address = ELSEWHERE
-    alice.link.send(wire.encode(wire.Ping()))
-    for datagram in alice.link.datagrams_to_send(driver.now):
-        driver.receive(datagram, ELSEWHERE)
+    _pings_from_elsewhere(driver, alice)  # what the daemon answers there is not read
     driver.advance(0.5)
     driver.inbox.pop(ELSEWHERE, None)  # the challenge is lost on its way
     assert session.challenge is not None and not session.link.extra  # it was sent
