@@ -4,10 +4,13 @@ ends fails, and the tests after it run as usual."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,9 +39,14 @@ def test_a_plain_test_after_them():
 """
 
 
-def test_a_trio_test_past_its_timeout_fails_alone_and_the_next_ones_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ctrl_c", ["taken", "ignored"])
+def test_a_trio_test_past_its_timeout_fails_alone_and_the_next_ones_run(
+    tmp_path: Path, ctrl_c: str
+) -> None:
     # pytest-timeout's own way raises inside Trio's scheduler, which then never ends its
     # run: every later Trio test failed with "Attempted to call run() from inside a run()".
+    # A run started in the background (`command &`) ignores Ctrl-C: the same holds there.
+    disposition = signal.SIG_IGN if ctrl_c == "ignored" else signal.SIG_DFL
     (tmp_path / "pytest.ini").write_text("[pytest]\ntrio_mode = true\n")
     (tmp_path / "conftest.py").write_text("from tests.conftest import *  # the suite's hooks\n")
     (tmp_path / "test_stuck.py").write_text(textwrap.dedent(STUCK))
@@ -50,6 +58,7 @@ def test_a_trio_test_past_its_timeout_fails_alone_and_the_next_ones_run(tmp_path
         capture_output=True,
         text=True,
         timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, disposition),  # kept across exec
     )
     out = run.stdout
     assert "FAILED test_stuck.py::test_waits_for_good - Failed: Timeout (>1.0s)" in out, out

@@ -29,7 +29,8 @@ taken after all (a task that ignores cancellation)."""
 def _trio_stops_it() -> bool:
     """A Trio run is under way in this thread, with its own Ctrl-C handler installed."""
     return trio.lowlevel.in_trio_run() and (
-        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        signal.getsignal(signal.SIGINT)
+        not in (signal.default_int_handler, signal.SIG_IGN, signal.SIG_DFL)
     )
 
 
@@ -52,9 +53,17 @@ def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
         signal.setitimer(signal.ITIMER_REAL, UNWIND_GRACE)
         signal.raise_signal(signal.SIGINT)
 
+    # A run started in the background ignores Ctrl-C, and Trio then installs no handler of
+    # its own: for the test's time, Ctrl-C is Python's, so that Trio takes it over.
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def cancel() -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     item.cancel_timeout = cancel  # type: ignore[attr-defined]  # what pytest-timeout calls
     signal.signal(signal.SIGALRM, expired)
