@@ -24,9 +24,11 @@ from trio_chat.engine import sessions as sessions_module
 from trio_chat.engine.notes import LoggedIn
 from trio_chat.errors import TooManySessions
 from trio_chat.records import Snapshot
+from trio_chat.reliability import Link
 from trio_chat.secure import (
     TICKET_AD,
     TICKET_NONCE_BYTES,
+    Channel,
     DaemonKeys,
     Ticket,
     Tickets,
@@ -63,6 +65,15 @@ def _long_history(driver: EngineDriver, messages: int = 60) -> None:
     bob = Peer(driver, "bob", address=BOB)
     for n in range(messages):
         bob.send(wire.Say(text=f"{n} {LONG}", cid=f"b{n}"))
+
+
+def _settled_after_a_long_history(driver: EngineDriver, mallory: Peer) -> tuple[Channel, Link]:
+    """`_long_history`, taken in by mallory: her channel and her link."""
+    _long_history(driver)
+    mallory.settle()
+    channel = mallory.connection._channel
+    assert channel is not None
+    return channel, mallory.link
 
 
 def test_records_under_another_sessions_index_are_dropped_and_change_nothing() -> None:
@@ -308,11 +319,7 @@ def test_a_session_that_logs_out_from_a_victim_is_not_sent_again_beyond_its_budg
     30 s, to send again to a logout sent again. Small records of the ended channel "from"
     the victim still get it no more than three times what came from it."""
     driver, _alice, mallory = room()
-    _long_history(driver)
-    mallory.settle()
-    channel = mallory.connection._channel
-    assert channel is not None
-    link = mallory.link
+    channel, link = _settled_after_a_long_history(driver, mallory)
     link.send(wire.encode(wire.HistoryRequest(limit=100)))
     for record in link.datagrams_to_send(driver.now):
         driver.receive(record, MALLORY)  # at home: the history comes, and is not acknowledged
@@ -361,11 +368,7 @@ def test_records_from_the_old_address_earn_the_victims_address_nothing() -> None
     own with older packet numbers (they do not move it back): what came from her address
     is not counted as having come from the victim's."""
     driver, _alice, mallory = room()
-    _long_history(driver)
-    mallory.settle()
-    channel = mallory.connection._channel
-    assert channel is not None
-    link = mallory.link
+    channel, link = _settled_after_a_long_history(driver, mallory)
     older = link._pn + 1
     link._pn += 20  # packet numbers kept back, to be sent after the move
     link.send(wire.encode(wire.HistoryRequest(limit=100)))

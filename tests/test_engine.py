@@ -673,8 +673,9 @@ def test_an_undecodable_frame_gets_an_error_and_the_session_goes_on() -> None:
     assert len(alice.of_type(wire.Ok)) == 1
 
 
-def test_resuming_with_since_sends_exactly_what_was_missed() -> None:
-    h = EngineHarness()
+def _bob_back_after_missing_three(h: EngineDriver) -> tuple[int, Peer]:
+    """Bob sees alice's first message, leaves, misses her next three, and logs in again
+    from the newest he saw: that id, and his new session."""
     alice = logged_in(h, ALICE, "alice")
     bob = logged_in(h, BOB, "bob")
     alice.send(wire.Say(text="seen", cid="c0"))
@@ -682,7 +683,12 @@ def test_resuming_with_since_sends_exactly_what_was_missed() -> None:
     bob.send(wire.Logout())
     for n in range(3):
         alice.send(wire.Say(text=f"missed {n}", cid=f"c{n + 1}"))
-    again = Peer(h, "bob", address=("127.0.0.1", 40006), since=seen)
+    return seen, Peer(h, "bob", address=("127.0.0.1", 40006), since=seen)
+
+
+def test_resuming_with_since_sends_exactly_what_was_missed() -> None:
+    h = EngineHarness()
+    seen, again = _bob_back_after_missing_three(h)
     assert [m.text for m in again.of_type(wire.Msg)] == ["missed 0", "missed 1", "missed 2"]
     assert again.of_type(wire.Ready) == [wire.Ready(count=3, more=False, upto=seen + 3)]
 
@@ -1093,14 +1099,7 @@ def test_a_resume_past_its_limit_is_shown_the_newest_and_told_more_was_left_out(
     """Public messages and private ones each: the newest `resume_limit` of them, and
     `more`, so that the client pages back for the rest."""
     h = EngineHarness(ServerConfig(resume_limit=2))
-    alice = logged_in(h, ALICE, "alice")
-    bob = logged_in(h, BOB, "bob")
-    alice.send(wire.Say(text="seen", cid="c0"))
-    seen = [m.id for m in bob.poll() if isinstance(m, wire.Msg)][-1]
-    bob.send(wire.Logout())
-    for n in range(3):
-        alice.send(wire.Say(text=f"missed {n}", cid=f"c{n + 1}"))
-    again = Peer(h, "bob", address=("127.0.0.1", 40006), since=seen)
+    seen, again = _bob_back_after_missing_three(h)
     assert [m.text for m in again.of_type(wire.Msg)] == ["missed 1", "missed 2"]
     assert again.of_type(wire.Ready) == [wire.Ready(count=2, more=True, upto=seen + 3)]
 

@@ -201,15 +201,21 @@ def test_a_history_read_while_a_message_is_removed_is_still_a_whole_page() -> No
     assert receipt.done and [m.text for m in receipt.result] == ["m1", "m2", "m3"]
 
 
-def test_a_removed_message_sent_again_is_answered_and_said_removed() -> None:
-    # Its `ok` lost, its client sends it again after the operator removed it: answered
-    # (not stored anew), and told it is removed, else its client shows it again.
+def _spam_said_and_removed() -> tuple[EngineDriver, Peer, Message]:
+    """Alice says spam in a room with bob, and the operator removes it."""
     driver, (alice, _bob) = _room("alice", "bob")
     alice.connection.say("buy cheap watches")
     alice.settle()
     spam = driver.stored_messages()[-1]
     driver.engine.remove_message(MessageRemoval(spam.id))
     driver.pump()
+    return driver, alice, spam
+
+
+def test_a_removed_message_sent_again_is_answered_and_said_removed() -> None:
+    # Its `ok` lost, its client sends it again after the operator removed it: answered
+    # (not stored anew), and told it is removed, else its client shows it again.
+    driver, alice, spam = _spam_said_and_removed()
     alice.settle()
     assert spam.cid is not None
     handle = alice.request(wire.Say(text=spam.text, cid=spam.cid))
@@ -228,12 +234,7 @@ def test_a_removed_message_sent_again_after_a_restart_is_answered_and_said_remov
     """The restarted daemon no longer has it in memory: the store refuses the resend as
     a copy and hands back what it holds, a removed message with no text. Its `ok` comes
     with its `unsaid` all the same."""
-    driver, (alice, _bob) = _room("alice", "bob")
-    alice.connection.say("buy cheap watches")
-    alice.settle()
-    spam = driver.stored_messages()[-1]
-    driver.engine.remove_message(MessageRemoval(spam.id))
-    driver.pump()
+    driver, _alice, spam = _spam_said_and_removed()
     accounts = driver.stored_accounts()
     restarted = EngineDriver(
         snapshot=Snapshot(

@@ -197,9 +197,13 @@ async def held_in_the_thread(persistence: Persistence, disk: HeldWrites) -> None
     await trio.to_thread.run_sync(disk.writing.wait, 10)
 
 
-async def test_the_loop_commits_nothing_while_a_commit_is_in_the_thread(tmp_path: Path) -> None:
-    """The loop's pause is over, but the commit sent to the thread has not finished: the
-    next one waits for it rather than commit on the loop ahead of it (out of order)."""
+@asynccontextmanager
+async def commit_held_in_the_thread(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Persistence, HeldWrites, Clock, Reports]]:
+    """Persistence running, with message 10's commit begun in the worker thread and held
+    (`held_in_the_thread`) until the test lets it go; at the end it is closed, then let go
+    (`run` is shielded: a failure in the test must not hang)."""
     persistence, disk, clock, reports = setup(tmp_path, HeldWrites)
     assert isinstance(disk, HeldWrites)
     with trio.fail_after(10):
@@ -207,14 +211,21 @@ async def test_the_loop_commits_nothing_while_a_commit_is_in_the_thread(tmp_path
             await nursery.start(persistence.run)
             try:
                 await held_in_the_thread(persistence, disk)
-                clock.now += THREADED_AT_LEAST + SLOW_COMMIT  # the loop may try again
-                persistence.add(message(11, 1))
-                assert not persistence.commit_here()  # not while the thread's commit runs
-                disk.let_go.set()
-                await reports.until(3 + SLOW_IN_A_ROW)
+                yield persistence, disk, clock, reports
             finally:
+                persistence.close()
                 disk.let_go.set()
-                persistence.close()  # `run` is shielded: a failure above must not hang
+
+
+async def test_the_loop_commits_nothing_while_a_commit_is_in_the_thread(tmp_path: Path) -> None:
+    """The loop's pause is over, but the commit sent to the thread has not finished: the
+    next one waits for it rather than commit on the loop ahead of it (out of order)."""
+    async with commit_held_in_the_thread(tmp_path) as (persistence, disk, clock, reports):
+        clock.now += THREADED_AT_LEAST + SLOW_COMMIT  # the loop may try again
+        persistence.add(message(11, 1))
+        assert not persistence.commit_here()  # not while the thread's commit runs
+        disk.let_go.set()
+        await reports.until(3 + SLOW_IN_A_ROW)
     ids = [1, *range(1, 1 + SLOW_IN_A_ROW), 10, 11]
     assert [getattr(op, "id", None) for op in reports.committed] == ids
 
@@ -224,18 +235,9 @@ async def test_closing_while_a_commit_is_in_the_thread_commits_what_was_queued_m
 ) -> None:
     """The daemon stops while a slow disk's commit is in the thread: what was added in
     the meantime (the last turns' messages, delivery marks) is committed too."""
-    persistence, disk, _clock, reports = setup(tmp_path, HeldWrites)
-    assert isinstance(disk, HeldWrites)
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(persistence.run)
-            try:
-                await held_in_the_thread(persistence, disk)
-                persistence.add(message(11, 1))
-                assert not persistence.commit_here()
-            finally:
-                persistence.close()
-                disk.let_go.set()
+    async with commit_held_in_the_thread(tmp_path) as (persistence, disk, _clock, reports):
+        persistence.add(message(11, 1))
+        assert not persistence.commit_here()
     ids = [1, *range(1, 1 + SLOW_IN_A_ROW), 10, 11]
     assert [getattr(op, "id", None) for op in reports.committed] == ids
     assert [m.id for m in disk.inner.history(1, None, 100)] == ids[1:]

@@ -248,7 +248,9 @@ def test_the_probe_timeout_backs_off_and_resets_on_an_ack() -> None:
     assert deadline is not None and deadline - (now + 0.004) == pytest.approx(sender.pto)
 
 
-def test_a_frame_is_declared_lost_by_the_time_threshold() -> None:
+def _second_of_two_arrives() -> tuple[Link, Link, float]:
+    """A link with a 10 ms RTT sends two frames in two datagrams; only the second arrives
+    (5 ms later): the two links, and when the two were sent."""
     sender, receiver = Link(plain_seal), Link(plain_seal)
     now = 0.0
     for _ in range(10):
@@ -256,7 +258,12 @@ def test_a_frame_is_declared_lost_by_the_time_threshold() -> None:
     sender.send(frame(1, pad=900))
     sender.send(frame(2, pad=900))
     _first, second = sender.datagrams_to_send(now)
-    feed(receiver, second, now + 0.005)  # only the second arrives
+    feed(receiver, second, now + 0.005)
+    return sender, receiver, now
+
+
+def test_a_frame_is_declared_lost_by_the_time_threshold() -> None:
+    sender, receiver, now = _second_of_two_arrives()  # only the second arrives
     (ack,) = receiver.datagrams_to_send(now + 0.005)
     feed(sender, ack, now + 0.010)
     # One frame later is not enough for the packet threshold; 9/8 RTT after it was sent,
@@ -787,14 +794,7 @@ def test_a_probe_carries_a_lost_frame_once() -> None:
 def test_a_resent_frame_is_found_lost_by_when_it_was_resent() -> None:
     """The time threshold counts from a frame's latest transmission: a frame resent a
     moment ago is not lost again because a frame sent after it was acknowledged."""
-    sender, receiver = Link(plain_seal), Link(plain_seal)
-    now = 0.0
-    for _ in range(10):
-        now = exchange(sender, receiver, now, rtt=0.010)
-    sender.send(frame(1, pad=900))
-    sender.send(frame(2, pad=900))
-    _first, second = sender.datagrams_to_send(now)
-    feed(receiver, second, now + 0.005)
+    sender, receiver, now = _second_of_two_arrives()
     (ack,) = receiver.datagrams_to_send(now + 0.005)
     feed(sender, ack, now + 0.010)
     deadline = sender.next_timer()
