@@ -340,13 +340,18 @@ def test_what_is_wrong_in_the_password_dialog_is_said_at_the_field_to_fix(
     assert [description(field) for field in (dialog.current, dialog.new, dialog.repeat)] == [""] * 3
 
 
-def test_when_the_session_ends_the_keyboard_is_left_in_the_conversation(qtbot: QtBot) -> None:
-    """The message line, which had the focus, is disabled: the conversation gets it (to read
-    what happened), not nothing; signed in again, the message line has it back."""
+@pytest.mark.parametrize("holder", ["message line", "people list"])
+def test_when_the_session_ends_the_keyboard_is_left_in_the_conversation(
+    qtbot: QtBot, holder: str
+) -> None:
+    """The message line or the people list, whichever had the focus, is disabled: the
+    conversation gets it (to read what happened), not nothing or the tab bar; signed in
+    again, the message line has it back."""
     window = a_window(qtbot)
+    window.set_online(["alice", "bob"])
     window.activateWindow()
     assert QTest.qWaitForWindowActive(window)
-    window.composer.editor.setFocus()
+    (window.composer.editor if holder == "message line" else window.people).setFocus()
     window.set_link(Link.LOST, "Your account was removed.")
     assert not window.composer.editor.isEnabled()
     view = window.view("")

@@ -780,6 +780,7 @@ class RoomWindow(QMainWindow):
         elif link is Link.CONNECTED and previous is Link.RECONNECTING:
             self.note(f"Connected to {where} again.", aloud=True)
         elif link is Link.LOST and previous is not Link.LOST:
+            had_keyboard = self.focusWidget()
             self.note(f"The session has ended: {safe(reason)}", style=rows.Style.ERROR, aloud=True)
             self.note("Sign in again (Chat › Sign in again, Ctrl+R) to go on.", aloud=True)
             self.composer.setEnabled(False)
@@ -789,11 +790,12 @@ class RoomWindow(QMainWindow):
                 self._password.close()
             self.people.setEnabled(False)
             self._show_name(self._conversations[self.current_key])
-            # The message line had the focus, and disabled it gives it to nothing: the
-            # keyboard (and a screen reader) would be nowhere. The conversation can still
-            # be read, scrolled and copied from, until Ctrl+R.
+            # The message line or the people list had the focus, and disabled they give
+            # it to nothing or to the tab bar: the keyboard (and a screen reader) would be
+            # nowhere useful. The conversation can still be read, scrolled and copied
+            # from, until Ctrl+R.
             view = self.view(self.current_key)
-            if view is not None and self.focusWidget() in (None, self.composer.editor):
+            if view is not None and had_keyboard in (None, self.composer.editor, self.people):
                 view.setFocus(Qt.FocusReason.OtherFocusReason)
         self._show_people()
         self._show_link()
