@@ -1315,6 +1315,7 @@ async def test_signing_in_again_and_closing_at_once_ends_the_program(
                 dialog.reject()  # the attempt stops; back to the ended room
                 await trio.testing.wait_all_tasks_blocked()
                 assert not dialog.isVisible() and dialog.sign_in_button.isEnabled()
+                await until(lambda: QApplication.activeWindow() is window, "the room active")
             finally:
                 process.send_signal(signal.SIGCONT)
             assert app.window is window and window.isVisible()

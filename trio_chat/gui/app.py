@@ -114,6 +114,10 @@ class GuiApp:
                             self._signing_in = False
                             dialog.set_busy(False)
                         dialog.hide()
+                        # The dialog has no parent: the room's window takes the keyboard
+                        # back itself, not whichever window the desktop picks.
+                        self.window.raise_()
+                        self.window.activateWindow()
                         continue
                     if self._signing_in:
                         continue
