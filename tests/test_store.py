@@ -29,7 +29,7 @@ from trio_chat.records import (
     StoreOp,
 )
 from trio_chat.store import SqliteStore, log_bytes
-from trio_chat.store_files import StorageError
+from trio_chat.store_files import DatabaseInUse, StorageError
 from trio_chat.store_schema import MIGRATIONS, SCHEMA_VERSION
 
 
@@ -56,6 +56,10 @@ def test_a_new_database_is_private_versioned_and_in_wal_mode(tmp_path: Path) -> 
     store.write([account(1, "alice")])
     wal = path.with_name("chat.db-wal")
     assert wal.exists() and wal.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700  # the folder made for it, too
+    # A commit is on the disk once acknowledged, a power cut after it too: FULL (2) syncs
+    # the log at every commit, not only at checkpoints.
+    assert store._db.execute("PRAGMA synchronous").fetchone() == (2,)
     store.close()
     assert path.stat().st_mode & 0o777 == 0o600
     with sqlite3.connect(path) as db:
@@ -162,6 +166,29 @@ def test_a_file_system_that_cannot_lock_still_serves_and_says_so(
         store.close()
     (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
     assert "cannot lock the database" in warning.getMessage()
+
+
+def test_a_second_store_on_one_database_is_refused_until_the_first_closes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    first = SqliteStore.open(path)
+    with pytest.raises(DatabaseInUse, match="another trio-chat daemon"):
+        SqliteStore.open(path)
+    assert first.write([account(1, "alice")]) == []  # the refused one took nothing from it
+    first.close()
+    second = SqliteStore.open(path)
+    assert [a.name for a in second.load(window=10).accounts] == ["alice"]
+    second.close()
+
+
+def test_a_message_from_or_to_no_account_is_refused(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "chat.db")
+    store.write([account(1, "alice")])
+    from_nobody, to_nobody = message(1, 9), message(2, 1, recipient=2)
+    assert store.write([from_nobody, to_nobody, message(3, 1)]) == [from_nobody, to_nobody]
+    assert [m.id for m in store.load(window=10).recent] == [3]
+    store.close()
 
 
 def test_one_bad_write_does_not_sink_the_rest_of_its_batch(tmp_path: Path) -> None:
