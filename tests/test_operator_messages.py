@@ -20,6 +20,7 @@ from pytestqt.qtbot import QtBot
 from typer.testing import CliRunner
 
 import trio_chat
+import trio_chat.store as store_module
 from trio_chat import wire
 from trio_chat.cli import ExitCode
 from trio_chat.cli import app as cli_app
@@ -88,6 +89,22 @@ def test_a_removed_message_is_kept_as_a_mark_and_left_out_of_every_history(
         # Marked with the newest message stored then, for clients that come back.
         assert db.execute("SELECT text, removed FROM messages WHERE id = 11").fetchone() == ("", 13)
     db.close()
+
+
+def test_a_start_loads_the_latest_removals_each_marked_once_oldest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that had seen up to a removal's mark is told of it when it comes back."""
+    monkeypatch.setattr(store_module, "REMOVALS_LOADED", 2)
+    store = _stored(tmp_path / "chat.db")
+    store.write([MessageRemoval(11)])  # marked 13, the newest then
+    store.write([Message(14, TS, 2, "bob", "more", cid="c5"), MessageRemoval(13)])
+    store.write([MessageRemoval(10)])
+    store.write([MessageRemoval(11)])  # removed already: its mark stays
+    snapshot = store.load(window=10)
+    assert snapshot.removals == [(14, 10), (14, 13)]  # the latest two, not 11's
+    assert [m.id for m in snapshot.recent] == [12, 14]
+    store.close()
 
 
 def test_an_old_database_is_read_once_a_daemon_upgraded_it(tmp_path: Path) -> None:

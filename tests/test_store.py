@@ -191,6 +191,23 @@ def test_a_message_from_or_to_no_account_is_refused(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_start_loads_the_newest_messages_and_the_mailboxes_in_order_and_numbers_on(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore.open(tmp_path / "chat.db")
+    empty = store.load(window=10)
+    assert (empty.next_message_id, empty.stored_up_to, empty.next_account_id) == (1, 0, 1)
+    store.write([account(1, "alice"), account(2, "bob")])
+    store.write([message(1, 1), message(2, 1, recipient=2), message(3, 1, recipient=2)])
+    store.write([message(4, 2)])
+    snapshot = store.load(window=2)
+    assert [m.id for m in snapshot.recent] == [3, 4]
+    assert [m.id for m in snapshot.undelivered] == [2, 3]  # bob's, in the order written
+    numbers = (snapshot.next_message_id, snapshot.stored_up_to, snapshot.next_account_id)
+    assert numbers == (5, 4, 3)
+    store.close()
+
+
 def test_one_bad_write_does_not_sink_the_rest_of_its_batch(tmp_path: Path) -> None:
     store = SqliteStore.open(tmp_path / "chat.db")
     duplicate = account(3, "alice")
