@@ -208,6 +208,22 @@ def test_a_start_loads_the_newest_messages_and_the_mailboxes_in_order_and_number
     store.close()
 
 
+def test_an_account_is_found_by_its_name_key_and_listed_with_its_mail_waiting(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore.open(tmp_path / "chat.db")
+    # rid: the request id its client sent, kept as sent (text, digits or not)
+    alice = Account(1, "Alice", "alice", "$argon2id$fake1", "2026-11-30T00:00:00.000Z", "0042")
+    store.write([alice, account(2, "bob")])
+    store.write([message(1, 2, recipient=1), message(2, 2, recipient=1)])
+    store.write([message(3, 1, recipient=1), message(4, 1, recipient=2)])  # 3: to herself
+    store.write([MarkDelivered((1,))])
+    assert store.account("alice") == alice
+    assert store.account("Alice") is None  # names are looked up by their key
+    assert [(a.name, waiting) for a, waiting in store.accounts()] == [("Alice", 1), ("bob", 1)]
+    store.close()
+
+
 def test_one_bad_write_does_not_sink_the_rest_of_its_batch(tmp_path: Path) -> None:
     store = SqliteStore.open(tmp_path / "chat.db")
     duplicate = account(3, "alice")
