@@ -224,6 +224,20 @@ def test_an_account_is_found_by_its_name_key_and_listed_with_its_mail_waiting(
     store.close()
 
 
+def test_a_write_into_a_database_moved_away_while_open_is_refused(tmp_path: Path) -> None:
+    """Written there, it would be lost when the daemon stops, though acknowledged."""
+    path = tmp_path / "chat.db"
+    store = SqliteStore.open(path)
+    store.write([account(1, "alice")])
+    os.rename(path, tmp_path / "moved.db")
+    with pytest.raises(StorageError, match="was removed or replaced while the daemon ran"):
+        store.write([account(2, "bob")])
+    os.rename(tmp_path / "moved.db", path)  # put back: written again
+    assert store.write([account(2, "bob")]) == []
+    assert [a.name for a in store.load(window=10).accounts] == ["alice", "bob"]
+    store.close()
+
+
 def test_one_bad_write_does_not_sink_the_rest_of_its_batch(tmp_path: Path) -> None:
     store = SqliteStore.open(tmp_path / "chat.db")
     duplicate = account(3, "alice")
@@ -251,6 +265,7 @@ def test_history_shows_public_messages_and_only_ones_own_private_ones(tmp_path: 
     assert [m.id for m in store.history(1, None, 10)] == [1, 2, 3, 5]
     assert [m.id for m in store.history(3, None, 10)] == [1, 4, 5]
     assert [m.id for m in store.history(2, 5, 2)] == [3, 4]
+    assert store.history(1, 0, 10) == []  # nothing is older than the first
     (private,) = [m for m in store.history(3, None, 10) if m.private]
     assert (private.sender, private.recipient) == ("carol", "bob")
     store.close()
@@ -310,10 +325,16 @@ def test_a_message_is_stored_once_per_sender_and_cid(tmp_path: Path) -> None:
     again = Message(9, "2026-11-30T01:00:00.000Z", 1, "alice", "again", cid=first.cid)
     bobs = Message(10, "2026-11-30T01:00:00.000Z", 2, "bob", "his own", cid=first.cid)
     assert store.write([again, bobs, message(11, 1)]) == [again]
+    store.write([Message(14, "2026-11-30T01:00:00.000Z", 2, "bob", "mine", cid="b-only")])
     assert store.sent(1, "c1") == first
     assert store.sent(2, "c1") == bobs
     assert store.sent(1, "unknown") is None
-    assert [m.id for m in store.load(window=10).recent] == [1, 10, 11]
+    assert store.sent(1, "c") is None  # the cid itself, not one after it
+    assert store.sent(1, "b-only") is None  # another's message is not its sender's copy
+    # A copy in a batch whose first message is new: only the copy is refused.
+    copy = Message(13, "2026-11-30T01:00:00.000Z", 1, "alice", "again", cid="c11")
+    assert store.write([message(12, 1), copy]) == [copy]
+    assert [m.id for m in store.load(window=10).recent] == [1, 10, 11, 12, 14]
     store.close()
 
 
@@ -359,7 +380,9 @@ def test_open_sessions_are_kept_until_they_end(tmp_path: Path) -> None:
         SessionOpened(7, "10.0.0.9", 6000),
         SessionOpened(8, "::1", 5001),
     ]
-    store.write([SessionClosed(7), SessionClosed(8), SessionClosed(9)])
+    store.write([SessionClosed(7)])
+    assert store.load(10).sessions == [SessionOpened(8, "::1", 5001)]
+    store.write([SessionClosed(8), SessionClosed(9)])
     assert store.load(10).sessions == []
     store.close()
 
