@@ -775,3 +775,28 @@ def test_a_ban_edited_by_hand_is_taken_as_its_network_or_left_out(
         BanRecord("10.0.0.1/32", "2026-01-01T00:00:00Z", "2026-02-01"),
     ]
     store.close()
+
+
+def test_a_ban_for_good_outlasts_a_later_one_that_ends_and_a_ban_ends_at_its_end(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    SqliteStore.open(path).close()
+    start, later, end = "2026-01-01T00:00:00Z", "2026-06-01T00:00:00Z", "2026-07-01T00:00:00Z"
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO bans VALUES (?, ?, ?)",
+            [
+                ("127.0.0.1/32", start, None),
+                ("127.0.0.1", later, end),
+                ("10.0.0.1/32", start, end),
+                ("10.0.0.1", later, end),  # ends with the first: the first counts
+            ],
+        )
+    db.close()
+    store = SqliteStore.open(path)
+    assert store.bans() == [BanRecord("127.0.0.1/32", start), BanRecord("10.0.0.1/32", start, end)]
+    # A change made at the very time a ban ends forgets it.
+    store.write([BanSet("192.0.2.0/24", False, changed=end)])
+    assert store.bans() == [BanRecord("127.0.0.1/32", start)]
+    store.close()
