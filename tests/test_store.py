@@ -445,9 +445,11 @@ def test_presizing_does_not_wait_for_another_writer(
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # holds the write lock
     statements: list[str] = []
+    (cache_size,) = store._db.execute("PRAGMA cache_size").fetchone()
     store._db.set_trace_callback(statements.append)
     store.presize_log()
     store._db.set_trace_callback(None)
+    assert store._db.execute("PRAGMA cache_size").fetchone() == (cache_size,)  # given back
     # No waiting out `busy_timeout` (5 s) for the lock: it is 0 while the log grows.
     assert statements.index("PRAGMA busy_timeout = 0") < statements.index("BEGIN IMMEDIATE")
     assert [r.getMessage() for r in caplog.records] == [
@@ -456,6 +458,25 @@ def test_presizing_does_not_wait_for_another_writer(
     assert store._db.execute("PRAGMA busy_timeout").fetchone() == (5000,)
     other.execute("ROLLBACK")
     other.close()
+    store.close()
+
+
+def test_a_log_that_cannot_be_synced_ahead_of_time_is_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore.open(tmp_path / "chat.db")
+
+    def failing(descriptor: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", failing)
+    store.presize_log()
+    monkeypatch.undo()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"could not grow the write-ahead log ahead of time ([Errno {errno.EIO}] "
+        f"{os.strerror(errno.EIO)})"
+    ]
+    store.write([account(1, "alice")])
     store.close()
 
 
@@ -616,6 +637,14 @@ def test_a_log_is_not_grown_on_a_disk_that_has_little_room(
         "the disk holding the database has 3072 KiB free: the write-ahead log grows as commits come"
     ]
     assert Path(f"{store.path}-wal").stat().st_size < 64 * 1024
+    # Nor with less than four times its size free (12 MiB, for a 4 MiB log).
+    caplog.clear()
+    monkeypatch.setattr(store_module, "free_bytes", lambda _path: 12 * 1024 * 1024)
+    store.presize_log()
+    assert [r.getMessage() for r in caplog.records] == [
+        "the disk holding the database has 12288 KiB free: the write-ahead log grows as "
+        "commits come"
+    ]
     store.write([account(1, "alice")])
     store.close()
 
