@@ -350,11 +350,20 @@ def test_a_version_3_database_keeps_copies_stored_twice_and_stores_no_more(
             "INSERT INTO accounts (id, name, key, password_hash, created)"
             " VALUES (1, 'alice', 'alice', '$argon2id$x', '2026-11-30T00:00:00.000Z')"
         )
+        db.execute(
+            "INSERT INTO accounts (id, name, key, password_hash, created)"
+            " VALUES (2, 'bob', 'bob', '$argon2id$y', '2026-11-30T00:00:00.000Z')"
+        )
         for n, cid in ((1, "a"), (2, "b"), (3, "a"), (4, None), (5, None)):
             db.execute(
                 "INSERT INTO messages (id, ts, sender_id, text, cid) VALUES (?, ?, 1, ?, ?)",
                 (n, f"2026-11-30T00:00:0{n}.000Z", f"text {n}", cid),
             )
+        # bob's own "a": no copy of alice's, it keeps its cid.
+        db.execute(
+            "INSERT INTO messages (id, ts, sender_id, text, cid)"
+            " VALUES (6, '2026-11-30T00:00:06.000Z', 2, 'his', 'a')"
+        )
         db.execute("PRAGMA user_version = 3")
     store = SqliteStore.open(path)
     assert [(m.id, m.cid) for m in store.load(window=10).recent] == [
@@ -363,9 +372,11 @@ def test_a_version_3_database_keeps_copies_stored_twice_and_stores_no_more(
         (3, None),
         (4, None),
         (5, None),
+        (6, "a"),
     ]
-    resent = Message(6, "2026-11-30T00:00:06.000Z", 1, "alice", "text 1", cid="a")
-    assert store.write([resent]) == [resent]
+    resent = Message(7, "2026-11-30T00:00:07.000Z", 1, "alice", "text 1", cid="a")
+    his = Message(8, "2026-11-30T00:00:08.000Z", 2, "bob", "his", cid="a")
+    assert store.write([resent, his]) == [resent, his]
     store.close()
 
 
