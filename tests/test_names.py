@@ -236,6 +236,8 @@ def test_latin_with_han_and_kana_bopomofo_or_hangul_is_highly_restrictive(name: 
         ("\u0458\u0307ана", "\u0307"),  # Cyrillic je with a dot
         ("a\u0301\u0301", "\u0301"),  # the same mark twice
         ("e\u0301\u0302\u0303\u0304\u0306", "\u0065"),  # five marks on one letter
+        ("\u0268\u0307", "\u0307"),  # i with a stroke has its dot: it hides another
+        ("\u0249\u0307a", "\u0307"),  # so has j with a stroke
     ],
 )
 def test_hidden_and_stacked_marks_are_refused(name: str, offender: str) -> None:

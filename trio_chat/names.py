@@ -624,9 +624,10 @@ def _check_marks(display: str, data: _Data) -> None:
 
 
 def _is_dotted(char: str, data: _Data) -> bool:
-    """Whether the letter (or the letter it looks like) already has a dot above."""
-    prototype = skeleton(char)
-    return bool(prototype) and ord(prototype[-1]) in data.soft_dotted
+    """Whether the letter (or the letter it looks like) already has a dot above: `ɨ` and
+    `ɉ`, whose prototypes are `i` and `j` under a stroke, as much as `і` and `ĳ`."""
+    letters = [part for part in skeleton(char) if not unicodedata.combining(part)]
+    return ord(char) in data.soft_dotted or (bool(letters) and ord(letters[-1]) in data.soft_dotted)
 
 
 def _check_digits(display: str) -> None:
