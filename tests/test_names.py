@@ -58,6 +58,8 @@ WELCOME = [
     "עברית",
     "x" * 32,
     "7",
+    "M\u0327aje\u013c",  # Marshallese M̧ajeļ: the cedilla (Inherited) goes with any script
+    "x\u0300\u0301\u0302\u0303",  # four marks on one letter, as many as one may hold
 ]
 
 # Letters UTS #39 leaves out of identifiers only for being of limited or uncommon use
@@ -131,6 +133,14 @@ def test_marks_of_limited_use_and_excluded_scripts_are_welcome(name: str) -> Non
     assert check_name(name) == name
 
 
+def test_a_name_typed_decomposed_is_measured_as_composed() -> None:
+    # 32 letters, but 42 code points as a keyboard that writes marks apart sends them.
+    name = "Nguyễn" * 5 + "Th"
+    typed = unicodedata.normalize("NFD", name)
+    assert len(typed) > rules.NAME_MAX_CHARS
+    assert check_name(typed) == name
+
+
 def test_fullwidth_letters_become_the_ascii_name() -> None:
     assert check_name("ａｌｉｃｅ") == "alice"
     assert check_name("ｕｓｅｒ＿４２") == "user_42"
@@ -153,7 +163,8 @@ def test_case_does_not_make_another_account() -> None:
 
 def test_name_key_is_the_one_stored_before() -> None:
     # Keys already on disk were NFKC, casefold, NFKC: they must not change.
-    for name in [*WELCOME, "ＡＢＣ", "ǅemal", "ﬁx"]:
+    # Case folding may leave a letter decomposed (U+01F0 folds to j + U+030C): NFKC again.
+    for name in [*WELCOME, "ＡＢＣ", "ǅemal", "ﬁx", "\u01f0ames", "J\u030cAMES"]:
         expected = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
         assert name_key(name) == expected
 
@@ -221,6 +232,12 @@ def test_mixed_scripts_are_refused(name: str, offender: str) -> None:
     assert u(offender) in error.message
 
 
+def test_a_mix_of_scripts_names_the_letter_that_cannot_go_with_the_other() -> None:
+    # Han goes with Hiragana and with Hangul; Hiragana and Hangul do not go together.
+    error = refusal("田中김さ")
+    assert f"{u('さ')} is Hiragana, but {u('김')} is Hangul" in error.message
+
+
 @pytest.mark.parametrize(
     "name", ["Tokyo東京", "さくらSakura", "ㄅㄆ中文abc", "Seoul서울", "漢字한글"]
 )
@@ -236,12 +253,18 @@ def test_latin_with_han_and_kana_bopomofo_or_hangul_is_highly_restrictive(name: 
         ("\u0458\u0307ана", "\u0307"),  # Cyrillic je with a dot
         ("a\u0301\u0301", "\u0301"),  # the same mark twice
         ("e\u0301\u0302\u0303\u0304\u0306", "\u0065"),  # five marks on one letter
+        ("\u00e9li\u0307se", "\u0307"),  # a mark above an earlier letter hides nothing here
         ("\u0268\u0307", "\u0307"),  # i with a stroke has its dot: it hides another
         ("\u0249\u0307a", "\u0307"),  # so has j with a stroke
     ],
 )
 def test_hidden_and_stacked_marks_are_refused(name: str, offender: str) -> None:
     assert u(offender) in refusal(name).message
+
+
+def test_a_dot_above_another_mark_on_i_is_seen() -> None:
+    # The acute takes the place of the i's own dot: a dot above it shows.
+    assert check_name("ki\u0301\u0307m") == "k\u00ed\u0307m"
 
 
 @pytest.mark.parametrize(
@@ -251,6 +274,7 @@ def test_hidden_and_stacked_marks_are_refused(name: str, offender: str) -> None:
         ("bob\u0358", "\u0358"),  # COMBINING DOT ABOVE RIGHT (Uncommon_Use): shows as bob
         ("bo\u1dcab", "\u1dca"),  # COMBINING LATIN SMALL LETTER R BELOW (Technical)
         ("\u05e9\u05b8\u05c1\u05dc\u05d5\u05b9\u05dd", "\u05c1"),  # שלום with points
+        ("\u05d3\u05b0\u05d1\u05d5\u05e8\u05d4", "\u05b0"),  # a sheva: not one Yiddish writes
         # Letters that are not Allowed for more than their rarity.
         ("\u0251lice", "\u0251"),  # Latin alpha (Technical)
         ("\u1f08\u03b8\u03b7\u03bd\u1fb6", "\u1f08"),  # polytonic Greek (Obsolete)
@@ -290,15 +314,17 @@ def test_the_bidi_rule_refuses_badly_bounded_right_to_left_names(name: str) -> N
         ("_", "start with a letter or a digit"),
         ("a b", "not spaces."),
         ("a\u00a0b", "not spaces such as U+00A0 NO-BREAK SPACE."),
-        ("alice!", "U+0021 EXCLAMATION MARK"),
+        ("alice!", "only letters, digits, '_', '-' and '.', not U+0021 EXCLAMATION MARK"),
+        ("alice+", "only letters, digits, '_', '-' and '.', not U+002B PLUS SIGN"),
         ("alice🙂", "U+1F642"),
-        ("a\x07", "U+0007 (a control character)"),
-        ("a\ud800", "U+D800 (a surrogate"),
+        ("a\x07", "cannot contain U+0007 (a control character)"),
+        ("a\ud800", "valid Unicode text, without U+D800 (a surrogate"),
         ("a\ue000", "U+E000 (a private-use character)"),
         ("a\U000e0fff", "U+E0FFF"),
         ("a\ufffe", "U+FFFE (not an assigned character)"),
         ("\u01c5emal!", "U+0021"),
         ("\u1f88", "U+1F88 GREEK CAPITAL LETTER ALPHA WITH PSILI AND PROSGEGRAMMENI"),
+        ("\u1fa8", "U+1FA8 GREEK CAPITAL LETTER OMEGA WITH PSILI AND PROSGEGRAMMENI"),
         ("\u1100", "U+1100 HANGUL CHOSEONG KIYEOK, a conjoining Hangul letter"),
         ("\ud55c\u1175", "U+1175 HANGUL JUNGSEONG I, a conjoining Hangul letter"),
         ("\u17a3", "which Unicode deprecates"),
@@ -325,6 +351,9 @@ def test_skeleton_follows_confusables_txt() -> None:
     assert skeleton("I") == skeleton("l") == skeleton("1")
     assert skeleton("a\u034fb") == skeleton("ab")  # default ignorables dropped
     assert skeleton("ѕсоре") == skeleton("scope")
+    assert skeleton("\xcd") == skeleton("\u013a")  # Í and ĺ: decomposed before the prototypes
+    # A prototype's marks are put in canonical order with the marks after them.
+    assert skeleton("\u0183\u0316") == skeleton("b\u0304\u0316") == skeleton("b\u0316\u0304")
 
 
 @pytest.mark.parametrize(
@@ -344,6 +373,12 @@ def test_skeleton_follows_confusables_txt() -> None:
         ("alice", "a\u034flice"),  # an old name stored before today's rules
         ("\u0130pek", "ipek"),  # İpek in lower case is i + U+0307, which shows as i
         ("ilker", "\u0130LKER"),
+        ("\u0130\u0323pek", "\u1ecbpek"),  # a dot below between the letter and the hidden dot
+        ("Íris", "ĺris"),  # a capital I with an acute, a small l with one
+        # Each casing a name is seen in: case folded (ß as ss), capitalised, title case.
+        ("Weißlich", "weissIich"),
+        ("alice.bob", "AIice.bob"),
+        ("alice.bob", "AIice.Bob"),
         # Marks stored before names could not hold them, which show as nothing or hardly.
         ("bob", "bob\u0358"),  # COMBINING DOT ABOVE RIGHT
         ("bob", "bo\u1dcab"),  # COMBINING LATIN SMALL LETTER R BELOW
@@ -394,12 +429,23 @@ def test_look_alikes_clash_whatever_their_case(existing: str, newcomer: str) -> 
         # signs and tone marks of limited use.
         ("ꦧꦝ", "ꦧꦸꦝꦶ"),  # Javanese Budi, with the vowel signs suku and wulu
         ("ߒߞߏ", "ߒߞߏ߫"),  # N'Ko, with a tone mark
+        # A dot above an i that an acute has taken the place of its own dot is seen.
+        ("kím", "ki\u0301\u0307m"),
+        # Names stored before today's rules: a spacing mark shows, whatever Unicode
+        # recommends; so does a mark on a letter no new name may hold.
+        ("ෆ", "ෆ\u0ddf"),  # SINHALA VOWEL SIGN GAYANUKITTA
+        ("\u0251lice", "\u0251\u0305lice"),  # Latin alpha with an overline
     ],
 )
 def test_different_names_do_not_clash(existing: str, newcomer: str) -> None:
     index = ConfusableIndex()
     index.add(existing, name_key(existing))
     assert index.clash(newcomer) is None
+
+
+def test_a_name_stored_starting_with_a_mark_has_keys() -> None:
+    # No new name may start with a mark; one stored before the rules still is compared.
+    assert confusable_keys("\u0301ab") == {"\u0301ab", "\u0301AB", "\u0301Ab"}
 
 
 def test_the_same_account_in_another_case_is_not_a_clash() -> None:
