@@ -1794,6 +1794,9 @@ def test_passwords_are_8_to_256_characters_after_nfc(password: str, code: str | 
         ("\x1f" * 83 + "aa", None),  # the last character a JSON string escapes
         ("\x1f" * 83 + "aaa", "text_too_long"),
         ("\x00\x1b\x7f", None),
+        ("\x00" * 83 + "aaa", "text_too_long"),  # NUL is escaped as six bytes too
+        ("\x0b" * 83 + "aaa", "text_too_long"),  # a vertical tab has no two-byte escape
+        ("\x7f" * 500, None),  # DEL is not escaped: one byte
     ],
 )
 def test_text_is_measured_as_the_body_of_a_json_string(text: str, code: str | None) -> None:
