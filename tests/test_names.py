@@ -392,6 +392,7 @@ def test_skeleton_follows_confusables_txt() -> None:
         ("שלום", "שָׁלוֹם"),
         ("שלום", "\u05e9\u0307\u05dc\u05d5\u05dd"),  # a dot above: a shin dot to the eye
         ("ܡܪܝܡ", "ܡܰܪܝܰܡ"),  # Maryam, with two pthaha
+        ("محمد", "محمْد"),  # a sukun, the last of the tashkil
     ],
 )
 def test_look_alikes_clash_whatever_their_case(existing: str, newcomer: str) -> None:
