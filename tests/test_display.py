@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import unicodedata
@@ -107,6 +108,29 @@ NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
         ("👩\u200d", "👩\\u200d"),  # a ZWJ joins to nothing at the end
         ("👩\u200d\u200b", "👩\\u200d\\u200b"),  # nor to something invisible
         ("note\ufff9hidden\ufffb 𓀀\U00013430𓀀", "note\\ufff9hidden\\ufffb 𓀀\\U00013430𓀀"),
+        # The last of each range: a paragraph separator, a low surrogate, a hieroglyph control.
+        ("one\u2029two \udfff 𓀀\U0001343f𓀀", "one\\u2029two \\udfff 𓀀\\U0001343f𓀀"),
+        # England's and Wales's flags are drawn too; a flag without its cancel tag is not.
+        (england := "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f", england),
+        (wales := "🏴\U000e0067\U000e0062\U000e0077\U000e006c\U000e0073\U000e007f", wales),
+        (
+            "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074 x",
+            "🏴\\U000e0067\\U000e0062\\U000e0073\\U000e0063\\U000e0074 x",
+        ),
+        ("🧑\u200d💻 🤷\u200d♀\ufe0f", "🧑\u200d💻 🤷\u200d♀\ufe0f"),  # emoji past U+1F5FF
+        (
+            "©\ufe0f 𠮷\U000e0100田",
+            "©\ufe0f 𠮷\U000e0100田",
+        ),  # the first pictograph; Han past U+FFFF
+        ("\ufe0f❤", "\\ufe0f❤"),  # at the start, a selector follows nothing (not the end)
+        ("blank \U0001d159 \U00016fe4", "blank \\U0001d159 \\U00016fe4"),  # not default-ignorable
+        ("᠐\u180b", "᠐\\u180b"),  # a Mongolian variant selector after a digit, not a letter
+        ("1\u200d\u094d", "1\\u200d\u094d"),  # a ZWJ before a virama after no letter
+        ("।\u200d ", "।\\u200d "),  # after a danda, which no joiner shapes
+        ("क\u200d.", "क\u200d."),  # a letter's joining form shown alone, in Devanagari too
+        ("ه\u200d\u200b", "ه\\u200d\\u200b"),  # a joining form before nothing visible
+        ("⠓\u2800\u2800\u2800⠺", "⠓\u2800\\u2800\u2800⠺"),  # Braille blanks one at a time
+        ("x \u2800⠺⠕", "x \u2800⠺⠕"),  # a blank cell before Braille
     ],
 )
 def test_safe_shows_controls_as_escapes(text: str, shown: str) -> None:
@@ -161,6 +185,8 @@ def test_names_and_text_from_others_are_escaped_in_every_line() -> None:
         joined_line(Joined(evil, NOW), "alice", NOW),
         left_line(Left(evil, NOW, "\x1b[2J"), "alice", NOW),
         names_line([evil, "alice"], "alice"),
+        display.notice_line("\x1b[2J from the server", NOW),
+        display.pending_line("\x1b[2J pasted", evil, "alice"),
     ]
     for line in lines:
         plain = to_plain(line)
@@ -183,6 +209,30 @@ def test_joiners_and_variation_selectors_in_a_name_are_escaped() -> None:
         assert "alice\\ufe0f" in to_plain(line)
     assert to_plain(lines[0]).endswith("hi \u2764\ufe0f")
     assert name_span("a\u200db\u200cc\ufe0e", "bob").text == "a\\u200db\\u200cc\\ufe0e"
+    # Even where message text keeps one (after a pictograph).
+    assert quoted("bob\u2764\ufe0f") == "'bob\u2764\\ufe0f'"
+    assert to_plain(names_line(["bob\u2764\ufe0f"], "alice")) == "Online (1): bob\u2764\\ufe0f"
+
+
+def test_json_escaped_writes_what_hides_as_json_escapes_of_the_same_text() -> None:
+    entry = json.dumps({"name": "a\u202eb\U000e0041c\ufe0f"}, ensure_ascii=False)
+    shown = display.json_escaped(entry)
+    assert shown == '{"name": "a\\u202eb\\udb40\\udc41c\\ufe0f"}'
+    assert json.loads(shown) == json.loads(entry)
+
+
+def test_a_name_no_account_can_have_is_told_in_one_sentence() -> None:
+    told_so = display.cannot_exist("\u0430lice")
+    assert told_so is not None
+    assert told_so.startswith(
+        "There is no account named '\u0430lice', and there cannot be: a name "
+    )
+    assert display.cannot_exist("alice") is None
+
+
+def test_ones_own_name_is_bold_in_any_case() -> None:
+    line = joined_line(Joined("Alice", NOW), "alice", NOW)
+    assert (f"1;{colour_of('alice')}", "Alice") in line
 
 
 def test_the_log_escapes_joiners_and_variation_selectors_in_names(
@@ -205,6 +255,7 @@ def test_without_colour_only_bold_and_dim_stay() -> None:
     time = stamp(NOW, NOW)
     assert to_ansi(line, colour=False) == f"\x1b[2m{time} \x1b[0m\x1b[1mbob\x1b[0m: hi"
     assert to_ansi(line) == f"\x1b[2m{time} \x1b[0m\x1b[1;{colour_of('bob')}mbob\x1b[0m: hi"
+    assert [display.uncoloured(f"1;{colour}") for colour in PALETTE] == ["1"] * len(PALETTE)
 
 
 def test_join_and_leave_lines() -> None:
@@ -336,6 +387,8 @@ def test_ones_own_name_in_someone_elses_message_is_marked() -> None:
         ("さくら", "さくらさん", ["さくら"]),
         ("김철수", "김철수님 안녕", ["김철수"]),
         ("张伟", "zhang张伟", []),
+        ("bob", "你好bob", []),  # nor a name in other letters after them
+        ("bob", "cafe\u0301bob", []),  # after a letter's accent written apart: one word
         # Its last letter with a vowel sign, in writing without spaces as in any other:
         # `สมุด` (a notebook) is not Som, and marking would split `มุ` in two.
         ("สม", "สมุด", []),
@@ -348,6 +401,9 @@ def test_ones_own_name_in_someone_elses_message_is_marked() -> None:
         ("José", "jose and josé\u0301", []),
         ("Strass", "STRASSE, straß!", ["straß"]),
         ("가", "각 가", ["가"]),
+        ("alice", "hi \U0001d400\U0001d40b\U0001d408\U0001d402\U0001d404!", ["𝐀𝐋𝐈𝐂𝐄"]),  # bold
+        # A name kept from before the rules, as `safe` shows it in a message.
+        ("bob\u200b", "hi bob\\u200b!", ["bob\\u200b"]),
     ],
 )
 def test_a_name_is_marked_where_it_stands_alone(me: str, text: str, marked: list[str]) -> None:
@@ -447,6 +503,10 @@ def test_a_cluster_wider_than_a_row_goes_in_parts() -> None:
     rows = fold((("", text),), 40)
     assert "".join(to_plain(row).removeprefix(CONTINUED[1]) for row in rows) == text
     assert all(glibc_width(to_plain(row)) <= 39 for row in rows)
+    # Wider than a row after the mark holds, though not than the first row.
+    rows = fold((("", "ab " + "क" + "\u093e" * 16),), 20)
+    assert len(rows) > 1
+    assert all(glibc_width(to_plain(row)) <= 19 for row in rows)
 
 
 def test_what_the_terminals_encoding_lacks_is_escaped_before_folding() -> None:
@@ -474,6 +534,10 @@ def test_a_line_that_fits_is_one_row() -> None:
     message = PublicMessage(id=1, ts=NOW, sender="li", text="short")
     line = message_line(message, "alice", NOW)
     assert fold(line, 80) == [line]
+    # A terminal too narrow for a row after the mark to hold 9 columns: left to wrap it.
+    long = message_line(PublicMessage(id=2, ts=NOW, sender="li", text="x" * 100), "alice", NOW)
+    assert fold(long, 13) == [long]
+    assert len(fold(long, 14)) > 1
 
 
 def test_the_online_line_names_everyone_or_says_nobody() -> None:
@@ -493,6 +557,7 @@ def test_skipped_events_are_counted_and_history_named() -> None:
         "Too much came in at once: 1 event skipped; /history shows the messages among them."
     )
     assert "12 events skipped" in missed_sentence(12)
+    assert display.counted(0, "event") == "0 events"
 
 
 @pytest.mark.usefixtures("two_hours_east")
