@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import unicodedata
 from pathlib import Path
 
 import msgspec
@@ -11,6 +12,7 @@ import pytest
 from trio_chat import client_handshake, client_protocol, wire
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.client_protocol.outstanding import Outstanding
+from trio_chat.client_protocol.requests import recipient
 from trio_chat.engine import ServerConfig
 from trio_chat.errors import (
     ConnectionLost,
@@ -75,6 +77,14 @@ def test_messages_arrive_exactly_once_and_in_order_through_loss_duplication_reor
     assert sim.network.dropped > 0 and sim.network.duplicated > 0
     stored = [m.text for m in sim.driver.stored_messages()]
     assert len(stored) == len(set(stored)) == 60  # each message stored once
+
+
+def test_a_whisper_names_its_recipient_as_the_daemon_compares_names() -> None:
+    # 22 letters typed decomposed are 66 code points, more than a name field holds.
+    typed = unicodedata.normalize("NFD", "ễ" * 22)
+    assert len(typed) > wire.NAME_FIELD_MAX
+    assert recipient(typed) == "ễ" * 22
+    assert recipient("ｂｏｂ") == "bob"  # full-width letters
 
 
 def test_a_private_message_is_shown_from_its_sender_to_its_recipient() -> None:
