@@ -170,6 +170,10 @@ def test_a_port_in_use_is_one_sentence_and_exit_status_12(tmp_path: Path) -> Non
     ]
 
 
+def refused_as_a_user(host: str, port: int) -> socket.socket:
+    raise PermissionError(errno.EACCES, "Permission denied")
+
+
 def test_a_port_that_needs_privileges_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,16 +181,28 @@ def test_a_port_that_needs_privileges_says_so(
     not say why, nor what to do. (The system is asked as root would be, so the refusal
     is made here.)"""
 
-    def refused(host: str, port: int) -> socket.socket:
-        raise PermissionError(errno.EACCES, "Permission denied")
-
-    monkeypatch.setattr(server, "bind_udp", refused)
+    monkeypatch.setattr(server, "bind_udp", refused_as_a_user)
     done = CliRunner().invoke(cli_app, ["serve", "--port", "80", "--db", str(tmp_path / "chat.db")])
     assert done.exit_code == ExitCode.CANNOT_LISTEN
     assert done.output.splitlines()[-1] == (
         "Cannot listen on 127.0.0.1:80: ports below 1024 need privileges; choose another "
         "with --port."
     )
+
+
+def test_a_daemon_run_inside_a_program_leaves_its_logging_as_it_was(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`serve` sends the log to standard error while it runs, and gives the logging back
+    after: run by a `CliRunner`, whose standard error is closed once it returns, it left
+    a handler on that stream, and every later log line (another daemon's, in the same
+    process) printed "--- Logging error ---" and a traceback instead."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    monkeypatch.setattr(server, "bind_udp", refused_as_a_user)
+    done = CliRunner().invoke(cli_app, ["serve", "--port", "80", "--db", str(tmp_path / "chat.db")])
+    assert done.exit_code == ExitCode.CANNOT_LISTEN
+    assert (root.handlers, root.level) == (handlers, level)
 
 
 @pytest.mark.parametrize(

@@ -235,7 +235,6 @@ def test_serve_without_options_runs_the_daemon_with_its_defaults(
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     monkeypatch.setattr(serve_cli, "_serve_until_signal", record)
-    monkeypatch.setattr(serve_cli, "configure", lambda level, form: None)
     serve_cli.serve_command()
     assert started == [ServerConfig()]
 

@@ -9,9 +9,11 @@ password, a token or a key.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -91,6 +93,24 @@ def configure(level: str = "info", form: str = "text", stream: TextIO | None = N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
+
+
+@contextlib.contextmanager
+def configured(level: str = "info", form: str = "text") -> Iterator[None]:
+    """trio-chat's log sent to standard error (`configure`) while the block runs; the
+    logging as it was after it, so that a daemon run inside a program (its tests, a
+    `CliRunner`) leaves no handler behind writing to a stream that may be closed by then."""
+    root = logging.getLogger()
+    handlers, level_before = list(root.handlers), root.level
+    configure(level, form)
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level_before)
 
 
 def event(level: int, kind: str, message: str, /, **values: Any) -> None:

@@ -18,7 +18,7 @@ import typer
 
 from ..engine import ServerConfig
 from ..keys import KeyFileError, address_label
-from ..logs import FORMATS, LEVELS, configure, event
+from ..logs import FORMATS, LEVELS, configured, event
 from ..server import serve
 from ..service_manager import notify
 from ..stop_signals import stop_signals
@@ -170,7 +170,6 @@ def serve_command(
     if not idle_timeout >= 3:
         # Clients are asked to ping three times in it, at most once a second.
         raise fail(f"--idle-timeout must be 3 seconds or more, not {idle_timeout}.", ExitCode.USAGE)
-    configure(log_level.lower(), log_format.lower())
     config = ServerConfig(
         message_rate=message_rate,
         message_burst=message_burst,
@@ -189,8 +188,19 @@ def serve_command(
         notice_limit=notice_limit,
     )
     database = db or default_database()
+    with configured(log_level.lower(), log_format.lower()):
+        failure = _run(host, port, database, config, summary_every, log_format.lower())
+    if failure is not None:
+        raise failure
+
+
+def _run(
+    host: str, port: int, database: Path, config: ServerConfig, summary_every: float, form: str
+) -> typer.Exit | None:
+    """Run the daemon until it is stopped; why it could not run or went on no longer, as
+    the exit to make (None: stopped as asked)."""
     shown = address_label(host, port)
-    refuse = functools.partial(_failure, form=log_format.lower())
+    refuse = functools.partial(_failure, form=form)
     failure: typer.Exit | None = None
     try:
         trio.run(_serve_until_signal, host, port, database, config, summary_every)
@@ -226,8 +236,7 @@ def serve_command(
         else:
             reason = error.strerror if isinstance(error, OSError) else None
             failure = refuse(f"Cannot listen on {shown}: {reason or error}.", ExitCode.FAILURE)
-    if failure is not None:
-        raise failure
+    return failure
 
 
 def _failure(message: str, code: ExitCode, form: str) -> typer.Exit:
