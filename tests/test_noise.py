@@ -359,6 +359,33 @@ def test_truncated_or_extended_handshake_messages_are_refused(which: str) -> Non
     assert read(genuine) == (b"login" if which == "message 1" else b"ok")
 
 
+def test_a_handshake_message_too_short_for_a_tag_costs_no_diffie_hellman_and_ends_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A message shorter than an ephemeral key and a tag is refused on its length alone,
+    before any X25519 is spent on it, and the handshake is over, as after any error."""
+    static_private, static_public = generate_keypair()
+    message1 = HandshakeState.initiator(static_public).write_message(b"")
+    exchanges = 0
+    real_dh = noise._dh
+
+    def counted_dh(private: Any, public: bytes) -> bytes:
+        nonlocal exchanges
+        exchanges += 1
+        return real_dh(private, public)
+
+    monkeypatch.setattr(noise, "_dh", counted_dh)
+    for length in range(DHLEN, DHLEN + TAGLEN):
+        responder = HandshakeState.responder(static_private)
+        with pytest.raises(NoiseError, match="length out of range"):
+            responder.read_message(message1[:length])
+        with pytest.raises(NoiseError, match="has failed"):
+            responder.read_message(message1)
+    assert exchanges == 0
+    assert HandshakeState.responder(static_private).read_message(message1) == b""
+    assert exchanges == 1
+
+
 def test_transport_tampering_is_refused_and_leaves_the_counter() -> None:
     initiator, responder, _, _ = _handshake()
     send, _ = initiator.split()
@@ -455,7 +482,10 @@ def test_wrong_responder_static_key_fails_message_1() -> None:
     # A failed handshake is over ("5. Processing rules").
     with pytest.raises(NoiseError):
         responder.write_message(b"")
+    with pytest.raises(NoiseError, match="has failed"):
+        responder.read_message(message1)
     assert not responder.complete
+    assert repr(responder) == "<HandshakeState NK responder failed>"
 
 
 def test_mismatched_prologue_fails_message_1() -> None:
@@ -528,6 +558,8 @@ def test_low_order_public_keys_are_refused(point: bytes) -> None:
     # As the responder's static key known to the initiator.
     initiator = HandshakeState.initiator(point)
     with pytest.raises(NoiseError, match="invalid public key"):
+        initiator.write_message(b"")
+    with pytest.raises(NoiseError, match="has failed"):  # the error ended the handshake
         initiator.write_message(b"")
     # As the initiator's ephemeral in message 1.
     with pytest.raises(NoiseError, match="invalid public key"):
