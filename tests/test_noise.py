@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import base64
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -542,9 +543,16 @@ def test_nonce_exhaustion_is_refused() -> None:
     for out_of_range in (-1, MAX_NONCE + 1, 2**64 + 5):
         with pytest.raises(NoiseError):
             send.set_nonce(out_of_range)
+    # SetNonce may be given the reserved value itself; the cipher then refuses to use it.
+    fresh = CipherState(bytes(32))
+    fresh.set_nonce(MAX_NONCE)
+    assert fresh.n == MAX_NONCE
+    with pytest.raises(NoiseError, match="exhausted"):
+        fresh.encrypt_with_ad(b"", b"x")
 
     record = RecordCipher.from_cipher_state(CipherState(bytes(32)))
-    assert record.open(MAX_NONCE - 1, b"", record.seal(MAX_NONCE - 1, b"", b"x")) == b"x"
+    last_usable = 2**64 - 2  # "5.1. The CipherState object", not this module's constant
+    assert record.open(last_usable, b"", record.seal(last_usable, b"", b"x")) == b"x"
     for out_of_range in (MAX_NONCE, MAX_NONCE + 1, -1):
         with pytest.raises(NoiseError):
             record.seal(out_of_range, b"", b"x")
@@ -648,6 +656,27 @@ def test_sizes_beyond_noise_limits_are_refused() -> None:
     assert len(cipher.encrypt_with_ad(b"", bytes(MAX_MESSAGE_LEN - TAGLEN))) == MAX_MESSAGE_LEN
     with pytest.raises(NoiseError):
         RecordCipher.from_cipher_state(CipherState(bytes(32))).seal(0, b"", bytes(MAX_MESSAGE_LEN))
+
+
+def test_the_largest_noise_message_opens_and_a_longer_one_never_does() -> None:
+    """65535 bytes is a Noise message's limit on the reading side too: the largest one
+    opens, and one a byte longer is refused though its tag verifies (AES-GCM itself would
+    take it)."""
+    key = os.urandom(32)
+    largest = bytes(65535 - TAGLEN)  # "3. Message format", not this module's constant
+    sender, receiver = CipherState(key), CipherState(key)
+    assert receiver.decrypt_with_ad(b"ad", sender.encrypt_with_ad(b"ad", largest)) == largest
+    record = RecordCipher(key)
+    assert record.open(7, b"ad", record.seal(7, b"ad", largest)) == largest
+    nonce = b"\0" * 4 + (7).to_bytes(8, "big")
+    too_long = AESGCM(key).encrypt(nonce, largest + b"\0", b"ad")
+    assert len(too_long) == 65536
+    with pytest.raises(NoiseError, match="length out of range"):
+        record.open(7, b"ad", too_long)
+    receiver.set_nonce(7)
+    with pytest.raises(NoiseError, match="length out of range"):
+        receiver.decrypt_with_ad(b"ad", too_long)
+    assert receiver.n == 7
 
 
 def test_wrong_key_lengths_are_refused() -> None:
