@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -446,8 +447,8 @@ def test_idle_record_ciphers_keep_only_their_keys_and_a_forgotten_one_keeps_noth
         send, _receive = (RecordCipher.from_cipher_state(c) for c in initiator.split())
         send.seal(0, b"", b"hello")
         ciphers.append(send)
-    # The objects that do the work are kept for the keys used lately, and no more.
-    assert 0 < len(noise._recent) <= noise.RECENT_KEYS
+        # The objects that do the work are kept for the keys used lately, and no more.
+        assert 0 < len(noise._recent) <= noise.RECENT_KEYS
     assert all(not isinstance(v, AESGCM) for c in ciphers for v in _slots(c))
     # A cipher used again after its object was let go works as before.
     first = ciphers[0]
@@ -466,6 +467,15 @@ def test_a_forgotten_channel_keeps_neither_directions_key() -> None:
     assert all(key in noise._recent for key in keys)
     server.forget()
     assert not any(key in noise._recent for key in keys)
+
+
+def test_a_completed_handshake_keeps_no_private_key() -> None:
+    """Once both messages are processed the handshake's key pairs are let go: a
+    handshake object kept around holds nothing that would decrypt the session."""
+    initiator, responder, _, _ = _handshake()
+    for state in (initiator, responder):
+        assert state.complete
+        assert not any(isinstance(value, X25519PrivateKey) for value in _slots(state))
 
 
 def _slots(obj: Any) -> list[object]:
@@ -693,8 +703,13 @@ def test_wrong_key_lengths_are_refused() -> None:
 
 
 def test_a_cipher_state_handed_to_a_record_cipher_is_retired() -> None:
-    cipher = CipherState(bytes(32))
+    live = CipherState(bytes(32))
+    assert repr(live) == "<CipherState n=0>"
+    cipher = CipherState(os.urandom(32))
     record = RecordCipher.from_cipher_state(cipher)
+    # The key now lives in the record cipher alone.
+    assert repr(cipher) == "<CipherState retired>"
+    assert record._key not in _slots(cipher)
     with pytest.raises(NoiseError):
         cipher.encrypt_with_ad(b"", b"x")
     with pytest.raises(NoiseError):
