@@ -48,7 +48,16 @@ from trio_chat.errors import KeyChanged
 from trio_chat.keys import KeyFileError, KnownServers, daemon_keys, key_paths
 from trio_chat.noise import generate_keypair
 from trio_chat.records import Message, PasswordSet, Snapshot, StoreOp
-from trio_chat.secure import Cookies, Ticket, derive_key
+from trio_chat.secure import (
+    Cookies,
+    DaemonKeys,
+    SecureError,
+    Ticket,
+    derive_key,
+    initiate,
+    password_mark,
+    respond,
+)
 from trio_chat.server import serve
 from trio_chat.store import SqliteStore
 from trio_chat.store_files import StorageError
@@ -229,7 +238,11 @@ def test_reprs_of_what_carries_a_secret_hide_it() -> None:
     assert ticket
     keys = driver.keys
     cookies = Cookies()
+    initiation = initiate(keys.public, 7)
+    mark = password_mark(alice.session.account.password_hash)
     secrets: dict[str, bytes | str] = {
+        "ephemeral key": initiation.ephemeral,
+        "password mark": mark,
         "password": PASSWORD,
         "ticket": ticket,
         "static key": keys.static_private,
@@ -253,7 +266,8 @@ def test_reprs_of_what_carries_a_secret_hide_it() -> None:
         keys,
         keys.tickets,
         cookies,
-        Ticket(1, "alice", driver.wall + 3600, "a-password-mark"),
+        Ticket(1, "alice", driver.wall + 3600, mark),
+        initiation,
         alice.connection,
         client_channel,
         daemon_channel,
@@ -272,6 +286,22 @@ def test_reprs_of_what_carries_a_secret_hide_it() -> None:
     assert PASSWORD.encode() in encoded
     decoded = wire.decode_client_frame_untrusted(encoded)
     assert isinstance(decoded, wire.Login) and decoded.password == PASSWORD
+
+
+def test_a_handshake_the_daemon_refuses_raises_an_error_without_its_keys() -> None:
+    """An INIT made for another key fails in the daemon; what it raises (and may log) is a
+    fixed sentence, with none of the daemon's secrets."""
+    keys = DaemonKeys.generate()
+    init = wire.parse_datagram_untrusted(initiate(DaemonKeys.generate().public, 7).datagram())
+    assert isinstance(init, wire.Init)
+    with pytest.raises(SecureError) as caught:
+        respond(keys.static_private, init, 5, bytes(16))
+    secrets: dict[str, bytes | str] = {
+        "static key": keys.static_private,
+        "reset secret": keys.reset_secret,
+    }
+    for text in (str(caught.value), repr(caught.value)):
+        assert leaks(text, secrets) == [], text
 
 
 class _BrokenDisk:
