@@ -24,7 +24,14 @@ from trio_chat import ConnectionLost, connect, register, wire
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.engine import Address, ServerConfig, ServerEngine
 from trio_chat.errors import TooManySessions
-from trio_chat.secure import DaemonKeys, Initiation, initiate, reset_token
+from trio_chat.secure import (
+    Cookies,
+    DaemonKeys,
+    Initiation,
+    derive_key,
+    initiate,
+    reset_token,
+)
 from trio_chat.testing.attacks import (
     SILENT_KINDS,
     bound_socket,
@@ -146,6 +153,20 @@ def test_a_cookie_is_good_only_for_its_address_and_index_and_for_a_minute_at_mos
     assert len(engine.sessions) == 1
 
 
+def test_a_cookie_from_another_daemon_is_not_good_here() -> None:
+    """Each daemon draws its own cookie secret: a spoofer that runs a daemon of its own
+    cannot make cookies for this one."""
+    ours, theirs = Cookies(), Cookies()
+    made_elsewhere = theirs.make(ALICE, 77, 1000.0)
+    assert not ours.check(made_elsewhere, ALICE, 77, 1000.0)
+    assert ours.check(ours.make(ALICE, 77, 1000.0), ALICE, 77, 1000.0)
+    # Daemons given a secret share cookies only if they share it.
+    secret = os.urandom(32)
+    shared = Cookies(secret).make(ALICE, 77, 1000.0)
+    assert Cookies(secret).check(shared, ALICE, 77, 1000.0)
+    assert not Cookies(os.urandom(32)).check(shared, ALICE, 77, 1000.0)
+
+
 def test_max_connections_is_honoured_even_for_clients_that_answer_cookies() -> None:
     config = ServerConfig(unproven_before_retry=4, max_connections=10)
     driver = EngineDriver(config)
@@ -197,6 +218,15 @@ def test_a_daemon_started_again_on_its_keys_shows_the_same_reset_tokens() -> Non
     again = DaemonKeys(keys.static_private, os.urandom(32))
     assert reset_token(again.reset_secret, 99) == reset_token(keys.reset_secret, 99)
     assert reset_token(DaemonKeys.generate().reset_secret, 99) != reset_token(keys.reset_secret, 99)
+
+
+def test_the_reset_secret_is_a_key_of_its_own_not_the_daemons_static_key() -> None:
+    """Reset tokens are made under a key derived for them alone: what they reveal, or
+    what reveals them, says nothing of the static key or of keys derived for other uses."""
+    keys = DaemonKeys.generate()
+    assert keys.reset_secret != keys.static_private
+    assert keys.reset_secret == derive_key(keys.static_private, b"trio-chat reset tokens")
+    assert derive_key(keys.static_private, b"another use") != keys.reset_secret
 
 
 def test_the_daemon_never_shows_the_reset_token_of_a_session_it_still_has() -> None:
