@@ -14,7 +14,7 @@ from trio_chat.engine.chat import UNMARKED_MOST
 from trio_chat.engine.fanout import LocalRoom
 from trio_chat.records import Account, MarkDelivered, Message, PasswordSet, Snapshot
 from trio_chat.rules import name_key
-from trio_chat.secure import REPLAY_WINDOW, ReplayWindow, new_index
+from trio_chat.secure import REPLAY_WINDOW, ReplayWindow, new_challenge, new_index
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
 
 ALICE = ("127.0.0.1", 40001)
@@ -935,6 +935,22 @@ def test_a_channel_index_is_never_0_whatever_is_drawn(monkeypatch: pytest.Monkey
     assert new_index() == 1
     monkeypatch.setattr(secrets, "randbelow", lambda n: n - 1)
     assert new_index() == 2**32 - 1
+
+
+def test_a_path_challenge_carries_128_random_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoever answers a session's move from another address must have received the
+    challenge: 128 bits drawn for it, not a number one could guess."""
+    drawn: list[int] = []
+    real = secrets.token_bytes
+
+    def recorded(n: int) -> bytes:
+        drawn.append(n)
+        return real(n)
+
+    monkeypatch.setattr(secrets, "token_bytes", recorded)
+    challenge = new_challenge()
+    assert drawn == [16]
+    assert len(challenge) == 22 and challenge != new_challenge()
 
 
 def test_the_oldest_packet_number_the_replay_window_holds_is_refused_again() -> None:
