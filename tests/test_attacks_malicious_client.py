@@ -214,6 +214,36 @@ def test_a_ticket_is_good_until_its_expiry_and_not_at_it() -> None:
     assert tickets.open_untrusted(sealed, 1_700_000_000.0) is None
 
 
+def test_a_ticket_sealed_under_the_key_but_not_a_tickets_fields_is_refused() -> None:
+    """A daemon sharing the ticket key (another version, say) may seal what this one does
+    not read as a ticket: it is refused like a forgery, never raised."""
+    key = os.urandom(32)
+    tickets = Tickets(key)
+    for plaintext in (
+        b"null",
+        b"7",
+        b'"alice"',
+        b'[7, "alice", 1700000000, "mark"]',
+        b'{"a": null, "k": "alice", "e": 1700000000, "p": "mark"}',
+        b'{"a": 7, "k": "alice", "e": [], "p": "mark"}',
+        b'{"a": 7, "k": "alice", "e": "soon", "p": "mark"}',
+        b'{"a": 7, "k": "alice", "p": "mark"}',
+        b"not json",
+    ):
+        nonce = os.urandom(TICKET_NONCE_BYTES)
+        sealed = nonce + ChaCha20Poly1305(key).encrypt(nonce, plaintext, TICKET_AD)
+        text = base64.urlsafe_b64encode(sealed).decode().rstrip("=")
+        assert tickets.open_untrusted(text, 1_600_000_000.0) is None, plaintext
+
+
+def test_password_marks_tell_a_thousand_password_hashes_apart() -> None:
+    """A ticket is worth nothing after a password change only if the new password's mark
+    differs from the old: 96 bits of the hash, not a few a change could meet again."""
+    marks = {password_mark(f"$argon2id$v=19$m=19456,t=2,p=1$salt{n}$hash") for n in range(1000)}
+    assert len(marks) == 1000
+    assert all(len(base64.urlsafe_b64decode(mark)) == 12 for mark in marks)
+
+
 def other_alphabet(driver: EngineDriver, account_id: int, mark: str) -> str:
     """A good ticket of the account's, in base64's other alphabet (`+/` for `-_`): one
     that has either, sealed anew until it has (a ticket's nonce is random)."""
