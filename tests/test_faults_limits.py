@@ -318,6 +318,21 @@ def test_recent_keys_are_remembered_for_their_memory_and_at_most_their_capacity(
     assert not recent.seen("first", 2.0)  # the oldest went first
 
 
+def test_a_key_seen_again_after_its_memory_is_remembered_from_then() -> None:
+    """A key forgotten by time and added again (an `INIT` replayed after two minutes) is
+    as new: the keys older than it go first, and a replay of it soon after is still
+    seen however many keys come meanwhile."""
+    recent = RecentKeys(capacity=3, memory=120.0)
+    recent.add("again", 0.0)
+    recent.add("between", 1.0)
+    assert not recent.seen("again", 200.0)
+    recent.add("again", 200.0)
+    recent.add("next", 201.0)
+    recent.add("last", 202.0)  # a fourth key: the one to go is the oldest, "between"
+    assert recent.seen("again", 202.0)
+    assert recent.seen("next", 202.0) and recent.seen("last", 202.0)
+
+
 def test_a_registration_rate_of_0_allows_an_address_its_burst_and_no_more() -> None:
     driver = EngineDriver(ServerConfig(register_rate=0.0, register_burst=2))
     names = iter(f"name{n}" for n in range(100))
