@@ -125,6 +125,24 @@ def test_a_flood_from_twenty_addresses_leaves_another_login_served_within_one_ro
     assert owner.connection.connected
 
 
+def test_checks_waiting_are_taken_an_address_at_a_time_and_none_is_dropped() -> None:
+    """One hashing thread: the attacker's two checks, queued together, are taken one a
+    round, the owner's between them; every check queued is done."""
+    h = driver(login_free_failures=1000, hash_slots=1)
+    attempt(h, PROBER, "alice", "the first one in")
+    for port in (1, 2):
+        attempt(h, (ATTACKER, port), "alice", f"guess number {port}")
+    attempt(h, OWNER, "alice", "alice-password")
+    order = []
+    while h.hashing:
+        (work,) = h.hashing
+        assert isinstance(work, CheckPassword)
+        order.append(work.password)
+        h.finish_hashing(1)
+    assert order == ["the first one in", "guess number 1", "alice-password", "guess number 2"]
+    assert h.engine.lobby.queued_checks == 0
+
+
 def test_past_the_queue_limit_a_login_is_answered_busy_at_once() -> None:
     h = driver(hash_queue_limit=10, login_free_failures=1000)
     [attempt(h, (f"10.8.0.{a}", 1), "alice", "wrong password") for a in range(30)]
