@@ -23,7 +23,14 @@ from trio_chat.cli import ExitCode
 from trio_chat.cli.bans import span_seconds
 from trio_chat.client_protocol.config import ClientConfig
 from trio_chat.engine import ServerEngine
-from trio_chat.engine.bans import BANNED, Bans, ban_change, ban_wait, banned_sentence
+from trio_chat.engine.bans import (
+    BANNED,
+    Bans,
+    ban_change,
+    ban_wait,
+    banned_sentence,
+    still_held,
+)
 from trio_chat.engine.common import iso_time
 from trio_chat.engine.notes import BanEnded
 from trio_chat.errors import Banned
@@ -409,6 +416,21 @@ def test_a_ban_lasts_as_long_as_it_is_told() -> None:
     for wrong in ("", "0s", "2", "h", "1.5h", "-1h", "101000d", "2h 30m", "1m1m", "30s1h", "٣h"):
         with pytest.raises(ValueError, match="is not a time span of up to 100 years"):
             span_seconds(wrong)
+
+
+def test_the_wider_bans_still_holding_a_network_are_named_three_at_most() -> None:
+    # The operator lifts a ban on a network that more bans hold: the first three named
+    # (with their ends), the rest counted.
+    until = "2026-12-06T19:00:00.000Z"
+    wider = [("0.0.0.0/0", None), ("10.0.0.0/8", until), ("10.0.0.0/16", None)]
+    assert still_held(wider[:1]) == "; 0.0.0.0/0 still turns it away"
+    assert still_held(wider) == (
+        f"; 0.0.0.0/0, 10.0.0.0/8 (until {until}) and 10.0.0.0/16 still turn it away"
+    )
+    assert still_held([*wider, ("10.0.0.0/24", None), ("10.0.0.0/25", None)]) == (
+        f"; 0.0.0.0/0, 10.0.0.0/8 (until {until}), 10.0.0.0/16 and 2 more still turn it away"
+    )
+    assert still_held([]) == ""
 
 
 async def test_a_stopped_daemons_bans_for_a_while(tmp_path: Path) -> None:
