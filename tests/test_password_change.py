@@ -20,7 +20,10 @@ from trio_chat.cli.account import NEW_PASSWORD_MISSING
 from trio_chat.cli.exits import exit_code_for, sentence
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.client_protocol.endings import CHANGE_UNANSWERED, PASSWORD_CHANGED_AWAY
+from trio_chat.engine import ServerConfig
 from trio_chat.engine.core import CHANGED_ELSEWHERE
+from trio_chat.engine.guard import BUSY_MESSAGE, BUSY_WAIT
+from trio_chat.engine.notes import LoginRefused
 from trio_chat.errors import (
     ConnectionLost,
     PasswordChangedAway,
@@ -65,6 +68,7 @@ def test_a_new_password_is_stored_then_answered_and_ends_the_other_sessions() ->
     assert isinstance(laptop.connection.failure, Removed)
     assert str(laptop.connection.failure) == CHANGED_ELSEWHERE
     assert alice.connection.ready and alice.connection.failure is None
+    assert alice.session.busy == 0  # counted out once stored
     stored = driver.stored_accounts()[0]
     assert stored.password_hash == fake_hash(NEW)
     # The new ticket logs in; the old password does not, the new one does.
@@ -95,6 +99,38 @@ def test_a_wrong_old_password_is_throttled_as_a_login_is() -> None:
     assert refusals == [WrongPassword] * 3 + [Throttled] * 3
     assert driver.hashes_done == hashes + 3
     assert driver.engine.accounts["alice"].password_hash == fake_hash(PASSWORD)
+    assert alice.session.busy == 0  # each refused change counted out
+    refused = [note for note in driver.engine.take_notes() if isinstance(note, LoginRefused)]
+    assert [(note.name, note.address, note.code) for note in refused] == [
+        ("alice", alice.address, "wrong_password")
+    ] * 3  # the operator hears of each wrong one, as of a login's
+    # Told how long to wait, in seconds and to the millisecond: at least 1 s said.
+    driver.now += 0.8
+    handle = alice.connection.change_password("not the password", NEW)
+    alice.flush()
+    throttled = alice.of_type(wire.ErrorFrame)[-1]
+    assert (throttled.code, throttled.message) == (
+        "throttled",
+        "Too many wrong passwords; wait 1 s before trying again.",
+    )
+    assert throttled.retry_after == pytest.approx(0.2, abs=0.002)
+
+
+def test_changes_from_an_ipv6_network_are_counted_as_its_logins_are() -> None:
+    """By the /64 (an IPv6 host holds a whole one): sessions at two of its addresses
+    share one allowance, and each check counted in is counted out."""
+    driver = EngineDriver()
+    driver.add_account("alice")
+    here = Peer(driver, "alice", address=("2001:db8::1", 1), config=COMING_BACK)
+    there = Peer(driver, "alice", address=("2001:db8::2", 1), config=COMING_BACK)
+    refusals = []
+    for peer in (here, here, here, there, here, there):
+        handle = peer.connection.change_password("not the password", NEW)
+        peer.flush()  # no time passes
+        assert handle.done, "answered busy: a check was never counted out"
+        refusals.append(type(handle.error))
+    assert refusals == [WrongPassword] * 3 + [Throttled] * 3
+    assert driver.hashes_done == 3 + 3  # the three logins, then three wrong changes
 
 
 def test_a_new_password_the_rules_refuse_costs_no_hash() -> None:
@@ -106,6 +142,53 @@ def test_a_new_password_the_rules_refuse_costs_no_hash() -> None:
     alice.settle()
     assert isinstance(handle.error, PasswordTooShort)
     assert driver.hashes_done == hashes
+
+
+def test_a_current_password_no_password_could_be_is_wrong_and_costs_no_hash() -> None:
+    driver, alice, _laptop = room()
+    hashes = driver.hashes_done
+    handle = alice.request(wire.ChangePassword(old="short", new=NEW))  # raw: the API checks
+    alice.settle()
+    assert isinstance(handle.error, WrongPassword), handle.error
+    assert driver.hashes_done == hashes
+    assert driver.engine.accounts["alice"].password_hash == fake_hash(PASSWORD)
+    assert driver.stored_accounts()[0].password_hash == fake_hash(PASSWORD)
+
+
+def test_the_current_password_is_checked_whatever_unicode_form_it_is_typed_in() -> None:
+    driver = EngineDriver()
+    driver.add_account("alice", "\u00c5sa's password")  # Å as one character (NFC)
+    alice = Peer(driver, "alice", "\u00c5sa's password")
+    alice.settle()
+    handle = alice.request(wire.ChangePassword(old="A\u030asa's password", new=NEW))
+    alice.settle()
+    assert handle.done and handle.error is None, handle.error
+    assert driver.engine.accounts["alice"].password_hash == fake_hash(NEW)
+
+
+def test_a_change_past_a_full_hashing_queue_is_answered_busy_and_counts_nothing() -> None:
+    driver = EngineDriver(ServerConfig(hash_slots=1, hash_queue_limit=1))
+    driver.add_account("alice")
+    alice = Peer(driver, "alice", address=("10.0.0.1", 1), config=COMING_BACK)
+    laptop = Peer(driver, "alice", address=("10.0.0.2", 1), config=COMING_BACK)
+    for peer in (alice, laptop):
+        peer.settle()
+    driver.auto_hash = False
+    hashes = driver.hashes_done
+    alice.request(wire.ChangePassword(old="not the password", new=NEW))
+    alice.flush()  # its check runs
+    laptop.request(wire.ChangePassword(old="not the password", new=NEW))
+    laptop.flush()  # its check waits: the queue is full
+    assert len(driver.hashing) == 1
+    alice.request(wire.ChangePassword(old=PASSWORD, new=NEW))
+    alice.flush()
+    busy = alice.of_type(wire.ErrorFrame)[-1]
+    assert (busy.code, busy.message, busy.retry_after) == ("busy", BUSY_MESSAGE, BUSY_WAIT)
+    assert len(driver.hashing) == 1
+    driver.finish_hashing()
+    driver.finish_hashing()
+    # Two wrong guesses counted, not three: the one answered busy was never let in.
+    assert driver.hashes_done == hashes + 2
 
 
 def test_the_current_password_again_is_refused_and_ends_no_other_session() -> None:
@@ -160,6 +243,7 @@ def test_a_change_whose_answer_was_lost_with_the_session_logs_in_with_the_new_on
     assert str(handle.error) == CHANGE_UNANSWERED
     assert any(isinstance(e, Disconnected) for e in alice.events)
     assert alice.connection.ready and alice.connection.failure is None
+    assert alice.session.busy == 0  # the change was done with: the new session has none
     # Lost once more, its ticket gone too: it logs in with the new password at once.
     lose_the_session(driver, alice)
     alice.connection.ticket = ""
@@ -187,6 +271,8 @@ def test_a_change_whose_session_was_lost_before_it_was_stored_keeps_the_next_one
     assert isinstance(laptop.connection.failure, Removed)
     assert alice.connection.ready and alice.connection.failure is None
     assert len([op for op in driver.stored if isinstance(op, PasswordSet)]) == 1
+    assert alice.session.busy == 0
+    assert not alice.of_type(wire.PasswordChanged)  # the new session asked nothing
     # Its ticket is from before the change: lost again, it comes back with the new one.
     lose_the_session(driver, alice)
     come_back(alice)
@@ -237,7 +323,7 @@ def test_a_change_racing_the_operators_reset_leaves_the_operators() -> None:
     driver.engine.change_account(PasswordSet(account.id, fake_hash("the operator's")))
     driver.pump()
     driver.finish_hashing()  # the old password checked
-    driver.finish_hashing()  # (nothing more to hash: the operator's came first)
+    assert not driver.hashing  # nothing more to hash: the operator's came first
     assert [op.expect for op in driver.uncommitted if isinstance(op, PasswordSet)] == [None]
     driver.commit_held()
     alice.settle()
@@ -245,6 +331,93 @@ def test_a_change_racing_the_operators_reset_leaves_the_operators() -> None:
     assert "changed meanwhile" in str(handle.error)
     assert driver.engine.accounts["alice"].password_hash == fake_hash("the operator's")
     assert driver.stored_accounts()[0].password_hash == fake_hash("the operator's")
+
+
+def test_a_change_whose_session_was_lost_while_it_was_checked_is_told_to_no_one() -> None:
+    """Wrong, and its client back on a new session by then: that session asked nothing
+    and is told nothing (a refusal of no request), and it stays."""
+    driver, alice, _laptop = room()
+    driver.auto_hash = False
+    handle = alice.connection.change_password("not the password", NEW)
+    alice.flush()
+    lose_the_session(driver, alice)
+    come_back(alice)  # with its ticket: nothing to check
+    assert isinstance(handle.error, ConnectionLost)
+    driver.finish_hashing()
+    alice.settle()
+    assert not [e for e in alice.of_type(wire.ErrorFrame) if e.code == "wrong_password"]
+    assert alice.connection.ready and alice.connection.failure is None
+    assert alice.session.busy == 0
+
+
+def test_the_operator_resetting_the_password_while_the_new_one_is_hashed_wins() -> None:
+    driver, alice, _laptop = room()
+    driver.auto_hash = False
+    driver.auto_commit = False
+    handle = alice.connection.change_password(PASSWORD, NEW)
+    alice.flush()
+    driver.finish_hashing()  # the current password checked: the new one is hashed
+    assert len(driver.hashing) == 1
+    account = driver.engine.accounts["alice"]
+    driver.engine.change_account(PasswordSet(account.id, fake_hash("the operator's")))
+    driver.pump()
+    driver.finish_hashing()  # the new password hashed after the operator's came
+    assert [op.expect for op in driver.uncommitted if isinstance(op, PasswordSet)] == [None]
+    driver.commit_held()
+    alice.settle()
+    assert isinstance(handle.error, WrongPassword) and "changed meanwhile" in str(handle.error)
+    assert driver.engine.accounts["alice"].password_hash == fake_hash("the operator's")
+    assert driver.stored_accounts()[0].password_hash == fake_hash("the operator's")
+
+
+def test_the_operators_change_to_another_account_leaves_a_change_under_way_alone() -> None:
+    driver, alice, _laptop = room()
+    driver.add_account("bob")
+    driver.auto_hash = False
+    handle = alice.connection.change_password(PASSWORD, NEW)
+    alice.flush()
+    bob = driver.engine.accounts["bob"]
+    driver.engine.change_account(PasswordSet(bob.id, lock=True))
+    driver.pump()
+    driver.finish_hashing()
+    driver.finish_hashing()
+    alice.settle()
+    assert handle.done and handle.error is None, handle.error
+    assert driver.engine.accounts["alice"].password_hash == fake_hash(NEW)
+
+
+def test_a_login_naming_another_accounts_session_as_its_own_takes_none_of_its_change() -> None:
+    """`replaces` is the client's word: a session of bob's saying it replaces one of
+    alice's gets neither her change nor its answer, and does not end her session."""
+    driver, alice, _laptop = room()
+    driver.add_account("bob")
+    driver.auto_commit = False
+    handle = alice.connection.change_password(PASSWORD, NEW)
+    alice.settle()
+    welcome = driver.request(
+        wire.Login(name="bob", password=PASSWORD, replaces=alice.sid), ("10.0.0.7", 1)
+    )
+    assert isinstance(welcome, wire.Welcome)
+    driver.commit_held()
+    alice.settle()
+    assert handle.done and handle.error is None, handle.error
+    assert alice.connection.ready and alice.connection.failure is None
+
+
+def test_a_change_that_could_not_be_stored_is_told_so() -> None:
+    driver, alice, _laptop = room()
+    driver.auto_commit = False
+    handle = alice.connection.change_password(PASSWORD, NEW)
+    alice.settle()
+    (op,) = driver.uncommitted
+    driver.uncommitted.clear()
+    driver.engine.failed(op)
+    driver.pump()
+    alice.settle()
+    assert handle.done and handle.error is not None
+    assert handle.error.code == "storage_failed"
+    assert alice.session.busy == 0
+    assert driver.engine.accounts["alice"].password_hash == fake_hash(PASSWORD)
 
 
 def test_a_change_asked_before_the_login_with_a_wrong_password_is_refused() -> None:
