@@ -13,10 +13,13 @@ import trio
 from trio_chat.engine import ServerConfig
 from trio_chat.server import serve
 
+# A run started with SIGHUP ignored still tests what a closed terminal does (`hangups`).
+from .hangups import pytest_configure
+
 # A test past its timeout inside Trio is stopped by Trio's own Ctrl-C (see `timeouts`).
 from .timeouts import pytest_pyfunc_call, pytest_timeout_set_timer
 
-__all__ = ["pytest_pyfunc_call", "pytest_timeout_set_timer"]
+__all__ = ["pytest_configure", "pytest_pyfunc_call", "pytest_timeout_set_timer"]
 
 # The window's tests draw offscreen: no display is needed, and they run the same everywhere.
 # Qt reads this when the first QApplication is made, after this file is loaded.

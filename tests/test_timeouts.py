@@ -65,3 +65,42 @@ def test_a_trio_test_past_its_timeout_fails_alone_and_the_next_ones_run(
     assert "FAILED test_stuck.py::test_never_yields - Failed: Timeout (>1.0s)" in out, out
     assert "PASSED test_stuck.py::test_a_trio_test_after_them" in out, out
     assert "PASSED test_stuck.py::test_a_plain_test_after_them" in out, out
+
+
+HANGUP = """
+import signal
+import subprocess
+import sys
+
+from trio_chat.stop_signals import stop_signals
+
+
+def test_a_hangup_is_taken_as_from_a_terminal():
+    assert signal.SIGHUP in stop_signals()
+    child = "import signal; print(signal.getsignal(signal.SIGHUP) is signal.SIG_DFL)"
+    started = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    assert started.stdout == "True\\n"
+"""
+
+
+def test_a_run_started_with_sighup_ignored_still_tests_what_a_hangup_does(
+    tmp_path: Path,
+) -> None:
+    # `nohup pytest &` ignores SIGHUP, and every daemon, chat and window the tests started
+    # kept ignoring it, by design: the tests of what they do when their terminal closes
+    # failed there (the window's own test of it first).
+    (tmp_path / "conftest.py").write_text("from tests.conftest import *  # the suite's hooks\n")
+    (tmp_path / "test_hangup.py").write_text(textwrap.dedent(HANGUP))
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore", "-rA"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # as nohup does
+    )
+    assert "PASSED test_hangup.py::test_a_hangup_is_taken_as_from_a_terminal" in run.stdout, (
+        run.stdout
+    )
