@@ -340,18 +340,24 @@ def test_what_is_wrong_in_the_password_dialog_is_said_at_the_field_to_fix(
     assert [description(field) for field in (dialog.current, dialog.new, dialog.repeat)] == [""] * 3
 
 
-@pytest.mark.parametrize("holder", ["message line", "people list"])
+@pytest.mark.parametrize("holder", ["message line", "send button", "people list"])
 def test_when_the_session_ends_the_keyboard_is_left_in_the_conversation(
     qtbot: QtBot, holder: str
 ) -> None:
-    """The message line or the people list, whichever had the focus, is disabled: the
-    conversation gets it (to read what happened), not nothing or the tab bar; signed in
-    again, the message line has it back."""
+    """The message line, its Send button or the people list, whichever had the focus, is
+    disabled: the conversation gets it (to read what happened), not nothing or the tab
+    bar; signed in again, the message line has it back."""
     window = a_window(qtbot)
     window.set_online(["alice", "bob"])
     window.activateWindow()
     assert QTest.qWaitForWindowActive(window)
-    (window.composer.editor if holder == "message line" else window.people).setFocus()
+    holders = {
+        "message line": window.composer.editor,
+        "send button": window.composer.send_button,
+        "people list": window.people,
+    }
+    holders[holder].setFocus()
+    assert QApplication.focusWidget() is holders[holder]
     window.set_link(Link.LOST, "Your account was removed.")
     assert not window.composer.editor.isEnabled()
     view = window.view("")

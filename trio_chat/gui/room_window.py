@@ -790,12 +790,15 @@ class RoomWindow(QMainWindow):
                 self._password.close()
             self.people.setEnabled(False)
             self._show_name(self._conversations[self.current_key])
-            # The message line or the people list had the focus, and disabled they give
-            # it to nothing or to the tab bar: the keyboard (and a screen reader) would be
-            # nowhere useful. The conversation can still be read, scrolled and copied
-            # from, until Ctrl+R.
+            # The message line, its Send button or the people list had the focus, and
+            # disabled they give it to nothing or to the tab bar: the keyboard (and a
+            # screen reader) would be nowhere useful. The conversation can still be read,
+            # scrolled and copied from, until Ctrl+R.
             view = self.view(self.current_key)
-            if view is not None and had_keyboard in (None, self.composer.editor, self.people):
+            disabled = had_keyboard is self.people or (
+                had_keyboard is not None and self.composer.isAncestorOf(had_keyboard)
+            )
+            if view is not None and (had_keyboard is None or disabled):
                 view.setFocus(Qt.FocusReason.OtherFocusReason)
         self._show_people()
         self._show_link()
