@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import functools
+import socket
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import pytest
 import trio
+import trio.testing
 
 from trio_chat import PublicMessage, connect, register, wire
 from trio_chat.client import ClientConfig
 from trio_chat.client_protocol import Handle
 from trio_chat.engine import Address, ServerConfig, ServerEngine
 from trio_chat.engine.common import SEND_EARLY
+from trio_chat.handshake_queue import PER_TURN
 from trio_chat.records import Message, Snapshot, StoreOp
 from trio_chat.reliability import Link
-from trio_chat.server import serve
+from trio_chat.server import BATCH, Daemon, PasswordThreads, bind_udp, serve
 from trio_chat.testing.driver import EngineDriver, Peer
 from trio_chat.testing.links import plain_open, plain_seal
 from trio_chat.testing.raw_peer import RawPeer
@@ -432,3 +436,111 @@ def test_a_link_that_failed_in_a_flush_whose_send_raised_is_ended_at_the_next_tu
         engine.send_due(h.now, h.wall, failing)
     h.pump()  # the next turn, no time passing
     assert gone.sid not in engine.sessions
+
+
+class _Turns:
+    """An engine that notes, in order, what the daemon's receive loop asks of it: each
+    datagram by its last two bytes, "send" for a flush, "timers", "set aside". A datagram
+    starting with `m` is a session's; `mb` is a request in bulk, set aside."""
+
+    def __init__(self) -> None:
+        self.journal: list[str] = []
+        self.set_aside = False
+
+    def from_member(self, data: bytes) -> bool:
+        return data.startswith(b"m")
+
+    def receive_datagram(self, data: bytes, address: Address, now: float, wall: float) -> None:
+        self.journal.append(data[-2:].decode())
+        self.set_aside = self.set_aside or data == b"mb"
+
+    def handle_set_aside(self, now: float, wall: float) -> None:
+        self.journal.append("set aside")
+        self.set_aside = False
+
+    def handle_timers(self, now: float, wall: float) -> None:
+        self.journal.append("timers")
+
+    def next_timer(self) -> float | None:
+        return None
+
+    def take_effects(self) -> list[object]:
+        return []
+
+    def send_due(self, now: float, wall: float, send: object) -> None:
+        self.journal.append("send")
+
+    def take_notes(self) -> list[object]:
+        return []
+
+
+async def _turns(datagrams: list[bytes], meanwhile: bool = False) -> list[str]:
+    """What the receive loop did with `datagrams`, sent before it starts, until it waits
+    for more. `meanwhile`: a task started with the first datagram notes "other" there
+    when it is let run."""
+    engine = _Turns()
+    with (
+        trio.fail_after(20),
+        bind_udp("127.0.0.1", 0) as sock,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
+    ):
+        for data in datagrams:
+            sender.sendto(data, sock.getsockname())
+        passwords = PasswordThreads(1)
+        try:
+            async with trio.open_nursery() as nursery:
+                as_engine = cast(ServerEngine, engine)
+                daemon = Daemon(as_engine, sock, _Memory(), nursery, passwords)
+                if meanwhile:
+                    receive = engine.receive_datagram
+
+                    async def other() -> None:
+                        engine.journal.append("other")
+
+                    def first(data: bytes, address: Address, now: float, wall: float) -> None:
+                        if not engine.journal:
+                            nursery.start_soon(other)
+                        receive(data, address, now, wall)
+
+                    engine.receive_datagram = first  # type: ignore[method-assign]
+                nursery.start_soon(daemon.run)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()
+        finally:
+            passwords.close()
+    return engine.journal
+
+
+HANDSHAKE = bytes((wire.INIT,))
+
+
+async def test_the_rooms_datagrams_are_answered_before_strangers_and_handshakes() -> None:
+    """A turn takes the sessions' datagrams first, and sends what they stored, before it
+    answers strangers and the handshakes held back: chat does not wait behind logins."""
+    journal = await _turns([b"s1", b"m1", HANDSHAKE + b"h1", b"m2", b"s2"])
+    assert journal == ["m1", "m2", "send", "s1", "s2", "h1", "timers", "send"]
+
+
+async def test_requests_in_bulk_are_acknowledged_before_they_are_worked_on() -> None:
+    journal = await _turns([b"mb", b"m2"])
+    assert journal == ["mb", "m2", "send", "set aside", "timers", "send"]
+
+
+async def test_handshakes_past_a_turns_share_are_answered_without_another_datagram() -> None:
+    """The handshakes held back past a turn's share are answered in the next turns, at
+    once, not when something else arrives."""
+    names = [f"h{n}" for n in range(PER_TURN + 2)]
+    journal = await _turns([HANDSHAKE + name.encode() for name in names])
+    assert [entry for entry in journal if entry.startswith("h")] == names
+    assert journal.count("timers") == 2
+
+
+async def test_a_full_batch_ends_a_turn_and_lets_the_daemons_other_tasks_run() -> None:
+    """At most `BATCH` datagrams a turn; between turns the daemon's other tasks (commits
+    in a thread, the control socket, logins checked) run, however much keeps arriving."""
+    datagrams = [b"m%02d" % (n % 100) for n in range(2 * BATCH + 2)]
+    journal = await _turns(datagrams, meanwhile=True)
+    assert journal.index("timers") == BATCH
+    assert journal[BATCH : BATCH + 2] == ["timers", "send"]
+    assert journal.index("other") < len(journal) - 3
+    assert journal.count("timers") == 3
