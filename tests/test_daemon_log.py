@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import errno
 import functools
+import gc
 import io
 import json
 import logging
@@ -13,6 +14,7 @@ import re
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
@@ -168,6 +170,21 @@ def test_a_port_in_use_is_one_sentence_and_exit_status_12(tmp_path: Path) -> Non
         f"Cannot listen on 127.0.0.1:{port}: the port is in use; is another trio-chat "
         "running? Choose another with --port."
     ]
+
+
+def test_a_port_in_use_leaves_no_socket_open_in_the_program_that_tried() -> None:
+    """A program that runs the daemon, and tries again when the port is taken, is not
+    left with a socket a try: the one that could not be bound is closed at once."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        gc.collect()  # what earlier tests left
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            with pytest.raises(OSError):
+                server.bind_udp("127.0.0.1", port)
+            gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
 
 
 def refused_as_a_user(host: str, port: int) -> socket.socket:
