@@ -586,6 +586,32 @@ async def test_goodbyes_and_restart_notices_wait_for_room_rather_than_being_drop
         assert [await receiver.recv(16) for _ in range(60)] == [b"%d" % n for n in range(60)]
 
 
+async def test_goodbyes_wait_for_room_while_the_daemon_is_being_stopped() -> None:
+    """Stopping is a cancellation: the goodbyes still wait for room in a full buffer,
+    not cut off at the first wait by the stop that asked for them."""
+    with trio.fail_after(10), socket.socket(type=socket.SOCK_DGRAM) as real:
+        receiver = trio.socket.socket(type=socket.SOCK_DGRAM)
+        await receiver.bind(("127.0.0.1", 0))
+        real.setblocking(False)
+        to = receiver.getsockname()
+        goodbyes = [(b"%d" % n, to) for n in range(6)]
+        engine = SimpleNamespace(
+            sessions={},
+            shutdown=lambda now, wall: None,
+            take_notes=list,
+            take_effects=list,
+            datagrams_to_send=lambda now, wall: goodbyes,
+        )
+        daemon = SimpleNamespace(engine=engine, sock=_FullBuffer(real), send_errors=0)
+        daemon._start_effects = functools.partial(Daemon._start_effects, cast(Daemon, daemon))
+        daemon.send_all = functools.partial(Daemon.send_all, cast(Daemon, daemon))
+        with trio.CancelScope() as stopping:
+            stopping.cancel()
+            await Daemon.shutdown(cast(Daemon, daemon))
+        assert daemon.sock.refused == 3
+        assert [await receiver.recv(16) for _ in range(6)] == [data for data, _ in goodbyes]
+
+
 def test_a_session_is_stored_at_its_address_only_once_that_address_is_proven() -> None:
     """The address a crashed daemon sends its `RESET` to is one that answered: a key
     holder who logs in from a forged address does not make the daemon send there."""
