@@ -16,7 +16,7 @@ import trio.testing
 from trio_chat import PublicMessage, connect, register, wire
 from trio_chat.client import ClientConfig
 from trio_chat.client_protocol import Handle
-from trio_chat.engine import Address, ServerConfig, ServerEngine
+from trio_chat.engine import Address, CheckPassword, HashPassword, ServerConfig, ServerEngine
 from trio_chat.engine.common import SEND_EARLY
 from trio_chat.handshake_queue import PER_TURN
 from trio_chat.records import Message, Snapshot, StoreOp
@@ -446,6 +446,7 @@ class _Turns:
     def __init__(self) -> None:
         self.journal: list[str] = []
         self.set_aside = False
+        self.effects: list[object] = []
 
     def from_member(self, data: bytes) -> bool:
         return data.startswith(b"m")
@@ -453,6 +454,18 @@ class _Turns:
     def receive_datagram(self, data: bytes, address: Address, now: float, wall: float) -> None:
         self.journal.append(data[-2:].decode())
         self.set_aside = self.set_aside or data == b"mb"
+        if data == b"mh":
+            self.effects.append(HashPassword(1, "correct horse"))
+        if data == b"mc":
+            self.effects.append(CheckPassword(2, "$argon2id$", "correct horse"))
+        if data.endswith(b"!!"):
+            raise RuntimeError("a bug")
+
+    def password_hashed(self, job: int, hashed: str, wall: float) -> None:
+        self.journal.append("hashed")
+
+    def password_checked(self, job: int, ok: bool, now: float, wall: float) -> None:
+        self.journal.append("checked")
 
     def handle_set_aside(self, now: float, wall: float) -> None:
         self.journal.append("set aside")
@@ -465,13 +478,21 @@ class _Turns:
         return None
 
     def take_effects(self) -> list[object]:
-        return []
+        effects, self.effects = self.effects, []
+        return effects
 
     def send_due(self, now: float, wall: float, send: object) -> None:
         self.journal.append("send")
 
     def take_notes(self) -> list[object]:
         return []
+
+
+class _Instant:
+    """Password threads that answer at once."""
+
+    async def run(self, fn: object, *args: object) -> bool:
+        return True
 
 
 async def _turns(datagrams: list[bytes], meanwhile: bool = False) -> list[str]:
@@ -486,28 +507,25 @@ async def _turns(datagrams: list[bytes], meanwhile: bool = False) -> list[str]:
     ):
         for data in datagrams:
             sender.sendto(data, sock.getsockname())
-        passwords = PasswordThreads(1)
-        try:
-            async with trio.open_nursery() as nursery:
-                as_engine = cast(ServerEngine, engine)
-                daemon = Daemon(as_engine, sock, _Memory(), nursery, passwords)
-                if meanwhile:
-                    receive = engine.receive_datagram
+        async with trio.open_nursery() as nursery:
+            as_engine = cast(ServerEngine, engine)
+            passwords = cast(PasswordThreads, _Instant())
+            daemon = Daemon(as_engine, sock, _Memory(), nursery, passwords)
+            if meanwhile:
+                receive = engine.receive_datagram
 
-                    async def other() -> None:
-                        engine.journal.append("other")
+                async def other() -> None:
+                    engine.journal.append("other")
 
-                    def first(data: bytes, address: Address, now: float, wall: float) -> None:
-                        if not engine.journal:
-                            nursery.start_soon(other)
-                        receive(data, address, now, wall)
+                def first(data: bytes, address: Address, now: float, wall: float) -> None:
+                    if not engine.journal:
+                        nursery.start_soon(other)
+                    receive(data, address, now, wall)
 
-                    engine.receive_datagram = first  # type: ignore[method-assign]
-                nursery.start_soon(daemon.run)
-                await trio.testing.wait_all_tasks_blocked()
-                nursery.cancel_scope.cancel()
-        finally:
-            passwords.close()
+                engine.receive_datagram = first  # type: ignore[method-assign]
+            nursery.start_soon(daemon.run)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
     return engine.journal
 
 
@@ -544,3 +562,20 @@ async def test_a_full_batch_ends_a_turn_and_lets_the_daemons_other_tasks_run() -
     assert journal[BATCH : BATCH + 2] == ["timers", "send"]
     assert journal.index("other") < len(journal) - 3
     assert journal.count("timers") == 3
+
+
+async def test_a_datagram_that_meets_a_bug_is_logged_and_the_next_one_is_taken(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug met by one peer's datagram does not stop the daemon for everyone."""
+    journal = await _turns([b"m!!", b"m2"])
+    assert journal == ["!!", "m2", "timers", "send"]
+    assert "error handling a datagram from" in caplog.text
+
+
+@pytest.mark.parametrize(("datagram", "done"), [(b"mh", "hashed"), (b"mc", "checked")])
+async def test_a_password_hashed_or_checked_is_answered_at_once(datagram: bytes, done: str) -> None:
+    """The daemon's loop wakes when a worker thread is done with a password: the login
+    or registration is answered then, not at the next timer or datagram."""
+    journal = await _turns([datagram])
+    assert journal == [datagram[-2:].decode(), "timers", "send", done, "timers", "send"]
