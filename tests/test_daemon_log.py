@@ -128,6 +128,7 @@ async def test_json_logs_are_one_object_a_line_with_the_event_and_its_fields(
     assert by_event["login"]["name"] == "zoë" and by_event["login"]["quiet"] is False
     assert by_event["logout"]["address"].startswith("127.0.0.1:")
     assert {"stopping", "stopped"} <= set(by_event)
+    assert "restarted" not in by_event  # a first start: no one to tell to log in again
     assert PASSWORD not in daemon.text
 
 
@@ -573,3 +574,36 @@ def test_a_session_ended_as_asked_is_not_a_warning(
     (record,) = caplog.records
     assert record.getMessage().endswith(f"ended: {reason}")
     assert record.levelno == level
+
+
+async def test_a_stop_with_a_session_open_tells_it_and_the_next_start_tells_no_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A clean stop says goodbye to the sessions open and forgets them on disk too: the
+    next start has no one to tell to log in again (that is for a crash)."""
+    database = tmp_path / "chat.db"
+
+    def said(name: str) -> list[logging.LogRecord]:
+        return [r for r in caplog.records if getattr(r, "event", None) == name]
+
+    with caplog.at_level(logging.INFO, logger="trio_chat"), trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            running, stopped = trio.CancelScope(), trio.Event()
+
+            async def daemon(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
+                with running:
+                    await server.serve("127.0.0.1", 0, database, task_status=task_status)
+                stopped.set()
+
+            host, port = await nursery.start(daemon)
+            await register(host, port, "alice", "correct horse")
+            async with connect(host, port, "alice", "correct horse"):
+                running.cancel()
+                await stopped.wait()
+        (stopping,) = said("stopping")
+        assert stopping.fields["sessions"] == 1  # type: ignore[attr-defined]
+        caplog.clear()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(functools.partial(server.serve, "127.0.0.1", 0, database))
+            nursery.cancel_scope.cancel()
+        assert said("listening") and not said("restarted")
