@@ -5,27 +5,34 @@ could not make one."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import socket
 import stat
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import msgspec
 import pytest
 import trio
 
 import trio_chat
+from trio_chat import control
 from trio_chat.cli import ExitCode
 from trio_chat.cli.accounts import EXIT_FOR_REPLY
 from trio_chat.control import (
     READ_WITHIN,
     STORED_WITHIN,
+    ControlRefused,
     ControlUnavailable,
     Desk,
     Peer,
     Reply,
     Request,
+    ask,
     control_path,
     may_have,
     open_control,
@@ -35,6 +42,7 @@ from trio_chat.engine import Persist
 from trio_chat.errors import AccountLocked, Muted, Removed, WrongPassword
 from trio_chat.events import Left
 from trio_chat.records import PasswordSet
+from trio_chat.server import Daemon
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver
 from trio_chat.testing.driver import Peer as Client
@@ -390,3 +398,119 @@ async def test_a_message_the_daemon_cannot_look_up_is_a_database_problem(tmp_pat
     assert (reply.ok, reply.code) == (False, "unreadable")
     assert reply.message.startswith(f"Cannot read the database {str(broken)!r}")
     assert EXIT_FOR_REPLY["unreadable"] is ExitCode.DATABASE  # exit 11, as the command's own
+
+
+async def _answering(
+    path: Path, asked: list[Request], nursery: trio.Nursery, fails: bool = False
+) -> None:
+    async def answer(request: Request, peer: Peer | None) -> Reply:
+        asked.append(request)
+        if fails:
+            raise RuntimeError("a bug")
+        return Reply(True, message=f"{request.action} {request.name}")
+
+    nursery.start_soon(serve_control, open_control(path), path, answer)
+
+
+async def test_a_request_too_long_or_naming_a_field_the_daemon_lacks_is_refused(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """The daemon reads a few KiB of a request at most, and takes nothing it does not
+    know (a newer command's field is refused, not ignored)."""
+    path = tmp_path / "chat.db.control"
+    asked: list[Request] = []
+    async with trio.open_nursery() as nursery:
+        await _answering(path, asked, nursery)
+        long_name = b"x" * 12_000  # three times what is read of a request
+        for refused in (
+            b'{"action":"find","name":"' + long_name + b'"}\n',
+            b'{"action":"list","extra":1}\n',
+        ):
+            started = trio.current_time()
+            reply = await ask_here(path, refused)
+            assert (reply.ok, reply.code) == (False, "bad_request")
+            assert trio.current_time() - started < READ_WITHIN  # read to its line's end
+        assert asked == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_another_users_process_is_not_answered(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "chat.db.control"
+    asked: list[Request] = []
+    monkeypatch.setattr(control, "_peer", lambda sock: Peer(4242, os.getuid() + 4242))
+    async with trio.open_nursery() as nursery:
+        await _answering(path, asked, nursery)
+        stream = await trio.open_unix_socket(str(path))
+        said = b""
+        async with stream:
+            with contextlib.suppress(trio.BrokenResourceError):  # closed, maybe unread
+                await stream.send_all(b'{"action":"list"}\n')
+                said = await stream.receive_some()
+        assert said == b""
+        assert asked == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_request_that_fails_is_logged_without_its_password_hash(
+    tmp_path: Path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "chat.db.control"
+    secret = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
+    asked: list[Request] = []
+    with caplog.at_level(logging.ERROR, logger="trio_chat.control"):
+        async with trio.open_nursery() as nursery:
+            await _answering(path, asked, nursery, fails=True)
+            data = control._encode(Request("password", "alice", password_hash=secret))
+            reply = await ask_here(path, data + b"\n")
+            assert (reply.ok, reply.code) == (False, "failed")
+            nursery.cancel_scope.cancel()
+    assert "error answering Request(action='password', name='alice')" in caplog.text
+    assert "argon2id" not in caplog.text
+
+
+async def test_making_the_socket_leaves_the_daemons_umask_as_it_was(tmp_path: Path) -> None:
+    """Files the daemon makes later (a database, its keys) get the modes they ask for,
+    not the socket's."""
+    before = os.umask(0o027)
+    try:
+        listener = open_control(tmp_path / "chat.db.control")
+        await listener.aclose()
+        assert os.umask(0o027) == 0o027
+    finally:
+        os.umask(before)
+
+
+async def test_the_daemon_tells_the_desk_whether_a_change_was_stored() -> None:
+    """A change the database refused is answered as not stored, one it took as stored."""
+    reports: list[bool] = []
+    daemon = SimpleNamespace(
+        engine=SimpleNamespace(failed=lambda op, earlier: None, committed=lambda *a: None),
+        desk=SimpleNamespace(reported=lambda op, stored: reports.append(stored)),
+        _flush_soon=lambda: None,
+    )
+    Daemon.failed(cast(Daemon, daemon), PasswordSet(1, lock=True), None)
+    Daemon.committed(cast(Daemon, daemon), PasswordSet(1, lock=True))
+    assert reports == [False, True]
+
+
+def test_a_command_sends_nothing_to_another_users_socket_and_says_when_none_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request (a password hash, say) goes only to a listener of root, this user or the
+    database's owner; one taken and never answered is said to be, for its exit status."""
+    path = tmp_path / "chat.db.control"
+    other = os.getuid() + 4242
+    monkeypatch.setattr(control, "_peer", lambda sock: Peer(1, other))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listening:
+        listening.bind(str(path))
+        listening.listen(4)
+        with pytest.raises(ControlRefused) as refused:
+            ask(path, Request("list"), timeout=0.5)
+        assert "is another user's (user id" in str(refused.value)
+        assert not refused.value.unanswered
+        with pytest.raises(ControlRefused) as refused:  # the database's owner's: asked
+            ask(path, Request("list"), owners={other}, timeout=0.5)
+        assert str(refused.value).startswith("The daemon did not answer")
+        assert refused.value.unanswered
