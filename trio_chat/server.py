@@ -252,10 +252,6 @@ class Daemon:
         self._start_effects()
         for note in engine.take_notes():
             self.notes.log(note, now)
-        if self._wait is not None:
-            deadline = engine.next_timer()
-            if deadline is not None and deadline < self._wait.deadline:
-                self._wait.deadline = deadline
 
     def _send(self, datagrams: list[tuple[bytes, Address]]) -> None:
         send = self.sock.sendto
