@@ -39,6 +39,24 @@ def test_a_plain_test_after_them():
 """
 
 
+def run_suite(test: Path, text: str, signum: signal.Signals, disposition: signal.Handlers) -> str:
+    """Run `text` as the test file `test`, beside the suite's hooks, in a pytest of its own
+    started with `signum` set to `disposition` (which is kept across exec); its report."""
+    (test.parent / "conftest.py").write_text("from tests.conftest import *  # the suite's hooks\n")
+    test.write_text(textwrap.dedent(text))
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore", "-rA"],
+        cwd=test.parent,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: signal.signal(signum, disposition),
+    )
+    return run.stdout
+
+
 @pytest.mark.parametrize("ctrl_c", ["taken", "ignored"])
 def test_a_trio_test_past_its_timeout_fails_alone_and_the_next_ones_run(
     tmp_path: Path, ctrl_c: str
@@ -48,19 +66,7 @@ def test_a_trio_test_past_its_timeout_fails_alone_and_the_next_ones_run(
     # A run started in the background (`command &`) ignores Ctrl-C: the same holds there.
     disposition = signal.SIG_IGN if ctrl_c == "ignored" else signal.SIG_DFL
     (tmp_path / "pytest.ini").write_text("[pytest]\ntrio_mode = true\n")
-    (tmp_path / "conftest.py").write_text("from tests.conftest import *  # the suite's hooks\n")
-    (tmp_path / "test_stuck.py").write_text(textwrap.dedent(STUCK))
-    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore", "-rA"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, disposition),  # kept across exec
-    )
-    out = run.stdout
+    out = run_suite(tmp_path / "test_stuck.py", STUCK, signal.SIGINT, disposition)
     assert "FAILED test_stuck.py::test_waits_for_good - Failed: Timeout (>1.0s)" in out, out
     assert "FAILED test_stuck.py::test_never_yields - Failed: Timeout (>1.0s)" in out, out
     assert "PASSED test_stuck.py::test_a_trio_test_after_them" in out, out
@@ -89,18 +95,5 @@ def test_a_run_started_with_sighup_ignored_still_tests_what_a_hangup_does(
     # `nohup pytest &` ignores SIGHUP, and every daemon, chat and window the tests started
     # kept ignoring it, by design: the tests of what they do when their terminal closes
     # failed there (the window's own test of it first).
-    (tmp_path / "conftest.py").write_text("from tests.conftest import *  # the suite's hooks\n")
-    (tmp_path / "test_hangup.py").write_text(textwrap.dedent(HANGUP))
-    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore", "-rA"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # as nohup does
-    )
-    assert "PASSED test_hangup.py::test_a_hangup_is_taken_as_from_a_terminal" in run.stdout, (
-        run.stdout
-    )
+    out = run_suite(tmp_path / "test_hangup.py", HANGUP, signal.SIGHUP, signal.SIG_IGN)
+    assert "PASSED test_hangup.py::test_a_hangup_is_taken_as_from_a_terminal" in out, out
