@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sqlite3
 from pathlib import Path
 from typing import TypeVar
@@ -15,7 +16,10 @@ from tests.conftest import TEST_CONFIG
 from trio_chat import wire
 from trio_chat.client import ChatClient, ClientConfig
 from trio_chat.engine import ServerConfig
+from trio_chat.keys import daemon_keys
+from trio_chat.secure import DaemonKeys
 from trio_chat.server import serve
+from trio_chat.trust import fetch_key
 
 PASSWORD = "correct horse"
 FAST = ClientConfig(timeout=2.0)
@@ -294,3 +298,20 @@ async def test_a_message_resent_after_many_newer_ones_is_stored_and_shown_once(
     with sqlite3.connect(db_path) as db:
         rows = db.execute("SELECT id FROM messages WHERE text = 'said once'").fetchall()
     assert rows == [(first.id,)]
+
+
+async def test_keys_given_to_serve_are_its_keys_beside_a_key_file_of_another(
+    tmp_path: Path,
+) -> None:
+    """A program that runs the daemon with keys of its own (`serve(keys=...)`) on a
+    database that has a key file beside it gets a daemon with the keys it gave."""
+    db_path = tmp_path / "chat.db"
+    on_disk = daemon_keys(db_path).public  # made beside the database
+    given = DaemonKeys.generate()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            start = functools.partial(serve, "127.0.0.1", 0, db_path, TEST_CONFIG, keys=given)
+            host, port = await nursery.start(start)
+            assert await fetch_key(host, port) == given.public != on_disk
+            nursery.cancel_scope.cancel()
+    assert daemon_keys(db_path).public == on_disk  # the file is left as it was
