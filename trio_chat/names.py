@@ -624,10 +624,11 @@ def _check_marks(display: str, data: _Data) -> None:
 
 
 def _is_dotted(char: str, data: _Data) -> bool:
-    """Whether the letter (or the letter it looks like) already has a dot above: `ɨ` and
-    `ɉ`, whose prototypes are `i` and `j` under a stroke, as much as `і` and `ĳ`."""
+    """Whether the letter (or the letter it looks like) already has a dot above: the last
+    letter of its prototype, marks aside (`ɨ` and `ɉ` are `i` and `j` with a stroke
+    through them, as `і` and `ĳ` are `i` and `ij`)."""
     letters = [part for part in skeleton(char) if not unicodedata.combining(part)]
-    return ord(char) in data.soft_dotted or (bool(letters) and ord(letters[-1]) in data.soft_dotted)
+    return bool(letters) and ord(letters[-1]) in data.soft_dotted
 
 
 def _check_digits(display: str) -> None:
