@@ -188,8 +188,9 @@ def serve_command(
         notice_limit=notice_limit,
     )
     database = db or default_database()
-    with configured(log_level.lower(), log_format.lower()):
-        failure = _run(host, port, database, config, summary_every, log_format.lower())
+    form = log_format.lower()
+    with configured(log_level.lower(), form):
+        failure = _run(host, port, database, config, summary_every, form)
     if failure is not None:
         raise failure
 
