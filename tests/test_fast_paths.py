@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import socket
+import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +21,7 @@ from trio_chat.client_protocol import Handle
 from trio_chat.engine import Address, CheckPassword, HashPassword, ServerConfig, ServerEngine
 from trio_chat.engine.common import SEND_EARLY
 from trio_chat.handshake_queue import PER_TURN
+from trio_chat.persistence import SLOW_COMMIT
 from trio_chat.records import Message, Snapshot, StoreOp
 from trio_chat.reliability import Link
 from trio_chat.server import BATCH, Daemon, PasswordThreads, bind_udp, serve
@@ -300,6 +303,64 @@ async def test_a_message_is_acknowledged_in_the_datagram_that_answers_it() -> No
             alice.connection.receive_datagram(answer, trio.current_time())
             assert handle.done and handle.error is None
             assert link.queued == 0  # the same datagram acknowledged the `say`
+            alice.close()
+            nursery.cancel_scope.cancel()
+
+
+class _SlowDisk(_Memory):
+    """Storage whose commits take `delay` seconds of real time, and which notes whether
+    each ran on a worker thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delay = 0.0
+        self.threaded: list[bool] = []
+
+    def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
+        self.threaded.append(threading.current_thread() is not threading.main_thread())
+        time.sleep(self.delay)
+        return super().write(ops)
+
+
+async def test_a_message_committed_in_a_worker_thread_is_answered_once_it_is_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the disk is slow, commits go to a worker thread: the loop is woken when one
+    is done, and the `ok` leaves then, not at the daemon's next timer or datagram (the
+    client here sends nothing more, its acknowledgement is owed long before, and the
+    engine's check of its memory, its one timer then, is put a minute away)."""
+    monkeypatch.setattr("trio_chat.engine.core.MEMORY_CHECK_EVERY", 60.0)
+    monkeypatch.setattr("trio_chat.persistence.THREADED_AT_LEAST", 60.0)  # however slow the test
+    engines: list[ServerEngine] = []
+    disk = _SlowDisk()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            daemon = functools.partial(serve, storage=disk, on_ready=engines.append)
+            host, port = await nursery.start(daemon, "127.0.0.1", 0)
+            await register(host, port, "alice", "correct horse")
+            (engine,) = engines
+            alice = RawPeer(engine.keys.public, "alice", "correct horse")
+            await alice.log_in(host, port)
+            disk.delay = 2 * SLOW_COMMIT
+            for text in ("one", "two", "three"):  # slow on the loop: the next go to a thread
+                handle = alice.connection.say(text)
+                while not handle.done:
+                    await alice.step()
+            link = alice.connection.link
+            assert link is not None
+            (session,) = [s for s in engine.sessions.values() if s.account is not None]
+            while not (session.link.idle and link.idle):  # nothing in flight: no probes
+                await alice.step(0.01)
+            disk.delay = 0.3  # past the acknowledgement's delay
+            handle = alice.connection.say("four")
+            for datagram in alice.connection.datagrams_to_send(trio.current_time()):
+                await alice.sock.send(datagram)
+            with trio.fail_after(5):
+                while not handle.done:  # no timers of its own: nothing sent again
+                    answer = await alice.sock.recv(2048)
+                    alice.connection.receive_datagram(answer, trio.current_time())
+            assert handle.error is None
+            assert disk.threaded[-1]
             alice.close()
             nursery.cancel_scope.cancel()
 
