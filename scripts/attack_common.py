@@ -35,7 +35,7 @@ from trio_chat.client_shell import local_address, take_datagrams
 from trio_chat.engine import ServerConfig
 from trio_chat.events import Event
 from trio_chat.keys import daemon_public_key
-from trio_chat.testing.daemon import DaemonProcess, private_client_data
+from trio_chat.testing.daemon import CLI, DaemonProcess, private_client_data
 from trio_chat.trust import fetch_key
 
 HOST = "127.0.0.1"
@@ -202,16 +202,18 @@ class Target:
 
 
 @contextlib.asynccontextmanager
-async def open_target(port: int | None, *options: str) -> AsyncIterator[Target]:
-    """The daemon at 127.0.0.1:`port`, or a new one started with `options` and stopped
-    at the end."""
+async def open_target(
+    port: int | None, *options: str, program: Sequence[str] = CLI
+) -> AsyncIterator[Target]:
+    """The daemon at 127.0.0.1:`port`, or a new one started with `options` (by `program`,
+    the command that stands for `trio-chat`) and stopped at the end."""
     if port is not None:
         yield Target(HOST, port, await fetch_key(HOST, port))
         return
     with tempfile.TemporaryDirectory() as workdir:
         database = Path(workdir) / "chat.db"
         async with trio.open_nursery() as nursery:
-            daemon = DaemonProcess(nursery, database, *options)
+            daemon = DaemonProcess(nursery, database, *options, program=program)
             host, bound = await daemon.start()
             try:
                 yield Target(host, bound, daemon_public_key(database), daemon)

@@ -31,6 +31,13 @@ write-ahead log; a table row is printed each time. At the end, the growth per ho
 each over the run's second half (after the warm-up) is printed, a straight line fitted
 through its samples, and whatever grows steadily is flagged. Exits 1 if the daemon died,
 if a sample could not be taken, or if no session got in at all.
+
+With `--heap DIR` the daemon runs under `scripts/heap_watch.py`: its Python heap traced,
+a snapshot written into DIR every `--heap-every` seconds, and at the end the source lines
+whose allocations grew most over the second half of the snapshots are printed (compare
+any two with `heap_watch.py --compare`). Memory outside Python's heap (SQLite's page
+cache, the C library's arenas) is not traced: the resident memory minus the heap traced
+and the tracing's own (`DIR/heap.tsv`) is what it holds.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import heap_watch
 import trio
 from attack_common import (
     HOST,
@@ -542,7 +550,12 @@ async def prefill(target: Target, names: Sequence[str], messages: int) -> None:
 
 async def main(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
-    async with open_target(None, "--summary-every", str(args.sample_every)) as target:
+    program = CLI
+    if args.heap is not None:
+        watch = [str(Path(__file__).with_name("heap_watch.py")), "--into", str(args.heap)]
+        program = [sys.executable, *watch, "--every", str(args.heap_every), "--"]
+    summary = ("--summary-every", str(args.sample_every))
+    async with open_target(None, *summary, program=program) as target:
         assert target.daemon is not None
         database = target.daemon.database
         names = [f"soak-{n}" for n in range(args.accounts)]
@@ -580,6 +593,8 @@ async def main(args: argparse.Namespace) -> int:
     print(f"samples: {len(samples)}; growth per hour over the second half:")
     for line in growth(samples) if samples else ["  none"]:
         print(line)
+    if args.heap is not None:
+        print(heap_growth(args.heap))
     print("what the population did:")
     for key, count in sorted(population.counts.items()):
         print(f"  {key}: {count}")
@@ -588,6 +603,17 @@ async def main(args: argparse.Namespace) -> int:
     if died or not running_still:
         print("the daemon DIED during the run")
     return 0 if welcomed and not died and running_still else 1
+
+
+def heap_growth(folder: Path) -> str:
+    """What the daemon's Python heap grew by over the second half of the snapshots its
+    `heap_watch.py` wrote into `folder` (the first one and the last, if fewer than four)."""
+    taken = heap_watch.snapshots(folder)
+    if len(taken) < 2:
+        return f"the daemon's heap: {len(taken)} snapshot(s) in {folder}, too few to compare"
+    first = taken[len(taken) // 2] if len(taken) >= 4 else taken[0]
+    lines = heap_watch.compare(first, taken[-1], top=12)
+    return "\n".join([f"the daemon's heap from {first.name} to {taken[-1].name}:", *lines])
 
 
 def arguments() -> argparse.Namespace:
@@ -612,6 +638,15 @@ def arguments() -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--log", type=Path, help="write the daemon's log there at the end")
+    parser.add_argument(
+        "--heap",
+        type=Path,
+        help="trace the daemon's Python heap (scripts/heap_watch.py), keep its snapshots in "
+        "this folder, and say at the end what grew over the second half",
+    )
+    parser.add_argument(
+        "--heap-every", type=float, default=300.0, help="seconds between heap snapshots"
+    )
     return parser.parse_args()
 
 

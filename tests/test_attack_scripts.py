@@ -65,8 +65,10 @@ def test_no_secret_is_left_where_it_can_be_read() -> None:
     assert "PROBLEM" not in output and output.count("no secret") >= 20
 
 
-def test_the_soak_run_samples_the_daemon_and_reports_its_growth() -> None:
-    """The soak script at its smallest: a few seconds of churn, its table and its summary."""
+def test_the_soak_run_samples_the_daemon_and_reports_its_growth(tmp_path: Path) -> None:
+    """The soak script at its smallest: a few seconds of churn, its table and its summary,
+    the daemon's Python heap traced (`heap_watch.py`) and what grew in it said."""
+    heap = tmp_path / "heap"
     status, output = run(
         "soak.py",
         "--minutes",
@@ -81,6 +83,10 @@ def test_the_soak_run_samples_the_daemon_and_reports_its_growth() -> None:
         "1",
         "--operator-every",
         "2",
+        "--heap",
+        str(heap),
+        "--heap-every",
+        "1",
     )
     assert status == 0, output
     assert "room filled with 20 messages" in output
@@ -92,3 +98,12 @@ def test_the_soak_run_samples_the_daemon_and_reports_its_growth() -> None:
     assert re.search(r"rss_kib: \d+ -> \d+, [+-]\d+\.\d an hour", output), output
     welcomed = re.search(r"api welcome: (\d+)", output)
     assert welcomed is not None and int(welcomed.group(1)) >= 1, output
+    taken = sorted(heap.glob("heap-*.pickle"))
+    assert len(taken) >= 4, output
+    assert f"the daemon's heap from {taken[len(taken) // 2].name} to {taken[-1].name}:" in output
+    said = re.search(r"Python heap traced: (\d+\.\d) MiB -> (\d+\.\d) MiB", output)
+    assert said is not None and float(said.group(1)) > 0.5, output
+    grew = re.findall(r"^ +\+\d+\.\d KiB +[+-]\d+ blocks  \S+:\d+$", output, re.MULTILINE)
+    assert grew, output
+    rows = (heap / "heap.tsv").read_text().splitlines()
+    assert len(rows) >= len(taken) and all(int(row.split("\t")[1]) > 0 for row in rows)

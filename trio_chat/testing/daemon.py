@@ -77,8 +77,12 @@ class DaemonProcess:
         *options: str,
         log_level: str = "info",
         start_timeout: float = 20.0,
+        program: Sequence[str] = CLI,
     ) -> None:
+        """`program` is the command that stands for `trio-chat` (`serve` and the options
+        follow it)."""
         self.nursery = nursery
+        self.program = list(program)
         self.database = database
         self.options = options
         self.log_level = log_level
@@ -99,9 +103,7 @@ class DaemonProcess:
         `accounts`, each is registered, with `password`, once it listens."""
         assert not self.running, "the daemon is already running"
         command = [
-            sys.executable,
-            "-m",
-            "trio_chat",
+            *self.program,
             "serve",
             "--host",
             "127.0.0.1",
