@@ -24,6 +24,7 @@ from trio_chat import control
 from trio_chat.cli import ExitCode
 from trio_chat.cli.accounts import EXIT_FOR_REPLY
 from trio_chat.control import (
+    NOT_STORED,
     READ_WITHIN,
     STORED_WITHIN,
     ControlRefused,
@@ -41,7 +42,7 @@ from trio_chat.control import (
 from trio_chat.engine import Persist
 from trio_chat.errors import AccountLocked, Muted, Removed, WrongPassword
 from trio_chat.events import Left
-from trio_chat.records import PasswordSet
+from trio_chat.records import BanSet, MessageRemoval, MuteSet, PasswordSet
 from trio_chat.server import Daemon
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver
@@ -241,6 +242,9 @@ async def test_a_file_in_the_control_sockets_place_is_left_alone(tmp_path: Path)
     assert path.read_text() == "not a socket"
 
 
+OPERATOR_CHANGES = (PasswordSet, MuteSet, BanSet, MessageRemoval)
+
+
 class Stored:
     """What the daemon's store does with a `Desk`'s changes: commits them, fails them,
     or takes forever."""
@@ -253,7 +257,7 @@ class Stored:
     def wake(self) -> None:
         engine = self.driver.engine
         for effect in engine.take_effects():
-            if not isinstance(effect, Persist) or not isinstance(effect.op, PasswordSet):
+            if not isinstance(effect, Persist) or not isinstance(effect.op, OPERATOR_CHANGES):
                 continue
             if self.outcome == "commit":
                 engine.committed(effect.op, self.driver.now, self.driver.wall)
@@ -266,12 +270,21 @@ class Stored:
 async def test_the_desk_says_when_a_change_was_not_stored(autojump_clock: trio.abc.Clock) -> None:
     driver = EngineDriver()
     driver.add_account("alice")
+    said = Client(driver, "alice")
+    said.settle()
+    said.connection.say("hello")
+    said.settle()
+    (hello,) = driver.stored_messages()
     before = driver.engine.accounts["alice"]
     failing = Stored(driver, "fail")
     reply = await failing.desk.answer(Request("lock", "alice"))
     assert (reply.ok, reply.code) == (False, "not_stored")
     assert reply.message == "The daemon could not store the change (see its log)."
     assert driver.engine.accounts["alice"] is before
+    # A ban, and a removal, the store refused: neither is said to be made.
+    for refused in (Request("ban", "203.0.113.7"), Request("unsay", message=hello.id)):
+        reply = await failing.desk.answer(refused)
+        assert (reply.ok, reply.code, reply.message) == (False, "not_stored", NOT_STORED)
     slow = Stored(driver, "never")
     started = trio.current_time()
     reply = await slow.desk.answer(Request("lock", "alice"))
@@ -287,6 +300,100 @@ async def test_the_desk_says_when_a_change_was_not_stored(autojump_clock: trio.a
     unknown = await Stored(driver, "commit").desk.answer(Request("unlock", "nobody"))
     assert (unknown.ok, unknown.code) == (False, "unknown_user")
     assert driver.engine.accounts["alice"] is before
+
+
+class Operated:
+    """A `Desk` on a driven engine whose store takes the operator's changes at once, as
+    the daemon's does; `wakes` counts the times the desk had the daemon's loop send."""
+
+    def __init__(self, driver: EngineDriver, database: Path | None = None) -> None:
+        self.driver = driver
+        self.wakes = 0
+        self.desk = Desk(driver.engine, self.wake, lambda: (driver.now, driver.wall), database)
+
+    def wake(self) -> None:
+        self.wakes += 1
+        driver = self.driver
+        for effect in driver.engine.take_effects():
+            if isinstance(effect, Persist) and isinstance(effect.op, OPERATOR_CHANGES):
+                driver.stored.append(effect.op)
+                driver.engine.committed(effect.op, driver.now, driver.wall)
+                self.desk.reported(effect.op, stored=True)
+            else:
+                driver.perform(effect)
+        driver.pump()
+
+
+def operator_said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if getattr(r, "event", None) == "operator"]
+
+
+async def test_the_desk_answers_with_each_account_as_it_was_and_the_sessions_ended(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    driver = EngineDriver()
+    for name in ("bob", "alice", "carol"):
+        driver.add_account(name)
+    alice = Client(driver, "alice", address=("10.0.0.1", 1))
+    laptop = Client(driver, "alice", address=("10.0.0.2", 1))
+    carol = Client(driver, "carol", address=("10.0.0.3", 1))
+    for client in (alice, laptop, carol):
+        client.settle()
+    carol.connection.whisper("bob", "psst")  # bob is away: it waits for him
+    carol.settle()
+    operated = Operated(driver)
+    desk = operated.desk
+    listed = await desk.answer(Request("list"))
+    assert [(a.name, a.sessions, a.waiting) for a in listed.accounts] == [
+        ("alice", 2, 0),
+        ("bob", 0, 1),
+        ("carol", 1, 0),
+    ]
+    found = await desk.answer(Request("find", "BOB"))
+    assert [(a.name, a.waiting, a.sessions) for a in found.accounts] == [("bob", 1, 0)]
+    assert operated.wakes == 0  # nothing to send
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        kicked = await desk.answer(Request("kick", "alice"))
+        assert (kicked.ok, kicked.ended, kicked.accounts[0].sessions) == (True, 2, 2)
+        assert driver.inbox[alice.address] and driver.inbox[laptop.address]  # told at once
+        alice.settle()
+        assert isinstance(alice.connection.failure, Removed)
+        absent = await desk.answer(Request("kick", "bob"))
+        assert (absent.ok, absent.ended, absent.accounts[0].name) == (True, 0, "bob")
+        locked = await desk.answer(Request("lock", "carol"))
+        assert (locked.accounts[0].locked, locked.ended) == (False, 1)  # as it was
+        assert driver.engine.accounts["carol"].locked
+        again = await desk.answer(Request("lock", "carol"))
+        assert (again.accounts[0].locked, again.ended) == (True, 0)
+        unlocked = await desk.answer(Request("unlock", "carol"))
+        assert unlocked.accounts[0].locked and not driver.engine.accounts["carol"].locked
+        muted = await desk.answer(Request("mute", "bob"))
+        assert not muted.accounts[0].muted and driver.engine.accounts["bob"].muted
+        unmuted = await desk.answer(Request("unmute", "bob"))
+        assert unmuted.accounts[0].muted and not driver.engine.accounts["bob"].muted
+    assert operator_said(caplog) == [
+        "the operator took alice out of the room (2 sessions ended)",
+        "the operator locked carol (1 session ended)",
+        "the operator locked carol",
+        "the operator unlocked carol",
+        "the operator muted bob",
+        "the operator unmuted bob",
+    ]
+
+
+async def test_a_desk_without_a_database_removes_only_ids_the_room_has_given() -> None:
+    driver = EngineDriver()
+    driver.add_account("alice")
+    alice = Client(driver, "alice")
+    alice.settle()
+    alice.connection.say("hello")
+    alice.settle()
+    (hello,) = driver.stored_messages()
+    desk = Operated(driver).desk
+    for missing in (0, hello.id + 1):  # none yet, or the next to be given
+        reply = await desk.answer(Request("unsay", message=missing))
+        assert (reply.ok, reply.code) == (False, "unknown_message")
+    assert await desk.answer(Request("unsay", message=hello.id)) == Reply(True)
 
 
 async def test_a_request_met_by_the_daemons_stop_is_told_so(
