@@ -6,6 +6,7 @@ ended; a ban lifted lets the network in again."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import re
 import subprocess
@@ -22,6 +23,7 @@ from trio_chat import wire
 from trio_chat.cli import ExitCode
 from trio_chat.cli.bans import span_seconds
 from trio_chat.client_protocol.config import ClientConfig
+from trio_chat.control import Request
 from trio_chat.engine import ServerEngine
 from trio_chat.engine.bans import (
     BANNED,
@@ -41,6 +43,7 @@ from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
 from trio_chat.testing.driver import EngineDriver, Peer
 
 from .test_operator_accounts import PASSWORD, login, operator
+from .test_operator_control import Operated, operator_said
 
 BANNED_AT = "2026-12-06T14:40:00.000Z"
 NOW = unix_time(BANNED_AT) + 60
@@ -750,3 +753,40 @@ def test_the_name_of_a_registration_banned_while_hashed_is_free_again() -> None:
     driver.auto_hash = True
     driver.add_account("mallory", address=("198.51.100.5", 1))  # from elsewhere
     assert [a.name for a in driver.stored_accounts()] == ["mallory"]
+
+
+async def test_the_desk_bans_lifts_and_lists_and_answers_with_the_ban_there_was(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    driver = EngineDriver()
+    driver.add_account("alice")
+    alice = Peer(driver, "alice", address=("203.0.113.5", 1))
+    alice.settle()
+    desk = Operated(driver).desk
+    network = "203.0.113.0/24"
+    until, later = iso_time(driver.wall + 3600), iso_time(driver.wall + 7200)
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        banned = await desk.answer(Request("ban", network, until=until))
+        assert (banned.ok, banned.bans, banned.ended) == (True, [], 1)
+        (ban,) = (await desk.answer(Request("bans"))).bans
+        assert (ban.network, ban.until) == (network, until)
+        longer = await desk.answer(Request("ban", "203.0.113.77/24", until=later))
+        assert (longer.ok, longer.bans) == (True, [ban])  # the ban as it was
+        same = await desk.answer(Request("ban", network, until=later))  # as asked already
+        assert (same.ok, [b.until for b in same.bans]) == (True, [later])
+        lifted = await desk.answer(Request("unban", network))
+        assert (lifted.ok, [b.until for b in lifted.bans]) == (True, [later])
+        assert (await desk.answer(Request("bans"))).bans == []
+        nothing = await desk.answer(Request("unban", network))
+        assert (nothing.ok, nothing.bans) == (True, [])
+        for wrong in (Request("ban", network, until="tomorrow"), Request("unban", "bob")):
+            refused = await desk.answer(wrong)
+            assert (refused.ok, refused.code) == (False, "bad_request")
+    assert [op.banned for op in driver.stored if isinstance(op, BanSet)] == [True, True, False]
+    assert operator_said(caplog) == [
+        f"the operator banned {network} until {until} (1 session ended)",
+        f"the operator banned {network} until {later}",
+        f"the operator lifted the ban on {network}",
+    ]
+    told = [r for r in caplog.records if getattr(r, "event", None) == "operator"]
+    assert [getattr(r, "fields", {}).get("network") for r in told] == [network] * 3
