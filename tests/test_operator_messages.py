@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import re
 import sqlite3
 import subprocess
@@ -26,7 +27,7 @@ from trio_chat.cli import ExitCode
 from trio_chat.cli import app as cli_app
 from trio_chat.cli import messages as messages_command
 from trio_chat.client import ChatClient
-from trio_chat.control import Request, ask, control_path
+from trio_chat.control import Reply, Request, ask, control_path
 from trio_chat.conversation import Room
 from trio_chat.display import Line, stamp, to_plain, unsaid_line
 from trio_chat.events import History, MessageRemoved, PublicMessage
@@ -41,6 +42,7 @@ from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver, Peer
 
 from .test_operator_accounts import PASSWORD, operator
+from .test_operator_control import Operated, operator_said
 
 TS = "2026-12-06T16:00:00.000Z"
 
@@ -502,3 +504,33 @@ def test_a_client_coming_back_is_told_of_the_latest_1000_removals() -> None:
     told = [e for e in back.events if isinstance(e, MessageRemoved)]
     assert told == [MessageRemoved(n) for n in range(2, 1002)]
     assert len(told) <= REMOVALS_LOADED  # a daemon started since reads as many from its store
+
+
+async def test_the_desk_removes_a_room_message_its_database_has_and_says_why_not(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "chat.db"
+    store = _stored(path)  # 10 hello, 11 spam, 12 private, 13 bye
+    driver = EngineDriver(snapshot=store.load(window=10))
+    store.write([MessageRemoval(10)])  # by a stopped daemon's command, as this one started
+    desk = Operated(driver, path).desk
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        removed = await desk.answer(Request("unsay", message=11))
+        assert removed == Reply(True)
+        again = await desk.answer(Request("unsay", message=11))  # the database has it still
+        earlier = await desk.answer(Request("unsay", message=10))  # this daemon never saw it
+        for reply, message_id in ((again, 11), (earlier, 10)):
+            assert (reply.ok, reply.code) == (False, "removed_already")
+            assert reply.message == f"The message {message_id} was removed already."
+        for missing in (12, 99, 0):
+            reply = await desk.answer(Request("unsay", message=missing))
+            assert (reply.ok, reply.code) == (False, "unknown_message")
+            assert reply.message == (
+                f"There is no message {missing} in the room's history; "
+                "`trio-chat messages list` shows them."
+            )
+    store.close()
+    assert [op for op in driver.stored if isinstance(op, MessageRemoval)] == [MessageRemoval(11)]
+    assert operator_said(caplog) == ["the operator removed the message 11"]
+    told = [r for r in caplog.records if getattr(r, "event", None) == "operator"]
+    assert [getattr(r, "fields", {}).get("message_id") for r in told] == ["11"]
