@@ -6,6 +6,8 @@ could not make one."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import logging
 import os
 import re
@@ -240,6 +242,83 @@ async def test_a_file_in_the_control_sockets_place_is_left_alone(tmp_path: Path)
         f"a file that is not a socket is in its place; remove {str(path)!r}"
     )
     assert path.read_text() == "not a socket"
+    # A link, even to a listening socket: not followed, and left as it is.
+    elsewhere = tmp_path / "elsewhere.control"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+        other.bind(str(elsewhere))
+        other.listen(1)
+        path.unlink()
+        path.symlink_to(elsewhere)
+        with pytest.raises(ControlUnavailable):
+            open_control(path)
+        assert path.is_symlink() and stat.S_ISSOCK(os.lstat(elsewhere).st_mode)
+
+
+async def test_a_socket_in_the_way_that_cannot_be_removed_is_named_with_its_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "chat.db.control"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as left:
+        left.bind(str(path))
+
+    def refused(where: Path) -> None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(where))
+
+    monkeypatch.setattr(os, "unlink", refused)  # another user's, in a folder of many
+    with pytest.raises(ControlUnavailable) as unavailable:
+        open_control(path)
+    assert str(unavailable.value) == (
+        f"a socket of user id {os.getuid()} is in its place and cannot be removed "
+        f"({os.strerror(errno.EACCES)}); remove {str(path)!r}"
+    )
+
+
+async def test_a_socket_that_cannot_be_made_keeps_no_descriptor(tmp_path: Path) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(ControlUnavailable) as unavailable:
+        open_control(tmp_path / "no such folder" / "chat.db.control")
+    assert len(os.listdir("/proc/self/fd")) == before, unavailable.value
+
+
+async def test_a_stop_leaves_a_socket_that_is_no_longer_this_daemons(tmp_path: Path) -> None:
+    """A daemon started on the database once this one's socket was gone (removed by
+    hand) made its own: this one's stop leaves it."""
+    path = tmp_path / "chat.db.control"
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await _answering(path, [], nursery)
+            await trio.testing.wait_all_tasks_blocked()
+            path.unlink()
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+                other.bind(str(path))
+                nursery.cancel_scope.cancel()
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
+async def test_a_command_told_nothing_says_so_at_once_and_a_stale_socket_is_no_daemon(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db.control"
+    listener = open_control(path)
+
+    async def cut_off() -> None:  # reads the request, and closes without a word
+        stream = await listener.accept()
+        async with stream:
+            await stream.receive_some()
+
+    asked = functools.partial(ask, path, Request("lock", "alice"))
+    with trio.fail_after(10):  # not read on and on
+        async with listener, trio.open_nursery() as nursery:
+            nursery.start_soon(cut_off)
+            with pytest.raises(ControlRefused) as refused:
+                await trio.to_thread.run_sync(asked, abandon_on_cancel=True)
+    assert str(refused.value).startswith(f"The daemon's answer at {str(path)!r} could not be read")
+    assert refused.value.unanswered
+    # Its socket left behind, nothing listening: no daemon runs (the database is used).
+    stale = tmp_path / "stale.control"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as left:
+        left.bind(str(stale))
+    assert ask(stale, Request("list"), timeout=1) is None
 
 
 OPERATOR_CHANGES = (PasswordSet, MuteSet, BanSet, MessageRemoval)
