@@ -28,6 +28,7 @@ from trio_chat.cli.accounts import EXIT_FOR_REPLY
 from trio_chat.control import (
     NOT_STORED,
     READ_WITHIN,
+    SOCKET_PATH_BYTES,
     STORED_WITHIN,
     ControlRefused,
     ControlUnavailable,
@@ -381,6 +382,33 @@ async def test_the_desk_says_when_a_change_was_not_stored(autojump_clock: trio.a
     assert driver.engine.accounts["alice"] is before
 
 
+class TaskSteps(trio.abc.Instrument):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.count += 1
+
+
+async def test_a_change_waited_for_leaves_the_daemon_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The desk sleeps until its change is reported, however many were reported before
+    (once woken for one, it was woken for every later one: the daemon spun)."""
+    monkeypatch.setattr(control, "STORED_WITHIN", 0.2)
+    driver = EngineDriver()
+    driver.add_account("alice")
+    stored = Stored(driver, "commit")
+    assert (await stored.desk.answer(Request("lock", "alice"))).ok
+    stored.outcome = "never"  # a disk that does not answer
+    steps = TaskSteps()
+    trio.lowlevel.add_instrument(steps)
+    try:
+        reply = await stored.desk.answer(Request("unlock", "alice"))
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    assert (reply.ok, reply.code) == (False, "not_stored")
+    assert steps.count < 20
+
+
 class Operated:
     """A `Desk` on a driven engine whose store takes the operator's changes at once, as
     the daemon's does; `wakes` counts the times the desk had the daemon's loop send."""
@@ -596,6 +624,24 @@ async def _answering(
         return Reply(True, message=f"{request.action} {request.name}")
 
     nursery.start_soon(serve_control, open_control(path), path, answer)
+
+
+async def test_a_socket_a_little_too_long_for_an_address_is_reached_through_its_folder(
+    tmp_path: Path,
+) -> None:
+    name = "chat.db.control"
+    pad = SOCKET_PATH_BYTES + 10 - len(os.fsencode(str(tmp_path / "x" / name)))
+    path = tmp_path / ("x" * (1 + pad)) / name
+    path.parent.mkdir()
+    assert len(os.fsencode(str(path))) == SOCKET_PATH_BYTES + 10
+    asked: list[Request] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await _answering(path, asked, nursery)
+            reply = await trio.to_thread.run_sync(ask, path, Request("find", "alice"))
+            nursery.cancel_scope.cancel()
+    assert reply == Reply(True, message="find alice")
+    assert not path.exists()
 
 
 async def test_a_request_too_long_or_naming_a_field_the_daemon_lacks_is_refused(
