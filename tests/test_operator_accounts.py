@@ -9,13 +9,18 @@ import os
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
+from typer.testing import CliRunner
 
 import trio_chat
 from trio_chat.cli import ExitCode
+from trio_chat.cli import accounts as accounts_command
+from trio_chat.cli import app as cli_app
 from trio_chat.client_protocol.endings import PASSWORD_CHANGED_AWAY
+from trio_chat.control import NOT_STORED, AccountLine, ControlRefused, Reply, Request
 from trio_chat.errors import AccountLocked, WrongPassword
 from trio_chat.records import LOCK_MARK, Account, Message, Snapshot
 from trio_chat.secure import Ticket, password_mark
@@ -301,3 +306,114 @@ async def test_a_new_password_the_input_ends_before_is_asked_of_the_right_place(
         "The input ended before the new password; give it on a line of its own, or with "
         "--password-file.\n"
     )
+
+
+def daemon_answers(
+    monkeypatch: pytest.MonkeyPatch, *answers: Reply | ControlRefused | None
+) -> list[Any]:
+    """Have the commands' running daemon answer `answers`, in turn (None: no daemon
+    runs); what they asked of it (each request, with the users its socket may be of) is
+    returned."""
+    asked: list[Any] = []
+    waiting = list(answers)
+
+    def ask(path: Path, request: Request, owners: set[int] | None = None) -> Reply | None:
+        asked.append((request, owners))
+        answer = waiting.pop(0)
+        if isinstance(answer, ControlRefused):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(accounts_command, "ask", ask)
+    return asked
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (Reply(False, "stopping", "The daemon is stopping; it may have."), ExitCode.UNREACHABLE),
+        (Reply(False, "not_stored", NOT_STORED), ExitCode.DATABASE),
+        (Reply(False, "unknown_message", "There is no message 7."), ExitCode.UNKNOWN_MESSAGE),
+        (Reply(False, "bad_request", "That is not a request."), ExitCode.FAILURE),
+        (ControlRefused("It did not answer.", unanswered=True), ExitCode.UNREACHABLE),
+        (ControlRefused("It is another user's."), ExitCode.REJECTED),
+    ],
+)
+def test_a_running_daemons_refusal_is_its_sentence_and_exit_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: Reply | ControlRefused, code: int
+) -> None:
+    daemon_answers(monkeypatch, answer)
+    locked = CliRunner().invoke(cli_app, ["accounts", "lock", "alice", "--db", str(tmp_path)])
+    assert (locked.exit_code, locked.stdout) == (code, "")
+    assert locked.stderr == f"{answer.message if isinstance(answer, Reply) else answer}\n"
+
+
+def test_what_a_running_daemon_answers_is_said_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "chat.db"
+    made = "2026-12-06T16:00:00.000Z"
+    store = SqliteStore.open(database)
+    store.write([Account(1, "alice", "alice", "hash", made)])
+    store.close()
+    locked = AccountLine("alice", made, 0, locked=True)
+    free = AccountLine("alice", made, 0, locked=False)
+    asked = daemon_answers(
+        monkeypatch,
+        Reply(False, "unknown_user", "There is no account named 'carol'."),
+        Reply(True, accounts=[locked]),
+        Reply(True, accounts=[free]),
+        Reply(True, accounts=[locked]),  # find, before the password is asked for
+        Reply(True, accounts=[locked], ended=2),
+        Reply(
+            True,
+            accounts=[
+                AccountLine("alice", made, 3, False, 2),
+                AccountLine("bob", made, 0, False, 1),
+                AccountLine("carol", made, 0, False),
+            ],
+        ),
+        None,  # the daemon stopped
+    )
+    runner = CliRunner()
+
+    def run(*args: str) -> tuple[int, str, str]:
+        done = runner.invoke(cli_app, ["accounts", *args, "--db", str(database)])
+        return done.exit_code, done.stdout, done.stderr
+
+    assert run("lock", "carol") == (
+        ExitCode.UNKNOWN_USER,
+        "",
+        "There is no account named 'carol'; `trio-chat accounts list` shows them.\n",
+    )
+    assert run("lock", "alice")[1] == (
+        "Locked alice (it was already); `trio-chat accounts unlock alice` undoes it.\n"
+    )
+    assert run("unlock", "alice")[1] == "Unlocked alice (it was not locked).\n"
+    new = tmp_path / "new"
+    new.write_text(f"{NEW_PASSWORD}\n")
+    assert run("password", "alice", "--password-file", str(new))[1] == (
+        "Set the password of alice (it stays locked) (2 sessions ended).\n"
+    )
+    assert run("list") == (
+        0,
+        f"alice  (made {made}, 3 private messages waiting, in the room, 2 sessions)\n"
+        f"bob  (made {made}, in the room)\n"
+        f"carol  (made {made})\n",
+        "3 accounts.\n",
+    )
+    assert run("kick", "carol") == (  # its database is asked who that is
+        ExitCode.UNKNOWN_USER,
+        "",
+        "There is no account named 'carol'; `trio-chat accounts list` shows them.\n",
+    )
+    owner = {database.stat().st_uid}
+    assert [(request.action, owners) for request, owners in asked] == [
+        ("lock", owner),
+        ("lock", owner),
+        ("unlock", owner),
+        ("find", owner),
+        ("password", owner),
+        ("list", owner),
+        ("kick", owner),
+    ]
