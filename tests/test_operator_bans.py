@@ -5,6 +5,7 @@ ended; a ban lifted lets the network in again."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import math
@@ -17,13 +18,15 @@ import pytest
 import trio
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 import trio_chat
 from trio_chat import wire
 from trio_chat.cli import ExitCode
-from trio_chat.cli.bans import span_seconds
+from trio_chat.cli import app as cli_app
+from trio_chat.cli.bans import LONGEST_BAN, span_seconds
 from trio_chat.client_protocol.config import ClientConfig
-from trio_chat.control import Request
+from trio_chat.control import Reply, Request
 from trio_chat.engine import ServerEngine
 from trio_chat.engine.bans import (
     BANNED,
@@ -42,7 +45,7 @@ from trio_chat.store import SqliteStore
 from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
 from trio_chat.testing.driver import EngineDriver, Peer
 
-from .test_operator_accounts import PASSWORD, login, operator
+from .test_operator_accounts import PASSWORD, daemon_answers, login, operator
 from .test_operator_control import Operated, operator_said
 
 BANNED_AT = "2026-12-06T14:40:00.000Z"
@@ -416,6 +419,7 @@ def test_a_ban_lasts_as_long_as_it_is_told() -> None:
     assert span_seconds("90s") == 90
     assert span_seconds(" 1H30m ") == 5400
     assert span_seconds("2w1d") == 15 * 86400
+    assert span_seconds("36500d") == LONGEST_BAN  # up to 100 years: that too
     for wrong in ("", "0s", "2", "h", "1.5h", "-1h", "101000d", "2h 30m", "1m1m", "30s1h", "٣h"):
         with pytest.raises(ValueError, match="is not a time span of up to 100 years"):
             span_seconds(wrong)
@@ -790,3 +794,39 @@ async def test_the_desk_bans_lifts_and_lists_and_answers_with_the_ban_there_was(
     ]
     told = [r for r in caplog.records if getattr(r, "event", None) == "operator"]
     assert [getattr(r, "fields", {}).get("network") for r in told] == [network] * 3
+
+
+def test_a_ban_for_good_given_an_end_says_it_was_for_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    since = "2026-12-06T16:00:00.000Z"
+    for_good = BanRecord("203.0.113.0/24", since)
+    daemon_answers(
+        monkeypatch,
+        Reply(True, bans=[for_good]),  # the ban, as it was
+        Reply(True, bans=[dataclasses.replace(for_good, until="2099-01-01T00:00:00.000Z")]),
+    )
+    database = str(tmp_path / "chat.db")
+    added = CliRunner().invoke(
+        cli_app, ["bans", "add", "203.0.113.9/24", "--for", "2h", "--db", database]
+    )
+    assert added.exit_code == 0, added.stderr
+    assert re.fullmatch(
+        r"Turned 203\.0\.113\.0/24 away until \S+Z \(it was for good\); `trio-chat bans "
+        r"remove 203\.0\.113\.0/24` lets it in again\.\n",
+        added.stdout,
+    )
+
+
+def test_a_stopped_daemons_ban_that_ended_is_not_listed(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    store = SqliteStore.open(path)
+    ended = BanSet("203.0.113.0/24", True, BANNED_AT, until="2026-12-06T15:00:00.000Z")
+    store.write([ended, BanSet("198.51.100.0/24", True, BANNED_AT)])
+    store.close()
+    listed = CliRunner().invoke(cli_app, ["bans", "list", "--db", str(path)])
+    assert (listed.exit_code, listed.stdout, listed.stderr) == (
+        0,
+        f"198.51.100.0/24  (since {BANNED_AT})\n",
+        "1 turned away.\n",
+    )
