@@ -534,3 +534,21 @@ async def test_the_desk_removes_a_room_message_its_database_has_and_says_why_not
     assert operator_said(caplog) == ["the operator removed the message 11"]
     told = [r for r in caplog.records if getattr(r, "event", None) == "operator"]
     assert [getattr(r, "fields", {}).get("message_id") for r in told] == ["11"]
+
+
+def test_an_id_given_twice_is_removed_once_and_one_unknown_of_two_stops_both(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chat.db"
+    _stored(path).close()  # 10 hello, 11 spam, 12 private, 13 bye; no daemon runs
+    runner = CliRunner()
+    unknown = runner.invoke(cli_app, ["messages", "remove", "10", "99", "--db", str(path)])
+    assert (unknown.exit_code, unknown.stdout, unknown.stderr) == (
+        ExitCode.UNKNOWN_MESSAGE,
+        "",
+        "There is no message 99 in the room's history, so none of those given was removed; "
+        "`trio-chat messages list` shows them.\n",
+    )
+    twice = runner.invoke(cli_app, ["messages", "remove", "11", "11", "--db", str(path)])
+    assert (twice.exit_code, twice.stdout) == (0, f"Removed the message 11 (bob, {TS}).\n")
+    assert [m.id for m in room_messages(path, 10)] == [10, 13]
