@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import resource
+import secrets
 import sqlite3
 import stat
 import threading
@@ -45,7 +46,7 @@ from trio_chat.client_protocol import ClientConnection
 from trio_chat.engine import CheckPassword, HashPassword, ServerConfig
 from trio_chat.engine.password_change import PasswordChange
 from trio_chat.errors import KeyChanged
-from trio_chat.keys import KeyFileError, KnownServers, daemon_keys, key_paths
+from trio_chat.keys import KeyFileError, KnownServers, address_label, daemon_keys, key_paths
 from trio_chat.noise import generate_keypair
 from trio_chat.records import Message, PasswordSet, Snapshot, StoreOp
 from trio_chat.secure import (
@@ -356,7 +357,8 @@ def test_each_database_has_key_files_of_its_own(tmp_path: Path) -> None:
     accounts by number)."""
     assert key_paths(tmp_path / "chat.db") == (tmp_path / "chat.key", tmp_path / "chat.tickets")
     assert key_paths(tmp_path / "chat")[0] == tmp_path / "chat.key"
-    assert key_paths(tmp_path / "room.SQLITE")[0] == tmp_path / "room.key"
+    for extension in (".db", ".sqlite", ".SQLITE", ".sqlite3", ".db3", ".DB3"):
+        assert key_paths(tmp_path / f"room{extension}")[0] == tmp_path / "room.key", extension
     databases = [tmp_path / n for n in ("room.v1", "room.v2", "room.db")]
     files = [path for database in databases for path in key_paths(database)]
     assert len(set(files)) == len(files) and not set(files) & set(databases)
@@ -414,6 +416,92 @@ def test_a_key_is_never_written_through_a_file_planted_at_its_temporary_name(
         assert not path.is_symlink() and path.stat().st_nlink == 1
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert daemon_keys(database).static_private == keys.static_private
+
+
+def test_a_key_file_with_a_character_base64_has_not_is_damaged(tmp_path: Path) -> None:
+    """A key is its 44 characters of base64 and nothing else: a file, or a line of
+    `known_servers`, with a stray character in it is damaged, not read past it."""
+    database = tmp_path / "chat.db"
+    keys = daemon_keys(database)
+    static_path, _tickets = key_paths(database)
+    text = static_path.read_text()
+    static_path.write_text(text[:20] + "*" + text[20:])
+    with pytest.raises(KeyFileError) as damaged:
+        daemon_keys(database)
+    assert str(damaged.value).startswith(f"The key file {str(static_path)!r} is damaged; ")
+    static_path.write_text(text)
+    assert daemon_keys(database).static_private == keys.static_private
+    known = KnownServers(tmp_path / "known_servers")
+    key = base64.b64encode(generate_keypair()[1]).decode()
+    known.path.write_text(f"127.0.0.1:1600 {key[:20]}!{key[20:]}\n")
+    with pytest.raises(KeyFileError, match=r"^The line for 127\.0\.0\.1:1600 in .* is damaged; "):
+        known.get("127.0.0.1", 1600)
+
+
+def test_a_key_file_is_synced_before_it_takes_its_place_and_its_folder_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Renamed into place before its bytes reach the disk, a key file could be found empty
+    after a power cut, and the daemon refuse to start on a damaged key; the new name is
+    kept only once the folder is synced. No descriptor is left open for each write."""
+    done: list[str] = []
+    fsync, replace = os.fsync, os.replace
+
+    def noting_fsync(fd: int) -> None:
+        done.append("sync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "sync file")
+        fsync(fd)
+
+    def noting_replace(source: str | Path, target: str | Path) -> None:
+        done.append(f"rename to {Path(target).name}")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", noting_fsync)
+    monkeypatch.setattr(os, "replace", noting_replace)
+    descriptors = len(os.listdir("/proc/self/fd"))
+    daemon_keys(tmp_path / "chat.db")
+    KnownServers(tmp_path / "known_servers").remember("127.0.0.1", 1600, generate_keypair()[1])
+    assert len(os.listdir("/proc/self/fd")) == descriptors
+    assert done == [
+        step
+        for name in ("chat.key", "chat.tickets", "known_servers")
+        for step in ("sync file", f"rename to {name}", "sync folder")
+    ]
+
+
+def test_a_temporary_name_someone_took_first_is_not_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were the temporary file's name guessed, a hard link put there (which no refusal to
+    follow links stops) must not get the key written into the file it shares."""
+    monkeypatch.setattr(secrets, "token_hex", lambda size: "guessed")
+    readable = tmp_path / "elsewhere"
+    readable.write_text("someone's file\n")
+    readable.chmod(0o644)
+    os.link(readable, tmp_path / "chat.key.guessed.new")
+    with pytest.raises(KeyFileError) as refused:
+        daemon_keys(tmp_path / "chat.db")
+    assert str(refused.value) == (
+        f"Cannot use the key file {str(tmp_path / 'chat.key')!r}: file exists."
+    )
+    assert readable.read_text() == "someone's file\n"
+    assert not (tmp_path / "chat.key").exists()
+
+
+def test_the_folders_made_for_keys_are_their_owners_only(tmp_path: Path) -> None:
+    """The daemon's keys, and the client's `known_servers`, in folders made for them: with
+    the usual umask 022 these would be readable by all, what they hold listed by anyone."""
+    old_umask = os.umask(0o022)
+    try:
+        daemon_keys(tmp_path / "daemon" / "chat.db")
+        KnownServers(tmp_path / "client" / "known_servers").remember(
+            "127.0.0.1", 1600, generate_keypair()[1]
+        )
+    finally:
+        os.umask(old_umask)
+    for folder in ("daemon", "client"):
+        assert stat.S_IMODE((tmp_path / folder).stat().st_mode) == 0o700, folder
+    for path in (tmp_path / "daemon" / "chat.key", tmp_path / "client" / "known_servers"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
 async def test_the_database_and_key_files_are_readable_by_their_owner_only(
@@ -674,6 +762,17 @@ def test_a_daemon_is_known_by_one_name_however_its_address_is_spelt(tmp_path: Pa
         "example.org:1600",
         "fe80::2",
     ]
+    # A key trusted anew under another spelling replaces the one there, in its one line.
+    known.remember("EXAMPLE.ORG.", 1600, one)
+    assert known.get("example.org", 1600) == one
+    assert [line.split()[0] for line in path.read_text().splitlines()].count(
+        "example.org:1600"
+    ) == 1
+    assert "EXAMPLE" not in path.read_text()
+    # A port that is no number, written by hand, is a line kept as it is, not a traceback.
+    path.write_text(path.read_text() + f"example.net:http {base64.b64encode(one).decode()}\n")
+    assert known.get("example.net", 80) is None
+    assert address_label("[::1]", 1600) == address_label("::1", 1600) == "[::1]:1600"
 
 
 def stored_addresses(database: Path) -> list[tuple[str, int]]:
