@@ -689,14 +689,21 @@ def invoke_trusting(daemon: Daemon, *args: str, input: str | None = None) -> tup
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_a_key_met_first_is_shown_once_and_then_trusted(own_daemon: Daemon) -> None:
+def test_a_key_met_first_is_shown_once_and_then_trusted(
+    own_daemon: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     daemon = own_daemon
     name = make_account(daemon)
     shown = fingerprint(base64.b64decode(daemon.key))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the data folder by default
+    monkeypatch.delenv("XDG_DATA_HOME")
     code, out, err = invoke_trusting(daemon, "login", "--name", name)
     assert code == 0, err
-    assert err.startswith(f"The daemon at {daemon.host}:{daemon.port} has the key {shown}; ")
-    assert "trusting it from now on" in err
+    assert err.splitlines()[0] == (
+        f"The daemon at {daemon.host}:{daemon.port} has the key {shown}; trusting it from now "
+        "on (remembered in ~/.local/share/trio-chat/known_servers)."
+    )
+    assert (tmp_path / "home" / ".local" / "share" / "trio-chat" / "known_servers").exists()
     assert KnownServers().get(daemon.host, daemon.port) == base64.b64decode(daemon.key)
     code, out, err = invoke_trusting(daemon, "login", "--name", name)
     assert (code, err) == (0, "")
@@ -711,7 +718,12 @@ def test_a_changed_key_stops_before_the_password_until_trusted_anew(own_daemon: 
     for command in ("register", "login", "chat"):
         code, out, err = invoke_trusting(daemon, command, "--name", name)
         assert code == ExitCode.KEY_CHANGED, (command, err)
-        assert err.count("\n") == 1 and fingerprint(impostor) in err
+        assert err.count("\n") == 1
+        assert (
+            f"has the key {fingerprint(base64.b64decode(daemon.key))}, not the trusted "
+            + (f"{fingerprint(impostor)}; ")
+            in err
+        )
         assert "someone may be in the middle" in err and out == ""
     code, out, err = invoke_trusting(daemon, "trust", "--yes")
     assert code == 0, err
@@ -726,10 +738,13 @@ def test_a_key_given_on_the_command_line_must_be_the_daemons(own_daemon: Daemon)
     right = fingerprint(base64.b64decode(daemon.key))
     wrong = fingerprint(public_key(os.urandom(32)))
     lowercase = "sha256:" + right.removeprefix("SHA256:")
-    cases = ((right, 0), (lowercase, 0), (daemon.key, 0), (wrong, ExitCode.KEY_CHANGED))
-    for given, expected in cases:
+    pasted = f" {right}\n"  # copied with what was around it
+    cases = ((right, 0), (lowercase, 0), (pasted, 0), (daemon.key, 0))
+    for given, expected in (*cases, (wrong, ExitCode.KEY_CHANGED)):
         code, _out, err = invoke_trusting(daemon, "login", "--name", name, "--server-key", given)
         assert code == expected, (given, err)
+        assert "trusting" not in err  # checked, not trusted on first use
+    assert KnownServers().get(daemon.host, daemon.port) is None
     for nonsense in ("nonsense", "SHA256:bogus", right + "="):  # no fingerprint can be those
         code, _out, err = invoke_trusting(daemon, "login", "--name", name, "--server-key", nonsense)
         assert code == ExitCode.USAGE, err
@@ -849,6 +864,13 @@ def test_ping_tells_whether_the_daemon_answers_with_its_key(daemon: Daemon) -> N
     code, out, err = invoke(daemon, "ping", "--server-key", other)
     assert code == ExitCode.KEY_CHANGED and out == ""
     assert err.endswith(f", not {other}; check the address, or the fingerprint you were given.\n")
+    trusted = generate_keypair()[1]  # a key given whole is checked against the one shown
+    code, out, err = invoke(daemon, "ping", "--server-key", base64.b64encode(trusted).decode())
+    assert code == ExitCode.KEY_CHANGED and out == ""
+    assert err.startswith(
+        f"The daemon at 127.0.0.1:{daemon[1]} has the key "
+        f"{fingerprint(base64.b64decode(daemon.key))}, not the trusted {fingerprint(trusted)}; "
+    )
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
         closed.bind(("127.0.0.1", 0))
         nobody = closed.getsockname()[1]
