@@ -21,11 +21,11 @@ from trio_chat import register, trust_server, wire
 from trio_chat.cli import ExitCode
 from trio_chat.client_protocol import ClientConfig, ClientConnection
 from trio_chat.engine import ServerConfig
-from trio_chat.errors import KeyChanged, KeyUnproven, ServerUnreachable
-from trio_chat.keys import KnownServers
+from trio_chat.errors import Banned, KeyChanged, KeyUnproven, ServerUnreachable
+from trio_chat.keys import KeyFileError, KnownServers
 from trio_chat.noise import fingerprint
 from trio_chat.secure import DaemonKeys
-from trio_chat.testing.attacks import start_daemon
+from trio_chat.testing.attacks import TO_DAEMON, Tap, start_daemon
 from trio_chat.testing.daemon import CLI, cli_env
 from trio_chat.testing.driver import PASSWORD, EngineDriver
 
@@ -192,3 +192,55 @@ async def test_a_forged_key_at_first_contact_is_not_remembered(
             assert "showed its key but did not answer a handshake under it" in str(unanswered.value)
             assert engine.stats["handshakes"] >= 1
             nursery.cancel_scope.cancel()
+
+
+async def test_a_forged_key_whose_handshake_is_refused_is_not_remembered(
+    own_data_folder: Path,
+) -> None:
+    """Someone who answers the key request first, and then the handshake under their key
+    with a refusal (a `REFUSED` proves no more than a `KEY`), gets nothing remembered: the
+    refusal is the error, as a handshake answered with another key is."""
+    forged = DaemonKeys.generate().public
+    known = KnownServers()
+    with trio.fail_after(10):
+        fake = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        await fake.bind(("127.0.0.1", 0))
+        port = fake.getsockname()[1]
+
+        async def answer_all() -> None:
+            while True:
+                data, client = await fake.recvfrom(2048)
+                if data[:1] == bytes((wire.KEY_REQUEST,)):
+                    await fake.sendto(wire.key_datagram(forged), client)
+                else:
+                    await fake.sendto(wire.refused_datagram("banned", "Banned here."), client)
+
+        with fake:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(answer_all)
+                with pytest.raises(Banned, match=r"^Banned here\.$"):
+                    await trust_server("127.0.0.1", port)
+                nursery.cancel_scope.cancel()
+    assert known.get("127.0.0.1", port) is None
+
+
+async def test_the_channel_that_proved_a_key_is_closed_at_once(tmp_path: Path) -> None:
+    """The handshake that proves a key met for the first time opens a channel no one logs
+    in on: it is closed with a goodbye, not left to the daemon to time out."""
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            (host, port), engine = await start_daemon(nursery, tmp_path / "chat.db")
+            tap = Tap((host, port))
+            tapped = await nursery.start(tap.run)
+            trusted = await trust_server(*tapped)
+            assert trusted.new and trusted.key == engine.keys.public
+            await tap.wait_until(lambda: bool(tap.recorded(TO_DAEMON, "DATA")))
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_key_given_as_bytes_must_be_the_32_of_a_key() -> None:
+    """Bytes that cannot be a key (a private and public key together, a truncated copy)
+    are said to be no key, before anything is sent."""
+    for size in (0, 31, 33, 64):
+        with pytest.raises(KeyFileError, match=f"^{size} bytes are not a daemon key: "):
+            await trust_server("127.0.0.1", 9, b"k" * size)
