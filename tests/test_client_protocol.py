@@ -15,6 +15,8 @@ from trio_chat.client_protocol.outstanding import Outstanding
 from trio_chat.client_protocol.requests import recipient
 from trio_chat.engine import ServerConfig
 from trio_chat.errors import (
+    Banned,
+    Busy,
     ConnectionLost,
     KeyChanged,
     NameTaken,
@@ -453,7 +455,10 @@ def test_a_daemon_showing_another_key_gets_no_password() -> None:
             for answer in sim.driver.receive(data, ("10.9.9.1", 1)):
                 connection.receive_datagram(answer, sim.now)
     assert isinstance(connection.failure, KeyChanged)
-    assert fingerprint(sim.driver.server_key) in str(connection.failure)
+    assert str(connection.failure).startswith(
+        f"The daemon at there has the key {fingerprint(sim.driver.server_key)}, not the "
+        f"trusted {fingerprint(impostor.public)}; "
+    )
     assert all(data[0] == wire.INIT for data in sent)  # no record: nothing was sealed
     assert not any(b"correct horse" in data for data in sent)
     assert not sim.driver.engine.sessions
@@ -697,3 +702,89 @@ def test_a_key_probe_for_a_health_check_ends_at_a_closed_port() -> None:
         probe.connection_refused(0.01)
     assert isinstance(check.error, ServerUnreachable) and check.done
     assert patient.error is None and not patient.done
+
+
+def test_a_first_flight_goes_again_sooner_then_each_second_until_the_timeout() -> None:
+    """An `INIT` or `KEY_REQUEST` lost on the way is sent again after 0.2 s, then after
+    twice as long each time up to a second: soon at first, never a flood; and the timeout
+    ends the wait when it falls, not at the next send due."""
+    key = DaemonKeys.generate().public
+    peers = (
+        client_handshake.KeyProbe(0.0, timeout=4.0),
+        client_handshake.Handshake(key, 0.0, 4.0, "there", 1),
+    )
+    for peer in peers:
+        sent: list[float] = []
+        now = 0.0
+        for _step in range(20):
+            if peer.datagrams_to_send(now):
+                sent.append(round(now, 3))
+            timer = peer.next_timer()
+            if timer is None:
+                break
+            now = timer
+            peer.handle_timer(now)
+        assert sent == [0.0, 0.2, 0.6, 1.4, 2.4, 3.4], type(peer)
+        assert now == 4.0 and isinstance(peer.error, ServerUnreachable)
+
+
+def test_a_key_probe_answered_takes_nothing_more() -> None:
+    """The first `KEY` is the answer: a second one (someone else's, sent after), a
+    refusal, a closed port or the timeout after it change neither the key nor the result,
+    and nothing more is sent."""
+    first, second = DaemonKeys.generate().public, DaemonKeys.generate().public
+    probe = client_handshake.KeyProbe(0.0, timeout=1.0, where="there", refused_ends=True)
+    assert probe.datagrams_to_send(0.0)
+    probe.receive_datagram(wire.key_datagram(first), 0.01)
+    probe.receive_datagram(wire.key_datagram(second), 0.02)
+    probe.receive_datagram(wire.refused_datagram("busy", "Too many at once.", 1.0), 0.03)
+    probe.connection_refused(0.04)
+    probe.handle_timer(5.0)
+    assert probe.datagrams_to_send(5.0) == [] and probe.next_timer() is None
+    assert (probe.key, probe.error) == (first, None)
+
+
+def test_a_handshake_seeds_the_channel_with_its_round_trip() -> None:
+    """The time from the `INIT` to its `RESPONSE` is the new channel's first measure of
+    the round trip: a first frame lost is sent again after that, not after a second."""
+    sim = Simulation(3, Conditions(delay=0.05))
+    alice = sim.channel("alice")
+    sim.run_until(lambda: alice.link is not None, limit=5.0)
+    assert alice.link is not None and alice.link.srtt == pytest.approx(0.1, abs=0.01)
+
+
+def test_a_busy_refusal_that_names_no_wait_ends_the_login_with_it() -> None:
+    key = DaemonKeys.generate().public
+    connection = ClientConnection(key, "alice", "correct horse", where="there")
+    connection.start(0.0)
+    connection.datagrams_to_send(0.0)
+    connection.receive_datagram(wire.refused_datagram("busy", "Too many at once."), 0.01)
+    assert isinstance(connection.failure, Busy) and str(connection.failure) == "Too many at once."
+
+
+def test_a_busy_handshake_waits_only_if_an_answer_can_come_in_time() -> None:
+    """A `busy` refusal is waited out only if the message sent again then can be answered,
+    a round trip later, before the timeout; else the refusal is the error at once. Once
+    sent again, silence until the timeout is silence (unreachable); a refusal being waited
+    out when the timeout passes (a process woken late) is that refusal. Other refusals
+    are never waited out, whatever wait they name."""
+    key = DaemonKeys.generate().public
+
+    def refused_at(now: float, code: str, wait: float) -> client_handshake.Handshake:
+        handshake = client_handshake.Handshake(key, 0.0, 2.0, "there", 1)
+        assert handshake.datagrams_to_send(0.0)
+        refusal = wire.parse_datagram_untrusted(wire.refused_datagram(code, "No.", wait))
+        assert handshake.receive(refusal, now)
+        return handshake
+
+    # 0.5 s to answer, 1 s to wait, 0.5 s back: the answer would come at the timeout.
+    assert isinstance(refused_at(0.5, "busy", 1.0).error, Busy)
+    assert isinstance(refused_at(0.5, "banned", 0.1).error, Banned)
+    waiting = refused_at(0.4, "busy", 1.0)
+    assert waiting.error is None and waiting.next_timer() == 1.4
+    waiting.handle_timer(2.5)
+    assert isinstance(waiting.error, Busy)
+    waited = refused_at(0.4, "busy", 1.0)
+    assert waited.datagrams_to_send(1.4)
+    waited.handle_timer(2.0)
+    assert isinstance(waited.error, ServerUnreachable)
