@@ -18,7 +18,7 @@ from trio_chat.engine import ServerConfig, ServerEngine
 from trio_chat.server import serve
 from trio_chat.testing.fault_proxy import FaultProxy, Weather
 from trio_chat.testing.loss_run import loss_run
-from trio_chat.trust import fetch_key
+from trio_chat.trust import fetch_key, trust_server
 
 
 async def test_the_proxy_drops_and_duplicates_as_seeded() -> None:
@@ -148,3 +148,13 @@ async def test_a_client_gives_up_with_a_clear_error_when_all_is_lost(tmp_path: P
                 f"Cannot reach trio-chat at {host}:{port}; is `trio-chat serve` running?"
             )
             nursery.cancel_scope.cancel()
+
+
+async def test_a_health_check_is_told_at_once_that_nothing_listens() -> None:
+    """`trio-chat ping` at a port nothing listens on ends at the refusal, not after the
+    time it would wait for a daemon that may still be starting."""
+    with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as closed:
+        await closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with trio.fail_after(10), pytest.raises(ServerUnreachable):
+        await trust_server("127.0.0.1", port, remember=False, refused_ends=True, within=60)
