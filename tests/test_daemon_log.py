@@ -30,7 +30,7 @@ from trio_chat.cli import ExitCode
 from trio_chat.cli import app as cli_app
 from trio_chat.engine import ServerConfig
 from trio_chat.engine.notes import BanEnded, LoginRefused, SessionEnded
-from trio_chat.keys import daemon_public_key, secret_in
+from trio_chat.keys import daemon_keys, daemon_public_key, key_paths, secret_in
 from trio_chat.logs import (
     REFUSALS_LOGGED_PER_MINUTE,
     JsonFormatter,
@@ -272,6 +272,37 @@ def test_a_damaged_key_file_stops_the_start_before_a_database_is_made(tmp_path: 
     assert done.returncode == ExitCode.DATABASE
     assert not (tmp_path / "chat.db").exists()
     assert "the database is closed" not in done.stderr  # it was never opened
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "new_key_means"),
+    [
+        ("chat.key", 0o644, "clients will then refuse the daemon until they trust the new one"),
+        ("chat.tickets", 0o640, "every session will then log in with its password once more"),
+        ("chat.key", 0o604, "clients will then refuse the daemon until they trust the new one"),
+    ],
+)
+def test_a_key_file_others_may_read_stops_the_start_in_one_sentence(
+    tmp_path: Path, name: str, mode: int, new_key_means: str
+) -> None:
+    """As sshd refuses such a host key: whoever read `chat.key` can pose as the daemon,
+    `chat.tickets` log in as anyone. Refused before a database is made; made its owner's
+    alone again, the same keys are the daemon's."""
+    database = tmp_path / "chat.db"
+    daemon_keys(database)
+    secrets = [secret_in(path) for path in key_paths(database)]
+    (tmp_path / name).chmod(mode)
+    done = serve("--port", "0", "--db", str(database))
+    assert done.returncode == ExitCode.DATABASE
+    assert done.stderr.splitlines() == [
+        f"The key file '{tmp_path / name}' may be read by others (mode {mode:04o}): make it "
+        f"its owner's alone (chmod 600 {tmp_path / name}), and if someone else may have read "
+        f"it, remove it to make a new key ({new_key_means})."
+    ]
+    assert not database.exists()
+    (tmp_path / name).chmod(0o600)
+    assert daemon_keys(database).static_private == secrets[0]
+    assert [secret_in(path) for path in key_paths(database)] == secrets
 
 
 async def test_a_key_made_for_a_database_that_has_accounts_is_a_warning(

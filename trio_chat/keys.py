@@ -22,7 +22,9 @@ import ipaddress
 import os
 import re
 import secrets
+import shlex
 import socket
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,11 +175,33 @@ def copy_secret(source: Path, target: Path) -> None:
 
 
 def daemon_keys(database: Path) -> DaemonKeys:
-    """The keys of the daemon using `database`, made on first use."""
+    """The keys of the daemon using `database`, made on first use; `KeyFileError` for a
+    key file that others may read."""
     static_path, ticket_path = key_paths(database)
-    return DaemonKeys(
+    keys = DaemonKeys(
         _secret(static_path, _NEW_STATIC), _secret(ticket_path, _NEW_TICKETS, _ticket_key)
     )
+    _owners_only(static_path, _NEW_STATIC)
+    _owners_only(ticket_path, _NEW_TICKETS)
+    return keys
+
+
+def _owners_only(path: Path, without: str) -> None:
+    """Refuse a key file that its group or others may read, as sshd refuses such a host
+    key: a daemon that ran with one would keep it so unnoticed, and whoever read it can
+    pose as the daemon (`NAME.key`) or log in as anyone (`NAME.tickets`)."""
+    if os.name != "posix":
+        return
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as error:
+        raise KeyFileError(f"Cannot use the key file {str(path)!r}: {_reason(error)}.") from None
+    if mode & 0o077:
+        raise KeyFileError(
+            f"The key file {str(path)!r} may be read by others (mode {mode:04o}): make it "
+            f"its owner's alone (chmod 600 {shlex.quote(str(path))}), and if someone else "
+            f"may have read it, remove it to make a new key ({without})."
+        )
 
 
 def daemon_public_key(database: Path) -> bytes:
