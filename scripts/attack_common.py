@@ -427,11 +427,13 @@ def new_rid() -> str:
 
 async def register(target: Target, source: str, name: str, password: str = PASSWORD) -> str:
     """Register `name` from `source`, waiting out `too_many_registrations`; return the
-    answer's code: `ok`, or `name_taken` (an account made by an earlier run on `--port`)."""
+    answer's code: `ok`, or `name_taken` (an account made by an earlier run on `--port`),
+    or why no channel opened (`unreachable`, the daemon busy past the handshake's time)."""
     while True:
         client = Client(target, source)
         async with running(client):
-            await client.channel_open()
+            if not await client.channel_open():
+                return outcome(client.core)
             handle = client.send(wire.Register(rid=new_rid(), name=name, password=password))
             code = await client.answer(handle, 60.0)
         if code != "too_many_registrations":
