@@ -4,6 +4,7 @@ daemon started on the copy that clients take for the same one."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shlex
 import sqlite3
@@ -24,6 +25,7 @@ from trio_chat.keys import daemon_keys, daemon_public_key
 from trio_chat.names import name_key
 from trio_chat.records import Account
 from trio_chat.store import SqliteStore
+from trio_chat.store_files import log_of
 from trio_chat.testing.daemon import CLI, DaemonProcess
 from trio_chat.testing.listening import received
 
@@ -54,6 +56,16 @@ async def daemon_with_alice(
     daemon = DaemonProcess(nursery, database, *FAST_CHAT)
     host, port = await daemon.start(accounts=["alice"], password=PASSWORD)
     return daemon, host, port
+
+
+def crashed(database: Path) -> None:
+    """Leave `database` as a daemon killed after alice registered leaves it: its log."""
+    store = SqliteStore.open(database)
+    store.write([Account(1, "alice", name_key("alice"), "-", "")])
+    left = {path: path.read_bytes() for path in (database, log_of(database))}
+    store.close()  # which folds the log in: put back as it was
+    for path, data in left.items():
+        path.write_bytes(data)
 
 
 async def test_a_backup_taken_while_the_daemon_writes_restores_as_the_same_daemon(
@@ -394,3 +406,103 @@ def test_a_full_disk_under_the_folder_is_the_folders(
     with pytest.raises(BackupError) as caught:
         back_up(database, folder)
     assert str(caught.value) == f"Cannot write into {folder}: its disk is full."
+
+
+def test_a_missing_key_is_named_and_nothing_is_written(tmp_path: Path) -> None:
+    database, folder = tmp_path / "chat.db", tmp_path / "backups"
+    SqliteStore.open(database).close()
+    daemon_keys(database)
+    for name in ("chat.key", "chat.tickets"):
+        key = tmp_path / name
+        kept = key.read_bytes()
+        key.unlink()
+        with pytest.raises(BackupError) as caught:
+            back_up(database, folder)
+        assert str(caught.value) == (
+            f"There is no key file {key} beside the database; a daemon makes it on its first start."
+        )
+        key.write_bytes(kept)
+    assert not folder.exists()
+
+
+def test_the_folder_a_backup_makes_is_its_users_alone(tmp_path: Path) -> None:
+    database, folder = tmp_path / "chat.db", tmp_path / "backups"
+    SqliteStore.open(database).close()
+    daemon_keys(database)
+    back_up(database, folder)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_the_databases_own_folder_is_not_backed_up_into(tmp_path: Path) -> None:
+    # Copied over itself, the database and its keys would be written while no one asked.
+    database = tmp_path / "chat.db"
+    SqliteStore.open(database).close()
+    daemon_keys(database)
+    kept = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    with pytest.raises(BackupError) as caught:
+        back_up(database, tmp_path)
+    assert str(caught.value) == f"{tmp_path} holds the database itself; back it up elsewhere."
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == kept
+
+
+def test_a_folder_holding_a_crashed_or_locked_database_is_not_backed_up_into(
+    tmp_path: Path,
+) -> None:
+    # A crashed daemon's log, or a restore holding the name (its log not yet beside it):
+    # a copy put over either would lose what it stands for.
+    first, second = tmp_path / "a" / "chat.db", tmp_path / "b" / "chat.db"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    SqliteStore.open(first).close()
+    daemon_keys(first)
+    crashed(second)
+    daemon_keys(second)
+    in_use = (
+        f"{second.parent} holds a database in use ({second} has its write-ahead log beside "
+        "it, or a daemon running on it); back up into a folder of its own."
+    )
+    kept = {path.name: path.read_bytes() for path in second.parent.iterdir()}
+    with pytest.raises(BackupError) as caught:
+        back_up(first, second.parent)
+    assert str(caught.value) == in_use
+    assert {path.name: path.read_bytes() for path in second.parent.iterdir()} == kept
+    log_of(second).unlink()
+    held = os.open(second, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(BackupError) as caught:
+            back_up(first, second.parent)
+        assert str(caught.value) == in_use
+    finally:
+        os.close(held)
+    assert (second.parent / "chat.key").read_bytes() == kept["chat.key"]
+
+
+def test_backing_up_a_crashed_daemons_database_reads_its_log_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    # Written to, the log would be folded into the database and removed: the crashed
+    # daemon's files are to stay as they are, for it or for a restore to move aside.
+    database = tmp_path / "chat.db"
+    crashed(database)
+    daemon_keys(database)
+    kept = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert "chat.db-wal" in kept
+    assert back_up(database, tmp_path / "backups").accounts == 1
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == kept
+
+
+def test_a_key_that_cannot_be_read_midway_is_the_databases_not_the_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database, folder = tmp_path / "chat.db", tmp_path / "backups"
+    SqliteStore.open(database).close()
+    daemon_keys(database)
+
+    def failing(key: Path, _copy: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error", str(key))
+
+    monkeypatch.setattr(backup_module, "copy_secret", failing)
+    with pytest.raises(BackupError) as caught:
+        back_up(database, folder)
+    assert str(caught.value) == f"Cannot back up {database}: input/output error."
