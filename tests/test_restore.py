@@ -4,9 +4,12 @@ test_backup.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
+import sqlite3
+import stat
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +27,7 @@ from trio_chat.records import Account
 from trio_chat.restore import Stopped, restore
 from trio_chat.store import SqliteStore
 from trio_chat.store_files import DatabaseInUse
+from trio_chat.store_schema import SCHEMA_VERSION
 
 NOW = datetime(2026, 12, 6, 14, 30, tzinfo=UTC)
 
@@ -65,6 +69,11 @@ def crashed(database: Path) -> None:
 
 def contents(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in folder.iterdir()}
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """`contents` of the files alone (the folders a restore moved things aside into left out)."""
+    return {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
 
 
 def test_a_restore_moves_what_was_there_aside_and_puts_the_copy_in_place(tmp_path: Path) -> None:
@@ -322,3 +331,130 @@ def test_a_restore_asked_to_stop_stops_before_anything_changes_places(tmp_path: 
     with pytest.raises(Stopped):
         restore(folder, fresh, NOW, lambda: True)
     assert names(tmp_path / "new") == []  # nothing made there, the folder of it neither
+
+
+def test_a_restore_on_a_new_machine_makes_a_private_folder_and_no_key_changed(
+    tmp_path: Path,
+) -> None:
+    _database, folder = backed_up(tmp_path, 2)
+    fresh = tmp_path / "new-machine" / "chat.db"
+    done = restore(folder, fresh, NOW)
+    assert (done.aside, done.key_changed, done.was) == (None, False, "")
+    assert done.key == fingerprint(daemon_public_key(fresh))
+    assert stat.S_IMODE(fresh.parent.stat().st_mode) == 0o700
+    assert names(fresh.parent) == ["chat.db", "chat.key", "chat.tickets"]
+
+
+def test_what_is_there_alone_is_kept_aside_keys_or_database(tmp_path: Path) -> None:
+    # Keys without their database (it was lost), or a database without its keys: each is
+    # moved aside before the backup's take their names, never written over.
+    database, folder = backed_up(tmp_path, 2)
+    database.unlink()
+    for key in ("chat.key", "chat.tickets"):
+        (database.parent / key).unlink()
+    daemon_keys(database)  # keys of the daemon's own, since the backup
+    keys = {name: (database.parent / name).read_bytes() for name in ("chat.key", "chat.tickets")}
+    done = restore(folder, database, NOW)
+    assert done.aside is not None and done.key_changed
+    assert contents(done.aside) == keys
+    made(database, 3)
+    for key in ("chat.key", "chat.tickets"):
+        (database.parent / key).unlink()
+    alone = database.read_bytes()
+    again = restore(folder, database, NOW)
+    assert again.aside is not None and contents(again.aside) == {"chat.db": alone}
+
+
+def test_everything_a_restore_puts_in_place_is_on_the_disk_before_it_takes_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Renamed before it is synced, a file may be found empty under its new name after a
+    # power cut: a database of no one, or a damaged key.
+    database, folder = backed_up(tmp_path, 2)
+    synced: list[str] = []
+    replaced: list[tuple[str, list[str]]] = []
+    fsync, replace = os.fsync, os.replace
+
+    def syncing(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    def replacing(source: Any, target: Any) -> None:
+        replaced.append((os.path.realpath(source), list(synced)))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", syncing)
+    monkeypatch.setattr(os, "replace", replacing)
+    done = restore(folder, database, NOW)
+    assert done.aside is not None
+    assert len(replaced) == 3  # the database's copy, then its two keys
+    for name, synced_before in replaced:
+        assert name in synced_before
+    kept_aside = [os.path.realpath(done.aside / key) for key in ("chat.key", "chat.tickets")]
+    assert set(kept_aside) <= set(replaced[0][1])  # the keys kept, before the copy is in place
+    assert synced[-1] == os.path.realpath(database.parent)  # the new names, last
+
+
+def test_what_a_restore_writes_and_keeps_aside_is_its_users_alone(tmp_path: Path) -> None:
+    database, folder = backed_up(tmp_path, 2)
+    done = restore(folder, database, NOW)
+    assert done.aside is not None
+    assert stat.S_IMODE(done.aside.stat().st_mode) == 0o700
+    for path in (database, *(database.parent / key for key in ("chat.key", "chat.tickets"))):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert stat.S_IMODE((done.aside / path.name).stat().st_mode) == 0o600, path
+
+
+def test_a_restore_is_refused_while_another_runs_or_a_daemon_runs_on_the_backup(
+    tmp_path: Path,
+) -> None:
+    database, folder = backed_up(tmp_path, 2)
+    refusals: list[str] = []
+
+    def a_second_restore_starts() -> bool:
+        if not refusals:
+            with pytest.raises(BackupError) as caught:
+                restore(folder, database, NOW)
+            refusals.append(str(caught.value))
+        return False
+
+    restore(folder, database, NOW, a_second_restore_starts)
+    assert refusals == [f"A daemon or a restore is using {database}; stop it first."]
+    before = files(database.parent)
+    running = SqliteStore.open(folder / "chat.db")  # a daemon started on the backup's copy
+    try:
+        with pytest.raises(BackupError) as caught:
+            restore(folder, database, NOW)
+        assert str(caught.value) == f"A daemon is running on {folder / 'chat.db'}; stop it first."
+    finally:
+        running.close()
+    assert files(database.parent) == before
+
+
+def test_a_backup_of_no_or_a_newer_schema_is_refused_and_nothing_changes(tmp_path: Path) -> None:
+    database, folder = backed_up(tmp_path, 2)
+    before = contents(database.parent)
+    copy = folder / "chat.db"
+    for version in (0, SCHEMA_VERSION + 1):  # another program's database; a newer trio-chat's
+        with contextlib.closing(sqlite3.connect(copy)) as db:
+            db.execute(f"PRAGMA user_version = {version}")
+        with pytest.raises(BackupError) as caught:
+            restore(folder, database, NOW)
+        assert str(caught.value) == f"{copy} is not a trio-chat database this one can use."
+        assert contents(database.parent) == before
+
+
+def test_a_full_disk_while_the_copy_is_written_is_said_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database, folder = backed_up(tmp_path, 2)
+    before = contents(database.parent)
+
+    def full(_db: sqlite3.Connection) -> tuple[int, int]:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(restore_module, "counts", full)
+    with pytest.raises(BackupError) as caught:
+        restore(folder, database, NOW)
+    assert str(caught.value) == f"Cannot copy {folder / 'chat.db'} in: its disk is full."
+    assert contents(database.parent) == before
