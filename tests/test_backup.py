@@ -117,8 +117,7 @@ async def test_what_cannot_be_backed_up_is_told_in_one_sentence(tmp_path: Path) 
 
         garbage = tmp_path / "garbage.db"
         garbage.write_bytes(b"not a database at all" * 100)
-        (tmp_path / "garbage.key").write_text("x\n")
-        (tmp_path / "garbage.tickets").write_text("x\n")
+        daemon_keys(garbage)  # its keys sound: the database is what is damaged
         damaged = await backup("--db", str(garbage), str(tmp_path / "out"))
         assert damaged.returncode == ExitCode.DATABASE
         assert damaged.stderr.decode().startswith(f"Cannot back up {garbage}: ")
@@ -506,3 +505,20 @@ def test_a_key_that_cannot_be_read_midway_is_the_databases_not_the_folders(
     with pytest.raises(BackupError) as caught:
         back_up(database, folder)
     assert str(caught.value) == f"Cannot back up {database}: input/output error."
+
+
+def test_a_damaged_key_is_named_and_nothing_is_written(tmp_path: Path) -> None:
+    # A ticket key of bytes that are not text was a traceback, after the database's copy
+    # had been written: a backup that a restore refuses.
+    database, folder = tmp_path / "chat.db", tmp_path / "backups"
+    SqliteStore.open(database).close()
+    daemon_keys(database)
+    for name, damage in [("chat.tickets", b"\xff\xfe damaged\n"), ("chat.key", b"short\n")]:
+        key = tmp_path / name
+        kept = key.read_bytes()
+        key.write_bytes(damage)
+        with pytest.raises(BackupError) as caught:
+            back_up(database, folder)
+        assert str(caught.value) == f"The key file {str(key)!r} is damaged. Nothing was backed up."
+        assert list(folder.iterdir()) == []
+        key.write_bytes(kept)

@@ -18,7 +18,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from .keys import copy_secret, key_paths, written_whole
+from .keys import KeyFileError, copy_secret, key_paths, secret_in, written_whole
 from .store_files import counts, log_of, read_only, shared_memory_of
 
 
@@ -83,6 +83,10 @@ def _back_up(database: Path, folder: Path) -> Backup:
             raise BackupError(
                 f"Cannot read the key file {key}: {why}; back up as the daemon's user."
             ) from None
+        try:
+            secret_in(key)  # a copy of a damaged key would be refused by a restore
+        except KeyFileError as error:
+            raise BackupError(f"{error} Nothing was backed up.") from None
     try:
         wal, shm = log_of(database), shared_memory_of(database)
         made = [log for log in (wal, shm) if not log.exists()]
