@@ -458,3 +458,22 @@ def test_a_full_disk_while_the_copy_is_written_is_said_so(
         restore(folder, database, NOW)
     assert str(caught.value) == f"Cannot copy {folder / 'chat.db'} in: its disk is full."
     assert contents(database.parent) == before
+
+
+def test_a_damaged_backup_is_refused_in_one_line_and_nothing_changes(tmp_path: Path) -> None:
+    # SQLite's check says where the damage is on a line of its own after a heading: the
+    # refusal was two lines.
+    database, folder = backed_up(tmp_path, 2)
+    before = contents(database.parent)
+    copy = folder / "chat.db"
+    data = bytearray(copy.read_bytes())
+    # One page more than any table uses: SQLite's check finds it, reading does not.
+    pages = int.from_bytes(data[28:32], "big")
+    data[28:32] = (pages + 1).to_bytes(4, "big")
+    copy.write_bytes(bytes(data) + bytes(int.from_bytes(data[16:18], "big")))
+    with pytest.raises(BackupError) as caught:
+        restore(folder, database, NOW)
+    assert str(caught.value) == (
+        f"{copy} is damaged (Page {pages + 1} is never used); give another backup."
+    )
+    assert contents(database.parent) == before

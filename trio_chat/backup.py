@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .keys import KeyFileError, copy_secret, key_paths, secret_in, written_whole
-from .store_files import counts, log_of, read_only, shared_memory_of
+from .store_files import counts, first_damage, log_of, read_only, shared_memory_of
 
 
 class BackupError(Exception):
@@ -161,7 +161,7 @@ def _copy_database(database: Path, target: Path) -> tuple[int, int]:
         source = read_only(database)  # looking must never change the daemon's database
         with contextlib.closing(source), contextlib.closing(sqlite3.connect(temporary)) as copy:
             source.backup(copy)
-            (check,) = copy.execute("PRAGMA quick_check").fetchone()
+            check = first_damage(copy)
             if check != "ok":
                 raise sqlite3.DatabaseError(f"the copy is damaged ({check})")
             return counts(copy)

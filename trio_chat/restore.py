@@ -26,7 +26,7 @@ from pathlib import Path
 from .backup import BackupError, why_failed
 from .keys import KeyFileError, key_paths, secret_in
 from .noise import fingerprint, public_key
-from .store_files import counts, log_of, shared_memory_of
+from .store_files import counts, first_damage, log_of, shared_memory_of
 from .store_schema import SCHEMA_VERSION
 
 COPY_PAGES = 4096
@@ -250,7 +250,7 @@ def _copy_checked(
                 raise BackupError(f"{source} is not a trio-chat database this one can use.")
             with contextlib.closing(sqlite3.connect(copy)) as db:
                 original.backup(db, pages=COPY_PAGES, progress=progress)
-                (check,) = db.execute("PRAGMA quick_check").fetchone()
+                check = first_damage(db)
                 if check != "ok":
                     raise BackupError(f"{source} is damaged ({check}); give another backup.")
                 accounts, messages = counts(db)

@@ -177,6 +177,13 @@ def counts(db: sqlite3.Connection) -> tuple[int, int]:
     return int(accounts), int(messages)
 
 
+def first_damage(db: sqlite3.Connection) -> str:
+    """The first damage SQLite's check finds in `db`, on one line ("ok" for none): it puts
+    a heading on a line of its own before it."""
+    (found,) = db.execute("PRAGMA quick_check(1)").fetchone()
+    return str(found).splitlines()[-1]
+
+
 def other_schema(path: Path, version: int) -> str:
     """Why a database of another schema version is not read (nor written) as it is."""
     if version > SCHEMA_VERSION:
