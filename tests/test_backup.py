@@ -522,3 +522,24 @@ def test_a_damaged_key_is_named_and_nothing_is_written(tmp_path: Path) -> None:
         assert str(caught.value) == f"The key file {str(key)!r} is damaged. Nothing was backed up."
         assert list(folder.iterdir()) == []
         key.write_bytes(kept)
+
+
+def test_a_damaged_database_is_not_backed_up_as_a_good_one(tmp_path: Path) -> None:
+    # Its log and shared memory, made by reading it, were left beside it when the copy
+    # failed.
+    database, folder = tmp_path / "chat.db", tmp_path / "backups"
+    SqliteStore.open(database).close()
+    daemon_keys(database)
+    data = bytearray(database.read_bytes())
+    # One page more than any table uses: SQLite's check finds it, counting does not.
+    pages = int.from_bytes(data[28:32], "big")
+    data[28:32] = (pages + 1).to_bytes(4, "big")
+    database.write_bytes(bytes(data) + bytes(int.from_bytes(data[16:18], "big")))
+    kept = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    with pytest.raises(BackupError) as caught:
+        back_up(database, folder)
+    assert str(caught.value) == (
+        f"Cannot back up {database}: the copy is damaged (page {pages + 1} is never used)."
+    )
+    assert list(folder.iterdir()) == []
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == kept

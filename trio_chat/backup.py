@@ -90,9 +90,11 @@ def _back_up(database: Path, folder: Path) -> Backup:
     try:
         wal, shm = log_of(database), shared_memory_of(database)
         made = [log for log in (wal, shm) if not log.exists()]
-        accounts, messages = _copy_database(database, target)
-        if made:
-            _remove_unused(database, wal, made)
+        try:
+            accounts, messages = _copy_database(database, target)
+        finally:  # a copy that failed made them too
+            if made:
+                _remove_unused(database, wal, made)
         copies = [folder / key.name for key in keys]
         for key, copy in zip(keys, copies, strict=True):
             copy_secret(key, copy)
