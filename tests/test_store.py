@@ -136,6 +136,29 @@ def test_a_full_disk_at_the_start_is_said_to_be_one(
     with pytest.raises(StorageError, match=r": disk I/O error; choose another with --db\.$"):
         SqliteStore.open(path)
 
+    # Little space left, but SQLite refused it for another reason: no full disk is said.
+    def not_opened(database: Path, **options: Any) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite3, "connect", not_opened)
+    monkeypatch.setattr(store_files, "free_bytes", lambda _path: 300 * 1024)
+    with pytest.raises(StorageError, match=r": permission denied; run the daemon as the user"):
+        SqliteStore.open(path)
+    # A folder SQLite may not write its log into: the words say what to do, nothing more.
+    in_folder = sqlite3.OperationalError("attempt to write a readonly database")
+    in_folder.sqlite_errorname = "SQLITE_READONLY_DIRECTORY"
+
+    def folder_refused(database: Path, **options: Any) -> sqlite3.Connection:
+        raise in_folder
+
+    monkeypatch.setattr(sqlite3, "connect", folder_refused)
+    with pytest.raises(StorageError) as refused:
+        SqliteStore.open(path)
+    assert str(refused.value) == (
+        f"Cannot open the database {str(path)!r}: its folder {str(tmp_path)!r} may not be "
+        "written (SQLite keeps its log there)."
+    )
+
 
 def test_a_path_that_says_full_is_no_full_disk(tmp_path: Path) -> None:
     """An error's text holds the path: a folder named like /home/bfuller is no disk full."""
@@ -840,3 +863,29 @@ def test_a_ban_for_good_outlasts_a_later_one_that_ends_and_a_ban_ends_at_its_end
     store.write([BanSet("192.0.2.0/24", False, changed=end)])
     assert store.bans() == [BanRecord("127.0.0.1/32", start)]
     store.close()
+
+
+def test_a_folder_or_a_file_of_garbage_is_named_for_what_it_is(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir()
+    with pytest.raises(StorageError) as refused:
+        SqliteStore.open(folder)
+    assert str(refused.value) == (
+        f"Cannot open the database {str(folder)!r}: it is a folder; choose another with --db."
+    )
+    with pytest.raises(StorageError) as refused:
+        store_files.room_messages(folder, 5)  # the operator's look, read-only
+    assert str(refused.value) == f"Cannot read the database {str(folder)!r}: it is a folder."
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StorageError) as refused:
+        store_files.room_messages(garbage, 5)
+    assert str(refused.value) == (
+        f"Cannot read the database {str(garbage)!r}: the file is not an SQLite database."
+    )
+    assert store_files.why_not_trio_chat(garbage) == store_files.NOT_TRIO_CHAT
+    missing = tmp_path / "missing.db"  # looking at it must not make it
+    with pytest.raises(StorageError) as refused:
+        store_files.room_messages(missing, 5)
+    assert str(refused.value) == f"Cannot read the database {str(missing)!r}: it cannot be created."
+    assert not missing.exists()
