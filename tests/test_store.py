@@ -884,8 +884,33 @@ def test_a_folder_or_a_file_of_garbage_is_named_for_what_it_is(tmp_path: Path) -
         f"Cannot read the database {str(garbage)!r}: the file is not an SQLite database."
     )
     assert store_files.why_not_trio_chat(garbage) == store_files.NOT_TRIO_CHAT
+    with pytest.raises(StorageError) as refused:
+        SqliteStore.open(garbage)  # no log beside it: not said to be damaged
+    assert str(refused.value) == (
+        f"Cannot open the database {str(garbage)!r}: the file is not an SQLite database; "
+        "choose another with --db."
+    )
     missing = tmp_path / "missing.db"  # looking at it must not make it
     with pytest.raises(StorageError) as refused:
         store_files.room_messages(missing, 5)
     assert str(refused.value) == f"Cannot read the database {str(missing)!r}: it cannot be created."
     assert not missing.exists()
+
+
+def test_a_damaged_database_with_no_log_beside_it_is_said_damaged_and_left_so(
+    tmp_path: Path,
+) -> None:
+    # Looking at it read-only made a log and a shared memory beside it, which it then
+    # took for a log the database it replaced had left, and told the operator to move.
+    path = tmp_path / "chat.db"
+    SqliteStore.open(path).close()
+    data = bytearray(path.read_bytes())
+    data[100:108] = b"\xff" * 8  # the first page's header: where SQLite finds its tables
+    path.write_bytes(bytes(data))
+    for _start in range(2):
+        with pytest.raises(StorageError) as refused:
+            SqliteStore.open(path)
+        assert str(refused.value) == (
+            f"Cannot open the database {str(path)!r}: {store_files.DAMAGED}."
+        )
+        assert sorted(file.name for file in tmp_path.iterdir()) == ["chat.db"]

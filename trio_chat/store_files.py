@@ -240,6 +240,22 @@ def why_unfit(path: Path) -> str | None:
             return None
     except OSError:
         return None  # opening it will say why
+    # Read read-only, a database in WAL mode gets a log and a shared memory that the reader
+    # cannot remove: not taken for a log left beside it, and removed (its daemon holds the
+    # database's lock, so no other has them).
+    log_file = log_of(path)
+    made = [file for file in (log_file, shared_memory_of(path)) if not file.exists()]
+    try:
+        return _why_unfit(path, logged=log_file not in made)
+    finally:
+        with contextlib.suppress(OSError):
+            if log_file not in made or log_file.stat().st_size == 0:  # nothing written
+                for file in made:
+                    file.unlink(missing_ok=True)
+
+
+def _why_unfit(path: Path, *, logged: bool) -> str | None:
+    """`why_unfit` of a file with something in it; `logged`: whether a log was beside it."""
     log_file = log_of(path)
     try:
         after_a_crash = log_file.exists() and log_file.stat().st_size > 0
@@ -257,7 +273,7 @@ def why_unfit(path: Path) -> str | None:
             return "it is another program's SQLite database; name trio-chat's with --db"
         if damage == "ok":
             return None
-    if log_file.exists():
+    if logged:
         return (
             "it is damaged, with the write-ahead log beside it; if it was put back from a "
             f"backup, move {str(log_file)!r} and {str(shared_memory_of(path))!r} away first (they "
