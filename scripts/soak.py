@@ -36,8 +36,8 @@ With `--heap DIR` the daemon runs under `scripts/heap_watch.py`: its Python heap
 a snapshot written into DIR every `--heap-every` seconds, and at the end the source lines
 whose allocations grew most over the second half of the snapshots are printed (compare
 any two with `heap_watch.py --compare`). Memory outside Python's heap (SQLite's page
-cache, the C library's arenas) is not traced: the resident memory minus the heap traced
-and the tracing's own (`DIR/heap.tsv`) is what it holds.
+cache, the C library's arenas) is not traced, and each snapshot steps the resident
+memory up (see `heap_watch.py`): read its growth between two snapshots.
 """
 
 from __future__ import annotations
