@@ -17,7 +17,7 @@ import pytest
 import trio
 import typer
 
-from trio_chat import client_protocol, register, wire
+from trio_chat import client_protocol, connect, register, wire
 from trio_chat.cli import account, exits
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.client_shell import PATIENCE, PROBES
@@ -686,4 +686,41 @@ async def test_a_registration_through_a_daemon_restart_counts_its_time_again(
             )
             assert name == "alice"
             assert trio.current_time() - started > config.timeout  # more than one count
+            nursery.cancel_scope.cancel()
+
+
+class ShowsItsKeyOnly:
+    """Answers a request for its key, and nothing else: a handshake with it never ends."""
+
+    def __init__(self, keys: DaemonKeys) -> None:
+        self.keys = keys
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            await sock.bind(("127.0.0.1", 0))
+            task_status.started(sock.getsockname()[1])
+            while True:
+                data, peer = await sock.recvfrom(2048)
+                if isinstance(wire.parse_datagram_untrusted(data), wire.KeyRequest):
+                    await sock.sendto(wire.key_datagram(self.keys.public), peer)
+
+
+async def test_a_daemon_met_first_has_the_timeout_given_to_prove_its_key() -> None:
+    """The key a daemon shows the first time is proven by a handshake before it is
+    remembered: `register` and `connect` wait for that handshake as long as their
+    `config` says (here half a second), not the default five seconds."""
+    keys = DaemonKeys.generate()
+    config = ClientConfig(timeout=0.5)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(ShowsItsKeyOnly(keys).run)
+            started = trio.current_time()
+            with pytest.raises(ServerUnreachable):
+                await register("127.0.0.1", port, "alice", "a good password", config=config)
+            assert trio.current_time() - started < 3
+            started = trio.current_time()
+            with pytest.raises(ServerUnreachable):
+                async with connect("127.0.0.1", port, "alice", "a good password", config=config):
+                    pass
+            assert trio.current_time() - started < 3
             nursery.cancel_scope.cancel()
