@@ -251,6 +251,25 @@ async def test_messages_refused_as_too_fast_are_resent_in_the_order_written(
             assert heard == [f"m{n:02d}" for n in range(30)]
 
 
+async def test_drain_waits_for_every_answer_not_only_the_first(
+    nursery: trio.Nursery, db_path: Path
+) -> None:
+    """Messages refused as too fast wait to go again: `drain` returns once the last of
+    them is stored, not once the first is."""
+    tight = ServerConfig(register_burst=10, message_burst=2, message_rate=8.0)
+    host, port = await nursery.start(serve, "127.0.0.1", 0, db_path, tight)
+    with trio.fail_after(30):
+        await register_all(host, port, "alice")
+        async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+            receipts = [alice.say_nowait(f"m{n}") for n in range(8)]
+            assert alice.pending == 8
+            await alice.drain()
+            assert alice.pending == 0
+            assert [receipt.result.text for receipt in receipts if receipt.result] == [
+                f"m{n}" for n in range(8)
+            ]
+
+
 async def test_a_cancelled_session_leaves_at_once_and_the_room_is_told(
     daemon: tuple[str, int],
 ) -> None:
