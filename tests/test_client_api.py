@@ -3,6 +3,7 @@ block, what receipts say, and what the calls raise."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import inspect
 import tomllib
@@ -445,3 +446,46 @@ async def test_a_host_that_does_not_resolve_says_what_to_check() -> None:
     message = caught.value.message
     assert message.startswith("Cannot resolve no-such-host.invalid: ")
     assert message.endswith("; check the daemon's address.")
+
+
+async def test_a_session_says_if_it_only_looks_is_connected_and_what_is_unanswered(
+    tmp_path: Path,
+) -> None:
+    """`quiet`, `connected` and `pending` as a bot reads them: a quiet session is only
+    looking; a session whose daemon falls silent is not connected while it logs in again,
+    and what it said meanwhile stays unanswered until then, and is not lost."""
+    quick = ClientConfig(timeout=1.0, keepalive=0.5, reconnect_delay_max=0.5)
+    config = dataclasses.replace(
+        quick, link=dataclasses.replace(quick.link, give_up_after=1.0, max_pto=0.5)
+    )
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", TEST_CONFIG)
+            host, port = address[0], address[1]
+            await register_all(host, port, "alice", "bob")
+            relay = Relay(address)
+            relayed = await nursery.start(relay.run)
+            async with (
+                trio_chat.connect(host, port, "bob", PASSWORD, quiet=True) as bob,
+                trio_chat.connect(host, relayed, "alice", PASSWORD, config=config) as alice,
+            ):
+                assert bob.quiet and not alice.quiet
+                assert alice.connected and alice.pending == 0
+                relay.cut = True  # the daemon falls silent
+                receipts = [alice.say_nowait("said while away"), alice.who_nowait()]
+                assert alice.pending == 2
+                async for event in alice.events():
+                    if isinstance(event, trio_chat.Disconnected):
+                        break
+                assert not alice.connected and alice.pending == 2
+                relay.cut = False
+                said = await receipts[0].wait()
+                assert await receipts[1].wait() == ["alice"]  # bob only looks
+                assert alice.connected and alice.pending == 0
+            assert [m.id for m in await _history(host, port)] == [said.id]
+            nursery.cancel_scope.cancel()
+
+
+async def _history(host: str, port: int) -> list[trio_chat.ChatMessage]:
+    async with trio_chat.connect(host, port, "bob", PASSWORD) as bob:
+        return await bob.history()
