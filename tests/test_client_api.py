@@ -379,9 +379,11 @@ async def test_arguments_of_the_wrong_type_are_refused_in_words_that_name_them(
 
 async def test_a_logout_cut_short_is_finished_not_sent_again(tmp_path: Path) -> None:
     """A logout whose wait was cancelled (Ctrl-C while a terminal leaves) is finished by
-    leaving the block: it waits for the logout on its way, once, and sends no other. It
-    used to wait for that one's answer, then send a second logout and wait again."""
-    config = ClientConfig(timeout=1.0)
+    leaving the block: it waits for the logout on its way, once (`timeout`, not a
+    `timeout` for it as for a message sent before and one more for the logout), and sends
+    no other. It used to wait for that one's answer, then send a second logout and wait
+    again."""
+    config = ClientConfig(timeout=2.0)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", TEST_CONFIG)
@@ -403,6 +405,8 @@ async def test_a_logout_cut_short_is_finished_not_sent_again(tmp_path: Path) -> 
                 with trio.move_on_after(0.2):
                     await alice.logout()  # cut short: its logout is on its way
                 assert len(asked) == 1 and alice.connection.left
+                leaving = trio.current_time()
+            assert trio.current_time() - leaving < 1.5 * config.timeout
             nursery.cancel_scope.cancel()
     assert len(asked) == 2 and asked[0] is asked[1]  # the same logout, finished
     assert alice.failure is not None and alice.connection.closed
@@ -489,3 +493,30 @@ async def test_a_session_says_if_it_only_looks_is_connected_and_what_is_unanswer
 async def _history(host: str, port: int) -> list[trio_chat.ChatMessage]:
     async with trio_chat.connect(host, port, "bob", PASSWORD) as bob:
         return await bob.history()
+
+
+async def test_leaving_a_silent_daemon_waits_a_timeout_for_what_was_sent_then_goes(
+    tmp_path: Path,
+) -> None:
+    """Leaving the block while the daemon has fallen silent waits `timeout` for the
+    answers to what was sent (once, not once for each), and `timeout` for the logout's:
+    the messages then say they may have arrived."""
+    config = ClientConfig(timeout=1.0)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", TEST_CONFIG)
+            await register_all("127.0.0.1", address[1], "alice")
+            relay = Relay(address)
+            relayed = await nursery.start(relay.run)
+            async with trio_chat.connect(
+                "127.0.0.1", relayed, "alice", PASSWORD, config=config
+            ) as alice:
+                relay.cut = True
+                receipts = [alice.say_nowait(f"m{n}") for n in range(4)]
+                leaving = trio.current_time()
+            took = trio.current_time() - leaving
+            assert 2 * config.timeout <= took < 3 * config.timeout, took
+            for receipt in receipts:
+                with pytest.raises(trio_chat.ConnectionLost, match="may or may not have it"):
+                    await receipt.wait()
+            nursery.cancel_scope.cancel()
