@@ -520,3 +520,47 @@ async def test_leaving_a_silent_daemon_waits_a_timeout_for_what_was_sent_then_go
                 with pytest.raises(trio_chat.ConnectionLost, match="may or may not have it"):
                     await receipt.wait()
             nursery.cancel_scope.cancel()
+
+
+async def test_leaving_the_block_sends_the_logout_at_once(daemon: tuple[str, int]) -> None:
+    """The logout goes as soon as the block is left, even with nothing else due to be
+    sent, and the daemon's answer ends the session: leaving takes a round trip, not a
+    timeout."""
+    host, port = daemon
+    config = ClientConfig(timeout=2.0)
+    with trio.fail_after(20):
+        await register_all(host, port, "alice")
+        async with trio_chat.connect(host, port, "alice", PASSWORD, config=config) as alice:
+            await alice.say("leaving now")
+            # Until the client has nothing left to send (its last acks); the core is plain
+            # state, with no event to wait on.
+            while (link := alice.connection.link) is None or not link.idle:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            leaving = trio.current_time()
+        assert trio.current_time() - leaving < config.timeout / 2
+        assert alice.failure is not None and alice.failure.message == "You logged out."
+
+
+async def test_a_session_lost_while_leaving_ends_quietly(tmp_path: Path) -> None:
+    """Without reconnecting, a daemon lost while the block waits for the answers to what
+    was sent ends the session; leaving it then raises nothing (the block was left as
+    the bot meant), and the messages say why they failed."""
+    plain = ClientConfig(timeout=2.0, reconnect=False)
+    config = dataclasses.replace(
+        plain, link=dataclasses.replace(plain.link, give_up_after=0.5, max_pto=0.25)
+    )
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", TEST_CONFIG)
+            await register_all("127.0.0.1", address[1], "alice")
+            relay = Relay(address)
+            relayed = await nursery.start(relay.run)
+            async with trio_chat.connect(
+                "127.0.0.1", relayed, "alice", PASSWORD, config=config
+            ) as alice:
+                relay.cut = True
+                receipt = alice.say_nowait("lost on the way")
+            assert alice.connection.closed
+            with pytest.raises(trio_chat.ConnectionLost, match=r"^Lost the connection to "):
+                await receipt.wait()
+            nursery.cancel_scope.cancel()
