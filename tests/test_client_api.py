@@ -564,3 +564,31 @@ async def test_a_session_lost_while_leaving_ends_quietly(tmp_path: Path) -> None
             with pytest.raises(trio_chat.ConnectionLost, match=r"^Lost the connection to "):
                 await receipt.wait()
             nursery.cancel_scope.cancel()
+
+
+async def test_a_message_lost_on_an_idle_session_goes_again_soon(tmp_path: Path) -> None:
+    """An idle session waits for nothing but its next ping, a while away; a message said
+    then has its datagram lost: it goes again after the link's retransmission time (a
+    second here), not at the next ping."""
+    plain = ClientConfig(timeout=2.0, keepalive=30.0)
+    config = dataclasses.replace(plain, link=dataclasses.replace(plain.link, max_pto=0.5))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", TEST_CONFIG)
+            await register_all("127.0.0.1", address[1], "alice")
+            relay = Relay(address)
+            relayed = await nursery.start(relay.run)
+            async with trio_chat.connect(
+                "127.0.0.1", relayed, "alice", PASSWORD, config=config
+            ) as alice:
+                # Until the client has nothing left to send (its last acks); the core is
+                # plain state, with no event to wait on.
+                while (link := alice.connection.link) is None or not link.idle:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                relay.cut = True
+                receipt = alice.say_nowait("lost once")
+                await trio.testing.wait_all_tasks_blocked()  # the relay dropped it
+                relay.cut = False
+                with trio.fail_after(3):
+                    assert (await receipt.wait()).text == "lost once"
+            nursery.cancel_scope.cancel()
