@@ -724,3 +724,38 @@ async def test_a_daemon_met_first_has_the_timeout_given_to_prove_its_key() -> No
                     pass
             assert trio.current_time() - started < 3
             nursery.cancel_scope.cancel()
+
+
+class SlowToWelcome(ScriptedDaemon):
+    """Takes a login, and answers it only once the client has pinged `pings` times while
+    waiting (a queue of password checks ahead of it)."""
+
+    def __init__(self, keys: DaemonKeys, pings: int) -> None:
+        super().__init__(keys)
+        self.pings = pings
+        self.waiting: tuple[int, str] | None = None
+
+    def frame(self, index: int, link: Link, seq: int, frame: wire.ClientFrame, now: float) -> None:
+        if isinstance(frame, wire.Login):
+            self.waiting = (seq, frame.name)
+        elif isinstance(frame, wire.Ping) and self.waiting is not None:
+            self.pings -= 1
+            if self.pings == 0:
+                re, name = self.waiting
+                link.send(wire.encode(wire.Welcome(re=re, name=name)))
+                link.send(wire.encode(wire.Ready(count=0)))
+
+
+async def test_a_login_waits_for_a_daemon_that_is_slow_but_there() -> None:
+    """As a registration does: the client pings while its login waits, and a daemon that
+    acknowledges the pings is waited for past the client's timeout."""
+    keys = DaemonKeys.generate()
+    config = ClientConfig(timeout=0.2)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(SlowToWelcome(keys, 3 * PROBES).run)
+            async with connect(
+                "127.0.0.1", port, "alice", "a good password", config=config, server_key=keys.public
+            ) as alice:
+                assert alice.name == "alice" and alice.connected
+            nursery.cancel_scope.cancel()
