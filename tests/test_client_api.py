@@ -592,3 +592,33 @@ async def test_a_message_lost_on_an_idle_session_goes_again_soon(tmp_path: Path)
                 with trio.fail_after(3):
                     assert (await receipt.wait()).text == "lost once"
             nursery.cancel_scope.cancel()
+
+
+async def test_a_cancel_while_the_block_logs_out_still_ends_the_session(tmp_path: Path) -> None:
+    """A program cancelled while leaving the block (the daemon silent, the logout waiting)
+    does not leave its session half open: the logout finishes, and what was unanswered
+    fails."""
+    config = ClientConfig(timeout=1.0)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", TEST_CONFIG)
+            await register_all("127.0.0.1", address[1], "alice")
+            relay = Relay(address)
+            relayed = await nursery.start(relay.run)
+
+            async def cancel_once_waiting(scope: trio.CancelScope) -> None:
+                await trio.testing.wait_all_tasks_blocked()  # leaving, waiting for answers
+                scope.cancel()
+
+            with trio.CancelScope() as outer:
+                async with trio_chat.connect(
+                    "127.0.0.1", relayed, "alice", PASSWORD, config=config
+                ) as alice:
+                    relay.cut = True
+                    receipt = alice.say_nowait("unanswered")
+                    nursery.start_soon(cancel_once_waiting, outer)
+            assert outer.cancelled_caught
+            assert alice.connection.closed and receipt.done
+            with pytest.raises(trio_chat.ConnectionLost, match="may or may not have it"):
+                await receipt.wait()
+            nursery.cancel_scope.cancel()
