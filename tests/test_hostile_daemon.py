@@ -750,7 +750,7 @@ async def test_a_login_waits_for_a_daemon_that_is_slow_but_there() -> None:
     """As a registration does: the client pings while its login waits, and a daemon that
     acknowledges the pings is waited for past the client's timeout."""
     keys = DaemonKeys.generate()
-    config = ClientConfig(timeout=0.2)
+    config = ClientConfig(timeout=0.5)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(SlowToWelcome(keys, 3 * PROBES).run)
