@@ -450,6 +450,12 @@ async def test_a_host_that_does_not_resolve_says_what_to_check() -> None:
     message = caught.value.message
     assert message.startswith("Cannot resolve no-such-host.invalid: ")
     assert message.endswith("; check the daemon's address.")
+    with trio.fail_after(20):  # a name no host can have, which IDNA cannot encode
+        with pytest.raises(trio_chat.ServerUnreachable) as caught:
+            await trio_chat.register("chat_é", 1600, "alice", PASSWORD)
+    message = caught.value.message
+    assert message.startswith("Cannot resolve chat_é: ")
+    assert message.endswith("; check the daemon's address.")
 
 
 async def test_a_session_says_if_it_only_looks_is_connected_and_what_is_unanswered(
