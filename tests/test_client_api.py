@@ -628,3 +628,20 @@ async def test_a_cancel_while_the_block_logs_out_still_ends_the_session(tmp_path
             with pytest.raises(trio_chat.ConnectionLost, match="may or may not have it"):
                 await receipt.wait()
             nursery.cancel_scope.cancel()
+
+
+async def test_change_password_returns_once_stored_and_raises_a_refusal(
+    daemon: tuple[str, int],
+) -> None:
+    """`change_password` waits for the daemon's answer: a wrong current password raises
+    `WrongPassword`, and once it returns the new password is the one that logs in."""
+    host, port = daemon
+    new = "a battery staple"
+    with trio.fail_after(20):
+        await register_all(host, port, "alice")
+        async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+            with pytest.raises(trio_chat.WrongPassword):
+                await alice.change_password("not the password", new)
+            await alice.change_password(PASSWORD, new)
+            async with trio_chat.connect(host, port, "alice", new) as again:
+                assert again.name == "alice"
