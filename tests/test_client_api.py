@@ -521,7 +521,7 @@ async def test_leaving_a_silent_daemon_waits_a_timeout_for_what_was_sent_then_go
                 receipts = [alice.say_nowait(f"m{n}") for n in range(4)]
                 leaving = trio.current_time()
             took = trio.current_time() - leaving
-            assert 2 * config.timeout <= took < 3 * config.timeout, took
+            assert 2 * config.timeout <= took < 4 * config.timeout, took  # not 5: once each
             for receipt in receipts:
                 with pytest.raises(trio_chat.ConnectionLost, match="may or may not have it"):
                     await receipt.wait()
@@ -533,7 +533,7 @@ async def test_leaving_the_block_sends_the_logout_at_once(daemon: tuple[str, int
     sent, and the daemon's answer ends the session: leaving takes a round trip, not a
     timeout."""
     host, port = daemon
-    config = ClientConfig(timeout=2.0)
+    config = ClientConfig(timeout=4.0)
     with trio.fail_after(20):
         await register_all(host, port, "alice")
         async with trio_chat.connect(host, port, "alice", PASSWORD, config=config) as alice:
