@@ -29,7 +29,16 @@ from trio_chat.auth import hash_password
 from trio_chat.cli import ExitCode
 from trio_chat.cli import app as cli_app
 from trio_chat.engine import ServerConfig
-from trio_chat.engine.notes import BanEnded, LoginRefused, SessionEnded
+from trio_chat.engine.notes import (
+    AddressChanged,
+    BanEnded,
+    LoggedIn,
+    LoginRefused,
+    PasswordChanged,
+    Registered,
+    RegistrationRefused,
+    SessionEnded,
+)
 from trio_chat.keys import daemon_keys, daemon_public_key, key_paths, secret_in
 from trio_chat.logs import (
     REFUSALS_LOGGED_PER_MINUTE,
@@ -129,6 +138,7 @@ async def test_json_logs_are_one_object_a_line_with_the_event_and_its_fields(
     assert by_event["logout"]["address"].startswith("127.0.0.1:")
     assert {"stopping", "stopped"} <= set(by_event)
     assert "restarted" not in by_event  # a first start: no one to tell to log in again
+    assert "limits" not in by_event  # every limit is the default's: nothing to list
     assert PASSWORD not in daemon.text
 
 
@@ -431,6 +441,7 @@ def test_a_flood_of_refusals_is_logged_a_few_a_minute_and_counted_in_the_summary
         notes.log(LoginRefused("alice", attacker, "throttled", 1.0), 61.0)  # a minute on
         refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
         assert len(refused) == REFUSALS_LOGGED_PER_MINUTE + 2
+        assert REFUSALS_LOGGED_PER_MINUTE == 6  # a few: a line each ten seconds at most
         assert sum("10.2.2.2" in line for line in refused) == 1
         assert notes.unlogged == 1000 - REFUSALS_LOGGED_PER_MINUTE
         caplog.clear()
@@ -454,7 +465,12 @@ def test_changed_limits_are_logged_in_the_units_they_are_given_in() -> None:
     """`--register-rate 2` is per minute: the log says 2, not the per-second 0.0333."""
     changed = limits_changed(ServerConfig(register_rate=2 / 60, idle_timeout=30.0))
     assert changed == {"register_rate": 2.0, "idle_timeout": 30.0}
+    assert limits_changed(ServerConfig(register_rate_total=120 / 60)) == {
+        "register_rate_total": 120.0
+    }
     assert limits_changed(ServerConfig()) == {}
+    # A value given that is the default's (`--idle-timeout 45`) is no change.
+    assert limits_changed(ServerConfig(idle_timeout=float("45"))) == {}
 
 
 def test_the_summary_counts_one_connection_and_one_person_in_the_singular(
@@ -554,6 +570,8 @@ def test_a_ban_ending_is_logged_with_the_bans_still_holding_it_or_within_it(form
         logs.log.removeHandler(handler)
         logs.log.setLevel(level)
     alone, within, one_inside, three_inside, many_inside = stream.getvalue().splitlines()
+    if form == "text":  # a ban given for a while ended as the operator asked: no warning
+        assert all(line.split()[1] == "info" for line in stream.getvalue().splitlines())
     if form == "json":
         entry = json.loads(within)
         assert (entry["event"], entry["network"], entry["still"]) == (
@@ -591,6 +609,7 @@ def test_a_ban_ending_is_logged_with_the_bans_still_holding_it_or_within_it(form
         ("replaced", logging.INFO),  # the client came back on a new channel
         ("password_changed", logging.INFO),
         ("removed", logging.INFO),
+        ("banned", logging.INFO),  # the operator's ban
         ("unresponsive", logging.WARNING),
         ("overloaded", logging.WARNING),
     ],
@@ -638,3 +657,214 @@ async def test_a_stop_with_a_session_open_tells_it_and_the_next_start_tells_no_o
             await nursery.start(functools.partial(server.serve, "127.0.0.1", 0, database))
             nursery.cancel_scope.cancel()
         assert said("listening") and not said("restarted")
+
+
+def test_a_bug_is_one_line_naming_its_error_in_either_format() -> None:
+    """A bug while a datagram was handled is logged at `error` with its exception: in text
+    the line ends with the exception's type and message, escaped (a stranger's datagram
+    may have put a line break or a bidi control in it), never a traceback; in JSON it is
+    the `error` field, and a line that is no event of trio-chat's is the event `log`."""
+    try:
+        raise ValueError("bad length\n1970-01-01T00:00:00.000Z info    forged \u202e")
+    except ValueError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "trio_chat.server",
+        logging.ERROR,
+        __file__,
+        1,
+        "error handling a datagram from %s",
+        (("10.0.0.1", 5000),),
+        exc_info,
+    )
+    record.created = 0.25
+    assert logs.TextFormatter().format(record) == (
+        "1970-01-01T00:00:00.250Z error   error handling a datagram from ('10.0.0.1', 5000) "
+        "(ValueError: bad length\\n1970-01-01T00:00:00.000Z info    forged \\u202e)"
+    )
+    entry = json.loads(JsonFormatter().format(record))
+    assert (entry["level"], entry["event"]) == ("error", "log")
+    assert (
+        entry["error"] == "ValueError: bad length\n1970-01-01T00:00:00.000Z info    forged \u202e"
+    )
+    # The level is a column: every message starts where the others do.
+    info = logging.LogRecord("trio_chat", logging.INFO, __file__, 1, "alice logged in", None, None)
+    info.created = 0.25
+    assert logs.TextFormatter().format(info) == "1970-01-01T00:00:00.250Z info    alice logged in"
+
+
+def test_the_log_level_keeps_what_it_names_and_above() -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        logs.configure("warning", "text", stream)
+        logs.event(logging.INFO, "login", "alice logged in from 127.0.0.1:4000")
+        logs.event(logging.WARNING, "login_refused", "login as 'alice' refused: wrong_password")
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    (line,) = stream.getvalue().splitlines()
+    assert line.endswith("warning login as 'alice' refused: wrong_password")
+
+
+def test_registrations_refused_in_bulk_are_a_warning_and_a_quiet_login_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A name taken is someone's mistake (info); registrations refused as too many from one
+    address are accounts made in bulk (a warning, kept at `--log-level warning`), told
+    with when they may come again. A login only to look says so."""
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        logs.log_note(RegistrationRefused("bob", ("127.0.0.1", 4000), "name_taken"))
+        logs.log_note(
+            RegistrationRefused("bot7", ("10.0.0.7", 4000), "too_many_registrations", 2.5)
+        )
+        logs.log_note(LoggedIn("alice", ("127.0.0.1", 4001), quiet=True))
+        logs.log_note(LoginRefused("alice", ("127.0.0.1", 4002), "wrong_password"))
+    taken, bulk, quiet, wrong = caplog.records
+    assert (taken.levelno, taken.getMessage()) == (
+        logging.INFO,
+        "registration of 'bob' from 127.0.0.1:4000 refused: name_taken",
+    )
+    assert (bulk.levelno, bulk.getMessage()) == (
+        logging.WARNING,
+        "registration of 'bot7' from 10.0.0.7:4000 refused: too_many_registrations "
+        "(retry after 2.5 s)",
+    )
+    assert quiet.getMessage() == "alice logged in from 127.0.0.1:4001 to look (quiet)"
+    assert quiet.__dict__["fields"]["quiet"] is True
+    # No wait was given: none is told.
+    assert wrong.getMessage() == "login as 'alice' from 127.0.0.1:4002 refused: wrong_password"
+
+
+def test_a_new_password_and_a_new_address_are_told_as_they_happened(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Both are what a person did (info): a password changed from where, and a client
+    that moved (a phone from Wi-Fi to mobile data) from which address to which."""
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        logs.log_note(PasswordChanged("alice", ("127.0.0.1", 4000)))
+        logs.log_note(AddressChanged("alice", ("192.0.2.1", 4000), ("2001:db8::1", 5000)))
+    changed, moved = caplog.records
+    assert (changed.levelno, changed.getMessage()) == (
+        logging.INFO,
+        "alice changed their password from 127.0.0.1:4000",
+    )
+    assert (moved.levelno, moved.getMessage()) == (
+        logging.INFO,
+        "alice moved from 192.0.2.1:4000 to [2001:db8::1]:5000",
+    )
+    fields = moved.__dict__["fields"]
+    assert (fields["old"], fields["new"]) == ("192.0.2.1:4000", "[2001:db8::1]:5000")
+
+
+def test_a_flood_of_one_refusal_hides_no_other_and_registrations_are_held_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The allowance is per address and reason: logins refused as throttled by the
+    hundred do not silence the first wrong password from the same address, and a flood
+    of registrations refused is held to six lines a minute as logins are."""
+    notes = NoteLog()
+    attacker = "10.1.1.1"
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        for n in range(100):
+            notes.log(LoginRefused("alice", (attacker, 1000 + n), "throttled", 1.0), n / 100)
+        notes.log(LoginRefused("alice", (attacker, 2000), "wrong_password"), 1.0)
+        for n in range(100):
+            refused = RegistrationRefused(
+                f"bot{n}", (attacker, 3000 + n), "too_many_registrations", 60.0
+            )
+            notes.log(refused, 1 + n / 100)
+    reasons = [r.__dict__["fields"]["reason"] for r in caplog.records]
+    assert reasons == ["throttled"] * 6 + ["wrong_password"] + ["too_many_registrations"] * 6
+    assert notes.unlogged == 94 + 94
+
+
+def test_the_summary_gives_messages_a_minute_whatever_its_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`--summary-every 120`: five messages in its two minutes are 2.5 a minute (the JSON
+    field to a tenth, the sentence whole), and `--summary-every 30`: five are ten."""
+    with caplog.at_level(logging.INFO):
+        Summary().line({"datagrams_in": 3, "messages": 5}, 1, 1, 2.0)
+        Summary().line({"datagrams_in": 3, "messages": 5}, 1, 1, 0.5)
+    slow, fast = caplog.records
+    assert ", 2 messages a minute, " in slow.getMessage()
+    assert slow.__dict__["fields"]["messages_per_minute"] == 2.5
+    assert ", 10 messages a minute, " in fast.getMessage()
+    assert fast.__dict__["fields"]["messages_per_minute"] == 10.0
+
+
+def test_the_summarys_fields_count_what_happened_since_the_line_before(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    summary = Summary()
+    with caplog.at_level(logging.INFO):
+        summary.line({"datagrams_in": 0, "bad_records": 0, "handshakes_refused": 0}, 0, 0, 1.0)
+        summary.line(
+            {"datagrams_in": 100, "bad_records": 4, "handshakes_refused": 30}, 1, 1, 1.0, 50
+        )
+        summary.line(
+            {"datagrams_in": 200, "bad_records": 6, "handshakes_refused": 30}, 1, 1, 1.0, 70
+        )
+    first, second = caplog.records
+    assert "; dropped: 4 forged; 50 refused logins" in first.getMessage()
+    fields = first.__dict__["fields"]
+    assert fields["dropped"]["bad_records"] == 4
+    assert (fields["unlogged_refusals"], fields["handshakes_refused"]) == (50, 30)
+    fields = second.__dict__["fields"]
+    assert fields["dropped"]["bad_records"] == 2
+    assert (fields["unlogged_refusals"], fields["handshakes_refused"]) == (20, 0)
+
+
+def test_a_name_cannot_forge_a_line_of_the_text_log(caplog: pytest.LogCaptureFixture) -> None:
+    """A name kept from before the rules, or one a login only tried, is shown escaped in
+    every line that names it: a line break in it cannot start a line of its own."""
+    name = "mallory\n1970-01-01T00:00:00.000Z info    alice logged in \u202e"
+    here, there = ("127.0.0.1", 4000), ("127.0.0.1", 4001)
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        for note in (
+            Registered(name, here),
+            RegistrationRefused(name, here, "name_taken"),
+            LoggedIn(name, here, quiet=False),
+            LoginRefused(name, here, "unknown_user"),
+            PasswordChanged(name, here),
+            AddressChanged(name, here, there),
+            SessionEnded(name, here, "quit"),
+            SessionEnded(name, here, "silent"),
+        ):
+            logs.log_note(note)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 8
+    for message in messages:
+        assert "\n" not in message and "\u202e" not in message, message
+        assert "mallory\\n1970" in message, message
+
+
+async def test_a_running_daemons_summary_gives_messages_a_minute_and_refusals_unlogged(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    """`--summary-every 30`: ten messages in its thirty seconds are twenty a minute; a
+    connection not logged in is counted, not as someone online; and the refusals the
+    flood's allowance kept out of the log are counted in the line."""
+    stats = {"datagrams_in": 0, "messages": 0}
+    engine = SimpleNamespace(
+        stats=stats, sessions={1: None}, room=SimpleNamespace(accounts_online=0)
+    )
+    daemon = SimpleNamespace(engine=engine, send_errors=0, notes=SimpleNamespace(unlogged=0))
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        with trio.move_on_after(45):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server.log_summaries, cast(server.Daemon, daemon), 30.0)
+                await trio.sleep(1)
+                stats["datagrams_in"] += 40
+                stats["messages"] += 10
+                daemon.notes.unlogged = 25
+    (record,) = caplog.records
+    assert record.getMessage().startswith(
+        "1 connection (0 people online), 20 messages a minute, 40 datagrams in; "
+    )
+    assert record.__dict__["fields"]["unlogged_refusals"] == 25
