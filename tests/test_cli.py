@@ -7,6 +7,7 @@ cases that need a real process (an unreachable daemon, hidden prompts) run the C
 from __future__ import annotations
 
 import base64
+import errno
 import functools
 import itertools
 import os
@@ -20,13 +21,14 @@ from typing import Any
 
 import pytest
 import trio
+import typer
 from typer.testing import CliRunner
 
 import trio_chat
 from tests.cli_support import PASSWORD, Daemon, daemon_in_thread, silent_port
 from trio_chat import errors
-from trio_chat.cli import ExitCode, app
-from trio_chat.cli.exits import exit_code_for, sentence
+from trio_chat.cli import ExitCode, app, exits
+from trio_chat.cli.exits import exit_code_for, innermost, sentence
 from trio_chat.engine import ServerConfig
 from trio_chat.errors import Throttled, TooManyRegistrations
 from trio_chat.keys import KnownServers
@@ -903,6 +905,73 @@ def test_a_wait_the_daemon_already_told_is_not_told_twice() -> None:
     assert sentence(told, "bob") == "Too many failed logins; wait 14 s before trying again."
     untold = TooManyRegistrations("Too many registrations from your address.", retry_after=59.5)
     assert sentence(untold, "bob") == "Too many registrations from your address (about 60 s)."
+
+
+def test_a_password_changed_away_a_ban_and_a_refusal_without_a_wait_are_told_as_such(
+    two_hours_east: None,
+) -> None:
+    """A session whose password was changed while it was away is told so, not "Wrong
+    password" (it was right when it logged in); a ban's end is in the local time; a
+    refusal that gave no wait is not told to wait "about 0 s"."""
+    away = errors.PasswordChangedAway(
+        "The password was changed while you were away; log in with the new one."
+    )
+    assert sentence(away, "bob") == away.message
+    ban = errors.Banned(
+        "The daemon's operator turned your address away until 2027-01-15 08:00:00 UTC; "
+        "ask them why.",
+        until=1_800_000_000,
+    )
+    assert sentence(ban, "bob") == (
+        "The daemon's operator turned your address away until 2027-01-15 10:00:00 XYZ; "
+        "ask them why."
+    )
+    assert sentence(Throttled("Too many failed logins."), "bob") == "Too many failed logins."
+    # A wait under a second is told as one, not as none.
+    soon = TooManyRegistrations("Too many registrations from your address.", retry_after=0.2)
+    assert sentence(soon, "bob") == "Too many registrations from your address (about 1 s)."
+
+
+def test_of_several_failures_at_once_the_refusal_is_the_one_told() -> None:
+    """A command's tasks may fail together (the connection lost while the keyboard's task
+    failed too): the refusal from the daemon is what the person is told, and its status."""
+    lost = errors.ConnectionLost("Lost the connection to the daemon.")
+    together = ExceptionGroup("tasks", [ValueError("closed"), ExceptionGroup("inner", [lost])])
+    assert innermost(together) is lost
+
+
+def test_a_network_error_or_a_fault_is_one_sentence_and_status_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Not a refusal of the daemon's: status 1, and one sentence; a fault's message,
+    which may hold what a stranger sent, escaped; the fault inside a task group named,
+    not the group."""
+
+    async def no_network() -> None:
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    async def fault() -> None:
+        raise RuntimeError("bad \x1b[2J state")
+
+    for failing, told in (
+        (
+            no_network,
+            "Network error: Network is unreachable; check the daemon's address and this "
+            "machine's network.",
+        ),
+        (
+            fault,
+            "trio-chat stopped on an unexpected error (RuntimeError: bad \\x1b[2J state); "
+            "please report it.",
+        ),
+    ):
+        with pytest.raises(typer.Exit) as stopped:
+            exits.run(failing)
+        assert stopped.value.exit_code == ExitCode.FAILURE
+        assert capsys.readouterr().err == told + "\n"
+    in_group = exits.unexpected(ExceptionGroup("window", [KeyError("tab")]))
+    assert in_group.exit_code == ExitCode.FAILURE
+    assert capsys.readouterr().err.startswith("trio-chat stopped on an unexpected error (KeyError:")
 
 
 def test_ping_to_a_daemon_met_for_the_first_time_remembers_nothing(
