@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import signal
@@ -11,16 +12,21 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
+from typer.testing import CliRunner
 
 import trio_chat
 from tests.cli_support import ignore_hangups
-from trio_chat.cli import ExitCode
+from trio_chat.cli import ExitCode, app
 from trio_chat.cli import serve as serve_cli
 from trio_chat.client import ClientConfig
+from trio_chat.engine import ServerConfig
+from trio_chat.logs import event
 from trio_chat.server import serve
+from trio_chat.store_files import StorageError
 from trio_chat.testing.daemon import CLI, DaemonProcess
 
 LISTENING = re.compile(rb"listening on (\S+):(\d+) ")
@@ -105,6 +111,13 @@ def test_limits_that_make_no_sense_are_refused_before_the_daemon_starts(tmp_path
         ("--handshake-rate", "inf"),
         ("--sessions-per-address", "0"),
         ("--sessions-per-account", "0"),
+        # Counts and times below 0 no limit can be.
+        ("--register-rate", "-1"),
+        ("--register-rate", "inf"),
+        ("--register-rate-total", "-1"),
+        ("--login-free-failures", "-1"),
+        ("--login-delay", "-1"),
+        ("--notice-limit", "-1"),
     ]
     base = [sys.executable, "-m", "trio_chat", "serve", "--port", "0"]
     processes = [
@@ -323,3 +336,93 @@ async def test_a_service_manager_is_told_when_the_daemon_listens_and_when_it_sto
                 stopping = (await manager.recv(4096)).decode()
             assert stopping.splitlines() == ["STOPPING=1", "STATUS=Stopping (SIGTERM)"]
             assert daemon.process.returncode == 0
+
+
+def test_the_options_reach_the_daemon_and_the_log_keeps_their_level_and_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each limit given is the daemon's (registrations per minute kept per second, and a
+    total under one a minute still lets one through); `--log-level WARNING` and
+    `--log-format JSON`, in capitals too, keep warnings and above, as JSON; an idle
+    timeout of 3 s, the least, is taken."""
+    given: list[tuple[ServerConfig, float]] = []
+
+    async def daemon(
+        host: str,
+        port: int,
+        database: Path,
+        config: ServerConfig,
+        *,
+        summary_every: float,
+        task_status: trio.TaskStatus[Any],
+    ) -> None:
+        given.append((config, summary_every))
+        event(logging.INFO, "listening", "an info line")
+        event(logging.WARNING, "no_control", "a warning line")
+        raise StorageError("The database went away; choose another with --db.")
+
+    monkeypatch.setattr(serve_cli, "serve", daemon)
+    options = {
+        "--message-rate": "2",
+        "--message-burst": "3",
+        "--register-rate": "6",
+        "--register-burst": "4",
+        "--login-free-failures": "5",
+        "--login-delay": "0.5",
+        "--sessions-per-address": "7",
+        "--sessions-per-account": "6",
+        "--checks-per-address": "9",
+        "--register-rate-total": "0.2",
+        "--handshake-rate": "11",
+        "--handshake-burst": "12",
+        "--idle-timeout": "3",
+        "--notice-limit": "13",
+        "--summary-every": "14",
+        "--log-level": "WARNING",
+        "--log-format": "JSON",
+    }
+    arguments = [part for pair in options.items() for part in pair]
+    done = CliRunner().invoke(
+        app, ["serve", "--port", "0", "--db", str(tmp_path / "chat.db"), *arguments]
+    )
+    assert done.exit_code == ExitCode.DATABASE, done.output
+    entries = [json.loads(line) for line in done.output.splitlines()]
+    assert [(entry["level"], entry["message"]) for entry in entries] == [
+        ("warning", "a warning line"),
+        ("error", "The database went away; choose another with --db."),
+    ]
+    assert given == [
+        (
+            ServerConfig(
+                message_rate=2.0,
+                message_burst=3,
+                register_rate=6.0 / 60,
+                register_burst=4,
+                login_free_failures=5,
+                login_delay=0.5,
+                max_sessions_per_address=7,
+                max_sessions_per_account=6,
+                checks_per_address=9,
+                register_rate_total=0.2 / 60,
+                register_burst_total=1,
+                handshake_rate=11.0,
+                handshake_burst=12,
+                idle_timeout=3.0,
+                notice_limit=13,
+            ),
+            14.0,
+        )
+    ]
+
+
+def test_an_unknown_log_level_or_format_is_a_usage_error(tmp_path: Path) -> None:
+    for option, value, told in (
+        ("--log-level", "loud", "Unknown log level 'loud'; use debug, info, warning or error."),
+        ("--log-format", "xml", "Unknown log format 'xml'; use text or json."),
+    ):
+        done = CliRunner().invoke(
+            app, ["serve", "--port", "0", "--db", str(tmp_path / "chat.db"), option, value]
+        )
+        assert done.exit_code == ExitCode.USAGE
+        assert done.output.splitlines() == [told]
+        assert not (tmp_path / "chat.db").exists()
