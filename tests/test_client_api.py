@@ -46,6 +46,19 @@ async def alice_and_bob(host: str, port: int) -> AsyncIterator[tuple[ChatClient,
         yield alice, bob
 
 
+@asynccontextmanager
+async def daemon_behind_relay(tmp_path: Path) -> AsyncIterator[tuple[trio.Nursery, Relay, int]]:
+    """A daemon with alice registered, reached through a relay a test can cut: the
+    nursery they run in (cancelled at the end), the relay, and the relay's port."""
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", TEST_CONFIG)
+        await register_all("127.0.0.1", address[1], "alice")
+        relay = Relay(address)
+        relayed = await nursery.start(relay.run)
+        yield nursery, relay, relayed
+        nursery.cancel_scope.cancel()
+
+
 class BotGaveUp(Exception):
     pass
 
@@ -509,11 +522,7 @@ async def test_leaving_a_silent_daemon_waits_a_timeout_for_what_was_sent_then_go
     the messages then say they may have arrived."""
     config = ClientConfig(timeout=1.0)
     with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", TEST_CONFIG)
-            await register_all("127.0.0.1", address[1], "alice")
-            relay = Relay(address)
-            relayed = await nursery.start(relay.run)
+        async with daemon_behind_relay(tmp_path) as (_nursery, relay, relayed):
             async with trio_chat.connect(
                 "127.0.0.1", relayed, "alice", PASSWORD, config=config
             ) as alice:
@@ -525,7 +534,6 @@ async def test_leaving_a_silent_daemon_waits_a_timeout_for_what_was_sent_then_go
             for receipt in receipts:
                 with pytest.raises(trio_chat.ConnectionLost, match="may or may not have it"):
                     await receipt.wait()
-            nursery.cancel_scope.cancel()
 
 
 async def test_leaving_the_block_sends_the_logout_at_once(daemon: tuple[str, int]) -> None:
@@ -556,11 +564,7 @@ async def test_a_session_lost_while_leaving_ends_quietly(tmp_path: Path) -> None
         plain, link=dataclasses.replace(plain.link, give_up_after=0.5, max_pto=0.25)
     )
     with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", TEST_CONFIG)
-            await register_all("127.0.0.1", address[1], "alice")
-            relay = Relay(address)
-            relayed = await nursery.start(relay.run)
+        async with daemon_behind_relay(tmp_path) as (_nursery, relay, relayed):
             async with trio_chat.connect(
                 "127.0.0.1", relayed, "alice", PASSWORD, config=config
             ) as alice:
@@ -569,7 +573,6 @@ async def test_a_session_lost_while_leaving_ends_quietly(tmp_path: Path) -> None
             assert alice.connection.closed
             with pytest.raises(trio_chat.ConnectionLost, match=r"^Lost the connection to "):
                 await receipt.wait()
-            nursery.cancel_scope.cancel()
 
 
 async def test_a_message_lost_on_an_idle_session_goes_again_soon(tmp_path: Path) -> None:
@@ -579,25 +582,20 @@ async def test_a_message_lost_on_an_idle_session_goes_again_soon(tmp_path: Path)
     plain = ClientConfig(timeout=2.0, keepalive=30.0)
     config = dataclasses.replace(plain, link=dataclasses.replace(plain.link, max_pto=0.5))
     with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", TEST_CONFIG)
-            await register_all("127.0.0.1", address[1], "alice")
-            relay = Relay(address)
-            relayed = await nursery.start(relay.run)
-            async with trio_chat.connect(
-                "127.0.0.1", relayed, "alice", PASSWORD, config=config
-            ) as alice:
-                # Until the client has nothing left to send (its last acks); the core is
-                # plain state, with no event to wait on.
-                while (link := alice.connection.link) is None or not link.idle:  # noqa: ASYNC110
-                    await trio.sleep(0.01)
-                relay.cut = True
-                receipt = alice.say_nowait("lost once")
-                await trio.testing.wait_all_tasks_blocked()  # the relay dropped it
-                relay.cut = False
-                with trio.fail_after(3):
-                    assert (await receipt.wait()).text == "lost once"
-            nursery.cancel_scope.cancel()
+        async with (
+            daemon_behind_relay(tmp_path) as (_nursery, relay, relayed),
+            trio_chat.connect("127.0.0.1", relayed, "alice", PASSWORD, config=config) as alice,
+        ):
+            # Until the client has nothing left to send (its last acks); the core is plain
+            # state, with no event to wait on.
+            while (link := alice.connection.link) is None or not link.idle:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            relay.cut = True
+            receipt = alice.say_nowait("lost once")
+            await trio.testing.wait_all_tasks_blocked()  # the relay dropped it
+            relay.cut = False
+            with trio.fail_after(3):
+                assert (await receipt.wait()).text == "lost once"
 
 
 async def test_a_cancel_while_the_block_logs_out_still_ends_the_session(tmp_path: Path) -> None:
@@ -606,11 +604,7 @@ async def test_a_cancel_while_the_block_logs_out_still_ends_the_session(tmp_path
     fails."""
     config = ClientConfig(timeout=1.0)
     with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", TEST_CONFIG)
-            await register_all("127.0.0.1", address[1], "alice")
-            relay = Relay(address)
-            relayed = await nursery.start(relay.run)
+        async with daemon_behind_relay(tmp_path) as (nursery, relay, relayed):
 
             async def cancel_once_waiting(scope: trio.CancelScope) -> None:
                 await trio.testing.wait_all_tasks_blocked()  # leaving, waiting for answers
@@ -627,7 +621,6 @@ async def test_a_cancel_while_the_block_logs_out_still_ends_the_session(tmp_path
             assert alice.connection.closed and receipt.done
             with pytest.raises(trio_chat.ConnectionLost, match="may or may not have it"):
                 await receipt.wait()
-            nursery.cancel_scope.cancel()
 
 
 async def test_change_password_returns_once_stored_and_raises_a_refusal(
