@@ -45,7 +45,7 @@ from trio_chat.control import (
 from trio_chat.engine import Persist
 from trio_chat.errors import AccountLocked, Muted, Removed, WrongPassword
 from trio_chat.events import Left
-from trio_chat.records import BanSet, MessageRemoval, MuteSet, PasswordSet
+from trio_chat.records import BanSet, Message, MessageRemoval, MuteSet, PasswordSet
 from trio_chat.server import Daemon
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver
@@ -347,14 +347,20 @@ class Stored:
                 self.desk.reported(effect.op, stored=False)
 
 
-async def test_the_desk_says_when_a_change_was_not_stored(autojump_clock: trio.abc.Clock) -> None:
+def _alice_said_hello() -> tuple[EngineDriver, Message]:
+    """An engine with alice, whose "hello" is stored: its driver, and the message."""
     driver = EngineDriver()
     driver.add_account("alice")
-    said = Client(driver, "alice")
-    said.settle()
-    said.connection.say("hello")
-    said.settle()
+    alice = Client(driver, "alice")
+    alice.settle()
+    alice.connection.say("hello")
+    alice.settle()
     (hello,) = driver.stored_messages()
+    return driver, hello
+
+
+async def test_the_desk_says_when_a_change_was_not_stored(autojump_clock: trio.abc.Clock) -> None:
+    driver, hello = _alice_said_hello()
     before = driver.engine.accounts["alice"]
     failing = Stored(driver, "fail")
     reply = await failing.desk.answer(Request("lock", "alice"))
@@ -489,13 +495,7 @@ async def test_the_desk_answers_with_each_account_as_it_was_and_the_sessions_end
 
 
 async def test_a_desk_without_a_database_removes_only_ids_the_room_has_given() -> None:
-    driver = EngineDriver()
-    driver.add_account("alice")
-    alice = Client(driver, "alice")
-    alice.settle()
-    alice.connection.say("hello")
-    alice.settle()
-    (hello,) = driver.stored_messages()
+    driver, hello = _alice_said_hello()
     desk = Operated(driver).desk
     for missing in (0, hello.id + 1):  # none yet, or the next to be given
         reply = await desk.answer(Request("unsay", message=missing))
@@ -598,13 +598,7 @@ def test_a_request_sends_only_what_it_uses() -> None:
 
 
 async def test_a_message_the_daemon_cannot_look_up_is_a_database_problem(tmp_path: Path) -> None:
-    driver = EngineDriver()
-    driver.add_account("alice")
-    alice = Client(driver, "alice")
-    alice.settle()
-    alice.connection.say("hello")
-    alice.settle()
-    (hello,) = driver.stored_messages()
+    driver, hello = _alice_said_hello()
     broken = tmp_path / "chat.db"
     broken.write_bytes(b"not a database at all" * 100)
     desk = Desk(driver.engine, lambda: None, lambda: (driver.now, driver.wall), broken)
