@@ -10,6 +10,7 @@ from trio_chat import wire
 from trio_chat.engine import Address, ServerConfig
 from trio_chat.errors import TooManySessions
 from trio_chat.reliability import Link, LinkConfig
+from trio_chat.rules import TEXT_MAX_BYTES
 from trio_chat.secure import initiate
 from trio_chat.testing.driver import EngineDriver, Peer
 from trio_chat.testing.links import plain_seal
@@ -309,3 +310,30 @@ def test_a_channel_that_moves_before_its_first_record_leaves_nothing_waiting() -
     skipper.settle()
     assert skipper.session.address == ("10.0.7.1", 1) and skipper.session.validated
     assert transport.unproven == 0 and transport.waiting_from(("10.0.6.1", 1)) == 0
+
+
+def test_mailboxes_filled_for_accounts_that_stay_away_are_kept_on_disk_not_in_memory() -> None:
+    """Whispers of the longest text to every account until each mailbox is full: the
+    daemon keeps a count for each account that is away, the messages on disk only, and
+    reads them when the account logs in."""
+    config = ServerConfig(mailbox_limit=25, message_burst=1000, message_rate=1000.0)
+    driver = EngineDriver(config)
+    victims = [f"victim{n}" for n in range(8)]
+    for n, name in enumerate(victims):
+        driver.add_account(name, address=(f"10.1.{n}.1", 1))
+    driver.add_account("mallory", address=("10.0.2.1", 1))
+    attacker = Peer(driver, "mallory", address=("10.0.2.1", 2))
+    text = "x" * TEXT_MAX_BYTES
+    for name in victims:
+        for n in range(config.mailbox_limit + 1):
+            attacker.send(wire.Whisper(to=name, text=text, cid=f"{name}-{n}"))
+    refused = [e.code for e in attacker.of_type(wire.ErrorFrame)]
+    assert refused == ["mailbox_full"] * len(victims)
+    mailbox = driver.engine.mailbox
+    assert mailbox.in_memory() == 0
+    accounts = driver.engine.accounts
+    assert [mailbox.count(accounts[name].id) for name in victims] == [25] * len(victims)
+    victim = Peer(driver, victims[3], address=("10.0.3.1", 1))
+    assert len(victim.of_type(wire.Pm)) == 25 and victim.connection.unread == 25
+    victim.flush(ack=True)
+    assert mailbox.count(accounts[victims[3]].id) == 0 and mailbox.in_memory() == 0

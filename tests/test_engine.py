@@ -9,7 +9,14 @@ import pytest
 
 from trio_chat import noise, secure, wire
 from trio_chat.client_protocol import Ids
-from trio_chat.engine import Address, LoadHistory, Persist, ServerConfig, ServerEngine
+from trio_chat.engine import (
+    Address,
+    LoadHistory,
+    LoadMailbox,
+    Persist,
+    ServerConfig,
+    ServerEngine,
+)
 from trio_chat.engine.chat import UNMARKED_MOST
 from trio_chat.engine.fanout import LocalRoom
 from trio_chat.records import Account, MarkDelivered, Message, PasswordSet, Snapshot
@@ -351,6 +358,227 @@ def test_private_messages_reach_every_session_of_the_recipient_and_wait_when_off
     delivered = [op for op in h.stored if isinstance(op, MarkDelivered)]
     assert delivered[-1].message_ids == (waiting.id,)
     assert h.engine.mailbox.count(h.engine.accounts["carol"].id) == 0
+
+
+def away_with_whispers(h: EngineDriver, *texts: str) -> tuple[Peer, int]:
+    """Alice in the room, bob logged out; alice whispers `texts` to him (each stored, if
+    the driver commits). Returns alice and bob's account id."""
+    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
+    bob.send(wire.Logout())
+    for n, text in enumerate(texts):
+        alice.send(wire.Whisper(to="bob", text=text, cid=f"away{n}"))
+    return alice, h.engine.accounts["bob"].id
+
+
+def mailbox_reads(h: EngineDriver) -> list[LoadMailbox]:
+    """The mailbox reads `h` will be asked for from now on."""
+    asked: list[LoadMailbox] = []
+    original = h.mailbox
+
+    def spy(effect: LoadMailbox) -> list[Message] | None:
+        asked.append(effect)
+        return original(effect)
+
+    h.mailbox = spy  # type: ignore[method-assign]
+    return asked
+
+
+def test_an_account_away_costs_a_count_and_its_messages_are_read_when_it_logs_in() -> None:
+    h = EngineHarness()
+    _alice, bob_id = away_with_whispers(h, "one", "two", "three")
+    assert h.engine.mailbox.count(bob_id) == 3
+    assert h.engine.mailbox.in_memory() == 0  # on disk only
+    reads = mailbox_reads(h)
+    bob = Peer(h, "bob", address=("127.0.0.1", 40005))
+    assert [effect.account_id for effect in reads] == [bob_id]
+    assert bob.connection.unread == 3
+    assert [(p.text, p.history) for p in bob.of_type(wire.Pm)] == [
+        ("one", True),
+        ("two", True),
+        ("three", True),
+    ]
+    assert bob.of_type(wire.Ready)[0].count == 3
+    other = Peer(h, "bob", address=("127.0.0.1", 40006))  # the account is read already
+    assert len(reads) == 1 and len(other.of_type(wire.Pm)) == 3
+    bob.flush(ack=True)
+    assert h.engine.mailbox.count(bob_id) == 0
+    (mark,) = [op for op in h.stored if isinstance(op, MarkDelivered)]
+    assert mark.message_ids == tuple(p.id for p in bob.of_type(wire.Pm))
+
+
+def test_the_last_session_leaving_takes_its_accounts_messages_out_of_memory() -> None:
+    h = EngineHarness()
+    alice, bob_id = away_with_whispers(h)
+    bob = logged_in(h, BOB, "bob")
+    other = Peer(h, "bob", address=("127.0.0.1", 40006))
+    alice.send(wire.Whisper(to="bob", text="unread", cid="u1"))  # sent, not acknowledged
+    bob.send(wire.Logout())
+    assert h.engine.mailbox.in_memory() == 1  # another session is still there
+    other.send(wire.Logout())
+    assert h.engine.mailbox.in_memory() == 0
+    assert h.engine.mailbox.count(bob_id) == 1
+    again = Peer(h, "bob", address=("127.0.0.1", 40007))
+    assert [p.text for p in again.of_type(wire.Pm)] == ["unread"]
+
+
+def test_whispers_stored_while_a_mailbox_is_read_are_shown_once_in_order() -> None:
+    """The read (in a thread) sees the disk as it was before "two" was stored, which the
+    loop meanwhile committed and would have shown to bob's sessions had they entered."""
+    h = EngineHarness()
+    alice, bob_id = away_with_whispers(h, "one")
+    h.auto_read = False
+    bob = Peer(h, "bob", address=("127.0.0.1", 40005))
+    assert not bob.of_type(wire.Ready)  # it enters once the read is done
+    (effect,) = h.reading
+    assert isinstance(effect, LoadMailbox)
+    read = h.mailbox(effect)
+    alice.send(wire.Whisper(to="bob", text="two", cid="t2"))
+    other = Peer(h, "bob", address=("127.0.0.1", 40006))
+    assert h.reading == [effect]  # one read for both
+    assert not bob.of_type(wire.Pm)
+    h.reading = []
+    h.engine.mailbox_loaded(effect.job, read, h.now, h.wall)
+    h.pump()
+    for session in (bob, other):
+        session.poll()
+        assert [p.text for p in session.of_type(wire.Pm)] == ["one", "two"]
+        assert [r.count for r in session.of_type(wire.Ready)] == [2]
+    assert h.engine.mailbox.count(bob_id) == 2
+
+
+def test_a_whisper_stored_after_its_recipients_mailbox_was_read_is_shown_and_marked() -> None:
+    """Said while bob was away and stored only once his mailbox was read (without it):
+    shown to him as it is stored, and its delivery recorded when he acknowledges it."""
+    h = EngineHarness()
+    alice, bob_id = away_with_whispers(h, "early")
+    h.auto_commit = False
+    alice.send(wire.Whisper(to="bob", text="late", cid="l1"))
+    late = next(op for op in h.uncommitted if isinstance(op, Message))
+    bob = Peer(h, "bob", address=("127.0.0.1", 40005))
+    assert [p.text for p in bob.of_type(wire.Pm)] == ["early"]
+    assert bob.connection.unread == 2
+    h.commit_held()
+    bob.poll()
+    assert [p.text for p in bob.of_type(wire.Pm)] == ["early", "late"]
+    bob.flush(ack=True)
+    h.commit_held()
+    marked = {i for op in h.stored if isinstance(op, MarkDelivered) for i in op.message_ids}
+    assert late.id in marked
+    assert h.engine.mailbox.count(bob_id) == 0
+
+
+def test_a_delivery_not_yet_marked_on_disk_is_not_shown_again_at_the_next_login() -> None:
+    h = EngineHarness()
+    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
+    alice.send(wire.Whisper(to="bob", text="read", cid="r1"))
+    h.auto_commit = False
+    bob.poll()
+    bob.flush(ack=True)
+    (mark,) = [op for op in h.uncommitted if isinstance(op, MarkDelivered)]
+    h.uncommitted.remove(mark)  # the disk has not written it yet
+    bob.send(wire.Logout())
+    h.auto_commit = True
+    h.commit_held()
+    alice.send(wire.Whisper(to="bob", text="new", cid="n1"))
+    reads = mailbox_reads(h)
+    again = Peer(h, "bob", address=("127.0.0.1", 40005))
+    assert len(reads) == 1  # "new" is on disk only
+    assert [p.text for p in again.of_type(wire.Pm)] == ["new"]
+    assert again.connection.unread == 1
+
+
+def test_a_whisper_not_yet_stored_when_its_recipient_left_is_marked_once_delivered() -> None:
+    """Bob logs out and in again while alice's whisper is on its way to the disk: the
+    read does not find it, but it is delivered as it is stored, and its delivery is
+    recorded (not shown again at his next login)."""
+    h = EngineHarness()
+    alice, bob_id = away_with_whispers(h, "stored")
+    bob = Peer(h, "bob", address=("127.0.0.1", 40005))
+    bob.flush(ack=True)
+    h.auto_commit = False
+    alice.send(wire.Whisper(to="bob", text="on its way", cid="w1"))
+    bob.send(wire.Logout())
+    again = Peer(h, "bob", address=("127.0.0.1", 40006))
+    assert not again.of_type(wire.Pm)
+    h.auto_commit = True
+    h.commit_held()
+    again.poll()
+    (pm,) = again.of_type(wire.Pm)
+    assert pm.text == "on its way"
+    again.flush(ack=True)
+    marked = {i for op in h.stored if isinstance(op, MarkDelivered) for i in op.message_ids}
+    assert pm.id in marked
+    assert h.engine.mailbox.count(bob_id) == 0
+
+
+def test_a_mailbox_read_counts_what_it_found() -> None:
+    """A start counts each account's unread messages; a read of the mailbox finds them
+    and counts them again (should the two differ, the disk is right)."""
+    h = EngineHarness()
+    _alice, bob_id = away_with_whispers(h, "one", "two")
+    again = EngineDriver(
+        h.config,
+        Snapshot(
+            accounts=h.stored_accounts(),
+            recent=h.stored_messages(),
+            unread={bob_id: 5},
+            next_message_id=10,
+            next_account_id=3,
+        ),
+        now=h.now,
+        first_sid=h.first_sid + 500,
+        keys=h.keys,
+    )
+    again.stored = list(h.stored)
+    assert again.engine.mailbox.count(bob_id) == 5
+    bob = Peer(again, "bob", address=("127.0.0.1", 40005))
+    assert [p.text for p in bob.of_type(wire.Pm)] == ["one", "two"]
+    assert again.engine.mailbox.count(bob_id) == 2
+
+
+def test_deliveries_marked_on_disk_are_forgotten() -> None:
+    h = EngineHarness()
+    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
+    alice.send(wire.Whisper(to="bob", text="psst", cid="w1"))
+    bob.poll()
+    h.auto_commit = False
+    bob.flush(ack=True)
+    assert len(h.engine.chat._marking) == 1  # its mark is on its way to the disk
+    h.commit_held()
+    assert h.engine.chat._marking == set()
+
+
+def test_a_mailbox_that_cannot_be_read_is_read_at_the_next_login() -> None:
+    h = EngineHarness()
+    alice, bob_id = away_with_whispers(h, "waiting")
+    original = h.mailbox
+    h.mailbox = lambda effect: None  # type: ignore[method-assign]
+    bob = Peer(h, "bob", address=("127.0.0.1", 40005))
+    assert bob.connection.ready and not bob.of_type(wire.Pm)
+    alice.send(wire.Whisper(to="bob", text="live", cid="l1"))  # delivered while he is in
+    bob.poll()
+    bob.flush(ack=True)
+    assert [p.text for p in bob.of_type(wire.Pm)] == ["live"]
+    assert h.engine.mailbox.count(bob_id) == 1  # "waiting" still waits
+    bob.send(wire.Logout())
+    h.mailbox = original  # type: ignore[method-assign]
+    again = Peer(h, "bob", address=("127.0.0.1", 40006))
+    assert [p.text for p in again.of_type(wire.Pm)] == ["waiting"]
+
+
+def test_a_mailbox_read_for_a_session_that_left_meanwhile_is_dropped() -> None:
+    h = EngineHarness()
+    _alice, bob_id = away_with_whispers(h, "waiting")
+    h.auto_read = False
+    bob = Peer(h, "bob", address=("127.0.0.1", 40005))
+    h.advance(300.0)  # its client is gone: the session times out before the read is done
+    assert bob.sid not in h.engine.sessions
+    h.finish_reads()
+    assert h.engine.mailbox.in_memory() == 0
+    h.auto_read = True
+    again = Peer(h, "bob", address=("127.0.0.1", 40006))
+    assert [p.text for p in again.of_type(wire.Pm)] == ["waiting"]
+    assert h.engine.mailbox.count(bob_id) == 1
 
 
 def test_a_delivery_the_disk_could_not_record_is_recorded_with_the_next() -> None:

@@ -272,6 +272,9 @@ class _Memory:
     def history(self, account_id: int, before: int | None, limit: int) -> list[Message]:
         return []
 
+    def mailbox(self, account_id: int) -> list[Message]:
+        return []
+
     def sent(self, sender_id: int, cid: str) -> Message | None:
         return None
 

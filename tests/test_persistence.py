@@ -16,7 +16,7 @@ import trio.testing
 
 from tests.test_store import account, message
 from trio_chat.persistence import SLOW_COMMIT, SLOW_IN_A_ROW, THREADED_AT_LEAST, Persistence
-from trio_chat.records import Message, Snapshot, StoreOp
+from trio_chat.records import MarkDelivered, Message, Snapshot, StoreOp
 from trio_chat.store import SqliteStore
 
 
@@ -58,6 +58,9 @@ class ScriptedDisk:
         self.reading.set()
         self.release.wait(10)
         return self.inner.history(account_id, before, limit)
+
+    def mailbox(self, account_id: int) -> list[Message]:
+        return self.inner.mailbox(account_id)
 
     def sent(self, sender_id: int, cid: str) -> Message | None:
         return self.inner.sent(sender_id, cid)
@@ -317,6 +320,38 @@ async def test_a_history_read_sees_what_was_added_before_it(tmp_path: Path) -> N
     assert reads.results == [[said]] and disk.threads == [False, False]
 
 
+async def test_a_mailbox_read_waits_for_the_deliveries_marked_before_it(tmp_path: Path) -> None:
+    """Bob read alice's whisper and logged out; he logs in again before the mark of its
+    delivery is on disk: the read of his mailbox waits for it, and finds nothing."""
+    persistence, _disk, _clock, _reports = setup(tmp_path)
+    results: list[list[Message] | None] = []
+    second = trio.Event()
+
+    async def read() -> None:
+        results.append(await persistence.mailbox(2))
+        if len(results) == 2:
+            second.set()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(persistence.run)
+            try:
+                whisper = message(1, 1, recipient=2)
+                for op in (account(1, "alice"), account(2, "bob"), whisper):
+                    persistence.add(op)
+                assert persistence.commit_here()
+                await read()
+                persistence.add(MarkDelivered((whisper.id,)))
+                nursery.start_soon(read)
+                await trio.testing.wait_all_tasks_blocked()
+                assert results == [[whisper]]  # not before the commit
+                assert persistence.commit_here()
+                await second.wait()
+            finally:
+                persistence.close()
+    assert results == [[whisper], []]
+
+
 async def test_closing_commits_what_is_queued_then_the_task_ends(tmp_path: Path) -> None:
     persistence, disk, _clock, reports = setup(tmp_path)
     ops: list[StoreOp] = [account(1, "alice"), message(1, 1), message(2, 1)]
@@ -358,6 +393,9 @@ class UnreadableDisk(ScriptedDisk):
     def history(self, account_id: int, before: int | None, limit: int) -> list[Message]:
         raise sqlite3.DatabaseError("database disk image is malformed")
 
+    def mailbox(self, account_id: int) -> list[Message]:
+        raise sqlite3.OperationalError("disk I/O error")
+
 
 async def test_a_failed_history_read_is_one_log_line_and_no_messages(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -368,6 +406,19 @@ async def test_a_failed_history_read_is_one_log_line_and_no_messages(
     (line,) = caplog.records
     assert line.getMessage() == (
         "could not read history from the database (DatabaseError: database disk image is malformed)"
+    )
+    assert line.exc_info is None
+
+
+async def test_a_failed_mailbox_read_is_one_log_line_and_no_messages(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    persistence, _disk, _clock, _reports = setup(tmp_path, UnreadableDisk)
+    with caplog.at_level(logging.ERROR):
+        assert await persistence.mailbox(1) is None
+    (line,) = caplog.records
+    assert line.getMessage() == (
+        "could not read unread messages from the database (OperationalError: disk I/O error)"
     )
     assert line.exc_info is None
 

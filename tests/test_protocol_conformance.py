@@ -19,6 +19,7 @@ import json
 import re
 import struct
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +29,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from trio_chat.engine import Address, LoadHistory, ServerConfig
+from trio_chat.engine import Address, LoadHistory, LoadMailbox, ServerConfig
 from trio_chat.noise import HandshakeState, fingerprint
 from trio_chat.records import MarkDelivered, Message, Snapshot
 from trio_chat.secure import DaemonKeys, new_challenge
@@ -84,7 +85,13 @@ def restarted(driver: EngineDriver, *, keys_kept: bool = True) -> EngineDriver:
     snapshot = Snapshot(
         accounts=accounts,
         recent=messages,
-        undelivered=[m for m in messages if m.private and m.id not in delivered],
+        unread=dict(
+            Counter(
+                m.recipient_id
+                for m in messages
+                if m.recipient_id not in (None, m.sender_id) and m.id not in delivered
+            )
+        ),
         public_count=sum(1 for m in messages if not m.private),
         next_message_id=max((m.id for m in messages), default=0) + 1,
         next_account_id=max((a.id for a in accounts), default=0) + 1,
@@ -124,6 +131,11 @@ class DiskDriver(EngineDriver):
         if self.reads_fail:
             return None
         return self.store.history(effect.account_id, effect.before, effect.limit)
+
+    def mailbox(self, effect: LoadMailbox) -> list[Message] | None:
+        if self.reads_fail:
+            return None
+        return self.store.mailbox(effect.account_id)
 
 
 @pytest.fixture

@@ -225,7 +225,9 @@ def test_a_start_loads_the_newest_messages_and_the_mailboxes_in_order_and_number
     store.write([message(4, 2)])
     snapshot = store.load(window=2)
     assert [m.id for m in snapshot.recent] == [3, 4]
-    assert [m.id for m in snapshot.undelivered] == [2, 3]  # bob's, in the order written
+    assert snapshot.unread == {2: 2}  # bob's
+    assert [m.id for m in store.mailbox(2)] == [2, 3]  # in the order written
+    assert store.mailbox(1) == []
     numbers = (snapshot.next_message_id, snapshot.stored_up_to, snapshot.next_account_id)
     assert numbers == (5, 4, 3)
     store.close()
@@ -304,7 +306,8 @@ def test_undelivered_private_messages_survive_a_restart_until_marked(tmp_path: P
     store.close()
     reopened = SqliteStore.open(path)
     snapshot = reopened.load(window=10)
-    assert [m.id for m in snapshot.undelivered] == [2]
+    assert snapshot.unread == {2: 1}
+    assert [m.id for m in reopened.mailbox(2)] == [2]
     assert snapshot.public_count == 1
     reopened.close()
 

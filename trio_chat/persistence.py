@@ -202,18 +202,29 @@ class Persistence:
         thread, after a slow disk or beside another read, a message could otherwise
         still be on its way to the disk when this read ran.)
         """
+        return await self._read("history", self.storage.history, account_id, before, limit)
+
+    async def mailbox(self, account_id: int) -> list[Message] | None:
+        """Read the private messages waiting for an account, as `history` reads (after
+        every change added before it is reported: a delivery marked is not read as
+        waiting)."""
+        return await self._read("unread messages", self.storage.mailbox, account_id)
+
+    async def _read(
+        self, what: str, read: Callable[..., list[Message]], *args: int | None
+    ) -> list[Message] | None:
         added = self._added
         while self._reported < added:
             await self._progress.wait()
-        read = self.storage.history
         async with self._reader:
             self._reads += 1
             try:
-                return await trio.to_thread.run_sync(read, account_id, before, limit)
+                return await trio.to_thread.run_sync(read, *args)
             except Exception as error:
                 # One line, not a traceback, as for a failed write.
                 log.error(
-                    "could not read history from the database (%s: %s)",
+                    "could not read %s from the database (%s: %s)",
+                    what,
                     type(error).__name__,
                     error,
                 )

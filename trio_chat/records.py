@@ -253,8 +253,9 @@ class Snapshot:
     accounts: list[Account] = field(default_factory=list)
     recent: list[Message] = field(default_factory=list)
     """The newest messages, public and private, oldest first."""
-    undelivered: list[Message] = field(default_factory=list)
-    """Private messages no session of their recipient has acknowledged, oldest first."""
+    unread: dict[int, int] = field(default_factory=dict)
+    """Account id -> how many private messages wait for it (acknowledged by none of its
+    sessions; notes to oneself wait in none)."""
     public_count: int = 0
     next_message_id: int = 1
     stored_up_to: int | None = None

@@ -35,6 +35,7 @@ from .engine import (
     Effect,
     HashPassword,
     LoadHistory,
+    LoadMailbox,
     Persist,
     ServerConfig,
     ServerEngine,
@@ -274,8 +275,10 @@ class Daemon:
             self.nursery.start_soon(self._hash, effect)
         elif isinstance(effect, CheckPassword):
             self.nursery.start_soon(self._check, effect)
-        else:
+        elif isinstance(effect, LoadHistory):
             self.nursery.start_soon(self._history, effect)
+        else:
+            self.nursery.start_soon(self._mailbox, effect)
 
     async def _hash(self, effect: HashPassword) -> None:
         hashed = await self._passwords.run(auth.hash_password, effect.password)
@@ -290,6 +293,11 @@ class Daemon:
     async def _history(self, effect: LoadHistory) -> None:
         messages = await self.persistence.history(effect.account_id, effect.before, effect.limit)
         self.engine.history_loaded(effect.job, messages)
+        self._flush_soon()
+
+    async def _mailbox(self, effect: LoadMailbox) -> None:
+        messages = await self.persistence.mailbox(effect.account_id)
+        self.engine.mailbox_loaded(effect.job, messages, trio.current_time(), time.time())
         self._flush_soon()
 
     def committed(self, op: StoreOp) -> None:

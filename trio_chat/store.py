@@ -97,6 +97,10 @@ class Storage(Protocol):
 
     def history(self, account_id: int, before: int | None, limit: int) -> list[Message]: ...
 
+    def mailbox(self, account_id: int) -> list[Message]:
+        """The private messages waiting for the account, oldest first."""
+        ...
+
     def sent(self, sender_id: int, cid: str) -> Message | None:
         """The message stored from `sender_id` under the client's id `cid`, if any."""
         ...
@@ -372,15 +376,14 @@ class SqliteStore:
                 )
             ]
             recent.reverse()
-            undelivered = [
-                message_of(r)
-                for r in db.execute(
-                    SELECT_MESSAGES
-                    + " WHERE m.recipient_id IS NOT NULL AND m.delivered = 0"
+            unread = dict(
+                db.execute(
+                    "SELECT recipient_id, count(*) FROM messages"
+                    " WHERE recipient_id IS NOT NULL AND delivered = 0"
                     # A note to yourself waits in no mailbox.
-                    + " AND m.recipient_id != m.sender_id ORDER BY m.id"
+                    " AND recipient_id != sender_id GROUP BY recipient_id"
                 )
-            ]
+            )
             (public_count,) = db.execute(
                 "SELECT count(*) FROM messages WHERE recipient_id IS NULL AND removed = 0"
             ).fetchone()
@@ -399,7 +402,7 @@ class SqliteStore:
         return Snapshot(
             accounts=accounts,
             recent=recent,
-            undelivered=undelivered,
+            unread=unread,
             public_count=public_count,
             next_message_id=last_message + 1,
             stored_up_to=last_message,
@@ -613,6 +616,15 @@ class SqliteStore:
                 (before if before is not None else 2**63 - 1, account_id, account_id, limit),
             ).fetchall()
         return [message_of(row) for row in reversed(rows)]
+
+    def mailbox(self, account_id: int) -> list[Message]:
+        with self._lock:
+            rows = self._db.execute(
+                SELECT_MESSAGES + " WHERE m.recipient_id = ? AND m.delivered = 0"
+                " AND m.sender_id != ? ORDER BY m.id",
+                (account_id, account_id),
+            ).fetchall()
+        return [message_of(row) for row in rows]
 
     def sent(self, sender_id: int, cid: str) -> Message | None:
         with self._lock:

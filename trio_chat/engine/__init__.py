@@ -13,7 +13,7 @@ joins them.
 from .common import Address, iso_time
 from .config import ServerConfig, daemon_link
 from .core import ServerEngine
-from .effects import CheckPassword, Effect, HashPassword, LoadHistory, Persist
+from .effects import CheckPassword, Effect, HashPassword, LoadHistory, LoadMailbox, Persist
 from .sessions import Session
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Effect",
     "HashPassword",
     "LoadHistory",
+    "LoadMailbox",
     "Persist",
     "ServerConfig",
     "ServerEngine",

@@ -21,7 +21,7 @@ from ..records import Account, MarkDelivered, Message, Snapshot
 from ..rules import RuleError, check_text, name_key
 from .common import iso_time, round_up
 from .config import ServerConfig
-from .effects import Effect, JobTable, LoadHistory, Persist
+from .effects import Effect, JobTable, LoadHistory, LoadMailbox, Persist
 from .fanout import Deliver, Fanout
 from .history import HistoryWindow, Mailbox
 from .sessions import Session
@@ -117,6 +117,7 @@ class Chat:
         room: Callable[[Deliver], Fanout],
         effects: list[Effect],
         jobs: JobTable[tuple[int, int, int]],  # history reads: session, request, limit
+        mail_jobs: JobTable[int],  # mailbox reads: account
         stats: dict[str, int],
     ) -> None:
         self.config = config
@@ -126,6 +127,14 @@ class Chat:
         self._send = send
         self._effects = effects
         self._jobs = jobs
+        self._mail_jobs = mail_jobs
+        self._loading: dict[int, int] = {}
+        """Account -> the job reading its mailbox from the disk."""
+        self._entering: dict[int, list[tuple[int, int | None, bool]]] = {}
+        """Account -> the sessions waiting for that read to enter: (sid, since, back)."""
+        self._marking: set[int] = set()
+        """Private messages delivered whose mark is not on disk yet: a mailbox read
+        meanwhile still finds them waiting, and must not show them again."""
         self.room = room(deliver)
         self._unsaid: set[int] = set()
         """The room's messages the operator removed while the daemon runs (rare)."""
@@ -133,7 +142,7 @@ class Chat:
         """The latest removals, each with the newest message id given when it was made: a
         client coming back from before that is told of it."""
         self.window = HistoryWindow(config.window_messages, snapshot.recent, snapshot.public_count)
-        self.mailbox = Mailbox(snapshot.undelivered)
+        self.mailbox = Mailbox(snapshot.unread.items())
         self.next_message_id = snapshot.next_message_id
         stored = snapshot.stored_up_to
         self._stored_up_to = snapshot.next_message_id - 1 if stored is None else stored
@@ -165,11 +174,50 @@ class Chat:
         self, session: Session, since: int | None, now: float, wall: float, *, back: bool = False
     ) -> None:
         """A session logged in: show it what it missed, then let the room know (`back`:
-        its login continues one that was lost)."""
+        its login continues one that was lost). If its account's unread messages are on
+        disk only, that waits for their read (`mailbox_loaded`)."""
         if session.quiet:
             # A look from outside: who is there and what waits, without entering.
             self._reply(session, wire.encode(wire.Ready(count=0)))
             return
+        account = _account(session)
+        if self.mailbox.needs_loading(account.id):
+            # Its unread messages are on disk only: it enters once they are read.
+            self._entering.setdefault(account.id, []).append((session.sid, since, back))
+            if account.id not in self._loading:
+                job = self._mail_jobs.add(account.id)
+                self._loading[account.id] = job
+                self._effects.append(LoadMailbox(job, account.id))
+            return
+        self._enter(session, since, now, wall, back)
+
+    def mailbox_loaded(
+        self, job: int, messages: Iterable[Message] | None, now: float, wall: float
+    ) -> None:
+        """An account's unread messages were read (None: they could not be): the sessions
+        that waited for them enter."""
+        account_id = self._mail_jobs.pop(job)
+        if self._loading.get(account_id) != job:
+            return  # everyone left meanwhile
+        del self._loading[account_id]
+        marking = self._marking
+        read = None if messages is None else [m for m in messages if m.id not in marking]
+        self.mailbox.load(account_id, read)
+        for sid, since, back in self._entering.pop(account_id, ()):
+            session = self._by_sid.get(sid)
+            if session is not None:
+                self._enter(session, since, now, wall, back)
+
+    def logged_out(self, account_id: int) -> None:
+        """No session of the account is left: its mailbox keeps only its count (and what
+        is not on disk yet)."""
+        self._loading.pop(account_id, None)
+        self._entering.pop(account_id, None)
+        self.mailbox.unload(account_id, keep=lambda message: message.id in self._sent_by)
+
+    def _enter(
+        self, session: Session, since: int | None, now: float, wall: float, back: bool
+    ) -> None:
         self._send_backlog(session, since)
         account = _account(session)
         entered = self.room.enter(session.sid, account.id, account.name, batches=session.batches)
@@ -422,6 +470,7 @@ class Chat:
         ]
         if not delivered:
             return None
+        self._marking.update(delivered)
         marked, self._unmarked = (*self._unmarked, *delivered), ()
         return Persist(MarkDelivered(marked))
 
@@ -433,7 +482,13 @@ class Chat:
     def mark_failed(self, mark: MarkDelivered) -> None:
         """The disk could not record these deliveries: they go with the next ones, so that
         a restarted daemon does not show them again."""
-        self._unmarked = (*self._unmarked, *mark.message_ids)[-UNMARKED_MOST:]
+        unmarked = (*self._unmarked, *mark.message_ids)
+        self._unmarked = unmarked[-UNMARKED_MOST:]
+        self._marking.difference_update(unmarked[:-UNMARKED_MOST])  # given up
+
+    def marked(self, mark: MarkDelivered) -> None:
+        """These deliveries are on disk."""
+        self._marking.difference_update(mark.message_ids)
 
     # --- storage results ----------------------------------------------------------------------
 
@@ -446,6 +501,7 @@ class Chat:
             self._run.append(message)
             return
         self.settle()
+        self.mailbox.stored(message, keep=message.recipient_id in self._loading)
         self._show(message)
 
     def _show(self, message: Message) -> None:

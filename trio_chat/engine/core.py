@@ -5,7 +5,7 @@ Feed it datagrams with `receive_datagram(data, address, now, wall)`, call
 `datagrams_to_send(now, wall)` returns (or what `send_due` hands on as it seals). Slow
 or blocking work is handed out as effects (`take_effects()`, see `effects`); the shell
 does it and reports back (`password_hashed`, `password_checked`, `committed`, `failed`,
-`history_loaded`).
+`history_loaded`, `mailbox_loaded`).
 
 `now` is a monotonic time in seconds for timers, `wall` the Unix time for timestamps.
 The work is split by concern: `lobby` (register, login), `sessions` (links, addresses,
@@ -159,6 +159,7 @@ class ServerEngine:
             room=room,
             effects=self._effects,
             jobs=JobTable(jobs),
+            mail_jobs=JobTable(jobs),
             stats=self.stats,
         )
         self.lobby = Lobby(
@@ -419,6 +420,14 @@ class ServerEngine:
         self.chat.settle()
         self.chat.history_loaded(job, messages)
 
+    def mailbox_loaded(
+        self, job: int, messages: Iterable[Message] | None, now: float, wall: float
+    ) -> None:
+        """The shell read the private messages waiting for an account that logged in
+        (None: it could not)."""
+        self.chat.settle()
+        self.chat.mailbox_loaded(job, messages, now, wall)
+
     # --- storage results ----------------------------------------------------------------------
 
     def committed(self, op: StoreOp, now: float, wall: float) -> None:
@@ -438,6 +447,8 @@ class ServerEngine:
         elif isinstance(op, MessageRemoval):
             self.chat.settle()
             self.chat.unsay(op.message_id)
+        elif isinstance(op, MarkDelivered):
+            self.chat.marked(op)
 
     def failed(self, op: StoreOp, earlier: Message | None = None) -> None:
         """The persistence task could not commit `op`: tell whoever waited for it.
@@ -648,6 +659,8 @@ class ServerEngine:
         # Others are told in the document's words: silent or unresponsive is a timeout.
         told = "timeout" if reason in ("silent", "unresponsive") else reason
         self.chat.leave(session, told, wall, notify=notify)
+        if self.session_count(session.account.id) == 0:
+            self.chat.logged_out(session.account.id)
 
     def _record(self, session: Session) -> None:
         """Store where a logged-in session's client is (`restart_notices`)."""

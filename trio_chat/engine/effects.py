@@ -1,9 +1,10 @@
 """What the engine asks its shell to do, as typed values, and the jobs waiting on them.
 
-The engine never blocks: hashing a password, writing to storage and reading old history
-are handed to the shell as effects (`ServerEngine.take_effects`). The shell does the work
-and reports back with the effect's `job` number (`password_hashed`, `password_checked`,
-`history_loaded`) or, for `Persist`, with the stored record (`committed`, `failed`).
+The engine never blocks: hashing a password, writing to storage, reading old history and
+reading the private messages that wait for an account are handed to the shell as effects
+(`ServerEngine.take_effects`). The shell does the work and reports back with the effect's
+`job` number (`password_hashed`, `password_checked`, `history_loaded`, `mailbox_loaded`)
+or, for `Persist`, with the stored record (`committed`, `failed`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,16 @@ class LoadHistory:
     limit: int
 
 
-Effect = HashPassword | CheckPassword | Persist | LoadHistory
+@dataclass(frozen=True, slots=True)
+class LoadMailbox:
+    """Read the private messages waiting for an account (delivered to none of its
+    sessions), oldest first."""
+
+    job: int
+    account_id: int
+
+
+Effect = HashPassword | CheckPassword | Persist | LoadHistory | LoadMailbox
 
 T = TypeVar("T")
 

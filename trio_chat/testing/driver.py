@@ -22,12 +22,21 @@ from ..engine import (
     CheckPassword,
     HashPassword,
     LoadHistory,
+    LoadMailbox,
     Persist,
     ServerConfig,
     ServerEngine,
 )
 from ..events import Event
-from ..records import Account, Message, MuteSet, PasswordSet, Snapshot, StoreOp
+from ..records import (
+    Account,
+    MarkDelivered,
+    Message,
+    MuteSet,
+    PasswordSet,
+    Snapshot,
+    StoreOp,
+)
 from ..reliability import Link
 from ..secure import DaemonKeys
 
@@ -48,7 +57,8 @@ class EngineDriver:
     auto_hash: bool = True
     """Do password work at once; else it waits in `hashing` until `finish_hashing()`."""
     auto_read: bool = True
-    """Read history at once; else the reads wait in `reading` until `finish_reads()`."""
+    """Read history and mailboxes at once; else the reads wait in `reading` until
+    `finish_reads()`."""
     now: float = 0.0
     engine: ServerEngine = field(init=False)
     sent: list[tuple[bytes, Address]] = field(default_factory=list)
@@ -66,8 +76,8 @@ class EngineDriver:
     hashing: list[HashPassword | CheckPassword] = field(default_factory=list)
     """Password work handed out and not yet done (with `auto_hash` off)."""
     hashes_done: int = 0
-    reading: list[LoadHistory] = field(default_factory=list)
-    """History reads handed out and not yet done (with `auto_read` off)."""
+    reading: list[LoadHistory | LoadMailbox] = field(default_factory=list)
+    """Reads handed out and not yet done (with `auto_read` off)."""
     acknowledge_bulk_first: bool = False
     """As the daemon runs its engine: requests sent in bulk wait for `handle_set_aside`."""
 
@@ -150,7 +160,6 @@ class EngineDriver:
 
     def perform(self, effect: Any) -> None:
         """Do one of the engine's effects, as `pump` does them all."""
-        engine = self.engine
         if isinstance(effect, HashPassword | CheckPassword):
             self.hashing.append(effect)
             if self.auto_hash:
@@ -159,18 +168,24 @@ class EngineDriver:
             self.uncommitted.append(effect.op)
             if self.auto_commit:
                 self.commit()
-        elif isinstance(effect, LoadHistory):
+        elif isinstance(effect, LoadHistory | LoadMailbox):
             if self.auto_read:
-                engine.history_loaded(effect.job, self.history(effect))
+                self._read(effect)
             else:
                 self.reading.append(effect)
 
     def finish_reads(self) -> None:
-        """Do the history reads handed out, and send what they let the engine say."""
+        """Do the reads handed out, and send what they let the engine say."""
         reads, self.reading = self.reading, []
         for effect in reads:
-            self.engine.history_loaded(effect.job, self.history(effect))
+            self._read(effect)
         self.pump()
+
+    def _read(self, effect: LoadHistory | LoadMailbox) -> None:
+        if isinstance(effect, LoadHistory):
+            self.engine.history_loaded(effect.job, self.history(effect))
+        else:
+            self.engine.mailbox_loaded(effect.job, self.mailbox(effect), self.now, self.wall)
 
     def finish_hashing(self, count: int | None = None) -> None:
         """Do the oldest `count` pieces of password work handed out (all, by default),
@@ -197,6 +212,19 @@ class EngineDriver:
             and (effect.before is None or op.id < effect.before)
         ]
         return visible[-effect.limit :]
+
+    def mailbox(self, effect: LoadMailbox) -> list[Message] | None:
+        """What a store would read for a mailbox: stored private messages to the
+        account, from others, not marked delivered."""
+        account = effect.account_id
+        delivered = {
+            i for op in self.stored if isinstance(op, MarkDelivered) for i in op.message_ids
+        }
+        return [
+            op
+            for op in self.stored_messages()
+            if op.recipient_id == account and op.sender_id != account and op.id not in delivered
+        ]
 
     def commit(self, count: int | None = None) -> None:
         """Commit what waits (the first `count` of it: a group commit that ended there)."""

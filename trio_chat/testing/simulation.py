@@ -18,6 +18,7 @@ and is read once it runs again.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from ..client_protocol import ClientConfig, ClientConnection
@@ -128,11 +129,15 @@ class Simulation:
         snapshot = Snapshot(
             accounts=accounts,
             recent=messages[-self.driver.config.window_messages :],
-            undelivered=[  # as `SqliteStore.load` reads them: a note to yourself waits in none
-                m
-                for m in messages
-                if m.private and m.id not in delivered and m.recipient_id != m.sender_id
-            ],
+            unread=dict(  # as `SqliteStore.load` counts them: a note to yourself waits in none
+                Counter(
+                    m.recipient_id
+                    for m in messages
+                    if m.recipient_id is not None
+                    and m.id not in delivered
+                    and m.recipient_id != m.sender_id
+                )
+            ),
             public_count=sum(1 for m in messages if not m.private),
             next_message_id=max((m.id for m in messages), default=0) + 1,
             next_account_id=max((a.id for a in accounts), default=0) + 1,
