@@ -19,6 +19,7 @@ from trio_chat.engine import (
 )
 from trio_chat.engine.chat import UNMARKED_MOST
 from trio_chat.engine.fanout import LocalRoom
+from trio_chat.events import History
 from trio_chat.records import Account, MarkDelivered, Message, PasswordSet, Snapshot
 from trio_chat.rules import name_key
 from trio_chat.secure import REPLAY_WINDOW, ReplayWindow, new_challenge, new_index
@@ -546,6 +547,25 @@ def test_deliveries_marked_on_disk_are_forgotten() -> None:
     assert len(h.engine.chat._marking) == 1  # its mark is on its way to the disk
     h.commit_held()
     assert h.engine.chat._marking == set()
+
+
+def test_what_a_session_says_while_its_mailbox_is_read_is_shown_to_it_once() -> None:
+    """Requests sent right after `welcome` are answered while the mailbox is read, before
+    the history: the history then holds bob's own message, which he is shown once."""
+    h = EngineHarness()
+    alice, _bob_id = away_with_whispers(h, "waiting")
+    h.auto_read = False
+    bob = Peer(h, "bob", address=("127.0.0.1", 40005))
+    said = bob.request(wire.Say(text="hello room", cid="b1"))
+    bob.flush()
+    assert said.done and [o.re for o in bob.of_type(wire.Ok)] == [said.seq]
+    h.finish_reads()
+    bob.poll()
+    history = [(m.text, m.history) for m in bob.of_type(wire.Msg)]
+    assert history == [("hello room", True)]
+    (shown,) = [e for e in bob.events if isinstance(e, History)]
+    assert [m.text for m in shown.messages] == ["waiting"]  # his own came as its answer
+    assert [m.text for m in alice.poll() if isinstance(m, wire.Msg)] == ["hello room"]
 
 
 def test_a_mailbox_that_cannot_be_read_is_read_at_the_next_login() -> None:
