@@ -265,6 +265,25 @@ def test_keyed_buckets_forget_the_key_used_longest_ago_not_one_in_use() -> None:
     assert buckets.take("other", 0.5) == 0.0  # forgotten: a fresh bucket
 
 
+def test_keyed_buckets_keep_only_the_keys_whose_buckets_are_not_full_again() -> None:
+    """Addresses that acted once long ago cost nothing: each new key forgets the one used
+    longest ago if its bucket has refilled, so memory follows the recent addresses (a
+    forgotten key gets a full bucket, as it would have had)."""
+    buckets = KeyedBuckets(rate=1.0, burst=3.0)
+    for n in range(1000):
+        buckets.take(("passer-by", n), n / 1000)  # one token each, refilled a second later
+    assert len(buckets) == 1000
+    buckets.take("busy", 2.0)
+    buckets.take("busy", 2.0)
+    buckets.take("busy", 2.0)
+    for n in range(1000):
+        buckets.take(("later", n), 2.0 + n / 1000)
+    assert len(buckets) == 1001  # each of them forgot one passer-by; "busy" is kept
+    assert buckets.wait("busy", 2.0) == pytest.approx(1.0)
+    assert buckets.take(("passer-by", 0), 3.0) == 0.0
+    assert len(buckets) == 1002  # "busy" has not refilled: it stays the oldest
+
+
 def test_failures_past_the_capacity_forget_the_key_that_failed_longest_ago() -> None:
     """An address that keeps failing keeps its record however many others fail after it
     first did: the key forgotten is the one whose last failure is oldest."""

@@ -38,20 +38,36 @@ class TokenBucket:
             return 0.0
         return (1.0 - self.tokens) / self.rate if self.rate > 0 else float("inf")
 
+    def full(self, now: float) -> bool:
+        """Whether it has every token again: it is then as good as a new one."""
+        if self.tokens < 0:
+            return True
+        return self.tokens + max(0.0, now - self.stamp) * self.rate >= self.burst
+
 
 class KeyedBuckets:
-    """One token bucket per key (a source address, say), at most `capacity` remembered."""
+    """One token bucket per key (a source address, say), at most `capacity` remembered.
+
+    A bucket that has every token again is as a new one: the least recently used is
+    forgotten once it is, so that only the keys that acted lately are kept.
+    """
 
     def __init__(self, rate: float, burst: float, capacity: int = 65536) -> None:
         self.rate, self.burst, self.capacity = rate, burst, capacity
         self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
 
     def take(self, key: Hashable, now: float) -> float:
-        bucket = self._buckets.pop(key, None) or TokenBucket(self.rate, self.burst)
-        self._buckets[key] = bucket
-        if len(self._buckets) > self.capacity:
-            self._buckets.popitem(last=False)
+        buckets = self._buckets
+        bucket = buckets.pop(key, None) or TokenBucket(self.rate, self.burst)
+        if buckets:
+            oldest = next(iter(buckets.values()))
+            if len(buckets) >= self.capacity or oldest.full(now):
+                buckets.popitem(last=False)
+        buckets[key] = bucket
         return bucket.take(now)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def wait(self, key: Hashable, now: float) -> float:
         """Seconds until `key` may act (0.0: now), spending nothing."""
