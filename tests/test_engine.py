@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from typing import Any
 
 import pytest
 
@@ -371,16 +372,17 @@ def away_with_whispers(h: EngineDriver, *texts: str) -> tuple[Peer, int]:
     return alice, h.engine.accounts["bob"].id
 
 
-def mailbox_reads(h: EngineDriver) -> list[LoadMailbox]:
-    """The mailbox reads `h` will be asked for from now on."""
-    asked: list[LoadMailbox] = []
-    original = h.mailbox
+def reads_asked(h: EngineDriver, kind: str) -> list[Any]:
+    """The reads of `kind` ("history", "mailbox") `h` will be asked for from now on."""
+    asked: list[Any] = []
+    original = getattr(h, kind)
 
-    def spy(effect: LoadMailbox) -> list[Message] | None:
+    def spy(effect: Any) -> list[Message] | None:
         asked.append(effect)
-        return original(effect)
+        result: list[Message] | None = original(effect)
+        return result
 
-    h.mailbox = spy  # type: ignore[method-assign]
+    setattr(h, kind, spy)
     return asked
 
 
@@ -389,7 +391,7 @@ def test_an_account_away_costs_a_count_and_its_messages_are_read_when_it_logs_in
     _alice, bob_id = away_with_whispers(h, "one", "two", "three")
     assert h.engine.mailbox.count(bob_id) == 3
     assert h.engine.mailbox.in_memory() == 0  # on disk only
-    reads = mailbox_reads(h)
+    reads = reads_asked(h, "mailbox")
     bob = Peer(h, "bob", address=("127.0.0.1", 40005))
     assert [effect.account_id for effect in reads] == [bob_id]
     assert bob.connection.unread == 3
@@ -481,7 +483,7 @@ def test_a_delivery_not_yet_marked_on_disk_is_not_shown_again_at_the_next_login(
     h.auto_commit = True
     h.commit_held()
     alice.send(wire.Whisper(to="bob", text="new", cid="n1"))
-    reads = mailbox_reads(h)
+    reads = reads_asked(h, "mailbox")
     again = Peer(h, "bob", address=("127.0.0.1", 40005))
     assert len(reads) == 1  # "new" is on disk only
     assert [p.text for p in again.of_type(wire.Pm)] == ["new"]
@@ -1056,14 +1058,7 @@ def test_history_is_read_as_of_the_request() -> None:
     alice.send(wire.Say(text="committed later", cid="c1"))
     (pending,) = h.uncommitted
     assert isinstance(pending, Message)
-    asked: list[LoadHistory] = []
-    original = h.history
-
-    def spy(effect: LoadHistory) -> list[Message] | None:
-        asked.append(effect)
-        return original(effect)
-
-    h.history = spy  # type: ignore[method-assign]
+    asked = reads_asked(h, "history")
     alice.send(wire.HistoryRequest(limit=10))
     # The page ends after the newest message so far, committed or not, and no later.
     assert [effect.before for effect in asked] == [pending.id + 1]
