@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from trio_chat.commands import (
+    HELP,
     HISTORY_DEFAULT,
+    HISTORY_MAX,
     Command,
     Help,
     Invalid,
@@ -25,20 +27,28 @@ from trio_chat.commands import (
         ("hello there", Say("hello there")),
         ("  indented stays as typed", Say("  indented stays as typed")),
         ("hello\n", Say("hello")),
+        # A script saved with Windows line ends: the carriage return is not said.
+        ("hello\r\n", Say("hello")),
+        ("s/bob/hi\r\n", Whisper("bob", "hi")),
         ("s/bob/hi bob", Whisper("bob", "hi bob")),
         ("s/bob/a/b/c", Whisper("bob", "a/b/c")),
         ("/msg bob hi  there", Whisper("bob", "hi  there")),
         ("/m bob hi", Whisper("bob", "hi")),
+        ("/w bob hi", Whisper("bob", "hi")),
         ("/who", Who()),
         ("/who is there", Who()),
         ("/history", ShowHistory(HISTORY_DEFAULT)),
         ("/history 5", ShowHistory(5)),
+        ("/history 100", ShowHistory(100)),  # the most the daemon answers
         ("/older", ShowHistory(HISTORY_DEFAULT, older=True)),
         ("/older 7", ShowHistory(7, older=True)),
         ("/help", Help()),
+        ("/?", Help()),
+        ("  /?", Help()),  # after spaces too, though `?` is no letter
         ("Exit", Quit()),
         ("exit", Quit()),
         ("/quit", Quit()),
+        ("/exit", Quit()),
         ("", Nothing()),
         ("   ", Nothing()),
         ("//etc/passwd is a path", Say("/etc/passwd is a path")),
@@ -57,6 +67,8 @@ from trio_chat.commands import (
         ("S/O to the team!", Say("S/O to the team!")),
         ("S/O to alice/bob", Say("S/O to alice/bob")),
         ("S//hi", Say("S//hi")),
+        ("S/MIME", Say("S/MIME")),
+        ("Ｓ/O to the team!", Say("Ｓ/O to the team!")),  # a full-width capital too
         ("S/ BOB /HI", Whisper("BOB", "HI")),
         ("s/o to the team", Invalid("Write a private message as s/name/message.")),
         ("/quit see you tomorrow", Quit()),  # IRC's /quit takes a parting message
@@ -119,9 +131,24 @@ def test_lines_mean_commands(line: str, command: Command) -> None:
         ("  / msg bob second secret", "/help"),
         (" /query bob third secret", "/help"),
         ("／msgbob x", "/help"),
+        ("／ ｍｓｇ bob fourth secret", "/help"),  # the command's word in full-width forms
+        ("／ who", "/help"),
+        # At the line's start a slash begins a command: a path is refused, not said.
+        ("/usr/bin/python x.py", "/help"),
     ],
 )
 def test_malformed_commands_say_how_to_write_them(line: str, hint: str) -> None:
     command = parse(line)
     assert isinstance(command, Invalid)
     assert hint in command.message
+
+
+@pytest.mark.parametrize("line", ["/history 0", "/older 101"])
+def test_a_count_out_of_range_is_told_the_range(line: str) -> None:
+    word = line.split()[0]
+    assert parse(line) == Invalid(f"Write {word} N with N from 1 to 100.")
+
+
+def test_the_help_gives_the_history_counts_the_commands_use() -> None:
+    """`/help` tells what `/history` without a count shows, and the most it shows."""
+    assert f"(default {HISTORY_DEFAULT}, at most {HISTORY_MAX})" in HELP
