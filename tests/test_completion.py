@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_chat.completion import COMMANDS, NAMES_MET, Completion, complete
+from trio_chat.completion import COMMANDS, NAMES_MET, Completion, NamesMet, complete
 from trio_chat.events import History, Joined, PrivateMessage
 
 from .test_room_order import message, room_on_screen
@@ -74,6 +74,7 @@ def test_tab_completes_a_command_or_a_name(typed: str, completed: str) -> None:
         ("/msg al", ("albert", "Alice")),
         ("hi al", ("albert", "Alice")),
         ("／ｍｓｇ ", tuple(sorted(NAMES, key=str.casefold))),  # anyone: no name begun yet
+        ("/MSG ", tuple(sorted(NAMES, key=str.casefold))),  # in capitals too
     ],
 )
 def test_where_several_fit_and_tab_adds_nothing_they_are_the_choices(
@@ -150,9 +151,10 @@ async def test_the_names_tab_completes_are_those_met_in_the_room() -> None:
         await chat.events_in.send(History((message(1, "Carol", "hi"),), more=False))
         await chat.events_in.send(Joined("dave", when))
         await chat.events_in.send(PrivateMessage(2, when, "erin", "alice", "psst"))
+        await chat.events_in.send(PrivateMessage(3, when, "alice", "frank", "hi"))
         room.handle("/who")
         await trio.testing.wait_all_tasks_blocked()
-        assert sorted(room.names()) == ["Carol", "bob", "dave", "erin"]
+        assert sorted(room.names()) == ["Carol", "bob", "dave", "erin", "frank"]
         assert complete("s/c", room.names()) == Completion("s/Carol/")
         # The latest met are kept, as many as `NAMES_MET`.
         for n in range(NAMES_MET + 5):
@@ -160,3 +162,15 @@ async def test_the_names_tab_completes_are_those_met_in_the_room() -> None:
         await trio.testing.wait_all_tasks_blocked()
         names = room.names()
         assert names == [f"p{n}" for n in range(5, NAMES_MET + 5)]
+
+
+def test_a_name_met_again_is_the_latest_and_ones_own_is_left_out_however_written() -> None:
+    met = NamesMet()
+    met.meet("bob", "Alice")
+    met.meet(*(f"p{n}" for n in range(NAMES_MET - 2)))
+    met.meet("Bob")  # met again, as written now: kept over those met since the first time
+    met.meet("carol")
+    assert met.names("alice") == [*(f"p{n}" for n in range(NAMES_MET - 2)), "Bob", "carol"]
+    alice = NamesMet()
+    alice.meet("Alice", "bob", "ALICE")
+    assert alice.names("Alice") == ["bob"]  # one's own name, however it was written
