@@ -15,13 +15,14 @@ from trio_chat import wire
 from trio_chat.client import ChatClient
 from trio_chat.conversation import RETURN_SETTLE, Room
 from trio_chat.display import Line, to_plain
-from trio_chat.errors import ChatError, Muted, UnknownUser
+from trio_chat.errors import ChatError, ConnectionLost, Muted, UnknownUser
 from trio_chat.event_buffer import EventBuffer
 from trio_chat.events import (
     Disconnected,
     Event,
     History,
     Joined,
+    MessageRemoved,
     Notice,
     PrivateMessage,
     PublicMessage,
@@ -316,7 +317,9 @@ async def test_a_refused_private_message_names_its_addressee_with_what_hides_in_
     async with room_on_screen(interactive=True) as (_chat, room, shown):
         room.handle("s/al\u200dice/hi")
         await trio.testing.wait_all_tasks_blocked()
-    assert [to_plain(line) for line in shown][-1].startswith("Not sent to al\\u200dice ('hi')")
+    assert [to_plain(line) for line in shown][-1] == (
+        "Not sent to al\\u200dice ('hi'): There is no account named 'al\\u200dice'."
+    )
 
 
 @pytest.mark.parametrize("interactive", [False, True])
@@ -404,20 +407,24 @@ async def test_who_is_here_after_an_outage_is_said_at_once_if_everyone_is_back_a
         assert online_lines(shown)[1:] == ["Online (3): alice, bob, carol"]
 
 
+@pytest.mark.parametrize(
+    ("typed", "awaited"), [("/who", "answers"), ("hello", "acknowledges 1 message")]
+)
 async def test_leaving_while_a_question_waits_says_what_it_waits_for(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, typed: str, awaited: str
 ) -> None:
-    """Only `/who` unanswered, the daemon away: leaving waited, silent, for good."""
+    """Only `/who` unanswered, the daemon away: leaving waited, silent, for good. A
+    message unanswered is counted."""
     shown: list[Line] = []
     room = Room(cast(ChatClient, _Chat()), shown.append, lambda _text: None, interactive=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(room.run_results)
-        room.handle("/who")  # never answered
+        room.handle(typed)  # never answered
         with trio.move_on_after(60):
             await wait_to_leave(room, shown.append)
         nursery.cancel_scope.cancel()
     assert [to_plain(line) for line in shown] == [
-        "Leaving once the daemon answers (Ctrl-C: leave now)."
+        f"Leaving once the daemon {awaited} (Ctrl-C: leave now)."
     ]
 
 
@@ -488,3 +495,108 @@ async def test_a_line_refused_before_sending_is_given_back_and_only_that_line() 
         room.handle("hello")
         room.refuse("Not sent: the line is not UTF-8 text.")
         assert given == ["/histroy 5"]
+
+
+async def test_help_on_a_screen_comes_at_once_while_a_message_waits() -> None:
+    """A script's `/help` waits its turn; a person's does not wait for a daemon away."""
+    async with room_on_screen(interactive=True) as (_chat, room, shown):
+        room.handle("never answered")
+        room.handle("/help")
+        assert any("/history [n]" in to_plain(line) for line in shown)
+
+
+@pytest.mark.parametrize(
+    ("text", "quoted"),
+    [("x" * 40, "x" * 40), ("y" * 41, "y" * 39 + "…")],
+)
+async def test_a_refused_line_is_quoted_whole_up_to_40_characters(text: str, quoted: str) -> None:
+    async with room_on_screen(interactive=True) as (_chat, room, shown):
+        room.handle(f"s/nobody/{text}")
+        await trio.testing.wait_all_tasks_blocked()
+    assert to_plain(shown[-1]).startswith(f"Not sent to nobody ('{quoted}'):")
+
+
+async def test_a_line_refused_as_the_person_leaves_is_still_told() -> None:
+    """Leaving hides only the lost connection's refusals (told already): a private
+    message to nobody, refused as the person pressed Ctrl-D, was not delivered."""
+    async with room_on_screen(interactive=True) as (_chat, room, shown):
+        room.handle("s/nobody/hi")
+        room.leaving = True
+        await trio.testing.wait_all_tasks_blocked()
+    assert to_plain(shown[-1]).startswith("Not sent to nobody ('hi')")
+
+
+async def test_a_question_the_lost_connection_leaves_unanswered_is_not_told_after_leaving() -> None:
+    async with room_on_screen(interactive=True) as (chat, room, shown):
+        question = _Answer()
+        chat.who_nowait = lambda: question  # type: ignore[method-assign]
+        room.handle("/who")
+        room.leaving = True
+        question.refusal = ConnectionLost("The connection to trio-chat was lost.")
+        question.answered.set()
+        await trio.testing.wait_all_tasks_blocked()
+    assert shown == []
+
+
+async def test_older_goes_back_from_the_oldest_room_message_not_a_private_one() -> None:
+    """A whisper that waited since long before is not where the room's pages begin."""
+    async with room_on_screen(interactive=True) as (chat, room, _shown):
+        whisper = PrivateMessage(2, message(2, "bob", "").ts, "bob", "alice", "waited")
+        await chat.events_in.send(History((whisper, message(5, "bob", "hi")), more=False))
+        await trio.testing.wait_all_tasks_blocked()
+        room.handle("/older 5")
+        await trio.testing.wait_all_tasks_blocked()
+    assert chat.history_asked == [5]
+
+
+@pytest.mark.parametrize("back", [["alice", "bob"], ["alice"]], ids=["all-back", "bob-away"])
+async def test_leaving_after_an_outage_does_not_say_who_is_here(
+    autojump_clock: trio.testing.MockClock, back: list[str]
+) -> None:
+    async with room_on_screen(interactive=True, within=RETURN_SETTLE + 5) as (chat, room, shown):
+        chat.online = ["alice", "bob"]
+        await chat.events_in.send(History((), more=False))
+        await trio.testing.wait_all_tasks_blocked()
+        await chat.events_in.send(Disconnected("the daemon went away"))
+        await chat.events_in.send(Reconnected())
+        chat.online = back
+        room.leaving = True
+        await chat.events_in.send(History((), more=False, resumed=True))
+        await trio.sleep(RETURN_SETTLE + 1)
+    assert online_lines(shown) == ["Online (2): alice, bob"]
+
+
+async def test_a_line_typed_while_away_is_shown_when_the_session_ends_before_the_history() -> None:
+    """Its answer came, then the session ended before what was missed: shown, not
+    waited for until the end of time."""
+    async with room_on_screen() as (chat, room, shown):
+        await type_while_away(chat, room)
+        await chat.events_in.aclose()
+    assert seen(shown) == ["alice: typed while away"]
+
+
+async def test_a_message_removed_is_said_to_be_once() -> None:
+    """The removal comes again to a client back from an outage: told once."""
+    async with room_on_screen() as (chat, _room, shown):
+        await chat.events_in.send(message(1, "bob", "oops"))
+        await chat.events_in.send(MessageRemoved(1))
+        await chat.events_in.send(MessageRemoved(1))
+        await chat.events_in.aclose()
+    removed = [to_plain(line) for line in shown if "removed" in to_plain(line)]
+    assert len(removed) == 1 and "bob's message" in removed[0], removed
+
+
+async def test_a_line_typed_once_back_goes_out_at_once_unmarked() -> None:
+    async with room_on_screen(interactive=True) as (chat, room, shown):
+        await chat.events_in.send(Disconnected("the daemon went away"))
+        await chat.events_in.send(Reconnected())
+        await chat.events_in.send(History((), more=False, resumed=True))
+        await trio.testing.wait_all_tasks_blocked()
+        assert room.connected
+        room.handle("typed once back")
+        chat.answer.message = message(3, "alice", "typed once back")
+        chat.answer.answered.set()
+        await trio.testing.wait_all_tasks_blocked()
+    assert seen(shown) == ["* No message was missed meanwhile.", "alice: typed once back"]
+    # Nothing was missed: no heading for what was, nor where it ends.
+    assert not any("--" in to_plain(line) for line in shown)
