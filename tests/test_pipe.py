@@ -6,7 +6,10 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 import trio
@@ -15,11 +18,13 @@ import trio_chat
 from tests.cli_support import PASSWORD, TEST_CONFIG, Relay, ignore_hangups
 from trio_chat import wire
 from trio_chat.cli import ExitCode
+from trio_chat.client import ChatClient
 from trio_chat.commands import HELP
 from trio_chat.engine import ServerConfig
+from trio_chat.errors import ConnectionLost
 from trio_chat.events import Event, Joined, Left, PrivateMessage, PublicMessage
 from trio_chat.server import serve
-from trio_chat.terminal import run_pipe
+from trio_chat.terminal import PIPE_AHEAD, run_pipe
 from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
 
 from .test_operator_accounts import operator
@@ -557,3 +562,102 @@ async def test_a_message_the_operator_removes_is_said_to_be(tmp_path: Path) -> N
             await output.rest()
             assert await process.wait() == 0
             assert await daemon.stop() == 0
+
+
+class _Stored:
+    """A message's receipt, answered already."""
+
+    done = True
+
+    def __init__(self, message: PublicMessage) -> None:
+        self.result = message
+
+    async def wait(self) -> PublicMessage:
+        return self.result
+
+
+class _SlowToAcknowledge:
+    """Just what a script's room uses of a `ChatClient`: each message stored at once, its
+    acknowledgement counted as on its way until `drain`."""
+
+    name = "alice"
+    host, port = "127.0.0.1", 1600
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.said = 0
+        self.drained_at: list[int] = []
+        self._gone = trio.Event()
+
+    def say_nowait(self, text: str) -> _Stored:
+        self.said += 1
+        self.pending += 1
+        when = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+        return _Stored(PublicMessage(self.said, when, self.name, text))
+
+    async def drain(self) -> None:
+        self.drained_at.append(self.pending)
+        self.pending = 0
+        await trio.lowlevel.checkpoint()
+
+    async def events(self) -> AsyncIterator[Event]:
+        await self._gone.wait()
+        return
+        yield
+
+    async def logout(self) -> None:
+        self._gone.set()
+
+
+async def test_a_long_script_is_read_no_further_ahead_than_the_daemon_answers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A script's lines are all read at once: sent as fast, thousands wait in the
+    client's link, which gives up past 4096 frames as if the daemon had stopped
+    answering. Reading waits whenever `PIPE_AHEAD` are unacknowledged."""
+    chat = _SlowToAcknowledge()
+    count = 2 * PIPE_AHEAD + 7
+    read, write = os.pipe()
+    try:
+        os.write(write, "".join(f"m{n}\n" for n in range(count)).encode())
+        os.close(write)
+        with trio.fail_after(30):
+            outcome = await run_pipe(cast(ChatClient, chat), read)
+    finally:
+        os.close(read)
+    assert outcome.ended is None and outcome.refused is None
+    assert chat.drained_at == [PIPE_AHEAD, PIPE_AHEAD, 7]  # the last at the end of input
+    assert len(capsys.readouterr().out.splitlines()) == count
+
+
+class _GoneForGood(_SlowToAcknowledge):
+    async def events(self) -> AsyncIterator[Event]:
+        raise ConnectionLost("Lost the connection to 127.0.0.1:1600 for good.")
+        yield
+
+
+async def test_a_script_whose_input_stays_open_ends_when_the_session_does() -> None:
+    """`tail -f log | trio-chat chat`: once the daemon is gone for good no more lines are
+    read, and the script ends (with the session's failure) rather than wait for input."""
+    read, write = os.pipe()
+    try:
+        with trio.fail_after(10):
+            outcome = await run_pipe(cast(ChatClient, _GoneForGood()), read)
+    finally:
+        os.close(read)
+        os.close(write)
+    assert isinstance(outcome.ended, ConnectionLost)
+
+
+async def test_a_blank_line_in_a_script_is_not_its_end(capsys: pytest.CaptureFixture[str]) -> None:
+    chat = _SlowToAcknowledge()
+    read, write = os.pipe()
+    try:
+        os.write(write, b"first\n\n\nafter blank lines\nlast, without a line feed")
+        os.close(write)
+        with trio.fail_after(10):
+            await run_pipe(cast(ChatClient, chat), read)
+    finally:
+        os.close(read)
+    said = [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert said == ["alice: first", "alice: after blank lines", "alice: last, without a line feed"]
