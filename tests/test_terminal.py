@@ -678,6 +678,36 @@ async def test_ctrl_c_while_the_logout_waits_leaves_at_once(tmp_path: Path) -> N
                 process.send_signal(signal.SIGCONT)
 
 
+async def test_sigterm_leaves_at_once_and_tells_what_went_unacknowledged(tmp_path: Path) -> None:
+    """`kill`, or a shutdown, sends SIGTERM, with nobody there to press Ctrl-C: the client
+    does not wait for a daemon that stopped answering, as leaving with Ctrl-D does. What
+    went unacknowledged is told, and the status is 130."""
+    with trio.fail_after(60):
+        async with daemon_process(tmp_path, "term") as (daemon, port, tmux):
+            process = daemon.process
+            assert process is not None
+            try:
+                await trio_chat.register("127.0.0.1", port, "alice", PASSWORD)
+                await enter(tmux, "alice")
+                process.send_signal(signal.SIGSTOP)
+                await tmux.type("alice", "never acknowledged")
+                await tmux.wait("alice", lambda ls: ls[-1].endswith("acknowledged"), "the line")
+                await tmux.press("alice", "Enter")
+                await tmux.wait("alice", lambda ls: ls[-1] == "alice>", "the line taken")
+                shell = int(await tmux.run("display-message", "-p", "-t", "alice", "#{pane_pid}"))
+                children = trio.Path(f"/proc/{shell}/task/{shell}/children")
+                (client,) = (await children.read_text()).split()  # the pane's shell's one
+                os.kill(int(client), signal.SIGTERM)
+                with trio.fail_after(10):  # not waiting for the daemon, as Ctrl-D would
+                    assert await tmux.exit_status("alice") == ExitCode.INTERRUPTED
+                assert last_words(await tmux.screen("alice")) == (
+                    "Left with 1 message the daemon has not acknowledged; "
+                    "it may not have been delivered."
+                )
+            finally:
+                process.send_signal(signal.SIGCONT)
+
+
 def test_someone_who_left_during_an_outage_and_came_back_is_news() -> None:
     """The joins of those who were here before an outage are not news as everyone comes
     back; but someone seen leaving meanwhile who then comes in again is."""
