@@ -600,3 +600,36 @@ async def test_a_line_typed_once_back_goes_out_at_once_unmarked() -> None:
     assert seen(shown) == ["* No message was missed meanwhile.", "alice: typed once back"]
     # Nothing was missed: no heading for what was, nor where it ends.
     assert not any("--" in to_plain(line) for line in shown)
+
+
+async def test_a_message_removed_before_it_came_is_shown_as_removed() -> None:
+    """The removal overtook the message (an answer to a resend, a page read meanwhile):
+    its words, which the operator took out of the room, are not shown."""
+    async with room_on_screen() as (chat, _room, shown):
+        await chat.events_in.send(MessageRemoved(1))
+        await chat.events_in.send(message(1, "bob", "a secret pasted by mistake"))
+        await chat.events_in.aclose()
+    lines = [to_plain(line) for line in shown]
+    assert len(lines) == 1 and "the operator removed bob's message" in lines[0], lines
+
+
+class _Ended(_Chat):
+    """A session the daemon ends."""
+
+    async def events(self) -> AsyncIterator[Event]:
+        raise ConnectionLost("The daemon ended the session.")
+        yield
+
+
+@pytest.mark.parametrize("interactive", [False, True])
+async def test_a_session_ending_as_one_leaves_is_a_failure_for_a_script_only(
+    interactive: bool,
+) -> None:
+    """A person who left is not told the session ended after that; a script is: what
+    never reached the daemon is its failure."""
+    quiet = lambda _said: None  # noqa: E731
+    room = Room(cast(ChatClient, _Ended()), quiet, quiet, interactive=interactive)
+    room.leaving = True
+    with trio.fail_after(5):
+        await room.show_events()
+    assert isinstance(room.fatal, ConnectionLost) is not interactive
