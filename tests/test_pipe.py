@@ -22,6 +22,7 @@ from trio_chat.client import ChatClient
 from trio_chat.commands import HELP
 from trio_chat.engine import ServerConfig
 from trio_chat.errors import ConnectionLost
+from trio_chat.event_buffer import EventBuffer
 from trio_chat.events import Event, Joined, Left, PrivateMessage, PublicMessage
 from trio_chat.server import serve
 from trio_chat.terminal import PIPE_AHEAD, run_pipe
@@ -661,3 +662,35 @@ async def test_a_blank_line_in_a_script_is_not_its_end(capsys: pytest.CaptureFix
         os.close(read)
     said = [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines()]
     assert said == ["alice: first", "alice: after blank lines", "alice: last, without a line feed"]
+
+
+class _WhisperedToOnLeaving(_SlowToAcknowledge):
+    """bob's two whispers come with the answer to the logout (acknowledged by it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buffer = EventBuffer(16)
+
+    async def events(self) -> AsyncIterator[Event]:
+        while (event := await self._buffer.get()) is not None:
+            yield event
+
+    async def logout(self) -> None:
+        when = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+        for n, text in enumerate(("just in time", "and this too"), start=1):
+            self._buffer.put(PrivateMessage(n, when, "bob", "alice", text))
+        self._buffer.close()
+
+
+async def test_what_comes_with_the_answer_to_a_scripts_logout_is_printed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    read, write = os.pipe()
+    os.close(write)
+    try:
+        with trio.fail_after(10):
+            await run_pipe(cast(ChatClient, _WhisperedToOnLeaving()), read)
+    finally:
+        os.close(read)
+    said = [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert said == ["[bob -> you] just in time", "[bob -> you] and this too"]
