@@ -428,6 +428,22 @@ async def test_leaving_while_a_question_waits_says_what_it_waits_for(
     ]
 
 
+async def test_leaving_with_everything_answered_says_nothing_of_waiting() -> None:
+    chat = _Chat()
+    shown: list[Line] = []
+    room = Room(cast(ChatClient, chat), shown.append, lambda _text: None, interactive=True)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(room.run_results)
+            room.handle("answered at once")
+            chat.answer.message = message(3, "alice", "answered at once")
+            chat.answer.answered.set()
+            await wait_to_leave(room, shown.append)
+            nursery.cancel_scope.cancel()
+    lines = [to_plain(line) for line in shown]
+    assert len(lines) == 1 and lines[0].endswith("] alice: answered at once"), lines
+
+
 def said(shown: list[Line]) -> list[str]:
     """The messages shown, without their time."""
     lines = ["".join(text for _style, text in line) for line in shown]
