@@ -103,11 +103,32 @@ class Tmux:
 
         return await self.wait(pane, shown, f"{pattern!r} above {prompt!r}")
 
+    async def program(self, pane: str) -> int:
+        """The process id of the program the pane's shell runs (one at a time)."""
+        shell = int(await self.run("display-message", "-p", "-t", pane, "#{pane_pid}"))
+        children = trio.Path(f"/proc/{shell}/task/{shell}/children")
+        (program,) = (await children.read_text()).split()
+        return int(program)
+
     async def exit_status(self, pane: str) -> int:
         """Wait for the pane's program to end; its exit status."""
         pattern = r"\[exit status (\d+)\]"
         lines = await self.wait_line(pane, pattern)
         return int(next(m for line in lines if (m := re.fullmatch(pattern, line)))[1])
+
+
+async def ended(pid: int) -> None:
+    """Wait until process `pid` has ended: /proc is read at once, where the screen shows
+    it only after tmux's next look."""
+    stat = trio.Path(f"/proc/{pid}/stat")
+    while True:
+        try:
+            state = (await stat.read_text()).rpartition(")")[2].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        if state in ("Z", "X"):
+            return
+        await trio.sleep(0.01)
 
 
 def prompt_line(lines: list[str]) -> str:
@@ -670,10 +691,12 @@ async def test_ctrl_c_while_the_logout_waits_leaves_at_once(tmp_path: Path) -> N
                 await tmux.wait(
                     "alice", lambda lines: not prompt_line(lines).startswith("alice>"), "leaving"
                 )
+                client = await tmux.program("alice")
                 await tmux.press("alice", "C-c")
-                # Out of the prompt, the terminal itself echoes the key as ^C.
                 with trio.fail_after(4):  # the client's timeout is 5 s a wait
-                    await tmux.wait_line("alice", r"\^C\[exit status 0\]")
+                    await ended(client)
+                # Out of the prompt, the terminal itself echoes the key as ^C.
+                await tmux.wait_line("alice", r"\^C\[exit status 0\]")
             finally:
                 process.send_signal(signal.SIGCONT)
 
@@ -694,12 +717,11 @@ async def test_sigterm_leaves_at_once_and_tells_what_went_unacknowledged(tmp_pat
                 await tmux.wait("alice", lambda ls: ls[-1].endswith("acknowledged"), "the line")
                 await tmux.press("alice", "Enter")
                 await tmux.wait("alice", lambda ls: ls[-1] == "alice>", "the line taken")
-                shell = int(await tmux.run("display-message", "-p", "-t", "alice", "#{pane_pid}"))
-                children = trio.Path(f"/proc/{shell}/task/{shell}/children")
-                (client,) = (await children.read_text()).split()  # the pane's shell's one
-                os.kill(int(client), signal.SIGTERM)
+                client = await tmux.program("alice")
+                os.kill(client, signal.SIGTERM)
                 with trio.fail_after(10):  # not waiting for the daemon, as Ctrl-D would
-                    assert await tmux.exit_status("alice") == ExitCode.INTERRUPTED
+                    await ended(client)
+                assert await tmux.exit_status("alice") == ExitCode.INTERRUPTED
                 assert last_words(await tmux.screen("alice")) == (
                     "Left with 1 message the daemon has not acknowledged; "
                     "it may not have been delivered."
