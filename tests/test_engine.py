@@ -588,6 +588,30 @@ def test_a_mailbox_that_cannot_be_read_is_read_at_the_next_login() -> None:
     assert [p.text for p in again.of_type(wire.Pm)] == ["waiting"]
 
 
+def test_a_whisper_shown_on_resuming_while_the_mailbox_cannot_be_read_is_marked() -> None:
+    """Bob comes back from before alice's whisper while his unread messages cannot be
+    read: what his account had meanwhile shows it, and once he acknowledges it, it is
+    delivered (not shown again at his next login, when the read works)."""
+    h = EngineHarness()
+    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
+    alice.send(wire.Say(text="hello", cid="s1"))
+    bob.poll()
+    seen = bob.of_type(wire.Msg)[-1].id
+    bob.send(wire.Logout())
+    alice.send(wire.Whisper(to="bob", text="while away", cid="w1"))
+    original = h.mailbox
+    h.mailbox = lambda effect: None  # type: ignore[method-assign]
+    back = Peer(h, "bob", address=("127.0.0.1", 40005), since=seen)
+    assert [p.text for p in back.of_type(wire.Pm)] == ["while away"]
+    back.flush(ack=True)
+    back.send(wire.Logout())
+    h.mailbox = original  # type: ignore[method-assign]
+    marked = {i for op in h.stored if isinstance(op, MarkDelivered) for i in op.message_ids}
+    assert back.of_type(wire.Pm)[0].id in marked
+    again = Peer(h, "bob", address=("127.0.0.1", 40006))
+    assert not again.of_type(wire.Pm)
+
+
 def test_a_mailbox_read_for_a_session_that_left_meanwhile_is_dropped() -> None:
     h = EngineHarness()
     _alice, bob_id = away_with_whispers(h, "waiting")

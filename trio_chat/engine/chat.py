@@ -32,6 +32,9 @@ BLOCK_GRACE = 10.0
 presumed abandoned, and the session's messages flow again). It counts only once the
 client has the refusal (its link acknowledged it): a refusal lost on the way, while the
 client's network was down, gave it no chance to resend."""
+_MAYBE_WAITING = "pm on disk"
+"""The tag of a private message shown from history that may still wait on disk (the
+mailbox of its recipient could not be read): marked delivered once acknowledged."""
 _REFUSED = "refused"
 """The tag of a refusal as too fast on its way to the client (with the message's `cid`)."""
 READ_AGAIN_AFTER = 0.05
@@ -275,8 +278,17 @@ class Chat:
         unstored = self._sent_by
         chosen = {m.id: m for m in (*public, *private, *waiting) if m.id not in unstored}
         backlog = sorted(chosen.values(), key=lambda m: m.id)
+        # Its unread messages could not be read: one to it that is not in memory may
+        # still wait on disk, and is marked delivered once acknowledged all the same.
+        on_disk = self.mailbox.unread_on_disk(account_id)
+        in_memory = {m.id for m in waiting}
         for message in backlog:
-            tag = ("pm", message.id) if message.private else None
+            tag: Hashable | None = None
+            if message.private:
+                tag = ("pm", message.id)
+                to_it = message.recipient_id == account_id != message.sender_id
+                if on_disk and to_it and message.id not in in_memory:
+                    tag = (_MAYBE_WAITING, message.id)
             self._send(session, message_frame(message, account_id, history=True), tag)
         if since:
             # Coming back: the removals made since the newest message it had, of
@@ -461,12 +473,17 @@ class Chat:
             # the later of this and the time it may come back.
             session.blocked_told = True
             session.blocked_until = max(session.blocked_until, now)
+        account_id = _account(session).id
         delivered = [
             tag[1]
             for tag in tags
             if isinstance(tag, tuple)
-            and tag[0] == "pm"
-            and self.mailbox.take_out(_account(session).id, tag[1])
+            and (
+                (tag[0] == "pm" and self.mailbox.take_out(account_id, tag[1]))
+                # Its count stays: it may have been delivered before (the next read of
+                # the account's mailbox counts again).
+                or (tag[0] == _MAYBE_WAITING and tag[1] not in self._marking)
+            )
         ]
         if not delivered:
             return None

@@ -113,6 +113,8 @@ class Mailbox:
         self._counts: dict[int, int] = {account: n for account, n in counts if n > 0}
         self._boxes: dict[int, dict[int, Message]] = {}
         self._loaded: set[int] = set()
+        self._unread: set[int] = set()
+        """Loaded accounts whose messages could not be read: some may be on disk only."""
 
     def add(self, message: Message) -> None:
         account = message.recipient_id
@@ -167,11 +169,21 @@ class Mailbox:
             if read is not None:
                 self._counts.pop(account_id, None)
         self._loaded.add(account_id)
+        if read is None:
+            self._unread.add(account_id)
+        else:
+            self._unread.discard(account_id)
+
+    def unread_on_disk(self, account_id: int) -> bool:
+        """Whether some of the loaded account's messages may wait on disk only (its read
+        failed): a message to it shown from elsewhere (a resume's history) may be one."""
+        return account_id in self._unread
 
     def unload(self, account_id: int, keep: Callable[[Message], bool]) -> None:
         """No one is logged in to the account: keep its count, and of its messages only
         those `keep` says (the ones not on disk yet)."""
         self._loaded.discard(account_id)
+        self._unread.discard(account_id)
         box = self._boxes.pop(account_id, None)
         if box:
             kept = {i: m for i, m in box.items() if keep(m)}
