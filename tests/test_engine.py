@@ -1514,6 +1514,27 @@ def test_deliveries_past_what_is_kept_unrecorded_keep_the_newest() -> None:
     assert h.engine.chat.unmarked() is None
 
 
+def test_a_delivery_let_go_of_unrecorded_is_not_shown_again_while_the_daemon_runs() -> None:
+    """Past `UNMARKED_MOST` the oldest deliveries the disk refused are not recorded any
+    more (a restart shows them again), but the running daemon remembers them: bob's next
+    login, whose unread messages are read from the disk, does not show them again."""
+    h = EngineHarness()
+    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
+    alice.send(wire.Whisper(to="bob", text="read", cid="r1"))
+    bob.poll()
+    h.auto_commit = False
+    bob.flush(ack=True)
+    (mark,) = [op for op in h.uncommitted if isinstance(op, MarkDelivered)]
+    h.uncommitted.remove(mark)
+    h.engine.failed(mark)  # a full disk; then as many more as are kept
+    h.engine.failed(MarkDelivered(tuple(range(10**6, 10**6 + UNMARKED_MOST))))
+    bob.send(wire.Logout())
+    h.auto_commit = True
+    alice.send(wire.Whisper(to="bob", text="new", cid="n1"))
+    again = Peer(h, "bob", address=("127.0.0.1", 40005))
+    assert [p.text for p in again.of_type(wire.Pm)] == ["new"]
+
+
 def test_a_login_after_a_restart_is_told_more_only_if_there_is_older_history() -> None:
     """The messages loaded at a start are counted among the public ones once."""
     ts = "2026-01-01T00:00:00.000Z"

@@ -136,8 +136,9 @@ class Chat:
         self._entering: dict[int, list[tuple[int, int | None, bool]]] = {}
         """Account -> the sessions waiting for that read to enter: (sid, since, back)."""
         self._marking: set[int] = set()
-        """Private messages delivered whose mark is not on disk yet: a mailbox read
-        meanwhile still finds them waiting, and must not show them again."""
+        """Private messages delivered whose mark is not on disk yet (or never will be,
+        let go of after the disk refused it): a mailbox read meanwhile still finds them
+        waiting, and must not show them again."""
         self.room = room(deliver)
         self._unsaid: set[int] = set()
         """The room's messages the operator removed while the daemon runs (rare)."""
@@ -499,9 +500,10 @@ class Chat:
     def mark_failed(self, mark: MarkDelivered) -> None:
         """The disk could not record these deliveries: they go with the next ones, so that
         a restarted daemon does not show them again."""
-        unmarked = (*self._unmarked, *mark.message_ids)
-        self._unmarked = unmarked[-UNMARKED_MOST:]
-        self._marking.difference_update(unmarked[:-UNMARKED_MOST])  # given up
+        # Those let go of past `UNMARKED_MOST` stay in `_marking`: not on disk, a read
+        # would find them waiting. (An id each, of private messages stored and delivered
+        # while the daemon runs: fewer, and smaller, than the messages themselves.)
+        self._unmarked = (*self._unmarked, *mark.message_ids)[-UNMARKED_MOST:]
 
     def marked(self, mark: MarkDelivered) -> None:
         """These deliveries are on disk."""
