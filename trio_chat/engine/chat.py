@@ -135,6 +135,11 @@ class Chat:
         """Account -> the job reading its mailbox from the disk."""
         self._entering: dict[int, list[tuple[int, int | None, bool]]] = {}
         """Account -> the sessions waiting for that read to enter: (sid, since, back)."""
+        self._held: dict[int, list[bytes]] = {}
+        """Sessions waiting for their account's read -> the answers to their messages,
+        sent after their history: a client resumes from the newest id it was answered
+        with, which must not pass messages its history is still to show it (were the
+        session lost before its history came, they would never be)."""
         self._marking: set[int] = set()
         """Private messages delivered whose mark is not on disk yet (or never will be,
         let go of after the disk refused it): a mailbox read meanwhile still finds them
@@ -188,6 +193,7 @@ class Chat:
         if self.mailbox.needs_loading(account.id):
             # Its unread messages are on disk only: it enters once they are read.
             self._entering.setdefault(account.id, []).append((session.sid, since, back))
+            self._held[session.sid] = []
             if account.id not in self._loading:
                 job = self._mail_jobs.add(account.id)
                 self._loading[account.id] = job
@@ -223,6 +229,8 @@ class Chat:
         self, session: Session, since: int | None, now: float, wall: float, back: bool
     ) -> None:
         self._send_backlog(session, since)
+        for frame in self._held.pop(session.sid, ()):
+            self._reply(session, frame)
         account = _account(session)
         entered = self.room.enter(session.sid, account.id, account.name, batches=session.batches)
         if entered and self._leaves_held.pop(account.id, None) is not None:
@@ -235,6 +243,7 @@ class Chat:
 
     def leave(self, session: Session, reason: str, wall: float, *, notify: bool = True) -> None:
         """A session left; the room is told if it was the account's last, and its join was."""
+        self._held.pop(session.sid, None)
         account = _account(session)
         if not self.room.leave(session.sid, account.id) or account.id not in self._announced:
             return
@@ -395,9 +404,18 @@ class Chat:
     def _answer_resend(self, session: Session, seq: int, message: Message) -> None:
         """A message sent again that was stored before: its `ok`, and, if the operator
         removed it since, its `unsaid` (its client would show it again from its own copy)."""
-        self._reply(session, stored_frame(message, seq))
+        self._answer_frame(session, stored_frame(message, seq))
         if self.removed(message):
-            self._reply(session, wire.encode(wire.Unsaid(id=message.id)))
+            self._answer_frame(session, wire.encode(wire.Unsaid(id=message.id)))
+
+    def _answer_frame(self, session: Session, frame: bytes) -> None:
+        """Answer a session's message now, or after its history if that is still to come
+        (`_held`)."""
+        held = self._held.get(session.sid)
+        if held is None:
+            self._reply(session, frame)
+        else:
+            held.append(frame)
 
     def unsaid(self, message_id: int) -> bool:
         """Whether the operator removed the room's message `message_id` while the daemon
@@ -567,7 +585,7 @@ class Chat:
         for sid, seq in self._awaiting_commit.pop(message.id, ()):
             session = self._by_sid.get(sid)
             if session is not None:
-                self._reply(session, stored_frame(message, seq))
+                self._answer_frame(session, stored_frame(message, seq))
 
     def failed(self, message: Message, sorry: str, earlier: Message | None = None) -> None:
         """A message could not be stored: it is never shown; its sender is told.
