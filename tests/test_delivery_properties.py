@@ -101,15 +101,17 @@ class Actions:
     sky=weather,
     burst=st.sampled_from([2, 10_000]),
     actions=st.lists(action, min_size=3, max_size=14),
+    read_delay=st.sampled_from([0.0, 0.01, 0.5, 3.0]),
 )
 def test_every_message_is_shown_once_in_its_senders_order(
-    seed: int, sky: Conditions, burst: int, actions: list[tuple[Any, ...]]
+    seed: int, sky: Conditions, burst: int, actions: list[tuple[Any, ...]], read_delay: float
 ) -> None:
     sim = Simulation(
         seed,
         Conditions(),
         config=ServerConfig(message_burst=burst),  # 2: refused as too fast, and resent
         client_config=ClientConfig(reconnect_delay_max=1.0),
+        read_delay=read_delay,  # logins meet whispers, logouts and restarts
     )
     clients = {name: sim.client(name) for name in PEOPLE}
     everyone_in(sim, clients, sky)
@@ -170,6 +172,30 @@ def test_a_stalled_daemon_keeps_a_fast_senders_messages_in_order() -> None:
     assert stored == [f"m{n:03d}" for n in range(250)]
 
 
+def test_a_restart_while_a_login_reads_its_mailbox_loses_nothing() -> None:
+    """Bob's client comes back after a restart while his unread whisper waits on disk:
+    alice's message and his own are stored while his mailbox is read, and the daemon
+    restarts again before the read is done. Back once more, he is shown alice's message
+    (his client resumes from before it: his own was not answered before his history)."""
+    sky = Conditions(delay=0.002, jitter=0.001)
+    sim = Simulation(0, client_config=ClientConfig(reconnect_delay_max=1.0), read_delay=0.5)
+    clients = {name: sim.client(name) for name in PEOPLE}
+    everyone_in(sim, clients, sky)
+    alice, bob = clients["alice"], clients["bob"]
+    handles = [alice.say("before"), bob.say("his own"), alice.whisper("bob", "waiting")]
+    sim.restart_daemon()
+    sim.network.conditions["bob"] = Conditions(loss=1.0)
+    sim.run(0.5)
+    sim.network.conditions["bob"] = sky
+    sim.run(0.3)  # his login waits for its read; the others' messages are stored
+    assert len(sim.driver.stored_messages()) == 3
+    sim.restart_daemon()
+    sim.run_until(lambda: all(h.done for h in handles), 60.0)
+    sim.run(120.0)
+    sim.run_until(lambda: bob.connected and bob.ready, 120.0)
+    assert shown(sim.events["bob"]) == [("alice", "before"), ("alice", "waiting")]
+
+
 relog_action = st.one_of(
     st.tuples(st.just("say"), who, st.integers(1, 4)),
     st.tuples(st.just("whisper"), who, who),
@@ -185,9 +211,10 @@ relog_action = st.one_of(
     seed=st.integers(0, 2**16),
     sky=weather,
     actions=st.lists(relog_action, min_size=3, max_size=14),
+    read_delay=st.sampled_from([0.0, 0.01, 0.5, 3.0]),
 )
 def test_each_private_message_is_shown_once_over_a_persons_successive_clients(
-    seed: int, sky: Conditions, actions: list[tuple[Any, ...]]
+    seed: int, sky: Conditions, actions: list[tuple[Any, ...]], read_delay: float
 ) -> None:
     """People log out and come back on a new client, a new program, while others whisper
     to them, the network is poor and the daemon restarts: every private message to a
@@ -195,7 +222,12 @@ def test_each_private_message_is_shown_once_over_a_persons_successive_clients(
     message its person sent before it logged in. (A client that closes at once, its
     goodbye unanswered, may leave what it showed last unacknowledged if that goodbye is
     lost: shown again at the next login, as the README says of leaving in a hurry.)"""
-    sim = Simulation(seed, Conditions(), client_config=ClientConfig(reconnect_delay_max=1.0))
+    sim = Simulation(
+        seed,
+        Conditions(),
+        client_config=ClientConfig(reconnect_delay_max=1.0),
+        read_delay=read_delay,
+    )
     runs = dict.fromkeys(PEOPLE, 0)
     current = {name: sim.client(f"{name}#0", name) for name in PEOPLE}
     everyone_in(sim, current, sky)

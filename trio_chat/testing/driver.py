@@ -170,7 +170,7 @@ class EngineDriver:
                 self.commit()
         elif isinstance(effect, LoadHistory | LoadMailbox):
             if self.auto_read:
-                self._read(effect)
+                self.read(effect)
             else:
                 self.reading.append(effect)
 
@@ -178,14 +178,23 @@ class EngineDriver:
         """Do the reads handed out, and send what they let the engine say."""
         reads, self.reading = self.reading, []
         for effect in reads:
-            self._read(effect)
+            self.read(effect)
         self.pump()
 
-    def _read(self, effect: LoadHistory | LoadMailbox) -> None:
+    def read(self, effect: LoadHistory | LoadMailbox) -> None:
+        """Do one read handed out (taken out of `reading` by the caller)."""
+        self.report(effect, self.look(effect))
+
+    def look(self, effect: LoadHistory | LoadMailbox) -> list[Message] | None:
+        """What a read finds on disk now."""
+        return self.history(effect) if isinstance(effect, LoadHistory) else self.mailbox(effect)
+
+    def report(self, effect: LoadHistory | LoadMailbox, found: list[Message] | None) -> None:
+        """Tell the engine what a read found (maybe a while before)."""
         if isinstance(effect, LoadHistory):
-            self.engine.history_loaded(effect.job, self.history(effect))
+            self.engine.history_loaded(effect.job, found)
         else:
-            self.engine.mailbox_loaded(effect.job, self.mailbox(effect), self.now, self.wall)
+            self.engine.mailbox_loaded(effect.job, found, self.now, self.wall)
 
     def finish_hashing(self, count: int | None = None) -> None:
         """Do the oldest `count` pieces of password work handed out (all, by default),

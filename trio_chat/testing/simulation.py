@@ -13,7 +13,11 @@ replaces the engine with a new one loaded from what the old one stored, as a dae
 started again on the same database would be; while it is down, what reaches its address
 is refused as a closed port refuses it (ICMP). `stall_daemon` stops it for a while
 without closing its port, as a process stopped or starved of CPU: what reaches it waits,
-and is read once it runs again.
+and is read once it runs again. With `read_delay`, the daemon's reads (history, the private
+messages waiting at a login) find the disk as it is when they are handed out, and are
+reported that long after, as a read in a worker thread on a busy daemon: what happens
+meanwhile (whispers stored, deliveries marked, logouts, another login) meets a read
+under way.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from ..client_protocol import ClientConfig, ClientConnection
-from ..engine import Address, ServerConfig
+from ..engine import Address, LoadHistory, LoadMailbox, ServerConfig
 from ..events import ChatMessage, Event, History, PrivateMessage, PublicMessage
 from ..records import MarkDelivered, Message, Snapshot
 from ..rules import name_key
@@ -52,10 +56,16 @@ class Simulation:
         weather: Conditions | None = None,
         config: ServerConfig | None = None,
         client_config: ClientConfig | None = None,
+        read_delay: float = 0.0,
     ) -> None:
         self.weather = weather or Conditions()
         self.network = Network(seed, {DAEMON: self.weather})
-        self.driver = EngineDriver(config or ServerConfig(message_burst=10_000))
+        self.read_delay = read_delay
+        self.driver = EngineDriver(
+            config or ServerConfig(message_burst=10_000), auto_read=not read_delay
+        )
+        self._reads: list[tuple[float, LoadHistory | LoadMailbox, list[Message] | None]] = []
+        """Reads under way (with `read_delay`): when each is reported, and what it found."""
         self.client_config = client_config or ClientConfig()
         self.clients: dict[str, ClientConnection] = {}
         self.events: dict[str, list[Event]] = {}
@@ -152,7 +162,9 @@ class Simulation:
             first_sid=1000 + 1_000_000 * self.restarts,
             keys=self.driver.keys,  # the same daemon, started again: the same key files
             client_indexes=self.driver.client_indexes,
+            auto_read=not self.read_delay,
         )
+        self._reads.clear()  # the stopped daemon's reads went with it
         restarted.stored = stored
         self.driver = restarted
         self.up = True
@@ -207,6 +219,7 @@ class Simulation:
         ]
         if self.up and not self.stalled:
             times.append(self.driver.engine.next_timer())
+            times += [due for due, _read, _found in self._reads[:1]]
         known = [t for t in times if t is not None]
         return min(known) if known else None
 
@@ -232,6 +245,9 @@ class Simulation:
             deadline = self.driver.engine.next_timer()
             if deadline is not None and deadline <= now:
                 self.driver.advance(0.0)
+            while self._reads and self._reads[0][0] <= now:
+                _due, read, found = self._reads.pop(0)
+                self.driver.report(read, found)
         self._flush()
 
     def _flush(self) -> None:
@@ -244,6 +260,9 @@ class Simulation:
                 self.events[label].append(event)
         if self.up and not self.stalled:
             self.driver.pump()
+            due = self.now + self.read_delay
+            self._reads += [(due, read, self.driver.look(read)) for read in self.driver.reading]
+            self.driver.reading.clear()
             for address, datagrams in list(self.driver.inbox.items()):
                 to = self._labels.get(address)
                 if to is None:
