@@ -611,6 +611,48 @@ def test_a_mailbox_that_cannot_be_read_is_read_at_the_next_login() -> None:
     assert [p.text for p in again.of_type(wire.Pm)] == ["waiting"]
 
 
+def test_a_mailbox_that_could_not_be_read_is_read_at_the_next_login_of_another_session() -> None:
+    """Bob's first session stays in while his unread messages could not be read: his
+    next login, beside it, reads them again (else they stayed on disk, unshown, for as
+    long as one of his sessions is in)."""
+    h = EngineHarness()
+    _alice, bob_id = away_with_whispers(h, "waiting")
+    original = h.mailbox
+    h.mailbox = lambda effect: None  # type: ignore[method-assign]
+    first = Peer(h, "bob", address=("127.0.0.1", 40005))
+    assert first.connection.ready and not first.of_type(wire.Pm)
+    h.mailbox = original  # type: ignore[method-assign]
+    second = Peer(h, "bob", address=("127.0.0.1", 40006))
+    assert [p.text for p in second.of_type(wire.Pm)] == ["waiting"]
+    second.flush(ack=True)
+    assert h.engine.mailbox.count(bob_id) == 0
+
+
+def test_deliveries_marked_while_a_mailbox_is_read_again_are_not_shown_again() -> None:
+    """Bob's first session is in (his unread messages could not be read) and
+    acknowledges a whisper while his second login reads them again: the read, made
+    before the delivery was marked, finds it waiting; it is not shown again."""
+    h = EngineHarness()
+    alice, _bob_id = away_with_whispers(h, "waiting")
+    original = h.mailbox
+    h.mailbox = lambda effect: None  # type: ignore[method-assign]
+    first = Peer(h, "bob", address=("127.0.0.1", 40005))
+    h.mailbox = original  # type: ignore[method-assign]
+    alice.send(wire.Whisper(to="bob", text="live", cid="l1"))
+    first.poll()
+    h.auto_read = False
+    second = Peer(h, "bob", address=("127.0.0.1", 40006))
+    (effect,) = h.reading
+    assert isinstance(effect, LoadMailbox)
+    read = h.mailbox(effect)  # the disk as the read finds it: "live" not marked yet
+    h.reading = []
+    first.flush(ack=True)  # "live" delivered, and marked on disk
+    h.engine.mailbox_loaded(effect.job, read, h.now, h.wall)
+    h.pump()
+    second.poll()
+    assert [p.text for p in second.of_type(wire.Pm)] == ["waiting"]
+
+
 def test_a_whisper_shown_on_resuming_while_the_mailbox_cannot_be_read_is_marked() -> None:
     """Bob comes back from before alice's whisper while his unread messages cannot be
     read: what his account had meanwhile shows it, and once he acknowledges it, it is

@@ -133,6 +133,10 @@ class Chat:
         self._mail_jobs = mail_jobs
         self._loading: dict[int, int] = {}
         """Account -> the job reading its mailbox from the disk."""
+        self._marked_meanwhile: dict[int, set[int]] = {}
+        """Mailbox read -> the deliveries marked on disk since it was handed out: it may
+        have found them waiting (another session of its account, in already, may
+        acknowledge them while it runs)."""
         self._entering: dict[int, list[tuple[int, int | None, bool]]] = {}
         """Account -> the sessions waiting for that read to enter: (sid, since, back)."""
         self._held: dict[int, list[bytes]] = {}
@@ -197,6 +201,7 @@ class Chat:
             if account.id not in self._loading:
                 job = self._mail_jobs.add(account.id)
                 self._loading[account.id] = job
+                self._marked_meanwhile[job] = set()
                 self._effects.append(LoadMailbox(job, account.id))
             return
         self._enter(session, since, now, wall, back)
@@ -207,11 +212,12 @@ class Chat:
         """An account's unread messages were read (None: they could not be): the sessions
         that waited for them enter."""
         account_id = self._mail_jobs.pop(job)
+        marked = self._marked_meanwhile.pop(job, set())
         if self._loading.get(account_id) != job:
             return  # everyone left meanwhile
         del self._loading[account_id]
-        marking = self._marking
-        read = None if messages is None else [m for m in messages if m.id not in marking]
+        gone = self._marking | marked
+        read = None if messages is None else [m for m in messages if m.id not in gone]
         self.mailbox.load(account_id, read)
         for sid, since, back in self._entering.pop(account_id, ()):
             session = self._by_sid.get(sid)
@@ -221,7 +227,9 @@ class Chat:
     def logged_out(self, account_id: int) -> None:
         """No session of the account is left: its mailbox keeps only its count (and what
         is not on disk yet)."""
-        self._loading.pop(account_id, None)
+        job = self._loading.pop(account_id, None)
+        if job is not None:
+            self._marked_meanwhile.pop(job, None)
         self._entering.pop(account_id, None)
         self.mailbox.unload(account_id, keep=lambda message: message.id in self._sent_by)
 
@@ -526,6 +534,8 @@ class Chat:
     def marked(self, mark: MarkDelivered) -> None:
         """These deliveries are on disk."""
         self._marking.difference_update(mark.message_ids)
+        for meanwhile in self._marked_meanwhile.values():
+            meanwhile.update(mark.message_ids)
 
     # --- storage results ----------------------------------------------------------------------
 

@@ -148,7 +148,10 @@ class Mailbox:
         return True
 
     def needs_loading(self, account_id: int) -> bool:
-        """Whether some of the account's messages may be on disk only."""
+        """Whether some of the account's messages may be on disk only (also of a loaded
+        account whose read failed: read again)."""
+        if account_id in self._unread:
+            return True
         if account_id in self._loaded:
             return False
         if self._counts.get(account_id, 0) <= len(self._boxes.get(account_id, ())):
