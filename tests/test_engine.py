@@ -677,6 +677,30 @@ def test_a_whisper_shown_on_resuming_while_the_mailbox_cannot_be_read_is_marked(
     assert not again.of_type(wire.Pm)
 
 
+def test_a_whisper_shown_on_resuming_and_acknowledged_once_read_again_is_not_shown_again() -> None:
+    """Bob's first session came back (from before alice's whisper) while his mailbox
+    could not be read; his second login reads it again, and then the first acknowledges
+    the whisper: his next login is not shown it again."""
+    h = EngineHarness()
+    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
+    alice.send(wire.Say(text="hello", cid="s1"))
+    bob.poll()
+    seen = bob.of_type(wire.Msg)[-1].id
+    bob.send(wire.Logout())
+    alice.send(wire.Whisper(to="bob", text="while away", cid="w1"))
+    original = h.mailbox
+    h.mailbox = lambda effect: None  # type: ignore[method-assign]
+    back = Peer(h, "bob", address=("127.0.0.1", 40005), since=seen)
+    assert [p.text for p in back.of_type(wire.Pm)] == ["while away"]
+    h.mailbox = original  # type: ignore[method-assign]
+    second = Peer(h, "bob", address=("127.0.0.1", 40006))
+    assert [p.text for p in second.of_type(wire.Pm)] == ["while away"]
+    back.flush(ack=True)  # before the second session acknowledges it
+    third = Peer(h, "bob", address=("127.0.0.1", 40007))
+    assert not third.of_type(wire.Pm)
+    assert third.connection.unread == 0
+
+
 def test_a_mailbox_read_for_a_session_that_left_meanwhile_is_dropped() -> None:
     h = EngineHarness()
     _alice, bob_id = away_with_whispers(h, "waiting")

@@ -507,9 +507,12 @@ class Chat:
             if isinstance(tag, tuple)
             and (
                 (tag[0] == "pm" and self.mailbox.take_out(account_id, tag[1]))
-                # Its count stays: it may have been delivered before (the next read of
-                # the account's mailbox counts again).
-                or (tag[0] == _MAYBE_WAITING and tag[1] not in self._marking)
+                # In memory if the mailbox was read since; else its count stays: it may
+                # have been delivered before (the next read counts again).
+                or (
+                    tag[0] == _MAYBE_WAITING
+                    and (self.mailbox.take_out(account_id, tag[1]) or tag[1] not in self._marking)
+                )
             )
         ]
         if not delivered:
