@@ -403,6 +403,8 @@ def test_an_account_away_costs_a_count_and_its_messages_are_read_when_it_logs_in
     assert bob.of_type(wire.Ready)[0].count == 3
     other = Peer(h, "bob", address=("127.0.0.1", 40006))  # the account is read already
     assert len(reads) == 1 and len(other.of_type(wire.Pm)) == 3
+    said = bob.send(wire.Say(text="thanks", cid="t1"))  # answered as ever once in
+    assert [o.re for o in bob.of_type(wire.Ok)] == [said]
     bob.flush(ack=True)
     assert h.engine.mailbox.count(bob_id) == 0
     (mark,) = [op for op in h.stored if isinstance(op, MarkDelivered)]
@@ -593,112 +595,55 @@ def test_a_session_waiting_for_its_mailbox_is_answered_after_its_history() -> No
     assert [m.text for m in bob.of_type(wire.Msg)] == ["before", "after"]
 
 
-def test_a_mailbox_that_cannot_be_read_is_read_at_the_next_login() -> None:
+def test_a_refused_mark_that_reaches_the_disk_while_a_mailbox_is_read_is_not_shown_again() -> None:
+    """Bob's delivery mark was refused by the disk and waits to go with the next mark.
+    He logs in again; his mailbox read finds the whisper still waiting; before the read is
+    reported, carol acknowledges a whisper, and the mark that carries bob's reaches the
+    disk: bob is not shown it again."""
     h = EngineHarness()
-    alice, bob_id = away_with_whispers(h, "waiting")
-    original = h.mailbox
-    h.mailbox = lambda effect: None  # type: ignore[method-assign]
-    bob = Peer(h, "bob", address=("127.0.0.1", 40005))
-    assert bob.connection.ready and not bob.of_type(wire.Pm)
-    alice.send(wire.Whisper(to="bob", text="live", cid="l1"))  # delivered while he is in
+    alice, bob, carol = (
+        logged_in(h, a, n) for a, n in ((ALICE, "alice"), (BOB, "bob"), (CAROL, "carol"))
+    )
+    alice.send(wire.Whisper(to="bob", text="read once", cid="w1"))
     bob.poll()
+    h.auto_commit = False
     bob.flush(ack=True)
-    assert [p.text for p in bob.of_type(wire.Pm)] == ["live"]
-    assert h.engine.mailbox.count(bob_id) == 1  # "waiting" still waits
+    (mark,) = [op for op in h.uncommitted if isinstance(op, MarkDelivered)]
+    h.uncommitted.remove(mark)
+    h.engine.failed(mark)  # refused: kept to go with the next mark
+    h.auto_commit = True
+    h.commit_held()
     bob.send(wire.Logout())
-    h.mailbox = original  # type: ignore[method-assign]
-    again = Peer(h, "bob", address=("127.0.0.1", 40006))
-    assert [p.text for p in again.of_type(wire.Pm)] == ["waiting"]
-
-
-def test_a_mailbox_that_could_not_be_read_is_read_at_the_next_login_of_another_session() -> None:
-    """Bob's first session stays in while his unread messages could not be read: his
-    next login, beside it, reads them again (else they stayed on disk, unshown, for as
-    long as one of his sessions is in)."""
-    h = EngineHarness()
-    _alice, bob_id = away_with_whispers(h, "waiting")
-    original = h.mailbox
-    h.mailbox = lambda effect: None  # type: ignore[method-assign]
-    first = Peer(h, "bob", address=("127.0.0.1", 40005))
-    assert first.connection.ready and not first.of_type(wire.Pm)
-    h.mailbox = original  # type: ignore[method-assign]
-    second = Peer(h, "bob", address=("127.0.0.1", 40006))
-    assert [p.text for p in second.of_type(wire.Pm)] == ["waiting"]
-    second.flush(ack=True)
-    assert h.engine.mailbox.count(bob_id) == 0
-
-
-def test_deliveries_marked_while_a_mailbox_is_read_again_are_not_shown_again() -> None:
-    """Bob's first session is in (his unread messages could not be read) and
-    acknowledges a whisper while his second login reads them again: the read, made
-    before the delivery was marked, finds it waiting; it is not shown again."""
-    h = EngineHarness()
-    alice, _bob_id = away_with_whispers(h, "waiting")
-    original = h.mailbox
-    h.mailbox = lambda effect: None  # type: ignore[method-assign]
-    first = Peer(h, "bob", address=("127.0.0.1", 40005))
-    h.mailbox = original  # type: ignore[method-assign]
-    alice.send(wire.Whisper(to="bob", text="live", cid="l1"))
-    first.poll()
+    alice.send(wire.Whisper(to="bob", text="while away", cid="w3"))
     h.auto_read = False
-    second = Peer(h, "bob", address=("127.0.0.1", 40006))
+    again = Peer(h, "bob", address=("127.0.0.1", 40005))
     (effect,) = h.reading
     assert isinstance(effect, LoadMailbox)
-    read = h.mailbox(effect)  # the disk as the read finds it: "live" not marked yet
+    read = h.mailbox(effect)  # the disk as the read finds it: "read once" still waiting
+    assert [m.text for m in read] == ["read once", "while away"]
     h.reading = []
-    first.flush(ack=True)  # "live" delivered, and marked on disk
+    alice.send(wire.Whisper(to="carol", text="hi carol", cid="w2"))
+    carol.poll()
+    carol.flush(ack=True)  # its mark carries bob's, and reaches the disk
+    marked = {i for op in h.stored if isinstance(op, MarkDelivered) for i in op.message_ids}
+    assert read[0].id in marked
     h.engine.mailbox_loaded(effect.job, read, h.now, h.wall)
     h.pump()
-    second.poll()
-    assert [p.text for p in second.of_type(wire.Pm)] == ["waiting"]
+    again.poll()
+    assert [p.text for p in again.of_type(wire.Pm)] == ["while away"]
+    assert h.engine.mailbox.count(h.engine.accounts["bob"].id) == 1
 
 
-def test_a_whisper_shown_on_resuming_while_the_mailbox_cannot_be_read_is_marked() -> None:
-    """Bob comes back from before alice's whisper while his unread messages cannot be
-    read: what his account had meanwhile shows it, and once he acknowledges it, it is
-    delivered (not shown again at his next login, when the read works)."""
+def test_a_mailbox_read_is_wanted_until_its_sessions_leave() -> None:
+    """A read that fails is tried again by the shell for as long as a session waits."""
     h = EngineHarness()
-    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
-    alice.send(wire.Say(text="hello", cid="s1"))
-    bob.poll()
-    seen = bob.of_type(wire.Msg)[-1].id
-    bob.send(wire.Logout())
-    alice.send(wire.Whisper(to="bob", text="while away", cid="w1"))
-    original = h.mailbox
-    h.mailbox = lambda effect: None  # type: ignore[method-assign]
-    back = Peer(h, "bob", address=("127.0.0.1", 40005), since=seen)
-    assert [p.text for p in back.of_type(wire.Pm)] == ["while away"]
-    back.flush(ack=True)
-    back.send(wire.Logout())
-    h.mailbox = original  # type: ignore[method-assign]
-    marked = {i for op in h.stored if isinstance(op, MarkDelivered) for i in op.message_ids}
-    assert back.of_type(wire.Pm)[0].id in marked
-    again = Peer(h, "bob", address=("127.0.0.1", 40006))
-    assert not again.of_type(wire.Pm)
-
-
-def test_a_whisper_shown_on_resuming_and_acknowledged_once_read_again_is_not_shown_again() -> None:
-    """Bob's first session came back (from before alice's whisper) while his mailbox
-    could not be read; his second login reads it again, and then the first acknowledges
-    the whisper: his next login is not shown it again."""
-    h = EngineHarness()
-    alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
-    alice.send(wire.Say(text="hello", cid="s1"))
-    bob.poll()
-    seen = bob.of_type(wire.Msg)[-1].id
-    bob.send(wire.Logout())
-    alice.send(wire.Whisper(to="bob", text="while away", cid="w1"))
-    original = h.mailbox
-    h.mailbox = lambda effect: None  # type: ignore[method-assign]
-    back = Peer(h, "bob", address=("127.0.0.1", 40005), since=seen)
-    assert [p.text for p in back.of_type(wire.Pm)] == ["while away"]
-    h.mailbox = original  # type: ignore[method-assign]
-    second = Peer(h, "bob", address=("127.0.0.1", 40006))
-    assert [p.text for p in second.of_type(wire.Pm)] == ["while away"]
-    back.flush(ack=True)  # before the second session acknowledges it
-    third = Peer(h, "bob", address=("127.0.0.1", 40007))
-    assert not third.of_type(wire.Pm)
-    assert third.connection.unread == 0
+    _alice, _bob_id = away_with_whispers(h, "waiting")
+    h.auto_read = False
+    Peer(h, "bob", address=("127.0.0.1", 40005))
+    (effect,) = h.reading
+    assert h.engine.wants_mailbox(effect.job)
+    h.advance(300.0)  # the session times out
+    assert not h.engine.wants_mailbox(effect.job)
 
 
 def test_a_mailbox_read_for_a_session_that_left_meanwhile_is_dropped() -> None:

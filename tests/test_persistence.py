@@ -410,17 +410,59 @@ async def test_a_failed_history_read_is_one_log_line_and_no_messages(
     assert line.exc_info is None
 
 
-async def test_a_failed_mailbox_read_is_one_log_line_and_no_messages(
+async def test_a_failed_mailbox_read_nobody_waits_for_is_one_log_line_and_no_messages(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     persistence, _disk, _clock, _reports = setup(tmp_path, UnreadableDisk)
     with caplog.at_level(logging.ERROR):
-        assert await persistence.mailbox(1) is None
+        assert await persistence.mailbox(1, wanted=lambda: False) is None
     (line,) = caplog.records
     assert line.getMessage() == (
         "could not read unread messages from the database (OperationalError: disk I/O error)"
     )
     assert line.exc_info is None
+
+
+class FlakyMailboxDisk(ScriptedDisk):
+    """Its first two mailbox reads fail."""
+
+    failures = 2
+
+    def mailbox(self, account_id: int) -> list[Message]:
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return super().mailbox(account_id)
+
+
+async def test_a_failed_mailbox_read_is_tried_again_while_a_login_waits_for_it(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    persistence, disk, _clock, _reports = setup(tmp_path, FlakyMailboxDisk)
+    whisper = message(1, 1, recipient=2)
+    disk.inner.write([account(1, "alice"), account(2, "bob"), whisper])
+    start = trio.current_time()
+    with caplog.at_level(logging.ERROR):
+        assert await persistence.mailbox(2) == [whisper]
+    assert trio.current_time() - start == pytest.approx(1.0 + 2.0)  # a second, then two
+    assert len(caplog.records) == 2
+
+
+async def test_a_failed_mailbox_read_is_given_up_once_nobody_waits_for_it(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    persistence, disk, _clock, _reports = setup(tmp_path, FlakyMailboxDisk)
+    assert isinstance(disk, FlakyMailboxDisk)
+    asked: list[float] = []
+
+    def wanted() -> bool:
+        asked.append(trio.current_time())
+        return len(asked) == 1  # the login left during the wait after the first failure
+
+    start = trio.current_time()
+    assert await persistence.mailbox(2, wanted) is None
+    assert [at - start for at in asked] == [0.0, pytest.approx(1.0)]
+    assert disk.failures == 1  # not read again
 
 
 def stored_then_resent(persistence: Persistence) -> tuple[Message, Message, Message]:

@@ -132,9 +132,7 @@ class DiskDriver(EngineDriver):
             return None
         return self.store.history(effect.account_id, effect.before, effect.limit)
 
-    def mailbox(self, effect: LoadMailbox) -> list[Message] | None:
-        if self.reads_fail:
-            return None
+    def mailbox(self, effect: LoadMailbox) -> list[Message]:
         return self.store.mailbox(effect.account_id)
 
 

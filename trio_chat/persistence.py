@@ -43,6 +43,11 @@ THREADED_AT_LEAST = 1.0
 THREADED_AT_MOST = 60.0
 """...doubling each time the next try on the loop is slow again, up to this."""
 
+MAILBOX_RETRY_FIRST = 1.0
+"""Seconds before a mailbox read that failed is tried again (a login waits for it)..."""
+MAILBOX_RETRY_MOST = 60.0
+"""...doubling each time it fails again, up to this."""
+
 FAILURES_LOGGED_EVERY = 60.0
 """Seconds: failed commits after one that was logged are counted, then logged together."""
 
@@ -204,11 +209,22 @@ class Persistence:
         """
         return await self._read("history", self.storage.history, account_id, before, limit)
 
-    async def mailbox(self, account_id: int) -> list[Message] | None:
+    async def mailbox(
+        self, account_id: int, wanted: Callable[[], bool] = lambda: True
+    ) -> list[Message] | None:
         """Read the private messages waiting for an account, as `history` reads (after
         every change added before it is reported: a delivery marked is not read as
-        waiting)."""
-        return await self._read("unread messages", self.storage.mailbox, account_id)
+        waiting). A read that fails is tried again, after a second and then twice as long
+        each time (at most a minute), for as long as `wanted()`; None once it is not."""
+        delay = MAILBOX_RETRY_FIRST
+        while True:
+            messages = await self._read("unread messages", self.storage.mailbox, account_id)
+            if messages is not None or not wanted():
+                return messages
+            await trio.sleep(delay)
+            delay = min(2 * delay, MAILBOX_RETRY_MOST)
+            if not wanted():
+                return None
 
     async def _read(
         self, what: str, read: Callable[..., list[Message]], *args: int | None

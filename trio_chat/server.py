@@ -296,8 +296,12 @@ class Daemon:
         self._flush_soon()
 
     async def _mailbox(self, effect: LoadMailbox) -> None:
-        messages = await self.persistence.mailbox(effect.account_id)
-        self.engine.mailbox_loaded(effect.job, messages, trio.current_time(), time.time())
+        job = effect.job
+        read = await self.persistence.mailbox(
+            effect.account_id, lambda: self.engine.wants_mailbox(job)
+        )
+        # None: the read failed, and nobody waits for it any longer.
+        self.engine.mailbox_loaded(job, read or (), trio.current_time(), time.time())
         self._flush_soon()
 
     def committed(self, op: StoreOp) -> None:

@@ -32,9 +32,6 @@ BLOCK_GRACE = 10.0
 presumed abandoned, and the session's messages flow again). It counts only once the
 client has the refusal (its link acknowledged it): a refusal lost on the way, while the
 client's network was down, gave it no chance to resend."""
-_MAYBE_WAITING = "pm on disk"
-"""The tag of a private message shown from history that may still wait on disk (the
-mailbox of its recipient could not be read): marked delivered once acknowledged."""
 _REFUSED = "refused"
 """The tag of a refusal as too fast on its way to the client (with the message's `cid`)."""
 READ_AGAIN_AFTER = 0.05
@@ -135,8 +132,8 @@ class Chat:
         """Account -> the job reading its mailbox from the disk."""
         self._marked_meanwhile: dict[int, set[int]] = {}
         """Mailbox read -> the deliveries marked on disk since it was handed out: it may
-        have found them waiting (another session of its account, in already, may
-        acknowledge them while it runs)."""
+        have found them waiting (a delivery whose mark the disk refused goes with the
+        next mark, anyone's, which may reach the disk while the read runs)."""
         self._entering: dict[int, list[tuple[int, int | None, bool]]] = {}
         """Account -> the sessions waiting for that read to enter: (sid, since, back)."""
         self._held: dict[int, list[bytes]] = {}
@@ -206,19 +203,23 @@ class Chat:
             return
         self._enter(session, since, now, wall, back)
 
+    def wants_mailbox(self, job: int) -> bool:
+        """Whether the read of `job` is still waited for (a session of its account is
+        still there to enter): the shell tries a read that failed again while it is."""
+        account_id = self._mail_jobs.peek(job)
+        return account_id is not None and self._loading.get(account_id) == job
+
     def mailbox_loaded(
-        self, job: int, messages: Iterable[Message] | None, now: float, wall: float
+        self, job: int, messages: Iterable[Message], now: float, wall: float
     ) -> None:
-        """An account's unread messages were read (None: they could not be): the sessions
-        that waited for them enter."""
+        """An account's unread messages were read: the sessions that waited for them enter."""
         account_id = self._mail_jobs.pop(job)
         marked = self._marked_meanwhile.pop(job, set())
         if self._loading.get(account_id) != job:
             return  # everyone left meanwhile
         del self._loading[account_id]
         gone = self._marking | marked
-        read = None if messages is None else [m for m in messages if m.id not in gone]
-        self.mailbox.load(account_id, read)
+        self.mailbox.load(account_id, [m for m in messages if m.id not in gone])
         for sid, since, back in self._entering.pop(account_id, ()):
             session = self._by_sid.get(sid)
             if session is not None:
@@ -296,17 +297,8 @@ class Chat:
         unstored = self._sent_by
         chosen = {m.id: m for m in (*public, *private, *waiting) if m.id not in unstored}
         backlog = sorted(chosen.values(), key=lambda m: m.id)
-        # Its unread messages could not be read: one to it that is not in memory may
-        # still wait on disk, and is marked delivered once acknowledged all the same.
-        on_disk = self.mailbox.unread_on_disk(account_id)
-        in_memory = {m.id for m in waiting}
         for message in backlog:
-            tag: Hashable | None = None
-            if message.private:
-                tag = ("pm", message.id)
-                to_it = message.recipient_id == account_id != message.sender_id
-                if on_disk and to_it and message.id not in in_memory:
-                    tag = (_MAYBE_WAITING, message.id)
+            tag = ("pm", message.id) if message.private else None
             self._send(session, message_frame(message, account_id, history=True), tag)
         if since:
             # Coming back: the removals made since the newest message it had, of
@@ -500,20 +492,12 @@ class Chat:
             # the later of this and the time it may come back.
             session.blocked_told = True
             session.blocked_until = max(session.blocked_until, now)
-        account_id = _account(session).id
         delivered = [
             tag[1]
             for tag in tags
             if isinstance(tag, tuple)
-            and (
-                (tag[0] == "pm" and self.mailbox.take_out(account_id, tag[1]))
-                # In memory if the mailbox was read since; else its count stays: it may
-                # have been delivered before (the next read counts again).
-                or (
-                    tag[0] == _MAYBE_WAITING
-                    and (self.mailbox.take_out(account_id, tag[1]) or tag[1] not in self._marking)
-                )
-            )
+            and tag[0] == "pm"
+            and self.mailbox.take_out(_account(session).id, tag[1])
         ]
         if not delivered:
             return None

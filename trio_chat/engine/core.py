@@ -421,12 +421,16 @@ class ServerEngine:
         self.chat.history_loaded(job, messages)
 
     def mailbox_loaded(
-        self, job: int, messages: Iterable[Message] | None, now: float, wall: float
+        self, job: int, messages: Iterable[Message], now: float, wall: float
     ) -> None:
-        """The shell read the private messages waiting for an account that logged in
-        (None: it could not)."""
+        """The shell read the private messages waiting for an account that logged in."""
         self.chat.settle()
         self.chat.mailbox_loaded(job, messages, now, wall)
+
+    def wants_mailbox(self, job: int) -> bool:
+        """Whether the mailbox read `job` is still waited for: one that failed is tried
+        again while it is (the sessions waiting for it have not left)."""
+        return self.chat.wants_mailbox(job)
 
     # --- storage results ----------------------------------------------------------------------
 

@@ -87,5 +87,8 @@ class JobTable(Generic[T]):
     def pop(self, job: int) -> T:
         return self._jobs.pop(job)
 
+    def peek(self, job: int) -> T | None:
+        return self._jobs.get(job)
+
     def __len__(self) -> int:
         return len(self._jobs)

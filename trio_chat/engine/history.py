@@ -113,8 +113,6 @@ class Mailbox:
         self._counts: dict[int, int] = {account: n for account, n in counts if n > 0}
         self._boxes: dict[int, dict[int, Message]] = {}
         self._loaded: set[int] = set()
-        self._unread: set[int] = set()
-        """Loaded accounts whose messages could not be read: some may be on disk only."""
 
     def add(self, message: Message) -> None:
         account = message.recipient_id
@@ -148,10 +146,7 @@ class Mailbox:
         return True
 
     def needs_loading(self, account_id: int) -> bool:
-        """Whether some of the account's messages may be on disk only (also of a loaded
-        account whose read failed: read again)."""
-        if account_id in self._unread:
-            return True
+        """Whether some of the account's messages may be on disk only."""
         if account_id in self._loaded:
             return False
         if self._counts.get(account_id, 0) <= len(self._boxes.get(account_id, ())):
@@ -159,34 +154,22 @@ class Mailbox:
             return False
         return True
 
-    def load(self, account_id: int, read: Iterable[Message] | None) -> None:
-        """The account's messages as read from the disk, beside those in memory (None:
-        they could not be read; the count stays, and they are read at its next login)."""
+    def load(self, account_id: int, read: Iterable[Message]) -> None:
+        """The account's messages as read from the disk, beside those in memory (and
+        counted again: should the count and the disk differ, the disk is right)."""
         box = self._boxes.setdefault(account_id, {})
-        if read is not None:
-            for message in read:
-                box.setdefault(message.id, message)
-            self._counts[account_id] = len(box)
+        for message in read:
+            box.setdefault(message.id, message)
+        self._counts[account_id] = len(box)
         if not box:
             del self._boxes[account_id]
-            if read is not None:
-                self._counts.pop(account_id, None)
+            del self._counts[account_id]
         self._loaded.add(account_id)
-        if read is None:
-            self._unread.add(account_id)
-        else:
-            self._unread.discard(account_id)
-
-    def unread_on_disk(self, account_id: int) -> bool:
-        """Whether some of the loaded account's messages may wait on disk only (its read
-        failed): a message to it shown from elsewhere (a resume's history) may be one."""
-        return account_id in self._unread
 
     def unload(self, account_id: int, keep: Callable[[Message], bool]) -> None:
         """No one is logged in to the account: keep its count, and of its messages only
         those `keep` says (the ones not on disk yet)."""
         self._loaded.discard(account_id)
-        self._unread.discard(account_id)
         box = self._boxes.pop(account_id, None)
         if box:
             kept = {i: m for i, m in box.items() if keep(m)}

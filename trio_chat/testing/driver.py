@@ -194,6 +194,7 @@ class EngineDriver:
         if isinstance(effect, LoadHistory):
             self.engine.history_loaded(effect.job, found)
         else:
+            assert found is not None, "a mailbox read finds a list"
             self.engine.mailbox_loaded(effect.job, found, self.now, self.wall)
 
     def finish_hashing(self, count: int | None = None) -> None:
@@ -222,7 +223,7 @@ class EngineDriver:
         ]
         return visible[-effect.limit :]
 
-    def mailbox(self, effect: LoadMailbox) -> list[Message] | None:
+    def mailbox(self, effect: LoadMailbox) -> list[Message]:
         """What a store would read for a mailbox: stored private messages to the
         account, from others, not marked delivered."""
         account = effect.account_id
