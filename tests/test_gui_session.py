@@ -11,7 +11,7 @@ import trio
 import trio.testing
 from pytestqt.qtbot import QtBot
 
-from tests.gui_support import gui_test
+from tests.gui_support import gui_test, messages, texts
 from trio_chat.client import ChatClient
 from trio_chat.errors import Banned
 from trio_chat.events import (
@@ -44,6 +44,12 @@ class _Chat:
         """The `before` of each page of history asked for."""
         self.pages: list[list[ChatMessage]] = []
         """The answers to those, in turn (then nothing)."""
+        self.logged_out = False
+        self.last_words: tuple[Event, ...] = ()
+        """What comes after the logout's answer, before the session's end."""
+        self._logged_out = trio.Event()
+        self.password_answered = trio.Event()
+        """Set, the daemon answers a new password: changed."""
 
     async def events(self) -> AsyncIterator[Event]:
         async for event in self._events_out:
@@ -60,7 +66,23 @@ class _Chat:
         self.events_in.close()
 
     async def logout(self) -> None:
+        self.logged_out = True
+        if self.last_words:
+            self._logged_out.set()  # they come after the answer
+        else:
+            self.close()
+
+    async def say_last_words(self) -> None:
+        """After the logout's answer, the events the session still had, then its end."""
+        await self._logged_out.wait()
+        for event in self.last_words:
+            for _turn in range(10):  # each a while after the one before
+                await trio.lowlevel.checkpoint()
+            await self.events_in.send(event)
         self.close()
+
+    async def change_password(self, old: str, new: str) -> None:
+        await self.password_answered.wait()
 
 
 def alices_room(qtbot: QtBot) -> tuple[_Chat, RoomWindow, RoomSession]:
@@ -142,3 +164,88 @@ async def test_a_ban_that_ends_the_session_says_its_end_in_the_local_time(
                 "2026-12-06 18:40:02 XYZ; ask them why"
             )
             window.close()
+
+
+@gui_test
+async def test_closing_while_a_new_password_is_on_its_way_logs_out_after_its_answer(
+    qtbot: QtBot,
+) -> None:
+    # Logged out first, the answer would never come: the change made or not, unsaid.
+    chat, window, session = alices_room(qtbot)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await trio.testing.wait_all_tasks_blocked()
+            window.password_wanted.emit("old password", "new password")
+            window.closed.emit(False)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not chat.logged_out
+            chat.password_answered.set()
+    assert chat.logged_out
+    assert texts(window)[-1].endswith("Your password is changed; your other sessions have ended.")
+
+
+@gui_test
+async def test_what_comes_as_the_logout_ends_the_session_is_shown_before_the_window_goes(
+    qtbot: QtBot,
+) -> None:
+    chat, window, session = alices_room(qtbot)
+    chat.last_words = (
+        PublicMessage(7, TS, "bob", "see you"),
+        PublicMessage(8, TS, "bob", "bye alice"),
+    )
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            nursery.start_soon(chat.say_last_words)
+            await chat.events_in.send(History((), more=False))
+            await trio.testing.wait_all_tasks_blocked()
+            window.closed.emit(False)
+    assert chat.logged_out
+    shown = messages(window)
+    assert len(shown) == 2
+    assert shown[0].endswith("see you")
+    assert shown[1].endswith("bye alice")
+
+
+@gui_test
+async def test_a_resume_that_brought_all_that_was_missed_asks_for_no_page(qtbot: QtBot) -> None:
+    chat, window, session = alices_room(qtbot)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((PublicMessage(5, TS, "bob", "before"),), False))
+            await chat.events_in.send(Disconnected("the daemon went away"))
+            await chat.events_in.send(Reconnected())
+            missed = tuple(PublicMessage(n, TS, "bob", f"meanwhile {n}") for n in (6, 7))
+            await chat.events_in.send(History(missed, more=False, resumed=True))
+            await trio.testing.wait_all_tasks_blocked()
+            assert chat.pages_before == []
+            assert messages(window)[-1].endswith("meanwhile 7")
+            window.closed.emit(True)
+
+
+@pytest.mark.parametrize("more", [True, False])
+@gui_test
+async def test_signed_in_again_what_came_between_fills_in_below_the_oldest_the_login_brought(
+    more: bool, qtbot: QtBot
+) -> None:
+    # The window showed up to 5 before its session ended; the login brings the latest
+    # (20 and 21, and a whisper older than them), and says whether there are older ones.
+    chat = _Chat()
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    session = RoomSession(cast(ChatClient, chat), window, shown_up_to=5)
+    latest = (
+        PrivateMessage(12, TS, "bob", "alice", "psst"),
+        PublicMessage(20, TS, "bob", "latest"),
+        PublicMessage(21, TS, "bob", "newest"),
+    )
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History(latest, more=more))
+            await trio.testing.wait_all_tasks_blocked()
+            assert chat.pages_before == ([20] if more else [])
+            window.closed.emit(True)
