@@ -19,10 +19,12 @@ from trio_chat.events import (
     Disconnected,
     Event,
     History,
+    Notice,
     PrivateMessage,
     PublicMessage,
     Reconnected,
 )
+from trio_chat.gui import room_window
 from trio_chat.gui.room_window import RoomWindow
 from trio_chat.gui.server_info import ServerInfo
 from trio_chat.gui.session import RoomSession
@@ -248,4 +250,39 @@ async def test_signed_in_again_what_came_between_fills_in_below_the_oldest_the_l
             await chat.events_in.send(History(latest, more=more))
             await trio.testing.wait_all_tasks_blocked()
             assert chat.pages_before == ([20] if more else [])
+            window.closed.emit(True)
+
+
+@gui_test
+async def test_the_operators_word_is_said_aloud_wherever_the_person_is(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    said: list[str] = []
+    monkeypatch.setattr(room_window, "announce", lambda _w, text, urgent=False: said.append(text))
+    chat, window, session = alices_room(qtbot)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await chat.events_in.send(Notice("The operator muted you.", muted=True))
+            await trio.testing.wait_all_tasks_blocked()
+            assert said[-1] == "The operator muted you."
+            assert window.muted
+            window.closed.emit(True)
+
+
+@gui_test
+async def test_a_connection_lost_says_why_in_the_room(qtbot: QtBot) -> None:
+    chat, window, session = alices_room(qtbot)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await chat.events_in.send(Disconnected("no answer from the daemon."))
+            await trio.testing.wait_all_tasks_blocked()
+            assert window.link is Link.RECONNECTING
+            assert texts(window)[-1].endswith(
+                "Lost the connection to 127.0.0.1:1600 (no answer from the daemon); trying "
+                "again. What you send goes out when it is back."
+            )
             window.closed.emit(True)
