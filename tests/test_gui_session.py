@@ -12,6 +12,7 @@ import trio.testing
 from pytestqt.qtbot import QtBot
 
 from tests.gui_support import gui_test, messages, texts
+from trio_chat import commands
 from trio_chat.client import ChatClient
 from trio_chat.errors import Banned
 from trio_chat.events import (
@@ -285,4 +286,33 @@ async def test_a_connection_lost_says_why_in_the_room(qtbot: QtBot) -> None:
                 "Lost the connection to 127.0.0.1:1600 (no answer from the daemon); trying "
                 "again. What you send goes out when it is back."
             )
+            window.closed.emit(True)
+
+
+@gui_test
+async def test_what_a_command_typed_in_a_private_tab_answers_is_shown_in_that_tab(
+    qtbot: QtBot,
+) -> None:
+    # The tab's person as the daemon spells the name ("Bob"), its conversation as names
+    # are told apart ("bob"): an answer sent to "Bob" would land in the room.
+    chat, window, session = alices_room(qtbot)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await trio.testing.wait_all_tasks_blocked()
+            window.open_conversation("Bob")
+            in_the_room = texts(window)
+            window.line_entered.emit("/frobnicate", "Bob")
+            await trio.testing.wait_all_tasks_blocked()
+            assert texts(window, "bob")[-1].endswith(
+                "Unknown command /frobnicate; /help lists the commands, //text says /text."
+            )
+            window.line_entered.emit("/help", "Bob")
+            await trio.testing.wait_all_tasks_blocked()
+            assert texts(window, "bob")[-1] == commands.WINDOW_HELP.splitlines()[-1]
+            window.line_entered.emit("/who", "Bob")
+            await trio.testing.wait_all_tasks_blocked()
+            assert "bob" in texts(window, "bob")[-1]
+            assert texts(window) == in_the_room
             window.closed.emit(True)
