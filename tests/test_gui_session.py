@@ -14,7 +14,7 @@ from pytestqt.qtbot import QtBot
 from tests.gui_support import gui_test, messages, texts
 from trio_chat import commands
 from trio_chat.client import ChatClient
-from trio_chat.errors import Banned
+from trio_chat.errors import Banned, Busy, ChatError, ConnectionLost
 from trio_chat.events import (
     ChatMessage,
     Disconnected,
@@ -26,6 +26,7 @@ from trio_chat.events import (
     Reconnected,
 )
 from trio_chat.gui import room_window
+from trio_chat.gui.password_dialog import PasswordDialog
 from trio_chat.gui.room_window import RoomWindow
 from trio_chat.gui.server_info import ServerInfo
 from trio_chat.gui.session import RoomSession
@@ -52,7 +53,8 @@ class _Chat:
         """What comes after the logout's answer, before the session's end."""
         self._logged_out = trio.Event()
         self.password_answered = trio.Event()
-        """Set, the daemon answers a new password: changed."""
+        """Set, the daemon answers a new password: changed, or `password_refused`."""
+        self.password_refused: ChatError | None = None
 
     async def events(self) -> AsyncIterator[Event]:
         async for event in self._events_out:
@@ -86,6 +88,8 @@ class _Chat:
 
     async def change_password(self, old: str, new: str) -> None:
         await self.password_answered.wait()
+        if self.password_refused is not None:
+            raise self.password_refused
 
 
 def alices_room(qtbot: QtBot) -> tuple[_Chat, RoomWindow, RoomSession]:
@@ -315,4 +319,50 @@ async def test_what_a_command_typed_in_a_private_tab_answers_is_shown_in_that_ta
             await trio.testing.wait_all_tasks_blocked()
             assert "bob" in texts(window, "bob")[-1]
             assert texts(window) == in_the_room
+            window.closed.emit(True)
+
+
+@gui_test
+async def test_a_new_password_whose_answer_was_lost_is_said_unsure_in_the_room(
+    qtbot: QtBot,
+) -> None:
+    # Not "not changed": it may have been, and the dialog, asked again, would be wrong.
+    chat, window, session = alices_room(qtbot)
+    lost = "The connection was lost before the daemon answered; the password may be changed."
+    chat.password_refused = ConnectionLost(lost)
+    chat.password_answered.set()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await trio.testing.wait_all_tasks_blocked()
+            window.password_wanted.emit("old password", "new password")
+            await trio.testing.wait_all_tasks_blocked()
+            said = texts(window)[-1]
+            assert said.endswith(lost)
+            assert "not changed" not in said
+            window.closed.emit(True)
+
+
+@gui_test
+async def test_a_daemon_too_busy_for_a_new_password_points_at_the_current_one(
+    qtbot: QtBot,
+) -> None:
+    # As a wrong or throttled current password does: the new one was never judged.
+    chat, window, session = alices_room(qtbot)
+    busy = "The daemon is busy; try again in a moment."
+    chat.password_refused = Busy(busy, retry_after=1.0)
+    chat.password_answered.set()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await trio.testing.wait_all_tasks_blocked()
+            window.ask_password()
+            dialog = window.findChild(PasswordDialog)
+            assert dialog is not None
+            window.password_wanted.emit("old password", "new password")
+            await trio.testing.wait_all_tasks_blocked()
+            assert dialog.current.accessibleDescription() == busy
+            assert dialog.new.accessibleDescription() == ""
             window.closed.emit(True)
