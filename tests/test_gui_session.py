@@ -48,6 +48,8 @@ class _Chat:
         """The `before` of each page of history asked for."""
         self.pages: list[list[ChatMessage]] = []
         """The answers to those, in turn (then nothing)."""
+        self.history_refused: ChatError | None = None
+        """Raised when a page is asked for."""
         self.logged_out = False
         self.last_words: tuple[Event, ...] = ()
         """What comes after the logout's answer, before the session's end."""
@@ -62,6 +64,8 @@ class _Chat:
 
     async def history(self, count: int, before: int | None = None) -> list[ChatMessage]:
         self.pages_before.append(before)
+        if self.history_refused is not None:
+            raise self.history_refused
         return self.pages.pop(0) if self.pages else []
 
     async def who(self) -> list[str]:
@@ -365,4 +369,84 @@ async def test_a_daemon_too_busy_for_a_new_password_points_at_the_current_one(
             await trio.testing.wait_all_tasks_blocked()
             assert dialog.current.accessibleDescription() == busy
             assert dialog.new.accessibleDescription() == ""
+            window.closed.emit(True)
+
+
+async def back_after_an_outage(chat: _Chat, newest: int = 30) -> None:
+    """Alice saw message 5; the connection went; the resumed history brought only the
+    newest of what was missed (`newest` and the one after), and pages fill in the rest."""
+    await chat.events_in.send(History((PublicMessage(5, TS, "bob", "before"),), False))
+    await chat.events_in.send(Disconnected("the daemon went away"))
+    await chat.events_in.send(Reconnected())
+    latest = tuple(PublicMessage(n, TS, "bob", f"newest {n}") for n in (newest, newest + 1))
+    await chat.events_in.send(History(latest, more=True, resumed=True))
+    await trio.testing.wait_all_tasks_blocked()
+
+
+def missed_notes(window: RoomWindow) -> list[str]:
+    return [line for line in texts(window) if "missed" in line]
+
+
+@pytest.mark.parametrize(
+    ("between", "told"),
+    [
+        ((), None),
+        ((6,), "The 1 other message missed is above too."),
+        ((6, 7), "The 2 other messages missed are above too."),
+    ],
+)
+@gui_test
+async def test_the_rest_of_what_was_missed_is_counted_when_it_fills_in(
+    between: tuple[int, ...], told: str | None, qtbot: QtBot
+) -> None:
+    chat, window, session = alices_room(qtbot)
+    page = [PublicMessage(n, TS, "bob", f"meanwhile {n}") for n in reversed(between)]
+    chat.pages = [[*page, PublicMessage(5, TS, "bob", "before")]]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await back_after_an_outage(chat)
+            assert chat.pages_before == [30]
+            notes = missed_notes(window)
+            assert notes[0].endswith(
+                "More than 2 messages were missed while away; the latest 2 are above."
+            )
+            if told is None:
+                assert len(notes) == 1
+            else:
+                assert notes[-1].endswith(told)
+            window.closed.emit(True)
+
+
+@gui_test
+async def test_what_was_missed_and_could_not_be_loaded_is_said_with_why(qtbot: QtBot) -> None:
+    chat, window, session = alices_room(qtbot)
+    chat.history_refused = ConnectionLost("The daemon went away again.")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await back_after_an_outage(chat)
+            assert missed_notes(window)[-1].endswith(
+                "Could not load the rest of what was missed: The daemon went away again."
+            )
+            window.closed.emit(True)
+
+
+@gui_test
+async def test_what_was_missed_beyond_the_pages_read_is_said_not_shown(qtbot: QtBot) -> None:
+    # Forty full pages (2,000 messages) and still newer than what was seen: the rest
+    # is not read, and the room says so.
+    chat, window, session = alices_room(qtbot)
+    ids = iter(range(3029, 3029 - 40 * 50, -1))
+    chat.pages = [
+        [PublicMessage(next(ids), TS, "bob", "meanwhile") for _ in range(50)] for _ in range(40)
+    ]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await back_after_an_outage(chat, newest=3030)
+            assert len(chat.pages_before) == 40
+            assert missed_notes(window)[-1].endswith(
+                "2000 more messages missed are above; the oldest of what was missed are not shown."
+            )
             window.closed.emit(True)
