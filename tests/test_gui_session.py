@@ -11,7 +11,7 @@ import trio
 import trio.testing
 from pytestqt.qtbot import QtBot
 
-from tests.gui_support import gui_test, messages, texts
+from tests.gui_support import gui_test, messages, pending, texts
 from trio_chat import commands
 from trio_chat.client import ChatClient
 from trio_chat.errors import Banned, Busy, ChatError, ConnectionLost
@@ -36,6 +36,27 @@ from trio_chat.records import unix_time
 TS = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
+class _Receipt:
+    """A line on its way, as `ChatClient.say_nowait` gives it."""
+
+    def __init__(self) -> None:
+        self._answered = trio.Event()
+        self._error: ChatError | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._answered.is_set()
+
+    def fail(self, error: ChatError) -> None:
+        self._error = error
+        self._answered.set()
+
+    async def wait(self) -> ChatMessage:
+        await self._answered.wait()
+        assert self._error is not None
+        raise self._error
+
+
 class _Chat:
     """Just what a `RoomSession` uses here: events in, pages of history asked for."""
 
@@ -48,6 +69,8 @@ class _Chat:
         """The `before` of each page of history asked for."""
         self.pages: list[list[ChatMessage]] = []
         """The answers to those, in turn (then nothing)."""
+        self.unanswered: list[_Receipt] = []
+        """The lines said, which the daemon has not answered."""
         self.history_refused: ChatError | None = None
         """Raised when a page is asked for."""
         self.logged_out = False
@@ -73,6 +96,13 @@ class _Chat:
 
     def close(self) -> None:
         self.events_in.close()
+        for receipt in self.unanswered:
+            receipt.fail(ConnectionLost("The session ended before the daemon answered."))
+
+    def say_nowait(self, text: str) -> _Receipt:
+        receipt = _Receipt()
+        self.unanswered.append(receipt)
+        return receipt
 
     async def logout(self) -> None:
         self.logged_out = True
@@ -450,3 +480,28 @@ async def test_what_was_missed_beyond_the_pages_read_is_said_not_shown(qtbot: Qt
                 "2000 more messages missed are above; the oldest of what was missed are not shown."
             )
             window.closed.emit(True)
+
+
+@gui_test
+async def test_a_line_cut_off_by_leaving_at_once_is_not_said_refused(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Closed again while the logout waits for it: the daemon may have it, or not; the
+    # window goes, and says nothing of it (aloud neither).
+    said: list[str] = []
+    monkeypatch.setattr(room_window, "announce", lambda _w, text, urgent=False: said.append(text))
+    chat, window, session = alices_room(qtbot)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await trio.testing.wait_all_tasks_blocked()
+            window.line_entered.emit("hello", "")
+            await trio.testing.wait_all_tasks_blocked()
+            window.closed.emit(False)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not chat.logged_out  # waiting for the line
+            window.closed.emit(True)
+    assert len(chat.unanswered) == 1
+    assert pending(window)[0].endswith("hello")
+    assert not [text for text in said if text.startswith("Not sent")]
