@@ -21,6 +21,7 @@ from pytestqt.qtbot import QtBot
 import trio_chat
 from trio_chat import commands, display
 from trio_chat.errors import (
+    AccountLocked,
     Banned,
     Busy,
     ChatError,
@@ -28,9 +29,11 @@ from trio_chat.errors import (
     KeyChanged,
     KeyUnproven,
     NameTaken,
+    PasswordTooLong,
     PasswordTooShort,
     ServerUnreachable,
     Throttled,
+    TooManyRegistrations,
     UnknownUser,
     WrongPassword,
 )
@@ -255,7 +258,23 @@ UNTIL = (
         (InvalidName("A name must start with a letter."), Field.NAME, "A name must start"),
         (PasswordTooShort("A password must be at least 8."), Field.PASSWORD, "A password must"),
         (ServerUnreachable("x"), Field.HOST, "Cannot reach trio-chat at 127.0.0.1:1600;"),
-        (Throttled("slow", retry_after=2.5), Field.PASSWORD, "Too many failed sign-ins; wait"),
+        (
+            Throttled("slow", retry_after=2.5),
+            Field.PASSWORD,
+            "Too many failed sign-ins; wait a moment (about 3 s) and try again.",
+        ),
+        (PasswordTooLong("A password has at most 256."), Field.PASSWORD, "A password has at"),
+        (AccountLocked("The operator locked 'alice'."), Field.NAME, "The operator locked"),
+        (
+            NameTaken("The name 'alice' could be mistaken for 'ALICE'; choose another."),
+            Field.NAME,
+            "The name 'alice' could be mistaken for 'ALICE'; choose another.",
+        ),
+        (
+            TooManyRegistrations("Too many accounts made here.", retry_after=59.2),
+            Field.NAME,
+            "Too many accounts made here (about 60 s).",
+        ),
         (KeyChanged("x"), Field.HOST, "The daemon at 127.0.0.1:1600 shows another key than"),
         (
             KeyUnproven("The daemon at 127.0.0.1:1600 showed the key SHA256:x and then ..."),
@@ -309,6 +328,7 @@ def test_the_form_is_checked_before_anything_is_sent() -> None:
     cases = {
         SignInForm(" ", 1600, "alice", "pw"): Field.HOST,
         SignInForm("h", 1, "", "pw"): Field.NAME,
+        SignInForm("h", 1, " ", "pw"): Field.NAME,
         SignInForm("h", 1, "a", ""): Field.PASSWORD,
         SignInForm("h", 1, "a", "pw", "pW", create=True): Field.REPEAT,
     }
