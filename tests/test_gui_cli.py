@@ -126,6 +126,21 @@ def test_qt_x11_plugin_problems_are_told_before_qt_starts(
     startup.check(tmp_path)  # offscreen: no X11 plugin needed
 
 
+def test_an_x_server_that_does_not_answer_is_no_matter_on_wayland(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Wayland session with XWayland's DISPLAY set and its server gone: Qt opens its
+    # window on Wayland, and the dead X server never mattered.
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    monkeypatch.setenv("DISPLAY", ":9817")
+    monkeypatch.setattr(startup, "x_server_answers", lambda display: False)
+    startup.check_display(tmp_path)
+    monkeypatch.delenv("WAYLAND_DISPLAY")
+    with pytest.raises(GuiUnavailable, match=r"^The display :9817 \(DISPLAY\) does not answer"):
+        startup.check_display(tmp_path)
+
+
 def test_a_pyside6_that_loses_references_to_none_is_told_before_qt_starts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
