@@ -4,6 +4,7 @@ before (the CLI imports Qt only for `gui`)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -124,6 +125,30 @@ def test_qt_x11_plugin_problems_are_told_before_qt_starts(
         startup.check(tmp_path)
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     startup.check(tmp_path)  # offscreen: no X11 plugin needed
+
+
+def test_a_library_qt_x11_plugin_lacks_is_named_with_the_packages_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugin = tmp_path / "plugins" / "platforms" / "libqxcb.so"
+    plugin.parent.mkdir(parents=True)
+    plugin.write_bytes(b"")
+    missing = "libxcb-cursor.so.0: cannot open shared object file: No such file or directory"
+
+    def cannot_load(path: str) -> None:
+        raise OSError(missing)
+
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(startup, "x_server_answers", lambda display: True)
+    monkeypatch.setattr(ctypes, "CDLL", cannot_load)
+    with pytest.raises(GuiUnavailable) as refused:
+        startup.check_display(tmp_path)
+    assert str(refused.value) == (
+        "Qt's X11 support needs libxcb-cursor.so.0, which is not installed; on Debian or "
+        f"Ubuntu: apt install {startup.X11_PACKAGES}."
+    )
 
 
 def test_an_x_server_that_does_not_answer_is_no_matter_on_wayland(
