@@ -218,6 +218,28 @@ def test_a_port_that_needs_privileges_says_so(
     )
 
 
+@pytest.mark.parametrize(
+    ("error", "told"),
+    [
+        # Refused above 1024 (a security module's rule, say): not for want of privileges.
+        (PermissionError(errno.EACCES, "Permission denied"), "Permission denied"),
+        (OSError(errno.ENETDOWN, "Network is down"), "Network is down"),
+    ],
+)
+def test_another_refusal_to_listen_is_the_systems_reason_and_exit_status_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError, told: str
+) -> None:
+    def refused(host: str, port: int) -> socket.socket:
+        raise error
+
+    monkeypatch.setattr(server, "bind_udp", refused)
+    done = CliRunner().invoke(
+        cli_app, ["serve", "--port", "2000", "--db", str(tmp_path / "chat.db")]
+    )
+    assert done.exit_code == ExitCode.FAILURE
+    assert done.output.splitlines()[-1] == f"Cannot listen on 127.0.0.1:2000: {told}."
+
+
 def test_a_daemon_run_inside_a_program_leaves_its_logging_as_it_was(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -99,6 +99,9 @@ def test_limits_that_make_no_sense_are_refused_before_the_daemon_starts(tmp_path
         ("--summary-every", "inf"),
         ("--message-rate", "-1"),
         ("--register-rate", "nan"),
+        ("--message-rate", "nan"),
+        ("--idle-timeout", "nan"),
+        ("--summary-every", "nan"),
         ("--sessions-per-address", "-1"),
         # Limits under which no client could ever do what they limit: each would wait
         # for ever, or be told to try again later when later never comes.
