@@ -6,13 +6,14 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import inspect
+import socket
 import tomllib
 import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -21,6 +22,7 @@ import trio.testing
 import trio_chat
 from tests.cli_support import Relay
 from trio_chat.client import ChatClient, ClientConfig
+from trio_chat.client_shell import local_address
 from trio_chat.events import Left
 from trio_chat.server import serve
 
@@ -638,3 +640,17 @@ async def test_change_password_returns_once_stored_and_raises_a_refusal(
             await alice.change_password(PASSWORD, new)
             async with trio_chat.connect(host, port, "alice", new) as again:
                 assert again.name == "alice"
+
+
+class _LinkLocal:
+    """A socket bound to a link-local IPv6 address, as the system names it."""
+
+    def getsockname(self) -> tuple[str, int, int, int]:
+        return ("fe80::1%eth0", 5000, 0, 2)
+
+
+def test_the_address_a_client_sends_from_is_told_without_its_interface() -> None:
+    # The daemon compares it with the address it sees the datagrams come from, fe80::1,
+    # to tell whether translation lies on the way: fe80::1%eth0 would never match.
+    sock = cast(socket.socket, _LinkLocal())
+    assert local_address(sock) == ("fe80::1", 5000)
