@@ -430,6 +430,8 @@ def test_in_json_a_failure_to_start_is_a_json_line_too(tmp_path: Path) -> None:
         assert last["level"] == "error" and last["event"] == "failed", last
         assert last["message"].startswith(sentence)
         assert last["exit_status"] == code
+    # The system's reason, as a sentence goes on ("File name too long" within it).
+    assert json.loads(unusable.stderr.splitlines()[-1])["message"].endswith(": file name too long.")
 
 
 @pytest.mark.parametrize("port", ["70000", "-1", "abc"])
