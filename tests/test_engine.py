@@ -646,6 +646,31 @@ def test_a_mailbox_read_is_wanted_until_its_sessions_leave() -> None:
     assert not h.engine.wants_mailbox(effect.job)
 
 
+def test_a_session_waiting_for_its_mailbox_is_shown_what_another_of_its_account_sent() -> None:
+    """Two sessions of bob wait for his unread messages; one whispers to alice and writes
+    a note to himself, both stored meanwhile. Had the other entered, it would have been
+    shown them as they were stored: its history shows them."""
+    h = EngineHarness()
+    _alice, _bob_id = away_with_whispers(h, "waiting")
+    h.auto_read = False
+    bob = Peer(h, "bob", address=("127.0.0.1", 40005))
+    other = Peer(h, "bob", address=("127.0.0.1", 40006))
+    bob.send(
+        wire.Whisper(to="bob", text="note", cid="n1"),
+        wire.Whisper(to="alice", text="out", cid="o1"),
+    )
+    h.finish_reads()
+    other.poll()
+    assert [(p.text, p.history) for p in other.of_type(wire.Pm)] == [
+        ("waiting", True),
+        ("note", True),
+        ("out", True),
+    ]
+    bob.poll()
+    assert [p.text for p in bob.of_type(wire.Pm)] == ["waiting"]  # his own came as answers
+    assert len(bob.of_type(wire.Ok)) == 2
+
+
 def test_a_mailbox_read_for_a_session_that_left_meanwhile_is_dropped() -> None:
     h = EngineHarness()
     _alice, bob_id = away_with_whispers(h, "waiting")

@@ -141,6 +141,10 @@ class Chat:
         sent after their history: a client resumes from the newest id it was answered
         with, which must not pass messages its history is still to show it (were the
         session lost before its history came, they would never be)."""
+        self._missed: dict[int, list[Message]] = {}
+        """Sessions waiting for their account's read -> the private messages of another
+        session of the account (sent, or notes to itself) stored meanwhile, which it
+        would have been shown had it entered: shown in its history."""
         self._marking: set[int] = set()
         """Private messages delivered whose mark is not on disk yet (or never will be,
         let go of after the disk refused it): a mailbox read meanwhile still finds them
@@ -195,6 +199,7 @@ class Chat:
             # Its unread messages are on disk only: it enters once they are read.
             self._entering.setdefault(account.id, []).append((session.sid, since, back))
             self._held[session.sid] = []
+            self._missed[session.sid] = []
             if account.id not in self._loading:
                 job = self._mail_jobs.add(account.id)
                 self._loading[account.id] = job
@@ -237,7 +242,7 @@ class Chat:
     def _enter(
         self, session: Session, since: int | None, now: float, wall: float, back: bool
     ) -> None:
-        self._send_backlog(session, since)
+        self._send_backlog(session, since, self._missed.pop(session.sid, ()))
         for frame in self._held.pop(session.sid, ()):
             self._reply(session, frame)
         account = _account(session)
@@ -253,6 +258,7 @@ class Chat:
     def leave(self, session: Session, reason: str, wall: float, *, notify: bool = True) -> None:
         """A session left; the room is told if it was the account's last, and its join was."""
         self._held.pop(session.sid, None)
+        self._missed.pop(session.sid, None)
         account = _account(session)
         if not self.room.leave(session.sid, account.id) or account.id not in self._announced:
             return
@@ -282,7 +288,9 @@ class Chat:
     def _notices_on(self) -> bool:
         return self.room.accounts_online <= self.config.notice_limit
 
-    def _send_backlog(self, session: Session, since: int | None) -> None:
+    def _send_backlog(
+        self, session: Session, since: int | None, own: Iterable[Message] = ()
+    ) -> None:
         account_id = _account(session).id
         private: list[Message] = []
         if since is None:
@@ -295,7 +303,7 @@ class Chat:
         waiting = self.mailbox.waiting(account_id)
         # What is not on disk yet is shown by `_fan_out` once it is, this session included.
         unstored = self._sent_by
-        chosen = {m.id: m for m in (*public, *private, *waiting) if m.id not in unstored}
+        chosen = {m.id: m for m in (*public, *private, *waiting, *own) if m.id not in unstored}
         backlog = sorted(chosen.values(), key=lambda m: m.id)
         for message in backlog:
             tag = ("pm", message.id) if message.private else None
@@ -634,3 +642,10 @@ class Chat:
         else:
             self.room.to_account(recipient, message_frame(message, None), tag=("pm", message.id))
             self.room.to_account(sender, theirs, exclude=sender_sid)
+        if recipient is None:
+            return
+        # The account's sessions still waiting for its read are shown it in their history.
+        for sid, _since, _back in self._entering.get(sender, ()):
+            missed = self._missed.get(sid)
+            if missed is not None and sid != sender_sid:
+                missed.append(message)
