@@ -20,8 +20,15 @@ from trio_chat.engine import (
 )
 from trio_chat.engine.chat import UNMARKED_MOST
 from trio_chat.engine.fanout import LocalRoom
-from trio_chat.events import History
-from trio_chat.records import Account, MarkDelivered, Message, PasswordSet, Snapshot
+from trio_chat.events import History, MessageRemoved
+from trio_chat.records import (
+    Account,
+    MarkDelivered,
+    Message,
+    MessageRemoval,
+    PasswordSet,
+    Snapshot,
+)
 from trio_chat.rules import name_key
 from trio_chat.secure import REPLAY_WINDOW, ReplayWindow, new_challenge, new_index
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer
@@ -593,6 +600,27 @@ def test_a_session_waiting_for_its_mailbox_is_answered_after_its_history() -> No
         wire.Ok,
     ]
     assert [m.text for m in bob.of_type(wire.Msg)] == ["before", "after"]
+
+
+def test_a_removal_made_while_a_session_waits_for_its_mailbox_reaches_it() -> None:
+    """Bob says something while his unread messages are read, and the operator removes it
+    before the read is done: the room is told at once; bob's client, whose answer waits
+    for his history, is told after it, and shows it no more."""
+    h = EngineHarness()
+    alice, _bob_id = away_with_whispers(h, "waiting")
+    h.auto_read = False
+    bob = Peer(h, "bob", address=("127.0.0.1", 40005))
+    said = bob.connection.say("oops")
+    bob.flush()
+    (oops,) = [m for m in h.stored_messages() if m.text == "oops"]
+    h.engine.remove_message(MessageRemoval(oops.id))
+    h.pump()
+    alice.poll()
+    assert alice.events[-1] == MessageRemoved(oops.id)
+    h.finish_reads()
+    bob.poll()
+    assert said.done
+    assert bob.events[-1] == MessageRemoved(oops.id)
 
 
 def test_a_refused_mark_that_reaches_the_disk_while_a_mailbox_is_read_is_not_shown_again() -> None:

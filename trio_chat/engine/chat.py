@@ -621,7 +621,12 @@ class Chat:
         self.window.unsay(message_id)
         self._unsaid.add(message_id)
         self._removals.append((self.next_message_id - 1, message_id))
-        self.room.broadcast(wire.encode(wire.Unsaid(id=message_id)))
+        unsaid = wire.encode(wire.Unsaid(id=message_id))
+        self.room.broadcast(unsaid)
+        # A session waiting for its mailbox may have it as the answer to its own message,
+        # held for after its history: it is told after that answer, as the room is.
+        for held in self._held.values():
+            held.append(unsaid)
 
     def _fan_out(self, message: Message, sender_sid: int) -> None:
         """Show a stored message to the room (or to the two ends of a private one).
