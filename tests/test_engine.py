@@ -555,9 +555,9 @@ def test_deliveries_marked_on_disk_are_forgotten() -> None:
     bob.poll()
     h.auto_commit = False
     bob.flush(ack=True)
-    assert len(h.engine.chat._marking) == 1  # its mark is on its way to the disk
+    assert len(h.engine.chat.reads.marking) == 1  # its mark is on its way to the disk
     h.commit_held()
-    assert h.engine.chat._marking == set()
+    assert h.engine.chat.reads.marking == set()
 
 
 def test_what_a_session_says_while_its_mailbox_is_read_is_shown_to_it_once() -> None:
@@ -706,6 +706,8 @@ def test_a_mailbox_read_for_a_session_that_left_meanwhile_is_dropped() -> None:
     bob = Peer(h, "bob", address=("127.0.0.1", 40005))
     h.advance(300.0)  # its client is gone: the session times out before the read is done
     assert bob.sid not in h.engine.sessions
+    reads = h.engine.chat.reads
+    assert not (reads._held or reads._missed or reads._entering)  # nothing kept for it
     h.finish_reads()
     assert h.engine.mailbox.in_memory() == 0
     h.auto_read = True

@@ -138,7 +138,7 @@ def test_unread_messages_are_shown_once_and_never_again_once_delivered(steps: li
     engine: Any = h.engine
     marked = {i for op in h.stored if isinstance(op, MarkDelivered) for i in op.message_ids}
     # Delivered, their marks refused by the disk: kept to be written with the next.
-    refused = set(engine.chat._unmarked) | engine.chat._marking
+    refused = set(engine.chat._unmarked) | engine.chat.reads.marking
     for peer in bob.peers:
         ids = [pm.id for pm in peer.of_type(wire.Pm) if pm.sender != "bob"]
         assert len(ids) == len(set(ids)), "shown twice in one session"

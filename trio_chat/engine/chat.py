@@ -21,9 +21,10 @@ from ..records import Account, MarkDelivered, Message, Snapshot
 from ..rules import RuleError, check_text, name_key
 from .common import iso_time, round_up
 from .config import ServerConfig
-from .effects import Effect, JobTable, LoadHistory, LoadMailbox, Persist
+from .effects import Effect, JobTable, LoadHistory, Persist
 from .fanout import Deliver, Fanout
-from .history import HistoryWindow, Mailbox
+from .history import HistoryWindow
+from .mailbox import Mailbox, MailboxReads
 from .sessions import Session
 
 MUTED_ACCOUNT = "The daemon's operator muted this account: it may not say anything for now."
@@ -127,28 +128,7 @@ class Chat:
         self._send = send
         self._effects = effects
         self._jobs = jobs
-        self._mail_jobs = mail_jobs
-        self._loading: dict[int, int] = {}
-        """Account -> the job reading its mailbox from the disk."""
-        self._marked_meanwhile: dict[int, set[int]] = {}
-        """Mailbox read -> the deliveries marked on disk since it was handed out: it may
-        have found them waiting (a delivery whose mark the disk refused goes with the
-        next mark, anyone's, which may reach the disk while the read runs)."""
-        self._entering: dict[int, list[tuple[int, int | None, bool]]] = {}
-        """Account -> the sessions waiting for that read to enter: (sid, since, back)."""
-        self._held: dict[int, list[bytes]] = {}
-        """Sessions waiting for their account's read -> the answers to their messages,
-        sent after their history: a client resumes from the newest id it was answered
-        with, which must not pass messages its history is still to show it (were the
-        session lost before its history came, they would never be)."""
-        self._missed: dict[int, list[Message]] = {}
-        """Sessions waiting for their account's read -> the private messages of another
-        session of the account (sent, or notes to itself) stored meanwhile, which it
-        would have been shown had it entered: shown in its history."""
-        self._marking: set[int] = set()
-        """Private messages delivered whose mark is not on disk yet (or never will be,
-        let go of after the disk refused it): a mailbox read meanwhile still finds them
-        waiting, and must not show them again."""
+        self.reads = MailboxReads(mail_jobs)
         self.room = room(deliver)
         self._unsaid: set[int] = set()
         """The room's messages the operator removed while the daemon runs (rare)."""
@@ -197,35 +177,27 @@ class Chat:
         account = _account(session)
         if self.mailbox.needs_loading(account.id):
             # Its unread messages are on disk only: it enters once they are read.
-            self._entering.setdefault(account.id, []).append((session.sid, since, back))
-            self._held[session.sid] = []
-            self._missed[session.sid] = []
-            if account.id not in self._loading:
-                job = self._mail_jobs.add(account.id)
-                self._loading[account.id] = job
-                self._marked_meanwhile[job] = set()
-                self._effects.append(LoadMailbox(job, account.id))
+            read = self.reads.wait(account.id, (session.sid, since, back))
+            if read is not None:
+                self._effects.append(read)
             return
         self._enter(session, since, now, wall, back)
 
     def wants_mailbox(self, job: int) -> bool:
         """Whether the read of `job` is still waited for (a session of its account is
         still there to enter): the shell tries a read that failed again while it is."""
-        account_id = self._mail_jobs.peek(job)
-        return account_id is not None and self._loading.get(account_id) == job
+        return self.reads.wanted(job)
 
     def mailbox_loaded(
         self, job: int, messages: Iterable[Message], now: float, wall: float
     ) -> None:
         """An account's unread messages were read: the sessions that waited for them enter."""
-        account_id = self._mail_jobs.pop(job)
-        marked = self._marked_meanwhile.pop(job, set())
-        if self._loading.get(account_id) != job:
+        done = self.reads.done(job, messages)
+        if done is None:
             return  # everyone left meanwhile
-        del self._loading[account_id]
-        gone = self._marking | marked
-        self.mailbox.load(account_id, [m for m in messages if m.id not in gone])
-        for sid, since, back in self._entering.pop(account_id, ()):
+        account_id, found, entering = done
+        self.mailbox.load(account_id, found)
+        for sid, since, back in entering:
             session = self._by_sid.get(sid)
             if session is not None:
                 self._enter(session, since, now, wall, back)
@@ -233,17 +205,15 @@ class Chat:
     def logged_out(self, account_id: int) -> None:
         """No session of the account is left: its mailbox keeps only its count (and what
         is not on disk yet)."""
-        job = self._loading.pop(account_id, None)
-        if job is not None:
-            self._marked_meanwhile.pop(job, None)
-        self._entering.pop(account_id, None)
+        self.reads.logged_out(account_id)
         self.mailbox.unload(account_id, keep=lambda message: message.id in self._sent_by)
 
     def _enter(
         self, session: Session, since: int | None, now: float, wall: float, back: bool
     ) -> None:
-        self._send_backlog(session, since, self._missed.pop(session.sid, ()))
-        for frame in self._held.pop(session.sid, ()):
+        missed, held = self.reads.entered(session.sid)
+        self._send_backlog(session, since, missed)
+        for frame in held:
             self._reply(session, frame)
         account = _account(session)
         entered = self.room.enter(session.sid, account.id, account.name, batches=session.batches)
@@ -257,8 +227,7 @@ class Chat:
 
     def leave(self, session: Session, reason: str, wall: float, *, notify: bool = True) -> None:
         """A session left; the room is told if it was the account's last, and its join was."""
-        self._held.pop(session.sid, None)
-        self._missed.pop(session.sid, None)
+        self.reads.left(session.sid)
         account = _account(session)
         if not self.room.leave(session.sid, account.id) or account.id not in self._announced:
             return
@@ -418,12 +387,9 @@ class Chat:
 
     def _answer_frame(self, session: Session, frame: bytes) -> None:
         """Answer a session's message now, or after its history if that is still to come
-        (`_held`)."""
-        held = self._held.get(session.sid)
-        if held is None:
+        (`MailboxReads.hold`)."""
+        if not self.reads.hold(session.sid, frame):
             self._reply(session, frame)
-        else:
-            held.append(frame)
 
     def unsaid(self, message_id: int) -> bool:
         """Whether the operator removed the room's message `message_id` while the daemon
@@ -509,7 +475,7 @@ class Chat:
         ]
         if not delivered:
             return None
-        self._marking.update(delivered)
+        self.reads.delivered(delivered)
         marked, self._unmarked = (*self._unmarked, *delivered), ()
         return Persist(MarkDelivered(marked))
 
@@ -521,16 +487,14 @@ class Chat:
     def mark_failed(self, mark: MarkDelivered) -> None:
         """The disk could not record these deliveries: they go with the next ones, so that
         a restarted daemon does not show them again."""
-        # Those let go of past `UNMARKED_MOST` stay in `_marking`: not on disk, a read
+        # Those let go of past `UNMARKED_MOST` stay in `reads.marking`: not on disk, a read
         # would find them waiting. (An id each, of private messages stored and delivered
         # while the daemon runs: fewer, and smaller, than the messages themselves.)
         self._unmarked = (*self._unmarked, *mark.message_ids)[-UNMARKED_MOST:]
 
     def marked(self, mark: MarkDelivered) -> None:
         """These deliveries are on disk."""
-        self._marking.difference_update(mark.message_ids)
-        for meanwhile in self._marked_meanwhile.values():
-            meanwhile.update(mark.message_ids)
+        self.reads.marked(mark.message_ids)
 
     # --- storage results ----------------------------------------------------------------------
 
@@ -543,7 +507,7 @@ class Chat:
             self._run.append(message)
             return
         self.settle()
-        self.mailbox.stored(message, keep=message.recipient_id in self._loading)
+        self.mailbox.stored(message, keep=self.reads.reading(message.recipient_id))
         self._show(message)
 
     def _show(self, message: Message) -> None:
@@ -625,8 +589,7 @@ class Chat:
         self.room.broadcast(unsaid)
         # A session waiting for its mailbox may have it as the answer to its own message,
         # held for after its history: it is told after that answer, as the room is.
-        for held in self._held.values():
-            held.append(unsaid)
+        self.reads.hold_for_all(unsaid)
 
     def _fan_out(self, message: Message, sender_sid: int) -> None:
         """Show a stored message to the room (or to the two ends of a private one).
@@ -647,10 +610,5 @@ class Chat:
         else:
             self.room.to_account(recipient, message_frame(message, None), tag=("pm", message.id))
             self.room.to_account(sender, theirs, exclude=sender_sid)
-        if recipient is None:
-            return
-        # The account's sessions still waiting for its read are shown it in their history.
-        for sid, _since, _back in self._entering.get(sender, ()):
-            missed = self._missed.get(sid)
-            if missed is not None and sid != sender_sid:
-                missed.append(message)
+        if recipient is not None:
+            self.reads.sent(message, sender_sid)

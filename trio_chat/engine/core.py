@@ -45,8 +45,8 @@ from .common import Address, Outbox, Send
 from .config import ServerConfig
 from .effects import Effect, JobTable, Persist
 from .fanout import Deliver, Fanout, LocalRoom
-from .history import Mailbox
 from .lobby import ACCOUNT_LOCKED, TOO_MANY_SESSIONS, Lobby
+from .mailbox import Mailbox
 from .notes import BanEnded, LoggedIn, Note, PasswordChanged, SessionEnded
 from .password_change import CHANGED_MEANWHILE
 from .sessions import Session, Transport

@@ -1,15 +1,14 @@
-"""What the room remembers in memory: its newest messages, and private ones waiting.
+"""What the room remembers in memory: its newest messages.
 
 `HistoryWindow` answers a new session's history and a resume, and recognises a message
-sent again; `Mailbox` counts private messages until their recipient acknowledges them,
-and holds those of the accounts someone is logged in to.
-The database holds both for good; these are what the engine looks at while it runs.
+sent again. The database holds them for good; this is what the engine looks at while it
+runs. (The private messages waiting for their recipient are `mailbox`'s.)
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from ..records import Message
 
@@ -98,90 +97,3 @@ class HistoryWindow:
                 newer.append(message)
         newer.reverse()
         return newer[-limit:], len(newer) > limit or self._recent_forgotten > since
-
-
-class Mailbox:
-    """Private messages that no session of their recipient has acknowledged yet.
-
-    Every account's count is kept, but the messages themselves only for the accounts
-    that are loaded (someone is logged in to them: `load`), and, until they are on disk,
-    for the others: an account that stays away costs a number, not its unread messages.
-    Its messages are read from the database when it logs in again.
-    """
-
-    def __init__(self, counts: Iterable[tuple[int, int]] = ()) -> None:
-        self._counts: dict[int, int] = {account: n for account, n in counts if n > 0}
-        self._boxes: dict[int, dict[int, Message]] = {}
-        self._loaded: set[int] = set()
-
-    def add(self, message: Message) -> None:
-        account = message.recipient_id
-        assert account is not None
-        self._boxes.setdefault(account, {})[message.id] = message
-        self._counts[account] = self._counts.get(account, 0) + 1
-
-    def stored(self, message: Message, *, keep: bool) -> None:
-        """`message` is on disk: an account not loaded no longer needs it in memory
-        (unless `keep`: it is being loaded)."""
-        account = message.recipient_id
-        if account is None or keep or account in self._loaded:
-            return
-        box = self._boxes.get(account)
-        if box is not None and box.pop(message.id, None) is not None and not box:
-            del self._boxes[account]
-
-    def take_out(self, account_id: int, message_id: int) -> bool:
-        """Take a message out (delivered, or never stored); False if it was already out
-        (or, for an account not loaded, was never in memory)."""
-        box = self._boxes.get(account_id)
-        if box is None or box.pop(message_id, None) is None:
-            return False
-        if not box:
-            del self._boxes[account_id]
-        left = self._counts.get(account_id, 1) - 1
-        if left > 0:
-            self._counts[account_id] = left
-        else:
-            self._counts.pop(account_id, None)
-        return True
-
-    def needs_loading(self, account_id: int) -> bool:
-        """Whether some of the account's messages may be on disk only."""
-        if account_id in self._loaded:
-            return False
-        if self._counts.get(account_id, 0) <= len(self._boxes.get(account_id, ())):
-            self._loaded.add(account_id)  # all of them in memory: nothing to read
-            return False
-        return True
-
-    def load(self, account_id: int, read: Iterable[Message]) -> None:
-        """The account's messages as read from the disk, beside those in memory (and
-        counted again: should the count and the disk differ, the disk is right)."""
-        box = self._boxes.setdefault(account_id, {})
-        for message in read:
-            box.setdefault(message.id, message)
-        self._counts[account_id] = len(box)
-        if not box:
-            del self._boxes[account_id]
-            del self._counts[account_id]
-        self._loaded.add(account_id)
-
-    def unload(self, account_id: int, keep: Callable[[Message], bool]) -> None:
-        """No one is logged in to the account: keep its count, and of its messages only
-        those `keep` says (the ones not on disk yet)."""
-        self._loaded.discard(account_id)
-        box = self._boxes.pop(account_id, None)
-        if box:
-            kept = {i: m for i, m in box.items() if keep(m)}
-            if kept:
-                self._boxes[account_id] = kept
-
-    def waiting(self, account_id: int) -> list[Message]:
-        return sorted(self._boxes.get(account_id, {}).values(), key=lambda m: m.id)
-
-    def count(self, account_id: int) -> int:
-        return self._counts.get(account_id, 0)
-
-    def in_memory(self) -> int:
-        """How many messages are kept in memory, all accounts together."""
-        return sum(len(box) for box in self._boxes.values())
