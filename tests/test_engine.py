@@ -479,15 +479,22 @@ def test_a_whisper_stored_after_its_recipients_mailbox_was_read_is_shown_and_mar
     assert h.engine.mailbox.count(bob_id) == 0
 
 
+def mark_held(h: EngineDriver, alice: Peer, bob: Peer, text: str) -> MarkDelivered:
+    """Alice whispers `text` to bob, and bob acknowledges it; its delivery's mark is taken
+    out of what waits to be written (the disk has not written it), and commits are held."""
+    alice.send(wire.Whisper(to="bob", text=text, cid="held"))
+    bob.poll()
+    h.auto_commit = False
+    bob.flush(ack=True)
+    (mark,) = [op for op in h.uncommitted if isinstance(op, MarkDelivered)]
+    h.uncommitted.remove(mark)
+    return mark
+
+
 def test_a_delivery_not_yet_marked_on_disk_is_not_shown_again_at_the_next_login() -> None:
     h = EngineHarness()
     alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
-    alice.send(wire.Whisper(to="bob", text="read", cid="r1"))
-    h.auto_commit = False
-    bob.poll()
-    bob.flush(ack=True)
-    (mark,) = [op for op in h.uncommitted if isinstance(op, MarkDelivered)]
-    h.uncommitted.remove(mark)  # the disk has not written it yet
+    mark_held(h, alice, bob, "read")  # and never written
     bob.send(wire.Logout())
     h.auto_commit = True
     h.commit_held()
@@ -551,11 +558,9 @@ def test_a_mailbox_read_counts_what_it_found() -> None:
 def test_deliveries_marked_on_disk_are_forgotten() -> None:
     h = EngineHarness()
     alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
-    alice.send(wire.Whisper(to="bob", text="psst", cid="w1"))
-    bob.poll()
-    h.auto_commit = False
-    bob.flush(ack=True)
+    mark = mark_held(h, alice, bob, "psst")
     assert len(h.engine.chat.reads.marking) == 1  # its mark is on its way to the disk
+    h.uncommitted.append(mark)
     h.commit_held()
     assert h.engine.chat.reads.marking == set()
 
@@ -632,12 +637,7 @@ def test_a_refused_mark_that_reaches_the_disk_while_a_mailbox_is_read_is_not_sho
     alice, bob, carol = (
         logged_in(h, a, n) for a, n in ((ALICE, "alice"), (BOB, "bob"), (CAROL, "carol"))
     )
-    alice.send(wire.Whisper(to="bob", text="read once", cid="w1"))
-    bob.poll()
-    h.auto_commit = False
-    bob.flush(ack=True)
-    (mark,) = [op for op in h.uncommitted if isinstance(op, MarkDelivered)]
-    h.uncommitted.remove(mark)
+    mark = mark_held(h, alice, bob, "read once")
     h.engine.failed(mark)  # refused: kept to go with the next mark
     h.auto_commit = True
     h.commit_held()
@@ -1609,12 +1609,7 @@ def test_a_delivery_let_go_of_unrecorded_is_not_shown_again_while_the_daemon_run
     login, whose unread messages are read from the disk, does not show them again."""
     h = EngineHarness()
     alice, bob = logged_in(h, ALICE, "alice"), logged_in(h, BOB, "bob")
-    alice.send(wire.Whisper(to="bob", text="read", cid="r1"))
-    bob.poll()
-    h.auto_commit = False
-    bob.flush(ack=True)
-    (mark,) = [op for op in h.uncommitted if isinstance(op, MarkDelivered)]
-    h.uncommitted.remove(mark)
+    mark = mark_held(h, alice, bob, "read")
     h.engine.failed(mark)  # a full disk; then as many more as are kept
     h.engine.failed(MarkDelivered(tuple(range(10**6, 10**6 + UNMARKED_MOST))))
     bob.send(wire.Logout())
