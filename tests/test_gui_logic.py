@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -60,6 +61,8 @@ from trio_chat.gui.rows import (
     Row,
     Style,
     clock,
+    full_time,
+    info_row,
     joined_row,
     left_row,
     message_row,
@@ -100,6 +103,10 @@ def test_a_message_row_is_time_name_text_in_plain_text() -> None:
 def test_your_own_messages_are_marked_whatever_the_case() -> None:
     row = message_row(public(1, "Alice", "hi"), "alice", NOW)
     assert row.mine and row.spans[1].bold
+    # Only yours: someone else's name is in their colour, not bold.
+    assert not message_row(public(2, "bob", "hi"), "alice", NOW).spans[1].bold
+    # A line on its way is yours too: drawn with the same mark in the margin.
+    assert pending_row("soon", "alice").mine
 
 
 def test_control_characters_and_bidi_controls_are_shown_escaped() -> None:
@@ -108,6 +115,11 @@ def test_control_characters_and_bidi_controls_are_shown_escaped() -> None:
     assert all(display.safe(span.text) == span.text for span in row.spans)
     note = note_row("bad\x07news", NOW)
     assert note.plain.endswith("bad\\x07news")
+    # What you typed and what the daemon answered, shown back in a refusal, and the lines
+    # of an answer: escaped as well.
+    refused = refused_row("a\x1b[2Jb", "alice", "no\u202eway.", NOW)
+    assert refused.plain.endswith("alice: a\\x1b[2Jb (no\\u202eway)")
+    assert info_row("x\x1b]0;title\x07").plain == "x\\x1b]0;title\\x07"
 
 
 def test_invisible_characters_are_shown_escaped_as_in_the_terminal() -> None:
@@ -126,10 +138,17 @@ def test_invisible_characters_are_shown_escaped_as_in_the_terminal() -> None:
     assert pending_row(hidden, "alice").plain.endswith(f"alice: {shown}")
 
 
-def test_times_are_local_with_the_date_when_not_today() -> None:
+def test_times_are_local_with_the_date_when_not_today(monkeypatch: pytest.MonkeyPatch) -> None:
     yesterday = NOW - timedelta(days=1)
     assert clock(NOW, NOW) == NOW.astimezone().strftime("%H:%M:%S")
     assert clock(yesterday, NOW) == yesterday.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    monkeypatch.setenv("TZ", "EST5")  # west of UTC: 09:30 UTC is 04:30 there
+    time.tzset()
+    try:
+        assert full_time(NOW) == "Friday 04 December 2026, 04:30:00"  # the tooltip
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_pending_refused_joined_left_and_names_rows() -> None:
@@ -148,6 +167,14 @@ def test_pending_refused_joined_left_and_names_rows() -> None:
     assert left.plain.endswith("* bob left the room (no longer answering)")
     names = names_row(["alice", "bob"], "alice", NOW)
     assert names.plain.endswith("Online (2): alice, bob")
+    assert note_row("refused", NOW, Style.ERROR).spans[-1].style is Style.ERROR
+
+
+def test_a_removed_message_shows_what_was_said_no_more() -> None:
+    row = message_row(public(7, "bob", "a secret, alice"), "alice", NOW)
+    removed = unsaid_row(row)
+    assert removed.plain == f"{clock(NOW, NOW)}  bob: (removed by the operator)"
+    assert "secret" not in removed.plain and removed.mentions == ()
 
 
 # --- the order of rows ---------------------------------------------------------------------
