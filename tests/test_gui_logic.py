@@ -216,6 +216,33 @@ def test_pending_lines_stay_at_the_bottom_until_they_are_settled() -> None:
     assert transcript.rows[0].plain.endswith("the beginning")
 
 
+def test_a_note_goes_below_the_newest_message_even_after_an_older_page() -> None:
+    transcript = Transcript()
+    _apply_message(transcript, 1)
+    _apply_message(transcript, 20)
+    _apply_message(transcript, 5)  # an older page, read after 20 came
+    transcript.apply(transcript.plan_note(note_row("bob joined", NOW)))
+    # The room's beginning is above its first message, whose id is 1.
+    transcript.apply(transcript.plan_beginning(note_row("the beginning", NOW)))
+    ids = [row.message_id for row in transcript.rows]
+    assert ids == [None, 1, 5, 20, None]
+    assert transcript.rows[0].plain.endswith("the beginning")
+    assert transcript.pending == 0  # notes are not lines on their way
+
+
+def test_the_message_the_operator_removed_is_the_one_shown_removed() -> None:
+    model = MessageModel()
+    for message_id in (3, 7, 9):
+        model.add_message(message_row(public(message_id, "bob", f"said {message_id}"), "alice"))
+    model.unsay(5)  # not shown (not read yet): nothing on screen changes
+    assert [row.plain[row.indent :] for row in model.rows] == ["said 3", "said 7", "said 9"]
+    model.unsay(7)
+    shown = [row.plain[row.indent :] for row in model.rows]
+    assert shown == ["said 3", "(removed by the operator)", "said 9"]
+    model.add_message(message_row(public(5, "bob", "said 5"), "alice"))  # read later
+    assert model.rows[1].plain.endswith("bob: (removed by the operator)")
+
+
 # --- unread counts -------------------------------------------------------------------------
 
 
