@@ -260,9 +260,15 @@ def test_unread_counts_per_tab_and_in_the_title_while_away() -> None:
     unread.arrived(ROOM)
     assert unread.unseen == 2 and unread.count(ROOM) == 1 and unread.count("bob") == 0
     assert window_title("alice", "h:1", 2) == "(2) alice at h:1 – trio-chat"
+    unread.activate(False)  # told again: still away, nothing was seen
+    assert unread.unseen == 2
     unread.activate(True)
     assert unread.unseen == 0 and window_title("alice", "h:1", 0) == "alice at h:1 – trio-chat"
     assert tab_label("R&D", 0) == "R&&D"
+    unread.show(ROOM)
+    unread.arrived("bob")
+    unread.forget("bob")  # its tab closed: opened again, it has nothing unread
+    assert unread.count("bob") == 0
 
 
 # --- the editor ----------------------------------------------------------------------------
