@@ -163,6 +163,9 @@ def test_what_a_dialog_says_is_wrong_and_a_messages_size_read_at_aa_contrast(
     qtbot.addWidget(composer)
     composer.editor.setText("é" * 251)  # over the size limit: the size shows, in red
     assert composer.size_label.text() == "502/500 bytes: 2 too many"
+    shades = composer.size_label.palette()
+    red = colours.readable(colours.BAD, shades.color(QPalette.ColorRole.Window).name())
+    assert shades.color(QPalette.ColorRole.WindowText).name() == red
     for label in (dialog.problem, composer.size_label):
         shown = label.palette().color(QPalette.ColorRole.WindowText).name()
         assert colours.contrast(shown, background) >= 4.5, (label.objectName(), shown)

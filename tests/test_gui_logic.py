@@ -586,6 +586,19 @@ def test_lines_are_broken_where_a_terminal_breaks_them(qtbot: QtBot) -> None:
     composer.editor.setText("one\u2028still one")
     composer.submit()
     assert sent == ["one\u2028still one"]
+    # Lines pasted at once go one by one, blank ones left out; the line is cleared and
+    # each is kept for Up (Down goes back; Up with Shift is the editor's own).
+    composer.editor.setText("two\n\n  \nthree")
+    composer.submit()
+    assert sent[1:] == ["two", "three"] and composer.editor.text() == ""
+    editor = composer.editor
+    QTest.keyClick(editor, Qt.Key.Key_Up)
+    QTest.keyClick(editor, Qt.Key.Key_Up)
+    assert editor.text() == "two"
+    QTest.keyClick(editor, Qt.Key.Key_Down)
+    assert editor.text() == "three"
+    QTest.keyClick(editor, Qt.Key.Key_Up, Qt.KeyboardModifier.ShiftModifier)
+    assert editor.text() == "three"
 
 
 def test_the_windows_list_of_commands_has_no_columns_to_align() -> None:
