@@ -1017,3 +1017,49 @@ def test_the_current_password_again_is_said_at_the_new_one_and_nothing_is_sent(
         "The new password is the same as the current password given; choose another."
     )
     assert dialog.focusWidget() is dialog.new and dialog.change.isEnabled()
+
+
+def test_what_counts_as_unread_and_where_a_line_typed_in_a_tab_goes(qtbot: QtBot) -> None:
+    """On entering, the room's latest messages are not news, private ones that waited
+    are; your own messages and pages of older ones never count, nor open a tab. A line
+    typed in a private tab goes to the person as the daemon spells their name."""
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    window.open_conversation("dave")  # on screen: the room's news counts
+    waited = PrivateMessage(11, NOW, "Bob", "alice", "psst")
+    window.show_history(History((public(10, "carol", "hi all"), waited), more=True))
+    assert window.tab_text("") == "Room" and window.tab_text("bob") == "Bob (1)"
+    window.show_message(public(12, "carol", "anyone?"))
+    window.show_message(public(13, "alice", "me"))
+    assert window.tab_text("") == "Room (1)"
+    older: list[PublicMessage | PrivateMessage] = [
+        public(4, "carol", "old"),
+        PrivateMessage(5, NOW, "erin", "alice", "old"),
+    ]
+    window.show_older(older, "")
+    assert window.tab_text("erin") is None and window.tab_text("") == "Room (1)"
+    bobs = window.view("bob")
+    assert bobs is not None
+    window.tabs.setCurrentIndex(window.tabs.indexOf(bobs))
+    assert window.tab_text("bob") == "Bob"  # read
+    typed: list[tuple[str, str]] = []
+    window.line_entered.connect(lambda line, person: typed.append((line, person)))
+    window.composer.editor.setText("hello")
+    window.composer.submit()
+    assert typed == [("hello", "Bob")]
+
+
+def test_names_are_shown_escaped_in_the_people_the_tabs_and_the_title(qtbot: QtBot) -> None:
+    """A name the daemon sends with a control or a bidirectional character in it shows
+    it escaped wherever the window shows a name, as in the messages."""
+    window = RoomWindow("al\u202eice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    window.set_online(["al\u202eice", "bo\x1bb"])
+    people = sorted(window.people.item(n).text() for n in range(window.people.count()))
+    assert people == ["al\\u202eice (you)", "bo\\x1bb"]
+    key = window.open_conversation("bo\x1bb")
+    assert window.tab_text(key) == "bo\\x1bb"
+    assert window.composer.editor.placeholderText() == "Message bo\\x1bb privately"
+    view = window.view(key)
+    assert view is not None and view.accessibleName() == "Private conversation with bo\\x1bb"
+    assert window.windowTitle() == "al\\u202eice at 127.0.0.1:1600 – trio-chat"
