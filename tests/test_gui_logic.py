@@ -599,6 +599,17 @@ def test_lines_are_broken_where_a_terminal_breaks_them(qtbot: QtBot) -> None:
     assert editor.text() == "three"
     QTest.keyClick(editor, Qt.Key.Key_Up, Qt.KeyboardModifier.ShiftModifier)
     assert editor.text() == "three"
+    QTest.keyClick(editor, Qt.Key.Key_Down)  # back at the draft: nothing newer
+    for _older in range(4):  # three lines kept, then nothing older: what is shown stays
+        QTest.keyClick(editor, Qt.Key.Key_Up)
+    assert editor.text() == "one\u2028still one"
+    # Only Tab completes, and only Tab alone: other keys type, Ctrl+Tab is not Tab.
+    editor.setText("/he")
+    QTest.keyClick(editor, Qt.Key.Key_L)
+    assert editor.text() == "/hel"
+    QTest.keyClick(editor, Qt.Key.Key_Tab, Qt.KeyboardModifier.ControlModifier)
+    assert editor.text() == "/hel"
+    assert composer.size_label.isHidden()  # far from the size limit: no size shown
 
 
 def test_the_windows_list_of_commands_has_no_columns_to_align() -> None:
