@@ -55,7 +55,7 @@ from trio_chat.gui.problems import (
     key_changed_sentence,
     sign_in_problem,
 )
-from trio_chat.gui.room_window import RoomWindow
+from trio_chat.gui.room_window import BEGINNING, ENDED_HINT, MUTED_HINT, ROOM_HINT, RoomWindow
 from trio_chat.gui.rows import (
     Kind,
     Row,
@@ -1074,3 +1074,59 @@ def test_names_are_shown_escaped_in_the_people_the_tabs_and_the_title(qtbot: QtB
     view = window.view(key)
     assert view is not None and view.accessibleName() == "Private conversation with bo\\x1bb"
     assert window.windowTitle() == "al\\u202eice at 127.0.0.1:1600 – trio-chat"
+
+
+def test_the_window_keeps_each_conversation_as_it_was_told(qtbot: QtBot) -> None:
+    """Who a private tab is with, what waits, where refusals and answers go, and whether
+    older messages can still be asked for."""
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    assert window.composer.editor.placeholderText() == ROOM_HINT
+    window.close_current_tab()  # the room's tab cannot be closed
+    assert window.tab_text("") == "Room"
+    window.show_history(History((public(10, "carol", "hi"),), more=True))
+    room = window.model("")
+    assert room is not None and not any(row.plain == BEGINNING for row in room.rows)
+    window.open_conversation("bob")
+    window.show_message(PrivateMessage(11, NOW, "bob", "alice", "hi"))
+    window.open_conversation("BOB", focus=False)  # the daemon's spelling stays
+    assert window.tab_text("bob") == "bob"
+    bob = window.model("bob")
+    assert bob is not None and bob.more  # a new private tab can load older messages
+    window.show_names("bob", ["alice", "bob"])  # /who asked in bob's tab is answered there
+    assert bob.rows[-1].plain.endswith("Online (2): alice, bob")
+    window.open_conversation("zed", focus=False)
+    line = window.add_pending("zed", "too long")
+    window.settle_refused(line, "too long", "The message is too long")
+    assert window.waiting == 0 and window.tab_text("zed") is not None  # refused, not gone
+    line = window.add_pending("zed", "hi")
+    window.settle_refused(line, "hi", "There is no account named 'zed'", no_such_person=True)
+    assert window.tab_text("zed") is None and window.current_key == "bob"  # bob's stays in front
+    window.refuse_now("BOB", "again", "The message is too long")
+    assert bob.rows[-1].plain.endswith("not sent: alice to BOB: again (The message is too long)")
+    line = window.add_pending("bob", "to a name nobody has?")
+    window.settle_refused(line, "to a name nobody has?", "no", no_such_person=True)
+    assert window.tab_text("bob") is not None  # bob wrote: a real person's tab stays
+    window.open_conversation("Dave", focus=False)
+    line = window.add_pending("Dave", "hello")
+    window.settle_sent(line, PrivateMessage(12, NOW, "alice", "dave", "hello"))
+    assert window.waiting == 0 and window.tab_text("dave") == "dave"  # as the daemon spells it
+    assert window.current_key == "bob"
+    window.show_message(PrivateMessage(13, NOW, "erin", "alice", "psst"))
+    erin = window.view("erin")
+    assert erin is not None and window.tab_text("erin") == "erin (1)"
+    window.tabs.tabCloseRequested.emit(window.tabs.indexOf(erin))
+    window.open_conversation("erin", focus=False)  # opened again: read when it was closed
+    assert window.tab_text("erin") == "erin"
+    window.set_link(Link.RECONNECTING, "reset")
+    window.set_link(Link.RECONNECTING, "reset")
+    assert sum("Lost the connection" in row.plain for row in room.rows) == 1
+    window.set_muted(True)
+    assert window.composer.editor.placeholderText() == MUTED_HINT
+    window.set_link(Link.LOST, "gone")
+    assert window.composer.editor.placeholderText() == ENDED_HINT
+    window.go_on(lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    assert not window.muted
+    window.close()  # logging out: what the connection does next no longer matters
+    window.set_link(Link.RECONNECTING, "late")
+    assert window.link is Link.LEAVING
