@@ -1131,3 +1131,20 @@ def test_the_window_keeps_each_conversation_as_it_was_told(qtbot: QtBot) -> None
     window.close()  # logging out: what the connection does next no longer matters
     window.set_link(Link.RECONNECTING, "late")
     assert window.link is Link.LEAVING
+
+
+def test_what_is_said_after_a_reconnection_and_a_page_of_older_messages(qtbot: QtBot) -> None:
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    window.show_history(History((public(10, "carol", "hi"),), more=False))
+    window.open_conversation("bob")
+    window.older_done(True)  # older private messages remain; the room has none
+    room, bob = window.model(""), window.model("bob")
+    assert room is not None and bob is not None
+    assert not room.more and bob.more
+    window.note("Said in bob's tab.", "bob")
+    assert bob.rows[-1].plain.endswith("Said in bob's tab.")
+    window.show_history(History((public(11, "carol", "missed"),), more=False, resumed=True))
+    said = [row.plain.split("  ", 1)[-1] for row in room.rows]
+    assert "1 message was missed while away; it is in its place above." in said
+    assert "No message was missed meanwhile." not in said
