@@ -674,60 +674,58 @@ async def test_leaving_waits_for_what_was_sent_until_ctrl_c(tmp_path: Path, key:
             )
 
 
-async def test_ctrl_c_while_the_logout_waits_leaves_at_once(tmp_path: Path) -> None:
-    """Everything sent was acknowledged, and the person leaves; the daemon has stopped
-    answering (stopped, not gone: no "port unreachable" ends the wait), so the logout
-    waits for its answer. Ctrl-C leaves at once, with status 0: nothing was lost. It
-    used to end that wait only to wait for a logout again, twice the client's timeout."""
+@asynccontextmanager
+async def alice_in_when_the_daemon_stops(tmp_path: Path, label: str) -> AsyncIterator[Tmux]:
+    """Alice in the room in a terminal, then the daemon stopped (SIGSTOP: not gone, so no
+    "port unreachable" ends a wait), and let go again at the end; 60 s in all."""
     with trio.fail_after(60):
-        async with daemon_process(tmp_path, "hurry") as (daemon, port, tmux):
+        async with daemon_process(tmp_path, label) as (daemon, port, tmux):
             process = daemon.process
             assert process is not None
             try:
                 await trio_chat.register("127.0.0.1", port, "alice", PASSWORD)
                 await enter(tmux, "alice")
                 process.send_signal(signal.SIGSTOP)
-                await tmux.press("alice", "C-d")
-                await tmux.wait(
-                    "alice", lambda lines: not prompt_line(lines).startswith("alice>"), "leaving"
-                )
-                client = await tmux.program("alice")
-                await tmux.press("alice", "C-c")
-                with trio.fail_after(4):  # the client's timeout is 5 s a wait
-                    await ended(client)
-                # Out of the prompt, the terminal itself echoes the key as ^C.
-                await tmux.wait_line("alice", r"\^C\[exit status 0\]")
+                yield tmux
             finally:
                 process.send_signal(signal.SIGCONT)
+
+
+async def test_ctrl_c_while_the_logout_waits_leaves_at_once(tmp_path: Path) -> None:
+    """Everything sent was acknowledged, and the person leaves; the daemon has stopped
+    answering (stopped, not gone: no "port unreachable" ends the wait), so the logout
+    waits for its answer. Ctrl-C leaves at once, with status 0: nothing was lost. It
+    used to end that wait only to wait for a logout again, twice the client's timeout."""
+    async with alice_in_when_the_daemon_stops(tmp_path, "hurry") as tmux:
+        await tmux.press("alice", "C-d")
+        await tmux.wait(
+            "alice", lambda lines: not prompt_line(lines).startswith("alice>"), "leaving"
+        )
+        client = await tmux.program("alice")
+        await tmux.press("alice", "C-c")
+        with trio.fail_after(4):  # the client's timeout is 5 s a wait
+            await ended(client)
+        # Out of the prompt, the terminal itself echoes the key as ^C.
+        await tmux.wait_line("alice", r"\^C\[exit status 0\]")
 
 
 async def test_sigterm_leaves_at_once_and_tells_what_went_unacknowledged(tmp_path: Path) -> None:
     """`kill`, or a shutdown, sends SIGTERM, with nobody there to press Ctrl-C: the client
     does not wait for a daemon that stopped answering, as leaving with Ctrl-D does. What
     went unacknowledged is told, and the status is 130."""
-    with trio.fail_after(60):
-        async with daemon_process(tmp_path, "term") as (daemon, port, tmux):
-            process = daemon.process
-            assert process is not None
-            try:
-                await trio_chat.register("127.0.0.1", port, "alice", PASSWORD)
-                await enter(tmux, "alice")
-                process.send_signal(signal.SIGSTOP)
-                await tmux.type("alice", "never acknowledged")
-                await tmux.wait("alice", lambda ls: ls[-1].endswith("acknowledged"), "the line")
-                await tmux.press("alice", "Enter")
-                await tmux.wait("alice", lambda ls: ls[-1] == "alice>", "the line taken")
-                client = await tmux.program("alice")
-                os.kill(client, signal.SIGTERM)
-                with trio.fail_after(10):  # not waiting for the daemon, as Ctrl-D would
-                    await ended(client)
-                assert await tmux.exit_status("alice") == ExitCode.INTERRUPTED
-                assert last_words(await tmux.screen("alice")) == (
-                    "Left with 1 message the daemon has not acknowledged; "
-                    "it may not have been delivered."
-                )
-            finally:
-                process.send_signal(signal.SIGCONT)
+    async with alice_in_when_the_daemon_stops(tmp_path, "term") as tmux:
+        await tmux.type("alice", "never acknowledged")
+        await tmux.wait("alice", lambda ls: ls[-1].endswith("acknowledged"), "the line")
+        await tmux.press("alice", "Enter")
+        await tmux.wait("alice", lambda ls: ls[-1] == "alice>", "the line taken")
+        client = await tmux.program("alice")
+        os.kill(client, signal.SIGTERM)
+        with trio.fail_after(10):  # not waiting for the daemon, as Ctrl-D would
+            await ended(client)
+        assert await tmux.exit_status("alice") == ExitCode.INTERRUPTED
+        assert last_words(await tmux.screen("alice")) == (
+            "Left with 1 message the daemon has not acknowledged; it may not have been delivered."
+        )
 
 
 def test_someone_who_left_during_an_outage_and_came_back_is_news() -> None:
