@@ -605,8 +605,8 @@ async def test_what_is_typed_while_reconnecting_waits_visibly_and_nobody_joins_t
             daemon = DaemonProcess(nursery, tmp_path / "chat.db")
             _host, port = await daemon.start()
             # A killed daemon that stays down is noticed at the next keepalive: pinging
-            # every 15 s (not the 60 s a direct path is allowed) shows it within the test.
-            env = cli_env(port, TRIO_CHAT_KEEPALIVE="15")
+            # every 2 s (not the 60 s a direct path is allowed) shows it within seconds.
+            env = cli_env(port, TRIO_CHAT_KEEPALIVE="2")
             tmux = Tmux(f"trio-chat-outage-{os.getpid()}", config, env)
             try:
                 await alice_and_bob_in_the_room(tmux, port)
