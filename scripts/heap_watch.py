@@ -4,12 +4,14 @@
     .venv/bin/python scripts/heap_watch.py --compare DIR/heap-003.pickle DIR/heap-019.pickle
 
 The first form runs the command as `trio-chat` would (the same process, so the daemon's
-pid is this one's), with `tracemalloc` on from the start and a thread that writes a
-snapshot of what is allocated, and where, every `--every` seconds: `DIR/heap-NNN.pickle`,
-and a line of `DIR/heap.tsv` (seconds since the start, bytes traced, bytes `tracemalloc`
-itself holds: what the resident memory owes to the tracing). The second prints the source
-lines whose allocations grew most from one snapshot to another. `scripts/soak.py --heap
-DIR` runs its daemon this way and prints that comparison over the run's second half.
+pid is this one's), with `tracemalloc` on from the moment the daemon listens (what it
+holds by then is there from the start; traced, Python reads its modules and starts about
+ten times slower) and a thread that writes a snapshot of what is allocated, and where,
+every `--every` seconds: `DIR/heap-NNN.pickle`, and a line of `DIR/heap.tsv` (seconds
+since the start, bytes traced, bytes `tracemalloc` itself holds: what the resident
+memory owes to the tracing). The second prints the source lines whose allocations grew
+most from one snapshot to another. `scripts/soak.py --heap DIR` runs its daemon this way
+and prints that comparison over the run's second half.
 
 Tracing costs the daemon CPU and memory (its own tables, in `heap.tsv`; and each snapshot,
 built in the process, leaves the C allocator holding more: the resident memory steps up
@@ -21,7 +23,7 @@ two snapshots, not across them.
 from __future__ import annotations
 
 import argparse
-import importlib
+import logging
 import runpy
 import sys
 import threading
@@ -49,7 +51,23 @@ def snapshots(folder: Path) -> list[Path]:
     return sorted(folder.glob("heap-*.pickle"))
 
 
-def _take(folder: Path, every: float, began: float) -> None:
+class _TraceOnceListening(logging.Filter):
+    """Starts tracing when the daemon says it listens (the `listening` event)."""
+
+    def __init__(self, tracing: threading.Event) -> None:
+        super().__init__()
+        self.tracing = tracing
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "event", None) == "listening" and not self.tracing.is_set():
+            tracemalloc.start(FRAMES)
+            self.tracing.set()
+        return True
+
+
+def _take(folder: Path, every: float, tracing: threading.Event) -> None:
+    tracing.wait()
+    began = time.monotonic()
     index = 0
     while True:
         time.sleep(every)
@@ -68,13 +86,10 @@ def _take(folder: Path, every: float, began: float) -> None:
 def run(folder: Path, every: float, command: list[str]) -> None:
     """Run `trio-chat command...` here, tracing the heap into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    # Its modules read first, untraced: Python reads them ten times slower traced, and
-    # what they hold is there from the start.
-    importlib.import_module("trio_chat.cli")
-    importlib.import_module("trio_chat.server")
-    tracemalloc.start(FRAMES)
+    tracing = threading.Event()
+    logging.getLogger("trio_chat").addFilter(_TraceOnceListening(tracing))
     watch = threading.Thread(
-        target=_take, args=(folder, every, time.monotonic()), daemon=True, name="heap-watch"
+        target=_take, args=(folder, every, tracing), daemon=True, name="heap-watch"
     )
     watch.start()
     sys.argv = ["trio-chat", *command]

@@ -67,7 +67,8 @@ def test_no_secret_is_left_where_it_can_be_read() -> None:
 
 def test_the_soak_run_samples_the_daemon_and_reports_its_growth(tmp_path: Path) -> None:
     """The soak script at its smallest: a few seconds of churn, its table and its summary,
-    the daemon's Python heap traced (`heap_watch.py`) and what grew in it said."""
+    the daemon's Python heap traced (`heap_watch.py`, from the moment it listens) and what
+    grew in it said."""
     heap = tmp_path / "heap"
     status, output = run(
         "soak.py",
@@ -103,7 +104,7 @@ def test_the_soak_run_samples_the_daemon_and_reports_its_growth(tmp_path: Path) 
     first = taken[len(taken) // 2] if len(taken) >= 4 else taken[0]
     assert f"the daemon's heap from {first.name} to {taken[-1].name}:" in output
     said = re.search(r"Python heap traced: (\d+\.\d) MiB -> (\d+\.\d) MiB", output)
-    assert said is not None and float(said.group(1)) > 0.5, output
+    assert said is not None and float(said.group(2)) > 0, output
     grew = re.findall(r"^ +\+\d+\.\d KiB +[+-]\d+ blocks  \S+:\d+$", output, re.MULTILINE)
     assert grew, output
     rows = (heap / "heap.tsv").read_text().splitlines()
