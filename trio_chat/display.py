@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import wcwidth
-from prompt_toolkit.utils import get_cwidth
 
 from .errors import Banned, ChatError
 from .events import ChatMessage, Joined, Left, PrivateMessage, PublicMessage
@@ -517,6 +516,15 @@ def columns(cluster: str, wide_ambiguous: bool = False) -> int:
     they are two bytes and drawn two columns wide), a character of East Asian Ambiguous
     width (`①`, `○`, Greek and Cyrillic letters) counts two."""
     return _columns(cluster, 2 if wide_ambiguous else 1)
+
+
+def get_cwidth(text: str) -> int:
+    """prompt_toolkit's width of `text`, which the terminal's prompt lays out by. Read from
+    it when first asked: every command shows lines, but only `chat` at a terminal needs
+    prompt_toolkit, which takes a fifth of a second to read."""
+    from prompt_toolkit.utils import get_cwidth as width
+
+    return width(text)
 
 
 @functools.lru_cache(maxsize=4096)
