@@ -984,6 +984,23 @@ def test_a_silent_session_times_out_and_others_are_told() -> None:
     assert [(left.name, left.reason) for left in alice.of_type(wire.Leave)] == [("bob", "timeout")]
 
 
+def test_a_session_silent_from_its_login_on_is_closed_after_the_idle_timeout() -> None:
+    """Not after the time a channel is given to log in (10 s): with a shorter idle timeout
+    (`serve --idle-timeout 3`), a client that logs in and falls silent at once is closed
+    as any other, at most a second after its idle timeout."""
+    h = EngineHarness(ServerConfig(idle_timeout=3.0))
+    assert h.engine.config.login_timeout == 10.0
+    alice = logged_in(h, ALICE, "alice")
+    logged_in_at = h.now
+    bob = logged_in(h, BOB, "bob")
+    while bob.sid in h.engine.sessions and h.now < logged_in_at + 10.0:
+        h.advance(0.5)
+        alice.send(wire.Ping())
+    assert bob.sid not in h.engine.sessions
+    assert h.now <= logged_in_at + 3.0 + 1.0 + 0.5, h.now - logged_in_at
+    assert [(left.name, left.reason) for left in alice.of_type(wire.Leave)] == [("bob", "timeout")]
+
+
 def test_a_peer_that_stops_acknowledging_is_dropped_after_retransmitting() -> None:
     h = EngineHarness(ServerConfig(idle_timeout=1000.0))
     alice = logged_in(h, ALICE, "alice")

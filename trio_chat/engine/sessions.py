@@ -302,8 +302,10 @@ class Transport:
             self._farewell_bytes -= sum(map(len, forgotten.farewell))
 
     def logged_in(self, session: Session, account: Account) -> None:
-        """The connection is `account`'s now (counted against its cap)."""
+        """The connection is `account`'s now (counted against its cap), and silent once it
+        has been for its idle timeout, not only once its time to log in has passed."""
         session.account = account
+        session.idle_check_at = min(session.idle_check_at, self._idle_check(session))
         self.per_account[account.id] = self.per_account.get(account.id, 0) + 1
 
     def _count(self, session: Session) -> bool:
