@@ -1001,6 +1001,37 @@ def test_a_session_silent_from_its_login_on_is_closed_after_the_idle_timeout() -
     assert [(left.name, left.reason) for left in alice.of_type(wire.Leave)] == [("bob", "timeout")]
 
 
+def test_a_login_whose_password_check_outlasts_the_idle_timeout_is_not_ended_at_its_welcome() -> (
+    None
+):
+    """The client says nothing while its password is checked (it waits for the answer):
+    however long the check took, its silence counts from the welcome, so the session is
+    not ended before its acknowledgement of the welcome can come; a client that never
+    says another word is ended an idle timeout after its welcome."""
+    h = EngineHarness(ServerConfig(idle_timeout=3.0))
+    h.add_account("alice", PASSWORD, ALICE)
+    h.add_account("bob", PASSWORD, BOB)
+    h.auto_hash = False
+    alice = Peer(h, "alice", PASSWORD, ALICE)
+    bob = Peer(h, "bob", PASSWORD, BOB)
+    h.advance(7.5)  # the hashing threads are busy elsewhere
+    assert not alice.connection.ready and not bob.connection.ready
+    h.finish_hashing()
+    welcomed_at = h.now
+    h.advance(0.01)  # before either client's acknowledgement is due
+    alice.poll()
+    bob.poll()
+    assert alice.connection.ready and bob.connection.ready
+    assert {alice.sid, bob.sid} <= set(h.engine.sessions)
+    alice.flush(ack=True)  # alice acknowledges the welcome; bob is gone without a word
+    while bob.sid in h.engine.sessions and h.now < welcomed_at + 10.0:
+        h.advance(0.5)
+        alice.send(wire.Ping())
+    assert bob.sid not in h.engine.sessions
+    assert welcomed_at + 3.0 <= h.now <= welcomed_at + 3.0 + 1.0 + 0.5
+    assert alice.sid in h.engine.sessions
+
+
 def test_a_peer_that_stops_acknowledging_is_dropped_after_retransmitting() -> None:
     h = EngineHarness(ServerConfig(idle_timeout=1000.0))
     alice = logged_in(h, ALICE, "alice")

@@ -364,7 +364,7 @@ class ServerEngine:
         if self.lobby.account_full(account, request.replaces):
             self.lobby.refuse_account_full(session, seq, account)
             return
-        self.transport.logged_in(session, account)
+        self.transport.logged_in(session, account, now)
         if session.validated:
             self._record(session)  # else once its address answers (`receive_datagram`)
         session.quiet = request.quiet

@@ -301,11 +301,17 @@ class Transport:
             forgotten.channel.forget()
             self._farewell_bytes -= sum(map(len, forgotten.farewell))
 
-    def logged_in(self, session: Session, account: Account) -> None:
-        """The connection is `account`'s now (counted against its cap), and silent once it
-        has been for its idle timeout, not only once its time to log in has passed."""
+    def logged_in(self, session: Session, account: Account, now: float) -> None:
+        """The connection is `account`'s now (counted against its cap).
+
+        Its silence is looked at an idle timeout from now: not only once its time to log
+        in has passed (with `--idle-timeout 3`, a client gone at once stayed 10 s), and
+        not sooner, for the client said nothing while it waited for its password to be
+        checked, however long that took, and its acknowledgement of the welcome is yet to
+        come.
+        """
         session.account = account
-        session.idle_check_at = min(session.idle_check_at, self._idle_check(session))
+        session.idle_check_at = float(math.ceil(now + session.idle_timeout))
         self.per_account[account.id] = self.per_account.get(account.id, 0) + 1
 
     def _count(self, session: Session) -> bool:
