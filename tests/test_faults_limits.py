@@ -184,6 +184,29 @@ def test_throttling_caps_its_delay() -> None:
     assert reply.retry_after == pytest.approx(5.0, abs=0.01)
 
 
+@pytest.mark.parametrize("free", [0, 1, 3])
+def test_the_first_delay_after_the_free_failures_is_the_login_delay(free: int) -> None:
+    """`serve --login-free-failures N --login-delay D`: after N failures the next check
+    waits D seconds, then 2D, 4D; with N = 0, from the very first failure (that one was
+    followed by 2D)."""
+    driver = EngineDriver(ServerConfig(login_free_failures=free, login_delay=1.5), now=100.0)
+    driver.add_account("alice", "alice-password")
+    failures = 0
+    waits: list[float] = []
+    while len(waits) < 3:
+        reply = login(driver, "alice", "wrong-guess")
+        assert isinstance(reply, wire.ErrorFrame)
+        if reply.code == "throttled":
+            assert reply.retry_after is not None
+            waits.append(reply.retry_after)
+            driver.now += reply.retry_after
+        else:
+            assert reply.code == "wrong_password"
+            failures += 1
+    assert failures == max(free, 1) + 2
+    assert waits == pytest.approx([1.5, 3.0, 6.0], abs=0.01)
+
+
 def test_a_token_bucket_gives_nothing_for_time_that_ran_backwards() -> None:
     """A clock stepped back, then forward again: the span counts once, not twice."""
     bucket = TokenBucket(rate=1.0, burst=2.0)

@@ -76,7 +76,8 @@ class KeyedBuckets:
 
 
 class FailureThrottle:
-    """After `free` failures in a row, each attempt waits `base * 2**(n - free)` seconds.
+    """After `free` failures in a row, each attempt waits `base * 2**(n - free)` seconds
+    (with `free` 0, as with 1: `base` after the first failure).
 
     Keyed by account or by source address; a success clears the key. Attempts begun and
     not yet judged (`begin`, `end`) count as failures until they are: sending many at
@@ -93,6 +94,9 @@ class FailureThrottle:
         forget_after: float = math.inf,
     ) -> None:
         self.free, self.base, self.cap, self.capacity = free, base, cap, capacity
+        self._first = max(free, 1)
+        """Failures after which the first delay (`base`) comes: with none free, after the
+        first (there is no failure before it for a delay to run from)."""
         self.forget_after = forget_after
         """Failures this long past are forgotten (for keys no success clears)."""
         self._failures: OrderedDict[Hashable, tuple[int, float]] = OrderedDict()
@@ -110,7 +114,7 @@ class FailureThrottle:
         pending = self._pending.get(key, 0)
         if count + pending < self.free:
             return 0.0
-        wait = max(0.0, last + self._delay(count) - now) if count >= self.free else 0.0
+        wait = max(0.0, last + self._delay(count) - now) if count >= self._first else 0.0
         if pending:
             # Those in flight count as failures until they are judged: the delay after
             # them all, which runs from the last of them, now at the earliest.
@@ -118,10 +122,10 @@ class FailureThrottle:
         return wait
 
     def _delay(self, failures: int) -> float:
-        """The delay after `failures` failures (at least `free`)."""
+        """The delay after `failures` failures (at least `free`, and at least one)."""
         # It reaches the cap long before 2**n outgrows a float (n of 1024 would raise
         # OverflowError): a thousand failures are no more than the cap.
-        return float(min(self.cap, self.base * 2 ** min(failures - self.free, 64)))
+        return float(min(self.cap, self.base * 2 ** min(failures - self._first, 64)))
 
     def has_failed(self, key: Hashable) -> bool:
         """Whether `key` has failures on record (since its last success)."""
