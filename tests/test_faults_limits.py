@@ -207,6 +207,25 @@ def test_the_first_delay_after_the_free_failures_is_the_login_delay(free: int) -
     assert waits == pytest.approx([1.5, 3.0, 6.0], abs=0.01)
 
 
+def test_a_login_delay_longer_than_a_minute_is_kept_whole() -> None:
+    """The doubling stops at a minute, but a first delay longer than that (`serve
+    --login-delay 300`) is not cut down to it: each wait is then the delay asked for."""
+    driver = EngineDriver(ServerConfig(login_free_failures=1, login_delay=300.0))
+    assert driver.engine.config.login_delay_max == 60.0
+    driver.add_account("alice", "alice-password")
+    waits: list[float] = []
+    while len(waits) < 2:
+        reply = login(driver, "alice", "wrong-guess")
+        assert isinstance(reply, wire.ErrorFrame) and reply.code == "wrong_password"
+        reply = login(driver, "alice", "alice-password")
+        assert isinstance(reply, wire.ErrorFrame) and reply.code == "throttled"
+        assert reply.retry_after is not None
+        waits.append(reply.retry_after)
+        driver.now += reply.retry_after
+    assert waits == pytest.approx([300.0, 300.0], abs=0.01)
+    assert isinstance(login(driver, "alice", "alice-password"), wire.Welcome)
+
+
 def test_a_token_bucket_gives_nothing_for_time_that_ran_backwards() -> None:
     """A clock stepped back, then forward again: the span counts once, not twice."""
     bucket = TokenBucket(rate=1.0, burst=2.0)

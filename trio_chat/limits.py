@@ -93,7 +93,9 @@ class FailureThrottle:
         capacity: int = 65536,
         forget_after: float = math.inf,
     ) -> None:
-        self.free, self.base, self.cap, self.capacity = free, base, cap, capacity
+        self.free, self.base, self.capacity = free, base, capacity
+        self.cap = max(cap, base)
+        """The longest delay: a first delay longer than `cap` is kept whole, not cut down."""
         self._first = max(free, 1)
         """Failures after which the first delay (`base`) comes: with none free, after the
         first (there is no failure before it for a delay to run from)."""
