@@ -302,6 +302,32 @@ def test_registrations_are_limited_in_all_beside_each_address() -> None:
     assert isinstance(answer, wire.Registered)
 
 
+def test_a_registration_refused_for_all_addresses_spends_nothing_of_its_own() -> None:
+    """Refused because all addresses together have registered enough for now, it did not
+    register: its address's allowance (a burst of 2, then one every 10 minutes here) is
+    whole when the daemon's comes back, and not `too_many_registrations` "from your
+    address" for 9 minutes more."""
+    h = driver(
+        alice=False,
+        register_rate=1 / 600,
+        register_burst=2,
+        register_rate_total=1 / 60,
+        register_burst_total=1,
+    )
+    h.auto_hash = True
+
+    def attempt_from(address: Address, name: str) -> wire.ServerFrame:
+        return h.request(wire.Register(rid=name, name=name, password="a-password"), address)
+
+    assert isinstance(attempt_from(("10.4.0.1", 1), "first"), wire.Registered)
+    for name in ("second", "second"):
+        refused = attempt_from(("10.4.0.2", 1), name)
+        assert isinstance(refused, wire.ErrorFrame) and refused.code == "too_many_registrations"
+        assert refused.message == "Too many registrations at the moment; try again later."
+    h.now += 60.0
+    assert isinstance(attempt_from(("10.4.0.2", 1), "second"), wire.Registered)
+
+
 def test_busy_is_its_own_error_for_a_registration_the_client_sends_again() -> None:
     h = driver(hash_queue_limit=1)
     [attempt(h, (f"10.3.0.{a}", 1), "alice", "wrong password") for a in range(3)]

@@ -308,13 +308,17 @@ class Lobby:
             message = f"The name {name!r} {MISTAKEN_FOR} {shown!r}; choose another."
             self._refuse(session, seq, "name_taken", message)
             return
-        # Counted only now, before the hashing it guards: a taken name does not spend them.
-        wait = self._register_limit.take(network, now)
+        # Counted only now, before the hashing it guards: a taken name does not spend them,
+        # nor does one refused by either limit spend the other's.
+        wait = self._register_limit.wait(network, now)
         message = FROM_YOUR_ADDRESS
         if wait <= 0:
-            wait = self._register_total.take(now)
+            wait = self._register_total.wait(now)
             message = "Too many registrations at the moment; try again later."
-        if wait > 0:
+        if wait <= 0:
+            self._register_limit.take(network, now)
+            self._register_total.take(now)
+        else:
             # This answer says the name is free: it counts as a lookup.
             self._name_lookups.failed(network, now)
             self._refuse_registration(session, seq, request.name, message, wait)
