@@ -60,6 +60,28 @@ def test_an_address_past_its_allowance_is_told_to_wait_and_costs_no_key_exchange
     assert later == {"RESPONSE": 10, "REFUSED": 1}
 
 
+def test_one_ipv6_network_shares_one_allowance_and_a_burst_of_1_is_one() -> None:
+    """`serve --handshake-burst 1`: one key exchange, then the rate, for the whole /64 (a
+    host holds all of it, and could rotate through it); the next /64 has its own."""
+    driver = EngineDriver(
+        ServerConfig(
+            handshake_rate=2.0,
+            handshake_burst=1,
+            unproven_per_address=1000,
+            unproven_before_retry=1000,
+        )
+    )
+    assert init_from(driver, ("2001:db8:0:1::1", 1000, 0, 0))[0] == "RESPONSE"
+    _kind, answer = init_from(driver, ("2001:db8:0:1::ffff", 1000, 0, 0))
+    refused = wire.parse_datagram_untrusted(answer)
+    assert isinstance(refused, wire.Refused) and refused.code == "busy"
+    assert refused.retry_after == pytest.approx(0.5, abs=0.002)
+    assert init_from(driver, ("2001:db8:0:2::1", 1000, 0, 0))[0] == "RESPONSE"
+    driver.advance(0.5)
+    assert init_from(driver, ("2001:db8:0:1::2", 1000, 0, 0))[0] == "RESPONSE"
+    assert init_from(driver, ("2001:db8:0:1::3", 1000, 0, 0))[0] == "REFUSED"
+
+
 def test_a_flood_of_inits_from_one_address_gets_its_allowance_of_key_exchanges() -> None:
     """An attacker sending 800 `INIT`s a second from one address, for 10 s."""
     driver = EngineDriver(ROOMY)
