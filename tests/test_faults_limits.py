@@ -265,6 +265,22 @@ def test_registrations_are_limited_per_address_by_a_token_bucket() -> None:
     assert isinstance(attempt(), wire.ErrorFrame)
 
 
+def test_registrations_from_one_ipv6_network_share_its_allowance() -> None:
+    """Counted by the /64, as sessions and logins are: `--register-burst 1` lets one host
+    register once, at whichever of its addresses, while the next /64 has its own."""
+    driver = EngineDriver(ServerConfig(register_rate=1 / 60, register_burst=1))
+
+    def attempt(host: str, name: str) -> wire.ServerFrame:
+        register = wire.Register(rid=name, name=name, password="a-password")
+        return driver.request(register, (host, 1000, 0, 0))
+
+    assert isinstance(attempt("2001:db8:0:1::1", "first"), wire.Registered)
+    refused = attempt("2001:db8:0:1::2", "second")
+    assert isinstance(refused, wire.ErrorFrame) and refused.code == "too_many_registrations"
+    assert refused.retry_after == pytest.approx(60.0, abs=0.01)
+    assert isinstance(attempt("2001:db8:0:2::1", "third"), wire.Registered)
+
+
 def test_messages_are_limited_per_session_by_a_burst_then_a_rate() -> None:
     driver = EngineDriver(ServerConfig(message_rate=5.0, message_burst=20))
     driver.add_account("chatty", "chatty-password")
