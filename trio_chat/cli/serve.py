@@ -66,7 +66,11 @@ def serve_command(
         int, typer.Option(help="Failed logins (per account and per address) before delays.")
     ] = 3,
     login_delay: Annotated[
-        float, typer.Option(help="The first delay after those failures, doubling each time.")
+        float,
+        typer.Option(
+            help="Seconds: the first delay after those failures, doubling each time up to a "
+            "minute (or this delay, if longer)."
+        ),
     ] = 1.0,
     sessions_per_address: Annotated[
         int, typer.Option(help="Sessions one IP address may hold at once.")
