@@ -710,10 +710,13 @@ def test_a_session_back_to_the_default_keepalive_is_given_up_after_the_default_t
     assert alice.sid not in driver.engine.sessions
 
 
-def test_a_login_refused_after_its_check_waited_may_be_tried_again_on_its_channel() -> None:
+@pytest.mark.parametrize("idle_timeout", [45.0, 3.0])
+def test_a_login_refused_after_its_check_waited_may_be_tried_again_on_its_channel(
+    idle_timeout: float,
+) -> None:
     # The check outlasted the channel's time to log in: the refusal still leaves the
-    # client time to send the right password, not a second.
-    driver = EngineDriver()
+    # client time to send the right password, not a second, whatever the idle timeout.
+    driver = EngineDriver(ServerConfig(idle_timeout=idle_timeout))
     driver.add_account("alice", PASSWORD)
     driver.auto_hash = False
     alice = Peer(driver, None, address=ALICE)  # a channel, to send a login on by hand
@@ -722,7 +725,7 @@ def test_a_login_refused_after_its_check_waited_may_be_tried_again_on_its_channe
     driver.finish_hashing()
     alice.poll()
     assert [f.code for f in alice.of_type(wire.ErrorFrame)] == ["wrong_password"]
-    driver.advance(3.0)
+    driver.advance(9.0)  # its time to log in runs again from the refusal
     assert alice.sid in driver.engine.sessions
     driver.auto_hash = True
     alice.send(wire.Login(name="alice", password=PASSWORD))

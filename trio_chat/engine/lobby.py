@@ -349,10 +349,14 @@ class Lobby:
     def _busy(self, session: Session, seq: int, now: float) -> None:
         self._stats["busy_refused"] += 1
         # The client sends it again shortly: its channel keeps its time to log in.
+        self._time_to_log_in(session, now)
+        self._refuse(session, seq, "busy", BUSY_MESSAGE, BUSY_WAIT)
+
+    def _time_to_log_in(self, session: Session, now: float) -> None:
+        """The channel has its time to log in (`login_timeout`) from `now`, at least."""
         session.idle_check_at = max(
             session.idle_check_at, float(math.ceil(now + self.config.login_timeout))
         )
-        self._refuse(session, seq, "busy", BUSY_MESSAGE, BUSY_WAIT)
 
     def password_hashed(self, job: int, password_hash: str, wall: float) -> None:
         """The shell hashed a new account's password (or a new password): store it."""
@@ -494,6 +498,10 @@ class Lobby:
         self._guard.finish(network_of(address), name_key(attempt.request.name), ok, now)
         if session is None:
             return  # the channel closed meanwhile
+        if account is None or not ok or account.locked:
+            # However long the check took (or a short idle timeout made the look at its
+            # silence come soon), the client may send another login on this channel.
+            self._time_to_log_in(session, now)
         if account is None:
             name = attempt.request.name
             self._notes.append(LoginRefused(name, address, "unknown_user"))
