@@ -119,6 +119,9 @@ def test_limits_that_make_no_sense_are_refused_before_the_daemon_starts(
         ("--register-rate", "-1"),
         ("--register-rate", "inf"),
         ("--register-rate-total", "-1"),
+        # Registrations at a rate of 0: the burst, then never one more.
+        ("--register-rate", "0"),
+        ("--register-rate-total", "0"),
         ("--login-free-failures", "-1"),
         ("--login-delay", "-1"),
         ("--notice-limit", "-1"),

@@ -136,10 +136,8 @@ def serve_command(
             # A rate of inf refills by inf x 0 = nan; a time of inf never comes round.
             raise fail(f"{option} must be a finite number, not {value}.", ExitCode.USAGE)
     numbers: dict[str, float] = {
-        "--register-rate": register_rate,
         "--login-free-failures": login_free_failures,
         "--login-delay": login_delay,
-        "--register-rate-total": register_rate_total,
         "--notice-limit": notice_limit,
     }
     for option, value in numbers.items():
@@ -158,14 +156,17 @@ def serve_command(
     for option, count in counts.items():
         if count < 1:
             raise fail(f"{option} must be 1 or more, not {count}.", ExitCode.USAGE)
-    # A rate of 0 would keep every client waiting for ever.
+    # A rate of 0 would keep every client waiting for ever (registrations: once the
+    # burst is spent, every newcomer told to try again later, when later never comes).
     rates: dict[str, tuple[float, str]] = {
-        "--message-rate": (message_rate, "messages"),
-        "--handshake-rate": (handshake_rate, "connections"),
+        "--message-rate": (message_rate, "messages a second"),
+        "--handshake-rate": (handshake_rate, "connections a second"),
+        "--register-rate": (register_rate, "registrations a minute"),
+        "--register-rate-total": (register_rate_total, "registrations a minute"),
     }
     for option, (rate, what) in rates.items():
         if not rate > 0:  # NaN too
-            raise fail(f"{option} must be above 0 ({what} a second), not {rate}.", ExitCode.USAGE)
+            raise fail(f"{option} must be above 0 ({what}), not {rate}.", ExitCode.USAGE)
     if not summary_every > 0:
         raise fail(
             f"--summary-every must be a number of seconds above 0, not {summary_every}.",
