@@ -57,10 +57,13 @@ def serve_command(
         int, typer.Option(help="Messages a session may send at once before the rate applies.")
     ] = 20,
     register_rate: Annotated[
-        float, typer.Option(help="Registrations per minute from one address, steadily.")
+        float,
+        typer.Option(
+            help="Registrations per minute from one IP address (IPv6: its /64), steadily."
+        ),
     ] = 1.0,
     register_burst: Annotated[
-        int, typer.Option(help="Registrations from one address at once.")
+        int, typer.Option(help="Registrations from one IP address (IPv6: its /64) at once.")
     ] = 5,
     login_free_failures: Annotated[
         int, typer.Option(help="Failed logins (per account and per address) before delays.")
@@ -73,14 +76,17 @@ def serve_command(
         ),
     ] = 1.0,
     sessions_per_address: Annotated[
-        int, typer.Option(help="Sessions one IP address may hold at once.")
+        int, typer.Option(help="Sessions one IP address (IPv6: its /64) may hold at once.")
     ] = 16,
     sessions_per_account: Annotated[
         int, typer.Option(help="Sessions one account may hold at once.")
     ] = 8,
     checks_per_address: Annotated[
         int,
-        typer.Option(help="Password checks one IP address may have waiting or running at once."),
+        typer.Option(
+            help="Password checks one IP address (IPv6: its /64) may have waiting or running "
+            "at once."
+        ),
     ] = 2,
     register_rate_total: Annotated[
         float, typer.Option(help="Registrations per minute from all addresses together.")
@@ -93,7 +99,7 @@ def serve_command(
         ),
     ] = 10.0,
     handshake_burst: Annotated[
-        int, typer.Option(help="Connections one IP address may open at once.")
+        int, typer.Option(help="Connections one IP address (IPv6: its /64) may open at once.")
     ] = 20,
     idle_timeout: Annotated[
         float,
