@@ -94,8 +94,8 @@ def serve_command(
     handshake_rate: Annotated[
         float,
         typer.Option(
-            help="Connections a second one IP address may open, steadily (each costs the "
-            "daemon a key exchange)."
+            help="Connections a second one IP address (IPv6: its /64) may open, steadily "
+            "(each costs the daemon a key exchange)."
         ),
     ] = 10.0,
     handshake_burst: Annotated[
