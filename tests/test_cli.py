@@ -21,13 +21,15 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 import typer
+import typer.testing
 from typer.testing import CliRunner
 
 import trio_chat
 from tests.cli_support import PASSWORD, Daemon, daemon_in_thread, silent_port
 from trio_chat import errors
-from trio_chat.cli import ExitCode, app, exits
+from trio_chat.cli import ExitCode, account, app, exits
 from trio_chat.cli.exits import exit_code_for, innermost, sentence
 from trio_chat.engine import ServerConfig
 from trio_chat.errors import Throttled, TooManyRegistrations
@@ -75,6 +77,13 @@ def make_account(daemon: Daemon, prefix: str = "user") -> str:
         PASSWORD,
     )
     return name
+
+
+def at_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on standard input is a terminal (standard output is not): what a command
+    reads is typed by a person, who may be asked again, and hidden input is not echoed."""
+    stream = typer.testing._NamedTextIOWrapper  # CliRunner's standard streams
+    monkeypatch.setattr(stream, "isatty", lambda self: self.name == "<stdin>")
 
 
 # --- the app -----------------------------------------------------------------------------------
@@ -283,12 +292,39 @@ def test_register_gives_up_on_passwords_that_keep_differing(
     assert said in err.splitlines()[-1]
 
 
+def test_at_a_terminal_register_asks_again_for_passwords_that_differ_and_a_taken_name(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at_a_terminal(monkeypatch)
+    taken, name = make_account(daemon), fresh_name("reg")
+    typed = f"{PASSWORD}\nnot the same\n{PASSWORD}\nnor this\n{PASSWORD}\n{PASSWORD}\n{name}\n"
+    code, out, err = invoke(daemon, "register", "--name", taken, input=typed)
+    assert code == 0, err
+    assert err == (
+        "The two passwords do not match; type them again.\n" * 2
+        + f"The name {taken!r} is taken; choose another.\n"
+    )
+    assert f"Registered {name} at " in out
+    assert PASSWORD not in out  # typed hidden
+    code, out, err = invoke(daemon, "register", "--name", fresh_name("reg"), input="a\nb\n" * 3)
+    assert code == ExitCode.INVALID_PASSWORD
+    assert err.splitlines() == [
+        "The two passwords do not match; type them again.",
+        "The two passwords do not match; type them again.",
+        "The two passwords did not match 3 times; run the command again.",
+    ]
+
+
 def test_register_prompts_for_the_name_when_missing(daemon: Daemon) -> None:
     name = fresh_name("reg")
     code, out, err = invoke(daemon, "register", input=f"{name}\n", password=PASSWORD)
     assert code == 0
     assert err == "Name: \n"
     assert f"Registered {name}" in out
+    # A name typed there is judged before the password is asked for.
+    code, out, err = invoke(daemon, "register", input="two words\n")
+    assert (code, out) == (ExitCode.INVALID_NAME, "")
+    assert err.startswith("Name: \nA name ") and "Password" not in err
 
 
 def test_register_a_taken_name(daemon: Daemon) -> None:
@@ -505,6 +541,25 @@ def test_login_prompts_for_the_password(daemon: Daemon) -> None:
     assert PASSWORD not in out + err
 
 
+def test_at_a_terminal_login_asks_again_after_a_wrong_password_three_times_at_most(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at_a_terminal(monkeypatch)
+    name = make_account(daemon)
+    code, out, err = invoke(daemon, "login", "--name", name, input=f"not it\n{PASSWORD}\n")
+    assert code == 0, err
+    assert err == f"Wrong password for {name!r}; try again.\n"
+    assert f"Logged in as {name} at " in out
+    assert PASSWORD not in out  # typed hidden, the second time too
+    code, out, err = invoke(daemon, "login", "--name", name, input="one\ntwo\nthree\nfour\n")
+    assert code == ExitCode.WRONG_PASSWORD
+    again = f"Wrong password for {name!r}; try again.\n"
+    assert err == again * 2 + f"Wrong password for {name!r}.\n"
+    # One given in the environment is a script's: it is not asked for again.
+    code, out, err = invoke(daemon, "login", "--name", name, password="not it", input=PASSWORD)
+    assert (code, out, err) == (ExitCode.WRONG_PASSWORD, "", f"Wrong password for {name!r}.\n")
+
+
 def test_password_file(daemon: Daemon, tmp_path: Path) -> None:
     name = make_account(daemon)
     secret = tmp_path / "secret"
@@ -562,6 +617,38 @@ def test_the_default_port_is_taken_as_it_is(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+# --- password (a real process, and the other session it ends: in test_password_change) --------
+
+
+def test_password_takes_the_current_one_as_login_does_and_the_new_one_twice(
+    daemon: Daemon,
+) -> None:
+    name, new = make_account(daemon), "a brand new horse"
+    typed = f"{new}\nnot the same\n{new}\n{new}\n"
+    code, out, err = invoke(daemon, "password", "--name", name, password=PASSWORD, input=typed)
+    assert code == 0, err
+    # TRIO_CHAT_PASSWORD is the current one, never the new one.
+    asked = "New password: \nRepeat the password: \n"
+    assert err == asked + "The two passwords do not match; type them again.\n" + asked
+    assert out == f"Changed the password of {name}; any other session of it has ended.\n"
+    assert invoke(daemon, "login", "--name", name, password=new)[0] == 0
+
+
+def test_at_a_terminal_password_asks_again_for_the_current_one(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at_a_terminal(monkeypatch)
+    name, new = make_account(daemon), "a brand new horse"
+    typed = f"not it\n{PASSWORD}\n{new}\n{new}\n"
+    code, out, err = invoke(daemon, "password", "--name", name, input=typed)
+    assert code == 0, err
+    assert err == f"Wrong password for {name!r}; try again.\n"
+    assert out.splitlines()[:2] == ["Current password: ", "Current password: "]
+    # One given in the environment is a script's: it is not asked for again.
+    code, out, err = invoke(daemon, "password", "--name", name, password="not it", input=new)
+    assert (code, out, err) == (ExitCode.WRONG_PASSWORD, "", f"Wrong password for {name!r}.\n")
+
+
 # --- chat (the failures before the room; the room itself is in test_pipe and test_terminal) --
 
 
@@ -614,6 +701,60 @@ def test_chat_refusals(daemon: Daemon) -> None:
     code, _out, err = invoke(daemon, "chat", "--name", "bad name", password=PASSWORD)
     assert code == ExitCode.UNKNOWN_USER
     assert err.startswith("There is no account named 'bad name'")
+
+
+def test_a_script_gives_up_on_a_daemon_gone_after_a_minute_unless_told(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a person at a terminal (input or output elsewhere): `chat` waits 60 s for a
+    daemon that went away, then leaves (exit 10), unless --give-up-after says otherwise."""
+    entered: list[tuple[bool, float | None]] = []
+
+    def enter(function: Any, *args: Any) -> None:  # what the room would be entered with
+        interactive, config = args[-2:]
+        entered.append((interactive, config.reconnect_for))
+        raise errors.ConnectionLost("Lost the connection to the daemon.")
+
+    monkeypatch.setattr(account, "run", enter)
+    code, _out, _err = invoke(daemon, "chat", "--name", "alice", password=PASSWORD)
+    assert code == ExitCode.CONNECTION_LOST
+    invoke(daemon, "chat", "--name", "alice", "--give-up-after", "5", password=PASSWORD)
+    at_a_terminal(monkeypatch)  # typed, but what is printed goes to a pipe: a script's too
+    invoke(daemon, "chat", "--name", "alice", password=PASSWORD)
+    assert entered == [(False, 60.0), (False, 5.0), (False, 60.0)]
+
+
+def test_at_a_terminal_chat_offers_an_account_asking_again_only_for_a_typed_password(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at_a_terminal(monkeypatch)
+
+    def run_outside_the_room(function: Any, *args: Any) -> Any:
+        if function is account._enter:  # logged in as to enter; the room: test_terminal's
+            exits.run(account._check_login, *args[:5])
+            raise errors.ConnectionLost("Lost the connection to the daemon.")
+        return exits.run(function, *args)
+
+    monkeypatch.setattr(account, "run", run_outside_the_room)
+    name = fresh_name("new")
+    typed = f"{PASSWORD}\ny\nnot the same\n"
+    code, out, err = invoke(daemon, "chat", "--name", name, input=typed)
+    assert (code, err) == (
+        ExitCode.INVALID_PASSWORD,
+        "The two passwords differ; no account was created.\n",
+    )
+    assert f"There is no account named {name!r}. Create it? [y/N]: y" in out
+    assert invoke(daemon, "login", "--name", name, password=PASSWORD)[0] == ExitCode.UNKNOWN_USER
+    # A password from the environment is a script's: not asked again, nor after a wrong one.
+    code, out, _err = invoke(daemon, "chat", "--name", name, password=PASSWORD, input="y\n")
+    assert code == ExitCode.CONNECTION_LOST  # past the registration, at the room
+    assert f"Registered {name}." in out and "Repeat" not in out
+    code, out, err = invoke(daemon, "chat", "--name", name, password="not it", input="")
+    assert (code, out, err) == (ExitCode.WRONG_PASSWORD, "", f"Wrong password for {name!r}.\n")
+    # A name no account can have is not offered one.
+    code, out, err = invoke(daemon, "chat", "--name", "a" * 40, password=PASSWORD, input="y\n")
+    assert (code, out) == (ExitCode.UNKNOWN_USER, "")
+    assert "and there cannot be" in err
 
 
 @pytest.mark.parametrize("command", ["login", "chat"])
