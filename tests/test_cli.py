@@ -206,6 +206,25 @@ def test_a_database_path_the_system_will_not_look_at_is_one_sentence(
     assert "file name too long" in line and str(database) in line
 
 
+def test_a_database_the_system_keeps_from_this_user_says_whose_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "chat.db"
+    real_stat = os.stat
+
+    def denied(path: Any, *args: Any, **options: Any) -> Any:
+        if Path(path) == database:  # as to another user (the tests may run as root)
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_stat(path, *args, **options)
+
+    monkeypatch.setattr(os, "stat", denied)
+    result = runner.invoke(app, ["accounts", "list", "--db", str(database)])
+    assert result.exit_code == ExitCode.DATABASE
+    assert result.stderr == (
+        f"Cannot use the database {database}: permission denied; run it as the daemon's user.\n"
+    )
+
+
 def test_a_backup_folder_the_system_will_not_look_at_is_one_sentence(tmp_path: Path) -> None:
     folder = tmp_path / ("x" * 300)
     result = runner.invoke(app, ["restore", str(folder), "--db", str(tmp_path / "chat.db")])
@@ -803,10 +822,13 @@ def test_input_that_ends_before_a_password_says_how_to_give_one(
     "args", [["login", "--name", "alice"], ["register", "--name", "alice"], ["chat"], ["trust"]]
 )
 def test_a_client_refuses_port_0_for_the_daemons(args: list[str]) -> None:
-    """0 has a daemon listen on any free port; no client can reach one there."""
-    result = runner.invoke(app, [*args, "--port", "0"], env={"TRIO_CHAT_PASSWORD": PASSWORD})
-    assert result.exit_code == ExitCode.USAGE
-    assert result.stderr.strip() == "The port must be a number from 1 to 65535, not '0'."
+    """0 has a daemon listen on any free port; no client can reach one there. Nor can one
+    be reached on a port no UDP port can be, or on something that is not a number."""
+    for port in ("0", "65536", "http", "-1"):
+        env = {"TRIO_CHAT_PASSWORD": PASSWORD}
+        result = runner.invoke(app, [*args, "--port", port], env=env)
+        assert result.exit_code == ExitCode.USAGE
+        assert result.stderr == f"The port must be a number from 1 to 65535, not {port!r}.\n"
 
 
 # --- the daemon's key ---------------------------------------------------------------------------
