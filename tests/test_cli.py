@@ -918,13 +918,13 @@ def test_a_key_given_on_the_command_line_must_be_the_daemons(own_daemon: Daemon)
 
 def test_trust_asks_and_forgets(own_daemon: Daemon) -> None:
     daemon = own_daemon
-    code, out, err = invoke_trusting(daemon, "trust", input="n\n")
+    code, out, err = invoke_trusting(daemon, "trust", input="\n")  # no, by default
     assert code == ExitCode.REJECTED
     assert "Trust it? [y/N]:" in err and "Trust it?" not in out  # no terminal: on stderr
     assert err.endswith("Trust it? [y/N]:\nNothing was changed.\n")
     assert out == ""  # a script reads results alone there (it had a stray space)
     assert KnownServers().get(daemon.host, daemon.port) is None
-    code, out, err = invoke_trusting(daemon, "trust", input="maybe\ny\n")
+    code, out, err = invoke_trusting(daemon, "trust", input="maybe\nYes\n")
     assert code == 0 and out.startswith("Trusting SHA256:") and "Answer y or n." in err
     assert KnownServers().get(daemon.host, daemon.port) == base64.b64decode(daemon.key)
     code, out, _err = invoke_trusting(daemon, "trust", "--forget")
@@ -937,6 +937,24 @@ def test_trust_asks_and_forgets(own_daemon: Daemon) -> None:
         "The input ended before an answer; give --yes, or --server-key to check it."
     )
     assert KnownServers().get(daemon.host, daemon.port) is None
+
+
+def test_trust_with_a_key_given_checks_it_and_asks_nothing(own_daemon: Daemon) -> None:
+    daemon = own_daemon
+    key = base64.b64decode(daemon.key)
+    other = fingerprint(public_key(os.urandom(32)))
+    code, out, err = invoke_trusting(daemon, "trust", "--server-key", other, input="y\n")
+    assert (code, out) == (ExitCode.KEY_CHANGED, "")
+    assert err == (
+        f"The daemon at {daemon.host}:{daemon.port} shows the key {fingerprint(key)}, not the "
+        "one you gave; nothing was changed.\n"
+    )
+    assert KnownServers().get(daemon.host, daemon.port) is None
+    for given in (fingerprint(key), daemon.key):  # no input: a question would end it (130)
+        code, out, err = invoke_trusting(daemon, "trust", "--server-key", given, input="")
+        assert (code, err) == (0, ""), given
+        assert out.startswith(f"Trusting {fingerprint(key)} for {daemon.host}:{daemon.port} ")
+        assert KnownServers().get(daemon.host, daemon.port) == key
 
 
 def test_a_known_servers_file_that_cannot_be_used_is_one_sentence(own_daemon: Daemon) -> None:
@@ -1042,6 +1060,21 @@ def test_ping_tells_whether_the_daemon_answers_with_its_key(daemon: Daemon) -> N
     code, _out, err = invoke(Daemon("127.0.0.1", nobody, daemon.key), "ping")
     assert code == ExitCode.UNREACHABLE
     assert err == f"Cannot reach trio-chat at 127.0.0.1:{nobody}; is `trio-chat serve` running?\n"
+
+
+def test_ping_to_a_closed_port_is_told_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The health check does not wait out its 2.5 s where the system already said no
+    daemon listens (the clock jumps ahead only once nothing has happened for a second)."""
+    clock = trio.testing.MockClock(autojump_threshold=1.0)
+    monkeypatch.setattr(trio, "run", functools.partial(trio.run, clock=clock))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        nobody = closed.getsockname()[1]
+    key = base64.b64encode(generate_keypair()[1]).decode()
+    code, _out, err = invoke(Daemon("127.0.0.1", nobody, key), "ping")
+    assert code == ExitCode.UNREACHABLE
+    assert err == f"Cannot reach trio-chat at 127.0.0.1:{nobody}; is `trio-chat serve` running?\n"
+    assert clock.current_time() < 2.5
 
 
 @pytest.mark.parametrize("command", [["ping"], ["login", "--name", "alice"], ["trust"]])
