@@ -14,8 +14,13 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from typer.testing import CliRunner
 
+import trio_chat.gui
+from trio_chat.cli import app
 from trio_chat.gui import INSTALL_HINT, GuiUnavailable, startup
+
+runner = CliRunner()
 
 _WITHOUT_QT = """
 import sys
@@ -60,6 +65,26 @@ def test_a_fault_in_the_window_is_a_sentence_not_a_traceback() -> None:
         "trio-chat stopped on an unexpected error (RuntimeError: the window broke); "
         "please report it."
     )
+
+
+def test_the_window_is_given_what_was_typed_and_its_status_is_the_commands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opened: list[tuple[str | None, int | None, str | None]] = []
+
+    def launch(host: str | None, port: int | None, name: str | None) -> int:
+        opened.append((host, port, name))
+        return 3  # as the window's own exit status
+
+    monkeypatch.setattr(trio_chat.gui, "launch", launch)
+    env = {"TRIO_CHAT_HOST": None, "TRIO_CHAT_PORT": None, "TRIO_CHAT_NAME": None}
+    result = runner.invoke(app, ["gui", "--port", "1601", "--name", "alice"], env=env)
+    assert result.exit_code == 3
+    assert opened == [(None, 1601, "alice")]  # the host: the last one used
+    # No daemon can be reached on port 0: refused before any window opens.
+    result = runner.invoke(app, ["gui", "--port", "0"], env=env)
+    assert result.exit_code == 2
+    assert "--port" in result.stderr and len(opened) == 1
 
 
 def test_without_pyside6_the_other_commands_work() -> None:
