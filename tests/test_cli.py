@@ -1101,6 +1101,9 @@ def test_a_wait_the_daemon_already_told_is_not_told_twice() -> None:
     assert sentence(told, "bob") == "Too many failed logins; wait 14 s before trying again."
     untold = TooManyRegistrations("Too many registrations from your address.", retry_after=59.5)
     assert sentence(untold, "bob") == "Too many registrations from your address (about 60 s)."
+    # Messages sent too fast are resent by the client itself: no wait is the person's.
+    fast = errors.RateLimited("You are sending messages too fast.", retry_after=2.0)
+    assert sentence(fast, "bob") == "You are sending messages too fast."
 
 
 def test_a_password_changed_away_a_ban_and_a_refusal_without_a_wait_are_told_as_such(
@@ -1134,6 +1137,25 @@ def test_of_several_failures_at_once_the_refusal_is_the_one_told() -> None:
     lost = errors.ConnectionLost("Lost the connection to the daemon.")
     together = ExceptionGroup("tasks", [ValueError("closed"), ExceptionGroup("inner", [lost])])
     assert innermost(together) is lost
+
+
+def test_a_ctrl_c_or_an_exit_inside_a_command_is_its_status_not_a_fault(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    async def exits_with_3() -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(typer.Exit) as stopped:
+        exits.run(interrupted)
+    assert stopped.value.exit_code == ExitCode.INTERRUPTED
+    assert capsys.readouterr().err == "Interrupted.\n"
+    with pytest.raises(SystemExit) as left:
+        exits.run(exits_with_3)
+    assert left.value.code == 3
+    assert capsys.readouterr().err == ""
 
 
 def test_a_network_error_or_a_fault_is_one_sentence_and_status_1(
