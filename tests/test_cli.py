@@ -223,6 +223,14 @@ def test_a_database_the_system_keeps_from_this_user_says_whose_it_is(
     assert result.stderr == (
         f"Cannot use the database {database}: permission denied; run it as the daemon's user.\n"
     )
+    # One under a file is not there, as one in a folder that does not exist: the command says.
+    beside = tmp_path / "a file"
+    beside.touch()
+    result = runner.invoke(app, ["accounts", "list", "--db", str(beside / "chat.db")])
+    assert result.exit_code == ExitCode.DATABASE
+    assert result.stderr == (
+        f"There is no database at {str(beside / 'chat.db')!r}; name the daemon's with --db.\n"
+    )
 
 
 def test_a_backup_folder_the_system_will_not_look_at_is_one_sentence(tmp_path: Path) -> None:
