@@ -388,6 +388,12 @@ async def test_a_line_refused_before_it_is_sent_comes_back_to_the_prompt(
                 lambda lines: lines[-2:] == ["alice> /whoo", "/histroy"],
                 "both refused lines at the prompt",
             )
+            # Told there and then, refused lines are no failure of the session's: leaving
+            # is status 0 (a script's first refusal is its status).
+            await tmux.press("alice", "C-u", "BSpace", "C-u")
+            await tmux.wait("alice", lambda lines: lines[-1] == "alice>", "an empty prompt")
+            await tmux.press("alice", "C-d")
+            assert await tmux.exit_status("alice") == 0
 
 
 async def test_tab_completes_names_and_commands(tmp_path: Path) -> None:
