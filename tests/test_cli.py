@@ -932,6 +932,9 @@ def test_trust_asks_and_forgets(own_daemon: Daemon) -> None:
     assert err.endswith("Trust it? [y/N]:\nNothing was changed.\n")
     assert out == ""  # a script reads results alone there (it had a stray space)
     assert KnownServers().get(daemon.host, daemon.port) is None
+    code, out, err = invoke_trusting(daemon, "trust", input="n\n")
+    assert (code, out) == (ExitCode.REJECTED, "")
+    assert KnownServers().get(daemon.host, daemon.port) is None
     code, out, err = invoke_trusting(daemon, "trust", input="maybe\nYes\n")
     assert code == 0 and out.startswith("Trusting SHA256:") and "Answer y or n." in err
     assert KnownServers().get(daemon.host, daemon.port) == base64.b64decode(daemon.key)
