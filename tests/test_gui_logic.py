@@ -13,10 +13,17 @@ from pathlib import Path
 
 import pytest
 import trio
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QColor, QFont, QPalette
+from PySide6.QtCore import QItemSelectionModel, Qt
+from PySide6.QtGui import (
+    QAction,
+    QColor,
+    QContextMenuEvent,
+    QFont,
+    QPalette,
+    QTextLine,
+)
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMenu
 from pytestqt.qtbot import QtBot
 
 import trio_chat
@@ -690,6 +697,22 @@ def test_rows_that_arrive_while_scrolled_up_are_said_below_and_a_click_goes_ther
     model.add_message(message_row(public(0, "bob", "older"), "alice", NOW))
     qtbot.wait(10)
     assert view.new_below.isHidden()
+    # Scrolled up by one row only, the view stays where it is all the same.
+    view.scroll_to_end()
+    qtbot.wait(10)
+    one_row = view.visualRect(model.index(0)).height()
+    bar.setValue(bar.maximum() - one_row)
+    reading = bar.value()
+    model.add_message(message_row(public(81, "bob", "a row below"), "alice", NOW))
+    qtbot.wait(10)
+    assert bar.value() == reading and view.new_below.isVisible()
+    # Taken to the end while there already (as a line sent is), it follows what comes.
+    view.scroll_to_end()
+    qtbot.wait(10)
+    view.scroll_to_end()
+    model.add_message(message_row(public(82, "bob", "next"), "alice", NOW))
+    qtbot.wait(10)
+    assert bar.value() == bar.maximum() and view.new_below.isHidden()
 
 
 def test_every_line_to_a_name_no_account_has_is_told_in_the_room(qtbot: QtBot) -> None:
@@ -816,6 +839,110 @@ def test_the_windows_help_tells_the_commands_as_the_window_obeys_them(qtbot: QtB
     shown = [row.plain.strip() for row in room.rows]
     assert "Exit, /quit — close the window (Ctrl+Q)" in shown
     assert not any("Ctrl-D" in line or "/history [n]" in line for line in shown)
+
+
+def test_a_rows_lines_keep_to_the_width_left_to_right_under_the_message_text(
+    qtbot: QtBot,
+) -> None:
+    """Each line of a row fits the width, a word longer than a line included (broken
+    anywhere, not cut off at the edge); the time comes first at the left whatever the text's
+    direction; the next lines start exactly under the message text, or a few characters in
+    when a long name pushes it past half the width."""
+    view = MessageView(MessageModel(), "room")
+    qtbot.addWidget(view)
+    delegate = view.itemDelegate()
+    assert isinstance(delegate, MessageDelegate)
+    width = 300
+
+    def x_of(line: QTextLine, position: int) -> float:
+        at = line.cursorToX(position)  # `(x, position)` in PySide6
+        x = at[0] if isinstance(at, tuple) else at
+        assert isinstance(x, int | float)
+        return float(x)
+
+    said = "hello " + "word " * 40 + "x" * 200
+    for sender in ("bob", "b" * 24):
+        layout = delegate.layout(message_row(public(9, sender, said), "alice", NOW), width)
+        lines = [layout.lineAt(n) for n in range(layout.lineCount())]
+        assert len(lines) > 4
+        assert all(line.x() + line.naturalTextWidth() <= width + 0.5 for line in lines)
+        assert x_of(lines[0], 0) == 0  # the time, at the left
+        text_at = x_of(lines[0], layout.text().index("hello"))
+        if sender == "bob":
+            assert all(abs(line.x() - text_at) < 1 for line in lines[1:])
+        else:
+            assert text_at > width / 2
+            assert all(0 < line.x() < width / 4 for line in lines[1:])
+
+
+def test_names_times_and_notes_are_drawn_in_their_own_styles(qtbot: QtBot) -> None:
+    """Your own name is bold, others' semi-bold; the time and a note are in the same dim
+    shade, the note alone in italics; hovering a row tells its full date and time."""
+    model = MessageModel()
+    view = MessageView(model, "room")
+    qtbot.addWidget(view)
+    delegate = view.itemDelegate()
+    assert isinstance(delegate, MessageDelegate)
+
+    def styles(row: Row) -> dict[str, tuple[int, bool, str]]:
+        """Each span's text: its weight, whether in italics, its colour."""
+        layout = delegate.layout(row, 400)
+        shown = layout.text()
+        return {
+            shown[r.start : r.start + r.length]: (
+                r.format.fontWeight(),
+                r.format.fontItalic(),
+                r.format.foreground().color().name(),
+            )
+            for r in layout.formats()
+        }
+
+    mine = styles(message_row(public(1, "alice", "hi"), "alice", NOW))
+    theirs = styles(message_row(public(2, "bob", "hi"), "alice", NOW))
+    assert mine["alice"][0] == QFont.Weight.Bold and theirs["bob"][0] == QFont.Weight.DemiBold
+    note = note_row("The connection is back.", NOW)
+    drawn = styles(note)
+    (_, time_italic, dim), (_, note_italic, note_colour) = (
+        drawn[note.spans[0].text],
+        drawn["The connection is back."],
+    )
+    assert dim != view.palette().color(QPalette.ColorRole.Text).name() and note_colour == dim
+    assert note_italic and not time_italic
+    model.add_note(note)
+    assert model.data(model.index(0), Qt.ItemDataRole.ToolTipRole) == full_time(NOW)
+
+
+def test_rows_are_copied_in_their_order_and_only_when_some_are_selected(qtbot: QtBot) -> None:
+    """Ctrl+C copies the selected rows as plain lines, in the order they are shown however
+    they were picked; with none selected, what the clipboard held stays, and the menu's
+    Copy waits for a selection."""
+    model, view = shown_view(qtbot, 400, 200)
+    for n in range(1, 4):
+        model.add_message(message_row(public(n, "bob", f"line {n}"), "alice", NOW))
+    clipboard = QApplication.clipboard()
+    clipboard.setText("held")
+    QTest.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    assert clipboard.text() == "held"
+
+    def copy_enabled() -> bool:
+        at = view.visualRect(model.index(0)).center()
+        view.contextMenuEvent(
+            QContextMenuEvent(QContextMenuEvent.Reason.Mouse, at, view.mapToGlobal(at))
+        )
+        menu = QApplication.activePopupWidget()
+        assert isinstance(menu, QMenu)
+        (copy,) = menu.actions()
+        enabled = copy.text() == "Copy" and copy.isEnabled()
+        menu.close()
+        return enabled
+
+    assert not copy_enabled()
+    selection = view.selectionModel()
+    for n in (2, 0):
+        selection.select(model.index(n), QItemSelectionModel.SelectionFlag.Select)
+    assert copy_enabled()
+    QTest.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    assert clipboard.text() == f"{model.row(0).plain}\n{model.row(2).plain}"
 
 
 def test_a_selected_row_is_drawn_in_the_selections_text_colour(qtbot: QtBot) -> None:
