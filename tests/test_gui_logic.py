@@ -23,7 +23,7 @@ from PySide6.QtGui import (
     QTextLine,
 )
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QMenu
+from PySide6.QtWidgets import QApplication, QMenu, QWidget
 from pytestqt.qtbot import QtBot
 
 import trio_chat
@@ -1069,6 +1069,49 @@ def test_page_keys_in_the_message_line_scroll_the_conversation(qtbot: QtBot) -> 
     assert editor.text() == "half a line"
 
 
+def test_ctrl_end_takes_new_below_away_when_nothing_is_left_to_scroll(qtbot: QtBot) -> None:
+    """Scrolled to the top as a message arrives, "new below" says so; the window then made
+    tall enough to show every row, nothing scrolls any more: Ctrl+End in the message line
+    still takes the button away, as it does when it scrolls."""
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    window.resize(500, 300)
+    window.show()
+    for n in range(1, 16):
+        window.show_message(public(n, "bob", f"line {n}"))
+    qtbot.waitExposed(window)
+    qtbot.wait(10)
+    view = window.view(ROOM)
+    assert view is not None
+    bar = view.verticalScrollBar()
+    bar.setValue(bar.minimum())
+    window.show_message(public(16, "bob", "while you read above"))
+    qtbot.wait(10)
+    assert view.new_below.isVisible()
+    window.resize(500, 900)
+    qtbot.wait(10)
+    assert bar.maximum() == bar.minimum() and view.new_below.isVisible()
+    QTest.keyClick(window.composer.editor, Qt.Key.Key_End, Qt.KeyboardModifier.ControlModifier)
+    assert view.new_below.isHidden()
+
+
+def test_closing_with_only_spaces_typed_logs_out_without_asking(qtbot: QtBot) -> None:
+    """Spaces alone are no line to lose (Enter would not send them): closing logs out at
+    once, as with nothing typed; a word among them makes it ask first."""
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    window.show()
+    closed: list[bool] = []
+    window.closed.connect(closed.append)
+    window.composer.editor.setText("  x ")
+    window.close()
+    assert window._leave_box is not None and closed == []
+    window._leave_box.reject()
+    window.composer.editor.setText("   ")
+    window.close()
+    assert window._leave_box is None and closed == [False] and window.link is Link.LEAVING
+
+
 def test_a_menu_closed_with_escape_gives_the_keys_back_to_the_message_line(
     qtbot: QtBot,
 ) -> None:
@@ -1156,6 +1199,27 @@ def test_the_current_password_again_is_said_at_the_new_one_and_nothing_is_sent(
         "The new password is the same as the current password given; choose another."
     )
     assert dialog.focusWidget() is dialog.new and dialog.change.isEnabled()
+
+
+def test_focusing_the_window_again_clears_the_count_in_its_title(qtbot: QtBot) -> None:
+    """Away from the window, its title counts what arrives, in the conversation in front
+    too (its tab shows nothing: it is on screen); focused again, the count goes."""
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    window.show()
+    window.activateWindow()
+    assert QTest.qWaitForWindowActive(window)
+    other = QWidget()
+    qtbot.addWidget(other)
+    other.show()
+    other.activateWindow()
+    qtbot.waitUntil(lambda: not window.isActiveWindow())
+    window.show_message(public(1, "bob", "anyone?"))
+    assert window.windowTitle() == "(1) alice at 127.0.0.1:1600 – trio-chat"
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    assert window.windowTitle() == "alice at 127.0.0.1:1600 – trio-chat"
+    assert window.tab_text(ROOM) == "Room"
 
 
 def test_what_counts_as_unread_and_where_a_line_typed_in_a_tab_goes(qtbot: QtBot) -> None:
