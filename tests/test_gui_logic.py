@@ -23,7 +23,7 @@ from PySide6.QtGui import (
     QTextLine,
 )
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QMenu, QWidget
+from PySide6.QtWidgets import QApplication, QLineEdit, QMenu, QWidget
 from pytestqt.qtbot import QtBot
 
 import trio_chat
@@ -520,6 +520,44 @@ def test_the_sign_in_dialog_grows_to_show_what_it_says(qtbot: QtBot) -> None:
     qtbot.wait(10)
     assert dialog.height() < grown and [field.height() for field in fields] == heights
     assert dialog.progress.height() < 2 * dialog.progress.fontMetrics().height()
+
+
+def test_signing_in_the_dialog_waits_then_is_ready_for_enter_again(qtbot: QtBot) -> None:
+    """The cursor waits in the name, or in the password once a name is there; what is
+    asked for has the spaces around the address and the name trimmed. While signing in
+    the fields and Sign in wait (Enter asks nothing twice) and the problem said before
+    goes; after, the cursor is back in a field and Enter signs in. The button says when
+    it creates the account; Cancel says the dialog was cancelled."""
+    nameless = SignInDialog(memory.Remembered(name=""))
+    dialog = SignInDialog(memory.Remembered(host=" 127.0.0.1 ", name=" alice "))
+    for shown in (nameless, dialog):
+        qtbot.addWidget(shown)
+        shown.show()
+        qtbot.waitExposed(shown)
+    assert nameless.focusWidget() is nameless.name and dialog.focusWidget() is dialog.password
+    asked: list[str] = []
+    dialog.sign_in_requested.connect(lambda: asked.append("sign in"))
+    dialog.cancelled.connect(lambda: asked.append("cancel"))
+    dialog.password.setText("correct horse")
+    form = dialog.form()
+    assert (form.host, form.name, form.password) == ("127.0.0.1", "alice", "correct horse")
+    dialog.create_account.setChecked(True)
+    assert dialog.sign_in_button.text() == "Create and sign in"
+    dialog.create_account.setChecked(False)
+    assert dialog.sign_in_button.text() == "Sign in"
+    dialog.show_problem(Problem("Wrong password for 'alice'.", Field.PASSWORD))
+    dialog.sign_in_button.setFocus()  # clicked
+    dialog.set_busy(True, "Signing in to 127.0.0.1:1600…")
+    fields = (dialog.host, dialog.port, dialog.name, dialog.password, dialog.create_account)
+    assert not any(widget.isEnabled() for widget in (*fields, dialog.sign_in_button))
+    assert dialog.problem.isHidden()
+    dialog.accept()
+    assert asked == []
+    dialog.set_busy(False)
+    assert dialog.focusWidget() is dialog.password and dialog.sign_in_button.isDefault()
+    QTest.keyClick(dialog.password, Qt.Key.Key_Return)
+    dialog.reject()
+    assert asked == ["sign in", "cancel"]
 
 
 def test_a_problem_with_what_was_filled_in_goes_once_it_is_changed(qtbot: QtBot) -> None:
@@ -1199,6 +1237,38 @@ def test_the_current_password_again_is_said_at_the_new_one_and_nothing_is_sent(
         "The new password is the same as the current password given; choose another."
     )
     assert dialog.focusWidget() is dialog.new and dialog.change.isEnabled()
+
+
+def test_the_password_dialog_sends_nothing_without_the_current_password(qtbot: QtBot) -> None:
+    """The button says what it does; without the current password nothing is sent and the
+    cursor goes there; a refusal is shown escaped as everything the daemon says, and goes
+    once a field is changed."""
+    dialog = PasswordDialog("alice")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    sent: list[tuple[str, str]] = []
+    dialog.wanted.connect(lambda given, wanted: sent.append((given, wanted)))
+    assert dialog.change.text() == "C&hange"
+    dialog.new.setText("battery staple")
+    dialog.repeat.setText("battery staple")
+    dialog.change.click()
+    assert sent == [] and dialog.problem.text() == "Type the password you have now."
+    assert dialog.focusWidget() is dialog.current and dialog.problem.isVisible()
+    dialog.refused("Wrong password for 'al\u202eice'.", wrong_current=True)
+    assert dialog.problem.text() == "Wrong password for 'al\\u202eice'."
+    QTest.keyClicks(dialog.current, "x")
+    assert dialog.problem.isHidden()
+
+
+def test_passwords_are_never_shown_as_typed(qtbot: QtBot) -> None:
+    """Every password field, in signing in and in changing it, shows dots, not what is typed."""
+    sign_in = SignInDialog(memory.Remembered(name="alice"))
+    change = PasswordDialog("alice")
+    for dialog in (sign_in, change):
+        qtbot.addWidget(dialog)
+    fields = (sign_in.password, sign_in.repeat, change.current, change.new, change.repeat)
+    assert all(field.echoMode() is QLineEdit.EchoMode.Password for field in fields)
 
 
 def test_focusing_the_window_again_clears_the_count_in_its_title(qtbot: QtBot) -> None:
