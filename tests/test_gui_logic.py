@@ -47,6 +47,7 @@ from trio_chat.errors import (
 )
 from trio_chat.events import History, Joined, Left, PrivateMessage, PublicMessage
 from trio_chat.gui import colours, memory
+from trio_chat.gui.app import GuiApp, _problem
 from trio_chat.gui.composer import Composer
 from trio_chat.gui.conversations import ROOM, conversation_of
 from trio_chat.gui.editing import Budget, Recall, budget
@@ -84,7 +85,7 @@ from trio_chat.gui.sign_in_dialog import SignInDialog
 from trio_chat.gui.status import Link, status_text
 from trio_chat.gui.transcript import Transcript
 from trio_chat.gui.unread import Unread, tab_label, window_title
-from trio_chat.keys import daemon_public_key
+from trio_chat.keys import KeyFileError, daemon_public_key
 from trio_chat.noise import fingerprint
 
 NOW = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
@@ -388,6 +389,19 @@ def test_a_changed_key_says_what_trio_chat_trust_does() -> None:
     assert "someone may be in the middle" in problem.sentence
     ipv6 = key_changed_sentence("::1", 1700)
     assert ipv6.startswith("The daemon at [::1]:1700 ") and "--host ::1 --port 1700`" in ipv6
+
+
+def test_a_failed_sign_in_is_told_from_inside_trios_exception_groups() -> None:
+    """A refusal that comes out of a nursery is told as it is alone; a key file that cannot
+    be used is told at the address (the daemon's key is what it holds), escaped; anything
+    else is no refusal to tell."""
+    refused = WrongPassword("Wrong password.")
+    assert _problem(ExceptionGroup("signing in", [refused]), FORM) == sign_in_problem(refused, FORM)
+    unreadable = KeyFileError("Cannot read /home/alice/known_\x1bservers: permission denied.")
+    assert _problem(ExceptionGroup("trusting", [unreadable]), FORM) == Problem(
+        "Cannot read /home/alice/known_\\x1bservers: permission denied.", Field.HOST
+    )
+    assert _problem(ExceptionGroup("signing in", [ValueError("a bug")]), FORM) is None
 
 
 def test_the_form_is_checked_before_anything_is_sent() -> None:
@@ -1269,6 +1283,21 @@ def test_passwords_are_never_shown_as_typed(qtbot: QtBot) -> None:
         qtbot.addWidget(dialog)
     fields = (sign_in.password, sign_in.repeat, change.current, change.new, change.repeat)
     assert all(field.echoMode() is QLineEdit.EchoMode.Password for field in fields)
+
+
+def test_signing_in_again_to_a_daemon_with_another_key_opens_a_new_window(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """The window of a session that ended goes on only for the same person at the same
+    daemon: one that shows another key is another daemon, whose room starts afresh."""
+    app = GuiApp(memory_path=tmp_path / "gui.json")
+    before = ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x")
+    ended = app._room_window(before, lambda: before, [])
+    qtbot.addWidget(ended)
+    after = ServerInfo("127.0.0.1", 1600, "alice", "SHA256:y")
+    window = app._room_window(after, lambda: after, [])
+    qtbot.addWidget(window)
+    assert window is not ended and app.window is window
 
 
 def test_focusing_the_window_again_clears_the_count_in_its_title(qtbot: QtBot) -> None:
