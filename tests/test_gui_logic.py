@@ -295,6 +295,8 @@ def test_recall_goes_back_and_forth_and_keeps_the_draft() -> None:
     assert recall.newer() == "four"
     assert recall.newer() == "draft"
     assert recall.newer() is None
+    recall.add("four")  # sent again at once: recalled once
+    assert recall.older("") == "four" and recall.older("four") == "three"
 
 
 def test_the_size_counts_the_message_text_as_the_daemon_does() -> None:
@@ -307,6 +309,7 @@ def test_the_size_counts_the_message_text_as_the_daemon_does() -> None:
     assert Budget(500).text == "500/500 bytes" and not Budget(500).over
     assert Budget(503).text == "503/500 bytes: 3 too many" and Budget(503).over
     assert budget('"\x1b') == Budget(8)  # JSON escapes: 2 + 6
+    assert budget("hi\n" + "x" * 501) == Budget(501)  # of lines pasted at once, the largest
 
 
 # --- sign-in problems ----------------------------------------------------------------------
@@ -434,6 +437,7 @@ def test_the_status_line() -> None:
     )
     assert status_text(Link.RECONNECTING, where, "alice", 1).endswith("1 line waiting to be sent")
     assert status_text(Link.LOST, where, "alice", 0, "Gone.") == "Connection lost: Gone"
+    assert status_text(Link.LOST, where, "alice", 0) == "Connection lost"
     assert status_text(Link.LEAVING, where, "alice", 0) == (
         f"Logging out of {where}; close the window again to leave now"
     )
