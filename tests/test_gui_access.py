@@ -106,6 +106,8 @@ def test_a_readable_shade_is_the_colour_itself_when_it_reads_else_the_nearest_th
             else:
                 # Darkened or lightened only as far as needed: still a shade of the colour.
                 assert 4.5 <= ratio < 4.7, (colour, background, shade)
+    # A quarter-opaque black (a palette's placeholder grey) as it shows on white.
+    assert colours.solid("#000000", 64, "#ffffff") == "#bfbfbf"
 
 
 @pytest.mark.parametrize("chosen", [LIGHT, DARK], ids=["light", "dark"])
@@ -577,6 +579,39 @@ def tab_stops(window: RoomWindow) -> list[QWidget]:
             return stops
         stops.append(focused)
     raise AssertionError("Tab never came back to the message line")
+
+
+def test_ctrl_page_down_and_up_go_round_the_conversations(qtbot: QtBot) -> None:
+    """Ctrl+PgDown from the last tab goes on to the first, and Ctrl+PgUp from the first to
+    the last, as browsers' tabs do: from the keyboard, every conversation is a key away."""
+    window = a_window(qtbot)
+    window.activateWindow()
+    assert QTest.qWaitForWindowActive(window)
+    window.open_conversation("bob")
+    window.open_conversation("carol")
+    editor = window.composer.editor
+    assert window.current_key == "carol" and editor.hasFocus()
+    QTest.keyClick(editor, Qt.Key.Key_PageDown, Qt.KeyboardModifier.ControlModifier)
+    assert window.current_key == ""
+    QTest.keyClick(editor, Qt.Key.Key_PageUp, Qt.KeyboardModifier.ControlModifier)
+    assert window.current_key == "carol"
+    QTest.keyClick(editor, Qt.Key.Key_PageUp, Qt.KeyboardModifier.ControlModifier)
+    assert window.current_key == "bob"
+
+
+def test_the_connection_dot_is_green_amber_or_red_as_the_connection_goes(qtbot: QtBot) -> None:
+    """The dot by the status line: green connected, amber reconnecting, red lost; its name
+    says the same to a screen reader."""
+    window = a_window(qtbot)
+    dot = window.status_dot
+    for link, colour in (
+        (Link.RECONNECTING, colours.WAITING),
+        (Link.CONNECTED, colours.GOOD),
+        (Link.LOST, colours.BAD),
+    ):
+        window.set_link(link)
+        assert dot.palette().color(QPalette.ColorRole.WindowText) == QColor(colour)
+        assert dot.accessibleName() == link.value
 
 
 def test_tab_goes_from_the_message_line_to_send_the_tabs_their_conversation_and_the_people(
