@@ -218,3 +218,24 @@ async def test_under_nohup_the_window_goes_on_when_its_terminal_closes() -> None
             nursery.cancel_scope.cancel()  # still running: it did not take the signal
     finally:
         signal.signal(signal.SIGHUP, before)
+
+
+def test_a_window_stopped_by_a_signal_ends_with_status_130_unless_a_fault_came_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """SIGTERM or SIGHUP, out of Trio's nurseries, ends `trio-chat gui` as Ctrl-C does;
+    a fault that came out with it is not hidden behind it."""
+    from trio_chat.gui import app, guest, memory  # Qt's: imported only here
+
+    raised: list[BaseException] = [app.Stopped()]
+
+    def stopped(*_args: object, **_kwargs: object) -> None:
+        raise BaseExceptionGroup("the room", raised)
+
+    monkeypatch.setattr(startup, "check", lambda _qt: None)
+    monkeypatch.setattr(memory, "default_path", lambda: tmp_path / "gui.json")
+    monkeypatch.setattr(guest, "run", stopped)
+    assert app.main(None, None, None) == 130
+    raised.append(ValueError("a fault"))
+    with pytest.raises(BaseExceptionGroup):
+        app.main(None, None, None)
