@@ -36,3 +36,16 @@ async def test_a_signal_emitted_while_its_listener_stops_is_dropped(qtbot: QtBot
                     emitter.poked.emit(round_)
                     await trio.lowlevel.checkpoint()
     assert heard == [(round_,) for round_ in range(20)]
+
+
+def test_while_trio_runs_closing_the_last_window_leaves_qt_running(qtbot: QtBot) -> None:
+    """Closing the last window does not end Qt's loop under Trio (the Trio function decides
+    when the program ends); once it has returned, with its result, Qt's setting is back."""
+    application = guest.application()
+    application.setQuitOnLastWindowClosed(True)
+
+    async def quits_on_close() -> bool:
+        return application.quitOnLastWindowClosed()
+
+    assert guest.run(quits_on_close) is False
+    assert application.quitOnLastWindowClosed()
