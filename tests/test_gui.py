@@ -709,6 +709,11 @@ async def test_create_an_account_from_the_dialog(
             assert not app.dialog.repeat.isVisibleTo(app.dialog)
             window = await signed_in(app, "dora", create=True)
             assert window.me == "dora" and window.online.names == ["dora"]
+            host, port = daemon
+            assert app.dialog.progress.text() == (
+                f"Creating 'dora' and signing in to {host}:{port}…"
+            )
+            assert not app.dialog.create_account.isChecked()  # it exists: signing in next
             assert memory.load(tmp_path / "gui.json").name == "dora"
         async with trio_chat.connect(*daemon, "dora", PASSWORD, config=FAST) as dora:
             assert dora.name == "dora"  # the account is there for every client
