@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from PySide6.QtCore import QItemSelectionModel, Qt
+from PySide6.QtCore import QItemSelectionModel, QPoint, Qt
 from PySide6.QtGui import (
     QAction,
     QColor,
@@ -771,6 +771,27 @@ def test_rows_that_arrive_while_scrolled_up_are_said_below_and_a_click_goes_ther
     assert bar.value() == bar.maximum() and view.new_below.isHidden()
 
 
+def test_a_row_that_lands_in_the_last_row_on_screen_is_no_news_below(qtbot: QtBot) -> None:
+    """Scrolled up, a message (a history's, in its place) that goes in where the last row
+    on screen is shows there: "new below" does not count it; one past it does."""
+    model, view = shown_view(qtbot, 400, 200)
+    for n in range(1, 60):
+        model.add_message(message_row(public(2 * n, "bob", f"line {n}"), "alice", NOW))
+    qtbot.wait(10)
+    bar = view.verticalScrollBar()
+    bar.setValue(bar.maximum() // 2)
+    qtbot.wait(10)
+    last = view.indexAt(QPoint(1, view.viewport().height() - 1)).row()
+    shown = model.row(last).message_id
+    assert shown is not None
+    model.add_message(message_row(public(shown - 1, "bob", "in its place"), "alice", NOW))
+    qtbot.wait(10)
+    assert view.new_below.isHidden()
+    model.add_message(message_row(public(shown + 1, "bob", "past it"), "alice", NOW))
+    qtbot.wait(10)
+    assert view.new_below.isVisible()
+
+
 def test_every_line_to_a_name_no_account_has_is_told_in_the_room(qtbot: QtBot) -> None:
     """Two lines to a mistyped name, refused one after the other: the tab stays while the
     second waits, then goes, and both refusals are in the room, which comes to the front
@@ -1425,6 +1446,18 @@ def test_the_window_keeps_each_conversation_as_it_was_told(qtbot: QtBot) -> None
     window.close()  # logging out: what the connection does next no longer matters
     window.set_link(Link.RECONNECTING, "late")
     assert window.link is Link.LEAVING
+
+
+def test_the_beginning_of_the_room_is_said_once_however_often_it_is_told(qtbot: QtBot) -> None:
+    """Signed in again in the same window, the whole history comes again: the room still
+    says once, at its top, that nothing is older."""
+    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
+    qtbot.addWidget(window)
+    for _entering in range(2):
+        window.show_history(History((public(10, "carol", "hi"),), more=False))
+    room = window.model("")
+    assert room is not None and [row.plain for row in room.rows].count(BEGINNING) == 1
+    assert room.rows[0].plain == BEGINNING
 
 
 def test_what_is_said_after_a_reconnection_and_a_page_of_older_messages(qtbot: QtBot) -> None:
