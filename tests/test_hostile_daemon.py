@@ -451,6 +451,28 @@ def test_tries_to_come_back_to_a_daemon_that_is_gone_wait_longer_each_time() -> 
     assert gaps(tries_while_gone(10.0))[:2] == [3.5, 4.0]
 
 
+def test_a_reconnect_delay_max_under_half_a_second_caps_the_first_wait_too() -> None:
+    """`reconnect_delay_max` is the longest wait between tries, the first one included:
+    set to 0.2 s, no try waits the half second the doubling starts from."""
+    daemon = HostileDaemon()
+    config = ClientConfig(timeout=1.0, reconnect_delay_max=0.2)
+    client = ClientConnection(daemon.keys.public, "alice", "password", config=config)
+    daemon.log_in(client)
+    client.connection_refused(daemon.now)
+    started, handshake = [daemon.now], client._handshake
+    while len(started) < 4:
+        client.datagrams_to_send(daemon.now)  # lost: no daemon answers
+        timer = client.next_timer()
+        assert timer is not None
+        daemon.now = max(daemon.now, timer)
+        client.handle_timer(daemon.now)
+        if client._handshake is not None and client._handshake is not handshake:
+            handshake = client._handshake
+            started.append(daemon.now)
+    # Each key exchange waits its 1 s timeout, then 0.2 s before the next.
+    assert [round(b - a, 3) for a, b in itertools.pairwise(started)] == [1.2, 1.2, 1.2]
+
+
 def test_an_unexpected_error_is_reported_with_its_text_made_safe(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -62,8 +62,12 @@ class Retries:
 
     def reopen_at(self, now: float, retry_after: float | None, config: ClientConfig) -> float:
         """When to open a channel again after one that found no daemon (or was told to wait
-        `retry_after`); each such try waits twice as long as the one before."""
-        delay = retry_after if retry_after is not None else self.delay
+        `retry_after`); each such try waits twice as long as the one before, and never
+        longer than `reconnect_delay_max` (the first one included, when it is set below
+        `RELOGIN_DELAY`)."""
+        delay = (
+            retry_after if retry_after is not None else min(self.delay, config.reconnect_delay_max)
+        )
         self.delay = min(self.delay * 2, config.reconnect_delay_max)
         return self.try_again_at(now, delay, config)
 
