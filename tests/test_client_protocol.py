@@ -334,6 +334,31 @@ def test_a_new_channel_sends_everything_at_once_and_waits_for_no_earlier_refusal
     assert outstanding.add(Handle("say", b"n", cid="c2"))  # goes at once, held by nothing
 
 
+def test_a_refusal_on_a_new_channel_waits_its_own_time_not_the_old_channels() -> None:
+    """A daemon with a slow message rate said to wait 100 s; the session was lost and
+    everything went again on the new one. Refused there again, for 0.2 s, a message and
+    a question go after those 0.2 s, not when the lost channel's wait would have ended."""
+    outstanding = Outstanding()
+    message, question = Handle("say", b"m", cid="c1"), Handle("who", b"q")
+    for handle, seq in ((message, 1), (question, 2)):
+        outstanding.add(handle)
+        handle.seq = seq
+        outstanding.sent(handle)
+    outstanding.too_fast(message, 100.0)
+    outstanding.too_fast(question, 100.0)
+    outstanding.new_channel()
+    for handle, seq in ((message, 1), (question, 2)):
+        handle.seq = seq
+        outstanding.sent(handle)
+    outstanding.too_fast(question, 10.05)
+    assert outstanding.next_due() == 10.05
+    assert outstanding.due(10.05) == [question]
+    outstanding.sent(question)
+    outstanding.too_fast(message, 10.2)
+    assert outstanding.next_due() == 10.2
+    assert outstanding.due(10.2) == [message, question]
+
+
 def test_an_answer_is_matched_to_the_copy_sent_on_this_channel_only() -> None:
     """A request sent on a lost channel kept that channel's number: the same number on
     the new channel is another request's, and the first is not taken as sent here."""

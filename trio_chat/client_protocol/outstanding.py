@@ -118,7 +118,9 @@ class Outstanding:
         answered goes again (nothing waits any more for a refusal's time)."""
         self._by_seq = {}
         self._paused = []
+        self._paused_until = 0.0  # a refusal on the new channel waits its own time
         self._asking_again = []
+        self._ask_again_at = 0.0
         self._superseded = set()
 
     def too_fast(self, handle: Handle, until: float) -> None:
