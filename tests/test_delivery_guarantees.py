@@ -342,6 +342,26 @@ def test_a_refusal_as_busy_that_says_no_time_is_waited_out_a_second() -> None:
     assert not said.done
 
 
+@pytest.mark.parametrize("wait", [0.0, 0.25])
+def test_a_refusal_as_too_fast_is_waited_out_as_long_as_it_says_and_no_longer(
+    wait: float,
+) -> None:
+    """A `retry_after` of 0 is "now", not the second waited when it says no time."""
+    daemon, client = HostileDaemon.with_client()
+    said = client.say("m1")
+    daemon.step(client)
+    refusal = wire.ErrorFrame(
+        code="rate_limited", message="Slow down.", re=daemon.seq_of(wire.Say), retry_after=wait
+    )
+    daemon.send(client, refusal)
+    refused_at = daemon.now - 0.01  # `send` lets 10 ms pass after the client took it
+    while len([frame for _seq, frame in daemon.frames if isinstance(frame, wire.Say)]) == 1:
+        assert daemon.now < refused_at + 2.0
+        daemon.step(client)
+    assert refused_at + wait <= daemon.now <= refused_at + wait + 0.02
+    assert not said.done
+
+
 def test_a_refusal_of_both_copies_of_a_resent_whisper_is_told_once() -> None:
     """A whisper in flight when an earlier message is refused as too fast goes again with
     it; both its copies are refused (no such account): it fails once, and the second

@@ -410,6 +410,25 @@ def test_a_first_login_told_to_wait_five_seconds_waits_them_and_goes_again_then(
     assert refused_at + wait <= daemon.now <= refused_at + wait + 0.05
 
 
+def test_a_login_put_off_for_no_time_goes_again_at_once() -> None:
+    """`busy` with a `retry_after` of 0 is "now", not the second waited when it says no
+    time."""
+    daemon = HostileDaemon()
+    client = daemon.client()
+    client.start(daemon.now)
+    while not any(isinstance(frame, wire.Login) for _seq, frame in daemon.frames):
+        daemon.step(client)
+    busy = wire.ErrorFrame(
+        code="busy", message="Busy.", re=daemon.seq_of(wire.Login), retry_after=0
+    )
+    daemon.send(client, busy)
+    refused_at = daemon.now - 0.01  # `send` lets 10 ms pass after the client took it
+    while len([frame for _seq, frame in daemon.frames if isinstance(frame, wire.Login)]) == 1:
+        assert daemon.now < refused_at + 2.0
+        daemon.step(client)
+    assert daemon.now <= refused_at + 0.03 and not client.closed
+
+
 def test_tries_to_come_back_to_a_daemon_that_is_gone_wait_longer_each_time() -> None:
     """Each key exchange that finds no daemon waits `timeout` (3 s), and the wait before
     the next try doubles from half a second up to `reconnect_delay_max`; back in a

@@ -95,6 +95,12 @@ _LOGOUT = ("logout",)
 """The tag of a logout's frame: the daemon's acknowledgement of it ends the session."""
 
 
+def _wait(retry_after: float | None) -> float:
+    """Seconds to wait before a refused request goes again: as the daemon said (0: at
+    once), or a second when it said no time."""
+    return 1.0 if retry_after is None else retry_after
+
+
 class _SessionLost(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -486,7 +492,7 @@ class ClientConnection:
             return
         if put_off(error):
             # Not checked, only put off: after the wait, the same password again.
-            self._reauth_at = self._retries.try_again_at(now, error.retry_after or 1.0, self.config)
+            self._reauth_at = self._retries.try_again_at(now, _wait(error.retry_after), self.config)
         elif error.code == "ticket_invalid" and self.ticket:
             self.ticket = ""  # expired, or from a daemon with another key: the password
             self._authenticate()
@@ -914,7 +920,7 @@ class ClientConnection:
         if retry and earlier:
             return  # the refusal of a copy sent before the one now on its way: that counts
         if retry:
-            self._outstanding.too_fast(handle, now + (frame.retry_after or 1.0))
+            self._outstanding.too_fast(handle, now + _wait(frame.retry_after))
             return
         self._finish(handle, error=error)
         if earlier:
