@@ -121,12 +121,12 @@ def test_the_keepalive_is_the_connections_config_as_it_is_when_logging_in() -> N
     driver.add_account("alice", PASSWORD)
     alice = Peer(driver, "alice", PASSWORD, ALICE, login=False)
     alice.connection.local_address = ALICE
-    alice.connection.config = ClientConfig(keepalive=30.0)
+    alice.connection.config = ClientConfig(keepalive=10.0)
     alice.login()
     alice.settle()
     (welcome,) = alice.of_type(wire.Welcome)
     assert welcome.keepalive is None and not alice.session.direct  # no `via` was sent
-    assert alice.connection.keepalive == 30.0
+    assert alice.connection.keepalive == 10.0
     alice.connection.keepalive = 20.0  # a public attribute, as it always was
     assert alice.connection.pings.interval == 20.0
 
@@ -175,6 +175,25 @@ def test_a_keepalive_set_by_the_client_gives_way_to_a_shorter_one_the_daemon_ask
     # One set shorter than the daemon asks stays as it is.
     bob = logged_in(driver, "bob", BOB, via=None, config=own(keepalive=2.0))
     assert bob.connection.keepalive == 2.0
+
+
+def test_a_keepalive_set_longer_than_the_daemon_allows_gives_way_to_its_allowance() -> None:
+    # `chat --keepalive 60` (fewer pings, the help allowing up to 3600) against a daemon
+    # that allows the protocol's 15 s: pinging every 60 s, the session was closed for
+    # silence after 45 s and came back, a leave and a join for everyone each minute.
+    driver = EngineDriver()
+    own = functools.partial(ClientConfig, reconnect=False, retry_rate_limited=False)
+    alice = logged_in(driver, "alice", ALICE, via=("192.168.1.5", 5000), config=own(keepalive=60.0))
+    assert alice.of_type(wire.Welcome)[0].keepalive is None
+    assert alice.connection.keepalive == wire.KEEPALIVE
+    live(driver, alice, 200)
+    assert alice.sid in driver.engine.sessions and not alice.connection.closed
+    # With nothing on the way to translate addresses, the daemon is offered the path and
+    # allows a minute: the 60 s asked for hold; 3600 s are held to that minute.
+    bob = logged_in(driver, "bob", BOB, via=BOB, config=own(keepalive=3600.0))
+    assert bob.session.direct and bob.connection.keepalive == 60.0
+    live(driver, bob, 400)
+    assert bob.sid in driver.engine.sessions and not bob.connection.closed
 
 
 @pytest.mark.parametrize("idle_timeout", [3.0, 45.0])
@@ -484,9 +503,9 @@ def test_a_new_channel_pings_as_the_config_says_until_its_welcome_and_counts_fro
     assert own.interval == 3.0
     own.channel_opened(100.0, 30.0)
     assert own.interval == 30.0
-    # The protocol's own interval, said outright, is no shorter one: the config's holds.
+    # The protocol's own interval, said outright, is as much as the daemon allows.
     own.welcomed(wire.KEEPALIVE, None, 101.0, 30.0)
-    assert own.interval == 30.0
+    assert own.interval == wire.KEEPALIVE
 
 
 # --- end to end ---------------------------------------------------------------------------

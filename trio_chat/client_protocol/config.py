@@ -15,8 +15,9 @@ class ClientConfig:
     timeout: float = 5.0
     """Give up (`ServerUnreachable`) when the daemon has not answered a handshake this long."""
     keepalive: float | None = None
-    """Send a ping after this long without sending anything; None: as long as the daemon
-    allows (`wire.KEEPALIVE`, 15 s, or more when no NAT is on the way)."""
+    """Send a ping after this long without sending anything, or as soon as the daemon
+    asks if that is sooner; None: as long as the daemon allows (`wire.KEEPALIVE`, 15 s, or
+    more when no NAT is on the way)."""
     link: LinkConfig = field(
         # A client mostly listens: acknowledging every 16 frames (or after 25 ms) spares
         # a busy daemon most of the acks, at no cost to delivery. Sixteen is a quarter of

@@ -60,9 +60,10 @@ class Keepalive:
 
     def may_lengthen(self, configured: float | None) -> bool:
         """Whether the daemon may be offered a longer interval (a login's `via`): not if
-        the config sets one (`configured`, `ClientConfig.keepalive`), nor after the way in
-        was found closed."""
-        return configured is None and not self.stays_at_default
+        the config sets one no longer than the protocol's (`configured`,
+        `ClientConfig.keepalive`), nor after the way in was found closed."""
+        longer = configured is None or configured > wire.KEEPALIVE
+        return longer and not self.stays_at_default
 
     def channel_opened(self, now: float, configured: float | None) -> None:
         """A new channel: the interval the config sets, or the protocol's, until welcomed."""
@@ -78,13 +79,12 @@ class Keepalive:
     ) -> None:
         """The daemon's `welcome` allowed an interval (None: the protocol's) and told its
         time (`daemon_time`, its Unix time as it sent it); the config's own interval
-        (`configured`), if it sets one, holds unless the daemon asks for a shorter one."""
-        self.interval = configured or allowed or wire.KEEPALIVE
-        if allowed is not None and allowed < wire.KEEPALIVE:
-            # A daemon closing silent sessions sooner than its default 45 s asks for less
-            # than the protocol's 15 s: a longer interval of this client's own would have
-            # the session closed again and again.
-            self.interval = min(self.interval, allowed)
+        (`configured`), if it sets one, holds up to what the daemon allows."""
+        allowance = allowed or wire.KEEPALIVE
+        # The daemon closes a session silent for three times its allowance (45 s for the
+        # protocol's 15 s, less after `serve --idle-timeout 9`): a longer interval of this
+        # client's own would have the session closed again and again.
+        self.interval = min(configured, allowance) if configured else allowance
         if daemon_time is not None:
             self.daemon_offset = daemon_time - now
 
