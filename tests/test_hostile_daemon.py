@@ -352,6 +352,19 @@ def test_a_daemon_that_takes_each_channel_and_drops_it_is_given_up_on_in_time() 
     assert client.failure.message.endswith("for good: not back after 20 s.")
 
 
+def test_a_limit_with_a_fraction_is_told_as_it_was_given() -> None:
+    """`--give-up-after 2.5`: the connection ends at the first try that fails after it
+    (the key exchange's 3 s timeout), saying 2.5 s, not a rounded 2 s."""
+    daemon, client, lost_at = lost_coming_back_for(2.5)
+    while not client.closed and daemon.now < lost_at + 30.0:
+        client.datagrams_to_send(daemon.now)  # lost: no daemon answers
+        daemon.now += 0.01
+        client.handle_timer(daemon.now)
+    assert client.closed and lost_at + 3.0 <= daemon.now <= lost_at + 3.0 + 0.02
+    assert client.failure is not None
+    assert client.failure.message.endswith("for good: not back after 2.5 s.")
+
+
 def test_a_daemon_that_keeps_putting_off_the_login_coming_back_is_given_up_on_in_time() -> None:
     """Coming back, the channel opens and the login is put off again and again (busy,
     try again in a few seconds): the session is not back, and `reconnect_for` counts."""

@@ -541,9 +541,10 @@ class ClientConnection:
         if not self._retries.gone_for_good(now, self.config):
             return False
         limit = self.config.reconnect_for
+        said = f"{limit:.3f}".rstrip("0").rstrip(".")  # as given: 2.5, 60, 86400
         self._shut(
             ConnectionLost(
-                f"Lost the connection to {self.where} for good: not back after {limit:.0f} s."
+                f"Lost the connection to {self.where} for good: not back after {said} s."
             )
         )
         return True
