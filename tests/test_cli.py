@@ -530,6 +530,34 @@ def test_a_give_up_time_no_client_could_keep_is_a_usage_error(seconds: str) -> N
     assert "--give-up-after" in result.stderr
 
 
+@pytest.mark.parametrize("seconds", ["0.5", "inf", "nan", "3601"])
+def test_a_keepalive_no_client_could_keep_is_a_usage_error(seconds: str) -> None:
+    result = runner.invoke(
+        app,
+        ["chat", "--name", "alice", "--keepalive", seconds],
+        env={"TRIO_CHAT_PASSWORD": PASSWORD},
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert "--keepalive" in result.stderr
+
+
+def test_the_keepalive_asked_for_is_the_one_the_room_is_entered_with(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered: list[float | None] = []
+
+    def enter(function: Any, *args: Any) -> None:  # what the room would be entered with
+        entered.append(args[-1].keepalive)
+        raise errors.ConnectionLost("Lost the connection to the daemon.")
+
+    monkeypatch.setattr(account, "run", enter)
+    invoke(daemon, "chat", "--name", "alice", password=PASSWORD)
+    invoke(daemon, "chat", "--name", "alice", "--keepalive", "1", password=PASSWORD)
+    monkeypatch.setenv("TRIO_CHAT_KEEPALIVE", "3600")
+    invoke(daemon, "chat", "--name", "alice", password=PASSWORD)
+    assert entered == [None, 1.0, 3600.0]
+
+
 def test_login_with_a_wrong_password(daemon: Daemon) -> None:
     name = make_account(daemon)
     code, out, err = invoke(daemon, "login", "--name", name, password="not the password")
