@@ -93,8 +93,9 @@ KeepaliveOption = Annotated[
         metavar="SECONDS",
         help="Send a ping after at most this many seconds without sending anything (on a "
         "whole second of the clock, up to a quarter of it sooner). By default, as long as "
-        "the daemon allows: 15 s, or 60 s when nothing on the way translates addresses. "
-        "Lower it behind a firewall that forgets a UDP flow sooner.",
+        "the daemon allows: 15 s, or 60 s when nothing on the way translates addresses "
+        "(a longer one is held to that). Lower it behind a firewall that forgets a UDP flow "
+        "sooner.",
         show_default=False,
     ),
 ]
