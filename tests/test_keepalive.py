@@ -490,8 +490,8 @@ def test_a_keepalive_shorter_than_a_second_is_not_aligned() -> None:
 
 def test_a_new_channel_pings_as_the_config_says_until_its_welcome_and_counts_from_then() -> None:
     """What a daemon allowed is for its session: coming back, the login on the new channel
-    (which may wait its turn) pings at the config's interval or the protocol's, counted
-    from the channel's opening, until a new `welcome` says otherwise."""
+    (which may wait its turn) pings at the config's interval up to the protocol's,
+    counted from the channel's opening, until a new `welcome` says otherwise."""
     pings = Keepalive(None)
     pings.welcomed(60.0, None, 5.0, None)  # a direct session
     assert pings.interval == 60.0
@@ -502,7 +502,10 @@ def test_a_new_channel_pings_as_the_config_says_until_its_welcome_and_counts_fro
     own.welcomed(3.0, None, 5.0, 30.0)  # `serve --idle-timeout 9`
     assert own.interval == 3.0
     own.channel_opened(100.0, 30.0)
-    assert own.interval == 30.0
+    assert own.interval == wire.KEEPALIVE  # no more before a welcome allows it
+    shorter = Keepalive(4.0)
+    shorter.channel_opened(100.0, 4.0)
+    assert shorter.interval == 4.0
     # The protocol's own interval, said outright, is as much as the daemon allows.
     own.welcomed(wire.KEEPALIVE, None, 101.0, 30.0)
     assert own.interval == wire.KEEPALIVE

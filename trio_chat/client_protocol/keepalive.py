@@ -66,9 +66,10 @@ class Keepalive:
         return longer and not self.stays_at_default
 
     def channel_opened(self, now: float, configured: float | None) -> None:
-        """A new channel: the interval the config sets, or the protocol's, until welcomed."""
+        """A new channel: the interval the config sets, up to the protocol's, until
+        welcomed (only a `welcome` may allow a longer one)."""
         self.last_sent = now
-        self.interval = configured or wire.KEEPALIVE
+        self.interval = min(configured, wire.KEEPALIVE) if configured else wire.KEEPALIVE
 
     def sent(self, now: float) -> None:
         """The connection sent a datagram: the interval counts from now."""
