@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import secrets
 from typing import Any
@@ -1533,6 +1534,75 @@ def test_a_resume_past_its_limit_is_shown_the_newest_and_told_more_was_left_out(
     back = Peer(h, "bob", address=("127.0.0.1", 40007), since=newest)
     assert [p.text for p in back.of_type(wire.Pm)] == ["from the phone 1", "from the phone 2"]
     assert back.of_type(wire.Ready) == [wire.Ready(count=2, more=True, upto=newest + 3)]
+
+
+def _back_to_a_full_mailbox(whispers_last: bool) -> tuple[EngineDriver, int, Peer]:
+    """Alice comes back from message `since` to the most the daemon keeps for her: 1000
+    unread private messages (older than `since`), 500 room messages and 500 whispers her
+    other sessions sent meanwhile, each text of 500 bytes, between names of 32 letters of
+    four bytes each; the whispers after the room's messages, or between them. The daemon,
+    her session, and `since`."""
+    alice, bob = "\U00010428" * 32, "\U00010429" * 32
+    stamp = "2026-11-30T00:00:00.000Z"
+    accounts = [Account(1, alice, name_key(alice), "fake$" + PASSWORD, stamp)]
+    accounts.append(Account(2, bob, name_key(bob), "fake$" + PASSWORD, stamp))
+    text = "x" * 500
+    ids = itertools.count(1)
+    unread = itertools.islice(ids, 1000)
+    recent = [Message(i, stamp, 2, bob, text, 1, alice, f"u{i}") for i in unread]
+    since = next(ids)
+    recent.append(Message(since, stamp, 2, bob, "seen", cid="seen"))
+    said = [Message(i, stamp, 2, bob, text, cid=f"p{i}") for i in itertools.islice(ids, 500)]
+    sent = [Message(i, stamp, 1, alice, text, 2, bob, f"w{i}") for i in itertools.islice(ids, 500)]
+    if not whispers_last:  # one after each room message
+        said = [dataclasses.replace(m, id=since + 1 + 2 * n) for n, m in enumerate(said)]
+        sent = [dataclasses.replace(m, id=since + 2 + 2 * n) for n, m in enumerate(sent)]
+    recent += sorted(said + sent, key=lambda m: m.id)
+    snapshot = Snapshot(
+        accounts=accounts,
+        recent=recent,
+        unread={1: 1000},
+        public_count=501,
+        next_message_id=recent[-1].id + 1,
+        next_account_id=3,
+    )
+    h = EngineHarness(snapshot=snapshot)
+    h.stored = list(recent)
+    return h, since, Peer(h, alice, PASSWORD, ALICE, since=since)
+
+
+@pytest.mark.parametrize("whispers_last", [True, False])
+def test_a_resume_to_a_full_mailbox_leaves_out_what_does_not_fit_its_session(
+    whispers_last: bool,
+) -> None:
+    """All of it would take 1.9 MiB of the session's queue, past its 1 MiB: the session
+    was ended as overloaded before it got in, and its client, coming back from the same
+    message, met the same backlog, without end. The unread messages all come; of the
+    others the newest that fit, down to a room message, and `more`: the client pages back
+    into the gap from there, and finds the rest. (Whispers from its other sessions newer
+    than every room message that fits are left out: those sessions had them.)"""
+    h, since, again = _back_to_a_full_mailbox(whispers_last)
+    for _ in range(20):
+        again.settle(1)
+    assert again.connection.ready and h.engine.sessions
+    (ready,) = again.of_type(wire.Ready)
+    assert ready.more and ready.count == len(again.of_type(wire.Pm)) + len(again.of_type(wire.Msg))
+    shown = [m.id for m in again.frames if isinstance(m, wire.Msg | wire.Pm)]
+    assert shown[:1000] == list(range(1, 1001))  # every unread one
+    gap_end = min(m.id for m in again.of_type(wire.Msg))
+    private = {m.id for m in h.stored_messages() if m.private}
+    missed = [m.id for m in h.stored_messages() if m.id > since]
+    newest = [i for i in missed if i >= gap_end]
+    if whispers_last:  # they took all the room: the room's messages come, they do not
+        newest = [i for i in newest if i not in private]
+    assert shown[1000:] == newest  # the newest, none skipped
+    assert 0 < len(shown) - 1000 < len(missed)
+    (history,) = [e for e in again.events if isinstance(e, History)]
+    assert history.more and len(history.messages) == len(shown)
+    page = again.send(wire.HistoryRequest(limit=100, before=gap_end))
+    again.settle(1)
+    paged = [m.id for m in again.frames if isinstance(m, wire.Msg | wire.Pm) and m.re == page]
+    assert paged == [i for i in missed if i < gap_end][-100:]
 
 
 def test_a_session_reads_at_most_reads_per_session_pages_at_once() -> None:

@@ -25,7 +25,7 @@ from .effects import Effect, JobTable, LoadHistory, Persist
 from .fanout import Deliver, Fanout
 from .history import HistoryWindow
 from .mailbox import Mailbox, MailboxReads
-from .sessions import Session
+from .sessions import WRAPPING, Session
 
 MUTED_ACCOUNT = "The daemon's operator muted this account: it may not say anything for now."
 BLOCK_GRACE = 10.0
@@ -51,6 +51,15 @@ REMOVALS_TOLD = 1000
 READ_SPARE = 8
 """Messages a history read takes beyond those asked for: room for those the operator
 removes while it runs (left out of the page)."""
+BACKLOG_SHARE = 7 / 8
+"""The most of a session's queue (`LinkConfig.max_queue_bytes` and `max_queue`) its
+history on login may take, the rest left for what the room says while the client takes
+it in. Its unread private messages always come (1000 of the longest, between the longest
+names, take 0.84 MiB); the public messages of a resume, and the private ones its other
+sessions had, fill what is left newest first, the older ones left out (`more`), for the
+client to page back to. All of them, up to `resume_limit` each, would take up to 1.9 MiB:
+a queue past its limit ends the session as `overloaded`, and its client, coming back
+from the same place, would meet the same backlog again."""
 
 
 def _account(session: Session) -> Account:
@@ -101,6 +110,21 @@ def message_frame(
 def stored_frame(message: Message, re: int) -> bytes:
     """The answer to a `say` or `whisper`: stored, with this id and time (and recipient)."""
     return wire.encode(wire.Ok(re=re, id=message.id, ts=message.ts, to=message.recipient))
+
+
+def _fitting(
+    newest_first: Iterable[Message], viewer: int, room: int, count: int
+) -> list[tuple[Message, bytes]]:
+    """The newest of these messages whose frames take at most `room` bytes and `count`
+    frames of a session's queue, with their frames, newest first."""
+    kept: list[tuple[Message, bytes]] = []
+    for message in newest_first:
+        frame = message_frame(message, viewer, history=True)
+        room -= len(frame) + WRAPPING
+        if room < 0 or len(kept) >= count:
+            break
+        kept.append((message, frame))
+    return kept
 
 
 class Chat:
@@ -272,11 +296,34 @@ class Chat:
         waiting = self.mailbox.waiting(account_id)
         # What is not on disk yet is shown by `_fan_out` once it is, this session included.
         unstored = self._sent_by
-        chosen = {m.id: m for m in (*public, *private, *waiting, *own) if m.id not in unstored}
-        backlog = sorted(chosen.values(), key=lambda m: m.id)
-        for message in backlog:
-            tag = ("pm", message.id) if message.private else None
-            self._send(session, message_frame(message, account_id, history=True), tag)
+        frames = {
+            m.id: (m, message_frame(m, account_id, history=True))
+            for m in (*waiting, *own)
+            if m.id not in unstored
+        }
+        link = session.link
+        room = int(link.config.max_queue_bytes * BACKLOG_SHARE) - link.queued_bytes
+        room -= sum(len(frame) + WRAPPING for _m, frame in frames.values())
+        count = int(link.config.max_queue * BACKLOG_SHARE) - link.queued - len(frames)
+        newest_first = sorted(
+            (m for m in {*public, *private} if m.id not in unstored and m.id not in frames),
+            key=lambda m: m.id,
+            reverse=True,
+        )
+        kept = _fitting(newest_first, account_id, room, count)
+        if len(kept) < len(newest_first):
+            more = True  # the older ones are left out, as past `resume_limit`
+            # The client pages back into the gap from the oldest room message shown.
+            while kept and kept[-1][0].private:
+                kept.pop()
+            if not kept:  # its other sessions' private messages took the room
+                public_only = [m for m in newest_first if not m.private]
+                kept = _fitting(public_only, account_id, room, count)
+        frames.update((m.id, (m, frame)) for m, frame in kept)
+        backlog = sorted(frames)
+        for message_id in backlog:
+            message, frame = frames[message_id]
+            self._send(session, frame, ("pm", message_id) if message.private else None)
         if since:
             # Coming back: the removals made since the newest message it had, of
             # messages it may have been shown (not newer than that), latest first until
