@@ -293,21 +293,26 @@ async def test_a_message_resent_after_many_newer_ones_is_stored_and_shown_once(
 ) -> None:
     """A `say` whose answer was lost comes again, with its `cid`, after more messages than
     the daemon keeps in memory (a laptop that slept through a busy day): it is answered
-    with the first copy's id and time, and neither stored nor shown a second time."""
-    config = dataclasses.replace(TEST_CONFIG, window_messages=3)
+    with the first copy's id and time, and neither stored nor shown a second time. So is
+    a whisper that filled its recipient's mailbox: not refused as one too many."""
+    config = dataclasses.replace(TEST_CONFIG, window_messages=3, mailbox_limit=1)
     host, port = await nursery.start(serve, "127.0.0.1", 0, db_path, config)
     with trio.fail_after(20):
-        await register_all(host, port, "alice", "bob")
+        await register_all(host, port, "alice", "bob", "carol")
         async with (
             trio_chat.connect(host, port, "alice", PASSWORD) as alice,
             trio_chat.connect(host, port, "bob", PASSWORD) as bob,
         ):
+            whisper = wire.Whisper(to="carol", text="for later", cid="slept-through-0")
+            whispered = await alice._submitted(alice.connection.request(whisper)).wait()
             once = wire.Say(text="said once", cid="slept-through-1")
             first = await alice._submitted(alice.connection.request(once)).wait()
             for n in range(5):
                 await alice.say(f"newer {n}")
             again = await alice._submitted(alice.connection.request(once)).wait()
             assert (again.id, again.ts) == (first.id, first.ts)
+            late = await alice._submitted(alice.connection.request(whisper)).wait()
+            assert (late.id, late.ts) == (whispered.id, whispered.ts)
             last = await alice.say("after it")
             heard: list[str] = []
             while not heard or heard[-1] != "after it":
@@ -316,7 +321,8 @@ async def test_a_message_resent_after_many_newer_ones_is_stored_and_shown_once(
             assert last.id > first.id
     with sqlite3.connect(db_path) as db:
         rows = db.execute("SELECT id FROM messages WHERE text = 'said once'").fetchall()
-    assert rows == [(first.id,)]
+        whispers = db.execute("SELECT id FROM messages WHERE text = 'for later'").fetchall()
+    assert rows == [(first.id,)] and whispers == [(whispered.id,)]
 
 
 async def test_keys_given_to_serve_are_its_keys_beside_a_key_file_of_another(

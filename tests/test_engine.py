@@ -21,6 +21,7 @@ from trio_chat.engine import (
 )
 from trio_chat.engine.chat import UNMARKED_MOST
 from trio_chat.engine.fanout import LocalRoom
+from trio_chat.engine.history import HistoryWindow
 from trio_chat.events import History, MessageRemoved
 from trio_chat.records import (
     Account,
@@ -782,6 +783,33 @@ def test_a_note_to_yourself_is_taken_whatever_your_mailbox_holds() -> None:
     seq = alice.send(wire.Whisper(to="alice", text="note", cid="n1"))
     assert [e.code for e in alice.of_type(wire.ErrorFrame)] == []
     assert [o.to for o in alice.of_type(wire.Ok) if o.re == seq] == ["alice"]
+
+
+def test_a_whisper_sent_again_past_the_window_to_a_full_mailbox_is_answered_as_stored() -> None:
+    """Alice's whisper filled bob's mailbox; its answer lost, her client sends it again
+    after more messages than the daemon keeps in memory. It was answered `mailbox_full`,
+    her client telling her it was not sent, though bob will read it: the daemon looks it
+    up on disk now, and answers it as stored. A new whisper is refused still."""
+    h = EngineHarness(ServerConfig(mailbox_limit=1, window_messages=3))
+    alice = logged_in(h, ALICE, "alice")
+    h.add_account("bob", PASSWORD, BOB)
+    first = alice.send(wire.Whisper(to="bob", text="psst", cid="w1"))
+    (stored,) = [o for o in alice.of_type(wire.Ok) if o.re == first]
+    full = alice.send(wire.Whisper(to="bob", text="still there?", cid="w2"))
+    assert [(e.re, e.code) for e in alice.of_type(wire.ErrorFrame)] == [(full, "mailbox_full")]
+    for n in range(3):
+        alice.send(wire.Say(text=f"newer {n}", cid=f"s{n}"))
+    assert h.engine.chat.window.find(h.engine.accounts["alice"].id, "w1") is None  # forgotten
+    again = alice.send(wire.Whisper(to="bob", text="psst", cid="w1"))
+    (answer,) = [f for f in alice.frames if getattr(f, "re", None) == again]
+    assert answer == wire.Ok(re=again, id=stored.id, ts=stored.ts, to="bob")
+    new = alice.send(wire.Whisper(to="bob", text="hello?", cid="w3"))
+    (refused,) = [f for f in alice.frames if getattr(f, "re", None) == new]
+    assert isinstance(refused, wire.ErrorFrame) and refused.code == "mailbox_full"
+    assert [m.text for m in h.stored_messages() if m.private] == ["psst"]
+    # A daemon started again from a full window may have forgotten messages too.
+    assert not HistoryWindow(3, h.stored_messages()).complete
+    assert HistoryWindow(3, h.stored_messages()[:2]).complete
 
 
 def test_join_and_leave_notices_and_who() -> None:

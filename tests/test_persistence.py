@@ -537,6 +537,47 @@ async def test_a_failed_look_up_of_a_refused_copy_fails_only_that_copy(
     )
 
 
+async def test_a_message_sent_before_is_looked_up_after_the_commits_before_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message sent again that the daemon would refuse as new (a full mailbox) is
+    looked for on disk: found once the commit before the look-up is in, not found under
+    another `cid`, and not found, with one log line, when the disk cannot be read."""
+    persistence, _disk, _clock, reports = setup(tmp_path)
+    first = message(1, 1)
+    found: list[Message | None] = []
+    done = trio.Event()
+
+    async def look_up() -> None:
+        found.append(await persistence.sent(1, str(first.cid)))
+        done.set()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(persistence.run)
+            try:
+                persistence.add(account(1, "alice"))
+                persistence.add(first)
+                nursery.start_soon(look_up)
+                await trio.testing.wait_all_tasks_blocked()
+                assert found == []  # not before the commit
+                assert persistence.commit_here()
+                await reports.until(2)
+                await done.wait()
+                assert found == [first]
+                assert await persistence.sent(1, "c2") is None
+                assert await persistence.sent(2, str(first.cid)) is None
+            finally:
+                persistence.close()
+    failing, _disk, _clock, _reports = setup(tmp_path / "other", LookupFailsDisk)
+    with caplog.at_level(logging.ERROR):
+        assert await failing.sent(1, "c1") is None
+    (line,) = caplog.records
+    assert line.getMessage() == (
+        "could not read a message sent before from the database (OperationalError: disk I/O error)"
+    )
+
+
 class FailingForAWhile(ScriptedDisk):
     """Fails while `broken` is set (a full disk), then writes again (space was freed)."""
 

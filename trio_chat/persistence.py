@@ -226,8 +226,19 @@ class Persistence:
             if not wanted():
                 return None
 
+    async def sent(self, sender_id: int, cid: str) -> Message | None:
+        """The message `sender_id` stored under `cid`, read as `history` reads; None if
+        there is none, or it cannot be read (one log line)."""
+
+        def find(sender_id: int, cid: str) -> list[Message]:
+            message = self.storage.sent(sender_id, cid)
+            return [] if message is None else [message]
+
+        found = await self._read("a message sent before", find, sender_id, cid)
+        return found[0] if found else None
+
     async def _read(
-        self, what: str, read: Callable[..., list[Message]], *args: int | None
+        self, what: str, read: Callable[..., list[Message]], *args: int | str | None
     ) -> list[Message] | None:
         added = self._added
         while self._reported < added:

@@ -33,6 +33,7 @@ from .engine import (
     Address,
     CheckPassword,
     Effect,
+    FindSent,
     HashPassword,
     LoadHistory,
     LoadMailbox,
@@ -277,6 +278,8 @@ class Daemon:
             self.nursery.start_soon(self._check, effect)
         elif isinstance(effect, LoadHistory):
             self.nursery.start_soon(self._history, effect)
+        elif isinstance(effect, FindSent):
+            self.nursery.start_soon(self._find_sent, effect)
         else:
             self.nursery.start_soon(self._mailbox, effect)
 
@@ -293,6 +296,11 @@ class Daemon:
     async def _history(self, effect: LoadHistory) -> None:
         messages = await self.persistence.history(effect.account_id, effect.before, effect.limit)
         self.engine.history_loaded(effect.job, messages)
+        self._flush_soon()
+
+    async def _find_sent(self, effect: FindSent) -> None:
+        message = await self.persistence.sent(effect.sender_id, effect.cid)
+        self.engine.sent_found(effect.job, message)
         self._flush_soon()
 
     async def _mailbox(self, effect: LoadMailbox) -> None:

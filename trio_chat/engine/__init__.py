@@ -13,13 +13,22 @@ ones waiting: counted, in memory for the accounts logged in, read at a login), `
 from .common import Address, iso_time
 from .config import ServerConfig, daemon_link
 from .core import ServerEngine
-from .effects import CheckPassword, Effect, HashPassword, LoadHistory, LoadMailbox, Persist
+from .effects import (
+    CheckPassword,
+    Effect,
+    FindSent,
+    HashPassword,
+    LoadHistory,
+    LoadMailbox,
+    Persist,
+)
 from .sessions import Session
 
 __all__ = [
     "Address",
     "CheckPassword",
     "Effect",
+    "FindSent",
     "HashPassword",
     "LoadHistory",
     "LoadMailbox",

@@ -21,7 +21,7 @@ from ..records import Account, MarkDelivered, Message, Snapshot
 from ..rules import RuleError, check_text, name_key
 from .common import iso_time, round_up
 from .config import ServerConfig
-from .effects import Effect, JobTable, LoadHistory, Persist
+from .effects import Effect, FindSent, JobTable, LoadHistory, Persist
 from .fanout import Deliver, Fanout
 from .history import HistoryWindow
 from .mailbox import Mailbox, MailboxReads
@@ -143,6 +143,7 @@ class Chat:
         effects: list[Effect],
         jobs: JobTable[tuple[int, int, int]],  # history reads: session, request, limit
         mail_jobs: JobTable[int],  # mailbox reads: account
+        find_jobs: JobTable[tuple[int, int, RuleError]],  # resends: session, request, refusal
         stats: dict[str, int],
     ) -> None:
         self.config = config
@@ -152,6 +153,7 @@ class Chat:
         self._send = send
         self._effects = effects
         self._jobs = jobs
+        self._finds = find_jobs
         self.reads = MailboxReads(mail_jobs)
         self.room = room(deliver)
         self._unsaid: set[int] = set()
@@ -374,9 +376,16 @@ class Chat:
                 raise RuleError("unknown_user", f"There is no account named {frame.to!r}.")
             mailbox_full = self.mailbox.count(recipient.id) >= self.config.mailbox_limit
             if mailbox_full and recipient.id != account.id:  # a note waits in no mailbox
-                raise RuleError(
+                full = RuleError(
                     "mailbox_full", f"{recipient.name} has too many unread messages already."
                 )
+                if self.window.complete:
+                    raise full
+                # It may be a message stored before, sent again after more messages than
+                # the window holds (its answer lost): if so, it is answered as stored.
+                job = self._finds.add((session.sid, seq, full))
+                self._effects.append(FindSent(job, account.id, frame.cid))
+                return
         message = Message(
             id=self.next_message_id,
             ts=iso_time(wall),
@@ -485,6 +494,18 @@ class Chat:
         # out then: a few more are read, for a whole page.
         limit = request.limit + READ_SPARE
         self._effects.append(LoadHistory(job, _account(session).id, before, limit))
+
+    def sent_found(self, job: int, message: Message | None) -> None:
+        """A message refused as new was looked for as sent before (`FindSent`): answered
+        with the one stored, if found, else refused."""
+        sid, seq, refusal = self._finds.pop(job)
+        session = self._by_sid.get(sid)
+        if session is None:
+            return
+        if message is not None:
+            self._answer_resend(session, seq, message)
+        else:
+            self._answer_frame(session, error_frame(refusal.code, refusal.message, seq))
 
     def history_loaded(self, job: int, messages: Iterable[Message] | None) -> None:
         """The shell read a page of history for a session's request (None: it could not)."""

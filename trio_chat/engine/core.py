@@ -160,6 +160,7 @@ class ServerEngine:
             effects=self._effects,
             jobs=JobTable(jobs),
             mail_jobs=JobTable(jobs),
+            find_jobs=JobTable(jobs),
             stats=self.stats,
         )
         self.lobby = Lobby(
@@ -426,6 +427,12 @@ class ServerEngine:
         """The shell read the private messages waiting for an account that logged in."""
         self.chat.settle()
         self.chat.mailbox_loaded(job, messages, now, wall)
+
+    def sent_found(self, job: int, message: Message | None) -> None:
+        """The shell looked for a message sent before under a `cid` (`FindSent`): the one
+        it found, or None (none, or the read failed)."""
+        self.chat.settle()
+        self.chat.sent_found(job, message)
 
     def wants_mailbox(self, job: int) -> bool:
         """Whether the mailbox read `job` is still waited for: one that failed is tried

@@ -3,8 +3,8 @@
 The engine never blocks: hashing a password, writing to storage, reading old history and
 reading the private messages that wait for an account are handed to the shell as effects
 (`ServerEngine.take_effects`). The shell does the work and reports back with the effect's
-`job` number (`password_hashed`, `password_checked`, `history_loaded`, `mailbox_loaded`)
-or, for `Persist`, with the stored record (`committed`, `failed`).
+`job` number (`password_hashed`, `password_checked`, `history_loaded`, `mailbox_loaded`,
+`sent_found`) or, for `Persist`, with the stored record (`committed`, `failed`).
 """
 
 from __future__ import annotations
@@ -64,7 +64,17 @@ class LoadMailbox:
     account_id: int
 
 
-Effect = HashPassword | CheckPassword | Persist | LoadHistory | LoadMailbox
+@dataclass(frozen=True, slots=True)
+class FindSent:
+    """Read the message `sender_id` stored under `cid`, if any: a message sent again after
+    more messages than the engine keeps in memory, which it would refuse if new."""
+
+    job: int
+    sender_id: int
+    cid: str
+
+
+Effect = HashPassword | CheckPassword | Persist | LoadHistory | LoadMailbox | FindSent
 
 T = TypeVar("T")
 

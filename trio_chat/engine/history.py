@@ -27,6 +27,9 @@ class HistoryWindow:
         # ones, and private ones), so that a resume is told of a cut only when there is one: ids
         # have gaps (private messages, messages that could not be stored).
         older = recent[0].id - 1 if recent else 0
+        self.complete = len(recent) < size
+        """Whether every message stored is here (none forgotten): a `cid` of the sender's
+        that `find` does not know is new."""
         self._public_forgotten = older if self.public_count > 0 else 0
         self._recent_forgotten = older
         for message in recent:
@@ -43,6 +46,7 @@ class HistoryWindow:
             self._by_cid[(message.sender_id, message.cid)] = message
             if len(self._recent) > self._size:
                 old = self._recent.popleft()
+                self.complete = False
                 if old.private:  # a public one is `_public`'s to count
                     self._recent_forgotten = old.id
                 assert old.cid is not None

@@ -20,6 +20,7 @@ from ..client_protocol import ClientConfig, ClientConnection, Handle
 from ..engine import (
     Address,
     CheckPassword,
+    FindSent,
     HashPassword,
     LoadHistory,
     LoadMailbox,
@@ -168,6 +169,13 @@ class EngineDriver:
             self.uncommitted.append(effect.op)
             if self.auto_commit:
                 self.commit()
+        elif isinstance(effect, FindSent):
+            found = [
+                op
+                for op in self.stored_messages()
+                if (op.sender_id, op.cid) == (effect.sender_id, effect.cid)
+            ]
+            self.engine.sent_found(effect.job, found[0] if found else None)
         elif isinstance(effect, LoadHistory | LoadMailbox):
             if self.auto_read:
                 self.read(effect)
