@@ -366,6 +366,23 @@ def test_a_link_whose_queue_overflows_fails_as_overloaded() -> None:
     assert sender.failure == "overloaded"
 
 
+def test_a_link_fails_as_overloaded_only_past_its_queue_in_bytes() -> None:
+    """A queue of exactly `max_queue_bytes` is within it (docs/protocol.md: a session is
+    ended once its frames not yet acknowledged exceed 1 MiB); one byte more is past it."""
+    frames = [frame(n, pad=300) for n in range(3)]
+    measure = Link(plain_seal)
+    for each in frames:
+        measure.send(each)
+    full = measure.queued_bytes
+    exactly = Link(plain_seal, LinkConfig(max_queue_bytes=full))
+    under = Link(plain_seal, LinkConfig(max_queue_bytes=full - 1))
+    for each in frames:
+        exactly.send(each)
+        under.send(each)
+    assert exactly.queued_bytes == full and exactly.failure is None
+    assert under.failure == "overloaded"
+
+
 def test_a_byte_budget_holds_back_what_does_not_fit() -> None:
     sender = Link(plain_seal)
     for n in range(10):
