@@ -1777,6 +1777,23 @@ def test_a_login_after_a_restart_is_told_more_only_if_there_is_older_history() -
         assert bob.of_type(wire.Ready) == [wire.Ready(count=2, more=more, upto=2)]
 
 
+def test_a_resume_from_0_after_a_restart_is_told_more_only_if_some_may_be_on_disk() -> None:
+    """Alice logged in while the daemon had stored nothing (`upto` 0); bob spoke while she
+    was away, and the daemon restarted. Coming back from 0, she was sent all of it and
+    told more was left out (as private messages the daemon's memory had forgotten): her
+    client said "more than 2 messages", and paging back found nothing. Had the daemon
+    loaded as many messages as its window holds, some could have been left on disk."""
+    ts = "2026-01-01T00:00:00.000Z"
+    recent = [Message(n, ts, 2, "bob", f"m{n}", cid=f"c{n}") for n in (5, 6)]
+    for window, more in ((3, False), (2, True)):
+        snapshot = Snapshot(recent=recent, public_count=2, next_message_id=7)
+        h = EngineHarness(ServerConfig(window_messages=window), snapshot=snapshot)
+        h.add_account("alice", PASSWORD, ALICE)
+        back = Peer(h, "alice", address=ALICE, since=0)
+        assert [m.text for m in back.of_type(wire.Msg)] == ["m5", "m6"]
+        assert back.of_type(wire.Ready) == [wire.Ready(count=2, more=more, upto=6)]
+
+
 def test_every_datagram_is_counted_in_whatever_it_holds() -> None:
     """The count the daemon's log reports as datagrams in: one for each, read or not."""
     h = EngineHarness()

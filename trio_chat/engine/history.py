@@ -31,7 +31,8 @@ class HistoryWindow:
         """Whether every message stored is here (none forgotten): a `cid` of the sender's
         that `find` does not know is new."""
         self._public_forgotten = older if self.public_count > 0 else 0
-        self._recent_forgotten = older
+        # A start loads the newest `size` messages: with fewer, none was left on disk.
+        self._recent_forgotten = 0 if self.complete else older
         for message in recent:
             self.add(message)
 
