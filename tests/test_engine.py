@@ -20,9 +20,11 @@ from trio_chat.engine import (
     ServerEngine,
 )
 from trio_chat.engine.chat import UNMARKED_MOST
+from trio_chat.engine.config import daemon_link
 from trio_chat.engine.fanout import LocalRoom
 from trio_chat.engine.history import HistoryWindow
 from trio_chat.events import History, MessageRemoved
+from trio_chat.events import gap_end as client_gap_end
 from trio_chat.records import (
     Account,
     MarkDelivered,
@@ -1631,6 +1633,36 @@ def test_a_resume_to_a_full_mailbox_leaves_out_what_does_not_fit_its_session(
     again.settle(1)
     paged = [m.id for m in again.frames if isinstance(m, wire.Msg | wire.Pm) and m.re == page]
     assert paged == [i for i in missed if i < gap_end][-100:]
+
+
+def test_a_resume_whose_unread_messages_fill_its_room_still_reaches_the_rooms_messages() -> None:
+    """Bob's unread whispers alone take the 7/8 of alice's queue her history may have: no
+    room message fit, and none was shown. Her client pages back into the gap from the
+    oldest room message shown, or, with none, from the oldest message shown, an unread
+    whisper older than all the room said: what the room said while she was away was
+    never shown her. The newest room message comes still (one frame, within the eighth
+    kept free), and the rest is found behind it."""
+    link = dataclasses.replace(daemon_link(), max_queue_bytes=5000)
+    h = EngineHarness(ServerConfig(link=link))
+    alice = logged_in(h, ALICE, "alice")
+    bob = logged_in(h, BOB, "bob")
+    bob.send(wire.Say(text="seen", cid="s0"))
+    seen = [m.id for m in alice.poll() if isinstance(m, wire.Msg)][-1]
+    alice.send(wire.Logout())
+    for n in range(10):
+        bob.send(wire.Whisper(to="alice", text=f"{n} " + "w" * 300, cid=f"w{n}"))
+    for n in range(3):
+        bob.send(wire.Say(text=f"missed {n}", cid=f"m{n}"))
+    back = Peer(h, "alice", address=CAROL, since=seen)
+    back.settle()
+    (ready,) = back.of_type(wire.Ready)
+    assert ready.more and len(back.of_type(wire.Pm)) == 10  # every unread one
+    assert [m.text for m in back.of_type(wire.Msg)] == ["missed 2"]
+    (history,) = [e for e in back.events if isinstance(e, History)]
+    page = back.send(wire.HistoryRequest(limit=100, before=client_gap_end(history.messages)))
+    back.settle()
+    paged = [m.text for m in back.of_type(wire.Msg) if m.re == page]
+    assert paged == ["seen", "missed 0", "missed 1"]
 
 
 def test_a_session_reads_at_most_reads_per_session_pages_at_once() -> None:

@@ -321,6 +321,13 @@ class Chat:
             if not kept:  # its other sessions' private messages took the room
                 public_only = [m for m in newest_first if not m.private]
                 kept = _fitting(public_only, account_id, room, count)
+                if not kept and public_only:
+                    # Its unread messages took it all: the newest room message comes
+                    # anyway (one frame, in the eighth left free). With none, the client
+                    # would page back from its oldest message shown, an unread one
+                    # maybe older than all the room said meanwhile, never shown it.
+                    newest = public_only[0]
+                    kept = [(newest, message_frame(newest, account_id, history=True))]
         frames.update((m.id, (m, frame)) for m, frame in kept)
         backlog = sorted(frames)
         for message_id in backlog:
