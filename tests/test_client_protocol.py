@@ -273,15 +273,22 @@ def test_a_question_refused_behind_a_refused_message_is_asked_again_without_a_wo
     assert [event for event in sim.events["alice"] if isinstance(event, Notice)] == []
 
 
+def send(outstanding: Outstanding, *handles: Handle, add: bool = True) -> None:
+    """`handles` sent in this order, numbered from 1 (and added first, unless they were
+    on a channel lost since)."""
+    for seq, handle in enumerate(handles, 1):
+        if add:
+            outstanding.add(handle)
+        handle.seq = seq
+        outstanding.sent(handle)
+
+
 def test_a_question_due_again_twice_at_once_goes_once_and_after_the_message() -> None:
     """A question refused as too fast waits to be asked again; a message before it,
     refused too, takes it along when it goes again: not also alone, ahead of it."""
     outstanding = Outstanding()
     message, question = Handle("say", b"m", cid="c1"), Handle("who", b"q")
-    for handle, seq in ((message, 1), (question, 2)):
-        outstanding.add(handle)
-        handle.seq = seq
-        outstanding.sent(handle)
+    send(outstanding, message, question)
     outstanding.too_fast(question, 5.0)
     outstanding.too_fast(message, 5.0)
     assert outstanding.due(5.0) == [message, question]
@@ -294,10 +301,7 @@ def test_requests_refused_as_too_fast_go_again_when_the_daemon_said_and_no_soone
     outstanding = Outstanding()
     first, second = Handle("who", b"q1"), Handle("who", b"q2")
     message, later = Handle("say", b"m1", cid="c1"), Handle("say", b"m2", cid="c2")
-    for seq, handle in enumerate((first, second, message, later), 1):
-        outstanding.add(handle)
-        handle.seq = seq
-        outstanding.sent(handle)
+    send(outstanding, first, second, message, later)
     outstanding.too_fast(first, 2.0)
     outstanding.too_fast(second, 1.0)  # goes with the first, not before the daemon said
     outstanding.too_fast(message, 5.0)
@@ -317,14 +321,8 @@ def test_a_new_channel_sends_everything_at_once_and_waits_for_no_earlier_refusal
     when its wait would have ended (a question asked twice would have its names twice)."""
     outstanding = Outstanding()
     message, question = Handle("say", b"m", cid="c1"), Handle("who", b"q")
-    for handle, seq in ((question, 1), (message, 2)):
-        outstanding.add(handle)
-        handle.seq = seq
-        outstanding.sent(handle)
     later = Handle("history", b"h")
-    outstanding.add(later)
-    later.seq = 3
-    outstanding.sent(later)
+    send(outstanding, question, message, later)
     outstanding.too_fast(question, 5.0)
     outstanding.too_fast(message, 5.0)  # the history asked after it is superseded
     outstanding.new_channel()
@@ -340,16 +338,11 @@ def test_a_refusal_on_a_new_channel_waits_its_own_time_not_the_old_channels() ->
     a question go after those 0.2 s, not when the lost channel's wait would have ended."""
     outstanding = Outstanding()
     message, question = Handle("say", b"m", cid="c1"), Handle("who", b"q")
-    for handle, seq in ((message, 1), (question, 2)):
-        outstanding.add(handle)
-        handle.seq = seq
-        outstanding.sent(handle)
+    send(outstanding, message, question)
     outstanding.too_fast(message, 100.0)
     outstanding.too_fast(question, 100.0)
     outstanding.new_channel()
-    for handle, seq in ((message, 1), (question, 2)):
-        handle.seq = seq
-        outstanding.sent(handle)
+    send(outstanding, message, question, add=False)
     outstanding.too_fast(question, 10.05)
     assert outstanding.next_due() == 10.05
     assert outstanding.due(10.05) == [question]
