@@ -166,17 +166,28 @@ def test_an_addresss_failures_on_an_account_outlast_its_logins_to_another() -> N
     assert reply.retry_after == pytest.approx(2.0, abs=0.002)
 
 
-def test_throttling_caps_its_delay() -> None:
-    driver = EngineDriver(ServerConfig(login_free_failures=1, login_delay=1.0, login_delay_max=5.0))
-    driver.add_account("alice", "alice-password")
+def throttled_waits(driver: EngineDriver, count: int) -> tuple[list[float], int]:
+    """Guess alice's password until told to wait `count` times, waiting each out: the
+    waits told, and how many guesses were checked (and failed) meanwhile."""
     waits: list[float] = []
-    while len(waits) < 5:  # fail, and wait whenever told to
+    failures = 0
+    while len(waits) < count:
         reply = login(driver, "alice", "wrong-guess")
         assert isinstance(reply, wire.ErrorFrame)
         if reply.code == "throttled":
             assert reply.retry_after is not None
             waits.append(reply.retry_after)
             driver.now += reply.retry_after
+        else:
+            assert reply.code == "wrong_password"
+            failures += 1
+    return waits, failures
+
+
+def test_throttling_caps_its_delay() -> None:
+    driver = EngineDriver(ServerConfig(login_free_failures=1, login_delay=1.0, login_delay_max=5.0))
+    driver.add_account("alice", "alice-password")
+    waits, _failures = throttled_waits(driver, 5)
     assert isinstance(login(driver, "alice", "wrong-guess"), wire.ErrorFrame)
     reply = login(driver, "alice", "alice-password")
     assert isinstance(reply, wire.ErrorFrame) and reply.code == "throttled"
@@ -191,18 +202,7 @@ def test_the_first_delay_after_the_free_failures_is_the_login_delay(free: int) -
     followed by 2D)."""
     driver = EngineDriver(ServerConfig(login_free_failures=free, login_delay=1.5), now=100.0)
     driver.add_account("alice", "alice-password")
-    failures = 0
-    waits: list[float] = []
-    while len(waits) < 3:
-        reply = login(driver, "alice", "wrong-guess")
-        assert isinstance(reply, wire.ErrorFrame)
-        if reply.code == "throttled":
-            assert reply.retry_after is not None
-            waits.append(reply.retry_after)
-            driver.now += reply.retry_after
-        else:
-            assert reply.code == "wrong_password"
-            failures += 1
+    waits, failures = throttled_waits(driver, 3)
     assert failures == max(free, 1) + 2
     assert waits == pytest.approx([1.5, 3.0, 6.0], abs=0.01)
 
