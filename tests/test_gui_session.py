@@ -14,12 +14,15 @@ from pytestqt.qtbot import QtBot
 from tests.gui_support import gui_test, messages, pending, texts
 from trio_chat import commands
 from trio_chat.client import ChatClient
-from trio_chat.errors import Banned, Busy, ChatError, ConnectionLost
+from trio_chat.errors import Banned, Busy, ChatError, ConnectionLost, Throttled, WrongPassword
 from trio_chat.events import (
     ChatMessage,
     Disconnected,
     Event,
     History,
+    Joined,
+    Left,
+    Missed,
     Notice,
     PrivateMessage,
     PublicMessage,
@@ -92,6 +95,7 @@ class _Chat:
         return self.pages.pop(0) if self.pages else []
 
     async def who(self) -> list[str]:
+        await trio.lowlevel.checkpoint()  # an answer comes from the daemon, a while later
         return ["alice", "bob"]
 
     def close(self) -> None:
@@ -378,14 +382,22 @@ async def test_a_new_password_whose_answer_was_lost_is_said_unsure_in_the_room(
             window.closed.emit(True)
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        Busy("The daemon is busy; try again in a moment.", retry_after=1.0),
+        Throttled("Too many wrong passwords; wait a moment.", retry_after=1.0),
+        WrongPassword("Wrong password."),
+    ],
+)
 @gui_test
-async def test_a_daemon_too_busy_for_a_new_password_points_at_the_current_one(
-    qtbot: QtBot,
+async def test_a_refused_current_password_or_a_daemon_too_busy_points_at_the_current_one(
+    refusal: ChatError, qtbot: QtBot
 ) -> None:
-    # As a wrong or throttled current password does: the new one was never judged.
+    # Busy, the daemon never judged the new one either.
     chat, window, session = alices_room(qtbot)
-    busy = "The daemon is busy; try again in a moment."
-    chat.password_refused = Busy(busy, retry_after=1.0)
+    busy = refusal.message
+    chat.password_refused = refusal
     chat.password_answered.set()
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -476,6 +488,7 @@ async def test_what_was_missed_beyond_the_pages_read_is_said_not_shown(qtbot: Qt
             nursery.start_soon(session.run)
             await back_after_an_outage(chat, newest=3030)
             assert len(chat.pages_before) == 40
+            assert chat.pages_before[:3] == [3030, 2980, 2930]  # each below the one before
             assert missed_notes(window)[-1].endswith(
                 "2000 more messages missed are above; the oldest of what was missed are not shown."
             )
@@ -505,3 +518,287 @@ async def test_a_line_cut_off_by_leaving_at_once_is_not_said_refused(
     assert len(chat.unanswered) == 1
     assert pending(window)[0].endswith("hello")
     assert not [text for text in said if text.startswith("Not sent")]
+
+
+@gui_test
+async def test_a_window_closed_at_once_does_not_wait_for_what_was_typed(qtbot: QtBot) -> None:
+    # A stop signal, or Close chosen to leave at once: a line the daemon has not answered
+    # is given up (the session closed), not waited for as a plain close would.
+    chat, window, session = alices_room(qtbot)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await trio.testing.wait_all_tasks_blocked()
+            window.line_entered.emit("hello", "")
+            await trio.testing.wait_all_tasks_blocked()
+            window.closed.emit(True)
+    assert [receipt.done for receipt in chat.unanswered] == [True]
+
+
+@gui_test
+async def test_closing_waits_for_every_new_password_on_its_way(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The dialog closed while its change was on its way, opened again and sent another:
+    # the logout waits for both answers, not just the first.
+    chat, window, session = alices_room(qtbot)
+    answers = [trio.Event(), trio.Event()]
+    waiting = list(answers)
+
+    async def change_password(old: str, new: str) -> None:
+        await waiting.pop(0).wait()
+
+    monkeypatch.setattr(chat, "change_password", change_password)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await trio.testing.wait_all_tasks_blocked()
+            window.password_wanted.emit("old password", "new password")
+            window.password_wanted.emit("new password", "newer password")
+            window.closed.emit(False)
+            answers[0].set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert not chat.logged_out
+            answers[1].set()
+    assert chat.logged_out
+
+
+@gui_test
+async def test_a_second_outage_fills_in_from_what_was_shown_before_it(qtbot: QtBot) -> None:
+    # Each outage's gap starts after the newest message shown when it began (31 here,
+    # the first outage's resumed history): not after the first outage's start (5).
+    chat, window, session = alices_room(qtbot)
+    chat.pages = [[PublicMessage(5, TS, "bob", "before")]]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await back_after_an_outage(chat)
+            whisper = PrivateMessage(35, TS, "bob", "alice", "psst")  # in its tab, not counted
+            room = [PublicMessage(n, TS, "bob", f"meanwhile {n}") for n in (31, 30)]
+            chat.pages = [[PublicMessage(40, TS, "bob", "meanwhile 40"), whisper, *room]]
+            await chat.events_in.send(Disconnected("the daemon went away"))
+            await chat.events_in.send(Reconnected())
+            latest = tuple(PublicMessage(n, TS, "bob", f"newest {n}") for n in (60, 61))
+            await chat.events_in.send(History(latest, more=True, resumed=True))
+            await trio.testing.wait_all_tasks_blocked()
+            assert chat.pages_before == [30, 60]
+            assert missed_notes(window)[-1].endswith("The 1 other message missed is above too.")
+            window.closed.emit(True)
+
+
+@gui_test
+async def test_someone_who_left_after_an_outage_and_came_back_is_said_to_join(
+    qtbot: QtBot,
+) -> None:
+    # Bob was in the room as the connection went: his join as everyone comes back is
+    # not news, but once he has left, coming in again is.
+    chat, window, session = alices_room(qtbot)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await trio.testing.wait_all_tasks_blocked()
+            assert window.online.names == ["alice", "bob"]  # asked on entering
+            await chat.events_in.send(Disconnected("the daemon went away"))
+            await chat.events_in.send(Reconnected())
+            await chat.events_in.send(History((), more=False, resumed=True))
+            await chat.events_in.send(Left("bob", TS, "quit"))
+            await chat.events_in.send(Joined("bob", TS))
+            await trio.testing.wait_all_tasks_blocked()
+            assert texts(window)[-1].endswith("* bob joined the room")
+            window.closed.emit(True)
+
+
+@gui_test
+async def test_events_skipped_and_a_session_ended_without_a_reason_are_said(
+    qtbot: QtBot,
+) -> None:
+    chat, window, session = alices_room(qtbot)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await chat.events_in.send(Missed(3))
+            await trio.testing.wait_all_tasks_blocked()
+            assert texts(window)[-1].endswith(
+                "Too much came in at once: 3 events skipped; /history shows the messages "
+                "among them."
+            )
+            chat.close()  # ended, and the client says no why
+            await trio.testing.wait_all_tasks_blocked()
+            assert window.link is Link.LOST
+            assert "The session has ended: the session ended." in texts(window)[-2]
+            window.close()
+
+
+@gui_test
+async def test_a_who_the_daemon_refuses_is_said_where_it_was_asked_and_the_room_goes_on(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Asked on entering too: refused then, the room goes on as it was.
+    chat, window, session = alices_room(qtbot)
+    busy = "The daemon is busy; try again in a moment."
+
+    async def who() -> list[str]:
+        raise Busy(busy, retry_after=1.0)
+
+    monkeypatch.setattr(chat, "who", who)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await chat.events_in.send(PublicMessage(7, TS, "bob", "still here"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert messages(window)[-1].endswith("still here")
+            assert window.link is not Link.LOST
+            window.open_conversation("Bob")
+            window.line_entered.emit("/who", "Bob")
+            await trio.testing.wait_all_tasks_blocked()
+            assert texts(window, "bob")[-1].endswith(busy)
+            assert busy not in " ".join(texts(window))
+            window.closed.emit(True)
+
+
+@gui_test
+async def test_a_line_the_session_ended_under_is_said_not_sent(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not leaving: the session ended on its own, and the line it took with it is told.
+    said: list[str] = []
+    monkeypatch.setattr(room_window, "announce", lambda _w, text, urgent=False: said.append(text))
+    chat, window, session = alices_room(qtbot)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await trio.testing.wait_all_tasks_blocked()
+            window.line_entered.emit("hello", "")
+            await trio.testing.wait_all_tasks_blocked()
+            chat.close()
+            await trio.testing.wait_all_tasks_blocked()
+            assert pending(window) == []
+            assert "Not sent: The session ended before the daemon answered." in said
+            window.close()
+
+
+@gui_test
+async def test_lines_refused_while_the_window_leaves_are_still_said_not_sent(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only a line cut off by the leaving itself goes unsaid: a refusal is the daemon's.
+    # The logout waits for every line, not only the last one typed.
+    said: list[str] = []
+    monkeypatch.setattr(room_window, "announce", lambda _w, text, urgent=False: said.append(text))
+    chat, window, session = alices_room(qtbot)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await trio.testing.wait_all_tasks_blocked()
+            window.line_entered.emit("hello", "")
+            window.line_entered.emit("again", "")
+            await trio.testing.wait_all_tasks_blocked()
+            window.closed.emit(False)
+            await trio.testing.wait_all_tasks_blocked()
+            chat.unanswered[1].fail(Throttled("Slow down.", retry_after=1.0))
+            await trio.testing.wait_all_tasks_blocked()
+            assert "Not sent: Slow down." in said
+            assert not chat.logged_out  # the first line is still on its way
+            chat.unanswered[0].fail(Throttled("Slow down.", retry_after=1.0))
+    assert chat.logged_out
+
+
+@gui_test
+async def test_what_was_missed_ends_where_a_page_reaches_what_was_shown(qtbot: QtBot) -> None:
+    # A full page (50) down to 5, the newest shown before the outage: nothing older is
+    # asked for.
+    chat, window, session = alices_room(qtbot)
+    chat.pages = [[PublicMessage(n, TS, "bob", f"meanwhile {n}") for n in range(54, 4, -1)]]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await back_after_an_outage(chat, newest=55)
+            assert chat.pages_before == [55]
+            assert missed_notes(window)[-1].endswith("The 49 other messages missed are above too.")
+            window.closed.emit(True)
+
+
+def whole_pages(ids: range, whispered: int = 0) -> list[list[ChatMessage]]:
+    """Pages of 50 room messages with these ids, newest first; `whispered` is Bob's to Alice."""
+    said: list[ChatMessage] = [
+        PrivateMessage(n, TS, "bob", "alice", "psst")
+        if n == whispered
+        else PublicMessage(n, TS, "carol", f"said {n}")
+        for n in ids
+    ]
+    return [said[start : start + 50] for start in range(0, len(said), 50)]
+
+
+@gui_test
+async def test_a_private_tab_scrolled_to_its_top_reads_a_few_pages_at_a_time(
+    qtbot: QtBot,
+) -> None:
+    # Five pages at most an ask, each from the oldest the one before brought; the ask
+    # ends at the page that brings the tab something; a short page is the last.
+    chat, window, session = alices_room(qtbot)
+    pages = whole_pages(range(1000, 650, -1), whispered=690)
+    chat.pages = [*pages, [PublicMessage(9, TS, "carol", "first")]]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=True))
+            await trio.testing.wait_all_tasks_blocked()
+            window.open_conversation("bob")
+            chat.history_refused = ConnectionLost("The daemon went away.")
+            window.line_entered.emit("/history", "bob")
+            await trio.testing.wait_all_tasks_blocked()
+            said = texts(window, "bob")
+            assert said[-2].endswith(
+                "Scroll up to see older messages; they load as you reach the top."
+            )
+            assert said[-1].endswith("Could not load older messages: The daemon went away.")
+            chat.history_refused = None
+            chat.pages_before.clear()
+            window.older_wanted.emit("bob")
+            await trio.testing.wait_all_tasks_blocked()
+            assert chat.pages_before == [None, 951, 901, 851, 801]
+            window.older_wanted.emit("bob")
+            await trio.testing.wait_all_tasks_blocked()
+            assert chat.pages_before[5:] == [751, 701]  # the second brought Bob's whisper
+            assert messages(window, "bob")[-1].endswith("psst")
+            window.older_wanted.emit("bob")
+            await trio.testing.wait_all_tasks_blocked()
+            assert chat.pages_before[7:] == [651]  # a short page: the last
+            model = window.model("bob")
+            assert model is not None and not model.more
+            window.closed.emit(True)
+
+
+@gui_test
+async def test_older_messages_asked_for_again_while_a_page_loads_are_read_once(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scrolled to the top again (or in another tab) while a page is on its way.
+    chat, window, session = alices_room(qtbot)
+    answered = trio.Event()
+
+    async def history(count: int, before: int | None = None) -> list[ChatMessage]:
+        chat.pages_before.append(before)
+        await answered.wait()
+        return []
+
+    monkeypatch.setattr(chat, "history", history)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=True))
+            await trio.testing.wait_all_tasks_blocked()
+            window.older_wanted.emit("")
+            window.older_wanted.emit("")
+            await trio.testing.wait_all_tasks_blocked()
+            answered.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert chat.pages_before == [None]
+            window.closed.emit(True)
