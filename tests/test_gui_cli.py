@@ -5,11 +5,14 @@ before (the CLI imports Qt only for `gui`)."""
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import trio
@@ -239,3 +242,19 @@ def test_a_window_stopped_by_a_signal_ends_with_status_130_unless_a_fault_came_t
     raised.append(ValueError("a fault"))
     with pytest.raises(BaseExceptionGroup):
         app.main(None, None, None)
+
+
+def test_a_reference_to_none_lost_at_each_read_is_the_fault_and_a_fewer_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The probe reads a role 10 times: the faulty PySide6 loses exactly one reference a
+    read; fewer, a chance drop meanwhile, is not it. Python's collector runs again after."""
+    for before, after, fault in ((1000, 990, True), (1000, 991, False)):
+        counts = iter((before, after))
+
+        def getrefcount(_none: object, counts: Iterator[int] = counts) -> int:
+            return next(counts)
+
+        monkeypatch.setattr(startup, "sys", SimpleNamespace(getrefcount=getrefcount))
+        assert startup.drops_none_references() is fault
+        assert gc.isenabled()
