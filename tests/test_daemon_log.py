@@ -219,25 +219,45 @@ def test_a_port_that_needs_privileges_says_so(
 
 
 @pytest.mark.parametrize(
-    ("error", "told"),
+    ("error", "port", "told"),
     [
-        # Refused above 1024 (a security module's rule, say): not for want of privileges.
-        (PermissionError(errno.EACCES, "Permission denied"), "Permission denied"),
-        (OSError(errno.ENETDOWN, "Network is down"), "Network is down"),
+        # Refused from 1024 up (a security module's rule, say): not for want of privileges.
+        (PermissionError(errno.EACCES, "Permission denied"), 2000, "Permission denied"),
+        (PermissionError(errno.EACCES, "Permission denied"), 1024, "Permission denied"),
+        (OSError(errno.ENETDOWN, "Network is down"), 2000, "Network is down"),
     ],
 )
 def test_another_refusal_to_listen_is_the_systems_reason_and_exit_status_1(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError, told: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError, port: int, told: str
 ) -> None:
     def refused(host: str, port: int) -> socket.socket:
         raise error
 
     monkeypatch.setattr(server, "bind_udp", refused)
     done = CliRunner().invoke(
-        cli_app, ["serve", "--port", "2000", "--db", str(tmp_path / "chat.db")]
+        cli_app, ["serve", "--port", str(port), "--db", str(tmp_path / "chat.db")]
     )
     assert done.exit_code == ExitCode.FAILURE
-    assert done.output.splitlines()[-1] == f"Cannot listen on 127.0.0.1:2000: {told}."
+    assert done.output.splitlines()[-1] == f"Cannot listen on 127.0.0.1:{port}: {told}."
+
+
+def test_a_database_folder_not_the_daemons_is_said_so_even_on_a_privileged_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run as root on port 80 with `--db` in a folder it may not search (on a network
+    file system, say): the file's refusal, exit 11, not ports needing privileges. (The
+    port is bound, and the folder refused, here.)"""
+    database = tmp_path / "folder" / "chat.db"
+    bind = server.bind_udp
+
+    def not_ours(path: Path) -> bool:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(server, "bind_udp", lambda host, _port: bind(host, 0))
+    monkeypatch.setattr(server, "_holds_something", not_ours)
+    done = CliRunner().invoke(cli_app, ["serve", "--port", "80", "--db", str(database)])
+    assert done.exit_code == ExitCode.DATABASE
+    assert done.output.splitlines()[-1] == f"Cannot use {database}: permission denied."
 
 
 def test_a_daemon_run_inside_a_program_leaves_its_logging_as_it_was(

@@ -446,3 +446,51 @@ def test_an_unknown_log_level_or_format_is_a_usage_error(tmp_path: Path) -> None
         assert done.exit_code == ExitCode.USAGE
         assert done.output.splitlines() == [told]
         assert not (tmp_path / "chat.db").exists()
+
+
+def test_limits_at_their_least_are_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No failed login free of delay, no delay, no join notices, one at a time of each
+    count: all limits a daemon may have. A total rate of registrations a minute not whole
+    is rounded for how many may come at once (2.7: 3). The database is the one named."""
+    given: list[tuple[ServerConfig, Path]] = []
+
+    async def daemon(
+        host: str,
+        port: int,
+        database: Path,
+        config: ServerConfig,
+        *,
+        summary_every: float,
+        task_status: trio.TaskStatus[Any],
+    ) -> None:
+        given.append((config, database))
+        raise StorageError("The database went away; choose another with --db.")
+
+    monkeypatch.setattr(serve_cli, "serve", daemon)
+    least = ["--login-free-failures", "--login-delay", "--notice-limit"]
+    ones = [
+        "--message-burst",
+        "--register-burst",
+        "--sessions-per-address",
+        "--sessions-per-account",
+        "--checks-per-address",
+        "--handshake-burst",
+    ]
+    arguments = [*(f"{option}=0" for option in least), *(f"{option}=1" for option in ones)]
+    arguments.extend(("--register-rate-total", "2.7"))
+    done = CliRunner().invoke(
+        app, ["serve", "--port", "0", "--db", str(tmp_path / "chat.db"), *arguments]
+    )
+    assert done.exit_code == ExitCode.DATABASE, done.output
+    ((config, database),) = given
+    assert database == tmp_path / "chat.db"
+    assert (config.login_free_failures, config.login_delay, config.notice_limit) == (0, 0, 0)
+    assert (
+        config.message_burst,
+        config.register_burst,
+        config.max_sessions_per_address,
+        config.max_sessions_per_account,
+        config.checks_per_address,
+        config.handshake_burst,
+    ) == (1, 1, 1, 1, 1, 1)
+    assert config.register_burst_total == 3
