@@ -11,13 +11,14 @@ from __future__ import annotations
 import itertools
 import socket
 import time
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import trio
 import typer
 
-from trio_chat import client_protocol, connect, register, wire
+from trio_chat import client_protocol, client_shell, connect, register, wire
 from trio_chat.cli import account, exits
 from trio_chat.client_protocol import ClientConfig, ClientConnection, Handle
 from trio_chat.client_shell import PATIENCE, PROBES
@@ -813,3 +814,31 @@ async def test_a_login_waits_for_a_daemon_that_is_slow_but_there() -> None:
             ) as alice:
                 assert alice.name == "alice" and alice.connected
             nursery.cancel_scope.cancel()
+
+
+def test_a_wait_gives_up_after_a_timeout_and_a_quarter_of_silence_or_its_patience() -> None:
+    """Pinged each quarter of the timeout: a daemon silent for five quarters is gone; one
+    that acknowledges the pings and never answers is given up on after `PATIENCE`
+    timeouts, never sooner."""
+    heard = SimpleNamespace(last_received=0.0)
+    link = cast(Link, heard)
+    pinged: list[int] = []
+
+    class Pinged:
+        def probe(self) -> None:
+            pinged.append(1)
+
+    connection = cast(ClientConnection, Pinged())
+    silent = client_shell.Waiting(link, timeout=2.0)
+    for _quarter in range(PROBES):
+        silent.passed(connection, "127.0.0.1:1600")
+    assert len(pinged) == PROBES
+    with pytest.raises(ServerUnreachable, match=r"^Cannot reach trio-chat at 127\.0\.0\.1:1600;"):
+        silent.passed(connection, "127.0.0.1:1600")
+    patient = client_shell.Waiting(link, timeout=2.0)
+    for _quarter in range(PATIENCE * PROBES - 1):
+        heard.last_received += 0.5  # the ping's acknowledgement
+        patient.passed(connection, "127.0.0.1:1600")
+    heard.last_received += 0.5
+    with pytest.raises(ServerUnreachable, match=f"has not answered it in {PATIENCE * 2} s;"):
+        patient.passed(connection, "127.0.0.1:1600")
