@@ -23,7 +23,7 @@ from PySide6.QtGui import (
     QTextLine,
 )
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QLineEdit, QMenu, QWidget
+from PySide6.QtWidgets import QApplication, QLineEdit, QMenu, QScrollBar, QWidget
 from pytestqt.qtbot import QtBot
 
 import trio_chat
@@ -1113,21 +1113,27 @@ def test_a_selected_row_with_emoji_is_in_the_selections_colour_to_its_end(
     assert coloured_pixels(view, red) == 0
 
 
-def test_page_keys_in_the_message_line_scroll_the_conversation(qtbot: QtBot) -> None:
-    """Where the caret always is, Page Up and Page Down scroll the conversation in front,
-    Ctrl+Home goes to its top and Ctrl+End back down, as in other chat programs; what is
-    typed stays as it is."""
+def room_of(qtbot: QtBot, messages: int) -> tuple[RoomWindow, MessageView, QScrollBar]:
+    """A room window of 500 by 300 showing bob's `messages` lines, at their end: the
+    window, the room's view and its scroll bar."""
     window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
     qtbot.addWidget(window)
     window.resize(500, 300)
     window.show()
-    for n in range(1, 61):
+    for n in range(1, messages + 1):
         window.show_message(public(n, "bob", f"line {n}"))
     qtbot.waitExposed(window)
     qtbot.wait(10)
     view = window.view(ROOM)
     assert view is not None
-    bar = view.verticalScrollBar()
+    return window, view, view.verticalScrollBar()
+
+
+def test_page_keys_in_the_message_line_scroll_the_conversation(qtbot: QtBot) -> None:
+    """Where the caret always is, Page Up and Page Down scroll the conversation in front,
+    Ctrl+Home goes to its top and Ctrl+End back down, as in other chat programs; what is
+    typed stays as it is."""
+    window, view, bar = room_of(qtbot, 60)
     assert bar.value() == bar.maximum() > 0
     editor = window.composer.editor
     QTest.keyClicks(editor, "half a line")
@@ -1150,17 +1156,7 @@ def test_ctrl_end_takes_new_below_away_when_nothing_is_left_to_scroll(qtbot: QtB
     """Scrolled to the top as a message arrives, "new below" says so; the window then made
     tall enough to show every row, nothing scrolls any more: Ctrl+End in the message line
     still takes the button away, as it does when it scrolls."""
-    window = RoomWindow("alice", lambda: ServerInfo("127.0.0.1", 1600, "alice", "SHA256:x"))
-    qtbot.addWidget(window)
-    window.resize(500, 300)
-    window.show()
-    for n in range(1, 16):
-        window.show_message(public(n, "bob", f"line {n}"))
-    qtbot.waitExposed(window)
-    qtbot.wait(10)
-    view = window.view(ROOM)
-    assert view is not None
-    bar = view.verticalScrollBar()
+    window, view, bar = room_of(qtbot, 15)
     bar.setValue(bar.minimum())
     window.show_message(public(16, "bob", "while you read above"))
     qtbot.wait(10)
