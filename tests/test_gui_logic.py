@@ -1250,6 +1250,17 @@ def test_a_menu_closed_with_escape_gives_the_keys_back_where_they_were(
     assert window.people.currentRow() == 1
 
 
+def password_dialog(qtbot: QtBot) -> tuple[PasswordDialog, list[tuple[str, str]]]:
+    """alice's password dialog, shown, and what it sends (current, new) as it sends it."""
+    dialog = PasswordDialog("alice")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    sent: list[tuple[str, str]] = []
+    dialog.wanted.connect(lambda given, wanted: sent.append((given, wanted)))
+    return dialog, sent
+
+
 @pytest.mark.parametrize(
     ("old", "new"),
     [("correct horse", "correct horse"), ("\u00c5correct horse", "A\u030acorrect horse")],
@@ -1257,12 +1268,7 @@ def test_a_menu_closed_with_escape_gives_the_keys_back_where_they_were(
 def test_the_current_password_again_is_said_at_the_new_one_and_nothing_is_sent(
     qtbot: QtBot, old: str, new: str
 ) -> None:
-    dialog = PasswordDialog("alice")
-    qtbot.addWidget(dialog)
-    dialog.show()
-    qtbot.waitExposed(dialog)
-    sent: list[tuple[str, str]] = []
-    dialog.wanted.connect(lambda given, wanted: sent.append((given, wanted)))
+    dialog, sent = password_dialog(qtbot)
     dialog.current.setText(old)
     dialog.new.setText(new)
     dialog.repeat.setText(new)
@@ -1278,12 +1284,7 @@ def test_the_password_dialog_sends_nothing_without_the_current_password(qtbot: Q
     """The button says what it does; without the current password nothing is sent and the
     cursor goes there; a refusal is shown escaped as everything the daemon says, and goes
     once a field is changed."""
-    dialog = PasswordDialog("alice")
-    qtbot.addWidget(dialog)
-    dialog.show()
-    qtbot.waitExposed(dialog)
-    sent: list[tuple[str, str]] = []
-    dialog.wanted.connect(lambda given, wanted: sent.append((given, wanted)))
+    dialog, sent = password_dialog(qtbot)
     assert dialog.change.text() == "C&hange"
     dialog.new.setText("battery staple")
     dialog.repeat.setText("battery staple")
