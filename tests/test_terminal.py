@@ -63,6 +63,22 @@ class Tmux:
         command += '; echo "[exit status $?]"'
         await self.run("new-session", "-d", "-s", pane, "-x", "100", "-y", "45", command)
 
+    async def echo_off(self, pane: str) -> None:
+        """Wait until the pane's terminal no longer echoes what is typed: a password prompt
+        shows "Password:" a moment before it turns echo off, and what is typed in that
+        moment is shown, then dropped as the prompt flushes the input."""
+        tty = (await self.run("display-message", "-p", "-t", pane, "#{pane_tty}")).strip()
+        fd = os.open(tty, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            with trio.move_on_after(WAIT):
+                while True:
+                    if not termios.tcgetattr(fd)[3] & termios.ECHO:
+                        return
+                    await trio.sleep(0.01)
+        finally:
+            os.close(fd)
+        raise AssertionError(f"{pane}: the terminal still echoes at the password prompt")
+
     async def type(self, pane: str, text: str) -> None:
         """Type text literally (no Enter)."""
         await self.run("send-keys", "-t", pane, "-l", text)
@@ -202,6 +218,7 @@ async def enter(tmux: Tmux, name: str, env: dict[str, str] | None = None) -> lis
     """Start `trio-chat chat --name NAME`, type the password, wait for the room."""
     await tmux.start(name, "chat", "--name", name, env=env)
     await tmux.wait(name, lambda lines: lines[-1].startswith("Password:"), "the password prompt")
+    await tmux.echo_off(name)
     await tmux.type(name, PASSWORD)
     await tmux.press(name, "Enter")
     lines = await tmux.wait(
@@ -467,8 +484,11 @@ async def test_no_color_leaves_the_colours_out(tmp_path: Path) -> None:
 
 
 async def answer(tmux: Tmux, pane: str, question: str, reply: str) -> None:
-    """Wait until the last line asks `question`, then type `reply` and Enter."""
+    """Wait until the last line asks `question`, then type `reply` and Enter (once the
+    terminal echoes nothing, for a password)."""
     await tmux.wait(pane, lambda lines: lines[-1] == question, repr(question))
+    if "assword" in question:
+        await tmux.echo_off(pane)
     await tmux.type(pane, reply)
     await tmux.press(pane, "Enter")
 
