@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import cast
 
@@ -138,6 +139,17 @@ def alices_room(qtbot: QtBot) -> tuple[_Chat, RoomWindow, RoomSession]:
     return chat, window, RoomSession(cast(ChatClient, chat), window)
 
 
+@asynccontextmanager
+async def entered(session: RoomSession, chat: _Chat) -> AsyncIterator[trio.Nursery]:
+    """Alice's session running (ten seconds at most), its first history, empty, taken in."""
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await trio.testing.wait_all_tasks_blocked()
+            yield nursery
+
+
 @gui_test
 async def test_a_resume_cut_short_with_no_room_message_fills_in_from_its_oldest(
     qtbot: QtBot,
@@ -217,16 +229,12 @@ async def test_closing_while_a_new_password_is_on_its_way_logs_out_after_its_ans
 ) -> None:
     # Logged out first, the answer would never come: the change made or not, unsaid.
     chat, window, session = alices_room(qtbot)
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.run)
-            await chat.events_in.send(History((), more=False))
-            await trio.testing.wait_all_tasks_blocked()
-            window.password_wanted.emit("old password", "new password")
-            window.closed.emit(False)
-            await trio.testing.wait_all_tasks_blocked()
-            assert not chat.logged_out
-            chat.password_answered.set()
+    async with entered(session, chat):
+        window.password_wanted.emit("old password", "new password")
+        window.closed.emit(False)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not chat.logged_out
+        chat.password_answered.set()
     assert chat.logged_out
     assert texts(window)[-1].endswith("Your password is changed; your other sessions have ended.")
 
@@ -338,26 +346,22 @@ async def test_what_a_command_typed_in_a_private_tab_answers_is_shown_in_that_ta
     # The tab's person as the daemon spells the name ("Bob"), its conversation as names
     # are told apart ("bob"): an answer sent to "Bob" would land in the room.
     chat, window, session = alices_room(qtbot)
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.run)
-            await chat.events_in.send(History((), more=False))
-            await trio.testing.wait_all_tasks_blocked()
-            window.open_conversation("Bob")
-            in_the_room = texts(window)
-            window.line_entered.emit("/frobnicate", "Bob")
-            await trio.testing.wait_all_tasks_blocked()
-            assert texts(window, "bob")[-1].endswith(
-                "Unknown command /frobnicate; /help lists the commands, //text says /text."
-            )
-            window.line_entered.emit("/help", "Bob")
-            await trio.testing.wait_all_tasks_blocked()
-            assert texts(window, "bob")[-1] == commands.WINDOW_HELP.splitlines()[-1]
-            window.line_entered.emit("/who", "Bob")
-            await trio.testing.wait_all_tasks_blocked()
-            assert "bob" in texts(window, "bob")[-1]
-            assert texts(window) == in_the_room
-            window.closed.emit(True)
+    async with entered(session, chat):
+        window.open_conversation("Bob")
+        in_the_room = texts(window)
+        window.line_entered.emit("/frobnicate", "Bob")
+        await trio.testing.wait_all_tasks_blocked()
+        assert texts(window, "bob")[-1].endswith(
+            "Unknown command /frobnicate; /help lists the commands, //text says /text."
+        )
+        window.line_entered.emit("/help", "Bob")
+        await trio.testing.wait_all_tasks_blocked()
+        assert texts(window, "bob")[-1] == commands.WINDOW_HELP.splitlines()[-1]
+        window.line_entered.emit("/who", "Bob")
+        await trio.testing.wait_all_tasks_blocked()
+        assert "bob" in texts(window, "bob")[-1]
+        assert texts(window) == in_the_room
+        window.closed.emit(True)
 
 
 @gui_test
@@ -369,17 +373,13 @@ async def test_a_new_password_whose_answer_was_lost_is_said_unsure_in_the_room(
     lost = "The connection was lost before the daemon answered; the password may be changed."
     chat.password_refused = ConnectionLost(lost)
     chat.password_answered.set()
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.run)
-            await chat.events_in.send(History((), more=False))
-            await trio.testing.wait_all_tasks_blocked()
-            window.password_wanted.emit("old password", "new password")
-            await trio.testing.wait_all_tasks_blocked()
-            said = texts(window)[-1]
-            assert said.endswith(lost)
-            assert "not changed" not in said
-            window.closed.emit(True)
+    async with entered(session, chat):
+        window.password_wanted.emit("old password", "new password")
+        await trio.testing.wait_all_tasks_blocked()
+        said = texts(window)[-1]
+        assert said.endswith(lost)
+        assert "not changed" not in said
+        window.closed.emit(True)
 
 
 @pytest.mark.parametrize(
@@ -399,19 +399,15 @@ async def test_a_refused_current_password_or_a_daemon_too_busy_points_at_the_cur
     busy = refusal.message
     chat.password_refused = refusal
     chat.password_answered.set()
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.run)
-            await chat.events_in.send(History((), more=False))
-            await trio.testing.wait_all_tasks_blocked()
-            window.ask_password()
-            dialog = window.findChild(PasswordDialog)
-            assert dialog is not None
-            window.password_wanted.emit("old password", "new password")
-            await trio.testing.wait_all_tasks_blocked()
-            assert dialog.current.accessibleDescription() == busy
-            assert dialog.new.accessibleDescription() == ""
-            window.closed.emit(True)
+    async with entered(session, chat):
+        window.ask_password()
+        dialog = window.findChild(PasswordDialog)
+        assert dialog is not None
+        window.password_wanted.emit("old password", "new password")
+        await trio.testing.wait_all_tasks_blocked()
+        assert dialog.current.accessibleDescription() == busy
+        assert dialog.new.accessibleDescription() == ""
+        window.closed.emit(True)
 
 
 async def back_after_an_outage(chat: _Chat, newest: int = 30) -> None:
@@ -504,17 +500,13 @@ async def test_a_line_cut_off_by_leaving_at_once_is_not_said_refused(
     said: list[str] = []
     monkeypatch.setattr(room_window, "announce", lambda _w, text, urgent=False: said.append(text))
     chat, window, session = alices_room(qtbot)
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.run)
-            await chat.events_in.send(History((), more=False))
-            await trio.testing.wait_all_tasks_blocked()
-            window.line_entered.emit("hello", "")
-            await trio.testing.wait_all_tasks_blocked()
-            window.closed.emit(False)
-            await trio.testing.wait_all_tasks_blocked()
-            assert not chat.logged_out  # waiting for the line
-            window.closed.emit(True)
+    async with entered(session, chat):
+        window.line_entered.emit("hello", "")
+        await trio.testing.wait_all_tasks_blocked()
+        window.closed.emit(False)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not chat.logged_out  # waiting for the line
+        window.closed.emit(True)
     assert len(chat.unanswered) == 1
     assert pending(window)[0].endswith("hello")
     assert not [text for text in said if text.startswith("Not sent")]
@@ -525,14 +517,10 @@ async def test_a_window_closed_at_once_does_not_wait_for_what_was_typed(qtbot: Q
     # A stop signal, or Close chosen to leave at once: a line the daemon has not answered
     # is given up (the session closed), not waited for as a plain close would.
     chat, window, session = alices_room(qtbot)
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.run)
-            await chat.events_in.send(History((), more=False))
-            await trio.testing.wait_all_tasks_blocked()
-            window.line_entered.emit("hello", "")
-            await trio.testing.wait_all_tasks_blocked()
-            window.closed.emit(True)
+    async with entered(session, chat):
+        window.line_entered.emit("hello", "")
+        await trio.testing.wait_all_tasks_blocked()
+        window.closed.emit(True)
     assert [receipt.done for receipt in chat.unanswered] == [True]
 
 
@@ -550,18 +538,14 @@ async def test_closing_waits_for_every_new_password_on_its_way(
         await waiting.pop(0).wait()
 
     monkeypatch.setattr(chat, "change_password", change_password)
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.run)
-            await chat.events_in.send(History((), more=False))
-            await trio.testing.wait_all_tasks_blocked()
-            window.password_wanted.emit("old password", "new password")
-            window.password_wanted.emit("new password", "newer password")
-            window.closed.emit(False)
-            answers[0].set()
-            await trio.testing.wait_all_tasks_blocked()
-            assert not chat.logged_out
-            answers[1].set()
+    async with entered(session, chat):
+        window.password_wanted.emit("old password", "new password")
+        window.password_wanted.emit("new password", "newer password")
+        window.closed.emit(False)
+        answers[0].set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert not chat.logged_out
+        answers[1].set()
     assert chat.logged_out
 
 
@@ -595,20 +579,16 @@ async def test_someone_who_left_after_an_outage_and_came_back_is_said_to_join(
     # Bob was in the room as the connection went: his join as everyone comes back is
     # not news, but once he has left, coming in again is.
     chat, window, session = alices_room(qtbot)
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.run)
-            await chat.events_in.send(History((), more=False))
-            await trio.testing.wait_all_tasks_blocked()
-            assert window.online.names == ["alice", "bob"]  # asked on entering
-            await chat.events_in.send(Disconnected("the daemon went away"))
-            await chat.events_in.send(Reconnected())
-            await chat.events_in.send(History((), more=False, resumed=True))
-            await chat.events_in.send(Left("bob", TS, "quit"))
-            await chat.events_in.send(Joined("bob", TS))
-            await trio.testing.wait_all_tasks_blocked()
-            assert texts(window)[-1].endswith("* bob joined the room")
-            window.closed.emit(True)
+    async with entered(session, chat):
+        assert window.online.names == ["alice", "bob"]  # asked on entering
+        await chat.events_in.send(Disconnected("the daemon went away"))
+        await chat.events_in.send(Reconnected())
+        await chat.events_in.send(History((), more=False, resumed=True))
+        await chat.events_in.send(Left("bob", TS, "quit"))
+        await chat.events_in.send(Joined("bob", TS))
+        await trio.testing.wait_all_tasks_blocked()
+        assert texts(window)[-1].endswith("* bob joined the room")
+        window.closed.emit(True)
 
 
 @gui_test
@@ -669,18 +649,14 @@ async def test_a_line_the_session_ended_under_is_said_not_sent(
     said: list[str] = []
     monkeypatch.setattr(room_window, "announce", lambda _w, text, urgent=False: said.append(text))
     chat, window, session = alices_room(qtbot)
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.run)
-            await chat.events_in.send(History((), more=False))
-            await trio.testing.wait_all_tasks_blocked()
-            window.line_entered.emit("hello", "")
-            await trio.testing.wait_all_tasks_blocked()
-            chat.close()
-            await trio.testing.wait_all_tasks_blocked()
-            assert pending(window) == []
-            assert "Not sent: The session ended before the daemon answered." in said
-            window.close()
+    async with entered(session, chat):
+        window.line_entered.emit("hello", "")
+        await trio.testing.wait_all_tasks_blocked()
+        chat.close()
+        await trio.testing.wait_all_tasks_blocked()
+        assert pending(window) == []
+        assert "Not sent: The session ended before the daemon answered." in said
+        window.close()
 
 
 @gui_test
@@ -692,21 +668,17 @@ async def test_lines_refused_while_the_window_leaves_are_still_said_not_sent(
     said: list[str] = []
     monkeypatch.setattr(room_window, "announce", lambda _w, text, urgent=False: said.append(text))
     chat, window, session = alices_room(qtbot)
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.run)
-            await chat.events_in.send(History((), more=False))
-            await trio.testing.wait_all_tasks_blocked()
-            window.line_entered.emit("hello", "")
-            window.line_entered.emit("again", "")
-            await trio.testing.wait_all_tasks_blocked()
-            window.closed.emit(False)
-            await trio.testing.wait_all_tasks_blocked()
-            chat.unanswered[1].fail(Throttled("Slow down.", retry_after=1.0))
-            await trio.testing.wait_all_tasks_blocked()
-            assert "Not sent: Slow down." in said
-            assert not chat.logged_out  # the first line is still on its way
-            chat.unanswered[0].fail(Throttled("Slow down.", retry_after=1.0))
+    async with entered(session, chat):
+        window.line_entered.emit("hello", "")
+        window.line_entered.emit("again", "")
+        await trio.testing.wait_all_tasks_blocked()
+        window.closed.emit(False)
+        await trio.testing.wait_all_tasks_blocked()
+        chat.unanswered[1].fail(Throttled("Slow down.", retry_after=1.0))
+        await trio.testing.wait_all_tasks_blocked()
+        assert "Not sent: Slow down." in said
+        assert not chat.logged_out  # the first line is still on its way
+        chat.unanswered[0].fail(Throttled("Slow down.", retry_after=1.0))
     assert chat.logged_out
 
 
