@@ -39,6 +39,7 @@ from trio_chat.errors import (
     NameTaken,
     PasswordTooLong,
     PasswordTooShort,
+    RegistrationsClosed,
     ServerUnreachable,
     Throttled,
     TooManyRegistrations,
@@ -356,6 +357,12 @@ UNTIL = (
             "--server-key` and the fingerprint its operator publishes.",
         ),
         (Busy("Busy; try again.", retry_after=0.4), Field.HOST, "Busy; try again (about 1 s)."),
+        (
+            RegistrationsClosed("This daemon takes no registrations; ask its operator."),
+            Field.NAME,
+            "This daemon takes no registrations: ask its operator for an account, and sign in "
+            "with it (“Create an account” unticked).",
+        ),
         (ChatError("Something else\x1b."), Field.HOST, "Something else\\x1b."),
         (Banned(UNTIL, retry_after=7199.5), Field.HOST, UNTIL),  # its end said, no seconds
     ],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sqlite3
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import trio
 from typer.testing import CliRunner
 
 import trio_chat
+from trio_chat.auth import is_password_hash
 from trio_chat.cli import ExitCode
 from trio_chat.cli import accounts as accounts_command
 from trio_chat.cli import app as cli_app
@@ -417,3 +419,103 @@ def test_what_a_running_daemon_answers_is_said_as_it_was(
         ("list", owner),
         ("kick", owner),
     ]
+
+
+async def test_a_daemon_closed_to_registrations_lets_in_the_accounts_its_operator_makes(
+    tmp_path: Path,
+) -> None:
+    """Made before the daemon's first start (the database and its key with them), and
+    while it runs: each logs in; a registration is refused in one sentence, exit 20."""
+    database = tmp_path / "chat.db"
+    password_file = tmp_path / "password"
+    password_file.write_text(f"{PASSWORD}\n")
+    made = CliRunner().invoke(
+        cli_app, ["accounts", "add", "alice", "--db", str(database)], f"{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert (made.exit_code, made.stdout) == (0, "Made the account alice.\n")
+    assert stat.S_IMODE(database.with_suffix(".key").stat().st_mode) == 0o600
+    home = tmp_path / "home"
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            daemon = DaemonProcess(nursery, database, "--no-registrations")
+            _host, port = await daemon.start()
+            assert not any("new key" in line for line in daemon.output)
+            bob = await accounts(database, "add", "bob", "--password-file", str(password_file))
+            assert (bob.returncode, bob.stdout) == (0, "Made the account bob.\n")
+            for name in ("alice", "bob"):
+                logged_in = await login(port, home, name)
+                assert logged_in.returncode == 0, logged_in.stderr
+            registered = await trio.run_process(
+                [*CLI, "register", "--name", "carol"],
+                env=cli_env(port, HOME=str(home), TRIO_CHAT_PASSWORD=PASSWORD),
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+            assert registered.returncode == ExitCode.REGISTRATIONS_CLOSED
+            assert registered.stderr.decode().endswith(
+                "This daemon takes no registrations; ask its operator for an account.\n"
+            )
+            assert await daemon.stop() == 0
+    listed = CliRunner().invoke(cli_app, ["accounts", "list", "--db", str(database)])
+    assert [line.split("  ")[0] for line in listed.stdout.splitlines()] == ["alice", "bob"]
+
+
+def test_a_name_taken_or_no_account_may_have_is_refused_before_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "chat.db"
+    store = SqliteStore.open(database)
+    store.write([Account(4, "alice", "alice", "hash", "2026-12-06T16:00:00.000Z")])
+    store.close()
+    runner = CliRunner()
+
+    def add(name: str, given: str = "") -> tuple[int, str, str]:
+        done = runner.invoke(cli_app, ["accounts", "add", name, "--db", str(database)], given)
+        return done.exit_code, done.stdout, done.stderr
+
+    # Nothing is given for a password: asked for it, each would say the input ended.
+    assert add("ALICE") == (
+        ExitCode.NAME_TAKEN,
+        "",
+        "The name 'ALICE' is taken; choose another.\n",
+    )
+    assert add("aIice") == (
+        ExitCode.NAME_TAKEN,
+        "",
+        "The name 'aIice' could be mistaken for 'alice'; choose another.\n",
+    )
+    assert add("no one") == (
+        ExitCode.INVALID_NAME,
+        "",
+        "A name may hold only letters, digits, '_', '-' and '.', not spaces.\n",
+    )
+    assert add("bob", "short\nshort\n")[0] == ExitCode.INVALID_PASSWORD
+    assert add("bob", f"{PASSWORD}\n{PASSWORD}\n")[1] == "Made the account bob.\n"
+    store = SqliteStore.open(database)
+    (bob,) = [account for account, _ in store.accounts() if account.key == "bob"]
+    store.close()
+    assert bob.id == 5 and bob.rid is None and is_password_hash(bob.password_hash)
+    # A running daemon is asked: whether the name is free, then to make the account.
+    asked = daemon_answers(
+        monkeypatch,
+        Reply(True, accounts=[AccountLine("carol", "2026-12-07T10:00:00.000Z", 0, False)]),
+        Reply(False, "unknown_user", "There is no account named 'dave'."),
+        Reply(False, "name_taken", "The name 'dave' could be mistaken for 'davе'."),
+        Reply(False, "unknown_user", "There is no account named 'erin'."),
+        None,  # stopped meanwhile: the database is changed
+    )
+    assert add("carol") == (
+        ExitCode.NAME_TAKEN,
+        "",
+        "The name 'carol' is taken; choose another.\n",
+    )
+    code, said, problem = add("dave", f"{PASSWORD}\n{PASSWORD}\n")
+    assert (code, said) == (ExitCode.NAME_TAKEN, "")
+    assert problem.endswith("password: \nThe name 'dave' could be mistaken for 'davе'.\n")
+    assert add("erin", f"{PASSWORD}\n{PASSWORD}\n")[:2] == (0, "Made the account erin.\n")
+    assert [request.action for request, _owners in asked] == ["find", "find", "add", "find", "add"]
+    assert is_password_hash(asked[2][0].password_hash)
+    store = SqliteStore.open(database)
+    assert [account.name for account, _ in store.accounts()] == ["alice", "bob", "erin"]
+    store.close()

@@ -23,6 +23,7 @@ import trio
 
 import trio_chat
 from trio_chat import control
+from trio_chat.auth import hash_password
 from trio_chat.cli import ExitCode
 from trio_chat.cli.accounts import EXIT_FOR_REPLY
 from trio_chat.control import (
@@ -45,7 +46,7 @@ from trio_chat.control import (
 from trio_chat.engine import Persist
 from trio_chat.errors import AccountLocked, Muted, Removed, WrongPassword
 from trio_chat.events import Left
-from trio_chat.records import BanSet, Message, MessageRemoval, MuteSet, PasswordSet
+from trio_chat.records import Account, BanSet, Message, MessageRemoval, MuteSet, PasswordSet
 from trio_chat.server import Daemon
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver
@@ -322,7 +323,7 @@ async def test_a_command_told_nothing_says_so_at_once_and_a_stale_socket_is_no_d
     assert ask(stale, Request("list"), timeout=1) is None
 
 
-OPERATOR_CHANGES = (PasswordSet, MuteSet, BanSet, MessageRemoval)
+OPERATOR_CHANGES = (PasswordSet, MuteSet, BanSet, MessageRemoval, Account)
 
 
 class Stored:
@@ -718,7 +719,10 @@ async def test_the_daemon_tells_the_desk_whether_a_change_was_stored() -> None:
     )
     Daemon.failed(cast(Daemon, daemon), PasswordSet(1, lock=True), None)
     Daemon.committed(cast(Daemon, daemon), PasswordSet(1, lock=True))
-    assert reports == [False, True]
+    made = Account(2, "bob", "bob", "hash", "2026-12-07T10:00:00.000Z")  # `accounts add`
+    Daemon.failed(cast(Daemon, daemon), made, None)
+    Daemon.committed(cast(Daemon, daemon), made)
+    assert reports == [False, True, False, True]
 
 
 def test_a_command_sends_nothing_to_another_users_socket_and_says_when_none_answered(
@@ -740,3 +744,32 @@ def test_a_command_sends_nothing_to_another_users_socket_and_says_when_none_answ
             ask(path, Request("list"), owners={other}, timeout=0.5)
         assert str(refused.value).startswith("The daemon did not answer")
         assert refused.value.unanswered
+
+
+async def test_the_desk_makes_an_account_with_the_commands_hash_once_stored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    driver = EngineDriver()
+    driver.add_account("alice")
+    hashed = hash_password(PASSWORD)
+    failing = Stored(driver, "fail")
+    refused = await failing.desk.answer(Request("add", "bob", hashed))
+    assert (refused.ok, refused.code, refused.message) == (False, "not_stored", NOT_STORED)
+    assert "bob" not in driver.engine.accounts
+    desk = Operated(driver).desk
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        made = await desk.answer(Request("add", "bob", hashed))  # the name free again
+    assert made.ok and [(a.name, a.locked, a.sessions) for a in made.accounts] == [
+        ("bob", False, 0)
+    ]
+    assert driver.engine.accounts["bob"].password_hash == hashed
+    assert operator_said(caplog) == ["the operator made the account bob"]
+    assert await desk.answer(Request("add", "Bob", hashed)) == Reply(
+        False, "name_taken", "The name 'Bob' is taken; choose another."
+    )
+    assert await desk.answer(Request("add", "aIice", hashed)) == Reply(
+        False, "name_taken", "The name 'aIice' could be mistaken for 'alice'; choose another."
+    )
+    unhashed = await desk.answer(Request("add", "carol", PASSWORD))
+    assert (unhashed.ok, unhashed.code) == (False, "bad_request")
+    assert "carol" not in driver.engine.accounts

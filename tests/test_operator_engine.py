@@ -10,11 +10,19 @@ import pytest
 
 from trio_chat import noise, wire
 from trio_chat.client_protocol import ClientConfig
-from trio_chat.engine import core
+from trio_chat.engine import ServerConfig, core
 from trio_chat.engine.core import NEW_PASSWORD, REMOVED
-from trio_chat.errors import AccountLocked, Muted, Removed, WrongPassword
+from trio_chat.errors import (
+    AccountLocked,
+    Muted,
+    RegistrationsClosed,
+    Removed,
+    UnknownUser,
+    WrongPassword,
+)
 from trio_chat.events import Event, History, Left, Notice, PublicMessage, Reconnected
-from trio_chat.records import MuteSet, PasswordSet
+from trio_chat.records import MuteSet, PasswordSet, Snapshot
+from trio_chat.rules import RuleError
 from trio_chat.testing.driver import PASSWORD, EngineDriver, Peer, fake_hash
 from trio_chat.testing.simulation import Simulation
 from trio_chat.wire import MUTED_NOTICE, UNMUTED_NOTICE
@@ -331,3 +339,88 @@ def test_kicked_sessions_kept_longer_keep_no_other_ended_session_past_its_time()
     assert all(key in noise._recent for key in keys)  # its logout may come again
     driver.advance(31.0)
     assert not any(key in noise._recent for key in keys)
+
+
+def test_the_operator_makes_accounts_by_the_rules_a_registration_meets() -> None:
+    """`trio-chat accounts add` on a running daemon: the account is in once stored (not
+    before), its name held meanwhile; a name an account has, one it could be mistaken for,
+    one a registration is making, or one no account may have is refused; a store that
+    fails frees the name."""
+    driver = EngineDriver(ServerConfig(registrations=False))
+    driver.auto_commit = False
+    bob = driver.engine.add_account("bob", fake_hash(PASSWORD), driver.wall)
+    driver.pump()
+    assert driver.uncommitted == [bob] and "bob" not in driver.engine.accounts
+    with pytest.raises(RuleError) as held:
+        driver.engine.add_account("BOB", fake_hash(PASSWORD), driver.wall)
+    assert (held.value.code, held.value.message) == (
+        "name_taken",
+        "The name 'BOB' is taken; choose another.",
+    )
+    refused = Peer(driver, "bob", address=("10.0.0.1", 1))  # no account yet
+    refused.settle()
+    assert isinstance(refused.connection.failure, UnknownUser)
+    driver.commit_held()
+    assert driver.engine.accounts["bob"] is bob and bob.rid is None
+    peer = Peer(driver, "bob", address=("10.0.0.2", 1))
+    peer.settle()
+    assert peer.connection.ready
+    for name, code, message in [
+        ("bob", "name_taken", "The name 'bob' is taken; choose another."),
+        ("b0b", "name_taken", "The name 'b0b' could be mistaken for 'bob'; choose another."),
+        ("bad name", "invalid_name", "A name may hold only letters"),
+    ]:
+        with pytest.raises(RuleError) as error:
+            driver.engine.add_account(name, fake_hash(PASSWORD), driver.wall)
+        assert error.value.code == code and error.value.message.startswith(message)
+    failing = driver.engine.add_account("carol", fake_hash(PASSWORD), driver.wall)
+    driver.pump()
+    driver.uncommitted.remove(failing)
+    driver.engine.failed(failing)
+    assert "carol" not in driver.engine.accounts
+    carol = driver.engine.add_account("carol", fake_hash(NEW), driver.wall)
+    driver.pump()
+    driver.commit_held()
+    assert driver.engine.accounts["carol"] is carol
+
+
+def test_a_name_a_registration_is_making_is_not_the_operators_and_closed_refuses_first() -> None:
+    driver = EngineDriver()
+    driver.auto_hash = False
+    registering = Peer(driver, None, address=("10.0.0.1", 1))
+    registering.send(wire.Register(rid="r1", name="dave", password=PASSWORD))
+    with pytest.raises(RuleError) as held:
+        driver.engine.add_account("dave", fake_hash(PASSWORD), driver.wall)
+    assert held.value.code == "name_taken"
+    driver.finish_hashing()
+    assert "dave" in driver.engine.accounts
+    # The same daemon started again without registrations: the name is not looked at (a
+    # taken one is not told taken, nor counted as a look-up), and the registration the
+    # client sends again (its answer lost in the restart) is answered as made.
+    closed = EngineDriver(
+        ServerConfig(registrations=False),
+        Snapshot(accounts=driver.stored_accounts(), next_account_id=2),
+        keys=driver.keys,
+        first_sid=5000,
+    )
+    for n in range(12):  # past every allowance a name look-up has
+        prober = Peer(closed, None, address=("10.0.0.2", 1))
+        seq = prober.send(wire.Register(rid=f"p{n}", name="dave", password=PASSWORD))
+        (refusal,) = [f for f in prober.frames if getattr(f, "re", None) == seq]
+        assert isinstance(refusal, wire.ErrorFrame)
+        assert (refusal.code, refusal.message, refusal.retry_after) == (
+            "registrations_closed",
+            "This daemon takes no registrations; ask its operator for an account.",
+            None,
+        )
+        prober.connection.close()
+        prober.flush()
+    again = Peer(closed, None, address=("10.0.0.1", 1))
+    seq = again.send(wire.Register(rid="r1", name="dave", password=PASSWORD))
+    assert [f for f in again.frames if getattr(f, "re", None) == seq] == [
+        wire.Registered(re=seq, name="dave")
+    ]
+    client = Peer(closed, None, address=("10.0.0.3", 1))
+    handle = client.connection.register("erin", PASSWORD)
+    client.settle()
+    assert isinstance(handle.error, RegistrationsClosed)

@@ -1866,6 +1866,14 @@ def test_every_registration_and_login_error_code() -> None:
     assert codes["throttled"]["retry_after"] <= 1.0
 
 
+def test_a_daemon_closed_to_registrations_refuses_each_before_its_name_is_looked_at() -> None:
+    driver = daemon(registrations=False)
+    client = connect(driver)
+    for n, name in enumerate(("alice", "no spaces", "carol") * 4):  # past every allowance
+        refused = client.answer(client.request(register_frame(name, rid=f"r{n}")))
+        check_error(refused, "registrations_closed", refused["re"])
+
+
 def test_failed_logins_throttle_the_account_and_the_address() -> None:
     driver = daemon()
     for name in ("alice", "bob", "carol"):

@@ -49,7 +49,7 @@ from .records import (
     network_name,
     unix_time,
 )
-from .rules import name_key
+from .rules import RuleError, name_key
 from .store_files import StorageError, room_message
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,7 @@ def removed_already(message_id: int) -> str:
 
 Action = Literal[
     "list",
+    "add",
     "find",
     "lock",
     "unlock",
@@ -134,7 +135,7 @@ class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defa
     name: str = ""
     """The account's name; for `ban` and `unban`, the address or network."""
     password_hash: str = ""
-    """For `password`: the new password's argon2id hash (made by the command, not the
+    """For `password` and `add`: the (new) password's argon2id hash (made by the command, not the
     daemon, whose cores are the room's)."""
     until: str | None = None
     """For `ban`: when the ban ends (ISO 8601, UTC); None: never."""
@@ -162,10 +163,12 @@ class Reply(msgspec.Struct, frozen=True):
     ok: bool
     code: str = ""
     """Why not: `unknown_user`, `unknown_message`, `removed_already`, `unreadable`,
-    `not_stored`, `bad_request`, `failed`, `stopping`."""
+    `not_stored`, `bad_request`, `failed`, `stopping`; for `add`, `invalid_name` and
+    `name_taken`."""
     message: str = ""
     accounts: list[AccountLine] = []
-    """`list`: every account; otherwise the one named, as it was before the change."""
+    """`list`: every account; `add`: the one made; otherwise the one named, as it was
+    before the change."""
     ended: int = 0
     """Sessions the change ended."""
     bans: list[BanRecord] = []
@@ -352,8 +355,9 @@ class Desk:
         ended, None until reported."""
         self._reported = trio.Event()
 
-    def reported(self, op: OperatorChange, stored: bool) -> None:
-        ended = self.engine.sessions_ended_by(op)
+    def reported(self, op: OperatorChange | Account, stored: bool) -> None:
+        # An account made ends no session (and may be a registration's, asked by no one).
+        ended = 0 if isinstance(op, Account) else self.engine.sessions_ended_by(op)
         if id(op) in self._waiting:
             self._waiting[id(op)] = (stored, ended)
             self._reported.set()
@@ -368,6 +372,8 @@ class Desk:
         if request.action == "list":
             accounts = sorted(engine.accounts.values(), key=lambda a: a.key)
             return Reply(True, accounts=[self._line(account) for account in accounts])
+        if request.action == "add":
+            return await self._add(request, peer)
         account = engine.accounts.get(name_key(request.name)) if request.name else None
         if account is None:
             return Reply(False, "unknown_user", f"There is no account named {request.name!r}.")
@@ -382,7 +388,7 @@ class Desk:
                 _log_done("kick", account, ended, peer)
             return Reply(True, accounts=before, ended=ended)
         if request.action == "password" and not is_password_hash(request.password_hash):
-            return Reply(False, "bad_request", "That is not an argon2id password hash.")
+            return _not_a_hash()
         # Stored even when it changes nothing to see: a change asked before may still be
         # on its way to the disk, and each is applied to what the one before left.
         outcome = await self._store(change_for(request, account.id))
@@ -391,6 +397,21 @@ class Desk:
         ended = outcome[1]
         _log_done(request.action, account, ended, peer)
         return Reply(True, accounts=before, ended=ended)
+
+    async def _add(self, request: Request, peer: Peer | None) -> Reply:
+        """Make the account named, with the password hashed by the command."""
+        if not is_password_hash(request.password_hash):
+            return _not_a_hash()
+        _now, wall = self._clock()
+        try:
+            account = self.engine.add_account(request.name, request.password_hash, wall)
+        except RuleError as error:
+            return Reply(False, error.code, error.message)
+        outcome = await self._stored(account)
+        if outcome is None or not outcome[0]:
+            return _not_stored(outcome)
+        _log_done("add", account, 0, peer)
+        return Reply(True, accounts=[self._line(account)])
 
     async def _bans(self, request: Request, peer: Peer | None) -> Reply:
         engine = self.engine
@@ -452,6 +473,10 @@ class Desk:
             self.engine.remove_message(op)
         else:
             self.engine.change_account(op)
+        return await self._stored(op)
+
+    async def _stored(self, op: OperatorChange | Account) -> tuple[bool, int] | None:
+        """`_store`'s answer for `op`, handed to the engine to store."""
         self._waiting[id(op)] = None
         self._wake()
         with trio.move_on_after(STORED_WITHIN):
@@ -467,6 +492,7 @@ class Desk:
 
 
 _DONE = {
+    "add": "made the account {}",
     "lock": "locked {}",
     "unlock": "unlocked {}",
     "password": "set a new password for {}",
@@ -474,6 +500,10 @@ _DONE = {
     "mute": "muted {}",
     "unmute": "unmuted {}",
 }
+
+
+def _not_a_hash() -> Reply:
+    return Reply(False, "bad_request", "That is not an argon2id password hash.")
 
 
 def _not_stored(outcome: tuple[bool, int] | None) -> Reply:

@@ -212,6 +212,12 @@ class TooManyRegistrations(ChatError):
     code = "too_many_registrations"
 
 
+class RegistrationsClosed(ChatError):
+    """The daemon takes no registrations: its operator makes the accounts."""
+
+    code = "registrations_closed"
+
+
 class MailboxFull(ChatError):
     """The recipient has too many unread private messages."""
 
@@ -255,6 +261,7 @@ _BY_CODE: dict[str, type[ChatError]] = {
         Throttled,
         TooManySessions,
         TooManyRegistrations,
+        RegistrationsClosed,
         MailboxFull,
         StorageFailed,
         BadRequest,

@@ -57,6 +57,14 @@ MISTAKEN_FOR: Final = "could be mistaken for"
 name taken): "The name 'aIice' could be mistaken for 'alice'; choose another." """
 
 
+def name_taken(name: str, like: str | None = None) -> RuleError:
+    """`name_taken` for `name`: taken as it is, or (`like`) by a name it could be mistaken
+    for."""
+    if like is None:
+        return RuleError("name_taken", f"The name {name!r} is taken; choose another.")
+    return RuleError("name_taken", f"The name {name!r} {MISTAKEN_FOR} {like!r}; choose another.")
+
+
 def name_problem(name: str) -> str | None:
     """Why no account can have `name` (a sentence), or None if one can."""
     try:

@@ -54,7 +54,7 @@ from .keys import (
 from .logs import NoteLog, Summary, event, limits_changed, shown
 from .noise import fingerprint
 from .persistence import Persistence
-from .records import Message, OperatorChange, StoreOp
+from .records import Account, Message, OperatorChange, StoreOp
 from .secure import DaemonKeys
 from .store import SqliteStore, Storage
 
@@ -314,13 +314,13 @@ class Daemon:
 
     def committed(self, op: StoreOp) -> None:
         self.engine.committed(op, trio.current_time(), time.time())
-        if isinstance(op, OperatorChange):
+        if isinstance(op, OperatorChange | Account):  # an account: maybe the operator's
             self.desk.reported(op, stored=True)
         self._flush_soon()
 
     def failed(self, op: StoreOp, earlier: Message | None) -> None:
         self.engine.failed(op, earlier)
-        if isinstance(op, OperatorChange):
+        if isinstance(op, OperatorChange | Account):
             self.desk.reported(op, stored=False)
         self._flush_soon()
 

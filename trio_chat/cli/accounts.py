@@ -7,6 +7,7 @@ A stopped daemon's database is changed directly, and the daemon started again ta
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,9 +28,12 @@ from ..control import (
     control_path,
 )
 from ..display import counted, quoted, safe_name
+from ..engine.common import iso_time
 from ..errors import ChatError
+from ..keys import KeyFileError, daemon_keys
+from ..names import ConfusableIndex
 from ..records import Account
-from ..rules import RuleError, check_password, name_key
+from ..rules import RuleError, check_name, check_password, name_key, name_taken
 from ..store import SqliteStore
 from ..store_files import (
     NOT_TRIO_CHAT,
@@ -45,8 +49,8 @@ from .prompts import given_password
 
 accounts_app = typer.Typer(
     name="accounts",
-    help="List the accounts; lock, unlock, mute, unmute or kick one, or set its password (the "
-    "daemon running or stopped).",
+    help="List the accounts; add one; lock, unlock, mute, unmute or kick one, or set its "
+    "password (the daemon running or stopped).",
     no_args_is_help=True,
 )
 
@@ -60,6 +64,8 @@ NEW_PASSWORD_MISSING = (
 
 EXIT_FOR_REPLY = {
     "unknown_user": ExitCode.UNKNOWN_USER,
+    "name_taken": ExitCode.NAME_TAKEN,
+    "invalid_name": ExitCode.INVALID_NAME,
     "not_stored": ExitCode.DATABASE,
     "stopping": ExitCode.UNREACHABLE,
     "unknown_message": ExitCode.UNKNOWN_MESSAGE,
@@ -105,14 +111,16 @@ def check_database(database: Path) -> None:
 
 
 @contextmanager
-def stopped_daemons_store(database: Path) -> Iterator[SqliteStore]:
-    """The database of a daemon that is not running, opened as it is (never upgraded);
-    its problems told in one sentence (exit 11)."""
-    # Looked at read-only first: opened, any file would be made one (an empty file,
-    # another program's database), in the mode a new database has.
-    check_database(database)
+def stopped_daemons_store(database: Path, *, create: bool = False) -> Iterator[SqliteStore]:
+    """The database of a daemon that is not running, opened as it is (never upgraded), or
+    (`create`) made new if there is none; its problems told in one sentence (exit 11)."""
+    new = create and not database.exists() and not database.is_symlink()
+    if not new:
+        # Looked at read-only first: opened, any file would be made one (an empty file,
+        # another program's database), in the mode a new database has.
+        check_database(database)
     try:
-        store = SqliteStore.open(database, migrate=False)
+        store = SqliteStore.open(database, migrate=new)
     except DatabaseInUse:
         raise fail(
             f"The daemon is running on {str(database)!r} but not answering at "
@@ -123,7 +131,13 @@ def stopped_daemons_store(database: Path) -> Iterator[SqliteStore]:
     except StorageError as error:
         raise fail(str(error), ExitCode.DATABASE) from None
     try:
+        if new:
+            # A daemon's first start makes its key with its database; made later for a
+            # database with accounts, the key would be taken for one lost.
+            daemon_keys(database)
         yield store
+    except KeyFileError as error:
+        raise fail(str(error), ExitCode.DATABASE) from None
     except StorageError as error:  # found damaged while read
         raise fail(str(error), ExitCode.DATABASE) from None
     finally:
@@ -264,19 +278,100 @@ def kick_command(name: NameArgument, db: DatabaseOption = None) -> None:
     )
 
 
+PasswordFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--password-file",
+        dir_okay=False,
+        help="Read the new password from the first line of this file (else it is prompted "
+        "twice, hidden; TRIO_CHAT_PASSWORD is not read).",
+    ),
+]
+
+
+@accounts_app.command("add")
+def add_command(
+    name: NameArgument, db: DatabaseOption = None, password_file: PasswordFileOption = None
+) -> None:
+    """Make an account (its password prompted twice, hidden), as a registration would: for
+    a daemon that takes no registrations (`serve --no-registrations`), say. With no
+    database yet, one is made."""
+    database = db or default_database()
+    try:
+        name = check_name(name)  # before the password is asked for
+    except RuleError as error:
+        raise fail(error.message, ExitCode.INVALID_NAME) from None
+    found = ask_daemon(database, Request("find", name), answers={"unknown_user"})
+    if found is None:
+        with stopped_daemons_store(database, create=True) as store:
+            _new_account(store, name, "")  # refused now, if it would be then
+    elif found.ok:
+        raise _refused(name_taken(name))
+    hashed = hash_password(_new_password(name, password_file))
+    made = ask_daemon(database, Request("add", name, hashed), answers={"name_taken"})
+    if made is None:
+        with stopped_daemons_store(database) as store:
+            account = _new_account(store, name, hashed)
+            if store.write([account]):
+                raise fail(NOT_STORED_STOPPED, ExitCode.DATABASE)
+    elif not made.ok:
+        raise fail(made.message, ExitCode.NAME_TAKEN)
+    typer.echo(f"Made the account {safe_name(name)}.")
+
+
+NOT_STORED_STOPPED = "The database did not take the new account; nothing was changed."
+
+
+def _new_account(store: SqliteStore, name: str, password_hash: str) -> Account:
+    """The account `name` (as `check_name` gave it) would be in a stopped daemon's
+    database; exits `name_taken` if an account has it, or one it could be mistaken for."""
+    key = name_key(name)
+    accounts = [account for account, _waiting in store.accounts()]
+    index = ConfusableIndex()
+    for account in accounts:
+        if account.key == key:
+            raise _refused(name_taken(name))
+        index.add(account.name, account.key)
+    like = index.clash(name)
+    if like is not None:
+        shown = next(account.name for account in accounts if account.key == like)
+        raise _refused(name_taken(name, shown))
+    return Account(
+        id=max((account.id for account in accounts), default=0) + 1,
+        name=name,
+        key=key,
+        password_hash=password_hash,
+        created=iso_time(time.time()),
+    )
+
+
+def _refused(error: RuleError) -> typer.Exit:
+    return fail(error.message, ExitCode.NAME_TAKEN)
+
+
+def _new_password(name: str, password_file: Path | None) -> str:
+    """The password for `name`, from the file or prompted twice; exits 8 if no login
+    could carry it or the rules refuse it."""
+    # Not TRIO_CHAT_PASSWORD: an operator's own, exported for chatting, would be given away.
+    given = given_password(password_file, from_environment=False)
+    password = (
+        given
+        if given is not None
+        else ask_person("New password", hide=True, confirm=True, missing=NEW_PASSWORD_MISSING)
+    )
+    try:
+        checked = check_password(password)
+        check_sendable_password(name, password)  # a login must carry it
+    except RuleError as error:
+        raise fail(error.message, ExitCode.INVALID_PASSWORD) from None
+    except ChatError as error:
+        raise fail(sentence(error, name), ExitCode.INVALID_PASSWORD) from None
+    return checked
+
+
 @accounts_app.command("password")
 def password_command(
-    name: NameArgument,
-    db: DatabaseOption = None,
-    password_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--password-file",
-            dir_okay=False,
-            help="Read the new password from the first line of this file (else it is prompted "
-            "twice, hidden; TRIO_CHAT_PASSWORD is not read).",
-        ),
-    ] = None,
+    name: NameArgument, db: DatabaseOption = None, password_file: PasswordFileOption = None
 ) -> None:
     """Set an account's password (prompted twice, hidden): for someone who forgot theirs.
     Its sessions end and its tickets stop working; a locked account stays locked."""
@@ -287,21 +382,7 @@ def password_command(
     else:
         with stopped_daemons_store(database) as store:
             shown_name = _stored(store, name).name
-    # Not TRIO_CHAT_PASSWORD: an operator's own, exported for chatting, would be given away.
-    given = given_password(password_file, from_environment=False)
-    password = (
-        given
-        if given is not None
-        else ask_person("New password", hide=True, confirm=True, missing=NEW_PASSWORD_MISSING)
-    )
-    try:
-        checked = check_password(password)
-        check_sendable_password(shown_name, password)  # a login must carry it
-    except RuleError as error:
-        raise fail(error.message, ExitCode.INVALID_PASSWORD) from None
-    except ChatError as error:
-        raise fail(sentence(error, shown_name), ExitCode.INVALID_PASSWORD) from None
-    hashed = hash_password(checked)
+    hashed = hash_password(_new_password(shown_name, password_file))
     reply = _change(database, Request("password", name, hashed))
     locked = " (it stays locked)" if reply.accounts[0].locked else ""
     typer.echo(f"Set the password of {safe_name(shown_name)}{locked}{ended_note(reply.ended)}.")

@@ -29,6 +29,7 @@ from ..errors import (
     PasswordTooShort,
     PasswordUnchanged,
     RateLimited,
+    RegistrationsClosed,
     Removed,
     ServerUnreachable,
     TextEmpty,
@@ -67,6 +68,7 @@ class ExitCode(enum.IntEnum):
     REMOVED = 17
     BANNED = 18
     UNKNOWN_MESSAGE = 19
+    REGISTRATIONS_CLOSED = 20
     INTERRUPTED = 130
 
 
@@ -91,6 +93,7 @@ _MEANINGS: dict[ExitCode, str] = {
     ExitCode.REMOVED: "taken out of the room (by the operator, or a new password)",
     ExitCode.BANNED: "the operator turned this address away",
     ExitCode.UNKNOWN_MESSAGE: "no such message in the room's history",
+    ExitCode.REGISTRATIONS_CLOSED: "the daemon takes no registrations",
     ExitCode.INTERRUPTED: "interrupted",
 }
 
@@ -124,6 +127,7 @@ _EXIT_FOR: dict[type[ChatError], ExitCode] = {
     Throttled: ExitCode.LIMITED,
     TooManySessions: ExitCode.LIMITED,
     TooManyRegistrations: ExitCode.LIMITED,
+    RegistrationsClosed: ExitCode.REGISTRATIONS_CLOSED,
     MailboxFull: ExitCode.LIMITED,
     ConnectionLost: ExitCode.CONNECTION_LOST,
     KeyChanged: ExitCode.KEY_CHANGED,

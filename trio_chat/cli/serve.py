@@ -56,6 +56,14 @@ def serve_command(
     message_burst: Annotated[
         int, typer.Option(help="Messages a session may send at once before the rate applies.")
     ] = 20,
+    no_registrations: Annotated[
+        bool,
+        typer.Option(
+            "--no-registrations",
+            help="Refuse every registration: the operator makes the accounts (`trio-chat "
+            "accounts add`).",
+        ),
+    ] = False,
     register_rate: Annotated[
         float,
         typer.Option(
@@ -184,6 +192,7 @@ def serve_command(
     config = ServerConfig(
         message_rate=message_rate,
         message_burst=message_burst,
+        registrations=not no_registrations,
         register_rate=register_rate / 60,
         register_burst=register_burst,
         login_free_failures=login_free_failures,

@@ -54,6 +54,10 @@ class ServerConfig:
     reads_per_session: int = 2
     """`history` requests of one session read from the database at once; more are
     answered `rate_limited` (the client asks again shortly)."""
+    registrations: bool = True
+    """Whether anyone may register; closed (False), every `register` is refused
+    `registrations_closed` before its name is looked at, and accounts are made by the
+    operator (`trio-chat accounts add`)."""
     register_rate: float = 1 / 60
     """Registrations per second from one address, steadily (one a minute); rates here
     are per second, as the command's options are per minute where that reads better."""

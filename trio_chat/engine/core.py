@@ -479,6 +479,13 @@ class ServerEngine:
 
     # --- the operator -------------------------------------------------------------------------
 
+    def add_account(self, name: str, password_hash: str, wall: float) -> Account:
+        """Make an account (`trio-chat accounts add` on a running daemon), whether the
+        daemon takes registrations or not: stored first (a `Persist` effect), and in once
+        `committed`. `RuleError` for a name no registration could have (`invalid_name`,
+        `name_taken`)."""
+        return self.lobby.add_account(name, password_hash, wall)
+
     def change_account(self, op: AccountChange) -> None:
         """Lock, unlock, mute, unmute or give a new password to an account (`trio-chat
         accounts` on a running daemon). The change is stored first (a `Persist` effect)

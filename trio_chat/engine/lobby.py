@@ -20,7 +20,7 @@ from .. import wire
 from ..limits import FailureThrottle, KeyedBuckets, RecentKeys, TokenBucket
 from ..names import ConfusableIndex
 from ..records import Account
-from ..rules import MISTAKEN_FOR, RuleError, check_name, check_password, name_key
+from ..rules import RuleError, check_name, check_password, name_key, name_taken
 from ..secure import Cookies, DaemonKeys, SecureError, password_mark, respond
 from .bans import ban_wait, banned_sentence
 from .common import Address, Outbox, iso_time, network_of, round_up
@@ -40,15 +40,18 @@ REPLAY_MEMORY = 120.0
 
 
 FROM_YOUR_ADDRESS = "Too many registrations from your address; try again later."
+REGISTRATIONS_CLOSED = "This daemon takes no registrations; ask its operator for an account."
 ACCOUNT_LOCKED = "This account is locked by the daemon's operator; ask them to unlock it."
 
 
 @dataclass(slots=True)
 class _Registration:
-    sid: int
+    sid: int | None
+    """The session to answer; None for the operator's (`Lobby.add_account`)."""
     seq: int
-    address: Address
-    rid: str
+    address: Address | None
+    """None for the operator's."""
+    rid: str | None
     name: str
     key: str
 
@@ -266,6 +269,14 @@ class Lobby:
 
     def _on_register(self, session: Session, seq: int, request: wire.Register, now: float) -> None:
         address = session.address
+        if self._sent_again(session, seq, request):
+            return
+        if not self.config.registrations:
+            # Before the name is looked at, or even checked: the answer tells nothing of it.
+            code = "registrations_closed"
+            self._notes.append(RegistrationRefused(request.name, address, code))
+            self._refuse(session, seq, code, REGISTRATIONS_CLOSED)
+            return
         try:
             name = check_name(request.name)
             password = check_password(request.password)
@@ -274,17 +285,6 @@ class Lobby:
             self._refuse(session, seq, error.code, error.message)
             return
         key = name_key(name)
-        existing = self.accounts.get(key)
-        if existing is not None and existing.rid == request.rid:
-            # Stored, but the answer was lost with a daemon that stopped: answer again.
-            self._reply(session, wire.encode(wire.Registered(re=seq, name=existing.name)))
-            return
-        pending = self._registering.get(key)
-        if pending is not None and pending.rid == request.rid:
-            # Sent again (its channel was lost) while the first is hashed or stored: the
-            # same registration, whose answer now goes here.
-            self._answer_here(pending, session, seq)
-            return
         if self._hashing.full:
             # Before the name is looked at, taken or free: `busy` says nothing about it.
             self._busy(session, seq, now)
@@ -295,18 +295,11 @@ class Lobby:
             # Before the name is looked at: the answer tells nothing about it.
             self._refuse_registration(session, seq, request.name, FROM_YOUR_ADDRESS, wait)
             return
-        if existing is not None or key in self._registering:
+        taken = self._taken(name, key)
+        if taken is not None:
             self._name_lookups.failed(network, now)
-            self._notes.append(RegistrationRefused(request.name, address, "name_taken"))
-            self._refuse(session, seq, "name_taken", f"The name {name!r} is taken; choose another.")
-            return
-        like = self._confusables.clash(name)
-        if like is not None:
-            self._name_lookups.failed(network, now)
-            self._notes.append(RegistrationRefused(request.name, address, "name_taken"))
-            shown = self._shown_name(like)
-            message = f"The name {name!r} {MISTAKEN_FOR} {shown!r}; choose another."
-            self._refuse(session, seq, "name_taken", message)
+            self._notes.append(RegistrationRefused(request.name, address, taken.code))
+            self._refuse(session, seq, taken.code, taken.message)
             return
         # Counted only now, before the hashing it guards: a taken name does not spend them,
         # nor does one refused by either limit spend the other's.
@@ -331,8 +324,53 @@ class Lobby:
         session.busy += 1
         self._effects.extend(self._hashing.push(network_of(address), HashPassword(job, password)))
 
+    def _sent_again(self, session: Session, seq: int, request: wire.Register) -> bool:
+        """Whether `request` is a registration made, or being made, sent again (the same
+        `rid`): if so, it is answered as the first is (`registered`)."""
+        try:
+            key = name_key(check_name(request.name))
+            check_password(request.password)
+        except RuleError:
+            return False  # no registration is made under what the rules refuse
+        existing = self.accounts.get(key)
+        if existing is not None and existing.rid == request.rid:
+            # Stored, but the answer was lost with a daemon that stopped: answer again.
+            self._reply(session, wire.encode(wire.Registered(re=seq, name=existing.name)))
+            return True
+        pending = self._registering.get(key)
+        if pending is not None and pending.rid == request.rid:
+            # Sent again (its channel was lost) while the first is hashed or stored: the
+            # same registration, whose answer now goes here.
+            self._answer_here(pending, session, seq)
+            return True
+        return False
+
+    def _taken(self, name: str, key: str) -> RuleError | None:
+        """`name_taken` if an account, or a registration on its way, has the name (`key`
+        its key) or one it could be mistaken for."""
+        if key in self.accounts or key in self._registering:
+            return name_taken(name)
+        like = self._confusables.clash(name)
+        return None if like is None else name_taken(name, self._shown_name(like))
+
+    def add_account(self, name: str, password_hash: str, wall: float) -> Account:
+        """Make an account for the operator (`trio-chat accounts add`), open to
+        registrations or not, with a password the command hashed: stored first (a
+        `Persist` effect), then in once `committed`. Its name follows the rules a
+        registration's does (`RuleError`: `invalid_name`, `name_taken`)."""
+        name = check_name(name)
+        key = name_key(name)
+        taken = self._taken(name, key)
+        if taken is not None:
+            raise taken
+        registration = _Registration(None, 0, None, None, name, key)
+        self._registering[key] = registration
+        self._confusables.add(name, key)
+        return self._store_account(registration, password_hash, wall)
+
     def _answer_here(self, registration: _Registration, session: Session, seq: int) -> None:
         """Send a registration's answer to `session`'s request `seq` instead."""
+        assert registration.sid is not None  # the operator's has no `rid` to send again
         earlier = self._transport.by_sid.get(registration.sid)
         if earlier is not None:
             earlier.busy -= 1
@@ -366,6 +404,7 @@ class Lobby:
             self.changes.hashed(registration, password_hash)
             return
         assert isinstance(registration, _Registration)
+        assert registration.address is not None  # the operator's password came hashed
         until = self._transport.bans.banned_until(registration.address[0], wall)
         if until is not None:
             # Its network was turned away while the password was hashed: no account is
@@ -380,6 +419,11 @@ class Lobby:
             )
             self._answer_job(registration.sid, refused)
             return
+        self._store_account(registration, password_hash, wall)
+
+    def _store_account(
+        self, registration: _Registration, password_hash: str, wall: float
+    ) -> Account:
         account = Account(
             id=self._next_account_id,
             name=registration.name,
@@ -391,13 +435,15 @@ class Lobby:
         self._next_account_id += 1
         self._storing[account.id] = registration
         self._effects.append(Persist(account))
+        return account
 
     def account_committed(self, account: Account) -> None:
         registration = self._storing.pop(account.id)
         self._registering.pop(account.key, None)
         self.accounts[account.key] = account
         self._by_id[account.id] = account
-        self._notes.append(Registered(account.name, registration.address))
+        if registration.address is not None:  # the operator's is logged by its command
+            self._notes.append(Registered(account.name, registration.address))
         self._answer_job(registration.sid, wire.Registered(re=registration.seq, name=account.name))
 
     def account_failed(self, account: Account, message: str) -> None:
@@ -427,8 +473,8 @@ class Lobby:
             (self._shown_name(a), self._shown_name(b)) for a, b in self._confusables.collisions()
         ]
 
-    def _answer_job(self, sid: int, frame: wire.Registered | wire.ErrorFrame) -> None:
-        session = self._transport.by_sid.get(sid)
+    def _answer_job(self, sid: int | None, frame: wire.Registered | wire.ErrorFrame) -> None:
+        session = None if sid is None else self._transport.by_sid.get(sid)
         if session is not None:
             session.busy -= 1
             self._reply(session, wire.encode(frame))

@@ -17,6 +17,7 @@ from ..errors import (
     NameTaken,
     PasswordTooLong,
     PasswordTooShort,
+    RegistrationsClosed,
     ServerUnreachable,
     Throttled,
     TooManyRegistrations,
@@ -134,6 +135,12 @@ def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
         )
     if isinstance(error, InvalidName):
         return Problem(safe(error.message), Field.NAME)
+    if isinstance(error, RegistrationsClosed):
+        return Problem(
+            "This daemon takes no registrations: ask its operator for an account, and sign "
+            "in with it (“Create an account” unticked).",
+            Field.NAME,
+        )
     if isinstance(error, PasswordTooShort | PasswordTooLong):
         return Problem(safe(error.message), Field.PASSWORD)
     if isinstance(error, Throttled):
