@@ -485,6 +485,7 @@ README_EXIT_CODES: dict[type[errors.ChatError], int] = {
     errors.PasswordTooLong: 8,
     errors.PasswordUnchanged: 8,
     errors.TooManyRegistrations: 9,
+    errors.RegistrationsClosed: 20,
     errors.Throttled: 9,  # failed logins
     errors.TooManySessions: 9,
     errors.Busy: 9,  # connections
