@@ -19,7 +19,7 @@ from trio_chat.engine import (
     ServerConfig,
     ServerEngine,
 )
-from trio_chat.engine.chat import UNMARKED_MOST
+from trio_chat.engine.chat import READ_AGAIN_AFTER, UNMARKED_MOST
 from trio_chat.engine.config import daemon_link
 from trio_chat.engine.fanout import LocalRoom
 from trio_chat.engine.history import HistoryWindow
@@ -812,6 +812,44 @@ def test_a_whisper_sent_again_past_the_window_to_a_full_mailbox_is_answered_as_s
     # A daemon started again from a full window may have forgotten messages too.
     assert not HistoryWindow(3, h.stored_messages()).complete
     assert HistoryWindow(3, h.stored_messages()[:2]).complete
+
+
+def test_a_look_for_a_whisper_sent_before_is_one_of_the_sessions_two_reads() -> None:
+    """A session with two reads under way (`history`, a look on disk for a whisper sent
+    again) is told to send the next such whisper a moment later, as too fast, and its
+    later messages wait behind it; nothing is refused that was stored."""
+    h = EngineHarness(ServerConfig(mailbox_limit=1, window_messages=2))
+    alice = logged_in(h, ALICE, "alice")
+    h.add_account("bob", PASSWORD, BOB)
+    first = alice.send(wire.Whisper(to="bob", text="psst", cid="w1"))
+    (stored,) = [o for o in alice.of_type(wire.Ok) if o.re == first]
+    for n in range(2):
+        alice.send(wire.Say(text=f"newer {n}", cid=f"s{n}"))
+    h.auto_read, h.hold_finds = False, True
+    alice.send(wire.HistoryRequest(limit=5))
+    looked = alice.send(wire.Whisper(to="bob", text="psst", cid="w1"))
+    assert len(h.reading) == len(h.finding) == 1
+    again = alice.send(wire.Whisper(to="bob", text="psst", cid="w1"))
+    later = alice.send(wire.Say(text="after it", cid="s9"))
+    (refused,) = [f for f in alice.frames if getattr(f, "re", None) == again]
+    assert isinstance(refused, wire.ErrorFrame)
+    assert (refused.code, refused.retry_after) == ("rate_limited", READ_AGAIN_AFTER)
+    (held,) = [f for f in alice.frames if getattr(f, "re", None) == later]
+    assert isinstance(held, wire.ErrorFrame) and held.code == "rate_limited"
+    assert len(h.finding) == 1  # no second look
+    h.finish_finds()
+    alice.poll()
+    (answer,) = [f for f in alice.frames if getattr(f, "re", None) == looked]
+    assert answer == wire.Ok(re=looked, id=stored.id, ts=stored.ts, to="bob")
+    h.advance(READ_AGAIN_AFTER)
+    resent = alice.send(wire.Whisper(to="bob", text="psst", cid="w1"))  # one read left
+    assert len(h.finding) == 1
+    h.finish_finds()
+    h.finish_reads()
+    alice.poll()
+    (answer,) = [f for f in alice.frames if getattr(f, "re", None) == resent]
+    assert answer == wire.Ok(re=resent, id=stored.id, ts=stored.ts, to="bob")
+    assert alice.session.reading == 0
 
 
 def test_join_and_leave_notices_and_who() -> None:

@@ -37,6 +37,7 @@ _REFUSED = "refused"
 """The tag of a refusal as too fast on its way to the client (with the message's `cid`)."""
 READ_AGAIN_AFTER = 0.05
 """Seconds after which a session with `reads_per_session` reads under way may ask again."""
+TOO_FAST = "You are sending too fast; slow down."
 NAMES_PART_BYTES = 700
 """Names per `names` frame: as many as fit this many bytes, so every frame fits."""
 
@@ -389,7 +390,12 @@ class Chat:
                 if self.window.complete:
                     raise full
                 # It may be a message stored before, sent again after more messages than
-                # the window holds (its answer lost): if so, it is answered as stored.
+                # the window holds (its answer lost): if so, it is answered as stored. The
+                # look is one of the session's reads.
+                if session.reading >= self.config.reads_per_session:
+                    self._too_fast(session, seq, frame.cid, READ_AGAIN_AFTER, now)
+                    return
+                session.reading += 1
                 job = self._finds.add((session.sid, seq, full))
                 self._effects.append(FindSent(job, account.id, frame.cid))
                 return
@@ -424,15 +430,19 @@ class Chat:
             if wait == 0.0:
                 session.blocked_cid = None
                 return True
-            session.blocked_cid, session.blocked_until = cid, now + wait
-            session.blocked_told = False
-            tag: Hashable | None = (_REFUSED, cid)  # told once the client acknowledges it
+            self._too_fast(session, seq, cid, wait, now)
         else:
             wait = max(session.bucket.wait(now), 0.001)
-            tag = None
-        message = "You are sending too fast; slow down."
-        self._send(session, error_frame("rate_limited", message, seq, round_up(wait)), tag)
+            self._send(session, error_frame("rate_limited", TOO_FAST, seq, round_up(wait)), None)
         return False
+
+    def _too_fast(self, session: Session, seq: int, cid: str, wait: float, now: float) -> None:
+        """Refuse the message `cid` as too fast, to be sent again in `wait` seconds: the
+        session's later ones are refused until it is."""
+        session.blocked_cid, session.blocked_until = cid, now + wait
+        session.blocked_told = False
+        tag = (_REFUSED, cid)  # told once the client acknowledges it
+        self._send(session, error_frame("rate_limited", TOO_FAST, seq, round_up(wait)), tag)
 
     def _acknowledge(self, session: Session, seq: int, message: Message) -> None:
         waiting = self._awaiting_commit.get(message.id)
@@ -509,6 +519,7 @@ class Chat:
         session = self._by_sid.get(sid)
         if session is None:
             return
+        session.reading -= 1
         if message is not None:
             self._answer_resend(session, seq, message)
         else:

@@ -79,6 +79,10 @@ class EngineDriver:
     hashes_done: int = 0
     reading: list[LoadHistory | LoadMailbox] = field(default_factory=list)
     """Reads handed out and not yet done (with `auto_read` off)."""
+    hold_finds: bool = False
+    """Keep the looks for a message sent before in `finding` until `finish_finds()`; else
+    they are done at once."""
+    finding: list[FindSent] = field(default_factory=list)
     acknowledge_bulk_first: bool = False
     """As the daemon runs its engine: requests sent in bulk wait for `handle_set_aside`."""
 
@@ -170,17 +174,30 @@ class EngineDriver:
             if self.auto_commit:
                 self.commit()
         elif isinstance(effect, FindSent):
-            found = [
-                op
-                for op in self.stored_messages()
-                if (op.sender_id, op.cid) == (effect.sender_id, effect.cid)
-            ]
-            self.engine.sent_found(effect.job, found[0] if found else None)
+            if self.hold_finds:
+                self.finding.append(effect)
+            else:
+                self._find(effect)
         elif isinstance(effect, LoadHistory | LoadMailbox):
             if self.auto_read:
                 self.read(effect)
             else:
                 self.reading.append(effect)
+
+    def _find(self, effect: FindSent) -> None:
+        found = [
+            op
+            for op in self.stored_messages()
+            if (op.sender_id, op.cid) == (effect.sender_id, effect.cid)
+        ]
+        self.engine.sent_found(effect.job, found[0] if found else None)
+
+    def finish_finds(self) -> None:
+        """Do the looks held (`hold_finds`), and send what they let the engine say."""
+        finds, self.finding = self.finding, []
+        for effect in finds:
+            self._find(effect)
+        self.pump()
 
     def finish_reads(self) -> None:
         """Do the reads handed out, and send what they let the engine say."""
