@@ -1590,7 +1590,9 @@ def test_a_resume_past_its_limit_is_shown_the_newest_and_told_more_was_left_out(
     h = EngineHarness(ServerConfig(resume_limit=2))
     seen, again = _bob_back_after_missing_three(h)
     assert [m.text for m in again.of_type(wire.Msg)] == ["missed 1", "missed 2"]
-    assert again.of_type(wire.Ready) == [wire.Ready(count=2, more=True, upto=seen + 3)]
+    assert again.of_type(wire.Ready) == [
+        wire.Ready(count=2, more=True, upto=seen + 3, gap=seen + 2)  # "missed 1"
+    ]
 
     # Bob's own whispers from his phone while this session was away: the public
     # messages are all there, the private ones cut.
@@ -1601,7 +1603,9 @@ def test_a_resume_past_its_limit_is_shown_the_newest_and_told_more_was_left_out(
         phone.send(wire.Whisper(to="alice", text=f"from the phone {n}", cid=f"p{n}"))
     back = Peer(h, "bob", address=("127.0.0.1", 40007), since=newest)
     assert [p.text for p in back.of_type(wire.Pm)] == ["from the phone 1", "from the phone 2"]
-    assert back.of_type(wire.Ready) == [wire.Ready(count=2, more=True, upto=newest + 3)]
+    assert back.of_type(wire.Ready) == [
+        wire.Ready(count=2, more=True, upto=newest + 3, gap=newest + 2)  # the phone's 1
+    ]
 
 
 def _back_to_a_full_mailbox(whispers_last: bool) -> tuple[EngineDriver, int, Peer]:
@@ -1671,6 +1675,35 @@ def test_a_resume_to_a_full_mailbox_leaves_out_what_does_not_fit_its_session(
     again.settle(1)
     paged = [m.id for m in again.frames if isinstance(m, wire.Msg | wire.Pm) and m.re == page]
     assert paged == [i for i in missed if i < gap_end][-100:]
+
+
+@pytest.mark.parametrize("whispers_last", [True, False])
+def test_paging_back_from_where_the_daemon_says_the_gap_ends_reaches_all_that_was_missed(
+    whispers_last: bool,
+) -> None:
+    """Her other sessions' whispers, newer than every room message, took all the room
+    left: paged back from the oldest room message shown (all a client had to go by), they
+    were never shown. `ready` says where the gap ends; paging back from there finds
+    every message missed, and the client shows none twice."""
+    h, since, again = _back_to_a_full_mailbox(whispers_last)
+    for _ in range(20):
+        again.settle(1)
+    (ready,) = again.of_type(wire.Ready)
+    (history,) = [e for e in again.events if isinstance(e, History)]
+    assert ready.more and ready.gap is not None and history.gap == ready.gap
+    shown = {m.id for m in history.messages}
+    missed = [m.id for m in h.stored_messages() if m.id > since]
+    assert {i for i in missed if i >= ready.gap} <= shown
+    before = client_gap_end(history.messages, history.gap)
+    while True:
+        page = again.send(wire.HistoryRequest(limit=100, before=before))
+        again.settle(1)
+        paged = [m.id for m in again.frames if isinstance(m, wire.Msg | wire.Pm) and m.re == page]
+        shown.update(paged)
+        if not paged or paged[0] <= since:
+            break
+        before = paged[0]
+    assert set(missed) <= shown
 
 
 def test_a_resume_whose_unread_messages_fill_its_room_still_reaches_the_rooms_messages() -> None:
@@ -1861,7 +1894,8 @@ def test_a_resume_from_0_after_a_restart_is_told_more_only_if_some_may_be_on_dis
         h.add_account("alice", PASSWORD, ALICE)
         back = Peer(h, "alice", address=ALICE, since=0)
         assert [m.text for m in back.of_type(wire.Msg)] == ["m5", "m6"]
-        assert back.of_type(wire.Ready) == [wire.Ready(count=2, more=more, upto=6)]
+        gap = 5 if more else None  # the oldest the window holds
+        assert back.of_type(wire.Ready) == [wire.Ready(count=2, more=more, upto=6, gap=gap)]
 
 
 def test_every_datagram_is_counted_in_whatever_it_holds() -> None:

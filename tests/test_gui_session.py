@@ -173,6 +173,25 @@ async def test_a_resume_cut_short_with_no_room_message_fills_in_from_its_oldest(
 
 
 @gui_test
+async def test_a_resume_cut_short_fills_in_from_where_the_daemon_says_the_gap_ends(
+    qtbot: QtBot,
+) -> None:
+    chat, window, session = alices_room(qtbot)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            said = PublicMessage(5, TS, "bob", "before")
+            await chat.events_in.send(History((said,), more=False))
+            await chat.events_in.send(Disconnected("the daemon went away"))
+            await chat.events_in.send(Reconnected())
+            came = (PublicMessage(30, TS, "bob", "meanwhile"),)
+            await chat.events_in.send(History(came, more=True, resumed=True, gap=45))
+            await trio.testing.wait_all_tasks_blocked()
+            assert chat.pages_before == [45]  # not 30: whispers 31-44 were left out
+            window.closed.emit(True)
+
+
+@gui_test
 async def test_what_was_missed_is_told_when_older_pages_brought_it_first(
     qtbot: QtBot,
 ) -> None:

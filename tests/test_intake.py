@@ -112,3 +112,14 @@ def test_with_nothing_shown_a_login_after_a_history_asks_for_all_only_when_resum
     seen.end_history(upto=None, more=False, resumed=False)
     assert seen.since(resuming=False) is None  # the daemon's choice
     assert seen.since(resuming=True) == 0  # everything after nothing: all that was missed
+
+
+def test_where_the_daemon_says_a_gap_ends_is_kept_unless_this_client_let_go_of_more() -> None:
+    seen = SeenMessages()
+    for n in (5, 6):
+        seen.take(said(n, history=True))
+    assert seen.end_history(upto=6, more=True, resumed=True, gap=5).gap == 5
+    for n in range(100, SEEN_MEMORY + 110):  # more than this client holds: 10 let go
+        seen.take(said(n, history=True))
+    history = seen.end_history(upto=SEEN_MEMORY + 109, more=True, resumed=True, gap=8)
+    assert history.messages[0].id == history.gap == 110

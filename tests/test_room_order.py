@@ -285,6 +285,21 @@ async def test_older_after_a_gap_in_what_was_missed_goes_back_into_the_gap() -> 
     assert chat.history_asked == [7]
 
 
+async def test_older_after_a_gap_goes_back_from_where_the_daemon_says_it_ends() -> None:
+    # Whispers of one's other sessions newer than every room message shown were left out:
+    # the daemon says the gap ends at 9, and `/older` goes back from there.
+    async with room_on_screen(interactive=True) as (chat, room, _shown):
+        await chat.events_in.send(History((message(1, "bob", "before"),), more=False))
+        await chat.events_in.send(Disconnected("the daemon went away"))
+        await chat.events_in.send(Reconnected())
+        missed = (message(7, "bob", "missed 7"), message(8, "bob", "missed 8"))
+        await chat.events_in.send(History(missed, more=True, resumed=True, gap=9))
+        await trio.testing.wait_all_tasks_blocked()
+        room.handle("/older 5")
+        await trio.testing.wait_all_tasks_blocked()
+    assert chat.history_asked == [9]
+
+
 async def test_history_lists_ones_own_private_message_newer_than_any_shown() -> None:
     """alice's whisper to bob was the room's newest message when she logged in again: read
     by bob, it is not in her login's history, and `/history` asked only up to the newest

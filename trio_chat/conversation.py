@@ -616,7 +616,7 @@ class Room:
                 self.show(heading_line(f"Earlier messages{more}"))
         # Only the latest of what was missed may have come (`more`): a line of one's own
         # older than all of it is shown after it, not among it, as if it were the latest.
-        gap_before = gap_end(fresh) if event.more else 0
+        gap_before = gap_end(fresh, event.gap) if event.more else 0
         for message in fresh:
             if event.resumed:
                 # Lines typed while away that were stored before it (the daemon had

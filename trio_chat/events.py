@@ -78,12 +78,19 @@ class History(msgspec.Struct, frozen=True, gc=False):
     is stored later comes as it is. A page asked with `before=newest + 1` holds the
     latest messages, one's own private ones that this history left out (read before)
     among them."""
+    gap: int | None = None
+    """With `more`, after `Reconnected`: everything missed from this id on is here (or
+    came as it was stored); what was missed before it, `history(before=gap)` pages
+    through (`gap_end`). None: not said (a daemon before it said so)."""
 
 
-def gap_end(messages: Sequence[ChatMessage]) -> int:
+def gap_end(messages: Sequence[ChatMessage], gap: int | None = None) -> int:
     """Where the gap before a `History` that brought only the newest of what was missed
-    (`more`) ends: at the oldest room message among `messages` (a private one that
-    waited may be older), or at the oldest of them if none is the room's; 0 if none."""
+    (`more`) ends: at its `gap`, where the daemon said, or else at the oldest room
+    message among `messages` (a private one that waited may be older), or at the oldest
+    of them if none is the room's; 0 if none."""
+    if gap is not None:
+        return gap
     public = [message.id for message in messages if isinstance(message, PublicMessage)]
     return min(public or [message.id for message in messages], default=0)
 

@@ -618,6 +618,10 @@ class Ready(_Frame, tag="ready"):
     upto: Seq | None = None
     """Every message up to this id was on disk when the history was chosen: shown in it,
     or left out of it on purpose. A resume of the session asks for what came after."""
+    gap: Seq | None = None
+    """With `more`, after a resume: every message from this id on (up to `upto`) that the
+    session may see was in this history, or is waiting for it; what it missed before this
+    id is for `history` pages with `before` = this id to bring."""
 
 
 class Notice(_Frame, tag="notice"):

@@ -770,7 +770,7 @@ class ClientConnection:
         elif isinstance(frame, wire.Ready):
             if not self._logged_in:
                 return  # the history of a login not yet welcomed: nothing is ready
-            self._emit(self._seen.end_history(frame.upto, frame.more, self._resuming))
+            self._emit(self._seen.end_history(frame.upto, frame.more, self._resuming, frame.gap))
             self._tell_mute()
             self._resuming = False
             self.ready = True

@@ -86,16 +86,23 @@ class SeenMessages:
         """How many messages of a login's history are held for its end."""
         return len(self._held)
 
-    def end_history(self, upto: int | None, more: bool, resumed: bool) -> History:
+    def end_history(
+        self, upto: int | None, more: bool, resumed: bool, gap: int | None = None
+    ) -> History:
         """A login's history ended (`ready`): the `History` to show, of the messages held
         in the order they came, with `more` if the daemon said it had more or older ones
         were let go. `upto`, the newest id the daemon chose among, is where a login after
         this one starts, if newer than any shown: that login does not bring the private
-        messages of before this one, which this history left out."""
+        messages of before this one, which this history left out. `gap`: where the
+        daemon said what was missed and left out ends (with older ones let go here, not
+        before the oldest kept)."""
         if upto is not None and upto > self.newest:
             self.newest = upto
+        held = self._held
+        if gap is not None and self._held_cut and held:
+            gap = max(gap, min(message.id for message in held))
         history = History(
-            tuple(self._held), more or self._held_cut, resumed=resumed, newest=upto or 0
+            tuple(held), more or self._held_cut, resumed=resumed, newest=upto or 0, gap=gap
         )
         self._held.clear()
         self._held_cut = False

@@ -128,6 +128,27 @@ def _fitting(
     return kept
 
 
+def _listed_from(listed: list[Message], cut: bool, known_from: int) -> int:
+    """From which id on a list of what a session missed holds every message of its kind:
+    all of it, unless `cut` (to its newest, or by what the window forgot: it knows those
+    from `known_from` on)."""
+    if not cut:
+        return 0
+    return listed[0].id if listed else known_from
+
+
+def _run_sent(newest_first: list[Message], kept: list[tuple[Message, bytes]]) -> int:
+    """The oldest id of the newest messages that were all `kept` (one past the newest if
+    the newest was not): the session has everything from there on."""
+    sent = {message.id for message, _frame in kept}
+    oldest = newest_first[0].id + 1 if newest_first else 0
+    for message in newest_first:
+        if message.id not in sent:
+            break
+        oldest = message.id
+    return oldest
+
+
 class Chat:
     """The room's rules; see the module docstring."""
 
@@ -289,12 +310,17 @@ class Chat:
     ) -> None:
         account_id = _account(session).id
         private: list[Message] = []
+        complete_from = 0  # every message from this id on is in the lists, of both kinds
         if since is None:
             public, more = self.window.latest(self.config.history_on_login)
         else:
             public, more = self.window.after(since, self.config.resume_limit)
             # What the account's other sessions had meanwhile, received or sent.
             private, cut = self.window.private_after(account_id, since, self.config.resume_limit)
+            complete_from = max(
+                _listed_from(public, more, self.window.public_known_from),
+                _listed_from(private, cut, self.window.private_known_from),
+            )
             more = more or cut
         waiting = self.mailbox.waiting(account_id)
         # What is not on disk yet is shown by `_fan_out` once it is, this session included.
@@ -329,6 +355,9 @@ class Chat:
                     # maybe older than all the room said meanwhile, never shown it.
                     newest = public_only[0]
                     kept = [(newest, message_frame(newest, account_id, history=True))]
+        gap: int | None = None
+        if since is not None and more:
+            gap = max(complete_from, _run_sent(newest_first, kept))
         frames.update((m.id, (m, frame)) for m, frame in kept)
         backlog = sorted(frames)
         for message_id in backlog:
@@ -349,7 +378,7 @@ class Chat:
         # What this history leaves out (older public messages, private ones delivered
         # before) it leaves out of a resume too: the client resumes from here at least.
         upto = min(self._stored_up_to, min(unstored, default=self.next_message_id) - 1)
-        ready = wire.Ready(count=len(backlog), more=more, upto=upto)
+        ready = wire.Ready(count=len(backlog), more=more, upto=upto, gap=gap)
         self._reply(session, wire.encode(ready))
 
     # --- requests -----------------------------------------------------------------------------

@@ -74,6 +74,16 @@ class HistoryWindow:
                 return
         self.public_count = max(0, self.public_count - 1)  # older: only counted
 
+    @property
+    def public_known_from(self) -> int:
+        """The public messages from this id on are all here."""
+        return self._public_forgotten + 1
+
+    @property
+    def private_known_from(self) -> int:
+        """The private messages from this id on are all here."""
+        return self._recent_forgotten + 1
+
     def find(self, sender_id: int, cid: str) -> Message | None:
         """A message this sender already sent with this client id, if it is recent."""
         return self._by_cid.get((sender_id, cid))

@@ -177,7 +177,7 @@ class RoomSession:
                 # The gap to fill ends at the oldest room message the history brought (a
                 # private one that waited may be older), or at its oldest if it brought
                 # none (a resume's `more` may be for private ones cut).
-                oldest = gap_end(event.messages)
+                oldest = gap_end(event.messages, event.gap)
                 if event.resumed and event.more and oldest:
                     # Only the newest of what was missed came: the rest, older, fills in.
                     self._start(self._fill_gap, self._away_after or 0, oldest)
