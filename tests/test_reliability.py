@@ -1047,6 +1047,29 @@ def test_a_link_gives_up_once_give_up_after_seconds_have_passed() -> None:
     assert sender.failure == "unresponsive"
 
 
+@pytest.mark.parametrize("every", [0.25, 1.0, 1.9])
+def test_a_link_sending_steadily_to_a_silent_peer_gives_up_on_time(every: float) -> None:
+    """Its owner runs its timers only at `next_timer` (as the client does): a frame sent
+    every `every` seconds moves the probe timer on each time, and must not put off the
+    give-up until the window fills (a client saying something every second to a daemon
+    that no longer answered kept the dead channel for over a minute)."""
+    link = Link(plain_seal, LinkConfig(give_up_after=10.0, max_pto=2.0))
+    now = 0.0
+    sent = 0
+    while link.failure is None and now < 60.0:
+        deadline = link.next_timer()
+        if deadline is not None and deadline < sent * every:
+            now = deadline
+            link.handle_timer(now)
+        else:
+            now = sent * every
+            link.send(frame(sent))
+            sent += 1
+        link.datagrams_to_send(now)
+    assert link.failure == "unresponsive"
+    assert now == pytest.approx(10.0)
+
+
 def test_a_frame_that_just_fills_the_receive_buffer_is_held() -> None:
     receiver = Link(plain_seal, LinkConfig(receive_buffer_bytes=len(frame(2)) + len(frame(3))))
     receiver.receive(0, 0, [], [(2, msgspec.Raw(frame(2)))], 0.0)

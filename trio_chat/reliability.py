@@ -771,6 +771,11 @@ class Link:
         deadline = self._ack_due
         if self._in_flight:
             timer = self._loss_time if self._loss_time is not None else self._pto_deadline()
+            # The give-up too: frames sent steadily move the probe timer on each time,
+            # and would put it off until the window filled.
+            give_up = self._progress + self.config.give_up_after
+            if give_up < timer:
+                timer = give_up
             if deadline is None or timer < deadline:
                 deadline = timer
         return deadline
@@ -779,7 +784,9 @@ class Link:
         """Declare losses by time, or fire the probe timeout; fail a link long unanswered."""
         if not self._in_flight:
             return
-        if self.unanswered_for(now) >= self.config.give_up_after:
+        # The same sum as `next_timer`'s deadline: in floating point, `now - _progress`
+        # may fall short of it, and the timer would then be due again at once, for ever.
+        if now >= self._progress + self.config.give_up_after:
             self.failure = self.failure or "unresponsive"
             return
         if self._loss_time is not None:
