@@ -1070,6 +1070,55 @@ def test_a_link_sending_steadily_to_a_silent_peer_gives_up_on_time(every: float)
     assert now == pytest.approx(10.0)
 
 
+def _probed_into_silence() -> tuple[Link, Link, float]:
+    """A link with a 10 ms RTT whose frame went into an outage: it probed until it waits
+    the longest its backoff allows (4 s). The two links, and when it probed last."""
+    sender, receiver = Link(plain_seal), Link(plain_seal)
+    now = 0.0
+    for _ in range(10):
+        now = exchange(sender, receiver, now, rtt=0.010)
+    sender.send(frame(1))
+    sender.datagrams_to_send(now)  # lost, and every probe after it
+    while (deadline := sender.next_timer()) != pytest.approx(now + sender.config.max_pto):
+        assert deadline is not None
+        now = deadline
+        sender.handle_timer(now)
+        sender.datagrams_to_send(now)
+    assert sender.probes_sent == 7
+    return sender, receiver, now
+
+
+def test_the_peer_heard_again_after_a_silence_longer_than_the_backoff_is_probed_at_once() -> None:
+    """The outage is over, or the peer has a new address (a NAT gave it one): its first
+    datagram, a ping acknowledging nothing new, brings the frame waiting at once, not
+    when the backed-off probe timer would (up to 4 s later, every time)."""
+    sender, receiver, now = _probed_into_silence()
+    receiver.send(frame(2))
+    (ping,) = receiver.datagrams_to_send(now + 3.0)
+    feed(sender, ping, now + 3.0)
+    assert sender.wants_to_send(now + 3.0)
+    probes = sender.datagrams_to_send(now + 3.0)
+    assert [n for d in probes for n in feed(receiver, d, now + 3.005)] == [1]
+
+
+def test_a_peer_heard_steadily_brings_no_probe_before_the_probe_timer() -> None:
+    """A peer that speaks more often than the probe timer waits (its datagrams arrive,
+    ours are lost) gets no more probes for it: as many as the timer sends."""
+    sender, receiver, now = _probed_into_silence()
+    receiver.send(frame(2))
+    (ping,) = receiver.datagrams_to_send(now + 3.0)
+    feed(sender, ping, now + 3.0)
+    sender.datagrams_to_send(now + 3.0)
+    probes = sender.probes_sent
+    for n in range(3, 30):  # every 100 ms
+        receiver.send(frame(n))
+        (datagram,) = receiver.datagrams_to_send(now + 3.0 + n / 10)
+        feed(sender, datagram, now + 3.0 + n / 10)
+        answers = sender.datagrams_to_send(now + 3.0 + n / 10)  # acknowledgements only
+        assert [seq for d in answers for seq, _ in _packet(d).frames] == []
+    assert sender.probes_sent == probes
+
+
 def test_a_frame_that_just_fills_the_receive_buffer_is_held() -> None:
     receiver = Link(plain_seal, LinkConfig(receive_buffer_bytes=len(frame(2)) + len(frame(3))))
     receiver.receive(0, 0, [], [(2, msgspec.Raw(frame(2)))], 0.0)

@@ -566,6 +566,7 @@ class Link:
         echo: int = 0,
     ) -> list[tuple[int, msgspec.Raw]]:
         """Take in one session datagram's link fields; return `(seq, frame)` now in order."""
+        heard = self.last_received
         self.last_received = now
         if pn > self.highest_pn:
             self.highest_pn = pn
@@ -575,6 +576,12 @@ class Link:
             self._release_tags(ack)
         if self._in_flight:
             self._on_ack(ack, sack, now)
+            if self._pto_count and heard is not None and now - heard >= self._probe_wait():
+                # The peer speaks again after a silence longer than the probe timer now
+                # waits, with our frames still unacknowledged: an outage has ended, or it
+                # has a new address. A probe goes now, not up to `max_pto` later.
+                self._probing = True
+                self.probes_sent += 1
         delivered: list[tuple[int, msgspec.Raw]] = []
         count = 0
         immediate = False
@@ -757,14 +764,19 @@ class Link:
 
     # --- time ------------------------------------------------------------------------------
 
-    def _pto_deadline(self) -> float:
+    def _probe_wait(self) -> float:
+        """How long the probe timer waits after a datagram with frames: the probe timeout,
+        backed off, at most `max_pto`."""
         config = self.config
         backoff = self._pto_rtt + config.peer_ack_delay + self.patience
         if self._pto_count:
             backoff *= 1 << min(self._pto_count, 30)
         if backoff > config.max_pto:
             backoff = config.max_pto
-        return self._last_sent + backoff
+        return backoff
+
+    def _pto_deadline(self) -> float:
+        return self._last_sent + self._probe_wait()
 
     def next_timer(self) -> float | None:
         """When `handle_timer` must next run, or None if nothing is waiting on time."""
