@@ -1070,6 +1070,44 @@ def test_a_link_sending_steadily_to_a_silent_peer_gives_up_on_time(every: float)
     assert now == pytest.approx(10.0)
 
 
+def test_a_path_slower_than_the_longest_probe_wait_is_probed_before_the_give_up() -> None:
+    """A satellite or a congested mobile link: a 5 s round trip, longer than the client's
+    `max_pto` (2 s). A lost frame is probed after `max_pto` all the same, not after
+    srtt + 4 x rttvar (15 s here), which would come after the 10 s give-up: one lost
+    datagram must not cost such a path its session."""
+    sender, receiver = (
+        Link(plain_seal, LinkConfig(give_up_after=10.0, max_pto=2.0)),
+        Link(plain_seal),
+    )
+    now = 0.0
+    for _ in range(3):
+        now = exchange(sender, receiver, now, rtt=5.0)
+    sender.send(frame(1))
+    sender.datagrams_to_send(now)  # lost
+    deadline = sender.next_timer()
+    assert deadline is not None and deadline == pytest.approx(now + 2.0)
+    sender.handle_timer(deadline)
+    probes = sender.datagrams_to_send(deadline)
+    assert [n for d in probes for n in feed(receiver, d, deadline + 2.5)] == [1]
+    receiver.acknowledge_now(deadline + 2.5)
+    (ack,) = receiver.datagrams_to_send(deadline + 2.5)
+    feed(sender, ack, deadline + 5.0)
+    assert sender.failure is None and sender.idle
+
+
+def test_the_give_up_deadline_fails_the_link_when_it_comes() -> None:
+    """`next_timer` says when the give-up is due, and `handle_timer` then finds it due,
+    also where floating point makes 0.7 + 0.1 - 0.7 less than 0.1: else the timer would
+    be due again at once, for ever."""
+    link = Link(plain_seal, LinkConfig(give_up_after=0.1, max_pto=1.0))
+    link.send(frame(1))
+    link.datagrams_to_send(0.7)
+    deadline = link.next_timer()
+    assert deadline is not None and deadline == 0.7 + 0.1 and deadline - 0.7 < 0.1
+    link.handle_timer(deadline)
+    assert link.failure == "unresponsive"
+
+
 def _probed_into_silence() -> tuple[Link, Link, float]:
     """A link with a 10 ms RTT whose frame went into an outage: it probed until it waits
     the longest its backoff allows (4 s). The two links, and when it probed last."""
