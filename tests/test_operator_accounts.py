@@ -496,13 +496,14 @@ def test_a_name_taken_or_no_account_may_have_is_refused_before_the_password(
     (bob,) = [account for account, _ in store.accounts() if account.key == "bob"]
     store.close()
     assert bob.id == 5 and bob.rid is None and is_password_hash(bob.password_hash)
-    # A running daemon is asked: whether the name is free, then to make the account.
+    # A running daemon is asked: whether the name is free (no hash), then to make the
+    # account (taken meanwhile, it says so then).
     asked = daemon_answers(
         monkeypatch,
-        Reply(True, accounts=[AccountLine("carol", "2026-12-07T10:00:00.000Z", 0, False)]),
-        Reply(False, "unknown_user", "There is no account named 'dave'."),
+        Reply(False, "name_taken", "The name 'carol' is taken; choose another."),
+        Reply(True),
         Reply(False, "name_taken", "The name 'dave' could be mistaken for 'davе'."),
-        Reply(False, "unknown_user", "There is no account named 'erin'."),
+        Reply(True),
         None,  # stopped meanwhile: the database is changed
     )
     assert add("carol") == (
@@ -514,8 +515,14 @@ def test_a_name_taken_or_no_account_may_have_is_refused_before_the_password(
     assert (code, said) == (ExitCode.NAME_TAKEN, "")
     assert problem.endswith("password: \nThe name 'dave' could be mistaken for 'davе'.\n")
     assert add("erin", f"{PASSWORD}\n{PASSWORD}\n")[:2] == (0, "Made the account erin.\n")
-    assert [request.action for request, _owners in asked] == ["find", "find", "add", "find", "add"]
-    assert is_password_hash(asked[2][0].password_hash)
+    assert [request.action for request, _owners in asked] == ["add"] * 5
+    assert [is_password_hash(request.password_hash) for request, _owners in asked] == [
+        False,
+        False,
+        True,
+        False,
+        True,
+    ]
     store = SqliteStore.open(database)
     assert [account.name for account, _ in store.accounts()] == ["alice", "bob", "erin"]
     store.close()

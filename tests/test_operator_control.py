@@ -20,11 +20,14 @@ from typing import cast
 import msgspec
 import pytest
 import trio
+from typer.testing import CliRunner
 
 import trio_chat
-from trio_chat import control
-from trio_chat.auth import hash_password
+from trio_chat import control, wire
+from trio_chat.auth import hash_password, is_password_hash
 from trio_chat.cli import ExitCode
+from trio_chat.cli import accounts as accounts_command
+from trio_chat.cli import app as cli_app
 from trio_chat.cli.accounts import EXIT_FOR_REPLY
 from trio_chat.control import (
     NOT_STORED,
@@ -773,3 +776,40 @@ async def test_the_desk_makes_an_account_with_the_commands_hash_once_stored(
     unhashed = await desk.answer(Request("add", "carol", PASSWORD))
     assert (unhashed.ok, unhashed.code) == (False, "bad_request")
     assert "carol" not in driver.engine.accounts
+
+
+def test_a_name_a_running_daemon_would_refuse_is_refused_before_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`accounts add` on a running daemon: a name too like an account's, or one a
+    registration is making, is refused before the password is asked for, as on a
+    stopped daemon; a free one is made."""
+    driver = EngineDriver()
+    driver.add_account("alice")
+    driver.auto_hash = False
+    registering = Client(driver, None, address=("10.0.0.1", 1))
+    registering.send(wire.Register(rid="r1", name="dave", password=PASSWORD))
+    desk = Operated(driver).desk
+    asked: list[Request] = []
+
+    def ask(path: Path, request: Request, owners: set[int] | None = None) -> Reply:
+        asked.append(request)
+        return trio.run(desk.answer, request)
+
+    monkeypatch.setattr(accounts_command, "ask", ask)
+    runner = CliRunner()
+
+    def add(name: str, given: str = "") -> tuple[int, str, str]:
+        done = runner.invoke(cli_app, ["accounts", "add", name, "--db", str(tmp_path)], given)
+        return done.exit_code, done.stdout, done.stderr
+
+    # Nothing is given for a password: asked for it, each would say the input ended.
+    assert add("aIice") == (
+        ExitCode.NAME_TAKEN,
+        "",
+        "The name 'aIice' could be mistaken for 'alice'; choose another.\n",
+    )
+    assert add("Dave") == (ExitCode.NAME_TAKEN, "", "The name 'Dave' is taken; choose another.\n")
+    assert [request.password_hash for request in asked] == ["", ""]
+    assert add("erin", f"{PASSWORD}\n{PASSWORD}\n")[:2] == (0, "Made the account erin.\n")
+    assert is_password_hash(driver.engine.accounts["erin"].password_hash)

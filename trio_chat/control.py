@@ -136,7 +136,8 @@ class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defa
     """The account's name; for `ban` and `unban`, the address or network."""
     password_hash: str = ""
     """For `password` and `add`: the (new) password's argon2id hash (made by the command, not the
-    daemon, whose cores are the room's)."""
+    daemon, whose cores are the room's); an `add` without one only asks whether the name
+    is free, as the account would be refused otherwise."""
     until: str | None = None
     """For `ban`: when the ban ends (ISO 8601, UTC); None: never."""
     message: int = 0
@@ -399,11 +400,16 @@ class Desk:
         return Reply(True, accounts=before, ended=ended)
 
     async def _add(self, request: Request, peer: Peer | None) -> Reply:
-        """Make the account named, with the password hashed by the command."""
-        if not is_password_hash(request.password_hash):
+        """Make the account named, with the password hashed by the command; with none,
+        only say whether it could be made (asked before the password is)."""
+        checking = not request.password_hash
+        if not checking and not is_password_hash(request.password_hash):
             return _not_a_hash()
         _now, wall = self._clock()
         try:
+            if checking:
+                self.engine.free_name(request.name)
+                return Reply(True)
             account = self.engine.add_account(request.name, request.password_hash, wall)
         except RuleError as error:
             return Reply(False, error.code, error.message)

@@ -301,12 +301,11 @@ def add_command(
         name = check_name(name)  # before the password is asked for
     except RuleError as error:
         raise fail(error.message, ExitCode.INVALID_NAME) from None
-    found = ask_daemon(database, Request("find", name), answers={"unknown_user"})
-    if found is None:
+    # Asked whether the name is free (not taken, nor too like an account's or one being
+    # registered) before the password is: refused now, if it would be then.
+    if ask_daemon(database, Request("add", name)) is None:
         with stopped_daemons_store(database, create=True) as store:
-            _new_account(store, name, "")  # refused now, if it would be then
-    elif found.ok:
-        raise _refused(name_taken(name))
+            _new_account(store, name, "")
     hashed = hash_password(_new_password(name, password_file))
     made = ask_daemon(database, Request("add", name, hashed), answers={"name_taken"})
     if made is None:

@@ -479,6 +479,12 @@ class ServerEngine:
 
     # --- the operator -------------------------------------------------------------------------
 
+    def free_name(self, name: str) -> str:
+        """`name` as `add_account` would make it, if it may now; else `RuleError`
+        (`invalid_name`, `name_taken`: an account, or one being made, has it or one it
+        could be mistaken for)."""
+        return self.lobby.free_name(name)[0]
+
     def add_account(self, name: str, password_hash: str, wall: float) -> Account:
         """Make an account (`trio-chat accounts add` on a running daemon), whether the
         daemon takes registrations or not: stored first (a `Persist` effect), and in once

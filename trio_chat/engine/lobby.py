@@ -353,16 +353,23 @@ class Lobby:
         like = self._confusables.clash(name)
         return None if like is None else name_taken(name, self._shown_name(like))
 
-    def add_account(self, name: str, password_hash: str, wall: float) -> Account:
-        """Make an account for the operator (`trio-chat accounts add`), open to
-        registrations or not, with a password the command hashed: stored first (a
-        `Persist` effect), then in once `committed`. Its name follows the rules a
-        registration's does (`RuleError`: `invalid_name`, `name_taken`)."""
+    def free_name(self, name: str) -> tuple[str, str]:
+        """`name` as an account would have it, with its key, if the operator may make an
+        account of it now; else `RuleError` (`invalid_name`, `name_taken`), as
+        `add_account` would raise."""
         name = check_name(name)
         key = name_key(name)
         taken = self._taken(name, key)
         if taken is not None:
             raise taken
+        return name, key
+
+    def add_account(self, name: str, password_hash: str, wall: float) -> Account:
+        """Make an account for the operator (`trio-chat accounts add`), open to
+        registrations or not, with a password the command hashed: stored first (a
+        `Persist` effect), then in once `committed`. Its name follows the rules a
+        registration's does (`RuleError`: `invalid_name`, `name_taken`)."""
+        name, key = self.free_name(name)
         registration = _Registration(None, 0, None, None, name, key)
         self._registering[key] = registration
         self._confusables.add(name, key)
