@@ -526,3 +526,24 @@ def test_a_name_taken_or_no_account_may_have_is_refused_before_the_password(
     store = SqliteStore.open(database)
     assert [account.name for account, _ in store.accounts()] == ["alice", "bob", "erin"]
     store.close()
+
+
+def test_an_account_not_made_leaves_no_new_database_behind(tmp_path: Path) -> None:
+    """With no database yet, one is made (and the daemon's key) with the account, not
+    before: a password refused or not given leaves the folder as it was (a mistyped
+    --db makes nothing)."""
+    database = tmp_path / "chat.db"
+    runner = CliRunner()
+    for given, code in [
+        ("", ExitCode.INTERRUPTED),  # the input ended before the password
+        ("short\nshort\n", ExitCode.INVALID_PASSWORD),
+        (f"{PASSWORD}\n{NEW_PASSWORD}\n", ExitCode.INVALID_PASSWORD),
+    ]:
+        done = runner.invoke(cli_app, ["accounts", "add", "bob", "--db", str(database)], given)
+        assert done.exit_code == code
+        assert list(tmp_path.iterdir()) == []
+    made = runner.invoke(
+        cli_app, ["accounts", "add", "bob", "--db", str(database)], f"{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert (made.exit_code, made.stdout) == (0, "Made the account bob.\n")
+    assert database.exists() and database.with_suffix(".key").exists()

@@ -302,14 +302,17 @@ def add_command(
     except RuleError as error:
         raise fail(error.message, ExitCode.INVALID_NAME) from None
     # Asked whether the name is free (not taken, nor too like an account's or one being
-    # registered) before the password is: refused now, if it would be then.
-    if ask_daemon(database, Request("add", name)) is None:
-        with stopped_daemons_store(database, create=True) as store:
+    # registered) before the password is: refused now, if it would be then. A database
+    # not there yet, where any name is free, is made with the account, not before (a
+    # mistyped --db, or a password not given, makes nothing).
+    running = ask_daemon(database, Request("add", name)) is not None
+    if not running and (database.exists() or database.is_symlink()):
+        with stopped_daemons_store(database) as store:
             _new_account(store, name, "")
     hashed = hash_password(_new_password(name, password_file))
     made = ask_daemon(database, Request("add", name, hashed), answers={"name_taken"})
     if made is None:
-        with stopped_daemons_store(database) as store:
+        with stopped_daemons_store(database, create=True) as store:
             account = _new_account(store, name, hashed)
             if store.write([account]):
                 raise fail(NOT_STORED_STOPPED, ExitCode.DATABASE)
