@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 import trio
 import trio.testing
 
 from trio_chat.event_buffer import EventBuffer
-from trio_chat.events import Disconnected, Event, History, Missed, Notice, Reconnected
+from trio_chat.events import (
+    Disconnected,
+    Event,
+    History,
+    Missed,
+    Notice,
+    PublicMessage,
+    Reconnected,
+)
 
 
 def notices(*texts: str) -> list[Event]:
@@ -114,6 +124,33 @@ async def test_the_session_coming_back_is_kept_as_its_loss_is() -> None:
         Reconnected(),
         Missed(1),  # "d"
         Notice("e"),
+    ]
+
+
+async def test_an_outage_long_over_goes_as_what_it_missed_when_the_reader_is_behind() -> None:
+    # A bot that only posts, running for days through daemon restarts and lost networks:
+    # each outage's Disconnected, Reconnected and History stayed for good, so the buffer
+    # grew past its size without end (each History with up to 500 messages).
+    buffer = EventBuffer(4)
+    login = History((), more=False)
+    buffer.put(login)
+    for n in range(100):
+        said = PublicMessage(n, datetime(2026, 1, 1, tzinfo=UTC), "bob", f"m{n}", history=True)
+        resumed = History((said,), more=False, resumed=True)
+        outage: list[Event] = [Notice(f"n{n}"), Disconnected("gone"), Reconnected(), resumed]
+        for event in outage:
+            buffer.put(event)
+        assert len(buffer) <= 4
+    buffer.put(Disconnected("gone again"))  # an outage not over: kept
+    buffer.put(Notice("last"))
+    buffer.close()
+    # The login's History stays; the outages that are over went whole, each counted as
+    # the message it missed, beside the notices; the outage going on is kept.
+    assert await read_all(buffer) == [
+        login,
+        Missed(100 + 100),
+        Disconnected("gone again"),
+        Notice("last"),
     ]
 
 

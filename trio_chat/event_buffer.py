@@ -10,8 +10,11 @@ import trio
 from .events import Disconnected, Event, History, Missed, Reconnected
 
 _KEPT: Final = (History, Disconnected, Reconnected)
-"""Events never dropped: a reader waits for the `History` after `Reconnected`, and shows
-a session as lost until it is told otherwise. They are rare (one of each per outage)."""
+"""Events not dropped one by one: a reader waits for the `History` after `Reconnected`,
+and shows a session as lost until it is told otherwise. An outage that is over (from its
+`Disconnected` to the `History` after it) goes whole, as what it missed, once it is the
+oldest: it tells nothing of the session now, and a bot that never reads, running for days
+through restarts, would otherwise keep every one of them."""
 
 
 class EventBuffer:
@@ -19,8 +22,9 @@ class EventBuffer:
 
     A program that never reads (a bot that only posts) would otherwise keep everything the
     room says for as long as it runs. Past `kept` the oldest unread message, join, leave,
-    notice or removal goes, and a `Missed` takes its place (or counts it, next to one
-    already there), so that a reader learns how many went, and where."""
+    notice or removal goes (or the oldest outage that is over, with what it missed), and
+    a `Missed` takes its place (or counts it, next to one already there), so that a reader
+    learns how many went, and where."""
 
     def __init__(self, kept: int) -> None:
         if kept < 1:
@@ -55,21 +59,56 @@ class EventBuffer:
 
     def _drop_oldest(self) -> None:
         events = self._events
-        at = next(
-            (i for i, event in enumerate(events) if not isinstance(event, (*_KEPT, Missed))),
-            None,
-        )
-        if at is None:
-            return  # only events that are kept: a few more than `kept`, then
-        before = events[at - 1] if at else None
-        if isinstance(before, Missed):
-            events[at - 1] = Missed(before.count + 1)
-            del events[at]
+        outage: int | None = None  # where the oldest outage waiting began (`Disconnected`)
+        for end, event in enumerate(events):
+            if isinstance(event, Disconnected):
+                outage = end if outage is None else outage
+            elif isinstance(event, History) and outage is not None:
+                at = outage  # it is over, and nothing in it can go alone: all of it goes
+                break
+            elif not isinstance(event, (*_KEPT, Missed)):
+                at = end
+                break
         else:
-            events[at] = Missed(1)
-        self._count -= 1
-        self._gone += 1
+            return  # only events that are kept: a few more than `kept`, then
+        if end == at:  # one event: the common case, in place
+            before = events[at - 1] if at else None
+            if isinstance(before, Missed):
+                events[at - 1] = Missed(before.count + 1)
+                del events[at]
+            else:
+                events[at] = Missed(1)
+            dropped = 1
+        else:
+            dropped = self._drop_outage(at, end)
+        self._count -= dropped
+        self._gone += dropped
         self._reads.unpark_all()
+
+    def _drop_outage(self, at: int, end: int) -> int:
+        """Drop the events from `at` to `end` (an outage that is over) for a `Missed` that
+        counts the messages its `History` brought; return how many events went."""
+        events = self._events
+        missed = dropped = 0
+        for _ in range(end - at + 1):
+            gone = events[at]
+            del events[at]
+            if isinstance(gone, Missed):
+                missed += gone.count
+                continue
+            dropped += 1
+            if isinstance(gone, History):
+                missed += len(gone.messages)
+            elif not isinstance(gone, (Disconnected, Reconnected)):
+                missed += 1
+        for beside in (at, at - 1):  # a `Missed` next to the place counts these too
+            if 0 <= beside < len(events) and isinstance(near := events[beside], Missed):
+                missed += near.count
+                del events[beside]
+                at = beside
+        if missed:
+            events.insert(at, Missed(missed))
+        return dropped
 
     @property
     def arrived(self) -> int:

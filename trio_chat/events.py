@@ -125,8 +125,9 @@ class Reconnected(msgspec.Struct, frozen=True, gc=False):
 class Missed(msgspec.Struct, frozen=True, gc=False):
     """The program did not read `events()` in time: `count` unread messages, joins, leaves,
     notices or removals were dropped here, the oldest, to keep the newest
-    (`ClientConfig.events_kept`; a `History`, `Disconnected` or `Reconnected` is never
-    dropped). `history()` still has the messages among them."""
+    (`ClientConfig.events_kept`; a `History`, `Disconnected` or `Reconnected` is not
+    dropped alone: an outage that is over goes whole, its `History`'s messages counted
+    here). `history()` still has the messages among them."""
 
     count: int
 
