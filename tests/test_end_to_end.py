@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import pytest
 import trio
+import trio.testing
 
 import trio_chat
 from tests.conftest import TEST_CONFIG
@@ -197,6 +198,26 @@ async def test_an_absent_daemon_is_reported_as_unreachable() -> None:
         with pytest.raises(trio_chat.ServerUnreachable):
             async with trio_chat.connect("127.0.0.1", port, "alice", PASSWORD, config=FAST):
                 pass
+
+
+async def test_a_first_contact_gives_up_within_a_timeout_shorter_than_the_key_probe(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A bot told to give up after 0.2 s waited 2.5 s when it had not met the daemon
+    # before: the daemon's key was asked for with a fixed patience of its own.
+    with trio.socket.socket(type=trio.socket.SOCK_DGRAM) as probe:
+        await probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    quick = ClientConfig(timeout=0.2)
+    began = trio.current_time()
+    with pytest.raises(trio_chat.ServerUnreachable):
+        await trio_chat.register("127.0.0.1", port, "alice", PASSWORD, config=quick)
+    assert trio.current_time() - began <= quick.timeout * 1.25
+    began = trio.current_time()
+    with pytest.raises(trio_chat.ServerUnreachable):
+        async with trio_chat.connect("127.0.0.1", port, "alice", PASSWORD, config=quick):
+            pass
+    assert trio.current_time() - began <= quick.timeout * 1.25
 
 
 async def test_rules_are_checked_before_anything_is_sent() -> None:

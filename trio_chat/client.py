@@ -46,7 +46,7 @@ from .event_buffer import EventBuffer
 from .events import ChatMessage, Event, PrivateMessage, PublicMessage
 from .keys import address_label
 from .noise import fingerprint
-from .trust import ServerKey, trust_server, where_to_trust
+from .trust import ServerKey, key_within, trust_server, where_to_trust
 
 __all__ = ["ChatClient", "ClientConfig", "Receipt", "connect", "register"]
 
@@ -71,7 +71,14 @@ async def register(
     config = config or ClientConfig()
     known_servers = where_to_trust(host, port, server_key, known_servers)
     check_registration(name, password)
-    trusted = await trust_server(host, port, server_key, known_servers=known_servers, config=config)
+    trusted = await trust_server(
+        host,
+        port,
+        server_key,
+        known_servers=known_servers,
+        within=key_within(config),
+        config=config,
+    )
     where = address_label(host, port)
     connection = ClientConnection(trusted.key, config=config, where=where)
     connection.wall_offset = wall_offset()
@@ -418,7 +425,14 @@ async def connect(
     """
     known_servers = where_to_trust(host, port, server_key, known_servers)
     check_login(name, password)
-    trusted = await trust_server(host, port, server_key, known_servers=known_servers, config=config)
+    trusted = await trust_server(
+        host,
+        port,
+        server_key,
+        known_servers=known_servers,
+        within=key_within(config),
+        config=config,
+    )
     where = address_label(host, port)
     connection = ClientConnection(
         trusted.key, name, password, config=config, quiet=quiet, where=where

@@ -28,8 +28,19 @@ fingerprint (`SHA256:...`, checked against the key the daemon shows), or None (t
 on first use, remember it in `known_servers`)."""
 
 
+KEY_WITHIN = 2.5
+"""Seconds a daemon is given to show its key (`fetch_key`): it answers a key request at
+once, without any state, so that silence this long is a daemon that is not there."""
+
+
+def key_within(config: ClientConfig | None) -> float:
+    """How long a client with `config` waits for a daemon's key: `KEY_WITHIN`, or its own
+    timeout if that is shorter (a bot told to give up quickly does, on first contact too)."""
+    return min(KEY_WITHIN, (config or ClientConfig()).timeout)
+
+
 async def fetch_key(
-    host: str, port: int, *, within: float = 2.5, refused_ends: bool = False
+    host: str, port: int, *, within: float = KEY_WITHIN, refused_ends: bool = False
 ) -> bytes:
     """Ask the daemon at `host:port` for its key: one datagram, answered or not
     `within` seconds (`ServerUnreachable`; at once on a closed port, with
@@ -67,7 +78,7 @@ async def trust_server(
     server_key: ServerKey = None,
     *,
     known_servers: Path | None = None,
-    within: float = 2.5,
+    within: float = KEY_WITHIN,
     probe: bool = False,
     remember: bool = True,
     refused_ends: bool = False,
