@@ -79,6 +79,29 @@ async def test_what_the_block_raises_leaves_it_as_itself(daemon: tuple[str, int]
         assert alice.failure is not None and alice.failure.message == "You logged out."
 
 
+async def test_a_block_cancelled_from_outside_leaves_as_cancelled(
+    daemon: tuple[str, int],
+) -> None:
+    # A bot that logs `trio.Cancelled` around its session and raises it again (its scope
+    # cancelled, or a task beside it failed) met a BaseExceptionGroup of two instead: the
+    # block's and that of the task that pumps the client's socket.
+    host, port = daemon
+    with trio.fail_after(20):
+        await register_all(host, port, "alice")
+        caught: list[BaseException] = []
+        with trio.CancelScope() as scope:
+            try:
+                async with trio_chat.connect(host, port, "alice", PASSWORD) as alice:
+                    scope.cancel()
+                    await trio.sleep_forever()
+            except BaseException as leaving:
+                caught.append(leaving)
+                raise
+        assert scope.cancelled_caught
+        assert [type(leaving) for leaving in caught] == [trio.Cancelled]
+        assert alice.failure is not None and alice.failure.message == "You logged out."
+
+
 async def test_leaving_the_block_waits_for_the_answers_to_what_was_sent(
     daemon: tuple[str, int],
 ) -> None:

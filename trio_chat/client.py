@@ -457,9 +457,12 @@ async def connect(
         except BaseExceptionGroup as group:
             # `_run` raises nothing of its own: the one exception the nursery wrapped is what
             # the wait for the login (a refusal) or the block raised; it leaves as itself.
-            if len(group.exceptions) != 1:
+            # Cancelled from outside, `_run` raises a `Cancelled` beside the block's: one
+            # leaves, as it would from any other wait.
+            exceptions = group.exceptions
+            if len(exceptions) != 1 and not all(isinstance(e, trio.Cancelled) for e in exceptions):
                 raise
-            raised = group.exceptions[0]
+            raised = exceptions[0]
     if raised is not None:
         try:
             raise raised  # outside the `except`: its own context and traceback are kept
