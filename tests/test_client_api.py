@@ -21,7 +21,8 @@ import trio.testing
 
 import trio_chat
 from tests.cli_support import Relay
-from trio_chat.client import ChatClient, ClientConfig
+from trio_chat.client import ChatClient, ClientConfig, Receipt
+from trio_chat.client_protocol import Handle
 from trio_chat.client_shell import local_address
 from trio_chat.events import Left
 from trio_chat.server import serve
@@ -100,6 +101,22 @@ async def test_a_block_cancelled_from_outside_leaves_as_cancelled(
         assert scope.cancelled_caught
         assert [type(leaving) for leaving in caught] == [trio.Cancelled]
         assert alice.failure is not None and alice.failure.message == "You logged out."
+
+
+async def test_a_wait_given_up_leaves_nothing_on_its_request() -> None:
+    # A bot that waits for a receipt, or for drain(), a second at a time while the daemon
+    # is away (the client coming back for hours) left a waker on the request for every
+    # wait it gave up: 86,400 of them a day, kept until the request was answered.
+    handle = Handle("say", b"")
+    receipt: Receipt[str] = Receipt(handle)
+    for wait in [receipt.wait] * 3:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await wait()
+        assert scope.cancelled_caught
+    assert handle._callbacks == []
+    handle._complete("stored", None)
+    assert await receipt.wait() == "stored"
 
 
 async def test_leaving_the_block_waits_for_the_answers_to_what_was_sent(

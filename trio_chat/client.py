@@ -106,11 +106,18 @@ async def register(
 
 
 async def _completed(handle: Handle) -> None:
-    """Wait until the core completes `handle`."""
+    """Wait until the core completes `handle`; a wait given up leaves nothing on it."""
     if not handle.done:
         done = trio.Event()
-        handle.add_done_callback(lambda _handle: done.set())
-        await done.wait()
+
+        def wake(_handle: Handle) -> None:
+            done.set()
+
+        handle.add_done_callback(wake)
+        try:
+            await done.wait()
+        finally:
+            handle.discard_done_callback(wake)
 
 
 _T = TypeVar("_T", covariant=True)

@@ -205,6 +205,11 @@ class Handle:
         else:
             self._callbacks.append(callback)
 
+    def discard_done_callback(self, callback: Callable[[Handle], None]) -> None:
+        """Call `callback` no more (its caller gave up waiting), if it is still to be called."""
+        if self._callbacks is not None and callback in self._callbacks:
+            self._callbacks.remove(callback)
+
     def _complete(self, result: Any, error: ChatError | None) -> None:
         callbacks, self._callbacks = self._callbacks, None
         if callbacks is None:
