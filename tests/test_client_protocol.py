@@ -681,6 +681,18 @@ def test_message_ids_are_random_then_counted_so_that_they_sort_in_the_order_sent
     assert first.cid[:11] == second.cid[:11] and first.cid < second.cid
 
 
+def test_ids_stay_unique_past_what_the_count_characters_hold() -> None:
+    """After 64**5 ids (a billion, on one connection) the count's five characters would
+    start again at the first id's, and the daemon would take a new message for an old
+    one (one message per `cid`): the random part is drawn anew there."""
+    ids = client_protocol.Ids()
+    first = ids()
+    ids._count = 64**5 - 1
+    last, after = ids(), ids()
+    assert (first[11:], last[11:], after[11:]) == ("-----", "zzzzz", "-----")
+    assert after[:11] != first[:11] and len({first, last, after}) == 3
+
+
 def test_everyone_coming_back_after_a_restart_joins_as_back_and_a_new_login_does_not() -> None:
     """After a daemon restart every session comes back and the room hears each join
     again, with no leave before it: those joins say `back`, so that a program (a greeter)
