@@ -13,7 +13,9 @@ class ClientConfig:
     """How a client waits, keeps its session alive, and comes back after losing it."""
 
     timeout: float = 5.0
-    """Give up (`ServerUnreachable`) when the daemon has not answered a handshake this long."""
+    """Give up (`ServerUnreachable`) when the daemon has not answered a handshake this long
+    (meeting a daemon whose key is not yet known, its key is waited for 2.5 s at most, or
+    this if shorter)."""
     keepalive: float | None = None
     """Send a ping after this long without sending anything, or as soon as the daemon
     asks if that is sooner; None: as long as the daemon allows (`wire.KEEPALIVE`, 15 s, or
@@ -46,9 +48,10 @@ class ClientConfig:
     that fails after it: up to `timeout` and `reconnect_delay_max` later. None: keep trying
     for as long as the program runs (a person sees that it is trying, and can leave)."""
     events_kept: int = 10_000
-    """Events kept for `events()` while the program does not read them: past this many the
-    oldest messages, joins, leaves, notices and removals go, and a `Missed` event says how
-    many, where they were. A bot that only sends keeps no more."""
+    """Events kept for `events()` while the program does not read them (the login's
+    `History` among them): past this many the oldest messages, joins, leaves, notices and
+    removals go (an outage that is over, whole, with what it brought), and a `Missed`
+    event says how many, where they were. A bot that only sends keeps no more."""
     retry_rate_limited: bool = True
     """Wait and resend a message the daemon refused as too fast, rather than failing. Off,
     the refusal (`RateLimited`) also holds back the messages sent after it for its
