@@ -44,7 +44,7 @@ from .client_shell import (
 from .errors import ChatError, ServerUnreachable
 from .event_buffer import EventBuffer
 from .events import ChatMessage, Event, PrivateMessage, PublicMessage
-from .keys import address_label
+from .keys import Trust, address_label
 from .noise import fingerprint
 from .trust import ServerKey, key_within, trust_server, where_to_trust
 
@@ -71,14 +71,7 @@ async def register(
     config = config or ClientConfig()
     known_servers = where_to_trust(host, port, server_key, known_servers)
     check_registration(name, password)
-    trusted = await trust_server(
-        host,
-        port,
-        server_key,
-        known_servers=known_servers,
-        within=key_within(config),
-        config=config,
-    )
+    trusted = await _trusted(host, port, server_key, known_servers, config)
     where = address_label(host, port)
     connection = ClientConnection(trusted.key, config=config, where=where)
     connection.wall_offset = wall_offset()
@@ -103,6 +96,25 @@ async def register(
     if not handle.done and connection.failure is not None:
         raise connection.failure
     return registration_result(handle)
+
+
+async def _trusted(
+    host: str,
+    port: int,
+    server_key: ServerKey,
+    known_servers: Path | None,
+    config: ClientConfig | None,
+) -> Trust:
+    """The daemon's key, as `trust_server` finds it, waited for no longer than `config`
+    allows."""
+    return await trust_server(
+        host,
+        port,
+        server_key,
+        known_servers=known_servers,
+        within=key_within(config),
+        config=config,
+    )
 
 
 async def _completed(handle: Handle) -> None:
@@ -432,14 +444,7 @@ async def connect(
     """
     known_servers = where_to_trust(host, port, server_key, known_servers)
     check_login(name, password)
-    trusted = await trust_server(
-        host,
-        port,
-        server_key,
-        known_servers=known_servers,
-        within=key_within(config),
-        config=config,
-    )
+    trusted = await _trusted(host, port, server_key, known_servers, config)
     where = address_label(host, port)
     connection = ClientConnection(
         trusted.key, name, password, config=config, quiet=quiet, where=where
