@@ -5,6 +5,7 @@ running daemon: test_operator_control.py)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sqlite3
 import stat
@@ -461,6 +462,13 @@ async def test_a_daemon_closed_to_registrations_lets_in_the_accounts_its_operato
     assert [line.split("  ")[0] for line in listed.stdout.splitlines()] == ["alice", "bob"]
 
 
+def add_account(database: Path, name: str, given: str = "") -> tuple[int, str, str]:
+    """`trio-chat accounts add NAME --db DATABASE`, in this process, with `given` for its
+    input: its exit status, output and errors."""
+    done = CliRunner().invoke(cli_app, ["accounts", "add", name, "--db", str(database)], given)
+    return done.exit_code, done.stdout, done.stderr
+
+
 def test_a_name_taken_or_no_account_may_have_is_refused_before_the_password(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -468,12 +476,7 @@ def test_a_name_taken_or_no_account_may_have_is_refused_before_the_password(
     store = SqliteStore.open(database)
     store.write([Account(4, "alice", "alice", "hash", "2026-12-06T16:00:00.000Z")])
     store.close()
-    runner = CliRunner()
-
-    def add(name: str, given: str = "") -> tuple[int, str, str]:
-        done = runner.invoke(cli_app, ["accounts", "add", name, "--db", str(database)], given)
-        return done.exit_code, done.stdout, done.stderr
-
+    add = functools.partial(add_account, database)
     # Nothing is given for a password: asked for it, each would say the input ended.
     assert add("ALICE") == (
         ExitCode.NAME_TAKEN,

@@ -20,14 +20,12 @@ from typing import cast
 import msgspec
 import pytest
 import trio
-from typer.testing import CliRunner
 
 import trio_chat
 from trio_chat import control, wire
 from trio_chat.auth import hash_password, is_password_hash
 from trio_chat.cli import ExitCode
 from trio_chat.cli import accounts as accounts_command
-from trio_chat.cli import app as cli_app
 from trio_chat.cli.accounts import EXIT_FOR_REPLY
 from trio_chat.control import (
     NOT_STORED,
@@ -56,7 +54,7 @@ from trio_chat.testing.driver import EngineDriver
 from trio_chat.testing.driver import Peer as Client
 from trio_chat.wire import MUTED_NOTICE
 
-from .test_operator_accounts import NEW_PASSWORD, PASSWORD, accounts, login
+from .test_operator_accounts import NEW_PASSWORD, PASSWORD, accounts, add_account, login
 
 
 async def until_ended(client: trio_chat.ChatClient, left: list[str] | None = None) -> None:
@@ -797,12 +795,7 @@ def test_a_name_a_running_daemon_would_refuse_is_refused_before_the_password(
         return trio.run(desk.answer, request)
 
     monkeypatch.setattr(accounts_command, "ask", ask)
-    runner = CliRunner()
-
-    def add(name: str, given: str = "") -> tuple[int, str, str]:
-        done = runner.invoke(cli_app, ["accounts", "add", name, "--db", str(tmp_path)], given)
-        return done.exit_code, done.stdout, done.stderr
-
+    add = functools.partial(add_account, tmp_path)
     # Nothing is given for a password: asked for it, each would say the input ended.
     assert add("aIice") == (
         ExitCode.NAME_TAKEN,
