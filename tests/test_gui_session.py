@@ -150,13 +150,24 @@ async def entered(session: RoomSession, chat: _Chat) -> AsyncIterator[trio.Nurse
             yield nursery
 
 
+WHISPERS = tuple(PrivateMessage(n, TS, "bob", "alice", f"w{n}") for n in (40, 41))
+
+
 @gui_test
-async def test_a_resume_cut_short_with_no_room_message_fills_in_from_its_oldest(
-    qtbot: QtBot,
+@pytest.mark.parametrize(
+    ("came", "gap", "filled_before"),
+    [
+        # All of it was private: the gap was filled from the oldest room message, of
+        # which there was none, so it was never filled. It ends before the oldest.
+        (WHISPERS, None, 40),
+        # The daemon says where it ends: not at 30 (whispers 31-44 were left out).
+        ((PublicMessage(30, TS, "bob", "meanwhile"),), 45, 45),
+    ],
+)
+async def test_a_resume_cut_short_fills_in_the_gap_up_to_where_it_ends(
+    qtbot: QtBot, came: tuple[ChatMessage, ...], gap: int | None, filled_before: int
 ) -> None:
-    # The daemon sent only the newest of what was missed (`more`), and all of it was
-    # private: the gap was filled from the oldest room message, of which there was none,
-    # so it was never filled.
+    # The daemon sent only the newest of what was missed (`more`).
     chat, window, session = alices_room(qtbot)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -165,29 +176,9 @@ async def test_a_resume_cut_short_with_no_room_message_fills_in_from_its_oldest(
             await chat.events_in.send(History((said,), more=False))
             await chat.events_in.send(Disconnected("the daemon went away"))
             await chat.events_in.send(Reconnected())
-            whispers = tuple(PrivateMessage(n, TS, "bob", "alice", f"w{n}") for n in (40, 41))
-            await chat.events_in.send(History(whispers, more=True, resumed=True))
+            await chat.events_in.send(History(came, more=True, resumed=True, gap=gap))
             await trio.testing.wait_all_tasks_blocked()
-            assert chat.pages_before == [40]  # the gap: after 5, before the oldest that came
-            window.closed.emit(True)
-
-
-@gui_test
-async def test_a_resume_cut_short_fills_in_from_where_the_daemon_says_the_gap_ends(
-    qtbot: QtBot,
-) -> None:
-    chat, window, session = alices_room(qtbot)
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(session.run)
-            said = PublicMessage(5, TS, "bob", "before")
-            await chat.events_in.send(History((said,), more=False))
-            await chat.events_in.send(Disconnected("the daemon went away"))
-            await chat.events_in.send(Reconnected())
-            came = (PublicMessage(30, TS, "bob", "meanwhile"),)
-            await chat.events_in.send(History(came, more=True, resumed=True, gap=45))
-            await trio.testing.wait_all_tasks_blocked()
-            assert chat.pages_before == [45]  # not 30: whispers 31-44 were left out
+            assert chat.pages_before == [filled_before]  # the gap: after 5, before this
             window.closed.emit(True)
 
 
