@@ -550,3 +550,22 @@ def test_an_account_not_made_leaves_no_new_database_behind(tmp_path: Path) -> No
     )
     assert (made.exit_code, made.stdout) == (0, "Made the account bob.\n")
     assert database.exists() and database.with_suffix(".key").exists()
+
+
+def test_a_database_made_by_accounts_add_is_said_to_be_new(tmp_path: Path) -> None:
+    """A mistyped --db makes a database no daemon serves: `accounts add` says it made one
+    (the account made, as output says), and says nothing of it for one already there."""
+    database = tmp_path / "my room" / "chta.db"
+    given = f"{PASSWORD}\n{PASSWORD}\n"
+    assert add_account(database, "bob", given) == (
+        0,
+        "Made the account bob.\n",
+        "New password: \nRepeat the password: \n"
+        f"There was no database at {str(database)!r}: it was made, with the daemon's key, "
+        f"as a first start would; `trio-chat serve --db '{database}'` serves it.\n",
+    )
+    assert add_account(database, "carol", given) == (
+        0,
+        "Made the account carol.\n",
+        "New password: \nRepeat the password: \n",
+    )

@@ -7,6 +7,7 @@ A stopped daemon's database is changed directly, and the daemon started again ta
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -311,7 +312,9 @@ def add_command(
             _new_account(store, name, "")
     hashed = hash_password(_new_password(name, password_file))
     made = ask_daemon(database, Request("add", name, hashed), answers={"name_taken"})
+    new_database = False
     if made is None:
+        new_database = not database.exists() and not database.is_symlink()
         with stopped_daemons_store(database, create=True) as store:
             account = _new_account(store, name, hashed)
             if store.write([account]):
@@ -319,6 +322,18 @@ def add_command(
     elif not made.ok:
         raise fail(made.message, ExitCode.NAME_TAKEN)
     typer.echo(f"Made the account {safe_name(name)}.")
+    if new_database:
+        # A mistyped --db would otherwise make an account no daemon serves, unsaid.
+        typer.echo(new_database_note(database), err=True)
+
+
+def new_database_note(database: Path) -> str:
+    """What `accounts add` says when it made the database, and the daemon's key with it."""
+    return (
+        f"There was no database at {str(database)!r}: it was made, with the daemon's key, "
+        f"as a first start would; `trio-chat serve --db {shlex.quote(str(database))}` "
+        "serves it."
+    )
 
 
 NOT_STORED_STOPPED = "The database did not take the new account; nothing was changed."
