@@ -7,6 +7,7 @@ cases that need a real process (an unreachable daemon, hidden prompts) run the C
 from __future__ import annotations
 
 import base64
+import dataclasses
 import errno
 import functools
 import itertools
@@ -27,6 +28,7 @@ import typer.testing
 from typer.testing import CliRunner
 
 import trio_chat
+from tests import cli_support
 from tests.cli_support import PASSWORD, Daemon, daemon_in_thread, silent_port
 from trio_chat import errors
 from trio_chat.cli import ExitCode, account, app, exits
@@ -811,6 +813,25 @@ def test_at_a_terminal_chat_offers_an_account_asking_again_only_for_a_typed_pass
     code, out, err = invoke(daemon, "chat", "--name", "a" * 40, password=PASSWORD, input="y\n")
     assert (code, out) == (ExitCode.UNKNOWN_USER, "")
     assert "and there cannot be" in err
+
+
+def test_a_daemon_closed_to_registrations_is_not_offered_an_account_it_would_refuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown name on a daemon started with --no-registrations: `login` and `chat` say
+    to ask its operator (exit 5), and `chat` at a terminal does not offer to create the
+    account, which would have the password typed again only to be refused."""
+    at_a_terminal(monkeypatch)
+    closed = dataclasses.replace(cli_support.TEST_CONFIG, registrations=False)
+    with daemon_in_thread(tmp_path / "chat.db", closed) as daemon:
+        for command in ("login", "chat"):
+            code, out, err = invoke(daemon, command, "--name", "kim", input=f"{PASSWORD}\ny\n")
+            assert (code, err) == (
+                ExitCode.UNKNOWN_USER,
+                "There is no account named 'kim', and this daemon takes no registrations; "
+                "ask its operator for an account.\n",
+            )
+            assert "Create it?" not in out
 
 
 @pytest.mark.parametrize("command", ["login", "chat"])

@@ -45,6 +45,7 @@ from trio_chat.errors import (
     TooManyRegistrations,
     UnknownUser,
     WrongPassword,
+    error_for,
 )
 from trio_chat.events import History, Joined, Left, PrivateMessage, PublicMessage
 from trio_chat.gui import colours, memory
@@ -326,6 +327,12 @@ UNTIL = (
     [
         (WrongPassword("Wrong password."), Field.PASSWORD, "Wrong password for 'alice'."),
         (UnknownUser("no"), Field.NAME, "There is no account named 'alice'; tick"),
+        (
+            error_for("unknown_user", "no", no_registrations=True),
+            Field.NAME,
+            "There is no account named 'alice', and this daemon takes no registrations: ask "
+            "its operator for an account.",
+        ),
         (NameTaken("taken"), Field.NAME, "The name 'alice' is taken"),
         (InvalidName("A name must start with a letter."), Field.NAME, "A name must start"),
         (PasswordTooShort("A password must be at least 8."), Field.PASSWORD, "A password must"),

@@ -424,3 +424,20 @@ def test_a_name_a_registration_is_making_is_not_the_operators_and_closed_refuses
     handle = client.connection.register("erin", PASSWORD)
     client.settle()
     assert isinstance(handle.error, RegistrationsClosed)
+
+
+@pytest.mark.parametrize("registrations", [True, False])
+def test_a_login_of_an_unknown_name_says_whether_the_daemon_takes_registrations(
+    registrations: bool,
+) -> None:
+    """Closed to registrations, the daemon's `unknown_user` for a login says so, so that
+    no client offers to register the name; an open one's frame leaves the field out."""
+    driver = EngineDriver(ServerConfig(registrations=registrations))
+    peer = Peer(driver, "kim", address=("10.0.0.1", 1))
+    peer.settle()
+    error = peer.connection.failure
+    assert isinstance(error, UnknownUser)
+    assert error.no_registrations is not registrations
+    (frame,) = [f for f in peer.frames if isinstance(f, wire.ErrorFrame)]
+    assert frame.code == "unknown_user" and frame.no_registrations is not registrations
+    assert (b"no_registrations" in wire.encode(frame)) is not registrations

@@ -92,9 +92,12 @@ class NameTaken(ChatError):
 
 
 class UnknownUser(ChatError):
-    """No account has this name."""
+    """No account has this name. `no_registrations`: the daemon, refusing a login, said it
+    takes no registrations either (`serve --no-registrations`): its operator makes the
+    accounts, and registering the name would be refused (`RegistrationsClosed`)."""
 
     code = "unknown_user"
+    no_registrations = False
 
 
 class WrongPassword(ChatError):
@@ -269,7 +272,12 @@ _BY_CODE: dict[str, type[ChatError]] = {
 }
 
 
-def error_for(code: str, message: str, retry_after: float | None = None) -> ChatError:
+def error_for(
+    code: str, message: str, retry_after: float | None = None, *, no_registrations: bool = False
+) -> ChatError:
     """The exception for an error the server sent."""
     cls = _BY_CODE.get(code, ProtocolError)
-    return cls(message, retry_after=retry_after)
+    error = cls(message, retry_after=retry_after)
+    if isinstance(error, UnknownUser):
+        error.no_registrations = no_registrations
+    return error

@@ -561,6 +561,8 @@ class ErrorFrame(_Frame, tag="error"):
     message: str
     re: Seq | None = None
     retry_after: float | None = None
+    # On `unknown_user` for a login: the daemon takes no registrations either.
+    no_registrations: bool = False
 
 
 class Msg(_Frame, tag="msg"):

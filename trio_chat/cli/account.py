@@ -341,8 +341,8 @@ def chat(
     try:
         try:
             outcome = attempts(enter, name, password, again=typed and can_ask)
-        except UnknownUser:
-            if not can_ask or name_problem(name) is not None:
+        except UnknownUser as unknown:
+            if not can_ask or name_problem(name) is not None or unknown.no_registrations:
                 raise
             _offer_registration(host, port, key, name, password, typed)
             outcome = enter(name, password)

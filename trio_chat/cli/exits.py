@@ -151,6 +151,11 @@ def sentence(error: ChatError, name: str) -> str:
         cannot = cannot_exist(name)
         if cannot is not None:  # registering it would be refused too
             return cannot
+        if error.no_registrations:
+            return (
+                f"There is no account named {quoted(name)}, and this daemon takes no "
+                "registrations; ask its operator for an account."
+            )
         return (
             f"There is no account named {quoted(name)}; "
             f"create it with `trio-chat register --name {shown}`."

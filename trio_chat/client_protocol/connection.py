@@ -900,7 +900,9 @@ class ClientConnection:
         self._shut(ConnectionLost(LOGGED_OUT))
 
     def _on_error(self, frame: wire.ErrorFrame, now: float) -> None:
-        error = error_for(frame.code, frame.message, frame.retry_after)
+        error = error_for(
+            frame.code, frame.message, frame.retry_after, no_registrations=frame.no_registrations
+        )
         self._ban_ends(error, now)
         if self._auth is not None and frame.re == self._auth.seq:
             self._on_auth_refused(error, now)

@@ -261,10 +261,18 @@ class Lobby:
         code: str,
         message: str,
         retry_after: float | None = None,
+        *,
+        no_registrations: bool = False,
     ) -> None:
         if retry_after is not None:
             retry_after = round_up(retry_after)
-        frame = wire.ErrorFrame(code=code, message=message, re=seq, retry_after=retry_after)
+        frame = wire.ErrorFrame(
+            code=code,
+            message=message,
+            re=seq,
+            retry_after=retry_after,
+            no_registrations=no_registrations,
+        )
         self._reply(session, wire.encode(frame))
 
     def _on_register(self, session: Session, seq: int, request: wire.Register, now: float) -> None:
@@ -559,7 +567,10 @@ class Lobby:
             name = attempt.request.name
             self._notes.append(LoginRefused(name, address, "unknown_user"))
             message = f"There is no account named {name!r}."
-            self._refuse(session, attempt.seq, "unknown_user", message)
+            # Said, so that no client offers to register it: a register would only
+            # tell it too (`registrations_closed`), the password typed twice for nothing.
+            closed = not self.config.registrations
+            self._refuse(session, attempt.seq, "unknown_user", message, no_registrations=closed)
         elif not ok:
             self._notes.append(LoginRefused(account.name, address, "wrong_password"))
             self._refuse(session, attempt.seq, "wrong_password", "Wrong password.")

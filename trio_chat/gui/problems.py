@@ -119,6 +119,12 @@ def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
         cannot = cannot_exist(form.name)
         if cannot is not None:  # creating it would be refused too
             return Problem(cannot, Field.NAME)
+        if error.no_registrations:
+            return Problem(
+                f"There is no account named {name}, and this daemon takes no registrations: "
+                "ask its operator for an account.",
+                Field.NAME,
+            )
         return Problem(
             f"There is no account named {name}; tick “Create an account” to create it.",
             Field.NAME,
