@@ -135,7 +135,8 @@ DatabaseOption = Annotated[
     Path | None,
     typer.Option(
         envvar="TRIO_CHAT_DB",
-        help="The daemon's database: its key is the file beside it (NAME.key).",
+        help="The daemon's database; its keys are the files beside it (for room.db: room.key, "
+        "room.tickets).",
         show_default=home_relative(default_database()),
         callback=database_path,
         readable=False,  # not Typer's usage error: the command says what is wrong
