@@ -543,3 +543,26 @@ def test_a_damaged_database_is_not_backed_up_as_a_good_one(tmp_path: Path) -> No
     )
     assert list(folder.iterdir()) == []
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == kept
+
+
+def test_a_database_in_a_folder_that_may_not_be_written_is_said_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite reads a database in WAL mode with its log beside it: a read-only folder
+    refuses the copy in SQLite's words, said as `accounts` and `serve` say them."""
+    database = tmp_path / "chat.db"
+    SqliteStore.open(database).close()
+    daemon_keys(database)
+
+    def refused(path: Path) -> sqlite3.Connection:
+        error = sqlite3.OperationalError("attempt to write a readonly database")
+        error.sqlite_errorname = "SQLITE_READONLY_DIRECTORY"
+        raise error
+
+    monkeypatch.setattr(backup_module, "read_only", refused)
+    with pytest.raises(BackupError) as caught:
+        back_up(database, tmp_path / "copies")
+    assert str(caught.value) == (
+        f"Cannot back up {database}: its folder {str(tmp_path)!r} may not be written "
+        "(SQLite keeps its log there)."
+    )

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .keys import KeyFileError, copy_secret, key_paths, secret_in, written_whole
-from .store_files import counts, first_damage, log_of, read_only, shared_memory_of
+from .store_files import (
+    counts,
+    explained,
+    first_damage,
+    log_of,
+    read_only,
+    shared_memory_of,
+)
 
 
 class BackupError(Exception):
@@ -105,7 +112,11 @@ def _back_up(database: Path, folder: Path) -> Backup:
         ):
             # The folder's fault (another user's, a full disk), not the database's.
             raise BackupError(f"Cannot write into {folder}: {why_failed(error)}.") from None
-        raise BackupError(f"Cannot back up {database}: {why_failed(error)}.") from None
+        why = why_failed(error)
+        if getattr(error, "sqlite_errorname", None) == "SQLITE_READONLY_DIRECTORY":
+            # A database in WAL mode is read with its log beside it, as the daemon has it.
+            why = explained(error, database)
+        raise BackupError(f"Cannot back up {database}: {why}.") from None
     return Backup((target, *copies), accounts, messages)
 
 
