@@ -752,3 +752,28 @@ def test_a_login_refused_after_its_check_waited_may_be_tried_again_on_its_channe
     driver.auto_hash = True
     alice.send(wire.Login(name="alice", password=PASSWORD))
     assert alice.of_type(wire.Welcome)
+
+
+def test_a_way_in_that_opens_again_gives_the_link_a_round_trip_to_be_answered() -> None:
+    # Bob's message to alice was dropped for 40 s by a firewall that forgot her flow:
+    # her ping opens the way, and her session goes back to the 20 s give-up of the
+    # default keepalive. Counted from bob's message, that was long past: the timer came
+    # due at once and ended her session as unresponsive while the daemon's probe was on
+    # its way to her, one round trip before her acknowledgement came.
+    driver = EngineDriver()
+    alice = logged_in(driver, "alice", ALICE, via=ALICE, config=ClientConfig())
+    bob = logged_in(driver, "bob", BOB, via=None)
+    bob.send(wire.Say(text="are you there?", cid="b1"))
+    bob.settle()
+    for _ in range(40):
+        driver.advance(1.0)
+        driver.inbox.pop(ALICE, None)
+    alice.link.send(wire.encode(wire.Ping()))
+    for data in alice.connection.datagrams_to_send(driver.now):
+        driver.deliver(data, ALICE)  # the daemon's answer is on its way for 50 ms
+    driver.advance(0.05)
+    assert alice.sid in driver.engine.sessions
+    alice.poll()
+    alice.settle()
+    assert [m.text for m in alice.of_type(wire.Msg)] == ["are you there?"]
+    assert not alice.session.direct and alice.link.queued == 0

@@ -278,6 +278,13 @@ class Link:
         new (0 with nothing in flight): the clock `give_up_after` is counted on."""
         return now - self._progress if self._in_flight else 0.0
 
+    def give_up_from(self, now: float) -> None:
+        """Count the time to give up after from `now`, not from when the peer last
+        acknowledged something new: the owner knows that what is in flight could not be
+        answered before (the way to the peer was closed until it spoke now)."""
+        if self._in_flight:
+            self._progress = now
+
     @property
     def idle(self) -> bool:
         """Nothing to send, nothing unacknowledged, no ack owed."""

@@ -370,7 +370,7 @@ class Transport:
                 session.banned_until = banned_until
                 self._dirty.add(session)
                 return None
-            self._migrate(session, address)
+            self._migrate(session, address, now)
         if address == session.address and not session.validated:
             session.bytes_in += size
             if session.challenge is None or challenge_answered(payload.response, session.challenge):
@@ -379,7 +379,7 @@ class Transport:
         if session.direct and link.unanswered_for(now) >= PATH_CLOSED_AFTER:
             # What was sent went unanswered until the client spoke again: the way in
             # closes while the client is silent, so it must not stay silent as long.
-            self._not_direct(session)
+            self._not_direct(session, now)
         delivered = link.receive(pn, payload.ack, payload.sack, payload.frames, now, payload.echo)
         if delivered or session.challenge is not None or link.wants_to_send(now):
             self._dirty.add(session)
@@ -441,7 +441,7 @@ class Transport:
             ended.budget -= len(datagram)
             self._outbox.append((datagram, ended.address))
 
-    def _migrate(self, session: Session, address: Address) -> None:
+    def _migrate(self, session: Session, address: Address, now: float) -> None:
         """The client's address changed (NAT rebinding): keep the session, check the path.
 
         An address that holds as many connections as it may takes no more this way: the
@@ -461,7 +461,7 @@ class Transport:
             return
         self._stats["migrations"] += 1
         if session.direct:
-            self._not_direct(session)  # its new address may be a NAT's
+            self._not_direct(session, now)  # its new address may be a NAT's
         if session.account is not None:
             self._notes.append(AddressChanged(session.account.name, session.address, address))
         session.address = address
@@ -489,12 +489,16 @@ class Transport:
         session.link.config = self._direct_link
         return config.direct_keepalive
 
-    def _not_direct(self, session: Session) -> None:
-        """Back to the default keepalive, and tell the client so."""
+    def _not_direct(self, session: Session, now: float) -> None:
+        """Back to the default keepalive, and tell the client so (it spoke `now`)."""
         session.direct = False
         session.idle_timeout = self.config.idle_timeout
         session.idle_check_at = min(session.idle_check_at, self._idle_check(session))
         session.link.config = self.config.link
+        # The shorter give-up counts from now: what was sent during the silence could not
+        # be answered, and counted from then it would end the session before the probe
+        # that goes now has had its round trip.
+        session.link.give_up_from(now)
         self._stats["keepalives_shortened"] += 1
         self.send(session, SHORTEN_KEEPALIVE)
 
