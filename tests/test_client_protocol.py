@@ -818,3 +818,38 @@ def test_a_busy_handshake_waits_only_if_an_answer_can_come_in_time() -> None:
     assert waited.datagrams_to_send(1.4)
     waited.handle_timer(2.0)
     assert isinstance(waited.error, ServerUnreachable)
+
+
+def test_a_resume_lost_before_its_history_ended_is_asked_again_from_where_it_was() -> None:
+    """Alice came back to more than a resume sends (`resume_limit`): the newest came
+    first, and the session was lost again before the `ready` that said more was left out
+    and where. Her next resume asked for what came after the newest of it, was sent the
+    rest of it, and was told nothing was left out: the older ones she missed were never
+    shown, nor paged back to. Until a resume's history has come whole, the next one asks
+    from where it did."""
+    driver = EngineDriver(ServerConfig(resume_limit=3))
+    driver.add_account("alice", PASSWORD, ("10.0.0.1", 40001))
+    alice = Peer(driver, "alice", address=("10.0.0.1", 40001), config=ClientConfig())
+    driver.add_account("bob", PASSWORD, ("10.0.0.2", 40002))
+    bob = Peer(driver, "bob", address=("10.0.0.2", 40002))
+    bob.send(wire.Say(text="seen", cid="s"))
+    alice.settle()
+    alice.connection.connection_refused(driver.now)  # lost: she comes back at once
+    for n in range(8):  # a message a datagram
+        bob.send(wire.Say(text=f"missed {n} " + "x" * 400, cid=f"m{n}"))
+    driver.inbox.pop(alice.address, None)
+    while not [m for m in alice.of_type(wire.Msg) if m.history]:
+        replies = []
+        for data in alice.connection.datagrams_to_send(driver.now):
+            replies += driver.receive(data, alice.address)
+        while replies and not [m for m in alice.of_type(wire.Msg) if m.history]:
+            alice.take([replies.pop(0)])  # the rest, `ready` among it, is lost
+    assert not alice.of_type(wire.Ready)[1:]
+    alice.connection.connection_refused(driver.now)
+    alice.settle()
+    history = [e for e in alice.events if isinstance(e, History)][-1]
+    assert [m.text[:9] for m in history.messages] == [f"missed {n} " for n in (5, 6, 7)]
+    assert history.more and history.gap == history.messages[0].id
+    page = alice.connection.history(10, before=history.gap)
+    alice.settle()
+    assert [m.text[:9] for m in page.result] == ["seen", *(f"missed {n} " for n in range(5))]

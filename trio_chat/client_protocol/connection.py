@@ -177,6 +177,8 @@ class ClientConnection:
         self._outstanding = Outstanding()
         self._seen = SeenMessages()
         """The messages shown, and a login's history until its `ready`."""
+        self._login_since: int | None = None
+        """The `since` the last login asked with."""
         self.local_address: wire.Endpoint | None = None
         """The address this connection's socket sends from, as the socket reports it
         (the shell sets it): sent with each login as `via`, so that a daemon that sees
@@ -427,10 +429,11 @@ class ClientConnection:
         """Log in on the open channel: with the ticket if there is one, else the password."""
         replaces = self._replaces
         via = self.local_address if self.pings.may_lengthen(self.config.keepalive) else None
+        since = self._login_since = self._seen.since(self._resuming)
         if self.ticket:
             frame = wire.Resume(
                 ticket=self.ticket,
-                since=self._seen.since(self._resuming),
+                since=since,
                 quiet=self.quiet,
                 replaces=replaces,
                 via=via,
@@ -441,7 +444,7 @@ class ClientConnection:
             login = wire.Login(
                 name=self.name,
                 password=self._password.current,
-                since=self._seen.since(self._resuming),
+                since=since,
                 quiet=self.quiet,
                 replaces=replaces,
                 via=via,
@@ -468,6 +471,7 @@ class ClientConnection:
         if frame.ticket:
             self.ticket = frame.ticket
         self._history_due = True
+        self._seen.history_coming(self._login_since)
         self._password.welcomed()  # a fallback swapped in was the one stored
         for handle in self._outstanding:
             if handle.kind not in BEFORE_LOGIN and handle.kind != "logout":

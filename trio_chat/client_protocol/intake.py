@@ -24,7 +24,7 @@ those messages is shown twice (`SeenIds`); a history holds its newest this many.
 class SeenMessages:
     """The messages a connection has been shown (see the module docstring)."""
 
-    __slots__ = ("_first_since", "_held", "_held_cut", "_ids", "_whole", "newest")
+    __slots__ = ("_asked", "_first_since", "_held", "_held_cut", "_ids", "_whole", "newest")
 
     def __init__(self) -> None:
         self._ids = SeenIds(SEEN_MEMORY)
@@ -39,6 +39,8 @@ class SeenMessages:
         """Older messages of the held history were let go to keep the newest."""
         self._whole = False
         """A login's history has come whole (its `ready` came) at least once."""
+        self._asked: tuple[int | None] | None = None
+        """The `since` of the login welcomed last, until its history has come whole."""
 
     def start_from(self, since: int | None) -> None:
         """The first login shows what came after message `since` (None: the daemon's
@@ -52,10 +54,19 @@ class SeenMessages:
         `resuming` with none shown: all the daemon has; None otherwise: its choice).
         Until a login's history came whole, the first login's own `since`: asked for all
         after the part that came, the history would bring the private messages it left
-        out on purpose."""
+        out on purpose. So for a later login too (`history_coming`): the part of its
+        history that came may be the newest of what was missed only, and the `ready`
+        that was lost the one to say so and where the rest is."""
         if not self._whole:
             return self._first_since
+        if self._asked is not None:
+            return self._asked[0]
         return self.newest if (resuming or self.newest) else None
+
+    def history_coming(self, since: int | None) -> None:
+        """A login that asked with `since` was welcomed: its history comes now, and until
+        it has come whole (`end_history`), a login after it asks with `since` again."""
+        self._asked = (since,)
 
     def remember(self, message_id: int) -> bool:
         """Take message `message_id` as shown; whether it had not been. An id is known
@@ -107,6 +118,7 @@ class SeenMessages:
         self._held.clear()
         self._held_cut = False
         self._whole = True
+        self._asked = None
         return history
 
     def cut_off(self, resumed: bool) -> History | None:
