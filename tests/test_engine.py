@@ -8,6 +8,8 @@ import secrets
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from trio_chat import noise, secure, wire
 from trio_chat.client_protocol import Ids
@@ -1704,6 +1706,115 @@ def test_paging_back_from_where_the_daemon_says_the_gap_ends_reaches_all_that_wa
             break
         before = paged[0]
     assert set(missed) <= shown
+
+
+_WHO = {  # the sender and the recipient of each kind of message, alice being 1
+    "said": (2, None),
+    "said_by_her": (1, None),
+    "removed": (2, None),
+    "unread": (2, 1),
+    "read": (2, 1),
+    "sent": (1, 2),  # by another session of hers
+    "note": (1, 1),
+    "others": (2, 3),
+}
+
+
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kinds=st.lists(st.sampled_from(sorted(_WHO)), min_size=5, max_size=40),
+    sizes=st.lists(st.sampled_from([10, 600]), min_size=40, max_size=40),
+    since_at=st.integers(0, 110),
+    window=st.integers(2, 15),
+    limit=st.integers(1, 12),
+    queue=st.integers(2500, 5000),
+    live=st.lists(st.sampled_from(["said", "unread", "sent"]), max_size=4),
+)
+def test_a_resumes_history_and_the_pages_before_its_gap_hold_all_it_missed(
+    kinds: list[str],
+    sizes: list[int],
+    since_at: int,
+    window: int,
+    limit: int,
+    queue: int,
+    live: list[str],
+) -> None:
+    """Alice comes back from a random `since` after a restart of the daemon (which
+    remembers the newest `window` messages) to the room's messages, some removed, her
+    unread whispers, others read, whispers and notes from her other sessions, whispers
+    between others, and, with `live`, messages not on disk yet as she comes back; her
+    session's queue is small, and a resume sends at most `limit` of each kind. What her
+    history holds, what comes live, and the pages before `gap` hold every message newer
+    than `since` that she may see."""
+    stamp = "2026-11-30T00:00:00.000Z"
+    names = {1: "alice", 2: "bob", 3: "carol"}
+    accounts = [Account(i, n, name_key(n), "fake$" + PASSWORD, stamp) for i, n in names.items()]
+    stored: list[Message] = []
+    read: list[int] = []
+    unread_bytes = 0
+    for n, kind in enumerate(kinds):
+        if kind == "unread":  # all of them come: the queue must hold them
+            unread_bytes += sizes[n] + 200
+            kind = "unread" if unread_bytes <= queue // 2 else "read"
+        sender, to = _WHO[kind]
+        text = "" if kind == "removed" else "x" * sizes[n]  # as the store reads it
+        recipient = names[to] if to else None
+        stored.append(Message(n + 1, stamp, sender, names[sender], text, to, recipient, f"c{n}"))
+        if kind == "read":
+            read.append(n + 1)
+    kept = [m for m in stored if m.text]
+    snapshot = Snapshot(
+        accounts=accounts,
+        recent=kept[-window:],
+        unread={1: sum(1 for m in kept if m.recipient_id == 1 != m.sender_id) - len(read)},
+        public_count=sum(1 for m in kept if not m.private),
+        next_message_id=len(stored) + 1,
+        next_account_id=4,
+    )
+    link = dataclasses.replace(daemon_link(), max_queue_bytes=queue)
+    config = ServerConfig(link=link, resume_limit=limit, window_messages=window)
+    h = EngineDriver(config, snapshot, now=100.0)
+    h.stored = [*stored, MarkDelivered(tuple(read))]
+    since = len(kinds) * since_at // 100  # past the newest, at times
+    if live:
+        bob = Peer(h, "bob", address=BOB)
+        phone = Peer(h, "alice", address=CAROL)
+        h.auto_commit = False
+        for n, kind in enumerate(live):
+            if kind == "said":
+                bob.send(wire.Say(text=f"live {n}", cid=f"l{n}"))
+            elif kind == "unread":
+                bob.send(wire.Whisper(to="alice", text=f"live {n}", cid=f"l{n}"))
+            else:
+                phone.send(wire.Whisper(to="bob", text=f"live {n}", cid=f"l{n}"))
+    back = Peer(h, "alice", address=ALICE, since=since)
+    h.auto_commit = True
+    h.commit_held()
+    back.settle(5)
+    (ready,) = back.of_type(wire.Ready)
+    (history,) = [e for e in back.events if isinstance(e, History)]
+    missed = {
+        m.id
+        for m in h.stored_messages()
+        if m.id > since and m.text and (not m.private or 1 in (m.sender_id, m.recipient_id))
+    }
+    came = {m.id for m in back.frames if isinstance(m, wire.Msg | wire.Pm) and m.re is None}
+    assert {m.id for m in history.messages} <= came
+    if not ready.more:
+        assert missed <= came
+        return
+    assert ready.gap is not None and {i for i in missed if i >= ready.gap} <= came
+    before = client_gap_end(history.messages, history.gap)
+    while True:
+        page = back.send(wire.HistoryRequest(limit=2, before=before))
+        back.settle(3)
+        assert any(isinstance(f, wire.Ok) and f.re == page for f in back.frames)
+        paged = [m.id for m in back.frames if isinstance(m, wire.Msg | wire.Pm) and m.re == page]
+        came.update(paged)
+        if not paged or paged[0] <= since:
+            break
+        before = paged[0]
+    assert missed <= came
 
 
 def test_a_resume_whose_unread_messages_fill_its_room_still_reaches_the_rooms_messages() -> None:
