@@ -1195,3 +1195,27 @@ def test_no_frame_is_longer_than_the_930_bytes_protocol_md_promises_peers() -> N
     link.send(b'{"t":"notice","text":"' + b"x" * (930 - 24) + b'"}')
     with pytest.raises(ValueError):
         link.send(b'{"t":"notice","text":"' + b"x" * (931 - 24) + b'"}')
+
+
+def test_a_peer_heard_after_each_silence_while_ours_are_lost_is_still_given_up_on_time() -> None:
+    """Its datagrams arrive (a ping every 5 s, longer than the probe timer waits), ours
+    are all lost: each ping brings a probe at once, and none of them more time. The link
+    gives up `give_up_after` from its frame's first sending, as with a silent peer."""
+    sender, receiver, now = _probed_into_silence()
+    give_up = now - sender.unanswered_for(now) + sender.config.give_up_after
+    pinged = now
+    for n in range(2, 20):
+        pinged += 5.0
+        while (deadline := sender.next_timer()) is not None and deadline <= pinged:
+            sender.handle_timer(deadline)
+            if sender.failure is not None:
+                assert deadline == pytest.approx(give_up)
+                return
+            sender.datagrams_to_send(deadline)  # lost
+        receiver.send(frame(n))
+        (ping,) = receiver.datagrams_to_send(pinged)
+        probes = sender.probes_sent
+        feed(sender, ping, pinged)
+        assert sender.probes_sent == probes + 1
+        sender.datagrams_to_send(pinged)  # lost
+    pytest.fail("never given up")
