@@ -664,3 +664,22 @@ async def test_a_session_ending_as_one_leaves_is_a_failure_for_a_script_only(
     with trio.fail_after(5):
         await room.show_events()
     assert isinstance(room.fatal, ConnectionLost) is not interactive
+
+
+async def test_older_after_a_history_of_only_what_was_shown_goes_back_from_the_gap() -> None:
+    """The unread whisper, shown before the absence and sent again as unread, took all
+    the room the history had: it brought nothing new, and said more was missed, up to 12
+    (`gap`). `/older` goes back from there, and the terminal does not say that nothing
+    was missed."""
+    async with room_on_screen(interactive=True) as (chat, room, shown):
+        whisper = PrivateMessage(2, message(2, "bob", "").ts, "bob", "alice", "waiting")
+        await chat.events_in.send(History((message(1, "bob", "before"), whisper), more=False))
+        await chat.events_in.send(Disconnected("the daemon went away"))
+        await chat.events_in.send(Reconnected())
+        await chat.events_in.send(History((whisper,), more=True, resumed=True, gap=12))
+        await trio.testing.wait_all_tasks_blocked()
+        room.handle("/older 5")
+        await trio.testing.wait_all_tasks_blocked()
+    assert chat.history_asked == [12]
+    lines = ["".join(text for _style, text in line) for line in shown]
+    assert not [line for line in lines if "No message was missed" in line]

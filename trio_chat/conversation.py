@@ -609,6 +609,8 @@ class Room:
                     if event.more:  # the daemon sent only the newest of them
                         missed = f"more than {missed}; the latest {count}"
                     self.show(heading_line(f"Missed while away: {missed}"))
+                elif event.more:  # what came was shown already: the rest is for /older
+                    self.show(heading_line("Missed while away: older messages; /older shows them"))
                 else:
                     self.show(notice_line("No message was missed meanwhile.", _now(), DIM))
             elif fresh:
@@ -623,9 +625,10 @@ class Room:
                 # stalled, say) are answered by now: shown in their place among it.
                 self._show_answered_before(message.id, after=gap_before)
             self._show_message(message)
-        if event.resumed and event.more and fresh:
+        if event.resumed and event.more and (fresh or event.gap is not None):
             # Only the latest of what was missed came: `/older` goes back into the gap
-            # (from its oldest room message: a private one that waited may be older).
+            # (from its oldest room message: a private one that waited may be older),
+            # from where the daemon says it ends, even when all that came was shown.
             self._paged = True
             self._oldest_found = gap_before
         self._caught_up.set()
