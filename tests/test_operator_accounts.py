@@ -25,6 +25,7 @@ from trio_chat.cli import app as cli_app
 from trio_chat.client_protocol.endings import PASSWORD_CHANGED_AWAY
 from trio_chat.control import NOT_STORED, AccountLine, ControlRefused, Reply, Request
 from trio_chat.errors import AccountLocked, WrongPassword
+from trio_chat.keys import daemon_keys
 from trio_chat.records import LOCK_MARK, Account, Message, Snapshot
 from trio_chat.secure import Ticket, password_mark
 from trio_chat.store import SqliteStore
@@ -568,4 +569,59 @@ def test_a_database_made_by_accounts_add_is_said_to_be_new(tmp_path: Path) -> No
         0,
         "Made the account carol.\n",
         "New password: \nRepeat the password: \n",
+    )
+
+
+def test_a_database_link_to_nothing_or_a_key_others_may_read_makes_no_account(
+    tmp_path: Path,
+) -> None:
+    """`accounts add` where --db is a link to nothing is refused before the password is
+    asked for (nothing is made through the link); next to a key file that others may read,
+    in one sentence, exit 11, as `serve` would refuse it."""
+    runner = CliRunner()
+    link = tmp_path / "link.db"
+    link.symlink_to(tmp_path / "elsewhere" / "chat.db")
+    linked = runner.invoke(cli_app, ["accounts", "add", "bob", "--db", str(link)])  # no input
+    assert (linked.exit_code, linked.stdout) == (ExitCode.DATABASE, "")
+    assert linked.stderr == f"There is no database at {str(link)!r}; name the daemon's with --db.\n"
+    database = tmp_path / "chat.db"
+    daemon_keys(database)
+    key = database.with_suffix(".key")
+    key.chmod(0o644)
+    shown = runner.invoke(
+        cli_app, ["accounts", "add", "bob", "--db", str(database)], f"{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert (shown.exit_code, shown.stdout) == (ExitCode.DATABASE, "")
+    said = shown.stderr.splitlines()[-1]
+    assert said.startswith(f"The key file {str(key)!r} may be read by others (mode 0644)")
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "chat.db",
+        "chat.key",
+        "chat.tickets",
+        "link.db",
+    ]
+
+
+def test_a_password_no_login_could_carry_or_a_name_the_daemon_refuses_makes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`accounts add`: a password the rules allow (256 characters) but no login could
+    carry (4 bytes each) is refused, exit 8, the folder left as it was; a running daemon
+    that refuses the name (one of another version, with other rules) is said as it
+    answered, exit 7."""
+    database = tmp_path / "chat.db"
+    password_file = tmp_path / "password"
+    password_file.write_text("\U0001f642" * 256 + "\n")
+    runner = CliRunner()
+    args = ["accounts", "add", "bob", "--db", str(database)]
+    done = runner.invoke(cli_app, [*args, "--password-file", str(password_file)])
+    assert (done.exit_code, done.stdout) == (ExitCode.INVALID_PASSWORD, "")
+    assert done.stderr.startswith("A password must fit in ")
+    assert list(tmp_path.iterdir()) == [password_file]
+    daemon_answers(monkeypatch, Reply(False, "invalid_name", "No account may be named 'bob'."))
+    refused = runner.invoke(cli_app, args)
+    assert (refused.exit_code, refused.stdout, refused.stderr) == (
+        ExitCode.INVALID_NAME,
+        "",
+        "No account may be named 'bob'.\n",
     )
