@@ -773,6 +773,10 @@ async def test_the_desk_makes_an_account_with_the_commands_hash_once_stored(
     )
     unhashed = await desk.answer(Request("add", "carol", PASSWORD))
     assert (unhashed.ok, unhashed.code) == (False, "bad_request")
+    for hash_given in (hashed, ""):  # made, or only asked whether it could be
+        invalid = await desk.answer(Request("add", "no one", hash_given))
+        assert (invalid.ok, invalid.code) == (False, "invalid_name")
+        assert invalid.message.startswith("A name may hold only letters")
     assert "carol" not in driver.engine.accounts
 
 
