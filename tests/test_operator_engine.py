@@ -12,6 +12,7 @@ from trio_chat import noise, wire
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.engine import ServerConfig, core
 from trio_chat.engine.core import NEW_PASSWORD, REMOVED
+from trio_chat.engine.notes import Registered, RegistrationRefused
 from trio_chat.errors import (
     AccountLocked,
     Muted,
@@ -362,6 +363,8 @@ def test_the_operator_makes_accounts_by_the_rules_a_registration_meets() -> None
     assert isinstance(refused.connection.failure, UnknownUser)
     driver.commit_held()
     assert driver.engine.accounts["bob"] is bob and bob.rid is None
+    # Logged by the command that made it (with who asked), not as a registration.
+    assert not any(isinstance(note, Registered) for note in driver.engine.take_notes())
     peer = Peer(driver, "bob", address=("10.0.0.2", 1))
     peer.settle()
     assert peer.connection.ready
@@ -415,11 +418,20 @@ def test_a_name_a_registration_is_making_is_not_the_operators_and_closed_refuses
         )
         prober.connection.close()
         prober.flush()
+    # Each refusal is in the daemon's log, for its operator to see who knocked.
+    refusals = [
+        note for note in closed.engine.take_notes() if isinstance(note, RegistrationRefused)
+    ]
+    assert refusals == [RegistrationRefused("dave", ("10.0.0.2", 1), "registrations_closed")] * 12
     again = Peer(closed, None, address=("10.0.0.1", 1))
     seq = again.send(wire.Register(rid="r1", name="dave", password=PASSWORD))
     assert [f for f in again.frames if getattr(f, "re", None) == seq] == [
         wire.Registered(re=seq, name="dave")
     ]
+    # Its id with a password no registration could have is no registration sent again.
+    seq = again.send(wire.Register(rid="r1", name="dave", password="x"))
+    (refused,) = [f for f in again.frames if getattr(f, "re", None) == seq]
+    assert isinstance(refused, wire.ErrorFrame) and refused.code == "registrations_closed"
     client = Peer(closed, None, address=("10.0.0.3", 1))
     handle = client.connection.register("erin", PASSWORD)
     client.settle()
