@@ -1610,6 +1610,48 @@ def test_a_resume_past_its_limit_is_shown_the_newest_and_told_more_was_left_out(
     ]
 
 
+def test_a_resume_is_told_the_gap_ends_past_the_private_messages_the_window_forgot() -> None:
+    """Bob's whisper from his phone while he was away is one the daemon's window has
+    forgotten (alice whispered to carol since), though it still holds every room message
+    he missed, older: the gap ends where what the window knows of private messages
+    begins, not at that room message, so that his client pages back for the whisper,
+    and finds it."""
+    h = EngineHarness(ServerConfig(window_messages=3))
+    seen, again = _bob_back_after_missing_three(h)
+    again.send(wire.Logout())
+    alice = logged_in(h, ALICE, "alice")
+    alice.send(wire.Say(text="missed 3", cid="c4"))
+    phone = logged_in(h, BOB, "bob")
+    phone.send(wire.Whisper(to="alice", text="from the phone", cid="p0"))
+    phone.send(wire.Logout())
+    logged_in(h, CAROL, "carol")
+    for n in range(3):
+        alice.send(wire.Whisper(to="carol", text=f"to carol {n}", cid=f"w{n}"))
+    newest = seen + 8
+    back = Peer(h, "bob", address=("127.0.0.1", 40008), since=seen + 3)
+    assert [m.text for m in back.of_type(wire.Msg)] == ["missed 3"]
+    assert back.of_type(wire.Ready) == [
+        wire.Ready(count=1, more=True, upto=newest, gap=newest - 2)  # alice's first to carol
+    ]
+    page = back.send(wire.HistoryRequest(limit=10, before=newest - 2))
+    back.settle(1)
+    paged = [m for m in back.frames if isinstance(m, wire.Msg | wire.Pm) and m.re == page]
+    assert [m.text for m in paged][-2:] == ["missed 3", "from the phone"]
+
+
+def test_a_resume_after_a_restart_that_loaded_no_room_message_is_told_where_the_gap_ends() -> None:
+    """The daemon started again with only others' whispers in its window (the room's
+    messages 3 and 4 left on disk): alice, back from 2, is told the gap ends past them,
+    and pages back for them from there."""
+    ts = "2026-01-01T00:00:00.000Z"
+    recent = [Message(n, ts, 2, "bob", f"w{n}", 3, "carol", f"c{n}") for n in (5, 6)]
+    snapshot = Snapshot(recent=recent, public_count=4, next_message_id=7)
+    h = EngineHarness(ServerConfig(window_messages=3), snapshot=snapshot)
+    h.add_account("alice", PASSWORD, ALICE)
+    back = Peer(h, "alice", address=ALICE, since=2)
+    assert back.of_type(wire.Ready) == [wire.Ready(count=0, more=True, upto=6, gap=5)]
+
+
 def _back_to_a_full_mailbox(whispers_last: bool) -> tuple[EngineDriver, int, Peer]:
     """Alice comes back from message `since` to the most the daemon keeps for her: 1000
     unread private messages (older than `since`), 500 room messages and 500 whispers her
