@@ -207,3 +207,41 @@ async def test_events_read_through_a_mark_once_the_reader_came_back_for_more(
         assert released == [2.0]
     with trio.testing.assert_checkpoints():
         await buffer.read_through(mark)  # passed already: at once, a checkpoint still
+
+
+async def test_outages_over_go_whole_however_they_came_and_every_event_is_accounted_for() -> None:
+    said = [
+        PublicMessage(n, datetime(2026, 1, 1, tzinfo=UTC), "bob", f"m{n}", history=True)
+        for n in range(4)
+    ]
+    # Lost again before the History came: both outages go with it, and the one message
+    # missed is told.
+    buffer = EventBuffer(3)
+    twice: list[Event] = [
+        Disconnected("gone"),
+        Reconnected(),
+        Disconnected("gone again"),
+        Reconnected(),
+        History((said[0],), more=False, resumed=True),
+    ]
+    for event in twice:
+        buffer.put(event)
+    assert (len(buffer), buffer.arrived) == (0, 5)
+    buffer.put(Notice("last"))
+    buffer.close()
+    assert await read_all(buffer) == [Missed(1), Notice("last")]
+    # A notice gone during the outage, and those gone before it, are counted with the
+    # messages it missed, in one `Missed`.
+    buffer = EventBuffer(2)
+    for event in [
+        *notices("a", "b", "c"),
+        Disconnected("gone"),
+        Notice("x"),
+        Reconnected(),
+        History(tuple(said[1:]), more=False, resumed=True),
+    ]:
+        buffer.put(event)
+    assert (len(buffer), buffer.arrived) == (0, 7)
+    buffer.put(Notice("last"))
+    buffer.close()
+    assert await read_all(buffer) == [Missed(4 + 3), Notice("last")]
