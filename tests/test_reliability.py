@@ -1134,7 +1134,7 @@ def test_the_peer_heard_again_after_a_silence_longer_than_the_backoff_is_probed_
     receiver.send(frame(2))
     (ping,) = receiver.datagrams_to_send(now + 3.0)
     feed(sender, ping, now + 3.0)
-    assert sender.wants_to_send(now + 3.0)
+    assert sender.wants_to_send(now + 3.0) and sender.probes_sent == 7 + 1  # counted
     probes = sender.datagrams_to_send(now + 3.0)
     assert [n for d in probes for n in feed(receiver, d, now + 3.005)] == [1]
 
