@@ -625,3 +625,21 @@ def test_a_password_no_login_could_carry_or_a_name_the_daemon_refuses_makes_noth
         "",
         "No account may be named 'bob'.\n",
     )
+
+
+def test_a_new_password_is_measured_with_the_accounts_own_name(tmp_path: Path) -> None:
+    """`accounts password` with the name typed in another form (full-width letters): the
+    password is measured against a login under the account's own name, so one that such
+    a login carries (183 characters of 4 bytes, the most for `alice`) is taken."""
+    database = tmp_path / "chat.db"
+    store = SqliteStore.open(database)
+    store.write([Account(1, "alice", "alice", "hash", "2026-12-06T16:00:00.000Z")])
+    store.close()
+    password_file = tmp_path / "password"
+    password_file.write_text("\U0001f642" * 183 + "\n")
+    given = ["--password-file", str(password_file)]
+    done = CliRunner().invoke(
+        cli_app, ["accounts", "password", "ＡＬＩＣＥ", "--db", str(database), *given]
+    )
+    assert (done.exit_code, done.stderr) == (0, "")
+    assert done.stdout.startswith("Set the password of alice")
