@@ -594,12 +594,9 @@ def test_a_database_link_to_nothing_or_a_key_others_may_read_makes_no_account(
     assert (shown.exit_code, shown.stdout) == (ExitCode.DATABASE, "")
     said = shown.stderr.splitlines()[-1]
     assert said.startswith(f"The key file {str(key)!r} may be read by others (mode 0644)")
-    assert sorted(path.name for path in tmp_path.iterdir()) == [
-        "chat.db",
-        "chat.key",
-        "chat.tickets",
-        "link.db",
-    ]
+    store = SqliteStore.open(database)
+    assert list(store.accounts()) == []
+    store.close()
 
 
 def test_a_password_no_login_could_carry_or_a_name_the_daemon_refuses_makes_nothing(
