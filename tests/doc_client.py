@@ -63,6 +63,7 @@ PACKET_THRESHOLD = 3
 TIME_THRESHOLD = 9 / 8
 
 # Section 8: frames that answer a request.
+HISTORY_PAGE = 100
 ANSWERS = frozenset({"ok", "registered", "welcome", "error"})
 
 
@@ -83,6 +84,10 @@ class KeyMismatch(ProtocolError):
         )
         self.trusted = trusted
         self.shown = shown
+
+
+class NoRegistrations(ProtocolError):
+    """No account has the name, and the daemon takes no registrations: ask its operator."""
 
 
 class Refused(ProtocolError):
@@ -241,6 +246,10 @@ class Welcome:
     ticket: str
     history: list[Frame]
     ready: Frame
+    shown: list[Frame] = field(default_factory=list)
+    """What a person is shown of the login's messages, each once, oldest first: the
+    history, and the pages asked for where it left a gap (section 7.5)."""
+    pages: int = 0
 
 
 class Channel:
@@ -553,6 +562,7 @@ class DocClient:
         self.ticket: str | None = None
         self.newest_id = 0
         self.retries = 0
+        self.page_limit = HISTORY_PAGE
 
     def __enter__(self) -> DocClient:
         return self
@@ -785,6 +795,8 @@ class DocClient:
     # -- sessions (sections 7 and 8) ------------------------------------------------------
 
     def register(self, name: str, password: str, rid: str | None = None) -> Frame:
+        """``registered``; an ``error`` raises ``ChatError`` (``registrations_closed``: the
+        daemon's operator makes the accounts, and sending it again does not help)."""
         frame = {"t": "register", "rid": rid or random_id(), "name": name, "password": password}
         answer = self.call(frame).answer
         assert answer is not None
@@ -798,13 +810,66 @@ class DocClient:
         self._pump(lambda: self.ready is not None, timeout)
         assert self.ready is not None
         self.ticket = str(welcome["ticket"])
+        history = self.login_history
+        ready = self.ready
+        since = frame.get("since")
+        pages: list[list[Frame]] = []
+        if _is_int(since) and ready.get("more", False):
+            pages = self._fill_gap(since, history, ready, timeout)
         return Welcome(
             name=str(welcome["name"]),
             unread=int(welcome.get("unread", 0)),
             ticket=self.ticket,
-            history=self.login_history,
-            ready=self.ready,
+            history=history,
+            ready=ready,
+            shown=_once(history, *pages),
+            pages=len(pages),
         )
+
+    def _fill_gap(
+        self, since: int, history: list[Frame], ready: Frame, timeout: float | None
+    ) -> list[list[Frame]]:
+        """Section 7.5: a resume whose ``ready`` says ``more`` left out messages newer
+        than ``since``; page back from ``gap`` (or, from a daemon that sends none, from
+        the oldest public message of the history) until the pages reach ``since``."""
+        gap = ready.get("gap")
+        if isinstance(gap, int) and _is_int(gap):
+            before = gap
+        else:
+            public = [int(m["id"]) for m in history if m.get("t") == "msg" and _is_int(m["id"])]
+            if not public:
+                raise ProtocolError("ready says more, and gives no gap and no public message")
+            before = min(public)
+        pages: list[list[Frame]] = []
+        while True:
+            page = [
+                m
+                for m in self.call(
+                    {"t": "history", "limit": self.page_limit, "before": before}, timeout
+                ).parts
+                if m.get("t") in ("msg", "pm") and _is_int(m.get("id"))
+            ]
+            pages.append([m for m in page if m["id"] > since])
+            if len(page) < self.page_limit or page[0]["id"] <= since:
+                return pages
+            before = page[0]["id"]
+
+    def log_in_or_register(self, name: str, password: str) -> Welcome:
+        """Log in; a name no account has is registered first, unless the daemon says it
+        takes no registrations (``no_registrations``): then ``NoRegistrations``, and no
+        ``register`` is sent."""
+        try:
+            return self.login(name, password)
+        except ChatError as error:
+            if error.code != "unknown_user":
+                raise
+            if error.frame.get("no_registrations") is True:
+                raise NoRegistrations(
+                    f"no account is named {name!r}, and the daemon takes no registrations: "
+                    "ask its operator for one"
+                ) from error
+        self.register(name, password)
+        return self.login(name, password)
 
     def login(
         self,
@@ -871,6 +936,15 @@ class DocClient:
         assert request.answer is not None
         self.channel = None  # the ok was acknowledged as it came; the channel has ended
         return request.answer
+
+
+def _once(*parts: list[Frame]) -> list[Frame]:
+    """Messages each shown once (by ``id``), oldest first."""
+    by_id: dict[int, Frame] = {}
+    for part in parts:
+        for message in part:
+            by_id.setdefault(int(message["id"]), message)
+    return [by_id[key] for key in sorted(by_id)]
 
 
 def _refused(data: bytes) -> Refused:

@@ -10,6 +10,7 @@ client's socket timeouts, and `trio.fail_after` around each test.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +25,13 @@ from tests.doc_client import (
     DATA,
     RESET,
     ChannelLost,
+    ChatError,
     DocClient,
     Frame,
+    NoRegistrations,
     fingerprint,
 )
+from trio_chat.engine.config import daemon_link
 from trio_chat.server import serve
 from trio_chat.testing.daemon import DaemonProcess
 
@@ -245,3 +249,107 @@ async def test_reset_names_the_index_the_record_was_sent_to(daemon: tuple[str, i
         answer, _address = await off(lambda: sock.recvfrom(2048))
     assert len(answer) == 21 and len(answer) < len(record)
     assert answer[0] == RESET and int.from_bytes(answer[1:5], "big") == index
+
+
+@pytest.mark.parametrize(
+    ("config", "length", "said"),
+    [
+        # The daemon sends a resume at most this many public (and private) messages.
+        (dataclasses.replace(TEST_CONFIG, resume_limit=5), 20, 12),
+        # Long messages, more than fit in seven eighths of a session's queue.
+        (
+            dataclasses.replace(
+                TEST_CONFIG, link=dataclasses.replace(daemon_link(), max_queue_bytes=12 * 1024)
+            ),
+            450,
+            30,
+        ),
+    ],
+    ids=["resume_limit", "queue_bytes"],
+)
+async def test_doc_client_pages_back_from_the_gap_a_resume_leaves(
+    nursery: trio.Nursery, db_path: Path, config: object, length: int, said: int
+) -> None:
+    """A resume whose `ready` says `more` gives `gap`: the client pages back from it until
+    it reaches its `since`, and shows every message it missed once (the room's, its own
+    other session's whispers, and the unread ones the history always holds)."""
+    host, port = await nursery.start(serve, "127.0.0.1", 0, db_path, config)
+    doc = DocClient(host, port)
+    other = DocClient(host, port)
+    doc.page_limit = 4
+    with doc, other, trio.fail_after(15):
+        await off(doc.connect)
+        await off(lambda: doc.register("dora", PASSWORD))
+        await off(lambda: doc.login("dora", PASSWORD))
+        assert await trio_chat.register(host, port, "bob", PASSWORD) == "bob"
+        async with trio_chat.connect(host, port, "bob", PASSWORD) as bob:
+            seen = await bob.say("seen before the channel was lost")
+            assert (await off(lambda: doc.next_frame(frozenset({"msg"}))))["id"] == seen.id
+            await off(doc.drop)
+
+            missed: list[int] = []
+            unread: list[int] = []
+            await off(other.connect)
+            await off(lambda: other.login("dora", PASSWORD))
+            for n in range(said):
+                missed.append((await bob.say(f"{n:03} " + "x" * (length - 4))).id)
+                if n % 3 == 1 and n < said // 2:  # its own other session, between them
+                    note = await off(functools.partial(other.whisper, "bob", f"note {n}"))
+                    missed.append(note["id"])
+                if n == said // 2:
+                    await off(other.logout)
+            for n in range(2):
+                unread.append((await bob.whisper("dora", f"while away {n}")).id)
+            missed += unread
+
+            since = doc.newest_id
+            assert since == seen.id
+            resumed = await off(doc.reconnect)
+            ready = resumed.ready
+            assert ready["more"] is True and ready["upto"] >= max(missed)
+            gap = ready["gap"]
+            sent = [int(item["id"]) for item in resumed.history]
+            assert len(sent) == len(set(sent)) < len(missed)
+            # Every message from `gap` on was in the history; the pages brought the rest.
+            assert {i for i in missed if i >= gap} <= set(sent)
+            assert set(unread) <= set(sent)
+            assert since < gap <= max(missed)
+            assert resumed.pages >= 2
+            assert [item["id"] for item in resumed.shown] == sorted(missed)
+            assert resumed.unread == 2
+            await off(doc.logout)
+
+
+async def test_doc_client_offers_no_registration_a_daemon_takes_none(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """An unknown name: an open daemon's client registers it; one closed to registrations
+    says `no_registrations`, and its client sends no `register` (which is refused
+    `registrations_closed`, however often it comes)."""
+    open_address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "open.db", TEST_CONFIG)
+    closed = dataclasses.replace(TEST_CONFIG, registrations=False)
+    closed_address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "closed.db", closed)
+    with trio.fail_after(10):
+        with DocClient(*open_address[:2]) as doc:
+            await off(doc.connect)
+            welcome = await off(lambda: doc.log_in_or_register("kim", PASSWORD))
+            assert welcome.name == "kim"
+            assert [r.frame["t"] for r in doc.requests.values()] == ["login", "register", "login"]
+            unknown = doc.requests[1].answer
+            assert unknown is not None and unknown["code"] == "unknown_user"
+            assert "no_registrations" not in unknown
+
+        with DocClient(*closed_address[:2]) as doc:
+            await off(doc.connect)
+            with pytest.raises(NoRegistrations):
+                await off(lambda: doc.log_in_or_register("kim", PASSWORD))
+            assert [r.frame["t"] for r in doc.requests.values()] == ["login"]
+            assert doc.requests[1].answer is not None
+            assert doc.requests[1].answer["no_registrations"] is True
+            # A register sent anyway: refused before the name is looked at, each time
+            # (an invalid name too), past the registration allowance.
+            for name in ("kim", "not a name", "kim") * 3:
+                with pytest.raises(ChatError) as refused:
+                    await off(functools.partial(doc.register, name, PASSWORD))
+                assert refused.value.code == "registrations_closed"
+                assert refused.value.retry_after is None
