@@ -292,6 +292,13 @@ class Channel:
         self.loss_timer: float | None = None
         self.largest_acked_order = 0
         self.last_progress = 0.0
+        self.last_received: float | None = None
+        self.lost_at: float | None = None
+        self.speech_probes: list[float] = []
+        self.probe_times: list[float] = []
+        # Section 6's figures for the client; a test may shorten them.
+        self.max_pto = MAX_PTO
+        self.give_up = GIVE_UP
         # Round trip (section 6, loss recovery).
         self.smoothed_rtt = rtt
         self.rtt_var = rtt / 2
@@ -414,22 +421,29 @@ class Channel:
         elif ack_needed or self.pending_response is not None:
             self.send_ack()
 
+    def pto(self) -> float:
+        """The probe timer's wait now: PTO x 2^k, capped."""
+        return self._pto()
+
     def _pto(self) -> float:
         pto = self.smoothed_rtt + max(4 * self.rtt_var, 0.001) + DAEMON_ACK_DELAY
-        return float(min(pto * 2**self.probes, MAX_PTO))
+        return float(min(pto * 2**self.probes, self.max_pto))
 
     def next_timer(self) -> float | None:
         if not self.in_flight:
             return None
+        # Giving up comes at its moment, not at the next probe (section 6).
+        give_up = self.last_progress + self.give_up
         if self.loss_timer is not None:
-            return self.loss_timer
-        return self.last_frames_sent + self._pto()
+            return min(self.loss_timer, give_up)
+        return min(self.last_frames_sent + self._pto(), give_up)
 
     def on_timer(self, now: float) -> None:
         if not self.in_flight:
             return
-        if now - self.last_progress >= GIVE_UP:
+        if now - self.last_progress >= self.give_up:
             self.lost = True
+            self.lost_at = now
             raise ChannelLost("the daemon stopped acknowledging")
         if self.loss_timer is not None:
             if now >= self.loss_timer:
@@ -437,14 +451,19 @@ class Channel:
                 self._detect_losses(now)
             return
         if now >= self.last_frames_sent + self._pto():
-            self.probes += 1
-            oldest = min(self.in_flight)
-            newest = max(self.in_flight)
-            first = [(oldest, self.in_flight[oldest].frame)]
-            if newest != oldest:
-                first.append((newest, self.in_flight[newest].frame))
-            self._send_frames(first, now)
-            self._send_frames([(newest, self.in_flight[newest].frame)], now)
+            self._probe(now)
+
+    def _probe(self, now: float) -> None:
+        """The probe timer fires: the oldest and the newest frame in flight, twice."""
+        self.probes += 1
+        self.probe_times.append(now)
+        oldest = min(self.in_flight)
+        newest = max(self.in_flight)
+        first = [(oldest, self.in_flight[oldest].frame)]
+        if newest != oldest:
+            first.append((newest, self.in_flight[newest].frame))
+        self._send_frames(first, now)
+        self._send_frames([(newest, self.in_flight[newest].frame)], now)
 
     def _detect_losses(self, now: float) -> None:
         """Frames sent before the newest acknowledged one: lost, or due to be (RFC 9002)."""
@@ -472,6 +491,9 @@ class Channel:
 
     def on_payload(self, payload: dict[str, Any], now: float) -> None:
         """Take one authentic payload: acknowledgements, a path check, frames."""
+        silence = None if self.last_received is None else now - self.last_received
+        self.last_received = now
+        probes = self.probes
         echo = payload.get("echo", 0)
         if echo > self.highest_echo:
             self.highest_echo = echo
@@ -480,7 +502,18 @@ class Channel:
                 self._rtt_sample(now - sent)
             for packet in [p for p in self.records_with_frames if p <= echo]:
                 del self.records_with_frames[packet]
-        self._on_acks(payload.get("ack", 0), payload.get("sack", []), now)
+        acked = self._on_acks(payload.get("ack", 0), payload.get("sack", []), now)
+        if (
+            not acked
+            and probes > 0
+            and self.in_flight
+            and silence is not None
+            and silence >= self._pto()
+        ):
+            # The peer speaks after a silence as long as the probe timer now waits: an
+            # outage has ended (or the peer moved), so the probe goes at once (section 6).
+            self.speech_probes.append(now)
+            self._probe(now)
         challenge = payload.get("challenge")
         if isinstance(challenge, str):
             self.pending_response = challenge
@@ -500,7 +533,8 @@ class Channel:
         # of section 6 ask): this client blocks on its answers and has no timer for it.
         self.flush(now, ack_needed=bool(frames))
 
-    def _on_acks(self, ack: int, sack: list[list[int]], now: float) -> None:
+    def _on_acks(self, ack: int, sack: list[list[int]], now: float) -> bool:
+        """Take acknowledgements; whether they covered any new frame."""
         highest_sent = self.next_seq - 1
         if ack > highest_sent:
             ack = 0
@@ -509,7 +543,7 @@ class Channel:
             seq for seq in self.in_flight if seq <= ack or any(a <= seq <= b for a, b in ranges)
         ]
         if not newly:
-            return
+            return False
         highest_order = max(self.in_flight[seq].order for seq in newly)
         self.largest_acked_order = max(self.largest_acked_order, highest_order)
         for seq in newly:
@@ -517,6 +551,7 @@ class Channel:
         self.probes = 0
         self.last_progress = now
         self._detect_losses(now)
+        return True
 
 
 def _valid_payload(payload: object) -> bool:
@@ -563,6 +598,8 @@ class DocClient:
         self.newest_id = 0
         self.retries = 0
         self.page_limit = HISTORY_PAGE
+        self.keepalive: float = 15.0
+        self.keepalive_told = False
 
     def __enter__(self) -> DocClient:
         return self
@@ -719,6 +756,10 @@ class DocClient:
         if request is None:
             if frame.get("t") == "ready":
                 self.ready = frame
+            elif frame.get("t") == "keepalive" and isinstance(frame.get("every"), int | float):
+                self.keepalive = float(frame["every"])
+                self.keepalive_told = True
+                self.inbox.append(frame)
             elif frame.get("history") is True:
                 self.login_history.append(frame)
             else:
@@ -772,6 +813,10 @@ class DocClient:
         self._pump(found, timeout)
         return self.inbox.popleft()
 
+    def until(self, done: Callable[[], bool], timeout: float | None = None) -> None:
+        """Take datagrams and run the link's timers until ``done()``."""
+        self._pump(done, timeout)
+
     def settle(self, timeout: float = 0.3) -> None:
         """Until everything sent is acknowledged (the last acks are sent as frames come)."""
         channel = self._require_channel()
@@ -810,6 +855,8 @@ class DocClient:
         self._pump(lambda: self.ready is not None, timeout)
         assert self.ready is not None
         self.ticket = str(welcome["ticket"])
+        every = welcome.get("keepalive")
+        self.keepalive = float(every) if isinstance(every, int | float) else 15.0
         history = self.login_history
         ready = self.ready
         since = frame.get("since")
@@ -878,13 +925,19 @@ class DocClient:
         *,
         since: int | None = None,
         quiet: bool = False,
+        via: bool = False,
         timeout: float | None = None,
     ) -> Welcome:
+        """``via``: send the socket's own address (section 7.4), unless a ``keepalive``
+        frame has said the path needs the 15 s keepalive after all."""
         frame: Frame = {"t": "login", "name": name, "password": password}
         if since is not None:
             frame["since"] = since
         if quiet:
             frame["quiet"] = True
+        if via and not self.keepalive_told:
+            host, port = self.sock.getsockname()[:2]
+            frame["via"] = [host, port]
         return self._log_in(frame, timeout)
 
     def resume(self, ticket: str | None = None, *, since: int | None = None) -> Welcome:

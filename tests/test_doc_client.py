@@ -353,3 +353,103 @@ async def test_doc_client_offers_no_registration_a_daemon_takes_none(
                     await off(functools.partial(doc.register, name, PASSWORD))
                 assert refused.value.code == "registrations_closed"
                 assert refused.value.retry_after is None
+
+
+async def test_doc_client_gives_the_daemon_up_at_its_moment(daemon: tuple[str, int]) -> None:
+    """Section 6: unacknowledged for the give-up time, the client gives the daemon up then,
+    not at the probe due after it."""
+    with (
+        DocClient(*daemon) as doc,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole,
+        trio.fail_after(10),
+    ):
+        hole.bind(("127.0.0.1", 0))
+        await off(doc.connect)
+        await off(lambda: doc.register("dora", PASSWORD))
+        await off(lambda: doc.login("dora", PASSWORD))
+        channel = doc.channel
+        assert channel is not None
+        # A slow path (the first probe due 0.61 s after a frame is sent), a short give-up,
+        # and an outage: nothing reaches the daemon from now on.
+        channel.smoothed_rtt, channel.rtt_var, channel.give_up = 0.2, 0.1, 0.3
+        channel.address = hole.getsockname()
+        request = await off(lambda: doc.send({"t": "say", "text": "lost", "cid": "c1"}))
+        with pytest.raises(ChannelLost, match="stopped acknowledging"):
+            await off(lambda: doc.wait(request, timeout=5.0))
+        assert channel.lost_at is not None and channel.probes == 0
+        assert channel.last_progress + 0.3 <= channel.lost_at
+        assert channel.lost_at < channel.last_frames_sent + channel.pto()
+
+
+async def test_doc_client_probes_at_once_when_the_daemon_speaks_after_a_silence(
+    daemon: tuple[str, int],
+) -> None:
+    """Section 6: with probes gone unanswered, a record from the daemon after a silence as
+    long as the probe timer now waits, acknowledging nothing new, fires the probe at once."""
+    host, port = daemon
+    with (
+        DocClient(host, port) as doc,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole,
+        trio.fail_after(10),
+    ):
+        hole.bind(("127.0.0.1", 0))
+        await off(doc.connect)
+        await off(lambda: doc.register("dora", PASSWORD))
+        await off(lambda: doc.login("dora", PASSWORD))
+        assert await trio_chat.register(host, port, "bob", PASSWORD) == "bob"
+        async with trio_chat.connect(host, port, "bob", PASSWORD) as bob:
+            await off(lambda: doc.next_frame(frozenset({"join"})))
+            channel = doc.channel
+            assert channel is not None
+            channel.max_pto = 0.05  # the probe timer's cap, reached within the outage
+            channel.address = hole.getsockname()
+            request = await off(lambda: doc.send({"t": "say", "text": "held", "cid": "c1"}))
+            await off(lambda: doc.until(lambda: channel.probes >= 4))
+            assert channel.speech_probes == []
+            quiet_since = channel.last_received
+            assert quiet_since is not None
+
+            # The daemon speaks: a record that acknowledges nothing the outage held back.
+            said = await bob.say("anyone there?")
+            heard = await off(lambda: doc.next_frame(frozenset({"msg"})))
+            assert heard["id"] == said.id
+            assert channel.speech_probes and channel.speech_probes[0] - quiet_since >= 0.05
+            assert channel.speech_probes[0] in channel.probe_times
+
+            channel.address = (host, port)  # the outage ends: the probes get through
+            answer = await off(lambda: doc.wait(request))
+            assert answer["id"] > said.id
+
+
+async def test_daemon_back_to_15_s_gives_a_moved_session_up_as_any(
+    nursery: trio.Nursery, db_path: Path
+) -> None:
+    """Section 7.4: a session allowed 60 s (`via`, no NAT) that moves is told `keepalive`
+    15, and from then on is given up after the link's give-up time without an
+    acknowledgement (here 0.5 s; 60 s more for a session on 60 s)."""
+    link = dataclasses.replace(daemon_link(), give_up_after=0.5)
+    config = dataclasses.replace(TEST_CONFIG, link=link)
+    host, port = await nursery.start(serve, "127.0.0.1", 0, db_path, config)
+    with DocClient(host, port) as doc, trio.fail_after(10):
+        doc.sock.bind(("127.0.0.1", 0))
+        await off(doc.connect)
+        await off(lambda: doc.register("dora", PASSWORD))
+        await off(lambda: doc.login("dora", PASSWORD, via=True))
+        assert doc.keepalive == 60
+        assert await trio_chat.register(host, port, "bob", PASSWORD) == "bob"
+        async with trio_chat.connect(host, port, "bob", PASSWORD) as bob:
+            watcher = Watcher()
+            nursery.start_soon(watcher.run, bob)
+            await off(lambda: doc.next_frame(frozenset({"join"})))
+
+            await off(doc.move)  # a NAT rebinding: the next record moves the session
+            assert await off(doc.who) == ["bob", "dora"]
+            told = await off(lambda: doc.next_frame(frozenset({"keepalive"})))
+            assert told["every"] == 15 and doc.keepalive == 15 and doc.keepalive_told
+            await off(doc.settle)
+
+            # Silent now, not acknowledging: given up after 0.5 s, not 60.5 s.
+            await bob.say("still there?")
+            left = await watcher.first(lambda e: isinstance(e, trio_chat.Left))
+            assert isinstance(left, trio_chat.Left)
+            assert (left.name, left.reason) == ("dora", "timeout")
