@@ -245,3 +245,27 @@ async def test_outages_over_go_whole_however_they_came_and_every_event_is_accoun
     buffer.put(Notice("last"))
     buffer.close()
     assert await read_all(buffer) == [Missed(4 + 3), Notice("last")]
+
+
+async def test_an_outage_that_goes_keeps_where_its_gap_ends_for_paging_back() -> None:
+    # Away long enough that the resumed History brought only the newest of what was
+    # missed (`more`): the messages before its `gap` came in no event, and a reader told
+    # only `Missed(2)` would never page back for them.
+    said = [
+        PublicMessage(n, datetime(2026, 1, 1, tzinfo=UTC), "bob", f"m{n}", history=True)
+        for n in (40, 41)
+    ]
+    buffer = EventBuffer(3)
+    resumed = History(tuple(said), more=True, resumed=True, newest=41, gap=40)
+    outage: list[Event] = [Disconnected("gone"), Reconnected(), resumed, Notice("last")]
+    for event in outage:
+        buffer.put(event)
+    assert (len(buffer), buffer.arrived) == (2, 4)
+    # From a daemon that does not say where the gap ends: where the client takes it to.
+    old = History(tuple(said), more=True, resumed=True, newest=41)
+    outage = [Disconnected("gone"), Reconnected(), old, Notice("again")]
+    for event in outage:
+        buffer.put(event)
+    buffer.close()
+    emptied = History((), more=True, resumed=True, newest=41, gap=40)
+    assert await read_all(buffer) == [Missed(2), emptied, Missed(1 + 2), emptied, Notice("again")]

@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections import deque
 from typing import Final
 
+import msgspec
 import trio
 
-from .events import Disconnected, Event, History, Missed, Reconnected
+from .events import Disconnected, Event, History, Missed, Reconnected, gap_end
 
 _KEPT: Final = (History, Disconnected, Reconnected)
 """Events not dropped one by one: a reader waits for the `History` after `Reconnected`,
 and shows a session as lost until it is told otherwise. An outage that is over (from its
 `Disconnected` to the `History` after it) goes whole, as what it missed, once it is the
 oldest: it tells nothing of the session now, and a bot that never reads, running for days
-through restarts, would otherwise keep every one of them."""
+through restarts, would otherwise keep every one of them. Only a `History` that says
+`more` stays, emptied: where its gap ends is for no other event to tell."""
 
 
 class EventBuffer:
@@ -87,25 +89,35 @@ class EventBuffer:
 
     def _drop_outage(self, at: int, end: int) -> int:
         """Drop the events from `at` to `end` (an outage that is over) for a `Missed` that
-        counts the messages its `History` brought; return how many events went."""
+        counts the messages its `History` brought; return how many events went. A
+        `History` that brought only the newest of what was missed (`more`) stays, its
+        messages gone: what was missed before its `gap`, no event brought, and a reader
+        pages back for it from there."""
         events = self._events
         missed = dropped = 0
+        gap: History | None = None
         for _ in range(end - at + 1):
             gone = events[at]
             del events[at]
             if isinstance(gone, Missed):
                 missed += gone.count
                 continue
-            dropped += 1
             if isinstance(gone, History):
                 missed += len(gone.messages)
+                if gone.more:
+                    where = gap_end(gone.messages, gone.gap)
+                    gap = msgspec.structs.replace(gone, messages=(), gap=where or gone.gap)
+                    continue  # kept, emptied
             elif not isinstance(gone, (Disconnected, Reconnected)):
                 missed += 1
+            dropped += 1
         for beside in (at, at - 1):  # a `Missed` next to the place counts these too
             if 0 <= beside < len(events) and isinstance(near := events[beside], Missed):
                 missed += near.count
                 del events[beside]
                 at = beside
+        if gap is not None:
+            events.insert(at, gap)
         if missed:
             events.insert(at, Missed(missed))
         return dropped

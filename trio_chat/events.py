@@ -127,7 +127,8 @@ class Missed(msgspec.Struct, frozen=True, gc=False):
     notices or removals were dropped here, the oldest, to keep the newest
     (`ClientConfig.events_kept`; a `History`, `Disconnected` or `Reconnected` is not
     dropped alone: an outage that is over goes whole, its `History`'s messages counted
-    here). `history()` still has the messages among them."""
+    here, but for a `History` with `more`, which stays after it without its messages, its
+    `gap` set). `history()` still has the messages among them."""
 
     count: int
 

@@ -50,7 +50,8 @@ class ClientConfig:
     events_kept: int = 10_000
     """Events kept for `events()` while the program does not read them (the login's
     `History` among them): past this many the oldest messages, joins, leaves, notices and
-    removals go (an outage that is over, whole, with what it brought), and a `Missed`
+    removals go (an outage that is over, whole, with what it brought, but for its `History`
+    if that says `more`: emptied, its `gap` kept), and a `Missed`
     event says how many, where they were. A bot that only sends keeps no more."""
     retry_rate_limited: bool = True
     """Wait and resend a message the daemon refused as too fast, rather than failing. Off,
