@@ -1139,6 +1139,30 @@ def test_the_peer_heard_again_after_a_silence_longer_than_the_backoff_is_probed_
     assert [n for d in probes for n in feed(receiver, d, now + 3.005)] == [1]
 
 
+def test_a_silence_longer_than_the_backed_off_probe_wait_but_short_of_its_cap_probes_too() -> None:
+    """The probe timer's wait once backed off, not its cap (`max_pto`), is the silence
+    after which the peer heard again brings the probe at once."""
+    sender, receiver = Link(plain_seal), Link(plain_seal)
+    now = 0.0
+    for _ in range(10):
+        now = exchange(sender, receiver, now, rtt=0.010)
+    sender.send(frame(1))
+    sender.datagrams_to_send(now)  # lost, as the first probe is
+    first = sender.next_timer()
+    assert first is not None
+    wait = first - now
+    sender.handle_timer(first)
+    sender.datagrams_to_send(first)
+    assert sender.next_timer() == pytest.approx(first + 2 * wait)
+    heard = first + 1.5 * wait  # silent for 2.5 waits, well short of the 4 s cap
+    assert heard - now < sender.config.max_pto / 10
+    receiver.send(frame(2))
+    (ping,) = receiver.datagrams_to_send(heard)
+    feed(sender, ping, heard)
+    probes = sender.datagrams_to_send(heard)
+    assert [n for d in probes for n in feed(receiver, d, heard + 0.005)] == [1]
+
+
 def test_a_peer_heard_steadily_brings_no_probe_before_the_probe_timer() -> None:
     """A peer that speaks more often than the probe timer waits (its datagrams arrive,
     ours are lost) gets no more probes for it: as many as the timer sends."""
