@@ -594,9 +594,14 @@ def test_a_database_link_to_nothing_or_a_key_others_may_read_makes_no_account(
     assert (shown.exit_code, shown.stdout) == (ExitCode.DATABASE, "")
     said = shown.stderr.splitlines()[-1]
     assert said.startswith(f"The key file {str(key)!r} may be read by others (mode 0644)")
-    store = SqliteStore.open(database)
-    assert list(store.accounts()) == []
-    store.close()
+    # No database was made beside it: the same command again is refused as this one was,
+    # not let through to make the account beside the key as it is.
+    assert not database.exists()
+    again = runner.invoke(
+        cli_app, ["accounts", "add", "bob", "--db", str(database)], f"{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert (again.exit_code, again.stderr.splitlines()[-1]) == (ExitCode.DATABASE, said)
+    assert not database.exists()
 
 
 def test_a_password_no_login_could_carry_or_a_name_the_daemon_refuses_makes_nothing(

@@ -31,7 +31,7 @@ from ..control import (
 from ..display import counted, quoted, safe_name
 from ..engine.common import iso_time
 from ..errors import ChatError
-from ..keys import KeyFileError, daemon_keys
+from ..keys import KeyFileError, daemon_keys, key_paths
 from ..names import ConfusableIndex
 from ..records import Account
 from ..rules import RuleError, check_name, check_password, name_key, name_taken
@@ -120,6 +120,10 @@ def stopped_daemons_store(database: Path, *, create: bool = False) -> Iterator[S
         # Looked at read-only first: opened, any file would be made one (an empty file,
         # another program's database), in the mode a new database has.
         check_database(database)
+    elif key_paths(database)[0].exists():
+        # A key file already there is looked at before anything is made, as `serve` does:
+        # refused, it leaves no database, which a next try would take as the daemon's.
+        _checked_keys(database)
     try:
         store = SqliteStore.open(database, migrate=new)
     except DatabaseInUse:
@@ -135,14 +139,20 @@ def stopped_daemons_store(database: Path, *, create: bool = False) -> Iterator[S
         if new:
             # A daemon's first start makes its key with its database; made later for a
             # database with accounts, the key would be taken for one lost.
-            daemon_keys(database)
+            _checked_keys(database)
         yield store
-    except KeyFileError as error:
-        raise fail(str(error), ExitCode.DATABASE) from None
     except StorageError as error:  # found damaged while read
         raise fail(str(error), ExitCode.DATABASE) from None
     finally:
         store.close()
+
+
+def _checked_keys(database: Path) -> None:
+    """The daemon's keys beside `database`, made if not there; exits 11 if refused."""
+    try:
+        daemon_keys(database)
+    except KeyFileError as error:
+        raise fail(str(error), ExitCode.DATABASE) from None
 
 
 def _stored(store: SqliteStore, name: str) -> Account:
