@@ -174,9 +174,10 @@ class RoomSession:
                 self._newest = max(self._newest, event.id)
                 window.show_message(event)
             elif isinstance(event, History):
-                # The gap to fill ends at the oldest room message the history brought (a
-                # private one that waited may be older), or at its oldest if it brought
-                # none (a resume's `more` may be for private ones cut).
+                # The gap to fill ends where the daemon says (`gap`); from a daemon that
+                # does not say, at the oldest room message the history brought (a private
+                # one that waited may be older), or at its oldest if it brought none (a
+                # resume's `more` may be for private ones cut).
                 oldest = gap_end(event.messages, event.gap)
                 if event.resumed and event.more and oldest:
                     # Only the newest of what was missed came: the rest, older, fills in.
