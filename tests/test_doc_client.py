@@ -355,6 +355,15 @@ async def test_doc_client_offers_no_registration_a_daemon_takes_none(
                 assert refused.value.retry_after is None
 
 
+async def dora_in(doc: DocClient, hole: socket.socket) -> None:
+    """The document's client registered as dora and logged in, beside a socket bound to
+    send the client's datagrams to nowhere (`hole`)."""
+    hole.bind(("127.0.0.1", 0))
+    await off(doc.connect)
+    await off(lambda: doc.register("dora", PASSWORD))
+    await off(lambda: doc.login("dora", PASSWORD))
+
+
 async def test_doc_client_gives_the_daemon_up_at_its_moment(daemon: tuple[str, int]) -> None:
     """Section 6: unacknowledged for the give-up time, the client gives the daemon up then,
     not at the probe due after it."""
@@ -363,10 +372,7 @@ async def test_doc_client_gives_the_daemon_up_at_its_moment(daemon: tuple[str, i
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole,
         trio.fail_after(10),
     ):
-        hole.bind(("127.0.0.1", 0))
-        await off(doc.connect)
-        await off(lambda: doc.register("dora", PASSWORD))
-        await off(lambda: doc.login("dora", PASSWORD))
+        await dora_in(doc, hole)
         channel = doc.channel
         assert channel is not None
         # A slow path (the first probe due 0.61 s after a frame is sent), a short give-up,
@@ -392,10 +398,7 @@ async def test_doc_client_probes_at_once_when_the_daemon_speaks_after_a_silence(
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole,
         trio.fail_after(10),
     ):
-        hole.bind(("127.0.0.1", 0))
-        await off(doc.connect)
-        await off(lambda: doc.register("dora", PASSWORD))
-        await off(lambda: doc.login("dora", PASSWORD))
+        await dora_in(doc, hole)
         assert await trio_chat.register(host, port, "bob", PASSWORD) == "bob"
         async with trio_chat.connect(host, port, "bob", PASSWORD) as bob:
             await off(lambda: doc.next_frame(frozenset({"join"})))

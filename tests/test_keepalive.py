@@ -223,16 +223,23 @@ def test_the_daemon_can_turn_the_long_keepalive_off() -> None:
     assert alice.connection.keepalive == 15.0
 
 
-def test_a_way_in_that_closed_during_the_silence_brings_the_default_back() -> None:
+def _way_in_closed_for_40_s() -> tuple[EngineDriver, Peer]:
+    """Alice, reaching the daemon directly (a 60 s keepalive), and bob's message to her,
+    dropped for 40 s by a firewall on her side that forgot her flow: the driver, and
+    her."""
     driver = EngineDriver()
     alice = logged_in(driver, "alice", ALICE, via=ALICE, config=ClientConfig())
     bob = logged_in(driver, "bob", BOB, via=None)
     bob.send(wire.Say(text="are you there?", cid="b1"))
     bob.settle()
-    # A firewall on alice's side forgot the flow: nothing reaches her for 40 s.
     for _ in range(40):
         driver.advance(1.0)
         driver.inbox.pop(ALICE, None)
+    return driver, alice
+
+
+def test_a_way_in_that_closed_during_the_silence_brings_the_default_back() -> None:
+    driver, alice = _way_in_closed_for_40_s()
     assert alice.sid in driver.engine.sessions  # given up only after 80 s, not 20
     alice.send()  # her next ping opens the way again
     alice.settle()
@@ -760,14 +767,7 @@ def test_a_way_in_that_opens_again_gives_the_link_a_round_trip_to_be_answered() 
     # default keepalive. Counted from bob's message, that was long past: the timer came
     # due at once and ended her session as unresponsive while the daemon's probe was on
     # its way to her, one round trip before her acknowledgement came.
-    driver = EngineDriver()
-    alice = logged_in(driver, "alice", ALICE, via=ALICE, config=ClientConfig())
-    bob = logged_in(driver, "bob", BOB, via=None)
-    bob.send(wire.Say(text="are you there?", cid="b1"))
-    bob.settle()
-    for _ in range(40):
-        driver.advance(1.0)
-        driver.inbox.pop(ALICE, None)
+    driver, alice = _way_in_closed_for_40_s()
     alice.link.send(wire.encode(wire.Ping()))
     for data in alice.connection.datagrams_to_send(driver.now):
         driver.deliver(data, ALICE)  # the daemon's answer is on its way for 50 ms
