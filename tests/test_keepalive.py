@@ -777,3 +777,18 @@ def test_a_way_in_that_opens_again_gives_the_link_a_round_trip_to_be_answered() 
     alice.settle()
     assert [m.text for m in alice.of_type(wire.Msg)] == ["are you there?"]
     assert not alice.session.direct and alice.link.queued == 0
+
+
+def test_the_default_give_up_after_a_way_in_opens_again_counts_from_her_ping() -> None:
+    # Nothing reaches her after her ping opened the way: given up 20 s after it, the
+    # default keepalive's time, neither sooner nor later.
+    driver, alice = _way_in_closed_for_40_s()
+    alice.link.send(wire.encode(wire.Ping()))
+    for data in alice.connection.datagrams_to_send(driver.now):
+        driver.deliver(data, ALICE)
+    spoke, session = driver.now, alice.session
+    while alice.sid in driver.engine.sessions and driver.now < spoke + 30:
+        driver.advance(0.5)
+        driver.inbox.pop(ALICE, None)
+    assert (driver.now - spoke, session.link.failure) == (20.0, "unresponsive")
+    assert not session.direct
