@@ -666,6 +666,24 @@ async def test_a_session_ending_as_one_leaves_is_a_failure_for_a_script_only(
     assert isinstance(room.fatal, ConnectionLost) is not interactive
 
 
+async def test_older_after_a_whole_resumed_history_goes_back_from_the_oldest_shown() -> None:
+    """A resume that brought all that was missed (no `more`, no gap): `/older` goes back
+    from the oldest message shown, not from a gap there is none of."""
+    async with room_on_screen(interactive=True) as (chat, room, shown):
+        await chat.events_in.send(History((message(5, "bob", "before"),), more=False))
+        await chat.events_in.send(Disconnected("the daemon went away"))
+        await chat.events_in.send(Reconnected())
+        await chat.events_in.send(History((message(6, "bob", "missed"),), more=False, resumed=True))
+        await trio.testing.wait_all_tasks_blocked()
+        room.handle("/older 5")
+        await trio.testing.wait_all_tasks_blocked()
+    assert chat.history_asked == [5]
+    lines = ["".join(text for _style, text in line) for line in shown]
+    assert [line for line in lines if "Missed while away" in line] == [
+        "-- Missed while away: 1 message --"
+    ]
+
+
 async def test_older_after_a_history_of_only_what_was_shown_goes_back_from_the_gap() -> None:
     """The unread whisper, shown before the absence and sent again as unread, took all
     the room the history had: it brought nothing new, and said more was missed, up to 12
@@ -683,3 +701,6 @@ async def test_older_after_a_history_of_only_what_was_shown_goes_back_from_the_g
     assert chat.history_asked == [12]
     lines = ["".join(text for _style, text in line) for line in shown]
     assert not [line for line in lines if "No message was missed" in line]
+    assert [line for line in lines if "Missed while away" in line] == [
+        "-- Missed while away: older messages; /older shows them --"
+    ]
