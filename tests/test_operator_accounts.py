@@ -602,6 +602,13 @@ def test_a_database_link_to_nothing_or_a_key_others_may_read_makes_no_account(
     )
     assert (again.exit_code, again.stderr.splitlines()[-1]) == (ExitCode.DATABASE, said)
     assert not database.exists()
+    # So with the static key alone beside it, its ticket key not there yet.
+    database.with_suffix(".tickets").unlink()
+    alone = runner.invoke(
+        cli_app, ["accounts", "add", "bob", "--db", str(database)], f"{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert (alone.exit_code, alone.stderr.splitlines()[-1]) == (ExitCode.DATABASE, said)
+    assert not database.exists()
 
 
 def test_a_password_no_login_could_carry_or_a_name_the_daemon_refuses_makes_nothing(
