@@ -702,10 +702,10 @@ def test_an_idle_timeout_under_three_seconds_gets_the_shortest_keepalive_there_i
     assert alice.connection.keepalive == 1.0
 
 
-def moved_back_to_the_default(driver: EngineDriver) -> Peer:
+def moved_back_to_the_default(driver: EngineDriver, direct_for: int = 30) -> Peer:
     """Alice, direct for a while, moves: her session is held to the default keepalive."""
     alice = logged_in(driver, "alice", ALICE, via=ALICE)
-    live(driver, alice, 30)
+    live(driver, alice, direct_for)
     alice.address = ("10.0.0.9", 50000)
     alice.send()
     alice.settle()
@@ -713,9 +713,13 @@ def moved_back_to_the_default(driver: EngineDriver) -> Peer:
     return alice
 
 
-def test_a_session_back_to_the_default_keepalive_is_closed_after_the_default_silence() -> None:
+# Moved after 60 s: its idle check, once due, was set again on a direct session's 180 s.
+@pytest.mark.parametrize("direct_for", [30, 60])
+def test_a_session_back_to_the_default_keepalive_is_closed_after_the_default_silence(
+    direct_for: int,
+) -> None:
     driver = EngineDriver()
-    alice = moved_back_to_the_default(driver)
+    alice = moved_back_to_the_default(driver, direct_for)
     heard = alice.session.last_heard
     driver.advance(heard + 44.0 - driver.now)
     assert alice.sid in driver.engine.sessions
