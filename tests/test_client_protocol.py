@@ -820,7 +820,10 @@ def test_a_busy_handshake_waits_only_if_an_answer_can_come_in_time() -> None:
     assert isinstance(waited.error, ServerUnreachable)
 
 
-def test_a_resume_lost_before_its_history_ended_is_asked_again_from_where_it_was() -> None:
+@pytest.mark.parametrize("ticket_expired", [False, True])
+def test_a_resume_lost_before_its_history_ended_is_asked_again_from_where_it_was(
+    ticket_expired: bool,
+) -> None:
     """Alice came back to more than a resume sends (`resume_limit`): the newest came
     first, and the session was lost again before the `ready` that said more was left out
     and where. Her next resume asked for what came after the newest of it, was sent the
@@ -853,6 +856,8 @@ def test_a_resume_lost_before_its_history_ended_is_asked_again_from_where_it_was
             while replies and came() == before:
                 alice.take([replies.pop(0)])  # the rest, `ready` among it, is lost
     assert not alice.of_type(wire.Ready)[1:]
+    if ticket_expired:  # the last login is with her password, asking as a resume would
+        alice.connection.ticket = ""
     alice.connection.connection_refused(driver.now)
     alice.settle()
     history = [e for e in alice.events if isinstance(e, History)][-1]
