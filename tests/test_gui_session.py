@@ -139,6 +139,13 @@ def alices_room(qtbot: QtBot) -> tuple[_Chat, RoomWindow, RoomSession]:
     return chat, window, RoomSession(cast(ChatClient, chat), window)
 
 
+def said_aloud(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the window announces (to a screen reader) from now on, in order."""
+    said: list[str] = []
+    monkeypatch.setattr(room_window, "announce", lambda _w, text, urgent=False: said.append(text))
+    return said
+
+
 @asynccontextmanager
 async def entered(session: RoomSession, chat: _Chat) -> AsyncIterator[trio.Nursery]:
     """Alice's session running (ten seconds at most), its first history, empty, taken in."""
@@ -318,8 +325,7 @@ async def test_signed_in_again_what_came_between_fills_in_below_the_oldest_the_l
 async def test_the_operators_word_is_said_aloud_wherever_the_person_is(
     qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    said: list[str] = []
-    monkeypatch.setattr(room_window, "announce", lambda _w, text, urgent=False: said.append(text))
+    said = said_aloud(monkeypatch)
     chat, window, session = alices_room(qtbot)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -507,8 +513,7 @@ async def test_a_line_cut_off_by_leaving_at_once_is_not_said_refused(
 ) -> None:
     # Closed again while the logout waits for it: the daemon may have it, or not; the
     # window goes, and says nothing of it (aloud neither).
-    said: list[str] = []
-    monkeypatch.setattr(room_window, "announce", lambda _w, text, urgent=False: said.append(text))
+    said = said_aloud(monkeypatch)
     chat, window, session = alices_room(qtbot)
     async with entered(session, chat):
         window.line_entered.emit("hello", "")
@@ -656,8 +661,7 @@ async def test_a_line_the_session_ended_under_is_said_not_sent(
     qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Not leaving: the session ended on its own, and the line it took with it is told.
-    said: list[str] = []
-    monkeypatch.setattr(room_window, "announce", lambda _w, text, urgent=False: said.append(text))
+    said = said_aloud(monkeypatch)
     chat, window, session = alices_room(qtbot)
     async with entered(session, chat):
         window.line_entered.emit("hello", "")
@@ -675,8 +679,7 @@ async def test_lines_refused_while_the_window_leaves_are_still_said_not_sent(
 ) -> None:
     # Only a line cut off by the leaving itself goes unsaid: a refusal is the daemon's.
     # The logout waits for every line, not only the last one typed.
-    said: list[str] = []
-    monkeypatch.setattr(room_window, "announce", lambda _w, text, urgent=False: said.append(text))
+    said = said_aloud(monkeypatch)
     chat, window, session = alices_room(qtbot)
     async with entered(session, chat):
         window.line_entered.emit("hello", "")
