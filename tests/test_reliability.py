@@ -1108,15 +1108,22 @@ def test_the_give_up_deadline_fails_the_link_when_it_comes() -> None:
     assert link.failure == "unresponsive"
 
 
-def _probed_into_silence() -> tuple[Link, Link, float]:
-    """A link with a 10 ms RTT whose frame went into an outage: it probed until it waits
-    the longest its backoff allows (4 s). The two links, and when it probed last."""
+def _a_frame_lost() -> tuple[Link, Link, float]:
+    """Two links that have exchanged ten times at a 10 ms RTT, and a frame the sender sent
+    just now into an outage: the links, and now."""
     sender, receiver = Link(plain_seal), Link(plain_seal)
     now = 0.0
     for _ in range(10):
         now = exchange(sender, receiver, now, rtt=0.010)
     sender.send(frame(1))
-    sender.datagrams_to_send(now)  # lost, and every probe after it
+    sender.datagrams_to_send(now)  # lost
+    return sender, receiver, now
+
+
+def _probed_into_silence() -> tuple[Link, Link, float]:
+    """A link with a 10 ms RTT whose frame went into an outage: it probed until it waits
+    the longest its backoff allows (4 s). The two links, and when it probed last."""
+    sender, receiver, now = _a_frame_lost()  # and every probe after it
     while (deadline := sender.next_timer()) != pytest.approx(now + sender.config.max_pto):
         assert deadline is not None
         now = deadline
@@ -1142,12 +1149,7 @@ def test_the_peer_heard_again_after_a_silence_longer_than_the_backoff_is_probed_
 def test_a_silence_longer_than_the_backed_off_probe_wait_but_short_of_its_cap_probes_too() -> None:
     """The probe timer's wait once backed off, not its cap (`max_pto`), is the silence
     after which the peer heard again brings the probe at once."""
-    sender, receiver = Link(plain_seal), Link(plain_seal)
-    now = 0.0
-    for _ in range(10):
-        now = exchange(sender, receiver, now, rtt=0.010)
-    sender.send(frame(1))
-    sender.datagrams_to_send(now)  # lost, as the first probe is
+    sender, receiver, now = _a_frame_lost()  # as the first probe is
     first = sender.next_timer()
     assert first is not None
     wait = first - now
