@@ -115,7 +115,7 @@ def check_database(database: Path) -> None:
 def stopped_daemons_store(database: Path, *, create: bool = False) -> Iterator[SqliteStore]:
     """The database of a daemon that is not running, opened as it is (never upgraded), or
     (`create`) made new if there is none; its problems told in one sentence (exit 11)."""
-    new = create and not database.exists() and not database.is_symlink()
+    new = create and _nothing_at(database)
     if not new:
         # Looked at read-only first: opened, any file would be made one (an empty file,
         # another program's database), in the mode a new database has.
@@ -145,6 +145,11 @@ def stopped_daemons_store(database: Path, *, create: bool = False) -> Iterator[S
         raise fail(str(error), ExitCode.DATABASE) from None
     finally:
         store.close()
+
+
+def _nothing_at(database: Path) -> bool:
+    """Whether nothing is at `database`, not even a link to nothing: a database to make."""
+    return not database.exists() and not database.is_symlink()
 
 
 def _checked_keys(database: Path) -> None:
@@ -317,14 +322,14 @@ def add_command(
     # not there yet, where any name is free, is made with the account, not before (a
     # mistyped --db, or a password not given, makes nothing).
     running = ask_daemon(database, Request("add", name)) is not None
-    if not running and (database.exists() or database.is_symlink()):
+    if not running and not _nothing_at(database):
         with stopped_daemons_store(database) as store:
             _new_account(store, name, "")
     hashed = hash_password(_new_password(name, password_file))
     made = ask_daemon(database, Request("add", name, hashed), answers={"name_taken"})
     new_database = False
     if made is None:
-        new_database = not database.exists() and not database.is_symlink()
+        new_database = _nothing_at(database)
         with stopped_daemons_store(database, create=True) as store:
             account = _new_account(store, name, hashed)
             if store.write([account]):
