@@ -820,10 +820,26 @@ def test_a_daemon_closed_to_registrations_is_not_offered_an_account_it_would_ref
 ) -> None:
     """An unknown name on a daemon started with --no-registrations: `login` and `chat` say
     to ask its operator (exit 5), and `chat` at a terminal does not offer to create the
-    account, which would have the password typed again only to be refused."""
-    at_a_terminal(monkeypatch)
+    account, which would have the password typed again only to be refused; `register`
+    says so (exit 20) before it asks for a name or a password, as its key comes."""
     closed = dataclasses.replace(cli_support.TEST_CONFIG, registrations=False)
     with daemon_in_thread(tmp_path / "chat.db", closed) as daemon:
+        refused = (
+            ExitCode.REGISTRATIONS_CLOSED,
+            "",
+            "This daemon takes no registrations; ask its operator for an account.\n",
+        )
+        piped = f"kim\n{PASSWORD}\n{PASSWORD}\n"  # from a script: refused, nothing read
+        assert invoke(daemon, "register", input=piped) == refused
+        at_a_terminal(monkeypatch)
+        assert invoke(daemon, "register", input=piped) == refused  # no Name:, no Password:
+        assert invoke(daemon, "register", "--name", "kim", input=piped) == refused
+        published = fingerprint(base64.b64decode(daemon.key))
+        assert invoke(daemon, "register", "--server-key", published, input=piped) == refused
+        # Met for the first time, its key trusted (a handshake proves it), then the same.
+        code, out, err = invoke_trusting(daemon, "register", input=piped, password=None)
+        assert (code, out, err.splitlines()[1:]) == (refused[0], "", [refused[2].rstrip()])
+        assert err.startswith(f"The daemon at {daemon.host}:{daemon.port} has the key ")
         for command in ("login", "chat"):
             code, out, err = invoke(daemon, command, "--name", "kim", input=f"{PASSWORD}\ny\n")
             assert (code, err) == (
@@ -899,12 +915,14 @@ def own_daemon(tmp_path: Path) -> Iterator[Daemon]:
         yield daemon
 
 
-def invoke_trusting(daemon: Daemon, *args: str, input: str | None = None) -> tuple[int, str, str]:
+def invoke_trusting(
+    daemon: Daemon, *args: str, input: str | None = None, password: str | None = PASSWORD
+) -> tuple[int, str, str]:
     """Run a client command that must decide on its own whether to trust the daemon."""
     env = {
         "TRIO_CHAT_HOST": daemon.host,
         "TRIO_CHAT_PORT": str(daemon.port),
-        "TRIO_CHAT_PASSWORD": PASSWORD,
+        "TRIO_CHAT_PASSWORD": password,
         "TRIO_CHAT_NAME": None,
         "TRIO_CHAT_SERVER_KEY": None,
     }

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from trio_chat import noise, wire
+from trio_chat import client_handshake, noise, wire
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.engine import ServerConfig, core
 from trio_chat.engine.core import NEW_PASSWORD, REMOVED
@@ -453,3 +453,27 @@ def test_a_login_of_an_unknown_name_says_whether_the_daemon_takes_registrations(
     (frame,) = [f for f in peer.frames if isinstance(f, wire.ErrorFrame)]
     assert frame.code == "unknown_user" and frame.no_registrations is not registrations
     assert (b"no_registrations" in wire.encode(frame)) is not registrations
+
+
+@pytest.mark.parametrize("registrations", [True, False])
+def test_the_daemons_key_says_whether_it_takes_registrations_before_a_password_is_asked(
+    registrations: bool,
+) -> None:
+    """The client's key request asks whether the daemon takes registrations, and its `KEY`
+    says so in one byte more: `register` learns it before it asks for a password. A
+    request that does not ask (a client before it) gets the `KEY` it always did, and a
+    `KEY` that says nothing (a daemon before it) leaves registrations open to try."""
+    driver = EngineDriver(ServerConfig(registrations=registrations))
+    address = ("10.0.0.1", 1)
+    probe = client_handshake.KeyProbe(driver.now, where="there")
+    (request,) = probe.datagrams_to_send(driver.now)
+    (answer,) = driver.receive(request, address)
+    probe.receive_datagram(answer, driver.now)
+    assert (probe.key, probe.no_registrations) == (driver.server_key, not registrations)
+    assert len(answer) == 35 < len(request)
+    (unasked,) = driver.receive(wire.key_request_datagram(), address)
+    assert unasked == wire.key_datagram(driver.server_key)  # 34 bytes, as ever
+    older = client_handshake.KeyProbe(driver.now, where="there")
+    older.datagrams_to_send(driver.now)
+    older.receive_datagram(unasked, driver.now)
+    assert (older.key, older.no_registrations) == (driver.server_key, False)

@@ -493,6 +493,22 @@ def test_a_key_request_is_answered_with_the_daemons_static_key() -> None:
     assert read_key(answer) == driver.server_key
 
 
+@pytest.mark.parametrize("registrations", [True, False])
+def test_a_key_request_that_asks_is_told_whether_the_daemon_takes_registrations(
+    registrations: bool,
+) -> None:
+    driver = daemon(registrations=registrations)
+    told = bytes((0x00 if registrations else 0x01,))
+    for asks in (0x01, 0x03):  # the asks byte's other bits are not looked at
+        request = bytes((KEY_REQUEST, VERSION, asks)) + key_request()[3:]
+        (answer,) = driver.receive(request, new_address())
+        assert answer == bytes((KEY, VERSION)) + driver.server_key + told
+    for asks in (0x00, 0x02):
+        request = bytes((KEY_REQUEST, VERSION, asks)) + key_request()[3:]
+        (answer,) = driver.receive(request, new_address())
+        assert answer == bytes((KEY, VERSION)) + driver.server_key  # 34 bytes, as ever
+
+
 def test_the_fingerprint_is_the_unpadded_base64_of_the_keys_sha256() -> None:
     driver = daemon()
     (answer,) = driver.receive(key_request(), new_address())

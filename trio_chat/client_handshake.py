@@ -67,7 +67,9 @@ class KeyProbe:
     """Ask the daemon for its static public key (`KEY_REQUEST`), to trust it on first use.
 
     Also the quickest way to learn whether a daemon answers at all: `key` once it has,
-    `error` (`ServerUnreachable`) once `timeout` passed in silence.
+    `error` (`ServerUnreachable`) once `timeout` passed in silence; and whether it takes
+    registrations (`no_registrations`, asked in the same datagram), before a client asks
+    its person for a password to register with.
     """
 
     def __init__(
@@ -83,6 +85,10 @@ class KeyProbe:
         self._refused_ends = refused_ends
         """A closed port ends it at once (a health check), rather than being asked again."""
         self.key: bytes | None = None
+        self.no_registrations = False
+        """The `KEY` said the daemon takes no registrations (a daemon before it says
+        nothing: false). Not authenticated, as the key is not: a daemon that does take
+        them still answers a `register` for itself."""
         self.error: ChatError | None = None
 
     @property
@@ -98,6 +104,7 @@ class KeyProbe:
             return
         if isinstance(datagram, wire.Key):
             self.key = datagram.public_key
+            self.no_registrations = datagram.no_registrations
         elif isinstance(datagram, wire.Refused):
             self.error = refusal(datagram, self._where)
 
@@ -110,7 +117,7 @@ class KeyProbe:
     def datagrams_to_send(self, now: float) -> list[bytes]:
         if self.done or not self._schedule.take(now):
             return []
-        return [wire.key_request_datagram()]
+        return [wire.key_request_datagram(asks_registrations=True)]
 
     def next_timer(self) -> float | None:
         return None if self.done else self._schedule.due

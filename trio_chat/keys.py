@@ -256,6 +256,9 @@ class Trust:
 
     key: bytes
     new: bool
+    no_registrations: bool = False
+    """The daemon said, showing its key, that it takes no registrations (false when it
+    was not asked, or did not say)."""
 
     @property
     def fingerprint(self) -> str:

@@ -45,6 +45,13 @@ async def fetch_key(
     """Ask the daemon at `host:port` for its key: one datagram, answered or not
     `within` seconds (`ServerUnreachable`; at once on a closed port, with
     `refused_ends`). Proves nothing about who answered."""
+    return (await _probe(host, port, within=within, refused_ends=refused_ends)).key
+
+
+async def _probe(
+    host: str, port: int, *, within: float = KEY_WITHIN, refused_ends: bool = False
+) -> Trust:
+    """`fetch_key`'s key, with what the daemon said of registrations (not trusted yet)."""
     where = address_label(host, port)
     probe = KeyProbe(trio.current_time(), timeout=within, where=where, refused_ends=refused_ends)
     with await open_socket(host, port) as sock:
@@ -54,7 +61,7 @@ async def fetch_key(
     if probe.error is not None:
         raise probe.error
     assert probe.key is not None
-    return probe.key
+    return Trust(probe.key, new=False, no_registrations=probe.no_registrations)
 
 
 def where_to_trust(
@@ -96,10 +103,11 @@ async def trust_server(
     side's own) for a `server_key` that cannot be a key or a `known_servers` that cannot
     be read or written. Without `remember`, a key met for the first time is not
     remembered (`trio-chat ping`); with `refused_ends`, a closed port is `ServerUnreachable`
-    at once.
+    at once. `Trust.no_registrations`: the daemon asked showed its key saying it takes no
+    registrations (never set when it was not asked).
     """
     where = address_label(host, port)
-    fetch = functools.partial(fetch_key, within=within, refused_ends=refused_ends)
+    fetch = functools.partial(_probe, within=within, refused_ends=refused_ends)
     given: bytes | str | None = None
     if isinstance(server_key, str):
         given = parse_key(server_key)
@@ -107,28 +115,29 @@ async def trust_server(
         given = checked_key(server_key)
     known = KnownServers(known_servers)
     if isinstance(given, str):
-        key = await fetch(host, port)
-        if fingerprint(key) != given:
+        shown = await fetch(host, port)
+        if shown.fingerprint != given:
             raise KeyChanged(
-                f"The daemon at {where} has the key {fingerprint(key)}, not {given}; "
+                f"The daemon at {where} has the key {shown.fingerprint}, not {given}; "
                 "check the address, or the fingerprint you were given."
             )
-        return Trust(key, new=False)
+        return shown
     expected = given if given is not None else known.get(host, port)
     if expected is not None:
         if probe:
-            key = await fetch(host, port)
-            if key != expected:
-                raise key_changed(where, expected, key)
+            shown = await fetch(host, port)
+            if shown.key != expected:
+                raise key_changed(where, expected, shown.key)
+            return shown
         return Trust(expected, new=False)
-    key = await fetch(host, port)
+    shown = await fetch(host, port)
     if remember:
         # A `KEY` is not authenticated: anyone who gets a datagram to this client first
         # could plant one, to be refused ever after. Kept only once a handshake proves
         # the daemon holds it.
-        await prove_key(host, port, key, config)
-        known.remember(host, port, key)
-    return Trust(key, new=True)
+        await prove_key(host, port, shown.key, config)
+        known.remember(host, port, shown.key)
+    return dataclasses.replace(shown, new=True)
 
 
 async def prove_key(host: str, port: int, key: bytes, config: ClientConfig | None = None) -> None:

@@ -45,6 +45,12 @@ RESET: Final = 0x11
 FIRST_FLIGHTS: Final = (KEY_REQUEST, INIT)
 """The types a client opens with: padded to `FIRST_FLIGHT_BYTES`, and the only ones a
 daemon answers when they are of another version."""
+ASKS_REGISTRATIONS: Final = 0x01
+"""In a `KEY_REQUEST`'s third byte (the first of its padding): tell in the `KEY` whether
+registrations are taken. A daemon before it reads the padding not at all."""
+NO_REGISTRATIONS: Final = 0x01
+"""In the byte a `KEY` ends with when its request asked (`ASKS_REGISTRATIONS`): the
+daemon takes no registrations. Its other bits are 0, and ignored."""
 
 PUBLIC_KEY_BYTES: Final = 32
 NOISE_MESSAGE_1_BYTES: Final = 48
@@ -113,6 +119,8 @@ class KeyRequest:
     """A client asks for the daemon's static public key (to trust it on first use)."""
 
     version: int
+    asks_registrations: bool = False
+    """Tell in the `Key` whether the daemon takes registrations."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +130,9 @@ class Key:
 
     version: int
     public_key: bytes
+    no_registrations: bool = False
+    """The daemon takes no registrations (said only to a `KeyRequest` that asked; one
+    that did not, or a daemon before it, leaves it false: not said)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,12 +204,18 @@ def _padded(head: bytes) -> bytes:
     return head + bytes(FIRST_FLIGHT_BYTES - len(head))
 
 
-def key_request_datagram() -> bytes:
-    return _padded(bytes((KEY_REQUEST, PROTOCOL_VERSION)))
+def key_request_datagram(*, asks_registrations: bool = False) -> bytes:
+    asks = ASKS_REGISTRATIONS if asks_registrations else 0
+    return _padded(bytes((KEY_REQUEST, PROTOCOL_VERSION, asks)))
 
 
-def key_datagram(public_key: bytes) -> bytes:
-    return bytes((KEY, PROTOCOL_VERSION)) + public_key
+def key_datagram(public_key: bytes, *, registrations: bool | None = None) -> bytes:
+    """`KEY`; with `registrations` (for a request that asked), one byte more saying
+    whether the daemon takes them."""
+    head = bytes((KEY, PROTOCOL_VERSION)) + public_key
+    if registrations is None:
+        return head
+    return head + bytes((0 if registrations else NO_REGISTRATIONS,))
 
 
 def init_datagram(client_index: int, cookie: bytes, message: bytes) -> bytes:
@@ -293,7 +310,7 @@ def parse_datagram_untrusted(data: bytes) -> Datagram:
         raise WireError("bad_version", f"This program speaks protocol version {PROTOCOL_VERSION}.")
     if kind == KEY_REQUEST:
         _first_flight(data)
-        return KeyRequest(version)
+        return KeyRequest(version, bool(data[2] & ASKS_REGISTRATIONS))
     if kind == INIT:
         _first_flight(data)
         client_index = _index(data, 2)
@@ -308,9 +325,12 @@ def parse_datagram_untrusted(data: bytes) -> Datagram:
             data[start : start + NOISE_MESSAGE_1_BYTES],
         )
     if kind == KEY:
-        if len(data) != 2 + PUBLIC_KEY_BYTES:
+        # One byte more when its request asked whether registrations are taken.
+        if len(data) not in (2 + PUBLIC_KEY_BYTES, 3 + PUBLIC_KEY_BYTES):
             raise WireError("bad_datagram", "A KEY datagram has the wrong length.")
-        return Key(version, data[2:])
+        told = data[2 + PUBLIC_KEY_BYTES :]
+        closed = bool(told) and bool(told[0] & NO_REGISTRATIONS)
+        return Key(version, data[2 : 2 + PUBLIC_KEY_BYTES], closed)
     if kind == RESPONSE:
         if len(data) != _RESPONSE_HEADER.size + NOISE_MESSAGE_2_BYTES:
             raise WireError("bad_datagram", "A RESPONSE datagram has the wrong length.")
@@ -639,6 +659,8 @@ MUTED_NOTICE: Final = (
 """The daemon's `notice` when the operator mutes an account, and a client's note of a
 `welcome` that says it is muted (coming back, if it was not before)."""
 UNMUTED_NOTICE: Final = "The daemon's operator unmuted this account: you can talk again."
+REGISTRATIONS_CLOSED: Final = "This daemon takes no registrations; ask its operator for an account."
+"""The daemon's `registrations_closed`, and a client's sentence when its `KEY` said so."""
 BANNED_UNTIL: Final = "The daemon's operator turned your address away until {}; ask them why."
 """A ban's refusal, with when it ends (`YYYY-MM-DD HH:MM:SS UTC` from the daemon; a
 client may say it in its person's time zone)."""

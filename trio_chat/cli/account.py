@@ -17,12 +17,19 @@ from ..client_protocol import ClientConfig
 from ..client_protocol.requests import check_new_password
 from ..conversation import Outcome
 from ..display import Line, info_line, names_line, quoted, safe, safe_name, to_ansi, to_plain
-from ..errors import ChatError, NameTaken, ServerUnreachable, UnknownUser, WrongPassword
+from ..errors import (
+    ChatError,
+    NameTaken,
+    RegistrationsClosed,
+    ServerUnreachable,
+    UnknownUser,
+    WrongPassword,
+)
 from ..keys import address_label
 from ..rules import name_problem
 from ..stop_signals import stop_signals
-from ..wire import MUTED_NOTICE
-from .daemon_key import trusted_key
+from ..wire import MUTED_NOTICE, REGISTRATIONS_CLOSED
+from .daemon_key import trusted, trusted_key
 from .exits import ExitCode, chat_failure, exit_code_for, fail, run, sentence
 from .options import (
     GiveUpOption,
@@ -68,7 +75,13 @@ def register(
     if name is not None:
         checked_name(name)
     given = given_password(password_file)
-    key = trusted_key(host, port, server_key)
+    trust = trusted(host, port, server_key)
+    if trust.no_registrations:
+        # Said with the key: no name or password asked for only to be refused. (A daemon
+        # that says nothing, or opens meanwhile, answers the registration itself.)
+        closed = RegistrationsClosed(REGISTRATIONS_CLOSED)
+        raise chat_failure(closed, name or "")
+    key = trust.key
     if name is None:
         name = checked_name(ask("Name"))
     password = given if given is not None else ask("Password", hide=True, confirm=True)

@@ -15,6 +15,7 @@ from ..errors import ChatError
 from ..keys import (
     KeyFileError,
     KnownServers,
+    Trust,
     address_label,
     daemon_public_key,
     first_use_notice,
@@ -43,14 +44,19 @@ def trusted_key(host: str, port: int, server_key: str | None) -> bytes:
     An unreachable daemon is reported within 2.5 s, before a password is typed; a key
     met for the first time is shown and remembered; a changed one stops here.
     """
+    return trusted(host, port, server_key).key
+
+
+def trusted(host: str, port: int, server_key: str | None) -> Trust:
+    """`trusted_key`'s key, with what the daemon said of registrations as it showed it."""
     given = _given_key(server_key)
     try:
-        trusted = run(functools.partial(trust_server, server_key=given, probe=True), host, port)
+        trust = run(functools.partial(trust_server, server_key=given, probe=True), host, port)
     except ChatError as error:
         raise fail(sentence(error, ""), exit_code_for(error)) from None
-    if trusted.new:
-        typer.echo(first_use_notice(host, port, trusted, KnownServers().path), err=True)
-    return trusted.key
+    if trust.new:
+        typer.echo(first_use_notice(host, port, trust, KnownServers().path), err=True)
+    return trust
 
 
 def key_command(db: DatabaseOption = None) -> None:

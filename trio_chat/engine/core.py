@@ -249,7 +249,7 @@ class ServerEngine:
         elif isinstance(datagram, wire.Init):
             self.lobby.init(datagram, address, now)
         elif isinstance(datagram, wire.KeyRequest):
-            self.lobby.key_request(address)
+            self.lobby.key_request(datagram, address)
         else:
             self.stats["bad_datagrams"] += 1  # a daemon's datagram, sent to a daemon
 

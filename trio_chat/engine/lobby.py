@@ -40,7 +40,6 @@ REPLAY_MEMORY = 120.0
 
 
 FROM_YOUR_ADDRESS = "Too many registrations from your address; try again later."
-REGISTRATIONS_CLOSED = "This daemon takes no registrations; ask its operator for an account."
 ACCOUNT_LOCKED = "This account is locked by the daemon's operator; ask them to unlock it."
 
 
@@ -168,9 +167,14 @@ class Lobby:
         refused = wire.refused_datagram("banned", banned_sentence(until), ban_wait(until, wall))
         self._answer(address, refused, asked)
 
-    def key_request(self, address: Address) -> None:
+    def key_request(self, request: wire.KeyRequest, address: Address) -> None:
         self._stats["keys_sent"] += 1
-        self._answer(address, wire.key_datagram(self.keys.public), wire.FIRST_FLIGHT_BYTES)
+        # Asked, whether registrations are taken: one byte more, from the configuration
+        # alone (nothing looked up or counted), so that a client asks for no password the
+        # daemon would refuse to register. A `register` is still answered for itself.
+        told = self.config.registrations if request.asks_registrations else None
+        answer = wire.key_datagram(self.keys.public, registrations=told)
+        self._answer(address, answer, wire.FIRST_FLIGHT_BYTES)
 
     def init(self, init: wire.Init, address: Address, now: float) -> None:
         """A client's first handshake message: answer it, or ask for proof of address."""
@@ -283,7 +287,7 @@ class Lobby:
             # Before the name is looked at, or even checked: the answer tells nothing of it.
             code = "registrations_closed"
             self._notes.append(RegistrationRefused(request.name, address, code))
-            self._refuse(session, seq, code, REGISTRATIONS_CLOSED)
+            self._refuse(session, seq, code, wire.REGISTRATIONS_CLOSED)
             return
         try:
             name = check_name(request.name)
