@@ -504,6 +504,7 @@ README_EXIT_CODES: dict[type[errors.ChatError], int] = {
     errors.KeyChanged: 15,
     errors.KeyUnproven: 15,
     errors.AccountLocked: 16,
+    errors.AccountRemoved: 5,  # its name no account has now
     errors.Removed: 17,
     errors.Banned: 18,
 }

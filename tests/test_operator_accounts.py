@@ -33,6 +33,8 @@ from trio_chat.store_schema import MIGRATIONS, SCHEMA_VERSION
 from trio_chat.testing.daemon import CLI, DaemonProcess, cli_env
 from trio_chat.testing.driver import EngineDriver, Peer
 
+from .test_cli import at_a_terminal
+
 PASSWORD = "correct horse"
 NEW_PASSWORD = "battery staple"
 
@@ -652,3 +654,55 @@ def test_a_new_password_is_measured_with_the_accounts_own_name(tmp_path: Path) -
     )
     assert (done.exit_code, done.stderr) == (0, "")
     assert done.stdout.startswith("Set the password of alice")
+
+
+def remove_account(database: Path, *args: str, given: str = "") -> tuple[int, str, str]:
+    """`trio-chat accounts remove ARGS --db DATABASE`, in this process: its exit status,
+    output and errors."""
+    done = CliRunner().invoke(cli_app, ["accounts", "remove", *args, "--db", str(database)], given)
+    return done.exit_code, done.stdout, done.stderr
+
+
+def test_an_account_removed_while_the_daemon_is_stopped_is_gone_at_its_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "chat.db"
+    made = "2026-12-06T16:00:00.000Z"
+    store = SqliteStore.open(database)
+    psst = Message(1, made, 1, "alice", "psst", recipient_id=2, recipient="bob", cid="c1")
+    store.write([Account(1, "alice", "alice", "hash", made), Account(2, "bob", "bob", "h", made)])
+    store.write([psst])
+    store.close()
+    # Without a terminal to ask at, only with --yes.
+    assert remove_account(database, "bob") == (
+        ExitCode.USAGE,
+        "",
+        f"{accounts_command.NOT_CONFIRMED}\n",
+    )
+    assert remove_account(database, "carol", "--yes") == (
+        ExitCode.UNKNOWN_USER,
+        "",
+        "There is no account named 'carol'; `trio-chat accounts list` shows them.\n",
+    )
+    at_a_terminal(monkeypatch)
+    kept = remove_account(database, "bob", given="n\n")
+    assert kept[0] == ExitCode.REJECTED and kept[1].startswith("Remove bob for good")
+    assert kept[2] == "Nothing was removed.\n"
+    store = SqliteStore.open(database, migrate=False)
+    assert [a.name for a, _waiting in store.accounts()] == ["alice", "bob"]
+    store.close()
+    removed = remove_account(database, "BOB", given="y\n")
+    assert removed[0] == 0 and removed[1].endswith("? [y/N]: y\nRemoved bob; 0 sessions ended.\n")
+    assert remove_account(database, "bob", "--yes")[0] == ExitCode.UNKNOWN_USER
+    store = SqliteStore.open(database)  # as the daemon starts
+    snapshot = store.load(window=10)
+    store.close()
+    assert [a.name for a in snapshot.accounts] == ["alice"]
+    assert (snapshot.held, snapshot.recent, snapshot.unread) == ([("bob", "bob")], [], {})
+    # Held from registrations, the operator may give the name out again, as a new account.
+    assert add_account(database, "b0b")[0] == ExitCode.NAME_TAKEN
+    given_out = add_account(database, "bob", f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
+    assert given_out[0] == 0 and given_out[1].endswith("Made the account bob.\n")
+    store = SqliteStore.open(database)
+    assert [(a.id, a.name) for a in store.load(window=10).accounts] == [(1, "alice"), (3, "bob")]
+    store.close()

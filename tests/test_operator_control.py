@@ -20,12 +20,14 @@ from typing import cast
 import msgspec
 import pytest
 import trio
+from typer.testing import CliRunner
 
 import trio_chat
 from trio_chat import control, wire
 from trio_chat.auth import hash_password, is_password_hash
 from trio_chat.cli import ExitCode
 from trio_chat.cli import accounts as accounts_command
+from trio_chat.cli import app as cli_app
 from trio_chat.cli.accounts import EXIT_FOR_REPLY
 from trio_chat.control import (
     NOT_STORED,
@@ -45,9 +47,17 @@ from trio_chat.control import (
     serve_control,
 )
 from trio_chat.engine import Persist
-from trio_chat.errors import AccountLocked, Muted, Removed, WrongPassword
+from trio_chat.errors import AccountLocked, AccountRemoved, Muted, Removed, WrongPassword
 from trio_chat.events import Left
-from trio_chat.records import Account, BanSet, Message, MessageRemoval, MuteSet, PasswordSet
+from trio_chat.records import (
+    Account,
+    AccountRemoval,
+    BanSet,
+    Message,
+    MessageRemoval,
+    MuteSet,
+    PasswordSet,
+)
 from trio_chat.server import Daemon
 from trio_chat.testing.daemon import DaemonProcess
 from trio_chat.testing.driver import EngineDriver
@@ -324,7 +334,7 @@ async def test_a_command_told_nothing_says_so_at_once_and_a_stale_socket_is_no_d
     assert ask(stale, Request("list"), timeout=1) is None
 
 
-OPERATOR_CHANGES = (PasswordSet, MuteSet, BanSet, MessageRemoval, Account)
+OPERATOR_CHANGES = (PasswordSet, MuteSet, AccountRemoval, BanSet, MessageRemoval, Account)
 
 
 class Stored:
@@ -810,3 +820,33 @@ def test_a_name_a_running_daemon_would_refuse_is_refused_before_the_password(
     assert [request.password_hash for request in asked] == ["", ""]
     assert add("erin", f"{PASSWORD}\n{PASSWORD}\n")[:2] == (0, "Made the account erin.\n")
     assert is_password_hash(driver.engine.accounts["erin"].password_hash)
+
+
+def test_a_running_daemon_removes_an_account_at_once_and_logs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    driver = EngineDriver()
+    for name in ("alice", "bob"):
+        driver.add_account(name)
+    alice = Client(driver, "alice", address=("10.0.0.1", 1))
+    laptop = Client(driver, "alice", address=("10.0.0.2", 1))
+    for client in (alice, laptop):
+        client.settle()
+    desk = Operated(driver).desk
+
+    def ask(path: Path, request: Request, owners: set[int] | None = None) -> Reply:
+        return trio.run(desk.answer, request)
+
+    monkeypatch.setattr(accounts_command, "ask", ask)
+    command = ["accounts", "remove", "alice", "--yes", "--db", str(tmp_path / "chat.db")]
+    with caplog.at_level(logging.INFO, logger="trio_chat"):
+        removed = CliRunner().invoke(cli_app, command)
+    assert (removed.exit_code, removed.stdout) == (0, "Removed alice; 2 sessions ended.\n")
+    for client in (alice, laptop):
+        client.settle()
+        assert isinstance(client.connection.failure, AccountRemoved)
+    assert operator_said(caplog) == ["the operator removed the account alice (2 sessions ended)"]
+    listed = trio.run(desk.answer, Request("list"))
+    assert [line.name for line in listed.accounts] == ["bob"]
+    again = CliRunner().invoke(cli_app, command)
+    assert again.exit_code == ExitCode.UNKNOWN_USER

@@ -11,10 +11,11 @@ import pytest
 from trio_chat import client_handshake, noise, wire
 from trio_chat.client_protocol import ClientConfig
 from trio_chat.engine import ServerConfig, core
-from trio_chat.engine.core import NEW_PASSWORD, REMOVED
+from trio_chat.engine.core import ACCOUNT_REMOVED, NEW_PASSWORD, REMOVED
 from trio_chat.engine.notes import Registered, RegistrationRefused
 from trio_chat.errors import (
     AccountLocked,
+    AccountRemoved,
     Muted,
     RegistrationsClosed,
     Removed,
@@ -169,6 +170,152 @@ def test_a_kick_ends_the_sessions_and_their_clients_do_not_come_back() -> None:
     assert sessions_of(driver, "alice") == 0
     assert not any(isinstance(op, PasswordSet) for op in driver.stored)  # nothing stored
     # They may log in again by hand.
+    back = Peer(driver, "alice", address=("10.0.0.8", 1))
+    settle(back)
+    assert back.connection.ready
+
+
+def test_a_removed_account_is_gone_at_once_and_its_clients_do_not_come_back() -> None:
+    driver, alice, laptop, bob = room()
+    bob.connection.whisper("alice", "read this")
+    bob.connection.say("hello all")
+    alice.connection.whisper("bob", "and this")
+    settle(alice, laptop, bob)
+    ticket = alice.connection.ticket
+    driver.auto_commit = False
+    op = driver.engine.remove_account("alice", driver.now, driver.wall)
+    driver.pump()
+    settle(alice, laptop, bob, seconds=1.0)
+    assert [(e.name, e.reason) for e in bob.events if isinstance(e, Left)] == [("alice", "removed")]
+    assert "alice" not in driver.engine.accounts
+    whispered = bob.connection.whisper("alice", "are you there")
+    settle(bob)
+    assert isinstance(whispered.error, UnknownUser)
+    settle(alice, laptop, seconds=175.0)  # long past when they would come back
+    for peer in (alice, laptop):  # told at once, before it is stored
+        assert isinstance(peer.connection.failure, AccountRemoved)
+        assert str(peer.connection.failure) == ACCOUNT_REMOVED
+        assert peer.connection.closed
+    assert driver.engine.sessions_ended_by(op) == 2
+    assert op in driver.uncommitted  # with the ended sessions' addresses' deletion
+    driver.commit_held()
+    assert [a.name for a in driver.stored_accounts()] == ["bob"]
+    # What was sent to it is gone; what it said stays, under its name.
+    assert sorted((m.sender, m.text) for m in driver.stored_messages()) == [
+        ("alice", "and this"),
+        ("bob", "hello all"),
+    ]
+    # bob coming back is not shown what he whispered to it, nor is it waiting for it.
+    back = Peer(driver, "bob", address=("10.0.0.9", 1), login=False)
+    back.login(since=0)
+    settle(back)
+    assert [f.text for f in back.of_type(wire.Pm)] == ["and this"]
+    # Its ticket, its password: as for a name no account has.
+    refused = driver.engine.stats["tickets_refused"]
+    again = Peer(driver, "alice", address=("10.0.0.4", 1), login=False)
+    again.connection.ticket = ticket
+    again.login()
+    settle(again)
+    assert driver.engine.stats["tickets_refused"] == refused + 1
+    assert isinstance(again.connection.failure, UnknownUser)
+
+
+def test_what_waited_for_a_removed_account_is_forgotten_once_stored() -> None:
+    driver, _alice, _laptop, bob = room()
+    driver.add_account("carol")
+    carol = driver.engine.accounts["carol"]
+    bob.connection.whisper("carol", "for later")
+    settle(bob)
+    assert driver.engine.mailbox.count(carol.id) == 1
+    driver.auto_commit = False
+    driver.engine.remove_account("carol", driver.now, driver.wall)
+    driver.pump()
+    assert driver.engine.mailbox.count(carol.id) == 1  # kept, should the store refuse
+    driver.commit_held()
+    assert driver.engine.mailbox.count(carol.id) == 0
+
+
+def test_a_login_checked_while_the_account_was_removed_is_told_there_is_none() -> None:
+    driver, *_ = room()
+    driver.auto_hash = False
+    late = Peer(driver, "alice", PASSWORD, address=("10.0.0.7", 1))
+    assert driver.hashing  # its check waits
+    driver.engine.remove_account("alice", driver.now, driver.wall)
+    driver.pump()
+    driver.finish_hashing()
+    settle(late)
+    assert isinstance(late.connection.failure, UnknownUser)
+    assert not late.connection.ready
+
+
+def test_a_removed_accounts_name_is_held_until_the_operator_gives_it_out() -> None:
+    driver, alice, _laptop, bob = room()
+    alice.connection.say("I was here")
+    settle(alice, bob)
+    driver.engine.remove_account("alice", driver.now, driver.wall)
+    driver.pump()
+    driver.commit_held()
+    for name in ("alice", "ALICE", "aIice"):  # taken, and too like it
+        refused = driver.request(
+            wire.Register(rid=name, name=name, password=PASSWORD), ("10.0.0.5", 1)
+        )
+        assert isinstance(refused, wire.ErrorFrame) and refused.code == "name_taken"
+    # Held by a daemon started again on what was stored, too.
+    restarted = EngineDriver(
+        snapshot=Snapshot(
+            accounts=driver.stored_accounts(), next_account_id=3, held=[("alice", "alice")]
+        ),
+        keys=driver.keys,
+        first_sid=5000,
+    )
+    refused = restarted.request(
+        wire.Register(rid="r", name="Alice", password=PASSWORD), ("10.0.0.5", 1)
+    )
+    assert isinstance(refused, wire.ErrorFrame) and refused.code == "name_taken"
+    with pytest.raises(RuleError):
+        restarted.engine.add_account("aIice", fake_hash(NEW), restarted.wall)
+    made = restarted.engine.add_account("alice", fake_hash(NEW), restarted.wall)
+    restarted.pump()
+    assert made.id == 3  # a new account, not the author of what the removed one said
+    newcomer = Peer(restarted, "alice", NEW, address=("10.0.0.6", 1))
+    settle(newcomer)
+    assert newcomer.connection.ready
+    assert "alice" not in restarted.engine.lobby.held
+
+
+def test_changes_to_an_account_on_their_way_when_it_is_removed_are_dropped() -> None:
+    """Its own password change being checked, and the operator's mute being stored,
+    find no account when they are done: nothing is changed, and the daemon goes on."""
+    driver, alice, _laptop, bob = room()
+    account = driver.engine.accounts["alice"]
+    driver.auto_hash = False
+    changing = alice.connection.change_password(PASSWORD, NEW)
+    settle(alice)
+    assert driver.hashing  # its old password is being checked
+    driver.auto_commit = False
+    driver.engine.change_account(MuteSet(account.id, True))
+    driver.engine.remove_account("alice", driver.now, driver.wall)
+    driver.pump()
+    driver.finish_hashing()
+    driver.commit_held()
+    settle(alice, bob, seconds=1.0)
+    assert isinstance(alice.connection.failure, AccountRemoved)
+    assert changing.done and changing.error is not None
+    assert "alice" not in driver.engine.accounts and not driver.hashing
+    assert bob.connection.ready
+
+
+def test_a_removal_the_store_refused_gives_the_account_back() -> None:
+    driver, alice, _laptop, _bob = room()
+    before = driver.engine.accounts["alice"]
+    driver.auto_commit = False
+    op = driver.engine.remove_account("alice", driver.now, driver.wall)
+    driver.pump()
+    driver.uncommitted.clear()
+    driver.engine.failed(op)
+    assert driver.engine.accounts["alice"] is before
+    settle(alice)
+    assert isinstance(alice.connection.failure, AccountRemoved)  # ended all the same
     back = Peer(driver, "alice", address=("10.0.0.8", 1))
     settle(back)
     assert back.connection.ready

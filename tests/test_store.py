@@ -18,6 +18,7 @@ import trio_chat.store as store_module
 import trio_chat.store_files as store_files
 from trio_chat.records import (
     Account,
+    AccountRemoval,
     BanRecord,
     BanSet,
     MarkDelivered,
@@ -917,3 +918,64 @@ def test_a_damaged_database_with_no_log_beside_it_is_said_damaged_and_left_so(
             f"Cannot open the database {str(path)!r}: {store_files.DAMAGED}."
         )
         assert sorted(file.name for file in tmp_path.iterdir()) == ["chat.db"]
+
+
+def test_a_removal_deletes_what_is_kept_for_the_account_alone(tmp_path: Path) -> None:
+    store = SqliteStore.open(tmp_path / "chat.db")
+    alice = dataclasses.replace(account(1, "alice"), rid="r1")
+    store.write([alice, account(2, "bob"), account(3, "carol"), MuteSet(1, True)])
+    store.write([message(1, 1), message(2, 2, 1), message(3, 1, 2), message(4, 3, 1)])
+    store.write([message(5, 1, 1), MarkDelivered((2,))])
+    store.write([AccountRemoval(1, "2026-12-08T00:00:00.000Z")])
+    store.write([PasswordSet(1, "$argon2id$later"), MuteSet(1, True)])  # changes too late
+    snapshot = store.load(window=10)
+    assert [a.name for a in snapshot.accounts] == ["bob", "carol"]
+    assert snapshot.held == [("alice", "alice")]
+    assert snapshot.next_account_id == 4  # its id is not given again
+    # Its room messages and the private ones it sent stay, under its name; those sent to
+    # it (read or waiting, its notes to itself) are gone, with their delivery marks.
+    assert [(m.id, m.sender) for m in snapshot.recent] == [(1, "alice"), (3, "alice")]
+    assert snapshot.unread == {2: 1}
+    assert store.account("alice") is None
+    assert [a.name for a, _waiting in store.accounts()] == ["bob", "carol"]
+    with contextlib.closing(sqlite3.connect(tmp_path / "chat.db")) as db:
+        row = db.execute("SELECT password_hash, rid, muted FROM accounts WHERE id = 1").fetchone()
+    assert row == ("", None, 0)
+    # Given out again: a new account, its name no longer held; the old one's messages
+    # stay the old one's.
+    store.write([account(4, "Alice")])
+    assert store.held() == []
+    again = store.load(window=10)
+    assert [(a.id, a.name) for a in again.accounts] == [(2, "bob"), (3, "carol"), (4, "Alice")]
+    assert [m.sender_id for m in again.recent] == [1, 1]
+    store.close()
+
+
+def test_a_version_8_database_keeps_its_accounts_and_can_remove_one(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        for migration in MIGRATIONS[:8]:
+            db.executescript(migration)
+        for n, name in ((1, "alice"), (2, "bob")):
+            db.execute(
+                "INSERT INTO accounts (id, name, key, password_hash, created, muted)"
+                " VALUES (?, ?, ?, '$argon2id$x', '2026-11-30T00:00:00.000Z', ?)",
+                (n, name, name, n == 2),
+            )
+        db.execute(
+            "INSERT INTO messages (id, ts, sender_id, recipient_id, text)"
+            " VALUES (1, '2026-11-30T00:00:01.000Z', 2, 1, 'psst')"
+        )
+        db.execute("PRAGMA user_version = 8")
+        db.commit()
+    store = SqliteStore.open(path)
+    snapshot = store.load(window=10)
+    assert [(a.name, a.muted) for a in snapshot.accounts] == [("alice", False), ("bob", True)]
+    assert (snapshot.held, snapshot.unread) == ([], {1: 1})
+    store.write([AccountRemoval(1, "2026-12-08T00:00:00.000Z")])
+    snapshot = store.load(window=10)
+    assert [a.name for a in snapshot.accounts] == ["bob"]
+    assert (snapshot.held, snapshot.unread, snapshot.recent) == ([("alice", "alice")], {}, [])
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)

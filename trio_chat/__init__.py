@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .client import ChatClient, ClientConfig, Receipt, connect, register
     from .errors import (
         AccountLocked,
+        AccountRemoved,
         BadRequest,
         Banned,
         Busy,
@@ -70,6 +71,7 @@ _WHERE: dict[str, str] = {
     "register": "client",
     "trust_server": "trust",
     "AccountLocked": "errors",
+    "AccountRemoved": "errors",
     "BadRequest": "errors",
     "Banned": "errors",
     "Busy": "errors",
@@ -130,6 +132,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AccountLocked",
+    "AccountRemoved",
     "BadRequest",
     "Banned",
     "Busy",

@@ -9,7 +9,8 @@ time.
 
 The daemon owns its accounts while it runs: it loaded them, and it is the one writer.
 Through this socket a lock or a new password is stored by the daemon, then taken at once
-(the account's sessions end, its tickets stop working), a kick needs no restart, a ban
+(the account's sessions end, its tickets stop working), a removal is taken at once and
+then stored, a kick needs no restart, a ban
 ends the network's sessions, and a removed message is told to the room.
 """
 
@@ -118,6 +119,7 @@ Action = Literal[
     "unlock",
     "password",
     "kick",
+    "remove",
     "mute",
     "unmute",
     "bans",
@@ -388,6 +390,13 @@ class Desk:
             if ended:
                 _log_done("kick", account, ended, peer)
             return Reply(True, accounts=before, ended=ended)
+        if request.action == "remove":
+            now, wall = self._clock()
+            outcome = await self._stored(engine.remove_account(account.key, now, wall))
+            if outcome is None or not outcome[0]:
+                return _not_stored(outcome)
+            _log_done("remove", account, outcome[1], peer)
+            return Reply(True, accounts=before, ended=outcome[1])
         if request.action == "password" and not is_password_hash(request.password_hash):
             return _not_a_hash()
         # Stored even when it changes nothing to see: a change asked before may still be
@@ -470,7 +479,7 @@ class Desk:
         _log(request.action, done, 0, peer, message_id=str(message_id))
         return Reply(True)
 
-    async def _store(self, op: OperatorChange) -> tuple[bool, int] | None:
+    async def _store(self, op: AccountChange | BanSet | MessageRemoval) -> tuple[bool, int] | None:
         """Whether `op` was stored (and taken), with the sessions it ended; None if it was
         not reported within `STORED_WITHIN`."""
         if isinstance(op, BanSet):
@@ -503,6 +512,7 @@ _DONE = {
     "unlock": "unlocked {}",
     "password": "set a new password for {}",
     "kick": "took {} out of the room",
+    "remove": "removed the account {}",
     "mute": "muted {}",
     "unmute": "unmuted {}",
 }

@@ -117,6 +117,14 @@ class AccountLocked(ChatError):
     code = "account_locked"
 
 
+class AccountRemoved(ChatError):
+    """The daemon's operator removed this account (`trio-chat accounts remove`): it
+    logs in no more, and its name is not to be registered. The client does not come back
+    by itself."""
+
+    code = "account_removed"
+
+
 class Removed(ChatError):
     """This session was ended: by the daemon's operator (`trio-chat accounts kick`, or a
     new password given), or by a new password set in another session of the account. The
@@ -251,6 +259,7 @@ _BY_CODE: dict[str, type[ChatError]] = {
         UnknownUser,
         WrongPassword,
         AccountLocked,
+        AccountRemoved,
         Removed,
         Banned,
         Muted,

@@ -210,9 +210,21 @@ class MessageRemoval:
     message_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class AccountRemoval:
+    """The operator removed an account (`trio-chat accounts remove`): its password hash,
+    its flags and the private messages sent to it are deleted; its row stays, the
+    author of its room messages (and of the private ones it sent), and holds its name
+    (`Snapshot.held`) until the operator makes an account of that name again."""
+
+    account_id: int
+    removed: str
+    """When (ISO 8601, UTC)."""
+
+
 AccountChange = PasswordSet | MuteSet
 """What the operator changes in an account."""
-OperatorChange = AccountChange | BanSet | MessageRemoval
+OperatorChange = AccountChange | AccountRemoval | BanSet | MessageRemoval
 """What the operator changes on a running daemon (`trio-chat accounts`, `bans`,
 `messages`)."""
 StoreOp = (
@@ -222,6 +234,7 @@ StoreOp = (
     | SessionOpened
     | SessionClosed
     | AccountChange
+    | AccountRemoval
     | BanSet
     | MessageRemoval
 )
@@ -270,6 +283,9 @@ class Snapshot:
     bans: list[BanRecord] = field(default_factory=list)
     """The networks the operator turned away, oldest first (ended bans too, until the
     operator's next change of bans forgets them)."""
+    held: list[tuple[str, str]] = field(default_factory=list)
+    """The names (display form, key) of removed accounts, which no registration may take:
+    a newcomer would pass for the author of their history."""
 
     def ids_from_clock(self, wall: float) -> None:
         """Give out message ids from `first_message_id(wall)` on, as a daemon started at

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from .records import (
     Account,
+    AccountRemoval,
     BanRecord,
     BanSet,
     MarkDelivered,
@@ -53,6 +54,7 @@ from .store_files import (
 from .store_schema import (
     ACCOUNT_COLUMNS,
     MIGRATIONS,
+    RELEASED,
     SCHEMA_VERSION,
     SELECT_MESSAGES,
     account_of,
@@ -367,8 +369,14 @@ class SqliteStore:
         with self._reading() as db:
             accounts = [
                 account_of(row)
-                for row in db.execute(f"SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id")
+                for row in db.execute(
+                    f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE removed IS NULL ORDER BY id"
+                )
             ]
+            held = db.execute(
+                "SELECT name, key FROM accounts WHERE removed IS NOT NULL AND key NOT LIKE ?",
+                (RELEASED + "%",),
+            ).fetchall()
             recent = [
                 message_of(r)
                 for r in db.execute(
@@ -409,6 +417,7 @@ class SqliteStore:
             next_account_id=last_account + 1,
             sessions=sessions,
             bans=bans,
+            held=[(str(name), str(key)) for name, key in held],
             removals=[(int(point), int(message_id)) for point, message_id in reversed(removals)],
         )
 
@@ -420,7 +429,7 @@ class SqliteStore:
                 f"SELECT {ACCOUNT_COLUMNS},"
                 " (SELECT count(*) FROM messages m WHERE m.recipient_id = accounts.id"
                 "  AND m.delivered = 0 AND m.sender_id != accounts.id)"
-                " FROM accounts ORDER BY key"
+                " FROM accounts WHERE removed IS NULL ORDER BY key"
             ).fetchall()
         return [(account_of(row), row[-1]) for row in rows]
 
@@ -453,12 +462,28 @@ class SqliteStore:
         return list(bans.values())
 
     def account(self, key: str) -> Account | None:
-        """The account whose name key is `key`, if there is one."""
+        """The account whose name key is `key`, if there is one (not a removed one)."""
         with self._reading() as db:
             row = db.execute(
-                f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE key = ?", (key,)
+                f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE key = ? AND removed IS NULL",
+                (key,),
             ).fetchone()
         return None if row is None else account_of(row)
+
+    def last_account_id(self) -> int:
+        """The newest account's id, removed or not (0: none)."""
+        with self._reading() as db:
+            (last,) = db.execute("SELECT coalesce(max(id), 0) FROM accounts").fetchone()
+        return int(last)
+
+    def held(self) -> list[tuple[str, str]]:
+        """The names (display form, key) removed accounts hold (`Snapshot.held`)."""
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT name, key FROM accounts WHERE removed IS NOT NULL AND key NOT LIKE ?",
+                (RELEASED + "%",),
+            ).fetchall()
+        return [(str(name), str(key)) for name, key in rows]
 
     def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
         with self._lock:
@@ -562,7 +587,18 @@ class SqliteStore:
             self._db.execute("DELETE FROM sessions WHERE sid = ?", (op.sid,))
         elif isinstance(op, MuteSet):
             self._db.execute(
-                "UPDATE accounts SET muted = ? WHERE id = ?", (int(op.muted), op.account_id)
+                "UPDATE accounts SET muted = ? WHERE id = ? AND removed IS NULL",
+                (int(op.muted), op.account_id),
+            )
+        elif isinstance(op, AccountRemoval):
+            # What is kept for it alone goes: its password hash and flags, the request that
+            # registered it, the private messages sent to it (waiting or read; their
+            # delivery marks with them). Its row stays, the author of what it said.
+            self._db.execute("DELETE FROM messages WHERE recipient_id = ?", (op.account_id,))
+            self._db.execute(
+                "UPDATE accounts SET password_hash = '', rid = NULL, muted = 0, removed = ?"
+                " WHERE id = ? AND removed IS NULL",
+                (op.removed, op.account_id),
             )
         elif isinstance(op, MessageRemoval):
             # Marked with the newest message stored now: a client that had seen up to
@@ -595,10 +631,15 @@ class SqliteStore:
             ).fetchone()
             if row is not None:
                 self._db.execute(
-                    "UPDATE accounts SET password_hash = ? WHERE id = ?",
+                    "UPDATE accounts SET password_hash = ? WHERE id = ? AND removed IS NULL",
                     (op.applied(row[0]), op.account_id),
                 )
         else:
+            # A removed account's name given out again: its row lets go of the name.
+            self._db.execute(
+                "UPDATE accounts SET key = ? || id WHERE key = ? AND removed IS NOT NULL",
+                (RELEASED, op.key),
+            )
             self._db.execute(
                 "INSERT INTO accounts (id, name, key, password_hash, created, rid)"
                 " VALUES (?, ?, ?, ?, ?, ?)",

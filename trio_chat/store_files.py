@@ -170,7 +170,9 @@ def _reading(path: Path) -> Iterator[sqlite3.Connection]:
 def counts(db: sqlite3.Connection) -> tuple[int, int]:
     """The accounts and the messages (not those the operator removed) in a trio-chat
     database of any schema, as a backup or a restore says them."""
-    (accounts,) = db.execute("SELECT count(*) FROM accounts").fetchone()
+    held = {row[1] for row in db.execute("PRAGMA table_info(accounts)")}
+    gone = " WHERE removed IS NULL" if "removed" in held else ""  # older schemas remove none
+    (accounts,) = db.execute("SELECT count(*) FROM accounts" + gone).fetchone()
     columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
     kept = " WHERE removed = 0" if "removed" in columns else ""  # older schemas remove none
     (messages,) = db.execute("SELECT count(*) FROM messages" + kept).fetchone()

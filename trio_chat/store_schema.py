@@ -8,7 +8,7 @@ from typing import Any
 
 from .records import Account, Message
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: accounts and messages.
@@ -78,7 +78,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE messages ADD COLUMN removed INTEGER NOT NULL DEFAULT 0;
     """,
+    # 8 -> 9: accounts the operator removed: when (NULL: not removed). The row stays, its
+    # password hash emptied, as the author of its room messages; its key holds the name
+    # until the operator gives it out again (then `RELEASED` and its id).
+    """
+    ALTER TABLE accounts ADD COLUMN removed TEXT;
+    """,
 )
+
+RELEASED = " removed "
+"""What a removed account's key becomes when the operator gives its name out again
+(then its id): no name's key starts with a space."""
 
 SELECT_MESSAGES = """
     SELECT m.id, m.ts, m.sender_id, s.name, m.text, m.recipient_id, r.name, m.cid

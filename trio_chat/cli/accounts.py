@@ -8,6 +8,7 @@ A stopped daemon's database is changed directly, and the daemon started again ta
 from __future__ import annotations
 
 import shlex
+import sys
 import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ from ..engine.common import iso_time
 from ..errors import ChatError
 from ..keys import KeyFileError, daemon_keys, key_paths
 from ..names import ConfusableIndex
-from ..records import Account
+from ..records import Account, AccountRemoval
 from ..rules import RuleError, check_name, check_password, name_key, name_taken
 from ..store import SqliteStore
 from ..store_files import (
@@ -45,13 +46,13 @@ from ..store_files import (
 )
 from .exits import ExitCode, fail, sentence
 from .options import DatabaseOption
+from .prompts import agree, given_password
 from .prompts import ask as ask_person
-from .prompts import given_password
 
 accounts_app = typer.Typer(
     name="accounts",
-    help="List the accounts; add one; lock, unlock, mute, unmute or kick one, or set its "
-    "password (the daemon running or stopped).",
+    help="List the accounts; add one; lock, unlock, mute, unmute, kick or remove one, or "
+    "set its password (the daemon running or stopped).",
     no_args_is_help=True,
 )
 
@@ -294,6 +295,49 @@ def kick_command(name: NameArgument, db: DatabaseOption = None) -> None:
     )
 
 
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Remove it without asking (needed without a terminal).")
+]
+NOT_CONFIRMED = "Give --yes to remove an account without a terminal to confirm it at."
+
+
+@accounts_app.command("remove")
+def remove_command(name: NameArgument, db: DatabaseOption = None, yes: YesOption = False) -> None:
+    """Remove an account for good, for someone who asks to be forgotten: its password,
+    its tickets and the private messages sent to it are deleted, and its sessions end.
+    Its room messages (and the private ones it sent) stay under its name, which no
+    registration may take; `accounts add NAME` gives it out again."""
+    database = db or default_database()
+    found = ask_daemon(database, Request("find", name))  # before the question is asked
+    if found is not None:
+        shown = safe_name(found.accounts[0].name)
+    else:
+        with stopped_daemons_store(database) as store:
+            shown = safe_name(_stored(store, name).name)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise fail(NOT_CONFIRMED, ExitCode.USAGE)
+        if not agree(
+            f"Remove {shown} for good (its password, tickets and the private messages sent "
+            "to it are deleted)?"
+        ):
+            raise fail("Nothing was removed.", ExitCode.REJECTED)
+    reply = ask_daemon(database, Request("remove", name))
+    ended = 0
+    if reply is not None:
+        ended = reply.ended
+    else:
+        with stopped_daemons_store(database) as store:
+            account = _stored(store, name)
+            removal = AccountRemoval(account.id, iso_time(time.time()))
+            if store.write([removal]):
+                raise fail(
+                    "The database did not take the removal; nothing was changed.",
+                    ExitCode.DATABASE,
+                )
+    typer.echo(f"Removed {shown}; {counted(ended, 'session')} ended.")
+
+
 PasswordFileOption = Annotated[
     Path | None,
     typer.Option(
@@ -359,17 +403,22 @@ def _new_account(store: SqliteStore, name: str, password_hash: str) -> Account:
     database; exits `name_taken` if an account has it, or one it could be mistaken for."""
     key = name_key(name)
     accounts = [account for account, _waiting in store.accounts()]
+    # A removed account's name is held: given out again here (the operator's to give),
+    # and one too like it is refused as for an account's.
+    names = {account.key: account.name for account in accounts} | dict(
+        (held_key, held_name) for held_name, held_key in store.held()
+    )
     index = ConfusableIndex()
     for account in accounts:
         if account.key == key:
             raise _refused(name_taken(name))
-        index.add(account.name, account.key)
+    for other_key, other_name in names.items():
+        index.add(other_name, other_key)
     like = index.clash(name)
     if like is not None:
-        shown = next(account.name for account in accounts if account.key == like)
-        raise _refused(name_taken(name, shown))
+        raise _refused(name_taken(name, names[like]))
     return Account(
-        id=max((account.id for account in accounts), default=0) + 1,
+        id=store.last_account_id() + 1,
         name=name,
         key=key,
         password_hash=password_hash,

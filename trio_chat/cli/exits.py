@@ -14,6 +14,7 @@ import typer
 from ..display import cannot_exist, quoted, safe, safe_name, told
 from ..errors import (
     AccountLocked,
+    AccountRemoved,
     Banned,
     Busy,
     ChatError,
@@ -115,6 +116,7 @@ _EXIT_FOR: dict[type[ChatError], ExitCode] = {
     WrongPassword: ExitCode.WRONG_PASSWORD,
     PasswordChangedAway: ExitCode.WRONG_PASSWORD,
     AccountLocked: ExitCode.ACCOUNT_LOCKED,
+    AccountRemoved: ExitCode.UNKNOWN_USER,  # no account has its name any more
     Removed: ExitCode.REMOVED,
     Banned: ExitCode.BANNED,
     UnknownUser: ExitCode.UNKNOWN_USER,

@@ -4,7 +4,7 @@ the sentences a connection ends with or an unanswered request fails with."""
 from __future__ import annotations
 
 from .. import wire
-from ..errors import AccountLocked, Banned, ChatError, Removed, TooManySessions
+from ..errors import AccountLocked, AccountRemoved, Banned, ChatError, Removed, TooManySessions
 
 
 def as_reason(sentence: str) -> str:
@@ -21,6 +21,7 @@ FORGOTTEN = "the daemon no longer knows this session"
 _FINAL_GOODBYES: dict[str, type[ChatError]] = {
     "too_many_sessions": TooManySessions,
     "account_locked": AccountLocked,
+    "account_removed": AccountRemoved,
     "removed": Removed,
     "banned": Banned,
 }

@@ -692,6 +692,12 @@ class Chat:
             else:
                 self._answer_resend(session, seq, earlier)
 
+    def account_removed(self, account_id: int) -> None:
+        """The operator's removal of the account is stored: the private messages sent to
+        it, deleted with it, are neither waiting nor in history any more."""
+        self.mailbox.forget(account_id)
+        self.window.forget_received(account_id)
+
     def unsay(self, message_id: int) -> None:
         """The operator removed the room's message `message_id` (stored so): history
         leaves it out, and everyone in the room is told, to show it no more."""

@@ -25,6 +25,7 @@ from .. import wire
 from ..records import (
     Account,
     AccountChange,
+    AccountRemoval,
     BanSet,
     MarkDelivered,
     Message,
@@ -41,7 +42,7 @@ from ..rules import RuleError
 from ..secure import DaemonKeys, Ticket, new_challenge, new_index, password_mark
 from .bans import BANS_NAMED, Bans, banned_sentence
 from .chat import Chat, error_frame
-from .common import Address, Outbox, Send
+from .common import Address, Outbox, Send, iso_time
 from .config import ServerConfig
 from .effects import Effect, JobTable, Persist
 from .fanout import Deliver, Fanout, LocalRoom
@@ -84,6 +85,10 @@ LOGIN_TIMED_OUT = wire.encode(
 )
 CROWDED = wire.encode(wire.Bye(reason="too_many_sessions", message=TOO_MANY_SESSIONS))
 REMOVED = "The daemon's operator took this account out of the room; log in again to come back."
+ACCOUNT_REMOVED = (
+    "The daemon's operator removed this account; it can no longer log in, and its name "
+    "is no longer yours."
+)
 NEW_PASSWORD = "The daemon's operator gave this account a new password; log in with it."
 CHANGED_ELSEWHERE = (
     "This account's password was changed in another session; log in with the new one."
@@ -169,6 +174,7 @@ class ServerEngine:
             accounts=self.accounts,
             accounts_by_id=accounts_by_id,
             next_account_id=snapshot.next_account_id,
+            held=snapshot.held,
             transport=self.transport,
             effects=self._effects,
             outbox=self._outbox,
@@ -183,6 +189,9 @@ class ServerEngine:
         """Bytes all links hold, at most, as of the last `_check_memory`."""
         self._ended_by: dict[int, int] = {}
         """Sessions ended by the operator's changes (`change_account`), by `id()` of each."""
+        self._removing: dict[int, Account] = {}
+        """Accounts being removed (`remove_account`), by `id()` of the removal, until
+        stored or failed."""
         self._removed_memory = REMOVED_MEMORY * max(config.direct_keepalive, wire.KEEPALIVE)
         self._restart_notices: Outbox = []
         for gone in snapshot.sessions:
@@ -458,6 +467,10 @@ class ServerEngine:
         elif isinstance(op, MessageRemoval):
             self.chat.settle()
             self.chat.unsay(op.message_id)
+        elif isinstance(op, AccountRemoval):
+            self.chat.settle()
+            self._removing.pop(id(op), None)
+            self.chat.account_removed(op.account_id)
         elif isinstance(op, MarkDelivered):
             self.chat.marked(op)
 
@@ -476,6 +489,10 @@ class ServerEngine:
             self.lobby.changes.failed(op, STORAGE_SORRY)
         elif isinstance(op, MarkDelivered):
             self.chat.mark_failed(op)
+        elif isinstance(op, AccountRemoval):
+            account = self._removing.pop(id(op), None)
+            if account is not None:
+                self.lobby.account_kept(account)
 
     # --- the operator -------------------------------------------------------------------------
 
@@ -501,6 +518,25 @@ class ServerEngine:
         if isinstance(op, PasswordSet):
             self.lobby.changes.operator_changes(op.account_id)
         self._store_operator_change(op)
+
+    def remove_account(self, key: str, now: float, wall: float) -> AccountRemoval:
+        """Remove the account whose name key is `key` (`trio-chat accounts remove` on a
+        running daemon), taken at once: no login, ticket or whisper finds it from now on,
+        its name is held (no registration takes it), and its sessions end, each told by a
+        final `bye` (how many: `sessions_ended_by`). Then stored (a `Persist` effect):
+        once `committed`, what waited for it is gone; `failed`, it is back (its sessions
+        stay ended)."""
+        self.chat.settle()
+        account = self.accounts[key]
+        op = AccountRemoval(account.id, iso_time(wall))
+        self.lobby.changes.operator_changes(account.id)
+        self.lobby.remove_account(account)
+        sessions = self._sessions_of(account)
+        ended = self._end(sessions, "account_removed", ACCOUNT_REMOVED, now, wall)
+        self._removing[id(op)] = account
+        self._store_operator_change(op)
+        self._ended_by[id(op)] = ended
+        return op
 
     def change_bans(self, op: BanSet) -> None:
         """Ban a network, or lift its ban (`trio-chat bans` on a running daemon): stored
@@ -571,6 +607,8 @@ class ServerEngine:
         self.chat.settle()
         change = self.lobby.changes.stored(op)  # asked by one of the account's sessions
         old = self.lobby.account_by_id(op.account_id)
+        if old is None:  # removed meanwhile: its sessions ended with it
+            return
         if not op.takes(old.password_hash):
             # Changed while this session's change was stored (by another session of the
             # account): that one stands (the store left it too).
@@ -601,6 +639,8 @@ class ServerEngine:
     def _mute_set(self, op: MuteSet) -> None:
         self.chat.settle()
         old = self.lobby.account_by_id(op.account_id)
+        if old is None:  # removed meanwhile
+            return
         account = dataclasses.replace(old, muted=op.muted)
         sessions = self._account_changed(account)
         if account.muted != old.muted:

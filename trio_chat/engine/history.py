@@ -74,6 +74,15 @@ class HistoryWindow:
                 return
         self.public_count = max(0, self.public_count - 1)  # older: only counted
 
+    def forget_received(self, account_id: int) -> None:
+        """The account was removed, and the private messages sent to it deleted: history
+        leaves them out (and a resend of one is to nobody now)."""
+        gone = [m for m in self._recent if m.private and m.recipient_id == account_id]
+        for message in gone:
+            self._recent.remove(message)
+            assert message.cid is not None
+            self._by_cid.pop((message.sender_id, message.cid), None)
+
     @property
     def public_known_from(self) -> int:
         """The public messages from this id on are all here."""

@@ -87,6 +87,7 @@ class Lobby:
         accounts: dict[str, Account],
         accounts_by_id: dict[int, Account],
         next_account_id: int,
+        held: list[tuple[str, str]],
         transport: Transport,
         effects: list[Effect],
         outbox: Outbox,
@@ -117,9 +118,15 @@ class Lobby:
         self._registering: dict[str, _Registration] = {}
         """Registrations being hashed or stored, by name key: their names are taken until
         stored or failed."""
+        self.held: dict[str, str] = dict((key, name) for name, key in held)
+        """Removed accounts' names, by key: no registration takes one (a newcomer would
+        pass for the author of their history), nor one too like it; the operator may give
+        one out again (`add_account`)."""
         self._confusables = ConfusableIndex()
         for account in accounts.values():
             self._confusables.add(account.name, account.key)
+        for key, name in self.held.items():
+            self._confusables.add(name, key)
         self._storing: dict[int, _Registration] = {}
         self._register_limit = KeyedBuckets(config.register_rate, config.register_burst)
         self._register_total = TokenBucket(config.register_rate_total, config.register_burst_total)
@@ -357,10 +364,13 @@ class Lobby:
             return True
         return False
 
-    def _taken(self, name: str, key: str) -> RuleError | None:
+    def _taken(self, name: str, key: str, *, operator: bool = False) -> RuleError | None:
         """`name_taken` if an account, or a registration on its way, has the name (`key`
-        its key) or one it could be mistaken for."""
+        its key) or one it could be mistaken for, or a removed account holds it (but for
+        the `operator`, who may give it out again)."""
         if key in self.accounts or key in self._registering:
+            return name_taken(name)
+        if key in self.held and not operator:
             return name_taken(name)
         like = self._confusables.clash(name)
         return None if like is None else name_taken(name, self._shown_name(like))
@@ -371,7 +381,7 @@ class Lobby:
         `add_account` would raise."""
         name = check_name(name)
         key = name_key(name)
-        taken = self._taken(name, key)
+        taken = self._taken(name, key, operator=True)
         if taken is not None:
             raise taken
         return name, key
@@ -459,6 +469,9 @@ class Lobby:
     def account_committed(self, account: Account) -> None:
         registration = self._storing.pop(account.id)
         self._registering.pop(account.key, None)
+        held = self.held.pop(account.key, None)
+        if held is not None:  # given out again: the removed account's hold is gone
+            self._confusables.remove(held, account.key)
         self.accounts[account.key] = account
         self._by_id[account.id] = account
         if registration.address is not None:  # the operator's is logged by its command
@@ -473,12 +486,13 @@ class Lobby:
         self._answer_job(registration.sid, frame)
 
     def _shown_name(self, key: str) -> str:
-        """The display name of an account, or of a registration not yet stored."""
+        """The display name of an account, of a registration not yet stored, or of a
+        removed account's name held."""
         account = self.accounts.get(key)
         if account is not None:
             return account.name
         registration = self._registering.get(key)
-        return registration.name if registration is not None else key
+        return registration.name if registration is not None else self.held.get(key, key)
 
     @property
     def queued_checks(self) -> int:
@@ -554,10 +568,10 @@ class Lobby:
     ) -> None:
         account, address = attempt.account, attempt.address
         if account is not None:
-            # As it is now: the operator may have locked it, or given it a new password,
-            # while this one was checked against the hash it had.
-            now_as = self._by_id.get(account.id, account)
-            ok = ok and now_as.same_password(account)
+            # As it is now: the operator may have locked it, given it a new password, or
+            # removed it (then as a name no account has) while this one was checked.
+            now_as = self._by_id.get(account.id)
+            ok = ok and now_as is not None and now_as.same_password(account)
             account = now_as
         ok = ok and account is not None
         self._guard.finish(network_of(address), name_key(attempt.request.name), ok, now)
@@ -586,12 +600,26 @@ class Lobby:
             assert self.log_in is not None
             self.log_in(session, attempt.seq, account, attempt.request, now, wall, None)
 
-    def account_by_id(self, account_id: int) -> Account:
-        return self._by_id[account_id]
+    def account_by_id(self, account_id: int) -> Account | None:
+        """The account, unless the operator removed it."""
+        return self._by_id.get(account_id)
 
     def account_changed(self, account: Account) -> None:
         """An account changed (its password hash, by the operator or its own session; its
         mute): logins check it as it is from now."""
+        self.accounts[account.key] = account
+        self._by_id[account.id] = account
+
+    def remove_account(self, account: Account) -> None:
+        """The operator removes `account`: no login, ticket or whisper finds it from now
+        on, and its name is held (`held`)."""
+        del self.accounts[account.key]
+        del self._by_id[account.id]
+        self.held[account.key] = account.name  # indexed as a look-alike still
+
+    def account_kept(self, account: Account) -> None:
+        """The store refused `account`'s removal: it is back as it was."""
+        self.held.pop(account.key, None)
         self.accounts[account.key] = account
         self._by_id[account.id] = account
 

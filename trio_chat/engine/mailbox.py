@@ -95,6 +95,12 @@ class Mailbox:
             if kept:
                 self._boxes[account_id] = kept
 
+    def forget(self, account_id: int) -> None:
+        """The account was removed: what waited for it is gone, from the disk too."""
+        self._counts.pop(account_id, None)
+        self._boxes.pop(account_id, None)
+        self._loaded.discard(account_id)
+
     def waiting(self, account_id: int) -> list[Message]:
         return sorted(self._boxes.get(account_id, {}).values(), key=lambda m: m.id)
 

@@ -130,9 +130,11 @@ class PasswordChanges:
         self._effects.append(Persist(op))
 
     def _changed_meanwhile(self, change: PasswordChange) -> bool:
-        current = self._by_id[change.account.id]
-        return change.overtaken or not same_hash(
-            current.password_hash, change.account.password_hash
+        current = self._by_id.get(change.account.id)  # None: the operator removed it
+        return (
+            current is None
+            or change.overtaken
+            or not same_hash(current.password_hash, change.account.password_hash)
         )
 
     def _refuse_change(self, change: PasswordChange, message: str) -> None:

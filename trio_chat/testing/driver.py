@@ -31,6 +31,7 @@ from ..engine import (
 from ..events import Event
 from ..records import (
     Account,
+    AccountRemoval,
     MarkDelivered,
     Message,
     MuteSet,
@@ -311,7 +312,11 @@ class EngineDriver:
         return answers[0]
 
     def stored_messages(self) -> list[Message]:
-        return [op for op in self.stored if isinstance(op, Message)]
+        """As a store keeps them: those sent to an account removed since are deleted."""
+        removed = {op.account_id for op in self.stored if isinstance(op, AccountRemoval)}
+        return [
+            op for op in self.stored if isinstance(op, Message) and op.recipient_id not in removed
+        ]
 
     def stored_accounts(self) -> list[Account]:
         """The accounts as stored: made, then changed (passwords, locks, mutes)."""
@@ -326,6 +331,8 @@ class EngineDriver:
                 accounts[op.account_id] = dataclasses.replace(
                     accounts[op.account_id], muted=op.muted
                 )
+            elif isinstance(op, AccountRemoval):
+                del accounts[op.account_id]
         return list(accounts.values())
 
 
