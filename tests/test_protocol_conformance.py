@@ -638,6 +638,7 @@ def test_an_init_whose_message_1_opened_a_channel_in_the_last_120_s_gets_no_answ
         ("another key", X25519PrivateKey.generate().public_key().public_bytes_raw(), PROLOGUE),
         ("another prologue", None, b"trio-chat/1"),
     ],
+    ids=["another key", "another prologue"],  # the same in every process that collects them
 )
 def test_an_init_that_does_not_decrypt_is_answered_with_the_daemons_key(
     case: str, server_key: bytes | None, prologue: bytes

@@ -42,7 +42,9 @@ class Tmux:
     def __init__(self, socket: str, config: Path, env: dict[str, str]) -> None:
         self.base = ["tmux", "-L", socket, "-f", str(config)]
         self.socket = Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}", socket)
-        self.env = env
+        # A size in the environment (a test run's processes may be given one) would stand
+        # for the pane's own: a program in a terminal asks the terminal.
+        self.env = {key: value for key, value in env.items() if key not in ("COLUMNS", "LINES")}
 
     async def kill(self) -> None:
         """Stop the server and its panes; remove its socket."""
