@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QApplication, QDialogButtonBox, QLabel, QMessageBo
 from pytestqt.qtbot import QtBot
 
 import trio_chat
+from tests.conftest import TEST_CONFIG
 from tests.gui_support import (
     FAST,
     PASSWORD,
@@ -59,12 +60,19 @@ from trio_chat.gui.rows import UNSAID, Kind, clock
 from trio_chat.gui.sign_in_dialog import SignInDialog
 from trio_chat.gui.status import MUTED_STATUS, Link
 from trio_chat.keys import KnownServers, daemon_public_key, key_paths
-from trio_chat.noise import fingerprint
+from trio_chat.noise import fingerprint, public_key
 from trio_chat.reliability import LinkConfig
+from trio_chat.server import serve
 from trio_chat.testing.daemon import CLI, DaemonProcess
 from trio_chat.testing.fault_proxy import FaultProxy
 from trio_chat.testing.listening import received
-from trio_chat.wire import MUTED_NOTICE, UNMUTED_NOTICE
+from trio_chat.wire import (
+    MUTED_NOTICE,
+    REGISTRATIONS_CLOSED,
+    UNMUTED_NOTICE,
+    key_datagram,
+    key_request_datagram,
+)
 
 
 @gui_test
@@ -717,6 +725,119 @@ async def test_create_an_account_from_the_dialog(
             assert memory.load(tmp_path / "gui.json").name == "dora"
         async with trio_chat.connect(*daemon, "dora", PASSWORD, config=FAST) as dora:
             assert dora.name == "dora"  # the account is there for every client
+
+
+@gui_test
+async def test_ticking_create_an_account_at_a_daemon_that_takes_none_unticks_it_and_says_so(
+    nursery: trio.Nursery, tmp_path: Path, qtbot: QtBot
+) -> None:
+    """Asked in the background as the box is ticked: no password is typed twice for
+    nothing. The sentence is said where the dialog's problems are, the name's field
+    described with it, and the cursor stays where the person is typing."""
+    closed = dataclasses.replace(TEST_CONFIG, registrations=False)
+    address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "chat.db", closed)
+    with trio.fail_after(20):
+        async with gui(address[:2], tmp_path / "gui.json", "kim") as app:
+            dialog = app.dialog
+            assert dialog is not None and dialog.focusWidget() is dialog.password
+            dialog.create_account.click()
+            assert dialog.repeat.isVisibleTo(dialog)
+            await until(lambda: dialog.problem.isVisible(), "the daemon's answer told")
+            assert dialog.problem.text() == REGISTRATIONS_CLOSED
+            assert dialog.name.accessibleDescription() == REGISTRATIONS_CLOSED
+            assert not dialog.create_account.isChecked()
+            assert not dialog.repeat.isVisibleTo(dialog)
+            assert dialog.focusWidget() is dialog.password
+            assert KnownServers().get(*address[:2]) is None  # nothing trusted from it
+
+
+async def stand_in() -> trio.socket.SocketType:
+    """A socket on 127.0.0.1 standing in for a daemon, answering key requests only, as
+    the test tells it to (`asked`, `answer`)."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+STAND_IN_KEY = public_key(bytes(range(32)))
+
+
+async def asked(sock: trio.socket.SocketType) -> Any:
+    """Where the next key request came from; it asks whether registrations are taken."""
+    data, source = await sock.recvfrom(2048)
+    assert data == key_request_datagram(asks_registrations=True)
+    return source
+
+
+async def answer(sock: trio.socket.SocketType, to: Any, *, registrations: bool) -> None:
+    await sock.sendto(key_datagram(STAND_IN_KEY, registrations=registrations), to)
+
+
+@gui_test
+async def test_a_daemon_that_takes_registrations_is_asked_and_nothing_is_said(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    with trio.fail_after(10), await stand_in() as daemon:
+        async with gui(daemon.getsockname(), tmp_path / "gui.json", "kim") as app:
+            dialog = app.dialog
+            assert dialog is not None
+            dialog.create_account.click()
+            await answer(daemon, await asked(daemon), registrations=True)
+            await until(lambda: not app.asking, "the answer taken")
+            assert dialog.create_account.isChecked() and dialog.repeat.isVisibleTo(dialog)
+            assert dialog.problem.isHidden() and dialog.notice.isHidden()
+            assert KnownServers().get(*daemon.getsockname()) is None
+
+
+@gui_test
+async def test_an_answer_for_a_port_edited_since_it_was_asked_is_dropped(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    """One question at a time, about the server and port the dialog shows: the one under
+    way goes as they are edited, and its answer, coming after, is not taken."""
+    with trio.fail_after(10), await stand_in() as first, await stand_in() as then:
+        async with gui(first.getsockname(), tmp_path / "gui.json", "kim") as app:
+            dialog = app.dialog
+            assert dialog is not None
+            dialog.create_account.click()
+            source = await asked(first)
+            dialog.port.setValue(then.getsockname()[1])
+            await answer(first, source, registrations=False)  # too late
+            await answer(then, await asked(then), registrations=True)
+            await until(lambda: not app.asking, "the answer taken")
+            assert dialog.create_account.isChecked() and dialog.problem.isHidden()
+
+
+@gui_test
+async def test_signing_in_to_create_an_account_at_a_daemon_that_takes_none_sends_no_password(
+    tmp_path: Path, qtbot: QtBot
+) -> None:
+    """The key checked as signing in begins says it too: the sentence, before a
+    `register` (or any handshake) is sent."""
+    with trio.fail_after(10), await stand_in() as daemon:
+        host, port = daemon.getsockname()
+        KnownServers().remember(host, port, STAND_IN_KEY)
+        sent: list[bytes] = []
+
+        async def answering() -> None:
+            while True:
+                data, source = await daemon.recvfrom(2048)
+                sent.append(data)
+                await answer(daemon, source, registrations=False)
+
+        async with trio.open_nursery() as answers:
+            answers.start_soon(answering)
+            async with gui((host, port), tmp_path / "gui.json") as app:
+                dialog = app.dialog
+                assert dialog is not None
+                fill(dialog, "kim", PASSWORD, create=True)
+                await until(lambda: dialog.problem.isVisible(), "the daemon's answer told")
+                assert dialog.problem.text() == REGISTRATIONS_CLOSED
+                assert dialog.focusWidget() is dialog.name
+                assert not dialog.create_account.isChecked() and not dialog.repeat.text()
+                assert sent and set(sent) == {key_request_datagram(asks_registrations=True)}
+                assert app.window is None
+            answers.cancel_scope.cancel()
 
 
 @gui_test

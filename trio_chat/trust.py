@@ -64,6 +64,16 @@ async def _probe(
     return Trust(probe.key, new=False, no_registrations=probe.no_registrations)
 
 
+async def takes_no_registrations(host: str, port: int, *, within: float = KEY_WITHIN) -> bool:
+    """Ask the daemon at `host:port` whether it takes registrations, before a person is
+    asked for a password to register with: true if its `KEY` says it takes none, false if
+    it takes them or says nothing (a daemon before the question). The key request every
+    client sends first asks it (`trust_server` is told too: `Trust.no_registrations`);
+    here nothing is trusted or remembered, as a `KEY` proves nothing. Raises as
+    `fetch_key` does (a closed port at once)."""
+    return (await _probe(host, port, within=within, refused_ends=True)).no_registrations
+
+
 def where_to_trust(
     host: str, port: int, server_key: ServerKey, known_servers: Path | str | None
 ) -> Path | None:

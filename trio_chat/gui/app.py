@@ -17,11 +17,18 @@ import trio
 from ..client import ChatClient, ClientConfig, connect, register
 from ..display import quoted, safe
 from ..errors import ChatError, ServerUnreachable
-from ..keys import KeyFileError, KnownServers, first_use_notice
+from ..keys import KeyFileError, KnownServers, Trust, first_use_notice
 from ..stop_signals import stop_signals
-from ..trust import trust_server
+from ..trust import key_within, takes_no_registrations, trust_server
 from . import guest, memory, startup
-from .problems import Field, Problem, SignInForm, form_problem, sign_in_problem
+from .problems import (
+    NO_REGISTRATIONS,
+    Field,
+    Problem,
+    SignInForm,
+    form_problem,
+    sign_in_problem,
+)
 from .room_window import RoomWindow
 from .server_info import ServerInfo, server_info
 from .session import RoomSession
@@ -39,6 +46,11 @@ def _problem(error: BaseException, form: SignInForm) -> Problem | None:
     if isinstance(error, OSError):
         error = ServerUnreachable(error.strerror or str(error))
     return sign_in_problem(error, form) if isinstance(error, ChatError) else None
+
+
+SETTLE = 0.3
+"""Seconds the server and port stay as edited before the daemon there is asked whether it
+takes registrations: not a datagram (nor a name looked up) for each key typed."""
 
 
 class Stopped(Exception):
@@ -90,18 +102,37 @@ class GuiApp:
         """The watch over the window of a session that ended (`_wait_in_ended_room`)."""
         self._first_use: dict[str, str] = {}
         """The notice for each daemon whose key was trusted for the first time just now."""
+        self._asking: trio.CancelScope | None = None
+        """The question whether the daemon takes registrations, while one runs
+        (`_ask_registrations`)."""
+
+    @property
+    def asking(self) -> bool:
+        """Whether the daemon is being asked, in the background, if it takes registrations
+        (“Create an account” ticked)."""
+        return self._asking is not None
 
     async def run(self) -> None:
         dialog = SignInDialog(self.remembered)
         self.dialog = dialog
         dialog.show()
-        signals = {"sign in": dialog.sign_in_requested, "cancel": dialog.cancelled}
+        signals = {
+            "sign in": dialog.sign_in_requested,
+            "cancel": dialog.cancelled,
+            "create": dialog.create_account.toggled,
+            "host": dialog.host.textChanged,
+            "port": dialog.port.valueChanged,
+        }
         try:
             async with trio.open_nursery() as nursery, guest.signal_channel(signals) as emissions:
                 self._nursery = nursery
                 nursery.start_soon(_on_stop_signals)
                 async for emission in emissions:
+                    if emission.source in ("create", "host", "port"):
+                        self._ask_registrations(settle=emission.source != "create")
+                        continue
                     if emission.source == "cancel":
+                        self._stop_asking()
                         if self.window is None:
                             nursery.cancel_scope.cancel()  # signing in, if under way, stops
                             break
@@ -126,6 +157,7 @@ class GuiApp:
                     if problem is not None:
                         dialog.show_problem(problem)
                         continue
+                    self._stop_asking()  # the sign-in asks again, and checks the key
                     self._signing_in = True
                     nursery.start_soon(self._sign_in, form, nursery.cancel_scope)
         finally:
@@ -135,17 +167,63 @@ class GuiApp:
                 self.window.hide()
                 self.window.deleteLater()
 
-    async def _trusted_key(self, form: SignInForm) -> bytes:
+    def _ask_registrations(self, *, settle: bool) -> None:
+        """“Create an account” ticked, or the server or port edited: the question under way
+        is dropped, and while the box is ticked, the daemon is asked in the background
+        whether it takes registrations (after `SETTLE` seconds for an edit)."""
+        assert self.dialog is not None and self._nursery is not None
+        self._stop_asking()
+        form = self.dialog.form()
+        if self._signing_in or not form.create or not form.host:
+            return
+        self._asking = trio.CancelScope()
+        self._nursery.start_soon(self._registrations_asked, form, settle, self._asking)
+
+    def _stop_asking(self) -> None:
+        if self._asking is not None:
+            self._asking.cancel()
+            self._asking = None
+
+    async def _registrations_asked(
+        self, form: SignInForm, settle: bool, asking: trio.CancelScope
+    ) -> None:
+        """Ask the daemon `form` names whether it takes registrations: if it says it takes
+        none, “Create an account” is unticked and the dialog says so, before a password is
+        typed for nothing. A daemon silent within the key's time, unreachable or saying
+        nothing: nothing is said (signing in tells what it finds). Nothing is trusted from
+        the answer; an answer for a server or port edited since, or a box unticked, is
+        dropped."""
+        dialog = self.dialog
+        assert dialog is not None
+        closed = False
+        with asking:
+            if settle:
+                await trio.sleep(SETTLE)
+            try:
+                within = key_within(self.config)
+                closed = await takes_no_registrations(form.host, form.port, within=within)
+            except (ChatError, OSError):
+                pass
+        if self._asking is not asking:
+            return  # dropped
+        self._asking = None
+        now = dialog.form()
+        if closed and now.create and (now.host, now.port) == (form.host, form.port):
+            dialog.create_account.setChecked(False)  # as the person would: no repeat field
+            dialog.show_problem(NO_REGISTRATIONS, focus=False)
+
+    async def _trusted_key(self, form: SignInForm) -> Trust:
         """The daemon's key, checked before a name or a password is sent, as the terminal
         does: a key met for the first time is trusted, remembered in the same
-        `known_servers` file, and said so in the dialog; a changed one raises `KeyChanged`."""
+        `known_servers` file, and said so in the dialog; a changed one raises `KeyChanged`.
+        With it, whether the daemon said it takes no registrations."""
         assert self.dialog is not None
         trusted = await trust_server(form.host, form.port, probe=True, config=self.config)
         if trusted.new:
             notice = first_use_notice(form.host, form.port, trusted, KnownServers().path)
             self._first_use[form.where] = notice
             self.dialog.show_notice(notice)
-        return trusted.key
+        return trusted
 
     async def _sign_in(self, form: SignInForm, done: trio.CancelScope) -> None:
         """Sign in (creating the account first if asked); on success, stay in the room until
@@ -162,8 +240,18 @@ class GuiApp:
             self._attempt = attempt  # Cancel stops it until it is in (`run`)
             async with contextlib.AsyncExitStack() as stack:
                 try:
-                    key = await self._trusted_key(form)
+                    trusted = await self._trusted_key(form)
+                    key = trusted.key
                     account = (form.host, form.port, form.name, form.password)
+                    if form.create and trusted.no_registrations:
+                        # Said with the key: nothing of the password is sent only to be
+                        # refused. (A daemon saying nothing answers the `register` itself.)
+                        if self._attempt is attempt:
+                            self._attempt = None
+                            self._signing_in = False
+                            dialog.create_account.setChecked(False)
+                            dialog.show_problem(NO_REGISTRATIONS)
+                        return
                     if form.create:
                         await register(*account, config=self.config, server_key=key)
                         dialog.create_account.setChecked(False)  # it exists now: sign in next

@@ -26,6 +26,7 @@ from ..errors import (
 )
 from ..keys import address_label
 from ..rules import MISTAKEN_FOR
+from ..wire import REGISTRATIONS_CLOSED
 
 
 class Field(enum.Enum):
@@ -55,6 +56,11 @@ class SignInForm:
     @property
     def where(self) -> str:
         return address_label(self.host, self.port)
+
+
+NO_REGISTRATIONS = Problem(REGISTRATIONS_CLOSED, Field.NAME)
+"""The daemon's `KEY` said it takes no registrations, as "Create an account" was ticked
+or signing in began: said before any password is sent, with the box unticked."""
 
 
 def form_problem(form: SignInForm) -> Problem | None:

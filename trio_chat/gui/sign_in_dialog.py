@@ -148,17 +148,21 @@ class SignInDialog(QDialog):
             create=self.create_account.isChecked(),
         )
 
-    def show_problem(self, problem: Problem) -> None:
-        """Say what went wrong and put the cursor in the field to fix."""
-        self.set_busy(False)
+    def show_problem(self, problem: Problem, *, focus: bool = True) -> None:
+        """Say what went wrong and put the cursor in the field to fix; without `focus`,
+        the cursor stays where the person is (learnt while they fill the dialog in, not
+        signing in: moved, it would take what they type next)."""
+        if focus:
+            self.set_busy(False)
         self.problem.setText(problem.sentence)
         self.problem.show()
         self._fit()
         widget = self.field(problem.field)
         self._describe(problem)
         announce(self, problem.sentence, urgent=True)
-        widget.setFocus(Qt.FocusReason.OtherFocusReason)
-        widget.selectAll()
+        if focus:
+            widget.setFocus(Qt.FocusReason.OtherFocusReason)
+            widget.selectAll()
 
     def show_notice(self, text: str) -> None:
         """Say something worth knowing that is no problem (nothing when `text` is empty)."""
