@@ -321,6 +321,28 @@ def test_a_removal_the_store_refused_gives_the_account_back() -> None:
     assert back.connection.ready
 
 
+def test_a_lock_and_a_mute_stored_before_a_removal_the_store_refused_stand() -> None:
+    """The operator's lock and mute, on their way to the disk when the account is
+    removed, are stored; the removal is not: the account given back is locked and muted,
+    as the store has it, and its password is told so."""
+    driver, _alice, _laptop, _bob = room()
+    account = driver.engine.accounts["alice"]
+    driver.auto_commit = False
+    driver.engine.change_account(PasswordSet(account.id, lock=True))
+    driver.engine.change_account(MuteSet(account.id, True))
+    op = driver.engine.remove_account("alice", driver.now, driver.wall)
+    driver.pump()
+    driver.commit_held(2)  # the lock and the mute: the removal's group is refused
+    driver.uncommitted.clear()
+    driver.engine.failed(op)
+    kept = driver.engine.accounts["alice"]
+    assert (kept.locked, kept.muted) == (True, True)
+    assert driver.stored_accounts()[0] == kept
+    back = Peer(driver, "alice", address=("10.0.0.8", 1))
+    settle(back)
+    assert isinstance(back.connection.failure, AccountLocked)
+
+
 def test_another_goodbye_is_not_a_final_one() -> None:
     """Unlike `account_locked` and `removed` (the tests above), any other goodbye has a
     connection come back: a daemon stopping, say."""

@@ -608,6 +608,7 @@ class ServerEngine:
         change = self.lobby.changes.stored(op)  # asked by one of the account's sessions
         old = self.lobby.account_by_id(op.account_id)
         if old is None:  # removed meanwhile: its sessions ended with it
+            self._while_removed(op)
             return
         if not op.takes(old.password_hash):
             # Changed while this session's change was stored (by another session of the
@@ -640,6 +641,7 @@ class ServerEngine:
         self.chat.settle()
         old = self.lobby.account_by_id(op.account_id)
         if old is None:  # removed meanwhile
+            self._while_removed(op)
             return
         account = dataclasses.replace(old, muted=op.muted)
         sessions = self._account_changed(account)
@@ -648,6 +650,18 @@ class ServerEngine:
             notice = wire.encode(wire.Notice(text=text, muted=account.muted))
             for session in sessions:
                 self.transport.send(session, notice)
+
+    def _while_removed(self, op: AccountChange) -> None:
+        """`op`, stored, reached an account whose removal is not stored yet: the account
+        kept should the store refuse the removal (`failed`) is as the store has it."""
+        for removal, account in self._removing.items():
+            if account.id != op.account_id:
+                continue
+            if isinstance(op, MuteSet):
+                self._removing[removal] = dataclasses.replace(account, muted=op.muted)
+            elif op.takes(account.password_hash):
+                hashed = op.applied(account.password_hash)
+                self._removing[removal] = dataclasses.replace(account, password_hash=hashed)
 
     def _account_changed(self, account: Account) -> list[Session]:
         """`account` as it is now, wherever it is kept; its sessions, which hold it."""
