@@ -951,6 +951,37 @@ def test_a_removal_deletes_what_is_kept_for_the_account_alone(tmp_path: Path) ->
     store.close()
 
 
+def test_what_a_removal_deletes_is_left_in_no_file_of_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither in the database's free pages (with a SQLite built not to zero them, as
+    most are) nor in its write-ahead log, while the daemon still runs."""
+    connect = sqlite3.connect
+
+    def not_zeroing(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db: sqlite3.Connection = connect(*args, **kwargs)
+        db.execute("PRAGMA secure_delete = OFF")
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", not_zeroing)
+    store = SqliteStore.open(tmp_path / "chat.db")
+    alice = Account(1, "alice", "alice", "$argon2id$alices-hash", "2026-11-30T00:00:00.000Z")
+    store.write([dataclasses.replace(alice, rid="alices-rid"), account(2, "bob")])
+    secret = dataclasses.replace(message(5, 2, 1), text="meet me at noon")
+    store.write([message(n, 2) for n in range(1, 5)] + [secret])
+    store.write([AccountRemoval(1, "2026-12-08T00:00:00.000Z")])
+    deleted = (b"meet me at noon", b"alices-hash", b"alices-rid")
+
+    def found() -> list[bytes]:
+        written = b"".join(file.read_bytes() for file in tmp_path.iterdir())
+        assert b"text 1" in written  # what stays is there to be found
+        return [text for text in deleted if text in written]
+
+    assert found() == []
+    store.close()
+    assert found() == []
+
+
 def test_a_version_8_database_keeps_its_accounts_and_can_remove_one(tmp_path: Path) -> None:
     path = tmp_path / "chat.db"
     with contextlib.closing(sqlite3.connect(path)) as db:

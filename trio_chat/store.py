@@ -203,6 +203,9 @@ class SqliteStore:
             connection.execute("PRAGMA synchronous = FULL")
             connection.execute("PRAGMA foreign_keys = ON")
             connection.execute("PRAGMA busy_timeout = 5000")
+            # What is deleted (an account removed, a message the operator removed) is
+            # written over, not left in free pages: some builds of SQLite do not by default.
+            connection.execute("PRAGMA secure_delete = ON")
             store = cls(connection, path, held)
             if migrate:
                 store._migrate()
@@ -492,12 +495,22 @@ class SqliteStore:
             try:
                 self._transaction(lambda: failed.extend(self._apply_all(ops)))
             except sqlite3.IntegrityError:
-                pass  # rare: find the change at fault, one savepoint per change
-            else:
-                return failed
-            failed = []
-            self._transaction(lambda: failed.extend(self._apply_each(ops)))
+                failed = []  # rare: find the change at fault, one savepoint per change
+                self._transaction(lambda: failed.extend(self._apply_each(ops)))
+            if any(isinstance(op, AccountRemoval) and op not in failed for op in ops):
+                self._forget_log()
         return failed
+
+    def _forget_log(self) -> None:
+        """Empty the write-ahead log, which holds what an account's removal deleted (its
+        password hash, the messages sent to it) until commits write over it, maybe long
+        after: its pages go to the database, where the deletion is written over them.
+        Readers reading meanwhile may keep the log as it is (then it is written over as
+        commits come); rare enough not to matter, and never an error."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as error:
+            log.warning("could not empty the write-ahead log after a removal (%s)", error)
 
     def _replaced(self) -> bool:
         """Whether the path no longer names the file opened (removed, moved, replaced)."""
