@@ -321,6 +321,27 @@ def test_a_removal_the_store_refused_gives_the_account_back() -> None:
     assert back.connection.ready
 
 
+def test_a_password_change_its_removal_ended_is_not_made_when_the_store_refuses_it() -> None:
+    """The account's own change, its old password still being checked when the removal
+    ended its session, is not made by the account given back: its password stays."""
+    driver, alice, _laptop, _bob = room()
+    driver.auto_hash = False
+    alice.connection.change_password(PASSWORD, NEW)
+    settle(alice)
+    assert driver.hashing  # its old password is being checked
+    driver.auto_commit = False
+    op = driver.engine.remove_account("alice", driver.now, driver.wall)
+    driver.pump()
+    driver.uncommitted.clear()
+    driver.engine.failed(op)
+    driver.auto_commit = driver.auto_hash = True
+    driver.finish_hashing()
+    assert not [stored for stored in driver.stored if isinstance(stored, PasswordSet)]
+    back = Peer(driver, "alice", address=("10.0.0.8", 1))
+    settle(back)
+    assert back.connection.ready
+
+
 def test_a_lock_and_a_mute_stored_before_a_removal_the_store_refused_stand() -> None:
     """The operator's lock and mute, on their way to the disk when the account is
     removed, are stored; the removal is not: the account given back is locked and muted,

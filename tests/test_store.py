@@ -948,6 +948,12 @@ def test_a_removal_deletes_what_is_kept_for_the_account_alone(tmp_path: Path) ->
     again = store.load(window=10)
     assert [(a.id, a.name) for a in again.accounts] == [(2, "bob"), (3, "carol"), (4, "Alice")]
     assert [m.sender_id for m in again.recent] == [1, 1]
+    assert again.held == []  # the first one's row holds nothing now, at a start either
+    # Removed in its turn, and given out a third time.
+    store.write([AccountRemoval(4, "2026-12-08T01:00:00.000Z")])
+    assert store.load(window=10).held == [("Alice", "alice")]
+    assert store.write([account(5, "alice")]) == []
+    assert (store.load(window=10).held, store.last_account_id()) == ([], 5)
     store.close()
 
 
