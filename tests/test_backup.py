@@ -23,7 +23,7 @@ from trio_chat.cli import ExitCode
 from trio_chat.events import PublicMessage
 from trio_chat.keys import daemon_keys, daemon_public_key
 from trio_chat.names import name_key
-from trio_chat.records import Account
+from trio_chat.records import Account, AccountRemoval
 from trio_chat.store import SqliteStore
 from trio_chat.store_files import log_of
 from trio_chat.testing.daemon import CLI, DaemonProcess
@@ -340,6 +340,20 @@ def test_a_running_daemons_log_is_left_to_it(tmp_path: Path) -> None:
         assert store.write([alice]) == []  # the daemon's log still takes its commits
     finally:
         store.close()
+    assert back_up(database, tmp_path / "backups").accounts == 1
+
+
+def test_an_account_the_operator_removed_is_not_counted_in_a_backup(tmp_path: Path) -> None:
+    """Its row stays, the author of what it said; the backup says the accounts there are."""
+    database = tmp_path / "chat.db"
+    store = SqliteStore.open(database)
+    made = [
+        Account(id=n, name=name, key=name, password_hash="-", created="")
+        for n, name in ((1, "alice"), (2, "bob"))
+    ]
+    assert store.write([*made, AccountRemoval(1, "2026-12-08T00:00:00.000Z")]) == []
+    store.close()
+    daemon_keys(database)
     assert back_up(database, tmp_path / "backups").accounts == 1
 
 
