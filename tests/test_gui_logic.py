@@ -349,6 +349,11 @@ UNTIL = (
             Field.NAME,
             "The name 'alice' could be mistaken for 'ALICE'; choose another.",
         ),
+        (  # an account the operator removed had it: no account to sign in to either
+            NameTaken("The name 'alice' is held by the daemon's operator; choose another."),
+            Field.NAME,
+            "The name 'alice' is held by the daemon's operator; choose another.",
+        ),
         (
             TooManyRegistrations("Too many accounts made here.", retry_after=59.2),
             Field.NAME,

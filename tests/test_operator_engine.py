@@ -255,11 +255,16 @@ def test_a_removed_accounts_name_is_held_until_the_operator_gives_it_out() -> No
     driver.engine.remove_account("alice", driver.now, driver.wall)
     driver.pump()
     driver.commit_held()
-    for name in ("alice", "ALICE", "aIice"):  # taken, and too like it
+    for name, said in (
+        ("alice", "The name 'alice' is held by the daemon's operator; choose another."),
+        ("ALICE", "The name 'ALICE' is held by the daemon's operator; choose another."),
+        ("aIice", "The name 'aIice' could be mistaken for 'alice'; choose another."),
+    ):  # held, and too like it; a login of it is told no account has it
         refused = driver.request(
             wire.Register(rid=name, name=name, password=PASSWORD), ("10.0.0.5", 1)
         )
-        assert isinstance(refused, wire.ErrorFrame) and refused.code == "name_taken"
+        assert isinstance(refused, wire.ErrorFrame)
+        assert (refused.code, refused.message) == ("name_taken", said)
     # Held by a daemon started again on what was stored, too.
     restarted = EngineDriver(
         snapshot=Snapshot(

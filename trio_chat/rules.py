@@ -57,6 +57,17 @@ MISTAKEN_FOR: Final = "could be mistaken for"
 name taken): "The name 'aIice' could be mistaken for 'alice'; choose another." """
 
 
+HELD: Final = "is held by the daemon's operator"
+"""What the daemon's refusal of a name an account the operator removed had says
+(`name_taken`): no account has it to log in to, nor may a registration take it."""
+
+
+def name_held(name: str) -> RuleError:
+    """`name_taken` for `name`, which an account the operator removed had (or one of the
+    same key): "The name 'alice' is held by the daemon's operator; choose another." """
+    return RuleError("name_taken", f"The name {name!r} {HELD}; choose another.")
+
+
 def name_taken(name: str, like: str | None = None) -> RuleError:
     """`name_taken` for `name`: taken as it is, or (`like`) by a name it could be mistaken
     for."""

@@ -20,7 +20,7 @@ from .. import wire
 from ..limits import FailureThrottle, KeyedBuckets, RecentKeys, TokenBucket
 from ..names import ConfusableIndex
 from ..records import Account
-from ..rules import RuleError, check_name, check_password, name_key, name_taken
+from ..rules import RuleError, check_name, check_password, name_held, name_key, name_taken
 from ..secure import Cookies, DaemonKeys, SecureError, password_mark, respond
 from .bans import ban_wait, banned_sentence
 from .common import Address, Outbox, iso_time, network_of, round_up
@@ -371,7 +371,9 @@ class Lobby:
         if key in self.accounts or key in self._registering:
             return name_taken(name)
         if key in self.held and not operator:
-            return name_taken(name)
+            # Said so: a login of it is told no account has it, and `name_taken` alone
+            # would have a client offer to log in to it.
+            return name_held(name)
         like = self._confusables.clash(name)
         return None if like is None else name_taken(name, self._shown_name(like))
 

@@ -25,7 +25,7 @@ from ..errors import (
     WrongPassword,
 )
 from ..keys import address_label
-from ..rules import MISTAKEN_FOR
+from ..rules import HELD, MISTAKEN_FOR
 from ..wire import REGISTRATIONS_CLOSED
 
 
@@ -136,9 +136,9 @@ def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
             Field.NAME,
         )
     if isinstance(error, NameTaken):
-        if MISTAKEN_FOR in error.message:
-            # Too like another account's name, which the sentence names: no account has
-            # this one to sign in to.
+        if MISTAKEN_FOR in error.message or HELD in error.message:
+            # Too like another account's name, which the sentence names, or held by the
+            # operator (an account removed had it): no account has this one to sign in to.
             return Problem(safe(error.message), Field.NAME)
         return Problem(
             f"The name {name} is taken; choose another, or untick “Create an account” "
