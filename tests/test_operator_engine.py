@@ -235,6 +235,24 @@ def test_what_waited_for_a_removed_account_is_forgotten_once_stored() -> None:
     assert driver.engine.mailbox.count(carol.id) == 0
 
 
+def test_a_whisper_to_a_removed_account_sent_again_is_not_given_to_the_next_of_its_name() -> None:
+    """Its sender's client, its answer lost, sends it again once the name is given out
+    again: it is answered as the message stored then, not taken anew for the newcomer."""
+    driver, alice, _laptop, bob = room()
+    frame = wire.Whisper(to="alice", text="for the alice I know", cid="c-late")
+    first = bob.request(frame)
+    settle(alice, bob)
+    driver.engine.remove_account("alice", driver.now, driver.wall)
+    driver.engine.add_account("alice", fake_hash(NEW), driver.wall)
+    driver.pump()
+    newcomer = Peer(driver, "alice", NEW, address=("10.0.0.9", 1))
+    again = bob.request(frame)
+    settle(bob, newcomer)
+    assert (first.error, again.error) == (None, None)
+    assert again.result == first.result  # the same message, stored once
+    assert newcomer.connection.ready and newcomer.of_type(wire.Pm) == []
+
+
 def test_a_login_checked_while_the_account_was_removed_is_told_there_is_none() -> None:
     driver, *_ = room()
     driver.auto_hash = False

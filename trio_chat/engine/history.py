@@ -7,6 +7,7 @@ runs. (The private messages waiting for their recipient are `mailbox`'s.)
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Iterable
 
@@ -20,6 +21,9 @@ class HistoryWindow:
         self._public: deque[Message] = deque(maxlen=size)
         self._recent: deque[Message] = deque()
         self._by_cid: dict[tuple[int, str], Message] = {}
+        self._removed: set[int] = set()
+        """Accounts removed while the daemon runs: the private messages sent to them
+        are shown to nobody (`forget_received`)."""
         self._size = size
         recent = list(recent)
         self.public_count = public_count - sum(1 for m in recent if not m.private)
@@ -76,12 +80,16 @@ class HistoryWindow:
 
     def forget_received(self, account_id: int) -> None:
         """The account was removed, and the private messages sent to it deleted: history
-        leaves them out (and a resend of one is to nobody now)."""
-        gone = [m for m in self._recent if m.private and m.recipient_id == account_id]
-        for message in gone:
-            self._recent.remove(message)
-            assert message.cid is not None
-            self._by_cid.pop((message.sender_id, message.cid), None)
+        leaves them out. A resend of one is still known by its `cid` while it is recent:
+        its sender is answered as ever, and it is not taken anew (for an account given
+        the name since). Their text is not kept."""
+        self._removed.add(account_id)
+        for at, message in enumerate(self._recent):
+            if message.private and message.recipient_id == account_id:
+                blank = dataclasses.replace(message, text="")
+                self._recent[at] = blank
+                assert message.cid is not None
+                self._by_cid[(message.sender_id, message.cid)] = blank
 
     @property
     def public_known_from(self) -> int:
@@ -117,6 +125,8 @@ class HistoryWindow:
         for message in reversed(self._recent):
             if message.id <= since:
                 break
+            if message.recipient_id in self._removed:
+                continue  # deleted with its recipient
             if message.private and account_id in (message.sender_id, message.recipient_id):
                 newer.append(message)
         newer.reverse()
