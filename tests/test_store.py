@@ -23,6 +23,7 @@ from trio_chat.records import (
     BanSet,
     MarkDelivered,
     Message,
+    MessageRemoval,
     MuteSet,
     PasswordSet,
     SessionClosed,
@@ -957,19 +958,24 @@ def test_a_removal_deletes_what_is_kept_for_the_account_alone(tmp_path: Path) ->
     store.close()
 
 
+def not_zeroing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite as most builds are: deleted rows are left in free pages, not zeroed."""
+    connect = sqlite3.connect
+
+    def opened(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db: sqlite3.Connection = connect(*args, **kwargs)
+        db.execute("PRAGMA secure_delete = OFF")
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", opened)
+
+
 def test_what_a_removal_deletes_is_left_in_no_file_of_the_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Neither in the database's free pages (with a SQLite built not to zero them, as
     most are) nor in its write-ahead log, while the daemon still runs."""
-    connect = sqlite3.connect
-
-    def not_zeroing(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        db: sqlite3.Connection = connect(*args, **kwargs)
-        db.execute("PRAGMA secure_delete = OFF")
-        return db
-
-    monkeypatch.setattr(sqlite3, "connect", not_zeroing)
+    not_zeroing(monkeypatch)
     store = SqliteStore.open(tmp_path / "chat.db")
     alice = Account(1, "alice", "alice", "$argon2id$alices-hash", "2026-11-30T00:00:00.000Z")
     store.write([dataclasses.replace(alice, rid="alices-rid"), account(2, "bob")])
@@ -986,6 +992,28 @@ def test_what_a_removal_deletes_is_left_in_no_file_of_the_database(
     assert found() == []
     store.close()
     assert found() == []
+
+
+def test_a_removed_room_messages_text_is_left_in_no_file_of_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator removes a message said by mistake (a password, say): its text goes
+    from the database and from its write-ahead log at once, the daemon still running."""
+    not_zeroing(monkeypatch)
+    store = SqliteStore.open(tmp_path / "chat.db")
+    store.write([account(1, "alice")])
+    slip = dataclasses.replace(message(5, 1), text="my password is hunter2")
+    store.write([message(n, 1) for n in range(1, 5)] + [slip])
+    store.write([MessageRemoval(5)])
+
+    def found() -> bool:
+        written = b"".join(file.read_bytes() for file in tmp_path.iterdir())
+        assert b"text 1" in written  # what stays is there to be found
+        return b"hunter2" in written
+
+    assert not found()
+    store.close()
+    assert not found()
 
 
 def test_a_version_8_database_keeps_its_accounts_and_can_remove_one(tmp_path: Path) -> None:

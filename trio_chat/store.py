@@ -80,6 +80,9 @@ def log_bytes(page_size: int) -> int:
 
 log = logging.getLogger(__name__)
 
+FORGETTING = (AccountRemoval, MessageRemoval)
+"""The changes whose deleted text must leave the files at once (`_forget_log`)."""
+
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, ts, sender_id, recipient_id, text, cid) VALUES (?, ?, ?, ?, ?, ?)"
 )
@@ -497,14 +500,15 @@ class SqliteStore:
             except sqlite3.IntegrityError:
                 failed = []  # rare: find the change at fault, one savepoint per change
                 self._transaction(lambda: failed.extend(self._apply_each(ops)))
-            if any(isinstance(op, AccountRemoval) and op not in failed for op in ops):
+            if any(isinstance(op, FORGETTING) and op not in failed for op in ops):
                 self._forget_log()
         return failed
 
     def _forget_log(self) -> None:
-        """Empty the write-ahead log, which holds what an account's removal deleted (its
-        password hash, the messages sent to it) until commits write over it, maybe long
-        after: its pages go to the database, where the deletion is written over them.
+        """Empty the write-ahead log, which holds what a removal deleted (an account's
+        password hash and the messages sent to it, a room message's text) until commits
+        write over it, maybe long after: its pages go to the database, where the deletion
+        is written over them.
         Readers reading meanwhile may keep the log as it is (then it is written over as
         commits come); rare enough not to matter, and never an error."""
         try:
