@@ -23,7 +23,9 @@ Each picks its source address: one of 127.0.0.2 to 127.0.0.250, or now and then 
 address never used before (127.A.B.C), so that the daemon meets new addresses all along.
 Meanwhile the operator, every `--operator-every` seconds, runs one `trio-chat` command on
 the daemon's control socket: `accounts kick`, `mute`/`unmute`, `lock`/`unlock`, `bans add
---for 30s` of an address in use and `bans remove`, `messages remove` of a recent message.
+--for 30s` of an address in use and `bans remove`, `messages remove` of a recent message,
+and `accounts remove` of an account, given out again with a new password (`accounts add`)
+a moment later.
 
 Every `--sample-every` seconds the daemon process is read from outside (`/proc`): resident
 memory, open file descriptors, threads, CPU time, and the sizes of its database and its
@@ -52,6 +54,7 @@ import random
 import re
 import socket
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -366,40 +369,58 @@ def operator_command(population: Population, locked: list[str]) -> list[str]:
         return ["accounts", "kick", name]
     if roll < 0.6:
         return ["accounts", rng.choice(["mute", "unmute"]), name]
-    if roll < 0.8:
+    if roll < 0.7:
         sources = [source for source in population.in_use if source != HOST]
         banned = rng.choice(sources) if sources else address(rng.randrange(2, 251))
         if rng.random() < 0.3:
             return ["bans", "remove", banned]
         return ["bans", "add", banned, "--for", "30s"]
+    if roll < 0.8 and name not in locked:
+        return ["accounts", "remove", name, "--yes"]
     if population.recent:
         return ["messages", "remove", str(rng.choice(population.recent))]
     return ["accounts", "list"]
 
 
+async def operator_run(population: Population, *command: str) -> int:
+    """Run `trio-chat COMMAND` on the daemon's database, as its operator; its exit status."""
+    assert population.database is not None
+    done = await trio.run_process(
+        ["nice", "-n", "10", *CLI, *command, "--db", str(population.database)],
+        check=False,
+        capture_stdout=True,
+        capture_stderr=True,
+    )
+    return done.returncode
+
+
 async def operator(population: Population, every: float, until: float) -> None:
     """Run an operator's command every `every` seconds; unlock what is locked at the end."""
-    assert population.database is not None
     locked: list[str] = []
-    while time.monotonic() < until:
-        await trio.sleep(every)
-        command = operator_command(population, locked)
-        done = await trio.run_process(
-            ["nice", "-n", "10", *CLI, *command, "--db", str(population.database)],
-            check=False,
-            capture_stdout=True,
-            capture_stderr=True,
-        )
-        population.counts[f"operator {' '.join(command[:2])}: exit {done.returncode}"] += 1
-        if command[:2] == ["accounts", "lock"] and done.returncode == 0:
-            # Kept out for a while, then let in again.
+    with tempfile.TemporaryDirectory(prefix="trio-chat-soak-") as folder:
+        given = trio.Path(folder, "password")  # what `accounts add` reads a new password from
+        while time.monotonic() < until:
             await trio.sleep(every)
-            await trio.run_process(
-                [*CLI, "accounts", "unlock", locked.pop(), "--db", str(population.database)],
-                check=False,
-                capture_stdout=True,
-                capture_stderr=True,
-            )
+            command = operator_command(population, locked)
+            code = await operator_run(population, *command)
+            population.counts[f"operator {' '.join(command[:2])}: exit {code}"] += 1
+            if command[:2] == ["accounts", "lock"] and code == 0:
+                # Kept out for a while, then let in again.
+                await trio.sleep(every)
+                await operator_run(population, "accounts", "unlock", locked.pop())
+            elif command[:2] == ["accounts", "remove"] and code == 0:
+                # Gone for a while (its sessions ended, its logins and whispers refused),
+                # then its name given out again: a new account, with a new password.
+                await trio.sleep(every)
+                name, password = command[2], f"{PASSWORD}-{population.rng.randrange(10**6)}"
+                await given.write_text(password + "\n")
+                code = await operator_run(
+                    population, "accounts", "add", name, "--password-file", str(given)
+                )
+                population.counts[f"operator accounts add: exit {code}"] += 1
+                if code == 0:
+                    population.passwords[name] = password
+                    population.tickets.pop(name, None)
 
 
 # --- the samples ---------------------------------------------------------------------------------
