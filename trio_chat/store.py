@@ -379,10 +379,7 @@ class SqliteStore:
                     f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE removed IS NULL ORDER BY id"
                 )
             ]
-            held = db.execute(
-                "SELECT name, key FROM accounts WHERE removed IS NOT NULL AND key NOT LIKE ?",
-                (RELEASED + "%",),
-            ).fetchall()
+            held = self._held_names(db)
             recent = [
                 message_of(r)
                 for r in db.execute(
@@ -402,7 +399,7 @@ class SqliteStore:
                 "SELECT count(*) FROM messages WHERE recipient_id IS NULL AND removed = 0"
             ).fetchone()
             (last_message,) = db.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()
-            (last_account,) = db.execute("SELECT coalesce(max(id), 0) FROM accounts").fetchone()
+            last_account = self._last_account_id(db)
             sessions = [
                 SessionOpened(sid, host, port)
                 for sid, host, port in db.execute("SELECT sid, host, port FROM sessions")
@@ -423,7 +420,7 @@ class SqliteStore:
             next_account_id=last_account + 1,
             sessions=sessions,
             bans=bans,
-            held=[(str(name), str(key)) for name, key in held],
+            held=held,
             removals=[(int(point), int(message_id)) for point, message_id in reversed(removals)],
         )
 
@@ -479,16 +476,24 @@ class SqliteStore:
     def last_account_id(self) -> int:
         """The newest account's id, removed or not (0: none)."""
         with self._reading() as db:
-            (last,) = db.execute("SELECT coalesce(max(id), 0) FROM accounts").fetchone()
+            return self._last_account_id(db)
+
+    @staticmethod
+    def _last_account_id(db: sqlite3.Connection) -> int:
+        (last,) = db.execute("SELECT coalesce(max(id), 0) FROM accounts").fetchone()
         return int(last)
 
     def held(self) -> list[tuple[str, str]]:
         """The names (display form, key) removed accounts hold (`Snapshot.held`)."""
         with self._reading() as db:
-            rows = db.execute(
-                "SELECT name, key FROM accounts WHERE removed IS NOT NULL AND key NOT LIKE ?",
-                (RELEASED + "%",),
-            ).fetchall()
+            return self._held_names(db)
+
+    @staticmethod
+    def _held_names(db: sqlite3.Connection) -> list[tuple[str, str]]:
+        rows = db.execute(
+            "SELECT name, key FROM accounts WHERE removed IS NOT NULL AND key NOT LIKE ?",
+            (RELEASED + "%",),
+        ).fetchall()
         return [(str(name), str(key)) for name, key in rows]
 
     def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:

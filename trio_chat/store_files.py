@@ -170,11 +170,12 @@ def _reading(path: Path) -> Iterator[sqlite3.Connection]:
 def counts(db: sqlite3.Connection) -> tuple[int, int]:
     """The accounts and the messages (not those the operator removed) in a trio-chat
     database of any schema, as a backup or a restore says them."""
-    held = {row[1] for row in db.execute("PRAGMA table_info(accounts)")}
-    gone = " WHERE removed IS NULL" if "removed" in held else ""  # older schemas remove none
-    (accounts,) = db.execute("SELECT count(*) FROM accounts" + gone).fetchone()
-    columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
-    kept = " WHERE removed = 0" if "removed" in columns else ""  # older schemas remove none
+    account_columns = {row[1] for row in db.execute("PRAGMA table_info(accounts)")}
+    # Older schemas remove none.
+    present = " WHERE removed IS NULL" if "removed" in account_columns else ""
+    (accounts,) = db.execute("SELECT count(*) FROM accounts" + present).fetchone()
+    message_columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+    kept = " WHERE removed = 0" if "removed" in message_columns else ""
     (messages,) = db.execute("SELECT count(*) FROM messages" + kept).fetchone()
     return int(accounts), int(messages)
 
