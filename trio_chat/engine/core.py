@@ -188,7 +188,8 @@ class ServerEngine:
         self._held_at_most = 0
         """Bytes all links hold, at most, as of the last `_check_memory`."""
         self._ended_by: dict[int, int] = {}
-        """Sessions ended by the operator's changes (`change_account`), by `id()` of each."""
+        """Sessions ended by the operator's changes (`change_account`, `change_bans`,
+        `remove_account`), by `id()` of each."""
         self._removing: dict[int, Account] = {}
         """Accounts being removed (`remove_account`), by `id()` of the removal, until
         stored or failed."""
@@ -595,8 +596,8 @@ class ServerEngine:
             self._notes.append(BanEnded(ban.network, ban.until, still, within, count))
 
     def sessions_ended_by(self, op: OperatorChange) -> int:
-        """How many sessions the operator's `op` (`change_account`, `change_bans`) ended
-        when it was taken."""
+        """How many sessions the operator's `op` (`change_account`, `change_bans`,
+        `remove_account`) ended when it was taken."""
         return self._ended_by.pop(id(op), 0)
 
     def session_count(self, account_id: int) -> int:
