@@ -794,7 +794,8 @@ async def test_an_answer_for_a_port_edited_since_it_was_asked_is_dropped(
     tmp_path: Path, qtbot: QtBot
 ) -> None:
     """One question at a time, about the server and port the dialog shows: the one under
-    way goes as they are edited, and its answer, coming after, is not taken."""
+    way goes as they are edited, and its answer, coming after, is not taken; nor is one
+    that comes after the edit but before the edit is taken."""
     with trio.fail_after(10), await stand_in() as first, await stand_in() as then:
         async with gui(first.getsockname(), tmp_path / "gui.json", "kim") as app:
             dialog = app.dialog
@@ -802,8 +803,18 @@ async def test_an_answer_for_a_port_edited_since_it_was_asked_is_dropped(
             dialog.create_account.click()
             source = await asked(first)
             dialog.port.setValue(then.getsockname()[1])
+            source_then = await asked(then)
+            assert app.asking  # the question dropped did not end the one under way
             await answer(first, source, registrations=False)  # too late
-            await answer(then, await asked(then), registrations=True)
+            await answer(then, source_then, registrations=True)
+            await until(lambda: not app.asking, "the answer taken")
+            assert dialog.create_account.isChecked() and dialog.problem.isHidden()
+            dialog.port.setValue(first.getsockname()[1])
+            source = await asked(first)
+            dialog.port.blockSignals(True)  # edited, the edit not taken yet
+            dialog.port.setValue(then.getsockname()[1])
+            dialog.port.blockSignals(False)
+            await answer(first, source, registrations=False)
             await until(lambda: not app.asking, "the answer taken")
             assert dialog.create_account.isChecked() and dialog.problem.isHidden()
 
