@@ -40,6 +40,8 @@ REFUSED = 0x06
 DATA = 0x10
 RESET = 0x11
 DATA_HEADER = 13
+ASKS_REGISTRATIONS = 0x01  # a KEY_REQUEST's third byte: is the daemon open to them?
+NO_REGISTRATIONS = 0x01  # a KEY's 35th byte, to a request that asked: it is not
 TAG = 16
 MAX_PAYLOAD = MAX_DATAGRAM - DATA_HEADER - TAG  # 1171
 
@@ -196,8 +198,9 @@ class NoiseNKInitiator:
         return payload, _hkdf2(self.ck, b"")
 
 
-def key_request() -> bytes:
-    return bytes([KEY_REQUEST, VERSION]).ljust(FIRST_FLIGHT_SIZE, b"\x00")
+def key_request(*, asks_registrations: bool = False) -> bytes:
+    asks = ASKS_REGISTRATIONS if asks_registrations else 0x00
+    return bytes([KEY_REQUEST, VERSION, asks]).ljust(FIRST_FLIGHT_SIZE, b"\x00")
 
 
 def init_datagram(client_index: int, cookie: bytes, message_1: bytes) -> bytes:
@@ -587,6 +590,8 @@ class DocClient:
         self.family = family
         self.address: tuple[Any, ...] = address
         self.server_key = server_key
+        self.takes_registrations: bool | None = None
+        """What the last `KEY` asked for said (None: nothing, as a daemon before it)."""
         self.timeout = timeout
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.channel: Channel | None = None
@@ -626,9 +631,11 @@ class DocClient:
             return b""
         return data
 
-    def fetch_key(self) -> bytes:
-        """``KEY_REQUEST`` answered by ``KEY``: trust on first use."""
-        request = key_request()
+    def fetch_key(self, *, asks_registrations: bool = False) -> bytes:
+        """``KEY_REQUEST`` answered by ``KEY``: trust on first use; asking, whether the
+        daemon takes registrations too (`takes_registrations`)."""
+        request = key_request(asks_registrations=asks_registrations)
+        lengths = (34, 35) if asks_registrations else (34,)
         start = time.monotonic()
         resends = deque(INIT_RESENDS)
         while True:
@@ -637,11 +644,13 @@ class DocClient:
             wait = resends.popleft() if resends else 1.0
             deadline = min(now + wait, start + INIT_GIVE_UP)
             while (data := self._receive(deadline)) is not None:
-                if len(data) == 34 and data[0] == KEY and data[1] == VERSION:
+                if len(data) in lengths and data[0] == KEY and data[1] == VERSION:
                     key = data[2:34]
                     if self.server_key is not None and key != self.server_key:
                         raise KeyMismatch(self.server_key, key)
                     self.server_key = key
+                    told = data[34:]
+                    self.takes_registrations = None if not told else not told[0] & NO_REGISTRATIONS
                     return key
                 if data[:1] == bytes([REFUSED]):
                     raise _refused(data)

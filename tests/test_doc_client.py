@@ -325,11 +325,18 @@ async def test_doc_client_offers_no_registration_a_daemon_takes_none(
 ) -> None:
     """An unknown name: an open daemon's client registers it; one closed to registrations
     says `no_registrations`, and its client sends no `register` (which is refused
-    `registrations_closed`, however often it comes)."""
+    `registrations_closed`, however often it comes). Each says whether it takes
+    registrations in the `KEY` a client asks for, before any name or password."""
     open_address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "open.db", TEST_CONFIG)
     closed = dataclasses.replace(TEST_CONFIG, registrations=False)
     closed_address = await nursery.start(serve, "127.0.0.1", 0, tmp_path / "closed.db", closed)
     with trio.fail_after(10):
+        for address, takes in ((open_address, True), (closed_address, False)):
+            with DocClient(*address[:2]) as doc:
+                await off(functools.partial(doc.fetch_key, asks_registrations=True))
+                assert doc.takes_registrations is takes
+                await off(doc.fetch_key)  # not asked: nothing said
+                assert doc.takes_registrations is None
         with DocClient(*open_address[:2]) as doc:
             await off(doc.connect)
             welcome = await off(lambda: doc.log_in_or_register("kim", PASSWORD))
