@@ -851,6 +851,27 @@ def test_a_daemon_closed_to_registrations_is_not_offered_an_account_it_would_ref
             assert "Create it?" not in out
 
 
+def test_a_name_the_operator_holds_is_not_offered_as_an_account_to_create(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A removed account's name: `chat` at a terminal says the operator holds it (exit 5)
+    rather than offer to create it, which would have the password typed again only for
+    the registration to be refused."""
+    database = tmp_path / "chat.db"
+    with daemon_in_thread(database) as daemon:
+        made = functools.partial(trio_chat.register, server_key=daemon.key)
+        trio.run(made, daemon.host, daemon.port, "kim", PASSWORD)
+        removed = runner.invoke(app, ["accounts", "remove", "kim", "--yes", "--db", str(database)])
+        assert removed.exit_code == 0
+        at_a_terminal(monkeypatch)
+        code, out, err = invoke(daemon, "chat", "--name", "kim", input=f"{PASSWORD}\ny\n")
+        assert (code, err) == (
+            ExitCode.UNKNOWN_USER,
+            "There is no account named 'kim'; the name is held by the daemon's operator.\n",
+        )
+        assert "Create it?" not in out
+
+
 @pytest.mark.parametrize("command", ["login", "chat"])
 def test_an_unknown_name_with_a_short_password_is_unknown_not_a_wrong_password(
     daemon: Daemon, command: str

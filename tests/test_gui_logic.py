@@ -333,6 +333,13 @@ UNTIL = (
             "There is no account named 'alice', and this daemon takes no registrations: ask "
             "its operator for an account.",
         ),
+        (  # an account the operator removed had it: not to be created either
+            UnknownUser(
+                "There is no account named 'alice'; the name is held by the daemon's operator."
+            ),
+            Field.NAME,
+            "There is no account named 'alice'; the name is held by the daemon's operator.",
+        ),
         (NameTaken("taken"), Field.NAME, "The name 'alice' is taken"),
         (InvalidName("A name must start with a letter."), Field.NAME, "A name must start"),
         (PasswordTooShort("A password must be at least 8."), Field.PASSWORD, "A password must"),

@@ -277,12 +277,20 @@ def test_a_removed_accounts_name_is_held_until_the_operator_gives_it_out() -> No
         ("alice", "The name 'alice' is held by the daemon's operator; choose another."),
         ("ALICE", "The name 'ALICE' is held by the daemon's operator; choose another."),
         ("aIice", "The name 'aIice' could be mistaken for 'alice'; choose another."),
-    ):  # held, and too like it; a login of it is told no account has it
+    ):  # held, and too like it
         refused = driver.request(
             wire.Register(rid=name, name=name, password=PASSWORD), ("10.0.0.5", 1)
         )
         assert isinstance(refused, wire.ErrorFrame)
         assert (refused.code, refused.message) == ("name_taken", said)
+    # A login of it is told no account has it, and why none may be made: no client then
+    # offers to register a name the daemon would refuse.
+    login = Peer(driver, "Alice", PASSWORD, address=("10.0.0.5", 2))
+    settle(login)
+    assert isinstance(login.connection.failure, UnknownUser)
+    assert str(login.connection.failure) == (
+        "There is no account named 'Alice'; the name is held by the daemon's operator."
+    )
     # Held by a daemon started again on what was stored, too.
     restarted = EngineDriver(
         snapshot=Snapshot(

@@ -59,13 +59,21 @@ name taken): "The name 'aIice' could be mistaken for 'alice'; choose another." "
 
 HELD: Final = "is held by the daemon's operator"
 """What the daemon's refusal of a name an account the operator removed had says
-(`name_taken`): no account has it to log in to, nor may a registration take it."""
+(`name_taken` to a registration, `unknown_user` to a login): no account has it to log in
+to, nor may a registration take it."""
 
 
 def name_held(name: str) -> RuleError:
     """`name_taken` for `name`, which an account the operator removed had (or one of the
     same key): "The name 'alice' is held by the daemon's operator; choose another." """
     return RuleError("name_taken", f"The name {name!r} {HELD}; choose another.")
+
+
+def no_account_held(name: str) -> str:
+    """A login's `unknown_user` for `name`, which an account the operator removed had: said,
+    so that no client offers to register it, as `name_held` would refuse that. "There is
+    no account named 'alice'; the name is held by the daemon's operator." """
+    return f"There is no account named {name!r}; the name {HELD}."
 
 
 def name_taken(name: str, like: str | None = None) -> RuleError:

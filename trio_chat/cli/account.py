@@ -26,7 +26,7 @@ from ..errors import (
     WrongPassword,
 )
 from ..keys import address_label
-from ..rules import name_problem
+from ..rules import HELD, name_problem
 from ..stop_signals import stop_signals
 from ..wire import MUTED_NOTICE, REGISTRATIONS_CLOSED
 from .daemon_key import trusted, trusted_key
@@ -355,7 +355,8 @@ def chat(
         try:
             outcome = attempts(enter, name, password, again=typed and can_ask)
         except UnknownUser as unknown:
-            if not can_ask or name_problem(name) is not None or unknown.no_registrations:
+            held = HELD in unknown.message  # an account the operator removed had it
+            if not can_ask or name_problem(name) is not None or unknown.no_registrations or held:
                 raise
             _offer_registration(host, port, key, name, password, typed)
             outcome = enter(name, password)

@@ -42,6 +42,7 @@ from ..errors import (
     WrongPassword,
 )
 from ..keys import KeyFileError
+from ..rules import HELD
 
 T = TypeVar("T")
 
@@ -153,6 +154,8 @@ def sentence(error: ChatError, name: str) -> str:
         cannot = cannot_exist(name)
         if cannot is not None:  # registering it would be refused too
             return cannot
+        if HELD in error.message:  # an account the operator removed had it: held too
+            return safe(error.message)
         if error.no_registrations:
             return (
                 f"There is no account named {quoted(name)}, and this daemon takes no "

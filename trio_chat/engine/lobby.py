@@ -20,7 +20,15 @@ from .. import wire
 from ..limits import FailureThrottle, KeyedBuckets, RecentKeys, TokenBucket
 from ..names import ConfusableIndex
 from ..records import Account
-from ..rules import RuleError, check_name, check_password, name_held, name_key, name_taken
+from ..rules import (
+    RuleError,
+    check_name,
+    check_password,
+    name_held,
+    name_key,
+    name_taken,
+    no_account_held,
+)
 from ..secure import Cookies, DaemonKeys, SecureError, password_mark, respond
 from .bans import ban_wait, banned_sentence
 from .common import Address, Outbox, iso_time, network_of, round_up
@@ -587,6 +595,8 @@ class Lobby:
             name = attempt.request.name
             self._notes.append(LoginRefused(name, address, "unknown_user"))
             message = f"There is no account named {name!r}."
+            if name_key(name) in self.held:
+                message = no_account_held(name)  # no client then offers to register it
             # Said, so that no client offers to register it: a register would only
             # tell it too (`registrations_closed`), the password typed twice for nothing.
             closed = not self.config.registrations

@@ -125,6 +125,8 @@ def sign_in_problem(error: ChatError, form: SignInForm) -> Problem:
         cannot = cannot_exist(form.name)
         if cannot is not None:  # creating it would be refused too
             return Problem(cannot, Field.NAME)
+        if HELD in error.message:  # an account the operator removed had it
+            return Problem(safe(error.message), Field.NAME)
         if error.no_registrations:
             return Problem(
                 f"There is no account named {name}, and this daemon takes no registrations: "
