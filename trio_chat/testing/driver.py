@@ -319,7 +319,8 @@ class EngineDriver:
         ]
 
     def stored_accounts(self) -> list[Account]:
-        """The accounts as stored: made, then changed (passwords, locks, mutes)."""
+        """The accounts as stored: made, then changed (passwords, locks, mutes), and not
+        removed."""
         accounts = {op.id: op for op in self.stored if isinstance(op, Account)}
         for op in self.stored:
             if isinstance(op, PasswordSet):
