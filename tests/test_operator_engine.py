@@ -676,6 +676,26 @@ def test_a_login_of_an_unknown_name_says_whether_the_daemon_takes_registrations(
     assert (b"no_registrations" in wire.encode(frame)) is not registrations
 
 
+def test_a_daemon_closed_to_registrations_tells_a_removed_accounts_name_as_any_other() -> None:
+    """Its registration is `registrations_closed`, before the name is looked at, as any
+    other's; its login says both that the name is held and that no registration is taken."""
+    driver = EngineDriver(ServerConfig(registrations=False))
+    driver.engine.add_account("alice", fake_hash(PASSWORD), driver.wall)  # the operator's
+    driver.pump()
+    driver.engine.remove_account("alice", driver.now, driver.wall)
+    driver.pump()
+    driver.commit_held()
+    refused = driver.request(
+        wire.Register(rid="r", name="alice", password=PASSWORD), ("10.0.0.5", 1)
+    )
+    assert isinstance(refused, wire.ErrorFrame) and refused.code == "registrations_closed"
+    login = Peer(driver, "alice", PASSWORD, address=("10.0.0.6", 1))
+    settle(login)
+    error = login.connection.failure
+    assert isinstance(error, UnknownUser) and error.no_registrations
+    assert "is held by the daemon's operator" in str(error)
+
+
 @pytest.mark.parametrize("registrations", [True, False])
 def test_the_daemons_key_says_whether_it_takes_registrations_before_a_password_is_asked(
     registrations: bool,
