@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import sqlite3
 import stat
 import subprocess
@@ -663,6 +664,13 @@ def remove_account(database: Path, *args: str, given: str = "") -> tuple[int, st
     return done.exit_code, done.stdout, done.stderr
 
 
+def listed(database: Path, *args: str) -> tuple[int, str, str]:
+    """`trio-chat accounts list ARGS --db DATABASE`, in this process: its exit status,
+    output and errors."""
+    done = CliRunner().invoke(cli_app, ["accounts", "list", *args, "--db", str(database)])
+    return done.exit_code, done.stdout, done.stderr
+
+
 def test_an_account_removed_while_the_daemon_is_stopped_is_gone_at_its_next_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -699,10 +707,15 @@ def test_an_account_removed_while_the_daemon_is_stopped_is_gone_at_its_next_star
     store.close()
     assert [a.name for a in snapshot.accounts] == ["alice"]
     assert (snapshot.held, snapshot.recent, snapshot.unread) == ([("bob", "bob")], [], {})
+    held = listed(database, "--removed")
+    assert held[0] == 0 and held[2] == "1 removed account holding a name.\n"
+    assert re.fullmatch(r"bob  \(removed 20\d\d-\d\d-\d\dT[\d:.]+Z; its name held\)\n", held[1])
+    assert "bob" not in listed(database)[1]
     # Held from registrations, the operator may give the name out again, as a new account.
     assert add_account(database, "b0b")[0] == ExitCode.NAME_TAKEN
     given_out = add_account(database, "bob", f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
     assert given_out[0] == 0 and given_out[1].endswith("Made the account bob.\n")
+    assert listed(database, "--removed") == (0, "", "0 removed accounts holding a name.\n")
     store = SqliteStore.open(database)
     assert [(a.id, a.name) for a in store.load(window=10).accounts] == [(1, "alice"), (3, "bob")]
     store.close()

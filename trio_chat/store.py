@@ -56,6 +56,7 @@ from .store_schema import (
     MIGRATIONS,
     RELEASED,
     SCHEMA_VERSION,
+    SELECT_HELD,
     SELECT_MESSAGES,
     account_of,
     message_of,
@@ -490,11 +491,7 @@ class SqliteStore:
 
     @staticmethod
     def _held_names(db: sqlite3.Connection) -> list[tuple[str, str]]:
-        rows = db.execute(
-            "SELECT name, key FROM accounts WHERE removed IS NOT NULL AND key NOT LIKE ?",
-            (RELEASED + "%",),
-        ).fetchall()
-        return [(str(name), str(key)) for name, key in rows]
+        return [(str(name), str(key)) for name, key, _removed in db.execute(SELECT_HELD)]
 
     def write(self, ops: Sequence[StoreOp]) -> list[StoreOp]:
         with self._lock:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .keys import data_folder
 from .records import Message
-from .store_schema import SCHEMA_VERSION, SELECT_MESSAGES, message_of
+from .store_schema import SCHEMA_VERSION, SELECT_HELD, SELECT_MESSAGES, message_of
 
 
 class StorageError(Exception):
@@ -149,6 +149,14 @@ def room_message(path: Path, message_id: int) -> Message | bool:
         if row is not None:
             return message_of(row)
         return db.execute(removed, (message_id,)).fetchone() is not None
+
+
+def held_names(path: Path) -> list[tuple[str, str]]:
+    """The names removed accounts hold in the database at `path` (the daemon running or
+    not: read-only), each with when it was removed, by name key. `StorageError` as
+    `room_messages`."""
+    with _reading(path) as db:
+        return [(str(name), str(removed)) for name, _key, removed in db.execute(SELECT_HELD)]
 
 
 @contextlib.contextmanager

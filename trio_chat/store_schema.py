@@ -90,6 +90,13 @@ RELEASED = " removed "
 """What a removed account's key becomes when the operator gives its name out again
 (then its id): no name's key starts with a space."""
 
+SELECT_HELD = (
+    "SELECT name, key, removed FROM accounts"
+    f" WHERE removed IS NOT NULL AND key NOT LIKE '{RELEASED}%' ORDER BY key"
+)
+"""The names removed accounts hold (display form, key, when removed): those not given
+out again."""
+
 SELECT_MESSAGES = """
     SELECT m.id, m.ts, m.sender_id, s.name, m.text, m.recipient_id, r.name, m.cid
     FROM messages AS m

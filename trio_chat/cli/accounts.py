@@ -42,6 +42,7 @@ from ..store_files import (
     DatabaseInUse,
     StorageError,
     default_database,
+    held_names,
     why_not_trio_chat,
 )
 from .exits import ExitCode, fail, sentence
@@ -181,11 +182,24 @@ def ended_note(sessions: int) -> str:
     return f" ({counted(sessions, 'session')} ended)" if sessions else ""
 
 
+RemovedOption = Annotated[
+    bool,
+    typer.Option(
+        "--removed",
+        help="List the names removed accounts hold instead (`accounts add NAME` gives one "
+        "out again).",
+    ),
+]
+
+
 @accounts_app.command("list")
-def list_command(db: DatabaseOption = None) -> None:
+def list_command(db: DatabaseOption = None, removed: RemovedOption = False) -> None:
     """Every account: its name, when it was made, private messages waiting, locked,
     muted, and (the daemon running) in the room."""
     database = db or default_database()
+    if removed:
+        _list_held(database)
+        return
     reply = ask_daemon(database, Request("list"))
     if reply is not None:
         lines = reply.accounts
@@ -205,6 +219,19 @@ def list_command(db: DatabaseOption = None) -> None:
             notes.append(f"in the room{many}")
         typer.echo(f"{safe_name(line.name)}  ({', '.join(notes)})")
     typer.echo(f"{counted(len(lines), 'account')}.", err=True)
+
+
+def _list_held(database: Path) -> None:
+    """The names removed accounts hold, read from the database (read-only, the daemon
+    running or not), with when each was removed."""
+    check_database(database)
+    try:
+        held = held_names(database)
+    except StorageError as error:
+        raise fail(str(error), ExitCode.DATABASE) from None
+    for name, when in held:
+        typer.echo(f"{safe_name(name)}  (removed {when}; its name held)")
+    typer.echo(f"{counted(len(held), 'removed account')} holding a name.", err=True)
 
 
 def _change(database: Path, request: Request) -> Reply:
