@@ -294,15 +294,20 @@ def test_a_removed_accounts_name_is_held_until_the_operator_gives_it_out() -> No
     # Held by a daemon started again on what was stored, too.
     restarted = EngineDriver(
         snapshot=Snapshot(
-            accounts=driver.stored_accounts(), next_account_id=3, held=[("alice", "alice")]
+            accounts=driver.stored_accounts(), next_account_id=3, held=[("Alice", "alice")]
         ),
         keys=driver.keys,
         first_sid=5000,
     )
     refused = restarted.request(
-        wire.Register(rid="r", name="Alice", password=PASSWORD), ("10.0.0.5", 1)
+        wire.Register(rid="r", name="alice", password=PASSWORD), ("10.0.0.5", 1)
     )
     assert isinstance(refused, wire.ErrorFrame) and refused.code == "name_taken"
+    like = restarted.request(
+        wire.Register(rid="l", name="aIice", password=PASSWORD), ("10.0.0.5", 1)
+    )
+    assert isinstance(like, wire.ErrorFrame)  # named as the removed account had it
+    assert like.message == "The name 'aIice' could be mistaken for 'Alice'; choose another."
     with pytest.raises(RuleError):
         restarted.engine.add_account("aIice", fake_hash(NEW), restarted.wall)
     made = restarted.engine.add_account("alice", fake_hash(NEW), restarted.wall)
@@ -376,20 +381,25 @@ def test_a_password_change_its_removal_ended_is_not_made_when_the_store_refuses_
 def test_a_lock_and_a_mute_stored_before_a_removal_the_store_refused_stand() -> None:
     """The operator's lock and mute, on their way to the disk when the account is
     removed, are stored; the removal is not: the account given back is locked and muted,
-    as the store has it, and its password is told so."""
+    as the store has it, and its password is told so. Another account removed meanwhile,
+    and given back too, is as it was: the changes were not its."""
     driver, _alice, _laptop, _bob = room()
     account = driver.engine.accounts["alice"]
+    other = driver.engine.accounts["bob"]
     driver.auto_commit = False
     driver.engine.change_account(PasswordSet(account.id, lock=True))
     driver.engine.change_account(MuteSet(account.id, True))
     op = driver.engine.remove_account("alice", driver.now, driver.wall)
+    also = driver.engine.remove_account("bob", driver.now, driver.wall)
     driver.pump()
-    driver.commit_held(2)  # the lock and the mute: the removal's group is refused
+    driver.commit_held(2)  # the lock and the mute: the removals' group is refused
     driver.uncommitted.clear()
     driver.engine.failed(op)
+    driver.engine.failed(also)
     kept = driver.engine.accounts["alice"]
     assert (kept.locked, kept.muted) == (True, True)
     assert driver.stored_accounts()[0] == kept
+    assert driver.engine.accounts["bob"] == other
     back = Peer(driver, "alice", address=("10.0.0.8", 1))
     settle(back)
     assert isinstance(back.connection.failure, AccountLocked)
