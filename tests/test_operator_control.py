@@ -379,10 +379,16 @@ async def test_the_desk_says_when_a_change_was_not_stored(autojump_clock: trio.a
     assert (reply.ok, reply.code) == (False, "not_stored")
     assert reply.message == "The daemon could not store the change (see its log)."
     assert driver.engine.accounts["alice"] is before
-    # A ban, and a removal, the store refused: neither is said to be made.
-    for refused in (Request("ban", "203.0.113.7"), Request("unsay", message=hello.id)):
+    # A ban, a message's removal and an account's, the store refused: none is said to be
+    # made, and the account is back.
+    for refused in (
+        Request("ban", "203.0.113.7"),
+        Request("unsay", message=hello.id),
+        Request("remove", "alice"),
+    ):
         reply = await failing.desk.answer(refused)
         assert (reply.ok, reply.code, reply.message) == (False, "not_stored", NOT_STORED)
+    assert driver.engine.accounts["alice"] is before
     slow = Stored(driver, "never")
     started = trio.current_time()
     reply = await slow.desk.answer(Request("lock", "alice"))
