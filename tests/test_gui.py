@@ -848,6 +848,10 @@ async def test_signing_in_to_create_an_account_at_a_daemon_that_takes_none_sends
                 assert not dialog.create_account.isChecked() and not dialog.repeat.text()
                 assert sent and set(sent) == {key_request_datagram(asks_registrations=True)}
                 assert app.window is None
+                # Told, the dialog is the person's again: ticked anew, the box is asked of.
+                dialog.create_account.click()
+                await until(lambda: not dialog.create_account.isChecked(), "asked again")
+                assert dialog.problem.text() == REGISTRATIONS_CLOSED
             answers.cancel_scope.cancel()
 
 
