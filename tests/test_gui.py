@@ -782,6 +782,14 @@ async def test_a_daemon_that_takes_registrations_is_asked_and_nothing_is_said(
             dialog = app.dialog
             assert dialog is not None
             dialog.create_account.click()
+            source = await asked(daemon)
+            dialog.create_account.blockSignals(True)  # unticked, and not yet seen, as
+            dialog.create_account.setChecked(False)  # the answer comes: nothing is said
+            dialog.create_account.blockSignals(False)
+            await answer(daemon, source, registrations=False)
+            await until(lambda: not app.asking, "the answer dropped")
+            assert dialog.problem.isHidden()
+            dialog.create_account.click()
             await answer(daemon, await asked(daemon), registrations=True)
             await until(lambda: not app.asking, "the answer taken")
             assert dialog.create_account.isChecked() and dialog.repeat.isVisibleTo(dialog)
