@@ -719,3 +719,42 @@ def test_an_account_removed_while_the_daemon_is_stopped_is_gone_at_its_next_star
     store = SqliteStore.open(database)
     assert [(a.id, a.name) for a in store.load(window=10).accounts] == [(1, "alice"), (3, "bob")]
     store.close()
+
+
+def test_an_account_command_on_a_removed_name_says_it_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `accounts list` does not show a removed account: told only "no account", the operator
+    # would look there for it in vain.
+    database = tmp_path / "chat.db"
+    made = "2026-12-06T16:00:00.000Z"
+    store = SqliteStore.open(database)
+    store.write([Account(1, "alice", "alice", "hash", made), Account(2, "bob", "bob", "h", made)])
+    store.close()
+    assert remove_account(database, "bob", "--yes")[0] == 0
+    when = re.escape(held_when(database))
+    held = (
+        rf"There is no account named '(bob|BOB)': bob's was removed \({when}\), and the name is "
+        r"held \(`trio-chat accounts list --removed`; `trio-chat accounts add bob` gives it "
+        r"out again, as a new account\)\.\n"
+    )
+    again = remove_account(database, "BOB", "--yes")
+    assert again[0] == ExitCode.UNKNOWN_USER and re.fullmatch(held, again[2])
+    for action in ("lock", "unlock", "mute", "unmute", "kick"):
+        done = CliRunner().invoke(cli_app, ["accounts", action, "bob", "--db", str(database)])
+        assert done.exit_code == ExitCode.UNKNOWN_USER and re.fullmatch(held, done.stderr)
+    at_a_terminal(monkeypatch)
+    password = CliRunner().invoke(cli_app, ["accounts", "password", "bob", "--db", str(database)])
+    assert password.exit_code == ExitCode.UNKNOWN_USER and re.fullmatch(held, password.stderr)
+    # A name no account ever had is told as before.
+    assert remove_account(database, "carol", "--yes")[2] == (
+        "There is no account named 'carol'; `trio-chat accounts list` shows them.\n"
+    )
+
+
+def held_when(database: Path) -> str:
+    """When the one account removed from `database` was removed, as `list --removed` says."""
+    listing = listed(database, "--removed")[1]
+    found = re.fullmatch(r"\S+  \(removed (\S+); its name held\)\n", listing)
+    assert found is not None, listing
+    return found.group(1)

@@ -159,6 +159,16 @@ def held_names(path: Path) -> list[tuple[str, str]]:
         return [(str(name), str(removed)) for name, _key, removed in db.execute(SELECT_HELD)]
 
 
+def held_name(path: Path, key: str) -> tuple[str, str] | None:
+    """The name a removed account holds under name key `key` in the database at `path`,
+    and when it was removed, or None if none holds it (read-only, as `held_names`)."""
+    with _reading(path) as db:
+        for name, held_key, removed in db.execute(SELECT_HELD):
+            if held_key == key:
+                return str(name), str(removed)
+    return None
+
+
 @contextlib.contextmanager
 def _reading(path: Path) -> Iterator[sqlite3.Connection]:
     """The database at `path`, read-only, if it is of this trio-chat's schema;

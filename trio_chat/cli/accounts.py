@@ -7,6 +7,7 @@ A stopped daemon's database is changed directly, and the daemon started again ta
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 import time
@@ -42,6 +43,7 @@ from ..store_files import (
     DatabaseInUse,
     StorageError,
     default_database,
+    held_name,
     held_names,
     why_not_trio_chat,
 )
@@ -91,7 +93,7 @@ def ask_daemon(database: Path, request: Request, *, answers: Collection[str] = (
     if reply is None or reply.ok or reply.code in answers:
         return reply
     if reply.code == "unknown_user":
-        raise no_account(request.name)
+        raise no_account(request.name, database)
     raise fail(reply.message, EXIT_FOR_REPLY.get(reply.code, ExitCode.FAILURE))
 
 
@@ -162,15 +164,29 @@ def _checked_keys(database: Path) -> None:
         raise fail(str(error), ExitCode.DATABASE) from None
 
 
-def _stored(store: SqliteStore, name: str) -> Account:
-    """The account named, as a stopped daemon's database has it."""
+def _stored(store: SqliteStore, name: str, database: Path) -> Account:
+    """The account named, as a stopped daemon's database (at `database`) has it."""
     account = store.account(name_key(name))
     if account is None:
-        raise no_account(name)
+        raise no_account(name, database)
     return account
 
 
-def no_account(name: str) -> typer.Exit:
+def no_account(name: str, database: Path | None = None) -> typer.Exit:
+    """No account has `name`: said so, and if a removed account holds the name in the
+    database at `database`, that too (`accounts list` would not show it)."""
+    held = None
+    if database is not None:
+        with contextlib.suppress(StorageError):  # unreadable: the sentence without it
+            held = held_name(database, name_key(name))
+    if held is not None:
+        shown, removed = safe_name(held[0]), held[1]
+        return fail(
+            f"There is no account named {quoted(name)}: {shown}'s was removed ({removed}), "
+            f"and the name is held (`trio-chat accounts list --removed`; `trio-chat accounts "
+            f"add {shown}` gives it out again, as a new account).",
+            ExitCode.UNKNOWN_USER,
+        )
     return fail(
         f"There is no account named {quoted(name)}; `trio-chat accounts list` shows them.",
         ExitCode.UNKNOWN_USER,
@@ -242,7 +258,7 @@ def _change(database: Path, request: Request) -> Reply:
     if reply is not None:
         return reply
     with stopped_daemons_store(database) as store:
-        account = _stored(store, request.name)
+        account = _stored(store, request.name, database)
         store.write([change_for(request, account.id)])
     return Reply(True, accounts=[account_line(account, 0)])
 
@@ -307,7 +323,7 @@ def kick_command(name: NameArgument, db: DatabaseOption = None) -> None:
     reply = ask_daemon(database, Request("kick", name))
     if reply is None:
         with stopped_daemons_store(database) as store:
-            _stored(store, name)
+            _stored(store, name, database)
         raise fail(
             f"The daemon is not running on {str(database)!r}: nobody is in its room.",
             ExitCode.UNREACHABLE,
@@ -340,7 +356,7 @@ def remove_command(name: NameArgument, db: DatabaseOption = None, yes: YesOption
         shown = safe_name(found.accounts[0].name)
     else:
         with stopped_daemons_store(database) as store:
-            shown = safe_name(_stored(store, name).name)
+            shown = safe_name(_stored(store, name, database).name)
     if not yes:
         if not sys.stdin.isatty():
             raise fail(NOT_CONFIRMED, ExitCode.USAGE)
@@ -355,7 +371,7 @@ def remove_command(name: NameArgument, db: DatabaseOption = None, yes: YesOption
         ended = reply.ended
     else:
         with stopped_daemons_store(database) as store:
-            account = _stored(store, name)
+            account = _stored(store, name, database)
             removal = AccountRemoval(account.id, iso_time(time.time()))
             if store.write([removal]):
                 raise fail(
@@ -489,7 +505,7 @@ def password_command(
         shown_name = found.accounts[0].name
     else:
         with stopped_daemons_store(database) as store:
-            shown_name = _stored(store, name).name
+            shown_name = _stored(store, name, database).name
     hashed = hash_password(_new_password(shown_name, password_file))
     reply = _change(database, Request("password", name, hashed))
     locked = " (it stays locked)" if reply.accounts[0].locked else ""
