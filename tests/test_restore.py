@@ -477,3 +477,21 @@ def test_a_damaged_backup_is_refused_in_one_line_and_nothing_changes(tmp_path: P
         f"{copy} is damaged (Page {pages + 1} is never used); give another backup."
     )
     assert contents(database.parent) == before
+
+
+def test_a_restore_says_which_removed_accounts_it_brought_back(tmp_path: Path) -> None:
+    database, folder = backed_up(tmp_path, 3)
+    for name in ("user2", "USER3"):
+        removal = ["accounts", "remove", name, "--yes", "--db", str(database)]
+        assert CliRunner().invoke(app, removal).exit_code == 0
+    result = CliRunner().invoke(app, ["restore", str(folder), "--db", str(database)])
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        f"{name}, removed after this backup was made, has its account again (its password and "
+        f"the private messages sent to it); `trio-chat accounts remove {name} --db "
+        f"{database}` removes it anew."
+        for name in ("user2", "user3")
+    ]
+    # Restored again, the same backup brings back nobody removed since.
+    again = CliRunner().invoke(app, ["restore", str(folder), "--db", str(database)])
+    assert (again.exit_code, again.stderr) == (0, "")

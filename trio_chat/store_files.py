@@ -14,7 +14,13 @@ from pathlib import Path
 
 from .keys import data_folder
 from .records import Message
-from .store_schema import SCHEMA_VERSION, SELECT_HELD, SELECT_MESSAGES, message_of
+from .store_schema import (
+    SCHEMA_VERSION,
+    SELECT_ACCOUNT_KEYS,
+    SELECT_HELD,
+    SELECT_MESSAGES,
+    message_of,
+)
 
 
 class StorageError(Exception):
@@ -157,6 +163,19 @@ def held_names(path: Path) -> list[tuple[str, str]]:
     `room_messages`."""
     with _reading(path) as db:
         return [(str(name), str(removed)) for name, _key, removed in db.execute(SELECT_HELD)]
+
+
+def back_again(restored: Path, before: Path) -> list[str]:
+    """The names removed accounts held in the database at `before` that accounts in the
+    one at `restored` have (a backup made before they were removed, restored), read-only.
+    `StorageError` as `room_messages`."""
+    with _reading(before) as db:
+        held = {str(key): str(name) for name, key, _removed in db.execute(SELECT_HELD)}
+    if not held:
+        return []
+    with _reading(restored) as db:
+        keys = {str(key) for (key,) in db.execute(SELECT_ACCOUNT_KEYS)}
+    return [held[key] for key in sorted(held) if key in keys]
 
 
 def held_name(path: Path, key: str) -> tuple[str, str] | None:

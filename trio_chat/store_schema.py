@@ -97,6 +97,9 @@ SELECT_HELD = (
 """The names removed accounts hold (display form, key, when removed): those not given
 out again."""
 
+SELECT_ACCOUNT_KEYS = "SELECT key FROM accounts WHERE removed IS NULL"
+"""The keys of the accounts there are (not removed)."""
+
 SELECT_MESSAGES = """
     SELECT m.id, m.ts, m.sender_id, s.name, m.text, m.recipient_id, r.name, m.cid
     FROM messages AS m

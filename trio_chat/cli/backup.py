@@ -14,10 +14,10 @@ from typing import Annotated
 import typer
 
 from ..backup import BackupError, back_up
-from ..display import counted
+from ..display import counted, safe_name
 from ..restore import UNREADABLE, Stopped, restore
 from ..stop_signals import stop_signals
-from ..store_files import default_database
+from ..store_files import StorageError, back_again, default_database
 from .exits import ExitCode, fail
 from .options import DatabaseOption
 
@@ -78,6 +78,8 @@ def restore_command(
             f"Restored {database} ({counted(done.accounts, 'account')}, "
             f"{counted(done.messages, 'message')}) and its keys from {folder}{aside}."
         )
+        if done.aside is not None:
+            _say_back_again(database, done.aside / database.name)
         if done.key_changed:
             was = "could not be read" if done.was == UNREADABLE else f"was {done.was}"
             typer.echo(
@@ -87,6 +89,22 @@ def restore_command(
             )
         if stops:
             raise typer.Exit(int(ExitCode.INTERRUPTED))  # asked to stop as it finished
+
+
+def _say_back_again(database: Path, before: Path) -> None:
+    """Say which accounts removed since the backup was made it brought back (someone who
+    asked to be forgotten, with their password and what was sent to them)."""
+    back: list[str] = []
+    with contextlib.suppress(StorageError):  # one of another schema: nothing to compare
+        back = back_again(database, before)
+    for name in back:
+        shown = safe_name(name)
+        typer.echo(
+            f"{shown}, removed after this backup was made, has its account again (its "
+            f"password and the private messages sent to it); `trio-chat accounts remove "
+            f"{shown} --db {shlex.quote(str(database))}` removes it anew.",
+            err=True,
+        )
 
 
 @contextlib.contextmanager
