@@ -713,8 +713,14 @@ def test_an_account_removed_while_the_daemon_is_stopped_is_gone_at_its_next_star
     assert "bob" not in listed(database)[1]
     # Held from registrations, the operator may give the name out again, as a new account.
     assert add_account(database, "b0b")[0] == ExitCode.NAME_TAKEN
+    when = held_when(database)
     given_out = add_account(database, "bob", f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
     assert given_out[0] == 0 and given_out[1].endswith("Made the account bob.\n")
+    # Its room messages stay under the name, now another's: the operator is told.
+    assert given_out[2].endswith(
+        f"The name was held by the account removed {when}: what that one said in the room "
+        "is still shown under the name bob, now this account's.\n"
+    )
     assert listed(database, "--removed") == (0, "", "0 removed accounts holding a name.\n")
     store = SqliteStore.open(database)
     assert [(a.id, a.name) for a in store.load(window=10).accounts] == [(1, "alice"), (3, "bob")]

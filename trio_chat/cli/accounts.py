@@ -412,6 +412,10 @@ def add_command(
     if not running and not _nothing_at(database):
         with stopped_daemons_store(database) as store:
             _new_account(store, name, "")
+    held = None
+    if not _nothing_at(database):
+        with contextlib.suppress(StorageError):  # unreadable: said as the account is made
+            held = held_name(database, name_key(name))
     hashed = hash_password(_new_password(name, password_file))
     made = ask_daemon(database, Request("add", name, hashed), answers={"name_taken"})
     new_database = False
@@ -424,6 +428,14 @@ def add_command(
     elif not made.ok:
         raise fail(made.message, ExitCode.NAME_TAKEN)
     typer.echo(f"Made the account {safe_name(name)}.")
+    if held is not None:
+        # Its room messages stay under the name: read from now on as the new account's.
+        typer.echo(
+            f"The name was held by the account removed {held[1]}: what that one said in "
+            f"the room is still shown under the name {safe_name(held[0])}, now this "
+            "account's.",
+            err=True,
+        )
     if new_database:
         # A mistyped --db would otherwise make an account no daemon serves, unsaid.
         typer.echo(new_database_note(database), err=True)
