@@ -15,7 +15,15 @@ from pytestqt.qtbot import QtBot
 from tests.gui_support import gui_test, messages, pending, texts
 from trio_chat import commands
 from trio_chat.client import ChatClient
-from trio_chat.errors import Banned, Busy, ChatError, ConnectionLost, Throttled, WrongPassword
+from trio_chat.errors import (
+    AccountRemoved,
+    Banned,
+    Busy,
+    ChatError,
+    ConnectionLost,
+    Throttled,
+    WrongPassword,
+)
 from trio_chat.events import (
     ChatMessage,
     Disconnected,
@@ -65,7 +73,7 @@ class _Chat:
     """Just what a `RoomSession` uses here: events in, pages of history asked for."""
 
     name, host, port = "alice", "127.0.0.1", 1600
-    failure: Banned | None = None
+    failure: ChatError | None = None
 
     def __init__(self) -> None:
         self.events_in, self._events_out = trio.open_memory_channel[Event](16)
@@ -625,6 +633,30 @@ async def test_events_skipped_and_a_session_ended_without_a_reason_are_said(
             await trio.testing.wait_all_tasks_blocked()
             assert window.link is Link.LOST
             assert "The session has ended: the session ended." in texts(window)[-2]
+            window.close()
+
+
+@gui_test
+async def test_a_session_ended_by_the_accounts_removal_asks_for_another_account(
+    qtbot: QtBot,
+) -> None:
+    # Signing in again as the account removed would be refused: the window says so.
+    chat, window, session = alices_room(qtbot)
+    removed = "The daemon's operator removed this account; it can no longer log in."
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(session.run)
+            await chat.events_in.send(History((), more=False))
+            await trio.testing.wait_all_tasks_blocked()
+            chat.failure = AccountRemoved(removed)
+            chat.close()
+            await trio.testing.wait_all_tasks_blocked()
+            assert window.link is Link.LOST
+            assert texts(window)[-2].endswith(f"The session has ended: {removed}")
+            assert texts(window)[-1].endswith(
+                "Sign in with another account (Chat › Sign in again, Ctrl+R) to go on."
+            )
+            assert window.composer.editor.placeholderText() == room_window.GONE_HINT
             window.close()
 
 

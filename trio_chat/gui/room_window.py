@@ -51,6 +51,7 @@ from .unread import Unread, tab_label, window_title
 
 BEGINNING = "This is the beginning of the room: there are no older messages."
 ENDED_HINT = "The session has ended: sign in again (Ctrl+R) to go on"
+GONE_HINT = "This account is removed: sign in with another (Ctrl+R) to go on"
 MUTED_HINT = "Muted by the operator: you can read the room, and say nothing until unmuted"
 ROOM_HINT = "Message the room (/help lists the commands)"
 
@@ -112,6 +113,8 @@ class RoomWindow(QMainWindow):
         self.names_met = NamesMet()
         """Who was in the room or wrote or was written to: what Tab completes."""
         self.link = Link.CONNECTED
+        self._account_gone = False
+        """The session ended as the operator removed the account (`set_link`)."""
         self.muted = False
         """The daemon's operator muted this account (as its latest notice about it said)."""
         self._leave_box: QMessageBox | None = None
@@ -211,6 +214,7 @@ class RoomWindow(QMainWindow):
         self._notices = list(notices)
         self._leaving_anyway = False
         self.link, self._reason = Link.CONNECTED, ""
+        self._account_gone = False
         self.muted = False  # until the new session's notice says it is
         for conversation in self._conversations.values():
             # Older messages asked for while nobody was there to answer: asked again.
@@ -449,7 +453,7 @@ class RoomWindow(QMainWindow):
             conversation.view.setAccessibleName(ROOM_LABEL if room else private)
         if conversation.key == self.current_key:
             self.composer.editor.setPlaceholderText(
-                ENDED_HINT
+                (GONE_HINT if self._account_gone else ENDED_HINT)
                 if self.link is Link.LOST
                 else MUTED_HINT
                 if self.muted
@@ -765,7 +769,9 @@ class RoomWindow(QMainWindow):
 
     # --- the connection --------------------------------------------------------------------
 
-    def set_link(self, link: Link, reason: str = "") -> None:
+    def set_link(self, link: Link, reason: str = "", *, account_gone: bool = False) -> None:
+        """The connection as it is now, and why; `account_gone`: it ended as the operator
+        removed the account, which no sign-in gives back."""
         previous = self.link
         if previous is Link.LEAVING:
             return  # closed: what the connection did before the logout no longer matters
@@ -782,7 +788,13 @@ class RoomWindow(QMainWindow):
         elif link is Link.LOST and previous is not Link.LOST:
             had_keyboard = self.focusWidget()
             self.note(f"The session has ended: {safe(reason)}", style=rows.Style.ERROR, aloud=True)
-            self.note("Sign in again (Chat › Sign in again, Ctrl+R) to go on.", aloud=True)
+            self._account_gone = account_gone
+            self.note(
+                "Sign in with another account (Chat › Sign in again, Ctrl+R) to go on."
+                if account_gone
+                else "Sign in again (Chat › Sign in again, Ctrl+R) to go on.",
+                aloud=True,
+            )
             self.composer.setEnabled(False)
             self.sign_in_again_action.setEnabled(True)
             self.password_action.setEnabled(False)

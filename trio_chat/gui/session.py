@@ -20,6 +20,7 @@ from ..client import ChatClient, Receipt
 from ..conversation import Returns
 from ..display import counted, missed_sentence, told
 from ..errors import (
+    AccountRemoved,
     Busy,
     ChatError,
     ConnectionLost,
@@ -164,7 +165,8 @@ class RoomSession:
         with contextlib.suppress(ChatError):  # the session ended on its own: said below
             await self._show_events()
         if not self.leaving:
-            self.window.set_link(Link.LOST, self._why_it_ended())
+            gone = isinstance(self.chat.failure, AccountRemoved)  # no signing in as it again
+            self.window.set_link(Link.LOST, self._why_it_ended(), account_gone=gone)
         self._shown_all.set()
 
     async def _show_events(self) -> None:
