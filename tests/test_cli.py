@@ -1207,6 +1207,17 @@ def test_a_wait_the_daemon_already_told_is_not_told_twice() -> None:
     assert sentence(fast, "bob") == "You are sending messages too fast."
 
 
+def test_a_held_names_refusal_is_said_as_the_daemon_said_it_escaped() -> None:
+    """A login of a name a removed account holds is told the daemon's own sentence (no
+    offer to register it), its control characters escaped as any refusal's."""
+    held = errors.UnknownUser(
+        "There is no account named 'kim'; the name is held by the daemon's operator\x1b[2J."
+    )
+    assert sentence(held, "kim") == (
+        "There is no account named 'kim'; the name is held by the daemon's operator\\x1b[2J."
+    )
+
+
 def test_a_password_changed_away_a_ban_and_a_refusal_without_a_wait_are_told_as_such(
     two_hours_east: None,
 ) -> None:

@@ -340,6 +340,11 @@ UNTIL = (
             Field.NAME,
             "There is no account named 'alice'; the name is held by the daemon's operator.",
         ),
+        (  # said as the daemon said it, its control characters escaped
+            UnknownUser("No account; the name is held by the daemon's operator\x1b[2J."),
+            Field.NAME,
+            "No account; the name is held by the daemon's operator\\x1b[2J.",
+        ),
         (NameTaken("taken"), Field.NAME, "The name 'alice' is taken"),
         (InvalidName("A name must start with a letter."), Field.NAME, "A name must start"),
         (PasswordTooShort("A password must be at least 8."), Field.PASSWORD, "A password must"),
