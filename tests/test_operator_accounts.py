@@ -764,3 +764,69 @@ def held_when(database: Path) -> str:
     found = re.fullmatch(r"\S+  \(removed (\S+); its name held\)\n", listing)
     assert found is not None, listing
     return found.group(1)
+
+
+def test_a_held_name_kept_from_before_the_rules_is_shown_escaped_wherever_it_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A removed account's name with a character that only hides (U+2066, kept from before
+    the rules) is escaped in `list --removed`, in a command's "no account" (the daemon
+    stopped or running) and in the note of `add` giving the name out again; `list
+    --removed` on what is not this trio-chat's database says so (exit 11)."""
+    database = tmp_path / "chat.db"
+    made = "2026-12-06T16:00:00.000Z"
+    store = SqliteStore.open(database)
+    store.write(
+        [Account(1, "alice", "alice", "h", made), Account(2, "bob\u2066", "bob", "h", made)]
+    )
+    store.close()
+    assert remove_account(database, "bob", "--yes")[0] == 0
+    held = listed(database, "--removed")
+    assert re.fullmatch(r"bob\\u2066  \(removed \S+; its name held\)\n", held[1]), held
+    when = held_when(database)
+    said = (
+        f"There is no account named 'bob': bob\\u2066's was removed ({when}), and the name is "
+        "held (`trio-chat accounts list --removed`; `trio-chat accounts add bob\\u2066` gives "
+        "it out again, as a new account).\n"
+    )
+    stopped = CliRunner().invoke(cli_app, ["accounts", "lock", "bob", "--db", str(database)])
+    assert (stopped.exit_code, stopped.stderr) == (ExitCode.UNKNOWN_USER, said)
+    given_out = add_account(database, "BOB", f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
+    # Given out in another case: the held name's key is the same.
+    assert given_out[0] == 0 and given_out[2].endswith(
+        f"The name was held by the account removed {when}: what that one said in the room "
+        "is still shown under the name bob\\u2066, now this account's.\n"
+    )
+    # Not this trio-chat's database: no database at all, or one of another schema.
+    missing = listed(tmp_path / "nothing.db", "--removed")
+    assert missing[0] == ExitCode.DATABASE and "There is no database at" in missing[2]
+    older = tmp_path / "older.db"
+    with sqlite3.connect(older) as db:
+        for statement in MIGRATIONS[0].split(";"):
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+    other = listed(older, "--removed")
+    assert other[0] == ExitCode.DATABASE
+    assert f"is of schema 1, this trio-chat's {SCHEMA_VERSION}" in other[2]
+
+
+def test_a_running_daemons_no_account_for_a_held_name_says_it_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The running daemon answers `unknown_user` for a removed account's name: the command
+    says the name is held, read from the database, as it does with the daemon stopped."""
+    database = tmp_path / "chat.db"
+    made = "2026-12-06T16:00:00.000Z"
+    store = SqliteStore.open(database)
+    store.write([Account(1, "alice", "alice", "h", made), Account(2, "bob", "bob", "h", made)])
+    store.close()
+    assert remove_account(database, "bob", "--yes")[0] == 0
+    when = held_when(database)
+    daemon_answers(monkeypatch, Reply(False, "unknown_user", "There is no account named 'bob'."))
+    done = CliRunner().invoke(cli_app, ["accounts", "mute", "bob", "--db", str(database)])
+    assert (done.exit_code, done.stderr) == (
+        ExitCode.UNKNOWN_USER,
+        f"There is no account named 'bob': bob's was removed ({when}), and the name is held "
+        "(`trio-chat accounts list --removed`; `trio-chat accounts add bob` gives it out "
+        "again, as a new account).\n",
+    )
