@@ -495,3 +495,39 @@ def test_a_restore_says_which_removed_accounts_it_brought_back(tmp_path: Path) -
     # Restored again, the same backup brings back nobody removed since.
     again = CliRunner().invoke(app, ["restore", str(folder), "--db", str(database)])
     assert (again.exit_code, again.stderr) == (0, "")
+
+
+def test_a_restore_names_only_the_accounts_it_brings_back_escaped_and_quoted(
+    tmp_path: Path,
+) -> None:
+    """Named: the accounts removed since the backup, in the order of their names, a name
+    kept from before the rules (U+2066, which only hides) escaped and the database's path
+    quoted for the shell; not the account removed before the backup, removed still."""
+    database, folder = tmp_path / "live chat" / "chat.db", tmp_path / "backups"
+    made(database, 1)
+    made_at = "2026-12-06T00:00:00.000Z"
+    store = SqliteStore.open(database)
+    store.write(
+        [
+            Account(n, name, key, "$argon2id$x", made_at)
+            for n, name, key in [(2, "zed\u2066", "zed"), (3, "amy", "amy"), (4, "carol", "carol")]
+        ]
+    )
+    store.close()
+
+    def remove(name: str) -> None:
+        removal = ["accounts", "remove", name, "--yes", "--db", str(database)]
+        assert CliRunner().invoke(app, removal).exit_code == 0
+
+    remove("carol")
+    back_up(database, folder)
+    remove("zed")
+    remove("amy")
+    result = CliRunner().invoke(app, ["restore", str(folder), "--db", str(database)])
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        f"{name}, removed after this backup was made, has its account again (its password and "
+        f"the private messages sent to it); `trio-chat accounts remove {name} --db "
+        f"'{database}'` removes it anew."
+        for name in ("amy", "zed\\u2066")
+    ]
