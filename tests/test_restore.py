@@ -479,18 +479,29 @@ def test_a_damaged_backup_is_refused_in_one_line_and_nothing_changes(tmp_path: P
     assert contents(database.parent) == before
 
 
-def test_a_restore_says_which_removed_accounts_it_brought_back(tmp_path: Path) -> None:
-    database, folder = backed_up(tmp_path, 3)
-    for name in ("user2", "USER3"):
-        removal = ["accounts", "remove", name, "--yes", "--db", str(database)]
-        assert CliRunner().invoke(app, removal).exit_code == 0
-    result = CliRunner().invoke(app, ["restore", str(folder), "--db", str(database)])
-    assert result.exit_code == 0
-    assert result.stderr.splitlines() == [
+def remove_account(database: Path, name: str) -> None:
+    """`trio-chat accounts remove NAME --yes` on the database, which takes it."""
+    removal = ["accounts", "remove", name, "--yes", "--db", str(database)]
+    assert CliRunner().invoke(app, removal).exit_code == 0
+
+
+def brought_back(name: str, database: str) -> str:
+    """What `restore` says of an account removed since its backup was made."""
+    return (
         f"{name}, removed after this backup was made, has its account again (its password and "
         f"the private messages sent to it); `trio-chat accounts remove {name} --db "
         f"{database}` removes it anew."
-        for name in ("user2", "user3")
+    )
+
+
+def test_a_restore_says_which_removed_accounts_it_brought_back(tmp_path: Path) -> None:
+    database, folder = backed_up(tmp_path, 3)
+    for name in ("user2", "USER3"):
+        remove_account(database, name)
+    result = CliRunner().invoke(app, ["restore", str(folder), "--db", str(database)])
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == [
+        brought_back(name, str(database)) for name in ("user2", "user3")
     ]
     # Restored again, the same backup brings back nobody removed since.
     again = CliRunner().invoke(app, ["restore", str(folder), "--db", str(database)])
@@ -514,20 +525,12 @@ def test_a_restore_names_only_the_accounts_it_brings_back_escaped_and_quoted(
         ]
     )
     store.close()
-
-    def remove(name: str) -> None:
-        removal = ["accounts", "remove", name, "--yes", "--db", str(database)]
-        assert CliRunner().invoke(app, removal).exit_code == 0
-
-    remove("carol")
+    remove_account(database, "carol")
     back_up(database, folder)
-    remove("zed")
-    remove("amy")
+    remove_account(database, "zed")
+    remove_account(database, "amy")
     result = CliRunner().invoke(app, ["restore", str(folder), "--db", str(database)])
     assert result.exit_code == 0
     assert result.stderr.splitlines() == [
-        f"{name}, removed after this backup was made, has its account again (its password and "
-        f"the private messages sent to it); `trio-chat accounts remove {name} --db "
-        f"'{database}'` removes it anew."
-        for name in ("amy", "zed\\u2066")
+        brought_back(name, f"'{database}'") for name in ("amy", "zed\\u2066")
     ]
