@@ -40,7 +40,7 @@ from trio_chat.testing.garbage import (
     Garbage,
     dumps,
 )
-from trio_chat.testing.live_fuzz import fuzz_daemon, listen, speak
+from trio_chat.testing.live_fuzz import _Fuzzer, fuzz_daemon, listen, speak
 from trio_chat.trust import fetch_key
 
 FUZZERS = ["fuzz0", "fuzz1"]
@@ -787,6 +787,22 @@ def test_a_long_flood_of_every_layer_leaves_the_engine_bounded_and_serving() -> 
 
 
 # --- a live daemon ---------------------------------------------------------------------------
+
+
+def test_the_live_fuzzer_takes_a_key_of_35_bytes_as_no_amplification() -> None:
+    """Garbage shaped as a `KEY_REQUEST` may ask whether registrations are taken (its
+    third byte), and is answered with a `KEY` of 35 bytes: no amplification; one of 36
+    is."""
+    fuzzer = _Fuzzer(("127.0.0.1", 9), bytes(32), 1, ["fuzz"], [], 1, 1, 1.0)
+    try:
+        stranger = fuzzer.strangers[0]
+        for told in (True, False, None):
+            fuzzer._outside_answer(stranger, wire.key_datagram(bytes(32), registrations=told))
+        assert fuzzer.report.amplification == []
+        fuzzer._outside_answer(stranger, wire.key_datagram(bytes(32)) + b"\x00\x00")
+        assert fuzzer.report.amplification == ["a KEY of 36 bytes"]
+    finally:
+        fuzzer.close()
 
 
 async def test_a_live_daemon_takes_every_layer_and_loses_nobody_a_message(
