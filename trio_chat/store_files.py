@@ -157,12 +157,24 @@ def room_message(path: Path, message_id: int) -> Message | bool:
         return db.execute(removed, (message_id,)).fetchone() is not None
 
 
+def _held(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """The names removed accounts hold: each with its key and when it was removed."""
+    return [(str(name), str(key), str(removed)) for name, key, removed in db.execute(SELECT_HELD)]
+
+
 def held_names(path: Path) -> list[tuple[str, str]]:
     """The names removed accounts hold in the database at `path` (the daemon running or
     not: read-only), each with when it was removed, by name key. `StorageError` as
     `room_messages`."""
     with _reading(path) as db:
-        return [(str(name), str(removed)) for name, _key, removed in db.execute(SELECT_HELD)]
+        return [(name, removed) for name, _key, removed in _held(db)]
+
+
+def held_name(path: Path, key: str) -> tuple[str, str] | None:
+    """The name a removed account holds under name key `key` in the database at `path`,
+    and when it was removed, or None if none holds it (read-only, as `held_names`)."""
+    with _reading(path) as db:
+        return next(((name, when) for name, held, when in _held(db) if held == key), None)
 
 
 def back_again(restored: Path, before: Path) -> list[str]:
@@ -170,22 +182,12 @@ def back_again(restored: Path, before: Path) -> list[str]:
     one at `restored` have (a backup made before they were removed, restored), read-only.
     `StorageError` as `room_messages`."""
     with _reading(before) as db:
-        held = {str(key): str(name) for name, key, _removed in db.execute(SELECT_HELD)}
+        held = {key: name for name, key, _removed in _held(db)}
     if not held:
         return []
     with _reading(restored) as db:
         keys = {str(key) for (key,) in db.execute(SELECT_ACCOUNT_KEYS)}
     return [held[key] for key in sorted(held) if key in keys]
-
-
-def held_name(path: Path, key: str) -> tuple[str, str] | None:
-    """The name a removed account holds under name key `key` in the database at `path`,
-    and when it was removed, or None if none holds it (read-only, as `held_names`)."""
-    with _reading(path) as db:
-        for name, held_key, removed in db.execute(SELECT_HELD):
-            if held_key == key:
-                return str(name), str(removed)
-    return None
 
 
 @contextlib.contextmanager
