@@ -69,17 +69,32 @@ class Tmux:
         """Wait until the pane's terminal no longer echoes what is typed: a password prompt
         shows "Password:" a moment before it turns echo off, and what is typed in that
         moment is shown, then dropped as the prompt flushes the input."""
+        await self._until_local_modes(
+            pane, lambda modes: not modes & termios.ECHO, "the terminal still echoes"
+        )
+
+    async def signals_on(self, pane: str) -> None:
+        """Wait until Ctrl-C in the pane is a signal again: the line being typed is drawn
+        in raw mode, where it is a byte to read, and the terminal is given back its modes
+        a moment after the line has gone from the screen."""
+        await self._until_local_modes(
+            pane, lambda modes: bool(modes & termios.ISIG), "Ctrl-C is still not a signal"
+        )
+
+    async def _until_local_modes(
+        self, pane: str, holds: Callable[[int], bool], otherwise: str
+    ) -> None:
         tty = (await self.run("display-message", "-p", "-t", pane, "#{pane_tty}")).strip()
         fd = os.open(tty, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
         try:
             with trio.move_on_after(WAIT):
                 while True:
-                    if not termios.tcgetattr(fd)[3] & termios.ECHO:
+                    if holds(termios.tcgetattr(fd)[3]):
                         return
                     await trio.sleep(0.01)
         finally:
             os.close(fd)
-        raise AssertionError(f"{pane}: the terminal still echoes at the password prompt")
+        raise AssertionError(f"{pane}: {otherwise}")
 
     async def type(self, pane: str, text: str) -> None:
         """Type text literally (no Enter)."""
@@ -693,6 +708,7 @@ async def test_leaving_waits_for_what_was_sent_until_ctrl_c(tmp_path: Path, key:
             await tmux.press("again", "Enter")
             await tmux.press("again", key)
             await tmux.wait_line("again", told)
+            await tmux.signals_on("again")
             await tmux.press("again", "C-c")  # do not wait
             assert await tmux.exit_status("again") == 130
             # Out of the prompt, the terminal itself echoes the key as ^C.
@@ -730,6 +746,7 @@ async def test_ctrl_c_while_the_logout_waits_leaves_at_once(tmp_path: Path) -> N
             "alice", lambda lines: not prompt_line(lines).startswith("alice>"), "leaving"
         )
         client = await tmux.program("alice")
+        await tmux.signals_on("alice")
         await tmux.press("alice", "C-c")
         with trio.fail_after(4):  # the client's timeout is 5 s a wait
             await ended(client)
